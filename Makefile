@@ -1,0 +1,38 @@
+# `make demo` and `make test` set up their own virtual environment (.venv) first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CNNCLI := $(VENV)/bin/cnncli
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test quick lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: a short MNIST training, its evaluation, and a prediction.
+demo: install
+	$(CNNCLI) summary mnist_net
+	$(CNNCLI) check configs/mnist.yaml
+
+# The whole test suite, slow end-to-end tests included, and the linter.
+test: install
+	$(VENV)/bin/ruff check cnncli tests bench
+	$(PY) -m pytest
+
+# The fast tests only (what to run while changing code).
+quick: install
+	$(PY) -m pytest -m "not slow" -x -q
+
+lint: install
+	$(VENV)/bin/ruff check cnncli tests bench
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs

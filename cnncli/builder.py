@@ -1,0 +1,160 @@
+"""From an expanded spec to a Keras functional model, checking shapes on the way.
+
+Shape problems are reported before Keras would raise its own (often obscure)
+error, with the lecture's output-size formula filled in:
+
+>>> from cnncli import spec
+>>> s = spec.parse({"input": [3, 3, 1], "layers": [{"Conv2D": {"filters": 4, "kernel_size": 5}}]})
+>>> build(s)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+cnncli.errors.ConfigError: layer 1 'conv1_1' (Conv2D): the 3x3 input is smaller than ...
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from cnncli import spec as specs
+from cnncli.errors import ConfigError
+from cnncli.runtime import import_keras
+from cnncli.shapes import as_tuple, window_output
+
+keras = import_keras()
+
+
+@dataclass
+class Built:
+    """A built model, the nodes it came from, and warnings worth showing the user."""
+
+    model: keras.Model
+    expanded: specs.Expanded
+    warnings: list[str] = field(default_factory=list)
+
+
+def build(spec: specs.Spec | specs.Expanded, *, classes: int | None = None,
+          input: list | None = None) -> keras.Model:
+    """Build the Keras model of `spec` (optionally with other classes or input size)."""
+    return build_checked(spec, classes=classes, input=input).model
+
+
+def build_checked(spec: specs.Spec | specs.Expanded, *, classes: int | None = None,
+                  input: list | None = None) -> Built:
+    """Like `build`, also returning the expanded nodes and shape warnings."""
+    if isinstance(spec, specs.Spec):
+        if classes is not None or input is not None:
+            spec = spec.with_overrides(classes=classes, input=input)
+        spec = specs.expand(spec)
+    expanded = spec
+    warnings: list[str] = []
+    inputs = keras.Input(shape=expanded.input_shape, name="input")
+    tensors = {specs.INPUT: inputs}
+    mixed = keras.config.dtype_policy().name != "float32"
+    for node in expanded.nodes:
+        args = dict(node.args)
+        if mixed and node.name == expanded.output:
+            args.setdefault("dtype", "float32")  # softmax and loss stay in float32
+        layer = _make_layer(node, args)
+        incoming = [tensors[n] for n in node.inputs]
+        _check_window(node, layer, incoming[0].shape)
+        if node.layer == "Dense" and len(incoming[0].shape) > 2:
+            dims = "x".join(str(d) for d in incoming[0].shape[1:])
+            warnings.append(
+                f"{node.where()}: Dense on a {dims} volume acts on the last axis only, "
+                f"keeping the {dims.rsplit('x', 1)[0]} grid; add `- Flatten` before it if "
+                "you meant a fully-connected layer")
+        try:
+            tensors[node.name] = layer(incoming if len(incoming) > 1 else incoming[0])
+        except Exception as exc:  # Keras raises ValueError, TypeError, ... on bad shapes
+            raise _shape_error(node, incoming, exc) from None
+    outputs = tensors[expanded.output]
+    _check_output(expanded, outputs)
+    model = keras.Model(inputs, outputs, name=_model_name(expanded.name))
+    return Built(model=model, expanded=expanded, warnings=warnings)
+
+
+def _make_layer(node: specs.Node, args: dict):
+    cls = getattr(keras.layers, node.layer)
+    try:
+        return cls(name=node.name, **args)
+    except Exception as exc:  # a wrongly typed or out-of-range argument
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"invalid arguments {args}: {message}", file=node.file, line=node.line,
+            where=node.where(),
+            hint=f"see keras.layers.{node.layer} for the arguments and the values they take",
+        ) from None
+
+
+def _check_window(node: specs.Node, layer, shape) -> None:
+    """Explain, with the lecture's formula, a window larger than its input."""
+    size = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+    if size is None or len(shape) < 3:
+        return
+    spatial = list(shape[1:-1])
+    n = len(spatial)
+    kernel = as_tuple(size, n)
+    strides = as_tuple(getattr(layer, "strides", None) or kernel, n)
+    dilation = as_tuple(getattr(layer, "dilation_rate", 1) or 1, n)
+    padding = getattr(layer, "padding", "valid")
+    for w, f, s, d in zip(spatial, kernel, strides, dilation, strict=False):
+        if w is None:
+            continue
+        out = window_output(w, f, s, padding, d)
+        if out.size < 1:
+            grid = "x".join(str(v) for v in spatial)
+            window = "x".join(str((k - 1) * dd + 1) for k, dd in zip(kernel, dilation,
+                                                                      strict=False))
+            what = "pooling window" if "Pool" in node.layer else "filter"
+            raise ConfigError(
+                f"the {grid} input is smaller than the {window} {what}: "
+                f"(W - F + 2P)/S + 1 = {out.formula}",
+                file=node.file, line=node.line, where=node.where(),
+                hint="use `padding: same`, a smaller kernel, or fewer pooling layers before "
+                     "it (or a larger `input`)")
+
+
+def _shape_error(node: specs.Node, incoming, exc: Exception) -> ConfigError:
+    shapes = [_volume(t.shape) for t in incoming]
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(incoming) > 1:
+        return ConfigError(
+            f"the branches cannot be merged: their outputs are {', '.join(shapes)}",
+            file=node.file, line=node.line, where=node.where(),
+            hint=("concatenate needs equal height and width (use `padding: same` and the same "
+                  "strides in every branch); add needs equal shapes, depth included"),
+        )
+    return ConfigError(
+        f"cannot take its {shapes[0]} input: {message}", file=node.file, line=node.line,
+        where=node.where(), hint="check the arguments of this layer and of the layers before it",
+    )
+
+
+def _check_output(expanded: specs.Expanded, outputs) -> None:
+    last = expanded.nodes[-1]
+    classes = expanded.spec.classes
+    if len(outputs.shape) != 2:
+        raise ConfigError(
+            f"the network ends with a {_volume(outputs.shape)} volume, not a vector of class "
+            "scores", file=last.file, line=last.line, where=last.where(),
+            hint="add `- Flatten` (or GlobalAveragePooling2D) before the last Dense layers")
+    if classes is not None and outputs.shape[-1] != classes:
+        raise ConfigError(
+            f"the network ends with {outputs.shape[-1]} outputs but `classes` is {classes}",
+            file=last.file, line=last.line, where=last.where(),
+            hint="end with `Dense: {units: $classes, activation: softmax}`")
+
+
+def _volume(shape) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape[1:])
+
+
+def _model_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_-." else "_" for c in name)
+    return cleaned or "model"
+
+
+def count_params(model) -> int:
+    """Number of weights and biases (trainable or not)."""
+    return int(sum(math.prod(w.shape) for w in model.weights))

@@ -1,0 +1,232 @@
+"""Run configs: one YAML file with `model`, `data`, `train` and `output` sections.
+
+Validated as a whole (pydantic) before anything starts; every problem is reported
+with the key and the line it is on.
+
+>>> cfg = parse({"model": "mnist_net", "data": {"name": "mnist"}, "train": {"epochs": 2}})
+>>> cfg.train.epochs, cfg.train.optimizer.name, cfg.train.optimizer.learning_rate
+(2, 'adam', 0.001)
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cnncli import yamlio
+from cnncli.errors import ConfigError, ManyErrors
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelSection(_Strict):
+    """`model:` a built-in name or spec path, with overrides."""
+
+    from_: str | None = Field(None, alias="from", description="built-in name or spec file")
+    classes: int | None = Field(None, ge=1, description="number of classes (default: dataset's)")
+    input: list[int] | None = Field(None, description="input volume [h, w, c]")
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class OptimizerSection(_Strict):
+    name: str = Field("adam", description="a Keras optimizer name: adam, sgd, adamw, rmsprop...")
+    learning_rate: float = Field(1e-3, gt=0)
+    model_config = ConfigDict(extra="allow", strict=True)  # the optimizer's own arguments
+
+
+class ScheduleSection(_Strict):
+    name: Literal["constant", "step", "cosine", "one_cycle", "plateau"] = "constant"
+    warmup_epochs: float = Field(0, ge=0)
+    step_epochs: float = Field(10, gt=0, description="step: epochs between drops")
+    factor: float = Field(0.1, gt=0, lt=1, description="step/plateau: multiplier at each drop")
+    patience: int = Field(2, ge=1, description="plateau: epochs without improvement")
+    min_lr: float = Field(0.0, ge=0)
+
+
+class EarlyStoppingSection(_Strict):
+    patience: int = Field(5, ge=1)
+    monitor: str = "val_loss"
+    min_delta: float = Field(0.0, ge=0)
+
+
+class DataSection(_Strict):
+    name: str = Field("mnist", description="mnist, fashion_mnist, cifar10, cifar100, or a path")
+    data_dir: str | None = None
+    validation_split: float = Field(0.1, ge=0, lt=1)
+    limit: int | None = Field(None, ge=1, description="use only the first N training images")
+    preprocessing: str | None = Field(None, description="default: the spec's")
+    augment: dict[str, Any] | None = None
+    offline: bool = False
+    strict: bool = False
+
+
+class TrainSection(_Strict):
+    epochs: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1, description="total optimizer steps (instead of epochs)")
+    batch_size: int = Field(128, ge=1)
+    optimizer: OptimizerSection = OptimizerSection()
+    loss: str = "sparse_categorical_crossentropy"
+    metrics: list[str] = ["accuracy"]
+    schedule: ScheduleSection = ScheduleSection()
+    weight_decay: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    early_stopping: EarlyStoppingSection | None = None
+    seed: int = 0
+    backup_every: int = Field(200, ge=1, description="steps between resumable backups")
+    steps_per_execution: int = Field(1, ge=1)
+
+
+class OutputSection(_Strict):
+    dir: str = "runs"
+    name: str | None = Field(None, description="default: the config file's name")
+
+
+class RunConfig(_Strict):
+    model: str | dict[str, Any] = Field(description="built-in name, spec file, or inline spec")
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    output: OutputSection = OutputSection()
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_empty(cls, value):
+        if not value:
+            raise ValueError("give a built-in name (mnist_net), a spec file, or an inline spec")
+        return value
+
+    def resolved(self) -> dict:
+        """The config as plain data (what is written to the run directory)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def digest(self) -> str:
+        """A hash of what shapes the run (used to refuse resuming a changed config)."""
+        text = json.dumps(self.resolved(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def schema() -> dict:
+    """JSON Schema of run configs, for editors (``cnncli schema``)."""
+    return RunConfig.model_json_schema(by_alias=True)
+
+
+def parse(doc: Any, *, file: str | None = None) -> RunConfig:
+    """Validate a loaded YAML document as a run config; raise all problems found."""
+    if doc is None:
+        raise ConfigError("the config is empty", file=file,
+                          hint="a run config needs at least `model:`; see configs/mnist.yaml")
+    if not isinstance(doc, dict):
+        raise ConfigError("a run config must be a mapping with `model:`, `data:`, `train:`",
+                          file=file, line=yamlio.line_of(doc))
+    try:
+        return RunConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise _as_config_errors(exc, doc, file) from None
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a run config file and apply ``key.sub=value`` overrides."""
+    doc = yamlio.load(path)
+    if isinstance(doc, dict):
+        for item in overrides:
+            apply_override(doc, item)
+    return parse(doc, file=str(path))
+
+
+def apply_override(doc: dict, item: str) -> None:
+    """Set ``train.epochs=3`` style overrides (the value is read as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}' is not of the form key=value",
+                          hint="e.g. --set train.epochs=3")
+    key, _, text = item.partition("=")
+    value = yamlio.loads(text, f"--set {key}") if text else None
+    parts = key.strip().split(".")
+    target = doc
+    for part in parts[:-1]:
+        if not isinstance(target.get(part), dict):
+            target[part] = {} if target.get(part) is None else target[part]
+            if not isinstance(target[part], dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a section")
+        target = target[part]
+    target[parts[-1]] = value
+
+
+def _as_config_errors(exc: ValidationError, doc: dict, file: str | None) -> ConfigError:
+    errors = []
+    for err in exc.errors():
+        # pydantic puts the union member tried ('str', 'dict[str,any]') into the location
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p == "str"))]
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        parent, line = _locate(doc, loc)
+        message = err["msg"]
+        hint = None
+        if err["type"] == "extra_forbidden":
+            choices = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), choices, n=1)
+            message = f"unknown key '{key}'"
+            hint = (f"did you mean '{close[0]}'? " if close else "") + \
+                ("valid keys here: " + ", ".join(choices) if choices else "")
+        elif "input" in err and err["type"] not in ("missing",):
+            message = f"`{key}`: {message.lower()}, got {err['input']!r}"
+            if isinstance(err["input"], str) and err["type"].startswith(("int", "float")):
+                hint = "write a number without quotes, e.g. 10, 0.001 or 1e-3"
+            elif isinstance(err["input"], str) and err["type"].startswith("bool"):
+                hint = "write true or false (YAML's yes/no/on/off are not booleans here)"
+        else:
+            message = f"`{key}`: {message.lower()}"
+        errors.append(ConfigError(message, file=file, line=line, hint=hint))
+    unique = {str(e): e for e in errors}
+    values = list(unique.values())
+    return values[0] if len(values) == 1 else ManyErrors(values)
+
+
+def _locate(doc: Any, loc: list) -> tuple[Any, int | None]:
+    node, line = doc, yamlio.line_of(doc)
+    for part in loc:
+        if isinstance(node, yamlio.YamlMap) and part in node:
+            line = node.key_line(part)
+            node = node[part]
+        elif isinstance(node, yamlio.YamlList) and isinstance(part, int) and part < len(node):
+            line = node.item_line(part)
+            node = node[part]
+        else:
+            break
+    return node, line
+
+
+def _fields_at(loc: list) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None) if field else None
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def model_spec(cfg: RunConfig, *, file: str | None = None, classes: int | None = None):
+    """The architecture spec a run config names (built-in, file or inline), with overrides.
+
+    `classes` (e.g. the dataset's) applies unless the config sets `model.classes`.
+    """
+    from cnncli import spec
+
+    model = cfg.model
+    if isinstance(model, str):
+        return spec.load(model).with_overrides(classes=classes)
+    if "from" in model:
+        section = ModelSection.model_validate(model)
+        base = spec.load(section.from_)
+        return base.with_overrides(classes=section.classes or classes, input=section.input)
+    inline = spec.parse(model, file=file, default_name=Path(file).stem if file else "model")
+    return inline if inline.classes is not None else inline.with_overrides(classes=classes)

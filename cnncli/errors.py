@@ -1,0 +1,132 @@
+"""The one error hierarchy of cnncli, and the exit codes it maps to.
+
+Every error a user can cause is a `CnnError`. The CLI turns it into one
+paragraph on stderr and the exit code of its class; only `--debug` shows a
+traceback. Library code raises these and never calls `sys.exit`.
+
+Example:
+
+>>> err = ConfigError("unknown layer 'Conv2d'", file="net.yaml", line=4,
+...                   where="layer 2", hint="did you mean 'Conv2D'?")
+>>> print(err)
+net.yaml:4: layer 2: unknown layer 'Conv2d'. Hint: did you mean 'Conv2D'?
+>>> err.exit_code
+2
+"""
+
+from __future__ import annotations
+
+#: Documented exit codes, used by every command (README: "Exit codes").
+EXIT_OK = 0
+EXIT_BELOW_THRESHOLD = 1  # evaluate --fail-under, or some inputs failed in predict
+EXIT_USAGE = 2  # bad command line, spec or run config
+EXIT_DATA_OR_MODEL = 3  # data, model file, device or runtime failure
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class CnnError(Exception):
+    """Base of every error cnncli reports to a user.
+
+    Args:
+        message: what is wrong, as one sentence.
+        file: the file concerned (spec, config, image, model), if any.
+        line: 1-based line in `file`, if known.
+        where: the place inside the file, e.g. ``layer 3 'conv2_1' (Conv2D)``.
+        hint: how to fix it.
+    """
+
+    exit_code = EXIT_DATA_OR_MODEL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        where: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = None if file is None else str(file)
+        self.line = line
+        self.where = where
+        self.hint = hint
+        super().__init__(str(self))
+
+    def location(self) -> str:
+        """``file:line: where`` (only the parts that are known)."""
+        parts = []
+        if self.file:
+            parts.append(self.file if self.line is None else f"{self.file}:{self.line}")
+        if self.where:
+            parts.append(self.where)
+        return ": ".join(parts)
+
+    def __str__(self) -> str:
+        loc = self.location()
+        text = f"{loc}: {self.message}" if loc else self.message
+        if self.hint:
+            text = f"{text.rstrip('.')}. Hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "where": self.where,
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+        }
+
+
+class ConfigError(CnnError):
+    """A bad spec, run config or command line (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class DataError(CnnError):
+    """A dataset or image that cannot be found, read or used (exit code 3)."""
+
+
+class ModelError(CnnError):
+    """A model file that cannot be loaded safely, or a model that does not fit (exit 3)."""
+
+
+class DeviceError(CnnError):
+    """A device that is missing, or that ran out of memory (exit code 3)."""
+
+
+class TrainingError(CnnError):
+    """Training that had to stop, e.g. on a NaN loss (exit code 3)."""
+
+
+class ManyErrors(ConfigError):
+    """Several independent problems found in one pass (all reported, not only the first)."""
+
+    def __init__(self, errors: list[CnnError]) -> None:
+        self.errors = list(errors)
+        first = self.errors[0]
+        super().__init__(
+            f"{len(self.errors)} problems found" if len(self.errors) > 1 else first.message,
+            file=first.file,
+        )
+        self.exit_code = max(e.exit_code for e in self.errors)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+    def to_dict(self) -> dict:
+        return {"error": "ManyErrors", "exit_code": self.exit_code,
+                "errors": [e.to_dict() for e in self.errors]}
+
+
+def raise_all(errors: list[CnnError]) -> None:
+    """Raise nothing, the one error, or a `ManyErrors` holding all of them."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ManyErrors(errors)

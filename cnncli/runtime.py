@@ -1,0 +1,86 @@
+"""Importing Keras the one way cnncli does: checked version, quiet TensorFlow.
+
+`cnncli/__init__.py` already sets ``TF_CPP_MIN_LOG_LEVEL`` and ``KERAS_BACKEND``
+before anything imports TensorFlow; `keras()` adds the version check.
+
+Heavy modules start with ``keras = import_keras()`` instead of ``import keras``.
+
+>>> keras = import_keras()   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from cnncli.errors import CnnError
+
+#: Keras releases before this lack the published safe-mode model-loading fixes
+#: (up to CVE-2026-12481 and CVE-2026-12479); README "Pinned versions".
+MIN_KERAS = (3, 15, 1)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check_keras_version(version: str) -> None:
+    """Raise if `version` is older than `MIN_KERAS`.
+
+    >>> check_keras_version("3.15.1")
+    >>> check_keras_version("3.13.2")
+    Traceback (most recent call last):
+    ...
+    cnncli.errors.CnnError: Keras 3.13.2 is installed, but cnncli needs keras >= 3.15.1 ...
+    """
+    if _version_tuple(version) < MIN_KERAS:
+        need = ".".join(map(str, MIN_KERAS))
+        raise CnnError(
+            f"Keras {version} is installed, but cnncli needs keras >= {need} for its "
+            "safe model loading",
+            hint=f"pip install 'keras>={need}'",
+        )
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """Silence file descriptor 2 (C++ code writes there, not to `sys.stderr`)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_keras():
+    """Import and return `keras` (on TensorFlow), after checking its version.
+
+    TensorFlow prints oneDNN and CUDA notices from C++ before its logging is set
+    up, which no environment variable silences; they are hidden here unless
+    ``CNNCLI_DEBUG`` is set (the CLI's ``--debug`` sets it).
+    """
+    if "keras" not in sys.modules and not os.environ.get("CNNCLI_DEBUG"):
+        with stderr_silenced():
+            import keras
+            import tensorflow  # noqa: F401
+    else:
+        import keras
+    check_keras_version(keras.__version__)
+    return keras
+
+
+def import_tf():
+    """Import and return `tensorflow`, quietly (see `import_keras`)."""
+    import_keras()
+    import tensorflow as tf
+
+    return tf

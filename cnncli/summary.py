@@ -1,0 +1,184 @@
+"""The lecture's table for any network: layer, volume size, description, parameters.
+
+Plus totals: parameters, activation memory per image (forward; the backward pass
+is estimated at twice that, as the lecture does), and multiply-adds per image.
+
+>>> s = summarize(build_checked(spec.load("mnist_net")))      # doctest: +SKIP
+>>> [r.layer for r in s.rows if r.shown][:3]                  # doctest: +SKIP
+['INPUT', 'CONV5-32 + ReLU', 'POOL2']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from cnncli.builder import Built
+from cnncli.shapes import as_tuple, window_output
+
+BYTES_PER_VALUE = 4  # float32 activations
+_ACTIVATIONS = {"relu": "ReLU", "softmax": "Softmax", "tanh": "tanh", "sigmoid": "sigmoid",
+                "elu": "ELU", "gelu": "GELU", "selu": "SELU", "swish": "Swish", "silu": "SiLU",
+                "leaky_relu": "LeakyReLU", "relu6": "ReLU6"}
+_HIDDEN = {"Flatten", "Reshape"}  # reshaping only: the lecture's tables leave them out
+
+
+@dataclass
+class Row:
+    name: str  # Keras layer name (conv1_1); for a folded block, the block's name
+    layer: str  # the lecture's label: CONV3-64 + ReLU, POOL2, FC-4096 + ReLU
+    volume: str  # 224x224x64, or 4096
+    description: str
+    params: int
+    activations: int  # output values per image
+    macs: int  # multiply-adds per image
+    shown: bool = True  # False for rows the lecture's tables leave out (Flatten)
+    explain: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    name: str
+    rows: list[Row]
+    params: int
+    trainable_params: int
+    forward_bytes: int
+    backward_bytes: int
+    macs: int
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(built: Built) -> Summary:
+    """Summarize a built model, one row per layer (named blocks folded into one row)."""
+    model, expanded = built.model, built.expanded
+    shape = expanded.input_shape
+    rows = [Row("input", "INPUT", _volume(shape), _input_description(shape), 0,
+                math.prod(shape), 0)]
+    groups: dict[str, Row] = {}
+    last = expanded.nodes[-1].name
+    for node in expanded.nodes:
+        layer = model.get_layer(node.name)
+        row = _row(node, layer, is_output=node.name == last)
+        if node.group:
+            folded = groups.get(node.group)
+            if folded is None:
+                folded = groups[node.group] = Row(node.group, node.group.upper(), "",
+                                                  "", 0, 0, 0)
+                rows.append(folded)
+            folded.params += row.params
+            folded.activations += row.activations
+            folded.macs += row.macs
+            folded.volume = row.volume
+            folded.explain += [f"{row.name}: {e}" for e in row.explain]
+            members = [n for n in expanded.nodes if n.group == node.group]
+            folded.description = (f"Block of {len(members)} layers: "
+                                  + _block_description(members))
+        else:
+            rows.append(row)
+    trainable = int(sum(math.prod(w.shape) for w in model.trainable_weights))
+    params = int(sum(math.prod(w.shape) for w in model.weights))
+    # Reshaping layers (Flatten) return a view of their input: no memory of their own.
+    forward = sum(r.activations for r in rows if r.shown) * BYTES_PER_VALUE
+    return Summary(
+        name=expanded.name, rows=rows, params=params, trainable_params=trainable,
+        forward_bytes=forward, backward_bytes=2 * forward, macs=sum(r.macs for r in rows),
+        warnings=list(built.warnings),
+    )
+
+
+def _row(node, layer, *, is_output: bool) -> Row:
+    out_shape = tuple(layer.output.shape[1:])
+    in_shape = tuple(layer.input.shape[1:]) if not isinstance(layer.input, list) else None
+    params = layer.count_params()
+    activations = math.prod(out_shape)
+    cfg = layer.get_config()
+    act = _ACTIVATIONS.get(str(cfg.get("activation", "")), None)
+    suffix = f" + {act}" if act else ""
+    kind, macs, explain = node.layer, 0, []
+    if "Conv" in kind and "kernel_size" in cfg:
+        k = cfg["kernel_size"]
+        size = f"{k[0]}" if len(set(k)) == 1 else "x".join(map(str, k))
+        filters = cfg.get("filters") or out_shape[-1]
+        depth = in_shape[-1]
+        label = f"CONV{size}-{filters}{suffix}"
+        stride = cfg.get("strides", (1,))
+        desc = f"Conv layer with {filters} {'x'.join(map(str, k))}x{depth} filters"
+        if set(stride) != {1}:
+            desc += f", stride {stride[0] if len(set(stride)) == 1 else stride}"
+        macs = activations * math.prod(k) * (depth // cfg.get("groups", 1))
+        explain = _explain(in_shape, k, stride, cfg.get("padding", "valid"),
+                           cfg.get("dilation_rate", 1))
+    elif "Pool" in kind and "pool_size" in cfg:
+        p = cfg["pool_size"]
+        s = cfg.get("strides") or p
+        size = f"{p[0]}" if len(set(p)) == 1 else "x".join(map(str, p))
+        op = "max" if "Max" in kind else "average"
+        label = f"POOL{size}" if op == "max" else f"AVGPOOL{size}"
+        standard = op == "max" and tuple(p) == (2, 2) and tuple(s) == (2, 2)
+        desc = ("Standard 2x2 pooling layer with stride 2" if standard else
+                f"{'x'.join(map(str, p))} {op} pooling with stride "
+                f"{s[0] if len(set(s)) == 1 else s}")
+        explain = _explain(in_shape, p, s, cfg.get("padding", "valid"), 1)
+    elif "GlobalAverage" in kind or "GlobalMax" in kind:
+        label, desc = f"GLOBAL {'MAX' if 'Max' in kind else 'AVG'}POOL", "Pooling over the " \
+            "whole height and width"
+    elif kind == "Dense":
+        units = cfg["units"]
+        macs = (in_shape[-1] if in_shape else 0) * math.prod(out_shape)
+        if is_output:
+            label = f"FC-{units}" + (" Softmax" if act == "Softmax" else suffix)
+            desc = f"Output layer with {units} possible categories"
+        else:
+            label, desc = f"FC-{units}{suffix}", f"Fully-connected layer with {units} units"
+    elif kind == "Dropout":
+        label, desc = f"DROPOUT {cfg['rate']:g}", f"Drops {cfg['rate']:.0%} of the values " \
+            "while training"
+    elif kind == "ZeroPadding2D":
+        pad = cfg["padding"]
+        label, desc = "PAD", f"Zero-padding {pad}"
+    elif kind in ("Concatenate", "Add", "Multiply", "Average", "Maximum", "Minimum",
+                  "Subtract"):
+        label, desc = kind.upper(), f"{kind} of {len(node.inputs)} branches"
+    else:
+        label, desc = kind.upper() + suffix, f"Keras {kind}"
+    return Row(node.name, label, _volume(out_shape), desc, params, activations, macs,
+               shown=kind not in _HIDDEN, explain=explain)
+
+
+def _explain(in_shape, size, strides, padding, dilation) -> list[str]:
+    """F, S, P and the formula per spatial axis (once when all axes agree)."""
+    dims = len(in_shape) - 1
+    axes = list(zip(in_shape[:-1], as_tuple(size, dims), as_tuple(strides, dims),
+                    as_tuple(dilation, dims), strict=False))
+    same = len(set(axes)) == 1
+    names = ["height", "width", "depth"] if dims <= 3 else [f"axis {i}" for i in range(dims)]
+    lines = []
+    for name, (w, f, s, d) in zip(names, axes[:1] if same else axes, strict=False):
+        out = window_output(w, f, s, padding, d)
+        text = f"F={out.f}, S={s}, P={out.p:g} ({padding}): {out.formula}"
+        if out.note:
+            text += f"; {out.note}"
+        lines.append(text if same else f"{name}: {text}")
+    return lines
+
+
+def _block_description(members) -> str:
+    merges = [m for m in members if len(m.inputs) > 1]
+    if merges:
+        last = merges[-1]
+        return f"{len(last.inputs)} parallel branches, {last.layer.lower()}d"
+    return ", ".join(m.layer for m in members)
+
+
+def _volume(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _input_description(shape) -> str:
+    if len(shape) == 3:
+        h, w, c = shape
+        return f"{h}x{w} pixels and {c} color channel{'s' if c != 1 else ''}"
+    return f"input of shape {_volume(shape)}"

@@ -1,0 +1,234 @@
+"""Reading YAML safely, with the line of every value, and without PyYAML's traps.
+
+What this loader does differently from ``yaml.safe_load``:
+
+* every mapping and list remembers where it came from (`YamlMap.line`,
+  `YamlMap.key_line(key)`, `YamlList.item_line(i)`), so errors can name lines;
+* a key given twice is an error (PyYAML silently keeps the last one);
+* ``1e-3`` is a float (PyYAML reads it as a string) and only ``true``/``false``
+  are booleans (PyYAML turns ``no``, ``off``, ``y`` into booleans): YAML 1.2 rules;
+* files over `MAX_BYTES`, and aliases that expand to more than `MAX_NODES` nodes
+  ("billion laughs"), are refused; Python tags are refused as in ``safe_load``.
+
+>>> doc = loads("lr: 1e-3\\nflip: no\\nlayers:\\n  - Flatten\\n", "x.yaml")
+>>> doc["lr"], doc["flip"], doc.key_line("layers"), doc["layers"].item_line(0)
+(0.001, 'no', 3, 4)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnncli.errors import ConfigError
+
+MAX_BYTES = 1_000_000  # a spec or run config is a few kB; 1 MB leaves room for generated ones
+MAX_NODES = 100_000  # after expanding aliases; a "billion laughs" file expands to 10**9
+
+
+class YamlMap(dict):
+    """A dict that knows the file and line it came from, and the line of each key."""
+
+    file: str | None = None
+    line: int | None = None
+
+    def key_line(self, key: Any) -> int | None:
+        return getattr(self, "_key_lines", {}).get(key, self.line)
+
+
+class YamlList(list):
+    """A list that knows the file and line it came from, and the line of each item."""
+
+    file: str | None = None
+    line: int | None = None
+
+    def item_line(self, index: int) -> int | None:
+        lines = getattr(self, "_item_lines", [])
+        return lines[index] if 0 <= index < len(lines) else self.line
+
+
+def line_of(value: Any, default: int | None = None) -> int | None:
+    """The line a loaded mapping or list started on, else `default`."""
+    return getattr(value, "line", None) or default
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans and floats, line numbers and duplicate-key checks."""
+
+    file_name: str = "<string>"
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook
+        if not isinstance(node, yaml.MappingNode):
+            return super().construct_mapping(node, deep)
+        self.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        result = YamlMap()
+        result.file, result.line = self.file_name, node.start_mark.line + 1
+        key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                message = "a mapping key must be a plain value"
+                raise _error(self.file_name, key_node, message) from None
+            if key in key_lines:
+                raise _error(
+                    self.file_name,
+                    key_node,
+                    f"the key '{key}' appears twice (first on line {key_lines[key]})",
+                    hint="YAML keeps only the last of two equal keys; remove or rename one",
+                )
+            key_lines[key] = key_node.start_mark.line + 1
+            result[key] = self.construct_object(value_node, deep=True)
+        result._key_lines = key_lines
+        return result
+
+    def construct_yaml_map(self, node):  # noqa: D102 - PyYAML hook
+        yield self.construct_mapping(node, deep=True)
+
+    def construct_yaml_seq(self, node):  # noqa: D102 - PyYAML hook
+        result = YamlList()
+        result.file, result.line = self.file_name, node.start_mark.line + 1
+        result._item_lines = [child.start_mark.line + 1 for child in node.value]
+        result.extend(self.construct_object(child, deep=True) for child in node.value)
+        yield result
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)
+
+# YAML 1.2 core schema for booleans and floats (PyYAML implements YAML 1.1).
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool",
+                                                              "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+# Integers must win over floats for plain digit strings: re-add the int resolver last is not
+# enough (first match wins), so floats above require a dot or an exponent via this check.
+_FLOAT_NEEDS = re.compile(r"[.eEnN]")
+
+
+def _resolve(self, kind, value, implicit):
+    tag = yaml.SafeLoader.resolve(self, kind, value, implicit)
+    if tag == "tag:yaml.org,2002:float" and not _FLOAT_NEEDS.search(value):
+        return "tag:yaml.org,2002:int"
+    return tag
+
+
+_Loader.resolve = _resolve
+
+
+def _error(file: str, node, message: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(message, file=file, line=node.start_mark.line + 1, hint=hint)
+
+
+def _count_nodes(node, seen: dict, budget: int) -> int:
+    """Number of nodes `node` expands to, counting each alias use in full."""
+    key = id(node)
+    if key in seen:
+        return seen[key]
+    seen[key] = 1  # guards against recursive structures
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    for child in children:
+        total += _count_nodes(child, seen, budget)
+        if total > budget:
+            break
+    seen[key] = total
+    return total
+
+
+def loads(text: str, file: str = "<string>") -> Any:
+    """Parse one YAML document from `text`; `file` names it in errors."""
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        raise ConfigError(
+            f"the file is {len(text.encode('utf-8', 'replace')) / 1e6:.1f} MB; "
+            f"specs and configs are limited to {MAX_BYTES // 1_000_000} MB",
+            file=file,
+            hint="is this the right file? A spec is a few kilobytes of YAML",
+        )
+    loader = _Loader(text)
+    loader.file_name = file
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _count_nodes(node, {}, MAX_NODES) > MAX_NODES:
+            raise ConfigError(
+                f"the YAML expands to more than {MAX_NODES:,} values through its aliases "
+                "(&anchor / *alias); refused as a possible 'billion laughs' attack",
+                file=file,
+                line=node.start_mark.line + 1,
+                hint="use fewer nested aliases",
+            )
+        return loader.construct_document(node)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ConfigError(
+            f"unsupported YAML tag: {exc.problem}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            hint="only plain YAML is accepted (no !!python tags); write the value itself",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise _yaml_syntax_error(exc, file, text) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_syntax_error(exc: yaml.YAMLError, file: str, text: str) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    hint = "check the indentation and the colons on that line"
+    if mark is not None:
+        bad_line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
+        if "\t" in bad_line or "'\\t'" in problem:
+            problem = "a tab character is used for indentation"
+            hint = "YAML allows only spaces for indentation; replace the tabs with spaces"
+    return ConfigError(f"this is not valid YAML: {problem}", file=file, line=line, hint=hint)
+
+
+def load(path: str | Path) -> Any:
+    """Read and parse the YAML file at `path` (see `loads`)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("the file does not exist", file=str(path),
+                          hint="check the path, or use a built-in name (cnncli models)")
+    if path.is_dir():
+        raise ConfigError("this is a directory, not a YAML file", file=str(path))
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise ConfigError(
+            f"the file is {size / 1e6:.1f} MB; specs and configs are limited to "
+            f"{MAX_BYTES // 1_000_000} MB",
+            file=str(path),
+            hint="is this the right file? A spec is a few kilobytes of YAML",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("the file is not UTF-8 text", file=str(path),
+                          hint="is this a YAML file? Save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", file=str(path)) from None
+    return loads(text, str(path))

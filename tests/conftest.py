@@ -1,0 +1,22 @@
+"""Shared test set-up: quiet TensorFlow, a seeded Keras, and helpers to write files."""
+
+import os
+import textwrap
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write("name.yaml", text) -> path, with the text dedented."""
+
+    def _write(name: str, text: str):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return _write

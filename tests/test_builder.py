@@ -1,0 +1,113 @@
+"""The builder: Keras models from specs, with shape errors explained by the lecture's formula."""
+
+import numpy as np
+import pytest
+
+from cnncli import builder, spec
+from cnncli.errors import ConfigError
+
+
+def build_text(write, text, **kw):
+    return builder.build_checked(spec.load(write("net.yaml", text)), **kw)
+
+
+def test_builds_a_functional_model_with_the_spec_names(write):
+    built = build_text(write, """
+        input: [8, 8, 1]
+        classes: 3
+        layers:
+          - Conv2D: {filters: 2, kernel_size: 3}
+          - Flatten
+          - Dense: {units: $classes, activation: softmax}
+    """)
+    assert [layer.name for layer in built.model.layers] == ["input", "conv1_1", "flatten1", "fc1"]
+    assert built.model.output.shape == (None, 3)
+
+
+def test_window_larger_than_input_shows_the_formula(write):
+    with pytest.raises(ConfigError) as e:
+        build_text(write, """
+            input: [3, 3, 1]
+            layers:
+              - Conv2D: {filters: 4, kernel_size: 5}
+              - Flatten
+        """)
+    text = str(e.value)
+    assert "the 3x3 input is smaller than the 5x5 filter" in text
+    assert "(W - F + 2P)/S + 1 = (3 - 5 + 0)/1 + 1 = -1" in text
+    assert e.value.where == "layer 1 'conv1_1' (Conv2D)" and e.value.line == 3
+
+
+def test_shapes_that_shrink_below_one_pixel_name_the_pooling_layer(write):
+    with pytest.raises(ConfigError, match=r"layer 2 'pool2' \(MaxPooling2D\)") as e:
+        build_text(write, """
+            input: [2, 2, 1]
+            layers:
+              - MaxPooling2D
+              - MaxPooling2D
+              - MaxPooling2D
+              - Flatten
+        """)
+    assert "1x1 input is smaller than the 2x2 pooling window" in str(e.value)
+
+
+def test_branches_whose_shapes_differ_cannot_be_merged(write):
+    with pytest.raises(ConfigError, match="branches cannot be merged: their outputs are "
+                                          "8x8x4, 4x4x4"):
+        build_text(write, """
+            input: [8, 8, 4]
+            layers:
+              - branches:
+                  - []
+                  - [MaxPooling2D]
+                merge: concatenate
+              - Flatten
+        """)
+
+
+def test_wrongly_typed_argument_names_the_layer(write):
+    with pytest.raises(ConfigError, match=r"layer 1 'conv1_1' \(Conv2D\): invalid arguments"):
+        build_text(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: -3, kernel_size: 3}"
+                          "\n  - Flatten\n")
+
+
+def test_dense_on_a_volume_is_explained(write):
+    with pytest.raises(ConfigError, match="ends with a 7x7x10 volume") as e:
+        build_text(write, "input: [7, 7, 64]\nclasses: 10\nlayers: [{Dense: $classes}]\n")
+    assert "Flatten" in e.value.hint
+
+
+def test_dense_before_flatten_warns_what_happens(write):
+    built = build_text(write, """
+        input: [7, 7, 64]
+        layers: [{Dense: 1024}, Flatten, {Dense: 10}]
+    """)
+    assert any("acts on the last axis only" in w for w in built.warnings)
+
+
+def test_output_must_match_classes(write):
+    with pytest.raises(ConfigError, match="ends with 4 outputs but `classes` is 10"):
+        build_text(write, "input: [4]\nclasses: 10\nlayers: [{Dense: 4}]\n")
+
+
+def test_residual_block_adds_its_input(write):
+    built = build_text(write, """
+        input: [8, 8, 4]
+        layers:
+          - branches:
+              - [{Conv2D: {filters: 4, kernel_size: 3, padding: same}}]
+              - []
+            merge: add
+          - GlobalAveragePooling2D
+    """)
+    x = np.ones((1, 8, 8, 4), "float32")
+    names = [layer.name for layer in built.model.layers]
+    assert names == ["input", "m1_b1_conv1", "m1_add", "pool1"]
+    assert built.model(x).shape == (1, 4)
+
+
+def test_overrides_change_classes_and_input(write):
+    s = spec.load("mnist_net")
+    model = builder.build(s, classes=3, input=[32, 32, 3])
+    assert model.input.shape == (None, 32, 32, 3)
+    assert model.output.shape == (None, 3)

@@ -1,0 +1,117 @@
+"""The command line: fast help, exit codes, JSON, one-paragraph errors without tracebacks."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from cnncli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def cnncli(*args, **kw):
+    """Run the real console entry point in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                          text=True, **kw)
+
+
+def test_help_does_not_import_tensorflow_or_keras():
+    code = ("import sys; sys.argv = ['cnncli', '--help']\n"
+            "from cnncli.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    for args in ([], ["summary"], ["check"]):
+        text = code.replace("'--help'", ", ".join(repr(a) for a in [*args, "--help"]))
+        result = subprocess.run([sys.executable, "-c", text], capture_output=True, text=True)
+        assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_python_dash_m_runs_the_cli():
+    result = cnncli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("cnncli ")
+
+
+def test_summary_prints_the_lecture_table():
+    result = run("summary", "mnist_net")
+    assert result.exit_code == 0
+    assert "CONV5-32 + ReLU" in result.output and "3,274,634" in result.output
+
+
+def test_summary_explain_shows_the_formula():
+    result = run("summary", "mnist_net", "--explain")
+    assert "(28 - 5 + 4)/1 + 1 = 28" in result.output
+
+
+def test_summary_json():
+    result = run("summary", "lenet5", "--json")
+    data = json.loads(result.stdout)
+    assert data["name"] == "lenet5" and data["params"] == 61_706
+
+
+def test_check_accepts_a_valid_spec(write):
+    path = write("ok.yaml", "input: [4]\nlayers: [{Dense: 2}]\n")
+    result = run("check", str(path))
+    assert result.exit_code == 0 and "OK:" in result.output
+
+
+def test_check_reports_all_errors_with_exit_2_and_no_traceback(write):
+    path = write("bad.yaml", """
+        input: [8, 8, 1]
+        layers:
+          - Conv2d: {filters: 2}
+          - Dense: {unit: 3}
+    """)
+    result = cnncli("check", str(path))
+    assert result.returncode == 2
+    assert f"{path}:3: layer 1: unknown layer 'Conv2d'" in result.stderr
+    assert f"{path}:4: layer 1: unknown argument 'unit' for Dense" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_reads_the_model_of_a_run_config(write):
+    path = write("run.yaml", "model: {from: mnist_net, classes: 3}\ntrain: {epochs: 1}\n")
+    result = run("check", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["valid"] is True
+
+
+def test_check_reports_config_errors_with_their_lines(write):
+    path = write("run.yaml", "model: mnist_net\ntrain:\n  epochs: ten\n  batchsize: 3\n")
+    result = cnncli("check", str(path))
+    assert result.returncode == 2
+    assert f"{path}:3: `train.epochs`" in result.stderr
+    assert "unknown key 'train.batchsize'" in result.stderr
+    assert "did you mean 'batch_size'" in result.stderr
+
+
+def test_debug_shows_the_traceback(write):
+    path = write("bad.yaml", "input: [4]\nlayers: [Nope]\n")
+    result = cnncli("--debug", "check", str(path))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_unknown_builtin_lists_the_builtins():
+    result = cnncli("summary", "vgg61")
+    assert result.returncode == 2
+    assert "built-in:" in result.stderr and "vgg16" in result.stderr
+
+
+def test_schema_is_a_json_schema_of_run_configs():
+    result = run("schema")
+    data = json.loads(result.stdout)
+    assert data["title"] == "RunConfig"
+    assert {"model", "data", "train", "output"} <= set(data["properties"])
+
+
+def test_models_lists_the_builtins():
+    result = run("models", "--json")
+    names = {m["name"] for m in json.loads(result.stdout)}
+    assert {"linear", "lenet5", "mnist_net", "alexnet", "zfnet", "vgg16", "vgg19",
+            "googlenet"} <= names

@@ -1,0 +1,413 @@
+"""Tests for cnncli.devices: decisions on made-up GPU lists, TensorFlow on this CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+from cnncli import devices
+from cnncli.devices import (
+    GpuInfo,
+    check_fits,
+    decide,
+    estimate_batch_memory,
+    gpu_warning,
+    next_batch_size,
+    nvidia_driver_present,
+    out_of_memory_message,
+    scale_learning_rate,
+)
+from cnncli.errors import ConfigError, DeviceError
+
+CUDA_BUILD = {"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"}
+
+
+def gpus(count: int, cc: tuple[int, int] | None = (8, 0), name: str = "NVIDIA A100-SXM4-80GB"):
+    return [GpuInfo(name, 80 * 2**30, cc, i) for i in range(count)]
+
+
+# --------------------------------------------------------------------------- #
+# decide(): device
+# --------------------------------------------------------------------------- #
+
+# (GPUs visible, --device) -> (kind, devices) or the error raised.
+DEVICE_GRID = [
+    (0, "auto", ("cpu", ["/cpu:0"])),
+    (0, "cpu", ("cpu", ["/cpu:0"])),
+    (0, "gpu", DeviceError),
+    (0, "gpu:1", DeviceError),
+    (1, "auto", ("gpu", ["/gpu:0"])),
+    (1, "cpu", ("cpu", ["/cpu:0"])),
+    (1, "gpu", ("gpu", ["/gpu:0"])),
+    (1, "gpu:1", DeviceError),
+    (2, "auto", ("mirrored", ["/gpu:0", "/gpu:1"])),
+    (2, "cpu", ("cpu", ["/cpu:0"])),
+    (2, "gpu", ("mirrored", ["/gpu:0", "/gpu:1"])),
+    (2, "gpu:1", ("gpu", ["/gpu:1"])),
+]
+
+
+@pytest.mark.parametrize("count, requested, expected", DEVICE_GRID)
+def test_decide_picks_devices_for_each_request(count, requested, expected):
+    if expected is DeviceError:
+        with pytest.raises(DeviceError):
+            decide(requested, "auto", gpus(count), cpu_threads=2)
+        return
+    placement = decide(requested, "auto", gpus(count), cpu_threads=2)
+    assert (placement.kind, placement.devices) == expected
+    assert placement.replicas == (2 if expected[0] == "mirrored" else 1)
+    assert placement.visible == count
+    assert len(placement.gpus) == (0 if expected[0] == "cpu" else len(expected[1]))
+
+
+def test_decide_gpu_index_uses_that_gpu():
+    pair = [GpuInfo("NVIDIA T4", None, (7, 5), 0), GpuInfo("NVIDIA A100", None, (8, 0), 1)]
+    placement = decide("gpu:1", "auto", pair, cpu_threads=2)
+    assert [g.name for g in placement.gpus] == ["NVIDIA A100"]
+    assert placement.precision == "mixed_bfloat16"
+
+
+# --------------------------------------------------------------------------- #
+# decide(): precision
+# --------------------------------------------------------------------------- #
+
+CC_GRID = [
+    ((6, 1), "float32"),
+    ((7, 0), "mixed_float16"),
+    ((7, 5), "mixed_float16"),
+    ((8, 0), "mixed_bfloat16"),
+    ((9, 0), "mixed_bfloat16"),
+    (None, "float32"),
+]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("requested", ["auto", "gpu", "gpu:0"])
+@pytest.mark.parametrize("cc, expected", CC_GRID)
+def test_auto_precision_follows_compute_capability(count, requested, cc, expected):
+    placement = decide(requested, "auto", gpus(count, cc), cpu_threads=2)
+    assert placement.precision == expected
+    assert placement.warnings == []
+
+
+@pytest.mark.parametrize("count", [0, 1, 2])
+def test_auto_precision_on_cpu_is_float32(count):
+    assert decide("cpu", "auto", gpus(count), cpu_threads=2).precision == "float32"
+
+
+def test_auto_precision_mirrored_follows_weakest_gpu():
+    mixed = [GpuInfo("A100", None, (8, 0), 0), GpuInfo("V100", None, (7, 0), 1)]
+    assert decide("auto", "auto", mixed, 2).precision == "mixed_float16"
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16", "mixed_bfloat16"])
+def test_explicit_precision_is_kept(precision):
+    assert decide("auto", precision, gpus(1, (8, 0)), 2).precision == precision
+
+
+def test_mixed_bfloat16_on_cpu_is_allowed_with_a_warning():
+    placement = decide("cpu", "mixed_bfloat16", [], cpu_threads=2)
+    assert placement.precision == "mixed_bfloat16"
+    assert len(placement.warnings) == 1
+    assert "slower" in placement.warnings[0]
+
+
+def test_mixed_bfloat16_on_turing_warns_to_use_float16():
+    placement = decide("gpu", "mixed_bfloat16", gpus(1, (7, 5)), 2)
+    assert "use mixed_float16" in placement.warnings[0]
+
+
+def test_bad_precision_is_config_error_listing_choices():
+    with pytest.raises(ConfigError) as info:
+        decide("auto", "fp16", [], 2)
+    assert "mixed_float16" in str(info.value)
+    assert "mixed_bfloat16" in str(info.value)
+
+
+# --------------------------------------------------------------------------- #
+# decide(): errors
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("bad", ["", "tpu", "gpu:", "gpu:-1", "gpu:x", "cuda:0", "cpu:0", "gpu 0"])
+def test_bad_device_string_is_config_error_listing_forms(bad):
+    with pytest.raises(ConfigError) as info:
+        decide(bad, "auto", gpus(2), 2)
+    assert info.value.exit_code == 2
+    for form in ("auto", "cpu", "gpu", "gpu:N"):
+        assert form in info.value.hint
+
+
+@pytest.mark.parametrize("spelling", ["GPU:1", " gpu:1 ", "/gpu:1"])
+def test_device_string_tolerates_case_space_and_slash(spelling):
+    assert decide(spelling, "auto", gpus(2), 2).devices == ["/gpu:1"]
+
+
+def test_gpu_with_none_visible_is_device_error_with_fix():
+    with pytest.raises(DeviceError) as info:
+        decide("gpu", "auto", [], 2)
+    err = info.value
+    assert err.exit_code == 3
+    assert "sees no GPU" in err.message
+    assert "CUDA_VISIBLE_DEVICES" in err.hint
+    assert "pip install 'cnncli[gpu]'" in err.hint
+
+
+def test_gpu_index_out_of_range_names_the_visible_gpus():
+    with pytest.raises(DeviceError) as info:
+        decide("gpu:3", "auto", gpus(2), 2)
+    assert "gpu:3" in info.value.message
+    assert "only 2 GPUs (gpu:0, gpu:1)" in info.value.message
+    assert "CUDA_VISIBLE_DEVICES" in info.value.hint
+
+
+# --------------------------------------------------------------------------- #
+# describe()
+# --------------------------------------------------------------------------- #
+
+
+def test_describe_mirrored_says_batch_is_per_replica():
+    text = decide("auto", "auto", gpus(2, (8, 0)), 8).describe()
+    assert text == (
+        "Device: 2x NVIDIA A100-SXM4-80GB (mirrored, mixed_bfloat16); batch size is per replica"
+    )
+
+
+def test_describe_one_gpu():
+    placement = decide("auto", "auto", gpus(1, (7, 5), name="NVIDIA T4"), 2)
+    assert placement.describe() == "Device: NVIDIA T4 (gpu:0, mixed_float16)"
+
+
+def test_describe_cpu_without_gpu():
+    assert decide("auto", "auto", [], 2).describe() == (
+        "Device: CPU (2 threads): TensorFlow sees no GPU"
+    )
+
+
+def test_describe_cpu_requested():
+    assert decide("cpu", "auto", gpus(1), 2).describe() == "Device: CPU (2 threads): --device cpu"
+
+
+def test_describe_cpu_shows_non_default_precision():
+    text = decide("cpu", "mixed_bfloat16", [], 1).describe()
+    assert text == "Device: CPU (1 thread, mixed_bfloat16): --device cpu"
+
+
+def test_describe_mirrored_over_different_gpus_lists_them():
+    pair = [GpuInfo("NVIDIA T4", None, (7, 5), 0), GpuInfo("NVIDIA A10", None, (8, 6), 1)]
+    text = decide("auto", "auto", pair, 2).describe()
+    assert text.startswith("Device: 2 devices: NVIDIA T4, NVIDIA A10 (mirrored, mixed_float16)")
+
+
+def test_placement_to_dict_is_json():
+    data = decide("auto", "auto", gpus(2, (9, 0)), 2).to_dict()
+    assert json.loads(json.dumps(data))["gpus"][1]["compute_capability"] == "9.0"
+    assert data["strategy"] == "MirroredStrategy"
+
+
+# --------------------------------------------------------------------------- #
+# NVIDIA driver without a GPU
+# --------------------------------------------------------------------------- #
+
+
+def test_driver_found_by_nvidia_smi_on_path(tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n")
+    smi.chmod(0o755)
+    assert nvidia_driver_present(paths=[], search_path=str(tmp_path))
+
+
+def test_driver_found_by_proc_folder(tmp_path):
+    (tmp_path / "nvidia").mkdir()
+    assert nvidia_driver_present(paths=[str(tmp_path / "nvidia")], search_path=str(tmp_path))
+
+
+def test_no_driver_found(tmp_path):
+    assert not nvidia_driver_present(paths=[str(tmp_path / "nvidia")], search_path=str(tmp_path))
+
+
+def test_driver_without_visible_gpu_warns_with_cuda_versions():
+    text = gpu_warning(True, decide("auto", "auto", [], 2), CUDA_BUILD)
+    assert "TensorFlow sees no GPU" in text
+    assert "pip install 'cnncli[gpu]'" in text
+    assert "CUDA 12.5.1" in text
+    assert "cuDNN 9" in text
+
+
+def test_driver_with_cpu_only_tensorflow_names_the_gpu_extra():
+    text = gpu_warning(True, decide("auto", "auto", [], 2), {"is_cuda_build": False})
+    assert "without CUDA" in text
+    assert "pip install 'cnncli[gpu]'" in text
+
+
+def test_no_warning_without_driver():
+    assert gpu_warning(False, decide("auto", "auto", [], 2), CUDA_BUILD) is None
+
+
+def test_no_warning_when_gpu_visible_but_cpu_requested():
+    assert gpu_warning(True, decide("cpu", "auto", gpus(1), 2), CUDA_BUILD) is None
+
+
+# --------------------------------------------------------------------------- #
+# memory, out of memory, auto-batch, learning rate
+# --------------------------------------------------------------------------- #
+
+
+def test_memory_estimate_counts_weights_slots_and_activations():
+    # 1M params x (weights + grads + 2 Adam slots) x 4 B + 10k values x 32 images x 2 x 4 B
+    assert estimate_batch_memory(1_000_000, 10_000, 32) == 16_000_000 + 2_560_000
+
+
+def test_memory_estimate_halves_activations_at_two_bytes():
+    full = estimate_batch_memory(0, 10_000, 32)
+    assert estimate_batch_memory(0, 10_000, 32, bytes_per_value=2) == full // 2
+
+
+def test_check_fits_is_quiet_when_it_fits():
+    assert check_fits(4 * 2**30, 16 * 2**30) is None
+
+
+def test_check_fits_is_quiet_when_memory_unknown():
+    assert check_fits(400 * 2**30, None) is None
+
+
+def test_check_fits_warns_and_says_what_to_try():
+    text = check_fits(15.5 * 2**30, 16 * 2**30)
+    assert "15.5 GiB" in text
+    assert "--batch-size" in text and "--auto-batch" in text
+
+
+def test_out_of_memory_error_names_batch_and_remedies():
+    err = out_of_memory_message(256)
+    assert isinstance(err, DeviceError)
+    assert "batch size 256" in err.message
+    for remedy in ("--batch-size 128", "--precision mixed_float16", "--auto-batch"):
+        assert remedy in err.hint
+
+
+def test_auto_batch_halves_three_times_then_stops():
+    sizes, batch, attempt = [], 256, 0
+    while (batch := next_batch_size(batch, attempt)) is not None:
+        sizes.append(batch)
+        attempt += 1
+    assert sizes == [128, 64, 32]
+
+
+def test_auto_batch_stops_at_one():
+    assert next_batch_size(1, 0) is None
+
+
+@pytest.mark.parametrize("rule, expected", [("linear", 0.4), ("sqrt", 0.2), ("none", 0.1)])
+def test_scale_learning_rate(rule, expected):
+    assert scale_learning_rate(0.1, 4, rule) == pytest.approx(expected)
+
+
+def test_scale_learning_rate_bad_rule_is_config_error():
+    with pytest.raises(ConfigError):
+        scale_learning_rate(0.1, 2, "cubic")
+
+
+# --------------------------------------------------------------------------- #
+# TensorFlow on this machine (no GPU)
+# --------------------------------------------------------------------------- #
+
+
+def test_visible_gpus_is_empty_here():
+    assert devices.visible_gpus() == []
+
+
+def test_doctor_info_reports_cpu_and_sane_fields():
+    info = json.loads(json.dumps(devices.doctor_info()))
+    assert info["tensorflow"].startswith("2.")
+    assert info["keras"].startswith("3.")
+    assert info["gpus"] == []
+    assert info["auto"]["kind"] == "cpu"
+    assert info["auto"]["strategy"] == "default"
+    assert info["auto"]["precision"] == "float32"
+    assert info["auto"]["describe"].startswith("Device: CPU (")
+    assert info["cpu"]["available"] >= 1
+    assert info["cpu"]["intra_op_threads"] >= 0
+    assert isinstance(info["cuda_build"], bool)
+    assert isinstance(info["nvidia_driver"], bool)
+
+
+def test_setup_auto_runs_on_cpu_in_float32():
+    placement = devices.setup()
+    assert placement.kind == "cpu"
+    assert devices.keras.config.dtype_policy().name == "float32"
+    assert devices.strategy(placement).num_replicas_in_sync == 1
+
+
+def test_setup_sets_mixed_policy_and_warns():
+    keras = devices.keras
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            placement = devices.setup("cpu", "mixed_bfloat16")
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert any("slower" in str(w.message) for w in caught)
+        assert placement.precision == "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_setup_gpu_without_gpu_raises_device_error():
+    with pytest.raises(DeviceError):
+        devices.setup("gpu")
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json
+    from cnncli.runtime import import_keras, import_tf
+    tf = import_tf()
+    keras = import_keras()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.config.experimental.enable_op_determinism()
+    import numpy as np
+    from cnncli.devices import Placement, strategy
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x @ rng.normal(size=(8, 1)) > 0).astype("float32")
+
+    def train(strat, batch):
+        keras.utils.set_random_seed(1)
+        with strat.scope():
+            model = keras.Sequential([
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(1, activation="sigmoid"),
+            ])
+            model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
+        model.fit(x, y, batch_size=batch, epochs=3, shuffle=False, verbose=0)
+        return [w.tolist() for w in model.get_weights()], strat.num_replicas_in_sync
+
+    mirrored = Placement("mirrored", ["/cpu:0", "/cpu:1"], replicas=2)
+    one = Placement("cpu", ["/cpu:0"])
+    w_m, n_m = train(strategy(mirrored), 16)
+    w_d, n_d = train(strategy(one), 16)
+    print(json.dumps({"mirrored": w_m, "default": w_d, "replicas": [n_m, n_d]}))
+    """
+)
+
+
+def test_mirrored_on_two_logical_cpus_matches_default_strategy():
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == [2, 1]
+    import numpy as np
+
+    for mirrored, default in zip(result["mirrored"], result["default"], strict=True):
+        np.testing.assert_allclose(mirrored, default, atol=1e-4)

@@ -1,0 +1,201 @@
+"""Specs: Keras names and arguments, repeat, blocks, branches, readable names, clear errors."""
+
+import pytest
+
+from cnncli import spec
+from cnncli.errors import ConfigError, ManyErrors
+
+
+def load(write, text):
+    return spec.load(write("net.yaml", text))
+
+
+def names(s):
+    return [n.name for n in spec.expand(s).nodes]
+
+
+def test_layers_are_keras_classes_with_keras_arguments(write):
+    s = load(write, """
+        input: [28, 28, 1]
+        layers:
+          - Conv2D: {filters: 32, kernel_size: 5, padding: same, activation: relu}
+          - Flatten
+    """)
+    first = spec.expand(s).nodes[0]
+    assert (first.layer, first.args) == ("Conv2D", {"filters": 32, "kernel_size": 5,
+                                                    "padding": "same", "activation": "relu"})
+
+
+def test_a_scalar_is_the_first_argument(write):
+    s = load(write, "input: [4]\nlayers: [{Dropout: 0.5}, {Dense: 3}]\n")
+    assert [n.args for n in spec.expand(s).nodes] == [{"rate": 0.5}, {"units": 3}]
+
+
+def test_names_follow_the_lecture_conv_pool_fc(write):
+    s = load(write, """
+        input: [8, 8, 1]
+        layers:
+          - Conv2D: {filters: 2, kernel_size: 3, padding: same}
+            repeat: 2
+          - MaxPooling2D
+          - Conv2D: {filters: 2, kernel_size: 3, padding: same}
+          - MaxPooling2D
+          - Flatten
+          - Dense: 4
+          - Dense: 2
+    """)
+    assert names(s) == ["conv1_1", "conv1_2", "pool1", "conv2_1", "pool2", "flatten1",
+                        "fc1", "fc2"]
+
+
+def test_explicit_names_win(write):
+    s = load(write, "input: [4]\nlayers:\n  - Dense: 3\n    name: hidden\n")
+    assert names(s) == ["hidden"]
+
+
+def test_blocks_take_parameters_and_expand_in_place(write):
+    s = load(write, """
+        input: [8, 8, 1]
+        blocks:
+          vgg_block:
+            params: [filters, convs]
+            layers:
+              - Conv2D: {filters: $filters, kernel_size: 3, padding: same}
+                repeat: $convs
+              - MaxPooling2D
+        layers:
+          - vgg_block: {filters: 4, convs: 2}
+          - vgg_block: {filters: 8, convs: 1}
+    """)
+    nodes = spec.expand(s).nodes
+    assert [n.name for n in nodes] == ["conv1_1", "conv1_2", "pool1", "conv2_1", "pool2"]
+    assert [n.args.get("filters") for n in nodes] == [4, 4, None, 8, None]
+
+
+def test_block_parameters_can_have_defaults(write):
+    s = load(write, """
+        input: [4]
+        blocks:
+          fc: {params: {units: 7}, layers: [{Dense: $units}]}
+        layers: [fc, {fc: {units: 3}}]
+    """)
+    assert [n.args["units"] for n in spec.expand(s).nodes] == [7, 3]
+
+
+def test_branches_merge_and_an_empty_branch_is_the_identity(write):
+    s = load(write, """
+        input: [8, 8, 4]
+        layers:
+          - branches:
+              - [{Conv2D: {filters: 4, kernel_size: 3, padding: same}}]
+              - []
+            merge: add
+    """)
+    nodes = spec.expand(s).nodes
+    merge = nodes[-1]
+    assert merge.layer == "Add"
+    assert merge.inputs == [nodes[0].name, spec.INPUT]
+
+
+def test_classes_fill_in_dollar_classes_and_can_be_overridden(write):
+    s = load(write, "input: [4]\nclasses: 10\nlayers: [{Dense: $classes}]\n")
+    assert spec.expand(s).nodes[0].args == {"units": 10}
+    assert spec.expand(s.with_overrides(classes=3)).nodes[0].args == {"units": 3}
+
+
+def test_unknown_layer_suggests_the_keras_name(write):
+    with pytest.raises(ConfigError, match="unknown layer 'Conv2d'") as e:
+        spec.expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2d: {filters: 2}\n"))
+    assert e.value.line == 3 and e.value.file.endswith("net.yaml")
+    assert "did you mean 'Conv2D'" in e.value.hint
+
+
+def test_pytorch_names_are_translated_in_the_hint(write):
+    with pytest.raises(ConfigError) as e:
+        spec.expand(load(write, "input: [4]\nlayers: [{Linear: 3}]\n"))
+    assert "did you mean 'Dense'" in e.value.hint
+
+
+def test_unknown_argument_lists_the_valid_ones(write):
+    with pytest.raises(ConfigError, match="unknown argument 'filter' for Conv2D") as e:
+        spec.expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filter: 2}\n"))
+    assert "did you mean 'filters'" in e.value.hint
+    assert "kernel_size" in e.value.hint
+    assert e.value.where == "layer 1"
+
+
+def test_lambda_is_not_a_layer_specs_can_use(write):
+    with pytest.raises(ConfigError, match="unknown layer 'Lambda'") as e:
+        spec.expand(load(write, "input: [4]\nlayers: [{Lambda: {function: print}}]\n"))
+    assert "arbitrary code" in e.value.hint
+
+
+def test_missing_block_parameter_is_named(write):
+    with pytest.raises(ConfigError, match="needs the parameter 'convs'"):
+        spec.expand(load(write, """
+            input: [8, 8, 1]
+            blocks:
+              vgg_block: {params: [filters, convs], layers: [{Conv2D: {filters: $filters,
+                          kernel_size: 3}, repeat: $convs}]}
+            layers: [{vgg_block: {filters: 4}}]
+        """))
+
+
+def test_a_block_that_uses_itself_is_refused(write):
+    with pytest.raises(ConfigError, match=r"block 'a' uses itself \(a -> b -> a\)"):
+        spec.expand(load(write, """
+            input: [4]
+            blocks:
+              a: {layers: [b]}
+              b: {layers: [a]}
+            layers: [a]
+        """))
+
+
+def test_missing_input_shape_says_how_to_add_it(write):
+    with pytest.raises(ConfigError, match="no input shape") as e:
+        spec.expand(load(write, "layers: [Flatten]\n"))
+    assert "input: [" in e.value.hint
+
+
+def test_zero_classes_is_refused(write):
+    with pytest.raises(ConfigError, match="at least 1"):
+        load(write, "input: [4]\nclasses: 0\nlayers: [{Dense: $classes}]\n")
+
+
+def test_all_problems_are_reported_not_only_the_first(write):
+    with pytest.raises(ManyErrors) as e:
+        spec.expand(load(write, """
+            input: [8, 8, 1]
+            layers:
+              - Conv2d: {filters: 2}
+              - MaxPooling2D: {pool: 2}
+              - Dense: {unit: 3}
+        """))
+    assert [err.line for err in e.value.errors] == [3, 4, 5]
+
+
+def test_unknown_top_level_key_suggests_the_right_one(write):
+    with pytest.raises(ConfigError, match="unknown key 'layer'") as e:
+        load(write, "input: [4]\nlayer: [Flatten]\nlayers: [Flatten]\n")
+    assert "did you mean 'layers'" in e.value.hint
+
+
+def test_a_spec_must_be_a_mapping(write):
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load(write, "- Flatten\n- Dense: 3\n")
+
+
+def test_empty_spec(write):
+    with pytest.raises(ConfigError, match="empty"):
+        load(write, "")
+
+
+def test_repeat_must_be_positive(write):
+    with pytest.raises(ConfigError, match="`repeat` must be a whole number"):
+        spec.expand(load(write, "input: [4]\nlayers:\n  - Dense: 3\n    repeat: 0\n"))
+
+
+def test_huge_repeat_is_bounded(write):
+    with pytest.raises(ConfigError, match="more than 10,000 layers"):
+        spec.expand(load(write, "input: [4]\nlayers:\n  - Dense: 3\n    repeat: 100000000\n"))

@@ -1,0 +1,111 @@
+"""`summary` reproduces the lecture's tables and counts parameters, memory and multiply-adds."""
+
+import pytest
+
+from cnncli import builder, spec, summary
+
+# The lecture's VGGNet table, row for row (Layer, Volume size, Description); the lecture
+# writes the FC rows as "FC + ReLU" and "FC Softmax", cnncli adds the unit count.
+LECTURE_VGG16 = """
+INPUT | 224x224x3 | 224x224 pixels and 3 color channels
+CONV3-64 + ReLU | 224x224x64 | Conv layer with 64 3x3x3 filters
+CONV3-64 + ReLU | 224x224x64 | Conv layer with 64 3x3x64 filters
+POOL2 | 112x112x64 | Standard 2x2 pooling layer with stride 2
+CONV3-128 + ReLU | 112x112x128 | Conv layer with 128 3x3x64 filters
+CONV3-128 + ReLU | 112x112x128 | Conv layer with 128 3x3x128 filters
+POOL2 | 56x56x128 | Standard 2x2 pooling layer with stride 2
+CONV3-256 + ReLU | 56x56x256 | Conv layer with 256 3x3x128 filters
+CONV3-256 + ReLU | 56x56x256 | Conv layer with 256 3x3x256 filters
+CONV3-256 + ReLU | 56x56x256 | Conv layer with 256 3x3x256 filters
+POOL2 | 28x28x256 | Standard 2x2 pooling layer with stride 2
+CONV3-512 + ReLU | 28x28x512 | Conv layer with 512 3x3x256 filters
+CONV3-512 + ReLU | 28x28x512 | Conv layer with 512 3x3x512 filters
+CONV3-512 + ReLU | 28x28x512 | Conv layer with 512 3x3x512 filters
+POOL2 | 14x14x512 | Standard 2x2 pooling layer with stride 2
+CONV3-512 + ReLU | 14x14x512 | Conv layer with 512 3x3x512 filters
+CONV3-512 + ReLU | 14x14x512 | Conv layer with 512 3x3x512 filters
+CONV3-512 + ReLU | 14x14x512 | Conv layer with 512 3x3x512 filters
+POOL2 | 7x7x512 | Standard 2x2 pooling layer with stride 2
+FC-4096 + ReLU | 4096 | Fully-connected layer with 4096 units
+FC-4096 + ReLU | 4096 | Fully-connected layer with 4096 units
+FC-1000 Softmax | 1000 | Output layer with 1000 possible categories
+"""
+
+LECTURE_MNIST = """
+INPUT | 28x28x1 | 28x28 pixels and 1 color channel
+CONV5-32 + ReLU | 28x28x32 | Conv layer with 32 5x5x1 filters
+POOL2 | 14x14x32 | Standard 2x2 pooling layer with stride 2
+CONV5-64 + ReLU | 14x14x64 | Conv layer with 64 5x5x32 filters
+POOL2 | 7x7x64 | Standard 2x2 pooling layer with stride 2
+FC-1024 + ReLU | 1024 | Fully-connected layer with 1024 units
+FC-10 Softmax | 10 | Output layer with 10 possible categories
+"""
+
+
+def table(text):
+    return [tuple(cell.strip() for cell in line.split("|")) for line in text.strip().splitlines()]
+
+
+def summarize(name_or_spec):
+    s = spec.load(name_or_spec) if isinstance(name_or_spec, str) else name_or_spec
+    return summary.summarize(builder.build_checked(s))
+
+
+def rows(result):
+    return [(r.layer, r.volume, r.description) for r in result.rows if r.shown]
+
+
+@pytest.fixture(scope="module")
+def vgg16():
+    return summarize("vgg16")
+
+
+def test_vgg16_reproduces_the_lectures_table_row_for_row(vgg16):
+    assert rows(vgg16) == table(LECTURE_VGG16)
+
+
+def test_vgg16_has_138m_parameters(vgg16):
+    assert vgg16.params == 138_357_544
+
+
+def test_vgg16_forward_memory_counts_every_activation_once(vgg16):
+    # 15.24M values in all; the lecture's "around 93 MB" follows the cs231n notes, whose
+    # per-layer numbers add up to 15.2M values (61 MB), not the 24M their total states.
+    assert vgg16.forward_bytes == 4 * 15_237_608
+    assert vgg16.backward_bytes == 2 * vgg16.forward_bytes
+
+
+def test_vgg16_multiply_adds(vgg16):
+    assert vgg16.macs == 15_470_264_320
+
+
+def test_mnist_net_reproduces_the_lectures_table():
+    assert rows(summarize("mnist_net")) == table(LECTURE_MNIST)
+
+
+def test_explain_fills_in_the_formula():
+    conv = summarize("mnist_net").rows[1]
+    assert conv.explain == ["F=5, S=1, P=2 (same): (28 - 5 + 4)/1 + 1 = 28"]
+
+
+def test_explain_says_how_keras_rounds_when_not_divisible():
+    s = spec.parse({"input": [7, 7, 1], "layers": ["MaxPooling2D", "Flatten"]})
+    pool = summarize(s).rows[1]
+    assert pool.volume == "3x3x1"
+    assert "(7 - 2 + 0) = 5 is not divisible by 2: Keras rounds down (padding valid), " \
+           "giving 3" in pool.explain[0]
+
+
+def test_named_blocks_fold_into_one_row():
+    result = summarize("googlenet")
+    inception = [r for r in result.rows if r.name == "inception3a"]
+    assert len(inception) == 1
+    assert inception[0].volume == "28x28x256"
+    assert inception[0].params == 163_696  # Table 1: 159K; ours adds the biases
+
+
+def test_to_dict_is_json_ready(vgg16):
+    import json
+
+    data = json.loads(json.dumps(vgg16.to_dict()))
+    assert data["params"] == 138_357_544 and data["rows"][1]["layer"] == "CONV3-64 + ReLU"

@@ -1,0 +1,89 @@
+"""YAML is read safely, with line numbers, and without PyYAML's surprises."""
+
+import pytest
+
+from cnncli import yamlio
+from cnncli.errors import ConfigError
+
+
+def test_values_remember_their_lines():
+    doc = yamlio.loads("a: 1\nlayers:\n  - Flatten\n  - Dense: {units: 3}\n", "x.yaml")
+    assert doc.key_line("layers") == 2
+    assert doc["layers"].item_line(1) == 4
+    assert doc["layers"][1].line == 4
+
+
+def test_exponent_without_dot_is_a_float():
+    assert yamlio.loads("lr: 1e-3")["lr"] == pytest.approx(0.001)
+
+
+def test_integers_stay_integers():
+    doc = yamlio.loads("a: 10\nb: -3\nc: 1_000")
+    assert (doc["a"], doc["b"], doc["c"]) == (10, -3, 1000)
+    assert all(type(v) is int for v in doc.values())
+
+
+def test_yes_no_on_off_are_strings_not_booleans():
+    doc = yamlio.loads("a: no\nb: yes\nc: off\nd: true\ne: False")
+    assert doc == {"a": "no", "b": "yes", "c": "off", "d": True, "e": False}
+
+
+def test_duplicate_key_is_an_error_naming_both_lines():
+    with pytest.raises(ConfigError, match=r"'lr' appears twice \(first on line 1\)") as e:
+        yamlio.loads("lr: 1\nepochs: 2\nlr: 3\n", "c.yaml")
+    assert e.value.line == 3 and e.value.file == "c.yaml"
+
+
+def test_tab_indentation_is_explained():
+    with pytest.raises(ConfigError, match="tab character") as e:
+        yamlio.loads("a:\n\t- b\n", "t.yaml")
+    assert "spaces" in e.value.hint
+
+
+def test_python_tags_are_refused_and_not_run(tmp_path):
+    marker = tmp_path / "marker"
+    text = f"!!python/object/apply:os.system ['touch {marker}']"
+    with pytest.raises(ConfigError, match="unsupported YAML tag"):
+        yamlio.loads(text)
+    assert not marker.exists()
+
+
+def test_billion_laughs_is_refused():
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    with pytest.raises(ConfigError, match="billion laughs"):
+        yamlio.loads("\n".join(lines))
+
+
+def test_a_few_aliases_are_fine():
+    doc = yamlio.loads("conv: &c {filters: 8}\nlayers: [{Conv2D: *c}, {Conv2D: *c}]")
+    assert doc["layers"][1]["Conv2D"] == {"filters": 8}
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path):
+    path = tmp_path / "big.yaml"
+    with open(path, "wb") as f:
+        f.truncate(100 * 1024 * 1024)  # 100 MB, sparse
+    with pytest.raises(ConfigError, match=r"104.9 MB; specs and configs are limited to 1 MB"):
+        yamlio.load(path)
+
+
+def test_invalid_yaml_names_the_line():
+    with pytest.raises(ConfigError, match="not valid YAML") as e:
+        yamlio.loads("a: [1, 2\nb: 3\n", "bad.yaml")
+    assert e.value.file == "bad.yaml" and e.value.line is not None
+
+
+def test_missing_file_and_directory_have_their_own_messages(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        yamlio.load(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="directory"):
+        yamlio.load(tmp_path)
+
+
+def test_binary_file_is_not_utf8(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        yamlio.load(path)
