@@ -1,0 +1,211 @@
+"""tf.data input pipelines from uint8 arrays, and the one preprocessing code path.
+
+Training, evaluation and prediction all turn uint8 images into model inputs with
+`preprocess_batch`, so a model sees the same pixels in every command.
+
+Example:
+
+>>> ds = make_dataset(x_train, y_train, batch_size=128, input_shape=(32, 32, 3),
+...                   training=True, seed=1, augment={"flip": "horizontal"},
+...                   repeat=True)                                # doctest: +SKIP
+>>> model.fit(ds, steps_per_epoch=math.ceil(len(x_train) / 128), epochs=10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from cnncli.errors import ConfigError, DataError, ModelError
+from cnncli.runtime import import_keras, import_tf
+
+keras = import_keras()
+tf = import_tf()
+
+#: How pixels 0..255 become model inputs.
+#: scale: x / 255; none: float 0..255; tf: [-1, 1]; caffe: RGB->BGR minus the
+#: ImageNet mean (keras.applications.vgg16.preprocess_input); torch: x / 255, then
+#: ImageNet mean / std per channel.
+PREPROCESSING_MODES = ("scale", "none", "tf", "caffe", "torch")
+
+#: Keys of the ``augment`` dict and the Keras layer each one adds.
+AUGMENT_KEYS = ("flip", "translate", "rotate", "zoom", "contrast")
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+#: Batches prefetched. Fixed on purpose: AUTOTUNE prefetch made Keras fit stall for
+#: seconds at each epoch start on this (2-core) machine; 2 keeps one batch ready
+#: while the next is prepared.
+PREFETCH_BATCHES = 2
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    """Hold out a seeded random `fraction` of (x, y): (x_tr, y_tr, x_val, y_val).
+
+    >>> x, y = np.zeros((10, 2, 2, 1), np.uint8), np.arange(10)
+    >>> [len(a) for a in split_validation(x, y, 0.2, seed=0)]
+    [8, 8, 2, 2]
+    """
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"validation fraction must be in [0, 1), not {fraction}",
+                          hint="use e.g. 0.1")
+    n_val = int(round(len(x) * fraction))
+    if fraction > 0 and not 0 < n_val < len(x):
+        raise DataError(f"a validation fraction of {fraction} of {len(x)} images leaves "
+                        "no images for one of the two sets",
+                        hint="use more data or another fraction")
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return x[train], y[train], x[val], y[val]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in PREPROCESSING_MODES:
+        raise ConfigError(f"unknown preprocessing '{mode}'",
+                          hint=f"use one of {', '.join(PREPROCESSING_MODES)}")
+
+
+def _to_model_pixels(images, input_shape: Sequence[int | None]):
+    """uint8 (N, H, W[, C]) -> float32 (N, H', W', C') with the model's size and
+    channels, still 0..255. Resizes (bilinear) only when the size differs."""
+    x = tf.cast(images, tf.float32)
+    if x.shape.rank == 3:
+        x = x[..., tf.newaxis]
+    want_h, want_w, want_c = input_shape[-3:]
+    have_c = x.shape[-1]
+    if want_c not in (1, 3):
+        raise ModelError(f"the model expects {want_c} input channels; cnncli feeds "
+                         "grey (1) or RGB (3) images",
+                         hint="give the model's Input 1 or 3 channels")
+    if have_c == 1 and want_c == 3:
+        x = tf.image.grayscale_to_rgb(x)
+    elif have_c == 3 and want_c == 1:
+        x = tf.image.rgb_to_grayscale(x)
+    have_h, have_w = x.shape[1], x.shape[2]
+    if want_h is not None and want_w is not None and (have_h, have_w) != (want_h, want_w):
+        x = tf.image.resize(x, (want_h, want_w), method="bilinear")
+    return x
+
+
+def _normalise(x, mode: str):
+    """float 0..255 -> the value range `mode` asks for."""
+    if mode == "scale":
+        return x / 255.0
+    if mode == "none":
+        return x
+    if mode in ("caffe", "torch") and x.shape[-1] != 3:
+        raise ConfigError(f"preprocessing '{mode}' uses per-channel ImageNet statistics "
+                          "and needs a model with 3 input channels",
+                          hint="use preprocessing 'scale' or 'tf' for grey models")
+    return keras.applications.imagenet_utils.preprocess_input(
+        x, data_format="channels_last", mode=mode)
+
+
+def preprocess_batch(images_uint8, input_shape: Sequence[int | None], mode: str = "scale"):
+    """Turn a batch of uint8 images into float32 model inputs (the shared code path).
+
+    Casts, converts grey <-> RGB to the model's channels, resizes to its H, W if
+    needed, then applies `mode` (see `PREPROCESSING_MODES`).
+
+    >>> preprocess_batch(np.zeros((2, 28, 28, 1), np.uint8), (32, 32, 3)).shape
+    TensorShape([2, 32, 32, 3])
+    """
+    _check_mode(mode)
+    return _normalise(_to_model_pixels(images_uint8, input_shape), mode)
+
+
+def augmentation_layers(augment: Mapping, seed: int) -> list:
+    """Seeded Keras preprocessing layers for an ``augment`` dict.
+
+    >>> [type(l).__name__ for l in augmentation_layers({"flip": "horizontal",
+    ...                                                  "zoom": 0.1}, seed=0)]
+    ['RandomFlip', 'RandomZoom']
+    """
+    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown augmentation '{unknown[0]}'",
+                          hint=f"use {', '.join(AUGMENT_KEYS)}")
+    layers = []
+    flip = augment.get("flip")
+    if flip is True:
+        flip = "horizontal"
+    if flip:
+        if flip not in FLIP_MODES:
+            raise ConfigError(f"augmentation flip '{flip}' is not a flip mode",
+                              hint=f"use {', '.join(FLIP_MODES)}")
+        layers.append(keras.layers.RandomFlip(flip, seed=seed))
+    for i, key in enumerate(("translate", "rotate", "zoom", "contrast"), start=1):
+        value = augment.get(key)
+        if value in (None, 0, False):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise ConfigError(f"augmentation {key} must be a number between 0 and 1, "
+                              f"not {value!r}", hint=f"e.g. {key}: 0.1")
+        layer_seed = seed + i  # a distinct stream per layer
+        if key == "translate":
+            layers.append(keras.layers.RandomTranslation(value, value, seed=layer_seed))
+        elif key == "rotate":
+            layers.append(keras.layers.RandomRotation(value, seed=layer_seed))
+        elif key == "zoom":
+            layers.append(keras.layers.RandomZoom(value, value, seed=layer_seed))
+        else:  # contrast: works on 0..255 (value_range), so it runs before normalising
+            layers.append(keras.layers.RandomContrast(value, value_range=(0, 255),
+                                                      seed=layer_seed))
+    return layers
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    input_shape: Sequence[int | None],
+    training: bool,
+    seed: int,
+    preprocessing: str = "scale",
+    augment: Mapping | None = None,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+):
+    """A `tf.data.Dataset` of (float32 images, labels) batches from uint8 arrays.
+
+    Shuffles (seeded, a new order each epoch) and augments only when ``training``.
+    ``repeat=True`` never ends: give Keras ``steps_per_epoch``.
+    """
+    _check_mode(preprocessing)
+    if len(x) != len(y):
+        raise DataError(f"{len(x)} images but {len(y)} labels",
+                        hint="give one label per image")
+    aug_layers = augmentation_layers(augment, seed) if (training and augment) else []
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    # Cache the uint8 elements (1 byte a pixel): every later step works on them,
+    # and the float conversion happens per batch, so memory stays small.
+    ds = ds.cache()
+    if training:
+        # A full-size buffer is a true shuffle; the seed makes the sequence of
+        # epoch orders reproducible, and reshuffle gives each epoch a new order.
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        # One endless iterator for the whole fit: Keras tears down and rebuilds a
+        # finite dataset's iterator at every epoch start, which measured 4-18 s
+        # stalls per epoch on this machine. Repeating before batching also keeps
+        # every batch full across epoch boundaries.
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    # Work on whole batches (vectorised ops), in parallel but in order.
+    if aug_layers:
+        augmenter = keras.Sequential(aug_layers)
+        ds = ds.map(lambda xb, yb: (_to_model_pixels(xb, input_shape), yb),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # Augmentation runs on pixels still in 0..255 (RandomContrast clips to its
+        # value_range) and in ONE sequential call: Keras' random layers draw from a
+        # stateful seed generator, and parallel calls made the draws (and so the
+        # augmented images) differ from run to run.
+        ds = ds.map(lambda xb, yb: (_normalise(augmenter(xb, training=True),
+                                               preprocessing), yb))
+    else:
+        ds = ds.map(lambda xb, yb: (preprocess_batch(xb, input_shape, preprocessing), yb),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(PREFETCH_BATCHES)

@@ -1,0 +1,590 @@
+"""Tests of cnncli.datasets: every source, the resolution order, the bundled
+sample and each kind of bad data, on tiny files written to tmp_path."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnncli import datasets
+from cnncli.errors import ConfigError, DataError
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+# --------------------------------------------------------------------------- #
+# Helpers and fixtures (kept here: no shared conftest for data)
+# --------------------------------------------------------------------------- #
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write `array` (uint8) as an IDX file, gzipped if the name ends in .gz."""
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    data = header + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gz":
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def tiny_arrays(n_train=20, n_test=10, classes=10, size=(28, 28), seed=0):
+    rng = np.random.default_rng(seed)
+    x_train = rng.integers(0, 256, (n_train, *size), dtype=np.uint8)
+    x_test = rng.integers(0, 256, (n_test, *size), dtype=np.uint8)
+    y_train = np.arange(n_train) % classes
+    y_test = np.arange(n_test) % classes
+    return x_train, y_train, x_test, y_test
+
+
+def write_idx_set(folder: Path, *, gz=True, prefix="", test="t10k", seed=0, **kw) -> Path:
+    x_train, y_train, x_test, y_test = tiny_arrays(seed=seed, **kw)
+    ext = ".gz" if gz else ""
+    write_idx(folder / f"{prefix}train-images-idx3-ubyte{ext}", x_train)
+    write_idx(folder / f"{prefix}train-labels-idx1-ubyte{ext}", y_train)
+    write_idx(folder / f"{prefix}{test}-images-idx3-ubyte{ext}", x_test)
+    write_idx(folder / f"{prefix}{test}-labels-idx1-ubyte{ext}", y_test)
+    return folder
+
+
+def write_npz(path: Path, n_train=20, n_test=10, **extra) -> Path:
+    x_train, y_train, x_test, y_test = tiny_arrays(n_train, n_test)
+    arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    arrays.update(extra)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+def write_image(path: Path, size=(8, 8), mode="RGB", value=0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, (size[1], size[0]), value if mode == "L" else (value, 0, 255 - value)
+              ).save(path)
+    return path
+
+
+def image_folder(root: Path, classes=("cat", "dog"), per_class=5, size=(8, 8),
+                 ext=".png") -> Path:
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            write_image(root / name / f"{i}{ext}", size=size, value=40 * c + i)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_size for p in root.rglob("*")}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No real Keras cache, system folder, data-dir variable or network in any test."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(datasets, "SYSTEM_DIRS", (tmp_path / "system",))
+    calls = []
+
+    def no_network(name):
+        calls.append(name)
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(datasets, "_keras_download", no_network)
+    return calls
+
+
+# --------------------------------------------------------------------------- #
+# Sources by path
+# --------------------------------------------------------------------------- #
+
+
+def test_npz_source_gives_uint8_nhwc_images_and_int64_labels(tmp_path):
+    ds = datasets.load(write_npz(tmp_path / "digits.npz"))
+    assert ds.x_train.shape == (20, 28, 28, 1) and ds.x_train.dtype == np.uint8
+    assert ds.y_train.dtype == np.int64 and ds.y_train.ndim == 1
+    assert ds.x_test.shape == (10, 28, 28, 1)
+    assert ds.num_classes == 10 and ds.image_shape == (28, 28, 1)
+    assert ds.name == "digits" and ds.sample is False
+
+
+def test_npz_class_names_array_names_the_classes(tmp_path):
+    names = np.array([f"c{i}" for i in range(10)])
+    ds = datasets.load(write_npz(tmp_path / "d.npz", class_names=names))
+    assert ds.class_names == [f"c{i}" for i in range(10)]
+
+
+def test_npz_labels_of_shape_n_by_1_are_flattened(tmp_path):
+    x_train, y_train, x_test, y_test = tiny_arrays()
+    np.savez(tmp_path / "d.npz", x_train=x_train, y_train=y_train[:, None],
+             x_test=x_test, y_test=y_test[:, None])
+    assert datasets.load(tmp_path / "d.npz").y_train.shape == (20,)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_folder_is_read_gzipped_or_plain(tmp_path, gz):
+    folder = write_idx_set(tmp_path / "idx", gz=gz)
+    ds = datasets.load(folder)
+    expected = tiny_arrays()
+    assert ds.x_train.shape == (20, 28, 28, 1)
+    np.testing.assert_array_equal(ds.x_train[..., 0], expected[0])
+    np.testing.assert_array_equal(ds.y_test, expected[3])
+    assert ds.class_names == [str(i) for i in range(10)]
+
+
+def test_idx_emnist_names_are_found_and_turned_upright(tmp_path):
+    folder = write_idx_set(tmp_path / "emnist", prefix="emnist-digits-", test="test")
+    ds = datasets.load(folder)
+    assert ds.name == "emnist-digits"
+    np.testing.assert_array_equal(ds.x_train[..., 0], tiny_arrays()[0].transpose(0, 2, 1))
+
+
+def test_idx_emnist_mapping_file_gives_class_names(tmp_path):
+    folder = write_idx_set(tmp_path / "emnist", prefix="emnist-balanced-", test="test")
+    (folder / "emnist-balanced-mapping.txt").write_text(
+        "".join(f"{i} {65 + i}\n" for i in range(10)))
+    assert datasets.load(folder).class_names[:3] == ["A", "B", "C"]
+
+
+def test_idx_folder_with_several_emnist_splits_is_chosen_by_prefix_path(tmp_path):
+    folder = tmp_path / "emnist"
+    write_idx_set(folder, prefix="emnist-digits-", test="test", classes=10)
+    write_idx_set(folder, prefix="emnist-letters-", test="test", classes=3)
+    with pytest.raises(DataError, match="several IDX datasets"):
+        datasets.load(folder)
+    assert datasets.load(folder / "emnist-letters").num_classes == 3
+
+
+def test_image_folder_with_class_subfolders_is_split_seeded_per_class(tmp_path):
+    root = image_folder(tmp_path / "pets", per_class=10)
+    ds = datasets.load(root, test_fraction=0.2, seed=3)
+    assert ds.class_names == ["cat", "dog"]
+    assert ds.x_train.shape == (16, 8, 8, 3) and ds.x_train.dtype == np.uint8
+    assert np.bincount(ds.y_test).tolist() == [2, 2]
+    again = datasets.load(root, test_fraction=0.2, seed=3)
+    np.testing.assert_array_equal(ds.x_test, again.x_test)
+
+
+def test_image_folder_split_differs_with_another_seed(tmp_path):
+    root = image_folder(tmp_path / "pets", per_class=10)
+    a = datasets.load(root, seed=1)
+    b = datasets.load(root, seed=2)
+    assert not np.array_equal(a.x_test, b.x_test)
+
+
+def test_image_folder_train_and_test_subfolders_are_used_as_the_split(tmp_path):
+    image_folder(tmp_path / "set" / "train", per_class=4)
+    image_folder(tmp_path / "set" / "test", per_class=2)
+    ds = datasets.load(tmp_path / "set")
+    assert (len(ds.x_train), len(ds.x_test)) == (8, 4)
+    assert "train/ and test/" in ds.source
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".gif", ".webp"])
+def test_image_folder_reads_each_image_format(tmp_path, ext):
+    ds = datasets.load(image_folder(tmp_path / "f", per_class=3, ext=ext))
+    assert ds.image_shape[:2] == (8, 8) and len(ds.x_train) + len(ds.x_test) == 6
+
+
+def test_image_folder_of_grey_images_has_one_channel(tmp_path):
+    for c in ("a", "b"):
+        for i in range(3):
+            write_image(tmp_path / "g" / c / f"{i}.png", mode="L", value=10 * i)
+    assert datasets.load(tmp_path / "g").image_shape == (8, 8, 1)
+
+
+def test_image_folder_mixing_grey_and_colour_becomes_rgb(tmp_path):
+    for i in range(3):
+        write_image(tmp_path / "m" / "a" / f"{i}.png", mode="L", value=100)
+        write_image(tmp_path / "m" / "b" / f"{i}.png", mode="RGB")
+    ds = datasets.load(tmp_path / "m")
+    assert ds.image_shape == (8, 8, 3)
+    grey = np.concatenate([ds.x_train, ds.x_test])[
+        np.concatenate([ds.y_train, ds.y_test]) == 0]
+    assert (grey == 100).all()
+
+
+def test_image_size_resizes_images_of_mixed_sizes(tmp_path):
+    write_image(tmp_path / "f" / "a" / "1.png", size=(10, 12))
+    write_image(tmp_path / "f" / "a" / "2.png", size=(20, 20))
+    write_image(tmp_path / "f" / "b" / "1.png", size=(7, 9))
+    write_image(tmp_path / "f" / "b" / "2.png", size=(16, 16))
+    ds = datasets.load(tmp_path / "f", image_size=(16, 16))
+    assert ds.image_shape == (16, 16, 3)
+
+
+def write_cifar_batch(path: Path, n: int, label_key: bytes, classes: int, seed=0):
+    rng = np.random.default_rng(seed)
+    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             label_key: [i % classes for i in range(n)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=4)  # numpy arrays via _reconstruct, as Keras allows
+
+
+def test_cifar10_batch_folder_is_read_with_keras_format(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    for i in range(1, 6):
+        write_cifar_batch(folder / f"data_batch_{i}", 4, b"labels", 10, seed=i)
+    write_cifar_batch(folder / "test_batch", 3, b"labels", 10)
+    ds = datasets.load(folder)
+    assert ds.x_train.shape == (20, 32, 32, 3) and ds.x_test.shape == (3, 32, 32, 3)
+    assert ds.class_names[:2] == ["airplane", "automobile"]
+
+
+def test_cifar100_folder_uses_the_fine_labels_and_names(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    write_cifar_batch(folder / "train", 6, b"fine_labels", 100)
+    write_cifar_batch(folder / "test", 2, b"fine_labels", 100)
+    (folder / "meta").write_bytes(b"")
+    ds = datasets.load(folder)
+    assert ds.num_classes == 100 and len(set(ds.class_names)) == 100
+    assert ds.class_names[0] == "apple" and ds.class_names[-1] == "worm"
+
+
+def test_unknown_name_that_is_no_path_says_which_names_exist(tmp_path):
+    with pytest.raises(DataError, match="neither a dataset name") as err:
+        datasets.load(tmp_path / "nope")
+    assert "fashion_mnist" in err.value.hint
+
+
+def test_known_names_accept_common_spellings():
+    assert datasets.known_name("Fashion-MNIST") == "fashion_mnist"
+    assert datasets.known_name("CIFAR-100") == "cifar100"
+    assert datasets.known_name("./mnist") is None
+
+
+# --------------------------------------------------------------------------- #
+# Resolution order of named datasets
+# --------------------------------------------------------------------------- #
+
+
+def keras_cache(tmp_path: Path) -> Path:
+    return tmp_path / "keras_home" / "datasets"
+
+
+def three_mnists(tmp_path: Path) -> Path:
+    """mnist.npz in a data dir (20 train), the Keras cache (30) and a system dir (40)."""
+    write_npz(tmp_path / "data" / "mnist.npz", n_train=20)
+    write_npz(keras_cache(tmp_path) / "mnist.npz", n_train=30)
+    write_npz(tmp_path / "system" / "mnist" / "mnist.npz", n_train=40)
+    return tmp_path / "data"
+
+
+def test_data_dir_beats_keras_cache_and_system_folder(tmp_path):
+    ds = datasets.load("mnist", data_dir=three_mnists(tmp_path), offline=True)
+    assert len(ds.x_train) == 20 and ds.source.startswith("--data-dir")
+
+
+def test_keras_cache_beats_system_folder(tmp_path):
+    three_mnists(tmp_path)
+    ds = datasets.load("mnist", offline=True)
+    assert len(ds.x_train) == 30 and ds.source.startswith("Keras cache")
+
+
+def test_system_folder_is_used_when_nothing_else_has_the_data(tmp_path):
+    write_idx_set(tmp_path / "system" / "fashion-mnist")
+    ds = datasets.load("fashion_mnist", offline=True)
+    assert ds.source.startswith("system folder") and ds.class_names[0] == "T-shirt/top"
+
+
+def test_environment_data_dir_is_searched_first(tmp_path, monkeypatch):
+    data = three_mnists(tmp_path)
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(data))
+    ds = datasets.load("mnist", offline=True)
+    assert len(ds.x_train) == 20 and "CNNCLI_DATA_DIR" in ds.source
+
+
+def test_data_dir_argument_wins_over_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(three_mnists(tmp_path)))
+    write_npz(tmp_path / "other" / "mnist.npz", n_train=50)
+    assert len(datasets.load("mnist", data_dir=tmp_path / "other").x_train) == 50
+
+
+def test_keras_cache_fashion_mnist_folder_of_idx_files_is_found(tmp_path):
+    write_idx_set(keras_cache(tmp_path) / "fashion-mnist")
+    ds = datasets.load("fashion-mnist", offline=True)
+    assert ds.name == "fashion_mnist" and len(ds.x_train) == 20
+
+
+def test_keras_3_cifar10_cache_layout_is_found(tmp_path):
+    folder = keras_cache(tmp_path) / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    for i in range(1, 6):
+        write_cifar_batch(folder / f"data_batch_{i}", 2, b"labels", 10)
+    write_cifar_batch(folder / "test_batch", 2, b"labels", 10)
+    assert datasets.locate("cifar10", offline=True).path == str(folder)
+
+
+def test_data_dir_name_subfolder_and_bare_idx_files_are_found(tmp_path):
+    write_idx_set(tmp_path / "d1" / "fashion_mnist")
+    assert datasets.locate("fashion_mnist", data_dir=tmp_path / "d1").path.endswith(
+        "fashion_mnist")
+    write_idx_set(tmp_path / "d2")
+    assert datasets.locate("mnist", data_dir=tmp_path / "d2").path == str(tmp_path / "d2")
+
+
+def test_missing_data_dir_is_an_error_naming_it(tmp_path):
+    with pytest.raises(DataError, match="does not exist") as err:
+        datasets.load("mnist", data_dir=tmp_path / "missing")
+    assert err.value.file == str(tmp_path / "missing")
+
+
+def test_not_found_error_lists_every_place_searched_and_how_to_supply(tmp_path):
+    with pytest.raises(DataError) as err:
+        datasets.load("fashion_mnist", data_dir=tmp_path, offline=True)
+    text = str(err.value)
+    assert str(tmp_path / "fashion-mnist") in text
+    assert str(keras_cache(tmp_path) / "fashion-mnist") in text
+    assert str(tmp_path / "system" / "fashion-mnist") in text
+    assert "skipped (offline)" in text and "--data-dir" in err.value.hint
+
+
+def test_offline_never_calls_the_downloader(isolated):
+    with pytest.raises(DataError):
+        datasets.load("cifar100", offline=True)
+    with pytest.warns(datasets.SampleDataWarning):
+        datasets.load("mnist", offline=True)
+    assert isolated == []
+
+
+def test_failed_download_is_reported_and_the_search_moves_on(isolated):
+    with pytest.raises(DataError, match="download: failed") as err:
+        datasets.load("fashion_mnist")
+    assert isolated == ["fashion_mnist"] and "network disabled" in str(err.value)
+
+
+def test_successful_download_is_used_when_nothing_local(monkeypatch):
+    x_train, y_train, x_test, y_test = tiny_arrays(size=(32, 32, 3))
+    monkeypatch.setattr(datasets, "_keras_download", lambda name: (
+        (x_train, y_train[:, None]), (x_test, y_test[:, None])))
+    ds = datasets.load("cifar10")
+    assert ds.source.startswith("Keras download") and ds.image_shape == (32, 32, 3)
+
+
+def test_incomplete_idx_set_in_cache_is_named_in_the_not_found_error(tmp_path):
+    folder = keras_cache(tmp_path) / "fashion-mnist"
+    write_idx_set(folder)
+    (folder / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="lacks the IDX file"):
+        datasets.load("fashion_mnist", offline=True)
+
+
+# --------------------------------------------------------------------------- #
+# The bundled sample and describe_all
+# --------------------------------------------------------------------------- #
+
+
+def test_bundled_sample_is_used_for_mnist_with_a_loud_warning():
+    with pytest.warns(datasets.SampleDataWarning, match="BUNDLED MNIST SAMPLE"):
+        ds = datasets.load("mnist")  # download fails (no network in tests)
+    assert ds.sample is True and ds.name == "mnist"
+    assert ds.x_train.shape == (4000, 28, 28, 1) and ds.x_test.shape == (1000, 28, 28, 1)
+    labels = np.concatenate([ds.y_train, ds.y_test])
+    assert np.bincount(labels).tolist() == [500] * 10
+    assert ds.x_train.dtype == np.uint8 and ds.x_train.max() == 255
+
+
+def test_bundled_sample_file_is_under_one_megabyte():
+    assert datasets.SAMPLE_PATH.stat().st_size < 1_000_000
+    assert (datasets.SAMPLE_PATH.parent / "NOTICE-mnist.txt").is_file()
+
+
+def test_describe_all_reads_counts_from_headers(tmp_path):
+    write_idx_set(tmp_path / "system" / "fashion-mnist")
+    write_npz(keras_cache(tmp_path) / "mnist.npz", n_train=30)
+    rows = {r["name"]: r for r in datasets.describe_all(offline=True)}
+    assert list(rows) == ["mnist", "fashion_mnist", "cifar10", "cifar100"]
+    assert (rows["mnist"]["kind"], rows["mnist"]["train"]) == ("keras_cache", 30)
+    assert rows["fashion_mnist"]["kind"] == "system"
+    assert (rows["fashion_mnist"]["train"], rows["fashion_mnist"]["test"]) == (20, 10)
+    assert rows["fashion_mnist"]["image_shape"] == (28, 28, 1)
+    assert rows["cifar10"]["where"] == "not found" and not rows["cifar10"]["found"]
+
+
+def test_describe_all_online_says_how_much_will_be_downloaded(isolated):
+    rows = {r["name"]: r for r in datasets.describe_all()}
+    assert rows["cifar10"]["where"] == "will download 170 MB (Keras)"
+    assert rows["mnist"]["num_classes"] == 10 and isolated == []
+
+
+def test_describe_all_with_a_missing_data_dir_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        datasets.describe_all(data_dir=tmp_path / "missing")
+
+
+def test_describe_all_offline_mnist_falls_back_to_the_sample():
+    row = datasets.describe_all(offline=True)[0]
+    assert row["kind"] == "sample" and (row["train"], row["test"]) == (4000, 1000)
+
+
+# --------------------------------------------------------------------------- #
+# Bad data: one DataError naming the file
+# --------------------------------------------------------------------------- #
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders") as err:
+        datasets.load(tmp_path / "empty")
+    assert err.value.file == str(tmp_path / "empty")
+
+
+def test_folder_with_one_class_is_an_error(tmp_path):
+    root = image_folder(tmp_path / "one", classes=("only",))
+    with pytest.raises(DataError, match="only one class folder") as err:
+        datasets.load(root)
+    assert str(root) in str(err.value)
+
+
+def test_class_folders_without_files_are_an_error(tmp_path):
+    (tmp_path / "f" / "a").mkdir(parents=True)
+    (tmp_path / "f" / "b").mkdir()
+    with pytest.warns(datasets.DataWarning), pytest.raises(DataError, match="no image files"):
+        datasets.load(tmp_path / "f")
+
+
+def test_mismatched_image_and_label_counts_are_an_error(tmp_path):
+    x_train, y_train, x_test, y_test = tiny_arrays()
+    np.savez(tmp_path / "bad.npz", x_train=x_train, y_train=y_train[:-1],
+             x_test=x_test, y_test=y_test)
+    with pytest.raises(DataError, match="20 training images but 19 labels") as err:
+        datasets.load(tmp_path / "bad.npz")
+    assert "bad.npz" in str(err.value)
+
+
+def test_mismatched_idx_counts_name_the_file(tmp_path):
+    folder = write_idx_set(tmp_path / "idx")
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(7, np.uint8))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz has 10 test images"):
+        datasets.load(folder)
+
+
+def test_negative_labels_are_an_error(tmp_path):
+    x_train, y_train, x_test, y_test = tiny_arrays()
+    y_train = y_train.copy()
+    y_train[3] = -1
+    np.savez(tmp_path / "neg.npz", x_train=x_train, y_train=y_train,
+             x_test=x_test, y_test=y_test)
+    with pytest.raises(DataError, match="y_train in neg.npz has a negative label"):
+        datasets.load(tmp_path / "neg.npz")
+
+
+def test_labels_out_of_range_for_a_known_dataset_are_an_error(tmp_path):
+    x_train, y_train, x_test, y_test = tiny_arrays()
+    np.savez(tmp_path / "mnist.npz", x_train=x_train, y_train=y_train,
+             x_test=x_test, y_test=y_test + 5)
+    with pytest.raises(DataError, match="mnist.npz has label 14, out of range for 10"):
+        datasets.load("mnist", data_dir=tmp_path)
+
+
+def test_images_of_mixed_sizes_are_an_error_naming_both_sizes(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    write_image(root / "dog" / "big.png", size=(9, 9))
+    with pytest.raises(DataError, match="different sizes") as err:
+        datasets.load(root)
+    assert "big.png is 9x9" in str(err.value) and "--image-size" in err.value.hint
+
+
+def test_unreadable_image_is_skipped_with_a_count_in_a_warning(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (root / "dog" / "notes.txt").write_text("hello")
+    with pytest.warns(datasets.DataWarning, match="skipped 2 unreadable or non-image"):
+        ds = datasets.load(root)
+    assert len(ds.x_train) + len(ds.x_test) == 6
+
+
+def test_unreadable_image_is_an_error_when_strict(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(DataError, match="broken.jpg cannot be decoded") as err:
+        datasets.load(root, strict=True)
+    assert err.value.file == str(root / "cat" / "broken.jpg")
+
+
+def test_non_image_file_is_an_error_when_strict(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "dog" / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="notes.txt is not an image file"):
+        datasets.load(root, strict=True)
+
+
+def test_truncated_npz_is_an_error(tmp_path):
+    path = write_npz(tmp_path / "cut.npz")
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(DataError, match="cut.npz is not a readable .npz") as err:
+        datasets.load(path)
+    assert err.value.file == str(path)
+
+
+def test_npz_missing_arrays_is_an_error_naming_them(tmp_path):
+    path = write_npz(tmp_path / "half.npz", x_test=None, y_test=None)
+    with pytest.raises(DataError, match="half.npz has no array named x_test, y_test"):
+        datasets.load(path)
+
+
+def test_npz_with_float_images_is_an_error_with_a_conversion_hint(tmp_path):
+    x_train, y_train, x_test, y_test = tiny_arrays()
+    np.savez(tmp_path / "f.npz", x_train=x_train / 255.0, y_train=y_train,
+             x_test=x_test, y_test=y_test)
+    with pytest.raises(DataError, match="x_train in f.npz has dtype float64") as err:
+        datasets.load(tmp_path / "f.npz")
+    assert "astype('uint8')" in err.value.hint
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_truncated_idx_file_is_an_error(tmp_path, gz):
+    folder = write_idx_set(tmp_path / "idx", gz=gz)
+    name = "train-images-idx3-ubyte" + (".gz" if gz else "")
+    path = folder / name
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(DataError, match=f"{name} is truncated") as err:
+        datasets.load(folder)
+    assert err.value.file == str(path)
+
+
+def test_idx_file_with_a_bad_magic_number_is_an_error(tmp_path):
+    folder = write_idx_set(tmp_path / "idx", gz=False)
+    path = folder / "train-labels-idx1-ubyte"
+    path.write_bytes(b"\x12\x34" + path.read_bytes()[2:])
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte is not an IDX file"):
+        datasets.load(folder)
+
+
+def test_loading_bad_data_writes_nothing(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "cat" / "broken.jpg").write_bytes(b"junk")
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError):
+        datasets.load(root, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        datasets.load(root)
+    assert snapshot(tmp_path) == before
+
+
+def test_bad_test_fraction_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="test fraction"):
+        datasets.load(image_folder(tmp_path / "f"), test_fraction=1.5)
+
+
+# --------------------------------------------------------------------------- #
+# Real data
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_all_70000_fashion_mnist_images_read_through_the_idx_source():
+    ds = datasets.read_idx_folder(FASHION_DIR)
+    assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_test.shape == (10000, 28, 28, 1)
+    assert ds.x_train.dtype == np.uint8
+    assert np.bincount(ds.y_train).tolist() == [6000] * 10
+    assert np.bincount(ds.y_test).tolist() == [1000] * 10
+    assert os.fspath(FASHION_DIR) in ds.source

@@ -1,0 +1,239 @@
+"""Tests of cnncli.pipeline: preprocessing modes, channel/size conversion,
+seeded shuffling, validation split, augmentation and repeat, on tiny arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cnncli import pipeline
+from cnncli.errors import ConfigError
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+AUGMENT = {"flip": "horizontal", "translate": 0.1, "rotate": 0.05, "zoom": 0.1,
+           "contrast": 0.1}
+
+
+def grey_images(n=12, size=28, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 1), dtype=np.uint8)
+
+
+def rgb_images(n=4, size=8, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def labelled(n=12):
+    """Images whose every pixel equals their label, to follow them through shuffles."""
+    y = np.arange(n)
+    x = np.broadcast_to(y[:, None, None, None], (n, 4, 4, 1)).astype(np.uint8)
+    return x, y
+
+
+def epoch_labels(ds) -> list[int]:
+    return [int(v) for _x, y in ds for v in y.numpy()]
+
+
+# --------------------------------------------------------------------------- #
+# preprocess_batch
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("mode, low, high", [
+    ("scale", 0.0, 1.0), ("none", 0.0, 255.0), ("tf", -1.0, 1.0)])
+def test_preprocessing_mode_range_shape_and_dtype(mode, low, high):
+    x = grey_images()
+    out = pipeline.preprocess_batch(x, (28, 28, 1), mode).numpy()
+    assert out.shape == (12, 28, 28, 1) and out.dtype == np.float32
+    assert out.min() >= low and out.max() <= high
+    np.testing.assert_allclose(out.min(), low + (high - low) * x.min() / 255, atol=1e-5)
+
+
+def test_caffe_mode_matches_keras_vgg16_preprocess_input():
+    x = rgb_images()
+    ours = pipeline.preprocess_batch(x, (8, 8, 3), "caffe").numpy()
+    ref = keras.applications.vgg16.preprocess_input(x.astype("float32"))
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def test_torch_mode_uses_imagenet_mean_and_std():
+    x = rgb_images()
+    ours = pipeline.preprocess_batch(x, (8, 8, 3), "torch").numpy()
+    ref = (x / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    assert ours.dtype == np.float32
+
+
+def test_caffe_mode_on_a_grey_model_is_a_config_error():
+    with pytest.raises(ConfigError, match="needs a model with 3 input channels"):
+        pipeline.preprocess_batch(grey_images(), (28, 28, 1), "caffe")
+
+
+def test_unknown_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown preprocessing 'imagenet'"):
+        pipeline.preprocess_batch(grey_images(), (28, 28, 1), "imagenet")
+
+
+def test_grey_images_become_rgb_and_are_resized_28_to_32():
+    out = pipeline.preprocess_batch(grey_images(), (32, 32, 3), "scale").numpy()
+    assert out.shape == (12, 32, 32, 3)
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+
+
+def test_rgb_images_become_grey_for_a_grey_model():
+    out = pipeline.preprocess_batch(rgb_images(), (8, 8, 1), "none").numpy()
+    assert out.shape == (4, 8, 8, 1)
+
+
+def test_same_size_images_are_not_resampled():
+    x = grey_images()
+    out = pipeline.preprocess_batch(x, (28, 28, 1), "none").numpy()
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+
+
+def test_images_without_a_channel_axis_get_one():
+    out = pipeline.preprocess_batch(grey_images()[..., 0], (28, 28, 1), "scale")
+    assert tuple(out.shape) == (12, 28, 28, 1)
+
+
+# --------------------------------------------------------------------------- #
+# split_validation
+# --------------------------------------------------------------------------- #
+
+
+def test_validation_split_sizes_are_disjoint_and_cover_everything():
+    x, y = labelled(50)
+    x_tr, y_tr, x_val, y_val = pipeline.split_validation(x, y, 0.2, seed=0)
+    assert (len(x_tr), len(y_tr), len(x_val), len(y_val)) == (40, 40, 10, 10)
+    assert sorted(np.concatenate([y_tr, y_val]).tolist()) == list(range(50))
+    np.testing.assert_array_equal(x_val[:, 0, 0, 0], y_val)
+
+
+def test_validation_split_is_seeded():
+    x, y = labelled(50)
+    first = pipeline.split_validation(x, y, 0.2, seed=7)[3]
+    np.testing.assert_array_equal(first, pipeline.split_validation(x, y, 0.2, seed=7)[3])
+    assert not np.array_equal(first, pipeline.split_validation(x, y, 0.2, seed=8)[3])
+
+
+def test_validation_fraction_zero_gives_an_empty_validation_set():
+    x, y = labelled(10)
+    assert len(pipeline.split_validation(x, y, 0.0, seed=0)[2]) == 0
+
+
+def test_validation_fraction_of_one_is_a_config_error():
+    x, y = labelled(10)
+    with pytest.raises(ConfigError, match="validation fraction"):
+        pipeline.split_validation(x, y, 1.0, seed=0)
+
+
+# --------------------------------------------------------------------------- #
+# make_dataset
+# --------------------------------------------------------------------------- #
+
+
+def make(x, y, **kw):
+    args = dict(batch_size=4, input_shape=x.shape[1:], training=True, seed=1)
+    args.update(kw)
+    return pipeline.make_dataset(x, y, **args)
+
+
+def test_batches_have_model_shape_float32_and_int_labels():
+    x = grey_images(10)
+    ds = make(x, np.arange(10) % 3, input_shape=(32, 32, 3))
+    xb, yb = next(iter(ds))
+    assert tuple(xb.shape) == (4, 32, 32, 3) and xb.dtype.name == "float32"
+    assert yb.dtype.is_integer and 0.0 <= float(xb.numpy().min()) <= 1.0
+    assert [int(b[0].shape[0]) for b in ds] == [4, 4, 2]
+
+
+def test_images_stay_paired_with_their_labels_after_shuffling():
+    x, y = labelled()
+    for xb, yb in make(x, y, preprocessing="none"):
+        np.testing.assert_array_equal(xb.numpy()[:, 0, 0, 0], yb.numpy())
+
+
+def test_shuffling_with_the_same_seed_gives_the_same_order():
+    x, y = labelled()
+    assert epoch_labels(make(x, y, seed=5)) == epoch_labels(make(x, y, seed=5))
+
+
+def test_shuffling_with_another_seed_gives_another_order():
+    x, y = labelled()
+    a, b = epoch_labels(make(x, y, seed=5)), epoch_labels(make(x, y, seed=6))
+    assert a != b and sorted(a) == sorted(b) == list(range(12))
+
+
+def test_each_epoch_is_reshuffled():
+    x, y = labelled()
+    ds = make(x, y)
+    assert epoch_labels(ds) != epoch_labels(ds)
+
+
+def test_evaluation_data_keeps_its_order():
+    x, y = labelled()
+    assert epoch_labels(make(x, y, training=False)) == list(range(12))
+
+
+def test_drop_remainder_drops_the_last_small_batch():
+    x, y = labelled(10)
+    assert len(list(make(x, y, drop_remainder=True))) == 2
+
+
+def test_repeat_gives_more_than_one_epoch_of_batches():
+    x, y = labelled(10)
+    steps = math.ceil(10 / 4)
+    batches = list(make(x, y, repeat=True).take(3 * steps))
+    assert len(batches) == 3 * steps
+    assert all(b[0].shape[0] == 4 for b in batches)  # full batches across epochs
+    seen = [int(v) for _x, yb in batches for v in yb.numpy()]
+    assert all(seen.count(label) >= 2 for label in range(10))
+
+
+def test_without_repeat_the_dataset_ends_after_one_epoch():
+    x, y = labelled(10)
+    assert len(list(make(x, y))) == 3
+
+
+def test_augmentation_changes_training_images():
+    x = grey_images(8)
+    y = np.arange(8)
+    plain = make(x, y, training=False, preprocessing="none")
+    augmented = make(x, y, training=True, preprocessing="none", augment=AUGMENT)
+    a = np.concatenate([b[0].numpy() for b in augmented])
+    a = a[np.argsort(np.concatenate([b[1].numpy() for b in augmented]))]
+    assert not np.allclose(a, np.concatenate([b[0].numpy() for b in plain]))
+
+
+def test_augmentation_is_not_applied_to_evaluation_data():
+    x = grey_images(8)
+    ds = make(x, np.arange(8), training=False, preprocessing="none", augment=AUGMENT)
+    out = np.concatenate([b[0].numpy() for b in ds])
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+
+
+def test_augmentation_is_seeded():
+    x = grey_images(8)
+    runs = [np.concatenate([b[0].numpy() for b in make(x, np.arange(8), augment=AUGMENT)])
+            for _ in range(2)]
+    np.testing.assert_allclose(runs[0], runs[1])
+
+
+def test_augmented_batches_are_normalised_after_augmenting():
+    x = grey_images(8)
+    ds = make(x, np.arange(8), preprocessing="tf", augment={"contrast": 0.5})
+    out = np.concatenate([b[0].numpy() for b in ds])
+    assert out.min() >= -1.0 and out.max() <= 1.0 and out.min() < 0
+
+
+def test_unknown_augmentation_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown augmentation 'shear'"):
+        make(*labelled(), augment={"shear": 0.1})
+
+
+def test_augmentation_value_out_of_range_is_a_config_error():
+    with pytest.raises(ConfigError, match="rotate must be a number between 0 and 1"):
+        make(*labelled(), augment={"rotate": 30})
