@@ -1,0 +1,285 @@
+"""Turn the inputs of ``cnncli predict`` into a list of images, and fetch URLs.
+
+An argument can be an image file, a folder (searched recursively for images),
+a glob pattern (``photos/**/*.jpg``), ``@list.txt`` (one path per line), ``-``
+(paths read from standard input) or an http(s) URL, kept as it is and fetched
+later with `fetch_url`.
+
+>>> expand_inputs(["https://example.com/cat.jpg"])
+['https://example.com/cat.jpg']
+
+This module is imported by the CLI, so it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import TextIO
+
+from cnncli import __version__
+from cnncli.errors import DataError
+
+#: File name endings taken from folders and glob patterns (compared lower-case).
+#: Keras' own ``image_dataset_from_directory`` takes the first five.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp", ".tif", ".tiff")
+
+#: Default cap on a downloaded image, in bytes.
+MAX_URL_BYTES = 50 * 1024 * 1024
+
+_GLOB_CHARS = ("*", "?", "[")
+
+
+def is_url(text: str) -> bool:
+    """True for ``http://...`` and ``https://...``.
+
+    >>> is_url("https://example.com/a.png"), is_url("a.png")
+    (True, False)
+    """
+    return text.lower().startswith(("http://", "https://"))
+
+
+def _has_scheme(text: str) -> bool:
+    """True for ``ftp://x``, ``file:///x``, ...: text that looks like a URL."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.isidentifier()
+
+
+def is_image_name(path: str) -> bool:
+    """True if `path` ends in one of `IMAGE_EXTENSIONS` (any case).
+
+    >>> is_image_name("IMG_001.JPG"), is_image_name("notes.txt")
+    (True, False)
+    """
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _images_in_folder(folder: str) -> list[str]:
+    """Image files under `folder`, recursively, sorted; hidden files and folders skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(
+            os.path.join(root, name)
+            for name in files
+            if not name.startswith(".") and is_image_name(name)
+        )
+    return sorted(found)
+
+
+def _read_list(lines: list[str], base_dir: str) -> list[tuple[int, str]]:
+    """(line number, path) for each entry; blank lines and ``#`` comments are skipped."""
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if not is_url(text) and not os.path.isabs(text):
+            text = os.path.join(base_dir, text)
+        entries.append((number, text))
+    return entries
+
+
+class _Expander:
+    """Collects the expanded paths, in order, without duplicates, and the missing ones."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.seen: set[str] = set()
+        self.missing: list[tuple[str, str | None, int | None]] = []
+
+    def add(self, path: str) -> None:
+        if path not in self.seen:
+            self.seen.add(path)
+            self.paths.append(path)
+
+    def expand(self, arg: str, *, source: str | None = None, line: int | None = None) -> None:
+        """Expand one argument; `source`/`line` say where it came from (a list file)."""
+        if is_url(arg):
+            self.add(arg)
+        elif _has_scheme(arg):
+            raise DataError(
+                f"'{arg}' is a URL cnncli cannot fetch: only http:// and https:// are supported",
+                file=source, line=line, hint="download the file and pass its local path",
+            )
+        elif os.path.isdir(arg):
+            images = _images_in_folder(arg)
+            if not images:
+                raise DataError(
+                    f"folder '{arg}' holds no images",
+                    file=source, line=line,
+                    hint=f"cnncli looks for files ending in {', '.join(IMAGE_EXTENSIONS)}",
+                )
+            for path in images:
+                self.add(path)
+        elif os.path.exists(arg):
+            self.add(arg)
+        elif any(ch in arg for ch in _GLOB_CHARS):
+            matches = sorted(glob.glob(arg, recursive=True))
+            files = [m for m in matches if os.path.isfile(m) and is_image_name(m)]
+            for folder in (m for m in matches if os.path.isdir(m)):
+                files.extend(_images_in_folder(folder))
+            if not files:
+                raise DataError(
+                    f"pattern '{arg}' matches no images",
+                    file=source, line=line,
+                    hint="check the pattern; '**' matches folders at any depth",
+                )
+            for path in files:
+                self.add(path)
+        else:
+            self.missing.append((arg, source, line))
+
+
+def _lines_of_list_file(list_path: str) -> list[str]:
+    try:
+        with open(list_path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        raise DataError(
+            f"list file '{list_path}' does not exist", file=list_path,
+            hint="'@FILE' reads image paths from FILE, one per line",
+        ) from None
+    except IsADirectoryError:
+        raise DataError(
+            f"list file '{list_path}' is a folder", file=list_path,
+            hint=f"pass the folder itself, without '@': {list_path}",
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read list file '{list_path}': {err}", file=list_path) from None
+
+
+def expand_inputs(args: list[str], *, stdin: TextIO | None = None) -> list[str]:
+    """Expand command-line inputs into image paths and URLs, in order, without duplicates.
+
+    - an existing file is kept as given (whatever its name; the image loader checks it);
+    - a folder gives its images (`IMAGE_EXTENSIONS`), recursively, sorted, hidden ones skipped;
+    - a glob pattern (``*``, ``?``, ``[...]``; ``**`` for any depth) gives the images it
+      matches, sorted (folders it matches are searched too);
+    - ``@list.txt`` gives the entries of the list file, one per line; blank lines and
+      ``#`` comments are skipped; relative entries are relative to the list file's folder;
+      entries may themselves be folders, patterns or URLs;
+    - ``-`` reads entries the same way from `stdin` (default `sys.stdin`), relative to
+      the current folder;
+    - ``http://`` and ``https://`` URLs are kept as they are (see `fetch_url`).
+
+    Args:
+        args: the arguments as typed.
+        stdin: where ``-`` reads from.
+
+    Returns:
+        The paths and URLs. An empty `args` gives an empty list.
+
+    Raises:
+        DataError: naming every path that does not exist, or a folder or pattern with no
+            images, or a list file that cannot be read.
+
+    >>> expand_inputs(["http://example.com/a.jpg", "http://example.com/a.jpg"])
+    ['http://example.com/a.jpg']
+    """
+    expander = _Expander()
+    for arg in args:
+        if arg == "-":
+            stream = sys.stdin if stdin is None else stdin
+            for number, entry in _read_list(stream.read().splitlines(), ""):
+                expander.expand(entry, source="<stdin>", line=number)
+        elif arg.startswith("@") and len(arg) > 1:
+            list_path = arg[1:]
+            lines = _lines_of_list_file(list_path)
+            for number, entry in _read_list(lines, os.path.dirname(list_path)):
+                expander.expand(entry, source=list_path, line=number)
+        else:
+            expander.expand(arg)
+    if expander.missing:
+        _raise_missing(expander.missing)
+    return expander.paths
+
+
+def _raise_missing(missing: list[tuple[str, str | None, int | None]]) -> None:
+    names = [f"'{path}'" for path, _, _ in missing[:5]]
+    if len(missing) > 5:
+        names.append(f"and {len(missing) - 5} more")
+    first_path, source, line = missing[0]
+    what = "does not exist" if len(missing) == 1 else "do not exist"
+    raise DataError(
+        f"{', '.join(names)} {what}",
+        file=source or first_path,
+        line=line,
+        hint=(
+            f"check the spelling; relative paths are taken from {os.getcwd()}"
+            + (" (entries of a list file: from the list file's folder)" if source else "")
+        ),
+    )
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http(s) (urllib would also follow ftp://)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not is_url(newurl):
+            raise DataError(
+                f"'{req.full_url}' redirects to '{newurl}', which is not http(s)",
+                file=req.full_url,
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def fetch_url(url: str, *, max_bytes: int = MAX_URL_BYTES, timeout: float = 30) -> bytes:
+    """Download `url` (http or https only) and return its bytes.
+
+    Refuses responses larger than `max_bytes`, both when the server announces the
+    size and when it does not.
+
+    Raises:
+        DataError: on another scheme, an HTTP error, a network error, a timeout, or a
+            response over `max_bytes`; the message names the URL.
+
+    >>> data = fetch_url("https://example.com/cat.jpg", timeout=10)  # doctest: +SKIP
+    """
+    if not is_url(url):
+        raise DataError(
+            "only http:// and https:// URLs can be fetched", file=url,
+            hint="download the file and pass its local path",
+        )
+    request = urllib.request.Request(url, headers={"User-Agent": f"cnncli/{__version__}"})
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > max_bytes:
+                _too_big(url, max_bytes)
+            data = response.read(max_bytes + 1)
+    except DataError:
+        raise
+    except urllib.error.HTTPError as err:
+        raise DataError(f"the server answered HTTP {err.code} {err.reason}", file=url,
+                        hint="check the URL in a browser") from None
+    except urllib.error.URLError as err:
+        reason = err.reason
+        if isinstance(reason, TimeoutError):
+            _timed_out(url, timeout)
+        raise DataError(f"cannot fetch the URL: {reason}", file=url,
+                        hint="check the URL and the network connection") from None
+    except TimeoutError:
+        _timed_out(url, timeout)
+    except (OSError, ValueError) as err:  # connection reset, malformed URL, bad status line
+        raise DataError(f"cannot fetch the URL: {err}", file=url,
+                        hint="check the URL and the network connection") from None
+    if len(data) > max_bytes:
+        _too_big(url, max_bytes)
+    return data
+
+
+def _too_big(url: str, max_bytes: int) -> None:
+    raise DataError(
+        f"the response is larger than {max_bytes / 1e6:g} MB, the limit for one image",
+        file=url, hint="download it and pass a smaller local copy",
+    )
+
+
+def _timed_out(url: str, timeout: float) -> None:
+    raise DataError(f"no answer within {timeout:g} s", file=url,
+                    hint="try again later, or download the file and pass its local path")

@@ -1,0 +1,426 @@
+"""Load ``.keras`` model files safely, and save them without ever leaving half a file.
+
+A ``.keras`` file is a zip archive holding ``config.json`` (the architecture),
+``model.weights.h5`` and ``metadata.json``. Loading one can run code if its config
+asks for it (a ``Lambda`` layer holds Python bytecode; other entries name Python
+functions). `load_model` therefore checks, in this order, before Keras sees the file:
+
+1. the path is local (not ``hf://``, ``gs://``, ``s3://``, ``http(s)://`` ...), exists,
+   is a regular file and not a folder, and ends in ``.keras`` (legacy ``.h5`` files
+   are refused with a way to convert them);
+2. the file is a complete zip archive of sane size: at most `MAX_UNCOMPRESSED_BYTES`
+   unpacked, no member unpacking to more than `MAX_COMPRESSION_RATIO` times its stored
+   size (zip bombs), every checksum right, with a ``config.json``;
+3. `scan_config` finds nothing that needs Python code: no ``Lambda`` layer, no module
+   outside Keras, no Keras function that is not about modelling (e.g.
+   ``keras.config.enable_unsafe_deserialization``), no custom object;
+
+then Keras loads it with ``safe_mode=True`` (never turned off) and ``compile=False``.
+Keras' unsafe-deserialization switch must be off before and after; if anything turned
+it on, it is turned off again and the load fails.
+
+>>> model = load_model("runs/fashion/model.keras")              # doctest: +SKIP
+>>> save_model_atomic(model, "runs/fashion/copy.keras")         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import re
+import secrets
+import stat
+import zipfile
+import zlib
+
+from cnncli.errors import ModelError
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+MODEL_SUFFIX = ".keras"
+
+#: Largest total unpacked size of a model archive (4 GiB; ConvNeXtXLarge is 1.4 GB).
+MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
+
+#: Largest unpacked/stored ratio of one archive member bigger than `RATIO_FLOOR_BYTES`.
+#: Keras stores members uncompressed (ratio 1); a zip bomb reaches about 1000.
+MAX_COMPRESSION_RATIO = 100
+RATIO_FLOOR_BYTES = 1024**2
+
+#: Most members an archive may have (Keras writes three, plus any assets).
+MAX_MEMBERS = 10_000
+
+#: Largest ``config.json`` (it is parsed in memory; big real models need about 1 MB).
+MAX_CONFIG_BYTES = 64 * 1024**2
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+#: Keras API names a model config never needs (Keras refuses most of these itself).
+_NON_MODELING_MODULES = ("keras.config", "keras.saving", "keras.utils", "keras.models",
+                         "keras.backend", "keras.preprocessing", "keras.src.saving",
+                         "keras.src.utils", "keras.src.backend.config")
+_NON_MODELING_NAMES = {"enable_unsafe_deserialization", "load_model", "save_model",
+                       "model_from_json", "load_weights", "save_weights", "get_file",
+                       "deserialize_keras_object", "register_keras_serializable"}
+
+_CONVERT_HINT = (
+    "convert it once in an environment you trust: load it there with Keras "
+    "(keras.saving.load_model('model.h5')) and save it with model.save('model.keras')"
+)
+_KERAS_FAILED_HINT = (
+    "the file may hold custom layers, or come from a different Keras version; cnncli "
+    "loads models made of Keras' own layers"
+)
+_NO_CODE_HINT = (
+    "cnncli loads only models built from Keras' own layers; rebuild the model without "
+    "custom Python code (e.g. replace Lambda layers with built-in layers) and save it again"
+)
+
+
+# --- checks before Keras sees the file -----------------------------------------------
+
+
+def check_model_path(path: str | os.PathLike) -> str:
+    """Check that `path` names a local, existing, regular ``.keras`` file; return it as str.
+
+    Raises:
+        ModelError: with its own message for a remote path, a missing file, a folder,
+            a legacy ``.h5`` file, a weights-only file or another suffix.
+    """
+    text = os.fspath(path)
+    if _REMOTE.match(text):
+        scheme = text.split("://", 1)[0]
+        raise ModelError(
+            f"'{scheme}://' is a remote location; cnncli only loads model files from the "
+            "local disk", file=text,
+            hint="download the file first and pass its local path",
+        )
+    if not os.path.lexists(text):
+        raise ModelError("the model file does not exist", file=text,
+                         hint="check the path; 'cnncli train' writes <run folder>/model.keras")
+    if os.path.isdir(text):
+        raise ModelError(
+            "this is a folder, not a .keras model file", file=text,
+            hint="a .keras model is a single zip file; pass the file, e.g. <run>/model.keras",
+        )
+    try:
+        mode = os.stat(text).st_mode
+    except OSError as err:
+        raise ModelError(f"cannot read the model file: {err.strerror}", file=text) from None
+    if not stat.S_ISREG(mode):
+        raise ModelError("this is not a regular file (a device, pipe or socket?)", file=text)
+    lower = text.lower()
+    if lower.endswith(".weights.h5"):
+        raise ModelError(
+            "this file holds only weights, not a model", file=text,
+            hint="build the model from its spec, then load the weights into it",
+        )
+    if lower.endswith((".h5", ".hdf5")):
+        raise ModelError(
+            "legacy HDF5 (.h5) model files are not loaded: their loader has no safe mode",
+            file=text, hint=_CONVERT_HINT,
+        )
+    if lower.endswith(MODEL_SUFFIX) and not text.endswith(MODEL_SUFFIX):
+        raise ModelError("the model file name must end in lower-case .keras", file=text,
+                         hint="rename it; Keras only recognises the lower-case suffix")
+    if not lower.endswith(MODEL_SUFFIX):
+        hint = "Keras 3 model files end in .keras"
+        if zipfile.is_zipfile(text):
+            hint = "if this is a Keras 3 model archive, rename it to end in .keras"
+        elif _starts_with(text, _HDF5_SIGNATURE):
+            hint = _CONVERT_HINT
+        raise ModelError("this is not a .keras model file", file=text, hint=hint)
+    return text
+
+
+def _starts_with(path: str, signature: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(signature)) == signature
+    except OSError:
+        return False
+
+
+def read_model_config(
+    path: str | os.PathLike,
+    *,
+    max_total_bytes: int = MAX_UNCOMPRESSED_BYTES,
+    max_ratio: float = MAX_COMPRESSION_RATIO,
+) -> dict:
+    """Check the archive at `path` (see the module docstring, step 2); return config.json.
+
+    Raises:
+        ModelError: for an empty, truncated, damaged or encrypted archive, a zip bomb,
+            an archive without ``config.json``, or a config that is not a JSON object.
+    """
+    text = os.fspath(path)
+    if os.path.getsize(text) == 0:
+        raise ModelError("the model file is empty (0 bytes)", file=text,
+                         hint="the save or copy probably failed; save the model again")
+    if not zipfile.is_zipfile(text):
+        if _starts_with(text, _ZIP_SIGNATURE):
+            raise ModelError(
+                "the model file is truncated or damaged (its zip directory is missing)",
+                file=text, hint="copy or download it again",
+            )
+        if _starts_with(text, _HDF5_SIGNATURE):
+            raise ModelError("this is a legacy HDF5 model named .keras", file=text,
+                             hint=_CONVERT_HINT)
+        raise ModelError("this is not a Keras model file (not a zip archive)", file=text,
+                         hint="a .keras file is what Keras 3 model.save('x.keras') writes")
+    try:
+        with zipfile.ZipFile(text) as archive:
+            _check_members(archive, text, max_total_bytes, max_ratio)
+            bad = archive.testzip()
+            if bad is not None:
+                raise ModelError(f"the model file is damaged: '{bad}' fails its checksum",
+                                 file=text, hint="copy or download it again")
+            if "config.json" not in archive.namelist():
+                raise ModelError(
+                    "this zip archive is not a Keras model: it has no config.json",
+                    file=text, hint="a .keras file is what Keras 3 model.save('x.keras') writes",
+                )
+            raw = archive.read("config.json")
+    except ModelError:
+        raise
+    except RuntimeError as err:  # zipfile: encrypted member
+        raise ModelError(f"cannot read the model archive: {err}", file=text) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as err:
+        raise ModelError(f"the model file is truncated or damaged ({err})", file=text,
+                         hint="copy or download it again") from None
+    try:
+        config = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ModelError(f"config.json in the model file is not valid JSON ({err})",
+                         file=text) from None
+    if not isinstance(config, dict):
+        raise ModelError("config.json in the model file is not a JSON object", file=text)
+    return config
+
+
+def _check_members(archive: zipfile.ZipFile, path: str, max_total: int, max_ratio: float):
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise ModelError(f"the model archive has {len(infos)} members, more than "
+                         f"{MAX_MEMBERS}; refusing it", file=path)
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise ModelError("the model archive holds two members with the same name; "
+                         "refusing it", file=path)
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
+            raise ModelError(f"the model archive holds a member with an unsafe path '{name}'",
+                             file=path)
+        total += info.file_size
+        stored = max(info.compress_size, 1)
+        if info.file_size > RATIO_FLOOR_BYTES and info.file_size > max_ratio * stored:
+            raise ModelError(
+                f"the model archive member '{name}' unpacks to {info.file_size:,} bytes "
+                f"from {info.compress_size:,}; refusing a possible zip bomb", file=path,
+            )
+    if total > max_total:
+        raise ModelError(
+            f"the model archive unpacks to {total:,} bytes, more than the {max_total:,} "
+            "cnncli accepts; refusing a possible zip bomb", file=path,
+        )
+    if "config.json" in names:
+        size = archive.getinfo("config.json").file_size
+        if size > MAX_CONFIG_BYTES:
+            raise ModelError(f"config.json in the model file is {size:,} bytes, more than "
+                             f"the {MAX_CONFIG_BYTES:,} cnncli reads", file=path)
+
+
+def scan_config(config: object) -> list[str]:
+    """What in a model config would need Python code to load, as readable phrases.
+
+    Looks at every object the config describes, at any depth (sub-models, wrapped
+    layers, activations, the compile config). An empty list means nothing was found.
+
+    >>> scan_config({"config": {"layers": [{"class_name": "Lambda", "config": {"name": "f"}}]}})
+    ["a Lambda layer 'f' (Lambda layers hold Python code) at config.layers[0]"]
+    >>> scan_config({"module": "os", "class_name": "system", "config": {}})
+    ["a reference to Python module 'os' ('system') at the top level"]
+    """
+    problems: list[str] = []
+    _scan(config, "", problems)
+    return problems
+
+
+def _scan(node: object, where: str, problems: list[str]) -> None:
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _scan(item, f"{where}[{i}]", problems)
+        return
+    if not isinstance(node, dict):
+        return
+    problem = _problem_of(node)
+    if problem:
+        problems.append(f"{problem} at {where or 'the top level'}")
+        return  # one problem per object: its insides are not looked at
+    for key, value in node.items():
+        _scan(value, f"{where}.{key}" if where else str(key), problems)
+
+
+def _problem_of(node: dict) -> str | None:
+    """The problem with one config object (a dict), or None."""
+    class_name = node.get("class_name")
+    inner = node.get("config")
+    if class_name in ("Lambda", "__lambda__"):
+        name = inner.get("name") if isinstance(inner, dict) else None
+        label = f" '{name}'" if isinstance(name, str) else ""
+        return f"a Lambda layer{label} (Lambda layers hold Python code)"
+    registered = node.get("registered_name")
+    if isinstance(registered, str) and ">" in registered:
+        return f"a custom object '{registered}' (its Python code is not in the file)"
+    if "module" not in node:
+        return None
+    module = node["module"]
+    # For functions, Keras stores the function's name as the config.
+    name = inner if class_name == "function" and isinstance(inner, str) else class_name
+    if module is None:
+        return None
+    if not isinstance(module, str):
+        return f"a module name that is not text ({module!r})"
+    if module == "builtins":
+        if class_name == "function" and isinstance(name, str) and _keras_builtin_name(name):
+            return None  # e.g. an activation saved by name; Keras looks it up in keras.*
+        return f"a reference to Python's builtins ('{name}')"
+    if module != "keras" and not module.startswith("keras."):
+        return f"a reference to Python module '{module}' ('{name}')"
+    if module.startswith(_NON_MODELING_MODULES) or name in _NON_MODELING_NAMES:
+        return f"a call to '{module}.{name}', which is not part of a model"
+    return None
+
+
+def _keras_builtin_name(name: str) -> bool:
+    """A plain name that is not one of Python's builtins (eval, exec, open, __import__...)."""
+    return name.isidentifier() and not name.startswith("_") and not hasattr(builtins, name)
+
+
+# --- Keras' unsafe-deserialization switch ----------------------------------------------
+
+
+def unsafe_deserialization_enabled() -> bool:
+    """True if something called ``keras.config.enable_unsafe_deserialization()``.
+
+    Keras 3.15 has no public getter, so this reads the flag that function sets.
+    """
+    getter = getattr(keras.config, "is_unsafe_deserialization_enabled", None)
+    if getter is not None:
+        return bool(getter())
+    return keras.src.saving.serialization_lib.in_safe_mode() is False
+
+
+def _disable_unsafe_deserialization() -> None:
+    """Undo ``enable_unsafe_deserialization()`` (Keras has no public function for it)."""
+    keras.src.backend.common.global_state.set_global_attribute("safe_mode_saving", None)
+
+
+def _enforce_safe_mode(path: str, when: str) -> None:
+    if unsafe_deserialization_enabled():
+        _disable_unsafe_deserialization()
+        raise ModelError(
+            f"Keras' unsafe deserialization was switched on {when} loading the model; "
+            "cnncli switched it off again and refuses this model", file=path,
+            hint="nothing in cnncli turns it on; check plugins or code run in this process",
+        )
+
+
+# --- loading and saving ----------------------------------------------------------------
+
+
+def _keras_load(path: str):
+    """Keras' own loader, in safe mode, errors as ModelError (no checks of ours)."""
+    _enforce_safe_mode(path, "before")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # any deserialization failure: unknown layer, bad weights...
+        _enforce_safe_mode(path, "while")
+        raise ModelError(f"Keras cannot load the model: {_root_cause(err)}", file=path,
+                         hint=_KERAS_FAILED_HINT) from err
+    _enforce_safe_mode(path, "while")
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"the file holds a {type(model).__name__}, not a Keras model",
+                         file=path)
+    return model
+
+
+def _root_cause(err: BaseException, limit: int = 300) -> str:
+    """The message of the innermost exception Keras chained (the outer ones only say
+    "Functional could not be deserialized"), on one line, at most `limit` characters."""
+    for _ in range(50):  # chains are short; the bound only guards against a cycle
+        inner = err.__cause__ or err.__context__
+        if inner is None:
+            break
+        err = inner
+    message = " ".join(str(err).split()) or type(err).__name__
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
+def load_model(path: str | os.PathLike):
+    """Load a ``.keras`` model file safely (see the module docstring); uncompiled.
+
+    Raises:
+        ModelError: naming the file, with its own message for each reason it is refused.
+    """
+    text = check_model_path(path)
+    config = read_model_config(text)
+    problems = scan_config(config)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelError(f"refusing to load the model: it contains {problems[0]}{more}",
+                         file=text, hint=_NO_CODE_HINT)
+    return _keras_load(text)
+
+
+def save_model_atomic(model, path: str | os.PathLike) -> None:
+    """Save `model` to the ``.keras`` file `path` so a crash never leaves half a file.
+
+    Keras writes a temporary file in the same folder, which is flushed to disk and then
+    renamed over `path` in one step; the folder is flushed too. On failure the
+    temporary file is removed and any older `path` is left as it was.
+
+    Raises:
+        ModelError: if `path` does not end in ``.keras``, or its folder is missing or
+            not writable, or the disk is full.
+    """
+    text = os.fspath(path)
+    if not text.endswith(MODEL_SUFFIX):
+        raise ModelError("a model file name must end in .keras (lower case)", file=text,
+                         hint=f"save it as {os.path.splitext(text)[0]}.keras")
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise ModelError("the folder to save the model in does not exist", file=text)
+    tmp = os.path.join(
+        folder, f".{os.path.basename(text)}.{os.getpid()}-{secrets.token_hex(4)}.tmp.keras"
+    )
+    try:
+        model.save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, text)
+    except OSError as err:
+        raise ModelError(f"cannot save the model: {err.strerror or err}", file=text) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the rename is still atomic
+    finally:
+        os.close(fd)

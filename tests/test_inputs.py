@@ -1,0 +1,254 @@
+"""Tests for cnncli.inputs: expanding predict inputs, and fetching URLs from a local server."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cnncli.errors import DataError
+from cnncli.inputs import expand_inputs, fetch_url, is_image_name
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """photos/{b.jpg, a.PNG, notes.txt, .hidden.jpg, sub/c.webp, .cache/d.jpg}."""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / ".cache").mkdir()
+    for rel in ["b.jpg", "a.PNG", "notes.txt", ".hidden.jpg", "sub/c.webp", ".cache/d.jpg"]:
+        (root / rel).write_bytes(b"x")
+    return root
+
+
+def rel(paths, base):
+    return [os.path.relpath(p, base) for p in paths]
+
+
+# --- expand_inputs --------------------------------------------------------------------
+
+
+def test_a_file_is_kept_as_given(tmp_path):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"x")
+    assert expand_inputs([str(path)]) == [str(path)]
+
+
+def test_a_named_file_is_kept_whatever_its_extension(tmp_path):
+    path = tmp_path / "scan.dat"
+    path.write_bytes(b"x")
+    assert expand_inputs([str(path)]) == [str(path)]
+
+
+def test_a_folder_gives_its_images_recursively_sorted_without_hidden(photos):
+    out = expand_inputs([str(photos)])
+    assert rel(out, photos) == ["a.PNG", "b.jpg", os.path.join("sub", "c.webp")]
+
+
+def test_a_folder_without_images_is_an_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("hi")
+    with pytest.raises(DataError, match="holds no images") as err:
+        expand_inputs([str(tmp_path)])
+    assert ".jpg" in err.value.hint
+
+
+def test_a_glob_pattern_gives_matching_images_sorted(photos):
+    out = expand_inputs([str(photos / "*")])
+    assert rel(out, photos) == ["a.PNG", "b.jpg", os.path.join("sub", "c.webp")]
+
+
+def test_a_recursive_glob_pattern_searches_subfolders(photos):
+    out = expand_inputs([str(photos / "**" / "*.webp")])
+    assert rel(out, photos) == [os.path.join("sub", "c.webp")]
+
+
+def test_a_glob_pattern_matching_nothing_is_an_error(photos):
+    with pytest.raises(DataError, match="matches no images"):
+        expand_inputs([str(photos / "*.gif")])
+
+
+def test_a_file_whose_name_looks_like_a_pattern_is_a_file(tmp_path):
+    path = tmp_path / "shot[1].jpg"
+    path.write_bytes(b"x")
+    assert expand_inputs([str(path)]) == [str(path)]
+
+
+def test_list_file_entries_are_relative_to_the_list_folder(photos, tmp_path, monkeypatch):
+    listing = photos / "sub" / "list.txt"
+    listing.write_text("# my picks\n\n../b.jpg\n  c.webp  \nhttps://example.com/z.png\n")
+    monkeypatch.chdir(tmp_path)  # somewhere else than the list's folder
+    out = expand_inputs([f"@{listing}"])
+    assert out == [
+        os.path.join(str(photos / "sub"), "../b.jpg"),
+        os.path.join(str(photos / "sub"), "c.webp"),
+        "https://example.com/z.png",
+    ]
+
+
+def test_list_file_entry_can_be_a_folder(photos, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("photos/sub\n")
+    assert rel(expand_inputs([f"@{listing}"]), photos) == [os.path.join("sub", "c.webp")]
+
+
+def test_missing_list_file_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="list file .* does not exist"):
+        expand_inputs([f"@{tmp_path / 'nope.txt'}"])
+
+
+def test_missing_list_entry_names_the_list_file_and_line(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("# header\nghost.jpg\n")
+    with pytest.raises(DataError, match="ghost.jpg") as err:
+        expand_inputs([f"@{listing}"])
+    assert err.value.file == str(listing) and err.value.line == 2
+
+
+def test_dash_reads_paths_from_stdin(photos, monkeypatch):
+    monkeypatch.chdir(photos)
+    out = expand_inputs(["-"], stdin=io.StringIO("b.jpg\n# skip\n\nsub/c.webp\n"))
+    assert out == ["b.jpg", "sub/c.webp"]
+
+
+def test_urls_are_kept_as_urls():
+    urls = ["http://example.com/a.jpg", "HTTPS://example.com/b"]
+    assert expand_inputs(urls) == urls
+
+
+def test_other_url_schemes_are_refused():
+    with pytest.raises(DataError, match="only http:// and https://"):
+        expand_inputs(["ftp://example.com/a.jpg"])
+
+
+def test_duplicates_are_dropped_keeping_the_first(photos):
+    out = expand_inputs([str(photos / "b.jpg"), str(photos), str(photos / "b.jpg")])
+    assert rel(out, photos) == ["b.jpg", "a.PNG", os.path.join("sub", "c.webp")]
+
+
+def test_missing_paths_are_all_named_in_one_error(tmp_path):
+    with pytest.raises(DataError) as err:
+        expand_inputs([str(tmp_path / "one.jpg"), str(tmp_path / "two.jpg")])
+    message = str(err.value)
+    assert "one.jpg" in message and "two.jpg" in message and "do not exist" in message
+    assert "relative paths" in err.value.hint
+
+
+def test_no_arguments_give_no_inputs():
+    assert expand_inputs([]) == []
+
+
+def test_image_names_are_recognised_in_any_case():
+    assert is_image_name("A.JPEG") and is_image_name("b.tif") and not is_image_name("c.txt")
+
+
+# --- fetch_url against a real local HTTP server -----------------------------------------
+
+BODY = b"\x89PNG fake image bytes"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (the name http.server calls)
+        if self.path == "/img.png":
+            self._send(200, BODY)
+        elif self.path == "/big":
+            self._send(200, b"x" * 5000)
+        elif self.path == "/big-no-length":
+            self.send_response(200)
+            self.end_headers()  # no Content-Length: read until the server closes
+            self.wfile.write(b"x" * 5000)
+            self.close_connection = True
+        elif self.path == "/to-ftp":
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/secret")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/to-img":
+            self.send_response(301)
+            self.send_header("Location", "/img.png")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/slow":
+            time.sleep(1.5)
+            self._send(200, BODY)
+        else:
+            self._send(404, b"not here")
+
+    def _send(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_for_localhost(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+def test_fetch_returns_the_body(server):
+    assert fetch_url(f"{server}/img.png") == BODY
+
+
+def test_fetch_follows_http_redirects(server):
+    assert fetch_url(f"{server}/to-img") == BODY
+
+
+def test_fetch_refuses_redirect_to_another_scheme(server):
+    with pytest.raises(DataError, match="not http"):
+        fetch_url(f"{server}/to-ftp")
+
+
+def test_fetch_404_is_a_data_error_naming_the_url(server):
+    url = f"{server}/missing.png"
+    with pytest.raises(DataError, match="HTTP 404") as err:
+        fetch_url(url)
+    assert err.value.file == url
+
+
+def test_fetch_refuses_announced_oversize_response(server):
+    with pytest.raises(DataError, match="larger than"):
+        fetch_url(f"{server}/big", max_bytes=1000)
+
+
+def test_fetch_refuses_unannounced_oversize_response(server):
+    with pytest.raises(DataError, match="larger than"):
+        fetch_url(f"{server}/big-no-length", max_bytes=1000)
+
+
+def test_fetch_accepts_a_response_of_exactly_max_bytes(server):
+    assert len(fetch_url(f"{server}/big", max_bytes=5000)) == 5000
+
+
+def test_fetch_times_out_as_a_data_error(server):
+    with pytest.raises(DataError, match="no answer within"):
+        fetch_url(f"{server}/slow", timeout=0.3)
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/a.png", "file:///etc/passwd", "/etc/passwd"])
+def test_fetch_refuses_non_http_schemes(url):
+    with pytest.raises(DataError, match="only http:// and https://"):
+        fetch_url(url)
+
+
+def test_fetch_unreachable_host_is_a_data_error():
+    # Port 9 on localhost ("discard") is closed on any ordinary machine.
+    with pytest.raises(DataError, match="cannot fetch"):
+        fetch_url("http://127.0.0.1:9/a.png", timeout=5)

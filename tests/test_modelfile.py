@@ -1,0 +1,247 @@
+"""Tests for cnncli.modelfile: hostile and broken model files are refused; saving is atomic."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import zipfile
+
+import numpy as np
+import pytest
+from hostile import CASES, KERAS_REFUSALS, save_small_model, small_model
+
+from cnncli import modelfile
+from cnncli.errors import ModelError
+from cnncli.modelfile import (
+    load_model,
+    read_model_config,
+    save_model_atomic,
+    scan_config,
+    unsafe_deserialization_enabled,
+)
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+
+@pytest.fixture(autouse=True)
+def safe_mode_stays_on():
+    """Every test must leave Keras' unsafe deserialization off (and starts with it off)."""
+    assert not unsafe_deserialization_enabled()
+    yield
+    enabled = unsafe_deserialization_enabled()
+    modelfile._disable_unsafe_deserialization()  # never leak into the next test
+    assert not enabled, "a test left keras' unsafe deserialization switched on"
+
+
+# --- the hostile catalogue --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_file_is_refused_with_a_clear_message(tmp_path, name):
+    case = CASES[name]
+    marker = tmp_path / "MARKER"
+    path = case.build(tmp_path, marker)
+    with pytest.raises(ModelError, match=case.message) as err:
+        load_model(path)
+    assert err.value.file == path
+    assert not marker.exists()
+    assert not unsafe_deserialization_enabled()
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_REFUSALS))
+def test_keras_safe_mode_alone_also_refuses_code_bearing_files(tmp_path, name):
+    marker = tmp_path / "MARKER"
+    path = CASES[name].build(tmp_path, marker)
+    with pytest.raises(ModelError, match="Keras cannot load the model") as err:
+        modelfile._keras_load(path)  # Keras' loader without cnncli's own checks
+    assert re.search(KERAS_REFUSALS[name], err.value.message)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(CASES) if CASES[n].runs_code])
+def test_lambda_fixtures_really_run_code_when_loaded_unsafely(tmp_path, name):
+    """Proves the hostile files are hostile: without safe mode the marker appears."""
+    marker = tmp_path / "MARKER"
+    path = CASES[name].build(tmp_path, marker)
+    keras.saving.load_model(path, safe_mode=False, compile=False)
+    assert marker.exists()
+
+
+def test_legacy_h5_message_says_how_to_convert(tmp_path):
+    path = CASES["legacy_h5"].build(tmp_path, tmp_path / "MARKER")
+    with pytest.raises(ModelError) as err:
+        load_model(path)
+    assert "model.save('model.keras')" in err.value.hint
+
+
+def test_weights_only_file_gets_its_own_message(tmp_path):
+    model = small_model()
+    path = tmp_path / "model.weights.h5"
+    model.save_weights(path)
+    with pytest.raises(ModelError, match="holds only weights"):
+        load_model(path)
+
+
+def test_other_suffix_holding_a_keras_zip_gets_a_rename_hint(tmp_path):
+    path = tmp_path / "model.zip"
+    save_small_model(tmp_path / "m.keras").rename(path)
+    with pytest.raises(ModelError, match="not a .keras model file") as err:
+        load_model(path)
+    assert "rename" in err.value.hint
+
+
+def test_unsafe_mode_switched_on_beforehand_is_refused_and_switched_off(tmp_path):
+    path = save_small_model(tmp_path / "m.keras")
+    keras.config.enable_unsafe_deserialization()
+    assert unsafe_deserialization_enabled()
+    with pytest.raises(ModelError, match="switched on before"):
+        load_model(path)
+    assert not unsafe_deserialization_enabled()
+
+
+# --- archive limits ---------------------------------------------------------------------
+
+
+def test_total_unpacked_size_is_capped(tmp_path):
+    path = save_small_model(tmp_path / "m.keras")
+    with pytest.raises(ModelError, match="zip bomb"):
+        read_model_config(path, max_total_bytes=1000)
+
+
+def test_archive_member_with_unsafe_path_is_refused(tmp_path):
+    path = tmp_path / "escape.keras"
+    with zipfile.ZipFile(save_small_model(tmp_path / "m.keras")) as src, \
+            zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info.filename))
+        dst.writestr("../../evil.txt", b"x")
+    with pytest.raises(ModelError, match="unsafe path"):
+        load_model(path)
+
+
+def test_archive_with_two_config_members_is_refused(tmp_path):
+    path = tmp_path / "twice.keras"
+    with zipfile.ZipFile(save_small_model(tmp_path / "m.keras")) as src, \
+            zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info.filename))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            dst.writestr("config.json", b"{}")
+    with pytest.raises(ModelError, match="same name"):
+        load_model(path)
+
+
+def test_upper_case_suffix_gets_a_rename_hint(tmp_path):
+    path = tmp_path / "MODEL.KERAS"
+    save_small_model(tmp_path / "m.keras").rename(path)
+    with pytest.raises(ModelError, match="lower-case .keras"):
+        load_model(path)
+
+
+def test_config_that_is_not_json_is_refused(tmp_path):
+    path = tmp_path / "bad.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", b"{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_model(path)
+
+
+def test_a_layer_config_instead_of_a_model_is_refused(tmp_path):
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    path = tmp_path / "layer.keras"
+    with zipfile.ZipFile(save_small_model(tmp_path / "m.keras")) as src, \
+            zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "config.json":
+                data = json.dumps(keras.saving.serialize_keras_object(layer)).encode()
+            dst.writestr(info, data)
+    with pytest.raises(ModelError, match=str(path)):
+        load_model(path)
+
+
+# --- scan_config ------------------------------------------------------------------------
+
+
+def test_scan_finds_nothing_in_a_real_model(tmp_path):
+    model = small_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    path = save_small_model(tmp_path / "m.keras")
+    assert scan_config(read_model_config(path)) == []
+
+
+def test_scan_accepts_activation_functions_saved_by_name():
+    node = {"module": "builtins", "class_name": "function", "config": "relu",
+            "registered_name": "function"}
+    assert scan_config(node) == []
+
+
+def test_scan_reports_where_the_problem_is():
+    config = {"config": {"layers": [{}, {"class_name": "Lambda", "config": {"name": "x"}}]}}
+    assert scan_config(config) == [
+        "a Lambda layer 'x' (Lambda layers hold Python code) at config.layers[1]"
+    ]
+
+
+def test_scan_refuses_keras_utilities_that_are_not_model_parts():
+    node = {"module": "keras.utils", "class_name": "function", "config": "get_file"}
+    assert "keras.utils.get_file" in scan_config(node)[0]
+
+
+# --- loading and saving -----------------------------------------------------------------
+
+
+def test_model_round_trips_with_identical_predictions(tmp_path):
+    model = small_model()
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    path = tmp_path / "model.keras"
+    save_model_atomic(model, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, keras.Model)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_save_leaves_no_temporary_file(tmp_path):
+    save_model_atomic(small_model(), tmp_path / "model.keras")
+    assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+
+
+def test_save_replaces_an_existing_model(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"old")
+    save_model_atomic(small_model(), path)
+    assert zipfile.is_zipfile(path)
+
+
+class DiskFullModel:
+    """Stands in for a model whose save dies half way, as on a full disk."""
+
+    def save(self, path):
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_failed_save_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    path = tmp_path / "model.keras"
+    save_small_model(path)
+    before = path.read_bytes()
+    with pytest.raises(ModelError, match="No space left on device"):
+        save_model_atomic(DiskFullModel(), path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+
+
+def test_save_needs_the_keras_suffix(tmp_path):
+    with pytest.raises(ModelError, match=r"must end in \.keras"):
+        save_model_atomic(small_model(), tmp_path / "model.h5")
+
+
+def test_save_into_a_missing_folder_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        save_model_atomic(small_model(), tmp_path / "nope" / "model.keras")
