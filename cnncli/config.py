@@ -80,8 +80,10 @@ class TrainSection(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     early_stopping: EarlyStoppingSection | None = None
     seed: int = 0
-    backup_every: int = Field(200, ge=1, description="steps between resumable backups")
+    backup_every: int = Field(500, ge=1, description="steps between resumable backups")
     steps_per_execution: int = Field(1, ge=1)
+    scale_lr: bool = Field(False, description="multiply the learning rate by the number of "
+                           "replicas (GPUs), as the batch grows with them")
 
 
 class OutputSection(_Strict):
@@ -132,9 +134,14 @@ def parse(doc: Any, *, file: str | None = None) -> RunConfig:
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """Read a run config file and apply ``key.sub=value`` overrides."""
+    """Read a run config file and apply ``key.sub=value`` overrides.
+
+    A run's own saved config (``runs/x/1/config.yaml``) carries a `digest` key,
+    which is dropped here.
+    """
     doc = yamlio.load(path)
     if isinstance(doc, dict):
+        doc.pop("digest", None)
         for item in overrides:
             apply_override(doc, item)
     return parse(doc, file=str(path))
@@ -147,15 +154,13 @@ def apply_override(doc: dict, item: str) -> None:
                           hint="e.g. --set train.epochs=3")
     key, _, text = item.partition("=")
     value = yamlio.loads(text, f"--set {key}") if text else None
-    parts = key.strip().split(".")
+    *sections, last = key.strip().split(".")
     target = doc
-    for part in parts[:-1]:
-        if not isinstance(target.get(part), dict):
-            target[part] = {} if target.get(part) is None else target[part]
-            if not isinstance(target[part], dict):
-                raise ConfigError(f"--set {key}: '{part}' is not a section")
-        target = target[part]
-    target[parts[-1]] = value
+    for part in sections:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+    target[last] = value
 
 
 def _as_config_errors(exc: ValidationError, doc: dict, file: str | None) -> ConfigError:

@@ -90,6 +90,7 @@ class Dataset:
     class_names: list[str]
     source: str
     sample: bool = False
+    test_ids: list[str] | None = None  # file names of the test images (image folders)
 
     @property
     def num_classes(self) -> int:
@@ -883,7 +884,7 @@ def _read_class_tree(root: Path, class_names: list[str] | None, size, strict: bo
                         hint=f"supported: {', '.join(IMAGE_EXTENSIONS)}")
     paths = [paths[i] for i in kept]
     x = _stack_images(images, paths, root, sized=size is not None)
-    return x, np.array([labels[i] for i in kept], np.int64), class_names
+    return x, np.array([labels[i] for i in kept], np.int64), class_names, paths
 
 
 def _split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -927,8 +928,10 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
     layout = "class folders"
     if (root / "train").is_dir() and (root / "test").is_dir():
         layout = "train/ and test/"
-        x_train, y_train, names = _read_class_tree(root / "train", None, image_size, strict)
-        x_test, y_test, _ = _read_class_tree(root / "test", names, image_size, strict)
+        x_train, y_train, names, _ = _read_class_tree(root / "train", None, image_size, strict)
+        x_test, y_test, _, test_paths = _read_class_tree(root / "test", names, image_size,
+                                                         strict)
+        test_ids = [str(p) for p in test_paths]
     else:
         folders = _class_folders(root)
         if not folders:
@@ -937,13 +940,16 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                                  f"{root}/cat/1.jpg and {root}/dog/2.jpg")
         if len(folders) < 2:
             raise _one_class(root, folders[0].name)
-        x, y, names = _read_class_tree(root, None, image_size, strict)
+        x, y, names, paths = _read_class_tree(root, None, image_size, strict)
         train_idx, test_idx = _split(y, test_fraction, seed)
         x_train, y_train, x_test, y_test = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+        test_ids = [str(paths[i]) for i in test_idx]
     if len(names) < 2:
         raise _one_class(root, names[0])
-    return _checked(root.name, x_train, y_train, x_test, y_test, names,
+    data = _checked(root.name, x_train, y_train, x_test, y_test, names,
                     f"{root} ({layout})", file=str(root))
+    data.test_ids = test_ids
+    return data
 
 
 # --------------------------------------------------------------------------- #

@@ -51,6 +51,7 @@ RATIO_FLOOR_BYTES = 1024**2
 
 #: Most members an archive may have (Keras writes three, plus any assets).
 MAX_MEMBERS = 10_000
+METADATA = "cnncli.json"  # what cnncli stores beside Keras' own files in a .keras zip
 
 #: Largest ``config.json`` (it is parsed in memory; big real models need about 1 MB).
 MAX_CONFIG_BYTES = 64 * 1024**2
@@ -379,8 +380,11 @@ def load_model(path: str | os.PathLike):
     return _keras_load(text)
 
 
-def save_model_atomic(model, path: str | os.PathLike) -> None:
+def save_model_atomic(model, path: str | os.PathLike, metadata: dict | None = None) -> None:
     """Save `model` to the ``.keras`` file `path` so a crash never leaves half a file.
+
+    `metadata` (class names, preprocessing, input size...) is stored inside the file
+    as ``cnncli.json``, which Keras ignores: a model file carries what prediction needs.
 
     Keras writes a temporary file in the same folder, which is flushed to disk and then
     renamed over `path` in one step; the folder is flushed too. On failure the
@@ -402,6 +406,9 @@ def save_model_atomic(model, path: str | os.PathLike) -> None:
     )
     try:
         model.save(tmp)
+        if metadata is not None:
+            with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(METADATA, json.dumps(metadata, indent=1))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, text)
@@ -411,6 +418,19 @@ def save_model_atomic(model, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
     _fsync_folder(folder)
+
+
+def read_metadata(path: str | os.PathLike) -> dict | None:
+    """The ``cnncli.json`` stored in a model file by `save_model_atomic`, if any."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if METADATA not in archive.namelist():
+                return None
+            if archive.getinfo(METADATA).file_size > MAX_CONFIG_BYTES:
+                raise ModelError("the model's cnncli.json is too large", file=str(path))
+            return json.loads(archive.read(METADATA))
+    except (zipfile.BadZipFile, json.JSONDecodeError, OSError):
+        return None
 
 
 def _fsync_folder(folder: str) -> None:

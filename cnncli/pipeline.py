@@ -209,3 +209,57 @@ def make_dataset(
         ds = ds.map(lambda xb, yb: (preprocess_batch(xb, input_shape, preprocessing), yb),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(PREFETCH_BATCHES)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the `n` training images in `epoch`: a function of (seed, epoch) only,
+    so a resumed run sees exactly the batches an uninterrupted one would have seen.
+
+    >>> epoch_order(5, seed=0, epoch=3).tolist() == epoch_order(5, seed=0, epoch=3).tolist()
+    True
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def training_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    input_shape: Sequence[int | None],
+    seed: int,
+    epochs: int,
+    start_epoch: int = 0,
+    start_step: int = 0,
+    preprocessing: str = "scale",
+    augment: Mapping | None = None,
+):
+    """Every remaining training batch of a run, in one dataset (one iterator for the run).
+
+    Each epoch has ``len(x) // batch_size`` full batches in `epoch_order`; the run
+    starts at (`start_epoch`, `start_step`), which is how resuming works. Unlike
+    `make_dataset`, the order does not depend on a tf.data shuffle buffer's state.
+    """
+    _check_mode(preprocessing)
+    steps = len(x) // batch_size
+    if steps < 1:
+        raise DataError(f"{len(x)} training images are fewer than one batch of {batch_size}",
+                        hint="use a smaller --batch-size")
+    orders = [epoch_order(len(x), seed, e)[: steps * batch_size]
+              for e in range(start_epoch, epochs)]
+    order = np.concatenate(orders)[start_step * batch_size:] if orders else np.zeros(0, int)
+    images, labels = tf.constant(x), tf.constant(y)
+    ds = tf.data.Dataset.from_tensor_slices(order.reshape(-1, batch_size).astype(np.int32))
+    ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    aug_layers = augmentation_layers(augment, seed) if augment else []
+    if aug_layers:
+        augmenter = keras.Sequential(aug_layers)
+        ds = ds.map(lambda xb, yb: (_to_model_pixels(xb, input_shape), yb),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda xb, yb: (_normalise(augmenter(xb, training=True),
+                                               preprocessing), yb))
+    else:
+        ds = ds.map(lambda xb, yb: (preprocess_batch(xb, input_shape, preprocessing), yb),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(PREFETCH_BATCHES)

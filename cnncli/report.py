@@ -73,3 +73,163 @@ def summary(s, *, explain: bool = False) -> None:
     out.print(f"Multiply-adds per image: {s.macs:,} ({_count(s.macs)})")
     for w in s.warnings:
         warn(w)
+
+
+class PlainTrainReporter:
+    """One line per epoch, no colour, no animation: for CI, pipes and --quiet."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def begin(self, plan, run, resumed):
+        if self.quiet:
+            return
+        info(plan.placement.describe())
+        d = plan.data
+        info(f"{'Resuming' if resumed else 'Run'}: {run}")
+        info(f"Data: {d.name} from {d.source}: {len(plan.x_train):,} training, "
+             f"{len(plan.x_val):,} validation images" + (" (SAMPLE)" if d.sample else ""))
+        info(f"Training {plan.spec.name} for {plan.epochs} epochs of {plan.steps_per_epoch} "
+             f"steps (batch {plan.cfg.train.batch_size})")
+        for w in plan.warnings:
+            warn(w)
+
+    def epoch_begin(self, epoch, epochs, steps, first_step):
+        self.epoch, self.epochs = epoch, epochs
+
+    def step(self, step, logs):
+        pass
+
+    def epoch_end(self, row):
+        if not self.quiet:
+            info(epoch_line(row, self.epochs))
+
+    def note(self, text):
+        warn(text)
+
+    def end(self):
+        pass
+
+
+class RichTrainReporter(PlainTrainReporter):
+    """A progress bar per epoch with loss, accuracy, images/s and ETA, in a terminal."""
+
+    def __init__(self):
+        super().__init__(quiet=False)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                                 TimeRemainingColumn(), console=err, transient=True)
+        self.task = None
+
+    def epoch_begin(self, epoch, epochs, steps, first_step):
+        super().epoch_begin(epoch, epochs, steps, first_step)
+        import time
+
+        self.started, self.first = time.perf_counter(), first_step
+        if self.task is None:
+            self.progress.start()
+        else:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task("", total=steps, completed=first_step,
+                                           epoch=f"{epoch + 1}/{epochs}", stats="")
+
+    def step(self, step, logs):
+        import time
+
+        elapsed = time.perf_counter() - self.started
+        speed = (step - self.first) * self.batch / elapsed if elapsed > 0 else 0
+        stats = " ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
+        self.progress.update(self.task, completed=step, stats=f"{stats} {speed:,.0f} img/s")
+
+    def begin(self, plan, run, resumed):
+        super().begin(plan, run, resumed)
+        self.batch = plan.cfg.train.batch_size * plan.placement.replicas
+
+    def epoch_end(self, row):
+        self.progress.console.print(epoch_line(row, self.epochs), markup=False)
+
+    def end(self):
+        self.progress.stop()
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if key in row:
+            parts.append(f"{key} {row[key]:.4f}")
+    parts.append(f"lr {row['learning_rate']:.2g}")
+    parts.append(f"{row['images_per_s']:,.0f} img/s")
+    parts.append(f"{row['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+def train_reporter(quiet: bool):
+    """Rich progress in a terminal; plain lines otherwise or with --quiet."""
+    if not quiet and err.is_terminal:
+        return RichTrainReporter()
+    return PlainTrainReporter(quiet=quiet)
+
+
+def evaluation(rep) -> None:
+    """Figures, per-class table, most-confused pairs and the worst mistakes."""
+    r = rep.result
+    out.print(f"Model: {rep.target.model_path}")
+    out.print(f"Data: {rep.dataset}, {r.count:,} test images")
+    line = f"loss {r.loss:.4f}  accuracy {r.accuracy:.4f}"
+    if r.top5_accuracy is not None:
+        line += f"  top-5 accuracy {r.top5_accuracy:.4f}"
+    line += f"  macro F1 {r.macro_f1:.4f}"
+    out.print(line)
+    table = Table(title="Per class", title_justify="left")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c in r.per_class[:100]:
+        table.add_row(str(c["name"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}",
+                      f"{c['f1']:.3f}", f"{c['support']:,}")
+    out.print(table)
+    if r.most_confused:
+        out.print("Most confused (true -> predicted: count):")
+        for pair in r.most_confused[:5]:
+            out.print(f"  {pair['true_name']} -> {pair['predicted_name']}: {pair['count']}",
+                      markup=False)
+    if r.misclassified:
+        out.print("Worst mistakes (id: true -> predicted, confidence):")
+        for m in r.misclassified[:5]:
+            out.print(f"  {m['id']}: {m['true_name']} -> {m['predicted_name']} "
+                      f"({m['confidence']:.1%})", markup=False)
+    for name, path in rep.files.items():
+        out.print(f"{name.replace('_', ' ')}: {path}", markup=False)
+
+
+def predictions(result, fmt: str = "text") -> None:
+    """Results on stdout: the lecture's lines, or json, jsonl, csv (file, rank, class, p)."""
+    rows = [{"file": r.file, "rank": i + 1, "class": name, "probability": round(p, 6)}
+            for r in result.images for i, (name, p) in enumerate(r.top)]
+    if fmt == "json":
+        print_json([{"file": r.file, "top": [{"class": n, "probability": round(p, 6)}
+                                            for n, p in r.top]} for r in result.images])
+    elif fmt == "jsonl":
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", "probability"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        many = len(result.images) > 1
+        for r in result.images:
+            if many:
+                sys.stdout.write(f"{r.file}\n")
+            for i, (name, p) in enumerate(r.top):
+                sys.stdout.write(f"{'  ' if many else ''}{i + 1}. {name}: {p:.2%}\n")
+    sys.stdout.flush()

@@ -1,0 +1,115 @@
+"""Resumable backups of a training run: everything that shapes the rest of the run.
+
+One file, ``backup.npz``, holds the model's variables (weights, batch-norm
+statistics, dropout seed states), the optimizer's (step count, moments, learning
+rate), the running metrics of the current epoch, and the loop's state as JSON
+(epoch, step, best metric, early-stopping and plateau counters, history rows).
+
+Written through a temporary file, fsync and rename, so a ``kill -9`` leaves either
+the previous backup or the new one, never a torn file. The previous backup is kept
+as ``backup.prev.npz``: if the newest is unreadable (a truncated copy, a full disk),
+`load` falls back to it and says how many steps were lost. Keras' BackupAndRestore
+is not used: it writes in place, restores only the epoch, and a truncated metadata
+file crashed it (keras-team/keras#19179, #17012, #20712).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.errors import TrainingError
+from cnncli.rundir import write_atomic
+
+BACKUP = "backup.npz"
+PREVIOUS = "backup.prev.npz"
+
+
+def _variables(model) -> dict[str, list]:
+    return {
+        "model": list(model.variables),
+        "optimizer": list(model.optimizer.variables),
+        "metrics": [v for m in model.metrics for v in m.variables],
+    }
+
+
+def save(run: Path, model, state: dict) -> None:
+    """Write a backup of `model` (compiled, optimizer built) and the loop `state`."""
+    arrays = {}
+    for group, variables in _variables(model).items():
+        for i, v in enumerate(variables):
+            arrays[f"{group}/{i}"] = np.asarray(v.numpy())
+    arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    current = run / BACKUP
+    if current.exists():
+        os.replace(current, run / PREVIOUS)
+    write_atomic(current, buffer.getvalue())
+
+
+def remove(run: Path) -> None:
+    for name in (BACKUP, PREVIOUS):
+        (run / name).unlink(missing_ok=True)
+
+
+def exists(run: Path) -> bool:
+    return (run / BACKUP).exists() or (run / PREVIOUS).exists()
+
+
+def load(run: Path, model) -> tuple[dict, str | None]:
+    """Restore the newest readable backup into `model`; return (state, note).
+
+    `note` says what was lost when the newest backup was unreadable and the
+    previous one was used. Raises `TrainingError` if no backup can be read.
+    """
+    problems = []
+    for i, name in enumerate((BACKUP, PREVIOUS)):
+        path = run / name
+        if not path.exists():
+            continue
+        try:
+            arrays = _read(path)
+        except (OSError, ValueError, zipfile.BadZipFile, KeyError, EOFError) as exc:
+            problems.append(f"{name}: {exc or type(exc).__name__}")
+            continue
+        state = json.loads(bytes(arrays["state"]).decode())
+        _restore(model, arrays, path)
+        note = None
+        if i == 1:
+            note = (f"the newest backup was unreadable ({'; '.join(problems)}); resumed from "
+                    f"the previous one, at epoch {state['epoch'] + 1} step {state['step']}: "
+                    f"the {state.get('backup_every', 'few')} steps after it are trained again")
+        return state, note
+    raise TrainingError(
+        "no readable backup to resume from" + (f" ({'; '.join(problems)})" if problems else ""),
+        file=str(run), hint="start the run again with `cnncli train CONFIG`")
+
+
+def _read(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _restore(model, arrays: dict, path: Path) -> None:
+    for group, variables in _variables(model).items():
+        saved = sorted((k for k in arrays if k.startswith(f"{group}/")),
+                       key=lambda k: int(k.split("/")[1]))
+        if len(saved) != len(variables):
+            raise TrainingError(
+                f"the backup holds {len(saved)} {group} variables, the model has "
+                f"{len(variables)}", file=str(path),
+                hint="the run's model changed; start a new run instead of resuming")
+        for key, variable in zip(saved, variables, strict=True):
+            value = arrays[key]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise TrainingError(
+                    f"backup variable {key} has shape {value.shape}, the model's has "
+                    f"{tuple(variable.shape)}", file=str(path),
+                    hint="the run's model changed; start a new run instead of resuming")
+            variable.assign(value)

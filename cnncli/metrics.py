@@ -1,0 +1,287 @@
+"""Evaluation metrics from labels and predicted probabilities, and ``--fail-under`` checks.
+
+Everything here is plain numpy on an (N, C) array of class probabilities, so it
+works the same for any model. Results are plain Python values, ready for JSON.
+
+>>> r = compute([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]], ["cat", "dog"])
+>>> r.accuracy, r.confusion
+(0.6666666666666666, [[1, 0], [1, 1]])
+>>> r.misclassified[0]["true_name"], r.misclassified[0]["predicted_name"]
+('dog', 'cat')
+>>> check_thresholds(r, parse_thresholds(["accuracy=0.9"]))
+['accuracy 0.6667 is below 0.9']
+
+Zero division: a class that is never predicted has precision 0.0, and a class
+with no examples has recall 0.0 (so F1 0.0 too); never NaN. Macro averages are
+the plain mean over all classes, including those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnncli.errors import ConfigError, DataError, ModelError
+
+# numpy is imported inside the functions that need it: `parse_thresholds` runs while the
+# command line is read, which must stay fast (pyproject.toml bans it at module level here).
+
+#: Metrics `--fail-under` knows. All must be at least the value given, except loss (at most).
+THRESHOLD_METRICS = ("accuracy", "top5_accuracy", "macro_precision", "macro_recall",
+                     "macro_f1", "loss")
+#: Metrics where lower is better: ``loss=0.3`` means "loss must be at most 0.3".
+LOWER_IS_BETTER = ("loss",)
+_THRESHOLD_HINT = ("write name=value, e.g. accuracy=0.99 (at least 0.99) or loss=0.3 "
+                   "(loss is the one metric that must be at most its value)")
+
+
+@dataclass
+class EvalResult:
+    """What `compute` measured on one dataset.
+
+    ``loss`` is None here; the caller fills it in from the model's own evaluation.
+    ``top5_accuracy`` is None when there are 5 classes or fewer (it would always be 1).
+    ``confusion[t][p]`` counts examples of true class ``t`` predicted as ``p``.
+    """
+
+    count: int
+    accuracy: float
+    top5_accuracy: float | None
+    per_class: list[dict[str, Any]]
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    confusion: list[list[int]]
+    most_confused: list[dict[str, Any]] = field(default_factory=list)
+    misclassified: list[dict[str, Any]] = field(default_factory=list)
+    loss: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (plain ints, floats, strings, lists and dicts)."""
+        return dataclasses.asdict(self)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly version of an id: numpy scalars to Python, paths and others to str."""
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        value = value.item()
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den``, or 0.0 when ``den`` is 0 (class never predicted, or no examples)."""
+    return float(num) / float(den) if den else 0.0
+
+
+def _check_inputs(y_true, probs, class_names):
+    """Labels and probabilities as numpy arrays, after checking they fit together."""
+    import numpy as np
+
+    labels = np.asarray(y_true).reshape(-1)
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be an (N, C) array, got shape {p.shape}")
+    if len(labels) != len(p):
+        raise ValueError(f"{len(labels)} labels but {len(p)} rows of probabilities")
+    if len(labels) == 0:
+        raise DataError("there are no examples to evaluate",
+                        hint="check that the evaluation split or folder is not empty")
+    n_classes = len(class_names)
+    if p.shape[1] != n_classes:
+        raise ModelError(
+            f"the model gives {p.shape[1]} scores per image but the dataset has "
+            f"{n_classes} classes",
+            hint="evaluate with the dataset the model was trained on, or change the "
+                 "last layer's units to the number of classes")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    bad = labels[(labels < 0) | (labels >= n_classes)]
+    if len(bad):
+        raise DataError(f"label {int(bad[0])} is outside the {n_classes} classes "
+                        f"0..{n_classes - 1}",
+                        hint="check that the dataset's classes match the model's")
+    return labels.astype(np.int64), p
+
+
+def top_k_accuracy(y_true, probs, k: int) -> float:
+    """Fraction of examples whose true class is among the `k` highest probabilities.
+
+    Ties are broken towards the lower class index (a stable sort).
+
+    >>> top_k_accuracy([2, 0], [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]], 2)
+    0.0
+    >>> top_k_accuracy([1, 0], [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]], 2)
+    0.5
+    """
+    import numpy as np
+
+    labels = np.asarray(y_true).reshape(-1)
+    p = np.asarray(probs, dtype=np.float64)
+    if len(labels) == 0:
+        return 0.0
+    top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
+            max_misclassified: int = 100) -> EvalResult:
+    """Every metric of `EvalResult` from integer labels and an (N, C) probability array.
+
+    Args:
+        y_true: N integer labels in ``0..C-1``.
+        probs: (N, C) class probabilities (the model's softmax output).
+        class_names: the C class names, in label order.
+        ids: optional N ids for the misclassified list (file names for folder
+            datasets); without it, an example's id is its index.
+        max_misclassified: keep at most this many misclassified examples (worst first).
+
+    >>> r = compute([0, 0, 1], [[0.6, 0.4], [0.3, 0.7], [0.1, 0.9]], ["a", "b"],
+    ...             ids=["x.png", "y.png", "z.png"])
+    >>> r.per_class[1]["precision"], r.per_class[1]["recall"]
+    (0.5, 1.0)
+    >>> r.misclassified[0]["id"], r.misclassified[0]["confidence"]
+    ('y.png', 0.7)
+    """
+    import numpy as np
+
+    labels, p = _check_inputs(y_true, probs, class_names)
+    if ids is not None and len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} ids for {len(labels)} examples")
+    names = [str(n) for n in class_names]
+    n_classes = len(names)
+    predicted = np.argmax(p, axis=1)
+
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+
+    per_class = []
+    for c in range(n_classes):
+        tp = confusion[c, c]
+        precision = _ratio(tp, confusion[:, c].sum())
+        recall = _ratio(tp, confusion[c, :].sum())
+        f1 = _ratio(2 * precision * recall, precision + recall)
+        per_class.append({"class": c, "name": names[c], "precision": precision,
+                          "recall": recall, "f1": f1, "support": int(confusion[c, :].sum())})
+
+    return EvalResult(
+        count=int(len(labels)),
+        accuracy=float(np.mean(predicted == labels)),
+        top5_accuracy=top_k_accuracy(labels, p, 5) if n_classes > 5 else None,
+        per_class=per_class,
+        macro_precision=float(np.mean([c["precision"] for c in per_class])),
+        macro_recall=float(np.mean([c["recall"] for c in per_class])),
+        macro_f1=float(np.mean([c["f1"] for c in per_class])),
+        confusion=confusion.tolist(),
+        most_confused=_most_confused(confusion, names),
+        misclassified=_misclassified(labels, predicted, p, names, ids, max_misclassified),
+    )
+
+
+def _most_confused(confusion, names: list[str], top: int = 10) -> list[dict[str, Any]]:
+    """The `top` largest off-diagonal cells, largest first (ties: by true, then predicted)."""
+    pairs = [(int(confusion[t, q]), t, q)
+             for t in range(len(names)) for q in range(len(names))
+             if t != q and confusion[t, q] > 0]
+    pairs.sort(key=lambda x: (-x[0], x[1], x[2]))
+    return [{"true": t, "predicted": q, "true_name": names[t], "predicted_name": names[q],
+             "count": count} for count, t, q in pairs[:top]]
+
+
+def _misclassified(labels, predicted, probs, names, ids, limit: int) -> list[dict[str, Any]]:
+    """Wrong predictions, most confident first (ties: by index)."""
+    import numpy as np
+
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probs[wrong, predicted[wrong]]
+    order = wrong[np.lexsort((wrong, -confidence))][:max(limit, 0)]
+    items = []
+    for i in order:
+        t, q = int(labels[i]), int(predicted[i])
+        items.append({
+            "index": int(i),
+            "id": _plain(ids[i]) if ids is not None else int(i),
+            "true": t,
+            "predicted": q,
+            "true_name": names[t],
+            "predicted_name": names[q],
+            "confidence": float(probs[i, q]),
+            "true_probability": float(probs[i, t]),
+        })
+    return items
+
+
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    """``["accuracy=0.99", "loss=0.3"]`` -> ``{"accuracy": 0.99, "loss": 0.3}``.
+
+    ``name=value`` means the metric must be at least `value`, except ``loss``, which
+    must be at most `value`. Items may also be comma-separated in one string. A name
+    given twice keeps the last value. Accuracy-like values must lie in [0, 1].
+
+    >>> parse_thresholds(["accuracy=0.99,macro_f1=0.8"])
+    {'accuracy': 0.99, 'macro_f1': 0.8}
+    >>> parse_thresholds(["acuracy=0.9"])
+    Traceback (most recent call last):
+    ...
+    cnncli.errors.ConfigError: --fail-under: unknown metric 'acuracy'. Hint: did you mean 'accuracy'? Valid metrics: accuracy, top5_accuracy, macro_precision, macro_recall, macro_f1, loss
+    """  # noqa: E501
+    thresholds: dict[str, float] = {}
+    for item in (part.strip() for entry in items for part in str(entry).split(",")):
+        if not item:
+            continue
+        name, sep, text = (s.strip() for s in item.partition("="))
+        if not sep or not name:
+            raise ConfigError(f"'{item}' is not of the form name=value",
+                              where="--fail-under", hint=_THRESHOLD_HINT)
+        if name not in THRESHOLD_METRICS:
+            close = difflib.get_close_matches(name.rstrip("<>"), THRESHOLD_METRICS, n=1)
+            guess = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"unknown metric '{name}'", where="--fail-under",
+                              hint=f"{guess}Valid metrics: {', '.join(THRESHOLD_METRICS)}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"the value of {name} is '{text}', not a number",
+                              where="--fail-under", hint=_THRESHOLD_HINT) from None
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"the value of {name} is {text}; it must be a number >= 0",
+                              where="--fail-under", hint=_THRESHOLD_HINT)
+        if name not in LOWER_IS_BETTER and value > 1:
+            raise ConfigError(f"the value of {name} is {text}; it must be between 0 and 1",
+                              where="--fail-under",
+                              hint=f"write a fraction, e.g. {name}={value / 100:g} "
+                                   f"for {value:g}%")
+        thresholds[name] = value
+    return thresholds
+
+
+def check_thresholds(result: EvalResult, thresholds: dict[str, float]) -> list[str]:
+    """One line per threshold `result` misses; an empty list when all pass.
+
+    A metric that was not measured (loss not filled in, top-5 with 5 classes or
+    fewer) fails its threshold: a check that cannot be made does not pass.
+
+    >>> r = compute([0, 1], [[0.9, 0.1], [0.4, 0.6]], ["a", "b"])
+    >>> r.loss = 0.45
+    >>> check_thresholds(r, {"accuracy": 0.99, "loss": 0.3, "top5_accuracy": 0.9})
+    ['loss 0.4500 is above 0.3', 'top5_accuracy was not measured (only with more than 5 classes)']
+    """  # noqa: E501
+    failures = []
+    for name, limit in thresholds.items():
+        value = getattr(result, name, None)
+        if value is None:
+            why = ("only with more than 5 classes" if name == "top5_accuracy"
+                   else "no value was computed")
+            failures.append(f"{name} was not measured ({why})")
+        elif math.isnan(value):
+            failures.append(f"{name} is NaN")
+        elif name in LOWER_IS_BETTER:
+            if value > limit:
+                failures.append(f"{name} {value:.4f} is above {limit:g}")
+        elif value < limit:
+            failures.append(f"{name} {value:.4f} is below {limit:g}")
+    return failures

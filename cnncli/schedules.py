@@ -1,0 +1,47 @@
+"""Learning-rate schedules, built from Keras' own (so saved models need no custom code).
+
+All are functions of the optimizer's step count, which a resumed run restores, so
+the schedule continues where it stopped. ``plateau`` is the exception: the training
+loop lowers the rate itself (see `cnncli.train`).
+
+>>> schedule = make("step", 0.1, steps_per_epoch=100, total_steps=1000, step_epochs=3)
+>>> [round(float(schedule(step)), 6) for step in (0, 301, 601)]
+[0.1, 0.01, 0.001]
+"""
+
+from __future__ import annotations
+
+from cnncli.errors import ConfigError
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+ONE_CYCLE_START = 25.0  # one-cycle starts at lr/25 (Smith & Topin 2018; PyTorch's default)
+ONE_CYCLE_WARMUP = 0.3  # ... and peaks after 30% of the steps
+
+
+def make(name: str, lr: float, *, steps_per_epoch: int, total_steps: int,
+         warmup_epochs: float = 0, step_epochs: float = 10, factor: float = 0.1,
+         min_lr: float = 0.0):
+    """A learning rate (float) or a Keras `LearningRateSchedule` for the schedule `name`."""
+    warmup = int(round(warmup_epochs * steps_per_epoch))
+    if name in ("constant", "plateau"):
+        return lr
+    if name == "step":
+        every = max(1, int(round(step_epochs * steps_per_epoch)))
+        boundaries = list(range(every, max(total_steps, every + 1), every))
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries, [lr * factor**k for k in range(len(boundaries) + 1)])
+    if name == "cosine":
+        decay = max(1, total_steps - warmup)
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr if not warmup else lr / ONE_CYCLE_START,
+            decay_steps=decay, alpha=min_lr / lr,
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
+    if name == "one_cycle":
+        warmup = warmup or max(1, int(ONE_CYCLE_WARMUP * total_steps))
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr / ONE_CYCLE_START, decay_steps=max(1, total_steps - warmup),
+            alpha=min_lr / lr, warmup_target=lr, warmup_steps=warmup)
+    raise ConfigError(f"unknown schedule '{name}'",
+                      hint="use constant, step, cosine, one_cycle or plateau")

@@ -1,0 +1,84 @@
+"""`cnncli evaluate`: figures people can read, JSON scripts can check, and --fail-under."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from trainkit import write_config
+
+from cnncli import config
+from cnncli import evaluate as evaluation
+from cnncli import train as training
+from cnncli.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluate")
+    path = write_config(folder, epochs=3)
+    return training.train(config.load(path), config_file=str(path)).run
+
+
+def cnncli(*args):
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                          text=True)
+
+
+def test_evaluates_the_runs_test_split_with_its_best_model(run):
+    rep = evaluation.evaluate(run)
+    assert rep.target.model_path.name == "best.keras"
+    assert rep.result.count == 60 and rep.result.accuracy > 0.8
+    assert rep.result.loss is not None and rep.result.top5_accuracy is None  # 3 classes
+    assert len(rep.result.confusion) == 3
+
+
+def test_writes_the_confusion_matrix_and_the_worst_mistakes(run):
+    rep = evaluation.evaluate(run)
+    assert (run / "confusion.png").exists() and (run / "evaluation.json").exists()
+    assert set(rep.files) >= {"confusion_matrix", "evaluation"}
+
+
+def test_latest_link_and_model_file_work_too(run):
+    assert evaluation.evaluate(run.parent / "latest").result.count == 60
+    data = evaluation.resolve(run).data["name"]
+    rep = evaluation.evaluate(run / "model.keras")  # the file knows its dataset
+    assert rep.result.count == 60 and data.endswith("toy.npz")
+
+
+def test_json_output(run):
+    result = cnncli("evaluate", str(run), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"accuracy", "loss", "per_class", "confusion", "most_confused",
+            "misclassified"} <= set(data)
+
+
+def test_fail_under_exits_1_when_a_figure_is_below(run):
+    ok = cnncli("evaluate", str(run), "--fail-under", "accuracy=0.5")
+    below = cnncli("evaluate", str(run), "--fail-under", "accuracy=0.5",
+                   "--fail-under", "loss=0.0001")  # loss: at most
+    assert ok.returncode == 0, ok.stderr
+    assert below.returncode == 1
+    assert "FAIL: loss" in below.stderr and "FAIL: accuracy" not in below.stderr
+
+
+def test_unknown_threshold_is_a_usage_error(run):
+    with pytest.raises(ConfigError, match="accurcy"):
+        evaluation.evaluate(run, fail_under=["accurcy=0.9"])
+
+
+def test_a_dataset_with_more_classes_than_the_model_is_refused(run, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "five.npz"
+    x = np.zeros((10, 8, 8, 1), np.uint8)
+    y = np.arange(10) % 5
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(DataError, match="5 classes but the model predicts 3"):
+        evaluation.evaluate(run, data=str(path))
+
+
+def test_a_missing_run_says_how_to_find_runs(tmp_path):
+    result = cnncli("evaluate", str(tmp_path / "nope"))
+    assert result.returncode == 3 and "cnncli runs" in result.stderr

@@ -1,0 +1,118 @@
+"""`plots` writes valid PNG files atomically, whatever parts of the data are missing."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnncli import plots
+from cnncli.errors import ConfigError
+
+HISTORY = [
+    {"epoch": 1, "loss": 1.2, "accuracy": 0.55, "val_loss": 1.0, "val_accuracy": 0.6},
+    {"epoch": 2, "loss": 0.7, "accuracy": 0.75, "val_loss": 0.8, "val_accuracy": 0.7},
+    {"epoch": 3, "loss": 0.5, "accuracy": 0.82, "val_loss": 0.7, "val_accuracy": 0.74},
+]
+
+
+def assert_png(path):
+    """`path` is the only file in its folder and opens as a non-empty PNG."""
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp files left
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.mode in ("RGB", "RGBA")
+        assert image.width > 100 and image.height > 100
+        return image.size
+
+
+def test_training_curves_writes_a_png(tmp_path):
+    path = plots.training_curves(HISTORY, tmp_path / "curves.png")
+    assert path == tmp_path / "curves.png"
+    assert_png(path)
+
+
+def test_training_curves_work_without_validation_keys(tmp_path):
+    history = [{"loss": row["loss"], "accuracy": row["accuracy"]} for row in HISTORY]
+    assert_png(plots.training_curves(history, tmp_path / "curves.png"))
+
+
+def test_training_curves_work_with_only_some_keys_in_some_epochs(tmp_path):
+    history = [{"loss": 1.0}, {"loss": 0.8, "val_loss": None}, {"val_accuracy": np.float32(0.5)}]
+    assert_png(plots.training_curves(history, tmp_path / "curves.png"))
+
+
+def test_training_curves_create_missing_folders(tmp_path):
+    assert_png(plots.training_curves(HISTORY, tmp_path / "a" / "b" / "curves.png"))
+
+
+def test_plot_replaces_an_existing_file(tmp_path):
+    path = tmp_path / "curves.png"
+    path.write_bytes(b"old")
+    plots.training_curves(HISTORY, path)
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert_png(path)
+
+
+def test_unwritable_target_is_a_config_error_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "plot.png"
+    target.mkdir()  # a folder where the file should go: the final rename fails
+    with pytest.raises(ConfigError, match="cannot write the plot"):
+        plots.training_curves(HISTORY, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]
+    assert target.is_dir()
+
+
+def test_confusion_matrix_for_ten_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, (10, 10)) + np.diag(np.full(10, 50))
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+             "Sneaker", "Bag", "Ankle boot"]
+    assert_png(plots.confusion_matrix(counts.tolist(), names, tmp_path / "cm.png"))
+
+
+def test_confusion_matrix_with_counts_instead_of_percentages(tmp_path):
+    counts = [[5, 1, 0], [0, 0, 0], [2, 0, 3]]  # class 1 has no examples
+    assert_png(plots.confusion_matrix(counts, ["a", "b", "c"], tmp_path / "cm.png",
+                                      normalize=False))
+
+
+def test_confusion_matrix_grows_for_a_hundred_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 3, (100, 100)) + np.diag(np.full(100, 20))
+    names = [f"class_{i}" for i in range(100)]
+    small = assert_png(plots.confusion_matrix(counts[:10, :10], names[:10],
+                                              tmp_path / "small" / "cm.png"))
+    large = assert_png(plots.confusion_matrix(counts, names, tmp_path / "large" / "cm.png"))
+    assert large[0] > 2 * small[0]
+
+
+def test_confusion_matrix_rejects_a_shape_that_does_not_match_the_names(tmp_path):
+    with pytest.raises(ValueError, match="expected"):
+        plots.confusion_matrix([[1, 0], [0, 1]], ["a", "b", "c"], tmp_path / "cm.png")
+
+
+def test_image_grid_with_one_channel_images(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (11, 28, 28, 1), dtype=np.uint8)
+    titles = ["true: Shirt / pred: T-shirt/top 97%"] * 11
+    assert_png(plots.image_grid(images, titles, tmp_path / "grid.png"))
+
+
+def test_image_grid_with_three_channel_images(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    assert_png(plots.image_grid(images, ["a", "b", "c"], tmp_path / "grid.png", columns=2))
+
+
+def test_image_grid_with_no_images_still_writes_a_png(tmp_path):
+    images = np.zeros((0, 28, 28, 1), dtype=np.uint8)
+    assert_png(plots.image_grid(images, [], tmp_path / "grid.png"))
+
+
+def test_image_grid_rejects_images_that_are_not_uint8(tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        plots.image_grid(np.zeros((1, 8, 8, 1), dtype=np.float32), ["x"], tmp_path / "g.png")
+
+
+def test_misclassified_title_names_both_classes_and_confidence():
+    item = {"true_name": "Shirt", "predicted_name": "T-shirt/top", "confidence": 0.968}
+    assert plots.misclassified_title(item) == "true: Shirt / pred: T-shirt/top 97%"

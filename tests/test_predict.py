@@ -1,0 +1,210 @@
+"""`cnncli predict`: pretrained and trained models, the lecture's output, many inputs, bad files.
+
+ImageNet weights cannot be downloaded here, so the weights files are made from
+`keras.applications.VGG16(weights=None)`: in Keras' legacy .h5 layout (the layout of
+the real ImageNet files) for the cache, and as .weights.h5 for --weights.
+"""
+
+import functools
+import http.server
+import json
+import subprocess
+import sys
+import threading
+
+import h5py
+import numpy as np
+import pytest
+from keras.src.legacy.saving import legacy_h5_format
+from PIL import Image
+
+from cnncli import builder, imagenet, pretrained, spec, weights
+from cnncli import predict as prediction
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+
+@pytest.fixture(scope="module")
+def vgg16_files(tmp_path_factory):
+    """A VGG16 with (random, seeded) weights, saved as Keras' cache file and as .weights.h5."""
+    folder = tmp_path_factory.mktemp("vgg16")
+    keras.utils.set_random_seed(0)
+    model = keras.applications.VGG16(weights=None)
+    cache = folder / "keras_home" / "models"
+    cache.mkdir(parents=True)
+    with h5py.File(cache / pretrained.get("vgg16").weights_file, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    model.save_weights(folder / "vgg16.weights.h5")
+    return {"model": model, "home": folder / "keras_home",
+            "weights": folder / "vgg16.weights.h5"}
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(300, 200), (64, 64), (500, 375)]):
+        path = tmp_path / f"photo{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def cnncli(*args, env=None, **kw):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, **kw)
+
+
+def test_prints_the_lectures_lines(vgg16_files, photos):
+    result = cnncli("predict", str(photos[0]), "--model", "vgg16", "--weights",
+                    str(vgg16_files["weights"]))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5
+    assert all(line.startswith(f"{i + 1}. ") and line.endswith("%") for i, line in
+               enumerate(lines))
+    assert "[INFO] classifying image with 'vgg16'..." in result.stderr
+
+
+def test_uses_keras_cache_offline(vgg16_files, photos):
+    result = cnncli("predict", str(photos[1]), "--model", "vgg16", "--offline", "--top", "2",
+                    env={"KERAS_HOME": str(vgg16_files["home"])})
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_offline_without_weights_names_the_file_to_fetch(tmp_path, photos):
+    result = cnncli("predict", str(photos[0]), "--model", "resnet50", "--offline",
+                    env={"KERAS_HOME": str(tmp_path)})
+    assert result.returncode == 3
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels.h5" in result.stderr
+    assert str(tmp_path / "models") in result.stderr and "Traceback" not in result.stderr
+
+
+def test_equals_keras_applications_own_prediction(vgg16_files, photos):
+    """Same image, Keras' own loading (bilinear resize) and preprocess_input: same output."""
+    model = vgg16_files["model"]
+    names = [f"{i}" for i in range(1000)]
+    loaded = prediction.Loaded("vgg16", model, (224, 224, 3), "caffe", names)
+    ours = prediction.predict([str(photos[0])], model=loaded, top=1000).images[0].top
+    img = keras.utils.load_img(photos[0], target_size=(224, 224), interpolation="bilinear")
+    x = keras.applications.vgg16.preprocess_input(keras.utils.img_to_array(img)[None])
+    expected = model.predict(x, verbose=0)[0]
+    got = np.zeros(1000)
+    for name, p in ours:
+        got[int(name)] = p
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_our_vgg16_spec_with_those_weights_predicts_the_same(vgg16_files, photos):
+    theirs = vgg16_files["model"]
+    ours = builder.build(spec.load("vgg16"))
+    weights.transfer(theirs, ours)
+    names = imagenet.class_names()
+    a = prediction.predict([str(p) for p in photos], top=5,
+                           model=prediction.Loaded("ours", ours, (224, 224, 3), "caffe", names))
+    b = prediction.predict([str(p) for p in photos], top=5,
+                           model=prediction.Loaded("k", theirs, (224, 224, 3), "caffe", names))
+    for x, y in zip(a.images, b.images, strict=True):
+        assert [n for n, _ in x.top] == [n for n, _ in y.top]
+        np.testing.assert_allclose([p for _, p in x.top], [p for _, p in y.top], rtol=1e-4)
+
+
+class CountingModel:
+    def __init__(self, classes=3):
+        self.calls, self.classes = [], classes
+
+    def predict_on_batch(self, x):
+        self.calls.append(len(x))
+        return np.full((len(x), self.classes), 1 / self.classes, "float32")
+
+
+def tiny(model):
+    return prediction.Loaded("tiny", model, (8, 8, 3), "scale", ["a", "b", "c"])
+
+
+def test_a_folder_is_predicted_in_batches(tmp_path):
+    for i in range(10):
+        Image.new("RGB", (16, 16), (i, i, i)).save(tmp_path / f"{i}.png")
+    model = CountingModel()
+    result = prediction.predict([str(tmp_path)], model=tiny(model), batch_size=4)
+    assert model.calls == [4, 4, 2] and len(result.images) == 10
+
+
+def test_a_bad_file_gets_its_own_error_and_the_rest_are_predicted(tmp_path, photos):
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("not an image")
+    result = prediction.predict([str(photos[0]), str(bad), str(photos[1])],
+                                model=tiny(CountingModel()))
+    assert [r.file for r in result.images] == [str(photos[0]), str(photos[1])]
+    assert len(result.errors) == 1 and "broken.jpg" in str(result.errors[0])
+
+
+def test_some_bad_files_exit_1_unless_skip_bad(tmp_path):
+    run = _trained_run(tmp_path)
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    Image.new("L", (8, 8), 200).save(good)
+    bad.write_bytes(b"")
+    args = ["predict", str(good), str(bad), "--model", str(run)]
+    result = cnncli(*args)
+    assert result.returncode == 1 and "bad.png" in result.stderr
+    assert result.stdout.count("1. ") == 1
+    assert cnncli(*args, "--skip-bad").returncode == 0
+
+
+def _trained_run(tmp_path):
+    from trainkit import write_config
+
+    from cnncli import config
+    from cnncli import train as training
+
+    path = write_config(tmp_path, epochs=1)
+    return training.train(config.load(path), config_file=str(path)).run
+
+
+def test_a_trained_run_gives_its_class_names_and_preprocessing(tmp_path):
+    run = _trained_run(tmp_path)
+    img = tmp_path / "row.png"
+    pixels = np.zeros((8, 8), np.uint8)
+    pixels[1:3] = 250
+    Image.fromarray(pixels).save(img)
+    loaded = prediction.load(str(run))
+    assert loaded.preprocessing == "scale" and loaded.class_names == ["0", "1", "2"]
+    assert loaded.input_shape == (8, 8, 1)
+    result = cnncli("predict", str(img), "--model", str(run), "--format", "jsonl")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert {"file", "rank", "class", "probability"} == set(rows[0])
+
+
+def test_csv_and_json_formats(tmp_path, photos):
+    result = prediction.predict([str(photos[0])], model=tiny(CountingModel()), top=2)
+    import contextlib
+    import io
+
+    from cnncli import report
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        report.predictions(result, "csv")
+    assert buffer.getvalue().splitlines()[0] == "file,rank,class,probability"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        report.predictions(result, "json")
+    assert json.loads(buffer.getvalue())[0]["top"][0]["class"] == "a"
+
+
+def test_urls_are_fetched(tmp_path):
+    Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "served.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/served.png"
+        result = prediction.predict([url], model=tiny(CountingModel()))
+        assert [r.file for r in result.images] == [url]
+    finally:
+        server.shutdown()

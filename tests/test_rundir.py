@@ -1,0 +1,60 @@
+"""Run folders: numbered, never shared, written atomically."""
+
+import multiprocessing
+import os
+
+import pytest
+
+from cnncli import rundir
+from cnncli.errors import ConfigError, DataError
+
+
+def _create(root):
+    return str(rundir.create(root, "race"))
+
+
+def test_concurrent_runs_never_get_the_same_folder(tmp_path):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        runs = pool.map(_create, [tmp_path] * 16)
+    assert len(set(runs)) == 16
+
+
+def test_latest_points_at_the_newest_run(tmp_path):
+    rundir.create(tmp_path, "m")
+    second = rundir.create(tmp_path, "m")
+    (second / rundir.CONFIG).write_text("model: x\n")
+    rundir.point_latest(second)
+    assert rundir.find(tmp_path / "m" / "latest") == second.resolve()
+    assert rundir.find(tmp_path / "m") == second.resolve()
+
+
+def test_find_explains_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(DataError, match="not a cnncli run folder"):
+        rundir.find(tmp_path)
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(ConfigError, match="cannot create the run folder") as e:
+        rundir.create(blocker / "runs", "m")
+    assert "output.dir" in e.value.hint
+
+
+def test_write_atomic_keeps_the_old_file_when_the_disk_is_full(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    rundir.write_json(path, {"ok": 1})
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        rundir.write_json(path, {"ok": 2})
+    assert rundir.read_json(path) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    rundir.write_json(tmp_path / "x.json", {})
+    assert (tmp_path / "x.json").stat().st_mode & 0o044

@@ -1,0 +1,227 @@
+"""`cnncli train`: a complete run folder, reproducible, resumable, and safe when things fail."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from trainkit import history_rows, weights, write_config
+
+from cnncli import checkpoint, config, rundir
+from cnncli import train as training
+from cnncli.errors import ConfigError, TrainingError
+
+
+def run_train(path, **kw):
+    return training.train(config.load(path), config_file=str(path), **kw)
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_a_run_folder_has_everything(tmp_path):
+    result = run_train(write_config(tmp_path, epochs=2))
+    run = result.run
+    assert run == tmp_path / "runs" / "toy" / "1"
+    for name in ("config.yaml", "model.keras", "best.keras", "history.csv", "metrics.json",
+                 "curves.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert any((run / "logs").iterdir())  # TensorBoard event file
+    assert (run.parent / "latest").resolve() == run
+    assert rundir.read_json(run / "state.json") == {"status": "finished"}
+    assert not checkpoint.exists(run)  # a finished run keeps no backup
+    assert len(history_rows(run)) == 2
+
+
+def test_metrics_json_says_what_was_used(tmp_path):
+    metrics = run_train(write_config(tmp_path, epochs=1)).metrics
+    assert metrics["dataset"]["train"] == 256 and metrics["dataset"]["validation"] == 64
+    assert metrics["dataset"]["sample"] is False
+    assert metrics["device"].startswith("Device: CPU")
+    assert {"tensorflow", "keras", "cnncli"} <= set(metrics["versions"])
+    assert metrics["images_per_s"] > 0 and metrics["best"]["metric"] == "val_accuracy"
+
+
+def test_the_toy_problem_is_learned(tmp_path):
+    result = run_train(write_config(tmp_path, epochs=4))
+    assert result.history[-1]["val_accuracy"] > 0.9
+
+
+def test_runs_are_numbered_and_never_overwritten(tmp_path):
+    path = write_config(tmp_path, epochs=1)
+    first, second = run_train(path).run, run_train(path).run
+    assert (first.name, second.name) == ("1", "2")
+    assert (first / "model.keras").exists()
+
+
+def test_same_seed_gives_identical_weights_and_history(tmp_path):
+    path = write_config(tmp_path, epochs=2)
+    a, b = run_train(path).run, run_train(path).run
+    assert history_rows(a) == history_rows(b)
+    for wa, wb in zip(weights(a), weights(b), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_steps_can_end_mid_epoch(tmp_path):
+    path = write_config(tmp_path, epochs=1, extra_train="steps: 20")  # 16 steps per epoch
+    cfg = config.load(path)
+    cfg.train.epochs = None
+    result = training.train(cfg, config_file=str(path))
+    assert result.metrics["steps"] == 20 and result.metrics["epochs"] == 2
+
+
+def test_nan_loss_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
+    path = write_config(tmp_path, epochs=3, lr=1e20, optimizer="sgd", backup_every=1)
+    with pytest.raises(TrainingError, match=r"NaN or infinite at epoch 1, step \d+") as e:
+        run_train(path)
+    assert "lower the learning rate" in e.value.hint
+    run = tmp_path / "runs" / "toy" / "1"
+    assert not (run / "model.keras").exists()
+    model = training.compile_model(training.plan(config.load(path)))
+    checkpoint.load(run, model)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    path = write_config(tmp_path, epochs=2, backup_every=4)
+    run = run_train(path).run
+    checkpoint.save(run, training.compile_model(training.plan(config.load(path))),
+                    {"epoch": 1, "step": 0})
+    changed = config.load(path, ["train.batch_size=8"])
+    with pytest.raises(ConfigError, match="differs from the one this run was started with"):
+        training.train(changed, resume=run)
+
+
+def test_resume_of_a_finished_run_is_explained(tmp_path):
+    run = run_train(write_config(tmp_path, epochs=1)).run
+    result = cli("train", "--resume", str(run))
+    assert result.returncode == 2
+    assert "no backup to resume from (it finished)" in result.stderr
+
+
+def test_dry_run_prints_config_and_summary_and_writes_nothing(tmp_path):
+    path = write_config(tmp_path)
+    result = cli("train", str(path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "batch_size: 16" in result.stdout and "CONV3-4 + ReLU" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_config_writes_no_run_folder(tmp_path):
+    path = write_config(tmp_path)
+    result = cli("train", str(path), "--set", "train.optimizer.name=adamm")
+    assert result.returncode == 2 and "train.optimizer" in result.stderr
+    assert not (tmp_path / "runs" / "toy" / "1").exists()
+
+
+def test_command_line_shortcuts_override_the_config(tmp_path):
+    path = write_config(tmp_path, epochs=3)
+    result = cli("train", str(path), "--epochs", "1", "--batch-size", "32", "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["epochs"] == 1 and metrics["batch_size"] == 32
+
+
+def test_plain_output_when_not_a_terminal(tmp_path):
+    result = cli("train", str(write_config(tmp_path, epochs=2)))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert "\x1b[" not in result.stderr  # no colour codes, no progress animation
+
+
+def test_early_stopping_stops_and_says_so(tmp_path):
+    path = write_config(tmp_path, epochs=30, lr=1e-7,
+                        extra_train="early_stopping: {patience: 2, monitor: val_loss, "
+                                    "min_delta: 1.0}")
+    result = run_train(path)
+    assert result.metrics["stopped_early"] and result.metrics["epochs"] == 3
+
+
+def _uninterrupted(tmp_path, **kw):
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    return run_train(write_config(folder, **kw)).run
+
+
+def _wait_for(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise TimeoutError
+        time.sleep(0.01)
+
+
+def _rows(run):
+    path = run / "history.csv"
+    return path.read_text().count("\n") - 1 if path.exists() else 0
+
+
+SETTINGS = {"epochs": 5, "batch_size": 8, "backup_every": 5}  # 32 steps an epoch
+
+
+@pytest.mark.slow
+def test_kill_9_again_and_again_then_resume_gives_the_uninterrupted_result(tmp_path):
+    reference = _uninterrupted(tmp_path, **SETTINGS)
+    path = write_config(tmp_path, **SETTINGS)
+    run = tmp_path / "runs" / "toy" / "1"
+    rng = np.random.default_rng(0)
+    args = ["train", str(path)]
+    kills = 0
+    while True:
+        proc = subprocess.Popen([sys.executable, "-m", "cnncli", *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < 3:
+            _wait_for(lambda p=proc: checkpoint.exists(run) or p.poll() is not None)
+            time.sleep(rng.uniform(0.0, 0.6))  # at a random moment, backup writes included
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                kills += 1
+        proc.wait(timeout=300)
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+        args = ["train", "--resume", str(run)]
+    assert kills >= 2
+    assert history_rows(run) == history_rows(reference)
+    for a, b in zip(weights(run), weights(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_sigint_writes_a_backup_exits_130_and_resume_matches(tmp_path):
+    reference = _uninterrupted(tmp_path, **SETTINGS)
+    path = write_config(tmp_path, **SETTINGS)
+    run = tmp_path / "runs" / "toy" / "1"
+    proc = subprocess.Popen([sys.executable, "-m", "cnncli", "train", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _rows(run) >= 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"resume with: cnncli train --resume {run}" in err
+    assert "Traceback" not in err
+    assert rundir.read_json(run / "state.json")["status"] == "interrupted"
+    result = cli("train", "--resume", str(run))
+    assert result.returncode == 0, result.stderr
+    assert history_rows(run) == history_rows(reference)
+    for a, b in zip(weights(run), weights(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_exits_143(tmp_path):
+    path = write_config(tmp_path, epochs=50, batch_size=8)
+    run = tmp_path / "runs" / "toy" / "1"
+    proc = subprocess.Popen([sys.executable, "-m", "cnncli", "train", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _rows(run) >= 1)
+    proc.terminate()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert checkpoint.exists(run)
