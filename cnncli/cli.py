@@ -201,6 +201,8 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, float32, mixed_float16 or "
                                            "mixed_bfloat16.")] = "auto",
+    auto_batch: Annotated[bool, typer.Option(help="Out of GPU memory: halve the batch size "
+                                             "and start again (at most 3 times).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     json: JsonOpt = False,
 ) -> None:
@@ -228,7 +230,7 @@ def train(
     if dry_run:
         return _dry_run(cfg, config_file)
     result = training.train(cfg, config_file=config_file, device=device, precision=precision,
-                            resume=resume, force=force,
+                            resume=resume, force=force, auto_batch=auto_batch,
                             reporter=report.train_reporter(quiet or json))
     if json:
         report.print_json(result.metrics)
@@ -288,6 +290,36 @@ def _dry_run(cfg, config_file: str) -> None:
     report.out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False), markup=False)
     spec = config.model_spec(cfg, file=config_file)
     report.summary(summaries.summarize(builder.build_checked(spec)))
+
+
+@app.command()
+def datasets(
+    data_dir: Annotated[str | None, typer.Option(help="Where to look first (also "
+                                                 "CNNCLI_DATA_DIR).")] = None,
+    offline: Annotated[bool, typer.Option(help="Do not count on downloads.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Where each known dataset is found (or would be downloaded from), and its size."""
+    from cnncli import datasets as data
+    from cnncli import report
+
+    rows = data.describe_all(data_dir=data_dir, offline=offline)
+    if json:
+        report.print_json(rows)
+    else:
+        report.datasets(rows)
+
+
+@app.command()
+def doctor(json: JsonOpt = False) -> None:
+    """TensorFlow, Keras, CUDA and GPUs: what this machine has, and what `auto` picks."""
+    from cnncli import devices, report
+
+    info = devices.doctor_info()
+    if json:
+        report.print_json(info)
+    else:
+        report.doctor(info)
 
 
 @app.command()

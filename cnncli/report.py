@@ -233,3 +233,43 @@ def predictions(result, fmt: str = "text") -> None:
             for i, (name, p) in enumerate(r.top):
                 sys.stdout.write(f"{'  ' if many else ''}{i + 1}. {name}: {p:.2%}\n")
     sys.stdout.flush()
+
+
+def datasets(rows: list[dict]) -> None:
+    table = Table(title="Datasets", title_justify="left")
+    for col in ("name", "found", "train", "test", "image", "classes"):
+        table.add_column(col, justify="right" if col in ("train", "test", "classes") else
+                         "left")
+    for r in rows:
+        where = r["where"] if r["found"] or r["kind"] == "download" else "not found"
+        if r.get("problem"):
+            where += f" ({r['problem']})"
+        table.add_row(r["name"], where, f"{r['train']:,}", f"{r['test']:,}",
+                      "x".join(map(str, r["image_shape"])), str(r["num_classes"]))
+    out.print(table)
+
+
+def doctor(info: dict) -> None:
+    out.print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}")
+    cuda = (f"built with CUDA {info['cuda_version']}, cuDNN {info['cudnn_version']}"
+            if info["cuda_build"] else "built without CUDA (CPU only)")
+    out.print(f"TensorFlow is {cuda}")
+    if info.get("cuda_visible_devices") is not None:
+        out.print(f"CUDA_VISIBLE_DEVICES={info['cuda_visible_devices']}")
+    out.print(f"NVIDIA driver: {'present' if info['nvidia_driver'] else 'not found'}")
+    if info["gpus"]:
+        for g in info["gpus"]:
+            memory = f"{g['memory_bytes'] / 2**30:.0f} GiB" if g.get("memory_bytes") else \
+                "memory unknown"
+            cc = ".".join(map(str, g["compute_capability"])) if g.get(
+                "compute_capability") else "?"
+            out.print(f"GPU {g['index']}: {g['name']}, {memory}, compute capability {cc}")
+    else:
+        out.print("GPUs: none visible to TensorFlow")
+    cpu = info["cpu"]
+    out.print(f"CPU: {cpu['available']} threads available (TensorFlow intra-op "
+              f"{cpu['intra_op_threads'] or 'auto'}, inter-op {cpu['inter_op_threads'] or 'auto'})")
+    auto = info["auto"]
+    out.print(f"auto picks: {auto['kind']}, precision {auto['precision']}")
+    if info.get("warning"):
+        warn(info["warning"])

@@ -123,8 +123,24 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
     t = cfg.train
     total = t.steps or (t.epochs or 10) * steps_per_epoch
     preprocessing = d.preprocessing or spec.preprocessing
+    warnings = list(built.warnings) + _memory_warning(built, placement, cfg.train.batch_size)
     return Plan(cfg, data, spec, placement, x_train, y_train, x_val, y_val, preprocessing,
-                steps_per_epoch, total, math.ceil(total / steps_per_epoch), built.warnings)
+                steps_per_epoch, total, math.ceil(total / steps_per_epoch), warnings)
+
+
+def _memory_warning(built, placement: devices.Placement, batch_size: int) -> list[str]:
+    """Warn before training when a step will not fit the GPU's memory."""
+    memory = min((g.memory_bytes for g in placement.gpus if g.memory_bytes), default=None)
+    if memory is None:
+        return []
+    from cnncli import summary
+
+    s = summary.summarize(built)
+    per_value = 2 if placement.precision.startswith("mixed") else 4
+    estimate = devices.estimate_batch_memory(s.params, s.forward_bytes // 4, batch_size,
+                                             bytes_per_value=per_value)
+    warning = devices.check_fits(estimate, memory)
+    return [warning] if warning else []
 
 
 def compile_model(p: Plan):
@@ -197,9 +213,31 @@ class _SmoothedSparseCrossentropy(keras.losses.Loss):
 
 def train(cfg: config.RunConfig, *, config_file: str | None = None, device: str = "auto",
           precision: str = "auto", resume: str | Path | None = None, force: bool = False,
-          reporter: Reporter | None = None) -> Result:
-    """Train according to `cfg`; with `resume`, continue that run from its last backup."""
+          auto_batch: bool = False, reporter: Reporter | None = None) -> Result:
+    """Train according to `cfg`; with `resume`, continue that run from its last backup.
+
+    Out of device memory, `auto_batch` halves the batch size and starts again (at most
+    `devices.MAX_BATCH_HALVINGS` times); otherwise it is a `DeviceError` naming the
+    batch size, and the last backup is kept.
+    """
     reporter = reporter or Reporter()
+    for attempt in range(devices.MAX_BATCH_HALVINGS + 1):
+        try:
+            return _train(cfg, config_file=config_file, device=device, precision=precision,
+                          resume=resume, force=force, reporter=reporter)
+        except tf.errors.ResourceExhaustedError:
+            batch = cfg.train.batch_size
+            smaller = devices.next_batch_size(batch, attempt) if auto_batch else None
+            if smaller is None:
+                raise devices.out_of_memory_message(batch) from None
+            reporter.note(f"out of memory at batch size {batch}: starting again with "
+                          f"{smaller} (--auto-batch)")
+            cfg.train.batch_size = smaller
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, force,
+           reporter) -> Result:
     p = plan(cfg, config_file=config_file, device=device, precision=precision)
     model = compile_model(p)
     state = _fresh_state(p)
@@ -320,6 +358,7 @@ class RunCallback(keras.callbacks.Callback):
         self.stop = None  # why training stopped: "nan", "signal", "early"
         self.nan_at = None
         self.first_step = 0
+        self.last_backup = state["epoch"] * p.steps_per_epoch + state["step"]
         self.metric_values = None  # restored into the metrics at the next epoch start
         self.writer = tf.summary.create_file_writer(str(run / "logs"))
         t = p.cfg.train
@@ -346,10 +385,12 @@ class RunCallback(keras.callbacks.Callback):
         return self.p.steps_per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        # With steps_per_execution > 1 Keras calls this once per execution, with `batch`
+        # the index of its last step: count steps from `batch`, not from calls.
         logs = logs or {}
         loss = float(logs.get("loss", 0.0))
         step = self.first_step + batch + 1
-        self.epoch_steps += 1
+        self.epoch_steps = step - self.first_step
         if not math.isfinite(loss):
             self.nan_at = (self.state["epoch"], step)
             self._halt("nan")
@@ -360,7 +401,7 @@ class RunCallback(keras.callbacks.Callback):
         if self.signal:
             self._backup()
             self._halt("signal")
-        elif global_step % self.p.cfg.train.backup_every == 0:
+        elif global_step - self.last_backup >= self.p.cfg.train.backup_every:
             self._backup()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -453,6 +494,7 @@ class RunCallback(keras.callbacks.Callback):
             self._halt("nan")
             return
         checkpoint.save(self.run, self.model, self.state)
+        self.last_backup = self.state["epoch"] * self.p.steps_per_epoch + self.state["step"]
 
     def _write_epoch_outputs(self, row):
         history = self.state["history"]

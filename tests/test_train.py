@@ -225,3 +225,47 @@ def test_sigterm_exits_143(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     assert checkpoint.exists(run)
+
+
+def _fit_needing_small_batches(limit):
+    """A stand-in for the fit loop that runs out of memory above `limit` images a batch."""
+    real_fit = training._fit
+
+    def fit(p, model, state, callback):
+        if p.cfg.train.batch_size > limit:
+            raise training.tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")
+        return real_fit(p, model, state, callback)
+
+    return fit
+
+
+def test_out_of_memory_names_the_batch_size_and_exits_3(tmp_path, monkeypatch):
+    from cnncli.errors import DeviceError
+
+    monkeypatch.setattr(training, "_fit", _fit_needing_small_batches(8))
+    with pytest.raises(DeviceError, match="at batch size 16") as e:
+        run_train(write_config(tmp_path, epochs=1))
+    assert e.value.exit_code == 3 and "--auto-batch" in e.value.hint
+
+
+def test_auto_batch_halves_until_it_fits(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "_fit", _fit_needing_small_batches(4))
+    notes = []
+
+    class Notes(training.Reporter):
+        def note(self, text):
+            notes.append(text)
+
+    path = write_config(tmp_path, epochs=1)
+    result = training.train(config.load(path), auto_batch=True, reporter=Notes())
+    assert result.metrics["batch_size"] == 4
+    assert notes == ["out of memory at batch size 16: starting again with 8 (--auto-batch)",
+                     "out of memory at batch size 8: starting again with 4 (--auto-batch)"]
+
+
+def test_steps_per_execution_trains_the_same_steps(tmp_path):
+    path = write_config(tmp_path, epochs=2, backup_every=3,
+                        extra_train="steps_per_execution: 4")
+    result = run_train(path)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert result.metrics["steps"] == 32
