@@ -80,10 +80,12 @@ def _make_layer(node: specs.Node, args: dict):
         return cls(name=node.name, **args)
     except Exception as exc:  # a wrongly typed or out-of-range argument
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        valid = ", ".join(specs.valid_arguments(cls))
         raise ConfigError(
             f"invalid arguments {args}: {message}", file=node.file, line=node.line,
             where=node.where(),
-            hint=f"see keras.layers.{node.layer} for the arguments and the values they take",
+            hint=f"keras.layers.{node.layer} takes: {valid}; see its documentation for the "
+                 "values each takes",
         ) from None
 
 

@@ -50,7 +50,14 @@ def save(run: Path, model, state: dict) -> None:
     current = run / BACKUP
     if current.exists():
         os.replace(current, run / PREVIOUS)
-    write_atomic(current, buffer.getvalue())
+    try:
+        write_atomic(current, buffer.getvalue())
+    except OSError as exc:
+        raise TrainingError(
+            f"cannot write the backup: {exc.strerror or exc}; the previous backup "
+            f"({PREVIOUS}, epoch {state.get('epoch', 0) + 1}) is kept and --resume uses it",
+            file=str(current), hint="free some disk space, then: cnncli train --resume "
+            f"{run}") from None
 
 
 def remove(run: Path) -> None:
@@ -82,7 +89,8 @@ def load(run: Path, model) -> tuple[dict, str | None]:
         _restore(model, arrays, path)
         note = None
         if i == 1:
-            note = (f"the newest backup was unreadable ({'; '.join(problems)}); resumed from "
+            why = "; ".join(problems) or f"{BACKUP} is missing: its write did not finish"
+            note = (f"the newest backup was unreadable ({why}); resumed from "
                     f"the previous one, at epoch {state['epoch'] + 1} step {state['step']}: "
                     f"the {state.get('backup_every', 'few')} steps after it are trained again")
         return state, note

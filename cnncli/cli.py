@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from cnncli import __version__
-from cnncli.errors import EXIT_BELOW_THRESHOLD, EXIT_SIGINT, CnnError
+from cnncli.errors import EXIT_BELOW_THRESHOLD, EXIT_DATA_OR_MODEL, EXIT_SIGINT, CnnError
 
 app = typer.Typer(
     name="cnncli",
@@ -155,7 +155,6 @@ def predict(
     """Classify images: cnncli predict car.jpg --model vgg16."""
     from cnncli import devices, report
     from cnncli import predict as prediction
-    from cnncli.errors import EXIT_DATA_OR_MODEL
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
@@ -387,3 +386,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         sys.exit(EXIT_SIGINT)
+    except Exception as exc:  # a bug, ours or a library's: say so in one paragraph
+        if os.environ.get("CNNCLI_DEBUG"):
+            raise
+        from cnncli import report
+
+        report.error(f"unexpected {type(exc).__name__}: {exc}. Hint: this is a bug in cnncli "
+                     "or a library it uses; run again with --debug (before the command) for "
+                     "the traceback, and report it")
+        sys.exit(EXIT_DATA_OR_MODEL)

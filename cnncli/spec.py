@@ -339,7 +339,7 @@ class _Expander:
             value = {first: value}
         args = {k: self.substitute(v, params, _key_line(value, k, line), where)
                 for k, v in value.items()}
-        valid = _valid_arguments(cls)
+        valid = valid_arguments(cls)
         ok = True
         for arg in args:
             if arg in ("input_shape", "batch_input_shape", "input_dim"):
@@ -487,7 +487,8 @@ def _layer_class(name: str) -> type | None:
 
 
 @cache
-def _valid_arguments(cls: type) -> tuple[str, ...]:
+def valid_arguments(cls: type) -> tuple[str, ...]:
+    """The argument names a Keras layer class accepts (its own and those of its bases)."""
     names = set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):

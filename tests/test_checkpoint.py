@@ -62,3 +62,17 @@ def test_writes_leave_no_temporary_files(tmp_path, model):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("backup")) == \
         ["backup.npz", "backup.prev.npz"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_full_disk_keeps_the_previous_backup_and_says_so(tmp_path, model, monkeypatch):
+    checkpoint.save(tmp_path, model, {"epoch": 1, "step": 0})
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(TrainingError, match="No space left on device; the previous backup"):
+        checkpoint.save(tmp_path, model, {"epoch": 1, "step": 9})
+    monkeypatch.undo()
+    state, note = checkpoint.load(tmp_path, model)
+    assert state["step"] == 0 and "unreadable" in note

@@ -115,3 +115,22 @@ def test_models_lists_the_builtins():
     names = {m["name"] for m in json.loads(result.stdout)}
     assert {"linear", "lenet5", "mnist_net", "alexnet", "zfnet", "vgg16", "vgg19",
             "googlenet"} <= names
+
+
+def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
+    import pytest
+
+    from cnncli import cli
+    from cnncli import summary as summaries
+
+    def boom(built):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(summaries, "summarize", boom)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "summary", "linear"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 3
+    assert "unexpected RuntimeError: boom" in err and "--debug" in err
+    assert "Traceback" not in err

@@ -269,3 +269,17 @@ def test_steps_per_execution_trains_the_same_steps(tmp_path):
     result = run_train(path)
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert result.metrics["steps"] == 32
+
+
+def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():
+    from cnncli import builder, devices, spec
+
+    built = builder.build_checked(spec.load("mnist_net"))
+    small = devices.Placement("gpu", ["/gpu:0"], gpus=[devices.GpuInfo("Tiny GPU", 64 * 2**20,
+                                                                       (7, 5))])
+    big = devices.Placement("gpu", ["/gpu:0"], gpus=[devices.GpuInfo("Big GPU", 80 * 2**30,
+                                                                     (8, 0))])
+    assert "try a smaller --batch-size" in training._memory_warning(built, small, 128)[0]
+    assert training._memory_warning(built, big, 128) == []
+    cpu = devices.Placement("cpu", ["/cpu:0"])
+    assert training._memory_warning(built, cpu, 128) == []
