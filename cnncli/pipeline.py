@@ -194,6 +194,11 @@ def make_dataset(
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
+    return _model_batches(ds, input_shape, preprocessing, aug_layers)
+
+
+def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list):
+    """uint8 (images, labels) batches -> model inputs, augmented if `aug_layers`."""
     # Work on whole batches (vectorised ops), in parallel but in order.
     if aug_layers:
         augmenter = keras.Sequential(aug_layers)
@@ -253,13 +258,4 @@ def training_batches(
     ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     aug_layers = augmentation_layers(augment, seed) if augment else []
-    if aug_layers:
-        augmenter = keras.Sequential(aug_layers)
-        ds = ds.map(lambda xb, yb: (_to_model_pixels(xb, input_shape), yb),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.map(lambda xb, yb: (_normalise(augmenter(xb, training=True),
-                                               preprocessing), yb))
-    else:
-        ds = ds.map(lambda xb, yb: (preprocess_batch(xb, input_shape, preprocessing), yb),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(PREFETCH_BATCHES)
+    return _model_batches(ds, input_shape, preprocessing, aug_layers)
