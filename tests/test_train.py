@@ -283,3 +283,12 @@ def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():
     assert training._memory_warning(built, big, 128) == []
     cpu = devices.Placement("cpu", ["/cpu:0"])
     assert training._memory_warning(built, cpu, 128) == []
+
+
+def test_runs_lists_runs_with_their_best_figures(tmp_path):
+    run = run_train(write_config(tmp_path, epochs=1)).run
+    result = cli("runs", str(tmp_path / "runs"), "--json")
+    rows = json.loads(result.stdout)
+    assert [r["run"] for r in rows] == [str(run)]
+    assert rows[0]["status"] == "finished" and rows[0]["best_metric"] == "val_accuracy"
+    assert 0 < rows[0]["best"] <= 1
