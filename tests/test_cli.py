@@ -27,7 +27,9 @@ def test_help_does_not_import_tensorflow_or_keras():
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
-    for args in ([], ["summary"], ["check"]):
+    commands = ["summary", "check", "schema", "models", "train", "evaluate", "predict",
+                "runs", "datasets", "doctor"]
+    for args in ([], *[[c] for c in commands]):
         text = code.replace("'--help'", ", ".join(repr(a) for a in [*args, "--help"]))
         result = subprocess.run([sys.executable, "-c", text], capture_output=True, text=True)
         assert "HEAVY []" in result.stdout, result.stdout + result.stderr
