@@ -35,7 +35,7 @@ lint: install
 	$(VENV)/bin/ruff check cnncli tests bench
 
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

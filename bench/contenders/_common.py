@@ -1,0 +1,175 @@
+"""What the contender scripts share: arguments, the data, per-epoch timing, the result file.
+
+Every contender is its own process and writes one JSON file (``--json-out``) with the
+same keys, so `bench/run.py` can compare them:
+
+- ``epochs``: one row per epoch: ``images``, ``seconds`` (training only, from the
+  epoch's start to its end, minus any test-set evaluation the benchmark asked for),
+  ``eval_seconds``, ``end_time`` (``time.time()`` at the epoch's end) and, when the
+  test set was evaluated, ``test_accuracy``;
+- ``steady_images_per_s``: images / seconds over the epochs after the first (the first
+  one traces the graph and fills caches: it is warm-up and not counted);
+- ``peak_rss_mb``: the process's peak resident memory (``ru_maxrss``);
+- ``threads``: the thread settings the framework ran with (all left at their defaults).
+
+>>> steady_images_per_s([{"images": 10, "seconds": 5.0}, {"images": 10, "seconds": 1.0}])
+10.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SCRIPT_START = time.time()  # as early as this module is imported (after the interpreter)
+
+#: Epochs at the start of a run that are warm-up (graph tracing, caches) and not counted.
+WARMUP_EPOCHS = 1
+
+
+def quiet_tensorflow() -> None:
+    """Call before importing TensorFlow: hides its C++ start-up notices (no effect on
+    speed) and makes Keras use TensorFlow. Not done at import, so the environment that
+    `cnncli_train.py` and `run.py` pass to cnncli stays the user's."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as cnncli sets it
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def parser(description: str, *, batch_size: int, epochs: int) -> argparse.ArgumentParser:
+    """The arguments every contender takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--epochs", type=int, default=epochs,
+                   help="epochs to train (the first one is warm-up); with --target-accuracy "
+                        "the most epochs to try")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only the first N training images (for smoke tests)")
+    p.add_argument("--data-dir", default=None, help="where Fashion-MNIST is (default: "
+                   "cnncli's search: CNNCLI_DATA_DIR, ~/.keras/datasets, "
+                   "/usr/share/datasets/fashion-mnist)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json-out", default=None, help="write the result here (JSON)")
+    return p
+
+
+def load_fashion_mnist(limit: int | None = None, data_dir: str | None = None):
+    """(x_train, y_train, x_test, y_test, source): uint8 NHWC images, int labels."""
+    from cnncli import datasets
+
+    data = datasets.load("fashion_mnist", data_dir=data_dir, offline=True)
+    x, y = data.x_train, data.y_train
+    if limit:
+        x, y = x[:limit], y[:limit]
+    return x, y, data.x_test, data.y_test, data.source
+
+
+def steady_images_per_s(epochs: list[dict], warmup: int = WARMUP_EPOCHS) -> float | None:
+    """Images per second over the epochs after `warmup`; None when there are none."""
+    counted = epochs[warmup:]
+    seconds = sum(e["seconds"] for e in counted)
+    if not counted or seconds <= 0:
+        return None
+    return sum(e["images"] for e in counted) / seconds
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory in MB of this process (or of its largest waited-for child)."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+
+
+def versions(**extra: str) -> dict:
+    return {"python": platform.python_version(), **extra}
+
+
+def write_json(path: str | os.PathLike | None, result: dict) -> None:
+    """Write `result` to `path` atomically (temp file, then rename); print it if no path."""
+    text = json.dumps(result, indent=2)
+    if path is None:
+        print(text)
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def report_line(result: dict) -> str:
+    """One line for the terminal."""
+    ips = result.get("steady_images_per_s")
+    speed = f"{ips:,.0f} images/s (steady)" if ips else "no steady-state epoch"
+    acc = result.get("test_accuracy")
+    extra = f", test accuracy {acc:.4f}" if acc is not None else ""
+    return (f"{result['name']}: batch {result['batch_size']}, {len(result['epochs'])} epochs, "
+            f"{speed}{extra}, peak RSS {result['peak_rss_mb']:,.0f} MB")
+
+
+def keras_epoch_timer(keras, images_per_epoch: int, target_accuracy: float | None = None):
+    """A Keras callback timing each epoch; with `target_accuracy`, it stops training at
+    the first epoch whose ``val_accuracy`` (the test set, given as validation data)
+    reaches it. Evaluation time is measured (on_test_begin/end) and not counted as
+    training time."""
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.rows: list[dict] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+            self.eval_seconds = 0.0
+
+        def on_test_begin(self, logs=None):
+            self.eval_start = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            self.eval_seconds += time.perf_counter() - self.eval_start
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            total = time.perf_counter() - self.start
+            row = {"epoch": epoch + 1, "images": images_per_epoch,
+                   "seconds": round(total - self.eval_seconds, 4),
+                   "eval_seconds": round(self.eval_seconds, 4), "end_time": time.time(),
+                   "loss": float(logs.get("loss", float("nan")))}
+            if "val_accuracy" in logs:
+                row["test_accuracy"] = float(logs["val_accuracy"])
+                if target_accuracy is not None and row["test_accuracy"] >= target_accuracy:
+                    self.model.stop_training = True
+            self.rows.append(row)
+            print(f"epoch {row['epoch']}: {row['seconds']:.2f} s, "
+                  f"{images_per_epoch / row['seconds']:,.0f} images/s"
+                  + (f", test accuracy {row['test_accuracy']:.4f}"
+                     if "test_accuracy" in row else ""), file=sys.stderr, flush=True)
+
+    return EpochTimer()
+
+
+def keras_threads(tf) -> dict:
+    """TensorFlow's thread settings (0 means: TensorFlow picks, i.e. all cores)."""
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            "note": "TensorFlow defaults (0 = one thread per core)"}
+
+
+def lecture_keras_model(keras):
+    """The lecture's MNIST ConvNet, as a Keras user writes it (same as cnncli's mnist_net)."""
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        keras.layers.Conv2D(32, 5, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(64, 5, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(1024, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])

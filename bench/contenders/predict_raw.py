@@ -1,0 +1,102 @@
+"""Plain Keras prediction: the script a user writes instead of `cnncli predict`.
+
+Builds ``keras.applications.VGG16(weights=None)``, loads a weights file, reads every
+image in a folder with PIL (RGB, bilinear resize to 224 x 224, as cnncli does),
+applies ``vgg16.preprocess_input``, runs ``model.predict`` in batches of 32 and
+prints each image's top 5 ImageNet classes as JSON lines (as
+``cnncli predict --format jsonl`` does). The JSON result has the
+time of each part (``seconds``: import, load model, read images, predict, top-k);
+the benchmark compares the process's wall time with `cnncli predict`'s.
+
+``--make-weights FILE`` only writes the weights of a fresh (randomly initialised)
+VGG16 to FILE (a ``.weights.h5``), for both contenders to load.
+
+    .venv/bin/python bench/contenders/predict_raw.py --make-weights /tmp/vgg16.weights.h5
+    .venv/bin/python bench/contenders/predict_raw.py IMAGES_DIR --weights /tmp/vgg16.weights.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import _common
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+CLASS_INDEX = Path(__file__).resolve().parents[2] / "cnncli" / "resources" / \
+    "imagenet_class_index.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("images", nargs="?", help="a folder of images")
+    p.add_argument("--weights", help="a VGG16 .weights.h5 file")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--make-weights", metavar="FILE", default=None,
+                   help="write a fresh VGG16's weights to FILE and stop")
+    p.add_argument("--json-out", default=None)
+    args = p.parse_args(argv)
+
+    seconds = {}
+    start = time.perf_counter()
+    _common.quiet_tensorflow()
+    import keras
+    import numpy as np
+    from PIL import Image
+
+    seconds["import"] = time.perf_counter() - start
+
+    if args.make_weights:
+        keras.applications.VGG16(weights=None).save_weights(args.make_weights)
+        print(f"wrote {args.make_weights}")
+        return 0
+    if not args.images or not args.weights:
+        p.error("give IMAGES and --weights (or --make-weights FILE)")
+
+    t = time.perf_counter()
+    model = keras.applications.VGG16(weights=None)
+    model.load_weights(args.weights)
+    seconds["load_model"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    files = sorted(f for f in Path(args.images).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    images = []
+    for f in files:
+        with Image.open(f) as img:
+            rgb = img.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)
+            images.append(np.asarray(rgb))
+    batch = np.stack(images).astype("float32")
+    seconds["read_images"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    x = keras.applications.vgg16.preprocess_input(batch)
+    probs = model.predict(x, batch_size=args.batch_size, verbose=0)
+    seconds["predict"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    index = json.loads(CLASS_INDEX.read_text())
+    names = [index[str(i)][1] for i in range(len(index))]
+    for f, row in zip(files, probs, strict=True):  # the rows of `cnncli predict --format jsonl`
+        best = np.argsort(-row, kind="stable")[:args.top]
+        for rank, i in enumerate(best, start=1):
+            print(json.dumps({"file": str(f), "rank": rank, "class": names[i],
+                              "probability": round(float(row[i]), 6)}))
+    seconds["top_k"] = time.perf_counter() - t
+
+    result = {"name": "predict_raw", "images": len(files), "batch_size": args.batch_size,
+              "seconds": {k: round(v, 4) for k, v in seconds.items()},
+              "in_process_seconds": round(time.perf_counter() - start, 4),
+              "peak_rss_mb": _common.peak_rss_mb(),
+              "versions": _common.versions(keras=keras.__version__)}
+    _common.write_json(args.json_out, result)
+    print(f"predict_raw: {len(files)} images, " + ", ".join(
+        f"{k} {v:.2f} s" for k, v in seconds.items()), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
