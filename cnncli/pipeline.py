@@ -166,6 +166,7 @@ def make_dataset(
     augment: Mapping | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
+    one_hot: int | None = None,
 ):
     """A `tf.data.Dataset` of (float32 images, labels) batches from uint8 arrays.
 
@@ -194,11 +195,16 @@ def make_dataset(
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
-    return _model_batches(ds, input_shape, preprocessing, aug_layers)
+    return _model_batches(ds, input_shape, preprocessing, aug_layers, one_hot)
 
 
-def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list):
-    """uint8 (images, labels) batches -> model inputs, augmented if `aug_layers`."""
+def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
+                   one_hot: int | None = None):
+    """uint8 (images, labels) batches -> model inputs, augmented if `aug_layers`; labels
+    one-hot over `one_hot` classes if given (what label smoothing in Keras needs)."""
+    if one_hot:
+        ds = ds.map(lambda xb, yb: (xb, tf.one_hot(yb, one_hot)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # Work on whole batches (vectorised ops), in parallel but in order.
     if aug_layers:
         augmenter = keras.Sequential(aug_layers)
@@ -238,6 +244,7 @@ def training_batches(
     start_step: int = 0,
     preprocessing: str = "scale",
     augment: Mapping | None = None,
+    one_hot: int | None = None,
 ):
     """Every remaining training batch of a run, in one dataset (one iterator for the run).
 
@@ -258,4 +265,4 @@ def training_batches(
     ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     aug_layers = augmentation_layers(augment, seed) if augment else []
-    return _model_batches(ds, input_shape, preprocessing, aug_layers)
+    return _model_batches(ds, input_shape, preprocessing, aug_layers, one_hot)

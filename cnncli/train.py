@@ -160,8 +160,11 @@ def compile_model(p: Plan):
                       steps_per_execution=t.steps_per_execution, jit_compile=False)
         # Build the optimizer and the metrics now, so a backup can be restored into them.
         model.optimizer.build(model.trainable_variables)
+        labels = p.y_train[:1]
+        if _one_hot(p):
+            labels = keras.utils.to_categorical(labels, _one_hot(p))
         model.test_on_batch(pipeline.preprocess_batch(p.x_train[:1], p.spec.input,
-                                                      p.preprocessing), p.y_train[:1])
+                                                      p.preprocessing), labels)
         model.reset_metrics()
     return model
 
@@ -180,10 +183,11 @@ def _optimizer(t: config.TrainSection, rate):
 
 
 def _loss(t: config.TrainSection):
-    if t.label_smoothing:
+    if t.label_smoothing:  # Keras smooths only one-hot labels: the pipeline makes them
         if t.loss != "sparse_categorical_crossentropy":
-            raise ConfigError("`train.label_smoothing` works with the default loss only")
-        return _SmoothedSparseCrossentropy(t.label_smoothing)
+            raise ConfigError("`train.label_smoothing` works with the default loss only",
+                              hint="remove `train.loss` or `train.label_smoothing`")
+        return keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
     try:
         return keras.losses.get(t.loss)
     except (ValueError, TypeError) as exc:
@@ -192,23 +196,9 @@ def _loss(t: config.TrainSection):
             from None
 
 
-@keras.saving.register_keras_serializable(package="cnncli")
-class _SmoothedSparseCrossentropy(keras.losses.Loss):
-    """Sparse categorical cross-entropy with label smoothing (Keras' takes one-hot labels)."""
-
-    def __init__(self, smoothing: float = 0.0, **kw):
-        super().__init__(name="sparse_categorical_crossentropy", **kw)
-        self.smoothing = smoothing
-
-    def call(self, y_true, y_pred):
-        classes = keras.ops.shape(y_pred)[-1]
-        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"),
-                                    classes)
-        return keras.losses.categorical_crossentropy(one_hot, y_pred,
-                                                     label_smoothing=self.smoothing)
-
-    def get_config(self):
-        return {"smoothing": self.smoothing}
+def _one_hot(p: Plan) -> int | None:
+    """Classes to one-hot encode the labels over, when label smoothing needs it."""
+    return p.spec.classes if p.cfg.train.label_smoothing else None
 
 
 def train(cfg: config.RunConfig, *, config_file: str | None = None, device: str = "auto",
@@ -296,14 +286,15 @@ def _fit(p: Plan, model, state: dict, callback: RunCallback) -> None:
     if len(p.x_val):
         val = pipeline.make_dataset(p.x_val, p.y_val, batch_size=t.batch_size,
                                     input_shape=p.spec.input, training=False, seed=t.seed,
-                                    preprocessing=p.preprocessing)
+                                    preprocessing=p.preprocessing, one_hot=_one_hot(p))
     for first_epoch, last_epoch, first_step, steps in _stretches(p, state):
         if callback.stop:
             break
         batches = pipeline.training_batches(
             p.x_train, p.y_train, batch_size=t.batch_size * p.placement.replicas,
             input_shape=p.spec.input, seed=t.seed, epochs=last_epoch, start_epoch=first_epoch,
-            start_step=first_step, preprocessing=p.preprocessing, augment=p.cfg.data.augment)
+            start_step=first_step, preprocessing=p.preprocessing, augment=p.cfg.data.augment,
+            one_hot=_one_hot(p))
         callback.first_step = first_step
         model.fit(batches, epochs=last_epoch, initial_epoch=first_epoch,
                   steps_per_epoch=steps, validation_data=val, callbacks=[callback],

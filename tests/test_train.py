@@ -292,3 +292,11 @@ def test_runs_lists_runs_with_their_best_figures(tmp_path):
     assert [r["run"] for r in rows] == [str(run)]
     assert rows[0]["status"] == "finished" and rows[0]["best_metric"] == "val_accuracy"
     assert 0 < rows[0]["best"] <= 1
+
+
+def test_label_smoothing_trains_and_its_model_files_load_safely(tmp_path):
+    from cnncli import evaluate as evaluation
+
+    result = run_train(write_config(tmp_path, epochs=2, extra_train="label_smoothing: 0.1"))
+    assert result.history[-1]["accuracy"] > 0.5
+    assert evaluation.evaluate(result.run).result.count == 60
