@@ -23,6 +23,10 @@ from cnncli.shapes import as_tuple, window_output
 
 keras = import_keras()
 
+#: Most weights one layer may have (float32: 8 GB). VGG16's largest layer has 103 million.
+#: Checked before Keras allocates them: TensorFlow waits 10 s for memory before failing.
+MAX_LAYER_WEIGHTS = 2**31
+
 
 @dataclass
 class Built:
@@ -58,6 +62,7 @@ def build_checked(spec: specs.Spec | specs.Expanded, *, classes: int | None = No
         layer = _make_layer(node, args)
         incoming = [tensors[n] for n in node.inputs]
         _check_window(node, layer, incoming[0].shape)
+        _check_weights(node, layer, incoming[0].shape)
         if node.layer == "Dense" and len(incoming[0].shape) > 2:
             dims = "x".join(str(d) for d in incoming[0].shape[1:])
             warnings.append(
@@ -65,9 +70,16 @@ def build_checked(spec: specs.Spec | specs.Expanded, *, classes: int | None = No
                 f"keeping the {dims.rsplit('x', 1)[0]} grid; add `- Flatten` before it if "
                 "you meant a fully-connected layer")
         try:
-            tensors[node.name] = layer(incoming if len(incoming) > 1 else incoming[0])
+            output = layer(incoming if len(incoming) > 1 else incoming[0])
         except Exception as exc:  # Keras raises ValueError, TypeError, ... on bad shapes
             raise _shape_error(node, incoming, exc) from None
+        if isinstance(output, (list, tuple, dict)):  # e.g. LSTM with return_state: true
+            raise ConfigError(
+                f"the layer gives {len(output)} outputs; a spec's layers each give one",
+                file=node.file, line=node.line, where=node.where(),
+                hint="remove the argument that asks for several (return_state, "
+                     "return_attention_scores, ...)")
+        tensors[node.name] = output
     outputs = tensors[expanded.output]
     _check_output(expanded, outputs)
     model = keras.Model(inputs, outputs, name=_model_name(expanded.name))
@@ -100,6 +112,11 @@ def _check_window(node: specs.Node, layer, shape) -> None:
     strides = as_tuple(getattr(layer, "strides", None) or kernel, n)
     dilation = as_tuple(getattr(layer, "dilation_rate", 1) or 1, n)
     padding = getattr(layer, "padding", "valid")
+    for arg, values in (("strides", strides), ("dilation_rate", dilation)):
+        if min(values, default=1) < 1:  # Keras' pooling layers accept strides: 0
+            raise ConfigError(
+                f"`{arg}` must be at least 1, not {list(values)}", file=node.file,
+                line=node.line, where=node.where(), hint=f"use `{arg}: 1` or more")
     for w, f, s, d in zip(spatial, kernel, strides, dilation, strict=False):
         if w is None:
             continue
@@ -117,9 +134,32 @@ def _check_window(node: specs.Node, layer, shape) -> None:
                      "it (or a larger `input`)")
 
 
+def _check_weights(node: specs.Node, layer, shape) -> None:
+    """Refuse a Dense or convolution layer whose kernel cannot fit in memory (a typo such
+    as ``units: 40960000``), before Keras tries to allocate it."""
+    units = getattr(layer, "units", None) or getattr(layer, "filters", None)
+    depth = shape[-1] if len(shape) > 1 else None
+    if (not isinstance(units, int) or not isinstance(depth, int)
+            or getattr(layer, "data_format", "channels_last") != "channels_last"):
+        return
+    size = math.prod(getattr(layer, "kernel_size", None) or (1,))
+    values = units * depth * size
+    if values > MAX_LAYER_WEIGHTS:
+        raise ConfigError(
+            f"its weights would be {values:,} numbers ({values * 4 / 1e9:,.0f} GB), more "
+            f"than the {MAX_LAYER_WEIGHTS:,} a layer may have", file=node.file,
+            line=node.line, where=node.where(),
+            hint="check its size arguments (units, filters) for a typo, e.g. an extra zero")
+
+
 def _shape_error(node: specs.Node, incoming, exc: Exception) -> ConfigError:
     shapes = [_volume(t.shape) for t in incoming]
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
+        return ConfigError(
+            f"its weights do not fit in memory (on a {shapes[0]} input)", file=node.file,
+            line=node.line, where=node.where(),
+            hint="check its size arguments (units, filters) for a typo, e.g. an extra zero")
     if len(incoming) > 1:
         return ConfigError(
             f"the branches cannot be merged: their outputs are {', '.join(shapes)}",

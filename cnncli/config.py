@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cnncli import yamlio
 from cnncli.errors import ConfigError, ManyErrors
+from cnncli.spec import PREPROCESSING_MODES
 
 
 class _Strict(BaseModel):
@@ -57,12 +58,23 @@ class EarlyStoppingSection(_Strict):
     min_delta: float = Field(0.0, ge=0)
 
 
+class AugmentSection(_Strict):
+    """`data.augment:` checked here (the pipeline gets it as a plain mapping)."""
+
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = None
+    translate: float = Field(0, ge=0, le=1, description="fraction of the image size")
+    rotate: float = Field(0, ge=0, le=1, description="fraction of a full turn")
+    zoom: float = Field(0, ge=0, le=1)
+    contrast: float = Field(0, ge=0, le=1)
+
+
 class DataSection(_Strict):
     name: str = Field("mnist", description="mnist, fashion_mnist, cifar10, cifar100, or a path")
     data_dir: str | None = None
     validation_split: float = Field(0.1, ge=0, lt=1)
     limit: int | None = Field(None, ge=1, description="use only the first N training images")
-    preprocessing: str | None = Field(None, description="default: the spec's")
+    preprocessing: Literal[PREPROCESSING_MODES] | None = Field(
+        None, description="default: the spec's")
     augment: dict[str, Any] | None = None
     offline: bool = False
     strict: bool = False
@@ -128,9 +140,32 @@ def parse(doc: Any, *, file: str | None = None) -> RunConfig:
         raise ConfigError("a run config must be a mapping with `model:`, `data:`, `train:`",
                           file=file, line=yamlio.line_of(doc))
     try:
-        return RunConfig.model_validate(doc)
+        cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:
         raise _as_config_errors(exc, doc, file) from None
+    if isinstance(cfg.model, dict) and "from" in cfg.model:
+        _check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
+    if cfg.data.augment is not None:
+        _check_part(("data", "augment"), cfg.data.augment, doc, file)
+    _check_monitor(cfg, doc, file)
+    return cfg
+
+
+def _check_monitor(cfg: RunConfig, doc: Any, file: str | None) -> None:
+    """`train.early_stopping.monitor` must be a figure training records, or it never stops."""
+    es = cfg.train.early_stopping
+    if es is None:
+        return
+    figures = ["loss", *cfg.train.metrics]
+    if cfg.data.validation_split > 0:
+        figures += [f"val_{f}" for f in figures]
+    if es.monitor not in figures:
+        close = difflib.get_close_matches(es.monitor, figures, n=1)
+        raise ConfigError(
+            f"`train.early_stopping.monitor`: '{es.monitor}' is not a figure this run records",
+            file=file, line=_locate(doc, ["train", "early_stopping", "monitor"])[1],
+            hint=(f"did you mean '{close[0]}'? " if close else "")
+            + "recorded: " + ", ".join(figures))
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
@@ -163,11 +198,27 @@ def apply_override(doc: dict, item: str) -> None:
     target[last] = value
 
 
-def _as_config_errors(exc: ValidationError, doc: dict, file: str | None) -> ConfigError:
+#: Parts of a run config that RunConfig takes as plain mappings, and their own checks.
+_PARTS: dict[tuple, type[BaseModel]] = {("model",): ModelSection,
+                                        ("data", "augment"): AugmentSection}
+
+
+def _check_part(where: tuple, value: dict, doc: Any, file: str | None):
+    """Validate the mapping at `where` (a key of `_PARTS`), errors named like the rest."""
+    try:
+        return _PARTS[where].model_validate(value)
+    except ValidationError as exc:
+        raise _as_config_errors(exc, doc, file, prefix=where) from None
+
+
+def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
+                      prefix: tuple = ()) -> ConfigError:
+    """One ConfigError per pydantic error; `prefix` is where the validated part sits."""
     errors = []
     for err in exc.errors():
         # pydantic puts the union member tried ('str', 'dict[str,any]') into the location
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p == "str"))]
+        loc = [*prefix, *(p for p in err["loc"]
+                          if not (isinstance(p, str) and ("[" in p or p == "str")))]
         key = ".".join(str(p) for p in loc) or "(top level)"
         parent, line = _locate(doc, loc)
         message = err["msg"]
@@ -208,6 +259,9 @@ def _locate(doc: Any, loc: list) -> tuple[Any, int | None]:
 
 def _fields_at(loc: list) -> list[str]:
     model: type[BaseModel] = RunConfig
+    for where, part_model in _PARTS.items():
+        if tuple(loc[:len(where)]) == where:
+            model, loc = part_model, loc[len(where):]
     for part in loc:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None) if field else None
@@ -230,7 +284,7 @@ def model_spec(cfg: RunConfig, *, file: str | None = None, classes: int | None =
     if isinstance(model, str):
         return spec.load(model).with_overrides(classes=classes)
     if "from" in model:
-        section = ModelSection.model_validate(model)
+        section = _check_part(("model",), model, model, file)
         base = spec.load(section.from_)
         return base.with_overrides(classes=section.classes or classes, input=section.input)
     inline = spec.parse(model, file=file, default_name=Path(file).stem if file else "model")

@@ -830,7 +830,7 @@ def _read_images(paths: list[Path], size, strict: bool, root: Path):
         bad, why = problems[0]
         raise DataError(f"{bad.name} {why}", file=str(bad),
                         hint=f"remove it ({len(problems)} such file(s) in {root}), "
-                             "or drop --strict to skip them")
+                             "or turn strict mode off (data.strict: false) to skip them")
     if problems:
         bad, why = problems[0]
         warnings.warn(f"skipped {len(problems)} unreadable or non-image file(s) in {root}, "
@@ -846,8 +846,8 @@ def _stack_images(images: list[np.ndarray], paths: list[Path], root: Path,
         first = images[0].shape[:2]
         other = next(i for i, a in enumerate(images) if a.shape[:2] != first)
         raise DataError(
-            f"images in {root} have different sizes: {paths[0].name} is "
-            f"{first[0]}x{first[1]}, {paths[other].name} is "
+            f"images in {root.name} have different sizes: {_relative(paths[0], root)} is "
+            f"{first[0]}x{first[1]}, {_relative(paths[other], root)} is "
             f"{images[other].shape[0]}x{images[other].shape[1]}", file=str(paths[other]),
             hint="pass an image size (--image-size H W) to resize them all")
     colour = any(a.ndim == 3 for a in images)
@@ -855,6 +855,11 @@ def _stack_images(images: list[np.ndarray], paths: list[Path], root: Path,
         images = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in images]
         return np.stack(images)
     return np.stack(images)[..., None]
+
+
+def _relative(path: Path, root: Path) -> str:
+    """`path` below `root` (``cat/1.png``): file names repeat across class folders."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
 
 
 def _read_class_tree(root: Path, class_names: list[str] | None, size, strict: bool):
@@ -876,11 +881,11 @@ def _read_class_tree(root: Path, class_names: list[str] | None, size, strict: bo
         paths += files
         labels += [class_names.index(folder.name)] * len(files)
     if not paths:
-        raise DataError(f"{root} holds no image files", file=str(root),
+        raise DataError(f"{root.name} holds no image files", file=str(root),
                         hint="put the images in one sub-folder per class")
     images, kept = _read_images(paths, size, strict, root)
     if not images:
-        raise DataError(f"{root} holds no readable images", file=str(root),
+        raise DataError(f"{root.name} holds no readable images", file=str(root),
                         hint=f"supported: {', '.join(IMAGE_EXTENSIONS)}")
     paths = [paths[i] for i in kept]
     x = _stack_images(images, paths, root, sized=size is not None)
@@ -903,7 +908,7 @@ def _split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def _one_class(root: Path, only: str) -> DataError:
-    return DataError(f"{root} has only one class folder ({only})", file=str(root),
+    return DataError(f"{root.name} has only one class folder ({only})", file=str(root),
                      hint="a classifier needs at least two class sub-folders")
 
 
@@ -935,7 +940,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
     else:
         folders = _class_folders(root)
         if not folders:
-            raise DataError(f"{root} has no class sub-folders", file=str(root),
+            raise DataError(f"{root.name} has no class sub-folders", file=str(root),
                             hint="put the images in one sub-folder per class, e.g. "
                                  f"{root}/cat/1.jpg and {root}/dog/2.jpg")
         if len(folders) < 2:

@@ -63,6 +63,8 @@ MERGES = {
     "subtract": "Subtract",
 }
 INPUT = "input"  # the name of the model's input in `Node.inputs`
+#: How pixels become model inputs (cnncli.pipeline implements them).
+PREPROCESSING_MODES = ("scale", "none", "tf", "caffe", "torch")
 MAX_LAYERS = 10_000  # `repeat` and nested blocks cannot blow up past this
 _PARAM = re.compile(r"^\$([A-Za-z_]\w*)$")
 
@@ -165,6 +167,13 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
         errors.append(ConfigError("`blocks:` must be a mapping of block names to blocks",
                                   file=file, line=_key_line(doc, "blocks")))
         blocks = {}
+    preprocessing = doc.get("preprocessing")
+    if preprocessing is not None and preprocessing not in PREPROCESSING_MODES:
+        errors.append(ConfigError(
+            f"unknown preprocessing {preprocessing!r}", file=file,
+            line=_key_line(doc, "preprocessing"),
+            hint=((_did_you_mean(str(preprocessing), PREPROCESSING_MODES) or "") + " use one "
+                  "of: " + ", ".join(PREPROCESSING_MODES)).strip()))
     classes = doc.get("classes")
     if classes is not None and (not _is_int(classes) or classes < 1):
         errors.append(ConfigError(
@@ -367,6 +376,13 @@ class _Expander:
             self.error(f"block '{key}' must be a mapping with `layers:` (and `params:`)", bline)
             return tail
         declared = block.get("params") or []
+        if not (isinstance(declared, (list, dict))
+                and all(isinstance(p, str) for p in declared)):
+            self.error(f"`params:` of block '{key}' must be a list of names or a mapping of "
+                       f"names to defaults, not {declared!r}",
+                       _key_line(block, "params", bline), where,
+                       "e.g. `params: [filters, convs]` or `params: {filters: null, convs: 2}`")
+            return tail
         defaults = dict(declared) if isinstance(declared, dict) else {p: None for p in declared}
         given = value if isinstance(value, dict) else ({} if value is None else None)
         if given is None:
@@ -470,6 +486,16 @@ def expand(spec: Spec) -> Expanded:
 # ------------------------------------------------------------------- Keras lookups
 
 
+#: Keras layers a spec may not use: they run code, or load a model, from outside the spec.
+REFUSED_LAYERS = {
+    "Lambda": "Lambda layers run arbitrary code",
+    "TFSMLayer": "TFSMLayer loads and runs a TensorFlow SavedModel from disk",
+    "JaxLayer": "JaxLayer wraps Python functions",
+    "FlaxLayer": "FlaxLayer wraps a Python module",
+    "TorchModuleWrapper": "TorchModuleWrapper wraps a PyTorch module",
+}
+
+
 @cache
 def _keras_layer_names() -> dict[str, type]:
     from cnncli.runtime import import_keras
@@ -477,12 +503,13 @@ def _keras_layer_names() -> dict[str, type]:
     keras = import_keras()
     return {name: obj for name in dir(keras.layers)
             if isinstance(obj := getattr(keras.layers, name), type)
-            and issubclass(obj, keras.layers.Layer) and name not in ("Layer", "InputLayer",
-                                                                     "Input", "Lambda")}
+            and issubclass(obj, keras.layers.Layer)
+            and name not in ("Layer", "InputLayer", "Input", *REFUSED_LAYERS)}
 
 
 def _layer_class(name: str) -> type | None:
-    """The Keras layer class called `name`, or None. Lambda is refused: specs run no code."""
+    """The Keras layer class called `name`, or None (also for `REFUSED_LAYERS`: specs run
+    no code)."""
     return _keras_layer_names().get(name)
 
 
@@ -518,16 +545,17 @@ _TORCH_NAMES = {"linear": "Dense", "conv2d": "Conv2D", "maxpool2d": "MaxPooling2
                 "GlobalAveragePooling2D", "softmax": "Softmax", "relu": "ReLU"}
 
 
-def _unknown_layer_hint(key: str, spec: Spec) -> str:
-    names = list(_keras_layer_names()) + list(spec.blocks)
+def _unknown_layer_hint(key: Any, spec: Spec) -> str:
+    key = str(key)  # YAML keys can be numbers, null, booleans
+    names = list(_keras_layer_names()) + [str(b) for b in spec.blocks]
     lower = {n.lower(): n for n in names}
     guess = lower.get(key.lower()) or _TORCH_NAMES.get(key.lower())
     if not guess:
         close = difflib.get_close_matches(key.lower(), list(lower), n=1, cutoff=0.6)
         guess = lower[close[0]] if close else None
     text = f"did you mean '{guess}'? " if guess else ""
-    if key == "Lambda":
-        text = "Lambda layers run arbitrary code and are not allowed in specs. "
+    if key in REFUSED_LAYERS:
+        text = f"{REFUSED_LAYERS[key]}: not allowed in specs. "
     return text + "Any class in keras.layers can be used, by its exact name (e.g. Conv2D, " \
         "MaxPooling2D, Dense), or a block defined under `blocks:`"
 

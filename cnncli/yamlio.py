@@ -166,9 +166,10 @@ def loads(text: str, file: str = "<string>") -> Any:
             file=file,
             hint="is this the right file? A spec is a few kilobytes of YAML",
         )
-    loader = _Loader(text)
-    loader.file_name = file
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here already
+        loader.file_name = file
         node = loader.get_single_node()
         if node is None:
             return None
@@ -182,17 +183,45 @@ def loads(text: str, file: str = "<string>") -> Any:
             )
         return loader.construct_document(node)
     except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        raise _constructor_error(exc, file) from None
+    except yaml.reader.ReaderError as exc:  # a control character, e.g. a NUL byte
         raise ConfigError(
-            f"unsupported YAML tag: {exc.problem}",
-            file=file,
-            line=mark.line + 1 if mark else None,
-            hint="only plain YAML is accepted (no !!python tags); write the value itself",
+            f"the text holds a character YAML does not allow ({exc.reason})",
+            file=file, line=text.count("\n", 0, exc.position) + 1,
+            hint="remove control characters; save the file as plain UTF-8 text",
         ) from None
     except yaml.YAMLError as exc:
         raise _yaml_syntax_error(exc, file, text) from None
+    except RecursionError:
+        raise ConfigError(
+            "the YAML is nested too deeply to be read", file=file,
+            hint="a spec or config needs only a few levels of [ ] or { }",
+        ) from None
+    except (ValueError, IndexError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors fail on e.g. `!!int` with no value, or an integer of more
+        # than 4,300 digits (Python's limit)
+        raise ConfigError(f"a value cannot be read ({type(exc).__name__}: {exc})", file=file,
+                          hint="write plain numbers and text, without !!tags") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _constructor_error(exc: yaml.constructor.ConstructorError, file: str) -> ConfigError:
+    """A tag, a recursive alias or a bad merge key (`<<:`) PyYAML cannot construct."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    problem = str(exc.problem)
+    if "recursive" in problem:
+        return ConfigError("an alias (*name) is used inside its own anchor (&name)",
+                           file=file, line=line, hint="a value cannot contain itself")
+    if "merg" in problem:
+        return ConfigError(f"`<<:` merges mappings only: {problem}", file=file, line=line,
+                           hint="write `<<: *anchor` where &anchor names a mapping")
+    return ConfigError(
+        f"unsupported YAML tag: {problem}", file=file, line=line,
+        hint="only plain YAML is accepted (no !!python tags); write the value itself",
+    )
 
 
 def _yaml_syntax_error(exc: yaml.YAMLError, file: str, text: str) -> ConfigError:
