@@ -48,16 +48,17 @@ def save(run: Path, model, state: dict) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     current = run / BACKUP
-    if current.exists():
+    had_backup = current.exists()
+    if had_backup:
         os.replace(current, run / PREVIOUS)
     try:
         write_atomic(current, buffer.getvalue())
     except OSError as exc:
+        kept = (f"the previous backup ({PREVIOUS}) is kept and --resume uses it"
+                if had_backup else "there is no earlier backup to resume from")
         raise TrainingError(
-            f"cannot write the backup: {exc.strerror or exc}; the previous backup "
-            f"({PREVIOUS}, epoch {state.get('epoch', 0) + 1}) is kept and --resume uses it",
-            file=str(current), hint="free some disk space, then: cnncli train --resume "
-            f"{run}") from None
+            f"cannot write the backup: {exc.strerror or exc}; {kept}", file=str(current),
+            hint=f"free some disk space, then: cnncli train --resume {run}") from None
 
 
 def remove(run: Path) -> None:

@@ -76,6 +76,9 @@ class DataSection(_Strict):
     preprocessing: Literal[PREPROCESSING_MODES] | None = Field(
         None, description="default: the spec's")
     augment: dict[str, Any] | None = None
+    image_size: list[int] | None = Field(
+        None, min_length=2, max_length=2,
+        description="[height, width]: resize the images of an image folder to this size")
     offline: bool = False
     strict: bool = False
 

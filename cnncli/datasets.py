@@ -849,7 +849,8 @@ def _stack_images(images: list[np.ndarray], paths: list[Path], root: Path,
             f"images in {root.name} have different sizes: {_relative(paths[0], root)} is "
             f"{first[0]}x{first[1]}, {_relative(paths[other], root)} is "
             f"{images[other].shape[0]}x{images[other].shape[1]}", file=str(paths[other]),
-            hint="pass an image size (--image-size H W) to resize them all")
+            hint="set `data.image_size: [H, W]` in the run config (e.g. the model's "
+                 "input size) to resize them all")
     colour = any(a.ndim == 3 for a in images)
     if colour:
         images = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in images]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +32,10 @@ class Target:
 
 def resolve(target: str | Path) -> Target:
     """A run folder, its ``latest`` link, or a ``.keras`` file."""
-    path = Path(target)
-    if path.suffix == ".keras" or path.is_file():
-        modelfile.check_model_path(str(path))
+    text = os.fspath(target)  # not Path(): it would turn gs://b/m into gs:/b/m
+    path = Path(text)
+    if modelfile.is_remote(text) or text.endswith(".keras") or path.is_file():
+        modelfile.check_model_path(text)
         return Target(path, None, modelfile.read_metadata(path) or {})
     run = rundir.find(path)
     model = run / "best.keras"
@@ -45,6 +47,16 @@ def resolve(target: str | Path) -> Target:
                          f"{run}")
     saved = yaml.safe_load((run / rundir.CONFIG).read_text()) or {}
     return Target(model, run, modelfile.read_metadata(model) or {}, saved.get("data") or {})
+
+
+def image_input(model, path) -> tuple[int, int, int]:
+    """The model's input as (height, width, channels), or a `ModelError` if not an image."""
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3 or shape[-1] not in (1, 3) or None in shape:
+        raise ModelError(f"the model takes inputs of shape {shape}, not images (height, "
+                         "width, 1 or 3 channels)", file=str(path),
+                         hint="cnncli evaluates and runs image classifiers")
+    return shape
 
 
 @dataclass
@@ -65,15 +77,24 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
              output: str | Path | None = None, model=None) -> Report:
     """Evaluate on the test split of the run's dataset (or `data`); see `Report`."""
     thresholds = metrics.parse_thresholds(list(fail_under))  # bad thresholds fail first
+    if output is not None:
+        try:
+            Path(output).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the output folder: {exc.strerror or exc}",
+                              file=str(output), hint="give --output a folder you can write "
+                              "to") from None
     t = resolve(target)
     source = data or t.data.get("name") or t.metadata.get("dataset")
     if not source:
         raise ConfigError("which data? this model file does not say what it was trained on",
                           file=str(t.model_path), hint="pass --data NAME_OR_PATH")
+    size = t.data.get("image_size")
     ds = datasets.load(source, data_dir=data_dir or t.data.get("data_dir"),
-                       offline=offline or bool(t.data.get("offline")))
+                       offline=offline or bool(t.data.get("offline")),
+                       image_size=tuple(size) if size else None)
     model = model or modelfile.load_model(t.model_path)
-    input_shape = tuple(model.input_shape[1:])
+    input_shape = image_input(model, t.model_path)
     classes = model.output_shape[-1]
     if ds.num_classes > classes:
         raise DataError(f"the data has {ds.num_classes} classes but the model predicts "
@@ -99,7 +120,6 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, names) -> dict[str, str]:
-    folder.mkdir(parents=True, exist_ok=True)
     files = {
         "confusion_matrix": str(plots.confusion_matrix(result.confusion, names,
                                                        folder / "confusion.png")),

@@ -420,6 +420,11 @@ def save_model_atomic(model, path: str | os.PathLike, metadata: dict | None = No
     _fsync_folder(folder)
 
 
+def is_remote(path: str) -> bool:
+    """True for ``hf://``, ``gs://``, ``http://`` and other URLs (never loaded)."""
+    return bool(_REMOTE.match(path))
+
+
 def read_metadata(path: str | os.PathLike) -> dict | None:
     """The ``cnncli.json`` stored in a model file by `save_model_atomic`, if any."""
     try:

@@ -20,7 +20,7 @@ import numpy as np
 
 from cnncli import imagenet, images, inputs, modelfile, pipeline, pretrained
 from cnncli.errors import CnnError, ConfigError
-from cnncli.evaluate import resolve
+from cnncli.evaluate import image_input, resolve
 
 DECODE_THREADS = 4  # PIL releases the GIL while decoding
 
@@ -63,7 +63,7 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
     target = resolve(model)
     net = modelfile.load_model(target.model_path)
     meta = target.metadata
-    shape = tuple(net.input_shape[1:])
+    shape = image_input(net, target.model_path)
     classes = net.output_shape[-1]
     names = meta.get("class_names") or [str(i) for i in range(classes)]
     if len(names) != classes:

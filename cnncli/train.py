@@ -13,6 +13,7 @@ hash), ``model.keras`` (last), ``best.keras``, ``history.csv``, ``metrics.json``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -100,7 +101,8 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
     """Load the data, check the model against it, and work out epochs and steps."""
     placement = devices.setup(device, precision)
     d = cfg.data
-    data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
+    data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict,
+                         image_size=tuple(d.image_size) if d.image_size else None)
     spec = config.model_spec(cfg, file=config_file, classes=data.num_classes)
     built = builder.build_checked(spec)  # validates the spec before any run folder exists
     classes = built.model.output.shape[-1]
@@ -163,8 +165,13 @@ def compile_model(p: Plan):
         labels = p.y_train[:1]
         if _one_hot(p):
             labels = keras.utils.to_categorical(labels, _one_hot(p))
-        model.test_on_batch(pipeline.preprocess_batch(p.x_train[:1], p.spec.input,
-                                                      p.preprocessing), labels)
+        try:
+            model.test_on_batch(pipeline.preprocess_batch(p.x_train[:1], p.spec.input,
+                                                          p.preprocessing), labels)
+        except ValueError as exc:  # Keras resolves metric names here
+            raise ConfigError(f"`train.metrics` {list(t.metrics)}: "
+                              f"{str(exc).splitlines()[0]}",
+                              hint="use Keras metric names, e.g. [accuracy]") from None
         model.reset_metrics()
     return model
 
@@ -253,16 +260,30 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
             _fit(p, model, state, callback)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, Interrupted) else "failed"
-        rundir.write_json(run / rundir.STATE, {"status": status, "error": str(exc)})
+        with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
+            rundir.write_json(run / rundir.STATE, {"status": status, "error": str(exc)})
+        if isinstance(exc, OSError):
+            raise _write_error(run, exc) from None
         raise
     finally:
         reporter.end()
     save_model_atomic(model, run / "model.keras", model_metadata(p))
     metrics = _final_metrics(p, run, state, callback)
-    rundir.write_json(run / "metrics.json", metrics)
-    rundir.write_json(run / rundir.STATE, {"status": "finished"})
+    try:
+        rundir.write_json(run / "metrics.json", metrics)
+        rundir.write_json(run / rundir.STATE, {"status": "finished"})
+    except OSError as exc:
+        raise _write_error(run, exc) from None
     checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
     return Result(run=run, metrics=metrics, history=state["history"])
+
+
+def _write_error(run: Path, exc: OSError) -> TrainingError:
+    return TrainingError(
+        f"cannot write to the run folder: {exc.strerror or exc}"
+        + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), file=str(run),
+        hint=f"free some disk space, then: cnncli train --resume {run} (the last backup "
+             "is kept)")
 
 
 def model_metadata(p: Plan) -> dict:

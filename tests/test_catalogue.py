@@ -222,9 +222,7 @@ CONFIG_ROWS = [
         "`train.optimizer`: Argument(s) not recognized: {{'momentun': 0.9}}",
         cf.run_config(train="{epochs: 1, optimizer: {name: sgd, momentun: 0.9}}")),
     row("config-metric_typo", "train {file}", 2, "`train.metrics`",
-        cf.run_config(train="{epochs: 1, metrics: [accurasy]}"),
-        marks=xfail("train.compile_model lets Keras' ValueError for an unknown metric escape "
-                    "(unexpected ValueError, exit 3)")),
+        cf.run_config(train="{epochs: 1, metrics: [accurasy]}")),
     row("config-batch_larger_than_the_data", "train {file}", 2,
         "the 288 training images are fewer than one batch of 5000",
         cf.run_config(train="{epochs: 1, batch_size: 5000}")),
@@ -255,9 +253,7 @@ DATA_ROWS = [
         cf.data_builder(cf.mixed_sizes_folder)),
     row("data-mixed_image_sizes_hint_is_usable", "train {file}", 3,
         r"different sizes: [^\n]*Hint: (?![^\n]*--image-size)", cf.data_builder(
-            cf.mixed_sizes_folder), regex=True,
-        marks=xfail("the hint names --image-size, which no command has: train.plan could "
-                    "load image folders at the model's input size, or the hint must change")),
+            cf.mixed_sizes_folder), regex=True),
     row("data-non_image_files_skipped", "train {file}", 0,
         "warning: skipped 2 unreadable or non-image file(s)",
         cf.data_builder(cf.folder_with_non_images), CLI, writes=True),
@@ -277,13 +273,6 @@ DATA_ROWS = [
 
 # ----------------------------------------------------------------------------- models
 
-_REMOTE = {
-    "remote_hf": xfail("evaluate.resolve sends 'hf://attacker/model' (no .keras, not a file) "
-                       "to rundir.find: 'no such run' instead of the remote refusal"),
-    **{name: xfail("evaluate.resolve passes str(Path(target)) to check_model_path: Path "
-                   "turns 'gs://b/m.keras' into 'gs:/b/m.keras', which 'does not exist'")
-       for name in ("remote_gs", "remote_s3", "remote_http", "remote_https")},
-}
 _MODEL_IN_SUBPROCESS = {("predict", "lambda_top_level"), ("evaluate", "zip_bomb_member")}
 
 
@@ -294,22 +283,19 @@ def _model_rows():
     for name, case in CASES.items():
         for command, args in (("evaluate", "evaluate {file} --data {npz}"),
                               ("predict", "predict {image} --model {file}")):
-            marks = (_REMOTE[name],) if name in _REMOTE else ()
             rows.append(row(f"model-{command}-{name}", args, 3, case.message,
                             cf.hostile_model(name),
                             *([CLI] if (command, name) in _MODEL_IN_SUBPROCESS else []),
-                            regex=True, marks=marks))
+                            regex=True))
     return rows
 
 
 MODEL_ROWS = [
     *_model_rows(),
     row("model-evaluate-input_does_not_fit_the_data", "evaluate {small} --data {npz}", 3,
-        "{small}: ", marks=xfail("a model whose input is not an image volume reaches "
-                                 "pipeline.preprocess_batch: unexpected ValueError")),
+        "{small}: "),
     row("model-predict-input_does_not_fit_the_image", "predict {image} --model {small}", 3,
-        "{small}: ", marks=xfail("predict._read passes the model's (4,) input to "
-                                 "images.resize: unexpected IndexError")),
+        "{small}: "),
 ]
 
 # ----------------------------------------------------------------------------- images
@@ -402,15 +388,10 @@ COMMAND_LINE_ROWS = [
     row("cli-train_output_in_proc", "train {file}", 2, "cannot create the run folder",
         cf.config_with_output("/proc/cnncli-runs")),
     row("cli-evaluate_output_under_a_file", "evaluate {run} --output {file}/eval", 2,
-        "{file}/eval", cf.regular_file,
-        marks=xfail("evaluate._write_files lets the OSError of mkdir escape (unexpected "
-                    "NotADirectoryError, exit 3), after the whole evaluation has run")),
+        "{file}/eval", cf.regular_file),
     row("cli-train_full_disk_after_epoch_1", "train {file}", 3, "No space left on device",
         full_disk_config, writes=True, patch=full_disk_after_first_epoch,
-        check=first_epoch_files_remain,
-        marks=xfail("train._train's except handler writes state.json on the full disk too, "
-                    "and that OSError replaces the clear error (unexpected OSError); and "
-                    "checkpoint.save then calls the kept epoch-1 backup 'epoch 3'")),
+        check=first_epoch_files_remain),
     row("cli-predict_weights_with_a_run", "predict {image} --model {run} --weights w.h5", 2,
         "--weights goes with a pretrained model name"),
     row("cli-train_without_config_or_resume", "train", 2,

@@ -488,7 +488,7 @@ def test_images_of_mixed_sizes_are_an_error_naming_both_sizes(tmp_path):
     write_image(root / "dog" / "big.png", size=(9, 9))
     with pytest.raises(DataError, match="different sizes") as err:
         datasets.load(root)
-    assert "big.png is 9x9" in str(err.value) and "--image-size" in err.value.hint
+    assert "big.png is 9x9" in str(err.value) and "data.image_size" in err.value.hint
 
 
 def test_unreadable_image_is_skipped_with_a_count_in_a_warning(tmp_path):
