@@ -1,4 +1,4 @@
-"""Choosing where a model runs: CPU, one GPU, or several GPUs mirrored.
+"""Choosing where a model runs: CPU, one GPU, several GPUs mirrored, or several machines.
 
 The module has two halves:
 
@@ -24,10 +24,27 @@ In a command (TensorFlow):
 
 ``CUDA_VISIBLE_DEVICES`` is left to TensorFlow: the GPUs it hides are never
 seen here, and the ones it shows are numbered from 0.
+
+Several machines: when ``TF_CONFIG`` describes a cluster of two or more
+training tasks (as Kubeflow's TFJob, Vertex AI and SageMaker set it) and the
+caller asks for it (``setup(..., multiworker=True)``, training only), the
+placement is ``"multiworker"``: each machine uses its own devices as above, and
+`MultiWorkerMirroredStrategy` keeps all of them in step.
+
+>>> cluster = parse_tf_config('{"cluster": {"worker": ["a:2222", "b:2222"]},'
+...                           ' "task": {"type": "worker", "index": 1}}')
+>>> placement = decide("cpu", "auto", [], cpu_threads=2, cluster=cluster)
+>>> first, *rest = placement.describe().split("; ")
+>>> first
+'Device: 2 workers x CPU (multi-worker mirrored, float32)'
+>>> rest
+['this is worker 1', 'batch size is per replica']
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
 import re
@@ -54,6 +71,12 @@ MAX_BATCH_HALVINGS = 3
 USABLE_MEMORY_FRACTION = 0.9
 #: Learning-rate scaling rules for several replicas (`scale_learning_rate`).
 LR_RULES = ("linear", "sqrt", "none")
+#: ``TF_CONFIG`` task types that train (MultiWorkerMirroredStrategy's); an
+#: ``evaluator`` may be listed in the cluster but does not train.
+TRAINING_TASKS = ("chief", "worker")
+TF_CONFIG_HINT = ('TF_CONFIG is JSON such as {"cluster": {"worker": ["host0:2222", '
+                  '"host1:2222"]}, "task": {"type": "worker", "index": 0}}; Kubeflow, '
+                  "Vertex AI and SageMaker set it; unset it to train on this machine only")
 
 NO_GPU_NOTE = "TensorFlow sees no GPU"
 CPU_REQUESTED_NOTE = "--device cpu"
@@ -88,19 +111,48 @@ class GpuInfo:
 
 
 @dataclass
+class Cluster:
+    """This process's place in a training cluster, from ``TF_CONFIG`` (`parse_tf_config`).
+
+    Args:
+        workers: tasks that train together (the chief, if any, and the workers).
+        task_type: ``"chief"`` or ``"worker"``.
+        task_index: this task's index among the tasks of its type.
+        is_chief: whether this task writes the run: the ``chief`` task, or
+            worker 0 when the cluster has no chief.
+    """
+
+    workers: int
+    task_type: str
+    task_index: int
+    is_chief: bool
+
+    @property
+    def task(self) -> str:
+        """``"worker 1"``, ``"chief 0"``."""
+        return f"{self.task_type} {self.task_index}"
+
+
+@dataclass
 class Placement:
     """Where and how a command runs: the result of `decide`.
 
     Args:
-        kind: ``"cpu"``, ``"gpu"`` (one GPU) or ``"mirrored"`` (several).
-        devices: TensorFlow device names, e.g. ``["/gpu:0", "/gpu:1"]``.
+        kind: ``"cpu"``, ``"gpu"`` (one GPU), ``"mirrored"`` (several) or
+            ``"multiworker"`` (several machines, each with its `devices`).
+        devices: TensorFlow device names on this machine, e.g. ``["/gpu:0", "/gpu:1"]``.
         gpus: the GPUs used (empty on the CPU).
         precision: ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
         cpu_threads: threads TensorFlow may use on the CPU.
-        replicas: model copies trained in step (1 unless mirrored).
+        replicas: model copies trained in step (1 unless mirrored or
+            multi-worker; then the devices of all machines).
         note: why this placement (shown for the CPU), e.g. ``"--device cpu"``.
         visible: how many GPUs TensorFlow sees (used or not).
         warnings: things the user should know (slow precision, driver without GPU).
+        workers: machines training together (1 unless multi-worker).
+        task: this machine's task in the cluster, e.g. ``"worker 1"`` ("" alone).
+        is_chief: whether this process writes the run (always, unless it is a
+            multi-worker task other than the chief).
     """
 
     kind: str
@@ -112,6 +164,9 @@ class Placement:
     note: str = ""
     visible: int = 0
     warnings: list[str] = field(default_factory=list)
+    workers: int = 1
+    task: str = ""
+    is_chief: bool = True
 
     def describe(self) -> str:
         """The first line every command prints.
@@ -126,6 +181,8 @@ class Placement:
             text = f"Device: CPU ({threads})"
             return f"{text}: {self.note}" if self.note else text
         names = [g.name for g in self.gpus] or list(self.devices)
+        if self.kind == "multiworker":
+            return self._describe_multiworker(names)
         if self.kind == "gpu":
             where = self.devices[0].lstrip("/")
             return f"Device: {names[0]} ({where}, {self.precision})"
@@ -137,6 +194,23 @@ class Placement:
         if self.replicas > 1:
             text += "; batch size is per replica"
         return text
+
+    def _describe_multiworker(self, names: list[str]) -> str:
+        if not self.gpus:
+            local = "CPU"
+        elif len(names) == 1:
+            local = names[0]
+        elif len(set(names)) == 1:
+            local = f"{len(names)}x {names[0]}"
+        else:
+            local = f"({', '.join(names)})"
+        if self.task.startswith("chief"):
+            role = "this is the chief"
+        else:
+            role = f"this is {self.task}" + (" (chief)" if self.is_chief else "")
+        text = f"Device: {self.workers} workers x {local} (multi-worker mirrored, " \
+               f"{self.precision}); {role}"
+        return text + ("; batch size is per replica" if self.replicas > 1 else "")
 
     def to_dict(self) -> dict:
         """Plain JSON-able values (for ``doctor`` and run records)."""
@@ -150,6 +224,9 @@ class Placement:
             "note": self.note,
             "visible_gpus": self.visible,
             "warnings": list(self.warnings),
+            "workers": self.workers,
+            "task": self.task,
+            "is_chief": self.is_chief,
             "strategy": strategy_name(self),
             "describe": self.describe(),
         }
@@ -245,8 +322,67 @@ def _no_such_gpu(requested: str, gpus: Sequence[GpuInfo]) -> DeviceError:
     )
 
 
+def _tf_config_error(message: str) -> ConfigError:
+    return ConfigError(message, hint=TF_CONFIG_HINT)
+
+
+def parse_tf_config(text: str | None) -> Cluster | None:
+    """The training cluster a ``TF_CONFIG`` value describes, and this task's place in it.
+
+    None when there is nothing to join: `text` unset or empty, no cluster, or a
+    cluster with a single training task (Vertex AI sets one for one machine).
+
+    >>> parse_tf_config('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]},'
+    ...                 ' "task": {"type": "worker", "index": 0}}')
+    Cluster(workers=2, task_type='worker', task_index=0, is_chief=False)
+    >>> parse_tf_config(None) is None
+    True
+
+    Raises:
+        ConfigError: not JSON, parameter servers, or a task that is not in the cluster.
+    """
+    if not text or not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _tf_config_error(f"TF_CONFIG is not valid JSON ({exc.msg} at character "
+                               f"{exc.pos})") from None
+    if not isinstance(data, dict):
+        raise _tf_config_error("TF_CONFIG is not a JSON object")
+    cluster, task = data.get("cluster") or {}, data.get("task") or {}
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise _tf_config_error("TF_CONFIG's `cluster` and `task` must be JSON objects")
+    if not cluster:
+        return None
+    other = sorted(set(cluster) - set(TRAINING_TASKS) - {"evaluator"})
+    if other:
+        raise _tf_config_error(
+            f"TF_CONFIG's cluster has '{other[0]}' tasks, but cnncli trains with "
+            "MultiWorkerMirroredStrategy, on 'chief' and 'worker' tasks only")
+    lists = {kind: cluster.get(kind) or [] for kind in TRAINING_TASKS}
+    if any(not isinstance(hosts, list) for hosts in lists.values()):
+        raise _tf_config_error("TF_CONFIG's cluster must list each task type's hosts")
+    if len(lists["chief"]) > 1:
+        raise _tf_config_error("TF_CONFIG's cluster has more than one chief")
+    kind, index = task.get("type"), task.get("index", 0)
+    if kind not in TRAINING_TASKS:
+        raise _tf_config_error(f"TF_CONFIG's task type {kind!r} does not train: cnncli "
+                               "trains on 'chief' and 'worker' tasks")
+    if isinstance(index, bool) or not isinstance(index, int) \
+            or not 0 <= index < len(lists[kind]):
+        raise _tf_config_error(f"TF_CONFIG's task {kind} {index!r} is not in its cluster, "
+                               f"which has {len(lists[kind])} {kind} task(s)")
+    workers = len(lists["chief"]) + len(lists["worker"])
+    if workers < 2:
+        return None
+    return Cluster(workers=workers, task_type=kind, task_index=index,
+                   is_chief=kind == "chief" or (not lists["chief"] and index == 0))
+
+
 def decide(
-    requested: str, precision: str, gpus: Sequence[GpuInfo], cpu_threads: int
+    requested: str, precision: str, gpus: Sequence[GpuInfo], cpu_threads: int,
+    cluster: Cluster | None = None,
 ) -> Placement:
     """Choose the devices and precision for ``--device requested --precision precision``.
 
@@ -254,6 +390,10 @@ def decide(
     * ``cpu``: the CPU even if GPUs are visible;
     * ``gpu``: like ``auto`` but a missing GPU is an error, not a fallback;
     * ``gpu:N``: that GPU only (an error if TensorFlow does not see it).
+
+    With a `cluster` (from `parse_tf_config`) the same choice is made for this
+    machine, and the placement is ``"multiworker"``: every machine trains a
+    replica on each of its devices (they must all have the same number).
 
     >>> a100 = GpuInfo("NVIDIA A100-SXM4-80GB", None, (8, 0), 0)
     >>> two = [a100, GpuInfo(a100.name, None, (8, 0), 1)]
@@ -287,7 +427,7 @@ def decide(
         devices = [f"/gpu:{g.index}" for g in gpus]
 
     chosen = auto_precision(used) if wanted == "auto" else wanted
-    return Placement(
+    placement = Placement(
         kind=kind,
         devices=devices,
         gpus=list(used),
@@ -298,11 +438,18 @@ def decide(
         visible=len(gpus),
         warnings=[] if wanted == "auto" else _precision_warnings(chosen, used),
     )
+    if cluster is not None:
+        placement.kind, placement.note = "multiworker", ""
+        placement.replicas = cluster.workers * len(devices)
+        placement.workers, placement.task = cluster.workers, cluster.task
+        placement.is_chief = cluster.is_chief
+    return placement
 
 
 def strategy_name(placement: Placement) -> str:
     """The `tf.distribute` strategy `strategy` builds for this placement."""
-    return {"cpu": "default", "gpu": "OneDeviceStrategy"}.get(placement.kind, "MirroredStrategy")
+    return {"cpu": "default", "gpu": "OneDeviceStrategy",
+            "multiworker": "MultiWorkerMirroredStrategy"}.get(placement.kind, "MirroredStrategy")
 
 
 def global_batch_size(batch_size: int, replicas: int) -> int:
@@ -547,7 +694,8 @@ def _enable_memory_growth() -> None:
             pass  # already initialised: the setting can no longer change
 
 
-def setup(requested: str = "auto", precision: str = "auto") -> Placement:
+def setup(requested: str = "auto", precision: str = "auto", *,
+          multiworker: bool = False) -> Placement:
     """Prepare TensorFlow for ``--device requested --precision precision``.
 
     Call it before any tensor is created. It turns on GPU memory growth,
@@ -555,15 +703,24 @@ def setup(requested: str = "auto", precision: str = "auto") -> Placement:
     (float32 too, so a previous mixed policy does not linger), and issues each
     of ``placement.warnings`` with `warnings.warn`.
 
+    With `multiworker` (training only) and a ``TF_CONFIG`` that describes a
+    cluster, it also joins the cluster: it creates the
+    `MultiWorkerMirroredStrategy` now, because TensorFlow allows that only before
+    it starts, and waits for the other tasks to start too.
+
     Raises:
-        ConfigError: a bad ``--device`` or ``--precision`` value.
-        DeviceError: a GPU was asked for that TensorFlow does not see.
+        ConfigError: a bad ``--device``, ``--precision`` or ``TF_CONFIG`` value.
+        DeviceError: a GPU was asked for that TensorFlow does not see, or the
+            cluster could not be joined.
     """
     _enable_memory_growth()
-    placement = decide(requested, precision, visible_gpus(), tf_cpu_threads())
+    cluster = parse_tf_config(os.environ.get("TF_CONFIG")) if multiworker else None
+    placement = decide(requested, precision, visible_gpus(), tf_cpu_threads(), cluster)
     warning = gpu_warning(nvidia_driver_present(), placement, build_info())
     if warning:
         placement.warnings.append(warning)
+    if placement.kind == "multiworker":
+        strategy(placement)
     keras.config.set_dtype_policy(placement.precision)
     for text in placement.warnings:
         warnings.warn(text, stacklevel=2)
@@ -574,13 +731,40 @@ def strategy(placement: Placement):
     """The `tf.distribute` strategy to build and train the model under.
 
     The default strategy on the CPU, `OneDeviceStrategy` on one GPU,
-    `MirroredStrategy` over several devices.
+    `MirroredStrategy` over several devices, `MultiWorkerMirroredStrategy` over
+    several machines (one per process, created by the first call).
     """
+    if placement.kind == "multiworker":
+        joined = _multiworker_strategy(tuple(placement.devices))
+        if joined.num_replicas_in_sync != placement.replicas:
+            raise DeviceError(
+                f"the cluster trains {joined.num_replicas_in_sync} replicas, but this "
+                f"worker expected {placement.replicas} ({placement.workers} workers x "
+                f"{len(placement.devices)} devices)",
+                hint="give every worker the same number of GPUs, or use --device cpu")
+        return joined
     if placement.kind == "cpu":
         return tf.distribute.get_strategy()
     if placement.kind == "gpu":
         return tf.distribute.OneDeviceStrategy(placement.devices[0])
     return tf.distribute.MirroredStrategy(list(placement.devices))
+
+
+@functools.cache
+def _multiworker_strategy(devices: tuple[str, ...]):
+    """Use only `devices` on this machine and join the ``TF_CONFIG`` cluster (once)."""
+    try:
+        physical = _physical_gpus()
+        wanted = [physical[int(d.split(":")[1])] for d in devices if d.startswith("/gpu:")]
+        if len(wanted) != len(physical):
+            tf.config.set_visible_devices(wanted, "GPU")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (RuntimeError, ValueError) as exc:
+        raise DeviceError(
+            f"cannot join the TF_CONFIG cluster: {str(exc).splitlines()[0]}",
+            hint="TensorFlow must not have started before (call devices.setup(..., "
+            "multiworker=True) first), and a process joins one cluster with one set of "
+            "devices only") from None
 
 
 def doctor_info() -> dict:

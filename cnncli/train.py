@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import math
+import os
 import platform
 import signal
 import time
@@ -33,6 +34,7 @@ from cnncli import (
     config,
     datasets,
     devices,
+    distributed,
     pipeline,
     rundir,
     schedules,
@@ -99,7 +101,7 @@ class Reporter:
 def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str = "auto",
          precision: str = "auto") -> Plan:
     """Load the data, check the model against it, and work out epochs and steps."""
-    placement = devices.setup(device, precision)
+    placement = devices.setup(device, precision, multiworker=True)
     d = cfg.data
     data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict,
                          image_size=tuple(d.image_size) if d.image_size else None)
@@ -124,6 +126,15 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
             hint="use a smaller --batch-size or more data")
     t = cfg.train
     total = t.steps or (t.epochs or 10) * steps_per_epoch
+    uneven = (steps_per_epoch % t.steps_per_execution
+              or total % steps_per_epoch % t.steps_per_execution)
+    if uneven and placement.kind != "multiworker":
+        # Keras' fit overruns an epoch whose steps are not a multiple of it (Keras 3.15);
+        # distributed.fit, used on several machines, cuts the last execution instead
+        raise ConfigError(
+            f"`train.steps_per_execution` ({t.steps_per_execution}) must divide the "
+            f"{steps_per_epoch} steps of an epoch (and `train.steps`)",
+            hint="pick a divisor of the steps per epoch, or 1")
     preprocessing = d.preprocessing or spec.preprocessing
     warnings = list(built.warnings) + _memory_warning(built, placement, cfg.train.batch_size)
     return Plan(cfg, data, spec, placement, x_train, y_train, x_val, y_val, preprocessing,
@@ -166,13 +177,12 @@ def compile_model(p: Plan):
         if _one_hot(p):
             labels = keras.utils.to_categorical(labels, _one_hot(p))
         try:
-            model.test_on_batch(pipeline.preprocess_batch(p.x_train[:1], p.spec.input,
-                                                          p.preprocessing), labels)
+            distributed.build_metrics(model, pipeline.preprocess_batch(
+                p.x_train[:1], p.spec.input, p.preprocessing), labels)
         except ValueError as exc:  # Keras resolves metric names here
             raise ConfigError(f"`train.metrics` {list(t.metrics)}: "
                               f"{str(exc).splitlines()[0]}",
                               hint="use Keras metric names, e.g. [accuracy]") from None
-        model.reset_metrics()
     return model
 
 
@@ -218,6 +228,9 @@ def train(cfg: config.RunConfig, *, config_file: str | None = None, device: str 
     batch size, and the last backup is kept.
     """
     reporter = reporter or Reporter()
+    if auto_batch and devices.parse_tf_config(os.environ.get("TF_CONFIG", "")):
+        raise ConfigError("--auto-batch cannot be used when training on several machines",
+                          hint="set train.batch_size to a size that fits every worker")
     for attempt in range(devices.MAX_BATCH_HALVINGS + 1):
         try:
             return _train(cfg, config_file=config_file, device=device, precision=precision,
@@ -238,6 +251,7 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
     p = plan(cfg, config_file=config_file, device=device, precision=precision)
     model = compile_model(p)
     state = _fresh_state(p)
+    chief = distributed.is_chief(p.placement)  # False on every multi-worker task but one
     if resume:
         run = rundir.find(resume)
         _check_same_config(run, cfg, force)
@@ -248,16 +262,21 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
         state, note = checkpoint.load(run, model)
         if note:
             reporter.note(note)
-    else:
+        if not chief:
+            run = distributed.worker_run_dir(p.placement)
+    elif chief:
         run = rundir.create(cfg.output.dir, cfg.output.name or "run")
         _write_config(run, cfg)
         rundir.point_latest(run)
+    else:
+        run = distributed.worker_run_dir(p.placement)
     rundir.write_json(run / rundir.STATE, {"status": "running"})
     reporter.begin(p, run, resumed=bool(resume))
     callback = RunCallback(p, run, model, state, reporter)
+    relay = distributed.SignalRelay(callback) if p.placement.kind == "multiworker" else None
     try:
-        with _signals_to(callback):
-            _fit(p, model, state, callback)
+        with _signals_to(relay or callback):
+            _fit(p, model, state, callback, relay)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, Interrupted) else "failed"
         with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
@@ -299,13 +318,17 @@ def _fresh_state(p: Plan) -> dict:
             "backup_every": p.cfg.train.backup_every, "train_seconds": 0.0}
 
 
-def _fit(p: Plan, model, state: dict, callback: RunCallback) -> None:
+def _fit(p: Plan, model, state: dict, callback: RunCallback, relay=None) -> None:
     """Fit in stretches of equal-length epochs: a partial first epoch (when resuming
-    mid-epoch), the full epochs, a partial last epoch (when `steps` ends mid-epoch)."""
+    mid-epoch), the full epochs, a partial last epoch (when `steps` ends mid-epoch).
+
+    On several machines (`relay` given) `distributed.fit` replaces `model.fit`, which
+    Keras 3 cannot run under MultiWorkerMirroredStrategy (keras-team/keras#20585)."""
     t = p.cfg.train
     val = None
     if len(p.x_val):
-        val = pipeline.make_dataset(p.x_val, p.y_val, batch_size=t.batch_size,
+        val = pipeline.make_dataset(p.x_val, p.y_val,
+                                    batch_size=t.batch_size * p.placement.replicas,
                                     input_shape=p.spec.input, training=False, seed=t.seed,
                                     preprocessing=p.preprocessing, one_hot=_one_hot(p))
     for first_epoch, last_epoch, first_step, steps in _stretches(p, state):
@@ -317,9 +340,15 @@ def _fit(p: Plan, model, state: dict, callback: RunCallback) -> None:
             start_step=first_step, preprocessing=p.preprocessing, augment=p.cfg.data.augment,
             one_hot=_one_hot(p))
         callback.first_step = first_step
-        model.fit(batches, epochs=last_epoch, initial_epoch=first_epoch,
-                  steps_per_epoch=steps, validation_data=val, callbacks=[callback],
-                  shuffle=False, verbose=0)  # the order comes from pipeline.epoch_order
+        if relay is not None:
+            distributed.fit(model, devices.strategy(p.placement), batches,
+                            epochs=last_epoch, initial_epoch=first_epoch,
+                            steps_per_epoch=steps, validation_data=val,
+                            callbacks=[relay, callback])
+        else:
+            model.fit(batches, epochs=last_epoch, initial_epoch=first_epoch,
+                      steps_per_epoch=steps, validation_data=val, callbacks=[callback],
+                      shuffle=False, verbose=0)  # the order comes from pipeline.epoch_order
     callback.raise_if_stopped()
 
 

@@ -411,3 +411,119 @@ def test_mirrored_on_two_logical_cpus_matches_default_strategy():
 
     for mirrored, default in zip(result["mirrored"], result["default"], strict=True):
         np.testing.assert_allclose(mirrored, default, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- #
+# Several machines: TF_CONFIG
+# --------------------------------------------------------------------------- #
+
+
+def tf_config(task_type="worker", index=0, workers=2, chief=False, **extra) -> str:
+    cluster = {"worker": [f"w{i}:2222" for i in range(workers)], **extra}
+    if chief:
+        cluster["chief"] = ["c:2222"]
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+@pytest.mark.parametrize("text", [None, "", "  ", "{}", '{"cluster": {}}'])
+def test_no_tf_config_means_no_cluster(text):
+    assert devices.parse_tf_config(text) is None
+
+
+def test_one_task_cluster_trains_alone():
+    # Vertex AI sets TF_CONFIG for a one-machine job too.
+    assert devices.parse_tf_config(tf_config("chief", 0, workers=0, chief=True)) is None
+    assert devices.parse_tf_config(tf_config("worker", 0, workers=1)) is None
+
+
+@pytest.mark.parametrize("task_type, index, chief, expected", [
+    ("worker", 0, False, True),   # no chief task: worker 0 is the chief
+    ("worker", 1, False, False),
+    ("chief", 0, True, True),
+    ("worker", 0, True, False),   # a chief task exists: worker 0 is not it
+])
+def test_tf_config_task_and_chief(task_type, index, chief, expected):
+    cluster = devices.parse_tf_config(tf_config(task_type, index, workers=2, chief=chief))
+    assert cluster.workers == (3 if chief else 2)
+    assert (cluster.task_type, cluster.task_index) == (task_type, index)
+    assert cluster.is_chief is expected
+
+
+def test_tf_config_evaluator_in_cluster_is_not_a_worker():
+    cluster = devices.parse_tf_config(tf_config("worker", 1, evaluator=["e:2222"]))
+    assert cluster.workers == 2
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "not a JSON object"),
+    (tf_config(ps=["p:2222"]), "'ps' tasks"),
+    (tf_config("evaluator", 0, evaluator=["e:2222"]), "does not train"),
+    (tf_config("worker", 2), "worker 2 is not in its cluster"),
+    (tf_config("worker", "0"), "is not in its cluster"),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:1"], "chief": ["c:1", "d:1"]},
+                 "task": {"type": "chief", "index": 0}}), "more than one chief"),
+])
+def test_bad_tf_config_is_config_error_with_an_example(text, words):
+    with pytest.raises(ConfigError) as info:
+        devices.parse_tf_config(text)
+    assert "TF_CONFIG" in info.value.message and words in info.value.message
+    assert '"cluster"' in info.value.hint
+
+
+def test_decide_multiworker_on_cpu():
+    cluster = devices.parse_tf_config(tf_config("worker", 1))
+    placement = decide("auto", "auto", [], cpu_threads=2, cluster=cluster)
+    assert (placement.kind, placement.devices, placement.replicas) == (
+        "multiworker", ["/cpu:0"], 2)
+    assert (placement.workers, placement.task, placement.is_chief) == (2, "worker 1", False)
+    assert placement.describe() == ("Device: 2 workers x CPU (multi-worker mirrored, float32); "
+                                    "this is worker 1; batch size is per replica")
+
+
+def test_decide_multiworker_uses_each_machines_gpus():
+    cluster = devices.parse_tf_config(tf_config("chief", 0, workers=2, chief=True))
+    placement = decide("auto", "auto", gpus(2), cpu_threads=8, cluster=cluster)
+    assert placement.replicas == 6  # 3 machines x 2 GPUs
+    assert placement.devices == ["/gpu:0", "/gpu:1"]
+    assert placement.precision == "mixed_bfloat16"
+    assert placement.describe() == (
+        "Device: 3 workers x 2x NVIDIA A100-SXM4-80GB (multi-worker mirrored, "
+        "mixed_bfloat16); this is the chief; batch size is per replica")
+
+
+@pytest.mark.parametrize("requested, expected", [("cpu", ["/cpu:0"]), ("gpu:1", ["/gpu:1"])])
+def test_decide_multiworker_honours_device(requested, expected):
+    cluster = devices.parse_tf_config(tf_config())
+    placement = decide(requested, "auto", gpus(2), cpu_threads=2, cluster=cluster)
+    assert placement.devices == expected
+    assert placement.replicas == 2
+
+
+def test_decide_multiworker_gpu_without_gpu_is_device_error():
+    with pytest.raises(DeviceError):
+        decide("gpu", "auto", [], cpu_threads=2, cluster=devices.parse_tf_config(tf_config()))
+
+
+def test_multiworker_to_dict_names_the_strategy_and_task():
+    cluster = devices.parse_tf_config(tf_config("worker", 0))
+    data = json.loads(json.dumps(decide("cpu", "auto", [], 2, cluster=cluster).to_dict()))
+    assert data["strategy"] == "MultiWorkerMirroredStrategy"
+    assert (data["workers"], data["task"], data["is_chief"]) == (2, "worker 0", True)
+
+
+def test_setup_ignores_tf_config_unless_asked(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config("worker", 1))
+    placement = devices.setup("cpu")
+    assert placement.kind == "cpu" and placement.is_chief
+
+
+def test_setup_multiworker_with_one_task_trains_alone(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config("worker", 0, workers=1))
+    assert devices.setup("cpu", multiworker=True).kind == "cpu"
+
+
+def test_setup_multiworker_with_bad_tf_config_is_config_error(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{oops")
+    with pytest.raises(ConfigError):
+        devices.setup("cpu", multiworker=True)

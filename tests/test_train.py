@@ -231,10 +231,10 @@ def _fit_needing_small_batches(limit):
     """A stand-in for the fit loop that runs out of memory above `limit` images a batch."""
     real_fit = training._fit
 
-    def fit(p, model, state, callback):
+    def fit(p, model, state, callback, relay=None):
         if p.cfg.train.batch_size > limit:
             raise training.tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")
-        return real_fit(p, model, state, callback)
+        return real_fit(p, model, state, callback, relay)
 
     return fit
 

@@ -1,0 +1,275 @@
+"""Training on several machines with Keras 3: a small `fit` of our own.
+
+Keras 3.15's `model.fit` fails under `tf.distribute.MultiWorkerMirroredStrategy`
+(keras-team/keras#20585: PerReplica values in its symbolic build, then
+"Invalid reduction dimension" when it reduces the metrics). `fit` here is the
+loop around it, no more: each replica runs Keras' own ``model.train_step`` on its
+slice of each batch with ``strategy.run`` (so the loss is the global batch's mean,
+the gradients are summed over all replicas by the optimizer, mixed precision and
+regularisation work as in `model.fit`), and the metrics are read as values
+reduced over all replicas. It calls its callbacks as `model.fit` does, so
+`train.RunCallback` works unchanged.
+
+Data: every worker builds the same batches of the *global* batch size (their
+order is a function of seed and epoch, see `pipeline.training_batches`), and
+replica k of n trains on slice k of each batch. A run therefore sees the same
+images in the same order whatever the number of workers, and ``--resume``
+restarts exactly where the backup was taken.
+
+Outputs: every worker runs the same callbacks (reading a metric can be a
+collective operation that all workers must join), but only the chief writes the
+run folder; the others write theirs into a temporary folder (`worker_run_dir`).
+
+>>> placement = devices.setup("auto", "auto", multiworker=True)   # doctest: +SKIP
+>>> strategy = devices.strategy(placement)                         # doctest: +SKIP
+>>> fit(model, strategy, batches, epochs=3, steps_per_epoch=100,
+...     validation_data=val, callbacks=[SignalRelay(run_callback), run_callback])
+...                                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cnncli import devices
+from cnncli.errors import TrainingError
+from cnncli.runtime import import_keras, import_tf
+
+keras = import_keras()
+tf = import_tf()
+
+
+def is_chief(placement: devices.Placement) -> bool:
+    """Whether this process writes the run: always, except on a multi-worker task
+    other than the chief.
+
+    >>> is_chief(devices.decide("cpu", "auto", [], cpu_threads=1))
+    True
+    """
+    return placement.is_chief
+
+
+def worker_run_dir(placement: devices.Placement) -> Path:
+    """A new temporary folder for the outputs of a worker that is not the chief.
+
+    The chief writes the run; the other workers write the same files here, where
+    nobody reads them (Keras' recommended pattern). They stay for inspection; a
+    container's temporary folder goes with the container.
+    """
+    task = placement.task.replace(" ", "") or "worker"
+    return Path(tempfile.mkdtemp(prefix=f"cnncli-{task}-"))
+
+
+def replica_batches(strategy, batches):
+    """A distributed dataset in which replica k of n gets slice k of each batch.
+
+    Each worker keeps only its own replicas' slices. Slices are as even as
+    possible, so a last, smaller batch leaves some replicas fewer (or no) images.
+    """
+    replicas = strategy.num_replicas_in_sync
+
+    def for_worker(context: tf.distribute.InputContext):
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def slices(*batch):
+            size = tf.cast(tf.shape(batch[0])[0], tf.int64)
+
+            def piece(k):
+                start, stop = size * k // replicas, size * (k + 1) // replicas
+                return tuple(t[start:stop] for t in batch)
+
+            return tf.data.Dataset.range(first, first + local).map(piece)
+
+        return batches.flat_map(slices)
+
+    return strategy.distribute_datasets_from_function(for_worker)
+
+
+def build_metrics(model, images, labels) -> None:
+    """Create the compiled metrics' variables, then reset them.
+
+    Keras makes them at their first update; a backup can only be restored into
+    them once they exist. `model.test_on_batch` does this too, but fails under
+    MultiWorkerMirroredStrategy; this works under every strategy.
+
+    Raises:
+        ValueError: Keras does not know a metric name (as `model.test_on_batch`).
+    """
+    strategy = model.distribute_strategy
+    # autograph=False: a bad metric name stays Keras' plain ValueError.
+    step = tf.function(lambda: strategy.run(model.test_step, args=((images, labels),)),
+                       autograph=False)
+    step()
+    model.reset_metrics()
+
+
+def _plain(logs: dict) -> dict:
+    """Metric results (tensors) -> Python floats (arrays for non-scalar results)."""
+    out = {}
+    for key, value in logs.items():
+        value = np.asarray(value)
+        out[key] = value.item() if value.ndim == 0 else value
+    return out
+
+
+class _Steps:
+    """The compiled training and validation functions of one model."""
+
+    def __init__(self, model, strategy):
+        train_step = tf.autograph.experimental.do_not_convert(model.train_step)
+        test_step = tf.autograph.experimental.do_not_convert(model.test_step)
+
+        def test_if_any(*batch):
+            # A replica whose slice of a last, small batch is empty skips the step,
+            # so no loss or metric ever has to average over no images.
+            def test():
+                test_step(batch)
+                return tf.constant(True)
+
+            return tf.cond(tf.shape(batch[0])[0] > 0, test, lambda: tf.constant(False))
+
+        @tf.function
+        def train(iterator, steps):
+            for _ in tf.range(steps):
+                strategy.run(train_step, args=(next(iterator),))
+            return model.get_metrics_result()
+
+        @tf.function
+        def evaluate(dataset):
+            for batch in dataset:
+                strategy.run(test_if_any, args=batch)
+            return model.get_metrics_result()
+
+        self.train, self.evaluate = train, evaluate
+
+
+def fit(model, strategy, batches, *, epochs: int, steps_per_epoch: int,
+        initial_epoch: int = 0, validation_data=None, callbacks: Sequence = ()) -> dict:
+    """Train `model` (compiled under `strategy`) like `model.fit`, on any strategy.
+
+    Args:
+        model: a compiled Keras model, built and compiled under ``strategy.scope()``.
+        strategy: the `tf.distribute` strategy (`devices.strategy`).
+        batches: a dataset of (images, labels) batches of the *global* batch size
+            (per-replica size x ``strategy.num_replicas_in_sync``), at least
+            ``(epochs - initial_epoch) * steps_per_epoch`` of them, the same on
+            every worker; replica k trains on slice k of each.
+        epochs, initial_epoch, steps_per_epoch: as in `model.fit`.
+        validation_data: a finite dataset of batches, each split over all
+            replicas like `batches` (any batch size); evaluated after every
+            epoch that ran all its steps.
+        callbacks: Keras callbacks, called as `model.fit` calls them:
+            ``on_train_begin``, ``on_epoch_begin(epoch)`` (after the metrics
+            are reset), ``on_train_batch_begin/end(batch, logs)`` once per
+            ``steps_per_execution`` steps with the running means of the epoch
+            (``loss``, metrics), ``on_epoch_end(epoch, logs)`` with ``val_``
+            values, ``on_train_end``. ``model.stop_training`` is honoured after
+            each batch. Test-batch callbacks are not called.
+
+    Returns:
+        the logs of the last epoch.
+
+    Raises:
+        TrainingError: another worker stopped or could not be reached.
+    """
+    try:
+        return _fit(model, strategy, batches, epochs, steps_per_epoch, initial_epoch,
+                    validation_data, callbacks)
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:
+        raise TrainingError(
+            "training stopped because another worker of the cluster stopped or cannot be "
+            f"reached ({str(exc).splitlines()[0]})",
+            hint="see the other workers' logs, then start every worker again with "
+            "`cnncli train --resume RUN` (the chief's run folder): its last backup is kept"
+        ) from None
+
+
+def _fit(model, strategy, batches, epochs, steps_per_epoch, initial_epoch, validation_data,
+         callbacks) -> dict:
+    steps = _Steps(model, strategy)
+    train_iterator = iter(replica_batches(strategy, batches))
+    val = None if validation_data is None else replica_batches(strategy, validation_data)
+    per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
+    callbacks = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs,
+                                             steps=steps_per_epoch, verbose=0)
+    model.stop_training = False
+    callbacks.on_train_begin()
+    logs: dict = {}
+    epoch_logs: dict = {}
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        done = 0
+        while done < steps_per_epoch and not model.stop_training:
+            count = min(per_call, steps_per_epoch - done)
+            callbacks.on_train_batch_begin(done)
+            logs = _plain(steps.train(train_iterator, tf.constant(count)))
+            done += count
+            callbacks.on_train_batch_end(done - 1, logs)
+        epoch_logs = dict(logs)
+        if val is not None and done == steps_per_epoch:
+            model.reset_metrics()
+            val_logs = _plain(steps.evaluate(val))
+            epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+        callbacks.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    if epochs > initial_epoch:
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+    callbacks.on_train_end(epoch_logs)
+    return epoch_logs
+
+
+def _count_over_replicas(strategy):
+    """A function: a number -> its sum over all replicas (a collective operation:
+    every worker must call it, in the same order as its other collectives)."""
+
+    @tf.function
+    def count(value):
+        per_replica = strategy.run(lambda: tf.identity(value))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return count
+
+
+class SignalRelay(keras.callbacks.Callback):
+    """Stop every worker at the same step when any of them receives Ctrl-C or SIGTERM.
+
+    A signal reaches one pod at a time; a worker that stopped alone would leave
+    the others waiting in the next step's collective. Send the signals to this
+    callback (it has the ``signal`` attribute `train._signals_to` sets) and put
+    it before `target` in the callbacks: after each batch and epoch, all workers
+    agree whether any got one, and each sets ``target.signal`` at that same step
+    (SIGTERM on workers that did not get one themselves).
+
+    >>> class Target:
+    ...     signal = None
+    >>> relay = SignalRelay(Target())   # then: fit(..., callbacks=[relay, target])
+    """
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+        self.signal = None  # set by the signal handler
+        self._count = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._count = _count_over_replicas(model.distribute_strategy)
+
+    def _share(self) -> None:
+        received = self.signal  # read once: a signal may arrive while workers agree
+        if self._count(tf.constant(1.0 if received else 0.0)) > 0 and not self.target.signal:
+            self.target.signal = received or signal.SIGTERM
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._share()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._share()

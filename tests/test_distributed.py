@@ -1,0 +1,400 @@
+"""Tests for cnncli.distributed: our own `fit`, on one process and on a real two-worker
+cluster on localhost (two processes, each with its own TF_CONFIG).
+
+Each worker of a cluster run calls `cnncli.train.train`, as `cnncli train` does.
+Run as a script, this file is one worker (or the one-process reference run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import trainkit  # noqa: E402
+
+HERE = Path(__file__).resolve()
+TIMEOUT = 180  # seconds for one cluster run; a hung collective must not hang the suite
+LIMIT = 245  # 196 training images: 12 steps of 16; 49 validation ones: a last batch of 1
+
+# --------------------------------------------------------------------------- #
+# What the worker processes run (python tests/test_distributed.py ...)
+# --------------------------------------------------------------------------- #
+
+
+def _load_config(path: str):
+    from cnncli import config
+
+    return config.load(path, [f"data.limit={LIMIT}"])
+
+
+def _signal_at(at: list[int] | None):
+    """A train.Reporter that sends SIGTERM to its own process after step (epoch, step)."""
+    from cnncli import train
+
+    class SignalAt(train.Reporter):
+        epoch = None
+
+        def begin(self, plan, run, resumed):
+            self.plan, self.run = plan, run
+
+        def epoch_begin(self, epoch, epochs, steps, first_step):
+            self.epoch = epoch
+
+        def step(self, step, logs):
+            if at and [self.epoch, step] == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    return SignalAt()
+
+
+def _worker(args: dict) -> dict:
+    """One worker of the cluster: `cnncli.train.train` as the CLI runs it."""
+    import numpy as np
+
+    from cnncli import distributed, train
+
+    cfg = _load_config(args["config"])
+    cfg.output.name = args["name"]
+    reporter = _signal_at(args.get("signal_at"))
+    try:
+        train.train(cfg, config_file=args["config"], device="cpu", resume=args.get("resume"),
+                    reporter=reporter)
+        outcome = {"interrupted": None}
+    except train.Interrupted as exc:
+        outcome = {"interrupted": exc.signum}
+    run, p = reporter.run, reporter.plan
+    backup = run / "backup.npz"
+    if backup.is_file():
+        with np.load(backup) as data:
+            outcome["state"] = json.loads(bytes(data["state"]).decode())
+    return {"run": str(run), "chief": distributed.is_chief(p.placement),
+            "backup": backup.is_file(),
+            "status": json.loads((run / "state.json").read_text())["status"],
+            "describe": p.placement.describe(), "replicas": p.placement.replicas,
+            "steps_per_epoch": p.steps_per_epoch, **outcome}
+
+
+def _reference(args: dict) -> dict:
+    """One process, two logical CPUs mirrored, Keras' own model.fit: what two workers
+    with one replica each must reproduce."""
+    from cnncli import devices, train
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    mirrored = devices.Placement("mirrored", ["/cpu:0", "/cpu:1"], replicas=2)
+    devices.setup = lambda *args, **kwargs: mirrored
+    cfg = _load_config(args["config"])
+    cfg.output.name = "reference"
+    return {"run": str(train.train(cfg, config_file=args["config"]).run)}
+
+
+def main(argv: list[str]) -> int:
+    args = json.loads(argv[1])
+    result = _worker(args) if argv[0] == "worker" else _reference(args)
+    Path(args["result"]).write_text(json.dumps(result))
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# Helpers of the tests
+# --------------------------------------------------------------------------- #
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _run_processes(commands: list[tuple[list[str], dict]], folder: Path) -> list[int]:
+    """Start the commands together; kill them all if they are not done in TIMEOUT s."""
+    procs = []
+    for i, (command, env) in enumerate(commands):
+        log = open(folder / f"process{i}.log", "w")
+        procs.append((subprocess.Popen(command, env=env, stdout=log, stderr=log), log))
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        return [proc.wait(timeout=max(0.1, deadline - time.monotonic())) for proc, _ in procs]
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"not done after {TIMEOUT} s (a hung collective?); logs in {folder}")
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def _log(folder: Path, i: int) -> str:
+    return (folder / f"process{i}.log").read_text()[-3000:]
+
+
+def run_cluster(folder: Path, config: Path, worker1: dict | None = None,
+                **options) -> list[dict]:
+    """Train on two workers (two processes on localhost); each worker's result.
+
+    `options` go to both workers, `worker1` to worker 1 only."""
+    folder.mkdir(parents=True)
+    hosts = [f"localhost:{port}" for port in _free_ports(2)]
+    commands = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})}
+        args = {"config": str(config), "result": str(folder / f"worker{index}.json"),
+                "name": folder.name, **options}
+        if index == 1:
+            args.update(worker1 or {})
+        commands.append(([sys.executable, str(HERE), "worker", json.dumps(args)], env))
+    codes = _run_processes(commands, folder)
+    for i, code in enumerate(codes):
+        assert code == 0, f"worker {i} exited with {code}:\n{_log(folder, i)}"
+    return [json.loads((folder / f"worker{i}.json").read_text()) for i in range(2)]
+
+
+def run_reference(folder: Path, config: Path) -> Path:
+    folder.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    args = {"config": str(config), "result": str(folder / "reference.json")}
+    [code] = _run_processes([([sys.executable, str(HERE), "reference", json.dumps(args)],
+                              env)], folder)
+    assert code == 0, _log(folder, 0)
+    return Path(json.loads((folder / "reference.json").read_text())["run"])
+
+
+def assert_same_weights(a: list, b: list, atol: float = 0.0) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=0, atol=atol)
+
+
+def history_floats(run: Path) -> list[dict]:
+    return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in trainkit.history_rows(run)]
+
+
+def assert_same_history(run: Path, expected: Path, atol: float) -> None:
+    rows, expected_rows = history_floats(run), history_floats(expected)
+    assert len(rows) == len(expected_rows)
+    for row, other in zip(rows, expected_rows, strict=True):
+        assert row.keys() == other.keys()
+        for key in row:
+            assert row[key] == pytest.approx(other[key], abs=atol), (row["epoch"], key)
+
+
+# --------------------------------------------------------------------------- #
+# One process
+# --------------------------------------------------------------------------- #
+
+
+def _train_once(folder: Path, use_distributed: bool, steps_per_execution: int):
+    from cnncli import config, devices, distributed, pipeline, train
+
+    folder.mkdir()
+    path = trainkit.write_config(folder, epochs=2)
+    cfg = config.load(path, [])
+    p = train.plan(cfg, config_file=str(path), device="cpu")
+    # set after `plan`, which refuses uneven executions for Keras' fit: this test drives
+    # distributed.fit (and Keras' fit) directly
+    cfg.train.steps_per_execution = steps_per_execution
+    model = train.compile_model(p)
+    t = p.cfg.train
+    val = pipeline.make_dataset(p.x_val, p.y_val, batch_size=t.batch_size,
+                                input_shape=p.spec.input, training=False, seed=t.seed,
+                                preprocessing=p.preprocessing)
+    batches = pipeline.training_batches(p.x_train, p.y_train, batch_size=t.batch_size,
+                                        input_shape=p.spec.input, seed=t.seed, epochs=2,
+                                        preprocessing=p.preprocessing)
+    calls = []
+
+    class Record(train.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            calls.append(("epoch_begin", epoch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append(("batch_end", batch, round(logs["loss"], 5),
+                          round(logs["accuracy"], 5)))
+
+        def on_epoch_end(self, epoch, logs=None):
+            calls.append(("epoch_end", epoch, {k: round(float(v), 5) for k, v in logs.items()}))
+
+    kwargs = {"epochs": 2, "steps_per_epoch": p.steps_per_epoch, "validation_data": val,
+              "callbacks": [Record()]}
+    if use_distributed:
+        distributed.fit(model, devices.strategy(p.placement), batches, **kwargs)
+    else:
+        model.fit(batches, shuffle=False, verbose=0, **kwargs)
+    return model.get_weights(), calls
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_fit_under_default_strategy_matches_model_fit(tmp_path, steps_per_execution):
+    keras_weights, keras_calls = _train_once(tmp_path / "keras", False, steps_per_execution)
+    our_weights, our_calls = _train_once(tmp_path / "ours", True, steps_per_execution)
+    assert_same_weights(our_weights, keras_weights, atol=1e-6)
+    assert our_calls == keras_calls
+    assert our_calls[-1][2].keys() == {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_last_execution_of_an_epoch_is_cut_to_the_epoch(tmp_path):
+    # 16 steps per epoch, 5 per execution: 5, 5, 5, 1 (Keras 3.15's fit runs 5, 5, 5, 5).
+    _, calls = _train_once(tmp_path / "ours", True, steps_per_execution=5)
+    ends = [call[1] for call in calls if call[0] == "batch_end"]
+    assert ends == [4, 9, 14, 15] * 2
+
+
+def test_build_metrics_makes_the_variables_test_on_batch_makes():
+    from cnncli import distributed, train
+
+    keras = train.keras
+    x, y = np.zeros((2, 8, 8, 1), "float32"), np.array([0, 2])
+
+    def compiled():
+        model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    by_keras, ours = compiled(), compiled()
+    by_keras.test_on_batch(x, y)
+    by_keras.reset_metrics()
+    distributed.build_metrics(ours, x, y)
+
+    def variables(model):
+        return [(v.path, tuple(v.shape), float(np.sum(v.numpy())))
+                for m in model.metrics for v in m.variables]
+
+    assert variables(ours) == variables(by_keras)
+    assert len(variables(ours)) == 4  # loss and accuracy: total and count each
+
+
+def test_build_metrics_reports_an_unknown_metric_as_keras_does():
+    from cnncli import distributed, train
+
+    keras = train.keras
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["acurracy"])
+    with pytest.raises(ValueError, match="^Could not interpret metric identifier: acurracy"):
+        distributed.build_metrics(model, np.zeros((1, 4), "float32"), np.zeros(1))
+
+
+def test_fit_honours_stop_training_after_the_batch(tmp_path):
+    from cnncli import config, devices, distributed, pipeline, train
+
+    path = trainkit.write_config(tmp_path, epochs=2)
+    p = train.plan(config.load(path, []), config_file=str(path), device="cpu")
+    model = train.compile_model(p)
+    batches = pipeline.training_batches(p.x_train, p.y_train, batch_size=16,
+                                        input_shape=p.spec.input, seed=1, epochs=2)
+    seen = []
+
+    class StopAtThree(train.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+            if batch == 2:
+                self.model.stop_training = True
+
+    logs = distributed.fit(model, devices.strategy(p.placement), batches, epochs=2,
+                           steps_per_epoch=p.steps_per_epoch, callbacks=[StopAtThree()])
+    assert seen == [0, 1, 2]
+    assert int(model.optimizer.iterations.numpy()) == 3
+    assert "val_loss" not in logs  # an epoch cut short is not validated
+
+
+# --------------------------------------------------------------------------- #
+# Two workers on localhost
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A reference run, a two-worker run, and a two-worker run stopped by SIGTERM on
+    worker 1 then resumed; run one after another (never more than two processes)."""
+    root = tmp_path_factory.mktemp("cluster")
+    config = trainkit.write_config(root, epochs=2, batch_size=8)
+    out = {"reference": run_reference(root / "reference", config),
+           "plain": run_cluster(root / "plain", config),
+           "stopped": run_cluster(root / "stopped", config,
+                                      worker1={"signal_at": [1, 3]})}
+    out["resumed"] = run_cluster(root / "resumed", config,
+                                 resume=out["stopped"][0]["run"], name="stopped")
+    yield out
+    for name in ("plain", "stopped", "resumed"):  # the workers' temporary folders
+        shutil.rmtree(out[name][1]["run"], ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_end_with_identical_weights(cluster):
+    chief, worker = cluster["plain"]
+    assert chief["chief"] and not worker["chief"]
+    assert_same_weights(trainkit.weights(Path(chief["run"])),
+                        trainkit.weights(Path(worker["run"])))
+
+
+@pytest.mark.slow
+def test_two_workers_match_keras_fit_on_two_mirrored_replicas(cluster):
+    chief = Path(cluster["plain"][0]["run"])
+    reference = cluster["reference"]
+    assert_same_weights(trainkit.weights(chief), trainkit.weights(reference), atol=1e-5)
+    assert [r["epoch"] for r in history_floats(chief)] == [1.0, 2.0]
+    assert_same_history(chief, reference, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_chief_writes_the_run_and_the_worker_a_temporary_folder(cluster):
+    chief, worker = (Path(r["run"]) for r in cluster["plain"])
+    assert sorted(p.name for p in chief.parent.iterdir()) == ["1", "latest"]
+    for name in ("config.yaml", "model.keras", "best.keras", "history.csv", "metrics.json",
+                 "curves.png", "state.json"):
+        assert (chief / name).is_file(), name
+    assert json.loads((chief / "state.json").read_text())["status"] == "finished"
+    metrics = json.loads((chief / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["batch_size_is_per_replica"]
+    assert cluster["plain"][0]["steps_per_epoch"] == 12  # 196 images, 2 x 8 a step
+    assert metrics["device"].startswith("Device: 2 workers x CPU (multi-worker mirrored")
+    assert worker.parent == Path(tempfile.gettempdir())
+    assert worker.name.startswith("cnncli-worker1-")
+    assert (worker / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_worker_stops_both_at_the_same_step(cluster):
+    chief, worker = cluster["stopped"]
+    assert chief["interrupted"] == signal.SIGTERM and worker["interrupted"] == signal.SIGTERM
+    assert chief["state"]["epoch"] == worker["state"]["epoch"] == 1
+    assert chief["state"]["step"] == worker["state"]["step"] == 4
+    assert chief["backup"] and worker["backup"]
+    assert chief["status"] == worker["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_resumed_two_worker_run_matches_the_uninterrupted_one(cluster):
+    chief, worker = cluster["resumed"]
+    assert chief["run"] == cluster["stopped"][0]["run"]  # the chief continues its run
+    assert worker["run"] != cluster["stopped"][1]["run"]
+    plain = Path(cluster["plain"][0]["run"])
+    assert_same_weights(trainkit.weights(Path(chief["run"])), trainkit.weights(plain))
+    assert_same_weights(trainkit.weights(Path(worker["run"])), trainkit.weights(plain))
+    assert_same_history(Path(chief["run"]), plain, atol=1e-6)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
