@@ -300,3 +300,25 @@ def test_label_smoothing_trains_and_its_model_files_load_safely(tmp_path):
     result = run_train(write_config(tmp_path, epochs=2, extra_train="label_smoothing: 0.1"))
     assert result.history[-1]["accuracy"] > 0.5
     assert evaluation.evaluate(result.run).result.count == 60
+
+
+def test_an_exception_inside_a_callback_keeps_the_last_backup_loadable(tmp_path, monkeypatch):
+    from cnncli import plots
+
+    calls = []
+
+    def broken_plot(history, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise RuntimeError("plotting broke")
+        return path
+
+    monkeypatch.setattr(plots, "training_curves", broken_plot)
+    path = write_config(tmp_path, epochs=3)
+    with pytest.raises(RuntimeError, match="plotting broke"):
+        run_train(path)
+    run = tmp_path / "runs" / "toy" / "1"
+    assert rundir.read_json(run / "state.json")["status"] == "failed"
+    model = training.compile_model(training.plan(config.load(path)))
+    state, note = checkpoint.load(run, model)
+    assert state["epoch"] == 2 and len(state["history"]) == 2 and note is None
