@@ -20,3 +20,15 @@ def write(tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_models_after_each_module():
+    """The whole suite runs in one process: free each module's models (VGGs among them)."""
+    yield
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()

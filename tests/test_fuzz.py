@@ -289,6 +289,8 @@ def check_spec(doc) -> None:
         return
     event("built")
     assert isinstance(built.model, keras.Model)
+    del built
+    keras.backend.clear_session()  # thousands of models must not pile up in memory
 
 
 def check_config(doc) -> None:
