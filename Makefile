@@ -25,7 +25,8 @@ demo: install
 # The whole test suite, slow end-to-end tests included, and the linter.
 test: install
 	$(VENV)/bin/ruff check cnncli tests bench
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not fuzz"
+	$(PY) -m pytest -m fuzz tests/test_fuzz.py
 
 # The fast tests only (what to run while changing code).
 quick: install

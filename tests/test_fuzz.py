@@ -344,6 +344,7 @@ def test_random_yaml_text_loads_or_raises_config_errors(text):
 
 
 @pytest.mark.slow
+@pytest.mark.fuzz
 @SLOW
 @given(spec_docs())
 def test_many_random_specs_build_or_raise_cnn_errors(doc):
@@ -351,6 +352,7 @@ def test_many_random_specs_build_or_raise_cnn_errors(doc):
 
 
 @pytest.mark.slow
+@pytest.mark.fuzz
 @SLOW
 @given(valid_looking_specs())
 def test_many_valid_looking_specs_build_or_raise_cnn_errors(doc):
@@ -358,6 +360,7 @@ def test_many_valid_looking_specs_build_or_raise_cnn_errors(doc):
 
 
 @pytest.mark.slow
+@pytest.mark.fuzz
 @SLOW
 @given(one_random_layer_specs())
 def test_many_specs_with_random_keras_arguments_build_or_raise_cnn_errors(doc):
@@ -365,6 +368,7 @@ def test_many_specs_with_random_keras_arguments_build_or_raise_cnn_errors(doc):
 
 
 @pytest.mark.slow
+@pytest.mark.fuzz
 @SLOW
 @given(run_configs())
 def test_many_random_run_configs_parse_or_raise_cnn_errors(doc):
@@ -372,6 +376,7 @@ def test_many_random_run_configs_parse_or_raise_cnn_errors(doc):
 
 
 @pytest.mark.slow
+@pytest.mark.fuzz
 @SLOW
 @given(yaml_texts)
 def test_many_random_yaml_texts_load_or_raise_config_errors(text):
