@@ -55,8 +55,6 @@ def row(id: str, args: str, code: int, fragment: str, make=None, *flags, regex=F
                         id=id, marks=marks)
 
 
-def xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 # ----------------------------------------------------------------------------- YAML
