@@ -50,8 +50,14 @@ RECIPE = "configs/fashion_mnist.yaml"  # cnncli's default Fashion-MNIST recipe
 LECTURE_CONFIG = "configs/mnist.yaml"  # the lecture's hyper-parameters (20,000 x 50)
 TORCH_INSTALL = "pip install torch==2.13.0"
 
-TRAINERS = {"cnncli": "cnncli_train.py", "tutorial": "keras_tutorial.py",
-            "tuned": "keras_tuned.py", "torch": "pytorch_cpu.py"}
+#: contender -> its script and arguments. `cnncli-fp32` is cnncli with its precision
+#: forced to float32: what cnncli's other levers give without bfloat16 matrix units.
+TRAINERS = {"cnncli": ["cnncli_train.py"],
+            "cnncli-fp32": ["cnncli_train.py", "--precision", "float32"],
+            "tutorial": ["keras_tutorial.py"], "tuned": ["keras_tuned.py"],
+            "torch": ["pytorch_cpu.py"]}
+#: matmul dtype -> the name of its record; the contender trained in that precision here.
+MATMULS = {"float32": "tensorflow", "bfloat16": "tensorflow-bf16"}
 SECTIONS = ("matmul", "startup", "throughput", "accuracy", "predict", "lecture")
 ALIASES = {"tta": "accuracy", "help": "startup", "pytorch": "torch", "memory": "throughput",
            "rss": "throughput", "gflops": "matmul"}
@@ -61,6 +67,7 @@ TTA_TARGET = 0.5  # cnncli's time to the target accuracy / the tutorial's: at mo
 HELP_TARGET = 0.3  # seconds, at most
 PREDICT_TARGET = 0.10  # overhead, at most
 RSS_TARGET = 1.1  # cnncli's peak RSS / the tuned script's: at most
+MATMUL_SHARE_AIM = 0.65  # cnncli's training GFLOP/s / the same precision's matmul: aim
 
 
 # --------------------------------------------------------------------------- #
@@ -259,7 +266,8 @@ def describe(record: dict) -> str:
 
 
 def trainer_cmd(name: str, args, batch_size: int | None, epochs: int | None) -> list[str]:
-    cmd = [PYTHON, str(CONTENDERS / TRAINERS[name])]
+    script, *extra = TRAINERS[name]
+    cmd = [PYTHON, str(CONTENDERS / script), *extra]
     if batch_size:
         cmd += ["--batch-size", str(batch_size)]
     if epochs:
@@ -274,9 +282,10 @@ def trainer_cmd(name: str, args, batch_size: int | None, epochs: int | None) -> 
 def one_round(runner: Runner, args, r: int, predict_setup: dict | None) -> None:
     s = args.sections
     if "matmul" in s:
-        runner.run(r, "matmul", "tensorflow",
-                   [PYTHON, str(CONTENDERS / "matmul.py"), "--size", str(args.matmul_size),
-                    "--repeats", str(args.matmul_repeats)])
+        for dtype in ("float32", "bfloat16"):
+            runner.run(r, "matmul", MATMULS[dtype],
+                       [PYTHON, str(CONTENDERS / "matmul.py"), "--size", str(args.matmul_size),
+                        "--repeats", str(args.matmul_repeats), "--dtype", dtype])
     if "startup" in s:
         help_cmd = cnncli_command() + ["--help"]
         run_child(help_cmd, None, timeout=60)  # warm the page cache; not counted
@@ -406,8 +415,10 @@ def summarize(args, records: list[dict], work: Path) -> dict:
         targets.append({"what": what, "value": value, "target": limit, "at_least": at_least,
                         "pass": passed, "detail": detail})
 
-    mm = ok(records, "matmul")
-    s["matmul_gflops"] = stats([r["result"]["gflops_median"] for r in mm])
+    s["matmul_gflops"] = stats([r["result"]["gflops_median"]
+                                for r in ok(records, "matmul", MATMULS["float32"])])
+    s["matmul_gflops_bf16"] = stats([r["result"]["gflops_median"]
+                                     for r in ok(records, "matmul", MATMULS["bfloat16"])])
 
     # (a) throughput and (c) memory
     s["throughput"] = {}
@@ -434,6 +445,13 @@ def summarize(args, records: list[dict], work: Path) -> dict:
             rows[other]["ratio"] = rs
             target(f"training images/s at batch {bs}: cnncli / {other}",
                    rs and rs["value"], limit, True, range_text(rs))
+            if "cnncli-fp32" in args.trainers and other != "tuned":
+                rs32 = ratio_stats(by_round(ok(records, "throughput", "cnncli-fp32", bs),
+                                            lambda r: r["result"]["steady_images_per_s"]),
+                                   theirs)
+                target(f"(float32 only) training images/s at batch {bs}: "
+                       f"cnncli-fp32 / {other}", rs32 and rs32["value"], limit, True,
+                       range_text(rs32))
         if "throughput" in args.sections and {"cnncli", "tuned"} <= set(args.trainers):
             rss = ratio_stats(by_round(ok(records, "throughput", "cnncli", bs),
                                        lambda r: r["peak_rss_mb"]),
@@ -442,9 +460,19 @@ def summarize(args, records: list[dict], work: Path) -> dict:
             rows["tuned"]["rss_ratio"] = rss
             target(f"training peak RSS at batch {bs}: cnncli / tuned", rss and rss["value"],
                    RSS_TARGET, False, range_text(rss))
-        cn = rows["cnncli"]["images_per_s"]
-        if cn:
-            rows["cnncli"]["gflops"] = cn["median"] * FLOP_PER_TRAINING_IMAGE / 1e9
+        for name in ("cnncli", "cnncli-fp32"):
+            cn = rows[name]["images_per_s"]
+            if cn:
+                rows[name]["gflops"] = cn["median"] * FLOP_PER_TRAINING_IMAGE / 1e9
+                rows[name]["precision"] = ok(records, "throughput", name, bs)[0]["result"].get(
+                    "precision")
+                same = s["matmul_gflops_bf16"] if rows[name]["precision"] == \
+                    "mixed_bfloat16" else s["matmul_gflops"]
+                if same:
+                    target(f"training GFLOP/s at batch {bs}: {name} / TensorFlow's "
+                           f"{'bfloat16' if same is s['matmul_gflops_bf16'] else 'float32'} "
+                           "matmul", rows[name]["gflops"] / same["median"], MATMUL_SHARE_AIM,
+                           True, "medians; an aim, not a target")
 
     # (b) time to the target accuracy
     acc: dict = {}
@@ -698,22 +726,27 @@ def rest_sections(args, summary: dict) -> list[str]:
         if pred.get("top1_agreement"):
             lines.append(f"| same top-1 class | {pred['top1_agreement']['median']:.0%} | |")
 
-    mm = summary["matmul_gflops"]
+    mm, mm16 = summary["matmul_gflops"], summary.get("matmul_gflops_bf16")
     if mm or any(rows["cnncli"].get("gflops") for rows in summary["throughput"].values()):
         lines += ["", "## Machine speed and cnncli's share of it", ""]
-    if mm:
-        med, rng = fmt(mm, ",.1f")
-        spread = f"median of {mm['n']} rounds, {rng}" if mm["n"] > 1 else "1 round"
-        lines.append(f"- TensorFlow float32 matmul {args.matmul_size}x{args.matmul_size}: "
-                     f"{med} GFLOP/s ({spread}; each round the median of "
-                     f"{args.matmul_repeats} products)")
+    for dtype, st in (("float32", mm), ("bfloat16", mm16)):
+        if st:
+            med, rng = fmt(st, ",.1f")
+            spread = f"median of {st['n']} rounds, {rng}" if st["n"] > 1 else "1 round"
+            lines.append(f"- TensorFlow {dtype} matmul {args.matmul_size}x{args.matmul_size}: "
+                         f"{med} GFLOP/s ({spread}; each round the median of "
+                         f"{args.matmul_repeats} products)")
     for bs, rows in summary["throughput"].items():
-        gf = rows["cnncli"].get("gflops")
-        if gf:
-            share = f" = {gf / mm['median']:.0%} of the matmul figure" if mm else ""
-            lines.append(f"- cnncli training at batch {bs}: {gf:.1f} GFLOP/s{share} "
-                         f"({FLOP_PER_TRAINING_IMAGE / 1e6:.1f} MFLOP per training image: "
-                         f"3 x {MULTIPLY_ADDS / 1e6:.2f} M multiply-adds x 2)")
+        for name in ("cnncli", "cnncli-fp32"):
+            gf, precision = rows[name].get("gflops"), rows[name].get("precision")
+            if not gf:
+                continue
+            same = mm16 if precision == "mixed_bfloat16" else mm
+            share = (f" = {gf / same['median']:.0%} of the "
+                     f"{'bfloat16' if same is mm16 else 'float32'} matmul figure") if same else ""
+            lines.append(f"- {name} ({precision}) training at batch {bs}: {gf:.1f} GFLOP/s"
+                         f"{share} ({FLOP_PER_TRAINING_IMAGE / 1e6:.1f} MFLOP per training "
+                         f"image: 3 x {MULTIPLY_ADDS / 1e6:.2f} M multiply-adds x 2)")
 
     lec = summary["lecture"]
     lines += ["", "## (f) The lecture's 57 minutes", "",

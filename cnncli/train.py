@@ -35,6 +35,7 @@ from cnncli import (
     datasets,
     devices,
     distributed,
+    optimizers,
     pipeline,
     rundir,
     schedules,
@@ -77,6 +78,7 @@ class Plan:
     steps_per_epoch: int
     total_steps: int
     epochs: int
+    steps_per_execution: int
     warnings: list[str] = field(default_factory=list)
 
 
@@ -126,8 +128,13 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
             hint="use a smaller --batch-size or more data")
     t = cfg.train
     total = t.steps or (t.epochs or 10) * steps_per_epoch
-    uneven = (steps_per_epoch % t.steps_per_execution
-              or total % steps_per_epoch % t.steps_per_execution)
+    per_call = steps_per_execution(t.steps_per_execution, steps_per_epoch, total,
+                                   one_device=placement.kind in ("cpu", "gpu"))
+    if per_call > 1 and placement.kind == "mirrored":
+        raise ConfigError(
+            f"`train.steps_per_execution: {per_call}` fails in Keras' fit over several "
+            "devices (keras-team/keras#19246)", hint="use `auto` (1 there) or 1")
+    uneven = steps_per_epoch % per_call or total % steps_per_epoch % per_call
     if uneven and placement.kind != "multiworker":
         # Keras' fit overruns an epoch whose steps are not a multiple of it (Keras 3.15);
         # distributed.fit, used on several machines, cuts the last execution instead
@@ -138,7 +145,34 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
     preprocessing = d.preprocessing or spec.preprocessing
     warnings = list(built.warnings) + _memory_warning(built, placement, cfg.train.batch_size)
     return Plan(cfg, data, spec, placement, x_train, y_train, x_val, y_val, preprocessing,
-                steps_per_epoch, total, math.ceil(total / steps_per_epoch), warnings)
+                steps_per_epoch, total, math.ceil(total / steps_per_epoch), per_call, warnings)
+
+
+#: What ``steps_per_execution: auto`` tries, largest first. 4 steps per call into
+#: TensorFlow gave the lecture's ConvNet 6-8% more images/s on a 2-core CPU
+#: (bench/LEVERS.md): less Python between steps.
+AUTO_STEPS_PER_EXECUTION = (4, 2)
+
+
+def steps_per_execution(setting: int | str, steps_per_epoch: int, total_steps: int,
+                        one_device: bool = True) -> int:
+    """Steps per call into TensorFlow: `setting`, or for ``"auto"`` the largest of
+    `AUTO_STEPS_PER_EXECUTION` that divides an epoch's steps and the last epoch's
+    (Keras' fit would run past an epoch's end otherwise), else 1. ``auto`` is 1
+    on several devices: there Keras 3.15's fit fails with more (keras-team/keras#19246).
+
+    >>> steps_per_execution("auto", 468, 936), steps_per_execution("auto", 421, 2105)
+    (4, 1)
+    >>> steps_per_execution(3, 468, 936)
+    3
+    """
+    if setting != "auto":
+        return int(setting)
+    if not one_device:
+        return 1
+    last = total_steps % steps_per_epoch
+    return next((n for n in AUTO_STEPS_PER_EXECUTION
+                 if steps_per_epoch % n == 0 and last % n == 0), 1)
 
 
 def _memory_warning(built, placement: devices.Placement, batch_size: int) -> list[str]:
@@ -170,7 +204,7 @@ def compile_model(p: Plan):
                               total_steps=p.total_steps, warmup_epochs=s.warmup_epochs,
                               step_epochs=s.step_epochs, factor=s.factor, min_lr=s.min_lr)
         model.compile(optimizer=_optimizer(t, rate), loss=_loss(t), metrics=list(t.metrics),
-                      steps_per_execution=t.steps_per_execution, jit_compile=False)
+                      steps_per_execution=p.steps_per_execution, jit_compile=t.jit_compile)
         # Build the optimizer and the metrics now, so a backup can be restored into them.
         model.optimizer.build(model.trainable_variables)
         labels = p.y_train[:1]
@@ -192,7 +226,7 @@ def _optimizer(t: config.TrainSection, rate):
     if t.weight_decay:
         cfg["weight_decay"] = t.weight_decay
     try:
-        return keras.optimizers.get({"class_name": t.optimizer.name, "config": cfg})
+        return optimizers.get(t.optimizer.name, cfg)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"`train.optimizer`: {str(exc).splitlines()[0]}",
                           hint="use a Keras optimizer name (adam, adamw, sgd, rmsprop, ...) "
@@ -590,6 +624,8 @@ def _final_metrics(p: Plan, run: Path, state: dict, callback: RunCallback) -> di
         "device": p.placement.describe(),
         "replicas": p.placement.replicas,
         "precision": p.placement.precision,
+        "steps_per_execution": p.steps_per_execution,
+        "jit_compile": bool(getattr(callback.model, "jit_compile", False)),
         "dataset": {"name": d.name, "source": d.source, "sample": d.sample,
                     "train": len(p.x_train), "validation": len(p.x_val),
                     "test": len(d.x_test), "classes": d.num_classes,

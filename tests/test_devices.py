@@ -100,6 +100,18 @@ def test_auto_precision_on_cpu_is_float32(count):
     assert decide("cpu", "auto", gpus(count), cpu_threads=2).precision == "float32"
 
 
+@pytest.mark.parametrize("count", [0, 1])
+def test_auto_precision_on_cpu_with_bf16_units_is_mixed_bfloat16(count):
+    placement = decide("cpu", "auto", gpus(count), cpu_threads=2, cpu_bf16=True)
+    assert placement.precision == "mixed_bfloat16"
+    assert placement.warnings == []
+
+
+def test_auto_precision_on_gpus_ignores_cpu_bf16_units():
+    assert decide("auto", "auto", gpus(1, (7, 5)), 2, cpu_bf16=True).precision == \
+        "mixed_float16"
+
+
 def test_auto_precision_mirrored_follows_weakest_gpu():
     mixed = [GpuInfo("A100", None, (8, 0), 0), GpuInfo("V100", None, (7, 0), 1)]
     assert decide("auto", "auto", mixed, 2).precision == "mixed_float16"
@@ -115,6 +127,31 @@ def test_mixed_bfloat16_on_cpu_is_allowed_with_a_warning():
     assert placement.precision == "mixed_bfloat16"
     assert len(placement.warnings) == 1
     assert "slower" in placement.warnings[0]
+
+
+def test_mixed_bfloat16_on_cpu_with_bf16_units_has_no_warning():
+    assert decide("cpu", "mixed_bfloat16", [], 2, cpu_bf16=True).warnings == []
+
+
+def test_mixed_float16_on_cpu_warns_even_with_bf16_units():
+    assert "slower" in decide("cpu", "mixed_float16", [], 2, cpu_bf16=True).warnings[0]
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n\n"
+                    "processor\t: 1\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    assert devices.cpu_flags(str(info)) == {"fpu", "avx512f", "amx_bf16", "amx_tile"}
+    assert devices.cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+@pytest.mark.parametrize("flags,env,expected", [
+    ({"avx512f", "avx512_bf16"}, {}, False),         # no AMX: not measured faster
+    ({"amx_bf16", "amx_tile"}, {}, True),
+    ({"amx_bf16"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}, False),  # oneDNN drives AMX
+])
+def test_cpu_bf16_units_needs_amx_and_onednn(flags, env, expected):
+    assert devices.cpu_bf16_units(frozenset(flags), env) is expected
 
 
 def test_mixed_bfloat16_on_turing_warns_to_use_float16():
@@ -328,7 +365,9 @@ def test_doctor_info_reports_cpu_and_sane_fields():
     assert info["gpus"] == []
     assert info["auto"]["kind"] == "cpu"
     assert info["auto"]["strategy"] == "default"
-    assert info["auto"]["precision"] == "float32"
+    assert info["auto"]["precision"] == ("mixed_bfloat16" if devices.cpu_bf16_units()
+                                         else "float32")
+    assert info["cpu"]["bf16_units"] is devices.cpu_bf16_units()
     assert info["auto"]["describe"].startswith("Device: CPU (")
     assert info["cpu"]["available"] >= 1
     assert info["cpu"]["intra_op_threads"] >= 0
@@ -336,14 +375,26 @@ def test_doctor_info_reports_cpu_and_sane_fields():
     assert isinstance(info["nvidia_driver"], bool)
 
 
-def test_setup_auto_runs_on_cpu_in_float32():
+def test_setup_auto_runs_on_cpu_in_float32(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: False)
     placement = devices.setup()
     assert placement.kind == "cpu"
     assert devices.keras.config.dtype_policy().name == "float32"
     assert devices.strategy(placement).num_replicas_in_sync == 1
 
 
-def test_setup_sets_mixed_policy_and_warns():
+def test_setup_auto_uses_mixed_bfloat16_on_cpu_bf16_units(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: True)
+    try:
+        placement = devices.setup()
+        assert placement.precision == "mixed_bfloat16"
+        assert devices.keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        devices.keras.config.set_dtype_policy("float32")
+
+
+def test_setup_sets_mixed_policy_and_warns(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: False)
     keras = devices.keras
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -96,8 +96,16 @@ def _reference(args: dict) -> dict:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    mirrored = devices.Placement("mirrored", ["/cpu:0", "/cpu:1"], replicas=2)
-    devices.setup = lambda *args, **kwargs: mirrored
+    # The precision the workers' `--precision auto` picks on this CPU.
+    precision = devices.auto_precision([], devices.cpu_bf16_units())
+    mirrored = devices.Placement("mirrored", ["/cpu:0", "/cpu:1"], replicas=2,
+                                 precision=precision)
+
+    def setup(*args, **kwargs):
+        devices.keras.config.set_dtype_policy(precision)
+        return mirrored
+
+    devices.setup = setup
     cfg = _load_config(args["config"])
     cfg.output.name = "reference"
     return {"run": str(train.train(cfg, config_file=args["config"]).run)}
@@ -214,7 +222,7 @@ def _train_once(folder: Path, use_distributed: bool, steps_per_execution: int):
     p = train.plan(cfg, config_file=str(path), device="cpu")
     # set after `plan`, which refuses uneven executions for Keras' fit: this test drives
     # distributed.fit (and Keras' fit) directly
-    cfg.train.steps_per_execution = steps_per_execution
+    p.steps_per_execution = steps_per_execution
     model = train.compile_model(p)
     t = p.cfg.train
     val = pipeline.make_dataset(p.x_val, p.y_val, batch_size=t.batch_size,
@@ -299,7 +307,7 @@ def test_build_metrics_reports_an_unknown_metric_as_keras_does():
 def test_fit_honours_stop_training_after_the_batch(tmp_path):
     from cnncli import config, devices, distributed, pipeline, train
 
-    path = trainkit.write_config(tmp_path, epochs=2)
+    path = trainkit.write_config(tmp_path, epochs=2, extra_train="steps_per_execution: 1")
     p = train.plan(config.load(path, []), config_file=str(path), device="cpu")
     model = train.compile_model(p)
     batches = pipeline.training_batches(p.x_train, p.y_train, batch_size=16,

@@ -77,7 +77,8 @@ def test_steps_can_end_mid_epoch(tmp_path):
 
 
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
-    path = write_config(tmp_path, epochs=3, lr=1e20, optimizer="sgd", backup_every=1)
+    path = write_config(tmp_path, epochs=3, lr=1e20, optimizer="sgd", backup_every=1,
+                        extra_train="steps_per_execution: 1")  # a backup after every step
     with pytest.raises(TrainingError, match=r"NaN or infinite at epoch 1, step \d+") as e:
         run_train(path)
     assert "lower the learning rate" in e.value.hint
@@ -269,6 +270,60 @@ def test_steps_per_execution_trains_the_same_steps(tmp_path):
     result = run_train(path)
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert result.metrics["steps"] == 32
+
+
+def test_steps_per_execution_auto_takes_4_when_it_divides_the_epoch(tmp_path):
+    result = run_train(write_config(tmp_path, epochs=1))  # 16 steps an epoch
+    assert result.metrics["steps_per_execution"] == 4
+
+
+def test_steps_per_execution_auto_takes_1_when_nothing_divides_the_epoch(tmp_path):
+    path = write_config(tmp_path, epochs=1, batch_size=17)  # 15 steps an epoch
+    assert run_train(path).metrics["steps_per_execution"] == 1
+
+
+def test_steps_per_execution_that_does_not_divide_the_epoch_is_refused(tmp_path):
+    path = write_config(tmp_path, extra_train="steps_per_execution: 5")
+    with pytest.raises(ConfigError, match="must divide the 16 steps"):
+        run_train(path)
+    assert not (tmp_path / "runs").exists()
+
+
+def _two_devices(monkeypatch):
+    from cnncli import devices
+
+    mirrored = devices.Placement("mirrored", ["/cpu:0", "/cpu:1"], replicas=2)
+    monkeypatch.setattr(devices, "setup", lambda *args, **kwargs: mirrored)
+
+
+def test_steps_per_execution_auto_is_1_over_several_devices(tmp_path, monkeypatch):
+    _two_devices(monkeypatch)
+    assert training.plan(config.load(write_config(tmp_path))).steps_per_execution == 1
+
+
+def test_steps_per_execution_over_several_devices_names_the_keras_bug(tmp_path, monkeypatch):
+    _two_devices(monkeypatch)
+    path = write_config(tmp_path, extra_train="steps_per_execution: 4")
+    with pytest.raises(ConfigError, match="keras-team/keras#19246"):
+        training.plan(config.load(path))
+
+
+@pytest.mark.parametrize("value", ["0", "fast", "2.5", "true"])
+def test_steps_per_execution_must_be_auto_or_a_whole_number(tmp_path, value):
+    path = write_config(tmp_path, extra_train=f"steps_per_execution: {value}")
+    with pytest.raises(ConfigError, match="should be auto or a whole number >= 1"):
+        config.load(path)
+
+
+def test_jit_compile_auto_leaves_xla_off_on_the_cpu(tmp_path):
+    assert run_train(write_config(tmp_path, epochs=1)).metrics["jit_compile"] is False
+
+
+def test_jit_compile_true_trains_with_xla(tmp_path):
+    path = write_config(tmp_path, epochs=1, extra_train="jit_compile: true")
+    result = run_train(path)
+    assert result.metrics["jit_compile"] is True
+    assert result.history[0]["loss"] > 0
 
 
 def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():

@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                    metavar="KEY=VALUE", help="passed on to cnncli train (repeatable)")
     p.add_argument("--evaluate", action="store_true",
                    help="then run `cnncli evaluate` on the run for its test accuracy")
+    p.add_argument("--precision", default=None,
+                   help="passed on to cnncli train (default: its own, auto)")
     p.add_argument("--keep", action="store_true", help="keep the run folder")
     p.add_argument("--log", default=None, help="cnncli's output goes here (default: "
                    "the temporary folder; printed on failure)")
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs or 2, batch_size=args.batch_size or 128, seed=args.seed,
             runs=runs, limit=f"  limit: {args.limit}\n" if args.limit else ""))
     cmd = cnncli_command() + ["train", str(config), "--offline"]
+    if args.precision:
+        cmd += ["--precision", args.precision]
     for item in overrides:
         cmd += ["--set", item]
     if args.data_dir:
@@ -135,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"epoch {e['epoch']}: {e['seconds']:.2f} s, "
                   f"{e['cnncli_images_per_s']:,.0f} images/s", file=sys.stderr)
         result = {
-            "name": "cnncli", "batch_size": metrics["batch_size"],
+            "name": "cnncli" + (f"-{args.precision}" if args.precision else ""),
+            "batch_size": metrics["batch_size"], "precision": metrics.get("precision"),
+            "steps_per_execution": metrics.get("steps_per_execution"),
             "data": metrics["dataset"]["source"], "train_images": metrics["dataset"]["train"],
             "epochs": epochs, "steady_images_per_s": _common.steady_images_per_s(epochs),
             "cnncli_metrics_images_per_s": metrics["images_per_s"],

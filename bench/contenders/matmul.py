@@ -1,4 +1,4 @@
-"""What this machine's TensorFlow does at its best: GFLOP/s of a float32 matmul.
+"""What this machine's TensorFlow does at its best: GFLOP/s of a float32 (or bfloat16) matmul.
 
 An N x N by N x N float32 matmul is 2 N^3 floating-point operations (137.4 GFLOP for
 N = 4096). One warm-up, then `--repeats` timed ones; each result is reduced to a
@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16: what the CPU's bfloat16 matrix units (AMX) give, if any")
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
 
@@ -28,24 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     n = args.size
-    a = tf.random.stateless_normal((n, n), seed=(0, 1))
-    b = tf.random.stateless_normal((n, n), seed=(0, 2))
-    float(tf.reduce_sum(tf.linalg.matmul(a, b)))  # warm-up
+    a = tf.cast(tf.random.stateless_normal((n, n), seed=(0, 1)), args.dtype)
+    b = tf.cast(tf.random.stateless_normal((n, n), seed=(0, 2)), args.dtype)
+    float(tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b), "float32")))  # warm-up
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        float(tf.reduce_sum(tf.linalg.matmul(a, b)))
+        float(tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b), "float32")))
         times.append(time.perf_counter() - start)
     flop = 2 * n**3
     result = {
-        "name": "matmul", "size": n, "repeats": args.repeats, "seconds": times,
+        "name": "matmul", "dtype": args.dtype, "size": n, "repeats": args.repeats, "seconds": times,
         "gflops_best": flop / min(times) / 1e9,
         "gflops_median": flop / statistics.median(times) / 1e9,
         "threads": _common.keras_threads(tf),
         "versions": _common.versions(tensorflow=tf.__version__),
     }
     _common.write_json(args.json_out, result)
-    print(f"matmul {n}x{n} float32: {result['gflops_median']:,.1f} GFLOP/s median, "
+    print(f"matmul {n}x{n} {args.dtype}: {result['gflops_median']:,.1f} GFLOP/s median, "
           f"{result['gflops_best']:,.1f} best of {args.repeats}")
     return 0
 

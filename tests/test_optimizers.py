@@ -1,0 +1,132 @@
+"""cnncli.optimizers: Keras optimizers by name; Adam fused into one kernel, same results."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+
+from cnncli import optimizers
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+
+def _train(optimizer, *, layers=None, steps=5, seed=0):
+    """Weights of a tiny model after `steps` full-batch steps with `optimizer`."""
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = rng.integers(0, 3, size=32)
+    model = keras.Sequential(layers or [keras.Input((6,)), keras.layers.Dense(8, "relu"),
+                                        keras.layers.Dense(3, "softmax")])
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=32, epochs=steps, shuffle=False, verbose=0)
+    return model
+
+
+def _same_weights(a, b, atol=1e-6):
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, atol=atol)
+
+
+def test_fused_adam_trains_to_the_same_weights_as_keras_adam():
+    fused = _train(optimizers.get("adam", {"learning_rate": 0.01}))
+    plain = _train(keras.optimizers.Adam(0.01))
+    assert optimizers.is_fused(fused.optimizer) and not optimizers.is_fused(plain.optimizer)
+    _same_weights(fused, plain)
+    assert fused.get_weights()[0].tolist() != _train(keras.optimizers.Adam(0.01),
+                                                      steps=1).get_weights()[0].tolist()
+
+
+def test_fused_adamw_keeps_its_weight_decay():
+    config = {"learning_rate": 0.01, "weight_decay": 0.1}
+    _same_weights(_train(optimizers.get("adamw", config)),
+                  _train(keras.optimizers.AdamW(**config)))
+
+
+def test_fused_adam_keeps_its_own_beta_and_epsilon_arguments():
+    config = {"learning_rate": 0.02, "beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-3}
+    _same_weights(_train(optimizers.get("adam", config)), _train(keras.optimizers.Adam(**config)))
+
+
+def test_sparse_gradients_fall_back_to_keras_update():
+    def layers():
+        return [keras.Input((6,), dtype="int32"), keras.layers.Embedding(10, 4),
+                keras.layers.Flatten(), keras.layers.Dense(3, "softmax")]
+
+    def train(optimizer):
+        keras.utils.set_random_seed(0)
+        x = np.random.default_rng(0).integers(0, 10, size=(32, 6))
+        y = np.arange(32) % 3
+        model = keras.Sequential(layers())
+        model.compile(optimizer, "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+        return model
+
+    _same_weights(train(optimizers.get("adam", {"learning_rate": 0.01})),
+                  train(keras.optimizers.Adam(0.01)))
+
+
+@pytest.mark.parametrize("name,config", [("sgd", {}), ("rmsprop", {}),
+                                         ("adam", {"amsgrad": True})])
+def test_other_optimizers_keep_keras_update(name, config):
+    assert not optimizers.is_fused(optimizers.get(name, config))
+
+
+def test_unknown_optimizer_is_keras_error():
+    with pytest.raises(ValueError):
+        optimizers.get("adamm", {})
+
+
+def test_saved_model_names_plain_keras_adam(tmp_path):
+    model = _train(optimizers.get("adam", {"learning_rate": 0.01}), steps=1)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    assert config["compile_config"]["optimizer"]["class_name"] == "Adam"
+    assert config["compile_config"]["optimizer"]["module"] == "keras.optimizers"
+    loaded = keras.models.load_model(path)  # safe mode, nothing of cnncli registered
+    assert type(loaded.optimizer) is keras.optimizers.Adam
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from cnncli.runtime import import_keras, import_tf
+    tf = import_tf()
+    keras = import_keras()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from cnncli import optimizers
+
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+    y = np.arange(64) % 3
+
+    def train(make):
+        keras.utils.set_random_seed(0)
+        with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+            model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, "softmax")])
+            model.compile(make(), "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+        return [w.tolist() for w in model.get_weights()], optimizers.is_fused(model.optimizer)
+
+    print(json.dumps([train(lambda: optimizers.get("adam", {"learning_rate": 0.01})),
+                      train(lambda: keras.optimizers.Adam(0.01))]))
+    """
+)
+
+
+def test_fused_adam_under_mirrored_strategy_matches_keras_adam():
+    done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (fused, was_fused), (plain, _) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert was_fused
+    for a, b in zip(fused, plain, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
