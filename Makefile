@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 CNNCLI := $(VENV)/bin/cnncli
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test quick lint bench clean
+.PHONY: install demo test quick lint bench bench-levers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,9 @@ lint: install
 
 bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-levers: install
+	$(PY) bench/levers.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

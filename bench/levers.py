@@ -10,7 +10,7 @@ neighbour hits every lever alike; the table shows medians and the spread.
     .venv/bin/python bench/levers.py                       # every lever, 3 rounds
     .venv/bin/python bench/levers.py --only base,spe8 --rounds 1 --measure 100
 
-Writes bench/LEVERS.md and bench/levers.json (what `make bench-levers` runs).
+Writes bench/LEVERS.md and bench/levers.json; `make bench-levers` runs it.
 """
 
 from __future__ import annotations
@@ -30,18 +30,19 @@ sys.path.insert(0, str(HERE / "contenders"))
 #: name -> (what it is, settings). Settings not given take the base values.
 BASE = {"batch": 128, "spe": 1, "intra": 0, "inter": 0, "precision": "float32",
         "jit": False, "optimizer": "adam", "input": "uint8", "onednn_bf16": False,
-        "loss": "categorical"}
+        "loss": "categorical", "layout": "channels_last"}
 LEVERS: dict[str, tuple[str, dict]] = {
     "base": ("float32, TensorFlow's thread defaults, steps_per_execution 1, Keras Adam", {}),
     "spe4": ("steps_per_execution 4", {"spe": 4}),
     "spe16": ("steps_per_execution 16", {"spe": 16}),
     "intra2_inter1": ("intra-op 2, inter-op 1 threads", {"intra": 2, "inter": 1}),
     "intra1_inter2": ("intra-op 1, inter-op 2 threads", {"intra": 1, "inter": 2}),
-    "intra1_inter1": ("intra-op 1, inter-op 1 threads", {"intra": 1, "inter": 1}),
     "float_input": ("float32 arrays in memory instead of uint8 scaled per batch",
                     {"input": "float32"}),
     "sparse_loss": ("integer labels and sparse cross-entropy instead of one-hot",
                     {"loss": "sparse"}),
+    "channels_first": ("channels_first (NCHW) layers instead of Keras' channels_last",
+                       {"layout": "channels_first"}),
     "mixed_bf16": ("Keras mixed_bfloat16 policy", {"precision": "mixed_bfloat16"}),
     "onednn_bf16": ("oneDNN auto-mixed-precision bfloat16 graph rewrite",
                     {"onednn_bf16": True}),
@@ -98,7 +99,18 @@ def child(settings: dict, measure: int, warmup: int) -> dict:
         return xb, yb
 
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).repeat().prefetch(2)
-    model = _common.lecture_keras_model(keras)
+    if settings["layout"] == "channels_first":
+        keras.config.set_image_data_format("channels_first")
+        ds = ds.map(lambda xb, yb: (tf.transpose(xb, [0, 3, 1, 2]), yb))
+        layers = keras.layers
+        model = keras.Sequential([
+            keras.Input(shape=(1, 28, 28)),
+            layers.Conv2D(32, 5, padding="same", activation="relu"), layers.MaxPooling2D(2),
+            layers.Conv2D(64, 5, padding="same", activation="relu"), layers.MaxPooling2D(2),
+            layers.Flatten(), layers.Dense(1024, activation="relu"),
+            layers.Dense(10, activation="softmax")])
+    else:
+        model = _common.lecture_keras_model(keras)
     optimizer = {"adam": lambda: keras.optimizers.Adam(1e-3),
                  "sgd": lambda: keras.optimizers.SGD(1e-2),
                  "fused_adam": lambda: fused_adam(keras, tf)}[settings["optimizer"]]()

@@ -263,8 +263,8 @@ def auto_precision(gpus: Sequence[GpuInfo], cpu_bf16: bool = False) -> str:
     Tensor Cores for float16 arrived with compute capability 7.0, native
     bfloat16 with 8.0; with several GPUs the weakest one decides. On the CPU,
     mixed_bfloat16 when it has bfloat16 matrix units (`cpu_bf16_units`): there it
-    trained the lecture's ConvNet 2.2x faster than float32, to the same test
-    accuracy (``bench/LEVERS.md``); float32 otherwise.
+    trained the lecture's ConvNet 1.45x (batch 50) to 2.1x (batch 128) as fast as
+    float32, to the same test accuracy (``bench/LEVERS.md``); float32 otherwise.
 
     >>> auto_precision([GpuInfo("T4", None, (7, 5), 0)])
     'mixed_float16'

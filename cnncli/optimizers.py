@@ -4,8 +4,8 @@ Keras 3's Adam updates each weight with about ten element-wise operations, each 
 pass over the weight's memory. TensorFlow's ``ResourceApplyAdam`` kernel does the same
 update (the same formula, the same epsilon placement) in one pass. For the lecture's
 ConvNet, whose FC-1024 layer holds 3.2M of its 3.3M weights, that step is a large
-share of training: the fused kernel gives 11% more images/s at batch 128 in float32
-and 37% at batch 50 in mixed_bfloat16 (``bench/LEVERS.md``).
+share of training: the fused kernel gives 8-10% more images/s in float32 and 23-43%
+in mixed_bfloat16, where the rest of the step is faster (``bench/LEVERS.md``).
 
 The optimizer stays a plain ``keras.optimizers.Adam`` (or ``AdamW``): the same
 config, variables and saved files; only its update of a dense gradient is swapped.

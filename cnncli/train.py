@@ -149,8 +149,8 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
 
 
 #: What ``steps_per_execution: auto`` tries, largest first. 4 steps per call into
-#: TensorFlow gave the lecture's ConvNet 6-8% more images/s on a 2-core CPU
-#: (bench/LEVERS.md): less Python between steps.
+#: TensorFlow gave the lecture's ConvNet 3-5% more images/s on a 2-core CPU, 16 no
+#: more than 4 (bench/LEVERS.md): less Python between steps.
 AUTO_STEPS_PER_EXECUTION = (4, 2)
 
 
@@ -296,6 +296,12 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
         state, note = checkpoint.load(run, model)
         if note:
             reporter.note(note)
+        before, now = state.get("precision"), p.placement.precision
+        if before and before != now:
+            reporter.note(f"this run trained in {before} and goes on in {now} (this machine's "
+                          f"choice; `--precision {before}` keeps it): its rest will differ "
+                          "slightly from an uninterrupted run's")
+            state["precision"] = now
         if not chief:
             run = distributed.worker_run_dir(p.placement)
     elif chief:
@@ -349,7 +355,8 @@ def model_metadata(p: Plan) -> dict:
 def _fresh_state(p: Plan) -> dict:
     return {"epoch": 0, "step": 0, "history": [], "best": None, "best_epoch": None,
             "wait": 0, "plateau_wait": 0, "plateau_best": None, "stopped_early": False,
-            "backup_every": p.cfg.train.backup_every, "train_seconds": 0.0}
+            "backup_every": p.cfg.train.backup_every, "train_seconds": 0.0,
+            "precision": p.placement.precision}
 
 
 def _fit(p: Plan, model, state: dict, callback: RunCallback, relay=None) -> None:

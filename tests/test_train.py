@@ -99,6 +99,24 @@ def test_resume_refuses_a_changed_config(tmp_path):
         training.train(changed, resume=run)
 
 
+def test_resume_in_another_precision_says_so(tmp_path):
+    path = write_config(tmp_path, epochs=2)
+    run = run_train(path, precision="float32").run
+    p = training.plan(config.load(path), precision="float32")
+    checkpoint.save(run, training.compile_model(p),
+                    {**training._fresh_state(p), "epoch": 1, "precision": "mixed_bfloat16"})
+    notes = []
+
+    class Notes(training.Reporter):
+        def note(self, text):
+            notes.append(text)
+
+    training.train(config.load(path), precision="float32", resume=run, reporter=Notes())
+    assert notes == ["this run trained in mixed_bfloat16 and goes on in float32 (this "
+                     "machine's choice; `--precision mixed_bfloat16` keeps it): its rest will "
+                     "differ slightly from an uninterrupted run's"]
+
+
 def test_resume_of_a_finished_run_is_explained(tmp_path):
     run = run_train(write_config(tmp_path, epochs=1)).run
     result = cli("train", "--resume", str(run))

@@ -1,0 +1,39 @@
+"""The benchmark scripts in bench/ still run (tiny sizes; the numbers mean nothing here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")]
+
+
+def _run(*args, timeout=600):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_quick_benchmark_reports_cnncli_in_both_precisions(tmp_path):
+    done = _run("bench/run.py", "--quick", "--only", "throughput,matmul",
+                "--only", "cnncli,cnncli-fp32,tutorial", "--batch-sizes", "64",
+                "--epochs", "2", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| 64 | cnncli-fp32 |" in results
+    assert "(float32 only) training images/s at batch 64: cnncli-fp32 / tutorial" in results
+    assert "TensorFlow bfloat16 matmul 1024x1024" in results
+
+
+def test_levers_script_measures_each_lever(tmp_path):
+    done = _run("bench/levers.py", "--only", "base,fused_adam", "--rounds", "1",
+                "--batch-sizes", "32", "--warmup", "2", "--measure", "3",
+                "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "LEVERS.md").read_text()
+    assert "| fused_adam |" in table and "failed" not in table
+    assert "| base |" in table and "1.00x" in table
