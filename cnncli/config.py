@@ -100,8 +100,8 @@ class TrainSection(_Strict):
         "auto", description="training steps per call into TensorFlow; auto: 4 or 2 "
         "when that divides an epoch's steps, else 1")
     jit_compile: Literal["auto"] | bool = Field(
-        "auto", description="XLA: auto = Keras' choice (on GPUs when the model supports it, "
-        "never on the CPU, where it was 2x slower here)")
+        "auto", description="XLA: auto = on one GPU when the model supports it; not on "
+        "the CPU (slower there) nor over several devices")
     scale_lr: bool = Field(False, description="multiply the learning rate by the number of "
                            "replicas (GPUs), as the batch grows with them")
 

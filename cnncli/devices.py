@@ -284,6 +284,21 @@ def auto_precision(gpus: Sequence[GpuInfo], cpu_bf16: bool = False) -> str:
     return "float32"
 
 
+def auto_jit_compile(placement: Placement) -> bool:
+    """Whether ``train.jit_compile: auto`` compiles with XLA on this placement.
+
+    On one GPU, where Keras itself turns XLA on when no `tf.distribute` strategy is
+    in play (cnncli trains under `OneDeviceStrategy` there, which would make Keras'
+    own ``auto`` say no). Not on the CPU, where XLA trained the lecture's ConvNet at
+    0.56-0.71x the speed (``bench/LEVERS.md``), nor over several devices, where
+    Keras leaves it off with `tf.distribute`.
+
+    >>> auto_jit_compile(Placement("gpu", ["/gpu:0"])), auto_jit_compile(Placement("cpu", []))
+    (True, False)
+    """
+    return placement.kind == "gpu"
+
+
 #: CPU flags (``/proc/cpuinfo``) of matrix units that multiply bfloat16: Intel AMX
 #: (Sapphire Rapids and later). AVX512-BF16 alone was not measured, so not listed.
 CPU_BF16_FLAGS = frozenset({"amx_bf16"})

@@ -21,6 +21,7 @@ import os
 import platform
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,8 +204,14 @@ def compile_model(p: Plan):
         rate = schedules.make(s.name, lr, steps_per_epoch=p.steps_per_epoch,
                               total_steps=p.total_steps, warmup_epochs=s.warmup_epochs,
                               step_epochs=s.step_epochs, factor=s.factor, min_lr=s.min_lr)
-        model.compile(optimizer=_optimizer(t, rate), loss=_loss(t), metrics=list(t.metrics),
-                      steps_per_execution=p.steps_per_execution, jit_compile=t.jit_compile)
+        jit = t.jit_compile
+        with warnings.catch_warnings():
+            if jit == "auto":  # a model XLA cannot compile quietly runs without it
+                jit = devices.auto_jit_compile(p.placement)
+                warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
+            model.compile(optimizer=_optimizer(t, rate), loss=_loss(t),
+                          metrics=list(t.metrics), steps_per_execution=p.steps_per_execution,
+                          jit_compile=jit)
         # Build the optimizer and the metrics now, so a backup can be restored into them.
         model.optimizer.build(model.trainable_variables)
         labels = p.y_train[:1]

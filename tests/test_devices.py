@@ -129,6 +129,12 @@ def test_mixed_bfloat16_on_cpu_is_allowed_with_a_warning():
     assert "slower" in placement.warnings[0]
 
 
+@pytest.mark.parametrize("kind,expected", [("gpu", True), ("cpu", False),
+                                           ("mirrored", False), ("multiworker", False)])
+def test_auto_jit_compile_is_xla_on_one_gpu_only(kind, expected):
+    assert devices.auto_jit_compile(devices.Placement(kind, ["/gpu:0"])) is expected
+
+
 def test_mixed_bfloat16_on_cpu_with_bf16_units_has_no_warning():
     assert decide("cpu", "mixed_bfloat16", [], 2, cpu_bf16=True).warnings == []
 
