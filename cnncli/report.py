@@ -268,7 +268,9 @@ def doctor(info: dict) -> None:
         out.print("GPUs: none visible to TensorFlow")
     cpu = info["cpu"]
     out.print(f"CPU: {cpu['available']} threads available (TensorFlow intra-op "
-              f"{cpu['intra_op_threads'] or 'auto'}, inter-op {cpu['inter_op_threads'] or 'auto'})")
+              f"{cpu['intra_op_threads'] or 'auto'}, inter-op {cpu['inter_op_threads'] or 'auto'})"
+              + ("; bfloat16 matrix units (AMX): mixed_bfloat16 pays off" if cpu.get("bf16_units")
+                 else "; no bfloat16 matrix units: float32 is fastest"))
     auto = info["auto"]
     out.print(f"auto picks: {auto['kind']}, precision {auto['precision']}")
     if info.get("warning"):

@@ -136,3 +136,20 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
     assert e.value.code == 3
     assert "unexpected RuntimeError: boom" in err and "--debug" in err
     assert "Traceback" not in err
+
+
+def test_doctor_says_what_auto_picks_and_whether_the_cpu_has_bf16_units(monkeypatch):
+    from cnncli import devices
+
+    for units, words in ((True, "bfloat16 matrix units (AMX)"),
+                         (False, "no bfloat16 matrix units")):
+        monkeypatch.setattr(devices, "cpu_bf16_units", lambda units=units: units)
+        result = run("doctor")
+        assert result.exit_code == 0, result.output
+        assert words in result.output
+        assert ("mixed_bfloat16" in result.output) is units
+
+
+def test_doctor_json_reports_bf16_units():
+    data = json.loads(run("doctor", "--json").stdout)
+    assert isinstance(data["cpu"]["bf16_units"], bool)
