@@ -305,9 +305,9 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
             reporter.note(note)
         before, now = state.get("precision"), p.placement.precision
         if before and before != now:
-            reporter.note(f"this run trained in {before} and goes on in {now} (this machine's "
-                          f"choice; `--precision {before}` keeps it): its rest will differ "
-                          "slightly from an uninterrupted run's")
+            reporter.note(f"this run trained in {before} and goes on in {now}, so the rest "
+                          "will differ slightly from an uninterrupted run; "
+                          f"`--precision {before}` keeps it")
             state["precision"] = now
         if not chief:
             run = distributed.worker_run_dir(p.placement)

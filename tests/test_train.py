@@ -112,9 +112,9 @@ def test_resume_in_another_precision_says_so(tmp_path):
             notes.append(text)
 
     training.train(config.load(path), precision="float32", resume=run, reporter=Notes())
-    assert notes == ["this run trained in mixed_bfloat16 and goes on in float32 (this "
-                     "machine's choice; `--precision mixed_bfloat16` keeps it): its rest will "
-                     "differ slightly from an uninterrupted run's"]
+    assert notes == ["this run trained in mixed_bfloat16 and goes on in float32, so the rest "
+                     "will differ slightly from an uninterrupted run; `--precision "
+                     "mixed_bfloat16` keeps it"]
 
 
 def test_resume_of_a_finished_run_is_explained(tmp_path):
