@@ -77,6 +77,8 @@ def child(settings: dict, measure: int, warmup: int) -> dict:
             {"auto_mixed_precision_onednn_bfloat16": True})
     import keras
 
+    from cnncli import optimizers  # cnncli's own fused Adam, the code the product runs
+
     keras.utils.set_random_seed(0)
     if settings["precision"] != "float32":
         keras.mixed_precision.set_global_policy(settings["precision"])
@@ -99,21 +101,16 @@ def child(settings: dict, measure: int, warmup: int) -> dict:
         return xb, yb
 
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).repeat().prefetch(2)
+    shape = (28, 28, 1)
     if settings["layout"] == "channels_first":
         keras.config.set_image_data_format("channels_first")
         ds = ds.map(lambda xb, yb: (tf.transpose(xb, [0, 3, 1, 2]), yb))
-        layers = keras.layers
-        model = keras.Sequential([
-            keras.Input(shape=(1, 28, 28)),
-            layers.Conv2D(32, 5, padding="same", activation="relu"), layers.MaxPooling2D(2),
-            layers.Conv2D(64, 5, padding="same", activation="relu"), layers.MaxPooling2D(2),
-            layers.Flatten(), layers.Dense(1024, activation="relu"),
-            layers.Dense(10, activation="softmax")])
-    else:
-        model = _common.lecture_keras_model(keras)
+        shape = (1, 28, 28)
+    model = _common.lecture_keras_model(keras, shape)
     optimizer = {"adam": lambda: keras.optimizers.Adam(1e-3),
                  "sgd": lambda: keras.optimizers.SGD(1e-2),
-                 "fused_adam": lambda: fused_adam(keras, tf)}[settings["optimizer"]]()
+                 "fused_adam": lambda: optimizers.fuse(keras.optimizers.Adam(1e-3)),
+                 }[settings["optimizer"]]()
     loss = ("categorical_crossentropy" if settings["loss"] == "categorical"
             else "sparse_categorical_crossentropy")
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
@@ -131,29 +128,6 @@ def child(settings: dict, measure: int, warmup: int) -> dict:
     model.fit(ds, steps_per_epoch=measure, epochs=1, verbose=0, callbacks=[clock])
     return {"images_per_s": measure * batch / clock.seconds, "seconds": clock.seconds,
             "peak_rss_mb": _common.peak_rss_mb()}
-
-
-def fused_adam(keras, tf):
-    """Keras' Adam, its update done by TensorFlow's fused ResourceApplyAdam kernel."""
-
-    def _handle(variable):
-        return variable.handle if hasattr(variable, "handle") else variable.value.handle
-
-    class FusedAdam(keras.optimizers.Adam):
-        def update_step(self, gradient, variable, learning_rate):
-            dtype = variable.dtype
-            step = tf.cast(self.iterations + 1, dtype)
-            index = self._get_variable_index(variable)
-            tf.raw_ops.ResourceApplyAdam(
-                var=_handle(variable),
-                m=_handle(self._momentums[index]), v=_handle(self._velocities[index]),
-                beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
-                beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
-                lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
-                beta2=tf.cast(self.beta_2, dtype), epsilon=tf.cast(self.epsilon, dtype),
-                grad=tf.cast(gradient, dtype), use_locking=False)
-
-    return FusedAdam(1e-3)
 
 
 def main(argv: list[str] | None = None) -> int:

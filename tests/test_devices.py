@@ -9,6 +9,7 @@ import textwrap
 import warnings
 
 import pytest
+from trainkit import TWO_LOGICAL_CPUS
 
 from cnncli import devices
 from cnncli.devices import (
@@ -418,15 +419,9 @@ def test_setup_gpu_without_gpu_raises_device_error():
         devices.setup("gpu")
 
 
-MIRRORED_SCRIPT = textwrap.dedent(
+MIRRORED_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
     """
     import json
-    from cnncli.runtime import import_keras, import_tf
-    tf = import_tf()
-    keras = import_keras()
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     tf.config.experimental.enable_op_determinism()
     import numpy as np
     from cnncli.devices import Placement, strategy

@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from trainkit import TWO_LOGICAL_CPUS
 
 from cnncli import optimizers
 from cnncli.runtime import import_keras
@@ -93,16 +94,10 @@ def test_saved_model_names_plain_keras_adam(tmp_path):
     assert type(loaded.optimizer) is keras.optimizers.Adam
 
 
-MIRRORED_SCRIPT = textwrap.dedent(
+MIRRORED_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
     """
     import json
     import numpy as np
-    from cnncli.runtime import import_keras, import_tf
-    tf = import_tf()
-    keras = import_keras()
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from cnncli import optimizers
 
     x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")

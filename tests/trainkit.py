@@ -5,6 +5,17 @@ from pathlib import Path
 
 import numpy as np
 
+#: The start of a script run in a subprocess: Keras on TensorFlow, with this machine's
+#: CPU split into two logical devices ("/cpu:0", "/cpu:1") to mirror over.
+TWO_LOGICAL_CPUS = """
+from cnncli.runtime import import_keras, import_tf
+tf = import_tf()
+keras = import_keras()
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+
 SPEC = """
   input: [8, 8, 1]
   classes: 3

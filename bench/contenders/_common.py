@@ -161,10 +161,11 @@ def keras_threads(tf) -> dict:
             "note": "TensorFlow defaults (0 = one thread per core)"}
 
 
-def lecture_keras_model(keras):
-    """The lecture's MNIST ConvNet, as a Keras user writes it (same as cnncli's mnist_net)."""
+def lecture_keras_model(keras, input_shape=(28, 28, 1)):
+    """The lecture's MNIST ConvNet, as a Keras user writes it (same as cnncli's mnist_net).
+    Its layers follow Keras' image data format (channels_last unless set otherwise)."""
     return keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
+        keras.Input(shape=input_shape),
         keras.layers.Conv2D(32, 5, padding="same", activation="relu"),
         keras.layers.MaxPooling2D(2),
         keras.layers.Conv2D(64, 5, padding="same", activation="relu"),
