@@ -77,7 +77,7 @@ def child(settings: dict, measure: int, warmup: int) -> dict:
             {"auto_mixed_precision_onednn_bfloat16": True})
     import keras
 
-    from cnncli import optimizers  # cnncli's own fused Adam, the code the product runs
+    from cnncli.run import optimizers
 
     keras.utils.set_random_seed(0)
     if settings["precision"] != "float32":

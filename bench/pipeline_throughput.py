@@ -1,7 +1,7 @@
 """Throughput of the cnncli input pipeline alone (no model), in images per second.
 
 Feeds the full Fashion-MNIST training set (60,000 images) through
-`cnncli.pipeline.training_batches`, the path `cnncli train` uses (seeded epoch
+`cnncli.data.pipeline.training_batches`, the path `cnncli train` uses (seeded epoch
 order, gather, preprocess, fixed prefetch), or with ``--path dataset`` through
 `make_dataset` (evaluation's path, and training's with ``--augment``); skips a
 warm-up (by default one epoch), then times a fixed number of batches.
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="training_batches (cnncli train) or make_dataset")
     args = parser.parse_args(argv)
 
-    from cnncli import datasets
-    from cnncli.pipeline import make_dataset, training_batches
+    from cnncli.data import datasets
+    from cnncli.data.pipeline import make_dataset, training_batches
 
     data = datasets.load("fashion_mnist", data_dir=args.data_dir, offline=True)
     augment = ({"flip": "horizontal", "translate": 0.1, "rotate": 0.05, "zoom": 0.1,

@@ -1,3 +1,3 @@
-from cnncli.cli import main
+from cnncli.cli.app import main
 
 main()

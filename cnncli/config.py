@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cnncli import yamlio
 from cnncli.errors import ConfigError, ManyErrors
-from cnncli.spec import PREPROCESSING_MODES
+
+#: How pixels 0..255 become model inputs (cnncli.data.pipeline implements them).
+#: scale: x / 255; none: float 0..255; tf: [-1, 1]; caffe: RGB->BGR minus the ImageNet
+#: mean (keras.applications.vgg16.preprocess_input); torch: x / 255, then the ImageNet
+#: mean / std per channel.
+PREPROCESSING_MODES = ("scale", "none", "tf", "caffe", "torch")
 
 
 class _Strict(BaseModel):
@@ -159,9 +164,9 @@ def parse(doc: Any, *, file: str | None = None) -> RunConfig:
     except ValidationError as exc:
         raise _as_config_errors(exc, doc, file) from None
     if isinstance(cfg.model, dict) and "from" in cfg.model:
-        _check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
+        check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
     if cfg.data.augment is not None:
-        _check_part(("data", "augment"), cfg.data.augment, doc, file)
+        check_part(("data", "augment"), cfg.data.augment, doc, file)
     _check_monitor(cfg, doc, file)
     return cfg
 
@@ -218,7 +223,7 @@ _PARTS: dict[tuple, type[BaseModel]] = {("model",): ModelSection,
                                         ("data", "augment"): AugmentSection}
 
 
-def _check_part(where: tuple, value: dict, doc: Any, file: str | None):
+def check_part(where: tuple, value: dict, doc: Any, file: str | None):
     """Validate the mapping at `where` (a key of `_PARTS`), errors named like the rest."""
     try:
         return _PARTS[where].model_validate(value)
@@ -286,21 +291,3 @@ def _fields_at(loc: list) -> list[str]:
             return []
         model = candidates[0]
     return [f.alias or name for name, f in model.model_fields.items()]
-
-
-def model_spec(cfg: RunConfig, *, file: str | None = None, classes: int | None = None):
-    """The architecture spec a run config names (built-in, file or inline), with overrides.
-
-    `classes` (e.g. the dataset's) applies unless the config sets `model.classes`.
-    """
-    from cnncli import spec
-
-    model = cfg.model
-    if isinstance(model, str):
-        return spec.load(model).with_overrides(classes=classes)
-    if "from" in model:
-        section = _check_part(("model",), model, model, file)
-        base = spec.load(section.from_)
-        return base.with_overrides(classes=section.classes or classes, input=section.input)
-    inline = spec.parse(model, file=file, default_name=Path(file).stem if file else "model")
-    return inline if inline.classes is not None else inline.with_overrides(classes=classes)

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cnncli.errors import ConfigError  # noqa: E402
-from cnncli.rundir import write_atomic  # noqa: E402
+from cnncli.files import write_atomic
 
 DPI = 110
 #: Write numbers into the confusion matrix's cells up to this many classes.

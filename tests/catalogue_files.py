@@ -43,7 +43,7 @@ class Shared:
     def run(self) -> Path:
         """A run folder trained on the toy dataset well enough to tell the bands apart."""
         from cnncli import config
-        from cnncli import train as training
+        from cnncli.run import train as training
 
         folder = self.folder / "trained"
         folder.mkdir()

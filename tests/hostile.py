@@ -1,4 +1,4 @@
-"""Builders of hostile and broken model files, for tests of cnncli.modelfile.load_model.
+"""Builders of hostile and broken model files, for tests of cnncli.model.modelfile.load_model.
 
 Each builder saves a small real Keras model and then damages it or edits the
 ``config.json`` inside the zip, the way an attacker would. Code-bearing files try to

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnncli import architectures, builder, spec, weights
+from cnncli.model import architectures, builder, spec, weights
 from cnncli.runtime import import_keras
 
 keras = import_keras()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cnncli import builder, spec
 from cnncli.errors import ConfigError
+from cnncli.model import builder, spec
 
 
 def build_text(write, text, **kw):

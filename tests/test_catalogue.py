@@ -26,8 +26,11 @@ import catalogue_files as cf
 import numpy as np
 import pytest
 
-from cnncli import checkpoint, cli, config, modelfile, yamlio
+from cnncli import config, yamlio
+from cnncli.cli import app as cli
 from cnncli.errors import ConfigError
+from cnncli.model import modelfile
+from cnncli.run import checkpoint
 
 CLI = "cli"  # run this row in a subprocess
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from trainkit import write_config
 
-from cnncli import checkpoint, config
-from cnncli import train as training
+from cnncli import config
 from cnncli.errors import TrainingError
+from cnncli.run import checkpoint
+from cnncli.run import train as training
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from cnncli.cli import app
+from cnncli.cli.app import app
 
 runner = CliRunner()
 
@@ -23,7 +23,7 @@ def cnncli(*args, **kw):
 
 def test_help_does_not_import_tensorflow_or_keras():
     code = ("import sys; sys.argv = ['cnncli', '--help']\n"
-            "from cnncli.cli import main\n"
+            "from cnncli.cli.app import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
@@ -122,8 +122,8 @@ def test_models_lists_the_builtins():
 def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
     import pytest
 
-    from cnncli import cli
-    from cnncli import summary as summaries
+    from cnncli.cli import app as cli
+    from cnncli.model import summary as summaries
 
     def boom(built):
         raise RuntimeError("boom")
@@ -139,11 +139,11 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
 
 
 def test_doctor_says_what_auto_picks_and_whether_the_cpu_has_bf16_units(monkeypatch):
-    from cnncli import devices
+    from cnncli.devices import tf_layer
 
     for units, words in ((True, "bfloat16 matrix units (AMX)"),
                          (False, "no bfloat16 matrix units")):
-        monkeypatch.setattr(devices, "cpu_bf16_units", lambda units=units: units)
+        monkeypatch.setattr(tf_layer, "cpu_bf16_units", lambda units=units: units)
         result = run("doctor")
         assert result.exit_code == 0, result.output
         assert words in result.output

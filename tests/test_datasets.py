@@ -1,4 +1,4 @@
-"""Tests of cnncli.datasets: every source, the resolution order, the bundled
+"""Tests of cnncli.data.datasets: every source, the resolution order, the bundled
 sample and each kind of bad data, on tiny files written to tmp_path."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli import datasets
+from cnncli.data import datasets
 from cnncli.errors import ConfigError, DataError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -22,8 +22,12 @@ from cnncli.devices import (
     nvidia_driver_present,
     out_of_memory_message,
     scale_learning_rate,
+    tf_layer,
 )
 from cnncli.errors import ConfigError, DeviceError
+from cnncli.runtime import import_keras
+
+keras = import_keras()
 
 CUDA_BUILD = {"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"}
 
@@ -383,26 +387,25 @@ def test_doctor_info_reports_cpu_and_sane_fields():
 
 
 def test_setup_auto_runs_on_cpu_in_float32(monkeypatch):
-    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: False)
+    monkeypatch.setattr(tf_layer, "cpu_bf16_units", lambda: False)
     placement = devices.setup()
     assert placement.kind == "cpu"
-    assert devices.keras.config.dtype_policy().name == "float32"
+    assert keras.config.dtype_policy().name == "float32"
     assert devices.strategy(placement).num_replicas_in_sync == 1
 
 
 def test_setup_auto_uses_mixed_bfloat16_on_cpu_bf16_units(monkeypatch):
-    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: True)
+    monkeypatch.setattr(tf_layer, "cpu_bf16_units", lambda: True)
     try:
         placement = devices.setup()
         assert placement.precision == "mixed_bfloat16"
-        assert devices.keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
     finally:
-        devices.keras.config.set_dtype_policy("float32")
+        keras.config.set_dtype_policy("float32")
 
 
 def test_setup_sets_mixed_policy_and_warns(monkeypatch):
-    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: False)
-    keras = devices.keras
+    monkeypatch.setattr(tf_layer, "cpu_bf16_units", lambda: False)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

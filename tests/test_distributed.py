@@ -1,7 +1,7 @@
 """Tests for cnncli.distributed: our own `fit`, on one process and on a real two-worker
 cluster on localhost (two processes, each with its own TF_CONFIG).
 
-Each worker of a cluster run calls `cnncli.train.train`, as `cnncli train` does.
+Each worker of a cluster run calls `cnncli.run.train.train`, as `cnncli train` does.
 Run as a script, this file is one worker (or the one-process reference run).
 """
 
@@ -41,7 +41,7 @@ def _load_config(path: str):
 
 def _signal_at(at: list[int] | None):
     """A train.Reporter that sends SIGTERM to its own process after step (epoch, step)."""
-    from cnncli import train
+    from cnncli.run import train
 
     class SignalAt(train.Reporter):
         epoch = None
@@ -60,10 +60,11 @@ def _signal_at(at: list[int] | None):
 
 
 def _worker(args: dict) -> dict:
-    """One worker of the cluster: `cnncli.train.train` as the CLI runs it."""
+    """One worker of the cluster: `cnncli.run.train.train` as the CLI runs it."""
     import numpy as np
 
-    from cnncli import distributed, train
+    from cnncli.devices import distributed
+    from cnncli.run import train
 
     cfg = _load_config(args["config"])
     cfg.output.name = args["name"]
@@ -89,8 +90,9 @@ def _worker(args: dict) -> dict:
 def _reference(args: dict) -> dict:
     """One process, two logical CPUs mirrored, Keras' own model.fit: what two workers
     with one replica each must reproduce."""
-    from cnncli import devices, train
-    from cnncli.runtime import import_tf
+    from cnncli import devices
+    from cnncli.run import train
+    from cnncli.runtime import import_keras, import_tf
 
     tf = import_tf()
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -102,7 +104,7 @@ def _reference(args: dict) -> dict:
                                  precision=precision)
 
     def setup(*args, **kwargs):
-        devices.keras.config.set_dtype_policy(precision)
+        import_keras().config.set_dtype_policy(precision)
         return mirrored
 
     devices.setup = setup
@@ -214,7 +216,10 @@ def assert_same_history(run: Path, expected: Path, atol: float) -> None:
 
 
 def _train_once(folder: Path, use_distributed: bool, steps_per_execution: int):
-    from cnncli import config, devices, distributed, pipeline, train
+    from cnncli import config, devices
+    from cnncli.data import pipeline
+    from cnncli.devices import distributed
+    from cnncli.run import train
 
     folder.mkdir()
     path = trainkit.write_config(folder, epochs=2)
@@ -270,7 +275,8 @@ def test_last_execution_of_an_epoch_is_cut_to_the_epoch(tmp_path):
 
 
 def test_build_metrics_makes_the_variables_test_on_batch_makes():
-    from cnncli import distributed, train
+    from cnncli.devices import distributed
+    from cnncli.run import train
 
     keras = train.keras
     x, y = np.zeros((2, 8, 8, 1), "float32"), np.array([0, 2])
@@ -295,7 +301,8 @@ def test_build_metrics_makes_the_variables_test_on_batch_makes():
 
 
 def test_build_metrics_reports_an_unknown_metric_as_keras_does():
-    from cnncli import distributed, train
+    from cnncli.devices import distributed
+    from cnncli.run import train
 
     keras = train.keras
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
@@ -305,7 +312,10 @@ def test_build_metrics_reports_an_unknown_metric_as_keras_does():
 
 
 def test_fit_honours_stop_training_after_the_batch(tmp_path):
-    from cnncli import config, devices, distributed, pipeline, train
+    from cnncli import config, devices
+    from cnncli.data import pipeline
+    from cnncli.devices import distributed
+    from cnncli.run import train
 
     path = trainkit.write_config(tmp_path, epochs=2, extra_train="steps_per_execution: 1")
     p = train.plan(config.load(path, []), config_file=str(path), device="cpu")

@@ -8,9 +8,9 @@ import pytest
 from trainkit import write_config
 
 from cnncli import config
-from cnncli import evaluate as evaluation
-from cnncli import train as training
 from cnncli.errors import ConfigError, DataError
+from cnncli.infer import evaluate as evaluation
+from cnncli.run import train as training
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Fuzzing (GitHub issue 8): random specs, run configs and YAML text never crash cnncli.
 
 The properties: `spec.parse` + `builder.build_checked` either build a model or raise a
-`CnnError`; `config.parse` (and `config.model_spec` on what it accepts) either returns
+`CnnError`; `config.parse` (and `spec.from_run_config` on what it accepts) either returns
 or raises a `CnnError`; `yamlio.loads` either returns a value or raises a `ConfigError`.
 Any other exception is a bug: a user would see "unexpected ...: this is a bug".
 
@@ -24,8 +24,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cnncli import builder, config, spec, yamlio
+from cnncli import config, yamlio
 from cnncli.errors import CnnError, ConfigError
+from cnncli.model import builder, spec
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -301,7 +302,7 @@ def check_config(doc) -> None:
         return
     assert isinstance(cfg, config.RunConfig)
     try:
-        config.model_spec(cfg, file="fuzz.yaml", classes=3)
+        spec.from_run_config(cfg, file="fuzz.yaml", classes=3)
     except CnnError:
         pass
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cnncli.errors import ModelError
-from cnncli.imagenet import (
+from cnncli.model.imagenet import (
     KERAS_FILE_MD5,
     _class_index,
     class_index,

@@ -1,4 +1,4 @@
-"""Tests for cnncli.images: reading real image files of every common kind, and resizing."""
+"""Tests for cnncli.data.images: reading real image files of every common kind, and resizing."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnncli.data.images import MAX_PIXELS, RESIZE_MODES, load_image, resize
 from cnncli.errors import DataError
-from cnncli.images import MAX_PIXELS, RESIZE_MODES, load_image, resize
 
 RED = (255, 0, 0)
 

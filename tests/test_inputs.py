@@ -1,4 +1,4 @@
-"""Tests for cnncli.inputs: expanding predict inputs, and fetching URLs from a local server."""
+"""Tests for cnncli.data.inputs: expanding predict inputs, and fetching URLs from a local server."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from cnncli.data.inputs import expand_inputs, fetch_url, is_image_name
 from cnncli.errors import DataError
-from cnncli.inputs import expand_inputs, fetch_url, is_image_name
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cnncli import metrics
 from cnncli.errors import ConfigError, DataError, ModelError
+from cnncli.infer import metrics
 
 NAMES = ["ant", "bee", "cat"]
 

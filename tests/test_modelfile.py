@@ -1,4 +1,4 @@
-"""Tests for cnncli.modelfile: hostile and broken model files are refused; saving is atomic."""
+"""Tests for cnncli.model.modelfile: bad model files are refused; saves are atomic."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from hostile import CASES, KERAS_REFUSALS, save_small_model, small_model
 
-from cnncli import modelfile
 from cnncli.errors import ModelError
-from cnncli.modelfile import (
+from cnncli.model import modelfile
+from cnncli.model.modelfile import (
     load_model,
     read_model_config,
     save_model_atomic,

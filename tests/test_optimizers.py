@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from trainkit import TWO_LOGICAL_CPUS
 
-from cnncli import optimizers
+from cnncli.run import optimizers
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -98,7 +98,7 @@ MIRRORED_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
     """
     import json
     import numpy as np
-    from cnncli import optimizers
+    from cnncli.run import optimizers
 
     x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
     y = np.arange(64) % 3

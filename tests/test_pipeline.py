@@ -1,4 +1,4 @@
-"""Tests of cnncli.pipeline: preprocessing modes, channel/size conversion,
+"""Tests of cnncli.data.pipeline: preprocessing modes, channel/size conversion,
 seeded shuffling, validation split, augmentation and repeat, on tiny arrays."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cnncli import pipeline
+from cnncli.data import pipeline
 from cnncli.errors import ConfigError
 from cnncli.runtime import import_keras
 

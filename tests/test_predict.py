@@ -18,8 +18,8 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 from PIL import Image
 
-from cnncli import builder, imagenet, pretrained, spec, weights
-from cnncli import predict as prediction
+from cnncli.infer import predict as prediction
+from cnncli.model import builder, imagenet, pretrained, spec, weights
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -159,7 +159,7 @@ def _trained_run(tmp_path):
     from trainkit import write_config
 
     from cnncli import config
-    from cnncli import train as training
+    from cnncli.run import train as training
 
     path = write_config(tmp_path, epochs=1)
     return training.train(config.load(path), config_file=str(path)).run
@@ -185,7 +185,7 @@ def test_csv_and_json_formats(tmp_path, photos):
     import contextlib
     import io
 
-    from cnncli import report
+    from cnncli.cli import render as report
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):

@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from cnncli import rundir
+from cnncli import files
 from cnncli.errors import ConfigError, DataError
+from cnncli.run import rundir
 
 
 def _create(root):
@@ -43,18 +44,18 @@ def test_an_output_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
 
 def test_write_atomic_keeps_the_old_file_when_the_disk_is_full(tmp_path, monkeypatch):
     path = tmp_path / "metrics.json"
-    rundir.write_json(path, {"ok": 1})
+    files.write_json(path, {"ok": 1})
 
     def full_disk(fd):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        rundir.write_json(path, {"ok": 2})
-    assert rundir.read_json(path) == {"ok": 1}
+        files.write_json(path, {"ok": 2})
+    assert files.read_json(path) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
 def test_written_files_are_readable_by_others(tmp_path):
-    rundir.write_json(tmp_path / "x.json", {})
+    files.write_json(tmp_path / "x.json", {})
     assert (tmp_path / "x.json").stat().st_mode & 0o044

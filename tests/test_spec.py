@@ -2,8 +2,8 @@
 
 import pytest
 
-from cnncli import spec
 from cnncli.errors import ConfigError, ManyErrors
+from cnncli.model import spec
 
 
 def load(write, text):

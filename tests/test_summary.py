@@ -2,7 +2,7 @@
 
 import pytest
 
-from cnncli import builder, spec, summary
+from cnncli.model import builder, spec, summary
 
 # The lecture's VGGNet table, row for row (Layer, Volume size, Description); the lecture
 # writes the FC rows as "FC + ReLU" and "FC Softmax", cnncli adds the unit count.

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from trainkit import history_rows, weights, write_config
 
-from cnncli import checkpoint, config, rundir
-from cnncli import train as training
+from cnncli import config, files
 from cnncli.errors import ConfigError, TrainingError
+from cnncli.run import checkpoint
+from cnncli.run import train as training
 
 
 def run_train(path, **kw):
@@ -34,7 +35,7 @@ def test_a_run_folder_has_everything(tmp_path):
         assert (run / name).stat().st_size > 0, name
     assert any((run / "logs").iterdir())  # TensorBoard event file
     assert (run.parent / "latest").resolve() == run
-    assert rundir.read_json(run / "state.json") == {"status": "finished"}
+    assert files.read_json(run / "state.json") == {"status": "finished"}
     assert not checkpoint.exists(run)  # a finished run keeps no backup
     assert len(history_rows(run)) == 2
 
@@ -226,7 +227,7 @@ def test_sigint_writes_a_backup_exits_130_and_resume_matches(tmp_path):
     assert proc.returncode == 130, err
     assert f"resume with: cnncli train --resume {run}" in err
     assert "Traceback" not in err
-    assert rundir.read_json(run / "state.json")["status"] == "interrupted"
+    assert files.read_json(run / "state.json")["status"] == "interrupted"
     result = cli("train", "--resume", str(run))
     assert result.returncode == 0, result.stderr
     assert history_rows(run) == history_rows(reference)
@@ -345,7 +346,8 @@ def test_jit_compile_true_trains_with_xla(tmp_path):
 
 
 def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():
-    from cnncli import builder, devices, spec
+    from cnncli import devices
+    from cnncli.model import builder, spec
 
     built = builder.build_checked(spec.load("mnist_net"))
     small = devices.Placement("gpu", ["/gpu:0"], gpus=[devices.GpuInfo("Tiny GPU", 64 * 2**20,
@@ -368,7 +370,7 @@ def test_runs_lists_runs_with_their_best_figures(tmp_path):
 
 
 def test_label_smoothing_trains_and_its_model_files_load_safely(tmp_path):
-    from cnncli import evaluate as evaluation
+    from cnncli.infer import evaluate as evaluation
 
     result = run_train(write_config(tmp_path, epochs=2, extra_train="label_smoothing: 0.1"))
     assert result.history[-1]["accuracy"] > 0.5
@@ -391,7 +393,7 @@ def test_an_exception_inside_a_callback_keeps_the_last_backup_loadable(tmp_path,
     with pytest.raises(RuntimeError, match="plotting broke"):
         run_train(path)
     run = tmp_path / "runs" / "toy" / "1"
-    assert rundir.read_json(run / "state.json")["status"] == "failed"
+    assert files.read_json(run / "state.json")["status"] == "failed"
     model = training.compile_model(training.plan(config.load(path)))
     state, note = checkpoint.load(run, model)
     assert state["epoch"] == 2 and len(state["history"]) == 2 and note is None

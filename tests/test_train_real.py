@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from cnncli import config
-from cnncli import evaluate as evaluation
-from cnncli import train as training
+from cnncli.infer import evaluate as evaluation
+from cnncli.run import train as training
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

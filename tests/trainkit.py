@@ -81,6 +81,6 @@ def history_rows(run: Path) -> list[dict]:
 
 
 def weights(run: Path, name: str = "model.keras") -> list:
-    from cnncli import modelfile
+    from cnncli.model import modelfile
 
     return modelfile.load_model(run / name).get_weights()

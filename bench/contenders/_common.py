@@ -61,7 +61,7 @@ def parser(description: str, *, batch_size: int, epochs: int) -> argparse.Argume
 
 def load_fashion_mnist(limit: int | None = None, data_dir: str | None = None):
     """(x_train, y_train, x_test, y_test, source): uint8 NHWC images, int labels."""
-    from cnncli import datasets
+    from cnncli.data import datasets
 
     data = datasets.load("fashion_mnist", data_dir=data_dir, offline=True)
     x, y = data.x_train, data.y_train

@@ -29,7 +29,7 @@ class Pretrained:
     weights_file: str  # Keras' cache file name
     origin: str  # where Keras downloads it from
     megabytes: int
-    preprocessing: str  # a cnncli.pipeline mode equal to the model's preprocess_input
+    preprocessing: str  # a cnncli.data.pipeline mode equal to the model's preprocess_input
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

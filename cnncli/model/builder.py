@@ -3,7 +3,7 @@
 Shape problems are reported before Keras would raise its own (often obscure)
 error, with the lecture's output-size formula filled in:
 
->>> from cnncli import spec
+>>> from cnncli.model import spec
 >>> s = spec.parse({"input": [3, 3, 1], "layers": [{"Conv2D": {"filters": 4, "kernel_size": 5}}]})
 >>> build(s)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from cnncli import spec as specs
 from cnncli.errors import ConfigError
+from cnncli.model import spec as specs
+from cnncli.model.shapes import as_tuple, window_output
 from cnncli.runtime import import_keras
-from cnncli.shapes import as_tuple, window_output
 
 keras = import_keras()
 

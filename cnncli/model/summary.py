@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from cnncli.builder import Built
-from cnncli.shapes import as_tuple, window_output
+from cnncli.model.builder import Built
+from cnncli.model.shapes import as_tuple, window_output
 
 BYTES_PER_VALUE = 4  # float32 activations
 _ACTIVATIONS = {"relu": "ReLU", "softmax": "Softmax", "tanh": "tanh", "sigmoid": "sigmoid",

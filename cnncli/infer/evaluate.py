@@ -14,8 +14,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from cnncli import datasets, metrics, modelfile, pipeline, plots, rundir
+from cnncli import files, plots
+from cnncli.data import datasets, pipeline
 from cnncli.errors import ConfigError, DataError, ModelError
+from cnncli.infer import metrics
+from cnncli.model import modelfile
+from cnncli.run import rundir
 
 WORST = 32  # misclassified examples shown in the PNG grid
 
@@ -111,16 +115,16 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     result = metrics.compute(ds.y_test, probs, names, ids=ds.test_ids)
     picked = np.clip(probs[np.arange(len(probs)), ds.y_test], 1e-7, 1.0)
     result.loss = float(-np.mean(np.log(picked)))
-    files = {}
+    written = {}
     folder = Path(output) if output else t.run
     if folder is not None:
-        files = _write_files(folder, result, ds, names)
-    return Report(t, result, f"{ds.name} ({ds.source})", files,
+        written = _write_files(folder, result, ds, names)
+    return Report(t, result, f"{ds.name} ({ds.source})", written,
                   metrics.check_thresholds(result, thresholds))
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, names) -> dict[str, str]:
-    files = {
+    written = {
         "confusion_matrix": str(plots.confusion_matrix(result.confusion, names,
                                                        folder / "confusion.png")),
     }
@@ -128,9 +132,9 @@ def _write_files(folder: Path, result: metrics.EvalResult, ds, names) -> dict[st
     if worst:
         images = ds.x_test[[w["index"] for w in worst]]
         titles = [plots.misclassified_title(w) for w in worst]
-        files["misclassified"] = str(plots.image_grid(images, titles,
+        written["misclassified"] = str(plots.image_grid(images, titles,
                                                       folder / "misclassified.png"))
     path = folder / "evaluation.json"
-    rundir.write_json(path, result.to_dict())
-    files["evaluation"] = str(path)
-    return files
+    files.write_json(path, result.to_dict())
+    written["evaluation"] = str(path)
+    return written

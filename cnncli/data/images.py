@@ -46,7 +46,7 @@ def load_image(
     """Read an image file (or its bytes) into a ``uint8`` array of shape ``(H, W, channels)``.
 
     Args:
-        source: a path, or the bytes of an image (e.g. from `cnncli.inputs.fetch_url`).
+        source: a path, or the bytes of an image (e.g. from `cnncli.data.inputs.fetch_url`).
         name: how error messages call the image (default: the path, or ``<bytes>``).
         channels: 3 for RGB, 1 for grey (ITU-R 601-2 luma, as Pillow and
             ``keras.utils.load_img(color_mode="grayscale")`` compute it).

@@ -28,21 +28,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from cnncli import (
-    __version__,
-    builder,
-    checkpoint,
-    config,
-    datasets,
-    devices,
-    distributed,
-    optimizers,
-    pipeline,
-    rundir,
-    schedules,
-)
+from cnncli import __version__, config, devices, files
+from cnncli.data import datasets, pipeline
+from cnncli.devices import distributed
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, ConfigError, DataError, TrainingError
-from cnncli.modelfile import save_model_atomic
+from cnncli.model import builder
+from cnncli.model import spec as specs
+from cnncli.model.modelfile import save_model_atomic
+from cnncli.run import checkpoint, optimizers, rundir, schedules
 from cnncli.runtime import import_keras, import_tf
 
 keras = import_keras()
@@ -108,8 +101,8 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
     d = cfg.data
     data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict,
                          image_size=tuple(d.image_size) if d.image_size else None)
-    spec = config.model_spec(cfg, file=config_file, classes=data.num_classes)
-    built = builder.build_checked(spec)  # validates the spec before any run folder exists
+    network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
+    built = builder.build_checked(network)  # validates the spec before any run folder exists
     classes = built.model.output.shape[-1]
     if data.num_classes > classes:
         raise DataError(
@@ -121,7 +114,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
         x, y = x[:d.limit], y[:d.limit]
     x_train, y_train, x_val, y_val = pipeline.split_validation(x, y, d.validation_split,
                                                                cfg.train.seed)
-    batch = cfg.train.batch_size * placement.replicas
+    batch = placement.global_batch_size(cfg.train.batch_size)
     steps_per_epoch = len(x_train) // batch
     if steps_per_epoch < 1:
         raise ConfigError(
@@ -143,9 +136,9 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None, device: str =
             f"`train.steps_per_execution` ({t.steps_per_execution}) must divide the "
             f"{steps_per_epoch} steps of an epoch (and `train.steps`)",
             hint="pick a divisor of the steps per epoch, or 1")
-    preprocessing = d.preprocessing or spec.preprocessing
+    preprocessing = d.preprocessing or network.preprocessing
     warnings = list(built.warnings) + _memory_warning(built, placement, cfg.train.batch_size)
-    return Plan(cfg, data, spec, placement, x_train, y_train, x_val, y_val, preprocessing,
+    return Plan(cfg, data, network, placement, x_train, y_train, x_val, y_val, preprocessing,
                 steps_per_epoch, total, math.ceil(total / steps_per_epoch), per_call, warnings)
 
 
@@ -181,7 +174,7 @@ def _memory_warning(built, placement: devices.Placement, batch_size: int) -> lis
     memory = min((g.memory_bytes for g in placement.gpus if g.memory_bytes), default=None)
     if memory is None:
         return []
-    from cnncli import summary
+    from cnncli.model import summary
 
     s = summary.summarize(built)
     per_value = 2 if placement.precision.startswith("mixed") else 4
@@ -317,7 +310,7 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
         rundir.point_latest(run)
     else:
         run = distributed.worker_run_dir(p.placement)
-    rundir.write_json(run / rundir.STATE, {"status": "running"})
+    files.write_json(run / rundir.STATE, {"status": "running"})
     reporter.begin(p, run, resumed=bool(resume))
     callback = RunCallback(p, run, model, state, reporter)
     relay = distributed.SignalRelay(callback) if p.placement.kind == "multiworker" else None
@@ -327,7 +320,7 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, Interrupted) else "failed"
         with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
-            rundir.write_json(run / rundir.STATE, {"status": status, "error": str(exc)})
+            files.write_json(run / rundir.STATE, {"status": status, "error": str(exc)})
         if isinstance(exc, OSError):
             raise _write_error(run, exc) from None
         raise
@@ -336,8 +329,8 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
     save_model_atomic(model, run / "model.keras", model_metadata(p))
     metrics = _final_metrics(p, run, state, callback)
     try:
-        rundir.write_json(run / "metrics.json", metrics)
-        rundir.write_json(run / rundir.STATE, {"status": "finished"})
+        files.write_json(run / "metrics.json", metrics)
+        files.write_json(run / rundir.STATE, {"status": "finished"})
     except OSError as exc:
         raise _write_error(run, exc) from None
     checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
@@ -376,14 +369,14 @@ def _fit(p: Plan, model, state: dict, callback: RunCallback, relay=None) -> None
     val = None
     if len(p.x_val):
         val = pipeline.make_dataset(p.x_val, p.y_val,
-                                    batch_size=t.batch_size * p.placement.replicas,
+                                    batch_size=p.placement.global_batch_size(t.batch_size),
                                     input_shape=p.spec.input, training=False, seed=t.seed,
                                     preprocessing=p.preprocessing, one_hot=_one_hot(p))
     for first_epoch, last_epoch, first_step, steps in _stretches(p, state):
         if callback.stop:
             break
         batches = pipeline.training_batches(
-            p.x_train, p.y_train, batch_size=t.batch_size * p.placement.replicas,
+            p.x_train, p.y_train, batch_size=p.placement.global_batch_size(t.batch_size),
             input_shape=p.spec.input, seed=t.seed, epochs=last_epoch, start_epoch=first_epoch,
             start_step=first_step, preprocessing=p.preprocessing, augment=p.cfg.data.augment,
             one_hot=_one_hot(p))
@@ -502,7 +495,7 @@ class RunCallback(keras.callbacks.Callback):
             return  # an interrupted epoch is not finished: no history row
         self.first_step = 0
         self.state["train_seconds"] += seconds
-        images = self.epoch_steps * self.p.cfg.train.batch_size * self.p.placement.replicas
+        images = self.epoch_steps * self.p.placement.global_batch_size(self.p.cfg.train.batch_size)
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
                "learning_rate": float(keras.ops.convert_to_numpy(
                    self.model.optimizer.learning_rate)),
@@ -592,7 +585,7 @@ class RunCallback(keras.callbacks.Callback):
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-        rundir.write_atomic(self.run / "history.csv", buffer.getvalue())
+        files.write_atomic(self.run / "history.csv", buffer.getvalue())
         with self.writer.as_default(step=row["epoch"]):
             for key, value in row.items():
                 if key != "epoch":
@@ -615,7 +608,7 @@ def _check_same_config(run: Path, cfg: config.RunConfig, force: bool) -> None:
 def _write_config(run: Path, cfg: config.RunConfig) -> None:
     text = ("# The resolved config of this run (cnncli train --resume uses it).\n"
             + yaml.safe_dump({**cfg.resolved(), "digest": cfg.digest()}, sort_keys=False))
-    rundir.write_atomic(run / rundir.CONFIG, text)
+    files.write_atomic(run / rundir.CONFIG, text)
 
 
 def _final_metrics(p: Plan, run: Path, state: dict, callback: RunCallback) -> dict:

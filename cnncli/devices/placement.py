@@ -1,89 +1,44 @@
-"""Choosing where a model runs: CPU, one GPU, several GPUs mirrored, or several machines.
-
-The module has two halves:
-
-* pure decisions with no TensorFlow in them (`decide`, `gpu_warning`,
-  `estimate_batch_memory`, `check_fits`, `next_batch_size`, ...), tested with
-  made-up GPU lists;
-* a thin TensorFlow layer (`visible_gpus`, `setup`, `strategy`, `doctor_info`)
-  that asks TensorFlow what it sees and applies the decision.
-
-Example (pure, no TensorFlow needed):
+"""Where a command runs, decided without TensorFlow: `decide` takes the GPUs seen (made-up
+ones in tests) and returns a `Placement`.
 
 >>> t4 = GpuInfo("NVIDIA T4", 16 * 2**30, (7, 5), 0)
 >>> decide("auto", "auto", [t4], cpu_threads=2).describe()
 'Device: NVIDIA T4 (gpu:0, mixed_float16)'
 >>> decide("auto", "auto", [], cpu_threads=2).describe()
 'Device: CPU (2 threads): TensorFlow sees no GPU'
-
-In a command (TensorFlow):
-
->>> placement = setup("auto", "auto")          # doctest: +SKIP
->>> with strategy(placement).scope():           # doctest: +SKIP
-...     model = build(spec)
-
-``CUDA_VISIBLE_DEVICES`` is left to TensorFlow: the GPUs it hides are never
-seen here, and the ones it shows are numbered from 0.
-
-Several machines: when ``TF_CONFIG`` describes a cluster of two or more
-training tasks (as Kubeflow's TFJob, Vertex AI and SageMaker set it) and the
-caller asks for it (``setup(..., multiworker=True)``, training only), the
-placement is ``"multiworker"``: each machine uses its own devices as above, and
-`MultiWorkerMirroredStrategy` keeps all of them in step.
-
->>> cluster = parse_tf_config('{"cluster": {"worker": ["a:2222", "b:2222"]},'
-...                           ' "task": {"type": "worker", "index": 1}}')
->>> placement = decide("cpu", "auto", [], cpu_threads=2, cluster=cluster)
->>> first, *rest = placement.describe().split("; ")
->>> first
-'Device: 2 workers x CPU (multi-worker mirrored, float32)'
->>> rest
-['this is worker 1', 'batch size is per replica']
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import os
 import re
 import shutil
-import subprocess
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cnncli.devices.cluster import Cluster
 from cnncli.errors import ConfigError, DeviceError
-from cnncli.runtime import import_keras, import_tf, stderr_silenced
-
-keras = import_keras()
-tf = import_tf()
 
 #: Values of ``--device``.
 DEVICE_FORMS = "auto, cpu, gpu, gpu:N (N = 0, 1, ... as numbered by TensorFlow)"
+
 #: Values of ``--precision``.
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-#: ``--auto-batch`` halves the batch size at most this many times.
-MAX_BATCH_HALVINGS = 3
-#: Share of a GPU's memory a training step may plan to use; the rest goes to
-#: the CUDA context, cuDNN workspaces and allocator fragmentation.
-USABLE_MEMORY_FRACTION = 0.9
+
 #: Learning-rate scaling rules for several replicas (`scale_learning_rate`).
 LR_RULES = ("linear", "sqrt", "none")
-#: ``TF_CONFIG`` task types that train (MultiWorkerMirroredStrategy's); an
-#: ``evaluator`` may be listed in the cluster but does not train.
-TRAINING_TASKS = ("chief", "worker")
-TF_CONFIG_HINT = ('TF_CONFIG is JSON such as {"cluster": {"worker": ["host0:2222", '
-                  '"host1:2222"]}, "task": {"type": "worker", "index": 0}}; Kubeflow, '
-                  "Vertex AI and SageMaker set it; unset it to train on this machine only")
 
 NO_GPU_NOTE = "TensorFlow sees no GPU"
+
 CPU_REQUESTED_NOTE = "--device cpu"
+
 GPU_INSTALL = "pip install 'cnncli[gpu]'"
 
 
 @dataclass
+
+
 class GpuInfo:
     """One GPU as TensorFlow sees it.
 
@@ -111,29 +66,8 @@ class GpuInfo:
 
 
 @dataclass
-class Cluster:
-    """This process's place in a training cluster, from ``TF_CONFIG`` (`parse_tf_config`).
-
-    Args:
-        workers: tasks that train together (the chief, if any, and the workers).
-        task_type: ``"chief"`` or ``"worker"``.
-        task_index: this task's index among the tasks of its type.
-        is_chief: whether this task writes the run: the ``chief`` task, or
-            worker 0 when the cluster has no chief.
-    """
-
-    workers: int
-    task_type: str
-    task_index: int
-    is_chief: bool
-
-    @property
-    def task(self) -> str:
-        """``"worker 1"``, ``"chief 0"``."""
-        return f"{self.task_type} {self.task_index}"
 
 
-@dataclass
 class Placement:
     """Where and how a command runs: the result of `decide`.
 
@@ -212,6 +146,14 @@ class Placement:
                f"{self.precision}); {role}"
         return text + ("; batch size is per replica" if self.replicas > 1 else "")
 
+    def global_batch_size(self, batch_size: int) -> int:
+        """The batch of one step over all replicas, when each gets `batch_size`.
+
+        >>> Placement("mirrored", ["/gpu:0", "/gpu:1"], replicas=2).global_batch_size(32)
+        64
+        """
+        return int(batch_size) * max(1, self.replicas)
+
     def to_dict(self) -> dict:
         """Plain JSON-able values (for ``doctor`` and run records)."""
         return {
@@ -230,11 +172,6 @@ class Placement:
             "strategy": strategy_name(self),
             "describe": self.describe(),
         }
-
-
-# --------------------------------------------------------------------------- #
-# Pure decisions
-# --------------------------------------------------------------------------- #
 
 
 def parse_device(requested: str) -> tuple[str, int | None]:
@@ -297,7 +234,6 @@ def auto_jit_compile(placement: Placement) -> bool:
     (True, False)
     """
     return placement.kind == "gpu"
-
 
 #: CPU flags (``/proc/cpuinfo``) of matrix units that multiply bfloat16: Intel AMX
 #: (Sapphire Rapids and later). AVX512-BF16 alone was not measured, so not listed.
@@ -382,64 +318,6 @@ def _no_such_gpu(requested: str, gpus: Sequence[GpuInfo]) -> DeviceError:
     )
 
 
-def _tf_config_error(message: str) -> ConfigError:
-    return ConfigError(message, hint=TF_CONFIG_HINT)
-
-
-def parse_tf_config(text: str | None) -> Cluster | None:
-    """The training cluster a ``TF_CONFIG`` value describes, and this task's place in it.
-
-    None when there is nothing to join: `text` unset or empty, no cluster, or a
-    cluster with a single training task (Vertex AI sets one for one machine).
-
-    >>> parse_tf_config('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]},'
-    ...                 ' "task": {"type": "worker", "index": 0}}')
-    Cluster(workers=2, task_type='worker', task_index=0, is_chief=False)
-    >>> parse_tf_config(None) is None
-    True
-
-    Raises:
-        ConfigError: not JSON, parameter servers, or a task that is not in the cluster.
-    """
-    if not text or not text.strip():
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _tf_config_error(f"TF_CONFIG is not valid JSON ({exc.msg} at character "
-                               f"{exc.pos})") from None
-    if not isinstance(data, dict):
-        raise _tf_config_error("TF_CONFIG is not a JSON object")
-    cluster, task = data.get("cluster") or {}, data.get("task") or {}
-    if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise _tf_config_error("TF_CONFIG's `cluster` and `task` must be JSON objects")
-    if not cluster:
-        return None
-    other = sorted(set(cluster) - set(TRAINING_TASKS) - {"evaluator"})
-    if other:
-        raise _tf_config_error(
-            f"TF_CONFIG's cluster has '{other[0]}' tasks, but cnncli trains with "
-            "MultiWorkerMirroredStrategy, on 'chief' and 'worker' tasks only")
-    lists = {kind: cluster.get(kind) or [] for kind in TRAINING_TASKS}
-    if any(not isinstance(hosts, list) for hosts in lists.values()):
-        raise _tf_config_error("TF_CONFIG's cluster must list each task type's hosts")
-    if len(lists["chief"]) > 1:
-        raise _tf_config_error("TF_CONFIG's cluster has more than one chief")
-    kind, index = task.get("type"), task.get("index", 0)
-    if kind not in TRAINING_TASKS:
-        raise _tf_config_error(f"TF_CONFIG's task type {kind!r} does not train: cnncli "
-                               "trains on 'chief' and 'worker' tasks")
-    if isinstance(index, bool) or not isinstance(index, int) \
-            or not 0 <= index < len(lists[kind]):
-        raise _tf_config_error(f"TF_CONFIG's task {kind} {index!r} is not in its cluster, "
-                               f"which has {len(lists[kind])} {kind} task(s)")
-    workers = len(lists["chief"]) + len(lists["worker"])
-    if workers < 2:
-        return None
-    return Cluster(workers=workers, task_type=kind, task_index=index,
-                   is_chief=kind == "chief" or (not lists["chief"] and index == 0))
-
-
 def decide(
     requested: str, precision: str, gpus: Sequence[GpuInfo], cpu_threads: int,
     cluster: Cluster | None = None, cpu_bf16: bool = False,
@@ -512,15 +390,6 @@ def strategy_name(placement: Placement) -> str:
             "multiworker": "MultiWorkerMirroredStrategy"}.get(placement.kind, "MirroredStrategy")
 
 
-def global_batch_size(batch_size: int, replicas: int) -> int:
-    """The batch Keras `fit` needs so each replica gets `batch_size`.
-
-    >>> global_batch_size(32, 2)
-    64
-    """
-    return int(batch_size) * max(1, int(replicas))
-
-
 def nvidia_driver_present(
     paths: Sequence[str] = ("/proc/driver/nvidia",), search_path: str | None = None
 ) -> bool:
@@ -567,92 +436,6 @@ def gpu_warning(driver_present: bool, placement: Placement, build_info: dict) ->
     )
 
 
-def estimate_batch_memory(
-    params: int,
-    activations_per_image: int,
-    batch_size: int,
-    optimizer_slots: int = 2,
-    bytes_per_value: int = 4,
-) -> int:
-    """A rough estimate, in bytes, of the memory one training step needs.
-
-    Weights, their gradients and `optimizer_slots` copies (Adam keeps 2) are
-    float32; each image's activations are kept for the backward pass and get a
-    gradient of the same size, at `bytes_per_value` each (2 under mixed precision).
-
-    >>> estimate_batch_memory(1000, 500, 10)
-    56000
-    """
-    weights = int(params) * (2 + int(optimizer_slots)) * 4
-    activations = int(activations_per_image) * int(batch_size) * 2 * int(bytes_per_value)
-    return weights + activations
-
-
-def format_bytes(count: int) -> str:
-    """``1536 * 2**20`` -> ``'1.5 GiB'``."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover
-
-
-def check_fits(estimate: int, device_memory: int | None) -> str | None:
-    """Warning text when `estimate` bytes will not fit in `device_memory` (None: fits).
-
-    >>> check_fits(10 * 2**30, 16 * 2**30) is None
-    True
-    >>> check_fits(20 * 2**30, 16 * 2**30)[:40]
-    'A training step needs about 20.0 GiB, bu'
-    """
-    if device_memory is None:
-        return None
-    usable = int(device_memory * USABLE_MEMORY_FRACTION)
-    if estimate <= usable:
-        return None
-    return (
-        f"A training step needs about {format_bytes(estimate)}, but only about "
-        f"{format_bytes(usable)} of the device's {format_bytes(device_memory)} is usable; "
-        "try a smaller --batch-size, --precision mixed_float16 or --auto-batch"
-    )
-
-
-def out_of_memory_message(batch_size: int, device: str | None = None) -> DeviceError:
-    """The error to raise for a ``ResourceExhaustedError`` at `batch_size`.
-
-    >>> print(out_of_memory_message(256))  # doctest: +ELLIPSIS
-    Ran out of device memory at batch size 256. Hint: try --batch-size 128, ...
-    """
-    where = f" on {device}" if device else ""
-    smaller = max(1, int(batch_size) // 2)
-    return DeviceError(
-        f"Ran out of device memory{where} at batch size {batch_size}",
-        hint=(
-            f"try --batch-size {smaller}, --precision mixed_float16 (halves activation "
-            "memory on a GPU), or --auto-batch to halve the batch size automatically"
-        ),
-    )
-
-
-def next_batch_size(batch: int, attempt: int) -> int | None:
-    """For ``--auto-batch``: the batch size to retry with after running out of memory.
-
-    Args:
-        batch: the batch size that failed.
-        attempt: how many times the batch size was already halved (0 at first).
-
-    Returns:
-        half of `batch`, or None after `MAX_BATCH_HALVINGS` halvings or below 1.
-
-    >>> next_batch_size(256, 0), next_batch_size(32, 3)
-    (128, None)
-    """
-    if attempt >= MAX_BATCH_HALVINGS or batch < 2:
-        return None
-    return batch // 2
-
-
 def scale_learning_rate(lr: float, replicas: int, rule: str = "linear") -> float:
     """The learning rate for `replicas` replicas, each with the per-replica batch size.
 
@@ -676,182 +459,9 @@ def scale_learning_rate(lr: float, replicas: int, rule: str = "linear") -> float
     return lr
 
 
-# --------------------------------------------------------------------------- #
-# TensorFlow layer
-# --------------------------------------------------------------------------- #
-
-
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity, else the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def tf_cpu_threads() -> int:
-    """Threads TensorFlow uses for one op (its setting, else all available CPUs)."""
-    return tf.config.threading.get_intra_op_parallelism_threads() or available_cpus()
-
-
-def build_info() -> dict:
-    """``tf.sysconfig.get_build_info()`` as a plain dict."""
-    return dict(tf.sysconfig.get_build_info())
-
-
-def _physical_gpus() -> list:
-    # TensorFlow logs a cuInit error from C++ on machines without CUDA.
-    if os.environ.get("CNNCLI_DEBUG"):
-        return tf.config.list_physical_devices("GPU")
-    with stderr_silenced():
-        return tf.config.list_physical_devices("GPU")
-
-
-def _smi_memory() -> dict[str, int]:
-    """Total memory by GPU name, from ``nvidia-smi`` ({} when unavailable)."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return {}
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    memory = {}
-    for line in out.splitlines():
-        name, _, mib = line.rpartition(",")
-        if name.strip() and mib.strip().isdigit():
-            memory[name.strip()] = int(mib.strip()) * 2**20
-    return memory
-
-
-def visible_gpus() -> list[GpuInfo]:
-    """The GPUs TensorFlow sees (after ``CUDA_VISIBLE_DEVICES``), numbered as it does.
-
-    Name and compute capability come from TensorFlow; total memory from
-    ``nvidia-smi`` when it is installed (TensorFlow does not report it).
-    """
-    gpus = []
-    memory = None
-    for index, device in enumerate(_physical_gpus()):
-        details = tf.config.experimental.get_device_details(device) or {}
-        name = details.get("device_name") or device.name
-        cc = details.get("compute_capability")
-        if memory is None:
-            memory = _smi_memory()
-        gpus.append(GpuInfo(name, memory.get(name), tuple(cc) if cc else None, index))
-    return gpus
-
-
-def _enable_memory_growth() -> None:
-    """Let TensorFlow take GPU memory as needed instead of all of it at once."""
-    for device in _physical_gpus():
-        try:
-            tf.config.experimental.set_memory_growth(device, True)
-        except RuntimeError:
-            pass  # already initialised: the setting can no longer change
-
-
-def setup(requested: str = "auto", precision: str = "auto", *,
-          multiworker: bool = False) -> Placement:
-    """Prepare TensorFlow for ``--device requested --precision precision``.
-
-    Call it before any tensor is created. It turns on GPU memory growth,
-    decides the placement, sets Keras's global dtype policy to its precision
-    (float32 too, so a previous mixed policy does not linger), and issues each
-    of ``placement.warnings`` with `warnings.warn`.
-
-    With `multiworker` (training only) and a ``TF_CONFIG`` that describes a
-    cluster, it also joins the cluster: it creates the
-    `MultiWorkerMirroredStrategy` now, because TensorFlow allows that only before
-    it starts, and waits for the other tasks to start too.
-
-    Raises:
-        ConfigError: a bad ``--device``, ``--precision`` or ``TF_CONFIG`` value.
-        DeviceError: a GPU was asked for that TensorFlow does not see, or the
-            cluster could not be joined.
-    """
-    _enable_memory_growth()
-    cluster = parse_tf_config(os.environ.get("TF_CONFIG")) if multiworker else None
-    placement = decide(requested, precision, visible_gpus(), tf_cpu_threads(), cluster,
-                       cpu_bf16=cpu_bf16_units())
-    warning = gpu_warning(nvidia_driver_present(), placement, build_info())
-    if warning:
-        placement.warnings.append(warning)
-    if placement.kind == "multiworker":
-        strategy(placement)
-    keras.config.set_dtype_policy(placement.precision)
-    for text in placement.warnings:
-        warnings.warn(text, stacklevel=2)
-    return placement
-
-
-def strategy(placement: Placement):
-    """The `tf.distribute` strategy to build and train the model under.
-
-    The default strategy on the CPU, `OneDeviceStrategy` on one GPU,
-    `MirroredStrategy` over several devices, `MultiWorkerMirroredStrategy` over
-    several machines (one per process, created by the first call).
-    """
-    if placement.kind == "multiworker":
-        joined = _multiworker_strategy(tuple(placement.devices))
-        if joined.num_replicas_in_sync != placement.replicas:
-            raise DeviceError(
-                f"the cluster trains {joined.num_replicas_in_sync} replicas, but this "
-                f"worker expected {placement.replicas} ({placement.workers} workers x "
-                f"{len(placement.devices)} devices)",
-                hint="give every worker the same number of GPUs, or use --device cpu")
-        return joined
-    if placement.kind == "cpu":
-        return tf.distribute.get_strategy()
-    if placement.kind == "gpu":
-        return tf.distribute.OneDeviceStrategy(placement.devices[0])
-    return tf.distribute.MirroredStrategy(list(placement.devices))
-
-
-@functools.cache
-def _multiworker_strategy(devices: tuple[str, ...]):
-    """Use only `devices` on this machine and join the ``TF_CONFIG`` cluster (once)."""
-    try:
-        physical = _physical_gpus()
-        wanted = [physical[int(d.split(":")[1])] for d in devices if d.startswith("/gpu:")]
-        if len(wanted) != len(physical):
-            tf.config.set_visible_devices(wanted, "GPU")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    except (RuntimeError, ValueError) as exc:
-        raise DeviceError(
-            f"cannot join the TF_CONFIG cluster: {str(exc).splitlines()[0]}",
-            hint="TensorFlow must not have started before (call devices.setup(..., "
-            "multiworker=True) first), and a process joins one cluster with one set of "
-            "devices only") from None
-
-
-def doctor_info() -> dict:
-    """What ``cnncli doctor`` reports, as plain JSON-able values.
-
-    Nothing is changed: no memory growth, no dtype policy.
-    """
-    info = build_info()
-    gpus = visible_gpus()
-    driver = nvidia_driver_present()
-    auto = decide("auto", "auto", gpus, tf_cpu_threads(), cpu_bf16=cpu_bf16_units())
-    return {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "cuda_build": bool(info.get("is_cuda_build")),
-        "cuda_version": info.get("cuda_version"),
-        "cudnn_version": info.get("cudnn_version"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "gpus": [g.to_dict() for g in gpus],
-        "auto": auto.to_dict(),
-        "cpu": {
-            "available": available_cpus(),
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-            "bf16_units": cpu_bf16_units(),
-        },
-        "nvidia_driver": driver,
-        "warning": gpu_warning(driver, auto, info),
-    }

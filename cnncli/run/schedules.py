@@ -2,7 +2,7 @@
 
 All are functions of the optimizer's step count, which a resumed run restores, so
 the schedule continues where it stopped. ``plateau`` is the exception: the training
-loop lowers the rate itself (see `cnncli.train`).
+loop lowers the rate itself (see `cnncli.run.train`).
 
 >>> schedule = make("step", 0.1, steps_per_epoch=100, total_steps=1000, step_epochs=3)
 >>> [round(float(schedule(step)), 6) for step in (0, 301, 601)]

@@ -17,17 +17,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from cnncli.config import PREPROCESSING_MODES
 from cnncli.errors import ConfigError, DataError, ModelError
 from cnncli.runtime import import_keras, import_tf
 
 keras = import_keras()
 tf = import_tf()
-
-#: How pixels 0..255 become model inputs.
-#: scale: x / 255; none: float 0..255; tf: [-1, 1]; caffe: RGB->BGR minus the
-#: ImageNet mean (keras.applications.vgg16.preprocess_input); torch: x / 255, then
-#: ImageNet mean / std per channel.
-PREPROCESSING_MODES = ("scale", "none", "tf", "caffe", "torch")
 
 #: Keys of the ``augment`` dict and the Keras layer each one adds.
 AUGMENT_KEYS = ("flip", "translate", "rotate", "zoom", "contrast")

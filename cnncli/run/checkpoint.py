@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.errors import TrainingError
-from cnncli.rundir import write_atomic
+from cnncli.files import write_atomic
 
 BACKUP = "backup.npz"
 PREVIOUS = "backup.prev.npz"

@@ -1,8 +1,8 @@
 """Classifying images with a pretrained or a trained model, in batches.
 
-Images are decoded in threads (`cnncli.images`: EXIF rotation, 16-bit, CMYK, ...),
+Images are decoded in threads (`cnncli.data.images`: EXIF rotation, 16-bit, CMYK, ...),
 resized as the model expects, preprocessed exactly as in training
-(`cnncli.pipeline.preprocess_batch`), and predicted a batch at a time. A file that
+(`cnncli.data.pipeline.preprocess_batch`), and predicted a batch at a time. A file that
 cannot be read gets its own error; the others are still predicted.
 
 >>> result = predict(["car.jpg"], model="vgg16", top=5)   # doctest: +SKIP
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import imagenet, images, inputs, modelfile, pipeline, pretrained
+from cnncli.data import images, inputs, pipeline
 from cnncli.errors import CnnError, ConfigError
-from cnncli.evaluate import image_input, resolve
+from cnncli.infer.evaluate import image_input, resolve
+from cnncli.model import imagenet, modelfile, pretrained
 
 DECODE_THREADS = 4  # PIL releases the GIL while decoding
 

@@ -52,7 +52,7 @@ DATA_DIR_ENV = "CNNCLI_DATA_DIR"
 SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
 
 #: The bundled MNIST sample (see resources/NOTICE-mnist.txt).
-SAMPLE_PATH = Path(__file__).parent / "resources" / "mnist_sample.npz"
+SAMPLE_PATH = Path(__file__).parents[1] / "resources" / "mnist_sample.npz"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")

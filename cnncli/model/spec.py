@@ -40,7 +40,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cnncli import yamlio
+from cnncli import config, yamlio
+from cnncli.config import PREPROCESSING_MODES
 from cnncli.errors import CnnError, ConfigError, raise_all
 
 SPEC_KEYS = {
@@ -63,8 +64,6 @@ MERGES = {
     "subtract": "Subtract",
 }
 INPUT = "input"  # the name of the model's input in `Node.inputs`
-#: How pixels become model inputs (cnncli.pipeline implements them).
-PREPROCESSING_MODES = ("scale", "none", "tf", "caffe", "torch")
 MAX_LAYERS = 10_000  # `repeat` and nested blocks cannot blow up past this
 _PARAM = re.compile(r"^\$([A-Za-z_]\w*)$")
 
@@ -129,7 +128,7 @@ class Expanded:
 
 def load(path_or_name: str | Path) -> Spec:
     """A spec from a YAML file, or a built-in one by name (``vgg16``)."""
-    from cnncli import architectures
+    from cnncli.model import architectures
 
     path = architectures.resolve(path_or_name)
     doc = yamlio.load(path)
@@ -589,3 +588,19 @@ def _item_line(seq: Any, index: int, default: int | None) -> int | None:
     if isinstance(seq, yamlio.YamlList):
         return seq.item_line(index)
     return default
+
+
+def from_run_config(cfg, *, file: str | None = None, classes: int | None = None):
+    """The architecture spec a run config names (built-in, file or inline), with overrides.
+
+    `classes` (e.g. the dataset's) applies unless the config sets `model.classes`.
+    """
+    model = cfg.model
+    if isinstance(model, str):
+        return load(model).with_overrides(classes=classes)
+    if "from" in model:
+        section = config.check_part(("model",), model, model, file)
+        base = load(section.from_)
+        return base.with_overrides(classes=section.classes or classes, input=section.input)
+    inline = parse(model, file=file, default_name=Path(file).stem if file else "model")
+    return inline if inline.classes is not None else inline.with_overrides(classes=classes)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli import __version__
+from cnncli import __version__, files
 from cnncli.errors import EXIT_BELOW_THRESHOLD, EXIT_DATA_OR_MODEL, EXIT_SIGINT, CnnError
 
 app = typer.Typer(
@@ -58,15 +58,16 @@ def summary(
     json: JsonOpt = False,
 ) -> None:
     """Print the lecture's table for a network: layers, volume sizes, parameters, memory."""
-    from cnncli import builder, report
-    from cnncli import summary as summaries
+    from cnncli.cli import render
+    from cnncli.model import builder
+    from cnncli.model import summary as summaries
 
     built = builder.build_checked(_load_spec(spec).with_overrides(classes=classes))
     result = summaries.summarize(built)
     if json:
-        report.print_json(result.to_dict())
+        render.print_json(result.to_dict())
     else:
-        report.summary(result, explain=explain)
+        render.summary(result, explain=explain)
 
 
 @app.command()
@@ -75,27 +76,29 @@ def check(
     json: JsonOpt = False,
 ) -> None:
     """Validate a spec or run config without training (exit 0 if valid, 2 if not)."""
-    from cnncli import builder, report
+    from cnncli.cli import render
+    from cnncli.model import builder
 
     built = builder.build_checked(_load_spec(path))
     model = built.model
     result = {"valid": True, "file": path, "model": model.name, "layers": len(model.layers) - 1,
               "params": model.count_params(), "warnings": built.warnings}
     if json:
-        report.print_json(result)
+        render.print_json(result)
         return
-    report.out.print(f"OK: {path} is valid ({model.name}: {result['layers']} layers, "
+    render.out.print(f"OK: {path} is valid ({model.name}: {result['layers']} layers, "
                      f"{result['params']:,} parameters)")
     for w in built.warnings:
-        report.warn(w)
+        render.warn(w)
 
 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of run configs (for editors' YAML completion)."""
-    from cnncli import config, report
+    from cnncli import config
+    from cnncli.cli import render
 
-    report.print_json(config.schema())
+    render.print_json(config.schema())
 
 
 @app.command()
@@ -105,11 +108,12 @@ def models(
     json: JsonOpt = False,
 ) -> None:
     """List the built-in architectures and the pretrained models (weights cached or not)."""
-    from cnncli import architectures, pretrained, report, spec
+    from cnncli.cli import render
+    from cnncli.model import architectures, pretrained, spec
 
     if download:
         path = pretrained.download(download)
-        report.out.print(f"{download}: weights in {path}", markup=False)
+        render.out.print(f"{download}: weights in {path}", markup=False)
         return
     rows = []
     for name in architectures.names():
@@ -123,11 +127,11 @@ def models(
                      "description": "ImageNet weights " + (
                          "cached" if cached else f"not cached ({entry.megabytes} MB download)")})
     if json:
-        report.print_json(rows)
+        render.print_json(rows)
         return
     for r in rows:
         dims = "x".join(map(str, r["input"]))
-        report.out.print(f"{r['name']:<16} {r['kind']:<10} {dims:<12} {r['classes']:>5} classes"
+        render.out.print(f"{r['name']:<16} {r['kind']:<10} {dims:<12} {r['classes']:>5} classes"
                          f"  {r['description']}", markup=False)
 
 
@@ -153,21 +157,22 @@ def predict(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results.")] = False,
 ) -> None:
     """Classify images: cnncli predict car.jpg --model vgg16."""
-    from cnncli import devices, report
-    from cnncli import predict as prediction
+    from cnncli import devices
+    from cnncli.cli import render
+    from cnncli.infer import predict as prediction
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
     placement = devices.setup(device, "float32")
     loaded = prediction.load(model, weights=weights, offline=offline)
     if not quiet:
-        report.info(placement.describe())
-        report.info(f"[INFO] classifying image with '{model}'...")
+        render.info(placement.describe())
+        render.info(f"[INFO] classifying image with '{model}'...")
     result = prediction.predict(sources, model=loaded, top=top, batch_size=batch_size,
                                 resize=resize, stdin=sys.stdin)
-    report.predictions(result, fmt)
+    render.predictions(result, fmt)
     for error in result.errors:
-        report.error(error)
+        render.error(error)
     if result.errors and not skip_bad:
         raise typer.Exit(EXIT_DATA_OR_MODEL if not result.images else EXIT_BELOW_THRESHOLD)
 
@@ -206,8 +211,10 @@ def train(
     json: JsonOpt = False,
 ) -> None:
     """Train a network: cnncli train configs/mnist.yaml."""
-    from cnncli import config, report, rundir
-    from cnncli import train as training
+    from cnncli import config
+    from cnncli.cli import render
+    from cnncli.run import rundir
+    from cnncli.run import train as training
 
     if config_file is None and resume is None:
         raise typer.BadParameter("give a CONFIG file, or --resume RUN", param_hint="CONFIG")
@@ -230,15 +237,15 @@ def train(
         return _dry_run(cfg, config_file)
     result = training.train(cfg, config_file=config_file, device=device, precision=precision,
                             resume=resume, force=force, auto_batch=auto_batch,
-                            reporter=report.train_reporter(quiet or json))
+                            reporter=render.train_reporter(quiet or json))
     if json:
-        report.print_json(result.metrics)
+        render.print_json(result.metrics)
     elif not quiet:
         best = result.metrics["best"]
         value = f"{best['value']:.4f}" if best["value"] is not None else "n/a"
-        report.info(f"Done: {result.run}  (best {best['metric']} {value} at epoch "
+        render.info(f"Done: {result.run}  (best {best['metric']} {value} at epoch "
                     f"{best['epoch']}; {result.metrics['images_per_s'] or 0:,.0f} images/s)")
-        report.info(f"Next: cnncli evaluate {result.run}")
+        render.info(f"Next: cnncli evaluate {result.run}")
 
 
 @app.command()
@@ -261,21 +268,22 @@ def evaluate(
     json: JsonOpt = False,
 ) -> None:
     """Evaluate a trained model on its test set: figures, per-class table, confusions."""
-    from cnncli import devices, report
-    from cnncli import evaluate as evaluation
+    from cnncli import devices
+    from cnncli.cli import render
+    from cnncli.infer import evaluate as evaluation
 
     placement = devices.setup(device, "float32")
     if not json:
-        report.info(placement.describe())
+        render.info(placement.describe())
     rep = evaluation.evaluate(target, data=data, data_dir=data_dir, offline=offline,
                               batch_size=batch_size, fail_under=fail_under or [],
                               output=output)
     if json:
-        report.print_json(rep.to_dict())
+        render.print_json(rep.to_dict())
     else:
-        report.evaluation(rep)
+        render.evaluation(rep)
     for failure in rep.failures:
-        report.err.print(f"FAIL: {failure}", markup=False)
+        render.err.print(f"FAIL: {failure}", markup=False)
     if rep.failures:
         raise typer.Exit(EXIT_BELOW_THRESHOLD)
 
@@ -283,12 +291,13 @@ def evaluate(
 def _dry_run(cfg, config_file: str) -> None:
     import yaml
 
-    from cnncli import builder, config, report
-    from cnncli import summary as summaries
+    from cnncli.cli import render
+    from cnncli.model import builder, spec
+    from cnncli.model import summary as summaries
 
-    report.out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False), markup=False)
-    spec = config.model_spec(cfg, file=config_file)
-    report.summary(summaries.summarize(builder.build_checked(spec)))
+    render.out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False), markup=False)
+    network = spec.from_run_config(cfg, file=config_file)
+    render.summary(summaries.summarize(builder.build_checked(network)))
 
 
 @app.command()
@@ -299,26 +308,27 @@ def datasets(
     json: JsonOpt = False,
 ) -> None:
     """Where each known dataset is found (or would be downloaded from), and its size."""
-    from cnncli import datasets as data
-    from cnncli import report
+    from cnncli.cli import render
+    from cnncli.data import datasets as data
 
     rows = data.describe_all(data_dir=data_dir, offline=offline)
     if json:
-        report.print_json(rows)
+        render.print_json(rows)
     else:
-        report.datasets(rows)
+        render.datasets(rows)
 
 
 @app.command()
 def doctor(json: JsonOpt = False) -> None:
     """TensorFlow, Keras, CUDA and GPUs: what this machine has, and what `auto` picks."""
-    from cnncli import devices, report
+    from cnncli import devices
+    from cnncli.cli import render
 
     info = devices.doctor_info()
     if json:
-        report.print_json(info)
+        render.print_json(info)
     else:
-        report.doctor(info)
+        render.doctor(info)
 
 
 @app.command()
@@ -327,37 +337,39 @@ def runs(
     json: JsonOpt = False,
 ) -> None:
     """List training runs with their best figures."""
-    from cnncli import report, rundir
+    from cnncli.cli import render
+    from cnncli.run import rundir
 
     rows = []
     for run in rundir.list_runs(root):
         metrics = run / "metrics.json"
         state = run / rundir.STATE
-        m = rundir.read_json(metrics) if metrics.exists() else {}
-        status = rundir.read_json(state).get("status") if state.exists() else "unknown"
+        m = files.read_json(metrics) if metrics.exists() else {}
+        status = files.read_json(state).get("status") if state.exists() else "unknown"
         best = m.get("best", {})
         rows.append({"run": str(run), "status": status, "epochs": m.get("epochs"),
                      "best_metric": best.get("metric"), "best": best.get("value"),
                      "images_per_s": m.get("images_per_s")})
     if json:
-        report.print_json(rows)
+        render.print_json(rows)
         return
     if not rows:
-        report.info(f"No runs under {root}/. Start one with: cnncli train configs/mnist.yaml")
+        render.info(f"No runs under {root}/. Start one with: cnncli train configs/mnist.yaml")
     for r in rows:
         best = f"{r['best_metric']} {r['best']:.4f}" if r["best"] is not None else ""
-        report.out.print(f"{r['run']:<28} {r['status']:<12} {best}", markup=False)
+        render.out.print(f"{r['run']:<28} {r['status']:<12} {best}", markup=False)
 
 
 def _load_spec(path_or_name: str):
     """A spec from a spec file, a built-in name, or the `model:` of a run config."""
-    from cnncli import architectures, config, spec, yamlio
+    from cnncli import config, yamlio
+    from cnncli.model import architectures, spec
 
     path = architectures.resolve(path_or_name)
     doc = yamlio.load(path)
     if isinstance(doc, dict) and "model" in doc and "layers" not in doc:
         cfg = config.parse(doc, file=str(path))
-        return config.model_spec(cfg, file=str(path))
+        return spec.from_run_config(cfg, file=str(path))
     return spec.parse(doc, file=str(path), default_name=Path(path).stem)
 
 
@@ -369,9 +381,9 @@ def main() -> None:
     import warnings
 
     def show(message, category, filename, lineno, file=None, line=None):
-        from cnncli import report
+        from cnncli.cli import render
 
-        report.warn(str(message))
+        render.warn(str(message))
 
     warnings.showwarning = show
     try:
@@ -379,9 +391,9 @@ def main() -> None:
     except CnnError as exc:
         if os.environ.get("CNNCLI_DEBUG"):
             raise
-        from cnncli import report
+        from cnncli.cli import render
 
-        report.error(exc)
+        render.error(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
@@ -389,9 +401,9 @@ def main() -> None:
     except Exception as exc:  # a bug, ours or a library's: say so in one paragraph
         if os.environ.get("CNNCLI_DEBUG"):
             raise
-        from cnncli import report
+        from cnncli.cli import render
 
-        report.error(f"unexpected {type(exc).__name__}: {exc}. Hint: this is a bug in cnncli "
+        render.error(f"unexpected {type(exc).__name__}: {exc}. Hint: this is a bug in cnncli "
                      "or a library it uses; run again with --debug (before the command) for "
                      "the traceback, and report it")
         sys.exit(EXIT_DATA_OR_MODEL)

@@ -151,7 +151,7 @@ class RichTrainReporter(PlainTrainReporter):
 
     def begin(self, plan, run, resumed):
         super().begin(plan, run, resumed)
-        self.batch = plan.cfg.train.batch_size * plan.placement.replicas
+        self.batch = plan.placement.global_batch_size(plan.cfg.train.batch_size)
 
     def epoch_end(self, row):
         self.progress.console.print(epoch_line(row, self.epochs), markup=False)

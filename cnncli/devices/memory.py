@@ -1,0 +1,103 @@
+"""Device memory: what a training step needs, whether it fits, and what to do when it
+does not (``--auto-batch``). No TensorFlow.
+
+>>> check_fits(estimate_batch_memory(138_000_000, 15_000_000, 256), 16 * 2**30)[:28]
+'A training step needs about '
+"""
+
+from __future__ import annotations
+
+from cnncli.errors import DeviceError
+
+#: ``--auto-batch`` halves the batch size at most this many times.
+MAX_BATCH_HALVINGS = 3
+
+#: Share of a GPU's memory a training step may plan to use; the rest goes to
+#: the CUDA context, cuDNN workspaces and allocator fragmentation.
+USABLE_MEMORY_FRACTION = 0.9
+
+
+def estimate_batch_memory(
+    params: int,
+    activations_per_image: int,
+    batch_size: int,
+    optimizer_slots: int = 2,
+    bytes_per_value: int = 4,
+) -> int:
+    """A rough estimate, in bytes, of the memory one training step needs.
+
+    Weights, their gradients and `optimizer_slots` copies (Adam keeps 2) are
+    float32; each image's activations are kept for the backward pass and get a
+    gradient of the same size, at `bytes_per_value` each (2 under mixed precision).
+
+    >>> estimate_batch_memory(1000, 500, 10)
+    56000
+    """
+    weights = int(params) * (2 + int(optimizer_slots)) * 4
+    activations = int(activations_per_image) * int(batch_size) * 2 * int(bytes_per_value)
+    return weights + activations
+
+
+def format_bytes(count: int) -> str:
+    """``1536 * 2**20`` -> ``'1.5 GiB'``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover
+
+
+def check_fits(estimate: int, device_memory: int | None) -> str | None:
+    """Warning text when `estimate` bytes will not fit in `device_memory` (None: fits).
+
+    >>> check_fits(10 * 2**30, 16 * 2**30) is None
+    True
+    >>> check_fits(20 * 2**30, 16 * 2**30)[:40]
+    'A training step needs about 20.0 GiB, bu'
+    """
+    if device_memory is None:
+        return None
+    usable = int(device_memory * USABLE_MEMORY_FRACTION)
+    if estimate <= usable:
+        return None
+    return (
+        f"A training step needs about {format_bytes(estimate)}, but only about "
+        f"{format_bytes(usable)} of the device's {format_bytes(device_memory)} is usable; "
+        "try a smaller --batch-size, --precision mixed_float16 or --auto-batch"
+    )
+
+
+def out_of_memory_message(batch_size: int, device: str | None = None) -> DeviceError:
+    """The error to raise for a ``ResourceExhaustedError`` at `batch_size`.
+
+    >>> print(out_of_memory_message(256))  # doctest: +ELLIPSIS
+    Ran out of device memory at batch size 256. Hint: try --batch-size 128, ...
+    """
+    where = f" on {device}" if device else ""
+    smaller = max(1, int(batch_size) // 2)
+    return DeviceError(
+        f"Ran out of device memory{where} at batch size {batch_size}",
+        hint=(
+            f"try --batch-size {smaller}, --precision mixed_float16 (halves activation "
+            "memory on a GPU), or --auto-batch to halve the batch size automatically"
+        ),
+    )
+
+
+def next_batch_size(batch: int, attempt: int) -> int | None:
+    """For ``--auto-batch``: the batch size to retry with after running out of memory.
+
+    Args:
+        batch: the batch size that failed.
+        attempt: how many times the batch size was already halved (0 at first).
+
+    Returns:
+        half of `batch`, or None after `MAX_BATCH_HALVINGS` halvings or below 1.
+
+    >>> next_batch_size(256, 0), next_batch_size(32, 3)
+    (128, None)
+    """
+    if attempt >= MAX_BATCH_HALVINGS or batch < 2:
+        return None
+    return batch // 2

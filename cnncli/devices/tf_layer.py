@@ -1,0 +1,209 @@
+"""The thin TensorFlow layer of `cnncli.devices`: ask TensorFlow what it sees, apply a
+`Placement` (memory growth, dtype policy, `tf.distribute` strategy), and report for
+``cnncli doctor``. TensorFlow is imported when a function here is called, not before.
+
+>>> placement = setup("auto", "auto")          # doctest: +SKIP
+>>> with strategy(placement).scope():           # doctest: +SKIP
+...     model = build(spec)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import warnings
+
+from cnncli.devices.cluster import parse_tf_config
+from cnncli.devices.placement import (
+    GpuInfo,
+    Placement,
+    available_cpus,
+    cpu_bf16_units,
+    decide,
+    gpu_warning,
+    nvidia_driver_present,
+)
+from cnncli.errors import DeviceError
+from cnncli.runtime import import_keras, import_tf, stderr_silenced
+
+
+def tf_cpu_threads() -> int:
+    """Threads TensorFlow uses for one op (its setting, else all available CPUs)."""
+    tf = import_tf()
+    return tf.config.threading.get_intra_op_parallelism_threads() or available_cpus()
+
+
+def build_info() -> dict:
+    """``tf.sysconfig.get_build_info()`` as a plain dict."""
+    tf = import_tf()
+    return dict(tf.sysconfig.get_build_info())
+
+
+def _physical_gpus() -> list:
+    # TensorFlow logs a cuInit error from C++ on machines without CUDA.
+    tf = import_tf()
+    if os.environ.get("CNNCLI_DEBUG"):
+        return tf.config.list_physical_devices("GPU")
+    with stderr_silenced():
+        return tf.config.list_physical_devices("GPU")
+
+
+def _smi_memory() -> dict[str, int]:
+    """Total memory by GPU name, from ``nvidia-smi`` ({} when unavailable)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return {}
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    memory = {}
+    for line in out.splitlines():
+        name, _, mib = line.rpartition(",")
+        if name.strip() and mib.strip().isdigit():
+            memory[name.strip()] = int(mib.strip()) * 2**20
+    return memory
+
+
+def visible_gpus() -> list[GpuInfo]:
+    """The GPUs TensorFlow sees (after ``CUDA_VISIBLE_DEVICES``), numbered as it does.
+
+    Name and compute capability come from TensorFlow; total memory from
+    ``nvidia-smi`` when it is installed (TensorFlow does not report it).
+    """
+    tf = import_tf()
+    gpus = []
+    memory = None
+    for index, device in enumerate(_physical_gpus()):
+        details = tf.config.experimental.get_device_details(device) or {}
+        name = details.get("device_name") or device.name
+        cc = details.get("compute_capability")
+        if memory is None:
+            memory = _smi_memory()
+        gpus.append(GpuInfo(name, memory.get(name), tuple(cc) if cc else None, index))
+    return gpus
+
+
+def _enable_memory_growth() -> None:
+    """Let TensorFlow take GPU memory as needed instead of all of it at once."""
+    tf = import_tf()
+    for device in _physical_gpus():
+        try:
+            tf.config.experimental.set_memory_growth(device, True)
+        except RuntimeError:
+            pass  # already initialised: the setting can no longer change
+
+
+def setup(requested: str = "auto", precision: str = "auto", *,
+          multiworker: bool = False) -> Placement:
+    """Prepare TensorFlow for ``--device requested --precision precision``.
+
+    Call it before any tensor is created. It turns on GPU memory growth,
+    decides the placement, sets Keras's global dtype policy to its precision
+    (float32 too, so a previous mixed policy does not linger), and issues each
+    of ``placement.warnings`` with `warnings.warn`.
+
+    With `multiworker` (training only) and a ``TF_CONFIG`` that describes a
+    cluster, it also joins the cluster: it creates the
+    `MultiWorkerMirroredStrategy` now, because TensorFlow allows that only before
+    it starts, and waits for the other tasks to start too.
+
+    Raises:
+        ConfigError: a bad ``--device``, ``--precision`` or ``TF_CONFIG`` value.
+        DeviceError: a GPU was asked for that TensorFlow does not see, or the
+            cluster could not be joined.
+    """
+    keras = import_keras()
+    _enable_memory_growth()
+    cluster = parse_tf_config(os.environ.get("TF_CONFIG")) if multiworker else None
+    placement = decide(requested, precision, visible_gpus(), tf_cpu_threads(), cluster,
+                       cpu_bf16=cpu_bf16_units())
+    warning = gpu_warning(nvidia_driver_present(), placement, build_info())
+    if warning:
+        placement.warnings.append(warning)
+    if placement.kind == "multiworker":
+        strategy(placement)
+    keras.config.set_dtype_policy(placement.precision)
+    for text in placement.warnings:
+        warnings.warn(text, stacklevel=2)
+    return placement
+
+
+def strategy(placement: Placement):
+    """The `tf.distribute` strategy to build and train the model under.
+
+    The default strategy on the CPU, `OneDeviceStrategy` on one GPU,
+    `MirroredStrategy` over several devices, `MultiWorkerMirroredStrategy` over
+    several machines (one per process, created by the first call).
+    """
+    tf = import_tf()
+    if placement.kind == "multiworker":
+        joined = _multiworker_strategy(tuple(placement.devices))
+        if joined.num_replicas_in_sync != placement.replicas:
+            raise DeviceError(
+                f"the cluster trains {joined.num_replicas_in_sync} replicas, but this "
+                f"worker expected {placement.replicas} ({placement.workers} workers x "
+                f"{len(placement.devices)} devices)",
+                hint="give every worker the same number of GPUs, or use --device cpu")
+        return joined
+    if placement.kind == "cpu":
+        return tf.distribute.get_strategy()
+    if placement.kind == "gpu":
+        return tf.distribute.OneDeviceStrategy(placement.devices[0])
+    return tf.distribute.MirroredStrategy(list(placement.devices))
+
+
+@functools.cache
+
+
+def _multiworker_strategy(devices: tuple[str, ...]):
+    """Use only `devices` on this machine and join the ``TF_CONFIG`` cluster (once)."""
+    tf = import_tf()
+    try:
+        physical = _physical_gpus()
+        wanted = [physical[int(d.split(":")[1])] for d in devices if d.startswith("/gpu:")]
+        if len(wanted) != len(physical):
+            tf.config.set_visible_devices(wanted, "GPU")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (RuntimeError, ValueError) as exc:
+        raise DeviceError(
+            f"cannot join the TF_CONFIG cluster: {str(exc).splitlines()[0]}",
+            hint="TensorFlow must not have started before (call devices.setup(..., "
+            "multiworker=True) first), and a process joins one cluster with one set of "
+            "devices only") from None
+
+
+def doctor_info() -> dict:
+    """What ``cnncli doctor`` reports, as plain JSON-able values.
+
+    Nothing is changed: no memory growth, no dtype policy.
+    """
+    keras = import_keras()
+    tf = import_tf()
+    info = build_info()
+    gpus = visible_gpus()
+    driver = nvidia_driver_present()
+    auto = decide("auto", "auto", gpus, tf_cpu_threads(), cpu_bf16=cpu_bf16_units())
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "cuda_build": bool(info.get("is_cuda_build")),
+        "cuda_version": info.get("cuda_version"),
+        "cudnn_version": info.get("cudnn_version"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "gpus": [g.to_dict() for g in gpus],
+        "auto": auto.to_dict(),
+        "cpu": {
+            "available": available_cpus(),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "bf16_units": cpu_bf16_units(),
+        },
+        "nvidia_driver": driver,
+        "warning": gpu_warning(driver, auto, info),
+    }
