@@ -1,0 +1,91 @@
+"""Commands that use a trained or pretrained model: predict, evaluate."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from cnncli.cli.options import JsonOpt
+from cnncli.errors import EXIT_BELOW_THRESHOLD, EXIT_DATA_OR_MODEL
+
+
+def predict(
+    sources: Annotated[list[str], typer.Argument(
+        metavar="IMAGES...", help="Image files, folders, globs, @list.txt, - (paths on stdin) "
+        "or http(s) URLs.")],
+    model: Annotated[str, typer.Option(help="A pretrained name (vgg16, vgg19, resnet50, "
+                                       "mobilenet_v2, efficientnet_b0), a run folder or a "
+                                       ".keras file.")],
+    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    weights: Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
+                                                "model.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, json, jsonl or csv.")] = "text",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    resize: Annotated[str, typer.Option(help="bilinear (stretch to the model's size, Keras' "
+                                        "default) or center_crop.")] = "bilinear",
+    skip_bad: Annotated[bool, typer.Option(help="Exit 0 even if some images could not be "
+                                           "read.")] = False,
+    offline: Annotated[bool, typer.Option(help="Never download weights.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results.")] = False,
+) -> None:
+    """Classify images: cnncli predict car.jpg --model vgg16."""
+    from cnncli import devices
+    from cnncli.cli import render
+    from cnncli.infer import predict as prediction
+
+    if fmt not in ("text", "json", "jsonl", "csv"):
+        raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
+    placement = devices.setup(device, "float32")
+    loaded = prediction.load(model, weights=weights, offline=offline)
+    if not quiet:
+        render.info(placement.describe())
+        render.info(f"[INFO] classifying image with '{model}'...")
+    result = prediction.predict(sources, model=loaded, top=top, batch_size=batch_size,
+                                resize=resize, stdin=sys.stdin)
+    render.predictions(result, fmt)
+    for error in result.errors:
+        render.error(error)
+    if result.errors and not skip_bad:
+        raise typer.Exit(EXIT_DATA_OR_MODEL if not result.images else EXIT_BELOW_THRESHOLD)
+
+
+def evaluate(
+    target: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="A run folder "
+                                          "(runs/mnist/1), its latest link, or a .keras file.")],
+    data: Annotated[str | None, typer.Option(help="Evaluate on this dataset (name or path) "
+                                             "instead of the run's.")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Where to look for datasets first.")]
+    = None,
+    offline: Annotated[bool, typer.Option(help="Never download.")] = False,
+    fail_under: Annotated[list[str] | None, typer.Option(
+        help="Exit 1 when a figure is worse: accuracy=0.99 (loss=0.3 means at most). "
+        "Repeatable.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per prediction batch.")] = 256,
+    output: Annotated[str | None, typer.Option(help="Folder for the PNGs and "
+                                               "evaluation.json (default: the run's).")]
+    = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
+    json: JsonOpt = False,
+) -> None:
+    """Evaluate a trained model on its test set: figures, per-class table, confusions."""
+    from cnncli import devices
+    from cnncli.cli import render
+    from cnncli.infer import evaluate as evaluation
+
+    placement = devices.setup(device, "float32")
+    if not json:
+        render.info(placement.describe())
+    rep = evaluation.evaluate(target, data=data, data_dir=data_dir, offline=offline,
+                              batch_size=batch_size, fail_under=fail_under or [],
+                              output=output)
+    if json:
+        render.print_json(rep.to_dict())
+    else:
+        render.evaluation(rep)
+    for failure in rep.failures:
+        render.err.print(f"FAIL: {failure}", markup=False)
+    if rep.failures:
+        raise typer.Exit(EXIT_BELOW_THRESHOLD)

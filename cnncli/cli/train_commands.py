@@ -1,0 +1,121 @@
+"""Commands about training: train, runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnncli import files
+from cnncli.cli.options import JsonOpt
+
+
+def train(
+    config_file: Annotated[str | None, typer.Argument(
+        metavar="CONFIG", help="A run config (configs/mnist.yaml). Optional with --resume.")]
+    = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override any key: --set train.epochs=3 (repeatable).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")]
+    = None,
+    batch_size: Annotated[int | None, typer.Option(help="Shortcut for train.batch_size.")]
+    = None,
+    lr: Annotated[float | None, typer.Option(help="Shortcut for "
+                                             "train.optimizer.learning_rate.")] = None,
+    data: Annotated[str | None, typer.Option(help="Shortcut for data.name (a name or a "
+                                             "path).")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Where to look for datasets first "
+                                                 "(also CNNCLI_DATA_DIR).")] = None,
+    offline: Annotated[bool, typer.Option(help="Never download; use local data only.")]
+    = False,
+    resume: Annotated[str | None, typer.Option(help="Continue this run (runs/NAME/N or "
+                                               "runs/NAME/latest) from its last backup.")]
+    = None,
+    force: Annotated[bool, typer.Option(help="Resume even if the config changed.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved config and the model "
+                                          "summary, then stop.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, float32, mixed_float16 or "
+                                           "mixed_bfloat16.")] = "auto",
+    auto_batch: Annotated[bool, typer.Option(help="Out of GPU memory: halve the batch size "
+                                             "and start again (at most 3 times).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Train a network: cnncli train configs/mnist.yaml."""
+    from cnncli import config
+    from cnncli.cli import render
+    from cnncli.run import rundir
+    from cnncli.run import train as training
+
+    if config_file is None and resume is None:
+        raise typer.BadParameter("give a CONFIG file, or --resume RUN", param_hint="CONFIG")
+    if config_file is None:
+        config_file = str(rundir.find(resume) / rundir.CONFIG)
+    overrides = list(set_ or [])
+    for key, value in (("train.epochs", epochs), ("train.batch_size", batch_size),
+                       ("train.optimizer.learning_rate", lr), ("data.name", data),
+                       ("data.data_dir", data_dir)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if epochs is not None:
+        overrides.append("train.steps=null")
+    if offline:
+        overrides.append("data.offline=true")
+    cfg = config.load(config_file, overrides)
+    if cfg.output.name is None:
+        cfg.output.name = Path(config_file).stem
+    if dry_run:
+        return _dry_run(cfg, config_file)
+    result = training.train(cfg, config_file=config_file, device=device, precision=precision,
+                            resume=resume, force=force, auto_batch=auto_batch,
+                            reporter=render.train_reporter(quiet or json))
+    if json:
+        render.print_json(result.metrics)
+    elif not quiet:
+        best = result.metrics["best"]
+        value = f"{best['value']:.4f}" if best["value"] is not None else "n/a"
+        render.info(f"Done: {result.run}  (best {best['metric']} {value} at epoch "
+                    f"{best['epoch']}; {result.metrics['images_per_s'] or 0:,.0f} images/s)")
+        render.info(f"Next: cnncli evaluate {result.run}")
+
+
+def _dry_run(cfg, config_file: str) -> None:
+    import yaml
+
+    from cnncli.cli import render
+    from cnncli.model import builder, spec
+    from cnncli.model import summary as summaries
+
+    render.out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False), markup=False)
+    network = spec.from_run_config(cfg, file=config_file)
+    render.summary(summaries.summarize(builder.build_checked(network)))
+
+
+def runs(
+    root: Annotated[str, typer.Argument(help="The folder holding the runs.")] = "runs",
+    json: JsonOpt = False,
+) -> None:
+    """List training runs with their best figures."""
+    from cnncli.cli import render
+    from cnncli.run import rundir
+
+    rows = []
+    for run in rundir.list_runs(root):
+        metrics = run / "metrics.json"
+        state = run / rundir.STATE
+        m = files.read_json(metrics) if metrics.exists() else {}
+        status = files.read_json(state).get("status") if state.exists() else "unknown"
+        best = m.get("best", {})
+        rows.append({"run": str(run), "status": status, "epochs": m.get("epochs"),
+                     "best_metric": best.get("metric"), "best": best.get("value"),
+                     "images_per_s": m.get("images_per_s")})
+    if json:
+        render.print_json(rows)
+        return
+    if not rows:
+        render.info(f"No runs under {root}/. Start one with: cnncli train configs/mnist.yaml")
+    for r in rows:
+        best = f"{r['best_metric']} {r['best']:.4f}" if r["best"] is not None else ""
+        render.out.print(f"{r['run']:<28} {r['status']:<12} {best}", markup=False)
