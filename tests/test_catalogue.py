@@ -30,7 +30,7 @@ from cnncli import config, yamlio
 from cnncli.cli import app as cli
 from cnncli.errors import ConfigError
 from cnncli.model import modelfile
-from cnncli.run import checkpoint
+from cnncli.run import rundir
 
 CLI = "cli"  # run this row in a subprocess
 
@@ -349,7 +349,7 @@ def first_epoch_files_remain(tmp: Path, stdout: str, stderr: str) -> None:
     run = tmp / "runs" / "run" / "1"
     assert (run / "history.csv").read_text().count("\n") == 2  # header + epoch 1
     assert modelfile.load_model(run / "best.keras") is not None
-    assert checkpoint.exists(run)  # the epoch-1 backup, for --resume
+    assert rundir.has_backup(run)  # the epoch-1 backup, for --resume
     assert config.load(run / "config.yaml").train.epochs == 3
     assert not cf.temp_leftovers(run)
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]

@@ -9,6 +9,7 @@ from trainkit import write_config
 
 from cnncli import config
 from cnncli.errors import ConfigError, DataError
+from cnncli.infer import artefact
 from cnncli.infer import evaluate as evaluation
 from cnncli.run import train as training
 
@@ -27,7 +28,7 @@ def cnncli(*args):
 
 def test_evaluates_the_runs_test_split_with_its_best_model(run):
     rep = evaluation.evaluate(run)
-    assert rep.target.model_path.name == "best.keras"
+    assert rep.model.endswith("best.keras")
     assert rep.result.count == 60 and rep.result.accuracy > 0.8
     assert rep.result.loss is not None and rep.result.top5_accuracy is None  # 3 classes
     assert len(rep.result.confusion) == 3
@@ -41,7 +42,7 @@ def test_writes_the_confusion_matrix_and_the_worst_mistakes(run):
 
 def test_latest_link_and_model_file_work_too(run):
     assert evaluation.evaluate(run.parent / "latest").result.count == 60
-    data = evaluation.resolve(run).data["name"]
+    data = artefact.resolve(run).data.name
     rep = evaluation.evaluate(run / "model.keras")  # the file knows its dataset
     assert rep.result.count == 60 and data.endswith("toy.npz")
 

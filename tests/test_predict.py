@@ -18,6 +18,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 from PIL import Image
 
+from cnncli.infer import classifier
 from cnncli.infer import predict as prediction
 from cnncli.model import builder, imagenet, pretrained, spec, weights
 from cnncli.runtime import import_keras
@@ -88,7 +89,7 @@ def test_equals_keras_applications_own_prediction(vgg16_files, photos):
     """Same image, Keras' own loading (bilinear resize) and preprocess_input: same output."""
     model = vgg16_files["model"]
     names = [f"{i}" for i in range(1000)]
-    loaded = prediction.Loaded("vgg16", model, (224, 224, 3), "caffe", names)
+    loaded = classifier.keras_classifier("vgg16", model, (224, 224, 3), "caffe", names)
     ours = prediction.predict([str(photos[0])], model=loaded, top=1000).images[0].top
     img = keras.utils.load_img(photos[0], target_size=(224, 224), interpolation="bilinear")
     x = keras.applications.vgg16.preprocess_input(keras.utils.img_to_array(img)[None])
@@ -104,10 +105,8 @@ def test_our_vgg16_spec_with_those_weights_predicts_the_same(vgg16_files, photos
     ours = builder.build(spec.load("vgg16"))
     weights.transfer(theirs, ours)
     names = imagenet.class_names()
-    a = prediction.predict([str(p) for p in photos], top=5,
-                           model=prediction.Loaded("ours", ours, (224, 224, 3), "caffe", names))
-    b = prediction.predict([str(p) for p in photos], top=5,
-                           model=prediction.Loaded("k", theirs, (224, 224, 3), "caffe", names))
+    a, b = (prediction.predict([str(p) for p in photos], top=5, model=classifier.keras_classifier(
+        name, net, (224, 224, 3), "caffe", names)) for name, net in (("ours", ours), ("k", theirs)))
     for x, y in zip(a.images, b.images, strict=True):
         assert [n for n, _ in x.top] == [n for n, _ in y.top]
         np.testing.assert_allclose([p for _, p in x.top], [p for _, p in y.top], rtol=1e-4)
@@ -123,7 +122,7 @@ class CountingModel:
 
 
 def tiny(model):
-    return prediction.Loaded("tiny", model, (8, 8, 3), "scale", ["a", "b", "c"])
+    return classifier.keras_classifier("tiny", model, (8, 8, 3), "scale", ["a", "b", "c"])
 
 
 def test_a_folder_is_predicted_in_batches(tmp_path):
@@ -171,7 +170,7 @@ def test_a_trained_run_gives_its_class_names_and_preprocessing(tmp_path):
     pixels = np.zeros((8, 8), np.uint8)
     pixels[1:3] = 250
     Image.fromarray(pixels).save(img)
-    loaded = prediction.load(str(run))
+    loaded = classifier.load(str(run))
     assert loaded.preprocessing == "scale" and loaded.class_names == ["0", "1", "2"]
     assert loaded.input_shape == (8, 8, 1)
     result = cnncli("predict", str(img), "--model", str(run), "--format", "jsonl")

@@ -13,7 +13,7 @@ from trainkit import history_rows, weights, write_config
 
 from cnncli import config, files
 from cnncli.errors import ConfigError, TrainingError
-from cnncli.run import checkpoint
+from cnncli.run import checkpoint, rundir
 from cnncli.run import train as training
 
 
@@ -36,7 +36,7 @@ def test_a_run_folder_has_everything(tmp_path):
     assert any((run / "logs").iterdir())  # TensorBoard event file
     assert (run.parent / "latest").resolve() == run
     assert files.read_json(run / "state.json") == {"status": "finished"}
-    assert not checkpoint.exists(run)  # a finished run keeps no backup
+    assert not rundir.has_backup(run)  # a finished run keeps no backup
     assert len(history_rows(run)) == 2
 
 
@@ -198,7 +198,7 @@ def test_kill_9_again_and_again_then_resume_gives_the_uninterrupted_result(tmp_p
         proc = subprocess.Popen([sys.executable, "-m", "cnncli", *args],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if kills < 3:
-            _wait_for(lambda p=proc: checkpoint.exists(run) or p.poll() is not None)
+            _wait_for(lambda p=proc: rundir.has_backup(run) or p.poll() is not None)
             time.sleep(rng.uniform(0.0, 0.6))  # at a random moment, backup writes included
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
@@ -244,7 +244,7 @@ def test_sigterm_exits_143(tmp_path):
     proc.terminate()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert checkpoint.exists(run)
+    assert rundir.has_backup(run)
 
 
 def _fit_needing_small_batches(limit):

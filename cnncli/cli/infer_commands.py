@@ -34,12 +34,13 @@ def predict(
     """Classify images: cnncli predict car.jpg --model vgg16."""
     from cnncli import devices
     from cnncli.cli import render
+    from cnncli.infer import classifier
     from cnncli.infer import predict as prediction
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
     placement = devices.setup(device, "float32")
-    loaded = prediction.load(model, weights=weights, offline=offline)
+    loaded = classifier.load(model, weights=weights, offline=offline)
     if not quiet:
         render.info(placement.describe())
         render.info(f"[INFO] classifying image with '{model}'...")

@@ -181,7 +181,7 @@ def train_reporter(quiet: bool):
 def evaluation(rep) -> None:
     """Figures, per-class table, most-confused pairs and the worst mistakes."""
     r = rep.result
-    out.print(f"Model: {rep.target.model_path}")
+    out.print(f"Model: {rep.model}")
     out.print(f"Data: {rep.dataset}, {r.count:,} test images")
     line = f"loss {r.loss:.4f}  accuracy {r.accuracy:.4f}"
     if r.top5_accuracy is not None:
@@ -207,6 +207,8 @@ def evaluation(rep) -> None:
                       f"({m['confidence']:.1%})", markup=False)
     for name, path in rep.files.items():
         out.print(f"{name.replace('_', ' ')}: {path}", markup=False)
+    for note in rep.notes:
+        warn(note)
 
 
 def predictions(result, fmt: str = "text") -> None:

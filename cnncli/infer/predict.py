@@ -18,23 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli.data import images, inputs, pipeline
-from cnncli.errors import CnnError, ConfigError
-from cnncli.infer.evaluate import image_input, resolve
-from cnncli.model import imagenet, modelfile, pretrained
+from cnncli.data import images, inputs
+from cnncli.errors import CnnError
+from cnncli.infer import classifier
 
 DECODE_THREADS = 4  # PIL releases the GIL while decoding
-
-
-@dataclass
-class Loaded:
-    """A model ready to classify, and how to feed it."""
-
-    name: str
-    model: object
-    input_shape: tuple[int, int, int]
-    preprocessing: str
-    class_names: list[str]
 
 
 @dataclass
@@ -50,35 +38,12 @@ class Result:
     errors: list[CnnError] = field(default_factory=list)
 
 
-def load(model: str, *, weights: str | None = None, offline: bool = False,
-         preprocessing: str | None = None) -> Loaded:
-    """A pretrained name (vgg16), a run folder, or a ``.keras`` file."""
-    if model in pretrained.REGISTRY:
-        entry = pretrained.get(model)
-        net = pretrained.load(model, weights=weights, offline=offline)
-        return Loaded(model, net, entry.input_shape, preprocessing or entry.preprocessing,
-                      imagenet.class_names())
-    if weights:
-        raise ConfigError("--weights goes with a pretrained model name",
-                          hint="use one of " + ", ".join(sorted(pretrained.REGISTRY)))
-    target = resolve(model)
-    net = modelfile.load_model(target.model_path)
-    meta = target.metadata
-    shape = image_input(net, target.model_path)
-    classes = net.output_shape[-1]
-    names = meta.get("class_names") or [str(i) for i in range(classes)]
-    if len(names) != classes:
-        names = [str(i) for i in range(classes)]
-    return Loaded(str(target.model_path), net, shape,
-                  preprocessing or meta.get("preprocessing", "scale"), names)
-
-
-def predict(sources: list[str], *, model: str | Loaded, top: int = 5, batch_size: int = 32,
-            weights: str | None = None, offline: bool = False, resize: str = "bilinear",
-            stdin=None) -> Result:
+def predict(sources: list[str], *, model: str | classifier.Classifier, top: int = 5,
+            batch_size: int = 32, weights: str | None = None, offline: bool = False,
+            resize: str = "bilinear", stdin=None) -> Result:
     """Top-`top` classes for every image in `sources` (files, folders, globs, @lists, URLs)."""
-    loaded = model if isinstance(model, Loaded) else load(model, weights=weights,
-                                                          offline=offline)
+    loaded = model if isinstance(model, classifier.Classifier) else classifier.load(
+        model, weights=weights, offline=offline)
     files = inputs.expand_inputs(sources, stdin=stdin)
     result = Result(model=loaded.name)
     top = max(1, min(top, len(loaded.class_names)))
@@ -91,9 +56,7 @@ def predict(sources: list[str], *, model: str | Loaded, top: int = 5, batch_size
             result.errors += [img for img in decoded if isinstance(img, CnnError)]
             if not good:
                 continue
-            batch = np.stack([img for _, img in good])
-            x = pipeline.preprocess_batch(batch, loaded.input_shape, loaded.preprocessing)
-            probs = np.asarray(loaded.model.predict_on_batch(x))
+            probs = loaded.probabilities(np.stack([img for _, img in good]))
             for (file, _), p in zip(good, probs, strict=True):
                 best = np.argsort(-p, kind="stable")[:top]
                 result.images.append(ImageResult(
@@ -101,7 +64,7 @@ def predict(sources: list[str], *, model: str | Loaded, top: int = 5, batch_size
     return result
 
 
-def _read(source: str, loaded: Loaded, resize: str):
+def _read(source: str, loaded: classifier.Classifier, resize: str):
     """The image at `source` as uint8 at the model's size, or the error it raised."""
     try:
         data = inputs.fetch_url(source) if inputs.is_url(source) else Path(source)

@@ -35,6 +35,7 @@ import zipfile
 import zlib
 
 from cnncli.errors import ModelError
+from cnncli.model.meta import ModelMeta
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -380,11 +381,11 @@ def load_model(path: str | os.PathLike):
     return _keras_load(text)
 
 
-def save_model_atomic(model, path: str | os.PathLike, metadata: dict | None = None) -> None:
+def save_model_atomic(model, path: str | os.PathLike, meta: ModelMeta | None = None) -> None:
     """Save `model` to the ``.keras`` file `path` so a crash never leaves half a file.
 
-    `metadata` (class names, preprocessing, input size...) is stored inside the file
-    as ``cnncli.json``, which Keras ignores: a model file carries what prediction needs.
+    `meta` (class names, preprocessing, input size...) is stored inside the file as
+    ``cnncli.json``, which Keras ignores: a model file carries what prediction needs.
 
     Keras writes a temporary file in the same folder, which is flushed to disk and then
     renamed over `path` in one step; the folder is flushed too. On failure the
@@ -406,9 +407,9 @@ def save_model_atomic(model, path: str | os.PathLike, metadata: dict | None = No
     )
     try:
         model.save(tmp)
-        if metadata is not None:
+        if meta is not None:
             with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(METADATA, json.dumps(metadata, indent=1))
+                archive.writestr(METADATA, json.dumps(meta.to_json(), indent=1))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, text)
@@ -425,17 +426,22 @@ def is_remote(path: str) -> bool:
     return bool(_REMOTE.match(path))
 
 
-def read_metadata(path: str | os.PathLike) -> dict | None:
-    """The ``cnncli.json`` stored in a model file by `save_model_atomic`, if any."""
+def read_meta(path: str | os.PathLike) -> ModelMeta | None:
+    """The `ModelMeta` stored in a model file by `save_model_atomic`, if any.
+
+    Raises:
+        ModelError: the stored record is too large or holds values of the wrong type.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             if METADATA not in archive.namelist():
                 return None
             if archive.getinfo(METADATA).file_size > MAX_CONFIG_BYTES:
                 raise ModelError("the model's cnncli.json is too large", file=str(path))
-            return json.loads(archive.read(METADATA))
-    except (zipfile.BadZipFile, json.JSONDecodeError, OSError):
+            data = json.loads(archive.read(METADATA))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None
+    return ModelMeta.from_json(data, file=str(path))
 
 
 def _fsync_folder(folder: str) -> None:

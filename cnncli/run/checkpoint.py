@@ -25,9 +25,9 @@ import numpy as np
 
 from cnncli.errors import TrainingError
 from cnncli.files import write_atomic
+from cnncli.run import rundir
 
-BACKUP = "backup.npz"
-PREVIOUS = "backup.prev.npz"
+BACKUP, PREVIOUS = rundir.BACKUP, rundir.PREVIOUS_BACKUP
 
 
 def _variables(model) -> dict[str, list]:
@@ -64,10 +64,6 @@ def save(run: Path, model, state: dict) -> None:
 def remove(run: Path) -> None:
     for name in (BACKUP, PREVIOUS):
         (run / name).unlink(missing_ok=True)
-
-
-def exists(run: Path) -> bool:
-    return (run / BACKUP).exists() or (run / PREVIOUS).exists()
 
 
 def load(run: Path, model) -> tuple[dict, str | None]:

@@ -1,21 +1,38 @@
-"""Run directories: ``runs/<name>/<n>/``, never overwritten, and atomic file writes.
+"""Run directories: ``runs/<name>/<n>/``, never overwritten, with one writer at a time.
 
 >>> import tempfile
 >>> root = tempfile.mkdtemp()
 >>> create(root, "mnist").name, create(root, "mnist").name
 ('1', '2')
+
+A process that trains into a run holds its `writer` lock: an exclusive ``flock`` on
+``.lock`` in the run folder. The operating system releases it when the process ends, by
+any means (``kill -9`` included), so a crashed run never leaves a stale lock, and
+`is_live` tells a run being trained from one that died.
+
+>>> run = create(root, "mnist")
+>>> with writer(run):
+...     is_live(run)
+True
+>>> is_live(run)
+False
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import socket
 from pathlib import Path
 
 from cnncli.errors import ConfigError, DataError
 
 CONFIG = "config.yaml"
 STATE = "state.json"  # what the run is doing: running, interrupted, failed, finished
+LOCK = ".lock"  # held (flock) by the process training into the run
+BACKUP = "backup.npz"  # the resumable state (cnncli.run.checkpoint writes it)
+PREVIOUS_BACKUP = "backup.prev.npz"
 
 
 def create(root: str | Path, name: str) -> Path:
@@ -76,3 +93,63 @@ def list_runs(root: str | Path = "runs") -> list[Path]:
         return []
     runs = [p for p in root.glob("*/*") if p.name.isdigit() and (p / CONFIG).exists()]
     return sorted(runs, key=lambda p: (p.parent.name, int(p.name)))
+
+
+@contextlib.contextmanager
+def writer(run: Path):
+    """Hold `run`'s writer lock while the block runs.
+
+    Raises:
+        ConfigError: another process holds it (it is training into this run now).
+    """
+    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder(run)
+            raise ConfigError(
+                f"another process is training into this run now{holder}", file=str(run),
+                hint="wait for it to finish (cnncli runs shows it as running), or stop it "
+                     "first; one run folder has one writer at a time") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
+
+
+def _holder(run: Path) -> str:
+    try:
+        pid, _, host = (run / LOCK).read_text().strip().partition(" ")
+    except OSError:
+        return ""
+    return f" (process {pid} on {host})" if pid.isdigit() and host else ""
+
+
+def is_live(run: Path) -> bool:
+    """True while a process holds `run`'s writer lock (it is training into it)."""
+    try:
+        fd = os.open(run / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def has_backup(run: Path) -> bool:
+    return (run / BACKUP).exists() or (run / PREVIOUS_BACKUP).exists()
+
+
+def no_model_hint(run: Path) -> str:
+    """What to do with a run that has no model file yet, given what it is doing."""
+    if is_live(run):
+        return f"it is training now{_holder(run)}; its model is written when an epoch ends"
+    if has_backup(run):
+        return f"continue it: cnncli train --resume {run}"
+    return f"it stopped before its first backup; start it again: cnncli train {run / CONFIG}"

@@ -34,6 +34,7 @@ from cnncli.devices import distributed
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, ConfigError, DataError, TrainingError
 from cnncli.model import builder
 from cnncli.model import spec as specs
+from cnncli.model.meta import ModelMeta
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import checkpoint, optimizers, rundir, schedules
 from cnncli.runtime import import_keras, import_tf
@@ -289,7 +290,7 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
     if resume:
         run = rundir.find(resume)
         _check_same_config(run, cfg, force)
-        if not checkpoint.exists(run):
+        if not rundir.has_backup(run):
             raise ConfigError("this run has no backup to resume from" + (
                 " (it finished)" if (run / "metrics.json").exists() else ""), file=str(run),
                 hint="start a new run with `cnncli train CONFIG`")
@@ -326,7 +327,7 @@ def _train(cfg: config.RunConfig, *, config_file, device, precision, resume, for
         raise
     finally:
         reporter.end()
-    save_model_atomic(model, run / "model.keras", model_metadata(p))
+    save_model_atomic(model, run / "model.keras", model_meta(p))
     metrics = _final_metrics(p, run, state, callback)
     try:
         files.write_json(run / "metrics.json", metrics)
@@ -345,11 +346,11 @@ def _write_error(run: Path, exc: OSError) -> TrainingError:
              "is kept)")
 
 
-def model_metadata(p: Plan) -> dict:
+def model_meta(p: Plan) -> ModelMeta:
     """What evaluation and prediction need to treat images as training did."""
-    return {"cnncli": __version__, "model": p.spec.name, "input": list(p.spec.input),
-            "preprocessing": p.preprocessing, "class_names": list(p.data.class_names),
-            "dataset": p.cfg.data.name}
+    return ModelMeta(model=p.spec.name, input=tuple(p.spec.input),
+                     preprocessing=p.preprocessing, class_names=tuple(p.data.class_names),
+                     dataset=p.cfg.data.name)
 
 
 def _fresh_state(p: Plan) -> dict:
@@ -522,7 +523,7 @@ class RunCallback(keras.callbacks.Callback):
         value = row.get(self.monitor)
         if value is not None and self._better(value, self.state["best"], self.monitor):
             self.state.update(best=value, best_epoch=epoch + 1)
-            save_model_atomic(self.model, self.run / "best.keras", model_metadata(self.p))
+            save_model_atomic(self.model, self.run / "best.keras", model_meta(self.p))
 
     def _early_stopping_and_plateau(self, row):
         t = self.p.cfg.train

@@ -1,0 +1,58 @@
+"""The model a command was pointed at: a run folder, its ``latest`` link, or a ``.keras``
+file, and what is known about how it was trained (`ModelMeta`, the run's data section).
+
+>>> art = resolve("runs/mnist/latest")       # doctest: +SKIP
+>>> art.model_path.name, art.meta.class_names[:3]   # doctest: +SKIP
+('best.keras', ('0', '1', '2'))
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnncli import config
+from cnncli.errors import ModelError
+from cnncli.model import modelfile
+from cnncli.model.meta import ModelMeta
+from cnncli.run import rundir
+
+
+@dataclass
+class Artefact:
+    """A model file, the run it belongs to (if any), its metadata and the run's data."""
+
+    model_path: Path
+    run: Path | None
+    meta: ModelMeta
+    data: config.DataSection | None = None  # the run config's `data:`, for a run
+
+
+def resolve(target: str | os.PathLike) -> Artefact:
+    """The model at `target`: a ``.keras`` file, or a run's ``best.keras`` (else its
+    ``model.keras``). Raises `ModelError` for a run without a model yet."""
+    text = os.fspath(target)  # not Path(): it would turn gs://b/m into gs:/b/m
+    path = Path(text)
+    if modelfile.is_remote(text) or text.endswith(".keras") or path.is_file():
+        modelfile.check_model_path(text)
+        return Artefact(path, None, modelfile.read_meta(path) or ModelMeta())
+    run = rundir.find(path)
+    model = run / "best.keras"
+    if not model.exists():
+        model = run / "model.keras"
+    if not model.exists():
+        raise ModelError("this run has no model file yet (it did not finish an epoch)",
+                         file=str(run), hint=rundir.no_model_hint(run))
+    saved = config.load(run / rundir.CONFIG)
+    return Artefact(model, run, modelfile.read_meta(model) or ModelMeta(), saved.data)
+
+
+def image_input(model, path) -> tuple[int, int, int]:
+    """The model's input as (height, width, channels), or a `ModelError` if not an image."""
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3 or shape[-1] not in (1, 3) or None in shape:
+        raise ModelError(f"the model takes inputs of shape {shape}, not images (height, "
+                         "width, 1 or 3 channels)", file=str(path),
+                         hint="cnncli evaluates and runs image classifiers")
+    return shape

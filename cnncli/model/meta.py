@@ -1,0 +1,90 @@
+"""What a trained model needs to be used as it was trained: its one typed record.
+
+Training writes it into every model file it saves (``cnncli.json`` inside the ``.keras``
+zip, see `cnncli.model.modelfile`); evaluation, prediction, export and the pictures read
+it back. A file written by an older cnncli, or by hand, may lack keys: they get the
+defaults below, and a value of the wrong type is a `ModelError`, never a crash later.
+
+>>> meta = ModelMeta(model="mnist_net", input=(28, 28, 1), class_names=("0", "1"))
+>>> ModelMeta.from_json(meta.to_json()) == meta
+True
+>>> ModelMeta.from_json({"input": [28, 28]}).input
+Traceback (most recent call last):
+...
+cnncli.errors.ModelError: the model's cnncli.json has a bad `input` ([28, 28]): ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from cnncli import __version__
+from cnncli.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """How images reach the model, and what its outputs mean.
+
+    Args:
+        model: the network's name (``mnist_net``).
+        input: (height, width, channels) of the model's input.
+        preprocessing: how uint8 pixels become inputs (`cnncli.config.PREPROCESSING_MODES`).
+        class_names: the name of each output, in order.
+        dataset: the data it was trained on (a name or a path), if known.
+        resize: how images of another size are brought to `input` (``stretch``,
+            ``center_crop`` or ``pad``), as in training.
+        backbone: the pretrained network it was fine-tuned from, if any.
+        cnncli: the version that wrote it.
+    """
+
+    model: str = "model"
+    input: tuple[int, ...] = ()
+    preprocessing: str = "scale"
+    class_names: tuple[str, ...] = ()
+    dataset: str | None = None
+    resize: str = "stretch"
+    backbone: str | None = None
+    cnncli: str = field(default=__version__)
+
+    def to_json(self) -> dict:
+        """Plain JSON values (lists, not tuples)."""
+        data = asdict(self)
+        data["input"], data["class_names"] = list(self.input), list(self.class_names)
+        return data
+
+    @classmethod
+    def from_json(cls, data: object, *, file: str | None = None) -> ModelMeta:
+        """The record in `data` (a parsed ``cnncli.json``); unknown keys are ignored."""
+        if not isinstance(data, dict):
+            raise ModelError("the model's cnncli.json is not a JSON object", file=file)
+        values = {}
+        for key, check in _CHECKS.items():
+            if key not in data or data[key] is None:
+                continue
+            value = data[key]
+            if not check(value):
+                raise ModelError(f"the model's cnncli.json has a bad `{key}` ({value!r}): "
+                                 f"expected {_EXPECTED[key]}", file=file,
+                                 hint="save the model again with cnncli, or remove the file's "
+                                      "cnncli.json to use defaults")
+            values[key] = tuple(value) if isinstance(value, list) else value
+        if "class_names" in values:
+            values["class_names"] = tuple(str(n) for n in values["class_names"])
+        return cls(**values)
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+_CHECKS = {
+    "model": _is_str, "preprocessing": _is_str, "dataset": _is_str, "resize": _is_str,
+    "backbone": _is_str, "cnncli": _is_str,
+    "input": lambda v: isinstance(v, list) and len(v) == 3
+    and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v),
+    "class_names": lambda v: isinstance(v, list) and all(isinstance(n, (str, int)) for n in v),
+}
+_EXPECTED = {key: "text" for key in _CHECKS} | {
+    "input": "[height, width, channels] of positive whole numbers",
+    "class_names": "a list of names"}
