@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     from cnncli.data.pipeline import make_dataset, training_batches
 
     data = datasets.load("fashion_mnist", data_dir=args.data_dir, offline=True)
-    augment = ({"flip": "horizontal", "translate": 0.1, "rotate": 0.05, "zoom": 0.1,
-                "contrast": 0.1} if args.augment else None)
+    from cnncli.config import AugmentSection
+
+    augment = (AugmentSection(flip="horizontal", translate=0.1, rotate=0.05, zoom=0.1,
+                              contrast=0.1) if args.augment else None)
     warmup = args.warmup
     if warmup is None:
         warmup = math.ceil(len(data.x_train) / args.batch_size)

@@ -10,26 +10,42 @@ with the key and the line it is on.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cnncli import yamlio
-from cnncli.errors import ConfigError, ManyErrors
+from cnncli.errors import ConfigError, ManyErrors, suggest
 
 #: How pixels 0..255 become model inputs (cnncli.data.pipeline implements them).
 #: scale: x / 255; none: float 0..255; tf: [-1, 1]; caffe: RGB->BGR minus the ImageNet
 #: mean (keras.applications.vgg16.preprocess_input); torch: x / 255, then the ImageNet
 #: mean / std per channel.
 PREPROCESSING_MODES = ("scale", "none", "tf", "caffe", "torch")
+#: Values of ``train.precision`` (and ``--precision``); auto: see cnncli.devices.
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+#: Values of ``train.device`` (and ``--device``): auto, cpu, gpu, gpu:N.
+DEVICE_PATTERN = r"^(auto|cpu|gpu|/?gpu:\d+)$"
+#: The largest run cnncli accepts: more is a typo (and the data order of every epoch
+#: must fit the step counters).
+MAX_EPOCHS = 1_000_000
+MAX_STEPS = 10**9
+MAX_SEED = 2**32 - 1  # what Keras' and NumPy's seeding take
+MAX_IMAGE_SIDE = 16384
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ModelSection(_Strict):
@@ -45,7 +61,8 @@ class ModelSection(_Strict):
 class OptimizerSection(_Strict):
     name: str = Field("adam", description="a Keras optimizer name: adam, sgd, adamw, rmsprop...")
     learning_rate: float = Field(1e-3, gt=0)
-    model_config = ConfigDict(extra="allow", strict=True)  # the optimizer's own arguments
+    # the optimizer's own arguments are allowed too (checked against Keras by `check`)
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
 
 class ScheduleSection(_Strict):
@@ -61,16 +78,24 @@ class EarlyStoppingSection(_Strict):
     patience: int = Field(5, ge=1)
     monitor: str = "val_loss"
     min_delta: float = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="auto: the direction Keras knows for the metric (loss: min, "
+        "accuracy and AUC: max)")
 
 
 class AugmentSection(_Strict):
-    """`data.augment:` checked here (the pipeline gets it as a plain mapping)."""
+    """`data.augment:` random changes of the training images (the ranges Keras' layers
+    take: RandomTranslation, RandomRotation, RandomZoom, RandomContrast accept 0..1)."""
 
     flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = None
     translate: float = Field(0, ge=0, le=1, description="fraction of the image size")
     rotate: float = Field(0, ge=0, le=1, description="fraction of a full turn")
     zoom: float = Field(0, ge=0, le=1)
     contrast: float = Field(0, ge=0, le=1)
+
+    def any(self) -> bool:
+        """True when at least one change is asked for."""
+        return bool(self.flip or self.translate or self.rotate or self.zoom or self.contrast)
 
 
 class DataSection(_Strict):
@@ -80,8 +105,8 @@ class DataSection(_Strict):
     limit: int | None = Field(None, ge=1, description="use only the first N training images")
     preprocessing: Literal[PREPROCESSING_MODES] | None = Field(
         None, description="default: the spec's")
-    augment: dict[str, Any] | None = None
-    image_size: list[int] | None = Field(
+    augment: AugmentSection | None = None
+    image_size: list[Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]] | None = Field(
         None, min_length=2, max_length=2,
         description="[height, width]: resize the images of an image folder to this size")
     offline: bool = False
@@ -89,8 +114,9 @@ class DataSection(_Strict):
 
 
 class TrainSection(_Strict):
-    epochs: int | None = Field(None, ge=1)
-    steps: int | None = Field(None, ge=1, description="total optimizer steps (instead of epochs)")
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS,
+                              description="total optimizer steps (instead of epochs)")
     batch_size: int = Field(128, ge=1)
     optimizer: OptimizerSection = OptimizerSection()
     loss: str = "sparse_categorical_crossentropy"
@@ -99,7 +125,7 @@ class TrainSection(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     early_stopping: EarlyStoppingSection | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     backup_every: int = Field(500, ge=1, description="steps between resumable backups")
     steps_per_execution: Literal["auto"] | int = Field(
         "auto", description="training steps per call into TensorFlow; auto: 4 or 2 "
@@ -109,6 +135,18 @@ class TrainSection(_Strict):
         "the CPU (slower there) nor over several devices")
     scale_lr: bool = Field(False, description="multiply the learning rate by the number of "
                            "replicas (GPUs), as the batch grows with them")
+    precision: Literal[PRECISIONS] = Field(
+        "auto", description="auto: mixed precision where it pays off (GPUs, CPUs with "
+        "bfloat16 matrix units), else float32; a run records what auto chose")
+    device: str = Field("auto", pattern=DEVICE_PATTERN,
+                        description="auto, cpu, gpu or gpu:N; a run records what auto chose")
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self):
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give `epochs` or `steps`, not both (--epochs on the command "
+                             "line replaces `steps`)")
+        return self
 
     @field_validator("steps_per_execution", mode="before")
     @classmethod
@@ -120,7 +158,17 @@ class TrainSection(_Strict):
 
 class OutputSection(_Strict):
     dir: str = "runs"
-    name: str | None = Field(None, description="default: the config file's name")
+    name: str | None = Field(None, description="a folder name inside `dir` (default: the "
+                             "config file's name)")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, value):
+        # runs go to dir/name/<n>: a name with a path in it would write elsewhere
+        if value is not None and (value in ("", ".", "..") or any(c in value for c in "/\\\0")):
+            raise ValueError("should be a plain folder name (no /, \\, . or ..); put the "
+                             "folder in `output.dir`")
+        return value
 
 
 class RunConfig(_Strict):
@@ -165,8 +213,6 @@ def parse(doc: Any, *, file: str | None = None) -> RunConfig:
         raise _as_config_errors(exc, doc, file) from None
     if isinstance(cfg.model, dict) and "from" in cfg.model:
         check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
-    if cfg.data.augment is not None:
-        check_part(("data", "augment"), cfg.data.augment, doc, file)
     _check_monitor(cfg, doc, file)
     return cfg
 
@@ -180,12 +226,10 @@ def _check_monitor(cfg: RunConfig, doc: Any, file: str | None) -> None:
     if cfg.data.validation_split > 0:
         figures += [f"val_{f}" for f in figures]
     if es.monitor not in figures:
-        close = difflib.get_close_matches(es.monitor, figures, n=1)
         raise ConfigError(
             f"`train.early_stopping.monitor`: '{es.monitor}' is not a figure this run records",
             file=file, line=_locate(doc, ["train", "early_stopping", "monitor"])[1],
-            hint=(f"did you mean '{close[0]}'? " if close else "")
-            + "recorded: " + ", ".join(figures))
+            hint=suggest(es.monitor, figures, listing="recorded"))
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
@@ -219,8 +263,7 @@ def apply_override(doc: dict, item: str) -> None:
 
 
 #: Parts of a run config that RunConfig takes as plain mappings, and their own checks.
-_PARTS: dict[tuple, type[BaseModel]] = {("model",): ModelSection,
-                                        ("data", "augment"): AugmentSection}
+_PARTS: dict[tuple, type[BaseModel]] = {("model",): ModelSection}
 
 
 def check_part(where: tuple, value: dict, doc: Any, file: str | None):
@@ -245,11 +288,10 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
         hint = None
         if err["type"] == "extra_forbidden":
             choices = _fields_at(loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), choices, n=1)
             message = f"unknown key '{key}'"
-            hint = (f"did you mean '{close[0]}'? " if close else "") + \
-                ("valid keys here: " + ", ".join(choices) if choices else "")
-        elif "input" in err and err["type"] not in ("missing",):
+            hint = suggest(loc[-1], choices, listing="valid keys here" if choices else None)
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(
+                err["input"], dict):
             message = f"`{key}`: {message.lower()}, got {err['input']!r}"
             if isinstance(err["input"], str) and err["type"].startswith(("int", "float")):
                 hint = "write a number without quotes, e.g. 10, 0.001 or 1e-3"
@@ -275,6 +317,12 @@ def _locate(doc: Any, loc: list) -> tuple[Any, int | None]:
         else:
             break
     return node, line
+
+
+def line_of(doc: Any, key: str) -> int | None:
+    """The line of the dotted `key` (``train.optimizer.name``) in a loaded config, or of
+    the deepest part of it that exists."""
+    return _locate(doc, key.split("."))[1]
 
 
 def _fields_at(loc: list) -> list[str]:

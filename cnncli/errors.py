@@ -124,6 +124,38 @@ class ManyErrors(ConfigError):
                 "errors": [e.to_dict() for e in self.errors]}
 
 
+LONG_LIST = 12  # `suggest` shows no longer list after a close match
+
+
+def suggest(word: object, choices, listing: str | None = None) -> str:
+    """The hint for a name that is not one of `choices`: the closest one, and the list.
+
+    The one "did you mean" of cnncli. A match ignoring case wins, else the closest by
+    spelling (difflib, cutoff 0.6); `listing` names the list shown after it (a long list
+    is left out when a close match was found).
+
+    >>> suggest("Conv2d", ["Conv2D", "Dense"])
+    "did you mean 'Conv2D'?"
+    >>> suggest("adamm", ["adam", "sgd"], listing="optimizers")
+    "did you mean 'adam'? optimizers: adam, sgd"
+    >>> suggest("zzz", ["adam", "sgd"], listing="optimizers")
+    'optimizers: adam, sgd'
+    """
+    import difflib
+
+    names = [str(c) for c in choices]
+    text = str(word)
+    lower = {n.lower(): n for n in names}
+    close = lower.get(text.lower()) if text not in names else None
+    if close is None:
+        found = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
+        close = found[0] if found else None
+    parts = [f"did you mean '{close}'?"] if close else []
+    if listing and not (close and len(names) > LONG_LIST):
+        parts.append(f"{listing}: {', '.join(names)}")
+    return " ".join(parts)
+
+
 def raise_all(errors: list[CnnError]) -> None:
     """Raise nothing, the one error, or a `ManyErrors` holding all of them."""
     if len(errors) == 1:

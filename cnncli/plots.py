@@ -1,4 +1,5 @@
-"""PNG plots: training curves, confusion matrices and grids of example images.
+"""PNG plots: training curves, confusion matrices and grids of example images; and the
+pictures `cnncli.viz` computes (titled images placed pixel for pixel, box diagrams).
 
 Each function draws on its own matplotlib `Figure` (no pyplot state, so nothing
 leaks between calls), renders it to memory, and then writes the PNG atomically:
@@ -19,6 +20,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -201,4 +203,118 @@ def image_grid(images, titles: list[str], path: str | Path, *, columns: int = 8)
             ax.imshow(image, interpolation="nearest")
         ax.set_title(_wrap(str(title)), fontsize=7)
         ax.axis("off")
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------- cnncli.viz's pictures
+# `cnncli.viz` computes its pictures as uint8 arrays and boxes; these write them.
+
+#: Pixels above each panel for its title, and around panels.
+PANEL_TITLE = 26
+PANEL_MARGIN = 8
+
+
+def colormap(values01, name: str = "jet") -> np.ndarray:
+    """Values in [0, 1] (any shape) as uint8 RGB colours of matplotlib's colormap `name`.
+
+    >>> colormap(np.array([0.0, 1.0])).tolist()
+    [[0, 0, 127], [127, 0, 0]]
+    """
+    from matplotlib import colormaps
+
+    rgba = colormaps[name](np.clip(np.asarray(values01, dtype=np.float64), 0, 1))
+    return (rgba[..., :3] * 255).astype(np.uint8)
+
+
+def panel_origins(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int, int]:
+    """Where `pixel_panels` puts images of these (height, width): each one's (top, left)
+    pixel, and the picture's height and width.
+
+    >>> panel_origins([(10, 20), (5, 40)])
+    ([(26, 8), (70, 8)], 91, 56)
+    """
+    origins, top = [], 0
+    for height, _ in sizes:
+        top += PANEL_TITLE
+        origins.append((top, PANEL_MARGIN))
+        top += height + PANEL_MARGIN
+    width = max((w for _, w in sizes), default=0) + 2 * PANEL_MARGIN
+    return origins, top + PANEL_MARGIN, width
+
+
+def pixel_panels(panels: list[tuple[str, np.ndarray]], path: str | Path) -> Path:
+    """Titled uint8 RGB images, one under the other, each drawn pixel for pixel (no
+    resampling: pixel (r, c) of an image is pixel ``origin + (r, c)`` of the PNG, see
+    `panel_origins`), on white."""
+    images = [np.asarray(image) for _, image in panels]
+    for image in images:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"panels must be uint8 (H, W, 3), got {image.dtype} "
+                             f"{image.shape}")
+    origins, height, width = panel_origins([image.shape[:2] for image in images])
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    for (title, _), image, (top, left) in zip(panels, images, origins, strict=True):
+        fig.figimage(image, xo=left, yo=height - top - image.shape[0], origin="upper")
+        fig.text(left / width, 1 - (top - PANEL_TITLE / 2) / height, str(title),
+                 ha="left", va="center", fontsize=10)
+    return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class DiagramBox:
+    """A rectangle of `box_diagram`, in data units: its lower-left corner and size."""
+
+    left: float
+    bottom: float
+    width: float
+    height: float
+    colour: str
+    text: str = ""  # written on the box, upright along its height (below it if too long)
+    caption: str = ""  # under the box
+
+
+def box_diagram(boxes: list[DiagramBox], lines: list[tuple[tuple[float, float],
+                                                            tuple[float, float]]],
+                path: str | Path, *, title: str = "",
+                legend: list[tuple[str, str]] = ()) -> Path:
+    """Boxes joined by lines (drawn behind them), with a legend of (colour, label)."""
+    from matplotlib.patches import Patch, Rectangle
+
+    left = min(b.left for b in boxes)
+    right = max(b.left + b.width for b in boxes)
+    bottom = min(b.bottom for b in boxes)
+    top = max(b.bottom + b.height for b in boxes)
+    inch = min(0.16, 40 / (right - left))  # inches per data unit; at most 40 inches wide
+    below = 1.2  # inches under the lowest box, for captions
+    fig = Figure(figsize=((right - left) * inch + 0.6, (top - bottom) * inch + below + 0.9))
+    ax = fig.add_axes((0.3 / fig.get_figwidth(), below / fig.get_figheight(),
+                       (right - left) * inch / fig.get_figwidth(),
+                       (top - bottom) * inch / fig.get_figheight()))
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+    ax.axis("off")
+    for (x0, y0), (x1, y1) in lines:
+        ax.plot([x0, x1], [y0, y1], color="#777777", linewidth=0.8, zorder=1)
+    points_per_unit = inch * 72
+    for b in boxes:
+        ax.add_patch(Rectangle((b.left, b.bottom), b.width, b.height, facecolor=b.colour,
+                               edgecolor="#333333", linewidth=0.6, zorder=2))
+        x = b.left + b.width / 2
+        # 6-point text is about 0.62 x 6 points a character: write it on the box if it fits.
+        fits = bool(b.text) and len(b.text) * 6 * 0.62 < b.height * points_per_unit - 4
+        if fits:
+            ax.text(x, b.bottom + b.height / 2, b.text, rotation=90, fontsize=6,
+                    ha="center", va="center", zorder=3)
+        under = b.caption if fits else f"{b.caption}  {b.text}".strip()
+        if under:
+            ax.annotate(under, (x, bottom), xytext=(0, -4), textcoords="offset points",
+                        rotation=90, fontsize=6, ha="center", va="top",
+                        annotation_clip=False)
+    if legend:
+        fig.legend(handles=[Patch(facecolor=c, edgecolor="#333333", label=t)
+                            for c, t in legend], loc="upper right", ncols=len(legend),
+                   fontsize=7, frameon=False)
+    if title:
+        fig.text(0.3 / fig.get_figwidth(), 1 - 0.25 / fig.get_figheight(), title,
+                 fontsize=10, va="center")
     return _save(fig, path)

@@ -380,7 +380,10 @@ def files_under(folder: Path) -> set[str]:
 
 
 def temp_leftovers(folder: Path) -> list[str]:
-    """Temporary files a writer left behind (``.name.xxxx`` and ``*.tmp*`` files)."""
+    """Temporary files a writer left behind (``.name.xxxx`` and ``*.tmp*`` files; a run's
+    ``.lock`` stays on purpose: removing a lock file another process may have opened would
+    let two writers in)."""
     return [str(p) for p in Path(folder).rglob("*")
-            if p.name.startswith(".") and p.name != ".latest" or ".tmp" in p.name]
+            if p.name.startswith(".") and p.name not in (".latest", ".lock")
+            or ".tmp" in p.name]
 

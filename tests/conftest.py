@@ -32,3 +32,14 @@ def _free_models_after_each_module():
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()
     gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _float32_after_each_test():
+    """Training sets Keras' global dtype policy (mixed_bfloat16 where auto picks it): put it
+    back, so a test never runs in the precision an earlier test left behind."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].config.set_dtype_policy("float32")

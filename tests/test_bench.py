@@ -1,5 +1,6 @@
 """The benchmark scripts in bench/ still run (tiny sizes; the numbers mean nothing here)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,17 @@ def test_levers_script_measures_each_lever(tmp_path):
     table = (tmp_path / "LEVERS.md").read_text()
     assert "| fused_adam |" in table and "failed" not in table
     assert "| base |" in table and "1.00x" in table
+
+
+def test_export_benchmark_measures_every_format(tmp_path):
+    done = _run("bench/export_bench.py", "--quick", "--out", str(tmp_path), timeout=1200)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    table = (tmp_path / "EXPORT_RESULTS.md").read_text()
+    for variant in ("| Keras model.predict |", "| saved_model |", "| onnx |", "| onnx int8 |",
+                    "| litert |", "| litert dynamic |", "| openvino float16 |"):
+        assert variant in table
+    assert "Not kept" not in table
+    rows = json.loads((tmp_path / "export_results.json").read_text())["rows"]
+    assert not any(r["tensorflow_imported"] for r in rows
+                   if r["format"] in ("onnx", "litert", "openvino"))
+    assert all(r["startup_s"] > 0 for r in rows if r["format"] != "keras")

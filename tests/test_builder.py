@@ -53,9 +53,9 @@ def test_shapes_that_shrink_below_one_pixel_name_the_pooling_layer(write):
 
 def test_branches_whose_shapes_differ_cannot_be_merged(write):
     with pytest.raises(ConfigError, match="branches cannot be merged: their outputs are "
-                                          "8x8x4, 4x4x4"):
+                                          "8x8x3, 4x4x3"):
         build_text(write, """
-            input: [8, 8, 4]
+            input: [8, 8, 3]
             layers:
               - branches:
                   - []
@@ -73,13 +73,13 @@ def test_wrongly_typed_argument_names_the_layer(write):
 
 def test_dense_on_a_volume_is_explained(write):
     with pytest.raises(ConfigError, match="ends with a 7x7x10 volume") as e:
-        build_text(write, "input: [7, 7, 64]\nclasses: 10\nlayers: [{Dense: $classes}]\n")
+        build_text(write, "input: [7, 7, 3]\nclasses: 10\nlayers: [{Dense: $classes}]\n")
     assert "Flatten" in e.value.hint
 
 
 def test_dense_before_flatten_warns_what_happens(write):
     built = build_text(write, """
-        input: [7, 7, 64]
+        input: [7, 7, 3]
         layers: [{Dense: 1024}, Flatten, {Dense: 10}]
     """)
     assert any("acts on the last axis only" in w for w in built.warnings)
@@ -87,23 +87,23 @@ def test_dense_before_flatten_warns_what_happens(write):
 
 def test_output_must_match_classes(write):
     with pytest.raises(ConfigError, match="ends with 4 outputs but `classes` is 10"):
-        build_text(write, "input: [4]\nclasses: 10\nlayers: [{Dense: 4}]\n")
+        build_text(write, "input: [2, 2, 1]\nclasses: 10\nlayers: [Flatten, {Dense: 4}]\n")
 
 
 def test_residual_block_adds_its_input(write):
     built = build_text(write, """
-        input: [8, 8, 4]
+        input: [8, 8, 3]
         layers:
           - branches:
-              - [{Conv2D: {filters: 4, kernel_size: 3, padding: same}}]
+              - [{Conv2D: {filters: 3, kernel_size: 3, padding: same}}]
               - []
             merge: add
           - GlobalAveragePooling2D
     """)
-    x = np.ones((1, 8, 8, 4), "float32")
+    x = np.ones((1, 8, 8, 3), "float32")
     names = [layer.name for layer in built.model.layers]
     assert names == ["input", "m1_b1_conv1", "m1_add", "pool1"]
-    assert built.model(x).shape == (1, 4)
+    assert built.model(x).shape == (1, 3)
 
 
 def test_overrides_change_classes_and_input(write):

@@ -58,7 +58,7 @@ def test_summary_json():
 
 
 def test_check_accepts_a_valid_spec(write):
-    path = write("ok.yaml", "input: [4]\nlayers: [{Dense: 2}]\n")
+    path = write("ok.yaml", "input: [2, 2, 1]\nlayers: [Flatten, {Dense: 2}]\n")
     result = run("check", str(path))
     assert result.exit_code == 0 and "OK:" in result.output
 
@@ -94,7 +94,7 @@ def test_check_reports_config_errors_with_their_lines(write):
 
 
 def test_debug_shows_the_traceback(write):
-    path = write("bad.yaml", "input: [4]\nlayers: [Nope]\n")
+    path = write("bad.yaml", "input: [2, 2, 1]\nlayers: [Nope]\n")
     result = cnncli("--debug", "check", str(path))
     assert result.returncode != 0 and "Traceback" in result.stderr
 
@@ -150,6 +150,9 @@ def test_doctor_says_what_auto_picks_and_whether_the_cpu_has_bf16_units(monkeypa
         assert ("mixed_bfloat16" in result.output) is units
 
 
-def test_doctor_json_reports_bf16_units():
+def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        amx = "amx_bf16" in f.read()
     data = json.loads(run("doctor", "--json").stdout)
-    assert isinstance(data["cpu"]["bf16_units"], bool)
+    assert data["cpu"]["bf16_units"] is amx
+    assert data["auto"]["precision"] == ("mixed_bfloat16" if amx else "float32")

@@ -24,6 +24,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import trainkit  # noqa: E402
 
+from cnncli.runtime import import_keras  # noqa: E402
+
 HERE = Path(__file__).resolve()
 TIMEOUT = 180  # seconds for one cluster run; a hung collective must not hang the suite
 LIMIT = 245  # 196 training images: 12 steps of 16; 49 validation ones: a last batch of 1
@@ -70,7 +72,8 @@ def _worker(args: dict) -> dict:
     cfg.output.name = args["name"]
     reporter = _signal_at(args.get("signal_at"))
     try:
-        train.train(cfg, config_file=args["config"], device="cpu", resume=args.get("resume"),
+        cfg.train.device = "cpu"
+        train.train(cfg, config_file=args["config"], resume=args.get("resume"),
                     reporter=reporter)
         outcome = {"interrupted": None}
     except train.Interrupted as exc:
@@ -223,8 +226,8 @@ def _train_once(folder: Path, use_distributed: bool, steps_per_execution: int):
 
     folder.mkdir()
     path = trainkit.write_config(folder, epochs=2)
-    cfg = config.load(path, [])
-    p = train.plan(cfg, config_file=str(path), device="cpu")
+    cfg = config.load(path, ["train.device=cpu"])
+    p = train.plan(cfg, config_file=str(path))
     # set after `plan`, which refuses uneven executions for Keras' fit: this test drives
     # distributed.fit (and Keras' fit) directly
     p.steps_per_execution = steps_per_execution
@@ -238,7 +241,7 @@ def _train_once(folder: Path, use_distributed: bool, steps_per_execution: int):
                                         preprocessing=p.preprocessing)
     calls = []
 
-    class Record(train.keras.callbacks.Callback):
+    class Record(import_keras().callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             calls.append(("epoch_begin", epoch))
 
@@ -276,9 +279,8 @@ def test_last_execution_of_an_epoch_is_cut_to_the_epoch(tmp_path):
 
 def test_build_metrics_makes_the_variables_test_on_batch_makes():
     from cnncli.devices import distributed
-    from cnncli.run import train
 
-    keras = train.keras
+    keras = import_keras()
     x, y = np.zeros((2, 8, 8, 1), "float32"), np.array([0, 2])
 
     def compiled():
@@ -302,9 +304,8 @@ def test_build_metrics_makes_the_variables_test_on_batch_makes():
 
 def test_build_metrics_reports_an_unknown_metric_as_keras_does():
     from cnncli.devices import distributed
-    from cnncli.run import train
 
-    keras = train.keras
+    keras = import_keras()
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["acurracy"])
     with pytest.raises(ValueError, match="^Could not interpret metric identifier: acurracy"):
@@ -318,13 +319,13 @@ def test_fit_honours_stop_training_after_the_batch(tmp_path):
     from cnncli.run import train
 
     path = trainkit.write_config(tmp_path, epochs=2, extra_train="steps_per_execution: 1")
-    p = train.plan(config.load(path, []), config_file=str(path), device="cpu")
+    p = train.plan(config.load(path, ["train.device=cpu"]), config_file=str(path))
     model = train.compile_model(p)
     batches = pipeline.training_batches(p.x_train, p.y_train, batch_size=16,
                                         input_shape=p.spec.input, seed=1, epochs=2)
     seen = []
 
-    class StopAtThree(train.keras.callbacks.Callback):
+    class StopAtThree(import_keras().callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(batch)
             if batch == 2:

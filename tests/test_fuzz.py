@@ -191,7 +191,7 @@ def valid_looking_specs(draw):
                            "merge": draw(st.sampled_from(["concatenate", "add"]))})
     layers += [draw(st.sampled_from(["Flatten", "GlobalAveragePooling2D", "ReLU"])),
                {"Dense": {"units": "$classes", "activation": "softmax"}}]
-    return {"input": draw(st.sampled_from([[8, 8, 1], [8, 8, 3], [5, 7, 2]])),
+    return {"input": draw(st.sampled_from([[8, 8, 1], [8, 8, 3], [5, 7, 3]])),
             "classes": draw(st.integers(0, 4)), "layers": layers}
 
 
@@ -207,7 +207,7 @@ def one_random_layer_specs(draw):
 
     layers = [random_layer() for _ in range(draw(st.integers(1, 2)))]
     tail = draw(st.sampled_from([["Flatten"], ["GlobalAveragePooling2D"], []]))
-    return {"input": draw(st.sampled_from([[8, 8, 1], [8, 8, 3], [8, 8], [8]])),
+    return {"input": draw(st.sampled_from([[8, 8, 1], [8, 8, 3], [6, 6, 3], [3, 9, 1]])),
             "classes": 3,
             "layers": layers + tail + [{"Dense": {"units": "$classes"}}]}
 
@@ -400,14 +400,16 @@ def test_found_yaml_texts_are_config_errors(text):
 
 
 @pytest.mark.parametrize("doc", [
-    {"input": [4], "layers": [{1: 2}]},        # AttributeError: int has no .lower()
-    {"input": [4], "layers": [{None: 2}]},
-    {"input": [4], "layers": [{"TFSMLayer": {"filepath": "/tmp"}}]},  # loads a SavedModel
-    {"input": [8, 8], "layers": [{"LSTM": {"units": 2, "return_state": True}}, "Flatten"]},
+    {"input": [2, 2, 1], "layers": [{1: 2}]},        # AttributeError: int has no .lower()
+    {"input": [2, 2, 1], "layers": [{None: 2}]},
+    {"input": [2, 2, 1], "layers": [{"TFSMLayer": {"filepath": "/tmp"}}]},  # loads a SavedModel
+    {"input": [8, 8, 1],
+     "layers": [{"Reshape": [8, 8]}, {"LSTM": {"units": 2, "return_state": True}}, "Flatten"]},
     {"input": [8, 8, 1], "layers": [{"MaxPooling2D": {"strides": 0}}]},  # ZeroDivisionError
-    {"input": [8], "blocks": {"b": {"params": 5, "layers": ["Flatten"]}}, "layers": ["b"]},
-    {"input": [8], "blocks": {"b": {"params": [[1]], "layers": ["Flatten"]}}, "layers": ["b"]},
-    {"input": [8], "layers": [{"Dense": 10**11}]},  # TensorFlow waited 10 s, then OOM
+    {"input": [2, 4, 1], "blocks": {"b": {"params": 5, "layers": ["Flatten"]}}, "layers": ["b"]},
+    {"input": [2, 4, 1], "blocks": {"b": {"params": [[1]], "layers": ["Flatten"]}},
+     "layers": ["b"]},
+    {"input": [2, 4, 1], "layers": [{"Dense": 10**11}]},  # TensorFlow waited 10 s, then OOM
 ])
 def test_found_specs_are_config_errors(doc):
     with pytest.raises(ConfigError):

@@ -174,6 +174,14 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(1.5)
             self._send(200, BODY)
+        elif self.path == "/trickle":  # one byte every 0.2 s: each read is quick
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(100):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
         else:
             self._send(404, b"not here")
 
@@ -240,6 +248,13 @@ def test_fetch_accepts_a_response_of_exactly_max_bytes(server):
 def test_fetch_times_out_as_a_data_error(server):
     with pytest.raises(DataError, match="no answer within"):
         fetch_url(f"{server}/slow", timeout=0.3)
+
+
+def test_fetch_has_a_deadline_for_the_whole_download_not_each_read(server):
+    started = time.monotonic()
+    with pytest.raises(DataError, match="no answer within 1 s"):
+        fetch_url(f"{server}/trickle", timeout=1)
+    assert time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/a.png", "file:///etc/passwd", "/etc/passwd"])

@@ -29,32 +29,54 @@ def _train(optimizer, *, layers=None, steps=5, seed=0):
     return model
 
 
+@pytest.fixture
+def fused_updates(monkeypatch):
+    """The variables TensorFlow's fused ResourceApplyAdam kernel was traced for."""
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    seen, real = [], tf.raw_ops.ResourceApplyAdam
+
+    def spy(**kwargs):
+        seen.append(tuple(kwargs["grad"].shape))
+        return real(**kwargs)
+
+    monkeypatch.setattr(tf.raw_ops, "ResourceApplyAdam", spy)
+    return seen
+
+
 def _same_weights(a, b, atol=1e-6):
     for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, atol=atol)
 
 
-def test_fused_adam_trains_to_the_same_weights_as_keras_adam():
+def test_fused_adam_trains_to_the_same_weights_as_keras_adam(fused_updates):
     fused = _train(optimizers.get("adam", {"learning_rate": 0.01}))
+    assert sorted(set(fused_updates)) == [(3,), (6, 8), (8,), (8, 3)]  # traced for each weight
+    fused_updates.clear()
     plain = _train(keras.optimizers.Adam(0.01))
+    assert fused_updates == []
     assert optimizers.is_fused(fused.optimizer) and not optimizers.is_fused(plain.optimizer)
     _same_weights(fused, plain)
     assert fused.get_weights()[0].tolist() != _train(keras.optimizers.Adam(0.01),
                                                       steps=1).get_weights()[0].tolist()
 
 
-def test_fused_adamw_keeps_its_weight_decay():
+def test_fused_adamw_keeps_its_weight_decay(fused_updates):
     config = {"learning_rate": 0.01, "weight_decay": 0.1}
-    _same_weights(_train(optimizers.get("adamw", config)),
-                  _train(keras.optimizers.AdamW(**config)))
+    fused = _train(optimizers.get("adamw", config))
+    assert len(set(fused_updates)) == 4
+    _same_weights(fused, _train(keras.optimizers.AdamW(**config)))
 
 
-def test_fused_adam_keeps_its_own_beta_and_epsilon_arguments():
+def test_fused_adam_keeps_its_own_beta_and_epsilon_arguments(fused_updates):
     config = {"learning_rate": 0.02, "beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-3}
-    _same_weights(_train(optimizers.get("adam", config)), _train(keras.optimizers.Adam(**config)))
+    fused = _train(optimizers.get("adam", config))
+    assert len(set(fused_updates)) == 4
+    _same_weights(fused, _train(keras.optimizers.Adam(**config)))
 
 
-def test_sparse_gradients_fall_back_to_keras_update():
+def test_sparse_gradients_fall_back_to_keras_update(fused_updates):
     def layers():
         return [keras.Input((6,), dtype="int32"), keras.layers.Embedding(10, 4),
                 keras.layers.Flatten(), keras.layers.Dense(3, "softmax")]
@@ -68,8 +90,9 @@ def test_sparse_gradients_fall_back_to_keras_update():
         model.fit(x, y, batch_size=32, epochs=3, verbose=0)
         return model
 
-    _same_weights(train(optimizers.get("adam", {"learning_rate": 0.01})),
-                  train(keras.optimizers.Adam(0.01)))
+    fused = train(optimizers.get("adam", {"learning_rate": 0.01}))
+    assert sorted(set(fused_updates)) == [(3,), (24, 3)]  # the Dense layer, not the embedding
+    _same_weights(fused, train(keras.optimizers.Adam(0.01)))
 
 
 @pytest.mark.parametrize("name,config", [("sgd", {}), ("rmsprop", {}),

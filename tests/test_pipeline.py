@@ -8,14 +8,16 @@ import math
 import numpy as np
 import pytest
 
+from cnncli import config
+from cnncli.config import AugmentSection
 from cnncli.data import pipeline
 from cnncli.errors import ConfigError
 from cnncli.runtime import import_keras
 
 keras = import_keras()
 
-AUGMENT = {"flip": "horizontal", "translate": 0.1, "rotate": 0.05, "zoom": 0.1,
-           "contrast": 0.1}
+AUGMENT = AugmentSection(flip="horizontal", translate=0.1, rotate=0.05, zoom=0.1,
+                         contrast=0.1)
 
 
 def grey_images(n=12, size=28, seed=0):
@@ -52,10 +54,11 @@ def test_preprocessing_mode_range_shape_and_dtype(mode, low, high):
     np.testing.assert_allclose(out.min(), low + (high - low) * x.min() / 255, atol=1e-5)
 
 
-def test_caffe_mode_matches_keras_vgg16_preprocess_input():
+def test_caffe_mode_is_bgr_minus_the_imagenet_mean():
+    """What VGG's Caffe weights expect (Simonyan & Zisserman's mean pixel, in BGR)."""
     x = rgb_images()
     ours = pipeline.preprocess_batch(x, (8, 8, 3), "caffe").numpy()
-    ref = keras.applications.vgg16.preprocess_input(x.astype("float32"))
+    ref = x[..., ::-1].astype(np.float64) - [103.939, 116.779, 123.68]
     np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
@@ -224,16 +227,38 @@ def test_augmentation_is_seeded():
 
 def test_augmented_batches_are_normalised_after_augmenting():
     x = grey_images(8)
-    ds = make(x, np.arange(8), preprocessing="tf", augment={"contrast": 0.5})
+    ds = make(x, np.arange(8), preprocessing="tf", augment=AugmentSection(contrast=0.5))
     out = np.concatenate([b[0].numpy() for b in ds])
     assert out.min() >= -1.0 and out.max() <= 1.0 and out.min() < 0
 
 
 def test_unknown_augmentation_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown augmentation 'shear'"):
-        make(*labelled(), augment={"shear": 0.1})
+    with pytest.raises(ConfigError, match="unknown key 'data.augment.shear'"):
+        config.parse({"model": "linear", "data": {"augment": {"shear": 0.1}}})
 
 
 def test_augmentation_value_out_of_range_is_a_config_error():
-    with pytest.raises(ConfigError, match="rotate must be a number between 0 and 1"):
-        make(*labelled(), augment={"rotate": 30})
+    with pytest.raises(ConfigError, match="`data.augment.rotate`: input should be less than "
+                                          "or equal to 1, got 30"):
+        config.parse({"model": "linear", "data": {"augment": {"rotate": 30}}})
+
+
+def test_every_augmentation_at_the_top_of_its_range_runs():
+    """What the config accepts, the pipeline runs (one rule, in cnncli.config)."""
+    top = config.parse({"model": "linear", "data": {"augment": {
+        "flip": "horizontal_and_vertical", "translate": 1, "rotate": 1, "zoom": 1,
+        "contrast": 1}}}).data.augment
+    out = np.concatenate([b[0].numpy() for b in make(grey_images(8), np.arange(8),
+                                                        augment=top)])
+    assert out.shape == (8, 28, 28, 1) and np.isfinite(out).all()
+
+
+@pytest.mark.timeout(30)
+def test_training_batches_make_each_epochs_order_when_it_starts():
+    """"Until early stopping" runs (epochs: 1000000) hold one epoch's order, not all."""
+    x, y = grey_images(8, size=4), np.arange(8)
+    ds = pipeline.training_batches(x, y, batch_size=4, input_shape=(4, 4, 1), seed=3,
+                                   epochs=10**7, preprocessing="none")
+    first = [b[1].numpy().tolist() for b in ds.take(4)]
+    expected = [pipeline.epoch_order(8, 3, e)[:8].reshape(2, 4).tolist() for e in (0, 1)]
+    assert first == [*expected[0], *expected[1]]

@@ -26,20 +26,43 @@ def assert_png(path):
         return image.size
 
 
-def test_training_curves_writes_a_png(tmp_path):
+#: matplotlib's first two colours: a panel's first curve (training, if recorded) and second.
+TRAINING, VALIDATION = (31, 119, 180), (255, 127, 14)
+
+
+def curves_in(path, half: int) -> set[str]:
+    """The curves drawn in the left (0) or right (1) panel, by their colour: "training"
+    is the panel's first colour, "validation" its second."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    width = pixels.shape[1] // 2
+    panel = pixels[:, half * width:(half + 1) * width]
+    found = set()
+    for name, colour in (("training", TRAINING), ("validation", VALIDATION)):
+        if (np.abs(panel - colour).sum(axis=-1) < 30).sum() > 50:
+            found.add(name)
+    return found
+
+
+def test_training_curves_draw_training_and_validation_in_both_panels(tmp_path):
     path = plots.training_curves(HISTORY, tmp_path / "curves.png")
     assert path == tmp_path / "curves.png"
     assert_png(path)
+    assert curves_in(path, 0) == curves_in(path, 1) == {"training", "validation"}
 
 
 def test_training_curves_work_without_validation_keys(tmp_path):
     history = [{"loss": row["loss"], "accuracy": row["accuracy"]} for row in HISTORY]
-    assert_png(plots.training_curves(history, tmp_path / "curves.png"))
+    path = plots.training_curves(history, tmp_path / "curves.png")
+    assert_png(path)
+    assert curves_in(path, 0) == curves_in(path, 1) == {"training"}
 
 
 def test_training_curves_work_with_only_some_keys_in_some_epochs(tmp_path):
     history = [{"loss": 1.0}, {"loss": 0.8, "val_loss": None}, {"val_accuracy": np.float32(0.5)}]
-    assert_png(plots.training_curves(history, tmp_path / "curves.png"))
+    path = plots.training_curves(history, tmp_path / "curves.png")
+    assert_png(path)
+    assert curves_in(path, 0) == curves_in(path, 1) == {"training"}  # one curve each
 
 
 def test_training_curves_create_missing_folders(tmp_path):
@@ -68,7 +91,32 @@ def test_confusion_matrix_for_ten_classes(tmp_path):
     counts = rng.integers(0, 5, (10, 10)) + np.diag(np.full(10, 50))
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
              "Sneaker", "Bag", "Ankle boot"]
-    assert_png(plots.confusion_matrix(counts.tolist(), names, tmp_path / "cm.png"))
+    path = plots.confusion_matrix(counts.tolist(), names, tmp_path / "cm.png")
+    assert_png(path)
+    red = cell_colours(path, 10)[..., 0]  # "Blues": the larger the share, the less red
+    diagonal = np.eye(10, dtype=bool)
+    assert red[diagonal].max() < 100 < 200 < red[~diagonal].min()
+
+
+def cell_colours(path, n: int) -> np.ndarray:
+    """The colour near the top-left corner of each cell of an n x n heat map, found from
+    the frame of the plot (its longest dark lines)."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    dark = pixels.sum(axis=-1) < 150
+    top, bottom = sorted(np.argsort(dark.sum(axis=1))[-2:])
+    columns = dark[top:bottom].sum(axis=0)
+    frame = np.flatnonzero(columns > 0.95 * (bottom - top))
+    left, right = frame.min(), frame.max()
+    ys = top + (np.arange(n) + 0.2) * (bottom - top) / n
+    xs = left + (np.arange(n) + 0.2) * (right - left) / n
+    return np.array([[pixels[int(y), int(x)] for x in xs] for y in ys])
+
+
+def pixels_near(path, colour, tolerance=30) -> int:
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    return int((np.abs(pixels - colour).sum(axis=-1) < tolerance).sum())
 
 
 def test_confusion_matrix_with_counts_instead_of_percentages(tmp_path):
@@ -99,8 +147,13 @@ def test_image_grid_with_one_channel_images(tmp_path):
 
 
 def test_image_grid_with_three_channel_images(tmp_path):
-    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    assert_png(plots.image_grid(images, ["a", "b", "c"], tmp_path / "grid.png", columns=2))
+    images = np.zeros((3, 32, 32, 3), dtype=np.uint8)
+    for i in range(3):
+        images[i, ..., i] = 255  # pure red, green, blue
+    path = plots.image_grid(images, ["a", "b", "c"], tmp_path / "grid.png", columns=2)
+    assert_png(path)
+    for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255)):
+        assert pixels_near(path, colour, tolerance=10) >= 32 * 32
 
 
 def test_image_grid_with_no_images_still_writes_a_png(tmp_path):

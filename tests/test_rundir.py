@@ -59,3 +59,31 @@ def test_write_atomic_keeps_the_old_file_when_the_disk_is_full(tmp_path, monkeyp
 def test_written_files_are_readable_by_others(tmp_path):
     files.write_json(tmp_path / "x.json", {})
     assert (tmp_path / "x.json").stat().st_mode & 0o044
+
+
+def test_a_run_has_one_writer_at_a_time(tmp_path):
+    run = rundir.create(tmp_path, "m")
+    with rundir.writer(run):
+        with pytest.raises(ConfigError, match=r"another process is training into this run "
+                                              r"now \(process \d+ on "):
+            with rundir.writer(run):
+                pass
+    with rundir.writer(run):  # released when the first writer ended
+        pass
+
+
+def test_a_second_resume_of_a_run_being_trained_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from trainkit import write_config
+
+    path = write_config(tmp_path, epochs=1)
+    run = rundir.create(tmp_path / "runs", "toy")
+    (run / rundir.CONFIG).write_text(path.read_text())
+    (run / rundir.BACKUP).write_bytes(b"")
+    with rundir.writer(run):
+        done = subprocess.run([sys.executable, "-m", "cnncli", "train", "--resume", str(run)],
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "another process is training into this run now" in done.stderr

@@ -27,7 +27,7 @@ def test_layers_are_keras_classes_with_keras_arguments(write):
 
 
 def test_a_scalar_is_the_first_argument(write):
-    s = load(write, "input: [4]\nlayers: [{Dropout: 0.5}, {Dense: 3}]\n")
+    s = load(write, "input: [2, 2, 1]\nlayers: [{Dropout: 0.5}, {Dense: 3}]\n")
     assert [n.args for n in spec.expand(s).nodes] == [{"rate": 0.5}, {"units": 3}]
 
 
@@ -49,7 +49,7 @@ def test_names_follow_the_lecture_conv_pool_fc(write):
 
 
 def test_explicit_names_win(write):
-    s = load(write, "input: [4]\nlayers:\n  - Dense: 3\n    name: hidden\n")
+    s = load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    name: hidden\n")
     assert names(s) == ["hidden"]
 
 
@@ -74,7 +74,7 @@ def test_blocks_take_parameters_and_expand_in_place(write):
 
 def test_block_parameters_can_have_defaults(write):
     s = load(write, """
-        input: [4]
+        input: [2, 2, 1]
         blocks:
           fc: {params: {units: 7}, layers: [{Dense: $units}]}
         layers: [fc, {fc: {units: 3}}]
@@ -84,7 +84,7 @@ def test_block_parameters_can_have_defaults(write):
 
 def test_branches_merge_and_an_empty_branch_is_the_identity(write):
     s = load(write, """
-        input: [8, 8, 4]
+        input: [8, 8, 3]
         layers:
           - branches:
               - [{Conv2D: {filters: 4, kernel_size: 3, padding: same}}]
@@ -98,7 +98,7 @@ def test_branches_merge_and_an_empty_branch_is_the_identity(write):
 
 
 def test_classes_fill_in_dollar_classes_and_can_be_overridden(write):
-    s = load(write, "input: [4]\nclasses: 10\nlayers: [{Dense: $classes}]\n")
+    s = load(write, "input: [2, 2, 1]\nclasses: 10\nlayers: [{Dense: $classes}]\n")
     assert spec.expand(s).nodes[0].args == {"units": 10}
     assert spec.expand(s.with_overrides(classes=3)).nodes[0].args == {"units": 3}
 
@@ -112,7 +112,7 @@ def test_unknown_layer_suggests_the_keras_name(write):
 
 def test_pytorch_names_are_translated_in_the_hint(write):
     with pytest.raises(ConfigError) as e:
-        spec.expand(load(write, "input: [4]\nlayers: [{Linear: 3}]\n"))
+        spec.expand(load(write, "input: [2, 2, 1]\nlayers: [{Linear: 3}]\n"))
     assert "did you mean 'Dense'" in e.value.hint
 
 
@@ -126,7 +126,7 @@ def test_unknown_argument_lists_the_valid_ones(write):
 
 def test_lambda_is_not_a_layer_specs_can_use(write):
     with pytest.raises(ConfigError, match="unknown layer 'Lambda'") as e:
-        spec.expand(load(write, "input: [4]\nlayers: [{Lambda: {function: print}}]\n"))
+        spec.expand(load(write, "input: [2, 2, 1]\nlayers: [{Lambda: {function: print}}]\n"))
     assert "arbitrary code" in e.value.hint
 
 
@@ -144,7 +144,7 @@ def test_missing_block_parameter_is_named(write):
 def test_a_block_that_uses_itself_is_refused(write):
     with pytest.raises(ConfigError, match=r"block 'a' uses itself \(a -> b -> a\)"):
         spec.expand(load(write, """
-            input: [4]
+            input: [2, 2, 1]
             blocks:
               a: {layers: [b]}
               b: {layers: [a]}
@@ -160,7 +160,7 @@ def test_missing_input_shape_says_how_to_add_it(write):
 
 def test_zero_classes_is_refused(write):
     with pytest.raises(ConfigError, match="at least 1"):
-        load(write, "input: [4]\nclasses: 0\nlayers: [{Dense: $classes}]\n")
+        load(write, "input: [2, 2, 1]\nclasses: 0\nlayers: [{Dense: $classes}]\n")
 
 
 def test_all_problems_are_reported_not_only_the_first(write):
@@ -177,7 +177,7 @@ def test_all_problems_are_reported_not_only_the_first(write):
 
 def test_unknown_top_level_key_suggests_the_right_one(write):
     with pytest.raises(ConfigError, match="unknown key 'layer'") as e:
-        load(write, "input: [4]\nlayer: [Flatten]\nlayers: [Flatten]\n")
+        load(write, "input: [2, 2, 1]\nlayer: [Flatten]\nlayers: [Flatten]\n")
     assert "did you mean 'layers'" in e.value.hint
 
 
@@ -193,9 +193,9 @@ def test_empty_spec(write):
 
 def test_repeat_must_be_positive(write):
     with pytest.raises(ConfigError, match="`repeat` must be a whole number"):
-        spec.expand(load(write, "input: [4]\nlayers:\n  - Dense: 3\n    repeat: 0\n"))
+        spec.expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: 0\n"))
 
 
 def test_huge_repeat_is_bounded(write):
     with pytest.raises(ConfigError, match="more than 10,000 layers"):
-        spec.expand(load(write, "input: [4]\nlayers:\n  - Dense: 3\n    repeat: 100000000\n"))
+        spec.expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: 100000000\n"))

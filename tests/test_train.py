@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +14,15 @@ from trainkit import history_rows, weights, write_config
 
 from cnncli import config, files
 from cnncli.errors import ConfigError, TrainingError
-from cnncli.run import checkpoint, rundir
+from cnncli.run import checkpoint, loop, rundir
+from cnncli.run import plan as planning
 from cnncli.run import train as training
+from cnncli.run.state import TrainState
+from cnncli.runtime import import_tf
 
 
-def run_train(path, **kw):
-    return training.train(config.load(path), config_file=str(path), **kw)
+def run_train(path, *overrides, **kw):
+    return training.train(config.load(path, list(overrides)), config_file=str(path), **kw)
 
 
 def cli(*args, timeout=300):
@@ -82,7 +86,7 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
                         extra_train="steps_per_execution: 1")  # a backup after every step
     with pytest.raises(TrainingError, match=r"NaN or infinite at epoch 1, step \d+") as e:
         run_train(path)
-    assert "lower the learning rate" in e.value.hint
+    assert "the learning rate 1e+20 is high: lower it (--lr)" == e.value.hint
     run = tmp_path / "runs" / "toy" / "1"
     assert not (run / "model.keras").exists()
     model = training.compile_model(training.plan(config.load(path)))
@@ -94,28 +98,88 @@ def test_resume_refuses_a_changed_config(tmp_path):
     path = write_config(tmp_path, epochs=2, backup_every=4)
     run = run_train(path).run
     checkpoint.save(run, training.compile_model(training.plan(config.load(path))),
-                    {"epoch": 1, "step": 0})
+                    TrainState(epoch=1))
     changed = config.load(path, ["train.batch_size=8"])
-    with pytest.raises(ConfigError, match="differs from the one this run was started with"):
-        training.train(changed, resume=run)
+    with pytest.raises(ConfigError, match="in what its backup was made with: "
+                                          "train.batch_size 16 -> 8"):
+        training.train(changed, resume=run, force=True)
 
 
-def test_resume_in_another_precision_says_so(tmp_path):
-    path = write_config(tmp_path, epochs=2)
-    run = run_train(path, precision="float32").run
-    p = training.plan(config.load(path), precision="float32")
-    checkpoint.save(run, training.compile_model(p),
-                    {**training._fresh_state(p), "epoch": 1, "precision": "mixed_bfloat16"})
+def _interrupted_run(path: Path, *overrides: str) -> Path:
+    """A run of the config at `path` stopped after its first epoch, with its backup."""
+    cfg = config.load(path, list(overrides))
+    result = run_train(path, *overrides)
+    run = result.run
+    p = training.plan(cfg)
+    checkpoint.save(run, training.compile_model(p), TrainState(
+        epoch=1, history=result.history[:1], precision=p.placement.precision,
+        backup_every=cfg.train.backup_every))
+    (run / "metrics.json").unlink()
+    return run
+
+
+def test_a_run_records_the_precision_and_device_auto_chose(tmp_path):
+    run = run_train(write_config(tmp_path, epochs=1)).run
+    saved = config.load(run / "config.yaml").train
+    assert saved.precision in ("float32", "mixed_bfloat16") and saved.device == "cpu"
+
+
+def test_resume_with_another_precision_is_refused_without_force(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2), "train.precision=float32")
+    with pytest.raises(ConfigError, match="train.precision float32 -> mixed_bfloat16"):
+        training.train(config.load(run / "config.yaml", ["train.precision=mixed_bfloat16"]),
+                       resume=run)
+
+
+def test_resume_with_force_applies_and_records_a_new_precision(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2), "train.precision=float32")
     notes = []
 
     class Notes(training.Reporter):
         def note(self, text):
             notes.append(text)
 
-    training.train(config.load(path), precision="float32", resume=run, reporter=Notes())
-    assert notes == ["this run trained in mixed_bfloat16 and goes on in float32, so the rest "
-                     "will differ slightly from an uninterrupted run; `--precision "
-                     "mixed_bfloat16` keeps it"]
+    result = training.train(config.load(run / "config.yaml",
+                                        ["train.precision=mixed_bfloat16"]),
+                            resume=run, force=True, reporter=Notes())
+    assert notes == ["--force: continuing with train.precision float32 -> mixed_bfloat16 "
+                     "(recorded in config.yaml and metrics.json)"]
+    assert result.metrics["precision"] == "mixed_bfloat16"
+    assert result.metrics["resumes"] == [{"epoch": 2, "step": 0, "changed": {
+        "train.precision": ["float32", "mixed_bfloat16"]}}]
+    assert config.load(run / "config.yaml").train.precision == "mixed_bfloat16"
+
+
+def test_resume_with_force_applies_a_new_learning_rate(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2, lr=0.01))
+    result = training.train(config.load(run / "config.yaml",
+                                        ["train.optimizer.learning_rate=0.05"]),
+                            resume=run, force=True)
+    assert result.history[-1]["learning_rate"] == pytest.approx(0.05)
+    assert config.load(run / "config.yaml").train.optimizer.learning_rate == 0.05
+
+
+def test_resume_with_force_trains_the_new_epochs_and_records_them(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2))
+    result = training.train(config.load(run / "config.yaml", ["train.epochs=3"]),
+                            resume=run, force=True)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert config.load(run / "config.yaml").train.epochs == 3
+
+
+def test_no_backup_is_written_between_an_epochs_last_step_and_its_end(tmp_path, monkeypatch):
+    """A backup there would resume into an epoch with no steps left (and no loss)."""
+    saved, real = [], checkpoint.save
+
+    def spy(run, model, state):
+        saved.append((state.epoch, state.step))
+        real(run, model, state)
+
+    monkeypatch.setattr(checkpoint, "save", spy)
+    run_train(write_config(tmp_path, epochs=2, backup_every=1,
+                           extra_train="steps_per_execution: 1"))  # 16 steps an epoch
+    assert (0, 15) in saved and (1, 0) in saved and (2, 0) in saved
+    assert all(step < 16 for _, step in saved)
 
 
 def test_resume_of_a_finished_run_is_explained(tmp_path):
@@ -214,6 +278,36 @@ def test_kill_9_again_and_again_then_resume_gives_the_uninterrupted_result(tmp_p
         np.testing.assert_array_equal(a, b)
 
 
+#: `cnncli` as on a CPU with bfloat16 matrix units, where `--precision auto` picks
+#: mixed_bfloat16 (this test machine may have none).
+ON_AMX = ("import sys\n"
+          "from cnncli.devices import tf_layer\n"
+          "tf_layer.cpu_bf16_units = lambda *args, **kwargs: True\n"
+          "from cnncli.cli.app import main\n"
+          "sys.argv = ['cnncli', *sys.argv[1:]]\n"
+          "main()\n")
+
+
+@pytest.mark.slow
+def test_a_float32_run_killed_on_an_amx_cpu_resumes_in_float32_to_the_same_weights(tmp_path):
+    reference = _uninterrupted(tmp_path, **SETTINGS)  # float32: auto on this test machine
+    assert config.load(reference / "config.yaml").train.precision == "float32"
+    path = write_config(tmp_path, **SETTINGS)
+    run = tmp_path / "runs" / "toy" / "1"
+    proc = subprocess.Popen([sys.executable, "-c", ON_AMX, "train", str(path), "--precision",
+                             "float32"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for(lambda: _rows(run) >= 1 or proc.poll() is not None)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    resumed = subprocess.run([sys.executable, "-c", ON_AMX, "train", "--resume", str(run)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "mixed_bfloat16" not in resumed.stderr
+    assert history_rows(run) == history_rows(reference)
+    for a, b in zip(weights(run), weights(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.slow
 def test_sigint_writes_a_backup_exits_130_and_resume_matches(tmp_path):
     reference = _uninterrupted(tmp_path, **SETTINGS)
@@ -249,11 +343,11 @@ def test_sigterm_exits_143(tmp_path):
 
 def _fit_needing_small_batches(limit):
     """A stand-in for the fit loop that runs out of memory above `limit` images a batch."""
-    real_fit = training._fit
+    real_fit = loop.fit
 
     def fit(p, model, state, callback, relay=None):
         if p.cfg.train.batch_size > limit:
-            raise training.tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")
+            raise import_tf().errors.ResourceExhaustedError(None, None, "OOM when allocating")
         return real_fit(p, model, state, callback, relay)
 
     return fit
@@ -262,14 +356,14 @@ def _fit_needing_small_batches(limit):
 def test_out_of_memory_names_the_batch_size_and_exits_3(tmp_path, monkeypatch):
     from cnncli.errors import DeviceError
 
-    monkeypatch.setattr(training, "_fit", _fit_needing_small_batches(8))
+    monkeypatch.setattr(loop, "fit", _fit_needing_small_batches(8))
     with pytest.raises(DeviceError, match="at batch size 16") as e:
         run_train(write_config(tmp_path, epochs=1))
     assert e.value.exit_code == 3 and "--auto-batch" in e.value.hint
 
 
 def test_auto_batch_halves_until_it_fits(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "_fit", _fit_needing_small_batches(4))
+    monkeypatch.setattr(loop, "fit", _fit_needing_small_batches(4))
     notes = []
 
     class Notes(training.Reporter):
@@ -354,10 +448,10 @@ def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():
                                                                        (7, 5))])
     big = devices.Placement("gpu", ["/gpu:0"], gpus=[devices.GpuInfo("Big GPU", 80 * 2**30,
                                                                      (8, 0))])
-    assert "try a smaller --batch-size" in training._memory_warning(built, small, 128)[0]
-    assert training._memory_warning(built, big, 128) == []
+    assert "try a smaller --batch-size" in planning._memory_warning(built, small, 128)[0]
+    assert planning._memory_warning(built, big, 128) == []
     cpu = devices.Placement("cpu", ["/cpu:0"])
-    assert training._memory_warning(built, cpu, 128) == []
+    assert planning._memory_warning(built, cpu, 128) == []
 
 
 def test_runs_lists_runs_with_their_best_figures(tmp_path):
@@ -396,4 +490,4 @@ def test_an_exception_inside_a_callback_keeps_the_last_backup_loadable(tmp_path,
     assert files.read_json(run / "state.json")["status"] == "failed"
     model = training.compile_model(training.plan(config.load(path)))
     state, note = checkpoint.load(run, model)
-    assert state["epoch"] == 2 and len(state["history"]) == 2 and note is None
+    assert state.epoch == 2 and len(state.history) == 2 and note is None

@@ -56,7 +56,7 @@ data:
   name: {data}
   validation_split: 0.2
 train:
-  epochs: {epochs}
+{"" if "steps:" in extra_train else f"  epochs: {epochs}"}
   batch_size: {batch_size}
   optimizer: {{name: {optimizer}, learning_rate: {lr}}}
   backup_every: {backup_every}

@@ -14,7 +14,14 @@ from typing import Annotated
 import typer
 
 from cnncli import __version__
-from cnncli.cli import infer_commands, spec_commands, system_commands, train_commands
+from cnncli.cli import (
+    export_commands,
+    infer_commands,
+    spec_commands,
+    system_commands,
+    train_commands,
+    viz_commands,
+)
 from cnncli.errors import EXIT_DATA_OR_MODEL, EXIT_SIGINT, CnnError
 
 app = typer.Typer(
@@ -48,9 +55,11 @@ def _main(
 
 for command in (spec_commands.summary, spec_commands.check, spec_commands.schema,
                 spec_commands.models, infer_commands.predict, train_commands.train,
-                infer_commands.evaluate, system_commands.datasets, system_commands.doctor,
-                train_commands.runs):
+                infer_commands.evaluate, export_commands.export, system_commands.datasets,
+                system_commands.doctor,
+                train_commands.runs, viz_commands.explain):
     app.command()(command)
+app.add_typer(viz_commands.visualize, name="visualize")
 
 
 def main() -> None:
@@ -74,6 +83,8 @@ def main() -> None:
         from cnncli.cli import render
 
         render.error(exc)
+        if "--json" in sys.argv[1:]:  # a script asked for JSON: the error is JSON too
+            render.print_json(exc.to_dict())
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

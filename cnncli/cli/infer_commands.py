@@ -16,8 +16,9 @@ def predict(
         metavar="IMAGES...", help="Image files, folders, globs, @list.txt, - (paths on stdin) "
         "or http(s) URLs.")],
     model: Annotated[str, typer.Option(help="A pretrained name (vgg16, vgg19, resnet50, "
-                                       "mobilenet_v2, efficientnet_b0), a run folder or a "
-                                       ".keras file.")],
+                                       "mobilenet_v2, efficientnet_b0), a run folder, a "
+                                       ".keras file, or an exported model.onnx, .tflite, "
+                                       ".xml or SavedModel folder.")],
     top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
     weights: Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
                                                 "model.")] = None,
@@ -30,23 +31,32 @@ def predict(
     offline: Annotated[bool, typer.Option(help="Never download weights.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results.")] = False,
+    explain: Annotated[str | None, typer.Option(
+        metavar="DIR", help="Also write a Grad-CAM heat map of the top class of each image "
+        "into DIR (gradcam_<image>.png).")] = None,
 ) -> None:
     """Classify images: cnncli predict car.jpg --model vgg16."""
-    from cnncli import devices
     from cnncli.cli import render
     from cnncli.infer import classifier
     from cnncli.infer import predict as prediction
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
-    placement = devices.setup(device, "float32")
+    runtime = _runtime_line(model, device)
     loaded = classifier.load(model, weights=weights, offline=offline)
     if not quiet:
-        render.info(placement.describe())
+        render.info(runtime or f"Runtime: {loaded.runtime}")
         render.info(f"[INFO] classifying image with '{model}'...")
     result = prediction.predict(sources, model=loaded, top=top, batch_size=batch_size,
                                 resize=resize, stdin=sys.stdin)
     render.predictions(result, fmt)
+    if explain and result.images:
+        from cnncli.viz import explain as explaining
+
+        cams = explaining.explain([r.file for r in result.images], loaded, output=explain,
+                                  resize=resize)
+        for picture in cams.pictures:
+            render.info(f"Grad-CAM: {picture.png}")
     for error in result.errors:
         render.error(error)
     if result.errors and not skip_bad:
@@ -55,7 +65,9 @@ def predict(
 
 def evaluate(
     target: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="A run folder "
-                                          "(runs/mnist/1), its latest link, or a .keras file.")],
+                                          "(runs/mnist/1), its latest link, a .keras file, or "
+                                          "an exported file (.onnx, .tflite, .xml, SavedModel "
+                                          "folder).")],
     data: Annotated[str | None, typer.Option(help="Evaluate on this dataset (name or path) "
                                              "instead of the run's.")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Where to look for datasets first.")]
@@ -72,13 +84,12 @@ def evaluate(
     json: JsonOpt = False,
 ) -> None:
     """Evaluate a trained model on its test set: figures, per-class table, confusions."""
-    from cnncli import devices
     from cnncli.cli import render
     from cnncli.infer import evaluate as evaluation
 
-    placement = devices.setup(device, "float32")
-    if not json:
-        render.info(placement.describe())
+    runtime = _runtime_line(target, device)
+    if not json and runtime:
+        render.info(runtime)
     rep = evaluation.evaluate(target, data=data, data_dir=data_dir, offline=offline,
                               batch_size=batch_size, fail_under=fail_under or [],
                               output=output)
@@ -90,3 +101,14 @@ def evaluate(
         render.err.print(f"FAIL: {failure}", markup=False)
     if rep.failures:
         raise typer.Exit(EXIT_BELOW_THRESHOLD)
+
+
+def _runtime_line(model: str, device: str) -> str | None:
+    """Set up TensorFlow's devices and say where it runs; None for an exported ONNX,
+    LiteRT or OpenVINO file, which runs in its own runtime without TensorFlow."""
+    from cnncli import devices
+    from cnncli.infer import exported
+
+    if exported.kind(model) in exported.TF_FREE:
+        return None
+    return devices.setup(device, "float32").describe()

@@ -2,6 +2,10 @@
 
 Results go to stdout; logs, warnings and errors go to stderr. Colour and
 animation only when the stream is a terminal (rich decides; ``NO_COLOR`` works).
+
+Text is never read as rich markup: file names and class names such as
+``photos [2024]`` or ``IMG_0001 [edited].jpg`` are printed as they are. Both consoles
+have markup off (tables included); cnncli's own colours are `rich.text.Text` styles.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Not a terminal (CI, pipes): no colour, no animation, and lines not wrapped at 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
 
 
 def print_json(data: Any) -> None:
@@ -28,11 +33,11 @@ def print_json(data: Any) -> None:
 def error(exc) -> None:
     """One paragraph per problem on stderr, prefixed with 'error:'."""
     for line in str(exc).splitlines() or [type(exc).__name__]:
-        err.print(f"[bold red]error:[/] {line}", markup=True, highlight=False)
+        err.print(Text.assemble(("error:", "bold red"), " ", line))
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}")
+    err.print(Text.assemble(("warning:", "yellow"), " ", str(message)))
 
 
 def info(message: str) -> None:
@@ -124,8 +129,9 @@ class RichTrainReporter(PlainTrainReporter):
             TimeRemainingColumn,
         )
 
-        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}", markup=False),
+                                 BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}", markup=False),
                                  TimeRemainingColumn(), console=err, transient=True)
         self.task = None
 
@@ -228,7 +234,7 @@ def predictions(result, fmt: str = "text") -> None:
         writer.writeheader()
         writer.writerows(rows)
     else:
-        many = len(result.images) > 1
+        many = len(result.images) + len(result.errors) > 1  # name files when several came
         for r in result.images:
             if many:
                 sys.stdout.write(f"{r.file}\n")
@@ -277,3 +283,30 @@ def doctor(info: dict) -> None:
     out.print(f"auto picks: {auto['kind']}, precision {auto['precision']}")
     if info.get("warning"):
         warn(info["warning"])
+
+
+def exports(report) -> None:
+    """One row per exported file: size, largest difference, top-1 agreement, accuracy."""
+    from rich.text import Text
+
+    out.print(f"Model: {report.model}", markup=False)
+    out.print(f"Checked on {report.images}", markup=False)
+    table = Table(title="Exports", title_justify="left")
+    for col in ("export", "file", "size", "max diff", "top-1 agreement", "accuracy",
+                "result"):
+        table.add_column(col, justify="right" if col in ("size", "max diff") else "left")
+    for r in report.results:
+        c = r.check
+        accuracy = ""
+        if c.accuracy is not None:
+            accuracy = f"{c.keras_accuracy:.2%} -> {c.accuracy:.2%}"
+            if c.quantized:
+                accuracy += f" ({0.0 - c.drop:+.2f} points)"
+        label = r.format + ("" if r.quantization == "none" else f" ({r.quantization})")
+        table.add_row(*(Text(s) for s in (
+            label, str(r.path), _mb(r.size), f"{c.max_difference:.2g}",
+            f"{c.agreement:.2%} of {c.images:,}", accuracy,
+            "ok" if r.kept else "FAILED, not kept")))
+    out.print(table)
+    for note in report.notes:
+        warn(note)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,20 +15,31 @@ def summary(
     explain: Annotated[bool, typer.Option("--explain", help="Show F, S, P and the output-size "
                                           "formula for each convolution and pooling layer.")]
     = False,
-    classes: Annotated[int | None, typer.Option(help="Override the number of classes.")] = None,
+    classes: Annotated[int | None, typer.Option(min=1, help="Override the number of "
+                                                "classes.")] = None,
+    plot: Annotated[str | None, typer.Option(help="Also draw the network as boxes sized by "
+                                             "their volumes into this PNG.")] = None,
     json: JsonOpt = False,
 ) -> None:
     """Print the lecture's table for a network: layers, volume sizes, parameters, memory."""
     from cnncli.cli import render
     from cnncli.model import builder
     from cnncli.model import summary as summaries
+    from cnncli.run import checking
 
-    built = builder.build_checked(_load_spec(spec).with_overrides(classes=classes))
+    built = builder.build_checked(checking.load_spec(spec).with_overrides(classes=classes))
     result = summaries.summarize(built)
+    drawn = None
+    if plot:
+        from cnncli.viz import network_plot
+
+        drawn = str(network_plot.write(built, plot))
     if json:
-        render.print_json(result.to_dict())
+        render.print_json(result.to_dict() | ({"plot": drawn} if drawn else {}))
     else:
         render.summary(result, explain=explain)
+        if drawn:
+            render.out.print(f"Plot: {drawn}", markup=False)
 
 
 def check(
@@ -38,18 +48,18 @@ def check(
 ) -> None:
     """Validate a spec or run config without training (exit 0 if valid, 2 if not)."""
     from cnncli.cli import render
-    from cnncli.model import builder
+    from cnncli.run import checking
 
-    built = builder.build_checked(_load_spec(path))
-    model = built.model
+    checked = checking.check(path)
+    model = checked.model
     result = {"valid": True, "file": path, "model": model.name, "layers": len(model.layers) - 1,
-              "params": model.count_params(), "warnings": built.warnings}
+              "params": model.count_params(), "warnings": checked.warnings}
     if json:
         render.print_json(result)
         return
     render.out.print(f"OK: {path} is valid ({model.name}: {result['layers']} layers, "
                      f"{result['params']:,} parameters)")
-    for w in built.warnings:
+    for w in checked.warnings:
         render.warn(w)
 
 
@@ -92,16 +102,3 @@ def models(
         dims = "x".join(map(str, r["input"]))
         render.out.print(f"{r['name']:<16} {r['kind']:<10} {dims:<12} {r['classes']:>5} classes"
                          f"  {r['description']}", markup=False)
-
-
-def _load_spec(path_or_name: str):
-    """A spec from a spec file, a built-in name, or the `model:` of a run config."""
-    from cnncli import config, yamlio
-    from cnncli.model import architectures, spec
-
-    path = architectures.resolve(path_or_name)
-    doc = yamlio.load(path)
-    if isinstance(doc, dict) and "model" in doc and "layers" not in doc:
-        cfg = config.parse(doc, file=str(path))
-        return spec.from_run_config(cfg, file=str(path))
-    return spec.parse(doc, file=str(path), default_name=Path(path).stem)

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from cnncli import files
 from cnncli.cli.options import JsonOpt
 
 
@@ -32,12 +31,16 @@ def train(
     resume: Annotated[str | None, typer.Option(help="Continue this run (runs/NAME/N or "
                                                "runs/NAME/latest) from its last backup.")]
     = None,
-    force: Annotated[bool, typer.Option(help="Resume even if the config changed.")] = False,
+    force: Annotated[bool, typer.Option(help="Resume with a changed config (epochs, learning "
+                                        "rate, precision, ...): applied and recorded.")]
+    = False,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved config and the model "
                                           "summary, then stop.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, float32, mixed_float16 or "
-                                           "mixed_bfloat16.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="Shortcut for train.device: auto, cpu, "
+                                               "gpu or gpu:N.")] = None,
+    precision: Annotated[str | None, typer.Option(help="Shortcut for train.precision: auto, "
+                                                  "float32, mixed_float16 or "
+                                                  "mixed_bfloat16.")] = None,
     auto_batch: Annotated[bool, typer.Option(help="Out of GPU memory: halve the batch size "
                                              "and start again (at most 3 times).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
@@ -56,7 +59,8 @@ def train(
     overrides = list(set_ or [])
     for key, value in (("train.epochs", epochs), ("train.batch_size", batch_size),
                        ("train.optimizer.learning_rate", lr), ("data.name", data),
-                       ("data.data_dir", data_dir)):
+                       ("data.data_dir", data_dir), ("train.device", device),
+                       ("train.precision", precision)):
         if value is not None:
             overrides.append(f"{key}={value}")
     if epochs is not None:
@@ -68,9 +72,8 @@ def train(
         cfg.output.name = Path(config_file).stem
     if dry_run:
         return _dry_run(cfg, config_file)
-    result = training.train(cfg, config_file=config_file, device=device, precision=precision,
-                            resume=resume, force=force, auto_batch=auto_batch,
-                            reporter=render.train_reporter(quiet or json))
+    result = training.train(cfg, config_file=config_file, resume=resume, force=force,
+                            auto_batch=auto_batch, reporter=render.train_reporter(quiet or json))
     if json:
         render.print_json(result.metrics)
     elif not quiet:
@@ -97,25 +100,17 @@ def runs(
     root: Annotated[str, typer.Argument(help="The folder holding the runs.")] = "runs",
     json: JsonOpt = False,
 ) -> None:
-    """List training runs with their best figures."""
+    """List training runs with their status and best figures."""
     from cnncli.cli import render
-    from cnncli.run import rundir
+    from cnncli.run import listing
 
-    rows = []
-    for run in rundir.list_runs(root):
-        metrics = run / "metrics.json"
-        state = run / rundir.STATE
-        m = files.read_json(metrics) if metrics.exists() else {}
-        status = files.read_json(state).get("status") if state.exists() else "unknown"
-        best = m.get("best", {})
-        rows.append({"run": str(run), "status": status, "epochs": m.get("epochs"),
-                     "best_metric": best.get("metric"), "best": best.get("value"),
-                     "images_per_s": m.get("images_per_s")})
+    rows = listing.summaries(root)
     if json:
-        render.print_json(rows)
+        render.print_json([r.to_dict() for r in rows])
         return
     if not rows:
         render.info(f"No runs under {root}/. Start one with: cnncli train configs/mnist.yaml")
     for r in rows:
-        best = f"{r['best_metric']} {r['best']:.4f}" if r["best"] is not None else ""
-        render.out.print(f"{r['run']:<28} {r['status']:<12} {best}", markup=False)
+        best = f"{r.best_metric} {r.best:.4f}" if r.best is not None else ""
+        render.out.print(f"{r.run:<28} {r.status:<12} {best}"
+                         + (f"  ({r.problem})" if r.problem else ""))

@@ -39,7 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-# TODO(lead): add "datasets" to the TID253 per-file-ignores in pyproject.toml.
 import numpy as np
 from PIL import Image
 
@@ -149,6 +148,9 @@ class KnownDataset:
     folder_names: tuple[str, ...]  # <name>/ folders tried in data and system dirs
     download_mb: int  # what keras.datasets.<name>.load_data() fetches
     how_to_supply: str
+    #: test images per class: a fingerprint telling this dataset from one with the same
+    #: file names and shapes (Fashion-MNIST ships IDX files named like MNIST's)
+    test_per_class: tuple[int, ...] = ()
 
 
 KNOWN: dict[str, KnownDataset] = {
@@ -156,24 +158,26 @@ KNOWN: dict[str, KnownDataset] = {
         "mnist", tuple(str(d) for d in range(10)), (28, 28, 1), 60000, 10000,
         ("mnist.npz",), ("mnist",), 11,
         "put Keras' mnist.npz in ~/.keras/datasets/, or pass --data-dir DIR with mnist.npz "
-        "or the 4 MNIST IDX files in it"),
+        "or the 4 MNIST IDX files in it",
+        (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)),
     "fashion_mnist": KnownDataset(
         "fashion_mnist", tuple(FASHION_MNIST_CLASSES), (28, 28, 1), 60000, 10000,
         ("fashion-mnist",), ("fashion-mnist", "fashion_mnist"), 30,
         "put the 4 Fashion-MNIST IDX .gz files in ~/.keras/datasets/fashion-mnist/, "
-        "install Debian's dataset-fashion-mnist package, or pass --data-dir DIR"),
+        "install Debian's dataset-fashion-mnist package, or pass --data-dir DIR",
+        (1000,) * 10),
     "cifar10": KnownDataset(
         "cifar10", tuple(CIFAR10_CLASSES), (32, 32, 3), 50000, 10000,
         ("cifar-10-batches-py-target/cifar-10-batches-py", "cifar-10-batches-py"),
         ("cifar10", "cifar-10", "cifar-10-batches-py"), 170,
         "extract cifar-10-python.tar.gz into ~/.keras/datasets/ (giving "
-        "cifar-10-batches-py/), or pass --data-dir DIR"),
+        "cifar-10-batches-py/), or pass --data-dir DIR", (1000,) * 10),
     "cifar100": KnownDataset(
         "cifar100", tuple(CIFAR100_CLASSES), (32, 32, 3), 50000, 10000,
         ("cifar-100-python-target/cifar-100-python", "cifar-100-python"),
         ("cifar100", "cifar-100", "cifar-100-python"), 169,
         "extract cifar-100-python.tar.gz into ~/.keras/datasets/ (giving "
-        "cifar-100-python/), or pass --data-dir DIR"),
+        "cifar-100-python/), or pass --data-dir DIR", (100,) * 100),
 }
 
 
@@ -243,6 +247,10 @@ def load_path(
             file=str(path),
             hint=f"use one of {', '.join(KNOWN)}, or the path of an image folder, "
                  ".npz file or IDX folder")
+    if not path.is_file() and not path.is_dir():
+        raise DataError(f"'{path}' is not a regular file or a folder (a device, pipe or "
+                        "socket?)", file=str(path),
+                        hint="give an image folder, an .npz file or an IDX folder")
     fmt = _detect_format(path)
     if fmt == "npz":
         return read_npz(path)
@@ -336,8 +344,9 @@ def _user_data_dir(data_dir: str | os.PathLike | None) -> tuple[Path | None, str
         return None, label
     path = Path(data_dir).expanduser()
     if not path.is_dir():
-        raise DataError(f"the data folder given by {label} does not exist", file=str(path),
-                        hint="create it, or give the folder that holds the dataset files")
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise DataError(f"the data folder given by {label} {what}", file=str(path),
+                        hint="give the folder that holds the dataset files")
     return path, label
 
 
@@ -430,7 +439,7 @@ def _keras_download(name: str):
 def _load_known(known: KnownDataset, data_dir, offline: bool) -> Dataset:
     location, searched = _find_local(known, data_dir)
     if location is not None:
-        return _read_location(known, location)
+        return _check_identity(known, _read_location(known, location), location)
 
     also = []
     if offline:
@@ -457,6 +466,26 @@ def _load_known(known: KnownDataset, data_dir, offline: bool) -> Dataset:
         ds.sample = True
         return ds
     raise _not_found(known, searched, also, offline)
+
+
+def _check_identity(known: KnownDataset, ds: Dataset, location: Location) -> Dataset:
+    """Files found by their names must also be the dataset: its test labels per class
+    must be the known ones (MNIST's and Fashion-MNIST's IDX files have the same names)."""
+    counts = tuple(int(c) for c in np.bincount(ds.y_test, minlength=len(known.class_names)))
+    if len(ds.y_test) != known.test or counts == known.test_per_class:
+        return ds  # a subset or another size is not mistaken for the known set
+    other = next((k.name for k in KNOWN.values() if k.test_per_class == counts
+                  and k.name != known.name and len(set(counts)) > 1), None)
+    if other is None and counts == (1000,) * 10 and known.name == "mnist":
+        other = "fashion_mnist (or cifar10)"
+    raise DataError(
+        f"the files found for {known.name} are not {known.name}: their test images per "
+        f"class are {list(counts)[:10]}{'...' if len(counts) > 10 else ''}, "
+        f"{known.name}'s are {list(known.test_per_class)[:10]}"
+        + (f"; they look like {other}" if other else ""), file=location.path,
+        hint=f"use --data {other.split()[0]} for these files, or give the folder that holds "
+             f"{known.name}'s own files" if other else
+             f"give the folder that holds {known.name}'s own, complete files")
 
 
 def _read_location(known: KnownDataset, location: Location) -> Dataset:
@@ -514,6 +543,22 @@ def _detect_format(path: Path) -> str | None:
 # --------------------------------------------------------------------------- #
 
 
+def _looks_like(path: Path) -> str:
+    """`` (this one holds text)`` and the like, when the first bytes tell."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return ""
+    if not head:
+        return " (this one is empty)"
+    if head.startswith(b"PK"):
+        return " (a zip archive)"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return " (this one holds text)"
+    return ""
+
+
 def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Array shapes of an .npz file, from the .npy headers (no array is read)."""
     import zipfile
@@ -550,6 +595,17 @@ def read_npz(path: str | os.PathLike, *, class_names: list[str] | None = None,
     Loaded with ``allow_pickle=False``: an .npz that holds Python objects is refused.
     """
     path = Path(path)
+    import zipfile
+
+    if not zipfile.is_zipfile(path) and _looks_like(path) == " (a zip archive)":
+        raise DataError(f"{path.name} is not a readable .npz file: its zip archive is "
+                        "truncated or damaged", file=str(path),
+                        hint="copy it again, or re-create it with numpy.savez")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path.name} is not an .npz file: an .npz is the zip archive "
+                        "numpy.savez writes" + _looks_like(path), file=str(path),
+                        hint="save the four arrays with numpy.savez(path, x_train=..., "
+                             "y_train=..., x_test=..., y_test=...)")
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as err:
@@ -974,6 +1030,9 @@ def _as_images(array: np.ndarray, file: str, what: str) -> np.ndarray:
             hint = "the images look channels-first: numpy.transpose(x, (0, 2, 3, 1))"
         raise DataError(f"{what} in {name} has shape {array.shape}, not images", file=file,
                         hint=hint)
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise DataError(f"{what} in {name} holds images of {array.shape[1]}x{array.shape[2]} "
+                        "pixels", file=file, hint="store images of at least 1x1 pixels")
     if array.dtype == np.uint8:
         return array
     if array.dtype.kind in "iu" and (array.size == 0 or (array.min() >= 0
@@ -1003,6 +1062,27 @@ def _as_labels(array: np.ndarray, file: str, what: str) -> np.ndarray:
                     file=file, hint="store labels as integers 0..classes-1")
 
 
+#: Labels may leave gaps (classes without examples), but a largest label this many times
+#: the number of distinct ones is taken as a stray value, not as that many classes.
+STRAY_LABEL_FACTOR = 10
+
+
+def _check_label_range(y_train, y_test, top: int, file: str, test_file: str) -> None:
+    """Refuse a largest label far beyond the labels used: it would make a model with
+    millions of outputs, while it is most likely one bad value."""
+    distinct = len(np.union1d(np.unique(y_train), np.unique(y_test)))
+    if top + 1 <= max(100, STRAY_LABEL_FACTOR * distinct):
+        return
+    in_train = bool((y_train == top).any())
+    where, labels = (file, y_train) if in_train else (test_file, y_test)
+    index = int(np.flatnonzero(labels == top)[0])
+    raise DataError(
+        f"{'y_train' if in_train else 'y_test'} in {Path(where).name} has the label {top:,} "
+        f"(at index {index:,}), while only {distinct} different labels are used: a stray "
+        "value? cnncli takes the number of classes as the largest label + 1",
+        file=where, hint="fix that label, or number the classes 0..N-1")
+
+
 def _checked(name: str, x_train, y_train, x_test, y_test, class_names: list[str] | None,
              source: str, *, file: str, test_file: str | None = None) -> Dataset:
     """Normalise shapes and dtypes, check everything, and build the Dataset."""
@@ -1028,6 +1108,7 @@ def _checked(name: str, x_train, y_train, x_test, y_test, class_names: list[str]
                             file=f, hint="labels must be class indices 0..classes-1")
     top = int(max(y_train.max(), y_test.max()))
     if class_names is None:
+        _check_label_range(y_train, y_test, top, file, test_file)
         class_names = [str(i) for i in range(top + 1)]
     elif top >= len(class_names):
         bad_file = file if y_train.max() == top else test_file

@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import TextIO
@@ -231,7 +232,8 @@ def fetch_url(url: str, *, max_bytes: int = MAX_URL_BYTES, timeout: float = 30) 
     """Download `url` (http or https only) and return its bytes.
 
     Refuses responses larger than `max_bytes`, both when the server announces the
-    size and when it does not.
+    size and when it does not. `timeout` is for the whole download, not each read: a
+    server sending a byte a second is stopped too.
 
     Raises:
         DataError: on another scheme, an HTTP error, a network error, a timeout, or a
@@ -251,7 +253,7 @@ def fetch_url(url: str, *, max_bytes: int = MAX_URL_BYTES, timeout: float = 30) 
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and int(length) > max_bytes:
                 _too_big(url, max_bytes)
-            data = response.read(max_bytes + 1)
+            data = _read_by(response, time.monotonic() + timeout, max_bytes + 1)
     except DataError:
         raise
     except urllib.error.HTTPError as err:
@@ -271,6 +273,21 @@ def fetch_url(url: str, *, max_bytes: int = MAX_URL_BYTES, timeout: float = 30) 
     if len(data) > max_bytes:
         _too_big(url, max_bytes)
     return data
+
+
+def _read_by(response, deadline: float, limit: int) -> bytes:
+    """Read up to `limit` bytes, raising TimeoutError once `deadline` has passed (each
+    read itself waits at most the socket's timeout, so a download ends by twice it)."""
+    chunks, size = [], 0
+    while size < limit:
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        chunk = response.read1(min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _too_big(url: str, max_bytes: int) -> None:

@@ -6,27 +6,23 @@ Training, evaluation and prediction all turn uint8 images into model inputs with
 Example:
 
 >>> ds = make_dataset(x_train, y_train, batch_size=128, input_shape=(32, 32, 3),
-...                   training=True, seed=1, augment={"flip": "horizontal"},
+...                   training=True, seed=1, augment=AugmentSection(flip="horizontal"),
 ...                   repeat=True)                                # doctest: +SKIP
 >>> model.fit(ds, steps_per_epoch=math.ceil(len(x_train) / 128), epochs=10)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from cnncli.config import PREPROCESSING_MODES
+from cnncli.config import PREPROCESSING_MODES, AugmentSection
 from cnncli.errors import ConfigError, DataError, ModelError
 from cnncli.runtime import import_keras, import_tf
 
 keras = import_keras()
 tf = import_tf()
-
-#: Keys of the ``augment`` dict and the Keras layer each one adds.
-AUGMENT_KEYS = ("flip", "translate", "rotate", "zoom", "contrast")
-FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 #: Batches prefetched. Fixed on purpose: AUTOTUNE prefetch made Keras fit stall for
 #: seconds at each epoch start on this (2-core) machine; 2 keeps one batch ready
@@ -109,43 +105,30 @@ def preprocess_batch(images_uint8, input_shape: Sequence[int | None], mode: str 
     return _normalise(_to_model_pixels(images_uint8, input_shape), mode)
 
 
-def augmentation_layers(augment: Mapping, seed: int) -> list:
-    """Seeded Keras preprocessing layers for an ``augment`` dict.
+def augmentation_layers(augment: AugmentSection | None, seed: int) -> list:
+    """Seeded Keras preprocessing layers for `data.augment` (its ranges are checked by
+    `cnncli.config.AugmentSection`, the one place that says what is valid).
 
-    >>> [type(l).__name__ for l in augmentation_layers({"flip": "horizontal",
-    ...                                                  "zoom": 0.1}, seed=0)]
+    >>> [type(l).__name__ for l in augmentation_layers(
+    ...     AugmentSection(flip="horizontal", zoom=0.1), seed=0)]
     ['RandomFlip', 'RandomZoom']
     """
-    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown augmentation '{unknown[0]}'",
-                          hint=f"use {', '.join(AUGMENT_KEYS)}")
+    if augment is None:
+        return []
     layers = []
-    flip = augment.get("flip")
-    if flip is True:
-        flip = "horizontal"
-    if flip:
-        if flip not in FLIP_MODES:
-            raise ConfigError(f"augmentation flip '{flip}' is not a flip mode",
-                              hint=f"use {', '.join(FLIP_MODES)}")
-        layers.append(keras.layers.RandomFlip(flip, seed=seed))
-    for i, key in enumerate(("translate", "rotate", "zoom", "contrast"), start=1):
-        value = augment.get(key)
-        if value in (None, 0, False):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-            raise ConfigError(f"augmentation {key} must be a number between 0 and 1, "
-                              f"not {value!r}", hint=f"e.g. {key}: 0.1")
-        layer_seed = seed + i  # a distinct stream per layer
-        if key == "translate":
-            layers.append(keras.layers.RandomTranslation(value, value, seed=layer_seed))
-        elif key == "rotate":
-            layers.append(keras.layers.RandomRotation(value, seed=layer_seed))
-        elif key == "zoom":
-            layers.append(keras.layers.RandomZoom(value, value, seed=layer_seed))
-        else:  # contrast: works on 0..255 (value_range), so it runs before normalising
-            layers.append(keras.layers.RandomContrast(value, value_range=(0, 255),
-                                                      seed=layer_seed))
+    if augment.flip:
+        layers.append(keras.layers.RandomFlip(augment.flip, seed=seed))
+    # a distinct seed stream per layer
+    if augment.translate:
+        layers.append(keras.layers.RandomTranslation(augment.translate, augment.translate,
+                                                     seed=seed + 1))
+    if augment.rotate:
+        layers.append(keras.layers.RandomRotation(augment.rotate, seed=seed + 2))
+    if augment.zoom:
+        layers.append(keras.layers.RandomZoom(augment.zoom, augment.zoom, seed=seed + 3))
+    if augment.contrast:  # works on 0..255 (value_range), so it runs before normalising
+        layers.append(keras.layers.RandomContrast(augment.contrast, value_range=(0, 255),
+                                                  seed=seed + 4))
     return layers
 
 
@@ -158,7 +141,7 @@ def make_dataset(
     training: bool,
     seed: int,
     preprocessing: str = "scale",
-    augment: Mapping | None = None,
+    augment: AugmentSection | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
     one_hot: int | None = None,
@@ -238,25 +221,31 @@ def training_batches(
     start_epoch: int = 0,
     start_step: int = 0,
     preprocessing: str = "scale",
-    augment: Mapping | None = None,
+    augment: AugmentSection | None = None,
     one_hot: int | None = None,
 ):
     """Every remaining training batch of a run, in one dataset (one iterator for the run).
 
     Each epoch has ``len(x) // batch_size`` full batches in `epoch_order`; the run
     starts at (`start_epoch`, `start_step`), which is how resuming works. Unlike
-    `make_dataset`, the order does not depend on a tf.data shuffle buffer's state.
+    `make_dataset`, the order does not depend on a tf.data shuffle buffer's state. Each
+    epoch's order is made when the epoch starts, so a run of a million epochs holds one.
     """
     _check_mode(preprocessing)
     steps = len(x) // batch_size
     if steps < 1:
         raise DataError(f"{len(x)} training images are fewer than one batch of {batch_size}",
                         hint="use a smaller --batch-size")
-    orders = [epoch_order(len(x), seed, e)[: steps * batch_size]
-              for e in range(start_epoch, epochs)]
-    order = np.concatenate(orders)[start_step * batch_size:] if orders else np.zeros(0, int)
+
+    def orders():
+        for epoch in range(start_epoch, epochs):
+            order = epoch_order(len(x), seed, epoch)[: steps * batch_size]
+            first = start_step if epoch == start_epoch else 0
+            yield order.reshape(steps, batch_size)[first:].astype(np.int32)
+
     images, labels = tf.constant(x), tf.constant(y)
-    ds = tf.data.Dataset.from_tensor_slices(order.reshape(-1, batch_size).astype(np.int32))
+    ds = tf.data.Dataset.from_generator(
+        orders, output_signature=tf.TensorSpec((None, batch_size), tf.int32)).unbatch()
     ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     aug_layers = augmentation_layers(augment, seed) if augment else []

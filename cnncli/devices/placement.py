@@ -17,14 +17,15 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cnncli import config
 from cnncli.devices.cluster import Cluster
 from cnncli.errors import ConfigError, DeviceError
 
 #: Values of ``--device``.
 DEVICE_FORMS = "auto, cpu, gpu, gpu:N (N = 0, 1, ... as numbered by TensorFlow)"
 
-#: Values of ``--precision``.
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+#: Values of ``--precision`` (one list, the run config's: ``train.precision``).
+PRECISIONS = config.PRECISIONS
 
 #: Learning-rate scaling rules for several replicas (`scale_learning_rate`).
 LR_RULES = ("linear", "sqrt", "none")
@@ -153,6 +154,21 @@ class Placement:
         64
         """
         return int(batch_size) * max(1, self.replicas)
+
+    def device_setting(self) -> str:
+        """The ``--device`` value that gives this placement again (what a run records).
+
+        >>> t4 = GpuInfo("T4", index=1)
+        >>> Placement("gpu", ["/gpu:1"], [t4]).device_setting()
+        'gpu:1'
+        >>> Placement("cpu", []).device_setting()
+        'cpu'
+        """
+        if not self.gpus:
+            return "cpu"
+        if self.kind == "gpu" or (self.kind == "multiworker" and len(self.devices) == 1):
+            return self.devices[0].lstrip("/")
+        return "gpu"
 
     def to_dict(self) -> dict:
         """Plain JSON-able values (for ``doctor`` and run records)."""

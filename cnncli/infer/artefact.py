@@ -14,7 +14,6 @@ from pathlib import Path
 
 from cnncli import config
 from cnncli.errors import ModelError
-from cnncli.model import modelfile
 from cnncli.model.meta import ModelMeta
 from cnncli.run import rundir
 
@@ -32,6 +31,8 @@ class Artefact:
 def resolve(target: str | os.PathLike) -> Artefact:
     """The model at `target`: a ``.keras`` file, or a run's ``best.keras`` (else its
     ``model.keras``). Raises `ModelError` for a run without a model yet."""
+    from cnncli.model import modelfile  # imports Keras: only for Keras models
+
     text = os.fspath(target)  # not Path(): it would turn gs://b/m into gs:/b/m
     path = Path(text)
     if modelfile.is_remote(text) or text.endswith(".keras") or path.is_file():

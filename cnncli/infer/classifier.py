@@ -13,38 +13,20 @@ treated the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from cnncli.data import pipeline
 from cnncli.errors import ConfigError
+from cnncli.infer import exported
 from cnncli.infer.artefact import Artefact, image_input, resolve
-from cnncli.model import imagenet, modelfile, pretrained
+from cnncli.infer.base import Classifier
+from cnncli.model import imagenet, pretrained
 from cnncli.model.meta import ModelMeta
 
-
-@dataclass
-class Classifier:
-    """What every model gives prediction and evaluation.
-
-    Args:
-        name: how messages name the model (``vgg16``, a file path).
-        input_shape: (height, width, channels) of the images it takes.
-        class_names: the name of each output.
-        meta: how it was trained (preprocessing, resize mode, dataset).
-        artefact: the file and run it came from (None for a pretrained model).
-    """
-
-    name: str
-    input_shape: tuple[int, int, int]
-    class_names: list[str]
-    meta: ModelMeta = field(default_factory=ModelMeta)
-    artefact: Artefact | None = None
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, classes) of uint8 images (N, H, W, C) at `input_shape`."""
-        raise NotImplementedError
+# TensorFlow is imported only by the Keras paths below (pipeline, modelfile): predicting
+# from an .onnx or .tflite file never loads it (tests/test_exported.py checks).
+__all__ = ["Classifier", "KerasClassifier", "keras_classifier", "load"]
 
 
 @dataclass
@@ -55,6 +37,8 @@ class KerasClassifier(Classifier):
     preprocessing: str = "scale"
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
+        from cnncli.data import pipeline
+
         x = pipeline.preprocess_batch(images, self.input_shape, self.preprocessing)
         return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
 
@@ -70,7 +54,13 @@ def keras_classifier(name: str, model, input_shape, preprocessing: str,
 
 def load(model: str, *, weights: str | None = None, offline: bool = False,
          preprocessing: str | None = None) -> Classifier:
-    """A pretrained name (``vgg16``), a run folder, or a ``.keras`` file."""
+    """A pretrained name (``vgg16``), a run folder, a ``.keras`` file, or an exported
+    file (``.onnx``, ``.tflite``, ``.xml``, a SavedModel folder; `cnncli.infer.exported`)."""
+    if exported.kind(model):
+        if weights or preprocessing:
+            raise ConfigError("--weights and another preprocessing do not apply to an "
+                              "exported model: its preprocessing is inside it", file=model)
+        return exported.load(model)
     if model in pretrained.REGISTRY:
         entry = pretrained.get(model)
         net = pretrained.load(model, weights=weights, offline=offline)
@@ -79,6 +69,8 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
     if weights:
         raise ConfigError("--weights goes with a pretrained model name",
                           hint="use one of " + ", ".join(sorted(pretrained.REGISTRY)))
+    from cnncli.model import modelfile
+
     art = resolve(model)
     net = modelfile.load_model(art.model_path)
     shape = image_input(net, art.model_path)

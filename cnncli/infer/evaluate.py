@@ -61,7 +61,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data else None),
                        offline=offline or bool(run_data and run_data.offline),
                        image_size=tuple(size) if size else None)
-    labels, matched = _labels_by_name(ds, clf)
+    labels, matched = labels_by_name(ds, clf)
     notes += matched
     probs = np.concatenate([clf.probabilities(ds.x_test[i:i + batch_size])
                             for i in range(0, len(ds.x_test), batch_size)])
@@ -73,7 +73,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                   metrics.check_thresholds(result, thresholds), notes)
 
 
-def _labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
+def labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
     """The test labels as indices of the model's classes, matched by class name."""
     model_names, data_names = list(clf.class_names), list(ds.class_names)
     if ds.num_classes > len(model_names):

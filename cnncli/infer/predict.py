@@ -20,7 +20,7 @@ import numpy as np
 
 from cnncli.data import images, inputs
 from cnncli.errors import CnnError
-from cnncli.infer import classifier
+from cnncli.infer import classifier, metrics
 
 DECODE_THREADS = 4  # PIL releases the GIL while decoding
 
@@ -58,7 +58,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 continue
             probs = loaded.probabilities(np.stack([img for _, img in good]))
             for (file, _), p in zip(good, probs, strict=True):
-                best = np.argsort(-p, kind="stable")[:top]
+                best = metrics.top_k(p, top)
                 result.images.append(ImageResult(
                     file, [(loaded.class_names[i], float(p[i])) for i in best]))
     return result

@@ -14,6 +14,7 @@ cnncli.errors.ConfigError: layer 1 'conv1_1' (Conv2D): the 3x3 input is smaller 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from cnncli.errors import ConfigError
@@ -79,6 +80,12 @@ def build_checked(spec: specs.Spec | specs.Expanded, *, classes: int | None = No
                 file=node.file, line=node.line, where=node.where(),
                 hint="remove the argument that asks for several (return_state, "
                      "return_attention_scores, ...)")
+        if any(d == 0 for d in output.shape[1:]):
+            raise ConfigError(
+                f"it gives an empty volume ({_volume(output.shape)}) from its "
+                f"{_volume(incoming[0].shape)} input", file=node.file, line=node.line,
+                where=node.where(), hint="check its size arguments: every output size must "
+                "be at least 1")
         tensors[node.name] = output
     outputs = tensors[expanded.output]
     _check_output(expanded, outputs)
@@ -91,7 +98,7 @@ def _make_layer(node: specs.Node, args: dict):
     try:
         return cls(name=node.name, **args)
     except Exception as exc:  # a wrongly typed or out-of-range argument
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = keras_reason(exc)
         valid = ", ".join(specs.valid_arguments(cls))
         raise ConfigError(
             f"invalid arguments {args}: {message}", file=node.file, line=node.line,
@@ -152,9 +159,26 @@ def _check_weights(node: specs.Node, layer, shape) -> None:
             hint="check its size arguments (units, filters) for a typo, e.g. an extra zero")
 
 
+def keras_reason(exc: BaseException) -> str:
+    """The sentence of a Keras error that says what is wrong: Keras wraps it in "Exception
+    encountered when calling X.call()", terminal colour codes and the arguments received.
+
+    >>> keras_reason(ValueError("Exception encountered when calling Reshape.call().\\n\\n"
+    ...                         "\\x1b[1mThe total size must be unchanged.\\x1b[0m\\n\\n"
+    ...                         "Arguments received by Reshape.call():"))
+    'The total size must be unchanged.'
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    for line in (ln.strip() for ln in text.splitlines()):
+        if line and not line.startswith(("Exception encountered when calling",
+                                         "Arguments received by")):
+            return line
+    return type(exc).__name__
+
+
 def _shape_error(node: specs.Node, incoming, exc: Exception) -> ConfigError:
     shapes = [_volume(t.shape) for t in incoming]
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = keras_reason(exc)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
         return ConfigError(
             f"its weights do not fit in memory (on a {shapes[0]} input)", file=node.file,
@@ -167,10 +191,14 @@ def _shape_error(node: specs.Node, incoming, exc: Exception) -> ConfigError:
             hint=("concatenate needs equal height and width (use `padding: same` and the same "
                   "strides in every branch); add needs equal shapes, depth included"),
         )
-    return ConfigError(
-        f"cannot take its {shapes[0]} input: {message}", file=node.file, line=node.line,
-        where=node.where(), hint="check the arguments of this layer and of the layers before it",
-    )
+    hint = "check the arguments of this layer and of the layers before it"
+    if node.args.get("data_format") == "channels_first":
+        dims = [str(d) for d in incoming[0].shape[1:]]
+        hint = (f"`data_format: channels_first` reads the {shapes[0]} input as {dims[0]} "
+                f"channels of {'x'.join(dims[1:])}; cnncli feeds images as height x width x "
+                "channels: remove `data_format` (channels_last is the default)")
+    return ConfigError(f"cannot take its {shapes[0]} input: {message}", file=node.file,
+                       line=node.line, where=node.where(), hint=hint)
 
 
 def _check_output(expanded: specs.Expanded, outputs) -> None:
@@ -195,8 +223,3 @@ def _volume(shape) -> str:
 def _model_name(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "_-." else "_" for c in name)
     return cleaned or "model"
-
-
-def count_params(model) -> int:
-    """Number of weights and biases (trainable or not)."""
-    return int(sum(math.prod(w.shape) for w in model.weights))

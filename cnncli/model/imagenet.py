@@ -1,4 +1,4 @@
-"""The 1000 ImageNet classes, offline, and top-k decoding of a model's probabilities.
+"""The 1000 ImageNet classes, offline.
 
 ``resources/imagenet_class_index.json`` is Keras' own file, byte for byte (the one
 ``keras.applications.imagenet_utils.decode_predictions`` downloads; its MD5 is
@@ -6,18 +6,15 @@
 
 >>> class_index()[817]
 ('n04285008', 'sports_car')
->>> decode([0.1, 0.7, 0.2] + [0.0] * 997, top=2)
-[(1, 'n01443537', 'goldfish', 0.7), (2, 'n01484850', 'great_white_shark', 0.2)]
+>>> class_names()[1:3]
+['goldfish', 'great_white_shark']
 """
 
 from __future__ import annotations
 
 import functools
-import heapq
 import json
 from importlib import resources
-
-from cnncli.errors import ModelError
 
 NUM_CLASSES = 1000
 
@@ -47,30 +44,3 @@ def class_index() -> list[tuple[str, str]]:
 def class_names() -> list[str]:
     """The 1000 class names, by class number."""
     return [name for _, name in _class_index()]
-
-
-def decode(probs, top: int = 5) -> list[tuple[int, str, str, float]]:
-    """The `top` most probable classes of one prediction, most probable first.
-
-    Args:
-        probs: the 1000 scores of one image (a list, or a 1-D NumPy array or tensor).
-        top: how many to return.
-
-    Returns:
-        ``(class number, wordnet id, name, score)`` tuples; equal scores keep class order.
-
-    Raises:
-        ModelError: if there are not 1000 scores (the model is not an ImageNet classifier).
-    """
-    values = probs.tolist() if hasattr(probs, "tolist") else list(probs)
-    if values and isinstance(values[0], list):
-        raise ValueError("decode takes the scores of one image (1-D), not a batch")
-    scores = [float(p) for p in values]
-    if len(scores) != NUM_CLASSES:
-        raise ModelError(
-            f"the model gives {len(scores)} scores per image, not the {NUM_CLASSES} "
-            "ImageNet classes", hint="ImageNet class names only fit ImageNet classifiers",
-        )
-    index = _class_index()
-    best = heapq.nlargest(top, range(NUM_CLASSES), key=lambda i: (scores[i], -i))
-    return [(i, index[i][0], index[i][1], scores[i]) for i in best]

@@ -32,7 +32,6 @@ and the file and line it came from. Problems are collected, then raised together
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from typing import Any
 
 from cnncli import config, yamlio
 from cnncli.config import PREPROCESSING_MODES
-from cnncli.errors import CnnError, ConfigError, raise_all
+from cnncli.errors import CnnError, ConfigError, raise_all, suggest
 
 SPEC_KEYS = {
     "name": "the model's name (default: the file name)",
@@ -152,7 +151,7 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
         if key not in SPEC_KEYS:
             errors.append(ConfigError(
                 f"unknown key '{key}' in the spec", file=file, line=_key_line(doc, key),
-                hint=_did_you_mean(str(key), SPEC_KEYS) or "valid keys: " + ", ".join(SPEC_KEYS),
+                hint=suggest(key, SPEC_KEYS, listing="valid keys"),
             ))
     layers = doc.get("layers")
     if not isinstance(layers, list) or not layers:
@@ -171,8 +170,7 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
         errors.append(ConfigError(
             f"unknown preprocessing {preprocessing!r}", file=file,
             line=_key_line(doc, "preprocessing"),
-            hint=((_did_you_mean(str(preprocessing), PREPROCESSING_MODES) or "") + " use one "
-                  "of: " + ", ".join(PREPROCESSING_MODES)).strip()))
+            hint=suggest(preprocessing, PREPROCESSING_MODES, listing="use one of")))
     classes = doc.get("classes")
     if classes is not None and (not _is_int(classes) or classes < 1):
         errors.append(ConfigError(
@@ -194,16 +192,25 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
 
 
 def check_input(value: Any, *, file: str | None = None, line: int | None = None):
-    """The input volume as a tuple of positive ints, or a `ConfigError`."""
+    """The input volume as (height, width, channels), or a `ConfigError`.
+
+    cnncli classifies images: grey (1 channel) or colour (3), as its data feeds them.
+    """
     if value is None:
         raise ConfigError(
             "the spec has no input shape", file=file, line=line,
             hint="add `input: [height, width, channels]`, e.g. `input: [28, 28, 1]`")
-    if (not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 4
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
             or not all(_is_int(v) and v >= 1 for v in value)):
         raise ConfigError(
-            f"`input` must be a list of positive whole numbers like [28, 28, 1], not {value!r}",
-            file=file, line=line, hint="give height, width and channels, e.g. [224, 224, 3]")
+            f"`input` must be [height, width, channels] of positive whole numbers, not "
+            f"{value!r}", file=file, line=line,
+            hint="e.g. [28, 28, 1] for grey images, [224, 224, 3] for colour ones")
+    if value[2] not in (1, 3):
+        raise ConfigError(
+            f"`input` has {value[2]} channels; cnncli feeds images with 1 (grey) or 3 (RGB)",
+            file=file, line=line, hint=f"use [{value[0]}, {value[1]}, 1] or "
+                                       f"[{value[0]}, {value[1]}, 3]")
     return tuple(int(v) for v in value)
 
 
@@ -354,11 +361,16 @@ class _Expander:
                 self.error(f"`{arg}` is not set on a layer in a spec", _key_line(value, arg, line),
                            where, "give the input volume once, at the top: `input: [28, 28, 1]`")
                 ok = False
+            elif arg == "name":
+                self.error(f"`name` goes next to the layer, not among the arguments of {key}",
+                           _key_line(value, arg, line), where,
+                           f"write `- {key}: {{...}}` and on the next line `  name: "
+                           f"{value[arg]}`")
+                ok = False
             elif arg not in valid:
-                hint = _did_you_mean(str(arg), valid)
                 self.error(f"unknown argument '{arg}' for {key}", _key_line(value, arg, line),
-                           where, (hint + "; " if hint else "")
-                           + f"valid arguments: {', '.join(sorted(valid))}")
+                           where, " ".join(filter(None, (suggest(arg, valid), "valid "
+                                                         "arguments: " + ", ".join(valid)))))
                 ok = False
         return args if ok else None
 
@@ -390,10 +402,9 @@ class _Expander:
             return tail
         unknown = [p for p in given if p not in defaults]
         for p in unknown:
-            hint = _did_you_mean(str(p), defaults)
             self.error(f"block '{key}' has no parameter '{p}'", _key_line(given, p, line), where,
-                       (hint + "; " if hint else "") + "its parameters: "
-                       + (", ".join(defaults) or "none"))
+                       suggest(p, defaults, listing="its parameters") if defaults
+                       else "it takes no parameters")
         values = {p: self.substitute(v, params, line, where) for p, v in given.items()}
         missing = [p for p, d in defaults.items() if d is None and p not in values]
         for p in missing:
@@ -525,8 +536,8 @@ def valid_arguments(cls: type) -> tuple[str, ...]:
         if not any(p.kind == p.VAR_KEYWORD
                    for p in inspect.signature(klass.__init__).parameters.values()):
             break
-    names |= {"name", "dtype", "trainable"}
-    return tuple(sorted(names - {"input_shape", "batch_input_shape", "input_dim"}))
+    names |= {"dtype", "trainable"}
+    return tuple(sorted(names - {"name", "input_shape", "batch_input_shape", "input_dim"}))
 
 
 @cache
@@ -546,13 +557,10 @@ _TORCH_NAMES = {"linear": "Dense", "conv2d": "Conv2D", "maxpool2d": "MaxPooling2
 
 def _unknown_layer_hint(key: Any, spec: Spec) -> str:
     key = str(key)  # YAML keys can be numbers, null, booleans
-    names = list(_keras_layer_names()) + [str(b) for b in spec.blocks]
-    lower = {n.lower(): n for n in names}
-    guess = lower.get(key.lower()) or _TORCH_NAMES.get(key.lower())
-    if not guess:
-        close = difflib.get_close_matches(key.lower(), list(lower), n=1, cutoff=0.6)
-        guess = lower[close[0]] if close else None
-    text = f"did you mean '{guess}'? " if guess else ""
+    torch = _TORCH_NAMES.get(key.lower())
+    text = f"did you mean '{torch}'?" if torch else suggest(
+        key, [*_keras_layer_names(), *map(str, spec.blocks)])
+    text = f"{text} " if text else ""
     if key in REFUSED_LAYERS:
         text = f"{REFUSED_LAYERS[key]}: not allowed in specs. "
     return text + "Any class in keras.layers can be used, by its exact name (e.g. Conv2D, " \
@@ -560,11 +568,6 @@ def _unknown_layer_hint(key: Any, spec: Spec) -> str:
 
 
 # ------------------------------------------------------------------------- helpers
-
-
-def _did_you_mean(word: str, choices) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
 
 
 def _kind(value: Any) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from cnncli.errors import TrainingError
 from cnncli.files import write_atomic
 from cnncli.run import rundir
+from cnncli.run.state import TrainState
 
 BACKUP, PREVIOUS = rundir.BACKUP, rundir.PREVIOUS_BACKUP
 
@@ -38,13 +39,13 @@ def _variables(model) -> dict[str, list]:
     }
 
 
-def save(run: Path, model, state: dict) -> None:
+def save(run: Path, model, state: TrainState) -> None:
     """Write a backup of `model` (compiled, optimizer built) and the loop `state`."""
     arrays = {}
     for group, variables in _variables(model).items():
         for i, v in enumerate(variables):
             arrays[f"{group}/{i}"] = np.asarray(v.numpy())
-    arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+    arrays["state"] = np.frombuffer(json.dumps(state.to_json()).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     current = run / BACKUP
@@ -66,7 +67,7 @@ def remove(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
 
 
-def load(run: Path, model) -> tuple[dict, str | None]:
+def load(run: Path, model) -> tuple[TrainState, str | None]:
     """Restore the newest readable backup into `model`; return (state, note).
 
     `note` says what was lost when the newest backup was unreadable and the
@@ -82,14 +83,14 @@ def load(run: Path, model) -> tuple[dict, str | None]:
         except (OSError, ValueError, zipfile.BadZipFile, KeyError, EOFError) as exc:
             problems.append(f"{name}: {exc or type(exc).__name__}")
             continue
-        state = json.loads(bytes(arrays["state"]).decode())
+        state = TrainState.from_json(json.loads(bytes(arrays["state"]).decode()))
         _restore(model, arrays, path)
         note = None
         if i == 1:
             why = "; ".join(problems) or f"{BACKUP} is missing: its write did not finish"
             note = (f"the newest backup was unreadable ({why}); resumed from "
-                    f"the previous one, at epoch {state['epoch'] + 1} step {state['step']}: "
-                    f"the {state.get('backup_every', 'few')} steps after it are trained again")
+                    f"the previous one, at epoch {state.epoch + 1} step {state.step}: "
+                    f"the {state.backup_every} steps after it are trained again")
         return state, note
     raise TrainingError(
         "no readable backup to resume from" + (f" ({'; '.join(problems)})" if problems else ""),

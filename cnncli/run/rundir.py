@@ -50,7 +50,7 @@ def create(root: str | Path, name: str) -> Path:
     if not os.access(base, os.W_OK):
         raise ConfigError("the run folder is not writable", file=str(base),
                           hint="choose another output folder with --set output.dir=...")
-    numbers = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
+    numbers = [int(p.name) for p in base.iterdir() if _number(p.name)]
     n = max(numbers, default=0) + 1
     while True:
         run = base / str(n)
@@ -59,6 +59,11 @@ def create(root: str | Path, name: str) -> Path:
             return run
         except FileExistsError:
             n += 1
+
+
+def _number(name: str) -> bool:
+    """True for a run number: ASCII digits only (``"²".isdigit()`` is True too)."""
+    return name.isascii() and name.isdigit()
 
 
 def point_latest(run: Path) -> None:
@@ -91,7 +96,7 @@ def list_runs(root: str | Path = "runs") -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [p for p in root.glob("*/*") if p.name.isdigit() and (p / CONFIG).exists()]
+    runs = [p for p in root.glob("*/*") if _number(p.name) and (p / CONFIG).exists()]
     return sorted(runs, key=lambda p: (p.parent.name, int(p.name)))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, suggest
 
 HERE = Path(__file__).parent
 
@@ -22,20 +22,23 @@ def names() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.yaml"))
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a name too long to be a file name: not a file, then
+        return False
+
+
 def resolve(path_or_name: str | Path) -> Path:
     """The YAML file for a built-in name, or the given path if it is a file."""
     text = str(path_or_name)
-    builtin = HERE / f"{text}.yaml"
-    if "/" not in text and not text.endswith((".yaml", ".yml")) and builtin.exists():
-        return builtin
     path = Path(text)
-    if path.exists():
+    if "/" not in text and not text.endswith((".yaml", ".yml")) and _exists(HERE / f"{text}.yaml"):
+        return HERE / f"{text}.yaml"
+    if _exists(path):
         return path
-    import difflib
-
-    close = difflib.get_close_matches(text, names(), n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    shown = text if len(text) <= 120 else text[:117] + "..."
     raise ConfigError(
-        f"'{text}' is neither a spec file nor a built-in architecture",
-        hint=hint + "built-in: " + ", ".join(names()),
+        f"'{shown}' is neither a spec file nor a built-in architecture",
+        hint=suggest(text, names(), listing="built-in"),
     )

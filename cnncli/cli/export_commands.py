@@ -1,0 +1,67 @@
+"""The export command: deployment files, each checked in its own runtime."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cnncli.cli.options import JsonOpt
+from cnncli.errors import EXIT_BELOW_THRESHOLD, raise_all
+
+
+def export(
+    target: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="A run folder "
+                                          "(runs/mnist/1), its latest link, or a .keras file.")],
+    fmt: Annotated[list[str], typer.Option(
+        "--format", help="saved_model, onnx, litert or openvino; repeatable, or "
+        "comma-separated (--format onnx,litert).")],
+    output: Annotated[str | None, typer.Option(
+        help="Folder for the files (default: export/ beside the model file), or with one "
+        "format the file itself (model.onnx).")] = None,
+    quantize: Annotated[list[str] | None, typer.Option(
+        help="none (float32), float16, dynamic or int8; repeatable or comma-separated. "
+        "onnx and litert have all four, openvino none and float16.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    images: Annotated[list[str] | None, typer.Option(
+        help="Check the exports on these images (files, folders, globs) instead of the "
+        "run's test split. Repeatable.")] = None,
+    data: Annotated[str | None, typer.Option(help="The dataset (name or path) to check on "
+                                             "and calibrate with, instead of the run's.")]
+    = None,
+    data_dir: Annotated[str | None, typer.Option(help="Where to look for datasets first.")]
+    = None,
+    offline: Annotated[bool, typer.Option(help="Never download.")] = False,
+    max_drop: Annotated[float, typer.Option(
+        help="Accuracy points a quantized export may lose before it is refused.")] = 1.0,
+    check_images: Annotated[int, typer.Option(
+        help="Test images to check on (a seeded sample; 0: all).")] = 1000,
+    device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N (for the Keras "
+                                        "model and the converters).")] = "auto",
+    json: JsonOpt = False,
+) -> None:
+    """Export a trained model: cnncli export runs/mnist/latest --format onnx,litert."""
+    from cnncli import devices
+    from cnncli.cli import render
+    from cnncli.export import formats
+
+    formats.plan(fmt, quantize or ["none"])  # a bad --format is reported before TensorFlow loads
+    placement = devices.setup(device, "float32")
+    from cnncli.export import exporter
+
+    if not json:
+        render.info(placement.describe())
+    report = exporter.export(target, formats=fmt, quantize=quantize or ["none"],
+                             output=output, force=force, images=images, data=data,
+                             data_dir=data_dir, offline=offline, max_drop=max_drop,
+                             check_images=check_images)
+    if json:
+        render.print_json(report.to_dict())
+    else:
+        render.exports(report)
+    for failed in report.failed:
+        render.err.print(f"FAIL: {failed.path}: {failed.check.problem}; the file was not "
+                         "kept", markup=False)
+    raise_all(report.errors)
+    if report.failed:
+        raise typer.Exit(EXIT_BELOW_THRESHOLD)

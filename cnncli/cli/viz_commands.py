@@ -1,0 +1,120 @@
+"""Commands that show what a network learned: visualize filters, visualize activations,
+explain (Grad-CAM). Each writes PNGs and prints their paths (or JSON with --json)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cnncli.cli.options import JsonOpt
+from cnncli.errors import EXIT_BELOW_THRESHOLD, EXIT_DATA_OR_MODEL
+
+visualize = typer.Typer(
+    help="Pictures of a model's filters and activation maps.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+Target = Annotated[str, typer.Argument(
+    metavar="RUN_OR_MODEL", help="A run folder (runs/mnist/1), its latest link, a .keras "
+    "file, or a pretrained name (vgg16, vgg19, resnet50, mobilenet_v2, efficientnet_b0).")]
+WeightsOpt = Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
+                                                "model.")]
+OfflineOpt = Annotated[bool, typer.Option(help="Never download weights.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")]
+
+
+def _load(target: str, weights: str | None, offline: bool, device: str):
+    from cnncli import devices
+    from cnncli.infer import classifier
+
+    devices.setup(device, "float32")
+    return classifier.load(target, weights=weights, offline=offline)
+
+
+def _show(rows: list[dict], json: bool, *, one: bool = False) -> None:
+    """The PNGs written: their paths, one a line, or the records as JSON (the record
+    itself for a command that writes `one` picture)."""
+    from cnncli.cli import render
+
+    if json:
+        render.print_json(rows[0] if one else rows)
+        return
+    for row in rows:
+        render.out.print(row["png"], markup=False)
+
+
+@visualize.command("filters")
+def filters(
+    target: Target,
+    layer: Annotated[str | None, typer.Option(help="The convolution layer (default: the "
+                                              "first).")] = None,
+    output: Annotated[str | None, typer.Option(help="The PNG to write (default: "
+                                               "filters_<layer>.png).")] = None,
+    weights: WeightsOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = "auto",
+    json: JsonOpt = False,
+) -> None:
+    """The filters of a convolution layer as a grid of tiles, one per filter."""
+    from cnncli.viz import pictures
+
+    loaded = _load(target, weights, offline, device)
+    _show([pictures.write_filters(loaded, layer, output).to_dict()], json, one=True)
+
+
+@visualize.command("activations")
+def activations(
+    target: Target,
+    image: Annotated[str, typer.Argument(help="The image (a file or an http(s) URL).")],
+    layers: Annotated[list[str] | None, typer.Option(
+        "--layers", help="Convolution layers to show (repeatable, or comma-separated; "
+        "default: all).")] = None,
+    output: Annotated[str | None, typer.Option(help="The PNG to write (default: "
+                                               "activations_<image>.png).")] = None,
+    weights: WeightsOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = "auto",
+    json: JsonOpt = False,
+) -> None:
+    """The image, then the activation maps of each convolution layer, with its volume."""
+    from cnncli.viz import pictures
+
+    names = [n.strip() for item in layers or [] for n in item.split(",") if n.strip()]
+    loaded = _load(target, weights, offline, device)
+    picture = pictures.write_activations(loaded, image, names or None, output)
+    _show([picture.to_dict()], json, one=True)
+
+
+def explain(
+    target: Target,
+    sources: Annotated[list[str], typer.Argument(
+        metavar="IMAGES...", help="Image files, folders, globs, @list.txt, - (paths on "
+        "stdin) or http(s) URLs.")],
+    class_name: Annotated[str | None, typer.Option(
+        "--class", help="The class to explain (default: the one predicted).")] = None,
+    layer: Annotated[str | None, typer.Option(help="A layer with an HxWxD output "
+                                              "(default: the last convolution).")] = None,
+    output: Annotated[str, typer.Option(help="The folder for gradcam_<image>.png.")] = ".",
+    weights: WeightsOpt = None,
+    offline: OfflineOpt = False,
+    device: DeviceOpt = "auto",
+    json: JsonOpt = False,
+) -> None:
+    """Grad-CAM: where in each image the network found the class, as a heat map."""
+    import sys
+
+    from cnncli.cli import render
+    from cnncli.data import inputs
+    from cnncli.viz import explain as explaining
+
+    files = inputs.expand_inputs(sources, stdin=sys.stdin)
+    loaded = _load(target, weights, offline, device)
+    result = explaining.explain(files, loaded, class_name=class_name, layer=layer,
+                                output=output)
+    _show([p.to_dict() for p in result.pictures], json)
+    for error in result.errors:
+        render.error(error)
+    if result.errors:
+        raise typer.Exit(EXIT_DATA_OR_MODEL if not result.pictures else EXIT_BELOW_THRESHOLD)

@@ -1,0 +1,291 @@
+"""`export`: a trained model written in deployment formats, each file checked at once.
+
+For each format and quantization asked for, the serving graph (`graph`) is converted
+(`convert`) into a staging folder (`staging`), opened in its own runtime exactly as
+``cnncli predict --model FILE`` opens it (`cnncli.infer.exported`), and run on the
+check images beside the Keras model (`verify`). Only a file that passes is renamed
+into the output folder, with its sidecar JSON; the folder gets a ``labels.txt``.
+
+The check images are a seeded sample of the run's test split (``--check-images``, 1,000
+by default), or the files given with ``--images`` (no labels: agreement only). ``int8``
+calibrates on `CALIBRATION_IMAGES` training images.
+
+>>> report = export("runs/mnist/latest", formats=["onnx", "litert"])   # doctest: +SKIP
+>>> [(r.path.name, r.check.agreement) for r in report.results]         # doctest: +SKIP
+[('model.onnx', 1.0), ('model.tflite', 1.0)]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnncli import files
+from cnncli.errors import CnnError, ConfigError, DataError, ModelError
+from cnncli.export import convert, formats, graph, metadata, unsupported, verify
+from cnncli.export.staging import Staging, check_writable
+from cnncli.infer import classifier, exported, sidecar
+from cnncli.model import pretrained
+
+CALIBRATION_IMAGES = 300  # "a few hundred training images" (LiteRT's and ONNX Runtime's advice)
+DEFAULT_CHECK_IMAGES = 1000
+BATCH = 256
+FILE_SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
+
+
+@dataclass
+class Exported:
+    """One variant: where it went (or would have), its size, its check, whether kept."""
+
+    format: str
+    quantization: str
+    path: Path
+    size: int = 0
+    check: verify.Check | None = None
+    kept: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"format": self.format, "quantization": self.quantization,
+                "path": str(self.path), "size_bytes": self.size, "kept": self.kept,
+                "seconds": round(self.seconds, 2),
+                "check": self.check.to_json() if self.check else None}
+
+
+@dataclass
+class Report:
+    model: str
+    images: str  # what the check ran on
+    results: list[Exported] = field(default_factory=list)
+    errors: list[CnnError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Exported]:
+        """Variants whose check failed (their files were not kept)."""
+        return [r for r in self.results if r.check and not r.check.passed]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "images": self.images,
+                "exports": [r.to_dict() for r in self.results],
+                "errors": [e.to_dict() for e in self.errors], "notes": self.notes}
+
+
+@dataclass
+class Samples:
+    """uint8 check images at the export's input, their labels, calibration images."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    calibration: np.ndarray | None
+    shape: tuple[int, int, int]
+    source: str
+
+
+def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("none",),
+           output: str | Path | None = None, force: bool = False,
+           images: list[str] | None = None, data: str | None = None,
+           data_dir: str | None = None, offline: bool = False,
+           max_drop: float = verify.DEFAULT_MAX_DROP,
+           check_images: int = DEFAULT_CHECK_IMAGES) -> Report:
+    """Export `target` (a run or a ``.keras`` file); see the module docstring."""
+    variants, notes = _plan(formats, quantize, max_drop, check_images)
+    if exported.kind(target):
+        raise ConfigError("this is an exported file already; export takes a run folder "
+                          "or a .keras file", file=str(target))
+    if str(target) in pretrained.REGISTRY and not Path(target).exists():
+        raise ConfigError(f"'{target}' is a pretrained model; export takes a run folder or "
+                          "a .keras file", hint="save the model as a .keras file first")
+    reference = classifier.load(str(target))
+    folder, exact = _destination(output, reference, variants)
+    targets = {v: _targets(v, folder, exact) for v in variants}
+    _refuse_existing(targets, folder, reference.class_names, force)
+    check_writable(folder)
+    samples = _samples(reference, images, data, data_dir, offline, check_images,
+                       any(v.quantization == "int8" for v in variants))
+    wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)
+    expected = _in_batches(reference.probabilities, samples.images)
+    report = Report(reference.name, samples.source, notes=notes)
+    with Staging(folder) as stage:
+        (stage.path / "scratch").mkdir()
+        for v in variants:
+            try:
+                report.results.append(_export_one(v, targets[v], stage, wrapper, samples,
+                                                  expected, reference, force, max_drop))
+            except CnnError as exc:
+                report.errors.append(exc)
+        if any(r.kept for r in report.results):
+            _publish_labels(stage, folder, reference.class_names)
+    return report
+
+
+def _plan(fmts, quantize, max_drop: float, check_images: int):
+    variants, notes = formats.plan(fmts, quantize)
+    if not 0 <= max_drop <= 100:
+        raise ConfigError(f"--max-drop is in accuracy points (0 to 100), not {max_drop:g}",
+                          hint="e.g. --max-drop 1 (one point: 91.0% -> 90.0%)")
+    if check_images < 0:
+        raise ConfigError("--check-images must be 0 (all) or more", hint="e.g. 1000")
+    formats.require_packages(variants)  # a missing extra fails before any work
+    return variants, notes
+
+
+def _destination(output, reference, variants) -> tuple[Path, Path | None]:
+    """The output folder, and the file name when ``--output`` names one file."""
+    if output is None:
+        return reference.artefact.model_path.parent / "export", None
+    path = Path(output)
+    fmt = FILE_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        return path, None
+    if len(variants) != 1 or variants[0].format.name != fmt:
+        raise ConfigError(f"--output {output} names one {fmt} file, but "
+                          f"{len(variants)} export(s) were asked for: "
+                          + ", ".join(v.label for v in variants),
+                          hint="give --output a folder to write several files")
+    return path.parent if str(path.parent) else Path("."), path
+
+
+def _targets(v: formats.Variant, folder: Path, exact: Path | None) -> list[Path]:
+    """The files of variant `v`, main file last, then its sidecar JSON."""
+    if exact is not None:
+        main = exact
+        paths = ([main.with_suffix(v.format.companion)] if v.format.companion else []) + [main]
+    else:
+        base = formats.SAVED_MODEL_BASE if not v.format.suffix else "model"
+        paths = v.format.files(folder, base, v.quantization)
+    return [sidecar.sidecar_path(paths[-1]), *paths]
+
+
+def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> None:
+    if force:
+        return
+    existing = [p for paths in targets.values() for p in paths if p.exists()]
+    labels = folder / sidecar.LABELS_FILE
+    if labels.is_file() and labels.read_text(errors="replace") != sidecar.labels_text(
+            class_names):
+        existing.append(labels)
+    if existing:
+        raise ConfigError("the output exists already: " + ", ".join(map(str, existing[:4]))
+                          + (f" and {len(existing) - 4} more" if len(existing) > 4 else ""),
+                          hint="pass --force to replace it, or choose another --output")
+
+
+def _samples(reference, images, data, data_dir, offline, limit: int,
+             calibrate: bool) -> Samples:
+    """The check images (and labels), the calibration images, the export's input."""
+    h, w, c = reference.input_shape
+    art = reference.artefact
+    run_data = art.data if art else None
+    source = data or (run_data.name if run_data else None) or reference.meta.dataset
+    ds = None
+    if source and (not images or calibrate):
+        from cnncli.data import datasets
+
+        size = run_data.image_size if run_data else None
+        ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
+                                                        else None),
+                           offline=offline or bool(run_data and run_data.offline),
+                           image_size=tuple(size) if size else None)
+    if ds is None and not images:
+        raise ConfigError("which images should the exports be checked on? this model file "
+                          "does not say what data it was trained on", file=reference.name,
+                          hint="pass --data NAME_OR_PATH or --images FILES")
+    if calibrate and ds is None:
+        raise ConfigError("int8 calibrates on training images, and this model file does "
+                          "not say what data it was trained on", file=reference.name,
+                          hint="pass --data NAME_OR_PATH")
+    # The channels a client has: the training images' (grey MNIST into an RGB network
+    # gives a 1-channel export, converted in the graph), else the network's.
+    shape = (h, w, int(ds.image_shape[-1]) if ds is not None else c)
+    calibration = None
+    if calibrate:  # its own seed: the check images must not depend on it
+        pick = np.random.default_rng(1).permutation(len(ds.x_train))[:CALIBRATION_IMAGES]
+        calibration = exported.fit_images(ds.x_train[np.sort(pick)], shape)
+    if images:
+        checked = _read_images(images, shape)
+        return Samples(checked, None, calibration, shape,
+                       f"{len(checked):,} image(s) given with --images (no labels)")
+    from cnncli.infer import evaluate as evaluation
+
+    labels, _ = evaluation.labels_by_name(ds, reference)  # classes matched by name
+    pick = np.arange(len(ds.x_test))
+    if limit and limit < len(pick):
+        pick = np.sort(np.random.default_rng(0).permutation(len(pick))[:limit])
+    return Samples(exported.fit_images(ds.x_test[pick], shape), labels[pick], calibration,
+                   shape, f"{len(pick):,} test images of {ds.name} ({ds.source})")
+
+
+def _read_images(sources: list[str], shape) -> np.ndarray:
+    from cnncli.data import images as imaging
+    from cnncli.data import inputs
+
+    paths = inputs.expand_inputs(list(sources))
+    if not paths:
+        raise DataError("--images names no images", hint="give image files or folders")
+    return np.stack([imaging.resize(imaging.load_image(Path(p), name=p, channels=shape[-1]),
+                                    shape[:2]) for p in paths])
+
+
+def _in_batches(fn, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([fn(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
+
+
+def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper,
+                samples: Samples, expected, reference, force: bool,
+                max_drop: float) -> Exported:
+    """Convert, open in its runtime, check; rename into place if it passes."""
+    started = time.perf_counter()
+    work = stage.path / f"{v.format.name}-{v.quantization}"
+    work.mkdir()
+    staged = [work / p.name for p in targets]
+    main = staged[-1]
+    convert.CONVERTERS[v.format.name](convert.Job(
+        wrapper, samples.shape, main, v.quantization, samples.calibration,
+        stage.path / "scratch"))
+    info = metadata.describe(v.format.name, v.quantization, samples.shape, reference)
+    if v.format.name == "onnx":
+        metadata.embed_onnx(main, info)
+    metadata.write_sidecars(main, info)
+    try:
+        loaded = exported.load(main)  # as `cnncli predict --model FILE` will
+        got = _in_batches(loaded.probabilities, samples.images)
+    except ModelError as exc:
+        raise ModelError(f"the {v.label} file does not run in its own runtime, so it was "
+                         f"not kept: {exc.message}", file=str(targets[-1]),
+                         hint="export to another format (--format "
+                              f"{unsupported.OTHER_FORMATS[v.format.name]})") from None
+    del loaded
+    check = verify.compare(expected, got, samples.labels,
+                           quantized=v.quantization != "none", max_drop=max_drop)
+    info = metadata.describe(v.format.name, v.quantization, samples.shape, reference,
+                             check.to_json())
+    metadata.write_sidecars(main, info)
+    result = Exported(v.format.name, v.quantization, targets[-1], _size(staged[1:]),
+                      check)
+    if check.passed:
+        stage.publish(list(zip(staged, targets, strict=True)), replace=force)
+        result.kept = True
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _size(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() \
+            else p.stat().st_size
+    return total
+
+
+def _publish_labels(stage: Staging, folder: Path, class_names) -> None:
+    text = sidecar.labels_text(class_names)
+    dest = folder / sidecar.LABELS_FILE
+    if dest.is_file() and dest.read_text(errors="replace") == text:
+        return
+    staged = stage.path / sidecar.LABELS_FILE
+    files.write_atomic(staged, text)
+    stage.publish([(staged, dest)], replace=True)

@@ -1,0 +1,125 @@
+"""The export formats: one entry each, with its file names, variants and runtime.
+
+>>> [f"{v.format.name}:{v.quantization}" for v in plan(["onnx,litert"], ["none", "int8"])[0]]
+['onnx:none', 'onnx:int8', 'litert:none', 'litert:int8']
+>>> FORMATS["openvino"].files(Path("out"), "model", "float16")
+[PosixPath('out/model.float16.bin'), PosixPath('out/model.float16.xml')]
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnncli.errors import ConfigError
+
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format.
+
+    Args:
+        name: what ``--format`` takes.
+        suffix: the file's suffix; "" for a folder (SavedModel).
+        quantizations: the variants it has (``none`` is the float32 file).
+        extra: the ``pip install 'cnncli[extra]'`` that brings its packages.
+        modules: what exporting to it imports (checked before any work).
+        companion: another file written beside the main one (OpenVINO's weights).
+    """
+
+    name: str
+    suffix: str
+    quantizations: tuple[str, ...]
+    extra: str | None
+    modules: tuple[str, ...]
+    companion: str | None = None
+
+    def main_file(self, folder: Path, base: str, quantization: str) -> Path:
+        """``model.onnx``, ``model.int8.tflite``, ``saved_model``."""
+        if not self.suffix:
+            return folder / (base if quantization == "none" else f"{base}.{quantization}")
+        middle = "" if quantization == "none" else f".{quantization}"
+        return folder / f"{base}{middle}{self.suffix}"
+
+    def files(self, folder: Path, base: str, quantization: str) -> list[Path]:
+        """Every file or folder of one export, the main one last (it is renamed last)."""
+        main = self.main_file(folder, base, quantization)
+        return ([main.with_suffix(self.companion)] if self.companion else []) + [main]
+
+
+FORMATS = {f.name: f for f in (
+    Format("saved_model", "", ("none",), None, ()),
+    Format("onnx", ".onnx", QUANTIZATIONS, "onnx", ("onnx", "onnxruntime", "tf2onnx")),
+    Format("litert", ".tflite", QUANTIZATIONS, "litert", ("ai_edge_litert.interpreter",)),
+    Format("openvino", ".xml", ("none", "float16"), "openvino", ("openvino",), ".bin"),
+)}
+ALIASES = {"tflite": "litert", "savedmodel": "saved_model", "tf_saved_model": "saved_model",
+           "ov": "openvino"}
+SAVED_MODEL_BASE = "saved_model"  # the folder's name (TensorFlow Serving's word)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One file to write: a format and a quantization."""
+
+    format: Format
+    quantization: str
+
+    @property
+    def label(self) -> str:
+        return self.format.name + ("" if self.quantization == "none"
+                                   else f" ({self.quantization})")
+
+
+def _split(values) -> list[str]:
+    return [v.strip().lower() for value in values for v in str(value).split(",") if v.strip()]
+
+
+def _known(value: str, choices, what: str) -> str:
+    value = ALIASES.get(value, value) if what == "--format" else value
+    if value in choices:
+        return value
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    raise ConfigError(f"{what}: unknown value '{value}'",
+                      hint=(f"did you mean '{close[0]}'? " if close else "")
+                      + "use " + ", ".join(choices))
+
+
+def plan(formats, quantizations) -> tuple[list[Variant], list[str]]:
+    """The variants to write for ``--format`` and ``--quantize`` (both repeatable and
+    comma-separated), and notes on combinations a format does not have (skipped)."""
+    names = list(dict.fromkeys(_known(f, FORMATS, "--format") for f in _split(formats)))
+    quants = list(dict.fromkeys(_known(q, QUANTIZATIONS, "--quantize")
+                                for q in _split(quantizations) or ["none"]))
+    if not names:
+        raise ConfigError("no --format given", hint="use " + ", ".join(FORMATS))
+    variants, notes = [], []
+    for name in names:
+        fmt = FORMATS[name]
+        for q in quants:
+            if q in fmt.quantizations:
+                variants.append(Variant(fmt, q))
+            else:
+                notes.append(f"{name} has no {q} variant (it has: "
+                             f"{', '.join(fmt.quantizations)}); skipped")
+    for q in quants:
+        if not any(v.quantization == q for v in variants):
+            raise ConfigError(f"none of the formats asked for has the {q} variant",
+                              hint=f"{q} exists for " + ", ".join(
+                                  f.name for f in FORMATS.values() if q in f.quantizations))
+    return variants, notes
+
+
+def require_packages(variants: list[Variant]) -> None:
+    """Import what each format needs now, so a missing extra fails before any work."""
+    from cnncli.infer.exported import import_openvino, require
+
+    for fmt in dict.fromkeys(v.format for v in variants):
+        for module in fmt.modules:
+            if module == "openvino":
+                import_openvino()
+            else:
+                require(module, fmt.extra)

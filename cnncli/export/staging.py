@@ -1,0 +1,90 @@
+"""Writing exports so that no half-written file is ever left: a hidden staging folder
+inside the output folder (same file system: renames are atomic), then renames.
+
+A file is renamed into place only once it is complete and has passed its check; the
+staging folder goes away with everything in it however the export ends (an error, a
+failed check, Ctrl-C). ``replace=True`` (``--force``) replaces existing outputs, a
+SavedModel folder included (the old one is moved aside first, then deleted).
+
+>>> import tempfile
+>>> out = Path(tempfile.mkdtemp())
+>>> with Staging(out) as stage:
+...     _ = (stage.path / "m.onnx").write_text("model")
+...     stage.publish([(stage.path / "m.onnx", out / "m.onnx")], replace=False)
+>>> sorted(p.name for p in out.iterdir())
+['m.onnx']
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from cnncli.errors import ConfigError
+
+PREFIX = ".cnncli-export-"
+
+
+class Staging:
+    """A temporary folder inside `folder`, removed on exit."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path: Path | None = None
+
+    def __enter__(self) -> Staging:
+        self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.folder))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def publish(self, moves: list[tuple[Path, Path]], *, replace: bool) -> None:
+        """Rename each staged file or folder to its destination, in order."""
+        for source, dest in moves:
+            _sync(source)
+            if dest.exists() or dest.is_symlink():
+                if not replace:
+                    raise ConfigError("the output exists already", file=str(dest),
+                                      hint="pass --force to replace it")
+                if dest.is_dir() and not dest.is_symlink():
+                    aside = Path(tempfile.mkdtemp(prefix="old-", dir=self.path))
+                    os.rename(dest, aside / dest.name)
+                elif source.is_dir():
+                    dest.unlink()
+            os.replace(source, dest)
+        _sync_folder(self.folder)
+
+
+def _sync(path: Path) -> None:
+    """Flush a file (or every file in a folder) to disk before it is renamed into place."""
+    for file in ([path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]):
+        with open(file, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the renames are atomic all the same
+    finally:
+        os.close(fd)
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` if needed; `ConfigError` if it cannot be written to."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=PREFIX, dir=folder)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder: {exc.strerror or exc}",
+                          file=str(folder), hint="give --output a folder you can write "
+                          "to") from None

@@ -1,0 +1,38 @@
+"""The one interface prediction and evaluation use: a `Classifier` of uint8 images.
+
+Keras models (`cnncli.infer.classifier`) and exported files (`cnncli.infer.exported`)
+both implement it, so every kind of model is treated the same way. It lives in its own
+module so that neither of those two has to import the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cnncli.infer.artefact import Artefact
+from cnncli.model.meta import ModelMeta
+
+
+@dataclass
+class Classifier:
+    """What every model gives prediction and evaluation.
+
+    Args:
+        name: how messages name the model (``vgg16``, a file path).
+        input_shape: (height, width, channels) of the images it takes.
+        class_names: the name of each output.
+        meta: how it was trained (preprocessing, resize mode, dataset).
+        artefact: the file and run it came from (None for a pretrained model).
+    """
+
+    name: str
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    meta: ModelMeta = field(default_factory=ModelMeta)
+    artefact: Artefact | None = None
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) of uint8 images (N, H, W, C) at `input_shape`."""
+        raise NotImplementedError

@@ -1,0 +1,302 @@
+"""Classifiers of exported files, each run in its own runtime.
+
+`cnncli export` writes files that take uint8 images (NHWC, named ``image``) and give
+``probabilities``, with the run's preprocessing inside. `load` opens one by its kind:
+
+| kind | file | runtime | extra |
+| --- | --- | --- | --- |
+| ``onnx`` | ``model.onnx`` | ONNX Runtime | ``cnncli[onnx]`` |
+| ``litert`` | ``model.tflite`` | LiteRT's interpreter (``ai_edge_litert``) | ``cnncli[litert]`` |
+| ``openvino`` | ``model.xml`` (+ ``.bin``) | OpenVINO Runtime | ``cnncli[openvino]`` |
+| ``saved_model`` | a folder with ``saved_model.pb`` | ``tf.saved_model.load`` | (TensorFlow) |
+
+Class names and the input size come from the sidecar JSON (`cnncli.infer.sidecar`), else
+from what the file itself says. ONNX, LiteRT and OpenVINO never import TensorFlow: that
+start-up (seconds) is what those formats save. An ``.onnx`` file is checked before ONNX
+Runtime opens it (`cnncli.infer.onnxscan`); a ``.tflite`` file must carry the FlatBuffer
+identifier of one.
+
+>>> clf = load("runs/mnist/latest/export/model.onnx")      # doctest: +SKIP
+>>> clf.probabilities(np.zeros((2, 28, 28, 1), np.uint8)).shape   # doctest: +SKIP
+(2, 10)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.errors import ModelError
+from cnncli.infer import onnxscan, sidecar
+from cnncli.infer.base import Classifier
+from cnncli.runtime import stderr_silenced
+
+SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
+#: Kinds whose runtime does not need TensorFlow (the CLI skips its device set-up for them).
+TF_FREE = ("onnx", "litert", "openvino")
+EXTRAS = {"onnx": "onnx", "litert": "litert", "openvino": "openvino"}
+_TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every LiteRT FlatBuffer
+_RGB_TO_GREY = np.array([0.2989, 0.5870, 0.1140], np.float32)  # tf.image.rgb_to_grayscale's
+
+
+def kind(path: str | os.PathLike) -> str | None:
+    """``onnx``, ``litert``, ``openvino``, ``saved_model``, or None (not an exported file).
+
+    >>> kind("m.onnx"), kind("m.tflite"), kind("m.xml"), kind("runs/mnist/1")
+    ('onnx', 'litert', 'openvino', None)
+    """
+    p = Path(os.fspath(path))
+    if p.suffix.lower() in SUFFIXES:
+        return SUFFIXES[p.suffix.lower()]
+    if p.is_dir() and (p / "saved_model.pb").is_file():
+        return "saved_model"
+    return None
+
+
+def require(module: str, extra: str):
+    """Import `module`, or say which extra of cnncli installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelError(
+            f"{module.split('.')[0]} is not installed ({exc})",
+            hint=f"pip install 'cnncli[{extra}]' installs what the {extra} format needs"
+        ) from None
+
+
+def import_openvino():
+    """`openvino`, with its telemetry off: importing it would otherwise send usage
+    events and write ``~/intel/``. Its tools fall back to their no-op stub when
+    ``openvino_telemetry`` cannot be imported, which is what this arranges."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)
+    return require("openvino", "openvino")
+
+
+def fit_images(images: np.ndarray, shape) -> np.ndarray:
+    """uint8 images brought to `shape` (H, W, C): grey <-> RGB, then bilinear resize
+    when the size differs (the export itself takes images at its size).
+
+    >>> fit_images(np.zeros((2, 4, 4, 1), np.uint8), (4, 4, 3)).shape
+    (2, 4, 4, 3)
+    """
+    from cnncli.data import images as imaging
+
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[..., None]
+    have, want = x.shape[-1], shape[-1]
+    if have == 1 and want == 3:
+        x = np.repeat(x, 3, axis=-1)
+    elif have == 3 and want == 1:
+        x = np.round(x.astype(np.float32) @ _RGB_TO_GREY)[..., None].clip(0, 255)
+    if tuple(x.shape[1:3]) != tuple(shape[:2]):
+        x = np.stack([imaging.resize(img.astype(np.uint8), shape[:2]) for img in x])
+    return np.ascontiguousarray(x, dtype=np.uint8)
+
+
+@dataclass
+class ExportedClassifier(Classifier):
+    """A file `cnncli export` wrote (or one like it), run in its own runtime."""
+
+    kind: str = ""
+    runtime: str = ""  # e.g. "ONNX Runtime 1.32.0 (CPU)", the line commands print
+    info: sidecar.ExportInfo | None = None
+    run_batch: object = None  # uint8 (N, H, W, C) -> (N, classes)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        x = fit_images(images, self.input_shape)
+        if not len(x):
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return np.asarray(self.run_batch(x), dtype=np.float32)
+
+
+def load(path: str | os.PathLike) -> ExportedClassifier:
+    """The exported file at `path` as a classifier; `ModelError` if it cannot be used."""
+    path = Path(os.fspath(path))
+    which = kind(path)
+    if which is None:
+        raise ModelError("this is not an exported model (.onnx, .tflite, .xml or a "
+                         "SavedModel folder)", file=str(path))
+    if not path.exists():
+        raise ModelError("no such file", file=str(path),
+                         hint="export one with: cnncli export RUN --format " + which)
+    if which != "saved_model" and not path.is_file():
+        raise ModelError("this is a folder, not a model file", file=str(path))
+    info = sidecar.read(path)
+    run, runtime, shape, classes, embedded = _OPENERS[which](path)
+    info = info or embedded
+    if info is not None:
+        shape, names = tuple(info.input_shape), list(info.class_names)
+    else:
+        names = [str(i) for i in range(classes or 0)]
+    if not shape or not names:
+        raise ModelError("the model's input size or number of classes is unknown",
+                         file=str(path), hint="keep the JSON cnncli export wrote beside it")
+    meta = info.meta() if info else sidecar.ExportInfo(which, input_shape=shape,
+                                                         class_names=tuple(names)).meta()
+    return ExportedClassifier(str(path), tuple(shape), names, meta, None, kind=which,
+                              runtime=runtime, info=info, run_batch=run)
+
+
+def _failed(path: Path, runtime: str, exc: BaseException) -> ModelError:
+    text = " ".join(str(exc).split())
+    return ModelError(f"{runtime} cannot load the model: {text[:400]}", file=str(path),
+                      hint="export it again with cnncli export, or copy the whole file")
+
+
+def _image_shape(dims, path: Path) -> tuple[int, ...]:
+    """(H, W, C) from an NHWC input shape whose batch may be dynamic; () if unknown."""
+    dims = list(dims)
+    if len(dims) != 4:
+        raise ModelError(f"the model's input has {len(dims)} dimensions, not 4 (images)",
+                         file=str(path), hint="cnncli runs image classifiers it exported")
+    rest = dims[1:]
+    return tuple(int(d) for d in rest) if all(isinstance(d, int | np.integer) and d > 0
+                                              for d in rest) else ()
+
+
+def _one(items: dict, what: str, path: Path):
+    """The one (name, value) of `items`: a classifier has one input and one output."""
+    if len(items) != 1:
+        raise ModelError(f"the model has {len(items)} {what}, not one", file=str(path),
+                         hint="cnncli runs image classifiers it exported (one input "
+                              "'image', one output 'probabilities')")
+    return next(iter(items.items()))
+
+
+def _need_uint8(ok: bool, found, path: Path) -> None:
+    if not ok:
+        raise ModelError(f"the model takes {found}, not uint8 images", file=str(path),
+                         hint="cnncli runs the files cnncli export writes (uint8 images "
+                              "in, preprocessing inside)")
+
+
+def _open_onnx(path: Path):
+    ort = require("onnxruntime", "onnx")
+    onnxscan.check(path)  # before ONNX Runtime reads anything it names
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options,
+                                       providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors derive from Exception only
+        raise _failed(path, "ONNX Runtime", exc) from None
+    (_, first), (_, out) = (_one({x.name: x for x in items}, what, path) for items, what in
+                            ((session.get_inputs(), "inputs"),
+                             (session.get_outputs(), "outputs")))
+    _need_uint8(first.type == "tensor(uint8)", first.type, path)
+    stored = session.get_modelmeta().custom_metadata_map.get("cnncli")
+    embedded = sidecar.parse(stored, file=str(path)) if stored else None
+    classes = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
+
+    def run(x):
+        return session.run([out.name], {first.name: x})[0]
+
+    return (run, f"ONNX Runtime {ort.__version__} (CPU)", _image_shape(first.shape, path),
+            classes, embedded)
+
+
+def _open_litert(path: Path):
+    interpreter = require("ai_edge_litert.interpreter", "litert")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] != _TFLITE_IDENTIFIER:
+        raise ModelError("this is not a LiteRT (.tflite) model: it lacks the FlatBuffer "
+                         "identifier TFL3" + (" (the file is empty)" if not head else ""),
+                         file=str(path), hint="export it again (cnncli export --format "
+                         "litert) or copy the whole file")
+    try:
+        with _quiet():  # the interpreter prints "INFO: Created ... XNNPACK delegate"
+            it = interpreter.Interpreter(model_path=str(path),
+                                         num_threads=len(os.sched_getaffinity(0)))
+            runner = it.get_signature_runner()
+    except Exception as exc:
+        raise _failed(path, "LiteRT", exc) from None
+    name, spec = _one(runner.get_input_details(), "inputs", path)
+    out_name, out = _one(runner.get_output_details(), "outputs", path)
+    _need_uint8(spec["dtype"] == np.uint8, np.dtype(spec["dtype"]).name, path)
+    scale, zero = out["quantization"]
+
+    def run(x):
+        y = runner(**{name: x})[out_name]
+        return (y.astype(np.float32) - zero) * scale if scale else y
+
+    shape = _image_shape([int(d) for d in spec["shape_signature"]], path)
+    try:
+        with _quiet():  # allocate now: Flex (TensorFlow) ops fail here, not mid-predict
+            run(np.zeros((1, *shape), np.uint8)) if shape else it.allocate_tensors()
+    except Exception as exc:
+        raise _failed(path, "LiteRT", exc) from None
+    return (run, f"LiteRT {_version('ai-edge-litert')} (CPU)", shape,
+            int(out["shape_signature"][-1]), None)
+
+
+def _open_openvino(path: Path):
+    ov = import_openvino()
+    if not path.with_suffix(".bin").is_file():
+        raise ModelError(f"the weights file {path.with_suffix('.bin').name} is missing",
+                         file=str(path), hint="keep the .bin beside the .xml")
+    core = ov.Core()
+    try:
+        model = core.read_model(str(path))
+        # f32: OpenVINO's default on CPUs with bfloat16 units is bf16 (probabilities
+        # differ by ~3e-4); predictions then match the check made at export time.
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    except Exception as exc:
+        raise _failed(path, "OpenVINO", exc) from None
+    first, out = (_one(dict(enumerate(items)), what, path)[1] for items, what in
+                  ((model.inputs, "inputs"), (model.outputs, "outputs")))
+    _need_uint8(first.get_element_type() == ov.Type.u8, first.get_element_type(), path)
+    dims = [d.get_length() if d.is_static else None for d in first.get_partial_shape()]
+    last = out.get_partial_shape()[-1]
+
+    def run(x):
+        return compiled(x)[compiled.output(0)]
+
+    return (run, f"OpenVINO {ov.__version__.split('-')[0]} (CPU)", _image_shape(dims, path),
+            last.get_length() if last.is_static else None, None)
+
+
+def _open_saved_model(path: Path):
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    try:
+        fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    except Exception as exc:
+        raise _failed(path, "TensorFlow", exc) from None
+    name, spec = _one(fn.structured_input_signature[1], "named inputs", path)
+    out_name, _ = _one(fn.structured_outputs, "outputs", path)
+    _need_uint8(spec.dtype == tf.uint8, spec.dtype.name, path)
+
+    def run(x):
+        return fn(**{name: tf.constant(x)})[out_name].numpy()
+
+    classes = fn.structured_outputs[out_name].shape[-1]
+    return (run, f"TensorFlow {tf.__version__} SavedModel", _image_shape(
+        [d if d is not None else None for d in spec.shape.as_list()], path), classes, None)
+
+
+_OPENERS = {"onnx": _open_onnx, "litert": _open_litert, "openvino": _open_openvino,
+            "saved_model": _open_saved_model}
+
+
+def _quiet():
+    import contextlib
+
+    return contextlib.nullcontext() if os.environ.get("CNNCLI_DEBUG") else stderr_silenced()
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"

@@ -1,0 +1,166 @@
+"""What an exported model file is: the small JSON written beside it (its "sidecar").
+
+`cnncli export` writes one per file (``model.onnx`` -> ``model.onnx.json``; a SavedModel
+folder ``saved_model`` -> ``saved_model.json``, and a copy in its ``assets/``); `cnncli
+predict` and `evaluate` read it back for the class names and the input size. A deployed
+client reads it too: it says what goes in (uint8 NHWC images named ``image``) and what
+comes out (``probabilities``). Reading it never runs anything; a value of the wrong type
+is a `ModelError`.
+
+>>> info = ExportInfo("onnx", input_shape=(28, 28, 1), class_names=("0", "1"))
+>>> ExportInfo.from_json(info.to_json()) == info
+True
+>>> info.to_json()["input"]
+{'name': 'image', 'dtype': 'uint8', 'layout': 'NHWC', 'shape': [None, 28, 28, 1]}
+>>> sidecar_path("export/model.int8.tflite").name
+'model.int8.tflite.json'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnncli import __version__
+from cnncli.errors import ModelError
+from cnncli.model.meta import ModelMeta
+
+#: The names every export gives its input and output (README "Deploying").
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+#: The sidecar's copy inside a SavedModel folder (TensorFlow Serving keeps assets/ with it).
+SAVED_MODEL_ASSET = "cnncli.json"
+LABELS_FILE = "labels.txt"
+MAX_BYTES = 16 * 1024**2  # a sidecar holds names and figures; ImageNet's is 40 kB
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """One exported file: its format and variant, what it takes and gives, where from.
+
+    Args:
+        format: ``saved_model``, ``onnx``, ``litert`` or ``openvino``.
+        quantization: ``none``, ``float16``, ``dynamic`` or ``int8``.
+        input_shape: (height, width, channels) of the uint8 images it takes.
+        class_names: the name of each probability, in order.
+        preprocessing: the run's preprocessing, done inside the exported graph.
+        model_input: the Keras model's own input; its channels may differ from
+            `input_shape` (grey images into an RGB network: converted in the graph).
+        model, dataset, resize: as in `ModelMeta`.
+        source: the ``.keras`` file it was exported from.
+        check: the figures of the check made at export time, for people to read.
+    """
+
+    format: str
+    quantization: str = "none"
+    input_shape: tuple[int, ...] = ()
+    class_names: tuple[str, ...] = ()
+    preprocessing: str = "scale"
+    model_input: tuple[int, ...] = ()
+    model: str = "model"
+    dataset: str | None = None
+    resize: str = "stretch"
+    source: str | None = None
+    check: dict[str, Any] = field(default_factory=dict, compare=False)
+    cnncli: str = __version__
+
+    def to_json(self) -> dict:
+        """The sidecar's JSON (README "Deploying" documents it)."""
+        return {
+            "format": self.format, "quantization": self.quantization,
+            "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC",
+                      "shape": [None, *self.input_shape]},
+            "output": {"name": OUTPUT_NAME, "dtype": "float32",
+                       "shape": [None, len(self.class_names)]},
+            "class_names": list(self.class_names),
+            "preprocessing": self.preprocessing, "preprocessing_in_graph": True,
+            "model": self.model, "model_input": list(self.model_input),
+            "dataset": self.dataset, "resize": self.resize, "source": self.source,
+            "check": dict(self.check), "cnncli": self.cnncli,
+        }
+
+    @classmethod
+    def from_json(cls, data: object, *, file: str | None = None) -> ExportInfo:
+        """The record in a parsed sidecar; unknown keys are ignored."""
+        def bad(what: str) -> ModelError:
+            return ModelError(f"the export's JSON has a bad {what}", file=file,
+                              hint="export the model again with cnncli export, or remove "
+                                   "the JSON to use what the model file itself says")
+
+        if not isinstance(data, dict) or not isinstance(data.get("format"), str):
+            raise bad("layout (no `format`)")
+        shape = (data.get("input") or {}).get("shape") if isinstance(
+            data.get("input"), dict) else None
+        if not (isinstance(shape, list) and len(shape) == 4 and _dims(shape[1:])):
+            raise bad("`input.shape` (expected [null, height, width, channels])")
+        names = data.get("class_names", [])
+        if not (isinstance(names, list) and all(isinstance(n, str | int) for n in names)):
+            raise bad("`class_names` (expected a list of names)")
+        text = {k: data.get(k) for k in ("quantization", "preprocessing", "model",
+                                         "dataset", "resize", "source", "cnncli")}
+        if any(v is not None and not isinstance(v, str) for v in text.values()):
+            raise bad("value (quantization, preprocessing, model, dataset, resize, source "
+                      "and cnncli are text)")
+        model_input = data.get("model_input") or []
+        check = data.get("check") if isinstance(data.get("check"), dict) else {}
+        return cls(data["format"], input_shape=tuple(shape[1:]),
+                   class_names=tuple(str(n) for n in names),
+                   model_input=tuple(model_input) if _dims(model_input) else (),
+                   check=check, **{k: v for k, v in text.items() if v is not None})
+
+    def meta(self) -> ModelMeta:
+        """The `ModelMeta` a classifier of this file carries."""
+        return ModelMeta(model=self.model, input=tuple(self.input_shape),
+                         preprocessing=self.preprocessing, class_names=self.class_names,
+                         dataset=self.dataset, resize=self.resize, cnncli=self.cnncli)
+
+
+def _dims(values: object) -> bool:
+    return isinstance(values, list) and len(values) == 3 and all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in values)
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``; a SavedModel folder ``sm`` -> ``sm.json``."""
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
+
+
+def read(model_path: str | os.PathLike) -> ExportInfo | None:
+    """The sidecar of `model_path` (beside it, or in a SavedModel's assets), if any."""
+    path = Path(model_path)
+    for candidate in (sidecar_path(path), path / "assets" / SAVED_MODEL_ASSET):
+        if candidate.is_file():
+            return parse(_read_text(candidate), file=str(candidate))
+    return None
+
+
+def parse(text: str, *, file: str | None = None) -> ExportInfo:
+    """An `ExportInfo` from JSON text (a sidecar, or metadata stored in a model file)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"the export's JSON cannot be read: {exc}", file=file,
+                         hint="export the model again, or remove the JSON") from None
+    return ExportInfo.from_json(data, file=file)
+
+
+def _read_text(path: Path) -> str:
+    if path.stat().st_size > MAX_BYTES:
+        raise ModelError("the export's JSON is too large to be one cnncli wrote", file=str(path))
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read the export's JSON: {exc}", file=str(path)) from None
+
+
+def labels_text(class_names) -> str:
+    """``labels.txt``: one class name a line, in output order (newlines made spaces).
+
+    >>> labels_text(["cat", "dog"])
+    'cat\\ndog\\n'
+    """
+    return "".join(" ".join(str(n).splitlines()) + "\n" for n in class_names)

@@ -1,0 +1,167 @@
+"""The one Keras callback of a run, and the jobs it calls in order.
+
+`RunCallback` counts steps, stops on a NaN loss or a signal, and at each epoch's end
+builds the history row, then calls each job: the best model (`best`), early stopping
+and the plateau schedule (`stopping`), a backup (`backup`), the files people read
+(`outputs`), and the reporter (progress lines). Each job keeps its counters in the
+run's `TrainState`, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+
+from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, TrainingError
+from cnncli.run.callbacks.backup import Backups
+from cnncli.run.callbacks.best import BestModel, best_monitor
+from cnncli.run.callbacks.outputs import Outputs
+from cnncli.run.callbacks.stopping import EarlyStopping, Plateau
+from cnncli.run.state import TrainState
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+__all__ = ["Interrupted", "RunCallback", "best_monitor"]
+
+
+class Interrupted(CnnError):
+    """Training stopped by Ctrl-C or SIGTERM after writing a backup."""
+
+    def __init__(self, signum: int, run: Path, where: str):
+        self.signum = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        super().__init__(f"{name}: training stopped at {where} after writing a backup",
+                         file=str(run), hint=f"resume with: cnncli train --resume {run}")
+        self.exit_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+
+
+class RunCallback(keras.callbacks.Callback):
+    """Steps, NaN and signal handling, the history row, and the epoch-end jobs.
+
+    Args:
+        p: the run's plan (`cnncli.run.plan.Plan`).
+        run: the run folder.
+        model: the compiled model (its metrics hold a resumed epoch's running values).
+        state: the run's state, updated in place.
+        reporter: progress lines (`cnncli.run.train.Reporter`).
+        ways: the direction (``min``/``max``) of the best model's and of early
+            stopping's figures, worked out before the run folder was made.
+    """
+
+    def __init__(self, p, run: Path, model, state: TrainState, reporter, ways: dict):
+        super().__init__()
+        self.p, self.run, self.state, self.reporter = p, run, state, reporter
+        self.signal = None  # set by the signal handler (cnncli.run.loop.signals_to)
+        self.stop = None  # why training stopped: "nan", "signal", "early"
+        self.nan_at = None
+        self.first_step = 0  # the step an epoch (re)starts at: > 0 when resuming mid-epoch
+        t = p.cfg.train
+        self.monitor = best_monitor(list(t.metrics), len(p.x_val) > 0)
+        self.backups = Backups(run, model, state, p.steps_per_epoch, t.backup_every)
+        self.best = BestModel(run, state, self.monitor, ways["best"], p.meta())
+        self.early = EarlyStopping(t.early_stopping, state, ways["early_stopping"]) \
+            if t.early_stopping else None
+        self.plateau = Plateau(t.schedule, state) if t.schedule.name == "plateau" else None
+        self.outputs = Outputs(run)
+
+    # -- steps ----------------------------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self.backups.restore_metrics(self.model)
+        self.state.epoch = epoch
+        self.epoch_start = time.perf_counter()
+        self.epoch_steps = 0
+        self.reporter.epoch_begin(epoch, self.p.epochs, self.p.steps_in(epoch), self.first_step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # With steps_per_execution > 1 Keras calls this once per execution, with `batch`
+        # the index of its last step: count steps from `batch`, not from calls.
+        logs = logs or {}
+        step = self.first_step + batch + 1
+        self.epoch_steps = step - self.first_step
+        if not math.isfinite(float(logs.get("loss", 0.0))):
+            self.nan_at = (self.state.epoch, step)
+            self._halt("nan")
+            return
+        self.state.step = step
+        self.reporter.step(step, logs)
+        if step >= self.p.steps_in(self.state.epoch):
+            return  # the epoch's end comes next: its backup and a signal are handled there
+        if self.signal:
+            self._backup()
+            self._halt("signal")
+        elif self.backups.due():
+            self._backup()
+
+    # -- epochs ---------------------------------------------------------------------------
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stop in ("nan", "signal") or self.state.step < self.p.steps_in(epoch):
+            return  # an interrupted epoch is not finished: no history row
+        row = self._row(epoch, logs or {})
+        self.state.history.append(row)
+        self.best.update(self.model, row)
+        if self.early and self.early.should_stop(row):
+            self._halt("early")
+        if self.plateau and (note := self.plateau.update(self.model, row)):
+            self.reporter.note(note)
+        self.state.epoch, self.state.step = epoch + 1, 0
+        self._backup()
+        if self.stop == "nan":
+            return
+        self.outputs.write(self.state.history, row)
+        self.reporter.epoch_end(row)
+        if self.signal:
+            self._halt("signal")
+
+    def _row(self, epoch: int, logs: dict) -> dict:
+        seconds = time.perf_counter() - self.epoch_start
+        self.first_step = 0
+        self.state.train_seconds += seconds
+        images = self.epoch_steps * self.p.global_batch
+        rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        return {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
+                "learning_rate": float(rate), "seconds": round(seconds, 3),
+                "images_per_s": round(images / seconds, 1)}
+
+    # -- stopping -------------------------------------------------------------------------
+    def _backup(self) -> None:
+        if not self.backups.save(self.model):
+            self.nan_at = (self.state.epoch, self.state.step)
+            self._halt("nan")
+
+    def _halt(self, why: str) -> None:
+        self.stop = self.stop or why
+        self.model.stop_training = True
+
+    def raise_if_stopped(self) -> None:
+        if self.stop == "nan":
+            raise self._nan_error()
+        if self.stop == "signal":
+            where = f"epoch {self.state.epoch + 1}, step {self.state.step}"
+            raise Interrupted(self.signal, self.run, where)
+
+    def _nan_error(self) -> TrainingError:
+        epoch, step = self.nan_at
+        kept = ("the last good backup was kept" if self.backups.last > 0 else
+                "no backup was written yet (it happened before the first one)")
+        return TrainingError(
+            f"the loss became NaN or infinite at epoch {epoch + 1}, step {step}; training "
+            f"stopped and {kept}", file=str(self.run), hint=nan_hint(self.p.cfg.train,
+                                                                    self.p.placement))
+
+
+def nan_hint(t, placement) -> str:
+    """What most likely made the loss NaN, given the settings, as a hint."""
+    causes = []
+    if t.weight_decay >= 1:
+        causes.append(f"`train.weight_decay: {t.weight_decay:g}` is very large (try 1e-4)")
+    if placement.precision == "mixed_float16":
+        causes.append("float16 overflows easily: try --precision mixed_bfloat16 or float32")
+    if t.optimizer.learning_rate >= 0.1:
+        causes.append(f"the learning rate {t.optimizer.learning_rate:g} is high: lower it "
+                      "(--lr)")
+    if not causes:
+        causes.append("lower the learning rate (--lr), or check the data for bad values")
+    return "; ".join(causes)

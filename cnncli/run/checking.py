@@ -1,0 +1,112 @@
+"""``cnncli check``: everything ``cnncli train`` would refuse before its first step that
+can be known without the data, for a spec or a whole run config, all problems at once.
+
+A run config is checked as training checks it: the config's keys and ranges
+(`cnncli.config`), the network (`cnncli.model.builder`), and the optimizer, loss and
+metrics resolved by Keras and tried on labels as cnncli makes them
+(`cnncli.run.compile.check_training`).
+
+>>> checked = check("configs/mnist.yaml")        # doctest: +SKIP
+>>> checked.model.name, checked.warnings          # doctest: +SKIP
+('mnist_net', [])
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnncli import config, yamlio
+from cnncli.data import datasets
+from cnncli.errors import CnnError, raise_all
+from cnncli.model import architectures, builder, spec
+from cnncli.run.compile import check_training
+
+#: Classes assumed for a run config whose data cnncli does not know by name (the data is
+#: not read by `check`): enough for every loss and metric to be tried.
+DEFAULT_CLASSES = 10
+
+
+@dataclass
+class Checked:
+    """A valid spec or run config: the model it builds, and warnings worth showing."""
+
+    model: object
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_spec(path_or_name: str) -> spec.Spec:
+    """A spec from a spec file, a built-in name, or the `model:` of a run config."""
+    path = architectures.resolve(path_or_name)
+    doc = yamlio.load(path)
+    if _is_run_config(doc):
+        return spec.from_run_config(config.parse(doc, file=str(path)), file=str(path))
+    return spec.parse(doc, file=str(path), default_name=Path(path).stem)
+
+
+def check(path_or_name: str) -> Checked:
+    """Check a spec or run config; raise every problem found (`ManyErrors` for several)."""
+    path = architectures.resolve(path_or_name)
+    doc = yamlio.load(path)
+    if not _is_run_config(doc):
+        built = builder.build_checked(spec.parse(doc, file=str(path),
+                                                 default_name=Path(path).stem))
+        return Checked(built.model, built.warnings)
+    errors: list[CnnError] = []
+    try:
+        cfg = config.parse(doc, file=str(path))
+    except CnnError as exc:  # go on with the names, so every problem is reported at once
+        errors += getattr(exc, "errors", [exc])
+        errors += _name_problems(doc, str(path))
+        raise_all(errors)
+    built = None
+    try:
+        known = datasets.known_name(cfg.data.name)
+        classes = len(datasets.KNOWN[known].class_names) if known else None
+        built = builder.build_checked(spec.from_run_config(cfg, file=str(path),
+                                                           classes=classes))
+    except CnnError as exc:
+        errors += getattr(exc, "errors", [exc])
+    outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
+    errors += _training_problems(cfg.train, outputs, doc, str(path))
+    raise_all(errors)
+    return Checked(built.model, built.warnings)
+
+
+def _training_problems(train: config.TrainSection, classes: int, doc, file: str) -> list:
+    """`check_training`'s problems, each with the line of the key it names."""
+    try:
+        check_training(train, classes, file=file)
+    except CnnError as exc:
+        found = getattr(exc, "errors", [exc])
+        for error in found:
+            key = re.match(r"`([\w.]+)`", error.message)
+            error.line = error.line or (config.line_of(doc, key.group(1)) if key else None)
+        return found
+    return []
+
+
+def _name_problems(doc, file: str) -> list:
+    """The optimizer, loss and metric names of a config that failed validation elsewhere."""
+    train = doc.get("train") if isinstance(doc, dict) else None
+    if not isinstance(train, dict):
+        return []
+    fields = {}
+    if isinstance(train.get("loss"), str):
+        fields["loss"] = train["loss"]
+    metrics = train.get("metrics")
+    if isinstance(metrics, list) and all(isinstance(m, str) for m in metrics):
+        fields["metrics"] = metrics
+    optimizer = train.get("optimizer")
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("name"), str):
+        fields["optimizer"] = config.OptimizerSection.model_construct(name=optimizer["name"])
+    if not fields:
+        return []
+    section = config.TrainSection.model_construct(**{
+        **config.TrainSection().model_dump(), **fields})
+    return _training_problems(section, DEFAULT_CLASSES, doc, file)
+
+
+def _is_run_config(doc) -> bool:
+    return isinstance(doc, dict) and "model" in doc and "layers" not in doc

@@ -1,0 +1,167 @@
+"""The model of a run, compiled: optimizer, learning-rate schedule, loss and metrics, all
+resolved by Keras' own lookups, and checked against the labels cnncli feeds before
+anything is written (`check_training`, which ``cnncli check`` runs too).
+
+>>> check_training(config.TrainSection(loss="categorical_crossentropy"), classes=10)
+Traceback (most recent call last):
+...
+cnncli.errors.ConfigError: `train.loss`: categorical_crossentropy expects one-hot labels, ...
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from cnncli import config, devices
+from cnncli.data import pipeline
+from cnncli.devices import distributed
+from cnncli.errors import CnnError, ConfigError, raise_all, suggest
+from cnncli.model import builder
+from cnncli.run import optimizers, schedules
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+
+def compile_model(p):
+    """Build and compile the model of a plan (`cnncli.run.plan.Plan`), seeded, under the
+    placement's strategy, with the optimizer and metrics built (so a backup can be
+    restored into them)."""
+    t = p.cfg.train
+    keras.utils.set_random_seed(t.seed)
+    with devices.strategy(p.placement).scope():
+        model = builder.build(p.spec)
+        lr = t.optimizer.learning_rate
+        if p.placement.replicas > 1 and t.scale_lr:
+            lr = devices.scale_learning_rate(lr, p.placement.replicas)
+        s = t.schedule
+        rate = schedules.make(s.name, lr, steps_per_epoch=p.steps_per_epoch,
+                              total_steps=p.total_steps, warmup_epochs=s.warmup_epochs,
+                              step_epochs=s.step_epochs, factor=s.factor, min_lr=s.min_lr)
+        jit = t.jit_compile
+        with warnings.catch_warnings():
+            if jit == "auto":  # a model XLA cannot compile quietly runs without it
+                jit = devices.auto_jit_compile(p.placement)
+                warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
+            model.compile(optimizer=make_optimizer(t, rate), loss=make_loss(t),
+                          metrics=list(t.metrics), steps_per_execution=p.steps_per_execution,
+                          jit_compile=jit)
+        model.optimizer.build(model.trainable_variables)
+        distributed.build_metrics(model, pipeline.preprocess_batch(
+            p.x_train[:1], p.spec.input, p.preprocessing), labels_like(p.y_train[:1], p.one_hot))
+    return model
+
+
+def labels_like(labels: np.ndarray, one_hot: int | None):
+    """Labels as the pipeline feeds them: class indices, or one-hot over `one_hot` classes."""
+    return keras.utils.to_categorical(labels, one_hot) if one_hot else labels
+
+
+def make_optimizer(t: config.TrainSection, rate):
+    """The Keras optimizer `t.optimizer` names, with its own arguments (Adam fused)."""
+    extra = t.optimizer.model_extra or {}
+    cfg = {"learning_rate": rate, **extra}
+    if t.weight_decay:
+        cfg["weight_decay"] = t.weight_decay
+    try:
+        return optimizers.get(t.optimizer.name, cfg)
+    except (ValueError, TypeError) as exc:
+        if "Could not interpret" in str(exc):
+            raise ConfigError(f"`train.optimizer.name`: unknown optimizer "
+                              f"'{t.optimizer.name}'", hint=suggest(
+                                  t.optimizer.name, _keras_names("optimizers"),
+                                  listing="Keras' optimizers")) from None
+        raise ConfigError(f"`train.optimizer`: {_first_line(exc)}",
+                          hint="give the optimizer its own argument names (see Keras' "
+                          f"documentation of {t.optimizer.name})") from None
+
+
+def make_loss(t: config.TrainSection):
+    """The Keras loss `t.loss` names (label smoothing: Keras' loss on one-hot labels)."""
+    if t.label_smoothing:  # Keras smooths only one-hot labels: the pipeline makes them
+        if t.loss != "sparse_categorical_crossentropy":
+            raise ConfigError("`train.label_smoothing` works with the default loss only",
+                              hint="remove `train.loss` or `train.label_smoothing`")
+        return keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+    try:
+        return keras.losses.get(t.loss)
+    except (ValueError, TypeError):
+        raise ConfigError(f"`train.loss`: unknown loss '{t.loss}'", hint=suggest(
+            t.loss, _keras_names("losses"), listing="Keras' losses")) from None
+
+
+def check_training(t: config.TrainSection, classes: int, *, file: str | None = None) -> None:
+    """Resolve the optimizer, loss and metrics with Keras and try the loss and each metric
+    on labels as cnncli makes them (class indices; one-hot with label smoothing) against
+    `classes` probabilities. Raises every problem found at once."""
+    errors: list[CnnError] = []
+    try:
+        make_optimizer(t, t.optimizer.learning_rate)
+    except ConfigError as exc:
+        errors.append(exc)
+    try:
+        loss = make_loss(t)
+    except ConfigError as exc:
+        errors.append(exc)
+        loss = None
+    for exc in errors:
+        exc.file = exc.file or file
+    one_hot = classes if t.label_smoothing else None
+    labels = labels_like(np.arange(2) % classes, one_hot)
+    probs = np.full((2, classes), 1 / classes, np.float32)
+    try:
+        if loss is not None:
+            loss(labels, probs)
+    except Exception as exc:  # Keras raises ValueError, TypeError, InvalidArgumentError...
+        errors.append(ConfigError(
+            f"`train.loss`: {t.loss} expects one-hot labels, but cnncli's labels are class "
+            f"indices ({_first_line(exc)})", file=file,
+            hint="use sparse_categorical_crossentropy, the same loss for class indices"))
+    for name in t.metrics:
+        problem = _metric_problem(name, labels, probs)
+        if problem:
+            unknown = problem.startswith("unknown")
+            message, _, hint = problem.partition(". Hint: ") if unknown else (problem, "", "")
+            errors.append(ConfigError(f"`train.metrics`: {message}", file=file, hint=hint or (
+                "use metrics made for class indices: accuracy, "
+                "sparse_top_k_categorical_accuracy, sparse_categorical_crossentropy")))
+    raise_all(errors)
+
+
+def _metric_problem(name: str, labels, probs) -> str | None:
+    """Why Keras cannot compute metric `name` on these labels, or None."""
+    model = keras.Sequential([keras.Input(probs.shape[1:]), keras.layers.Identity()])
+    try:
+        model.compile(loss="mse", metrics=[name])
+        model.compute_metrics(probs, labels, probs)
+    except ValueError as exc:
+        if "Unknown metric" in str(exc) or "Could not interpret" in str(exc):
+            return f"unknown metric '{name}'. Hint: " + suggest(
+                name, _keras_names("metrics"), listing="Keras' metrics")
+        return (f"'{name}' cannot take cnncli's labels, which are class indices against "
+                f"{probs.shape[1]} probabilities per image ({_first_line(exc)})")
+    except Exception as exc:  # shape errors surface as TypeError or TensorFlow errors too
+        return (f"'{name}' cannot take cnncli's labels, which are class indices against "
+                f"{probs.shape[1]} probabilities per image ({_first_line(exc)})")
+    return None
+
+
+def _keras_names(module: str) -> list[str]:
+    """The names Keras' ``get`` takes in keras.`module`: its snake_case functions, and
+    for optimizers the lower-cased classes (``adam``); metrics also take ``accuracy``,
+    which Keras' compile turns into the accuracy that fits the labels."""
+    space = getattr(keras, module)
+    if module == "optimizers":
+        return sorted(n.lower() for n in dir(space) if isinstance(getattr(space, n), type)
+                      and issubclass(getattr(space, n), keras.optimizers.Optimizer)
+                      and n not in ("Optimizer", "LossScaleOptimizer"))
+    names = {n for n in dir(space) if n.islower() and not n.startswith("_")
+             and callable(getattr(space, n))} - {"get", "serialize", "deserialize"}
+    return sorted(names | ({"accuracy"} if module == "metrics" else set()))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

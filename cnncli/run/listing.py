@@ -1,0 +1,86 @@
+"""``cnncli runs``: every run under a folder with its status and best figure. A run that
+cannot be read (its files damaged or written by something else) is listed as damaged,
+and the listing goes on; a run whose process died while training is told from one
+that is training now.
+
+>>> [r.status for r in summaries("runs")]            # doctest: +SKIP
+['finished', 'killed', 'damaged']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cnncli.run import rundir
+
+#: What `RunSummary.status` says, besides the states a run records itself
+#: (running, interrupted, failed, finished).
+KILLED = "killed"  # state says running, but no process holds the run's lock
+DAMAGED = "damaged"
+
+
+@dataclass
+class RunSummary:
+    run: str
+    status: str
+    epochs: int | None = None
+    best_metric: str | None = None
+    best: float | None = None
+    images_per_s: float | None = None
+    problem: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summaries(root: str | Path = "runs") -> list[RunSummary]:
+    """One `RunSummary` per run folder under `root`, in `rundir.list_runs` order."""
+    return [summarize(run) for run in rundir.list_runs(root)]
+
+
+def summarize(run: Path) -> RunSummary:
+    """What the files of `run` say about it; never raises for a damaged run."""
+    try:
+        state = _read_object(run / rundir.STATE, missing={"status": "unknown"})
+        metrics = _read_object(run / "metrics.json", missing={})
+        status = state.get("status")
+        if not isinstance(status, str):
+            raise ValueError(f"{rundir.STATE} has no status")
+        best = metrics.get("best") or {}
+        if not isinstance(best, dict):
+            raise ValueError("metrics.json's best is not an object")
+        value = best.get("value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            raise ValueError(f"metrics.json's best value {value!r} is not a number")
+    except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        return RunSummary(str(run), DAMAGED, problem=str(exc))
+    if status == "running" and not rundir.is_live(run):
+        status = KILLED
+    return RunSummary(str(run), status, _int(metrics.get("epochs")), _text(best.get("metric")),
+                      value, _number(metrics.get("images_per_s")))
+
+
+def _read_object(path: Path, missing: dict) -> dict:
+    if not path.exists():
+        return missing
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is not a JSON object")
+    return data
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None

@@ -1,0 +1,161 @@
+"""The plan of a training run: data, model, devices, epochs and steps, worked out and
+checked before anything is written.
+
+>>> p = plan(config.load("configs/mnist.yaml"))       # doctest: +SKIP
+>>> p.steps_per_epoch, p.epochs, p.placement.precision  # doctest: +SKIP
+(1080, 3, 'mixed_bfloat16')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cnncli import config, devices
+from cnncli.data import datasets, pipeline
+from cnncli.errors import ConfigError, DataError
+from cnncli.model import builder
+from cnncli.model import spec as specs
+from cnncli.model.meta import ModelMeta
+from cnncli.run import compile as compiling
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, worked out (and checked) before anything is written."""
+
+    cfg: config.RunConfig
+    data: datasets.Dataset
+    spec: specs.Spec
+    placement: devices.Placement
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    preprocessing: str
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    steps_per_execution: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def global_batch(self) -> int:
+        """Images per step over all replicas."""
+        return self.placement.global_batch_size(self.cfg.train.batch_size)
+
+    @property
+    def one_hot(self) -> int | None:
+        """Classes to one-hot encode the labels over, when label smoothing needs it."""
+        return self.spec.classes if self.cfg.train.label_smoothing else None
+
+    def steps_in(self, epoch: int) -> int:
+        """Steps of `epoch` (the last one may be shorter when `train.steps` ends it)."""
+        if epoch == self.epochs - 1:
+            return self.total_steps - epoch * self.steps_per_epoch
+        return self.steps_per_epoch
+
+    def meta(self) -> ModelMeta:
+        """What evaluation and prediction need to treat images as training did."""
+        return ModelMeta(model=self.spec.name, input=tuple(self.spec.input),
+                         preprocessing=self.preprocessing,
+                         class_names=tuple(self.data.class_names), dataset=self.cfg.data.name)
+
+
+def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
+    """Load the data, check the model and the training settings against it, and work out
+    epochs and steps. The device and precision `auto` chose are written back into
+    ``cfg.train`` (a run records them, so ``--resume`` continues with the same)."""
+    t, d = cfg.train, cfg.data
+    placement = devices.setup(t.device, t.precision, multiworker=True)
+    t.precision, t.device = placement.precision, placement.device_setting()
+    data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict,
+                         image_size=tuple(d.image_size) if d.image_size else None)
+    network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
+    built = builder.build_checked(network)  # validates the spec before any run folder exists
+    classes = built.model.output.shape[-1]
+    if data.num_classes > classes:
+        raise DataError(
+            f"the data has {data.num_classes} classes but the model outputs {classes}",
+            file=data.source, hint="set `model.classes` to the number of classes, or remove it "
+            "to use the dataset's")
+    compiling.check_training(t, classes, file=config_file)
+    x, y = data.x_train, data.y_train
+    if d.limit:
+        x, y = x[:d.limit], y[:d.limit]
+    x_train, y_train, x_val, y_val = pipeline.split_validation(x, y, d.validation_split, t.seed)
+    batch = placement.global_batch_size(t.batch_size)
+    steps_per_epoch = len(x_train) // batch
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"the {len(x_train)} training images are fewer than one batch of {batch}",
+            hint="use a smaller --batch-size or more data")
+    total = t.steps or (t.epochs or 10) * steps_per_epoch
+    per_call = _steps_per_call(t, placement, steps_per_epoch, total)
+    preprocessing = d.preprocessing or network.preprocessing
+    warnings = list(built.warnings) + _memory_warning(built, placement, t.batch_size)
+    return Plan(cfg, data, network, placement, x_train, y_train, x_val, y_val, preprocessing,
+                steps_per_epoch, total, math.ceil(total / steps_per_epoch), per_call, warnings)
+
+
+#: What ``steps_per_execution: auto`` tries, largest first. 4 steps per call into
+#: TensorFlow gave the lecture's ConvNet 3-5% more images/s on a 2-core CPU, 16 no
+#: more than 4 (bench/LEVERS.md): less Python between steps.
+AUTO_STEPS_PER_EXECUTION = (4, 2)
+
+
+def steps_per_execution(setting: int | str, steps_per_epoch: int, total_steps: int,
+                        one_device: bool = True) -> int:
+    """Steps per call into TensorFlow: `setting`, or for ``"auto"`` the largest of
+    `AUTO_STEPS_PER_EXECUTION` that divides an epoch's steps and the last epoch's
+    (Keras' fit would run past an epoch's end otherwise), else 1. ``auto`` is 1
+    on several devices: there Keras 3.15's fit fails with more (keras-team/keras#19246).
+
+    >>> steps_per_execution("auto", 468, 936), steps_per_execution("auto", 421, 2105)
+    (4, 1)
+    >>> steps_per_execution(3, 468, 936)
+    3
+    """
+    if setting != "auto":
+        return int(setting)
+    if not one_device:
+        return 1
+    last = total_steps % steps_per_epoch
+    return next((n for n in AUTO_STEPS_PER_EXECUTION
+                 if steps_per_epoch % n == 0 and last % n == 0), 1)
+
+
+def _steps_per_call(t: config.TrainSection, placement: devices.Placement,
+                    steps_per_epoch: int, total: int) -> int:
+    per_call = steps_per_execution(t.steps_per_execution, steps_per_epoch, total,
+                                   one_device=placement.kind in ("cpu", "gpu"))
+    if per_call > 1 and placement.kind == "mirrored":
+        raise ConfigError(
+            f"`train.steps_per_execution: {per_call}` fails in Keras' fit over several "
+            "devices (keras-team/keras#19246)", hint="use `auto` (1 there) or 1")
+    uneven = steps_per_epoch % per_call or total % steps_per_epoch % per_call
+    if uneven and placement.kind != "multiworker":
+        # Keras' fit overruns an epoch whose steps are not a multiple of it (Keras 3.15);
+        # distributed.fit, used on several machines, cuts the last execution instead
+        raise ConfigError(
+            f"`train.steps_per_execution` ({t.steps_per_execution}) must divide the "
+            f"{steps_per_epoch} steps of an epoch (and `train.steps`)",
+            hint="pick a divisor of the steps per epoch, or 1")
+    return per_call
+
+
+def _memory_warning(built, placement: devices.Placement, batch_size: int) -> list[str]:
+    """Warn before training when a step will not fit the GPU's memory."""
+    memory = min((g.memory_bytes for g in placement.gpus if g.memory_bytes), default=None)
+    if memory is None:
+        return []
+    from cnncli.model import summary
+
+    s = summary.summarize(built)
+    per_value = 2 if placement.precision.startswith("mixed") else 4
+    estimate = devices.estimate_batch_memory(s.params, s.forward_bytes // 4, batch_size,
+                                             bytes_per_value=per_value)
+    warning = devices.check_fits(estimate, memory)
+    return [warning] if warning else []

@@ -1,0 +1,60 @@
+"""What a run writes about itself: its resolved ``config.yaml`` and, at the end,
+``metrics.json`` (final and best figures, timings, device, data, versions)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import yaml
+
+from cnncli import __version__, config, files
+from cnncli.run import rundir
+from cnncli.run.state import TrainState
+
+
+def write_config(run: Path, cfg: config.RunConfig) -> None:
+    """The resolved config (what ``--resume`` continues with) and its hash."""
+    text = ("# The resolved config of this run (cnncli train --resume uses it).\n"
+            + yaml.safe_dump({**cfg.resolved(), "digest": cfg.digest()}, sort_keys=False))
+    files.write_atomic(run / rundir.CONFIG, text)
+
+
+def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> dict:
+    """The content of ``metrics.json`` for the plan `p` trained into `run`."""
+    import numpy as np
+
+    from cnncli.runtime import import_keras, import_tf
+
+    keras, tf = import_keras(), import_tf()
+    history = state.history
+    last = history[-1] if history else {}
+    speeds = [r["images_per_s"] for r in history]
+    d = p.data
+    return {
+        "run": str(run),
+        "epochs": len(history),
+        "steps": p.total_steps,
+        "stopped_early": state.stopped_early,
+        "final": {k: v for k, v in last.items() if k not in ("seconds", "images_per_s")},
+        "best": {"metric": monitor, "value": state.best, "epoch": state.best_epoch},
+        "train_seconds": round(state.train_seconds, 2),
+        "images_per_s": float(np.median(speeds)) if speeds else None,
+        "batch_size": p.cfg.train.batch_size,
+        "batch_size_is_per_replica": p.placement.replicas > 1,
+        "device": p.placement.describe(),
+        "replicas": p.placement.replicas,
+        "precision": p.placement.precision,
+        "steps_per_execution": p.steps_per_execution,
+        "jit_compile": bool(getattr(model, "jit_compile", False)),
+        "resumes": state.resumes,
+        "dataset": {"name": d.name, "source": d.source, "sample": d.sample,
+                    "train": len(p.x_train), "validation": len(p.x_val),
+                    "test": len(d.x_test), "classes": d.num_classes,
+                    "class_names": list(d.class_names)},
+        "preprocessing": p.preprocessing,
+        "input": list(p.spec.input),
+        "versions": {"cnncli": __version__, "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    }

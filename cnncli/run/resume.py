@@ -1,0 +1,53 @@
+"""Resuming with a changed config: what ``--force`` may change, and how it is recorded.
+
+A resumed run continues with the config it was started with (``config.yaml`` in the run,
+with the device and precision ``auto`` chose). A different value is refused unless
+``--force``; then it is applied and recorded. Some values shape what the backup holds
+(the network, the data, the batch, the optimizer's kind, the seed): they are refused even
+with ``--force``, since no backup could continue with them.
+
+>>> changes({"train": {"epochs": 4, "seed": 0}}, {"train": {"epochs": 5, "seed": 0}})
+{'train.epochs': (4, 5)}
+>>> refused({"train.epochs": (4, 5), "train.seed": (0, 1)})
+['train.seed']
+"""
+
+from __future__ import annotations
+
+#: Keys (and sections) a resume cannot change: the backup was made with them.
+FIXED = ("model", "data.name", "data.validation_split", "data.limit", "data.image_size",
+         "data.preprocessing", "train.batch_size", "train.seed", "train.optimizer.name",
+         "train.metrics", "train.loss", "train.label_smoothing", "train.scale_lr")
+#: Keys that never matter to a resume (where a new run would go).
+IGNORED = ("output",)
+
+
+def _flat(doc: object, prefix: str = "") -> dict:
+    if isinstance(doc, dict) and doc:
+        out = {}
+        for key, value in doc.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): doc}
+
+
+def changes(before: dict, after: dict) -> dict[str, tuple]:
+    """Dotted key -> (old, new) for every value that differs."""
+    old, new = _flat(before), _flat(after)
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k) and not k.startswith(IGNORED)}
+
+
+def refused(diff: dict) -> list[str]:
+    """The changed keys no resume can apply."""
+    return [k for k in diff if any(k == f or k.startswith(f + ".") for f in FIXED)]
+
+
+def describe(diff: dict) -> str:
+    """``train.epochs 4 -> 5; train.optimizer.learning_rate 0.001 -> 0.05``."""
+    return "; ".join(f"{k} {_short(a)} -> {_short(b)}" for k, (a, b) in diff.items())
+
+
+def _short(value) -> str:
+    text = "unset" if value is None else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,64 @@
+"""The state of a training run that is not in the model: where it is, what it has seen,
+what it decided. One record, written into every backup and read back by ``--resume``.
+
+>>> state = TrainState(epoch=2, step=10, best=0.91, best_epoch=2)
+>>> TrainState.from_json(state.to_json()) == state
+True
+>>> state.global_step(steps_per_epoch=100)
+210
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class TrainState:
+    """Where a run is and what it has decided so far.
+
+    Args:
+        epoch: the epoch being trained (0-based); after an epoch ends, the next one.
+        step: steps done in `epoch` (0 at an epoch's start).
+        history: one row per finished epoch: ``epoch``, the logged figures (``loss``,
+            ``val_accuracy``...), ``learning_rate``, ``seconds``, ``images_per_s``.
+        best, best_epoch: the best value of the monitored figure and its epoch (1-based).
+        es_best, wait: early stopping's best value and epochs without improvement.
+        plateau_best, plateau_wait: the same for the plateau schedule.
+        stopped_early: early stopping ended the run.
+        stage: 0, or 1 once fine-tuning unfroze the backbone.
+        backup_every: steps between backups (for the "steps trained again" note).
+        train_seconds: time spent in finished epochs.
+        precision, replicas: how the run trains (a resume must match, or say so).
+        resumes: one entry per ``--resume --force`` that changed the config.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int | None = None
+    es_best: float | None = None
+    wait: int = 0
+    plateau_best: float | None = None
+    plateau_wait: int = 0
+    stopped_early: bool = False
+    stage: int = 0
+    backup_every: int = 500
+    train_seconds: float = 0.0
+    precision: str = "float32"
+    replicas: int = 1
+    resumes: list[dict] = field(default_factory=list)
+
+    def global_step(self, steps_per_epoch: int) -> int:
+        """Optimizer steps done since the run started."""
+        return self.epoch * steps_per_epoch + self.step
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainState:
+        """The state in `data`; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,63 @@
+"""The activation maps of chosen convolution layers for one image: one map per filter,
+stacked along the depth into the layer's output volume (``conv1_1: 28x28x32``).
+
+The maps of a layer share one grey scale (black: the layer's smallest value, white: its
+largest), so a filter that does not respond to the image shows dark, as it is.
+
+>>> maps = activation_maps(model, x, convolutions(model))   # doctest: +SKIP
+>>> maps[0].title                                            # doctest: +SKIP
+'conv1_1: 28x28x32'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnncli.viz import conv_layers, mosaic
+from cnncli.viz.probe import probe
+
+
+@dataclass
+class LayerMaps:
+    """One layer's output for one image."""
+
+    layer: str
+    maps: np.ndarray  # (height, width, filters)
+
+    @property
+    def volume(self) -> str:
+        """The output volume as the lecture's tables write it.
+
+        >>> LayerMaps("conv1_1", np.zeros((28, 28, 32))).volume
+        '28x28x32'
+        """
+        return "x".join(str(d) for d in self.maps.shape)
+
+    @property
+    def title(self) -> str:
+        return f"{self.layer}: {self.volume}"
+
+    def grid(self) -> mosaic.Mosaic:
+        """The maps as a grid of grey tiles, one per filter, on the layer's common scale."""
+        values = mosaic.scale01(self.maps)
+        return mosaic.grid([mosaic.to_rgb(values[..., i]) for i in range(values.shape[-1])])
+
+
+def choose(model, names: list[str] | None, model_name: str = "") -> list[conv_layers.LayerRef]:
+    """The convolution layers called `names` (default: all of them), in the model's order."""
+    refs = conv_layers.require_convolutions(model, "activation maps", model_name)
+    if not names:
+        return refs
+    chosen = {id(conv_layers.pick(refs, name)) for name in names}
+    return [r for r in refs if id(r) in chosen]
+
+
+def activation_maps(model, x, refs: list[conv_layers.LayerRef]) -> list[LayerMaps]:
+    """The output of each of `refs` for the one preprocessed image `x` (1, H, W, C)."""
+    outputs = probe(model, refs)(x, training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return [LayerMaps(r.name, np.asarray(out, dtype=np.float32)[0])
+            for r, out in zip(refs, outputs, strict=True)]

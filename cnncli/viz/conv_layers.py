@@ -1,0 +1,106 @@
+"""Finding a model's convolution layers, nested models included, by name.
+
+A layer inside a nested model (a fine-tuned ``keras.applications`` backbone) is named by
+its path, ``mobilenetv2_1.00_224/Conv_1``; its own name alone works when it is unique.
+A name that does not exist, or a model without convolution layers, is an error that
+lists the names that would work.
+
+>>> refs = convolutions(model)                   # doctest: +SKIP
+>>> [r.name for r in refs][:2]                   # doctest: +SKIP
+['conv1_1', 'conv2_1']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnncli.errors import ConfigError, ModelError
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+#: The 2-D convolutions: each makes one activation map per filter.
+CONV_CLASSES = (keras.layers.Conv2D, keras.layers.Conv2DTranspose,
+                keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A layer and the models it sits in (outermost first, the model itself excluded)."""
+
+    layer: object
+    parents: tuple = ()
+
+    @property
+    def name(self) -> str:
+        return "/".join([p.name for p in self.parents] + [self.layer.name])
+
+
+def keras_model(clf, what: str):
+    """The Keras model behind a loaded classifier, or a `ModelError` for an exported file
+    (ONNX, LiteRT, OpenVINO, SavedModel), whose layers cannot be looked into."""
+    model = getattr(clf, "model", None)
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"{what} needs the Keras model with its layers, and this is an "
+                         "exported file", file=clf.name,
+                         hint="point at the run folder or its .keras file instead")
+    return model
+
+
+def walk(model, parents: tuple = ()) -> list[LayerRef]:
+    """Every layer of `model` in order, the layers of nested models in their place."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += walk(layer, (*parents, layer))
+        elif not isinstance(layer, keras.layers.InputLayer):
+            found.append(LayerRef(layer, parents))
+    return found
+
+
+def convolutions(model) -> list[LayerRef]:
+    """The 2-D convolution layers of `model`, input to output."""
+    return [r for r in walk(model) if isinstance(r.layer, CONV_CLASSES)]
+
+
+def volumes(model) -> list[LayerRef]:
+    """The layers whose output is a volume (height x width x depth): where Grad-CAM can look."""
+    return [r for r in walk(model) if _output_rank(r.layer) == 4]
+
+
+def _output_rank(layer) -> int | None:
+    try:
+        return len(layer.output.shape)
+    except (AttributeError, ValueError):  # never called, or called several times
+        return None
+
+
+def require_convolutions(model, what: str, model_name: str) -> list[LayerRef]:
+    """`convolutions(model)`, or a `ModelError` saying the model has none."""
+    refs = convolutions(model)
+    if not refs:
+        names = ", ".join(r.name for r in walk(model)) or "none"
+        raise ModelError(f"the model has no convolution layer, so it has no {what} "
+                         f"(its layers: {names})", file=model_name,
+                         hint="use a convolutional network, e.g. a run of mnist_net or vgg16")
+    return refs
+
+
+def pick(refs: list[LayerRef], name: str, *, kind: str = "convolution layer",
+         listed: list[LayerRef] | None = None) -> LayerRef:
+    """The layer called `name` (a full path, or a unique last part) among `refs`.
+
+    An error lists the valid names: those of `listed` if given (the convolutions, when
+    any of a ResNet's hundreds of layers would do), else of `refs`.
+    """
+    exact = [r for r in refs if r.name == name]
+    short = [r for r in refs if r.layer.name == name]
+    if exact or len(short) == 1:
+        return (exact or short)[0]
+    if len(short) > 1:
+        raise ConfigError(f"several layers are called '{name}'",
+                          hint=f"name one by its path: {', '.join(r.name for r in short)}")
+    hint = "use one of: " + ", ".join(r.name for r in (listed or refs))
+    if listed is not None and len(listed) < len(refs):
+        hint += f" (or another of its {len(refs)} layers with an HxWxD output)"
+    raise ConfigError(f"the model has no {kind} '{name}'", hint=hint)

@@ -1,0 +1,113 @@
+"""Grad-CAM pictures of image files: one PNG per image, the heat map over the image as
+the model sees it, titled with the class and its probability.
+
+An image that cannot be read gets its own error; the others are still explained.
+
+>>> clf = classifier.load("runs/mnist/latest")                 # doctest: +SKIP
+>>> result = explain(["7.png"], clf, output="cams")            # doctest: +SKIP
+>>> result.pictures[0].to_dict()["png"]                        # doctest: +SKIP
+'cams/gradcam_7.png'
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnncli import plots
+from cnncli.errors import CnnError, ConfigError
+from cnncli.viz import conv_layers, gradcam, model_input, mosaic
+from cnncli.viz.pictures import file_name
+
+#: Images per Grad-CAM batch.
+BATCH = 16
+#: Class names listed in full in an error up to this many classes.
+LIST_CLASSES = 40
+
+
+@dataclass
+class Explained:
+    png: Path
+    image: str
+    class_name: str
+    probability: float
+    layer: str
+
+    def to_dict(self) -> dict:
+        return {"png": str(self.png), "image": self.image, "class": self.class_name,
+                "probability": round(self.probability, 6), "layer": self.layer}
+
+
+@dataclass
+class Explanation:
+    pictures: list[Explained] = field(default_factory=list)
+    errors: list[CnnError] = field(default_factory=list)
+
+
+def class_index(class_names: list[str], name: str) -> int:
+    """The index of the class called `name`, or a `ConfigError` naming the valid ones.
+
+    >>> class_index(["cat", "dog"], "dog")
+    1
+    """
+    names = [str(n) for n in class_names]
+    if name in names:
+        return names.index(name)
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = (f"did you mean {', '.join(repr(c) for c in close)}? " if close else "")
+    hint += (f"the classes are: {', '.join(names)}" if len(names) <= LIST_CLASSES else
+             f"the model has {len(names)} classes, from '{names[0]}' to '{names[-1]}'")
+    raise ConfigError(f"the model has no class '{name}'", hint=hint)
+
+
+def explain(sources: list[str], clf, *, class_name: str | None = None,
+            layer: str | None = None, output: str | Path = ".",
+            resize: str | None = None) -> Explanation:
+    """Write ``gradcam_<image>.png`` into the folder `output` for every image in `sources`,
+    for `class_name` (default: the class the model predicts) at `layer` (default: the
+    last convolution layer); `resize` overrides the model's resize mode."""
+    cam = gradcam.GradCam(conv_layers.keras_model(clf, "Grad-CAM"), layer, clf.name)
+    wanted = None if class_name is None else class_index(clf.class_names, class_name)
+    result, names = Explanation(), _Names(Path(output))
+    for start in range(0, len(sources), BATCH):
+        seen = []
+        for source in sources[start:start + BATCH]:
+            try:
+                seen.append(model_input.read(source, clf, resize=resize))
+            except CnnError as exc:
+                result.errors.append(exc)
+        if not seen:
+            continue
+        x = np.concatenate([np.asarray(s.x) for s in seen])
+        maps = cam(x, None if wanted is None else [wanted] * len(seen))
+        for image, heat in zip(seen, maps, strict=True):
+            result.pictures.append(_write(image, heat, clf.class_names, names.next(image)))
+    return result
+
+
+def _write(image: model_input.ModelInput, heat: gradcam.Heatmap, class_names,
+           png: Path) -> Explained:
+    name = str(class_names[heat.class_index])
+    picture = mosaic.enlarged(gradcam.overlay(image.pixels, heat.heatmap))
+    title = f"{name}: {heat.probability:.1%}   (Grad-CAM at {heat.layer})"
+    plots.pixel_panels([(title, picture)], png)
+    return Explained(png, image.source, name, heat.probability, heat.layer)
+
+
+class _Names:
+    """``gradcam_<image>.png`` in a folder, with ``_2``, ``_3``... for images of one name."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.used = folder, set()
+
+    def next(self, image: model_input.ModelInput) -> Path:
+        base = f"gradcam_{file_name(model_input.stem(image.source))}"
+        name, n = base, 1
+        while name in self.used:
+            n += 1
+            name = f"{base}_{n}"
+        self.used.add(name)
+        return self.folder / f"{name}.png"

@@ -1,0 +1,74 @@
+"""The pictures `cnncli visualize` writes: a layer's filters, an image's activation maps.
+
+Each is computed by its module (`filters`, `activations`) and written by
+`cnncli.plots.pixel_panels`, atomically, pixel for pixel.
+
+>>> clf = classifier.load("runs/mnist/latest")                          # doctest: +SKIP
+>>> write_filters(clf, None, "filters.png").to_dict()["layer"]          # doctest: +SKIP
+'conv1_1'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnncli import plots
+from cnncli.viz import activations, conv_layers, filters, model_input, mosaic
+
+
+@dataclass
+class FiltersPicture:
+    png: Path
+    grid: filters.FilterGrid
+
+    def to_dict(self) -> dict:
+        h, w, c, n = self.grid.kernel.shape
+        return {"png": str(self.png), "layer": self.grid.layer, "filters": n,
+                "filter_shape": [h, w, c], "rgb": self.grid.rgb}
+
+
+@dataclass
+class ActivationsPicture:
+    png: Path
+    image: str
+    layers: list[activations.LayerMaps] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"png": str(self.png), "image": self.image,
+                "layers": [{"layer": m.layer, "volume": m.volume} for m in self.layers]}
+
+
+def file_name(text: str) -> str:
+    """`text` (a layer path, an image name) as a safe part of a file name.
+
+    >>> file_name("vgg16/block1_conv1")
+    'vgg16_block1_conv1'
+    """
+    return "".join("_" if ch in '/\\:\0' else ch for ch in text)
+
+
+def write_filters(clf, layer: str | None, output: str | Path | None = None) -> FiltersPicture:
+    """The filters of `layer` (default: the first convolution) of `clf`'s model as a PNG
+    (default name: ``filters_<layer>.png`` in the current folder)."""
+    model = conv_layers.keras_model(clf, "a picture of its filters")
+    grid = filters.filter_grid(model, layer, preprocessing=clf.preprocessing,
+                               model_name=clf.name)
+    png = Path(output) if output else Path(f"filters_{file_name(grid.layer)}.png")
+    return FiltersPicture(plots.pixel_panels([(grid.title, grid.grid.image)], png), grid)
+
+
+def write_activations(clf, image: str, layers: list[str] | None = None,
+                      output: str | Path | None = None) -> ActivationsPicture:
+    """The image as the model sees it, then the activation maps of each chosen convolution
+    layer (default: all), as one PNG (default: ``activations_<image>.png``)."""
+    model = conv_layers.keras_model(clf, "a picture of its activation maps")
+    refs = activations.choose(model, layers, clf.name)
+    seen = model_input.read(image, clf)
+    maps = activations.activation_maps(model, seen.x, refs)
+    volume = "x".join(str(d) for d in seen.pixels.shape)
+    panels = [(f"input: {volume}", mosaic.enlarged(mosaic.as_rgb(seen.pixels)))]
+    panels += [(m.title, m.grid().image) for m in maps]
+    png = Path(output) if output else Path(
+        f"activations_{file_name(model_input.stem(image))}.png")
+    return ActivationsPicture(plots.pixel_panels(panels, png), image, maps)

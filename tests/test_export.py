@@ -1,0 +1,469 @@
+"""`cnncli export`: files that give the Keras model's probabilities in their own runtimes,
+with the preprocessing inside, metadata beside, each checked, written safely."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from exportkit import QUANTIZABLE, RGB_CAFFE_AUGMENTED, sample_images, train_run
+
+from cnncli.errors import ConfigError, ModelError
+from cnncli.export import exporter, graph
+from cnncli.infer import classifier, exported, sidecar
+from cnncli.runtime import import_keras, import_tf
+
+keras = import_keras()
+tf = import_tf()
+
+ALL = "saved_model,onnx,litert,openvino"
+FILES = {"saved_model": "saved_model", "onnx": "model.onnx", "litert": "model.tflite",
+         "openvino": "model.xml"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return train_run(tmp_path_factory.mktemp("export") / "data", QUANTIZABLE)
+
+
+@pytest.fixture(scope="module")
+def exports(run, tmp_path_factory):
+    """Every format, float32, exported once for the tests that only read the files."""
+    folder = tmp_path_factory.mktemp("exports")
+    report = exporter.export(run, formats=[ALL], output=folder)
+    return folder, report
+
+
+@pytest.fixture(scope="module")
+def keras_model(run):
+    return classifier.load(str(run))
+
+
+def cnncli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                          text=True, **kw)
+
+
+@pytest.mark.parametrize("fmt", list(FILES))
+def test_each_format_gives_the_keras_probabilities(exports, keras_model, run, fmt):
+    folder, _ = exports
+    images = sample_images(run)
+    clf = exported.load(folder / FILES[fmt])
+    assert clf.kind == fmt and clf.input_shape == (8, 8, 1)
+    np.testing.assert_allclose(clf.probabilities(images), keras_model.probabilities(images),
+                               atol=1e-5)
+
+
+def test_the_files_answer_under_the_documented_names(exports, keras_model, run):
+    """What a client without cnncli does: input 'image' (uint8 NHWC), output 'probabilities'."""
+    import onnxruntime as ort
+    import openvino as ov
+    from ai_edge_litert.interpreter import Interpreter
+
+    folder, _ = exports
+    images = sample_images(run)
+    expected = keras_model.probabilities(images)
+    onnx_session = ort.InferenceSession(str(folder / "model.onnx"))
+    serving = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
+    runner = Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner()
+    compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    answers = {
+        "onnx": onnx_session.run(["probabilities"], {"image": images})[0],
+        "saved_model": serving(image=tf.constant(images))["probabilities"].numpy(),
+        "litert": runner(image=images)["probabilities"],
+        "openvino": compiled({"image": images})["probabilities"],
+    }
+    for fmt, got in answers.items():
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=fmt)
+
+
+def test_the_batch_dimension_is_dynamic(exports, run):
+    import onnxruntime as ort
+    import openvino as ov
+
+    folder, _ = exports
+    assert ort.InferenceSession(str(folder / "model.onnx")).get_inputs()[0].shape == \
+        ["batch", 8, 8, 1]
+    serving = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
+    assert serving.structured_input_signature[1]["image"].shape.as_list() == [None, 8, 8, 1]
+    assert ov.Core().read_model(str(folder / "model.xml")).inputs[0].get_partial_shape()[0] \
+        .is_dynamic
+    images = sample_images(run, n=7)
+    for fmt, name in FILES.items():  # LiteRT: resized to each batch by the classifier
+        clf = exported.load(folder / name)
+        assert clf.probabilities(images).shape == (14, 3), fmt
+        assert clf.probabilities(images[:1]).shape == (1, 3), fmt
+
+
+def test_metadata_is_in_the_files_and_beside_them(exports):
+    import onnxruntime as ort
+
+    folder, _ = exports
+    assert (folder / "labels.txt").read_text() == "0\n1\n2\n"
+    props = ort.InferenceSession(str(folder / "model.onnx")).get_modelmeta() \
+        .custom_metadata_map
+    assert json.loads(props["class_names"]) == ["0", "1", "2"]
+    assert props["preprocessing"].startswith("scale")
+    assert json.loads(props["cnncli"])["input"]["name"] == "image"
+    assets = folder / "saved_model" / "assets"
+    assert (assets / "labels.txt").read_text() == "0\n1\n2\n"
+    assert json.loads((assets / "cnncli.json").read_text())["format"] == "saved_model"
+    for fmt, name in FILES.items():
+        data = json.loads(sidecar.sidecar_path(folder / name).read_text())
+        assert data["format"] == fmt and data["quantization"] == "none"
+        assert data["input"] == {"name": "image", "dtype": "uint8", "layout": "NHWC",
+                                 "shape": [None, 8, 8, 1]}
+        assert data["output"]["name"] == "probabilities" and data["class_names"] == \
+            ["0", "1", "2"]
+        assert data["preprocessing"] == "scale" and data["check"]["agreement"] == 1.0
+
+
+def test_the_report_has_sizes_differences_and_agreement(exports):
+    folder, report = exports
+    assert [r.format for r in report.results] == list(FILES)
+    for r in report.results:
+        assert r.kept and r.size > 1000 and r.check.images == 60
+        assert r.check.agreement == 1.0 and r.check.max_difference < 1e-5
+        assert r.check.keras_accuracy == r.check.accuracy
+    assert not list(folder.glob(".cnncli-export-*"))  # no staging folder left
+
+
+@pytest.mark.parametrize("mode, have, want", [
+    *[(mode, 3, 3) for mode in ("scale", "tf", "caffe", "torch", "none")],
+    ("caffe", 1, 3), ("scale", 1, 3), ("scale", 3, 1)])
+def test_the_graph_preprocesses_as_the_training_pipeline(mode, have, want):
+    """uint8 images with `have` channels into a network of `want` channels."""
+    from cnncli.data import pipeline
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, want))
+    net = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(
+        keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(inputs))))
+    images = np.random.default_rng(1).integers(0, 256, (5, 6, 6, have), dtype=np.uint8)
+    wrapper = graph.serving_model(net, (6, 6, have), mode)
+    got = wrapper.predict(images, verbose=0)["probabilities"]
+    expected = net.predict(pipeline.preprocess_batch(images, (6, 6, want), mode), verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def caffe_run(tmp_path_factory):
+    return train_run(tmp_path_factory.mktemp("caffe") / "data", RGB_CAFFE_AUGMENTED, lr=0.001)
+
+
+def test_caffe_and_grey_to_rgb_are_inside_the_exports(caffe_run, tmp_path):
+    report = exporter.export(caffe_run, formats=["onnx,litert"], output=tmp_path)
+    assert all(r.kept for r in report.results)
+    reference = classifier.load(str(caffe_run))
+    assert reference.preprocessing == "caffe" and reference.input_shape == (8, 8, 3)
+    images = sample_images(caffe_run)
+    for name in ("model.onnx", "model.tflite"):
+        clf = exported.load(tmp_path / name)
+        assert clf.input_shape == (8, 8, 1)  # the client's grey images, as trained on
+        np.testing.assert_allclose(clf.probabilities(images), reference.probabilities(images),
+                                   atol=1e-5)
+
+
+def test_augmentation_and_dropout_are_off_in_the_export(caffe_run, tmp_path):
+    report = exporter.export(caffe_run, formats=["saved_model"], output=tmp_path)
+    assert report.results[0].kept
+    serving = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"]
+    images = tf.constant(sample_images(caffe_run))
+    first, second = (serving(image=images)["probabilities"].numpy() for _ in range(2))
+    np.testing.assert_array_equal(first, second)  # the same answer every time
+    wrapper = graph.serving_model(classifier.load(str(caffe_run)).model, (8, 8, 1), "caffe")
+    keras.utils.set_random_seed(5)
+    training = wrapper(images, training=True)["probabilities"].numpy()
+    assert np.abs(training - first).max() > 1e-3  # the layers would change the answers
+
+
+def test_quantized_variants_stay_within_the_margin_and_report_accuracy(run, tmp_path):
+    report = exporter.export(run, formats=["onnx,litert,openvino"],
+                             quantize=["float16,dynamic,int8"], output=tmp_path)
+    variants = [(r.format, r.quantization) for r in report.results]
+    assert variants == [("onnx", "float16"), ("onnx", "dynamic"), ("onnx", "int8"),
+                        ("litert", "float16"), ("litert", "dynamic"), ("litert", "int8"),
+                        ("openvino", "float16")]
+    assert report.notes == ["openvino has no dynamic variant (it has: none, float16); "
+                            "skipped", "openvino has no int8 variant (it has: none, "
+                            "float16); skipped"]
+    stored = {"float16": "float16", "dynamic": "int8", "int8": "int8"}
+    for r in report.results:
+        c = r.check
+        assert r.kept and c.quantized and c.drop is not None and c.drop <= 1.0
+        assert c.keras_accuracy > 0.8 and c.accuracy is not None
+        assert stored[r.quantization] in _weight_types(r.path)  # really quantized
+        assert json.loads(sidecar.sidecar_path(r.path).read_text())["quantization"] == \
+            r.quantization
+
+
+def _weight_types(path) -> set[str]:
+    """The element types of a file's stored tensors (weights), as numpy names."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        return {onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name
+                for t in onnx.load(str(path)).graph.initializer}
+    if path.suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        return {np.dtype(d["dtype"]).name
+                for d in Interpreter(model_path=str(path)).get_tensor_details()}
+    import openvino as ov
+
+    return {np.dtype(op.get_element_type().to_dtype()).name
+            for op in ov.Core().read_model(str(path)).get_ops()
+            if op.get_type_name() == "Constant"}
+
+
+def test_the_check_images_are_the_same_with_or_without_calibration(run, keras_model):
+    plain, calibrated = (exporter._samples(keras_model, None, None, None, False, 30, c)
+                         for c in (False, True))
+    assert plain.calibration is None
+    assert len(calibrated.calibration) == exporter.CALIBRATION_IMAGES  # of 320
+    np.testing.assert_array_equal(plain.images, calibrated.images)
+    np.testing.assert_array_equal(plain.labels, calibrated.labels)
+    assert len(plain.images) == 30
+
+
+def test_int8_needs_training_images(run, tmp_path):
+    model = run / "best.keras"
+    bare = tmp_path / "bare.keras"
+    from cnncli.model import modelfile
+
+    modelfile.save_model_atomic(modelfile.load_model(model), bare)  # no dataset recorded
+    image = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.new("L", (8, 8), 99).save(image)
+    with pytest.raises(ConfigError, match="int8 calibrates on training images"):
+        exporter.export(bare, formats=["litert"], quantize=["int8"], images=[str(image)],
+                        output=tmp_path / "out")
+    report = exporter.export(bare, formats=["onnx"], images=[str(image)],
+                             output=tmp_path / "out")
+    assert report.results[0].kept and report.results[0].check.accuracy is None
+
+
+def test_a_failed_check_exits_1_and_keeps_no_file(run, tmp_path, monkeypatch, capsys):
+    from cnncli.cli import app as cli
+
+    def shuffled(self, images):  # a runtime that answers wrongly
+        p = exported.fit_images(images, self.input_shape)
+        return np.asarray(self.run_batch(p))[:, ::-1]
+
+    monkeypatch.setattr(exported.ExportedClassifier, "probabilities", shuffled)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "export", str(run), "--format", "onnx",
+                                      "--output", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert "FAIL:" in err and "agrees with the Keras model on" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing kept, no staging
+
+
+def test_existing_output_is_refused_unless_force(run, tmp_path, monkeypatch):
+    from cnncli.export import convert
+
+    exporter.export(run, formats=["onnx,saved_model"], output=tmp_path)
+    before = (tmp_path / "model.onnx").stat().st_mtime_ns
+    again = cnncli("export", str(run), "--format", "onnx", "--output", str(tmp_path))
+    assert again.returncode == 2 and "exists already" in again.stderr
+    assert "--force" in again.stderr and "Traceback" not in again.stderr
+    assert (tmp_path / "model.onnx").stat().st_mtime_ns == before
+    with monkeypatch.context() as m:  # refused before any conversion starts
+        m.setitem(convert.CONVERTERS, "saved_model", lambda job: pytest.fail("converted"))
+        with pytest.raises(ConfigError, match="exists already"):
+            exporter.export(run, formats=["saved_model"], output=tmp_path)
+    exporter.export(run, formats=["onnx,saved_model"], output=tmp_path, force=True)
+    assert (tmp_path / "model.onnx").stat().st_mtime_ns != before
+    assert exported.load(tmp_path / "saved_model").probabilities(sample_images(run)).shape \
+        == (24, 3)
+    assert not list(tmp_path.glob(".cnncli-export-*"))
+
+
+def test_output_can_name_the_one_file(run, tmp_path):
+    report = exporter.export(run, formats=["onnx"], output=tmp_path / "digits.onnx")
+    assert report.results[0].path == tmp_path / "digits.onnx"
+    assert {p.name for p in tmp_path.iterdir()} == {"digits.onnx", "digits.onnx.json",
+                                                   "labels.txt"}
+    with pytest.raises(ConfigError, match="names one onnx file"):
+        exporter.export(run, formats=["onnx,litert"], output=tmp_path / "two.onnx")
+
+
+def test_an_output_folder_that_cannot_be_written_is_a_usage_error(run, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # (permissions would not stop root)
+    result = cnncli("export", str(run), "--format", "onnx", "--output", str(blocker / "out"))
+    assert result.returncode == 2, result.stderr
+    assert "cannot write to the output folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_run_without_a_finished_model_says_what_to_do(run, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run, unfinished, ignore=shutil.ignore_patterns("*.keras"))
+    result = cnncli("export", str(unfinished), "--format", "onnx")
+    assert result.returncode == 3
+    assert "no model file yet" in result.stderr and "Hint:" in result.stderr
+
+
+def _resizing_model(path, interpolation):
+    from cnncli.model import modelfile
+    from cnncli.model.meta import ModelMeta
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv1_1")(inputs)
+    x = keras.layers.Resizing(6, 6, interpolation=interpolation, name="smooth_resize")(x)
+    x = keras.layers.Dense(3, activation="softmax", name="fc1")(keras.layers.Flatten()(x))
+    modelfile.save_model_atomic(keras.Model(inputs, x, name="resizer"), path,
+                                ModelMeta(model="resizer", input=(8, 8, 1),
+                                          class_names=("a", "b", "c")))
+    return path
+
+
+@pytest.mark.parametrize("fmt, interpolation, op", [
+    ("onnx", "lanczos3", "ScaleAndTranslate"), ("litert", "lanczos3", "ScaleAndTranslate"),
+    ("openvino", "lanczos3", "ScaleAndTranslate"),
+    ("litert", "bicubic", "ResizeBicubic")])  # TensorFlow (Flex) has it, LiteRT not
+def test_a_layer_the_format_cannot_convert_is_named(tmp_path, fmt, interpolation, op):
+    from PIL import Image
+
+    model = _resizing_model(tmp_path / "resizer.keras", interpolation)
+    Image.new("L", (8, 8), 50).save(tmp_path / "img.png")
+    result = cnncli("export", str(model), "--format", fmt, "--images",
+                    str(tmp_path / "img.png"))
+    assert result.returncode == 3, result.stderr
+    assert f"the {fmt} format cannot convert layer 'smooth_resize' (Resizing)" in \
+        result.stderr
+    assert op in result.stderr and "--format saved_model" in result.stderr
+    assert not (tmp_path / "export" / FILES[fmt]).exists()
+    assert not list((tmp_path / "export").glob(".cnncli-export-*"))
+
+
+def test_a_file_its_runtime_cannot_run_is_an_error_and_not_kept(run, tmp_path, monkeypatch):
+    def broken(path):
+        raise ModelError("ONNX Runtime cannot load the model: boom", file=str(path))
+
+    monkeypatch.setitem(exported._OPENERS, "onnx", broken)
+    report = exporter.export(run, formats=["onnx,litert"], output=tmp_path)
+    assert [r.format for r in report.results if r.kept] == ["litert"]
+    (error,) = report.errors
+    assert error.file == str(tmp_path / "model.onnx") and "not kept: ONNX Runtime" in str(error)
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_ctrl_c_during_an_export_leaves_nothing_half_written(run, tmp_path, monkeypatch):
+    from cnncli.export import convert
+
+    def interrupted(job):
+        job.path.write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(convert.CONVERTERS, "litert", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        exporter.export(run, formats=["onnx,litert"], output=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+    assert exported.load(tmp_path / "model.onnx").probabilities(sample_images(run)).shape \
+        == (24, 3)  # the one finished before Ctrl-C is whole
+
+
+def test_a_missing_extra_is_named(monkeypatch, run, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ModelError, match=r"pip install 'cnncli\[onnx\]'"):
+        exporter.export(run, formats=["onnx"], output=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # found out before any work
+    (tmp_path / "m.onnx").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"onnxruntime is not installed.*cnncli\[onnx\]"):
+        exported.load(tmp_path / "m.onnx")
+
+
+def test_mixed_precision_models_are_exported_in_float32(tmp_path):
+    run = train_run(tmp_path / "data", QUANTIZABLE, precision="mixed_bfloat16", epochs=1)
+    reference = classifier.load(str(run))
+    assert reference.model.layers[1].dtype_policy.name == "mixed_bfloat16"
+    report = exporter.export(run, formats=["onnx,litert"], output=tmp_path / "out")
+    assert all(r.kept for r in report.results)
+    images = sample_images(run)
+    for name in ("model.onnx", "model.tflite"):
+        np.testing.assert_allclose(exported.load(tmp_path / "out" / name).probabilities(images),
+                                   reference.probabilities(images), atol=2e-2)
+
+
+def test_predict_and_evaluate_give_the_same_classes_from_every_format(exports, run, tmp_path):
+    from PIL import Image
+
+    from cnncli.infer import evaluate as evaluation
+    from cnncli.infer import predict as prediction
+
+    folder, _ = exports
+    images = sample_images(run, n=4)
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(img[..., 0]).save(paths[-1])
+    keras_top = [[c for c, _ in r.top] for r in prediction.predict(
+        paths, model=str(run), top=3).images]
+    keras_eval = evaluation.evaluate(run, output=tmp_path / "eval")
+    for fmt, name in FILES.items():
+        got = prediction.predict(paths, model=str(folder / name), top=3)
+        assert [[c for c, _ in r.top] for r in got.images] == keras_top, fmt
+        rep = evaluation.evaluate(folder / name)
+        assert rep.result.accuracy == keras_eval.result.accuracy, fmt
+        assert rep.result.confusion == keras_eval.result.confusion, fmt
+
+
+def test_export_help_imports_no_tensorflow():
+    code = ("import sys; sys.argv = ['cnncli', 'export', '--help']\n"
+            "from cnncli.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ})
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+    assert "--quantize" in result.stdout
+
+
+@pytest.mark.slow
+def test_vgg16_exports_to_every_format_in_16_gb_of_address_space(tmp_path):
+    """VGG16 (138 million weights): tf2onnx as Keras calls it needed more than 24 GB."""
+    import resource
+
+    from PIL import Image
+
+    from cnncli.model import imagenet, modelfile
+    from cnncli.model.meta import ModelMeta
+
+    keras.utils.set_random_seed(0)
+    model = tmp_path / "vgg16.keras"
+    modelfile.save_model_atomic(keras.applications.VGG16(weights=None), model, ModelMeta(
+        model="vgg16", input=(224, 224, 3), preprocessing="caffe",
+        class_names=tuple(imagenet.class_names())))
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(
+            tmp_path / "images" / f"{i}.png")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (16 * 10**9, 16 * 10**9))
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cnncli", "export", str(model), "--format", ALL,
+             "--images", str(tmp_path / "images"), "--output", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=1800,
+            preexec_fn=limit)
+        assert done.returncode == 0, done.stderr[-3000:]
+        images = np.stack([np.asarray(Image.open(tmp_path / "images" / f"{i}.png"))
+                           for i in range(2)])
+        expected = classifier.load(str(model)).probabilities(images)
+        for fmt, name in FILES.items():
+            got = exported.load(tmp_path / "out" / name).probabilities(images)
+            np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=fmt)
+    finally:
+        shutil.rmtree(tmp_path)  # 3 GB of files

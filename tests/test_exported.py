@@ -1,0 +1,277 @@
+"""Running exported files: without TensorFlow for ONNX, LiteRT and OpenVINO; hostile and
+broken files refused with a clear error before any runtime loads them."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+from exportkit import sample_images, train_run
+from onnx import TensorProto, helper
+from PIL import Image
+
+from cnncli.errors import ModelError
+from cnncli.export import exporter
+from cnncli.infer import exported, onnxscan, sidecar
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A trained run exported to ONNX, LiteRT and OpenVINO, and a picture of class 0."""
+    folder = tmp_path_factory.mktemp("exported")
+    run = train_run(folder / "data")
+    exporter.export(run, formats=["onnx,litert,openvino"], output=folder / "export")
+    pixels = np.zeros((8, 8), np.uint8)
+    pixels[1:3] = 250  # a bright top row: class 0
+    Image.fromarray(pixels).save(folder / "row.png")
+    return {"run": run, "export": folder / "export", "image": folder / "row.png"}
+
+
+#: Runs the CLI's entry point, then says which heavy modules were imported.
+NO_TF_SCRIPT = textwrap.dedent("""
+    import sys
+    from cnncli.cli.app import main
+    sys.argv = ["cnncli", *sys.argv[1:]]
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    print("IMPORTED", sorted(m for m in ("tensorflow", "keras", "onnx") if m in sys.modules))
+    sys.exit(code)
+""")
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.tflite", "model.xml"])
+def test_predicting_from_an_export_never_imports_tensorflow(files, name, tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}  # OpenVINO would write ~/intel/
+    done = subprocess.run([sys.executable, "-c", NO_TF_SCRIPT, "predict", str(files["image"]),
+                           "--model", str(files["export"] / name), "--top", "1"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "IMPORTED []" in done.stdout  # not even the onnx package: onnxscan reads it
+    assert done.stdout.startswith("1. 0: ")
+    assert "Runtime: " in done.stderr and "Device:" not in done.stderr
+    assert "XNNPACK" not in done.stderr  # LiteRT's C++ notice is hidden
+    assert not (tmp_path / "intel").exists()  # OpenVINO's telemetry stayed off
+
+
+def test_evaluating_an_onnx_file_never_imports_tensorflow(files):
+    done = subprocess.run([sys.executable, "-c", NO_TF_SCRIPT, "evaluate",
+                           str(files["export"] / "model.onnx"), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("IMPORTED []")
+    assert '"accuracy": 1.0' in done.stdout and '"count": 60' in done.stdout
+
+
+def test_the_openvino_export_writes_no_telemetry(files, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cnncli", "export", str(files["run"]),
+                           "--format", "openvino", "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "model.xml").is_file() and not (tmp_path / "intel").exists()
+
+
+def test_an_export_without_its_json_still_runs(files, tmp_path):
+    for name in ("model.onnx", "model.tflite"):
+        (tmp_path / name).write_bytes((files["export"] / name).read_bytes())
+    from_metadata = exported.load(tmp_path / "model.onnx")  # class names from metadata_props
+    bare = exported.load(tmp_path / "model.tflite")  # from the file's own shapes
+    assert from_metadata.info.class_names == ("0", "1", "2")
+    assert bare.info is None and bare.class_names == ["0", "1", "2"]
+    assert bare.input_shape == (8, 8, 1)
+    images = sample_images(files["run"])
+    np.testing.assert_allclose(bare.probabilities(images),
+                               from_metadata.probabilities(images), atol=1e-5)
+
+
+def test_a_damaged_json_beside_the_model_is_a_model_error(files, tmp_path):
+    (tmp_path / "model.onnx").write_bytes((files["export"] / "model.onnx").read_bytes())
+    (tmp_path / "model.onnx.json").write_text('{"format": "onnx", "input": {"shape": [1]}}')
+    with pytest.raises(ModelError, match="input.shape"):
+        exported.load(tmp_path / "model.onnx")
+
+
+def test_the_scan_sees_what_the_onnx_package_sees(files):
+    path = files["export"] / "model.onnx"
+    model = onnx.load(str(path))
+    found = onnxscan.check(path)
+    assert found.domains == {n.domain for n in model.graph.node}
+    assert found.nodes == len(model.graph.node) and found.external == []
+
+
+# --- hostile and broken .onnx files: refused before ONNX Runtime opens them -----------
+
+
+@pytest.fixture
+def sessions(monkeypatch):
+    """Every ONNX Runtime session opened during the test (there should be none)."""
+    import onnxruntime
+
+    opened = []
+    real = onnxruntime.InferenceSession
+
+    def spy(*args, **kwargs):
+        opened.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+    return opened
+
+
+def _custom_op_model(path, *, in_subgraph=False):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    evil = helper.make_node("RunMyCode", ["x"], ["y"], domain="com.example.evil")
+    if in_subgraph:
+        branch = helper.make_graph([helper.make_node("RunMyCode", ["x"], ["y"],
+                                                     domain="com.example.evil")],
+                                   "then", [], [y])
+        plain = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "else",
+                                  [], [y])
+        cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+        node = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=plain)
+        graph = helper.make_graph([node], "g", [cond, x], [y])
+    else:
+        graph = helper.make_graph([evil], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+def _with_external_data(files, folder, location):
+    """The exported model with its weights in an external file, named by `location`."""
+    folder.mkdir(exist_ok=True)
+    model = onnx.load(str(files["export"] / "model.onnx"))
+    path = folder / "ext.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, location="ext.onnx.data",
+                    size_threshold=1024)
+    if location != "ext.onnx.data":
+        edited = onnx.load(str(path), load_external_data=False)
+        for tensor in edited.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        path.write_bytes(edited.SerializeToString())
+    return path
+
+
+HOSTILE_ONNX = {
+    "text": (lambda f, d: _write(d / "m.onnx", b"hello, this is not a model\n"),
+             "not an ONNX model"),
+    "empty": (lambda f, d: _write(d / "m.onnx", b""), "not an ONNX model"),
+    "truncated": (lambda f, d: _write(d / "m.onnx", (f["export"] / "model.onnx")
+                                      .read_bytes()[:2000]), "not an ONNX model"),
+    "a tflite file": (lambda f, d: _write(d / "m.onnx", (f["export"] / "model.tflite")
+                                          .read_bytes()), "not an ONNX model"),
+    "protobuf without a graph": (lambda f, d: _write(d / "m.onnx", b"\x08\x08"),
+                                 "no graph"),
+    "a graph field that is a number": (lambda f, d: _write(d / "m.onnx", b"\x08\x08\x38\x01"),
+                                       "field 7 has the wrong type"),
+    "a group (no ONNX field is one)": (lambda f, d: _write(d / "m.onnx", b"\x08\x08\x3b"),
+                                       "wire type 3"),
+    "a graph without nodes": (lambda f, d: _write(d / "m.onnx", helper.make_model(
+        helper.make_graph([], "g", [], [])).SerializeToString()), "no nodes"),
+    "custom op": (lambda f, d: _custom_op_model(d / "m.onnx"), "custom domain"),
+    "custom op in a subgraph": (lambda f, d: _custom_op_model(d / "m.onnx", in_subgraph=True),
+                                "com.example.evil"),
+    "external data in ..": (lambda f, d: _with_external_data(f, d / "in", "../secret.bin"),
+                            "points outside its folder"),
+    "absolute external data": (lambda f, d: _with_external_data(f, d / "in", "/etc/passwd"),
+                               "points outside its folder"),
+    "missing external data": (lambda f, d: _with_external_data(f, d / "in", "gone.bin"),
+                              "missing"),
+}
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_ONNX))
+def test_hostile_onnx_files_are_refused_before_loading(files, tmp_path, sessions, case):
+    build, message = HOSTILE_ONNX[case]
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 100_000)
+    path = build(files, tmp_path)
+    with pytest.raises(ModelError, match=message) as refused:
+        exported.load(path)
+    assert str(path) in str(refused.value) and sessions == []
+
+
+def test_external_data_through_a_symlink_out_of_the_folder_is_refused(files, tmp_path,
+                                                                      sessions):
+    path = _with_external_data(files, tmp_path / "in", "ext.onnx.data")
+    (tmp_path / "outside.bin").write_bytes((tmp_path / "in" / "ext.onnx.data").read_bytes())
+    (tmp_path / "in" / "ext.onnx.data").unlink()
+    (tmp_path / "in" / "ext.onnx.data").symlink_to(tmp_path / "outside.bin")
+    with pytest.raises(ModelError, match="points outside its folder"):
+        exported.load(path)
+    assert sessions == []
+
+
+def test_external_data_inside_the_folder_is_fine(files, tmp_path):
+    path = _with_external_data(files, tmp_path / "in", "ext.onnx.data")
+    assert onnxscan.check(path).external == ["ext.onnx.data"]
+    images = sample_images(files["run"])
+    np.testing.assert_allclose(exported.load(path).probabilities(images),
+                               exported.load(files["export"] / "model.onnx")
+                               .probabilities(images), atol=1e-6)
+
+
+# --- broken .tflite and OpenVINO files --------------------------------------------------
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, this is not a model\n", "not a LiteRT"),
+    (b"", "the file is empty"),
+    ("onnx", "not a LiteRT"),
+    ("truncated", "LiteRT cannot load the model"),
+])
+def test_a_tflite_that_is_not_one_is_refused(files, tmp_path, content, message):
+    real = (files["export"] / "model.tflite").read_bytes()
+    data = {"onnx": (files["export"] / "model.onnx").read_bytes(),
+            "truncated": real[:len(real) // 2]}.get(content, content)
+    (tmp_path / "m.tflite").write_bytes(data)
+    with pytest.raises(ModelError, match=message):
+        exported.load(tmp_path / "m.tflite")
+
+
+def test_openvino_needs_its_weights_file(files, tmp_path):
+    (tmp_path / "model.xml").write_bytes((files["export"] / "model.xml").read_bytes())
+    with pytest.raises(ModelError, match=r"model.bin is missing"):
+        exported.load(tmp_path / "model.xml")
+    (tmp_path / "model.bin").write_bytes(b"")
+    (tmp_path / "model.xml").write_text("<net>not openvino</net>")
+    with pytest.raises(ModelError, match="OpenVINO cannot load the model"):
+        exported.load(tmp_path / "model.xml")
+
+
+def test_the_cli_refuses_a_hostile_file_with_exit_3_and_no_traceback(files, tmp_path):
+    path = _custom_op_model(tmp_path / "evil.onnx")
+    done = subprocess.run([sys.executable, "-m", "cnncli", "predict", str(files["image"]),
+                           "--model", str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert "custom domain(s) 'com.example.evil'" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_images_of_another_size_or_channels_are_fitted_to_the_export():
+    from cnncli.data import images as imaging
+
+    grey = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 1), dtype=np.uint8)
+    fitted = exported.fit_images(grey, (8, 8, 3))
+    small = np.stack([imaging.resize(np.repeat(g, 3, axis=-1), (8, 8)) for g in grey])
+    np.testing.assert_array_equal(fitted, small)
+    rgb = np.zeros((1, 8, 8, 3), np.uint8)
+    rgb[..., 0] = 200  # pure red: 0.2989 * 200
+    assert exported.fit_images(rgb, (8, 8, 1))[0, 0, 0, 0] == 60
+
+
+def test_sidecar_names_follow_the_model_file():
+    assert sidecar.sidecar_path("out/model.int8.onnx").name == "model.int8.onnx.json"
+    assert exported.kind("x.TFLITE") == "litert" and exported.kind("notes.txt") is None

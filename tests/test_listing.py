@@ -1,0 +1,63 @@
+"""`cnncli runs`: damaged or foreign runs are listed as such and the listing goes on; a run
+whose process died is told from one training now."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnncli.run import listing, rundir
+
+
+def make_run(root, name, number, state=None, metrics=None):
+    run = root / name / number
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("model: linear\n")
+    for file, content in (("state.json", state), ("metrics.json", metrics)):
+        if content is not None:
+            (run / file).write_text(content if isinstance(content, str)
+                                    else json.dumps(content))
+    return run
+
+
+FINISHED = {"status": "finished"}
+METRICS = {"epochs": 3, "best": {"metric": "val_accuracy", "value": 0.9}, "images_per_s": 10}
+
+
+@pytest.mark.parametrize("state,metrics,problem", [
+    ("not json", METRICS, "Expecting value"),
+    ({}, METRICS, "state.json has no status"),
+    (FINISHED, [1, 2], "metrics.json is not a JSON object"),
+    (FINISHED, {"best": {"value": "high"}}, "best value 'high' is not a number"),
+    (FINISHED, {"best": "x"}, "best is not an object"),
+])
+def test_a_damaged_run_is_listed_as_damaged(tmp_path, state, metrics, problem):
+    make_run(tmp_path, "a", "1", state, metrics)
+    make_run(tmp_path, "b", "1", FINISHED, METRICS)
+    rows = listing.summaries(tmp_path)
+    assert [r.status for r in rows] == ["damaged", "finished"]
+    assert problem in rows[0].problem and rows[1].best == 0.9
+
+
+def test_folders_named_with_other_digits_are_not_runs(tmp_path):
+    make_run(tmp_path, "a", "²", FINISHED, METRICS)
+    make_run(tmp_path, "a", "٣", FINISHED, METRICS)
+    make_run(tmp_path, "a", "2", FINISHED, METRICS)
+    assert [r.run for r in listing.summaries(tmp_path)] == [str(tmp_path / "a" / "2")]
+
+
+def test_a_running_run_whose_process_died_is_killed(tmp_path):
+    run = make_run(tmp_path, "a", "1", {"status": "running"})
+    with rundir.writer(run):
+        assert listing.summarize(run).status == "running"
+    assert listing.summarize(run).status == "killed"
+
+
+def test_the_runs_command_lists_every_run_and_exits_0(tmp_path):
+    make_run(tmp_path, "a", "1", "{", METRICS)
+    make_run(tmp_path, "b", "1", FINISHED, METRICS)
+    done = subprocess.run([sys.executable, "-m", "cnncli", "runs", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "damaged" in done.stdout and "val_accuracy 0.9000" in done.stdout

@@ -1,0 +1,54 @@
+"""Early stopping and `best.keras` follow the direction Keras knows for each figure, not a
+guess from its name (GitHub issue 12, item 4)."""
+
+import numpy as np
+import pytest
+
+from cnncli import config
+from cnncli.errors import ConfigError
+from cnncli.run.callbacks.stopping import EarlyStopping
+from cnncli.run.monitor import direction
+from cnncli.run.state import TrainState
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+
+
+@pytest.fixture(scope="module")
+def model():
+    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    net.compile(loss="categorical_crossentropy",
+                metrics=["accuracy", keras.metrics.AUC(name="auc"),
+                         keras.metrics.Precision(name="precision"), "mae"])
+    net.compute_metrics(None, np.array([[0.0, 1, 0]]), np.array([[0.2, 0.5, 0.3]]))  # builds
+    return net
+
+
+@pytest.mark.parametrize("monitor,way", [
+    ("val_auc", "max"), ("auc", "max"), ("val_precision", "max"), ("val_accuracy", "max"),
+    ("val_loss", "min"), ("loss", "min"), ("val_mae", "min")])
+def test_direction_comes_from_the_metric(model, monitor, way):
+    assert direction(model, monitor) == way
+
+
+def test_an_explicit_mode_wins(model):
+    assert direction(model, "val_auc", "min") == "min"
+
+
+def test_an_unknown_direction_asks_for_a_mode(model):
+    with pytest.raises(ConfigError, match="set `train.early_stopping.mode: max`"):
+        direction(model, "val_something")
+
+
+def test_early_stopping_on_auc_waits_while_it_rises_and_stops_when_it_falls(model):
+    section = config.EarlyStoppingSection(monitor="val_auc", patience=2)
+    stopping = EarlyStopping(section, TrainState(), direction(model, "val_auc"))
+    decisions = [stopping.should_stop({"val_auc": v}) for v in (0.6, 0.7, 0.8, 0.75, 0.74)]
+    assert decisions == [False, False, False, False, True]
+
+
+def test_early_stopping_on_loss_stops_when_it_stops_falling(model):
+    section = config.EarlyStoppingSection(monitor="val_loss", patience=1)
+    stopping = EarlyStopping(section, TrainState(), direction(model, "val_loss"))
+    assert [stopping.should_stop({"val_loss": v}) for v in (1.0, 0.8, 0.9)] == \
+        [False, False, True]

@@ -1,0 +1,96 @@
+"""Names with square brackets ("photos [2024]", "IMG_0001 [edited].jpg") are printed as
+they are on every output path: errors, warnings, tables, progress lines, predictions.
+Rich would read them as markup (dropping them, or failing on "[/b]")."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from trainkit import write_config
+
+from cnncli import config
+from cnncli.cli import render
+from cnncli.errors import ConfigError
+from cnncli.infer import evaluate, metrics
+from cnncli.run import train as training
+
+
+def cnncli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_an_error_in_a_bracketed_folder_names_it_whole(tmp_path):
+    folder = tmp_path / "photos [2024]"
+    folder.mkdir()
+    (folder / "x.yaml").write_text("input: [8, 8, 1]\nlayers: [Conv2d]\n")
+    result = cnncli("check", str(folder / "x.yaml"))
+    assert result.returncode == 2
+    assert f"error: {folder / 'x.yaml'}:2: layer 1: unknown layer 'Conv2d'" in result.stderr
+
+
+def test_a_path_with_a_closing_tag_is_an_error_not_a_traceback(tmp_path):
+    (tmp_path / "a[").mkdir()
+    path = tmp_path / "a[" / "b].yaml"
+    path.write_text("layers: [Flatten]\n")
+    result = cnncli("check", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{path}:1: the spec has no input shape" in result.stderr
+
+
+def test_our_own_hints_keep_their_brackets(capsys):
+    render.error(ConfigError("no GPU", hint="pip install 'cnncli[gpu]'"))
+    render.warn("data [old] has 2 unreadable files")
+    err = capsys.readouterr().err
+    assert "pip install 'cnncli[gpu]'" in err
+    assert "warning: data [old] has 2 unreadable files" in err
+
+
+def test_tables_show_bracketed_class_and_file_names(capsys):
+    result = metrics.compute([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]],
+                             ["cat [old]", "dog [new]"])
+    result.loss = 0.5
+    render.evaluation(evaluate.Report("runs/x [1]/best.keras", result, "photos [2024]",
+                                      {}, [], []))
+    render.datasets([{"name": "mnist", "found": True, "kind": "data_dir",
+                      "where": "/data [old]/mnist.npz", "train": 1, "test": 1,
+                      "image_shape": (28, 28, 1), "num_classes": 10, "problem": None}])
+    out = capsys.readouterr().out
+    for text in ("cat [old]", "dog [new]", "runs/x [1]/best.keras", "photos [2024]",
+                 "/data [old]/mnist.npz"):
+        assert text in out
+
+
+def test_progress_bar_stats_are_not_markup(monkeypatch):
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "err", Console(file=buffer, force_terminal=True, width=120,
+                                               markup=False))
+    reporter = render.RichTrainReporter()
+    reporter.batch = 16
+    reporter.epoch_begin(0, 1, 10, 0)
+    reporter.step(1, {"acc [top]": 0.5})
+    reporter.progress.refresh()
+    reporter.end()
+    assert "acc [top] 0.5000" in buffer.getvalue()
+
+
+def test_training_and_prediction_lines_keep_bracketed_names(tmp_path):
+    path = write_config(tmp_path, epochs=1)
+    data = tmp_path / "toy [1].npz"
+    (tmp_path / "toy.npz").rename(data)
+    path.write_text(path.read_text().replace(str(tmp_path / "toy.npz"), f"'{data}'"))
+    result = cnncli("train", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"Data: toy [1] from {data}: 256 training" in result.stderr
+    run = training.train(config.load(path), config_file=str(path)).run
+    good, bad = tmp_path / "IMG_0001 [edited].png", tmp_path / "bad [1].png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(good)
+    bad.write_text("not an image")
+    result = cnncli("predict", str(good), str(bad), "--model", str(run))
+    assert result.returncode == 1
+    assert f"{good}\n  1. " in result.stdout
+    assert f"error: {bad}: " in result.stderr

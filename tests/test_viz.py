@@ -1,0 +1,575 @@
+"""What the pictures show: filters, activation maps, Grad-CAM heat maps and the network
+drawing, checked on their arrays and on the pixels of the PNGs written; and the commands
+`visualize filters`, `visualize activations`, `explain`, `summary --plot`, `predict --explain`.
+
+The Grad-CAM tests train a small network (a few seconds) on 32x32 images whose class
+(a ring, a cross, or nothing) is drawn in one random quadrant; the other quadrants hold
+noise and a filled square that is there whatever the class.
+"""
+
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from cnncli import config, plots
+from cnncli.cli.app import app
+from cnncli.data import images, pipeline
+from cnncli.errors import ConfigError, ModelError
+from cnncli.infer import classifier
+from cnncli.model import builder, modelfile, spec
+from cnncli.model.meta import ModelMeta
+from cnncli.runtime import import_keras
+from cnncli.viz import (
+    activations,
+    explain,
+    filters,
+    gradcam,
+    model_input,
+    mosaic,
+    network_plot,
+    pictures,
+)
+
+keras = import_keras()
+runner = CliRunner()
+
+SIZE = 32
+QUADRANTS = [(0, 0), (0, 16), (16, 0), (16, 16)]  # (top, left) of each 16x16 quadrant
+RING, CROSS, NOTHING = 0, 1, 2
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def quadrant_image(label: int, quadrant: int, square: int, rng) -> np.ndarray:
+    """Noise, the class's shape in `quadrant`, and a filled square in `square`."""
+    image = Image.fromarray(rng.integers(0, 90, (SIZE, SIZE), dtype=np.uint8))
+    draw = ImageDraw.Draw(image)
+    top, left = QUADRANTS[quadrant]
+    cy, cx = top + 8 + rng.integers(-2, 3), left + 8 + rng.integers(-2, 3)
+    if label == RING:
+        draw.ellipse((cx - 5, cy - 5, cx + 5, cy + 5), outline=230, width=2)
+    elif label == CROSS:
+        draw.line((cx - 5, cy, cx + 5, cy), fill=230, width=2)
+        draw.line((cx, cy - 5, cx, cy + 5), fill=230, width=2)
+    top, left = QUADRANTS[square]
+    sy, sx = top + 5 + rng.integers(0, 3), left + 5 + rng.integers(0, 3)
+    draw.rectangle((sx, sy, sx + 5, sy + 5), fill=230)
+    return np.asarray(image)[..., np.newaxis]
+
+
+def quadrant_set(n: int, seed: int):
+    """(images, labels, evidence quadrants), seeded."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    quadrants = rng.integers(0, 4, n)
+    squares = (quadrants + rng.integers(1, 4, n)) % 4  # never the evidence's quadrant
+    x = np.stack([quadrant_image(*args, rng) for args in zip(labels, quadrants, squares,
+                                                              strict=True)])
+    return x, labels.astype(np.int64), quadrants
+
+
+QUADRANT_NET = """
+  input: [32, 32, 1]
+  classes: 3
+  layers:
+    - Conv2D: {filters: 16, kernel_size: 3, padding: same, activation: relu}
+    - MaxPooling2D
+    - Conv2D: {filters: 32, kernel_size: 3, padding: same, activation: relu}
+    - MaxPooling2D
+    - Conv2D: {filters: 32, kernel_size: 3, padding: same, activation: relu}
+    - GlobalAveragePooling2D
+    - Dense: {units: $classes, activation: softmax}
+"""
+
+
+@pytest.fixture(scope="module")
+def quadrant_run(tmp_path_factory):
+    """A run trained on quadrant images (about 4 s), and its held-out images."""
+    from cnncli.run import train
+
+    folder = tmp_path_factory.mktemp("quadrants")
+    x_train, y_train, _ = quadrant_set(1200, seed=0)
+    x_test, y_test, q_test = quadrant_set(200, seed=1)
+    np.savez(folder / "quadrants.npz", x_train=x_train, y_train=y_train, x_test=x_test,
+             y_test=y_test)
+    path = folder / "quadrants.yaml"
+    net = QUADRANT_NET.replace("\n", "\n  ")
+    path.write_text(f"""
+model:{net}
+data: {{name: {folder / "quadrants.npz"}, validation_split: 0.1}}
+train:
+  epochs: 6
+  batch_size: 32
+  optimizer: {{name: adam, learning_rate: 0.003}}
+  precision: float32
+  seed: 0
+output: {{dir: {folder / "runs"}, name: quadrants}}
+""")
+    run = train.train(config.load(path), config_file=str(path)).run
+    return {"run": run, "x": x_test, "y": y_test, "quadrant": q_test, "folder": folder}
+
+
+def quadrant_of(row: int, col: int) -> int:
+    return (row // 16) * 2 + col // 16
+
+
+def wrap(model, *, preprocessing: str = "scale", meta: ModelMeta | None = None):
+    """A model as `classifier.load` returns it."""
+    shape = tuple(model.inputs[0].shape[1:])
+    names = [str(i) for i in range(model.outputs[0].shape[-1])]
+    return classifier.keras_classifier("test-model", model, shape, preprocessing, names,
+                                       meta=meta)
+
+
+def conv_net(input_shape=(16, 16, 1), filters_=(4,), kernel=3, classes=2,
+             activation=None):
+    """Input -> Conv2D conv1_1 (-> conv2_1) -> global average -> softmax."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, n in enumerate(filters_):
+        x = keras.layers.Conv2D(n, kernel, padding="same", activation=activation,
+                                name=f"conv{i + 1}_1")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax",
+                                                  name="fc1")(x))
+
+
+VERTICAL_EDGE = np.array([[-1.0, 0.0, 1.0]] * 3)  # dark left, bright right
+
+
+def png_pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def cnncli(*args):
+    return subprocess.run([sys.executable, "-m", "cnncli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+# --------------------------------------------------------------------------- Grad-CAM
+
+
+def test_gradcam_peaks_in_the_quadrant_holding_the_class_evidence(quadrant_run):
+    clf = classifier.load(str(quadrant_run["run"]))
+    shapes = quadrant_run["y"] != NOTHING  # images with evidence in one quadrant
+    x = pipeline.preprocess_batch(quadrant_run["x"][shapes], clf.input_shape,
+                                  clf.preprocessing)
+    maps = gradcam.GradCam(clf.model)(x)
+    hits = [quadrant_of(*m.peak()) == q
+            for m, q in zip(maps, quadrant_run["quadrant"][shapes], strict=True)]
+    assert len(hits) > 100
+    assert np.mean(hits) >= 0.9, f"heat map maximum in the evidence quadrant for " \
+                                 f"{np.mean(hits):.0%} of {len(hits)} images"
+
+
+def test_gradcam_weighs_each_map_by_the_mean_gradient_of_the_score_before_softmax():
+    # Two 1x1 "filters" copy the input's two channels; after global averaging, class
+    # scores are z = W g with a known W. Grad-CAM for class c is then ReLU(sum_k W[k, c]
+    # * A_k) / its max: the gradient of z_c (not of the probability) by A_k is W[k, c] / 16.
+    inputs = keras.Input((4, 4, 2))
+    conv = keras.layers.Conv2D(2, 1, use_bias=False, name="conv1_1")
+    pooled = keras.layers.GlobalAveragePooling2D()(conv(inputs))
+    dense = keras.layers.Dense(3, activation="softmax", use_bias=False, name="fc1")
+    model = keras.Model(inputs, dense(pooled))
+    conv.set_weights([np.eye(2, dtype="float32").reshape(1, 1, 2, 2)])
+    w = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.5]], dtype="float32")
+    dense.set_weights([w])
+    x = np.random.default_rng(0).uniform(0, 1, (1, 4, 4, 2)).astype("float32")
+    for c in range(3):
+        (heat,) = gradcam.GradCam(model)(x, [c])
+        expected = np.maximum(x[0] @ w[:, c], 0)
+        np.testing.assert_allclose(heat.coarse, expected / expected.max(), atol=1e-5)
+        assert heat.class_index == c and heat.layer == "conv1_1"
+
+
+def test_gradcam_reaches_the_last_convolution_inside_a_nested_model():
+    keras.utils.set_random_seed(0)
+    backbone = keras.Sequential([keras.Input((16, 16, 3)),
+                                 keras.layers.Conv2D(4, 3, activation="relu", name="c1"),
+                                 keras.layers.Conv2D(6, 3, activation="relu", name="c2")],
+                                name="backbone")
+    backbone.trainable = False  # as when fine-tuning: the gradient must still get there
+    inputs = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    head = keras.layers.Dense(3, activation="softmax", name="head")
+    nested = keras.Model(inputs, head(pooled))
+    # The same layers and weights in one flat model: the heat maps must be the same.
+    flat_in = keras.Input((16, 16, 3))
+    y = flat_in
+    for layer in [*backbone.layers, keras.layers.GlobalAveragePooling2D(), head]:
+        twin = type(layer).from_config(layer.get_config())
+        y = twin(y)
+        twin.set_weights(layer.get_weights())
+    flat = keras.Model(flat_in, y)
+    x = np.random.default_rng(1).uniform(0, 1, (3, 16, 16, 3)).astype("float32")
+    got = gradcam.GradCam(nested)(x)
+    want = gradcam.GradCam(flat)(x)
+    assert got[0].layer == "backbone/c2" and want[0].layer == "c2"
+    assert got[0].heatmap.shape == (16, 16) and got[0].coarse.shape == (12, 12)
+    for g, w in zip(got, want, strict=True):
+        assert g.class_index == w.class_index
+        np.testing.assert_allclose(g.heatmap, w.heatmap, atol=1e-5)
+
+
+def test_gradcam_overlay_is_red_where_the_heat_is_and_blue_where_it_is_not():
+    image = np.full((4, 4, 1), 128, np.uint8)
+    heat = np.zeros((4, 4))
+    heat[0, 0] = 1.0
+    out = gradcam.overlay(image, heat)
+    assert out.shape == (4, 4, 3)
+    assert out[0, 0, 0] > out[0, 0, 2] and out[3, 3, 2] > out[3, 3, 0]
+
+
+def test_an_unknown_class_name_lists_the_classes():
+    with pytest.raises(ConfigError, match="no class 'dgo'.*did you mean 'dog'.*cat, dog"):
+        explain.class_index(["cat", "dog"], "dgo")
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def test_a_hand_set_vertical_edge_filter_shows_dark_left_and_bright_right(tmp_path):
+    model = conv_net(filters_=(4,))
+    layer = model.get_layer("conv1_1")
+    kernel, bias = layer.get_weights()
+    kernel[..., 0, 2] = VERTICAL_EDGE
+    layer.set_weights([kernel, bias])
+    picture = pictures.write_filters(wrap(model), None, tmp_path / "f.png")
+    grid = picture.grid.grid
+    assert len(grid.boxes) == 4  # one tile per filter
+    tile = grid.boxes[2].of(grid.image)[..., 0]
+    third = tile.shape[1] // 3
+    assert (tile[:, :third] == 0).all()
+    assert (tile[:, third:2 * third] == 128).all()
+    assert (tile[:, 2 * third:] == 255).all()
+    # The PNG holds the grid pixel for pixel under its title.
+    (top, left), = plots.panel_origins([grid.image.shape[:2]])[0]
+    png = png_pixels(picture.png)
+    np.testing.assert_array_equal(
+        png[top:top + grid.image.shape[0], left:left + grid.image.shape[1]], grid.image)
+    assert picture.grid.title == "conv1_1: 4 filters of 3x3x1"
+
+
+def test_the_grid_has_one_tile_per_filter_and_tiles_differ_from_the_gaps(tmp_path):
+    model = conv_net(filters_=(5, 7))
+    picture = pictures.write_filters(wrap(model), "conv2_1", tmp_path / "f.png")
+    grid = picture.grid.grid
+    assert len(grid.boxes) == 7 and picture.grid.kernel.shape == (3, 3, 5, 7)
+    # Between the tiles: only the gap colour; in each tile, the 5 input channels as grey
+    # slices separated by the slice colour.
+    mask = np.zeros(grid.image.shape[:2], bool)
+    for box in grid.boxes:
+        mask[box.top:box.top + box.height, box.left:box.left + box.width] = True
+        tile = box.of(grid.image)
+        assert (tile == mosaic.SLICE_GAP_COLOUR).all(axis=-1).any()
+        assert tile.min() == 0 and tile.max() == 255  # scaled to its own range
+    assert (grid.image[~mask] == mosaic.GAP_COLOUR).all()
+
+
+def test_first_layer_filters_of_an_rgb_model_are_colour_tiles_in_rgb_order():
+    model = conv_net(input_shape=(8, 8, 3), filters_=(2,))
+    layer = model.get_layer("conv1_1")
+    kernel = np.zeros((3, 3, 3, 2), "float32")
+    kernel[..., 0, 0] = 1.0  # filter 0 looks for red
+    layer.set_weights([kernel, np.zeros(2, "float32")])
+    grid = filters.filter_grid(model)
+    assert grid.rgb
+    red = grid.grid.boxes[0].of(grid.grid.image)
+    assert (red == (255, 0, 0)).all()
+    # Caffe-preprocessed models (VGG's weights) see BGR: the same weights look for blue.
+    bgr = filters.filter_grid(model, preprocessing="caffe")
+    assert (bgr.grid.boxes[0].of(bgr.grid.image) == (0, 0, 255)).all()
+
+
+def test_a_depthwise_convolution_has_one_single_channel_filter_per_map():
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=3, name="dw")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    assert filters.filter_grid(model).kernel.shape == (3, 3, 1, 6)
+
+
+# --------------------------------------------------------------------------- activations
+
+
+def edge_model():
+    """One 3x3 filter that responds to dark-to-bright steps from left to right."""
+    model = conv_net(input_shape=(32, 32, 1), filters_=(1,), activation="relu")
+    model.get_layer("conv1_1").set_weights([VERTICAL_EDGE.reshape(3, 3, 1, 1),
+                                            np.zeros(1)])
+    return model
+
+
+def test_an_edge_filters_map_peaks_on_the_edge_of_a_drawn_rectangle(tmp_path):
+    image = Image.new("L", (SIZE, SIZE), 0)
+    ImageDraw.Draw(image).rectangle((10, 8, 20, 24), fill=255)  # x 10..20, y 8..24
+    path = tmp_path / "rectangle.png"
+    image.save(path)
+    picture = pictures.write_activations(wrap(edge_model()), str(path),
+                                         output=tmp_path / "a.png")
+    (maps,) = picture.layers
+    assert maps.title == "conv1_1: 32x32x1"
+    response = maps.maps[..., 0]
+    row, col = np.unravel_index(np.argmax(response), response.shape)
+    assert col in (9, 10) and 8 <= row <= 24  # on the rectangle's left edge
+    assert response[16, 15] == 0  # inside: no step, no response
+    # Its tile: white on the edge, black inside (the layer's range, enlarged).
+    grid = maps.grid()
+    tile = grid.boxes[0].of(grid.image)[..., 0]
+    zoom = tile.shape[0] // SIZE
+    assert tile[row * zoom, col * zoom] == 255 and tile[16 * zoom, 15 * zoom] == 0
+    # The PNG shows the input, then the map, pixel for pixel.
+    seen = mosaic.enlarged(mosaic.as_rgb(np.asarray(image)[..., np.newaxis]))
+    origins, _, _ = plots.panel_origins([seen.shape[:2], grid.image.shape[:2]])
+    png = png_pixels(picture.png)
+    (top, left) = origins[1]
+    np.testing.assert_array_equal(png[top:top + grid.image.shape[0],
+                                      left:left + grid.image.shape[1]], grid.image)
+    (top, left) = origins[0]
+    np.testing.assert_array_equal(png[top:top + seen.shape[0], left:left + seen.shape[1]],
+                                  seen)
+
+
+def test_activation_maps_of_the_lectures_mnist_net_have_its_volume_sizes():
+    model = builder.build(spec.load("mnist_net"))
+    refs = activations.choose(model, None)
+    x = np.zeros((1, 28, 28, 1), "float32")
+    assert [m.title for m in activations.activation_maps(model, x, refs)] == \
+        ["conv1_1: 28x28x32", "conv2_1: 14x14x64"]
+    assert [r.name for r in activations.choose(model, ["conv2_1"])] == ["conv2_1"]
+
+
+def test_an_unknown_layer_lists_the_valid_ones():
+    model = conv_net(filters_=(2, 3))
+    with pytest.raises(ConfigError, match="no convolution layer 'conv9'.*conv1_1, conv2_1"):
+        activations.choose(model, ["conv9"])
+
+
+def test_a_model_without_convolutions_is_refused_naming_its_layers():
+    model = builder.build(spec.load("linear"))
+    for make in (lambda: filters.filter_grid(model, model_name="linear.keras"),
+                 lambda: gradcam.GradCam(model, model_name="linear.keras")):
+        with pytest.raises(ModelError, match="no convolution layer.*its layers: flatten1, fc1"):
+            make()
+
+
+def test_an_exported_model_is_refused_with_where_to_look_instead(tmp_path):
+    onnx = types.SimpleNamespace(name="model.onnx", input_shape=(8, 8, 1), preprocessing="scale",
+                                 class_names=["a", "b"])  # what an exported classifier lacks:
+    for make in (lambda: pictures.write_filters(onnx, None, tmp_path / "f.png"),  # .model
+                 lambda: pictures.write_activations(onnx, "x.png", None, tmp_path / "a.png"),
+                 lambda: explain.explain(["x.png"], onnx, output=tmp_path)):
+        with pytest.raises(ModelError, match="model.onnx: .*exported file.*run folder"):
+            make()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_images_are_read_with_the_models_resize_mode(tmp_path):
+    path = tmp_path / "wide.png"
+    pixels = np.random.default_rng(0).integers(0, 255, (20, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    clf = wrap(conv_net(input_shape=(10, 10, 3)), meta=ModelMeta(resize="center_crop"))
+    seen = model_input.read(str(path), clf)
+    want = images.resize(images.load_image(path), (10, 10), "center_crop")
+    np.testing.assert_array_equal(seen.pixels, want)
+    np.testing.assert_allclose(np.asarray(seen.x), want[np.newaxis] / 255.0, atol=1e-6)
+    stretched = model_input.read(str(path), wrap(conv_net(input_shape=(10, 10, 3))))
+    np.testing.assert_array_equal(stretched.pixels,
+                                  images.resize(images.load_image(path), (10, 10), "bilinear"))
+
+
+# --------------------------------------------------------------------------- network plot
+
+POOL_RGB = tuple(int(network_plot.COLOURS["pool"][i:i + 2], 16) for i in (1, 3, 5))
+
+
+def test_the_vgg16_drawing_has_five_pooling_stages_each_smaller(tmp_path):
+    built = builder.build_checked(spec.load("vgg16"))
+    boxes = network_plot.layout(built).boxes
+    pools = [b for b in boxes if b.kind == "pool"]
+    assert [b.volume for b in pools] == ["112x112x64", "56x56x128", "28x28x256",
+                                         "14x14x512", "7x7x512"]
+    stages, stage = [], []
+    for b in boxes[1:]:
+        if b.kind == "conv":
+            stage.append(b.height)
+        elif b.kind == "pool":
+            stages.append(stage)
+            stage = []
+    assert [len(s) for s in stages] == [2, 2, 3, 3, 3]
+    heights = [s[0] for s in stages] + [pools[-1].height]
+    assert all(a > b for a, b in zip(heights, heights[1:], strict=False))
+    # In the PNG: five red boxes, each lower than the one before.
+    png = png_pixels(network_plot.write(built, tmp_path / "vgg16.png"))
+    red = (png == POOL_RGB).all(axis=-1)
+    columns = np.nonzero(red.sum(axis=0) >= 20)[0]  # boxes, not the legend's small patch
+    runs = np.split(columns, np.nonzero(np.diff(columns) > 1)[0] + 1)
+    assert len(runs) == 5
+    drawn = [np.ptp(np.nonzero(red[:, run].sum(axis=1) > len(run) / 2)[0]) for run in runs]
+    assert all(a > b for a, b in zip(drawn, drawn[1:], strict=False)), drawn
+
+
+def test_googlenets_inception_branches_are_drawn_side_by_side():
+    boxes = {b.name: b for b in network_plot.layout(
+        builder.build_checked(spec.load("googlenet"))).boxes}
+    heads = [boxes[f"inception3a_b{i}_{kind}1"]
+             for i, kind in ((1, "conv"), (2, "conv"), (3, "conv"), (4, "pool"))]
+    assert len({b.column for b in heads}) == 1  # the same step along the network ...
+    ys = [b.y for b in heads]
+    assert ys == sorted(ys, reverse=True) and len(set(ys)) == 4  # ... one above the other
+    merge = boxes["inception3a_concatenate"]
+    assert merge.y == 0 and merge.column > heads[0].column
+    assert merge.inputs == ["inception3a_b1_conv1", "inception3a_b2_conv2",
+                            "inception3a_b3_conv2", "inception3a_b4_conv1"]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@pytest.fixture(scope="module")
+def bracketed(quadrant_run):
+    """Two held-out images as PNG files, one with brackets in its name (rich markup would
+    drop "[b]")."""
+    folder = quadrant_run["folder"] / "images"
+    folder.mkdir(exist_ok=True)
+    x, y = quadrant_run["x"], quadrant_run["y"]
+    ring, cross = int(np.argmax(y == RING)), int(np.argmax(y == CROSS))
+    paths = [folder / "IMG [1] [b].png", folder / "cross.png"]
+    for path, i in zip(paths, (ring, cross), strict=True):
+        Image.fromarray(x[i, ..., 0]).save(path)
+    return paths
+
+
+def test_visualize_filters_writes_the_png_and_prints_its_path(quadrant_run, tmp_path):
+    out = tmp_path / "filters.png"
+    result = cli("visualize", "filters", quadrant_run["run"], "--output", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    png = png_pixels(out)
+    assert (png != 255).any(axis=-1).mean() > 0.2  # drawn, not a blank page
+    data = json.loads(cli("visualize", "filters", quadrant_run["run"], "--output", out,
+                          "--layer", "conv3_1", "--json").stdout)
+    assert data == {"png": str(out), "layer": "conv3_1", "filters": 32,
+                    "filter_shape": [3, 3, 32], "rgb": False}
+
+
+def test_visualize_activations_prints_the_path_and_json_gives_volumes(quadrant_run,
+                                                                      bracketed, tmp_path):
+    out = tmp_path / "maps.png"
+    result = cli("visualize", "activations", quadrant_run["run"], bracketed[0], "--output",
+                 out, "--json", "--layers", "conv1_1,conv3_1")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["png"] == str(out) and data["image"] == str(bracketed[0])
+    assert data["layers"] == [{"layer": "conv1_1", "volume": "32x32x16"},
+                              {"layer": "conv3_1", "volume": "8x8x32"}]
+    assert (png_pixels(out) != 255).any(axis=-1).mean() > 0.2
+
+
+def test_explain_writes_one_heat_map_per_image_named_after_it(quadrant_run, bracketed,
+                                                              tmp_path):
+    result = cli("explain", quadrant_run["run"], *bracketed, "--output", tmp_path)
+    assert result.exit_code == 0, result.output
+    written = [tmp_path / "gradcam_IMG [1] [b].png", tmp_path / "gradcam_cross.png"]
+    assert result.stdout.splitlines() == [str(p) for p in written]  # brackets intact
+    for path in written:
+        png = png_pixels(path)
+        assert png.shape[0] > 256 and (png != 255).any(axis=-1).mean() > 0.5
+    data = json.loads(cli("explain", quadrant_run["run"], *bracketed, "--output", tmp_path,
+                          "--json", "--class", "0").stdout)
+    assert [(d["image"], d["class"], d["layer"]) for d in data] == [
+        (str(bracketed[0]), "0", "conv3_1"), (str(bracketed[1]), "0", "conv3_1")]
+    assert data[0]["probability"] > 0.5 > data[1]["probability"]  # the ring is a ring
+
+
+def test_predict_explain_writes_heat_maps_beside_the_predictions(quadrant_run, bracketed,
+                                                                 tmp_path):
+    result = cli("predict", bracketed[1], "--model", quadrant_run["run"], "--top", "1",
+                 "--explain", tmp_path / "cams")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1. 1: ")  # the cross
+    assert (tmp_path / "cams" / "gradcam_cross.png").is_file()
+
+
+def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadrant_run,
+                                                                         bracketed, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = cnncli("explain", quadrant_run["run"], broken, bracketed[1], "--output",
+                    tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"error: {broken}: the file is not an image cnncli can read" in result.stderr
+    assert result.stdout.splitlines() == [str(tmp_path / "gradcam_cross.png")]
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_layer_is_exit_2_listing_the_valid_layers(quadrant_run):
+    result = cnncli("visualize", "filters", quadrant_run["run"], "--layer", "conv9_1")
+    assert result.returncode == 2
+    assert "no convolution layer 'conv9_1'. Hint: use one of: conv1_1, conv2_1, conv3_1" \
+        in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_linear_is_refused_for_every_picture(tmp_path):
+    path = tmp_path / "linear.keras"
+    modelfile.save_model_atomic(builder.build(spec.load("linear")), path,
+                                ModelMeta(model="linear", input=(28, 28, 1)))
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(image)
+    for args in (["visualize", "filters", path], ["visualize", "activations", path, image],
+                 ["explain", path, image]):
+        result = cli(*args)
+        assert isinstance(result.exception, ModelError), args
+        assert result.exception.exit_code == 3
+        assert "no convolution layer" in str(result.exception)
+        assert "its layers: flatten1, fc1" in str(result.exception)
+
+
+def test_summary_plot_writes_the_drawing_and_says_where(tmp_path):
+    out = tmp_path / "net.png"
+    result = cli("summary", "mnist_net", "--plot", out)
+    assert result.exit_code == 0, result.output
+    assert f"Plot: {out}" in result.stdout and "CONV5-32 + ReLU" in result.stdout
+    png = png_pixels(out)
+    assert (png == POOL_RGB).all(axis=-1).sum() > 100
+    data = json.loads(cli("summary", "mnist_net", "--plot", out, "--json").stdout)
+    assert data["plot"] == str(out) and data["params"] == 3_274_634
+
+
+def test_explain_works_with_a_pretrained_model_and_a_local_weights_file(tmp_path):
+    keras.utils.set_random_seed(0)
+    weights = tmp_path / "mobilenet_v2.weights.h5"
+    keras.applications.MobileNetV2(weights=None).save_weights(weights)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 90, 3), np.uint8)
+                    ).save(photo)
+    result = cli("explain", "mobilenet_v2", photo, "--weights", weights, "--output",
+                 tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    (data,) = json.loads(result.stdout)
+    assert data["layer"] == "Conv_1" and data["png"] == str(tmp_path / "gradcam_photo.png")
+    assert png_pixels(tmp_path / "gradcam_photo.png").shape[0] > 224
+
+
+@pytest.mark.parametrize("command", [["explain"], ["visualize"], ["visualize", "filters"],
+                                     ["visualize", "activations"]])
+def test_help_of_the_picture_commands_imports_no_tensorflow(command):
+    code = ("import sys\n"
+            f"sys.argv = ['cnncli', *{command!r}, '--help']\n"
+            "from cnncli.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in result.stdout and "Usage:" in result.stdout, result.stderr
