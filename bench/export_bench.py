@@ -160,9 +160,9 @@ def prepare(args) -> dict:
     ds = datasets.load("fashion_mnist", offline=True)
     pictures = work / "images"
     pictures.mkdir(exist_ok=True)
-    for i, img in enumerate(ds.x_test[:args.images]):
+    for i, img in enumerate(ds.test.images[:args.images]):
         Image.fromarray(img[..., 0]).save(pictures / f"{i:04d}.png")
-    np.savez(work / "images.npz", images=ds.x_test[:args.images])
+    np.savez(work / "images.npz", images=ds.test.images[:args.images])
     return models
 
 

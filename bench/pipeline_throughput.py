@@ -54,14 +54,15 @@ def main(argv: list[str] | None = None) -> int:
                               contrast=0.1) if args.augment else None)
     warmup = args.warmup
     if warmup is None:
-        warmup = math.ceil(len(data.x_train) / args.batch_size)
+        warmup = math.ceil(len(data.train.images) / args.batch_size)
     common = dict(batch_size=args.batch_size, input_shape=tuple(args.input_shape),
                   seed=args.seed, preprocessing=args.preprocessing, augment=augment)
     if args.path == "training":
-        epochs = math.ceil((warmup + args.batches) / (len(data.x_train) // args.batch_size))
-        ds = training_batches(data.x_train, data.y_train, epochs=epochs + 1, **common)
+        epochs = math.ceil((warmup + args.batches) / (len(data.train.images) // args.batch_size))
+        ds = training_batches(data.train.images, data.train.labels, epochs=epochs + 1, **common)
     else:
-        ds = make_dataset(data.x_train, data.y_train, training=True, repeat=True, **common)
+        ds = make_dataset(data.train.images, data.train.labels, training=True, repeat=True,
+                          **common)
 
     batches = iter(ds)
     start = time.perf_counter()
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rate = images / seconds
     target = TARGET_FACTOR * TRAINING_IMAGES_PER_S
-    print(f"data: {data.source}, {len(data.x_train):,} training images")
+    print(f"data: {data.source}, {len(data.train.images):,} training images")
     print(f"pipeline: {args.path}, batch {args.batch_size}, input {tuple(args.input_shape)}, "
           f"preprocessing {args.preprocessing}, augment {'on' if augment else 'off'}")
     print(f"warm-up: {warmup} batches in {warm:.2f} s")

@@ -32,6 +32,8 @@ from cnncli.errors import ConfigError, ManyErrors, suggest
 #: mean (keras.applications.vgg16.preprocess_input); torch: x / 255, then the ImageNet
 #: mean / std per channel.
 PREPROCESSING_MODES = ("scale", "none", "tf", "caffe", "torch")
+#: The words ``train.freeze`` takes besides a number of layers or a list of names.
+FREEZE_WORDS = ("backbone", "none")
 #: Values of ``train.precision`` (and ``--precision``); auto: see cnncli.devices.
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 #: Values of ``train.device`` (and ``--device``): auto, cpu, gpu, gpu:N.
@@ -49,11 +51,20 @@ class _Strict(BaseModel):
 
 
 class ModelSection(_Strict):
-    """`model:` a built-in name or spec path, with overrides."""
+    """`model:` a built-in name or spec path, with overrides; or a network to start from:
+    a pretrained one (resnet50...) or a run folder or .keras file, with a new head."""
 
-    from_: str | None = Field(None, alias="from", description="built-in name or spec file")
+    from_: str | None = Field(None, alias="from", description="built-in name, spec file, "
+                              "pretrained network (resnet50...), run folder or .keras file")
     classes: int | None = Field(None, ge=1, description="number of classes (default: dataset's)")
     input: list[int] | None = Field(None, description="input volume [h, w, c]")
+    weights: str | None = Field(None, description="a pretrained network's weights: imagenet "
+                                "(default), none, or a weights file (its no-top file)")
+    cut: str | None = Field(None, description="a run or .keras file: the last layer kept "
+                            "(default: the last convolution or pooling layer before Flatten "
+                            "and the fully-connected layers)")
+    dropout: float | None = Field(None, ge=0, lt=1, description="a pretrained network: "
+                                  "dropout before the new softmax layer")
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
@@ -108,9 +119,34 @@ class DataSection(_Strict):
     augment: AugmentSection | None = None
     image_size: list[Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]] | None = Field(
         None, min_length=2, max_length=2,
-        description="[height, width]: resize the images of an image folder to this size")
+        description="[height, width] of the model's input (default: the network's); images "
+        "of another size are resized to it")
+    resize: Literal["stretch", "center_crop", "pad"] = Field(
+        "stretch", description="how images of another size reach the model's: stretch, "
+        "center_crop (no distortion, edges cut) or pad (whole image, black borders); "
+        "stored with the model, so prediction does the same")
+    cache: Literal["auto", "memory", "disk", "none"] = Field(
+        "auto", description="decoded, resized images of folders kept for later epochs: "
+        "auto = memory when under a quarter of the free memory, else disk")
     offline: bool = False
     strict: bool = False
+
+
+class FineTuneSection(_Strict):
+    """`train.fine_tune:` the second stage: unfreeze, then go on at a low learning rate."""
+
+    after_epochs: int = Field(ge=1, description="epochs of the first stage (frozen)")
+    unfreeze: int | str = Field(
+        "all", description="all, N (the last N frozen layers) or a layer name (it and every "
+        "layer after it); BatchNormalization layers stay frozen")
+    learning_rate: float = Field(1e-5, gt=0, description="the second stage's learning rate")
+
+    @field_validator("unfreeze", mode="before")
+    @classmethod
+    def _all_number_or_name(cls, value):
+        if (type(value) is int and value >= 1) or (isinstance(value, str) and value):
+            return value
+        raise ValueError("should be all, a number of layers (1 or more) or a layer name")
 
 
 class TrainSection(_Strict):
@@ -140,6 +176,21 @@ class TrainSection(_Strict):
         "bfloat16 matrix units), else float32; a run records what auto chose")
     device: str = Field("auto", pattern=DEVICE_PATTERN,
                         description="auto, cpu, gpu or gpu:N; a run records what auto chose")
+    freeze: int | str | list[str] | None = Field(
+        None, description="layers not trained: backbone (default when the model has one), "
+        "none, N (the first N layers) or a list of layer names or name prefixes")
+    fine_tune: FineTuneSection | None = None
+
+    @field_validator("freeze", mode="before")
+    @classmethod
+    def _freeze_setting(cls, value):
+        if value is None or value in FREEZE_WORDS or (type(value) is int and value >= 0) or (
+                isinstance(value, list) and value
+                and all(isinstance(v, str) and v for v in value)):
+            return value
+        close = suggest(value, FREEZE_WORDS) if isinstance(value, str) else ""
+        raise ValueError("should be backbone, none, a number of layers (0 or more) or a "
+                         "list of layer names" + (f" ({close})" if close else ""))
 
     @model_validator(mode="after")
     def _epochs_or_steps(self):

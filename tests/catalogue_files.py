@@ -192,15 +192,26 @@ def one_class_folder(folder: Path, shared: Shared) -> Path:
 
 
 def mixed_sizes_folder(folder: Path, shared: Shared) -> Path:
-    root = image_folder(folder / "photos", {"cat": 3})
-    image_folder(root, {"dog": 3}, size=10)
+    root = image_folder(folder / "photos", {"cat": 8})
+    image_folder(root, {"dog": 8}, size=10)
+    return root
+
+
+def folder_with_undecodable_pngs(folder: Path, shared: Shared) -> Path:
+    """Three classes of 8 PNGs, 6 of them cut short after a PNG's first bytes: they pass
+    the up-front check and fail when the pipeline decodes them."""
+    root = image_folder(folder / "photos", {"a": 8, "b": 8, "c": 8})
+    for name in "abc":
+        for i in range(2):
+            (root / name / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     return root
 
 
 def folder_with_non_images(folder: Path, shared: Shared) -> Path:
-    """Three classes of 8 PNGs, plus a notes.txt and a broken .png beside them."""
+    """Three classes of 8 PNGs, plus a text file named .png (refused up front) and a broken
+    .png beside them (its header is a PNG's: skipped when the pipeline decodes it)."""
     root = image_folder(folder / "photos", {"a": 8, "b": 8, "c": 8})
-    (root / "a" / "notes.txt").write_text("taken on holiday\n")
+    (root / "a" / "notes.png").write_text("taken on holiday\n")
     (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     return root
 

@@ -249,19 +249,18 @@ DATA_ROWS = [
     row("data-negative_label", "train {file}", 3,
         "y_train in data.npz has a negative label (-1)",
         cf.data_builder(cf.npz_with(y_train=np.array([-1] + [0, 1, 2] * 106 + [0])))),
-    row("data-mixed_image_sizes", "train {file}", 3,
-        "photos have different sizes: cat/0.png is 8x8, dog/0.png is 10x10",
-        cf.data_builder(cf.mixed_sizes_folder)),
-    row("data-mixed_image_sizes_hint_is_usable", "train {file}", 3,
-        r"different sizes: [^\n]*Hint: (?![^\n]*--image-size)", cf.data_builder(
-            cf.mixed_sizes_folder), regex=True),
+    row("data-mixed_image_sizes_train", "train {file}", 0, "Data: photos from",
+        cf.data_builder(cf.mixed_sizes_folder), writes=True),
     row("data-non_image_files_skipped", "train {file}", 0,
-        "warning: skipped 2 unreadable or non-image file(s)",
-        cf.data_builder(cf.folder_with_non_images), CLI, writes=True),
+        "warning: skipped 1 unreadable file(s) in {tmp}/photos, e.g. {tmp}/photos/a/notes.png: "
+        "the file is text", cf.data_builder(cf.folder_with_non_images), CLI, writes=True),
+    row("data-undecodable_files_skipped_in_the_epoch", "train {file}", 0,
+        r"epoch 1/1 .* [1-6] unreadable image\(s\) skipped", cf.data_builder(
+            cf.folder_with_undecodable_pngs), CLI, regex=True, writes=True),
     row("data-non_image_files_strict", "train {file}", 3,
-        "notes.txt is not an image file (unknown extension). Hint: remove it (2 such "
-        "file(s) in {tmp}/photos), or turn strict mode off (data.strict: false)",
-        cf.data_builder(cf.folder_with_non_images, strict=True)),
+        "the file is text, not an image (it reads JPEG, PNG, BMP, GIF, WebP and TIFF). Hint: "
+        "remove it (1 such file(s) in {tmp}/photos), or turn strict mode off (data.strict: "
+        "false)", cf.data_builder(cf.folder_with_non_images, strict=True)),
     row("data-truncated_npz", "train {file}", 3, "cut.npz is not a readable .npz file",
         cf.data_builder(cf.truncated_npz)),
     row("data-truncated_idx", "train {file}", 3,

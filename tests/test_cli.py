@@ -125,7 +125,7 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
     from cnncli.cli import app as cli
     from cnncli.model import summary as summaries
 
-    def boom(built):
+    def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(summaries, "summarize", boom)
@@ -141,8 +141,8 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
 def test_doctor_says_what_auto_picks_and_whether_the_cpu_has_bf16_units(monkeypatch):
     from cnncli.devices import tf_layer
 
-    for units, words in ((True, "bfloat16 matrix units (AMX)"),
-                         (False, "no bfloat16 matrix units")):
+    for units, words in ((True, "bfloat16 units (AMX or AVX512-BF16)"),
+                         (False, "no bfloat16 units")):
         monkeypatch.setattr(tf_layer, "cpu_bf16_units", lambda units=units: units)
         result = run("doctor")
         assert result.exit_code == 0, result.output
@@ -152,7 +152,8 @@ def test_doctor_says_what_auto_picks_and_whether_the_cpu_has_bf16_units(monkeypa
 
 def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
     with open("/proc/cpuinfo") as f:
-        amx = "amx_bf16" in f.read()
+        flags = f.read()
+    units = "amx_bf16" in flags or "avx512_bf16" in flags
     data = json.loads(run("doctor", "--json").stdout)
-    assert data["cpu"]["bf16_units"] is amx
-    assert data["auto"]["precision"] == ("mixed_bfloat16" if amx else "float32")
+    assert data["cpu"]["bf16_units"] is units
+    assert data["auto"]["precision"] == ("mixed_bfloat16" if units else "float32")

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli.data import datasets
+from cnncli.data import datasets, idx, known
+from cnncli.data.dataset import DataWarning, SampleDataWarning
+from cnncli.data.loader import ImageLoader
 from cnncli.errors import ConfigError, DataError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -88,15 +90,15 @@ def snapshot(root: Path) -> dict[str, int]:
 def isolated(tmp_path, monkeypatch):
     """No real Keras cache, system folder, data-dir variable or network in any test."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", (tmp_path / "system",))
+    monkeypatch.delenv(known.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(known, "SYSTEM_DIRS", (tmp_path / "system",))
     calls = []
 
     def no_network(name):
         calls.append(name)
         raise OSError("network disabled in tests")
 
-    monkeypatch.setattr(datasets, "_keras_download", no_network)
+    monkeypatch.setattr(known, "_keras_download", no_network)
     return calls
 
 
@@ -107,9 +109,9 @@ def isolated(tmp_path, monkeypatch):
 
 def test_npz_source_gives_uint8_nhwc_images_and_int64_labels(tmp_path):
     ds = datasets.load(write_npz(tmp_path / "digits.npz"))
-    assert ds.x_train.shape == (20, 28, 28, 1) and ds.x_train.dtype == np.uint8
-    assert ds.y_train.dtype == np.int64 and ds.y_train.ndim == 1
-    assert ds.x_test.shape == (10, 28, 28, 1)
+    assert ds.train.images.shape == (20, 28, 28, 1) and ds.train.images.dtype == np.uint8
+    assert ds.train.labels.dtype == np.int64 and ds.train.labels.ndim == 1
+    assert ds.test.images.shape == (10, 28, 28, 1)
     assert ds.num_classes == 10 and ds.image_shape == (28, 28, 1)
     assert ds.name == "digits" and ds.sample is False
 
@@ -124,7 +126,7 @@ def test_npz_labels_of_shape_n_by_1_are_flattened(tmp_path):
     x_train, y_train, x_test, y_test = tiny_arrays()
     np.savez(tmp_path / "d.npz", x_train=x_train, y_train=y_train[:, None],
              x_test=x_test, y_test=y_test[:, None])
-    assert datasets.load(tmp_path / "d.npz").y_train.shape == (20,)
+    assert datasets.load(tmp_path / "d.npz").train.labels.shape == (20,)
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -132,9 +134,9 @@ def test_idx_folder_is_read_gzipped_or_plain(tmp_path, gz):
     folder = write_idx_set(tmp_path / "idx", gz=gz)
     ds = datasets.load(folder)
     expected = tiny_arrays()
-    assert ds.x_train.shape == (20, 28, 28, 1)
-    np.testing.assert_array_equal(ds.x_train[..., 0], expected[0])
-    np.testing.assert_array_equal(ds.y_test, expected[3])
+    assert ds.train.images.shape == (20, 28, 28, 1)
+    np.testing.assert_array_equal(ds.train.images[..., 0], expected[0])
+    np.testing.assert_array_equal(ds.test.labels, expected[3])
     assert ds.class_names == [str(i) for i in range(10)]
 
 
@@ -142,7 +144,7 @@ def test_idx_emnist_names_are_found_and_turned_upright(tmp_path):
     folder = write_idx_set(tmp_path / "emnist", prefix="emnist-digits-", test="test")
     ds = datasets.load(folder)
     assert ds.name == "emnist-digits"
-    np.testing.assert_array_equal(ds.x_train[..., 0], tiny_arrays()[0].transpose(0, 2, 1))
+    np.testing.assert_array_equal(ds.train.images[..., 0], tiny_arrays()[0].transpose(0, 2, 1))
 
 
 def test_idx_emnist_mapping_file_gives_class_names(tmp_path):
@@ -161,62 +163,85 @@ def test_idx_folder_with_several_emnist_splits_is_chosen_by_prefix_path(tmp_path
     assert datasets.load(folder / "emnist-letters").num_classes == 3
 
 
-def test_image_folder_with_class_subfolders_is_split_seeded_per_class(tmp_path):
+def pixels(split, shape=(8, 8, 3), resize="stretch"):
+    """The images of a streamed split as a model of `shape` gets them."""
+    return ImageLoader(split, shape, resize, cache="none").batch(np.arange(len(split)))[0]
+
+
+def test_image_folder_lists_files_and_labels_and_splits_seeded_per_class(tmp_path):
     root = image_folder(tmp_path / "pets", per_class=10)
     ds = datasets.load(root, test_fraction=0.2, seed=3)
-    assert ds.class_names == ["cat", "dog"]
-    assert ds.x_train.shape == (16, 8, 8, 3) and ds.x_train.dtype == np.uint8
-    assert np.bincount(ds.y_test).tolist() == [2, 2]
-    again = datasets.load(root, test_fraction=0.2, seed=3)
-    np.testing.assert_array_equal(ds.x_test, again.x_test)
+    assert ds.class_names == ["cat", "dog"] and ds.train.kind == "files"
+    assert len(ds.train) == 16 and all(p.endswith(".png") for p in ds.train.images)
+    assert np.bincount(ds.test.labels).tolist() == [2, 2]
+    assert datasets.load(root, test_fraction=0.2, seed=3).test.images == ds.test.images
 
 
 def test_image_folder_split_differs_with_another_seed(tmp_path):
     root = image_folder(tmp_path / "pets", per_class=10)
-    a = datasets.load(root, seed=1)
-    b = datasets.load(root, seed=2)
-    assert not np.array_equal(a.x_test, b.x_test)
+    assert datasets.load(root, seed=1).test.images != datasets.load(root, seed=2).test.images
 
 
 def test_image_folder_train_and_test_subfolders_are_used_as_the_split(tmp_path):
     image_folder(tmp_path / "set" / "train", per_class=4)
     image_folder(tmp_path / "set" / "test", per_class=2)
     ds = datasets.load(tmp_path / "set")
-    assert (len(ds.x_train), len(ds.x_test)) == (8, 4)
+    assert (len(ds.train), len(ds.test)) == (8, 4)
     assert "train/ and test/" in ds.source
 
 
-@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".gif", ".webp"])
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".gif", ".webp", ".tif"])
 def test_image_folder_reads_each_image_format(tmp_path, ext):
     ds = datasets.load(image_folder(tmp_path / "f", per_class=3, ext=ext))
-    assert ds.image_shape[:2] == (8, 8) and len(ds.x_train) + len(ds.x_test) == 6
+    assert len(ds.train) + len(ds.test) == 6
+    assert pixels(ds.train).shape == (len(ds.train), 8, 8, 3)
 
 
-def test_image_folder_of_grey_images_has_one_channel(tmp_path):
-    for c in ("a", "b"):
-        for i in range(3):
-            write_image(tmp_path / "g" / c / f"{i}.png", mode="L", value=10 * i)
-    assert datasets.load(tmp_path / "g").image_shape == (8, 8, 1)
-
-
-def test_image_folder_mixing_grey_and_colour_becomes_rgb(tmp_path):
+def test_grey_images_reach_an_rgb_model_as_three_equal_channels(tmp_path):
     for i in range(3):
         write_image(tmp_path / "m" / "a" / f"{i}.png", mode="L", value=100)
         write_image(tmp_path / "m" / "b" / f"{i}.png", mode="RGB")
     ds = datasets.load(tmp_path / "m")
-    assert ds.image_shape == (8, 8, 3)
-    grey = np.concatenate([ds.x_train, ds.x_test])[
-        np.concatenate([ds.y_train, ds.y_test]) == 0]
+    grey = pixels(ds.train)[ds.train.labels == 0]
     assert (grey == 100).all()
 
 
-def test_image_size_resizes_images_of_mixed_sizes(tmp_path):
+def test_images_of_mixed_sizes_reach_the_model_at_its_size(tmp_path):
     write_image(tmp_path / "f" / "a" / "1.png", size=(10, 12))
     write_image(tmp_path / "f" / "a" / "2.png", size=(20, 20))
     write_image(tmp_path / "f" / "b" / "1.png", size=(7, 9))
     write_image(tmp_path / "f" / "b" / "2.png", size=(16, 16))
-    ds = datasets.load(tmp_path / "f", image_size=(16, 16))
-    assert ds.image_shape == (16, 16, 3)
+    ds = datasets.load(tmp_path / "f")
+    assert pixels(ds.train, (16, 16, 3)).shape == (len(ds.train), 16, 16, 3)
+
+
+def test_a_file_in_two_class_folders_keeps_its_first_label(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "zebra").symlink_to(root / "cat", target_is_directory=True)
+    with pytest.warns(DataWarning, match="3 file.* are the same file as one already used"):
+        ds = datasets.load(root)
+    assert len(ds.train) + len(ds.test) == 6
+    files = [os.path.realpath(p) for p in [*ds.train.images, *ds.test.images]]
+    assert len(set(files)) == 6
+
+
+def test_a_file_in_train_and_test_is_used_once(tmp_path):
+    image_folder(tmp_path / "set" / "train", per_class=4)
+    (tmp_path / "set" / "test" / "cat").mkdir(parents=True)
+    (tmp_path / "set" / "test" / "dog").mkdir(parents=True)
+    os.link(tmp_path / "set" / "train" / "cat" / "0.png",
+            tmp_path / "set" / "test" / "cat" / "x.png")
+    write_image(tmp_path / "set" / "test" / "dog" / "y.png")
+    with pytest.warns(DataWarning, match="same file as one already used"):
+        ds = datasets.load(tmp_path / "set")
+    assert ds.test.images == [str(tmp_path / "set" / "test" / "dog" / "y.png")]
+
+
+def test_a_folder_with_one_image_per_class_says_why_there_is_no_test_set(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=1)
+    with pytest.raises(DataError, match="each class has a single image") as err:
+        datasets.load(root)
+    assert "at least 2 images" in err.value.hint
 
 
 def write_cifar_batch(path: Path, n: int, label_key: bytes, classes: int, seed=0):
@@ -234,7 +259,7 @@ def test_cifar10_batch_folder_is_read_with_keras_format(tmp_path):
         write_cifar_batch(folder / f"data_batch_{i}", 4, b"labels", 10, seed=i)
     write_cifar_batch(folder / "test_batch", 3, b"labels", 10)
     ds = datasets.load(folder)
-    assert ds.x_train.shape == (20, 32, 32, 3) and ds.x_test.shape == (3, 32, 32, 3)
+    assert ds.train.images.shape == (20, 32, 32, 3) and ds.test.images.shape == (3, 32, 32, 3)
     assert ds.class_names[:2] == ["airplane", "automobile"]
 
 
@@ -279,13 +304,13 @@ def three_mnists(tmp_path: Path) -> Path:
 
 def test_data_dir_beats_keras_cache_and_system_folder(tmp_path):
     ds = datasets.load("mnist", data_dir=three_mnists(tmp_path), offline=True)
-    assert len(ds.x_train) == 20 and ds.source.startswith("--data-dir")
+    assert len(ds.train.images) == 20 and ds.source.startswith("--data-dir")
 
 
 def test_keras_cache_beats_system_folder(tmp_path):
     three_mnists(tmp_path)
     ds = datasets.load("mnist", offline=True)
-    assert len(ds.x_train) == 30 and ds.source.startswith("Keras cache")
+    assert len(ds.train.images) == 30 and ds.source.startswith("Keras cache")
 
 
 def test_system_folder_is_used_when_nothing_else_has_the_data(tmp_path):
@@ -296,21 +321,21 @@ def test_system_folder_is_used_when_nothing_else_has_the_data(tmp_path):
 
 def test_environment_data_dir_is_searched_first(tmp_path, monkeypatch):
     data = three_mnists(tmp_path)
-    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(data))
+    monkeypatch.setenv(known.DATA_DIR_ENV, str(data))
     ds = datasets.load("mnist", offline=True)
-    assert len(ds.x_train) == 20 and "CNNCLI_DATA_DIR" in ds.source
+    assert len(ds.train.images) == 20 and "CNNCLI_DATA_DIR" in ds.source
 
 
 def test_data_dir_argument_wins_over_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(three_mnists(tmp_path)))
+    monkeypatch.setenv(known.DATA_DIR_ENV, str(three_mnists(tmp_path)))
     write_npz(tmp_path / "other" / "mnist.npz", n_train=50)
-    assert len(datasets.load("mnist", data_dir=tmp_path / "other").x_train) == 50
+    assert len(datasets.load("mnist", data_dir=tmp_path / "other").train.images) == 50
 
 
 def test_keras_cache_fashion_mnist_folder_of_idx_files_is_found(tmp_path):
     write_idx_set(keras_cache(tmp_path) / "fashion-mnist")
     ds = datasets.load("fashion-mnist", offline=True)
-    assert ds.name == "fashion_mnist" and len(ds.x_train) == 20
+    assert ds.name == "fashion_mnist" and len(ds.train.images) == 20
 
 
 def test_keras_3_cifar10_cache_layout_is_found(tmp_path):
@@ -348,7 +373,7 @@ def test_not_found_error_lists_every_place_searched_and_how_to_supply(tmp_path):
 def test_offline_never_calls_the_downloader(isolated):
     with pytest.raises(DataError):
         datasets.load("cifar100", offline=True)
-    with pytest.warns(datasets.SampleDataWarning):
+    with pytest.warns(SampleDataWarning):
         datasets.load("mnist", offline=True)
     assert isolated == []
 
@@ -361,7 +386,7 @@ def test_failed_download_is_reported_and_the_search_moves_on(isolated):
 
 def test_successful_download_is_used_when_nothing_local(monkeypatch):
     x_train, y_train, x_test, y_test = tiny_arrays(size=(32, 32, 3))
-    monkeypatch.setattr(datasets, "_keras_download", lambda name: (
+    monkeypatch.setattr(known, "_keras_download", lambda name: (
         (x_train, y_train[:, None]), (x_test, y_test[:, None])))
     ds = datasets.load("cifar10")
     assert ds.source.startswith("Keras download") and ds.image_shape == (32, 32, 3)
@@ -381,18 +406,18 @@ def test_incomplete_idx_set_in_cache_is_named_in_the_not_found_error(tmp_path):
 
 
 def test_bundled_sample_is_used_for_mnist_with_a_loud_warning():
-    with pytest.warns(datasets.SampleDataWarning, match="BUNDLED MNIST SAMPLE"):
+    with pytest.warns(SampleDataWarning, match="BUNDLED MNIST SAMPLE"):
         ds = datasets.load("mnist")  # download fails (no network in tests)
     assert ds.sample is True and ds.name == "mnist"
-    assert ds.x_train.shape == (4000, 28, 28, 1) and ds.x_test.shape == (1000, 28, 28, 1)
-    labels = np.concatenate([ds.y_train, ds.y_test])
+    assert ds.train.images.shape == (4000, 28, 28, 1) and ds.test.images.shape == (1000, 28, 28, 1)
+    labels = np.concatenate([ds.train.labels, ds.test.labels])
     assert np.bincount(labels).tolist() == [500] * 10
-    assert ds.x_train.dtype == np.uint8 and ds.x_train.max() == 255
+    assert ds.train.images.dtype == np.uint8 and ds.train.images.max() == 255
 
 
 def test_bundled_sample_file_is_under_one_megabyte():
-    assert datasets.SAMPLE_PATH.stat().st_size < 1_000_000
-    assert (datasets.SAMPLE_PATH.parent / "NOTICE-mnist.txt").is_file()
+    assert known.SAMPLE_PATH.stat().st_size < 1_000_000
+    assert (known.SAMPLE_PATH.parent / "NOTICE-mnist.txt").is_file()
 
 
 def test_describe_all_reads_counts_from_headers(tmp_path):
@@ -445,7 +470,7 @@ def test_folder_with_one_class_is_an_error(tmp_path):
 def test_class_folders_without_files_are_an_error(tmp_path):
     (tmp_path / "f" / "a").mkdir(parents=True)
     (tmp_path / "f" / "b").mkdir()
-    with pytest.warns(datasets.DataWarning), pytest.raises(DataError, match="no image files"):
+    with pytest.warns(DataWarning), pytest.raises(DataError, match="no readable images"):
         datasets.load(tmp_path / "f")
 
 
@@ -483,36 +508,33 @@ def test_labels_out_of_range_for_a_known_dataset_are_an_error(tmp_path):
         datasets.load("mnist", data_dir=tmp_path)
 
 
-def test_images_of_mixed_sizes_are_an_error_naming_both_sizes(tmp_path):
-    root = image_folder(tmp_path / "f", per_class=3)
-    write_image(root / "dog" / "big.png", size=(9, 9))
-    with pytest.raises(DataError, match="different sizes") as err:
-        datasets.load(root)
-    assert "big.png is 9x9" in str(err.value) and "data.image_size" in err.value.hint
-
-
 def test_unreadable_image_is_skipped_with_a_count_in_a_warning(tmp_path):
     root = image_folder(tmp_path / "f", per_class=3)
     (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")
-    (root / "dog" / "notes.txt").write_text("hello")
-    with pytest.warns(datasets.DataWarning, match="skipped 2 unreadable or non-image"):
+    (root / "dog" / "notes.txt").write_text("hello")  # not an image name: not listed
+    with pytest.warns(DataWarning, match="skipped 1 unreadable file.*broken.jpg"):
         ds = datasets.load(root)
-    assert len(ds.x_train) + len(ds.x_test) == 6
+    assert len(ds.train) + len(ds.test) == 6
 
 
 def test_unreadable_image_is_an_error_when_strict(tmp_path):
     root = image_folder(tmp_path / "f", per_class=3)
     (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")
-    with pytest.raises(DataError, match="broken.jpg cannot be decoded") as err:
+    with pytest.raises(DataError, match="the file is text, not an image") as err:
         datasets.load(root, strict=True)
     assert err.value.file == str(root / "cat" / "broken.jpg")
 
 
-def test_non_image_file_is_an_error_when_strict(tmp_path):
+def test_a_file_that_fails_to_decode_later_gets_weight_zero_not_a_crash(tmp_path):
     root = image_folder(tmp_path / "f", per_class=3)
-    (root / "dog" / "notes.txt").write_text("hello")
-    with pytest.raises(DataError, match="notes.txt is not an image file"):
-        datasets.load(root, strict=True)
+    (root / "cat" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    ds = datasets.load(root, test_fraction=0.5)
+    split = ds.train if any("cut" in p for p in ds.train.images) else ds.test
+    loader = ImageLoader(split, (8, 8, 3), cache="none")
+    images, weights = loader.batch(np.arange(len(split)))
+    broken = [i for i, p in enumerate(split.images) if "cut" in p][0]
+    assert weights[broken] == 0 and (images[broken] == 0).all()
+    assert weights.sum() == len(split) - 1 and list(loader.failures) == [broken]
 
 
 def test_truncated_npz_is_an_error(tmp_path):
@@ -582,9 +604,10 @@ def test_bad_test_fraction_is_a_config_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
 def test_all_70000_fashion_mnist_images_read_through_the_idx_source():
-    ds = datasets.read_idx_folder(FASHION_DIR)
-    assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_test.shape == (10000, 28, 28, 1)
-    assert ds.x_train.dtype == np.uint8
-    assert np.bincount(ds.y_train).tolist() == [6000] * 10
-    assert np.bincount(ds.y_test).tolist() == [1000] * 10
+    ds = idx.read_idx_folder(FASHION_DIR)
+    assert ds.train.images.shape == (60000, 28, 28, 1)
+    assert ds.test.images.shape == (10000, 28, 28, 1)
+    assert ds.train.images.dtype == np.uint8
+    assert np.bincount(ds.train.labels).tolist() == [6000] * 10
+    assert np.bincount(ds.test.labels).tolist() == [1000] * 10
     assert os.fspath(FASHION_DIR) in ds.source

@@ -157,11 +157,12 @@ def test_cpu_flags_reads_the_flags_line(tmp_path):
 
 
 @pytest.mark.parametrize("flags,env,expected", [
-    ({"avx512f", "avx512_bf16"}, {}, False),         # no AMX: not measured faster
+    ({"avx512f", "avx512_bf16"}, {}, True),          # measured 2x faster (Zen 4 EPYC)
+    ({"avx512f", "avx2"}, {}, False),
     ({"amx_bf16", "amx_tile"}, {}, True),
     ({"amx_bf16"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}, False),  # oneDNN drives AMX
 ])
-def test_cpu_bf16_units_needs_amx_and_onednn(flags, env, expected):
+def test_cpu_bf16_units_needs_bf16_units_and_onednn(flags, env, expected):
     assert devices.cpu_bf16_units(frozenset(flags), env) is expected
 
 

@@ -220,7 +220,6 @@ def assert_same_history(run: Path, expected: Path, atol: float) -> None:
 
 def _train_once(folder: Path, use_distributed: bool, steps_per_execution: int):
     from cnncli import config, devices
-    from cnncli.data import pipeline
     from cnncli.devices import distributed
     from cnncli.run import train
 
@@ -233,12 +232,10 @@ def _train_once(folder: Path, use_distributed: bool, steps_per_execution: int):
     p.steps_per_execution = steps_per_execution
     model = train.compile_model(p)
     t = p.cfg.train
-    val = pipeline.make_dataset(p.x_val, p.y_val, batch_size=t.batch_size,
-                                input_shape=p.spec.input, training=False, seed=t.seed,
-                                preprocessing=p.preprocessing)
-    batches = pipeline.training_batches(p.x_train, p.y_train, batch_size=t.batch_size,
-                                        input_shape=p.spec.input, seed=t.seed, epochs=2,
-                                        preprocessing=p.preprocessing)
+    val = p.feed.validation(batch_size=t.batch_size, seed=t.seed,
+                            preprocessing=p.preprocessing)
+    batches = p.feed.training(batch_size=t.batch_size, seed=t.seed, epochs=2,
+                              preprocessing=p.preprocessing)
     calls = []
 
     class Record(import_keras().callbacks.Callback):
@@ -314,15 +311,13 @@ def test_build_metrics_reports_an_unknown_metric_as_keras_does():
 
 def test_fit_honours_stop_training_after_the_batch(tmp_path):
     from cnncli import config, devices
-    from cnncli.data import pipeline
     from cnncli.devices import distributed
     from cnncli.run import train
 
     path = trainkit.write_config(tmp_path, epochs=2, extra_train="steps_per_execution: 1")
     p = train.plan(config.load(path, ["train.device=cpu"]), config_file=str(path))
     model = train.compile_model(p)
-    batches = pipeline.training_batches(p.x_train, p.y_train, batch_size=16,
-                                        input_shape=p.spec.input, seed=1, epochs=2)
+    batches = p.feed.training(batch_size=16, seed=1, epochs=2)
     seen = []
 
     class StopAtThree(import_keras().callbacks.Callback):

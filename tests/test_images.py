@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from cnncli.data.images import MAX_PIXELS, RESIZE_MODES, load_image, resize
-from cnncli.errors import DataError
+from cnncli.errors import ConfigError, DataError
 
 RED = (255, 0, 0)
 
@@ -346,9 +346,16 @@ def test_center_crop_to_a_wide_target():
 @pytest.mark.parametrize("mode", RESIZE_MODES)
 def test_resize_keeps_one_channel(mode):
     out = resize(np.full((9, 12, 1), 80, np.uint8), (4, 6), mode)
-    assert out.shape == (4, 6, 1) and (out == 80).all()
+    assert out.shape == (4, 6, 1) and (out[:, :5] == 80).all()  # pad: a black last column
+    assert (out[:, 5] == (0 if mode == "pad" else 80)).all()
+
+
+def test_pad_keeps_the_whole_image_undistorted_on_black():
+    image = np.full((10, 20, 3), 200, np.uint8)
+    out = resize(image, (10, 10), "pad")
+    assert (out[:2] == 0).all() and (out[-2:] == 0).all() and (out[3:7] == 200).all()
 
 
 def test_unknown_resize_mode_is_refused():
-    with pytest.raises(ValueError, match="center_crop"):
+    with pytest.raises(ConfigError, match="unknown resize mode 'nearest'.*center_crop"):
         resize(np.zeros((2, 2, 3), np.uint8), (1, 1), "nearest")

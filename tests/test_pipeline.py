@@ -10,7 +10,7 @@ import pytest
 
 from cnncli import config
 from cnncli.config import AugmentSection
-from cnncli.data import pipeline
+from cnncli.data import feed, pipeline
 from cnncli.errors import ConfigError
 from cnncli.runtime import import_keras
 
@@ -108,29 +108,24 @@ def test_images_without_a_channel_axis_get_one():
 
 
 def test_validation_split_sizes_are_disjoint_and_cover_everything():
-    x, y = labelled(50)
-    x_tr, y_tr, x_val, y_val = pipeline.split_validation(x, y, 0.2, seed=0)
-    assert (len(x_tr), len(y_tr), len(x_val), len(y_val)) == (40, 40, 10, 10)
-    assert sorted(np.concatenate([y_tr, y_val]).tolist()) == list(range(50))
-    np.testing.assert_array_equal(x_val[:, 0, 0, 0], y_val)
+    train, val = feed.validation_indices(50, 0.2, seed=0)
+    assert (len(train), len(val)) == (40, 10)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(50))
 
 
 def test_validation_split_is_seeded():
-    x, y = labelled(50)
-    first = pipeline.split_validation(x, y, 0.2, seed=7)[3]
-    np.testing.assert_array_equal(first, pipeline.split_validation(x, y, 0.2, seed=7)[3])
-    assert not np.array_equal(first, pipeline.split_validation(x, y, 0.2, seed=8)[3])
+    first = feed.validation_indices(50, 0.2, seed=7)[1]
+    np.testing.assert_array_equal(first, feed.validation_indices(50, 0.2, seed=7)[1])
+    assert not np.array_equal(first, feed.validation_indices(50, 0.2, seed=8)[1])
 
 
 def test_validation_fraction_zero_gives_an_empty_validation_set():
-    x, y = labelled(10)
-    assert len(pipeline.split_validation(x, y, 0.0, seed=0)[2]) == 0
+    assert len(feed.validation_indices(10, 0.0, seed=0)[1]) == 0
 
 
 def test_validation_fraction_of_one_is_a_config_error():
-    x, y = labelled(10)
     with pytest.raises(ConfigError, match="validation fraction"):
-        pipeline.split_validation(x, y, 1.0, seed=0)
+        feed.validation_indices(10, 1.0, seed=0)
 
 
 # --------------------------------------------------------------------------- #

@@ -25,6 +25,8 @@ EXPECTED = {
     "cnncli summary vgg16": r"Parameters: 138,357,544",
     "cnncli summary mnist_net --explain": r"\(28 - 5 \+ 4\)/1 \+ 1 = 28",
     "cnncli check configs/mnist.yaml": r"OK: configs/mnist.yaml is valid",
+    "cnncli check configs/transfer.yaml": r"OK: configs/transfer.yaml is valid .*frozen",
+    "cnncli summary configs/transfer.yaml": r"trainable 12,810, frozen 2,257,984",
     "cnncli models": r"vgg16 +spec",
     "cnncli schema": r'"\$defs"',
 }

@@ -290,7 +290,7 @@ ON_AMX = ("import sys\n"
 
 @pytest.mark.slow
 def test_a_float32_run_killed_on_an_amx_cpu_resumes_in_float32_to_the_same_weights(tmp_path):
-    reference = _uninterrupted(tmp_path, **SETTINGS)  # float32: auto on this test machine
+    reference = _uninterrupted(tmp_path, **SETTINGS, extra_train="precision: float32")
     assert config.load(reference / "config.yaml").train.precision == "float32"
     path = write_config(tmp_path, **SETTINGS)
     run = tmp_path / "runs" / "toy" / "1"

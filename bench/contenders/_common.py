@@ -64,10 +64,10 @@ def load_fashion_mnist(limit: int | None = None, data_dir: str | None = None):
     from cnncli.data import datasets
 
     data = datasets.load("fashion_mnist", data_dir=data_dir, offline=True)
-    x, y = data.x_train, data.y_train
+    x, y = data.train.images, data.train.labels
     if limit:
         x, y = x[:limit], y[:limit]
-    return x, y, data.x_test, data.y_test, data.source
+    return x, y, data.test.images, data.test.labels, data.source
 
 
 def steady_images_per_s(epochs: list[dict], warmup: int = WARMUP_EPOCHS) -> float | None:

@@ -55,11 +55,11 @@ def _main(
 
 for command in (spec_commands.summary, spec_commands.check, spec_commands.schema,
                 spec_commands.models, infer_commands.predict, train_commands.train,
-                infer_commands.evaluate, export_commands.export, system_commands.datasets,
-                system_commands.doctor,
+                infer_commands.evaluate, export_commands.export, system_commands.doctor,
                 train_commands.runs, viz_commands.explain):
     app.command()(command)
 app.add_typer(viz_commands.visualize, name="visualize")
+app.add_typer(system_commands.datasets_app, name="datasets")
 
 
 def main() -> None:

@@ -19,13 +19,18 @@ def predict(
                                        "mobilenet_v2, efficientnet_b0), a run folder, a "
                                        ".keras file, or an exported model.onnx, .tflite, "
                                        ".xml or SavedModel folder.")],
-    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    top: Annotated[int, typer.Option(min=1, help="How many classes to show per image.")] = 5,
     weights: Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
                                                 "model.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text, json, jsonl or csv.")] = "text",
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    resize: Annotated[str, typer.Option(help="bilinear (stretch to the model's size, Keras' "
-                                        "default) or center_crop.")] = "bilinear",
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="Images per batch (default: 32 on a CPU, 128 on a GPU).")] = None,
+    precision: Annotated[str, typer.Option(help="auto (mixed_bfloat16 on a CPU with "
+                                           "bfloat16 units, mixed on GPUs, else float32), "
+                                           "float32, mixed_float16 or mixed_bfloat16.")]
+    = "auto",
+    resize: Annotated[str | None, typer.Option(help="stretch, center_crop or pad (default: "
+                                               "as the model was trained).")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Exit 0 even if some images could not be "
                                            "read.")] = False,
     offline: Annotated[bool, typer.Option(help="Never download weights.")] = False,
@@ -42,12 +47,15 @@ def predict(
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
-    runtime = _runtime_line(model, device)
-    loaded = classifier.load(model, weights=weights, offline=offline)
+    placement = _placement(model, device, precision)
+    loaded = classifier.load(model, weights=weights, offline=offline,
+                             precision=placement.precision if placement else "float32")
+    runtime = placement.describe() if placement else None
     if not quiet:
         render.info(runtime or f"Runtime: {loaded.runtime}")
         render.info(f"[INFO] classifying image with '{model}'...")
-    result = prediction.predict(sources, model=loaded, top=top, batch_size=batch_size,
+    result = prediction.predict(sources, model=loaded, top=top,
+                                batch_size=batch_size or _batch_size(placement),
                                 resize=resize, stdin=sys.stdin)
     render.predictions(result, fmt)
     if explain and result.images:
@@ -76,7 +84,9 @@ def evaluate(
     fail_under: Annotated[list[str] | None, typer.Option(
         help="Exit 1 when a figure is worse: accuracy=0.99 (loss=0.3 means at most). "
         "Repeatable.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per prediction batch.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per prediction batch.")] = 256,
+    precision: Annotated[str, typer.Option(help="auto, float32, mixed_float16 or "
+                                           "mixed_bfloat16 (as predict).")] = "auto",
     output: Annotated[str | None, typer.Option(help="Folder for the PNGs and "
                                                "evaluation.json (default: the run's).")]
     = None,
@@ -87,12 +97,13 @@ def evaluate(
     from cnncli.cli import render
     from cnncli.infer import evaluate as evaluation
 
-    runtime = _runtime_line(target, device)
-    if not json and runtime:
-        render.info(runtime)
+    placement = _placement(target, device, precision)
+    if not json and placement:
+        render.info(placement.describe())
     rep = evaluation.evaluate(target, data=data, data_dir=data_dir, offline=offline,
                               batch_size=batch_size, fail_under=fail_under or [],
-                              output=output)
+                              output=output,
+                              precision=placement.precision if placement else "float32")
     if json:
         render.print_json(rep.to_dict())
     else:
@@ -103,12 +114,18 @@ def evaluate(
         raise typer.Exit(EXIT_BELOW_THRESHOLD)
 
 
-def _runtime_line(model: str, device: str) -> str | None:
-    """Set up TensorFlow's devices and say where it runs; None for an exported ONNX,
-    LiteRT or OpenVINO file, which runs in its own runtime without TensorFlow."""
+def _placement(model: str, device: str, precision: str):
+    """Set up TensorFlow's devices and precision; None for an exported ONNX, LiteRT or
+    OpenVINO file, which runs in its own runtime without TensorFlow."""
     from cnncli import devices
     from cnncli.infer import exported
 
     if exported.kind(model) in exported.TF_FREE:
         return None
-    return devices.setup(device, "float32").describe()
+    return devices.setup(device, precision)
+
+
+def _batch_size(placement) -> int:
+    """Images per prediction batch when not given: more on a GPU, which has the memory
+    and whose speed grows with the batch; 32 on a CPU."""
+    return 128 if placement is not None and placement.kind != "cpu" else 32

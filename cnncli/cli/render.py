@@ -10,11 +10,13 @@ have markup off (tables included); cnncli's own colours are `rich.text.Text` sty
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
 
 from rich.console import Console
+from rich.progress import TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -58,21 +60,24 @@ def _count(n: int) -> str:
 def summary(s, *, explain: bool = False) -> None:
     """The lecture's table (Layer, Volume size, Description, Parameters) and totals."""
     table = Table(title=f"{s.name}", title_justify="left", show_lines=False)
-    for col, justify in (("Layer", "left"), ("Volume size", "left"),
-                         ("Description", "left"), ("Parameters", "right")):
+    frozen = s.frozen_params > 0  # a column of its own only when something is frozen
+    columns = [("Layer", "left"), ("Volume size", "left"), ("Description", "left"),
+               ("Parameters", "right")] + ([("Frozen", "right")] if frozen else [])
+    for col, justify in columns:
         table.add_column(col, justify=justify)
     for row in s.rows:
         if not row.shown:
             continue
-        table.add_row(row.layer, row.volume, row.description,
-                      f"{row.params:,}" if row.params else "")
+        cells = [row.layer, row.volume, row.description, f"{row.params:,}" if row.params else ""]
+        table.add_row(*cells, *([f"{row.frozen:,}" if row.frozen else ""] if frozen else []))
     out.print(table)
     if explain:
         out.print("Output sizes, (W - F + 2P)/S + 1 for each convolution and pooling layer:")
         for row in s.rows:
             for line in row.explain:
                 out.print(f"  {row.name} ({row.layer}) {line}", markup=False)
-    out.print(f"Parameters: {s.params:,} ({_count(s.params)}; trainable {s.trainable_params:,})")
+    out.print(f"Parameters: {s.params:,} ({_count(s.params)}; trainable {s.trainable_params:,}"
+              + (f", frozen {s.frozen_params:,})" if frozen else ")"))
     out.print(f"Activation memory per image: {_mb(s.forward_bytes)} forward, "
               f"~{_mb(s.backward_bytes)} backward (estimated at 2x forward)")
     out.print(f"Multiply-adds per image: {s.macs:,} ({_count(s.macs)})")
@@ -92,8 +97,10 @@ class PlainTrainReporter:
         info(plan.placement.describe())
         d = plan.data
         info(f"{'Resuming' if resumed else 'Run'}: {run}")
-        info(f"Data: {d.name} from {d.source}: {len(plan.x_train):,} training, "
-             f"{len(plan.x_val):,} validation images" + (" (SAMPLE)" if d.sample else ""))
+        how = "; ".join(filter(None, [plan.feed.describe(), *d.notes]))
+        info(f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
+             f"{len(plan.feed.val):,} validation images" + (" (SAMPLE)" if d.sample else "")
+             + (f"; {how}" if how else ""))
         info(f"Training {plan.spec.name} for {plan.epochs} epochs of {plan.steps_per_epoch} "
              f"steps (batch {plan.cfg.train.batch_size})")
         for w in plan.warnings:
@@ -168,12 +175,16 @@ class RichTrainReporter(PlainTrainReporter):
 
 def epoch_line(row: dict, epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}"]
+    if "stage" in row:  # fine-tuning: 1 with the backbone frozen, 2 after unfreezing
+        parts.append(f"stage {row['stage']}")
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
     parts.append(f"lr {row['learning_rate']:.2g}")
     parts.append(f"{row['images_per_s']:,.0f} img/s")
     parts.append(f"{row['seconds']:.1f}s")
+    if row.get("unreadable_images"):
+        parts.append(f"{row['unreadable_images']} unreadable image(s) skipped")
     return "  ".join(parts)
 
 
@@ -187,7 +198,7 @@ def train_reporter(quiet: bool):
 def evaluation(rep) -> None:
     """Figures, per-class table, most-confused pairs and the worst mistakes."""
     r = rep.result
-    out.print(f"Model: {rep.model}")
+    out.print(f"Model: {rep.model} (computing in {rep.precision})")
     out.print(f"Data: {rep.dataset}, {r.count:,} test images")
     line = f"loss {r.loss:.4f}  accuracy {r.accuracy:.4f}"
     if r.top5_accuracy is not None:
@@ -277,8 +288,9 @@ def doctor(info: dict) -> None:
     cpu = info["cpu"]
     out.print(f"CPU: {cpu['available']} threads available (TensorFlow intra-op "
               f"{cpu['intra_op_threads'] or 'auto'}, inter-op {cpu['inter_op_threads'] or 'auto'})"
-              + ("; bfloat16 matrix units (AMX): mixed_bfloat16 pays off" if cpu.get("bf16_units")
-                 else "; no bfloat16 matrix units: float32 is fastest"))
+              + ("; bfloat16 units (AMX or AVX512-BF16): mixed_bfloat16 pays off"
+                 if cpu.get("bf16_units")
+                 else "; no bfloat16 units: float32 is fastest"))
     auto = info["auto"]
     out.print(f"auto picks: {auto['kind']}, precision {auto['precision']}")
     if info.get("warning"):
@@ -310,3 +322,18 @@ def exports(report) -> None:
     out.print(table)
     for note in report.notes:
         warn(note)
+
+
+@contextlib.contextmanager
+def progress_bar(what: str, total: int, *, quiet: bool = False):
+    """A progress bar on stderr in a terminal (nothing elsewhere); yields advance(done,
+    total) for the library function doing the work."""
+    if quiet or not err.is_terminal:
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(TextColumn(what, markup=False), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda done, total: bar.update(task, completed=done)

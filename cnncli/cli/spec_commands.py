@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -19,16 +20,17 @@ def summary(
                                                 "classes.")] = None,
     plot: Annotated[str | None, typer.Option(help="Also draw the network as boxes sized by "
                                              "their volumes into this PNG.")] = None,
+    expand: Annotated[bool, typer.Option("--expand", help="A row per layer of a pretrained "
+                                         "backbone instead of one row.")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Print the lecture's table for a network: layers, volume sizes, parameters, memory."""
     from cnncli.cli import render
-    from cnncli.model import builder
     from cnncli.model import summary as summaries
     from cnncli.run import checking
 
-    built = builder.build_checked(checking.load_spec(spec).with_overrides(classes=classes))
-    result = summaries.summarize(built)
+    built = checking.build(spec, classes=classes)  # a run config: frozen as in its stage 1
+    result = summaries.summarize(built, expand=expand)
     drawn = None
     if plot:
         from cnncli.viz import network_plot
@@ -52,13 +54,17 @@ def check(
 
     checked = checking.check(path)
     model = checked.model
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     result = {"valid": True, "file": path, "model": model.name, "layers": len(model.layers) - 1,
-              "params": model.count_params(), "warnings": checked.warnings}
+              "params": model.count_params(), "trainable_params": int(trainable),
+              "frozen_params": int(model.count_params() - trainable),
+              "warnings": checked.warnings}
     if json:
         render.print_json(result)
         return
+    frozen = f", {result['frozen_params']:,} frozen" if result["frozen_params"] else ""
     render.out.print(f"OK: {path} is valid ({model.name}: {result['layers']} layers, "
-                     f"{result['params']:,} parameters)")
+                     f"{result['params']:,} parameters{frozen})")
     for w in checked.warnings:
         render.warn(w)
 
@@ -81,8 +87,8 @@ def models(
     from cnncli.model import architectures, pretrained, spec
 
     if download:
-        path = pretrained.download(download)
-        render.out.print(f"{download}: weights in {path}", markup=False)
+        for path in pretrained.download(download):  # with and without the classifier
+            render.out.print(f"{download}: weights in {path}", markup=False)
         return
     rows = []
     for name in architectures.names():
@@ -91,10 +97,14 @@ def models(
                      "input": s.input, "classes": s.classes})
     for name, entry in sorted(pretrained.REGISTRY.items()):
         cached = pretrained.cached_weights(entry)
+        notop = pretrained.cached_notop(entry)
         rows.append({"name": name, "kind": "pretrained", "input": list(entry.input_shape),
                      "classes": 1000, "weights": str(cached) if cached else None,
+                     "notop_weights": str(notop) if notop else None,
                      "description": "ImageNet weights " + (
-                         "cached" if cached else f"not cached ({entry.megabytes} MB download)")})
+                         "cached" if cached else f"not cached ({entry.megabytes} MB download)")
+                     + "; without the classifier " + ("cached" if notop else
+                                                      f"not ({entry.notop_megabytes:g} MB)")})
     if json:
         render.print_json(rows)
         return

@@ -1,4 +1,4 @@
-"""Commands about this machine and its data: datasets, doctor."""
+"""Commands about this machine and its data: datasets (and datasets pack), doctor."""
 
 from __future__ import annotations
 
@@ -8,14 +8,23 @@ import typer
 
 from cnncli.cli.options import JsonOpt
 
+datasets_app = typer.Typer(
+    name="datasets", rich_markup_mode=None, no_args_is_help=False,
+    help="Where each known dataset is found (or would be downloaded from), and its size; "
+         "`datasets pack` writes any dataset as TFRecord shards.")
 
+
+@datasets_app.callback(invoke_without_command=True)
 def datasets(
+    ctx: typer.Context,
     data_dir: Annotated[str | None, typer.Option(help="Where to look first (also "
                                                  "CNNCLI_DATA_DIR).")] = None,
     offline: Annotated[bool, typer.Option(help="Do not count on downloads.")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Where each known dataset is found (or would be downloaded from), and its size."""
+    if ctx.invoked_subcommand is not None:
+        return
     from cnncli.cli import render
     from cnncli.data import datasets as data
 
@@ -24,6 +33,40 @@ def datasets(
         render.print_json(rows)
     else:
         render.datasets(rows)
+
+
+@datasets_app.command()
+def pack(
+    source: Annotated[str, typer.Argument(help="A dataset name or path (folder, CSV, .npz, "
+                                          "IDX folder...).")],
+    out: Annotated[str, typer.Argument(metavar="OUT", help="The folder to write.")],
+    image_size: Annotated[tuple[int, int] | None, typer.Option(
+        min=1, metavar="H W", help="Resize every image to this size (stored as PNG).")] = None,
+    shard_mb: Annotated[float, typer.Option(min=0.001, help="Megabytes per shard.")] = 200,
+    data_dir: Annotated[str | None, typer.Option(help="Where to look for named datasets "
+                                                 "first.")] = None,
+    offline: Annotated[bool, typer.Option(help="Never download.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Write a dataset as sharded TFRecords that `data.name: OUT` trains from."""
+    from cnncli.cli import render
+    from cnncli.data import datasets as data
+    from cnncli.data import records
+
+    ds = data.load(source, data_dir=data_dir, offline=offline)
+    with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
+        index = records.pack(ds, out, image_size=image_size, shard_mb=shard_mb, force=force,
+                             progress=advance)
+    summary = {"out": out, "class_names": index["class_names"],
+               **{f"{k}_images": v["count"] for k, v in index["splits"].items()},
+               "shards": sum(len(v["shards"]) for v in index["splits"].values())}
+    if json:
+        render.print_json(summary)
+    else:
+        render.out.print(f"{out}: {summary['train_images']:,} training and "
+                         f"{summary['test_images']:,} test images in {summary['shards']} "
+                         f"shards; train with data.name: {out}")
 
 
 def doctor(json: JsonOpt = False) -> None:

@@ -24,6 +24,8 @@ def train(
                                              "train.optimizer.learning_rate.")] = None,
     data: Annotated[str | None, typer.Option(help="Shortcut for data.name (a name or a "
                                              "path).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Shortcut for model.weights: the "
+                                                "pretrained backbone's weights file.")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Where to look for datasets first "
                                                  "(also CNNCLI_DATA_DIR).")] = None,
     offline: Annotated[bool, typer.Option(help="Never download; use local data only.")]
@@ -59,6 +61,7 @@ def train(
     overrides = list(set_ or [])
     for key, value in (("train.epochs", epochs), ("train.batch_size", batch_size),
                        ("train.optimizer.learning_rate", lr), ("data.name", data),
+                       ("model.weights", weights),
                        ("data.data_dir", data_dir), ("train.device", device),
                        ("train.precision", precision)):
         if value is not None:
@@ -88,12 +91,11 @@ def _dry_run(cfg, config_file: str) -> None:
     import yaml
 
     from cnncli.cli import render
-    from cnncli.model import builder, spec
     from cnncli.model import summary as summaries
+    from cnncli.run import checking
 
     render.out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False), markup=False)
-    network = spec.from_run_config(cfg, file=config_file)
-    render.summary(summaries.summarize(builder.build_checked(network)))
+    render.summary(summaries.summarize(checking.build_config(cfg, config_file)))
 
 
 def runs(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import warnings
 
@@ -31,11 +32,15 @@ MAX_PIXELS = 89_478_485
 #: formats Pillow knows (EPS, which runs Ghostscript, PSD, ICNS, ...) are never tried.
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 
-#: `resize` modes: "bilinear" stretches to the target size (what Keras'
+#: `resize` modes (``data.resize`` in a run config, stored with the model): "stretch"
+#: scales to the target size, aspect ratio lost (what Keras'
 #: ``image_dataset_from_directory`` and ``Resizing`` do by default, with the same
 #: bilinear interpolation); "center_crop" scales the shorter side to the target and
-#: cuts the middle out (the torchvision / ResNet evaluation recipe, no distortion).
-RESIZE_MODES = ("bilinear", "center_crop")
+#: cuts the middle out (the torchvision / ResNet evaluation recipe, no distortion);
+#: "pad" scales the longer side to the target and fills the rest with black (the whole
+#: image, undistorted). "bilinear" is the old name of "stretch".
+RESIZE_MODES = ("stretch", "center_crop", "pad")
+_ALIASES = {"bilinear": "stretch"}
 
 _BYTES_NAME = "<bytes>"
 
@@ -66,6 +71,31 @@ def load_image(
     >>> load_image(open("photo.png", "rb").read(), name="photo.png").dtype  # doctest: +SKIP
     dtype('uint8')
     """
+    array = np.asarray(_decode(source, name, channels), dtype=np.uint8)
+    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+def load_resized(source: str | os.PathLike | bytes, size: tuple[int, int],
+                 mode: str = "stretch", *, name: str | None = None,
+                 channels: int = 3) -> np.ndarray:
+    """`load_image` then `resize`, as one step: what every image a model sees goes through
+    (training folders, evaluation, prediction), so all see the same pixels. A JPEG much
+    larger than `size` is decoded at a reduced scale first (libjpeg's DCT scaling, never
+    below `size`), which makes large photos several times faster to read.
+
+    >>> load_resized("photo.jpg", (224, 224), "center_crop").shape   # doctest: +SKIP
+    (224, 224, 3)
+    """
+    mode = resize_mode(mode)
+    height, width = int(size[0]), int(size[1])
+    image = _decode(source, name, channels, draft=(width, height))
+    if image.size != (width, height):
+        image = _resize_pil(image, (height, width), mode)
+    return np.asarray(image, dtype=np.uint8).reshape(height, width, channels)
+
+
+def _decode(source, name: str | None, channels: int, draft=None) -> Image.Image:
+    """The decoded image as Pillow's "L" (channels 1) or "RGB" (3); see `load_image`."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels!r}")
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -77,14 +107,17 @@ def load_image(
     else:
         label = name or os.fspath(source)
         opened = _check_path(os.fspath(source), label)
+    target = "L" if channels == 1 else "RGB"
     try:
         with warnings.catch_warnings():
             # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(opened, formats=FORMATS) as img:
                 _check_size(img, label)
+                if draft and img.format == "JPEG" and img.mode in ("L", "RGB"):
+                    img.draft(img.mode, _draft_size(img, draft))
                 img.load()
-                rgb_or_grey = _to_8bit(_upright(img, label))
+                return _to_8bit(_upright(img, label)).convert(target)
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -104,19 +137,65 @@ def load_image(
     finally:
         if not isinstance(opened, str):
             opened.close()
-    target = "L" if channels == 1 else "RGB"
-    array = np.asarray(rgb_or_grey.convert(target), dtype=np.uint8)
-    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+def _draft_size(img: Image.Image, target: tuple[int, int]) -> tuple[int, int]:
+    """The size to ask libjpeg's draft mode for: the target, turned with the EXIF
+    orientation still to come (a portrait photo is stored sideways), and covering it in
+    every resize mode (center_crop scales the shorter side to the target)."""
+    width, height = target
+    if _rotated(img):
+        width, height = height, width
+    side = max(width, height)
+    return (side, side)
+
+
+def _rotated(img: Image.Image) -> bool:
+    try:
+        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # broken EXIF: `_upright` warns and leaves the image as it is
+        return False
+
+
+#: The first bytes of each format in `FORMATS` (what `sniff` checks).
+_MAGIC = (("JPEG", b"\xff\xd8\xff"), ("PNG", b"\x89PNG\r\n\x1a\n"), ("GIF", b"GIF8"),
+          ("BMP", b"BM"), ("TIFF", b"II*\x00"), ("TIFF", b"MM\x00*"))
+
+
+def sniff(path: str | os.PathLike) -> str | None:
+    """The problem with an image file found from its first bytes, or None: the cheap check
+    a training folder gets before training starts (the full decode comes later, in the
+    pipeline). Catches empty, unreadable and non-image files, not truncated ones.
+
+    >>> sniff(__file__)
+    'the file is text, not an image (it reads JPEG, PNG, BMP, GIF, WebP and TIFF)'
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        return f"the file cannot be read ({err.strerror or err})"
+    if not head:
+        return "the image is empty (0 bytes)"
+    if any(head.startswith(magic) for _, magic in _MAGIC) or (
+            head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return None
+    return _not_an_image(io.BytesIO(head), os.fspath(path)).message
 
 
 def _check_path(path: str, label: str) -> str:
-    if not os.path.exists(path):
+    try:
+        info = os.stat(path)  # one system call for all the checks below
+    except FileNotFoundError:
         raise DataError("the image does not exist", file=label,
-                        hint="check the path and its spelling")
-    if os.path.isdir(path):
+                        hint="check the path and its spelling") from None
+    except OSError as err:
+        raise DataError(f"the image cannot be read ({err.strerror or err})",
+                        file=label) from None
+    if stat.S_ISDIR(info.st_mode):
         raise DataError("this is a folder, not an image", file=label,
                         hint="pass the folder to 'cnncli predict' to use every image in it")
-    if os.path.getsize(path) == 0:
+    if info.st_size == 0:
         raise DataError("the image is empty (0 bytes)", file=label,
                         hint="the copy or download probably failed; get the file again")
     if not os.access(path, os.R_OK):
@@ -205,30 +284,66 @@ def _scale_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.round(np.clip(values, 0, top) * (255.0 / top)).astype(np.uint8)
 
 
-def resize(image: np.ndarray, size: tuple[int, int], mode: str = "bilinear") -> np.ndarray:
+def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 images (..., C) with C = 1 or 3 given `channels`: grey repeated into RGB, or
+    RGB to grey by ITU-R 601-2 luma (as `load_image` and Pillow compute it).
+
+    >>> convert_channels(np.full((1, 1, 3), [255, 0, 0], np.uint8), 1).tolist()
+    [[[76]]]
+    """
+    have = images.shape[-1]
+    if have == channels:
+        return images
+    if channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    luma = images[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.round(luma).clip(0, 255)[..., None].astype(np.uint8)
+
+
+def resize_mode(mode: str) -> str:
+    """The `RESIZE_MODES` name of `mode` (``bilinear`` -> ``stretch``), or a ConfigError.
+
+    >>> resize_mode("bilinear"), resize_mode("pad")
+    ('stretch', 'pad')
+    """
+    mode = _ALIASES.get(mode, mode)
+    if mode not in RESIZE_MODES:
+        from cnncli.errors import ConfigError, suggest
+
+        raise ConfigError(f"unknown resize mode '{mode}'",
+                          hint=suggest(mode, RESIZE_MODES, listing="use one of"))
+    return mode
+
+
+def resize(image: np.ndarray, size: tuple[int, int], mode: str = "stretch") -> np.ndarray:
     """Resize an ``(H, W, C)`` uint8 image (C = 1 or 3) to ``size = (height, width)``.
 
-    Modes (`RESIZE_MODES`):
-
-    - ``"bilinear"``: stretch to exactly ``height x width`` with bilinear interpolation,
-      like Keras' default (``image_dataset_from_directory``, ``layers.Resizing``). The
-      aspect ratio is not kept. Pillow's filter also smooths when shrinking, so a large
-      photo does not alias (TensorFlow's ``tf.image.resize`` does not by default).
-    - ``"center_crop"``: scale so the image covers the target (for a square target: the
-      shorter side becomes the target size), then cut out the centre; what torchvision
-      and the ResNet papers do for evaluation. Nothing is stretched.
+    The one resize of cnncli: training, evaluation and prediction all use it, in the mode
+    the model was trained with (`RESIZE_MODES`). An image already at `size` is returned
+    as it is. Pillow's bilinear filter also smooths when shrinking, so a large photo does
+    not alias (TensorFlow's ``tf.image.resize`` does not by default).
 
     >>> resize(np.zeros((10, 20, 3), np.uint8), (4, 4), "center_crop").shape
     (4, 4, 3)
+    >>> resize(np.full((10, 20, 1), 255, np.uint8), (4, 4), "pad")[:, :, 0].tolist()[0]
+    [0, 0, 0, 0]
     """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, not {mode!r}")
+    mode = resize_mode(mode)
     height, width = int(size[0]), int(size[1])
     channels = image.shape[2] if image.ndim == 3 else 1
+    if image.shape[:2] == (height, width):
+        return image.reshape(height, width, channels)
     pil = Image.fromarray(image.reshape(image.shape[0], image.shape[1], channels).squeeze(2)
                           if channels == 1 else image)
-    if mode == "bilinear":
-        out = pil.resize((width, height), Image.Resampling.BILINEAR)
-    else:
-        out = ImageOps.fit(pil, (width, height), method=Image.Resampling.BILINEAR)
+    out = _resize_pil(pil, (height, width), mode)
     return np.asarray(out, dtype=np.uint8).reshape(height, width, channels)
+
+
+def _resize_pil(pil: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
+    """The one resize, on a Pillow image (see `resize`)."""
+    height, width = size
+    if mode == "stretch":
+        return pil.resize((width, height), Image.Resampling.BILINEAR)
+    if mode == "center_crop":
+        return ImageOps.fit(pil, (width, height), method=Image.Resampling.BILINEAR)
+    return ImageOps.pad(pil, (width, height), method=Image.Resampling.BILINEAR, color=0)

@@ -185,6 +185,10 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None) -> list[str]:
     for arg in args:
         if arg == "-":
             stream = sys.stdin if stdin is None else stdin
+            if stream is None or stream.closed:
+                raise DataError("'-' reads image paths from standard input, which is closed",
+                                hint="pipe the paths in (ls *.jpg | cnncli predict - ...), "
+                                     "or give the images as arguments")
             for number, entry in _read_list(stream.read().splitlines(), ""):
                 expander.expand(entry, source="<stdin>", line=number)
         elif arg.startswith("@") and len(arg) > 1:
@@ -214,6 +218,22 @@ def _raise_missing(missing: list[tuple[str, str | None, int | None]]) -> None:
             + (" (entries of a list file: from the list file's folder)" if source else "")
         ),
     )
+
+
+def read_image(source: str, shape, resize: str = "stretch"):
+    """The image at `source` (a path or an http(s) URL) as a model of input `shape`
+    (H, W, C) takes it: decoded by the one decoder, resized by the one resize.
+
+    >>> read_image("cat.jpg", (224, 224, 3), "center_crop").shape   # doctest: +SKIP
+    (224, 224, 3)
+    """
+    from pathlib import Path
+
+    from cnncli.data import images
+
+    data = fetch_url(source) if is_url(source) else Path(source)
+    return images.load_resized(data, tuple(shape[:2]), resize, name=source,
+                               channels=1 if shape[-1] == 1 else 3)
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cnncli.config import PREPROCESSING_MODES, AugmentSection
+from cnncli.data import preprocessing
 from cnncli.errors import ConfigError, DataError, ModelError
 from cnncli.runtime import import_keras, import_tf
 
@@ -28,26 +29,6 @@ tf = import_tf()
 #: seconds at each epoch start on this (2-core) machine; 2 keeps one batch ready
 #: while the next is prepared.
 PREFETCH_BATCHES = 2
-
-
-def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
-    """Hold out a seeded random `fraction` of (x, y): (x_tr, y_tr, x_val, y_val).
-
-    >>> x, y = np.zeros((10, 2, 2, 1), np.uint8), np.arange(10)
-    >>> [len(a) for a in split_validation(x, y, 0.2, seed=0)]
-    [8, 8, 2, 2]
-    """
-    if not 0 <= fraction < 1:
-        raise ConfigError(f"validation fraction must be in [0, 1), not {fraction}",
-                          hint="use e.g. 0.1")
-    n_val = int(round(len(x) * fraction))
-    if fraction > 0 and not 0 < n_val < len(x):
-        raise DataError(f"a validation fraction of {fraction} of {len(x)} images leaves "
-                        "no images for one of the two sets",
-                        hint="use more data or another fraction")
-    order = np.random.default_rng(seed).permutation(len(x))
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return x[train], y[train], x[val], y[val]
 
 
 def _check_mode(mode: str) -> None:
@@ -68,10 +49,7 @@ def _to_model_pixels(images, input_shape: Sequence[int | None]):
         raise ModelError(f"the model expects {want_c} input channels; cnncli feeds "
                          "grey (1) or RGB (3) images",
                          hint="give the model's Input 1 or 3 channels")
-    if have_c == 1 and want_c == 3:
-        x = tf.image.grayscale_to_rgb(x)
-    elif have_c == 3 and want_c == 1:
-        x = tf.image.rgb_to_grayscale(x)
+    x = preprocessing.channels(x, have_c, want_c)
     have_h, have_w = x.shape[1], x.shape[2]
     if want_h is not None and want_w is not None and (have_h, have_w) != (want_h, want_w):
         x = tf.image.resize(x, (want_h, want_w), method="bilinear")
@@ -79,17 +57,8 @@ def _to_model_pixels(images, input_shape: Sequence[int | None]):
 
 
 def _normalise(x, mode: str):
-    """float 0..255 -> the value range `mode` asks for."""
-    if mode == "scale":
-        return x / 255.0
-    if mode == "none":
-        return x
-    if mode in ("caffe", "torch") and x.shape[-1] != 3:
-        raise ConfigError(f"preprocessing '{mode}' uses per-channel ImageNet statistics "
-                          "and needs a model with 3 input channels",
-                          hint="use preprocessing 'scale' or 'tf' for grey models")
-    return keras.applications.imagenet_utils.preprocess_input(
-        x, data_format="channels_last", mode=mode)
+    """float 0..255 -> the value range `mode` asks for (`cnncli.data.preprocessing`)."""
+    return preprocessing.normalise(x, mode)
 
 
 def preprocess_batch(images_uint8, input_shape: Sequence[int | None], mode: str = "scale"):
@@ -178,26 +147,55 @@ def make_dataset(
 
 def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
                    one_hot: int | None = None):
-    """uint8 (images, labels) batches -> model inputs, augmented if `aug_layers`; labels
-    one-hot over `one_hot` classes if given (what label smoothing in Keras needs)."""
+    """uint8 (images, labels[, weights]) batches -> model inputs, augmented if
+    `aug_layers`; labels one-hot over `one_hot` classes if given (what label smoothing in
+    Keras needs). Weights (streamed data: 0 for an image that could not be decoded) pass
+    through."""
     if one_hot:
-        ds = ds.map(lambda xb, yb: (xb, tf.one_hot(yb, one_hot)),
+        ds = ds.map(lambda xb, yb, *w: (xb, tf.one_hot(yb, one_hot), *w),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # Work on whole batches (vectorised ops), in parallel but in order.
     if aug_layers:
         augmenter = keras.Sequential(aug_layers)
-        ds = ds.map(lambda xb, yb: (_to_model_pixels(xb, input_shape), yb),
+        ds = ds.map(lambda xb, yb, *w: (_to_model_pixels(xb, input_shape), yb, *w),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         # Augmentation runs on pixels still in 0..255 (RandomContrast clips to its
         # value_range) and in ONE sequential call: Keras' random layers draw from a
         # stateful seed generator, and parallel calls made the draws (and so the
         # augmented images) differ from run to run.
-        ds = ds.map(lambda xb, yb: (_normalise(augmenter(xb, training=True),
-                                               preprocessing), yb))
+        ds = ds.map(lambda xb, yb, *w: (_normalise(augmenter(xb, training=True),
+                                                   preprocessing), yb, *w))
     else:
-        ds = ds.map(lambda xb, yb: (preprocess_batch(xb, input_shape, preprocessing), yb),
+        ds = ds.map(lambda xb, yb, *w: (preprocess_batch(xb, input_shape, preprocessing),
+                                        yb, *w),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(PREFETCH_BATCHES)
+
+
+def _loaded(index_batches, loader, labels: np.ndarray):
+    """Index batches -> (uint8 images, labels, weights) through `loader` (decoded, resized
+    and cached by the one decoder), in parallel and in order."""
+    height, width, channels = loader.shape
+    label_tensor = tf.constant(labels)
+
+    def load(idx):
+        images, weights = tf.numpy_function(loader.batch, [idx], (tf.uint8, tf.float32),
+                                            stateful=False)
+        images.set_shape((None, height, width, channels))
+        weights.set_shape((None,))
+        return images, tf.gather(label_tensor, idx), weights
+
+    return index_batches.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def eval_batches(loader, labels: np.ndarray, *, batch_size: int, preprocessing: str,
+                 one_hot: int | None = None):
+    """Validation or test batches of a streamed split, in order, through `loader`."""
+    _check_mode(preprocessing)
+    order = np.arange(len(labels), dtype=np.int32)
+    index_batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    ds = _loaded(index_batches, loader, labels)
+    return _model_batches(ds, loader.shape, preprocessing, [], one_hot)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -211,7 +209,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def training_batches(
-    x: np.ndarray,
+    x: np.ndarray | None,
     y: np.ndarray,
     *,
     batch_size: int,
@@ -223,30 +221,121 @@ def training_batches(
     preprocessing: str = "scale",
     augment: AugmentSection | None = None,
     one_hot: int | None = None,
+    loader=None,
+    part: tuple[int, int, int] | None = None,
 ):
     """Every remaining training batch of a run, in one dataset (one iterator for the run).
 
-    Each epoch has ``len(x) // batch_size`` full batches in `epoch_order`; the run
+    Each epoch has ``len(y) // batch_size`` full batches in `epoch_order`; the run
     starts at (`start_epoch`, `start_step`), which is how resuming works. Unlike
     `make_dataset`, the order does not depend on a tf.data shuffle buffer's state. Each
     epoch's order is made when the epoch starts, so a run of a million epochs holds one.
+    Images come from the array `x`, or, streamed, from `loader` (`cnncli.data.loader`):
+    then batches carry sample weights (0 for an image that could not be decoded).
+    ``part=(first, count, replicas)`` makes only the part of each batch that replicas
+    ``first .. first + count - 1`` of `replicas` train on (a worker of several machines).
     """
     _check_mode(preprocessing)
-    steps = len(x) // batch_size
+    steps = len(y) // batch_size
     if steps < 1:
-        raise DataError(f"{len(x)} training images are fewer than one batch of {batch_size}",
+        raise DataError(f"{len(y)} training images are fewer than one batch of {batch_size}",
                         hint="use a smaller --batch-size")
 
     def orders():
         for epoch in range(start_epoch, epochs):
-            order = epoch_order(len(x), seed, epoch)[: steps * batch_size]
+            order = epoch_order(len(y), seed, epoch)[: steps * batch_size]
             first = start_step if epoch == start_epoch else 0
-            yield order.reshape(steps, batch_size)[first:].astype(np.int32)
+            yield order.reshape(steps, batch_size)[first:, cut].astype(np.int32)
 
-    images, labels = tf.constant(x), tf.constant(y)
-    ds = tf.data.Dataset.from_generator(
-        orders, output_signature=tf.TensorSpec((None, batch_size), tf.int32)).unbatch()
-    ds = ds.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    cut = slice(0, batch_size)
+    if part is not None:
+        first_replica, count, replicas = part
+        cut = slice(batch_size * first_replica // replicas,
+                    batch_size * (first_replica + count) // replicas)
+    width = cut.stop - cut.start
+    index_batches = tf.data.Dataset.from_generator(
+        orders, output_signature=tf.TensorSpec((None, width), tf.int32)).unbatch()
+    if loader is not None:
+        ds = _loaded(index_batches, loader, y)
+    else:
+        images, labels = tf.constant(x), tf.constant(y)
+        ds = index_batches.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     aug_layers = augmentation_layers(augment, seed) if augment else []
     return _model_batches(ds, input_shape, preprocessing, aug_layers, one_hot)
+
+
+#: Records shuffled within a window (besides the shards' order, shuffled every epoch).
+SHUFFLE_RECORDS = 10_000
+#: Shards read at once.
+INTERLEAVE_SHARDS = 4
+
+
+def _window_shuffle(ds, seeds):
+    """Records in a random order within windows of `SHUFFLE_RECORDS`, the order a function
+    of `seeds` and each record's index (tf.data's shuffle takes no per-epoch tensor seed
+    once a global seed is set)."""
+    def keyed(e):
+        return {**e, "key": tf.random.stateless_uniform([], seed=tf.stack(
+            [seeds[0] * 1_000_003 + seeds[1], e["index"]]))}
+
+    def sort(window):
+        order = tf.argsort(window["key"])
+        return {k: tf.gather(v, order) for k, v in window.items() if k != "key"}
+
+    return ds.map(keyed).batch(SHUFFLE_RECORDS).map(sort).unbatch()
+
+
+def record_batches(records, keep: np.ndarray, loader, *, batch_size: int, seed: int,
+                   epochs: int = 1, start_epoch: int = 0, start_step: int = 0,
+                   preprocessing: str = "scale", augment: AugmentSection | None = None,
+                   one_hot: int | None = None, training: bool = True):
+    """Batches of TFRecord shards (`cnncli.data.records`), the records whose index is in
+    `keep` (a boolean mask: the training or the validation part). In training, each epoch
+    reads the shards in an order and shuffles records in a window, both seeded by (seed,
+    epoch), and has ``keep.sum() // batch_size`` full batches, so a resumed run sees the
+    batches an uninterrupted one would. Images go through `loader` (the one decoder)."""
+    _check_mode(preprocessing)
+    shards, mask = tf.constant(list(records.shards)), tf.constant(keep)
+    count = int(keep.sum())
+    spec = {"image": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+            "index": tf.io.FixedLenFeature([], tf.int64)}
+
+    def read(files, cycle: int):
+        ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+            tf.data.TFRecordDataset, cycle_length=cycle, block_length=16,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda r: tf.io.parse_single_example(r, spec),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.filter(lambda e: tf.gather(mask, e["index"]))
+
+    if training:
+        steps = count // batch_size
+
+        def epoch(e):
+            seeds = tf.stack([tf.constant(seed, tf.int64), e])
+            order = tf.random.experimental.stateless_shuffle(tf.range(len(records.shards)),
+                                                             seed=seeds)
+            cycle = min(INTERLEAVE_SHARDS, len(records.shards))
+            return _window_shuffle(read(tf.gather(shards, order), cycle), seeds).take(
+                steps * batch_size)
+
+        ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch)
+        ds = ds.skip(start_step * batch_size).batch(batch_size, drop_remainder=True)
+    else:
+        ds = read(shards, 1).batch(batch_size)  # in record order
+        # the count is known: say it, so Keras need not run past the end to find it
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    height, width, channels = loader.shape
+
+    def load(e):
+        images, weights = tf.numpy_function(loader.batch, [e["index"], e["image"]],
+                                            (tf.uint8, tf.float32), stateful=False)
+        images.set_shape((None, height, width, channels))
+        weights.set_shape((None,))
+        return images, e["label"], weights
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    aug_layers = augmentation_layers(augment, seed) if (training and augment) else []
+    return _model_batches(ds, loader.shape, preprocessing, aug_layers, one_hot)

@@ -1,8 +1,9 @@
 """Choosing where a model runs: CPU, one GPU, several GPUs mirrored, or several machines.
 
-Decisions (`placement`, `cluster`, `memory`) are plain Python, tested with made-up GPU
-lists; `tf_layer` is the thin TensorFlow layer that asks TensorFlow what it sees and applies
-a decision; `distributed` is the training loop for several machines. Importing this
+Decisions and facts (`placement`, `cluster`, `memory`, `hardware`) are plain Python,
+tested with made-up GPU lists; `tf_layer` is the thin TensorFlow layer that asks
+TensorFlow what it sees and applies a decision; `distributed` is the training loop for
+several machines. Importing this
 package does not import TensorFlow: `tf_layer`'s functions import it when called.
 
 >>> t4 = GpuInfo("NVIDIA T4", 16 * 2**30, (7, 5), 0)
@@ -22,6 +23,14 @@ describes a cluster of two or more training tasks and the caller asks for it
 """
 
 from cnncli.devices.cluster import TF_CONFIG_HINT, TRAINING_TASKS, Cluster, parse_tf_config
+from cnncli.devices.hardware import (
+    CPU_BF16_FLAGS,
+    GPU_INSTALL,
+    available_cpus,
+    cpu_bf16_units,
+    cpu_flags,
+    nvidia_driver_present,
+)
 from cnncli.devices.memory import (
     MAX_BATCH_HALVINGS,
     USABLE_MEMORY_FRACTION,
@@ -32,10 +41,8 @@ from cnncli.devices.memory import (
     out_of_memory_message,
 )
 from cnncli.devices.placement import (
-    CPU_BF16_FLAGS,
     CPU_REQUESTED_NOTE,
     DEVICE_FORMS,
-    GPU_INSTALL,
     LR_RULES,
     NO_GPU_NOTE,
     PRECISIONS,
@@ -43,12 +50,8 @@ from cnncli.devices.placement import (
     Placement,
     auto_jit_compile,
     auto_precision,
-    available_cpus,
-    cpu_bf16_units,
-    cpu_flags,
     decide,
     gpu_warning,
-    nvidia_driver_present,
     parse_device,
     scale_learning_rate,
     strategy_name,

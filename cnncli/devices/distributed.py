@@ -10,8 +10,9 @@ regularisation work as in `model.fit`), and the metrics are read as values
 reduced over all replicas. It calls its callbacks as `model.fit` does, so
 `train.RunCallback` works unchanged.
 
-Data: every worker builds the same batches of the *global* batch size (their
-order is a function of seed and epoch, see `pipeline.training_batches`), and
+Data: the batches are of the *global* batch size (their order is a function of seed
+and epoch, see `pipeline.training_batches`); each worker reads and decodes only its
+own replicas' part of each (`Parts`: the work is divided, not multiplied), and
 replica k of n trains on slice k of each batch. A run therefore sees the same
 images in the same order whatever the number of workers, and ``--resume``
 restarts exactly where the backup was taken.
@@ -65,17 +66,37 @@ def worker_run_dir(placement: devices.Placement) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"cnncli-{task}-"))
 
 
+class Parts:
+    """Training batches made by each worker for its own replicas only.
+
+    `make(first, count, replicas)` returns the dataset of the part of every global
+    batch that replicas ``first .. first + count - 1`` of `replicas` train on (replica k
+    gets images ``B*k//R`` to ``B*(k+1)//R`` of a global batch of B), or None when the
+    data cannot be cut so (then the whole global batches are made and sliced).
+    """
+
+    def __init__(self, make, global_batch: int, whole):
+        self.make, self.global_batch, self.whole = make, global_batch, whole
+
+
 def replica_batches(strategy, batches):
     """A distributed dataset in which replica k of n gets slice k of each batch.
 
-    Each worker keeps only its own replicas' slices. Slices are as even as
-    possible, so a last, smaller batch leaves some replicas fewer (or no) images.
+    `batches` is a dataset of global batches, or `Parts` (each worker makes only its
+    replicas' part). Slices are as even as possible, so a last, smaller batch leaves
+    some replicas fewer (or no) images.
     """
     replicas = strategy.num_replicas_in_sync
 
     def for_worker(context: tf.distribute.InputContext):
         local = replicas // context.num_input_pipelines
         first = context.input_pipeline_id * local
+        if isinstance(batches, Parts):
+            part = batches.make(first, local, replicas)
+            if part is not None:
+                return part.flat_map(_local_slices(batches.global_batch, first, local,
+                                                   replicas))
+        whole = batches.whole if isinstance(batches, Parts) else batches
 
         def slices(*batch):
             size = tf.cast(tf.shape(batch[0])[0], tf.int64)
@@ -86,9 +107,25 @@ def replica_batches(strategy, batches):
 
             return tf.data.Dataset.range(first, first + local).map(piece)
 
-        return batches.flat_map(slices)
+        return whole.flat_map(slices)
 
     return strategy.distribute_datasets_from_function(for_worker)
+
+
+def _local_slices(global_batch: int, first: int, local: int, replicas: int):
+    """Slices of a worker's part of a global batch, one per local replica, cut where the
+    global batch would be."""
+    base = global_batch * first // replicas
+
+    def slices(*part):
+        def piece(k):
+            start = global_batch * k // replicas - base
+            stop = global_batch * (k + 1) // replicas - base
+            return tuple(t[start:stop] for t in part)
+
+        return tf.data.Dataset.range(first, first + local).map(piece)
+
+    return slices
 
 
 def build_metrics(model, images, labels) -> None:
@@ -156,7 +193,8 @@ def fit(model, strategy, batches, *, epochs: int, steps_per_epoch: int,
     Args:
         model: a compiled Keras model, built and compiled under ``strategy.scope()``.
         strategy: the `tf.distribute` strategy (`devices.strategy`).
-        batches: a dataset of (images, labels) batches of the *global* batch size
+        batches: a dataset of (images, labels) batches of the *global* batch size,
+            or `Parts` making each worker's part of them
             (per-replica size x ``strategy.num_replicas_in_sync``), at least
             ``(epochs - initial_epoch) * steps_per_epoch`` of them, the same on
             every worker; replica k trains on slice k of each.

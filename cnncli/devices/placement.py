@@ -11,14 +11,13 @@ ones in tests) and returns a `Placement`.
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cnncli import config
 from cnncli.devices.cluster import Cluster
+from cnncli.devices.hardware import GPU_INSTALL
 from cnncli.errors import ConfigError, DeviceError
 
 #: Values of ``--device``.
@@ -33,9 +32,6 @@ LR_RULES = ("linear", "sqrt", "none")
 NO_GPU_NOTE = "TensorFlow sees no GPU"
 
 CPU_REQUESTED_NOTE = "--device cpu"
-
-GPU_INSTALL = "pip install 'cnncli[gpu]'"
-
 
 @dataclass
 
@@ -251,43 +247,6 @@ def auto_jit_compile(placement: Placement) -> bool:
     """
     return placement.kind == "gpu"
 
-#: CPU flags (``/proc/cpuinfo``) of matrix units that multiply bfloat16: Intel AMX
-#: (Sapphire Rapids and later). AVX512-BF16 alone was not measured, so not listed.
-CPU_BF16_FLAGS = frozenset({"amx_bf16"})
-
-
-def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU's feature flags as Linux lists them (empty where it does not).
-
-    >>> "fpu" in cpu_flags() or cpu_flags() == frozenset()
-    True
-    """
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_bf16_units(flags: frozenset[str] | None = None,
-                   environ: dict | None = None) -> bool:
-    """True when TensorFlow can multiply bfloat16 on this CPU's matrix units: the CPU
-    has them (`CPU_BF16_FLAGS`) and oneDNN, which drives them, is not turned off.
-
-    >>> cpu_bf16_units(frozenset({"avx512f", "amx_bf16"}), environ={})
-    True
-    >>> cpu_bf16_units(frozenset({"amx_bf16"}), environ={"TF_ENABLE_ONEDNN_OPTS": "0"})
-    False
-    """
-    flags = cpu_flags() if flags is None else flags
-    environ = os.environ if environ is None else environ
-    onednn = environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
-    return onednn and bool(flags & CPU_BF16_FLAGS)
-
-
 def _precision_warnings(precision: str, gpus: Sequence[GpuInfo],
                         cpu_bf16: bool = False) -> list[str]:
     """Warnings for an explicit precision that will be slow where it runs."""
@@ -298,7 +257,7 @@ def _precision_warnings(precision: str, gpus: Sequence[GpuInfo],
             return []
         return [
             f"--precision {precision} on this CPU is usually slower than float32: it has "
-            "no bfloat16 matrix units (Intel AMX); mixed precision pays off on GPUs"
+            "no bfloat16 units (Intel AMX, AVX512-BF16); mixed precision pays off on GPUs"
         ]
     caps = [g.compute_capability for g in gpus]
     if any(cc is None for cc in caps):
@@ -406,22 +365,27 @@ def strategy_name(placement: Placement) -> str:
             "multiworker": "MultiWorkerMirroredStrategy"}.get(placement.kind, "MirroredStrategy")
 
 
-def nvidia_driver_present(
-    paths: Sequence[str] = ("/proc/driver/nvidia",), search_path: str | None = None
-) -> bool:
-    """True when an NVIDIA driver is installed: ``nvidia-smi`` is on the PATH or
-    one of `paths` exists.
+def scale_learning_rate(lr: float, replicas: int, rule: str = "linear") -> float:
+    """The learning rate for `replicas` replicas, each with the per-replica batch size.
 
-    Args:
-        paths: files or folders the driver creates.
-        search_path: the PATH to search for ``nvidia-smi`` (None: ``$PATH``).
+    ``linear`` multiplies by `replicas` (Goyal et al., 2017), ``sqrt`` by its
+    square root, ``none`` leaves it.
 
-    >>> nvidia_driver_present(paths=[], search_path="")
-    False
+    >>> scale_learning_rate(0.1, 4)
+    0.4
     """
-    if shutil.which("nvidia-smi", path=search_path):
-        return True
-    return any(os.path.exists(p) for p in paths)
+    if rule not in LR_RULES:
+        raise ConfigError(
+            f"learning-rate scaling rule {rule!r} is not known",
+            hint=f"use one of: {', '.join(LR_RULES)}",
+        )
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, not {replicas}")
+    if rule == "linear":
+        return lr * replicas
+    if rule == "sqrt":
+        return lr * math.sqrt(replicas)
+    return lr
 
 
 def gpu_warning(driver_present: bool, placement: Placement, build_info: dict) -> str | None:
@@ -450,34 +414,3 @@ def gpu_warning(driver_present: bool, placement: Placement, build_info: dict) ->
         f"CUDA {cuda} (nvidia-smi shows the newest CUDA it supports) and that "
         "CUDA_VISIBLE_DEVICES does not hide the GPUs"
     )
-
-
-def scale_learning_rate(lr: float, replicas: int, rule: str = "linear") -> float:
-    """The learning rate for `replicas` replicas, each with the per-replica batch size.
-
-    ``linear`` multiplies by `replicas` (Goyal et al., 2017), ``sqrt`` by its
-    square root, ``none`` leaves it.
-
-    >>> scale_learning_rate(0.1, 4)
-    0.4
-    """
-    if rule not in LR_RULES:
-        raise ConfigError(
-            f"learning-rate scaling rule {rule!r} is not known",
-            hint=f"use one of: {', '.join(LR_RULES)}",
-        )
-    if replicas < 1:
-        raise ValueError(f"replicas must be >= 1, not {replicas}")
-    if rule == "linear":
-        return lr * replicas
-    if rule == "sqrt":
-        return lr * math.sqrt(replicas)
-    return lr
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1

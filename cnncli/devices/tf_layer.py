@@ -16,15 +16,8 @@ import subprocess
 import warnings
 
 from cnncli.devices.cluster import parse_tf_config
-from cnncli.devices.placement import (
-    GpuInfo,
-    Placement,
-    available_cpus,
-    cpu_bf16_units,
-    decide,
-    gpu_warning,
-    nvidia_driver_present,
-)
+from cnncli.devices.hardware import available_cpus, cpu_bf16_units, nvidia_driver_present
+from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning
 from cnncli.errors import DeviceError
 from cnncli.runtime import import_keras, import_tf, stderr_silenced
 

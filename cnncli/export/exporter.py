@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli import files
+from cnncli.data import feed
 from cnncli.errors import CnnError, ConfigError, DataError, ModelError
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
 from cnncli.export.staging import Staging, check_writable
@@ -185,11 +186,9 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     if source and (not images or calibrate):
         from cnncli.data import datasets
 
-        size = run_data.image_size if run_data else None
         ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
                                                         else None),
-                           offline=offline or bool(run_data and run_data.offline),
-                           image_size=tuple(size) if size else None)
+                           offline=offline or bool(run_data and run_data.offline))
     if ds is None and not images:
         raise ConfigError("which images should the exports be checked on? this model file "
                           "does not say what data it was trained on", file=reference.name,
@@ -200,11 +199,12 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
                           hint="pass --data NAME_OR_PATH")
     # The channels a client has: the training images' (grey MNIST into an RGB network
     # gives a 1-channel export, converted in the graph), else the network's.
-    shape = (h, w, int(ds.image_shape[-1]) if ds is not None else c)
+    shape = (h, w, int(ds.image_shape[-1]) if ds is not None and ds.image_shape else c)
+    resize = reference.meta.resize
     calibration = None
     if calibrate:  # its own seed: the check images must not depend on it
-        pick = np.random.default_rng(1).permutation(len(ds.x_train))[:CALIBRATION_IMAGES]
-        calibration = exported.fit_images(ds.x_train[np.sort(pick)], shape)
+        pick = np.random.default_rng(1).permutation(len(ds.train))[:CALIBRATION_IMAGES]
+        calibration = feed.images_at(ds.train, np.sort(pick), shape, resize=resize)
     if images:
         checked = _read_images(images, shape)
         return Samples(checked, None, calibration, shape,
@@ -212,10 +212,10 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     from cnncli.infer import evaluate as evaluation
 
     labels, _ = evaluation.labels_by_name(ds, reference)  # classes matched by name
-    pick = np.arange(len(ds.x_test))
+    pick = np.arange(len(ds.test))
     if limit and limit < len(pick):
         pick = np.sort(np.random.default_rng(0).permutation(len(pick))[:limit])
-    return Samples(exported.fit_images(ds.x_test[pick], shape), labels[pick], calibration,
+    return Samples(feed.images_at(ds.test, pick, shape, resize=resize), labels[pick], calibration,
                    shape, f"{len(pick):,} test images of {ds.name} ({ds.source})")
 
 

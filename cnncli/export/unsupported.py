@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from cnncli.errors import ModelError
-from cnncli.export.graph import all_layers
+from cnncli.model.precision import all_layers
 
 # What each converter says about an operation it cannot convert: the op type.
 _OP_PATTERNS = (

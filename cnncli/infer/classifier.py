@@ -31,29 +31,60 @@ __all__ = ["Classifier", "KerasClassifier", "keras_classifier", "load"]
 
 @dataclass
 class KerasClassifier(Classifier):
-    """A Keras model; images are preprocessed as in training (`pipeline.preprocess_batch`)."""
+    """A Keras model; images are preprocessed as in training (`pipeline.preprocess_batch`),
+    inside one compiled TensorFlow function (traced once, for any batch size)."""
 
     model: object = None
     preprocessing: str = "scale"
+    precision: str = "float32"
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        from cnncli.data import pipeline
+        from cnncli.runtime import import_keras
 
-        x = pipeline.preprocess_batch(images, self.input_shape, self.preprocessing)
-        return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+        if not isinstance(self.model, import_keras().Model):  # e.g. a stand-in in tests
+            from cnncli.data import pipeline
+
+            x = pipeline.preprocess_batch(images, self.input_shape, self.preprocessing)
+            return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
+        images = np.asarray(images, np.uint8)
+        # One function per channel count: grey images reach an RGB model as in training.
+        compiled = self.__dict__.setdefault("_compiled", {})
+        if images.shape[-1] not in compiled:
+            compiled[images.shape[-1]] = self._compile(images.shape[-1])
+        return compiled[images.shape[-1]](images).numpy()
+
+    def _compile(self, channels: int):
+        from cnncli.data import pipeline
+        from cnncli.runtime import import_tf
+
+        tf = import_tf()
+        spec = tf.TensorSpec((None, *self.input_shape[:2], channels), tf.uint8)
+
+        @tf.function(input_signature=[spec])
+        def infer(images):
+            x = pipeline.preprocess_batch(images, self.input_shape, self.preprocessing)
+            return tf.cast(self.model(x, training=False), tf.float32)
+
+        return infer
 
 
 def keras_classifier(name: str, model, input_shape, preprocessing: str,
                      class_names: list[str], meta: ModelMeta | None = None,
-                     artefact: Artefact | None = None) -> KerasClassifier:
-    """A `KerasClassifier` from its parts (tests and the pretrained models use this)."""
+                     artefact: Artefact | None = None,
+                     precision: str = "float32") -> KerasClassifier:
+    """A `KerasClassifier` from its parts, computing in `precision` (its last layer and the
+    probabilities stay float32)."""
+    if precision != "float32" and model is not None and hasattr(model, "layers"):
+        from cnncli.model.precision import with_policy
+
+        model = with_policy(model, precision)
     return KerasClassifier(name, tuple(input_shape), list(class_names),
                            meta or ModelMeta(), artefact, model=model,
-                           preprocessing=preprocessing)
+                           preprocessing=preprocessing, precision=precision)
 
 
 def load(model: str, *, weights: str | None = None, offline: bool = False,
-         preprocessing: str | None = None) -> Classifier:
+         preprocessing: str | None = None, precision: str = "float32") -> Classifier:
     """A pretrained name (``vgg16``), a run folder, a ``.keras`` file, or an exported
     file (``.onnx``, ``.tflite``, ``.xml``, a SavedModel folder; `cnncli.infer.exported`)."""
     if exported.kind(model):
@@ -65,7 +96,8 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
         entry = pretrained.get(model)
         net = pretrained.load(model, weights=weights, offline=offline)
         return keras_classifier(model, net, entry.input_shape,
-                                preprocessing or entry.preprocessing, imagenet.class_names())
+                                preprocessing or entry.preprocessing, imagenet.class_names(),
+                                precision=precision)
     if weights:
         raise ConfigError("--weights goes with a pretrained model name",
                           hint="use one of " + ", ".join(sorted(pretrained.REGISTRY)))
@@ -79,4 +111,5 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
     if len(names) != classes:
         names = [str(i) for i in range(classes)]
     return keras_classifier(str(art.model_path), net, shape,
-                            preprocessing or art.meta.preprocessing, names, art.meta, art)
+                            preprocessing or art.meta.preprocessing, names, art.meta, art,
+                            precision)

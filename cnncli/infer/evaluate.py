@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli import files, plots
-from cnncli.data import datasets
+from cnncli.data import datasets, feed
 from cnncli.errors import ConfigError, DataError
 from cnncli.infer import classifier, metrics
 
@@ -34,22 +34,25 @@ class Report:
     files: dict[str, str]
     failures: list[str]
     notes: list[str]
+    precision: str = "float32"
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "dataset": self.dataset, **self.result.to_dict(),
-                "files": self.files, "failures": self.failures, "notes": self.notes}
+        return {"model": self.model, "dataset": self.dataset, "precision": self.precision,
+                **self.result.to_dict(), "files": self.files, "failures": self.failures,
+                "notes": self.notes}
 
 
 def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | None = None,
              offline: bool = False, batch_size: int = 256, fail_under: list[str] = (),
              output: str | Path | None = None,
-             model: classifier.Classifier | None = None) -> Report:
+             model: classifier.Classifier | None = None,
+             precision: str = "float32") -> Report:
     """Evaluate on the test split of the run's dataset (or `data`); see `Report`."""
     thresholds = metrics.parse_thresholds(list(fail_under))  # bad thresholds fail first
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {batch_size}",
                           hint="e.g. --batch-size 256")
-    clf = model or classifier.load(str(target))
+    clf = model or classifier.load(str(target), precision=precision)
     art = clf.artefact
     run_data = art.data if art else None
     source = data or (run_data.name if run_data else None) or clf.meta.dataset
@@ -57,20 +60,31 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         raise ConfigError("which data? this model file does not say what it was trained on",
                           file=clf.name, hint="pass --data NAME_OR_PATH")
     folder = _output_folder(output, art.run if art else None, data, run_data, notes := [])
-    size = run_data.image_size if run_data else None
     ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data else None),
-                       offline=offline or bool(run_data and run_data.offline),
-                       image_size=tuple(size) if size else None)
+                       offline=offline or bool(run_data and run_data.offline))
     labels, matched = labels_by_name(ds, clf)
     notes += matched
-    probs = np.concatenate([clf.probabilities(ds.x_test[i:i + batch_size])
-                            for i in range(0, len(ds.x_test), batch_size)])
-    result = metrics.compute(labels, probs, clf.class_names, ids=ds.test_ids)
-    picked = np.clip(probs[np.arange(len(probs)), labels], 1e-7, 1.0)
+    probs, readable = [], []
+    for images, _, weights in feed.split_batches(ds.test, clf.input_shape,
+                                                 resize=clf.meta.resize,
+                                                 batch_size=batch_size):
+        probs.append(clf.probabilities(images))
+        readable.append(weights > 0)
+    probs, readable = np.concatenate(probs), np.concatenate(readable)
+    if not readable.all():
+        notes.append(f"{int((~readable).sum())} test image(s) could not be read and are "
+                     "left out")
+    kept, ids = np.flatnonzero(readable), ds.test.ids
+    result = metrics.compute(labels[kept], probs[kept], clf.class_names,
+                             ids=[ids[i] for i in kept] if ids else kept.tolist())
+    for mistake in result.misclassified:  # positions in the test split, unreadable included
+        mistake["index"] = int(kept[mistake["index"]])
+    picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
     result.loss = float(-np.mean(np.log(picked)))
-    written = _write_files(folder, result, ds, clf.class_names) if folder else {}
+    written = _write_files(folder, result, ds, clf) if folder else {}
     return Report(clf.name, result, f"{ds.name} ({ds.source})", written,
-                  metrics.check_thresholds(result, thresholds), notes)
+                  metrics.check_thresholds(result, thresholds), notes,
+                  getattr(clf, "precision", "float32"))
 
 
 def labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
@@ -81,7 +95,7 @@ def labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
                         f"{len(model_names)}", file=ds.source,
                         hint="evaluate on the data the model was trained for (--data)")
     if data_names == model_names[:len(data_names)]:
-        return ds.y_test, []
+        return ds.test.labels, []
     unknown = [n for n in data_names if n not in model_names]
     if unknown:
         shown = ", ".join(repr(n) for n in unknown[:5])
@@ -91,7 +105,7 @@ def labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
             hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
             + ("..." if len(model_names) > 10 else "") + "; name the test folders the same")
     index = np.array([model_names.index(n) for n in data_names])
-    return index[ds.y_test], ["the data's classes are in another order than the model's: "
+    return index[ds.test.labels], ["the data's classes are in another order than the model's: "
                               "matched by name"]
 
 
@@ -118,14 +132,15 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
     return folder
 
 
-def _write_files(folder: Path, result: metrics.EvalResult, ds, names) -> dict[str, str]:
+def _write_files(folder: Path, result: metrics.EvalResult, ds, clf) -> dict[str, str]:
     written = {
-        "confusion_matrix": str(plots.confusion_matrix(result.confusion, names,
+        "confusion_matrix": str(plots.confusion_matrix(result.confusion, clf.class_names,
                                                        folder / "confusion.png")),
     }
     worst = result.misclassified[:WORST]
     if worst:
-        images = ds.x_test[[w["index"] for w in worst]]
+        images = feed.images_at(ds.test, [w["index"] for w in worst], clf.input_shape,
+                                resize=clf.meta.resize)
         titles = [plots.misclassified_title(w) for w in worst]
         written["misclassified"] = str(plots.image_grid(images, titles,
                                                         folder / "misclassified.png"))

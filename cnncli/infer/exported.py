@@ -41,7 +41,6 @@ SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
 TF_FREE = ("onnx", "litert", "openvino")
 EXTRAS = {"onnx": "onnx", "litert": "litert", "openvino": "openvino"}
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every LiteRT FlatBuffer
-_RGB_TO_GREY = np.array([0.2989, 0.5870, 0.1140], np.float32)  # tf.image.rgb_to_grayscale's
 
 
 def kind(path: str | os.PathLike) -> str | None:
@@ -87,17 +86,11 @@ def fit_images(images: np.ndarray, shape) -> np.ndarray:
     """
     from cnncli.data import images as imaging
 
-    x = np.asarray(images)
-    if x.ndim == 3:
-        x = x[..., None]
-    have, want = x.shape[-1], shape[-1]
-    if have == 1 and want == 3:
-        x = np.repeat(x, 3, axis=-1)
-    elif have == 3 and want == 1:
-        x = np.round(x.astype(np.float32) @ _RGB_TO_GREY)[..., None].clip(0, 255)
+    x = np.asarray(images, dtype=np.uint8)
+    x = imaging.convert_channels(x[..., None] if x.ndim == 3 else x, shape[-1])
     if tuple(x.shape[1:3]) != tuple(shape[:2]):
-        x = np.stack([imaging.resize(img.astype(np.uint8), shape[:2]) for img in x])
-    return np.ascontiguousarray(x, dtype=np.uint8)
+        x = np.stack([imaging.resize(img, shape[:2]) for img in x])
+    return np.ascontiguousarray(x)
 
 
 @dataclass

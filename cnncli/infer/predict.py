@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from cnncli.data import images, inputs
-from cnncli.errors import CnnError
+from cnncli.errors import CnnError, DataError
 from cnncli.infer import classifier, metrics
 
 DECODE_THREADS = 4  # PIL releases the GIL while decoding
@@ -40,17 +39,28 @@ class Result:
 
 def predict(sources: list[str], *, model: str | classifier.Classifier, top: int = 5,
             batch_size: int = 32, weights: str | None = None, offline: bool = False,
-            resize: str = "bilinear", stdin=None) -> Result:
+            resize: str | None = None, stdin=None) -> Result:
     """Top-`top` classes for every image in `sources` (files, folders, globs, @lists, URLs)."""
     loaded = model if isinstance(model, classifier.Classifier) else classifier.load(
         model, weights=weights, offline=offline)
+    resize = images.resize_mode(resize or loaded.meta.resize)  # as the model was trained
     files = inputs.expand_inputs(sources, stdin=stdin)
+    if not files:
+        raise DataError("no images to classify: the list given is empty",
+                        hint="give image files, folders, globs, @list.txt or - (paths on "
+                             "standard input), one image at least")
     result = Result(model=loaded.name)
     top = max(1, min(top, len(loaded.class_names)))
+    chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start:start + batch_size]
-            decoded = list(pool.map(lambda f: _read(f, loaded, resize), chunk))
+        def decode(chunk):  # started one batch ahead: decoding overlaps the model's work
+            return [pool.submit(_read, f, loaded, resize) for f in chunk]
+
+        pending = decode(chunks[0])
+        for k, chunk in enumerate(chunks):
+            decoded = [future.result() for future in pending]
+            if k + 1 < len(chunks):
+                pending = decode(chunks[k + 1])
             good = [(f, img) for f, img in zip(chunk, decoded, strict=True)
                     if not isinstance(img, CnnError)]
             result.errors += [img for img in decoded if isinstance(img, CnnError)]
@@ -67,9 +77,6 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
 def _read(source: str, loaded: classifier.Classifier, resize: str):
     """The image at `source` as uint8 at the model's size, or the error it raised."""
     try:
-        data = inputs.fetch_url(source) if inputs.is_url(source) else Path(source)
-        channels = loaded.input_shape[-1]
-        img = images.load_image(data, name=source, channels=1 if channels == 1 else 3)
-        return images.resize(img, loaded.input_shape[:2], resize)
+        return inputs.read_image(source, loaded.input_shape, resize)
     except CnnError as exc:
         return exc

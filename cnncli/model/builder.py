@@ -17,7 +17,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from cnncli.errors import ConfigError
+from cnncli.errors import CnnError, ConfigError
+from cnncli.model import backbone
 from cnncli.model import spec as specs
 from cnncli.model.shapes import as_tuple, window_output
 from cnncli.runtime import import_keras
@@ -60,8 +61,8 @@ def build_checked(spec: specs.Spec | specs.Expanded, *, classes: int | None = No
         args = dict(node.args)
         if mixed and node.name == expanded.output:
             args.setdefault("dtype", "float32")  # softmax and loss stay in float32
-        layer = _make_layer(node, args)
         incoming = [tensors[n] for n in node.inputs]
+        layer = _make_layer(node, args, incoming[0].shape)
         _check_window(node, layer, incoming[0].shape)
         _check_weights(node, layer, incoming[0].shape)
         if node.layer == "Dense" and len(incoming[0].shape) > 2:
@@ -93,7 +94,14 @@ def build_checked(spec: specs.Spec | specs.Expanded, *, classes: int | None = No
     return Built(model=model, expanded=expanded, warnings=warnings)
 
 
-def _make_layer(node: specs.Node, args: dict):
+def _make_layer(node: specs.Node, args: dict, shape):
+    if node.layer == backbone.LAYER:  # a network without its classifier: one sub-model
+        try:
+            return backbone.build(args, tuple(shape[1:]), node.name)
+        except CnnError as exc:
+            exc.file, exc.line = exc.file or node.file, exc.line or node.line
+            exc.where = exc.where or node.where()
+            raise
     cls = getattr(keras.layers, node.layer)
     try:
         return cls(name=node.name, **args)

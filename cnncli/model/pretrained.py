@@ -5,7 +5,12 @@ A registry in the manner of timm: a dict, and a decorator that adds a function t
 Weights are looked for in Keras' own cache (``$KERAS_HOME/models``, by default
 ``~/.keras/models``) under Keras' own file names, so a file Keras downloaded once is
 used; they are downloaded (by Keras) only when missing and not ``offline``; a local
-file can be given instead (``--weights``).
+file can be given instead (``--weights``). Each model also has a no-top file (the
+network without its classifier, ``include_top=False``), which fine-tuning starts from
+(`cnncli.model.backbone_weights`):
+
+>>> notop_file(get("mobilenet_v2"), 160)
+'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5'
 
 >>> sorted(REGISTRY)[:3]
 ['efficientnet_b0', 'mobilenet_v2', 'resnet50']
@@ -18,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli.errors import ConfigError, ModelError
+from cnncli.errors import ConfigError, ModelError, suggest
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,10 @@ class Pretrained:
     origin: str  # where Keras downloads it from
     megabytes: int
     preprocessing: str  # a cnncli.data.pipeline mode equal to the model's preprocess_input
+    notop: str = ""  # Keras' cache file name of the weights without the classifier
+    notop_megabytes: float = 0  # its size: the no-top model's parameters x 4 bytes
+    notop_sizes: tuple[int, ...] = ()  # input sizes with a file of their own ({size} in notop)
+    min_size: int = 32  # the smallest input height and width keras.applications accepts
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -41,12 +50,14 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
 def register(name: str, *, size: int, weights_file: str, origin: str, megabytes: int,
-             preprocessing: str):
-    """Add the decorated ``f(weights) -> keras.Model`` to `REGISTRY` under `name`."""
+             preprocessing: str, notop: str, notop_megabytes: float,
+             notop_sizes: tuple[int, ...] = ()):
+    """Add the decorated ``f(weights, **options) -> keras.Model`` to `REGISTRY` under
+    `name` (options: ``include_top``, ``input_shape``, as keras.applications takes them)."""
 
     def decorate(factory):
         REGISTRY[name] = Pretrained(name, factory, size, weights_file, origin, megabytes,
-                                    preprocessing)
+                                    preprocessing, notop, notop_megabytes, notop_sizes)
         return factory
 
     return decorate
@@ -59,37 +70,44 @@ def _apps():
 
 
 # Preprocessing: VGG and ResNet weights came from Caffe (BGR, ImageNet mean subtracted);
-# MobileNetV2 expects [-1, 1]; EfficientNet rescales inside the model.
+# MobileNetV2 expects [-1, 1]; EfficientNet rescales inside the model. The no-top file
+# names are those keras/src/applications/*.py pass to get_file (Keras 3.15), in the same
+# folder as the full file; MobileNetV2 has one per input size (96 ... 224).
 @register("vgg16", size=224, weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-          origin=_KERAS_APPS + "vgg16/", megabytes=528, preprocessing="caffe")
-def vgg16(weights):
-    return _apps().VGG16(weights=weights)
+          origin=_KERAS_APPS + "vgg16/", megabytes=528, preprocessing="caffe",
+          notop="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=58.9)
+def vgg16(weights, **options):
+    return _apps().VGG16(weights=weights, **options)
 
 
 @register("vgg19", size=224, weights_file="vgg19_weights_tf_dim_ordering_tf_kernels.h5",
-          origin=_KERAS_APPS + "vgg19/", megabytes=549, preprocessing="caffe")
-def vgg19(weights):
-    return _apps().VGG19(weights=weights)
+          origin=_KERAS_APPS + "vgg19/", megabytes=549, preprocessing="caffe",
+          notop="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=80.1)
+def vgg19(weights, **options):
+    return _apps().VGG19(weights=weights, **options)
 
 
 @register("resnet50", size=224, weights_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-          origin=_KERAS_APPS + "resnet/", megabytes=98, preprocessing="caffe")
-def resnet50(weights):
-    return _apps().ResNet50(weights=weights)
+          origin=_KERAS_APPS + "resnet/", megabytes=98, preprocessing="caffe",
+          notop="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=94.4)
+def resnet50(weights, **options):
+    return _apps().ResNet50(weights=weights, **options)
 
 
 @register("mobilenet_v2", size=224,
           weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
-          origin=_KERAS_APPS + "mobilenet_v2/", megabytes=14, preprocessing="tf")
-def mobilenet_v2(weights):
-    return _apps().MobileNetV2(weights=weights)
+          origin=_KERAS_APPS + "mobilenet_v2/", megabytes=14, preprocessing="tf",
+          notop="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
+          notop_megabytes=9.0, notop_sizes=(96, 128, 160, 192, 224))
+def mobilenet_v2(weights, **options):
+    return _apps().MobileNetV2(weights=weights, **options)
 
 
 @register("efficientnet_b0", size=224, weights_file="efficientnetb0.h5",
           origin="https://storage.googleapis.com/keras-applications/", megabytes=21,
-          preprocessing="none")
-def efficientnet_b0(weights):
-    return _apps().EfficientNetB0(weights=weights)
+          preprocessing="none", notop="efficientnetb0_notop.h5", notop_megabytes=16.2)
+def efficientnet_b0(weights, **options):
+    return _apps().EfficientNetB0(weights=weights, **options)
 
 
 def get(name: str) -> Pretrained:
@@ -97,7 +115,8 @@ def get(name: str) -> Pretrained:
         return REGISTRY[name]
     except KeyError:
         raise ConfigError(f"unknown pretrained model '{name}'",
-                          hint="use one of " + ", ".join(sorted(REGISTRY))) from None
+                          hint=suggest(name, sorted(REGISTRY), listing="pretrained models")
+                          ) from None
 
 
 def cache_dir() -> Path:
@@ -108,6 +127,19 @@ def cache_dir() -> Path:
 
 def cached_weights(entry: Pretrained) -> Path | None:
     path = cache_dir() / entry.weights_file
+    return path if path.is_file() else None
+
+
+def notop_file(entry: Pretrained, size: int | None = None) -> str:
+    """Keras' cache file name of `entry`'s weights without the classifier, for an input of
+    `size` x `size` (MobileNetV2 has a file per input size; others one for all)."""
+    if not entry.notop_sizes:
+        return entry.notop
+    return entry.notop.format(size=size if size in entry.notop_sizes else entry.size)
+
+
+def cached_notop(entry: Pretrained, size: int | None = None) -> Path | None:
+    path = cache_dir() / notop_file(entry, size)
     return path if path.is_file() else None
 
 
@@ -135,14 +167,20 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
     return model
 
 
-def download(name: str) -> Path:
-    """Fetch the weights of `name` into Keras' cache now (for machines that go offline)."""
+def download(name: str) -> list[Path]:
+    """Fetch the weights of `name` into Keras' cache now (for machines that go offline):
+    the full model's (prediction) and the no-top file (fine-tuning, at the default size)."""
     entry = get(name)
     try:
         entry.factory("imagenet")
     except Exception as exc:
         raise _missing(entry, f"the download failed: {str(exc).splitlines()[0]}") from None
-    return cache_dir() / entry.weights_file
+    try:
+        entry.factory("imagenet", include_top=False)
+    except Exception as exc:
+        raise missing_notop(entry, notop_file(entry),
+                            f"the download failed: {str(exc).splitlines()[0]}") from None
+    return [cache_dir() / entry.weights_file, cache_dir() / notop_file(entry)]
 
 
 def _missing(entry: Pretrained, why: str) -> ModelError:
@@ -152,3 +190,14 @@ def _missing(entry: Pretrained, why: str) -> ModelError:
         hint=f"download {entry.origin}{entry.weights_file} ({entry.megabytes} MB) and put it "
              f"in {cache_dir()}/, or pass --weights FILE, or run `cnncli models --download "
              f"{entry.name}` on a machine that is online")
+
+
+def missing_notop(entry: Pretrained, file: str, why: str) -> ModelError:
+    """The error for no-top weights that are not on this machine: the file, where it goes."""
+    return ModelError(
+        f"the ImageNet weights of {entry.name} without its classifier are not on this "
+        f"machine ({why})", file=str(cache_dir() / file),
+        hint=f"download {entry.origin}{file} (about {entry.notop_megabytes:g} MB) and put it "
+             f"in {cache_dir()}/, or give a weights file (`model.weights: FILE` or "
+             f"--weights FILE), or run `cnncli models --download {entry.name}` on a machine "
+             "that is online")

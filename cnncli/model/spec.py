@@ -18,7 +18,10 @@ argument names; a scalar stands for the first argument: ``Dropout: 0.5``):
 * ``blocks:`` defines named, parameterised groups of layers (``$param`` inside),
   used like layers: ``- vgg_block: {filters: 64, convs: 2}``;
 * ``branches: [[...], [...], []]`` with ``merge: concatenate`` (or ``add``) runs
-  branches in parallel on the same input and merges them; ``[]`` is the identity.
+  branches in parallel on the same input and merges them; ``[]`` is the identity;
+* ``pretrained: {name: resnet50, weights: imagenet}`` (or ``{model: runs/x/1}``) as the
+  first layer: a network without its classifier, one node (`cnncli.model.backbone`);
+  the spec's input and preprocessing default to that network's.
 
 `expand` turns a spec into `Node`s: each with a readable, stable name
 (``conv1_1``, ``pool1``, ``fc1``...), its Keras class and arguments, its inputs,
@@ -178,17 +181,35 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
             file=file, line=_key_line(doc, "classes"),
             hint="a classifier needs at least one class (usually 2 or more)"))
     raise_all(errors)
+    brought = _backbone_defaults(layers) if doc.get("input") is None or preprocessing is None \
+        else None
     return Spec(
         name=str(doc.get("name") or default_name),
         layers=layers,
-        input=doc.get("input"),
+        input=doc.get("input") or (list(brought[0]) if brought else None),
         classes=classes,
-        preprocessing=str(doc.get("preprocessing") or "scale"),
+        preprocessing=str(preprocessing or (brought[1] if brought else "scale")),
         description=str(doc.get("description") or ""),
         blocks=blocks,
         file=file,
         raw=doc,
     )
+
+
+def _backbone_defaults(layers) -> tuple | None:
+    """(input, preprocessing) a first ``pretrained:`` layer brings, if it names one."""
+    from cnncli.model import backbone
+
+    first = layers[0] if isinstance(layers, list) and layers else None
+    if not isinstance(first, dict) or backbone.ENTRY not in first:
+        return None
+    args, problems = backbone.entry_args(first[backbone.ENTRY])
+    if problems:
+        return None  # reported when the spec is expanded
+    try:
+        return backbone.default_shape(args)
+    except CnnError:
+        return None  # e.g. a model file that is missing: the builder says so
 
 
 def check_input(value: Any, *, file: str | None = None, line: int | None = None):
@@ -323,6 +344,8 @@ class _Expander:
                        "write each layer as its own list item (`- Flatten`)")
             return tail
         key, value = main[0], entry[main[0]]
+        if key == "pretrained":
+            return self.pretrained(value, tail, line, explicit, group, repeat)
         for k in range(repeat):
             name = f"{explicit}_{k + 1}" if explicit and repeat > 1 else explicit
             if key in self.spec.blocks:
@@ -373,6 +396,23 @@ class _Expander:
                                                          "arguments: " + ", ".join(valid)))))
                 ok = False
         return args if ok else None
+
+    def pretrained(self, value, tail, line, explicit, group, repeat):
+        """A backbone (`cnncli.model.backbone`): one node, the spec's first layer."""
+        from cnncli.model import backbone
+
+        where = f"layer {len(self.nodes) + 1} ({backbone.ENTRY})"
+        args, problems = backbone.entry_args(value)
+        for message, hint in problems:
+            self.error(message, line, where, hint)
+        if tail != INPUT or self.nodes or group or repeat != 1:
+            self.error(f"`{backbone.ENTRY}:` can only be the first layer of a spec, once",
+                       line, where, "put it first; the layers after it are the new head")
+            return tail
+        if problems:
+            return tail
+        name = explicit or args.get("name") or "backbone"
+        return self.add(backbone.LAYER, args, [tail], _Names(), line, name, group)
 
     def block(self, key, value, tail, names, params, stack, line, explicit, group):
         where = f"layer {len(self.nodes) + 1} (block '{key}')"
@@ -602,7 +642,13 @@ def from_run_config(cfg, *, file: str | None = None, classes: int | None = None)
     if isinstance(model, str):
         return load(model).with_overrides(classes=classes)
     if "from" in model:
+        from cnncli.model import transfer_spec
+
         section = config.check_part(("model",), model, model, file)
+        doc = transfer_spec.document(section, classes=section.classes or classes,
+                                     image_size=cfg.data.image_size, file=file)
+        if doc is not None:  # a pretrained network or a trained model, with a new head
+            return parse(doc, file=file, default_name=doc["name"])
         base = load(section.from_)
         return base.with_overrides(classes=section.classes or classes, input=section.input)
     inline = parse(model, file=file, default_name=Path(file).stem if file else "model")

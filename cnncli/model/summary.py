@@ -1,7 +1,10 @@
 """The lecture's table for any network: layer, volume size, description, parameters.
 
-Plus totals: parameters, activation memory per image (forward; the backward pass
-is estimated at twice that, as the lecture does), and multiply-adds per image.
+Plus totals: parameters (trainable and frozen: not changed by the optimizer, which
+includes BatchNormalization's moving statistics, as in Keras' own summary), activation
+memory per image (forward; the backward pass is estimated at twice that, as the lecture
+does), and multiply-adds per image. A pretrained backbone is one row (``expand=True``:
+a row per layer inside it).
 
 >>> s = summarize(build_checked(spec.load("mnist_net")))      # doctest: +SKIP
 >>> [r.layer for r in s.rows if r.shown][:3]                  # doctest: +SKIP
@@ -13,8 +16,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from cnncli.model import backbone
 from cnncli.model.builder import Built
 from cnncli.model.shapes import as_tuple, window_output
+from cnncli.model.spec import Node
 
 BYTES_PER_VALUE = 4  # float32 activations
 _ACTIVATIONS = {"relu": "ReLU", "softmax": "Softmax", "tanh": "tanh", "sigmoid": "sigmoid",
@@ -34,6 +39,11 @@ class Row:
     macs: int  # multiply-adds per image
     shown: bool = True  # False for rows the lecture's tables leave out (Flatten)
     explain: list[str] = field(default_factory=list)
+    trainable: int = 0  # of `params`, those the optimizer changes; the rest are frozen
+
+    @property
+    def frozen(self) -> int:
+        return self.params - self.trainable
 
 
 @dataclass
@@ -47,12 +57,21 @@ class Summary:
     macs: int
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["frozen_params"] = self.frozen_params
+        for row, out in zip(self.rows, data["rows"], strict=True):
+            out["frozen"] = row.frozen
+        return data
 
 
-def summarize(built: Built) -> Summary:
-    """Summarize a built model, one row per layer (named blocks folded into one row)."""
+def summarize(built: Built, *, expand: bool = False) -> Summary:
+    """Summarize a built model, one row per layer (named blocks folded into one row, a
+    backbone one row unless `expand`)."""
     model, expanded = built.model, built.expanded
     shape = expanded.input_shape
     rows = [Row("input", "INPUT", _volume(shape), _input_description(shape), 0,
@@ -61,6 +80,9 @@ def summarize(built: Built) -> Summary:
     last = expanded.nodes[-1].name
     for node in expanded.nodes:
         layer = model.get_layer(node.name)
+        if node.layer == backbone.LAYER and expand:
+            rows += _inner_rows(layer)
+            continue
         row = _row(node, layer, is_output=node.name == last)
         if node.group:
             folded = groups.get(node.group)
@@ -69,6 +91,7 @@ def summarize(built: Built) -> Summary:
                                                   "", 0, 0, 0)
                 rows.append(folded)
             folded.params += row.params
+            folded.trainable += row.trainable
             folded.activations += row.activations
             folded.macs += row.macs
             folded.volume = row.volume
@@ -94,6 +117,12 @@ def _row(node, layer, *, is_output: bool) -> Row:
     in_shape = tuple(layer.input.shape[1:]) if not isinstance(layer.input, list) else None
     params = layer.count_params()
     activations = math.prod(out_shape)
+    trainable = int(sum(math.prod(w.shape) for w in layer.trainable_weights))
+    if node.layer == backbone.LAYER:  # its layers' outputs and work, in one row
+        inner = [r for r in _inner_rows(layer) if r.shown]
+        return Row(node.name, node.name.upper(), _volume(out_shape), _backbone_description(
+            node, layer), params, sum(r.activations for r in inner), sum(r.macs for r in inner),
+            trainable=trainable)
     cfg = layer.get_config()
     act = _ACTIVATIONS.get(str(cfg.get("activation", "")), None)
     suffix = f" + {act}" if act else ""
@@ -108,7 +137,8 @@ def _row(node, layer, *, is_output: bool) -> Row:
         desc = f"Conv layer with {filters} {'x'.join(map(str, k))}x{depth} filters"
         if set(stride) != {1}:
             desc += f", stride {stride[0] if len(set(stride)) == 1 else stride}"
-        macs = activations * math.prod(k) * (depth // cfg.get("groups", 1))
+        per_output = 1 if "Depthwise" in kind else depth // cfg.get("groups", 1)
+        macs = activations * math.prod(k) * per_output  # depthwise: one input channel each
         explain = _explain(in_shape, k, stride, cfg.get("padding", "valid"),
                            cfg.get("dilation_rate", 1))
     elif "Pool" in kind and "pool_size" in cfg:
@@ -145,7 +175,34 @@ def _row(node, layer, *, is_output: bool) -> Row:
     else:
         label, desc = kind.upper() + suffix, f"Keras {kind}"
     return Row(node.name, label, _volume(out_shape), desc, params, activations, macs,
-               shown=kind not in _HIDDEN, explain=explain)
+               shown=kind not in _HIDDEN, explain=explain, trainable=trainable)
+
+
+def _backbone_description(node, layer) -> str:
+    inner = len(backbone.top_layers(layer))
+    if "name" in node.args:
+        weights = node.args.get("weights", "imagenet")
+        said = {"imagenet": "ImageNet weights", backbone.NO_WEIGHTS: "random weights"}.get(
+            weights, f"weights from {weights}")
+        return f"{node.args['name']} without its classifier: {inner} layers, {said}"
+    cut = backbone.top_layers(layer)[-1].name
+    return f"{node.args['model']} up to '{cut}': {inner} layers, its weights"
+
+
+def _inner_rows(model, prefix: str = "") -> list[Row]:
+    """A row per layer of a backbone sub-model (nested models opened too)."""
+    rows = []
+    layers = backbone.top_layers(model)
+    for i, layer in enumerate(layers):
+        name = f"{prefix}{model.name}/{layer.name}"
+        if backbone.is_network(layer):
+            rows += _inner_rows(layer, f"{prefix}{model.name}/")
+            continue
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
+        node = Node(i + 1, name, type(layer).__name__, {}, [str(j) for j in
+                                                            range(len(inputs))])
+        rows.append(_row(node, layer, is_output=False))
+    return rows
 
 
 def _explain(in_shape, size, strides, padding, dilation) -> list[str]:

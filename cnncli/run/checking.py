@@ -2,9 +2,12 @@
 can be known without the data, for a spec or a whole run config, all problems at once.
 
 A run config is checked as training checks it: the config's keys and ranges
-(`cnncli.config`), the network (`cnncli.model.builder`), and the optimizer, loss and
+(`cnncli.config`), the network (`cnncli.model.builder`), the optimizer, loss and
 metrics resolved by Keras and tried on labels as cnncli makes them
-(`cnncli.run.compile.check_training`).
+(`cnncli.run.compile.check_training`), and what is frozen in each stage and the
+backbone's weights file (`cnncli.run.transfer`; ImageNet weights not yet on this machine
+are a warning: training downloads them). The model it returns is frozen as the run's
+first stage would be.
 
 >>> checked = check("configs/mnist.yaml")        # doctest: +SKIP
 >>> checked.model.name, checked.warnings          # doctest: +SKIP
@@ -21,6 +24,7 @@ from cnncli import config, yamlio
 from cnncli.data import datasets
 from cnncli.errors import CnnError, raise_all
 from cnncli.model import architectures, builder, spec
+from cnncli.run import transfer
 from cnncli.run.compile import check_training
 
 #: Classes assumed for a run config whose data cnncli does not know by name (the data is
@@ -34,15 +38,6 @@ class Checked:
 
     model: object
     warnings: list[str] = field(default_factory=list)
-
-
-def load_spec(path_or_name: str) -> spec.Spec:
-    """A spec from a spec file, a built-in name, or the `model:` of a run config."""
-    path = architectures.resolve(path_or_name)
-    doc = yamlio.load(path)
-    if _is_run_config(doc):
-        return spec.from_run_config(config.parse(doc, file=str(path)), file=str(path))
-    return spec.parse(doc, file=str(path), default_name=Path(path).stem)
 
 
 def check(path_or_name: str) -> Checked:
@@ -62,16 +57,62 @@ def check(path_or_name: str) -> Checked:
         raise_all(errors)
     built = None
     try:
-        known = datasets.known_name(cfg.data.name)
-        classes = len(datasets.KNOWN[known].class_names) if known else None
-        built = builder.build_checked(spec.from_run_config(cfg, file=str(path),
-                                                           classes=classes))
+        built = builder.build_checked(_network(cfg, str(path)))
     except CnnError as exc:
         errors += getattr(exc, "errors", [exc])
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
     errors += _training_problems(cfg.train, outputs, doc, str(path))
+    notes = []
+    if built is not None:
+        found, notes = _transfer_problems(cfg, built, doc, str(path))
+        errors += found
     raise_all(errors)
-    return Checked(built.model, built.warnings)
+    return Checked(built.model, built.warnings + notes)
+
+
+def _network(cfg: config.RunConfig, file: str | None) -> spec.Spec:
+    """The run config's network, with the dataset's classes when cnncli knows them by
+    name (else the spec's, else `DEFAULT_CLASSES`: `check` does not read the data)."""
+    known = datasets.known_name(cfg.data.name)
+    classes = len(datasets.KNOWN[known].class_names) if known else None
+    network = spec.from_run_config(cfg, file=file, classes=classes)
+    return network if network.classes else network.with_overrides(classes=DEFAULT_CLASSES)
+
+
+def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[list, list]:
+    """`train.freeze` and `train.fine_tune` against the model (which is left frozen as in
+    the first stage), and the backbones' weights files."""
+    t = cfg.train
+    epochs = t.epochs or (None if t.steps else 10)  # with `steps`, training checks
+    errors = transfer.problems(t, built.model, epochs)
+    for error in errors:
+        key = re.match(r"`([\w.]+)", error.message)
+        error.file = error.file or file
+        error.line = error.line or (config.line_of(doc, key.group(1)) if key else None)
+    found, notes = transfer.check_weights(built, offline=cfg.data.offline)
+    if not errors:
+        transfer.freeze_first_stage(built.model, t)
+    return errors + found, notes
+
+
+def build(path_or_name: str, *, classes: int | None = None) -> builder.Built:
+    """The built network of a spec, built-in name or run config (`classes` overriding),
+    for a run config frozen as its first stage would be (``cnncli summary``)."""
+    path = architectures.resolve(path_or_name)
+    doc = yamlio.load(path)
+    if not _is_run_config(doc):
+        return builder.build_checked(spec.parse(doc, file=str(path), default_name=Path(
+            path).stem).with_overrides(classes=classes))
+    return build_config(config.parse(doc, file=str(path)), str(path), classes=classes)
+
+
+def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None = None
+                 ) -> builder.Built:
+    """The built network of a run config, frozen as its first stage would be."""
+    built = builder.build_checked(_network(cfg, file).with_overrides(classes=classes))
+    raise_all(transfer.problems(cfg.train, built.model, None))
+    transfer.freeze_first_stage(built.model, cfg.train)
+    return built
 
 
 def _training_problems(train: config.TrainSection, classes: int, doc, file: str) -> list:

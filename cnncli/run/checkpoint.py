@@ -67,8 +67,11 @@ def remove(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
 
 
-def load(run: Path, model) -> tuple[TrainState, str | None]:
+def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
     """Restore the newest readable backup into `model`; return (state, note).
+
+    `prepare(state)`, if given, is called with the backup's state before its variables
+    are restored (a run in its fine-tuning stage recompiles for that stage's optimizer).
 
     `note` says what was lost when the newest backup was unreadable and the
     previous one was used. Raises `TrainingError` if no backup can be read.
@@ -84,6 +87,8 @@ def load(run: Path, model) -> tuple[TrainState, str | None]:
             problems.append(f"{name}: {exc or type(exc).__name__}")
             continue
         state = TrainState.from_json(json.loads(bytes(arrays["state"]).decode()))
+        if prepare is not None:
+            prepare(state)
         _restore(model, arrays, path)
         note = None
         if i == 1:

@@ -19,7 +19,7 @@ from cnncli.data import pipeline
 from cnncli.devices import distributed
 from cnncli.errors import CnnError, ConfigError, raise_all, suggest
 from cnncli.model import builder
-from cnncli.run import optimizers, schedules
+from cnncli.run import optimizers, schedules, transfer
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -33,25 +33,35 @@ def compile_model(p):
     keras.utils.set_random_seed(t.seed)
     with devices.strategy(p.placement).scope():
         model = builder.build(p.spec)
-        lr = t.optimizer.learning_rate
-        if p.placement.replicas > 1 and t.scale_lr:
-            lr = devices.scale_learning_rate(lr, p.placement.replicas)
-        s = t.schedule
-        rate = schedules.make(s.name, lr, steps_per_epoch=p.steps_per_epoch,
-                              total_steps=p.total_steps, warmup_epochs=s.warmup_epochs,
-                              step_epochs=s.step_epochs, factor=s.factor, min_lr=s.min_lr)
-        jit = t.jit_compile
-        with warnings.catch_warnings():
-            if jit == "auto":  # a model XLA cannot compile quietly runs without it
-                jit = devices.auto_jit_compile(p.placement)
-                warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
-            model.compile(optimizer=make_optimizer(t, rate), loss=make_loss(t),
-                          metrics=list(t.metrics), steps_per_execution=p.steps_per_execution,
-                          jit_compile=jit)
-        model.optimizer.build(model.trainable_variables)
-        distributed.build_metrics(model, pipeline.preprocess_batch(
-            p.x_train[:1], p.spec.input, p.preprocessing), labels_like(p.y_train[:1], p.one_hot))
+        transfer.prepare(model, p.transfer)  # pretrained weights loaded, layers frozen
+        compile_stage(p, model, t.optimizer.learning_rate, transfer.stage_steps(p, 0))
     return model
+
+
+def compile_stage(p, model, lr: float, steps: int) -> None:
+    """Compile `model` (under the placement's strategy scope) to train its trainable
+    layers with a new optimizer at `lr`, on the schedule over `steps` steps, and build
+    the optimizer and metrics (so a backup can be restored into them). A run with two
+    stages (`cnncli.run.finetune`) calls it again for the second."""
+    t = p.cfg.train
+    if p.placement.replicas > 1 and t.scale_lr:
+        lr = devices.scale_learning_rate(lr, p.placement.replicas)
+    s = t.schedule
+    rate = schedules.make(s.name, lr, steps_per_epoch=p.steps_per_epoch,
+                          total_steps=steps, warmup_epochs=s.warmup_epochs,
+                          step_epochs=s.step_epochs, factor=s.factor, min_lr=s.min_lr)
+    jit = t.jit_compile
+    with warnings.catch_warnings():
+        if jit == "auto":  # a model XLA cannot compile quietly runs without it
+            jit = devices.auto_jit_compile(p.placement)
+            warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
+        model.compile(optimizer=make_optimizer(t, rate), loss=make_loss(t),
+                      metrics=list(t.metrics), steps_per_execution=p.steps_per_execution,
+                      jit_compile=jit)
+    model.optimizer.build(model.trainable_variables)
+    distributed.build_metrics(model, pipeline.preprocess_batch(
+        p.feed.first_images(1), p.spec.input, p.preprocessing),
+        labels_like(p.feed.train.labels[:1], p.one_hot))
 
 
 def labels_like(labels: np.ndarray, one_hot: int | None):

@@ -10,35 +10,36 @@ from __future__ import annotations
 import signal
 
 from cnncli import devices
-from cnncli.data import pipeline
 from cnncli.devices import distributed
+from cnncli.run import finetune
 from cnncli.run.state import TrainState
 
 
 def fit(p, model, state: TrainState, callback, relay=None) -> None:
     """Train the plan `p` from `state` to its end (or until the callback stops it)."""
-    val = None
-    if len(p.x_val):
-        val = pipeline.make_dataset(p.x_val, p.y_val, batch_size=p.global_batch,
-                                    input_shape=p.spec.input, training=False,
-                                    seed=p.cfg.train.seed, preprocessing=p.preprocessing,
-                                    one_hot=p.one_hot)
-    for first_epoch, last_epoch, first_step, steps in stretches(p, state):
+    val = p.feed.validation(batch_size=p.global_batch, seed=p.cfg.train.seed,
+                            preprocessing=p.preprocessing, one_hot=p.one_hot)
+    for first_epoch, last_epoch, first_step, steps in finetune.split(stretches(p, state),
+                                                                     finetune.boundary(p)):
         if callback.stop:
             break
-        batches = pipeline.training_batches(
-            p.x_train, p.y_train, batch_size=p.global_batch, input_shape=p.spec.input,
-            seed=p.cfg.train.seed, epochs=last_epoch, start_epoch=first_epoch,
-            start_step=first_step, preprocessing=p.preprocessing, augment=p.cfg.data.augment,
-            one_hot=p.one_hot)
+        finetune.enter(p, model, state, first_epoch, callback.reporter)  # at its epoch
+        common = dict(batch_size=p.global_batch, seed=p.cfg.train.seed, epochs=last_epoch,
+                      start_epoch=first_epoch, start_step=first_step,
+                      preprocessing=p.preprocessing, augment=p.cfg.data.augment,
+                      one_hot=p.one_hot)
         callback.first_step = first_step
-        if relay is not None:
-            distributed.fit(model, devices.strategy(p.placement), batches,
+        if relay is not None:  # several machines: each makes its replicas' part only
+            parts = distributed.Parts(
+                lambda first, count, replicas, common=common: p.feed.training(
+                    **common, part=(first, count, replicas)), p.global_batch,
+                whole=p.feed.training(**common) if p.feed.keep is not None else None)
+            distributed.fit(model, devices.strategy(p.placement), parts,
                             epochs=last_epoch, initial_epoch=first_epoch,
                             steps_per_epoch=steps, validation_data=val,
                             callbacks=[relay, callback])
         else:
-            model.fit(batches, epochs=last_epoch, initial_epoch=first_epoch,
+            model.fit(p.feed.training(**common), epochs=last_epoch, initial_epoch=first_epoch,
                       steps_per_epoch=steps, validation_data=val, callbacks=[callback],
                       shuffle=False, verbose=0)  # the order comes from pipeline.epoch_order
     callback.raise_if_stopped()

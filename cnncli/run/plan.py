@@ -11,15 +11,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from cnncli import config, devices
-from cnncli.data import datasets, pipeline
+from cnncli.data import datasets
+from cnncli.data.dataset import Dataset
+from cnncli.data.feed import Feed
 from cnncli.errors import ConfigError, DataError
 from cnncli.model import builder
 from cnncli.model import spec as specs
 from cnncli.model.meta import ModelMeta
 from cnncli.run import compile as compiling
+from cnncli.run import transfer
+from cnncli.run.transfer import Transfer
 
 
 @dataclass
@@ -27,19 +29,17 @@ class Plan:
     """Everything a run needs, worked out (and checked) before anything is written."""
 
     cfg: config.RunConfig
-    data: datasets.Dataset
+    data: Dataset
     spec: specs.Spec
     placement: devices.Placement
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
+    feed: Feed  # the training and validation images, and how they reach the model
     preprocessing: str
     steps_per_epoch: int
     total_steps: int
     epochs: int
     steps_per_execution: int
     warnings: list[str] = field(default_factory=list)
+    transfer: Transfer | None = None  # what it starts from and freezes (cnncli.run.transfer)
 
     @property
     def global_batch(self) -> int:
@@ -61,7 +61,9 @@ class Plan:
         """What evaluation and prediction need to treat images as training did."""
         return ModelMeta(model=self.spec.name, input=tuple(self.spec.input),
                          preprocessing=self.preprocessing,
-                         class_names=tuple(self.data.class_names), dataset=self.cfg.data.name)
+                         class_names=tuple(self.data.class_names), dataset=self.cfg.data.name,
+                         resize=self.cfg.data.resize,
+                         backbone=self.transfer.backbone if self.transfer else None)
 
 
 def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
@@ -71,9 +73,10 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     t, d = cfg.train, cfg.data
     placement = devices.setup(t.device, t.precision, multiworker=True)
     t.precision, t.device = placement.precision, placement.device_setting()
-    data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict,
-                         image_size=tuple(d.image_size) if d.image_size else None)
+    data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
     network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
+    if d.image_size:  # the model takes images of this size (a network's input is resized)
+        network = network.with_overrides(input=[*d.image_size, network.input[-1]])
     built = builder.build_checked(network)  # validates the spec before any run folder exists
     classes = built.model.output.shape[-1]
     if data.num_classes > classes:
@@ -82,22 +85,26 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
             file=data.source, hint="set `model.classes` to the number of classes, or remove it "
             "to use the dataset's")
     compiling.check_training(t, classes, file=config_file)
-    x, y = data.x_train, data.y_train
-    if d.limit:
-        x, y = x[:d.limit], y[:d.limit]
-    x_train, y_train, x_val, y_val = pipeline.split_validation(x, y, d.validation_split, t.seed)
+    feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
+                   limit=d.limit, resize=d.resize, cache=d.cache)
     batch = placement.global_batch_size(t.batch_size)
-    steps_per_epoch = len(x_train) // batch
+    steps_per_epoch = len(feed.train) // batch
     if steps_per_epoch < 1:
         raise ConfigError(
-            f"the {len(x_train)} training images are fewer than one batch of {batch}",
+            f"the {len(feed.train)} training images are fewer than one batch of {batch}",
             hint="use a smaller --batch-size or more data")
     total = t.steps or (t.epochs or 10) * steps_per_epoch
     per_call = _steps_per_call(t, placement, steps_per_epoch, total)
     preprocessing = d.preprocessing or network.preprocessing
     warnings = list(built.warnings) + _memory_warning(built, placement, t.batch_size)
-    return Plan(cfg, data, network, placement, x_train, y_train, x_val, y_val, preprocessing,
-                steps_per_epoch, total, math.ceil(total / steps_per_epoch), per_call, warnings)
+    if data.image_shape and data.image_shape[-1] != network.input[-1]:
+        data.notes.append(f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, "
+                          f"converted to {'RGB' if network.input[-1] == 3 else 'grey'} "
+                          "for the model")
+    epochs = math.ceil(total / steps_per_epoch)
+    found = transfer.plan(cfg, built, epochs, file=config_file)  # weights found, freeze checked
+    return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,
+                epochs, per_call, warnings, found)
 
 
 #: What ``steps_per_execution: auto`` tries, largest first. 4 steps per call into

@@ -17,7 +17,8 @@ from __future__ import annotations
 #: Keys (and sections) a resume cannot change: the backup was made with them.
 FIXED = ("model", "data.name", "data.validation_split", "data.limit", "data.image_size",
          "data.preprocessing", "train.batch_size", "train.seed", "train.optimizer.name",
-         "train.metrics", "train.loss", "train.label_smoothing", "train.scale_lr")
+         "train.metrics", "train.loss", "train.label_smoothing", "train.scale_lr",
+         "train.freeze", "train.fine_tune")
 #: Keys that never matter to a resume (where a new run would go).
 IGNORED = ("output",)
 

@@ -26,7 +26,7 @@ from cnncli import config, devices, files
 from cnncli.devices import distributed
 from cnncli.errors import ConfigError, TrainingError
 from cnncli.model.modelfile import save_model_atomic
-from cnncli.run import checkpoint, loop, record, resume, rundir
+from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, best_monitor
 from cnncli.run.compile import compile_model
 from cnncli.run.monitor import direction
@@ -112,7 +112,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
 def _directions(p: Plan, model) -> dict:
     """Which way the best model's and early stopping's figures improve (`monitor`)."""
     t = p.cfg.train
-    ways = {"best": direction(model, best_monitor(list(t.metrics), len(p.x_val) > 0))}
+    ways = {"best": direction(model, best_monitor(list(t.metrics), len(p.feed.val) > 0))}
     if t.early_stopping:
         ways["early_stopping"] = direction(model, t.early_stopping.monitor,
                                            t.early_stopping.mode)
@@ -154,7 +154,7 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
             hint="start a new run with `cnncli train CONFIG`")
     if p.placement.is_chief:
         stack.enter_context(rundir.writer(run))
-    state, note = checkpoint.load(run, model)
+    state, note = checkpoint.load(run, model, lambda s: finetune.restore(p, model, s))
     if note:
         reporter.note(note)
     if state.replicas != p.placement.replicas:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, TrainingError
+from cnncli.run import finetune
 from cnncli.run.callbacks.backup import Backups
 from cnncli.run.callbacks.best import BestModel, best_monitor
 from cnncli.run.callbacks.outputs import Outputs
@@ -59,7 +60,7 @@ class RunCallback(keras.callbacks.Callback):
         self.nan_at = None
         self.first_step = 0  # the step an epoch (re)starts at: > 0 when resuming mid-epoch
         t = p.cfg.train
-        self.monitor = best_monitor(list(t.metrics), len(p.x_val) > 0)
+        self.monitor = best_monitor(list(t.metrics), len(p.feed.val) > 0)
         self.backups = Backups(run, model, state, p.steps_per_epoch, t.backup_every)
         self.best = BestModel(run, state, self.monitor, ways["best"], p.meta())
         self.early = EarlyStopping(t.early_stopping, state, ways["early_stopping"]) \
@@ -121,9 +122,13 @@ class RunCallback(keras.callbacks.Callback):
         self.state.train_seconds += seconds
         images = self.epoch_steps * self.p.global_batch
         rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        return {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
-                "learning_rate": float(rate), "seconds": round(seconds, 3),
-                "images_per_s": round(images / seconds, 1)}
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
+               "learning_rate": float(rate), "seconds": round(seconds, 3),
+               "images_per_s": round(images / seconds, 1)}
+        if self.p.feed.failures:  # files that could not be decoded: skipped, and said
+            row["unreadable_images"] = self.p.feed.failures
+        row.update(finetune.row_fields(self.p, self.state))  # the stage, with two
+        return row
 
     # -- stopping -------------------------------------------------------------------------
     def _backup(self) -> None:

@@ -1,0 +1,111 @@
+"""What every data source gives: a `Dataset` of two `Split`s, train and test.
+
+A split's images are either a uint8 array in memory (MNIST, CIFAR, an .npz: small) or
+a list of image files decoded when they are used (folders and CSVs of photos: any
+size), or TFRecord shards (`cnncli datasets pack`). Labels are always in memory.
+
+>>> import numpy as np
+>>> split = Split(np.zeros((4, 8, 8, 1), np.uint8), np.array([0, 1, 0, 1]))
+>>> len(split), split.kind, split.take(np.array([1, 3])).labels.tolist()
+(4, 'arrays', [1, 1])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+
+class DataWarning(UserWarning):
+    """Something about the data the user should know, e.g. skipped files."""
+
+
+class SampleDataWarning(DataWarning):
+    """The bundled 5,000-digit MNIST sample is used instead of the full MNIST."""
+
+
+@dataclass(frozen=True)
+class Records:
+    """TFRecord shards written by `cnncli datasets pack` (one split's).
+
+    Args:
+        shards: the shard files, in order.
+        count: the records in all of them.
+        image_shape: (H, W, C) when every image was packed at one size, else None.
+    """
+
+    shards: tuple[str, ...]
+    count: int
+    image_shape: tuple[int, int, int] | None = None
+
+
+@dataclass
+class Split:
+    """The images of one split and their labels (int64 class indices).
+
+    Args:
+        images: an (N, H, W, C) uint8 array, a list of N image file paths, or `Records`.
+        labels: N labels.
+        ids: how to name each image (file names), if not by position.
+    """
+
+    images: np.ndarray | list[str] | Records
+    labels: np.ndarray
+    ids: list[str] | None = None
+
+    @property
+    def kind(self) -> str:
+        """``arrays``, ``files`` or ``records``."""
+        if isinstance(self.images, np.ndarray):
+            return "arrays"
+        return "records" if isinstance(self.images, Records) else "files"
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: np.ndarray) -> Split:
+        """The images and labels at `indices` (arrays and files; records are filtered in
+        the pipeline instead)."""
+        if self.kind == "records":
+            raise ValueError("records are split by the pipeline, not by index")
+        images = (self.images[indices] if self.kind == "arrays"
+                  else [self.images[i] for i in indices])
+        ids = [self.ids[i] for i in indices] if self.ids is not None else None
+        return Split(images, self.labels[indices], ids)
+
+
+@dataclass
+class Dataset:
+    """Train and test splits, class names, and where they came from.
+
+    >>> x = np.zeros((4, 8, 8, 1), np.uint8)
+    >>> ds = Dataset("toy", Split(x, np.array([0, 1, 0, 1])), Split(x[:2], np.array([0, 1])),
+    ...              ["a", "b"], "test")
+    >>> ds.num_classes, ds.image_shape
+    (2, (8, 8, 1))
+    """
+
+    name: str
+    train: Split
+    test: Split
+    class_names: list[str]
+    source: str
+    sample: bool = False
+    notes: list[str] = field(default_factory=list)  # said on the Data line (grey -> RGB...)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(H, W, C) when every image has it (arrays, records packed at one size)."""
+        if self.train.kind == "arrays":
+            return tuple(int(d) for d in self.train.images.shape[1:])
+        if self.train.kind == "records":
+            return self.train.images.image_shape
+        return None
+
+    def with_train(self, train: Split) -> Dataset:
+        return replace(self, train=train)

@@ -1,0 +1,200 @@
+"""How a run's training and validation images reach the model: the one owner of that.
+
+`Feed.of` splits a dataset's training images into training and validation parts
+(seeded) and chooses the path for each kind of data:
+
+* arrays at the model's size: gathered in memory by TensorFlow (the fastest path);
+* files, or arrays of another size: decoded and resized by the one decoder as they are
+  used, in parallel, cached (`cnncli.data.loader`);
+* TFRecord shards: read in a seeded order, decoded like files.
+
+>>> feed = Feed.of(ds, (28, 28, 1), validation_split=0.1, seed=0)   # doctest: +SKIP
+>>> batches = feed.training(batch_size=128, seed=0, epochs=3,
+...                         preprocessing="scale")                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnncli.config import AugmentSection
+from cnncli.data.dataset import Dataset, Split
+from cnncli.data.loader import ImageLoader, needs_loader
+from cnncli.errors import ConfigError, DataError
+
+
+@dataclass
+class Feed:
+    """The training and validation parts of a dataset, and how each is read.
+
+    Args:
+        train, val: the two parts (for records: the whole split, with `keep` masks).
+        shape: the model's input (H, W, C).
+        loaders: the loader of each part, or None for arrays at the model's size.
+        keep: for records, the record indices of each part (boolean masks).
+    """
+
+    train: Split
+    val: Split
+    shape: tuple[int, int, int]
+    train_loader: ImageLoader | None = None
+    val_loader: ImageLoader | None = None
+    keep: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, ds: Dataset, shape, *, validation_split: float, seed: int,
+           limit: int | None = None, resize: str = "stretch", cache: str = "auto") -> Feed:
+        """The feed of `ds`'s training split for a model taking `shape` images."""
+        shape = tuple(int(d) for d in shape)
+        split = ds.train
+        n = min(len(split), limit) if limit else len(split)
+        train_idx, val_idx = validation_indices(n, validation_split, seed)
+        if split.kind == "records":
+            masks = tuple(_mask(len(split), idx) for idx in (train_idx, val_idx))
+            train = Split(split.images, split.labels[masks[0]])
+            val = Split(split.images, split.labels[masks[1]])
+            loader = ImageLoader(split, shape, resize, cache)
+            return cls(train, val, shape, loader, loader, masks)
+        train, val = split.take(train_idx), split.take(val_idx)
+        if not needs_loader(split, shape):
+            return cls(train, val, shape)
+        return cls(train, val, shape, ImageLoader(train, shape, resize, cache),
+                   ImageLoader(val, shape, resize, cache) if len(val) else None)
+
+    def describe(self) -> str:
+        """How images are read, for the Data line ("" for arrays in memory)."""
+        return self.train_loader.describe() if self.train_loader else ""
+
+    @property
+    def failures(self) -> int:
+        """Images that could not be decoded so far (skipped: weight 0)."""
+        return sum(len(loader.failures) for loader in {self.train_loader, self.val_loader}
+                   if loader is not None)
+
+    def first_images(self, n: int) -> np.ndarray:
+        """`n` training images as the model gets them (uint8), e.g. to build metrics."""
+        if self.train_loader is None:
+            return self.train.images[:n]
+        if self.keep is not None:  # records: no random access; any images of the size do
+            return np.zeros((n, *self.shape), np.uint8)
+        return self.train_loader.batch(np.arange(n))[0]
+
+    def training(self, *, batch_size: int, seed: int, epochs: int, start_epoch: int = 0,
+                 start_step: int = 0, preprocessing: str = "scale",
+                 augment: AugmentSection | None = None, one_hot: int | None = None,
+                 part: tuple[int, int, int] | None = None):
+        """Every remaining training batch of the run (`pipeline.training_batches`); with
+        `part`, only that part of each batch (records: None, they cannot be cut so)."""
+        common = dict(batch_size=batch_size, seed=seed, epochs=epochs, start_epoch=start_epoch,
+                      start_step=start_step, preprocessing=preprocessing, augment=augment,
+                      one_hot=one_hot)
+        if self.keep is not None:
+            if part is not None:
+                return None
+            return _pipeline().record_batches(self.train.images, self.keep[0],
+                                              self.train_loader, **common)
+        x = self.train.images if self.train_loader is None else None
+        return _pipeline().training_batches(x, self.train.labels, input_shape=self.shape,
+                                            loader=self.train_loader, part=part, **common)
+
+    def validation(self, *, batch_size: int, seed: int, preprocessing: str = "scale",
+                   one_hot: int | None = None):
+        """The validation batches, or None without a validation part."""
+        if not len(self.val):
+            return None
+        if self.keep is not None:
+            return _pipeline().record_batches(self.val.images, self.keep[1], self.val_loader,
+                                           batch_size=batch_size, seed=seed,
+                                           preprocessing=preprocessing, one_hot=one_hot,
+                                           training=False)
+        if self.val_loader is not None:
+            return _pipeline().eval_batches(self.val_loader, self.val.labels,
+                                         batch_size=batch_size, preprocessing=preprocessing,
+                                         one_hot=one_hot)
+        return _pipeline().make_dataset(self.val.images, self.val.labels, batch_size=batch_size,
+                                     input_shape=self.shape, training=False, seed=seed,
+                                     preprocessing=preprocessing, one_hot=one_hot)
+
+
+def _pipeline():
+    """`cnncli.data.pipeline`, imported when a tf.data dataset is made: evaluating an
+    exported model on files or arrays needs no TensorFlow."""
+    from cnncli.data import pipeline
+
+    return pipeline
+
+
+def validation_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a seeded random `fraction` of `n` images: (train indices, validation
+    indices), each sorted.
+
+    >>> [len(a) for a in validation_indices(10, 0.2, seed=0)]
+    [8, 2]
+    """
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"validation fraction must be in [0, 1), not {fraction}",
+                          hint="use e.g. 0.1")
+    n_val = int(round(n * fraction))
+    if fraction > 0 and not 0 < n_val < n:
+        raise DataError(f"a validation fraction of {fraction} of {n} images leaves "
+                        "no images for one of the two sets",
+                        hint="use more data or another fraction")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _mask(n: int, indices: np.ndarray) -> np.ndarray:
+    mask = np.zeros(n, bool)
+    mask[indices] = True
+    return mask
+
+
+def split_batches(split: Split, shape, *, resize: str = "stretch", batch_size: int = 256):
+    """(uint8 images at `shape`, labels, weights) of a whole split, in order: what
+    evaluation runs a model on. Files and records go through the one decoder (no cache: a
+    test split is read once); a file that cannot be decoded has weight 0."""
+    shape = tuple(int(d) for d in shape)
+    if split.kind == "records":
+        yield from _record_batches(split, shape, resize, batch_size)
+        return
+    loader = ImageLoader(split, shape, resize, cache="none") \
+        if needs_loader(split, shape) else None
+    for start in range(0, len(split), batch_size):
+        index = np.arange(start, min(start + batch_size, len(split)))
+        if loader is None:
+            images, weights = split.images[index], np.ones(len(index), np.float32)
+        else:
+            images, weights = loader.batch(index)
+        yield images, split.labels[index], weights
+
+
+def _record_batches(split: Split, shape, resize: str, batch_size: int):
+    from cnncli.runtime import import_tf
+
+    import_tf()
+    loader = ImageLoader(split, shape, resize, cache="none")
+    keep = np.ones(len(split), bool)
+    ds = _pipeline().record_batches(split.images, keep, loader, batch_size=batch_size, seed=0,
+                                 preprocessing="none", training=False)
+    for images, labels, weights in ds.as_numpy_iterator():
+        yield images.astype(np.uint8), labels, weights
+
+
+def images_at(split: Split, indices, shape, *, resize: str = "stretch") -> np.ndarray:
+    """The images at `indices` as the model saw them (e.g. the worst mistakes)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if split.kind == "arrays" and not needs_loader(split, shape):
+        return split.images[indices]
+    if split.kind != "records":
+        return ImageLoader(split, shape, resize, cache="none").batch(indices)[0]
+    wanted = {int(i): k for k, i in enumerate(indices)}
+    out = np.zeros((len(indices), *shape), np.uint8)
+    start = 0
+    for images, _, _ in split_batches(split, shape, resize=resize):
+        for j in range(len(images)):
+            if start + j in wanted:
+                out[wanted[start + j]] = images[j]
+        start += len(images)
+    return out

@@ -1,0 +1,169 @@
+"""Image folders: one sub-folder per class (or ``train/`` and ``test/`` folders of them).
+
+Only the list of files and labels is made here; the images are decoded by the training
+pipeline as they are used (`cnncli.data.loader`), with the one decoder of cnncli
+(`cnncli.data.images`), so a folder of any size and of mixed image sizes trains. Each
+file gets a cheap check first (its first bytes, `images.sniff`): unreadable files are
+skipped with a count and examples (an error with ``strict``). A file reached from two
+class folders (a symlink, a hard link) keeps its first label only, and never lands on
+both sides of a split.
+
+>>> ds = read_image_folder("photos/")           # doctest: +SKIP
+>>> ds.class_names, ds.train.kind                # doctest: +SKIP
+(['cat', 'dog'], 'files')
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.data import images
+from cnncli.data.dataset import Dataset, DataWarning, Split
+from cnncli.data.inputs import IMAGE_EXTENSIONS
+from cnncli.errors import ConfigError, DataError
+
+#: Files checked at once (opening files is I/O-bound: threads help even on 2 cores).
+SNIFF_THREADS = 8
+#: Unreadable files named in the warning.
+EXAMPLES = 3
+
+
+def detect(path: Path) -> bool:
+    """Any folder (the last source asked: its errors say what a folder needs)."""
+    return path.is_dir()
+
+
+def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
+                      test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """Read a folder with one sub-folder per class (or ``train/`` and ``test/`` ones).
+
+    Without ``train/`` + ``test/``, a seeded, per-class ``test_fraction`` is held out.
+    """
+    root = Path(root)
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"test fraction must be between 0 and 1, not {test_fraction}",
+                          hint="use e.g. 0.2")
+    seen: dict[tuple, str] = {}  # a file's (device, inode) -> where it was first used
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        layout = "train/ and test/"
+        names = _class_names(root / "train")
+        train = _class_tree(root / "train", names, strict, seen)
+        test = _class_tree(root / "test", names, strict, seen)
+    else:
+        layout = "class folders"
+        names = _class_names(root)
+        everything = _class_tree(root, names, strict, seen)
+        train_idx, test_idx = stratified_split(everything.labels, test_fraction, seed)
+        train, test = everything.take(train_idx), everything.take(test_idx)
+        if len(test) == 0:
+            raise DataError(f"{root.name} leaves no test images: each class has a single "
+                            "image", file=str(root),
+                            hint="give each class at least 2 images (one is held out for "
+                                 "testing), or give train/ and test/ folders")
+    return Dataset(root.name, train, test, names, f"{root} ({layout}, streamed)")
+
+
+def _class_names(root: Path) -> list[str]:
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(f"{root.name} has no class sub-folders", file=str(root),
+                        hint="put the images in one sub-folder per class, e.g. "
+                             f"{root}/cat/1.jpg and {root}/dog/2.jpg")
+    if len(folders) < 2:
+        raise DataError(f"{root.name} has only one class folder ({folders[0]})",
+                        file=str(root), hint="a classifier needs at least two class "
+                                             "sub-folders")
+    return folders
+
+
+def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, str]) -> Split:
+    """The readable image files under `root`'s class folders, and their labels."""
+    unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and p.name not in names)
+    if unknown:
+        raise DataError(f"{root} has class folder(s) {', '.join(unknown)} that the train "
+                        "folder lacks", file=str(root / unknown[0]),
+                        hint="use the same class folders in train/ and test/")
+    paths, labels, twice = [], [], []
+    for label, name in enumerate(names):
+        folder = root / name
+        files = _image_files(folder) if folder.is_dir() else []
+        if not files:
+            warnings.warn(f"class folder {folder} holds no image files", DataWarning,
+                          stacklevel=3)
+        for path in files:
+            try:
+                stat = path.stat()
+                same = (stat.st_dev, stat.st_ino)  # symlinks and hard links alike
+            except OSError:
+                same = (path,)  # unreadable: sniff says so below
+            if same in seen:
+                twice.append((path, seen[same]))
+                continue
+            seen[same] = f"{root.name}/{name}"
+            paths.append(str(path))
+            labels.append(label)
+    if twice:
+        path, first = twice[0]
+        warnings.warn(f"{len(twice)} file(s) in {root} are the same file as one already "
+                      f"used (e.g. {path} is also in {first}): each is used once, with its "
+                      "first label", DataWarning, stacklevel=3)
+    paths, labels = readable(paths, labels, root, strict)
+    return Split(paths, np.array(labels, np.int64), ids=list(paths))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files below `folder` (sub-folders included, like Keras), sorted; hidden ones
+    and other extensions skipped."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in sorted(filenames)
+                     if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
+    return found
+
+
+def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
+    """Drop files whose first bytes are not an image (`images.sniff`), saying so."""
+    with ThreadPoolExecutor(SNIFF_THREADS) as pool:
+        problems = list(pool.map(images.sniff, paths))
+    bad = [(p, why) for p, why in zip(paths, problems, strict=True) if why]
+    if bad and strict:
+        path, why = bad[0]
+        raise DataError(f"{why}", file=path,
+                        hint=f"remove it ({len(bad)} such file(s) in {root}), or turn strict "
+                             "mode off (data.strict: false) to skip them")
+    if bad:
+        examples = "; ".join(f"{p}: {why}" for p, why in bad[:EXAMPLES])
+        warnings.warn(f"skipped {len(bad)} unreadable file(s) in {root}, e.g. {examples}",
+                      DataWarning, stacklevel=4)
+    keep = [i for i, why in enumerate(problems) if not why]
+    if not keep:
+        raise DataError(f"{root.name} holds no readable images", file=str(root),
+                        hint=f"cnncli reads files ending in {', '.join(IMAGE_EXTENSIONS)}")
+    return [paths[i] for i in keep], [labels[i] for i in keep]
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split stratified by class: (train indices, test indices), each sorted; a class
+    with one example keeps it for training.
+
+    >>> [a.tolist() for a in stratified_split(np.array([0, 0, 0, 0, 1, 1]), 0.5, seed=0)]
+    [[0, 1, 5], [2, 3, 4]]
+    """
+    rng = np.random.default_rng(seed)
+    test = []
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        n = int(round(len(rows) * fraction))
+        if len(rows) >= 2:
+            n = min(max(n, 1), len(rows) - 1)
+        test.extend(rng.choice(rows, n, replace=False))
+    is_test = np.zeros(len(y), bool)
+    is_test[np.array(test, dtype=np.int64)] = True
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)

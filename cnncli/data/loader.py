@@ -1,0 +1,192 @@
+"""Images of a split as a model takes them: uint8, at its size, by index. Decoded (with the
+one decoder, `cnncli.data.images`) and resized (the one resize, in the model's mode) the
+first time an index is asked for, and kept in a cache so later epochs only read them.
+
+The cache (``data.cache``) holds the decoded, resized uint8 images: ``memory``, ``disk``
+(a file in the cache folder, reused by later runs on the same files at the same size),
+``none`` (decode every epoch), or ``auto``: memory when they take under a quarter of the
+memory available, else disk. A file that cannot be decoded gives a black image with
+weight 0 (training skips it; `failures` counts it), never a crash.
+
+>>> loader = ImageLoader(split, (28, 28, 1), "stretch", cache="memory")   # doctest: +SKIP
+>>> images, weights = loader.batch(np.array([0, 5, 9]))                  # doctest: +SKIP
+>>> images.shape, weights.tolist()                                       # doctest: +SKIP
+((3, 28, 28, 1), [1.0, 1.0, 1.0])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.data import images
+from cnncli.data.dataset import Split
+from cnncli.errors import CnnError, DataError
+
+CACHE_MODES = ("auto", "memory", "disk", "none")
+#: `auto` keeps the cache in memory up to this share of the memory available.
+MEMORY_SHARE = 0.25
+#: Environment variable naming the folder of disk caches.
+CACHE_DIR_ENV = "CNNCLI_CACHE_DIR"
+#: Files decoded at once within a batch (Pillow releases the GIL while decoding).
+DECODE_THREADS = 4
+
+
+def cache_dir() -> Path:
+    """``$CNNCLI_CACHE_DIR``, else ``~/.cache/cnncli``."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "cnncli")
+
+
+def available_memory() -> int:
+    """Bytes of memory available (``MemAvailable``), or a pessimistic 2 GiB if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2 * 2**30
+
+
+def choose_cache(mode: str, count: int, shape: tuple[int, int, int],
+                 memory: int | None = None) -> str:
+    """What ``auto`` becomes for `count` images of `shape`.
+
+    >>> choose_cache("auto", 60_000, (28, 28, 1), memory=8 * 2**30)
+    'memory'
+    >>> choose_cache("auto", 1_281_167, (224, 224, 3), memory=24 * 2**30)
+    'disk'
+    """
+    if mode != "auto":
+        return mode
+    size = count * int(np.prod(shape))
+    return "memory" if size < MEMORY_SHARE * (memory or available_memory()) else "disk"
+
+
+class ImageLoader:
+    """uint8 images of a files or arrays `Split` at `shape` (H, W, C), by index.
+
+    Args:
+        split: the images (file paths or an array) and labels.
+        shape: the model's input (height, width, channels).
+        resize: how images of another size are brought to it (`images.RESIZE_MODES`).
+        cache: `CACHE_MODES`; ``auto`` is decided here (`choose_cache`).
+    """
+
+    def __init__(self, split: Split, shape, resize: str = "stretch", cache: str = "auto"):
+        self.split, self.shape = split, tuple(int(d) for d in shape)
+        self.resize = images.resize_mode(resize)
+        self.cache = choose_cache(cache, len(split), self.shape)
+        self.failures: dict[int, CnnError] = {}  # index -> why it could not be decoded
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(DECODE_THREADS)
+        self._store, self._filled = self._make_store()
+
+    def describe(self) -> str:
+        """For the Data line: ``decoded as they are used, cached in memory``."""
+        where = {"memory": "cached in memory", "disk": f"cached on disk ({self._path})",
+                 "none": "not cached"}[self.cache]
+        return f"decoded as they are used, {where}"
+
+    def _make_store(self):
+        n, shape = len(self.split), (len(self.split), *self.shape)
+        self._path = None
+        if self.cache == "none":
+            return None, None
+        if self.cache == "memory":
+            # np.empty takes no memory until written: the cache grows as images are decoded
+            return np.empty(shape, np.uint8), np.zeros(n, bool)
+        folder = cache_dir() / self._key()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._path = folder
+            images_file, filled_file = folder / "images.u8", folder / "filled.bool"
+            mode = "r+" if images_file.exists() and filled_file.exists() else "w+"
+            store = np.memmap(images_file, np.uint8, mode, shape=shape)
+            filled = np.memmap(filled_file, np.bool_, mode, shape=(n,))
+        except OSError as exc:
+            raise DataError(f"cannot make the image cache: {exc.strerror or exc}",
+                            file=str(folder), hint=f"free some disk space, set {CACHE_DIR_ENV} "
+                            "to a folder with room, or use data.cache: memory or none") from None
+        return store, filled
+
+    def _key(self) -> str:
+        """A name for the disk cache of these files at this size: files that changed (size,
+        modification time) or another size or resize mode get another cache."""
+        digest = hashlib.sha256(f"{self.shape} {self.resize}\n".encode())
+        if self.split.kind == "arrays":
+            digest.update(hashlib.sha256(np.ascontiguousarray(self.split.images)).digest())
+        elif self.split.kind == "records":
+            for path in self.split.images.shards:
+                stat = os.stat(path)
+                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        else:
+            for path in self.split.images:
+                stat = os.stat(path)
+                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:24]
+
+    def batch(self, indices: np.ndarray, encoded=None) -> tuple[np.ndarray, np.ndarray]:
+        """The images at `indices` (B, H, W, C) and their weights (1, or 0 for a file that
+        could not be decoded: a black image the loss ignores). For TFRecords, `encoded`
+        holds the images' bytes as read from the shards."""
+        indices = np.asarray(indices)
+        sources = {int(i): e for i, e in zip(indices, encoded, strict=True)} \
+            if encoded is not None else {}
+        out = np.zeros((len(indices), *self.shape), np.uint8)
+        weights = np.ones(len(indices), np.float32)
+        todo = []
+        for k, i in enumerate(indices):
+            if self._filled is not None and self._filled[i]:
+                out[k] = self._store[i]
+            else:
+                todo.append((k, int(i)))
+        decoded = self._pool.map(lambda i: self._decode(i, sources.get(i)), (i for _, i in todo))
+        for (k, i), image in zip(todo, decoded, strict=True):
+            if image is None:
+                weights[k] = 0.0
+                continue
+            out[k] = image
+            if self._store is not None:
+                self._store[i] = image
+                self._filled[i] = True
+        return out, weights
+
+    def _decode(self, i: int, encoded: bytes | None = None) -> np.ndarray | None:
+        size, channels = self.shape[:2], self.shape[-1]
+        try:
+            if encoded is not None:
+                return images.load_resized(bytes(encoded), size, self.resize,
+                                           name=self._record_name(i), channels=channels)
+            if self.split.kind == "arrays":
+                image = images.convert_channels(self.split.images[i], channels)
+                return images.resize(image, size, self.resize)
+            return images.load_resized(self.split.images[i], size, self.resize,
+                                       channels=channels)
+        except CnnError as exc:
+            with self._lock:
+                self.failures[i] = exc
+            return None
+
+    def _record_name(self, i: int) -> str:
+        return f"record {i} of {Path(self.split.images.shards[0]).parent}"
+
+    def flush(self) -> None:
+        """Write the disk cache out (the operating system would, later)."""
+        if isinstance(self._store, np.memmap):
+            self._store.flush()
+            self._filled.flush()
+
+
+def needs_loader(split: Split, shape) -> bool:
+    """True when the split's images cannot go to the model as they are: files (decoded
+    when used), or arrays of another size (resized by the one resize)."""
+    if split.kind != "arrays":
+        return True
+    return tuple(split.images.shape[1:3]) != tuple(shape[:2])

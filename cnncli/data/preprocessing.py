@@ -1,0 +1,63 @@
+"""How uint8 pixels become a network's inputs: the one implementation, used by the
+training pipeline, prediction, and inside every exported file.
+
+Written with Keras ops and NumPy constants, so the same code runs in tf.data, in a
+Keras model and in the graphs exporters write (a ``keras.ops.convert_to_tensor``
+constant would become an extra ONNX input).
+
+>>> import numpy as np
+>>> normalise(np.full((1, 1, 1, 3), 255.0, np.float32), "tf").tolist()
+[[[[1.0, 1.0, 1.0]]]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnncli.config import PREPROCESSING_MODES
+from cnncli.errors import ConfigError
+
+#: keras.applications.imagenet_utils.preprocess_input's constants.
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
+#: tf.image.rgb_to_grayscale's weights.
+RGB_TO_GREY = np.array([0.2989, 0.5870, 0.1140], np.float32)
+
+
+def normalise(x, mode: str):
+    """float 0..255 (N, H, W, C) -> the value range `mode` asks for (`PREPROCESSING_MODES`):
+    scale x/255; none; tf [-1, 1]; caffe RGB->BGR minus the ImageNet mean; torch x/255
+    then the ImageNet mean and std per channel."""
+    if mode not in PREPROCESSING_MODES:
+        raise ConfigError(f"unknown preprocessing '{mode}'",
+                          hint=f"use one of {', '.join(PREPROCESSING_MODES)}")
+    if mode in ("caffe", "torch") and x.shape[-1] != 3:
+        raise ConfigError(f"preprocessing '{mode}' uses per-channel ImageNet statistics "
+                          "and needs a model with 3 input channels",
+                          hint="use preprocessing 'scale' or 'tf' for grey models")
+    if mode == "scale":
+        return x / np.float32(255.0)
+    if mode == "none":
+        return x
+    if mode == "tf":
+        return x / np.float32(127.5) - np.float32(1.0)
+    if mode == "caffe":
+        return x[..., ::-1] - CAFFE_MEAN_BGR
+    return (x / np.float32(255.0) - TORCH_MEAN) / TORCH_STD
+
+
+def channels(x, have: int, want: int):
+    """float images (N, H, W, `have`) -> `want` channels: grey repeated into RGB, RGB to
+    grey by tf.image's weights."""
+    from cnncli.runtime import import_keras
+
+    ops = import_keras().ops
+    if have == want:
+        return x
+    if have == 1 and want == 3:
+        return ops.concatenate([x, x, x], axis=-1)
+    if have == 3 and want == 1:
+        return ops.sum(x * RGB_TO_GREY, axis=-1, keepdims=True)
+    raise ConfigError(f"cannot feed {have}-channel images to a {want}-channel model",
+                      hint="cnncli feeds grey (1) or RGB (3) images")

@@ -1,0 +1,170 @@
+"""TFRecord shards: ``cnncli datasets pack SOURCE OUT/`` writes any dataset cnncli reads as
+sharded TFRecords, and ``data.name: OUT/`` trains from them.
+
+OUT/ holds ``dataset.json`` (format, class names, image size if one, and per split the
+shards with their sizes and record counts), ``<split>-labels.npy`` (the labels in
+record order) and ``<split>-NNNNN-of-NNNNN.tfrecord`` shards. A record has the image's
+encoded bytes (``image``: the file's own bytes, or PNG for arrays and resized images),
+its ``label``, its ``index`` in the split and its ``id`` (file name).
+
+>>> pack(load("photos/"), "packed/", shard_mb=200)    # doctest: +SKIP
+>>> read_records("packed/").train.kind                 # doctest: +SKIP
+'records'
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.data import images
+from cnncli.data.dataset import Dataset, Records, Split
+from cnncli.errors import ConfigError, DataError
+
+FORMAT = "cnncli-tfrecord"
+INDEX = "dataset.json"
+
+
+def detect(path: Path) -> bool:
+    return path.is_dir() and (path / INDEX).is_file()
+
+
+def read_records(folder: str | os.PathLike) -> Dataset:
+    """The packed dataset in `folder`: labels and shard lists (no record is read). A shard
+    missing, or of another size than when it was written (truncated), is an error naming
+    it."""
+    folder = Path(folder)
+    try:
+        index = json.loads((folder / INDEX).read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{INDEX} cannot be read ({exc})", file=str(folder / INDEX),
+                        hint="pack the data again with cnncli datasets pack") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise DataError(f"{INDEX} is not a cnncli TFRecord index", file=str(folder / INDEX),
+                        hint="pack the data with cnncli datasets pack")
+    shape = tuple(index["image_shape"]) if index.get("image_shape") else None
+    splits = [_split(folder, index["splits"][name], name, shape) for name in ("train", "test")]
+    return Dataset(folder.name, *splits, list(index["class_names"]),
+                   f"{folder} (TFRecord shards)")
+
+
+def _split(folder: Path, entry: dict, name: str, shape) -> Split:
+    shards = []
+    for shard in entry["shards"]:
+        path = folder / shard["file"]
+        if not path.is_file():
+            raise DataError(f"the shard {shard['file']} is missing", file=str(path),
+                            hint="copy the whole packed folder again")
+        if path.stat().st_size != shard["bytes"]:
+            raise DataError(f"the shard {shard['file']} is truncated or damaged: "
+                            f"{path.stat().st_size:,} bytes, written with {shard['bytes']:,}",
+                            file=str(path), hint="copy it again, or pack the data again")
+        shards.append(str(path))
+    labels = np.load(folder / f"{name}-labels.npy", allow_pickle=False).astype(np.int64)
+    if len(labels) != entry["count"]:
+        raise DataError(f"{name}-labels.npy has {len(labels)} labels for {entry['count']} "
+                        "records", file=str(folder), hint="pack the data again")
+    return Split(Records(tuple(shards), entry["count"], shape), labels)
+
+
+def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | None = None,
+         shard_mb: float = 200, force: bool = False,
+         progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write `ds` into `out` as TFRecord shards of about `shard_mb` MB (see the module
+    docstring); images are resized to `image_size` (H, W) if given. Written into a
+    temporary folder beside `out`, then renamed: never half a packed folder."""
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    out = Path(out)
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
+                          "or give another folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    total, done = len(ds.train) + len(ds.test), 0
+    try:
+        index = {"format": FORMAT, "version": 1, "source": ds.source,
+                 "class_names": list(ds.class_names), "splits": {},
+                 "image_shape": _packed_shape(ds, image_size)}
+        for name, split in (("train", ds.train), ("test", ds.test)):
+            shards, writer, written, number = [], None, 0, 0
+            for i in range(len(split)):
+                if writer is None or written >= shard_mb * 1e6:
+                    if writer is not None:
+                        writer.close()
+                    number += 1
+                    shards.append(tmp / f"{name}-{number:05d}.tfrecord")
+                    writer, written = tf.io.TFRecordWriter(str(shards[-1])), 0
+                record = _record(tf, split, i, image_size)
+                writer.write(record)
+                written += len(record)
+                done += 1
+                if progress:
+                    progress(done, total)
+            writer.close()
+            index["splits"][name] = {"count": len(split), "shards": _name_shards(
+                shards, name), "per_class": np.bincount(
+                split.labels, minlength=len(ds.class_names)).tolist()}
+            np.save(tmp / f"{name}-labels.npy", split.labels)
+        (tmp / INDEX).write_text(json.dumps(index, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return index
+
+
+def _name_shards(shards: list[Path], name: str) -> list[dict]:
+    """``train-00001-of-00004.tfrecord``-style names (renamed now the count is known)."""
+    entries = []
+    for k, path in enumerate(shards, start=1):
+        final = path.with_name(f"{name}-{k:05d}-of-{len(shards):05d}.tfrecord")
+        path.rename(final)
+        entries.append({"file": final.name, "bytes": final.stat().st_size})
+    return entries
+
+
+def _packed_shape(ds: Dataset, image_size) -> list[int] | None:
+    shape = ds.image_shape
+    if image_size and shape:
+        return [int(image_size[0]), int(image_size[1]), shape[2]]
+    return list(shape) if shape and not image_size else None
+
+
+def _record(tf, split: Split, i: int, image_size) -> bytes:
+    """One serialized tf.train.Example."""
+    ident = split.ids[i] if split.ids else str(i)
+    if split.kind == "files" and image_size is None:
+        with open(split.images[i], "rb") as f:
+            encoded = f.read()
+    else:
+        image = (split.images[i] if split.kind == "arrays"
+                 else images.load_image(split.images[i], channels=3))
+        if image_size is not None:
+            image = images.resize(image, image_size)
+        encoded = _png(image)
+    feature = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(split.labels[i])])),
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
+        "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[ident.encode()])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, "PNG")
+    return buffer.getvalue()

@@ -1,0 +1,181 @@
+"""The weights of a pretrained backbone: which file, whether it fits, loading it.
+
+ImageNet weights without the classifier are Keras' no-top files, looked for in Keras'
+cache under Keras' own names (`cnncli.model.pretrained.notop_file`) and downloaded by
+Keras when missing and not offline; or a file of your own (``weights: FILE``): Keras'
+legacy ``.h5`` layout (that of the ImageNet files) or a Keras 3 ``.weights.h5``.
+
+A legacy ``.h5`` file is compared with the backbone layer by layer before loading, so a
+file with the classifier, or of another network, is refused with the layer that differs:
+
+>>> print(fit_problem([("conv1", [(3, 3, 3, 8)]), ("predictions", [(8, 1000), (1000,)])],
+...                   [("conv1", [(3, 3, 3, 8)])], "resnet50", "x_notop.h5"))
+... # doctest: +NORMALIZE_WHITESPACE
+the file holds 1 layer(s) with weights more than resnet50 without its classifier, from
+'predictions' on: it is the full network's file, with the classifier. Hint: use the
+no-top file (Keras' x_notop.h5)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnncli.errors import ModelError
+from cnncli.model import pretrained
+from cnncli.model.backbone import NO_WEIGHTS
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """The weights file of one backbone, as a run records it (metrics.json)."""
+
+    layer: str  # the backbone's layer (sub-model) in the model
+    backbone: str  # the pretrained network's name
+    source: str  # what the config said: imagenet or a path
+    path: str
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {"backbone": self.backbone, "weights": self.source, "file": self.path,
+                "sha256": self.sha256}
+
+
+def expected_file(name: str, input_shape) -> str:
+    """Keras' cache file name of the no-top weights of `name` for `input_shape`."""
+    entry = pretrained.get(name)
+    size = input_shape[0] if input_shape[0] == input_shape[1] else None
+    return pretrained.notop_file(entry, size)
+
+
+def locate(name: str, weights: str, input_shape, *, offline: bool,
+           download: bool = True) -> Path | None:
+    """The weights file for a backbone: None for ``weights: none``; Keras' cached no-top
+    file for ``imagenet`` (downloaded by Keras when missing, unless `offline` or not
+    `download`); else the file `weights` names. Raises `ModelError` naming the file and
+    where to put it when it is not there."""
+    if weights == NO_WEIGHTS:
+        return None
+    entry = pretrained.get(name)
+    if weights != "imagenet":
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(
+                "the weights file does not exist", file=weights,
+                hint=f"give the path of {entry.name}'s weights without the classifier "
+                     f"(Keras' {expected_file(name, input_shape)}), or `weights: imagenet`")
+        return path
+    file = expected_file(name, input_shape)
+    path = pretrained.cache_dir() / file
+    if path.is_file():
+        return path
+    if offline or not download:
+        raise pretrained.missing_notop(entry, file, "offline" if offline else "not cached")
+    try:  # Keras downloads it into its cache, checking its hash
+        with warnings.catch_warnings():  # MobileNetV2's note on input sizes it has no file for
+            warnings.simplefilter("ignore")
+            entry.factory("imagenet", include_top=False, input_shape=tuple(input_shape))
+    except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
+        raise pretrained.missing_notop(
+            entry, file, f"the download failed: {str(exc).splitlines()[0]}") from None
+    if not path.is_file():
+        raise pretrained.missing_notop(entry, file, "Keras stored it elsewhere")
+    return path
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record(layer: str, name: str, weights: str, path: Path) -> WeightsFile:
+    """What a run records of the weights file at `path` (its SHA-256 included)."""
+    return WeightsFile(layer, name, weights, str(path), sha256(path))
+
+
+def check_fit(backbone, name: str, path: Path) -> None:
+    """Raise `ModelError` when the legacy ``.h5`` file at `path` does not fit the
+    `backbone` sub-model layer for layer (Keras' loader matches layers by order)."""
+    if path.name.endswith(".weights.h5") or path.suffix not in (".h5", ".hdf5"):
+        return  # a Keras 3 weights file: Keras names the variable that does not fit
+    saved = _saved_layers(path)
+    if saved is None:
+        return
+    ours = [(layer.name, [tuple(w.shape) for w in _legacy_order(layer)])
+            for layer in backbone.layers if layer.weights]
+    problem = fit_problem(saved, ours, name, expected_file(name, backbone.input_shape[1:]))
+    if problem:
+        raise ModelError(problem, file=str(path))
+
+
+def fit_problem(saved: list, ours: list, name: str, notop: str) -> str | None:
+    """Why weights of layers `saved` do not fit the layers `ours` (both lists of
+    ``(layer name, [weight shapes])`` in order), as a message with a hint; None if they fit.
+    """
+    hint = f"use the no-top file (Keras' {notop})"
+    for i, ((a, shapes_a), (b, shapes_b)) in enumerate(zip(saved, ours, strict=False)):
+        if shapes_a != shapes_b:
+            return (f"layer {i + 1} with weights does not fit: the file's '{a}' holds "
+                    f"{_shapes(shapes_a)}, {name}'s '{b}' needs {_shapes(shapes_b)}; the file "
+                    f"is for another network or size. Hint: {hint} of {name}")
+    if len(saved) > len(ours):
+        extra = saved[len(ours)][0]
+        return (f"the file holds {len(saved) - len(ours)} layer(s) with weights more than "
+                f"{name} without its classifier, from '{extra}' on: it is the full "
+                f"network's file, with the classifier. Hint: {hint}")
+    if len(saved) < len(ours):
+        return (f"the file holds {len(saved)} layers with weights, {name} without its "
+                f"classifier has {len(ours)}: the file is for another network. Hint: {hint}")
+    return None
+
+
+def load(backbone, name: str, path: Path) -> None:
+    """Load the weights file into the backbone sub-model (checked by `check_fit` first)."""
+    check_fit(backbone, name, path)
+    try:
+        backbone.load_weights(str(path))
+    except Exception as exc:  # h5py, Keras ValueError on shapes or layer counts
+        from cnncli.model.builder import keras_reason
+
+        raise ModelError(f"these weights do not fit {name} without its classifier: "
+                         f"{keras_reason(exc)}", file=str(path),
+                         hint=f"use Keras' {expected_file(name, backbone.input_shape[1:])} "
+                              "(the no-top file)") from None
+
+
+def _saved_layers(path: Path) -> list | None:
+    """``(layer name, [weight shapes])`` of the layers with weights in a legacy file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "model_weights" in f else f
+            if "layer_names" not in group.attrs:
+                return None
+            out = []
+            for name in map(_text, group.attrs["layer_names"]):
+                names = [_text(w) for w in group[name].attrs.get("weight_names", [])]
+                if names:
+                    out.append((name, [tuple(group[name][w].shape) for w in names]))
+            return out
+    except (OSError, KeyError) as exc:
+        raise ModelError(f"cannot read the weights file: {exc}", file=str(path),
+                         hint="is it an HDF5 weights file (.h5)? copy it again") from None
+
+
+def _legacy_order(layer) -> list:
+    """A layer's weights in the order Keras' legacy .h5 files store them."""
+    return list(layer.trainable_weights) + list(layer.non_trainable_weights)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _shapes(shapes: list) -> str:
+    return ", ".join("x".join(map(str, s)) for s in shapes) or "nothing"

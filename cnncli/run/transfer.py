@@ -1,0 +1,261 @@
+"""Training from a trained network: which layers are frozen in each stage, the weights
+it starts from, and what the run records about them.
+
+Checked before anything is written (`problems`, which ``cnncli check`` runs too), then
+applied when the model is built (`prepare`): the pretrained weights loaded, the frozen
+layers made non-trainable. A frozen BatchNormalization layer is itself non-trainable, so
+Keras runs it in inference mode and its moving mean and variance stay as loaded; calling
+the backbone with ``training=False``, as Keras' guide does, does not keep them fixed
+once ``fit`` runs after unfreezing (keras-team/keras#20285, checked with Keras 3.15.1).
+Unfreezing for the second stage (`train.fine_tune`) leaves BatchNormalization layers
+frozen, as Keras' guide advises.
+
+Layers are named by their path: ``fc1`` for a layer of the model, ``resnet50/conv1_conv``
+for one inside a backbone; a name in ``train.freeze`` also matches every layer whose path
+or own name starts with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnncli import config
+from cnncli.errors import CnnError, ConfigError, ModelError, suggest
+from cnncli.model import backbone, backbone_weights
+
+
+@dataclass
+class Transfer:
+    """What a run starts from and freezes, worked out before anything is written.
+
+    Args:
+        backbone: the backbone's name (``resnet50``) or the model it was cut from.
+        freeze: the setting applied (``train.freeze``, ``auto`` resolved).
+        frozen: paths of the layers frozen in the first stage.
+        unfrozen: paths of the layers the second stage unfreezes.
+        fine_tune: ``train.fine_tune``, or None for one stage.
+        weights: each pretrained backbone's weights file (with its SHA-256).
+        sources: each model cut from (its file and SHA-256).
+    """
+
+    backbone: str | None
+    freeze: str | int | list
+    frozen: list[str]
+    unfrozen: list[str] = field(default_factory=list)
+    fine_tune: config.FineTuneSection | None = None
+    weights: list[backbone_weights.WeightsFile] = field(default_factory=list)
+    sources: list[dict] = field(default_factory=list)
+
+    @property
+    def stages(self) -> int:
+        return 2 if self.fine_tune else 1
+
+    def frozen_in(self, stage: int) -> set[str]:
+        """The paths of the layers frozen in `stage` (0: first, 1: fine-tuning)."""
+        return set(self.frozen) - (set(self.unfrozen) if stage else set())
+
+    def to_json(self) -> dict:
+        return {"backbone": self.backbone, "freeze": self.freeze,
+                "frozen_layers": len(self.frozen),
+                "weights": [w.to_json() for w in self.weights] + self.sources,
+                "fine_tune": self.fine_tune.model_dump() if self.fine_tune else None,
+                "unfrozen_layers": len(self.unfrozen)}
+
+
+def freeze_setting(train: config.TrainSection, model) -> str | int | list:
+    """`train.freeze`, where unset: ``backbone`` when the model has one, else ``none``."""
+    if train.freeze is not None:
+        return train.freeze
+    return "backbone" if backbone.backbones(model) else "none"
+
+
+def frozen_paths(model, setting) -> list[str]:
+    """The layer paths `setting` (``train.freeze``) freezes, in network order."""
+    leaves = backbone.leaf_layers(model)
+    paths = [path for path, _ in leaves]
+    if setting == "none":
+        return []
+    if setting == "backbone":
+        inside = {f"{b.name}/" for b in backbone.backbones(model)}
+        if not inside:
+            raise ConfigError("`train.freeze: backbone`: this model has no backbone (no "
+                              "`pretrained:` layer, no `model.from` network)",
+                              hint="freeze layers by name or number, or use `freeze: none`")
+        return [p for p in paths if any(p.startswith(b) for b in inside)]
+    if isinstance(setting, int):
+        if setting > len(paths):
+            raise ConfigError(f"`train.freeze: {setting}`: the model has {len(paths)} "
+                              "layers", hint=f"freeze at most {len(paths)}")
+        return paths[:setting]
+    unknown = [n for n in setting if not any(_matches(p, n) for p in paths)]
+    if unknown:
+        raise ConfigError(f"`train.freeze`: no layer is named '{unknown[0]}' or starts "
+                          "with it", hint=suggest(unknown[0], _names(paths)))
+    return [p for p in paths if any(_matches(p, n) for n in setting)]
+
+
+def unfrozen_paths(model, frozen: list[str], fine_tune) -> list[str]:
+    """The frozen layers `fine_tune.unfreeze` makes trainable (never BatchNormalization)."""
+    leaves = dict(backbone.leaf_layers(model))
+    order = list(leaves)
+    unfreeze = fine_tune.unfreeze
+    if unfreeze == "all":
+        chosen = frozen
+    elif isinstance(unfreeze, int):
+        if unfreeze > len(frozen):
+            raise ConfigError(f"`train.fine_tune.unfreeze: {unfreeze}`: only {len(frozen)} "
+                              "layers are frozen", hint="use `all` or a smaller number")
+        chosen = frozen[-unfreeze:]
+    else:
+        start = next((p for p in order if p == unfreeze or p.split("/")[-1] == unfreeze),
+                     None)
+        if start is None:
+            raise ConfigError(f"`train.fine_tune.unfreeze`: no layer is named '{unfreeze}'",
+                              hint=suggest(unfreeze, _names(order)))
+        later = set(order[order.index(start):])
+        chosen = [p for p in frozen if p in later]
+    return [p for p in chosen if not _is_batch_norm(leaves[p])]
+
+
+def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnError]:
+    """Everything wrong with `train.freeze` and `train.fine_tune` for `model` (run for
+    `epochs`, when known): unknown layer names, nothing to unfreeze, a second stage that
+    would never start."""
+    errors: list[CnnError] = []
+    try:
+        frozen = frozen_paths(model, freeze_setting(train, model))
+    except ConfigError as exc:
+        return [exc]
+    ft = train.fine_tune
+    if ft is None:
+        return []
+    if epochs is not None and ft.after_epochs >= epochs:
+        errors.append(ConfigError(
+            f"`train.fine_tune.after_epochs` ({ft.after_epochs}) is not below the number of "
+            f"epochs ({epochs}): the fine-tuning stage would never start",
+            hint=f"train for more epochs than {ft.after_epochs}, or unfreeze sooner"))
+    if not frozen:
+        errors.append(ConfigError("`train.fine_tune` unfreezes layers, but `train.freeze` "
+                                  "freezes none", hint="freeze the backbone (`freeze: "
+                                  "backbone`) or some layers for the first stage"))
+        return errors
+    try:
+        if not unfrozen_paths(model, frozen, ft):
+            errors.append(ConfigError(
+                "`train.fine_tune.unfreeze` unfreezes no layer (BatchNormalization layers "
+                "stay frozen)", hint="unfreeze more layers, e.g. `unfreeze: all`"))
+    except ConfigError as exc:
+        errors.append(exc)
+    return errors
+
+
+def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None
+         ) -> Transfer | None:
+    """The run's `Transfer` (None when nothing is pretrained or frozen): checks, then
+    finds each pretrained backbone's weights file (Keras downloads it when missing and
+    not offline) and checks that it fits. Raises every problem found."""
+    from cnncli.errors import raise_all
+
+    model, t = built.model, cfg.train
+    errors = problems(t, model, epochs)
+    for error in errors:
+        error.file = error.file or file
+    raise_all(errors)
+    setting = freeze_setting(t, model)
+    nodes = [n for n in built.expanded.nodes if n.layer == backbone.LAYER]
+    if not nodes and setting in ("none", 0) and t.fine_tune is None:
+        return None
+    frozen = frozen_paths(model, setting)
+    unfrozen = unfrozen_paths(model, frozen, t.fine_tune) if t.fine_tune else []
+    weights, sources = [], []
+    for node in nodes:
+        sub = model.get_layer(node.name)
+        if "name" in node.args:
+            path = backbone_weights.locate(node.args["name"], node.args["weights"],
+                                           tuple(sub.input_shape[1:]),
+                                           offline=cfg.data.offline)
+            if path is not None:
+                backbone_weights.check_fit(sub, node.args["name"], path)
+                weights.append(backbone_weights.record(node.name, node.args["name"],
+                                                       node.args["weights"], path))
+        else:
+            path = backbone.model_file(node.args["model"])
+            sources.append({"backbone": node.args["model"], "cut": _cut(sub),
+                            "file": str(path), "sha256": backbone_weights.sha256(path)})
+    name = (nodes[0].args.get("name") or nodes[0].args["model"]) if nodes else None
+    return Transfer(name, setting, frozen, unfrozen, t.fine_tune, weights, sources)
+
+
+def check_weights(built, *, offline: bool) -> tuple[list[CnnError], list[str]]:
+    """For ``cnncli check``: problems with the backbones' weights files (a file that does
+    not fit, or is not there when named), and warnings for ImageNet files not yet cached
+    (training downloads them; offline, it stops with where to put them)."""
+    errors, notes = [], []
+    for node in built.expanded.nodes:
+        if node.layer != backbone.LAYER or "name" not in node.args:
+            continue
+        sub = built.model.get_layer(node.name)
+        try:
+            path = backbone_weights.locate(node.args["name"], node.args["weights"],
+                                           tuple(sub.input_shape[1:]), offline=offline,
+                                           download=False)
+            if path is not None:
+                backbone_weights.check_fit(sub, node.args["name"], path)
+        except ModelError as exc:
+            if node.args["weights"] != "imagenet":
+                errors.append(exc)
+            else:
+                notes.append(f"{exc.message}: `cnncli train` "
+                             + ("stops there, offline" if offline else "downloads them")
+                             + f" ({exc.file}). Hint: {exc.hint}")
+    return errors, notes
+
+
+def prepare(model, transfer: Transfer | None, stage: int = 0) -> None:
+    """Load the pretrained weights into the built `model` and freeze as in `stage`."""
+    if transfer is None:
+        return
+    for record in transfer.weights:
+        backbone_weights.load(model.get_layer(record.layer), record.backbone,
+                              Path(record.path))
+    set_stage(model, transfer, stage)
+
+
+def freeze_first_stage(model, train: config.TrainSection) -> None:
+    """Freeze `model` as `train.freeze` does in the first stage (``check``, ``summary``)."""
+    set_stage(model, Transfer(None, train.freeze, frozen_paths(
+        model, freeze_setting(train, model))), 0)
+
+
+def set_stage(model, transfer: Transfer, stage: int) -> None:
+    """Make every layer trainable but those frozen in `stage` (BatchNormalization layers
+    included, so their statistics stay as loaded)."""
+    frozen = transfer.frozen_in(stage)
+    for path, layer in backbone.leaf_layers(model):
+        layer.trainable = path not in frozen
+
+
+def _cut(sub) -> str:
+    return backbone.top_layers(sub)[-1].name
+
+
+def _matches(path: str, name: str) -> bool:
+    return path.startswith(name) or path.split("/")[-1].startswith(name)
+
+
+def _names(paths: list[str]) -> list[str]:
+    return sorted({p.split("/")[0] for p in paths} | {p.split("/")[-1] for p in paths})
+
+
+def _is_batch_norm(layer) -> bool:
+    return "BatchNormalization" in type(layer).__name__
+
+
+def stage_steps(p, stage: int) -> int:
+    """The optimizer steps of `stage` of the plan `p` (the schedule runs over them)."""
+    t = p.transfer
+    if t is None or t.fine_tune is None:
+        return p.total_steps
+    first = min(t.fine_tune.after_epochs * p.steps_per_epoch, p.total_steps)
+    return first if stage == 0 else p.total_steps - first

@@ -1,0 +1,295 @@
+"""Fine-tuning a model of your own (`model.from` a run): where it is cut, what is frozen
+in each stage, the switch between the stages, and resuming in either stage."""
+
+import os
+import signal
+import textwrap
+
+import numpy as np
+import pytest
+from trainkit import history_rows, make_npz, weights
+
+from cnncli import config
+from cnncli.errors import ConfigError
+from cnncli.model import backbone, modelfile, spec
+from cnncli.run import checking, finetune, transfer
+from cnncli.run import train as training
+from cnncli.run.callbacks import Interrupted
+
+#: The source network: a convolution with batch normalisation, then a head.
+SOURCE = """
+model:
+  name: src
+  input: [8, 8, 1]
+  classes: 3
+  layers:
+    - Conv2D: {filters: 4, kernel_size: 3, padding: same, activation: relu}
+    - BatchNormalization
+    - MaxPooling2D
+    - Flatten
+    - Dense: {units: 8, activation: relu}
+    - Dropout: 0.1
+    - Dense: {units: $classes, activation: softmax}
+data: {name: DATA, validation_split: 0.2}
+train: {epochs: 2, batch_size: 16, optimizer: {name: adam, learning_rate: 0.01}, seed: 1}
+output: {dir: RUNS, name: src}
+"""
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A trained run of `SOURCE` (its BatchNormalization statistics have moved)."""
+    folder = tmp_path_factory.mktemp("source")
+    data = make_npz(folder)
+    path = folder / "src.yaml"
+    path.write_text(SOURCE.replace("DATA", str(data)).replace("RUNS", str(folder / "runs")))
+    return training.train(config.load(path), config_file=str(path)).run
+
+
+def write_finetune(folder, source, *, epochs=4, train="fine_tune: {after_epochs: 2, "
+                   "learning_rate: 0.001}", model="", name="ft"):
+    folder.mkdir(parents=True, exist_ok=True)
+    data = make_npz(folder, seed=5)
+    path = folder / f"{name}.yaml"
+    path.write_text(f"model: {{from: {source}{model}}}\n"
+                    f"data: {{name: {data}, validation_split: 0.2}}\n"
+                    f"train:\n  epochs: {epochs}\n  batch_size: 16\n"
+                    "  optimizer: {name: adam, learning_rate: 0.01}\n"
+                    "  backup_every: 1000\n  seed: 3\n"
+                    + textwrap.indent(train, "  ") + "\n"
+                    f"output: {{dir: {folder / 'runs'}, name: {name}}}\n")
+    return path
+
+
+def run_train(path, **kw):
+    return training.train(config.load(path), config_file=str(path), **kw)
+
+
+def layer_weights(model) -> dict:
+    """Each layer's weights (nested layers by their path), copied."""
+    return {path: [np.array(w) for w in layer.get_weights()]
+            for path, layer in backbone.leaf_layers(model)}
+
+
+# -------------------------------------------------------------------- the network
+
+
+def test_the_default_cut_is_the_last_pooling_before_flatten_and_the_head_is_rebuilt(source):
+    s = spec.from_run_config(config.parse({"model": {"from": str(source)}}), classes=5)
+    nodes = spec.expand(s).nodes
+    assert [(n.name, n.layer) for n in nodes] == [
+        ("src", "Pretrained"), ("flatten1", "Flatten"), ("fc1", "Dense"),
+        ("dropout1", "Dropout"), ("fc2", "Dense")]
+    assert nodes[0].args == {"model": str(source), "cut": "pool1"}
+    assert nodes[2].args == {"units": 8, "activation": "relu"}
+    assert nodes[3].args == {"rate": 0.1}
+    assert nodes[4].args == {"units": 5, "activation": "softmax"}
+    assert (s.input, s.preprocessing) == ([8, 8, 1], "scale")
+
+
+def test_cut_chooses_another_layer(source):
+    s = spec.from_run_config(config.parse({"model": {"from": str(source), "cut": "fc1"}}),
+                             classes=5)
+    assert [n.name for n in spec.expand(s).nodes] == ["src", "dropout1", "fc2"]
+
+
+def test_the_kept_layers_hold_the_source_weights(source):
+    from cnncli.model import builder
+
+    s = spec.from_run_config(config.parse({"model": {"from": str(source)}}), classes=5)
+    ours = layer_weights(builder.build(s))
+    theirs = layer_weights(modelfile.load_model(source / "best.keras"))
+    for name in ("conv1_1", "batch_normalization1"):
+        for a, b in zip(ours[f"src/{name}"], theirs[name], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_with_no_layer_to_cut_at_is_refused_before_the_run_folder(tmp_path):
+    from cnncli.model import builder
+    from cnncli.model.modelfile import save_model_atomic
+
+    linear = builder.build(spec.load("linear"))
+    save_model_atomic(linear, tmp_path / "linear.keras")
+    path = write_finetune(tmp_path, tmp_path / "linear.keras", train="")
+    with pytest.raises(ConfigError, match="no convolution or pooling layer before its "
+                                          "fully-connected layers to cut at"):
+        run_train(path)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_cut_says_which_layers_there_are(source, tmp_path):
+    path = write_finetune(tmp_path, source, model=", cut: pool", train="")
+    with pytest.raises(ConfigError, match="cannot cut .* at 'pool'.*did you mean 'pool1'"):
+        checking.check(str(path))
+
+
+# -------------------------------------------------------------------- freezing
+
+
+def test_freeze_names_that_match_no_layer_are_refused_before_the_run_folder(source,
+                                                                            tmp_path):
+    path = write_finetune(tmp_path, source, train="freeze: [conv1_2]")
+    with pytest.raises(ConfigError, match="no layer is named 'conv1_2'.*did you mean "
+                                          "'conv1_1'"):
+        run_train(path)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_reports_a_fine_tune_that_would_never_start_with_its_line(source, tmp_path):
+    path = write_finetune(tmp_path, source, epochs=2)
+    with pytest.raises(ConfigError, match=r"ft.yaml:\d+: `train.fine_tune.after_epochs` \(2\) "
+                                          r"is not below the number of epochs \(2\)"):
+        checking.check(str(path))
+
+
+def test_fine_tune_needs_something_frozen(source, tmp_path):
+    path = write_finetune(tmp_path, source, train="freeze: none\nfine_tune: "
+                                                  "{after_epochs: 1}")
+    with pytest.raises(ConfigError, match="freezes none"):
+        checking.check(str(path))
+
+
+def test_freeze_by_number_and_prefix_and_unfreeze_from_a_layer(source):
+    from cnncli.model import builder
+
+    s = spec.from_run_config(config.parse({"model": {"from": str(source)}}), classes=3)
+    model = builder.build(s)
+    assert transfer.frozen_paths(model, 2) == ["src/conv1_1", "src/batch_normalization1"]
+    assert transfer.frozen_paths(model, ["src/", "fc1"]) == [
+        "src/conv1_1", "src/batch_normalization1", "src/pool1", "fc1"]
+    frozen = transfer.frozen_paths(model, "backbone")
+    ft = config.FineTuneSection(after_epochs=1, unfreeze="batch_normalization1")
+    assert transfer.unfrozen_paths(model, frozen, ft) == ["src/pool1"]  # BN stays frozen
+
+
+def test_check_and_summary_show_what_the_first_stage_freezes(source, tmp_path):
+    from cnncli.model import summary
+
+    path = write_finetune(tmp_path, source)
+    checked = checking.check(str(path))
+    frozen = [p for p, layer in backbone.leaf_layers(checked.model) if not layer.trainable]
+    assert frozen == ["src/conv1_1", "src/batch_normalization1", "src/pool1"]
+    s = summary.summarize(checking.build(str(path)))
+    row = s.rows[1]
+    assert (row.layer, row.volume, row.frozen, row.trainable) == ("SRC", "4x4x4", 56, 0)
+    assert s.frozen_params == 56 and s.trainable_params == s.params - 56
+    expanded = summary.summarize(checking.build(str(path)), expand=True)
+    assert [r.name for r in expanded.rows[1:4]] == [
+        "src/conv1_1", "src/batch_normalization1", "src/pool1"]
+
+
+# -------------------------------------------------------------------- the two stages
+
+
+def test_frozen_weights_and_statistics_stay_as_loaded_and_the_rest_learns(source, tmp_path,
+                                                                          monkeypatch):
+    """Stage 1: the cut layers (BatchNormalization's moving mean and variance included)
+    are bit-identical to the source's, the head learned; stage 2: the convolution learns,
+    the BatchNormalization statistics still have not moved."""
+    seen = {}
+    real_prepare, real_switch = transfer.prepare, finetune._switch
+
+    def prepare(model, found, stage=0):
+        real_prepare(model, found, stage)
+        seen["start"] = layer_weights(model)
+
+    def switch(p, model):
+        seen["stage 1"] = layer_weights(model)
+        real_switch(p, model)
+
+    monkeypatch.setattr(transfer, "prepare", prepare)
+    monkeypatch.setattr(finetune, "_switch", switch)
+    run = run_train(write_finetune(tmp_path, source)).run
+    loaded = layer_weights(modelfile.load_model(source / "best.keras"))
+    end = layer_weights(modelfile.load_model(run / "model.keras"))
+    for name in ("conv1_1", "batch_normalization1"):
+        for a, b in zip(seen["stage 1"][f"src/{name}"], loaded[name], strict=True):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(seen["stage 1"]["fc1"], seen["start"]["fc1"], strict=True):
+        assert not np.array_equal(a, b)
+    for a, b in zip(end["src/conv1_1"], loaded["conv1_1"], strict=True):
+        assert not np.array_equal(a, b)
+    for a, b in zip(end["src/batch_normalization1"], loaded["batch_normalization1"],
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(source, tmp_path_factory):
+    """The fine-tuning run of `write_finetune`: 2 epochs in each stage."""
+    return run_train(write_finetune(tmp_path_factory.mktemp("reference"), source))
+
+
+def test_history_and_progress_lines_show_the_stage(uninterrupted):
+    from cnncli.cli import render
+
+    result = uninterrupted
+    assert [r["stage"] for r in history_rows(result.run)] == ["1", "1", "2", "2"]
+    assert [r["stage"] for r in result.history] == [1, 1, 2, 2]
+    assert render.epoch_line(result.history[2], 4).startswith("epoch 3/4  stage 2  ")
+    rates = [round(r["learning_rate"], 6) for r in result.history]
+    assert rates == [0.01, 0.01, 0.001, 0.001]
+
+
+def test_metrics_json_and_the_model_file_record_what_it_started_from(source, uninterrupted):
+    result = uninterrupted
+    found = result.metrics["transfer"]
+    assert found["backbone"] == str(source) and found["freeze"] == "backbone"
+    assert found["frozen_layers"] == 3 and found["unfrozen_layers"] == 2
+    assert found["fine_tune"] == {"after_epochs": 2, "unfreeze": "all",
+                                  "learning_rate": 0.001}
+    import hashlib
+
+    [record] = found["weights"]
+    assert record["file"] == str(source / "best.keras") and record["cut"] == "pool1"
+    assert record["sha256"] == hashlib.sha256((source / "best.keras").read_bytes()).hexdigest()
+    meta = modelfile.read_meta(result.run / "model.keras")
+    assert meta.backbone == str(source) and meta.input == (8, 8, 1)
+
+
+class StopAt(training.Reporter):
+    """Sends this process SIGINT at a step of an epoch (0-based), or at an epoch's end."""
+
+    def __init__(self, epoch, step=None):
+        self.at, self.step_at, self.epoch, self.sent = epoch, step, None, False
+
+    def _stop(self):
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def epoch_begin(self, epoch, epochs, steps, first_step):
+        self.epoch = epoch
+
+    def step(self, step, logs):
+        if self.step_at is not None and self.epoch == self.at and step >= self.step_at:
+            self._stop()
+
+    def epoch_end(self, row):
+        if self.step_at is None and row["epoch"] == self.at + 1:
+            self._stop()
+
+
+@pytest.mark.parametrize("epoch, step", [(1, 8), (1, None), (2, 8)],
+                         ids=["in stage 1", "at the switch", "in stage 2"])
+def test_a_run_interrupted_in_either_stage_resumes_to_the_uninterrupted_result(
+        source, uninterrupted, tmp_path, epoch, step):
+    path = write_finetune(tmp_path, source)
+    with pytest.raises(Interrupted):
+        run_train(path, reporter=StopAt(epoch, step))
+    run = tmp_path / "runs" / "ft" / "1"
+    assert len(history_rows(run)) == (epoch if step else epoch + 1)
+    run_train(path, resume=run)
+    assert history_rows(run) == history_rows(uninterrupted.run)
+    for a, b in zip(weights(run), weights(uninterrupted.run), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_refuses_a_changed_fine_tune(source, tmp_path):
+    path = write_finetune(tmp_path, source)
+    with pytest.raises(Interrupted):
+        run_train(path, reporter=StopAt(1, 8))
+    changed = config.load(path, ["train.fine_tune.learning_rate=0.1"])
+    with pytest.raises(ConfigError, match="train.fine_tune.learning_rate"):
+        training.train(changed, config_file=str(path), resume=tmp_path / "runs" / "ft" / "1",
+                       force=True)

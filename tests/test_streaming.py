@@ -1,0 +1,239 @@
+"""Your own photos (GitHub issue 13): one decoder for training and prediction, folders
+streamed (never decoded whole up front), cached, packed into TFRecords, CSV labels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnncli import config
+from cnncli.data import datasets, images, inputs, loader, records
+from cnncli.data.feed import Feed, split_batches
+from cnncli.data.loader import ImageLoader
+from cnncli.errors import DataError
+from cnncli.run import train as training
+
+SHAPE = (16, 16, 3)
+
+
+def photo_folder(root, per_class=6):
+    """Two classes of photos of the kinds people have: mixed sizes, EXIF-rotated, 16-bit
+    grey, CMYK, RGBA; class b is bright at the top, class a at the bottom."""
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("a", "b")):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            h, w = rng.integers(12, 40, 2)
+            x = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+            x[(h // 2 if label == 0 else 0):(h if label == 0 else h // 2)] += 180
+            kind = i % 5
+            if kind == 0:
+                Image.fromarray(x).save(folder / f"{i}.jpg", quality=95)
+            elif kind == 1:  # stored sideways, with an EXIF orientation (as phones do)
+                exif = Image.Exif()
+                exif[0x0112] = 6
+                Image.fromarray(np.rot90(x, 1).copy()).save(folder / f"{i}.jpg", exif=exif)
+            elif kind == 2:  # 16-bit grey
+                grey = (x.mean(axis=2).astype(np.uint16) * 257)
+                Image.fromarray(grey).save(folder / f"{i}.png")  # mode I;16
+            elif kind == 3:
+                Image.fromarray(x).convert("CMYK").save(folder / f"{i}.jpg")
+            else:
+                rgba = np.dstack([x, np.full((h, w), 200, np.uint8)])
+                Image.fromarray(rgba, "RGBA").save(folder / f"{i}.png")
+    return root
+
+
+def test_training_sees_exactly_the_pixels_prediction_sees(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    for mode in images.RESIZE_MODES:
+        seen = ImageLoader(ds.train, SHAPE, mode, cache="none").batch(np.arange(len(ds.train)))
+        for k, path in enumerate(ds.train.images):
+            np.testing.assert_array_equal(seen[0][k], inputs.read_image(path, SHAPE, mode))
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    sixteen = [i for i, p in enumerate(ds.train.images) if p.endswith("2.png")]
+    pixels = ImageLoader(ds.train, SHAPE, cache="none").batch(np.array(sixteen))[0]
+    assert 20 < pixels.mean() < 200  # clipped, almost every pixel would be 255
+
+
+def test_exif_rotated_photos_reach_the_model_upright(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"), test_fraction=0.5)
+    split = ds.train if any(p.endswith("/1.jpg") for p in ds.train.images) else ds.test
+    rotated = np.array([i for i, p in enumerate(split.images) if p.endswith("/1.jpg")])
+    pixels = ImageLoader(split, (16, 16, 1), cache="none").batch(rotated)[0].astype(float)
+    top, bottom = pixels[:, :8].mean(axis=(1, 2, 3)), pixels[:, 8:].mean(axis=(1, 2, 3))
+    expected = np.where(split.labels[rotated] == 1, 1, -1)  # b is bright at the top
+    assert ((top - bottom) * expected > 60).all()
+
+
+def test_a_folder_is_not_decoded_before_training_starts(tmp_path, monkeypatch):
+    decoded = []
+    real = images._decode  # the one decoder under load_image and load_resized
+    monkeypatch.setattr(images, "_decode", lambda *a, **k: (decoded.append(1),
+                                                            real(*a, **k))[1])
+    ds = datasets.load(photo_folder(tmp_path / "photos", per_class=20))
+    feed = Feed.of(ds, SHAPE, validation_split=0.2, seed=0, cache="none")
+    assert decoded == []  # listed and checked (first bytes), not decoded
+    batch = next(iter(feed.training(batch_size=4, seed=0, epochs=1)))
+    assert batch[0].shape == (4, 16, 16, 3) and 4 <= len(decoded) < len(ds.train)
+
+
+def test_a_cached_epoch_decodes_nothing_again(tmp_path, monkeypatch):
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    for mode in ("memory", "disk"):
+        cached = ImageLoader(ds.train, SHAPE, cache=mode)
+        first = cached.batch(np.arange(len(ds.train)))[0]
+        monkeypatch.setattr(images, "_decode", lambda *a, **k: 1 / 0)
+        np.testing.assert_array_equal(cached.batch(np.arange(len(ds.train)))[0], first)
+        monkeypatch.undo()
+        monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    assert list((tmp_path / "cache").glob("*/images.u8"))
+
+
+def test_auto_cache_is_memory_for_small_data_and_disk_for_large():
+    assert loader.choose_cache("auto", 20_000, (224, 224, 3), memory=24 * 2**30) == "memory"
+    assert loader.choose_cache("auto", 60_000, (224, 224, 3), memory=24 * 2**30) == "disk"
+
+
+def test_packed_shards_give_the_folders_images_and_labels(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    records.pack(ds, tmp_path / "packed", shard_mb=0.002)
+    packed = datasets.load(tmp_path / "packed")
+    assert packed.class_names == ds.class_names and packed.train.kind == "records"
+    assert len(packed.train.images.shards) > 1
+    for folder_split, packed_split in ((ds.train, packed.train), (ds.test, packed.test)):
+        np.testing.assert_array_equal(packed_split.labels, folder_split.labels)
+        a = list(split_batches(folder_split, SHAPE))
+        b = list(split_batches(packed_split, SHAPE))
+        np.testing.assert_array_equal(np.concatenate([x for x, _, _ in a]),
+                                      np.concatenate([x for x, _, _ in b]))
+        np.testing.assert_array_equal(np.concatenate([y for _, y, _ in b]),
+                                      folder_split.labels)
+
+
+def test_packed_training_batches_are_seeded_per_epoch_and_resume_exactly(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos", per_class=10))
+    records.pack(ds, tmp_path / "packed", shard_mb=0.003)
+    feed = Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0.2, seed=1)
+
+    def labels(**kw):
+        batches = feed.training(batch_size=4, seed=1, epochs=2, preprocessing="none", **kw)
+        return [y.tolist() for _, y, _ in batches.as_numpy_iterator()]
+
+    whole = labels()
+    assert len(whole) == 2 * (len(feed.train) // 4) and whole == labels()
+    assert labels(start_epoch=1, start_step=1) == whole[len(whole) // 2 + 1:]
+
+
+def test_a_truncated_shard_is_an_error_naming_it(tmp_path):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
+                 shard_mb=0.002)
+    shard = sorted((tmp_path / "packed").glob("train-*.tfrecord"))[1]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(DataError, match=f"the shard {shard.name} is truncated") as err:
+        datasets.load(tmp_path / "packed")
+    assert err.value.file == str(shard)
+
+
+def test_pack_refuses_an_existing_folder_and_leaves_nothing_half_written(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    (tmp_path / "packed").mkdir()
+    with pytest.raises(Exception, match="exists"):
+        records.pack(ds, tmp_path / "packed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]
+
+
+def test_a_csv_of_paths_and_labels_is_a_dataset(tmp_path):
+    root = photo_folder(tmp_path / "photos")
+    rows = ["path,label,split"] + [f"photos/{c}/{i}.{'png' if i % 5 in (2, 4) else 'jpg'},"
+                                   f"{c},{'test' if i == 0 else 'train'}"
+                                   for c in "ab" for i in range(6)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    ds = datasets.load(tmp_path / "labels.csv")
+    assert ds.class_names == ["a", "b"] and (len(ds.train), len(ds.test)) == (10, 2)
+    assert ds.test.images == [str(root / "a" / "0.jpg"), str(root / "b" / "0.jpg")]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("file,label\nx.png,a\n", "has no column path"),
+    ("path,label,split\nx.png,a,validation\n", "split 'validation' is neither train nor test"),
+    ("path,label\nx.png,\n", "a row without a path or a label"),
+])
+def test_a_bad_csv_names_the_line(tmp_path, text, message):
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(DataError, match=message) as err:
+        datasets.load(tmp_path / "labels.csv")
+    assert err.value.line in (1, 2)
+
+
+def test_a_photo_folder_trains_and_predicts_from_the_command_line(tmp_path):
+    photo_folder(tmp_path / "photos")
+    (tmp_path / "run.yaml").write_text(textwrap.dedent("""
+        model:
+          input: [16, 16, 3]
+          layers:
+            - Conv2D: {filters: 4, kernel_size: 3, activation: relu}
+            - GlobalAveragePooling2D
+            - Dense: {units: $classes, activation: softmax}
+        data: {name: photos, validation_split: 0.2, resize: pad}
+        train: {epochs: 2, batch_size: 2}
+        output: {dir: runs}
+    """))
+    done = subprocess.run([sys.executable, "-m", "cnncli", "train", "run.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "decoded as they are used, cached in memory" in done.stderr
+    run = tmp_path / "runs" / "run" / "1"
+    assert json.loads((run / "metrics.json").read_text())["dataset"]["train"] == 8
+    from cnncli.model import modelfile
+
+    assert modelfile.read_meta(run / "best.keras").resize == "pad"
+    assert config.load(run / "config.yaml").data.resize == "pad"
+    done = subprocess.run([sys.executable, "-m", "cnncli", "predict", "photos/a/1.jpg",
+                           "--model", str(run), "--format", "json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["top"][0]["class"] in ("a", "b")
+
+
+def test_a_run_on_streamed_files_is_planned_without_decoding_them(tmp_path, monkeypatch):
+    photo_folder(tmp_path / "photos")
+    (tmp_path / "run.yaml").write_text(f"""
+model: {{input: [16, 16, 3], layers: [Flatten, {{Dense: {{units: $classes}}}}]}}
+data: {{name: {tmp_path / 'photos'}}}
+train: {{epochs: 1, batch_size: 2}}
+""")
+    p = training.plan(config.load(tmp_path / "run.yaml"))
+    assert p.feed.train_loader is not None and p.feed.train.kind == "files"
+
+
+def test_each_worker_reads_only_its_part_of_every_batch(tmp_path, monkeypatch):
+    """Several machines: worker w makes only its replicas' images, and the parts put side
+    by side are the batches one machine makes."""
+    ds = datasets.load(photo_folder(tmp_path / "photos", per_class=8), test_fraction=0.25)
+    feed = Feed.of(ds, SHAPE, validation_split=0, seed=0, cache="none")
+    common = dict(batch_size=4, seed=0, epochs=2, preprocessing="none")
+    whole = [b for b in feed.training(**common).as_numpy_iterator()]
+    decoded, real = [], images._decode
+    monkeypatch.setattr(images, "_decode", lambda *a, **k: (decoded.append(1),
+                                                            real(*a, **k))[1])
+    parts = []
+    for worker in (0, 1):
+        decoded.clear()
+        parts.append([b for b in feed.training(**common, part=(worker, 1, 2))
+                      .as_numpy_iterator()])
+        assert len(decoded) == len(whole) * 2  # 2 of each batch's 4 images
+    for full, first, second in zip(whole, *parts, strict=True):
+        np.testing.assert_array_equal(np.concatenate([first[0], second[0]]), full[0])
+        np.testing.assert_array_equal(np.concatenate([first[1], second[1]]), full[1])

@@ -1,0 +1,319 @@
+"""A pretrained backbone (`model.from: mobilenet_v2`, `- pretrained:` in a spec): its
+no-top weights file found, checked and loaded, its summary row, frozen training.
+
+ImageNet weights cannot be downloaded here: the files are written from
+`keras.applications.MobileNetV2(weights=None, include_top=False)` in Keras' legacy .h5
+layout (that of the real files), under Keras' cache file name. MobileNetV2 on 32x32
+inputs keeps the tests fast.
+"""
+
+import hashlib
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from keras.src.legacy.saving import legacy_h5_format
+from trainkit import make_npz
+
+from cnncli import config
+from cnncli.errors import ConfigError, ModelError
+from cnncli.model import backbone, backbone_weights, builder, modelfile, pretrained, spec
+from cnncli.model import summary as summaries
+from cnncli.run import checking, finetune, transfer
+from cnncli.run import train as training
+from cnncli.runtime import import_keras
+
+keras = import_keras()
+SHAPE = (32, 32, 3)
+NOTOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def save_legacy(model, path):
+    """Weights as Keras' ImageNet files hold them (the legacy .h5 layout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights_files(tmp_path_factory):
+    """A MobileNetV2 without its classifier, with moved batch-norm statistics, saved as
+    Keras' cached no-top file and as a .weights.h5."""
+    folder = tmp_path_factory.mktemp("mobilenet")
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, include_top=False,
+                                           input_shape=SHAPE)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape))
+    home = folder / "keras_home"
+    cache = save_legacy(model, home / "models" / NOTOP)
+    model.save_weights(folder / "mine.weights.h5")
+    return {"model": model, "home": home, "cache": cache, "mine": folder / "mine.weights.h5"}
+
+
+@pytest.fixture
+def keras_home(weights_files, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(weights_files["home"]))
+    return weights_files
+
+
+def head_spec(weights="imagenet"):
+    return spec.parse({"input": list(SHAPE), "classes": 3, "layers": [
+        {"pretrained": {"name": "mobilenet_v2", "weights": weights}},
+        "GlobalAveragePooling2D", {"Dense": {"units": "$classes", "activation": "softmax"}}]})
+
+
+def backbone_outputs(sub, x):
+    return keras.ops.convert_to_numpy(sub(x, training=False))
+
+
+# ---------------------------------------------------------------- weights files
+
+
+def test_the_cache_file_name_is_keras_own():
+    assert backbone_weights.expected_file("mobilenet_v2", SHAPE) == NOTOP
+    assert backbone_weights.expected_file("resnet50", (224, 224, 3)) == \
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert backbone_weights.expected_file("mobilenet_v2", (160, 160, 3)).endswith(
+        "_1.0_160_no_top.h5")
+
+
+@pytest.mark.parametrize("source", ["cache", "mine"])
+def test_notop_weights_load_into_the_backbone_and_give_that_models_outputs(keras_home,
+                                                                          source):
+    built = builder.build_checked(head_spec("imagenet" if source == "cache"
+                                            else str(keras_home["mine"])))
+    node = built.expanded.nodes[0]
+    sub = built.model.get_layer(node.name)
+    path = backbone_weights.locate("mobilenet_v2", node.args["weights"], SHAPE, offline=True)
+    assert path == keras_home[source]
+    x = np.random.default_rng(1).uniform(-1, 1, (2, *SHAPE)).astype("float32")
+    assert not np.allclose(backbone_outputs(sub, x), backbone_outputs(keras_home["model"], x))
+    backbone_weights.load(sub, "mobilenet_v2", path)
+    np.testing.assert_array_equal(backbone_outputs(sub, x),
+                                  backbone_outputs(keras_home["model"], x))
+
+
+def test_a_file_with_the_classifier_is_refused_saying_a_notop_file_is_needed(tmp_path):
+    full = keras.applications.MobileNetV2(weights=None, input_shape=SHAPE, classes=10)
+    path = save_legacy(full, tmp_path / "full.h5")
+    sub = builder.build_checked(head_spec()).model.get_layer("mobilenet_v2")
+    with pytest.raises(ModelError, match=r"1 layer\(s\) with weights more than mobilenet_v2 "
+                                         r"without its classifier, from 'predictions' on.*"
+                                         r"no-top file \(Keras' " + NOTOP):
+        backbone_weights.load(sub, "mobilenet_v2", path)
+
+
+def test_a_file_of_another_network_names_the_layer_that_differs(tmp_path):
+    other = keras.applications.MobileNetV2(weights=None, include_top=False,
+                                           input_shape=SHAPE, alpha=0.35)
+    path = save_legacy(other, tmp_path / "small.h5")
+    sub = builder.build_checked(head_spec()).model.get_layer("mobilenet_v2")
+    with pytest.raises(ModelError, match="layer 1 with weights does not fit: the file's "
+                                         "'Conv1' holds 3x3x3x16, mobilenet_v2's 'Conv1' "
+                                         "needs 3x3x3x32"):
+        backbone_weights.load(sub, "mobilenet_v2", path)
+
+
+def cnncli(*args, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def write_config(folder, *, model="{from: mobilenet_v2}", train=""):
+    data = make_npz(folder)  # 8x8 grey images of 3 classes
+    path = folder / "transfer.yaml"
+    path.write_text(f"model: {model}\n"
+                    f"data: {{name: {data}, validation_split: 0, image_size: [32, 32]}}\n"
+                    "train:\n  epochs: 2\n  batch_size: 32\n  seed: 0\n"
+                    "  optimizer: {name: adam, learning_rate: 0.01}\n"
+                    + "".join(f"  {line}\n" for line in train.splitlines())
+                    + f"output: {{dir: {folder / 'runs'}, name: transfer}}\n")
+    return path
+
+
+def test_offline_without_weights_names_the_file_and_where_to_put_it(tmp_path):
+    path = write_config(tmp_path)
+    home = tmp_path / "empty_home"
+    result = cnncli("train", str(path), "--offline", env={"KERAS_HOME": str(home)})
+    assert result.returncode == 3, result.stderr
+    assert "not on this machine (offline)" in result.stderr  # no download was tried
+    assert f"{home / 'models'}/{NOTOP}" in result.stderr
+    assert f"put it in {home / 'models'}/" in result.stderr and "--weights FILE" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_passes_offline_without_weights_and_says_training_needs_them(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    checked = checking.check("configs/transfer.yaml")
+    [note] = checked.warnings
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5" in note
+    assert "`cnncli train` downloads them" in note
+
+
+def test_a_missing_weights_file_of_your_own_is_an_error(tmp_path):
+    path = write_config(tmp_path, model=f"{{from: mobilenet_v2, weights: {tmp_path}/no.h5}}")
+    with pytest.raises(ModelError, match="the weights file does not exist"):
+        checking.check(str(path))
+
+
+# ---------------------------------------------------------------- bad configs
+
+
+def test_an_unknown_backbone_gets_a_did_you_mean(tmp_path):
+    path = write_config(tmp_path, model="{from: resnet5}")
+    with pytest.raises(ConfigError, match="'resnet5' is not a built-in architecture, a "
+                                          "pretrained network.*did you mean 'resnet50'"):
+        checking.check(str(path))
+    with pytest.raises(ConfigError, match="unknown pretrained model 'mobilenet'. Hint: did "
+                                          "you mean 'mobilenet_v2'"):
+        spec.expand(spec.parse({"input": [32, 32, 3], "layers": [
+            {"pretrained": {"name": "mobilenet"}}, "Flatten", {"Dense": {"units": 2}}]}))
+
+
+def test_an_input_smaller_than_the_backbone_allows_says_the_minimum(tmp_path):
+    path = write_config(tmp_path, model="{from: resnet50}")
+    path.write_text(path.read_text().replace("[32, 32]", "[28, 28]"))
+    with pytest.raises(ConfigError, match=r"the 28x28 input is smaller than resnet50 allows "
+                                          r"\(at least 32x32\). Hint: set `data.image_size: "
+                                          r"\[32, 32\]` or larger"):
+        checking.check(str(path))
+
+
+def test_a_pretrained_entry_must_come_first():
+    with pytest.raises(ConfigError, match="can only be the first layer"):
+        spec.expand(spec.parse({"input": [32, 32, 3], "layers": [
+            "Identity", {"pretrained": "mobilenet_v2"}, "Flatten", {"Dense": {"units": 2}}]}))
+
+
+def test_cut_and_dropout_belong_to_their_kind_of_source(tmp_path):
+    path = write_config(tmp_path, model="{from: mobilenet_v2, cut: block_1_pad}")
+    with pytest.raises(ConfigError, match="`model.cut` applies to a model of your own"):
+        checking.check(str(path))
+    path = write_config(tmp_path, model="{from: mnist_net, dropout: 0.2}")
+    with pytest.raises(ConfigError, match="`model.dropout` applies to a pretrained network"):
+        checking.check(str(path))
+
+
+# ---------------------------------------------------------------- the summary
+
+
+def test_a_spec_with_a_pretrained_entry_takes_the_networks_input_and_preprocessing():
+    s = spec.parse({"layers": [{"pretrained": "resnet50"}, "GlobalAveragePooling2D",
+                               {"Dense": {"units": 2, "activation": "softmax"}}]})
+    assert (s.input, s.preprocessing) == ([224, 224, 3], "caffe")
+
+
+def test_summary_shows_the_backbone_as_one_row_or_expanded():
+    built = builder.build_checked(head_spec())
+    s = summaries.summarize(built)
+    assert [(r.layer, r.volume, r.params) for r in s.rows[:3]] == [
+        ("INPUT", "32x32x3", 0), ("MOBILENET_V2", "1x1x1280", 2_257_984),
+        ("GLOBAL AVGPOOL", "1280", 0)]
+    assert "153 layers, ImageNet weights" in s.rows[1].description
+    inner = backbone.top_layers(built.model.get_layer("mobilenet_v2"))
+    expanded = summaries.summarize(built, expand=True)
+    assert len(expanded.rows) == len(s.rows) - 1 + len(inner)
+    assert expanded.rows[1].name == "mobilenet_v2/Conv1"
+    assert sum(r.params for r in expanded.rows) == s.params == built.model.count_params()
+    assert expanded.macs == s.macs and expanded.forward_bytes == s.forward_bytes
+
+
+def test_summary_of_a_run_config_shows_frozen_parameters_per_row_and_in_total(tmp_path):
+    path = write_config(tmp_path)
+    result = cnncli("summary", str(path), env={"KERAS_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "MOBILENET_V2" in line)
+    assert row.split("│")[-3:-1] == ["  2,257,984 ", " 2,257,984 "]
+    assert "Parameters: 2,270,794 (2.27M; trainable 12,810, frozen 2,257,984)" in result.stdout
+
+
+# ---------------------------------------------------------------- training
+
+
+class Watcher(training.Reporter):
+    def begin(self, plan, run, resumed):
+        self.plan = plan
+
+
+@pytest.mark.slow  # tests/test_finetune.py checks the same, fast, on a network of its own
+def test_training_loads_keeps_frozen_and_fine_tunes_the_backbone(keras_home, tmp_path,
+                                                                  monkeypatch):
+    """Stage 1: the backbone, batch-norm statistics included, is bit-identical to the
+    file, the head learned; stage 2: the backbone learns, its statistics stay."""
+    seen = {}
+    real = finetune._switch
+
+    def switch(p, model):
+        seen["stage 1"] = [np.array(w) for w in model.get_layer("mobilenet_v2").weights]
+        seen["head"] = model.get_layer("fc1").get_weights()
+        real(p, model)
+
+    monkeypatch.setattr(finetune, "_switch", switch)
+    path = write_config(tmp_path, train="fine_tune: {after_epochs: 1, learning_rate: 1e-3}")
+    watcher = Watcher()
+    result = training.train(config.load(path), config_file=str(path), reporter=watcher)
+    loaded = keras_home["model"]
+    stats = {id(v) for layer in loaded.layers
+             if isinstance(layer, keras.layers.BatchNormalization)
+             for v in (layer.moving_mean, layer.moving_variance)}
+    for got, want in zip(seen["stage 1"], loaded.weights, strict=True):
+        np.testing.assert_array_equal(got, np.array(want))
+    keras.utils.set_random_seed(0)  # the head as the run built it, before training
+    fresh = builder.build(watcher.plan.spec).get_layer("fc1").get_weights()
+    assert all(not np.array_equal(a, b) for a, b in zip(seen["head"], fresh, strict=True))
+    end = modelfile.load_model(result.run / "model.keras").get_layer("mobilenet_v2")
+    changed = [not np.array_equal(np.array(a), np.array(b))
+               for a, b in zip(end.weights, loaded.weights, strict=True)]
+    moved_stats = [c for c, w in zip(changed, loaded.weights, strict=True) if id(w) in stats]
+    kernels = [c for c, w in zip(changed, loaded.weights, strict=True)
+               if w.path.endswith("kernel")]
+    assert not any(moved_stats) and len(moved_stats) == 2 * 52
+    assert all(kernels)
+    found = result.metrics["transfer"]
+    assert found["freeze"] == "backbone" and found["backbone"] == "mobilenet_v2"
+    [record] = found["weights"]
+    assert record["file"] == str(keras_home["cache"]) and record["weights"] == "imagenet"
+    assert record["sha256"] == hashlib.sha256(keras_home["cache"].read_bytes()).hexdigest()
+    assert "grey images, converted to RGB for the model" in watcher.plan.data.notes
+    meta = modelfile.read_meta(result.run / "model.keras")
+    assert (meta.backbone, meta.preprocessing, meta.input) == ("mobilenet_v2", "tf",
+                                                               (32, 32, 3))
+
+
+def test_models_download_fetches_the_notop_file_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    calls = []
+
+    def factory(weights, **options):
+        calls.append((weights, options))
+        name = entry.weights_file if options.get("include_top", True) else \
+            pretrained.notop_file(entry)
+        (tmp_path / "models").mkdir(exist_ok=True)
+        (tmp_path / "models" / name).write_bytes(b"weights")
+
+    import dataclasses
+
+    entry = dataclasses.replace(pretrained.REGISTRY["mobilenet_v2"], factory=factory)
+    monkeypatch.setitem(pretrained.REGISTRY, "mobilenet_v2", entry)
+    paths = pretrained.download("mobilenet_v2")
+    assert calls == [("imagenet", {}), ("imagenet", {"include_top": False})]
+    assert [p.name for p in paths] == [entry.weights_file, NOTOP]
+    assert all(p.is_file() for p in paths)
+    assert pretrained.cached_notop(entry) == paths[1]
+
+
+def test_transfer_plan_is_none_for_a_plain_network(tmp_path):
+    cfg = config.parse({"model": "mnist_net"})
+    built = builder.build_checked(spec.load("mnist_net"))
+    assert transfer.plan(cfg, built, 3) is None
