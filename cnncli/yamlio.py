@@ -55,6 +55,33 @@ def line_of(value: Any, default: int | None = None) -> int | None:
     return getattr(value, "line", None) or default
 
 
+def key_line(mapping: Any, key: Any, default: int | None = None) -> int | None:
+    """The line of `key` in a loaded mapping, else `default` (e.g. a dict made in code)."""
+    if isinstance(mapping, YamlMap):
+        return mapping.key_line(key)
+    return default
+
+
+def item_line(seq: Any, index: int, default: int | None = None) -> int | None:
+    """The line of item `index` of a loaded list, else `default`."""
+    if isinstance(seq, YamlList):
+        return seq.item_line(index)
+    return default
+
+
+def type_name(value: Any) -> str:
+    """What a YAML value is, in the user's words: mapping, list, string, int..."""
+    for type_, name in ((dict, "mapping"), (list, "list"), (str, "string")):
+        if isinstance(value, type_):
+            return name
+    return type(value).__name__
+
+
+def is_int(value: Any) -> bool:
+    """A whole number (YAML's `true` is a bool, not 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans and floats, line numbers and duplicate-key checks."""
 

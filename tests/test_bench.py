@@ -52,3 +52,16 @@ def test_export_benchmark_measures_every_format(tmp_path):
     assert not any(r["tensorflow_imported"] for r in rows
                    if r["format"] in ("onnx", "litert", "openvino"))
     assert all(r["startup_s"] > 0 for r in rows if r["format"] != "keras")
+
+
+def test_precision_benchmark_compares_float32_and_bfloat16_on_the_same_images(tmp_path):
+    done = _run("bench/precision.py", "--quick", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = json.loads((tmp_path / "precision.json").read_text())["rows"]
+    trained, vgg = rows
+    assert trained["images"] == 500 and vgg["images"] == 16
+    assert 0.5 < trained["agreement"] <= 1 and 0.5 < trained["accuracy_float32"] < 1
+    # different arithmetic really ran: the probabilities are not bit-identical
+    assert 0 < trained["max_probability_difference"] < 0.5
+    assert "| mnist_net (trained, Fashion-MNIST test set) | 500 |" in \
+        (tmp_path / "PRECISION_RESULTS.md").read_text()

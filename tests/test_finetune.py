@@ -12,6 +12,7 @@ from trainkit import history_rows, make_npz, weights
 from cnncli import config
 from cnncli.errors import ConfigError
 from cnncli.model import backbone, modelfile, spec
+from cnncli.model.expand import expand
 from cnncli.run import checking, finetune, transfer
 from cnncli.run import train as training
 from cnncli.run.callbacks import Interrupted
@@ -76,7 +77,7 @@ def layer_weights(model) -> dict:
 
 def test_the_default_cut_is_the_last_pooling_before_flatten_and_the_head_is_rebuilt(source):
     s = spec.from_run_config(config.parse({"model": {"from": str(source)}}), classes=5)
-    nodes = spec.expand(s).nodes
+    nodes = expand(s).nodes
     assert [(n.name, n.layer) for n in nodes] == [
         ("src", "Pretrained"), ("flatten1", "Flatten"), ("fc1", "Dense"),
         ("dropout1", "Dropout"), ("fc2", "Dense")]
@@ -90,7 +91,7 @@ def test_the_default_cut_is_the_last_pooling_before_flatten_and_the_head_is_rebu
 def test_cut_chooses_another_layer(source):
     s = spec.from_run_config(config.parse({"model": {"from": str(source), "cut": "fc1"}}),
                              classes=5)
-    assert [n.name for n in spec.expand(s).nodes] == ["src", "dropout1", "fc2"]
+    assert [n.name for n in expand(s).nodes] == ["src", "dropout1", "fc2"]
 
 
 def test_the_kept_layers_hold_the_source_weights(source):

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from cnncli import config, yamlio
 from cnncli.errors import CnnError, ConfigError
-from cnncli.model import builder, spec
+from cnncli.model import builder, keras_layers, spec
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -38,7 +38,7 @@ SLOW = settings(FAST, max_examples=3000)
 
 # ----------------------------------------------------------------------------- values
 
-KERAS_LAYERS = sorted(spec._keras_layer_names())
+KERAS_LAYERS = sorted(keras_layers.keras_layer_names())
 COMMON_LAYERS = ["Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten", "Dense", "Dropout",
                  "BatchNormalization", "ReLU", "Activation", "GlobalAveragePooling2D",
                  "ZeroPadding2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
@@ -79,8 +79,8 @@ keys = st.one_of(st.text(max_size=6), small_ints, st.none(), st.booleans())
 @st.composite
 def layer_args(draw, name):
     """An argument mapping for layer `name`: its real argument names and made-up ones."""
-    cls = spec._layer_class(name) if isinstance(name, str) else None
-    real = list(spec.valid_arguments(cls)) if cls is not None else []
+    cls = keras_layers.layer_class(name) if isinstance(name, str) else None
+    real = list(keras_layers.valid_arguments(cls)) if cls is not None else []
     names = st.one_of(st.sampled_from(real), keys) if real else keys
     if real:
         names = st.one_of(st.sampled_from(real), st.sampled_from(real), keys,
@@ -201,7 +201,7 @@ def one_random_layer_specs(draw):
     argument names), so the arguments reach Keras itself."""
     def random_layer():
         name = draw(st.one_of(st.sampled_from(KERAS_LAYERS), st.sampled_from(COMMON_LAYERS)))
-        real = list(spec.valid_arguments(spec._layer_class(name)))
+        real = list(keras_layers.valid_arguments(keras_layers.layer_class(name)))
         args = draw(st.dictionaries(st.sampled_from(real), values, max_size=3))
         return {name: args}
 

@@ -5,6 +5,7 @@ stay free of it."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,18 @@ def test_tensorflow_free_modules_import_no_tensorflow(module):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_the_readme_map_names_files_that_exist_and_the_layers_as_they_are():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    development = readme[readme.index("## Development"):readme.index("## Troubleshooting")]
+    paths = re.findall(r"`(cnncli/[\w/.]+)`", development)
+    assert len(paths) > 20
+    missing = [p for p in paths if not (PACKAGE.parent / p).exists()]
+    assert missing == []
+    flow = re.search(r"`cli` → (.*?)\.\n", development, re.S).group(1)
+    said = [re.findall(r"`(\w+)`", step) for step in flow.split("→")]
+    actual = sorted({layer for layer in LAYERS.values() if 0 < layer < 5}, reverse=True)
+    assert [sorted(step) for step in said[:-1]] == [
+        sorted(p for p, layer in LAYERS.items() if layer == n) for n in actual]
+    assert set(said[-1]) <= {p for p, layer in LAYERS.items() if layer == 0}

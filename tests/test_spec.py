@@ -4,6 +4,7 @@ import pytest
 
 from cnncli.errors import ConfigError, ManyErrors
 from cnncli.model import spec
+from cnncli.model.expand import INPUT, expand
 
 
 def load(write, text):
@@ -11,7 +12,7 @@ def load(write, text):
 
 
 def names(s):
-    return [n.name for n in spec.expand(s).nodes]
+    return [n.name for n in expand(s).nodes]
 
 
 def test_layers_are_keras_classes_with_keras_arguments(write):
@@ -21,14 +22,14 @@ def test_layers_are_keras_classes_with_keras_arguments(write):
           - Conv2D: {filters: 32, kernel_size: 5, padding: same, activation: relu}
           - Flatten
     """)
-    first = spec.expand(s).nodes[0]
+    first = expand(s).nodes[0]
     assert (first.layer, first.args) == ("Conv2D", {"filters": 32, "kernel_size": 5,
                                                     "padding": "same", "activation": "relu"})
 
 
 def test_a_scalar_is_the_first_argument(write):
     s = load(write, "input: [2, 2, 1]\nlayers: [{Dropout: 0.5}, {Dense: 3}]\n")
-    assert [n.args for n in spec.expand(s).nodes] == [{"rate": 0.5}, {"units": 3}]
+    assert [n.args for n in expand(s).nodes] == [{"rate": 0.5}, {"units": 3}]
 
 
 def test_names_follow_the_lecture_conv_pool_fc(write):
@@ -67,7 +68,7 @@ def test_blocks_take_parameters_and_expand_in_place(write):
           - vgg_block: {filters: 4, convs: 2}
           - vgg_block: {filters: 8, convs: 1}
     """)
-    nodes = spec.expand(s).nodes
+    nodes = expand(s).nodes
     assert [n.name for n in nodes] == ["conv1_1", "conv1_2", "pool1", "conv2_1", "pool2"]
     assert [n.args.get("filters") for n in nodes] == [4, 4, None, 8, None]
 
@@ -79,7 +80,7 @@ def test_block_parameters_can_have_defaults(write):
           fc: {params: {units: 7}, layers: [{Dense: $units}]}
         layers: [fc, {fc: {units: 3}}]
     """)
-    assert [n.args["units"] for n in spec.expand(s).nodes] == [7, 3]
+    assert [n.args["units"] for n in expand(s).nodes] == [7, 3]
 
 
 def test_branches_merge_and_an_empty_branch_is_the_identity(write):
@@ -91,34 +92,34 @@ def test_branches_merge_and_an_empty_branch_is_the_identity(write):
               - []
             merge: add
     """)
-    nodes = spec.expand(s).nodes
+    nodes = expand(s).nodes
     merge = nodes[-1]
     assert merge.layer == "Add"
-    assert merge.inputs == [nodes[0].name, spec.INPUT]
+    assert merge.inputs == [nodes[0].name, INPUT]
 
 
 def test_classes_fill_in_dollar_classes_and_can_be_overridden(write):
     s = load(write, "input: [2, 2, 1]\nclasses: 10\nlayers: [{Dense: $classes}]\n")
-    assert spec.expand(s).nodes[0].args == {"units": 10}
-    assert spec.expand(s.with_overrides(classes=3)).nodes[0].args == {"units": 3}
+    assert expand(s).nodes[0].args == {"units": 10}
+    assert expand(s.with_overrides(classes=3)).nodes[0].args == {"units": 3}
 
 
 def test_unknown_layer_suggests_the_keras_name(write):
     with pytest.raises(ConfigError, match="unknown layer 'Conv2d'") as e:
-        spec.expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2d: {filters: 2}\n"))
+        expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2d: {filters: 2}\n"))
     assert e.value.line == 3 and e.value.file.endswith("net.yaml")
     assert "did you mean 'Conv2D'" in e.value.hint
 
 
 def test_pytorch_names_are_translated_in_the_hint(write):
     with pytest.raises(ConfigError) as e:
-        spec.expand(load(write, "input: [2, 2, 1]\nlayers: [{Linear: 3}]\n"))
+        expand(load(write, "input: [2, 2, 1]\nlayers: [{Linear: 3}]\n"))
     assert "did you mean 'Dense'" in e.value.hint
 
 
 def test_unknown_argument_lists_the_valid_ones(write):
     with pytest.raises(ConfigError, match="unknown argument 'filter' for Conv2D") as e:
-        spec.expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filter: 2}\n"))
+        expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filter: 2}\n"))
     assert "did you mean 'filters'" in e.value.hint
     assert "kernel_size" in e.value.hint
     assert e.value.where == "layer 1"
@@ -126,13 +127,13 @@ def test_unknown_argument_lists_the_valid_ones(write):
 
 def test_lambda_is_not_a_layer_specs_can_use(write):
     with pytest.raises(ConfigError, match="unknown layer 'Lambda'") as e:
-        spec.expand(load(write, "input: [2, 2, 1]\nlayers: [{Lambda: {function: print}}]\n"))
+        expand(load(write, "input: [2, 2, 1]\nlayers: [{Lambda: {function: print}}]\n"))
     assert "arbitrary code" in e.value.hint
 
 
 def test_missing_block_parameter_is_named(write):
     with pytest.raises(ConfigError, match="needs the parameter 'convs'"):
-        spec.expand(load(write, """
+        expand(load(write, """
             input: [8, 8, 1]
             blocks:
               vgg_block: {params: [filters, convs], layers: [{Conv2D: {filters: $filters,
@@ -143,7 +144,7 @@ def test_missing_block_parameter_is_named(write):
 
 def test_a_block_that_uses_itself_is_refused(write):
     with pytest.raises(ConfigError, match=r"block 'a' uses itself \(a -> b -> a\)"):
-        spec.expand(load(write, """
+        expand(load(write, """
             input: [2, 2, 1]
             blocks:
               a: {layers: [b]}
@@ -154,7 +155,7 @@ def test_a_block_that_uses_itself_is_refused(write):
 
 def test_missing_input_shape_says_how_to_add_it(write):
     with pytest.raises(ConfigError, match="no input shape") as e:
-        spec.expand(load(write, "layers: [Flatten]\n"))
+        expand(load(write, "layers: [Flatten]\n"))
     assert "input: [" in e.value.hint
 
 
@@ -165,7 +166,7 @@ def test_zero_classes_is_refused(write):
 
 def test_all_problems_are_reported_not_only_the_first(write):
     with pytest.raises(ManyErrors) as e:
-        spec.expand(load(write, """
+        expand(load(write, """
             input: [8, 8, 1]
             layers:
               - Conv2d: {filters: 2}
@@ -193,9 +194,9 @@ def test_empty_spec(write):
 
 def test_repeat_must_be_positive(write):
     with pytest.raises(ConfigError, match="`repeat` must be a whole number"):
-        spec.expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: 0\n"))
+        expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: 0\n"))
 
 
 def test_huge_repeat_is_bounded(write):
     with pytest.raises(ConfigError, match="more than 10,000 layers"):
-        spec.expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: 100000000\n"))
+        expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: 100000000\n"))

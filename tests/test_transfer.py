@@ -21,6 +21,7 @@ from cnncli import config
 from cnncli.errors import ConfigError, ModelError
 from cnncli.model import backbone, backbone_weights, builder, modelfile, pretrained, spec
 from cnncli.model import summary as summaries
+from cnncli.model.expand import expand
 from cnncli.run import checking, finetune, transfer
 from cnncli.run import train as training
 from cnncli.runtime import import_keras
@@ -177,7 +178,7 @@ def test_an_unknown_backbone_gets_a_did_you_mean(tmp_path):
         checking.check(str(path))
     with pytest.raises(ConfigError, match="unknown pretrained model 'mobilenet'. Hint: did "
                                           "you mean 'mobilenet_v2'"):
-        spec.expand(spec.parse({"input": [32, 32, 3], "layers": [
+        expand(spec.parse({"input": [32, 32, 3], "layers": [
             {"pretrained": {"name": "mobilenet"}}, "Flatten", {"Dense": {"units": 2}}]}))
 
 
@@ -192,7 +193,7 @@ def test_an_input_smaller_than_the_backbone_allows_says_the_minimum(tmp_path):
 
 def test_a_pretrained_entry_must_come_first():
     with pytest.raises(ConfigError, match="can only be the first layer"):
-        spec.expand(spec.parse({"input": [32, 32, 3], "layers": [
+        expand(spec.parse({"input": [32, 32, 3], "layers": [
             "Identity", {"pretrained": "mobilenet_v2"}, "Flatten", {"Dense": {"units": 2}}]}))
 
 

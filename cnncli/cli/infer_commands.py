@@ -41,6 +41,7 @@ def predict(
         "into DIR (gradcam_<image>.png).")] = None,
 ) -> None:
     """Classify images: cnncli predict car.jpg --model vgg16."""
+    from cnncli import devices
     from cnncli.cli import render
     from cnncli.infer import classifier
     from cnncli.infer import predict as prediction
@@ -55,7 +56,7 @@ def predict(
         render.info(runtime or f"Runtime: {loaded.runtime}")
         render.info(f"[INFO] classifying image with '{model}'...")
     result = prediction.predict(sources, model=loaded, top=top,
-                                batch_size=batch_size or _batch_size(placement),
+                                batch_size=batch_size or devices.inference_batch_size(placement),
                                 resize=resize, stdin=sys.stdin)
     render.predictions(result, fmt)
     if explain and result.images:
@@ -124,8 +125,3 @@ def _placement(model: str, device: str, precision: str):
         return None
     return devices.setup(device, precision)
 
-
-def _batch_size(placement) -> int:
-    """Images per prediction batch when not given: more on a GPU, which has the memory
-    and whose speed grows with the batch; 32 on a CPU."""
-    return 128 if placement is not None and placement.kind != "cpu" else 32

@@ -10,6 +10,7 @@ import typer
 from cnncli.cli.options import JsonOpt
 
 
+# Long only by its options: typer declares each one in the signature; the body is short.
 def train(
     config_file: Annotated[str | None, typer.Argument(
         metavar="CONFIG", help="A run config (configs/mnist.yaml). Optional with --resume.")]

@@ -52,6 +52,7 @@ from cnncli.devices.placement import (
     auto_precision,
     decide,
     gpu_warning,
+    inference_batch_size,
     parse_device,
     scale_learning_rate,
     strategy_name,
@@ -71,7 +72,8 @@ __all__ = [
     "USABLE_MEMORY_FRACTION", "Cluster", "GpuInfo", "Placement", "auto_jit_compile",
     "auto_precision", "available_cpus", "build_info", "check_fits", "cpu_bf16_units",
     "cpu_flags", "decide", "doctor_info", "estimate_batch_memory", "format_bytes",
-    "gpu_warning", "next_batch_size", "nvidia_driver_present", "out_of_memory_message",
+    "gpu_warning", "inference_batch_size", "next_batch_size", "nvidia_driver_present",
+    "out_of_memory_message",
     "parse_device", "parse_tf_config", "scale_learning_rate", "setup", "strategy",
     "strategy_name", "tf_cpu_threads", "visible_gpus",
 ]

@@ -293,6 +293,7 @@ def _no_such_gpu(requested: str, gpus: Sequence[GpuInfo]) -> DeviceError:
     )
 
 
+# Over 60 lines with its docstring and doctest; the decision itself is one if-chain.
 def decide(
     requested: str, precision: str, gpus: Sequence[GpuInfo], cpu_threads: int,
     cluster: Cluster | None = None, cpu_bf16: bool = False,
@@ -357,6 +358,16 @@ def decide(
         placement.workers, placement.task = cluster.workers, cluster.task
         placement.is_chief = cluster.is_chief
     return placement
+
+
+def inference_batch_size(placement: Placement | None) -> int:
+    """Images per prediction batch when not given: more on a GPU, which has the memory and
+    whose speed grows with the batch; 32 on a CPU (or with no TensorFlow: exported files).
+
+    >>> inference_batch_size(Placement("gpu", ["/gpu:0"])), inference_batch_size(None)
+    (128, 32)
+    """
+    return 128 if placement is not None and placement.kind != "cpu" else 32
 
 
 def strategy_name(placement: Placement) -> str:

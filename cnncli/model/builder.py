@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 
 from cnncli.errors import CnnError, ConfigError
-from cnncli.model import backbone
+from cnncli.model import backbone, keras_layers
+from cnncli.model import expand as expansion
 from cnncli.model import spec as specs
 from cnncli.model.shapes import as_tuple, window_output
 from cnncli.runtime import import_keras
@@ -35,27 +36,27 @@ class Built:
     """A built model, the nodes it came from, and warnings worth showing the user."""
 
     model: keras.Model
-    expanded: specs.Expanded
+    expanded: expansion.Expanded
     warnings: list[str] = field(default_factory=list)
 
 
-def build(spec: specs.Spec | specs.Expanded, *, classes: int | None = None,
+def build(spec: specs.Spec | expansion.Expanded, *, classes: int | None = None,
           input: list | None = None) -> keras.Model:
     """Build the Keras model of `spec` (optionally with other classes or input size)."""
     return build_checked(spec, classes=classes, input=input).model
 
 
-def build_checked(spec: specs.Spec | specs.Expanded, *, classes: int | None = None,
+def build_checked(spec: specs.Spec | expansion.Expanded, *, classes: int | None = None,
                   input: list | None = None) -> Built:
     """Like `build`, also returning the expanded nodes and shape warnings."""
     if isinstance(spec, specs.Spec):
         if classes is not None or input is not None:
             spec = spec.with_overrides(classes=classes, input=input)
-        spec = specs.expand(spec)
+        spec = expansion.expand(spec)
     expanded = spec
     warnings: list[str] = []
     inputs = keras.Input(shape=expanded.input_shape, name="input")
-    tensors = {specs.INPUT: inputs}
+    tensors = {expansion.INPUT: inputs}
     mixed = keras.config.dtype_policy().name != "float32"
     for node in expanded.nodes:
         args = dict(node.args)
@@ -94,7 +95,7 @@ def build_checked(spec: specs.Spec | specs.Expanded, *, classes: int | None = No
     return Built(model=model, expanded=expanded, warnings=warnings)
 
 
-def _make_layer(node: specs.Node, args: dict, shape):
+def _make_layer(node: expansion.Node, args: dict, shape):
     if node.layer == backbone.LAYER:  # a network without its classifier: one sub-model
         try:
             return backbone.build(args, tuple(shape[1:]), node.name)
@@ -107,7 +108,7 @@ def _make_layer(node: specs.Node, args: dict, shape):
         return cls(name=node.name, **args)
     except Exception as exc:  # a wrongly typed or out-of-range argument
         message = keras_reason(exc)
-        valid = ", ".join(specs.valid_arguments(cls))
+        valid = ", ".join(keras_layers.valid_arguments(cls))
         raise ConfigError(
             f"invalid arguments {args}: {message}", file=node.file, line=node.line,
             where=node.where(),
@@ -116,7 +117,7 @@ def _make_layer(node: specs.Node, args: dict, shape):
         ) from None
 
 
-def _check_window(node: specs.Node, layer, shape) -> None:
+def _check_window(node: expansion.Node, layer, shape) -> None:
     """Explain, with the lecture's formula, a window larger than its input."""
     size = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
     if size is None or len(shape) < 3:
@@ -149,7 +150,7 @@ def _check_window(node: specs.Node, layer, shape) -> None:
                      "it (or a larger `input`)")
 
 
-def _check_weights(node: specs.Node, layer, shape) -> None:
+def _check_weights(node: expansion.Node, layer, shape) -> None:
     """Refuse a Dense or convolution layer whose kernel cannot fit in memory (a typo such
     as ``units: 40960000``), before Keras tries to allocate it."""
     units = getattr(layer, "units", None) or getattr(layer, "filters", None)
@@ -184,7 +185,7 @@ def keras_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _shape_error(node: specs.Node, incoming, exc: Exception) -> ConfigError:
+def _shape_error(node: expansion.Node, incoming, exc: Exception) -> ConfigError:
     shapes = [_volume(t.shape) for t in incoming]
     message = keras_reason(exc)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
@@ -209,7 +210,7 @@ def _shape_error(node: specs.Node, incoming, exc: Exception) -> ConfigError:
                        line=node.line, where=node.where(), hint=hint)
 
 
-def _check_output(expanded: specs.Expanded, outputs) -> None:
+def _check_output(expanded: expansion.Expanded, outputs) -> None:
     last = expanded.nodes[-1]
     classes = expanded.spec.classes
     if len(outputs.shape) != 2:

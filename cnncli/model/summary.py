@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 from cnncli.model import backbone
 from cnncli.model.builder import Built
+from cnncli.model.expand import Node
 from cnncli.model.shapes import as_tuple, window_output
-from cnncli.model.spec import Node
 
 BYTES_PER_VALUE = 4  # float32 activations
 _ACTIVATIONS = {"relu": "ReLU", "softmax": "Softmax", "tanh": "tanh", "sigmoid": "sigmoid",
@@ -128,30 +128,9 @@ def _row(node, layer, *, is_output: bool) -> Row:
     suffix = f" + {act}" if act else ""
     kind, macs, explain = node.layer, 0, []
     if "Conv" in kind and "kernel_size" in cfg:
-        k = cfg["kernel_size"]
-        size = f"{k[0]}" if len(set(k)) == 1 else "x".join(map(str, k))
-        filters = cfg.get("filters") or out_shape[-1]
-        depth = in_shape[-1]
-        label = f"CONV{size}-{filters}{suffix}"
-        stride = cfg.get("strides", (1,))
-        desc = f"Conv layer with {filters} {'x'.join(map(str, k))}x{depth} filters"
-        if set(stride) != {1}:
-            desc += f", stride {stride[0] if len(set(stride)) == 1 else stride}"
-        per_output = 1 if "Depthwise" in kind else depth // cfg.get("groups", 1)
-        macs = activations * math.prod(k) * per_output  # depthwise: one input channel each
-        explain = _explain(in_shape, k, stride, cfg.get("padding", "valid"),
-                           cfg.get("dilation_rate", 1))
+        label, desc, macs, explain = _conv_parts(kind, cfg, in_shape, out_shape, suffix)
     elif "Pool" in kind and "pool_size" in cfg:
-        p = cfg["pool_size"]
-        s = cfg.get("strides") or p
-        size = f"{p[0]}" if len(set(p)) == 1 else "x".join(map(str, p))
-        op = "max" if "Max" in kind else "average"
-        label = f"POOL{size}" if op == "max" else f"AVGPOOL{size}"
-        standard = op == "max" and tuple(p) == (2, 2) and tuple(s) == (2, 2)
-        desc = ("Standard 2x2 pooling layer with stride 2" if standard else
-                f"{'x'.join(map(str, p))} {op} pooling with stride "
-                f"{s[0] if len(set(s)) == 1 else s}")
-        explain = _explain(in_shape, p, s, cfg.get("padding", "valid"), 1)
+        label, desc, explain = _pool_parts(kind, cfg, in_shape)
     elif "GlobalAverage" in kind or "GlobalMax" in kind:
         label, desc = f"GLOBAL {'MAX' if 'Max' in kind else 'AVG'}POOL", "Pooling over the " \
             "whole height and width"
@@ -176,6 +155,37 @@ def _row(node, layer, *, is_output: bool) -> Row:
         label, desc = kind.upper() + suffix, f"Keras {kind}"
     return Row(node.name, label, _volume(out_shape), desc, params, activations, macs,
                shown=kind not in _HIDDEN, explain=explain, trainable=trainable)
+
+
+def _conv_parts(kind: str, cfg: dict, in_shape, out_shape, suffix: str):
+    """A convolution's label (CONV3-64), description, multiply-adds and size arithmetic."""
+    k = cfg["kernel_size"]
+    size = f"{k[0]}" if len(set(k)) == 1 else "x".join(map(str, k))
+    filters = cfg.get("filters") or out_shape[-1]
+    depth = in_shape[-1]
+    stride = cfg.get("strides", (1,))
+    desc = f"Conv layer with {filters} {'x'.join(map(str, k))}x{depth} filters"
+    if set(stride) != {1}:
+        desc += f", stride {stride[0] if len(set(stride)) == 1 else stride}"
+    per_output = 1 if "Depthwise" in kind else depth // cfg.get("groups", 1)
+    macs = math.prod(out_shape) * math.prod(k) * per_output  # depthwise: one channel each
+    explain = _explain(in_shape, k, stride, cfg.get("padding", "valid"),
+                       cfg.get("dilation_rate", 1))
+    return f"CONV{size}-{filters}{suffix}", desc, macs, explain
+
+
+def _pool_parts(kind: str, cfg: dict, in_shape):
+    """A pooling layer's label (POOL2), description and size arithmetic."""
+    p = cfg["pool_size"]
+    s = cfg.get("strides") or p
+    size = f"{p[0]}" if len(set(p)) == 1 else "x".join(map(str, p))
+    op = "max" if "Max" in kind else "average"
+    label = f"POOL{size}" if op == "max" else f"AVGPOOL{size}"
+    standard = op == "max" and tuple(p) == (2, 2) and tuple(s) == (2, 2)
+    desc = ("Standard 2x2 pooling layer with stride 2" if standard else
+            f"{'x'.join(map(str, p))} {op} pooling with stride "
+            f"{s[0] if len(set(s)) == 1 else s}")
+    return label, desc, _explain(in_shape, p, s, cfg.get("padding", "valid"), 1)
 
 
 def _backbone_description(node, layer) -> str:

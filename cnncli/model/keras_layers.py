@@ -1,0 +1,93 @@
+"""The Keras layers a spec can name, and the arguments each one takes.
+
+Specs name layers by their Keras class name; this module is the one place that looks
+them up (`layer_class`), lists their arguments (`valid_arguments`) and says what to do
+about a name that is not a layer (`unknown_layer_hint`).
+
+>>> layer_class("Conv2D").__name__
+'Conv2D'
+>>> layer_class("Lambda") is None     # specs run no code
+True
+>>> "kernel_size" in valid_arguments(layer_class("Conv2D"))
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+from cnncli.errors import suggest
+
+#: Keras layers a spec may not use: they run code, or load a model, from outside the spec.
+REFUSED_LAYERS = {
+    "Lambda": "Lambda layers run arbitrary code",
+    "TFSMLayer": "TFSMLayer loads and runs a TensorFlow SavedModel from disk",
+    "JaxLayer": "JaxLayer wraps Python functions",
+    "FlaxLayer": "FlaxLayer wraps a Python module",
+    "TorchModuleWrapper": "TorchModuleWrapper wraps a PyTorch module",
+}
+
+
+@cache
+def keras_layer_names() -> dict[str, type]:
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    return {name: obj for name in dir(keras.layers)
+            if isinstance(obj := getattr(keras.layers, name), type)
+            and issubclass(obj, keras.layers.Layer)
+            and name not in ("Layer", "InputLayer", "Input", *REFUSED_LAYERS)}
+
+
+def layer_class(name: str) -> type | None:
+    """The Keras layer class called `name`, or None (also for `REFUSED_LAYERS`: specs run
+    no code)."""
+    return keras_layer_names().get(name)
+
+
+@cache
+def valid_arguments(cls: type) -> tuple[str, ...]:
+    """The argument names a Keras layer class accepts (its own and those of its bases)."""
+    names = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+                names.add(p.name)
+        if not any(p.kind == p.VAR_KEYWORD
+                   for p in inspect.signature(klass.__init__).parameters.values()):
+            break
+    names |= {"dtype", "trainable"}
+    return tuple(sorted(names - {"name", "input_shape", "batch_input_shape", "input_dim"}))
+
+
+@cache
+def first_argument(cls: type) -> str | None:
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.kind == p.POSITIONAL_OR_KEYWORD:
+            return p.name
+    return None
+
+
+# Names users bring from PyTorch, for the "did you mean" of an unknown layer.
+_TORCH_NAMES = {"linear": "Dense", "conv2d": "Conv2D", "maxpool2d": "MaxPooling2D",
+                "avgpool2d": "AveragePooling2D", "batchnorm2d": "BatchNormalization",
+                "sequential": "a block (see `blocks:`)", "adaptiveavgpool2d":
+                "GlobalAveragePooling2D", "softmax": "Softmax", "relu": "ReLU"}
+
+
+def unknown_layer_hint(key: Any, blocks: Iterable = ()) -> str:
+    """What to say about a layer name that is neither a Keras layer nor one of `blocks`."""
+    key = str(key)  # YAML keys can be numbers, null, booleans
+    torch = _TORCH_NAMES.get(key.lower())
+    text = f"did you mean '{torch}'?" if torch else suggest(
+        key, [*keras_layer_names(), *map(str, blocks)])
+    text = f"{text} " if text else ""
+    if key in REFUSED_LAYERS:
+        text = f"{REFUSED_LAYERS[key]}: not allowed in specs. "
+    return text + "Any class in keras.layers can be used, by its exact name (e.g. Conv2D, " \
+        "MaxPooling2D, Dense), or a block defined under `blocks:`"
