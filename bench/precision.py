@@ -113,7 +113,20 @@ def experiment(folder: Path, *, quick: bool) -> dict:
     rows.append(compare("vgg16 (random weights, 224x224)",
                         lambda p: classifier.load("vgg16", weights=str(weights), offline=True,
                                                   precision=p), rgb, None))
-    return {"rows": rows, "machine": platform.processor() or platform.machine()}
+    from cnncli.devices import cpu_bf16_units
+
+    return {"rows": rows, "machine": f"{cpu_model()}, bfloat16 units: {cpu_bf16_units()}"}
+
+
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (or the platform's)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def table(found: dict) -> str:
@@ -133,7 +146,7 @@ def table(found: dict) -> str:
         acc = (f"{r['accuracy_float32']:.4f} | {r['accuracy_bfloat16']:.4f} | "
                f"{r['drop_points']:+.2f}" if "drop_points" in r else "n/a | n/a | n/a")
         lines.append(f"| {r['model']} | {r['images']} | {r['agreement']:.2%} | {acc} | "
-                     f"{r['max_probability_difference']:.4f} | {r['float32_seconds']:.2f} | "
+                     f"{r['max_probability_difference']:.2g} | {r['float32_seconds']:.2f} | "
                      f"{r['mixed_bfloat16_seconds']:.2f} |")
     trained = found["rows"][0]
     passed = trained["agreement"] >= AGREEMENT and trained["drop_points"] <= MAX_DROP

@@ -99,6 +99,7 @@ def test_no_import_cycles():
 
 
 @pytest.mark.parametrize("module", ["cnncli.devices", "cnncli.devices.placement",
+                                    "cnncli.devices.tuning",
                                     "cnncli.config", "cnncli.cli.app"])
 def test_tensorflow_free_modules_import_no_tensorflow(module):
     code = (f"import sys, {module}; "

@@ -1,6 +1,6 @@
 """Choosing where a model runs: CPU, one GPU, several GPUs mirrored, or several machines.
 
-Decisions and facts (`placement`, `cluster`, `memory`, `hardware`) are plain Python,
+Decisions and facts (`placement`, `tuning`, `cluster`, `memory`, `hardware`) are plain Python,
 tested with made-up GPU lists; `tf_layer` is the thin TensorFlow layer that asks
 TensorFlow what it sees and applies a decision; `distributed` is the training loop for
 several machines. Importing this
@@ -43,18 +43,14 @@ from cnncli.devices.memory import (
 from cnncli.devices.placement import (
     CPU_REQUESTED_NOTE,
     DEVICE_FORMS,
-    LR_RULES,
     NO_GPU_NOTE,
     PRECISIONS,
     GpuInfo,
     Placement,
-    auto_jit_compile,
     auto_precision,
     decide,
     gpu_warning,
-    inference_batch_size,
     parse_device,
-    scale_learning_rate,
     strategy_name,
 )
 from cnncli.devices.tf_layer import (
@@ -64,6 +60,12 @@ from cnncli.devices.tf_layer import (
     strategy,
     tf_cpu_threads,
     visible_gpus,
+)
+from cnncli.devices.tuning import (
+    LR_RULES,
+    auto_jit_compile,
+    inference_batch_size,
+    scale_learning_rate,
 )
 
 __all__ = [

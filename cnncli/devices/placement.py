@@ -10,7 +10,6 @@ ones in tests) and returns a `Placement`.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,9 +24,6 @@ DEVICE_FORMS = "auto, cpu, gpu, gpu:N (N = 0, 1, ... as numbered by TensorFlow)"
 
 #: Values of ``--precision`` (one list, the run config's: ``train.precision``).
 PRECISIONS = config.PRECISIONS
-
-#: Learning-rate scaling rules for several replicas (`scale_learning_rate`).
-LR_RULES = ("linear", "sqrt", "none")
 
 NO_GPU_NOTE = "TensorFlow sees no GPU"
 
@@ -233,20 +229,6 @@ def auto_precision(gpus: Sequence[GpuInfo], cpu_bf16: bool = False) -> str:
     return "float32"
 
 
-def auto_jit_compile(placement: Placement) -> bool:
-    """Whether ``train.jit_compile: auto`` compiles with XLA on this placement.
-
-    On one GPU, where Keras itself turns XLA on when no `tf.distribute` strategy is
-    in play (cnncli trains under `OneDeviceStrategy` there, which would make Keras'
-    own ``auto`` say no). Not on the CPU, where XLA trained the lecture's ConvNet at
-    0.56-0.71x the speed (``bench/LEVERS.md``), nor over several devices, where
-    Keras leaves it off with `tf.distribute`.
-
-    >>> auto_jit_compile(Placement("gpu", ["/gpu:0"])), auto_jit_compile(Placement("cpu", []))
-    (True, False)
-    """
-    return placement.kind == "gpu"
-
 def _precision_warnings(precision: str, gpus: Sequence[GpuInfo],
                         cpu_bf16: bool = False) -> list[str]:
     """Warnings for an explicit precision that will be slow where it runs."""
@@ -360,43 +342,10 @@ def decide(
     return placement
 
 
-def inference_batch_size(placement: Placement | None) -> int:
-    """Images per prediction batch when not given: more on a GPU, which has the memory and
-    whose speed grows with the batch; 32 on a CPU (or with no TensorFlow: exported files).
-
-    >>> inference_batch_size(Placement("gpu", ["/gpu:0"])), inference_batch_size(None)
-    (128, 32)
-    """
-    return 128 if placement is not None and placement.kind != "cpu" else 32
-
-
 def strategy_name(placement: Placement) -> str:
     """The `tf.distribute` strategy `strategy` builds for this placement."""
     return {"cpu": "default", "gpu": "OneDeviceStrategy",
             "multiworker": "MultiWorkerMirroredStrategy"}.get(placement.kind, "MirroredStrategy")
-
-
-def scale_learning_rate(lr: float, replicas: int, rule: str = "linear") -> float:
-    """The learning rate for `replicas` replicas, each with the per-replica batch size.
-
-    ``linear`` multiplies by `replicas` (Goyal et al., 2017), ``sqrt`` by its
-    square root, ``none`` leaves it.
-
-    >>> scale_learning_rate(0.1, 4)
-    0.4
-    """
-    if rule not in LR_RULES:
-        raise ConfigError(
-            f"learning-rate scaling rule {rule!r} is not known",
-            hint=f"use one of: {', '.join(LR_RULES)}",
-        )
-    if replicas < 1:
-        raise ValueError(f"replicas must be >= 1, not {replicas}")
-    if rule == "linear":
-        return lr * replicas
-    if rule == "sqrt":
-        return lr * math.sqrt(replicas)
-    return lr
 
 
 def gpu_warning(driver_present: bool, placement: Placement, build_info: dict) -> str | None:
