@@ -55,14 +55,16 @@ TORCH_INSTALL = "pip install torch==2.13.0"
 TRAINERS = {"cnncli": ["cnncli_train.py"],
             "cnncli-fp32": ["cnncli_train.py", "--precision", "float32"],
             "tutorial": ["keras_tutorial.py"], "tuned": ["keras_tuned.py"],
-            "torch": ["pytorch_cpu.py"]}
+            "tuned-bf16": ["keras_tuned.py", "--precision", "mixed_bfloat16"],
+            "torch": ["pytorch_cpu.py"], "torch-bf16": ["pytorch_cpu.py", "--bf16"]}
 #: matmul dtype -> the name of its record; the contender trained in that precision here.
 MATMULS = {"float32": "tensorflow", "bfloat16": "tensorflow-bf16"}
 SECTIONS = ("matmul", "startup", "throughput", "accuracy", "predict", "lecture")
 ALIASES = {"tta": "accuracy", "help": "startup", "pytorch": "torch", "memory": "throughput",
            "rss": "throughput", "gflops": "matmul"}
 #: cnncli / other, training images per second at the same batch size: at least this.
-SPEED_TARGETS = {"tuned": 1.0, "tutorial": 1.3, "torch": 1.2}
+SPEED_TARGETS = {"tuned": 1.0, "tutorial": 1.3, "torch": 1.2, "tuned-bf16": 1.0,
+                 "torch-bf16": 1.2}
 TTA_TARGET = 0.5  # cnncli's time to the target accuracy / the tutorial's: at most
 HELP_TARGET = 0.3  # seconds, at most
 #: The plain Keras prediction script, in float32 and as a user who knows about bfloat16
@@ -120,8 +122,10 @@ def parse_args(argv):
         args.sections.remove("lecture")  # without --full the lecture figure is extrapolated
     args.trainers = [t for t in TRAINERS if t in names] or list(TRAINERS)
     args.notes = []
-    if "torch" in args.trainers and (args.skip_torch or not torch_available()):
-        args.trainers.remove("torch")
+    torch_names = [t for t in args.trainers if t.startswith("torch")]
+    if torch_names and (args.skip_torch or not torch_available()):
+        for name in torch_names:
+            args.trainers.remove(name)
         args.notes.append("PyTorch left out: " + ("--skip-torch" if args.skip_torch else
                           f"torch is not installed (install it with `{TORCH_INSTALL}`)"))
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
@@ -450,7 +454,7 @@ def summarize(args, records: list[dict], work: Path) -> dict:
             rows[other]["ratio"] = rs
             target(f"training images/s at batch {bs}: cnncli / {other}",
                    rs and rs["value"], limit, True, range_text(rs))
-            if "cnncli-fp32" in args.trainers and other != "tuned":
+            if "cnncli-fp32" in args.trainers and other in ("tutorial", "torch"):
                 rs32 = ratio_stats(by_round(ok(records, "throughput", "cnncli-fp32", bs),
                                             lambda r: r["result"]["steady_images_per_s"]),
                                    theirs)

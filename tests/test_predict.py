@@ -207,3 +207,26 @@ def test_urls_are_fetched(tmp_path):
         assert [r.file for r in result.images] == [url]
     finally:
         server.shutdown()
+
+
+def small_conv_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+
+
+def test_bfloat16_inference_computes_in_bfloat16_with_the_same_weights_and_float32_output():
+    images = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 3), np.uint8)
+    exact = tiny(small_conv_model()).probabilities(images)
+    model = small_conv_model()
+    kernel = model.layers[0].kernel
+    fast = classifier.keras_classifier("tiny", model, (8, 8, 3), "scale", ["a", "b", "c"],
+                                       precision="mixed_bfloat16")
+    assert [layer.dtype_policy.name for layer in fast.model.layers] == [
+        "mixed_bfloat16", "mixed_bfloat16", "float32"]
+    assert fast.model.layers[0].kernel is kernel  # switched in place, not copied
+    got = fast.probabilities(images)
+    assert got.dtype == np.float32
+    difference = np.abs(got - exact).max()
+    assert 0 < difference < 0.05  # bfloat16 arithmetic really ran, and stayed close
+    np.testing.assert_array_equal(got.argmax(1), exact.argmax(1))

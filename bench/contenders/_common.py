@@ -163,7 +163,9 @@ def keras_threads(tf) -> dict:
 
 def lecture_keras_model(keras, input_shape=(28, 28, 1)):
     """The lecture's MNIST ConvNet, as a Keras user writes it (same as cnncli's mnist_net).
-    Its layers follow Keras' image data format (channels_last unless set otherwise)."""
+    Its layers follow Keras' image data format (channels_last unless set otherwise).
+    Under a mixed policy the last layer computes in float32, as Keras' mixed-precision
+    guide says to."""
     return keras.Sequential([
         keras.Input(shape=input_shape),
         keras.layers.Conv2D(32, 5, padding="same", activation="relu"),
@@ -172,5 +174,5 @@ def lecture_keras_model(keras, input_shape=(28, 28, 1)):
         keras.layers.MaxPooling2D(2),
         keras.layers.Flatten(),
         keras.layers.Dense(1024, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
+        keras.layers.Dense(10, activation="softmax", dtype="float32"),
     ])

@@ -4,7 +4,9 @@ The input pipeline of TensorFlow Datasets' "Training a neural network on MNIST w
 Keras" guide, which is what a competent Keras user writes: uint8 arrays ->
 ``map(normalize, AUTOTUNE)`` -> ``cache()`` -> ``shuffle(all)`` -> ``batch(128)`` ->
 ``prefetch(AUTOTUNE)``, then ``model.fit(ds)``. Adam 1e-3. Thread settings:
-TensorFlow's defaults.
+TensorFlow's defaults. ``--precision mixed_bfloat16`` sets
+``keras.mixed_precision.set_global_policy`` first: what a Keras user who knows about the
+CPU's bfloat16 units writes (the last layer stays float32).
 
     .venv/bin/python bench/contenders/keras_tuned.py --epochs 2 --json-out /tmp/k.json
     .venv/bin/python bench/contenders/keras_tuned.py --limit 1000 --epochs 2   # smoke
@@ -17,6 +19,7 @@ import _common
 
 def main(argv: list[str] | None = None) -> int:
     p = _common.parser(__doc__.splitlines()[0], batch_size=128, epochs=2)
+    p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"))
     args = p.parse_args(argv)
 
     x_train, y_train, _x_test, _y_test, source = _common.load_fashion_mnist(args.limit,
@@ -26,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(args.precision)
 
     def normalize(image, label):
         return tf.cast(image, tf.float32) / 255.0, label
@@ -45,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
     epochs = timer.rows
     result = {
-        "name": "tuned", "batch_size": args.batch_size, "data": source,
+        "name": "tuned" if args.precision == "float32" else "tuned-bf16",
+        "precision": args.precision, "batch_size": args.batch_size, "data": source,
         "train_images": len(x_train), "epochs": epochs,
         "steady_images_per_s": _common.steady_images_per_s(epochs),
         "script_start": _common.SCRIPT_START, "peak_rss_mb": _common.peak_rss_mb(),

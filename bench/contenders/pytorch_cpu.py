@@ -6,6 +6,11 @@ draws a `torch.randperm` order and slices batches from it (faster than a
 the lecture's ConvNet (the last layer outputs logits; `CrossEntropyLoss` applies the
 softmax), Adam 1e-3. Thread settings: PyTorch's defaults (``torch.get_num_threads()``).
 
+``--bf16`` trains as a skilled PyTorch user does on a CPU with bfloat16 units: the
+forward pass and the loss under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (weights
+and optimizer stay float32), the model and the images in ``channels_last`` memory format,
+and ``torch.compile`` on the model when it works offline (the result says whether it did).
+
 Needs ``pip install torch==2.13.0`` (on the benchmark machine it installs from a local
 wheel; other versions download gigabytes).
 
@@ -31,8 +36,25 @@ def lecture_torch_model(nn):
     )
 
 
+def try_compile(torch, model, x, y, loss_fn):
+    """``torch.compile(model)`` if a training step with it runs here (it needs a C++
+    compiler, and nothing from the network); else the model as it was, and why."""
+    try:
+        candidate = torch.compile(model)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = loss_fn(candidate(x), y)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        return candidate, "used"
+    except Exception as exc:  # noqa: BLE001 - any failure means: train without it
+        print(f"torch.compile failed, training without it: {exc!r}"[:500], file=sys.stderr)
+        return model, f"failed: {type(exc).__name__}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _common.parser(__doc__.splitlines()[0], batch_size=128, epochs=2)
+    p.add_argument("--bf16", action="store_true",
+                   help="autocast to bfloat16, channels_last, torch.compile if it works")
     args = p.parse_args(argv)
     try:
         import torch
@@ -52,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
+    compiled = None
+    if args.bf16:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        model, compiled = try_compile(torch, model, x[:args.batch_size], y[:args.batch_size],
+                                      loss_fn)
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.bf16 else \
+        (lambda: __import__("contextlib").nullcontext())
 
     epochs = []
     for epoch in range(args.epochs):
@@ -61,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(0, n, args.batch_size):
             idx = order[i:i + args.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx]), y[idx])
+            with autocast():
+                loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)  # what a training loop logs
@@ -72,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
               f"loss {total / n:.4f}", file=sys.stderr, flush=True)
 
     result = {
-        "name": "torch", "batch_size": args.batch_size, "data": source, "train_images": n,
+        "name": "torch-bf16" if args.bf16 else "torch", "batch_size": args.batch_size,
+        "precision": "autocast bfloat16, channels_last" if args.bf16 else "float32",
+        "torch_compile": compiled, "data": source, "train_images": n,
         "epochs": epochs, "steady_images_per_s": _common.steady_images_per_s(epochs),
         "script_start": _common.SCRIPT_START, "peak_rss_mb": _common.peak_rss_mb(),
         "threads": {"intra_op": torch.get_num_threads(),

@@ -73,11 +73,12 @@ def keras_classifier(name: str, model, input_shape, preprocessing: str,
                      artefact: Artefact | None = None,
                      precision: str = "float32") -> KerasClassifier:
     """A `KerasClassifier` from its parts, computing in `precision` (its last layer and the
-    probabilities stay float32)."""
+    probabilities stay float32). `model` becomes the classifier's: its policy is switched
+    in place."""
     if precision != "float32" and model is not None and hasattr(model, "layers"):
-        from cnncli.model.precision import with_policy
+        from cnncli.model.precision import set_policy
 
-        model = with_policy(model, precision)
+        model = set_policy(model, precision)  # the model was loaded for this classifier
     return KerasClassifier(name, tuple(input_shape), list(class_names),
                            meta or ModelMeta(), artefact, model=model,
                            preprocessing=preprocessing, precision=precision)
