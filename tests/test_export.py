@@ -81,6 +81,16 @@ def test_the_files_answer_under_the_documented_names(exports, keras_model, run):
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=fmt)
 
 
+def test_the_saved_model_stores_each_weight_once(exports, keras_model):
+    """Keras' own exporter writes every weight twice (keras-team/keras#23553)."""
+    folder, _ = exports
+    stored = tf.train.list_variables(str(folder / "saved_model" / "variables" / "variables"))
+    values = sum(int(np.prod(shape)) for name, shape in stored if "OBJECT_GRAPH" not in name)
+    model = keras_model.model
+    assert values == sum(int(np.prod(v.shape)) for v in model.variables)  # seeds included
+    assert values < 2 * model.count_params()
+
+
 def test_the_batch_dimension_is_dynamic(exports, run):
     import onnxruntime as ort
     import openvino as ov

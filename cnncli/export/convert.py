@@ -58,9 +58,27 @@ class Job:
 
 
 def saved_model(job: Job) -> None:
+    """A SavedModel with one ``serving_default`` signature (``image`` in, ``probabilities``
+    out) and a ``serve`` function, as Keras' ``model.export`` writes it, but with each weight
+    stored once: Keras' exporter tracks the Keras variables and, through the traced function,
+    the TensorFlow variables inside them, and writes both (keras-team/keras#23553: twice the
+    file and twice the memory in TensorFlow Serving). Here the module tracks the TensorFlow
+    variables themselves, which TensorFlow's checkpoint then writes once."""
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
     with _converting("saved_model", job):
-        job.wrapper.export(str(job.path), format="tf_saved_model",
-                           input_signature=graph.signature(job.shape), verbose=False)
+        wrapper = job.wrapper
+        spec = tf.TensorSpec((None, *job.shape), tf.uint8, name=graph.INPUT_NAME)
+
+        @tf.function(input_signature=[spec])
+        def serve(image):
+            return wrapper(image, training=False)
+
+        module = tf.Module()
+        module.weights = [getattr(v, "value", v) for v in wrapper.variables]
+        module.serve = serve
+        tf.saved_model.save(module, str(job.path), signatures={"serving_default": serve})
 
 
 def onnx(job: Job) -> None:
