@@ -330,9 +330,7 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
     """One ConfigError per pydantic error; `prefix` is where the validated part sits."""
     errors = []
     for err in exc.errors():
-        # pydantic puts the union member tried ('str', 'dict[str,any]') into the location
-        loc = [*prefix, *(p for p in err["loc"]
-                          if not (isinstance(p, str) and ("[" in p or p == "str")))]
+        loc = [*prefix, *_user_path(_locate(doc, list(prefix))[0], err["loc"])]
         key = ".".join(str(p) for p in loc) or "(top level)"
         parent, line = _locate(doc, loc)
         message = err["msg"].removeprefix("Value error, ")  # our own validators' words
@@ -354,6 +352,24 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
     unique = {str(e): e for e in errors}
     values = list(unique.values())
     return values[0] if len(values) == 1 else ManyErrors(values)
+
+
+def _user_path(node: Any, parts) -> list:
+    """A pydantic error location as the user's keys: pydantic also puts the union member
+    it tried ('str', 'dict[str,any]') into it, which is dropped unless the user's document
+    has such a key there (a key may be called '[')."""
+    kept = []
+    for part in parts:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and ("[" in part or part == "str"):
+            continue
+        else:
+            node = None
+        kept.append(part)
+    return kept
 
 
 def _locate(doc: Any, loc: list) -> tuple[Any, int | None]:

@@ -512,6 +512,15 @@ def test_trap_duplicate_keys_are_an_error_naming_both_lines():
                                      "line 3)")
 
 
+def test_trap_a_key_that_looks_like_pydantics_union_tags_is_still_named():
+    """pydantic puts 'dict[str,any]' into its error locations; a user's key '[' is not one
+    of those (found by the fuzz test: it was an IndexError, exit 3)."""
+    with pytest.raises(ConfigError) as err:
+        parse_config('model: linear\n"[": 0\n')
+    assert "run.yaml:2: unknown key '['" in str(err.value)
+    assert "valid keys here: model, data, train, output" in str(err.value)
+
+
 def test_trap_a_typo_gets_did_you_mean():
     with pytest.raises(ConfigError) as err:
         parse_config("model: linear\ntrain:\n  batchsize: 8\n")
