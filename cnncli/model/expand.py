@@ -91,14 +91,22 @@ class _Names:
         return f"{self.prefix}{kind}{self.counts[kind]}"
 
 
-def _kind_of_layer(layer: str) -> str:
+def layer_kind(layer: str) -> str | None:
+    """``conv``, ``pool`` or ``fc`` (the lecture's words) for a Keras class name, else None.
+
+    >>> layer_kind("SeparableConv2D"), layer_kind("MaxPooling2D"), layer_kind("Flatten")
+    ('conv', 'pool', None)
+    """
     if "Conv" in layer:
         return "conv"
     if "Pool" in layer:
         return "pool"
-    if layer == "Dense":
-        return "fc"
-    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", layer).lower().replace("2_d", "2d")
+    return "fc" if layer == "Dense" else None
+
+
+def _kind_of_layer(layer: str) -> str:
+    snake = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", layer).lower().replace("2_d", "2d")
+    return layer_kind(layer) or snake
 
 
 class _Expander:

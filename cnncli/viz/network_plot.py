@@ -25,15 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli import plots
-from cnncli.model import summary
+from cnncli.model import expand, summary
 from cnncli.model.builder import Built
+from cnncli.model.expand import layer_kind
 
 COLOURS = {"input": "#bdbdbd", "conv": "#6fa8dc", "pool": "#e06666", "fc": "#93c47d",
            "merge": "#b4a7d6", "other": "#ffe599"}
 LEGEND = [(COLOURS["input"], "input"), (COLOURS["conv"], "convolution"),
           (COLOURS["pool"], "pooling"), (COLOURS["fc"], "fully connected"),
           (COLOURS["merge"], "merge"), (COLOURS["other"], "other")]
-MERGES = {"Concatenate", "Add", "Multiply", "Average", "Maximum", "Minimum", "Subtract"}
+MERGES = set(expand.MERGES.values())
 GAP_X, GAP_Y, BAR_WIDTH = 1.2, 1.0, 0.8
 
 
@@ -83,13 +84,7 @@ def write(built: Built, path: str | Path) -> Path:
 
 
 def _kind(layer_class: str) -> str:
-    if "Conv" in layer_class:
-        return "conv"
-    if "Pool" in layer_class:
-        return "pool"
-    if layer_class == "Dense":
-        return "fc"
-    return "merge" if layer_class in MERGES else "other"
+    return layer_kind(layer_class) or ("merge" if layer_class in MERGES else "other")
 
 
 def _boxes(built: Built) -> list[Box]:
