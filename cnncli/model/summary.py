@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 from cnncli.model import backbone
 from cnncli.model.builder import Built
-from cnncli.model.expand import Node
+from cnncli.model.expand import MERGES, Node
 from cnncli.model.shapes import as_tuple, window_output
 
 BYTES_PER_VALUE = 4  # float32 activations
@@ -148,8 +148,7 @@ def _row(node, layer, *, is_output: bool) -> Row:
     elif kind == "ZeroPadding2D":
         pad = cfg["padding"]
         label, desc = "PAD", f"Zero-padding {pad}"
-    elif kind in ("Concatenate", "Add", "Multiply", "Average", "Maximum", "Minimum",
-                  "Subtract"):
+    elif kind in MERGES.values():
         label, desc = kind.upper(), f"{kind} of {len(node.inputs)} branches"
     else:
         label, desc = kind.upper() + suffix, f"Keras {kind}"
