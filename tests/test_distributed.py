@@ -47,9 +47,10 @@ def _signal_at(at: list[int] | None):
 
     class SignalAt(train.Reporter):
         epoch = None
+        started = False
 
         def begin(self, plan, run, resumed):
-            self.plan, self.run = plan, run
+            self.plan, self.run, self.started = plan, run, True
 
         def epoch_begin(self, epoch, epochs, steps, first_step):
             self.epoch = epoch
@@ -71,6 +72,7 @@ def _worker(args: dict) -> dict:
     cfg = _load_config(args["config"])
     cfg.output.name = args["name"]
     reporter = _signal_at(args.get("signal_at"))
+    decoded = _log_decodes(reporter) if args.get("log_decodes") else []
     try:
         cfg.train.device = "cpu"
         train.train(cfg, config_file=args["config"], resume=args.get("resume"),
@@ -87,7 +89,22 @@ def _worker(args: dict) -> dict:
             "backup": backup.is_file(),
             "status": json.loads((run / "state.json").read_text())["status"],
             "describe": p.placement.describe(), "replicas": p.placement.replicas,
-            "steps_per_epoch": p.steps_per_epoch, **outcome}
+            "steps_per_epoch": p.steps_per_epoch, "decoded": decoded, **outcome}
+
+
+def _log_decodes(reporter) -> list[str]:
+    """The files the one decoder opens once training has begun (`reporter.started`)."""
+    from cnncli.data import images
+
+    decoded, real = [], images._decode
+
+    def logged(source, *args, **kwargs):
+        if reporter.started:
+            decoded.append(str(source))
+        return real(source, *args, **kwargs)
+
+    images._decode = logged
+    return decoded
 
 
 def _reference(args: dict) -> dict:
@@ -397,6 +414,38 @@ def test_sigterm_on_one_worker_stops_both_at_the_same_step(cluster):
     assert chief["state"]["step"] == worker["state"]["step"] == 4
     assert chief["backup"] and worker["backup"]
     assert chief["status"] == worker["status"] == "interrupted"
+
+
+def write_folder_config(folder: Path) -> Path:
+    """The toy data as PNG files in class folders, streamed: decoded as used, not cached,
+    no validation part, so what each worker decodes is its part of the training batches."""
+    from PIL import Image
+
+    with np.load(trainkit.make_npz(folder, n_train=96, n_test=12)) as data:
+        for i, (x, y) in enumerate(zip(data["x_train"], data["y_train"], strict=True)):
+            (folder / "photos" / f"c{y}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x[..., 0]).save(folder / "photos" / f"c{y}" / f"{i}.png")
+    path = trainkit.write_config(folder, epochs=1, batch_size=8, name="folder")
+    text = path.read_text().replace(f"name: {folder / 'toy.npz'}",
+                                    f"name: {folder / 'photos'}\n  cache: none")
+    path.write_text(text.replace("validation_split: 0.2", "validation_split: 0"))
+    return path
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_folder_decode_disjoint_halves_and_end_identical(tmp_path):
+    config = write_folder_config(tmp_path)
+    chief, worker = run_cluster(tmp_path / "cluster", config, log_decodes=True)
+    try:
+        steps = chief["steps_per_epoch"]  # of 2 x 8 images
+        assert chief["replicas"] == 2 and steps >= 4
+        for result in (chief, worker):  # each its half of every batch, each file once
+            assert len(result["decoded"]) == len(set(result["decoded"])) == steps * 8
+        assert not set(chief["decoded"]) & set(worker["decoded"])
+        assert_same_weights(trainkit.weights(Path(chief["run"])),
+                            trainkit.weights(Path(worker["run"])))
+    finally:
+        shutil.rmtree(worker["run"], ignore_errors=True)
 
 
 @pytest.mark.slow

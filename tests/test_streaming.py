@@ -237,3 +237,91 @@ def test_each_worker_reads_only_its_part_of_every_batch(tmp_path, monkeypatch):
     for full, first, second in zip(whole, *parts, strict=True):
         np.testing.assert_array_equal(np.concatenate([first[0], second[0]]), full[0])
         np.testing.assert_array_equal(np.concatenate([first[1], second[1]]), full[1])
+
+
+def test_each_worker_decodes_only_its_part_of_every_packed_batch(tmp_path, monkeypatch):
+    """TFRecord shards on several machines: every worker reads the records' bytes, but
+    decodes only its replicas' images; the parts side by side are one machine's batches."""
+    records.pack(datasets.load(photo_folder(tmp_path / "photos", per_class=8)),
+                 tmp_path / "packed", shard_mb=0.003)
+    feed = Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0, seed=0,
+                   cache="none")
+    common = dict(batch_size=4, seed=0, epochs=2, preprocessing="none")
+    whole = list(feed.training(**common).as_numpy_iterator())
+    decoded, real = [], images._decode
+    monkeypatch.setattr(images, "_decode", lambda *a, **k: (decoded.append(1),
+                                                            real(*a, **k))[1])
+    parts = []
+    for worker in (0, 1):
+        decoded.clear()
+        parts.append(list(feed.training(**common, part=(worker, 1, 2)).as_numpy_iterator()))
+        assert len(decoded) == len(whole) * 2  # 2 of each batch's 4 images
+    assert len(whole) == 2 * (len(feed.train) // 4)
+    for full, first, second in zip(whole, *parts, strict=True):
+        for k in range(3):  # images, labels, weights
+            np.testing.assert_array_equal(np.concatenate([first[k], second[k]]), full[k])
+
+
+def test_a_disk_cache_is_reused_by_the_next_run(tmp_path, monkeypatch):
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    first = ImageLoader(ds.train, SHAPE, cache="disk")
+    seen = first.batch(np.arange(len(ds.train)))[0]
+    first.flush()
+    monkeypatch.setattr(images, "_decode", lambda *a, **k: 1 / 0)
+    again = ImageLoader(ds.train, SHAPE, cache="disk")  # as a later process would
+    np.testing.assert_array_equal(again.batch(np.arange(len(ds.train)))[0], seen)
+
+
+def test_a_disk_cache_reserves_its_space_up_front(tmp_path, monkeypatch):
+    """Not a sparse file: on a disk that fills up, writing a page of one would kill the
+    process (SIGBUS) mid-epoch."""
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    ImageLoader(ds.train, SHAPE, cache="disk")
+    [path] = (tmp_path / "cache").glob("*/images.u8")
+    stat = path.stat()
+    assert stat.st_size == len(ds.train) * np.prod(SHAPE)
+    assert stat.st_blocks * 512 >= stat.st_size
+
+
+def test_a_full_cache_disk_is_an_error_before_training_that_leaves_nothing(tmp_path,
+                                                                          monkeypatch):
+    import errno
+    import os
+
+    (tmp_path / "cache").mkdir()
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(DataError, match="cannot make the image cache: No space left on "
+                       "device") as err:
+        ImageLoader(ds.train, SHAPE, cache="disk")
+    assert err.value.file.startswith(str(tmp_path / "cache"))
+    assert "data.cache: memory or none" in err.value.hint
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_read_only_cache_folder_is_an_error_naming_it(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(cache))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):  # root may write anywhere: pretend a mount
+        if str(path).startswith(str(cache)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    with pytest.raises(DataError, match="cannot make the image cache: Read-only file "
+                       "system") as err:
+        ImageLoader(ds.train, SHAPE, cache="disk")
+    assert f"set {loader.CACHE_DIR_ENV}" in err.value.hint

@@ -86,15 +86,13 @@ class Feed:
                  augment: AugmentSection | None = None, one_hot: int | None = None,
                  part: tuple[int, int, int] | None = None):
         """Every remaining training batch of the run (`pipeline.training_batches`); with
-        `part`, only that part of each batch (records: None, they cannot be cut so)."""
+        `part`, only that part of each batch."""
         common = dict(batch_size=batch_size, seed=seed, epochs=epochs, start_epoch=start_epoch,
                       start_step=start_step, preprocessing=preprocessing, augment=augment,
                       one_hot=one_hot)
         if self.keep is not None:
-            if part is not None:
-                return None
             return _pipeline().record_batches(self.train.images, self.keep[0],
-                                              self.train_loader, **common)
+                                              self.train_loader, part=part, **common)
         x = self.train.images if self.train_loader is None else None
         return _pipeline().training_batches(x, self.train.labels, input_shape=self.shape,
                                             loader=self.train_loader, part=part, **common)

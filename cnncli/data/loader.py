@@ -103,18 +103,14 @@ class ImageLoader:
             # np.empty takes no memory until written: the cache grows as images are decoded
             return np.empty(shape, np.uint8), np.zeros(n, bool)
         folder = cache_dir() / self._key()
+        self._path = folder
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._path = folder
-            images_file, filled_file = folder / "images.u8", folder / "filled.bool"
-            mode = "r+" if images_file.exists() and filled_file.exists() else "w+"
-            store = np.memmap(images_file, np.uint8, mode, shape=shape)
-            filled = np.memmap(filled_file, np.bool_, mode, shape=(n,))
+            return _open_store(folder, shape)
         except OSError as exc:
             raise DataError(f"cannot make the image cache: {exc.strerror or exc}",
                             file=str(folder), hint=f"free some disk space, set {CACHE_DIR_ENV} "
-                            "to a folder with room, or use data.cache: memory or none") from None
-        return store, filled
+                            "to a writable folder with room, or use data.cache: memory or "
+                            "none") from None
 
     def _key(self) -> str:
         """A name for the disk cache of these files at this size: files that changed (size,
@@ -182,6 +178,46 @@ class ImageLoader:
         if isinstance(self._store, np.memmap):
             self._store.flush()
             self._filled.flush()
+
+
+def _open_store(folder: Path, shape: tuple[int, ...]):
+    """The disk cache in `folder`: the images (memory-mapped) and which are filled in.
+
+    A file that is missing or of the wrong size is made anew, under a temporary name
+    then renamed (a process that has the old one mapped keeps it), with its space
+    reserved (`os.posix_fallocate`): a full disk is an error now, not a crash (SIGBUS)
+    when a page of a sparse file is first written mid-epoch. On an error, what this call
+    made is removed."""
+    made: list[Path] = []
+    files = (("images.u8", np.uint8, shape), ("filled.bool", np.bool_, shape[:1]))
+    try:
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            made.append(folder)
+        fresh = False
+        for name, dtype, dims in files:
+            path = folder / name
+            size = int(np.prod(dims)) * np.dtype(dtype).itemsize
+            if fresh or not path.is_file() or path.stat().st_size != size:
+                fresh = True  # new images: nothing is filled in
+                tmp = folder / f".{name}.{os.getpid()}.tmp"
+                made.append(tmp)
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    os.posix_fallocate(fd, 0, size)  # zeros
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
+                made[-1] = path
+        return tuple(np.memmap(folder / name, dtype, "r+", shape=dims)
+                     for name, dtype, dims in files)
+    except OSError:
+        for path in reversed(made):
+            try:
+                path.rmdir() if path.is_dir() else path.unlink()
+            except OSError:
+                pass
+        raise
 
 
 def needs_loader(split: Split, shape) -> bool:

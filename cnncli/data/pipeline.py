@@ -289,12 +289,16 @@ def _window_shuffle(ds, seeds):
 def record_batches(records, keep: np.ndarray, loader, *, batch_size: int, seed: int,
                    epochs: int = 1, start_epoch: int = 0, start_step: int = 0,
                    preprocessing: str = "scale", augment: AugmentSection | None = None,
-                   one_hot: int | None = None, training: bool = True):
+                   one_hot: int | None = None, training: bool = True,
+                   part: tuple[int, int, int] | None = None):
     """Batches of TFRecord shards (`cnncli.data.records`), the records whose index is in
     `keep` (a boolean mask: the training or the validation part). In training, each epoch
     reads the shards in an order and shuffles records in a window, both seeded by (seed,
     epoch), and has ``keep.sum() // batch_size`` full batches, so a resumed run sees the
-    batches an uninterrupted one would. Images go through `loader` (the one decoder)."""
+    batches an uninterrupted one would. Images go through `loader` (the one decoder).
+    ``part=(first, count, replicas)``: as in `training_batches`, only the images of that
+    part of each batch are decoded (every worker reads the records' bytes, which is cheap;
+    the decoding, which is not, is divided)."""
     _check_mode(preprocessing)
     shards, mask = tf.constant(list(records.shards)), tf.constant(keep)
     count = int(keep.sum())
@@ -323,6 +327,10 @@ def record_batches(records, keep: np.ndarray, loader, *, batch_size: int, seed: 
 
         ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch)
         ds = ds.skip(start_step * batch_size).batch(batch_size, drop_remainder=True)
+        if part is not None:
+            first, count, replicas = part
+            lo, hi = batch_size * first // replicas, batch_size * (first + count) // replicas
+            ds = ds.map(lambda e: {k: v[lo:hi] for k, v in e.items()})
     else:
         ds = read(shards, 1).batch(batch_size)  # in record order
         # the count is known: say it, so Keras need not run past the end to find it

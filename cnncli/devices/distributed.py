@@ -71,12 +71,11 @@ class Parts:
 
     `make(first, count, replicas)` returns the dataset of the part of every global
     batch that replicas ``first .. first + count - 1`` of `replicas` train on (replica k
-    gets images ``B*k//R`` to ``B*(k+1)//R`` of a global batch of B), or None when the
-    data cannot be cut so (then the whole global batches are made and sliced).
+    gets images ``B*k//R`` to ``B*(k+1)//R`` of a global batch of B).
     """
 
-    def __init__(self, make, global_batch: int, whole):
-        self.make, self.global_batch, self.whole = make, global_batch, whole
+    def __init__(self, make, global_batch: int):
+        self.make, self.global_batch = make, global_batch
 
 
 def replica_batches(strategy, batches):
@@ -92,11 +91,8 @@ def replica_batches(strategy, batches):
         local = replicas // context.num_input_pipelines
         first = context.input_pipeline_id * local
         if isinstance(batches, Parts):
-            part = batches.make(first, local, replicas)
-            if part is not None:
-                return part.flat_map(_local_slices(batches.global_batch, first, local,
-                                                   replicas))
-        whole = batches.whole if isinstance(batches, Parts) else batches
+            return batches.make(first, local, replicas).flat_map(
+                _local_slices(batches.global_batch, first, local, replicas))
 
         def slices(*batch):
             size = tf.cast(tf.shape(batch[0])[0], tf.int64)
@@ -107,7 +103,7 @@ def replica_batches(strategy, batches):
 
             return tf.data.Dataset.range(first, first + local).map(piece)
 
-        return whole.flat_map(slices)
+        return batches.flat_map(slices)
 
     return strategy.distribute_datasets_from_function(for_worker)
 

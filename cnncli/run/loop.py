@@ -32,8 +32,7 @@ def fit(p, model, state: TrainState, callback, relay=None) -> None:
         if relay is not None:  # several machines: each makes its replicas' part only
             parts = distributed.Parts(
                 lambda first, count, replicas, common=common: p.feed.training(
-                    **common, part=(first, count, replicas)), p.global_batch,
-                whole=p.feed.training(**common) if p.feed.keep is not None else None)
+                    **common, part=(first, count, replicas)), p.global_batch)
             distributed.fit(model, devices.strategy(p.placement), parts,
                             epochs=last_epoch, initial_epoch=first_epoch,
                             steps_per_epoch=steps, validation_data=val,
