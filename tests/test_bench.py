@@ -65,3 +65,19 @@ def test_precision_benchmark_compares_float32_and_bfloat16_on_the_same_images(tm
     assert 0 < trained["max_probability_difference"] < 0.5
     assert "| mnist_net (trained, Fashion-MNIST test set) | 500 |" in \
         (tmp_path / "PRECISION_RESULTS.md").read_text()
+
+
+def test_stream_benchmark_compares_folders_with_keras(tmp_path):
+    done = _run("bench/stream_bench.py", "--quick", "--out", str(tmp_path), "--work",
+                str(tmp_path / "work"), timeout=1200)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "stream_results.json").read_text())
+    for name, [result] in results.items():
+        assert all(e["images"] > 0 and e["seconds"] > 0 for e in result["epochs"]), name
+        assert result["peak_rss_mb"] > 50, name
+    assert results["jpeg cnncli"][0]["first_step_seconds"] > 0
+    table = (tmp_path / "STREAM_RESULTS.md").read_text()
+    for row in ("| JPEG folder 224x224, 1st epoch |", "| JPEG pipeline alone, later passes |",
+                "400 against 100 files, cache disk:"):
+        assert row in table
+    assert "n/a" not in table

@@ -175,8 +175,7 @@ class ImageLoader:
 
     def flush(self) -> None:
         """Write the disk cache out (the operating system would, later)."""
-        if isinstance(self._store, np.memmap):
-            self._store.flush()
+        if isinstance(self._filled, np.memmap):
             self._filled.flush()
 
 
@@ -209,8 +208,8 @@ def _open_store(folder: Path, shape: tuple[int, ...]):
                     os.close(fd)
                 os.replace(tmp, path)
                 made[-1] = path
-        return tuple(np.memmap(folder / name, dtype, "r+", shape=dims)
-                     for name, dtype, dims in files)
+        return (FileImages(folder / "images.u8", shape),
+                np.memmap(folder / "filled.bool", np.bool_, "r+", shape=shape[:1]))
     except OSError:
         for path in reversed(made):
             try:
@@ -218,6 +217,35 @@ def _open_store(folder: Path, shape: tuple[int, ...]):
             except OSError:
                 pass
         raise
+
+
+class FileImages:
+    """The images of a disk cache, read and written in place with ``pread``/``pwrite``.
+
+    Not memory-mapped: every mapped page a process touches counts in its resident memory,
+    so an epoch over 40,000 photos at 224x224 would show 6 GB. Read and written this
+    way, the file's pages stay in the operating system's page cache, which it frees when
+    memory is short, and the process stays small however large the data set.
+
+    >>> images = FileImages(path, (1000, 224, 224, 3))   # doctest: +SKIP
+    >>> images[7] = image; images[7].shape                # doctest: +SKIP
+    (224, 224, 3)
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...]):
+        self.shape, self.item = tuple(shape[1:]), int(np.prod(shape[1:]))
+        self._fd = os.open(path, os.O_RDWR)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        data = os.pread(self._fd, self.item, int(i) * self.item)
+        return np.frombuffer(data, np.uint8).reshape(self.shape)
+
+    def __setitem__(self, i: int, image: np.ndarray) -> None:
+        os.pwrite(self._fd, np.ascontiguousarray(image, np.uint8).data, int(i) * self.item)
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
 
 
 def needs_loader(split: Split, shape) -> bool:

@@ -241,11 +241,16 @@ def training_batches(
         raise DataError(f"{len(y)} training images are fewer than one batch of {batch_size}",
                         hint="use a smaller --batch-size")
 
-    def orders():
-        for epoch in range(start_epoch, epochs):
-            order = epoch_order(len(y), seed, epoch)[: steps * batch_size]
-            first = start_step if epoch == start_epoch else 0
-            yield order.reshape(steps, batch_size)[first:, cut].astype(np.int32)
+    def order(epoch):  # this epoch's index batches (the part of each this worker makes)
+        epoch = int(epoch)
+        batches = epoch_order(len(y), seed, epoch)[: steps * batch_size]
+        first = start_step if epoch == start_epoch else 0
+        return batches.reshape(steps, batch_size)[first:, cut].astype(np.int32)
+
+    def epoch_batches(epoch):
+        batches = tf.numpy_function(order, [epoch], tf.int32, stateful=False)
+        batches.set_shape((None, width))
+        return tf.data.Dataset.from_tensor_slices(batches)
 
     cut = slice(0, batch_size)
     if part is not None:
@@ -253,8 +258,9 @@ def training_batches(
         cut = slice(batch_size * first_replica // replicas,
                     batch_size * (first_replica + count) // replicas)
     width = cut.stop - cut.start
-    index_batches = tf.data.Dataset.from_generator(
-        orders, output_signature=tf.TensorSpec((None, width), tf.int32)).unbatch()
+    # One numpy call per epoch, not a generator: with tf.data's from_generator, streamed
+    # JPEGs decoded about 30% slower (950 against 1,250 images/s, 224x224, 2 cores).
+    index_batches = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches)
     if loader is not None:
         ds = _loaded(index_batches, loader, y)
     else:
