@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -266,11 +267,10 @@ def drive(args) -> int:
         for name, (kind, opts) in cases.items():
             out = jobs / f"r{r}" / (name.replace(" ", "_") + ".json")
             if opts.get("cache") == "disk":  # a cold cache: its first epoch fills it
-                import shutil
-
                 shutil.rmtree(out.parent / "cache", ignore_errors=True)
             results[name].append(measure(kind, out, **opts))
             print(f"round {r + 1}: {name} done", flush=True)
+        shutil.rmtree(jobs / f"r{r}" / "cache", ignore_errors=True)  # up to 6 GB a round
     write_report(Path(args.out), results, pngs, jpegs, rounds, rss_sizes)
     return 0
 
@@ -291,8 +291,11 @@ def write_report(out: Path, results: dict, pngs: int, jpegs: int, rounds: int,
     def ratio(a, b):
         return f"{a / b:.2f}x" if a and b else "n/a"
 
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(SCRIPT_START))
+    command = " ".join(["python", f"bench/{Path(__file__).name}", *sys.argv[1:]])
     lines = [f"# Streaming image folders (issue 13): {pngs:,} PNGs, {jpegs:,} JPEGs; "
              f"medians of {rounds} round(s), interleaved, one process each", "",
+             f"- {started}, {(time.time() - SCRIPT_START) / 60:.0f} minutes: `{command}`", "",
              "| | cnncli | Keras image_dataset_from_directory | ratio | target |",
              "| --- | --- | --- | --- | --- |"]
     for label, a, b, which, target in (

@@ -177,8 +177,13 @@ def test_a_bad_csv_names_the_line(tmp_path, text, message):
     assert err.value.line in (1, 2)
 
 
+def _listing(folder):
+    return {(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*")}
+
+
 def test_a_photo_folder_trains_and_predicts_from_the_command_line(tmp_path):
     photo_folder(tmp_path / "photos")
+    before = _listing(tmp_path / "photos")  # the data folder is only read (may be read-only)
     (tmp_path / "run.yaml").write_text(textwrap.dedent("""
         model:
           input: [16, 16, 3]
@@ -205,6 +210,7 @@ def test_a_photo_folder_trains_and_predicts_from_the_command_line(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["top"][0]["class"] in ("a", "b")
+    assert _listing(tmp_path / "photos") == before
 
 
 def test_a_run_on_streamed_files_is_planned_without_decoding_them(tmp_path, monkeypatch):

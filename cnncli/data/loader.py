@@ -133,6 +133,9 @@ class ImageLoader:
         could not be decoded: a black image the loss ignores). For TFRecords, `encoded`
         holds the images' bytes as read from the shards."""
         indices = np.asarray(indices)
+        if isinstance(self._store, np.ndarray) and self._filled[indices].all():
+            # in memory and all decoded (every epoch after the first): one copy, no loop
+            return self._store[indices], np.ones(len(indices), np.float32)
         sources = {int(i): e for i, e in zip(indices, encoded, strict=True)} \
             if encoded is not None else {}
         out = np.zeros((len(indices), *self.shape), np.uint8)
@@ -180,10 +183,10 @@ class ImageLoader:
 
 
 def _open_store(folder: Path, shape: tuple[int, ...]):
-    """The disk cache in `folder`: the images (memory-mapped) and which are filled in.
+    """The disk cache in `folder`: the images (`FileImages`) and which are filled in.
 
     A file that is missing or of the wrong size is made anew, under a temporary name
-    then renamed (a process that has the old one mapped keeps it), with its space
+    then renamed (a process that has the old one open keeps it), with its space
     reserved (`os.posix_fallocate`): a full disk is an error now, not a crash (SIGBUS)
     when a page of a sparse file is first written mid-epoch. On an error, what this call
     made is removed."""
