@@ -81,3 +81,14 @@ def test_stream_benchmark_compares_folders_with_keras(tmp_path):
                 "400 against 100 files, cache disk:"):
         assert row in table
     assert "n/a" not in table
+
+
+def test_profile_script_sums_a_training_steps_operations(tmp_path):
+    done = _run("bench/profile_step.py", "--steps", "3", "--warmup", "2", "--out",
+                str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "profile.json").read_text())
+    ops = result["ops_ms_per_step"]
+    assert "IDLE" not in ops and any("Conv2D" in op for op in ops)
+    assert all(ms >= 0 for ms in ops.values()) and sum(ops.values()) > 0
+    assert "| matrix (convolution) |" in (tmp_path / "PROFILE.md").read_text()
