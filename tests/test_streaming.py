@@ -303,6 +303,25 @@ def test_a_disk_cache_is_not_mapped_into_memory(tmp_path, monkeypatch):
         assert "images.u8" not in maps.read()
 
 
+def test_a_disk_error_writing_the_cache_mid_epoch_is_not_a_crash(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    cached = ImageLoader(ds.train, SHAPE, cache="disk")
+    expected = ImageLoader(ds.train, SHAPE, cache="none").batch(np.arange(len(ds.train)))[0]
+
+    def failing(fd, data, offset):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "pwrite", failing)
+    for _ in range(2):  # the epoch goes on, and the next one decodes again
+        images_, weights = cached.batch(np.arange(len(ds.train)))
+        np.testing.assert_array_equal(images_, expected)
+        assert weights.tolist() == [1.0] * len(ds.train)
+
+
 def test_a_full_cache_disk_is_an_error_before_training_that_leaves_nothing(tmp_path,
                                                                           monkeypatch):
     import errno

@@ -6,7 +6,9 @@ The cache (``data.cache``) holds the decoded, resized uint8 images: ``memory``, 
 (a file in the cache folder, reused by later runs on the same files at the same size),
 ``none`` (decode every epoch), or ``auto``: memory when they take under a quarter of the
 memory available, else disk. A file that cannot be decoded gives a black image with
-weight 0 (training skips it; `failures` counts it), never a crash.
+weight 0 (training skips it; `failures` counts it), never a crash; nor does a disk error
+writing the cache mid-epoch (its space is reserved up front; if it still fails, images
+are decoded every epoch from then on).
 
 >>> loader = ImageLoader(split, (28, 28, 1), "stretch", cache="memory")   # doctest: +SKIP
 >>> images, weights = loader.batch(np.array([0, 5, 9]))                  # doctest: +SKIP
@@ -153,7 +155,11 @@ class ImageLoader:
                 continue
             out[k] = image
             if self._store is not None:
-                self._store[i] = image
+                try:
+                    self._store[i] = image
+                except OSError:  # e.g. a disk error writing the cache: train on, uncached
+                    self._store = self._filled = None
+                    continue
                 self._filled[i] = True
         return out, weights
 
