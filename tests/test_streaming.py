@@ -77,10 +77,7 @@ def test_exif_rotated_photos_reach_the_model_upright(tmp_path):
 
 
 def test_a_folder_is_not_decoded_before_training_starts(tmp_path, monkeypatch):
-    decoded = []
-    real = images._decode  # the one decoder under load_image and load_resized
-    monkeypatch.setattr(images, "_decode", lambda *a, **k: (decoded.append(1),
-                                                            real(*a, **k))[1])
+    decoded = count_decodes(monkeypatch)  # the one decoder under load_image, load_resized
     ds = datasets.load(photo_folder(tmp_path / "photos", per_class=20))
     feed = Feed.of(ds, SHAPE, validation_split=0.2, seed=0, cache="none")
     assert decoded == []  # listed and checked (first bytes), not decoded
@@ -224,48 +221,46 @@ train: {{epochs: 1, batch_size: 2}}
     assert p.feed.train_loader is not None and p.feed.train.kind == "files"
 
 
-def test_each_worker_reads_only_its_part_of_every_batch(tmp_path, monkeypatch):
-    """Several machines: worker w makes only its replicas' images, and the parts put side
-    by side are the batches one machine makes."""
-    ds = datasets.load(photo_folder(tmp_path / "photos", per_class=8), test_fraction=0.25)
-    feed = Feed.of(ds, SHAPE, validation_split=0, seed=0, cache="none")
-    common = dict(batch_size=4, seed=0, epochs=2, preprocessing="none")
-    whole = [b for b in feed.training(**common).as_numpy_iterator()]
+def count_decodes(monkeypatch) -> list:
+    """A list that grows by one each time the one decoder opens an image."""
     decoded, real = [], images._decode
     monkeypatch.setattr(images, "_decode", lambda *a, **k: (decoded.append(1),
                                                             real(*a, **k))[1])
-    parts = []
-    for worker in (0, 1):
-        decoded.clear()
-        parts.append([b for b in feed.training(**common, part=(worker, 1, 2))
-                      .as_numpy_iterator()])
-        assert len(decoded) == len(whole) * 2  # 2 of each batch's 4 images
-    for full, first, second in zip(whole, *parts, strict=True):
-        np.testing.assert_array_equal(np.concatenate([first[0], second[0]]), full[0])
-        np.testing.assert_array_equal(np.concatenate([first[1], second[1]]), full[1])
+    return decoded
 
 
-def test_each_worker_decodes_only_its_part_of_every_packed_batch(tmp_path, monkeypatch):
-    """TFRecord shards on several machines: every worker reads the records' bytes, but
-    decodes only its replicas' images; the parts side by side are one machine's batches."""
-    records.pack(datasets.load(photo_folder(tmp_path / "photos", per_class=8)),
-                 tmp_path / "packed", shard_mb=0.003)
-    feed = Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0, seed=0,
-                   cache="none")
+def assert_two_workers_split_the_decoding(feed, monkeypatch) -> None:
+    """Worker w of 2 decodes only its half of each batch of 4, and the two halves side
+    by side are the batches one machine makes (images, labels and weights)."""
     common = dict(batch_size=4, seed=0, epochs=2, preprocessing="none")
     whole = list(feed.training(**common).as_numpy_iterator())
-    decoded, real = [], images._decode
-    monkeypatch.setattr(images, "_decode", lambda *a, **k: (decoded.append(1),
-                                                            real(*a, **k))[1])
+    assert len(whole) == 2 * (len(feed.train) // 4)
+    decoded = count_decodes(monkeypatch)
     parts = []
     for worker in (0, 1):
         decoded.clear()
         parts.append(list(feed.training(**common, part=(worker, 1, 2)).as_numpy_iterator()))
         assert len(decoded) == len(whole) * 2  # 2 of each batch's 4 images
-    assert len(whole) == 2 * (len(feed.train) // 4)
     for full, first, second in zip(whole, *parts, strict=True):
-        for k in range(3):  # images, labels, weights
+        for k in range(len(full)):
             np.testing.assert_array_equal(np.concatenate([first[k], second[k]]), full[k])
+
+
+def test_each_worker_reads_only_its_part_of_every_batch(tmp_path, monkeypatch):
+    """Several machines: worker w makes only its replicas' images."""
+    ds = datasets.load(photo_folder(tmp_path / "photos", per_class=8), test_fraction=0.25)
+    assert_two_workers_split_the_decoding(
+        Feed.of(ds, SHAPE, validation_split=0, seed=0, cache="none"), monkeypatch)
+
+
+def test_each_worker_decodes_only_its_part_of_every_packed_batch(tmp_path, monkeypatch):
+    """TFRecord shards on several machines: every worker reads the records' bytes, but
+    decodes only its replicas' images."""
+    records.pack(datasets.load(photo_folder(tmp_path / "photos", per_class=8)),
+                 tmp_path / "packed", shard_mb=0.003)
+    assert_two_workers_split_the_decoding(
+        Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0, seed=0,
+                cache="none"), monkeypatch)
 
 
 def test_a_disk_cache_is_reused_by_the_next_run(tmp_path, monkeypatch):
