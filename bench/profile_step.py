@@ -16,6 +16,7 @@ import argparse
 import collections
 import glob
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -61,6 +62,7 @@ def profile(config: str, batch_size: int, steps: int, warmup: int) -> dict:
 
     [xplane] = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
     data, _ = plugin.xspace_to_tools_data([xplane], "framework_op_stats")
+    shutil.rmtree(logdir)
     table = json.loads(data)[0]
     names = [c["id"] for c in table["cols"]]
     rows = [dict(zip(names, [c.get("v") if c else None for c in r["c"]], strict=True))

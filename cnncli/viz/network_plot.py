@@ -27,7 +27,6 @@ from pathlib import Path
 from cnncli import plots
 from cnncli.model import expand, summary
 from cnncli.model.builder import Built
-from cnncli.model.expand import layer_kind
 
 COLOURS = {"input": "#bdbdbd", "conv": "#6fa8dc", "pool": "#e06666", "fc": "#93c47d",
            "merge": "#b4a7d6", "other": "#ffe599"}
@@ -84,7 +83,7 @@ def write(built: Built, path: str | Path) -> Path:
 
 
 def _kind(layer_class: str) -> str:
-    return layer_kind(layer_class) or ("merge" if layer_class in MERGES else "other")
+    return expand.layer_kind(layer_class) or ("merge" if layer_class in MERGES else "other")
 
 
 def _boxes(built: Built) -> list[Box]:
