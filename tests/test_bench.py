@@ -92,3 +92,17 @@ def test_profile_script_sums_a_training_steps_operations(tmp_path):
     assert "IDLE" not in ops and any("Conv2D" in op for op in ops)
     assert all(ms >= 0 for ms in ops.values()) and sum(ops.values()) > 0
     assert "| matrix (convolution) |" in (tmp_path / "PROFILE.md").read_text()
+
+
+def test_networks_benchmark_trains_the_cifar_vgg_in_each_contender(tmp_path):
+    done = _run("bench/networks.py", "--quick", "--peers", "tuned", "--resnet-images", "0",
+                "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "networks.json").read_text())
+    runs = {r["name"]: r["result"] for r in result["runs"]}
+    assert set(runs) == {"cnncli", "tuned"}
+    assert all(r["network"] == "cifar_vgg" and r["steady_images_per_s"] > 0
+               for r in runs.values())
+    [case] = result["summary"]["cases"]
+    assert case["rows"]["tuned"]["ratio"]["value"] > 0
+    assert "| cifar_vgg | 32 | 128 | tuned |" in (tmp_path / "NETWORKS_RESULTS.md").read_text()

@@ -56,7 +56,77 @@ def parser(description: str, *, batch_size: int, epochs: int) -> argparse.Argume
                    "/usr/share/datasets/fashion-mnist)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default=None, help="write the result here (JSON)")
+    p.add_argument("--network", default="lecture", choices=sorted(NETWORKS),
+                   help="the network to train (default: the lecture's ConvNet); the others "
+                        "need --npz")
+    p.add_argument("--npz", default=None, help="train on this .npz (x_train, y_train: "
+                   "uint8 images, int labels) instead of Fashion-MNIST; see write_synthetic")
     return p
+
+
+class Network:
+    """A network the contenders train: its input, and the optimizer every contender uses
+    for it (the same work in each framework)."""
+
+    def __init__(self, input_shape: tuple[int, int, int], optimizer: str, what: str):
+        self.input_shape, self.optimizer, self.what = input_shape, optimizer, what
+
+
+#: name -> the network. `cifar_vgg` is configs/cifar10_vgg.yaml's; `resnet50` is Keras'
+#: ResNet50 (v1: the stride in each stage's first 1x1 convolution) with 10 classes.
+NETWORKS = {
+    "lecture": Network((28, 28, 1), "adam", "the lecture's ConvNet (cnncli's mnist_net)"),
+    "cifar_vgg": Network((32, 32, 3), "sgd", "configs/cifar10_vgg.yaml: three VGG blocks "
+                         "with batch normalisation and dropout"),
+    "resnet50": Network((224, 224, 3), "sgd", "ResNet50 (Keras' keras.applications form)"),
+}
+#: The optimizers, as every contender sets them: Adam 1e-3 (the lecture's), or SGD with
+#: momentum and weight decay (configs/cifar10_vgg.yaml's, the usual for these networks).
+OPTIMIZERS = {"adam": {"learning_rate": 1e-3},
+              "sgd": {"learning_rate": 0.05, "momentum": 0.9, "weight_decay": 5e-4}}
+
+
+def write_synthetic(path: str | os.PathLike, network: str, images: int, *, classes: int = 10,
+                    seed: int = 0) -> Path:
+    """An .npz of random uint8 images shaped for `network`, and random labels: what a
+    throughput run needs (the speed of a step does not depend on the pixels).
+
+    >>> import tempfile, numpy
+    >>> f = write_synthetic(tempfile.mkdtemp() + "/c.npz", "cifar_vgg", 4)
+    >>> numpy.load(f)["x_train"].shape
+    (4, 32, 32, 3)
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    shape = NETWORKS[network].input_shape
+    path = Path(path)
+    tests = max(1, images // 10)
+    np.savez(path, x_train=rng.integers(0, 256, (images, *shape), dtype=np.uint8),
+             y_train=rng.integers(0, classes, images).astype(np.uint8),
+             x_test=rng.integers(0, 256, (tests, *shape), dtype=np.uint8),
+             y_test=rng.integers(0, classes, tests).astype(np.uint8))
+    return path
+
+
+def load_training_data(args):
+    """(x_train, y_train, source) as `args` ask: --npz, else Fashion-MNIST (--limit
+    applies to both)."""
+    if args.npz is None and args.network != "lecture":
+        raise SystemExit(f"--network {args.network} needs --npz (bench/networks.py writes "
+                         "one with write_synthetic)")
+    if args.npz is None:
+        x, y, _x_test, _y_test, source = load_fashion_mnist(args.limit, args.data_dir)
+        return x, y, source
+    import numpy as np
+
+    with np.load(args.npz) as data:
+        x, y = data["x_train"], data["y_train"]
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    if x.ndim == 3:
+        x = x[..., None]
+    return x, y, f"{Path(args.npz).name} (synthetic)"
 
 
 def load_fashion_mnist(limit: int | None = None, data_dir: str | None = None):
@@ -159,6 +229,44 @@ def keras_threads(tf) -> dict:
     return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
             "note": "TensorFlow defaults (0 = one thread per core)"}
+
+
+def keras_model(keras, network: str, classes: int = 10):
+    """`network` as a Keras user writes it. Under a mixed policy the last layer computes
+    in float32, as Keras' mixed-precision guide says to."""
+    if network == "lecture":
+        return lecture_keras_model(keras)
+    if network == "resnet50":
+        return keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3),
+                                           classes=classes)
+    layers = [keras.Input(shape=NETWORKS[network].input_shape)]
+    for filters in (32, 64, 128):
+        for _ in range(2):
+            layers += [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                       keras.layers.BatchNormalization(), keras.layers.ReLU()]
+        layers += [keras.layers.MaxPooling2D(2), keras.layers.Dropout(0.2)]
+    layers += [keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"),
+               keras.layers.Dropout(0.3),
+               keras.layers.Dense(classes, activation="softmax", dtype="float32")]
+    return keras.Sequential(layers)
+
+
+def keras_optimizer(keras, network: str):
+    name = NETWORKS[network].optimizer
+    settings = OPTIMIZERS[name]
+    return (keras.optimizers.Adam(**settings) if name == "adam"
+            else keras.optimizers.SGD(**settings))
+
+
+def optimizer_text(network: str) -> str:
+    """The network's optimizer in words.
+
+    >>> optimizer_text("cifar_vgg")
+    'SGD learning rate 0.05, momentum 0.9, weight decay 0.0005'
+    """
+    name = NETWORKS[network].optimizer
+    return (name.upper() if name == "sgd" else name.capitalize()) + " " + ", ".join(
+        f"{k.replace('_', ' ')} {v:g}" for k, v in OPTIMIZERS[name].items())
 
 
 def lecture_keras_model(keras, input_shape=(28, 28, 1)):

@@ -1,7 +1,8 @@
 """cnncli itself: `cnncli train CONFIG` as a user runs it, in its own process.
 
 Writes a run config to a temporary folder (the lecture's `mnist_net` on Fashion-MNIST,
-no validation split, Adam 1e-3, the batch size and epochs asked for), runs the
+no validation split, Adam 1e-3, the batch size and epochs asked for; or ``--network``
+on ``--npz`` with that network's optimizer, `_common.NETWORKS`), runs the
 `cnncli` command on it, waits for it (its peak RSS comes from `os.wait4`), and
 reads the run's ``history.csv`` (seconds and images/s of every epoch, as cnncli
 measures them) and ``metrics.json``.
@@ -33,20 +34,49 @@ import _common
 THROUGHPUT_CONFIG = """\
 # Written by bench/contenders/cnncli_train.py: the same network, data and optimizer
 # as the other contenders; no validation split, so an epoch is training only.
-model: mnist_net
+model: {model}
 data:
-  name: fashion_mnist
+  name: {data}
   validation_split: 0
   offline: true
 {limit}train:
   epochs: {epochs}
   batch_size: {batch_size}
-  optimizer: {{name: adam, learning_rate: 1e-3}}
+  optimizer: {optimizer}
+  weight_decay: {weight_decay}
+  freeze: none
   seed: {seed}
 output:
   dir: {runs}
   name: bench
 """
+#: --network -> the `model:` of the generated config. `cifar_vgg` is configs/cifar10_vgg.yaml's
+#: model section (its data augmentation is left out: the other contenders have none).
+MODELS = {"lecture": "mnist_net", "resnet50": "{from: resnet50, weights: none}"}
+CIFAR_VGG = Path(__file__).resolve().parents[2] / "configs" / "cifar10_vgg.yaml"
+
+
+def model_section(network: str) -> str:
+    if network != "cifar_vgg":
+        return MODELS[network]
+    import yaml
+
+    return json.dumps(yaml.safe_load(CIFAR_VGG.read_text())["model"])
+
+
+def generated_config(args, runs: Path) -> str:
+    """The run config of a throughput run: `args.network` on `args.npz` (or
+    Fashion-MNIST), with the optimizer every contender uses for that network."""
+    optimizer = _common.OPTIMIZERS[_common.NETWORKS[args.network].optimizer]
+    name = _common.NETWORKS[args.network].optimizer
+    settings = {k: v for k, v in optimizer.items() if k != "weight_decay"}
+    return THROUGHPUT_CONFIG.format(
+        model=model_section(args.network),
+        data=json.dumps(str(Path(args.npz).resolve())) if args.npz else "fashion_mnist",
+        epochs=args.epochs or 2, batch_size=args.batch_size or 128, seed=args.seed,
+        optimizer=json.dumps({"name": name, **settings}),
+        weight_decay=optimizer.get("weight_decay", 0), runs=runs,
+        limit=f"  limit: {args.limit}\n" if args.limit else "")
 
 
 def cnncli_command() -> list[str]:
@@ -112,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config = tmp / "bench.yaml"
         name = "bench"
-        config.write_text(THROUGHPUT_CONFIG.format(
-            epochs=args.epochs or 2, batch_size=args.batch_size or 128, seed=args.seed,
-            runs=runs, limit=f"  limit: {args.limit}\n" if args.limit else ""))
+        config.write_text(generated_config(args, runs))
     cmd = cnncli_command() + ["train", str(config), "--offline"]
     if args.precision:
         cmd += ["--precision", args.precision]
@@ -143,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": metrics["batch_size"], "precision": metrics.get("precision"),
             "steps_per_execution": metrics.get("steps_per_execution"),
             "data": metrics["dataset"]["source"], "train_images": metrics["dataset"]["train"],
+            "network": args.network,
             "epochs": epochs, "steady_images_per_s": _common.steady_images_per_s(epochs),
             "cnncli_metrics_images_per_s": metrics["images_per_s"],
             "train_seconds": metrics["train_seconds"], "launch_time": launch,

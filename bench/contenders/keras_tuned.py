@@ -3,13 +3,15 @@
 The input pipeline of TensorFlow Datasets' "Training a neural network on MNIST with
 Keras" guide, which is what a competent Keras user writes: uint8 arrays ->
 ``map(normalize, AUTOTUNE)`` -> ``cache()`` -> ``shuffle(all)`` -> ``batch(128)`` ->
-``prefetch(AUTOTUNE)``, then ``model.fit(ds)``. Adam 1e-3. Thread settings:
+``prefetch(AUTOTUNE)``, then ``model.fit(ds)``. Adam 1e-3 (``--network``: the network's
+optimizer, `_common.OPTIMIZERS`). Thread settings:
 TensorFlow's defaults. ``--precision mixed_bfloat16`` sets
 ``keras.mixed_precision.set_global_policy`` first: what a Keras user who knows about the
 CPU's bfloat16 units writes (the last layer stays float32).
 
     .venv/bin/python bench/contenders/keras_tuned.py --epochs 2 --json-out /tmp/k.json
     .venv/bin/python bench/contenders/keras_tuned.py --limit 1000 --epochs 2   # smoke
+    .venv/bin/python bench/contenders/keras_tuned.py --network cifar_vgg --npz c.npz
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"))
     args = p.parse_args(argv)
 
-    x_train, y_train, _x_test, _y_test, source = _common.load_fashion_mnist(args.limit,
-                                                                            args.data_dir)
+    x_train, y_train, source = _common.load_training_data(args)
     _common.quiet_tensorflow()
     import keras
     import tensorflow as tf
@@ -41,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ds = ds.batch(args.batch_size)
     ds = ds.prefetch(tf.data.AUTOTUNE)
 
-    model = _common.lecture_keras_model(keras)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    model = _common.keras_model(keras, args.network)
+    model.compile(optimizer=_common.keras_optimizer(keras, args.network),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = _common.keras_epoch_timer(keras, len(x_train))
     model.fit(ds, epochs=args.epochs, callbacks=[timer])
@@ -51,11 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "name": "tuned" if args.precision == "float32" else "tuned-bf16",
         "precision": args.precision, "batch_size": args.batch_size, "data": source,
+        "network": args.network,
         "train_images": len(x_train), "epochs": epochs,
         "steady_images_per_s": _common.steady_images_per_s(epochs),
         "script_start": _common.SCRIPT_START, "peak_rss_mb": _common.peak_rss_mb(),
         "threads": _common.keras_threads(tf),
-        "recipe": "tf.data map/cache/shuffle/batch/prefetch(AUTOTUNE), Adam 1e-3",
+        "recipe": "tf.data map/cache/shuffle/batch/prefetch(AUTOTUNE), "
+                  + _common.optimizer_text(args.network),
         "versions": _common.versions(tensorflow=tf.__version__, keras=keras.__version__),
     }
     _common.write_json(args.json_out, result)
