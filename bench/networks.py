@@ -24,7 +24,6 @@ import argparse
 import datetime
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -114,7 +113,7 @@ def command(name: str, case: Case, data: Path) -> list[str]:
 
 def summarize(args, records: list[dict], all_cases: list[Case]) -> dict:
     """Per case: each contender's images/s and peak RSS; cnncli / each peer."""
-    out = {"cases": [], "targets": []}
+    out = {"cases": [], "targets": [], "rounds": len({r["round"] for r in records})}
     for case in all_cases:
         mine = [r for r in records if r["case"] == case.label and r["exit_code"] == 0]
         rows = {}
@@ -149,7 +148,8 @@ def render(args, info: dict, summary: dict, command_line: str, started: str,
         "# Bigger networks: cnncli against the peers (issue 17)", "",
         "Written by `bench/networks.py`; see its docstring for what is measured.", "",
         f"- Command: `{command_line}`",
-        f"- Date: {started}, {seconds / 60:.1f} minutes, {args.rounds} round(s), interleaved",
+        f"- Date: {started}, {seconds / 60:.1f} minutes, {summary['rounds']} of "
+        f"{args.rounds} round(s) done, interleaved",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; bfloat16 matrix "
         f"units: {'yes' if args.bf16_units else 'no'}",
         f"- Versions: TensorFlow {m['tensorflow']}, Keras {m['keras']}, PyTorch "
@@ -221,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                     record["case"] = case.label
             save()
     finally:
-        if args.keep_logs:
-            print(f"logs: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        run.drop_work(work, keep=args.keep_logs)
     print((out / "NETWORKS_RESULTS.md").read_text())
     return 0 if all(r["exit_code"] == 0 for r in runner.records) else 1
 

@@ -786,6 +786,14 @@ def rest_sections(args, summary: dict) -> list[str]:
     return lines
 
 
+def drop_work(work: Path, *, keep: bool) -> None:
+    """Remove the folder of logs and result files, or say where it is kept."""
+    if keep:
+        print(f"logs: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -843,10 +851,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(1, "lecture", "cnncli", cmd)
         save()
     finally:
-        if args.keep_logs:
-            print(f"logs: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        drop_work(work, keep=args.keep_logs)
     print((out / "RESULTS.md").read_text())
     print(f"wrote {out / 'RESULTS.md'} and {out / 'results.json'}")
     return 0 if all(r["exit_code"] == 0 for r in runner.records) else 1
