@@ -196,10 +196,9 @@ def main(argv: list[str] | None = None) -> int:
           f" cnncli against {', '.join(args.peers)}")
     runner = run.Runner(args, work)
     clock = time.perf_counter()
-    data = {c.network: _common.write_synthetic(work / f"{c.network}.npz", c.network,
-                                               max(x.images for x in all_cases
-                                                   if x.network == c.network))
-            for c in all_cases}
+    networks = {c.network for c in all_cases}  # one data file each, the largest case's size
+    data = {n: _common.write_synthetic(work / f"{n}.npz", n, max(
+        c.images for c in all_cases if c.network == n)) for n in networks}
 
     def save() -> None:
         summary = summarize(args, runner.records, all_cases)

@@ -68,18 +68,14 @@ class Network:
     """A network the contenders train: its input, and the optimizer every contender uses
     for it (the same work in each framework)."""
 
-    def __init__(self, input_shape: tuple[int, int, int], optimizer: str, what: str):
-        self.input_shape, self.optimizer, self.what = input_shape, optimizer, what
+    def __init__(self, input_shape: tuple[int, int, int], optimizer: str):
+        self.input_shape, self.optimizer = input_shape, optimizer
 
 
 #: name -> the network. `cifar_vgg` is configs/cifar10_vgg.yaml's; `resnet50` is Keras'
 #: ResNet50 (v1: the stride in each stage's first 1x1 convolution) with 10 classes.
-NETWORKS = {
-    "lecture": Network((28, 28, 1), "adam", "the lecture's ConvNet (cnncli's mnist_net)"),
-    "cifar_vgg": Network((32, 32, 3), "sgd", "configs/cifar10_vgg.yaml: three VGG blocks "
-                         "with batch normalisation and dropout"),
-    "resnet50": Network((224, 224, 3), "sgd", "ResNet50 (Keras' keras.applications form)"),
-}
+NETWORKS = {"lecture": Network((28, 28, 1), "adam"), "cifar_vgg": Network((32, 32, 3), "sgd"),
+            "resnet50": Network((224, 224, 3), "sgd")}
 #: The optimizers, as every contender sets them: Adam 1e-3 (the lecture's), or SGD with
 #: momentum and weight decay (configs/cifar10_vgg.yaml's, the usual for these networks).
 OPTIMIZERS = {"adam": {"learning_rate": 1e-3},
