@@ -537,6 +537,25 @@ def test_a_file_that_fails_to_decode_later_gets_weight_zero_not_a_crash(tmp_path
     assert weights.sum() == len(split) - 1 and list(loader.failures) == [broken]
 
 
+def test_a_decoder_bug_on_one_file_gets_weight_zero_not_a_crash(tmp_path, monkeypatch):
+    from cnncli.data import images
+
+    root = image_folder(tmp_path / "f", per_class=3)
+    ds = datasets.load(root, test_fraction=0.5)
+    real = images._upright
+
+    def upright(img, label):
+        if label == ds.train.images[1]:
+            raise ZeroDivisionError("division by zero")
+        return real(img, label)
+
+    monkeypatch.setattr(images, "_upright", upright)
+    loader = ImageLoader(ds.train, (8, 8, 3), cache="none")
+    images_, weights = loader.batch(np.arange(len(ds.train)))
+    assert weights.tolist() == [1.0, 0.0] + [1.0] * (len(ds.train) - 2)
+    assert "ZeroDivisionError" in loader.failures[1].message
+
+
 def test_truncated_npz_is_an_error(tmp_path):
     path = write_npz(tmp_path / "cut.npz")
     path.write_bytes(path.read_bytes()[:500])

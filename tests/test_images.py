@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnncli.data import images
 from cnncli.data.images import MAX_PIXELS, RESIZE_MODES, load_image, resize
 from cnncli.errors import ConfigError, DataError
 
@@ -288,6 +289,21 @@ def test_truncated_jpeg_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="truncated or corrupt") as err:
         load_image(str(cut))
     assert err.value.file == str(cut)
+
+
+def test_an_unexpected_decoder_exception_is_a_data_error_naming_the_file(tmp_path,
+                                                                         monkeypatch):
+    """A decoder bug on one strange file (any exception, not only Pillow's usual ones)
+    fails that file with a DataError, which training skips and counts; it must not stop
+    a run, nor reach tf.data as an unknown error."""
+    def broken(img, label):
+        raise IndexError("tile index out of range")
+
+    monkeypatch.setattr(images, "_upright", broken)
+    path = saved(tmp_path, Image.new("RGB", (4, 4), RED), "odd.png")
+    with pytest.raises(DataError, match=r"could not be decoded \(IndexError: tile index") as err:
+        load_image(path)
+    assert err.value.file == path
 
 
 def test_truncated_png_is_a_data_error(tmp_path):

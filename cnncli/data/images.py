@@ -134,6 +134,11 @@ def _decode(source, name: str | None, channels: int, draft=None) -> Image.Image:
             f"the image is truncated or corrupt ({err})", file=label,
             hint="open it in an image viewer; download or copy it again",
         ) from None
+    except Exception as err:  # a decoder bug on a strange file: this file fails, not the run
+        raise DataError(
+            f"the image could not be decoded ({type(err).__name__}: {err})", file=label,
+            hint="open it in an image viewer and save it again as PNG or JPEG",
+        ) from err
     finally:
         if not isinstance(opened, str):
             opened.close()
