@@ -317,6 +317,37 @@ def test_a_disk_error_writing_the_cache_mid_epoch_is_not_a_crash(tmp_path, monke
         assert weights.tolist() == [1.0] * len(ds.train)
 
 
+def test_a_run_whose_cache_writes_fail_says_so_once_and_trains_on(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    photo_folder(tmp_path / "photos")
+    (tmp_path / "run.yaml").write_text(f"""
+model: {{input: [16, 16, 3], layers: [Flatten, {{Dense: {{units: $classes}}}}]}}
+data: {{name: {tmp_path / 'photos'}, cache: disk, validation_split: 0}}
+train: {{epochs: 2, batch_size: 4}}
+output: {{dir: {tmp_path / 'runs'}}}
+""")
+    real, notes = os.pwrite, []
+
+    def failing(fd, data, offset):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("images.u8"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fd, data, offset)
+
+    class Notes(training.Reporter):
+        def note(self, text):
+            notes.append(text)
+
+    monkeypatch.setattr(os, "pwrite", failing)
+    result = training.train(config.load(tmp_path / "run.yaml"), reporter=Notes())
+    assert len(result.history) == 2
+    assert notes == [f"writing the image cache {tmp_path / 'cache'}/"
+                     f"{os.listdir(tmp_path / 'cache')[0]} failed (Input/output error); "
+                     "images are decoded every epoch from now on (slower, nothing lost)"]
+
+
 def test_a_full_cache_disk_is_an_error_before_training_that_leaves_nothing(tmp_path,
                                                                           monkeypatch):
     import errno

@@ -73,6 +73,12 @@ class Feed:
         return sum(len(loader.failures) for loader in {self.train_loader, self.val_loader}
                    if loader is not None)
 
+    @property
+    def cache_error(self) -> str | None:
+        """Why the image cache stopped mid-run (a disk error), or None."""
+        return next((loader.cache_error for loader in (self.train_loader, self.val_loader)
+                     if loader is not None and loader.cache_error), None)
+
     def first_images(self, n: int) -> np.ndarray:
         """`n` training images as the model gets them (uint8), e.g. to build metrics."""
         if self.train_loader is None:

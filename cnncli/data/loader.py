@@ -8,7 +8,7 @@ The cache (``data.cache``) holds the decoded, resized uint8 images: ``memory``, 
 memory available, else disk. A file that cannot be decoded gives a black image with
 weight 0 (training skips it; `failures` counts it), never a crash; nor does a disk error
 writing the cache mid-epoch (its space is reserved up front; if it still fails, images
-are decoded every epoch from then on).
+are decoded every epoch from then on, and `cache_error` says why).
 
 >>> loader = ImageLoader(split, (28, 28, 1), "stretch", cache="memory")   # doctest: +SKIP
 >>> images, weights = loader.batch(np.array([0, 5, 9]))                  # doctest: +SKIP
@@ -86,6 +86,7 @@ class ImageLoader:
         self.resize = images.resize_mode(resize)
         self.cache = choose_cache(cache, len(split), self.shape)
         self.failures: dict[int, CnnError] = {}  # index -> why it could not be decoded
+        self.cache_error: str | None = None  # why the cache stopped mid-run, if it did
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(DECODE_THREADS)
         self._store, self._filled = self._make_store()
@@ -157,8 +158,10 @@ class ImageLoader:
             if self._store is not None:
                 try:
                     self._store[i] = image
-                except OSError:  # e.g. a disk error writing the cache: train on, uncached
-                    self._store = self._filled = None
+                except OSError as exc:  # e.g. a disk error writing the cache: train on,
+                    self._store = self._filled = None  # uncached (and say so)
+                    self.cache_error = (f"writing the image cache {self._path or ''} failed "
+                                        f"({exc.strerror or exc})")
                     continue
                 self._filled[i] = True
         return out, weights

@@ -67,6 +67,7 @@ class RunCallback(keras.callbacks.Callback):
             if t.early_stopping else None
         self.plateau = Plateau(t.schedule, state) if t.schedule.name == "plateau" else None
         self.outputs = Outputs(run)
+        self.cache_noted = False  # the image cache's failure is said once
 
     # -- steps ----------------------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
@@ -113,6 +114,10 @@ class RunCallback(keras.callbacks.Callback):
             return
         self.outputs.write(self.state.history, row)
         self.reporter.epoch_end(row)
+        if self.p.feed.cache_error and not self.cache_noted:
+            self.cache_noted = True
+            self.reporter.note(f"{self.p.feed.cache_error}; images are decoded every epoch "
+                               "from now on (slower, nothing lost)")
         if self.signal:
             self._halt("signal")
 
