@@ -230,3 +230,36 @@ def test_bfloat16_inference_computes_in_bfloat16_with_the_same_weights_and_float
     difference = np.abs(got - exact).max()
     assert 0 < difference < 0.05  # bfloat16 arithmetic really ran, and stayed close
     np.testing.assert_array_equal(got.argmax(1), exact.argmax(1))
+
+
+def test_a_large_batch_runs_in_parts_that_keep_a_layers_activations_in_budget(monkeypatch):
+    """VGG16 at 224x224 took batch 256 in one go and TensorFlow died (std::bad_alloc):
+    a batch larger than the memory budget allows runs in parts, with the same result."""
+    from cnncli.devices import memory
+
+    images = np.random.default_rng(0).integers(0, 255, (23, 8, 8, 3), np.uint8)
+    exact = np.concatenate([tiny(small_conv_model()).probabilities(im[None]) for im in images])
+    # the largest layer output is the convolution's 6 x 6 x 8 = 288 values per image: a
+    # budget of 10 images of it (input and output, float32)
+    monkeypatch.setattr(memory, "INFERENCE_LAYER_BUDGET", 10 * 2 * 4 * 288)
+    clf = tiny(small_conv_model())
+    seen = []
+    real = clf._compile
+
+    def counting(channels):
+        infer = real(channels)
+        return lambda batch: (seen.append(len(batch)), infer(batch))[1]
+
+    monkeypatch.setattr(clf, "_compile", counting)
+    np.testing.assert_allclose(clf.probabilities(images), exact, rtol=1e-5, atol=1e-7)
+    assert clf.max_batch == 10 and seen == [10, 10, 3]
+
+
+def test_largest_activation_looks_inside_a_nested_backbone():
+    from cnncli.devices.memory import largest_activation
+
+    inner = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(32, 3),
+                              keras.layers.GlobalAveragePooling2D()], name="backbone")
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
+    assert largest_activation(model) == 14 * 14 * 32  # not the backbone's 32 outputs

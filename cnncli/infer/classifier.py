@@ -51,7 +51,22 @@ class KerasClassifier(Classifier):
         compiled = self.__dict__.setdefault("_compiled", {})
         if images.shape[-1] not in compiled:
             compiled[images.shape[-1]] = self._compile(images.shape[-1])
-        return compiled[images.shape[-1]](images).numpy()
+        infer, step = compiled[images.shape[-1]], self.max_batch
+        if len(images) <= step:
+            return infer(images).numpy()
+        return np.concatenate([infer(images[i:i + step]).numpy()
+                               for i in range(0, len(images), step)])
+
+    @property
+    def max_batch(self) -> int:
+        """Images run at once: a larger batch runs in parts, so a layer's activations
+        stay within `cnncli.devices.memory.INFERENCE_LAYER_BUDGET` whatever batch size a
+        command is given (VGG16 at 224x224: 41)."""
+        if "_max_batch" not in self.__dict__:
+            from cnncli.devices.memory import inference_chunk, largest_activation
+
+            self.__dict__["_max_batch"] = inference_chunk(largest_activation(self.model))
+        return self.__dict__["_max_batch"]
 
     def _compile(self, channels: int):
         from cnncli.data import pipeline
