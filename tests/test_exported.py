@@ -275,3 +275,22 @@ def test_images_of_another_size_or_channels_are_fitted_to_the_export():
 def test_sidecar_names_follow_the_model_file():
     assert sidecar.sidecar_path("out/model.int8.onnx").name == "model.int8.onnx.json"
     assert exported.kind("x.TFLITE") == "litert" and exported.kind("notes.txt") is None
+
+
+def test_a_large_batch_runs_in_parts_within_the_memory_budget(monkeypatch):
+    from cnncli.devices import memory
+
+    seen = []
+
+    def run(x):
+        seen.append(len(x))
+        return np.stack([x.reshape(len(x), -1).mean(1), -x.reshape(len(x), -1).mean(1)], 1)
+
+    clf = exported.ExportedClassifier("m.onnx", (4, 4, 1), ["a", "b"], None, None,
+                                      kind="onnx", run_batch=run)
+    # 32 x 16 input values per image, input and output in float32: 5 images a part
+    monkeypatch.setattr(memory, "INFERENCE_LAYER_BUDGET", 5 * 2 * 4 * 32 * 16)
+    images = np.arange(12 * 16, dtype=np.uint8).reshape(12, 4, 4, 1)
+    got = clf.probabilities(images)
+    assert seen == [5, 5, 2] and clf.max_batch == 5
+    np.testing.assert_allclose(got[:, 0], images.reshape(12, -1).mean(1))

@@ -106,7 +106,24 @@ class ExportedClassifier(Classifier):
         x = fit_images(images, self.input_shape)
         if not len(x):
             return np.zeros((0, len(self.class_names)), np.float32)
-        return np.asarray(self.run_batch(x), dtype=np.float32)
+        step = self.max_batch
+        return np.concatenate([np.asarray(self.run_batch(x[i:i + step]), dtype=np.float32)
+                               for i in range(0, len(x), step)])
+
+    @property
+    def max_batch(self) -> int:
+        """Images run at once: a larger batch runs in parts, as a Keras model's does
+        (`cnncli.devices.memory.inference_chunk`), its largest layer output taken to be
+        `ACTIVATION_RATIO` times the input (the file does not say)."""
+        from cnncli.devices.memory import inference_chunk
+
+        return inference_chunk(ACTIVATION_RATIO * int(np.prod(self.input_shape)))
+
+
+#: An exported file's largest layer output per image, as a multiple of its input: VGG16's
+#: first convolutions give 21x, the lecture's MNIST ConvNet 32x. VGG16 runs 27 images
+#: at a time.
+ACTIVATION_RATIO = 32
 
 
 def load(path: str | os.PathLike) -> ExportedClassifier:
