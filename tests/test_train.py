@@ -450,8 +450,19 @@ def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():
                                                                      (8, 0))])
     assert "try a smaller --batch-size" in planning._memory_warning(built, small, 128)[0]
     assert planning._memory_warning(built, big, 128) == []
+
+
+def test_a_step_too_big_for_the_machines_memory_is_warned_about_on_the_cpu():
+    """On the CPU, running out of memory ends TensorFlow with no message (std::bad_alloc):
+    say so before training, against the memory available."""
+    from cnncli import devices
+    from cnncli.model import builder, spec
+
+    built = builder.build_checked(spec.load("mnist_net"))
     cpu = devices.Placement("cpu", ["/cpu:0"])
-    assert planning._memory_warning(built, cpu, 128) == []
+    [warning] = planning._memory_warning(built, cpu, 128, available=64 * 2**20)
+    assert warning.endswith("of memory is available; try a smaller --batch-size")
+    assert planning._memory_warning(built, cpu, 128, available=16 * 2**30) == []
 
 
 def test_runs_lists_runs_with_their_best_figures(tmp_path):

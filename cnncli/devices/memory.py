@@ -93,19 +93,25 @@ def format_bytes(count: int) -> str:
     return f"{value:.1f} GiB"  # pragma: no cover
 
 
-def check_fits(estimate: int, device_memory: int | None) -> str | None:
-    """Warning text when `estimate` bytes will not fit in `device_memory` (None: fits).
+def check_fits(estimate: int, device_memory: int | None, *, on_cpu: bool = False) -> str | None:
+    """Warning text when `estimate` bytes will not fit in `device_memory` (None: fits); with
+    `on_cpu`, `device_memory` is the machine's memory available.
 
     >>> check_fits(10 * 2**30, 16 * 2**30) is None
     True
     >>> check_fits(20 * 2**30, 16 * 2**30)[:40]
     'A training step needs about 20.0 GiB, bu'
+    >>> check_fits(20 * 2**30, 16 * 2**30, on_cpu=True)[28:]
+    '20.0 GiB, but only about 14.4 GiB of memory is available; try a smaller --batch-size'
     """
     if device_memory is None:
         return None
     usable = int(device_memory * USABLE_MEMORY_FRACTION)
     if estimate <= usable:
         return None
+    if on_cpu:
+        return (f"A training step needs about {format_bytes(estimate)}, but only about "
+                f"{format_bytes(usable)} of memory is available; try a smaller --batch-size")
     return (
         f"A training step needs about {format_bytes(estimate)}, but only about "
         f"{format_bytes(usable)} of the device's {format_bytes(device_memory)} is usable; "

@@ -153,9 +153,18 @@ def _steps_per_call(t: config.TrainSection, placement: devices.Placement,
     return per_call
 
 
-def _memory_warning(built, placement: devices.Placement, batch_size: int) -> list[str]:
-    """Warn before training when a step will not fit the GPU's memory."""
-    memory = min((g.memory_bytes for g in placement.gpus if g.memory_bytes), default=None)
+def _memory_warning(built, placement: devices.Placement, batch_size: int,
+                    available: int | None = None) -> list[str]:
+    """Warn before training when a step will not fit the GPU's memory, or on the CPU the
+    machine's memory available now (`available`: read from the system if not given),
+    where running out ends TensorFlow with no message (``std::bad_alloc``)."""
+    if placement.kind == "cpu":
+        from cnncli.data.loader import available_memory
+
+        memory = available or available_memory()
+    else:
+        memory = min((g.memory_bytes for g in placement.gpus if g.memory_bytes),
+                     default=None)
     if memory is None:
         return []
     from cnncli.model import summary
@@ -164,5 +173,5 @@ def _memory_warning(built, placement: devices.Placement, batch_size: int) -> lis
     per_value = 2 if placement.precision.startswith("mixed") else 4
     estimate = devices.estimate_batch_memory(s.params, s.forward_bytes // 4, batch_size,
                                              bytes_per_value=per_value)
-    warning = devices.check_fits(estimate, memory)
+    warning = devices.check_fits(estimate, memory, on_cpu=placement.kind == "cpu")
     return [warning] if warning else []
