@@ -108,8 +108,7 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
     samples = _samples(reference, images, data, data_dir, offline, check_images,
                        any(v.quantization == "int8" for v in variants))
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)
-    batch = min(BATCH, reference.max_batch)  # the exports too: VGG16 in parts of 41
-    expected = _in_batches(reference.probabilities, samples.images, batch)
+    expected = _in_batches(reference.probabilities, samples.images)
     report = Report(reference.name, samples.source, notes=notes)
     with Staging(folder) as stage:
         (stage.path / "scratch").mkdir()
@@ -231,8 +230,8 @@ def _read_images(sources: list[str], shape) -> np.ndarray:
                                     shape[:2]) for p in paths])
 
 
-def _in_batches(fn, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
-    return np.concatenate([fn(images[i:i + batch]) for i in range(0, len(images), batch)])
+def _in_batches(fn, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([fn(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
 
 
 def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper,
@@ -253,7 +252,7 @@ def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper
     metadata.write_sidecars(main, info)
     try:
         loaded = exported.load(main)  # as `cnncli predict --model FILE` will
-        got = _in_batches(loaded.probabilities, samples.images, min(BATCH, reference.max_batch))
+        got = _in_batches(loaded.probabilities, samples.images)
     except ModelError as exc:
         raise ModelError(f"the {v.label} file does not run in its own runtime, so it was "
                          f"not kept: {exc.message}", file=str(targets[-1]),
