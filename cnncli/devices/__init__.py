@@ -32,14 +32,11 @@ from cnncli.devices.hardware import (
     nvidia_driver_present,
 )
 from cnncli.devices.memory import (
-    INFERENCE_LAYER_BUDGET,
     MAX_BATCH_HALVINGS,
     USABLE_MEMORY_FRACTION,
     check_fits,
     estimate_batch_memory,
     format_bytes,
-    inference_chunk,
-    largest_activation,
     next_batch_size,
     out_of_memory_message,
 )
@@ -72,15 +69,12 @@ from cnncli.devices.tuning import (
 )
 
 __all__ = [
-    "CPU_BF16_FLAGS", "CPU_REQUESTED_NOTE", "DEVICE_FORMS", "GPU_INSTALL",
-    "INFERENCE_LAYER_BUDGET", "LR_RULES",
+    "CPU_BF16_FLAGS", "CPU_REQUESTED_NOTE", "DEVICE_FORMS", "GPU_INSTALL", "LR_RULES",
     "MAX_BATCH_HALVINGS", "NO_GPU_NOTE", "PRECISIONS", "TF_CONFIG_HINT", "TRAINING_TASKS",
     "USABLE_MEMORY_FRACTION", "Cluster", "GpuInfo", "Placement", "auto_jit_compile",
-    "auto_precision", "available_cpus", "build_info", "check_fits",
-    "cpu_bf16_units",
+    "auto_precision", "available_cpus", "build_info", "check_fits", "cpu_bf16_units",
     "cpu_flags", "decide", "doctor_info", "estimate_batch_memory", "format_bytes",
-    "gpu_warning", "inference_batch_size", "inference_chunk", "largest_activation",
-    "next_batch_size", "nvidia_driver_present",
+    "gpu_warning", "inference_batch_size", "next_batch_size", "nvidia_driver_present",
     "out_of_memory_message",
     "parse_device", "parse_tf_config", "scale_learning_rate", "setup", "strategy",
     "strategy_name", "tf_cpu_threads", "visible_gpus",

@@ -29,6 +29,7 @@ from cnncli.errors import CnnError, ConfigError, DataError, ModelError
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
 from cnncli.export.staging import Staging, check_writable
 from cnncli.infer import classifier, exported, sidecar
+from cnncli.infer.base import in_parts
 from cnncli.model import pretrained
 
 CALIBRATION_IMAGES = 300  # "a few hundred training images" (LiteRT's and ONNX Runtime's advice)
@@ -108,7 +109,7 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
     samples = _samples(reference, images, data, data_dir, offline, check_images,
                        any(v.quantization == "int8" for v in variants))
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)
-    expected = _in_batches(reference.probabilities, samples.images)
+    expected = in_parts(reference.probabilities, samples.images, BATCH)
     report = Report(reference.name, samples.source, notes=notes)
     with Staging(folder) as stage:
         (stage.path / "scratch").mkdir()
@@ -230,10 +231,6 @@ def _read_images(sources: list[str], shape) -> np.ndarray:
                                     shape[:2]) for p in paths])
 
 
-def _in_batches(fn, images: np.ndarray) -> np.ndarray:
-    return np.concatenate([fn(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
-
-
 def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper,
                 samples: Samples, expected, reference, force: bool,
                 max_drop: float) -> Exported:
@@ -252,7 +249,7 @@ def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper
     metadata.write_sidecars(main, info)
     try:
         loaded = exported.load(main)  # as `cnncli predict --model FILE` will
-        got = _in_batches(loaded.probabilities, samples.images)
+        got = in_parts(loaded.probabilities, samples.images, BATCH)
     except ModelError as exc:
         raise ModelError(f"the {v.label} file does not run in its own runtime, so it was "
                          f"not kept: {exc.message}", file=str(targets[-1]),

@@ -36,3 +36,15 @@ class Classifier:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) of uint8 images (N, H, W, C) at `input_shape`."""
         raise NotImplementedError
+
+
+def in_parts(run, images: np.ndarray, size: int) -> np.ndarray:
+    """`run` (images -> an array of rows) on `images` `size` at a time, the rows joined:
+    how a large batch keeps within memory.
+
+    >>> in_parts(lambda x: x * 2, np.arange(5), 2).tolist()
+    [0, 2, 4, 6, 8]
+    """
+    if len(images) <= size:
+        return run(images)
+    return np.concatenate([run(images[i:i + size]) for i in range(0, len(images), size)])

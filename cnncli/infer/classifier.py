@@ -20,7 +20,7 @@ import numpy as np
 from cnncli.errors import ConfigError
 from cnncli.infer import exported
 from cnncli.infer.artefact import Artefact, image_input, resolve
-from cnncli.infer.base import Classifier
+from cnncli.infer.base import Classifier, in_parts
 from cnncli.model import imagenet, pretrained
 from cnncli.model.meta import ModelMeta
 
@@ -51,11 +51,8 @@ class KerasClassifier(Classifier):
         compiled = self.__dict__.setdefault("_compiled", {})
         if images.shape[-1] not in compiled:
             compiled[images.shape[-1]] = self._compile(images.shape[-1])
-        infer, step = compiled[images.shape[-1]], self.max_batch
-        if len(images) <= step:
-            return infer(images).numpy()
-        return np.concatenate([infer(images[i:i + step]).numpy()
-                               for i in range(0, len(images), step)])
+        infer = compiled[images.shape[-1]]
+        return in_parts(lambda x: infer(x).numpy(), images, self.max_batch)
 
     @property
     def max_batch(self) -> int:

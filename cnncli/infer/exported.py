@@ -33,7 +33,7 @@ import numpy as np
 
 from cnncli.errors import ModelError
 from cnncli.infer import onnxscan, sidecar
-from cnncli.infer.base import Classifier
+from cnncli.infer.base import Classifier, in_parts
 from cnncli.runtime import stderr_silenced
 
 SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
@@ -106,9 +106,8 @@ class ExportedClassifier(Classifier):
         x = fit_images(images, self.input_shape)
         if not len(x):
             return np.zeros((0, len(self.class_names)), np.float32)
-        step = self.max_batch
-        return np.concatenate([np.asarray(self.run_batch(x[i:i + step]), dtype=np.float32)
-                               for i in range(0, len(x), step)])
+        return in_parts(lambda part: np.asarray(self.run_batch(part), dtype=np.float32), x,
+                        self.max_batch)
 
     @property
     def max_batch(self) -> int:
