@@ -257,3 +257,13 @@ def test_training_batches_make_each_epochs_order_when_it_starts():
     first = [b[1].numpy().tolist() for b in ds.take(4)]
     expected = [pipeline.epoch_order(8, 3, e)[:8].reshape(2, 4).tolist() for e in (0, 1)]
     assert first == [*expected[0], *expected[1]]
+
+
+def test_array_batches_run_without_tf_data_autotuning():
+    # see test_streaming: a finished iterator could wait up to a minute for the autotuner
+    x, y = np.zeros((8, 4, 4, 1), np.uint8), np.arange(8) % 2
+    made = [pipeline.make_dataset(x, y, batch_size=4, input_shape=(4, 4, 1), training=False,
+                                  seed=0),
+            pipeline.training_batches(x, y, batch_size=4, input_shape=(4, 4, 1), seed=0,
+                                      epochs=1)]
+    assert [d.options().autotune.enabled for d in made] == [False, False]

@@ -388,3 +388,17 @@ def test_a_read_only_cache_folder_is_an_error_naming_it(tmp_path, monkeypatch):
                        "system") as err:
         ImageLoader(ds.train, SHAPE, cache="disk")
     assert f"set {loader.CACHE_DIR_ENV}" in err.value.hint
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "shards"])
+def test_streamed_batches_run_without_tf_data_autotuning(tmp_path, packed):
+    # the autotuner's thread sleeps in doubling periods (up to 60 s) and a finished
+    # iterator can wait for its wake-up: validation passes and runs ended idle
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    if packed:
+        records.pack(ds, tmp_path / "packed", shard_mb=0.003)
+        ds = datasets.load(tmp_path / "packed")
+    feed = Feed.of(ds, SHAPE, validation_split=0.25, seed=1)
+    made = [feed.training(batch_size=2, seed=1, epochs=1),
+            feed.validation(batch_size=2, seed=1)]
+    assert [d.options().autotune.enabled for d in made] == [False, False]

@@ -31,6 +31,24 @@ tf = import_tf()
 PREFETCH_BATCHES = 2
 
 
+def untuned(ds):
+    """`ds` with tf.data's autotuning off (``AUTOTUNE`` parallelism then means one call
+    per core, at most 16). Every dataset of this module ends with it. The autotuner's
+    thread sleeps in doubling periods (10 ms, 20 ms, ... up to 60 s) and an iterator
+    being deleted waits for its wake-up (TensorFlow 2.21): measured on 2 cores, 4 of 5
+    `fit` calls over 2,560 streamed JPEGs sat idle 3.5 s after their last step, and one
+    validation pass in two took 5.1 s instead of 3.9 s; on a long run the wait can reach
+    a minute at every validation pass and at the end. Untuned, none waited, and training
+    ran as fast (bench/STREAM_RESULTS.md).
+
+    >>> untuned(tf.data.Dataset.range(3)).options().autotune.enabled
+    False
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
 def _check_mode(mode: str) -> None:
     if mode not in PREPROCESSING_MODES:
         raise ConfigError(f"unknown preprocessing '{mode}'",
@@ -150,7 +168,7 @@ def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
     """uint8 (images, labels[, weights]) batches -> model inputs, augmented if
     `aug_layers`; labels one-hot over `one_hot` classes if given (what label smoothing in
     Keras needs). Weights (streamed data: 0 for an image that could not be decoded) pass
-    through."""
+    through. `untuned`, as every dataset of this module."""
     if one_hot:
         ds = ds.map(lambda xb, yb, *w: (xb, tf.one_hot(yb, one_hot), *w),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -169,7 +187,7 @@ def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
         ds = ds.map(lambda xb, yb, *w: (preprocess_batch(xb, input_shape, preprocessing),
                                         yb, *w),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(PREFETCH_BATCHES)
+    return untuned(ds.prefetch(PREFETCH_BATCHES))
 
 
 def _loaded(index_batches, loader, labels: np.ndarray):
