@@ -17,6 +17,7 @@ from cnncli.errors import ConfigError, TrainingError
 from cnncli.run import checkpoint, loop, rundir
 from cnncli.run import plan as planning
 from cnncli.run import train as training
+from cnncli.run.callbacks import Interrupted
 from cnncli.run.state import TrainState
 from cnncli.runtime import import_tf
 
@@ -327,6 +328,51 @@ def test_sigint_writes_a_backup_exits_130_and_resume_matches(tmp_path):
     assert history_rows(run) == history_rows(reference)
     for a, b in zip(weights(run), weights(reference), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+class CtrlCTwice(training.Reporter):
+    """Presses Ctrl-C twice after step 5: the second before training could stop."""
+
+    pressed_at = None
+
+    def step(self, step, logs):
+        if step > 5 and self.pressed_at is None:
+            self.pressed_at = step
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the first is handled (training will stop after this step)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_resume_uses_the_last_backup(tmp_path):
+    path = write_config(tmp_path, epochs=2, batch_size=8, backup_every=2)
+    run = tmp_path / "runs" / "toy" / "1"
+    keys = CtrlCTwice()
+    with pytest.raises(Interrupted, match="Ctrl-C twice: training stopped at once") as stop:
+        try:
+            run_train(path, reporter=keys)
+        except KeyboardInterrupt:
+            pytest.fail("the second Ctrl-C left training as a bare KeyboardInterrupt")
+    assert stop.value.exit_code == 130 and f"--resume {run}" in stop.value.hint
+    assert files.read_json(run / "state.json")["status"] == "interrupted"
+    backup, _ = checkpoint.load(run, training.compile_model(training.plan(config.load(path))))
+    assert 0 < backup.step < keys.pressed_at  # an earlier one: none at the step pressed
+    assert len(history_rows(run_train(path, resume=run).run)) == 2
+
+
+def test_ctrl_c_exits_130_at_once_with_a_line_saying_so(tmp_path):
+    # Typer turns Ctrl-C into a silent exit 130; cnncli says so and leaves at once, without
+    # Python's shutdown (which could wait forever on a TensorFlow input pipeline's threads)
+    code = ("import atexit\n"
+            "from cnncli.cli import app\n"
+            "atexit.register(lambda: print('shut down'))\n"
+            "def pressed(): raise KeyboardInterrupt\n"
+            "app.app.command('pressed')(pressed)\n"
+            "app.main()\n")
+    done = subprocess.run([sys.executable, "-c", code, "pressed"], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (130, "Interrupted.")
+    assert "shut down" not in done.stdout
 
 
 def test_sigterm_exits_143(tmp_path):

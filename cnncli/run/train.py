@@ -184,15 +184,21 @@ def _apply(p: Plan, model, state: TrainState, diff: dict, run: Path, reporter) -
 
 def _fit(p: Plan, model, state: TrainState, run: Path, callback, reporter) -> None:
     relay = distributed.SignalRelay(callback) if p.placement.kind == "multiworker" else None
+    signals = relay or callback  # where the signal handler records a Ctrl-C or SIGTERM
     try:
-        with loop.signals_to(relay or callback):
+        with loop.signals_to(signals):
             loop.fit(p, model, state, callback, relay)
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+        error = exc
+        if isinstance(exc, KeyboardInterrupt) and signals.signal:  # a second one: at once
+            error = Interrupted(signals.signal, run)
+        status = "interrupted" if isinstance(error, Interrupted) else "failed"
         with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
-            files.write_json(run / rundir.STATE, {"status": status, "error": str(exc)})
+            files.write_json(run / rundir.STATE, {"status": status, "error": str(error)})
         if isinstance(exc, OSError):
             raise _write_error(run, exc) from None
+        if error is not exc:
+            raise error from None
         raise
     finally:
         reporter.end()

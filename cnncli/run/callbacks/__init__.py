@@ -29,13 +29,19 @@ __all__ = ["Interrupted", "RunCallback", "best_monitor"]
 
 
 class Interrupted(CnnError):
-    """Training stopped by Ctrl-C or SIGTERM after writing a backup."""
+    """Training stopped by Ctrl-C or SIGTERM: after the current step, writing a backup;
+    or, at a second one (no `where`), at once, the last backup kept."""
 
-    def __init__(self, signum: int, run: Path, where: str):
+    def __init__(self, signum: int, run: Path, where: str | None = None):
         self.signum = signum
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        super().__init__(f"{name}: training stopped at {where} after writing a backup",
-                         file=str(run), hint=f"resume with: cnncli train --resume {run}")
+        if where is None:
+            super().__init__(f"{name} twice: training stopped at once, without a new backup",
+                             file=str(run), hint="resume from the last backup with: cnncli "
+                             f"train --resume {run}")
+        else:
+            super().__init__(f"{name}: training stopped at {where} after writing a backup",
+                             file=str(run), hint=f"resume with: cnncli train --resume {run}")
         self.exit_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
 
 
