@@ -207,6 +207,15 @@ def folder_with_undecodable_pngs(folder: Path, shared: Shared) -> Path:
     return root
 
 
+def folder_mostly_undecodable(folder: Path, shared: Shared) -> Path:
+    """Three classes of 8 PNGs, 5 of each cut short: most images fail to decode."""
+    root = image_folder(folder / "photos", {"a": 8, "b": 8, "c": 8})
+    for name in "abc":
+        for i in range(5):
+            (root / name / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return root
+
+
 def folder_with_non_images(folder: Path, shared: Shared) -> Path:
     """Three classes of 8 PNGs, plus a text file named .png (refused up front) and a broken
     .png beside them (its header is a PNG's: skipped when the pipeline decodes it)."""

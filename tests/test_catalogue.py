@@ -257,6 +257,20 @@ DATA_ROWS = [
     row("data-undecodable_files_skipped_in_the_epoch", "train {file}", 0,
         r"epoch 1/1 .* [1-6] unreadable image\(s\) skipped", cf.data_builder(
             cf.folder_with_undecodable_pngs), CLI, regex=True, writes=True),
+    row("data-most_images_undecodable", "train {file}", 3,
+        r"photos: 1\d of the 1\d images read so far could not be decoded, e\.g\. \S+/photos/"
+        r"./\d\.png: the image is truncated or corrupt \(Truncated File Read\); \S+\.png: "
+        r"the image is truncated or corrupt \(Truncated File Read\); training stopped at "
+        r"epoch 1, step \d, and no backup was written yet \(it happened before the first "
+        r"one\)\. Hint: check the data \(a copy cut short\? the right folder\?\), fix or "
+        r"remove the files that fail; then start the run again", cf.data_builder(
+            cf.folder_mostly_undecodable), CLI, regex=True, writes=True),
+    row("data-undecodable_file_strict", "train {file}", 3,
+        r"photos/./[01]\.png: the image is truncated or corrupt .* training stopped at epoch 1, "
+        r"step \d, .* Hint: fix or remove that file, or skip such files with data.strict: "
+        r"false; then start the run again",
+        cf.data_builder(cf.folder_with_undecodable_pngs, strict=True), CLI, regex=True,
+        writes=True),
     row("data-non_image_files_strict", "train {file}", 3,
         "the file is text, not an image (it reads JPEG, PNG, BMP, GIF, WebP and TIFF). Hint: "
         "remove it (1 such file(s) in {tmp}/photos), or turn strict mode off (data.strict: "

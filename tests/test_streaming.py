@@ -402,3 +402,43 @@ def test_streamed_batches_run_without_tf_data_autotuning(tmp_path, packed):
     made = [feed.training(batch_size=2, seed=1, epochs=1),
             feed.validation(batch_size=2, seed=1)]
     assert [d.options().autotune.enabled for d in made] == [False, False]
+
+
+def _feed_with_broken(tmp_path, broken: int, total: int = 10):
+    """A feed over `total` PNGs, the first `broken` cut short, all of them decoded once."""
+    root = tmp_path / "photos"
+    for part, count in (("train", total), ("test", 2)):
+        for i in range(count):
+            folder = root / part / "ab"[i % 2]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), 40 * (i % 2), np.uint8)).save(folder / f"{i}.png")
+            if part == "train" and i < broken:
+                (folder / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    feed = Feed.of(datasets.load(root), (8, 8, 1), validation_split=0, seed=0, cache="none")
+    feed.train_loader.batch(np.arange(total))
+    return feed
+
+
+def test_training_goes_on_while_at_most_half_the_images_fail_to_decode(tmp_path):
+    assert _feed_with_broken(tmp_path, 5).unreadable_error(epoch_end=True) is None
+
+
+def test_more_than_half_failing_to_decode_stops_training_at_the_epochs_end(tmp_path):
+    feed = _feed_with_broken(tmp_path, 6)
+    assert feed.unreadable_error() is None  # 10 images tried: too few to judge mid-epoch
+    error = feed.unreadable_error(epoch_end=True)
+    assert "6 of the 10 images read so far could not be decoded" in error.message
+    assert error.message.count("the image is truncated or corrupt") == 2  # two examples
+
+
+def test_more_than_half_failing_after_a_hundred_images_stops_training_mid_epoch(tmp_path,
+                                                                                monkeypatch):
+    from cnncli.data import feed as feeds
+
+    monkeypatch.setattr(feeds, "UNREADABLE_AFTER", 10)
+    assert "6 of the 10" in _feed_with_broken(tmp_path, 6).unreadable_error().message
+
+
+def test_with_strict_the_first_image_that_fails_to_decode_stops_training(tmp_path):
+    error = _feed_with_broken(tmp_path, 1).unreadable_error(strict=True)
+    assert error.file.endswith("0.png") and "data.strict: false" in error.hint

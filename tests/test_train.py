@@ -95,6 +95,37 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
+def test_images_that_stop_decoding_stop_the_run_and_the_backup_is_kept(tmp_path,
+                                                                        monkeypatch):
+    from PIL import Image
+
+    from cnncli.data import images
+    from cnncli.errors import DataError
+
+    data = np.load(write_config(tmp_path).parent / "toy.npz")
+    for i, (x, y) in enumerate(zip(data["x_train"][:96], data["y_train"][:96], strict=True)):
+        (tmp_path / "photos" / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[..., 0]).save(tmp_path / "photos" / str(y) / f"{i}.png")
+    path = write_config(tmp_path, epochs=2, backup_every=1)
+    seen, real = set(), images.load_resized
+
+    def disk_gone_bad_after_the_first_epoch(source, *args, **kw):
+        if source in seen:  # not cached: the second epoch reads every file again
+            raise DataError("the image is truncated or corrupt", file=str(source))
+        seen.add(source)
+        return real(source, *args, **kw)
+
+    monkeypatch.setattr(images, "load_resized", disk_gone_bad_after_the_first_epoch)
+    with pytest.raises(DataError, match=r"of the \d+ images read so far could not be decoded"
+                                        r".*training stopped at epoch \d, step \d, and the last "
+                                        r"backup was kept") as e:
+        run_train(path, f"data.name={tmp_path / 'photos'}", "data.cache=none")
+    run = tmp_path / "runs" / "toy" / "1"
+    assert e.value.hint.endswith(f"then resume with: cnncli train --resume {run}")
+    assert files.read_json(run / "state.json")["status"] == "failed"
+    assert rundir.has_backup(run) and not (run / "model.keras").exists()
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     path = write_config(tmp_path, epochs=2, backup_every=4)
     run = run_train(path).run

@@ -24,6 +24,13 @@ from cnncli.data.dataset import Dataset, Split
 from cnncli.data.loader import ImageLoader, needs_loader
 from cnncli.errors import ConfigError, DataError
 
+#: Training stops when more than this share of the images tried so far could not be
+#: decoded: then the data is broken (a truncated copy, the wrong folder), not a few files,
+#: and a run on what is left would be a waste of hours. Judged once this many images were
+#: tried (or at an epoch's end), so that two bad files among the first three stop nothing.
+UNREADABLE_SHARE = 0.5
+UNREADABLE_AFTER = 100
+
 
 @dataclass
 class Feed:
@@ -72,6 +79,31 @@ class Feed:
         """Images that could not be decoded so far (skipped: weight 0)."""
         return sum(len(loader.failures) for loader in {self.train_loader, self.val_loader}
                    if loader is not None)
+
+    def unreadable_error(self, strict: bool = False, epoch_end: bool = False
+                         ) -> DataError | None:
+        """The error to stop training with because images could not be decoded: at the
+        first one with `strict`, else when more than `UNREADABLE_SHARE` of those tried
+        failed (judged after `UNREADABLE_AFTER` or at an epoch's end); None while training
+        may go on."""
+        loaders = [loader for loader in {self.train_loader, self.val_loader} if loader]
+        failures = [exc for loader in loaders for exc in loader.failures.values()]
+        if not failures:
+            return None
+        if strict:
+            first = failures[0]
+            return DataError(first.message, file=first.file,
+                             hint="fix or remove that file, or skip such files with "
+                                  "data.strict: false")
+        tried = sum(loader.tried for loader in loaders)
+        if len(failures) <= UNREADABLE_SHARE * tried or (tried < UNREADABLE_AFTER
+                                                          and not epoch_end):
+            return None
+        examples = "; ".join(f"{exc.file}: {exc.message}" for exc in failures[:2])
+        return DataError(f"{len(failures):,} of the {tried:,} images read so far could not "
+                         f"be decoded, e.g. {examples}",
+                         hint="check the data (a copy cut short? the right folder?), fix or "
+                              "remove the files that fail")
 
     @property
     def cache_error(self) -> str | None:

@@ -86,6 +86,8 @@ class ImageLoader:
         self.resize = images.resize_mode(resize)
         self.cache = choose_cache(cache, len(split), self.shape)
         self.failures: dict[int, CnnError] = {}  # index -> why it could not be decoded
+        self.tried = 0  # how many different images a decode was tried on
+        self._tried = np.zeros(len(split), bool)
         self.cache_error: str | None = None  # why the cache stopped mid-run, if it did
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(DECODE_THREADS)
@@ -168,6 +170,10 @@ class ImageLoader:
 
     def _decode(self, i: int, encoded: bytes | None = None) -> np.ndarray | None:
         size, channels = self.shape[:2], self.shape[-1]
+        with self._lock:
+            if not self._tried[i]:
+                self._tried[i] = True
+                self.tried += 1
         try:
             if encoded is not None:
                 return images.load_resized(bytes(encoded), size, self.resize,

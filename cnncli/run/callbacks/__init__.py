@@ -1,6 +1,7 @@
 """The one Keras callback of a run, and the jobs it calls in order.
 
-`RunCallback` counts steps, stops on a NaN loss or a signal, and at each epoch's end
+`RunCallback` counts steps, stops on a NaN loss, a signal or images that cannot be
+decoded (`Feed.unreadable_error`), and at each epoch's end
 builds the history row, then calls each job: the best model (`best`), early stopping
 and the plateau schedule (`stopping`), a backup (`backup`), the files people read
 (`outputs`), and the reporter (progress lines). Each job keeps its counters in the
@@ -14,7 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, TrainingError
+from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, DataError, TrainingError
 from cnncli.run import finetune
 from cnncli.run.callbacks.backup import Backups
 from cnncli.run.callbacks.best import BestModel, best_monitor
@@ -62,8 +63,9 @@ class RunCallback(keras.callbacks.Callback):
         super().__init__()
         self.p, self.run, self.state, self.reporter = p, run, state, reporter
         self.signal = None  # set by the signal handler (cnncli.run.loop.signals_to)
-        self.stop = None  # why training stopped: "nan", "signal", "early"
+        self.stop = None  # why training stopped: "nan", "signal", "early", "unreadable"
         self.nan_at = None
+        self.unreadable: DataError | None = None  # why, when images could not be decoded
         self.first_step = 0  # the step an epoch (re)starts at: > 0 when resuming mid-epoch
         t = p.cfg.train
         self.monitor = best_monitor(list(t.metrics), len(p.feed.val) > 0)
@@ -94,6 +96,8 @@ class RunCallback(keras.callbacks.Callback):
             self._halt("nan")
             return
         self.state.step = step
+        if self._unreadable_images():
+            return
         self.reporter.step(step, logs)
         if step >= self.p.steps_in(self.state.epoch):
             return  # the epoch's end comes next: its backup and a signal are handled there
@@ -105,7 +109,8 @@ class RunCallback(keras.callbacks.Callback):
 
     # -- epochs ---------------------------------------------------------------------------
     def on_epoch_end(self, epoch, logs=None):
-        if self.stop in ("nan", "signal") or self.state.step < self.p.steps_in(epoch):
+        if self.stop in ("nan", "signal", "unreadable") or self._unreadable_images(True) \
+                or self.state.step < self.p.steps_in(epoch):
             return  # an interrupted epoch is not finished: no history row
         row = self._row(epoch, logs or {})
         self.state.history.append(row)
@@ -142,6 +147,17 @@ class RunCallback(keras.callbacks.Callback):
         return row
 
     # -- stopping -------------------------------------------------------------------------
+    def _unreadable_images(self, epoch_end: bool = False) -> bool:
+        """Stop (keeping the last backup) when too many images could not be decoded, or
+        one with `data.strict`. With several machines each counts only its own files and
+        they would not stop together: there, such files are skipped and counted."""
+        if not self.p.feed.failures or self.p.placement.kind == "multiworker":
+            return False
+        self.unreadable = self.p.feed.unreadable_error(self.p.cfg.data.strict, epoch_end)
+        if self.unreadable is not None:
+            self._halt("unreadable")
+        return self.unreadable is not None
+
     def _backup(self) -> None:
         if not self.backups.save(self.model):
             self.nan_at = (self.state.epoch, self.state.step)
@@ -157,11 +173,23 @@ class RunCallback(keras.callbacks.Callback):
         if self.stop == "signal":
             where = f"epoch {self.state.epoch + 1}, step {self.state.step}"
             raise Interrupted(self.signal, self.run, where)
+        if self.stop == "unreadable":
+            e, then = self.unreadable, "start the run again"
+            if self.backups.last > 0:
+                then = f"resume with: cnncli train --resume {self.run}" + (
+                    " (add --set data.strict=false --force to skip such files)"
+                    if self.p.cfg.data.strict else "")
+            raise DataError(f"{e.message}; training stopped at epoch {self.state.epoch + 1}, "
+                            f"step {self.state.step}, and {self._kept()}",
+                            file=e.file or self.p.cfg.data.name, hint=f"{e.hint}; then {then}")
+
+    def _kept(self, what: str = "backup") -> str:
+        return (f"the last {what} was kept" if self.backups.last > 0 else
+                "no backup was written yet (it happened before the first one)")
 
     def _nan_error(self) -> TrainingError:
         epoch, step = self.nan_at
-        kept = ("the last good backup was kept" if self.backups.last > 0 else
-                "no backup was written yet (it happened before the first one)")
+        kept = self._kept("good backup")
         return TrainingError(
             f"the loss became NaN or infinite at epoch {epoch + 1}, step {step}; training "
             f"stopped and {kept}", file=str(self.run), hint=nan_hint(self.p.cfg.train,
