@@ -93,10 +93,11 @@ def test_check_reports_config_errors_with_their_lines(write):
     assert "did you mean 'batch_size'" in result.stderr
 
 
-def test_debug_shows_the_traceback(write):
+def test_debug_shows_the_traceback_and_keeps_the_message_and_exit_code(write):
     path = write("bad.yaml", "input: [2, 2, 1]\nlayers: [Nope]\n")
     result = cnncli("--debug", "check", str(path))
-    assert result.returncode != 0 and "Traceback" in result.stderr
+    assert result.returncode == 2 and "Traceback" in result.stderr
+    assert "unknown layer 'Nope'" in result.stderr.split("Traceback")[1].splitlines()[-1]
 
 
 def test_unknown_builtin_lists_the_builtins():

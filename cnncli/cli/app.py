@@ -79,8 +79,7 @@ def main() -> None:
     try:
         app()
     except CnnError as exc:
-        if os.environ.get("CNNCLI_DEBUG"):
-            raise
+        _traceback_if_debugging()
         from cnncli.cli import render
 
         render.error(exc)
@@ -94,14 +93,22 @@ def main() -> None:
             _interrupted()
         raise
     except Exception as exc:  # a bug, ours or a library's: say so in one paragraph
-        if os.environ.get("CNNCLI_DEBUG"):
-            raise
+        _traceback_if_debugging()
         from cnncli.cli import render
 
         render.error(f"unexpected {type(exc).__name__}: {exc}. Hint: this is a bug in cnncli "
                      "or a library it uses; run again with --debug (before the command) for "
                      "the traceback, and report it")
         sys.exit(EXIT_DATA_OR_MODEL)
+
+
+def _traceback_if_debugging() -> None:
+    """With ``--debug``, the traceback of the error being handled, on stderr: the message
+    and the exit code that follow are the same as without."""
+    if os.environ.get("CNNCLI_DEBUG"):
+        import traceback
+
+        traceback.print_exc()
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:
