@@ -61,6 +61,16 @@ def stderr_silenced():
         os.close(saved)
 
 
+def downloads_on_stderr():
+    """Keras' download messages ("Downloading data from URL" and its progress bar) on
+    stderr, where progress belongs, not on stdout, which holds results (`--json`).
+
+    >>> with downloads_on_stderr():
+    ...     print("Downloading data from https://example.com/x.npz")   # goes to stderr
+    """
+    return contextlib.redirect_stdout(sys.stderr)
+
+
 def import_keras():
     """Import and return `keras` (on TensorFlow), after checking its version.
 

@@ -86,6 +86,9 @@ def snapshot(root: Path) -> dict[str, int]:
     return {str(p): p.stat().st_size for p in root.rglob("*")}
 
 
+KERAS_DOWNLOAD = known._keras_download  # `isolated` replaces it in every test
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """No real Keras cache, system folder, data-dir variable or network in any test."""
@@ -390,6 +393,22 @@ def test_successful_download_is_used_when_nothing_local(monkeypatch):
         (x_train, y_train[:, None]), (x_test, y_test[:, None])))
     ds = datasets.load("cifar10")
     assert ds.source.startswith("Keras download") and ds.image_shape == (32, 32, 3)
+
+
+def test_keras_download_messages_go_to_stderr_not_to_stdout(monkeypatch, capsys):
+    import keras
+
+    x_train, y_train, x_test, y_test = tiny_arrays(size=(32, 32, 3))
+
+    def load_data():
+        print("Downloading data from https://www.cs.toronto.edu/cifar-10-python.tar.gz")
+        return (x_train, y_train[:, None]), (x_test, y_test[:, None])
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", load_data)
+    monkeypatch.setattr(known, "_keras_download", KERAS_DOWNLOAD)
+    datasets.load("cifar10")
+    out, err = capsys.readouterr()
+    assert out == "" and "Downloading data from" in err  # stdout holds results (--json)
 
 
 def test_incomplete_idx_set_in_cache_is_named_in_the_not_found_error(tmp_path):

@@ -310,10 +310,28 @@ def test_models_download_fetches_the_notop_file_too(tmp_path, monkeypatch):
     entry = dataclasses.replace(pretrained.REGISTRY["mobilenet_v2"], factory=factory)
     monkeypatch.setitem(pretrained.REGISTRY, "mobilenet_v2", entry)
     paths = pretrained.download("mobilenet_v2")
-    assert calls == [("imagenet", {}), ("imagenet", {"include_top": False})]
+    assert calls == [("imagenet", {"include_top": True}), ("imagenet", {"include_top": False})]
     assert [p.name for p in paths] == [entry.weights_file, NOTOP]
     assert all(p.is_file() for p in paths)
     assert pretrained.cached_notop(entry) == paths[1]
+
+
+def test_a_failed_download_says_it_on_stderr_and_how_to_bring_the_file(monkeypatch, capsys):
+    import dataclasses
+
+    def factory(weights, **options):
+        print("Downloading data from https://storage.example/x.h5")  # as Keras' get_file
+        raise OSError("[Errno -2] Name or service not known")
+
+    entry = dataclasses.replace(pretrained.REGISTRY["vgg16"], factory=factory)
+    monkeypatch.setitem(pretrained.REGISTRY, "vgg16", entry)
+    with pytest.raises(ModelError, match="could not download the ImageNet weights of vgg16: "
+                                         r"\[Errno -2\] Name or service not known") as e:
+        pretrained.download("vgg16")
+    assert e.value.hint.startswith("run `cnncli models --download vgg16` on a machine that is "
+                                   f"online and copy {pretrained.cache_dir()}/")
+    out, err = capsys.readouterr()
+    assert out == "" and "Downloading data from" in err  # stdout holds results only
 
 
 def test_transfer_plan_is_none_for_a_plain_network(tmp_path):

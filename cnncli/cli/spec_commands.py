@@ -77,6 +77,10 @@ def schema() -> None:
     render.print_json(config.schema())
 
 
+def _cached(path, megabytes: float) -> str:
+    return "cached" if path else f"not cached ({megabytes:g} MB download)"
+
+
 def models(
     download: Annotated[str | None, typer.Option(
         help="Fetch a pretrained model's weights into Keras' cache now.")] = None,
@@ -101,10 +105,9 @@ def models(
         rows.append({"name": name, "kind": "pretrained", "input": list(entry.input_shape),
                      "classes": 1000, "weights": str(cached) if cached else None,
                      "notop_weights": str(notop) if notop else None,
-                     "description": "ImageNet weights " + (
-                         "cached" if cached else f"not cached ({entry.megabytes} MB download)")
-                     + "; without the classifier " + ("cached" if notop else
-                                                      f"not ({entry.notop_megabytes:g} MB)")})
+                     "description": f"ImageNet weights {_cached(cached, entry.megabytes)}; "
+                                    "without the classifier (for fine-tuning) "
+                                    f"{_cached(notop, entry.notop_megabytes)}"})
     if json:
         render.print_json(rows)
         return

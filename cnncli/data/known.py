@@ -287,10 +287,11 @@ def _not_found(known: KnownDataset, searched: list[str], also: list[str],
 
 def _keras_download(name: str):
     """``keras.datasets.<name>.load_data()``: downloads into Keras' cache if needed."""
-    from cnncli.runtime import import_keras
+    from cnncli.runtime import downloads_on_stderr, import_keras
 
     keras = import_keras()
-    return getattr(keras.datasets, name).load_data()
+    with downloads_on_stderr():
+        return getattr(keras.datasets, name).load_data()
 
 
 def load_known(known: KnownDataset, data_dir, offline: bool) -> Dataset:

@@ -26,6 +26,7 @@ from pathlib import Path
 from cnncli.errors import ModelError
 from cnncli.model import pretrained
 from cnncli.model.backbone import NO_WEIGHTS
+from cnncli.runtime import downloads_on_stderr
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,8 @@ def locate(name: str, weights: str, input_shape, *, offline: bool,
     if offline or not download:
         raise pretrained.missing_notop(entry, file, "offline" if offline else "not cached")
     try:  # Keras downloads it into its cache, checking its hash
-        with warnings.catch_warnings():  # MobileNetV2's note on input sizes it has no file for
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(), downloads_on_stderr():
+            warnings.simplefilter("ignore")  # MobileNetV2's note on sizes it has no file for
             entry.factory("imagenet", include_top=False, input_shape=tuple(input_shape))
     except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
         raise pretrained.missing_notop(

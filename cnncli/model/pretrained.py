@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli.errors import ConfigError, ModelError, suggest
+from cnncli.runtime import downloads_on_stderr
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
         if offline:
             raise _missing(entry, "offline")
         try:
-            return entry.factory("imagenet")  # Keras downloads into its cache
+            with downloads_on_stderr():
+                return entry.factory("imagenet")  # Keras downloads into its cache
         except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
             raise _missing(entry, f"the download failed: {str(exc).splitlines()[0]}") \
                 from None
@@ -171,15 +173,18 @@ def download(name: str) -> list[Path]:
     """Fetch the weights of `name` into Keras' cache now (for machines that go offline):
     the full model's (prediction) and the no-top file (fine-tuning, at the default size)."""
     entry = get(name)
-    try:
-        entry.factory("imagenet")
-    except Exception as exc:
-        raise _missing(entry, f"the download failed: {str(exc).splitlines()[0]}") from None
-    try:
-        entry.factory("imagenet", include_top=False)
-    except Exception as exc:
-        raise missing_notop(entry, notop_file(entry),
-                            f"the download failed: {str(exc).splitlines()[0]}") from None
+    for file, top in ((entry.weights_file, True), (notop_file(entry), False)):
+        try:
+            with downloads_on_stderr():
+                entry.factory("imagenet", include_top=top)
+        except Exception as exc:
+            raise ModelError(
+                f"could not download the ImageNet weights of {entry.name}"
+                + ("" if top else " without its classifier")
+                + f": {str(exc).splitlines()[0]}", file=str(cache_dir() / file),
+                hint=f"run `cnncli models --download {entry.name}` on a machine that is "
+                     f"online and copy {cache_dir()}/{file} here, or download "
+                     f"{entry.origin}{file} into {cache_dir()}/") from None
     return [cache_dir() / entry.weights_file, cache_dir() / notop_file(entry)]
 
 
