@@ -73,8 +73,30 @@ def test_check_reports_all_errors_with_exit_2_and_no_traceback(write):
     result = cnncli("check", str(path))
     assert result.returncode == 2
     assert f"{path}:3: layer 1: unknown layer 'Conv2d'" in result.stderr
-    assert f"{path}:4: layer 1: unknown argument 'unit' for Dense" in result.stderr
+    assert f"{path}:4: layer 2: unknown argument 'unit' for Dense" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_reports_a_shape_problem_before_the_first_layer_it_cannot_build(write):
+    path = write("net.yaml", README_SPEC)  # the README's example, its output below
+    result = cnncli("check", str(path))
+    assert result.returncode == 2
+    assert [line.split(". Hint")[0] for line in result.stderr.splitlines()] == [
+        f"error: {path}:3: layer 1 'conv1_1' (Conv2D): the 3x3 input is smaller than the 5x5 "
+        "filter: (W - F + 2P)/S + 1 = (3 - 5 + 0)/1 + 1 = -1",
+        f"error: {path}:4: layer 2: unknown layer 'Conv2d'",
+        f"error: {path}:5: layer 3: unknown argument 'filter' for Conv2D"]
+
+
+README_SPEC = """\
+input: [3, 3, 1]
+layers:
+  - Conv2D: {filters: 8, kernel_size: 5}
+  - Conv2d: {filters: 8, kernel_size: 3}
+  - Conv2D: {filter: 8, kernel_size: 3}
+  - Flatten
+  - Dense: {units: 10, activation: softmax}
+"""
 
 
 def test_check_reads_the_model_of_a_run_config(write):

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from cnncli.errors import CnnError, ConfigError
+from cnncli.errors import CnnError, ConfigError, raise_all
 from cnncli.model import backbone, keras_layers
 from cnncli.model import expand as expansion
 from cnncli.model import spec as specs
@@ -52,9 +52,32 @@ def build_checked(spec: specs.Spec | expansion.Expanded, *, classes: int | None 
     if isinstance(spec, specs.Spec):
         if classes is not None or input is not None:
             spec = spec.with_overrides(classes=classes, input=input)
-        spec = expansion.expand(spec)
+        spec = _expanded(spec)
     expanded = spec
     warnings: list[str] = []
+    tensors = _layers(expanded, warnings)
+    outputs = tensors[expanded.output]
+    _check_output(expanded, outputs)
+    model = keras.Model(tensors[expansion.INPUT], outputs, name=_model_name(expanded.name))
+    return Built(model=model, expanded=expanded, warnings=warnings)
+
+
+def _expanded(spec: specs.Spec) -> expansion.Expanded:
+    """`expansion.expand`, whose errors come with the first shape problem among the
+    layers before them (found by building those layers), so one `check` says both."""
+    expanded, errors = expansion.expand_partly(spec)
+    if errors and expanded.nodes and expanded.input_shape:
+        try:
+            _layers(expanded, [])
+        except CnnError as exc:
+            errors = [exc, *errors]
+    raise_all(errors)
+    return expanded
+
+
+def _layers(expanded: expansion.Expanded, warnings: list[str]) -> dict:
+    """Each node's output tensor (and the input's), checking shapes and weights as it
+    goes; warnings worth showing are appended to `warnings`."""
     inputs = keras.Input(shape=expanded.input_shape, name="input")
     tensors = {expansion.INPUT: inputs}
     mixed = keras.config.dtype_policy().name != "float32"
@@ -89,10 +112,7 @@ def build_checked(spec: specs.Spec | expansion.Expanded, *, classes: int | None 
                 where=node.where(), hint="check its size arguments: every output size must "
                 "be at least 1")
         tensors[node.name] = output
-    outputs = tensors[expanded.output]
-    _check_output(expanded, outputs)
-    model = keras.Model(inputs, outputs, name=_model_name(expanded.name))
-    return Built(model=model, expanded=expanded, warnings=warnings)
+    return tensors
 
 
 def _make_layer(node: expansion.Node, args: dict, shape):

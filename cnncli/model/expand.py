@@ -116,9 +116,12 @@ class _Expander:
         self.nodes: list[Node] = []
         self.used_names: set[str] = {INPUT}
         self.errors: list[CnnError] = []
+        self.unbuilt = 0  # layer entries that made no node (errors): they keep their number
+        self.sound = MAX_LAYERS + 1  # the nodes before the first error
 
     # Errors name the file, the line, and the layer by index and name.
     def error(self, message, line, where=None, hint=None):
+        self.sound = min(self.sound, len(self.nodes))
         self.errors.append(ConfigError(message, file=self.file, line=line, where=where,
                                        hint=hint))
 
@@ -146,8 +149,20 @@ class _Expander:
                               item_line(entries, i, line), group)
         return tail
 
+    def number(self) -> int:
+        """The number of the layer being expanded, as people count the spec's entries:
+        one with an error still counts, so the next error names the right layer."""
+        return len(self.nodes) + self.unbuilt + 1
+
     def entry(self, entry, tail, names, params, stack, line, group):
-        where = f"layer {len(self.nodes) + 1}"
+        nodes, errors = len(self.nodes), len(self.errors)
+        tail = self._entry(entry, tail, names, params, stack, line, group)
+        if len(self.nodes) == nodes and len(self.errors) > errors:
+            self.unbuilt += 1
+        return tail
+
+    def _entry(self, entry, tail, names, params, stack, line, group):
+        where = f"layer {self.number()}"
         if isinstance(entry, str):
             entry = {entry: None}
         if not isinstance(entry, dict) or not entry:
@@ -193,7 +208,7 @@ class _Expander:
         return tail
 
     def layer(self, key, value, tail, names, params, line, explicit, group):
-        where = f"layer {len(self.nodes) + 1}" + (f" '{explicit}'" if explicit else "")
+        where = f"layer {self.number()}" + (f" '{explicit}'" if explicit else "")
         cls = keras_layers.layer_class(key)
         if cls is None:
             self.error(f"unknown layer '{key}'", line, where,
@@ -240,7 +255,7 @@ class _Expander:
         """A backbone (`cnncli.model.backbone`): one node, the spec's first layer."""
         from cnncli.model import backbone
 
-        where = f"layer {len(self.nodes) + 1} ({backbone.ENTRY})"
+        where = f"layer {self.number()} ({backbone.ENTRY})"
         args, problems = backbone.entry_args(value)
         for message, hint in problems:
             self.error(message, line, where, hint)
@@ -254,7 +269,7 @@ class _Expander:
         return self.add(backbone.LAYER, args, [tail], _Names(), line, name, group)
 
     def block(self, key, value, tail, names, params, stack, line, explicit, group):
-        where = f"layer {len(self.nodes) + 1} (block '{key}')"
+        where = f"layer {self.number()} (block '{key}')"
         if key in stack:
             chain = " -> ".join([*stack[stack.index(key):], key])
             self.error(f"block '{key}' uses itself ({chain})", line, where,
@@ -299,7 +314,7 @@ class _Expander:
                              yamlio.line_of(block["layers"], bline), group)
 
     def branches(self, entry, tail, names, params, stack, line, explicit, group):
-        where = f"layer {len(self.nodes) + 1} (branches)"
+        where = f"layer {self.number()} (branches)"
         branches = entry["branches"]
         merge = str(entry.get("merge", "concatenate"))
         layer = MERGES.get(merge.lower()) or (merge if merge in MERGES.values() else None)
@@ -349,6 +364,14 @@ class _Expander:
 
 def expand(spec: Spec) -> Expanded:
     """Expand repeats, blocks and branches into named `Node`s; raise all problems found."""
+    expanded, errors = expand_partly(spec)
+    raise_all(errors)
+    return expanded
+
+
+def expand_partly(spec: Spec) -> tuple[Expanded, list[CnnError]]:
+    """Like `expand`, returning the problems instead of raising them; when there are
+    some, the nodes are those before the first (their shapes can still be checked)."""
     errors: list[CnnError] = []
     line = key_line(spec.raw, "input")
     try:
@@ -363,10 +386,15 @@ def expand(spec: Spec) -> Expanded:
                 line=key_line(spec.blocks, name), hint="rename the block"))
     exp = _Expander(spec)
     exp.errors = errors
+    if errors:
+        exp.sound = 0
     params = {"classes": spec.classes}
     output = exp.sequence(spec.layers, INPUT, _Names(), params, [],
                           key_line(spec.raw, "layers"))
-    raise_all(exp.errors)
+    if exp.errors:
+        nodes = exp.nodes[:exp.sound]
+        return Expanded(spec, nodes, input_shape, nodes[-1].name if nodes else INPUT), exp.errors
     if not exp.nodes:
-        raise ConfigError("the spec has no layers", file=spec.file)
-    return Expanded(spec=spec, nodes=exp.nodes, input_shape=input_shape, output=output)
+        return Expanded(spec, [], input_shape, INPUT), [
+            ConfigError("the spec has no layers", file=spec.file)]
+    return Expanded(spec=spec, nodes=exp.nodes, input_shape=input_shape, output=output), []
