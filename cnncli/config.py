@@ -250,8 +250,11 @@ def schema() -> dict:
     return RunConfig.model_json_schema(by_alias=True)
 
 
-def parse(doc: Any, *, file: str | None = None) -> RunConfig:
-    """Validate a loaded YAML document as a run config; raise all problems found."""
+def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = None
+          ) -> RunConfig:
+    """Validate a loaded YAML document as a run config; raise all problems found.
+    `set_by` maps keys given on the command line to how they were given (``--epochs 0``):
+    their errors name that, not a line of `file`."""
     if doc is None:
         raise ConfigError("the config is empty", file=file,
                           hint="a run config needs at least `model:`; see configs/mnist.yaml")
@@ -261,7 +264,7 @@ def parse(doc: Any, *, file: str | None = None) -> RunConfig:
     try:
         cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:
-        raise _as_config_errors(exc, doc, file) from None
+        raise _as_config_errors(exc, doc, file, set_by=set_by or {}) from None
     if isinstance(cfg.model, dict) and "from" in cfg.model:
         check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
     _check_monitor(cfg, doc, file)
@@ -283,18 +286,24 @@ def _check_monitor(cfg: RunConfig, doc: Any, file: str | None) -> None:
             hint=suggest(es.monitor, figures, listing="recorded"))
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """Read a run config file and apply ``key.sub=value`` overrides.
+def load(path: str | Path, overrides: list[str] = (),
+         origins: dict[str, str] | None = None) -> RunConfig:
+    """Read a run config file and apply ``key.sub=value`` overrides; an error in an
+    override names it as given (``--set train.epochs=0``, or `origins[key]`, e.g.
+    ``--epochs 0`` for a shortcut), not a line of the file.
 
     A run's own saved config (``runs/x/1/config.yaml``) carries a `digest` key,
     which is dropped here.
     """
     doc = yamlio.load(path)
+    set_by = {}
     if isinstance(doc, dict):
         doc.pop("digest", None)
         for item in overrides:
             apply_override(doc, item)
-    return parse(doc, file=str(path))
+            key = item.partition("=")[0].strip()
+            set_by[key] = (origins or {}).get(key, f"--set {item}")
+    return parse(doc, file=str(path), set_by=set_by)
 
 
 def apply_override(doc: dict, item: str) -> None:
@@ -326,13 +335,17 @@ def check_part(where: tuple, value: dict, doc: Any, file: str | None):
 
 
 def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
-                      prefix: tuple = ()) -> ConfigError:
-    """One ConfigError per pydantic error; `prefix` is where the validated part sits."""
+                      prefix: tuple = (), set_by: dict[str, str] | None = None
+                      ) -> ConfigError:
+    """One ConfigError per pydantic error; `prefix` is where the validated part sits;
+    `set_by` as in `parse`."""
     errors = []
     for err in exc.errors():
         loc = [*prefix, *_user_path(_locate(doc, list(prefix))[0], err["loc"])]
         key = ".".join(str(p) for p in loc) or "(top level)"
         parent, line = _locate(doc, loc)
+        given = next((how for k, how in (set_by or {}).items()
+                      if key == k or key.startswith(k + ".")), None)
         message = err["msg"].removeprefix("Value error, ")  # our own validators' words
         hint = None
         if err["type"] == "extra_forbidden":
@@ -348,7 +361,10 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
                 hint = "write true or false (YAML's yes/no/on/off are not booleans here)"
         else:
             message = f"`{key}`: {message.lower()}"
-        errors.append(ConfigError(message, file=file, line=line, hint=hint))
+        if given:  # from the command line: not in the file
+            errors.append(ConfigError(message, where=given, hint=hint))
+        else:
+            errors.append(ConfigError(message, file=file, line=line, hint=hint))
     unique = {str(e): e for e in errors}
     values = list(unique.values())
     return values[0] if len(values) == 1 else ManyErrors(values)

@@ -229,6 +229,24 @@ def test_dry_run_prints_config_and_summary_and_writes_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_dry_run_refuses_what_training_would_refuse(tmp_path):
+    path = write_config(tmp_path)
+    result = cli("train", str(path), "--dry-run", "--set", "train.optimizer.name=sgdd")
+    assert result.returncode == 2 and "unknown optimizer 'sgdd'" in result.stderr
+    assert result.stdout == ""  # no config printed as if it were fine
+
+
+def test_errors_in_command_line_values_name_the_option_not_a_line_of_the_file(tmp_path):
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        config.load(path, ["train.epochs=0"], {"train.epochs": "--epochs 0"})
+    assert (e.value.file, e.value.line, e.value.where) == (None, None, "--epochs 0")
+    with pytest.raises(ConfigError) as e:
+        config.load(path, ["train.schedule={name: step, factor: 2}"])
+    assert str(e.value).startswith("--set train.schedule={name: step, factor: 2}: "
+                                   "`train.schedule.factor`: input should be less than 1")
+
+
 def test_bad_config_writes_no_run_folder(tmp_path):
     path = write_config(tmp_path)
     result = cli("train", str(path), "--set", "train.optimizer.name=adamm")

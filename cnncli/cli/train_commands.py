@@ -59,19 +59,20 @@ def train(
         raise typer.BadParameter("give a CONFIG file, or --resume RUN", param_hint="CONFIG")
     if config_file is None:
         config_file = str(rundir.find(resume) / rundir.CONFIG)
-    overrides = list(set_ or [])
-    for key, value in (("train.epochs", epochs), ("train.batch_size", batch_size),
-                       ("train.optimizer.learning_rate", lr), ("data.name", data),
-                       ("model.weights", weights),
-                       ("data.data_dir", data_dir), ("train.device", device),
-                       ("train.precision", precision)):
+    overrides, origins = list(set_ or []), {}
+    for key, value, option in (
+            ("train.epochs", epochs, "--epochs"), ("train.batch_size", batch_size, "--batch-size"),
+            ("train.optimizer.learning_rate", lr, "--lr"), ("data.name", data, "--data"),
+            ("model.weights", weights, "--weights"), ("data.data_dir", data_dir, "--data-dir"),
+            ("train.device", device, "--device"), ("train.precision", precision, "--precision")):
         if value is not None:
             overrides.append(f"{key}={value}")
+            origins[key] = f"{option} {value}"
     if epochs is not None:
         overrides.append("train.steps=null")
     if offline:
         overrides.append("data.offline=true")
-    cfg = config.load(config_file, overrides)
+    cfg = config.load(config_file, overrides, origins)
     if cfg.output.name is None:
         cfg.output.name = Path(config_file).stem
     if dry_run:
@@ -94,9 +95,12 @@ def _dry_run(cfg, config_file: str) -> None:
     from cnncli.cli import render
     from cnncli.model import summary as summaries
     from cnncli.run import checking
+    from cnncli.run.compile import check_training
 
+    built = checking.build_config(cfg, config_file)  # what training would refuse, first
+    check_training(cfg.train, built.model.output.shape[-1], file=config_file)
     render.out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False), markup=False)
-    render.summary(summaries.summarize(checking.build_config(cfg, config_file)))
+    render.summary(summaries.summarize(built))
 
 
 def runs(
