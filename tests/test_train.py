@@ -156,6 +156,14 @@ def test_a_run_records_the_precision_and_device_auto_chose(tmp_path):
     assert saved.precision in ("float32", "mixed_bfloat16") and saved.device == "cpu"
 
 
+def test_resume_may_read_the_same_data_offline_or_uncached_without_force(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2))
+    result = training.train(config.load(run / "config.yaml", [
+        "data.offline=true", "data.cache=none", f"data.data_dir={tmp_path}"]), resume=run)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert not result.metrics.get("resumes")  # nothing changed that matters
+
+
 def test_resume_with_another_precision_is_refused_without_force(tmp_path):
     run = _interrupted_run(write_config(tmp_path, epochs=2), "train.precision=float32")
     with pytest.raises(ConfigError, match="train.precision float32 -> mixed_bfloat16"):

@@ -10,6 +10,8 @@ with ``--force``, since no backup could continue with them.
 {'train.epochs': (4, 5)}
 >>> refused({"train.epochs": (4, 5), "train.seed": (0, 1)})
 ['train.seed']
+>>> changes({"data": {"offline": False}}, {"data": {"offline": True}})
+{}
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ FIXED = ("model", "data.name", "data.validation_split", "data.limit", "data.imag
          "data.preprocessing", "train.batch_size", "train.seed", "train.optimizer.name",
          "train.metrics", "train.loss", "train.label_smoothing", "train.scale_lr",
          "train.freeze", "train.fine_tune")
-#: Keys that never matter to a resume (where a new run would go).
-IGNORED = ("output",)
+#: Keys a resume takes as given, without ``--force``: where a new run would go, and where
+#: and how the same data is read (a machine without network resumes with ``--offline``).
+IGNORED = ("output", "data.offline", "data.data_dir", "data.cache")
 
 
 def _flat(doc: object, prefix: str = "") -> dict:
