@@ -16,7 +16,7 @@ from cnncli import config
 from cnncli.data import datasets, images, inputs, loader, records
 from cnncli.data.feed import Feed, split_batches
 from cnncli.data.loader import ImageLoader
-from cnncli.errors import DataError
+from cnncli.errors import ConfigError, DataError
 from cnncli.run import train as training
 
 SHAPE = (16, 16, 3)
@@ -149,6 +149,64 @@ def test_pack_refuses_an_existing_folder_and_leaves_nothing_half_written(tmp_pat
     with pytest.raises(Exception, match="exists"):
         records.pack(ds, tmp_path / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]
+
+
+def test_pack_never_writes_over_its_source(tmp_path):
+    root = photo_folder(tmp_path / "photos")
+    before = sorted(p.name for p in root.rglob("*"))
+    ds = datasets.load(root)
+    for out in (root, root / "a" / "packed", tmp_path):
+        with pytest.raises(ConfigError, match="the data folder|inside the data|holding the"):
+            records.pack(ds, out, force=True, source=root)
+    assert sorted(p.name for p in root.rglob("*")) == before
+
+
+def test_pack_force_replaces_an_earlier_pack_but_no_other_folder(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="is not a packed dataset"):
+        records.pack(ds, tmp_path / "mine", force=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    records.pack(ds, tmp_path / "packed")
+    (tmp_path / "packed" / "stale.tfrecord").write_bytes(b"old")
+    records.pack(ds, tmp_path / "packed", force=True)
+    assert not (tmp_path / "packed" / "stale.tfrecord").exists()
+
+
+def test_a_packed_dataset_packs_again_resized_with_the_same_labels(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    records.pack(ds, tmp_path / "packed", shard_mb=0.002)
+    records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again", image_size=(16, 16))
+    again = datasets.load(tmp_path / "again")
+    assert again.image_shape == (16, 16, 3)
+    np.testing.assert_array_equal(again.train.labels, ds.train.labels)
+    np.testing.assert_array_equal(np.concatenate([x for x, _, _ in split_batches(
+        again.train, SHAPE)]), np.concatenate([x for x, _, _ in split_batches(
+            ds.train, SHAPE)]))  # 16x16 either way: the same resize, the same pixels
+
+
+def test_pack_keeps_file_names_that_are_not_utf8(tmp_path):
+    root = photo_folder(tmp_path / "photos")
+    odd = root / "a" / "bad\udcff.jpg"  # the name of a file whose bytes are not UTF-8
+    (root / "a" / "0.jpg").rename(odd)
+    records.pack(datasets.load(root), tmp_path / "packed")
+    assert datasets.load(tmp_path / "packed").train.kind == "records"
+
+
+def test_damaged_labels_of_a_packed_dataset_are_an_error_naming_the_file(tmp_path):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    (tmp_path / "packed" / "train-labels.npy").write_text("garbage")
+    with pytest.raises(DataError, match="train-labels.npy cannot be read") as err:
+        datasets.load(tmp_path / "packed")
+    assert err.value.file.endswith("train-labels.npy") and "pack the data again" in err.value.hint
+
+
+def test_pack_refuses_an_image_size_no_model_takes(tmp_path):
+    with pytest.raises(ConfigError, match="larger than 16384 pixels a side"):
+        records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
+                     image_size=(100_000, 100_000))
+    assert not (tmp_path / "packed").exists()
 
 
 def test_a_csv_of_paths_and_labels_is_a_dataset(tmp_path):

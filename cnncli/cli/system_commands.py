@@ -57,7 +57,7 @@ def pack(
     ds = data.load(source, data_dir=data_dir, offline=offline)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
         index = records.pack(ds, out, image_size=image_size, shard_mb=shard_mb, force=force,
-                             progress=advance)
+                             source=source, progress=advance)
     summary = {"out": out, "class_names": index["class_names"],
                **{f"{k}_images": v["count"] for k, v in index["splits"].items()},
                "shards": sum(len(v["shards"]) for v in index["splits"].values())}

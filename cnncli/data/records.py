@@ -67,28 +67,41 @@ def _split(folder: Path, entry: dict, name: str, shape) -> Split:
                             f"{path.stat().st_size:,} bytes, written with {shard['bytes']:,}",
                             file=str(path), hint="copy it again, or pack the data again")
         shards.append(str(path))
-    labels = np.load(folder / f"{name}-labels.npy", allow_pickle=False).astype(np.int64)
-    if len(labels) != entry["count"]:
+    file = folder / f"{name}-labels.npy"
+    try:
+        labels = np.load(file, allow_pickle=False).astype(np.int64)
+    except (OSError, ValueError, TypeError) as exc:
+        raise DataError(f"{file.name} cannot be read ({str(exc).splitlines()[0]})",
+                        file=str(file), hint="copy it again, or pack the data again") from None
+    if labels.ndim != 1 or len(labels) != entry["count"]:
         raise DataError(f"{name}-labels.npy has {len(labels)} labels for {entry['count']} "
                         "records", file=str(folder), hint="pack the data again")
     return Split(Records(tuple(shards), entry["count"], shape), labels)
 
 
 def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | None = None,
-         shard_mb: float = 200, force: bool = False,
+         shard_mb: float = 200, force: bool = False, source: str | os.PathLike | None = None,
          progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `ds` into `out` as TFRecord shards of about `shard_mb` MB (see the module
     docstring); images are resized to `image_size` (H, W) if given. Written into a
-    temporary folder beside `out`, then renamed: never half a packed folder."""
+    temporary folder beside `out`, then renamed: never half a packed folder. `force`
+    replaces only an earlier packed folder (or an empty one), and `out` may not be
+    `source` (the path the data was read from), nor inside it, nor hold it."""
+    from cnncli.config import MAX_IMAGE_SIDE
     from cnncli.runtime import import_tf
 
-    tf = import_tf()
     out = Path(out)
-    if out.exists() and not force:
-        raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
-                          "or give another folder")
+    if image_size and max(image_size) > MAX_IMAGE_SIDE:
+        raise ConfigError(f"--image-size {image_size[0]} {image_size[1]} is larger than "
+                          f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "
+                          "takes, e.g. --image-size 224 224")
+    _check_out(out, force, source)
+    tf = import_tf()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # as a folder made by mkdir would be, not mkdtemp's 0700
     total, done = len(ds.train) + len(ds.test), 0
     try:
         index = {"format": FORMAT, "version": 1, "source": ds.source,
@@ -96,14 +109,14 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                  "image_shape": _packed_shape(ds, image_size)}
         for name, split in (("train", ds.train), ("test", ds.test)):
             shards, writer, written, number = [], None, 0, 0
-            for i in range(len(split)):
+            for i, (encoded, ident) in enumerate(_encoded(tf, split, image_size)):
                 if writer is None or written >= shard_mb * 1e6:
                     if writer is not None:
                         writer.close()
                     number += 1
                     shards.append(tmp / f"{name}-{number:05d}.tfrecord")
                     writer, written = tf.io.TFRecordWriter(str(shards[-1])), 0
-                record = _record(tf, split, i, image_size)
+                record = _record(tf, encoded, int(split.labels[i]), i, ident)
                 writer.write(record)
                 written += len(record)
                 done += 1
@@ -136,28 +149,69 @@ def _name_shards(shards: list[Path], name: str) -> list[dict]:
 
 def _packed_shape(ds: Dataset, image_size) -> list[int] | None:
     shape = ds.image_shape
-    if image_size and shape:
-        return [int(image_size[0]), int(image_size[1]), shape[2]]
-    return list(shape) if shape and not image_size else None
+    if image_size:  # arrays keep their channels; files are decoded as RGB
+        channels = shape[2] if shape and ds.train.kind == "arrays" else 3
+        return [int(image_size[0]), int(image_size[1]), channels]
+    return list(shape) if shape else None
 
 
-def _record(tf, split: Split, i: int, image_size) -> bytes:
+def _check_out(out: Path, force: bool, source) -> None:
+    """Refuse an `out` that would overwrite the data or anything but an earlier pack."""
+    if source is not None and Path(source).exists():
+        src, dst = Path(source).resolve(), out.resolve()
+        if dst == src or src in dst.parents or dst in src.parents:
+            what = ("the data folder" if dst == src else "inside the data"
+                    if src in dst.parents else "a folder holding the data")
+            raise ConfigError(f"{out} is {what} ({source})", file=str(out),
+                              hint="write the packed data to a folder outside the source")
+    if not out.exists() and not out.is_symlink():
+        return
+    if not force:
+        raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
+                          "or give another folder")
+    if not out.is_dir() or out.is_symlink() or not (detect(out) or not any(out.iterdir())):
+        raise ConfigError(f"{out} is not a packed dataset (no {INDEX}): --force replaces "
+                          "only an earlier `cnncli datasets pack` folder", file=str(out),
+                          hint="give another folder, or remove it yourself if it can go")
+
+
+def _encoded(tf, split: Split, image_size):
+    """(encoded image, id) of each of the split's images, in order: a file's own bytes,
+    a packed record's bytes, or PNG (arrays, and any image resized to `image_size`)."""
+    if split.kind == "records":
+        spec = {"image": tf.io.FixedLenFeature([], tf.string),
+                "id": tf.io.FixedLenFeature([], tf.string, default_value=b"")}
+        records = tf.data.TFRecordDataset(list(split.images.shards)).map(
+            lambda r: tf.io.parse_single_example(r, spec))
+        for i, record in enumerate(records.as_numpy_iterator()):
+            yield _resized(record["image"], image_size), (record["id"].decode(
+                errors="surrogateescape") or str(i))
+        return
+    for i in range(len(split)):
+        ident = split.ids[i] if split.ids else str(i)
+        if split.kind == "files":
+            with open(split.images[i], "rb") as f:
+                yield _resized(f.read(), image_size, name=split.images[i]), ident
+        else:
+            image = split.images[i]
+            yield (_png(images.resize(image, image_size)) if image_size else _png(image)), ident
+
+
+def _resized(encoded: bytes, image_size, name: str | None = None) -> bytes:
+    """The bytes as they are, or decoded, resized and stored as PNG."""
+    if image_size is None:
+        return encoded
+    return _png(images.resize(images.load_image(encoded, name=name, channels=3), image_size))
+
+
+def _record(tf, encoded: bytes, label: int, index: int, ident: str) -> bytes:
     """One serialized tf.train.Example."""
-    ident = split.ids[i] if split.ids else str(i)
-    if split.kind == "files" and image_size is None:
-        with open(split.images[i], "rb") as f:
-            encoded = f.read()
-    else:
-        image = (split.images[i] if split.kind == "arrays"
-                 else images.load_image(split.images[i], channels=3))
-        if image_size is not None:
-            image = images.resize(image, image_size)
-        encoded = _png(image)
     feature = {
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(split.labels[i])])),
-        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
-        "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[ident.encode()])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+        "id": tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[ident.encode(errors="surrogateescape")])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
