@@ -296,6 +296,17 @@ def test_existing_output_is_refused_unless_force(run, tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".cnncli-export-*"))
 
 
+def test_force_never_replaces_a_folder_of_the_users(run, tmp_path):
+    for output, folder in ((tmp_path / "important.onnx", tmp_path / "important.onnx"),
+                           (tmp_path, tmp_path / "saved_model")):
+        folder.mkdir(exist_ok=True)
+        (folder / "data.txt").write_text("precious")
+        fmt = "onnx" if folder.suffix else "saved_model"
+        with pytest.raises(ConfigError, match="is a folder.*not replaced, even with --force"):
+            exporter.export(run, formats=[fmt], output=output, force=True)
+        assert (folder / "data.txt").read_text() == "precious"
+
+
 def test_output_can_name_the_one_file(run, tmp_path):
     report = exporter.export(run, formats=["onnx"], output=tmp_path / "digits.onnx")
     assert report.results[0].path == tmp_path / "digits.onnx"

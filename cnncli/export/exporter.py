@@ -163,6 +163,18 @@ def _targets(v: formats.Variant, folder: Path, exact: Path | None) -> list[Path]
 
 
 def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> None:
+    """Existing outputs are refused unless `force`; even then, a folder is replaced
+    only by a SavedModel and only if it is one (never a folder of the user's)."""
+    for v, paths in targets.items():
+        for path in paths:
+            makes_folder = path == paths[-1] and not v.format.suffix
+            if path.is_dir() and not path.is_symlink() and not (
+                    makes_folder and (path / "saved_model.pb").is_file()):
+                what = ("a folder that is not a SavedModel" if makes_folder
+                        else "a folder, where the export writes a file")
+                raise ConfigError(f"{path} is {what}: it is not replaced, even with --force",
+                                  file=str(path),
+                                  hint="choose another --output, or move that folder away")
     if force:
         return
     existing = [p for paths in targets.values() for p in paths if p.exists()]
