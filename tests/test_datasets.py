@@ -536,6 +536,19 @@ def test_unreadable_image_is_skipped_with_a_count_in_a_warning(tmp_path):
     assert len(ds.train) + len(ds.test) == 6
 
 
+@pytest.mark.timeout(60)  # reading a FIFO waits for a writer: before the fix, for ever
+def test_a_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
+    from cnncli.data import images
+
+    root = image_folder(tmp_path / "f", per_class=3)
+    os.mkfifo(root / "dog" / "fifo.png")
+    with pytest.warns(DataWarning, match="fifo.png: this is not a regular file"):
+        ds = datasets.load(root)
+    assert len(ds.train) + len(ds.test) == 6
+    with pytest.raises(DataError, match="not a regular file"):
+        images.load_image(root / "dog" / "fifo.png")
+
+
 def test_unreadable_image_is_an_error_when_strict(tmp_path):
     root = image_folder(tmp_path / "f", per_class=3)
     (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg at all")

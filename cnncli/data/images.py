@@ -167,6 +167,10 @@ _MAGIC = (("JPEG", b"\xff\xd8\xff"), ("PNG", b"\x89PNG\r\n\x1a\n"), ("GIF", b"GI
           ("BMP", b"BM"), ("TIFF", b"II*\x00"), ("TIFF", b"MM\x00*"))
 
 
+#: Said of a FIFO, socket or device found where an image file was expected.
+NOT_A_FILE = "this is not a regular file (a FIFO, socket or device), not an image"
+
+
 def sniff(path: str | os.PathLike) -> str | None:
     """The problem with an image file found from its first bytes, or None: the cheap check
     a training folder gets before training starts (the full decode comes later, in the
@@ -176,6 +180,8 @@ def sniff(path: str | os.PathLike) -> str | None:
     'the file is text, not an image (it reads JPEG, PNG, BMP, GIF, WebP and TIFF)'
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # opening a FIFO would wait forever
+            return NOT_A_FILE
         with open(path, "rb") as f:
             head = f.read(16)
     except OSError as err:
@@ -200,6 +206,8 @@ def _check_path(path: str, label: str) -> str:
     if stat.S_ISDIR(info.st_mode):
         raise DataError("this is a folder, not an image", file=label,
                         hint="pass the folder to 'cnncli predict' to use every image in it")
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(NOT_A_FILE, file=label)
     if info.st_size == 0:
         raise DataError("the image is empty (0 bytes)", file=label,
                         hint="the copy or download probably failed; get the file again")
