@@ -94,3 +94,28 @@ def test_training_and_prediction_lines_keep_bracketed_names(tmp_path):
     assert result.returncode == 1
     assert f"{good}\n  1. " in result.stdout
     assert f"error: {bad}: " in result.stderr
+
+
+def test_control_characters_in_names_reach_no_terminal_raw(capsys):
+    """ESC starts sequences a terminal acts on (colour, its title, clearing the screen);
+    a newline in an error could forge a second line."""
+    render.error(ConfigError("unknown layer", file="net\x1b]0;pwned\x07.yaml"))
+    render.warn("skipped photos/z\x1b[2J.png")
+    render.out.print("class \x1b[31mred")
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\x07" not in err
+    assert "net\\x1b]0;pwned\\x07.yaml" in err and "z\\x1b[2J.png" in err
+    assert "class \\x1b[31mred" in out
+    render.error(ConfigError("not found", file="x\nerror: forged.yaml"))
+    assert capsys.readouterr().err.splitlines() == [
+        "error: x\\nerror: forged.yaml: not found"]
+
+
+def test_predictions_escape_control_characters_in_file_and_class_names(capsys):
+    from types import SimpleNamespace
+
+    image = SimpleNamespace(file="e\x1b[31m.jpg", top=[("cat\x1b[0m", 0.9)])
+    result = SimpleNamespace(images=[image, image], errors=[])
+    for fmt in ("text", "csv", "jsonl"):
+        render.predictions(result, fmt)
+        assert "\x1b" not in capsys.readouterr().out, fmt

@@ -12,18 +12,50 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from typing import Any
 
 from rich.console import Console
 from rich.progress import TextColumn
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from cnncli.errors import CnnError
+
+#: Characters a terminal acts on (ESC starts colour, title and clear-screen sequences):
+#: in a file or class name they are shown escaped, never sent raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    r"""`text` with control characters escaped as Python would (``\x1b``); with
+    `one_line`, newlines too (an error paragraph cannot be made to show a forged line).
+
+    >>> printable("photo\x1b[2J.png"), printable("a\nb", one_line=True)
+    ('photo\\x1b[2J.png', 'a\\nb')
+    """
+    pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
+    return pattern.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class _Console(Console):
+    """A rich Console whose text never carries control characters: they are escaped in
+    every segment it renders (its own colours and cursor moves are styles and control
+    segments, kept)."""
+
+    def _render_buffer(self, buffer) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(printable(segment.text), segment.style)
+            for segment in buffer)
+
+
 # Not a terminal (CI, pipes): no colour, no animation, and lines not wrapped at 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
+out = _Console(highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
+err = _Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
 
 
 def print_json(data: Any) -> None:
@@ -33,13 +65,20 @@ def print_json(data: Any) -> None:
 
 
 def error(exc) -> None:
-    """One paragraph per problem on stderr, prefixed with 'error:'."""
-    for line in str(exc).splitlines() or [type(exc).__name__]:
+    """One paragraph per problem on stderr, prefixed with 'error:' (a newline in a
+    problem, e.g. from a file name, is shown escaped)."""
+    problems = getattr(exc, "errors", None) or [exc]
+    if isinstance(exc, str) or not all(isinstance(p, CnnError) for p in problems):
+        lines = str(exc).splitlines() or [type(exc).__name__]  # a library's text
+    else:
+        lines = [printable(str(p), one_line=True) for p in problems]
+    for line in lines:
         err.print(Text.assemble(("error:", "bold red"), " ", line))
 
 
 def warn(message: str) -> None:
-    err.print(Text.assemble(("warning:", "yellow"), " ", str(message)))
+    err.print(Text.assemble(("warning:", "yellow"), " ", printable(str(message),
+                                                                   one_line=True)))
 
 
 def info(message: str) -> None:
@@ -243,14 +282,16 @@ def predictions(result, fmt: str = "text") -> None:
 
         writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", "probability"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**row, "file": printable(row["file"]), "class": printable(
+            row["class"])} for row in rows)
     else:
         many = len(result.images) + len(result.errors) > 1  # name files when several came
         for r in result.images:
             if many:
-                sys.stdout.write(f"{r.file}\n")
+                sys.stdout.write(f"{printable(r.file, one_line=True)}\n")
             for i, (name, p) in enumerate(r.top):
-                sys.stdout.write(f"{'  ' if many else ''}{i + 1}. {name}: {p:.2%}\n")
+                sys.stdout.write(f"{'  ' if many else ''}{i + 1}. "
+                                 f"{printable(name, one_line=True)}: {p:.2%}\n")
     sys.stdout.flush()
 
 
