@@ -143,6 +143,24 @@ def test_a_truncated_shard_is_an_error_naming_it(tmp_path):
     assert err.value.file == str(shard)
 
 
+def test_a_shard_damaged_in_place_stops_training_with_an_error_naming_it(tmp_path):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
+                 shard_mb=0.002)
+    shard = sorted((tmp_path / "packed").glob("train-*.tfrecord"))[1]
+    data = bytearray(shard.read_bytes())
+    data[100:110] = bytes(b ^ 0xFF for b in data[100:110])  # same size: passes the size check
+    shard.write_bytes(bytes(data))
+    cfg = config.parse({"model": {"input": [16, 16, 3], "layers": [
+        "Flatten", {"Dense": {"units": "$classes", "activation": "softmax"}}]},
+        "data": {"name": str(tmp_path / "packed"), "validation_split": 0},
+        "train": {"epochs": 1, "batch_size": 2}, "output": {"dir": str(tmp_path / "runs")}})
+    with pytest.raises(DataError, match=f"the shard {shard.name} is damaged \\(") as err:
+        training.train(cfg)
+    assert err.value.file == str(shard) and "pack the data again" in err.value.hint
+    with pytest.raises(DataError, match=f"the shard {shard.name} is damaged"):
+        list(split_batches(datasets.load(tmp_path / "packed").train, SHAPE))  # evaluate's
+
+
 def test_pack_refuses_an_existing_folder_and_leaves_nothing_half_written(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     (tmp_path / "packed").mkdir()

@@ -207,15 +207,19 @@ def split_batches(split: Split, shape, *, resize: str = "stretch", batch_size: i
 
 
 def _record_batches(split: Split, shape, resize: str, batch_size: int):
+    from cnncli.data.records import damaged_shard
     from cnncli.runtime import import_tf
 
-    import_tf()
+    tf = import_tf()
     loader = ImageLoader(split, shape, resize, cache="none")
     keep = np.ones(len(split), bool)
     ds = _pipeline().record_batches(split.images, keep, loader, batch_size=batch_size, seed=0,
                                  preprocessing="none", training=False)
-    for images, labels, weights in ds.as_numpy_iterator():
-        yield images.astype(np.uint8), labels, weights
+    try:
+        for images, labels, weights in ds.as_numpy_iterator():
+            yield images.astype(np.uint8), labels, weights
+    except tf.errors.DataLossError as exc:
+        raise damaged_shard(split.images.shards, exc) from None
 
 
 def images_at(split: Split, indices, shape, *, resize: str = "stretch") -> np.ndarray:

@@ -147,6 +147,27 @@ def _name_shards(shards: list[Path], name: str) -> list[dict]:
     return entries
 
 
+def damaged_shard(shards, cause: Exception) -> DataError:
+    """The error for records that fail their checksum (`tf.errors.DataLossError`): a shard
+    damaged in place, its size unchanged. Found by reading each shard whole (only after
+    such a failure), so the error names it."""
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    for path in shards:
+        try:
+            tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1)
+        except tf.errors.DataLossError as exc:
+            return DataError(f"the shard {Path(path).name} is damaged ({_first_line(exc)})",
+                             file=str(path), hint="copy it again, or pack the data again")
+    return DataError(f"a shard is damaged ({_first_line(cause)})",
+                     file=str(Path(shards[0]).parent), hint="copy the packed folder again")
+
+
+def _first_line(exc: Exception) -> str:
+    return (getattr(exc, "message", None) or str(exc)).strip().splitlines()[-1]
+
+
 def _packed_shape(ds: Dataset, image_size) -> list[int] | None:
     shape = ds.image_shape
     if image_size:  # arrays keep their channels; files are decoded as RGB

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli import config, devices, files
+from cnncli.data import records
 from cnncli.devices import distributed
 from cnncli.errors import ConfigError, TrainingError
 from cnncli.model.modelfile import save_model_atomic
@@ -192,6 +193,8 @@ def _fit(p: Plan, model, state: TrainState, run: Path, callback, reporter) -> No
         error = exc
         if isinstance(exc, KeyboardInterrupt) and signals.signal:  # a second one: at once
             error = Interrupted(signals.signal, run)
+        elif isinstance(exc, import_tf().errors.DataLossError) and p.feed.keep is not None:
+            error = records.damaged_shard(p.feed.train.images.shards, exc)
         status = "interrupted" if isinstance(error, Interrupted) else "failed"
         with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
             files.write_json(run / rundir.STATE, {"status": status, "error": str(error)})
