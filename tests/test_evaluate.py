@@ -83,3 +83,13 @@ def test_a_dataset_with_more_classes_than_the_model_is_refused(run, tmp_path):
 def test_a_missing_run_says_how_to_find_runs(tmp_path):
     result = cnncli("evaluate", str(tmp_path / "nope"))
     assert result.returncode == 3 and "cnncli runs" in result.stderr
+
+
+def test_a_run_trained_on_a_relative_path_evaluates_from_any_folder(tmp_path, monkeypatch):
+    path = write_config(tmp_path, epochs=1)
+    monkeypatch.chdir(tmp_path)
+    run = training.train(config.load(path, ["data.name=toy.npz"])).run
+    assert config.load(run / "config.yaml").data.name == str(tmp_path / "toy.npz")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert evaluation.evaluate(run).result.accuracy > 0

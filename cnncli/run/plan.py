@@ -9,6 +9,7 @@ checked before anything is written.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from cnncli import config, devices
@@ -66,10 +67,22 @@ class Plan:
                          backbone=self.transfer.backbone if self.transfer else None)
 
 
+def absolute_paths(cfg: config.RunConfig) -> None:
+    """`data.name` (when a path, not a dataset's name) and `data.data_dir` made absolute,
+    in place: the run's config then names the same data from any folder (``cnncli
+    evaluate RUN`` and ``--resume`` run elsewhere than training did)."""
+    d = cfg.data
+    if datasets.known_name(d.name) is None:
+        d.name = os.path.abspath(os.path.expanduser(d.name))
+    if d.data_dir:
+        d.data_dir = os.path.abspath(os.path.expanduser(d.data_dir))
+
+
 def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     """Load the data, check the model and the training settings against it, and work out
     epochs and steps. The device and precision `auto` chose are written back into
     ``cfg.train`` (a run records them, so ``--resume`` continues with the same)."""
+    absolute_paths(cfg)
     t, d = cfg.train, cfg.data
     placement = devices.setup(t.device, t.precision, multiworker=True)
     t.precision, t.device = placement.precision, placement.device_setting()

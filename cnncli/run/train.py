@@ -31,7 +31,7 @@ from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, best_monitor
 from cnncli.run.compile import compile_model
 from cnncli.run.monitor import direction
-from cnncli.run.plan import Plan, plan
+from cnncli.run.plan import Plan, absolute_paths, plan
 from cnncli.run.state import TrainState
 from cnncli.runtime import import_tf
 
@@ -95,6 +95,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
         with rundir.writer(run) if cluster is None or cluster.is_chief \
                 else contextlib.nullcontext():  # a second writer is refused before any work
             saved = config.load(run / rundir.CONFIG)
+            absolute_paths(saved)  # as `plan` makes them (a run from before it did)
     p = plan(cfg, config_file=config_file)
     model = compile_model(p)
     ways = _directions(p, model)  # errors here come before any run folder exists
