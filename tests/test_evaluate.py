@@ -93,3 +93,13 @@ def test_a_run_trained_on_a_relative_path_evaluates_from_any_folder(tmp_path, mo
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert evaluation.evaluate(run).result.accuracy > 0
+
+
+def test_a_model_file_outside_a_run_says_where_its_files_would_go(run, tmp_path):
+    import shutil
+
+    shutil.copy(run / "model.keras", tmp_path / "digits.keras")
+    rep = evaluation.evaluate(tmp_path / "digits.keras")
+    assert rep.files == {} and any("only with --output DIR" in n for n in rep.notes)
+    rep = evaluation.evaluate(tmp_path / "digits.keras", output=tmp_path / "out")
+    assert (tmp_path / "out" / "confusion.png").is_file()

@@ -12,6 +12,7 @@ refused. An evaluation on other data than the run's is written beside the run's 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +117,11 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
     if output is not None:
         folder = Path(output)
     elif run is None:
+        notes.append("a model file has no run folder: confusion.png, misclassified.png and "
+                     "evaluation.json are written only with --output DIR")
         return None
-    elif data is None or (run_data is not None and data == run_data.name):
+    elif data is None or (run_data is not None and run_data.name in (
+            data, os.path.abspath(os.path.expanduser(data)))):
         folder = run
     else:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(data)).name or str(data)).strip("_")
