@@ -344,8 +344,9 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
         loc = [*prefix, *_user_path(_locate(doc, list(prefix))[0], err["loc"])]
         key = ".".join(str(p) for p in loc) or "(top level)"
         parent, line = _locate(doc, loc)
-        given = next((how for k, how in (set_by or {}).items()
-                      if key == k or key.startswith(k + ".")), None)
+        given = next((how for k, how in (set_by or {}).items()  # at, in or above the key
+                      if key == k or key.startswith(k + ".") or k.startswith(key + ".")),
+                     None)
         message = err["msg"].removeprefix("Value error, ")  # our own validators' words
         hint = None
         if err["type"] == "extra_forbidden":

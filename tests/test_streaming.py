@@ -238,6 +238,14 @@ def test_a_csv_of_paths_and_labels_is_a_dataset(tmp_path):
     assert ds.test.images == [str(root / "a" / "0.jpg"), str(root / "b" / "0.jpg")]
 
 
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    photo_folder(tmp_path / "photos")
+    rows = ["path,label"] + [f"photos/{c}/{i}.{'png' if i % 5 in (2, 4) else 'jpg'},{c}"
+                             for c in "ab" for i in range(6)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8-sig")
+    assert datasets.load(tmp_path / "labels.csv").class_names == ["a", "b"]
+
+
 @pytest.mark.parametrize("text,message", [
     ("file,label\nx.png,a\n", "has no column path"),
     ("path,label,split\nx.png,a,validation\n", "split 'validation' is neither train nor test"),

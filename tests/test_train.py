@@ -253,6 +253,9 @@ def test_errors_in_command_line_values_name_the_option_not_a_line_of_the_file(tm
         config.load(path, ["train.schedule={name: step, factor: 2}"])
     assert str(e.value).startswith("--set train.schedule={name: step, factor: 2}: "
                                    "`train.schedule.factor`: input should be less than 1")
+    with pytest.raises(ConfigError) as e:  # the unknown key is the override's first part
+        config.load(path, ["nonsense.key=1"])
+    assert str(e.value).startswith("--set nonsense.key=1: unknown key 'nonsense'")
 
 
 def test_bad_config_writes_no_run_folder(tmp_path):

@@ -63,7 +63,7 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
 def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
     """(file, label, split or None, line) for each data row."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # Excel starts with a BOM
             reader = csv.DictReader(f)
             fields = [name.strip().lower() for name in reader.fieldnames or []]
             missing = [c for c in ("path", "label") if c not in fields]
