@@ -54,6 +54,20 @@ def test_a_running_run_whose_process_died_is_killed(tmp_path):
     assert listing.summarize(run).status == "killed"
 
 
+def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):
+    run = make_run(tmp_path, "a", "1", {"status": "interrupted"})
+    (run / "history.csv").write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss,images_per_s\n"
+        "1,0.80,0.6,0.8812,0.41,900.5\n2,0.88,0.4,0.9069,0.33,950.0\n")
+    row = listing.summarize(run)
+    assert (row.status, row.epochs, row.best_metric, row.best, row.images_per_s) == (
+        "interrupted", 2, "val_accuracy", 0.9069, 950.0)
+    (run / "history.csv").write_text("epoch,loss\n1,0.7\n2,0.5\n3,nan\n")
+    assert (listing.summarize(run).best_metric, listing.summarize(run).best) == ("loss", 0.5)
+    (run / "history.csv").unlink()
+    assert listing.summarize(run).best is None
+
+
 def test_the_runs_command_lists_every_run_and_exits_0(tmp_path):
     make_run(tmp_path, "a", "1", "{", METRICS)
     make_run(tmp_path, "b", "1", FINISHED, METRICS)

@@ -9,6 +9,7 @@ that is training now.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -60,8 +61,38 @@ def summarize(run: Path) -> RunSummary:
         return RunSummary(str(run), DAMAGED, problem=str(exc))
     if status == "running" and not rundir.is_live(run):
         status = KILLED
+    if not metrics:  # not finished: its finished epochs say what it reached so far
+        return _so_far(run, status)
     return RunSummary(str(run), status, _int(metrics.get("epochs")), _text(best.get("metric")),
                       value, _number(metrics.get("images_per_s")))
+
+
+def _so_far(run: Path, status: str) -> RunSummary:
+    """A run without ``metrics.json`` (interrupted, failed, running), from its
+    ``history.csv``: the epochs finished and the best of the figure ``best.keras`` follows
+    (`cnncli.run.callbacks.best.best_monitor`: validation accuracy, else validation
+    loss, else loss)."""
+    try:
+        with open(run / "history.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return RunSummary(str(run), status)
+    monitor = next((m for m in ("val_accuracy", "val_loss", "loss") if rows and m in rows[0]),
+                   None)
+    values = [v for v in (_float(r.get(monitor)) for r in rows) if v is not None] \
+        if monitor else []
+    best = (max if monitor == "val_accuracy" else min)(values) if values else None
+    speed = _float(rows[-1].get("images_per_s")) if rows else None
+    return RunSummary(str(run), status, len(rows) or None, monitor if best is not None
+                      else None, best, speed)
+
+
+def _float(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _read_object(path: Path, missing: dict) -> dict:
