@@ -242,9 +242,9 @@ def test_describe_cpu_requested():
     assert decide("cpu", "auto", gpus(1), 2).describe() == "Device: CPU (2 threads): --device cpu"
 
 
-def test_describe_cpu_shows_non_default_precision():
-    text = decide("cpu", "mixed_bfloat16", [], 1).describe()
-    assert text == "Device: CPU (1 thread, mixed_bfloat16): --device cpu"
+def test_describe_cpu_shows_non_default_precision_and_no_gpu_as_the_reason():
+    text = decide("cpu", "mixed_bfloat16", [], 1).describe()  # e.g. a resumed run's cpu
+    assert text == "Device: CPU (1 thread, mixed_bfloat16): TensorFlow sees no GPU"
 
 
 def test_describe_mirrored_over_different_gpus_lists_them():

@@ -308,7 +308,8 @@ def decide(
     if form == "cpu" or (form == "auto" and not gpus):
         used: list[GpuInfo] = []
         kind, devices = "cpu", ["/cpu:0"]
-        note = CPU_REQUESTED_NOTE if form == "cpu" else NO_GPU_NOTE
+        # without GPUs that is the reason (also when a resumed run's config says cpu)
+        note = CPU_REQUESTED_NOTE if form == "cpu" and gpus else NO_GPU_NOTE
     elif index is not None:
         matches = [g for g in gpus if g.index == index]
         if not matches:
