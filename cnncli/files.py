@@ -46,3 +46,25 @@ def write_json(path: str | Path, data) -> None:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """`folder`, created if needed, once it is known to be a folder one can write to;
+    else a `ConfigError` saying why (e.g. that it is a file) and to give another.
+
+    >>> writable_folder(tempfile.mkdtemp()).is_dir()
+    True
+    """
+    from cnncli.errors import ConfigError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError("the output folder is a file, not a folder", file=str(folder),
+                          hint="give the output a folder (new or existing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".cnncli-probe-", dir=folder))
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder: {exc.strerror or exc}",
+                          file=str(folder), hint="give a folder you can write to") from None
+    return folder

@@ -502,6 +502,15 @@ def test_predict_explain_writes_heat_maps_beside_the_predictions(quadrant_run, b
     assert (tmp_path / "cams" / "gradcam_cross.png").is_file()
 
 
+def test_predict_explain_into_a_file_is_refused_before_predicting(quadrant_run, bracketed,
+                                                                  tmp_path):
+    (tmp_path / "efile").write_text("not a folder")
+    result = cnncli("predict", bracketed[1], "--model", quadrant_run["run"],
+                    "--explain", tmp_path / "efile")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "the output folder is a file, not a folder" in result.stderr
+
+
 def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadrant_run,
                                                                          bracketed, tmp_path):
     broken = tmp_path / "broken.png"

@@ -41,13 +41,15 @@ def predict(
         "into DIR (gradcam_<image>.png).")] = None,
 ) -> None:
     """Classify images: cnncli predict car.jpg --model vgg16."""
-    from cnncli import devices
+    from cnncli import devices, files
     from cnncli.cli import render
     from cnncli.infer import classifier
     from cnncli.infer import predict as prediction
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
+    if explain:  # before any work: a bad --explain folder is known now
+        files.writable_folder(explain)
     placement = _placement(model, device, precision)
     loaded = classifier.load(model, weights=weights, offline=offline,
                              precision=placement.precision if placement else "float32")

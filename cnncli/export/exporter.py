@@ -27,7 +27,8 @@ from cnncli import files
 from cnncli.data import feed
 from cnncli.errors import CnnError, ConfigError, DataError, ModelError
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
-from cnncli.export.staging import Staging, check_writable
+from cnncli.export.staging import Staging
+from cnncli.files import writable_folder
 from cnncli.infer import classifier, exported, sidecar
 from cnncli.infer.base import in_parts
 from cnncli.model import pretrained
@@ -105,7 +106,7 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
     folder, exact = _destination(output, reference, variants)
     targets = {v: _targets(v, folder, exact) for v in variants}
     _refuse_existing(targets, folder, reference.class_names, force)
-    check_writable(folder)
+    writable_folder(folder)
     samples = _samples(reference, images, data, data_dir, offline, check_images,
                        any(v.quantization == "int8" for v in variants))
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)

@@ -76,15 +76,3 @@ def _sync_folder(folder: Path) -> None:
         pass  # some file systems cannot sync a folder; the renames are atomic all the same
     finally:
         os.close(fd)
-
-
-def check_writable(folder: Path) -> None:
-    """Create `folder` if needed; `ConfigError` if it cannot be written to."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=PREFIX, dir=folder)
-        os.rmdir(probe)
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder: {exc.strerror or exc}",
-                          file=str(folder), hint="give --output a folder you can write "
-                          "to") from None

@@ -19,6 +19,7 @@ import numpy as np
 
 from cnncli import plots
 from cnncli.errors import CnnError, ConfigError
+from cnncli.files import writable_folder
 from cnncli.viz import conv_layers, gradcam, model_input, mosaic
 from cnncli.viz.pictures import file_name
 
@@ -71,7 +72,7 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
     last convolution layer); `resize` overrides the model's resize mode."""
     cam = gradcam.GradCam(conv_layers.keras_model(clf, "Grad-CAM"), layer, clf.name)
     wanted = None if class_name is None else class_index(clf.class_names, class_name)
-    result, names = Explanation(), _Names(Path(output))
+    result, names = Explanation(), _Names(writable_folder(output))
     for start in range(0, len(sources), BATCH):
         seen = []
         for source in sources[start:start + BATCH]:
