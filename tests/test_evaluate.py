@@ -8,7 +8,7 @@ import pytest
 from trainkit import write_config
 
 from cnncli import config
-from cnncli.errors import ConfigError, DataError
+from cnncli.errors import ConfigError, DataError, ModelError
 from cnncli.infer import artefact
 from cnncli.infer import evaluate as evaluation
 from cnncli.run import train as training
@@ -103,3 +103,15 @@ def test_a_model_file_outside_a_run_says_where_its_files_would_go(run, tmp_path)
     assert rep.files == {} and any("only with --output DIR" in n for n in rep.notes)
     rep = evaluation.evaluate(tmp_path / "digits.keras", output=tmp_path / "out")
     assert (tmp_path / "out" / "confusion.png").is_file()
+
+
+def test_a_finished_run_whose_model_files_are_gone_says_so(tmp_path):
+    run = tmp_path / "runs" / "toy" / "1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("model: linear\n")
+    (run / "state.json").write_text('{"status": "finished"}')
+    with pytest.raises(ModelError, match="finished, but its model files"):
+        artefact.resolve(run)
+    (run / "state.json").write_text('{"status": "running"}')
+    with pytest.raises(ModelError, match="did not finish an epoch"):
+        artefact.resolve(run)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli import config
+from cnncli import config, files
 from cnncli.errors import ModelError
 from cnncli.model.meta import ModelMeta
 from cnncli.run import rundir
@@ -43,10 +43,21 @@ def resolve(target: str | os.PathLike) -> Artefact:
     if not model.exists():
         model = run / "model.keras"
     if not model.exists():
+        if _finished(run):  # it had one: removed or lost since
+            raise ModelError("this run finished, but its model files (best.keras, "
+                             "model.keras) are gone", file=str(run),
+                             hint="restore them from a copy, or train the run again")
         raise ModelError("this run has no model file yet (it did not finish an epoch)",
                          file=str(run), hint=rundir.no_model_hint(run))
     saved = config.load(run / rundir.CONFIG)
     return Artefact(model, run, modelfile.read_meta(model) or ModelMeta(), saved.data)
+
+
+def _finished(run: Path) -> bool:
+    try:
+        return files.read_json(run / rundir.STATE).get("status") == "finished"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def image_input(model, path) -> tuple[int, int, int]:
