@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, ManyErrors
 from cnncli.model import builder, spec
 
 
@@ -111,3 +111,17 @@ def test_overrides_change_classes_and_input(write):
     model = builder.build(s, classes=3, input=[32, 32, 3])
     assert model.input.shape == (None, 32, 32, 3)
     assert model.output.shape == (None, 3)
+
+
+def test_after_a_bad_layer_the_later_layers_arguments_are_still_checked(write):
+    with pytest.raises(ManyErrors) as e:
+        build_text(write, """
+            input: [28, 28, 1]
+            layers:
+              - Conv2D: {filters: 8, kernel_size: 3, strides: -1}
+              - Flatten
+              - Dropout: 1.5
+              - Dense: {units: 3, activation: softmax}
+        """)
+    assert [(err.line, err.where) for err in e.value.errors] == [
+        (3, "layer 1 'conv1_1' (Conv2D)"), (5, "layer 3 'dropout1' (Dropout)")]

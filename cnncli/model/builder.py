@@ -70,49 +70,70 @@ def _expanded(spec: specs.Spec) -> expansion.Expanded:
         try:
             _layers(expanded, [])
         except CnnError as exc:
-            errors = [exc, *errors]
+            errors = [*getattr(exc, "errors", [exc]), *errors]
     raise_all(errors)
     return expanded
 
 
 def _layers(expanded: expansion.Expanded, warnings: list[str]) -> dict:
     """Each node's output tensor (and the input's), checking shapes and weights as it
-    goes; warnings worth showing are appended to `warnings`."""
-    inputs = keras.Input(shape=expanded.input_shape, name="input")
-    tensors = {expansion.INPUT: inputs}
-    mixed = keras.config.dtype_policy().name != "float32"
-    for node in expanded.nodes:
-        args = dict(node.args)
-        if mixed and node.name == expanded.output:
-            args.setdefault("dtype", "float32")  # softmax and loss stay in float32
-        incoming = [tensors[n] for n in node.inputs]
-        layer = _make_layer(node, args, incoming[0].shape)
-        _check_window(node, layer, incoming[0].shape)
-        _check_weights(node, layer, incoming[0].shape)
-        if node.layer == "Dense" and len(incoming[0].shape) > 2:
-            dims = "x".join(str(d) for d in incoming[0].shape[1:])
-            warnings.append(
-                f"{node.where()}: Dense on a {dims} volume acts on the last axis only, "
-                f"keeping the {dims.rsplit('x', 1)[0]} grid; add `- Flatten` before it if "
-                "you meant a fully-connected layer")
+    goes; warnings worth showing are appended to `warnings`. After a layer's problem the
+    shapes are unknown, but the later layers' arguments are still checked, so all their
+    problems are reported at once."""
+    tensors = {expansion.INPUT: keras.Input(shape=expanded.input_shape, name="input")}
+    for k, node in enumerate(expanded.nodes):
         try:
-            output = layer(incoming if len(incoming) > 1 else incoming[0])
-        except Exception as exc:  # Keras raises ValueError, TypeError, ... on bad shapes
-            raise _shape_error(node, incoming, exc) from None
-        if isinstance(output, (list, tuple, dict)):  # e.g. LSTM with return_state: true
-            raise ConfigError(
-                f"the layer gives {len(output)} outputs; a spec's layers each give one",
-                file=node.file, line=node.line, where=node.where(),
-                hint="remove the argument that asks for several (return_state, "
-                     "return_attention_scores, ...)")
-        if any(d == 0 for d in output.shape[1:]):
-            raise ConfigError(
-                f"it gives an empty volume ({_volume(output.shape)}) from its "
-                f"{_volume(incoming[0].shape)} input", file=node.file, line=node.line,
-                where=node.where(), hint="check its size arguments: every output size must "
-                "be at least 1")
-        tensors[node.name] = output
+            tensors[node.name] = _output(node, expanded, tensors, warnings)
+        except CnnError as exc:
+            later = (_argument_error(n) for n in expanded.nodes[k + 1:])
+            raise_all([exc, *(e for e in later if e is not None)])
     return tensors
+
+
+def _argument_error(node: expansion.Node) -> CnnError | None:
+    """The problem Keras finds in the arguments of `node`'s layer alone, if any."""
+    if node.layer == backbone.LAYER:
+        return None  # a backbone is built for its input's shape
+    try:
+        _make_layer(node, dict(node.args), None)
+    except CnnError as exc:
+        return exc
+    return None
+
+
+def _output(node: expansion.Node, expanded: expansion.Expanded, tensors: dict,
+            warnings: list[str]):
+    """`node`'s output tensor, its layer made and checked."""
+    args = dict(node.args)
+    if keras.config.dtype_policy().name != "float32" and node.name == expanded.output:
+        args.setdefault("dtype", "float32")  # softmax and loss stay in float32
+    incoming = [tensors[n] for n in node.inputs]
+    layer = _make_layer(node, args, incoming[0].shape)
+    _check_window(node, layer, incoming[0].shape)
+    _check_weights(node, layer, incoming[0].shape)
+    if node.layer == "Dense" and len(incoming[0].shape) > 2:
+        dims = "x".join(str(d) for d in incoming[0].shape[1:])
+        warnings.append(
+            f"{node.where()}: Dense on a {dims} volume acts on the last axis only, "
+            f"keeping the {dims.rsplit('x', 1)[0]} grid; add `- Flatten` before it if "
+            "you meant a fully-connected layer")
+    try:
+        output = layer(incoming if len(incoming) > 1 else incoming[0])
+    except Exception as exc:  # Keras raises ValueError, TypeError, ... on bad shapes
+        raise _shape_error(node, incoming, exc) from None
+    if isinstance(output, (list, tuple, dict)):  # e.g. LSTM with return_state: true
+        raise ConfigError(
+            f"the layer gives {len(output)} outputs; a spec's layers each give one",
+            file=node.file, line=node.line, where=node.where(),
+            hint="remove the argument that asks for several (return_state, "
+                 "return_attention_scores, ...)")
+    if any(d == 0 for d in output.shape[1:]):
+        raise ConfigError(
+            f"it gives an empty volume ({_volume(output.shape)}) from its "
+            f"{_volume(incoming[0].shape)} input", file=node.file, line=node.line,
+            where=node.where(), hint="check its size arguments: every output size must "
+            "be at least 1")
+    return output
 
 
 def _make_layer(node: expansion.Node, args: dict, shape):
