@@ -327,7 +327,7 @@ def test_an_output_folder_that_cannot_be_written_is_a_usage_error(run, tmp_path)
 
 def test_a_run_without_a_finished_model_says_what_to_do(run, tmp_path):
     unfinished = tmp_path / "unfinished"
-    shutil.copytree(run, unfinished, ignore=shutil.ignore_patterns("*.keras"))
+    shutil.copytree(run, unfinished, ignore=shutil.ignore_patterns("*.keras", "state.json"))
     result = cnncli("export", str(unfinished), "--format", "onnx")
     assert result.returncode == 3
     assert "no model file yet" in result.stderr and "Hint:" in result.stderr
