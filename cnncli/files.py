@@ -22,7 +22,7 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; keep the usual mode
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600 files; keep the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -34,7 +34,8 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (reading it means setting it: it is set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

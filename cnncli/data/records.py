@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli import files
 from cnncli.data import images
 from cnncli.data.dataset import Dataset, Records, Split
 from cnncli.errors import ConfigError, DataError
@@ -99,9 +101,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     tf = import_tf()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # as a folder made by mkdir would be, not mkdtemp's 0700
+    os.chmod(tmp, 0o777 & ~files.umask())  # as mkdir would make it, not mkdtemp's 0700
     total, done = len(ds.train) + len(ds.test), 0
     try:
         index = {"format": FORMAT, "version": 1, "source": ds.source,
@@ -158,14 +158,17 @@ def damaged_shard(shards, cause: Exception) -> DataError:
         try:
             tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1)
         except tf.errors.DataLossError as exc:
-            return DataError(f"the shard {Path(path).name} is damaged ({_first_line(exc)})",
+            return DataError(f"the shard {Path(path).name} is damaged ({_reason(exc)})",
                              file=str(path), hint="copy it again, or pack the data again")
-    return DataError(f"a shard is damaged ({_first_line(cause)})",
+    return DataError(f"a shard is damaged ({_reason(cause)})",
                      file=str(Path(shards[0]).parent), hint="copy the packed folder again")
 
 
-def _first_line(exc: Exception) -> str:
-    return (getattr(exc, "message", None) or str(exc)).strip().splitlines()[-1]
+def _reason(exc: Exception) -> str:
+    """``corrupted record at 12`` from TensorFlow's message (which names its own graph)."""
+    text = getattr(exc, "message", None) or str(exc)
+    found = re.search(r"corrupted record at \d+", text)
+    return found.group() if found else text.strip().splitlines()[-1]
 
 
 def _packed_shape(ds: Dataset, image_size) -> list[int] | None:
