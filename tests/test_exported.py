@@ -294,3 +294,99 @@ def test_a_large_batch_runs_in_parts_within_the_memory_budget(monkeypatch):
     got = clf.probabilities(images)
     assert seen == [5, 5, 2] and clf.max_batch == 5
     np.testing.assert_allclose(got[:, 0], images.reshape(12, -1).mean(1))
+
+
+def _copy_with_json(files, folder, name: str, edit):
+    """`name` copied from the export into `folder` with its JSON changed by `edit`."""
+    import json
+
+    (folder / name).write_bytes((files["export"] / name).read_bytes())
+    if name.endswith(".xml"):
+        (folder / "model.bin").write_bytes((files["export"] / "model.bin").read_bytes())
+    data = json.loads((files["export"] / f"{name}.json").read_text())
+    edit(data)
+    (folder / f"{name}.json").write_text(json.dumps(data))
+    return folder / name
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.tflite", "model.xml"])
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(class_names=["a", "b"]), "names 2 classes but the model gives 3"),
+    (lambda d: d.update(class_names=[]), "names 0 classes but the model gives 3"),
+    (lambda d: d["input"].update(shape=[None, 32, 32, 1]), "input is 32x32x1 but the model "
+                                                           "takes 8x8x1"),
+    (lambda d: d["input"].update(shape=[None, 100000, 100000, 1]), "input is 100000x100000"),
+])
+def test_a_json_that_does_not_describe_its_model_is_refused(files, tmp_path, name, edit,
+                                                            message):
+    """Hand-edited or copied from another export: every answer would be wrong, or the
+    runtime asked for images it cannot take (it crashed, or ran out of memory)."""
+    path = _copy_with_json(files, tmp_path, name, edit)
+    with pytest.raises(ModelError, match=message) as caught:
+        exported.load(path)
+    assert caught.value.file == str(path) + ".json"  # the JSON is named, not the model
+
+
+def test_a_json_with_an_unknown_resize_mode_is_refused(files, tmp_path):
+    path = _copy_with_json(files, tmp_path, "model.onnx", lambda d: d.update(resize="bogus"))
+    with pytest.raises(ModelError, match=r"`resize` \('bogus'; expected stretch"):
+        exported.load(path)
+
+
+def test_an_input_that_is_not_nhwc_images_is_refused(tmp_path):
+    """An NCHW uint8 model (not one cnncli wrote): refused when loading, not mid-predict."""
+    x = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 1, 28, 28])
+    y = helper.make_tensor_value_info("probabilities", TensorProto.UINT8, ["batch", 1, 28, 28])
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["image"],
+                                                                  ["probabilities"])],
+                                                "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "nchw.onnx")
+    with pytest.raises(ModelError, match=r"\[batch, 1, 28, 28\]: not images with 1 or 3 "
+                                         "channels last"):
+        exported.load(tmp_path / "nchw.onnx")
+
+
+@pytest.mark.parametrize("content", ["onnx", "tflite", "garbage"])
+def test_an_xml_that_is_not_openvino_ir_is_refused_quietly(files, tmp_path, content):
+    """OpenVINO reads an ONNX file renamed .xml (past cnncli's ONNX scan), and logs C++
+    lines about garbage: neither happens."""
+    data = {"onnx": (files["export"] / "model.onnx").read_bytes(),
+            "tflite": (files["export"] / "model.tflite").read_bytes(),
+            "garbage": b"\x00\x01not xml at all"}[content]
+    (tmp_path / "m.xml").write_bytes(data)
+    (tmp_path / "m.bin").write_bytes(b"")
+    done = subprocess.run([sys.executable, "-m", "cnncli", "predict", str(files["image"]),
+                           "--model", str(tmp_path / "m.xml")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 3 and "this is not an OpenVINO model (.xml): it is not XML" in \
+        done.stderr
+    assert done.stderr.count("\n") <= 3, done.stderr  # the error paragraph, nothing else
+
+
+@pytest.mark.parametrize("option, value, code, message", [
+    ("--precision", "bogus", 2, "--precision 'bogus' is not a precision cnncli knows"),
+    ("--device", "tpu", 2, "--device 'tpu' is not a device cnncli knows"),
+    ("--device", "gpu:7", 0, "do not apply to onnx files: they run on the CPU"),
+    ("--precision", "mixed_bfloat16", 0, "do not apply to onnx files"),
+])
+def test_device_and_precision_are_checked_for_exported_files(files, option, value, code,
+                                                             message):
+    for command in (["predict", str(files["image"])], ["evaluate"]):
+        at = 2 if command[0] == "predict" else 1
+        args = [*command[:at], *(["--model"] if command[0] == "predict" else []),
+                str(files["export"] / "model.onnx"), *command[at:], option, value]
+        done = subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == code, done.stderr
+        assert message in " ".join(done.stderr.split())
+
+
+def test_explain_with_an_exported_file_is_refused_before_predicting(files, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cnncli", "predict", str(files["image"]),
+                           "--model", str(files["export"] / "model.onnx"), "--explain",
+                           str(tmp_path / "cams")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stdout == ""  # nothing predicted first
+    assert "--explain (Grad-CAM) needs the Keras model" in done.stderr
+    assert not (tmp_path / "cams").exists()

@@ -245,3 +245,19 @@ def test_save_needs_the_keras_suffix(tmp_path):
 def test_save_into_a_missing_folder_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         save_model_atomic(small_model(), tmp_path / "nope" / "model.keras")
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("resize", "bogus", "stretch, center_crop or pad"),
+    ("image_channels", 2, "1 or 3"),
+    ("image_channels", True, "1 or 3"),
+])
+def test_a_bad_value_in_the_models_metadata_is_a_model_error(key, value, expected):
+    """Found when the file is read, naming the file, not later as an unknown resize mode
+    without a file."""
+    from cnncli.model.meta import ModelMeta
+
+    with pytest.raises(ModelError, match=f"bad `{key}`.*expected {expected}") as caught:
+        ModelMeta.from_json({key: value}, file="m.keras")
+    assert caught.value.file == "m.keras"
+    assert ModelMeta.from_json({"resize": "pad", "image_channels": 1}).image_channels == 1

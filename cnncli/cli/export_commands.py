@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
-from cnncli.errors import EXIT_BELOW_THRESHOLD, raise_all
+from cnncli.errors import EXIT_BELOW_THRESHOLD
 
 
 def export(
@@ -62,6 +62,8 @@ def export(
     for failed in report.failed:
         render.err.print(f"FAIL: {failed.path}: {failed.check.problem}; the file was not "
                          "kept", markup=False)
-    raise_all(report.errors)
-    if report.failed:
-        raise typer.Exit(EXIT_BELOW_THRESHOLD)
+    for error in report.errors:  # on stderr: with --json the report above has them too
+        render.error(error)
+    codes = [e.exit_code for e in report.errors] + [EXIT_BELOW_THRESHOLD] * bool(report.failed)
+    if codes:
+        raise typer.Exit(max(codes))

@@ -48,7 +48,14 @@ def predict(
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
-    if explain:  # before any work: a bad --explain folder is known now
+    if explain:  # before any work: a bad --explain is known now
+        from cnncli.errors import ConfigError
+        from cnncli.infer import exported
+
+        if exported.kind(model):
+            raise ConfigError("--explain (Grad-CAM) needs the Keras model with its layers, "
+                              "and this is an exported file", file=model,
+                              hint="point --model at the run folder or its .keras file")
         files.writable_folder(explain)
     placement = _placement(model, device, precision)
     loaded = classifier.load(model, weights=weights, offline=offline,
@@ -124,6 +131,15 @@ def _placement(model: str, device: str, precision: str):
     from cnncli.infer import exported
 
     if exported.kind(model) in exported.TF_FREE:
+        from cnncli.cli import render
+        from cnncli.devices.placement import parse_device, parse_precision
+
+        form, _ = parse_device(device)
+        wanted = parse_precision(precision)
+        if form == "gpu" or wanted not in ("auto", "float32"):
+            render.warn(f"--device {device} --precision {precision} do not apply to "
+                        f"{exported.kind(model)} files: they run on the CPU, in the "
+                        "precision they were exported in")
         return None
     return devices.setup(device, precision)
 

@@ -248,21 +248,22 @@ def evaluation(rep) -> None:
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for c in r.per_class[:100]:
-        table.add_row(str(c["name"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}",
-                      f"{c['f1']:.3f}", f"{c['support']:,}")
+        table.add_row(printable(str(c["name"]), one_line=True), f"{c['precision']:.3f}",
+                      f"{c['recall']:.3f}", f"{c['f1']:.3f}", f"{c['support']:,}")
     out.print(table)
     if r.most_confused:
         out.print("Most confused (true -> predicted: count):")
         for pair in r.most_confused[:5]:
-            out.print(f"  {pair['true_name']} -> {pair['predicted_name']}: {pair['count']}",
-                      markup=False)
+            out.print(printable(f"  {pair['true_name']} -> {pair['predicted_name']}: "
+                                f"{pair['count']}", one_line=True), markup=False)
     if r.misclassified:
         out.print("Worst mistakes (id: true -> predicted, confidence):")
         for m in r.misclassified[:5]:
-            out.print(f"  {m['id']}: {m['true_name']} -> {m['predicted_name']} "
-                      f"({m['confidence']:.1%})", markup=False)
+            out.print(printable(f"  {m['id']}: {m['true_name']} -> {m['predicted_name']} "
+                                f"({m['confidence']:.1%})", one_line=True), markup=False)
     for name, path in rep.files.items():
-        out.print(f"{name.replace('_', ' ')}: {path}", markup=False)
+        out.print(f"{name.replace('_', ' ')}: {printable(str(path), one_line=True)}",
+                  markup=False)
     for note in rep.notes:
         warn(note)
 
@@ -342,8 +343,8 @@ def exports(report) -> None:
     """One row per exported file: size, largest difference, top-1 agreement, accuracy."""
     from rich.text import Text
 
-    out.print(f"Model: {report.model}", markup=False)
-    out.print(f"Checked on {report.images}", markup=False)
+    out.print(f"Model: {printable(report.model, one_line=True)}", markup=False)
+    out.print(f"Checked on {printable(report.images, one_line=True)}", markup=False)
     table = Table(title="Exports", title_justify="left")
     for col in ("export", "file", "size", "max diff", "top-1 agreement", "accuracy",
                 "result"):
@@ -357,7 +358,7 @@ def exports(report) -> None:
                 accuracy += f" ({0.0 - c.drop:+.2f} points)"
         label = r.format + ("" if r.quantization == "none" else f" ({r.quantization})")
         table.add_row(*(Text(s) for s in (
-            label, str(r.path), _mb(r.size), f"{c.max_difference:.2g}",
+            label, printable(str(r.path), one_line=True), _mb(r.size), f"{c.max_difference:.2g}",
             f"{c.agreement:.2%} of {c.images:,}", accuracy,
             "ok" if r.kept else "FAILED, not kept")))
     out.print(table)

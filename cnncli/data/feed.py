@@ -70,6 +70,15 @@ class Feed:
         return cls(train, val, shape, ImageLoader(train, shape, resize, cache),
                    ImageLoader(val, shape, resize, cache) if len(val) else None)
 
+    @property
+    def image_channels(self) -> int:
+        """The channels of the images that reach the model's graph: files are decoded at
+        the model's; arrays in memory keep theirs (grey MNIST into an RGB network: 1),
+        converted inside the graph (`pipeline.preprocess_batch`)."""
+        if self.train_loader is None and self.train.kind == "arrays":
+            return int(self.train.images.shape[-1])
+        return self.shape[-1]
+
     def describe(self) -> str:
         """How images are read, for the Data line ("" for arrays in memory)."""
         return self.train_loader.describe() if self.train_loader else ""

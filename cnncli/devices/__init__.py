@@ -51,6 +51,7 @@ from cnncli.devices.placement import (
     decide,
     gpu_warning,
     parse_device,
+    parse_precision,
     strategy_name,
 )
 from cnncli.devices.tf_layer import (
@@ -75,7 +76,6 @@ __all__ = [
     "auto_precision", "available_cpus", "build_info", "check_fits", "cpu_bf16_units",
     "cpu_flags", "decide", "doctor_info", "estimate_batch_memory", "format_bytes",
     "gpu_warning", "inference_batch_size", "next_batch_size", "nvidia_driver_present",
-    "out_of_memory_message",
-    "parse_device", "parse_tf_config", "scale_learning_rate", "setup", "strategy",
-    "strategy_name", "tf_cpu_threads", "visible_gpus",
+    "out_of_memory_message", "parse_device", "parse_precision", "parse_tf_config",
+    "scale_learning_rate", "setup", "strategy", "strategy_name", "tf_cpu_threads", "visible_gpus",
 ]

@@ -202,6 +202,21 @@ def parse_device(requested: str) -> tuple[str, int | None]:
     )
 
 
+def parse_precision(precision: str) -> str:
+    """A ``--precision`` value, checked.
+
+    >>> parse_precision(" Float32")
+    'float32'
+    """
+    wanted = str(precision).strip().lower()
+    if wanted not in PRECISIONS:
+        raise ConfigError(
+            f"--precision {precision!r} is not a precision cnncli knows",
+            hint=f"use one of: {', '.join(PRECISIONS)}",
+        )
+    return wanted
+
+
 def auto_precision(gpus: Sequence[GpuInfo], cpu_bf16: bool = False) -> str:
     """The precision ``--precision auto`` picks for these GPUs (empty = the CPU).
 
@@ -297,12 +312,7 @@ def decide(
     'Device: 2x NVIDIA A100-SXM4-80GB (mirrored, mixed_bfloat16); batch size is per replica'
     """
     form, index = parse_device(requested)
-    wanted = str(precision).strip().lower()
-    if wanted not in PRECISIONS:
-        raise ConfigError(
-            f"--precision {precision!r} is not a precision cnncli knows",
-            hint=f"use one of: {', '.join(PRECISIONS)}",
-        )
+    wanted = parse_precision(precision)
     gpus = list(gpus)
 
     if form == "cpu" or (form == "auto" and not gpus):

@@ -22,6 +22,7 @@ short-lived process, which is where conversions belong.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import warnings
@@ -239,12 +240,17 @@ def openvino(job: Job) -> None:
 
 @contextlib.contextmanager
 def _converting(fmt: str, job: Job):
-    """Quiet, and a converter's failure turned into an error naming the layer."""
+    """Quiet, and a converter's failure turned into an error naming the layer (a full
+    disk is not the layer's fault: it goes up as it is)."""
     try:
         with _quiet():
             yield
     except CnnError:
         raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise unsupported.cannot_convert(fmt, job.wrapper, str(exc)) from None
     except Exception as exc:
         raise unsupported.cannot_convert(fmt, job.wrapper, str(exc)) from None
 

@@ -35,6 +35,7 @@ from cnncli.model import pretrained
 
 CALIBRATION_IMAGES = 300  # "a few hundred training images" (LiteRT's and ONNX Runtime's advice)
 DEFAULT_CHECK_IMAGES = 1000
+FEW_CHECK_IMAGES = 100  # fewer check images than this: a note says the figures say little
 BATCH = 256
 FILE_SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
 
@@ -106,9 +107,30 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
     folder, exact = _destination(output, reference, variants)
     targets = {v: _targets(v, folder, exact) for v in variants}
     _refuse_existing(targets, folder, reference.class_names, force)
+    made = not folder.exists()
     writable_folder(folder)
+    report = None
+    try:
+        report = _export_all(reference, variants, targets, folder, notes, images=images,
+                             data=data, data_dir=data_dir, offline=offline, force=force,
+                             max_drop=max_drop, check_images=check_images)
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile
+        raise ModelError(f"cannot write the export: {exc.strerror or exc}", file=str(folder),
+                         hint="free some disk space, or give another --output") from None
+    finally:
+        if made and not (report and any(r.kept for r in report.results)):
+            _remove_if_empty(folder)  # a failed export leaves no folder it made
+    return report
+
+
+def _export_all(reference, variants, targets, folder: Path, notes: list[str], *, images,
+                data, data_dir, offline, force: bool, max_drop: float,
+                check_images: int) -> Report:
     samples = _samples(reference, images, data, data_dir, offline, check_images,
                        any(v.quantization == "int8" for v in variants))
+    if len(samples.images) < FEW_CHECK_IMAGES:
+        notes.append(f"the check ran on {len(samples.images)} image(s) only: its figures "
+                     f"say little (at least {FEW_CHECK_IMAGES} are advised)")
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)
     expected = in_parts(reference.probabilities, samples.images, BATCH)
     report = Report(reference.name, samples.source, notes=notes)
@@ -116,13 +138,24 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
         (stage.path / "scratch").mkdir()
         for v in variants:
             try:
-                report.results.append(_export_one(v, targets[v], stage, wrapper, samples,
-                                                  expected, reference, force, max_drop))
+                result = _export_one(v, targets[v], stage, wrapper, samples, expected,
+                                     reference, force, max_drop)
             except CnnError as exc:
                 report.errors.append(exc)
-        if any(r.kept for r in report.results):
-            _publish_labels(stage, folder, reference.class_names)
+                continue
+            report.results.append(result)
+            if result.kept and sum(r.kept for r in report.results) == 1:
+                # with the first file, not the last: an export stopped half-way (Ctrl-C)
+                # leaves its kept files with their labels
+                _publish_labels(stage, folder, reference.class_names)
     return report
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (or gone): left as it is
 
 
 def _plan(fmts, quantize, max_drop: float, check_images: int):
@@ -144,11 +177,18 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
     fmt = FILE_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         return path, None
-    if len(variants) != 1 or variants[0].format.name != fmt:
+    if len(variants) != 1:
         raise ConfigError(f"--output {output} names one {fmt} file, but "
-                          f"{len(variants)} export(s) were asked for: "
+                          f"{len(variants)} exports were asked for: "
                           + ", ".join(v.label for v in variants),
                           hint="give --output a folder to write several files")
+    if variants[0].format.name != fmt:
+        wanted = variants[0].format
+        raise ConfigError(f"--output {output} names a{'n' if fmt[0] in 'aeiou' else ''} "
+                          f"{fmt} file, but the export asked for is {variants[0].label}",
+                          hint=f"give --output a name ending in {wanted.suffix}, or a folder"
+                          if wanted.suffix else "give --output a folder (a SavedModel is "
+                          "a folder)")
     return path.parent if str(path.parent) else Path("."), path
 
 
@@ -166,22 +206,23 @@ def _targets(v: formats.Variant, folder: Path, exact: Path | None) -> list[Path]
 def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> None:
     """Existing outputs are refused unless `force`; even then, a folder is replaced
     only by a SavedModel and only if it is one (never a folder of the user's)."""
-    for v, paths in targets.items():
+    labels = folder / sidecar.LABELS_FILE
+    for v, paths in [*targets.items(), (None, [labels])]:
         for path in paths:
-            makes_folder = path == paths[-1] and not v.format.suffix
+            makes_folder = v is not None and path == paths[-1] and not v.format.suffix
             if path.is_dir() and not path.is_symlink() and not (
                     makes_folder and (path / "saved_model.pb").is_file()):
                 what = ("a folder that is not a SavedModel" if makes_folder
                         else "a folder, where the export writes a file")
-                raise ConfigError(f"{path} is {what}: it is not replaced, even with --force",
-                                  file=str(path),
+                raise ConfigError(f"the output is {what}: it is not replaced, even with "
+                                  "--force", file=str(path),
                                   hint="choose another --output, or move that folder away")
     if force:
         return
-    existing = [p for paths in targets.values() for p in paths if p.exists()]
-    labels = folder / sidecar.LABELS_FILE
-    if labels.is_file() and labels.read_text(errors="replace") != sidecar.labels_text(
-            class_names):
+    existing = [p for paths in targets.values() for p in paths
+                if p.exists() or p.is_symlink()]  # a dangling link is in the way too
+    if (labels.is_file() and labels.read_text(errors="replace") != sidecar.labels_text(
+            class_names)) or (labels.is_symlink() and not labels.exists()):
         existing.append(labels)
     if existing:
         raise ConfigError("the output exists already: " + ", ".join(map(str, existing[:4]))
@@ -192,7 +233,6 @@ def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> N
 def _samples(reference, images, data, data_dir, offline, limit: int,
              calibrate: bool) -> Samples:
     """The check images (and labels), the calibration images, the export's input."""
-    h, w, c = reference.input_shape
     art = reference.artefact
     run_data = art.data if art else None
     source = data or (run_data.name if run_data else None) or reference.meta.dataset
@@ -212,15 +252,16 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
                           "not say what data it was trained on", file=reference.name,
                           hint="pass --data NAME_OR_PATH")
     # The channels a client has: the training images' (grey MNIST into an RGB network
-    # gives a 1-channel export, converted in the graph), else the network's.
-    shape = (h, w, int(ds.image_shape[-1]) if ds is not None and ds.image_shape else c)
+    # gives a 1-channel export, converted in the graph), as the model file records them;
+    # never those of the check images (--data, --images), which only check.
+    shape = tuple(reference.input_shape)
     resize = reference.meta.resize
     calibration = None
     if calibrate:  # its own seed: the check images must not depend on it
         pick = np.random.default_rng(1).permutation(len(ds.train))[:CALIBRATION_IMAGES]
         calibration = feed.images_at(ds.train, np.sort(pick), shape, resize=resize)
     if images:
-        checked = _read_images(images, shape)
+        checked = _read_images(images, shape, resize)
         return Samples(checked, None, calibration, shape,
                        f"{len(checked):,} image(s) given with --images (no labels)")
     from cnncli.infer import evaluate as evaluation
@@ -233,15 +274,14 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
                    shape, f"{len(pick):,} test images of {ds.name} ({ds.source})")
 
 
-def _read_images(sources: list[str], shape) -> np.ndarray:
-    from cnncli.data import images as imaging
+def _read_images(sources: list[str], shape, resize: str) -> np.ndarray:
+    """The files of ``--images``, as `cnncli predict` reads them for this model."""
     from cnncli.data import inputs
 
     paths = inputs.expand_inputs(list(sources))
     if not paths:
         raise DataError("--images names no images", hint="give image files or folders")
-    return np.stack([imaging.resize(imaging.load_image(Path(p), name=p, channels=shape[-1]),
-                                    shape[:2]) for p in paths])
+    return np.stack([inputs.read_image(p, shape, resize) for p in paths])
 
 
 def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper,

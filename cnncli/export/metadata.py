@@ -34,7 +34,7 @@ def describe(fmt: str, quantization: str, shape, reference, check: dict | None =
         fmt, quantization=quantization, input_shape=tuple(int(d) for d in shape),
         class_names=tuple(reference.class_names),
         preprocessing=getattr(reference, "preprocessing", meta.preprocessing),
-        model_input=tuple(int(d) for d in reference.input_shape), model=meta.model,
+        model_input=tuple(int(d) for d in reference.network_input), model=meta.model,
         dataset=meta.dataset, resize=meta.resize,
         source=str(source) if source else None, check=dict(check or {}))
 

@@ -3,7 +3,7 @@ inside the output folder (same file system: renames are atomic), then renames.
 
 A file is renamed into place only once it is complete and has passed its check; the
 staging folder goes away with everything in it however the export ends (an error, a
-failed check, Ctrl-C). ``replace=True`` (``--force``) replaces existing outputs, a
+failed check, Ctrl-C, SIGTERM). ``replace=True`` (``--force``) replaces existing outputs, a
 SavedModel folder included (the old one is moved aside first, then deleted).
 
 >>> import tempfile
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -27,19 +28,37 @@ from cnncli.errors import ConfigError
 PREFIX = ".cnncli-export-"
 
 
+PID_FILE = "pid"  # the exporting process, so that a later export knows a folder is stale
+
+
 class Staging:
-    """A temporary folder inside `folder`, removed on exit."""
+    """A temporary folder inside `folder`, removed on exit, also on SIGTERM (the
+    process then exits 143 at once); one left by a killed export (SIGKILL, a power
+    cut) is removed by the next export into the same folder."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.path: Path | None = None
+        self._previous = None
 
     def __enter__(self) -> Staging:
+        remove_stale(self.folder)
         self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.folder))
+        (self.path / PID_FILE).write_text(str(os.getpid()))
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._terminated)
+        except ValueError:  # not the main thread: no handler (the next export cleans up)
+            self._previous = None
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def _terminated(self, signum, frame) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        os._exit(128 + signum)  # as a shell reports it; nothing else to keep
 
     def publish(self, moves: list[tuple[Path, Path]], *, replace: bool) -> None:
         """Rename each staged file or folder to its destination, in order."""
@@ -56,6 +75,27 @@ class Staging:
                     dest.unlink()
             os.replace(source, dest)
         _sync_folder(self.folder)
+
+
+def remove_stale(folder: Path) -> None:
+    """Remove staging folders in `folder` whose export is no longer running."""
+    for path in Path(folder).glob(PREFIX + "*"):
+        try:
+            pid = int((path / PID_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # being made this instant, or not ours: left alone
+        if not _running(pid):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _sync(path: Path) -> None:

@@ -32,11 +32,16 @@ __all__ = ["Classifier", "KerasClassifier", "keras_classifier", "load"]
 @dataclass
 class KerasClassifier(Classifier):
     """A Keras model; images are preprocessed as in training (`pipeline.preprocess_batch`),
-    inside one compiled TensorFlow function (traced once, for any batch size)."""
+    inside one compiled TensorFlow function (traced once, for any batch size).
+
+    Its `input_shape` has the channels of the images it was trained on, which may differ
+    from the network's own input, `network_input` (grey MNIST into an RGB network takes
+    grey images, converted inside the graph as in training)."""
 
     model: object = None
     preprocessing: str = "scale"
     precision: str = "float32"
+    network_input: tuple[int, int, int] = ()
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         from cnncli.runtime import import_keras
@@ -44,7 +49,7 @@ class KerasClassifier(Classifier):
         if not isinstance(self.model, import_keras().Model):  # e.g. a stand-in in tests
             from cnncli.data import pipeline
 
-            x = pipeline.preprocess_batch(images, self.input_shape, self.preprocessing)
+            x = pipeline.preprocess_batch(images, self.network_input, self.preprocessing)
             return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
         images = np.asarray(images, np.uint8)
         # One function per channel count: grey images reach an RGB model as in training.
@@ -74,7 +79,7 @@ class KerasClassifier(Classifier):
 
         @tf.function(input_signature=[spec])
         def infer(images):
-            x = pipeline.preprocess_batch(images, self.input_shape, self.preprocessing)
+            x = pipeline.preprocess_batch(images, self.network_input, self.preprocessing)
             return tf.cast(self.model(x, training=False), tf.float32)
 
         return infer
@@ -84,16 +89,19 @@ def keras_classifier(name: str, model, input_shape, preprocessing: str,
                      class_names: list[str], meta: ModelMeta | None = None,
                      artefact: Artefact | None = None,
                      precision: str = "float32") -> KerasClassifier:
-    """A `KerasClassifier` from its parts, computing in `precision` (its last layer and the
-    probabilities stay float32). `model` becomes the classifier's: its policy is switched
-    in place."""
-    if precision != "float32" and model is not None and hasattr(model, "layers"):
+    """A `KerasClassifier` from its parts (`input_shape`: the network's), computing in
+    `precision` (its last layer and the probabilities stay float32), whatever precision
+    it was saved in. `model` becomes the classifier's: its policy is switched in place."""
+    if model is not None and hasattr(model, "layers"):
         from cnncli.model.precision import set_policy
 
         model = set_policy(model, precision)  # the model was loaded for this classifier
-    return KerasClassifier(name, tuple(input_shape), list(class_names),
-                           meta or ModelMeta(), artefact, model=model,
-                           preprocessing=preprocessing, precision=precision)
+    meta = meta or ModelMeta()
+    network = tuple(input_shape)
+    taken = (*network[:2], meta.image_channels) if meta.image_channels else network
+    return KerasClassifier(name, taken, list(class_names), meta, artefact, model=model,
+                           preprocessing=preprocessing, precision=precision,
+                           network_input=network)
 
 
 def load(model: str, *, weights: str | None = None, offline: bool = False,

@@ -137,10 +137,15 @@ def load(path: str | os.PathLike) -> ExportedClassifier:
                          hint="export one with: cnncli export RUN --format " + which)
     if which != "saved_model" and not path.is_file():
         raise ModelError("this is a folder, not a model file", file=str(path))
-    info = sidecar.read(path)
+    beside = sidecar.read(path)
     run, runtime, shape, classes, embedded = _OPENERS[which](path)
-    info = info or embedded
+    info = beside or embedded
     if info is not None:
+        try:
+            _describes(info, shape, classes, sidecar.sidecar_path(path) if beside else path)
+        except ModelError:
+            del run  # the runtime's model goes now, not whenever the traceback is collected
+            raise
         shape, names = tuple(info.input_shape), list(info.class_names)
     else:
         names = [str(i) for i in range(classes or 0)]
@@ -151,6 +156,29 @@ def load(path: str | os.PathLike) -> ExportedClassifier:
                                                          class_names=tuple(names)).meta()
     return ExportedClassifier(str(path), tuple(shape), names, meta, None, kind=which,
                               runtime=runtime, info=info, run_batch=run)
+
+
+def _describes(info: sidecar.ExportInfo, shape, classes: int | None, where: Path) -> None:
+    """A `ModelError` naming `where` (the JSON beside the file, or the file whose own
+    metadata it is) unless `info` agrees with what the runtime says the file takes and
+    gives: a JSON edited by hand or copied from another export would make every answer
+    wrong, or ask the runtime for images it cannot take."""
+    problems = []
+    if shape and tuple(info.input_shape) != tuple(shape):
+        problems.append(f"its input is {_dims_text(info.input_shape)} but the model takes "
+                        f"{_dims_text(shape)}")
+    if classes is not None and classes > 0 and len(info.class_names) != classes:
+        problems.append(f"it names {len(info.class_names)} classes but the model gives "
+                        f"{classes} probabilities")
+    if problems:
+        raise ModelError("the metadata does not describe this model: " + "; ".join(problems),
+                         file=str(where),
+                         hint="use the JSON cnncli export wrote with this file, or export "
+                              "the model again")
+
+
+def _dims_text(dims) -> str:
+    return "x".join(str(d) for d in dims)
 
 
 def _failed(path: Path, runtime: str, exc: BaseException) -> ModelError:
@@ -166,6 +194,11 @@ def _image_shape(dims, path: Path) -> tuple[int, ...]:
         raise ModelError(f"the model's input has {len(dims)} dimensions, not 4 (images)",
                          file=str(path), hint="cnncli runs image classifiers it exported")
     rest = dims[1:]
+    if isinstance(rest[-1], int | np.integer) and rest[-1] not in (1, 3):
+        raise ModelError(f"the model's input is [batch, {', '.join(map(str, rest))}]: not "
+                         "images with 1 or 3 channels last (NHWC)", file=str(path),
+                         hint="cnncli runs the files cnncli export writes (uint8 NHWC "
+                              "images in)")
     return tuple(int(d) for d in rest) if all(isinstance(d, int | np.integer) and d > 0
                                               for d in rest) else ()
 
@@ -251,24 +284,38 @@ def _open_openvino(path: Path):
     if not path.with_suffix(".bin").is_file():
         raise ModelError(f"the weights file {path.with_suffix('.bin').name} is missing",
                          file=str(path), hint="keep the .bin beside the .xml")
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.startswith(b"<"):  # OpenVINO would read an ONNX file renamed .xml
+        raise ModelError("this is not an OpenVINO model (.xml): it is not XML", file=str(path),
+                         hint="export it again (cnncli export --format openvino) or copy "
+                              "the whole file")
     core = ov.Core()
     try:
-        model = core.read_model(str(path))
+        with _quiet():  # its C++ logs ("Error parsing text-format ...") go with the error
+            model = core.read_model(str(path))
+    except Exception as exc:
+        raise _failed(path, "OpenVINO", exc) from None
+    # Checked before compiling: a compiled model kept alive by an error's traceback and
+    # freed later by the garbage collector, in the middle of TensorFlow's work, crashed
+    # the process (seen in the test suite).
+    first, out = (_one(dict(enumerate(items)), what, path)[1] for items, what in
+                  ((model.inputs, "inputs"), (model.outputs, "outputs")))
+    _need_uint8(first.get_element_type() == ov.Type.u8, first.get_element_type(), path)
+    dims = [d.get_length() if d.is_static else None for d in first.get_partial_shape()]
+    shape = _image_shape(dims, path)
+    last = out.get_partial_shape()[-1]
+    try:
         # f32: OpenVINO's default on CPUs with bfloat16 units is bf16 (probabilities
         # differ by ~3e-4); predictions then match the check made at export time.
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     except Exception as exc:
         raise _failed(path, "OpenVINO", exc) from None
-    first, out = (_one(dict(enumerate(items)), what, path)[1] for items, what in
-                  ((model.inputs, "inputs"), (model.outputs, "outputs")))
-    _need_uint8(first.get_element_type() == ov.Type.u8, first.get_element_type(), path)
-    dims = [d.get_length() if d.is_static else None for d in first.get_partial_shape()]
-    last = out.get_partial_shape()[-1]
 
     def run(x):
         return compiled(x)[compiled.output(0)]
 
-    return (run, f"OpenVINO {ov.__version__.split('-')[0]} (CPU)", _image_shape(dims, path),
+    return (run, f"OpenVINO {ov.__version__.split('-')[0]} (CPU)", shape,
             last.get_length() if last.is_static else None, None)
 
 

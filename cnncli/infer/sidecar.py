@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnncli import __version__
+from cnncli.data.images import RESIZE_MODES
 from cnncli.errors import ModelError
 from cnncli.model.meta import ModelMeta
 
@@ -95,7 +96,7 @@ class ExportInfo:
         shape = (data.get("input") or {}).get("shape") if isinstance(
             data.get("input"), dict) else None
         if not (isinstance(shape, list) and len(shape) == 4 and _dims(shape[1:])):
-            raise bad("`input.shape` (expected [null, height, width, channels])")
+            raise bad("`input.shape` (expected [null, height, width, 1 or 3 channels])")
         names = data.get("class_names", [])
         if not (isinstance(names, list) and all(isinstance(n, str | int) for n in names)):
             raise bad("`class_names` (expected a list of names)")
@@ -104,6 +105,8 @@ class ExportInfo:
         if any(v is not None and not isinstance(v, str) for v in text.values()):
             raise bad("value (quantization, preprocessing, model, dataset, resize, source "
                       "and cnncli are text)")
+        if text["resize"] is not None and text["resize"] not in RESIZE_MODES:
+            raise bad(f"`resize` ({text['resize']!r}; expected {', '.join(RESIZE_MODES)})")
         model_input = data.get("model_input") or []
         check = data.get("check") if isinstance(data.get("check"), dict) else {}
         return cls(data["format"], input_shape=tuple(shape[1:]),
@@ -119,8 +122,10 @@ class ExportInfo:
 
 
 def _dims(values: object) -> bool:
+    """[height, width, channels] of an image: positive whole numbers, 1 or 3 channels."""
     return isinstance(values, list) and len(values) == 3 and all(
-        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in values)
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in values) and \
+        values[-1] in (1, 3)
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:

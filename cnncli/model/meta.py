@@ -35,6 +35,10 @@ class ModelMeta:
         resize: how images of another size are brought to `input` (``stretch``,
             ``center_crop`` or ``pad``), as in training.
         backbone: the pretrained network it was fine-tuned from, if any.
+        image_channels: the channels of the images it was trained on, when they differ
+            from `input`'s (grey MNIST into an RGB network: 1). Prediction, evaluation
+            and exports give it images with these channels, converted to the network's
+            inside the graph, as training did.
         cnncli: the version that wrote it.
     """
 
@@ -45,6 +49,7 @@ class ModelMeta:
     dataset: str | None = None
     resize: str = "stretch"
     backbone: str | None = None
+    image_channels: int | None = None
     cnncli: str = field(default=__version__)
 
     def to_json(self) -> dict:
@@ -74,17 +79,26 @@ class ModelMeta:
         return cls(**values)
 
 
+def _resize_modes() -> tuple[str, ...]:
+    from cnncli.data.images import RESIZE_MODES
+
+    return RESIZE_MODES
+
+
 def _is_str(value) -> bool:
     return isinstance(value, str)
 
 
 _CHECKS = {
-    "model": _is_str, "preprocessing": _is_str, "dataset": _is_str, "resize": _is_str,
+    "model": _is_str, "preprocessing": _is_str, "dataset": _is_str,
     "backbone": _is_str, "cnncli": _is_str,
+    "resize": lambda v: isinstance(v, str) and v in _resize_modes(),
+    "image_channels": lambda v: v in (1, 3) and not isinstance(v, bool),
     "input": lambda v: isinstance(v, list) and len(v) == 3
     and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v),
     "class_names": lambda v: isinstance(v, list) and all(isinstance(n, (str, int)) for n in v),
 }
 _EXPECTED = {key: "text" for key in _CHECKS} | {
+    "resize": "stretch, center_crop or pad", "image_channels": "1 or 3",
     "input": "[height, width, channels] of positive whole numbers",
     "class_names": "a list of names"}

@@ -64,7 +64,10 @@ class Plan:
                          preprocessing=self.preprocessing,
                          class_names=tuple(self.data.class_names), dataset=self.cfg.data.name,
                          resize=self.cfg.data.resize,
-                         backbone=self.transfer.backbone if self.transfer else None)
+                         backbone=self.transfer.backbone if self.transfer else None,
+                         image_channels=(self.feed.image_channels if
+                                         self.feed.image_channels != self.spec.input[-1]
+                                         else None))
 
 
 def absolute_paths(cfg: config.RunConfig) -> None:

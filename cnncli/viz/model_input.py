@@ -25,7 +25,7 @@ class ModelInput:
     """One image: where it came from, its uint8 pixels at the model's size, the model input."""
 
     source: str
-    pixels: np.ndarray  # (H, W, C) uint8, C = the model's channels
+    pixels: np.ndarray  # (H, W, C) uint8, C = the channels the model was trained on
     x: object  # (1, H, W, C) float32 tensor, preprocessed
 
 
@@ -39,7 +39,7 @@ def read(source: str, clf, *, resize: str | None = None) -> ModelInput:
     """
     mode = images.resize_mode(resize or clf.meta.resize)
     pixels = inputs.read_image(source, clf.input_shape, mode)
-    x = pipeline.preprocess_batch(pixels[np.newaxis], clf.input_shape, clf.preprocessing)
+    x = pipeline.preprocess_batch(pixels[np.newaxis], clf.network_input, clf.preprocessing)
     return ModelInput(source, pixels, x)
 
 
