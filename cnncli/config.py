@@ -261,6 +261,7 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
     if not isinstance(doc, dict):
         raise ConfigError("a run config must be a mapping with `model:`, `data:`, `train:`",
                           file=file, line=yamlio.line_of(doc))
+    doc.pop("digest", None)  # a run's own saved config.yaml has one
     try:
         cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:
@@ -293,12 +294,11 @@ def load(path: str | Path, overrides: list[str] = (),
     ``--epochs 0`` for a shortcut), not a line of the file.
 
     A run's own saved config (``runs/x/1/config.yaml``) carries a `digest` key,
-    which is dropped here.
+    which `parse` drops.
     """
     doc = yamlio.load(path)
     set_by = {}
     if isinstance(doc, dict):
-        doc.pop("digest", None)
         for item in overrides:
             apply_override(doc, item)
             key = item.partition("=")[0].strip()

@@ -26,13 +26,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # draw to files only; never open a window or need a display
+# Titles hold class, layer and file names: "$x$" in one is text, not a formula (a name
+# with "$\foo$" crashed the drawing).
+matplotlib.rcParams["text.parse_math"] = False
 
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cnncli.errors import ConfigError  # noqa: E402
-from cnncli.files import write_atomic
+from cnncli.files import write_atomic  # noqa: E402
 
 DPI = 110
 #: Write numbers into the confusion matrix's cells up to this many classes.

@@ -180,3 +180,16 @@ def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
     data = json.loads(run("doctor", "--json").stdout)
     assert data["cpu"]["bf16_units"] is units
     assert data["auto"]["precision"] == ("mixed_bfloat16" if units else "float32")
+
+
+def test_summary_and_check_take_a_run_folder_and_its_saved_config(tmp_path):
+    """The run's config.yaml carries a `digest` key; it is not an unknown key."""
+    from exportkit import train_run
+
+    trained = train_run(tmp_path / "data", epochs=1)
+    for target in (trained, trained / "config.yaml"):
+        summary = run("summary", str(target), "--json")
+        assert summary.exit_code == 0, summary.output
+        assert json.loads(summary.output)["params"] > 0
+        checked = run("check", str(target))
+        assert checked.exit_code == 0 and "is valid" in checked.output, checked.output

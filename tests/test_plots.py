@@ -119,6 +119,17 @@ def pixels_near(path, colour, tolerance=30) -> int:
     return int((np.abs(pixels - colour).sum(axis=-1) < tolerance).sum())
 
 
+def test_names_with_dollar_signs_are_drawn_as_text(tmp_path):
+    """Matplotlib reads "$...$" as a formula and "\\foo" inside one crashed it."""
+    names = ["dollar$\\foo$", "$5 note", "plain"]
+    path = plots.confusion_matrix([[3, 1, 0], [0, 2, 0], [1, 0, 4]], names,
+                                  tmp_path / "a" / "cm.png")
+    assert_png(path)
+    grid = plots.pixel_panels([("net$\\foo$: 33%", np.zeros((128, 128, 3), np.uint8))],
+                              tmp_path / "b" / "panel.png")
+    assert_png(grid)
+
+
 def test_confusion_matrix_with_counts_instead_of_percentages(tmp_path):
     counts = [[5, 1, 0], [0, 0, 0], [2, 0, 3]]  # class 1 has no examples
     assert_png(plots.confusion_matrix(counts, ["a", "b", "c"], tmp_path / "cm.png",

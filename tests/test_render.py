@@ -119,3 +119,20 @@ def test_predictions_escape_control_characters_in_file_and_class_names(capsys):
     for fmt in ("text", "csv", "jsonl"):
         render.predictions(result, fmt)
         assert "\x1b" not in capsys.readouterr().out, fmt
+
+
+def test_names_with_newlines_stay_on_one_line(capsys):
+    """A newline in a file or class name must not split a report line (or forge one)."""
+    from types import SimpleNamespace
+
+    render.info("Grad-CAM: cams/gradcam_nl\nline.png")
+    check = SimpleNamespace(accuracy=None, quantized=False, max_difference=0.0,
+                            agreement=1.0, images=3)
+    render.exports(SimpleNamespace(
+        model="runs/a\nb/model.keras", images="3 images", notes=[],
+        results=[SimpleNamespace(check=check, format="onnx", quantization="none",
+                                 path="out/x\ny.onnx", size=2000, kept=True)]))
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["Grad-CAM: cams/gradcam_nl\\nline.png"]
+    assert "Model: runs/a\\nb/model.keras" in out.splitlines()
+    assert any("out/x\\ny.onnx" in line for line in out.splitlines())

@@ -82,7 +82,8 @@ def warn(message: str) -> None:
 
 
 def info(message: str) -> None:
-    err.print(message, markup=False)
+    """One line on stderr (a newline in a name it quotes is shown escaped)."""
+    err.print(printable(message, one_line=True), markup=False)
 
 
 def _mb(n: int) -> str:

@@ -30,9 +30,12 @@ def _exists(path: Path) -> bool:
 
 
 def resolve(path_or_name: str | Path) -> Path:
-    """The YAML file for a built-in name, or the given path if it is a file."""
+    """The YAML file for a built-in name, a run folder's ``config.yaml``, or the given
+    path if it is a file."""
     text = str(path_or_name)
     path = Path(text)
+    if path.is_dir() and (path / "config.yaml").is_file():  # runs/mnist/latest
+        return path / "config.yaml"
     if "/" not in text and not text.endswith((".yaml", ".yml")) and _exists(HERE / f"{text}.yaml"):
         return HERE / f"{text}.yaml"
     if _exists(path):
