@@ -96,6 +96,51 @@ def test_explain_says_how_keras_rounds_when_not_divisible():
            "giving 3" in pool.explain[0]
 
 
+def test_same_padding_with_a_window_smaller_than_the_stride_rounds_down():
+    """F < S: padding same would need negative padding; Keras gives ceil(W/S)."""
+    s = spec.parse({"input": [6, 6, 3], "layers": [
+        {"Conv2D": {"filters": 4, "kernel_size": 1, "strides": 2, "padding": "same"}},
+        "Flatten"]})
+    conv = summarize(s).rows[1]
+    assert conv.volume == "3x3x4"
+    assert "Keras rounds down (padding same gives ceil(W/S) = ceil(6/2)), giving 3" in \
+        conv.explain[0]
+
+
+def _odd_convolutions():
+    return spec.parse({"input": [3, 3, 3], "layers": [
+        {"Conv2DTranspose": {"filters": 4, "kernel_size": 3, "strides": 2,
+                             "padding": "same"}},
+        {"DepthwiseConv2D": {"kernel_size": 3, "padding": "same"}},
+        {"SeparableConv2D": {"filters": 8, "kernel_size": 3, "padding": "same"}},
+        {"Conv2DTranspose": {"filters": 2, "kernel_size": 5}}, "Flatten"]})
+
+
+def test_transposed_convolutions_explain_how_the_output_grows():
+    transposed, _, _, grown = summarize(_odd_convolutions()).rows[1:5]
+    assert transposed.volume == "6x6x4" and grown.volume == "10x10x2"
+    assert transposed.explain == ["F=3, S=2 (same, transposed): W x S = 3 x 2 = 6"]
+    assert grown.explain == ["F=5, S=1 (valid, transposed): W x S + max(F - S, 0) = "
+                             "6 x 1 + 4 = 10"]
+
+
+def test_a_transposed_convolution_larger_than_its_input_is_not_refused():
+    s = spec.parse({"input": [2, 2, 3], "layers": [
+        {"Conv2DTranspose": {"filters": 4, "kernel_size": 5}}, "Flatten"]})
+    assert summarize(s).rows[1].volume == "6x6x4"
+
+
+def test_depthwise_separable_and_transposed_descriptions_and_multiply_adds():
+    transposed, depthwise, separable, _ = summarize(_odd_convolutions()).rows[1:5]
+    assert depthwise.description == "Depthwise conv layer: 4 3x3x1 filters, 1 per input " \
+                                    "channel"
+    assert separable.description == "Separable conv layer: 3x3x1 per input channel, then " \
+                                    "8 1x1x4 filters"
+    assert transposed.macs == 3 * 3 * (3 * 3) * 3 * 4  # each input value, every filter
+    assert depthwise.macs == 6 * 6 * 4 * 9
+    assert separable.macs == 6 * 6 * 4 * (9 + 8)
+
+
 def test_named_blocks_fold_into_one_row():
     result = summarize("googlenet")
     inception = [r for r in result.rows if r.name == "inception3a"]

@@ -161,7 +161,7 @@ def _make_layer(node: expansion.Node, args: dict, shape):
 def _check_window(node: expansion.Node, layer, shape) -> None:
     """Explain, with the lecture's formula, a window larger than its input."""
     size = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
-    if size is None or len(shape) < 3:
+    if size is None or len(shape) < 3 or "Transpose" in node.layer:  # those grow
         return
     spatial = list(shape[1:-1])
     n = len(spatial)

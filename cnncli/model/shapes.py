@@ -51,10 +51,12 @@ def window_output(w: int, f: int, s: int = 1, padding: str = "valid", dilation: 
     formula = f"({w} - {f_eff} + {_num(2 * p)})/{s} + 1 = {_num(exact)}"
     note = None
     if not float(numerator / s).is_integer():
-        how = "up" if padding != "valid" else "down"
+        how = "up" if size > exact else "down"
+        why = f"padding {padding}" if padding == "valid" else \
+            f"padding {padding} gives ceil(W/S) = ceil({w}/{s})"
         note = (
             f"({w} - {f_eff} + {_num(2 * p)}) = {_num(numerator)} is not divisible by {s}: "
-            f"Keras rounds {how} (padding {padding}), giving {size}"
+            f"Keras rounds {how} ({why}), giving {size}"
         )
     if padding != "valid" and not float(p).is_integer():
         note = (
@@ -62,6 +64,20 @@ def window_output(w: int, f: int, s: int = 1, padding: str = "valid", dilation: 
             f"{math.floor(p)} before and {math.ceil(p)} after" + (f"; {note}" if note else "")
         )
     return WindowOutput(w=w, f=f_eff, s=s, p=p, size=size, formula=formula, note=note)
+
+
+def transposed_output(w: int, f: int, s: int = 1, padding: str = "valid",
+                      dilation: int = 1) -> str:
+    """A transposed convolution's output size, which grows: the formula run backwards.
+
+    >>> transposed_output(3, 3, 2, "same"), transposed_output(3, 3, 2, "valid")
+    ('W x S = 3 x 2 = 6', 'W x S + max(F - S, 0) = 3 x 2 + 1 = 7')
+    """
+    f_eff = (f - 1) * dilation + 1
+    if padding == "same":
+        return f"W x S = {w} x {s} = {w * s}"
+    return f"W x S + max(F - S, 0) = {w} x {s} + {max(f_eff - s, 0)} = " \
+           f"{w * s + max(f_eff - s, 0)}"
 
 
 def as_tuple(value, n: int) -> tuple[int, ...]:

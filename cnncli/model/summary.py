@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from cnncli.model import backbone
 from cnncli.model.builder import Built
 from cnncli.model.expand import MERGES, Node
-from cnncli.model.shapes import as_tuple, window_output
+from cnncli.model.shapes import as_tuple, transposed_output, window_output
 
 BYTES_PER_VALUE = 4  # float32 activations
 _ACTIVATIONS = {"relu": "ReLU", "softmax": "Softmax", "tanh": "tanh", "sigmoid": "sigmoid",
@@ -163,14 +163,40 @@ def _conv_parts(kind: str, cfg: dict, in_shape, out_shape, suffix: str):
     filters = cfg.get("filters") or out_shape[-1]
     depth = in_shape[-1]
     stride = cfg.get("strides", (1,))
-    desc = f"Conv layer with {filters} {'x'.join(map(str, k))}x{depth} filters"
+    window = "x".join(map(str, k))
+    multiplier = cfg.get("depth_multiplier", 1)
+    if "Depthwise" in kind:
+        desc = f"Depthwise conv layer: {depth * multiplier} {window}x1 filters, " \
+               f"{multiplier} per input channel"
+    elif "Separable" in kind:
+        desc = f"Separable conv layer: {window}x1 per input channel, then {filters} " \
+               f"1x1x{depth * multiplier} filters"
+    else:
+        desc = f"{'Transposed conv' if 'Transpose' in kind else 'Conv'} layer with " \
+               f"{filters} {window}x{depth // cfg.get('groups', 1)} filters"
     if set(stride) != {1}:
         desc += f", stride {stride[0] if len(set(stride)) == 1 else stride}"
-    per_output = 1 if "Depthwise" in kind else depth // cfg.get("groups", 1)
-    macs = math.prod(out_shape) * math.prod(k) * per_output  # depthwise: one channel each
-    explain = _explain(in_shape, k, stride, cfg.get("padding", "valid"),
-                       cfg.get("dilation_rate", 1))
+    macs = _conv_macs(kind, cfg, k, in_shape, out_shape, filters, multiplier)
+    padding = cfg.get("padding", "valid")
+    if "Transpose" in kind:  # the output grows: the lecture's formula run backwards
+        explain = [f"F={k[0]}, S={stride[0]} ({padding}, transposed): "
+                   + transposed_output(in_shape[0], k[0], stride[0], padding,
+                                       as_tuple(cfg.get("dilation_rate", 1), len(k))[0])]
+    else:
+        explain = _explain(in_shape, k, stride, padding, cfg.get("dilation_rate", 1))
     return f"CONV{size}-{filters}{suffix}", desc, macs, explain
+
+
+def _conv_macs(kind: str, cfg: dict, k, in_shape, out_shape, filters: int,
+               multiplier: int) -> int:
+    """Multiply-adds per image of a convolution of any kind."""
+    depth = in_shape[-1]
+    if "Separable" in kind:  # one window per input channel, then 1x1 across them
+        return math.prod(out_shape[:-1]) * depth * multiplier * (math.prod(k) + filters)
+    if "Transpose" in kind:  # each input value is spread over a window of every filter
+        return math.prod(in_shape[:-1]) * math.prod(k) * depth * filters
+    per_output = 1 if "Depthwise" in kind else depth // cfg.get("groups", 1)
+    return math.prod(out_shape) * math.prod(k) * per_output  # depthwise: one channel each
 
 
 def _pool_parts(kind: str, cfg: dict, in_shape):
