@@ -159,8 +159,23 @@ def test_freeze_by_number_and_prefix_and_unfreeze_from_a_layer(source):
     assert transfer.frozen_paths(model, ["src/", "fc1"]) == [
         "src/conv1_1", "src/batch_normalization1", "src/pool1", "fc1"]
     frozen = transfer.frozen_paths(model, "backbone")
+    ft = config.FineTuneSection(after_epochs=1, unfreeze="conv1_1")
+    assert transfer.unfrozen_paths(model, frozen, ft) == ["src/conv1_1"]  # BN stays frozen
+
+
+def test_unfreezing_only_layers_without_weights_is_refused(source):
+    """After the last BatchNormalization only a pooling layer is left: it learns nothing,
+    so the second stage would train nothing new."""
+    from cnncli.model import builder
+
+    s = spec.from_run_config(config.parse({"model": {"from": str(source)}}), classes=3)
+    model = builder.build(s)
+    frozen = transfer.frozen_paths(model, "backbone")
     ft = config.FineTuneSection(after_epochs=1, unfreeze="batch_normalization1")
-    assert transfer.unfrozen_paths(model, frozen, ft) == ["src/pool1"]  # BN stays frozen
+    assert transfer.unfrozen_paths(model, frozen, ft) == []  # src/pool1 has no weights
+    train = config.TrainSection(epochs=3, fine_tune=ft)
+    [error] = transfer.problems(train, model, 3)
+    assert "unfreezes no layer with weights" in error.message
 
 
 def test_check_and_summary_show_what_the_first_stage_freezes(source, tmp_path):
@@ -236,7 +251,7 @@ def test_metrics_json_and_the_model_file_record_what_it_started_from(source, uni
     result = uninterrupted
     found = result.metrics["transfer"]
     assert found["backbone"] == str(source) and found["freeze"] == "backbone"
-    assert found["frozen_layers"] == 3 and found["unfrozen_layers"] == 2
+    assert found["frozen_layers"] == 3 and found["unfrozen_layers"] == 1  # not pool1: no weights
     assert found["fine_tune"] == {"after_epochs": 2, "unfreeze": "all",
                                   "learning_rate": 0.001}
     import hashlib

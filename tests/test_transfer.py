@@ -366,3 +366,15 @@ def test_a_fine_tuned_backbone_exports_and_is_explained_through_its_nested_layer
                   "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["layer"].startswith("mobilenet_v2/")
+
+
+def test_a_random_backbone_frozen_by_default_is_warned_about(tmp_path):
+    """`weights: none` with the default `freeze: backbone`: only the head would learn."""
+    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: none}")
+    [note] = checking.check(str(path)).warnings
+    assert "mobilenet_v2 has `weights: none` (random) and is frozen" in note
+    assert "`train.freeze: none`" in note
+    (tmp_path / "chosen").mkdir()
+    chosen = write_config(tmp_path / "chosen", model="{from: mobilenet_v2, weights: none}",
+                          train="freeze: none")
+    assert checking.check(str(chosen)).warnings == []

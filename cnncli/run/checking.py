@@ -90,6 +90,8 @@ def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[li
         error.file = error.file or file
         error.line = error.line or (config.line_of(doc, key.group(1)) if key else None)
     found, notes = transfer.check_weights(built, offline=cfg.data.offline)
+    random = transfer.random_frozen_backbone(t, built)
+    notes += [random] if random else []
     if not errors:
         transfer.freeze_first_stage(built.model, t)
     return errors + found, notes

@@ -115,7 +115,8 @@ def unfrozen_paths(model, frozen: list[str], fine_tune) -> list[str]:
                               hint=suggest(unfreeze, _names(order)))
         later = set(order[order.index(start):])
         chosen = [p for p in frozen if p in later]
-    return [p for p in chosen if not _is_batch_norm(leaves[p])]
+    # a layer without weights (ReLU, pooling) learns nothing when "unfrozen": not counted
+    return [p for p in chosen if not _is_batch_norm(leaves[p]) and leaves[p].weights]
 
 
 def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnError]:
@@ -143,8 +144,9 @@ def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnE
     try:
         if not unfrozen_paths(model, frozen, ft):
             errors.append(ConfigError(
-                "`train.fine_tune.unfreeze` unfreezes no layer (BatchNormalization layers "
-                "stay frozen)", hint="unfreeze more layers, e.g. `unfreeze: all`"))
+                "`train.fine_tune.unfreeze` unfreezes no layer with weights "
+                "(BatchNormalization layers stay frozen)",
+                hint="unfreeze more layers, e.g. `unfreeze: all`"))
     except ConfigError as exc:
         errors.append(exc)
     return errors
@@ -164,6 +166,11 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None
     raise_all(errors)
     setting = freeze_setting(t, model)
     nodes = [n for n in built.expanded.nodes if n.layer == backbone.LAYER]
+    random = random_frozen_backbone(t, built)
+    if random:
+        import warnings
+
+        warnings.warn(random, stacklevel=2)
     if not nodes and setting in ("none", 0) and t.fine_tune is None:
         return None
     frozen = frozen_paths(model, setting)
@@ -185,6 +192,20 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None
                             "file": str(path), "sha256": backbone_weights.sha256(path)})
     name = (nodes[0].args.get("name") or nodes[0].args["model"]) if nodes else None
     return Transfer(name, setting, frozen, unfrozen, t.fine_tune, weights, sources)
+
+
+def random_frozen_backbone(train: config.TrainSection, built) -> str | None:
+    """A warning when ``weights: none`` leaves a backbone random and the default
+    ``freeze: backbone`` keeps it so: only the head would learn, on random features."""
+    if train.freeze is not None:
+        return None
+    random = [n.args["name"] for n in built.expanded.nodes if n.layer == backbone.LAYER
+              and "name" in n.args and n.args.get("weights") == backbone.NO_WEIGHTS]
+    if not random:
+        return None
+    return (f"{random[0]} has `weights: none` (random) and is frozen (`train.freeze` "
+            "defaults to `backbone`): only the head will learn. Set `train.freeze: none` "
+            "to train it all, or give it weights")
 
 
 def check_weights(built, *, offline: bool) -> tuple[list[CnnError], list[str]]:
