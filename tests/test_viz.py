@@ -356,6 +356,13 @@ def test_an_unknown_layer_lists_the_valid_ones():
         activations.choose(model, ["conv9"])
 
 
+def test_a_mistyped_layer_gets_a_did_you_mean():
+    model = conv_net(filters_=(2, 3))
+    with pytest.raises(ConfigError) as caught:
+        activations.choose(model, ["conv2_l"])
+    assert caught.value.hint.startswith("did you mean 'conv2_1'? use one of: conv1_1")
+
+
 def test_a_model_without_convolutions_is_refused_naming_its_layers():
     model = builder.build(spec.load("linear"))
     for make in (lambda: filters.filter_grid(model, model_name="linear.keras"),
@@ -526,8 +533,8 @@ def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadran
 def test_an_unknown_layer_is_exit_2_listing_the_valid_layers(quadrant_run):
     result = cnncli("visualize", "filters", quadrant_run["run"], "--layer", "conv9_1")
     assert result.returncode == 2
-    assert "no convolution layer 'conv9_1'. Hint: use one of: conv1_1, conv2_1, conv3_1" \
-        in result.stderr
+    assert "no convolution layer 'conv9_1'. Hint: did you mean 'conv3_1'? use one of: " \
+           "conv1_1, conv2_1, conv3_1" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnncli.errors import ConfigError, ModelError
+from cnncli.errors import LONG_LIST, ConfigError, ModelError, suggest
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -100,7 +100,11 @@ def pick(refs: list[LayerRef], name: str, *, kind: str = "convolution layer",
     if len(short) > 1:
         raise ConfigError(f"several layers are called '{name}'",
                           hint=f"name one by its path: {', '.join(r.name for r in short)}")
-    hint = "use one of: " + ", ".join(r.name for r in (listed or refs))
+    shown = listed or refs
+    hint = "use one of: " + ", ".join(r.name for r in shown)
     if listed is not None and len(listed) < len(refs):
         hint += f" (or another of its {len(refs)} layers with an HxWxD output)"
+    close = suggest(name, dict.fromkeys([r.layer.name for r in refs] + [r.name for r in refs]))
+    if close:  # a typo: the likely name first, the whole list only when short
+        hint = close + ("" if len(shown) > LONG_LIST else f" {hint}")
     raise ConfigError(f"the model has no {kind} '{name}'", hint=hint)
