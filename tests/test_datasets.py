@@ -662,3 +662,24 @@ def test_all_70000_fashion_mnist_images_read_through_the_idx_source():
     assert np.bincount(ds.train.labels).tolist() == [6000] * 10
     assert np.bincount(ds.test.labels).tolist() == [1000] * 10
     assert os.fspath(FASHION_DIR) in ds.source
+
+
+def test_class_count_reads_only_folder_names_or_the_index(tmp_path):
+    """`check` and `summary` size the classifier from it: no image is opened."""
+    from cnncli.data import records
+
+    photos = image_folder(tmp_path / "photos", classes=("a", "b", "c"))
+    image_folder(tmp_path / "split" / "train", classes=("x", "y"))
+    image_folder(tmp_path / "split" / "test", classes=("x", "y"))
+    assert datasets.class_count(photos) == 3 and datasets.class_count(tmp_path / "split") == 2
+    assert datasets.class_count("cifar100") == 100
+    records.pack(datasets.load(photos), tmp_path / "packed")
+    assert datasets.class_count(tmp_path / "packed") == 3
+    (tmp_path / "empty").mkdir()
+    assert datasets.class_count(tmp_path / "empty") is None  # training says what is wrong
+    assert datasets.class_count(tmp_path / "missing") is None
+    from cnncli.run import checking
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"model: mnist_net\ndata: {{name: {photos}}}\n")
+    assert checking.check(str(cfg)).model.output_shape[-1] == 3  # not the default 10

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cnncli.data import cifar, csvfile, folder, idx, known, npz, records
 from cnncli.data.dataset import Dataset
-from cnncli.errors import DataError
+from cnncli.errors import CnnError, DataError
 
 # The names other modules use, from where they live.
 KNOWN, known_name, locate, describe_all = (known.KNOWN, known.known_name, known.locate,
@@ -61,6 +61,28 @@ def load(source: str | os.PathLike, *, data_dir: str | os.PathLike | None = None
     if name is not None:
         return known.load_known(KNOWN[name], data_dir, offline)
     return load_path(source, strict=strict, test_fraction=test_fraction, seed=seed)
+
+
+def class_count(source: str | os.PathLike) -> int | None:
+    """How many classes `source` has when that is cheap to know without reading images or
+    labels (a name cnncli knows, a packed folder, a folder of class folders); else None.
+
+    >>> class_count("cifar100")
+    100
+    """
+    name = known_name(str(source))
+    if name is not None:
+        return len(KNOWN[name].class_names)
+    path = Path(source).expanduser()
+    try:
+        kind = next((s.name for s in SOURCES if s.detect(path)), None)
+        if kind == "tfrecord":
+            return len(records.read_records(path).class_names)
+        if kind == "image folder":
+            return len(folder.class_names(path))
+    except (CnnError, OSError):
+        pass  # found out, and said, when training reads the data
+    return None
 
 
 def load_path(path: str | os.PathLike, *, strict: bool = False, test_fraction: float = 0.2,

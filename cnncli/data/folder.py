@@ -49,7 +49,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
         raise ConfigError(f"test fraction must be between 0 and 1, not {test_fraction}",
                           hint="use e.g. 0.2")
     seen: dict[tuple, str] = {}  # a file's (device, inode) -> where it was first used
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    if _split_layout(root):
         layout = "train/ and test/"
         names = _class_names(root / "train")
         train = _class_tree(root / "train", names, strict, seen)
@@ -66,6 +66,18 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                             hint="give each class at least 2 images (one is held out for "
                                  "testing), or give train/ and test/ folders")
     return Dataset(root.name, train, test, names, f"{root} ({layout}, streamed)")
+
+
+def class_names(root: str | os.PathLike) -> list[str]:
+    """The class names of an image folder, from its sub-folders alone (no file is
+    listed: cheap for a folder of a million images); a `DataError` as `read_image_folder`
+    gives it for a folder without class folders."""
+    root = Path(root)
+    return _class_names(root / "train" if _split_layout(root) else root)
+
+
+def _split_layout(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "test").is_dir()
 
 
 def _class_names(root: Path) -> list[str]:

@@ -71,10 +71,10 @@ def check(path_or_name: str) -> Checked:
 
 
 def _network(cfg: config.RunConfig, file: str | None) -> spec.Spec:
-    """The run config's network, with the dataset's classes when cnncli knows them by
-    name (else the spec's, else `DEFAULT_CLASSES`: `check` does not read the data)."""
-    known = datasets.known_name(cfg.data.name)
-    classes = len(datasets.KNOWN[known].class_names) if known else None
+    """The run config's network, with the dataset's classes when they are cheap to know
+    (`datasets.class_count`: a known name, a folder of class folders, packed records;
+    else the spec's, else `DEFAULT_CLASSES`: `check` reads no images or labels)."""
+    classes = datasets.class_count(cfg.data.name)
     network = spec.from_run_config(cfg, file=file, classes=classes)
     return network if network.classes else network.with_overrides(classes=DEFAULT_CLASSES)
 
