@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -45,6 +45,10 @@ MAX_STEPS = 10**9
 MAX_SEED = 2**32 - 1  # what Keras' and NumPy's seeding take
 MAX_IMAGE_SIDE = 16384
 
+
+#: How images of another size are brought to the model's (`cnncli.data.images.resize`).
+ResizeMode = Literal["stretch", "center_crop", "pad"]
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -121,7 +125,7 @@ class DataSection(_Strict):
         None, min_length=2, max_length=2,
         description="[height, width] of the model's input (default: the network's); images "
         "of another size are resized to it")
-    resize: Literal["stretch", "center_crop", "pad"] = Field(
+    resize: ResizeMode = Field(
         "stretch", description="how images of another size reach the model's: stretch, "
         "center_crop (no distortion, edges cut) or pad (whole image, black borders); "
         "stored with the model, so prediction does the same")

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnncli import config
 from cnncli.errors import DataError
 
 #: Images with more pixels are refused (decompression bombs). This is Pillow's own
@@ -39,7 +40,7 @@ FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 #: cuts the middle out (the torchvision / ResNet evaluation recipe, no distortion);
 #: "pad" scales the longer side to the target and fills the rest with black (the whole
 #: image, undistorted). "bilinear" is the old name of "stretch".
-RESIZE_MODES = ("stretch", "center_crop", "pad")
+RESIZE_MODES = config.RESIZE_MODES  # stretch, center_crop, pad
 _ALIASES = {"bilinear": "stretch"}
 
 _BYTES_NAME = "<bytes>"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnncli import __version__
-from cnncli.data.images import RESIZE_MODES
+from cnncli.config import RESIZE_MODES
 from cnncli.errors import ModelError
 from cnncli.model.meta import ModelMeta
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from cnncli import __version__
+from cnncli.config import RESIZE_MODES
 from cnncli.errors import ModelError
 
 
@@ -79,12 +80,6 @@ class ModelMeta:
         return cls(**values)
 
 
-def _resize_modes() -> tuple[str, ...]:
-    from cnncli.data.images import RESIZE_MODES
-
-    return RESIZE_MODES
-
-
 def _is_str(value) -> bool:
     return isinstance(value, str)
 
@@ -92,7 +87,7 @@ def _is_str(value) -> bool:
 _CHECKS = {
     "model": _is_str, "preprocessing": _is_str, "dataset": _is_str,
     "backbone": _is_str, "cnncli": _is_str,
-    "resize": lambda v: isinstance(v, str) and v in _resize_modes(),
+    "resize": lambda v: isinstance(v, str) and v in RESIZE_MODES,
     "image_channels": lambda v: v in (1, 3) and not isinstance(v, bool),
     "input": lambda v: isinstance(v, list) and len(v) == 3
     and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v),
