@@ -48,12 +48,12 @@ class Staging:
         try:
             self._previous = signal.signal(signal.SIGTERM, self._terminated)
         except ValueError:  # not the main thread: no handler (the next export cleans up)
-            self._previous = None
+            self._previous = False
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        if self._previous is not False:  # None: a handler not set from Python
+            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
         shutil.rmtree(self.path, ignore_errors=True)
 
     def _terminated(self, signum, frame) -> None:
