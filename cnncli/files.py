@@ -62,6 +62,10 @@ def writable_folder(folder: str | Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ConfigError("the output folder is a file, not a folder", file=str(folder),
                           hint="give the output a folder (new or existing)")
+    blocking = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:  # mkdir would say only "File exists" or "Not a directory"
+        raise ConfigError(f"the output folder cannot be made: '{blocking}' is a file",
+                          file=str(folder), hint="give the output a folder (new or existing)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         os.rmdir(tempfile.mkdtemp(prefix=".cnncli-probe-", dir=folder))

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cnncli.errors import ConfigError  # noqa: E402
-from cnncli.files import write_atomic  # noqa: E402
+from cnncli.files import writable_folder, write_atomic  # noqa: E402
 
 DPI = 110
 #: Write numbers into the confusion matrix's cells up to this many classes.
@@ -44,13 +44,33 @@ CELL_TEXT_MAX_CLASSES = 20
 TICK_LABELS_MAX_CLASSES = 120
 
 
+#: The formats a picture can be written in, by the output's suffix.
+FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+
+
+def picture_format(path: str | Path) -> str:
+    """The format `path`'s suffix asks for, or a `ConfigError` for a suffix that is not a
+    picture's (a picture named ``x.jpg`` must be JPEG data, not PNG bytes under that name).
+
+    >>> picture_format("maps/conv1.JPG")
+    'jpeg'
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        what = f"as '{suffix}'" if suffix else "without a suffix saying its format"
+        raise ConfigError(f"cannot write a picture {what}", file=str(path),
+                          hint="end the name in " + ", ".join(FORMATS))
+    return FORMATS[suffix]
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
-    """Render `fig` to PNG bytes, then write them to `path` atomically."""
+    """Render `fig` in the format of `path`'s suffix, then write it to `path` atomically."""
     path = Path(path)
+    kind = picture_format(path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format=kind, dpi=DPI)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        writable_folder(path.parent)
         write_atomic(path, buffer.getvalue())
     except OSError as exc:
         raise ConfigError(f"cannot write the plot: {exc.strerror or exc}", file=str(path),

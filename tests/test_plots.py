@@ -86,6 +86,34 @@ def test_unwritable_target_is_a_config_error_and_leaves_no_temp_file(tmp_path):
     assert target.is_dir()
 
 
+def test_a_picture_is_written_in_the_format_its_name_says(tmp_path):
+    panel = [("red", np.full((20, 30, 3), (200, 0, 0), np.uint8))]
+    for name, data_starts, pil_format in (("x.jpg", b"\xff\xd8", "JPEG"),
+                                          ("x.JPEG", b"\xff\xd8", "JPEG"),
+                                          ("x.png", b"\x89PNG", "PNG")):
+        path = plots.pixel_panels(panel, tmp_path / name)
+        assert path.read_bytes().startswith(data_starts)
+        with Image.open(path) as image:
+            assert image.format == pil_format
+    assert plots.pixel_panels(panel, tmp_path / "x.pdf").read_bytes().startswith(b"%PDF")
+    assert b"<svg" in plots.pixel_panels(panel, tmp_path / "x.svg").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["x.gif", "x.pn", "picture"])
+def test_a_name_without_a_picture_suffix_is_refused_and_nothing_written(tmp_path, name):
+    with pytest.raises(ConfigError, match="cannot write a picture") as caught:
+        plots.training_curves(HISTORY, tmp_path / name)
+    assert ".png, .jpg, .jpeg, .pdf, .svg" in caught.value.hint
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_where_the_folder_should_be_is_named(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ConfigError, match="'.*afile' is a file"):
+        plots.training_curves(HISTORY, tmp_path / "afile" / "sub" / "curves.png")
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_confusion_matrix_for_ten_classes(tmp_path):
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 5, (10, 10)) + np.diag(np.full(10, 50))

@@ -125,6 +125,19 @@ def tiny(model):
     return classifier.keras_classifier("tiny", model, (8, 8, 3), "scale", ["a", "b", "c"])
 
 
+def test_a_mistyped_pretrained_name_gets_a_did_you_mean(tmp_path, monkeypatch):
+    from cnncli.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="no pretrained model, run or model file is "
+                                          "called 'resnet5'") as caught:
+        classifier.load("resnet5")
+    assert caught.value.hint == "did you mean 'resnet50'?"
+    (tmp_path / "resnet5").mkdir()  # a folder of that name is read as the run it names
+    with pytest.raises(Exception, match="not a cnncli run folder"):
+        classifier.load("resnet5")
+
+
 def test_a_folder_is_predicted_in_batches(tmp_path):
     for i in range(10):
         Image.new("RGB", (16, 16), (i, i, i)).save(tmp_path / f"{i}.png")

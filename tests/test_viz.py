@@ -27,6 +27,7 @@ from cnncli.model.meta import ModelMeta
 from cnncli.runtime import import_keras
 from cnncli.viz import (
     activations,
+    conv_layers,
     explain,
     filters,
     gradcam,
@@ -221,6 +222,63 @@ def test_gradcam_reaches_the_last_convolution_inside_a_nested_model():
     for g, w in zip(got, want, strict=True):
         assert g.class_index == w.class_index
         np.testing.assert_allclose(g.heatmap, w.heatmap, atol=1e-5)
+
+
+def branched_net(merge: str):
+    """Input -> conv stem -> two convolution branches joined by `merge` (concatenate or
+    add) -> ReLU -> global average -> softmax: an inception module or a residual block."""
+    inputs = keras.Input((12, 12, 1))
+    stem = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    left = keras.layers.Conv2D(4, 1, name="branch_a")(stem)
+    right = keras.layers.Conv2D(4, 3, padding="same", name="branch_b")(stem)
+    joined = (keras.layers.Concatenate(name="join")([left, right]) if merge == "concatenate"
+              else keras.layers.Add(name="join")([left, right]))
+    out = keras.layers.ReLU(name="join_relu")(joined)
+    pooled = keras.layers.GlobalAveragePooling2D()(out)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="fc1")(pooled))
+
+
+@pytest.mark.parametrize("merge", ["concatenate", "add"])
+def test_gradcam_looks_where_the_branches_join_not_into_the_last_branch(merge):
+    model = branched_net(merge)
+    assert conv_layers.convolutions(model)[-1].name == "branch_b"  # one branch only
+    x = np.random.default_rng(0).uniform(0, 1, (1, 12, 12, 1)).astype("float32")
+    (heat,) = gradcam.GradCam(model)(x)
+    assert heat.layer == "join_relu"
+    assert heat.coarse.shape == (12, 12)
+
+
+def test_gradcam_keeps_the_last_convolution_when_nothing_joins_after_it():
+    model = conv_net(filters_=(2, 3), activation="relu")
+    assert conv_layers.last_volume(model).name == "conv2_1"
+
+
+def test_a_layer_that_is_not_a_convolution_is_named_for_what_it_is():
+    model = conv_net(filters_=(2, 3))
+    with pytest.raises(ConfigError, match="'fc1' is a Dense layer, not a convolution "
+                                          "layer") as caught:
+        filters.filter_grid(model, "fc1")
+    assert caught.value.hint == "use one of: conv1_1, conv2_1"
+    with pytest.raises(ConfigError, match="'fc1' is a Dense layer, not a layer with an "
+                                          "HxWxD output"):
+        gradcam.GradCam(model, "fc1")
+
+
+def test_every_unknown_layer_is_reported_not_only_the_first():
+    model = conv_net(filters_=(2, 3))
+    with pytest.raises(ConfigError) as caught:
+        activations.choose(model, ["conv9", "conv1_1", "nope"])
+    assert [e.message for e in caught.value.errors] == [
+        "the model has no convolution layer 'conv9'",
+        "the model has no convolution layer 'nope'"]
+
+
+def test_an_empty_layer_name_is_an_unknown_layer_not_the_default():
+    model = conv_net(filters_=(2, 3))
+    for make in (lambda: filters.filter_grid(model, ""), lambda: gradcam.GradCam(model, ""),
+                 lambda: activations.choose(model, [""])):
+        with pytest.raises(ConfigError, match="no .*layer.* ''"):
+            make()
 
 
 def test_gradcam_overlay_is_red_where_the_heat_is_and_blue_where_it_is_not():
@@ -516,6 +574,44 @@ def test_predict_explain_into_a_file_is_refused_before_predicting(quadrant_run, 
                     "--explain", tmp_path / "efile")
     assert result.returncode == 2 and result.stdout == ""
     assert "the output folder is a file, not a folder" in result.stderr
+
+
+def test_predict_quiet_explain_prints_only_the_predictions(quadrant_run, bracketed,
+                                                           tmp_path):
+    result = cnncli("predict", bracketed[1], "--model", quadrant_run["run"], "--top", "1",
+                    "-q", "--explain", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1. 1: ") and result.stderr == ""
+    assert (tmp_path / "gradcam_cross.png").is_file()
+
+
+def test_predict_explain_with_a_model_without_convolutions_is_refused_before_predicting(
+        tmp_path):
+    path = tmp_path / "linear.keras"
+    modelfile.save_model_atomic(builder.build(spec.load("linear")), path,
+                                ModelMeta(model="linear", input=(28, 28, 1)))
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(image)
+    result = cnncli("predict", image, "--model", path, "--explain", tmp_path / "cams")
+    assert result.returncode == 3 and result.stdout == ""
+    assert "no convolution layer, so it has no Grad-CAM" in result.stderr
+
+
+def test_a_picture_name_of_another_format_is_refused_before_the_model_is_read(tmp_path):
+    missing = tmp_path / "no-such-run"  # read first, it would be the error
+    for args in (["visualize", "filters", missing, "--output", tmp_path / "f.gif"],
+                 ["visualize", "activations", missing, "x.png", "--output", tmp_path / "a"],
+                 ["summary", missing, "--plot", tmp_path / "net.bmp"]):
+        result = cli(*args)
+        assert isinstance(result.exception, ConfigError), (args, result.output)
+        assert "cannot write a picture" in str(result.exception)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_activations_with_an_empty_layers_option_is_a_usage_error(quadrant_run, bracketed):
+    result = cli("visualize", "activations", quadrant_run["run"], bracketed[0], "--layers",
+                 ",")
+    assert result.exit_code == 2 and "--layers" in result.output
 
 
 def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadrant_run,

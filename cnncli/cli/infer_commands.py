@@ -48,6 +48,8 @@ def predict(
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
+    if explain == "":
+        raise typer.BadParameter("give the folder for the heat maps", param_hint="--explain")
     if explain:  # before any work: a bad --explain is known now
         from cnncli.errors import ConfigError
         from cnncli.infer import exported
@@ -60,6 +62,11 @@ def predict(
     placement = _placement(model, device, precision)
     loaded = classifier.load(model, weights=weights, offline=offline,
                              precision=placement.precision if placement else "float32")
+    if explain:  # a model without convolutions is refused before it predicts
+        from cnncli.viz import conv_layers
+
+        conv_layers.require_convolutions(conv_layers.keras_model(loaded, "Grad-CAM"),
+                                         "Grad-CAM", loaded.name)
     runtime = placement.describe() if placement else None
     if not quiet:
         render.info(runtime or f"Runtime: {loaded.runtime}")
@@ -73,8 +80,9 @@ def predict(
 
         cams = explaining.explain([r.file for r in result.images], loaded, output=explain,
                                   resize=resize)
-        for picture in cams.pictures:
+        for picture in cams.pictures if not quiet else ():
             render.info(f"Grad-CAM: {picture.png}")
+        result.errors += cams.errors
     for error in result.errors:
         render.error(error)
     if result.errors and not skip_bad:

@@ -18,8 +18,9 @@ def summary(
     = False,
     classes: Annotated[int | None, typer.Option(min=1, help="Override the number of "
                                                 "classes.")] = None,
-    plot: Annotated[str | None, typer.Option(help="Also draw the network as boxes sized by "
-                                             "their volumes into this PNG.")] = None,
+    plot: Annotated[str | None, typer.Option(
+        help="Also draw the network as boxes sized by their volumes into this picture "
+        "(.png, .jpg, .pdf or .svg).")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="A row per layer of a pretrained "
                                          "backbone instead of one row.")] = False,
     json: JsonOpt = False,
@@ -29,6 +30,10 @@ def summary(
     from cnncli.model import summary as summaries
     from cnncli.run import checking
 
+    if plot:  # a bad name is known before any work
+        from cnncli import plots
+
+        plots.picture_format(plot)
     built = checking.build(spec, classes=classes)  # a run config: frozen as in its stage 1
     result = summaries.summarize(built, expand=expand)
     drawn = None

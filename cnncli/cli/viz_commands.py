@@ -33,6 +33,14 @@ def _load(target: str, weights: str | None, offline: bool, device: str):
     return classifier.load(target, weights=weights, offline=offline)
 
 
+def _check_output(output: str | None) -> None:
+    """A picture's name is checked before the model is loaded (seconds for vgg16)."""
+    if output is not None:
+        from cnncli import plots
+
+        plots.picture_format(output)
+
+
 def _show(rows: list[dict], json: bool, *, one: bool = False) -> None:
     """The PNGs written: their paths, one a line, or the records as JSON (the record
     itself for a command that writes `one` picture)."""
@@ -50,7 +58,8 @@ def filters(
     target: Target,
     layer: Annotated[str | None, typer.Option(help="The convolution layer (default: the "
                                               "first).")] = None,
-    output: Annotated[str | None, typer.Option(help="The PNG to write (default: "
+    output: Annotated[str | None, typer.Option(help="The picture to write: .png, "
+                                               ".jpg, .pdf or .svg (default: "
                                                "filters_<layer>.png).")] = None,
     weights: WeightsOpt = None,
     offline: OfflineOpt = False,
@@ -60,6 +69,7 @@ def filters(
     """The filters of a convolution layer as a grid of tiles, one per filter."""
     from cnncli.viz import pictures
 
+    _check_output(output)
     loaded = _load(target, weights, offline, device)
     _show([pictures.write_filters(loaded, layer, output).to_dict()], json, one=True)
 
@@ -71,7 +81,8 @@ def activations(
     layers: Annotated[list[str] | None, typer.Option(
         "--layers", help="Convolution layers to show (repeatable, or comma-separated; "
         "default: all).")] = None,
-    output: Annotated[str | None, typer.Option(help="The PNG to write (default: "
+    output: Annotated[str | None, typer.Option(help="The picture to write: .png, "
+                                               ".jpg, .pdf or .svg (default: "
                                                "activations_<image>.png).")] = None,
     weights: WeightsOpt = None,
     offline: OfflineOpt = False,
@@ -82,8 +93,12 @@ def activations(
     from cnncli.viz import pictures
 
     names = [n.strip() for item in layers or [] for n in item.split(",") if n.strip()]
+    if layers is not None and not names:
+        raise typer.BadParameter("names no layer: give layer names, or leave it out for "
+                                 "all", param_hint="--layers")
+    _check_output(output)
     loaded = _load(target, weights, offline, device)
-    picture = pictures.write_activations(loaded, image, names or None, output)
+    picture = pictures.write_activations(loaded, image, names if layers else None, output)
     _show([picture.to_dict()], json, one=True)
 
 
@@ -94,8 +109,9 @@ def explain(
         "stdin) or http(s) URLs.")],
     class_name: Annotated[str | None, typer.Option(
         "--class", help="The class to explain (default: the one predicted).")] = None,
-    layer: Annotated[str | None, typer.Option(help="A layer with an HxWxD output "
-                                              "(default: the last convolution).")] = None,
+    layer: Annotated[str | None, typer.Option(
+        help="A layer with an HxWxD output (default: the last convolution, or where the "
+        "branches it is one of join).")] = None,
     output: Annotated[str, typer.Option(help="The folder for gradcam_<image>.png.")] = ".",
     weights: WeightsOpt = None,
     offline: OfflineOpt = False,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, suggest
 from cnncli.infer import exported
 from cnncli.infer.artefact import Artefact, image_input, resolve
 from cnncli.infer.base import Classifier, in_parts
@@ -104,6 +104,19 @@ def keras_classifier(name: str, model, input_shape, preprocessing: str,
                            network_input=network)
 
 
+def _mistyped_name(model: str) -> None:
+    """A `ConfigError` with a did-you-mean for a bare name close to a pretrained one
+    (``vgg17``) that is no file or folder either; else nothing."""
+    import os
+
+    if os.sep in model or "." in model or os.path.lexists(model):
+        return
+    close = suggest(model, sorted(pretrained.REGISTRY))
+    if close:
+        raise ConfigError(f"no pretrained model, run or model file is called '{model}'",
+                          hint=close)
+
+
 def load(model: str, *, weights: str | None = None, offline: bool = False,
          preprocessing: str | None = None, precision: str = "float32") -> Classifier:
     """A pretrained name (``vgg16``), a run folder, a ``.keras`` file, or an exported
@@ -119,6 +132,7 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
         return keras_classifier(model, net, entry.input_shape,
                                 preprocessing or entry.preprocessing, imagenet.class_names(),
                                 precision=precision)
+    _mistyped_name(model)
     if weights:
         raise ConfigError("--weights goes with a pretrained model name",
                           hint="use one of " + ", ".join(sorted(pretrained.REGISTRY)))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnncli.errors import ConfigError, raise_all
 from cnncli.viz import conv_layers, mosaic
 from cnncli.viz.probe import probe
 
@@ -48,9 +49,15 @@ class LayerMaps:
 def choose(model, names: list[str] | None, model_name: str = "") -> list[conv_layers.LayerRef]:
     """The convolution layers called `names` (default: all of them), in the model's order."""
     refs = conv_layers.require_convolutions(model, "activation maps", model_name)
-    if not names:
+    if names is None:
         return refs
-    chosen = {id(conv_layers.pick(refs, name)) for name in names}
+    chosen, errors = set(), []
+    for name in names:  # every unknown name is reported, not the first only
+        try:
+            chosen.add(id(conv_layers.pick(refs, name, model=model)))
+        except ConfigError as exc:
+            errors.append(exc)
+    raise_all(errors)
     return [r for r in refs if id(r) in chosen]
 
 

@@ -22,6 +22,10 @@ keras = import_keras()
 #: The 2-D convolutions: each makes one activation map per filter.
 CONV_CLASSES = (keras.layers.Conv2D, keras.layers.Conv2DTranspose,
                 keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+#: The layers that join branches (an inception module's concatenation, a residual sum).
+MERGE_CLASSES = (keras.layers.Concatenate, keras.layers.Add, keras.layers.Average,
+                 keras.layers.Maximum, keras.layers.Minimum, keras.layers.Multiply,
+                 keras.layers.Subtract)
 
 
 @dataclass(frozen=True)
@@ -68,11 +72,41 @@ def volumes(model) -> list[LayerRef]:
     return [r for r in walk(model) if _output_rank(r.layer) == 4]
 
 
+def last_volume(model) -> LayerRef:
+    """Where Grad-CAM looks unless told: the last convolution, or, when that convolution
+    is one branch of several (an inception module, a residual block), the volume after
+    the branches join.
+
+    From the last convolution on, the layers that keep its output's height and width
+    (batch norm, ReLU, the merge itself) are followed; if a merge is among them, the
+    last of them is the answer (ResNet50: ``conv5_block3_out``, the sum after its ReLU),
+    else the convolution (VGG16: ``block5_conv3``). Looking at one branch would show only
+    what that branch found.
+    """
+    refs = walk(model)
+    last = max(i for i, r in enumerate(refs) if isinstance(r.layer, CONV_CLASSES))
+    size = _spatial(refs[last].layer)
+    tail = []
+    for ref in refs[last + 1:]:
+        if size is None or _spatial(ref.layer) != size:
+            break
+        tail.append(ref)
+    merged = any(isinstance(r.layer, MERGE_CLASSES) for r in tail)
+    return tail[-1] if merged else refs[last]
+
+
 def _output_rank(layer) -> int | None:
     try:
         return len(layer.output.shape)
     except (AttributeError, ValueError):  # never called, or called several times
         return None
+
+
+def _spatial(layer) -> tuple | None:
+    """The height and width of the layer's output volume; None if it is not a volume."""
+    if _output_rank(layer) != 4:
+        return None
+    return tuple(layer.output.shape[1:3])
 
 
 def require_convolutions(model, what: str, model_name: str) -> list[LayerRef]:
@@ -87,11 +121,12 @@ def require_convolutions(model, what: str, model_name: str) -> list[LayerRef]:
 
 
 def pick(refs: list[LayerRef], name: str, *, kind: str = "convolution layer",
-         listed: list[LayerRef] | None = None) -> LayerRef:
+         listed: list[LayerRef] | None = None, model=None) -> LayerRef:
     """The layer called `name` (a full path, or a unique last part) among `refs`.
 
     An error lists the valid names: those of `listed` if given (the convolutions, when
-    any of a ResNet's hundreds of layers would do), else of `refs`.
+    any of a ResNet's hundreds of layers would do), else of `refs`. Given the `model`,
+    a name of one of its other layers (a Dense layer) is told what that layer is.
     """
     exact = [r for r in refs if r.name == name]
     short = [r for r in refs if r.layer.name == name]
@@ -104,6 +139,11 @@ def pick(refs: list[LayerRef], name: str, *, kind: str = "convolution layer",
     hint = "use one of: " + ", ".join(r.name for r in shown)
     if listed is not None and len(listed) < len(refs):
         hint += f" (or another of its {len(refs)} layers with an HxWxD output)"
+    other = [r for r in (walk(model) if model is not None else [])
+             if name in (r.name, r.layer.name)]
+    if other:
+        raise ConfigError(f"'{name}' is a {type(other[0].layer).__name__} layer, not a "
+                          f"{kind}", hint=hint)
     close = suggest(name, dict.fromkeys([r.layer.name for r in refs] + [r.name for r in refs]))
     if close:  # a typo: the likely name first, the whole list only when short
         hint = close + ("" if len(shown) > LONG_LIST else f" {hint}")

@@ -11,14 +11,13 @@ An image that cannot be read gets its own error; the others are still explained.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cnncli import plots
-from cnncli.errors import CnnError, ConfigError
+from cnncli.errors import CnnError, ConfigError, suggest
 from cnncli.files import writable_folder
 from cnncli.viz import conv_layers, gradcam, model_input, mosaic
 from cnncli.viz.pictures import file_name
@@ -57,8 +56,8 @@ def class_index(class_names: list[str], name: str) -> int:
     names = [str(n) for n in class_names]
     if name in names:
         return names.index(name)
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = (f"did you mean {', '.join(repr(c) for c in close)}? " if close else "")
+    close = suggest(name, names)
+    hint = f"{close} " if close else ""
     hint += (f"the classes are: {', '.join(names)}" if len(names) <= LIST_CLASSES else
              f"the model has {len(names)} classes, from '{names[0]}' to '{names[-1]}'")
     raise ConfigError(f"the model has no class '{name}'", hint=hint)

@@ -77,7 +77,7 @@ def filter_grid(model, layer: str | None = None, *, preprocessing: str = "scale"
                 model_name: str = "") -> FilterGrid:
     """The filters of `layer` (default: the model's first convolution layer)."""
     refs = conv_layers.require_convolutions(model, "filters to show", model_name)
-    ref = conv_layers.pick(refs, layer) if layer else refs[0]
+    ref = conv_layers.pick(refs, layer, model=model) if layer is not None else refs[0]
     kernel = kernel_of(ref.layer)
     rgb = kernel.shape[2] == 3 and ref is refs[0] and model.inputs[0].shape[-1] == 3
     tiles = filter_tiles(kernel, rgb=rgb, bgr=preprocessing == "caffe")

@@ -4,7 +4,8 @@ For class c and a convolution layer's output A (h x w x K): the gradient of the 
 score y^c (before the softmax) with respect to A, averaged over the h x w positions,
 weighs each of the K activation maps; their weighted sum, through a ReLU, is the map of
 where evidence for c lies. It is scaled to [0, 1] and upsampled (bilinear) to the image.
-The layer is the model's last convolution layer unless another is named; layers of
+The layer is the model's last convolution layer (or, in a branched network, where its
+branches join) unless another is named; layers of
 nested models (a ``keras.applications`` backbone) work too (`cnncli.viz.probe`).
 
 >>> cam = GradCam(model)                                  # doctest: +SKIP
@@ -48,15 +49,16 @@ class GradCam:
     Args:
         model: a Keras image classifier.
         layer: a layer whose output is a volume (by name; see `conv_layers.pick`);
-            default: the last convolution layer.
+            default: the last convolution layer, or where the branches join when it is
+            one branch of several (`conv_layers.last_volume`).
         model_name: how errors name the model.
     """
 
     def __init__(self, model, layer: str | None = None, model_name: str = ""):
         convolutions = conv_layers.require_convolutions(model, "Grad-CAM", model_name)
         self.ref = (conv_layers.pick(conv_layers.volumes(model), layer, listed=convolutions,
-                                     kind="layer with an HxWxD output")
-                    if layer else convolutions[-1])
+                                     kind="layer with an HxWxD output", model=model)
+                    if layer is not None else conv_layers.last_volume(model))
         self.probe = probe(model, [self.ref], scores=True)
 
     def __call__(self, x, class_indices=None) -> list[Heatmap]:
