@@ -63,8 +63,9 @@ def locate(name: str, weights: str, input_shape, *, offline: bool,
     if weights != "imagenet":
         path = Path(weights)
         if not path.is_file():
+            what = "a folder" if path.is_dir() else "does not exist"
             raise ModelError(
-                "the weights file does not exist", file=weights,
+                f"the weights file {'is ' if path.is_dir() else ''}{what}", file=weights,
                 hint=f"give the path of {entry.name}'s weights without the classifier "
                      f"(Keras' {expected_file(name, input_shape)}), or `weights: imagenet`")
         return path
@@ -100,10 +101,15 @@ def record(layer: str, name: str, weights: str, path: Path) -> WeightsFile:
 
 
 def check_fit(backbone, name: str, path: Path) -> None:
-    """Raise `ModelError` when the legacy ``.h5`` file at `path` does not fit the
-    `backbone` sub-model layer for layer (Keras' loader matches layers by order)."""
-    if path.name.endswith(".weights.h5") or path.suffix not in (".h5", ".hdf5"):
-        return  # a Keras 3 weights file: Keras names the variable that does not fit
+    """Raise `ModelError` when the weights file at `path` does not fit the `backbone`
+    sub-model. A legacy ``.h5`` file is compared layer for layer (Keras' loader matches
+    its layers by order, and names only the count when they differ); a Keras 3
+    ``.weights.h5`` file, whose layers Keras names by kind and number, is loaded (what
+    `load` does anyway), and Keras' reason is cut to the first layer that does not fit.
+    """
+    if _keras3(path):
+        _load_file(backbone, name, path)
+        return
     saved = _saved_layers(path)
     if saved is None:
         return
@@ -138,15 +144,19 @@ def fit_problem(saved: list, ours: list, name: str, notop: str) -> str | None:
 def load(backbone, name: str, path: Path) -> None:
     """Load the weights file into the backbone sub-model (checked by `check_fit` first)."""
     check_fit(backbone, name, path)
-    try:
-        backbone.load_weights(str(path))
-    except Exception as exc:  # h5py, Keras ValueError on shapes or layer counts
-        from cnncli.model.builder import keras_reason
+    if not _keras3(path):  # check_fit has loaded a Keras 3 file already
+        _load_file(backbone, name, path)
 
-        raise ModelError(f"these weights do not fit {name} without its classifier: "
-                         f"{keras_reason(exc)}", file=str(path),
-                         hint=f"use Keras' {expected_file(name, backbone.input_shape[1:])} "
-                              "(the no-top file)") from None
+
+def _keras3(path: Path) -> bool:
+    return path.name.endswith(".weights.h5") or path.suffix not in (".h5", ".hdf5")
+
+
+def _load_file(backbone, name: str, path: Path) -> None:
+    from cnncli.model.weights import load_file
+
+    load_file(backbone, path, fits=f"{name} without its classifier",
+              expected=f"{expected_file(name, backbone.input_shape[1:])} (the no-top file)")
 
 
 def _saved_layers(path: Path) -> list | None:
@@ -165,8 +175,8 @@ def _saved_layers(path: Path) -> list | None:
                     out.append((name, [tuple(group[name][w].shape) for w in names]))
             return out
     except (OSError, KeyError) as exc:
-        raise ModelError(f"cannot read the weights file: {exc}", file=str(path),
-                         hint="is it an HDF5 weights file (.h5)? copy it again") from None
+        raise ModelError(f"cannot read the weights file (not an HDF5 file, or cut short): "
+                         f"{exc}", file=str(path), hint="copy it again") from None
 
 
 def _legacy_order(layer) -> list:

@@ -148,9 +148,6 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
     """The model `name` with ImageNet weights: from `weights`, Keras' cache, or a download."""
     entry = get(name)
     path = Path(weights) if weights else cached_weights(entry)
-    if weights and not path.is_file():
-        raise ModelError("the weights file does not exist", file=str(weights),
-                         hint=f"give the path of {entry.weights_file}")
     if path is None:
         if offline:
             raise _missing(entry, "offline")
@@ -161,11 +158,9 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
             raise _missing(entry, f"the download failed: {str(exc).splitlines()[0]}") \
                 from None
     model = entry.factory(None)
-    try:
-        model.load_weights(str(path))
-    except Exception as exc:
-        raise ModelError(f"these weights do not fit {name}: {str(exc).splitlines()[0]}",
-                         file=str(path), hint=f"use Keras' {entry.weights_file}") from None
+    from cnncli.model.weights import load_file
+
+    load_file(model, path, fits=name, expected=entry.weights_file)
     return model
 
 

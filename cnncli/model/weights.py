@@ -1,4 +1,5 @@
-"""Moving weights between models layer for layer, e.g. ImageNet weights into a spec.
+"""Weights into a model: from a file (`load_file`), or from another model layer for
+layer (`transfer`), e.g. ImageNet weights into a spec.
 
 Our built-in ``vgg16`` has the same layers in the same order as
 ``keras.applications.VGG16``, so its pretrained weights carry over:
@@ -9,7 +10,42 @@ Our built-in ``vgg16`` has the same layers in the same order as
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 from cnncli.errors import ModelError
+
+
+def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
+    """Load the weights file at `path` (Keras' legacy ``.h5`` or a Keras 3
+    ``.weights.h5``) into `model`, or raise a `ModelError` naming the file: not there, a
+    folder, not an HDF5 file or cut short, or weights that do not fit `fits` (the hint
+    names the `expected` file). Keras' warnings, one per variable, are kept quiet.
+    """
+    import h5py
+
+    from cnncli.model.builder import keras_reason
+
+    path = Path(path)
+    hint = f"give the path of Keras' {expected}"
+    if path.is_dir():
+        raise ModelError("the weights file is a folder", file=str(path), hint=hint)
+    if not path.is_file():
+        raise ModelError("the weights file does not exist", file=str(path), hint=hint)
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as exc:
+        raise ModelError(f"cannot read the weights file (not an HDF5 file, or cut short): "
+                         f"{keras_reason(exc)}", file=str(path),
+                         hint=f"copy it again, or {hint}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(str(path))
+    except Exception as exc:  # h5py, Keras' ValueError on shapes or layer counts
+        raise ModelError(f"these weights do not fit {fits}: {keras_reason(exc)}",
+                         file=str(path), hint=f"use Keras' {expected}") from None
 
 
 def weighted_layers(model) -> list:
