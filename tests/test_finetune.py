@@ -124,6 +124,20 @@ def test_an_unknown_cut_says_which_layers_there_are(source, tmp_path):
         checking.check(str(path))
 
 
+def test_an_image_size_other_than_the_models_input_is_refused_not_ignored(source, tmp_path):
+    path = write_finetune(tmp_path, source, train="")
+    path.write_text(path.read_text().replace("validation_split: 0.2", "validation_split: "
+                                             "0.2, image_size: [16, 16]"))
+    with pytest.raises(ConfigError, match=r"`data.image_size`: the model of .* takes 8x8 "
+                                          r"images.*Hint: remove `data.image_size`"):
+        checking.check(str(path))
+    with pytest.raises(ConfigError, match="`data.image_size`"):
+        run_train(path)
+    assert not (tmp_path / "runs").exists()
+    path.write_text(path.read_text().replace("[16, 16]", "[8, 8]"))  # the same size: fine
+    assert checking.check(str(path)).warnings == []
+
+
 # -------------------------------------------------------------------- freezing
 
 

@@ -279,7 +279,7 @@ def test_a_photo_folder_trains_and_predicts_from_the_command_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "cnncli", "train", "run.yaml"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "decoded as they are used, cached in memory" in done.stderr
+    assert "decoded as they are used, at 16x16 (pad), cached in memory" in done.stderr
     run = tmp_path / "runs" / "run" / "1"
     assert json.loads((run / "metrics.json").read_text())["dataset"]["train"] == 8
     from cnncli.model import modelfile
@@ -526,3 +526,11 @@ def test_more_than_half_failing_after_a_hundred_images_stops_training_mid_epoch(
 def test_with_strict_the_first_image_that_fails_to_decode_stops_training(tmp_path):
     error = _feed_with_broken(tmp_path, 1).unreadable_error(strict=True)
     assert error.file.endswith("0.png") and "data.strict: false" in error.hint
+
+
+def test_the_data_line_says_arrays_of_another_size_are_resized_and_how():
+    from cnncli.data.dataset import Split
+
+    arrays = Split(np.zeros((4, 28, 28, 1), np.uint8), np.arange(4))
+    assert ImageLoader(arrays, (32, 32, 1), "pad", cache="memory").describe() == \
+        "28x28 images resized to 32x32 (pad) as they are used, cached in memory"

@@ -87,7 +87,15 @@ def info(message: str) -> None:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
+    """A size in bytes in the unit that keeps it short.
+
+    >>> _mb(3_136_000), _mb(2_680_000_000_000), _mb(50_000)
+    ('3.1 MB', '2.7 TB', '50.0 kB')
+    """
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size or (unit == "MB" and n >= 1e5):
+            return f"{n / size:,.1f} {unit}"
+    return f"{n / 1e3:,.1f} kB"
 
 
 def _count(n: int) -> str:

@@ -94,10 +94,16 @@ class ImageLoader:
         self._store, self._filled = self._make_store()
 
     def describe(self) -> str:
-        """For the Data line: ``decoded as they are used, cached in memory``."""
+        """For the Data line: ``decoded as they are used, at 32x32 (stretch), cached in
+        memory``; arrays of another size say theirs (``28x28 images resized to 32x32``)."""
         where = {"memory": "cached in memory", "disk": f"cached on disk ({self._path})",
                  "none": "not cached"}[self.cache]
-        return f"decoded as they are used, {where}"
+        size, how = "x".join(map(str, self.shape[:2])), f"({self.resize})"
+        if self.split.kind == "arrays" and self.split.images.ndim == 4:
+            own = "x".join(map(str, self.split.images.shape[1:3]))
+            if own != size:
+                return f"{own} images resized to {size} {how} as they are used, {where}"
+        return f"decoded as they are used, at {size} {how}, {where}"
 
     def _make_store(self):
         n, shape = len(self.split), (len(self.split), *self.shape)

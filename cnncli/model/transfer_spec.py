@@ -51,7 +51,7 @@ def document(section, *, classes: int | None, image_size: list | None,
         return None
     if found == "pretrained":
         return _pretrained(section, classes, image_size, file)
-    return _own_model(section, classes, file)
+    return _own_model(section, classes, image_size, file)
 
 
 def _check_spec_name(source: str, file: str | None) -> None:
@@ -82,7 +82,7 @@ def _pretrained(section, classes, image_size, file) -> dict:
             "description": f"{entry.name} without its classifier, and a new one", "layers": layers}
 
 
-def _own_model(section, classes, file) -> dict:
+def _own_model(section, classes, image_size, file) -> dict:
     from cnncli.model import modelfile
 
     for key in ("weights", "dropout"):
@@ -101,6 +101,11 @@ def _own_model(section, classes, file) -> dict:
         raise ConfigError(f"`model.input`: the model of {section.from_} takes "
                           f"{shape}; a network cut from it takes the same", file=file,
                           hint="remove `model.input`: images are resized to it")
+    if image_size is not None and list(image_size) != shape[:2]:
+        raise ConfigError(f"`data.image_size`: the model of {section.from_} takes "
+                          f"{shape[0]}x{shape[1]} images; a network cut from it takes the "
+                          "same", file=file,
+                          hint="remove `data.image_size`: images are resized to it")
     name = source.name
     entries = [{backbone.ENTRY: {"model": section.from_, "cut": cut}, "name": name}]
     entries += head_entries(source, layer, section.from_)
