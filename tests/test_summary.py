@@ -154,3 +154,45 @@ def test_to_dict_is_json_ready(vgg16):
 
     data = json.loads(json.dumps(vgg16.to_dict()))
     assert data["params"] == 138_357_544 and data["rows"][1]["layer"] == "CONV3-64 + ReLU"
+
+
+# ---------------------------------------------------------------- memory
+
+#: A network of 1.0 billion weights (4 GB in float32), nearly all in one Dense layer.
+BILLION = """
+name: billion
+input: [100, 100, 1]
+classes: 10
+layers:
+  - Flatten
+  - Dense: {units: 100000}
+  - Dense: {units: $classes, activation: softmax}
+"""
+
+
+def test_summary_and_check_build_the_network_without_giving_its_weights_values(tmp_path):
+    from cnncli.run import checking
+
+    path = tmp_path / "small.yaml"
+    path.write_text(BILLION.replace("100000", "10"))
+    for model in (checking.build(str(path)).model, checking.check(str(path)).model):
+        assert model.count_params() == 10_000 * 10 + 10 + 10 * 10 + 10
+        assert all(w._value is None for w in model.weights)  # shapes only
+
+
+def test_a_summary_of_a_billion_weights_takes_far_less_memory_than_they_would(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "billion.yaml"
+    path.write_text(BILLION)
+    # A fresh process runs the command, so its peak is the only child's measured.
+    measure = ("import resource, subprocess, sys; done = subprocess.run([sys.executable, "
+               "'-m', 'cnncli', 'summary', sys.argv[1]], capture_output=True, text=True); "
+               "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
+               " done.stdout.count('1,001,100,010'))")
+    done = subprocess.run([sys.executable, "-c", measure, str(path)], capture_output=True,
+                          text=True, timeout=300)
+    code, peak_kb, shown = map(int, done.stdout.split())
+    assert code == 0 and shown >= 1, done.stderr
+    assert peak_kb < 2 * 2**20, f"summary peaked at {peak_kb / 2**20:.1f} GB"  # weights: 4 GB

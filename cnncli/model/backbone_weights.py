@@ -104,11 +104,13 @@ def check_fit(backbone, name: str, path: Path) -> None:
     """Raise `ModelError` when the weights file at `path` does not fit the `backbone`
     sub-model. A legacy ``.h5`` file is compared layer for layer (Keras' loader matches
     its layers by order, and names only the count when they differ); a Keras 3
-    ``.weights.h5`` file, whose layers Keras names by kind and number, is loaded (what
-    `load` does anyway), and Keras' reason is cut to the first layer that does not fit.
+    ``.weights.h5`` file, whose layers Keras names by kind and number, is loaded into a
+    twin of the backbone, and Keras' reason is cut to the first layer that does not fit.
     """
-    if _keras3(path):
-        _load_file(backbone, name, path)
+    if _keras3(path):  # tried on a twin: `backbone` may have no values (`weightless`)
+        from cnncli.runtime import import_keras
+
+        _load_file(import_keras().models.clone_model(backbone), name, path)
         return
     saved = _saved_layers(path)
     if saved is None:
@@ -143,9 +145,9 @@ def fit_problem(saved: list, ours: list, name: str, notop: str) -> str | None:
 
 def load(backbone, name: str, path: Path) -> None:
     """Load the weights file into the backbone sub-model (checked by `check_fit` first)."""
-    check_fit(backbone, name, path)
-    if not _keras3(path):  # check_fit has loaded a Keras 3 file already
-        _load_file(backbone, name, path)
+    if not _keras3(path):  # Keras names the layer that does not fit in a Keras 3 file
+        check_fit(backbone, name, path)
+    _load_file(backbone, name, path)
 
 
 def _keras3(path: Path) -> bool:

@@ -13,6 +13,7 @@ cnncli.errors.ConfigError: layer 1 'conv1_1' (Conv2D): the 3x3 input is smaller 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -60,6 +61,27 @@ def build_checked(spec: specs.Spec | expansion.Expanded, *, classes: int | None 
     _check_output(expanded, outputs)
     model = keras.Model(tensors[expansion.INPUT], outputs, name=_model_name(expanded.name))
     return Built(model=model, expanded=expanded, warnings=warnings)
+
+
+@contextlib.contextmanager
+def weightless():
+    """Models built inside get variables with shapes and no values: no memory for the
+    weights (a summary of a network with 500 million weights needed 6.5 GB). Such a model
+    tells its layers, shapes and parameter counts; it cannot be run, trained or saved.
+
+    >>> with weightless():
+    ...     model = build(specs.parse({"input": [8, 8, 1], "layers": ["Flatten",
+    ...                                {"Dense": {"units": 2}}]}))
+    >>> model.count_params(), model.weights[0]._value is None
+    (130, True)
+    """
+    from keras.src.backend.common import global_state  # private: keras<3.16 is pinned
+
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            yield
+    finally:  # Keras lists them to give them values when a scope closes: never
+        global_state.set_global_attribute("uninitialized_variables", [])
 
 
 def _expanded(spec: specs.Spec) -> expansion.Expanded:

@@ -41,12 +41,14 @@ class Checked:
 
 
 def check(path_or_name: str) -> Checked:
-    """Check a spec or run config; raise every problem found (`ManyErrors` for several)."""
+    """Check a spec or run config; raise every problem found (`ManyErrors` for several).
+    The model is built without values for its weights (`builder.weightless`)."""
     path = architectures.resolve(path_or_name)
     doc = yamlio.load(path)
     if not _is_run_config(doc):
-        built = builder.build_checked(spec.parse(doc, file=str(path),
-                                                 default_name=Path(path).stem))
+        network = spec.parse(doc, file=str(path), default_name=Path(path).stem)
+        with builder.weightless():  # shapes and counts need no values
+            built = builder.build_checked(network)
         return Checked(built.model, built.warnings)
     errors: list[CnnError] = []
     try:
@@ -57,7 +59,9 @@ def check(path_or_name: str) -> Checked:
         raise_all(errors)
     built = None
     try:
-        built = builder.build_checked(_network(cfg, str(path)))
+        network = _network(cfg, str(path))
+        with builder.weightless():
+            built = builder.build_checked(network)
     except CnnError as exc:
         errors += getattr(exc, "errors", [exc])
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
@@ -99,19 +103,24 @@ def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[li
 
 def build(path_or_name: str, *, classes: int | None = None) -> builder.Built:
     """The built network of a spec, built-in name or run config (`classes` overriding),
-    for a run config frozen as its first stage would be (``cnncli summary``)."""
+    for a run config frozen as its first stage would be (``cnncli summary``); its weights
+    have no values (`builder.weightless`)."""
     path = architectures.resolve(path_or_name)
     doc = yamlio.load(path)
     if not _is_run_config(doc):
-        return builder.build_checked(spec.parse(doc, file=str(path), default_name=Path(
-            path).stem).with_overrides(classes=classes))
+        network = spec.parse(doc, file=str(path), default_name=Path(path).stem)
+        with builder.weightless():
+            return builder.build_checked(network.with_overrides(classes=classes))
     return build_config(config.parse(doc, file=str(path)), str(path), classes=classes)
 
 
 def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None = None
                  ) -> builder.Built:
-    """The built network of a run config, frozen as its first stage would be."""
-    built = builder.build_checked(_network(cfg, file).with_overrides(classes=classes))
+    """The built network of a run config, frozen as its first stage would be; its
+    weights have no values (`builder.weightless`): it is for showing, not running."""
+    network = _network(cfg, file).with_overrides(classes=classes)
+    with builder.weightless():
+        built = builder.build_checked(network)
     raise_all(transfer.problems(cfg.train, built.model, None))
     transfer.freeze_first_stage(built.model, cfg.train)
     return built
