@@ -235,6 +235,7 @@ def image_grid(images, titles: list[str], path: str | Path, *, columns: int = 8)
 #: Pixels above each panel for its title, and around panels.
 PANEL_TITLE = 26
 PANEL_MARGIN = 8
+PANEL_FONT = 10
 
 
 def colormap(values01, name: str = "jet") -> np.ndarray:
@@ -268,19 +269,31 @@ def panel_origins(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], 
 def pixel_panels(panels: list[tuple[str, np.ndarray]], path: str | Path) -> Path:
     """Titled uint8 RGB images, one under the other, each drawn pixel for pixel (no
     resampling: pixel (r, c) of an image is pixel ``origin + (r, c)`` of the PNG, see
-    `panel_origins`), on white."""
+    `panel_origins`), on white; wider than the widest image if a title needs it."""
     images = [np.asarray(image) for _, image in panels]
     for image in images:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"panels must be uint8 (H, W, 3), got {image.dtype} "
                              f"{image.shape}")
     origins, height, width = panel_origins([image.shape[:2] for image in images])
+    # A title wider than its image widens the picture: it is never cut off.
+    width = max([width, *(_text_width(str(title), PANEL_FONT) + 2 * PANEL_MARGIN
+                          for title, _ in panels)])
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     for (title, _), image, (top, left) in zip(panels, images, origins, strict=True):
         fig.figimage(image, xo=left, yo=height - top - image.shape[0], origin="upper")
         fig.text(left / width, 1 - (top - PANEL_TITLE / 2) / height, str(title),
-                 ha="left", va="center", fontsize=10)
+                 ha="left", va="center", fontsize=PANEL_FONT)
     return _save(fig, path)
+
+
+def _text_width(text: str, size: float) -> int:
+    """How many pixels wide `text` is drawn at `size` points."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = Figure(dpi=DPI)
+    drawn = fig.text(0, 0, text, fontsize=size)
+    return math.ceil(drawn.get_window_extent(FigureCanvasAgg(fig).get_renderer()).width)
 
 
 @dataclass(frozen=True)
@@ -292,7 +305,7 @@ class DiagramBox:
     width: float
     height: float
     colour: str
-    text: str = ""  # written on the box, upright along its height (below it if too long)
+    text: str = ""  # on the box, upright (else across, else below it if too long)
     caption: str = ""  # under the box
 
 
@@ -323,11 +336,17 @@ def box_diagram(boxes: list[DiagramBox], lines: list[tuple[tuple[float, float],
         ax.add_patch(Rectangle((b.left, b.bottom), b.width, b.height, facecolor=b.colour,
                                edgecolor="#333333", linewidth=0.6, zorder=2))
         x = b.left + b.width / 2
-        # 6-point text is about 0.62 x 6 points a character: write it on the box if it fits.
-        fits = bool(b.text) and len(b.text) * 6 * 0.62 < b.height * points_per_unit - 4
-        if fits:
-            ax.text(x, b.bottom + b.height / 2, b.text, rotation=90, fontsize=6,
-                    ha="center", va="center", zorder=3)
+        # 6-point text is about 0.62 x 6 points a character: write it on the box, upright
+        # if it fits so, else across (a short wide box: 7x7 branches of an inception
+        # module, whose texts below would fall on each other), else under the diagram.
+        long = len(b.text) * 6 * 0.62 + 4
+        upright = bool(b.text) and long < b.height * points_per_unit
+        across = bool(b.text) and not upright and long < b.width * points_per_unit \
+            and b.height * points_per_unit > 8
+        if upright or across:
+            ax.text(x, b.bottom + b.height / 2, b.text, rotation=90 if upright else 0,
+                    fontsize=6, ha="center", va="center", zorder=3)
+        fits = upright or across
         under = b.caption if fits else f"{b.caption}  {b.text}".strip()
         if under:
             ax.annotate(under, (x, bottom), xytext=(0, -4), textcoords="offset points",

@@ -99,6 +99,34 @@ def test_a_picture_is_written_in_the_format_its_name_says(tmp_path):
     assert b"<svg" in plots.pixel_panels(panel, tmp_path / "x.svg").read_bytes()
 
 
+def test_a_title_wider_than_its_image_widens_the_picture_and_is_drawn_whole(tmp_path):
+    title = "mobilenetv2_1.00_224/block_16_project_BN: 7x7x320 " * 2
+    image = np.zeros((20, 30, 3), np.uint8)
+    with Image.open(plots.pixel_panels([(title, image)], tmp_path / "x.png")) as png:
+        pixels = np.asarray(png.convert("RGB"))
+    inked = np.nonzero((pixels[:plots.PANEL_TITLE] < 128).any(axis=(0, 2)))[0]
+    assert pixels.shape[1] > 400  # not 30 + 2 x 8
+    assert inked[-1] < pixels.shape[1] - plots.PANEL_MARGIN // 2  # its end is inside
+    np.testing.assert_array_equal(pixels[26:46, 8:38], image)  # the image where it was
+
+
+def test_a_diagram_writes_the_text_across_a_short_wide_box_not_under_the_diagram(tmp_path):
+    # Two branches in one column, each too short for its text upright: written below,
+    # the two texts fell on each other.
+    boxes = [plots.DiagramBox(0, 0, 10, 2, "#ff0000", text="7x7x256"),
+             plots.DiagramBox(0, 3, 10, 2, "#ff0000", text="7x7x320")]
+    with Image.open(plots.box_diagram(boxes, [], tmp_path / "d.png")) as png:
+        pixels = np.asarray(png.convert("RGB")).astype(int)
+    red = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
+    dark = pixels.sum(axis=-1) < 200
+    rows = np.nonzero(red.any(axis=1))[0]
+    bands = np.split(rows, np.nonzero(np.diff(rows) > 1)[0] + 1)
+    assert len(bands) == 2  # the two boxes
+    for band in bands:
+        assert dark[band[0] + 3:band[-1] - 2].any(), "no text on the box"
+    assert not dark[rows[-1] + 5:].any(), "text under the diagram"
+
+
 @pytest.mark.parametrize("name", ["x.gif", "x.pn", "picture"])
 def test_a_name_without_a_picture_suffix_is_refused_and_nothing_written(tmp_path, name):
     with pytest.raises(ConfigError, match="cannot write a picture") as caught:
