@@ -608,3 +608,22 @@ def test_an_exception_inside_a_callback_keeps_the_last_backup_loadable(tmp_path,
     model = training.compile_model(training.plan(config.load(path)))
     state, note = checkpoint.load(run, model)
     assert state.epoch == 2 and len(state.history) == 2 and note is None
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_a_batch_loss_is_the_mean_over_the_images_that_count(smoothing):
+    # An image that could not be decoded comes with weight 0: it must not lower the loss.
+    from cnncli.run.compile import make_loss
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(loss=make_loss(config.TrainSection(label_smoothing=smoothing)))
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    y = np.array([0, 2, 1])
+    labels = keras.utils.to_categorical(y, 3) if smoothing else y
+    both = model.evaluate(x[:2], labels[:2], batch_size=3, verbose=0)
+    weighted = model.evaluate(x, labels, sample_weight=np.array([1.0, 1.0, 0.0]),
+                              batch_size=3, verbose=0)
+    assert weighted == pytest.approx(both, rel=1e-6)

@@ -88,18 +88,37 @@ def make_optimizer(t: config.TrainSection, rate):
                           f"documentation of {t.optimizer.name})") from None
 
 
+#: A batch's loss is the mean over the images that count: an image that could not be
+#: decoded comes with weight 0, and Keras' default ("sum_over_batch_size") would still
+#: count it in the mean, showing a loss lower than the model's.
+LOSS_REDUCTION = "mean_with_sample_weight"
+
+
 def make_loss(t: config.TrainSection):
-    """The Keras loss `t.loss` names (label smoothing: Keras' loss on one-hot labels)."""
+    """The Keras loss `t.loss` names (label smoothing: Keras' loss on one-hot labels),
+    averaged over the images with weight (`LOSS_REDUCTION`).
+
+    >>> loss = make_loss(config.TrainSection(loss="mean_squared_error"))
+    >>> float(loss([[1.0], [1.0], [9.0]], [[0.0], [2.0], [0.0]], sample_weight=[1, 1, 0]))
+    1.0
+    """
     if t.label_smoothing:  # Keras smooths only one-hot labels: the pipeline makes them
         if t.loss != "sparse_categorical_crossentropy":
             raise ConfigError("`train.label_smoothing` works with the default loss only",
                               hint="remove `train.loss` or `train.label_smoothing`")
-        return keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+        return keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing,
+                                                    reduction=LOSS_REDUCTION)
     try:
-        return keras.losses.get(t.loss)
+        found = keras.losses.get(t.loss)
     except (ValueError, TypeError):
         raise ConfigError(f"`train.loss`: unknown loss '{t.loss}'", hint=suggest(
             t.loss, _keras_names("losses"), listing="Keras' losses")) from None
+    if isinstance(found, keras.losses.Loss):
+        found.reduction = LOSS_REDUCTION
+        return found
+    from keras.src.losses.losses import LossFunctionWrapper  # private: keras<3.16 pinned
+
+    return LossFunctionWrapper(found, reduction=LOSS_REDUCTION, name=t.loss)
 
 
 def check_training(t: config.TrainSection, classes: int, *, file: str | None = None) -> None:
