@@ -63,9 +63,9 @@ def locate(name: str, weights: str, input_shape, *, offline: bool,
     if weights != "imagenet":
         path = Path(weights)
         if not path.is_file():
-            what = "a folder" if path.is_dir() else "does not exist"
+            what = "is a folder" if path.is_dir() else "does not exist"
             raise ModelError(
-                f"the weights file {'is ' if path.is_dir() else ''}{what}", file=weights,
+                f"the weights file {what}", file=weights,
                 hint=f"give the path of {entry.name}'s weights without the classifier "
                      f"(Keras' {expected_file(name, input_shape)}), or `weights: imagenet`")
         return path
