@@ -228,6 +228,15 @@ def test_a_file_in_two_class_folders_keeps_its_first_label(tmp_path):
     assert len(set(files)) == 6
 
 
+def test_a_link_back_up_inside_a_class_folder_does_not_relabel_the_other_classes(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "cat" / "loop").symlink_to("..", target_is_directory=True)  # a loop
+    (root / "dog" / "again").symlink_to(".", target_is_directory=True)  # itself
+    ds = datasets.load(root)
+    labels = np.concatenate([ds.train.labels, ds.test.labels])
+    assert np.bincount(labels).tolist() == [3, 3]  # the dogs stay dogs
+
+
 def test_a_file_in_train_and_test_is_used_once(tmp_path):
     image_folder(tmp_path / "set" / "train", per_class=4)
     (tmp_path / "set" / "test" / "cat").mkdir(parents=True)

@@ -110,13 +110,43 @@ def test_packed_shards_give_the_folders_images_and_labels(tmp_path):
     assert packed.class_names == ds.class_names and packed.train.kind == "records"
     assert len(packed.train.images.shards) > 1
     for folder_split, packed_split in ((ds.train, packed.train), (ds.test, packed.test)):
-        np.testing.assert_array_equal(packed_split.labels, folder_split.labels)
-        a = list(split_batches(folder_split, SHAPE))
-        b = list(split_batches(packed_split, SHAPE))
-        np.testing.assert_array_equal(np.concatenate([x for x, _, _ in a]),
-                                      np.concatenate([x for x, _, _ in b]))
-        np.testing.assert_array_equal(np.concatenate([y for _, y, _ in b]),
-                                      folder_split.labels)
+        pairs = []  # (label, pixels) of every image, in the order each gives them
+        for split in (folder_split, packed_split):
+            batches = list(split_batches(split, SHAPE))
+            x = np.concatenate([x for x, _, _ in batches])
+            y = np.concatenate([y for _, y, _ in batches])
+            np.testing.assert_array_equal(y, split.labels)
+            pairs.append([(int(label), image.tobytes()) for label, image in
+                          zip(y, x, strict=True)])
+        assert sorted(pairs[0]) == sorted(pairs[1])  # the same images with their labels
+        if folder_split is ds.train:  # packed in a seeded random order, not class by class
+            assert pairs[0] != pairs[1]
+
+
+def test_packed_records_are_shuffled_so_a_window_holds_every_class(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos", per_class=10))
+    assert ds.train.labels.tolist() == sorted(ds.train.labels.tolist())  # class by class
+    records.pack(ds, tmp_path / "packed")
+    labels = datasets.load(tmp_path / "packed").train.labels
+    assert sorted(labels.tolist()) == sorted(ds.train.labels.tolist())
+    for window in np.array_split(labels, 3):  # each third holds both classes
+        assert len(set(window.tolist())) == 2, labels
+
+
+def test_pack_force_refuses_a_folder_of_the_users_that_has_a_dataset_json(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    mine = tmp_path / "project"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "dataset.json").write_text('{"name": "my annotations"}')
+    (mine / "sub" / "notes.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="is not a packed dataset, or holds other files"):
+        records.pack(ds, mine, force=True)
+    records.pack(ds, tmp_path / "packed")
+    (tmp_path / "packed" / "notes.txt").write_text("added to a pack: kept too")
+    with pytest.raises(ConfigError, match="holds other files"):
+        records.pack(ds, tmp_path / "packed", force=True)
+    assert (mine / "sub" / "notes.txt").read_text() == "precious"
+    assert (tmp_path / "packed" / "notes.txt").exists()
 
 
 def test_packed_training_batches_are_seeded_per_epoch_and_resume_exactly(tmp_path):
@@ -195,13 +225,14 @@ def test_pack_force_replaces_an_earlier_pack_but_no_other_folder(tmp_path):
 def test_a_packed_dataset_packs_again_resized_with_the_same_labels(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     records.pack(ds, tmp_path / "packed", shard_mb=0.002)
-    records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again", image_size=(16, 16))
+    packed = datasets.load(tmp_path / "packed")
+    records.pack(packed, tmp_path / "again", image_size=(16, 16))
     again = datasets.load(tmp_path / "again")
     assert again.image_shape == (16, 16, 3)
-    np.testing.assert_array_equal(again.train.labels, ds.train.labels)
+    np.testing.assert_array_equal(again.train.labels, packed.train.labels)  # in its order
     np.testing.assert_array_equal(np.concatenate([x for x, _, _ in split_batches(
         again.train, SHAPE)]), np.concatenate([x for x, _, _ in split_batches(
-            ds.train, SHAPE)]))  # 16x16 either way: the same resize, the same pixels
+            packed.train, SHAPE)]))  # 16x16 either way: the same resize, the same pixels
 
 
 def test_pack_keeps_file_names_that_are_not_utf8(tmp_path):

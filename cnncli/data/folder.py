@@ -131,9 +131,16 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
 
 def _image_files(folder: Path) -> list[Path]:
     """Image files below `folder` (sub-folders included, like Keras), sorted; hidden ones
-    and other extensions skipped."""
-    found = []
+    and other extensions skipped. Links to folders are followed, each folder once; a link
+    to `folder` or a folder above it (a loop) adds nothing."""
+    found, walked = [], set()
+    top = Path(os.path.realpath(folder))
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = Path(os.path.realpath(dirpath))
+        if real in walked or real in top.parents:
+            dirnames[:] = []  # a link back up (a loop: the other classes' folders would
+            continue  # be walked as this one's) or to a folder already walked
+        walked.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(Path(dirpath) / f for f in sorted(filenames)
                      if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))

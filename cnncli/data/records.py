@@ -3,7 +3,8 @@ sharded TFRecords, and ``data.name: OUT/`` trains from them.
 
 OUT/ holds ``dataset.json`` (format, class names, image size if one, and per split the
 shards with their sizes and record counts), ``<split>-labels.npy`` (the labels in
-record order) and ``<split>-NNNNN-of-NNNNN.tfrecord`` shards. A record has the image's
+record order) and ``<split>-NNNNN-of-NNNNN.tfrecord`` shards. Records are written in a
+seeded random order, so that windows of them hold every class. A record has the image's
 encoded bytes (``image``: the file's own bytes, or PNG for arrays and resized images),
 its ``label``, its ``index`` in the split and its ``id`` (file name).
 
@@ -108,6 +109,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                  "class_names": list(ds.class_names), "splits": {},
                  "image_shape": _packed_shape(ds, image_size)}
         for name, split in (("train", ds.train), ("test", ds.test)):
+            split = _shuffled(split)
             shards, writer, written, number = [], None, 0, 0
             for i, (encoded, ident) in enumerate(_encoded(tf, split, image_size)):
                 if writer is None or written >= shard_mb * 1e6:
@@ -135,6 +137,16 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return index
+
+
+def _shuffled(split: Split) -> Split:
+    """The split in a seeded random order: a folder's files come class by class, and
+    training reads shards in windows (`pipeline.SHUFFLE_RECORDS`), so packed in order, the
+    last batches of every epoch would hold one class. Packed records keep their order
+    (they were shuffled when packed)."""
+    if split.kind == "records" or len(split) < 2:
+        return split
+    return split.take(np.random.default_rng(0).permutation(len(split)))
 
 
 def _name_shards(shards: list[Path], name: str) -> list[dict]:
@@ -193,10 +205,26 @@ def _check_out(out: Path, force: bool, source) -> None:
     if not force:
         raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
                           "or give another folder")
-    if not out.is_dir() or out.is_symlink() or not (detect(out) or not any(out.iterdir())):
-        raise ConfigError(f"{out} is not a packed dataset (no {INDEX}): --force replaces "
-                          "only an earlier `cnncli datasets pack` folder", file=str(out),
+    if not out.is_dir() or out.is_symlink() or not (_only_a_pack(out)
+                                                    or not any(out.iterdir())):
+        raise ConfigError(f"{out} is not a packed dataset, or holds other files too: "
+                          "--force replaces only an earlier `cnncli datasets pack` folder "
+                          "as it wrote it", file=str(out),
                           hint="give another folder, or remove it yourself if it can go")
+
+
+def _only_a_pack(folder: Path) -> bool:
+    """True if `folder` holds a cnncli pack's index and shards and labels, nothing else (a
+    folder of the user's with a ``dataset.json`` of their own is not one)."""
+    try:
+        index = json.loads((folder / INDEX).read_text())
+        listed = {INDEX} | {f"{name}-labels.npy" for name in index["splits"]} | {
+            shard["file"] for split in index["splits"].values() for shard in split["shards"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    ours = {p.name for p in folder.iterdir()
+            if p.name in listed or p.name.endswith((".tfrecord", "-labels.npy"))}
+    return index.get("format") == FORMAT and ours == {p.name for p in folder.iterdir()}
 
 
 def _encoded(tf, split: Split, image_size):
