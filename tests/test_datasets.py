@@ -125,6 +125,12 @@ def test_npz_class_names_array_names_the_classes(tmp_path):
     assert ds.class_names == [f"c{i}" for i in range(10)]
 
 
+def test_npz_class_names_as_one_string_is_refused_not_read_letter_by_letter(tmp_path):
+    path = write_npz(tmp_path / "d.npz", class_names=np.array("c0 c1 c2"))
+    with pytest.raises(DataError, match="class_names is not a list of names"):
+        datasets.load(path)
+
+
 def test_npz_labels_of_shape_n_by_1_are_flattened(tmp_path):
     x_train, y_train, x_test, y_test = tiny_arrays()
     np.savez(tmp_path / "d.npz", x_train=x_train, y_train=y_train[:, None],

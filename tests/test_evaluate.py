@@ -76,8 +76,15 @@ def test_a_dataset_with_more_classes_than_the_model_is_refused(run, tmp_path):
     x = np.zeros((10, 8, 8, 1), np.uint8)
     y = np.arange(10) % 5
     np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+    before = sorted(p.name for p in run.iterdir())
     with pytest.raises(DataError, match="5 classes but the model predicts 3"):
         evaluation.evaluate(run, data=str(path))
+    with pytest.raises(DataError, match="5 classes but the model predicts 3"):
+        evaluation.evaluate(run, data=str(path), output=tmp_path / "new" / "evals")
+    with pytest.raises(DataError, match="neither a dataset name"):
+        evaluation.evaluate(run, data=str(tmp_path / "no-such-data"))
+    assert sorted(p.name for p in run.iterdir()) == before  # no empty eval-five.npz/
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_missing_run_says_how_to_find_runs(tmp_path):

@@ -289,6 +289,35 @@ def test_a_bad_csv_names_the_line(tmp_path, text, message):
     assert err.value.line in (1, 2)
 
 
+@pytest.mark.parametrize("rows,message,line", [
+    (["a/0.jpg,a,train", "b/0.jpg,b,", "a/1.jpg,a,test"],
+     "a row without a split, where other rows have one", 3),
+    (["a/0.jpg,a,train", "a/x,y.png,b,test"], "a row with more fields than the 3 columns", 3),
+    (["a/0.jpg,a,train", "b/0.jpg,b,test", "./a/../a/0.jpg,b,train"],
+     "a/0.jpg is listed on line 2 as a \\(train split\\) and on line 4 as b", 4),
+    (["a/0.jpg,a,train", "b/0.jpg,b,test", "a/0.jpg,a,test"],
+     "listed on line 2 as a \\(train split\\) and on line 4 as a \\(test split\\)", 4),
+])
+def test_a_csv_read_wrongly_without_a_word_is_refused_naming_the_line(tmp_path, rows,
+                                                                       message, line):
+    photo_folder(tmp_path)
+    (tmp_path / "labels.csv").write_text("\n".join(["path,label,split", *rows]) + "\n")
+    with pytest.raises(DataError, match=message) as err:
+        datasets.load(tmp_path / "labels.csv")
+    assert err.value.line == line
+
+
+def test_a_csv_image_listed_twice_alike_is_used_once_with_a_warning(tmp_path):
+    from cnncli.data.dataset import DataWarning
+
+    photo_folder(tmp_path)
+    rows = [f"{c}/{i}.jpg,{c},{'test' if i == 0 else 'TRAIN'}" for c in "ab" for i in (0, 1)]
+    (tmp_path / "labels.csv").write_text("\n".join(["path,label,split", *rows, rows[1]]))
+    with pytest.warns(DataWarning, match="1 row\\(s\\) of .* list an image listed before"):
+        ds = datasets.load(tmp_path / "labels.csv")
+    assert (len(ds.train), len(ds.test)) == (2, 2)  # TRAIN is train
+
+
 def _listing(folder):
     return {(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*")}
 

@@ -1,6 +1,7 @@
 """A CSV of labels, for images not arranged in class folders: ``path,label`` columns
-(paths relative to the CSV), and an optional ``split`` column (``train`` or ``test``;
-without it a seeded, per-class fifth is held out for testing). Streamed like folders.
+(paths relative to the CSV), and an optional ``split`` column (``train`` or ``test`` on
+every row; without it a seeded, per-class fifth is held out for testing). Each image is
+used once. Streamed like folders.
 
     path,label,split
     img/0001.jpg,cat,train
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from cnncli.data.dataset import Dataset, Split
+from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.folder import readable, stratified_split
 from cnncli.errors import DataError
 
@@ -33,7 +35,7 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
              seed: int = 0) -> Dataset:
     """Read a CSV of image paths and labels (see the module docstring)."""
     path = Path(path)
-    rows = _rows(path)
+    rows = _once(_rows(path), path)
     names = sorted({label for _, label, _, _ in rows})
     if len(names) < 2:
         raise DataError(f"{path.name} has only one label ({names[0] if names else 'none'})",
@@ -43,6 +45,11 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
              for file, _, _, _ in rows]
     labels = np.array([index[label] for _, label, _, _ in rows], np.int64)
     splits = [split for _, _, split, _ in rows]
+    blank = next((line for _, _, split, line in rows if split is None), None)
+    if blank is not None and any(s is not None for s in splits):
+        raise DataError("a row without a split, where other rows have one", file=str(path),
+                        line=blank, hint="write train or test on every row, or leave the "
+                                         "split column out for a seeded split")
     if all(s is None for s in splits):
         train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     else:
@@ -60,6 +67,30 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
     return Dataset(path.stem, parts[0], parts[1], names, f"{path} (CSV, streamed)")
 
 
+def _once(rows: list, path: Path) -> list:
+    """The rows with each image once: a path listed again (however written: ``a/x.png``,
+    ``./a/../a/x.png``) with the same label and split is dropped; with another label or
+    split it is an error naming both lines (the image would be learned as two classes,
+    or tested on after being trained on)."""
+    first: dict[str, tuple] = {}
+    kept = []
+    for row in rows:
+        file, label, split, line = row
+        key = os.path.realpath(path.parent / file)
+        seen = first.setdefault(key, row)
+        if seen is row:
+            kept.append(row)
+        elif (seen[1], seen[2]) != (label, split):
+            raise DataError(f"{file} is listed on line {seen[3]} as {seen[1]} ({seen[2] or 'no'}"
+                            f" split) and on line {line} as {label} ({split or 'no'} split)",
+                            file=str(path), line=line, hint="list each image once")
+    if len(kept) < len(rows):
+        warnings.warn(f"{len(rows) - len(kept)} row(s) of {path} list an image listed "
+                      "before (same label and split): each image is used once",
+                      DataWarning, stacklevel=3)
+    return kept
+
+
 def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
     """(file, label, split or None, line) for each data row."""
     try:
@@ -73,11 +104,15 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                                              "(and optionally split)")
             rows = []
             for number, row in enumerate(reader, start=2):
+                if row.get(None):  # DictReader's place for fields beyond the header's
+                    raise DataError(f"a row with more fields than the {len(fields)} columns",
+                                    file=str(path), line=number,
+                                    hint='quote a path or label holding a comma: "a,b/x.png"')
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 if not row.get("path") or not row.get("label"):
                     raise DataError("a row without a path or a label", file=str(path),
                                     line=number, hint="give both on every row")
-                split = row.get("split") or None
+                split = (row.get("split") or "").lower() or None
                 if split is not None and split not in SPLITS:
                     raise DataError(f"split '{split}' is neither train nor test",
                                     file=str(path), line=number, hint="use train or test")

@@ -87,6 +87,11 @@ def read_npz(path: str | os.PathLike, *, class_names: list[str] | None = None,
             raise DataError(f"{path.name} cannot be read ({err})", file=str(path),
                             hint="check that the file is complete and holds no Python "
                                  "objects (it is read with allow_pickle=False)") from err
+    if stored_names is not None and stored_names.ndim != 1:  # "cat dog": 7 classes
+        raise DataError(f"{path.name}'s class_names is not a list of names (shape "
+                        f"{stored_names.shape})", file=str(path),
+                        hint="save it as an array of names: class_names=np.array(['cat', "
+                             "'dog'])")
     if class_names is None and stored_names is not None:
         class_names = [c.decode() if isinstance(c, bytes) else str(c)
                        for c in stored_names.tolist()]

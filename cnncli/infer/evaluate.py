@@ -12,6 +12,7 @@ refused. An evaluation on other data than the run's is written beside the run's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -61,9 +62,18 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         raise ConfigError("which data? this model file does not say what it was trained on",
                           file=clf.name, hint="pass --data NAME_OR_PATH")
     folder = _output_folder(output, art.run if art else None, data, run_data, notes := [])
-    ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data else None),
-                       offline=offline or bool(run_data and run_data.offline))
-    labels, matched = labels_by_name(ds, clf)
+    made = _missing_folders(folder)
+    _make_folder(folder)  # an unwritable one is found before the work
+    try:
+        ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
+                                                         else None),
+                           offline=offline or bool(run_data and run_data.offline))
+        labels, matched = labels_by_name(ds, clf)
+    except BaseException:  # wrong data: no empty eval-<data> folder left behind
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
     notes += matched
     probs, readable = [], []
     for images, _, weights in feed.split_batches(ds.test, clf.input_shape,
@@ -110,6 +120,13 @@ def labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
                               "matched by name"]
 
 
+def _missing_folders(folder: Path | None) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    if folder is None:
+        return []
+    return [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
+
+
 def _output_folder(output, run: Path | None, data: str | None, run_data,
                    notes: list[str]) -> Path | None:
     """Where the files go: `output`, else the run's folder, or for other data than the
@@ -127,13 +144,18 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(data)).name or str(data)).strip("_")
         folder = run / f"eval-{slug or 'data'}"
         notes.append(f"evaluated on other data than the run's: the files are in {folder}")
+    return folder
+
+
+def _make_folder(folder: Path | None) -> None:
+    if folder is None:
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder: {exc.strerror or exc}",
                           file=str(folder), hint="give --output a folder you can write "
                           "to") from None
-    return folder
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, clf) -> dict[str, str]:
