@@ -199,6 +199,16 @@ def test_image_folder_train_and_test_subfolders_are_used_as_the_split(tmp_path):
     assert "train/ and test/" in ds.source
 
 
+@pytest.mark.parametrize("others", [("val",), ("validation", "test")])
+def test_a_train_folder_beside_a_val_folder_is_refused_not_read_as_two_classes(tmp_path,
+                                                                              others):
+    for split in ("train", *others):
+        image_folder(tmp_path / "set" / split, per_class=2)
+    with pytest.raises(DataError, match=f"has train/ and {others[0]}/ folders") as err:
+        datasets.load(tmp_path / "set")
+    assert err.value.hint.startswith("rename val/ to test/" if len(others) == 1 else "move")
+
+
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".gif", ".webp", ".tif"])
 def test_image_folder_reads_each_image_format(tmp_path, ext):
     ds = datasets.load(image_folder(tmp_path / "f", per_class=3, ext=ext))

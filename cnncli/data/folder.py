@@ -48,6 +48,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test fraction must be between 0 and 1, not {test_fraction}",
                           hint="use e.g. 0.2")
+    _check_no_validation_folder(root)
     seen: dict[tuple, str] = {}  # a file's (device, inode) -> where it was first used
     if _split_layout(root):
         layout = "train/ and test/"
@@ -74,6 +75,26 @@ def class_names(root: str | os.PathLike) -> list[str]:
     gives it for a folder without class folders."""
     root = Path(root)
     return _class_names(root / "train" if _split_layout(root) else root)
+
+
+#: Folder names of a held-out split in other tools' layouts (ImageNet's train/ + val/).
+VALIDATION_FOLDERS = ("val", "valid", "validation")
+
+
+def _check_no_validation_folder(root: Path) -> None:
+    """A `DataError` for ``train/`` beside ``val/`` (or ``validation/``): read as class
+    folders, it would train a classifier of "train" against "val"; beside ``test/``, it
+    would be left out without a word."""
+    if not (root / "train").is_dir():
+        return
+    for name in VALIDATION_FOLDERS:
+        if (root / name).is_dir():
+            raise DataError(
+                f"{root.name} has train/ and {name}/ folders; cnncli reads train/ and test/ "
+                "(its validation images come from train/, `data.validation_split`)",
+                file=str(root / name), hint=f"rename {name}/ to test/" if not (
+                    root / "test").is_dir() else f"move {name}/ out of {root.name}, or its "
+                "images into train/ or test/")
 
 
 def _split_layout(root: Path) -> bool:
