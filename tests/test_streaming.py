@@ -594,3 +594,20 @@ def test_the_data_line_says_arrays_of_another_size_are_resized_and_how():
     arrays = Split(np.zeros((4, 28, 28, 1), np.uint8), np.arange(4))
     assert ImageLoader(arrays, (32, 32, 1), "pad", cache="memory").describe() == \
         "28x28 images resized to 32x32 (pad) as they are used, cached in memory"
+
+
+def test_a_limit_on_a_folder_takes_a_seeded_sample_of_every_class_not_the_first_files():
+    from cnncli.data.dataset import Split
+
+    files = Split([f"{c}/{i}.png" for c in "ab" for i in range(50)], np.repeat([0, 1], 50))
+    feed = Feed.of(letters_dataset(files), SHAPE, validation_split=0.25, seed=3, limit=20)
+    taken = np.concatenate([feed.train.labels, feed.val.labels])
+    assert len(taken) == 20 and set(taken.tolist()) == {0, 1}  # the first 20 are all 'a'
+    again = Feed.of(letters_dataset(files), SHAPE, validation_split=0.25, seed=3, limit=20)
+    assert again.train.images == feed.train.images  # seeded
+
+
+def letters_dataset(train):
+    from cnncli.data.dataset import Dataset
+
+    return Dataset("letters", train, train, ["a", "b"], "a list")

@@ -58,6 +58,9 @@ class Feed:
         split = ds.train
         n = min(len(split), limit) if limit else len(split)
         train_idx, val_idx = validation_indices(n, validation_split, seed)
+        if n < len(split) and split.kind != "arrays":  # files come class by class: the
+            pool = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+            train_idx, val_idx = pool[train_idx], pool[val_idx]  # first n, one class
         if split.kind == "records":
             masks = tuple(_mask(len(split), idx) for idx in (train_idx, val_idx))
             train = Split(split.images, split.labels[masks[0]])
