@@ -611,3 +611,33 @@ def letters_dataset(train):
     from cnncli.data.dataset import Dataset
 
     return Dataset("letters", train, train, ["a", "b"], "a list")
+
+
+def test_a_pack_resized_one_way_trains_only_with_that_resize_mode(tmp_path):
+    wide = tmp_path / "wide"
+    for label, name in enumerate(("a", "b")):
+        for i in range(4):  # 8x24: red, green, blue thirds; class b brighter
+            x = np.zeros((8, 24, 3), np.uint8)
+            for third in range(3):
+                x[:, third * 8:(third + 1) * 8, third] = 120 + 100 * label + i
+            (wide / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x).save(wide / name / f"{i}.png")
+    records.pack(datasets.load(wide), tmp_path / "packed", image_size=(8, 8),
+                 resize="center_crop")
+    packed = datasets.load(tmp_path / "packed")
+    assert packed.resized == "center_crop"
+    x = next(iter(split_batches(packed.train, (8, 8, 3))))[0][0]
+    assert (x[..., 1] > 100).all() and (x[..., [0, 2]] == 0).all()  # the green middle only
+    cfg = config.parse({"model": {"input": [8, 8, 3], "layers": [
+        "Flatten", {"Dense": {"units": "$classes", "activation": "softmax"}}]},
+        "data": {"name": str(tmp_path / "packed"), "validation_split": 0},
+        "train": {"epochs": 1, "batch_size": 2}, "output": {"dir": str(tmp_path / "runs")}})
+    with pytest.raises(ConfigError, match="`data.resize` is stretch, and the packed images "
+                                          "were resized with center_crop"):
+        training.train(cfg)
+    assert not (tmp_path / "runs").exists()
+    cfg.data.resize = "center_crop"
+    run = training.train(cfg).run
+    from cnncli.model import modelfile
+
+    assert modelfile.read_meta(run / "model.keras").resize == "center_crop"  # as predict

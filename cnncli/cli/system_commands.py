@@ -42,6 +42,9 @@ def pack(
     out: Annotated[str, typer.Argument(metavar="OUT", help="The folder to write.")],
     image_size: Annotated[tuple[int, int] | None, typer.Option(
         min=1, metavar="H W", help="Resize every image to this size (stored as PNG).")] = None,
+    resize: Annotated[str, typer.Option(help="How --image-size resizes: stretch, center_crop "
+                                        "or pad (training must use the same data.resize).")]
+    = "stretch",
     shard_mb: Annotated[float, typer.Option(min=0.001, help="Megabytes per shard.")] = 200,
     data_dir: Annotated[str | None, typer.Option(help="Where to look for named datasets "
                                                  "first.")] = None,
@@ -52,12 +55,13 @@ def pack(
     """Write a dataset as sharded TFRecords that `data.name: OUT` trains from."""
     from cnncli.cli import render
     from cnncli.data import datasets as data
-    from cnncli.data import records
+    from cnncli.data import images, records
 
+    images.resize_mode(resize)  # a bad mode is known before the data is read
     ds = data.load(source, data_dir=data_dir, offline=offline)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
-        index = records.pack(ds, out, image_size=image_size, shard_mb=shard_mb, force=force,
-                             source=source, progress=advance)
+        index = records.pack(ds, out, image_size=image_size, resize=resize,
+                             shard_mb=shard_mb, force=force, source=source, progress=advance)
     summary = {"out": out, "class_names": index["class_names"],
                **{f"{k}_images": v["count"] for k, v in index["splits"].items()},
                "shards": sum(len(v["shards"]) for v in index["splits"].values())}

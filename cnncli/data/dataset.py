@@ -93,6 +93,7 @@ class Dataset:
     source: str
     sample: bool = False
     notes: list[str] = field(default_factory=list)  # said on the Data line (grey -> RGB...)
+    resized: str | None = None  # how images were resized when packed (`data.resize` mode)
 
     @property
     def num_classes(self) -> int:

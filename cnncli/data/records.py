@@ -55,7 +55,7 @@ def read_records(folder: str | os.PathLike) -> Dataset:
     shape = tuple(index["image_shape"]) if index.get("image_shape") else None
     splits = [_split(folder, index["splits"][name], name, shape) for name in ("train", "test")]
     return Dataset(folder.name, *splits, list(index["class_names"]),
-                   f"{folder} (TFRecord shards)")
+                   f"{folder} (TFRecord shards)", resized=index.get("resize"))
 
 
 def _split(folder: Path, entry: dict, name: str, shape) -> Split:
@@ -83,10 +83,12 @@ def _split(folder: Path, entry: dict, name: str, shape) -> Split:
 
 
 def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | None = None,
-         shard_mb: float = 200, force: bool = False, source: str | os.PathLike | None = None,
+         resize: str = "stretch", shard_mb: float = 200, force: bool = False,
+         source: str | os.PathLike | None = None,
          progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `ds` into `out` as TFRecord shards of about `shard_mb` MB (see the module
-    docstring); images are resized to `image_size` (H, W) if given. Written into a
+    docstring); images are resized to `image_size` (H, W) if given, the `resize` way
+    (recorded: training from them must resize the same way, as predict will). Written into a
     temporary folder beside `out`, then renamed: never half a packed folder. `force`
     replaces only an earlier packed folder (or an empty one), and `out` may not be
     `source` (the path the data was read from), nor inside it, nor hold it."""
@@ -94,6 +96,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     from cnncli.runtime import import_tf
 
     out = Path(out)
+    resize = images.resize_mode(resize)
     if image_size and max(image_size) > MAX_IMAGE_SIDE:
         raise ConfigError(f"--image-size {image_size[0]} {image_size[1]} is larger than "
                           f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "
@@ -107,11 +110,12 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     try:
         index = {"format": FORMAT, "version": 1, "source": ds.source,
                  "class_names": list(ds.class_names), "splits": {},
-                 "image_shape": _packed_shape(ds, image_size)}
+                 "image_shape": _packed_shape(ds, image_size),
+                 "resize": resize if image_size else None}
         for name, split in (("train", ds.train), ("test", ds.test)):
             split = _shuffled(split)
             shards, writer, written, number = [], None, 0, 0
-            for i, (encoded, ident) in enumerate(_encoded(tf, split, image_size)):
+            for i, (encoded, ident) in enumerate(_encoded(tf, split, image_size, resize)):
                 if writer is None or written >= shard_mb * 1e6:
                     if writer is not None:
                         writer.close()
@@ -227,7 +231,7 @@ def _only_a_pack(folder: Path) -> bool:
     return index.get("format") == FORMAT and ours == {p.name for p in folder.iterdir()}
 
 
-def _encoded(tf, split: Split, image_size):
+def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
     """(encoded image, id) of each of the split's images, in order: a file's own bytes,
     a packed record's bytes, or PNG (arrays, and any image resized to `image_size`)."""
     if split.kind == "records":
@@ -236,24 +240,26 @@ def _encoded(tf, split: Split, image_size):
         records = tf.data.TFRecordDataset(list(split.images.shards)).map(
             lambda r: tf.io.parse_single_example(r, spec))
         for i, record in enumerate(records.as_numpy_iterator()):
-            yield _resized(record["image"], image_size), (record["id"].decode(
+            yield _resized(record["image"], image_size, mode), (record["id"].decode(
                 errors="surrogateescape") or str(i))
         return
     for i in range(len(split)):
         ident = split.ids[i] if split.ids else str(i)
         if split.kind == "files":
             with open(split.images[i], "rb") as f:
-                yield _resized(f.read(), image_size, name=split.images[i]), ident
+                yield _resized(f.read(), image_size, mode, name=split.images[i]), ident
         else:
             image = split.images[i]
-            yield (_png(images.resize(image, image_size)) if image_size else _png(image)), ident
+            yield (_png(images.resize(image, image_size, mode)) if image_size
+                   else _png(image)), ident
 
 
-def _resized(encoded: bytes, image_size, name: str | None = None) -> bytes:
+def _resized(encoded: bytes, image_size, mode: str, name: str | None = None) -> bytes:
     """The bytes as they are, or decoded, resized and stored as PNG."""
     if image_size is None:
         return encoded
-    return _png(images.resize(images.load_image(encoded, name=name, channels=3), image_size))
+    return _png(images.resize(images.load_image(encoded, name=name, channels=3), image_size,
+                              mode))
 
 
 def _record(tf, encoded: bytes, label: int, index: int, ident: str) -> bytes:

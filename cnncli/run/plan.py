@@ -90,6 +90,11 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     placement = devices.setup(t.device, t.precision, multiworker=True)
     t.precision, t.device = placement.precision, placement.device_setting()
     data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
+    if data.resized and data.resized != d.resize:  # the model records d.resize for predict
+        raise ConfigError(f"`data.resize` is {d.resize}, and the packed images were resized "
+                          f"with {data.resized} when packed", file=config_file,
+                          hint=f"set `data.resize: {data.resized}` (predict then resizes "
+                               f"the same way), or pack again with --resize {d.resize}")
     network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
     if d.image_size:  # the model takes images of this size (a network's input is resized)
         network = network.with_overrides(input=[*d.image_size, network.input[-1]])
