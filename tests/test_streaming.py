@@ -641,3 +641,19 @@ def test_a_pack_resized_one_way_trains_only_with_that_resize_mode(tmp_path):
     from cnncli.model import modelfile
 
     assert modelfile.read_meta(run / "model.keras").resize == "center_crop"  # as predict
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda index: index["splits"].pop("test"), "no 'test' split"),
+    (lambda index: index.update(class_names=["a"]), "names 1 classes, and the labels go up to 1"),
+    (lambda index: index.update(class_names="a b"), "class_names is not a list of names"),
+])
+def test_a_hand_edited_index_is_an_error_naming_it_not_a_crash(tmp_path, edit, message):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    path = tmp_path / "packed" / "dataset.json"
+    index = json.loads(path.read_text())
+    edit(index)
+    path.write_text(json.dumps(index))
+    with pytest.raises(DataError, match=message) as err:
+        datasets.load(tmp_path / "packed")
+    assert err.value.file == str(path)

@@ -52,10 +52,47 @@ def read_records(folder: str | os.PathLike) -> Dataset:
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise DataError(f"{INDEX} is not a cnncli TFRecord index", file=str(folder / INDEX),
                         hint="pack the data with cnncli datasets pack")
+    problem = _index_problem(index)
+    if problem:
+        raise DataError(f"{INDEX} is damaged: {problem}", file=str(folder / INDEX),
+                        hint="copy the packed folder again, or pack the data again")
     shape = tuple(index["image_shape"]) if index.get("image_shape") else None
     splits = [_split(folder, index["splits"][name], name, shape) for name in ("train", "test")]
+    top = max((int(s.labels.max()) for s in splits if len(s.labels)), default=-1)
+    if top >= len(index["class_names"]):
+        raise DataError(f"{INDEX} names {len(index['class_names'])} classes, and the labels go "
+                        f"up to {top}", file=str(folder / INDEX),
+                        hint="copy the packed folder again, or pack the data again")
     return Dataset(folder.name, *splits, list(index["class_names"]),
                    f"{folder} (TFRecord shards)", resized=index.get("resize"))
+
+
+def _index_problem(index: dict) -> str | None:
+    """What a hand-edited or damaged index lacks that reading needs; None if nothing.
+
+    >>> _index_problem({"class_names": ["a", "b"], "splits": {"train": {"count": 0,
+    ...                                                                  "shards": []}}})
+    "no 'test' split"
+    """
+    names = index.get("class_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "class_names is not a list of names"
+    splits = index.get("splits")
+    if not isinstance(splits, dict):
+        return "no splits"
+    for name in ("train", "test"):
+        entry = splits.get(name)
+        if not isinstance(entry, dict):
+            return f"no '{name}' split"
+        if not isinstance(entry.get("count"), int) or not isinstance(entry.get("shards"), list):
+            return f"the '{name}' split has no count or shard list"
+        if not all(isinstance(s, dict) and isinstance(s.get("file"), str)
+                   and isinstance(s.get("bytes"), int) for s in entry["shards"]):
+            return f"a shard of the '{name}' split has no file name or size"
+    shape = index.get("image_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3):
+        return "image_shape is not [height, width, channels]"
+    return None
 
 
 def _split(folder: Path, entry: dict, name: str, shape) -> Split:
