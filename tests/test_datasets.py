@@ -476,6 +476,21 @@ def test_describe_all_reads_counts_from_headers(tmp_path):
     assert rows["cifar10"]["where"] == "not found" and not rows["cifar10"]["found"]
 
 
+def test_fashion_mnist_files_in_a_data_dir_are_not_listed_as_mnist(tmp_path):
+    # The two share file names; the test labels (1,000 per class) tell them apart.
+    folder = tmp_path / "fashion"
+    labels = np.arange(10_000) % 10
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((20, 28, 28)))
+    write_idx(folder / "train-labels-idx1-ubyte", labels[:20])
+    write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((10_000, 28, 28)))
+    write_idx(folder / "t10k-labels-idx1-ubyte", labels)
+    rows = {r["name"]: r for r in datasets.describe_all(data_dir=folder, offline=True)}
+    assert "they look like fashion_mnist" in rows["mnist"]["problem"]
+    assert rows["fashion_mnist"]["problem"] is None and rows["fashion_mnist"]["found"]
+    with pytest.raises(DataError, match="they look like fashion_mnist"):
+        datasets.load("mnist", data_dir=folder)  # what training says: the same
+
+
 def test_describe_all_online_says_how_much_will_be_downloaded(isolated):
     rows = {r["name"]: r for r in datasets.describe_all()}
     assert rows["cifar10"]["where"] == "will download 170 MB (Keras)"

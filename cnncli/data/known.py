@@ -166,6 +166,8 @@ def describe_all(data_dir: str | os.PathLike | None = None,
             row["where"] = f"bundled sample ({SAMPLE_PATH.name})"
         try:
             counts = _counts(loc)
+            if loc.fmt == "idx" and loc.kind != "sample":  # MNIST's and Fashion-MNIST's
+                _check_identity(known, _read_location(known, loc), loc)  # files: same names
         except DataError as err:
             row["problem"] = err.message
         else:
