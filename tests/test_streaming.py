@@ -657,3 +657,32 @@ def test_a_hand_edited_index_is_an_error_naming_it_not_a_crash(tmp_path, edit, m
     with pytest.raises(DataError, match=message) as err:
         datasets.load(tmp_path / "packed")
     assert err.value.file == str(path)
+
+
+def test_pack_resizing_leaves_out_an_image_that_cannot_be_decoded_and_says_so(tmp_path):
+    root = photo_folder(tmp_path / "photos")
+    broken = root / "a" / "1.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])  # cut short
+    result = subprocess.run([sys.executable, "-m", "cnncli", "datasets", "pack", str(root),
+                             str(tmp_path / "packed"), "--image-size", "8", "8", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] == 1 and summary["train_images"] + summary["test_images"] == 11
+    assert f"1 image(s) could not be read and are left out, e.g. {broken}" in result.stderr
+    packed = datasets.load(tmp_path / "packed")
+    assert len(packed.train) + len(packed.test) == 11  # labels match the records kept
+    assert len(np.concatenate([x for x, _, _ in split_batches(packed.train, SHAPE)])) == \
+        len(packed.train)
+
+
+def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records, "_name_shards", full_disk)
+    with pytest.raises(OSError):
+        records.pack(ds, tmp_path / "new" / "deeper" / "packed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]

@@ -37,7 +37,8 @@ def datasets(
 
 @datasets_app.command()
 def pack(
-    source: Annotated[str, typer.Argument(help="A dataset name or path (folder, CSV, .npz, "
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A dataset name or path "
+                                          "(folder, CSV, .npz, "
                                           "IDX folder...).")],
     out: Annotated[str, typer.Argument(metavar="OUT", help="The folder to write.")],
     image_size: Annotated[tuple[int, int] | None, typer.Option(
@@ -64,13 +65,18 @@ def pack(
                              shard_mb=shard_mb, force=force, source=source, progress=advance)
     summary = {"out": out, "class_names": index["class_names"],
                **{f"{k}_images": v["count"] for k, v in index["splits"].items()},
-               "shards": sum(len(v["shards"]) for v in index["splits"].values())}
+               "shards": sum(len(v["shards"]) for v in index["splits"].values()),
+               "skipped": index.get("skipped", {}).get("count", 0)}
+    if summary["skipped"]:
+        render.warn(f"{summary['skipped']} image(s) could not be read and are left out, "
+                    f"e.g. {'; '.join(index['skipped']['examples'])}")
     if json:
         render.print_json(summary)
     else:
-        render.out.print(f"{out}: {summary['train_images']:,} training and "
+        shown = render.printable(str(out), one_line=True)
+        render.out.print(f"{shown}: {summary['train_images']:,} training and "
                          f"{summary['test_images']:,} test images in {summary['shards']} "
-                         f"shards; train with data.name: {out}")
+                         f"shards; train with data.name: {shown}", markup=False)
 
 
 def doctor(json: JsonOpt = False) -> None:

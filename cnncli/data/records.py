@@ -15,6 +15,7 @@ its ``label``, its ``index`` in the split and its ``id`` (file name).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -140,10 +141,11 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                           "takes, e.g. --image-size 224 224")
     _check_out(out, force, source)
     tf = import_tf()
+    made = [p for p in out.parents if not p.exists()]  # removed again should packing fail
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     os.chmod(tmp, 0o777 & ~files.umask())  # as mkdir would make it, not mkdtemp's 0700
-    total, done = len(ds.train) + len(ds.test), 0
+    total, done, skipped = len(ds.train) + len(ds.test), 0, []
     try:
         index = {"format": FORMAT, "version": 1, "source": ds.source,
                  "class_names": list(ds.class_names), "splits": {},
@@ -151,31 +153,43 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                  "resize": resize if image_size else None}
         for name, split in (("train", ds.train), ("test", ds.test)):
             split = _shuffled(split)
-            shards, writer, written, number = [], None, 0, 0
+            shards, writer, written, number, labels = [], None, 0, 0, []
             for i, (encoded, ident) in enumerate(_encoded(tf, split, image_size, resize)):
+                done += 1
+                if progress:
+                    progress(done, total)
+                if isinstance(encoded, DataError):  # as training would: left out, counted
+                    skipped.append(encoded)
+                    continue
                 if writer is None or written >= shard_mb * 1e6:
                     if writer is not None:
                         writer.close()
                     number += 1
                     shards.append(tmp / f"{name}-{number:05d}.tfrecord")
                     writer, written = tf.io.TFRecordWriter(str(shards[-1])), 0
-                record = _record(tf, encoded, int(split.labels[i]), i, ident)
+                labels.append(int(split.labels[i]))
+                record = _record(tf, encoded, labels[-1], len(labels) - 1, ident)
                 writer.write(record)
                 written += len(record)
-                done += 1
-                if progress:
-                    progress(done, total)
-            writer.close()
-            index["splits"][name] = {"count": len(split), "shards": _name_shards(
+            if writer is not None:
+                writer.close()
+            labels = np.array(labels, np.int64)
+            index["splits"][name] = {"count": len(labels), "shards": _name_shards(
                 shards, name), "per_class": np.bincount(
-                split.labels, minlength=len(ds.class_names)).tolist()}
-            np.save(tmp / f"{name}-labels.npy", split.labels)
+                labels, minlength=len(ds.class_names)).tolist()}
+            np.save(tmp / f"{name}-labels.npy", labels)
+        if skipped:
+            index["skipped"] = {"count": len(skipped), "examples": [
+                f"{exc.file}: {exc.message}" for exc in skipped[:3]]}
         (tmp / INDEX).write_text(json.dumps(index, indent=1))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return index
 
@@ -270,7 +284,8 @@ def _only_a_pack(folder: Path) -> bool:
 
 def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
     """(encoded image, id) of each of the split's images, in order: a file's own bytes,
-    a packed record's bytes, or PNG (arrays, and any image resized to `image_size`)."""
+    a packed record's bytes, or PNG (arrays, and any image resized to `image_size`); for
+    a file that cannot be read or decoded, a `DataError` in place of the bytes."""
     if split.kind == "records":
         spec = {"image": tf.io.FixedLenFeature([], tf.string),
                 "id": tf.io.FixedLenFeature([], tf.string, default_value=b"")}
@@ -283,8 +298,15 @@ def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
     for i in range(len(split)):
         ident = split.ids[i] if split.ids else str(i)
         if split.kind == "files":
-            with open(split.images[i], "rb") as f:
-                yield _resized(f.read(), image_size, mode, name=split.images[i]), ident
+            try:
+                with open(split.images[i], "rb") as f:
+                    encoded = _resized(f.read(), image_size, mode, name=split.images[i])
+            except DataError as exc:  # not an image, or cut short
+                encoded = exc
+            except OSError as exc:  # gone since it was listed, unreadable
+                encoded = DataError(f"cannot be read ({exc.strerror or exc})",
+                                    file=split.images[i])
+            yield encoded, ident
         else:
             image = split.images[i]
             yield (_png(images.resize(image, image_size, mode)) if image_size
