@@ -686,3 +686,14 @@ def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         records.pack(ds, tmp_path / "new" / "deeper" / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_a_csv_image_that_cannot_be_read_in_strict_mode_names_the_csv_line(tmp_path):
+    photo_folder(tmp_path)
+    (tmp_path / "a" / "1.jpg").write_bytes(b"not an image")
+    (tmp_path / "labels.csv").write_text("path,label\n" + "".join(
+        f"{c}/{i}.jpg,{c}\n" for c in "ab" for i in range(3)))
+    with pytest.raises(DataError, match="1.jpg: ") as err:
+        datasets.load(tmp_path / "labels.csv", strict=True)
+    assert err.value.file == str(tmp_path / "labels.csv") and err.value.line == 3
+    assert "remove its row" in err.value.hint

@@ -61,8 +61,16 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
             raise DataError(f"{path.name} has no {which} images", file=str(path),
                             hint="mark some rows `train` and some `test` in the split column, "
                                  "or leave the column out")
-        kept, kept_labels = readable([paths[i] for i in indices], list(labels[indices]),
-                                      path, strict)
+        try:
+            kept, kept_labels = readable([paths[i] for i in indices], list(labels[indices]),
+                                          path, strict)
+        except DataError as exc:  # strict: name the CSV's line, not only the image
+            line = next((rows[i][3] for i in indices if paths[i] == exc.file), None)
+            if line is None:
+                raise
+            raise DataError(f"{exc.file}: {exc.message}", file=str(path), line=line,
+                            hint="fix the image or remove its row, or skip such images with "
+                                 "data.strict: false") from None
         parts.append(Split(kept, np.array(kept_labels, np.int64), ids=kept))
     return Dataset(path.stem, parts[0], parts[1], names, f"{path} (CSV, streamed)")
 
