@@ -24,7 +24,7 @@ def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
     """
     import h5py
 
-    from cnncli.model.builder import keras_reason
+    from cnncli.model.keras_messages import keras_reason
 
     path = Path(path)
     hint = f"give the path of Keras' {expected}"
