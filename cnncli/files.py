@@ -49,6 +49,17 @@ def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
+def missing_folders(folder: str | Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first: what to
+    remove again when the work they were made for fails.
+
+    >>> missing_folders("/") == []
+    True
+    """
+    folder = Path(folder)
+    return [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
+
+
 def writable_folder(folder: str | Path) -> Path:
     """`folder`, created if needed, once it is known to be a folder one can write to;
     else a `ConfigError` saying why (e.g. that it is a file) and to give another.

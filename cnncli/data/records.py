@@ -141,7 +141,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                           "takes, e.g. --image-size 224 224")
     _check_out(out, force, source)
     tf = import_tf()
-    made = [p for p in out.parents if not p.exists()]  # removed again should packing fail
+    made = files.missing_folders(out.parent)  # removed again should packing fail
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     os.chmod(tmp, 0o777 & ~files.umask())  # as mkdir would make it, not mkdtemp's 0700

@@ -62,7 +62,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         raise ConfigError("which data? this model file does not say what it was trained on",
                           file=clf.name, hint="pass --data NAME_OR_PATH")
     folder = _output_folder(output, art.run if art else None, data, run_data, notes := [])
-    made = _missing_folders(folder)
+    made = files.missing_folders(folder) if folder else []
     _make_folder(folder)  # an unwritable one is found before the work
     try:
         ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
@@ -118,13 +118,6 @@ def labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
     index = np.array([model_names.index(n) for n in data_names])
     return index[ds.test.labels], ["the data's classes are in another order than the model's: "
                               "matched by name"]
-
-
-def _missing_folders(folder: Path | None) -> list[Path]:
-    """`folder` and those of its parents that do not exist yet, deepest first."""
-    if folder is None:
-        return []
-    return [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
 
 
 def _output_folder(output, run: Path | None, data: str | None, run_data,
