@@ -464,7 +464,8 @@ def test_an_output_folder_that_cannot_be_written_is_a_usage_error(run, tmp_path)
     blocker.write_text("not a folder")  # (permissions would not stop root)
     result = cnncli("export", str(run), "--format", "onnx", "--output", str(blocker / "out"))
     assert result.returncode == 2, result.stderr
-    assert "cannot write to the output folder" in result.stderr
+    assert "the output folder cannot be made" in result.stderr
+    assert f"'{blocker}' is a file" in result.stderr
     assert "Traceback" not in result.stderr
 
 
