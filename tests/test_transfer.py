@@ -44,7 +44,7 @@ def save_legacy(model, path):
 @pytest.fixture(scope="module")
 def weights_files(tmp_path_factory):
     """A MobileNetV2 without its classifier, with moved batch-norm statistics, saved as
-    Keras' cached no-top file and as a .weights.h5."""
+    Keras' cached no-top file, as a .weights.h5 and as a whole .keras model."""
     folder = tmp_path_factory.mktemp("mobilenet")
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(weights=None, include_top=False,
@@ -57,7 +57,9 @@ def weights_files(tmp_path_factory):
     home = folder / "keras_home"
     cache = save_legacy(model, home / "models" / NOTOP)
     model.save_weights(folder / "mine.weights.h5")
-    return {"model": model, "home": home, "cache": cache, "mine": folder / "mine.weights.h5"}
+    model.save(folder / "whole.keras")
+    return {"model": model, "home": home, "cache": cache, "mine": folder / "mine.weights.h5",
+            "whole": folder / "whole.keras"}
 
 
 @pytest.fixture
@@ -87,11 +89,11 @@ def test_the_cache_file_name_is_keras_own():
         "_1.0_160_no_top.h5")
 
 
-@pytest.mark.parametrize("source", ["cache", "mine"])
+@pytest.mark.parametrize("source", ["cache", "mine", "whole"])
 def test_notop_weights_load_into_the_backbone_and_give_that_models_outputs(keras_home,
                                                                           source):
     built = builder.build_checked(head_spec("imagenet" if source == "cache"
-                                            else str(keras_home["mine"])))
+                                            else str(keras_home[source])))
     node = built.expanded.nodes[0]
     sub = built.model.get_layer(node.name)
     path = backbone_weights.locate("mobilenet_v2", node.args["weights"], SHAPE, offline=True)
@@ -158,6 +160,29 @@ def test_a_weights_file_cut_short_cannot_be_read_not_does_not_fit(weights_files,
         backbone_weights.load(sub, "mobilenet_v2", cut)
     with pytest.raises(ModelError, match=r"cannot read the weights file \(not an HDF5"):
         pretrained.load("mobilenet_v2", weights=cut)
+
+
+def test_a_keras_model_file_given_as_weights_passes_check(weights_files, tmp_path):
+    path = write_config(tmp_path, model=f"{{from: mobilenet_v2, weights: "
+                                        f"{weights_files['whole']}}}")
+    assert checking.check(str(path)).warnings == []
+
+
+def test_a_keras_model_file_cut_short_cannot_be_read(weights_files, tmp_path):
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(weights_files["whole"].read_bytes()[:4000])
+    sub = builder.build_checked(head_spec()).model.get_layer("mobilenet_v2")
+    with pytest.raises(ModelError, match=r"cannot read the .keras file \(not a Keras "
+                                         r"archive, or cut short\)"):
+        backbone_weights.load(sub, "mobilenet_v2", cut)
+
+
+def test_a_weights_file_of_a_kind_keras_does_not_read_is_refused_by_its_ending(tmp_path):
+    other = tmp_path / "weights.pth"
+    other.write_bytes(b"torch")
+    with pytest.raises(ModelError, match=r"Keras reads weights from .weights.h5, .h5 and "
+                                         r".keras files, not '.pth'"):
+        pretrained.load("vgg16", weights=other)
 
 
 def test_a_folder_given_as_the_weights_file_is_called_a_folder(tmp_path):

@@ -17,13 +17,12 @@ from cnncli.errors import ModelError
 
 
 def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
-    """Load the weights file at `path` (Keras' legacy ``.h5`` or a Keras 3
-    ``.weights.h5``) into `model`, or raise a `ModelError` naming the file: not there, a
-    folder, not an HDF5 file or cut short, or weights that do not fit `fits` (the hint
-    names the `expected` file). Keras' warnings, one per variable, are kept quiet.
+    """Load the weights file at `path` (Keras' legacy ``.h5``, a Keras 3 ``.weights.h5``
+    or a whole ``.keras`` model) into `model`, or raise a `ModelError` naming the file:
+    not there, a folder, a kind Keras does not read, cut short, or weights that do not
+    fit `fits` (the hint names the `expected` file). Keras' warnings, one per variable,
+    are kept quiet.
     """
-    import h5py
-
     from cnncli.model.keras_messages import keras_reason
 
     path = Path(path)
@@ -32,13 +31,7 @@ def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
         raise ModelError("the weights file is a folder", file=str(path), hint=hint)
     if not path.is_file():
         raise ModelError("the weights file does not exist", file=str(path), hint=hint)
-    try:
-        with h5py.File(path, "r"):
-            pass
-    except OSError as exc:
-        raise ModelError(f"cannot read the weights file (not an HDF5 file, or cut short): "
-                         f"{keras_reason(exc)}", file=str(path),
-                         hint=f"copy it again, or {hint}") from None
+    _check_readable(path, hint)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -46,6 +39,33 @@ def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
     except Exception as exc:  # h5py, Keras' ValueError on shapes or layer counts
         raise ModelError(f"these weights do not fit {fits}: {keras_reason(exc)}",
                          file=str(path), hint=f"use Keras' {expected}") from None
+
+
+def _check_readable(path: Path, hint: str) -> None:
+    """Raise a `ModelError` if Keras cannot read `path` as weights: Keras goes by the
+    name's ending (``.h5``/``.hdf5``: HDF5; ``.keras``: a zip archive), so do we."""
+    import zipfile
+
+    import h5py
+
+    from cnncli.model.keras_messages import keras_reason
+
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise ModelError("cannot read the .keras file (not a Keras archive, or cut short)",
+                             file=str(path), hint=f"copy it again, or {hint}")
+        return
+    if suffix not in (".h5", ".hdf5"):
+        raise ModelError(f"Keras reads weights from .weights.h5, .h5 and .keras files, "
+                         f"not '{path.suffix or path.name}'", file=str(path), hint=hint)
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as exc:
+        raise ModelError(f"cannot read the weights file (not an HDF5 file, or cut short): "
+                         f"{keras_reason(exc)}", file=str(path),
+                         hint=f"copy it again, or {hint}") from None
 
 
 def weighted_layers(model) -> list:
