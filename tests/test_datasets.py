@@ -235,13 +235,49 @@ def test_images_of_mixed_sizes_reach_the_model_at_its_size(tmp_path):
 
 
 def test_a_file_in_two_class_folders_keeps_its_first_label(tmp_path):
-    root = image_folder(tmp_path / "f", per_class=3)
-    (root / "zebra").symlink_to(root / "cat", target_is_directory=True)
+    root = image_folder(tmp_path / "f", classes=("cat", "dog", "zebra"), per_class=3)
+    for i in range(3):
+        (root / "zebra" / f"cat{i}.png").symlink_to(root / "cat" / f"{i}.png")
     with pytest.warns(DataWarning, match="3 file.* are the same file as one already used"):
         ds = datasets.load(root)
-    assert len(ds.train) + len(ds.test) == 6
+    assert len(ds.train) + len(ds.test) == 9
     files = [os.path.realpath(p) for p in [*ds.train.images, *ds.test.images]]
-    assert len(set(files)) == 6
+    assert len(set(files)) == 9
+
+
+def test_a_link_into_another_class_folder_is_skipped_not_relabelled(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "cat" / "more").symlink_to("../dog", target_is_directory=True)
+    with pytest.warns(DataWarning, match=r"skipped 1 link\(s\) from one class folder into "
+                                         r"another .*cat/more leads to .*/dog"):
+        ds = datasets.load(root)
+    labels = np.concatenate([ds.train.labels, ds.test.labels])
+    assert np.bincount(labels).tolist() == [3, 3]  # the dogs stay dogs
+
+
+def test_a_class_folder_that_is_a_link_to_another_class_is_refused(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "zebra").symlink_to(root / "cat", target_is_directory=True)
+    with pytest.warns(DataWarning, match="same file as one already used"), \
+            pytest.raises(DataError, match=r"class folder zebra is left with no image: its 3 "
+                                           r"image file.* are unreadable or images already "
+                                           r"used from another folder \(links\)") as err:
+        datasets.load(root)
+    assert err.value.file == str(root / "zebra")
+
+
+def test_an_empty_class_folder_is_refused_for_training_and_warned_about_in_test(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "empty").mkdir()
+    with pytest.raises(DataError, match="class folder empty holds no image files: a class "
+                                        "without images would never be learnt"):
+        datasets.load(root)
+    image_folder(tmp_path / "set" / "train", classes=("cat", "dog"), per_class=2)
+    image_folder(tmp_path / "set" / "test", classes=("cat",), per_class=2)
+    (tmp_path / "set" / "test" / "dog").mkdir()
+    with pytest.warns(DataWarning, match="test images have none of class dog"):
+        ds = datasets.load(tmp_path / "set")
+    assert ds.test.labels.tolist() == [0, 0]
 
 
 def test_a_link_back_up_inside_a_class_folder_does_not_relabel_the_other_classes(tmp_path):
@@ -260,7 +296,8 @@ def test_a_file_in_train_and_test_is_used_once(tmp_path):
     os.link(tmp_path / "set" / "train" / "cat" / "0.png",
             tmp_path / "set" / "test" / "cat" / "x.png")
     write_image(tmp_path / "set" / "test" / "dog" / "y.png")
-    with pytest.warns(DataWarning, match="same file as one already used"):
+    with pytest.warns(DataWarning, match="same file as one already used"), \
+            pytest.warns(DataWarning, match="the test images have none of class cat"):
         ds = datasets.load(tmp_path / "set")
     assert ds.test.images == [str(tmp_path / "set" / "test" / "dog" / "y.png")]
 
@@ -529,7 +566,7 @@ def test_folder_with_one_class_is_an_error(tmp_path):
 def test_class_folders_without_files_are_an_error(tmp_path):
     (tmp_path / "f" / "a").mkdir(parents=True)
     (tmp_path / "f" / "b").mkdir()
-    with pytest.warns(DataWarning), pytest.raises(DataError, match="no readable images"):
+    with pytest.raises(DataError, match="f holds no readable images"):
         datasets.load(tmp_path / "f")
 
 

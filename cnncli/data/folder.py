@@ -6,7 +6,8 @@ pipeline as they are used (`cnncli.data.loader`), with the one decoder of cnncli
 file gets a cheap check first (its first bytes, `images.sniff`): unreadable files are
 skipped with a count and examples (an error with ``strict``). A file reached from two
 class folders (a symlink, a hard link) keeps its first label only, and never lands on
-both sides of a split.
+both sides of a split; a link from one class folder into another is not followed (it
+would relabel that class's images), and a class left with no image is an error.
 
 >>> ds = read_image_folder("photos/")           # doctest: +SKIP
 >>> ds.class_names, ds.train.kind                # doctest: +SKIP
@@ -54,7 +55,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
         layout = "train/ and test/"
         names = _class_names(root / "train")
         train = _class_tree(root / "train", names, strict, seen)
-        test = _class_tree(root / "test", names, strict, seen)
+        test = _class_tree(root / "test", names, strict, seen, training=False)
     else:
         layout = "class folders"
         names = _class_names(root)
@@ -114,21 +115,23 @@ def _class_names(root: Path) -> list[str]:
     return folders
 
 
-def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, str]) -> Split:
-    """The readable image files under `root`'s class folders, and their labels."""
+def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, str], *,
+                training: bool = True) -> Split:
+    """The readable image files under `root`'s class folders, and their labels. A class
+    left with no image is an error in the images a model trains on (it would never be
+    learnt), a warning in a ``test/`` folder."""
     unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
                      and p.name not in names)
     if unknown:
         raise DataError(f"{root} has class folder(s) {', '.join(unknown)} that the train "
                         "folder lacks", file=str(root / unknown[0]),
                         hint="use the same class folders in train/ and test/")
-    paths, labels, twice = [], [], []
+    paths, labels, twice, links, listed = [], [], [], [], []
     for label, name in enumerate(names):
         folder = root / name
-        files = _image_files(folder) if folder.is_dir() else []
-        if not files:
-            warnings.warn(f"class folder {folder} holds no image files", DataWarning,
-                          stacklevel=3)
+        files, outside = _image_files(folder, root) if folder.is_dir() else ([], [])
+        links += outside
+        listed.append(len(files))
         for path in files:
             try:
                 stat = path.stat()
@@ -141,31 +144,61 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
             seen[same] = f"{root.name}/{name}"
             paths.append(str(path))
             labels.append(label)
+    if links:
+        warnings.warn(f"skipped {len(links)} link(s) from one class folder into another in "
+                      f"{root} (e.g. {links[0]} leads to {os.path.realpath(links[0])}): a "
+                      "class's images are the ones in its own folder", DataWarning,
+                      stacklevel=3)
     if twice:
         path, first = twice[0]
         warnings.warn(f"{len(twice)} file(s) in {root} are the same file as one already "
                       f"used (e.g. {path} is also in {first}): each is used once, with its "
                       "first label", DataWarning, stacklevel=3)
     paths, labels = readable(paths, labels, root, strict)
+    kept = np.bincount(np.array(labels, np.int64), minlength=len(names))
+    for label in np.flatnonzero(kept == 0):
+        _no_images(root / names[label], listed[label], training)
     return Split(paths, np.array(labels, np.int64), ids=list(paths))
 
 
-def _image_files(folder: Path) -> list[Path]:
+def _no_images(folder: Path, listed: int, training: bool) -> None:
+    """Say that class folder `folder` is left with no image (`listed` image files were
+    found in it, all of them unreadable or used from another folder already)."""
+    why = ("holds no image files" if listed == 0 else
+           f"is left with no image: its {listed} image file(s) are unreadable or images "
+           "already used from another folder (links)")
+    if not training:
+        warnings.warn(f"class folder {folder} {why}: the test images have none of class "
+                      f"{folder.name}", DataWarning, stacklevel=4)
+        return
+    raise DataError(f"class folder {folder.name} {why}: a class without images would never "
+                    "be learnt", file=str(folder),
+                    hint=f"put images of {folder.name} in it, or remove the folder")
+
+
+def _image_files(folder: Path, classes: Path) -> tuple[list[Path], list[Path]]:
     """Image files below `folder` (sub-folders included, like Keras), sorted; hidden ones
-    and other extensions skipped. Links to folders are followed, each folder once; a link
-    to `folder` or a folder above it (a loop) adds nothing."""
-    found, walked = [], set()
+    and other extensions skipped; and the links to folders skipped for leading into
+    another class folder of `classes` (which would give that class's images this label).
+    Other links to folders are followed, each folder once; a link to `folder` or a folder
+    above it (a loop) adds nothing."""
+    found, walked, outside = [], set(), []
     top = Path(os.path.realpath(folder))
+    others = Path(os.path.realpath(classes))
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = Path(os.path.realpath(dirpath))
         if real in walked or real in top.parents:
             dirnames[:] = []  # a link back up (a loop: the other classes' folders would
             continue  # be walked as this one's) or to a folder already walked
+        if others in real.parents and top != real and top not in real.parents:
+            outside.append(Path(dirpath))  # into a sibling class folder
+            dirnames[:] = []
+            continue
         walked.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(Path(dirpath) / f for f in sorted(filenames)
                      if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
-    return found
+    return found, outside
 
 
 def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
