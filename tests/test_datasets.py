@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli.data import datasets, idx, known
+from cnncli.data import datasets, folder, idx, known
 from cnncli.data.dataset import DataWarning, SampleDataWarning
 from cnncli.data.loader import ImageLoader
 from cnncli.errors import ConfigError, DataError
@@ -207,6 +207,9 @@ def test_a_train_folder_beside_a_val_folder_is_refused_not_read_as_two_classes(t
     with pytest.raises(DataError, match=f"has train/ and {others[0]}/ folders") as err:
         datasets.load(tmp_path / "set")
     assert err.value.hint.startswith("rename val/ to test/" if len(others) == 1 else "move")
+    with pytest.raises(DataError, match=f"has train/ and {others[0]}/ folders"):
+        folder.class_names(tmp_path / "set")  # `check`'s class count, without the files
+    assert datasets.class_count(tmp_path / "set") is None  # not 2 classes: train and val
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".gif", ".webp", ".tif"])

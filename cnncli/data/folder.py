@@ -75,6 +75,7 @@ def class_names(root: str | os.PathLike) -> list[str]:
     listed: cheap for a folder of a million images); a `DataError` as `read_image_folder`
     gives it for a folder without class folders."""
     root = Path(root)
+    _check_no_validation_folder(root)
     return _class_names(root / "train" if _split_layout(root) else root)
 
 
