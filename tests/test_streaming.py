@@ -676,6 +676,29 @@ def test_pack_resizing_leaves_out_an_image_that_cannot_be_decoded_and_says_so(tm
         len(packed.train)
 
 
+def test_repacking_resized_leaves_out_a_record_that_cannot_be_decoded_naming_it(tmp_path):
+    root = photo_folder(tmp_path / "photos")
+    broken = root / "a" / "1.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])  # packed as it is: no resize
+    records.pack(datasets.load(root), tmp_path / "packed")
+    index = records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again",
+                         image_size=(8, 8))
+    assert index["skipped"]["count"] == 1
+    example = index["skipped"]["examples"][0]
+    assert example.startswith(f"{tmp_path / 'packed'}, record ") and f"({broken})" in example
+    again = datasets.load(tmp_path / "again")
+    assert len(again.train) + len(again.test) == 11
+
+
+def test_a_split_none_of_whose_images_can_be_read_is_an_error_not_an_empty_pack(tmp_path):
+    root = photo_folder(tmp_path / "photos", per_class=2)
+    for path in root.rglob("*.*"):
+        path.write_bytes(path.read_bytes()[:200])  # the first bytes of an image, no more
+    with pytest.raises(DataError, match="none of the 2 train images could be read, e.g. "):
+        records.pack(datasets.load(root), tmp_path / "packed", image_size=(8, 8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
 def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
 

@@ -173,6 +173,11 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                 written += len(record)
             if writer is not None:
                 writer.close()
+            if len(split) and not labels:
+                raise DataError(f"none of the {len(split)} {name} images could be read, e.g. "
+                                f"{skipped[-1].file}: {skipped[-1].message}",
+                                file=str(source) if source else skipped[-1].file,
+                                hint="check the data (a copy cut short? the right folder?)")
             labels = np.array(labels, np.int64)
             index["splits"][name] = {"count": len(labels), "shards": _name_shards(
                 shards, name), "per_class": np.bincount(
@@ -291,9 +296,15 @@ def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
                 "id": tf.io.FixedLenFeature([], tf.string, default_value=b"")}
         records = tf.data.TFRecordDataset(list(split.images.shards)).map(
             lambda r: tf.io.parse_single_example(r, spec))
+        folder = Path(split.images.shards[0]).parent if split.images.shards else Path()
         for i, record in enumerate(records.as_numpy_iterator()):
-            yield _resized(record["image"], image_size, mode), (record["id"].decode(
-                errors="surrogateescape") or str(i))
+            ident = record["id"].decode(errors="surrogateescape") or str(i)
+            try:
+                encoded = _resized(record["image"], image_size, mode,
+                                   name=f"{folder}, record {i} ({ident})")
+            except DataError as exc:  # bytes that are not an image: left out, counted
+                encoded = exc
+            yield encoded, ident
         return
     for i in range(len(split)):
         ident = split.ids[i] if split.ids else str(i)
