@@ -297,6 +297,8 @@ def test_a_bad_csv_names_the_line(tmp_path, text, message):
      "a/0.jpg is listed on line 2 as a \\(train split\\) and on line 4 as b", 4),
     (["a/0.jpg,a,train", "b/0.jpg,b,test", "a/0.jpg,a,test"],
      "listed on line 2 as a \\(train split\\) and on line 4 as a \\(test split\\)", 4),
+    (["", "a/0.jpg,a,train", "", "", "b/0.jpg,b,validation"],  # blank lines count too
+     "split 'validation' is neither train nor test", 6),
 ])
 def test_a_csv_read_wrongly_without_a_word_is_refused_naming_the_line(tmp_path, rows,
                                                                        message, line):

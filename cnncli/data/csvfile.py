@@ -111,7 +111,8 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                                 line=1, hint="the first line names the columns: path,label "
                                              "(and optionally split)")
             rows = []
-            for number, row in enumerate(reader, start=2):
+            for row in reader:  # (blank lines are skipped: count the file's lines)
+                number = reader.line_num
                 if row.get(None):  # DictReader's place for fields beyond the header's
                     raise DataError(f"a row with more fields than the {len(fields)} columns",
                                     file=str(path), line=number,
