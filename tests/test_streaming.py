@@ -143,8 +143,11 @@ def test_pack_force_refuses_a_folder_of_the_users_that_has_a_dataset_json(tmp_pa
         records.pack(ds, mine, force=True)
     records.pack(ds, tmp_path / "packed")
     (tmp_path / "packed" / "notes.txt").write_text("added to a pack: kept too")
-    with pytest.raises(ConfigError, match="holds other files"):
+    (tmp_path / "packed" / ".DS_Store").write_text("added by a file browser")
+    with pytest.raises(ConfigError, match=r"holds other files too \(e.g. .DS_Store and 1 "
+                                          r"more\)") as err:
         records.pack(ds, tmp_path / "packed", force=True)
+    assert "move .DS_Store out of it" in err.value.hint
     assert (mine / "sub" / "notes.txt").read_text() == "precious"
     assert (tmp_path / "packed" / "notes.txt").exists()
 

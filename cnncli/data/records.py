@@ -265,26 +265,35 @@ def _check_out(out: Path, force: bool, source) -> None:
     if not force:
         raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
                           "or give another folder")
-    if not out.is_dir() or out.is_symlink() or not (_only_a_pack(out)
-                                                    or not any(out.iterdir())):
-        raise ConfigError(f"{out} is not a packed dataset, or holds other files too: "
-                          "--force replaces only an earlier `cnncli datasets pack` folder "
-                          "as it wrote it", file=str(out),
+    if not out.is_dir() or out.is_symlink():
+        what = "a link" if out.is_symlink() else "not a folder"
+        raise ConfigError(f"{out} is {what}: --force replaces only an earlier "
+                          "`cnncli datasets pack` folder", file=str(out),
                           hint="give another folder, or remove it yourself if it can go")
+    others = _not_of_a_pack(out)
+    if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        raise ConfigError(f"{out} is not a packed dataset, or holds other files too (e.g. "
+                          f"{others[0]}{more}): --force replaces only an earlier `cnncli "
+                          "datasets pack` folder as it wrote it", file=str(out),
+                          hint=f"give another folder, move {others[0]} out of it, or remove "
+                               "the folder yourself if it can go")
 
 
-def _only_a_pack(folder: Path) -> bool:
-    """True if `folder` holds a cnncli pack's index and shards and labels, nothing else (a
-    folder of the user's with a ``dataset.json`` of their own is not one)."""
+def _not_of_a_pack(folder: Path) -> list[str]:
+    """The names in `folder` that a cnncli pack did not write, sorted (all of them if its
+    ``dataset.json`` is not a pack's index: a folder of the user's with a ``dataset.json``
+    of their own is not a pack)."""
+    names = sorted(p.name for p in folder.iterdir())
     try:
         index = json.loads((folder / INDEX).read_text())
         listed = {INDEX} | {f"{name}-labels.npy" for name in index["splits"]} | {
             shard["file"] for split in index["splits"].values() for shard in split["shards"]}
+        if index.get("format") != FORMAT:
+            return names
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
-    ours = {p.name for p in folder.iterdir()
-            if p.name in listed or p.name.endswith((".tfrecord", "-labels.npy"))}
-    return index.get("format") == FORMAT and ours == {p.name for p in folder.iterdir()}
+        return names
+    return [n for n in names if n not in listed and not n.endswith((".tfrecord", "-labels.npy"))]
 
 
 def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
