@@ -704,6 +704,17 @@ def test_a_split_none_of_whose_images_can_be_read_is_an_error_not_an_empty_pack(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
+def test_pack_resize_without_an_image_size_is_refused_not_ignored(tmp_path):
+    root = photo_folder(tmp_path / "photos", per_class=2)
+    result = subprocess.run([sys.executable, "-m", "cnncli", "datasets", "pack", str(root),
+                             str(tmp_path / "packed"), "--resize", "pad"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "--resize says how --image-size resizes, and no --image-size was given" in \
+        result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "packed").exists()
+
+
 def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
 

@@ -43,9 +43,9 @@ def pack(
     out: Annotated[str, typer.Argument(metavar="OUT", help="The folder to write.")],
     image_size: Annotated[tuple[int, int] | None, typer.Option(
         min=1, metavar="H W", help="Resize every image to this size (stored as PNG).")] = None,
-    resize: Annotated[str, typer.Option(help="How --image-size resizes: stretch, center_crop "
-                                        "or pad (training must use the same data.resize).")]
-    = "stretch",
+    resize: Annotated[str | None, typer.Option(
+        help="How --image-size resizes: stretch (the default), center_crop or pad "
+             "(training must use the same data.resize).")] = None,
     shard_mb: Annotated[float, typer.Option(min=0.001, help="Megabytes per shard.")] = 200,
     data_dir: Annotated[str | None, typer.Option(help="Where to look for named datasets "
                                                  "first.")] = None,
@@ -57,8 +57,13 @@ def pack(
     from cnncli.cli import render
     from cnncli.data import datasets as data
     from cnncli.data import images, records
+    from cnncli.errors import ConfigError
 
-    images.resize_mode(resize)  # a bad mode is known before the data is read
+    if resize is not None and image_size is None:
+        raise ConfigError("--resize says how --image-size resizes, and no --image-size was "
+                          "given: the images would be packed as they are",
+                          hint="add --image-size H W, or leave --resize out")
+    resize = images.resize_mode(resize or "stretch")  # known before the data is read
     ds = data.load(source, data_dir=data_dir, offline=offline)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
         index = records.pack(ds, out, image_size=image_size, resize=resize,
