@@ -67,7 +67,10 @@ def build_checked(spec: specs.Spec | expansion.Expanded, *, classes: int | None 
 def weightless():
     """Models built inside get variables with shapes and no values: no memory for the
     weights (a summary of a network with 500 million weights needed 6.5 GB). Such a model
-    tells its layers, shapes and parameter counts; it cannot be run, trained or saved.
+    is for showing (layers, shapes, parameter counts, frozen layers): Keras answers a read
+    of a variable without a value with new initial values each time, so running or saving
+    it would not fail but would use, or write, weights nobody trained. `checking` builds
+    with it for ``summary``, ``check`` and ``train --dry-run``, which do neither.
 
     >>> with weightless():
     ...     model = build(specs.parse({"input": [8, 8, 1], "layers": ["Flatten",
