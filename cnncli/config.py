@@ -117,7 +117,8 @@ class DataSection(_Strict):
     name: str = Field("mnist", description="mnist, fashion_mnist, cifar10, cifar100, or a path")
     data_dir: str | None = None
     validation_split: float = Field(0.1, ge=0, lt=1)
-    limit: int | None = Field(None, ge=1, description="use only the first N training images")
+    limit: int | None = Field(None, ge=1, description="use only N training images: the first "
+                              "N of arrays, a seeded random N of files or packed records")
     preprocessing: Literal[PREPROCESSING_MODES] | None = Field(
         None, description="default: the spec's")
     augment: AugmentSection | None = None
