@@ -4,9 +4,12 @@ Keras 3.15's `model.fit` fails under `tf.distribute.MultiWorkerMirroredStrategy`
 (keras-team/keras#20585: PerReplica values in its symbolic build, then
 "Invalid reduction dimension" when it reduces the metrics). `fit` here is the
 loop around it, no more: each replica runs Keras' own ``model.train_step`` on its
-slice of each batch with ``strategy.run`` (so the loss is the global batch's mean,
-the gradients are summed over all replicas by the optimizer, mixed precision and
-regularisation work as in `model.fit`), and the metrics are read as values
+slice of each batch with ``strategy.run`` (so the loss is the mean of the replicas'
+losses, each the mean over its slice's images with weight, `compile.LOSS_REDUCTION`:
+the global batch's mean, except that an image which could not be decoded, weight 0,
+makes its own slice's other images count a little more; the gradients are summed over
+all replicas by the optimizer, mixed precision and regularisation work as in
+`model.fit`), and the metrics are read as values
 reduced over all replicas. It calls its callbacks as `model.fit` does, so
 `train.RunCallback` works unchanged.
 
