@@ -172,17 +172,38 @@ def test_a_keras_model_file_cut_short_cannot_be_read(weights_files, tmp_path):
     cut = tmp_path / "cut.keras"
     cut.write_bytes(weights_files["whole"].read_bytes()[:4000])
     sub = builder.build_checked(head_spec()).model.get_layer("mobilenet_v2")
-    with pytest.raises(ModelError, match=r"cannot read the .keras file \(not a Keras "
-                                         r"archive, or cut short\)"):
+    with pytest.raises(ModelError, match=r"the model file is truncated or damaged"):
         backbone_weights.load(sub, "mobilenet_v2", cut)
+
+
+def test_a_zip_named_keras_without_weights_is_refused_as_holding_none(weights_files,
+                                                                     tmp_path):
+    import zipfile
+
+    empty = tmp_path / "no_weights.keras"
+    with zipfile.ZipFile(weights_files["whole"]) as whole, zipfile.ZipFile(empty, "w") as z:
+        z.writestr("config.json", whole.read("config.json"))
+    with pytest.raises(ModelError, match=r"the .keras file holds no weights \(no "
+                                         r"model.weights.h5\)"):
+        pretrained.load("vgg16", weights=empty)
 
 
 def test_a_weights_file_of_a_kind_keras_does_not_read_is_refused_by_its_ending(tmp_path):
     other = tmp_path / "weights.pth"
     other.write_bytes(b"torch")
-    with pytest.raises(ModelError, match=r"Keras reads weights from .weights.h5, .h5 and "
-                                         r".keras files, not '.pth'"):
+    with pytest.raises(ModelError, match=r"Keras reads weights from .weights.h5, .h5, "
+                                         r".hdf5, .keras files, not '.pth'"):
         pretrained.load("vgg16", weights=other)
+
+
+def test_a_weights_file_ending_in_upper_case_is_asked_to_be_renamed(weights_files,
+                                                                    tmp_path):
+    upper = tmp_path / "Mine.WEIGHTS.H5"
+    upper.write_bytes(weights_files["mine"].read_bytes())
+    with pytest.raises(ModelError, match="Keras reads a weights file by its ending in lower "
+                                         "case, not '.WEIGHTS.H5'") as caught:
+        pretrained.load("vgg16", weights=upper)
+    assert caught.value.hint == "rename it to Mine.weights.h5"
 
 
 def test_a_folder_given_as_the_weights_file_is_called_a_folder(tmp_path):

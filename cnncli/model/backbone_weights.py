@@ -3,7 +3,9 @@
 ImageNet weights without the classifier are Keras' no-top files, looked for in Keras'
 cache under Keras' own names (`cnncli.model.pretrained.notop_file`) and downloaded by
 Keras when missing and not offline; or a file of your own (``weights: FILE``): Keras'
-legacy ``.h5`` layout (that of the ImageNet files) or a Keras 3 ``.weights.h5``.
+legacy ``.h5`` layout (that of the ImageNet files), a Keras 3 ``.weights.h5`` or a whole
+``.keras`` model (Keras matches these by layer name: the classifier's weights in one are
+not used).
 
 A legacy ``.h5`` file is compared with the backbone layer by layer before loading, so a
 file with the classifier, or of another network, is refused with the layer that differs:

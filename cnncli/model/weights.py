@@ -42,23 +42,32 @@ def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
 
 
 def _check_readable(path: Path, hint: str) -> None:
-    """Raise a `ModelError` if Keras cannot read `path` as weights: Keras goes by the
-    name's ending (``.h5``/``.hdf5``: HDF5; ``.keras``: a zip archive), so do we."""
+    """Raise a `ModelError` if Keras cannot read `path` as weights. Keras goes by the
+    name's ending, in lower case (``.keras``: a model archive, checked as `modelfile`
+    checks one; ``.h5``, ``.hdf5``, ``.weights.h5``: HDF5), so do we."""
     import zipfile
 
     import h5py
 
     from cnncli.model.keras_messages import keras_reason
+    from cnncli.model.modelfile import read_model_config
 
-    suffix = path.suffix.lower()
-    if suffix == ".keras":
-        if not zipfile.is_zipfile(path):
-            raise ModelError("cannot read the .keras file (not a Keras archive, or cut short)",
-                             file=str(path), hint=f"copy it again, or {hint}")
+    name = path.name
+    if not name.endswith(KERAS_ENDINGS):
+        ending = next((e for e in KERAS_ENDINGS if name.lower().endswith(e)), None)
+        if ending:
+            raise ModelError(f"Keras reads a weights file by its ending in lower case, not "
+                             f"'{name[-len(ending):]}'", file=str(path),
+                             hint=f"rename it to {name[:-len(ending)]}{ending}")
+        raise ModelError(f"Keras reads weights from {', '.join(KERAS_ENDINGS)} files, not "
+                         f"'{path.suffix or name}'", file=str(path), hint=hint)
+    if name.endswith(".keras"):
+        read_model_config(path)  # empty, cut short, damaged, not Keras': said by name
+        with zipfile.ZipFile(path) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                raise ModelError("the .keras file holds no weights (no model.weights.h5)",
+                                 file=str(path), hint=hint)
         return
-    if suffix not in (".h5", ".hdf5"):
-        raise ModelError(f"Keras reads weights from .weights.h5, .h5 and .keras files, "
-                         f"not '{path.suffix or path.name}'", file=str(path), hint=hint)
     try:
         with h5py.File(path, "r"):
             pass
@@ -66,6 +75,10 @@ def _check_readable(path: Path, hint: str) -> None:
         raise ModelError(f"cannot read the weights file (not an HDF5 file, or cut short): "
                          f"{keras_reason(exc)}", file=str(path),
                          hint=f"copy it again, or {hint}") from None
+
+
+#: The endings of the weights files Keras' ``load_weights`` reads.
+KERAS_ENDINGS = (".weights.h5", ".h5", ".hdf5", ".keras")
 
 
 def weighted_layers(model) -> list:
