@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli.data import datasets, folder, idx, known
+from cnncli import config
+from cnncli.data import checks, datasets, folder, idx, known
 from cnncli.data.dataset import DataWarning, SampleDataWarning
 from cnncli.data.loader import ImageLoader
 from cnncli.errors import ConfigError, DataError
+from cnncli.run import train as training
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -240,7 +242,7 @@ def test_images_of_mixed_sizes_reach_the_model_at_its_size(tmp_path):
 def test_a_file_in_two_class_folders_keeps_its_first_label(tmp_path):
     root = image_folder(tmp_path / "f", classes=("cat", "dog", "zebra"), per_class=3)
     for i in range(3):
-        (root / "zebra" / f"cat{i}.png").symlink_to(root / "cat" / f"{i}.png")
+        os.link(root / "cat" / f"{i}.png", root / "zebra" / f"cat{i}.png")  # hard links
     with pytest.warns(DataWarning, match="3 file.* are the same file as one already used"):
         ds = datasets.load(root)
     assert len(ds.train) + len(ds.test) == 9
@@ -248,38 +250,74 @@ def test_a_file_in_two_class_folders_keeps_its_first_label(tmp_path):
     assert len(set(files)) == 9
 
 
-def test_a_link_into_another_class_folder_is_skipped_not_relabelled(tmp_path):
+@pytest.mark.parametrize("link,target", [
+    ("cat/more", "../dog"),  # a folder link
+    ("cat/dog1.png", "../dog/1.png"),  # a file link
+    ("cat/deeper", "../dog/sub"),  # into a folder inside another class
+])
+def test_a_link_into_another_class_folder_is_skipped_not_relabelled(tmp_path, link, target):
     root = image_folder(tmp_path / "f", per_class=3)
-    (root / "cat" / "more").symlink_to("../dog", target_is_directory=True)
-    with pytest.warns(DataWarning, match=r"skipped 1 link\(s\) from one class folder into "
-                                         r"another .*cat/more leads to .*/dog"):
+    write_image(root / "dog" / "sub" / "9.png")
+    (root / link).symlink_to(target)
+    with pytest.warns(DataWarning, match=rf"skipped 1 link\(s\) from one class folder into "
+                                         rf"another .*{link} leads into dog"):
         ds = datasets.load(root)
     labels = np.concatenate([ds.train.labels, ds.test.labels])
-    assert np.bincount(labels).tolist() == [3, 3]  # the dogs stay dogs
+    assert np.bincount(labels).tolist() == [3, 4]  # the dogs stay dogs
 
 
-def test_a_class_folder_that_is_a_link_to_another_class_is_refused(tmp_path):
+def test_a_link_from_train_into_a_test_class_is_skipped(tmp_path):
+    image_folder(tmp_path / "set" / "train", per_class=2)
+    image_folder(tmp_path / "set" / "test", per_class=2)
+    (tmp_path / "set" / "train" / "cat" / "more").symlink_to("../../test/dog")
+    with pytest.warns(DataWarning, match="leads into test/dog"):
+        ds = datasets.load(tmp_path / "set")
+    assert ds.train.labels.tolist() == [0, 0, 1, 1] and ds.test.labels.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("link,target,how", [
+    ("zebra", "cat", "the same folder as class folder cat"),
+    ("animal", "cat", "the same folder as class folder cat"),  # the link sorts first
+    ("bird", "dog/sub", "a folder inside class folder dog"),
+    ("all", ".", "a folder holding class folder cat"),
+])
+def test_a_class_folder_that_is_a_link_to_another_class_is_refused_naming_the_link(
+        tmp_path, link, target, how):
     root = image_folder(tmp_path / "f", per_class=3)
-    (root / "zebra").symlink_to(root / "cat", target_is_directory=True)
-    with pytest.warns(DataWarning, match="same file as one already used"), \
-            pytest.raises(DataError, match=r"class folder zebra is left with no image: its 3 "
-                                           r"image file.* are unreadable or images already "
-                                           r"used from another folder \(links\)") as err:
+    write_image(root / "dog" / "sub" / "9.png")
+    (root / link).symlink_to(target)
+    with pytest.raises(DataError, match=f"class folder {link} is a link to {how}: its images "
+                                        f"would be learnt as {link}") as err:
         datasets.load(root)
-    assert err.value.file == str(root / "zebra")
+    assert err.value.file == str(root / link) and f"remove the link {link}" in err.value.hint
 
 
-def test_an_empty_class_folder_is_refused_for_training_and_warned_about_in_test(tmp_path):
+def test_a_class_folder_with_no_image_is_a_warning_and_training_refuses_it(tmp_path):
     root = image_folder(tmp_path / "f", per_class=3)
     (root / "empty").mkdir()
-    with pytest.raises(DataError, match="class folder empty holds no image files: a class "
-                                        "without images would never be learnt"):
-        datasets.load(root)
-    image_folder(tmp_path / "set" / "train", classes=("cat", "dog"), per_class=2)
+    with pytest.warns(DataWarning, match=f"class folder {root / 'empty'} holds no image files"):
+        ds = datasets.load(root)  # evaluate, export and pack may still read it
+    with pytest.raises(DataError, match=r"1 of the 3 classes has no training image \(empty\): "
+                                        "a model would never learn it"):
+        checks.check_every_class_trains(ds, str(root))
+    (tmp_path / "run.yaml").write_text(f"""
+model: {{input: [8, 8, 3], layers: [Flatten, {{Dense: {{units: $classes}}}}]}}
+data: {{name: {root}}}
+train: {{epochs: 1, batch_size: 2}}
+""")
+    with pytest.warns(DataWarning), pytest.raises(DataError, match="no training image"):
+        training.plan(config.load(tmp_path / "run.yaml"))
+
+
+def test_a_test_class_folder_without_images_is_a_warning(tmp_path):
+    image_folder(tmp_path / "set" / "train", classes=("cat", "dog", "owl"), per_class=2)
     image_folder(tmp_path / "set" / "test", classes=("cat",), per_class=2)
     (tmp_path / "set" / "test" / "dog").mkdir()
-    with pytest.warns(DataWarning, match="test images have none of class dog"):
+    with pytest.warns(DataWarning) as caught:
         ds = datasets.load(tmp_path / "set")
+    said = [str(w.message) for w in caught]
+    assert any(m.endswith("test/dog holds no image files") for m in said)
+    assert any(m.endswith("test/owl is missing") for m in said)
     assert ds.test.labels.tolist() == [0, 0]
 
 
@@ -300,7 +338,7 @@ def test_a_file_in_train_and_test_is_used_once(tmp_path):
             tmp_path / "set" / "test" / "cat" / "x.png")
     write_image(tmp_path / "set" / "test" / "dog" / "y.png")
     with pytest.warns(DataWarning, match="same file as one already used"), \
-            pytest.warns(DataWarning, match="the test images have none of class cat"):
+            pytest.warns(DataWarning, match="test/cat is left with no image: its 1 image"):
         ds = datasets.load(tmp_path / "set")
     assert ds.test.images == [str(tmp_path / "set" / "test" / "dog" / "y.png")]
 

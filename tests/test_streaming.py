@@ -139,17 +139,18 @@ def test_pack_force_refuses_a_folder_of_the_users_that_has_a_dataset_json(tmp_pa
     (mine / "sub").mkdir(parents=True)
     (mine / "dataset.json").write_text('{"name": "my annotations"}')
     (mine / "sub" / "notes.txt").write_text("precious")
-    with pytest.raises(ConfigError, match="is not a packed dataset, or holds other files"):
+    with pytest.raises(ConfigError, match="is not a packed dataset"):
         records.pack(ds, mine, force=True)
     records.pack(ds, tmp_path / "packed")
     (tmp_path / "packed" / "notes.txt").write_text("added to a pack: kept too")
     (tmp_path / "packed" / ".DS_Store").write_text("added by a file browser")
-    with pytest.raises(ConfigError, match=r"holds other files too \(e.g. .DS_Store and 1 "
-                                          r"more\)") as err:
+    (tmp_path / "packed" / "backup.tfrecord").mkdir()  # named like a shard, a folder
+    with pytest.raises(ConfigError, match=r"holds files a pack did not write \(.DS_Store, "
+                                          r"backup.tfrecord, notes.txt\)"):
         records.pack(ds, tmp_path / "packed", force=True)
-    assert "move .DS_Store out of it" in err.value.hint
     assert (mine / "sub" / "notes.txt").read_text() == "precious"
     assert (tmp_path / "packed" / "notes.txt").exists()
+    assert (tmp_path / "packed" / "backup.tfrecord").is_dir()
 
 
 def test_packed_training_batches_are_seeded_per_epoch_and_resume_exactly(tmp_path):
@@ -713,6 +714,11 @@ def test_pack_resize_without_an_image_size_is_refused_not_ignored(tmp_path):
     assert "--resize says how --image-size resizes, and no --image-size was given" in \
         result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "packed").exists()
+    ds = datasets.load(root)
+    with pytest.raises(ConfigError, match="--resize says how --image-size resizes"):
+        records.pack(ds, tmp_path / "packed", resize="stretch")
+    with pytest.raises(ConfigError, match="resize"):
+        records.pack(ds, tmp_path / "packed", image_size=(8, 8), resize="")
 
 
 def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):

@@ -56,14 +56,8 @@ def pack(
     """Write a dataset as sharded TFRecords that `data.name: OUT` trains from."""
     from cnncli.cli import render
     from cnncli.data import datasets as data
-    from cnncli.data import images, records
-    from cnncli.errors import ConfigError
-
-    if resize is not None and image_size is None:
-        raise ConfigError("--resize says how --image-size resizes, and no --image-size was "
-                          "given: the images would be packed as they are",
-                          hint="add --image-size H W, or leave --resize out")
-    resize = images.resize_mode(resize or "stretch")  # known before the data is read
+    from cnncli.data import records
+    records.resize_mode(image_size, resize)  # known before the data is read
     ds = data.load(source, data_dir=data_dir, offline=offline)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
         index = records.pack(ds, out, image_size=image_size, resize=resize,

@@ -122,6 +122,32 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, class_names: list[s
                    list(class_names), source)
 
 
+def check_every_class_trains(ds: Dataset, file: str) -> None:
+    """A `DataError` naming the classes of `ds` without a training image (a model would
+    never learn them: an empty class folder, a class whose files could not be read).
+
+    >>> x = np.zeros((2, 8, 8, 1), np.uint8)
+    >>> toy = Dataset("toy", Split(x, np.array([0, 0])), Split(x, np.array([0, 1])),
+    ...               ["cat", "dog"], "toy")
+    >>> try:
+    ...     check_every_class_trains(toy, "toy.npz")
+    ... except DataError as exc:
+    ...     print(exc.message)
+    1 of the 2 classes has no training image (dog): a model would never learn it
+    """
+    counts = np.bincount(ds.train.labels, minlength=ds.num_classes)
+    missing = [ds.class_names[i] for i in np.flatnonzero(counts == 0)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                          else "")
+        one = len(missing) == 1
+        raise DataError(f"{len(missing)} of the {ds.num_classes} classes "
+                        f"{'has' if one else 'have'} no training image ({shown}): a model "
+                        f"would never learn {'it' if one else 'them'}", file=file,
+                        hint="give every class training images, or leave the class out (its "
+                             "folder, its rows)")
+
+
 def looks_like(path: Path) -> str:
     """`` (this one holds text)`` and the like, when the first bytes tell."""
     try:

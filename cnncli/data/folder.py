@@ -6,8 +6,9 @@ pipeline as they are used (`cnncli.data.loader`), with the one decoder of cnncli
 file gets a cheap check first (its first bytes, `images.sniff`): unreadable files are
 skipped with a count and examples (an error with ``strict``). A file reached from two
 class folders (a symlink, a hard link) keeps its first label only, and never lands on
-both sides of a split; a link from one class folder into another is not followed (it
-would relabel that class's images), and a class left with no image is an error.
+both sides of a split; a link (to a file or a folder) from one class folder into another
+is skipped (it would relabel that class's images), and a class folder that is a link to
+another is an error.
 
 >>> ds = read_image_folder("photos/")           # doctest: +SKIP
 >>> ds.class_names, ds.train.kind                # doctest: +SKIP
@@ -54,12 +55,14 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
     if _split_layout(root):
         layout = "train/ and test/"
         names = _class_names(root / "train")
-        train = _class_tree(root / "train", names, strict, seen)
-        test = _class_tree(root / "test", names, strict, seen, training=False)
+        _check_known_classes(root / "test", names)
+        classes = _class_folders(root, [root / "train", root / "test"], names)
+        train = _class_tree(root / "train", names, strict, seen, classes)
+        test = _class_tree(root / "test", names, strict, seen, classes)
     else:
         layout = "class folders"
         names = _class_names(root)
-        everything = _class_tree(root, names, strict, seen)
+        everything = _class_tree(root, names, strict, seen, _class_folders(root, [root], names))
         train_idx, test_idx = stratified_split(everything.labels, test_fraction, seed)
         train, test = everything.take(train_idx), everything.take(test_idx)
         if len(test) == 0:
@@ -116,27 +119,61 @@ def _class_names(root: Path) -> list[str]:
     return folders
 
 
-def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, str], *,
-                training: bool = True) -> Split:
-    """The readable image files under `root`'s class folders, and their labels. A class
-    left with no image is an error in the images a model trains on (it would never be
-    learnt), a warning in a ``test/`` folder."""
-    unknown = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+def _check_known_classes(tree: Path, names: list[str]) -> None:
+    unknown = sorted(p.name for p in tree.iterdir() if p.is_dir() and not p.name.startswith(".")
                      and p.name not in names)
     if unknown:
-        raise DataError(f"{root} has class folder(s) {', '.join(unknown)} that the train "
-                        "folder lacks", file=str(root / unknown[0]),
+        raise DataError(f"{tree} has class folder(s) {', '.join(unknown)} that the train "
+                        "folder lacks", file=str(tree / unknown[0]),
                         hint="use the same class folders in train/ and test/")
+
+
+def _class_folders(root: Path, trees: list[Path], names: list[str]) -> dict[Path, str]:
+    """Where each class folder of `trees` really is (links resolved) -> its name under
+    `root` (``train/cat``). A `DataError` for a class folder that is, or leads into, or
+    holds another (a link ``zebra -> cat``: cat's images would be learnt as both)."""
+    found: list[tuple[Path, Path]] = []
+    for tree in trees:
+        found += [(tree / name, Path(os.path.realpath(tree / name))) for name in names
+                  if (tree / name).is_dir()]
+    for folder, real in found:
+        for other, other_real in found:
+            if other == folder or not (real == other_real or other_real in real.parents
+                                       or real in other_real.parents):
+                continue
+            if _linked(other, root) and not _linked(folder, root):
+                continue  # the link is the other one: named when it comes first
+            how = ("the same folder as" if real == other_real else "a folder inside"
+                   if other_real in real.parents else "a folder holding")
+            raise DataError(
+                f"class folder {folder.relative_to(root)} is a link to {how} class folder "
+                f"{other.relative_to(root)}: its images would be learnt as "
+                f"{folder.name}", file=str(folder),
+                hint=f"remove the link {folder.relative_to(root)}, or give it images of "
+                     "its own")
+    return {real: str(folder.relative_to(root)) for folder, real in found}
+
+
+def _linked(folder: Path, root: Path) -> bool:
+    """True if `folder`, or a folder between `root` and it, is a link."""
+    return os.path.realpath(folder) != os.path.join(os.path.realpath(root),
+                                                    os.path.relpath(folder, root))
+
+
+def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, str],
+                classes: dict[Path, str]) -> Split:
+    """The readable image files under `root`'s class folders, and their labels; a
+    warning for a class left with no image (training refuses it, `checks`)."""
     paths, labels, twice, links, listed = [], [], [], [], []
     for label, name in enumerate(names):
         folder = root / name
-        files, outside = _image_files(folder, root) if folder.is_dir() else ([], [])
-        links += outside
+        files, elsewhere = _image_files(folder, classes) if folder.is_dir() else ([], [])
+        links += elsewhere
         listed.append(len(files))
         for path in files:
             try:
                 stat = path.stat()
-                same = (stat.st_dev, stat.st_ino)  # symlinks and hard links alike
+                same = (stat.st_dev, stat.st_ino)  # hard links, and links from outside
             except OSError:
                 same = (path,)  # unreadable: sniff says so below
             if same in seen:
@@ -146,10 +183,10 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
             paths.append(str(path))
             labels.append(label)
     if links:
+        path, target = links[0]
         warnings.warn(f"skipped {len(links)} link(s) from one class folder into another in "
-                      f"{root} (e.g. {links[0]} leads to {os.path.realpath(links[0])}): a "
-                      "class's images are the ones in its own folder", DataWarning,
-                      stacklevel=3)
+                      f"{root} (e.g. {path} leads into {target}): a class's images are the "
+                      "ones in its own folder", DataWarning, stacklevel=3)
     if twice:
         path, first = twice[0]
         warnings.warn(f"{len(twice)} file(s) in {root} are the same file as one already "
@@ -158,48 +195,55 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
     paths, labels = readable(paths, labels, root, strict)
     kept = np.bincount(np.array(labels, np.int64), minlength=len(names))
     for label in np.flatnonzero(kept == 0):
-        _no_images(root / names[label], listed[label], training)
+        folder = root / names[label]
+        why = ("is missing" if not folder.is_dir() else "holds no image files"
+               if listed[label] == 0 else f"is left with no image: its {listed[label]} image "
+               "file(s) could not be read or are the same files as images already used")
+        warnings.warn(f"class folder {folder} {why}", DataWarning, stacklevel=3)
     return Split(paths, np.array(labels, np.int64), ids=list(paths))
 
 
-def _no_images(folder: Path, listed: int, training: bool) -> None:
-    """Say that class folder `folder` is left with no image (`listed` image files were
-    found in it, all of them unreadable or used from another folder already)."""
-    why = ("holds no image files" if listed == 0 else
-           f"is left with no image: its {listed} image file(s) are unreadable or images "
-           "already used from another folder (links)")
-    if not training:
-        warnings.warn(f"class folder {folder} {why}: the test images have none of class "
-                      f"{folder.name}", DataWarning, stacklevel=4)
-        return
-    raise DataError(f"class folder {folder.name} {why}: a class without images would never "
-                    "be learnt", file=str(folder),
-                    hint=f"put images of {folder.name} in it, or remove the folder")
-
-
-def _image_files(folder: Path, classes: Path) -> tuple[list[Path], list[Path]]:
+def _image_files(folder: Path, classes: dict[Path, str]) -> tuple[list[Path], list]:
     """Image files below `folder` (sub-folders included, like Keras), sorted; hidden ones
-    and other extensions skipped; and the links to folders skipped for leading into
-    another class folder of `classes` (which would give that class's images this label).
-    Other links to folders are followed, each folder once; a link to `folder` or a folder
+    and other extensions skipped. Links are followed, each folder once, except a link
+    into another of the `classes` folders (it would give that class's images this
+    label): those come back as ``(link, class folder)``. A link to `folder` or a folder
     above it (a loop) adds nothing."""
-    found, walked, outside = [], set(), []
+    found, walked, elsewhere = [], set(), []
     top = Path(os.path.realpath(folder))
-    others = Path(os.path.realpath(classes))
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = Path(os.path.realpath(dirpath))
         if real in walked or real in top.parents:
             dirnames[:] = []  # a link back up (a loop: the other classes' folders would
             continue  # be walked as this one's) or to a folder already walked
-        if others in real.parents and top != real and top not in real.parents:
-            outside.append(Path(dirpath))  # into a sibling class folder
+        other = _other_class(real, top, classes)
+        if other:
+            elsewhere.append((Path(dirpath), other))
             dirnames[:] = []
             continue
         walked.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames)
-                     if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
-    return found, outside
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = Path(dirpath) / name
+            other = os.path.islink(path) and _other_class(
+                Path(os.path.realpath(path)), top, classes)
+            if other:
+                elsewhere.append((path, other))
+            else:
+                found.append(path)
+    return found, elsewhere
+
+
+def _other_class(real: Path, own: Path, classes: dict[Path, str]) -> str | None:
+    """The class folder (of `classes`, not `own`) that `real` is in, if any."""
+    for folder in (real, *real.parents):
+        if folder == own:
+            return None
+        if folder in classes:
+            return classes[folder]
+    return None
 
 
 def readable(paths: list[str], labels: list[int], root: Path, strict: bool):

@@ -120,8 +120,18 @@ def _split(folder: Path, entry: dict, name: str, shape) -> Split:
     return Split(Records(tuple(shards), entry["count"], shape), labels)
 
 
+def resize_mode(image_size: tuple[int, int] | None, resize: str | None) -> str:
+    """The resize mode `pack` uses: `resize` (default stretch), checked; a `ConfigError`
+    for a mode without an `image_size` (the images would be packed as they are)."""
+    if resize is not None and image_size is None:
+        raise ConfigError("--resize says how --image-size resizes, and no --image-size was "
+                          "given: the images would be packed as they are",
+                          hint="add --image-size H W, or leave --resize out")
+    return images.resize_mode("stretch" if resize is None else resize)
+
+
 def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | None = None,
-         resize: str = "stretch", shard_mb: float = 200, force: bool = False,
+         resize: str | None = None, shard_mb: float = 200, force: bool = False,
          source: str | os.PathLike | None = None,
          progress: Callable[[int, int], None] | None = None) -> dict:
     """Write `ds` into `out` as TFRecord shards of about `shard_mb` MB (see the module
@@ -134,7 +144,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     from cnncli.runtime import import_tf
 
     out = Path(out)
-    resize = images.resize_mode(resize)
+    resize = resize_mode(image_size, resize)
     if image_size and max(image_size) > MAX_IMAGE_SIDE:
         raise ConfigError(f"--image-size {image_size[0]} {image_size[1]} is larger than "
                           f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "
@@ -270,30 +280,41 @@ def _check_out(out: Path, force: bool, source) -> None:
         raise ConfigError(f"{out} is {what}: --force replaces only an earlier "
                           "`cnncli datasets pack` folder", file=str(out),
                           hint="give another folder, or remove it yourself if it can go")
+    if not _is_a_pack(out) and any(out.iterdir()):
+        raise ConfigError(f"{out} is not a packed dataset (it has no index of `cnncli datasets "
+                          "pack`): --force replaces only an earlier pack", file=str(out),
+                          hint="give another folder, or remove it yourself if it can go")
     others = _not_of_a_pack(out)
     if others:
-        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
-        raise ConfigError(f"{out} is not a packed dataset, or holds other files too (e.g. "
-                          f"{others[0]}{more}): --force replaces only an earlier `cnncli "
-                          "datasets pack` folder as it wrote it", file=str(out),
-                          hint=f"give another folder, move {others[0]} out of it, or remove "
-                               "the folder yourself if it can go")
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3
+                                         else "")
+        raise ConfigError(f"{out} holds files a pack did not write ({shown}): --force "
+                          "replaces only a pack as `cnncli datasets pack` wrote it",
+                          file=str(out), hint="move them out of it, give another folder, or "
+                                              "remove the folder yourself if it can go")
+
+
+#: The names of a pack's shards and labels (any shard: one left by an earlier pack too).
+_PACK_FILE = re.compile(r".*\.tfrecord|(train|test)-labels\.npy")
+
+
+def _is_a_pack(folder: Path) -> bool:
+    """True if `folder`'s ``dataset.json`` is a pack's index (a folder of the user's with a
+    ``dataset.json`` of their own is not a pack)."""
+    try:
+        index = json.loads((folder / INDEX).read_text())
+        return isinstance(index, dict) and index.get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
 
 
 def _not_of_a_pack(folder: Path) -> list[str]:
-    """The names in `folder` that a cnncli pack did not write, sorted (all of them if its
-    ``dataset.json`` is not a pack's index: a folder of the user's with a ``dataset.json``
-    of their own is not a pack)."""
-    names = sorted(p.name for p in folder.iterdir())
-    try:
-        index = json.loads((folder / INDEX).read_text())
-        listed = {INDEX} | {f"{name}-labels.npy" for name in index["splits"]} | {
-            shard["file"] for split in index["splits"].values() for shard in split["shards"]}
-        if index.get("format") != FORMAT:
-            return names
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return names
-    return [n for n in names if n not in listed and not n.endswith((".tfrecord", "-labels.npy"))]
+    """The names in a pack's `folder` that `pack` did not write, sorted: anything but its
+    index and regular files named as shards and labels are (a folder named as a shard
+    is not one)."""
+    return sorted(p.name for p in folder.iterdir() if not (
+        p.is_file() and not p.is_symlink() and (p.name == INDEX
+                                                or _PACK_FILE.fullmatch(p.name))))
 
 
 def _encoded(tf, split: Split, image_size, mode: str = "stretch"):

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from cnncli import config, devices
-from cnncli.data import datasets
+from cnncli.data import checks, datasets
 from cnncli.data.dataset import Dataset
 from cnncli.data.feed import Feed
 from cnncli.errors import ConfigError, DataError
@@ -90,6 +90,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     placement = devices.setup(t.device, t.precision, multiworker=True)
     t.precision, t.device = placement.precision, placement.device_setting()
     data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
+    checks.check_every_class_trains(data, d.name)
     if data.resized and data.resized != d.resize:  # the model records d.resize for predict
         raise ConfigError(f"`data.resize` is {d.resize}, and the packed images were resized "
                           f"with {data.resized} when packed", file=config_file,
