@@ -14,7 +14,7 @@ import pytest
 from exportkit import QUANTIZABLE, RGB_CAFFE_AUGMENTED, sample_images, train_run
 
 from cnncli.errors import ConfigError, DataError, ModelError
-from cnncli.export import exporter, graph
+from cnncli.export import exporter, graph, verify
 from cnncli.infer import classifier, exported, sidecar
 from cnncli.runtime import import_keras, import_tf
 
@@ -229,6 +229,22 @@ def test_augmentation_and_dropout_are_off_in_the_export(caffe_run, tmp_path):
     keras.utils.set_random_seed(5)
     training = wrapper(images, training=True)["probabilities"].numpy()
     assert np.abs(training - first).max() > 1e-3  # the layers would change the answers
+
+
+def _two_class_probabilities(right: int, n: int = 100):
+    """One-hot probabilities of `n` images of class 0, the first `right` of them right."""
+    top = np.where(np.arange(n) < right, 0, 1)
+    return np.eye(2)[top]
+
+
+def test_a_quantized_export_losing_exactly_max_drop_points_is_kept():
+    keras_side, export_side = _two_class_probabilities(38), _two_class_probabilities(37)
+    labels = np.zeros(100, int)
+    check = verify.compare(keras_side, export_side, labels, quantized=True, max_drop=1)
+    assert check.drop == 1.0 and check.passed, check.problem  # 100*(0.38-0.37) > 1.0
+    assert not verify.compare(keras_side, export_side, labels, quantized=True,
+                              max_drop=0.99).passed
+    assert verify.compare(keras_side, export_side, None, quantized=True, max_drop=1).passed
 
 
 def test_quantized_variants_stay_within_the_margin_and_report_accuracy(run, tmp_path):
