@@ -4,6 +4,7 @@ whose process died is told from one training now."""
 import json
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -11,6 +12,8 @@ from cnncli.run import listing, rundir
 
 
 def make_run(root, name, number, state=None, metrics=None):
+    """A run folder with these files; a finished one has a model file (a zip: `runs`
+    looks no further)."""
     run = root / name / number
     run.mkdir(parents=True)
     (run / "config.yaml").write_text("model: linear\n")
@@ -18,6 +21,9 @@ def make_run(root, name, number, state=None, metrics=None):
         if content is not None:
             (run / file).write_text(content if isinstance(content, str)
                                     else json.dumps(content))
+    if state == FINISHED:
+        with zipfile.ZipFile(run / "best.keras", "w") as archive:
+            archive.writestr("config.json", "{}")
     return run
 
 
@@ -26,8 +32,10 @@ METRICS = {"epochs": 3, "best": {"metric": "val_accuracy", "value": 0.9}, "image
 
 
 @pytest.mark.parametrize("state,metrics,problem", [
-    ("not json", METRICS, "Expecting value"),
-    ({}, METRICS, "state.json has no status"),
+    ("not json", METRICS, "state.json is not JSON (Expecting value"),
+    ({}, METRICS, "state.json has no status cnncli writes"),
+    ({"status": "[bold]done"}, METRICS, "state.json has no status cnncli writes ('[bold]done')"),
+    (None, METRICS, "state.json is missing"),
     (FINISHED, [1, 2], "metrics.json is not a JSON object"),
     (FINISHED, {"best": {"value": "high"}}, "best value 'high' is not a number"),
     (FINISHED, {"best": "x"}, "best is not an object"),
@@ -75,3 +83,38 @@ def test_the_runs_command_lists_every_run_and_exits_0(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "damaged" in done.stdout and "val_accuracy 0.9000" in done.stdout
+
+
+@pytest.mark.parametrize("damage,problem", [
+    (lambda run: [(run / n).unlink(missing_ok=True) for n in ("best.keras", "model.keras")],
+     "its model files (best.keras, model.keras) are gone"),
+    (lambda run: (run / "best.keras").write_bytes((run / "best.keras").read_bytes()[:20]),
+     "best.keras is not a Keras model file (cut short or damaged)"),
+    (lambda run: (run / "best.keras").unlink() or (run / "best.keras").mkdir(),
+     "best.keras is not a Keras model file"),
+    (lambda run: (run / "config.yaml").write_text(": : :"), "config.yaml: "),
+    (lambda run: (run / "config.yaml").write_text("- a list"), "config.yaml is not a run "
+                                                              "config"),
+])
+def test_a_finished_run_whose_model_or_config_is_damaged_is_listed_as_damaged(
+        tmp_path, damage, problem):
+    run = make_run(tmp_path, "a", "1", FINISHED, METRICS)
+    assert listing.summarize(run).status == "finished"
+    damage(run)
+    row = listing.summarize(run)
+    assert row.status == "damaged" and problem in row.problem
+
+
+def test_a_run_without_state_yet_that_is_being_written_is_running(tmp_path):
+    run = make_run(tmp_path, "a", "1")
+    with rundir.writer(run):
+        assert listing.summarize(run).status == "running"
+
+
+def test_runs_of_a_folder_that_does_not_exist_is_an_error_not_no_runs(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cnncli", "runs", str(tmp_path / "nope")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "no such folder" in done.stderr
+    empty = subprocess.run([sys.executable, "-m", "cnncli", "runs"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert empty.returncode == 0 and "No runs under runs/" in empty.stderr + empty.stdout

@@ -42,14 +42,21 @@ def summaries(root: str | Path = "runs") -> list[RunSummary]:
     return [summarize(run) for run in rundir.list_runs(root)]
 
 
+#: The states a run records itself (`cnncli.run.train`).
+RECORDED = ("running", "interrupted", "failed", "finished")
+
+
 def summarize(run: Path) -> RunSummary:
     """What the files of `run` say about it; never raises for a damaged run."""
+    live = rundir.is_live(run)
     try:
-        state = _read_object(run / rundir.STATE, missing={"status": "unknown"})
+        _check_config(run / rundir.CONFIG)
+        state = _read_object(run / rundir.STATE, missing={"status": "running"} if live else None)
         metrics = _read_object(run / "metrics.json", missing={})
         status = state.get("status")
-        if not isinstance(status, str):
-            raise ValueError(f"{rundir.STATE} has no status")
+        if status not in RECORDED:
+            raise ValueError(f"{rundir.STATE} has no status cnncli writes"
+                             + (f" ({status!r})" if status is not None else ""))
         best = metrics.get("best") or {}
         if not isinstance(best, dict):
             raise ValueError("metrics.json's best is not an object")
@@ -57,14 +64,44 @@ def summarize(run: Path) -> RunSummary:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not math.isfinite(value)):
             raise ValueError(f"metrics.json's best value {value!r} is not a number")
+        _check_model(run, finished=status == "finished")
     except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         return RunSummary(str(run), DAMAGED, problem=str(exc))
-    if status == "running" and not rundir.is_live(run):
+    if status == "running" and not live:
         status = KILLED
     if not metrics:  # not finished: its finished epochs say what it reached so far
         return _so_far(run, status)
     return RunSummary(str(run), status, _int(metrics.get("epochs")), _text(best.get("metric")),
                       value, _number(metrics.get("images_per_s")))
+
+
+def _check_config(path: Path) -> None:
+    """A `ValueError` if the run's config is not a YAML mapping (predict, evaluate and
+    ``--resume`` read it)."""
+    from cnncli import yamlio
+    from cnncli.errors import CnnError
+
+    try:
+        loaded = yamlio.load(path)
+    except CnnError as exc:
+        raise ValueError(f"{path.name}: {exc.message}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path.name} is not a run config (not a mapping)")
+
+
+def _check_model(run: Path, finished: bool) -> None:
+    """A `ValueError` if the model file predict would use (`best.keras`, else
+    `model.keras`) is not a model archive, or a finished run has neither: a cheap look
+    (the end of the file), not a load."""
+    import zipfile
+
+    model = next((run / n for n in ("best.keras", "model.keras") if (run / n).exists()), None)
+    if model is None:
+        if finished:
+            raise ValueError("its model files (best.keras, model.keras) are gone")
+        return
+    if not model.is_file() or not zipfile.is_zipfile(model):
+        raise ValueError(f"{model.name} is not a Keras model file (cut short or damaged)")
 
 
 def _so_far(run: Path, status: str) -> RunSummary:
@@ -95,10 +132,17 @@ def _float(text) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _read_object(path: Path, missing: dict) -> dict:
+def _read_object(path: Path, missing: dict | None) -> dict:
+    """The JSON object in `path`; `missing` if there is no such file (a `ValueError` if
+    `missing` is None, or the file is not a JSON object)."""
     if not path.exists():
+        if missing is None:
+            raise ValueError(f"{path.name} is missing")
         return missing
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name} is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} is not a JSON object")
     return data
