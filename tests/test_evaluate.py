@@ -122,3 +122,14 @@ def test_a_finished_run_whose_model_files_are_gone_says_so(tmp_path):
     (run / "state.json").write_text('{"status": "running"}')
     with pytest.raises(ModelError, match="did not finish an epoch"):
         artefact.resolve(run)
+
+
+def test_an_output_under_a_file_names_the_file_in_the_way(run, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=f"the output folder cannot be made: '{blocker}' is "
+                                          "a file"):
+        evaluation.evaluate(run, output=blocker / "out")
+    with pytest.raises(ConfigError, match="the output folder is a file, not a folder"):
+        evaluation.evaluate(run, output=blocker)
+    assert blocker.read_text() == "not a folder"

@@ -63,7 +63,8 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                           file=clf.name, hint="pass --data NAME_OR_PATH")
     folder = _output_folder(output, art.run if art else None, data, run_data, notes := [])
     made = files.missing_folders(folder) if folder else []
-    _make_folder(folder)  # an unwritable one is found before the work
+    if folder is not None:
+        files.writable_folder(folder)  # an unwritable one is found before the work
     try:
         ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
                                                          else None),
@@ -138,17 +139,6 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
         folder = run / f"eval-{slug or 'data'}"
         notes.append(f"evaluated on other data than the run's: the files are in {folder}")
     return folder
-
-
-def _make_folder(folder: Path | None) -> None:
-    if folder is None:
-        return
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the output folder: {exc.strerror or exc}",
-                          file=str(folder), hint="give --output a folder you can write "
-                          "to") from None
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, clf) -> dict[str, str]:
