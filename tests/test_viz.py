@@ -264,6 +264,19 @@ def test_a_layer_that_is_not_a_convolution_is_named_for_what_it_is():
         gradcam.GradCam(model, "fc1")
 
 
+def test_an_unknown_gradcam_layer_names_the_other_volumes_it_may_look_at():
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(2, 3, name="conv1_1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(2, 3, name="conv2_1")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    with pytest.raises(ConfigError, match="no layer with an HxWxD output 'nope'") as caught:
+        gradcam.GradCam(model, "nope")
+    assert caught.value.hint == ("use one of: conv1_1, conv2_1 (or another layer with an "
+                                 "HxWxD output: pool1)")
+
+
 def test_every_unknown_layer_is_reported_not_only_the_first():
     model = conv_net(filters_=(2, 3))
     with pytest.raises(ConfigError) as caught:

@@ -137,8 +137,11 @@ def pick(refs: list[LayerRef], name: str, *, kind: str = "convolution layer",
                           hint=f"name one by its path: {', '.join(r.name for r in short)}")
     shown = listed or refs
     hint = "use one of: " + ", ".join(r.name for r in shown)
-    if listed is not None and len(listed) < len(refs):
-        hint += f" (or another of its {len(refs)} layers with an HxWxD output)"
+    others = [r.name for r in refs if r not in shown]
+    if others:
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        hint += (f" (or another layer with an HxWxD output: {', '.join(others[:3])}"
+                 f"{more})")
     other = [r for r in (walk(model) if model is not None else [])
              if name in (r.name, r.layer.name)]
     if other:
