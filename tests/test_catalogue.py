@@ -385,7 +385,7 @@ COMMAND_LINE_ROWS = [
         "{tmp}/nope.yaml: the file does not exist"),
     row("cli-evaluate_missing_run", "evaluate {tmp}/runs/nope/1", 3, "no such run"),
     row("cli-predict_missing_image", "predict {tmp}/nope.png --model {run}", 3,
-        "'{tmp}/nope.png' does not exist"),
+        "{tmp}/nope.png: no such file or folder. Hint: check the spelling"),
     row("cli-predict_missing_model", "predict {image} --model {tmp}/nope.keras", 3,
         "the model file does not exist"),
     row("cli-check_a_directory", "check {tmp}", 2, "this is a directory, not a YAML file"),

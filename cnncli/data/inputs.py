@@ -210,7 +210,8 @@ def _raise_missing(missing: list[tuple[str, str | None, int | None]]) -> None:
     first_path, source, line = missing[0]
     what = "does not exist" if len(missing) == 1 else "do not exist"
     raise DataError(
-        f"{', '.join(names)} {what}",
+        "no such file or folder" if len(missing) == 1 and source is None  # file= names it
+        else f"{', '.join(names)} {what}",
         file=source or first_path,
         line=line,
         hint=(
