@@ -36,6 +36,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cnncli.errors import ConfigError  # noqa: E402
 from cnncli.files import writable_folder, write_atomic  # noqa: E402
+from cnncli.text import printable  # noqa: E402
 
 DPI = 110
 #: Write numbers into the confusion matrix's cells up to this many classes.
@@ -120,6 +121,7 @@ def training_curves(history: list[dict], path: str | Path) -> Path:
 
 
 def _short(name: str, width: int = 18) -> str:
+    name = printable(name, one_line=True)  # a font has no glyph for ESC
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
@@ -224,7 +226,7 @@ def image_grid(images, titles: list[str], path: str | Path, *, columns: int = 8)
             ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         else:
             ax.imshow(image, interpolation="nearest")
-        ax.set_title(_wrap(str(title)), fontsize=7)
+        ax.set_title(_wrap(printable(str(title))), fontsize=7)
         ax.axis("off")
     return _save(fig, path)
 
@@ -277,12 +279,13 @@ def pixel_panels(panels: list[tuple[str, np.ndarray]], path: str | Path) -> Path
                              f"{image.shape}")
     origins, height, width = panel_origins([image.shape[:2] for image in images])
     # A title wider than its image widens the picture: it is never cut off.
-    width = max([width, *(_text_width(str(title), PANEL_FONT) + 2 * PANEL_MARGIN
-                          for title, _ in panels)])
+    titles = [printable(str(title), one_line=True) for title, _ in panels]
+    width = max([width, *(_text_width(title, PANEL_FONT) + 2 * PANEL_MARGIN
+                          for title in titles)])
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    for (title, _), image, (top, left) in zip(panels, images, origins, strict=True):
+    for title, image, (top, left) in zip(titles, images, origins, strict=True):
         fig.figimage(image, xo=left, yo=height - top - image.shape[0], origin="upper")
-        fig.text(left / width, 1 - (top - PANEL_TITLE / 2) / height, str(title),
+        fig.text(left / width, 1 - (top - PANEL_TITLE / 2) / height, title,
                  ha="left", va="center", fontsize=PANEL_FONT)
     return _save(fig, path)
 
@@ -357,6 +360,6 @@ def box_diagram(boxes: list[DiagramBox], lines: list[tuple[tuple[float, float],
                             for c, t in legend], loc="upper right", ncols=len(legend),
                    fontsize=7, frameon=False)
     if title:
-        fig.text(0.3 / fig.get_figwidth(), 1 - 0.25 / fig.get_figheight(), title,
-                 fontsize=10, va="center")
+        fig.text(0.3 / fig.get_figwidth(), 1 - 0.25 / fig.get_figheight(),
+                 printable(title, one_line=True), fontsize=10, va="center")
     return _save(fig, path)

@@ -236,3 +236,18 @@ def test_image_grid_rejects_images_that_are_not_uint8(tmp_path):
 def test_misclassified_title_names_both_classes_and_confidence():
     item = {"true_name": "Shirt", "predicted_name": "T-shirt/top", "confidence": 0.968}
     assert plots.misclassified_title(item) == "true: Shirt / pred: T-shirt/top 97%"
+
+
+def test_control_characters_in_names_are_drawn_escaped_not_as_missing_glyphs(tmp_path):
+    import warnings
+
+    names = ["\x1b[31mred", "plain"]
+    panel = np.zeros((8, 8, 3), np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.confusion_matrix(np.array([[3, 1], [0, 4]]), names, tmp_path / "c.png")
+        plots.pixel_panels([("layer \x1b[2J", panel)], tmp_path / "p.png")
+        plots.image_grid(np.zeros((1, 8, 8, 1), np.uint8), ["true: \x07bell"],
+                         tmp_path / "g.png")
+    assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []
+    assert plots._short("\x1b[31mred") == "\\x1b[31mred"

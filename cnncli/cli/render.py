@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sys
 from typing import Any
 
@@ -23,22 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnncli.errors import CnnError
-
-#: Characters a terminal acts on (ESC starts colour, title and clear-screen sequences):
-#: in a file or class name they are shown escaped, never sent raw.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def printable(text: str, *, one_line: bool = False) -> str:
-    r"""`text` with control characters escaped as Python would (``\x1b``); with
-    `one_line`, newlines too (an error paragraph cannot be made to show a forged line).
-
-    >>> printable("photo\x1b[2J.png"), printable("a\nb", one_line=True)
-    ('photo\\x1b[2J.png', 'a\\nb')
-    """
-    pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
-    return pattern.sub(lambda m: repr(m.group())[1:-1], text)
+from cnncli.text import printable  # also the commands' render.printable
 
 
 class _Console(Console):

@@ -1,0 +1,21 @@
+r"""Text that came from a user or a file name, made safe to show: control characters
+(ESC starts a terminal's colour, title and clear-screen sequences; a font has no glyph
+for them) are shown escaped, as Python writes them.
+
+>>> printable("photo\x1b[2J.png"), printable("a\nb", one_line=True)
+('photo\\x1b[2J.png', 'a\\nb')
+"""
+
+from __future__ import annotations
+
+import re
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    """`text` with control characters escaped (``\\x1b``); with `one_line`, newlines too
+    (an error paragraph cannot be made to show a forged line)."""
+    pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
+    return pattern.sub(lambda m: repr(m.group())[1:-1], text)
