@@ -193,3 +193,20 @@ def test_summary_and_check_take_a_run_folder_and_its_saved_config(tmp_path):
         assert json.loads(summary.output)["params"] > 0
         checked = run("check", str(target))
         assert checked.exit_code == 0 and "is valid" in checked.output, checked.output
+
+
+def test_a_command_line_typer_refuses_is_a_json_error_when_json_was_asked_for():
+    result = cnncli("runs", "--json", "--bogus")
+    assert result.returncode == 2
+    error = json.loads(result.stdout)
+    assert error["error"] == "UsageError" and error["exit_code"] == 2
+    assert error["message"] == "No such option: --bogus"
+    assert "No such option: --bogus" in result.stderr  # people still read it there
+    assert cnncli("runs", "--bogus").stdout == ""
+
+
+def test_predict_format_json_gives_its_errors_as_json(tmp_path):
+    result = cnncli("predict", str(tmp_path / "nope.png"), "--model",
+                    str(tmp_path / "nope.keras"), "--format", "json")
+    assert result.returncode == 3
+    assert json.loads(result.stdout)["message"] == "the model file does not exist"

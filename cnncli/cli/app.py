@@ -83,7 +83,7 @@ def main() -> None:
         from cnncli.cli import render
 
         render.error(exc)
-        if "--json" in sys.argv[1:]:  # a script asked for JSON: the error is JSON too
+        if _wants_json(sys.argv[1:]):  # a script asked for JSON: the error is JSON too
             render.print_json(exc.to_dict())
         _leave(exc.exit_code)
     except KeyboardInterrupt:
@@ -91,6 +91,7 @@ def main() -> None:
     except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130
         if _caused_by_ctrl_c(exc):
             _interrupted()
+        _usage_error_as_json(exc)
         raise
     except Exception as exc:  # a bug, ours or a library's: say so in one paragraph
         _traceback_if_debugging()
@@ -100,6 +101,35 @@ def main() -> None:
                      "or a library it uses; run again with --debug (before the command) for "
                      "the traceback, and report it")
         sys.exit(EXIT_DATA_OR_MODEL)
+
+
+def _wants_json(args: list[str]) -> bool:
+    """True if the command line asks for JSON: ``--json``, or predict's ``--format json``.
+
+    >>> _wants_json(["runs", "--json"]), _wants_json(["predict", "--format", "json"])
+    (True, True)
+    """
+    from itertools import pairwise
+
+    return "--json" in args or "--format=json" in args or ("--format", "json") in set(
+        pairwise(args))
+
+
+def _usage_error_as_json(exc: SystemExit) -> None:
+    """With ``--json``, a command line Typer refused (it said why on stderr, exit 2) is a
+    JSON error on stdout too, as cnncli's own errors are: a script always gets JSON."""
+    import typer
+
+    usage = exc.__context__  # Typer's own click (typer._click) raised it: no public name
+    if _wants_json(sys.argv[1:]) and isinstance(usage, typer.TyperException) and \
+            getattr(usage, "exit_code", None) == 2 and hasattr(usage, "format_message"):
+        from cnncli.cli import render
+        from cnncli.errors import ConfigError
+
+        command = usage.ctx.command_path if getattr(usage, "ctx", None) else "cnncli"
+        error = ConfigError(usage.format_message(), hint=f"see {command} --help")
+        render.print_json({**error.to_dict(), "error": "UsageError",
+                           "exit_code": usage.exit_code})
 
 
 def _traceback_if_debugging() -> None:
