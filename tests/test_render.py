@@ -136,3 +136,20 @@ def test_names_with_newlines_stay_on_one_line(capsys):
     assert err.splitlines() == ["Grad-CAM: cams/gradcam_nl\\nline.png"]
     assert "Model: runs/a\\nb/model.keras" in out.splitlines()
     assert any("out/x\\ny.onnx" in line for line in out.splitlines())
+
+
+def test_an_export_path_is_folded_in_a_narrow_terminal_not_cut(monkeypatch):
+    from types import SimpleNamespace
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=buffer, width=80, markup=False))
+    check = SimpleNamespace(accuracy=0.9, keras_accuracy=0.9, quantized=True, drop=0.0,
+                            max_difference=0.01, agreement=1.0, images=200)
+    path = "exports/a_rather_long_folder_name/another_long_folder/model_int8.onnx"
+    render.exports(SimpleNamespace(model="m.keras", images="200 images", notes=[],
+                                   results=[SimpleNamespace(check=check, format="onnx",
+                                                            quantization="int8", path=path,
+                                                            size=2000, kept=True)]))
+    cells = "".join(line.split("│")[2].strip() for line in buffer.getvalue().splitlines()
+                    if line.count("│") > 3)
+    assert path in cells

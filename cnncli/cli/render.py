@@ -341,7 +341,8 @@ def exports(report) -> None:
     table = Table(title="Exports", title_justify="left")
     for col in ("export", "file", "size", "max diff", "top-1 agreement", "accuracy",
                 "result"):
-        table.add_column(col, justify="right" if col in ("size", "max diff") else "left")
+        table.add_column(col, justify="right" if col in ("size", "max diff") else "left",
+                         overflow="fold" if col == "file" else "ellipsis")  # never cut
     for r in report.results:
         c = r.check
         accuracy = ""
