@@ -87,3 +87,16 @@ def test_a_second_resume_of_a_run_being_trained_is_refused(tmp_path):
                               capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "another process is training into this run now" in done.stderr
+
+
+def test_a_folder_of_exported_models_is_not_a_run_and_the_hint_names_one(tmp_path):
+    exports = tmp_path / "export"
+    exports.mkdir()
+    (exports / "model.onnx").write_bytes(b"onnx")
+    (exports / "labels.txt").write_text("a\nb\n")
+    with pytest.raises(DataError, match="not a cnncli run folder") as caught:
+        rundir.find(exports)
+    assert caught.value.hint == f"it holds model files: give one of them, e.g. {exports}/model.onnx"
+    with pytest.raises(DataError) as caught:
+        rundir.find(tmp_path)
+    assert caught.value.hint == "give a run folder such as runs/mnist/1"

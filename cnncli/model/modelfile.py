@@ -122,7 +122,8 @@ def check_model_path(path: str | os.PathLike) -> str:
         raise ModelError("the model file name must end in lower-case .keras", file=text,
                          hint="rename it; Keras only recognises the lower-case suffix")
     if not lower.endswith(MODEL_SUFFIX):
-        hint = "Keras 3 model files end in .keras"
+        hint = ("Keras 3 model files end in .keras (predict and evaluate also take an "
+                "exported .onnx, .tflite or .xml file, or a SavedModel folder)")
         if zipfile.is_zipfile(text):
             hint = "if this is a Keras 3 model archive, rename it to end in .keras"
         elif _starts_with(text, _HDF5_SIGNATURE):

@@ -86,8 +86,11 @@ def find(path: str | Path) -> Path:
                         hint="list runs with `cnncli runs`; runs live in runs/<name>/<n>")
     p = p.resolve()
     if not (p / CONFIG).exists():
+        models = sorted(str(Path(path) / m.name) for m in p.iterdir() if m.suffix in (
+            ".keras", ".onnx", ".tflite", ".xml") or (m / "saved_model.pb").is_file())
         raise DataError("this is not a cnncli run folder (it has no config.yaml)",
-                        file=str(path), hint="give a run folder such as runs/mnist/1")
+                        file=str(path), hint=f"it holds model files: give one of them, e.g. "
+                        f"{models[0]}" if models else "give a run folder such as runs/mnist/1")
     return p
 
 
