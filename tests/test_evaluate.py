@@ -133,3 +133,8 @@ def test_an_output_under_a_file_names_the_file_in_the_way(run, tmp_path):
     with pytest.raises(ConfigError, match="the output folder is a file, not a folder"):
         evaluation.evaluate(run, output=blocker)
     assert blocker.read_text() == "not a folder"
+
+
+def test_an_empty_run_name_is_a_usage_error_not_the_current_folder():
+    with pytest.raises(ConfigError, match="the run or model to use is an empty name"):
+        artefact.resolve("")

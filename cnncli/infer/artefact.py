@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli import config, files
-from cnncli.errors import ModelError
+from cnncli.errors import ConfigError, ModelError
 from cnncli.model.meta import ModelMeta
 from cnncli.run import rundir
 
@@ -34,6 +34,9 @@ def resolve(target: str | os.PathLike) -> Artefact:
     from cnncli.model import modelfile  # imports Keras: only for Keras models
 
     text = os.fspath(target)  # not Path(): it would turn gs://b/m into gs:/b/m
+    if not text.strip():  # Path("") is the current folder
+        raise ConfigError("the run or model to use is an empty name",
+                          hint="give a run folder (runs/mnist/1) or a model file")
     path = Path(text)
     if modelfile.is_remote(text) or text.endswith(".keras") or path.is_file():
         modelfile.check_model_path(text)
