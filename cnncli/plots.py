@@ -64,6 +64,18 @@ def picture_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
+def check_picture_folder(path: str | Path, option: str) -> None:
+    """A `ConfigError` if `path`, given to `option` as the folder to write pictures into,
+    is a picture's name (``heat.png``) and no folder yet: it would become a folder.
+
+    >>> check_picture_folder("cams", "--output")
+    """
+    if Path(path).suffix.lower() in FORMATS and not Path(path).is_dir():
+        raise ConfigError(f"{option} is the folder to write the pictures into (one per "
+                          "image), and this is a picture's name", file=str(path),
+                          hint=f"give a folder, e.g. {option} {Path(path).with_suffix('')}")
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     """Render `fig` in the format of `path`'s suffix, then write it to `path` atomically."""
     path = Path(path)

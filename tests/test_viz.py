@@ -698,3 +698,18 @@ def test_help_of_the_picture_commands_imports_no_tensorflow(command):
             "print('HEAVY', [m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in result.stdout and "Usage:" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("args", [["explain", "vgg16", "{image}", "--output", "{out}"],
+                                  ["predict", "{image}", "--model", "vgg16", "--explain",
+                                   "{out}"]])
+def test_a_heat_map_folder_named_like_a_picture_is_refused_before_any_work(tmp_path, args):
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    out = tmp_path / "heat.png"
+    result = cnncli(*(a.format(image=image, out=out) for a in args))
+    assert result.returncode == 2, result.stderr
+    assert "is the folder to write the pictures into (one per image), and this is a " \
+           "picture's name" in result.stderr and f"--{args[-2].strip('-')} {tmp_path}/heat" \
+        in result.stderr
+    assert not out.exists()

@@ -58,6 +58,9 @@ def predict(
             raise ConfigError("--explain (Grad-CAM) needs the Keras model with its layers, "
                               "and this is an exported file", file=model,
                               hint="point --model at the run folder or its .keras file")
+        from cnncli import plots
+
+        plots.check_picture_folder(explain, "--explain")
         files.writable_folder(explain)
     placement = _placement(model, device, precision)
     loaded = classifier.load(model, weights=weights, offline=offline,

@@ -121,10 +121,12 @@ def explain(
     """Grad-CAM: where in each image the network found the class, as a heat map."""
     import sys
 
+    from cnncli import plots
     from cnncli.cli import render
     from cnncli.data import inputs
     from cnncli.viz import explain as explaining
 
+    plots.check_picture_folder(output, "--output")
     files = inputs.expand_inputs(sources, stdin=sys.stdin)
     loaded = _load(target, weights, offline, device)
     result = explaining.explain(files, loaded, class_name=class_name, layer=layer,
