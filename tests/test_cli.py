@@ -203,6 +203,7 @@ def test_a_command_line_typer_refuses_is_a_json_error_when_json_was_asked_for():
     assert error["message"] == "No such option: --bogus"
     assert "No such option: --bogus" in result.stderr  # people still read it there
     assert cnncli("runs", "--bogus").stdout == ""
+    assert cnncli("export", "run", "--format", "json", "--bogus").stdout == ""  # a format
 
 
 def test_predict_format_json_gives_its_errors_as_json(tmp_path):

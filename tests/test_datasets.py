@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import shutil
 import warnings
 from pathlib import Path
 
@@ -292,6 +293,25 @@ def test_a_class_folder_that_is_a_link_to_another_class_is_refused_naming_the_li
     assert err.value.file == str(root / link) and f"remove the link {link}" in err.value.hint
 
 
+def test_test_images_that_are_the_training_images_through_a_link_are_refused(tmp_path):
+    image_folder(tmp_path / "set" / "train", per_class=2)
+    (tmp_path / "set" / "test").mkdir()
+    (tmp_path / "set" / "test" / "cat").mkdir()
+    write_image(tmp_path / "set" / "test" / "cat" / "x.png")
+    (tmp_path / "set" / "test" / "dog").symlink_to("../train/dog")
+    with pytest.raises(DataError, match="class folder test/dog is a link to the same folder "
+                                        "as class folder train/dog: the same images would "
+                                        "be training and test images"):
+        datasets.load(tmp_path / "set")
+    shutil.rmtree(tmp_path / "set" / "test")
+    (tmp_path / "set" / "test").symlink_to("train")
+    with pytest.raises(DataError, match="class folder test/cat is reached through the link "
+                                        "test, to the same folder as class folder "
+                                        "train/cat") as err:
+        datasets.load(tmp_path / "set")
+    assert err.value.hint.startswith("remove the link test,")
+
+
 def test_a_class_folder_with_no_image_is_a_warning_and_training_refuses_it(tmp_path):
     root = image_folder(tmp_path / "f", per_class=3)
     (root / "empty").mkdir()
@@ -307,6 +327,19 @@ train: {{epochs: 1, batch_size: 2}}
 """)
     with pytest.warns(DataWarning), pytest.raises(DataError, match="no training image"):
         training.plan(config.load(tmp_path / "run.yaml"))
+
+
+def test_a_gap_in_array_labels_trains_but_a_class_only_in_test_does_not():
+    from cnncli.data.dataset import Dataset, Split
+
+    x = np.zeros((3, 8, 8, 1), np.uint8)
+    letters = Dataset("emnist-letters", Split(x, np.array([1, 2, 3])),  # labels from 1
+                      Split(x, np.array([1, 2, 3])), ["0", "a", "b", "c"], "idx")
+    checks.check_every_class_trains(letters, "emnist")  # class 0 has no image at all
+    only_in_test = Dataset("toy", Split(x, np.array([0, 1, 1])), Split(x, np.array([0, 1, 2])),
+                           ["a", "b", "c"], "toy.npz")
+    with pytest.raises(DataError, match=r"1 of the 3 classes has no training image \(c\)"):
+        checks.check_every_class_trains(only_in_test, "toy.npz")
 
 
 def test_a_test_class_folder_without_images_is_a_warning(tmp_path):

@@ -96,7 +96,10 @@ def test_a_folder_of_exported_models_is_not_a_run_and_the_hint_names_one(tmp_pat
     (exports / "labels.txt").write_text("a\nb\n")
     with pytest.raises(DataError, match="not a cnncli run folder") as caught:
         rundir.find(exports)
-    assert caught.value.hint == f"it holds model files: give one of them, e.g. {exports}/model.onnx"
+    assert caught.value.hint == ("it holds model files: give one of them, e.g. "
+                                 f"{exports.resolve()}/model.onnx")
+    with pytest.raises(DataError, match="this is a file, not a run folder"):
+        rundir.find(exports / "model.onnx")  # e.g. train --resume model.onnx
     with pytest.raises(DataError) as caught:
         rundir.find(tmp_path)
     assert caught.value.hint == "give a run folder such as runs/mnist/1"

@@ -44,7 +44,8 @@ def save_legacy(model, path):
 @pytest.fixture(scope="module")
 def weights_files(tmp_path_factory):
     """A MobileNetV2 without its classifier, with moved batch-norm statistics, saved as
-    Keras' cached no-top file, as a .weights.h5 and as a whole .keras model."""
+    Keras' cached no-top file, as a .weights.h5, as a whole .keras model and as sharded
+    weights (.weights.json and its shards)."""
     folder = tmp_path_factory.mktemp("mobilenet")
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(weights=None, include_top=False,
@@ -58,8 +59,9 @@ def weights_files(tmp_path_factory):
     cache = save_legacy(model, home / "models" / NOTOP)
     model.save_weights(folder / "mine.weights.h5")
     model.save(folder / "whole.keras")
+    model.save_weights(folder / "sharded.weights.json", max_shard_size=0.004)  # GB: shards
     return {"model": model, "home": home, "cache": cache, "mine": folder / "mine.weights.h5",
-            "whole": folder / "whole.keras"}
+            "whole": folder / "whole.keras", "sharded": folder / "sharded.weights.json"}
 
 
 @pytest.fixture
@@ -89,7 +91,7 @@ def test_the_cache_file_name_is_keras_own():
         "_1.0_160_no_top.h5")
 
 
-@pytest.mark.parametrize("source", ["cache", "mine", "whole"])
+@pytest.mark.parametrize("source", ["cache", "mine", "whole", "sharded"])
 def test_notop_weights_load_into_the_backbone_and_give_that_models_outputs(keras_home,
                                                                           source):
     built = builder.build_checked(head_spec("imagenet" if source == "cache"
@@ -191,8 +193,9 @@ def test_a_zip_named_keras_without_weights_is_refused_as_holding_none(weights_fi
 def test_a_weights_file_of_a_kind_keras_does_not_read_is_refused_by_its_ending(tmp_path):
     other = tmp_path / "weights.pth"
     other.write_bytes(b"torch")
-    with pytest.raises(ModelError, match=r"Keras reads weights from .weights.h5, .h5, "
-                                         r".hdf5, .keras files, not '.pth'"):
+    with pytest.raises(ModelError, match=r"Keras reads weights from .weights.h5, "
+                                         r".weights.json, .h5, .hdf5, .keras files, not "
+                                         r"'.pth'"):
         pretrained.load("vgg16", weights=other)
 
 

@@ -108,28 +108,31 @@ def _wants_json(args: list[str]) -> bool:
 
     >>> _wants_json(["runs", "--json"]), _wants_json(["predict", "--format", "json"])
     (True, True)
+    >>> _wants_json(["export", "run", "--format", "json"])
+    False
     """
     from itertools import pairwise
 
-    return "--json" in args or "--format=json" in args or ("--format", "json") in set(
-        pairwise(args))
+    return "--json" in args or "predict" in args and (
+        "--format=json" in args or ("--format", "json") in set(pairwise(args)))
 
 
 def _usage_error_as_json(exc: SystemExit) -> None:
     """With ``--json``, a command line Typer refused (it said why on stderr, exit 2) is a
-    JSON error on stdout too, as cnncli's own errors are: a script always gets JSON."""
-    import typer
+    JSON error on stdout too, as cnncli's own errors are: a script always gets JSON.
+    Typer ends every command with `SystemExit`; a refused command line is the one whose
+    exit 2 comes while handling click's usage error (Typer's own copy of click since
+    0.26, click itself before: matched by what it has, not by class)."""
+    usage = exc.__context__
+    if exc.code != 2 or not _wants_json(sys.argv[1:]) or not (
+            hasattr(usage, "format_message") and getattr(usage, "exit_code", None) == 2):
+        return
+    from cnncli.cli import render
+    from cnncli.errors import ConfigError
 
-    usage = exc.__context__  # Typer's own click (typer._click) raised it: no public name
-    if _wants_json(sys.argv[1:]) and isinstance(usage, typer.TyperException) and \
-            getattr(usage, "exit_code", None) == 2 and hasattr(usage, "format_message"):
-        from cnncli.cli import render
-        from cnncli.errors import ConfigError
-
-        command = usage.ctx.command_path if getattr(usage, "ctx", None) else "cnncli"
-        error = ConfigError(usage.format_message(), hint=f"see {command} --help")
-        render.print_json({**error.to_dict(), "error": "UsageError",
-                           "exit_code": usage.exit_code})
+    command = usage.ctx.command_path if getattr(usage, "ctx", None) else "cnncli"
+    error = ConfigError(usage.format_message(), hint=f"see {command} --help")
+    render.print_json({**error.to_dict(), "error": "UsageError", "exit_code": 2})
 
 
 def _traceback_if_debugging() -> None:

@@ -57,7 +57,7 @@ def pack(
     from cnncli.cli import render
     from cnncli.data import datasets as data
     from cnncli.data import records
-    records.resize_mode(image_size, resize)  # known before the data is read
+    records.pack_resize_mode(image_size, resize)  # known before the data is read
     ds = data.load(source, data_dir=data_dir, offline=offline)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
         index = records.pack(ds, out, image_size=image_size, resize=resize,

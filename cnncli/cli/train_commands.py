@@ -109,18 +109,11 @@ def runs(
     json: JsonOpt = False,
 ) -> None:
     """List training runs with their status and best figures."""
-    from pathlib import Path
-
     from cnncli.cli import render
-    from cnncli.errors import ConfigError
     from cnncli.run import listing
 
-    if root is not None and not Path(root).is_dir():  # a mistyped folder is not "no runs"
-        raise ConfigError("not a folder" if Path(root).exists() else "no such folder",
-                          file=root, hint="give the folder holding the runs (cnncli train "
-                                          "writes them under runs/)")
+    rows = listing.summaries(root or "runs", must_exist=root is not None)
     root = root or "runs"
-    rows = listing.summaries(root)
     if json:
         render.print_json([r.to_dict() for r in rows])
         return

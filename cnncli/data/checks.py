@@ -123,29 +123,35 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, class_names: list[s
 
 
 def check_every_class_trains(ds: Dataset, file: str) -> None:
-    """A `DataError` naming the classes of `ds` without a training image (a model would
-    never learn them: an empty class folder, a class whose files could not be read).
+    """A `DataError` naming the classes of `ds` that the model is asked to know but has no
+    training image of: one with test images, or, for files (a class folder, a CSV's
+    label), any (an empty class folder, a class whose files could not be read). A class
+    of arrays with no image at all is a gap in the labels (EMNIST's letters start at 1),
+    allowed. Checked before ``data.limit`` and the validation split take their part.
 
     >>> x = np.zeros((2, 8, 8, 1), np.uint8)
-    >>> toy = Dataset("toy", Split(x, np.array([0, 0])), Split(x, np.array([0, 1])),
-    ...               ["cat", "dog"], "toy")
+    >>> toy = Dataset("toy", Split(x, np.array([1, 1])), Split(x, np.array([1, 2])),
+    ...               ["0", "cat", "dog"], "toy")
     >>> try:
     ...     check_every_class_trains(toy, "toy.npz")
     ... except DataError as exc:
     ...     print(exc.message)
-    1 of the 2 classes has no training image (dog): a model would never learn it
+    1 of the 3 classes has no training image (dog): a model would never learn it
     """
-    counts = np.bincount(ds.train.labels, minlength=ds.num_classes)
-    missing = [ds.class_names[i] for i in np.flatnonzero(counts == 0)]
+    n = ds.num_classes
+    train = np.bincount(ds.train.labels, minlength=n)
+    test = np.bincount(ds.test.labels, minlength=n) if len(ds.test) else np.zeros(n, int)
+    named = ds.train.kind == "files"  # every class is a folder or a CSV label
+    missing = [ds.class_names[i] for i in range(n) if train[i] == 0 and (named or test[i])]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
                                           else "")
         one = len(missing) == 1
-        raise DataError(f"{len(missing)} of the {ds.num_classes} classes "
+        raise DataError(f"{len(missing)} of the {n} classes "
                         f"{'has' if one else 'have'} no training image ({shown}): a model "
                         f"would never learn {'it' if one else 'them'}", file=file,
                         hint="give every class training images, or leave the class out (its "
-                             "folder, its rows)")
+                             "folder, its rows, its test images)")
 
 
 def looks_like(path: Path) -> str:

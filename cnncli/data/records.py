@@ -120,7 +120,7 @@ def _split(folder: Path, entry: dict, name: str, shape) -> Split:
     return Split(Records(tuple(shards), entry["count"], shape), labels)
 
 
-def resize_mode(image_size: tuple[int, int] | None, resize: str | None) -> str:
+def pack_resize_mode(image_size: tuple[int, int] | None, resize: str | None) -> str:
     """The resize mode `pack` uses: `resize` (default stretch), checked; a `ConfigError`
     for a mode without an `image_size` (the images would be packed as they are)."""
     if resize is not None and image_size is None:
@@ -144,7 +144,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     from cnncli.runtime import import_tf
 
     out = Path(out)
-    resize = resize_mode(image_size, resize)
+    resize = pack_resize_mode(image_size, resize)
     if image_size and max(image_size) > MAX_IMAGE_SIDE:
         raise ConfigError(f"--image-size {image_size[0]} {image_size[1]} is larger than "
                           f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "

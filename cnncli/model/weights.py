@@ -61,6 +61,8 @@ def _check_readable(path: Path, hint: str) -> None:
                              hint=f"rename it to {name[:-len(ending)]}{ending}")
         raise ModelError(f"Keras reads weights from {', '.join(KERAS_ENDINGS)} files, not "
                          f"'{path.suffix or name}'", file=str(path), hint=hint)
+    if name.endswith(".weights.json"):  # the index of sharded weights: Keras reads on
+        return  # (its messages name the shard that is missing or does not fit)
     if name.endswith(".keras"):
         read_model_config(path)  # empty, cut short, damaged, not Keras': said by name
         with zipfile.ZipFile(path) as archive:
@@ -78,7 +80,7 @@ def _check_readable(path: Path, hint: str) -> None:
 
 
 #: The endings of the weights files Keras' ``load_weights`` reads.
-KERAS_ENDINGS = (".weights.h5", ".h5", ".hdf5", ".keras")
+KERAS_ENDINGS = (".weights.h5", ".weights.json", ".h5", ".hdf5", ".keras")
 
 
 def weighted_layers(model) -> list:

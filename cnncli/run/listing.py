@@ -37,8 +37,16 @@ class RunSummary:
         return asdict(self)
 
 
-def summaries(root: str | Path = "runs") -> list[RunSummary]:
-    """One `RunSummary` per run folder under `root`, in `rundir.list_runs` order."""
+def summaries(root: str | Path = "runs", *, must_exist: bool = False) -> list[RunSummary]:
+    """One `RunSummary` per run folder under `root`, in `rundir.list_runs` order; with
+    `must_exist` (a folder the user named), a `ConfigError` if `root` is not a folder (a
+    mistyped folder is not "no runs")."""
+    if must_exist and not Path(root).is_dir():
+        from cnncli.errors import ConfigError
+
+        raise ConfigError("not a folder" if Path(root).exists() else "no such folder",
+                          file=str(root), hint="give the folder holding the runs (cnncli "
+                                               "train writes them under runs/)")
     return [summarize(run) for run in rundir.list_runs(root)]
 
 
@@ -48,10 +56,12 @@ RECORDED = ("running", "interrupted", "failed", "finished")
 
 def summarize(run: Path) -> RunSummary:
     """What the files of `run` say about it; never raises for a damaged run."""
-    live = rundir.is_live(run)
     try:
         _check_config(run / rundir.CONFIG)
-        state = _read_object(run / rundir.STATE, missing={"status": "running"} if live else None)
+        if (run / rundir.STATE).exists() or not rundir.is_live(run):
+            state = _read_object(run / rundir.STATE, missing=None)
+        else:  # its process is writing it now: the state comes next
+            state = {"status": "running"}
         metrics = _read_object(run / "metrics.json", missing={})
         status = state.get("status")
         if status not in RECORDED:
@@ -67,7 +77,7 @@ def summarize(run: Path) -> RunSummary:
         _check_model(run, finished=status == "finished")
     except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         return RunSummary(str(run), DAMAGED, problem=str(exc))
-    if status == "running" and not live:
+    if status == "running" and not rundir.is_live(run):  # (only then: a look takes a lock)
         status = KILLED
     if not metrics:  # not finished: its finished epochs say what it reached so far
         return _so_far(run, status)

@@ -86,12 +86,23 @@ def find(path: str | Path) -> Path:
                         hint="list runs with `cnncli runs`; runs live in runs/<name>/<n>")
     p = p.resolve()
     if not (p / CONFIG).exists():
-        models = sorted(str(Path(path) / m.name) for m in p.iterdir() if m.suffix in (
-            ".keras", ".onnx", ".tflite", ".xml") or (m / "saved_model.pb").is_file())
+        if not p.is_dir():
+            raise DataError("this is a file, not a run folder", file=str(path),
+                            hint="give a run folder such as runs/mnist/1")
+        models = _model_files(p)
         raise DataError("this is not a cnncli run folder (it has no config.yaml)",
                         file=str(path), hint=f"it holds model files: give one of them, e.g. "
                         f"{models[0]}" if models else "give a run folder such as runs/mnist/1")
     return p
+
+
+def _model_files(folder: Path) -> list[str]:
+    """The model files (and SavedModel folders) in `folder`, sorted."""
+    try:
+        return sorted(str(m) for m in folder.iterdir() if m.suffix in (
+            ".keras", ".onnx", ".tflite", ".xml") or (m / "saved_model.pb").is_file())
+    except OSError:
+        return []
 
 
 def list_runs(root: str | Path = "runs") -> list[Path]:
