@@ -42,10 +42,8 @@ def resolve(target: str | os.PathLike) -> Artefact:
         modelfile.check_model_path(text)
         return Artefact(path, None, modelfile.read_meta(path) or ModelMeta())
     run = rundir.find(path)
-    model = run / "best.keras"
-    if not model.exists():
-        model = run / "model.keras"
-    if not model.exists():
+    model = rundir.model_file(run)
+    if model is None:
         if _finished(run):  # it had one: removed or lost since
             raise ModelError("this run finished, but its model files (best.keras, "
                              "model.keras) are gone", file=str(run),

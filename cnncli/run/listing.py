@@ -105,7 +105,7 @@ def _check_model(run: Path, finished: bool) -> None:
     (the end of the file), not a load."""
     import zipfile
 
-    model = next((run / n for n in ("best.keras", "model.keras") if (run / n).exists()), None)
+    model = rundir.model_file(run)
     if model is None:
         if finished:
             raise ValueError("its model files (best.keras, model.keras) are gone")

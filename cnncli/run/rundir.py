@@ -161,6 +161,12 @@ def is_live(run: Path) -> bool:
     return False
 
 
+def model_file(run: Path) -> Path | None:
+    """The model of `run` that predict, evaluate and export use: its ``best.keras``,
+    else its ``model.keras``; None if it has neither yet."""
+    return next((run / n for n in ("best.keras", "model.keras") if (run / n).exists()), None)
+
+
 def has_backup(run: Path) -> bool:
     return (run / BACKUP).exists() or (run / PREVIOUS_BACKUP).exists()
 
