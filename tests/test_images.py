@@ -210,6 +210,31 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_image(path).shape == (20, 10, 3)
 
 
+def test_exif_orientation_turns_the_pixels_not_only_the_shape(tmp_path):
+    img = Image.new("RGB", (20, 10), (0, 0, 0))
+    img.paste(RED, (0, 0, 10, 10))  # left half red as stored
+    exif = Image.Exif()
+    exif[0x0112] = 3  # "rotate 180 degrees": red ends up on the right
+    out = load_image(saved(tmp_path, img, "upside.png", exif=exif))
+    assert out[5, 18].tolist() == list(RED) and out[5, 1].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("orientation", [None, 1])
+def test_an_upright_image_is_decoded_without_a_copy(tmp_path, monkeypatch, orientation):
+    # a copy of the pixels cost a sixth of a photo's decode (bench/STREAM_RESULTS.md)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    path = saved(tmp_path, Image.new("RGB", (20, 10), RED), "a.jpg", exif=exif)
+
+    def no_copy(self):
+        raise AssertionError("the decoded image was copied")
+
+    monkeypatch.setattr(Image.Image, "copy", no_copy)
+    assert load_image(path).shape == (10, 20, 3)
+    assert images.load_resized(path, (5, 5)).shape == (5, 5, 3)
+
+
 def test_channels_1_gives_grey_luma(tmp_path):
     path = saved(tmp_path, Image.new("RGB", (3, 2), RED), "a.png")
     out = load_image(path, channels=1)
