@@ -71,6 +71,10 @@ HELP_TARGET = 0.3  # seconds, at most
 #: writes it; `cnncli predict`'s speed (wall time of the whole process) against each: at least
 PREDICT_SCRIPTS = {"raw": "float32", "raw-bf16": "mixed_bfloat16"}
 PREDICT_TARGETS = {"raw": 3.0, "raw-bf16": 1.0}
+#: Networks `cnncli predict` is timed with (random weights from a file); the targets are
+#: VGG16's (the issue's), ResNet50's ratios are reported beside them.
+PREDICT_NETWORKS = {"vgg16": "VGG16", "resnet50": "ResNet50"}
+TARGET_NETWORK = "vgg16"
 RSS_TARGET = 1.1  # cnncli's peak RSS / the tuned script's: at most
 MATMUL_SHARE_AIM = 0.65  # cnncli's training GFLOP/s / the same precision's matmul: aim
 
@@ -102,6 +106,9 @@ def parse_args(argv):
                    help="most epochs the tutorial gets to reach the accuracy (default 15)")
     p.add_argument("--help-runs", type=int, default=10, help="`cnncli --help` runs per round")
     p.add_argument("--images", type=int, default=256, help="images to predict (default 256)")
+    p.add_argument("--predict-networks", default=",".join(PREDICT_NETWORKS),
+                   help="networks to predict with (default: " + ",".join(PREDICT_NETWORKS)
+                        + ")")
     p.add_argument("--data-dir", default=None, help="where Fashion-MNIST is")
     p.add_argument("--out", default=None,
                    help="folder for RESULTS.md and results.json (default: bench/; "
@@ -129,6 +136,10 @@ def parse_args(argv):
         args.notes.append("PyTorch left out: " + ("--skip-torch" if args.skip_torch else
                           f"torch is not installed (install it with `{TORCH_INSTALL}`)"))
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    args.predict_networks = [n.strip() for n in args.predict_networks.split(",") if n.strip()]
+    if bad := [n for n in args.predict_networks if n not in PREDICT_NETWORKS]:
+        p.error(f"--predict-networks: unknown {', '.join(bad)}; use "
+                f"{', '.join(PREDICT_NETWORKS)}")
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     if args.quick:
@@ -317,20 +328,31 @@ def one_round(runner: Runner, args, r: int, predict_setup: dict | None) -> None:
             runner.run(r, "accuracy", "tutorial", cmd + ["--target-accuracy",
                                                          str(TARGET_ACCURACY)])
     if "predict" in s and predict_setup:
-        folder, weights = predict_setup["images"], predict_setup["weights"]
-        runner.run(r, "predict", "cnncli",
-                   cnncli_command() + ["predict", folder, "--model", "vgg16", "--weights",
-                                       weights, "--format", "jsonl", "--quiet", "--offline"],
-                   json_out=False, stdout=runner.work / f"r{r}-predict-cnncli.jsonl")
-        for name, precision in PREDICT_SCRIPTS.items():
+        folder = predict_setup["images"]
+        for network, weights in predict_setup["weights"].items():
+            name = predict_name("cnncli", network)
             runner.run(r, "predict", name,
-                       [PYTHON, str(CONTENDERS / "predict_raw.py"), folder, "--weights",
-                        weights, "--precision", precision],
-                       stdout=runner.work / f"r{r}-predict-{name}.jsonl")
+                       cnncli_command() + ["predict", folder, "--model", network, "--weights",
+                                           weights, "--format", "jsonl", "--quiet",
+                                           "--offline"],
+                       json_out=False, stdout=runner.work / f"r{r}-predict-{name}.jsonl")
+            for script, precision in PREDICT_SCRIPTS.items():
+                name = predict_name(script, network)
+                runner.run(r, "predict", name,
+                           [PYTHON, str(CONTENDERS / "predict_raw.py"), folder, "--network",
+                            network, "--weights", weights, "--precision", precision],
+                           stdout=runner.work / f"r{r}-predict-{name}.jsonl")
+
+
+def predict_name(contender: str, network: str) -> str:
+    """A predict record's name: the contender's for VGG16 (as before ResNet50 was added),
+    with the network's appended for the others (``raw-bf16-resnet50``)."""
+    return contender if network == TARGET_NETWORK else f"{contender}-{network}"
 
 
 def make_predict_inputs(runner: Runner, args) -> dict | None:
-    """256 JPEG photos-to-be (500 x 375, seeded smooth noise) and a VGG16 weights file."""
+    """256 JPEG photos-to-be (500 x 375, seeded smooth noise) and a weights file of each
+    network of ``--predict-networks``."""
     import numpy as np
     from PIL import Image
 
@@ -341,13 +363,15 @@ def make_predict_inputs(runner: Runner, args) -> dict | None:
         small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
         img = Image.fromarray(small).resize((500, 375), Image.Resampling.BICUBIC)
         img.save(folder / f"{i:04d}.jpg", quality=90)
-    weights = runner.work / "vgg16.weights.h5"
-    record = runner.run(0, "setup", "vgg16-weights",
-                        [PYTHON, str(CONTENDERS / "predict_raw.py"), "--make-weights",
-                         str(weights)], json_out=False)
-    if record["exit_code"] != 0:
-        return None
-    return {"images": str(folder), "weights": str(weights)}
+    weights = {}
+    for network in args.predict_networks:
+        path = runner.work / f"{network}.weights.h5"
+        record = runner.run(0, "setup", f"{network}-weights",
+                            [PYTHON, str(CONTENDERS / "predict_raw.py"), "--network", network,
+                             "--make-weights", str(path)], json_out=False)
+        if record["exit_code"] == 0:
+            weights[network] = str(path)
+    return {"images": str(folder), "weights": weights} if weights else None
 
 
 # --------------------------------------------------------------------------- #
@@ -413,6 +437,45 @@ def top1(path: Path) -> dict[str, str]:
             if isinstance(row, dict) and row.get("rank") == 1:
                 out[Path(row["file"]).name] = row.get("class")
     return out
+
+
+def predict_summary(args, records: list[dict], work: Path, network: str, target) -> dict:
+    """`cnncli predict` with `network` against the plain scripts: wall times, their parts,
+    top-1 agreement, speed ratios; the issue's targets for VGG16 (through `target`)."""
+    pc = ok(records, "predict", predict_name("cnncli", network))
+    scripts = {name: ok(records, "predict", predict_name(name, network))
+               for name in PREDICT_SCRIPTS}
+    if not pc and not any(scripts.values()):
+        return {}
+    pred = {"network": PREDICT_NETWORKS[network],
+            "cnncli_wall": stats([r["wall_seconds"] for r in pc]),
+            "cnncli_rss": stats([r["peak_rss_mb"] for r in pc]),
+            "images": args.images, "scripts": {}}
+    for name, rows in scripts.items():
+        entry = {"precision": PREDICT_SCRIPTS[name],
+                 "wall": stats([r["wall_seconds"] for r in rows]),
+                 "rss": stats([r["peak_rss_mb"] for r in rows]),
+                 "parts": {k: stats([r["result"]["seconds"].get(k) for r in rows])
+                           for k in ("import", "load_model", "read_images", "predict",
+                                     "top_k")} if rows else {}}
+        agree = []
+        for r in {x["round"] for x in pc} & {x["round"] for x in rows}:
+            a = top1(work / f"r{r}-predict-{predict_name('cnncli', network)}.jsonl")
+            b = top1(work / f"r{r}-predict-{predict_name(name, network)}.jsonl")
+            if common := set(a) & set(b):
+                agree.append(sum(a[k] == b[k] for k in common) / len(common))
+        entry["top1_agreement"] = stats(agree)
+        if pc and rows:  # speed = the script's wall time / cnncli's
+            rs = ratio_stats(by_round(rows, lambda r: r["wall_seconds"]),
+                             by_round(pc, lambda r: r["wall_seconds"]))
+            entry["speedup"] = rs
+            if network == TARGET_NETWORK:
+                target(f"`cnncli predict` ({pred['network']}) speed / the plain Keras script in "
+                       f"{PREDICT_SCRIPTS[name]}", rs["value"], PREDICT_TARGETS[name], True,
+                       f"per round {rs['min']:.2f}x to {rs['max']:.2f}x" if rs["n"] > 1
+                       else "")
+        pred["scripts"][name] = entry
+    return pred
 
 
 def summarize(args, records: list[dict], work: Path) -> dict:
@@ -531,37 +594,10 @@ def summarize(args, records: list[dict], work: Path) -> dict:
                f"max {s['startup']['max']:.3f}")
 
     # (e) prediction
-    pc = ok(records, "predict", "cnncli")
-    scripts = {name: ok(records, "predict", name) for name in PREDICT_SCRIPTS}
-    pred: dict = {}
-    if pc or any(scripts.values()):
-        pred = {"cnncli_wall": stats([r["wall_seconds"] for r in pc]),
-                "cnncli_rss": stats([r["peak_rss_mb"] for r in pc]),
-                "images": args.images, "scripts": {}}
-        for name, rows in scripts.items():
-            entry = {"precision": PREDICT_SCRIPTS[name],
-                     "wall": stats([r["wall_seconds"] for r in rows]),
-                     "rss": stats([r["peak_rss_mb"] for r in rows]),
-                     "parts": {k: stats([r["result"]["seconds"].get(k) for r in rows])
-                               for k in ("import", "load_model", "read_images", "predict",
-                                         "top_k")} if rows else {}}
-            agree = []
-            for r in {x["round"] for x in pc} & {x["round"] for x in rows}:
-                a = top1(work / f"r{r}-predict-cnncli.jsonl")
-                b = top1(work / f"r{r}-predict-{name}.jsonl")
-                if common := set(a) & set(b):
-                    agree.append(sum(a[k] == b[k] for k in common) / len(common))
-            entry["top1_agreement"] = stats(agree)
-            if pc and rows:  # speed = the script's wall time / cnncli's
-                rs = ratio_stats(by_round(rows, lambda r: r["wall_seconds"]),
-                                 by_round(pc, lambda r: r["wall_seconds"]))
-                entry["speedup"] = rs
-                target(f"`cnncli predict` speed / the plain Keras script in "
-                       f"{PREDICT_SCRIPTS[name]}", rs["value"], PREDICT_TARGETS[name], True,
-                       f"per round {rs['min']:.2f}x to {rs['max']:.2f}x" if rs["n"] > 1
-                       else "")
-            pred["scripts"][name] = entry
-    s["predict"] = pred
+    s["predict"] = {}
+    for network in PREDICT_NETWORKS:
+        if pred := predict_summary(args, records, work, network, target):
+            s["predict"][network] = pred
 
     # (f) the lecture's 1,000,000 images
     lec: dict = {"images": LECTURE_IMAGES, "lecture_minutes": LECTURE_MINUTES}
@@ -713,17 +749,19 @@ def rest_sections(args, summary: dict) -> list[str]:
                   f"`cnncli --help`: median {med} of {st['n']} runs ({rng}); the wall time "
                   "of the process, after one untimed run to warm the page cache."]
 
-    pred = summary["predict"]
-    if pred:
+    for network, pred in summary["predict"].items():
+        net = pred["network"]
         cw, cw_range = fmt(pred["cnncli_wall"], ",.2f", " s")
-        lines += ["", "## (e) Prediction", "",
-                  f"{pred['images']} JPEGs (500x375) with VGG16 from a weights file "
-                  "(`keras.applications.VGG16(weights=None).save_weights`). All are whole "
-                  "processes, timed from launch to exit: `cnncli predict FOLDER --model vgg16 "
-                  "--weights FILE --format jsonl --quiet` (its default `--precision auto`) and "
-                  "`bench/contenders/predict_raw.py` (imports Keras, builds VGG16, loads the "
-                  "weights, reads and resizes the images with PIL, `preprocess_input`, "
-                  "`model.predict` in batches of 32, top 5), once in float32 and once with "
+        heading = "## (e) Prediction" + ("" if network == TARGET_NETWORK else f": {net}")
+        lines += ["", heading, "",
+                  f"{pred['images']} JPEGs (500x375) with {net} from a weights file "
+                  f"(`keras.applications.{net}(weights=None).save_weights`). All are whole "
+                  f"processes, timed from launch to exit: `cnncli predict FOLDER --model "
+                  f"{network} --weights FILE --format jsonl --quiet` (its default "
+                  "`--precision auto`) and `bench/contenders/predict_raw.py` (imports Keras, "
+                  f"builds {net}, loads the weights, reads and resizes the images with PIL, "
+                  "`preprocess_input`, `model.predict` in batches of 32, top 5), once in "
+                  "float32 and once with "
                   "`keras.mixed_precision.set_global_policy(\"mixed_bfloat16\")`. Speed = "
                   "the script's wall time / cnncli's (medians; range of same-round ratios). "
                   "Random weights: the top-1 agreement of near-uniform probabilities is "

@@ -106,3 +106,20 @@ def test_networks_benchmark_trains_the_cifar_vgg_in_each_contender(tmp_path):
     [case] = result["summary"]["cases"]
     assert case["rows"]["tuned"]["ratio"]["value"] > 0
     assert "| cifar_vgg | 32 | 128 | tuned |" in (tmp_path / "NETWORKS_RESULTS.md").read_text()
+
+
+def test_predict_benchmark_times_resnet50_against_both_plain_scripts(tmp_path):
+    done = _run("bench/run.py", "--quick", "--only", "predict", "--predict-networks",
+                "resnet50", "--images", "4", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    summary = results["summary"]
+    scripts = [r["result"] for r in results["runs"] if r["name"].startswith("raw")]
+    assert [r["network"] for r in scripts] == ["resnet50", "resnet50"]
+    pred = summary["predict"]["resnet50"]
+    assert pred["network"] == "ResNet50" and pred["images"] == 4
+    for script in ("raw", "raw-bf16"):  # the plain script ran ResNet50 and was compared
+        assert pred["scripts"][script]["speedup"]["value"] > 0
+        assert pred["scripts"][script]["top1_agreement"]["n"] == 1  # both listed 4 images
+    assert "## (e) Prediction: ResNet50" in (tmp_path / "RESULTS.md").read_text()
+    assert summary["targets"] == []  # the issue's targets are VGG16's

@@ -1,8 +1,9 @@
 """Plain Keras prediction: the script a user writes instead of `cnncli predict`.
 
-Builds ``keras.applications.VGG16(weights=None)``, loads a weights file, reads every
-image in a folder with PIL (RGB, bilinear resize to 224 x 224, as cnncli does),
-applies ``vgg16.preprocess_input``, runs ``model.predict`` in batches of 32 and
+Builds ``keras.applications.VGG16(weights=None)`` (or ResNet50 with ``--network
+resnet50``), loads a weights file, reads every image in a folder with PIL (RGB,
+bilinear resize to 224 x 224, as cnncli does), applies the network's
+``preprocess_input``, runs ``model.predict`` in batches of 32 and
 prints each image's top 5 ImageNet classes as JSON lines (as
 ``cnncli predict --format jsonl`` does). The JSON result has the
 time of each part (``seconds``: import, load model, read images, predict, top-k);
@@ -12,10 +13,12 @@ the benchmark compares the process's wall time with `cnncli predict`'s.
 building the model: what a Keras user who knows about the CPU's bfloat16 units writes.
 
 ``--make-weights FILE`` only writes the weights of a fresh (randomly initialised)
-VGG16 to FILE (a ``.weights.h5``), for both contenders to load.
+network to FILE (a ``.weights.h5``), for both contenders to load.
 
     .venv/bin/python bench/contenders/predict_raw.py --make-weights /tmp/vgg16.weights.h5
     .venv/bin/python bench/contenders/predict_raw.py IMAGES_DIR --weights /tmp/vgg16.weights.h5
+    .venv/bin/python bench/contenders/predict_raw.py IMAGES_DIR --network resnet50 \
+        --weights /tmp/resnet50.weights.h5
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 import _common
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+#: --network -> (the keras.applications class, its module with preprocess_input)
+NETWORKS = {"vgg16": ("VGG16", "vgg16"), "resnet50": ("ResNet50", "resnet50")}
 CLASS_INDEX = Path(__file__).resolve().parents[2] / "cnncli" / "resources" / \
     "imagenet_class_index.json"
 
@@ -36,12 +41,13 @@ CLASS_INDEX = Path(__file__).resolve().parents[2] / "cnncli" / "resources" / \
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("images", nargs="?", help="a folder of images")
-    p.add_argument("--weights", help="a VGG16 .weights.h5 file")
+    p.add_argument("--network", default="vgg16", choices=tuple(NETWORKS))
+    p.add_argument("--weights", help="the network's .weights.h5 file")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"))
     p.add_argument("--make-weights", metavar="FILE", default=None,
-                   help="write a fresh VGG16's weights to FILE and stop")
+                   help="write a fresh network's weights to FILE and stop")
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
 
@@ -53,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     seconds["import"] = time.perf_counter() - start
+    build_name, module_name = NETWORKS[args.network]
+    build = getattr(keras.applications, build_name)
+    preprocess = getattr(keras.applications, module_name).preprocess_input
 
     if args.make_weights:
-        keras.applications.VGG16(weights=None).save_weights(args.make_weights)
+        build(weights=None).save_weights(args.make_weights)
         print(f"wrote {args.make_weights}")
         return 0
     if not args.images or not args.weights:
@@ -63,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     keras.mixed_precision.set_global_policy(args.precision)
-    model = keras.applications.VGG16(weights=None)
+    model = build(weights=None)
     model.load_weights(args.weights)
     seconds["load_model"] = time.perf_counter() - t
 
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds["read_images"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    x = keras.applications.vgg16.preprocess_input(batch)
+    x = preprocess(batch)
     probs = np.asarray(model.predict(x, batch_size=args.batch_size, verbose=0), np.float32)
     seconds["predict"] = time.perf_counter() - t
 
@@ -92,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                               "probability": round(float(row[i]), 6)}))
     seconds["top_k"] = time.perf_counter() - t
 
-    result = {"name": "predict_raw", "images": len(files), "batch_size": args.batch_size,
+    result = {"name": "predict_raw", "network": args.network, "images": len(files),
+              "batch_size": args.batch_size,
               "precision": args.precision,
               "seconds": {k: round(v, 4) for k, v in seconds.items()},
               "in_process_seconds": round(time.perf_counter() - start, 4),
