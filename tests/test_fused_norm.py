@@ -98,3 +98,10 @@ def test_fused_training_is_repeatable_bit_for_bit():
     a, b = _trained(True), _trained(True)
     assert all((np.asarray(x) == np.asarray(y)).all()
                for x, y in zip(a.weights, b.weights, strict=True))
+
+
+def test_a_nested_backbone_s_batch_norm_layers_are_switched_too():
+    backbone = _model()
+    inputs = keras.Input((8, 8, 3))
+    outer = keras.Model(inputs, keras.layers.Dense(2)(backbone(inputs)))
+    assert fuse_batch_norm(outer) == 1

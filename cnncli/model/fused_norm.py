@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import types
 
+from cnncli.model.precision import all_layers
 from cnncli.runtime import import_keras, import_tf
 
 keras = import_keras()
@@ -32,7 +33,7 @@ def fuse_batch_norm(model) -> int:
     """Train `model`'s BatchNormalization layers (nested models' too) with the fused
     kernel; how many layers were switched. Calling it again changes nothing."""
     count = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if type(layer) is keras.layers.BatchNormalization and _fusable(layer):
             if getattr(layer.call, "__func__", None) is not _fused_call:
                 layer.call = types.MethodType(_fused_call, layer)
