@@ -161,9 +161,14 @@ def _draft_size(img: Image.Image, target: tuple[int, int]) -> tuple[int, int]:
     return (side, side)
 
 
+def _orientation(img: Image.Image):
+    """The EXIF orientation (1 when there is none); raises on broken EXIF data."""
+    return img.getexif().get(ORIENTATION, 1)
+
+
 def _rotated(img: Image.Image) -> bool:
     try:
-        return img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+        return _orientation(img) in (5, 6, 7, 8)
     except Exception:  # broken EXIF: `_upright` warns and leaves the image as it is
         return False
 
@@ -267,7 +272,7 @@ def _upright(img: Image.Image, label: str) -> Image.Image:
     """`img` turned as its EXIF orientation says (a new image), or `img` itself when it
     is upright already or its EXIF data is broken (with a warning)."""
     try:
-        if img.getexif().get(ORIENTATION, 1) not in range(2, 9):
+        if _orientation(img) not in range(2, 9):
             return img  # exif_transpose would return a copy: a sixth of a decode's time
         return ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError, KeyError, TypeError, struct.error) as err:

@@ -29,6 +29,10 @@ keras = import_keras()
 tf = import_tf()
 
 
+#: The smallest epsilon the fused kernel takes on every device (cuDNN's limit).
+MIN_EPSILON = 1.001e-5
+
+
 def fuse_batch_norm(model) -> int:
     """Train `model`'s BatchNormalization layers (nested models' too) with the fused
     kernel; how many layers were switched. Calling it again changes nothing."""
@@ -39,10 +43,6 @@ def fuse_batch_norm(model) -> int:
                 layer.call = types.MethodType(_fused_call, layer)
             count += 1
     return count
-
-
-#: The smallest epsilon the fused kernel takes on every device (cuDNN's limit).
-MIN_EPSILON = 1.001e-5
 
 
 def _fusable(layer) -> bool:
