@@ -62,6 +62,15 @@ def test_caffe_mode_is_bgr_minus_the_imagenet_mean():
     np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
+def test_caffe_mode_flips_channels_with_a_reverse_not_a_negative_stride_slice():
+    # a StridedSlice of stride -1 took 7% of a ResNet50 training step's core time
+    tf = pipeline.tf
+    step = tf.function(lambda x: pipeline.preprocess_batch(x, (8, 8, 3), "caffe"))
+    graph = step.get_concrete_function(tf.TensorSpec((None, 8, 8, 3), tf.uint8)).graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert "ReverseV2" in kinds and "StridedSlice" not in kinds
+
+
 def test_torch_mode_uses_imagenet_mean_and_std():
     x = rgb_images()
     ours = pipeline.preprocess_batch(x, (8, 8, 3), "torch").numpy()

