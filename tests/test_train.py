@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trainkit import history_rows, weights, write_config
+from trainkit import SPEC, history_rows, weights, write_config
 
 from cnncli import config, files
 from cnncli.errors import ConfigError, TrainingError
@@ -543,6 +543,21 @@ def test_jit_compile_true_trains_with_xla(tmp_path):
     result = run_train(path)
     assert result.metrics["jit_compile"] is True
     assert result.history[0]["loss"] > 0
+
+
+#: trainkit's network with a BatchNormalization layer.
+BN_SPEC = SPEC.replace("    - MaxPooling2D", "    - BatchNormalization\n    - MaxPooling2D")
+
+
+def test_batch_norm_trains_with_the_fused_kernel_by_default(tmp_path):
+    assert "BatchNormalization" in BN_SPEC
+    path = write_config(tmp_path, epochs=1, spec=BN_SPEC)
+    assert run_train(path).metrics["fused_batch_norm_layers"] == 1
+
+
+def test_fused_norm_false_keeps_keras_own_batch_norm(tmp_path):
+    path = write_config(tmp_path, epochs=1, spec=BN_SPEC, extra_train="fused_norm: false")
+    assert run_train(path).metrics["fused_batch_norm_layers"] == 0
 
 
 def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():

@@ -48,10 +48,10 @@ def make_npz(folder: Path, n_train: int = 320, n_test: int = 60, seed: int = 0) 
 
 def write_config(folder: Path, *, epochs: int = 3, batch_size: int = 16, lr: float = 0.01,
                  optimizer: str = "adam", extra_train: str = "", backup_every: int = 1000,
-                 name: str = "toy") -> Path:
+                 name: str = "toy", spec: str = SPEC) -> Path:
     data = make_npz(folder)
     text = f"""
-model:{textwrap.indent(SPEC, "  ")}
+model:{textwrap.indent(spec, "  ")}
 data:
   name: {data}
   validation_split: 0.2

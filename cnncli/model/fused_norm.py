@@ -45,6 +45,12 @@ def fuse_batch_norm(model) -> int:
     return count
 
 
+def fused_layers(model) -> int:
+    """How many of `model`'s layers `fuse_batch_norm` switched (what a run records)."""
+    return sum(getattr(layer.call, "__func__", None) is _fused_call
+               for layer in all_layers(model))
+
+
 def _fusable(layer) -> bool:
     return (not layer.renorm and not getattr(layer, "synchronized", False)
             and layer.axis in (-1, 3) and layer.epsilon >= MIN_EPSILON)

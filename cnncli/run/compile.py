@@ -50,7 +50,8 @@ def compile_stage(p, model, lr: float, steps: int) -> None:
     rate = schedules.make(s.name, lr, steps_per_epoch=p.steps_per_epoch,
                           total_steps=steps, warmup_epochs=s.warmup_epochs,
                           step_epochs=s.step_epochs, factor=s.factor, min_lr=s.min_lr)
-    fused_norm.fuse_batch_norm(model)  # 1.2-1.5x images/s with BatchNormalization
+    if t.fused_norm:
+        fused_norm.fuse_batch_norm(model)  # 1.2-1.5x images/s with BatchNormalization
     jit = t.jit_compile
     with warnings.catch_warnings():
         if jit == "auto":  # a model XLA cannot compile quietly runs without it

@@ -24,6 +24,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> dict:
     """The content of ``metrics.json`` for the plan `p` trained into `run`."""
     import numpy as np
 
+    from cnncli.model import fused_norm
     from cnncli.runtime import import_keras, import_tf
 
     keras, tf = import_keras(), import_tf()
@@ -47,6 +48,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> dict:
         "precision": p.placement.precision,
         "steps_per_execution": p.steps_per_execution,
         "jit_compile": bool(getattr(model, "jit_compile", False)),
+        "fused_batch_norm_layers": fused_norm.fused_layers(model),
         "resumes": state.resumes,
         "dataset": {"name": d.name, "source": d.source, "sample": d.sample,
                     "train": len(p.feed.train), "validation": len(p.feed.val),
