@@ -251,6 +251,16 @@ def test_openvino_needs_its_weights_file(files, tmp_path):
         exported.load(tmp_path / "model.xml")
 
 
+def test_a_truncated_openvino_weights_file_is_said_without_openvino_source_places(
+        files, tmp_path):
+    (tmp_path / "model.xml").write_bytes((files["export"] / "model.xml").read_bytes())
+    (tmp_path / "model.bin").write_bytes((files["export"] / "model.bin").read_bytes()[:100])
+    with pytest.raises(ModelError, match="OpenVINO cannot load the model: Incorrect weights"
+                       ) as err:
+        exported.load(tmp_path / "model.xml")
+    assert "src/" not in err.value.message and "Check '" not in err.value.message
+
+
 def test_the_cli_refuses_a_hostile_file_with_exit_3_and_no_traceback(files, tmp_path):
     path = _custom_op_model(tmp_path / "evil.onnx")
     done = subprocess.run([sys.executable, "-m", "cnncli", "predict", str(files["image"]),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +182,16 @@ def _dims_text(dims) -> str:
     return "x".join(str(d) for d in dims)
 
 
+#: Where in its C++ sources a runtime's message was raised (OpenVINO's "Exception from
+#: src/inference/src/cpp/core.cpp:84: Check '...' failed at src/...:900: "): noise to a user.
+_SOURCE_PLACES = re.compile(r"(Exception from|Check '.*?' failed at) [\w./\\-]+:\d+:\s*")
+
+
 def _failed(path: Path, runtime: str, exc: BaseException) -> ModelError:
+    """The error for a file `runtime` refused, in the runtime's words without the places
+    in its sources (OpenVINO's truncated model.bin: "Incorrect weights in bin file!")."""
     text = " ".join(str(exc).split())
+    text = _SOURCE_PLACES.sub("", text).rstrip(" .!") or text
     return ModelError(f"{runtime} cannot load the model: {text[:400]}", file=str(path),
                       hint="export it again with cnncli export, or copy the whole file")
 
