@@ -554,6 +554,19 @@ def test_streamed_batches_run_without_tf_data_autotuning(tmp_path, packed):
     assert [d.options().autotune.enabled for d in made] == [False, False]
 
 
+
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "shards"])
+def test_streamed_training_batches_have_a_known_size_as_arrays_batches_do(tmp_path, packed):
+    # one spec for every source: the model's step is traced for the same shapes
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    if packed:
+        records.pack(ds, tmp_path / "packed", shard_mb=0.003)
+        ds = datasets.load(tmp_path / "packed")
+    feed = Feed.of(ds, SHAPE, validation_split=0, seed=1)
+    images, labels, weights = feed.training(batch_size=4, seed=1, epochs=1).element_spec
+    assert [images.shape, labels.shape, weights.shape] == [(4, *SHAPE), (4,), (4,)]
+
+
 def _feed_with_broken(tmp_path, broken: int, total: int = 10):
     """A feed over `total` PNGs, the first `broken` cut short, all of them decoded once."""
     root = tmp_path / "photos"

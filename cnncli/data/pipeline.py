@@ -193,17 +193,25 @@ def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
 def _loaded(index_batches, loader, labels: np.ndarray):
     """Index batches -> (uint8 images, labels, weights) through `loader` (decoded, resized
     and cached by the one decoder), in parallel and in order."""
-    height, width, channels = loader.shape
     label_tensor = tf.constant(labels)
 
     def load(idx):
-        images, weights = tf.numpy_function(loader.batch, [idx], (tf.uint8, tf.float32),
-                                            stateful=False)
-        images.set_shape((None, height, width, channels))
-        weights.set_shape((None,))
+        images, weights = _through(loader, idx)
         return images, tf.gather(label_tensor, idx), weights
 
     return index_batches.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _through(loader, indices, encoded=None):
+    """(uint8 images, weights) of the batch `indices` from `loader.batch` (Python, in a
+    `tf.numpy_function`), shaped as the batch is: a full training batch has a known size,
+    as the arrays path's batches do, so every source gives the model the same spec."""
+    args = [indices] if encoded is None else [indices, encoded]
+    images, weights = tf.numpy_function(loader.batch, args, (tf.uint8, tf.float32),
+                                        stateful=False)
+    images.set_shape((indices.shape[0], *loader.shape))
+    weights.set_shape((indices.shape[0],))
+    return images, weights
 
 
 def eval_batches(loader, labels: np.ndarray, *, batch_size: int, preprocessing: str,
@@ -359,13 +367,9 @@ def record_batches(records, keep: np.ndarray, loader, *, batch_size: int, seed: 
         ds = read(shards, 1).batch(batch_size)  # in record order
         # the count is known: say it, so Keras need not run past the end to find it
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
-    height, width, channels = loader.shape
 
     def load(e):
-        images, weights = tf.numpy_function(loader.batch, [e["index"], e["image"]],
-                                            (tf.uint8, tf.float32), stateful=False)
-        images.set_shape((None, height, width, channels))
-        weights.set_shape((None,))
+        images, weights = _through(loader, e["index"], e["image"])
         return images, e["label"], weights
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
