@@ -73,12 +73,16 @@ def test_stream_benchmark_compares_folders_with_keras(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads((tmp_path / "stream_results.json").read_text())
     for name, [result] in results.items():
-        assert all(e["images"] > 0 and e["seconds"] > 0 for e in result["epochs"]), name
+        rows = result["passes"]["cached"] + result["passes"]["arrays"] \
+            if "passes" in result else result["epochs"]
+        assert rows and all(e["images"] > 0 and e["seconds"] > 0 for e in rows), name
         assert result["peak_rss_mb"] > 50, name
+    assert [len(p) for p in results["cached vs arrays, one process"][0]["passes"].values()] \
+        == [2, 2]
     assert results["jpeg cnncli"][0]["first_step_seconds"] > 0
     table = (tmp_path / "STREAM_RESULTS.md").read_text()
     for row in ("| JPEG folder 224x224, 1st epoch |", "| JPEG pipeline alone, later passes |",
-                "400 against 100 files, cache disk:"):
+                "400 against 100 files, cache disk:", "The same in one process"):
         assert row in table
     assert "n/a" not in table
 
