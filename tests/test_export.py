@@ -546,12 +546,16 @@ def test_ctrl_c_during_an_export_leaves_nothing_half_written(run, tmp_path, monk
         raise KeyboardInterrupt
 
     monkeypatch.setitem(convert.CONVERTERS, "litert", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        exporter.export(run, formats=["onnx,litert"], output=tmp_path)
+    with pytest.raises(exporter.ExportInterrupted) as err:
+        exporter.export(run, formats=["onnx,litert,openvino"], output=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "model.onnx",
                                                          "model.onnx.json"]
     assert exported.load(tmp_path / "model.onnx").probabilities(sample_images(run)).shape \
         == (24, 3)  # the one finished before Ctrl-C is whole, with its labels
+    # and the error says so: what was kept, what was not made, exit 130 as for any Ctrl-C
+    assert ("Ctrl-C: the export stopped while making litert; kept: model.onnx (checked); "
+            "not made: litert, openvino") in str(err.value)
+    assert err.value.exit_code == 130
 
 
 def test_sigterm_during_an_export_leaves_no_staging_folder(tmp_path):

@@ -25,7 +25,7 @@ import numpy as np
 
 from cnncli import files
 from cnncli.data import feed
-from cnncli.errors import CnnError, ConfigError, DataError, ModelError
+from cnncli.errors import EXIT_SIGINT, CnnError, ConfigError, DataError, ModelError
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
 from cnncli.export.staging import Staging
 from cnncli.files import writable_folder
@@ -76,6 +76,27 @@ class Report:
         return {"model": self.model, "images": self.images,
                 "exports": [r.to_dict() for r in self.results],
                 "errors": [e.to_dict() for e in self.errors], "notes": self.notes}
+
+
+class ExportInterrupted(CnnError):
+    """Ctrl-C during an export: the files finished before it stay (whole, checked, with
+    their labels); the error says which, and which were not made.
+
+    >>> raise ExportInterrupted(report, rest, folder)      # doctest: +SKIP
+    ExportInterrupted: export/: Ctrl-C: the export stopped while making litert; kept:
+    model.onnx (checked); not made: litert, openvino. Hint: ...
+    """
+
+    exit_code = EXIT_SIGINT
+
+    def __init__(self, report: Report, rest: list, folder: Path):
+        kept = [r.path.name for r in report.results if r.kept]
+        super().__init__(
+            f"Ctrl-C: the export stopped while making {rest[0].label}; "
+            + (f"kept: {', '.join(kept)} (checked); " if kept else "no file was kept; ")
+            + f"not made: {', '.join(v.label for v in rest)}", file=str(folder),
+            hint="export the ones not made with --format (and --quantize); the kept files "
+                 "are whole" if kept else "run the export again")
 
 
 @dataclass
@@ -136,13 +157,15 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     report = Report(reference.name, samples.source, notes=notes)
     with Staging(folder) as stage:
         (stage.path / "scratch").mkdir()
-        for v in variants:
+        for k, v in enumerate(variants):
             try:
                 result = _export_one(v, targets[v], stage, wrapper, samples, expected,
                                      reference, force, max_drop)
             except CnnError as exc:
                 report.errors.append(exc)
                 continue
+            except KeyboardInterrupt:
+                raise ExportInterrupted(report, variants[k:], folder) from None
             report.results.append(result)
             if result.kept and sum(r.kept for r in report.results) == 1:
                 # with the first file, not the last: an export stopped half-way (Ctrl-C)
