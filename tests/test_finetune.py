@@ -208,6 +208,21 @@ def test_check_and_summary_show_what_the_first_stage_freezes(source, tmp_path):
         "src/conv1_1", "src/batch_normalization1", "src/pool1"]
 
 
+
+def test_check_and_summary_of_a_network_cut_from_a_run_read_none_of_its_weights(
+        source, tmp_path, monkeypatch):
+    # they show layers and shapes: a large model's weights would only cost time and memory
+    from cnncli.model import summary
+
+    def read_weights(*args, **kwargs):
+        raise AssertionError("the model file was loaded with its weights")
+
+    path = write_finetune(tmp_path, source)
+    monkeypatch.setattr(modelfile.keras.saving, "load_model", read_weights)
+    assert checking.check(str(path)).model.count_params() > 0
+    assert summary.summarize(checking.build(str(path))).frozen_params == 56
+
+
 # -------------------------------------------------------------------- the two stages
 
 

@@ -91,13 +91,14 @@ def default_shape(args: dict) -> tuple[tuple[int, int, int], str] | None:
     return None
 
 
-def build(args: dict, input_shape: tuple, name: str):
+def build(args: dict, input_shape: tuple, name: str, *, weights: bool = True):
     """The backbone sub-model of a ``pretrained:`` entry on inputs of `input_shape`, with
     random weights for a pretrained network (training loads the file) and the source
-    model's own weights for a model."""
+    model's own weights for a model (with ``weights=False``: its layers only, none of
+    its weights read)."""
     if "name" in args:
         return _pretrained(pretrained.get(args["name"]), tuple(input_shape), name)
-    source = load_source(model_file(args["model"]))
+    source = load_source(model_file(args["model"]), weights=weights)
     have = tuple(source.input_shape[1:])
     if tuple(input_shape) != have:
         raise ConfigError(
@@ -139,11 +140,12 @@ def model_file(source: str) -> Path:
     return path
 
 
-def load_source(path: Path):
-    """The model at `path`, loaded safely (`cnncli.model.modelfile.load_model`)."""
+def load_source(path: Path, *, weights: bool = True):
+    """The model at `path`, loaded safely (`cnncli.model.modelfile.load_model`); with
+    ``weights=False``, its layers only."""
     from cnncli.model import modelfile
 
-    return modelfile.load_model(path)
+    return modelfile.load_model(path, weights=weights)
 
 
 def top_layers(model) -> list:

@@ -92,7 +92,7 @@ def _own_model(section, classes, image_size, file) -> dict:
                 "its weights and its layers after the cut are rebuilt as they were",
                 file=file, hint=f"remove `{key}`")
     path = backbone.model_file(section.from_)
-    source = backbone.load_source(path)
+    source = backbone.load_source(path, weights=False)  # its layers are what is read
     meta = modelfile.read_meta(path)
     cut = section.cut or backbone.default_cut(source, section.from_)
     layer = backbone.layer_named(source, cut, section.from_)
