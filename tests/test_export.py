@@ -555,6 +555,7 @@ def test_ctrl_c_during_an_export_leaves_nothing_half_written(run, tmp_path, monk
     # and the error says so: what was kept, what was not made, exit 130 as for any Ctrl-C
     assert ("Ctrl-C: the export stopped while making litert; kept: model.onnx (checked); "
             "not made: litert, openvino") in str(err.value)
+    assert err.value.hint.startswith("export the ones not made with --format litert,openvino;")
     assert err.value.exit_code == 130
 
 

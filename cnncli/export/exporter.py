@@ -95,8 +95,20 @@ class ExportInterrupted(CnnError):
             f"Ctrl-C: the export stopped while making {rest[0].label}; "
             + (f"kept: {', '.join(kept)} (checked); " if kept else "no file was kept; ")
             + f"not made: {', '.join(v.label for v in rest)}", file=str(folder),
-            hint="export the ones not made with --format (and --quantize); the kept files "
-                 "are whole" if kept else "run the export again")
+            hint=f"export the ones not made with {_flags(rest)}; the kept files are whole"
+                 if kept else "run the export again")
+
+
+def _flags(variants: list) -> str:
+    """The export options that make `variants`.
+
+    >>> _flags([formats.Variant(formats.FORMATS["litert"], "int8")])
+    '--format litert --quantize int8'
+    """
+    names = ",".join(dict.fromkeys(v.format.name for v in variants))
+    quantized = list(dict.fromkeys(v.quantization for v in variants))
+    return f"--format {names}" + ("" if quantized == ["none"] else
+                                  f" --quantize {','.join(quantized)}")
 
 
 @dataclass
