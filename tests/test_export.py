@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -553,10 +554,99 @@ def test_ctrl_c_during_an_export_leaves_nothing_half_written(run, tmp_path, monk
     assert exported.load(tmp_path / "model.onnx").probabilities(sample_images(run)).shape \
         == (24, 3)  # the one finished before Ctrl-C is whole, with its labels
     # and the error says so: what was kept, what was not made, exit 130 as for any Ctrl-C
-    assert ("Ctrl-C: the export stopped while making litert; kept: model.onnx (checked); "
+    assert ("Ctrl-C: the export stopped; kept: model.onnx (checked); "
             "not made: litert, openvino") in str(err.value)
     assert err.value.hint.startswith("export the ones not made with --format litert,openvino;")
     assert err.value.exit_code == 130
+    # with --json, the error's JSON carries what was done
+    assert [e["kept"] for e in err.value.to_dict()["report"]["exports"]] == [True]
+
+
+
+def _signal_during_the_first_rename(monkeypatch, signum):
+    """Send `signum` to this process as the first staged file is renamed into place."""
+    from cnncli.export import staging
+
+    real, sent = staging._sync, []
+
+    def sync(path):
+        if not sent:
+            sent.append(signum)
+            os.kill(os.getpid(), signum)
+        real(path)
+
+    monkeypatch.setattr(staging, "_sync", sync)
+
+
+def test_ctrl_c_while_files_are_renamed_into_place_waits_until_all_are(tmp_path,
+                                                                        monkeypatch):
+    # a model never lands without its sidecar (nor a sidecar without its model)
+    from cnncli.export.staging import Staging
+
+    _signal_during_the_first_rename(monkeypatch, signal.SIGINT)
+    with Staging(tmp_path) as stage:
+        for name in ("model.onnx.json", "model.onnx"):
+            (stage.path / name).write_text(name)
+        stage.publish([(stage.path / n, tmp_path / n) for n in ("model.onnx.json",
+                                                                "model.onnx")],
+                      replace=False)
+        assert stage.interrupted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+
+def test_sigterm_while_files_are_renamed_into_place_exits_once_all_are(tmp_path):
+    script = ("import os, signal, sys\nfrom pathlib import Path\n"
+              "from cnncli.export import staging\n"
+              "real = staging._sync\n"
+              "def sync(path):\n    os.kill(os.getpid(), signal.SIGTERM)\n    real(path)\n"
+              "staging._sync = sync\nout = Path(sys.argv[1])\n"
+              "with staging.Staging(out) as stage:\n"
+              "    for n in ('model.onnx.json', 'model.onnx'):\n"
+              "        (stage.path / n).write_text(n)\n"
+              "    stage.publish([(stage.path / n, out / n) for n in ('model.onnx.json', "
+              "'model.onnx')], replace=False)\n    print('went on')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 143 and "went on" not in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_ctrl_c_while_the_first_export_is_renamed_stops_after_it_with_its_labels(
+        run, tmp_path, monkeypatch):
+    _signal_during_the_first_rename(monkeypatch, signal.SIGINT)
+    with pytest.raises(exporter.ExportInterrupted) as err:
+        exporter.export(run, formats=["onnx,litert"], output=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "model.onnx",
+                                                         "model.onnx.json"]
+    assert "kept: model.onnx (checked); not made: litert" in str(err.value)
+
+
+def test_an_interrupted_export_still_shows_what_failed_before_it(run, tmp_path, monkeypatch,
+                                                                 capsys):
+    from cnncli.cli import app as cli
+    from cnncli.export import convert
+
+    def broken(path):
+        raise ModelError("ONNX Runtime cannot load the model: boom", file=str(path))
+
+    def interrupted(job):
+        raise KeyboardInterrupt
+
+    def leave(code):  # the command leaves with os._exit after Ctrl-C: not in a test
+        raise SystemExit(code)
+
+    monkeypatch.setitem(exported._OPENERS, "onnx", broken)
+    monkeypatch.setitem(convert.CONVERTERS, "litert", interrupted)
+    monkeypatch.setattr(cli.os, "_exit", leave)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "export", str(run), "--format", "onnx,litert",
+                                      "--output", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.code == 130
+    assert "not kept: ONNX Runtime cannot load the model: boom" in err
+    assert "Ctrl-C: the export stopped; no file was kept; not made: litert" in err
 
 
 def test_sigterm_during_an_export_leaves_no_staging_folder(tmp_path):

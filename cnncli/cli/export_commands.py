@@ -51,19 +51,31 @@ def export(
 
     if not json:
         render.info(placement.describe())
-    report = exporter.export(target, formats=fmt, quantize=quantize or ["none"],
-                             output=output, force=force, images=images, data=data,
-                             data_dir=data_dir, offline=offline, max_drop=max_drop,
-                             check_images=check_images)
+    try:
+        report = exporter.export(target, formats=fmt, quantize=quantize or ["none"],
+                                 output=output, force=force, images=images, data=data,
+                                 data_dir=data_dir, offline=offline, max_drop=max_drop,
+                                 check_images=check_images)
+    except exporter.ExportInterrupted as stopped:  # Ctrl-C: what was done, then the error
+        if not json:  # (with --json, the error's JSON holds the report)
+            if stopped.report.results:
+                render.exports(stopped.report)
+            _problems(stopped.report, render)
+        raise
     if json:
         render.print_json(report.to_dict())
     else:
         render.exports(report)
+    codes = _problems(report, render)
+    if codes:
+        raise typer.Exit(max(codes))
+
+
+def _problems(report, render) -> list[int]:
+    """Say the report's failed checks and errors on stderr; their exit codes."""
     for failed in report.failed:
         render.err.print(f"FAIL: {failed.path}: {failed.check.problem}; the file was not "
                          "kept", markup=False)
     for error in report.errors:  # on stderr: with --json the report above has them too
         render.error(error)
-    codes = [e.exit_code for e in report.errors] + [EXIT_BELOW_THRESHOLD] * bool(report.failed)
-    if codes:
-        raise typer.Exit(max(codes))
+    return [e.exit_code for e in report.errors] + [EXIT_BELOW_THRESHOLD] * bool(report.failed)

@@ -80,23 +80,28 @@ class Report:
 
 class ExportInterrupted(CnnError):
     """Ctrl-C during an export: the files finished before it stay (whole, checked, with
-    their labels); the error says which, and which were not made.
+    their labels); the error says which, and which were not made. `report` holds what
+    was done before it (failed checks and errors included), for the command to show.
 
     >>> raise ExportInterrupted(report, rest, folder)      # doctest: +SKIP
-    ExportInterrupted: export/: Ctrl-C: the export stopped while making litert; kept:
-    model.onnx (checked); not made: litert, openvino. Hint: ...
+    ExportInterrupted: export/: Ctrl-C: the export stopped; kept: model.onnx (checked);
+    not made: litert, openvino. Hint: ...
     """
 
     exit_code = EXIT_SIGINT
 
     def __init__(self, report: Report, rest: list, folder: Path):
+        self.report = report
         kept = [r.path.name for r in report.results if r.kept]
         super().__init__(
-            f"Ctrl-C: the export stopped while making {rest[0].label}; "
+            "Ctrl-C: the export stopped; "
             + (f"kept: {', '.join(kept)} (checked); " if kept else "no file was kept; ")
             + f"not made: {', '.join(v.label for v in rest)}", file=str(folder),
             hint=f"export the ones not made with {_flags(rest)}; the kept files are whole"
                  if kept else "run the export again")
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "report": self.report.to_dict()}
 
 
 def _flags(variants: list) -> str:
@@ -183,6 +188,8 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
                 # with the first file, not the last: an export stopped half-way (Ctrl-C)
                 # leaves its kept files with their labels
                 _publish_labels(stage, folder, reference.class_names)
+            if stage.interrupted and k + 1 < len(variants):  # Ctrl-C while renaming
+                raise ExportInterrupted(report, variants[k + 1:], folder)
     return report
 
 

@@ -40,6 +40,10 @@ class Staging:
         self.folder = Path(folder)
         self.path: Path | None = None
         self._previous = None
+        self._held: list[int] | None = None  # signals that came while publishing
+        #: Ctrl-C came while files were being renamed into place: they were all renamed;
+        #: the export should stop now (`publish` does not raise mid-way).
+        self.interrupted = False
 
     def __enter__(self) -> Staging:
         remove_stale(self.folder)
@@ -57,11 +61,33 @@ class Staging:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def _terminated(self, signum, frame) -> None:
+        if self._held is not None:  # renaming files into place: once they all are
+            self._held.append(signum)
+            return
         shutil.rmtree(self.path, ignore_errors=True)
         os._exit(128 + signum)  # as a shell reports it; nothing else to keep
 
     def publish(self, moves: list[tuple[Path, Path]], *, replace: bool) -> None:
-        """Rename each staged file or folder to its destination, in order."""
+        """Rename each staged file or folder to its destination, in order. Ctrl-C and
+        SIGTERM wait until all are renamed (a model never lands without its sidecar);
+        then SIGTERM exits, and Ctrl-C sets `interrupted` for the caller to stop."""
+        self._held = []
+        try:
+            previous = signal.signal(signal.SIGINT, lambda signum, frame:
+                                     self._held.append(signum))
+        except ValueError:  # not the main thread: signals are not ours to hold
+            previous = None
+        try:
+            self._rename(moves, replace)
+        finally:
+            held, self._held = self._held, None
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            if signal.SIGTERM in held:
+                self._terminated(signal.SIGTERM, None)
+            self.interrupted = self.interrupted or signal.SIGINT in held
+
+    def _rename(self, moves: list[tuple[Path, Path]], replace: bool) -> None:
         for source, dest in moves:
             _sync(source)
             if dest.exists() or dest.is_symlink():
