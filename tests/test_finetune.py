@@ -209,18 +209,47 @@ def test_check_and_summary_show_what_the_first_stage_freezes(source, tmp_path):
 
 
 
-def test_check_and_summary_of_a_network_cut_from_a_run_read_none_of_its_weights(
+def test_summary_of_a_network_cut_from_a_run_reads_none_of_its_weights_and_check_once(
         source, tmp_path, monkeypatch):
-    # they show layers and shapes: a large model's weights would only cost time and memory
+    # summary shows layers and shapes: a large model's weights would only cost time and
+    # memory; check reads them once, to refuse what training would (see below)
     from cnncli.model import summary
 
-    def read_weights(*args, **kwargs):
-        raise AssertionError("the model file was loaded with its weights")
-
+    loads = []
+    real = modelfile.keras.saving.load_model
+    monkeypatch.setattr(modelfile.keras.saving, "load_model",
+                        lambda *a, **k: loads.append(a) or real(*a, **k))
     path = write_finetune(tmp_path, source)
-    monkeypatch.setattr(modelfile.keras.saving, "load_model", read_weights)
-    assert checking.check(str(path)).model.count_params() > 0
     assert summary.summarize(checking.build(str(path))).frozen_params == 56
+    assert loads == []
+    assert checking.check(str(path)).model.count_params() > 0
+    assert len(loads) == 1
+
+
+
+def test_check_still_refuses_a_model_file_whose_weights_do_not_fit_its_layers(source,
+                                                                              tmp_path):
+    # summary reads only the layers; training reads the weights too, so check does
+    import json
+    import zipfile
+
+    from cnncli.errors import ModelError
+
+    edited = tmp_path / "edited.keras"
+    with zipfile.ZipFile(source / "best.keras") as old, \
+            zipfile.ZipFile(edited, "w") as new:
+        for item in old.infolist():
+            data = old.read(item)
+            if item.filename == "config.json":  # a 5x5 kernel where the weights are 3x3
+                data = json.dumps(json.loads(data)).replace('"kernel_size": [3, 3]',
+                                                            '"kernel_size": [5, 5]')
+            new.writestr(item, data)
+    path = write_finetune(tmp_path / "ft", edited)
+    summary_rows = checking.build(str(path)).model.count_params()
+    assert summary_rows > 0  # the layers alone are fine to show
+    with pytest.raises(ModelError) as err:
+        checking.check(str(path))
+    assert "edited.keras" in str(err.value) and "variable.shape=(5, 5, 1, 4)" in str(err.value)
 
 
 # -------------------------------------------------------------------- the two stages

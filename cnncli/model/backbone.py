@@ -86,7 +86,7 @@ def default_shape(args: dict) -> tuple[tuple[int, int, int], str] | None:
 
         path = model_file(args["model"])
         meta = modelfile.read_meta(path)
-        shape = tuple(load_source(path).input_shape[1:])
+        shape = tuple(load_source(path, weights=False).input_shape[1:])
         return shape, meta.preprocessing if meta else "scale"
     return None
 

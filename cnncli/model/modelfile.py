@@ -271,9 +271,12 @@ def _keras_load(path: str, config: dict | None = None):
     try:
         if config is None:
             model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        else:
-            model = keras.saving.deserialize_keras_object(  # uncompiled, as load_model's
-                {**config, "compile_config": None}, safe_mode=True)
+        else:  # as load_model does it (private: keras<3.16 is pinned), uncompiled
+            from keras.src.saving.serialization_lib import ObjectSharingScope
+
+            with ObjectSharingScope():
+                model = keras.saving.deserialize_keras_object(
+                    {**config, "compile_config": None}, safe_mode=True)
     except Exception as err:  # any deserialization failure: unknown layer, bad weights...
         _enforce_safe_mode(path, "while")
         raise ModelError(f"Keras cannot load the model: {_root_cause(err)}", file=path,

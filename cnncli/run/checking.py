@@ -59,9 +59,8 @@ def check(path_or_name: str) -> Checked:
         raise_all(errors)
     built = None
     try:
-        network = _network(cfg, str(path))
-        with builder.weightless():
-            built = builder.build_checked(network)
+        with builder.weightless():  # a network cut from a model file: no values either
+            built = builder.build_checked(_network(cfg, str(path)))
     except CnnError as exc:
         errors += getattr(exc, "errors", [exc])
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
@@ -118,9 +117,8 @@ def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None
                  ) -> builder.Built:
     """The built network of a run config, frozen as its first stage would be; its
     weights have no values (`builder.weightless`): it is for showing, not running."""
-    network = _network(cfg, file).with_overrides(classes=classes)
     with builder.weightless():
-        built = builder.build_checked(network)
+        built = builder.build_checked(_network(cfg, file).with_overrides(classes=classes))
     raise_all(transfer.problems(cfg.train, built.model, None))
     transfer.freeze_first_stage(built.model, cfg.train)
     return built

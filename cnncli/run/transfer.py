@@ -210,10 +210,16 @@ def random_frozen_backbone(train: config.TrainSection, built) -> str | None:
 
 def check_weights(built, *, offline: bool) -> tuple[list[CnnError], list[str]]:
     """For ``cnncli check``: problems with the backbones' weights files (a file that does
-    not fit, or is not there when named), and warnings for ImageNet files not yet cached
-    (training downloads them; offline, it stops with where to put them)."""
+    not fit, or is not there when named; a model file cut from whose weights Keras cannot
+    load), and warnings for ImageNet files not yet cached (training downloads them;
+    offline, it stops with where to put them)."""
     errors, notes = [], []
     for node in built.expanded.nodes:
+        if node.layer == backbone.LAYER and "model" in node.args:
+            try:  # summary reads only its layers; training its weights: are they whole?
+                backbone.load_source(backbone.model_file(node.args["model"]))
+            except ModelError as exc:
+                errors.append(exc)
         if node.layer != backbone.LAYER or "name" not in node.args:
             continue
         sub = built.model.get_layer(node.name)
