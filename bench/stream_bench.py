@@ -159,14 +159,16 @@ def run_cached_vs_arrays(args) -> dict:
         ds = p.feed.training(batch_size=p.global_batch, seed=0, epochs=10**6,
                              preprocessing=p.preprocessing, one_hot=p.one_hot)
         model.fit(ds, steps_per_epoch=8, epochs=1, verbose=0, shuffle=False)  # traces
-        feeds[name] = (model, ds, p.steps_per_epoch)
-    steps = min(steps for _, _, steps in feeds.values())  # the same work for both
+        feeds[name] = (model, ds, p.steps_per_epoch, p.global_batch)
+    steps = min(f[2] for f in feeds.values())  # the same work for both
     passes: dict[str, list] = {name: [] for name in feeds}
-    for _ in range(args.epochs):
-        for name, (model, ds, _) in feeds.items():
+    order = list(feeds)
+    for k in range(args.epochs):
+        for name in order if k % 2 == 0 else order[::-1]:  # neither always goes first
+            model, ds, _, batch = feeds[name]
             start = time.perf_counter()
             model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-            passes[name].append({"images": steps * args.batch_size,
+            passes[name].append({"images": steps * batch,
                                  "seconds": time.perf_counter() - start})
     return {"passes": passes}
 
