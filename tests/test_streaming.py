@@ -540,29 +540,28 @@ def test_a_read_only_cache_folder_is_an_error_naming_it(tmp_path, monkeypatch):
     assert f"set {loader.CACHE_DIR_ENV}" in err.value.hint
 
 
-@pytest.mark.parametrize("packed", [False, True], ids=["folder", "shards"])
-def test_streamed_batches_run_without_tf_data_autotuning(tmp_path, packed):
-    # the autotuner's thread sleeps in doubling periods (up to 60 s) and a finished
-    # iterator can wait for its wake-up: validation passes and runs ended idle
+@pytest.fixture(params=[False, True], ids=["folder", "shards"])
+def streamed(request, tmp_path):
+    """`photo_folder` as a dataset, as it is or packed into shards."""
     ds = datasets.load(photo_folder(tmp_path / "photos"))
-    if packed:
+    if request.param:
         records.pack(ds, tmp_path / "packed", shard_mb=0.003)
         ds = datasets.load(tmp_path / "packed")
-    feed = Feed.of(ds, SHAPE, validation_split=0.25, seed=1)
+    return ds
+
+
+def test_streamed_batches_run_without_tf_data_autotuning(streamed):
+    # the autotuner's thread sleeps in doubling periods (up to 60 s) and a finished
+    # iterator can wait for its wake-up: validation passes and runs ended idle
+    feed = Feed.of(streamed, SHAPE, validation_split=0.25, seed=1)
     made = [feed.training(batch_size=2, seed=1, epochs=1),
             feed.validation(batch_size=2, seed=1)]
     assert [d.options().autotune.enabled for d in made] == [False, False]
 
 
-
-@pytest.mark.parametrize("packed", [False, True], ids=["folder", "shards"])
-def test_streamed_training_batches_have_a_known_size_as_arrays_batches_do(tmp_path, packed):
+def test_streamed_training_batches_have_a_known_size_as_arrays_batches_do(streamed):
     # one spec for every source: the model's step is traced for the same shapes
-    ds = datasets.load(photo_folder(tmp_path / "photos"))
-    if packed:
-        records.pack(ds, tmp_path / "packed", shard_mb=0.003)
-        ds = datasets.load(tmp_path / "packed")
-    feed = Feed.of(ds, SHAPE, validation_split=0, seed=1)
+    feed = Feed.of(streamed, SHAPE, validation_split=0, seed=1)
     images, labels, weights = feed.training(batch_size=4, seed=1, epochs=1).element_spec
     assert [images.shape, labels.shape, weights.shape] == [(4, *SHAPE), (4,), (4,)]
 
