@@ -333,6 +333,24 @@ def test_a_failed_check_exits_1_and_keeps_no_file(run, tmp_path, monkeypatch, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing kept, no staging
 
 
+def test_a_failed_checks_line_escapes_a_newline_in_the_output_folders_name(
+        run, tmp_path, monkeypatch, capsys):
+    from cnncli.cli import app as cli
+
+    def shuffled(self, images):  # a runtime that answers wrongly
+        p = exported.fit_images(images, self.input_shape)
+        return np.asarray(self.run_batch(p))[:, ::-1]
+
+    monkeypatch.setattr(exported.ExportedClassifier, "probabilities", shuffled)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "export", str(run), "--format", "onnx",
+                                      "--output", str(tmp_path / "out\nFAIL: forged")])
+    with pytest.raises(SystemExit):
+        cli.main()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if line.startswith("FAIL: forged")] == []
+    assert any("out\\nFAIL: forged" in line for line in lines)
+
+
 def test_existing_output_is_refused_unless_force(run, tmp_path, monkeypatch):
     from cnncli.export import convert
 

@@ -73,9 +73,11 @@ def export(
 
 def _problems(report, render) -> list[int]:
     """Say the report's failed checks and errors on stderr; their exit codes."""
-    for failed in report.failed:
-        render.err.print(f"FAIL: {failed.path}: {failed.check.problem}; the file was not "
-                         "kept", markup=False)
+    from cnncli.text import printable
+
+    for failed in report.failed:  # a path may hold a newline: escaped, as in errors
+        render.err.print(printable(f"FAIL: {failed.path}: {failed.check.problem}; the file "
+                                   "was not kept", one_line=True), markup=False)
     for error in report.errors:  # on stderr: with --json the report above has them too
         render.error(error)
     return [e.exit_code for e in report.errors] + [EXIT_BELOW_THRESHOLD] * bool(report.failed)
