@@ -315,14 +315,17 @@ def test_int8_needs_training_images(run, tmp_path):
     assert report.results[0].kept and report.results[0].check.accuracy is None
 
 
+
+def _answers_wrongly(self, images):
+    """`ExportedClassifier.probabilities` of a runtime that answers wrongly."""
+    p = exported.fit_images(images, self.input_shape)
+    return np.asarray(self.run_batch(p))[:, ::-1]
+
+
 def test_a_failed_check_exits_1_and_keeps_no_file(run, tmp_path, monkeypatch, capsys):
     from cnncli.cli import app as cli
 
-    def shuffled(self, images):  # a runtime that answers wrongly
-        p = exported.fit_images(images, self.input_shape)
-        return np.asarray(self.run_batch(p))[:, ::-1]
-
-    monkeypatch.setattr(exported.ExportedClassifier, "probabilities", shuffled)
+    monkeypatch.setattr(exported.ExportedClassifier, "probabilities", _answers_wrongly)
     monkeypatch.setattr(sys, "argv", ["cnncli", "export", str(run), "--format", "onnx",
                                       "--output", str(tmp_path)])
     with pytest.raises(SystemExit) as exit_:
@@ -337,11 +340,7 @@ def test_a_failed_checks_line_escapes_a_newline_in_the_output_folders_name(
         run, tmp_path, monkeypatch, capsys):
     from cnncli.cli import app as cli
 
-    def shuffled(self, images):  # a runtime that answers wrongly
-        p = exported.fit_images(images, self.input_shape)
-        return np.asarray(self.run_batch(p))[:, ::-1]
-
-    monkeypatch.setattr(exported.ExportedClassifier, "probabilities", shuffled)
+    monkeypatch.setattr(exported.ExportedClassifier, "probabilities", _answers_wrongly)
     monkeypatch.setattr(sys, "argv", ["cnncli", "export", str(run), "--format", "onnx",
                                       "--output", str(tmp_path / "out\nFAIL: forged")])
     with pytest.raises(SystemExit):
