@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -583,3 +584,36 @@ def test_setup_multiworker_with_bad_tf_config_is_config_error(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{oops")
     with pytest.raises(ConfigError):
         devices.setup("cpu", multiworker=True)
+
+
+ALLOCATOR = textwrap.dedent("""
+    import cnncli, tensorflow as tf
+    tf.ones((1024, 1024)) * 2.0
+    try:
+        print("reuses", tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0)
+    except ValueError:  # TensorFlow's default allocator keeps no statistics
+        print("default")
+""")
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "reuses True"), ("false", "default")])
+def test_importing_cnncli_gives_tensorflow_the_cpu_allocator_that_reuses_memory(setting,
+                                                                                 expected):
+    # TensorFlow's BFC allocator keeps freed blocks for the next batch (bench/LEVERS.md);
+    # a user's TF_CPU_ALLOCATOR_USE_BFC wins over cnncli's choice.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPU_")}
+    if setting is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = setting
+    done = subprocess.run([sys.executable, "-c", ALLOCATOR], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.stdout.strip() == expected, done.stderr[-2000:]
+
+
+def test_the_allocators_limit_is_at_least_the_machines_memory():
+    done = subprocess.run([sys.executable, "-c", "import cnncli, os; "
+                           "print(os.environ['TF_CPU_BFC_MEM_LIMIT_IN_MB'])"],
+                          capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items()
+                               if not k.startswith("TF_CPU_")})
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    assert int(done.stdout) == max(physical, 2**16)  # TensorFlow's own: 64 GB

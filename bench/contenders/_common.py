@@ -37,9 +37,15 @@ WARMUP_EPOCHS = 1
 def quiet_tensorflow() -> None:
     """Call before importing TensorFlow: hides its C++ start-up notices (no effect on
     speed) and makes Keras use TensorFlow. Not done at import, so the environment that
-    `cnncli_train.py` and `run.py` pass to cnncli stays the user's."""
+    `cnncli_train.py` and `run.py` pass to cnncli stays the user's.
+
+    Also gives the peers TensorFlow's own CPU allocator, as a plain script has, even
+    when they borrowed cnncli's data loading first (importing cnncli chooses the BFC
+    allocator, one of cnncli's levers: bench/LEVERS.md). TensorFlow reads the setting
+    at its first tensor, so this must come before any."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as cnncli sets it
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "false"
 
 
 def parser(description: str, *, batch_size: int, epochs: int) -> argparse.ArgumentParser:
