@@ -171,6 +171,7 @@ def test_doctor_says_what_auto_picks_and_whether_the_cpu_has_bf16_units(monkeypa
         assert result.exit_code == 0, result.output
         assert words in result.output
         assert ("mixed_bfloat16" in result.output) is units
+    assert "CPU memory: TensorFlow's BFC allocator (reuses freed memory)" in result.output
 
 
 def test_doctor_json_reports_bf16_units_from_the_cpu_flags():

@@ -588,15 +588,18 @@ def test_setup_multiworker_with_bad_tf_config_is_config_error(monkeypatch):
 
 ALLOCATOR = textwrap.dedent("""
     import cnncli, tensorflow as tf
+    from cnncli.devices import tf_layer
     tf.ones((1024, 1024)) * 2.0
     try:
-        print("reuses", tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0)
+        print("reuses", tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0,
+              tf_layer.cpu_allocator())
     except ValueError:  # TensorFlow's default allocator keeps no statistics
-        print("default")
+        print("default", tf_layer.cpu_allocator())
 """)
 
 
-@pytest.mark.parametrize(("setting", "expected"), [(None, "reuses True"), ("false", "default")])
+@pytest.mark.parametrize(("setting", "expected"),
+                         [(None, "reuses True bfc"), ("false", "default default")])
 def test_importing_cnncli_gives_tensorflow_the_cpu_allocator_that_reuses_memory(setting,
                                                                                  expected):
     # TensorFlow's BFC allocator keeps freed blocks for the next batch (bench/LEVERS.md);

@@ -326,6 +326,10 @@ def doctor(info: dict) -> None:
               + ("; bfloat16 units (AMX or AVX512-BF16): mixed_bfloat16 pays off"
                  if cpu.get("bf16_units")
                  else "; no bfloat16 units: float32 is fastest"))
+    if cpu.get("allocator"):
+        out.print("CPU memory: " + ("TensorFlow's BFC allocator (reuses freed memory)"
+                                    if cpu["allocator"] == "bfc" else
+                                    "TensorFlow's default allocator (TF_CPU_ALLOCATOR_USE_BFC)"))
     auto = info["auto"]
     out.print(f"auto picks: {auto['kind']}, precision {auto['precision']}")
     if info.get("warning"):

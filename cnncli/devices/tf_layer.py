@@ -171,6 +171,20 @@ def _multiworker_strategy(devices: tuple[str, ...]):
             "devices only") from None
 
 
+def cpu_allocator() -> str:
+    """``bfc`` when TensorFlow's tensors in CPU memory come from its BFC allocator, which
+    reuses freed memory (what importing cnncli chooses: `cnncli/__init__.py`), else
+    ``default`` (``TF_CPU_ALLOCATOR_USE_BFC=false``). Only the BFC allocator keeps the
+    statistics asked for here."""
+    tf = import_tf()
+    tf.zeros(1)  # the allocator is made with the first tensor
+    try:
+        tf.config.experimental.get_memory_info("CPU:0")
+    except ValueError:
+        return "default"
+    return "bfc"
+
+
 def doctor_info() -> dict:
     """What ``cnncli doctor`` reports, as plain JSON-able values.
 
@@ -196,6 +210,7 @@ def doctor_info() -> dict:
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "bf16_units": cpu_bf16_units(),
+            "allocator": cpu_allocator(),
         },
         "nvidia_driver": driver,
         "warning": gpu_warning(driver, auto, info),
