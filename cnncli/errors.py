@@ -25,6 +25,13 @@ EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C's `KeyboardInterrupt` is (the CLI's
+    handler: `cnncli.cli.app.main`), so that whatever cleans up after Ctrl-C (a
+    half-packed folder, a staged file) cleans up after SIGTERM too; the process then
+    exits `EXIT_SIGTERM`. Training and export handle SIGTERM themselves."""
+
+
 class CnnError(Exception):
     """Base of every error cnncli reports to a user.
 

@@ -754,3 +754,34 @@ def test_a_csv_image_that_cannot_be_read_in_strict_mode_names_the_csv_line(tmp_p
         datasets.load(tmp_path / "labels.csv", strict=True)
     assert err.value.file == str(tmp_path / "labels.csv") and err.value.line == 3
     assert "remove its row" in err.value.hint
+
+
+def test_sigterm_while_packing_leaves_nothing_half_written_and_exits_143(tmp_path):
+    import signal
+    import time
+
+    root = photo_folder(tmp_path / "photos")
+    # records are written slowly, so the signal comes while shards are being written
+    script = textwrap.dedent(f"""
+        import sys, time
+        from cnncli.data import records
+        real = records._record
+        def slow(*args, **kwargs):
+            time.sleep(0.2)
+            return real(*args, **kwargs)
+        records._record = slow
+        sys.argv = ["cnncli", "datasets", "pack", {str(root)!r}, {str(tmp_path / "packed")!r}]
+        from cnncli.cli.app import main
+        main()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".packed.*/*.tfrecord")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(tmp_path.glob(".packed.*/*.tfrecord")), "packing never started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Terminated." in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]

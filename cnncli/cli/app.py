@@ -8,6 +8,7 @@ Errors are turned into messages and exit codes in one place: `main`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated, NoReturn
 
@@ -22,7 +23,13 @@ from cnncli.cli import (
     train_commands,
     viz_commands,
 )
-from cnncli.errors import EXIT_DATA_OR_MODEL, EXIT_SIGINT, EXIT_SIGTERM, CnnError
+from cnncli.errors import (
+    EXIT_DATA_OR_MODEL,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    CnnError,
+    Terminated,
+)
 
 app = typer.Typer(
     name="cnncli",
@@ -65,8 +72,10 @@ app.add_typer(system_commands.datasets_app, name="datasets")
 def main() -> None:
     """Entry point: run the app; map our errors to one-paragraph messages and exit codes.
 
-    Typer itself handles usage errors (exit 2) and ``--help``; Ctrl-C exits 130, and
-    SIGTERM in training 143, at once (`_leave`).
+    Typer itself handles usage errors (exit 2) and ``--help``; Ctrl-C exits 130 and
+    SIGTERM 143, at once (`_leave`), after what cleans up after either has run (SIGTERM
+    is raised as `Terminated`, a `KeyboardInterrupt`; training and export route it
+    themselves).
     """
     import warnings
 
@@ -76,6 +85,7 @@ def main() -> None:
         render.warn(str(message))
 
     warnings.showwarning = show
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except CnnError as exc:
@@ -86,11 +96,11 @@ def main() -> None:
         if _wants_json(sys.argv[1:]):  # a script asked for JSON: the error is JSON too
             render.print_json(exc.to_dict())
         _leave(exc.exit_code)
-    except KeyboardInterrupt:
-        _interrupted()
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130
-        if _caused_by_ctrl_c(exc):
-            _interrupted()
+        if interrupt := _caused_by_ctrl_c(exc):
+            _interrupted(interrupt)
         _usage_error_as_json(exc)
         raise
     except Exception as exc:  # a bug, ours or a library's: say so in one paragraph
@@ -144,16 +154,24 @@ def _traceback_if_debugging() -> None:
         traceback.print_exc()
 
 
-def _caused_by_ctrl_c(exc: BaseException) -> bool:
+def _caused_by_ctrl_c(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM: `Terminated`) in `exc`'s chain, if there is one."""
     seen = exc.__cause__ or exc.__context__
     while seen is not None:
         if isinstance(seen, KeyboardInterrupt):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
-def _interrupted() -> NoReturn:
+def _terminate(signum, frame) -> NoReturn:
+    raise Terminated()
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
+    if isinstance(interrupt, Terminated):
+        print("Terminated.", file=sys.stderr)
+        _leave(EXIT_SIGTERM)
     print("Interrupted.", file=sys.stderr)
     _leave(EXIT_SIGINT)
 
