@@ -329,6 +329,32 @@ train: {{epochs: 1, batch_size: 2}}
         training.plan(config.load(tmp_path / "run.yaml"))
 
 
+def test_an_empty_class_folder_packed_is_refused_in_training_as_the_folder_is(tmp_path):
+    from cnncli.data import records
+
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "empty").mkdir()
+    with pytest.warns(DataWarning):
+        records.pack(datasets.load(root), tmp_path / "packed")
+    packed = datasets.load(tmp_path / "packed")
+    with pytest.raises(DataError, match=r"1 of the 3 classes has no training image \(empty\)"):
+        checks.check_every_class_trains(packed, str(tmp_path / "packed"))
+    records.pack(packed, tmp_path / "again")  # packed again: still the folder's classes
+    with pytest.raises(DataError, match="no training image"):
+        checks.check_every_class_trains(datasets.load(tmp_path / "again"), "again")
+
+
+def test_packed_arrays_with_a_gap_in_their_labels_still_train(tmp_path):
+    from cnncli.data import records
+    from cnncli.data.dataset import Dataset, Split
+
+    x = np.zeros((3, 8, 8, 1), np.uint8)
+    letters = Dataset("emnist-letters", Split(x, np.array([1, 2, 3])),  # labels from 1
+                      Split(x, np.array([1, 2, 3])), ["0", "a", "b", "c"], "idx")
+    records.pack(letters, tmp_path / "packed")
+    checks.check_every_class_trains(datasets.load(tmp_path / "packed"), "packed")
+
+
 def test_a_gap_in_array_labels_trains_but_a_class_only_in_test_does_not():
     from cnncli.data.dataset import Dataset, Split
 

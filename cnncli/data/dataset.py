@@ -33,11 +33,15 @@ class Records:
         shards: the shard files, in order.
         count: the records in all of them.
         image_shape: (H, W, C) when every image was packed at one size, else None.
+        named_classes: packed from files (class folders, a CSV's labels), where every
+            class was named by the user: a class with no training image is then a
+            mistake (an empty folder), not a gap in numbered labels.
     """
 
     shards: tuple[str, ...]
     count: int
     image_shape: tuple[int, int, int] | None = None
+    named_classes: bool = False
 
 
 @dataclass

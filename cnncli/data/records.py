@@ -58,7 +58,9 @@ def read_records(folder: str | os.PathLike) -> Dataset:
         raise DataError(f"{INDEX} is damaged: {problem}", file=str(folder / INDEX),
                         hint="copy the packed folder again, or pack the data again")
     shape = tuple(index["image_shape"]) if index.get("image_shape") else None
-    splits = [_split(folder, index["splits"][name], name, shape) for name in ("train", "test")]
+    named = index.get("named_classes") is True
+    splits = [_split(folder, index["splits"][name], name, shape, named)
+              for name in ("train", "test")]
     top = max((int(s.labels.max()) for s in splits if len(s.labels)), default=-1)
     if top >= len(index["class_names"]):
         raise DataError(f"{INDEX} names {len(index['class_names'])} classes, and the labels go "
@@ -96,7 +98,7 @@ def _index_problem(index: dict) -> str | None:
     return None
 
 
-def _split(folder: Path, entry: dict, name: str, shape) -> Split:
+def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> Split:
     shards = []
     for shard in entry["shards"]:
         path = folder / shard["file"]
@@ -117,7 +119,7 @@ def _split(folder: Path, entry: dict, name: str, shape) -> Split:
     if labels.ndim != 1 or len(labels) != entry["count"]:
         raise DataError(f"{name}-labels.npy has {len(labels)} labels for {entry['count']} "
                         "records", file=str(folder), hint="pack the data again")
-    return Split(Records(tuple(shards), entry["count"], shape), labels)
+    return Split(Records(tuple(shards), entry["count"], shape, named), labels)
 
 
 def pack_resize_mode(image_size: tuple[int, int] | None, resize: str | None) -> str:
@@ -160,7 +162,9 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         index = {"format": FORMAT, "version": 1, "source": ds.source,
                  "class_names": list(ds.class_names), "splits": {},
                  "image_shape": _packed_shape(ds, image_size),
-                 "resize": resize if image_size else None}
+                 "resize": resize if image_size else None,
+                 "named_classes": ds.train.kind == "files" or (
+                     ds.train.kind == "records" and ds.train.images.named_classes)}
         for name, split in (("train", ds.train), ("test", ds.test)):
             split = _shuffled(split)
             shards, writer, written, number, labels = [], None, 0, 0, []
