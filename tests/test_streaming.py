@@ -785,3 +785,13 @@ def test_sigterm_while_packing_leaves_nothing_half_written_and_exits_143(tmp_pat
     assert proc.returncode == 143, err
     assert "Terminated." in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_pack_into_a_path_under_a_file_is_a_clear_error_leaving_nothing(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    (tmp_path / "file.txt").write_text("hi")
+    for out in (tmp_path / "file.txt" / "out", tmp_path / "file.txt" / "deeper" / "out"):
+        with pytest.raises(ConfigError, match="is a file") as err:
+            records.pack(ds, out)
+        assert "file.txt" in err.value.file or "file.txt" in err.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "photos"]

@@ -154,7 +154,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     _check_out(out, force, source)
     tf = import_tf()
     made = files.missing_folders(out.parent)  # removed again should packing fail
-    out.parent.mkdir(parents=True, exist_ok=True)
+    files.writable_folder(out.parent)  # a clear error for a file in the way, or no right
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     os.chmod(tmp, 0o777 & ~files.umask())  # as mkdir would make it, not mkdtemp's 0700
     total, done, skipped = len(ds.train) + len(ds.test), 0, []
