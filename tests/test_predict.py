@@ -222,6 +222,15 @@ def test_urls_are_fetched(tmp_path):
         server.shutdown()
 
 
+def test_a_malformed_url_is_its_own_error_and_the_other_images_are_predicted(tmp_path):
+    Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "good.png")
+    result = prediction.predict([str(tmp_path / "good.png"), "http://[::1"],
+                                model=tiny(CountingModel()))
+    assert [r.file for r in result.images] == [str(tmp_path / "good.png")]
+    [(name, error)] = [(e.file, e.message) for e in result.errors]
+    assert name == "http://[::1" and error.startswith("this is not a valid URL")
+
+
 def small_conv_model():
     keras.utils.set_random_seed(0)
     return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3, activation="relu"),

@@ -267,7 +267,11 @@ def fetch_url(url: str, *, max_bytes: int = MAX_URL_BYTES, timeout: float = 30) 
             "only http:// and https:// URLs can be fetched", file=url,
             hint="download the file and pass its local path",
         )
-    request = urllib.request.Request(url, headers={"User-Agent": f"cnncli/{__version__}"})
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": f"cnncli/{__version__}"})
+    except ValueError as err:  # e.g. "http://[::1": an unclosed IPv6 address
+        raise DataError(f"this is not a valid URL ({err})", file=url,
+                        hint="check the URL; copy it again from the browser") from None
     opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
         with opener.open(request, timeout=timeout) as response:
