@@ -32,7 +32,7 @@ def predict(
     resize: Annotated[str | None, typer.Option(help="stretch, center_crop or pad (default: "
                                                "as the model was trained).")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Exit 0 even if some images could not be "
-                                           "read.")] = False,
+                                           "read (3 if none could).")] = False,
     offline: Annotated[bool, typer.Option(help="Never download weights.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results.")] = False,
@@ -88,7 +88,7 @@ def predict(
         result.errors += cams.errors
     for error in result.errors:
         render.error(error)
-    if result.errors and not skip_bad:
+    if result.errors and (not skip_bad or not result.images):  # --skip-bad: some, not all
         raise typer.Exit(EXIT_DATA_OR_MODEL if not result.images else EXIT_BELOW_THRESHOLD)
 
 
