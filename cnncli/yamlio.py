@@ -90,10 +90,11 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook
         if not isinstance(node, yaml.MappingNode):
             return super().construct_mapping(node, deep)
-        self.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        own = {id(key_node) for key_node, _ in node.value}  # not from a merge key
+        self.flatten_mapping(node)  # resolves YAML merge keys (<<): merged pairs first
         result = YamlMap()
         result.file, result.line = self.file_name, node.start_mark.line + 1
-        key_lines = {}
+        key_lines, own_lines = {}, {}
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             try:
@@ -101,14 +102,18 @@ class _Loader(yaml.SafeLoader):
             except TypeError:
                 message = "a mapping key must be a plain value"
                 raise _error(self.file_name, key_node, message) from None
-            if key in key_lines:
-                raise _error(
-                    self.file_name,
-                    key_node,
-                    f"the key '{key}' appears twice (first on line {key_lines[key]})",
-                    hint="YAML keeps only the last of two equal keys; remove or rename one",
-                )
-            key_lines[key] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if id(key_node) in own:  # a merged key may be overridden; an own one not twice
+                if key in own_lines:
+                    raise _error(
+                        self.file_name,
+                        key_node,
+                        f"the key '{key}' appears twice (first on line {own_lines[key]})",
+                        hint="YAML keeps only the last of two equal keys; remove or rename "
+                             "one",
+                    )
+                own_lines[key] = line
+            key_lines[key] = line
             result[key] = self.construct_object(value_node, deep=True)
         result._key_lines = key_lines
         return result

@@ -34,6 +34,16 @@ def test_duplicate_key_is_an_error_naming_both_lines():
     assert e.value.line == 3 and e.value.file == "c.yaml"
 
 
+def test_a_merge_key_may_be_overridden_as_yaml_allows_but_not_an_own_key_twice():
+    doc = yamlio.loads("base: &c {filters: 4, kernel_size: 3}\n"
+                       "layer: {<<: *c, filters: 8}\n"
+                       "two: {<<: [{a: 1}, {a: 2, b: 2}]}\n")
+    assert doc["layer"] == {"filters": 8, "kernel_size": 3}
+    assert doc["two"] == {"a": 1, "b": 2}  # the first mapping listed wins, as YAML says
+    with pytest.raises(ConfigError, match=r"'filters' appears twice \(first on line 2\)"):
+        yamlio.loads("base: &c {filters: 4}\nlayer: {<<: *c, filters: 8,\n  filters: 9}\n")
+
+
 def test_tab_indentation_is_explained():
     with pytest.raises(ConfigError, match="tab character") as e:
         yamlio.loads("a:\n\t- b\n", "t.yaml")
