@@ -71,6 +71,13 @@ def test_wrongly_typed_argument_names_the_layer(write):
                           "\n  - Flatten\n")
 
 
+def test_a_number_in_quotes_is_explained_as_text_not_a_number(write):
+    with pytest.raises(ConfigError, match=r"`filters` is the text '8', not a number") as e:
+        build_text(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: '8', kernel_size: 3}"
+                          "\n  - Flatten\n")
+    assert e.value.hint == "write filters: 8 without quotes" and e.value.line == 3
+
+
 def test_dense_on_a_volume_is_explained(write):
     with pytest.raises(ConfigError, match="ends with a 7x7x10 volume") as e:
         build_text(write, "input: [7, 7, 3]\nclasses: 10\nlayers: [{Dense: $classes}]\n")

@@ -186,6 +186,13 @@ def _make_layer(node: expansion.Node, args: dict, shape):
         return cls(name=node.name, **args)
     except Exception as exc:  # a wrongly typed or out-of-range argument
         message = keras_reason(exc)
+        quoted = [k for k, v in args.items() if isinstance(v, str) and _number(v)]
+        if quoted and isinstance(exc, TypeError):  # filters: "8": Keras compares '8' <= 0
+            name = quoted[0]
+            raise ConfigError(
+                f"`{name}` is the text {args[name]!r}, not a number ({message})",
+                file=node.file, line=node.line, where=node.where(),
+                hint=f"write {name}: {args[name]} without quotes") from None
         valid = ", ".join(keras_layers.valid_arguments(cls))
         raise ConfigError(
             f"invalid arguments {args}: {message}", file=node.file, line=node.line,
@@ -193,6 +200,19 @@ def _make_layer(node: expansion.Node, args: dict, shape):
             hint=f"keras.layers.{node.layer} takes: {valid}; see its documentation for the "
                  "values each takes",
         ) from None
+
+
+def _number(text: str) -> bool:
+    """True for text that YAML would have read as a number without its quotes.
+
+    >>> _number("8"), _number("1e-3"), _number("same")
+    (True, True, False)
+    """
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_window(node: expansion.Node, layer, shape) -> None:
