@@ -19,3 +19,12 @@ def printable(text: str, *, one_line: bool = False) -> str:
     (an error paragraph cannot be made to show a forged line)."""
     pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
     return pattern.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def count(n: int, word: str) -> str:
+    """`n` and `word`, plural unless `n` is 1 (words that take an -s).
+
+    >>> count(1, "epoch"), count(20, "step"), count(1_000, "image")
+    ('1 epoch', '20 steps', '1,000 images')
+    """
+    return f"{n:,} {word}{'' if n == 1 else 's'}"

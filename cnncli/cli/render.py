@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnncli.errors import CnnError
-from cnncli.text import printable  # also the commands' render.printable
+from cnncli.text import count, printable  # also the commands' render.printable
 
 
 class _Console(Console):
@@ -133,8 +133,8 @@ class PlainTrainReporter:
         info(f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
              f"{len(plan.feed.val):,} validation images" + (" (SAMPLE)" if d.sample else "")
              + (f"; {how}" if how else ""))
-        info(f"Training {plan.spec.name} for {plan.epochs} epochs of {plan.steps_per_epoch} "
-             f"steps (batch {plan.cfg.train.batch_size})")
+        info(f"Training {plan.spec.name} for {count(plan.epochs, 'epoch')} of "
+             f"{count(plan.steps_per_epoch, 'step')} (batch {plan.cfg.train.batch_size})")
         for w in plan.warnings:
             warn(w)
 
