@@ -189,9 +189,14 @@ def sniff(path: str | os.PathLike) -> str | None:
 
     >>> sniff(__file__)
     'the file is text, not an image (it reads JPEG, PNG, BMP, GIF, WebP and TIFF)'
+    >>> sniff(os.path.dirname(__file__))
+    'this is a folder, not an image'
     """
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # opening a FIFO would wait forever
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):  # e.g. a CSV row naming a folder
+            return "this is a folder, not an image"
+        if not stat.S_ISREG(mode):  # opening a FIFO would wait forever
             return NOT_A_FILE
         with open(path, "rb") as f:
             head = f.read(16)
