@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from exportkit import QUANTIZABLE, RGB_CAFFE_AUGMENTED, sample_images, train_run
 
-from cnncli.errors import ConfigError, DataError, ModelError
+from cnncli.errors import CnnError, ConfigError, DataError, ModelError
 from cnncli.export import exporter, graph, verify
 from cnncli.infer import classifier, exported, sidecar
 from cnncli.runtime import import_keras, import_tf
@@ -799,3 +799,15 @@ def test_vgg16_exports_to_every_format_in_16_gb_of_address_space(tmp_path):
             np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=fmt)
     finally:
         shutil.rmtree(tmp_path)  # 3 GB of files
+
+
+def test_a_run_whose_data_is_gone_says_so_and_how_to_check_without_it(tmp_path):
+    run = train_run(tmp_path / "data", epochs=1)
+    for npz in (tmp_path / "data").glob("*.npz"):
+        npz.unlink()  # the data it was trained on, moved or deleted since
+    with pytest.raises(CnnError, match="the data this model was trained on cannot be read: ") \
+            as err:
+        exporter.export(run, formats=["onnx"], output=tmp_path / "out")
+    assert err.value.hint == ("give the data with --data NAME_OR_PATH, or check on image "
+                              "files with --images FILES")
+    assert not (tmp_path / "out").exists()

@@ -282,9 +282,18 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     if source and (not images or calibrate):
         from cnncli.data import datasets
 
-        ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
-                                                        else None),
-                           offline=offline or bool(run_data and run_data.offline))
+        try:
+            ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
+                                                            else None),
+                               offline=offline or bool(run_data and run_data.offline))
+        except CnnError as exc:
+            if data:  # the user's own --data: its error as it is
+                raise
+            # the data the model was trained on, as recorded: moved or deleted since?
+            exc.message = f"the data this model was trained on cannot be read: {exc.message}"
+            exc.hint = "give the data with --data NAME_OR_PATH" + (
+                "" if calibrate else ", or check on image files with --images FILES")
+            raise
     if ds is None and not images:
         raise ConfigError("which images should the exports be checked on? this model file "
                           "does not say what data it was trained on", file=reference.name,
