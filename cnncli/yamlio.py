@@ -82,6 +82,10 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: The tag PyYAML gives a merge key (``<<``).
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans and floats, line numbers and duplicate-key checks."""
 
@@ -90,33 +94,49 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook
         if not isinstance(node, yaml.MappingNode):
             return super().construct_mapping(node, deep)
-        own = {id(key_node) for key_node, _ in node.value}  # not from a merge key
-        self.flatten_mapping(node)  # resolves YAML merge keys (<<): merged pairs first
         result = YamlMap()
         result.file, result.line = self.file_name, node.start_mark.line + 1
-        key_lines, own_lines = {}, {}
+        key_lines, own = {}, {}
         for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:  # keys merged in: the mapping's own ones win
+                for key, value, line in self._merged(value_node):
+                    if key not in own:
+                        result[key], key_lines[key] = value, line
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 hash(key)
             except TypeError:
                 message = "a mapping key must be a plain value"
                 raise _error(self.file_name, key_node, message) from None
-            line = key_node.start_mark.line + 1
-            if id(key_node) in own:  # a merged key may be overridden; an own one not twice
-                if key in own_lines:
-                    raise _error(
-                        self.file_name,
-                        key_node,
-                        f"the key '{key}' appears twice (first on line {own_lines[key]})",
-                        hint="YAML keeps only the last of two equal keys; remove or rename "
-                             "one",
-                    )
-                own_lines[key] = line
-            key_lines[key] = line
+            if key in own:
+                raise _error(
+                    self.file_name,
+                    key_node,
+                    f"the key '{key}' appears twice (first on line {own[key]})",
+                    hint="YAML keeps only the last of two equal keys; remove or rename one",
+                )
+            own[key] = key_lines[key] = key_node.start_mark.line + 1
             result[key] = self.construct_object(value_node, deep=True)
         result._key_lines = key_lines
         return result
+
+    def _merged(self, node) -> list[tuple[Any, Any, int]]:
+        """(key, value, line) of what a merge key (``<<: *base`` or ``<<: [*a, *b]``) brings
+        in, the first mapping listed winning over later ones (YAML's merge rule). Built
+        from the constructed mappings, without changing the shared anchored nodes (as
+        PyYAML's own `flatten_mapping` does)."""
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        if not sources or not all(isinstance(n, yaml.MappingNode) for n in sources):
+            raise _error(self.file_name, node, "a merge key (<<) takes a mapping or a list of "
+                         "mappings", hint="write <<: *name, or <<: [*one, *two]")
+        merged: dict = {}
+        for source in sources:
+            mapping = self.construct_object(source, deep=True)
+            for key, value in mapping.items():
+                if key not in merged:
+                    merged[key] = (key, value, mapping.key_line(key))
+        return list(merged.values())
 
     def construct_yaml_map(self, node):  # noqa: D102 - PyYAML hook
         yield self.construct_mapping(node, deep=True)

@@ -37,11 +37,22 @@ def test_duplicate_key_is_an_error_naming_both_lines():
 def test_a_merge_key_may_be_overridden_as_yaml_allows_but_not_an_own_key_twice():
     doc = yamlio.loads("base: &c {filters: 4, kernel_size: 3}\n"
                        "layer: {<<: *c, filters: 8}\n"
-                       "two: {<<: [{a: 1}, {a: 2, b: 2}]}\n")
+                       "two: {<<: [{filters: 1}, {filters: 2, units: 2}]}\n")
     assert doc["layer"] == {"filters": 8, "kernel_size": 3}
-    assert doc["two"] == {"a": 1, "b": 2}  # the first mapping listed wins, as YAML says
+    assert doc["two"] == {"filters": 1, "units": 2}  # the first listed wins, as YAML says
+    assert doc["base"] == {"filters": 4, "kernel_size": 3}  # the anchor itself unchanged
     with pytest.raises(ConfigError, match=r"'filters' appears twice \(first on line 2\)"):
         yamlio.loads("base: &c {filters: 4}\nlayer: {<<: *c, filters: 8,\n  filters: 9}\n")
+
+
+def test_merges_nest_and_a_merged_anchor_used_again_is_not_a_duplicate():
+    doc = yamlio.loads("a: &a {kernel: 1}\nb: &b {<<: *a, kernel: 2}\nc: {<<: *b}\n"
+                       "l1: {<<: &mid {<<: *b, filters: 8}}\nl2: *mid\n")
+    assert doc["c"] == {"kernel": 2}
+    assert doc["l1"] == doc["l2"] == {"kernel": 2, "filters": 8}
+    assert doc["c"].key_line("kernel") == 2  # where the merged value was written
+    with pytest.raises(ConfigError, match="a merge key"):
+        yamlio.loads("a: {<<: 3}\n")
 
 
 def test_tab_indentation_is_explained():
