@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import textwrap
 
 from typer.testing import CliRunner
 
@@ -212,3 +213,40 @@ def test_predict_format_json_gives_its_errors_as_json(tmp_path):
                     str(tmp_path / "nope.keras"), "--format", "json")
     assert result.returncode == 3
     assert json.loads(result.stdout)["message"] == "the model file does not exist"
+
+
+def test_sigterm_ends_a_command_that_does_not_stop_by_itself_with_143(tmp_path):
+    # A command stuck where Python's handler cannot stop it (here: one that swallows
+    # the interrupt; in life, blocked inside TensorFlow) still ends, after the grace.
+    import signal
+    import time
+
+    started = tmp_path / "started"
+    script = textwrap.dedent(f"""
+        import sys, time, pathlib
+        from cnncli import devices
+        from cnncli.cli import app
+        app.SIGTERM_GRACE = 1.0
+        def stuck():
+            pathlib.Path({str(started)!r}).touch()
+            while True:
+                try:
+                    time.sleep(0.1)
+                except BaseException:
+                    pass
+        devices.doctor_info = stuck
+        sys.argv = ["cnncli", "doctor"]
+        app.main()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # when it did not end (the test fails)
+    assert proc.returncode == 143, err
+    assert "did not stop by itself" in err and time.monotonic() - sent < 30

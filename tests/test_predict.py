@@ -225,6 +225,32 @@ def test_urls_are_fetched(tmp_path):
         server.shutdown()
 
 
+class InterruptedModel(CountingModel):
+    def predict_on_batch(self, x):
+        raise KeyboardInterrupt  # Ctrl-C while the first batch is predicted
+
+
+def test_ctrl_c_stops_predict_without_waiting_for_the_next_batchs_reads(tmp_path,
+                                                                         monkeypatch):
+    import time
+
+    for i in range(8):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    real = prediction._read
+
+    def slow(source, loaded, resize):  # e.g. URLs of a slow server
+        if not source.endswith(("0.png", "1.png")):
+            time.sleep(2)
+        return real(source, loaded, resize)
+
+    monkeypatch.setattr(prediction, "_read", slow)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        prediction.predict([str(tmp_path / f"{i}.png") for i in range(8)], batch_size=2,
+                           model=tiny(InterruptedModel()))
+    assert time.monotonic() - started < 2  # the queued reads (6 x 2 s, 4 threads) dropped
+
+
 def test_a_malformed_url_is_its_own_error_and_the_other_images_are_predicted(tmp_path):
     Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "good.png")
     result = prediction.predict([str(tmp_path / "good.png"), "http://[::1"],

@@ -85,7 +85,16 @@ def main() -> None:
         render.warn(str(message))
 
     warnings.showwarning = show
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    stop_watching = _watch_sigterm()
+    try:
+        _run()
+    finally:  # main() called in a process that goes on (tests): as it was
+        stop_watching()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _run() -> None:
     try:
         app()
     except CnnError as exc:
@@ -166,6 +175,47 @@ def _caused_by_ctrl_c(exc: BaseException) -> KeyboardInterrupt | None:
 
 def _terminate(signum, frame) -> NoReturn:
     raise Terminated()
+
+
+#: Seconds a command has to clean up after SIGTERM before the process exits anyway.
+SIGTERM_GRACE = 10.0
+
+
+def _watch_sigterm():
+    """Make sure SIGTERM ends the process: Python runs `_terminate` only when the main
+    thread runs Python code, and it may be blocked in TensorFlow (building a model,
+    waiting for the other machines of a cluster). A thread woken by the signal (Python's
+    wake-up file descriptor) exits 143 after `SIGTERM_GRACE` seconds if the process is
+    still there. Not while training or exporting: they handle SIGTERM their own way
+    (a backup first; the files being renamed) with their own handler. Returns the
+    function that stops watching."""
+    import threading
+    import time
+
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        before = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: no watching
+        os.close(read)
+        os.close(write)
+        return lambda: None
+
+    def watch():
+        while data := os.read(read, 64):
+            if signal.SIGTERM in data and signal.getsignal(signal.SIGTERM) is _terminate:
+                time.sleep(SIGTERM_GRACE)
+                sys.stderr.write("Terminated (the command did not stop by itself).\n")
+                os._exit(EXIT_SIGTERM)
+        os.close(read)
+
+    threading.Thread(target=watch, name="cnncli-sigterm", daemon=True).start()
+
+    def stop():
+        signal.set_wakeup_fd(before)
+        os.close(write)  # the thread reads the end of the pipe and returns
+
+    return stop
 
 
 def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:

@@ -52,7 +52,8 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
     result = Result(model=loaded.name)
     top = max(1, min(top, len(loaded.class_names)))
     chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
-    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+    pool = ThreadPoolExecutor(DECODE_THREADS)
+    try:
         def decode(chunk):  # started one batch ahead: decoding overlaps the model's work
             return [pool.submit(_read, f, loaded, resize) for f in chunk]
 
@@ -71,6 +72,8 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 best = metrics.top_k(p, top)
                 result.images.append(ImageResult(
                     file, [(loaded.class_names[i], float(p[i])) for i in best]))
+    finally:  # on Ctrl-C, not after the next batch's reads (URLs: up to 30 s each)
+        pool.shutdown(wait=False, cancel_futures=True)
     return result
 
 
