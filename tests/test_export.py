@@ -808,6 +808,6 @@ def test_a_run_whose_data_is_gone_says_so_and_how_to_check_without_it(tmp_path):
     with pytest.raises(CnnError, match="the data this model was trained on cannot be read: ") \
             as err:
         exporter.export(run, formats=["onnx"], output=tmp_path / "out")
-    assert err.value.hint == ("give the data with --data NAME_OR_PATH, or check on image "
-                              "files with --images FILES")
+    assert err.value.hint.endswith("give the data with --data NAME_OR_PATH, or check on "
+                                   "image files with --images FILES")
     assert not (tmp_path / "out").exists()

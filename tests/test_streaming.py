@@ -304,8 +304,9 @@ def test_a_bad_csv_names_the_line(tmp_path, text, message):
     (["", "a/0.jpg,a,train", "", "", "b/0.jpg,b,validation"],  # blank lines count too
      "split 'validation' is neither train nor test", 6),
     (["a/0.jpg,a,train", '"b/0.jpg,b,train', "b/1.jpg,b,test"],  # the quote runs to the end
-     "a quote opened on this line is never closed \\(the row runs to line 4\\)", 3),
-    (["a/0.jpg,a,train", '"b/0.jpg,b,train'], "a quote opened on this line is never closed", 3),
+     "a quoted field opened on this line runs on to line 4: a closing quote is probably", 3),
+    (["a/0.jpg,a,train", '"b/0.jpg,b,train', "", ""], "runs on to line 5", 3),
+    (['a/0.jpg,"a,train', "b/1.jpg,b,test"], "runs on to line 3", 2),  # into the label
 ])
 def test_a_csv_read_wrongly_without_a_word_is_refused_naming_the_line(tmp_path, rows,
                                                                        message, line):

@@ -141,9 +141,8 @@ def check_every_class_trains(ds: Dataset, file: str) -> None:
     n = ds.num_classes
     train = np.bincount(ds.train.labels, minlength=n)
     test = np.bincount(ds.test.labels, minlength=n) if len(ds.test) else np.zeros(n, int)
-    named = ds.train.kind == "files" or (  # every class is a folder or a CSV label
-        ds.train.kind == "records" and ds.train.images.named_classes)
-    missing = [ds.class_names[i] for i in range(n) if train[i] == 0 and (named or test[i])]
+    missing = [ds.class_names[i] for i in range(n)
+               if train[i] == 0 and (ds.train.named_classes or test[i])]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
                                           else "")

@@ -118,14 +118,15 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                                     file=str(path), line=number,
                                     hint='quote a path or label holding a comma: "a,b/x.png"')
                 values = [v or "" for k, v in row.items() if k]
-                spans = sum(v.rstrip("\n").count("\n") for v in values)  # lines after the 1st
+                spanning = max(values, key=lambda v: v.count("\n"), default="")
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-                if any("\n" in v for v in values) and (not row.get("path")
-                                                        or not row.get("label")):
-                    raise DataError("a quote opened on this line is never closed (the row "
-                                    f"runs to line {number})", file=str(path),
-                                    line=number - spans, hint='close the quote, as in '
-                                    '"a,b/x.png",cat, or remove it')
+                if "\n" in spanning and (not row.get("path") or not row.get("label")
+                                         or "\n" in row["label"]):
+                    opened = number - spanning.count("\n") + spanning.endswith("\n")
+                    raise DataError(f"a quoted field opened on this line runs on to line "
+                                    f"{number}: a closing quote is probably missing",
+                                    file=str(path), line=opened, hint='close the quote, as '
+                                    'in "a,b/x.png",cat, or remove it')
                 if not row.get("path") or not row.get("label"):
                     raise DataError("a row without a path or a label", file=str(path),
                                     line=number, hint="give both on every row")

@@ -65,6 +65,13 @@ class Split:
             return "arrays"
         return "records" if isinstance(self.images, Records) else "files"
 
+    @property
+    def named_classes(self) -> bool:
+        """Every class is one the user named (a class folder, a CSV's label), as for files
+        and what was packed from them: a class without images is then a mistake (an
+        empty folder), not a gap in numbered labels (EMNIST's letters start at 1)."""
+        return self.kind == "files" or (self.kind == "records" and self.images.named_classes)
+
     def __len__(self) -> int:
         return len(self.labels)
 

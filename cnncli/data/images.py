@@ -180,6 +180,8 @@ _MAGIC = (("JPEG", b"\xff\xd8\xff"), ("PNG", b"\x89PNG\r\n\x1a\n"), ("GIF", b"GI
 
 #: Said of a FIFO, socket or device found where an image file was expected.
 NOT_A_FILE = "this is not a regular file (a FIFO, socket or device), not an image"
+#: Said of a folder found where an image file was expected.
+A_FOLDER = "this is a folder, not an image"
 
 
 def sniff(path: str | os.PathLike) -> str | None:
@@ -195,7 +197,7 @@ def sniff(path: str | os.PathLike) -> str | None:
     try:
         mode = os.stat(path).st_mode
         if stat.S_ISDIR(mode):  # e.g. a CSV row naming a folder
-            return "this is a folder, not an image"
+            return A_FOLDER
         if not stat.S_ISREG(mode):  # opening a FIFO would wait forever
             return NOT_A_FILE
         with open(path, "rb") as f:
@@ -220,7 +222,7 @@ def _check_path(path: str, label: str) -> str:
         raise DataError(f"the image cannot be read ({err.strerror or err})",
                         file=label) from None
     if stat.S_ISDIR(info.st_mode):
-        raise DataError("this is a folder, not an image", file=label,
+        raise DataError(A_FOLDER, file=label,
                         hint="pass the folder to 'cnncli predict' to use every image in it")
     if not stat.S_ISREG(info.st_mode):
         raise DataError(NOT_A_FILE, file=label)

@@ -154,8 +154,12 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     _check_out(out, force, source)
     tf = import_tf()
     made = files.missing_folders(out.parent)  # removed again should packing fail
-    files.writable_folder(out.parent)  # a clear error for a file in the way, or no right
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        files.writable_folder(out.parent)  # a clear error for a file in the way, or no right
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except BaseException:
+        _remove(made)
+        raise
     os.chmod(tmp, 0o777 & ~files.umask())  # as mkdir would make it, not mkdtemp's 0700
     total, done, skipped = len(ds.train) + len(ds.test), 0, []
     try:
@@ -163,8 +167,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                  "class_names": list(ds.class_names), "splits": {},
                  "image_shape": _packed_shape(ds, image_size),
                  "resize": resize if image_size else None,
-                 "named_classes": ds.train.kind == "files" or (
-                     ds.train.kind == "records" and ds.train.images.named_classes)}
+                 "named_classes": ds.train.named_classes}
         for name, split in (("train", ds.train), ("test", ds.test)):
             split = _shuffled(split)
             shards, writer, written, number, labels = [], None, 0, 0, []
@@ -206,11 +209,16 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        for folder in made:  # deepest first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove(made)
         raise
     return index
+
+
+def _remove(folders: list[Path]) -> None:
+    """Remove the (empty) folders packing made, deepest first."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _shuffled(split: Split) -> Split:

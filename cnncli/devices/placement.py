@@ -18,6 +18,7 @@ from cnncli import config
 from cnncli.devices.cluster import Cluster
 from cnncli.devices.hardware import GPU_INSTALL
 from cnncli.errors import ConfigError, DeviceError
+from cnncli.text import count
 
 #: Values of ``--device``.
 DEVICE_FORMS = "auto, cpu, gpu, gpu:N (N = 0, 1, ... as numbered by TensorFlow)"
@@ -102,7 +103,7 @@ class Placement:
         'Device: CPU (2 threads): --device cpu'
         """
         if self.kind == "cpu":
-            threads = f"{self.cpu_threads} thread{'s' if self.cpu_threads != 1 else ''}"
+            threads = count(self.cpu_threads, "thread")
             if self.precision != "float32":
                 threads += f", {self.precision}"
             text = f"Device: CPU ({threads})"
@@ -279,7 +280,7 @@ def _no_such_gpu(requested: str, gpus: Sequence[GpuInfo]) -> DeviceError:
         seen = "TensorFlow sees no GPU"
     else:
         names = ", ".join(f"gpu:{g.index}" for g in gpus)
-        seen = f"TensorFlow sees only {len(gpus)} GPU{'s' if len(gpus) != 1 else ''} ({names})"
+        seen = f"TensorFlow sees only {count(len(gpus), 'GPU')} ({names})"
     return DeviceError(
         f"--device {requested} was asked for, but {seen}",
         hint=(

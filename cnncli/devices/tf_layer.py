@@ -174,15 +174,17 @@ def _multiworker_strategy(devices: tuple[str, ...]):
 def cpu_allocator() -> str:
     """``bfc`` when TensorFlow's tensors in CPU memory come from its BFC allocator, which
     reuses freed memory (what importing cnncli chooses: `cnncli/__init__.py`), else
-    ``default`` (``TF_CPU_ALLOCATOR_USE_BFC=false``). Only the BFC allocator keeps the
-    statistics asked for here."""
-    tf = import_tf()
-    tf.zeros(1)  # the allocator is made with the first tensor
-    try:
-        tf.config.experimental.get_memory_info("CPU:0")
-    except ValueError:
-        return "default"
-    return "bfc"
+    ``default``: ``TF_CPU_ALLOCATOR_USE_BFC`` read as TensorFlow reads it (true or 1),
+    without starting TensorFlow's runtime (on a GPU machine that would take the GPUs'
+    memory).
+
+    >>> os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "false"; cpu_allocator()
+    'default'
+    >>> os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"; cpu_allocator()
+    'bfc'
+    """
+    setting = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").strip().lower()
+    return "bfc" if setting in ("true", "1") else "default"
 
 
 def doctor_info() -> dict:

@@ -291,8 +291,9 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
                 raise
             # the data the model was trained on, as recorded: moved or deleted since?
             exc.message = f"the data this model was trained on cannot be read: {exc.message}"
-            exc.hint = "give the data with --data NAME_OR_PATH" + (
+            instead = "give the data with --data NAME_OR_PATH" + (
                 "" if calibrate else ", or check on image files with --images FILES")
+            exc.hint = f"{exc.hint}; or {instead}" if exc.hint else instead
             raise
     if ds is None and not images:
         raise ConfigError("which images should the exports be checked on? this model file "

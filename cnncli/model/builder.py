@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import re
 from dataclasses import dataclass, field
 
 from cnncli.errors import CnnError, ConfigError, raise_all
@@ -186,13 +187,17 @@ def _make_layer(node: expansion.Node, args: dict, shape):
         return cls(name=node.name, **args)
     except Exception as exc:  # a wrongly typed or out-of-range argument
         message = keras_reason(exc)
-        quoted = [k for k, v in args.items() if isinstance(v, str) and _number(v)]
+        quoted = {k: v for k, v in args.items() if isinstance(v, str) and _number(v)}
         if quoted and isinstance(exc, TypeError):  # filters: "8": Keras compares '8' <= 0
-            name = quoted[0]
+            names = ", ".join(f"`{k}`" for k in quoted)
+            texts = ", ".join(repr(v) for v in quoted.values())
+            one = len(quoted) == 1
             raise ConfigError(
-                f"`{name}` is the text {args[name]!r}, not a number ({message})",
+                f"{names} {'is' if one else 'are'} the text {texts}, not "
+                f"{'a number' if one else 'numbers'} ({message})",
                 file=node.file, line=node.line, where=node.where(),
-                hint=f"write {name}: {args[name]} without quotes") from None
+                hint="write " + ", ".join(f"{k}: {v}" for k, v in quoted.items())
+                     + " without quotes") from None
         valid = ", ".join(keras_layers.valid_arguments(cls))
         raise ConfigError(
             f"invalid arguments {args}: {message}", file=node.file, line=node.line,
@@ -202,17 +207,17 @@ def _make_layer(node: expansion.Node, args: dict, shape):
         ) from None
 
 
+#: A number as cnncli's YAML reads one (YAML 1.2: no ``1_000``, ``nan`` or ``inf``).
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _number(text: str) -> bool:
     """True for text that YAML would have read as a number without its quotes.
 
-    >>> _number("8"), _number("1e-3"), _number("same")
-    (True, True, False)
+    >>> _number("8"), _number("1e-3"), _number("same"), _number("nan"), _number("1_000")
+    (True, True, False, False, False)
     """
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return _NUMBER.fullmatch(text.strip()) is not None
 
 
 def _check_window(node: expansion.Node, layer, shape) -> None:

@@ -20,6 +20,7 @@ from cnncli.model import backbone
 from cnncli.model.builder import Built
 from cnncli.model.expand import MERGES, Node
 from cnncli.model.shapes import as_tuple, transposed_output, window_output
+from cnncli.text import count
 
 BYTES_PER_VALUE = 4  # float32 activations
 _ACTIVATIONS = {"relu": "ReLU", "softmax": "Softmax", "tanh": "tanh", "sigmoid": "sigmoid",
@@ -272,5 +273,5 @@ def _volume(shape) -> str:
 def _input_description(shape) -> str:
     if len(shape) == 3:
         h, w, c = shape
-        return f"{h}x{w} pixels and {c} color channel{'s' if c != 1 else ''}"
+        return f"{h}x{w} pixels and {count(c, 'color channel')}"
     return f"input of shape {_volume(shape)}"
