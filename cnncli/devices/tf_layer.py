@@ -171,19 +171,19 @@ def _multiworker_strategy(devices: tuple[str, ...]):
             "devices only") from None
 
 
-def cpu_allocator() -> str:
+def cpu_allocator(environ=os.environ) -> str:
     """``bfc`` when TensorFlow's tensors in CPU memory come from its BFC allocator, which
     reuses freed memory (what importing cnncli chooses: `cnncli/__init__.py`), else
     ``default``: ``TF_CPU_ALLOCATOR_USE_BFC`` read as TensorFlow reads it (true or 1),
     without starting TensorFlow's runtime (on a GPU machine that would take the GPUs'
     memory).
 
-    >>> os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "false"; cpu_allocator()
-    'default'
-    >>> os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"; cpu_allocator()
+    >>> cpu_allocator({"TF_CPU_ALLOCATOR_USE_BFC": "false"}), cpu_allocator({})
+    ('default', 'default')
+    >>> cpu_allocator({"TF_CPU_ALLOCATOR_USE_BFC": "True"})
     'bfc'
     """
-    setting = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").strip().lower()
+    setting = environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").strip().lower()
     return "bfc" if setting in ("true", "1") else "default"
 
 
