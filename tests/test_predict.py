@@ -155,7 +155,7 @@ def test_a_bad_file_gets_its_own_error_and_the_rest_are_predicted(tmp_path, phot
     assert len(result.errors) == 1 and "broken.jpg" in str(result.errors[0])
 
 
-def test_some_bad_files_exit_1_unless_skip_bad_and_none_read_exits_3(tmp_path):
+def test_some_bad_files_exit_1_unless_skip_bad_warns_and_none_read_exits_3(tmp_path):
     run = _trained_run(tmp_path)
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     Image.new("L", (8, 8), 200).save(good)
@@ -164,7 +164,9 @@ def test_some_bad_files_exit_1_unless_skip_bad_and_none_read_exits_3(tmp_path):
     result = cnncli(*args)
     assert result.returncode == 1 and "bad.png" in result.stderr
     assert result.stdout.count("1. ") == 1
-    assert cnncli(*args, "--skip-bad").returncode == 0
+    skipped = cnncli(*args, "--skip-bad")
+    assert skipped.returncode == 0 and "error:" not in skipped.stderr
+    assert "warning: skipped" in skipped.stderr and "bad.png" in skipped.stderr
     # --skip-bad excuses some bad images, not all: no image read is still exit 3
     nothing = cnncli("predict", str(bad), "--model", str(run), "--skip-bad")
     assert nothing.returncode == 3 and "bad.png" in nothing.stderr

@@ -86,9 +86,13 @@ def predict(
         for picture in cams.pictures if not quiet else ():
             render.info(f"Grad-CAM: {picture.png}")
         result.errors += cams.errors
+    excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
     for error in result.errors:
-        render.error(error)
-    if result.errors and (not skip_bad or not result.images):  # --skip-bad: some, not all
+        if excused:
+            render.warn(f"skipped {error}")
+        else:
+            render.error(error)
+    if result.errors and not excused:
         raise typer.Exit(EXIT_DATA_OR_MODEL if not result.images else EXIT_BELOW_THRESHOLD)
 
 
