@@ -29,6 +29,17 @@ def test_latest_points_at_the_newest_run(tmp_path):
     assert rundir.find(tmp_path / "m") == second.resolve()
 
 
+def test_a_latest_folder_of_the_users_own_is_refused_before_a_run_is_made(tmp_path):
+    own = tmp_path / "m" / "latest"
+    own.mkdir(parents=True)
+    (own / "notes.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="not the link cnncli keeps") as e:
+        rundir.create(tmp_path, "m")
+    assert "move or rename it" in e.value.hint
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["latest"]
+    assert (own / "notes.txt").read_text() == "precious"
+
+
 def test_find_explains_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(DataError, match="not a cnncli run folder"):
         rundir.find(tmp_path)

@@ -50,6 +50,12 @@ def create(root: str | Path, name: str) -> Path:
     if not os.access(base, os.W_OK):
         raise ConfigError("the run folder is not writable", file=str(base),
                           hint="choose another output folder with --set output.dir=...")
+    latest = base / "latest"
+    if latest.exists() and not latest.is_symlink():  # point_latest will replace it
+        raise ConfigError("'latest' here is not the link cnncli keeps to the newest run "
+                          "(it is a folder or a file of its own)", file=str(latest),
+                          hint="move or rename it; cnncli makes runs/<name>/latest a link "
+                               "to the newest run")
     numbers = [int(p.name) for p in base.iterdir() if _number(p.name)]
     n = max(numbers, default=0) + 1
     while True:
@@ -73,7 +79,11 @@ def point_latest(run: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     tmp.symlink_to(run.name)
-    os.replace(tmp, link)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink()
+        raise
 
 
 def find(path: str | Path) -> Path:
