@@ -420,6 +420,48 @@ def test_a_second_ctrl_c_stops_at_once_and_resume_uses_the_last_backup(tmp_path)
     assert len(history_rows(run_train(path, resume=run).run)) == 2
 
 
+class CtrlCAfterTheLastEpoch(training.Reporter):
+    """Presses Ctrl-C as the last epoch's line is shown, and keeps the notes."""
+
+    def __init__(self, epochs):
+        self.epochs, self.notes = epochs, []
+
+    def epoch_end(self, row):
+        if row["epoch"] == self.epochs:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+def test_ctrl_c_after_the_last_epoch_still_finishes_the_run(tmp_path):
+    path = write_config(tmp_path, epochs=2, batch_size=8)
+    keys = CtrlCAfterTheLastEpoch(epochs=2)
+    result = run_train(path, reporter=keys)
+    assert files.read_json(result.run / "state.json")["status"] == "finished"
+    assert (result.run / "model.keras").is_file() and not rundir.has_backup(result.run)
+    assert len(history_rows(result.run)) == 2
+    assert keys.notes == ["Ctrl-C came after the last step: the run was finished and saved"]
+
+
+def test_ctrl_c_while_the_results_are_saved_still_finishes_the_run(tmp_path, monkeypatch):
+    real = training.record.final_metrics
+
+    def pressed_while_saving(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training.record, "final_metrics", pressed_while_saving)
+    try:
+        result = run_train(write_config(tmp_path, epochs=1, batch_size=8))
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C while the results were saved stopped the run unfinished")
+    assert files.read_json(result.run / "state.json")["status"] == "finished"
+    assert (result.run / "metrics.json").is_file() and not rundir.has_backup(result.run)
+
+
 def test_ctrl_c_exits_130_at_once_with_a_line_saying_so(tmp_path):
     # Typer turns Ctrl-C into a silent exit 130; cnncli says so and leaves at once, without
     # Python's shutdown (which could wait forever on a TensorFlow input pipeline's threads)

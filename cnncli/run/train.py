@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,8 +108,9 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
         files.write_json(run / rundir.STATE, {"status": "running"})
         reporter.begin(p, run, resumed=bool(resume))
         callback = RunCallback(p, run, model, state, reporter, ways)
-        _fit(p, model, state, run, callback, reporter)
-        return _finish(p, model, state, run, callback)
+        result = _fit_and_finish(p, model, state, run, callback, reporter)
+        checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
+        return result
 
 
 def _directions(p: Plan, model) -> dict:
@@ -184,12 +186,20 @@ def _apply(p: Plan, model, state: TrainState, diff: dict, run: Path, reporter) -
                   "config.yaml and metrics.json)")
 
 
-def _fit(p: Plan, model, state: TrainState, run: Path, callback, reporter) -> None:
+def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
+                    reporter) -> Result:
+    """Train, then save the results. A Ctrl-C or SIGTERM while the results are saved
+    (or at the last epoch's end) lets them be saved: the run ends finished."""
     relay = distributed.SignalRelay(callback) if p.placement.kind == "multiworker" else None
     signals = relay or callback  # where the signal handler records a Ctrl-C or SIGTERM
     try:
         with loop.signals_to(signals):
             loop.fit(p, model, state, callback, relay)
+            result = _finish(p, model, state, run, callback)
+        if signals.signal:
+            reporter.note(f"{'Ctrl-C' if signals.signal == signal.SIGINT else 'SIGTERM'} came "
+                          "after the last step: the run was finished and saved")
+        return result
     except BaseException as exc:
         error = exc
         if isinstance(exc, KeyboardInterrupt) and signals.signal:  # a second one: at once
@@ -216,7 +226,6 @@ def _finish(p: Plan, model, state: TrainState, run: Path, callback) -> Result:
         files.write_json(run / rundir.STATE, {"status": "finished"})
     except OSError as exc:
         raise _write_error(run, exc) from None
-    checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
     return Result(run=run, metrics=metrics, history=state.history)
 
 

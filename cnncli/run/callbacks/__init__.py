@@ -129,7 +129,7 @@ class RunCallback(keras.callbacks.Callback):
             self.cache_noted = True
             self.reporter.note(f"{self.p.feed.cache_error}; images are decoded every epoch "
                                "from now on (slower, nothing lost)")
-        if self.signal:
+        if self.signal and self.state.epoch < self.p.epochs:  # after the last: it finishes
             self._halt("signal")
 
     def _row(self, epoch: int, logs: dict) -> dict:
