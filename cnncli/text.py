@@ -4,14 +4,19 @@ for them) are shown escaped, as Python writes them.
 
 >>> printable("photo\x1b[2J.png"), printable("a\nb", one_line=True)
 ('photo\\x1b[2J.png', 'a\\nb')
+>>> printable("photo\u202egnp.exe")
+'photo\\u202egnp.exe'
 """
 
 from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Bidirectional controls: a right-to-left override shows "photo\u202egnp.exe" as
+#: "photoexe.png", so a name could be made to look like another.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
+_CONTROL_OR_NEWLINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}]")
 
 
 def printable(text: str, *, one_line: bool = False) -> str:

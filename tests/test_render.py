@@ -111,6 +111,14 @@ def test_control_characters_in_names_reach_no_terminal_raw(capsys):
         "error: x\\nerror: forged.yaml: not found"]
 
 
+def test_bells_carriage_returns_and_bidi_overrides_in_names_are_shown_escaped(capsys):
+    """rich drops a bell or a carriage return from text (the name shown would not be
+    the file's); a right-to-left override makes a name look like another."""
+    render.out.print("runs/a\x07bell/1 runs/c\rcr/1 runs/d\u202eevil/1")
+    out = capsys.readouterr().out
+    assert out == "runs/a\\x07bell/1 runs/c\\rcr/1 runs/d\\u202eevil/1\n"
+
+
 def test_predictions_escape_control_characters_in_file_and_class_names(capsys):
     from types import SimpleNamespace
 

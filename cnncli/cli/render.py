@@ -28,7 +28,11 @@ from cnncli.text import count, printable  # also the commands' render.printable
 class _Console(Console):
     """A rich Console whose text never carries control characters: they are escaped in
     every segment it renders (its own colours and cursor moves are styles and control
-    segments, kept)."""
+    segments, kept), and in any text given to print before rich would drop some of them
+    (a bell or a carriage return in a file name would vanish from it)."""
+
+    def render_str(self, text: str, **kwargs) -> Text:
+        return super().render_str(printable(text), **kwargs)
 
     def _render_buffer(self, buffer) -> str:
         return super()._render_buffer(

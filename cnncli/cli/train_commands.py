@@ -121,5 +121,6 @@ def runs(
         render.info(f"No runs under {root}/. Start one with: cnncli train configs/mnist.yaml")
     for r in rows:
         best = f"{r.best_metric} {r.best:.4f}" if r.best is not None else ""
-        render.out.print(f"{r.run:<28} {r.status:<12} {best}"
+        name = render.printable(str(r.run), one_line=True)  # escaped, then aligned
+        render.out.print(f"{name:<28} {r.status:<12} {best}"
                          + (f"  ({r.problem})" if r.problem else ""))
