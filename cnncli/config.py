@@ -249,8 +249,24 @@ class RunConfig(_Strict):
 
     def digest(self) -> str:
         """A hash of what shapes the run (used to refuse resuming a changed config)."""
-        text = json.dumps(self.resolved(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return digest_of(self.resolved())
+
+
+def digest_of(data: dict) -> str:
+    """The hash a run's ``config.yaml`` carries of its settings (`RunConfig.digest`)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def as_written(doc: dict) -> bool:
+    """True if `doc`, a run's ``config.yaml`` as loaded, is what the run wrote: its
+    `digest` matches its settings (not edited by hand, not cut short). Computed from the
+    file's own settings, so a newer cnncli with more settings reads an older run alike.
+
+    >>> doc = {"model": "mnist_net", "train": {"epochs": 3}}
+    >>> as_written({**doc, "digest": digest_of(doc)}), as_written({**doc, "digest": "0"})
+    (True, False)
+    """
+    return doc.get("digest") == digest_of({k: v for k, v in doc.items() if k != "digest"})
 
 
 def schema() -> dict:
@@ -314,9 +330,23 @@ def load(path: str | Path, overrides: list[str] = (),
     return parse(doc, file=str(path), set_by=set_by)
 
 
+def load_run_config(path: str | Path) -> RunConfig:
+    """A run's own ``config.yaml`` (what ``--resume`` continues), refused if it is not
+    what the run wrote: a backup continues only the settings it was made with."""
+    doc = yamlio.load(path)
+    if isinstance(doc, dict) and not as_written(doc):
+        raise ConfigError(
+            "the run's config.yaml is not the one the run wrote (it was edited, or cut "
+            "short): a backup continues only the settings it was made with", file=str(path),
+            hint="put the file back as it was; to change a setting on resuming, give it on "
+                 "the command line (cnncli train --resume RUN --set KEY=VALUE --force), or "
+                 "start a new run")
+    return parse(doc, file=str(path))
+
+
 def apply_override(doc: dict, item: str) -> None:
     """Set ``train.epochs=3`` style overrides (the value is read as YAML)."""
-    if "=" not in item:
+    if "=" not in item or not item.partition("=")[0].strip():
         raise ConfigError(f"--set '{item}' is not of the form key=value",
                           hint="e.g. --set train.epochs=3")
     key, _, text = item.partition("=")

@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 
+from cnncli import config
 from cnncli.run import listing, rundir
 
 
@@ -16,7 +17,7 @@ def make_run(root, name, number, state=None, metrics=None):
     looks no further)."""
     run = root / name / number
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text("model: linear\n")
+    (run / "config.yaml").write_text(f"model: linear\ndigest: {LINEAR_DIGEST}\n")
     for file, content in (("state.json", state), ("metrics.json", metrics)):
         if content is not None:
             (run / file).write_text(content if isinstance(content, str)
@@ -28,6 +29,7 @@ def make_run(root, name, number, state=None, metrics=None):
 
 
 FINISHED = {"status": "finished"}
+LINEAR_DIGEST = config.digest_of({"model": "linear"})
 METRICS = {"epochs": 3, "best": {"metric": "val_accuracy", "value": 0.9}, "images_per_s": 10}
 
 
@@ -46,6 +48,18 @@ def test_a_damaged_run_is_listed_as_damaged(tmp_path, state, metrics, problem):
     rows = listing.summaries(tmp_path)
     assert [r.status for r in rows] == ["damaged", "finished"]
     assert problem in rows[0].problem and rows[1].best == 0.9
+
+
+@pytest.mark.parametrize("text", [
+    f"model: vgg16\ndigest: {LINEAR_DIGEST}\n",  # edited by hand
+    "model: linear\n",  # cut short before its digest
+])
+def test_a_run_whose_config_is_not_the_one_it_wrote_is_damaged(tmp_path, text):
+    run = make_run(tmp_path, "a", "1", FINISHED, METRICS)
+    (run / "config.yaml").write_text(text)
+    [row] = listing.summaries(tmp_path)
+    assert (row.status, row.problem) == (
+        "damaged", "config.yaml is not the one the run wrote (edited, or cut short)")
 
 
 def test_folders_named_with_other_digits_are_not_runs(tmp_path):

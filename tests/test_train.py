@@ -420,6 +420,20 @@ def test_a_second_ctrl_c_stops_at_once_and_resume_uses_the_last_backup(tmp_path)
     assert len(history_rows(run_train(path, resume=run).run)) == 2
 
 
+def test_resume_refuses_a_run_whose_config_yaml_was_edited_by_hand(tmp_path):
+    run = run_train(write_config(tmp_path, epochs=1, batch_size=8)).run
+    saved = run / "config.yaml"
+    saved.write_text(saved.read_text().replace("batch_size: 8", "batch_size: 4"))
+    with pytest.raises(ConfigError, match="not the one the run wrote") as refused:
+        training.train(config.load(saved), resume=run)
+    assert "--set KEY=VALUE --force" in refused.value.hint
+
+
+def test_a_set_without_a_key_is_refused_as_malformed(tmp_path):
+    with pytest.raises(ConfigError, match="--set '=3' is not of the form key=value"):
+        config.load(write_config(tmp_path), ["=3"])
+
+
 class CtrlCAfterTheLastEpoch(training.Reporter):
     """Presses Ctrl-C as the last epoch's line is shown, and keeps the notes."""
 

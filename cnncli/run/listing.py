@@ -87,7 +87,7 @@ def summarize(run: Path) -> RunSummary:
 
 def _check_config(path: Path) -> None:
     """A `ValueError` if the run's config is not a YAML mapping (predict, evaluate and
-    ``--resume`` read it)."""
+    ``--resume`` read it) or not the one the run wrote (`config.as_written`)."""
     from cnncli import yamlio
     from cnncli.errors import CnnError
 
@@ -97,6 +97,10 @@ def _check_config(path: Path) -> None:
         raise ValueError(f"{path.name}: {exc.message}") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"{path.name} is not a run config (not a mapping)")
+    from cnncli import config
+
+    if not config.as_written(loaded):
+        raise ValueError(f"{path.name} is not the one the run wrote (edited, or cut short)")
 
 
 def _check_model(run: Path, finished: bool) -> None:

@@ -95,7 +95,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
         cluster = devices.parse_tf_config(os.environ.get("TF_CONFIG"))
         with rundir.writer(run) if cluster is None or cluster.is_chief \
                 else contextlib.nullcontext():  # a second writer is refused before any work
-            saved = config.load(run / rundir.CONFIG)
+            saved = config.load_run_config(run / rundir.CONFIG)
             absolute_paths(saved)  # as `plan` makes them (a run from before it did)
     p = plan(cfg, config_file=config_file)
     model = compile_model(p)
