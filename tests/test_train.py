@@ -145,7 +145,7 @@ def _interrupted_run(path: Path, *overrides: str) -> Path:
     p = training.plan(cfg)
     checkpoint.save(run, training.compile_model(p), TrainState(
         epoch=1, history=result.history[:1], precision=p.placement.precision,
-        backup_every=cfg.train.backup_every))
+        backup_every=cfg.train.backup_every, data=p.feed.fingerprint()))
     (run / "metrics.json").unlink()
     return run
 
@@ -418,6 +418,36 @@ def test_a_second_ctrl_c_stops_at_once_and_resume_uses_the_last_backup(tmp_path)
     backup, _ = checkpoint.load(run, training.compile_model(training.plan(config.load(path))))
     assert 0 < backup.step < keys.pressed_at  # an earlier one: none at the step pressed
     assert len(history_rows(run_train(path, resume=run).run)) == 2
+
+
+def _photos(tmp_path: Path, count: int = 48) -> Path:
+    """A folder of class folders of PNGs (the toy data's first `count` images)."""
+    from PIL import Image
+
+    data = np.load(write_config(tmp_path).parent / "toy.npz")
+    for i, (x, y) in enumerate(zip(data["x_train"][:count], data["y_train"][:count],
+                                   strict=True)):
+        (tmp_path / "photos" / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[..., 0]).save(tmp_path / "photos" / str(y) / f"{i}.png")
+    return tmp_path / "photos"
+
+
+@pytest.mark.parametrize("change,says", [
+    ("add", "it had 30 training and 8 validation images, now 31 and 8"),
+    ("rename", "as many images as before, but other files, images or labels"),
+])
+def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, change, says):
+    photos = _photos(tmp_path)
+    data = f"data.name={photos}"
+    run = _interrupted_run(write_config(tmp_path, epochs=2), data)
+    first = sorted(photos.glob("*/*.png"))[0]
+    if change == "add":
+        (first.parent / "new.png").write_bytes(first.read_bytes())
+    else:
+        first.rename(first.with_name("renamed.png"))
+    with pytest.raises(ConfigError, match="the data is not the one this run trained on") as e:
+        training.train(config.load(run / "config.yaml"), resume=run)
+    assert says in e.value.message
 
 
 def test_resume_refuses_a_run_whose_config_yaml_was_edited_by_hand(tmp_path):

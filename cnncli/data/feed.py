@@ -82,6 +82,37 @@ class Feed:
             return int(self.train.images.shape[-1])
         return self.shape[-1]
 
+    def fingerprint(self) -> dict:
+        """What a run's backups record of its data, for ``--resume`` to check it is the
+        same: the number of training and validation images, and a hash of the images
+        (pixels of arrays, paths of files, names and sizes of shards), their labels and
+        how they are split between the two parts.
+
+        >>> x = np.zeros((4, 2, 2, 1), np.uint8)
+        >>> feed = Feed.of(Dataset("toy", Split(x, np.array([0, 1, 0, 1])), None, ["a", "b"],
+        ...                        "test"), (2, 2, 1), validation_split=0.5, seed=0)
+        >>> print(feed.fingerprint())
+        {'train': 2, 'validation': 2, 'digest': '...'}
+        """
+        import hashlib
+        import os
+
+        digest = hashlib.sha256()
+        for part in (self.train, self.val):
+            digest.update(np.ascontiguousarray(part.labels, np.int64).tobytes() + b"|")
+            if part.kind == "arrays":
+                digest.update(np.ascontiguousarray(part.images).data)
+            elif part.kind == "files":
+                digest.update("\0".join(part.images).encode("utf-8", "surrogateescape"))
+            else:
+                for shard in part.images.shards:
+                    digest.update(f"{os.path.basename(shard)}\0{os.path.getsize(shard)}\n"
+                                  .encode("utf-8", "surrogateescape"))
+        for mask in self.keep or ():
+            digest.update(np.packbits(mask).tobytes())
+        return {"train": len(self.train), "validation": len(self.val),
+                "digest": digest.hexdigest()[:16]}
+
     def describe(self) -> str:
         """How images are read, for the Data line ("" for arrays in memory)."""
         return self.train_loader.describe() if self.train_loader else ""

@@ -31,6 +31,8 @@ class TrainState:
         train_seconds: time spent in finished epochs.
         precision, replicas: how the run trains (a resume must match, or say so).
         resumes: one entry per ``--resume --force`` that changed the config.
+        data: what the run trains on (`cnncli.data.feed.Feed.fingerprint`); ``--resume``
+            refuses other data ({} in backups made before it was recorded).
     """
 
     epoch: int = 0
@@ -49,6 +51,7 @@ class TrainState:
     precision: str = "float32"
     replicas: int = 1
     resumes: list[dict] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
 
     def global_step(self, steps_per_epoch: int) -> int:
         """Optimizer steps done since the run started."""

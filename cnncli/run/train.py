@@ -126,7 +126,8 @@ def _directions(p: Plan, model) -> dict:
 def _start(p: Plan, stack: contextlib.ExitStack) -> tuple[Path, TrainState]:
     """A new run folder (on the chief; a temporary one on other workers), locked."""
     state = TrainState(backup_every=p.cfg.train.backup_every,
-                       precision=p.placement.precision, replicas=p.placement.replicas)
+                       precision=p.placement.precision, replicas=p.placement.replicas,
+                       data=p.feed.fingerprint())
     if not p.placement.is_chief:
         return distributed.worker_run_dir(p.placement), state
     run = rundir.create(p.cfg.output.dir, p.cfg.output.name or "run")
@@ -161,6 +162,7 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     state, note = checkpoint.load(run, model, lambda s: finetune.restore(p, model, s))
     if note:
         reporter.note(note)
+    _check_same_data(state.data, p.feed.fingerprint(), run)
     if state.replicas != p.placement.replicas:
         raise ConfigError(
             f"this run trained {state.replicas} model replicas in step; here there would be "
@@ -169,6 +171,20 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     if diff:
         _apply(p, model, state, diff, run, reporter)
     return (run if p.placement.is_chief else distributed.worker_run_dir(p.placement)), state
+
+
+def _check_same_data(recorded: dict, now: dict, run: Path) -> None:
+    """Refuse to resume on data other than the run's (files added, removed or renamed,
+    other labels): the backup's place in the data order would point elsewhere."""
+    if not recorded or recorded == now:  # (not recorded by backups made before 2026-12)
+        return
+    counts = (f"it had {recorded['train']:,} training and {recorded['validation']:,} "
+              f"validation images, now {now['train']:,} and {now['validation']:,}"
+              if (recorded["train"], recorded["validation"]) != (now["train"], now["validation"])
+              else "as many images as before, but other files, images or labels")
+    raise ConfigError(f"the data is not the one this run trained on ({counts})",
+                      file=str(run), hint="put the data back as it was when the run started, "
+                                          "or start a new run on the data as it is now")
 
 
 def _apply(p: Plan, model, state: TrainState, diff: dict, run: Path, reporter) -> None:
