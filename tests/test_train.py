@@ -450,6 +450,13 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, change
     assert says in e.value.message
 
 
+def test_a_network_without_a_name_keeps_its_runs_name_when_resumed(tmp_path):
+    run = run_train(write_config(tmp_path, epochs=1, name="toy")).run
+    saved = run / "config.yaml"  # what --resume RUN plans from
+    p = training.plan(config.load(saved), config_file=str(saved))
+    assert training.compile_model(p).name == "toy"
+
+
 def test_resume_refuses_a_run_whose_config_yaml_was_edited_by_hand(tmp_path):
     run = run_train(write_config(tmp_path, epochs=1, batch_size=8)).run
     saved = run / "config.yaml"

@@ -192,7 +192,9 @@ def check_input(value: Any, *, file: str | None = None, line: int | None = None)
 def from_run_config(cfg, *, file: str | None = None, classes: int | None = None):
     """The architecture spec a run config names (built-in, file or inline), with overrides.
 
-    `classes` (e.g. the dataset's) applies unless the config sets `model.classes`.
+    `classes` (e.g. the dataset's) applies unless the config sets `model.classes`. An
+    inline network without a `name` is named after the config file, or in a run's own
+    ``config.yaml`` (``--resume``) after the run (`output.name`: the file it started from).
     """
     model = cfg.model
     if isinstance(model, str):
@@ -207,5 +209,7 @@ def from_run_config(cfg, *, file: str | None = None, classes: int | None = None)
             return parse(doc, file=file, default_name=doc["name"])
         base = load(section.from_)
         return base.with_overrides(classes=section.classes or classes, input=section.input)
-    inline = parse(model, file=file, default_name=Path(file).stem if file else "model")
+    named = cfg.output.name if file and Path(file).name == "config.yaml" else None
+    inline = parse(model, file=file,
+                   default_name=named or (Path(file).stem if file else "model"))
     return inline if inline.classes is not None else inline.with_overrides(classes=classes)
