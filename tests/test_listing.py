@@ -119,6 +119,28 @@ def test_a_finished_run_whose_model_or_config_is_damaged_is_listed_as_damaged(
     assert row.status == "damaged" and problem in row.problem
 
 
+def test_a_model_keras_cut_short_beside_a_good_best_keras_is_damaged(tmp_path):
+    run = make_run(tmp_path, "a", "1", FINISHED, METRICS)
+    (run / "model.keras").write_bytes(b"PK\x03\x04 cut short")
+    row = listing.summarize(run)
+    assert (row.status, row.problem) == (
+        "damaged", "model.keras is not a Keras model file (cut short or damaged)")
+
+
+def test_an_interrupted_run_whose_backups_are_all_cut_short_is_damaged(tmp_path):
+    run = make_run(tmp_path, "a", "1", {"status": "interrupted"})
+    for name in (rundir.BACKUP, rundir.PREVIOUS_BACKUP):
+        with zipfile.ZipFile(run / name, "w") as archive:
+            archive.writestr("state.json", "{}")
+    assert listing.summarize(run).status == "interrupted"
+    for name in (rundir.BACKUP, rundir.PREVIOUS_BACKUP):
+        (run / name).write_bytes((run / name).read_bytes()[:30])
+    row = listing.summarize(run)
+    assert (row.status, row.problem) == (
+        "damaged", "its backups are cut short or damaged: --resume has nothing to continue "
+                   "from")
+
+
 def test_a_run_without_state_yet_that_is_being_written_is_running(tmp_path):
     run = make_run(tmp_path, "a", "1")
     with rundir.writer(run):

@@ -104,18 +104,23 @@ def _check_config(path: Path) -> None:
 
 
 def _check_model(run: Path, finished: bool) -> None:
-    """A `ValueError` if the model file predict would use (`best.keras`, else
-    `model.keras`) is not a model archive, or a finished run has neither: a cheap look
-    (the end of the file), not a load."""
+    """A `ValueError` if a model file (``best.keras``, ``model.keras``) is not a model
+    archive, a finished run has neither, or an unfinished one has backups of which none is
+    an archive (``--resume`` would have nothing to continue from): a cheap look (the end of
+    each file), not a load."""
     import zipfile
 
-    model = rundir.model_file(run)
-    if model is None:
-        if finished:
-            raise ValueError("its model files (best.keras, model.keras) are gone")
-        return
-    if not model.is_file() or not zipfile.is_zipfile(model):
-        raise ValueError(f"{model.name} is not a Keras model file (cut short or damaged)")
+    if rundir.model_file(run) is None and finished:
+        raise ValueError("its model files (best.keras, model.keras) are gone")
+    for name in ("best.keras", "model.keras"):
+        model = run / name
+        if model.exists() and (not model.is_file() or not zipfile.is_zipfile(model)):
+            raise ValueError(f"{name} is not a Keras model file (cut short or damaged)")
+    backups = [run / rundir.BACKUP, run / rundir.PREVIOUS_BACKUP]
+    if not finished and any(b.exists() for b in backups) and not any(
+            b.is_file() and zipfile.is_zipfile(b) for b in backups):
+        raise ValueError("its backups are cut short or damaged: --resume has nothing to "
+                         "continue from")
 
 
 def _so_far(run: Path, status: str) -> RunSummary:
