@@ -189,6 +189,12 @@ class TrainSection(_Strict):
         "none, N (the first N layers) or a list of layer names or name prefixes")
     fine_tune: FineTuneSection | None = None
 
+    @field_validator("optimizer", "schedule", mode="before")
+    @classmethod
+    def _a_name_alone(cls, value):
+        """``optimizer: sgd`` is ``optimizer: {name: sgd}`` (the same for `schedule`)."""
+        return {"name": value} if isinstance(value, str) else value
+
     @field_validator("freeze", mode="before")
     @classmethod
     def _freeze_setting(cls, value):

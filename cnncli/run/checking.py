@@ -149,12 +149,14 @@ def _name_problems(doc, file: str) -> list:
     if isinstance(metrics, list) and all(isinstance(m, str) for m in metrics):
         fields["metrics"] = metrics
     optimizer = train.get("optimizer")
-    if isinstance(optimizer, dict) and isinstance(optimizer.get("name"), str):
-        fields["optimizer"] = config.OptimizerSection.model_construct(name=optimizer["name"])
+    name = optimizer.get("name") if isinstance(optimizer, dict) else optimizer
+    if isinstance(name, str):
+        fields["optimizer"] = config.OptimizerSection.model_construct(name=name)
     if not fields:
         return []
+    defaults = config.TrainSection()  # its sections as sections, not dicts
     section = config.TrainSection.model_construct(**{
-        **config.TrainSection().model_dump(), **fields})
+        **{key: getattr(defaults, key) for key in config.TrainSection.model_fields}, **fields})
     return _training_problems(section, DEFAULT_CLASSES, doc, file)
 
 
