@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from cnncli import yamlio
-from cnncli.errors import ConfigError, ManyErrors, suggest
+from cnncli.errors import CnnError, ConfigError, ManyErrors, suggest
 
 #: How pixels 0..255 become model inputs (cnncli.data.pipeline implements them).
 #: scale: x / 255; none: float 0..255; tf: [-1, 1]; caffe: RGB->BGR minus the ImageNet
@@ -445,6 +446,15 @@ def _locate(doc: Any, loc: list) -> tuple[Any, int | None]:
         else:
             break
     return node, line
+
+
+def with_lines(errors: list[CnnError], doc: Any) -> list[CnnError]:
+    """`errors`, each whose message starts with the key it is about (`` `train.loss`: ``)
+    given that key's line in `doc` (the loaded config) if it has none."""
+    for error in errors:
+        key = re.match(r"`([\w.]+)", error.message)
+        error.line = error.line or (line_of(doc, key.group(1)) if key else None)
+    return errors
 
 
 def line_of(doc: Any, key: str) -> int | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trainkit import SPEC, history_rows, weights, write_config
+from trainkit import SPEC, history_rows, make_npz, weights, write_config
 
 from cnncli import config, files
 from cnncli.errors import ConfigError, TrainingError
@@ -242,6 +242,27 @@ def test_dry_run_refuses_what_training_would_refuse(tmp_path):
     result = cli("train", str(path), "--dry-run", "--set", "train.optimizer.name=sgdd")
     assert result.returncode == 2 and "unknown optimizer 'sgdd'" in result.stderr
     assert result.stdout == ""  # no config printed as if it were fine
+
+
+def test_dry_run_refuses_a_fine_tuning_stage_that_would_never_start(tmp_path):
+    path = tmp_path / "late.yaml"
+    path.write_text("model: {from: mobilenet_v2, classes: 3}\n"
+                    f"data: {{name: '{make_npz(tmp_path)}', image_size: [32, 32]}}\n"
+                    "train: {epochs: 2, fine_tune: {after_epochs: 7}}\n")
+    result = cli("train", str(path), "--dry-run")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "late.yaml:3: `train.fine_tune.after_epochs` (7) is not below the number of " \
+           "epochs (2)" in result.stderr
+
+
+def test_dry_run_refuses_a_device_that_is_not_there(tmp_path):
+    from cnncli import devices
+
+    if devices.visible_gpus():
+        pytest.skip("this machine has a GPU")
+    result = cli("train", str(write_config(tmp_path)), "--dry-run", "--device", "gpu")
+    assert result.returncode == 3 and result.stdout == ""
+    assert "--device gpu" in result.stderr
 
 
 def test_errors_in_command_line_values_name_the_option_not_a_line_of_the_file(tmp_path):

@@ -16,7 +16,6 @@ first stage would be.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,11 +86,9 @@ def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[li
     the first stage), and the backbones' weights files."""
     t = cfg.train
     epochs = t.epochs or (None if t.steps else 10)  # with `steps`, training checks
-    errors = transfer.problems(t, built.model, epochs)
+    errors = config.with_lines(transfer.problems(t, built.model, epochs), doc)
     for error in errors:
-        key = re.match(r"`([\w.]+)", error.message)
         error.file = error.file or file
-        error.line = error.line or (config.line_of(doc, key.group(1)) if key else None)
     found, notes = transfer.check_weights(built, offline=cfg.data.offline)
     random = transfer.random_frozen_backbone(t, built)
     notes += [random] if random else []
@@ -113,13 +110,18 @@ def build(path_or_name: str, *, classes: int | None = None) -> builder.Built:
     return build_config(config.parse(doc, file=str(path)), str(path), classes=classes)
 
 
-def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None = None
-                 ) -> builder.Built:
+def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None = None,
+                 epochs: int | None = None) -> builder.Built:
     """The built network of a run config, frozen as its first stage would be; its
-    weights have no values (`builder.weightless`): it is for showing, not running."""
+    weights have no values (`builder.weightless`): it is for showing, not running. With
+    `epochs` (the run's), a fine-tuning stage that would never start is refused too."""
     with builder.weightless():
         built = builder.build_checked(_network(cfg, file).with_overrides(classes=classes))
-    raise_all(transfer.problems(cfg.train, built.model, None))
+    problems = transfer.problems(cfg.train, built.model, epochs)
+    if problems and file:  # each named by its line in the file
+        for error in config.with_lines(problems, yamlio.load(file)):
+            error.file = error.file or file
+    raise_all(problems)
     transfer.freeze_first_stage(built.model, cfg.train)
     return built
 
@@ -129,11 +131,7 @@ def _training_problems(train: config.TrainSection, classes: int, doc, file: str)
     try:
         check_training(train, classes, file=file)
     except CnnError as exc:
-        found = getattr(exc, "errors", [exc])
-        for error in found:
-            key = re.match(r"`([\w.]+)`", error.message)
-            error.line = error.line or (config.line_of(doc, key.group(1)) if key else None)
-        return found
+        return config.with_lines(getattr(exc, "errors", [exc]), doc)
     return []
 
 

@@ -12,11 +12,11 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from cnncli import config, devices
+from cnncli import config, devices, yamlio
 from cnncli.data import checks, datasets
 from cnncli.data.dataset import Dataset
 from cnncli.data.feed import Feed
-from cnncli.errors import ConfigError, DataError
+from cnncli.errors import CnnError, ConfigError, DataError, raise_all
 from cnncli.model import builder
 from cnncli.model import spec as specs
 from cnncli.model.meta import ModelMeta
@@ -99,14 +99,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
     if d.image_size:  # the model takes images of this size (a network's input is resized)
         network = network.with_overrides(input=[*d.image_size, network.input[-1]])
-    built = builder.build_checked(network)  # validates the spec before any run folder exists
-    classes = built.model.output.shape[-1]
-    if data.num_classes > classes:
-        raise DataError(
-            f"the data has {data.num_classes} classes but the model outputs {classes}",
-            file=data.source, hint="set `model.classes` to the number of classes, or remove it "
-            "to use the dataset's")
-    compiling.check_training(t, classes, file=config_file)
+    built = _checked(network, t, data, config_file)  # before any run folder exists
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
                    limit=d.limit, resize=d.resize, cache=d.cache)
     batch = placement.global_batch_size(t.batch_size)
@@ -124,9 +117,41 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
                           f"converted to {'RGB' if network.input[-1] == 3 else 'grey'} "
                           "for the model")
     epochs = math.ceil(total / steps_per_epoch)
-    found = transfer.plan(cfg, built, epochs, file=config_file)  # weights found, freeze checked
+    try:
+        found = transfer.plan(cfg, built, epochs, file=config_file)  # weights, freeze checked
+    except CnnError as exc:
+        raise_all(_with_lines(getattr(exc, "errors", [exc]), config_file))
     return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,
                 epochs, per_call, warnings, found)
+
+
+def _checked(network: specs.Spec, t: config.TrainSection, data: Dataset,
+             config_file: str | None) -> builder.Built:
+    """The built network, checked with the training settings against it and the data;
+    every problem of the network and of the settings is raised at once, as `check` does."""
+    errors: list[CnnError] = []
+    built = None
+    try:
+        built = builder.build_checked(network)
+    except CnnError as exc:
+        errors += getattr(exc, "errors", [exc])
+    classes = built.model.output.shape[-1] if built else data.num_classes
+    if data.num_classes > classes:
+        errors.append(DataError(
+            f"the data has {data.num_classes} classes but the model outputs {classes}",
+            file=data.source, hint="set `model.classes` to the number of classes, or remove "
+                                   "it to use the dataset's"))
+    try:
+        compiling.check_training(t, classes, file=config_file)
+    except CnnError as exc:
+        errors += _with_lines(getattr(exc, "errors", [exc]), config_file)
+    raise_all(errors)
+    return built
+
+
+def _with_lines(errors: list[CnnError], config_file: str | None) -> list[CnnError]:
+    """Errors about settings (`` `train.loss`: ...``) with their lines in the file."""
+    return config.with_lines(errors, yamlio.load(config_file)) if config_file else errors
 
 
 #: What ``steps_per_execution: auto`` tries, largest first. 4 steps per call into
