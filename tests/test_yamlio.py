@@ -55,6 +55,30 @@ def test_merges_nest_and_a_merged_anchor_used_again_is_not_a_duplicate():
         yamlio.loads("a: {<<: 3}\n")
 
 
+def test_an_own_key_before_a_merge_key_still_wins():
+    doc = yamlio.loads("b: &c {filters: 4, units: 2}\nl: {filters: 8, <<: *c}\n")
+    assert doc["l"] == {"filters": 8, "units": 2}
+    assert doc["l"].key_line("filters") == 2
+
+
+def test_a_merge_key_with_an_empty_list_is_refused():
+    with pytest.raises(ConfigError, match=r"a merge key \(<<\) takes a mapping") as e:
+        yamlio.loads("a: 1\nl: {<<: []}\n", "m.yaml")
+    assert e.value.line == 2 and "<<: *name" in e.value.hint
+
+
+def test_a_merged_key_has_the_line_it_was_written_on_in_a_block_anchor():
+    doc = yamlio.loads("b: &c\n  kernel: 1\n  filters: 4\nl: {<<: *c}\n")
+    assert doc["l"].key_line("kernel") == 2
+    assert doc["l"].key_line("filters") == 3
+
+
+def test_the_line_of_an_item_past_the_end_is_the_lists_own_line():
+    doc = yamlio.loads("a: 1\nlayers:\n  - Flatten\n  - Dense\n")
+    assert doc["layers"].item_line(2) == 3  # no IndexError; the list starts on line 3
+    assert doc["layers"].item_line(-1) == 3
+
+
 def test_tab_indentation_is_explained():
     with pytest.raises(ConfigError, match="tab character") as e:
         yamlio.loads("a:\n\t- b\n", "t.yaml")
@@ -88,6 +112,13 @@ def test_oversized_file_is_refused_before_reading(tmp_path):
         f.truncate(100 * 1024 * 1024)  # 100 MB, sparse
     with pytest.raises(ConfigError, match=r"104.9 MB; specs and configs are limited to 1 MB"):
         yamlio.load(path)
+
+
+def test_oversized_text_is_refused_counting_its_utf8_bytes():
+    text = "# " + "\u00e9" * 500_000  # 500,002 characters, 1,000,002 bytes
+    with pytest.raises(ConfigError, match=r"1.0 MB; specs and configs are limited to 1 MB") as e:
+        yamlio.loads(text, "big.yaml")
+    assert e.value.file == "big.yaml"
 
 
 def test_invalid_yaml_names_the_line():
