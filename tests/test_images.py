@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -196,6 +197,28 @@ def test_float_tiff_in_unit_range_is_scaled(tmp_path):
     assert out[..., 0].tolist() == [[0, 128, 255]]
 
 
+def test_32_bit_integer_tiff_beyond_16_bits_is_scaled_over_0_to_2_31(tmp_path):
+    img = Image.fromarray(np.array([[0, 2**30, 2**31 - 1]], dtype=np.int32))
+    assert img.mode == "I"
+    out = load_image(saved(tmp_path, img, "i32big.tif"))
+    assert out[..., 0].tolist() == [[0, 128, 255]]
+
+
+def test_float_tiff_in_0_to_255_is_scaled_over_that_range(tmp_path):
+    img = Image.fromarray(np.array([[0.0, 128.0, 255.0]], dtype=np.float32))
+    out = load_image(saved(tmp_path, img, "f255.tif"))
+    assert out[..., 0].tolist() == [[0, 128, 255]]
+
+
+def test_nan_in_a_float_tiff_becomes_black_without_a_warning(tmp_path):
+    img = Image.fromarray(np.array([[np.nan, 0.5, 1.0]], dtype=np.float32))
+    path = saved(tmp_path, img, "fnan.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. numpy's "invalid value encountered in cast"
+        out = load_image(path)
+    assert out[..., 0].tolist() == [[0, 128, 255]]
+
+
 def test_16_bit_rgb_png_keeps_its_colours(tmp_path):
     pixel = np.array([65535, 32896, 0], dtype=">u2")
     path = write_png(tmp_path / "rgb16.png", 1, 1, 16, 2, [pixel.tobytes()])
@@ -216,6 +239,16 @@ def test_exif_orientation_turns_the_pixels_not_only_the_shape(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 3  # "rotate 180 degrees": red ends up on the right
     out = load_image(saved(tmp_path, img, "upside.png", exif=exif))
+    assert out[5, 18].tolist() == list(RED) and out[5, 1].tolist() == [0, 0, 0]
+
+
+def test_exif_orientation_2_mirrors_the_image(tmp_path):
+    img = Image.new("RGB", (20, 10), (0, 0, 0))
+    img.paste(RED, (0, 0, 10, 10))  # left half red as stored
+    exif = Image.Exif()
+    exif[0x0112] = 2  # "mirror horizontally": red ends up on the right
+    out = load_image(saved(tmp_path, img, "mirror.png", exif=exif))
+    assert out.shape == (10, 20, 3)
     assert out[5, 18].tolist() == list(RED) and out[5, 1].tolist() == [0, 0, 0]
 
 
@@ -354,6 +387,25 @@ def test_image_just_over_the_pixel_limit_is_refused(tmp_path):
     path = write_png(tmp_path / "big.png", side, side, 1, 0, blank_rows(side, side, 1))
     with pytest.raises(DataError, match="decompression bomb"):
         load_image(str(path))
+
+
+def test_the_pixel_limit_is_cnncli_s_own_not_only_pillow_s(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)  # Pillow's own limit is far above 400
+    path = saved(tmp_path, Image.new("RGB", (20, 20), RED), "a.png")
+    with pytest.raises(DataError, match=r"20 x 20 pixels, more than the 100 cnncli reads; "
+                                        "refusing a possible decompression bomb") as err:
+        load_image(path)
+    assert err.value.file == path
+
+
+def test_an_image_just_over_the_limit_leaks_no_pillow_warning(tmp_path):
+    side = int(MAX_PIXELS**0.5) + 1
+    path = write_png(tmp_path / "big.png", side, side, 1, 0, blank_rows(side, side, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError, match="decompression bomb"):
+            load_image(str(path))
+    assert [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)] == []
 
 
 # --- resize ---------------------------------------------------------------------------
