@@ -368,6 +368,30 @@ def test_a_gap_in_array_labels_trains_but_a_class_only_in_test_does_not():
         checks.check_every_class_trains(only_in_test, "toy.npz")
 
 
+def test_two_classes_without_training_images_are_both_named_in_the_plural():
+    from cnncli.data.dataset import Dataset, Split
+
+    x = np.zeros((4, 8, 8, 1), np.uint8)
+    toy = Dataset("toy", Split(x, np.array([0, 1, 0, 1])), Split(x, np.array([0, 1, 2, 3])),
+                  ["a", "b", "c", "d"], "toy.npz")
+    with pytest.raises(DataError) as err:
+        checks.check_every_class_trains(toy, "toy.npz")
+    assert err.value.message == ("2 of the 4 classes have no training image (c, d): a model "
+                                 "would never learn them")
+
+
+def test_six_classes_without_training_images_name_five_and_count_the_rest():
+    from cnncli.data.dataset import Dataset, Split
+
+    x = np.zeros((8, 8, 8, 1), np.uint8)
+    toy = Dataset("toy", Split(x, np.array([0, 1] * 4)), Split(x, np.arange(8)),
+                  list("abcdefgh"), "toy.npz")
+    with pytest.raises(DataError) as err:
+        checks.check_every_class_trains(toy, "toy.npz")
+    assert err.value.message.startswith(
+        "6 of the 8 classes have no training image (c, d, e, f, g and 1 more): ")
+
+
 def test_a_test_class_folder_without_images_is_a_warning(tmp_path):
     image_folder(tmp_path / "set" / "train", classes=("cat", "dog", "owl"), per_class=2)
     image_folder(tmp_path / "set" / "test", classes=("cat",), per_class=2)

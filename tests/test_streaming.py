@@ -255,6 +255,17 @@ def test_damaged_labels_of_a_packed_dataset_are_an_error_naming_the_file(tmp_pat
     assert err.value.file.endswith("train-labels.npy") and "pack the data again" in err.value.hint
 
 
+def test_packed_labels_fewer_than_the_records_are_an_error_naming_the_counts(tmp_path):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    file = tmp_path / "packed" / "train-labels.npy"
+    labels = np.load(file)
+    np.save(file, labels[:-1])
+    with pytest.raises(DataError, match=f"train-labels.npy has {len(labels) - 1} labels for "
+                                        f"{len(labels)} records") as err:
+        datasets.load(tmp_path / "packed")
+    assert err.value.file == str(tmp_path / "packed") and err.value.hint == "pack the data again"
+
+
 def test_pack_refuses_an_image_size_no_model_takes(tmp_path):
     with pytest.raises(ConfigError, match="larger than 16384 pixels a side"):
         records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
@@ -315,6 +326,23 @@ def test_a_csv_read_wrongly_without_a_word_is_refused_naming_the_line(tmp_path, 
     with pytest.raises(DataError, match=message) as err:
         datasets.load(tmp_path / "labels.csv")
     assert err.value.line == line
+
+
+def test_a_csv_with_one_label_only_is_refused(tmp_path):
+    (tmp_path / "labels.csv").write_text("path,label\na/0.jpg,a\na/1.jpg,a\n")
+    with pytest.raises(DataError, match=r"labels.csv has only one label \(a\)") as err:
+        datasets.load(tmp_path / "labels.csv")
+    assert err.value.hint == "a classifier needs at least two classes"
+
+
+@pytest.mark.parametrize("split,missing", [("train", "test"), ("test", "training")])
+def test_a_csv_split_column_with_every_row_alike_is_refused(tmp_path, split, missing):
+    photo_folder(tmp_path)
+    rows = [f"{c}/{i}.jpg,{c},{split}" for c in "ab" for i in (0, 1)]
+    (tmp_path / "labels.csv").write_text("\n".join(["path,label,split", *rows]) + "\n")
+    with pytest.raises(DataError, match=f"labels.csv has no {missing} images") as err:
+        datasets.load(tmp_path / "labels.csv")
+    assert "mark some rows `train` and some `test`" in err.value.hint
 
 
 def test_a_csv_image_listed_twice_alike_is_used_once_with_a_warning(tmp_path):
@@ -745,6 +773,22 @@ def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
 
     monkeypatch.setattr(records, "_name_shards", full_disk)
     with pytest.raises(OSError):
+        records.pack(ds, tmp_path / "new" / "deeper" / "packed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_a_pack_that_cannot_make_its_staging_folder_leaves_no_folder_it_made(tmp_path,
+                                                                            monkeypatch):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    real = records.tempfile.mkdtemp
+
+    def no_staging(*args, prefix="", **kwargs):  # the write check's probe still works
+        if prefix.startswith(".packed."):
+            raise OSError(28, "No space left on device")
+        return real(*args, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(records.tempfile, "mkdtemp", no_staging)
+    with pytest.raises(OSError, match="No space left"):
         records.pack(ds, tmp_path / "new" / "deeper" / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
