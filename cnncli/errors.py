@@ -112,7 +112,12 @@ class TrainingError(CnnError):
 
 
 class ManyErrors(ConfigError):
-    """Several independent problems found in one pass (all reported, not only the first)."""
+    """Several independent problems found in one pass (all reported, not only the first).
+    Its exit code is the largest of theirs: a data problem among spec problems exits 3.
+
+    >>> ManyErrors([ConfigError("bad layer"), DataError("no images")]).exit_code
+    3
+    """
 
     def __init__(self, errors: list[CnnError]) -> None:
         self.errors = list(errors)

@@ -78,6 +78,24 @@ def test_a_number_in_quotes_is_explained_as_text_not_a_number(write):
     assert e.value.hint == "write filters: 8 without quotes" and e.value.line == 3
 
 
+def test_two_numbers_in_quotes_are_both_named_in_the_plural(write):
+    with pytest.raises(ConfigError, match=r"`filters`, `groups` are the text '8', '1', not "
+                                          r"numbers \(") as e:
+        build_text(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: '8', kernel_size: 3,"
+                          " groups: '1'}\n  - Flatten\n")
+    assert e.value.hint == "write filters: 8, groups: 1 without quotes"
+
+
+def test_channels_first_is_explained_as_reading_the_image_sideways(write):
+    with pytest.raises(ConfigError, match="cannot take its 8x8x3 input") as e:
+        build_text(write, "input: [8, 8, 3]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: 5,"
+                          " data_format: channels_first}\n  - Flatten\n")
+    assert e.value.hint == (
+        "`data_format: channels_first` reads the 8x8x3 input as 8 channels of 8x3; cnncli "
+        "feeds images as height x width x channels: remove `data_format` (channels_last is "
+        "the default)")
+
+
 def test_dense_on_a_volume_is_explained(write):
     with pytest.raises(ConfigError, match="ends with a 7x7x10 volume") as e:
         build_text(write, "input: [7, 7, 3]\nclasses: 10\nlayers: [{Dense: $classes}]\n")
