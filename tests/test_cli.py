@@ -250,3 +250,75 @@ def test_sigterm_ends_a_command_that_does_not_stop_by_itself_with_143(tmp_path):
         proc.kill()  # when it did not end (the test fails)
     assert proc.returncode == 143, err
     assert "did not stop by itself" in err and time.monotonic() - sent < 30
+
+
+def test_main_puts_back_the_sigterm_handler_it_found(monkeypatch, capsys):
+    import signal
+
+    import pytest
+
+    from cnncli.cli import app as cli
+
+    def mine(signum, frame):
+        pass
+
+    monkeypatch.setattr(sys, "argv", ["cnncli", "models", "--json"])
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+        assert e.value.code == 0
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_grace_spares_a_command_that_handles_sigterm_itself(tmp_path):
+    # as training and export do: they stop at their own pace (a backup first), so the
+    # watch thread must not end the process after SIGTERM_GRACE
+    finished = tmp_path / "finished"
+    script = textwrap.dedent(f"""
+        import os, pathlib, signal, sys, time
+        from cnncli import devices
+        from cnncli.cli import app
+        app.SIGTERM_GRACE = 0.2
+        def own_handler():
+            told = []
+            signal.signal(signal.SIGTERM, lambda signum, frame: told.append(signum))
+            os.kill(os.getpid(), signal.SIGTERM)
+            while not told:
+                time.sleep(0.01)
+            time.sleep(1.0)  # five graces: stopping at its own pace
+            pathlib.Path({str(finished)!r}).touch()
+            return {{"stopped": "by itself"}}
+        devices.doctor_info = own_handler
+        sys.argv = ["cnncli", "doctor", "--json"]
+        app.main()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"stopped": "by itself"} and finished.exists()
+    assert "did not stop by itself" not in result.stderr
+
+
+def test_sigterm_exits_143_without_python_s_shutdown(tmp_path):
+    # a TensorFlow pipeline stopped mid-batch can hang a shutting-down Python (`_leave`)
+    ran = tmp_path / "atexit-ran"
+    script = textwrap.dedent(f"""
+        import atexit, os, pathlib, signal, sys, time
+        from cnncli import devices
+        from cnncli.cli import app
+        def terminated():
+            atexit.register(pathlib.Path({str(ran)!r}).touch)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        devices.doctor_info = terminated
+        sys.argv = ["cnncli", "doctor"]
+        app.main()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip().endswith("Terminated.")
+    assert not ran.exists()

@@ -127,6 +127,8 @@ def _wants_json(args: list[str]) -> bool:
 
     >>> _wants_json(["runs", "--json"]), _wants_json(["predict", "--format", "json"])
     (True, True)
+    >>> _wants_json(["predict", "--format=json"])
+    True
     >>> _wants_json(["export", "run", "--format", "json"])
     False
     """
