@@ -58,6 +58,58 @@ def test_a_backup_of_another_model_is_refused(tmp_path, model):
         checkpoint.load(tmp_path, other)
 
 
+def compiled(*layers):
+    """A small Keras model on 4 inputs, compiled, its optimizer built (as training has it)."""
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    built = keras.Sequential([keras.Input((4,)), *layers])
+    built.compile("adam", "mse")
+    built.optimizer.build(built.trainable_variables)
+    return built
+
+
+def test_a_model_with_more_than_ten_variables_gets_each_one_back(tmp_path):
+    from cnncli.runtime import import_keras
+
+    layers = import_keras().layers
+    norms = compiled(*(layers.BatchNormalization() for _ in range(3)))  # 12 variables of (4,)
+    assert len(norms.variables) > 10
+    rng = np.random.default_rng(0)
+    for v in norms.variables:
+        v.assign(rng.normal(size=v.shape))
+    checkpoint.save(tmp_path, norms, TrainState(epoch=0, step=1))
+    saved = [v.numpy().copy() for v in norms.variables]
+    for v in norms.variables:
+        v.assign(np.zeros(v.shape))
+    checkpoint.load(tmp_path, norms)
+    for variable, value in zip(norms.variables, saved, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
+
+
+def test_the_running_metrics_of_the_epoch_are_restored(tmp_path, model):
+    variables = [v for m in model.metrics for v in m.variables]
+    assert variables  # the loss tracker's total and count at least
+    for i, v in enumerate(variables):
+        v.assign(np.full(v.shape, 3.0 + i))
+    checkpoint.save(tmp_path, model, TrainState(epoch=0, step=3))
+    for m in model.metrics:
+        m.reset_state()
+    checkpoint.load(tmp_path, model)
+    assert [float(v.numpy()) for v in variables] == [3.0 + i for i in range(len(variables))]
+
+
+def test_a_backup_of_the_same_layers_in_other_sizes_is_refused_naming_the_shapes(tmp_path):
+    from cnncli.runtime import import_keras
+
+    layers = import_keras().layers
+    checkpoint.save(tmp_path, compiled(layers.Dense(2)), TrainState(epoch=0, step=1))
+    with pytest.raises(TrainingError, match=r"backup variable model/0 has shape \(4, 2\), the "
+                                            r"model's has \(4, 3\)") as err:
+        checkpoint.load(tmp_path, compiled(layers.Dense(3)))
+    assert "start a new run" in err.value.hint
+
+
 def test_writes_leave_no_temporary_files(tmp_path, model):
     checkpoint.save(tmp_path, model, TrainState(epoch=0, step=1))
     checkpoint.save(tmp_path, model, TrainState(epoch=0, step=2))

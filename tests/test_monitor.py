@@ -7,7 +7,7 @@ import pytest
 from cnncli import config
 from cnncli.errors import ConfigError
 from cnncli.run.callbacks.stopping import EarlyStopping
-from cnncli.run.monitor import direction
+from cnncli.run.monitor import direction, improved
 from cnncli.run.state import TrainState
 from cnncli.runtime import import_keras
 
@@ -38,6 +38,12 @@ def test_an_explicit_mode_wins(model):
 def test_an_unknown_direction_asks_for_a_mode(model):
     with pytest.raises(ConfigError, match="set `train.early_stopping.mode: max`"):
         direction(model, "val_something")
+
+
+@pytest.mark.parametrize("way", ["max", "min"])
+def test_an_equal_figure_is_not_an_improvement(way):
+    assert improved(0.8, 0.8, way) is False
+    assert improved(0.8, 0.8, way, min_delta=0.01) is False
 
 
 def test_early_stopping_on_auc_waits_while_it_rises_and_stops_when_it_falls(model):

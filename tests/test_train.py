@@ -137,6 +137,32 @@ def test_resume_refuses_a_changed_config(tmp_path):
         training.train(changed, resume=run, force=True)
 
 
+@pytest.mark.parametrize("override,change", [
+    ("data.image_size=[16,16]", "data.image_size unset -> [16, 16]"),
+    ("data.limit=100", "data.limit unset -> 100"),
+    ("data.validation_split=0.1", "data.validation_split 0.2 -> 0.1"),
+    ("data.preprocessing=scale", "data.preprocessing unset -> scale"),
+    ("model.classes=4", "model.classes 3 -> 4"),
+    ("train.batch_size=8", "train.batch_size 16 -> 8"),
+    ("train.seed=2", "train.seed 1 -> 2"),
+    ("train.optimizer.name=sgd", "train.optimizer.name adam -> sgd"),
+    ("train.label_smoothing=0.1", "train.label_smoothing 0.0 -> 0.1"),
+    ("train.scale_lr=true", "train.scale_lr False -> True"),
+    ("train.freeze=1", "train.freeze unset -> 1"),
+])
+def test_resume_refuses_even_with_force_each_setting_its_backup_was_made_with(
+        tmp_path, override, change):
+    from cnncli.run import record
+
+    path = write_config(tmp_path)
+    run = rundir.create(tmp_path / "runs", "toy")
+    record.write_config(run, config.load(path))  # refused before its backup is looked for
+    with pytest.raises(ConfigError) as err:
+        training.train(config.load(path, [override]), resume=run, force=True)
+    assert err.value.message == ("the config differs from the run's in what its backup was "
+                                 f"made with: {change}")
+
+
 def _interrupted_run(path: Path, *overrides: str) -> Path:
     """A run of the config at `path` stopped after its first epoch, with its backup."""
     cfg = config.load(path, list(overrides))
