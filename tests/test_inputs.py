@@ -171,6 +171,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", "/img.png")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif self.path.startswith("/announces-"):  # a size it does not send
+            self.send_response(200)
+            self.send_header("Content-Length", self.path.removeprefix("/announces-"))
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.close_connection = True
         elif self.path == "/slow":
             time.sleep(1.5)
             self._send(200, BODY)
@@ -234,6 +240,14 @@ def test_fetch_404_is_a_data_error_naming_the_url(server):
 def test_fetch_refuses_announced_oversize_response(server):
     with pytest.raises(DataError, match="larger than"):
         fetch_url(f"{server}/big", max_bytes=1000)
+
+
+@pytest.mark.parametrize("announced", [1001, 1_000_000_000])
+def test_fetch_refuses_a_response_announced_oversize_whatever_it_sends(server, announced):
+    url = f"{server}/announces-{announced}"  # 10 bytes sent: only the announcement tells
+    with pytest.raises(DataError, match="the response is larger than 0.001 MB") as err:
+        fetch_url(url, max_bytes=1000)
+    assert err.value.file == url
 
 
 def test_fetch_refuses_unannounced_oversize_response(server):

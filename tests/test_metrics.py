@@ -142,6 +142,11 @@ def test_top_k_accuracy_counts_true_class_among_k_highest():
     assert metrics.top_k_accuracy([1, 0, 0], probs, 3) == 1.0
 
 
+def test_top_k_breaks_ties_towards_the_lower_class_with_many_classes():
+    # numpy's default sort is not stable above 16 elements: 41 classes, one tie of 40
+    assert metrics.top_k([[0.1] * 20 + [0.5] + [0.1] * 20], 3).tolist() == [[20, 0, 1]]
+
+
 def test_to_dict_is_json_ready(hand):
     hand.loss = 0.5
     data = json.loads(json.dumps(hand.to_dict()))
@@ -217,6 +222,12 @@ def test_check_thresholds_treats_loss_as_a_maximum(hand):
     assert metrics.check_thresholds(hand, {"loss": 0.3}) == []
     hand.loss = 0.35
     assert metrics.check_thresholds(hand, {"loss": 0.3}) == ["loss 0.3500 is above 0.3"]
+
+
+def test_check_thresholds_passes_a_figure_equal_to_its_threshold(hand):
+    hand.loss = 0.3
+    assert hand.accuracy == 0.6
+    assert metrics.check_thresholds(hand, {"accuracy": 0.6, "loss": 0.3}) == []
 
 
 def test_check_thresholds_fails_a_metric_that_was_not_measured(hand):

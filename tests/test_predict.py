@@ -253,6 +253,27 @@ def test_ctrl_c_stops_predict_without_waiting_for_the_next_batchs_reads(tmp_path
     assert time.monotonic() - started < 2  # the queued reads (6 x 2 s, 4 threads) dropped
 
 
+def test_ctrl_c_in_predict_drops_the_reads_still_queued(tmp_path, monkeypatch):
+    import time
+
+    for i in range(16):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    files = [str(tmp_path / f"{i}.png") for i in range(16)]
+    real, started = prediction._read, []
+
+    def slow(source, loaded, resize):  # the second batch's reads take 0.4 s each
+        if source in files[8:]:
+            started.append(source)
+            time.sleep(0.4)
+        return real(source, loaded, resize)
+
+    monkeypatch.setattr(prediction, "_read", slow)
+    with pytest.raises(KeyboardInterrupt):  # while the first batch of 8 is predicted
+        prediction.predict(files, batch_size=8, model=tiny(InterruptedModel()))
+    time.sleep(1.0)  # past the reads in flight: queued ones would have started by now
+    assert len(started) <= prediction.DECODE_THREADS  # the ones in flight; 8 if queued ran
+
+
 def test_a_malformed_url_is_its_own_error_and_the_other_images_are_predicted(tmp_path):
     Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "good.png")
     result = prediction.predict([str(tmp_path / "good.png"), "http://[::1"],

@@ -182,6 +182,8 @@ def cpu_allocator(environ=os.environ) -> str:
     ('default', 'default')
     >>> cpu_allocator({"TF_CPU_ALLOCATOR_USE_BFC": "True"})
     'bfc'
+    >>> cpu_allocator({"TF_CPU_ALLOCATOR_USE_BFC": "1"})
+    'bfc'
     """
     setting = environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").strip().lower()
     return "bfc" if setting in ("true", "1") else "default"
