@@ -612,6 +612,31 @@ def test_ctrl_c_while_files_are_renamed_into_place_waits_until_all_are(tmp_path,
 
 
 
+def test_staging_puts_back_the_sigterm_handler_it_found(tmp_path):
+    from cnncli.export.staging import Staging
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        with Staging(tmp_path):
+            assert signal.getsignal(signal.SIGTERM) is not mine  # its own, meanwhile
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_publish_puts_back_the_sigint_handler_it_found(tmp_path):
+    from cnncli.export.staging import Staging
+
+    before = signal.getsignal(signal.SIGINT)
+    with Staging(tmp_path) as stage:
+        (stage.path / "model.onnx").write_text("model")
+        stage.publish([(stage.path / "model.onnx", tmp_path / "model.onnx")], replace=False)
+        assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_sigterm_while_files_are_renamed_into_place_exits_once_all_are(tmp_path):
     script = ("import os, signal, sys\nfrom pathlib import Path\n"
               "from cnncli.export import staging\n"
@@ -811,3 +836,48 @@ def test_a_run_whose_data_is_gone_says_so_and_how_to_check_without_it(tmp_path):
     assert err.value.hint.endswith("give the data with --data NAME_OR_PATH, or check on "
                                    "image files with --images FILES")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def run_without_its_data(tmp_path_factory):
+    """A run whose training data was moved or deleted since, and the error reading it gives."""
+    from cnncli.data import datasets
+
+    folder = tmp_path_factory.mktemp("gone") / "data"
+    trained = train_run(folder, epochs=1)
+    [npz] = folder.glob("*.npz")
+    npz.unlink()
+    with pytest.raises(CnnError) as own:
+        datasets.load(str(npz))
+    return trained, own.value
+
+
+def test_the_users_own_data_error_is_not_called_the_runs_data(run, tmp_path):
+    from cnncli.data import datasets
+
+    mine = str(tmp_path / "mine.npz")
+    with pytest.raises(CnnError) as own:
+        datasets.load(mine)
+    with pytest.raises(CnnError) as err:
+        exporter.export(run, formats=["onnx"], output=tmp_path / "out", data=mine)
+    assert (err.value.message, err.value.hint) == (own.value.message, own.value.hint)
+
+
+def test_a_run_whose_data_is_gone_keeps_the_data_errors_own_hint_first(run_without_its_data,
+                                                                       tmp_path):
+    run, own = run_without_its_data
+    assert own.hint  # the test needs a hint to keep
+    with pytest.raises(CnnError) as err:
+        exporter.export(run, formats=["onnx"], output=tmp_path / "out")
+    assert err.value.hint == (f"{own.hint}; or give the data with --data NAME_OR_PATH, or "
+                              "check on image files with --images FILES")
+
+
+def test_an_int8_export_of_a_run_whose_data_is_gone_asks_for_data_not_images(
+        run_without_its_data, tmp_path):
+    # int8 calibrates on training images: image files to check on would not do
+    run, own = run_without_its_data
+    with pytest.raises(CnnError, match="the data this model was trained on cannot be read") \
+            as err:
+        exporter.export(run, formats=["onnx"], quantize=["int8"], output=tmp_path / "out")
+    assert err.value.hint == f"{own.hint}; or give the data with --data NAME_OR_PATH"
