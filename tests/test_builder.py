@@ -78,6 +78,15 @@ def test_a_number_in_quotes_is_explained_as_text_not_a_number(write):
     assert e.value.hint == "write filters: 8 without quotes" and e.value.line == 3
 
 
+@pytest.mark.parametrize("layer", ["Conv2D: {filters: 8, kernel_size: '3'}",
+                                   "Conv2D: {filters: 8, kernel_size: 3, strides: '2'}",
+                                   "Dense: {units: '4'}"])
+def test_a_quoted_size_that_keras_refuses_with_a_value_error_is_explained_too(write, layer):
+    with pytest.raises(ConfigError, match=r"is the text '\d', not a number") as e:
+        build_text(write, f"input: [8, 8, 1]\nlayers:\n  - {layer}\n  - Flatten\n")
+    assert e.value.hint.endswith(" without quotes")
+
+
 def test_two_numbers_in_quotes_are_both_named_in_the_plural(write):
     with pytest.raises(ConfigError, match=r"`filters`, `groups` are the text '8', '1', not "
                                           r"numbers \(") as e:

@@ -188,7 +188,7 @@ def _make_layer(node: expansion.Node, args: dict, shape):
     except Exception as exc:  # a wrongly typed or out-of-range argument
         message = keras_reason(exc)
         quoted = {k: v for k, v in args.items() if isinstance(v, str) and _number(v)}
-        if quoted and isinstance(exc, TypeError):  # filters: "8": Keras compares '8' <= 0
+        if quoted:  # filters: "8": Keras compares '8' <= 0; kernel_size: "3" is no tuple
             names = ", ".join(f"`{k}`" for k in quoted)
             texts = ", ".join(repr(v) for v in quoted.values())
             one = len(quoted) == 1
