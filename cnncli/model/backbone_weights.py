@@ -193,4 +193,9 @@ def _text(value) -> str:
 
 
 def _shapes(shapes: list) -> str:
-    return ", ".join("x".join(map(str, s)) for s in shapes) or "nothing"
+    """Weight shapes as a message shows them.
+
+    >>> _shapes([(3, 3, 3, 32)]), _shapes([(3,), (3,), ()]), _shapes([])
+    ('3x3x3x32', '3, 3, a scalar', 'nothing')
+    """
+    return ", ".join("x".join(map(str, s)) if s else "a scalar" for s in shapes) or "nothing"
