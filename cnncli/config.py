@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -250,6 +251,14 @@ class RunConfig(_Strict):
             raise ValueError("give a built-in name (mnist_net), a spec file, or an inline spec")
         return value
 
+    _set_by: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def set_by(self) -> dict[str, str]:
+        """Keys given on the command line and how (`parse`'s `set_by`): their errors
+        name that, not a line of the file."""
+        return self._set_by
+
     def resolved(self) -> dict:
         """The config as plain data (what is written to the run directory)."""
         return self.model_dump(mode="json", by_alias=True)
@@ -297,6 +306,7 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
         cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:
         raise _as_config_errors(exc, doc, file, set_by=set_by or {}) from None
+    cfg._set_by = dict(set_by or {})
     if isinstance(cfg.model, dict) and "from" in cfg.model:
         check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
     _check_monitor(cfg, doc, file)
@@ -389,9 +399,7 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
         loc = [*prefix, *_user_path(_locate(doc, list(prefix))[0], err["loc"])]
         key = ".".join(str(p) for p in loc) or "(top level)"
         parent, line = _locate(doc, loc)
-        given = next((how for k, how in (set_by or {}).items()  # at, in or above the key
-                      if key == k or key.startswith(k + ".") or k.startswith(key + ".")),
-                     None)
+        given = _given(key, set_by)
         message = err["msg"].removeprefix("Value error, ")  # our own validators' words
         hint = None
         if err["type"] == "extra_forbidden":
@@ -448,13 +456,26 @@ def _locate(doc: Any, loc: list) -> tuple[Any, int | None]:
     return node, line
 
 
-def with_lines(errors: list[CnnError], doc: Any) -> list[CnnError]:
+def with_lines(errors: list[CnnError], doc: Any, set_by: dict[str, str] | None = None
+               ) -> list[CnnError]:
     """`errors`, each whose message starts with the key it is about (`` `train.loss`: ``)
-    given that key's line in `doc` (the loaded config) if it has none."""
+    given that key's line in `doc` (the loaded config) if it has none, or, for a key set
+    on the command line (`set_by` as in `parse`), named by how it was given."""
     for error in errors:
         key = re.match(r"`([\w.]+)", error.message)
-        error.line = error.line or (line_of(doc, key.group(1)) if key else None)
+        given = _given(key.group(1), set_by) if key else None
+        if given and not error.line:
+            error.file, error.where = None, given
+        else:
+            error.line = error.line or (line_of(doc, key.group(1)) if key else None)
     return errors
+
+
+def _given(key: str, set_by: dict[str, str] | None) -> str | None:
+    """How `key` was set on the command line (``--set train.epochs=0``), if it was: at, in
+    or above the key."""
+    return next((how for k, how in (set_by or {}).items()
+                 if key == k or key.startswith(k + ".") or k.startswith(key + ".")), None)
 
 
 def line_of(doc: Any, key: str) -> int | None:

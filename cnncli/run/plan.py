@@ -99,7 +99,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
     if d.image_size:  # the model takes images of this size (a network's input is resized)
         network = network.with_overrides(input=[*d.image_size, network.input[-1]])
-    built = _checked(network, t, data, config_file)  # before any run folder exists
+    built = _checked(network, t, data, config_file, cfg.set_by)  # before any run folder
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
                    limit=d.limit, resize=d.resize, cache=d.cache)
     batch = placement.global_batch_size(t.batch_size)
@@ -120,13 +120,13 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     try:
         found = transfer.plan(cfg, built, epochs, file=config_file)  # weights, freeze checked
     except CnnError as exc:
-        raise_all(_with_lines(getattr(exc, "errors", [exc]), config_file))
+        raise_all(_with_lines(getattr(exc, "errors", [exc]), config_file, cfg.set_by))
     return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,
                 epochs, per_call, warnings, found)
 
 
 def _checked(network: specs.Spec, t: config.TrainSection, data: Dataset,
-             config_file: str | None) -> builder.Built:
+             config_file: str | None, set_by: dict[str, str]) -> builder.Built:
     """The built network, checked with the training settings against it and the data;
     every problem of the network and of the settings is raised at once, as `check` does."""
     errors: list[CnnError] = []
@@ -144,14 +144,17 @@ def _checked(network: specs.Spec, t: config.TrainSection, data: Dataset,
     try:
         compiling.check_training(t, classes, file=config_file)
     except CnnError as exc:
-        errors += _with_lines(getattr(exc, "errors", [exc]), config_file)
+        errors += _with_lines(getattr(exc, "errors", [exc]), config_file, set_by)
     raise_all(errors)
     return built
 
 
-def _with_lines(errors: list[CnnError], config_file: str | None) -> list[CnnError]:
-    """Errors about settings (`` `train.loss`: ...``) with their lines in the file."""
-    return config.with_lines(errors, yamlio.load(config_file)) if config_file else errors
+def _with_lines(errors: list[CnnError], config_file: str | None, set_by: dict[str, str]
+                ) -> list[CnnError]:
+    """Errors about settings (`` `train.loss`: ...``) with their lines in the file, or
+    the option that set them."""
+    doc = yamlio.load(config_file) if config_file else None
+    return config.with_lines(errors, doc, set_by)
 
 
 #: What ``steps_per_execution: auto`` tries, largest first. 4 steps per call into
