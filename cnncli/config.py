@@ -156,6 +156,10 @@ class FineTuneSection(_Strict):
         raise ValueError("should be all, a number of layers (1 or more) or a layer name")
 
 
+#: The epochs of a run that sets neither `epochs` nor `steps`.
+DEFAULT_EPOCHS = 10
+
+
 class TrainSection(_Strict):
     epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
     steps: int | None = Field(None, ge=1, le=MAX_STEPS,
@@ -190,6 +194,12 @@ class TrainSection(_Strict):
         None, description="layers not trained: backbone (default when the model has one), "
         "none, N (the first N layers) or a list of layer names or name prefixes")
     fine_tune: FineTuneSection | None = None
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The epochs the run trains: `epochs`, else `DEFAULT_EPOCHS`; None when `steps`
+        sets the length (its epochs depend on the data's size)."""
+        return self.epochs or (None if self.steps else DEFAULT_EPOCHS)
 
     @field_validator("optimizer", "schedule", mode="before")
     @classmethod
@@ -281,8 +291,13 @@ def as_written(doc: dict) -> bool:
     >>> doc = {"model": "mnist_net", "train": {"epochs": 3}}
     >>> as_written({**doc, "digest": digest_of(doc)}), as_written({**doc, "digest": "0"})
     (True, False)
+    >>> as_written({**doc, 1: "a number as a key", "digest": "0"})
+    False
     """
-    return doc.get("digest") == digest_of({k: v for k, v in doc.items() if k != "digest"})
+    try:
+        return doc.get("digest") == digest_of({k: v for k, v in doc.items() if k != "digest"})
+    except (TypeError, ValueError):  # a date or a number as a key: not a file cnncli wrote
+        return False
 
 
 def schema() -> dict:
@@ -463,7 +478,7 @@ def with_lines(errors: list[CnnError], doc: Any, set_by: dict[str, str] | None =
     on the command line (`set_by` as in `parse`), named by how it was given."""
     for error in errors:
         key = re.match(r"`([\w.]+)", error.message)
-        given = _given(key.group(1), set_by) if key else None
+        given = _given(key.group(1), set_by, named_in=error.message) if key else None
         if given and not error.line:
             error.file, error.where = None, given
         else:
@@ -471,11 +486,20 @@ def with_lines(errors: list[CnnError], doc: Any, set_by: dict[str, str] | None =
     return errors
 
 
-def _given(key: str, set_by: dict[str, str] | None) -> str | None:
-    """How `key` was set on the command line (``--set train.epochs=0``), if it was: at, in
-    or above the key."""
+def _given(key: str, set_by: dict[str, str] | None, named_in: str | None = None
+           ) -> str | None:
+    """How `key` was set on the command line (``--set train.epochs=0``), if it was: at or
+    above the key, or in it (with `named_in`, a message, only a setting it names: `--lr`
+    is not what is wrong with a file's `momentum`).
+
+    >>> given = {"train.optimizer.learning_rate": "--lr 0.01"}
+    >>> _given("train.optimizer", given), _given("train.optimizer", given, "`momentum`: ...")
+    ('--lr 0.01', None)
+    """
     return next((how for k, how in (set_by or {}).items()
-                 if key == k or key.startswith(k + ".") or k.startswith(key + ".")), None)
+                 if key == k or key.startswith(k + ".") or (
+                     k.startswith(key + ".")
+                     and (named_in is None or k.rsplit(".", 1)[-1] in named_in))), None)
 
 
 def line_of(doc: Any, key: str) -> int | None:

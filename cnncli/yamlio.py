@@ -184,6 +184,30 @@ def _resolve(self, kind, value, implicit):
 _Loader.resolve = _resolve
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes text that cnncli's reading (YAML 1.2 numbers and booleans, above) would take
+    for another type in quotes: PyYAML's own writer quotes by YAML 1.1's rules, so a run
+    named ``1e-3`` was written bare and read back as the number 0.001."""
+
+
+_Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+_Dumper.resolve = _resolve
+
+
+def dumps(data: Any) -> str:
+    """YAML text of `data` (keys in their order) that `loads` reads back as `data`.
+
+    >>> print(dumps({"name": "1e-3", "lr": 0.001, "note": "yes", "on": "true"}), end="")
+    name: '1e-3'
+    lr: 0.001
+    note: yes
+    on: 'true'
+    >>> loads(dumps({"name": "1e-3", "n": "10", "x": 1e-05}))
+    {'name': '1e-3', 'n': '10', 'x': 1e-05}
+    """
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
 def _error(file: str, node, message: str, hint: str | None = None) -> ConfigError:
     return ConfigError(message, file=file, line=node.start_mark.line + 1, hint=hint)
 

@@ -286,7 +286,7 @@ DATA_ROWS = [
             cf.folder_mostly_undecodable), CLI, regex=True, writes=True),
     row("data-undecodable_file_strict", "train {file}", 3,
         r"photos/./[01]\.png: the image is truncated or corrupt .* training stopped at epoch 1, "
-        r"step \d, .* Hint: fix or remove that file, or skip such files with data.strict: "
+        r"step \d, .* Hint: fix or replace that file, or skip such files with data.strict: "
         r"false; then start the run again",
         cf.data_builder(cf.folder_with_undecodable_pngs, strict=True), CLI, regex=True,
         writes=True),

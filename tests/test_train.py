@@ -13,7 +13,7 @@ import pytest
 from trainkit import SPEC, history_rows, make_npz, weights, write_config
 
 from cnncli import config, files
-from cnncli.errors import ConfigError, TrainingError
+from cnncli.errors import ConfigError, DataError, TrainingError
 from cnncli.run import checkpoint, loop, rundir
 from cnncli.run import plan as planning
 from cnncli.run import train as training
@@ -163,15 +163,17 @@ def test_resume_refuses_even_with_force_each_setting_its_backup_was_made_with(
                                  f"made with: {change}")
 
 
-def _interrupted_run(path: Path, *overrides: str) -> Path:
-    """A run of the config at `path` stopped after its first epoch, with its backup."""
+def _interrupted_run(path: Path, *overrides: str, record_data: bool = True) -> Path:
+    """A run of the config at `path` stopped after its first epoch, with its backup (one
+    made before backups recorded the data, without `record_data`)."""
     cfg = config.load(path, list(overrides))
     result = run_train(path, *overrides)
     run = result.run
     p = training.plan(cfg)
     checkpoint.save(run, training.compile_model(p), TrainState(
         epoch=1, history=result.history[:1], precision=p.placement.precision,
-        backup_every=cfg.train.backup_every, data=p.feed.fingerprint()))
+        backup_every=cfg.train.backup_every,
+        data=p.feed.fingerprint() if record_data else {}))
     (run / "metrics.json").unlink()
     return run
 
@@ -482,26 +484,60 @@ def _photos(tmp_path: Path, count: int = 48) -> Path:
 @pytest.mark.parametrize("change,says", [
     ("add", "it had 30 training and 8 validation images, now 31 and 8"),
     ("rename", "as many images as before, but other files, images or labels"),
+    ("add a class", "it had 30 training and 8 validation images, now "),  # not "the model"
 ])
 def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, change, says):
     photos = _photos(tmp_path)
     data = f"data.name={photos}"
-    run = _interrupted_run(write_config(tmp_path, epochs=2), data)
+    classes_of_the_data = SPEC.replace("  classes: 3\n", "")
+    run = _interrupted_run(write_config(tmp_path, epochs=2, spec=classes_of_the_data), data)
     first = sorted(photos.glob("*/*.png"))[0]
     if change == "add":
         (first.parent / "new.png").write_bytes(first.read_bytes())
-    else:
+    elif change == "rename":
         first.rename(first.with_name("renamed.png"))
-    with pytest.raises(ConfigError, match="the data is not the one this run trained on") as e:
+    else:
+        for i in range(4):
+            (photos / "new class").mkdir(exist_ok=True)
+            (photos / "new class" / f"{i}.png").write_bytes(first.read_bytes())
+    with pytest.raises(DataError, match="the data is not the one this run trained on") as e:
         training.train(config.load(run / "config.yaml"), resume=run)
     assert says in e.value.message
 
 
-def test_a_network_without_a_name_keeps_its_runs_name_when_resumed(tmp_path):
-    run = run_train(write_config(tmp_path, epochs=1, name="toy")).run
+def test_a_network_without_a_name_is_named_after_the_run_also_when_resumed(tmp_path):
+    sweep = write_config(tmp_path, epochs=1, name="exp1").rename(tmp_path / "sweep.yaml")
+    run = run_train(sweep).run  # output.name: exp1, in a file named sweep.yaml
     saved = run / "config.yaml"  # what --resume RUN plans from
-    p = training.plan(config.load(saved), config_file=str(saved))
-    assert training.compile_model(p).name == "toy"
+    for path in (sweep, saved):
+        p = training.plan(config.load(path), config_file=str(path))
+        assert training.compile_model(p).name == "exp1", path
+
+
+def test_a_run_named_like_a_number_reads_back_its_own_config(tmp_path):
+    from cnncli.run import record
+
+    cfg = config.parse({"model": "mnist_net", "output": {"name": "1e-3"}})
+    record.write_config(tmp_path, cfg)
+    assert config.load_run_config(tmp_path / "config.yaml").output.name == "1e-3"
+
+
+def test_a_backup_from_before_the_data_was_recorded_resumes_and_records_it(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=3), record_data=False)
+    with pytest.raises(Interrupted):  # stopped again at the end of epoch 2
+        training.train(config.load(run / "config.yaml"), resume=run,
+                       reporter=CtrlCAfterTheLastEpoch(epochs=2))
+    state, _ = checkpoint.load(run, training.compile_model(training.plan(
+        config.load(run / "config.yaml"))))
+    assert state.epoch == 2 and state.data["train"] == 256
+
+
+def test_dry_run_names_the_set_that_keras_refuses(tmp_path):
+    result = cli("train", str(write_config(tmp_path)), "--dry-run",
+                 "--set", "train.optimizer.momentum=0.9")
+    assert result.returncode == 2
+    assert "--set train.optimizer.momentum=0.9: `train.optimizer`: Argument(s) not " \
+           "recognized" in result.stderr
 
 
 def test_resume_refuses_a_run_whose_config_yaml_was_edited_by_hand(tmp_path):

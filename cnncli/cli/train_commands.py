@@ -90,21 +90,16 @@ def train(
 
 
 def _dry_run(cfg, config_file: str) -> None:
-    import yaml
-
-    from cnncli import devices
+    from cnncli import devices, yamlio
     from cnncli.cli import render
     from cnncli.model import summary as summaries
     from cnncli.run import checking
-    from cnncli.run.compile import check_training
 
     t = cfg.train
     placement = devices.setup(t.device, t.precision)  # a GPU asked for and not there
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
-    built = checking.build_config(cfg, config_file, epochs=t.epochs or (
-        None if t.steps else 10))  # what training would refuse, first
-    check_training(t, built.model.output.shape[-1], file=config_file)
-    render.out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False), markup=False)
+    built = checking.dry_run(cfg, config_file)  # what training would refuse, first
+    render.out.print(yamlio.dumps(cfg.resolved()), markup=False)
     render.summary(summaries.summarize(built))
 
 

@@ -136,7 +136,7 @@ class Feed:
         if strict:
             first = failures[0]
             return DataError(first.message, file=first.file,
-                             hint="fix or remove that file, or skip such files with "
+                             hint="fix or replace that file, or skip such files with "
                                   "data.strict: false")
         tried = sum(loader.tried for loader in loaders)
         if len(failures) <= UNREADABLE_SHARE * tried or (tried < UNREADABLE_AFTER

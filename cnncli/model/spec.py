@@ -193,8 +193,9 @@ def from_run_config(cfg, *, file: str | None = None, classes: int | None = None)
     """The architecture spec a run config names (built-in, file or inline), with overrides.
 
     `classes` (e.g. the dataset's) applies unless the config sets `model.classes`. An
-    inline network without a `name` is named after the config file, or in a run's own
-    ``config.yaml`` (``--resume``) after the run (`output.name`: the file it started from).
+    inline network without a `name` is named after the run (`output.name`, which
+    ``cnncli train`` sets to the config file's name when the file does not, and which
+    a run's own ``config.yaml`` keeps for ``--resume``), else after the config file.
     """
     model = cfg.model
     if isinstance(model, str):
@@ -209,7 +210,6 @@ def from_run_config(cfg, *, file: str | None = None, classes: int | None = None)
             return parse(doc, file=file, default_name=doc["name"])
         base = load(section.from_)
         return base.with_overrides(classes=section.classes or classes, input=section.input)
-    named = cfg.output.name if file and Path(file).name == "config.yaml" else None
     inline = parse(model, file=file,
-                   default_name=named or (Path(file).stem if file else "model"))
+                   default_name=cfg.output.name or (Path(file).stem if file else "model"))
     return inline if inline.classes is not None else inline.with_overrides(classes=classes)

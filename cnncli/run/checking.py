@@ -85,8 +85,7 @@ def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[li
     """`train.freeze` and `train.fine_tune` against the model (which is left frozen as in
     the first stage), and the backbones' weights files."""
     t = cfg.train
-    epochs = t.epochs or (None if t.steps else 10)  # with `steps`, training checks
-    errors = config.with_lines(transfer.problems(t, built.model, epochs), doc)
+    errors = config.with_lines(transfer.problems(t, built.model, t.planned_epochs), doc)
     for error in errors:
         error.file = error.file or file
     found, notes = transfer.check_weights(built, offline=cfg.data.offline)
@@ -117,13 +116,37 @@ def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None
     `epochs` (the run's), a fine-tuning stage that would never start is refused too."""
     with builder.weightless():
         built = builder.build_checked(_network(cfg, file).with_overrides(classes=classes))
-    problems = transfer.problems(cfg.train, built.model, epochs)
-    if problems and file:  # each named by its line in the file
-        for error in config.with_lines(problems, yamlio.load(file)):
-            error.file = error.file or file
-    raise_all(problems)
+    raise_all(_located(transfer.problems(cfg.train, built.model, epochs), cfg, file))
     transfer.freeze_first_stage(built.model, cfg.train)
     return built
+
+
+def dry_run(cfg: config.RunConfig, file: str | None) -> builder.Built:
+    """What ``train --dry-run`` shows: the network built (`build_config`), once every
+    problem of it and of the training settings that training would refuse without
+    reading the data has been raised at once, as training raises them."""
+    errors: list[CnnError] = []
+    built = None
+    try:
+        built = build_config(cfg, file, epochs=cfg.train.planned_epochs)
+    except CnnError as exc:
+        errors += getattr(exc, "errors", [exc])
+    outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
+    try:
+        check_training(cfg.train, outputs, file=file)
+    except CnnError as exc:
+        errors += _located(getattr(exc, "errors", [exc]), cfg, file)
+    raise_all(errors)
+    return built
+
+
+def _located(errors: list[CnnError], cfg: config.RunConfig, file: str | None) -> list:
+    """`errors` about settings, each named by its line in `file` or by the option that
+    set it (`config.with_lines`)."""
+    if errors and file:
+        for error in config.with_lines(errors, yamlio.load(file), cfg.set_by):
+            error.file = error.file or (None if error.where else file)
+    return errors
 
 
 def _training_problems(train: config.TrainSection, classes: int, doc, file: str) -> list:

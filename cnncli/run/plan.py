@@ -108,7 +108,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
         raise ConfigError(
             f"the {len(feed.train)} training images are fewer than one batch of {batch}",
             hint="use a smaller --batch-size or more data")
-    total = t.steps or (t.epochs or 10) * steps_per_epoch
+    total = t.steps or t.planned_epochs * steps_per_epoch
     per_call = _steps_per_call(t, placement, steps_per_epoch, total)
     preprocessing = d.preprocessing or network.preprocessing
     warnings = list(built.warnings) + _memory_warning(built, placement, t.batch_size)

@@ -6,9 +6,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-import yaml
-
-from cnncli import __version__, config, files
+from cnncli import __version__, config, files, yamlio
 from cnncli.run import rundir
 from cnncli.run.state import TrainState
 
@@ -16,7 +14,7 @@ from cnncli.run.state import TrainState
 def write_config(run: Path, cfg: config.RunConfig) -> None:
     """The resolved config (what ``--resume`` continues with) and its hash."""
     text = ("# The resolved config of this run (cnncli train --resume uses it).\n"
-            + yaml.safe_dump({**cfg.resolved(), "digest": cfg.digest()}, sort_keys=False))
+            + yamlio.dumps({**cfg.resolved(), "digest": cfg.digest()}))
     files.write_atomic(run / rundir.CONFIG, text)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from cnncli import config, devices, files
 from cnncli.data import records
 from cnncli.devices import distributed
-from cnncli.errors import ConfigError, TrainingError
+from cnncli.errors import ConfigError, DataError, TrainingError
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, best_monitor
@@ -159,10 +159,16 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
             hint="start a new run with `cnncli train CONFIG`")
     if p.placement.is_chief:
         stack.enter_context(rundir.writer(run))
-    state, note = checkpoint.load(run, model, lambda s: finetune.restore(p, model, s))
+    data = p.feed.fingerprint()
+
+    def prepare(saved_state: TrainState) -> None:  # before the weights: the data first
+        _check_same_data(saved_state.data, data, run, p.data.sample)
+        finetune.restore(p, model, saved_state)
+
+    state, note = checkpoint.load(run, model, prepare)
+    state.data = state.data or data  # (a backup made before the data was recorded)
     if note:
         reporter.note(note)
-    _check_same_data(state.data, p.feed.fingerprint(), run)
     if state.replicas != p.placement.replicas:
         raise ConfigError(
             f"this run trained {state.replicas} model replicas in step; here there would be "
@@ -173,18 +179,25 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     return (run if p.placement.is_chief else distributed.worker_run_dir(p.placement)), state
 
 
-def _check_same_data(recorded: dict, now: dict, run: Path) -> None:
-    """Refuse to resume on data other than the run's (files added, removed or renamed,
-    other labels): the backup's place in the data order would point elsewhere."""
+def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False) -> None:
+    """Refuse to resume on data other than the run's (files or classes added, removed or
+    renamed, other labels): the backup's place in the data order would point elsewhere.
+    `sample`: the data read now is the bundled MNIST sample (the full set not found)."""
     if not recorded or recorded == now:  # (not recorded by backups made before 2026-12)
         return
     counts = (f"it had {recorded['train']:,} training and {recorded['validation']:,} "
               f"validation images, now {now['train']:,} and {now['validation']:,}"
               if (recorded["train"], recorded["validation"]) != (now["train"], now["validation"])
               else "as many images as before, but other files, images or labels")
-    raise ConfigError(f"the data is not the one this run trained on ({counts})",
-                      file=str(run), hint="put the data back as it was when the run started, "
-                                          "or start a new run on the data as it is now")
+    if sample:
+        raise DataError(f"the data is not the one this run trained on ({counts}): the full "
+                        "MNIST was not found, and the bundled 5,000-digit sample was read",
+                        file=str(run), hint="resume where the full MNIST is found (online, or "
+                                            "--data-dir DIR holding mnist.npz)")
+    raise DataError(f"the data is not the one this run trained on ({counts})",
+                    file=str(run), hint="put the data back as it was when the run started "
+                                        "(a damaged image may be replaced, not removed), or "
+                                        "start a new run on the data as it is now")
 
 
 def _apply(p: Plan, model, state: TrainState, diff: dict, run: Path, reporter) -> None:
