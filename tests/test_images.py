@@ -233,21 +233,16 @@ def test_exif_orientation_is_applied(tmp_path):
     assert load_image(path).shape == (20, 10, 3)
 
 
-def test_exif_orientation_turns_the_pixels_not_only_the_shape(tmp_path):
+@pytest.mark.parametrize("orientation", [
+    3,  # "rotate 180 degrees"
+    2,  # "mirror horizontally"
+])
+def test_exif_orientation_turns_the_pixels_not_only_the_shape(tmp_path, orientation):
     img = Image.new("RGB", (20, 10), (0, 0, 0))
-    img.paste(RED, (0, 0, 10, 10))  # left half red as stored
+    img.paste(RED, (0, 0, 10, 10))  # left half red as stored: either way it ends on the right
     exif = Image.Exif()
-    exif[0x0112] = 3  # "rotate 180 degrees": red ends up on the right
-    out = load_image(saved(tmp_path, img, "upside.png", exif=exif))
-    assert out[5, 18].tolist() == list(RED) and out[5, 1].tolist() == [0, 0, 0]
-
-
-def test_exif_orientation_2_mirrors_the_image(tmp_path):
-    img = Image.new("RGB", (20, 10), (0, 0, 0))
-    img.paste(RED, (0, 0, 10, 10))  # left half red as stored
-    exif = Image.Exif()
-    exif[0x0112] = 2  # "mirror horizontally": red ends up on the right
-    out = load_image(saved(tmp_path, img, "mirror.png", exif=exif))
+    exif[0x0112] = orientation
+    out = load_image(saved(tmp_path, img, "turned.png", exif=exif))
     assert out.shape == (10, 20, 3)
     assert out[5, 18].tolist() == list(RED) and out[5, 1].tolist() == [0, 0, 0]
 
