@@ -54,6 +54,13 @@ def test_explicit_names_win(write):
     assert names(s) == ["hidden"]
 
 
+def test_two_layers_given_the_same_name_are_refused_at_the_second(write):
+    with pytest.raises(ConfigError, match="two layers are named 'out'") as e:
+        names(load(write, "input: [2, 2, 1]\nlayers:\n  - Flatten: {}\n    name: out\n"
+                          "  - Dense: 3\n    name: out\n"))
+    assert e.value.line == 5 and e.value.where == "layer 2 'out' (Dense)"
+
+
 def test_blocks_take_parameters_and_expand_in_place(write):
     s = load(write, """
         input: [8, 8, 1]

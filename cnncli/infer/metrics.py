@@ -290,7 +290,20 @@ def check_thresholds(result: EvalResult, thresholds: dict[str, float]) -> list[s
             failures.append(f"{name} is NaN")
         elif name in LOWER_IS_BETTER:
             if value > limit:
-                failures.append(f"{name} {value:.4f} is above {limit:g}")
+                failures.append(f"{name} {_apart(value, limit)} is above {limit!r}")
         elif value < limit:
-            failures.append(f"{name} {value:.4f} is below {limit:g}")
+            failures.append(f"{name} {_apart(value, limit)} is below {limit!r}")
     return failures
+
+
+def _apart(value: float, limit: float) -> str:
+    """`value` with 4 decimals, or as many more as it takes to differ from `limit`.
+
+    >>> _apart(0.21, 0.9), _apart(0.211, 0.21100001), _apart(0.45, 0.3)
+    ('0.2100', '0.21100000', '0.4500')
+    """
+    for digits in range(4, 17):
+        text = f"{value:.{digits}f}"
+        if float(text) != limit and text != f"{limit:.{digits}f}":
+            return text
+    return repr(value)

@@ -115,6 +115,7 @@ class _Expander:
         self.file = spec.file
         self.nodes: list[Node] = []
         self.used_names: set[str] = {INPUT}
+        self.named: set[str] = set()  # the names given with `name:`
         self.errors: list[CnnError] = []
         self.unbuilt = 0  # layer entries that made no node (errors): they keep their number
         self.sound = MAX_LAYERS + 1  # the nodes before the first error
@@ -130,6 +131,11 @@ class _Expander:
             raise ConfigError(f"the spec expands to more than {MAX_LAYERS:,} layers",
                               file=self.file, line=line, hint="check the `repeat:` counts")
         name = names.prefix + explicit if explicit else names.next(layer)
+        if explicit:  # `freeze: [out]` or `cut: out` must mean one layer
+            if name in self.named:
+                self.error(f"two layers are named '{name}'", line, f"layer {self.number()} "
+                           f"'{name}' ({layer})", hint="give each layer its own name")
+            self.named.add(name)
         base, k = name, 1
         while name in self.used_names:
             k += 1
