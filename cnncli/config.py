@@ -471,11 +471,11 @@ def _locate(doc: Any, loc: list) -> tuple[Any, int | None]:
     return node, line
 
 
-def with_lines(errors: list[CnnError], doc: Any, set_by: dict[str, str] | None = None
-               ) -> list[CnnError]:
+def with_lines(errors: list[CnnError], doc: Any, set_by: dict[str, str] | None = None,
+               file: str | None = None) -> list[CnnError]:
     """`errors`, each whose message starts with the key it is about (`` `train.loss`: ``)
-    given that key's line in `doc` (the loaded config) if it has none, or, for a key set
-    on the command line (`set_by` as in `parse`), named by how it was given."""
+    given that key's line in `doc` (the loaded config `file`) if it has none, or, for a
+    key set on the command line (`set_by` as in `parse`), named by how it was given."""
     for error in errors:
         key = re.match(r"`([\w.]+)", error.message)
         given = _given(key.group(1), set_by, named_in=error.message) if key else None
@@ -483,7 +483,15 @@ def with_lines(errors: list[CnnError], doc: Any, set_by: dict[str, str] | None =
             error.file, error.where = None, given
         else:
             error.line = error.line or (line_of(doc, key.group(1)) if key else None)
+            error.file = error.file or file
     return errors
+
+
+def locate(errors: list[CnnError], file: str | None, set_by: dict[str, str] | None = None
+           ) -> list[CnnError]:
+    """`with_lines` for errors about the settings of the config `file` (read again only
+    when there are errors)."""
+    return with_lines(errors, yamlio.load(file), set_by, file) if errors and file else errors
 
 
 def _given(key: str, set_by: dict[str, str] | None, named_in: str | None = None

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,9 +96,6 @@ class Feed:
         >>> print(feed.fingerprint())
         {'train': 2, 'validation': 2, 'digest': '...'}
         """
-        import hashlib
-        import os
-
         digest = hashlib.sha256()
         for part in (self.train, self.val):
             digest.update(np.ascontiguousarray(part.labels, np.int64).tobytes() + b"|")

@@ -85,9 +85,8 @@ def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[li
     """`train.freeze` and `train.fine_tune` against the model (which is left frozen as in
     the first stage), and the backbones' weights files."""
     t = cfg.train
-    errors = config.with_lines(transfer.problems(t, built.model, t.planned_epochs), doc)
-    for error in errors:
-        error.file = error.file or file
+    errors = config.with_lines(transfer.problems(t, built.model, t.planned_epochs), doc,
+                               file=file)
     found, notes = transfer.check_weights(built, offline=cfg.data.offline)
     random = transfer.random_frozen_backbone(t, built)
     notes += [random] if random else []
@@ -116,7 +115,8 @@ def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None
     `epochs` (the run's), a fine-tuning stage that would never start is refused too."""
     with builder.weightless():
         built = builder.build_checked(_network(cfg, file).with_overrides(classes=classes))
-    raise_all(_located(transfer.problems(cfg.train, built.model, epochs), cfg, file))
+    raise_all(config.locate(transfer.problems(cfg.train, built.model, epochs), file,
+                            cfg.set_by))
     transfer.freeze_first_stage(built.model, cfg.train)
     return built
 
@@ -135,18 +135,9 @@ def dry_run(cfg: config.RunConfig, file: str | None) -> builder.Built:
     try:
         check_training(cfg.train, outputs, file=file)
     except CnnError as exc:
-        errors += _located(getattr(exc, "errors", [exc]), cfg, file)
+        errors += config.locate(getattr(exc, "errors", [exc]), file, cfg.set_by)
     raise_all(errors)
     return built
-
-
-def _located(errors: list[CnnError], cfg: config.RunConfig, file: str | None) -> list:
-    """`errors` about settings, each named by its line in `file` or by the option that
-    set it (`config.with_lines`)."""
-    if errors and file:
-        for error in config.with_lines(errors, yamlio.load(file), cfg.set_by):
-            error.file = error.file or (None if error.where else file)
-    return errors
 
 
 def _training_problems(train: config.TrainSection, classes: int, doc, file: str) -> list:

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from cnncli import config, devices, yamlio
+from cnncli import config, devices
 from cnncli.data import checks, datasets
 from cnncli.data.dataset import Dataset
 from cnncli.data.feed import Feed
@@ -120,7 +120,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     try:
         found = transfer.plan(cfg, built, epochs, file=config_file)  # weights, freeze checked
     except CnnError as exc:
-        raise_all(_with_lines(getattr(exc, "errors", [exc]), config_file, cfg.set_by))
+        raise_all(config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by))
     return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,
                 epochs, per_call, warnings, found)
 
@@ -144,17 +144,10 @@ def _checked(network: specs.Spec, t: config.TrainSection, data: Dataset,
     try:
         compiling.check_training(t, classes, file=config_file)
     except CnnError as exc:
-        errors += _with_lines(getattr(exc, "errors", [exc]), config_file, set_by)
+        errors += config.locate(getattr(exc, "errors", [exc]), config_file, set_by)
     raise_all(errors)
     return built
 
-
-def _with_lines(errors: list[CnnError], config_file: str | None, set_by: dict[str, str]
-                ) -> list[CnnError]:
-    """Errors about settings (`` `train.loss`: ...``) with their lines in the file, or
-    the option that set them."""
-    doc = yamlio.load(config_file) if config_file else None
-    return config.with_lines(errors, doc, set_by)
 
 
 #: What ``steps_per_execution: auto`` tries, largest first. 4 steps per call into

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from cnncli.devices import distributed
 from cnncli.errors import ConfigError, DataError, TrainingError
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
-from cnncli.run.callbacks import Interrupted, RunCallback, best_monitor
+from cnncli.run.callbacks import Interrupted, RunCallback, best_monitor, signal_name
 from cnncli.run.compile import compile_model
 from cnncli.run.monitor import direction
 from cnncli.run.plan import Plan, absolute_paths, plan
@@ -226,8 +225,8 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
             loop.fit(p, model, state, callback, relay)
             result = _finish(p, model, state, run, callback)
         if signals.signal:
-            reporter.note(f"{'Ctrl-C' if signals.signal == signal.SIGINT else 'SIGTERM'} came "
-                          "after the last step: the run was finished and saved")
+            reporter.note(f"{signal_name(signals.signal)} came after the last step: the run "
+                          "was finished and saved")
         return result
     except BaseException as exc:
         error = exc

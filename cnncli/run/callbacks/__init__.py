@@ -29,13 +29,18 @@ keras = import_keras()
 __all__ = ["Interrupted", "RunCallback", "best_monitor"]
 
 
+def signal_name(signum: int) -> str:
+    """How people call the signal: Ctrl-C (SIGINT) or SIGTERM."""
+    return "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+
+
 class Interrupted(CnnError):
     """Training stopped by Ctrl-C or SIGTERM: after the current step, writing a backup;
     or, at a second one (no `where`), at once, the last backup kept."""
 
     def __init__(self, signum: int, run: Path, where: str | None = None):
         self.signum = signum
-        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        name = signal_name(signum)
         if where is None:
             super().__init__(f"{name} twice: training stopped at once, without a new backup",
                              file=str(run), hint="resume from the last backup with: cnncli "
