@@ -132,8 +132,7 @@ class ManyErrors(ConfigError):
         return "\n".join(str(e) for e in self.errors)
 
     def to_dict(self) -> dict:
-        return {"error": "ManyErrors", "exit_code": self.exit_code,
-                "errors": [e.to_dict() for e in self.errors]}
+        return super().to_dict() | {"errors": [e.to_dict() for e in self.errors]}
 
 
 LONG_LIST = 12  # `suggest` shows no longer list after a close match

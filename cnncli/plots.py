@@ -324,32 +324,42 @@ class DiagramBox:
     caption: str = ""  # under the box
 
 
-def box_diagram(boxes: list[DiagramBox], lines: list[tuple[tuple[float, float],
-                                                            tuple[float, float]]],
+def box_diagram(boxes: list[DiagramBox], lines: list[list[tuple[float, float]]],
                 path: str | Path, *, title: str = "",
                 legend: list[tuple[str, str]] = ()) -> Path:
-    """Boxes joined by lines (drawn behind them), with a legend of (colour, label)."""
+    """Boxes joined by lines (each a list of points, drawn behind the boxes), with a
+    legend of (colour, label)."""
     from matplotlib.patches import Patch, Rectangle
 
+    points = [p for line in lines for p in line]
     left = min(b.left for b in boxes)
     right = max(b.left + b.width for b in boxes)
     bottom = min(b.bottom for b in boxes)
-    top = max(b.bottom + b.height for b in boxes)
+    top = max([b.bottom + b.height for b in boxes] + [y for _, y in points])
     inch = min(0.16, 40 / (right - left))  # inches per data unit; at most 40 inches wide
     below = 1.2  # inches under the lowest box, for captions
-    fig = Figure(figsize=((right - left) * inch + 0.6, (top - bottom) * inch + below + 0.9))
+    # wide enough for the title and the legend on the line above the boxes (a network of
+    # two layers is narrower than its legend, which was cut)
+    em = 1 / 72  # an inch a point
+    heading = 0.3 + len(title) * 10 * 0.6 * em + 0.4 + sum(
+        (2.8 + 0.62 * len(label)) * 7 * em for _, label in legend) + 0.2
+    fig = Figure(figsize=(max((right - left) * inch + 0.6, heading),
+                          (top - bottom) * inch + below + 0.9))
     ax = fig.add_axes((0.3 / fig.get_figwidth(), below / fig.get_figheight(),
                        (right - left) * inch / fig.get_figwidth(),
                        (top - bottom) * inch / fig.get_figheight()))
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     ax.axis("off")
-    for (x0, y0), (x1, y1) in lines:
-        ax.plot([x0, x1], [y0, y1], color="#777777", linewidth=0.8, zorder=1)
+    for line in lines:
+        xs, ys = zip(*line, strict=True)
+        ax.plot(xs, ys, color="#777777", linewidth=0.8, zorder=1)
     points_per_unit = inch * 72
     for b in boxes:
         ax.add_patch(Rectangle((b.left, b.bottom), b.width, b.height, facecolor=b.colour,
-                               edgecolor="#333333", linewidth=0.6, zorder=2))
+                               edgecolor="#333333", linewidth=0.6, zorder=2,
+                               clip_on=False))  # outer boxes' edges lie on the axes' edges
+
         x = b.left + b.width / 2
         # 6-point text is about 0.62 x 6 points a character: write it on the box, upright
         # if it fits so, else across (a short wide box: 7x7 branches of an inception

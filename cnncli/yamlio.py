@@ -77,6 +77,17 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def shown(value: Any) -> str:
+    """A value as the user wrote it in YAML, text marked as text.
+
+    >>> shown(True), shown("3"), shown(2.5), shown(None)
+    ('true', "the text '3'", '2.5', 'null')
+    """
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return f"the text {value!r}" if isinstance(value, str) else repr(value)
+
+
 def is_int(value: Any) -> bool:
     """A whole number (YAML's `true` is a bool, not 1)."""
     return isinstance(value, int) and not isinstance(value, bool)

@@ -119,6 +119,30 @@ def test_dense_before_flatten_warns_what_happens(write):
     assert any("acts on the last axis only" in w for w in built.warnings)
 
 
+@pytest.mark.parametrize(("last", "said"), [
+    ("{Dense: {units: 3, activation: relu}}", "has a relu activation"),
+    ("{Dense: 3}", "has no activation"),
+    ("{Dense: {units: 3, activation: softmax}}", None),
+    ("{Dense: 3}, Softmax", None),
+    ("{Dense: 3}, {Activation: softmax}", None),
+])
+def test_an_output_that_is_not_a_softmax_is_a_warning(write, last, said):
+    built = build_text(write, f"input: [2, 2, 1]\nlayers: [Flatten, {last}]\n")
+    notes = [w for w in built.warnings if "not class probabilities" in w]
+    assert notes == ([] if said is None else [
+        f"layer 2 'fc1' (Dense): the network's output {said}, so its outputs are not "
+        "class probabilities, as the loss and predict's percentages take them to be; end "
+        "with `activation: softmax`"])
+
+
+def test_one_output_is_a_warning(write):
+    built = build_text(write, "input: [2, 2, 1]\nclasses: 1\n"
+                              "layers: [Flatten, {Dense: {units: 1, activation: softmax}}]\n")
+    assert built.warnings == ["layer 2 'fc1' (Dense): one output: a softmax over one class "
+                              "is always 100%; a classifier of two classes has `classes: 2` "
+                              "(two outputs)"]
+
+
 def test_output_must_match_classes(write):
     with pytest.raises(ConfigError, match="ends with 4 outputs but `classes` is 10"):
         build_text(write, "input: [2, 2, 1]\nclasses: 10\nlayers: [Flatten, {Dense: 4}]\n")

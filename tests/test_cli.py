@@ -76,6 +76,10 @@ def test_check_reports_all_errors_with_exit_2_and_no_traceback(write):
     assert f"{path}:3: layer 1: unknown layer 'Conv2d'" in result.stderr
     assert f"{path}:4: layer 2: unknown argument 'unit' for Dense" in result.stderr
     assert "Traceback" not in result.stderr
+    data = json.loads(cnncli("check", str(path), "--json").stdout)
+    assert (data["error"], data["message"], data["exit_code"]) == (
+        "ManyErrors", "2 problems found", 2)  # what every error's JSON has, for scripts
+    assert [e["line"] for e in data["errors"]] == [3, 4]
 
 
 def test_check_reports_a_shape_problem_before_the_first_layer_it_cannot_build(write):
@@ -105,6 +109,41 @@ def test_check_reads_the_model_of_a_run_config(write):
     result = run("check", str(path), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["valid"] is True
+
+
+def test_check_and_summary_say_when_the_data_names_nothing_here(write, tmp_path,
+                                                                monkeypatch):
+    """`check` reads no data, but a `data.name` that is no dataset and no path is cheap
+    to see (training would stop there), and the classes then shown are a guess."""
+    monkeypatch.chdir(tmp_path)
+    path = write("run.yaml", "model: {from: mnist_net}\ndata: {name: photos}\n")
+    checked = run("check", str(path))
+    assert checked.exit_code == 0, checked.output
+    assert "`data.name` 'photos' is neither a dataset cnncli knows nor a file or folder " \
+        f"under {tmp_path}" in checked.stderr
+    summary = json.loads(run("summary", str(path), "--json").stdout)
+    assert summary["rows"][-1]["volume"] == "10"
+    assert "the output layer has 10 classes here: how many 'photos' has is known only " \
+        "when training reads it" in summary["warnings"][1]
+    for name in ("cat", "dog"):  # made: its classes are known and nothing is guessed
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        (tmp_path / "photos" / name / "1.png").write_bytes(b"")
+    summary = json.loads(run("summary", str(path), "--json").stdout)
+    assert summary["rows"][-1]["volume"] == "2" and summary["warnings"] == []
+    assert run("check", str(path)).stderr == ""
+
+
+def test_summary_and_check_of_a_model_file_point_to_its_run_folder(write, tmp_path):
+    write("runs/toy/1/config.yaml", "model: mnist_net\n")
+    (tmp_path / "runs/toy/1/best.keras").write_bytes(b"PK\x03\x04 a zip")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")
+    for command in ("summary", "check"):
+        result = cnncli(command, str(tmp_path / "runs/toy/1/best.keras"))
+        assert result.returncode == 2
+        assert "this is a model file, not a spec or a run config. Hint: give its run folder " \
+            f"({tmp_path / 'runs/toy/1'})" in result.stderr  # it said "not UTF-8 text"
+    lone = cnncli("summary", str(tmp_path / "model.onnx"))
+    assert "`cnncli predict` and `cnncli evaluate` run the model file itself" in lone.stderr
 
 
 def test_check_reports_config_errors_with_their_lines(write):

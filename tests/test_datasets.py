@@ -803,6 +803,13 @@ def test_npz_missing_arrays_is_an_error_naming_them(tmp_path):
         datasets.load(path)
 
 
+def test_npz_with_an_empty_split_says_both_are_needed(tmp_path):
+    path = write_npz(tmp_path / "empty.npz", n_train=0)
+    with pytest.raises(DataError, match="empty.npz has no training images") as err:
+        datasets.load(path)
+    assert "needs images in both splits, to evaluate too" in err.value.hint
+
+
 def test_npz_with_float_images_is_an_error_with_a_conversion_hint(tmp_path):
     x_train, y_train, x_test, y_test = tiny_arrays()
     np.savez(tmp_path / "f.npz", x_train=x_train / 255.0, y_train=y_train,

@@ -87,6 +87,31 @@ def test_a_dataset_with_more_classes_than_the_model_is_refused(run, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_data_error_names_the_folder_given_not_its_description(run, tmp_path):
+    from PIL import Image
+
+    for name in "abcd":
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for k in range(2):
+            Image.new("L", (8, 8)).save(tmp_path / "photos" / name / f"{k}.png")
+    with pytest.raises(DataError, match="4 classes but the model predicts 3") as info:
+        evaluation.evaluate(run, data=str(tmp_path / "photos"))
+    assert info.value.file == str(tmp_path / "photos")  # not "... (class folders, streamed)"
+
+
+def test_a_test_set_of_some_classes_averages_over_those_and_says_so(run, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "top-and-bottom.npz"
+    x = np.zeros((6, 8, 8, 1), np.uint8)
+    y = np.array([0, 0, 0, 2, 2, 2])
+    x[:3, 1:3], x[3:, 7:9] = 240, 240  # the toy data's classes 0 and 2: a bright row
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+    result = cnncli("evaluate", str(run), "--data", str(path), "--output", str(tmp_path / "e"))
+    assert result.returncode == 0, result.stderr
+    assert "accuracy 1.0000  macro F1 1.0000 (over the 2 of 3 classes seen)" in result.stdout
+
+
 def test_a_missing_run_says_how_to_find_runs(tmp_path):
     result = cnncli("evaluate", str(tmp_path / "nope"))
     assert result.returncode == 3 and "cnncli runs" in result.stderr

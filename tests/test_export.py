@@ -135,6 +135,33 @@ def test_metadata_is_in_the_files_and_beside_them(exports):
         assert data["preprocessing"] == "scale" and data["check"]["agreement"] == 1.0
 
 
+def test_an_openvino_file_copied_without_its_json_still_knows_itself(exports, run,
+                                                                     tmp_path):
+    folder, _ = exports
+    for name in ("model.xml", "model.bin"):  # no model.xml.json, no labels.txt
+        shutil.copy(folder / name, tmp_path / name)
+    alone, beside = exported.load(tmp_path / "model.xml"), exported.load(folder / "model.xml")
+    assert alone.info.to_json() | {"check": {}} == beside.info.to_json() | {"check": {}}
+    assert alone.class_names == ["0", "1", "2"] and alone.meta == beside.meta
+    images = sample_images(run)
+    assert np.array_equal(alone.probabilities(images), beside.probabilities(images))
+
+
+def test_a_litert_file_copied_without_its_json_says_what_it_cannot_know(exports, tmp_path):
+    """LiteRT files hold no metadata: names from labels.txt beside it, else numbers, and a
+    warning that the resize mode is a guess (it was silent)."""
+    folder, _ = exports
+    shutil.copy(folder / "model.tflite", tmp_path / "model.tflite")
+    (tmp_path / "labels.txt").write_text("cat\ndog\nemu\n")
+    with pytest.warns(UserWarning, match=r"model.tflite: the JSON cnncli export wrote beside "
+                      r"it \(model.tflite.json\) is not there: class names from labels.txt, "
+                      "and images are resized by stretching"):
+        assert exported.load(tmp_path / "model.tflite").class_names == ["cat", "dog", "emu"]
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")  # another model's: not used
+    with pytest.warns(UserWarning, match="is not there: classes numbered"):
+        assert exported.load(tmp_path / "model.tflite").class_names == ["0", "1", "2"]
+
+
 def test_the_report_has_sizes_differences_and_agreement(exports):
     folder, report = exports
     assert [r.format for r in report.results] == list(FILES)
@@ -180,6 +207,22 @@ def test_caffe_and_grey_to_rgb_are_inside_the_exports(caffe_run, tmp_path):
         assert clf.input_shape == (8, 8, 1)  # the client's grey images, as trained on
         np.testing.assert_allclose(clf.probabilities(images), reference.probabilities(images),
                                    atol=1e-5)
+
+
+def test_grey_arrays_resized_into_an_rgb_network_export_taking_grey_images(tmp_path):
+    """README: a client gives the channels the training images had (1 for MNIST, also
+    into an RGB network); the 8x8 grey images resized to a 12x12x3 network did not."""
+    spec = QUANTIZABLE.replace("input: [8, 8, 1]", "input: [12, 12, 3]")
+    assert spec != QUANTIZABLE
+    run = train_run(tmp_path / "data", spec, epochs=1)
+    reference = classifier.load(str(run))
+    assert reference.input_shape == (12, 12, 1) and reference.network_input == (12, 12, 3)
+    exporter.export(run, formats=["onnx"], output=tmp_path / "out")
+    clf = exported.load(tmp_path / "out" / "model.onnx")
+    assert clf.input_shape == (12, 12, 1)
+    images = np.random.default_rng(0).integers(0, 256, (4, 12, 12, 1), dtype=np.uint8)
+    np.testing.assert_allclose(clf.probabilities(images), reference.probabilities(images),
+                               atol=1e-5)
 
 
 def _colour_pngs(folder, n: int = 6):
@@ -368,6 +411,22 @@ def test_existing_output_is_refused_unless_force(run, tmp_path, monkeypatch):
     assert exported.load(tmp_path / "saved_model").probabilities(sample_images(run)).shape \
         == (24, 3)
     assert not list(tmp_path.glob(".cnncli-export-*"))
+
+
+def test_an_output_that_is_a_saved_model_names_that_saved_model_not_a_folder_for_it(
+        run, tmp_path):
+    """`--output serving/1/saved_model` once made: again, it is that SavedModel (refused
+    without --force, replaced with it), never a second one nested inside."""
+    exporter.export(run, formats=["saved_model"], output=tmp_path)
+    made = tmp_path / "saved_model"
+    with pytest.raises(ConfigError, match="the output exists already: .*saved_model"):
+        exporter.export(run, formats=["saved_model"], output=made)
+    with pytest.raises(ConfigError, match="is a SavedModel folder, not a folder to export"):
+        exporter.export(run, formats=["saved_model,onnx"], output=made, force=True)
+    exporter.export(run, formats=["saved_model"], output=made, force=True)
+    assert sorted(p.name for p in made.iterdir()) == ["assets", "fingerprint.pb",
+                                                      "saved_model.pb", "variables"]
+    assert exported.load(made).probabilities(sample_images(run)).shape == (24, 3)
 
 
 def test_force_never_replaces_a_folder_of_the_users(run, tmp_path):
@@ -637,21 +696,43 @@ def test_publish_puts_back_the_sigint_handler_it_found(tmp_path):
         assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_sigterm_while_files_are_renamed_into_place_exits_once_all_are(tmp_path):
-    script = ("import os, signal, sys\nfrom pathlib import Path\n"
-              "from cnncli.export import staging\n"
-              "real = staging._sync\n"
-              "def sync(path):\n    os.kill(os.getpid(), signal.SIGTERM)\n    real(path)\n"
-              "staging._sync = sync\nout = Path(sys.argv[1])\n"
-              "with staging.Staging(out) as stage:\n"
-              "    for n in ('model.onnx.json', 'model.onnx'):\n"
-              "        (stage.path / n).write_text(n)\n"
-              "    stage.publish([(stage.path / n, out / n) for n in ('model.onnx.json', "
-              "'model.onnx')], replace=False)\n    print('went on')\n")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 143 and "went on" not in done.stdout
+def test_sigterm_while_files_are_renamed_into_place_waits_until_all_are(tmp_path,
+                                                                          monkeypatch):
+    from cnncli.export.staging import Staging
+
+    _signal_during_the_first_rename(monkeypatch, signal.SIGTERM)
+    with Staging(tmp_path) as stage:
+        for name in ("model.onnx.json", "model.onnx"):
+            (stage.path / name).write_text(name)
+        stage.publish([(stage.path / n, tmp_path / n) for n in ("model.onnx.json",
+                                                                "model.onnx")],
+                      replace=False)
+        assert stage.interrupted and stage.terminated
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_sigterm_during_an_export_says_what_was_kept_and_exits_143(run, tmp_path):
+    """As Ctrl-C does (it exited 143 silently, even with --json)."""
+    script = ("import os, signal, sys\nfrom cnncli.export import convert\n"
+              "real = convert.CONVERTERS['litert']\n"
+              "def litert(job):\n    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    return real(job)\n"
+              "convert.CONVERTERS['litert'] = litert\n"
+              "from cnncli.cli.app import main\nsys.argv[0] = 'cnncli'\nmain()\n")
+    for json_asked in (False, True):
+        out = tmp_path / f"json-{json_asked}"
+        done = subprocess.run(
+            [sys.executable, "-c", script, "export", str(run), "--format", "onnx,litert",
+             "--output", str(out)] + ["--json"] * json_asked,
+            capture_output=True, text=True, timeout=300)
+        assert done.returncode == 143, done.stderr
+        said = "SIGTERM: the export stopped; kept: model.onnx (checked); not made: litert"
+        assert said in " ".join(done.stderr.split())
+        if json_asked:
+            error = json.loads(done.stdout)
+            assert error["exit_code"] == 143 and error["message"].startswith(said)
+        assert sorted(p.name for p in out.iterdir()) == ["labels.txt", "model.onnx",
+                                                         "model.onnx.json"]
 
 
 def test_ctrl_c_while_the_first_export_is_renamed_stops_after_it_with_its_labels(
@@ -693,10 +774,13 @@ def test_an_interrupted_export_still_shows_what_failed_before_it(run, tmp_path, 
 
 def test_sigterm_during_an_export_leaves_no_staging_folder(tmp_path):
     script = ("import sys, time\nfrom pathlib import Path\n"
+              "from cnncli.errors import Terminated\n"
               "from cnncli.export.staging import Staging\n"
-              "with Staging(Path(sys.argv[1])) as stage:\n"
-              "    (stage.path / 'half.onnx').write_bytes(b'x' * 1000)\n"
-              "    print(stage.path, flush=True)\n    time.sleep(60)\n")
+              "try:\n"
+              "    with Staging(Path(sys.argv[1])) as stage:\n"
+              "        (stage.path / 'half.onnx').write_bytes(b'x' * 1000)\n"
+              "        print(stage.path, flush=True)\n        time.sleep(60)\n"
+              "except Terminated:\n    sys.exit(143)\n")
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],
                             stdout=subprocess.PIPE, text=True)
     staged = Path(proc.stdout.readline().strip())

@@ -311,6 +311,15 @@ def test_text_file_named_jpg_is_a_data_error(tmp_path):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize(("start", "kind"), [(b"GIF89a", "GIF"), (b"II*\x00", "TIFF")])
+def test_a_file_with_only_an_image_formats_first_bytes_is_called_cut_short(start, kind):
+    """Six bytes `GIF89a` are printable, but the file is a GIF cut short, not text."""
+    with pytest.raises(DataError) as err:
+        load_image(start, name="a.gif")
+    assert err.value.message == f"the file is the start of a {kind} image, cut short or damaged"
+    assert "copy or download it again" in err.value.hint
+
+
 def test_unknown_binary_format_is_a_data_error(tmp_path):
     path = tmp_path / "blob.png"
     path.write_bytes(bytes(range(256)) * 4)

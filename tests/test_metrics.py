@@ -119,7 +119,18 @@ def test_class_never_predicted_and_class_without_examples_give_zero_not_nan():
         0.0, 0.0, 0.0)
     assert (no_examples["precision"], no_examples["recall"], no_examples["support"]) == (
         0.0, 0.0, 0)
-    assert result.macro_precision == pytest.approx((2 / 3) / 3)
+    assert result.macro_precision == pytest.approx((2 / 3) / 2)  # over classes 0 and 1
+
+
+def test_macro_averages_leave_out_classes_neither_in_the_labels_nor_predicted():
+    """A test set of some of the model's classes, all right: macro F1 1.0 (as
+    scikit-learn's), not the share of the model's classes it holds."""
+    result = metrics.compute([0, 2, 2], probs_for([0, 2, 2], 10), list("abcdefghij"))
+    assert (result.macro_precision, result.macro_recall, result.macro_f1) == (1.0, 1.0, 1.0)
+    assert result.macro_classes == 2
+    wrong = metrics.compute([0, 2, 2], probs_for([0, 2, 5], 10), list("abcdefghij"))
+    assert wrong.macro_classes == 3  # a class predicted counts, its precision 0
+    assert wrong.macro_precision == pytest.approx((1 + 1 + 0) / 3)
 
 
 def test_top5_accuracy_is_none_with_five_classes_or_fewer():

@@ -144,6 +144,12 @@ def test_names_with_newlines_stay_on_one_line(capsys):
     assert err.splitlines() == ["Grad-CAM: cams/gradcam_nl\\nline.png"]
     assert "Model: runs/a\\nb/model.keras" in out.splitlines()
     assert any("out/x\\ny.onnx" in line for line in out.splitlines())
+    result = metrics.compute([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["cat", "dog"])
+    result.loss = 0.5
+    render.evaluation(evaluate.Report("runs/a\nb/best.keras", result, "photos\nx", {}, [], []))
+    lines = capsys.readouterr().out.splitlines()
+    assert "Model: runs/a\\nb/best.keras (computing in float32)" in lines
+    assert "Data: photos\\nx, 2 test images" in lines
 
 
 def test_an_export_path_is_folded_in_a_narrow_terminal_not_cut(monkeypatch):

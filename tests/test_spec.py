@@ -204,6 +204,13 @@ def test_repeat_must_be_positive(write):
         expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: 0\n"))
 
 
+def test_a_repeat_that_is_not_a_number_is_shown_as_written(write):
+    with pytest.raises(ConfigError) as info:
+        expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: true\n"))
+    assert info.value.message.endswith("at least 1, not true")  # not Python's True
+    assert "e.g. `repeat: 3`" in info.value.hint
+
+
 def test_huge_repeat_is_bounded(write):
     with pytest.raises(ConfigError, match="more than 10,000 layers"):
         expand(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: 3\n    repeat: 100000000\n"))

@@ -193,6 +193,9 @@ def test_a_shard_damaged_in_place_stops_training_with_an_error_naming_it(tmp_pat
     assert err.value.file == str(shard) and "pack the data again" in err.value.hint
     with pytest.raises(DataError, match=f"the shard {shard.name} is damaged"):
         list(split_batches(datasets.load(tmp_path / "packed").train, SHAPE))  # evaluate's
+    with pytest.raises(DataError, match=f"the shard {shard.name} is damaged") as err:
+        records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again")  # packed again
+    assert err.value.file == str(shard) and not (tmp_path / "again").exists()
 
 
 def test_pack_refuses_an_existing_folder_and_leaves_nothing_half_written(tmp_path):
@@ -726,11 +729,26 @@ def test_pack_resizing_leaves_out_an_image_that_cannot_be_decoded_and_says_so(tm
         len(packed.train)
 
 
-def test_repacking_resized_leaves_out_a_record_that_cannot_be_decoded_naming_it(tmp_path):
+def test_pack_without_resizing_leaves_out_an_image_that_cannot_be_decoded_too(tmp_path):
+    """Packed as they are, the images are still decoded once: one training could not
+    decode is left out and counted here, not skipped in every epoch."""
     root = photo_folder(tmp_path / "photos")
     broken = root / "a" / "1.jpg"
-    broken.write_bytes(broken.read_bytes()[:200])  # packed as it is: no resize
-    records.pack(datasets.load(root), tmp_path / "packed")
+    broken.write_bytes(broken.read_bytes()[:200])  # the first bytes of a JPEG
+    index = records.pack(datasets.load(root), tmp_path / "packed")
+    assert index["skipped"]["count"] == 1 and str(broken) in index["skipped"]["examples"][0]
+    packed = datasets.load(tmp_path / "packed")
+    assert len(packed.train) + len(packed.test) == 11
+
+
+def test_repacking_resized_leaves_out_a_record_that_cannot_be_decoded_naming_it(tmp_path,
+                                                                                 monkeypatch):
+    root = photo_folder(tmp_path / "photos")
+    broken = root / "a" / "1.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])
+    with monkeypatch.context() as m:  # packed as it is, unchecked (as cnncli before 12/2026)
+        m.setattr(records, "_resized", lambda encoded, *args, **kw: encoded)
+        records.pack(datasets.load(root), tmp_path / "packed")
     index = records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again",
                          image_size=(8, 8))
     assert index["skipped"]["count"] == 1

@@ -254,7 +254,8 @@ def test_check_passes_offline_without_weights_and_says_training_needs_them(tmp_p
                                                                           monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     checked = checking.check("configs/transfer.yaml")
-    [note] = checked.warnings
+    photos, note = checked.warnings  # the photos are the user's to make
+    assert "`data.name` 'data/photos' is neither a dataset cnncli knows" in photos
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5" in note
     assert "`cnncli train` downloads them" in note
 

@@ -512,6 +512,44 @@ def test_googlenets_inception_branches_are_drawn_side_by_side():
                             "inception3a_b3_conv2", "inception3a_b4_conv1"]
 
 
+def test_a_drawing_cuts_neither_its_legend_nor_its_outer_boxes(tmp_path):
+    """A two-layer network is narrower than its legend (the legend ran off the left edge),
+    and the last box's right edge lay on the axes' edge (it was not drawn)."""
+    fc = tuple(int(network_plot.COLOURS["fc"][i:i + 2], 16) for i in (1, 3, 5))
+    for name in ("linear", "mnist_net"):
+        png = png_pixels(network_plot.write(builder.build_checked(spec.load(name)),
+                                            tmp_path / f"{name}.png"))
+        for margin in (png[:, :3], png[:, -3:], png[:3], png[-3:]):
+            assert (margin == 255).all(), name  # nothing reaches the picture's edges
+        green = (png == fc).all(axis=-1)
+        rows = np.nonzero(green.sum(axis=1))[0]
+        middle = rows[len(rows) // 2]  # the last box's middle row (the legend's is higher)
+        last = np.nonzero(green[middle])[0].max()
+        assert png[middle, last + 1].max() < 100, name  # its dark edge, drawn
+
+
+def test_a_residual_blocks_identity_path_is_drawn_over_the_layers_it_skips(write):
+    built = builder.build_checked(spec.load(write("res.yaml", """
+        input: [16, 16, 3]
+        classes: 4
+        layers:
+          - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}
+          - branches: [[{Conv2D: {filters: 8, kernel_size: 3, padding: same}}], []]
+            merge: add
+          - GlobalAveragePooling2D
+          - Dense: {units: $classes, activation: softmax}
+    """)))
+    boxes = {b.label: b for b in network_plot.layout(built).boxes}
+    first, second, add = boxes["CONV3-8 + ReLU"], boxes["CONV3-8"], boxes["ADD"]
+    assert add.inputs == [second.name, first.name]
+    skip = network_plot._line(first, add, list(boxes.values()))
+    assert len(skip) == 4 and skip[1][1] > second.y + second.height / 2  # over it
+    assert (skip[0][0], skip[-1][0]) == (first.x, add.x)
+    assert network_plot._line(first, second, list(boxes.values())) == [
+        (first.x + first.width / 2, first.y), (second.x - second.width / 2, second.y)]
+
+
+# --------------------------------------------------------------------------- commands
 # --------------------------------------------------------------------------- commands
 
 
@@ -634,7 +672,7 @@ def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadran
     result = cnncli("explain", quadrant_run["run"], broken, bracketed[1], "--output",
                     tmp_path)
     assert result.returncode == 1, result.stderr
-    assert f"error: {broken}: the file is not an image cnncli can read" in result.stderr
+    assert f"error: {broken}: the file is the start of a PNG image, cut short" in result.stderr
     assert result.stdout.splitlines() == [str(tmp_path / "gradcam_cross.png")]
     assert "Traceback" not in result.stderr
 
@@ -671,6 +709,13 @@ def test_summary_plot_writes_the_drawing_and_says_where(tmp_path):
     assert (png == POOL_RGB).all(axis=-1).sum() > 100
     data = json.loads(cli("summary", "mnist_net", "--plot", out, "--json").stdout)
     assert data["plot"] == str(out) and data["params"] == 3_274_634
+
+
+def test_summary_plot_names_a_picture_with_a_newline_on_one_line(tmp_path):
+    out = tmp_path / "n\nPlot: forged.png"
+    result = cli("summary", "mnist_net", "--plot", out)
+    assert result.exit_code == 0, result.output
+    assert f"Plot: {tmp_path}/n\\nPlot: forged.png" in result.stdout.splitlines()
 
 
 def test_explain_works_with_a_pretrained_model_and_a_local_weights_file(tmp_path):

@@ -234,12 +234,14 @@ def train_reporter(quiet: bool):
 def evaluation(rep) -> None:
     """Figures, per-class table, most-confused pairs and the worst mistakes."""
     r = rep.result
-    out.print(f"Model: {rep.model} (computing in {rep.precision})")
-    out.print(f"Data: {rep.dataset}, {r.count:,} test images")
+    out.print(f"Model: {printable(rep.model, one_line=True)} (computing in {rep.precision})")
+    out.print(f"Data: {printable(rep.dataset, one_line=True)}, {r.count:,} test images")
     line = f"loss {r.loss:.4f}  accuracy {r.accuracy:.4f}"
     if r.top5_accuracy is not None:
         line += f"  top-5 accuracy {r.top5_accuracy:.4f}"
     line += f"  macro F1 {r.macro_f1:.4f}"
+    if r.macro_classes < len(r.per_class):  # a test set of some of the model's classes
+        line += f" (over the {r.macro_classes} of {len(r.per_class)} classes seen)"
     out.print(line)
     table = Table(title="Per class", title_justify="left")
     for col in ("class", "precision", "recall", "F1", "support"):

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
+from cnncli.text import printable
 
 
 def summary(
@@ -46,7 +47,7 @@ def summary(
     else:
         render.summary(result, explain=explain)
         if drawn:
-            render.out.print(f"Plot: {drawn}", markup=False)
+            render.out.print(f"Plot: {printable(drawn, one_line=True)}", markup=False)
 
 
 def check(
@@ -68,8 +69,8 @@ def check(
         render.print_json(result)
         return
     frozen = f", {result['frozen_params']:,} frozen" if result["frozen_params"] else ""
-    render.out.print(f"OK: {path} is valid ({model.name}: {result['layers']} layers, "
-                     f"{result['params']:,} parameters{frozen})")
+    render.out.print(f"OK: {printable(path, one_line=True)} is valid ({model.name}: "
+                     f"{result['layers']} layers, {result['params']:,} parameters{frozen})")
     for w in checked.warnings:
         render.warn(w)
 

@@ -97,7 +97,10 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, class_names: list[s
             raise DataError(f"{Path(f).name} has {len(x):,} {split} images but {len(y):,} "
                             "labels", file=f, hint="give exactly one label per image")
         if len(x) == 0:
-            raise DataError(f"{Path(f).name} has no {split} images", file=f)
+            raise DataError(f"{Path(f).name} has no {split} images", file=f,
+                            hint="a dataset file needs images in both splits, to evaluate "
+                            "too (in an npz: x_train, y_train, x_test, y_test); was it "
+                            "written whole?")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{Path(file).name}: training images are {x_train.shape[1:]} but "
                         f"test images are {x_test.shape[1:]}", file=file,

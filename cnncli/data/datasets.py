@@ -85,6 +85,25 @@ def class_count(source: str | os.PathLike) -> int | None:
     return None
 
 
+def exists(source: str | os.PathLike) -> bool:
+    """Whether `source` is a name cnncli knows or a file or folder it could read (an IDX
+    prefix such as ``emnist/emnist-balanced`` too), without reading it.
+
+    >>> exists("cifar10"), exists("no/such/photos")
+    (True, False)
+    """
+    if known_name(str(source)) is not None:
+        return True
+    path = Path(source).expanduser()
+    if path.exists():
+        return True
+    try:
+        return path.parent.is_dir() and bool(idx.idx_files(path.parent,
+                                                            prefix=path.name + "-"))
+    except (CnnError, OSError):
+        return True  # something is there: training says what is wrong with it
+
+
 def load_path(path: str | os.PathLike, *, strict: bool = False, test_fraction: float = 0.2,
               seed: int = 0) -> Dataset:
     """Load a dataset file or folder (see `SOURCES`).

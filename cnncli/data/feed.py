@@ -72,15 +72,18 @@ class Feed:
         train, val = split.take(train_idx), split.take(val_idx)
         if not needs_loader(split, shape):
             return cls(train, val, shape)
-        return cls(train, val, shape, ImageLoader(train, shape, resize, cache),
-                   ImageLoader(val, shape, resize, cache) if len(val) else None)
+        # arrays of another size are resized keeping their channels (converted in the
+        # graph, as arrays of the model's size are): an export then takes what they were
+        at = shape if split.kind != "arrays" else (*shape[:2], split.images.shape[-1])
+        return cls(train, val, shape, ImageLoader(train, at, resize, cache),
+                   ImageLoader(val, at, resize, cache) if len(val) else None)
 
     @property
     def image_channels(self) -> int:
         """The channels of the images that reach the model's graph: files are decoded at
-        the model's; arrays in memory keep theirs (grey MNIST into an RGB network: 1),
-        converted inside the graph (`pipeline.preprocess_batch`)."""
-        if self.train_loader is None and self.train.kind == "arrays":
+        the model's; arrays keep theirs, resized or not (grey MNIST into an RGB network:
+        1), converted inside the graph (`pipeline.preprocess_batch`)."""
+        if self.train.kind == "arrays":
             return int(self.train.images.shape[-1])
         return self.shape[-1]
 
@@ -189,8 +192,8 @@ class Feed:
                                            training=False)
         if self.val_loader is not None:
             return _pipeline().eval_batches(self.val_loader, self.val.labels,
-                                         batch_size=batch_size, preprocessing=preprocessing,
-                                         one_hot=one_hot)
+                                            input_shape=self.shape, batch_size=batch_size,
+                                            preprocessing=preprocessing, one_hot=one_hot)
         return _pipeline().make_dataset(self.val.images, self.val.labels, batch_size=batch_size,
                                      input_shape=self.shape, training=False, seed=seed,
                                      preprocessing=preprocessing, one_hot=one_hot)

@@ -256,6 +256,11 @@ def _head(opened: str | io.BytesIO) -> bytes:
         return b""
 
 
+#: The first bytes of the formats cnncli reads (`_not_an_image` names a file cut short).
+_SIGNATURES = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"\x89PNG\r\n\x1a\n", "PNG"),
+               (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
 def _not_an_image(opened: str | io.BytesIO, label: str) -> DataError:
     """The error for a file Pillow cannot identify, with a guess at what it is."""
     head = _head(opened)
@@ -268,6 +273,11 @@ def _not_an_image(opened: str | io.BytesIO, label: str) -> DataError:
         hint = "convert it to JPEG or PNG first"
     else:
         hint = "check that the file is a complete image; open it in an image viewer"
+        started = next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
+        if started:
+            return DataError(f"the file is the start of a {started} image, cut short or "
+                             "damaged", file=label,
+                             hint="copy or download it again; open it in an image viewer")
         if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
             kind = "text, not an image"
     what = f"the file is {kind}" if kind else "the file is not an image cnncli can read"

@@ -214,14 +214,15 @@ def _through(loader, indices, encoded=None):
     return images, weights
 
 
-def eval_batches(loader, labels: np.ndarray, *, batch_size: int, preprocessing: str,
-                 one_hot: int | None = None):
-    """Validation or test batches of a streamed split, in order, through `loader`."""
+def eval_batches(loader, labels: np.ndarray, *, input_shape: Sequence[int | None],
+                 batch_size: int, preprocessing: str, one_hot: int | None = None):
+    """Validation or test batches of a streamed split, in order, through `loader`, for a
+    model of `input_shape` (arrays' loaders keep their channels: converted here)."""
     _check_mode(preprocessing)
     order = np.arange(len(labels), dtype=np.int32)
     index_batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
     ds = _loaded(index_batches, loader, labels)
-    return _model_batches(ds, loader.shape, preprocessing, [], one_hot)
+    return _model_batches(ds, input_shape, preprocessing, [], one_hot)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -339,14 +339,17 @@ def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
         records = tf.data.TFRecordDataset(list(split.images.shards)).map(
             lambda r: tf.io.parse_single_example(r, spec))
         folder = Path(split.images.shards[0]).parent if split.images.shards else Path()
-        for i, record in enumerate(records.as_numpy_iterator()):
-            ident = record["id"].decode(errors="surrogateescape") or str(i)
-            try:
-                encoded = _resized(record["image"], image_size, mode,
-                                   name=f"{folder}, record {i} ({ident})")
-            except DataError as exc:  # bytes that are not an image: left out, counted
-                encoded = exc
-            yield encoded, ident
+        try:
+            for i, record in enumerate(records.as_numpy_iterator()):
+                ident = record["id"].decode(errors="surrogateescape") or str(i)
+                try:
+                    encoded = _resized(record["image"], image_size, mode,
+                                       name=f"{folder}, record {i} ({ident})")
+                except DataError as exc:  # bytes that are not an image: left out, counted
+                    encoded = exc
+                yield encoded, ident
+        except tf.errors.DataLossError as exc:  # a shard damaged in place: which one
+            raise damaged_shard(split.images.shards, exc) from None
         return
     for i in range(len(split)):
         ident = split.ids[i] if split.ids else str(i)
@@ -367,11 +370,11 @@ def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
 
 
 def _resized(encoded: bytes, image_size, mode: str, name: str | None = None) -> bytes:
-    """The bytes as they are, or decoded, resized and stored as PNG."""
-    if image_size is None:
-        return encoded
-    return _png(images.resize(images.load_image(encoded, name=name, channels=3), image_size,
-                              mode))
+    """The bytes as they are (decoded once all the same: one that training could not
+    decode is left out here, not skipped in every epoch), or decoded, resized and stored
+    as PNG."""
+    decoded = images.load_image(encoded, name=name, channels=3)
+    return encoded if image_size is None else _png(images.resize(decoded, image_size, mode))
 
 
 def _record(tf, encoded: bytes, label: int, index: int, ident: str) -> bytes:

@@ -33,6 +33,7 @@ import numpy as np
 
 from cnncli.errors import CnnError, ModelError
 from cnncli.export import graph, unsupported
+from cnncli.infer import sidecar
 from cnncli.infer.sidecar import INPUT_NAME
 from cnncli.runtime import import_tf, stderr_silenced
 
@@ -48,6 +49,8 @@ class Job:
         quantization: ``none``, ``float16``, ``dynamic`` or ``int8``.
         calibration: uint8 training images at `shape` (``int8`` only).
         scratch: a folder for intermediate files.
+        metadata: the sidecar's JSON, stored inside the file where the converter has a
+            place for it (OpenVINO's ``rt_info``; ONNX's is added after, `metadata`).
     """
 
     wrapper: object
@@ -56,6 +59,7 @@ class Job:
     quantization: str = "none"
     calibration: np.ndarray | None = None
     scratch: Path | None = None
+    metadata: str | None = None
 
 
 def saved_model(job: Job) -> None:
@@ -235,6 +239,8 @@ def openvino(job: Job) -> None:
         saved_model(Job(job.wrapper, job.shape, source))
     with _converting("openvino", job):
         model = ov.convert_model(str(source))
+    if job.metadata:  # read back with `model.get_rt_info([EMBEDDED_KEY])`
+        model.set_rt_info(job.metadata, [sidecar.EMBEDDED_KEY])
     ov.save_model(model, str(job.path), compress_to_fp16=job.quantization == "float16")
 
 

@@ -17,6 +17,7 @@ calibrates on `CALIBRATION_IMAGES` training images.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,15 @@ import numpy as np
 
 from cnncli import files
 from cnncli.data import feed
-from cnncli.errors import EXIT_SIGINT, CnnError, ConfigError, DataError, ModelError
+from cnncli.errors import (
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    CnnError,
+    ConfigError,
+    DataError,
+    ModelError,
+    Terminated,
+)
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
 from cnncli.export.staging import Staging
 from cnncli.files import writable_folder
@@ -37,7 +46,6 @@ CALIBRATION_IMAGES = 300  # "a few hundred training images" (LiteRT's and ONNX R
 DEFAULT_CHECK_IMAGES = 1000
 FEW_CHECK_IMAGES = 100  # fewer check images than this: a note says the figures say little
 BATCH = 256
-FILE_SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
 
 
 @dataclass
@@ -79,9 +87,10 @@ class Report:
 
 
 class ExportInterrupted(CnnError):
-    """Ctrl-C during an export: the files finished before it stay (whole, checked, with
-    their labels); the error says which, and which were not made. `report` holds what
-    was done before it (failed checks and errors included), for the command to show.
+    """Ctrl-C (or SIGTERM: `terminated`) during an export: the files finished before it
+    stay (whole, checked, with their labels); the error says which, and which were not
+    made. `report` holds what was done before it (failed checks and errors included),
+    for the command to show.
 
     >>> raise ExportInterrupted(report, rest, folder)      # doctest: +SKIP
     ExportInterrupted: export/: Ctrl-C: the export stopped; kept: model.onnx (checked);
@@ -90,11 +99,12 @@ class ExportInterrupted(CnnError):
 
     exit_code = EXIT_SIGINT
 
-    def __init__(self, report: Report, rest: list, folder: Path):
+    def __init__(self, report: Report, rest: list, folder: Path, *, terminated: bool = False):
         self.report = report
+        self.exit_code = EXIT_SIGTERM if terminated else EXIT_SIGINT
         kept = [r.path.name for r in report.results if r.kept]
         super().__init__(
-            "Ctrl-C: the export stopped; "
+            f"{'SIGTERM' if terminated else 'Ctrl-C'}: the export stopped; "
             + (f"kept: {', '.join(kept)} (checked); " if kept else "no file was kept; ")
             + f"not made: {', '.join(v.label for v in rest)}", file=str(folder),
             hint=f"export the ones not made with {_flags(rest)}; the kept files are whole"
@@ -181,15 +191,17 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
             except CnnError as exc:
                 report.errors.append(exc)
                 continue
-            except KeyboardInterrupt:
-                raise ExportInterrupted(report, variants[k:], folder) from None
+            except KeyboardInterrupt as stop:  # SIGTERM too: the staging's handler
+                raise ExportInterrupted(report, variants[k:], folder,
+                                        terminated=isinstance(stop, Terminated)) from None
             report.results.append(result)
             if result.kept and sum(r.kept for r in report.results) == 1:
                 # with the first file, not the last: an export stopped half-way (Ctrl-C)
                 # leaves its kept files with their labels
                 _publish_labels(stage, folder, reference.class_names)
-            if stage.interrupted and k + 1 < len(variants):  # Ctrl-C while renaming
-                raise ExportInterrupted(report, variants[k + 1:], folder)
+            if stage.interrupted and k + 1 < len(variants):  # a signal while renaming
+                raise ExportInterrupted(report, variants[k + 1:], folder,
+                                        terminated=stage.terminated)
     return report
 
 
@@ -216,7 +228,13 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
     if output is None:
         return reference.artefact.model_path.parent / "export", None
     path = Path(output)
-    fmt = FILE_SUFFIXES.get(path.suffix.lower())
+    fmt = exported.SUFFIXES.get(path.suffix.lower())
+    if (path / "saved_model.pb").is_file():  # a SavedModel, not a folder to export into
+        if [v.format.name for v in variants] != ["saved_model"]:
+            raise ConfigError(f"--output {output} is a SavedModel folder, not a folder to "
+                              "export into", hint="give --output another folder, or ask "
+                              "for --format saved_model alone to replace it (with --force)")
+        return path.parent, path
     if fmt is None:
         return path, None
     if len(variants) != 1:
@@ -318,7 +336,7 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
                        f"{len(checked):,} image(s) given with --images (no labels)")
     from cnncli.infer import evaluate as evaluation
 
-    labels, _ = evaluation.labels_by_name(ds, reference)  # classes matched by name
+    labels, _ = evaluation.labels_by_name(ds, reference, source)  # matched by name
     pick = np.arange(len(ds.test))
     if limit and limit < len(pick):
         pick = np.sort(np.random.default_rng(0).permutation(len(pick))[:limit])
@@ -345,10 +363,10 @@ def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper
     work.mkdir()
     staged = [work / p.name for p in targets]
     main = staged[-1]
+    info = metadata.describe(v.format.name, v.quantization, samples.shape, reference)
     convert.CONVERTERS[v.format.name](convert.Job(
         wrapper, samples.shape, main, v.quantization, samples.calibration,
-        stage.path / "scratch"))
-    info = metadata.describe(v.format.name, v.quantization, samples.shape, reference)
+        stage.path / "scratch", json.dumps(info.to_json())))
     if v.format.name == "onnx":
         metadata.embed_onnx(main, info)
     metadata.write_sidecars(main, info)

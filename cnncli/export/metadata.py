@@ -6,11 +6,14 @@ Always in the sidecar JSON beside the file (`cnncli.infer.sidecar`) and in the f
 - ONNX: ``metadata_props`` (``cnncli``: the sidecar's JSON; ``class_names``: a JSON list;
   ``preprocessing``; ``input``), read with ONNX Runtime's
   ``session.get_modelmeta().custom_metadata_map``;
+- OpenVINO: the ``.xml``'s ``rt_info`` (``cnncli``: the sidecar's JSON), read with
+  ``core.read_model(path).get_rt_info(["cnncli"])``;
 - SavedModel: ``assets/labels.txt`` and ``assets/cnncli.json`` (TensorFlow Serving keeps
   the folder whole).
 
-LiteRT and OpenVINO files have only the sidecar (LiteRT's metadata needs the whole
-FlatBuffer rewritten in Python, hundreds of MB for VGG16).
+LiteRT files have only the sidecar (LiteRT's metadata needs the whole FlatBuffer
+rewritten in Python, hundreds of MB for VGG16); `cnncli predict` of one without it reads
+``labels.txt`` beside it, and says what it cannot know.
 
 >>> info = describe("onnx", "int8", (28, 28, 1), classifier_stub)   # doctest: +SKIP
 """
@@ -45,7 +48,7 @@ def embed_onnx(path: Path, info: ExportInfo) -> None:
 
     model = onnx.load(str(path))
     text = json.dumps(info.to_json())
-    props = {"cnncli": text, "class_names": json.dumps(list(info.class_names)),
+    props = {sidecar.EMBEDDED_KEY: text, "class_names": json.dumps(list(info.class_names)),
              "preprocessing": f"{info.preprocessing} (inside the graph)",
              "input": f"{INPUT_NAME}: uint8 NHWC [batch, {', '.join(map(str, info.input_shape))}]"}
     del model.metadata_props[:]

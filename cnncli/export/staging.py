@@ -23,7 +23,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, Terminated
 
 PREFIX = ".cnncli-export-"
 
@@ -32,18 +32,20 @@ PID_FILE = "pid"  # the exporting process, so that a later export knows a folder
 
 
 class Staging:
-    """A temporary folder inside `folder`, removed on exit, also on SIGTERM (the
-    process then exits 143 at once); one left by a killed export (SIGKILL, a power
-    cut) is removed by the next export into the same folder."""
+    """A temporary folder inside `folder`, removed on exit; SIGTERM is raised as
+    `Terminated` (a `KeyboardInterrupt`), as Ctrl-C is, so the export says what it kept
+    and the folder goes with the exception. One left by a killed export (SIGKILL, a
+    power cut) is removed by the next export into the same folder."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.path: Path | None = None
         self._previous = None
         self._held: list[int] | None = None  # signals that came while publishing
-        #: Ctrl-C came while files were being renamed into place: they were all renamed;
-        #: the export should stop now (`publish` does not raise mid-way).
+        #: Ctrl-C or SIGTERM came while files were being renamed into place: they were
+        #: all renamed; the export should stop now (`publish` does not raise mid-way).
         self.interrupted = False
+        self.terminated = False  #: ... and it was SIGTERM
 
     def __enter__(self) -> Staging:
         remove_stale(self.folder)
@@ -64,13 +66,12 @@ class Staging:
         if self._held is not None:  # renaming files into place: once they all are
             self._held.append(signum)
             return
-        shutil.rmtree(self.path, ignore_errors=True)
-        os._exit(128 + signum)  # as a shell reports it; nothing else to keep
+        raise Terminated()
 
     def publish(self, moves: list[tuple[Path, Path]], *, replace: bool) -> None:
         """Rename each staged file or folder to its destination, in order. Ctrl-C and
         SIGTERM wait until all are renamed (a model never lands without its sidecar);
-        then SIGTERM exits, and Ctrl-C sets `interrupted` for the caller to stop."""
+        then either sets `interrupted` (SIGTERM `terminated` too) for the caller to stop."""
         self._held = []
         try:
             previous = signal.signal(signal.SIGINT, lambda signum, frame:
@@ -83,9 +84,8 @@ class Staging:
             held, self._held = self._held, None
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-            if signal.SIGTERM in held:
-                self._terminated(signal.SIGTERM, None)
-            self.interrupted = self.interrupted or signal.SIGINT in held
+            self.terminated = self.terminated or signal.SIGTERM in held
+            self.interrupted = self.interrupted or bool(held)
 
     def _rename(self, moves: list[tuple[Path, Path]], replace: bool) -> None:
         for source, dest in moves:

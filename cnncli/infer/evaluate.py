@@ -69,7 +69,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
                                                          else None),
                            offline=offline or bool(run_data and run_data.offline))
-        labels, matched = labels_by_name(ds, clf)
+        labels, matched = labels_by_name(ds, clf, source)
     except BaseException:  # wrong data: no empty eval-<data> folder left behind
         for path in made:
             with contextlib.suppress(OSError):
@@ -99,12 +99,13 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                   getattr(clf, "precision", "float32"))
 
 
-def labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
-    """The test labels as indices of the model's classes, matched by class name."""
+def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
+    """The test labels as indices of the model's classes, matched by class name; an error
+    names `source`, the data as the user or the run gave it (a path or a known name)."""
     model_names, data_names = list(clf.class_names), list(ds.class_names)
     if ds.num_classes > len(model_names):
         raise DataError(f"the data has {ds.num_classes} classes but the model predicts "
-                        f"{len(model_names)}", file=ds.source,
+                        f"{len(model_names)}", file=source,
                         hint="evaluate on the data the model was trained for (--data)")
     if data_names == model_names[:len(data_names)]:
         return ds.test.labels, []
@@ -113,7 +114,7 @@ def labels_by_name(ds, clf) -> tuple[np.ndarray, list[str]]:
         shown = ", ".join(repr(n) for n in unknown[:5])
         raise DataError(
             f"the data has classes the model does not know: {shown}"
-            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""), file=ds.source,
+            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""), file=source,
             hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
             + ("..." if len(model_names) > 10 else "") + "; name the test folders the same")
     index = np.array([model_names.index(n) for n in data_names])

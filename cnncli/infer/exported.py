@@ -27,6 +27,7 @@ import importlib
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def load(path: str | os.PathLike) -> ExportedClassifier:
             raise
         shape, names = tuple(info.input_shape), list(info.class_names)
     else:
-        names = [str(i) for i in range(classes or 0)]
+        names = _without_metadata(path, classes)
     if not shape or not names:
         raise ModelError("the model's input size or number of classes is unknown",
                          file=str(path), hint="keep the JSON cnncli export wrote beside it")
@@ -157,6 +158,28 @@ def load(path: str | os.PathLike) -> ExportedClassifier:
                                                          class_names=tuple(names)).meta()
     return ExportedClassifier(str(path), tuple(shape), names, meta, None, kind=which,
                               runtime=runtime, info=info, run_batch=run)
+
+
+def _without_metadata(path: Path, classes: int | None) -> list[str]:
+    """The class names of a file that says nothing about itself and has no JSON beside it
+    (a ``.tflite`` copied alone): ``labels.txt`` beside it if it names as many classes,
+    else numbers. A warning says what cannot be known: the run's resize mode (stretch is
+    used) and, without the labels, the names."""
+    if not classes:
+        return []
+    labels, names = path.parent / sidecar.LABELS_FILE, None
+    try:
+        if labels.is_file() and labels.stat().st_size <= sidecar.MAX_BYTES:
+            lines = labels.read_text(encoding="utf-8", errors="replace").splitlines()
+            names = lines if len(lines) == classes else None
+    except OSError:
+        pass
+    warnings.warn(
+        f"{path}: the JSON cnncli export wrote beside it ({sidecar.sidecar_path(path).name}) "
+        f"is not there: {f'class names from {labels.name}' if names else 'classes numbered'}"
+        ", and images are resized by stretching, right only if the run was trained so "
+        "(data.resize); keep the JSON with the file", stacklevel=3)
+    return names or [str(i) for i in range(classes)]
 
 
 def _describes(info: sidecar.ExportInfo, shape, classes: int | None, where: Path) -> None:
@@ -242,7 +265,7 @@ def _open_onnx(path: Path):
                             ((session.get_inputs(), "inputs"),
                              (session.get_outputs(), "outputs")))
     _need_uint8(first.type == "tensor(uint8)", first.type, path)
-    stored = session.get_modelmeta().custom_metadata_map.get("cnncli")
+    stored = session.get_modelmeta().custom_metadata_map.get(sidecar.EMBEDDED_KEY)
     embedded = sidecar.parse(stored, file=str(path)) if stored else None
     classes = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
 
@@ -324,8 +347,11 @@ def _open_openvino(path: Path):
     def run(x):
         return compiled(x)[compiled.output(0)]
 
+    embedded = (sidecar.parse(model.get_rt_info([sidecar.EMBEDDED_KEY]).astype(str),
+                              file=str(path))
+                if model.has_rt_info([sidecar.EMBEDDED_KEY]) else None)
     return (run, f"OpenVINO {ov.__version__.split('-')[0]} (CPU)", shape,
-            last.get_length() if last.is_static else None, None)
+            last.get_length() if last.is_static else None, embedded)
 
 
 def _open_saved_model(path: Path):

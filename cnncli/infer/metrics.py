@@ -13,7 +13,9 @@ works the same for any model. Results are plain Python values, ready for JSON.
 
 Zero division: a class that is never predicted has precision 0.0, and a class
 with no examples has recall 0.0 (so F1 0.0 too); never NaN. Macro averages are
-the plain mean over all classes, including those.
+the plain mean over the classes that are in the labels or the predictions (as
+scikit-learn's): a test set of 3 of a model's 10 classes, all right, has macro F1
+1.0, not 0.3. A class with examples that is never predicted counts, as 0.0.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class EvalResult:
     most_confused: list[dict[str, Any]] = field(default_factory=list)
     misclassified: list[dict[str, Any]] = field(default_factory=list)
     loss: float | None = None
+    #: How many classes the macro averages are over: those in the labels or predictions.
+    macro_classes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (plain ints, floats, strings, lists and dicts)."""
@@ -178,14 +182,17 @@ def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
         per_class.append({"class": c, "name": names[c], "precision": precision,
                           "recall": recall, "f1": f1, "support": int(confusion[c, :].sum())})
 
+    seen = [row for c, row in enumerate(per_class)
+            if confusion[c, :].sum() or confusion[:, c].sum()]
     return EvalResult(
         count=int(len(labels)),
         accuracy=float(np.mean(predicted == labels)),
         top5_accuracy=top_k_accuracy(labels, p, 5) if n_classes > 5 else None,
         per_class=per_class,
-        macro_precision=float(np.mean([c["precision"] for c in per_class])),
-        macro_recall=float(np.mean([c["recall"] for c in per_class])),
-        macro_f1=float(np.mean([c["f1"] for c in per_class])),
+        macro_precision=float(np.mean([c["precision"] for c in seen])),
+        macro_recall=float(np.mean([c["recall"] for c in seen])),
+        macro_f1=float(np.mean([c["f1"] for c in seen])),
+        macro_classes=len(seen),
         confusion=confusion.tolist(),
         most_confused=_most_confused(confusion, names),
         misclassified=_misclassified(labels, predicted, p, names, ids, max_misclassified),

@@ -35,6 +35,9 @@ OUTPUT_NAME = "probabilities"
 #: The sidecar's copy inside a SavedModel folder (TensorFlow Serving keeps assets/ with it).
 SAVED_MODEL_ASSET = "cnncli.json"
 LABELS_FILE = "labels.txt"
+#: The key of the sidecar's JSON stored inside a file (ONNX ``metadata_props``, OpenVINO
+#: ``rt_info``).
+EMBEDDED_KEY = "cnncli"
 MAX_BYTES = 16 * 1024**2  # a sidecar holds names and figures; ImageNet's is 40 kB
 
 

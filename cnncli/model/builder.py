@@ -61,6 +61,7 @@ def build_checked(spec: specs.Spec | expansion.Expanded, *, classes: int | None 
     tensors = _layers(expanded, warnings)
     outputs = tensors[expanded.output]
     _check_output(expanded, outputs)
+    warnings += _output_warnings(expanded, outputs)
     model = keras.Model(tensors[expansion.INPUT], outputs, name=_model_name(expanded.name))
     return Built(model=model, expanded=expanded, warnings=warnings)
 
@@ -309,6 +310,26 @@ def _check_output(expanded: expansion.Expanded, outputs) -> None:
             f"the network ends with {outputs.shape[-1]} outputs but `classes` is {classes}",
             file=last.file, line=last.line, where=last.where(),
             hint="end with `Dense: {units: $classes, activation: softmax}`")
+
+
+def _output_warnings(expanded: expansion.Expanded, outputs) -> list[str]:
+    """What is odd about a network's output for a classifier: training's loss, evaluate's
+    figures and predict's percentages all read it as one probability per class."""
+    node = next(n for n in expanded.nodes if n.name == expanded.output)
+    if node.layer == backbone.LAYER:  # a pretrained network with its own classifier
+        return []
+    notes = []
+    activation = node.args.get("activation")
+    if node.layer != "Softmax" and activation != "softmax":
+        made = f"a {activation} activation" if isinstance(activation, str) else (
+            "no activation" if activation is None else "an activation that is not softmax")
+        notes.append(f"{node.where()}: the network's output has {made}, so its outputs "
+                     "are not class probabilities, as the loss and predict's percentages "
+                     "take them to be; end with `activation: softmax`")
+    if outputs.shape[-1] == 1:
+        notes.append(f"{node.where()}: one output: a softmax over one class is always "
+                     "100%; a classifier of two classes has `classes: 2` (two outputs)")
+    return notes
 
 
 def _volume(shape) -> str:

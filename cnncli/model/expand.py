@@ -20,7 +20,7 @@ from cnncli import yamlio
 from cnncli.errors import CnnError, ConfigError, raise_all, suggest
 from cnncli.model import keras_layers
 from cnncli.model.spec import Spec, check_input
-from cnncli.yamlio import is_int, item_line, key_line, type_name
+from cnncli.yamlio import is_int, item_line, key_line, shown, type_name
 
 ENTRY_KEYS = {"repeat", "name", "branches", "merge"}
 MERGES = {
@@ -179,8 +179,9 @@ class _Expander:
         main = [k for k in entry if k not in ENTRY_KEYS]
         repeat = self.substitute(extra.get("repeat", 1), params, line, where)
         if not is_int(repeat) or repeat < 1:
-            self.error(f"`repeat` must be a whole number of at least 1, not {repeat!r}", line,
-                       where)
+            self.error(f"`repeat` must be a whole number of at least 1, not {shown(repeat)}",
+                       line, where, "write how many times the layer comes, e.g. `repeat: 3` "
+                       "(a number, without quotes)")
             return tail
         explicit = extra.get("name")
         if explicit is not None and not re.fullmatch(r"[A-Za-z_][\w.-]*", str(explicit)):

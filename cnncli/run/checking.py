@@ -50,6 +50,7 @@ def check(path_or_name: str) -> Checked:
             built = builder.build_checked(network)
         return Checked(built.model, built.warnings)
     errors: list[CnnError] = []
+    data_notes: list[str] = []
     try:
         cfg = config.parse(doc, file=str(path))
     except CnnError as exc:  # go on with the names, so every problem is reported at once
@@ -59,7 +60,8 @@ def check(path_or_name: str) -> Checked:
     built = None
     try:
         with builder.weightless():  # a network cut from a model file: no values either
-            built = builder.build_checked(_network(cfg, str(path)))
+            network, data_notes = _network(cfg, str(path), shown=False)
+            built = builder.build_checked(network)
     except CnnError as exc:
         errors += getattr(exc, "errors", [exc])
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
@@ -69,16 +71,35 @@ def check(path_or_name: str) -> Checked:
         found, notes = _transfer_problems(cfg, built, doc, str(path))
         errors += found
     raise_all(errors)
-    return Checked(built.model, built.warnings + notes)
+    return Checked(built.model, data_notes + built.warnings + notes)
 
 
-def _network(cfg: config.RunConfig, file: str | None) -> spec.Spec:
-    """The run config's network, with the dataset's classes when they are cheap to know
-    (`datasets.class_count`: a known name, a folder of class folders, packed records;
-    else the spec's, else `DEFAULT_CLASSES`: `check` reads no images or labels)."""
-    classes = datasets.class_count(cfg.data.name)
-    network = spec.from_run_config(cfg, file=file, classes=classes)
-    return network if network.classes else network.with_overrides(classes=DEFAULT_CLASSES)
+def _network(cfg: config.RunConfig, file: str | None, classes: int | None = None, *,
+             shown: bool = True) -> tuple[spec.Spec, list[str]]:
+    """The run config's network and notes about its data. Its classes are `classes` if
+    given, else the config's `model.classes`, else the dataset's when they are cheap to
+    know (`datasets.class_count`: a known name, a folder of class folders, packed
+    records), else the network's own, else `DEFAULT_CLASSES`; when the network is `shown`
+    (``summary``, ``train --dry-run``), a note says when its classes are a guess (no
+    images or labels are read here). A `data.name` that names nothing is a note, not an
+    error: the data may be made after the check (configs/transfer.yaml's photos)."""
+    name = cfg.data.name
+    notes = [] if datasets.exists(name) else [
+        f"`data.name` '{name}' is neither a dataset cnncli knows nor a file or folder "
+        f"under {Path.cwd()}: training would stop there (make the data first, or give its "
+        "path)"]
+    counted = datasets.class_count(name)
+    network = spec.from_run_config(cfg, file=file, classes=counted)
+    if classes is not None:
+        return network.with_overrides(classes=classes), notes
+    if network.classes is None:
+        network = network.with_overrides(classes=DEFAULT_CLASSES)
+    given = isinstance(cfg.model, dict) and cfg.model.get("classes") is not None
+    if shown and counted is None and not given:
+        notes.append(f"the output layer has {network.classes} classes here: how many "
+                     f"'{name}' has is known only when training reads it (set "
+                     "`model.classes` to say)")
+    return network, notes
 
 
 def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[list, list]:
@@ -113,8 +134,10 @@ def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None
     """The built network of a run config, frozen as its first stage would be; its
     weights have no values (`builder.weightless`): it is for showing, not running. With
     `epochs` (the run's), a fine-tuning stage that would never start is refused too."""
+    network, notes = _network(cfg, file, classes)
     with builder.weightless():
-        built = builder.build_checked(_network(cfg, file).with_overrides(classes=classes))
+        built = builder.build_checked(network)
+    built.warnings[:0] = notes
     raise_all(config.locate(transfer.problems(cfg.train, built.model, epochs), file,
                             cfg.set_by))
     transfer.freeze_first_stage(built.model, cfg.train)

@@ -75,11 +75,28 @@ def write(built: Built, path: str | Path) -> Path:
                               COLOURS[b.kind], text=b.volume,
                               caption="" if b.lanes else b.label)  # branches share a column
              for b in drawn.boxes]
-    lines = [((by_name[i].x + by_name[i].width / 2, by_name[i].y),
-              (b.x - b.width / 2, b.y)) for b in drawn.boxes for i in b.inputs]
+    lines = [_line(by_name[i], b, drawn.boxes) for b in drawn.boxes for i in b.inputs]
     used = {b.kind for b in drawn.boxes}
     legend = [(c, t) for (c, t), kind in zip(LEGEND, COLOURS, strict=True) if kind in used]
     return plots.box_diagram(rects, lines, path, title=drawn.name, legend=legend)
+
+
+def _line(source: Box, dest: Box, boxes: list[Box]) -> list[tuple[float, float]]:
+    """The points of the line from `source` to `dest`: straight, or, when that would
+    pass behind boxes of the columns between (a residual block's identity path), over
+    them: up from `source`, across, down into `dest`."""
+    start, end = (source.x + source.width / 2, source.y), (dest.x - dest.width / 2, dest.y)
+
+    def height_at(x: float) -> float:
+        return start[1] + (end[1] - start[1]) * (x - start[0]) / (end[0] - start[0])
+
+    behind = [b for b in boxes if source.column < b.column < dest.column
+              and abs(height_at(b.x) - b.y) < b.height / 2]
+    if not behind:
+        return [start, end]
+    over = max(b.y + b.height / 2 for b in [source, dest, *behind]) + GAP_Y / 2
+    return [(source.x, source.y + source.height / 2), (source.x, over), (dest.x, over),
+            (dest.x, dest.y + dest.height / 2)]
 
 
 def _kind(layer_class: str) -> str:

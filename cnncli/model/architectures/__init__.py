@@ -15,6 +15,8 @@ from pathlib import Path
 from cnncli.errors import ConfigError, suggest
 
 HERE = Path(__file__).parent
+#: Files a spec is not: models trained or exported (`resolve` says so, not "not UTF-8").
+MODEL_FILES = (".keras", ".h5", ".onnx", ".tflite", ".xml", ".bin", ".pb")
 
 
 def names() -> list[str]:
@@ -38,6 +40,13 @@ def resolve(path_or_name: str | Path) -> Path:
         return path / "config.yaml"
     if "/" not in text and not text.endswith((".yaml", ".yml")) and _exists(HERE / f"{text}.yaml"):
         return HERE / f"{text}.yaml"
+    if _exists(path) and path.suffix.lower() in MODEL_FILES:
+        run = path.parent if (path.parent / "config.yaml").is_file() else None
+        raise ConfigError(
+            "this is a model file, not a spec or a run config", file=text,
+            hint=f"give its run folder ({run}), whose config.yaml describes the network"
+            if run else "give the spec or run config it was trained from, or the run "
+            "folder; `cnncli predict` and `cnncli evaluate` run the model file itself")
     if _exists(path):
         return path
     shown = text if len(text) <= 120 else text[:117] + "..."
