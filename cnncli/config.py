@@ -28,6 +28,7 @@ from pydantic import (
 
 from cnncli import yamlio
 from cnncli.errors import CnnError, ConfigError, ManyErrors, suggest
+from cnncli.files import MODEL_FILES
 
 #: How pixels 0..255 become model inputs (cnncli.data.pipeline implements them).
 #: scale: x / 255; none: float 0..255; tf: [-1, 1]; caffe: RGB->BGR minus the ImageNet
@@ -259,6 +260,9 @@ class RunConfig(_Strict):
     def _model_not_empty(cls, value):
         if not value:
             raise ValueError("give a built-in name (mnist_net), a spec file, or an inline spec")
+        if isinstance(value, str) and Path(value).suffix.lower() in MODEL_FILES:
+            raise ValueError("a model file is not a network (to start from a trained "
+                             "model, write `model: {from: ...}` with its path)")
         return value
 
     _set_by: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -15,6 +15,10 @@ import os
 import tempfile
 from pathlib import Path
 
+#: Files a spec or run config is not: models trained or exported (`cnncli summary` of one,
+#: or `model: best.keras` in a config, is told so, not "not UTF-8 text").
+MODEL_FILES = (".keras", ".h5", ".onnx", ".tflite", ".xml", ".bin", ".pb")
+
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write `data` to `path` through a temporary file and a rename: never half-written."""

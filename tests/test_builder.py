@@ -125,6 +125,9 @@ def test_dense_before_flatten_warns_what_happens(write):
     ("{Dense: {units: 3, activation: softmax}}", None),
     ("{Dense: 3}, Softmax", None),
     ("{Dense: 3}, {Activation: softmax}", None),
+    ("{Dense: {units: 3, activation: softmax}}, {Dropout: 0.1}", None),
+    ("{branches: [[{Dense: {units: 3, activation: softmax}}], [{Dense: {units: 3, "
+     "activation: softmax}}]], merge: average}", None),  # an ensemble
 ])
 def test_an_output_that_is_not_a_softmax_is_a_warning(write, last, said):
     built = build_text(write, f"input: [2, 2, 1]\nlayers: [Flatten, {last}]\n")

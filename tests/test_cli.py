@@ -119,8 +119,11 @@ def test_check_and_summary_say_when_the_data_names_nothing_here(write, tmp_path,
     path = write("run.yaml", "model: {from: mnist_net}\ndata: {name: photos}\n")
     checked = run("check", str(path))
     assert checked.exit_code == 0, checked.output
-    assert "`data.name` 'photos' is neither a dataset cnncli knows nor a file or folder " \
-        f"under {tmp_path}" in checked.stderr
+    assert f"{path}:2: `data.name` 'photos' is neither a dataset cnncli knows nor a file " \
+        f"or folder under {tmp_path}" in checked.stderr
+    dry = run("train", str(path), "--dry-run", "--data", "fashion_mnst")
+    assert "--data fashion_mnst: `data.name` 'fashion_mnst' is neither" in dry.stderr
+    assert "did you mean 'fashion_mnist'?" in dry.stderr
     summary = json.loads(run("summary", str(path), "--json").stdout)
     assert summary["rows"][-1]["volume"] == "10"
     assert "the output layer has 10 classes here: how many 'photos' has is known only " \
@@ -144,6 +147,11 @@ def test_summary_and_check_of_a_model_file_point_to_its_run_folder(write, tmp_pa
             f"({tmp_path / 'runs/toy/1'})" in result.stderr  # it said "not UTF-8 text"
     lone = cnncli("summary", str(tmp_path / "model.onnx"))
     assert "`cnncli predict` and `cnncli evaluate` run the model file itself" in lone.stderr
+    config = write("run.yaml", "train: {epochs: 1}\nmodel: runs/toy/1/best.keras\n")
+    named = cnncli("check", str(config))
+    assert named.returncode == 2
+    assert f"{config}:2: `model`: a model file is not a network (to start from a trained " \
+        "model, write `model: {from: ...}` with its path)" in named.stderr
 
 
 def test_check_reports_config_errors_with_their_lines(write):
@@ -224,14 +232,19 @@ def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
 
 
 def test_summary_and_check_take_a_run_folder_and_its_saved_config(tmp_path):
-    """The run's config.yaml carries a `digest` key; it is not an unknown key."""
-    from exportkit import train_run
+    """The run's config.yaml carries a `digest` key; it is not an unknown key. A network
+    without `classes` of its own is shown with the classes the run's model has (its npz
+    data is not read to count them: it was shown with 10, and called a guess)."""
+    from exportkit import QUANTIZABLE, train_run
 
-    trained = train_run(tmp_path / "data", epochs=1)
+    spec = QUANTIZABLE.replace("  classes: 3\n", "")
+    assert spec != QUANTIZABLE
+    trained = train_run(tmp_path / "data", spec, epochs=1)
     for target in (trained, trained / "config.yaml"):
         summary = run("summary", str(target), "--json")
         assert summary.exit_code == 0, summary.output
-        assert json.loads(summary.output)["params"] > 0
+        table = json.loads(summary.stdout)  # the classes the run's model has, not a guess
+        assert table["rows"][-1]["volume"] == "3" and table["warnings"] == []
         checked = run("check", str(target))
         assert checked.exit_code == 0 and "is valid" in checked.output, checked.output
 

@@ -80,7 +80,9 @@ def test_an_export_without_its_json_still_runs(files, tmp_path):
     for name in ("model.onnx", "model.tflite"):
         (tmp_path / name).write_bytes((files["export"] / name).read_bytes())
     from_metadata = exported.load(tmp_path / "model.onnx")  # class names from metadata_props
-    bare = exported.load(tmp_path / "model.tflite")  # from the file's own shapes
+    with pytest.warns(UserWarning, match="model.tflite.json\\) is not there: classes "
+                      "numbered"):  # from the file's own shapes, saying so
+        bare = exported.load(tmp_path / "model.tflite")
     assert from_metadata.info.class_names == ("0", "1", "2")
     assert bare.info is None and bare.class_names == ["0", "1", "2"]
     assert bare.input_shape == (8, 8, 1)

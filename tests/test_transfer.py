@@ -253,7 +253,8 @@ def test_offline_without_weights_names_the_file_and_where_to_put_it(tmp_path):
 def test_check_passes_offline_without_weights_and_says_training_needs_them(tmp_path,
                                                                           monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    checked = checking.check("configs/transfer.yaml")
+    monkeypatch.chdir(tmp_path)  # where no data/photos was made (README's steps make one)
+    checked = checking.check(str(Path(__file__).parents[1] / "configs" / "transfer.yaml"))
     photos, note = checked.warnings  # the photos are the user's to make
     assert "`data.name` 'data/photos' is neither a dataset cnncli knows" in photos
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5" in note

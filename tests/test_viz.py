@@ -550,7 +550,6 @@ def test_a_residual_blocks_identity_path_is_drawn_over_the_layers_it_skips(write
 
 
 # --------------------------------------------------------------------------- commands
-# --------------------------------------------------------------------------- commands
 
 
 @pytest.fixture(scope="module")

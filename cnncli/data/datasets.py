@@ -98,10 +98,17 @@ def exists(source: str | os.PathLike) -> bool:
     if path.exists():
         return True
     try:
-        return path.parent.is_dir() and bool(idx.idx_files(path.parent,
-                                                            prefix=path.name + "-"))
+        return _idx_prefix(path) is not None
     except (CnnError, OSError):
         return True  # something is there: training says what is wrong with it
+
+
+def _idx_prefix(path: Path) -> dict[str, Path] | None:
+    """The IDX files a missing `path` names as a prefix (``emnist/emnist-balanced`` for
+    ``emnist/emnist-balanced-train-images-idx3-ubyte`` and its three fellows), if any."""
+    if not path.parent.is_dir():
+        return None
+    return idx.idx_files(path.parent, prefix=path.name + "-")
 
 
 def load_path(path: str | os.PathLike, *, strict: bool = False, test_fraction: float = 0.2,
@@ -113,9 +120,8 @@ def load_path(path: str | os.PathLike, *, strict: bool = False, test_fraction: f
     """
     path = Path(path).expanduser()
     if not path.exists():
-        prefix_dir = path.parent
-        if prefix_dir.is_dir() and idx.idx_files(prefix_dir, prefix=path.name + "-"):
-            return idx.read_idx_folder(prefix_dir, prefix=path.name + "-")
+        if _idx_prefix(path):
+            return idx.read_idx_folder(path.parent, prefix=path.name + "-")
         raise DataError(
             f"'{path}' is neither a dataset name cnncli knows nor an existing file or folder",
             file=str(path), hint=f"use one of {', '.join(KNOWN)}, or a path: " + _kinds())

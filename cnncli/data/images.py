@@ -256,7 +256,9 @@ def _head(opened: str | io.BytesIO) -> bytes:
         return b""
 
 
-#: The first bytes of the formats cnncli reads (`_not_an_image` names a file cut short).
+#: The first bytes of formats cnncli reads, where they cannot be the start of text (BMP's
+#: ``BM`` can) and Pillow does not say "truncated" itself (it does for a WebP cut short):
+#: `_not_an_image` calls a file starting so cut short.
 _SIGNATURES = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"\x89PNG\r\n\x1a\n", "PNG"),
                (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
 

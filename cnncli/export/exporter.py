@@ -106,9 +106,10 @@ class ExportInterrupted(CnnError):
         super().__init__(
             f"{'SIGTERM' if terminated else 'Ctrl-C'}: the export stopped; "
             + (f"kept: {', '.join(kept)} (checked); " if kept else "no file was kept; ")
-            + f"not made: {', '.join(v.label for v in rest)}", file=str(folder),
-            hint=f"export the ones not made with {_flags(rest)}; the kept files are whole"
-                 if kept else "run the export again")
+            + (f"not made: {', '.join(v.label for v in rest)}" if rest
+               else "every export was made"), file=str(folder),
+            hint=(f"export the ones not made with {_flags(rest)}; " if rest else "")
+            + "the kept files are whole" if kept else "run the export again")
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "report": self.report.to_dict()}
@@ -185,23 +186,27 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     with Staging(folder) as stage:
         (stage.path / "scratch").mkdir()
         for k, v in enumerate(variants):
+            rest = variants[k:]
             try:
                 result = _export_one(v, targets[v], stage, wrapper, samples, expected,
                                      reference, force, max_drop)
+                report.results.append(result)
+                rest = variants[k + 1:]
+                if result.kept and sum(r.kept for r in report.results) == 1:
+                    # with the first file, not the last: an export stopped half-way
+                    # (Ctrl-C, SIGTERM) leaves its kept files with their labels
+                    with stage.holding():
+                        _publish_labels(stage, folder, reference.class_names)
             except CnnError as exc:
                 report.errors.append(exc)
                 continue
             except KeyboardInterrupt as stop:  # SIGTERM too: the staging's handler
-                raise ExportInterrupted(report, variants[k:], folder,
+                raise ExportInterrupted(report, rest, folder,
                                         terminated=isinstance(stop, Terminated)) from None
-            report.results.append(result)
-            if result.kept and sum(r.kept for r in report.results) == 1:
-                # with the first file, not the last: an export stopped half-way (Ctrl-C)
-                # leaves its kept files with their labels
-                _publish_labels(stage, folder, reference.class_names)
-            if stage.interrupted and k + 1 < len(variants):  # a signal while renaming
-                raise ExportInterrupted(report, variants[k + 1:], folder,
-                                        terminated=stage.terminated)
+            # a signal held while files landed: stop, unless all is done (SIGTERM still
+            # ends the process as asked, after saying what was kept)
+            if stage.interrupted and (rest or stage.terminated):
+                raise ExportInterrupted(report, rest, folder, terminated=stage.terminated)
     return report
 
 
@@ -234,6 +239,7 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
             raise ConfigError(f"--output {output} is a SavedModel folder, not a folder to "
                               "export into", hint="give --output another folder, or ask "
                               "for --format saved_model alone to replace it (with --force)")
+        path = path.absolute()  # `--output .` inside it: a name and a parent
         return path.parent, path
     if fmt is None:
         return path, None

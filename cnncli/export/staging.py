@@ -17,6 +17,7 @@ SavedModel folder included (the old one is moved aside first, then deleted).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -72,6 +73,17 @@ class Staging:
         """Rename each staged file or folder to its destination, in order. Ctrl-C and
         SIGTERM wait until all are renamed (a model never lands without its sidecar);
         then either sets `interrupted` (SIGTERM `terminated` too) for the caller to stop."""
+        with self.holding():
+            self._rename(moves, replace)
+
+    @contextlib.contextmanager
+    def holding(self):
+        """Ctrl-C and SIGTERM wait until the block is done (whatever must land whole:
+        files renamed into place, a model's labels beside it), then set `interrupted`
+        (SIGTERM `terminated` too). Inside another `holding`, the outer one decides."""
+        if self._held is not None:
+            yield
+            return
         self._held = []
         try:
             previous = signal.signal(signal.SIGINT, lambda signum, frame:
@@ -79,7 +91,7 @@ class Staging:
         except ValueError:  # not the main thread: signals are not ours to hold
             previous = None
         try:
-            self._rename(moves, replace)
+            yield
         finally:
             held, self._held = self._held, None
             if previous is not None:

@@ -167,18 +167,20 @@ def _without_metadata(path: Path, classes: int | None) -> list[str]:
     used) and, without the labels, the names."""
     if not classes:
         return []
-    labels, names = path.parent / sidecar.LABELS_FILE, None
+    labels, lines = path.parent / sidecar.LABELS_FILE, None
     try:
         if labels.is_file() and labels.stat().st_size <= sidecar.MAX_BYTES:
             lines = labels.read_text(encoding="utf-8", errors="replace").splitlines()
-            names = lines if len(lines) == classes else None
     except OSError:
         pass
+    names = lines if lines is not None and len(lines) == classes else None
+    said = (f"class names from {labels.name}" if names else "classes numbered"
+            + (f" ({labels.name} beside it names {len(lines)}, the model gives {classes})"
+               if lines is not None else ""))
     warnings.warn(
         f"{path}: the JSON cnncli export wrote beside it ({sidecar.sidecar_path(path).name}) "
-        f"is not there: {f'class names from {labels.name}' if names else 'classes numbered'}"
-        ", and images are resized by stretching, right only if the run was trained so "
-        "(data.resize); keep the JSON with the file", stacklevel=3)
+        f"is not there: {said}, and images are resized by stretching, right only if the run "
+        "was trained so (data.resize); keep the JSON with the file", stacklevel=3)
     return names or [str(i) for i in range(classes)]
 
 
@@ -266,7 +268,7 @@ def _open_onnx(path: Path):
                              (session.get_outputs(), "outputs")))
     _need_uint8(first.type == "tensor(uint8)", first.type, path)
     stored = session.get_modelmeta().custom_metadata_map.get(sidecar.EMBEDDED_KEY)
-    embedded = sidecar.parse(stored, file=str(path)) if stored else None
+    embedded = sidecar.parse(stored, file=str(path), embedded=True) if stored else None
     classes = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
 
     def run(x):
@@ -337,6 +339,9 @@ def _open_openvino(path: Path):
     dims = [d.get_length() if d.is_static else None for d in first.get_partial_shape()]
     shape = _image_shape(dims, path)
     last = out.get_partial_shape()[-1]
+    embedded = (sidecar.parse(model.get_rt_info([sidecar.EMBEDDED_KEY]).astype(str),
+                              file=str(path), embedded=True)
+                if model.has_rt_info([sidecar.EMBEDDED_KEY]) else None)
     try:
         # f32: OpenVINO's default on CPUs with bfloat16 units is bf16 (probabilities
         # differ by ~3e-4); predictions then match the check made at export time.
@@ -347,9 +352,6 @@ def _open_openvino(path: Path):
     def run(x):
         return compiled(x)[compiled.output(0)]
 
-    embedded = (sidecar.parse(model.get_rt_info([sidecar.EMBEDDED_KEY]).astype(str),
-                              file=str(path))
-                if model.has_rt_info([sidecar.EMBEDDED_KEY]) else None)
     return (run, f"OpenVINO {ov.__version__.split('-')[0]} (CPU)", shape,
             last.get_length() if last.is_static else None, embedded)
 

@@ -146,13 +146,16 @@ def read(model_path: str | os.PathLike) -> ExportInfo | None:
     return None
 
 
-def parse(text: str, *, file: str | None = None) -> ExportInfo:
-    """An `ExportInfo` from JSON text (a sidecar, or metadata stored in a model file)."""
+def parse(text: str, *, file: str | None = None, embedded: bool = False) -> ExportInfo:
+    """An `ExportInfo` from JSON text: a sidecar, or (`embedded`) metadata stored in the
+    model file `file`."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ModelError(f"the export's JSON cannot be read: {exc}", file=file,
-                         hint="export the model again, or remove the JSON") from None
+        what = "metadata inside the file" if embedded else "export's JSON"
+        raise ModelError(f"the {what} cannot be read: {exc}", file=file,
+                         hint="export the model again" if embedded
+                         else "export the model again, or remove the JSON") from None
     return ExportInfo.from_json(data, file=file)
 
 

@@ -315,12 +315,11 @@ def _check_output(expanded: expansion.Expanded, outputs) -> None:
 def _output_warnings(expanded: expansion.Expanded, outputs) -> list[str]:
     """What is odd about a network's output for a classifier: training's loss, evaluate's
     figures and predict's percentages all read it as one probability per class."""
-    node = next(n for n in expanded.nodes if n.name == expanded.output)
-    if node.layer == backbone.LAYER:  # a pretrained network with its own classifier
-        return []
+    nodes = {n.name: n for n in expanded.nodes}
+    node = nodes[expanded.output]
     notes = []
     activation = node.args.get("activation")
-    if node.layer != "Softmax" and activation != "softmax":
+    if not _gives_probabilities(node, nodes):
         made = f"a {activation} activation" if isinstance(activation, str) else (
             "no activation" if activation is None else "an activation that is not softmax")
         notes.append(f"{node.where()}: the network's output has {made}, so its outputs "
@@ -330,6 +329,25 @@ def _output_warnings(expanded: expansion.Expanded, outputs) -> list[str]:
         notes.append(f"{node.where()}: one output: a softmax over one class is always "
                      "100%; a classifier of two classes has `classes: 2` (two outputs)")
     return notes
+
+
+#: Layers whose output is a probability distribution when their input is one.
+_KEEPS_PROBABILITIES = {"Dropout", "Flatten", "Reshape", "ActivityRegularization",
+                        "Identity"}
+
+
+def _gives_probabilities(node: expansion.Node, nodes: dict) -> bool:
+    """Whether `node`'s output is one probability per class: a softmax (layer or
+    activation), a pretrained network's own classifier, or one of those through layers
+    that keep it so (Dropout after the softmax; the Average of softmax branches)."""
+    if node.layer in (backbone.LAYER, "Softmax") or node.args.get("activation") == "softmax":
+        return True
+    inputs = [nodes[i] for i in node.inputs if i in nodes]
+    if not inputs or len(inputs) != len(node.inputs):
+        return False  # the model's input itself
+    if node.layer in _KEEPS_PROBABILITIES or node.layer == "Average":
+        return all(_gives_probabilities(i, nodes) for i in inputs)
+    return False
 
 
 def _volume(shape) -> str:

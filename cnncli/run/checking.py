@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cnncli import config, yamlio
 from cnncli.data import datasets
-from cnncli.errors import CnnError, raise_all
+from cnncli.errors import CnnError, raise_all, suggest
 from cnncli.model import architectures, builder, spec
 from cnncli.run import transfer
 from cnncli.run.compile import check_training
@@ -60,10 +60,11 @@ def check(path_or_name: str) -> Checked:
     built = None
     try:
         with builder.weightless():  # a network cut from a model file: no values either
-            network, data_notes = _network(cfg, str(path), shown=False)
+            network, data_notes = _network(cfg, str(path), _trained_classes(path),
+                                           shown=False, doc=doc)
             built = builder.build_checked(network)
     except CnnError as exc:
-        errors += getattr(exc, "errors", [exc])
+        errors += config.with_lines(getattr(exc, "errors", [exc]), doc, file=str(path))
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
     errors += _training_problems(cfg.train, outputs, doc, str(path))
     notes = []
@@ -75,19 +76,17 @@ def check(path_or_name: str) -> Checked:
 
 
 def _network(cfg: config.RunConfig, file: str | None, classes: int | None = None, *,
-             shown: bool = True) -> tuple[spec.Spec, list[str]]:
+             shown: bool = True, doc=None) -> tuple[spec.Spec, list[str]]:
     """The run config's network and notes about its data. Its classes are `classes` if
     given, else the config's `model.classes`, else the dataset's when they are cheap to
     know (`datasets.class_count`: a known name, a folder of class folders, packed
     records), else the network's own, else `DEFAULT_CLASSES`; when the network is `shown`
     (``summary``, ``train --dry-run``), a note says when its classes are a guess (no
     images or labels are read here). A `data.name` that names nothing is a note, not an
-    error: the data may be made after the check (configs/transfer.yaml's photos)."""
+    error: the data may be made after the check (configs/transfer.yaml's photos), named
+    by its line in `doc` (the loaded `file`, read again if not given) or its option."""
     name = cfg.data.name
-    notes = [] if datasets.exists(name) else [
-        f"`data.name` '{name}' is neither a dataset cnncli knows nor a file or folder "
-        f"under {Path.cwd()}: training would stop there (make the data first, or give its "
-        "path)"]
+    notes = [] if datasets.exists(name) else [_no_data(name, cfg, file, doc)]
     counted = datasets.class_count(name)
     network = spec.from_run_config(cfg, file=file, classes=counted)
     if classes is not None:
@@ -100,6 +99,20 @@ def _network(cfg: config.RunConfig, file: str | None, classes: int | None = None
                      f"'{name}' has is known only when training reads it (set "
                      "`model.classes` to say)")
     return network, notes
+
+
+def _no_data(name: str, cfg: config.RunConfig, file: str | None, doc) -> str:
+    """The note for a `data.name` that is neither a known dataset nor a path here."""
+    from cnncli.data.known import KNOWN
+
+    given = cfg.set_by.get("data.name")
+    if given is None and file:
+        line = config.line_of(doc if doc is not None else yamlio.load(file), "data.name")
+        given = f"{file}:{line}" if line else file
+    close = suggest(name, list(KNOWN), listing="known datasets")
+    return (f"{given + ': ' if given else ''}`data.name` '{name}' is neither a dataset "
+            f"cnncli knows nor a file or folder under {Path.cwd()}: training would stop "
+            f"there (make the data first, or give its path; {close})")
 
 
 def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[list, list]:
@@ -126,7 +139,26 @@ def build(path_or_name: str, *, classes: int | None = None) -> builder.Built:
         network = spec.parse(doc, file=str(path), default_name=Path(path).stem)
         with builder.weightless():
             return builder.build_checked(network.with_overrides(classes=classes))
-    return build_config(config.parse(doc, file=str(path)), str(path), classes=classes)
+    return build_config(config.parse(doc, file=str(path)), str(path),
+                        classes=classes or _trained_classes(path))
+
+
+def _trained_classes(path: Path) -> int | None:
+    """The classes a run's model was trained for, when `path` is a run's config.yaml and
+    the run has a model file recording them (its data may be gone, or not cheap to count:
+    an npz)."""
+    from cnncli.model import modelfile
+
+    if Path(path).name != "config.yaml":
+        return None
+    for name in ("best.keras", "model.keras"):
+        try:
+            meta = modelfile.read_meta(Path(path).parent / name)
+        except CnnError:
+            meta = None
+        if meta is not None and meta.class_names:
+            return len(meta.class_names)
+    return None
 
 
 def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None = None,
@@ -134,7 +166,10 @@ def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None
     """The built network of a run config, frozen as its first stage would be; its
     weights have no values (`builder.weightless`): it is for showing, not running. With
     `epochs` (the run's), a fine-tuning stage that would never start is refused too."""
-    network, notes = _network(cfg, file, classes)
+    try:
+        network, notes = _network(cfg, file, classes)
+    except CnnError as exc:
+        raise_all(config.locate(getattr(exc, "errors", [exc]), file, cfg.set_by))
     with builder.weightless():
         built = builder.build_checked(network)
     built.warnings[:0] = notes

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnncli.errors import ConfigError, suggest
+from cnncli.files import MODEL_FILES
 
 HERE = Path(__file__).parent
-#: Files a spec is not: models trained or exported (`resolve` says so, not "not UTF-8").
-MODEL_FILES = (".keras", ".h5", ".onnx", ".tflite", ".xml", ".bin", ".pb")
+
 
 
 def names() -> list[str]:
@@ -40,7 +40,7 @@ def resolve(path_or_name: str | Path) -> Path:
         return path / "config.yaml"
     if "/" not in text and not text.endswith((".yaml", ".yml")) and _exists(HERE / f"{text}.yaml"):
         return HERE / f"{text}.yaml"
-    if _exists(path) and path.suffix.lower() in MODEL_FILES:
+    if _exists(path) and path.suffix.lower() in MODEL_FILES:  # summary best.keras
         run = path.parent if (path.parent / "config.yaml").is_file() else None
         raise ConfigError(
             "this is a model file, not a spec or a run config", file=text,
