@@ -680,21 +680,21 @@ def _signal_during_the_first_rename(monkeypatch, signum):
     monkeypatch.setattr(staging, "_sync", sync)
 
 
-def test_ctrl_c_while_files_are_renamed_into_place_waits_until_all_are(tmp_path,
-                                                                        monkeypatch):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_files_are_renamed_into_place_waits_until_all_are(tmp_path,
+                                                                         monkeypatch, signum):
     # a model never lands without its sidecar (nor a sidecar without its model)
     from cnncli.export.staging import Staging
 
-    _signal_during_the_first_rename(monkeypatch, signal.SIGINT)
+    _signal_during_the_first_rename(monkeypatch, signum)
     with Staging(tmp_path) as stage:
         for name in ("model.onnx.json", "model.onnx"):
             (stage.path / name).write_text(name)
         stage.publish([(stage.path / n, tmp_path / n) for n in ("model.onnx.json",
                                                                 "model.onnx")],
                       replace=False)
-        assert stage.interrupted
+        assert stage.interrupted and stage.terminated == (signum == signal.SIGTERM)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
-
 
 
 def test_staging_puts_back_the_sigterm_handler_it_found(tmp_path):
@@ -720,21 +720,6 @@ def test_publish_puts_back_the_sigint_handler_it_found(tmp_path):
         (stage.path / "model.onnx").write_text("model")
         stage.publish([(stage.path / "model.onnx", tmp_path / "model.onnx")], replace=False)
         assert signal.getsignal(signal.SIGINT) is before
-
-
-def test_sigterm_while_files_are_renamed_into_place_waits_until_all_are(tmp_path,
-                                                                          monkeypatch):
-    from cnncli.export.staging import Staging
-
-    _signal_during_the_first_rename(monkeypatch, signal.SIGTERM)
-    with Staging(tmp_path) as stage:
-        for name in ("model.onnx.json", "model.onnx"):
-            (stage.path / name).write_text(name)
-        stage.publish([(stage.path / n, tmp_path / n) for n in ("model.onnx.json",
-                                                                "model.onnx")],
-                      replace=False)
-        assert stage.interrupted and stage.terminated
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
 
 
 def test_sigterm_while_the_last_export_lands_still_exits_143_saying_all_was_made(
