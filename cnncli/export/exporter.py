@@ -97,8 +97,6 @@ class ExportInterrupted(CnnError):
     not made: litert, openvino. Hint: ...
     """
 
-    exit_code = EXIT_SIGINT
-
     def __init__(self, report: Report, rest: list, folder: Path, *, terminated: bool = False):
         self.report = report
         self.exit_code = EXIT_SIGTERM if terminated else EXIT_SIGINT

@@ -331,9 +331,10 @@ def _output_warnings(expanded: expansion.Expanded, outputs) -> list[str]:
     return notes
 
 
-#: Layers whose output is a probability distribution when their input is one.
+#: Layers whose output is a probability distribution when their inputs are (the Average of
+#: softmax branches: an ensemble).
 _KEEPS_PROBABILITIES = {"Dropout", "Flatten", "Reshape", "ActivityRegularization",
-                        "Identity"}
+                        "Identity", "Average"}
 
 
 def _gives_probabilities(node: expansion.Node, nodes: dict) -> bool:
@@ -342,12 +343,9 @@ def _gives_probabilities(node: expansion.Node, nodes: dict) -> bool:
     that keep it so (Dropout after the softmax; the Average of softmax branches)."""
     if node.layer in (backbone.LAYER, "Softmax") or node.args.get("activation") == "softmax":
         return True
-    inputs = [nodes[i] for i in node.inputs if i in nodes]
-    if not inputs or len(inputs) != len(node.inputs):
-        return False  # the model's input itself
-    if node.layer in _KEEPS_PROBABILITIES or node.layer == "Average":
-        return all(_gives_probabilities(i, nodes) for i in inputs)
-    return False
+    if node.layer not in _KEEPS_PROBABILITIES or any(i not in nodes for i in node.inputs):
+        return False  # (the model's input is not a node: never probabilities)
+    return all(_gives_probabilities(nodes[i], nodes) for i in node.inputs)
 
 
 def _volume(shape) -> str:

@@ -147,18 +147,15 @@ def _trained_classes(path: Path) -> int | None:
     """The classes a run's model was trained for, when `path` is a run's config.yaml and
     the run has a model file recording them (its data may be gone, or not cheap to count:
     an npz)."""
-    from cnncli.model import modelfile
+    from cnncli.model import backbone, modelfile
 
     if Path(path).name != "config.yaml":
         return None
-    for name in ("best.keras", "model.keras"):
-        try:
-            meta = modelfile.read_meta(Path(path).parent / name)
-        except CnnError:
-            meta = None
-        if meta is not None and meta.class_names:
-            return len(meta.class_names)
-    return None
+    try:  # the run's best.keras, else its model.keras
+        meta = modelfile.read_meta(backbone.model_file(str(Path(path).parent)))
+    except CnnError:  # no model file (yet), or a record that cannot be read
+        return None
+    return len(meta.class_names) if meta is not None and meta.class_names else None
 
 
 def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None = None,

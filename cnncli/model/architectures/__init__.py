@@ -18,7 +18,6 @@ from cnncli.files import MODEL_FILES
 HERE = Path(__file__).parent
 
 
-
 def names() -> list[str]:
     """Names of the built-in specs, sorted."""
     return sorted(p.stem for p in HERE.glob("*.yaml"))
