@@ -22,7 +22,7 @@ Run it on a quiet machine, alone (not timed yet as a whole; VGG16 is most of it)
     .venv/bin/python bench/export_bench.py --quick --out /tmp/x   # smoke test, a few minutes
 
 ``--quick`` trains on 1,280 images for one epoch, checks on 200, measures 32 images and
-5 latency calls in one round, without VGG16: the numbers mean nothing.
+5 latency calls in one round, 6 of the variants, without VGG16: the numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ VARIANTS = {  # model -> (format, quantization) pairs; VGG16 has no training dat
               ("onnx", "dynamic"), ("litert", "none"), ("litert", "float16"),
               ("litert", "dynamic"), ("openvino", "none"), ("openvino", "float16")],
 }
+#: --quick: each format once and each kind of quantization once (the smoke test's 6).
+QUICK = [("saved_model", "none"), ("onnx", "none"), ("onnx", "int8"), ("litert", "none"),
+         ("litert", "dynamic"), ("openvino", "float16")]
 SUFFIX = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
 
 
@@ -179,6 +182,11 @@ def make_vgg16(path: str) -> None:
                   class_names=tuple(imagenet.class_names())))
 
 
+def chosen_variants(args, name: str) -> list[tuple[str, str]]:
+    """The (format, quantization) pairs measured for model `name`."""
+    return [v for v in VARIANTS[name] if not args.quick or v in QUICK]
+
+
 def export_all(args, models: dict) -> dict:
     """Each variant exported (and checked) by `cnncli export` in its own process."""
     found = {}
@@ -186,7 +194,7 @@ def export_all(args, models: dict) -> dict:
         out = args.work / "export" / name
         check = ["--check-images", "200" if args.quick else "0"] if name == "mnist_net" \
             else ["--images", str(args.work / "images")]
-        for fmt, quant in VARIANTS[name]:
+        for fmt, quant in chosen_variants(args, name):
             start = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "cnncli", "export", str(model),
                                    "--format", fmt, "--quantize", quant, "--output", str(out),
@@ -212,7 +220,7 @@ def measure(args, models: dict, exports: dict) -> list[dict]:
             variants = [("keras", "predict", str(model), "keras-predict"),
                         ("keras", "cnncli", str(model), "file")]
             variants += [(fmt, quant, exports[(name, fmt, quant)]["path"], "file")
-                         for fmt, quant in VARIANTS[name]
+                         for fmt, quant in chosen_variants(args, name)
                          if exports[(name, fmt, quant)].get("kept")]
             for fmt, quant, path, mode in variants:
                 row = {"round": r, "model": name, "format": fmt, "quantization": quant}

@@ -125,10 +125,12 @@ def accuracy(model_file: Path, data: Path) -> float:
     return float((predicted == y).mean())
 
 
-def pretrain(folder: Path, data: Path) -> tuple[Path, float, float]:
+def pretrain(folder: Path, data: Path, epochs: int = PRETRAIN["epochs"]
+             ) -> tuple[Path, float, float]:
     """mnist_net on classes 0-4; its run, its test accuracy (on classes 0-4), seconds."""
     run, seconds = train(folder, "pretrain", "mnist_net", data, seed=0, validation=0.1,
-                         extra={"schedule": {"name": "one_cycle"}}, **PRETRAIN)
+                         extra={"schedule": {"name": "one_cycle"}},
+                         **{**PRETRAIN, "epochs": epochs})
     return run, accuracy(run / "model.keras", data), seconds
 
 
@@ -151,12 +153,13 @@ def few_shot(folder: Path, source: Path, data: Path, seed: int,
     return out
 
 
-def experiment(folder: Path, seeds: list[int], variants: tuple[str, ...] = VARIANTS) -> dict:
+def experiment(folder: Path, seeds: list[int], variants: tuple[str, ...] = VARIANTS, *,
+               pretrain_epochs: int = PRETRAIN["epochs"]) -> dict:
     """Everything: the subsets, the pretraining, each seed's runs."""
     from cnncli.runtime import import_keras
 
     pretrain_data, few = write_subsets(folder, seeds)
-    source, source_accuracy, seconds = pretrain(folder, pretrain_data)
+    source, source_accuracy, seconds = pretrain(folder, pretrain_data, pretrain_epochs)
     print(f"pretrained: {source_accuracy:.4f} on classes 0-4 ({seconds:.0f} s)", flush=True)
     results = {seed: few_shot(folder, source, few[seed], seed, variants) for seed in seeds}
     return {"pretrain_accuracy": source_accuracy, "pretrain_seconds": seconds,

@@ -43,3 +43,18 @@ def _float32_after_each_test():
 
     if "keras" in sys.modules:
         sys.modules["keras"].config.set_dtype_policy("float32")
+
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules of slow end-to-end tests run first: those with only slow tests (minutes
+    each), then those with some; whole modules, so a module's fixtures are made once.
+    `make test` runs two worker processes a module at a time (pytest-xdist's loadscope,
+    in this order): started early, the long ones end with the rest, not after them."""
+    def module(item):
+        return item.nodeid.split("::")[0]
+
+    slow, fast = set(), set()
+    for item in items:
+        (slow if item.get_closest_marker("slow") else fast).add(module(item))
+    items.sort(key=lambda item: (module(item) not in slow) + (module(item) in fast))
