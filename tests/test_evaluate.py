@@ -163,3 +163,50 @@ def test_an_output_under_a_file_names_the_file_in_the_way(run, tmp_path):
 def test_an_empty_run_name_is_a_usage_error_not_the_current_folder():
     with pytest.raises(ConfigError, match="the run or model to use is an empty name"):
         artefact.resolve("")
+
+
+def _photos(folder, classes, per_class=5):
+    """Class folders of the toy data's pictures (class c: a bright band at row 1 + 3c)."""
+    import numpy as np
+    from PIL import Image
+
+    for c in classes:
+        (folder / str(c)).mkdir(parents=True)
+        for k in range(per_class):
+            x = np.full((8, 8), 20 + k, np.uint8)
+            x[1 + 3 * c: 3 + 3 * c] = 220
+            Image.fromarray(x).save(folder / str(c) / f"{k}.png")
+    return folder
+
+
+def test_a_folder_of_new_photos_is_evaluated_whole_and_says_so(run, tmp_path):
+    rep = evaluation.evaluate(run, data=str(_photos(tmp_path / "new", [0, 1, 2])),
+                              output=tmp_path / "e")
+    assert rep.result.count == 15  # not the fifth a training run would hold out
+    assert "every image of new is a test image: not the data this model was trained on, " \
+           "and it does not say which images are for testing" in rep.notes
+
+
+def test_a_folder_of_one_class_folder_is_evaluated(run, tmp_path):
+    rep = evaluation.evaluate(run, data=str(_photos(tmp_path / "twos", [2])),
+                              output=tmp_path / "e")
+    assert rep.result.count == 5 and rep.result.macro_classes >= 1
+    assert sum(rep.result.confusion[2]) == 5  # all five labelled with the model's class 2
+
+
+def test_a_csv_without_a_split_column_is_evaluated_whole(run, tmp_path):
+    photos = _photos(tmp_path / "p", [0, 1])
+    rows = [f"{c}/{k}.png,{c}" for c in (0, 1) for k in range(5)]
+    (photos / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    rep = evaluation.evaluate(run, data=str(photos / "labels.csv"), output=tmp_path / "e")
+    assert rep.result.count == 10
+
+
+def test_the_runs_own_folder_given_again_is_still_its_test_split(tmp_path):
+    photos = _photos(tmp_path / "photos", [0, 1, 2], per_class=10)
+    path = write_config(tmp_path, epochs=1)
+    run = training.train(config.load(path, [f"data.name={photos}"])).run
+    assert evaluation.evaluate(run).result.count == 6  # a seeded 20%, held out in training
+    (tmp_path / "sub").mkdir()
+    again = evaluation.evaluate(run, data=f"{tmp_path}/sub/../photos")  # the same folder
+    assert again.result.count == 6 and not any("every image" in n for n in again.notes)

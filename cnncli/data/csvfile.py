@@ -33,11 +33,13 @@ def detect(path: Path) -> bool:
 
 def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: float = 0.2,
              seed: int = 0) -> Dataset:
-    """Read a CSV of image paths and labels (see the module docstring)."""
+    """Read a CSV of image paths and labels (see the module docstring). Without a split
+    column, a seeded `test_fraction` of each label is held out (1: every row is a test
+    image, and one label is enough: `cnncli evaluate --data`)."""
     path = Path(path)
     rows = _once(_rows(path), path)
     names = sorted({label for _, label, _, _ in rows})
-    if len(names) < 2:
+    if len(names) < (1 if test_fraction == 1 else 2):
         raise DataError(f"{path.name} has only one label ({names[0] if names else 'none'})",
                         file=str(path), hint="a classifier needs at least two classes")
     index = {name: i for i, name in enumerate(names)}
@@ -57,6 +59,9 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
         test_idx = np.array([i for i, s in enumerate(splits) if s == "test"], np.int64)
     parts = []
     for which, indices in (("training", train_idx), ("test", test_idx)):
+        if len(indices) == 0 and which == "training" and test_fraction == 1:
+            parts.append(Split([], np.zeros(0, np.int64), ids=[]))  # all are test images
+            continue
         if len(indices) == 0:
             raise DataError(f"{path.name} has no {which} images", file=str(path),
                             hint="mark some rows `train` and some `test` in the split column, "

@@ -55,7 +55,8 @@ def load(source: str | os.PathLike, *, data_dir: str | os.PathLike | None = None
 
     A known name wins over a folder of the same name; write ``./mnist`` for the folder.
     ``strict`` turns skipped unreadable files into an error; ``test_fraction`` and
-    ``seed`` split a folder or CSV that does not say which images are for testing.
+    ``seed`` split a folder or CSV that does not say which images are for testing
+    (``test_fraction=1``: all of them are, and one class is enough).
     """
     name = known_name(str(source))
     if name is not None:

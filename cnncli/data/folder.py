@@ -44,10 +44,12 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                       test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """Read a folder with one sub-folder per class (or ``train/`` and ``test/`` ones).
 
-    Without ``train/`` + ``test/``, a seeded, per-class ``test_fraction`` is held out.
+    Without ``train/`` + ``test/``, a seeded, per-class ``test_fraction`` is held out;
+    ``test_fraction=1``: every image is a test image and one class folder is enough (what
+    `cnncli evaluate --data` asks of photos the model was not trained on).
     """
     root = Path(root)
-    if not 0 < test_fraction < 1:
+    if not 0 < test_fraction <= 1:
         raise ConfigError(f"test fraction must be between 0 and 1, not {test_fraction}",
                           hint="use e.g. 0.2")
     _check_no_validation_folder(root)
@@ -61,7 +63,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
         test = _class_tree(root / "test", names, strict, seen, classes)
     else:
         layout = "class folders"
-        names = _class_names(root)
+        names = _class_names(root, least=1 if test_fraction == 1 else 2)
         everything = _class_tree(root, names, strict, seen, _class_folders(root, [root], names))
         train_idx, test_idx = stratified_split(everything.labels, test_fraction, seed)
         train, test = everything.take(train_idx), everything.take(test_idx)
@@ -106,13 +108,13 @@ def _split_layout(root: Path) -> bool:
     return (root / "train").is_dir() and (root / "test").is_dir()
 
 
-def _class_names(root: Path) -> list[str]:
+def _class_names(root: Path, least: int = 2) -> list[str]:
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(f"{root.name} has no class sub-folders", file=str(root),
                         hint="put the images in one sub-folder per class, e.g. "
                              f"{root}/cat/1.jpg and {root}/dog/2.jpg")
-    if len(folders) < 2:
+    if len(folders) < least:
         raise DataError(f"{root.name} has only one class folder ({folders[0]})",
                         file=str(root), hint="a classifier needs at least two class "
                                              "sub-folders")
@@ -292,11 +294,13 @@ def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split stratified by class: (train indices, test indices), each sorted; a class
-    with one example keeps it for training.
+    with one example keeps it for training. A `fraction` of 1 tests every example.
 
     >>> [a.tolist() for a in stratified_split(np.array([0, 0, 0, 0, 1, 1]), 0.5, seed=0)]
     [[0, 1, 5], [2, 3, 4]]
     """
+    if fraction == 1:
+        return np.zeros(0, np.int64), np.arange(len(y))
     rng = np.random.default_rng(seed)
     test = []
     for label in np.unique(y):
