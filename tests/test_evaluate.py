@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import catalogue_files as cf
 import pytest
 from trainkit import write_config
 
@@ -165,48 +166,58 @@ def test_an_empty_run_name_is_a_usage_error_not_the_current_folder():
         artefact.resolve("")
 
 
-def _photos(folder, classes, per_class=5):
-    """Class folders of the toy data's pictures (class c: a bright band at row 1 + 3c)."""
-    import numpy as np
-    from PIL import Image
 
-    for c in classes:
-        (folder / str(c)).mkdir(parents=True)
-        for k in range(per_class):
-            x = np.full((8, 8), 20 + k, np.uint8)
-            x[1 + 3 * c: 3 + 3 * c] = 220
-            Image.fromarray(x).save(folder / str(c) / f"{k}.png")
-    return folder
+def test_a_folder_without_a_test_split_gives_its_seeded_fifth_and_says_how_to_use_all(
+        run, tmp_path):
+    rep = evaluation.evaluate(run, data=str(cf.image_folder(tmp_path / "new", {
+        "0": 5, "1": 5, "2": 5})), output=tmp_path / "e")
+    assert rep.result.count == 3
+    assert "new has no test split of its own: its test images are the seeded fifth a " \
+           "training run holds out (3 of 15); --all-images evaluates every image" in rep.notes
 
 
-def test_a_folder_of_new_photos_is_evaluated_whole_and_says_so(run, tmp_path):
-    rep = evaluation.evaluate(run, data=str(_photos(tmp_path / "new", [0, 1, 2])),
-                              output=tmp_path / "e")
-    assert rep.result.count == 15  # not the fifth a training run would hold out
-    assert "every image of new is a test image: not the data this model was trained on, " \
-           "and it does not say which images are for testing" in rep.notes
+def test_all_images_evaluates_every_image_of_a_folder(run, tmp_path):
+    rep = evaluation.evaluate(run, data=str(cf.image_folder(tmp_path / "new", {
+        "0": 5, "1": 5, "2": 5})), output=tmp_path / "e", all_images=True)
+    assert rep.result.count == 15 and rep.notes == []
 
 
-def test_a_folder_of_one_class_folder_is_evaluated(run, tmp_path):
-    rep = evaluation.evaluate(run, data=str(_photos(tmp_path / "twos", [2])),
-                              output=tmp_path / "e")
-    assert rep.result.count == 5 and rep.result.macro_classes >= 1
+def test_all_images_evaluates_a_folder_of_one_class(run, tmp_path):
+    for k in range(5):
+        cf.save_image(cf.band_image(2, seed=k), tmp_path / "twos" / "2" / f"{k}.png")
+    rep = evaluation.evaluate(run, data=str(tmp_path / "twos"), output=tmp_path / "e",
+                              all_images=True)
+    assert rep.result.count == 5
     assert sum(rep.result.confusion[2]) == 5  # all five labelled with the model's class 2
 
 
-def test_a_csv_without_a_split_column_is_evaluated_whole(run, tmp_path):
-    photos = _photos(tmp_path / "p", [0, 1])
+def test_one_class_folder_without_all_images_is_refused_with_the_way(run, tmp_path):
+    cf.image_folder(tmp_path / "twos", {"2": 3})
+    with pytest.raises(DataError, match="only one class folder") as err:
+        evaluation.evaluate(run, data=str(tmp_path / "twos"), output=tmp_path / "e")
+    assert "--all-images" in err.value.hint
+
+
+def test_all_images_evaluates_every_row_of_a_csv_without_a_split_column(run, tmp_path):
+    photos = cf.image_folder(tmp_path / "p", {"0": 5, "1": 5})
     rows = [f"{c}/{k}.png,{c}" for c in (0, 1) for k in range(5)]
     (photos / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
-    rep = evaluation.evaluate(run, data=str(photos / "labels.csv"), output=tmp_path / "e")
+    rep = evaluation.evaluate(run, data=str(photos / "labels.csv"), output=tmp_path / "e",
+                              all_images=True)
     assert rep.result.count == 10
 
 
-def test_the_runs_own_folder_given_again_is_still_its_test_split(tmp_path):
-    photos = _photos(tmp_path / "photos", [0, 1, 2], per_class=10)
-    path = write_config(tmp_path, epochs=1)
-    run = training.train(config.load(path, [f"data.name={photos}"])).run
-    assert evaluation.evaluate(run).result.count == 6  # a seeded 20%, held out in training
-    (tmp_path / "sub").mkdir()
-    again = evaluation.evaluate(run, data=f"{tmp_path}/sub/../photos")  # the same folder
-    assert again.result.count == 6 and not any("every image" in n for n in again.notes)
+def test_all_images_on_data_with_its_own_test_split_evaluates_that_split(run, tmp_path):
+    npz = config.load(run / "config.yaml").data.name  # x_test, y_test: a split of its own
+    rep = evaluation.evaluate(run, data=npz, output=tmp_path / "e", all_images=True)
+    assert rep.result.count == 60
+    assert "toy has a test split of its own: its 60 test images are evaluated " \
+           "(--all-images is for a folder or CSV without one)" in rep.notes
+
+
+def test_the_all_images_option_reaches_evaluate(run, tmp_path):
+    cf.image_folder(tmp_path / "new", {"0": 2, "1": 2, "2": 2})
+    result = cnncli("evaluate", str(run), "--data", str(tmp_path / "new"), "--all-images",
+                    "--output", str(tmp_path / "e"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["count"] == 6

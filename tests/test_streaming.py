@@ -335,7 +335,9 @@ def test_a_csv_with_one_label_only_is_refused(tmp_path):
     (tmp_path / "labels.csv").write_text("path,label\na/0.jpg,a\na/1.jpg,a\n")
     with pytest.raises(DataError, match=r"labels.csv has only one label \(a\)") as err:
         datasets.load(tmp_path / "labels.csv")
-    assert err.value.hint == "a classifier needs at least two classes"
+    assert err.value.hint.startswith("a classifier needs at least two classes (to evaluate a "
+                                     "model on images of one: cnncli evaluate RUN --data CSV "
+                                     "--all-images)")
 
 
 @pytest.mark.parametrize("split,missing", [("train", "test"), ("test", "training")])

@@ -116,6 +116,10 @@ def evaluate(
                                                "evaluation.json (default: the run's).")]
     = None,
     device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
+    all_images: Annotated[bool, typer.Option(
+        "--all-images", help="Every image of a --data folder or CSV that has no test split "
+        "of its own (photos the model was not trained on; one class is enough), not a "
+        "seeded fifth.")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Evaluate a trained model on its test set: figures, per-class table, confusions."""
@@ -127,7 +131,7 @@ def evaluate(
         render.info(placement.describe())
     rep = evaluation.evaluate(target, data=data, data_dir=data_dir, offline=offline,
                               batch_size=batch_size, fail_under=fail_under or [],
-                              output=output,
+                              output=output, all_images=all_images,
                               precision=placement.precision if placement else "float32")
     if json:
         render.print_json(rep.to_dict())

@@ -41,7 +41,9 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
     names = sorted({label for _, label, _, _ in rows})
     if len(names) < (1 if test_fraction == 1 else 2):
         raise DataError(f"{path.name} has only one label ({names[0] if names else 'none'})",
-                        file=str(path), hint="a classifier needs at least two classes")
+                        file=str(path), hint="a classifier needs at least two classes (to "
+                        "evaluate a model on images of one: cnncli evaluate RUN --data CSV "
+                        "--all-images)")
     index = {name: i for i, name in enumerate(names)}
     paths = [str((path.parent / file).resolve()) if not os.path.isabs(file) else file
              for file, _, _, _ in rows]
@@ -77,7 +79,8 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
                             hint="fix the image or remove its row, or skip such images with "
                                  "data.strict: false") from None
         parts.append(Split(kept, np.array(kept_labels, np.int64), ids=kept))
-    return Dataset(path.stem, parts[0], parts[1], names, f"{path} (CSV, streamed)")
+    return Dataset(path.stem, parts[0], parts[1], names, f"{path} (CSV, streamed)",
+                   held_out=all(s is None for s in splits) and test_fraction < 1)
 
 
 def _once(rows: list, path: Path) -> list:

@@ -105,6 +105,7 @@ class Dataset:
     sample: bool = False
     notes: list[str] = field(default_factory=list)  # said on the Data line (grey -> RGB...)
     resized: str | None = None  # how images were resized when packed (`data.resize` mode)
+    held_out: bool = False  # the test split is a seeded part cnncli held out, not the data's
 
     @property
     def num_classes(self) -> int:

@@ -72,7 +72,8 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                             "image", file=str(root),
                             hint="give each class at least 2 images (one is held out for "
                                  "testing), or give train/ and test/ folders")
-    return Dataset(root.name, train, test, names, f"{root} ({layout}, streamed)")
+    return Dataset(root.name, train, test, names, f"{root} ({layout}, streamed)",
+                   held_out=layout == "class folders" and test_fraction < 1)
 
 
 def class_names(root: str | os.PathLike) -> list[str]:
@@ -117,7 +118,8 @@ def _class_names(root: Path, least: int = 2) -> list[str]:
     if len(folders) < least:
         raise DataError(f"{root.name} has only one class folder ({folders[0]})",
                         file=str(root), hint="a classifier needs at least two class "
-                                             "sub-folders")
+                        "sub-folders (to evaluate a model on photos of one class: "
+                        "cnncli evaluate RUN --data FOLDER --all-images)")
     return folders
 
 

@@ -48,8 +48,11 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
              offline: bool = False, batch_size: int = 256, fail_under: list[str] = (),
              output: str | Path | None = None,
              model: classifier.Classifier | None = None,
-             precision: str = "float32") -> Report:
-    """Evaluate on the test split of the run's dataset (or `data`); see `Report`."""
+             precision: str = "float32", all_images: bool = False) -> Report:
+    """Evaluate on the test split of the run's dataset (or `data`); see `Report`.
+    ``all_images``: every image of data that has no test split of its own (a folder of
+    class folders, a CSV without a split column; one class is then enough), not the
+    seeded fifth a training run holds out: for photos the model was not trained on."""
     thresholds = metrics.parse_thresholds(list(fail_under))  # bad thresholds fail first
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {batch_size}",
@@ -65,15 +68,11 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     made = files.missing_folders(folder) if folder else []
     if folder is not None:
         files.writable_folder(folder)  # an unwritable one is found before the work
-    # Data the model was not trained on is evaluated whole when it does not say which
-    # images are for testing (a folder without test/, a CSV without a split column).
-    other = data is not None and not same_data(data, run_data.name if run_data
-                                               else clf.meta.dataset)
     try:
         ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
                                                          else None),
                            offline=offline or bool(run_data and run_data.offline),
-                           test_fraction=1.0 if other else 0.2)
+                           test_fraction=1.0 if all_images else 0.2)
         labels, matched = labels_by_name(ds, clf, source)
     except BaseException:  # wrong data: no empty eval-<data> folder left behind
         for path in made:
@@ -81,9 +80,13 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                 path.rmdir()
         raise
     notes += matched
-    if other and len(ds.train) == 0:
-        notes.append(f"every image of {ds.name} is a test image: not the data this model "
-                     "was trained on, and it does not say which images are for testing")
+    if ds.held_out and data:
+        notes.append(f"{ds.name} has no test split of its own: its test images are the "
+                     f"seeded fifth a training run holds out ({len(ds.test)} of "
+                     f"{len(ds.train) + len(ds.test)}); --all-images evaluates every image")
+    elif all_images and len(ds.train):
+        notes.append(f"{ds.name} has a test split of its own: its {len(ds.test)} test "
+                     "images are evaluated (--all-images is for a folder or CSV without one)")
     probs, readable = [], []
     for images, _, weights in feed.split_batches(ds.test, clf.input_shape,
                                                  resize=clf.meta.resize,
@@ -105,20 +108,6 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     return Report(clf.name, result, f"{ds.name} ({ds.source})", written,
                   metrics.check_thresholds(result, thresholds), notes,
                   getattr(clf, "precision", "float32"))
-
-
-def same_data(given: str, trained_on: str | None) -> bool:
-    """Whether the data name or path `given` is the one a model was `trained_on` (paths
-    compared resolved).
-
-    >>> same_data("mnist", "mnist"), same_data("photos/", "./photos"), same_data("a", None)
-    (True, True, False)
-    """
-    if trained_on is None:
-        return False
-    if given == trained_on:
-        return True
-    return Path(given).expanduser().resolve() == Path(trained_on).expanduser().resolve()
 
 
 def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
