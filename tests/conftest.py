@@ -24,7 +24,7 @@ def write(tmp_path):
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_models_after_each_module():
-    """The whole suite runs in one process: free each module's models (VGGs among them)."""
+    """A test process runs many modules: free each module's models (VGGs among them)."""
     yield
     import gc
     import sys
@@ -45,7 +45,6 @@ def _float32_after_each_test():
         sys.modules["keras"].config.set_dtype_policy("float32")
 
 
-
 def pytest_collection_modifyitems(config, items):
     """Modules of slow end-to-end tests run first: those with only slow tests (minutes
     each), then those with some; whole modules, so a module's fixtures are made once.
@@ -57,4 +56,9 @@ def pytest_collection_modifyitems(config, items):
     slow, fast = set(), set()
     for item in items:
         (slow if item.get_closest_marker("slow") else fast).add(module(item))
-    items.sort(key=lambda item: (module(item) not in slow) + (module(item) in fast))
+
+    def rank(item):  # 0: only slow tests, 1: some, 2: none
+        name = module(item)
+        return 0 if name not in fast else 1 if name in slow else 2
+
+    items.sort(key=rank)
