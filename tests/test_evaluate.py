@@ -221,3 +221,32 @@ def test_the_all_images_option_reaches_evaluate(run, tmp_path):
                     "--output", str(tmp_path / "e"), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["count"] == 6
+
+
+def test_a_folder_of_some_of_the_models_classes_says_so_not_another_order(run, tmp_path):
+    cf.image_folder(tmp_path / "ac", {"0": 2, "2": 2})
+    rep = evaluation.evaluate(run, data=str(tmp_path / "ac"), output=tmp_path / "e",
+                              all_images=True)
+    assert rep.notes == ["the data has 2 of the model's 3 classes: matched by name"]
+
+
+def test_the_current_folder_as_data_is_named_by_its_folder_name(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(cf.image_folder(tmp_path / "new", {"0": 2, "1": 2, "2": 2}))
+    rep = evaluation.evaluate(run, data=".", all_images=True)
+    assert rep.dataset.startswith("new (")
+    assert (run / "eval-new" / "evaluation.json").is_file()
+
+
+@pytest.mark.parametrize("option", ["data", "output"])
+def test_an_empty_data_or_output_is_a_usage_error(run, option):
+    with pytest.raises(ConfigError, match=f"--{option} is empty"):
+        evaluation.evaluate(run, **{option: ""})
+
+
+def test_no_readable_image_leaves_no_empty_eval_folder(run, tmp_path):
+    for k in range(3):
+        path = cf.save_image(cf.band_image(0, seed=k), tmp_path / "cut" / "0" / f"{k}.png")
+        path.write_bytes(path.read_bytes()[:40])  # a PNG cut short: undecodable
+    with pytest.raises(DataError):
+        evaluation.evaluate(run, data=str(tmp_path / "cut"), all_images=True)
+    assert not (run / "eval-cut").exists()

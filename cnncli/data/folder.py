@@ -72,7 +72,8 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                             "image", file=str(root),
                             hint="give each class at least 2 images (one is held out for "
                                  "testing), or give train/ and test/ folders")
-    return Dataset(root.name, train, test, names, f"{root} ({layout}, streamed)",
+    return Dataset(root.name or root.resolve().name, train, test, names,
+                   f"{root} ({layout}, streamed)",
                    held_out=layout == "class folders" and test_fraction < 1)
 
 

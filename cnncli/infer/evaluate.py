@@ -54,6 +54,10 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     class folders, a CSV without a split column; one class is then enough), not the
     seeded fifth a training run holds out: for photos the model was not trained on."""
     thresholds = metrics.parse_thresholds(list(fail_under))  # bad thresholds fail first
+    for option, value in (("--data", data), ("--output", output)):
+        if value is not None and not str(value).strip():
+            raise ConfigError(f"{option} is empty", hint=f"give {option} a path, or leave "
+                              "it out")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {batch_size}",
                           hint="e.g. --batch-size 256")
@@ -74,37 +78,37 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                            offline=offline or bool(run_data and run_data.offline),
                            test_fraction=1.0 if all_images else 0.2)
         labels, matched = labels_by_name(ds, clf, source)
-    except BaseException:  # wrong data: no empty eval-<data> folder left behind
+        notes += matched
+        if ds.held_out and data:
+            notes.append(f"{ds.name} has no test split of its own: its test images are the "
+                         f"seeded fifth a training run holds out ({len(ds.test)} of "
+                         f"{len(ds.train) + len(ds.test)}); --all-images evaluates every image")
+        elif all_images and len(ds.train):
+            notes.append(f"{ds.name} has a test split of its own: its {len(ds.test)} test "
+                     "images are evaluated (--all-images is for a folder or CSV without one)")
+        probs, readable = [], []
+        for images, _, weights in feed.split_batches(ds.test, clf.input_shape,
+                                                     resize=clf.meta.resize,
+                                                     batch_size=batch_size):
+            probs.append(clf.probabilities(images))
+            readable.append(weights > 0)
+        probs, readable = np.concatenate(probs), np.concatenate(readable)
+        if not readable.all():
+            notes.append(f"{int((~readable).sum())} test image(s) could not be read and are "
+                         "left out")
+        kept, ids = np.flatnonzero(readable), ds.test.ids
+        result = metrics.compute(labels[kept], probs[kept], clf.class_names,
+                                 ids=[ids[i] for i in kept] if ids else kept.tolist())
+        for mistake in result.misclassified:  # positions in the test split, unreadables too
+            mistake["index"] = int(kept[mistake["index"]])
+        picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
+        result.loss = float(-np.mean(np.log(picked)))
+        written = _write_files(folder, result, ds, clf) if folder else {}
+    except BaseException:  # bad data, no readable image, Ctrl-C: no empty folder left
         for path in made:
             with contextlib.suppress(OSError):
                 path.rmdir()
         raise
-    notes += matched
-    if ds.held_out and data:
-        notes.append(f"{ds.name} has no test split of its own: its test images are the "
-                     f"seeded fifth a training run holds out ({len(ds.test)} of "
-                     f"{len(ds.train) + len(ds.test)}); --all-images evaluates every image")
-    elif all_images and len(ds.train):
-        notes.append(f"{ds.name} has a test split of its own: its {len(ds.test)} test "
-                     "images are evaluated (--all-images is for a folder or CSV without one)")
-    probs, readable = [], []
-    for images, _, weights in feed.split_batches(ds.test, clf.input_shape,
-                                                 resize=clf.meta.resize,
-                                                 batch_size=batch_size):
-        probs.append(clf.probabilities(images))
-        readable.append(weights > 0)
-    probs, readable = np.concatenate(probs), np.concatenate(readable)
-    if not readable.all():
-        notes.append(f"{int((~readable).sum())} test image(s) could not be read and are "
-                     "left out")
-    kept, ids = np.flatnonzero(readable), ds.test.ids
-    result = metrics.compute(labels[kept], probs[kept], clf.class_names,
-                             ids=[ids[i] for i in kept] if ids else kept.tolist())
-    for mistake in result.misclassified:  # positions in the test split, unreadable included
-        mistake["index"] = int(kept[mistake["index"]])
-    picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
-    result.loss = float(-np.mean(np.log(picked)))
-    written = _write_files(folder, result, ds, clf) if folder else {}
     return Report(clf.name, result, f"{ds.name} ({ds.source})", written,
                   metrics.check_thresholds(result, thresholds), notes,
                   getattr(clf, "precision", "float32"))
@@ -129,8 +133,11 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
             hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
             + ("..." if len(model_names) > 10 else "") + "; name the test folders the same")
     index = np.array([model_names.index(n) for n in data_names])
-    return index[ds.test.labels], ["the data's classes are in another order than the model's: "
-                              "matched by name"]
+    note = ("the data's classes are in another order than the model's: matched by name"
+            if np.any(np.diff(index) < 0) else
+            f"the data has {len(data_names)} of the model's {len(model_names)} classes: "
+            "matched by name")
+    return index[ds.test.labels], [note]
 
 
 def _output_folder(output, run: Path | None, data: str | None, run_data,
@@ -147,7 +154,8 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
             data, os.path.abspath(os.path.expanduser(data)))):
         folder = run
     else:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(data)).name or str(data)).strip("_")
+        name = Path(os.path.abspath(os.path.expanduser(data))).name  # "." -> its folder
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or str(data)).strip("_.")
         folder = run / f"eval-{slug or 'data'}"
         notes.append(f"evaluated on other data than the run's: the files are in {folder}")
     return folder
