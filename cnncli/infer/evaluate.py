@@ -145,16 +145,16 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
     """Where the files go: `output`, else the run's folder, or for other data than the
     run's, an ``eval-<data>`` folder inside it (the run's own evaluation is kept)."""
     if output is not None:
-        folder = Path(output)
-    elif run is None:
+        return Path(output)
+    if run is None:
         notes.append("a model file has no run folder: confusion.png, misclassified.png and "
                      "evaluation.json are written only with --output DIR")
         return None
-    elif data is None or (run_data is not None and run_data.name in (
-            data, os.path.abspath(os.path.expanduser(data)))):
+    given = os.path.abspath(os.path.expanduser(data)) if data is not None else None
+    if data is None or (run_data is not None and run_data.name in (data, given)):
         folder = run
     else:
-        name = Path(os.path.abspath(os.path.expanduser(data))).name  # "." -> its folder
+        name = Path(given).name  # of "." too: its folder's name
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or str(data)).strip("_.")
         folder = run / f"eval-{slug or 'data'}"
         notes.append(f"evaluated on other data than the run's: the files are in {folder}")
