@@ -100,6 +100,26 @@ def test_a_data_error_names_the_folder_given_not_its_description(run, tmp_path):
     assert info.value.file == str(tmp_path / "photos")  # not "... (class folders, streamed)"
 
 
+def test_more_classes_than_the_model_names_the_ones_it_does_not_know(run, tmp_path):
+    cf.image_folder(tmp_path / "four", {"0": 2, "1": 2, "2": 2, "bird": 2})
+    with pytest.raises(DataError) as err:
+        evaluation.evaluate(run, data=str(tmp_path / "four"), all_images=True)
+    assert "the data has 4 classes but the model predicts 3: 'bird' is not among the " \
+           "model's classes" in str(err.value)
+    assert "name the class folders (or a CSV's labels) the same" in err.value.hint
+
+
+def test_an_npz_of_other_class_names_gets_a_hint_about_its_class_names(run, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "named.npz"
+    x, y = np.zeros((4, 8, 8, 1), np.uint8), np.array([0, 1, 0, 1])
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y, class_names=["cat", "dog"])
+    with pytest.raises(DataError, match="'cat', 'dog' are not among") as err:
+        evaluation.evaluate(run, data=str(path), output=tmp_path / "e")
+    assert "class_names array" in err.value.hint and "folders" not in err.value.hint
+
+
 def test_a_test_set_of_some_classes_averages_over_those_and_says_so(run, tmp_path):
     import numpy as np
 
@@ -250,3 +270,25 @@ def test_no_readable_image_leaves_no_empty_eval_folder(run, tmp_path):
     with pytest.raises(DataError):
         evaluation.evaluate(run, data=str(tmp_path / "cut"), all_images=True)
     assert not (run / "eval-cut").exists()
+
+
+@pytest.mark.parametrize("inside", [".", "eval", "eval/deeper"])
+def test_an_output_folder_in_the_data_folder_is_refused_before_any_work(run, tmp_path,
+                                                                         inside):
+    photos = cf.image_folder(tmp_path / "photos", {"0": 2, "1": 2, "2": 2})
+    before = sorted(p.relative_to(photos) for p in photos.rglob("*"))
+    with pytest.raises(ConfigError, match="inside the data folder") as err:
+        evaluation.evaluate(run, data=str(photos), output=photos / inside, all_images=True)
+    assert err.value.hint == "give --output a folder outside the data"
+    assert sorted(p.relative_to(photos) for p in photos.rglob("*")) == before  # untouched
+
+
+def test_skipped_files_are_in_the_notes_json_too(run, tmp_path):
+    photos = cf.image_folder(tmp_path / "photos", {"0": 2, "1": 2, "2": 2})
+    (photos / "1" / "broken.png").write_bytes(b"not a png")
+    result = cnncli("evaluate", str(run), "--data", str(photos), "--all-images",
+                    "--output", str(tmp_path / "e"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["count"] == 6
+    assert any("broken.png" in note for note in report["notes"]), report["notes"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from cnncli import files, plots
 from cnncli.data import datasets, feed
+from cnncli.data.dataset import DataWarning
 from cnncli.errors import ConfigError, DataError
 from cnncli.infer import classifier, metrics
 
@@ -69,14 +71,22 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         raise ConfigError("which data? this model file does not say what it was trained on",
                           file=clf.name, hint="pass --data NAME_OR_PATH")
     folder = _output_folder(output, art.run if art else None, data, run_data, notes := [])
+    _outside_data(folder, source)
     made = files.missing_folders(folder) if folder else []
     if folder is not None:
         files.writable_folder(folder)  # an unwritable one is found before the work
     try:
-        ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
-                                                         else None),
-                           offline=offline or bool(run_data and run_data.offline),
-                           test_fraction=1.0 if all_images else 0.2)
+        with warnings.catch_warnings(record=True) as said:  # into the notes (--json's too)
+            warnings.simplefilter("always", DataWarning)
+            ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
+                                                             else None),
+                               offline=offline or bool(run_data and run_data.offline),
+                               test_fraction=1.0 if all_images else 0.2)
+        for w in said:
+            if issubclass(w.category, DataWarning):
+                notes.append(str(w.message))
+            else:  # not about the data: shown as it would have been
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         labels, matched = labels_by_name(ds, clf, source)
         notes += matched
         if ds.held_out and data:
@@ -116,28 +126,41 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
 
 def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     """The test labels as indices of the model's classes, matched by class name; an error
-    names `source`, the data as the user or the run gave it (a path or a known name)."""
+    names `source`, the data as the user or the run gave it (a path or a known name), and
+    the data's classes the model does not know."""
     model_names, data_names = list(clf.class_names), list(ds.class_names)
-    if ds.num_classes > len(model_names):
-        raise DataError(f"the data has {ds.num_classes} classes but the model predicts "
-                        f"{len(model_names)}", file=source,
-                        hint="evaluate on the data the model was trained for (--data)")
     if data_names == model_names[:len(data_names)]:
         return ds.test.labels, []
-    unknown = [n for n in data_names if n not in model_names]
+    unknown = [n for n in data_names if n not in model_names]  # more classes: some unknown
     if unknown:
+        what = (f"the data has {ds.num_classes} classes but the model predicts "
+                f"{len(model_names)}" if ds.num_classes > len(model_names)
+                else "the data has classes the model does not know")
         shown = ", ".join(repr(n) for n in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise DataError(
-            f"the data has classes the model does not know: {shown}"
-            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""), file=source,
+            f"{what}: {shown}{more} {'is' if len(unknown) == 1 else 'are'} not among the "
+            "model's classes", file=source,
             hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
-            + ("..." if len(model_names) > 10 else "") + "; name the test folders the same")
+            + ("..." if len(model_names) > 10 else "") + "; " + _naming_hint(ds))
     index = np.array([model_names.index(n) for n in data_names])
     note = ("the data's classes are in another order than the model's: matched by name"
             if np.any(np.diff(index) < 0) else
             f"the data has {len(data_names)} of the model's {len(model_names)} classes: "
             "matched by name")
     return index[ds.test.labels], [note]
+
+
+def _naming_hint(ds) -> str:
+    """How this kind of data names its classes, to name them as the model's are."""
+    if ds.test.kind == "files":
+        return ("name the class folders (or a CSV's labels) the same, or evaluate on the "
+                "data the model was trained for")
+    if ds.test.kind == "records":
+        return ("pack data whose classes are named the same, or evaluate on the data the "
+                "model was trained for")
+    return ("give the data these class names (an .npz: its class_names array, in label "
+            "order), or evaluate on the data the model was trained for")
 
 
 def _output_folder(output, run: Path | None, data: str | None, run_data,
@@ -159,6 +182,19 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
         folder = run / f"eval-{slug or 'data'}"
         notes.append(f"evaluated on other data than the run's: the files are in {folder}")
     return folder
+
+
+def _outside_data(folder: Path | None, source: str) -> None:
+    """Refuse an output `folder` that is the data folder `source` or inside it: the next
+    time the folder is read, its PNGs would be read as images (a class named after it)."""
+    source = os.path.expanduser(source)
+    if folder is None or not os.path.isdir(source):
+        return
+    data, out = Path(source).resolve(), folder.resolve()
+    if out == data or data in out.parents:
+        raise ConfigError(f"the output folder {folder} is inside the data folder {source}: "
+                          "its PNGs would be read as images of the data the next time",
+                          file=str(folder), hint="give --output a folder outside the data")
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, clf) -> dict[str, str]:
