@@ -215,6 +215,23 @@ def test_a_train_folder_beside_a_val_folder_is_refused_not_read_as_two_classes(t
     assert datasets.class_count(tmp_path / "set") is None  # not 2 classes: train and val
 
 
+@pytest.mark.parametrize("lone", ["test", "train"])
+def test_a_folder_holding_only_test_or_train_says_so_not_one_class_of_that_name(tmp_path,
+                                                                               lone):
+    image_folder(tmp_path / "set" / lone, per_class=2)
+    for read in (datasets.load, folder.class_names):
+        with pytest.raises(DataError, match=f"has a {lone}/ folder but no ") as err:
+            read(tmp_path / "set")
+        assert err.value.hint.startswith(f"point at {tmp_path / 'set' / lone} itself")
+    assert ("--all-images" in err.value.hint) == (lone == "test")
+
+
+def test_a_lone_folder_named_test_with_images_right_inside_is_a_class(tmp_path):
+    image_folder(tmp_path / "set", classes=("test",), per_class=2)
+    ds = datasets.load(tmp_path / "set", test_fraction=1.0)  # evaluate --all-images
+    assert ds.class_names == ["test"] and len(ds.test) == 2
+
+
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".gif", ".webp", ".tif"])
 def test_image_folder_reads_each_image_format(tmp_path, ext):
     ds = datasets.load(image_folder(tmp_path / "f", per_class=3, ext=ext))

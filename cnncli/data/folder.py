@@ -63,6 +63,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
         test = _class_tree(root / "test", names, strict, seen, classes)
     else:
         layout = "class folders"
+        _check_not_a_lone_split(root)
         names = _class_names(root, least=1 if test_fraction == 1 else 2)
         everything = _class_tree(root, names, strict, seen, _class_folders(root, [root], names))
         train_idx, test_idx = stratified_split(everything.labels, test_fraction, seed)
@@ -83,7 +84,10 @@ def class_names(root: str | os.PathLike) -> list[str]:
     gives it for a folder without class folders."""
     root = Path(root)
     _check_no_validation_folder(root)
-    return _class_names(root / "train" if _split_layout(root) else root)
+    if _split_layout(root):
+        return _class_names(root / "train")
+    _check_not_a_lone_split(root)
+    return _class_names(root)
 
 
 #: Folder names of a held-out split in other tools' layouts (ImageNet's train/ + val/).
@@ -104,6 +108,24 @@ def _check_no_validation_folder(root: Path) -> None:
                 file=str(root / name), hint=f"rename {name}/ to test/" if not (
                     root / "test").is_dir() else f"move {name}/ out of {root.name}, or its "
                 "images into train/ or test/")
+
+
+def _check_not_a_lone_split(root: Path) -> None:
+    """A `DataError` for a folder whose one sub-folder is ``train/`` or ``test/`` holding
+    class folders: read as class folders, it would be one class named "test"."""
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(folders) != 1 or folders[0].name not in ("train", "test"):
+        return
+    lone = folders[0]
+    if not any(p.is_dir() and not p.name.startswith(".") for p in lone.iterdir()):
+        return  # images directly inside: a class of that name
+    other = "test" if lone.name == "train" else "train"
+    raise DataError(f"{root.name} has a {lone.name}/ folder but no {other}/ folder beside it; "
+                    "cnncli reads class folders, or train/ and test/ folders of them",
+                    file=str(root), hint=f"point at {lone} itself (its sub-folders are the "
+                    f"classes), or add {other}/" + (
+                        f" (to evaluate on every image of it: cnncli evaluate RUN --data "
+                        f"{lone} --all-images)" if lone.name == "test" else ""))
 
 
 def _split_layout(root: Path) -> bool:
