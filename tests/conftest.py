@@ -45,6 +45,16 @@ def _float32_after_each_test():
         sys.modules["keras"].config.set_dtype_policy("float32")
 
 
+@pytest.fixture(autouse=True)
+def _errors_exit_through_python(monkeypatch):
+    """`main()` run inside pytest's own process ends an error with `SystemExit`, not at
+    once with os._exit (`cnncli.cli.app.EXIT_AT_ONCE`), which would end pytest: the tests
+    of exiting at once run cnncli in a process of its own."""
+    from cnncli.cli import app
+
+    monkeypatch.setattr(app, "EXIT_AT_ONCE", False)
+
+
 def pytest_collection_modifyitems(config, items):
     """Modules of slow end-to-end tests run first: those with only slow tests (minutes
     each), then those with some; whole modules, so a module's fixtures are made once.

@@ -374,3 +374,38 @@ def test_sigterm_exits_143_without_python_s_shutdown(tmp_path):
     assert result.returncode == 143, result.stderr
     assert result.stderr.strip().endswith("Terminated.")
     assert not ran.exists()
+
+
+def test_an_error_mid_epoch_on_a_photo_folder_exits_with_its_code(tmp_path):
+    # a backup the full disk refuses while the pipeline decodes the next photos: the
+    # error was said, then Python's shutdown freed the stopped pipeline and hung (`_leave`)
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k in range(200):  # enough decoding left when the error comes
+        path = tmp_path / "photos" / "ab"[k % 2] / f"{k}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), np.uint8)).save(path)
+    (tmp_path / "c.yaml").write_text(textwrap.dedent(f"""
+        model: {{input: [224, 224, 3], layers: [
+            {{Conv2D: {{filters: 16, kernel_size: 8, strides: 8, activation: relu}}}},
+            GlobalAveragePooling2D, {{Dense: {{units: $classes, activation: softmax}}}}]}}
+        data: {{name: {tmp_path / "photos"}, validation_split: 0}}
+        train: {{epochs: 1, batch_size: 16, backup_every: 1}}
+        output: {{dir: {tmp_path / "runs"}}}
+    """))
+    script = textwrap.dedent(f"""
+        import errno, sys
+        from cnncli.run import checkpoint
+        def full(path, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        checkpoint.write_atomic = full
+        from cnncli.cli import app
+        sys.argv = ["cnncli", "train", {str(tmp_path / "c.yaml")!r}]
+        app.main()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)  # hung: TimeoutExpired
+    assert result.returncode == 3, result.stderr
+    assert "cannot write the backup: No space left on device" in result.stderr
