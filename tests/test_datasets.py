@@ -754,6 +754,17 @@ def test_unreadable_image_is_skipped_with_a_count_in_a_warning(tmp_path):
     assert len(ds.train) + len(ds.test) == 6
 
 
+def test_files_checked_in_chunks_keep_their_labels(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder, "SNIFF_CHUNK", 7)  # many chunks, the last one short
+    root = image_folder(tmp_path / "f", classes=("a", "b", "c"), per_class=10)
+    (root / "b" / "5.png").write_bytes(b"not a png")
+    with pytest.warns(DataWarning, match="skipped 1 unreadable file.*b/5.png"):
+        ds = datasets.load(root, test_fraction=1.0)
+    named = [Path(p).parent.name for p in ds.test.images]
+    assert len(named) == 29 and named == [ds.class_names[k] for k in ds.test.labels]
+    assert str(root / "b" / "5.png") not in ds.test.images
+
+
 @pytest.mark.timeout(60)  # reading a FIFO waits for a writer: before the fix, for ever
 def test_a_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
     from cnncli.data import images
