@@ -406,6 +406,6 @@ def test_an_error_mid_epoch_on_a_photo_folder_exits_with_its_code(tmp_path):
         app.main()
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)  # hung: TimeoutExpired
+                            timeout=90)  # hung: TimeoutExpired
     assert result.returncode == 3, result.stderr
     assert "cannot write the backup: No space left on device" in result.stderr

@@ -228,8 +228,17 @@ def test_a_folder_holding_only_test_or_train_says_so_not_one_class_of_that_name(
 
 def test_a_lone_folder_named_test_with_images_right_inside_is_a_class(tmp_path):
     image_folder(tmp_path / "set", classes=("test",), per_class=2)
+    (tmp_path / "set" / "test" / "more").mkdir()  # and a sub-folder: still a class
     ds = datasets.load(tmp_path / "set", test_fraction=1.0)  # evaluate --all-images
     assert ds.class_names == ["test"] and len(ds.test) == 2
+
+
+def test_the_current_folder_holding_only_test_is_named_by_its_name(tmp_path, monkeypatch):
+    image_folder(tmp_path / "set" / "test", per_class=2)
+    monkeypatch.chdir(tmp_path / "set")
+    with pytest.raises(DataError) as err:
+        datasets.load(".")
+    assert err.value.message.startswith("set has a test/ folder but no train/")
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".gif", ".webp", ".tif"])
@@ -754,7 +763,7 @@ def test_unreadable_image_is_skipped_with_a_count_in_a_warning(tmp_path):
     assert len(ds.train) + len(ds.test) == 6
 
 
-def test_files_checked_in_chunks_keep_their_labels(tmp_path, monkeypatch):
+def test_files_checked_in_chunks_are_each_checked_once(tmp_path, monkeypatch):
     monkeypatch.setattr(folder, "SNIFF_CHUNK", 7)  # many chunks, the last one short
     root = image_folder(tmp_path / "f", classes=("a", "b", "c"), per_class=10)
     (root / "b" / "5.png").write_bytes(b"not a png")

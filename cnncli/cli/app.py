@@ -7,6 +7,7 @@ Errors are turned into messages and exit codes in one place: `main`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -243,7 +244,8 @@ def _leave(code: int) -> NoReturn:
     2,000). Nothing is left to write then: the run's files and backups are written whole
     before their rename."""
     if code in (EXIT_SIGINT, EXIT_SIGTERM) or (EXIT_AT_ONCE and "tensorflow" in sys.modules):
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head)
+                stream.flush()
         os._exit(code)
     sys.exit(code)

@@ -118,6 +118,10 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, class_names: list[s
         raise DataError(f"{Path(bad_file).name} has label {top}, out of range for "
                         f"{len(class_names)} classes", file=bad_file,
                         hint=f"labels must be 0..{len(class_names) - 1}")
+    twice = sorted({n for n in class_names if list(class_names).count(n) > 1})
+    if twice:
+        raise DataError(f"{Path(file).name} names class {twice[0]!r} more than once",
+                        file=file, hint="give each class its own name")
     if len(class_names) < 2:
         raise DataError(f"{Path(file).name} has only one class", file=file,
                         hint="a classifier needs at least two classes")

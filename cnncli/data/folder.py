@@ -116,15 +116,22 @@ def _check_no_validation_folder(root: Path) -> None:
 
 def _check_not_a_lone_split(root: Path) -> None:
     """A `DataError` for a folder whose one sub-folder is ``train/`` or ``test/`` holding
-    class folders: read as class folders, it would be one class named "test"."""
+    class folders (and no image of its own): read as class folders, it would be one class
+    named "test"."""
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if len(folders) != 1 or folders[0].name not in ("train", "test"):
         return
     lone = folders[0]
-    if not any(p.is_dir() and not p.name.startswith(".") for p in lone.iterdir()):
-        return  # images directly inside: a class of that name
+    try:
+        inside = list(lone.iterdir())
+    except OSError:
+        return  # said when its images are listed
+    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in inside) or not any(
+            p.is_dir() and not p.name.startswith(".") for p in inside):
+        return  # images of its own: a class of that name
     other = "test" if lone.name == "train" else "train"
-    raise DataError(f"{root.name} has a {lone.name}/ folder but no {other}/ folder beside it; "
+    name = root.name or root.resolve().name
+    raise DataError(f"{name} has a {lone.name}/ folder but no {other}/ folder beside it; "
                     "cnncli reads class folders, or train/ and test/ folders of them",
                     file=str(root), hint=f"point at {lone} itself (its sub-folders are the "
                     f"classes), or add {other}/" + (

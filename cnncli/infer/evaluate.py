@@ -76,17 +76,11 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     if folder is not None:
         files.writable_folder(folder)  # an unwritable one is found before the work
     try:
-        with warnings.catch_warnings(record=True) as said:  # into the notes (--json's too)
-            warnings.simplefilter("always", DataWarning)
-            ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
-                                                             else None),
-                               offline=offline or bool(run_data and run_data.offline),
-                               test_fraction=1.0 if all_images else 0.2)
-        for w in said:
-            if issubclass(w.category, DataWarning):
-                notes.append(str(w.message))
-            else:  # not about the data: shown as it would have been
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        ds, said = _load(source, data_dir=data_dir or (run_data.data_dir if run_data
+                                                       else None),
+                         offline=offline or bool(run_data and run_data.offline),
+                         test_fraction=1.0 if all_images else 0.2)
+        notes += said
         labels, matched = labels_by_name(ds, clf, source)
         notes += matched
         if ds.held_out and data:
@@ -124,6 +118,28 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                   getattr(clf, "precision", "float32"))
 
 
+def _load(source: str, **options) -> tuple:
+    """`datasets.load` and what it warned about the data (skipped files, the MNIST
+    sample), as notes: in the report, `--json`'s too. Other warnings, and all of them when
+    loading fails, are shown as they would have been."""
+    failed = None
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            ds = datasets.load(source, **options)
+        except BaseException as exc:  # shown below, then raised
+            failed = exc
+    notes = []
+    for w in said:
+        if failed is None and issubclass(w.category, DataWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if failed is not None:
+        raise failed
+    return ds, notes
+
+
 def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     """The test labels as indices of the model's classes, matched by class name; an error
     names `source`, the data as the user or the run gave it (a path or a known name), and
@@ -142,7 +158,7 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
             f"{what}: {shown}{more} {'is' if len(unknown) == 1 else 'are'} not among the "
             "model's classes", file=source,
             hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
-            + ("..." if len(model_names) > 10 else "") + "; " + _naming_hint(ds))
+            + ("..." if len(model_names) > 10 else "") + "; " + _naming_hint(ds, source))
     index = np.array([model_names.index(n) for n in data_names])
     note = ("the data's classes are in another order than the model's: matched by name"
             if np.any(np.diff(index) < 0) else
@@ -151,8 +167,10 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     return index[ds.test.labels], [note]
 
 
-def _naming_hint(ds) -> str:
+def _naming_hint(ds, source: str) -> str:
     """How this kind of data names its classes, to name them as the model's are."""
+    if datasets.known_name(str(source)) is not None:
+        return "evaluate on the data the model was trained for (--data)"
     if ds.test.kind == "files":
         return ("name the class folders (or a CSV's labels) the same, or evaluate on the "
                 "data the model was trained for")
@@ -168,7 +186,7 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
     """Where the files go: `output`, else the run's folder, or for other data than the
     run's, an ``eval-<data>`` folder inside it (the run's own evaluation is kept)."""
     if output is not None:
-        return Path(output)
+        return Path(output).expanduser()
     if run is None:
         notes.append("a model file has no run folder: confusion.png, misclassified.png and "
                      "evaluation.json are written only with --output DIR")
@@ -185,16 +203,18 @@ def _output_folder(output, run: Path | None, data: str | None, run_data,
 
 
 def _outside_data(folder: Path | None, source: str) -> None:
-    """Refuse an output `folder` that is the data folder `source` or inside it: the next
-    time the folder is read, its PNGs would be read as images (a class named after it)."""
-    source = os.path.expanduser(source)
-    if folder is None or not os.path.isdir(source):
-        return
-    data, out = Path(source).resolve(), folder.resolve()
+    """Refuse an output `folder` that is the data folder `source` or inside it (before
+    anything is made): in a folder of class folders, its PNGs would be read as images (a
+    class named after it) the next time."""
+    path = os.path.expanduser(source)
+    if folder is None or datasets.known_name(source) is not None or not os.path.isdir(path):
+        return  # a known name is read from elsewhere; a file (a CSV) names its images
+    data, out = Path(path).resolve(), folder.resolve()
     if out == data or data in out.parents:
-        raise ConfigError(f"the output folder {folder} is inside the data folder {source}: "
-                          "its PNGs would be read as images of the data the next time",
-                          file=str(folder), hint="give --output a folder outside the data")
+        raise ConfigError(f"the output folder {folder} is inside the data folder {source}",
+                          file=str(folder), hint="give --output a folder outside the data (in "
+                          "a folder of class folders, its PNGs would be read as images the "
+                          "next time)")
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, clf) -> dict[str, str]:
