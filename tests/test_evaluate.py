@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import catalogue_files as cf
 import pytest
@@ -341,3 +342,13 @@ def test_a_tilde_in_the_output_folder_is_the_home_folder(run, tmp_path, monkeypa
     rep = evaluation.evaluate(run, output="~/evals")
     assert rep.files["evaluation"] == str(tmp_path / "home" / "evals" / "evaluation.json")
     assert not (tmp_path / "~").exists()
+
+
+def test_two_data_folders_of_one_name_get_a_folder_each(run, tmp_path):
+    first = cf.image_folder(tmp_path / "old" / "photos", {"0": 2, "1": 2, "2": 2})
+    second = cf.image_folder(tmp_path / "new" / "photos", {"0": 3, "1": 3, "2": 3})
+    folders = [Path(evaluation.evaluate(run, data=str(d), all_images=True)
+                    .files["evaluation"]).parent.name for d in (first, second, first)]
+    assert folders == ["eval-photos", "eval-photos-2", "eval-photos"]  # the first kept
+    saved = json.loads((run / "eval-photos" / "evaluation.json").read_text())
+    assert saved["data"] == str(first) and saved["count"] == 6

@@ -70,7 +70,9 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     if not source:
         raise ConfigError("which data? this model file does not say what it was trained on",
                           file=clf.name, hint="pass --data NAME_OR_PATH")
-    folder = _output_folder(output, art.run if art else None, data, run_data, notes := [])
+    given = _data_id(data) if data is not None else None
+    folder = _output_folder(output, art.run if art else None, data, given, run_data,
+                            notes := [])
     _outside_data(folder, source)
     made = files.missing_folders(folder) if folder else []
     if folder is not None:
@@ -107,7 +109,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
             mistake["index"] = int(kept[mistake["index"]])
         picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
         result.loss = float(-np.mean(np.log(picked)))
-        written = _write_files(folder, result, ds, clf) if folder else {}
+        written = _write_files(folder, result, ds, clf, given or source) if folder else {}
     except BaseException:  # bad data, no readable image, Ctrl-C: no empty folder left
         for path in made:
             with contextlib.suppress(OSError):
@@ -181,24 +183,44 @@ def _naming_hint(ds, source: str) -> str:
             "order), or evaluate on the data the model was trained for")
 
 
-def _output_folder(output, run: Path | None, data: str | None, run_data,
+def _data_id(data: str) -> str:
+    """`--data` as evaluation.json records it: a known name, else the absolute path."""
+    return data if datasets.known_name(data) else os.path.abspath(os.path.expanduser(data))
+
+
+def _output_folder(output, run: Path | None, data: str | None, given: str | None, run_data,
                    notes: list[str]) -> Path | None:
     """Where the files go: `output`, else the run's folder, or for other data than the
-    run's, an ``eval-<data>`` folder inside it (the run's own evaluation is kept)."""
+    run's (`given`: `_data_id`), an ``eval-<data>`` folder inside it (the run's own
+    evaluation is kept)."""
     if output is not None:
         return Path(output).expanduser()
     if run is None:
         notes.append("a model file has no run folder: confusion.png, misclassified.png and "
                      "evaluation.json are written only with --output DIR")
         return None
-    given = os.path.abspath(os.path.expanduser(data)) if data is not None else None
     if data is None or (run_data is not None and run_data.name in (data, given)):
         folder = run
     else:
         name = Path(given).name  # of "." too: its folder's name
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or str(data)).strip("_.")
-        folder = run / f"eval-{slug or 'data'}"
+        folder = _own_folder(run / f"eval-{slug or 'data'}", given)
         notes.append(f"evaluated on other data than the run's: the files are in {folder}")
+    return folder
+
+
+def _own_folder(folder: Path, data: str) -> Path:
+    """`folder`, or ``folder-2``, ``-3``...: the first that is new or holds an evaluation
+    of the same `data` (its evaluation.json says which), so another folder of the same name
+    does not replace it."""
+    for k in range(1, 1000):
+        candidate = folder if k == 1 else folder.with_name(f"{folder.name}-{k}")
+        try:
+            earlier = files.read_json(candidate / "evaluation.json").get("data", data)
+        except (OSError, ValueError, AttributeError):
+            return candidate  # new (or not an evaluation cnncli can read: written over)
+        if earlier == data:
+            return candidate
     return folder
 
 
@@ -217,7 +239,8 @@ def _outside_data(folder: Path | None, source: str) -> None:
                           "next time)")
 
 
-def _write_files(folder: Path, result: metrics.EvalResult, ds, clf) -> dict[str, str]:
+def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
+                 data: str) -> dict[str, str]:
     written = {
         "confusion_matrix": str(plots.confusion_matrix(result.confusion, clf.class_names,
                                                        folder / "confusion.png")),
@@ -230,6 +253,6 @@ def _write_files(folder: Path, result: metrics.EvalResult, ds, clf) -> dict[str,
         written["misclassified"] = str(plots.image_grid(images, titles,
                                                         folder / "misclassified.png"))
     path = folder / "evaluation.json"
-    files.write_json(path, result.to_dict())
+    files.write_json(path, {"data": data, **result.to_dict()})
     written["evaluation"] = str(path)
     return written
