@@ -118,16 +118,16 @@ def _check_not_a_lone_split(root: Path) -> None:
     """A `DataError` for a folder whose one sub-folder is ``train/`` or ``test/`` holding
     class folders (and no image of its own): read as class folders, it would be one class
     named "test"."""
-    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    folders = _sub_folders(root)
     if len(folders) != 1 or folders[0].name not in ("train", "test"):
         return
     lone = folders[0]
     try:
-        inside = list(lone.iterdir())
+        own_images = any(p.suffix.lower() in IMAGE_EXTENSIONS for p in lone.iterdir())
+        classes = _sub_folders(lone)
     except OSError:
         return  # said when its images are listed
-    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in inside) or not any(
-            p.is_dir() and not p.name.startswith(".") for p in inside):
+    if own_images or not classes:
         return  # images of its own: a class of that name
     other = "test" if lone.name == "train" else "train"
     name = root.name or root.resolve().name
@@ -139,12 +139,17 @@ def _check_not_a_lone_split(root: Path) -> None:
                         f"{lone} --all-images)" if lone.name == "test" else ""))
 
 
+def _sub_folders(root: Path) -> list[Path]:
+    """`root`'s sub-folders, hidden ones (.git, .ipynb_checkpoints) left out."""
+    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
 def _split_layout(root: Path) -> bool:
     return (root / "train").is_dir() and (root / "test").is_dir()
 
 
 def _class_names(root: Path, least: int = 2) -> list[str]:
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p.name for p in _sub_folders(root))
     if not folders:
         raise DataError(f"{root.name} has no class sub-folders", file=str(root),
                         hint="put the images in one sub-folder per class, e.g. "
@@ -158,8 +163,7 @@ def _class_names(root: Path, least: int = 2) -> list[str]:
 
 
 def _check_known_classes(tree: Path, names: list[str]) -> None:
-    unknown = sorted(p.name for p in tree.iterdir() if p.is_dir() and not p.name.startswith(".")
-                     and p.name not in names)
+    unknown = sorted(p.name for p in _sub_folders(tree) if p.name not in names)
     if unknown:
         raise DataError(f"{tree} has class folder(s) {', '.join(unknown)} that the train "
                         "folder lacks", file=str(tree / unknown[0]),
