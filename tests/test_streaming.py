@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -121,6 +122,28 @@ def test_packed_shards_give_the_folders_images_and_labels(tmp_path):
         assert sorted(pairs[0]) == sorted(pairs[1])  # the same images with their labels
         if folder_split is ds.train:  # packed in a seeded random order, not class by class
             assert pairs[0] != pairs[1]
+
+
+def test_pack_decodes_several_images_at_the_same_time(tmp_path, monkeypatch):
+    """Decoding, resizing and compressing run in `PACK_THREADS` threads: the first two
+    images meet at a barrier, which only two images decoded at once can pass."""
+    meet, calls, lock, resized = threading.Barrier(2, timeout=10), [], threading.Lock(), \
+        records._resized
+
+    def two_at_once(*args, **kw):
+        with lock:
+            calls.append(threading.get_ident())
+            first_two = len(calls) <= 2
+        if first_two:
+            meet.wait()  # BrokenBarrierError after 10 s if the images come one by one
+        return resized(*args, **kw)
+
+    monkeypatch.setattr(records, "PACK_THREADS", 2)
+    monkeypatch.setattr(records, "_resized", two_at_once)
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    index = records.pack(ds, tmp_path / "packed", image_size=(8, 8))
+    assert sum(s["count"] for s in index["splits"].values()) == len(calls) == 12
+    assert len(set(calls[:2])) == 2
 
 
 def test_packed_records_are_shuffled_so_a_window_holds_every_class(tmp_path):

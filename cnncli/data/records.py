@@ -27,13 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files
+from cnncli import files, parallel
 from cnncli.data import images
 from cnncli.data.dataset import Dataset, Records, Split
+from cnncli.devices.hardware import available_cpus
 from cnncli.errors import ConfigError, DataError
 
 FORMAT = "cnncli-tfrecord"
 INDEX = "dataset.json"
+#: Images decoded, resized and compressed at once: one per core, two at least.
+PACK_THREADS = max(2, available_cpus())
 
 
 def detect(path: Path) -> bool:
@@ -332,41 +335,50 @@ def _not_of_a_pack(folder: Path) -> list[str]:
 def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
     """(encoded image, id) of each of the split's images, in order: a file's own bytes,
     a packed record's bytes, or PNG (arrays, and any image resized to `image_size`); for
-    a file that cannot be read or decoded, a `DataError` in place of the bytes."""
+    a file that cannot be read or decoded, a `DataError` in place of the bytes. Decoded,
+    resized and compressed in `PACK_THREADS` threads (Pillow and zlib release the GIL)."""
     if split.kind == "records":
         spec = {"image": tf.io.FixedLenFeature([], tf.string),
                 "id": tf.io.FixedLenFeature([], tf.string, default_value=b"")}
         records = tf.data.TFRecordDataset(list(split.images.shards)).map(
             lambda r: tf.io.parse_single_example(r, spec))
         folder = Path(split.images.shards[0]).parent if split.images.shards else Path()
-        try:
-            for i, record in enumerate(records.as_numpy_iterator()):
-                ident = record["id"].decode(errors="surrogateescape") or str(i)
-                try:
-                    encoded = _resized(record["image"], image_size, mode,
-                                       name=f"{folder}, record {i} ({ident})")
-                except DataError as exc:  # bytes that are not an image: left out, counted
-                    encoded = exc
-                yield encoded, ident
-        except tf.errors.DataLossError as exc:  # a shard damaged in place: which one
-            raise damaged_shard(split.images.shards, exc) from None
-        return
-    for i in range(len(split)):
-        ident = split.ids[i] if split.ids else str(i)
-        if split.kind == "files":
+
+        def encode(numbered):
+            i, record = numbered
+            ident = record["id"].decode(errors="surrogateescape") or str(i)
+            try:
+                return _resized(record["image"], image_size, mode,
+                                name=f"{folder}, record {i} ({ident})"), ident
+            except DataError as exc:  # bytes that are not an image: left out, counted
+                return exc, ident
+
+        items = enumerate(records.as_numpy_iterator())
+    elif split.kind == "files":
+        def encode(i):
+            ident = split.ids[i] if split.ids else str(i)
             try:
                 with open(split.images[i], "rb") as f:
-                    encoded = _resized(f.read(), image_size, mode, name=split.images[i])
+                    return _resized(f.read(), image_size, mode, name=split.images[i]), ident
             except DataError as exc:  # not an image, or cut short
-                encoded = exc
+                return exc, ident
             except OSError as exc:  # gone since it was listed, unreadable
-                encoded = DataError(f"cannot be read ({exc.strerror or exc})",
-                                    file=split.images[i])
-            yield encoded, ident
-        else:
+                return DataError(f"cannot be read ({exc.strerror or exc})",
+                                 file=split.images[i]), ident
+
+        items = range(len(split))
+    else:
+        def encode(i):
             image = split.images[i]
-            yield (_png(images.resize(image, image_size, mode)) if image_size
-                   else _png(image)), ident
+            return (_png(images.resize(image, image_size, mode)) if image_size
+                    else _png(image)), split.ids[i] if split.ids else str(i)
+
+        items = range(len(split))
+    with contextlib.closing(parallel.ordered_map(encode, items, threads=PACK_THREADS)) as out:
+        try:
+            yield from out
+        except tf.errors.DataLossError as exc:  # a shard damaged in place: which one
+            raise damaged_shard(split.images.shards, exc) from None
 
 
 def _resized(encoded: bytes, image_size, mode: str, name: str | None = None) -> bytes:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli.devices.hardware import available_cpus
 from cnncli.errors import ModelError
 from cnncli.infer import onnxscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
@@ -290,7 +291,7 @@ def _open_litert(path: Path):
     try:
         with _quiet():  # the interpreter prints "INFO: Created ... XNNPACK delegate"
             it = interpreter.Interpreter(model_path=str(path),
-                                         num_threads=len(os.sched_getaffinity(0)))
+                                         num_threads=available_cpus())
             runner = it.get_signature_runner()
     except Exception as exc:
         raise _failed(path, "LiteRT", exc) from None

@@ -12,11 +12,12 @@ cannot be read gets its own error; the others are still predicted.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnncli import parallel
 from cnncli.data import images, inputs
 from cnncli.errors import CnnError, DataError
 from cnncli.infer import classifier, metrics
@@ -51,20 +52,17 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                              "standard input), one image at least")
     result = Result(model=loaded.name)
     top = max(1, min(top, len(loaded.class_names)))
-    chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
-    pool = ThreadPoolExecutor(DECODE_THREADS)
-    try:
-        def decode(chunk):  # started one batch ahead: decoding overlaps the model's work
-            return [pool.submit(_read, f, loaded, resize) for f in chunk]
-
-        pending = decode(chunks[0])
-        for k, chunk in enumerate(chunks):
-            decoded = [future.result() for future in pending]
-            if k + 1 < len(chunks):
-                pending = decode(chunks[k + 1])
-            good = [(f, img) for f, img in zip(chunk, decoded, strict=True)
+    # decoded in threads, the next batch while the model works on this one
+    decoded = parallel.ordered_map(lambda f: _read(f, loaded, resize), files,
+                                   threads=DECODE_THREADS, ahead=batch_size + 1)
+    # closed on Ctrl-C: not after the next batch's reads (URLs: up to 30 s each)
+    with contextlib.closing(decoded):
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
+            batch = [next(decoded) for _ in chunk]
+            good = [(f, img) for f, img in zip(chunk, batch, strict=True)
                     if not isinstance(img, CnnError)]
-            result.errors += [img for img in decoded if isinstance(img, CnnError)]
+            result.errors += [img for img in batch if isinstance(img, CnnError)]
             if not good:
                 continue
             probs = loaded.probabilities(np.stack([img for _, img in good]))
@@ -72,8 +70,6 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 best = metrics.top_k(p, top)
                 result.images.append(ImageResult(
                     file, [(loaded.class_names[i], float(p[i])) for i in best]))
-    finally:  # on Ctrl-C, not after the next batch's reads (URLs: up to 30 s each)
-        pool.shutdown(wait=False, cancel_futures=True)
     return result
 
 
