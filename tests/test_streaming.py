@@ -344,6 +344,9 @@ def test_a_bad_csv_names_the_line(tmp_path, text, message):
      "a quoted field opened on this line runs on to line 4: a closing quote is probably", 3),
     (["a/0.jpg,a,train", '"b/0.jpg,b,train', "", ""], "runs on to line 5", 3),
     (['a/0.jpg,"a,train', "b/1.jpg,b,test"], "runs on to line 3", 2),  # into the label
+    (['a/0.jpg,"a', 'big",train', "b/1.jpg,b,test"],  # closed: a label of two lines
+     "a quoted label on this line holds a line break \\(its quote closes on line 3\\)", 2),
+    (["a/0.jpg,a,train", 'b/1.jpg,"b', "b/2.jpg"], "runs on to line 4", 3),  # to the end
 ])
 def test_a_csv_read_wrongly_without_a_word_is_refused_naming_the_line(tmp_path, rows,
                                                                        message, line):

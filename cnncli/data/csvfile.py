@@ -131,6 +131,12 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                 if "\n" in spanning and (not row.get("path") or not row.get("label")
                                          or "\n" in row["label"]):
                     opened = number - spanning.count("\n") + spanning.endswith("\n")
+                    if (row.get("path") and row.get("label") and "," not in spanning
+                            and not spanning.endswith("\n")):  # closed, not run to the end
+                        raise DataError(f"a quoted label on this line holds a line break (its "
+                                        f"quote closes on line {number}): a class name is one "
+                                        "line", file=str(path), line=opened,
+                                        hint="remove the line break inside the quotes")
                     raise DataError(f"a quoted field opened on this line runs on to line "
                                     f"{number}: a closing quote is probably missing",
                                     file=str(path), line=opened, hint='close the quote, as '
