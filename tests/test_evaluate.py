@@ -50,6 +50,14 @@ def test_latest_link_and_model_file_work_too(run):
     assert rep.result.count == 60 and data.endswith("toy.npz")
 
 
+def test_the_runs_own_model_file_is_evaluated_as_the_run_writing_into_it(run):
+    rep = evaluation.evaluate(run.parent / "latest" / "best.keras")
+    assert Path(rep.files["evaluation"]).parent == run  # as `cnncli evaluate RUN` writes
+    assert not any("--output" in note for note in rep.notes)
+    other = evaluation.evaluate(run / "model.keras")  # not the model the run evaluates
+    assert other.files == {} and any("only with --output DIR" in n for n in other.notes)
+
+
 def test_json_output(run):
     result = cnncli("evaluate", str(run), "--json")
     assert result.returncode == 0, result.stderr

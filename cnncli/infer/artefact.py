@@ -8,12 +8,13 @@ file, and what is known about how it was trained (`ModelMeta`, the run's data se
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli import config, files
-from cnncli.errors import ConfigError, ModelError
+from cnncli.errors import CnnError, ConfigError, ModelError
 from cnncli.model.meta import ModelMeta
 from cnncli.run import rundir
 
@@ -40,7 +41,12 @@ def resolve(target: str | os.PathLike) -> Artefact:
     path = Path(text)
     if modelfile.is_remote(text) or text.endswith(".keras") or path.is_file():
         modelfile.check_model_path(text)
-        return Artefact(path, None, modelfile.read_meta(path) or ModelMeta())
+        meta = modelfile.read_meta(path) or ModelMeta()
+        run = None if modelfile.is_remote(text) else _run_whose_model(path)
+        if run is not None:  # its run's own model: the run, as `cnncli evaluate RUN` takes it
+            with contextlib.suppress(CnnError):  # a damaged config: the file on its own
+                return Artefact(path, run, meta, config.load(run / rundir.CONFIG).data)
+        return Artefact(path, None, meta)
     run = rundir.find(path)
     model = rundir.model_file(run)
     if model is None:
@@ -52,6 +58,17 @@ def resolve(target: str | os.PathLike) -> Artefact:
                          file=str(run), hint=rundir.no_model_hint(run))
     saved = config.load(run / rundir.CONFIG)
     return Artefact(model, run, modelfile.read_meta(model) or ModelMeta(), saved.data)
+
+
+def _run_whose_model(path: Path) -> Path | None:
+    """The run folder holding `path` as the model it evaluates and exports (its
+    ``best.keras``, else ``model.keras``: `rundir.model_file`), else None (another file,
+    such as ``model.keras`` beside a ``best.keras``, or a file outside a run)."""
+    folder = path.resolve().parent
+    if not (folder / rundir.CONFIG).is_file():
+        return None
+    own = rundir.model_file(folder)
+    return folder if own is not None and own.resolve() == path.resolve() else None
 
 
 def _finished(run: Path) -> bool:
