@@ -237,6 +237,16 @@ def test_all_images_evaluates_every_row_of_a_csv_without_a_split_column(run, tmp
     assert rep.result.count == 10
 
 
+def test_all_images_evaluates_the_test_folder_of_train_and_test_folders_of_one_class(
+        run, tmp_path):
+    for split, count in (("train", 2), ("test", 4)):
+        for k in range(count):
+            cf.save_image(cf.band_image(2, seed=k), tmp_path / "twos" / split / "2" / f"{k}.png")
+    rep = evaluation.evaluate(run, data=str(tmp_path / "twos"), output=tmp_path / "e",
+                              all_images=True)
+    assert rep.result.count == 4 and sum(rep.result.confusion[2]) == 4
+
+
 def test_all_images_on_data_with_its_own_test_split_evaluates_that_split(run, tmp_path):
     npz = config.load(run / "config.yaml").data.name  # x_test, y_test: a split of its own
     rep = evaluation.evaluate(run, data=npz, output=tmp_path / "e", all_images=True)

@@ -50,7 +50,8 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
 
     Without ``train/`` + ``test/``, a seeded, per-class ``test_fraction`` is held out;
     ``test_fraction=1``: every image is a test image and one class folder is enough (what
-    `cnncli evaluate --data` asks of photos the model was not trained on).
+    `cnncli evaluate --data` asks of photos the model was not trained on; of ``train/`` +
+    ``test/``, the test images are, and one class folder in ``train/`` is enough).
     """
     root = Path(root)
     if not 0 < test_fraction <= 1:
@@ -60,7 +61,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
     seen: dict[tuple, str] = {}  # a file's (device, inode) -> where it was first used
     if _split_layout(root):
         layout = "train/ and test/"
-        names = _class_names(root / "train")
+        names = _class_names(root / "train", least=1 if test_fraction == 1 else 2)
         _check_known_classes(root / "test", names)
         classes = _class_folders(root, [root / "train", root / "test"], names)
         train = _class_tree(root / "train", names, strict, seen, classes)
