@@ -33,3 +33,14 @@ def count(n: int, word: str) -> str:
     ('1 epoch', '20 steps', '1,000 images')
     """
     return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def first_line(message: object, limit: int = 300) -> str:
+    """The first non-blank line of `message` (a library's error can be pages of log), at
+    most `limit` characters; ``""`` for none.
+
+    >>> first_line(ValueError("\\n  Op failed: bad shape\\n  at line 3"))
+    'Op failed: bad shape'
+    """
+    return next((line.strip() for line in str(message).splitlines() if line.strip()),
+                "")[:limit]

@@ -32,6 +32,7 @@ from cnncli.data import images
 from cnncli.data.dataset import Dataset, Records, Split
 from cnncli.devices.hardware import available_cpus
 from cnncli.errors import ConfigError, DataError
+from cnncli.text import first_line
 
 FORMAT = "cnncli-tfrecord"
 INDEX = "dataset.json"
@@ -117,7 +118,7 @@ def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> 
     try:
         labels = np.load(file, allow_pickle=False).astype(np.int64)
     except (OSError, ValueError, TypeError) as exc:
-        raise DataError(f"{file.name} cannot be read ({str(exc).splitlines()[0]})",
+        raise DataError(f"{file.name} cannot be read ({first_line(exc)})",
                         file=str(file), hint="copy it again, or pack the data again") from None
     if labels.ndim != 1 or len(labels) != entry["count"]:
         raise DataError(f"{name}-labels.npy has {len(labels)} labels for {entry['count']} "

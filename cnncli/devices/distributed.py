@@ -43,6 +43,7 @@ import numpy as np
 from cnncli import devices
 from cnncli.errors import TrainingError
 from cnncli.runtime import import_keras, import_tf
+from cnncli.text import first_line
 
 keras = import_keras()
 tf = import_tf()
@@ -221,7 +222,7 @@ def fit(model, strategy, batches, *, epochs: int, steps_per_epoch: int,
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:
         raise TrainingError(
             "training stopped because another worker of the cluster stopped or cannot be "
-            f"reached ({str(exc).splitlines()[0]})",
+            f"reached ({first_line(exc)})",
             hint="see the other workers' logs, then start every worker again with "
             "`cnncli train --resume RUN` (the chief's run folder): its last backup is kept"
         ) from None

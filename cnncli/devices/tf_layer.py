@@ -20,6 +20,7 @@ from cnncli.devices.hardware import available_cpus, cpu_bf16_units, nvidia_drive
 from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning
 from cnncli.errors import DeviceError
 from cnncli.runtime import import_keras, import_tf, stderr_silenced
+from cnncli.text import first_line
 
 
 def tf_cpu_threads() -> int:
@@ -165,7 +166,7 @@ def _multiworker_strategy(devices: tuple[str, ...]):
         return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError) as exc:
         raise DeviceError(
-            f"cannot join the TF_CONFIG cluster: {str(exc).splitlines()[0]}",
+            f"cannot join the TF_CONFIG cluster: {first_line(exc)}",
             hint="TensorFlow must not have started before (call devices.setup(..., "
             "multiworker=True) first), and a process joins one cluster with one set of "
             "devices only") from None

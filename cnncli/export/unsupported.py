@@ -18,6 +18,7 @@ import re
 
 from cnncli.errors import ModelError
 from cnncli.model.precision import all_layers
+from cnncli.text import first_line
 
 # What each converter says about an operation it cannot convert: the op type.
 _OP_PATTERNS = (
@@ -63,7 +64,7 @@ def cannot_convert(fmt: str, wrapper, message: str, nodes: list[str] = ()) -> Mo
     what = f"layer '{culprit}' ({type(layers[culprit]).__name__})" if culprit else \
         "a layer of the model"
     uses = f" (it uses the TensorFlow operation {', '.join(ops)})" if ops else ""
-    detail = "" if ops else f": {_first_line(message)}"
+    detail = "" if ops else f": {first_line(message) or 'unknown error'}"
     return ModelError(f"the {fmt} format cannot convert {what}{uses}{detail}",
                       hint=f"export to another format (--format {OTHER_FORMATS[fmt]}), or "
                            "replace that layer in the spec")
@@ -82,8 +83,3 @@ def _layer_of_ops(wrapper, ops: list[str], names: list[str]) -> str | None:
         if node.op in ops and (name := layer_in_path(node.name, names)):
             return name
     return None
-
-
-def _first_line(message: str) -> str:
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    return (lines[0] if lines else "unknown error")[:300]

@@ -29,6 +29,7 @@ from cnncli.errors import ModelError
 from cnncli.model import pretrained
 from cnncli.model.backbone import NO_WEIGHTS
 from cnncli.runtime import downloads_on_stderr
+from cnncli.text import first_line
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def locate(name: str, weights: str, input_shape, *, offline: bool,
             entry.factory("imagenet", include_top=False, input_shape=tuple(input_shape))
     except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
         raise pretrained.missing_notop(
-            entry, file, f"the download failed: {str(exc).splitlines()[0]}") from None
+            entry, file, f"the download failed: {first_line(exc)}") from None
     if not path.is_file():
         raise pretrained.missing_notop(entry, file, "Keras stored it elsewhere")
     return path

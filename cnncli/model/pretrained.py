@@ -25,6 +25,7 @@ from pathlib import Path
 
 from cnncli.errors import ConfigError, ModelError, suggest
 from cnncli.runtime import downloads_on_stderr
+from cnncli.text import first_line
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
             with downloads_on_stderr():
                 return entry.factory("imagenet")  # Keras downloads into its cache
         except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
-            raise _missing(entry, f"the download failed: {str(exc).splitlines()[0]}") \
+            raise _missing(entry, f"the download failed: {first_line(exc)}") \
                 from None
     model = entry.factory(None)
     from cnncli.model.weights import load_file
@@ -176,7 +177,7 @@ def download(name: str) -> list[Path]:
             raise ModelError(
                 f"could not download the ImageNet weights of {entry.name}"
                 + ("" if top else " without its classifier")
-                + f": {str(exc).splitlines()[0]}", file=str(cache_dir() / file),
+                + f": {first_line(exc)}", file=str(cache_dir() / file),
                 hint=f"run `cnncli models --download {entry.name}` on a machine that is "
                      f"online and copy {cache_dir()}/{file} here, or download "
                      f"{entry.origin}{file} into {cache_dir()}/") from None

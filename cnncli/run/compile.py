@@ -21,6 +21,7 @@ from cnncli.errors import CnnError, ConfigError, raise_all, suggest
 from cnncli.model import builder, fused_norm
 from cnncli.run import optimizers, schedules, transfer
 from cnncli.runtime import import_keras
+from cnncli.text import first_line
 
 keras = import_keras()
 
@@ -194,5 +195,4 @@ def _keras_names(module: str) -> list[str]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return first_line(exc, 200) or type(exc).__name__
