@@ -2,6 +2,7 @@
 with the preprocessing inside, metadata beside, each checked, written safely."""
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -494,8 +495,6 @@ def test_a_failed_export_leaves_no_folder_it_made(run, tmp_path):
 
 
 def test_a_full_disk_is_said_plainly(run, tmp_path, monkeypatch):
-    import errno
-
     from cnncli.export import convert
 
     def full(job):
@@ -509,6 +508,38 @@ def test_a_full_disk_is_said_plainly(run, tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="cannot write the export: No space left"):
         exporter.export(run, formats=["onnx"], output=tmp_path / "out")  # through _converting
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_in_tensorflows_words_is_said_plainly_not_blamed_on_a_layer(
+        run, tmp_path, monkeypatch):
+    def full(*args, **kwargs):  # what SavedModel's writer raises on a full disk
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "{{function_node __wrapped__SaveV2_dtypes_2_device_/job:localhost}} "
+            "model/variables/variables_temp/part-00000-of-00001.data-00000-of-00001.tempstate"
+            "123; No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(tf.saved_model, "save", full)
+    with pytest.raises(ModelError, match="cannot write the export: No space left") as caught:
+        exporter.export(run, formats=["saved_model"], output=tmp_path / "out")
+    assert "free some disk space" in caught.value.hint and not (tmp_path / "out").exists()
+
+
+def test_openvino_failing_to_write_on_a_full_disk_is_said_plainly(run, tmp_path, monkeypatch):
+    from cnncli.export import convert
+    from cnncli.infer.exported import import_openvino
+
+    def iostream(*args, **kwargs):  # all OpenVINO says when its file cannot be written
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(import_openvino(), "save_model", iostream)
+    with pytest.raises(ModelError, match="cannot write the export: OpenVINO could not write "
+                       "model.xml: basic_ios::clear: iostream error"):  # not the disk: EIO
+        exporter.export(run, formats=["openvino"], output=tmp_path / "a")
+    monkeypatch.setattr(convert, "NEARLY_FULL", 1 << 62)  # as if the disk had no room left
+    with pytest.raises(ModelError, match="cannot write the export: No space left on device "
+                       r"\(OpenVINO could not write model.xml\)"):
+        exporter.export(run, formats=["openvino"], output=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_json_output_is_one_document_when_a_format_fails(run, tmp_path, monkeypatch, capsys):

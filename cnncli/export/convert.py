@@ -25,6 +25,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from cnncli.export import graph, unsupported
 from cnncli.infer import sidecar
 from cnncli.infer.sidecar import INPUT_NAME
 from cnncli.runtime import import_tf, stderr_silenced
+from cnncli.text import first_line
 
 
 @dataclass
@@ -241,7 +243,14 @@ def openvino(job: Job) -> None:
         model = ov.convert_model(str(source))
     if job.metadata:  # read back with `model.get_rt_info([EMBEDDED_KEY])`
         model.set_rt_info(job.metadata, [sidecar.EMBEDDED_KEY])
-    ov.save_model(model, str(job.path), compress_to_fp16=job.quantization == "float16")
+    try:
+        ov.save_model(model, str(job.path), compress_to_fp16=job.quantization == "float16")
+    except RuntimeError as exc:  # "basic_ios::clear: iostream error" on a full disk
+        if disk_full(exc, job.path):
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (OpenVINO could not "
+                          f"write {job.path.name})") from None
+        raise OSError(errno.EIO, f"OpenVINO could not write {job.path.name}: "
+                      f"{first_line(exc)}") from None
 
 
 @contextlib.contextmanager
@@ -253,12 +262,30 @@ def _converting(fmt: str, job: Job):
             yield
     except CnnError:
         raise
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise unsupported.cannot_convert(fmt, job.wrapper, str(exc)) from None
     except Exception as exc:
+        if disk_full(exc, job.path):  # TensorFlow says it in its own error type
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
         raise unsupported.cannot_convert(fmt, job.wrapper, str(exc)) from None
+
+
+#: Free bytes under which a converter's failure to write is put down to a full disk.
+NEARLY_FULL = 1 << 20
+
+
+def disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether `exc`, raised writing `path`, came from a full disk (or quota): its errno,
+    its words (TensorFlow's ``No space left on device [Op:SaveV2]``), or, for converters
+    that say only "iostream error" (OpenVINO), less than `NEARLY_FULL` bytes free there."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if any(words in str(exc) for words in (os.strerror(errno.ENOSPC),
+                                           os.strerror(errno.EDQUOT))):
+        return True
+    folder = next((p for p in (path, *path.parents) if p.exists()), None)
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < NEARLY_FULL
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
