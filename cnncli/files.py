@@ -64,6 +64,14 @@ def missing_folders(folder: str | Path) -> list[Path]:
     return [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
 
 
+def remove_empty(folders: list[Path]) -> None:
+    """Remove those of `folders` (`missing_folders`' list, deepest first) that are empty:
+    the work that made them failed. A folder that holds anything is left as it is."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def writable_folder(folder: str | Path) -> Path:
     """`folder`, created if needed, once it is known to be a folder one can write to;
     else a `ConfigError` saying why (e.g. that it is a file) and to give another.

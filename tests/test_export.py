@@ -490,8 +490,30 @@ def test_a_dangling_link_at_the_output_is_refused_before_any_work(run, tmp_path,
 
 def test_a_failed_export_leaves_no_folder_it_made(run, tmp_path):
     with pytest.raises(DataError, match="no_such_data"):
-        exporter.export(run, formats=["onnx"], output=tmp_path / "out", data="no_such_data")
-    assert not (tmp_path / "out").exists()
+        exporter.export(run, formats=["onnx"], output=tmp_path / "out" / "a" / "b",
+                        data="no_such_data")
+    assert list(tmp_path.iterdir()) == []  # out/a/b, out/a and out: all made, all removed
+
+
+@pytest.mark.parametrize("given", ["data", "images"])
+def test_an_export_into_the_data_folder_is_refused_before_any_work(run, tmp_path, given):
+    photos = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (photos / name).mkdir(parents=True)
+        tf.keras.utils.save_img(photos / name / "1.png", np.zeros((8, 8, 1), np.uint8))
+    before = sorted(photos.rglob("*"))
+    with pytest.raises(ConfigError, match="the output folder .* is inside the data folder"):
+        exporter.export(run, formats=["onnx"], output=photos / "cat" / "out",
+                        **{given: str(photos) if given == "data" else [str(photos)]})
+    assert sorted(photos.rglob("*")) == before  # nothing made, not even the folder
+
+
+def test_an_output_under_the_home_folder_is_written_there(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    exporter.export(run, formats=["onnx"], output="~/exports", check_images=20)
+    assert (tmp_path / "home" / "exports" / "model.onnx").is_file()
+    assert not (tmp_path / "~").exists()  # not a folder named ~ here
 
 
 def test_a_full_disk_is_said_plainly(run, tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cnncli.data import cifar, csvfile, folder, idx, known, npz, records
 from cnncli.data.dataset import Dataset
-from cnncli.errors import CnnError, DataError
+from cnncli.errors import CnnError, ConfigError, DataError
 
 # The names other modules use, from where they live.
 KNOWN, known_name, locate, describe_all = (known.KNOWN, known.known_name, known.locate,
@@ -102,6 +102,23 @@ def exists(source: str | os.PathLike) -> bool:
         return _idx_prefix(path) is not None
     except (CnnError, OSError):
         return True  # something is there: training says what is wrong with it
+
+
+def check_output_outside(folder: Path, source: str | os.PathLike, option: str = "--output"
+                         ) -> None:
+    """A `ConfigError` for an output `folder` that is the data folder `source` or inside it,
+    found before anything is made: in a folder of class folders, the files written there
+    would be read as images (a class named after them) the next time. A known name is read
+    from elsewhere, and a file (a CSV, an npz) names its images: neither is in the way."""
+    path = os.path.expanduser(source)
+    if known_name(str(source)) is not None or not os.path.isdir(path):
+        return
+    data, out = Path(path).resolve(), Path(folder).expanduser().resolve()
+    if out == data or data in out.parents:
+        raise ConfigError(f"the output folder {folder} is inside the data folder {source}",
+                          file=str(folder), hint=f"give {option} a folder outside the data "
+                          "(in a folder of class folders, what is written there would be "
+                          "read as images the next time)")
 
 
 def _idx_prefix(path: Path) -> dict[str, Path] | None:

@@ -162,7 +162,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         files.writable_folder(out.parent)  # a clear error for a file in the way, or no right
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     except BaseException:
-        _remove(made)
+        files.remove_empty(made)
         raise
     os.chmod(tmp, 0o777 & ~files.umask())  # as mkdir would make it, not mkdtemp's 0700
     total, done, skipped = len(ds.train) + len(ds.test), 0, []
@@ -213,16 +213,9 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        _remove(made)
+        files.remove_empty(made)
         raise
     return index
-
-
-def _remove(folders: list[Path]) -> None:
-    """Remove the (empty) folders packing made, deepest first."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 def _shuffled(split: Split) -> Split:

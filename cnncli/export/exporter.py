@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli import files
-from cnncli.data import feed
+from cnncli.data import datasets, feed
 from cnncli.errors import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
@@ -37,7 +37,6 @@ from cnncli.errors import (
 )
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
 from cnncli.export.staging import Staging
-from cnncli.files import writable_folder
 from cnncli.infer import classifier, exported, sidecar
 from cnncli.infer.base import in_parts
 from cnncli.model import pretrained
@@ -152,21 +151,26 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
                           "a .keras file", hint="save the model as a .keras file first")
     reference = classifier.load(str(target))
     folder, exact = _destination(output, reference, variants)
+    for source in [_data_source(reference, data), *(images or [])]:
+        if source:  # the data read to check the exports, class folders: never written into
+            datasets.check_output_outside(folder, source)
     targets = {v: _targets(v, folder, exact) for v in variants}
     _refuse_existing(targets, folder, reference.class_names, force)
-    made = not folder.exists()
-    writable_folder(folder)
-    report = None
+    made = files.missing_folders(folder)
     try:
+        files.writable_folder(folder)
         report = _export_all(reference, variants, targets, folder, notes, images=images,
                              data=data, data_dir=data_dir, offline=offline, force=force,
                              max_drop=max_drop, check_images=check_images)
     except OSError as exc:  # a full disk, a folder made read-only meanwhile
+        files.remove_empty(made)  # a failed export leaves no folder it made
         raise ModelError(f"cannot write the export: {exc.strerror or exc}", file=str(folder),
                          hint="free some disk space, or give another --output") from None
-    finally:
-        if made and not (report and any(r.kept for r in report.results)):
-            _remove_if_empty(folder)  # a failed export leaves no folder it made
+    except BaseException:
+        files.remove_empty(made)
+        raise
+    if not any(r.kept for r in report.results):
+        files.remove_empty(made)
     return report
 
 
@@ -208,13 +212,6 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     return report
 
 
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # not empty (or gone): left as it is
-
-
 def _plan(fmts, quantize, max_drop: float, check_images: int):
     variants, notes = formats.plan(fmts, quantize)
     if not 0 <= max_drop <= 100:
@@ -230,7 +227,7 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
     """The output folder, and the file name when ``--output`` names one file."""
     if output is None:
         return reference.artefact.model_path.parent / "export", None
-    path = Path(output)
+    path = Path(output).expanduser()
     fmt = exported.SUFFIXES.get(path.suffix.lower())
     if (path / "saved_model.pb").is_file():  # a SavedModel, not a folder to export into
         if [v.format.name for v in variants] != ["saved_model"]:
@@ -299,11 +296,9 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     """The check images (and labels), the calibration images, the export's input."""
     art = reference.artefact
     run_data = art.data if art else None
-    source = data or (run_data.name if run_data else None) or reference.meta.dataset
+    source = _data_source(reference, data)
     ds = None
     if source and (not images or calibrate):
-        from cnncli.data import datasets
-
         try:
             ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
                                                             else None),
@@ -346,6 +341,13 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
         pick = np.sort(np.random.default_rng(0).permutation(len(pick))[:limit])
     return Samples(feed.images_at(ds.test, pick, shape, resize=resize), labels[pick], calibration,
                    shape, f"{len(pick):,} test images of {ds.name} ({ds.source})")
+
+
+def _data_source(reference, data: str | None) -> str | None:
+    """The data the exports are checked on: `data` (``--data``), else the run's, else what
+    the model file says it was trained on."""
+    run_data = reference.artefact.data if reference.artefact else None
+    return data or (run_data.name if run_data else None) or reference.meta.dataset
 
 
 def _read_images(sources: list[str], shape, resize: str) -> np.ndarray:

@@ -12,7 +12,6 @@ refused. An evaluation on other data than the run's is written beside the run's 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import warnings
@@ -73,7 +72,8 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     given = _data_id(data) if data is not None else None
     folder = _output_folder(output, art.run if art else None, data, given, run_data,
                             notes := [])
-    _outside_data(folder, source)
+    if folder is not None:
+        datasets.check_output_outside(folder, source)
     made = files.missing_folders(folder) if folder else []
     if folder is not None:
         files.writable_folder(folder)  # an unwritable one is found before the work
@@ -111,9 +111,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         result.loss = float(-np.mean(np.log(picked)))
         written = _write_files(folder, result, ds, clf, given or source) if folder else {}
     except BaseException:  # bad data, no readable image, Ctrl-C: no empty folder left
-        for path in made:
-            with contextlib.suppress(OSError):
-                path.rmdir()
+        files.remove_empty(made)
         raise
     return Report(clf.name, result, f"{ds.name} ({ds.source})", written,
                   metrics.check_thresholds(result, thresholds), notes,
@@ -222,21 +220,6 @@ def _own_folder(folder: Path, data: str) -> Path:
         if earlier == data:
             return candidate
     return folder
-
-
-def _outside_data(folder: Path | None, source: str) -> None:
-    """Refuse an output `folder` that is the data folder `source` or inside it (before
-    anything is made): in a folder of class folders, its PNGs would be read as images (a
-    class named after it) the next time."""
-    path = os.path.expanduser(source)
-    if folder is None or datasets.known_name(source) is not None or not os.path.isdir(path):
-        return  # a known name is read from elsewhere; a file (a CSV) names its images
-    data, out = Path(path).resolve(), folder.resolve()
-    if out == data or data in out.parents:
-        raise ConfigError(f"the output folder {folder} is inside the data folder {source}",
-                          file=str(folder), hint="give --output a folder outside the data (in "
-                          "a folder of class folders, its PNGs would be read as images the "
-                          "next time)")
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
