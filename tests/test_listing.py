@@ -69,6 +69,23 @@ def test_folders_named_with_other_digits_are_not_runs(tmp_path):
     assert [r.run for r in listing.summaries(tmp_path)] == [str(tmp_path / "a" / "2")]
 
 
+def test_runs_of_one_name_a_run_itself_and_an_output_dir_inside_are_listed(tmp_path):
+    first, second = (make_run(tmp_path, "lenet", n, FINISHED, METRICS) for n in ("1", "2"))
+    (tmp_path / "lenet" / "latest").symlink_to(second)  # listed once, by its number
+    nested = make_run(tmp_path / "exp", "vgg", "1", FINISHED, METRICS)  # output.dir: runs/exp
+    listed = [r.run for r in listing.summaries(tmp_path)]
+    assert listed == [str(nested), str(first), str(second)]
+    assert [r.run for r in listing.summaries(tmp_path / "lenet")] == [str(first), str(second)]
+    assert [r.run for r in listing.summaries(second)] == [str(second)]
+
+
+def test_a_run_folder_without_its_config_is_listed_as_damaged_not_left_out(tmp_path):
+    run = make_run(tmp_path, "a", "1", FINISHED, METRICS)
+    (run / "config.yaml").unlink()
+    [summary] = listing.summaries(tmp_path)
+    assert summary.status == "damaged" and "config.yaml" in summary.problem
+
+
 def test_a_running_run_whose_process_died_is_killed(tmp_path):
     run = make_run(tmp_path, "a", "1", {"status": "running"})
     with rundir.writer(run):

@@ -115,13 +115,24 @@ def _model_files(folder: Path) -> list[str]:
         return []
 
 
+#: How deep under the folder given `cnncli runs` looks: runs/<output.dir>/<name>/<n>.
+RUN_DEPTH = 3
+
+
 def list_runs(root: str | Path = "runs") -> list[Path]:
-    """Every run under `root`, oldest name first, run number ascending."""
+    """Every run in `root`: the runs of a runs folder (``runs/<name>/<n>``), of one name's
+    folder (``runs/mnist``), `root` itself if it is a run, and runs of an ``output.dir``
+    inside it (``runs/exp/<name>/<n>``); sorted by folder, then run number. A run is a
+    folder named with a number holding its ``config.yaml`` or ``state.json`` (one without
+    the other is listed: as damaged)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [p for p in root.glob("*/*") if _number(p.name) and (p / CONFIG).exists()]
-    return sorted(runs, key=lambda p: (p.parent.name, int(p.name)))
+    found = [root, *(p for depth in range(1, RUN_DEPTH + 1)
+                     for p in root.glob("/".join(["*"] * depth)))]
+    runs = [p for p in found if _number(p.name) and p.is_dir()
+            and ((p / CONFIG).exists() or (p / STATE).exists())]
+    return sorted(runs, key=lambda p: (str(p.parent), int(p.name)))
 
 
 @contextlib.contextmanager
