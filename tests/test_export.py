@@ -508,6 +508,16 @@ def test_an_export_into_the_data_folder_is_refused_before_any_work(run, tmp_path
     assert sorted(photos.rglob("*")) == before  # nothing made, not even the folder
 
 
+def test_exporting_a_run_that_has_not_finished_says_so(run, tmp_path):
+    stopped = shutil.copytree(run, tmp_path / "runs" / "toy" / "1", symlinks=True)
+    files.write_json(stopped / "state.json", {"status": "interrupted"})
+    report = exporter.export(stopped, formats=["onnx"], check_images=20)
+    assert "the run has not finished (it is interrupted after 3 epoch(s)): this exports the " \
+           "model it had then, best.keras" in report.notes[0]
+    done = exporter.export(run, formats=["onnx"], output=tmp_path / "done", check_images=20)
+    assert not any("not finished" in note for note in done.notes)
+
+
 def test_an_output_under_the_home_folder_is_written_there(run, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

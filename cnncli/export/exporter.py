@@ -150,6 +150,7 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
         raise ConfigError(f"'{target}' is a pretrained model; export takes a run folder or "
                           "a .keras file", hint="save the model as a .keras file first")
     reference = classifier.load(str(target))
+    notes += _unfinished(reference)
     folder, exact = _destination(output, reference, variants)
     for source in [_data_source(reference, data), *(images or [])]:
         if source:  # the data read to check the exports, class folders: never written into
@@ -210,6 +211,23 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
             if stage.interrupted and (rest or stage.terminated):
                 raise ExportInterrupted(report, rest, folder, terminated=stage.terminated)
     return report
+
+
+def _unfinished(reference) -> list[str]:
+    """A note for a run that has not finished (training now, stopped, failed, killed): the
+    model exported is the one it had so far, and may not be what it ends with."""
+    run = reference.artefact.run if reference.artefact else None
+    if run is None:
+        return []
+    from cnncli.run import listing
+
+    summary = listing.summarize(run)
+    if summary.status in ("finished", listing.DAMAGED):
+        return []
+    after = f" after {summary.epochs} epoch(s)" if summary.epochs else ""
+    return [f"the run has not finished (it is {summary.status}{after}): this exports the "
+            f"model it had then, {reference.artefact.model_path.name}; export again once it "
+            "has finished"]
 
 
 def _plan(fmts, quantize, max_drop: float, check_images: int):
