@@ -488,6 +488,20 @@ def test_a_dangling_link_at_the_output_is_refused_before_any_work(run, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no orphan JSON
 
 
+@pytest.mark.parametrize("fmt,quant,hint", [
+    ("onx", "none", "did you mean 'onnx'? use saved_model, onnx, litert, openvino"),
+    ("tflit", "none", "did you mean 'tflite'? use saved_model, onnx, litert, openvino"),
+    ("zzz", "none", "use saved_model, onnx, litert, openvino"),
+    ("onnx", "int9", "did you mean 'int8'? use none, float16, dynamic, int8"),
+])
+def test_an_unknown_format_or_quantization_names_the_closest_one_aliases_too(fmt, quant, hint):
+    from cnncli.export import formats
+
+    with pytest.raises(ConfigError, match="unknown value") as err:
+        formats.plan([fmt], [quant])
+    assert err.value.hint == hint
+
+
 def test_a_failed_export_leaves_no_folder_it_made(run, tmp_path):
     with pytest.raises(DataError, match="no_such_data"):
         exporter.export(run, formats=["onnx"], output=tmp_path / "out" / "a" / "b",

@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, suggest
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
@@ -79,13 +78,13 @@ def _split(values) -> list[str]:
 
 
 def _known(value: str, choices, what: str) -> str:
-    value = ALIASES.get(value, value) if what == "--format" else value
+    aliases = ALIASES if what == "--format" else {}
+    value = aliases.get(value, value)
     if value in choices:
         return value
-    close = difflib.get_close_matches(value, list(choices), n=1)
+    close = suggest(value, [*choices, *aliases])  # "tflit": did you mean 'tflite'?
     raise ConfigError(f"{what}: unknown value '{value}'",
-                      hint=(f"did you mean '{close[0]}'? " if close else "")
-                      + "use " + ", ".join(choices))
+                      hint=(f"{close} " if close else "") + "use " + ", ".join(choices))
 
 
 def plan(formats, quantizations) -> tuple[list[Variant], list[str]]:
