@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from typer.testing import CliRunner
 
 from cnncli.cli.app import app
@@ -258,6 +259,23 @@ def test_a_command_line_typer_refuses_is_a_json_error_when_json_was_asked_for():
     assert "No such option: --bogus" in result.stderr  # people still read it there
     assert cnncli("runs", "--bogus").stdout == ""
     assert cnncli("export", "run", "--format", "json", "--bogus").stdout == ""  # a format
+
+
+@pytest.mark.parametrize("signal_raised,code,error", [
+    ("KeyboardInterrupt", 130, "Interrupted"), ("errors.Terminated", 143, "Terminated")])
+def test_a_command_stopped_before_its_own_handling_still_gives_json(signal_raised, code,
+                                                                   error):
+    """Ctrl-C before a command could say what it had done (e.g. while TensorFlow loads):
+    with --json, stdout is still one JSON document."""
+    script = ("import sys\nfrom cnncli import errors\nfrom cnncli.cli import app\n"
+              f"def stopped():\n    raise {signal_raised}()\n"
+              "app.app = stopped\nsys.argv = ['cnncli', 'runs', '--json']\napp.main()\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == code
+    stopped = json.loads(result.stdout)
+    assert stopped["error"] == error and stopped["exit_code"] == code
+    assert "the command stopped before it finished" in stopped["message"]
 
 
 def test_predict_format_json_gives_its_errors_as_json(tmp_path):

@@ -222,11 +222,18 @@ def _watch_sigterm():
 
 
 def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
-    if isinstance(interrupt, Terminated):
-        print("Terminated.", file=sys.stderr)
-        _leave(EXIT_SIGTERM)
-    print("Interrupted.", file=sys.stderr)
-    _leave(EXIT_SIGINT)
+    terminated = isinstance(interrupt, Terminated)
+    print("Terminated." if terminated else "Interrupted.", file=sys.stderr)
+    code = EXIT_SIGTERM if terminated else EXIT_SIGINT
+    if _wants_json(sys.argv[1:]):  # a script reads JSON, however early the command stopped
+        from cnncli.cli import render
+
+        stopped = CnnError(f"{'SIGTERM' if terminated else 'Ctrl-C'}: the command stopped "
+                           "before it finished", hint="run it again")
+        stopped.exit_code = code
+        render.print_json({**stopped.to_dict(),
+                           "error": "Terminated" if terminated else "Interrupted"})
+    _leave(code)
 
 
 #: After an error with TensorFlow loaded, end the process at once (`_leave`). Tests that
