@@ -547,13 +547,37 @@ def test_a_full_disk_is_said_plainly(run, tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setitem(convert.CONVERTERS, "onnx", full)
-    with pytest.raises(ModelError, match="cannot write the export: No space left") as caught:
+    with pytest.raises(exporter.ExportStopped,
+                       match="cannot write the export: No space left") as caught:
         exporter.export(run, formats=["onnx"], output=tmp_path)
     assert "free some disk space" in caught.value.hint
     assert list(tmp_path.iterdir()) == []  # no staging folder left
-    with pytest.raises(ModelError, match="cannot write the export: No space left"):
+    with pytest.raises(exporter.ExportStopped, match="cannot write the export: No space left"):
         exporter.export(run, formats=["onnx"], output=tmp_path / "out")  # through _converting
     assert not (tmp_path / "out").exists()
+
+
+def test_a_disk_that_fills_up_half_way_keeps_the_files_made_and_says_which(run, tmp_path,
+                                                                          monkeypatch):
+    from cnncli.export import convert
+
+    def full(job):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setitem(convert.CONVERTERS, "onnx", full)
+    with pytest.raises(exporter.ExportStopped) as caught:
+        exporter.export(run, formats=["litert", "onnx"], output=tmp_path / "out",
+                        check_images=20)
+    error = caught.value
+    assert error.message == ("cannot write the export: No space left on device; kept: "
+                             "model.tflite (checked); not made: onnx")
+    assert error.hint.startswith("free some disk space, or give another --output; export "
+                                 "the ones not made with --format onnx")
+    assert error.exit_code == 3 and [r.path.name for r in error.report.results] == \
+        ["model.tflite"]
+    assert error.to_dict()["report"]["exports"][0]["kept"]  # --json has the report too
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "model.tflite", "model.tflite.json", "labels.txt"}
 
 
 def test_a_full_disk_in_tensorflows_words_is_said_plainly_not_blamed_on_a_layer(
@@ -565,7 +589,8 @@ def test_a_full_disk_in_tensorflows_words_is_said_plainly_not_blamed_on_a_layer(
             "123; No space left on device [Op:SaveV2]")
 
     monkeypatch.setattr(tf.saved_model, "save", full)
-    with pytest.raises(ModelError, match="cannot write the export: No space left") as caught:
+    with pytest.raises(exporter.ExportStopped,
+                       match="cannot write the export: No space left") as caught:
         exporter.export(run, formats=["saved_model"], output=tmp_path / "out")
     assert "free some disk space" in caught.value.hint and not (tmp_path / "out").exists()
 
@@ -578,12 +603,12 @@ def test_openvino_failing_to_write_on_a_full_disk_is_said_plainly(run, tmp_path,
         raise RuntimeError("basic_ios::clear: iostream error")
 
     monkeypatch.setattr(import_openvino(), "save_model", iostream)
-    with pytest.raises(ModelError, match="cannot write the export: OpenVINO could not write "
-                       "model.xml: basic_ios::clear: iostream error"):  # not the disk: EIO
+    with pytest.raises(exporter.ExportStopped, match="cannot write the export: OpenVINO could "
+                       "not write model.xml: basic_ios::clear: iostream error"):  # not the disk
         exporter.export(run, formats=["openvino"], output=tmp_path / "a")
     monkeypatch.setattr(convert, "NEARLY_FULL", 1 << 62)  # as if the disk had no room left
-    with pytest.raises(ModelError, match="cannot write the export: No space left on device "
-                       r"\(OpenVINO could not write model.xml\)"):
+    with pytest.raises(exporter.ExportStopped, match="cannot write the export: No space left "
+                       r"on device \(OpenVINO could not write model.xml\)"):
         exporter.export(run, formats=["openvino"], output=tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

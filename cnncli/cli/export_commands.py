@@ -56,7 +56,7 @@ def export(
                                  output=output, force=force, images=images, data=data,
                                  data_dir=data_dir, offline=offline, max_drop=max_drop,
                                  check_images=check_images)
-    except exporter.ExportInterrupted as stopped:  # Ctrl-C: what was done, then the error
+    except exporter.ExportStopped as stopped:  # Ctrl-C, a full disk: what was done, the error
         if not json:  # (with --json, the error's JSON holds the report)
             if stopped.report.results:
                 render.exports(stopped.report)

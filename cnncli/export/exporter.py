@@ -27,6 +27,7 @@ import numpy as np
 from cnncli import files
 from cnncli.data import datasets, feed
 from cnncli.errors import (
+    EXIT_DATA_OR_MODEL,
     EXIT_SIGINT,
     EXIT_SIGTERM,
     CnnError,
@@ -85,11 +86,39 @@ class Report:
                 "errors": [e.to_dict() for e in self.errors], "notes": self.notes}
 
 
-class ExportInterrupted(CnnError):
-    """Ctrl-C (or SIGTERM: `terminated`) during an export: the files finished before it
-    stay (whole, checked, with their labels); the error says which, and which were not
-    made. `report` holds what was done before it (failed checks and errors included),
-    for the command to show.
+class ExportStopped(CnnError):
+    """An export stopped before every file was made (`why`: a full disk, a folder made
+    read-only meanwhile): the files finished before it stay (whole, checked, with their
+    labels); the error says which, and which were not made. `report` holds what was done
+    before it (failed checks and errors included), for the command to show.
+
+    >>> raise ExportStopped(report, rest, folder, "cannot write the export: No space "
+    ...                     "left on device", hint="free some disk space")  # doctest: +SKIP
+    ExportStopped: export/: cannot write the export: No space left on device; kept:
+    model.onnx (checked); not made: litert. Hint: free some disk space; export the ones...
+    """
+
+    exit_code = EXIT_DATA_OR_MODEL
+
+    def __init__(self, report: Report, rest: list, folder: Path, why: str, *,
+                 hint: str | None = None):
+        self.report = report
+        kept = [r.path.name for r in report.results if r.kept]
+        then = ((f"export the ones not made with {_flags(rest)}; " if rest else "")
+                + "the kept files are whole") if kept else "run the export again"
+        super().__init__(
+            f"{why}; " + (f"kept: {', '.join(kept)} (checked); " if kept
+                          else "no file was kept; ")
+            + (f"not made: {', '.join(v.label for v in rest)}" if rest
+               else "every export was made"), file=str(folder),
+            hint=f"{hint}; {then}" if hint else then)
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "report": self.report.to_dict()}
+
+
+class ExportInterrupted(ExportStopped):
+    """Ctrl-C (or SIGTERM: `terminated`) during an export (see `ExportStopped`).
 
     >>> raise ExportInterrupted(report, rest, folder)      # doctest: +SKIP
     ExportInterrupted: export/: Ctrl-C: the export stopped; kept: model.onnx (checked);
@@ -97,19 +126,9 @@ class ExportInterrupted(CnnError):
     """
 
     def __init__(self, report: Report, rest: list, folder: Path, *, terminated: bool = False):
-        self.report = report
+        super().__init__(report, rest, folder,
+                         f"{'SIGTERM' if terminated else 'Ctrl-C'}: the export stopped")
         self.exit_code = EXIT_SIGTERM if terminated else EXIT_SIGINT
-        kept = [r.path.name for r in report.results if r.kept]
-        super().__init__(
-            f"{'SIGTERM' if terminated else 'Ctrl-C'}: the export stopped; "
-            + (f"kept: {', '.join(kept)} (checked); " if kept else "no file was kept; ")
-            + (f"not made: {', '.join(v.label for v in rest)}" if rest
-               else "every export was made"), file=str(folder),
-            hint=(f"export the ones not made with {_flags(rest)}; " if rest else "")
-            + "the kept files are whole" if kept else "run the export again")
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "report": self.report.to_dict()}
 
 
 def _flags(variants: list) -> str:
@@ -206,6 +225,10 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
             except KeyboardInterrupt as stop:  # SIGTERM too: the staging's handler
                 raise ExportInterrupted(report, rest, folder,
                                         terminated=isinstance(stop, Terminated)) from None
+            except OSError as exc:  # a full disk: what was made before it is kept
+                raise ExportStopped(report, rest, folder, "cannot write the export: "
+                                    f"{exc.strerror or exc}", hint="free some disk space, "
+                                    "or give another --output") from None
             # a signal held while files landed: stop, unless all is done (SIGTERM still
             # ends the process as asked, after saying what was kept)
             if stage.interrupted and (rest or stage.terminated):
