@@ -532,6 +532,13 @@ def test_exporting_a_run_that_has_not_finished_says_so(run, tmp_path):
     assert not any("not finished" in note for note in done.notes)
 
 
+def test_an_output_naming_openvinos_bin_is_refused_naming_the_xml(run, tmp_path):
+    with pytest.raises(ConfigError, match="names OpenVINO's weights file") as err:
+        exporter.export(run, formats=["openvino"], output=tmp_path / "ov" / "foo.bin")
+    assert err.value.hint.startswith(f"give --output {tmp_path / 'ov' / 'foo.xml'}")
+    assert not (tmp_path / "ov").exists()
+
+
 def test_an_output_under_the_home_folder_is_written_there(run, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

@@ -277,6 +277,11 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
                               "for --format saved_model alone to replace it (with --force)")
         path = path.absolute()  # `--output .` inside it: a name and a parent
         return path.parent, path
+    if path.suffix.lower() == ".bin":  # OpenVINO's weights: the model is the .xml beside
+        raise ConfigError(f"--output {output} names OpenVINO's weights file; an OpenVINO "
+                          "export is named by its .xml (the .bin of the same name is "
+                          "written beside it)", hint=f"give --output {path.with_suffix('.xml')}"
+                          ", or a folder")
     if fmt is None:
         return path, None
     if len(variants) != 1:
