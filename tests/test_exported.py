@@ -379,8 +379,10 @@ def test_an_xml_that_is_not_openvino_ir_is_refused_quietly(files, tmp_path, cont
 @pytest.mark.parametrize("option, value, code, message", [
     ("--precision", "bogus", 2, "--precision 'bogus' is not a precision cnncli knows"),
     ("--device", "tpu", 2, "--device 'tpu' is not a device cnncli knows"),
-    ("--device", "gpu:7", 0, "do not apply to onnx files: they run on the CPU"),
-    ("--precision", "mixed_bfloat16", 0, "do not apply to onnx files"),
+    ("--device", "gpu:7", 0, "--device gpu:7 does not apply to onnx files: they run on the "
+                             "CPU"),  # only what was asked for is named
+    ("--precision", "mixed_bfloat16", 0, "--precision mixed_bfloat16 does not apply to onnx "
+                                         "files"),
 ])
 def test_device_and_precision_are_checked_for_exported_files(files, option, value, code,
                                                              message):
@@ -399,6 +401,6 @@ def test_explain_with_an_exported_file_is_refused_before_predicting(files, tmp_p
                            "--model", str(files["export"] / "model.onnx"), "--explain",
                            str(tmp_path / "cams")], capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 2 and done.stdout == ""  # nothing predicted first
-    assert "--explain (Grad-CAM) needs the Keras model" in done.stderr
+    assert done.returncode == 3 and done.stdout == ""  # nothing predicted first
+    assert "--explain (Grad-CAM) needs the Keras model" in done.stderr  # as explain says it
     assert not (tmp_path / "cams").exists()

@@ -51,11 +51,11 @@ def predict(
     if explain == "":
         raise typer.BadParameter("give the folder for the heat maps", param_hint="--explain")
     if explain:  # before any work: a bad --explain is known now
-        from cnncli.errors import ConfigError
+        from cnncli.errors import ModelError
         from cnncli.infer import exported
 
-        if exported.kind(model):
-            raise ConfigError("--explain (Grad-CAM) needs the Keras model with its layers, "
+        if exported.kind(model):  # as `cnncli explain` and `visualize` say it (exit 3)
+            raise ModelError("--explain (Grad-CAM) needs the Keras model with its layers, "
                               "and this is an exported file", file=model,
                               hint="point --model at the run folder or its .keras file")
         from cnncli import plots
@@ -155,9 +155,11 @@ def _placement(model: str, device: str, precision: str):
 
         form, _ = parse_device(device)
         wanted = parse_precision(precision)
-        if form == "gpu" or wanted not in ("auto", "float32"):
-            render.warn(f"--device {device} --precision {precision} do not apply to "
-                        f"{exported.kind(model)} files: they run on the CPU, in the "
+        asked = [f"--device {device}"] * (form == "gpu") + [
+            f"--precision {precision}"] * (wanted not in ("auto", "float32"))
+        if asked:  # only what was asked for
+            render.warn(f"{' '.join(asked)} {'does' if len(asked) == 1 else 'do'} not apply "
+                        f"to {exported.kind(model)} files: they run on the CPU, in the "
                         "precision they were exported in")
         return None
     return devices.setup(device, precision)
