@@ -539,6 +539,19 @@ def test_an_output_naming_openvinos_bin_is_refused_naming_the_xml(run, tmp_path)
     assert not (tmp_path / "ov").exists()
 
 
+def test_force_does_not_replace_labels_that_other_exports_beside_it_use(run, tmp_path):
+    (tmp_path / "model.tflite").write_bytes(b"another model's file")
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")  # its classes, not the run's
+    with pytest.raises(ConfigError, match="labels.txt there names other classes, those of "
+                       "model.tflite: it is not replaced, even with --force"):
+        exporter.export(run, formats=["onnx"], output=tmp_path, force=True)
+    assert (tmp_path / "labels.txt").read_text() == "cat\ndog\n"
+    assert not (tmp_path / "model.onnx").exists()
+    (tmp_path / "model.tflite").unlink()  # nothing else uses them: --force replaces them
+    exporter.export(run, formats=["onnx"], output=tmp_path, force=True, check_images=20)
+    assert (tmp_path / "labels.txt").read_text() != "cat\ndog\n"
+
+
 def test_an_output_under_the_home_folder_is_written_there(run, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

@@ -324,6 +324,16 @@ def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> N
                 raise ConfigError(f"the output is {what}: it is not replaced, even with "
                                   "--force", file=str(path),
                                   hint="choose another --output, or move that folder away")
+    if labels.is_file() and labels.read_text(errors="replace") != sidecar.labels_text(
+            class_names):
+        ours = {p for paths in targets.values() for p in paths}
+        others = [p.name for p in sorted(folder.iterdir()) if p not in ours and exported.kind(p)]
+        if others:  # their labels: a client beside them would read ours
+            raise ConfigError(f"{labels.name} there names other classes, those of "
+                              f"{', '.join(others[:3])}: it is not replaced, even with "
+                              "--force (those files would be given the wrong labels)",
+                              file=str(labels), hint="export into another folder, or move "
+                              "those files away first")
     if force:
         return
     existing = [p for paths in targets.values() for p in paths
