@@ -57,6 +57,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+#: `model.weights` words (anything else is a weights file).
+WEIGHTS_WORDS = ("imagenet", "none")
+
+
 class ModelSection(_Strict):
     """`model:` a built-in name or spec path, with overrides; or a network to start from:
     a pretrained one (resnet50...) or a run folder or .keras file, with a new head."""
@@ -74,6 +78,24 @@ class ModelSection(_Strict):
                                   "dropout before the new softmax layer")
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_setting(cls, value):
+        """imagenet, none (any case), or a weights file: its name has a suffix
+        (``.weights.h5``, ``.h5``, ``.keras``), so ``imagenett`` is a typo, not a file."""
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() in WEIGHTS_WORDS:
+            return value.strip().lower()
+        if not value.strip():
+            raise ValueError("is empty: give imagenet, none or a weights file")
+        if not Path(value).suffix:
+            close = suggest(value, WEIGHTS_WORDS)
+            raise ValueError("should be imagenet, none or a weights file (a name with its "
+                             "suffix, e.g. mobilenet_v2_notop.weights.h5)"
+                             + (f" ({close})" if close else ""))
+        return value
 
 
 class OptimizerSection(_Strict):
@@ -360,7 +382,8 @@ def load(path: str | Path, overrides: list[str] = (),
     set_by = {}
     if isinstance(doc, dict):
         for item in overrides:
-            apply_override(doc, item)
+            apply_override(doc, item, said=(origins or {}).get(item.partition("=")[0]
+                                                                .strip()))
             key = item.partition("=")[0].strip()
             set_by[key] = (origins or {}).get(key, f"--set {item}")
     return parse(doc, file=str(path), set_by=set_by)
@@ -380,8 +403,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     return parse(doc, file=str(path))
 
 
-def apply_override(doc: dict, item: str) -> None:
-    """Set ``train.epochs=3`` style overrides (the value is read as YAML)."""
+def apply_override(doc: dict, item: str, said: str | None = None) -> None:
+    """Set ``train.epochs=3`` style overrides (the value is read as YAML); `said`: how the
+    user gave it, for errors (``--weights FILE``), else ``--set key``."""
     if "=" not in item or not item.partition("=")[0].strip():
         raise ConfigError(f"--set '{item}' is not of the form key=value",
                           hint="e.g. --set train.epochs=3")
@@ -392,8 +416,16 @@ def apply_override(doc: dict, item: str) -> None:
     for part in sections:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise ConfigError(f"--set {key}: '{part}' is not a section")
+            raise ConfigError(f"{said or f'--set {key}'}: `{part}` in the config is "
+                              f"{target!r}, not a section with `{last}`",
+                              hint=OVERRIDE_HINTS.get(key.strip(), f"write `{part}` as a "
+                                                      "section in the config"))
     target[last] = value
+
+
+#: What to do when an option's section is a plain value in the config.
+OVERRIDE_HINTS = {"model.weights": "--weights goes with a pretrained network to start from: "
+                  "model: {from: mobilenet_v2} (see `cnncli models`)"}
 
 
 #: Parts of a run config that RunConfig takes as plain mappings, and their own checks.

@@ -281,6 +281,51 @@ def test_an_unknown_backbone_gets_a_did_you_mean(tmp_path):
             {"pretrained": {"name": "mobilenet"}}, "Flatten", {"Dense": {"units": 2}}]}))
 
 
+@pytest.mark.parametrize("weights,message", [
+    ("imagenett", r"`model.weights`: should be imagenet, none or a weights file .*did you "
+                  r"mean 'imagenet'"),
+    ("''", r"`model.weights`: is empty"),
+])
+def test_a_weights_word_that_is_neither_a_word_nor_a_file_name_is_a_config_error(
+        tmp_path, weights, message):
+    path = write_config(tmp_path, model=f"{{from: mobilenet_v2, weights: {weights}}}")
+    with pytest.raises(ConfigError, match=f"transfer.yaml:1: {message}"):
+        checking.check(str(path))
+
+
+def test_weights_words_are_read_in_any_case(tmp_path):
+    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: None}")
+    warnings = checking.check(str(path)).warnings  # random weights, not a file named None
+    assert any("has `weights: none` (random)" in w for w in warnings), warnings
+
+
+def test_a_model_input_and_an_image_size_that_differ_are_refused(tmp_path):
+    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: none, "
+                                         "input: [64, 64, 3]}")  # data.image_size: [32, 32]
+    with pytest.raises(ConfigError, match=r"`model.input` \[64, 64, 3\] and `data.image_size` "
+                                          r"\[32, 32\] give the network two sizes"):
+        checking.check(str(path))
+
+
+def test_freezing_every_layer_with_weights_is_refused(tmp_path):
+    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: none}",
+                        train="freeze: 155")  # the backbone's layers and the new Dense
+    with pytest.raises(ConfigError, match="`train.freeze` freezes every layer with weights "
+                                          r"\(155 layers\), the new classifier too"):
+        checking.check(str(path))
+    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: none}",
+                        train="freeze: 154")  # the new Dense learns
+    checking.check(str(path))
+
+
+def test_weights_on_a_config_without_a_network_to_start_from_says_what_it_goes_with():
+    with pytest.raises(ConfigError, match="--weights w.h5: `model` in the config is "
+                                          "'mnist_net', not a section with `weights`") as err:
+        config.load(str(Path(__file__).parents[1] / "configs" / "mnist.yaml"),
+                    ["model.weights=w.h5"], {"model.weights": "--weights w.h5"})
+    assert err.value.hint.startswith("--weights goes with a pretrained network")
+
+
 def test_an_input_smaller_than_the_backbone_allows_says_the_minimum(tmp_path):
     path = write_config(tmp_path, model="{from: resnet50}")
     path.write_text(path.read_text().replace("[32, 32]", "[28, 28]"))

@@ -128,9 +128,16 @@ def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnE
         frozen = frozen_paths(model, freeze_setting(train, model))
     except ConfigError as exc:
         return [exc]
+    learning = [p for p, layer in backbone.leaf_layers(model)
+                if layer.weights and p not in set(frozen)]
+    if frozen and not learning:
+        errors.append(ConfigError(
+            f"`train.freeze` freezes every layer with weights ({len(frozen)} layers), the "
+            "new classifier too: nothing would learn", hint="freeze fewer, e.g. "
+            "`freeze: backbone` (the pretrained layers only)"))
     ft = train.fine_tune
     if ft is None:
-        return []
+        return errors
     if epochs is not None and ft.after_epochs >= epochs:
         errors.append(ConfigError(
             f"`train.fine_tune.after_epochs` ({ft.after_epochs}) is not below the number of "
