@@ -617,6 +617,35 @@ def test_predict_explain_writes_heat_maps_beside_the_predictions(quadrant_run, b
     assert (tmp_path / "cams" / "gradcam_cross.png").is_file()
 
 
+def test_an_image_with_a_name_as_long_as_a_file_system_allows_gets_its_heat_map(
+        quadrant_run, bracketed, tmp_path):
+    long = tmp_path / ("b" * 250 + ".png")  # 254 bytes: "gradcam_" + it would be 266
+    long.write_bytes(bracketed[1].read_bytes())
+    result = cli("explain", quadrant_run["run"], long, bracketed[1], "--output",
+                 tmp_path / "cams")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "cams").iterdir())
+    assert written[1] == "gradcam_cross.png" and written[0].startswith("gradcam_bbbb")
+    assert len(written) == 2 and len(written[0].encode()) <= 255
+
+
+def test_predict_explain_failing_still_gives_one_json_document(quadrant_run, bracketed,
+                                                               tmp_path, monkeypatch):
+    from cnncli.errors import CnnError
+    from cnncli.viz import explain
+
+    def fails(*args, **kwargs):  # e.g. a disk that is full by the time of the heat maps
+        raise CnnError("cannot write the plot: No space left on device")
+
+    monkeypatch.setattr(explain, "explain", fails)
+    result = cli("predict", bracketed[1], "--model", quadrant_run["run"], "--top", "1",
+                 "--explain", tmp_path / "cams", "--format", "json")
+    assert result.exit_code == 1  # some results, one error
+    [answer] = json.loads(result.stdout)  # the predictions, one document
+    assert answer["top"][0]["class"] == "1"
+    assert "No space left on device" in result.stderr
+
+
 def test_predict_explain_into_a_file_is_refused_before_predicting(quadrant_run, bracketed,
                                                                   tmp_path):
     (tmp_path / "efile").write_text("not a folder")

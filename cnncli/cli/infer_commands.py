@@ -77,15 +77,20 @@ def predict(
     result = prediction.predict(sources, model=loaded, top=top,
                                 batch_size=batch_size or devices.inference_batch_size(placement),
                                 resize=resize, stdin=sys.stdin)
-    render.predictions(result, fmt)
     if explain and result.images:
+        from cnncli.errors import CnnError
         from cnncli.viz import explain as explaining
 
-        cams = explaining.explain([r.file for r in result.images], loaded, output=explain,
-                                  resize=resize)
-        for picture in cams.pictures if not quiet else ():
-            render.info(f"Grad-CAM: {picture.png}")
-        result.errors += cams.errors
+        try:
+            cams = explaining.explain([r.file for r in result.images], loaded,
+                                      output=explain, resize=resize)
+        except CnnError as exc:  # (a full disk): the predictions are still given, one
+            result.errors.append(exc)  # JSON document with --format json, then the error
+        else:
+            for picture in cams.pictures if not quiet else ():
+                render.info(f"Grad-CAM: {picture.png}")
+            result.errors += cams.errors
+    render.predictions(result, fmt)
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
     for error in result.errors:
         if excused:

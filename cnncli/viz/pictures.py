@@ -10,6 +10,7 @@ Each is computed by its module (`filters`, `activations`) and written by
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,13 +40,27 @@ class ActivationsPicture:
                 "layers": [{"layer": m.layer, "volume": m.volume} for m in self.layers]}
 
 
+#: Bytes of a name part `file_name` keeps: a file name has at most 255 on most file
+#: systems, and ``gradcam_``, ``_2`` and ``.png`` go around it.
+NAME_BYTES = 200
+
+
 def file_name(text: str) -> str:
-    """`text` (a layer path, an image name) as a safe part of a file name.
+    """`text` (a layer path, an image name) as a safe part of a file name; a long one is
+    cut to `NAME_BYTES` and ends with a digest of the whole (names stay apart).
 
     >>> file_name("vgg16/block1_conv1")
     'vgg16_block1_conv1'
+    >>> len(file_name("b" * 250).encode()), file_name("b" * 250)[-9:]
+    (200, '~4b6864de')
     """
-    return "".join("_" if ch in '/\\:\0' else ch for ch in text)
+    safe = "".join("_" if ch in '/\\:\0' else ch for ch in text)
+    raw = safe.encode(errors="surrogateescape")
+    if len(raw) <= NAME_BYTES:
+        return safe
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    kept = raw[:NAME_BYTES - 9].decode(errors="ignore")  # not half a character
+    return f"{kept}~{digest}"
 
 
 def write_filters(clf, layer: str | None, output: str | Path | None = None) -> FiltersPicture:
