@@ -646,6 +646,27 @@ def test_predict_explain_failing_still_gives_one_json_document(quadrant_run, bra
     assert "No space left on device" in result.stderr
 
 
+def test_a_picture_under_a_file_is_refused_before_the_model_is_read(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    result = cnncli("visualize", "filters", tmp_path / "no_such_run", "--output",
+                    tmp_path / "afile" / "f.png")  # the model would be an error too
+    assert result.returncode == 2
+    assert "afile: the output folder is a file, not a folder" in result.stderr
+
+
+def test_pictures_given_under_the_home_folder_are_written_there(quadrant_run, bracketed,
+                                                                tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert cli("visualize", "filters", quadrant_run["run"], "--output",
+               "~/pictures/f.png").exit_code == 0
+    assert cli("explain", quadrant_run["run"], bracketed[1], "--output",
+               "~/cams").exit_code == 0
+    assert (tmp_path / "pictures" / "f.png").is_file()
+    assert (tmp_path / "cams" / "gradcam_cross.png").is_file()
+    assert not (tmp_path / "~").exists()
+
+
 def test_predict_explain_into_a_file_is_refused_before_predicting(quadrant_run, bracketed,
                                                                   tmp_path):
     (tmp_path / "efile").write_text("not a folder")

@@ -33,12 +33,21 @@ def _load(target: str, weights: str | None, offline: bool, device: str):
     return classifier.load(target, weights=weights, offline=offline)
 
 
-def _check_output(output: str | None) -> None:
-    """A picture's name is checked before the model is loaded (seconds for vgg16)."""
-    if output is not None:
-        from cnncli import plots
+def _check_output(output: str | None) -> str | None:
+    """`output` (``~`` expanded), once its picture format and its folder are checked:
+    before the model is loaded and the work done (seconds for vgg16)."""
+    if output is None:
+        return None
+    from pathlib import Path
 
-        plots.picture_format(output)
+    from cnncli import files, plots
+
+    output = str(Path(output).expanduser())
+    plots.picture_format(output)
+    made = files.missing_folders(Path(output).parent)
+    files.writable_folder(Path(output).parent)  # a file in the way, a read-only folder
+    files.remove_empty(made)  # made again with the picture: none is left if the work fails
+    return output
 
 
 def _show(rows: list[dict], json: bool, *, one: bool = False) -> None:
@@ -69,7 +78,7 @@ def filters(
     """The filters of a convolution layer as a grid of tiles, one per filter."""
     from cnncli.viz import pictures
 
-    _check_output(output)
+    output = _check_output(output)
     loaded = _load(target, weights, offline, device)
     _show([pictures.write_filters(loaded, layer, output).to_dict()], json, one=True)
 
@@ -96,7 +105,7 @@ def activations(
     if layers is not None and not names:
         raise typer.BadParameter("names no layer: give layer names, or leave it out for "
                                  "all", param_hint="--layers")
-    _check_output(output)
+    output = _check_output(output)
     loaded = _load(target, weights, offline, device)
     picture = pictures.write_activations(loaded, image, names if layers else None, output)
     _show([picture.to_dict()], json, one=True)
@@ -119,6 +128,7 @@ def explain(
     json: JsonOpt = False,
 ) -> None:
     """Grad-CAM: where in each image the network found the class, as a heat map."""
+    import os
     import sys
 
     from cnncli import plots
@@ -126,6 +136,7 @@ def explain(
     from cnncli.data import inputs
     from cnncli.viz import explain as explaining
 
+    output = os.path.expanduser(output)
     plots.check_picture_folder(output, "--output")
     files = inputs.expand_inputs(sources, stdin=sys.stdin)
     loaded = _load(target, weights, offline, device)
