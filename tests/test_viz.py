@@ -195,6 +195,23 @@ def test_gradcam_weighs_each_map_by_the_mean_gradient_of_the_score_before_softma
         assert heat.class_index == c and heat.layer == "conv1_1"
 
 
+def test_gradcam_takes_the_score_before_a_softmax_that_dropout_follows():
+    inputs = keras.Input((4, 4, 2))
+    conv = keras.layers.Conv2D(2, 1, use_bias=False, name="conv1_1")
+    dense = keras.layers.Dense(3, activation="softmax", use_bias=False, name="fc1")
+    out = keras.layers.Dropout(0.1)(dense(keras.layers.GlobalAveragePooling2D()(
+        conv(inputs))))
+    model = keras.Model(inputs, out)
+    conv.set_weights([np.eye(2, dtype="float32").reshape(1, 1, 2, 2)])
+    w = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.5]], dtype="float32")
+    dense.set_weights([w])
+    x = np.random.default_rng(0).uniform(0, 1, (1, 4, 4, 2)).astype("float32")
+    for c in range(3):  # as without the Dropout (the test above): z_c's gradient
+        (heat,) = gradcam.GradCam(model)(x, [c])
+        expected = np.maximum(x[0] @ w[:, c], 0)
+        np.testing.assert_allclose(heat.coarse, expected / expected.max(), atol=1e-5)
+
+
 def test_gradcam_reaches_the_last_convolution_inside_a_nested_model():
     keras.utils.set_random_seed(0)
     backbone = keras.Sequential([keras.Input((16, 16, 3)),

@@ -44,11 +44,23 @@ def _single(inputs: list):
     return inputs[0] if len(inputs) == 1 else inputs
 
 
+#: Layers that give their input unchanged when predicting: a softmax before them is the
+#: model's output (`cnncli.model.builder` counts Dropout after the softmax as one too).
+PASS_THROUGH = (keras.layers.Dropout, keras.layers.GaussianNoise,
+                keras.layers.GaussianDropout, keras.layers.AlphaDropout,
+                keras.layers.Identity, keras.layers.ActivityRegularization)
+
+
 def _last_layer(model):
-    """The layer that gives the model's output, if it is the last of `model.layers`."""
+    """The layer that gives the model's output, if it is the last of `model.layers`; past
+    layers that change nothing when predicting (Dropout after the softmax), the one before."""
     last = model.layers[-1] if model.layers else None
     try:
-        return last if last is not None and last.output is model.outputs[0] else None
+        if last is None or last.output is not model.outputs[0]:
+            return None
+        while isinstance(last, PASS_THROUGH):
+            last = next((layer for layer in model.layers if layer.output is last.input), None)
+        return last
     except (AttributeError, ValueError):  # a layer called more than once
         return None
 
