@@ -125,6 +125,24 @@ def tiny(model):
     return classifier.keras_classifier("tiny", model, (8, 8, 3), "scale", ["a", "b", "c"])
 
 
+class ScoringModel(CountingModel):
+    def predict_on_batch(self, x):  # a last layer without softmax: raw scores
+        return np.tile(np.array([[2.5, -1.0, 0.3]], "float32"), (len(x), 1))
+
+
+def test_a_model_giving_scores_not_probabilities_is_said_once(tmp_path):
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    files = [str(tmp_path / f"{i}.png") for i in range(3)]
+    result = prediction.predict(files, model=tiny(ScoringModel()), batch_size=1)
+    assert len(result.images) == 3
+    assert result.warnings == ["tiny does not give probabilities (its last layer has no "
+                               "softmax): the figures shown are its raw scores, not "
+                               "percentages of confidence; end the model with `activation: "
+                               "softmax`"]
+    assert prediction.predict(files, model=tiny(CountingModel())).warnings == []
+
+
 def test_a_mistyped_pretrained_name_gets_a_did_you_mean(tmp_path, monkeypatch):
     from cnncli.errors import ConfigError
 

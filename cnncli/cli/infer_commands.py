@@ -91,6 +91,8 @@ def predict(
                 render.info(f"Grad-CAM: {picture.png}")
             result.errors += cams.errors
     render.predictions(result, fmt)
+    for warning in result.warnings:
+        render.warn(warning)
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
     for error in result.errors:
         if excused:

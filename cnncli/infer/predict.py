@@ -36,6 +36,23 @@ class Result:
     model: str
     images: list[ImageResult] = field(default_factory=list)
     errors: list[CnnError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+#: How far a row of outputs may be from a probability distribution (float16 exports).
+PROBABILITY_SLACK = 1e-3
+
+
+def not_probabilities(p: np.ndarray) -> bool:
+    """Whether outputs `p` (N, C) cannot be class probabilities: below 0, above 1, or rows
+    that do not sum to 1 (a model whose last layer has no softmax gives scores).
+
+    >>> not_probabilities(np.array([[0.7, 0.3]])), not_probabilities(np.array([[2.1, -0.4]]))
+    (False, True)
+    """
+    return bool(len(p)) and bool(
+        (p < -PROBABILITY_SLACK).any() or (p > 1 + PROBABILITY_SLACK).any()
+        or (np.abs(p.sum(axis=1) - 1) > PROBABILITY_SLACK * p.shape[1]).any())
 
 
 def predict(sources: list[str], *, model: str | classifier.Classifier, top: int = 5,
@@ -66,6 +83,11 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
             if not good:
                 continue
             probs = loaded.probabilities(np.stack([img for _, img in good]))
+            if not result.warnings and not_probabilities(probs):
+                result.warnings.append(
+                    f"{loaded.name} does not give probabilities (its last layer has no "
+                    "softmax): the figures shown are its raw scores, not percentages of "
+                    "confidence; end the model with `activation: softmax`")
             for (file, _), p in zip(good, probs, strict=True):
                 best = metrics.top_k(p, top)
                 result.images.append(ImageResult(
