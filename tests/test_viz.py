@@ -241,6 +241,19 @@ def test_gradcam_reaches_the_last_convolution_inside_a_nested_model():
         np.testing.assert_allclose(g.heatmap, w.heatmap, atol=1e-5)
 
 
+def test_the_nested_network_itself_as_the_layer_names_its_last_layer_instead():
+    backbone = keras.Sequential([keras.Input((16, 16, 3)),
+                                 keras.layers.Conv2D(4, 3, name="c1"),
+                                 keras.layers.Conv2D(6, 3, name="c2")], name="backbone")
+    inputs = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled))
+    with pytest.raises(ConfigError, match="'backbone' is a network inside the model, not "
+                                          "one layer") as err:
+        gradcam.GradCam(model, "backbone")
+    assert err.value.hint.startswith("name one of its layers by its path, e.g. backbone/c2")
+
+
 def branched_net(merge: str):
     """Input -> conv stem -> two convolution branches joined by `merge` (concatenate or
     add) -> ReLU -> global average -> softmax: an inception module or a residual block."""

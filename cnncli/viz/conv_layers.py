@@ -1,7 +1,7 @@
 """Finding a model's convolution layers, nested models included, by name.
 
 A layer inside a nested model (a fine-tuned ``keras.applications`` backbone) is named by
-its path, ``mobilenetv2_1.00_224/Conv_1``; its own name alone works when it is unique.
+its path, ``mobilenet_v2/Conv_1``; its own name alone works when it is unique.
 A name that does not exist, or a model without convolution layers, is an error that
 lists the names that would work.
 
@@ -135,6 +135,11 @@ def pick(refs: list[LayerRef], name: str, *, kind: str = "convolution layer",
     if len(short) > 1:
         raise ConfigError(f"several layers are called '{name}'",
                           hint=f"name one by its path: {', '.join(r.name for r in short)}")
+    inside = [r for r in refs if r.name.startswith(f"{name}/")]
+    if inside:  # the nested network itself (a fine-tuned backbone), not one of its layers
+        raise ConfigError(f"'{name}' is a network inside the model, not one layer",
+                          hint=f"name one of its layers by its path, e.g. {inside[-1].name} "
+                               f"(its last {kind})")
     shown = listed or refs
     hint = "use one of: " + ", ".join(r.name for r in shown)
     others = [r.name for r in refs if r not in shown]
