@@ -164,6 +164,14 @@ def test_a_weights_file_cut_short_cannot_be_read_not_does_not_fit(weights_files,
         pretrained.load("mobilenet_v2", weights=cut)
 
 
+def test_a_notop_file_given_to_predict_with_is_called_a_notop_file(weights_files):
+    with pytest.raises(ModelError, match="this file holds mobilenet_v2 without its "
+                                         "classifier \\(a no-top file, for fine-tuning\\)") as err:
+        pretrained.load("mobilenet_v2", weights=weights_files["mine"])
+    assert err.value.hint.startswith("use Keras' mobilenet_v2_weights_tf_dim_ordering_tf_"
+                                     "kernels_1.0_224.h5; the no-top file goes with")
+
+
 def test_a_keras_model_file_given_as_weights_passes_check(weights_files, tmp_path):
     path = write_config(tmp_path, model=f"{{from: mobilenet_v2, weights: "
                                         f"{weights_files['whole']}}}")

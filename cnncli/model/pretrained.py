@@ -161,8 +161,29 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
     model = entry.factory(None)
     from cnncli.model.weights import load_file
 
-    load_file(model, path, fits=name, expected=entry.weights_file)
+    try:
+        load_file(model, path, fits=name, expected=entry.weights_file)
+    except ModelError as exc:
+        if _is_notop(entry, path):  # the file the README has users fetch for fine-tuning
+            raise ModelError(f"this file holds {name} without its classifier (a no-top "
+                             "file, for fine-tuning); predicting needs the classifier's "
+                             "weights too", file=str(path),
+                             hint=f"use Keras' {entry.weights_file}; the no-top file goes "
+                                  f"with `model: {{from: {name}, weights: FILE}}`") from None
+        raise exc from None
     return model
+
+
+def _is_notop(entry: Pretrained, path: Path) -> bool:
+    """Whether the weights at `path` load into `entry`'s network without its classifier."""
+    from cnncli.model.weights import load_file
+
+    try:
+        load_file(entry.factory(None, include_top=False), path, fits=entry.name,
+                  expected=entry.weights_file)
+        return True
+    except (ModelError, ValueError):
+        return False
 
 
 def download(name: str) -> list[Path]:
