@@ -223,7 +223,8 @@ def _check_path(path: str, label: str) -> str:
                         file=label) from None
     if stat.S_ISDIR(info.st_mode):
         raise DataError(A_FOLDER, file=label,
-                        hint="pass the folder to 'cnncli predict' to use every image in it")
+                        hint="give the image files in it (predict and explain take a "
+                             "folder and use every image in it)")
     if not stat.S_ISREG(info.st_mode):
         raise DataError(NOT_A_FILE, file=label)
     if info.st_size == 0:

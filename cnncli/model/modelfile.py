@@ -111,7 +111,8 @@ def check_model_path(path: str | os.PathLike) -> str:
     if lower.endswith(".weights.h5"):
         raise ModelError(
             "this file holds only weights, not a model", file=text,
-            hint="build the model from its spec, then load the weights into it",
+            hint="give the network it belongs to instead, with the file as --weights FILE: "
+                 "a pretrained network's name (`cnncli models` lists them)",
         )
     if lower.endswith((".h5", ".hdf5")):
         raise ModelError(
