@@ -552,6 +552,20 @@ def test_force_does_not_replace_labels_that_other_exports_beside_it_use(run, tmp
     assert (tmp_path / "labels.txt").read_text() != "cat\ndog\n"
 
 
+def test_check_images_caps_the_images_given_with_a_seeded_sample(run, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(sample_images(run, n=12)):  # 24 images
+        tf.keras.utils.save_img(photos / f"{i:02d}.png", image)
+    report = exporter.export(run, formats=["onnx"], output=tmp_path / "out",
+                             images=[str(photos)], check_images=5)
+    assert report.images == "5 of the 24 image(s) given with --images (no labels)"
+    assert report.results[0].check.images == 5
+    every = exporter.export(run, formats=["onnx"], output=tmp_path / "all",
+                            images=[str(photos)], check_images=0)
+    assert every.images == "24 image(s) given with --images (no labels)"
+
+
 def test_an_output_under_the_home_folder_is_written_there(run, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

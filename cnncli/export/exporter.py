@@ -386,9 +386,10 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
         pick = np.random.default_rng(1).permutation(len(ds.train))[:CALIBRATION_IMAGES]
         calibration = feed.images_at(ds.train, np.sort(pick), shape, resize=resize)
     if images:
-        checked = _read_images(images, shape, resize)
+        checked, given = _read_images(images, shape, resize, limit)
+        of = f" of the {given:,}" if given > len(checked) else ""
         return Samples(checked, None, calibration, shape,
-                       f"{len(checked):,} image(s) given with --images (no labels)")
+                       f"{len(checked):,}{of} image(s) given with --images (no labels)")
     from cnncli.infer import evaluate as evaluation
 
     labels, _ = evaluation.labels_by_name(ds, reference, source)  # matched by name
@@ -406,14 +407,18 @@ def _data_source(reference, data: str | None) -> str | None:
     return data or (run_data.name if run_data else None) or reference.meta.dataset
 
 
-def _read_images(sources: list[str], shape, resize: str) -> np.ndarray:
-    """The files of ``--images``, as `cnncli predict` reads them for this model."""
+def _read_images(sources: list[str], shape, resize: str, limit: int) -> tuple[np.ndarray, int]:
+    """The files of ``--images``, as `cnncli predict` reads them for this model: a seeded
+    sample of `limit` of them (``--check-images``; 0: all), and how many were given."""
     from cnncli.data import inputs
 
     paths = inputs.expand_inputs(list(sources))
     if not paths:
         raise DataError("--images names no images", hint="give image files or folders")
-    return np.stack([inputs.read_image(p, shape, resize) for p in paths])
+    given = len(paths)
+    if limit and limit < given:  # a folder of 100,000 photos is not read whole
+        paths = [paths[i] for i in np.sort(np.random.default_rng(0).permutation(given)[:limit])]
+    return np.stack([inputs.read_image(p, shape, resize) for p in paths]), given
 
 
 def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper,
