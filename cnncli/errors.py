@@ -142,8 +142,8 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
     """The hint for a name that is not one of `choices`: the closest one, and the list.
 
     The one "did you mean" of cnncli. A match ignoring case wins, else the closest by
-    spelling (difflib, cutoff 0.6); `listing` names the list shown after it (a long list
-    is left out when a close match was found).
+    spelling (difflib, cutoff 0.6), one that begins with the word first; `listing` names
+    the list shown after it (a long list is left out when a close match was found).
 
     >>> suggest("Conv2d", ["Conv2D", "Dense"])
     "did you mean 'Conv2D'?"
@@ -151,6 +151,8 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
     "did you mean 'adam'? optimizers: adam, sgd"
     >>> suggest("zzz", ["adam", "sgd"], listing="optimizers")
     'optimizers: adam, sgd'
+    >>> suggest("conv1", ["conv2_1", "conv1_1", "conv3_1"])
+    "did you mean 'conv1_1'?"
     """
     import difflib
 
@@ -158,9 +160,10 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
     text = str(word)
     lower = {n.lower(): n for n in names}
     close = lower.get(text.lower()) if text not in names else None
-    if close is None:
-        found = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
-        close = found[0] if found else None
+    if close is None:  # of the closest few, one the word begins first (conv1: conv1_1)
+        found = difflib.get_close_matches(text, names, n=5, cutoff=0.6)
+        close = next((n for n in found if n.lower().startswith(text.lower())),
+                     found[0] if found else None)
     parts = [f"did you mean '{close}'?"] if close else []
     if listing and not (close and len(names) > LONG_LIST):
         parts.append(f"{listing}: {', '.join(names)}")
