@@ -684,6 +684,12 @@ def test_a_picture_under_a_file_is_refused_before_the_model_is_read(tmp_path):
     assert "afile: the output folder is a file, not a folder" in result.stderr
 
 
+def test_a_folder_given_as_the_picture_is_called_a_folder(tmp_path):
+    result = cnncli("visualize", "filters", tmp_path / "no_such_run", "--output", tmp_path)
+    assert result.returncode == 2
+    assert "--output is the picture to write, and this is a folder" in result.stderr
+
+
 def test_pictures_given_under_the_home_folder_are_written_there(quadrant_run, bracketed,
                                                                 tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))

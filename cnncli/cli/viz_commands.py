@@ -43,6 +43,12 @@ def _check_output(output: str | None) -> str | None:
     from cnncli import files, plots
 
     output = str(Path(output).expanduser())
+    if Path(output).is_dir():
+        from cnncli.errors import ConfigError
+
+        raise ConfigError("--output is the picture to write, and this is a folder",
+                          file=output, hint=f"give the picture's name, e.g. --output "
+                                            f"{Path(output) / 'picture.png'}")
     plots.picture_format(output)
     made = files.missing_folders(Path(output).parent)
     files.writable_folder(Path(output).parent)  # a file in the way, a read-only folder
