@@ -659,21 +659,29 @@ def test_an_image_with_a_name_as_long_as_a_file_system_allows_gets_its_heat_map(
     assert len(written) == 2 and len(written[0].encode()) <= 255
 
 
-def test_predict_explain_failing_still_gives_one_json_document(quadrant_run, bracketed,
-                                                               tmp_path, monkeypatch):
-    from cnncli.errors import CnnError
+@pytest.mark.parametrize("skip_bad", [[], ["--skip-bad"]])
+def test_predict_explain_failing_still_gives_one_json_document_and_its_exit_code(
+        quadrant_run, bracketed, tmp_path, monkeypatch, capsys, skip_bad):
+    import sys
+
+    from cnncli.cli import app
+    from cnncli.errors import ModelError
     from cnncli.viz import explain
 
     def fails(*args, **kwargs):  # e.g. a disk that is full by the time of the heat maps
-        raise CnnError("cannot write the plot: No space left on device")
+        raise ModelError("cannot write the plot: No space left on device")
 
     monkeypatch.setattr(explain, "explain", fails)
-    result = cli("predict", bracketed[1], "--model", quadrant_run["run"], "--top", "1",
-                 "--explain", tmp_path / "cams", "--format", "json")
-    assert result.exit_code == 1  # some results, one error
-    [answer] = json.loads(result.stdout)  # the predictions, one document
+    monkeypatch.setattr(sys, "argv", [
+        "cnncli", "predict", str(bracketed[1]), "--model", str(quadrant_run["run"]), "--top",
+        "1", "--explain", str(tmp_path / "cams"), "--format", "json", *skip_bad])
+    with pytest.raises(SystemExit) as exit_:
+        app.main()  # as the command line runs it: the error path prints JSON of its own
+    captured = capsys.readouterr()
+    [answer] = json.loads(captured.out)  # the predictions, one document
     assert answer["top"][0]["class"] == "1"
-    assert "No space left on device" in result.stderr
+    assert exit_.value.code == 3  # the heat maps' error, --skip-bad or not
+    assert "error: cannot write the plot: No space left on device" in captured.err
 
 
 def test_a_picture_under_a_file_is_refused_before_the_model_is_read(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -60,6 +61,7 @@ def predict(
                               hint="point --model at the run folder or its .keras file")
         from cnncli import plots
 
+        explain = os.path.expanduser(explain)  # --explain=~/cams: no shell expands it
         plots.check_picture_folder(explain, "--explain")
         files.writable_folder(explain)
     placement = _placement(model, device, precision)
@@ -77,6 +79,10 @@ def predict(
     result = prediction.predict(sources, model=loaded, top=top,
                                 batch_size=batch_size or devices.inference_batch_size(placement),
                                 resize=resize, stdin=sys.stdin)
+    render.predictions(result, fmt)
+    for warning in result.warnings:
+        render.warn(warning)
+    stopped = None  # the heat maps' own failure (a full disk): not an unreadable image
     if explain and result.images:
         from cnncli.errors import CnnError
         from cnncli.viz import explain as explaining
@@ -84,21 +90,21 @@ def predict(
         try:
             cams = explaining.explain([r.file for r in result.images], loaded,
                                       output=explain, resize=resize)
-        except CnnError as exc:  # (a full disk): the predictions are still given, one
-            result.errors.append(exc)  # JSON document with --format json, then the error
+        except CnnError as exc:  # said after the predictions (one JSON document with
+            stopped = exc        # --format json), not excused by --skip-bad
         else:
             for picture in cams.pictures if not quiet else ():
                 render.info(f"Grad-CAM: {picture.png}")
             result.errors += cams.errors
-    render.predictions(result, fmt)
-    for warning in result.warnings:
-        render.warn(warning)
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
     for error in result.errors:
         if excused:
             render.warn(f"skipped {error}")
         else:
             render.error(error)
+    if stopped is not None:
+        render.error(stopped)
+        raise typer.Exit(stopped.exit_code)
     if result.errors and not excused:
         raise typer.Exit(EXIT_DATA_OR_MODEL if not result.images else EXIT_BELOW_THRESHOLD)
 

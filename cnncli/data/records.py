@@ -175,23 +175,26 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         for name, split in (("train", ds.train), ("test", ds.test)):
             split = _shuffled(split)
             shards, writer, written, number, labels = [], None, 0, 0, []
-            for i, (encoded, ident) in enumerate(_encoded(tf, split, image_size, resize)):
-                done += 1
-                if progress:
-                    progress(done, total)
-                if isinstance(encoded, DataError):  # as training would: left out, counted
-                    skipped.append(encoded)
-                    continue
-                if writer is None or written >= shard_mb * 1e6:
-                    if writer is not None:
-                        writer.close()
-                    number += 1
-                    shards.append(tmp / f"{name}-{number:05d}.tfrecord")
-                    writer, written = tf.io.TFRecordWriter(str(shards[-1])), 0
-                labels.append(int(split.labels[i]))
-                record = _record(tf, encoded, labels[-1], len(labels) - 1, ident)
-                writer.write(record)
-                written += len(record)
+            # closed on any error here (a full disk, Ctrl-C), not left to the garbage
+            # collector: the decoding threads stop at once
+            with contextlib.closing(_encoded(tf, split, image_size, resize)) as stream:
+                for i, (encoded, ident) in enumerate(stream):
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                    if isinstance(encoded, DataError):  # as training would: left out, counted
+                        skipped.append(encoded)
+                        continue
+                    if writer is None or written >= shard_mb * 1e6:
+                        if writer is not None:
+                            writer.close()
+                        number += 1
+                        shards.append(tmp / f"{name}-{number:05d}.tfrecord")
+                        writer, written = tf.io.TFRecordWriter(str(shards[-1])), 0
+                    labels.append(int(split.labels[i]))
+                    record = _record(tf, encoded, labels[-1], len(labels) - 1, ident)
+                    writer.write(record)
+                    written += len(record)
             if writer is not None:
                 writer.close()
             if len(split) and not labels:

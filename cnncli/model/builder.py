@@ -331,10 +331,12 @@ def _output_warnings(expanded: expansion.Expanded, outputs) -> list[str]:
     return notes
 
 
+#: Layers that give their input unchanged when predicting (Grad-CAM looks through them).
+UNCHANGED_WHEN_PREDICTING = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                             "ActivityRegularization", "Identity"}
 #: Layers whose output is a probability distribution when their inputs are (the Average of
 #: softmax branches: an ensemble).
-_KEEPS_PROBABILITIES = {"Dropout", "Flatten", "Reshape", "ActivityRegularization",
-                        "Identity", "Average"}
+KEEPS_PROBABILITIES = UNCHANGED_WHEN_PREDICTING | {"Flatten", "Reshape", "Average"}
 
 
 def _gives_probabilities(node: expansion.Node, nodes: dict) -> bool:
@@ -343,7 +345,7 @@ def _gives_probabilities(node: expansion.Node, nodes: dict) -> bool:
     that keep it so (Dropout after the softmax; the Average of softmax branches)."""
     if node.layer in (backbone.LAYER, "Softmax") or node.args.get("activation") == "softmax":
         return True
-    if node.layer not in _KEEPS_PROBABILITIES or any(i not in nodes for i in node.inputs):
+    if node.layer not in KEEPS_PROBABILITIES or any(i not in nodes for i in node.inputs):
         return False  # (the model's input is not a node: never probabilities)
     return all(_gives_probabilities(nodes[i], nodes) for i in node.inputs)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnncli.errors import ModelError
+from cnncli.model.builder import UNCHANGED_WHEN_PREDICTING
 from cnncli.runtime import import_keras
 from cnncli.viz.conv_layers import LayerRef
 
@@ -44,13 +45,6 @@ def _single(inputs: list):
     return inputs[0] if len(inputs) == 1 else inputs
 
 
-#: Layers that give their input unchanged when predicting: a softmax before them is the
-#: model's output (`cnncli.model.builder` counts Dropout after the softmax as one too).
-PASS_THROUGH = (keras.layers.Dropout, keras.layers.GaussianNoise,
-                keras.layers.GaussianDropout, keras.layers.AlphaDropout,
-                keras.layers.Identity, keras.layers.ActivityRegularization)
-
-
 def _last_layer(model):
     """The layer that gives the model's output, if it is the last of `model.layers`; past
     layers that change nothing when predicting (Dropout after the softmax), the one before."""
@@ -58,7 +52,7 @@ def _last_layer(model):
     try:
         if last is None or last.output is not model.outputs[0]:
             return None
-        while isinstance(last, PASS_THROUGH):
+        while last is not None and type(last).__name__ in UNCHANGED_WHEN_PREDICTING:
             last = next((layer for layer in model.layers if layer.output is last.input), None)
         return last
     except (AttributeError, ValueError):  # a layer called more than once
