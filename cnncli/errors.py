@@ -153,6 +153,8 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
     'optimizers: adam, sgd'
     >>> suggest("conv1", ["conv2_1", "conv1_1", "conv3_1"])
     "did you mean 'conv1_1'?"
+    >>> suggest("dense", ["dense_10", "dense_1", "dens"])
+    "did you mean 'dens'?"
     """
     import difflib
 
@@ -160,9 +162,11 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
     text = str(word)
     lower = {n.lower(): n for n in names}
     close = lower.get(text.lower()) if text not in names else None
-    if close is None:  # of the closest few, one the word begins first (conv1: conv1_1)
-        found = difflib.get_close_matches(text, names, n=5, cutoff=0.6)
-        close = next((n for n in found if n.lower().startswith(text.lower())),
+    if close is None:  # of the closest few, one the word begins (conv1: conv1_1), unless
+        found = difflib.get_close_matches(text, names, n=5, cutoff=0.6)  # far behind
+        best = difflib.SequenceMatcher(None, text, found[0]).ratio() if found else 0
+        close = next((n for n in found if n.lower().startswith(text.lower())
+                      and difflib.SequenceMatcher(None, text, n).ratio() > best - 0.05),
                      found[0] if found else None)
     parts = [f"did you mean '{close}'?"] if close else []
     if listing and not (close and len(names) > LONG_LIST):

@@ -37,10 +37,13 @@ def count(n: int, word: str) -> str:
 
 def first_line(message: object, limit: int = 300) -> str:
     """The first non-blank line of `message` (a library's error can be pages of log), at
-    most `limit` characters; ``""`` for none.
+    most `limit` characters; for an error that says nothing, its type's name.
 
     >>> first_line(ValueError("\\n  Op failed: bad shape\\n  at line 3"))
     'Op failed: bad shape'
+    >>> first_line(TimeoutError())
+    'TimeoutError'
     """
+    empty = type(message).__name__ if isinstance(message, BaseException) else ""
     return next((line.strip() for line in str(message).splitlines() if line.strip()),
-                "")[:limit]
+                empty)[:limit]

@@ -526,7 +526,7 @@ def test_exporting_a_run_that_has_not_finished_says_so(run, tmp_path):
     stopped = shutil.copytree(run, tmp_path / "runs" / "toy" / "1", symlinks=True)
     files.write_json(stopped / "state.json", {"status": "interrupted"})
     report = exporter.export(stopped, formats=["onnx"], check_images=20)
-    assert "the run has not finished (it is interrupted after 3 epoch(s)): this exports the " \
+    assert "the run has not finished (it is interrupted after 3 epochs): this exports the " \
            "model it had then, best.keras" in report.notes[0]
     done = exporter.export(run, formats=["onnx"], output=tmp_path / "done", check_images=20)
     assert not any("not finished" in note for note in done.notes)
@@ -537,6 +537,9 @@ def test_an_output_naming_openvinos_bin_is_refused_naming_the_xml(run, tmp_path)
         exporter.export(run, formats=["openvino"], output=tmp_path / "ov" / "foo.bin")
     assert err.value.hint.startswith(f"give --output {tmp_path / 'ov' / 'foo.xml'}")
     assert not (tmp_path / "ov").exists()
+    exporter.export(run, formats=["onnx"], output=tmp_path / "ov" / "foo.bin",
+                    check_images=20)  # no OpenVINO export: a folder's name like another
+    assert (tmp_path / "ov" / "foo.bin" / "model.onnx").is_file()
 
 
 def test_force_does_not_replace_labels_that_other_exports_beside_it_use(run, tmp_path):
@@ -561,6 +564,9 @@ def test_check_images_caps_the_images_given_with_a_seeded_sample(run, tmp_path):
                              images=[str(photos)], check_images=5)
     assert report.images == "5 of the 24 image(s) given with --images (no labels)"
     assert report.results[0].check.images == 5
+    again = exporter.export(run, formats=["onnx"], output=tmp_path / "again",
+                            images=[str(photos)], check_images=5)
+    assert again.results[0].check == report.results[0].check  # the same five: seeded
     every = exporter.export(run, formats=["onnx"], output=tmp_path / "all",
                             images=[str(photos)], check_images=0)
     assert every.images == "24 image(s) given with --images (no labels)"

@@ -77,6 +77,7 @@ def test_runs_of_one_name_a_run_itself_and_an_output_dir_inside_are_listed(tmp_p
     assert listed == [str(nested), str(first), str(second)]
     assert [r.run for r in listing.summaries(tmp_path / "lenet")] == [str(first), str(second)]
     assert [r.run for r in listing.summaries(second)] == [str(second)]
+    assert [r.run for r in listing.summaries(tmp_path / "lenet" / "latest")] == [str(second)]
 
 
 def test_a_run_folder_without_its_config_is_listed_as_damaged_not_left_out(tmp_path):

@@ -262,7 +262,7 @@ def _reason(exc: Exception) -> str:
     """``corrupted record at 12`` from TensorFlow's message (which names its own graph)."""
     text = getattr(exc, "message", None) or str(exc)
     found = re.search(r"corrupted record at \d+", text)
-    return found.group() if found else text.strip().splitlines()[-1]
+    return found.group() if found else (text.strip().splitlines() or [type(exc).__name__])[-1]
 
 
 def _packed_shape(ds: Dataset, image_size) -> list[int] | None:

@@ -264,7 +264,8 @@ def _converting(fmt: str, job: Job):
         raise
     except Exception as exc:
         if disk_full(exc, job.path):  # TensorFlow says it in its own error type
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+            code = errno.EDQUOT if os.strerror(errno.EDQUOT) in str(exc) else errno.ENOSPC
+            raise OSError(code, os.strerror(code)) from None
         raise unsupported.cannot_convert(fmt, job.wrapper, str(exc)) from None
 
 
@@ -274,13 +275,16 @@ NEARLY_FULL = 1 << 20
 
 def disk_full(exc: BaseException, path: Path) -> bool:
     """Whether `exc`, raised writing `path`, came from a full disk (or quota): its errno,
-    its words (TensorFlow's ``No space left on device [Op:SaveV2]``), or, for converters
-    that say only "iostream error" (OpenVINO), less than `NEARLY_FULL` bytes free there."""
+    its words (TensorFlow's ``No space left on device [Op:SaveV2]``), or, for an I/O or
+    runtime error that says only "iostream error" (OpenVINO), less than `NEARLY_FULL`
+    bytes free there."""
     if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
         return True
     if any(words in str(exc) for words in (os.strerror(errno.ENOSPC),
                                            os.strerror(errno.EDQUOT))):
         return True
+    if not isinstance(exc, OSError | RuntimeError):  # an operation it cannot convert...
+        return False
     folder = next((p for p in (path, *path.parents) if p.exists()), None)
     try:
         return folder is not None and shutil.disk_usage(folder).free < NEARLY_FULL

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files
+from cnncli import files, text
 from cnncli.data import datasets, feed
 from cnncli.errors import (
     EXIT_DATA_OR_MODEL,
@@ -247,7 +247,7 @@ def _unfinished(reference) -> list[str]:
     summary = listing.summarize(run)
     if summary.status in ("finished", listing.DAMAGED):
         return []
-    after = f" after {summary.epochs} epoch(s)" if summary.epochs else ""
+    after = f" after {text.count(summary.epochs, 'epoch')}" if summary.epochs else ""
     return [f"the run has not finished (it is {summary.status}{after}): this exports the "
             f"model it had then, {reference.artefact.model_path.name}; export again once it "
             "has finished"]
@@ -277,7 +277,8 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
                               "for --format saved_model alone to replace it (with --force)")
         path = path.absolute()  # `--output .` inside it: a name and a parent
         return path.parent, path
-    if path.suffix.lower() == ".bin":  # OpenVINO's weights: the model is the .xml beside
+    if path.suffix.lower() == ".bin" and any(v.format.name == "openvino" for v in variants):
+        # OpenVINO's weights: the model is the .xml beside them
         raise ConfigError(f"--output {output} names OpenVINO's weights file; an OpenVINO "
                           "export is named by its .xml (the .bin of the same name is "
                           "written beside it)", hint=f"give --output {path.with_suffix('.xml')}"
@@ -324,8 +325,9 @@ def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> N
                 raise ConfigError(f"the output is {what}: it is not replaced, even with "
                                   "--force", file=str(path),
                                   hint="choose another --output, or move that folder away")
-    if labels.is_file() and labels.read_text(errors="replace") != sidecar.labels_text(
-            class_names):
+    other_labels = labels.is_file() and labels.read_text(
+        errors="replace") != sidecar.labels_text(class_names)
+    if other_labels:
         ours = {p for paths in targets.values() for p in paths}
         others = [p.name for p in sorted(folder.iterdir()) if p not in ours and exported.kind(p)]
         if others:  # their labels: a client beside them would read ours
@@ -338,8 +340,7 @@ def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> N
         return
     existing = [p for paths in targets.values() for p in paths
                 if p.exists() or p.is_symlink()]  # a dangling link is in the way too
-    if (labels.is_file() and labels.read_text(errors="replace") != sidecar.labels_text(
-            class_names)) or (labels.is_symlink() and not labels.exists()):
+    if other_labels or (labels.is_symlink() and not labels.exists()):
         existing.append(labels)
     if existing:
         raise ConfigError("the output exists already: " + ", ".join(map(str, existing[:4]))
@@ -469,10 +470,10 @@ def _size(paths: list[Path]) -> int:
 
 
 def _publish_labels(stage: Staging, folder: Path, class_names) -> None:
-    text = sidecar.labels_text(class_names)
+    labels = sidecar.labels_text(class_names)
     dest = folder / sidecar.LABELS_FILE
-    if dest.is_file() and dest.read_text(errors="replace") == text:
+    if dest.is_file() and dest.read_text(errors="replace") == labels:
         return
     staged = stage.path / sidecar.LABELS_FILE
-    files.write_atomic(staged, text)
+    files.write_atomic(staged, labels)
     stage.publish([(staged, dest)], replace=True)

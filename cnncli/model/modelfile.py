@@ -111,8 +111,9 @@ def check_model_path(path: str | os.PathLike) -> str:
     if lower.endswith(".weights.h5"):
         raise ModelError(
             "this file holds only weights, not a model", file=text,
-            hint="give the network it belongs to instead, with the file as --weights FILE: "
-                 "a pretrained network's name (`cnncli models` lists them)",
+            hint="give the model it belongs to instead: for a pretrained network, its name "
+                 "with --weights FILE (`cnncli models` lists them); for weights of your own "
+                 "model, its run folder or .keras file",
         )
     if lower.endswith((".h5", ".hdf5")):
         raise ModelError(

@@ -168,8 +168,10 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
             raise ModelError(f"this file holds {name} without its classifier (a no-top "
                              "file, for fine-tuning); predicting needs the classifier's "
                              "weights too", file=str(path),
-                             hint=f"use Keras' {entry.weights_file}; the no-top file goes "
-                                  f"with `model: {{from: {name}, weights: FILE}}`") from None
+                             hint=f"use Keras' {entry.weights_file} (`cnncli models "
+                                  f"--download {name}` on a machine that is online); the "
+                                  f"no-top file goes with `model: {{from: {name}, weights: "
+                                  "FILE}`") from None
         raise exc from None
     return model
 
@@ -182,7 +184,7 @@ def _is_notop(entry: Pretrained, path: Path) -> bool:
         load_file(entry.factory(None, include_top=False), path, fits=entry.name,
                   expected=entry.weights_file)
         return True
-    except (ModelError, ValueError):
+    except Exception:  # anything: the error first raised is the one to show
         return False
 
 

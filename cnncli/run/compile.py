@@ -86,7 +86,7 @@ def make_optimizer(t: config.TrainSection, rate):
                               f"'{t.optimizer.name}'", hint=suggest(
                                   t.optimizer.name, _keras_names("optimizers"),
                                   listing="Keras' optimizers")) from None
-        raise ConfigError(f"`train.optimizer`: {_first_line(exc)}",
+        raise ConfigError(f"`train.optimizer`: {first_line(exc, 200)}",
                           hint="give the optimizer its own argument names (see Keras' "
                           f"documentation of {t.optimizer.name})") from None
 
@@ -149,7 +149,7 @@ def check_training(t: config.TrainSection, classes: int, *, file: str | None = N
     except Exception as exc:  # Keras raises ValueError, TypeError, InvalidArgumentError...
         errors.append(ConfigError(
             f"`train.loss`: {t.loss} expects one-hot labels, but cnncli's labels are class "
-            f"indices ({_first_line(exc)})", file=file,
+            f"indices ({first_line(exc, 200)})", file=file,
             hint="use sparse_categorical_crossentropy, the same loss for class indices"))
     for name in t.metrics:
         problem = _metric_problem(name, labels, probs)
@@ -173,10 +173,10 @@ def _metric_problem(name: str, labels, probs) -> str | None:
             return f"unknown metric '{name}'. Hint: " + suggest(
                 name, _keras_names("metrics"), listing="Keras' metrics")
         return (f"'{name}' cannot take cnncli's labels, which are class indices against "
-                f"{probs.shape[1]} probabilities per image ({_first_line(exc)})")
+                f"{probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
     except Exception as exc:  # shape errors surface as TypeError or TensorFlow errors too
         return (f"'{name}' cannot take cnncli's labels, which are class indices against "
-                f"{probs.shape[1]} probabilities per image ({_first_line(exc)})")
+                f"{probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
     return None
 
 
@@ -193,6 +193,3 @@ def _keras_names(module: str) -> list[str]:
              and callable(getattr(space, n))} - {"get", "serialize", "deserialize"}
     return sorted(names | ({"accuracy"} if module == "metrics" else set()))
 
-
-def _first_line(exc: BaseException) -> str:
-    return first_line(exc, 200) or type(exc).__name__

@@ -128,8 +128,8 @@ def list_runs(root: str | Path = "runs") -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [root, *(p for depth in range(1, RUN_DEPTH + 1)
-                     for p in root.glob("/".join(["*"] * depth)))]
+    found = [root.resolve(), *(p for depth in range(1, RUN_DEPTH + 1)  # runs/x/latest, .
+                               for p in root.glob("/".join(["*"] * depth)))]
     runs = [p for p in found if _number(p.name) and p.is_dir()
             and ((p / CONFIG).exists() or (p / STATE).exists())]
     return sorted(runs, key=lambda p: (str(p.parent), int(p.name)))

@@ -53,14 +53,18 @@ def file_name(text: str) -> str:
     'vgg16_block1_conv1'
     >>> len(file_name("b" * 250).encode()), file_name("b" * 250)[-9:]
     (200, '~4b6864de')
+    >>> len(file_name("é" * 150).encode()), file_name("é" * 150)[-10:-9]
+    (199, 'é')
     """
     safe = "".join("_" if ch in '/\\:\0' else ch for ch in text)
     raw = safe.encode(errors="surrogateescape")
     if len(raw) <= NAME_BYTES:
         return safe
     digest = hashlib.sha256(raw).hexdigest()[:8]
-    kept = raw[:NAME_BYTES - 9].decode(errors="ignore")  # not half a character
-    return f"{kept}~{digest}"
+    cut = NAME_BYTES - 9
+    while cut and 0x80 <= raw[cut] < 0xC0:  # not in the middle of a UTF-8 character
+        cut -= 1
+    return f"{raw[:cut].decode(errors='surrogateescape')}~{digest}"
 
 
 def write_filters(clf, layer: str | None, output: str | Path | None = None) -> FiltersPicture:
