@@ -169,7 +169,8 @@ def test_a_notop_file_given_to_predict_with_is_called_a_notop_file(weights_files
                                          "classifier \\(a no-top file, for fine-tuning\\)") as err:
         pretrained.load("mobilenet_v2", weights=weights_files["mine"])
     assert err.value.hint.startswith("use Keras' mobilenet_v2_weights_tf_dim_ordering_tf_"
-                                     "kernels_1.0_224.h5; the no-top file goes with")
+                                     "kernels_1.0_224.h5 (`cnncli models --download "
+                                     "mobilenet_v2` on a machine that is online)")
 
 
 def test_a_keras_model_file_given_as_weights_passes_check(weights_files, tmp_path):
