@@ -3,7 +3,7 @@
 Decoding, resizing and compressing images (Pillow, zlib) and reading files release the
 interpreter lock, so threads decode about as many times faster as there are cores, with
 no images pickled between processes. Used where a stream of images is decoded one by one:
-`datasets pack` and `predict`.
+`datasets pack` and `predict`. `available_cpus` says how many can work at once.
 
 >>> list(ordered_map(lambda x: x * x, range(6), threads=2))
 [0, 1, 4, 9, 16, 25]
@@ -11,6 +11,7 @@ no images pickled between processes. Used where a stream of images is decoded on
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,14 @@ from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, threads: int,

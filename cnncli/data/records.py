@@ -30,14 +30,13 @@ import numpy as np
 from cnncli import files, parallel
 from cnncli.data import images
 from cnncli.data.dataset import Dataset, Records, Split
-from cnncli.devices.hardware import available_cpus
 from cnncli.errors import ConfigError, DataError
 from cnncli.text import first_line
 
 FORMAT = "cnncli-tfrecord"
 INDEX = "dataset.json"
 #: Images decoded, resized and compressed at once: one per core, two at least.
-PACK_THREADS = max(2, available_cpus())
+PACK_THREADS = max(2, parallel.available_cpus())
 
 
 def detect(path: Path) -> bool:

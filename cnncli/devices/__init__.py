@@ -26,7 +26,6 @@ from cnncli.devices.cluster import TF_CONFIG_HINT, TRAINING_TASKS, Cluster, pars
 from cnncli.devices.hardware import (
     CPU_BF16_FLAGS,
     GPU_INSTALL,
-    available_cpus,
     cpu_bf16_units,
     cpu_flags,
     nvidia_driver_present,
@@ -68,6 +67,7 @@ from cnncli.devices.tuning import (
     inference_batch_size,
     scale_learning_rate,
 )
+from cnncli.parallel import available_cpus
 
 __all__ = [
     "CPU_BF16_FLAGS", "CPU_REQUESTED_NOTE", "DEVICE_FORMS", "GPU_INSTALL", "LR_RULES",

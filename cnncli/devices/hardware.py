@@ -1,6 +1,6 @@
-"""What this machine has, read without TensorFlow: CPU flags (bfloat16 matrix units),
-CPUs this process may use, an NVIDIA driver, and the warning when a driver is there but
-TensorFlow sees no GPU.
+"""What this machine has, read without TensorFlow: CPU flags (bfloat16 matrix units), an
+NVIDIA driver, and the warning when a driver is there but TensorFlow sees no GPU (the
+CPUs this process may use: `cnncli.parallel.available_cpus`).
 
 >>> cpu_bf16_units(frozenset({"amx_bf16"}), environ={})
 True
@@ -51,14 +51,6 @@ def cpu_bf16_units(flags: frozenset[str] | None = None,
     environ = os.environ if environ is None else environ
     onednn = environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
     return onednn and bool(flags & CPU_BF16_FLAGS)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def nvidia_driver_present(

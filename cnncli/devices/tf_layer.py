@@ -16,9 +16,10 @@ import subprocess
 import warnings
 
 from cnncli.devices.cluster import parse_tf_config
-from cnncli.devices.hardware import available_cpus, cpu_bf16_units, nvidia_driver_present
+from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
 from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning
 from cnncli.errors import DeviceError
+from cnncli.parallel import available_cpus
 from cnncli.runtime import import_keras, import_tf, stderr_silenced
 from cnncli.text import first_line
 

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli.devices.hardware import available_cpus
 from cnncli.errors import ModelError
 from cnncli.infer import onnxscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
+from cnncli.parallel import available_cpus
 from cnncli.runtime import stderr_silenced
 
 SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
