@@ -235,6 +235,16 @@ def test_resume_with_force_trains_the_new_epochs_and_records_them(tmp_path):
     assert config.load(run / "config.yaml").train.epochs == 3
 
 
+def test_resume_with_force_to_fewer_epochs_than_were_trained_is_refused(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2))  # stopped after epoch 1
+    with pytest.raises(ConfigError, match="this run has trained 16 steps already \\(1 epoch\\), "
+                                          "and the config asks for 16 in all: nothing would "
+                                          "be left to train"):
+        training.train(config.load(run / "config.yaml", ["train.epochs=1"]), resume=run,
+                       force=True)
+    assert config.load(run / "config.yaml").train.epochs == 2  # not recorded either
+
+
 def test_no_backup_is_written_between_an_epochs_last_step_and_its_end(tmp_path, monkeypatch):
     """A backup there would resume into an epoch with no steps left (and no loss)."""
     saved, real = [], checkpoint.save

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli import config, devices, files
+from cnncli import config, devices, files, text
 from cnncli.data import records
 from cnncli.devices import distributed
 from cnncli.errors import ConfigError, DataError, TrainingError
@@ -173,6 +173,14 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
             f"this run trained {state.replicas} model replicas in step; here there would be "
             f"{p.placement.replicas}, which changes the batch of every step", file=str(run),
             hint="resume with the same devices (and number of workers) as the run had")
+    done = state.epoch * p.steps_per_epoch + state.step
+    if done >= p.total_steps:  # --force with fewer epochs or steps than were trained
+        raise ConfigError(
+            f"this run has trained {done:,} steps already ({text.count(state.epoch, 'epoch')}"
+            + (f" and {state.step:,} steps" if state.step else "") + f"), and the config "
+            f"asks for {p.total_steps:,} in all: nothing would be left to train", file=str(run),
+            hint="ask for more epochs (or steps) than it has done, or use the run as it is "
+                 "(cnncli evaluate RUN)")
     if diff:
         _apply(p, model, state, diff, run, reporter)
     return (run if p.placement.is_chief else distributed.worker_run_dir(p.placement)), state
