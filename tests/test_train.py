@@ -275,6 +275,16 @@ def test_dry_run_prints_config_and_summary_and_writes_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_dry_run_json_is_one_document_of_the_config_and_the_model(tmp_path):
+    path = write_config(tmp_path)
+    result = cli("train", str(path), "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["config"]["train"]["epochs"] == config.load(path).train.epochs
+    assert doc["model"]["rows"] and doc["model"]["params"] > 0
+    assert not (tmp_path / "runs").exists()
+
+
 def test_dry_run_refuses_what_training_would_refuse(tmp_path):
     path = write_config(tmp_path)
     result = cli("train", str(path), "--dry-run", "--set", "train.optimizer.name=sgdd")

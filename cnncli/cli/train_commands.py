@@ -76,7 +76,7 @@ def train(
     if cfg.output.name is None:
         cfg.output.name = Path(config_file).stem
     if dry_run:
-        return _dry_run(cfg, config_file)
+        return _dry_run(cfg, config_file, json)
     result = training.train(cfg, config_file=config_file, resume=resume, force=force,
                             auto_batch=auto_batch, reporter=render.train_reporter(quiet or json))
     if json:
@@ -89,7 +89,7 @@ def train(
         render.info(f"Next: cnncli evaluate {result.run}")
 
 
-def _dry_run(cfg, config_file: str) -> None:
+def _dry_run(cfg, config_file: str, json: bool = False) -> None:
     from cnncli import devices, yamlio
     from cnncli.cli import render
     from cnncli.model import summary as summaries
@@ -99,6 +99,10 @@ def _dry_run(cfg, config_file: str) -> None:
     placement = devices.setup(t.device, t.precision)  # a GPU asked for and not there
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
     built = checking.dry_run(cfg, config_file)  # what training would refuse, first
+    if json:  # the resolved config and the model, as `cnncli summary --json` gives it
+        render.print_json({"config": cfg.resolved(),
+                           "model": summaries.summarize(built).to_dict()})
+        return
     render.out.print(yamlio.dumps(cfg.resolved()), markup=False)
     render.summary(summaries.summarize(built))
 
