@@ -881,6 +881,15 @@ def test_sigterm_while_packing_leaves_nothing_half_written_and_exits_143(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
+def test_pack_onto_an_existing_file_does_not_offer_force_that_would_refuse(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ConfigError, match="afile exists") as err:
+        records.pack(ds, tmp_path / "afile")
+    assert err.value.hint == "give another folder (--force replaces only an earlier pack)"
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_pack_into_a_path_under_a_file_is_a_clear_error_leaving_nothing(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     (tmp_path / "file.txt").write_text("hi")

@@ -285,7 +285,8 @@ def _check_out(out: Path, force: bool, source) -> None:
         return
     if not force:
         raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
-                          "or give another folder")
+                          "or give another folder" if out.is_dir() and not out.is_symlink()
+                          else "give another folder (--force replaces only an earlier pack)")
     if not out.is_dir() or out.is_symlink():
         what = "a link" if out.is_symlink() else "not a folder"
         raise ConfigError(f"{out} is {what}: --force replaces only an earlier "
