@@ -456,7 +456,11 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
         if err["type"] == "extra_forbidden":
             choices = _fields_at(loc[:-1])
             message = f"unknown key '{key}'"
-            hint = suggest(loc[-1], choices, listing="valid keys here" if choices else None)
+            inside = next((c for c in choices if str(loc[-1]) in _fields_at([*loc[:-1], c])),
+                          None)  # train.learning_rate: it sits in train.optimizer
+            hint = (f"did you mean '{'.'.join(map(str, [*loc[:-1], inside, loc[-1]]))}'?"
+                    if inside else suggest(loc[-1], choices,
+                                           listing="valid keys here" if choices else None))
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(
                 err["input"], dict):
             message = f"`{key}`: {message.lower()}, got {err['input']!r}"

@@ -209,6 +209,10 @@ CONFIG_ROWS = [
     row("config-augment_typo", "train {file}", 2,
         "{file}:2: unknown key 'data.augment.flp'. Hint: did you mean 'flip'?",
         cf.run_config(data_extra=", augment: {flp: horizontal}")),
+    row("config-key_of_a_sub_section", "train {file}", 2,
+        "{file}:3: unknown key 'train.learning_rate'. Hint: did you mean "
+        "'train.optimizer.learning_rate'?",
+        cf.run_config(train="{epochs: 1, learning_rate: 0.1}")),
     row("config-augment_out_of_range", "train {file}", 2,
         "`data.augment.zoom`: input should be less than or equal to 1, got 5",
         cf.run_config(data_extra=", augment: {zoom: 5}")),
