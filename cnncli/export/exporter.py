@@ -183,13 +183,9 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
                              data=data, data_dir=data_dir, offline=offline, force=force,
                              max_drop=max_drop, check_images=check_images)
     except OSError as exc:  # a full disk, a folder made read-only meanwhile
-        files.remove_empty(made)  # a failed export leaves no folder it made
         raise ModelError(f"cannot write the export: {exc.strerror or exc}", file=str(folder),
                          hint="free some disk space, or give another --output") from None
-    except BaseException:
-        files.remove_empty(made)
-        raise
-    if not any(r.kept for r in report.results):
+    finally:  # a folder it made and left empty (failed, nothing kept) goes again
         files.remove_empty(made)
     return report
 
