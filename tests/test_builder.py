@@ -87,6 +87,25 @@ def test_a_quoted_size_that_keras_refuses_with_a_value_error_is_explained_too(wr
     assert e.value.hint.endswith(" without quotes")
 
 
+@pytest.mark.parametrize("argument, kind, meant", [
+    ("activation: sofmax", "activations", "softmax"),
+    ("kernel_initializer: he_normall", "initializers", "he_normal"),
+    ("kernel_regularizer: ll2", "regularizers", "l2"),
+    ("kernel_constraint: maxnorm", "constraints", "max_norm")])
+def test_a_misspelt_keras_name_gets_a_did_you_mean(write, argument, kind, meant):
+    with pytest.raises(ConfigError, match=rf"`{argument}` is not one of Keras' {kind}") as e:
+        build_text(write, f"input: [8, 8, 1]\nlayers:\n  - Flatten\n  - Dense: {{units: 2, "
+                          f"{argument}}}\n")
+    assert e.value.hint.startswith(f"did you mean '{meant}'?") and e.value.line == 4
+
+
+def test_a_name_far_from_any_is_answered_with_the_list_of_them(write):
+    with pytest.raises(ConfigError, match="`activation: zzz`") as e:
+        build_text(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: 3,"
+                          " activation: zzz}\n  - Flatten\n")
+    assert e.value.hint.startswith("activations: ") and "relu, " in e.value.hint
+
+
 def test_two_numbers_in_quotes_are_both_named_in_the_plural(write):
     with pytest.raises(ConfigError, match=r"`filters`, `groups` are the text '8', '1', not "
                                           r"numbers \(") as e:

@@ -10,6 +10,8 @@ about a name that is not a layer (`unknown_layer_hint`).
 True
 >>> "kernel_size" in valid_arguments(layer_class("Conv2D"))
 True
+>>> unknown_name({"units": 10, "activation": "sofmax"})[:2]
+('activation', 'activations')
 """
 
 from __future__ import annotations
@@ -70,6 +72,46 @@ def first_argument(cls: type) -> str | None:
     for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
         if p.kind == p.POSITIONAL_OR_KEYWORD:
             return p.name
+    return None
+
+
+#: Arguments whose text is the name of a Keras object, by how the argument's name ends
+#: (`activation`, `recurrent_activation`, `kernel_initializer`...): the kind of object.
+_NAMED_KINDS = ("activation", "initializer", "regularizer", "constraint")
+
+
+@cache
+def known_names(kind: str) -> tuple[str, ...]:
+    """The names `keras.<kind>s.get` takes, as Keras lists them in lower case
+    (``relu``, ``he_normal``)."""
+    from cnncli.runtime import import_keras
+
+    module = getattr(import_keras(), f"{kind}s")
+    names = []
+    for name in dir(module):
+        if name[0].islower() and name not in ("get", "serialize", "deserialize"):
+            try:
+                module.get(name)
+            except Exception:  # listed by Keras, not taken by its own lookup (l1_l2)
+                continue
+            names.append(name)
+    return tuple(names)
+
+
+def unknown_name(args: dict) -> tuple[str, str, str] | None:
+    """The first argument naming a Keras object that Keras does not know (``activation:
+    sofmax``): (argument, kind in the plural, the did-you-mean); None if there is none."""
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    for key, value in args.items():
+        kind = next((k for k in _NAMED_KINDS if str(key).endswith(k)), None)
+        if kind is None or not isinstance(value, str):
+            continue
+        try:
+            getattr(keras, f"{kind}s").get(value)
+        except Exception:
+            return key, f"{kind}s", suggest(value, known_names(kind), listing=f"{kind}s")
     return None
 
 
