@@ -271,6 +271,9 @@ class OutputSection(_Strict):
         return value
 
 
+_EMPTY_MODEL = "give a built-in name (mnist_net), a spec file, or an inline spec"
+
+
 class RunConfig(_Strict):
     model: str | dict[str, Any] = Field(description="built-in name, spec file, or inline spec")
     data: DataSection = DataSection()
@@ -281,7 +284,7 @@ class RunConfig(_Strict):
     @classmethod
     def _model_not_empty(cls, value):
         if not value:
-            raise ValueError("give a built-in name (mnist_net), a spec file, or an inline spec")
+            raise ValueError(_EMPTY_MODEL)
         if isinstance(value, str) and Path(value).suffix.lower() in MODEL_FILES:
             raise ValueError("a model file is not a network (to start from a trained "
                              "model, write `model: {from: ...}` with its path)")
@@ -343,6 +346,11 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
         raise ConfigError("a run config must be a mapping with `model:`, `data:`, `train:`",
                           file=file, line=yamlio.line_of(doc))
     doc.pop("digest", None)  # a run's own saved config.yaml has one
+    if "model" in doc and doc["model"] is None:  # pydantic: "not a string", "not a dict"
+        given = _given("model", set_by)
+        raise ConfigError("`model` is empty", file=None if given else file, where=given,
+                          line=None if given else _locate(doc, ["model"])[1],
+                          hint=_EMPTY_MODEL)
     try:
         cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:
@@ -453,7 +461,18 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
         given = _given(key, set_by)
         message = err["msg"].removeprefix("Value error, ")  # our own validators' words
         hint = None
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "invalid_key":  # `~: 3`, `1: 2`: pydantic's loc holds str(key)
+            where, found = _locate(doc, loc[:-1])
+            odd = next((k for k in (where if isinstance(where, dict) else ())
+                        if not isinstance(k, str) and str(k) == str(loc[-1])), err["input"])
+            line = yamlio.key_line(where, odd, found)
+            inside = f" in `{'.'.join(map(str, loc[:-1]))}`" if loc[:-1] else ""
+            message = (f"a key{inside} is empty" if odd is None else
+                       f"the key {odd!r}{inside} is {_KINDS.get(type(odd), 'a value')}, "
+                       "not a name")
+            hint = ("write the key's name before the colon (`~` and `null` are no name)"
+                    if odd is None else "put the key in quotes if it is meant as a name")
+        elif err["type"] == "extra_forbidden":
             choices = _fields_at(loc[:-1])
             message = f"unknown key '{key}'"
             inside = next((c for c in choices if str(loc[-1]) in _fields_at([*loc[:-1], c])),
@@ -461,6 +480,10 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
             hint = (f"did you mean '{'.'.join(map(str, [*loc[:-1], inside, loc[-1]]))}'?"
                     if inside else suggest(loc[-1], choices,
                                            listing="valid keys here" if choices else None))
+        elif err.get("input", ...) is None and err["type"] == "model_type":
+            message = f"`{key}` is empty"  # `train:` with nothing under it
+            hint = (f"set one of its keys: --set {key}.KEY=VALUE" if given else
+                    f"write its settings under it, or leave `{loc[-1]}:` out for the defaults")
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(
                 err["input"], dict):
             message = f"`{key}`: {message.lower()}, got {err['input']!r}"
@@ -477,6 +500,10 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
     unique = {str(e): e for e in errors}
     values = list(unique.values())
     return values[0] if len(values) == 1 else ManyErrors(values)
+
+
+#: How a key that YAML read as another type than text is described.
+_KINDS = {bool: "true or false", int: "a number", float: "a number"}
 
 
 def _user_path(node: Any, parts) -> list:

@@ -196,6 +196,11 @@ SPEC_ROWS = [
         cf.yaml_file("model: {from: linear, classes: 0}\n")),
     row("spec-bad_inline_spec_through_train", "train {file}", 2,
         "unknown layer 'Flaten'", cf.run_config(model="{input: [8, 8, 1], layers: [Flaten]}")),
+    row("spec-misspelt_activation", "check {file}", 2,
+        "{file}:4: layer 2 'fc1' (Dense): `activation: sofmax` is not one of Keras' "
+        "activations. Hint: did you mean 'softmax'?",
+        spec("input: [8, 8, 1]\nlayers:\n  - Flatten\n  - Dense: {units: 2, activation: "
+             "sofmax}\n")),
 ]
 
 # ----------------------------------------------------------------------------- run configs
@@ -213,6 +218,21 @@ CONFIG_ROWS = [
         "{file}:3: unknown key 'train.learning_rate'. Hint: did you mean "
         "'train.optimizer.learning_rate'?",
         cf.run_config(train="{epochs: 1, learning_rate: 0.1}")),
+    row("config-empty_section", "train {file}", 2,
+        "{file}:3: `train` is empty. Hint: write its settings under it, or leave `train:` "
+        "out for the defaults", cf.run_config(train="")),
+    row("config-empty_section_set_on_the_command_line", "train {file} --set train=", 2,
+        "--set train=: `train` is empty. Hint: set one of its keys: --set train.KEY=VALUE",
+        cf.run_config()),
+    row("config-empty_model", "train {file}", 2,
+        "{file}:1: `model` is empty. Hint: give a built-in name (mnist_net), a spec file, or "
+        "an inline spec", cf.run_config(model="")),
+    row("config-null_key", "train {file}", 2,
+        "{file}:3: a key in `train` is empty. Hint: write the key's name before the colon",
+        cf.run_config(train="{epochs: 1, ~: 2}")),
+    row("config-number_as_a_key", "train {file}", 2,
+        "{file}:3: the key 1 in `train` is a number, not a name",
+        cf.run_config(train="{epochs: 1, 1: 2}")),
     row("config-augment_out_of_range", "train {file}", 2,
         "`data.augment.zoom`: input should be less than or equal to 1, got 5",
         cf.run_config(data_extra=", augment: {zoom: 5}")),
