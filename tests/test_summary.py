@@ -196,3 +196,23 @@ def test_a_summary_of_a_billion_weights_takes_far_less_memory_than_they_would(tm
     code, peak_kb, shown = map(int, done.stdout.split())
     assert code == 0 and shown >= 1, done.stderr
     assert peak_kb < 2 * 2**20, f"summary peaked at {peak_kb / 2**20:.1f} GB"  # weights: 4 GB
+
+
+SPEC_WITHOUT_CLASSES = """\
+input: [8, 8, 1]
+layers:
+  - Flatten
+  - Dense: {units: $classes, activation: softmax}
+"""
+
+
+def test_a_spec_whose_classes_come_from_the_data_is_checked_with_ten_and_says_so(tmp_path):
+    from cnncli.run import checking
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC_WITHOUT_CLASSES)
+    for built in (checking.build(str(path)), checking.check(str(path))):
+        assert built.model.output.shape[-1] == checking.DEFAULT_CLASSES
+        assert "`$classes` is 10 here" in built.warnings[0]
+    three = checking.build(str(path), classes=3)
+    assert three.model.output.shape[-1] == 3 and three.warnings == []

@@ -45,9 +45,7 @@ def check(path_or_name: str) -> Checked:
     path = architectures.resolve(path_or_name)
     doc = yamlio.load(path)
     if not _is_run_config(doc):
-        network = spec.parse(doc, file=str(path), default_name=Path(path).stem)
-        with builder.weightless():  # shapes and counts need no values
-            built = builder.build_checked(network)
+        built = _bare_spec(doc, path)
         return Checked(built.model, built.warnings)
     errors: list[CnnError] = []
     data_notes: list[str] = []
@@ -136,11 +134,35 @@ def build(path_or_name: str, *, classes: int | None = None) -> builder.Built:
     path = architectures.resolve(path_or_name)
     doc = yamlio.load(path)
     if not _is_run_config(doc):
-        network = spec.parse(doc, file=str(path), default_name=Path(path).stem)
-        with builder.weightless():
-            return builder.build_checked(network.with_overrides(classes=classes))
+        return _bare_spec(doc, path, classes)
     return build_config(config.parse(doc, file=str(path)), str(path),
                         classes=classes or _trained_classes(path))
+
+
+def _bare_spec(doc, path: Path, classes: int | None = None) -> builder.Built:
+    """A spec file's network built without values for its weights, with `classes` if
+    given; a spec whose ``$classes`` has no ``classes:`` (the data's count fills it in
+    when a run config trains it) is built with `DEFAULT_CLASSES`, and a note says so."""
+    network = spec.parse(doc, file=str(path), default_name=Path(path).stem)
+    guessed = classes is None and network.classes is None and _uses_classes(doc)
+    if guessed:
+        classes = DEFAULT_CLASSES
+    with builder.weightless():  # shapes and counts need no values
+        built = builder.build_checked(network.with_overrides(classes=classes))
+    if guessed:
+        built.warnings.insert(0, f"the spec has no `classes:`, so `$classes` is "
+                                 f"{DEFAULT_CLASSES} here: a run config training it takes "
+                                 "the data's count (`summary --classes N` shows another)")
+    return built
+
+
+def _uses_classes(node) -> bool:
+    """True if the loaded spec says ``$classes`` anywhere."""
+    if isinstance(node, dict):
+        return any(_uses_classes(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_uses_classes(v) for v in node)
+    return isinstance(node, str) and "$classes" in node
 
 
 def _trained_classes(path: Path) -> int | None:
