@@ -11,7 +11,7 @@ import pytest
 from cnncli import config
 from cnncli.config import AugmentSection
 from cnncli.data import feed, pipeline
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, DataError
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -130,6 +130,18 @@ def test_validation_split_is_seeded():
 
 def test_validation_fraction_zero_gives_an_empty_validation_set():
     assert len(feed.validation_indices(10, 0.0, seed=0)[1]) == 0
+
+
+def test_a_validation_fraction_under_one_image_names_the_smallest_that_gives_one():
+    with pytest.raises(DataError, match="0.01 of 30 images is not one image") as e:
+        feed.validation_indices(30, 0.01, seed=0)
+    assert e.value.hint.startswith("use at least 0.033 ")
+    assert len(feed.validation_indices(30, 0.033, seed=0)[1]) == 1
+
+
+def test_a_validation_fraction_taking_every_image_says_none_is_left_to_train_on():
+    with pytest.raises(DataError, match="0.9 of 3 images leaves no image to train on"):
+        feed.validation_indices(3, 0.9, seed=0)
 
 
 def test_validation_fraction_of_one_is_a_config_error():

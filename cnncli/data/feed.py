@@ -218,10 +218,13 @@ def validation_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, 
         raise ConfigError(f"validation fraction must be in [0, 1), not {fraction}",
                           hint="use e.g. 0.1")
     n_val = int(round(n * fraction))
-    if fraction > 0 and not 0 < n_val < n:
-        raise DataError(f"a validation fraction of {fraction} of {n} images leaves "
-                        "no images for one of the two sets",
-                        hint="use more data or another fraction")
+    if fraction > 0 and n_val == 0:
+        raise DataError(f"`data.validation_split` {fraction} of {n} images is not one image "
+                        "to validate on", hint=f"use at least {1 / n:.2g} (or 0: no "
+                        "validation), or more data")
+    if fraction > 0 and n_val == n:
+        raise DataError(f"`data.validation_split` {fraction} of {n} images leaves no image "
+                        "to train on", hint="use a smaller fraction, or more data")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
