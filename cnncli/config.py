@@ -41,6 +41,22 @@ FREEZE_WORDS = ("backbone", "none")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 #: Values of ``train.device`` (and ``--device``): auto, cpu, gpu, gpu:N.
 DEVICE_PATTERN = r"^(auto|cpu|gpu|/?gpu:\d+)$"
+DEVICE_FORMS = "auto, cpu, gpu or gpu:N (N = 0, 1, ... as TensorFlow numbers them)"
+
+
+def device_hint(value: object) -> str:
+    """What to say about a device that is none of `DEVICE_FORMS` (the did-you-mean).
+
+    >>> device_hint("cpus"), device_hint("TPU")
+    ("did you mean 'cpu'?", 'cnncli runs on GPUs and CPUs, not TPUs')
+    """
+    if str(value).strip().lower().startswith("tpu"):
+        return "cnncli runs on GPUs and CPUs, not TPUs"
+    return suggest(str(value).strip().lower(), ["auto", "cpu", "gpu", "gpu:0"])
+
+
+#: What a pattern's values are, in words, and what to say about another value.
+_PATTERN_WORDS = {DEVICE_PATTERN: (DEVICE_FORMS, device_hint)}
 #: The largest run cnncli accepts: more is a typo (and the data order of every epoch
 #: must fit the step counters).
 MAX_EPOCHS = 1_000_000
@@ -247,6 +263,12 @@ class TrainSection(_Strict):
             raise ValueError("give `epochs` or `steps`, not both (--epochs on the command "
                              "line replaces `steps`)")
         return self
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_in_any_case(cls, value):
+        """``GPU``, `` cpu`` are gpu, cpu (as ``--device`` of predict takes them)."""
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("steps_per_execution", mode="before")
     @classmethod
@@ -484,6 +506,11 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
             message = f"`{key}` is empty"  # `train:` with nothing under it
             hint = (f"set one of its keys: --set {key}.KEY=VALUE" if given else
                     f"write its settings under it, or leave `{loc[-1]}:` out for the defaults")
+        elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get(
+                "pattern") in _PATTERN_WORDS:  # not the regular expression
+            words, say = _PATTERN_WORDS[err["ctx"]["pattern"]]
+            message = f"`{key}`: {err['input']!r} is not one of {words}"
+            hint = say(err["input"]) or None
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(
                 err["input"], dict):
             message = f"`{key}`: {message.lower()}, got {err['input']!r}"

@@ -189,13 +189,36 @@ def test_bad_device_string_is_config_error_listing_forms(bad):
     with pytest.raises(ConfigError) as info:
         decide(bad, "auto", gpus(2), 2)
     assert info.value.exit_code == 2
-    for form in ("auto", "cpu", "gpu", "gpu:N"):
-        assert form in info.value.hint
+    assert info.value.message.endswith(" is not one of auto, cpu, gpu or gpu:N (N = 0, 1, ... "
+                                       "as TensorFlow numbers them)")
 
 
 @pytest.mark.parametrize("spelling", ["GPU:1", " gpu:1 ", "/gpu:1"])
 def test_device_string_tolerates_case_space_and_slash(spelling):
     assert decide(spelling, "auto", gpus(2), 2).devices == ["/gpu:1"]
+
+
+@pytest.mark.parametrize("spelling", ["GPU:1", " gpu:1 ", "/gpu:1"])
+def test_a_run_config_takes_a_device_spelt_as_the_device_option_takes_it(spelling):
+    from cnncli import config
+
+    cfg = config.parse({"model": "mnist_net", "train": {"device": spelling}})
+    assert decide(cfg.train.device, "auto", gpus(2), 2).devices == ["/gpu:1"]
+
+
+@pytest.mark.parametrize("bad, hint", [("gpu0", "did you mean 'gpu:0'?"), ("cpus", "did you "
+                                       "mean 'cpu'?"), ("tpu", "cnncli runs on GPUs and CPUs, "
+                                                               "not TPUs")])
+def test_a_device_of_a_run_config_or_the_option_that_is_none_gets_the_same_hint(bad, hint):
+    from cnncli import config
+
+    with pytest.raises(ConfigError) as in_config:
+        config.parse({"model": "mnist_net", "train": {"device": bad}})
+    with pytest.raises(ConfigError) as as_option:
+        decide(bad, "auto", gpus(2), 2)
+    assert in_config.value.hint == as_option.value.hint == hint
+    assert in_config.value.message == f"`train.device`: '{bad}' is not one of " \
+                                      f"{config.DEVICE_FORMS}"
 
 
 def test_gpu_with_none_visible_is_device_error_with_fix():

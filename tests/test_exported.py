@@ -378,7 +378,7 @@ def test_an_xml_that_is_not_openvino_ir_is_refused_quietly(files, tmp_path, cont
 
 @pytest.mark.parametrize("option, value, code, message", [
     ("--precision", "bogus", 2, "--precision 'bogus' is not a precision cnncli knows"),
-    ("--device", "tpu", 2, "--device 'tpu' is not a device cnncli knows"),
+    ("--device", "tpu", 2, "--device 'tpu' is not one of auto, cpu, gpu or gpu:N"),
     ("--device", "gpu:7", 0, "--device gpu:7 does not apply to onnx files: they run on the "
                              "CPU"),  # only what was asked for is named
     ("--precision", "mixed_bfloat16", 0, "--precision mixed_bfloat16 does not apply to onnx "

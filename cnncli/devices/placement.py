@@ -20,8 +20,8 @@ from cnncli.devices.hardware import GPU_INSTALL
 from cnncli.errors import ConfigError, DeviceError
 from cnncli.text import count
 
-#: Values of ``--device``.
-DEVICE_FORMS = "auto, cpu, gpu, gpu:N (N = 0, 1, ... as numbered by TensorFlow)"
+#: Values of ``--device`` (one list, the run config's: ``train.device``).
+DEVICE_FORMS = config.DEVICE_FORMS
 
 #: Values of ``--precision`` (one list, the run config's: ``train.precision``).
 PRECISIONS = config.PRECISIONS
@@ -197,10 +197,8 @@ def parse_device(requested: str) -> tuple[str, int | None]:
     match = re.fullmatch(r"/?gpu:(\d+)", text)
     if match:
         return "gpu", int(match.group(1))
-    raise ConfigError(
-        f"--device {requested!r} is not a device cnncli knows",
-        hint=f"use one of: {DEVICE_FORMS}",
-    )
+    raise ConfigError(f"--device {requested!r} is not one of {DEVICE_FORMS}",
+                      hint=config.device_hint(requested) or None)
 
 
 def parse_precision(precision: str) -> str:
