@@ -29,6 +29,12 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+#: Images decoded at once (training's loader, predict, pack): one per core, four at least
+#: (predict also reads URLs, which wait on the network). On 2 cores, 2, 4 or 8 threads
+#: decoded a training folder equally fast (bench/STREAM_RESULTS.md, 2026-12-04).
+DECODE_THREADS = max(4, available_cpus())
+
+
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, threads: int,
                 ahead: int | None = None) -> Iterator[R]:
     """`fn(item)` for each of `items`, in their order, `threads` at a time.

@@ -18,6 +18,7 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 from PIL import Image
 
+from cnncli import parallel
 from cnncli.infer import classifier
 from cnncli.infer import predict as prediction
 from cnncli.model import builder, imagenet, pretrained, spec, weights
@@ -289,7 +290,7 @@ def test_ctrl_c_in_predict_drops_the_reads_still_queued(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):  # while the first batch of 8 is predicted
         prediction.predict(files, batch_size=8, model=tiny(InterruptedModel()))
     time.sleep(1.0)  # past the reads in flight: queued ones would have started by now
-    assert len(started) <= prediction.DECODE_THREADS  # the ones in flight; 8 if queued ran
+    assert len(started) <= parallel.DECODE_THREADS  # the ones in flight; 8 if queued ran
 
 
 def test_a_malformed_url_is_its_own_error_and_the_other_images_are_predicted(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli import config
+from cnncli import config, parallel
 from cnncli.data import datasets, images, inputs, loader, records
 from cnncli.data.feed import Feed, split_batches
 from cnncli.data.loader import ImageLoader
@@ -125,7 +125,7 @@ def test_packed_shards_give_the_folders_images_and_labels(tmp_path):
 
 
 def test_pack_decodes_several_images_at_the_same_time(tmp_path, monkeypatch):
-    """Decoding, resizing and compressing run in `PACK_THREADS` threads: the first two
+    """Decoding, resizing and compressing run in `parallel.DECODE_THREADS` threads: the first two
     images meet at a barrier, which only two images decoded at once can pass."""
     meet, calls, lock, resized = threading.Barrier(2, timeout=10), [], threading.Lock(), \
         records._resized
@@ -138,7 +138,7 @@ def test_pack_decodes_several_images_at_the_same_time(tmp_path, monkeypatch):
             meet.wait()  # BrokenBarrierError after 10 s if the images come one by one
         return resized(*args, **kw)
 
-    monkeypatch.setattr(records, "PACK_THREADS", 2)
+    monkeypatch.setattr(parallel, "DECODE_THREADS", 2)
     monkeypatch.setattr(records, "_resized", two_at_once)
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     index = records.pack(ds, tmp_path / "packed", image_size=(8, 8))

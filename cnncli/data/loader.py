@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli import parallel
 from cnncli.data import images
 from cnncli.data.dataset import Split
 from cnncli.errors import CnnError, DataError
@@ -35,8 +36,6 @@ CACHE_MODES = ("auto", "memory", "disk", "none")
 MEMORY_SHARE = 0.25
 #: Environment variable naming the folder of disk caches.
 CACHE_DIR_ENV = "CNNCLI_CACHE_DIR"
-#: Files decoded at once within a batch (Pillow releases the GIL while decoding).
-DECODE_THREADS = 4
 
 
 def cache_dir() -> Path:
@@ -90,7 +89,7 @@ class ImageLoader:
         self._tried = np.zeros(len(split), bool)
         self.cache_error: str | None = None  # why the cache stopped mid-run, if it did
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(DECODE_THREADS)
+        self._pool = ThreadPoolExecutor(parallel.DECODE_THREADS)
         self._store, self._filled = self._make_store()
 
     def describe(self) -> str:

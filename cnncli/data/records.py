@@ -35,8 +35,6 @@ from cnncli.text import first_line
 
 FORMAT = "cnncli-tfrecord"
 INDEX = "dataset.json"
-#: Images decoded, resized and compressed at once: one per core, two at least.
-PACK_THREADS = max(2, parallel.available_cpus())
 
 
 def detect(path: Path) -> bool:
@@ -333,7 +331,8 @@ def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
     """(encoded image, id) of each of the split's images, in order: a file's own bytes,
     a packed record's bytes, or PNG (arrays, and any image resized to `image_size`); for
     a file that cannot be read or decoded, a `DataError` in place of the bytes. Decoded,
-    resized and compressed in `PACK_THREADS` threads (Pillow and zlib release the GIL)."""
+    resized and compressed in `parallel.DECODE_THREADS` threads (Pillow and zlib release
+    the GIL)."""
     if split.kind == "records":
         spec = {"image": tf.io.FixedLenFeature([], tf.string),
                 "id": tf.io.FixedLenFeature([], tf.string, default_value=b"")}
@@ -371,7 +370,8 @@ def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
                     else _png(image)), split.ids[i] if split.ids else str(i)
 
         items = range(len(split))
-    with contextlib.closing(parallel.ordered_map(encode, items, threads=PACK_THREADS)) as out:
+    stream = parallel.ordered_map(encode, items, threads=parallel.DECODE_THREADS)
+    with contextlib.closing(stream) as out:
         try:
             yield from out
         except tf.errors.DataLossError as exc:  # a shard damaged in place: which one

@@ -22,8 +22,6 @@ from cnncli.data import images, inputs
 from cnncli.errors import CnnError, DataError
 from cnncli.infer import classifier, metrics
 
-DECODE_THREADS = 4  # PIL releases the GIL while decoding
-
 
 @dataclass
 class ImageResult:
@@ -71,7 +69,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
     top = max(1, min(top, len(loaded.class_names)))
     # decoded in threads, the next batch while the model works on this one
     decoded = parallel.ordered_map(lambda f: _read(f, loaded, resize), files,
-                                   threads=DECODE_THREADS, ahead=batch_size + 1)
+                                   threads=parallel.DECODE_THREADS, ahead=batch_size + 1)
     # closed on Ctrl-C: not after the next batch's reads (URLs: up to 30 s each)
     with contextlib.closing(decoded):
         for start in range(0, len(files), batch_size):
