@@ -532,3 +532,14 @@ def test_a_random_backbone_frozen_by_default_is_warned_about(tmp_path):
     chosen = write_config(tmp_path / "chosen", model="{from: mobilenet_v2, weights: none}",
                           train="freeze: none")
     assert checking.check(str(chosen)).warnings == []
+
+
+def test_a_random_backbone_frozen_on_purpose_is_warned_about_in_check_and_dry_run(tmp_path):
+    """`weights: none` with `freeze: backbone` said: only the head would learn all the
+    same; the dry run (`build_config`) says it as `check` does."""
+    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: none}",
+                        train="freeze: backbone")
+    [note] = checking.check(str(path)).warnings
+    assert "is frozen (`train.freeze: backbone`): only the head will learn" in note
+    cfg = config.load(path)
+    assert note in checking.build_config(cfg, str(path)).warnings

@@ -194,6 +194,8 @@ def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None
     built.warnings[:0] = notes
     raise_all(config.locate(transfer.problems(cfg.train, built.model, epochs), file,
                             cfg.set_by))
+    random = transfer.random_frozen_backbone(cfg.train, built)
+    built.warnings += [random] if random else []
     transfer.freeze_first_stage(built.model, cfg.train)
     return built
 

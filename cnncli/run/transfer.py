@@ -202,17 +202,18 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None
 
 
 def random_frozen_backbone(train: config.TrainSection, built) -> str | None:
-    """A warning when ``weights: none`` leaves a backbone random and the default
-    ``freeze: backbone`` keeps it so: only the head would learn, on random features."""
-    if train.freeze is not None:
+    """A warning when ``weights: none`` leaves a backbone random and ``freeze: backbone``
+    (the default, or said) keeps it so: only the head would learn, on random features."""
+    if train.freeze not in (None, "backbone"):
         return None
     random = [n.args["name"] for n in built.expanded.nodes if n.layer == backbone.LAYER
               and "name" in n.args and n.args.get("weights") == backbone.NO_WEIGHTS]
     if not random:
         return None
-    return (f"{random[0]} has `weights: none` (random) and is frozen (`train.freeze` "
-            "defaults to `backbone`): only the head will learn. Set `train.freeze: none` "
-            "to train it all, or give it weights")
+    why = "`train.freeze` defaults to `backbone`" if train.freeze is None else \
+        "`train.freeze: backbone`"
+    return (f"{random[0]} has `weights: none` (random) and is frozen ({why}): only the "
+            "head will learn. Set `train.freeze: none` to train it all, or give it weights")
 
 
 def check_weights(built, *, offline: bool) -> tuple[list[CnnError], list[str]]:
