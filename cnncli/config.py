@@ -77,6 +77,26 @@ class _Strict(BaseModel):
 WEIGHTS_WORDS = ("imagenet", "none")
 
 
+def weights_setting(value: str) -> str:
+    """A pretrained network's `weights` (`model.weights`, a spec's ``pretrained:``):
+    imagenet or none in any case, or a weights file, whose name has a suffix
+    (``.weights.h5``, ``.h5``, ``.keras``): ``imagenett`` is a typo, a ValueError.
+
+    >>> weights_setting(" ImageNet"), weights_setting("mine.weights.h5")
+    ('imagenet', 'mine.weights.h5')
+    """
+    if value.strip().lower() in WEIGHTS_WORDS:
+        return value.strip().lower()
+    if not value.strip():
+        raise ValueError("is empty: give imagenet, none or a weights file")
+    if not Path(value).suffix:
+        close = suggest(value, WEIGHTS_WORDS)
+        raise ValueError("should be imagenet, none or a weights file (a name with its "
+                         "suffix, e.g. mobilenet_v2_notop.weights.h5)"
+                         + (f" ({close})" if close else ""))
+    return value
+
+
 class ModelSection(_Strict):
     """`model:` a built-in name or spec path, with overrides; or a network to start from:
     a pretrained one (resnet50...) or a run folder or .keras file, with a new head."""
@@ -98,20 +118,7 @@ class ModelSection(_Strict):
     @field_validator("weights", mode="before")
     @classmethod
     def _weights_setting(cls, value):
-        """imagenet, none (any case), or a weights file: its name has a suffix
-        (``.weights.h5``, ``.h5``, ``.keras``), so ``imagenett`` is a typo, not a file."""
-        if not isinstance(value, str):
-            return value
-        if value.strip().lower() in WEIGHTS_WORDS:
-            return value.strip().lower()
-        if not value.strip():
-            raise ValueError("is empty: give imagenet, none or a weights file")
-        if not Path(value).suffix:
-            close = suggest(value, WEIGHTS_WORDS)
-            raise ValueError("should be imagenet, none or a weights file (a name with its "
-                             "suffix, e.g. mobilenet_v2_notop.weights.h5)"
-                             + (f" ({close})" if close else ""))
-        return value
+        return weights_setting(value) if isinstance(value, str) else value
 
 
 class OptimizerSection(_Strict):

@@ -302,6 +302,21 @@ def test_a_weights_word_that_is_neither_a_word_nor_a_file_name_is_a_config_error
         checking.check(str(path))
 
 
+@pytest.mark.parametrize("weights, meant", [("imagenett", "imagenet"), ("Imagenet", None),
+                                            ("NONE", None), ("mine", None)])
+def test_a_specs_pretrained_weights_are_checked_as_model_weights_are(weights, meant):
+    doc = {"input": [32, 32, 3], "layers": [
+        {"pretrained": {"name": "mobilenet_v2", "weights": weights}}, "Flatten"]}
+    if weights.lower() in config.WEIGHTS_WORDS:
+        [node] = [n for n in expand(spec.parse(doc)).nodes if n.layer == "Pretrained"]
+        assert node.args["weights"] == weights.lower()
+        return
+    with pytest.raises(ConfigError, match="layer 1 \\(pretrained\\): `weights` of pretrained "
+                                          "should be imagenet, none or a weights file") as e:
+        expand(spec.parse(doc))
+    assert (f"did you mean '{meant}'" in str(e.value)) == (meant is not None)
+
+
 def test_weights_words_are_read_in_any_case(tmp_path):
     path = write_config(tmp_path, model="{from: mobilenet_v2, weights: None}")
     warnings = checking.check(str(path)).warnings  # random weights, not a file named None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnncli import config
 from cnncli.errors import ConfigError, ModelError, suggest
 from cnncli.model import pretrained
 
@@ -70,6 +71,11 @@ def entry_args(value) -> tuple[dict, list[tuple[str, str | None]]]:
             problems.append(("`cut` applies to `model:` (a network of your own)",
                              "a pretrained network is used up to its last convolution"))
         args.setdefault("weights", "imagenet")
+        if isinstance(args["weights"], str) and args["weights"]:
+            try:
+                args["weights"] = config.weights_setting(args["weights"])
+            except ValueError as exc:  # imagenett: a typo, not a file
+                problems.append((f"`weights` of {ENTRY} {exc}", None))
     elif "weights" in args:
         problems.append(("`weights` applies to `name:` (a pretrained network); a model's "
                          "own weights come with it", "remove `weights`"))
