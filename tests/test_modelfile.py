@@ -13,7 +13,8 @@ import pytest
 from hostile import CASES, KERAS_REFUSALS, save_small_model, small_model
 
 from cnncli.errors import ModelError
-from cnncli.model import modelfile
+from cnncli.model import modelfile, saved_meta
+from cnncli.model.meta import ModelMeta
 from cnncli.model.modelfile import (
     load_model,
     read_model_config,
@@ -261,3 +262,28 @@ def test_a_bad_value_in_the_models_metadata_is_a_model_error(key, value, expecte
         ModelMeta.from_json({key: value}, file="m.keras")
     assert caught.value.file == "m.keras"
     assert ModelMeta.from_json({"resize": "pad", "image_channels": 1}).image_channels == 1
+
+
+def test_a_keras_application_saved_by_keras_alone_is_read_with_its_own_preprocessing(tmp_path):
+    """A MobileNetV2 that Keras saved (no cnncli record) wants pixels in [-1, 1] and
+    gives ImageNet's classes: not the defaults (pixels in [0, 1], classes 0..999)."""
+    from cnncli.infer import classifier
+    from cnncli.model import imagenet
+
+    path = tmp_path / "mobilenet.keras"
+    keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3)).save(path)
+    with pytest.warns(UserWarning, match="read as Keras' mobilenet_v2, its images "
+                                         r"preprocessed as mobilenet_v2's \(`tf`\)"):
+        meta = saved_meta.read(path)
+    assert meta.preprocessing == "tf" and list(meta.class_names) == imagenet.class_names()
+    with pytest.warns(UserWarning):
+        loaded = classifier.load(str(path))
+    assert loaded.preprocessing == "tf" and loaded.class_names[1] == imagenet.class_names()[1]
+
+
+def test_a_model_of_ones_own_saved_by_keras_alone_is_said_to_get_the_defaults(tmp_path):
+    path = tmp_path / "own.keras"
+    small_model().save(path)
+    with pytest.warns(UserWarning, match=r"has no record of how it was trained \(Keras saved "
+                                         r"it, not cnncli\): its images are given scaled"):
+        assert saved_meta.read(path) == ModelMeta()

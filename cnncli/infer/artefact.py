@@ -32,7 +32,7 @@ class Artefact:
 def resolve(target: str | os.PathLike) -> Artefact:
     """The model at `target`: a ``.keras`` file, or a run's ``best.keras`` (else its
     ``model.keras``). Raises `ModelError` for a run without a model yet."""
-    from cnncli.model import modelfile  # imports Keras: only for Keras models
+    from cnncli.model import modelfile, saved_meta  # import Keras: only for Keras models
 
     text = os.fspath(target)  # not Path(): it would turn gs://b/m into gs:/b/m
     if not text.strip():  # Path("") is the current folder
@@ -41,7 +41,7 @@ def resolve(target: str | os.PathLike) -> Artefact:
     path = Path(text)
     if modelfile.is_remote(text) or text.endswith(".keras") or path.is_file():
         modelfile.check_model_path(text)
-        meta = modelfile.read_meta(path) or ModelMeta()
+        meta = saved_meta.read(path)
         run = None if modelfile.is_remote(text) else _run_whose_model(path)
         if run is not None:  # its run's own model: the run, as `cnncli evaluate RUN` takes it
             with contextlib.suppress(CnnError):  # a damaged config: the file on its own
@@ -57,7 +57,7 @@ def resolve(target: str | os.PathLike) -> Artefact:
         raise ModelError("this run has no model file yet (it did not finish an epoch)",
                          file=str(run), hint=rundir.no_model_hint(run))
     saved = config.load(run / rundir.CONFIG)
-    return Artefact(model, run, modelfile.read_meta(model) or ModelMeta(), saved.data)
+    return Artefact(model, run, saved_meta.read(model), saved.data)
 
 
 def _run_whose_model(path: Path) -> Path | None:

@@ -88,12 +88,11 @@ def default_shape(args: dict) -> tuple[tuple[int, int, int], str] | None:
         entry = pretrained.get(args["name"])
         return entry.input_shape, entry.preprocessing
     if isinstance(args.get("model"), str):
-        from cnncli.model import modelfile
+        from cnncli.model import saved_meta
 
         path = model_file(args["model"])
-        meta = modelfile.read_meta(path)
         shape = tuple(load_source(path, weights=False).input_shape[1:])
-        return shape, meta.preprocessing if meta else "scale"
+        return shape, saved_meta.read(path).preprocessing
     return None
 
 

@@ -368,6 +368,19 @@ def is_remote(path: str) -> bool:
     return bool(_REMOTE.match(path))
 
 
+def keras_name(path: str | os.PathLike) -> str | None:
+    """Keras' name for the model in a ``.keras`` file (in its config.json), unloaded."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
+                return None
+            found = json.loads(archive.read("config.json"))
+    except (KeyError, zipfile.BadZipFile, ValueError, OSError):
+        return None
+    inner = found.get("config") if isinstance(found, dict) else None
+    return inner.get("name") if isinstance(inner, dict) else None
+
+
 def read_meta(path: str | os.PathLike) -> ModelMeta | None:
     """The `ModelMeta` stored in a model file by `save_model_atomic`, if any.
 

@@ -19,6 +19,7 @@ network without its classifier, ``include_top=False``), which fine-tuning starts
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class Pretrained:
     notop_megabytes: float = 0  # its size: the no-top model's parameters x 4 bytes
     notop_sizes: tuple[int, ...] = ()  # input sizes with a file of their own ({size} in notop)
     min_size: int = 32  # the smallest input height and width keras.applications accepts
+    keras_names: str = ""  # Keras' names for the model (a regular expression)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -53,13 +55,15 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 def register(name: str, *, size: int, weights_file: str, origin: str, megabytes: int,
              preprocessing: str, notop: str, notop_megabytes: float,
-             notop_sizes: tuple[int, ...] = ()):
+             notop_sizes: tuple[int, ...] = (), keras_names: str | None = None):
     """Add the decorated ``f(weights, **options) -> keras.Model`` to `REGISTRY` under
-    `name` (options: ``include_top``, ``input_shape``, as keras.applications takes them)."""
+    `name` (options: ``include_top``, ``input_shape``, as keras.applications takes them);
+    `keras_names`: the names Keras gives the model (default: `name` without ``_``)."""
 
     def decorate(factory):
         REGISTRY[name] = Pretrained(name, factory, size, weights_file, origin, megabytes,
-                                    preprocessing, notop, notop_megabytes, notop_sizes)
+                                    preprocessing, notop, notop_megabytes, notop_sizes,
+                                    keras_names=keras_names or re.escape(name.replace("_", "")))
         return factory
 
     return decorate
@@ -100,7 +104,8 @@ def resnet50(weights, **options):
           weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
           origin=_KERAS_APPS + "mobilenet_v2/", megabytes=14, preprocessing="tf",
           notop="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-          notop_megabytes=9.0, notop_sizes=(96, 128, 160, 192, 224))
+          notop_megabytes=9.0, notop_sizes=(96, 128, 160, 192, 224),
+          keras_names=r"mobilenetv2_[\d.]+_\d+")  # mobilenetv2_1.00_224: width, size
 def mobilenet_v2(weights, **options):
     return _apps().MobileNetV2(weights=weights, **options)
 
@@ -110,6 +115,18 @@ def mobilenet_v2(weights, **options):
           preprocessing="none", notop="efficientnetb0_notop.h5", notop_megabytes=16.2)
 def efficientnet_b0(weights, **options):
     return _apps().EfficientNetB0(weights=weights, **options)
+
+
+def recognise(keras_name: object) -> Pretrained | None:
+    """The network of the registry that Keras calls `keras_name` (a model saved from
+    keras.applications by Keras alone: ``resnet50``, ``mobilenetv2_1.00_96``); None for
+    any other name.
+
+    >>> recognise("mobilenetv2_1.00_96").name, recognise("my_net")
+    ('mobilenet_v2', None)
+    """
+    return next((e for e in REGISTRY.values() if isinstance(keras_name, str)
+                 and re.fullmatch(e.keras_names, keras_name)), None)
 
 
 def get(name: str) -> Pretrained:

@@ -88,7 +88,7 @@ def _pretrained(section, classes, image_size, file) -> dict:
 
 
 def _own_model(section, classes, image_size, file) -> dict:
-    from cnncli.model import modelfile
+    from cnncli.model import saved_meta
 
     for key in ("weights", "dropout"):
         if getattr(section, key) is not None:
@@ -98,7 +98,7 @@ def _own_model(section, classes, image_size, file) -> dict:
                 file=file, hint=f"remove `{key}`")
     path = backbone.model_file(section.from_)
     source = backbone.load_source(path, weights=False)  # its layers are what is read
-    meta = modelfile.read_meta(path)
+    meta = saved_meta.read(path)
     cut = section.cut or backbone.default_cut(source, section.from_)
     layer = backbone.layer_named(source, cut, section.from_)
     shape = list(source.input_shape[1:])
@@ -115,7 +115,7 @@ def _own_model(section, classes, image_size, file) -> dict:
     entries = [{backbone.ENTRY: {"model": section.from_, "cut": cut}, "name": name}]
     entries += head_entries(source, layer, section.from_)
     return {"name": f"{name}_transfer", "input": shape, "classes": classes,
-            "preprocessing": meta.preprocessing if meta else "scale",
+            "preprocessing": meta.preprocessing,
             "description": f"{section.from_} up to '{cut}', and its head rebuilt",
             "layers": entries}
 
