@@ -525,6 +525,43 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, change
     assert says in e.value.message
 
 
+def test_a_run_whose_data_folder_moved_resumes_there_with_force(tmp_path):
+    photos = _photos(tmp_path)
+    run = _interrupted_run(write_config(tmp_path, epochs=2), f"data.name={photos}")
+    moved = photos.rename(tmp_path / "elsewhere")  # another name, another place
+    there = config.load(run / "config.yaml", [f"data.name={moved}"])
+    with pytest.raises(ConfigError, match="pass --force to apply the changes"):
+        training.train(there, resume=run)
+    result = training.train(there, resume=run, force=True)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert config.load(run / "config.yaml").data.name == str(moved)  # recorded
+
+
+def test_another_data_folder_given_on_resuming_is_refused_even_with_force(tmp_path):
+    photos = _photos(tmp_path)
+    run = _interrupted_run(write_config(tmp_path, epochs=2), f"data.name={photos}")
+    (tmp_path / "other").mkdir()
+    other = _photos(tmp_path / "other", count=47)  # one image fewer
+    with pytest.raises(DataError, match="the data is not the one this run trained on"):
+        training.train(config.load(run / "config.yaml", [f"data.name={other}"]), resume=run,
+                       force=True)
+
+
+def test_a_backup_recording_its_files_by_full_path_still_resumes(tmp_path):
+    """Backups made before data folders could move hashed the files' full paths."""
+    photos = _photos(tmp_path)
+    path = write_config(tmp_path, epochs=2)
+    run = _interrupted_run(path, f"data.name={photos}")
+    p = training.plan(config.load(path, [f"data.name={photos}"]))
+    old = p.feed.fingerprint(absolute=True)
+    assert old != p.feed.fingerprint()
+    state, _ = checkpoint.load(run, training.compile_model(p))
+    state.data = old
+    checkpoint.save(run, training.compile_model(p), state)
+    result = training.train(config.load(run / "config.yaml"), resume=run)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
 def test_a_network_without_a_name_is_named_after_the_run_also_when_resumed(tmp_path):
     sweep = write_config(tmp_path, epochs=1, name="exp1").rename(tmp_path / "sweep.yaml")
     run = run_train(sweep).run  # output.name: exp1, in a file named sweep.yaml

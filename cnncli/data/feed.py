@@ -87,11 +87,13 @@ class Feed:
             return int(self.train.images.shape[-1])
         return self.shape[-1]
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self, absolute: bool = False) -> dict:
         """What a run's backups record of its data, for ``--resume`` to check it is the
         same: the number of training and validation images, and a hash of the images
-        (pixels of arrays, paths of files, names and sizes of shards), their labels and
-        how they are split between the two parts.
+        (pixels of arrays, paths of files below the folder holding them all, names and
+        sizes of shards), their labels and how they are split between the two parts.
+        A data folder moved elsewhere is the same data; `absolute`: the hash of files by
+        their full paths, as backups made by cnncli before 2026-12-05 recorded it.
 
         >>> x = np.zeros((4, 2, 2, 1), np.uint8)
         >>> feed = Feed.of(Dataset("toy", Split(x, np.array([0, 1, 0, 1])), None, ["a", "b"],
@@ -100,12 +102,16 @@ class Feed:
         {'train': 2, 'validation': 2, 'digest': '...'}
         """
         digest = hashlib.sha256()
+        files = [path for part in (self.train, self.val) if part.kind == "files"
+                 for path in part.images]
+        root = "" if absolute or not files else _folder_of_all(files)
         for part in (self.train, self.val):
             digest.update(np.ascontiguousarray(part.labels, np.int64).tobytes() + b"|")
             if part.kind == "arrays":
                 digest.update(np.ascontiguousarray(part.images).data)
             elif part.kind == "files":
-                digest.update("\0".join(part.images).encode("utf-8", "surrogateescape"))
+                digest.update("\0".join(p[len(root):] for p in part.images)
+                              .encode("utf-8", "surrogateescape"))
             else:
                 for shard in part.images.shards:
                     digest.update(f"{os.path.basename(shard)}\0{os.path.getsize(shard)}\n"
@@ -205,6 +211,16 @@ def _pipeline():
     from cnncli.data import pipeline
 
     return pipeline
+
+
+def _folder_of_all(paths: list[str]) -> str:
+    """The deepest folder holding every one of `paths`, with its separator at the end.
+
+    >>> _folder_of_all(["/d/photos/cat/1.jpg", "/d/photos/car/2.jpg"])
+    '/d/photos/'
+    """
+    prefix = os.path.commonprefix(paths)  # of the characters: cut back to a folder
+    return prefix[:prefix.rfind(os.sep) + 1]
 
 
 def validation_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

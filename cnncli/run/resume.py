@@ -4,7 +4,9 @@ A resumed run continues with the config it was started with (``config.yaml`` in 
 with the device and precision ``auto`` chose). A different value is refused unless
 ``--force``; then it is applied and recorded. Some values shape what the backup holds
 (the network, the data, the batch, the optimizer's kind, the seed): they are refused even
-with ``--force``, since no backup could continue with them.
+with ``--force``, since no backup could continue with them. `data.name` may change with
+``--force`` (a data folder moved elsewhere): the data read there must be the run's own
+(`cnncli.data.feed.Feed.fingerprint`, checked before the backup is read).
 
 >>> changes({"train": {"epochs": 4, "seed": 0}}, {"train": {"epochs": 5, "seed": 0}})
 {'train.epochs': (4, 5)}
@@ -17,7 +19,7 @@ with ``--force``, since no backup could continue with them.
 from __future__ import annotations
 
 #: Keys (and sections) a resume cannot change: the backup was made with them.
-FIXED = ("model", "data.name", "data.validation_split", "data.limit", "data.image_size",
+FIXED = ("model", "data.validation_split", "data.limit", "data.image_size",
          "data.preprocessing", "train.batch_size", "train.seed", "train.optimizer.name",
          "train.metrics", "train.loss", "train.label_smoothing", "train.scale_lr",
          "train.freeze", "train.fine_tune")

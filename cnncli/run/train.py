@@ -161,11 +161,12 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     data = p.feed.fingerprint()
 
     def prepare(saved_state: TrainState) -> None:  # before the weights: the data first
-        _check_same_data(saved_state.data, data, run, p.data.sample)
+        _check_same_data(saved_state.data, data, run, p.data.sample,
+                         lambda: p.feed.fingerprint(absolute=True))
         finetune.restore(p, model, saved_state)
 
     state, note = checkpoint.load(run, model, prepare)
-    state.data = state.data or data  # (a backup made before the data was recorded)
+    state.data = data  # the same data (checked), recorded as this version records it
     if note:
         reporter.note(note)
     if state.replicas != p.placement.replicas:
@@ -186,11 +187,16 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     return (run if p.placement.is_chief else distributed.worker_run_dir(p.placement)), state
 
 
-def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False) -> None:
+def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False,
+                     by_full_paths=None) -> None:
     """Refuse to resume on data other than the run's (files or classes added, removed or
     renamed, other labels): the backup's place in the data order would point elsewhere.
-    `sample`: the data read now is the bundled MNIST sample (the full set not found)."""
+    The data's folder may have moved. `sample`: the data read now is the bundled MNIST
+    sample (the full set not found); `by_full_paths()`: the fingerprint of the data as
+    older backups recorded it (files by their full paths)."""
     if not recorded or recorded == now:  # (not recorded by backups made before 2026-12)
+        return
+    if by_full_paths is not None and recorded == by_full_paths():
         return
     counts = (f"it had {recorded['train']:,} training and {recorded['validation']:,} "
               f"validation images, now {now['train']:,} and {now['validation']:,}"
