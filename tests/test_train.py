@@ -529,6 +529,10 @@ def test_a_run_whose_data_folder_moved_resumes_there_with_force(tmp_path):
     photos = _photos(tmp_path)
     run = _interrupted_run(write_config(tmp_path, epochs=2), f"data.name={photos}")
     moved = photos.rename(tmp_path / "elsewhere")  # another name, another place
+    with pytest.raises(DataError, match=f"the run's data is no longer at {photos}") as e:
+        training.train(config.load(run / "config.yaml"), resume=run)
+    assert e.value.hint.startswith(f"if it moved, resume from its new place: cnncli train "
+                                   f"--resume {run} --set data.name=NEW_PLACE --force")
     there = config.load(run / "config.yaml", [f"data.name={moved}"])
     with pytest.raises(ConfigError, match="pass --force to apply the changes"):
         training.train(there, resume=run)

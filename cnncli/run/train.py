@@ -96,6 +96,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
                 else contextlib.nullcontext():  # a second writer is refused before any work
             saved = config.load_run_config(run / rundir.CONFIG)
             absolute_paths(saved)  # as `plan` makes them (a run from before it did)
+        _data_still_there(cfg, saved, run)
     p = plan(cfg, config_file=config_file)
     model = compile_model(p)
     ways = _directions(p, model)  # errors here come before any run folder exists
@@ -120,6 +121,18 @@ def _directions(p: Plan, model) -> dict:
         ways["early_stopping"] = direction(model, t.early_stopping.monitor,
                                            t.early_stopping.mode)
     return ways
+
+
+def _data_still_there(cfg: config.RunConfig, saved: config.RunConfig, run: Path) -> None:
+    """The error for a resume whose data is no longer where the run read it (moved?)."""
+    from cnncli.data import datasets
+
+    name = cfg.data.name
+    if name == saved.data.name and not datasets.exists(name):
+        raise DataError(f"the run's data is no longer at {name}", file=str(run),
+                        hint=f"if it moved, resume from its new place: cnncli train --resume "
+                             f"{run} --set data.name=NEW_PLACE --force (the data must be "
+                             "the same)")
 
 
 def _start(p: Plan, stack: contextlib.ExitStack) -> tuple[Path, TrainState]:
