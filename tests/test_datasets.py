@@ -678,6 +678,19 @@ def test_fashion_mnist_files_in_a_data_dir_are_not_listed_as_mnist(tmp_path):
         datasets.load("mnist", data_dir=folder)  # what training says: the same
 
 
+def test_an_mnist_npz_of_other_images_is_not_taken_for_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 255, (6, 16, 16, 3), np.uint8),
+             y_train=np.arange(6) % 3, x_test=rng.integers(0, 255, (3, 16, 16, 3), np.uint8),
+             y_test=np.arange(3))
+    rows = {r["name"]: r for r in datasets.describe_all(data_dir=tmp_path, offline=True)}
+    says = "the files found for mnist are not mnist: their images are 16x16x3, mnist's 28x28x1"
+    assert rows["mnist"]["problem"] == says
+    with pytest.raises(DataError, match=says) as e:
+        datasets.load("mnist", data_dir=tmp_path)  # what training says: the same
+    assert e.value.hint.startswith(f"give these files by their path (--data {tmp_path}")
+
+
 def test_describe_all_online_says_how_much_will_be_downloaded(isolated):
     rows = {r["name"]: r for r in datasets.describe_all()}
     assert rows["cifar10"]["where"] == "will download 170 MB (Keras)"

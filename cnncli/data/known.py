@@ -173,6 +173,8 @@ def describe_all(data_dir: str | os.PathLike | None = None,
         else:
             if counts is not None:
                 row.update(train=counts[0], test=counts[1], image_shape=counts[2])
+                problem = _other_shape(known, tuple(counts[2]))
+                row["problem"] = problem.message if problem else None
         rows.append(row)
     return rows
 
@@ -330,7 +332,11 @@ def load_known(known: KnownDataset, data_dir, offline: bool) -> Dataset:
 
 def _check_identity(known: KnownDataset, ds: Dataset, location: Location) -> Dataset:
     """Files found by their names must also be the dataset: its test labels per class
-    must be the known ones (MNIST's and Fashion-MNIST's IDX files have the same names)."""
+    must be the known ones (MNIST's and Fashion-MNIST's IDX files have the same names),
+    and its images of the known shape (an ``mnist.npz`` of other images)."""
+    problem = _other_shape(known, tuple(ds.image_shape or ()), location.path)
+    if problem:
+        raise problem
     counts = tuple(int(c) for c in np.bincount(ds.test.labels, minlength=len(known.class_names)))
     if len(ds.test.labels) != known.test or counts == known.test_per_class:
         return ds  # a subset or another size is not mistaken for the known set
@@ -346,6 +352,19 @@ def _check_identity(known: KnownDataset, ds: Dataset, location: Location) -> Dat
         hint=f"use --data {other.split()[0]} for these files, or give the folder that holds "
              f"{known.name}'s own files" if other else
              f"give the folder that holds {known.name}'s own, complete files")
+
+
+def _other_shape(known: KnownDataset, shape: tuple, file: str | None = None
+                 ) -> DataError | None:
+    """The error for files found by a known dataset's name whose images are of another
+    shape (an ``mnist.npz`` of 16x16 colour pictures is not MNIST); None if the same."""
+    if not shape or tuple(shape) == known.image_shape:
+        return None
+    said = "x".join(map(str, shape))
+    return DataError(f"the files found for {known.name} are not {known.name}: their images "
+                     f"are {said}, {known.name}'s {'x'.join(map(str, known.image_shape))}",
+                     file=file, hint=f"give these files by their path (--data {file or 'FILE'}), "
+                                     f"or give the folder that holds {known.name}'s own files")
 
 
 def _read_location(known: KnownDataset, location: Location) -> Dataset:
