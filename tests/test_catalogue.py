@@ -283,6 +283,9 @@ DATA_ROWS = [
         cf.data_builder(cf.empty_folder)),
     row("data-one_class", "train {file}", 3, "photos has only one class folder (cat)",
         cf.data_builder(cf.one_class_folder)),
+    row("data-one_class_npz", "train {file}", 3, "data.npz has only one class (0). Hint: a "
+        "classifier needs at least two classes to learn", cf.data_builder(cf.npz_with(
+            y_train=np.zeros(320, "int64"), y_test=np.zeros(60, "int64")))),
     row("data-npz_counts_differ", "train {file}", 3, "data.npz has 320 training images but "
         "100 labels", cf.data_builder(cf.npz_with(y_train=np.zeros(100, "int64")))),
     row("data-label_out_of_range", "train {file}", 3,

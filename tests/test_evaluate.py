@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import catalogue_files as cf
+import numpy as np
 import pytest
 from trainkit import write_config
 
@@ -226,6 +227,15 @@ def test_one_class_folder_without_all_images_is_refused_with_the_way(run, tmp_pa
     with pytest.raises(DataError, match="only one class folder") as err:
         evaluation.evaluate(run, data=str(tmp_path / "twos"), output=tmp_path / "e")
     assert "--all-images" in err.value.hint
+
+
+def test_an_npz_of_one_class_is_evaluated(run, tmp_path):
+    """An npz has a test split of its own: one class in it is photos of one class."""
+    zeros = np.stack([cf.band_image(0, seed=k) for k in range(4)])
+    np.savez(tmp_path / "zeros.npz", x_train=zeros, y_train=np.zeros(4, int), x_test=zeros,
+             y_test=np.zeros(4, int))  # class names: ["0"]
+    rep = evaluation.evaluate(run, data=str(tmp_path / "zeros.npz"), output=tmp_path / "e")
+    assert rep.result.count == 4 and sum(rep.result.confusion[0]) == 4
 
 
 def test_all_images_evaluates_every_row_of_a_csv_without_a_split_column(run, tmp_path):

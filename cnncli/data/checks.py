@@ -1,6 +1,6 @@
 """Checks every array source goes through: uint8 images of 1 or 3 channels, integer labels
-in range, the same image size in both splits, at least two classes. One `DataError` that
-names the file and says how to fix it.
+in range, the same image size in both splits (and, for training, at least two classes:
+`check_every_class_trains`). One `DataError` that names the file and says how to fix it.
 
 >>> import numpy as np
 >>> ds = from_arrays("toy", np.zeros((4, 8, 8), np.uint8), [0, 1, 0, 1],
@@ -122,9 +122,6 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, class_names: list[s
     if twice:
         raise DataError(f"{Path(file).name} names class {twice[0]!r} more than once",
                         file=file, hint="give each class its own name")
-    if len(class_names) < 2:
-        raise DataError(f"{Path(file).name} has only one class", file=file,
-                        hint="a classifier needs at least two classes")
     return Dataset(name, Split(x_train, y_train), Split(x_test, y_test),
                    list(class_names), source)
 
@@ -146,6 +143,9 @@ def check_every_class_trains(ds: Dataset, file: str) -> None:
     1 of the 3 classes has no training image (dog): a model would never learn it
     """
     n = ds.num_classes
+    if n < 2:  # (evaluating a model on images of one class is fine)
+        raise DataError(f"{Path(file).name} has only one class ({ds.class_names[0]})",
+                        file=file, hint="a classifier needs at least two classes to learn")
     train = np.bincount(ds.train.labels, minlength=n)
     test = np.bincount(ds.test.labels, minlength=n) if len(ds.test) else np.zeros(n, int)
     missing = [ds.class_names[i] for i in range(n)
