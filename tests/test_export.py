@@ -522,6 +522,21 @@ def test_an_export_into_the_data_folder_is_refused_before_any_work(run, tmp_path
     assert sorted(photos.rglob("*")) == before  # nothing made, not even the folder
 
 
+def test_an_export_checked_on_images_may_go_into_the_data_it_does_not_read(run, tmp_path):
+    """With --images (no int8 calibration) the run's data is not read: a folder inside it
+    is no class folder of anything this export reads."""
+    photos = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (photos / name).mkdir(parents=True)
+        tf.keras.utils.save_img(photos / name / "1.png", np.zeros((8, 8, 1), np.uint8))
+    report = exporter.export(run, formats=["onnx"], output=photos / "cat" / "out",
+                             data=str(photos), images=[str(photos / "dog")])
+    assert (photos / "cat" / "out").is_dir() and report.results[0].kept
+    with pytest.raises(ConfigError, match="the output folder .* is inside the data folder"):
+        exporter.export(run, formats=["onnx"], quantize=["int8"], output=photos / "dog" / "q",
+                        data=str(photos), images=[str(photos / "cat" / "1.png")])
+
+
 def test_exporting_a_run_that_has_not_finished_says_so(run, tmp_path):
     stopped = shutil.copytree(run, tmp_path / "runs" / "toy" / "1", symlinks=True)
     files.write_json(stopped / "state.json", {"status": "interrupted"})

@@ -171,7 +171,9 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
     reference = classifier.load(str(target))
     notes += _unfinished(reference)
     folder, exact = _destination(output, reference, variants)
-    for source in [_data_source(reference, data), *(images or [])]:
+    calibrate = any(v.quantization == "int8" for v in variants)
+    read = [_data_source(reference, data)] if not images or calibrate else []
+    for source in [*read, *(images or [])]:
         if source:  # the data read to check the exports, class folders: never written into
             datasets.check_output_outside(folder, source)
     targets = {v: _targets(v, folder, exact) for v in variants}
@@ -181,7 +183,8 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
         files.writable_folder(folder)
         report = _export_all(reference, variants, targets, folder, notes, images=images,
                              data=data, data_dir=data_dir, offline=offline, force=force,
-                             max_drop=max_drop, check_images=check_images)
+                             max_drop=max_drop, check_images=check_images,
+                             calibrate=calibrate)
     except OSError as exc:  # a full disk, a folder made read-only meanwhile
         raise ModelError(f"cannot write the export: {exc.strerror or exc}", file=str(folder),
                          hint="free some disk space, or give another --output") from None
@@ -192,9 +195,8 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
 
 def _export_all(reference, variants, targets, folder: Path, notes: list[str], *, images,
                 data, data_dir, offline, force: bool, max_drop: float,
-                check_images: int) -> Report:
-    samples = _samples(reference, images, data, data_dir, offline, check_images,
-                       any(v.quantization == "int8" for v in variants))
+                check_images: int, calibrate: bool) -> Report:
+    samples = _samples(reference, images, data, data_dir, offline, check_images, calibrate)
     if len(samples.images) < FEW_CHECK_IMAGES:
         notes.append(f"the check ran on {len(samples.images)} image(s) only: its figures "
                      f"say little (at least {FEW_CHECK_IMAGES} are advised)")
