@@ -281,9 +281,22 @@ def test_a_keras_application_saved_by_keras_alone_is_read_with_its_own_preproces
     assert loaded.preprocessing == "tf" and loaded.class_names[1] == imagenet.class_names()[1]
 
 
-def test_a_model_of_ones_own_saved_by_keras_alone_is_said_to_get_the_defaults(tmp_path):
-    path = tmp_path / "own.keras"
-    small_model().save(path)
+@pytest.mark.parametrize("name", ["own", "vgg16"])  # a model of one's own called vgg16 too
+def test_a_model_of_ones_own_saved_by_keras_alone_is_said_to_get_the_defaults(tmp_path, name):
+    path = tmp_path / f"{name}.keras"
+    small = small_model()
+    keras.Model(small.inputs, small.outputs, name=name).save(path)
     with pytest.warns(UserWarning, match=r"has no record of how it was trained \(Keras saved "
                                          r"it, not cnncli\): its images are given scaled"):
+        assert saved_meta.read(path) == ModelMeta()
+
+
+def test_a_file_that_is_no_model_gets_no_word_about_its_record(tmp_path):
+    """Loading it says what is wrong; a warning about how it was trained would mislead."""
+    import warnings
+
+    path = tmp_path / "garbage.keras"
+    path.write_bytes(b"not a zip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert saved_meta.read(path) == ModelMeta()

@@ -368,8 +368,9 @@ def is_remote(path: str) -> bool:
     return bool(_REMOTE.match(path))
 
 
-def keras_name(path: str | os.PathLike) -> str | None:
-    """Keras' name for the model in a ``.keras`` file (in its config.json), unloaded."""
+def outline(path: str | os.PathLike) -> tuple[str, set[str]] | None:
+    """Keras' name for the model in a ``.keras`` file and the names of its layers (from
+    its config.json, nothing loaded); None if the file is no readable Keras model."""
     try:
         with zipfile.ZipFile(path) as archive:
             if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
@@ -378,7 +379,12 @@ def keras_name(path: str | os.PathLike) -> str | None:
     except (KeyError, zipfile.BadZipFile, ValueError, OSError):
         return None
     inner = found.get("config") if isinstance(found, dict) else None
-    return inner.get("name") if isinstance(inner, dict) else None
+    if not isinstance(inner, dict):
+        return None
+    layers = inner.get("layers") if isinstance(inner.get("layers"), list) else []
+    names = {layer.get("config", {}).get("name") for layer in layers
+             if isinstance(layer, dict) and isinstance(layer.get("config"), dict)}
+    return str(inner.get("name", "")), {n for n in names if isinstance(n, str)}
 
 
 def read_meta(path: str | os.PathLike) -> ModelMeta | None:

@@ -43,6 +43,7 @@ class Pretrained:
     notop_sizes: tuple[int, ...] = ()  # input sizes with a file of their own ({size} in notop)
     min_size: int = 32  # the smallest input height and width keras.applications accepts
     keras_names: str = ""  # Keras' names for the model (a regular expression)
+    first_layer: str = ""  # the name keras.applications gives its first convolution
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -55,15 +56,19 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 def register(name: str, *, size: int, weights_file: str, origin: str, megabytes: int,
              preprocessing: str, notop: str, notop_megabytes: float,
-             notop_sizes: tuple[int, ...] = (), keras_names: str | None = None):
+             notop_sizes: tuple[int, ...] = (), keras_names: str | None = None,
+             first_layer: str):
     """Add the decorated ``f(weights, **options) -> keras.Model`` to `REGISTRY` under
     `name` (options: ``include_top``, ``input_shape``, as keras.applications takes them);
-    `keras_names`: the names Keras gives the model (default: `name` without ``_``)."""
+    `keras_names`: the names Keras gives the model (default: `name` without ``_``), and
+    `first_layer` the name of its first convolution: together they recognise the model
+    in a file Keras saved (`recognise`)."""
 
     def decorate(factory):
         REGISTRY[name] = Pretrained(name, factory, size, weights_file, origin, megabytes,
                                     preprocessing, notop, notop_megabytes, notop_sizes,
-                                    keras_names=keras_names or re.escape(name.replace("_", "")))
+                                    keras_names=keras_names or re.escape(name.replace("_", "")),
+                                    first_layer=first_layer)
         return factory
 
     return decorate
@@ -79,28 +84,34 @@ def _apps():
 # MobileNetV2 expects [-1, 1]; EfficientNet rescales inside the model. The no-top file
 # names are those keras/src/applications/*.py pass to get_file (Keras 3.15), in the same
 # folder as the full file; MobileNetV2 has one per input size (96 ... 224).
-@register("vgg16", size=224, weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+@register("vgg16", size=224,
+          first_layer="block1_conv1",
+          weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
           origin=_KERAS_APPS + "vgg16/", megabytes=528, preprocessing="caffe",
           notop="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=58.9)
 def vgg16(weights, **options):
     return _apps().VGG16(weights=weights, **options)
 
 
-@register("vgg19", size=224, weights_file="vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+@register("vgg19", size=224,
+          first_layer="block1_conv1",
+          weights_file="vgg19_weights_tf_dim_ordering_tf_kernels.h5",
           origin=_KERAS_APPS + "vgg19/", megabytes=549, preprocessing="caffe",
           notop="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=80.1)
 def vgg19(weights, **options):
     return _apps().VGG19(weights=weights, **options)
 
 
-@register("resnet50", size=224, weights_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+@register("resnet50", size=224,
+          first_layer="conv1_conv",
+          weights_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5",
           origin=_KERAS_APPS + "resnet/", megabytes=98, preprocessing="caffe",
           notop="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=94.4)
 def resnet50(weights, **options):
     return _apps().ResNet50(weights=weights, **options)
 
 
-@register("mobilenet_v2", size=224,
+@register("mobilenet_v2", size=224, first_layer="Conv1",
           weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
           origin=_KERAS_APPS + "mobilenet_v2/", megabytes=14, preprocessing="tf",
           notop="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
@@ -110,23 +121,29 @@ def mobilenet_v2(weights, **options):
     return _apps().MobileNetV2(weights=weights, **options)
 
 
-@register("efficientnet_b0", size=224, weights_file="efficientnetb0.h5",
+@register("efficientnet_b0", size=224,
+          first_layer="stem_conv",
+          weights_file="efficientnetb0.h5",
           origin="https://storage.googleapis.com/keras-applications/", megabytes=21,
           preprocessing="none", notop="efficientnetb0_notop.h5", notop_megabytes=16.2)
 def efficientnet_b0(weights, **options):
     return _apps().EfficientNetB0(weights=weights, **options)
 
 
-def recognise(keras_name: object) -> Pretrained | None:
-    """The network of the registry that Keras calls `keras_name` (a model saved from
-    keras.applications by Keras alone: ``resnet50``, ``mobilenetv2_1.00_96``); None for
-    any other name.
+def recognise(keras_name: object, layers: set[str]) -> Pretrained | None:
+    """The network of the registry that a model Keras saved alone is: Keras calls it
+    `keras_name` (``resnet50``, ``mobilenetv2_1.00_96``) and it has that network's first
+    convolution among its `layers`; None for any other model (one of your own that is
+    called ``vgg16`` too).
 
-    >>> recognise("mobilenetv2_1.00_96").name, recognise("my_net")
-    ('mobilenet_v2', None)
+    >>> recognise("mobilenetv2_1.00_96", {"Conv1", "out_relu"}).name
+    'mobilenet_v2'
+    >>> recognise("vgg16", {"conv2d", "dense"}) is None
+    True
     """
     return next((e for e in REGISTRY.values() if isinstance(keras_name, str)
-                 and re.fullmatch(e.keras_names, keras_name)), None)
+                 and re.fullmatch(e.keras_names, keras_name) and e.first_layer in layers),
+                None)
 
 
 def get(name: str) -> Pretrained:

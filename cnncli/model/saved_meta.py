@@ -2,8 +2,9 @@
 
 A model that cnncli trained carries its `ModelMeta` (class names, preprocessing, input
 size); one that Keras saved alone carries none. For those, Keras' own name for the model
-tells a keras.applications network (``resnet50``, ``mobilenetv2_1.00_224``) from any
-other: the former gets its own preprocessing and ImageNet's class names.
+and a layer of its own tell a keras.applications network (``resnet50`` with a layer
+``conv1_conv``) from any other: the former gets its own preprocessing and ImageNet's
+class names.
 
 >>> read("runs/mnist/1/best.keras").class_names[:2]    # doctest: +SKIP
 ('0', '1')
@@ -26,7 +27,10 @@ def read(path: str | os.PathLike) -> ModelMeta:
     meta = modelfile.read_meta(path)
     if meta is not None:
         return meta
-    entry = pretrained.recognise(modelfile.keras_name(path))
+    found = modelfile.outline(path)
+    if found is None:  # not a Keras model: loading it says what is wrong
+        return ModelMeta()
+    entry = pretrained.recognise(*found)
     if entry is None:
         warnings.warn(f"{os.fspath(path)} has no record of how it was trained (Keras saved "
                       "it, not cnncli): its images are given scaled to [0, 1] (`scale`); "
