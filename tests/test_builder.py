@@ -99,6 +99,13 @@ def test_a_misspelt_keras_name_gets_a_did_you_mean(write, argument, kind, meant)
     assert e.value.hint.startswith(f"did you mean '{meant}'?") and e.value.line == 4
 
 
+def test_a_keras_name_refused_for_another_reason_gets_keras_reason_not_a_did_you_mean(write):
+    with pytest.raises(ConfigError, match="invalid arguments") as e:  # Constant needs a value
+        build_text(write, "input: [8, 8, 1]\nlayers:\n  - Flatten\n  - Dense: {units: 2, "
+                          "kernel_initializer: constant}\n")
+    assert "not one of Keras'" not in str(e.value)
+
+
 def test_a_name_far_from_any_is_answered_with_the_list_of_them(write):
     with pytest.raises(ConfigError, match="`activation: zzz`") as e:
         build_text(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: 3,"

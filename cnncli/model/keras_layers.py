@@ -108,8 +108,11 @@ def unknown_name(args: dict) -> tuple[str, str, str] | None:
         kind = next((k for k in _NAMED_KINDS if str(key).endswith(k)), None)
         if kind is None or not isinstance(value, str):
             continue
+        module = getattr(keras, f"{kind}s")
+        if value in dir(module):  # Keras' name, refused for another reason (`constant`
+            continue  # needs its value, `stft` scipy): Keras' own words say which
         try:
-            getattr(keras, f"{kind}s").get(value)
+            module.get(value)
         except Exception:
             return key, f"{kind}s", suggest(value, known_names(kind), listing=f"{kind}s")
     return None
