@@ -132,11 +132,22 @@ def test_validation_fraction_zero_gives_an_empty_validation_set():
     assert len(feed.validation_indices(10, 0.0, seed=0)[1]) == 0
 
 
-def test_a_validation_fraction_under_one_image_names_the_smallest_that_gives_one():
-    with pytest.raises(DataError, match="0.01 of 30 images is not one image") as e:
-        feed.validation_indices(30, 0.01, seed=0)
-    assert e.value.hint.startswith("use at least 0.033 ")
-    assert len(feed.validation_indices(30, 0.033, seed=0)[1]) == 1
+@pytest.mark.parametrize("n, smallest, less", [(2, 0.26, 0.25), (30, 0.017, 0.016),
+                                               (7, 0.072, 0.071)])
+def test_a_validation_fraction_under_one_image_names_the_smallest_that_gives_one(n, smallest,
+                                                                               less):
+    with pytest.raises(DataError, match=f"0.01 of {n} images is not one image") as e:
+        feed.validation_indices(n, 0.01, seed=0)
+    assert e.value.hint.startswith(f"use at least {smallest} ")
+    assert len(feed.validation_indices(n, smallest, seed=0)[1]) == 1
+    with pytest.raises(DataError, match="is not one image"):  # the smallest: one less fails
+        feed.validation_indices(n, less, seed=0)
+
+
+def test_one_image_cannot_be_split_whatever_the_fraction():
+    with pytest.raises(DataError, match=r"0.3: 1 image cannot be split") as e:
+        feed.validation_indices(1, 0.3, seed=0)
+    assert e.value.hint == "use more data, or 0 (no validation)"
 
 
 def test_a_validation_fraction_taking_every_image_says_none_is_left_to_train_on():

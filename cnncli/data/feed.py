@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from cnncli.config import AugmentSection
 from cnncli.data.dataset import Dataset, Split
 from cnncli.data.loader import ImageLoader, needs_loader
 from cnncli.errors import ConfigError, DataError
+from cnncli.text import count
 
 #: Training stops when more than this share of the images tried so far could not be
 #: decoded: then the data is broken (a truncated copy, the wrong folder), not a few files,
@@ -223,6 +225,22 @@ def _folder_of_all(paths: list[str]) -> str:
     return prefix[:prefix.rfind(os.sep) + 1]
 
 
+def _smallest_fraction(n: int) -> float:
+    """The smallest validation fraction (two significant digits) that holds out one of
+    `n` images, as `validation_indices` rounds.
+
+    >>> _smallest_fraction(2), _smallest_fraction(30), _smallest_fraction(60_000)
+    (0.26, 0.017, 8.4e-06)
+    """
+    fraction = 0.5 / n
+    digits = max(2, 1 - math.floor(math.log10(fraction)))
+    step = 10.0 ** -digits
+    fraction = math.ceil(round(fraction / step, 6)) * step
+    while round(n * fraction) < 1:
+        fraction += step
+    return round(fraction, digits)
+
+
 def validation_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Hold out a seeded random `fraction` of `n` images: (train indices, validation
     indices), each sorted.
@@ -234,13 +252,17 @@ def validation_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, 
         raise ConfigError(f"validation fraction must be in [0, 1), not {fraction}",
                           hint="use e.g. 0.1")
     n_val = int(round(n * fraction))
+    if fraction > 0 and n < 2:
+        raise DataError(f"`data.validation_split` {fraction}: {count(n, 'image')} cannot be "
+                        "split into training and validation images",
+                        hint="use more data, or 0 (no validation)")
     if fraction > 0 and n_val == 0:
-        raise DataError(f"`data.validation_split` {fraction} of {n} images is not one image "
-                        "to validate on", hint=f"use at least {1 / n:.2g} (or 0: no "
-                        "validation), or more data")
+        raise DataError(f"`data.validation_split` {fraction} of {count(n, 'image')} is not "
+                        "one image to validate on", hint=f"use at least "
+                        f"{_smallest_fraction(n)} (or 0: no validation), or more data")
     if fraction > 0 and n_val == n:
-        raise DataError(f"`data.validation_split` {fraction} of {n} images leaves no image "
-                        "to train on", hint="use a smaller fraction, or more data")
+        raise DataError(f"`data.validation_split` {fraction} of {count(n, 'image')} leaves "
+                        "no image to train on", hint="use a smaller fraction, or more data")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
