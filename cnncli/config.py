@@ -47,12 +47,15 @@ DEVICE_FORMS = "auto, cpu, gpu or gpu:N (N = 0, 1, ... as TensorFlow numbers the
 def device_hint(value: object) -> str:
     """What to say about a device that is none of `DEVICE_FORMS` (the did-you-mean).
 
-    >>> device_hint("cpus"), device_hint("TPU")
-    ("did you mean 'cpu'?", 'cnncli runs on GPUs and CPUs, not TPUs')
+    >>> device_hint("cpus"), device_hint("/cpu:0"), device_hint("TPU")
+    ("did you mean 'cpu'?", "did you mean 'cpu'?", 'cnncli runs on GPUs and CPUs, not TPUs')
     """
-    if str(value).strip().lower().startswith("tpu"):
+    text = str(value).strip().lower().lstrip("/")
+    if text.startswith("tpu"):
         return "cnncli runs on GPUs and CPUs, not TPUs"
-    return suggest(str(value).strip().lower(), ["auto", "cpu", "gpu", "gpu:0"])
+    if text.startswith("cpu"):  # cpu:0, /cpu:0 (TensorFlow's names): one CPU device
+        return "did you mean 'cpu'?"
+    return suggest(text, ["auto", "cpu", "gpu", "gpu:0"])
 
 
 #: What a pattern's values are, in words, and what to say about another value.
@@ -407,10 +410,12 @@ def _check_monitor(cfg: RunConfig, doc: Any, file: str | None) -> None:
 
 
 def load(path: str | Path, overrides: list[str] = (),
-         origins: dict[str, str] | None = None) -> RunConfig:
-    """Read a run config file and apply ``key.sub=value`` overrides; an error in an
-    override names it as given (``--set train.epochs=0``, or `origins[key]`, e.g.
-    ``--epochs 0`` for a shortcut), not a line of the file.
+         origins: dict[str, str] | None = None, values: dict[str, Any] | None = None
+         ) -> RunConfig:
+    """Read a run config file and apply ``key.sub=value`` overrides (the value read as
+    YAML), then `values` (dotted key -> value as it is: an option's text is text, never
+    YAML); an error in either names it as given (``--set train.epochs=0``, or
+    `origins[key]`, e.g. ``--epochs 0`` for a shortcut), not a line of the file.
 
     A run's own saved config (``runs/x/1/config.yaml``) carries a `digest` key,
     which `parse` drops.
@@ -423,6 +428,10 @@ def load(path: str | Path, overrides: list[str] = (),
                                                                 .strip()))
             key = item.partition("=")[0].strip()
             set_by[key] = (origins or {}).get(key, f"--set {item}")
+        for key, value in (values or {}).items():
+            said = (origins or {}).get(key, f"--set {key}={value}")
+            set_value(doc, key, value, said=said)
+            set_by[key] = said
     return parse(doc, file=str(path), set_by=set_by)
 
 
@@ -447,13 +456,22 @@ def apply_override(doc: dict, item: str, said: str | None = None) -> None:
         raise ConfigError(f"--set '{item}' is not of the form key=value",
                           hint="e.g. --set train.epochs=3")
     key, _, text = item.partition("=")
-    value = yamlio.loads(text, f"--set {key}") if text else None
+    set_value(doc, key, yamlio.loads(text, f"--set {key}") if text else None,
+              said=said or f"--set {item}")
+
+
+def set_value(doc: dict, key: str, value: Any, said: str) -> None:
+    """Set the dotted `key` (``train.epochs``) of `doc` to `value`, making sections on the
+    way; `said`: how the user gave it, for errors."""
     *sections, last = key.strip().split(".")
+    if not all(part.strip() for part in [*sections, last]):  # `.x`, `train..epochs`
+        raise ConfigError(f"{said}: `{key.strip()}` is not a key (a name between each dot)",
+                          hint="e.g. --set train.epochs=3")
     target = doc
     for part in sections:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise ConfigError(f"{said or f'--set {key}'}: `{part}` in the config is "
+            raise ConfigError(f"{said}: `{part}` in the config is "
                               f"{target!r}, not a section with `{last}`",
                               hint=OVERRIDE_HINTS.get(key.strip(), f"write `{part}` as a "
                                                       "section in the config"))

@@ -233,6 +233,11 @@ CONFIG_ROWS = [
     row("config-number_as_a_key", "train {file}", 2,
         "{file}:3: the key 1 in `train` is a number, not a name",
         cf.run_config(train="{epochs: 1, 1: 2}")),
+    row("config-device_option_is_text_not_yaml", "train {file} --device [red]x[/red]", 2,
+        "--device [red]x[/red]: `train.device`: '[red]x[/red]' is not one of auto, cpu, gpu "
+        "or gpu:N", cf.run_config()),
+    row("config-set_of_no_key", "train {file} --set .x=1", 2,
+        "--set .x=1: `.x` is not a key (a name between each dot)", cf.run_config()),
     row("config-augment_out_of_range", "train {file}", 2,
         "`data.augment.zoom`: input should be less than or equal to 1, got 5",
         cf.run_config(data_extra=", augment: {zoom: 5}")),

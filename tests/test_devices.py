@@ -208,7 +208,9 @@ def test_a_run_config_takes_a_device_spelt_as_the_device_option_takes_it(spellin
 
 @pytest.mark.parametrize("bad, hint", [("gpu0", "did you mean 'gpu:0'?"), ("cpus", "did you "
                                        "mean 'cpu'?"), ("tpu", "cnncli runs on GPUs and CPUs, "
-                                                               "not TPUs")])
+                                                               "not TPUs"),
+                                       ("cpu:0", "did you mean 'cpu'?"),
+                                       ("/cpu:0", "did you mean 'cpu'?")])
 def test_a_device_of_a_run_config_or_the_option_that_is_none_gets_the_same_hint(bad, hint):
     from cnncli import config
 

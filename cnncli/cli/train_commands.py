@@ -59,20 +59,20 @@ def train(
         raise typer.BadParameter("give a CONFIG file, or --resume RUN", param_hint="CONFIG")
     if config_file is None:
         config_file = str(rundir.find(resume) / rundir.CONFIG)
-    overrides, origins = list(set_ or []), {}
+    values, origins = {}, {}  # the options' values as given: text is text, never YAML
     for key, value, option in (
             ("train.epochs", epochs, "--epochs"), ("train.batch_size", batch_size, "--batch-size"),
             ("train.optimizer.learning_rate", lr, "--lr"), ("data.name", data, "--data"),
             ("model.weights", weights, "--weights"), ("data.data_dir", data_dir, "--data-dir"),
             ("train.device", device, "--device"), ("train.precision", precision, "--precision")):
         if value is not None:
-            overrides.append(f"{key}={value}")
+            values[key] = value
             origins[key] = f"{option} {value}"
     if epochs is not None:
-        overrides.append("train.steps=null")
+        values["train.steps"] = None
     if offline:
-        overrides.append("data.offline=true")
-    cfg = config.load(config_file, overrides, origins)
+        values["data.offline"] = True
+    cfg = config.load(config_file, list(set_ or []), origins, values)
     if cfg.output.name is None:
         cfg.output.name = Path(config_file).stem
     if dry_run:
