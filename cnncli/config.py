@@ -118,6 +118,15 @@ class ModelSection(_Strict):
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
+    @field_validator("from_", mode="before")
+    @classmethod
+    def _from_something(cls, value):
+        """``from:`` with nothing after it (None, or blank) names no network."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("is empty: name a pretrained network (mobilenet_v2), a run "
+                             "folder or a .keras file")
+        return value
+
     @field_validator("weights", mode="before")
     @classmethod
     def _weights_setting(cls, value):
@@ -378,11 +387,16 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
         raise ConfigError("a run config must be a mapping with `model:`, `data:`, `train:`",
                           file=file, line=yamlio.line_of(doc))
     doc.pop("digest", None)  # a run's own saved config.yaml has one
-    if "model" in doc and doc["model"] is None:  # pydantic: "not a string", "not a dict"
+    model = doc.get("model")
+    odd = next((k for k in model if not isinstance(k, str)), "") if isinstance(
+        model, dict) else ""  # an inline spec's `1: 2`: pydantic words it as a union's
+    if model is None and "model" in doc or odd != "":  # "not a string", "not a dict"
         given = _given("model", set_by)
-        raise ConfigError("`model` is empty", file=None if given else file, where=given,
-                          line=None if given else _locate(doc, ["model"])[1],
-                          hint=_EMPTY_MODEL)
+        message, hint = ("`model` is empty", _EMPTY_MODEL) if model is None else \
+            _odd_key(odd, ["model"])
+        line = _locate(doc, ["model"])[1] if model is None else yamlio.key_line(model, odd)
+        raise ConfigError(message, file=None if given else file, where=given,
+                          line=None if given else line, hint=hint)
     try:
         cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:
@@ -513,12 +527,7 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
             odd = next((k for k in (where if isinstance(where, dict) else ())
                         if not isinstance(k, str) and str(k) == str(loc[-1])), err["input"])
             line = yamlio.key_line(where, odd, found)
-            inside = f" in `{'.'.join(map(str, loc[:-1]))}`" if loc[:-1] else ""
-            message = (f"a key{inside} is empty" if odd is None else
-                       f"the key {odd!r}{inside} is {_KINDS.get(type(odd), 'a value')}, "
-                       "not a name")
-            hint = ("write the key's name before the colon (`~` and `null` are no name)"
-                    if odd is None else "put the key in quotes if it is meant as a name")
+            message, hint = _odd_key(odd, loc[:-1])
         elif err["type"] == "extra_forbidden":
             choices = _fields_at(loc[:-1])
             message = f"unknown key '{key}'"
@@ -556,6 +565,17 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
 
 #: How a key that YAML read as another type than text is described.
 _KINDS = {bool: "true or false", int: "a number", float: "a number"}
+
+
+def _odd_key(key: Any, inside: list) -> tuple[str, str]:
+    """What to say about a `key` that is not text (``~: 3``, ``1: 2``) in the section at
+    `inside`: (message, hint)."""
+    where = f" in `{'.'.join(map(str, inside))}`" if inside else ""
+    if key is None:
+        return (f"a key{where} is empty",
+                "write the key's name before the colon (`~` and `null` are no name)")
+    return (f"the key {key!r}{where} is {_KINDS.get(type(key), 'a value')}, not a name",
+            "put the key in quotes if it is meant as a name")
 
 
 def _user_path(node: Any, parts) -> list:

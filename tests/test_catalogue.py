@@ -236,6 +236,12 @@ CONFIG_ROWS = [
     row("config-device_option_is_text_not_yaml", "train {file} --device [red]x[/red]", 2,
         "--device [red]x[/red]: `train.device`: '[red]x[/red]' is not one of auto, cpu, gpu "
         "or gpu:N", cf.run_config()),
+    row("config-number_as_a_key_of_an_inline_spec", "check {file}", 2,
+        "{file}:1: the key 1 in `model` is a number, not a name",
+        cf.run_config(model="{input: [8, 8, 1], 1: 2, layers: [Flatten]}")),
+    row("config-from_nothing", "check {file}", 2,
+        "{file}:1: `model.from`: is empty: name a pretrained network",
+        cf.run_config(model="{from: }")),
     row("config-set_of_no_key", "train {file} --set .x=1", 2,
         "--set .x=1: `.x` is not a key (a name between each dot)", cf.run_config()),
     row("config-augment_out_of_range", "train {file}", 2,
