@@ -300,3 +300,20 @@ def test_a_file_that_is_no_model_gets_no_word_about_its_record(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert saved_meta.read(path) == ModelMeta()
+
+
+@pytest.mark.parametrize("pooling", [None, "avg"])
+def test_a_network_without_its_classifier_is_refused_for_predicting_with_the_way_to_use_it(
+        tmp_path, pooling):
+    """Its feature maps (or pooled features) would be read as class scores."""
+    from cnncli.errors import ModelError
+    from cnncli.infer import classifier
+
+    path = tmp_path / "notop.keras"
+    keras.applications.MobileNetV2(weights=None, include_top=False, pooling=pooling,
+                                   input_shape=(32, 32, 3)).save(path)
+    said = "not one score per class: it has no classifier"
+    with pytest.warns(UserWarning), pytest.raises(ModelError, match=said) as e:
+        classifier.load(str(path))
+    assert e.value.hint == ("it is Keras' mobilenet_v2 without its classifier: fine-tune from "
+                            f"it with `model: {{from: mobilenet_v2, weights: {path}}}`")

@@ -86,3 +86,24 @@ def image_input(model, path) -> tuple[int, int, int]:
                          "width, 1 or 3 channels)", file=str(path),
                          hint="cnncli evaluates and runs image classifiers")
     return shape
+
+
+def check_class_scores(model, path) -> None:
+    """A `ModelError` for a model whose output is not one row of class scores per image
+    (a network without its classifier gives feature maps: predicting with it would read
+    them as classes)."""
+    from cnncli.model import pretrained
+
+    shape = tuple(model.output_shape[1:]) if not isinstance(model.output_shape, list) \
+        else None
+    entry = pretrained.recognise(model.name, {layer.name for layer in model.layers})
+    pooled = entry is not None and type(model.layers[-1]).__name__.startswith("Global")
+    if shape is not None and len(shape) == 1 and shape[0] and not pooled:
+        return  # (a network of one's own may end in pooling: all-convolutional ones do)
+    raise ModelError(
+        f"the model gives outputs of shape {shape or model.output_shape}, not one score per "
+        "class: it has no classifier", file=str(path),
+        hint=f"it is Keras' {entry.name} without its classifier: fine-tune from it with "
+             f"`model: {{from: {entry.name}, weights: {path}}}`" if entry else
+             "cnncli evaluates and runs image classifiers (a network ending in a Dense "
+             "layer, one unit per class)")

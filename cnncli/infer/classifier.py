@@ -19,7 +19,7 @@ import numpy as np
 
 from cnncli.errors import ConfigError, suggest
 from cnncli.infer import exported
-from cnncli.infer.artefact import Artefact, image_input, resolve
+from cnncli.infer.artefact import Artefact, check_class_scores, image_input, resolve
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.model import imagenet, pretrained
 from cnncli.model.meta import ModelMeta
@@ -141,6 +141,7 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
     art = resolve(model)
     net = modelfile.load_model(art.model_path)
     shape = image_input(net, art.model_path)
+    check_class_scores(net, art.model_path)
     classes = net.output_shape[-1]
     names = list(art.meta.class_names)
     if len(names) != classes:
