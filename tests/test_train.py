@@ -566,6 +566,21 @@ def test_a_backup_recording_its_files_by_full_path_still_resumes(tmp_path):
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
+def test_an_older_backup_of_data_moved_since_says_to_resume_once_where_it_was(tmp_path):
+    photos = _photos(tmp_path)
+    path = write_config(tmp_path, epochs=2)
+    run = _interrupted_run(path, f"data.name={photos}")
+    p = training.plan(config.load(path, [f"data.name={photos}"]))
+    state, _ = checkpoint.load(run, training.compile_model(p))
+    state.data = p.feed.fingerprint(absolute=True)  # as cnncli recorded it before
+    checkpoint.save(run, training.compile_model(p), state)
+    moved = photos.rename(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match="the data is not the one") as e:
+        training.train(config.load(run / "config.yaml", [f"data.name={moved}"]), resume=run,
+                       force=True)
+    assert e.value.hint.endswith(f"resume it once with the data at {photos}, then it may move")
+
+
 def test_a_network_without_a_name_is_named_after_the_run_also_when_resumed(tmp_path):
     sweep = write_config(tmp_path, epochs=1, name="exp1").rename(tmp_path / "sweep.yaml")
     run = run_train(sweep).run  # output.name: exp1, in a file named sweep.yaml

@@ -175,7 +175,8 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
 
     def prepare(saved_state: TrainState) -> None:  # before the weights: the data first
         _check_same_data(saved_state.data, data, run, p.data.sample,
-                         lambda: p.feed.fingerprint(absolute=True))
+                         lambda: p.feed.fingerprint(absolute=True),
+                         moved_from=diff.get("data.name", (None,))[0])
         finetune.restore(p, model, saved_state)
 
     state, note = checkpoint.load(run, model, prepare)
@@ -201,12 +202,13 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
 
 
 def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False,
-                     by_full_paths=None) -> None:
+                     by_full_paths=None, moved_from: str | None = None) -> None:
     """Refuse to resume on data other than the run's (files or classes added, removed or
     renamed, other labels): the backup's place in the data order would point elsewhere.
     The data's folder may have moved. `sample`: the data read now is the bundled MNIST
     sample (the full set not found); `by_full_paths()`: the fingerprint of the data as
-    older backups recorded it (files by their full paths)."""
+    older backups recorded it (files by their full paths); `moved_from`: where the run
+    read its data, when it is read from elsewhere now."""
     if not recorded or recorded == now:  # (not recorded by backups made before 2026-12)
         return
     if by_full_paths is not None and recorded == by_full_paths():
@@ -220,10 +222,14 @@ def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False,
                         "MNIST was not found, and the bundled 5,000-digit sample was read",
                         file=str(run), hint="resume where the full MNIST is found (online, or "
                                             "--data-dir DIR holding mnist.npz)")
+    older = (f"; a backup made by cnncli before 2026-12-05 knows its files by their full "
+             f"paths: resume it once with the data at {moved_from}, then it may move"
+             if moved_from and (recorded.get("train"), recorded.get("validation"))
+             == (now["train"], now["validation"]) else "")
     raise DataError(f"the data is not the one this run trained on ({counts})",
                     file=str(run), hint="put the data back as it was when the run started "
                                         "(a damaged image may be replaced, not removed), or "
-                                        "start a new run on the data as it is now")
+                                        "start a new run on the data as it is now" + older)
 
 
 def _apply(p: Plan, model, state: TrainState, diff: dict, run: Path, reporter) -> None:
