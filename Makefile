@@ -26,12 +26,13 @@ demo: install
 # processes (pytest-xdist; not more: each may hold a VGG16), a test module each at a
 # time, in the order tests/conftest.py gives (the minutes-long modules first): on 2
 # cores most tests wait on one core (TensorFlow's import, Python), so two at once take
-# about 0.6 of the time. The fuzz tests (a few long ones) are spread test by test.
+# about 0.6 of the time. The fuzz tests (a few long ones) are spread test by test. The
+# 20 slowest tests are listed at the end: where CI's minutes go.
 WORKERS   := -n 2
 BY_MODULE := --dist loadscope --no-loadscope-reorder
 test: install
 	$(VENV)/bin/ruff check cnncli tests bench
-	$(PY) -m pytest $(WORKERS) $(BY_MODULE) -m "not fuzz"
+	$(PY) -m pytest $(WORKERS) $(BY_MODULE) -m "not fuzz" --durations=20
 	$(PY) -m pytest $(WORKERS) -m fuzz tests/test_fuzz.py tests/test_check_then_train.py
 
 # The fast tests only (what to run while changing code).
