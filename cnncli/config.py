@@ -545,6 +545,8 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
             words, say = _PATTERN_WORDS[err["ctx"]["pattern"]]
             message = f"`{key}`: {err['input']!r} is not one of {words}"
             hint = say(err["input"]) or None
+        elif message.startswith("is empty: "):  # our validators': `from:` with nothing
+            message, hint = f"`{key}` is empty", message.removeprefix("is empty: ")
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(
                 err["input"], dict):
             message = f"`{key}`: {message.lower()}, got {err['input']!r}"

@@ -240,7 +240,7 @@ CONFIG_ROWS = [
         "{file}:1: the key 1 in `model` is a number, not a name",
         cf.run_config(model="{input: [8, 8, 1], 1: 2, layers: [Flatten]}")),
     row("config-from_nothing", "check {file}", 2,
-        "{file}:1: `model.from`: is empty: name a pretrained network",
+        "{file}:1: `model.from` is empty. Hint: name a pretrained network",
         cf.run_config(model="{from: }")),
     row("config-set_of_no_key", "train {file} --set .x=1", 2,
         "--set .x=1: `.x` is not a key (a name between each dot)", cf.run_config()),

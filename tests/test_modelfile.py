@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hostile import CASES, KERAS_REFUSALS, save_small_model, small_model
 
-from cnncli.errors import ModelError
+from cnncli.errors import ConfigError, ModelError
 from cnncli.model import modelfile, saved_meta
 from cnncli.model.meta import ModelMeta
 from cnncli.model.modelfile import (
@@ -302,18 +302,29 @@ def test_a_file_that_is_no_model_gets_no_word_about_its_record(tmp_path):
         assert saved_meta.read(path) == ModelMeta()
 
 
-@pytest.mark.parametrize("pooling", [None, "avg"])
+@pytest.mark.parametrize("pooling, shape", [(None, (32, 32, 3)), ("avg", (32, 32, 3)),
+                                            (None, None)])  # None: takes any image size
 def test_a_network_without_its_classifier_is_refused_for_predicting_with_the_way_to_use_it(
-        tmp_path, pooling):
+        tmp_path, pooling, shape):
     """Its feature maps (or pooled features) would be read as class scores."""
     from cnncli.errors import ModelError
     from cnncli.infer import classifier
 
     path = tmp_path / "notop.keras"
     keras.applications.MobileNetV2(weights=None, include_top=False, pooling=pooling,
-                                   input_shape=(32, 32, 3)).save(path)
+                                   input_shape=shape).save(path)
     said = "not one score per class: it has no classifier"
     with pytest.warns(UserWarning), pytest.raises(ModelError, match=said) as e:
         classifier.load(str(path))
+    assert e.value.hint == ("it is Keras' mobilenet_v2 without its classifier: fine-tune from "
+                            f"it with `model: {{from: mobilenet_v2, weights: {path}}}`")
+    if pooling or not shape:  # (cut by default at its pooling; no size to build with)
+        return
+    from cnncli import config
+    from cnncli.model import spec
+
+    cfg = config.parse({"model": {"from": str(path)}})  # fine-tuning from it: the same hint
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="no Dense layer") as e:
+        spec.from_run_config(cfg, classes=3)
     assert e.value.hint == ("it is Keras' mobilenet_v2 without its classifier: fine-tune from "
                             f"it with `model: {{from: mobilenet_v2, weights: {path}}}`")

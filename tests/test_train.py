@@ -566,6 +566,29 @@ def test_a_backup_recording_its_files_by_full_path_still_resumes(tmp_path):
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
+def test_a_moved_folder_holding_other_file_names_is_refused_even_with_force(tmp_path):
+    photos = _photos(tmp_path)
+    run = _interrupted_run(write_config(tmp_path, epochs=2), f"data.name={photos}")
+    moved = photos.rename(tmp_path / "elsewhere")
+    first = sorted(moved.glob("*/*.png"))[0]
+    first.rename(first.with_name("renamed.png"))  # as many files, one of another name
+    with pytest.raises(DataError, match="as many images as before, but other files") as e:
+        training.train(config.load(run / "config.yaml", [f"data.name={moved}"]), resume=run,
+                       force=True)
+    assert "before 2026-12-05" not in e.value.hint  # its backup knows files as they are now
+
+
+def test_a_backup_recording_no_data_resumes_only_where_its_data_was(tmp_path):
+    photos = _photos(tmp_path)
+    run = _interrupted_run(write_config(tmp_path, epochs=2), f"data.name={photos}",
+                           record_data=False)
+    moved = photos.rename(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match="this run's backup does not record its data") as e:
+        training.train(config.load(run / "config.yaml", [f"data.name={moved}"]), resume=run,
+                       force=True)
+    assert e.value.hint.startswith(f"put the data back at {photos}")
+
+
 def test_an_older_backup_of_data_moved_since_says_to_resume_once_where_it_was(tmp_path):
     photos = _photos(tmp_path)
     path = write_config(tmp_path, epochs=2)

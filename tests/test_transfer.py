@@ -293,7 +293,7 @@ def test_an_unknown_backbone_gets_a_did_you_mean(tmp_path):
 @pytest.mark.parametrize("weights,message", [
     ("imagenett", r"`model.weights`: should be imagenet, none or a weights file .*did you "
                   r"mean 'imagenet'"),
-    ("''", r"`model.weights`: is empty"),
+    ("''", r"`model.weights` is empty. Hint: give imagenet, none or a weights file"),
 ])
 def test_a_weights_word_that_is_neither_a_word_nor_a_file_name_is_a_config_error(
         tmp_path, weights, message):

@@ -69,9 +69,9 @@ def train(
             values[key] = value
             origins[key] = f"{option} {value}"
     if epochs is not None:
-        values["train.steps"] = None
+        values["train.steps"], origins["train.steps"] = None, f"--epochs {epochs}"
     if offline:
-        values["data.offline"] = True
+        values["data.offline"], origins["data.offline"] = True, "--offline"
     cfg = config.load(config_file, list(set_ or []), origins, values)
     if cfg.output.name is None:
         cfg.output.name = Path(config_file).stem

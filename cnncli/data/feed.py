@@ -101,7 +101,7 @@ class Feed:
         >>> feed = Feed.of(Dataset("toy", Split(x, np.array([0, 1, 0, 1])), None, ["a", "b"],
         ...                        "test"), (2, 2, 1), validation_split=0.5, seed=0)
         >>> print(feed.fingerprint())
-        {'train': 2, 'validation': 2, 'digest': '...'}
+        {'train': 2, 'validation': 2, 'digest': '...', 'paths': 'relative'}
         """
         digest = hashlib.sha256()
         files = [path for part in (self.train, self.val) if part.kind == "files"
@@ -120,8 +120,9 @@ class Feed:
                                   .encode("utf-8", "surrogateescape"))
         for mask in self.keep or ():
             digest.update(np.packbits(mask).tobytes())
-        return {"train": len(self.train), "validation": len(self.val),
-                "digest": digest.hexdigest()[:16]}
+        found = {"train": len(self.train), "validation": len(self.val),
+                 "digest": digest.hexdigest()[:16]}
+        return found if absolute else found | {"paths": "relative"}
 
     def describe(self) -> str:
         """How images are read, for the Data line ("" for arrays in memory)."""

@@ -103,7 +103,6 @@ def check_class_scores(model, path) -> None:
     raise ModelError(
         f"the model gives outputs of shape {shape or model.output_shape}, not one score per "
         "class: it has no classifier", file=str(path),
-        hint=f"it is Keras' {entry.name} without its classifier: fine-tune from it with "
-             f"`model: {{from: {entry.name}, weights: {path}}}`" if entry else
+        hint=pretrained.start_from(entry, path) if entry else
              "cnncli evaluates and runs image classifiers (a network ending in a Dense "
              "layer, one unit per class)")

@@ -140,8 +140,8 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
 
     art = resolve(model)
     net = modelfile.load_model(art.model_path)
+    check_class_scores(net, art.model_path)  # first: a no-top network takes any size
     shape = image_input(net, art.model_path)
-    check_class_scores(net, art.model_path)
     classes = net.output_shape[-1]
     names = list(art.meta.class_names)
     if len(names) != classes:

@@ -370,15 +370,13 @@ def is_remote(path: str) -> bool:
 
 def outline(path: str | os.PathLike) -> tuple[str, set[str]] | None:
     """Keras' name for the model in a ``.keras`` file and the names of its layers (from
-    its config.json, nothing loaded); None if the file is no readable Keras model."""
+    its config.json, nothing loaded); None if the file is no readable Keras model (loading
+    it says why)."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
-                return None
-            found = json.loads(archive.read("config.json"))
-    except (KeyError, zipfile.BadZipFile, ValueError, OSError):
+        found = read_model_config(path)
+    except ModelError:
         return None
-    inner = found.get("config") if isinstance(found, dict) else None
+    inner = found.get("config")
     if not isinstance(inner, dict):
         return None
     layers = inner.get("layers") if isinstance(inner.get("layers"), list) else []

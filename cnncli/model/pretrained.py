@@ -116,7 +116,7 @@ def resnet50(weights, **options):
           origin=_KERAS_APPS + "mobilenet_v2/", megabytes=14, preprocessing="tf",
           notop="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
           notop_megabytes=9.0, notop_sizes=(96, 128, 160, 192, 224),
-          keras_names=r"mobilenetv2_[\d.]+_\d+")  # mobilenetv2_1.00_224: width, size
+          keras_names=r"mobilenetv2_1\.00_(\d+|None)")  # width 1.0 (the weights'), a size
 def mobilenet_v2(weights, **options):
     return _apps().MobileNetV2(weights=weights, **options)
 
@@ -144,6 +144,12 @@ def recognise(keras_name: object, layers: set[str]) -> Pretrained | None:
     return next((e for e in REGISTRY.values() if isinstance(keras_name, str)
                  and re.fullmatch(e.keras_names, keras_name) and e.first_layer in layers),
                 None)
+
+
+def start_from(entry: Pretrained, path: object) -> str:
+    """The hint for a file holding `entry`'s network without its classifier."""
+    return (f"it is Keras' {entry.name} without its classifier: fine-tune from it with "
+            f"`model: {{from: {entry.name}, weights: {path}}}`")
 
 
 def get(name: str) -> Pretrained:

@@ -138,9 +138,8 @@ def head_entries(source, cut_layer, where: str) -> list[dict]:
     if not dense:
         entry = pretrained.recognise(source.name, {layer.name for layer in source.layers})
         raise ConfigError(f"no Dense layer after '{cut_layer.name}' in {where} to give the "
-                          "new classes", hint=f"it is Keras' {entry.name} without its "
-                          f"classifier: start from it as `model: {{from: {entry.name}, weights: "
-                          f"{where}}}`" if entry else "cut at an earlier layer (`model.cut`)")
+                          "new classes", hint=pretrained.start_from(entry, where) if entry
+                          else "cut at an earlier layer (`model.cut`)")
     dense[-1]["Dense"]["units"] = "$classes"
     return entries
 

@@ -209,9 +209,16 @@ def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False,
     sample (the full set not found); `by_full_paths()`: the fingerprint of the data as
     older backups recorded it (files by their full paths); `moved_from`: where the run
     read its data, when it is read from elsewhere now."""
-    if not recorded or recorded == now:  # (not recorded by backups made before 2026-12)
+    if not recorded and moved_from:  # (not recorded by backups made before 2026-12)
+        raise DataError("this run's backup does not record its data (cnncli before 2026-12 "
+                        "made it): it can be resumed only on the data where it was read, "
+                        f"{moved_from}", file=str(run),
+                        hint=f"put the data back at {moved_from}, and resume without "
+                             "changing `data.name`")
+    if not recorded or recorded == now:
         return
-    if by_full_paths is not None and recorded == by_full_paths():
+    legacy = "paths" not in recorded  # made by cnncli before 2026-12-05: full paths
+    if legacy and by_full_paths is not None and recorded == by_full_paths():
         return
     counts = (f"it had {recorded['train']:,} training and {recorded['validation']:,} "
               f"validation images, now {now['train']:,} and {now['validation']:,}"
@@ -224,7 +231,7 @@ def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False,
                                             "--data-dir DIR holding mnist.npz)")
     older = (f"; a backup made by cnncli before 2026-12-05 knows its files by their full "
              f"paths: resume it once with the data at {moved_from}, then it may move"
-             if moved_from and (recorded.get("train"), recorded.get("validation"))
+             if moved_from and legacy and (recorded.get("train"), recorded.get("validation"))
              == (now["train"], now["validation"]) else "")
     raise DataError(f"the data is not the one this run trained on ({counts})",
                     file=str(run), hint="put the data back as it was when the run started "
