@@ -81,21 +81,35 @@ _NAMED_KINDS = ("activation", "initializer", "regularizer", "constraint")
 
 
 @cache
-def known_names(kind: str) -> tuple[str, ...]:
-    """The names `keras.<kind>s.get` takes, as Keras lists them in lower case
-    (``relu``, ``he_normal``)."""
+def keras_names(module: str) -> tuple[str, ...]:
+    """The names Keras' ``get`` takes in keras.`module` (``activations``, ``losses``...),
+    sorted: its snake_case functions that ``get`` takes (not ``l1_l2``, which it lists),
+    and for optimizers the lower-cased classes (``adam``); metrics also take
+    ``accuracy``, which Keras' compile turns into the accuracy that fits the labels.
+
+    >>> "relu" in keras_names("activations"), "adam" in keras_names("optimizers")
+    (True, True)
+    """
     from cnncli.runtime import import_keras
 
-    module = getattr(import_keras(), f"{kind}s")
-    names = []
-    for name in dir(module):
-        if name[0].islower() and name not in ("get", "serialize", "deserialize"):
-            try:
-                module.get(name)
-            except Exception:  # listed by Keras, not taken by its own lookup (l1_l2)
-                continue
-            names.append(name)
-    return tuple(names)
+    keras = import_keras()
+    space = getattr(keras, module)
+    if module == "optimizers":
+        return tuple(sorted(n.lower() for n in dir(space) if isinstance(getattr(space, n), type)
+                            and issubclass(getattr(space, n), keras.optimizers.Optimizer)
+                            and n not in ("Optimizer", "LossScaleOptimizer")))
+    names = {n for n in dir(space) if n.islower() and not n.startswith("_")
+             and callable(getattr(space, n)) and _taken(space, n)}
+    return tuple(sorted(names - {"get", "serialize", "deserialize"}
+                        | ({"accuracy"} if module == "metrics" else set())))
+
+
+def _taken(space, name: str) -> bool:
+    try:
+        space.get(name)
+    except Exception:  # listed by Keras, not taken by its own lookup (l1_l2, constant)
+        return False
+    return True
 
 
 def unknown_name(args: dict) -> tuple[str, str, str] | None:
@@ -114,7 +128,8 @@ def unknown_name(args: dict) -> tuple[str, str, str] | None:
         try:
             module.get(value)
         except Exception:
-            return key, f"{kind}s", suggest(value, known_names(kind), listing=f"{kind}s")
+            return key, f"{kind}s", suggest(value, keras_names(f"{kind}s"),
+                                            listing=f"{kind}s")
     return None
 
 

@@ -18,7 +18,7 @@ from cnncli import config, devices
 from cnncli.data import pipeline
 from cnncli.devices import distributed
 from cnncli.errors import CnnError, ConfigError, raise_all, suggest
-from cnncli.model import builder, fused_norm
+from cnncli.model import builder, fused_norm, keras_layers
 from cnncli.run import optimizers, schedules, transfer
 from cnncli.runtime import import_keras
 from cnncli.text import first_line
@@ -84,7 +84,7 @@ def make_optimizer(t: config.TrainSection, rate):
         if "Could not interpret" in str(exc):
             raise ConfigError(f"`train.optimizer.name`: unknown optimizer "
                               f"'{t.optimizer.name}'", hint=suggest(
-                                  t.optimizer.name, _keras_names("optimizers"),
+                                  t.optimizer.name, keras_layers.keras_names("optimizers"),
                                   listing="Keras' optimizers")) from None
         raise ConfigError(f"`train.optimizer`: {first_line(exc, 200)}",
                           hint="give the optimizer its own argument names (see Keras' "
@@ -115,7 +115,7 @@ def make_loss(t: config.TrainSection):
         found = keras.losses.get(t.loss)
     except (ValueError, TypeError):
         raise ConfigError(f"`train.loss`: unknown loss '{t.loss}'", hint=suggest(
-            t.loss, _keras_names("losses"), listing="Keras' losses")) from None
+            t.loss, keras_layers.keras_names("losses"), listing="Keras' losses")) from None
     if isinstance(found, keras.losses.Loss):
         found.reduction = LOSS_REDUCTION
         return found
@@ -171,7 +171,7 @@ def _metric_problem(name: str, labels, probs) -> str | None:
     except ValueError as exc:
         if "Unknown metric" in str(exc) or "Could not interpret" in str(exc):
             return f"unknown metric '{name}'. Hint: " + suggest(
-                name, _keras_names("metrics"), listing="Keras' metrics")
+                name, keras_layers.keras_names("metrics"), listing="Keras' metrics")
         return (f"'{name}' cannot take cnncli's labels, which are class indices against "
                 f"{probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
     except Exception as exc:  # shape errors surface as TypeError or TensorFlow errors too
@@ -179,17 +179,4 @@ def _metric_problem(name: str, labels, probs) -> str | None:
                 f"{probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
     return None
 
-
-def _keras_names(module: str) -> list[str]:
-    """The names Keras' ``get`` takes in keras.`module`: its snake_case functions, and
-    for optimizers the lower-cased classes (``adam``); metrics also take ``accuracy``,
-    which Keras' compile turns into the accuracy that fits the labels."""
-    space = getattr(keras, module)
-    if module == "optimizers":
-        return sorted(n.lower() for n in dir(space) if isinstance(getattr(space, n), type)
-                      and issubclass(getattr(space, n), keras.optimizers.Optimizer)
-                      and n not in ("Optimizer", "LossScaleOptimizer"))
-    names = {n for n in dir(space) if n.islower() and not n.startswith("_")
-             and callable(getattr(space, n))} - {"get", "serialize", "deserialize"}
-    return sorted(names | ({"accuracy"} if module == "metrics" else set()))
 
