@@ -157,12 +157,13 @@ def _bare_spec(doc, path: Path, classes: int | None = None) -> builder.Built:
 
 
 def _uses_classes(node) -> bool:
-    """True if the loaded spec says ``$classes`` anywhere."""
+    """True if a value of the loaded spec is ``$classes`` (as the expander reads a
+    parameter: the whole value; a description mentioning it is no use of it)."""
     if isinstance(node, dict):
         return any(_uses_classes(v) for v in node.values())
     if isinstance(node, list):
         return any(_uses_classes(v) for v in node)
-    return isinstance(node, str) and "$classes" in node
+    return node == "$classes"
 
 
 def _trained_classes(path: Path) -> int | None:
