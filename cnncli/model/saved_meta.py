@@ -33,8 +33,9 @@ def read(path: str | os.PathLike) -> ModelMeta:
     entry = pretrained.recognise(*found)
     if entry is None:
         warnings.warn(f"{os.fspath(path)} has no record of how it was trained (Keras saved "
-                      "it, not cnncli): its images are given scaled to [0, 1] (`scale`); "
-                      "when fine-tuning from it, `data.preprocessing` says otherwise",
+                      "it, not cnncli): its images are given scaled to [0, 1] (`scale`), as "
+                      "cnncli trains; fine-tuning from a model trained on other values, set "
+                      "`data.preprocessing` to them",
                       stacklevel=1)
         return ModelMeta()
     warnings.warn(f"{os.fspath(path)} has no record of how it was trained (Keras saved it, "

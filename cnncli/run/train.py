@@ -132,7 +132,7 @@ def _data_still_there(cfg: config.RunConfig, saved: config.RunConfig, run: Path)
         raise DataError(f"the run's data is no longer at {name}", file=str(run),
                         hint=f"if it moved, resume from its new place: cnncli train --resume "
                              f"{run} --set data.name=NEW_PLACE --force (the data must be "
-                             "the same)")
+                             "the same); if it is gone, the run cannot go on")
 
 
 def _start(p: Plan, stack: contextlib.ExitStack) -> tuple[Path, TrainState]:
