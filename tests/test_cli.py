@@ -112,6 +112,16 @@ def test_check_reads_the_model_of_a_run_config(write):
     assert json.loads(result.stdout)["valid"] is True
 
 
+def test_trains_options_are_their_text_not_yaml(write, tmp_path, monkeypatch):
+    """`--data 'a: b'` names a folder called `a: b` (as YAML it would be a mapping)."""
+    monkeypatch.chdir(tmp_path)
+    path = write("run.yaml", "model: {from: mnist_net}\ntrain: {epochs: 1}\n")
+    dry = run("train", str(path), "--dry-run", "--json", "--data", "a: b", "--epochs", "2")
+    assert dry.exit_code == 0, dry.output
+    cfg = json.loads(dry.stdout)["config"]
+    assert cfg["data"]["name"] == "a: b" and cfg["train"]["epochs"] == 2
+
+
 def test_check_and_summary_say_when_the_data_names_nothing_here(write, tmp_path,
                                                                 monkeypatch):
     """`check` reads no data, but a `data.name` that is no dataset and no path is cheap
