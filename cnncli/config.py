@@ -390,11 +390,13 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
     model = doc.get("model")
     odd = next((k for k in model if not isinstance(k, str)), "") if isinstance(
         model, dict) else ""  # an inline spec's `1: 2`: pydantic words it as a union's
-    if model is None and "model" in doc or odd != "":  # "not a string", "not a dict"
+    empty = "model" in doc and (model is None or model == {} or (
+        isinstance(model, str) and not model.strip()))  # `model:`, `model: ''`, `{}`
+    if empty or odd != "":  # pydantic: "not a string", "not a dict"
         given = _given("model", set_by)
-        message, hint = ("`model` is empty", _EMPTY_MODEL) if model is None else \
+        message, hint = ("`model` is empty", _EMPTY_MODEL) if empty else \
             _odd_key(odd, ["model"])
-        line = _locate(doc, ["model"])[1] if model is None else yamlio.key_line(model, odd)
+        line = _locate(doc, ["model"])[1] if empty else yamlio.key_line(model, odd)
         raise ConfigError(message, file=None if given else file, where=given,
                           line=None if given else line, hint=hint)
     try:

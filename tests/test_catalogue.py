@@ -227,6 +227,10 @@ CONFIG_ROWS = [
     row("config-empty_model", "train {file}", 2,
         "{file}:1: `model` is empty. Hint: give a built-in name (mnist_net), a spec file, or "
         "an inline spec", cf.run_config(model="")),
+    row("config-empty_text_model", "train {file}", 2, "{file}:1: `model` is empty. Hint: give a "
+        "built-in name", cf.run_config(model="''")),
+    row("config-empty_mapping_model", "train {file}", 2, "{file}:1: `model` is empty. Hint: give "
+        "a built-in name", cf.run_config(model="{}")),
     row("config-null_key", "train {file}", 2,
         "{file}:3: a key in `train` is empty. Hint: write the key's name before the colon",
         cf.run_config(train="{epochs: 1, ~: 2}")),
