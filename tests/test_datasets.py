@@ -688,7 +688,8 @@ def test_an_mnist_npz_of_other_images_is_not_taken_for_mnist(tmp_path):
     assert rows["mnist"]["problem"] == says
     with pytest.raises(DataError, match=says) as e:
         datasets.load("mnist", data_dir=tmp_path)  # what training says: the same
-    assert e.value.hint.startswith(f"give these files by their path (--data {tmp_path}")
+    file = tmp_path / "mnist.npz"
+    assert e.value.hint.startswith(f"give these files by their path (--data {file})")
 
 
 def test_describe_all_online_says_how_much_will_be_downloaded(isolated):

@@ -192,13 +192,10 @@ def parse_device(requested: str) -> tuple[str, int | None]:
     ('auto', None)
     """
     text = str(requested).strip().lower()
-    if text in ("auto", "cpu", "gpu"):
-        return text, None
-    match = re.fullmatch(r"/?gpu:(\d+)", text)
-    if match:
-        return "gpu", int(match.group(1))
-    raise ConfigError(f"--device {requested!r} is not one of {DEVICE_FORMS}",
-                      hint=config.device_hint(requested) or None)
+    if not re.fullmatch(config.DEVICE_PATTERN, text):  # the run config's forms, one list
+        raise ConfigError(f"--device {requested!r} is not one of {DEVICE_FORMS}",
+                          hint=config.device_hint(requested) or None)
+    return ("gpu", int(text.rpartition(":")[2])) if ":" in text else (text, None)
 
 
 def parse_precision(precision: str) -> str:
