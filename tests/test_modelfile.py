@@ -295,11 +295,15 @@ def test_a_file_that_is_no_model_gets_no_word_about_its_record(tmp_path):
     """Loading it says what is wrong; a warning about how it was trained would mislead."""
     import warnings
 
-    path = tmp_path / "garbage.keras"
-    path.write_bytes(b"not a zip")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert saved_meta.read(path) == ModelMeta()
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a zip")
+    with_code = tmp_path / "lambda.keras"  # refused when loaded: it holds Python code
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(with_code)
+    for path in (garbage, with_code):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert saved_meta.read(path) == ModelMeta()
 
 
 @pytest.mark.parametrize("pooling, shape", [(None, (32, 32, 3)), ("avg", (32, 32, 3)),

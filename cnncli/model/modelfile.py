@@ -370,11 +370,13 @@ def is_remote(path: str) -> bool:
 
 def outline(path: str | os.PathLike) -> tuple[str, set[str]] | None:
     """Keras' name for the model in a ``.keras`` file and the names of its layers (from
-    its config.json, nothing loaded); None if the file is no readable Keras model (loading
-    it says why)."""
+    its config.json, nothing loaded); None if the file is no readable Keras model, or one
+    that loading refuses (code in it): loading it says why."""
     try:
         found = read_model_config(path)
     except ModelError:
+        return None
+    if scan_config(found):
         return None
     inner = found.get("config")
     if not isinstance(inner, dict):
