@@ -551,17 +551,21 @@ def test_another_data_folder_given_on_resuming_is_refused_even_with_force(tmp_pa
                        force=True)
 
 
-def test_a_backup_recording_its_files_by_full_path_still_resumes(tmp_path):
-    """Backups made before data folders could move hashed the files' full paths."""
-    photos = _photos(tmp_path)
+def _older_backup(tmp_path: Path, photos: Path) -> Path:
+    """A run on `photos` stopped after its first epoch, its backup recording the data as
+    cnncli did before data folders could move (the files' full paths hashed)."""
     path = write_config(tmp_path, epochs=2)
     run = _interrupted_run(path, f"data.name={photos}")
     p = training.plan(config.load(path, [f"data.name={photos}"]))
-    old = p.feed.fingerprint(absolute=True)
-    assert old != p.feed.fingerprint()
     state, _ = checkpoint.load(run, training.compile_model(p))
-    state.data = old
+    state.data = p.feed.fingerprint(absolute=True)
+    assert state.data != p.feed.fingerprint()
     checkpoint.save(run, training.compile_model(p), state)
+    return run
+
+
+def test_a_backup_recording_its_files_by_full_path_still_resumes(tmp_path):
+    run = _older_backup(tmp_path, _photos(tmp_path))
     result = training.train(config.load(run / "config.yaml"), resume=run)
     assert [r["epoch"] for r in result.history] == [1, 2]
 
@@ -591,12 +595,7 @@ def test_a_backup_recording_no_data_resumes_only_where_its_data_was(tmp_path):
 
 def test_an_older_backup_of_data_moved_since_says_to_resume_once_where_it_was(tmp_path):
     photos = _photos(tmp_path)
-    path = write_config(tmp_path, epochs=2)
-    run = _interrupted_run(path, f"data.name={photos}")
-    p = training.plan(config.load(path, [f"data.name={photos}"]))
-    state, _ = checkpoint.load(run, training.compile_model(p))
-    state.data = p.feed.fingerprint(absolute=True)  # as cnncli recorded it before
-    checkpoint.save(run, training.compile_model(p), state)
+    run = _older_backup(tmp_path, photos)
     moved = photos.rename(tmp_path / "elsewhere")
     with pytest.raises(DataError, match="the data is not the one") as e:
         training.train(config.load(run / "config.yaml", [f"data.name={moved}"]), resume=run,
