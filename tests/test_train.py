@@ -501,6 +501,12 @@ def _photos(tmp_path: Path, count: int = 48) -> Path:
     return tmp_path / "photos"
 
 
+def _resume_with_data_at(run: Path, folder: Path):
+    """``cnncli train --resume RUN --set data.name=FOLDER --force``."""
+    return training.train(config.load(run / "config.yaml", [f"data.name={folder}"]),
+                          resume=run, force=True)
+
+
 @pytest.mark.parametrize("change,says", [
     ("add", "it had 30 training and 8 validation images, now 31 and 8"),
     ("rename", "as many images as before, but other files, images or labels"),
@@ -547,8 +553,7 @@ def test_another_data_folder_given_on_resuming_is_refused_even_with_force(tmp_pa
     (tmp_path / "other").mkdir()
     other = _photos(tmp_path / "other", count=47)  # one image fewer
     with pytest.raises(DataError, match="the data is not the one this run trained on"):
-        training.train(config.load(run / "config.yaml", [f"data.name={other}"]), resume=run,
-                       force=True)
+        _resume_with_data_at(run, other)
 
 
 def _older_backup(tmp_path: Path, photos: Path) -> Path:
@@ -577,8 +582,7 @@ def test_a_moved_folder_holding_other_file_names_is_refused_even_with_force(tmp_
     first = sorted(moved.glob("*/*.png"))[0]
     first.rename(first.with_name("renamed.png"))  # as many files, one of another name
     with pytest.raises(DataError, match="as many images as before, but other files") as e:
-        training.train(config.load(run / "config.yaml", [f"data.name={moved}"]), resume=run,
-                       force=True)
+        _resume_with_data_at(run, moved)
     assert "before 2026-12-05" not in e.value.hint  # its backup knows files as they are now
 
 
@@ -588,8 +592,7 @@ def test_a_backup_recording_no_data_resumes_only_where_its_data_was(tmp_path):
                            record_data=False)
     moved = photos.rename(tmp_path / "elsewhere")
     with pytest.raises(DataError, match="this run's backup does not record its data") as e:
-        training.train(config.load(run / "config.yaml", [f"data.name={moved}"]), resume=run,
-                       force=True)
+        _resume_with_data_at(run, moved)
     assert e.value.hint.startswith(f"put the data back at {photos}")
 
 
@@ -598,8 +601,7 @@ def test_an_older_backup_of_data_moved_since_says_to_resume_once_where_it_was(tm
     run = _older_backup(tmp_path, photos)
     moved = photos.rename(tmp_path / "elsewhere")
     with pytest.raises(DataError, match="the data is not the one") as e:
-        training.train(config.load(run / "config.yaml", [f"data.name={moved}"]), resume=run,
-                       force=True)
+        _resume_with_data_at(run, moved)
     assert e.value.hint.endswith(f"resume it once with the data at {photos}, then it may move")
 
 
