@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -607,6 +608,25 @@ def test_visualize_filters_writes_the_png_and_prints_its_path(quadrant_run, tmp_
                           "--layer", "conv3_1", "--json").stdout)
     assert data == {"png": str(out), "layer": "conv3_1", "filters": 32,
                     "filter_shape": [3, 3, 32], "rgb": False}
+
+
+def test_filters_of_a_model_keras_saved_alone_say_nothing_of_its_preprocessing(tmp_path):
+    """Filters are weights, no image is given: the guess at its preprocessing, which
+    `visualize activations` warns about, does not concern them."""
+    import warnings
+
+    path = tmp_path / "own.keras"
+    conv_net(input_shape=(8, 8, 1)).save(path)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    for args, expected in ((["filters", path], []), (["activations", path, image],
+                                                      ["own.keras"])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = cli("visualize", *args, "--output", tmp_path / "p.png")
+        assert result.exit_code == 0, result.output
+        said = [str(w.message) for w in caught if "has no record" in str(w.message)]
+        assert [Path(s.split(" has")[0]).name for s in said] == expected
 
 
 def test_visualize_activations_prints_the_path_and_json_gives_volumes(quadrant_run,

@@ -82,10 +82,15 @@ def filters(
     json: JsonOpt = False,
 ) -> None:
     """The filters of a convolution layer as a grid of tiles, one per filter."""
+    import warnings
+
+    from cnncli.model.saved_meta import NoRecordWarning
     from cnncli.viz import pictures
 
     output = _check_output(output)
-    loaded = _load(target, weights, offline, device)
+    with warnings.catch_warnings():  # its preprocessing, unknown, is not used here
+        warnings.simplefilter("ignore", NoRecordWarning)
+        loaded = _load(target, weights, offline, device)
     _show([pictures.write_filters(loaded, layer, output).to_dict()], json, one=True)
 
 

@@ -19,6 +19,11 @@ from cnncli.model import imagenet, modelfile, pretrained
 from cnncli.model.meta import ModelMeta
 
 
+class NoRecordWarning(UserWarning):
+    """A model file without cnncli's record: how its images are given is a guess. A
+    command that gives it no images (`cnncli visualize filters`) ignores it."""
+
+
 def read(path: str | os.PathLike) -> ModelMeta:
     """How to use the model file at `path`: the `ModelMeta` cnncli stored in it, else, for
     a file saved by Keras alone, what its name says: a keras.applications network of the
@@ -36,10 +41,11 @@ def read(path: str | os.PathLike) -> ModelMeta:
                       "it, not cnncli): its images are given scaled to [0, 1] (`scale`), as "
                       "cnncli trains; fine-tuning from a model trained on other values, set "
                       "`data.preprocessing` to them",
-                      stacklevel=1)
+                      NoRecordWarning, stacklevel=1)
         return ModelMeta()
     warnings.warn(f"{os.fspath(path)} has no record of how it was trained (Keras saved it, "
                   f"not cnncli): read as Keras' {entry.name}, its images preprocessed as "
-                  f"{entry.name}'s (`{entry.preprocessing}`)", stacklevel=1)
+                  f"{entry.name}'s (`{entry.preprocessing}`)", NoRecordWarning,
+                  stacklevel=1)
     return ModelMeta(model=entry.name, preprocessing=entry.preprocessing,
                      class_names=tuple(imagenet.class_names()))
