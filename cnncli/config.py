@@ -395,7 +395,7 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
     if empty or odd != "":  # pydantic: "not a string", "not a dict"
         given = _given("model", set_by)
         message, hint = ("`model` is empty", _EMPTY_MODEL) if empty else \
-            _odd_key(odd, ["model"])
+            odd_key(odd, "`model`")
         line = _locate(doc, ["model"])[1] if empty else yamlio.key_line(model, odd)
         raise ConfigError(message, file=None if given else file, where=given,
                           line=None if given else line, hint=hint)
@@ -529,7 +529,8 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
             odd = next((k for k in (where if isinstance(where, dict) else ())
                         if not isinstance(k, str) and str(k) == str(loc[-1])), err["input"])
             line = yamlio.key_line(where, odd, found)
-            message, hint = _odd_key(odd, loc[:-1])
+            section = ".".join(map(str, loc[:-1]))
+            message, hint = odd_key(odd, f"`{section}`" if section else "")
         elif err["type"] == "extra_forbidden":
             choices = _fields_at(loc[:-1])
             message = f"unknown key '{key}'"
@@ -571,10 +572,10 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
 _KINDS = {bool: "true or false", int: "a number", float: "a number"}
 
 
-def _odd_key(key: Any, inside: list) -> tuple[str, str]:
-    """What to say about a `key` that is not text (``~: 3``, ``1: 2``) in the section at
-    `inside`: (message, hint)."""
-    where = f" in `{'.'.join(map(str, inside))}`" if inside else ""
+def odd_key(key: Any, inside: str) -> tuple[str, str]:
+    """What to say about a `key` that is not text (``~: 3``, ``1: 2``) in the mapping
+    `inside` names (```train```, "the spec"; "" for the top level): (message, hint)."""
+    where = f" in {inside}" if inside else ""
     if key is None:
         return (f"a key{where} is empty",
                 "write the key's name before the colon (`~` and `null` are no name)")

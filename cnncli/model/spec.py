@@ -105,7 +105,11 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
         )
     errors: list[CnnError] = []
     for key in doc:
-        if key not in SPEC_KEYS:
+        if not isinstance(key, str):  # `1: 2`, `~: 3`
+            message, hint = config.odd_key(key, "the spec")
+            errors.append(ConfigError(message, file=file,
+                                      line=key_line(doc, key), hint=hint))
+        elif key not in SPEC_KEYS:
             errors.append(ConfigError(
                 f"unknown key '{key}' in the spec", file=file, line=key_line(doc, key),
                 hint=suggest(key, SPEC_KEYS, listing="valid keys"),
