@@ -80,6 +80,14 @@ class _Strict(BaseModel):
 WEIGHTS_WORDS = ("imagenet", "none")
 
 
+class SettingError(ValueError):
+    """A validator's ValueError with a hint (a did-you-mean) to show apart from it."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
 def weights_setting(value: str) -> str:
     """A pretrained network's `weights` (`model.weights`, a spec's ``pretrained:``):
     imagenet or none in any case, or a weights file, whose name has a suffix
@@ -93,10 +101,9 @@ def weights_setting(value: str) -> str:
     if not value.strip():
         raise ValueError("is empty: give imagenet, none or a weights file")
     if not Path(value).suffix:
-        close = suggest(value, WEIGHTS_WORDS)
-        raise ValueError("should be imagenet, none or a weights file (a name with its "
-                         "suffix, e.g. mobilenet_v2_notop.weights.h5)"
-                         + (f" ({close})" if close else ""))
+        raise SettingError("should be imagenet, none or a weights file (a name with its "
+                           "suffix, e.g. mobilenet_v2_notop.weights.h5)",
+                           suggest(value, WEIGHTS_WORDS))
     return value
 
 
@@ -559,6 +566,8 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
                 hint = "write true or false (YAML's yes/no/on/off are not booleans here)"
         else:
             message = f"`{key}`: {message.lower()}"
+        if isinstance(err.get("ctx", {}).get("error"), SettingError):
+            hint = err["ctx"]["error"].hint
         if given:  # from the command line: not in the file
             errors.append(ConfigError(message, where=given, hint=hint))
         else:

@@ -291,8 +291,8 @@ def test_an_unknown_backbone_gets_a_did_you_mean(tmp_path):
 
 
 @pytest.mark.parametrize("weights,message", [
-    ("imagenett", r"`model.weights`: should be imagenet, none or a weights file .*did you "
-                  r"mean 'imagenet'"),
+    ("imagenett", r"`model.weights`: should be imagenet, none or a weights file .*, got "
+                  r"'imagenett'. Hint: did you mean 'imagenet'\?$"),
     ("''", r"`model.weights` is empty. Hint: give imagenet, none or a weights file"),
 ])
 def test_a_weights_word_that_is_neither_a_word_nor_a_file_name_is_a_config_error(
@@ -314,7 +314,7 @@ def test_a_specs_pretrained_weights_are_checked_as_model_weights_are(weights, me
     with pytest.raises(ConfigError, match="layer 1 \\(pretrained\\): `weights` of pretrained "
                                           "should be imagenet, none or a weights file") as e:
         expand(spec.parse(doc))
-    assert (f"did you mean '{meant}'" in str(e.value)) == (meant is not None)
+    assert (e.value.hint == f"did you mean '{meant}'?") == (meant is not None)
 
 
 def test_weights_words_are_read_in_any_case(tmp_path):
