@@ -293,8 +293,11 @@ class TrainSection(_Strict):
     @field_validator("device", mode="before")
     @classmethod
     def _device_in_any_case(cls, value):
-        """``GPU``, `` cpu`` are gpu, cpu (as ``--device`` of predict takes them)."""
-        return value.strip().lower() if isinstance(value, str) else value
+        """``GPU``, `` cpu`` are gpu, cpu (as ``--device`` of predict takes them); another
+        value is kept as written, for the error to quote it."""
+        if isinstance(value, str) and re.match(DEVICE_PATTERN, value.strip().lower()):
+            return value.strip().lower()
+        return value
 
     @field_validator("steps_per_execution", mode="before")
     @classmethod

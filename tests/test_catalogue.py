@@ -240,6 +240,10 @@ CONFIG_ROWS = [
     row("config-device_option_is_text_not_yaml", "train {file} --device [red]x[/red]", 2,
         "--device [red]x[/red]: `train.device`: '[red]x[/red]' is not one of auto, cpu, gpu "
         "or gpu:N", cf.run_config()),
+    row("config-device_quoted_as_written", "train {file}", 2,
+        "{file}:3: `train.device`: 'GPU0' is not one of auto, cpu, gpu or gpu:N (N = 0, 1, ... "
+        "as TensorFlow numbers them). Hint: did you mean 'gpu:0'?",
+        cf.run_config(train="{epochs: 1, device: GPU0}")),
     row("config-number_as_a_key_of_an_inline_spec", "check {file}", 2,
         "{file}:1: the key 1 in `model` is a number, not a name",
         cf.run_config(model="{input: [8, 8, 1], 1: 2, layers: [Flatten]}")),

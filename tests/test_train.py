@@ -313,6 +313,12 @@ def test_dry_run_refuses_a_device_that_is_not_there(tmp_path):
     assert "--device gpu" in result.stderr
 
 
+@pytest.mark.parametrize("written, read", [(" GPU:1 ", "gpu:1"), ("CPU", "cpu"),
+                                           ("/gpu:0", "/gpu:0")])
+def test_a_configs_device_is_read_as_device_takes_it(written, read):
+    assert config.parse({"model": "linear", "train": {"device": written}}).train.device == read
+
+
 def test_errors_in_command_line_values_name_the_option_not_a_line_of_the_file(tmp_path):
     path = write_config(tmp_path)
     with pytest.raises(ConfigError) as e:
