@@ -37,6 +37,23 @@ def test_help_does_not_import_tensorflow_or_keras():
         assert "HEAVY []" in result.stdout, result.stdout + result.stderr
 
 
+def test_every_argument_is_named_in_capitals_in_usage_lines():
+    """`Usage: cnncli check [OPTIONS] {SPEC}`, as the README writes it: not the Python
+    parameter's name (`{path}`), nor `{IMAGES...}...` (Typer adds the dots)."""
+    import typer
+
+    def arguments(command, path):
+        for name, sub in getattr(command, "commands", {}).items():  # a group
+            yield from arguments(sub, [*path, name])
+        for param in command.params:
+            if param.param_type_name == "argument":
+                yield " ".join(path), param.metavar
+
+    named = list(arguments(typer.main.get_command(app), []))
+    assert len(named) > 10
+    assert [(c, m) for c, m in named if m is None or m != m.upper() or "." in m] == []
+
+
 def test_python_dash_m_runs_the_cli():
     result = cnncli("--version")
     assert result.returncode == 0 and result.stdout.startswith("cnncli ")

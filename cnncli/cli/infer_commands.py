@@ -14,7 +14,7 @@ from cnncli.errors import EXIT_BELOW_THRESHOLD, EXIT_DATA_OR_MODEL
 
 def predict(
     sources: Annotated[list[str], typer.Argument(
-        metavar="IMAGES...", help="Image files, folders, globs, @list.txt, - (paths on stdin) "
+        metavar="IMAGES", help="Image files, folders, globs, @list.txt, - (paths on stdin) "
         "or http(s) URLs.")],
     model: Annotated[str, typer.Option(help="A pretrained name (vgg16, vgg19, resnet50, "
                                        "mobilenet_v2, efficientnet_b0), a run folder, a "

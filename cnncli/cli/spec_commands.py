@@ -12,8 +12,8 @@ from cnncli.text import printable
 
 
 def summary(
-    spec: Annotated[str, typer.Argument(help="A spec file, a run config, or a built-in name "
-                                        "(vgg16, mnist_net, ...).")],
+    spec: Annotated[str, typer.Argument(metavar="SPEC", help="A spec file, a run config, or "
+                                        "a built-in name (vgg16, mnist_net, ...).")],
     explain: Annotated[bool, typer.Option("--explain", help="Show F, S, P and the output-size "
                                           "formula for each convolution and pooling layer.")]
     = False,
@@ -51,7 +51,8 @@ def summary(
 
 
 def check(
-    path: Annotated[str, typer.Argument(help="A spec file, a run config, or a built-in name.")],
+    path: Annotated[str, typer.Argument(metavar="SPEC", help="A spec file, a run config, or a "
+                                        "built-in name.")],
     json: JsonOpt = False,
 ) -> None:
     """Validate a spec or run config without training (exit 0 if valid, 2 if not)."""

@@ -109,7 +109,7 @@ def _dry_run(cfg, config_file: str, json: bool = False) -> None:
 
 def runs(
     root: Annotated[str | None, typer.Argument(
-        help="The folder holding the runs (default: runs).")] = None,
+        metavar="DIR", help="The folder holding the runs (default: runs).")] = None,
     json: JsonOpt = False,
 ) -> None:
     """List training runs with their status and best figures."""

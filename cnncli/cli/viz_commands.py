@@ -97,7 +97,8 @@ def filters(
 @visualize.command("activations")
 def activations(
     target: Target,
-    image: Annotated[str, typer.Argument(help="The image (a file or an http(s) URL).")],
+    image: Annotated[str, typer.Argument(metavar="IMAGE",
+                                          help="The image (a file or an http(s) URL).")],
     layers: Annotated[list[str] | None, typer.Option(
         "--layers", help="Convolution layers to show (repeatable, or comma-separated; "
         "default: all).")] = None,
@@ -125,7 +126,7 @@ def activations(
 def explain(
     target: Target,
     sources: Annotated[list[str], typer.Argument(
-        metavar="IMAGES...", help="Image files, folders, globs, @list.txt, - (paths on "
+        metavar="IMAGES", help="Image files, folders, globs, @list.txt, - (paths on "
         "stdin) or http(s) URLs.")],
     class_name: Annotated[str | None, typer.Option(
         "--class", help="The class to explain (default: the one predicted).")] = None,
