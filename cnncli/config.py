@@ -407,8 +407,14 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
         message, hint = ("`model` is empty", _EMPTY_MODEL) if empty else \
             odd_key(odd, "`model`")
         line = _locate(doc, ["model"])[1] if empty else yamlio.key_line(model, odd)
-        raise ConfigError(message, file=None if given else file, where=given,
-                          line=None if given else line, hint=hint)
+        first = ConfigError(message, file=None if given else file, where=given,
+                            line=None if given else line, hint=hint)
+        try:  # the rest, with a model in its place: every problem is reported at once
+            RunConfig.model_validate({**doc, "model": "linear"})
+        except ValidationError as exc:
+            rest = _as_config_errors(exc, doc, file, set_by=set_by or {})
+            raise ManyErrors([first, *getattr(rest, "errors", [rest])]) from None
+        raise first
     try:
         cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:

@@ -227,6 +227,10 @@ CONFIG_ROWS = [
     row("config-empty_model", "train {file}", 2,
         "{file}:1: `model` is empty. Hint: give a built-in name (mnist_net), a spec file, or "
         "an inline spec", cf.run_config(model="")),
+    row("config-empty_model_among_other_problems", "check {file}", 2,
+        "`model` is empty. Hint: give a built-in name (mnist_net), a spec file, or an inline "
+        "spec\nerror: {file}:3: `train.epochs`: input should be greater than or equal to 1",
+        cf.run_config(model="", train="{epochs: 0}")),
     row("config-empty_text_model", "train {file}", 2, "{file}:1: `model` is empty. Hint: give a "
         "built-in name", cf.run_config(model="''")),
     row("config-empty_mapping_model", "train {file}", 2, "{file}:1: `model` is empty. Hint: give "
