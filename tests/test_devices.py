@@ -612,29 +612,32 @@ def test_setup_multiworker_with_bad_tf_config_is_config_error(monkeypatch):
 
 
 ALLOCATOR = textwrap.dedent("""
-    import cnncli, tensorflow as tf
+    import os, cnncli, tensorflow as tf
     from cnncli.devices import tf_layer
     tf.ones((1024, 1024)) * 2.0
     try:
-        print("reuses", tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0,
-              tf_layer.cpu_allocator())
-    except ValueError:  # TensorFlow's default allocator keeps no statistics
-        print("default", tf_layer.cpu_allocator())
+        stats = tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0
+    except ValueError:  # TensorFlow's plain allocator keeps no statistics
+        stats = False
+    print(os.environ["TF_CPU_ALLOCATOR_USE_BFC"], tf_layer.cpu_allocator(), stats)
 """)
 
 
 @pytest.mark.parametrize(("setting", "expected"),
-                         [(None, "reuses True bfc"), ("false", "default default")])
+                         [(None, "true bfc True"), ("false", "false default")])
 def test_importing_cnncli_gives_tensorflow_the_cpu_allocator_that_reuses_memory(setting,
                                                                                  expected):
     # TensorFlow's BFC allocator keeps freed blocks for the next batch (bench/LEVERS.md);
-    # a user's TF_CPU_ALLOCATOR_USE_BFC wins over cnncli's choice.
+    # a user's TF_CPU_ALLOCATOR_USE_BFC wins over cnncli's choice. TensorFlow's BFC
+    # allocator keeps statistics; its plain one does not, but on some CPUs (a Zen 4 EPYC)
+    # oneDNN's allocator stands in for it and does: statistics prove the BFC allocator
+    # only when cnncli chose it.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPU_")}
     if setting is not None:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = setting
     done = subprocess.run([sys.executable, "-c", ALLOCATOR], capture_output=True,
                           text=True, env=env, timeout=300)
-    assert done.stdout.strip() == expected, done.stderr[-2000:]
+    assert done.stdout.strip().startswith(expected), done.stderr[-2000:]
 
 
 def test_the_allocators_limit_is_at_least_the_machines_memory():
