@@ -48,29 +48,23 @@ def check(path_or_name: str) -> Checked:
         built = _bare_spec(doc, path)
         return Checked(built.model, built.warnings)
     errors: list[CnnError] = []
-    data_notes: list[str] = []
     try:
         cfg = config.parse(doc, file=str(path))
     except CnnError as exc:  # go on with the names, so every problem is reported at once
         errors += getattr(exc, "errors", [exc])
         errors += _name_problems(doc, str(path))
         raise_all(errors)
-    built = None
-    try:
-        with builder.weightless():  # a network cut from a model file: no values either
-            network, data_notes = _network(cfg, str(path), _trained_classes(path),
-                                           shown=False, doc=doc)
-            built = builder.build_checked(network)
-    except CnnError as exc:
-        errors += config.with_lines(getattr(exc, "errors", [exc]), doc, file=str(path))
+    built, found = _assemble(cfg, str(path), classes=_trained_classes(path),
+                             epochs=cfg.train.planned_epochs, shown=False, doc=doc)
+    errors += found
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
     errors += _training_problems(cfg.train, outputs, doc, str(path))
-    notes = []
-    if built is not None:
-        found, notes = _transfer_problems(cfg, built, doc, str(path))
+    if built is not None:  # the backbones' weights files (ImageNet's: downloaded later)
+        found, notes = transfer.check_weights(built, offline=cfg.data.offline)
         errors += found
+        built.warnings += notes
     raise_all(errors)
-    return Checked(built.model, data_notes + built.warnings + notes)
+    return Checked(built.model, built.warnings)
 
 
 def _network(cfg: config.RunConfig, file: str | None, classes: int | None = None, *,
@@ -111,20 +105,6 @@ def _no_data(name: str, cfg: config.RunConfig, file: str | None, doc) -> str:
     return (f"{given + ': ' if given else ''}`data.name` '{name}' is neither a dataset "
             f"cnncli knows nor a file or folder under {Path.cwd()}: training would stop "
             f"there (make the data first, or give its path; {close})")
-
-
-def _transfer_problems(cfg: config.RunConfig, built, doc, file: str) -> tuple[list, list]:
-    """`train.freeze` and `train.fine_tune` against the model (which is left frozen as in
-    the first stage), and the backbones' weights files."""
-    t = cfg.train
-    errors = config.with_lines(transfer.problems(t, built.model, t.planned_epochs), doc,
-                               file=file)
-    found, notes = transfer.check_weights(built, offline=cfg.data.offline)
-    random = transfer.random_frozen_backbone(t, built)
-    notes += [random] if random else []
-    if not errors:
-        transfer.freeze_first_stage(built.model, t)
-    return errors + found, notes
 
 
 def build(path_or_name: str, *, classes: int | None = None) -> builder.Built:
@@ -186,19 +166,37 @@ def build_config(cfg: config.RunConfig, file: str | None, *, classes: int | None
     """The built network of a run config, frozen as its first stage would be; its
     weights have no values (`builder.weightless`): it is for showing, not running. With
     `epochs` (the run's), a fine-tuning stage that would never start is refused too."""
+    built, errors = _assemble(cfg, file, classes=classes, epochs=epochs)
+    raise_all(errors)
+    return built
+
+
+def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
+              epochs: int | None, shown: bool = True, doc=None
+              ) -> tuple[builder.Built | None, list[CnnError]]:
+    """The run config's network built without values for its weights (None if it cannot
+    be: its problems are returned), with the notes about its data (`_network`) among its
+    warnings, frozen as the first stage would be unless `train.freeze`/`fine_tune` do not
+    fit it (those problems are returned); errors name their key's line in `doc` (the
+    loaded `file`, read again if not given) or its option."""
+    def located(errors: list[CnnError]) -> list[CnnError]:
+        if doc is None:
+            return config.locate(errors, file, cfg.set_by)
+        return config.with_lines(errors, doc, cfg.set_by, file)
+
     try:
-        network, notes = _network(cfg, file, classes)
+        with builder.weightless():  # a network cut from a model file: no values either
+            network, notes = _network(cfg, file, classes, shown=shown, doc=doc)
+            built = builder.build_checked(network)
     except CnnError as exc:
-        raise_all(config.locate(getattr(exc, "errors", [exc]), file, cfg.set_by))
-    with builder.weightless():
-        built = builder.build_checked(network)
+        return None, located(getattr(exc, "errors", [exc]))
     built.warnings[:0] = notes
-    raise_all(config.locate(transfer.problems(cfg.train, built.model, epochs), file,
-                            cfg.set_by))
+    errors = located(transfer.problems(cfg.train, built.model, epochs))
     random = transfer.random_frozen_backbone(cfg.train, built)
     built.warnings += [random] if random else []
-    transfer.freeze_first_stage(built.model, cfg.train)
-    return built
+    if not errors:
+        transfer.freeze_first_stage(built.model, cfg.train)
+    return built, errors
 
 
 def dry_run(cfg: config.RunConfig, file: str | None) -> builder.Built:
