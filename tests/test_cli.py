@@ -250,6 +250,15 @@ def test_doctor_says_what_auto_picks_and_whether_the_cpu_has_bf16_units(monkeypa
     assert "CPU memory: TensorFlow's BFC allocator (reuses freed memory)" in result.output
 
 
+def test_doctor_lists_each_gpu_with_its_memory_and_compute_capability(monkeypatch):
+    from cnncli.devices import GpuInfo, tf_layer
+
+    monkeypatch.setattr(tf_layer, "visible_gpus", lambda: [GpuInfo("A100", 80 * 2**30, (8, 0))])
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    assert "GPU 0: A100, 80 GiB, compute capability 8.0\n" in result.output
+
+
 def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
     with open("/proc/cpuinfo") as f:
         flags = f.read()

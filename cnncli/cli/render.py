@@ -321,8 +321,7 @@ def doctor(info: dict) -> None:
         for g in info["gpus"]:
             memory = f"{g['memory_bytes'] / 2**30:.0f} GiB" if g.get("memory_bytes") else \
                 "memory unknown"
-            cc = ".".join(map(str, g["compute_capability"])) if g.get(
-                "compute_capability") else "?"
+            cc = g.get("compute_capability") or "?"  # "8.0" (GpuInfo.to_dict)
             out.print(f"GPU {g['index']}: {g['name']}, {memory}, compute capability {cc}")
     else:
         out.print("GPUs: none visible to TensorFlow")
