@@ -269,7 +269,8 @@ def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
 
 
 def test_summary_and_check_take_a_run_folder_and_its_saved_config(tmp_path):
-    """The run's config.yaml carries a `digest` key; it is not an unknown key. A network
+    """A run, the folder of its name (its latest run, as `evaluate` takes it) or its
+    config. The run's config.yaml carries a `digest` key; it is not an unknown key. A network
     without `classes` of its own is shown with the classes the run's model has (its npz
     data is not read to count them: it was shown with 10, and called a guess)."""
     from exportkit import QUANTIZABLE, train_run
@@ -277,7 +278,8 @@ def test_summary_and_check_take_a_run_folder_and_its_saved_config(tmp_path):
     spec = QUANTIZABLE.replace("  classes: 3\n", "")
     assert spec != QUANTIZABLE
     trained = train_run(tmp_path / "data", spec, epochs=1)
-    for target in (trained, trained / "config.yaml"):
+    assert (trained.parent / "latest").resolve() == trained.resolve()
+    for target in (trained, trained.parent, trained / "config.yaml"):  # parent: runs/NAME
         summary = run("summary", str(target), "--json")
         assert summary.exit_code == 0, summary.output
         table = json.loads(summary.stdout)  # the classes the run's model has, not a guess

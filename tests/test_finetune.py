@@ -105,6 +105,18 @@ def test_the_kept_layers_hold_the_source_weights(source):
             np.testing.assert_array_equal(a, b)
 
 
+def test_the_folder_of_a_runs_name_starts_from_its_latest_run(source):
+    """`from: runs/src`, as `cnncli evaluate runs/src` takes it."""
+    from cnncli.model import builder
+
+    assert source.parent.name == "src" and (source.parent / "latest").exists()
+    s = spec.from_run_config(config.parse({"model": {"from": str(source.parent)}}), classes=5)
+    ours = layer_weights(builder.build(s))
+    theirs = layer_weights(modelfile.load_model(source / "best.keras"))
+    for a, b in zip(ours["src/conv1_1"], theirs["conv1_1"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_model_with_no_layer_to_cut_at_is_refused_before_the_run_folder(tmp_path):
     from cnncli.model import builder
     from cnncli.model.modelfile import save_model_atomic

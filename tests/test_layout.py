@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cnncli"
 #: only within itself, and any part of a lower layer.
 LAYERS = {
     "errors": 0, "yamlio": 0, "runtime": 0, "files": 0, "config": 0, "__init__": 0, "text": 0,
-    "resources": 0, "parallel": 0,
+    "resources": 0, "parallel": 0, "runfolder": 0,
     "model": 1, "data": 1, "devices": 1, "plots": 1,
     "run": 2,
     "infer": 3,

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli import config, files
+from cnncli import config, files, runfolder
 from cnncli.errors import CnnError, ConfigError, ModelError
 from cnncli.model.meta import ModelMeta
 from cnncli.run import rundir
@@ -48,7 +48,7 @@ def resolve(target: str | os.PathLike) -> Artefact:
                 return Artefact(path, run, meta, config.load(run / rundir.CONFIG).data)
         return Artefact(path, None, meta)
     run = rundir.find(path)
-    model = rundir.model_file(run)
+    model = runfolder.model_file(run)
     if model is None:
         if _finished(run):  # it had one: removed or lost since
             raise ModelError("this run finished, but its model files (best.keras, "
@@ -62,12 +62,12 @@ def resolve(target: str | os.PathLike) -> Artefact:
 
 def _run_whose_model(path: Path) -> Path | None:
     """The run folder holding `path` as the model it evaluates and exports (its
-    ``best.keras``, else ``model.keras``: `rundir.model_file`), else None (another file,
+    ``best.keras``, else ``model.keras``: `runfolder.model_file`), else None (another file,
     such as ``model.keras`` beside a ``best.keras``, or a file outside a run)."""
     folder = path.resolve().parent
     if not (folder / rundir.CONFIG).is_file():
         return None
-    own = rundir.model_file(folder)
+    own = runfolder.model_file(folder)
     return folder if own is not None and own.resolve() == path.resolve() else None
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnncli import config
+from cnncli import config, runfolder
 from cnncli.errors import ConfigError, ModelError, suggest
 from cnncli.model import pretrained
 
@@ -132,16 +132,17 @@ def _pretrained(entry: pretrained.Pretrained, shape: tuple, name: str):
 
 
 def model_file(source: str) -> Path:
-    """The model file of a run folder (its ``best.keras``, else ``model.keras``) or the
+    """The model file of a run folder (its ``best.keras``, else ``model.keras``; the
+    folder of a run's name: its latest run's, as `cnncli evaluate` takes it) or the
     ``.keras`` file itself."""
-    path = Path(source)
+    path = runfolder.named(source)
     if path.is_dir():
-        for candidate in ("best.keras", "model.keras"):
-            if (path / candidate).is_file():
-                return path / candidate
-        raise ModelError("this folder holds no model file (best.keras or model.keras)",
-                         file=source, hint="give a run that finished at least one epoch, "
-                         "or a .keras file")
+        found = runfolder.model_file(path)
+        if found is None:
+            raise ModelError("this folder holds no model file (best.keras or model.keras)",
+                             file=source, hint="give a run that finished at least one "
+                             "epoch, or a .keras file")
+        return found
     return path
 
 

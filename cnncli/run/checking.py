@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli import config, yamlio
+from cnncli import config, runfolder, yamlio
 from cnncli.data import datasets
 from cnncli.errors import CnnError, raise_all, suggest
 from cnncli.model import architectures, builder, spec
@@ -152,7 +152,7 @@ def _trained_classes(path: Path) -> int | None:
     an npz)."""
     from cnncli.model import backbone, modelfile
 
-    if Path(path).name != "config.yaml":
+    if Path(path).name != runfolder.CONFIG:
         return None
     try:  # the run's best.keras, else its model.keras
         meta = modelfile.read_meta(backbone.model_file(str(Path(path).parent)))

@@ -15,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cnncli import runfolder
 from cnncli.run import rundir
 
 #: What `RunSummary.status` says, besides the states a run records itself
@@ -110,9 +111,9 @@ def _check_model(run: Path, finished: bool) -> None:
     each file), not a load."""
     import zipfile
 
-    if rundir.model_file(run) is None and finished:
+    if runfolder.model_file(run) is None and finished:
         raise ValueError("its model files (best.keras, model.keras) are gone")
-    for name in ("best.keras", "model.keras"):
+    for name in runfolder.MODELS:
         model = run / name
         if model.exists() and (not model.is_file() or not zipfile.is_zipfile(model)):
             raise ValueError(f"{name} is not a Keras model file (cut short or damaged)")

@@ -26,9 +26,10 @@ import os
 import socket
 from pathlib import Path
 
+from cnncli import runfolder
 from cnncli.errors import ConfigError, DataError
 
-CONFIG = "config.yaml"
+CONFIG = runfolder.CONFIG
 STATE = "state.json"  # what the run is doing: running, interrupted, failed, finished
 LOCK = ".lock"  # held (flock) by the process training into the run
 BACKUP = "backup.npz"  # the resumable state (cnncli.run.checkpoint writes it)
@@ -88,9 +89,7 @@ def point_latest(run: Path) -> None:
 
 def find(path: str | Path) -> Path:
     """The run directory at `path` (a run, its ``latest`` link, or a run's parent folder)."""
-    p = Path(path)
-    if p.is_dir() and not (p / CONFIG).exists() and (p / "latest").exists():
-        p = p / "latest"
+    p = runfolder.named(path)
     if not p.exists():
         raise DataError("no such run", file=str(path),
                         hint="list runs with `cnncli runs`; runs live in runs/<name>/<n>")
@@ -180,12 +179,6 @@ def is_live(run: Path) -> bool:
     finally:
         os.close(fd)
     return False
-
-
-def model_file(run: Path) -> Path | None:
-    """The model of `run` that predict, evaluate and export use: its ``best.keras``,
-    else its ``model.keras``; None if it has neither yet."""
-    return next((run / n for n in ("best.keras", "model.keras") if (run / n).exists()), None)
 
 
 def has_backup(run: Path) -> bool:

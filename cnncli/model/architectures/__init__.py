@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnncli import runfolder
 from cnncli.errors import ConfigError, suggest
 from cnncli.files import MODEL_FILES
 
@@ -35,12 +36,13 @@ def resolve(path_or_name: str | Path) -> Path:
     path if it is a file."""
     text = str(path_or_name)
     path = Path(text)
-    if path.is_dir() and (path / "config.yaml").is_file():  # runs/mnist/latest
-        return path / "config.yaml"
+    run = runfolder.named(path)  # runs/mnist: its latest run
+    if run.is_dir() and (run / runfolder.CONFIG).is_file():  # runs/mnist/latest
+        return run / runfolder.CONFIG
     if "/" not in text and not text.endswith((".yaml", ".yml")) and _exists(HERE / f"{text}.yaml"):
         return HERE / f"{text}.yaml"
     if _exists(path) and path.suffix.lower() in MODEL_FILES:  # summary best.keras
-        run = path.parent if (path.parent / "config.yaml").is_file() else None
+        run = path.parent if (path.parent / runfolder.CONFIG).is_file() else None
         raise ConfigError(
             "this is a model file, not a spec or a run config", file=text,
             hint=f"give its run folder ({run}), whose config.yaml describes the network"

@@ -1,0 +1,33 @@
+"""What a run folder holds that other parts read: its config, its model files, and the
+``latest`` link in the folder of a run's name. `cnncli.run.rundir` makes and manages run
+folders; this is only where things are, for the parts below it (a network started from a
+run: `cnncli.model.backbone`; a run's config as a spec: `cnncli.model.architectures`).
+
+>>> named("runs/mnist")     # doctest: +SKIP
+PosixPath('runs/mnist/latest')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The run's config, as trained (its `model:` section describes the network).
+CONFIG = "config.yaml"
+#: The model files of a run, in the order predict, evaluate and export use them.
+MODELS = ("best.keras", "model.keras")
+
+
+def named(path: str | os.PathLike) -> Path:
+    """The run `path` names: `path` itself, or, for the folder of a run's name
+    (``runs/mnist``, no config of its own), its ``latest`` run."""
+    p = Path(path)
+    if p.is_dir() and not (p / CONFIG).exists() and (p / "latest").exists():
+        return p / "latest"
+    return p
+
+
+def model_file(run: Path) -> Path | None:
+    """The model of `run` that predict, evaluate and export use: its ``best.keras``,
+    else its ``model.keras``; None if it has neither yet."""
+    return next((run / n for n in MODELS if (run / n).exists()), None)
