@@ -49,6 +49,19 @@ def test_a_folder_gives_its_images_recursively_sorted_without_hidden(photos):
     assert rel(out, photos) == ["a.PNG", "b.jpg", os.path.join("sub", "c.webp")]
 
 
+def test_a_folder_follows_links_as_training_does_and_a_loop_adds_nothing(photos, tmp_path):
+    """A linked sub-folder is read (training reads it: one listing of a folder); a link
+    back up would list the folder again, forever."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "e.jpg").write_bytes(b"x")
+    (photos / "linked").symlink_to(elsewhere)
+    (photos / "sub" / "up").symlink_to(photos)
+    out = expand_inputs([str(photos)])
+    assert rel(out, photos) == ["a.PNG", "b.jpg", os.path.join("linked", "e.jpg"),
+                                os.path.join("sub", "c.webp")]
+
+
 def test_a_folder_without_images_is_an_error(tmp_path):
     (tmp_path / "readme.txt").write_text("hi")
     with pytest.raises(DataError, match="holds no images") as err:

@@ -26,7 +26,7 @@ import numpy as np
 
 from cnncli.data import images
 from cnncli.data.dataset import Dataset, DataWarning, Split
-from cnncli.data.inputs import IMAGE_EXTENSIONS
+from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files
 from cnncli.errors import ConfigError, DataError
 
 #: Threads checking files' first bytes (opening files waits on the disk: threads help
@@ -228,7 +228,7 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
     paths, labels, twice, links, listed = [], [], [], [], []
     for label, name in enumerate(names):
         folder = root / name
-        files, elsewhere = _image_files(folder, classes) if folder.is_dir() else ([], [])
+        files, elsewhere = image_files(folder, classes) if folder.is_dir() else ([], [])
         links += elsewhere
         listed.append(len(files))
         for path in files:
@@ -262,54 +262,6 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
                "file(s) could not be read or are the same files as images already used")
         warnings.warn(f"class folder {folder} {why}", DataWarning, stacklevel=3)
     return Split(paths, np.array(labels, np.int64), ids=list(paths))
-
-
-def _image_files(folder: Path, classes: dict[Path, str]) -> tuple[list[Path], list]:
-    """Image files below `folder` (sub-folders included, like Keras), sorted; hidden ones
-    and other extensions skipped. Links are followed, each folder once, except a link
-    into another of the `classes` folders (it would give that class's images this
-    label): those come back as ``(link, class folder)``. A link to `folder` or a folder
-    above it (a loop) adds nothing."""
-    found, walked, elsewhere = [], set(), []
-    top = Path(os.path.realpath(folder))
-    linked_to: dict[str, str | None] = {}  # a linked file's real folder -> its other class
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        real = Path(os.path.realpath(dirpath))
-        if real in walked or real in top.parents:
-            dirnames[:] = []  # a link back up (a loop: the other classes' folders would
-            continue  # be walked as this one's) or to a folder already walked
-        other = _other_class(real, top, classes)
-        if other:
-            elsewhere.append((Path(dirpath), other))
-            dirnames[:] = []
-            continue
-        walked.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            path = Path(dirpath) / name
-            other = None
-            if os.path.islink(path):  # (a farm of links: one look-up per folder they reach)
-                there = os.path.dirname(os.path.realpath(path))
-                if there not in linked_to:
-                    linked_to[there] = _other_class(Path(there), top, classes)
-                other = linked_to[there]
-            if other:
-                elsewhere.append((path, other))
-            else:
-                found.append(path)
-    return found, elsewhere
-
-
-def _other_class(real: Path, own: Path, classes: dict[Path, str]) -> str | None:
-    """The class folder (of `classes`, not `own`) that `real` is in, if any."""
-    for folder in (real, *real.parents):
-        if folder == own:
-            return None
-        if folder in classes:
-            return classes[folder]
-    return None
 
 
 def readable(paths: list[str], labels: list[int], root: Path, strict: bool):

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import TextIO
 
 from cnncli import __version__
@@ -59,16 +60,59 @@ def is_image_name(path: str) -> bool:
 
 
 def _images_in_folder(folder: str) -> list[str]:
-    """Image files under `folder`, recursively, sorted; hidden files and folders skipped."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(
-            os.path.join(root, name)
-            for name in files
-            if not name.startswith(".") and is_image_name(name)
-        )
-    return sorted(found)
+    """Image files under `folder`, recursively, sorted; hidden files and folders skipped,
+    links followed as training follows them (`image_files`)."""
+    return sorted(str(p) for p in image_files(Path(folder))[0])
+
+
+def image_files(folder: Path, classes: dict[Path, str] | None = None
+                ) -> tuple[list[Path], list]:
+    """Image files below `folder` (sub-folders included, like Keras), sorted; hidden ones
+    and other extensions skipped. Links are followed, each folder once, except a link
+    into another of the `classes` folders (it would give that class's images this
+    label): those come back as ``(link, class folder)``. A link to `folder` or a folder
+    above it (a loop) adds nothing."""
+    classes = classes or {}
+    found, walked, elsewhere = [], set(), []
+    top = Path(os.path.realpath(folder))
+    linked_to: dict[str, str | None] = {}  # a linked file's real folder -> its other class
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = Path(os.path.realpath(dirpath))
+        if real in walked or real in top.parents:
+            dirnames[:] = []  # a link back up (a loop: the other classes' folders would
+            continue  # be walked as this one's) or to a folder already walked
+        other = _other_class(real, top, classes)
+        if other:
+            elsewhere.append((Path(dirpath), other))
+            dirnames[:] = []
+            continue
+        walked.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = Path(dirpath) / name
+            other = None
+            if os.path.islink(path):  # (a farm of links: one look-up per folder they reach)
+                there = os.path.dirname(os.path.realpath(path))
+                if there not in linked_to:
+                    linked_to[there] = _other_class(Path(there), top, classes)
+                other = linked_to[there]
+            if other:
+                elsewhere.append((path, other))
+            else:
+                found.append(path)
+    return found, elsewhere
+
+
+def _other_class(real: Path, own: Path, classes: dict[Path, str]) -> str | None:
+    """The class folder (of `classes`, not `own`) that `real` is in, if any."""
+    for folder in (real, *real.parents):
+        if folder == own:
+            return None
+        if folder in classes:
+            return classes[folder]
+    return None
 
 
 def _read_list(lines: list[str], base_dir: str) -> list[tuple[int, str]]:
