@@ -362,6 +362,47 @@ def test_the_check_images_are_the_same_with_or_without_calibration(run, keras_mo
     assert len(plain.images) == 30
 
 
+def test_images_that_cannot_be_decoded_are_neither_checked_nor_calibrated_on(keras_model,
+                                                                            tmp_path):
+    """A PNG cut short passes the listing's look at its first bytes and fails to decode:
+    scored as a black image it would count as a mistake of the export's check."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 5)):
+        for label in "012":
+            folder = tmp_path / "photos" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 60, (8, 8), dtype=np.uint8)
+                pixels[1 + 3 * int(label): 3 + 3 * int(label)] += 180
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+            (folder / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    samples = exporter._samples(keras_model, None, str(tmp_path / "photos"), None, False, 0,
+                                True)
+    assert len(samples.images) == len(samples.labels) == 15
+    assert samples.source.endswith("3 unreadable left out)")
+    assert len(samples.calibration) == 18
+    for images in (samples.images, samples.calibration):  # no black image among them
+        assert images.reshape(len(images), -1).max(axis=1).min() > 0
+
+
+def test_test_images_of_which_none_can_be_decoded_are_refused_for_the_check(keras_model,
+                                                                           tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in "012":
+            folder = tmp_path / "photos" / split / label
+            folder.mkdir(parents=True)
+            if split == "train":
+                Image.new("L", (8, 8), 99).save(folder / "0.png")
+            (folder / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(DataError, match="none of the 3 test images of photos could be "
+                                        "decoded: the exports cannot be checked on them"):
+        exporter._samples(keras_model, None, str(tmp_path / "photos"), None, False, 0, False)
+
+
 def test_int8_needs_training_images(run, tmp_path):
     model = run / "best.keras"
     bare = tmp_path / "bare.keras"

@@ -309,19 +309,24 @@ def _record_batches(split: Split, shape, resize: str, batch_size: int):
         raise damaged_shard(split.images.shards, exc) from None
 
 
-def images_at(split: Split, indices, shape, *, resize: str = "stretch") -> np.ndarray:
-    """The images at `indices` as the model saw them (e.g. the worst mistakes)."""
+def images_at(split: Split, indices, shape, *, resize: str = "stretch"
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The images at `indices` as the model saw them (e.g. the worst mistakes), and which
+    of them could be read (a file that cannot be decoded is a black image: False)."""
     indices = np.asarray(indices, dtype=np.int64)
     if split.kind == "arrays" and not needs_loader(split, shape):
-        return split.images[indices]
+        return split.images[indices], np.ones(len(indices), bool)
     if split.kind != "records":
-        return ImageLoader(split, shape, resize, cache="none").batch(indices)[0]
+        images, weights = ImageLoader(split, shape, resize, cache="none").batch(indices)
+        return images, weights > 0
     wanted = {int(i): k for k, i in enumerate(indices)}
     out = np.zeros((len(indices), *shape), np.uint8)
+    read = np.zeros(len(indices), bool)
     start = 0
-    for images, _, _ in split_batches(split, shape, resize=resize):
+    for images, _, weights in split_batches(split, shape, resize=resize):
         for j in range(len(images)):
             if start + j in wanted:
                 out[wanted[start + j]] = images[j]
+                read[wanted[start + j]] = weights[j] > 0
         start += len(images)
-    return out
+    return out, read

@@ -383,7 +383,8 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     calibration = None
     if calibrate:  # its own seed: the check images must not depend on it
         pick = np.random.default_rng(1).permutation(len(ds.train))[:CALIBRATION_IMAGES]
-        calibration = feed.images_at(ds.train, np.sort(pick), shape, resize=resize)
+        train, read = feed.images_at(ds.train, np.sort(pick), shape, resize=resize)
+        calibration = train[read]  # a file that cannot be decoded is no calibration
     if images:
         checked, given = _read_images(images, shape, resize, limit)
         of = f" of the {given:,}" if given > len(checked) else ""
@@ -395,8 +396,16 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     pick = np.arange(len(ds.test))
     if limit and limit < len(pick):
         pick = np.sort(np.random.default_rng(0).permutation(len(pick))[:limit])
-    return Samples(feed.images_at(ds.test, pick, shape, resize=resize), labels[pick], calibration,
-                   shape, f"{len(pick):,} test images of {ds.name} ({ds.source})")
+    checked, read = feed.images_at(ds.test, pick, shape, resize=resize)
+    if not read.any():
+        raise DataError(f"none of the {len(pick):,} test images of {ds.name} could be "
+                        "decoded: the exports cannot be checked on them", file=source,
+                        hint="check on image files with --images FILES, or give other "
+                        "data with --data NAME_OR_PATH")
+    left_out = f", {np.count_nonzero(~read):,} unreadable left out" if not read.all() else ""
+    return Samples(checked[read], labels[pick][read], calibration, shape,
+                   f"{np.count_nonzero(read):,} test images of {ds.name} ({ds.source}"
+                   f"{left_out})")
 
 
 def _data_source(reference, data: str | None) -> str | None:

@@ -230,8 +230,8 @@ def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
     }
     worst = result.misclassified[:WORST]
     if worst:
-        images = feed.images_at(ds.test, [w["index"] for w in worst], clf.input_shape,
-                                resize=clf.meta.resize)
+        images, _ = feed.images_at(ds.test, [w["index"] for w in worst], clf.input_shape,
+                                   resize=clf.meta.resize)  # (mistakes: all were read)
         titles = [plots.misclassified_title(w) for w in worst]
         written["misclassified"] = str(plots.image_grid(images, titles,
                                                         folder / "misclassified.png"))
