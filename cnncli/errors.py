@@ -111,6 +111,11 @@ class TrainingError(CnnError):
     """Training that had to stop, e.g. on a NaN loss (exit code 3)."""
 
 
+class WriteError(CnnError):
+    """A file that could not be written: a full disk, a folder made read-only since it was
+    checked (exit code 3). Training turns it into how to resume (`cnncli.run.train`)."""
+
+
 class ManyErrors(ConfigError):
     """Several independent problems found in one pass (all reported, not only the first).
     Its exit code is the largest of theirs: a data problem among spec problems exits 3.

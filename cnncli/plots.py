@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from cnncli.errors import ConfigError  # noqa: E402
+from cnncli.errors import ConfigError, WriteError  # noqa: E402
 from cnncli.files import writable_folder, write_atomic  # noqa: E402
 from cnncli.text import printable  # noqa: E402
 
@@ -86,8 +86,9 @@ def _save(fig: Figure, path: str | Path) -> Path:
         writable_folder(path.parent)
         write_atomic(path, buffer.getvalue())
     except OSError as exc:
-        raise ConfigError(f"cannot write the plot: {exc.strerror or exc}", file=str(path),
-                          hint="choose a writable output folder") from None
+        raise WriteError(f"cannot write the plot: {exc.strerror or exc}", file=str(path),
+                         hint="free some disk space, or choose another output folder"
+                         ) from None
     return path
 
 

@@ -430,6 +430,18 @@ def full_disk_after_first_epoch(monkeypatch, tmp: Path) -> None:
     monkeypatch.setattr(os, "fsync", fsync)
 
 
+def full_disk_at_the_curves(monkeypatch, tmp: Path) -> None:
+    """Writing the run's curves.png fails as on a full disk (ENOSPC)."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".curves.png."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
 def first_epoch_files_remain(tmp: Path, stdout: str, stderr: str) -> None:
     run = tmp / "runs" / "run" / "1"
     assert (run / "history.csv").read_text().count("\n") == 2  # header + epoch 1
@@ -480,6 +492,10 @@ COMMAND_LINE_ROWS = [
     row("cli-train_full_disk_after_epoch_1", "train {file}", 3, "No space left on device",
         full_disk_config, writes=True, patch=full_disk_after_first_epoch,
         check=first_epoch_files_remain),
+    row("cli-train_full_disk_at_the_curves", "train {file}", 3,
+        "cannot write the plot: No space left on device ({tmp}/runs/run/1/curves.png). "
+        "Hint: free some disk space, then: cnncli train --resume {tmp}/runs/run/1",
+        full_disk_config, writes=True, patch=full_disk_at_the_curves),
     row("cli-predict_weights_with_a_run", "predict {image} --model {run} --weights w.h5", 2,
         "--weights goes with a pretrained model name"),
     row("cli-train_without_config_or_resume", "train", 2,

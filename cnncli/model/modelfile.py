@@ -33,7 +33,7 @@ import stat
 import zipfile
 import zlib
 
-from cnncli.errors import ModelError
+from cnncli.errors import ModelError, WriteError
 from cnncli.model.config_scan import scan_config
 from cnncli.model.meta import ModelMeta
 from cnncli.runtime import import_keras
@@ -356,7 +356,7 @@ def save_model_atomic(model, path: str | os.PathLike, meta: ModelMeta | None = N
             os.fsync(f.fileno())
         os.replace(tmp, text)
     except OSError as err:
-        raise ModelError(f"cannot save the model: {err.strerror or err}", file=text) from None
+        raise WriteError(f"cannot save the model: {err.strerror or err}", file=text) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -25,7 +25,7 @@ from pathlib import Path
 from cnncli import config, devices, files, text
 from cnncli.data import records
 from cnncli.devices import distributed
-from cnncli.errors import ConfigError, DataError, TrainingError
+from cnncli.errors import ConfigError, DataError, TrainingError, WriteError
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, best_monitor, signal_name
@@ -277,7 +277,7 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
         status = "interrupted" if isinstance(error, Interrupted) else "failed"
         with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
             files.write_json(run / rundir.STATE, {"status": status, "error": str(error)})
-        if isinstance(exc, OSError):
+        if isinstance(exc, (OSError, WriteError)):  # history.csv, a plot, a model file
             raise _write_error(run, exc) from None
         if error is not exc:
             raise error from None
@@ -297,9 +297,13 @@ def _finish(p: Plan, model, state: TrainState, run: Path, callback) -> Result:
     return Result(run=run, metrics=metrics, history=state.history)
 
 
-def _write_error(run: Path, exc: OSError) -> TrainingError:
-    return TrainingError(
-        f"cannot write to the run folder: {exc.strerror or exc}"
-        + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), file=str(run),
-        hint=f"free some disk space, then: cnncli train --resume {run} (the last backup "
-             "is kept)")
+def _write_error(run: Path, exc: OSError | WriteError) -> TrainingError:
+    """What to say when a file of the run could not be written: the backup is kept."""
+    if isinstance(exc, WriteError):  # it says which file
+        what = f"{exc.message} ({exc.file})" if exc.file else exc.message
+    else:
+        what = f"cannot write to the run folder: {exc.strerror or exc}" + (
+            f" ({exc.filename})" if getattr(exc, "filename", None) else "")
+    return TrainingError(what, file=str(run),
+                         hint=f"free some disk space, then: cnncli train --resume {run} (the "
+                              "last backup is kept)")
