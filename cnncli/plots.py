@@ -17,6 +17,7 @@ half-written image. Missing parent folders are created.
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import textwrap
@@ -86,9 +87,10 @@ def _save(fig: Figure, path: str | Path) -> Path:
         writable_folder(path.parent)
         write_atomic(path, buffer.getvalue())
     except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         raise WriteError(f"cannot write the plot: {exc.strerror or exc}", file=str(path),
-                         hint="free some disk space, or choose another output folder"
-                         ) from None
+                         hint="free some disk space, or choose another output folder" if full
+                         else "choose a writable output folder") from None
     return path
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hostile import CASES, KERAS_REFUSALS, save_small_model, small_model
 
-from cnncli.errors import ConfigError, ModelError
+from cnncli.errors import ConfigError, ModelError, WriteError
 from cnncli.model import modelfile, saved_meta
 from cnncli.model.meta import ModelMeta
 from cnncli.model.modelfile import (
@@ -232,7 +232,7 @@ def test_failed_save_keeps_the_old_file_and_removes_the_temporary(tmp_path):
     path = tmp_path / "model.keras"
     save_small_model(path)
     before = path.read_bytes()
-    with pytest.raises(ModelError, match="No space left on device"):
+    with pytest.raises(WriteError, match="No space left on device"):
         save_model_atomic(DiskFullModel(), path)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]

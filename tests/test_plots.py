@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from cnncli import plots
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, WriteError
 
 HISTORY = [
     {"epoch": 1, "loss": 1.2, "accuracy": 0.55, "val_loss": 1.0, "val_accuracy": 0.6},
@@ -77,10 +77,11 @@ def test_plot_replaces_an_existing_file(tmp_path):
     assert_png(path)
 
 
-def test_unwritable_target_is_a_config_error_and_leaves_no_temp_file(tmp_path):
+def test_unwritable_target_is_a_write_error_and_leaves_no_temp_file(tmp_path):
     target = tmp_path / "plot.png"
     target.mkdir()  # a folder where the file should go: the final rename fails
-    with pytest.raises(ConfigError, match="cannot write the plot"):
+    with pytest.raises(WriteError, match="cannot write the plot: Is a directory. Hint: "
+                                         "choose a writable output folder"):
         plots.training_curves(HISTORY, target)
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]
     assert target.is_dir()
