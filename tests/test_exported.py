@@ -284,6 +284,19 @@ def test_images_of_another_size_or_channels_are_fitted_to_the_export():
     assert exported.fit_images(rgb, (8, 8, 1))[0, 0, 0, 0] == 60
 
 
+def test_an_exported_model_fits_images_of_another_size_in_its_own_resize_mode():
+    from cnncli.data import images as imaging
+    from cnncli.model.meta import ModelMeta
+
+    wide = np.random.default_rng(1).integers(0, 256, (1, 8, 16, 1), dtype=np.uint8)
+    clf = exported.ExportedClassifier("m.onnx", (8, 8, 1), [str(i) for i in range(64)],
+                                      meta=ModelMeta(resize="center_crop"),
+                                      run_batch=lambda x: x.reshape(len(x), -1))
+    cropped = imaging.resize(wide[0], (8, 8), "center_crop").reshape(1, -1)
+    assert not np.array_equal(cropped, imaging.resize(wide[0], (8, 8)).reshape(1, -1))
+    np.testing.assert_array_equal(clf.probabilities(wide), cropped)
+
+
 def test_sidecar_names_follow_the_model_file():
     assert sidecar.sidecar_path("out/model.int8.onnx").name == "model.int8.onnx.json"
     assert exported.kind("x.TFLITE") == "litert" and exported.kind("notes.txt") is None

@@ -80,9 +80,10 @@ def import_openvino():
     return require("openvino", "openvino")
 
 
-def fit_images(images: np.ndarray, shape) -> np.ndarray:
-    """uint8 images brought to `shape` (H, W, C): grey <-> RGB, then bilinear resize
-    when the size differs (the export itself takes images at its size).
+def fit_images(images: np.ndarray, shape, resize: str = "stretch") -> np.ndarray:
+    """uint8 images brought to `shape` (H, W, C): grey <-> RGB, then resized in the
+    model's `resize` mode when the size differs (the export itself takes images at its
+    size).
 
     >>> fit_images(np.zeros((2, 4, 4, 1), np.uint8), (4, 4, 3)).shape
     (2, 4, 4, 3)
@@ -92,7 +93,7 @@ def fit_images(images: np.ndarray, shape) -> np.ndarray:
     x = np.asarray(images, dtype=np.uint8)
     x = imaging.convert_channels(x[..., None] if x.ndim == 3 else x, shape[-1])
     if tuple(x.shape[1:3]) != tuple(shape[:2]):
-        x = np.stack([imaging.resize(img, shape[:2]) for img in x])
+        x = np.stack([imaging.resize(img, shape[:2], resize) for img in x])
     return np.ascontiguousarray(x)
 
 
@@ -106,7 +107,7 @@ class ExportedClassifier(Classifier):
     run_batch: object = None  # uint8 (N, H, W, C) -> (N, classes)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        x = fit_images(images, self.input_shape)
+        x = fit_images(images, self.input_shape, self.meta.resize)
         if not len(x):
             return np.zeros((0, len(self.class_names)), np.float32)
         return in_parts(lambda part: np.asarray(self.run_batch(part), dtype=np.float32), x,
