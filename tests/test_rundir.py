@@ -100,6 +100,13 @@ def test_a_second_resume_of_a_run_being_trained_is_refused(tmp_path):
     assert "another process is training into this run now" in done.stderr
 
 
+def test_a_model_files_suffix_is_read_in_any_case_in_the_hint(tmp_path):
+    (tmp_path / "MODEL.ONNX").write_bytes(b"onnx")  # as `cnncli predict` takes it
+    with pytest.raises(DataError) as caught:
+        rundir.find(tmp_path)
+    assert caught.value.hint.endswith("MODEL.ONNX")
+
+
 def test_a_folder_of_exported_models_is_not_a_run_and_the_hint_names_one(tmp_path):
     exports = tmp_path / "export"
     exports.mkdir()

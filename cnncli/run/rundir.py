@@ -108,7 +108,7 @@ def find(path: str | Path) -> Path:
 def _model_files(folder: Path) -> list[str]:
     """The model files (and SavedModel folders) in `folder`, sorted."""
     try:
-        return sorted(str(m) for m in folder.iterdir() if m.suffix in (
+        return sorted(str(m) for m in folder.iterdir() if m.suffix.lower() in (
             ".keras", ".onnx", ".tflite", ".xml") or (m / "saved_model.pb").is_file())
     except OSError:
         return []
