@@ -311,7 +311,9 @@ def test_a_large_batch_runs_in_parts_within_the_memory_budget(monkeypatch):
         seen.append(len(x))
         return np.stack([x.reshape(len(x), -1).mean(1), -x.reshape(len(x), -1).mean(1)], 1)
 
-    clf = exported.ExportedClassifier("m.onnx", (4, 4, 1), ["a", "b"], None, None,
+    from cnncli.model.meta import ModelMeta
+
+    clf = exported.ExportedClassifier("m.onnx", (4, 4, 1), ["a", "b"], ModelMeta(), None,
                                       kind="onnx", run_batch=run)
     # 32 x 16 input values per image, input and output in float32: 5 images a part
     monkeypatch.setattr(memory, "INFERENCE_LAYER_BUDGET", 5 * 2 * 4 * 32 * 16)
