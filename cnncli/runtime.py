@@ -61,6 +61,12 @@ def stderr_silenced():
         os.close(saved)
 
 
+def quiet_unless_debugging():
+    """`stderr_silenced`, unless ``CNNCLI_DEBUG`` is set (the CLI's ``--debug``): a
+    library's C++ notices are shown then."""
+    return contextlib.nullcontext() if os.environ.get("CNNCLI_DEBUG") else stderr_silenced()
+
+
 def downloads_on_stderr():
     """Keras' download messages ("Downloading data from URL" and its progress bar) on
     stderr, where progress belongs, not on stdout, which holds results (`--json`).
@@ -78,12 +84,11 @@ def import_keras():
     up, which no environment variable silences; they are hidden here unless
     ``CNNCLI_DEBUG`` is set (the CLI's ``--debug`` sets it).
     """
-    if "keras" not in sys.modules and not os.environ.get("CNNCLI_DEBUG"):
-        with stderr_silenced():
+    if "keras" not in sys.modules:
+        with quiet_unless_debugging():
             import keras
             import tensorflow  # noqa: F401
-    else:
-        import keras
+    import keras
     check_keras_version(keras.__version__)
     return keras
 

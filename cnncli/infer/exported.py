@@ -37,7 +37,7 @@ from cnncli.errors import ModelError
 from cnncli.infer import onnxscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.parallel import available_cpus
-from cnncli.runtime import stderr_silenced
+from cnncli.runtime import quiet_unless_debugging
 
 SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
 #: Kinds whose runtime does not need TensorFlow (the CLI skips its device set-up for them).
@@ -290,7 +290,8 @@ def _open_litert(path: Path):
                          file=str(path), hint="export it again (cnncli export --format "
                          "litert) or copy the whole file")
     try:
-        with _quiet():  # the interpreter prints "INFO: Created ... XNNPACK delegate"
+        # the interpreter prints "INFO: Created ... XNNPACK delegate"
+        with quiet_unless_debugging():
             it = interpreter.Interpreter(model_path=str(path),
                                          num_threads=available_cpus())
             runner = it.get_signature_runner()
@@ -307,7 +308,8 @@ def _open_litert(path: Path):
 
     shape = _image_shape([int(d) for d in spec["shape_signature"]], path)
     try:
-        with _quiet():  # allocate now: Flex (TensorFlow) ops fail here, not mid-predict
+        # allocate now: Flex (TensorFlow) ops fail here, not mid-predict
+        with quiet_unless_debugging():
             run(np.zeros((1, *shape), np.uint8)) if shape else it.allocate_tensors()
     except Exception as exc:
         raise _failed(path, "LiteRT", exc) from None
@@ -328,7 +330,8 @@ def _open_openvino(path: Path):
                               "the whole file")
     core = ov.Core()
     try:
-        with _quiet():  # its C++ logs ("Error parsing text-format ...") go with the error
+        # its C++ logs ("Error parsing text-format ...") go with the error
+        with quiet_unless_debugging():
             model = core.read_model(str(path))
     except Exception as exc:
         raise _failed(path, "OpenVINO", exc) from None
@@ -380,12 +383,6 @@ def _open_saved_model(path: Path):
 
 _OPENERS = {"onnx": _open_onnx, "litert": _open_litert, "openvino": _open_openvino,
             "saved_model": _open_saved_model}
-
-
-def _quiet():
-    import contextlib
-
-    return contextlib.nullcontext() if os.environ.get("CNNCLI_DEBUG") else stderr_silenced()
 
 
 def _version(distribution: str) -> str:
