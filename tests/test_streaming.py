@@ -141,8 +141,8 @@ def test_pack_decodes_several_images_at_the_same_time(tmp_path, monkeypatch):
     monkeypatch.setattr(parallel, "DECODE_THREADS", 2)
     monkeypatch.setattr(records, "_resized", two_at_once)
     ds = datasets.load(photo_folder(tmp_path / "photos"))
-    index = records.pack(ds, tmp_path / "packed", image_size=(8, 8))
-    assert sum(s["count"] for s in index["splits"].values()) == len(calls) == 12
+    packed = records.pack(ds, tmp_path / "packed", image_size=(8, 8))
+    assert sum(packed.counts.values()) == len(calls) == 12
     assert len(set(calls[:2])) == 2
 
 
@@ -763,8 +763,8 @@ def test_pack_without_resizing_leaves_out_an_image_that_cannot_be_decoded_too(tm
     root = photo_folder(tmp_path / "photos")
     broken = root / "a" / "1.jpg"
     broken.write_bytes(broken.read_bytes()[:200])  # the first bytes of a JPEG
-    index = records.pack(datasets.load(root), tmp_path / "packed")
-    assert index["skipped"]["count"] == 1 and str(broken) in index["skipped"]["examples"][0]
+    done = records.pack(datasets.load(root), tmp_path / "packed")
+    assert done.skipped == 1 and str(broken) in done.examples[0]
     packed = datasets.load(tmp_path / "packed")
     assert len(packed.train) + len(packed.test) == 11
 
@@ -777,10 +777,10 @@ def test_repacking_resized_leaves_out_a_record_that_cannot_be_decoded_naming_it(
     with monkeypatch.context() as m:  # packed as it is, unchecked (as cnncli before 12/2026)
         m.setattr(records, "_resized", lambda encoded, *args, **kw: encoded)
         records.pack(datasets.load(root), tmp_path / "packed")
-    index = records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again",
-                         image_size=(8, 8))
-    assert index["skipped"]["count"] == 1
-    example = index["skipped"]["examples"][0]
+    done = records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again",
+                        image_size=(8, 8))
+    assert done.skipped == 1
+    example = done.examples[0]
     assert example.startswith(f"{tmp_path / 'packed'}, record ") and f"({broken})" in example
     again = datasets.load(tmp_path / "again")
     assert len(again.train) + len(again.test) == 11

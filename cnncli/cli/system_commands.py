@@ -60,21 +60,17 @@ def pack(
     records.pack_resize_mode(image_size, resize)  # known before the data is read
     ds = data.load(source, data_dir=data_dir, offline=offline)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
-        index = records.pack(ds, out, image_size=image_size, resize=resize,
-                             shard_mb=shard_mb, force=force, source=source, progress=advance)
-    summary = {"out": out, "class_names": index["class_names"],
-               **{f"{k}_images": v["count"] for k, v in index["splits"].items()},
-               "shards": sum(len(v["shards"]) for v in index["splits"].values()),
-               "skipped": index.get("skipped", {}).get("count", 0)}
-    if summary["skipped"]:
-        render.warn(f"{summary['skipped']} image(s) could not be read and are left out, "
-                    f"e.g. {'; '.join(index['skipped']['examples'])}")
+        packed = records.pack(ds, out, image_size=image_size, resize=resize,
+                              shard_mb=shard_mb, force=force, source=source, progress=advance)
+    if packed.skipped:
+        render.warn(f"{packed.skipped} image(s) could not be read and are left out, "
+                    f"e.g. {'; '.join(packed.examples)}")
     if json:
-        render.print_json(summary)
+        render.print_json({**packed.to_dict(), "out": out})  # as given
     else:
         shown = render.printable(str(out), one_line=True)
-        render.out.print(f"{shown}: {summary['train_images']:,} training and "
-                         f"{summary['test_images']:,} test images in {summary['shards']} "
+        render.out.print(f"{shown}: {packed.counts['train']:,} training and "
+                         f"{packed.counts['test']:,} test images in {packed.shards} "
                          f"shards; train with data.name: {shown}", markup=False)
 
 

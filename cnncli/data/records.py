@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +134,29 @@ def pack_resize_mode(image_size: tuple[int, int] | None, resize: str | None) -> 
     return images.resize_mode("stretch" if resize is None else resize)
 
 
+@dataclass(frozen=True)
+class Packed:
+    """What `pack` wrote: its folder, class names, images per split, shard count, and the
+    images left out because they could not be read (a count, a few examples)."""
+
+    out: Path
+    class_names: list[str]
+    counts: dict[str, int]  # "train", "test"
+    shards: int
+    skipped: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """``cnncli datasets pack --json``'s record."""
+        return {"out": str(self.out), "class_names": self.class_names,
+                **{f"{k}_images": v for k, v in self.counts.items()},
+                "shards": self.shards, "skipped": self.skipped}
+
+
 def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | None = None,
          resize: str | None = None, shard_mb: float = 200, force: bool = False,
          source: str | os.PathLike | None = None,
-         progress: Callable[[int, int], None] | None = None) -> dict:
+         progress: Callable[[int, int], None] | None = None) -> Packed:
     """Write `ds` into `out` as TFRecord shards of about `shard_mb` MB (see the module
     docstring); images are resized to `image_size` (H, W) if given, the `resize` way
     (recorded: training from them must resize the same way, as predict will). Written into a
@@ -144,7 +164,6 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     replaces only an earlier packed folder (or an empty one), and `out` may not be
     `source` (the path the data was read from), nor inside it, nor hold it."""
     from cnncli.config import MAX_IMAGE_SIDE
-    from cnncli.runtime import import_tf
 
     out = Path(out)
     resize = pack_resize_mode(image_size, resize)
@@ -153,7 +172,6 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                           f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "
                           "takes, e.g. --image-size 224 224")
     _check_out(out, force, source)
-    tf = import_tf()
     made = files.missing_folders(out.parent)  # removed again should packing fail
     try:
         files.writable_folder(out.parent)  # a clear error for a file in the way, or no right
@@ -162,51 +180,24 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         files.remove_empty(made)
         raise
     os.chmod(tmp, 0o777 & ~files.umask())  # as mkdir would make it, not mkdtemp's 0700
-    total, done, skipped = len(ds.train) + len(ds.test), 0, []
+    counter = _Progress(len(ds.train) + len(ds.test), progress)
     try:
         index = {"format": FORMAT, "version": 1, "source": ds.source,
                  "class_names": list(ds.class_names), "splits": {},
                  "image_shape": _packed_shape(ds, image_size),
                  "resize": resize if image_size else None,
                  "named_classes": ds.train.named_classes}
+        skipped: list[DataError] = []
         for name, split in (("train", ds.train), ("test", ds.test)):
-            split = _shuffled(split)
-            shards, writer, written, number, labels = [], None, 0, 0, []
-            # closed on any error here (a full disk, Ctrl-C), not left to the garbage
-            # collector: the decoding threads stop at once
-            with contextlib.closing(_encoded(tf, split, image_size, resize)) as stream:
-                for i, (encoded, ident) in enumerate(stream):
-                    done += 1
-                    if progress:
-                        progress(done, total)
-                    if isinstance(encoded, DataError):  # as training would: left out, counted
-                        skipped.append(encoded)
-                        continue
-                    if writer is None or written >= shard_mb * 1e6:
-                        if writer is not None:
-                            writer.close()
-                        number += 1
-                        shards.append(tmp / f"{name}-{number:05d}.tfrecord")
-                        writer, written = tf.io.TFRecordWriter(str(shards[-1])), 0
-                    labels.append(int(split.labels[i]))
-                    record = _record(tf, encoded, labels[-1], len(labels) - 1, ident)
-                    writer.write(record)
-                    written += len(record)
-            if writer is not None:
-                writer.close()
-            if len(split) and not labels:
-                raise DataError(f"none of the {len(split)} {name} images could be read, e.g. "
-                                f"{skipped[-1].file}: {skipped[-1].message}",
-                                file=str(source) if source else skipped[-1].file,
-                                hint="check the data (a copy cut short? the right folder?)")
-            labels = np.array(labels, np.int64)
+            shards, labels = _write_split(_shuffled(split), tmp, name, image_size, resize,
+                                          shard_mb, counter, skipped, source)
             index["splits"][name] = {"count": len(labels), "shards": _name_shards(
                 shards, name), "per_class": np.bincount(
                 labels, minlength=len(ds.class_names)).tolist()}
             np.save(tmp / f"{name}-labels.npy", labels)
+        examples = [f"{exc.file}: {exc.message}" for exc in skipped[:3]]
         if skipped:
-            index["skipped"] = {"count": len(skipped), "examples": [
-                f"{exc.file}: {exc.message}" for exc in skipped[:3]]}
+            index["skipped"] = {"count": len(skipped), "examples": examples}
         (tmp / INDEX).write_text(json.dumps(index, indent=1))
         if out.exists():
             shutil.rmtree(out)
@@ -215,7 +206,60 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         shutil.rmtree(tmp, ignore_errors=True)
         files.remove_empty(made)
         raise
-    return index
+    splits = index["splits"]
+    return Packed(out, list(ds.class_names), {k: v["count"] for k, v in splits.items()},
+                  sum(len(v["shards"]) for v in splits.values()), len(skipped), examples)
+
+
+class _Progress:
+    """Images done out of `total`, told to `report` (a progress bar) after each one."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None):
+        self.total, self.done, self.report = total, 0, report
+
+    def step(self) -> None:
+        self.done += 1
+        if self.report:
+            self.report(self.done, self.total)
+
+
+def _write_split(split: Split, tmp: Path, name: str, image_size, resize: str,
+                 shard_mb: float, counter: _Progress, skipped: list[DataError],
+                 source) -> tuple[list[Path], np.ndarray]:
+    """Write `split` as the shards of `name` in `tmp`: the shard paths and the labels in
+    record order. An image that cannot be read is left out and added to `skipped`, as
+    training would; a split of which none can be read is refused."""
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    shards, writer, written, labels = [], None, 0, []
+    # closed on any error here (a full disk, Ctrl-C), not left to the garbage collector:
+    # the decoding threads stop at once
+    with contextlib.closing(_encoded(tf, split, image_size, resize)) as stream:
+        try:
+            for i, (encoded, ident) in enumerate(stream):
+                counter.step()
+                if isinstance(encoded, DataError):  # as training would: left out, counted
+                    skipped.append(encoded)
+                    continue
+                if writer is None or written >= shard_mb * 1e6:
+                    if writer is not None:
+                        writer.close()
+                    shards.append(tmp / f"{name}-{len(shards) + 1:05d}.tfrecord")
+                    writer, written = tf.io.TFRecordWriter(str(shards[-1])), 0
+                labels.append(int(split.labels[i]))
+                record = _record(tf, encoded, labels[-1], len(labels) - 1, ident)
+                writer.write(record)
+                written += len(record)
+        finally:
+            if writer is not None:
+                writer.close()
+    if len(split) and not labels:
+        raise DataError(f"none of the {len(split)} {name} images could be read, e.g. "
+                        f"{skipped[-1].file}: {skipped[-1].message}",
+                        file=str(source) if source else skipped[-1].file,
+                        hint="check the data (a copy cut short? the right folder?)")
+    return shards, np.array(labels, np.int64)
 
 
 def _shuffled(split: Split) -> Split:
