@@ -313,6 +313,23 @@ def test_dry_run_refuses_a_device_that_is_not_there(tmp_path):
     assert "--device gpu" in result.stderr
 
 
+def test_check_summary_and_dry_run_show_the_network_image_size_gives(tmp_path):
+    """`data.image_size` resizes the images and the network's input: what is shown is
+    what training builds (its first Dense layer's weights depend on it)."""
+    from cnncli.run import checking
+
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("  validation_split: 0.2",
+                                             "  validation_split: 0.2\n  image_size: [16, 16]"))
+    cfg = config.load(path)
+    shown = [checking.check(str(path)).model, checking.build(str(path)).model,
+             checking.dry_run(cfg, str(path)).model]
+    trained = planning.plan(config.load(path), config_file=str(path)).spec
+    assert trained.input[:2] == [16, 16]
+    assert [m.input_shape[1:3] for m in shown] == [(16, 16)] * 3
+    assert len({m.count_params() for m in shown}) == 1
+
+
 @pytest.mark.parametrize("written, read", [(" GPU:1 ", "gpu:1"), ("CPU", "cpu"),
                                            ("/gpu:0", "/gpu:0")])
 def test_a_configs_device_is_read_as_device_takes_it(written, read):

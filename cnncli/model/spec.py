@@ -200,7 +200,17 @@ def from_run_config(cfg, *, file: str | None = None, classes: int | None = None)
     inline network without a `name` is named after the run (`output.name`, which
     ``cnncli train`` sets to the config file's name when the file does not, and which
     a run's own ``config.yaml`` keeps for ``--resume``), else after the config file.
+    With `data.image_size`, the network takes images of that size (its input's height
+    and width: what training builds, and what `check` and `summary` show).
     """
+    network = _named_network(cfg, file, classes)
+    size = cfg.data.image_size
+    if size and list(network.input[:2]) != list(size):
+        network = network.with_overrides(input=[*size, network.input[-1]])
+    return network
+
+
+def _named_network(cfg, file: str | None, classes: int | None):
     model = cfg.model
     if isinstance(model, str):
         return load(model).with_overrides(classes=classes)

@@ -97,8 +97,6 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
                           hint=f"set `data.resize: {data.resized}` (predict then resizes "
                                f"the same way), or pack again with --resize {d.resize}")
     network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
-    if d.image_size:  # the model takes images of this size (a network's input is resized)
-        network = network.with_overrides(input=[*d.image_size, network.input[-1]])
     built = _checked(network, t, data, config_file, cfg.set_by)  # before any run folder
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
                    limit=d.limit, resize=d.resize, cache=d.cache)
