@@ -512,6 +512,14 @@ def test_a_second_ctrl_c_stops_at_once_and_resume_uses_the_last_backup(tmp_path)
     assert len(history_rows(run_train(path, resume=run).run)) == 2
 
 
+def test_a_second_ctrl_c_before_any_backup_says_to_start_again_not_to_resume(tmp_path):
+    run = tmp_path / "runs" / "toy" / "1"
+    run.mkdir(parents=True)
+    stop = Interrupted(signal.SIGINT, run)  # as training raises it at a second Ctrl-C
+    assert stop.hint == f"there was no backup yet: start it again: cnncli train " \
+                        f"{run / 'config.yaml'}"
+
+
 def _photos(tmp_path: Path, count: int = 48) -> Path:
     """A folder of class folders of PNGs (the toy data's first `count` images)."""
     from PIL import Image

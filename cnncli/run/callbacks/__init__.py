@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, DataError, TrainingError
-from cnncli.run import finetune
+from cnncli.run import finetune, rundir
 from cnncli.run.callbacks.backup import Backups
 from cnncli.run.callbacks.best import BestModel, best_monitor
 from cnncli.run.callbacks.outputs import Outputs
@@ -42,9 +42,11 @@ class Interrupted(CnnError):
         self.signum = signum
         name = signal_name(signum)
         if where is None:
+            hint = (f"resume from the last backup with: cnncli train --resume {run}"
+                    if rundir.has_backup(run) else "there was no backup yet: start it again: "
+                    f"cnncli train {run / rundir.CONFIG}")
             super().__init__(f"{name} twice: training stopped at once, without a new backup",
-                             file=str(run), hint="resume from the last backup with: cnncli "
-                             f"train --resume {run}")
+                             file=str(run), hint=hint)
         else:
             super().__init__(f"{name}: training stopped at {where} after writing a backup",
                              file=str(run), hint=f"resume with: cnncli train --resume {run}")
