@@ -138,10 +138,24 @@ def test_a_model_giving_scores_not_probabilities_is_said_once(tmp_path):
     result = prediction.predict(files, model=tiny(ScoringModel()), batch_size=1)
     assert len(result.images) == 3
     assert result.warnings == ["tiny does not give probabilities (its last layer has no "
-                               "softmax): the figures shown are its raw scores, not "
+                               "softmax): the figures shown are its raw scores (`score`), not "
                                "percentages of confidence; end the model with `activation: "
                                "softmax`"]
     assert prediction.predict(files, model=tiny(CountingModel())).warnings == []
+
+
+def test_raw_scores_are_printed_as_scores_not_percentages_nor_probabilities(tmp_path,
+                                                                           capsys):
+    from cnncli.cli import render
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "0.png")
+    for model, text, key in ((ScoringModel(), "1. a: 2.5\n2. c: 0.3\n3. b: -1\n", "score"),
+                             (CountingModel(), "1. a: 33.33%\n", "probability")):
+        result = prediction.predict([str(tmp_path / "0.png")], model=tiny(model), top=3)
+        render.predictions(result, "text")
+        assert capsys.readouterr().out.startswith(text)
+        render.predictions(result, "json")
+        assert key in json.loads(capsys.readouterr().out)[0]["top"][0]
 
 
 def test_a_mistyped_pretrained_name_gets_a_did_you_mean(tmp_path, monkeypatch):

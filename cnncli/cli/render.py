@@ -268,11 +268,14 @@ def evaluation(rep) -> None:
 
 
 def predictions(result, fmt: str = "text") -> None:
-    """Results on stdout: the lecture's lines, or json, jsonl, csv (file, rank, class, p)."""
-    rows = [{"file": r.file, "rank": i + 1, "class": name, "probability": round(p, 6)}
+    """Results on stdout: the lecture's lines, or json, jsonl, csv (file, rank, class, p).
+    A model giving raw scores (no softmax) gets them as scores: ``score``, not a
+    ``probability`` nor a percentage."""
+    key = "score" if result.scores else "probability"
+    rows = [{"file": r.file, "rank": i + 1, "class": name, key: round(p, 6)}
             for r in result.images for i, (name, p) in enumerate(r.top)]
     if fmt == "json":
-        print_json([{"file": r.file, "top": [{"class": n, "probability": round(p, 6)}
+        print_json([{"file": r.file, "top": [{"class": n, key: round(p, 6)}
                                             for n, p in r.top]} for r in result.images])
     elif fmt == "jsonl":
         for row in rows:
@@ -280,7 +283,7 @@ def predictions(result, fmt: str = "text") -> None:
     elif fmt == "csv":
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", "probability"])
+        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", key])
         writer.writeheader()
         writer.writerows({**row, "file": printable(row["file"]), "class": printable(
             row["class"])} for row in rows)
@@ -290,8 +293,9 @@ def predictions(result, fmt: str = "text") -> None:
             if many:
                 sys.stdout.write(f"{printable(r.file, one_line=True)}\n")
             for i, (name, p) in enumerate(r.top):
+                shown = f"{p:.4g}" if result.scores else f"{p:.2%}"
                 sys.stdout.write(f"{'  ' if many else ''}{i + 1}. "
-                                 f"{printable(name, one_line=True)}: {p:.2%}\n")
+                                 f"{printable(name, one_line=True)}: {shown}\n")
     sys.stdout.flush()
 
 

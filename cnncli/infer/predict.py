@@ -26,7 +26,7 @@ from cnncli.infer import classifier, metrics
 @dataclass
 class ImageResult:
     file: str
-    top: list[tuple[str, float]]  # (class name, probability), best first
+    top: list[tuple[str, float]]  # (class name, probability or score), best first
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Result:
     images: list[ImageResult] = field(default_factory=list)
     errors: list[CnnError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    scores: bool = False  # the model's outputs are raw scores, not probabilities
 
 
 #: How far outputs may stray outside [0, 1] and still be probabilities (an int8 export's
@@ -81,11 +82,12 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
             if not good:
                 continue
             probs = loaded.probabilities(np.stack([img for _, img in good]))
-            if not result.warnings and not_probabilities(probs):
+            if not result.scores and not_probabilities(probs):
+                result.scores = True
                 result.warnings.append(
                     f"{loaded.name} does not give probabilities (its last layer has no "
-                    "softmax): the figures shown are its raw scores, not percentages of "
-                    "confidence; end the model with `activation: softmax`")
+                    "softmax): the figures shown are its raw scores (`score`), not "
+                    "percentages of confidence; end the model with `activation: softmax`")
             for (file, _), p in zip(good, probs, strict=True):
                 best = metrics.top_k(p, top)
                 result.images.append(ImageResult(
