@@ -286,8 +286,9 @@ class TrainSection(_Strict):
     @model_validator(mode="after")
     def _epochs_or_steps(self):
         if self.epochs is not None and self.steps is not None:
-            raise ValueError("give `epochs` or `steps`, not both (--epochs on the command "
-                             "line replaces `steps`)")
+            raise SettingError("give `epochs` or `steps`, not both",
+                               "--epochs N on the command line replaces `steps`; or remove "
+                               "one of them (--set train.steps=null)")
         return self
 
     @field_validator("device", mode="before")

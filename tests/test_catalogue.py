@@ -244,6 +244,10 @@ CONFIG_ROWS = [
     row("config-device_option_is_text_not_yaml", "train {file} --device [red]x[/red]", 2,
         "--device [red]x[/red]: `train.device`: '[red]x[/red]' is not one of auto, cpu, gpu "
         "or gpu:N", cf.run_config()),
+    row("config-epochs_set_over_steps", "train {file} --set train.epochs=2", 2,
+        "--set train.epochs=2: `train`: give `epochs` or `steps`, not both. Hint: --epochs N "
+        "on the command line replaces `steps`; or remove one of them (--set train.steps=null)",
+        cf.run_config(train="{steps: 5}")),
     row("config-device_quoted_as_written", "train {file}", 2,
         "{file}:3: `train.device`: 'GPU0' is not one of auto, cpu, gpu or gpu:N (N = 0, 1, ... "
         "as TensorFlow numbers them). Hint: did you mean 'gpu:0'?",

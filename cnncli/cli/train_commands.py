@@ -16,8 +16,9 @@ def train(
         metavar="CONFIG", help="A run config (configs/mnist.yaml). Optional with --resume.")]
     = None,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override any key: --set train.epochs=3 (repeatable).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Shortcut for --set train.epochs=N.")]
+        "--set", help="Override any key: --set train.batch_size=64 (repeatable).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Train N epochs (instead of the config's "
+                                                "epochs or steps).")]
     = None,
     batch_size: Annotated[int | None, typer.Option(help="Shortcut for train.batch_size.")]
     = None,
