@@ -331,7 +331,9 @@ DATA_ROWS = [
         "warning: skipped 1 unreadable file(s) in {tmp}/photos, e.g. {tmp}/photos/a/notes.png: "
         "the file is text", cf.data_builder(cf.folder_with_non_images), CLI, writes=True),
     row("data-undecodable_files_skipped_in_the_epoch", "train {file}", 0,
-        r"epoch 1/1 .* [1-6] unreadable image\(s\) skipped", cf.data_builder(
+        r"epoch 1/1 .* [1-6] unreadable image\(s\) skipped\nwarning: skipped [1-6] image\(s\) "
+        r"that could not be decoded: \S+/photos/./[01]\.png: the image is truncated or "
+        r"corrupt", cf.data_builder(
             cf.folder_with_undecodable_pngs), CLI, regex=True, writes=True),
     row("data-most_images_undecodable", "train {file}", 3,
         r"photos: 1\d of the 1\d images read so far could not be decoded, e\.g\. \S+/photos/"

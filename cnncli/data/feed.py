@@ -134,6 +134,13 @@ class Feed:
         return sum(len(loader.failures) for loader in {self.train_loader, self.val_loader}
                    if loader is not None)
 
+    def unreadable(self) -> list[DataError]:
+        """Why each image that could not be decoded so far failed, in the order found
+        (the training images', then the validation images')."""
+        loaders = dict.fromkeys([self.train_loader, self.val_loader])  # one if the same
+        return [exc for loader in loaders if loader is not None
+                for exc in loader.failures.values()]
+
     def unreadable_error(self, strict: bool = False, epoch_end: bool = False
                          ) -> DataError | None:
         """The error to stop training with because images could not be decoded: at the

@@ -83,6 +83,7 @@ class RunCallback(keras.callbacks.Callback):
         self.plateau = Plateau(t.schedule, state) if t.schedule.name == "plateau" else None
         self.outputs = Outputs(run)
         self.cache_noted = False  # the image cache's failure is said once
+        self.unreadable_named = 0  # the images that could not be decoded said so far
 
     # -- steps ----------------------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
@@ -132,6 +133,7 @@ class RunCallback(keras.callbacks.Callback):
             return
         self.outputs.write(self.state.history, row)
         self.reporter.epoch_end(row)
+        self._name_unreadable()
         if self.p.feed.cache_error and not self.cache_noted:
             self.cache_noted = True
             self.reporter.note(f"{self.p.feed.cache_error}; images are decoded every epoch "
@@ -152,6 +154,19 @@ class RunCallback(keras.callbacks.Callback):
             row["unreadable_images"] = self.p.feed.failures
         row.update(finetune.row_fields(self.p, self.state))  # the stage, with two
         return row
+
+    def _name_unreadable(self) -> None:
+        """Which images could not be decoded (the epoch line counts them), each file once:
+        the first three found since the last epoch, and how many more."""
+        found = self.p.feed.unreadable()
+        new = found[self.unreadable_named:]
+        if not new:
+            return
+        self.unreadable_named = len(found)
+        examples = "; ".join(f"{exc.file}: {exc.message}" for exc in new[:3])
+        more = f" and {len(new) - 3} more" if len(new) > 3 else ""
+        self.reporter.note(f"skipped {len(new)} image(s) that could not be decoded: "
+                           f"{examples}{more}")
 
     # -- stopping -------------------------------------------------------------------------
     def _unreadable_images(self, epoch_end: bool = False) -> bool:
