@@ -30,6 +30,19 @@ def test_save_and_load_restore_weights_optimizer_and_state(tmp_path, model):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_backup_carries_the_unreadable_images_found_and_a_resume_adds_to_them(tmp_path,
+                                                                               model):
+    """A resumed run's epochs count the files the run it continues could not decode
+    (an uninterrupted run's do: once found, a file stays counted), each file once."""
+    found = TrainState(epoch=1)
+    assert found.add_unreadable(["b.png", "a.png", "b.png"]) == ["b.png", "a.png"]
+    checkpoint.save(tmp_path, model, found)
+    resumed, _ = checkpoint.load(tmp_path, model)
+    assert resumed.unreadable == ["a.png", "b.png"]
+    assert resumed.add_unreadable(["c.png", "a.png"]) == ["c.png"]
+    assert resumed.unreadable == ["a.png", "b.png", "c.png"]
+
+
 def test_a_truncated_backup_falls_back_to_the_previous_and_says_so(tmp_path, model):
     checkpoint.save(tmp_path, model, TrainState(epoch=1, step=0, backup_every=50))
     checkpoint.save(tmp_path, model, TrainState(epoch=1, step=50, backup_every=50))

@@ -33,6 +33,8 @@ class TrainState:
         resumes: one entry per ``--resume --force`` that changed the config.
         data: what the run trains on (`cnncli.data.feed.Feed.fingerprint`); ``--resume``
             refuses other data ({} in backups made before it was recorded).
+        unreadable: the image files that could not be decoded so far (skipped), sorted:
+            a resumed run counts them as the run it continues did.
     """
 
     epoch: int = 0
@@ -52,6 +54,15 @@ class TrainState:
     replicas: int = 1
     resumes: list[dict] = field(default_factory=list)
     data: dict = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+
+    def add_unreadable(self, files) -> list[str]:
+        """Record `files` as found unreadable (with those found before): the files new
+        to the run, in the order given."""
+        known = set(self.unreadable)
+        new = [f for f in dict.fromkeys(files) if f not in known]
+        self.unreadable = sorted(known | set(new))
+        return new
 
     def global_step(self, steps_per_epoch: int) -> int:
         """Optimizer steps done since the run started."""

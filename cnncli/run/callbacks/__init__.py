@@ -83,7 +83,7 @@ class RunCallback(keras.callbacks.Callback):
         self.plateau = Plateau(t.schedule, state) if t.schedule.name == "plateau" else None
         self.outputs = Outputs(run)
         self.cache_noted = False  # the image cache's failure is said once
-        self.unreadable_named = 0  # the images that could not be decoded said so far
+        self.unreadable_new = []  # images found unreadable, not yet named
 
     # -- steps ----------------------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
@@ -150,19 +150,24 @@ class RunCallback(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
                "learning_rate": float(rate), "seconds": round(seconds, 3),
                "images_per_s": round(images / seconds, 1)}
-        if self.p.feed.failures:  # files that could not be decoded: skipped, and said
-            row["unreadable_images"] = self.p.feed.failures
+        self._record_unreadable()
+        if self.state.unreadable:  # files that could not be decoded: skipped, and said
+            row["unreadable_images"] = len(self.state.unreadable)  # resumes included
         row.update(finetune.row_fields(self.p, self.state))  # the stage, with two
         return row
 
+    def _record_unreadable(self) -> None:
+        """The images found unreadable since the last look, into the run's state (its
+        backups carry them), to be named at the epoch's end."""
+        why = {exc.file: exc for exc in self.p.feed.unreadable()}
+        self.unreadable_new += [why[f] for f in self.state.add_unreadable(why)]
+
     def _name_unreadable(self) -> None:
-        """Which images could not be decoded (the epoch line counts them), each file once:
-        the first three found since the last epoch, and how many more."""
-        found = self.p.feed.unreadable()
-        new = found[self.unreadable_named:]
+        """Which images could not be decoded (the epoch line counts them), each file once
+        in the run: the first three found since the last epoch, and how many more."""
+        new, self.unreadable_new = self.unreadable_new, []
         if not new:
             return
-        self.unreadable_named = len(found)
         examples = "; ".join(f"{exc.file}: {exc.message}" for exc in new[:3])
         more = f" and {len(new) - 3} more" if len(new) > 3 else ""
         self.reporter.note(f"skipped {len(new)} image(s) that could not be decoded: "
@@ -181,6 +186,7 @@ class RunCallback(keras.callbacks.Callback):
         return self.unreadable is not None
 
     def _backup(self) -> None:
+        self._record_unreadable()  # a resume from this backup counts them too
         if not self.backups.save(self.model):
             self.nan_at = (self.state.epoch, self.state.step)
             self._halt("nan")
