@@ -160,6 +160,8 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
     "did you mean 'conv1_1'?"
     >>> suggest("dense", ["dense_10", "dense_1", "dens"])
     "did you mean 'dens'?"
+    >>> suggest("crop", ["stretch", "center_crop", "pad"])
+    "did you mean 'center_crop'?"
     """
     import difflib
 
@@ -173,6 +175,9 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
         close = next((n for n in found if n.lower().startswith(text.lower())
                       and difflib.SequenceMatcher(None, text, n).ratio() > best - 0.05),
                      found[0] if found else None)
+    if close is None and len(text) >= 3:  # crop: center_crop, the one name holding it
+        holding = [n for n in names if text.lower() in n.lower()]
+        close = holding[0] if len(holding) == 1 else None
     parts = [f"did you mean '{close}'?"] if close else []
     if listing and not (close and len(names) > LONG_LIST):
         parts.append(f"{listing}: {', '.join(names)}")

@@ -508,6 +508,8 @@ COMMAND_LINE_ROWS = [
         "give a CONFIG file, or --resume RUN", None, CLI),
     row("cli-train_resume_a_plain_folder", "train --resume {tmp}", 3,
         "this is not a cnncli run folder"),
+    row("cli-predict_bad_resize", "predict {image} --model {run} --resize crop", 2,
+        "--resize crop: unknown resize mode 'crop'. Hint: did you mean 'center_crop'?"),
     row("cli-predict_bad_format", "predict {image} --model {run} --format xml", 2,
         "use text, json, jsonl or csv"),
     row("cli-evaluate_bad_threshold", "evaluate {run} --fail-under accurcy=0.9", 2,

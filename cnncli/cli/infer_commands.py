@@ -49,6 +49,15 @@ def predict(
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
+    if resize is not None:  # before the model is loaded
+        from cnncli.data import images
+        from cnncli.errors import ConfigError
+
+        try:
+            images.resize_mode(resize)
+        except ConfigError as exc:
+            exc.where = f"--resize {resize}"
+            raise
     if explain == "":
         raise typer.BadParameter("give the folder for the heat maps", param_hint="--explain")
     if explain:  # before any work: a bad --explain is known now
