@@ -512,6 +512,21 @@ def test_a_second_ctrl_c_stops_at_once_and_resume_uses_the_last_backup(tmp_path)
     assert len(history_rows(run_train(path, resume=run).run)) == 2
 
 
+class CtrlCAtEpochEnd(training.Reporter):
+    """Presses Ctrl-C as the first epoch ends."""
+
+    def epoch_end(self, row):
+        if row["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+
+
+def test_a_ctrl_c_between_two_epochs_says_it_stopped_at_the_end_of_the_first(tmp_path):
+    with pytest.raises(Interrupted, match="Ctrl-C: training stopped at the end of epoch 1 "
+                                          "after writing a backup"):
+        run_train(write_config(tmp_path, epochs=3), reporter=CtrlCAtEpochEnd())
+
+
 def test_a_second_ctrl_c_before_any_backup_says_to_start_again_not_to_resume(tmp_path):
     run = tmp_path / "runs" / "toy" / "1"
     run.mkdir(parents=True)

@@ -199,17 +199,23 @@ class RunCallback(keras.callbacks.Callback):
         if self.stop == "nan":
             raise self._nan_error()
         if self.stop == "signal":
-            where = f"epoch {self.state.epoch + 1}, step {self.state.step}"
-            raise Interrupted(self.signal, self.run, where)
+            raise Interrupted(self.signal, self.run, self._where())
         if self.stop == "unreadable":
             e, then = self.unreadable, "start the run again"
             if self.backups.last > 0:
                 then = f"resume with: cnncli train --resume {self.run}" + (
                     " (add --set data.strict=false --force to skip such files)"
                     if self.p.cfg.data.strict else "")
-            raise DataError(f"{e.message}; training stopped at epoch {self.state.epoch + 1}, "
-                            f"step {self.state.step}, and {self._kept()}",
+            raise DataError(f"{e.message}; training stopped at {self._where()}, and "
+                            f"{self._kept()}",
                             file=e.file or self.p.cfg.data.name, hint=f"{e.hint}; then {then}")
+
+    def _where(self) -> str:
+        """Where the run stopped: ``epoch 3, step 40``, or, between two epochs, ``the end
+        of epoch 2`` (not ``epoch 3, step 0``)."""
+        if self.state.step == 0 and self.state.epoch > 0:
+            return f"the end of epoch {self.state.epoch}"
+        return f"epoch {self.state.epoch + 1}, step {self.state.step}"
 
     def _kept(self, what: str = "backup") -> str:
         return (f"the last {what} was kept" if self.backups.last > 0 else
