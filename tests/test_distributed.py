@@ -401,7 +401,7 @@ def test_chief_writes_the_run_and_the_worker_a_temporary_folder(cluster):
     metrics = json.loads((chief / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["batch_size_is_per_replica"]
     assert cluster["plain"][0]["steps_per_epoch"] == 12  # 196 images, 2 x 8 a step
-    assert metrics["device"].startswith("Device: 2 workers x CPU (multi-worker mirrored")
+    assert metrics["device"].startswith("2 workers x CPU (multi-worker mirrored")
     assert worker.parent == Path(tempfile.gettempdir())
     assert worker.name.startswith("cnncli-worker1-")
     assert (worker / "model.keras").is_file()
