@@ -111,10 +111,17 @@ def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):
 def test_the_runs_command_lists_every_run_and_exits_0(tmp_path):
     make_run(tmp_path, "a", "1", "{", METRICS)
     make_run(tmp_path, "b", "1", FINISHED, METRICS)
+    make_run(tmp_path, "a_much_longer_name", "1", FINISHED, METRICS)
+    make_run(tmp_path, "c", "1", {"status": "interrupted"})  # no figures yet
     done = subprocess.run([sys.executable, "-m", "cnncli", "runs", str(tmp_path)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "damaged" in done.stdout and "val_accuracy 0.9000" in done.stdout
+    lines = done.stdout.splitlines()  # a column each, whatever the paths' lengths
+    statuses = [line.index(s) for line in lines for s in (" damaged", " finished",
+                                                         " interrupted") if s in line]
+    assert len(statuses) == 4 and len(set(statuses)) == 1
+    assert all(line == line.rstrip() for line in lines)
 
 
 @pytest.mark.parametrize("damage,problem", [

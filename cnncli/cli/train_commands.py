@@ -124,8 +124,9 @@ def runs(
         return
     if not rows:
         render.info(f"No runs under {root}/. Start one with: cnncli train configs/mnist.yaml")
-    for r in rows:
+    names = [render.printable(str(r.run), one_line=True) for r in rows]  # escaped, aligned
+    width = max(map(len, names), default=0)
+    for name, r in zip(names, rows, strict=True):
         best = f"{r.best_metric} {r.best:.4f}" if r.best is not None else ""
-        name = render.printable(str(r.run), one_line=True)  # escaped, then aligned
-        render.out.print(f"{name:<28} {r.status:<12} {best}"
-                         + (f"  ({r.problem})" if r.problem else ""))
+        line = f"{name:<{width}}  {r.status:<11} {best}".rstrip()
+        render.out.print(line + (f"  ({r.problem})" if r.problem else ""), markup=False)
