@@ -191,9 +191,12 @@ def test_check_reports_config_errors_with_their_lines(write):
     assert "did you mean 'batch_size'" in result.stderr
 
 
-def test_debug_shows_the_traceback_and_keeps_the_message_and_exit_code(write):
+@pytest.mark.parametrize("where", ["before", "after"])  # cnncli check x.yaml --debug too
+def test_debug_shows_the_traceback_and_keeps_the_message_and_exit_code(write, where):
     path = write("bad.yaml", "input: [2, 2, 1]\nlayers: [Nope]\n")
-    result = cnncli("--debug", "check", str(path))
+    args = ["--debug", "check", str(path)] if where == "before" else \
+        ["check", str(path), "--debug"]
+    result = cnncli(*args)
     assert result.returncode == 2 and "Traceback" in result.stderr
     assert "unknown layer 'Nope'" in result.stderr.split("Traceback")[1].splitlines()[-1]
 

@@ -95,7 +95,22 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+def debug_first(args: list[str]) -> list[str]:
+    """`args` with a ``--debug`` given after the command moved before it, where the
+    option belongs (``cnncli check x.yaml --debug``: what was meant is clear); one after
+    ``--`` is an argument and stays.
+
+    >>> debug_first(["check", "x.yaml", "--debug"]), debug_first(["predict", "--", "--debug"])
+    (['--debug', 'check', 'x.yaml'], ['predict', '--', '--debug'])
+    """
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[1:end]:
+        return args
+    return ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+
+
 def _run() -> None:
+    sys.argv[1:] = debug_first(sys.argv[1:])
     try:
         app()
     except CnnError as exc:
@@ -118,7 +133,7 @@ def _run() -> None:
         from cnncli.cli import render
 
         render.error(f"unexpected {type(exc).__name__}: {exc}. Hint: this is a bug in cnncli "
-                     "or a library it uses; run again with --debug (before the command) for "
+                     "or a library it uses; run again with --debug for "
                      "the traceback, and report it")
         _leave(EXIT_DATA_OR_MODEL)
 
