@@ -398,7 +398,8 @@ IMAGE_ROWS = [
     row("image-truncated_jpeg", "predict {file} --model {run}", 3,
         "the image is truncated or corrupt", cf.image_file(cf.truncated_jpeg)),
     row("image-text_named_jpg", "predict {file} --model {run}", 3,
-        "the file is text, not an image", cf.image_file(cf.text_named_jpeg)),
+        "the file is text, not an image (it reads JPEG, PNG, BMP, GIF, WebP and TIFF). Hint: "
+        "give image files (JPEG, PNG, BMP, GIF, WebP or TIFF)", cf.image_file(cf.text_named_jpeg)),
     row("image-decompression_bomb", "predict {file} --model {run}", 3,
         "bomb.png: the image has more than 89,478,485 pixels; refusing a possible "
         "decompression bomb",

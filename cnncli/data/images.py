@@ -283,6 +283,7 @@ def _not_an_image(opened: str | io.BytesIO, label: str) -> DataError:
                              hint="copy or download it again; open it in an image viewer")
         if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
             kind = "text, not an image"
+            hint = "give image files (JPEG, PNG, BMP, GIF, WebP or TIFF)"
     what = f"the file is {kind}" if kind else "the file is not an image cnncli can read"
     return DataError(f"{what} (it reads JPEG, PNG, BMP, GIF, WebP and TIFF)", file=label,
                      hint=hint)
