@@ -36,7 +36,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cnncli.errors import ConfigError, WriteError  # noqa: E402
-from cnncli.files import writable_folder, write_atomic  # noqa: E402
+from cnncli.files import (  # noqa: E402
+    missing_folders,
+    remove_empty,
+    writable_folder,
+    write_atomic,
+)
 from cnncli.text import printable  # noqa: E402
 
 DPI = 110
@@ -63,6 +68,23 @@ def picture_format(path: str | Path) -> str:
         raise ConfigError(f"cannot write a picture {what}", file=str(path),
                           hint="end the name in " + ", ".join(FORMATS))
     return FORMATS[suffix]
+
+
+def picture_path(path: str | Path, option: str) -> str:
+    """`path` (``~`` expanded), given to `option` as the picture to write, once its
+    format and its folder are checked: before the work that draws it (seconds for a
+    VGG16). A folder there, an unknown suffix, a file in the way of its folder or a
+    read-only one are `ConfigError`s."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{option} is the picture to write, and this is a folder",
+                          file=str(path), hint=f"give the picture's name, e.g. {option} "
+                                               f"{path / 'picture.png'}")
+    picture_format(path)
+    made = missing_folders(path.parent)
+    writable_folder(path.parent)  # a file in the way, a read-only folder
+    remove_empty(made)  # made again with the picture: none is left if the work fails
+    return str(path)
 
 
 def check_picture_folder(path: str | Path, option: str) -> None:

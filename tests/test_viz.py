@@ -772,6 +772,18 @@ def test_a_picture_name_of_another_format_is_refused_before_the_model_is_read(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_folder_given_as_the_picture_is_said_to_be_one_for_each_command(tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for args, option in ((["visualize", "filters", tmp_path / "no-run", "--output", folder],
+                          "--output"), (["summary", "mnist_net", "--plot", folder], "--plot")):
+        result = cli(*args)
+        assert isinstance(result.exception, ConfigError), (args, result.output)
+        assert str(result.exception) == (
+            f"{folder}: {option} is the picture to write, and this is a folder. Hint: give "
+            f"the picture's name, e.g. {option} {folder / 'picture.png'}")
+
+
 def test_activations_with_an_empty_layers_option_is_a_usage_error(quadrant_run, bracketed):
     result = cli("visualize", "activations", quadrant_run["run"], bracketed[0], "--layers",
                  ",")

@@ -34,7 +34,7 @@ def summary(
     if plot:  # a bad name is known before any work
         from cnncli import plots
 
-        plots.picture_format(plot)
+        plot = plots.picture_path(plot, "--plot")
     built = checking.build(spec, classes=classes)  # a run config: frozen as in its stage 1
     result = summaries.summarize(built, expand=expand)
     drawn = None

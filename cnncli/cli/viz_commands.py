@@ -33,29 +33,6 @@ def _load(target: str, weights: str | None, offline: bool, device: str):
     return classifier.load(target, weights=weights, offline=offline)
 
 
-def _check_output(output: str | None) -> str | None:
-    """`output` (``~`` expanded), once its picture format and its folder are checked:
-    before the model is loaded and the work done (seconds for vgg16)."""
-    if output is None:
-        return None
-    from pathlib import Path
-
-    from cnncli import files, plots
-
-    output = str(Path(output).expanduser())
-    if Path(output).is_dir():
-        from cnncli.errors import ConfigError
-
-        raise ConfigError("--output is the picture to write, and this is a folder",
-                          file=output, hint=f"give the picture's name, e.g. --output "
-                                            f"{Path(output) / 'picture.png'}")
-    plots.picture_format(output)
-    made = files.missing_folders(Path(output).parent)
-    files.writable_folder(Path(output).parent)  # a file in the way, a read-only folder
-    files.remove_empty(made)  # made again with the picture: none is left if the work fails
-    return output
-
-
 def _show(rows: list[dict], json: bool, *, one: bool = False) -> None:
     """The PNGs written: their paths, one a line, or the records as JSON (the record
     itself for a command that writes `one` picture)."""
@@ -84,10 +61,11 @@ def filters(
     """The filters of a convolution layer as a grid of tiles, one per filter."""
     import warnings
 
+    from cnncli import plots
     from cnncli.model.saved_meta import NoRecordWarning
     from cnncli.viz import pictures
 
-    output = _check_output(output)
+    output = plots.picture_path(output, "--output") if output else None
     with warnings.catch_warnings():  # its preprocessing, unknown, is not used here
         warnings.simplefilter("ignore", NoRecordWarning)
         loaded = _load(target, weights, offline, device)
@@ -111,13 +89,14 @@ def activations(
     json: JsonOpt = False,
 ) -> None:
     """The image, then the activation maps of each convolution layer, with its volume."""
+    from cnncli import plots
     from cnncli.viz import pictures
 
     names = [n.strip() for item in layers or [] for n in item.split(",") if n.strip()]
     if layers is not None and not names:
         raise typer.BadParameter("names no layer: give layer names, or leave it out for "
                                  "all", param_hint="--layers")
-    output = _check_output(output)
+    output = plots.picture_path(output, "--output") if output else None
     loaded = _load(target, weights, offline, device)
     picture = pictures.write_activations(loaded, image, names if layers else None, output)
     _show([picture.to_dict()], json, one=True)
