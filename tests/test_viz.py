@@ -302,7 +302,7 @@ def test_an_unknown_gradcam_layer_names_the_other_volumes_it_may_look_at():
     x = keras.layers.Conv2D(2, 3, name="conv2_1")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
-    with pytest.raises(ConfigError, match="no layer with an HxWxD output 'nope'") as caught:
+    with pytest.raises(ConfigError, match="no layer with an HxWxD output called 'nope'") as caught:
         gradcam.GradCam(model, "nope")
     assert caught.value.hint == ("use one of: conv1_1, conv2_1 (or another layer with an "
                                  "HxWxD output: pool1)")
@@ -313,8 +313,8 @@ def test_every_unknown_layer_is_reported_not_only_the_first():
     with pytest.raises(ConfigError) as caught:
         activations.choose(model, ["conv9", "conv1_1", "nope"])
     assert [e.message for e in caught.value.errors] == [
-        "the model has no convolution layer 'conv9'",
-        "the model has no convolution layer 'nope'"]
+        "the model has no convolution layer called 'conv9'",
+        "the model has no convolution layer called 'nope'"]
 
 
 def test_an_empty_layer_name_is_an_unknown_layer_not_the_default():
@@ -454,7 +454,7 @@ def test_activation_maps_of_the_lectures_mnist_net_have_its_volume_sizes():
 
 def test_an_unknown_layer_lists_the_valid_ones():
     model = conv_net(filters_=(2, 3))
-    with pytest.raises(ConfigError, match="no convolution layer 'conv9'.*conv1_1, conv2_1"):
+    with pytest.raises(ConfigError, match="no convolution layer called 'conv9'.*conv1_1, conv2_1"):
         activations.choose(model, ["conv9"])
 
 
@@ -805,7 +805,7 @@ def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadran
 def test_an_unknown_layer_is_exit_2_listing_the_valid_layers(quadrant_run):
     result = cnncli("visualize", "filters", quadrant_run["run"], "--layer", "conv9_1")
     assert result.returncode == 2
-    assert "no convolution layer 'conv9_1'. Hint: did you mean 'conv3_1'? use one of: " \
+    assert "no convolution layer called 'conv9_1'. Hint: did you mean 'conv3_1'? use one of: " \
            "conv1_1, conv2_1, conv3_1" in result.stderr
     assert "Traceback" not in result.stderr
 

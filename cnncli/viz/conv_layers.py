@@ -155,4 +155,4 @@ def pick(refs: list[LayerRef], name: str, *, kind: str = "convolution layer",
     close = suggest(name, dict.fromkeys([r.layer.name for r in refs] + [r.name for r in refs]))
     if close:  # a typo: the likely name first, the whole list only when short
         hint = close + ("" if len(shown) > LONG_LIST else f" {hint}")
-    raise ConfigError(f"the model has no {kind} '{name}'", hint=hint)
+    raise ConfigError(f"the model has no {kind} called '{name}'", hint=hint)
