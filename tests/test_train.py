@@ -313,6 +313,14 @@ def test_dry_run_refuses_a_device_that_is_not_there(tmp_path):
     assert "--device gpu" in result.stderr
 
 
+def test_a_large_share_of_images_left_for_the_next_epoch_is_said_before_training(tmp_path):
+    said = planning.plan(config.load(write_config(tmp_path, batch_size=100))).warnings
+    assert "256 training images make 2 batches of 100 an epoch: 56 (22%) wait for the " \
+           "next epoch each time" in " ".join(said)
+    assert not any("wait for the next epoch" in w for w in planning.plan(
+        config.load(write_config(tmp_path, batch_size=16))).warnings)  # 256 / 16
+
+
 def test_check_summary_and_dry_run_show_the_network_image_size_gives(tmp_path):
     """`data.image_size` resizes the images and the network's input: what is shown is
     what training builds (its first Dense layer's weights depend on it)."""

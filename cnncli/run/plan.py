@@ -109,7 +109,8 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     total = t.steps or t.planned_epochs * steps_per_epoch
     per_call = _steps_per_call(t, placement, steps_per_epoch, total)
     preprocessing = d.preprocessing or network.preprocessing
-    warnings = list(built.warnings) + _memory_warning(built, placement, t.batch_size)
+    warnings = (list(built.warnings) + _memory_warning(built, placement, t.batch_size)
+                + _left_over(len(feed.train), batch))
     if data.image_shape and data.image_shape[-1] != network.input[-1]:
         data.notes.append(f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, "
                           f"converted to {'RGB' if network.input[-1] == 3 else 'grey'} "
@@ -192,6 +193,29 @@ def _steps_per_call(t: config.TrainSection, placement: devices.Placement,
             f"{steps_per_epoch} steps of an epoch (and `train.steps`)",
             hint="pick a divisor of the steps per epoch, or 1")
     return per_call
+
+
+#: The share of the training images an epoch may leave for the next before it is said.
+LEFT_OVER_SHARE = 0.1
+
+
+def _left_over(images: int, batch: int) -> list[str]:
+    """A warning when the last, partial batch of an epoch (left for the next: every
+    step takes a whole batch) is a large share of the training images, as with a few
+    photos of one's own.
+
+    >>> print(_left_over(78, 16)[0][:71])
+78 training images make 4 batches of 16 an epoch: 14 (18%) wait for the
+    >>> _left_over(60_000, 128)
+    []
+    """
+    left = images % batch
+    if left <= LEFT_OVER_SHARE * images:
+        return []
+    return [f"{images:,} training images make {images // batch:,} batches of {batch} an "
+            f"epoch: {left} ({left / images:.0%}) wait for the next epoch each time, a "
+            f"different {left} (they are shuffled); a batch size that divides {images:,} "
+            "uses them all"]
 
 
 def _memory_warning(built, placement: devices.Placement, batch_size: int,
