@@ -205,7 +205,7 @@ def _left_over(images: int, batch: int) -> list[str]:
     photos of one's own.
 
     >>> print(_left_over(78, 16)[0][:71])
-78 training images make 4 batches of 16 an epoch: 14 (18%) wait for the
+    78 training images make 4 batches of 16 an epoch: 14 (18%) wait for the
     >>> _left_over(60_000, 128)
     []
     """
