@@ -213,6 +213,23 @@ def test_all_images_evaluates_every_image_of_a_folder(run, tmp_path):
     assert rep.result.count == 15 and rep.notes == []
 
 
+def test_all_images_on_the_folder_a_run_trained_on_says_its_figures_are_flattered(
+        run, tmp_path, monkeypatch):
+    import dataclasses
+
+    from cnncli.infer import classifier
+
+    folder = cf.image_folder(tmp_path / "photos", {"0": 5, "1": 5, "2": 5})
+    clf = classifier.load(str(run))  # as if the run had trained on the folder
+    clf.artefact = dataclasses.replace(clf.artefact, data=config.DataSection(name=str(folder)))
+    monkeypatch.chdir(tmp_path)
+    for data in (None, "./photos"):  # the run's own data, named or by another path
+        rep = evaluation.evaluate(run, model=clf, data=data, all_images=True)
+        assert rep.result.count == 15
+        assert any("--all-images on the data this run trained on" in n and "higher than on "
+                   "photos it has not seen" in n for n in rep.notes), rep.notes
+
+
 def test_all_images_evaluates_a_folder_of_one_class(run, tmp_path):
     for k in range(5):
         cf.save_image(cf.band_image(2, seed=k), tmp_path / "twos" / "2" / f"{k}.png")

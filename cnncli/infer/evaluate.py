@@ -92,6 +92,10 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         elif all_images and len(ds.train):
             notes.append(f"{ds.name} has a test split of its own: its {len(ds.test)} test "
                      "images are evaluated (--all-images is for a folder or CSV without one)")
+        elif all_images and run_data and _same_place(source, run_data.name):
+            notes.append(f"--all-images on the data this run trained on ({source}): most of "
+                         "these images are ones the model learned from, so the figures are "
+                         "higher than on photos it has not seen")
         probs, readable = [], []
         for images, _, weights in feed.split_batches(ds.test, clf.input_shape,
                                                      resize=clf.meta.resize,
@@ -179,6 +183,17 @@ def _naming_hint(ds, source: str) -> str:
                 "model was trained for")
     return ("give the data these class names (an .npz: its class_names array, in label "
             "order), or evaluate on the data the model was trained for")
+
+
+def _same_place(a: str, b: str) -> bool:
+    """True if data names `a` and `b` are the same dataset or path (``photos/`` and
+    ``./photos``)."""
+    if a == b:
+        return True
+    try:
+        return Path(a).exists() and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _data_id(data: str) -> str:
