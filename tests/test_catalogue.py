@@ -244,6 +244,13 @@ CONFIG_ROWS = [
     row("config-device_option_is_text_not_yaml", "train {file} --device [red]x[/red]", 2,
         "--device [red]x[/red]: `train.device`: '[red]x[/red]' is not one of auto, cpu, gpu "
         "or gpu:N", cf.run_config()),
+    row("data-missing_named_at_its_line", "train {file}", 3,
+        "{file}:2: '{tmp}/nowhere' is neither a dataset name cnncli knows nor an existing "
+        "file or folder", lambda folder, shared: cf.run_config(data=str(folder / "nowhere"))(
+            folder, shared)),
+    row("data-missing_named_by_its_option", "train {file} --data {tmp}/nowhere", 3,
+        "--data {tmp}/nowhere: '{tmp}/nowhere' is neither a dataset name cnncli knows",
+        cf.run_config()),
     row("config-epochs_set_over_steps", "train {file} --set train.epochs=2", 2,
         "--set train.epochs=2: `train`: give `epochs` or `steps`, not both. Hint: --epochs N "
         "on the command line replaces `steps`; or remove one of them (--set train.steps=null)",

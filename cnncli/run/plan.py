@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from cnncli import config, devices
+from cnncli import config, devices, yamlio
 from cnncli.data import checks, datasets
 from cnncli.data.dataset import Dataset
 from cnncli.data.feed import Feed
@@ -89,7 +89,12 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     t, d = cfg.train, cfg.data
     placement = devices.setup(t.device, t.precision, multiworker=True)
     t.precision, t.device = placement.precision, placement.device_setting()
-    data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
+    try:
+        data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
+    except DataError as exc:
+        if not datasets.exists(d.name):  # it names nothing: say where it was named
+            _named_at(exc, cfg, config_file)
+        raise
     checks.check_every_class_trains(data, d.name)
     if data.resized and data.resized != d.resize:  # the model records d.resize for predict
         raise ConfigError(f"`data.resize` is {d.resize}, and the packed images were resized "
@@ -193,6 +198,17 @@ def _steps_per_call(t: config.TrainSection, placement: devices.Placement,
             f"{steps_per_epoch} steps of an epoch (and `train.steps`)",
             hint="pick a divisor of the steps per epoch, or 1")
     return per_call
+
+
+def _named_at(error: CnnError, cfg: config.RunConfig, config_file: str | None) -> None:
+    """`error` placed where `data.name` was given: its option (``--data x``), else its
+    line in `config_file`."""
+    given = cfg.set_by.get("data.name")
+    if given:
+        error.file, error.line, error.where = None, None, given
+    elif config_file:
+        error.file, error.line = config_file, config.line_of(yamlio.load(config_file),
+                                                             "data.name")
 
 
 #: The share of the training images an epoch may leave for the next before it is said.
