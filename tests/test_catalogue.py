@@ -244,6 +244,12 @@ CONFIG_ROWS = [
     row("config-device_option_is_text_not_yaml", "train {file} --device [red]x[/red]", 2,
         "--device [red]x[/red]: `train.device`: '[red]x[/red]' is not one of auto, cpu, gpu "
         "or gpu:N", cf.run_config()),
+    row("config-model_names_nothing_at_its_line", "check {file}", 2,
+        "{file}:1: 'nosuch' is neither a spec file nor a built-in architecture",
+        cf.run_config(model="nosuch")),
+    row("config-model_is_a_folder", "check {file}", 2,
+        "{file}:1: '{tmp}' is a folder, not a spec file, a run folder or a built-in network",
+        lambda folder, shared: cf.run_config(model=str(folder))(folder, shared)),
     row("data-missing_named_at_its_line", "train {file}", 3,
         "{file}:2: '{tmp}/nowhere' is neither a dataset name cnncli knows nor an existing "
         "file or folder", lambda folder, shared: cf.run_config(data=str(folder / "nowhere"))(
@@ -486,7 +492,8 @@ COMMAND_LINE_ROWS = [
         "{tmp}/nope.png: no such file or folder. Hint: check the spelling"),
     row("cli-predict_missing_model", "predict {image} --model {tmp}/nope.keras", 3,
         "the model file does not exist"),
-    row("cli-check_a_directory", "check {tmp}", 2, "this is a directory, not a YAML file"),
+    row("cli-check_a_directory", "check {tmp}", 2,
+        "'{tmp}' is a folder, not a spec file, a run folder or a built-in network"),
     row("cli-train_a_directory", "train {tmp}", 2, "this is a directory, not a YAML file"),
     row("cli-evaluate_a_plain_folder", "evaluate {tmp}", 3,
         "this is not a cnncli run folder (it has no config.yaml)"),

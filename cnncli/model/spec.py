@@ -213,7 +213,12 @@ def from_run_config(cfg, *, file: str | None = None, classes: int | None = None)
 def _named_network(cfg, file: str | None, classes: int | None):
     model = cfg.model
     if isinstance(model, str):
-        return load(model).with_overrides(classes=classes)
+        try:
+            return load(model).with_overrides(classes=classes)
+        except ConfigError as exc:
+            if exc.file is None and file:  # it names nothing: say where it was named
+                exc.file, exc.line = file, config.line_of(yamlio.load(file), "model")
+            raise
     if "from" in model:
         from cnncli.model import transfer_spec
 

@@ -48,6 +48,10 @@ def resolve(path_or_name: str | Path) -> Path:
             hint=f"give its run folder ({run}), whose config.yaml describes the network"
             if run else "give the spec or run config it was trained from, or the run "
             "folder; `cnncli predict` and `cnncli evaluate` run the model file itself")
+    if path.is_dir():  # neither a run nor a built-in name
+        raise ConfigError(f"'{text}' is a folder, not a spec file, a run folder or a "
+                          "built-in network", hint="give a spec file (.yaml), a run folder "
+                          "(it holds config.yaml) or a built-in name: " + ", ".join(names()))
     if _exists(path):
         return path
     shown = text if len(text) <= 120 else text[:117] + "..."
