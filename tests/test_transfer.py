@@ -303,7 +303,7 @@ def test_a_weights_word_that_is_neither_a_word_nor_a_file_name_is_a_config_error
 
 
 @pytest.mark.parametrize("weights, meant", [("imagenett", "imagenet"), ("Imagenet", None),
-                                            ("NONE", None), ("mine", None)])
+                                            ("NONE", None), ("mine", None), ("   ", None)])
 def test_a_specs_pretrained_weights_are_checked_as_model_weights_are(weights, meant):
     doc = {"input": [32, 32, 3], "layers": [
         {"pretrained": {"name": "mobilenet_v2", "weights": weights}}, "Flatten"]}
@@ -311,8 +311,9 @@ def test_a_specs_pretrained_weights_are_checked_as_model_weights_are(weights, me
         [node] = [n for n in expand(spec.parse(doc)).nodes if n.layer == "Pretrained"]
         assert node.args["weights"] == weights.lower()
         return
+    said = "is empty" if not weights.strip() else "should be imagenet, none or a weights file"
     with pytest.raises(ConfigError, match="layer 1 \\(pretrained\\): `weights` of pretrained "
-                                          "should be imagenet, none or a weights file") as e:
+                                          + said) as e:
         expand(spec.parse(doc))
     assert (e.value.hint == f"did you mean '{meant}'?") == (meant is not None)
 

@@ -74,8 +74,8 @@ def entry_args(value) -> tuple[dict, list[tuple[str, str | None]]]:
         if isinstance(args["weights"], str) and args["weights"]:
             try:
                 args["weights"] = config.weights_setting(args["weights"])
-            except config.SettingError as exc:  # imagenett: a typo, not a file
-                problems.append((f"`weights` of {ENTRY} {exc}", exc.hint))
+            except ValueError as exc:  # imagenett: a typo, not a file; blanks: empty
+                problems.append((f"`weights` of {ENTRY} {exc}", getattr(exc, "hint", None)))
     elif "weights" in args:
         problems.append(("`weights` applies to `name:` (a pretrained network); a model's "
                          "own weights come with it", "remove `weights`"))
