@@ -117,6 +117,16 @@ def test_the_folder_of_a_runs_name_starts_from_its_latest_run(source):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_run_started_from_a_runs_name_folder_records_the_run_it_meant(source):
+    """A resume, or a summary of the run, starts from that run, not from a later one
+    whose training moved the `latest` link since."""
+    from cnncli.run import plan as planning
+
+    cfg = config.parse({"model": {"from": str(source.parent)}, "data": {"name": "mnist"}})
+    planning.absolute_paths(cfg)
+    assert cfg.model["from"] == str(source.resolve())
+
+
 def test_a_model_with_no_layer_to_cut_at_is_refused_before_the_run_folder(tmp_path):
     from cnncli.model import builder
     from cnncli.model.modelfile import save_model_atomic

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from cnncli import config, devices, yamlio
+from cnncli import config, devices, runfolder, yamlio
 from cnncli.data import checks, datasets
 from cnncli.data.dataset import Dataset
 from cnncli.data.feed import Feed
@@ -73,12 +74,18 @@ class Plan:
 def absolute_paths(cfg: config.RunConfig) -> None:
     """`data.name` (when a path, not a dataset's name) and `data.data_dir` made absolute,
     in place: the run's config then names the same data from any folder (``cnncli
-    evaluate RUN`` and ``--resume`` run elsewhere than training did)."""
+    evaluate RUN`` and ``--resume`` run elsewhere than training did); `model.from` naming
+    the folder of a run's name, the run it means now."""
     d = cfg.data
     if datasets.known_name(d.name) is None:
         d.name = os.path.abspath(os.path.expanduser(d.name))
     if d.data_dir:
         d.data_dir = os.path.abspath(os.path.expanduser(d.data_dir))
+    start = cfg.model.get("from") if isinstance(cfg.model, dict) else None
+    if isinstance(start, str) and runfolder.named(start) != Path(start):
+        # `from: runs/mnist` is its latest run now: that run, recorded, so that a resume
+        # or a summary of this run starts from the same one after another mnist run
+        cfg.model["from"] = str(runfolder.named(start).resolve())
 
 
 def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
