@@ -109,10 +109,12 @@ def _save(fig: Figure, path: str | Path) -> Path:
         writable_folder(path.parent)
         write_atomic(path, buffer.getvalue())
     except OSError as exc:
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise WriteError(f"cannot write the plot: {exc.strerror or exc}", file=str(path),
-                         hint="free some disk space, or choose another output folder" if full
-                         else "choose a writable output folder") from None
+        message = f"cannot write the plot: {exc.strerror or exc}"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the disk's, not the command's
+            raise WriteError(message, file=str(path), hint="free some disk space, or "
+                             "choose another output folder") from None
+        raise ConfigError(message, file=str(path),  # a folder in the way, no permission
+                          hint="choose a writable output folder") from None
     return path
 
 

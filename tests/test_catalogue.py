@@ -515,7 +515,8 @@ COMMAND_LINE_ROWS = [
         check=first_epoch_files_remain),
     row("cli-train_full_disk_at_the_curves", "train {file}", 3,
         "cannot write the plot: No space left on device ({tmp}/runs/run/1/curves.png). "
-        "Hint: free some disk space, then: cnncli train --resume {tmp}/runs/run/1",
+        "Hint: free some disk space (or make the run folder writable), then: cnncli train "
+        "--resume {tmp}/runs/run/1",
         full_disk_config, writes=True, patch=full_disk_at_the_curves),
     row("cli-predict_weights_with_a_run", "predict {image} --model {run} --weights w.h5", 2,
         "--weights goes with a pretrained model name"),

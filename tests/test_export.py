@@ -401,6 +401,11 @@ def test_test_images_of_which_none_can_be_decoded_are_refused_for_the_check(kera
     with pytest.raises(DataError, match="none of the 3 test images of photos could be "
                                         "decoded: the exports cannot be checked on them"):
         exporter._samples(keras_model, None, str(tmp_path / "photos"), None, False, 0, False)
+    for label in "012":  # and int8 calibration on training images none of which decodes
+        (tmp_path / "photos" / "train" / label / "0.png").write_bytes(b"\x89PNG\r\n\x1a\nno")
+    with pytest.raises(DataError, match="none of the 6 training images picked to calibrate "
+                                        "the int8 export could be decoded"):
+        exporter._samples(keras_model, None, str(tmp_path / "photos"), None, False, 0, True)
 
 
 def test_int8_needs_training_images(run, tmp_path):

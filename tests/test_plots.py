@@ -77,14 +77,28 @@ def test_plot_replaces_an_existing_file(tmp_path):
     assert_png(path)
 
 
-def test_unwritable_target_is_a_write_error_and_leaves_no_temp_file(tmp_path):
+def test_unwritable_target_is_a_config_error_and_leaves_no_temp_file(tmp_path):
     target = tmp_path / "plot.png"
     target.mkdir()  # a folder where the file should go: the final rename fails
-    with pytest.raises(WriteError, match="cannot write the plot: Is a directory. Hint: "
-                                         "choose a writable output folder"):
+    with pytest.raises(ConfigError, match="cannot write the plot: Is a directory. Hint: "
+                                          "choose a writable output folder"):
         plots.training_curves(HISTORY, target)
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]
     assert target.is_dir()
+
+
+def test_a_full_disk_is_a_write_error_not_the_commands(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(plots, "write_atomic", full)
+    with pytest.raises(WriteError, match="No space left on device. Hint: free some disk "
+                                         "space") as caught:
+        plots.training_curves(HISTORY, tmp_path / "plot.png")
+    assert caught.value.exit_code == 3
 
 
 def test_a_picture_is_written_in_the_format_its_name_says(tmp_path):

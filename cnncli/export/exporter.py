@@ -385,6 +385,11 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
         pick = np.random.default_rng(1).permutation(len(ds.train))[:CALIBRATION_IMAGES]
         train, read = feed.images_at(ds.train, np.sort(pick), shape, resize=resize)
         calibration = train[read]  # a file that cannot be decoded is no calibration
+        if not len(calibration):
+            raise DataError(f"none of the {len(pick):,} training images picked to calibrate "
+                            "the int8 export could be decoded", file=source,
+                            hint="check the data (a copy cut short?), or give other data "
+                                 "with --data NAME_OR_PATH")
     if images:
         checked, given = _read_images(images, shape, resize, limit)
         of = f" of the {given:,}" if given > len(checked) else ""

@@ -305,5 +305,5 @@ def _write_error(run: Path, exc: OSError | WriteError) -> TrainingError:
         what = f"cannot write to the run folder: {exc.strerror or exc}" + (
             f" ({exc.filename})" if getattr(exc, "filename", None) else "")
     return TrainingError(what, file=str(run),
-                         hint=f"free some disk space, then: cnncli train --resume {run} (the "
-                              "last backup is kept)")
+                         hint=f"free some disk space (or make the run folder writable), then: "
+                              f"cnncli train --resume {run} (the last backup is kept)")
