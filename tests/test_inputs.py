@@ -62,6 +62,13 @@ def test_a_folder_follows_links_as_training_does_and_a_loop_adds_nothing(photos,
                                 os.path.join("sub", "c.webp")]
 
 
+def test_a_folders_images_are_named_from_the_folder_as_given(photos, monkeypatch):
+    monkeypatch.chdir(photos.parent)
+    assert expand_inputs(["./photos"])[0] == "./photos/a.PNG"  # as scripts expect it
+    monkeypatch.chdir(photos)
+    assert expand_inputs(["."])[0] == "./a.PNG"
+
+
 def test_a_folder_without_images_is_an_error(tmp_path):
     (tmp_path / "readme.txt").write_text("hi")
     with pytest.raises(DataError, match="holds no images") as err:

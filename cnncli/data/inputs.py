@@ -62,7 +62,8 @@ def is_image_name(path: str) -> bool:
 def _images_in_folder(folder: str) -> list[str]:
     """Image files under `folder`, recursively, sorted; hidden files and folders skipped,
     links followed as training follows them (`image_files`)."""
-    return sorted(str(p) for p in image_files(Path(folder))[0])
+    top = Path(folder)  # the paths as given (./photos/a.jpg stays so, not photos/a.jpg)
+    return sorted(os.path.join(folder, p.relative_to(top)) for p in image_files(top)[0])
 
 
 def image_files(folder: Path, classes: dict[Path, str] | None = None
