@@ -16,6 +16,8 @@ net.yaml:4: layer 2: unknown layer 'Conv2d'. Hint: did you mean 'Conv2D'?
 
 from __future__ import annotations
 
+import re
+
 #: Documented exit codes, used by every command (README: "Exit codes").
 EXIT_OK = 0
 EXIT_BELOW_THRESHOLD = 1  # evaluate --fail-under, or some inputs failed in predict
@@ -162,6 +164,8 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
     "did you mean 'dens'?"
     >>> suggest("crop", ["stretch", "center_crop", "pad"])
     "did you mean 'center_crop'?"
+    >>> suggest("back", ["backup_every", "batch_size"])
+    ''
     """
     import difflib
 
@@ -175,8 +179,8 @@ def suggest(word: object, choices, listing: str | None = None) -> str:
         close = next((n for n in found if n.lower().startswith(text.lower())
                       and difflib.SequenceMatcher(None, text, n).ratio() > best - 0.05),
                      found[0] if found else None)
-    if close is None and len(text) >= 3:  # crop: center_crop, the one name holding it
-        holding = [n for n in names if text.lower() in n.lower()]
+    if close is None and len(text) >= 3:  # crop: center_crop, the one name with it as a part
+        holding = [n for n in names if text.lower() in re.split(r"[_.\-]", n.lower())]
         close = holding[0] if len(holding) == 1 else None
     parts = [f"did you mean '{close}'?"] if close else []
     if listing and not (close and len(names) > LONG_LIST):
