@@ -20,7 +20,7 @@ from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
 from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning
 from cnncli.errors import DeviceError
 from cnncli.parallel import available_cpus
-from cnncli.runtime import import_keras, import_tf, stderr_silenced
+from cnncli.runtime import import_keras, import_tf, quiet_unless_debugging
 from cnncli.text import first_line
 
 
@@ -39,9 +39,7 @@ def build_info() -> dict:
 def _physical_gpus() -> list:
     # TensorFlow logs a cuInit error from C++ on machines without CUDA.
     tf = import_tf()
-    if os.environ.get("CNNCLI_DEBUG"):
-        return tf.config.list_physical_devices("GPU")
-    with stderr_silenced():
+    with quiet_unless_debugging():
         return tf.config.list_physical_devices("GPU")
 
 
