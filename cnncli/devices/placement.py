@@ -102,43 +102,47 @@ class Placement:
         >>> Placement("cpu", ["/cpu:0"], cpu_threads=2, note="--device cpu").describe()
         'Device: CPU (2 threads): --device cpu'
         """
+        text = f"Device: {self.label()}"
+        if self.kind == "cpu":
+            return f"{text}: {self.note}" if self.note else text
+        if self.kind == "multiworker":
+            if self.task.startswith("chief"):
+                role = "this is the chief"
+            else:
+                role = f"this is {self.task}" + (" (chief)" if self.is_chief else "")
+            text += f"; {role}"
+        return text + ("; batch size is per replica" if self.replicas > 1 and
+                       self.kind != "gpu" else "")
+
+    def label(self) -> str:
+        """The devices and precision, as a value (metrics.json's ``device``).
+
+        >>> Placement("cpu", ["/cpu:0"], cpu_threads=2, note="--device cpu").label()
+        'CPU (2 threads)'
+        """
         if self.kind == "cpu":
             threads = count(self.cpu_threads, "thread")
             if self.precision != "float32":
                 threads += f", {self.precision}"
-            text = f"Device: CPU ({threads})"
-            return f"{text}: {self.note}" if self.note else text
+            return f"CPU ({threads})"
         names = [g.name for g in self.gpus] or list(self.devices)
         if self.kind == "multiworker":
-            return self._describe_multiworker(names)
+            if not self.gpus:
+                local = "CPU"
+            elif len(names) == 1:
+                local = names[0]
+            elif len(set(names)) == 1:
+                local = f"{len(names)}x {names[0]}"
+            else:
+                local = f"({', '.join(names)})"
+            return f"{self.workers} workers x {local} (multi-worker mirrored, {self.precision})"
         if self.kind == "gpu":
-            where = self.devices[0].lstrip("/")
-            return f"Device: {names[0]} ({where}, {self.precision})"
+            return f"{names[0]} ({self.devices[0].lstrip('/')}, {self.precision})"
         if len(set(names)) == 1:
             what = f"{len(names)}x {names[0]}"
         else:
             what = f"{len(names)} devices: {', '.join(names)}"
-        text = f"Device: {what} (mirrored, {self.precision})"
-        if self.replicas > 1:
-            text += "; batch size is per replica"
-        return text
-
-    def _describe_multiworker(self, names: list[str]) -> str:
-        if not self.gpus:
-            local = "CPU"
-        elif len(names) == 1:
-            local = names[0]
-        elif len(set(names)) == 1:
-            local = f"{len(names)}x {names[0]}"
-        else:
-            local = f"({', '.join(names)})"
-        if self.task.startswith("chief"):
-            role = "this is the chief"
-        else:
-            role = f"this is {self.task}" + (" (chief)" if self.is_chief else "")
-        text = f"Device: {self.workers} workers x {local} (multi-worker mirrored, " \
-               f"{self.precision}); {role}"
-        return text + ("; batch size is per replica" if self.replicas > 1 else "")
+        return f"{what} (mirrored, {self.precision})"
 
     def global_batch_size(self, batch_size: int) -> int:
         """The batch of one step over all replicas, when each gets `batch_size`.

@@ -41,7 +41,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> dict:
         "images_per_s": float(np.median(speeds)) if speeds else None,
         "batch_size": p.cfg.train.batch_size,
         "batch_size_is_per_replica": p.placement.replicas > 1,
-        "device": p.placement.describe().removeprefix("Device: "),  # a value, not a line
+        "device": p.placement.label(),
         "replicas": p.placement.replicas,
         "precision": p.placement.precision,
         "steps_per_execution": p.steps_per_execution,
