@@ -123,7 +123,7 @@ def test_predictions_escape_control_characters_in_file_and_class_names(capsys):
     from types import SimpleNamespace
 
     image = SimpleNamespace(file="e\x1b[31m.jpg", top=[("cat\x1b[0m", 0.9)])
-    result = SimpleNamespace(images=[image, image], errors=[])
+    result = SimpleNamespace(images=[image, image], errors=[], scores=False)
     for fmt in ("text", "csv", "jsonl"):
         render.predictions(result, fmt)
         assert "\x1b" not in capsys.readouterr().out, fmt
