@@ -163,9 +163,11 @@ def test_resume_refuses_even_with_force_each_setting_its_backup_was_made_with(
                                  f"made with: {change}")
 
 
-def _interrupted_run(path: Path, *overrides: str, record_data: bool = True) -> Path:
+def _interrupted_run(path: Path, *overrides: str, record_data: bool = True,
+                     **state) -> Path:
     """A run of the config at `path` stopped after its first epoch, with its backup (one
-    made before backups recorded the data, without `record_data`)."""
+    made before backups recorded the data, without `record_data`; `state`: more of the
+    backup's `TrainState`)."""
     cfg = config.load(path, list(overrides))
     result = run_train(path, *overrides)
     run = result.run
@@ -173,7 +175,7 @@ def _interrupted_run(path: Path, *overrides: str, record_data: bool = True) -> P
     checkpoint.save(run, training.compile_model(p), TrainState(
         epoch=1, history=result.history[:1], precision=p.placement.precision,
         backup_every=cfg.train.backup_every,
-        data=p.feed.fingerprint() if record_data else {}))
+        data=p.feed.fingerprint() if record_data else {}, **state))
     (run / "metrics.json").unlink()
     return run
 
@@ -583,6 +585,21 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, change
     with pytest.raises(DataError, match="the data is not the one this run trained on") as e:
         training.train(config.load(run / "config.yaml"), resume=run)
     assert says in e.value.message
+
+
+def test_a_resumed_run_counts_the_unreadable_images_its_backup_found_each_once(tmp_path):
+    """As the uninterrupted run would: found once, a file stays counted (gone.png: the
+    resumed epoch does not reach it), and found again after the data moved (bad.png),
+    it is the same file."""
+    photos = _photos(tmp_path)
+    (photos / "0" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    data = f"data.name={photos}"
+    images = len(planning.plan(config.load(write_config(tmp_path), [data])).feed.train)
+    path = write_config(tmp_path, epochs=2, batch_size=images)  # every image, each epoch
+    run = _interrupted_run(path, data, unreadable=["0/bad.png", "gone.png"])
+    assert history_rows(run)[1]["unreadable_images"] == "1"  # bad.png, found
+    resumed = _resume_with_data_at(run, photos.rename(tmp_path / "elsewhere")).run
+    assert history_rows(resumed)[1]["unreadable_images"] == "2"
 
 
 def test_a_run_whose_data_folder_moved_resumes_there_with_force(tmp_path):

@@ -33,8 +33,9 @@ class TrainState:
         resumes: one entry per ``--resume --force`` that changed the config.
         data: what the run trains on (`cnncli.data.feed.Feed.fingerprint`); ``--resume``
             refuses other data ({} in backups made before it was recorded).
-        unreadable: the image files that could not be decoded so far (skipped), sorted:
-            a resumed run counts them as the run it continues did.
+        unreadable: the image files that could not be decoded so far (skipped), sorted,
+            by their path below the data's folder: a resumed run counts them as the run
+            it continues did, from wherever the data is now.
     """
 
     epoch: int = 0

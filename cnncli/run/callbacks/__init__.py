@@ -11,6 +11,7 @@ run's `TrainState`, so a resumed run continues exactly.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -159,7 +160,9 @@ class RunCallback(keras.callbacks.Callback):
     def _record_unreadable(self) -> None:
         """The images found unreadable since the last look, into the run's state (its
         backups carry them), to be named at the epoch's end."""
-        why = {exc.file: exc for exc in self.p.feed.unreadable()}
+        # named below the data's folder: the same names after the data moved
+        root = os.path.join(self.p.cfg.data.name, "")
+        why = {str(exc.file).removeprefix(root): exc for exc in self.p.feed.unreadable()}
         self.unreadable_new += [why[f] for f in self.state.add_unreadable(why)]
 
     def _name_unreadable(self) -> None:
