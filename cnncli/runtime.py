@@ -11,6 +11,7 @@ Heavy modules start with ``keras = import_keras()`` instead of ``import keras``.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 
@@ -67,14 +68,53 @@ def quiet_unless_debugging():
     return contextlib.nullcontext() if os.environ.get("CNNCLI_DEBUG") else stderr_silenced()
 
 
+@contextlib.contextmanager
 def downloads_on_stderr():
     """Keras' download messages ("Downloading data from URL" and its progress bar) on
-    stderr, where progress belongs, not on stdout, which holds results (`--json`).
+    stderr, where progress belongs, not on stdout, which holds results (`--json`). The
+    first line waits for the next (the progress bar): a download that fails before any
+    (no network) says nothing, and the caller says what it does instead.
 
     >>> with downloads_on_stderr():
     ...     print("Downloading data from https://example.com/x.npz")   # goes to stderr
     """
-    return contextlib.redirect_stdout(sys.stderr)
+    held = _FirstLineHeld(sys.stderr)
+    with contextlib.redirect_stdout(held):
+        try:
+            yield
+        except BaseException:
+            held.held = ""  # it never started: nothing to show
+            raise
+        finally:
+            held.release()
+
+
+class _FirstLineHeld(io.TextIOBase):
+    """Writes to `target`, the first line only once something follows it."""
+
+    def __init__(self, target):
+        self.target, self.held, self.started = target, "", False
+
+    def write(self, text: str) -> int:
+        if not self.started and (not self.held or not self.held.endswith("\n")):
+            self.held += text  # the first line, until its end
+            return len(text)
+        self.release()
+        return self.target.write(text)
+
+    def release(self) -> None:
+        if self.held:
+            self.target.write(self.held)
+            self.held = ""
+        self.started = True
+        self.target.flush()
+
+    def flush(self) -> None:
+        if self.started:
+            self.target.flush()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
 
 
 def import_keras():

@@ -623,6 +623,23 @@ def test_keras_download_messages_go_to_stderr_not_to_stdout(monkeypatch, capsys)
     assert out == "" and "Downloading data from" in err  # stdout holds results (--json)
 
 
+def test_a_download_that_fails_at_once_prints_nothing_before_the_fallback(monkeypatch,
+                                                                          capsys):
+    """Offline, Keras says "Downloading data from URL" and fails (no network): the line
+    would say it downloads; the bundled MNIST sample's warning says what happens."""
+    import keras
+
+    def load_data():
+        print("Downloading data from https://storage.googleapis.com/mnist.npz")
+        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", load_data)
+    monkeypatch.setattr(known, "_keras_download", KERAS_DOWNLOAD)
+    with pytest.warns(UserWarning, match="USING THE BUNDLED MNIST SAMPLE"):
+        datasets.load("mnist")
+    assert "Downloading" not in capsys.readouterr().err
+
+
 def test_incomplete_idx_set_in_cache_is_named_in_the_not_found_error(tmp_path):
     folder = keras_cache(tmp_path) / "fashion-mnist"
     write_idx_set(folder)
