@@ -284,6 +284,18 @@ def test_gradcam_keeps_the_last_convolution_when_nothing_joins_after_it():
     assert conv_layers.last_volume(model).name == "conv2_1"
 
 
+def test_a_grad_cam_with_no_evidence_for_the_class_says_so(tmp_path):
+    """A black image gives a convolution without bias nothing: no map raises the class,
+    and a picture with no overlay would look like an error without the words."""
+    from cnncli.viz import explain as explaining
+
+    image = tmp_path / "black.png"
+    Image.new("L", (16, 16)).save(image)
+    result = explaining.explain([str(image)], wrap(conv_net()), output=tmp_path)
+    [picture] = result.pictures
+    assert picture.evidence is False and picture.to_dict()["evidence"] is False
+
+
 def test_a_layer_that_is_not_a_convolution_is_named_for_what_it_is():
     model = conv_net(filters_=(2, 3))
     with pytest.raises(ConfigError, match="'fc1' is a Dense layer, not a convolution "

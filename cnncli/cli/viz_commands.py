@@ -134,6 +134,11 @@ def explain(
     result = explaining.explain(files, loaded, class_name=class_name, layer=layer,
                                 output=output)
     _show([p.to_dict() for p in result.pictures], json)
+    for p in result.pictures:
+        if not p.evidence:
+            render.warn(f"{p.image}: nothing at {p.layer} raised '{p.class_name}' (the "
+                        "Grad-CAM is empty, the picture has no overlay); try --class or "
+                        "an earlier --layer")
     for error in result.errors:
         render.error(error)
     if result.errors:

@@ -35,10 +35,12 @@ class Explained:
     class_name: str
     probability: float
     layer: str
+    evidence: bool = True  # False: nothing at the layer raised the class (no overlay)
 
     def to_dict(self) -> dict:
         return {"png": str(self.png), "image": self.image, "class": self.class_name,
-                "probability": round(self.probability, 6), "layer": self.layer}
+                "probability": round(self.probability, 6), "layer": self.layer,
+                "evidence": self.evidence}
 
 
 @dataclass
@@ -92,9 +94,11 @@ def _write(image: model_input.ModelInput, heat: gradcam.Heatmap, class_names,
            png: Path) -> Explained:
     name = str(class_names[heat.class_index])
     picture = mosaic.enlarged(gradcam.overlay(image.pixels, heat.heatmap))
-    title = f"{name}: {heat.probability:.1%}   (Grad-CAM at {heat.layer})"
+    evidence = bool(heat.heatmap.max() > 0)
+    title = f"{name}: {heat.probability:.1%}   (Grad-CAM at {heat.layer}" + (
+        ")" if evidence else ": no evidence for it there)")
     plots.pixel_panels([(title, picture)], png)
-    return Explained(png, image.source, name, heat.probability, heat.layer)
+    return Explained(png, image.source, name, heat.probability, heat.layer, evidence)
 
 
 class _Names:
