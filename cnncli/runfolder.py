@@ -16,14 +16,16 @@ from pathlib import Path
 CONFIG = "config.yaml"
 #: The model files of a run, in the order predict, evaluate and export use them.
 MODELS = ("best.keras", "model.keras")
+#: The link, in the folder of a run's name, to its newest run.
+LATEST = "latest"
 
 
 def named(path: str | os.PathLike) -> Path:
     """The run `path` names: `path` itself, or, for the folder of a run's name
     (``runs/mnist``, no config of its own), its ``latest`` run."""
     p = Path(path)
-    if p.is_dir() and not (p / CONFIG).exists() and (p / "latest").exists():
-        return p / "latest"
+    if p.is_dir() and not (p / CONFIG).exists() and (p / LATEST).exists():
+        return p / LATEST
     return p
 
 

@@ -131,8 +131,7 @@ class Feed:
     @property
     def failures(self) -> int:
         """Images that could not be decoded so far (skipped: weight 0)."""
-        return sum(len(loader.failures) for loader in {self.train_loader, self.val_loader}
-                   if loader is not None)
+        return len(self.unreadable())
 
     def unreadable(self) -> list[DataError]:
         """Why each image that could not be decoded so far failed, in the order found

@@ -90,7 +90,7 @@ def image_files(folder: Path, classes: dict[Path, str] | None = None
         walked.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+            if name.startswith(".") or not is_image_name(name):
                 continue
             path = Path(dirpath) / name
             other = None

@@ -51,7 +51,7 @@ def create(root: str | Path, name: str) -> Path:
     if not os.access(base, os.W_OK):
         raise ConfigError("the run folder is not writable", file=str(base),
                           hint="choose another output folder with --set output.dir=...")
-    latest = base / "latest"
+    latest = base / runfolder.LATEST
     if latest.exists() and not latest.is_symlink():  # point_latest will replace it
         raise ConfigError("'latest' here is not the link cnncli keeps to the newest run "
                           "(it is a folder or a file of its own)", file=str(latest),
@@ -75,7 +75,7 @@ def _number(name: str) -> bool:
 
 def point_latest(run: Path) -> None:
     """Make ``runs/<name>/latest`` a symlink to `run`, replaced atomically."""
-    link = run.parent / "latest"
+    link = run.parent / runfolder.LATEST
     tmp = run.parent / f".latest.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
