@@ -53,6 +53,21 @@ def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
+def read_json_object(path: str | Path) -> dict:
+    """The JSON object in `path`; a `ValueError` naming the file if it is missing, not
+    JSON, or not an object (a record a run wrote, damaged or replaced)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path.name} is missing")
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path.name} is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is not a JSON object")
+    return data
+
+
 def missing_folders(folder: str | Path) -> list[Path]:
     """`folder` and those of its parents that do not exist yet, deepest first: what to
     remove again when the work they were made for fails.

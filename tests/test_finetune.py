@@ -329,7 +329,7 @@ def test_history_and_progress_lines_show_the_stage(uninterrupted):
 
 def test_metrics_json_and_the_model_file_record_what_it_started_from(source, uninterrupted):
     result = uninterrupted
-    found = result.metrics["transfer"]
+    found = result.metrics.transfer
     assert found["backbone"] == str(source) and found["freeze"] == "backbone"
     assert found["frozen_layers"] == 3 and found["unfrozen_layers"] == 1  # not pool1: no weights
     assert found["fine_tune"] == {"after_epochs": 2, "unfreeze": "all",

@@ -20,8 +20,9 @@ def make_run(root, name, number, state=None, metrics=None):
     (run / "config.yaml").write_text(f"model: linear\ndigest: {LINEAR_DIGEST}\n")
     for file, content in (("state.json", state), ("metrics.json", metrics)):
         if content is not None:
-            (run / file).write_text(content if isinstance(content, str)
-                                    else json.dumps(content))
+            (run / file).write_bytes(content if isinstance(content, bytes)
+                                     else content.encode() if isinstance(content, str)
+                                     else json.dumps(content).encode())
     if state == FINISHED:
         with zipfile.ZipFile(run / "best.keras", "w") as archive:
             archive.writestr("config.json", "{}")
@@ -41,6 +42,10 @@ METRICS = {"epochs": 3, "best": {"metric": "val_accuracy", "value": 0.9}, "image
     (FINISHED, [1, 2], "metrics.json is not a JSON object"),
     (FINISHED, {"best": {"value": "high"}}, "best value 'high' is not a number"),
     (FINISHED, {"best": "x"}, "best is not an object"),
+    (FINISHED, {**METRICS, "images_per_s": "fast"}, "images_per_s 'fast' is not a number"),
+    (FINISHED, {**METRICS, "epochs": "3"}, "epochs '3' is not a whole number"),
+    (FINISHED, {**METRICS, "dataset": []}, "dataset is not an object"),
+    ({"status": "finished", "error": 3}, b"\xff", "metrics.json is not JSON"),
 ])
 def test_a_damaged_run_is_listed_as_damaged(tmp_path, state, metrics, problem):
     make_run(tmp_path, "a", "1", state, metrics)
@@ -48,6 +53,14 @@ def test_a_damaged_run_is_listed_as_damaged(tmp_path, state, metrics, problem):
     rows = listing.summaries(tmp_path)
     assert [r.status for r in rows] == ["damaged", "finished"]
     assert problem in rows[0].problem and rows[1].best == 0.9
+
+
+def test_a_run_of_an_older_version_with_other_fields_is_listed_with_its_figures(tmp_path):
+    make_run(tmp_path, "a", "1", FINISHED, {**METRICS, "gone_field": 1, "dataset": {
+        "train": 5, "old_key": 2}})
+    [row] = listing.summaries(tmp_path)
+    assert (row.status, row.epochs, row.best_metric, row.best, row.images_per_s) == (
+        "finished", 3, "val_accuracy", 0.9, 10.0)
 
 
 @pytest.mark.parametrize("text", [

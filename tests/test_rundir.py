@@ -2,12 +2,14 @@
 
 import multiprocessing
 import os
+import re
 
 import pytest
 
 from cnncli import files
 from cnncli.errors import ConfigError, DataError
 from cnncli.run import rundir
+from cnncli.run.status import FAILED, FINISHED, RunStatus
 
 
 def _create(root):
@@ -121,3 +123,22 @@ def test_a_folder_of_exported_models_is_not_a_run_and_the_hint_names_one(tmp_pat
     with pytest.raises(DataError) as caught:
         rundir.find(tmp_path)
     assert caught.value.hint == "give a run folder such as runs/mnist/1"
+
+
+@pytest.mark.parametrize("status", [RunStatus(FINISHED), RunStatus(FAILED, "out of memory")])
+def test_a_run_status_reads_back_as_written(tmp_path, status):
+    status.write(tmp_path)
+    assert RunStatus.read(tmp_path) == status
+    assert ("error" in files.read_json(tmp_path / "state.json")) == (status.error is not None)
+
+
+@pytest.mark.parametrize("content,problem", [
+    (None, "state.json is missing"), ("{", "state.json is not JSON"),
+    ('["finished"]', "state.json is not a JSON object"),
+    ('{"status": "done"}', "state.json has no status cnncli writes ('done')"),
+])
+def test_a_damaged_run_status_says_what_is_wrong(tmp_path, content, problem):
+    if content is not None:
+        (tmp_path / "state.json").write_text(content)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        RunStatus.read(tmp_path)

@@ -18,6 +18,7 @@ from cnncli.run import checkpoint, loop, rundir
 from cnncli.run import plan as planning
 from cnncli.run import train as training
 from cnncli.run.callbacks import Interrupted
+from cnncli.run.record import RunMetrics
 from cnncli.run.state import TrainState
 from cnncli.runtime import import_tf
 
@@ -46,12 +47,16 @@ def test_a_run_folder_has_everything(tmp_path):
 
 
 def test_metrics_json_says_what_was_used(tmp_path):
-    metrics = run_train(write_config(tmp_path, epochs=1)).metrics
-    assert metrics["dataset"]["train"] == 256 and metrics["dataset"]["validation"] == 64
-    assert metrics["dataset"]["sample"] is False
-    assert metrics["device"].startswith("CPU (") and ":" not in metrics["device"]  # no note
-    assert {"tensorflow", "keras", "cnncli"} <= set(metrics["versions"])
-    assert metrics["images_per_s"] > 0 and metrics["best"]["metric"] == "val_accuracy"
+    result = run_train(write_config(tmp_path, epochs=1))
+    metrics = result.metrics
+    assert metrics.dataset.train == 256 and metrics.dataset.validation == 64
+    assert metrics.dataset.sample is False
+    assert metrics.device.startswith("CPU (") and ":" not in metrics.device  # no note
+    assert {"tensorflow", "keras", "cnncli"} <= set(metrics.versions)
+    assert metrics.images_per_s > 0 and metrics.best.metric == "val_accuracy"
+    written = files.read_json(result.run / "metrics.json")
+    assert written["dataset"]["train"] == 256 and written["best"]["epoch"] == 1
+    assert RunMetrics.read(result.run) == metrics  # the file reads back as the record
 
 
 def test_the_toy_problem_is_learned(tmp_path):
@@ -79,7 +84,7 @@ def test_steps_can_end_mid_epoch(tmp_path):
     cfg = config.load(path)
     cfg.train.epochs = None
     result = training.train(cfg, config_file=str(path))
-    assert result.metrics["steps"] == 20 and result.metrics["epochs"] == 2
+    assert result.metrics.steps == 20 and result.metrics.epochs == 2
 
 
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
@@ -191,7 +196,7 @@ def test_resume_may_read_the_same_data_offline_or_uncached_without_force(tmp_pat
     result = training.train(config.load(run / "config.yaml", [
         "data.offline=true", "data.cache=none", f"data.data_dir={tmp_path}"]), resume=run)
     assert [r["epoch"] for r in result.history] == [1, 2]
-    assert not result.metrics.get("resumes")  # nothing changed that matters
+    assert not result.metrics.resumes  # nothing changed that matters
 
 
 def test_resume_with_another_precision_is_refused_without_force(tmp_path):
@@ -214,8 +219,8 @@ def test_resume_with_force_applies_and_records_a_new_precision(tmp_path):
                             resume=run, force=True, reporter=Notes())
     assert notes == ["--force: continuing with train.precision float32 -> mixed_bfloat16 "
                      "(recorded in config.yaml and metrics.json)"]
-    assert result.metrics["precision"] == "mixed_bfloat16"
-    assert result.metrics["resumes"] == [{"epoch": 2, "step": 0, "changed": {
+    assert result.metrics.precision == "mixed_bfloat16"
+    assert result.metrics.resumes == [{"epoch": 2, "step": 0, "changed": {
         "train.precision": ["float32", "mixed_bfloat16"]}}]
     assert config.load(run / "config.yaml").train.precision == "mixed_bfloat16"
 
@@ -388,7 +393,7 @@ def test_early_stopping_stops_and_says_so(tmp_path):
                         extra_train="early_stopping: {patience: 2, monitor: val_loss, "
                                     "min_delta: 1.0}")
     result = run_train(path)
-    assert result.metrics["stopped_early"] and result.metrics["epochs"] == 3
+    assert result.metrics.stopped_early and result.metrics.epochs == 3
 
 
 def _uninterrupted(tmp_path, **kw):
@@ -825,7 +830,7 @@ def test_auto_batch_halves_until_it_fits(tmp_path, monkeypatch):
 
     path = write_config(tmp_path, epochs=1)
     result = training.train(config.load(path), auto_batch=True, reporter=Notes())
-    assert result.metrics["batch_size"] == 4
+    assert result.metrics.batch_size == 4
     assert notes == ["out of memory at batch size 16: starting again with 8 (--auto-batch)",
                      "out of memory at batch size 8: starting again with 4 (--auto-batch)"]
 
@@ -835,17 +840,17 @@ def test_steps_per_execution_trains_the_same_steps(tmp_path):
                         extra_train="steps_per_execution: 4")
     result = run_train(path)
     assert [r["epoch"] for r in result.history] == [1, 2]
-    assert result.metrics["steps"] == 32
+    assert result.metrics.steps == 32
 
 
 def test_steps_per_execution_auto_takes_4_when_it_divides_the_epoch(tmp_path):
     result = run_train(write_config(tmp_path, epochs=1))  # 16 steps an epoch
-    assert result.metrics["steps_per_execution"] == 4
+    assert result.metrics.steps_per_execution == 4
 
 
 def test_steps_per_execution_auto_takes_1_when_nothing_divides_the_epoch(tmp_path):
     path = write_config(tmp_path, epochs=1, batch_size=17)  # 15 steps an epoch
-    assert run_train(path).metrics["steps_per_execution"] == 1
+    assert run_train(path).metrics.steps_per_execution == 1
 
 
 def test_steps_per_execution_that_does_not_divide_the_epoch_is_refused(tmp_path):
@@ -882,13 +887,13 @@ def test_steps_per_execution_must_be_auto_or_a_whole_number(tmp_path, value):
 
 
 def test_jit_compile_auto_leaves_xla_off_on_the_cpu(tmp_path):
-    assert run_train(write_config(tmp_path, epochs=1)).metrics["jit_compile"] is False
+    assert run_train(write_config(tmp_path, epochs=1)).metrics.jit_compile is False
 
 
 def test_jit_compile_true_trains_with_xla(tmp_path):
     path = write_config(tmp_path, epochs=1, extra_train="jit_compile: true")
     result = run_train(path)
-    assert result.metrics["jit_compile"] is True
+    assert result.metrics.jit_compile is True
     assert result.history[0]["loss"] > 0
 
 
@@ -899,12 +904,12 @@ BN_SPEC = SPEC.replace("    - MaxPooling2D", "    - BatchNormalization\n    - Ma
 def test_batch_norm_trains_with_the_fused_kernel_by_default(tmp_path):
     assert "BatchNormalization" in BN_SPEC
     path = write_config(tmp_path, epochs=1, spec=BN_SPEC)
-    assert run_train(path).metrics["fused_batch_norm_layers"] == 1
+    assert run_train(path).metrics.fused_batch_norm_layers == 1
 
 
 def test_fused_norm_false_keeps_keras_own_batch_norm(tmp_path):
     path = write_config(tmp_path, epochs=1, spec=BN_SPEC, extra_train="fused_norm: false")
-    assert run_train(path).metrics["fused_batch_norm_layers"] == 0
+    assert run_train(path).metrics.fused_batch_norm_layers == 0
 
 
 def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():

@@ -18,8 +18,8 @@ def test_mnist_net_learns_fashion_mnist_in_one_epoch(tmp_path):
         "train.epochs=1", f"output.dir={tmp_path}", "data.offline=true",
         "train.schedule.name=constant", "train.optimizer.learning_rate=1e-3"])
     result = training.train(cfg, config_file="configs/fashion_mnist.yaml")
-    assert result.metrics["dataset"]["train"] == 54_000
-    assert str(FASHION) in result.metrics["dataset"]["source"]
+    assert result.metrics.dataset.train == 54_000
+    assert str(FASHION) in result.metrics.dataset.source
     report = evaluation.evaluate(result.run)
     assert report.result.count == 10_000
     assert report.result.accuracy >= 0.88

@@ -453,7 +453,7 @@ def test_training_loads_keeps_frozen_and_fine_tunes_the_backbone(keras_home, tmp
     # (a kernel behind ReLU6 units that stay at 0 on these few grey images gets no
     # gradient: on some machines' arithmetic one of the 52 does not move).
     assert kernels[0] and kernels[-1] and sum(kernels) >= len(kernels) - 2, kernels
-    found = result.metrics["transfer"]
+    found = result.metrics.transfer
     assert found["freeze"] == "backbone" and found["backbone"] == "mobilenet_v2"
     [record] = found["weights"]
     assert record["file"] == str(keras_home["cache"]) and record["weights"] == "imagenet"

@@ -81,12 +81,12 @@ def train(
     result = training.train(cfg, config_file=config_file, resume=resume, force=force,
                             auto_batch=auto_batch, reporter=render.train_reporter(quiet or json))
     if json:
-        render.print_json(result.metrics)
+        render.print_json(result.metrics.to_json())
     elif not quiet:
-        best = result.metrics["best"]
-        value = f"{best['value']:.4f}" if best["value"] is not None else "n/a"
-        render.info(f"Done: {result.run}  (best {best['metric']} {value} at epoch "
-                    f"{best['epoch']}; {result.metrics['images_per_s'] or 0:,.0f} images/s)")
+        best = result.metrics.best
+        value = f"{best.value:.4f}" if best.value is not None else "n/a"
+        render.info(f"Done: {result.run}  (best {best.metric} {value} at epoch "
+                    f"{best.epoch}; {result.metrics.images_per_s or 0:,.0f} images/s)")
         render.info(f"Next: cnncli evaluate {result.run}")
 
 

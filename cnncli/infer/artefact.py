@@ -13,10 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli import config, files, runfolder
+from cnncli import config, runfolder
 from cnncli.errors import CnnError, ConfigError, ModelError
 from cnncli.model.meta import ModelMeta
 from cnncli.run import rundir
+from cnncli.run.status import FINISHED, RunStatus
 
 
 @dataclass
@@ -73,8 +74,8 @@ def _run_whose_model(path: Path) -> Path | None:
 
 def _finished(run: Path) -> bool:
     try:
-        return files.read_json(run / rundir.STATE).get("status") == "finished"
-    except (OSError, ValueError, AttributeError):
+        return RunStatus.read(run).status == FINISHED
+    except (OSError, ValueError):
         return False
 
 

@@ -10,13 +10,14 @@ that is training now.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cnncli import runfolder
 from cnncli.run import rundir
+from cnncli.run.record import RunMetrics
+from cnncli.run.status import FINISHED, RUNNING, RunStatus
 
 #: What `RunSummary.status` says, besides the states a run records itself
 #: (running, interrupted, failed, finished).
@@ -51,39 +52,25 @@ def summaries(root: str | Path = "runs", *, must_exist: bool = False) -> list[Ru
     return [summarize(run) for run in rundir.list_runs(root)]
 
 
-#: The states a run records itself (`cnncli.run.train`).
-RECORDED = ("running", "interrupted", "failed", "finished")
-
-
 def summarize(run: Path) -> RunSummary:
     """What the files of `run` say about it; never raises for a damaged run."""
     try:
         _check_config(run / rundir.CONFIG)
         if (run / rundir.STATE).exists() or not rundir.is_live(run):
-            state = _read_object(run / rundir.STATE, missing=None)
+            status = RunStatus.read(run).status
         else:  # its process is writing it now: the state comes next
-            state = {"status": "running"}
-        metrics = _read_object(run / "metrics.json", missing={})
-        status = state.get("status")
-        if status not in RECORDED:
-            raise ValueError(f"{rundir.STATE} has no status cnncli writes"
-                             + (f" ({status!r})" if status is not None else ""))
-        best = metrics.get("best") or {}
-        if not isinstance(best, dict):
-            raise ValueError("metrics.json's best is not an object")
-        value = best.get("value")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not math.isfinite(value)):
-            raise ValueError(f"metrics.json's best value {value!r} is not a number")
-        _check_model(run, finished=status == "finished")
+            status = RUNNING
+        metrics = RunMetrics.read(run)
+        _check_model(run, finished=status == FINISHED)
     except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         return RunSummary(str(run), DAMAGED, problem=str(exc))
-    if status == "running" and not rundir.is_live(run):  # (only then: a look takes a lock)
+    if status == RUNNING and not rundir.is_live(run):  # (only then: a look takes a lock)
         status = KILLED
-    if not metrics:  # not finished: its finished epochs say what it reached so far
+    if metrics is None:  # not finished: its finished epochs say what it reached so far
         return _so_far(run, status)
-    return RunSummary(str(run), status, _int(metrics.get("epochs")), _text(best.get("metric")),
-                      value, _number(metrics.get("images_per_s")))
+    best = metrics.best
+    return RunSummary(str(run), status, metrics.epochs, _text(best.metric), best.value,
+                      metrics.images_per_s)
 
 
 def _check_config(path: Path) -> None:
@@ -152,30 +139,6 @@ def _float(text) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _read_object(path: Path, missing: dict | None) -> dict:
-    """The JSON object in `path`; `missing` if there is no such file (a `ValueError` if
-    `missing` is None, or the file is not a JSON object)."""
-    if not path.exists():
-        if missing is None:
-            raise ValueError(f"{path.name} is missing")
-        return missing
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path.name} is not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name} is not a JSON object")
-    return data
-
-
-def _int(value) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _text(value) -> str | None:
     return value if isinstance(value, str) else None
 
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else None

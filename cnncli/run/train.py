@@ -11,7 +11,7 @@ hash), ``model.keras`` (last), ``best.keras``, ``history.csv``, ``metrics.json``
 ``state.json``. One process trains into it at a time (`rundir.writer`).
 
 >>> result = train(config.load("configs/mnist.yaml"))      # doctest: +SKIP
->>> result.run, result.metrics["best"]["value"]              # doctest: +SKIP
+>>> result.run, result.metrics.best.value                   # doctest: +SKIP
 (PosixPath('runs/mnist/1'), 0.9888)
 """
 
@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli import config, devices, files, text
+from cnncli import config, devices, text
 from cnncli.data import records
 from cnncli.devices import distributed
 from cnncli.errors import ConfigError, DataError, TrainingError, WriteError
@@ -33,6 +33,7 @@ from cnncli.run.compile import compile_model
 from cnncli.run.monitor import direction
 from cnncli.run.plan import Plan, absolute_paths, plan
 from cnncli.run.state import TrainState
+from cnncli.run.status import FAILED, FINISHED, INTERRUPTED, RUNNING, RunStatus
 from cnncli.runtime import import_tf
 
 __all__ = ["Interrupted", "Plan", "Reporter", "Result", "compile_model", "plan", "train"]
@@ -41,7 +42,7 @@ __all__ = ["Interrupted", "Plan", "Reporter", "Result", "compile_model", "plan",
 @dataclass
 class Result:
     run: Path
-    metrics: dict
+    metrics: record.RunMetrics
     history: list[dict]
 
 
@@ -105,7 +106,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
             run, state = _resume(p, model, saved, rundir.find(resume), force, reporter, stack)
         else:
             run, state = _start(p, stack)
-        files.write_json(run / rundir.STATE, {"status": "running"})
+        RunStatus(RUNNING).write(run)
         reporter.begin(p, run, resumed=bool(resume))
         callback = RunCallback(p, run, model, state, reporter, ways)
         result = _fit_and_finish(p, model, state, run, callback, reporter)
@@ -167,7 +168,7 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
                                "the run's own config), or pass --force to apply the changes")
     if not rundir.has_backup(run):
         raise ConfigError("this run has no backup to resume from" + (
-            " (it finished)" if (run / "metrics.json").exists() else ""), file=str(run),
+            " (it finished)" if (run / record.METRICS).exists() else ""), file=str(run),
             hint="start a new run with `cnncli train CONFIG`")
     if p.placement.is_chief:
         stack.enter_context(rundir.writer(run))
@@ -274,9 +275,9 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
             error = Interrupted(signals.signal, run)
         elif isinstance(exc, import_tf().errors.DataLossError) and p.feed.keep is not None:
             error = records.damaged_shard(p.feed.train.images.shards, exc)
-        status = "interrupted" if isinstance(error, Interrupted) else "failed"
+        status = INTERRUPTED if isinstance(error, Interrupted) else FAILED
         with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
-            files.write_json(run / rundir.STATE, {"status": status, "error": str(error)})
+            RunStatus(status, str(error)).write(run)
         if isinstance(exc, (OSError, WriteError)):  # history.csv, a plot, a model file
             raise _write_error(run, exc) from None
         if error is not exc:
@@ -290,8 +291,8 @@ def _finish(p: Plan, model, state: TrainState, run: Path, callback) -> Result:
     save_model_atomic(model, run / "model.keras", p.meta())
     metrics = record.final_metrics(p, run, state, callback.monitor, model)
     try:
-        files.write_json(run / "metrics.json", metrics)
-        files.write_json(run / rundir.STATE, {"status": "finished"})
+        metrics.write(run)
+        RunStatus(FINISHED).write(run)
     except OSError as exc:
         raise _write_error(run, exc) from None
     return Result(run=run, metrics=metrics, history=state.history)

@@ -1,0 +1,46 @@
+"""What a run is doing, as its ``state.json`` says: one record, written by training and
+read by ``cnncli runs`` and by evaluate's "is this run finished" look.
+
+>>> import tempfile, pathlib
+>>> run = pathlib.Path(tempfile.mkdtemp())
+>>> RunStatus(FAILED, "out of memory").write(run)
+>>> RunStatus.read(run)
+RunStatus(status='failed', error='out of memory')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnncli import files
+from cnncli.run.rundir import STATE
+
+RUNNING, INTERRUPTED, FAILED, FINISHED = "running", "interrupted", "failed", "finished"
+#: The states a run records itself.
+STATES = (RUNNING, INTERRUPTED, FAILED, FINISHED)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """`status`: one of `STATES`; `error`: what ended an interrupted or failed run."""
+
+    status: str
+    error: str | None = None
+
+    def write(self, run: Path) -> None:
+        record = {"status": self.status}
+        if self.error is not None:
+            record["error"] = self.error
+        files.write_json(Path(run) / STATE, record)
+
+    @classmethod
+    def read(cls, run: Path) -> RunStatus:
+        """The status `run` recorded; a `ValueError` saying what is wrong if its
+        ``state.json`` is missing, not JSON, or holds no status cnncli writes."""
+        data = files.read_json_object(Path(run) / STATE)
+        status, error = data.get("status"), data.get("error")
+        if status not in STATES:
+            raise ValueError(f"{STATE} has no status cnncli writes"
+                             + (f" ({status!r})" if status is not None else ""))
+        return cls(status, error if isinstance(error, str) else None)
