@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -180,9 +181,52 @@ def _interrupted_run(path: Path, *overrides: str, record_data: bool = True,
     checkpoint.save(run, training.compile_model(p), TrainState(
         epoch=1, history=result.history[:1], precision=p.placement.precision,
         backup_every=cfg.train.backup_every,
-        data=p.feed.fingerprint() if record_data else {}, **state))
+        data=p.feed.fingerprint() if record_data else {},
+        network=p.spec.digest() if record_data else "", **state))
     (run / "metrics.json").unlink()
     return run
+
+
+def _config_naming_a_spec_file(tmp_path: Path) -> Path:
+    """The toy config, its network in ``net.yaml`` beside it, named by a relative path."""
+    (tmp_path / "net.yaml").write_text(textwrap.dedent(SPEC))
+    path = write_config(tmp_path, epochs=2)
+    path.write_text(path.read_text().replace(
+        "model:" + textwrap.indent(SPEC, "  "), "model: net.yaml\n"))
+    return path
+
+
+def test_a_spec_file_edited_since_the_run_started_is_refused_on_resuming(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = _interrupted_run(_config_naming_a_spec_file(tmp_path))
+    spec = tmp_path / "net.yaml"
+    spec.write_text(spec.read_text().replace("activation: relu", "activation: tanh"))
+    with pytest.raises(ConfigError, match="the network is not the one this run's backup "
+                                          f"was made with: its spec file, {spec}, was "
+                                          "changed since the run started") as e:
+        training.train(config.load(run / "config.yaml"), resume=run)
+    assert e.value.hint.startswith("put the spec file back as it was")
+
+
+def test_a_run_naming_its_spec_file_relatively_resumes_from_another_folder(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = _interrupted_run(_config_naming_a_spec_file(tmp_path))
+    assert config.load(run / "config.yaml").model == str(tmp_path / "net.yaml")
+    monkeypatch.chdir(run)  # where net.yaml is not
+    result = training.train(config.load(run / "config.yaml"), resume=run)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_a_built_in_network_defined_otherwise_now_is_refused_on_resuming(tmp_path):
+    from cnncli.model import spec as specs
+
+    with pytest.raises(ConfigError, match="the built-in network 'lenet5' is defined "
+                                          "otherwise in this version of cnncli"):
+        training._check_same_network("0123456789abcdef", specs.load("lenet5"), tmp_path)
+    training._check_same_network(specs.load("lenet5").digest(), specs.load("lenet5"), tmp_path)
+    training._check_same_network("", specs.load("lenet5"), tmp_path)  # an older backup
 
 
 def test_a_run_records_the_precision_and_device_auto_chose(tmp_path):

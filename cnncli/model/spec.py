@@ -69,6 +69,17 @@ class Spec:
     file: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
+    def digest(self) -> str:
+        """A fingerprint of the network this spec describes (its name, input, classes,
+        preprocessing, layers and blocks; not where it was written or how): a resumed run
+        must build the network its backup was made with."""
+        import hashlib
+        import json
+
+        text = json.dumps([self.name, self.input, self.classes, self.preprocessing,
+                           self.layers, self.blocks], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def with_overrides(self, *, classes: int | None = None, input: list | None = None) -> Spec:
         """A copy with another number of classes or input size."""
         spec = Spec(**{k: getattr(self, k) for k in self.__dataclass_fields__})

@@ -8,6 +8,7 @@ checked before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -72,20 +73,37 @@ class Plan:
 
 
 def absolute_paths(cfg: config.RunConfig) -> None:
-    """`data.name` (when a path, not a dataset's name) and `data.data_dir` made absolute,
-    in place: the run's config then names the same data from any folder (``cnncli
-    evaluate RUN`` and ``--resume`` run elsewhere than training did); `model.from` naming
-    the folder of a run's name, the run it means now."""
+    """`data.name` (when a path, not a dataset's name), `data.data_dir` and a `model:`
+    or `model.from` naming a file or a run made absolute, in place: the run's config then
+    names the same data and network from any folder (``cnncli evaluate RUN`` and
+    ``--resume`` run elsewhere than training did)."""
     d = cfg.data
     if datasets.known_name(d.name) is None:
         d.name = os.path.abspath(os.path.expanduser(d.name))
     if d.data_dir:
         d.data_dir = os.path.abspath(os.path.expanduser(d.data_dir))
-    start = cfg.model.get("from") if isinstance(cfg.model, dict) else None
-    if isinstance(start, str) and runfolder.named(start) != Path(start):
-        # `from: runs/mnist` is its latest run now: that run, recorded, so that a resume
-        # or a summary of this run starts from the same one after another mnist run
-        cfg.model["from"] = str(runfolder.named(start).resolve())
+    if isinstance(cfg.model, str):
+        cfg.model = _absolute_source(cfg.model)
+    elif isinstance(cfg.model, dict) and isinstance(cfg.model.get("from"), str):
+        cfg.model["from"] = _absolute_source(cfg.model["from"])
+
+
+def _absolute_source(source: str) -> str:
+    """Where `source` (a `model:` or `model.from`) is, absolute, when it names a file or
+    a run rather than a built-in or pretrained network. A run is the run it means now:
+    `runs/mnist`, its latest run, recorded, so that a resume or a summary of this run
+    starts from the same one after another mnist run."""
+    from cnncli.model import architectures, pretrained
+
+    path = Path(os.path.expanduser(source))
+    run = runfolder.named(path)
+    with contextlib.suppress(OSError):  # a name too long to be a path: not one, then
+        if run.is_dir() and (run / runfolder.CONFIG).is_file():
+            return str(run.resolve())
+        if source not in architectures.names() and source not in pretrained.REGISTRY \
+                and path.exists():
+            return os.path.abspath(path)
+    return source
 
 
 def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:

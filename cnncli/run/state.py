@@ -33,6 +33,8 @@ class TrainState:
         resumes: one entry per ``--resume --force`` that changed the config.
         data: what the run trains on (`cnncli.data.feed.Feed.fingerprint`); ``--resume``
             refuses other data ({} in backups made before it was recorded).
+        network: the network's `cnncli.model.spec.Spec.digest`; ``--resume`` refuses
+            another ("" in backups made before it was recorded).
         unreadable: the image files that could not be decoded so far (skipped), sorted,
             by their path below the data's folder: a resumed run counts them as the run
             it continues did, from wherever the data is now.
@@ -55,6 +57,7 @@ class TrainState:
     replicas: int = 1
     resumes: list[dict] = field(default_factory=list)
     data: dict = field(default_factory=dict)
+    network: str = ""
     unreadable: list[str] = field(default_factory=list)
 
     def add_unreadable(self, files) -> list[str]:

@@ -140,7 +140,7 @@ def _start(p: Plan, stack: contextlib.ExitStack) -> tuple[Path, TrainState]:
     """A new run folder (on the chief; a temporary one on other workers), locked."""
     state = TrainState(backup_every=p.cfg.train.backup_every,
                        precision=p.placement.precision, replicas=p.placement.replicas,
-                       data=p.feed.fingerprint())
+                       data=p.feed.fingerprint(), network=p.spec.digest())
     if not p.placement.is_chief:
         return distributed.worker_run_dir(p.placement), state
     run = rundir.create(p.cfg.output.dir, p.cfg.output.name or "run")
@@ -178,10 +178,12 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
         _check_same_data(saved_state.data, data, run, p.data.sample,
                          lambda: p.feed.fingerprint(absolute=True),
                          moved_from=diff.get("data.name", (None,))[0])
+        _check_same_network(saved_state.network, p.spec, run)
         finetune.restore(p, model, saved_state)
 
     state, note = checkpoint.load(run, model, prepare)
     state.data = data  # the same data (checked), recorded as this version records it
+    state.network = p.spec.digest()
     if note:
         reporter.note(note)
     if state.replicas != p.placement.replicas:
@@ -200,6 +202,31 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     if diff:
         _apply(p, model, state, diff, run, reporter)
     return (run if p.placement.is_chief else distributed.worker_run_dir(p.placement)), state
+
+
+def _check_same_network(recorded: str, spec, run: Path) -> None:
+    """Refuse to resume with a network other than the run's: its spec file edited since
+    the run started (the run's config names the file), or a built-in network that another
+    version of cnncli defines otherwise. The backup's weights are for the run's network;
+    loaded into another of the same shapes (an activation changed), they would go on
+    silently as something else."""
+    if not recorded or recorded == spec.digest():  # (not recorded before 2026-12)
+        return
+    from cnncli.model import architectures
+
+    if spec.file and Path(spec.file).parent == architectures.HERE:
+        what = (f"the built-in network '{spec.name}' is defined otherwise in this version "
+                "of cnncli")
+        hint = "resume with the cnncli version the run started with, or start a new run"
+    elif spec.file and Path(spec.file).resolve() != (run / rundir.CONFIG).resolve():
+        what = f"its spec file, {spec.file}, was changed since the run started"
+        hint = ("put the spec file back as it was when the run started (the backup's "
+                "weights are for that network), or start a new run")
+    else:
+        what = "its definition changed since the run started"
+        hint = "resume with the network the run started with, or start a new run"
+    raise ConfigError(f"the network is not the one this run's backup was made with: {what}",
+                      file=str(run), hint=hint)
 
 
 def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False,
