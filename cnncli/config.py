@@ -573,7 +573,7 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
             if isinstance(err["input"], str) and err["type"].startswith(("int", "float")):
                 hint = "write a number without quotes, e.g. 10, 0.001 or 1e-3"
             elif isinstance(err["input"], str) and err["type"].startswith("bool"):
-                hint = "write true or false (YAML's yes/no/on/off are not booleans here)"
+                hint = BOOLEAN_HINT
         else:
             message = f"`{key}`: {message.lower()}"
         if isinstance(err.get("ctx", {}).get("error"), SettingError):
@@ -586,6 +586,9 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
     values = list(unique.values())
     return values[0] if len(values) == 1 else ManyErrors(values)
 
+
+#: What to write for a setting that takes a boolean and was given something else.
+BOOLEAN_HINT = "write true or false (YAML's yes/no/on/off are not booleans here)"
 
 #: How a key that YAML read as another type than text is described.
 _KINDS = {bool: "true or false", int: "a number", float: "a number"}

@@ -132,6 +132,18 @@ def test_unknown_argument_lists_the_valid_ones(write):
     assert e.value.where == "layer 1"
 
 
+@pytest.mark.parametrize("value", ["no", "off", "'false'", "0"])
+def test_a_layer_boolean_given_anything_but_true_or_false_is_refused(write, value):
+    """Keras would take the text 'no' as true and build another network."""
+    with pytest.raises(ConfigError, match="`use_bias` of Conv2D is true or false, not ") as e:
+        expand(load(write, "input: [8, 8, 1]\nlayers:\n"
+                           f"  - Conv2D: {{filters: 2, kernel_size: 3, use_bias: {value}}}\n"))
+    assert e.value.line == 3 and "yes/no/on/off are not booleans" in e.value.hint
+    nodes = expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, "
+                               "kernel_size: 3, use_bias: false}\n")).nodes
+    assert nodes[0].args["use_bias"] is False
+
+
 def test_lambda_is_not_a_layer_specs_can_use(write):
     with pytest.raises(ConfigError, match="unknown layer 'Lambda'") as e:
         expand(load(write, "input: [2, 2, 1]\nlayers: [{Lambda: {function: print}}]\n"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from cnncli import yamlio
+from cnncli import config, yamlio
 from cnncli.errors import CnnError, ConfigError, raise_all, suggest
 from cnncli.model import keras_layers
 from cnncli.model.spec import Spec, check_input
@@ -255,6 +255,10 @@ class _Expander:
                 self.error(f"unknown argument '{arg}' for {key}", key_line(value, arg, line),
                            where, " ".join(filter(None, (suggest(arg, valid), "valid "
                                                          "arguments: " + ", ".join(valid)))))
+                ok = False
+            elif arg in keras_layers.boolean_arguments(cls) and not isinstance(args[arg], bool):
+                self.error(f"`{arg}` of {key} is true or false, not {args[arg]!r}",
+                           key_line(value, arg, line), where, config.BOOLEAN_HINT)
                 ok = False
         return args if ok else None
 

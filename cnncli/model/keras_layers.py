@@ -68,6 +68,23 @@ def valid_arguments(cls: type) -> tuple[str, ...]:
 
 
 @cache
+def boolean_arguments(cls: type) -> frozenset[str]:
+    """The arguments of a Keras layer class that are true or false by default
+    (``use_bias``, ``center``, ``trainable``): they take booleans only (Keras would take
+    the text ``"no"`` as true).
+
+    >>> sorted(boolean_arguments(layer_class("Dense")))
+    ['autocast', 'trainable', 'use_bias']
+    """
+    names = {"trainable"}
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            names |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
+                      if isinstance(p.default, bool)}
+    return frozenset(names & set(valid_arguments(cls)))
+
+
+@cache
 def first_argument(cls: type) -> str | None:
     for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
         if p.kind == p.POSITIONAL_OR_KEYWORD:
