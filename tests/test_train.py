@@ -965,8 +965,8 @@ def test_a_step_too_big_for_the_gpu_is_warned_about_before_training():
                                                                        (7, 5))])
     big = devices.Placement("gpu", ["/gpu:0"], gpus=[devices.GpuInfo("Big GPU", 80 * 2**30,
                                                                      (8, 0))])
-    assert "try a smaller --batch-size" in planning._memory_warning(built, small, 128)[0]
-    assert planning._memory_warning(built, big, 128) == []
+    assert "try a smaller --batch-size" in planning.memory_warnings(built, small, 128)[0]
+    assert planning.memory_warnings(built, big, 128) == []
 
 
 def test_a_step_too_big_for_the_machines_memory_is_warned_about_on_the_cpu():
@@ -977,9 +977,29 @@ def test_a_step_too_big_for_the_machines_memory_is_warned_about_on_the_cpu():
 
     built = builder.build_checked(spec.load("mnist_net"))
     cpu = devices.Placement("cpu", ["/cpu:0"])
-    [warning] = planning._memory_warning(built, cpu, 128, available=64 * 2**20)
+    [warning] = planning.memory_warnings(built, cpu, 128, available=64 * 2**20)
     assert warning.endswith("of memory is available; try a smaller --batch-size")
-    assert planning._memory_warning(built, cpu, 128, available=16 * 2**30) == []
+    assert planning.memory_warnings(built, cpu, 128, available=16 * 2**30) == []
+
+
+def test_a_network_whose_weights_alone_cannot_train_in_memory_is_refused():
+    """16 billion weights need about 238 GiB to train: the process would be killed while
+    building them, with no message; it is refused, naming the largest layer."""
+    from cnncli import devices
+    from cnncli.errors import DeviceError
+    from cnncli.model import builder, spec
+
+    huge = spec.parse({"input": [200, 200, 1], "layers": [
+        "Flatten", {"Dense": {"units": 40_000}, "repeat": 10}, {"Dense": 10}]}, default_name="huge")
+    with builder.weightless():  # as training plans it: 64 GB of weights otherwise
+        built = builder.build_checked(huge)
+    cpu = devices.Placement("cpu", ["/cpu:0"])
+    with pytest.raises(DeviceError, match="the network has 16,000,800,010 weights: training "
+                                          "needs about 238.4 GiB") as e:
+        planning.memory_warnings(built, cpu, 10, available=23 * 2**30)
+    assert e.value.message.endswith("this machine has 23.0 GiB of memory available")
+    assert e.value.hint.startswith("make the network smaller: its largest layer, fc1, "
+                                   "has 1,600,040,000 weights")
 
 
 def test_runs_lists_runs_with_their_best_figures(tmp_path):

@@ -94,18 +94,21 @@ def _dry_run(cfg, config_file: str, json: bool = False) -> None:
     from cnncli import devices, yamlio
     from cnncli.cli import render
     from cnncli.model import summary as summaries
-    from cnncli.run import checking
+    from cnncli.run import checking, plan
 
     t = cfg.train
     placement = devices.setup(t.device, t.precision)  # a GPU asked for and not there
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
     built = checking.dry_run(cfg, config_file)  # what training would refuse, first
+    warnings = plan.memory_warnings(built, placement, t.batch_size)  # or too large: refused
     if json:  # the resolved config and the model, as `cnncli summary --json` gives it
         render.print_json({"config": cfg.resolved(),
-                           "model": summaries.summarize(built).to_dict()})
+                           "model": summaries.summarize(built).to_dict(), "warnings": warnings})
         return
     render.out.print(yamlio.dumps(cfg.resolved()), markup=False)
     render.summary(summaries.summarize(built))
+    for warning in warnings:
+        render.warn(warning)
 
 
 def runs(

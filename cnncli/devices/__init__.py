@@ -38,6 +38,8 @@ from cnncli.devices.memory import (
     format_bytes,
     next_batch_size,
     out_of_memory_message,
+    too_large,
+    weights_memory,
 )
 from cnncli.devices.placement import (
     CPU_REQUESTED_NOTE,
@@ -77,5 +79,6 @@ __all__ = [
     "cpu_flags", "decide", "doctor_info", "estimate_batch_memory", "format_bytes",
     "gpu_warning", "inference_batch_size", "next_batch_size", "nvidia_driver_present",
     "out_of_memory_message", "parse_device", "parse_precision", "parse_tf_config",
-    "scale_learning_rate", "setup", "strategy", "strategy_name", "tf_cpu_threads", "visible_gpus",
+    "scale_learning_rate", "setup", "strategy", "strategy_name", "tf_cpu_threads", "too_large",
+    "visible_gpus", "weights_memory",
 ]

@@ -139,7 +139,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     total = t.steps or t.planned_epochs * steps_per_epoch
     per_call = _steps_per_call(t, placement, steps_per_epoch, total)
     preprocessing = d.preprocessing or network.preprocessing
-    warnings = (list(built.warnings) + _memory_warning(built, placement, t.batch_size)
+    warnings = (list(built.warnings) + memory_warnings(built, placement, t.batch_size)
                 + _left_over(len(feed.train), batch))
     if data.image_shape and data.image_shape[-1] != network.input[-1]:
         data.notes.append(f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, "
@@ -157,11 +157,15 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
 def _checked(network: specs.Spec, t: config.TrainSection, data: Dataset,
              config_file: str | None, set_by: dict[str, str]) -> builder.Built:
     """The built network, checked with the training settings against it and the data;
-    every problem of the network and of the settings is raised at once, as `check` does."""
+    every problem of the network and of the settings is raised at once, as `check` does.
+    Its weights have no values (`builder.weightless`): training builds its own model
+    (`cnncli.run.compile`), once a network too large for the memory has been refused
+    (`memory_warnings`), not killed while its weights are made."""
     errors: list[CnnError] = []
     built = None
     try:
-        built = builder.build_checked(network)
+        with builder.weightless():
+            built = builder.build_checked(network)
     except CnnError as exc:
         errors += getattr(exc, "errors", [exc])
     classes = built.model.output.shape[-1] if built else data.num_classes
@@ -259,11 +263,13 @@ def _left_over(images: int, batch: int) -> list[str]:
             "uses them all"]
 
 
-def _memory_warning(built, placement: devices.Placement, batch_size: int,
+def memory_warnings(built, placement: devices.Placement, batch_size: int,
                     available: int | None = None) -> list[str]:
     """Warn before training when a step will not fit the GPU's memory, or on the CPU the
     machine's memory available now (`available`: read from the system if not given),
-    where running out ends TensorFlow with no message (``std::bad_alloc``)."""
+    where running out ends TensorFlow with no message (``std::bad_alloc``). A network
+    whose weights alone cannot train there is a `DeviceError`: on the CPU, building
+    them would get the process killed."""
     if placement.kind == "cpu":
         from cnncli.data.loader import available_memory
 
@@ -276,6 +282,11 @@ def _memory_warning(built, placement: devices.Placement, batch_size: int,
     from cnncli.model import summary
 
     s = summary.summarize(built)
+    largest = max(s.rows, key=lambda r: r.params, default=None)
+    refused = devices.too_large(s.params, (largest.name, largest.params) if largest else
+                                ("?", 0), memory, on_cpu=placement.kind == "cpu")
+    if refused:
+        raise refused
     per_value = 2 if placement.precision.startswith("mixed") else 4
     estimate = devices.estimate_batch_memory(s.params, s.forward_bytes // 4, batch_size,
                                              bytes_per_value=per_value)
