@@ -1058,3 +1058,11 @@ def test_a_batch_loss_is_the_mean_over_the_images_that_count(smoothing):
     weighted = model.evaluate(x, labels, sample_weight=np.array([1.0, 1.0, 0.0]),
                               batch_size=3, verbose=0)
     assert weighted == pytest.approx(both, rel=1e-6)
+
+
+@pytest.mark.parametrize("signum,error", [(signal.SIGINT, "Interrupted"),
+                                          (signal.SIGTERM, "Terminated")])
+def test_training_stopped_by_a_signal_names_it_in_json_as_every_command_does(
+        tmp_path, signum, error):
+    stopped = Interrupted(signum, tmp_path, where="the end of epoch 1")
+    assert (stopped.to_dict()["error"], stopped.exit_code) == (error, 128 + signum)

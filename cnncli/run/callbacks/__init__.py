@@ -53,6 +53,12 @@ class Interrupted(CnnError):
                              file=str(run), hint=f"resume with: cnncli train --resume {run}")
         self.exit_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
 
+    def to_dict(self) -> dict:
+        """As any command stopped by a signal says it in JSON (`cnncli.cli.app`):
+        ``Interrupted`` for Ctrl-C, ``Terminated`` for SIGTERM."""
+        return {**super().to_dict(),
+                "error": "Interrupted" if self.signum == signal.SIGINT else "Terminated"}
+
 
 class RunCallback(keras.callbacks.Callback):
     """Steps, NaN and signal handling, the history row, and the epoch-end jobs.
