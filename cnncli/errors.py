@@ -25,6 +25,7 @@ EXIT_USAGE = 2  # bad command line, spec or run config
 EXIT_DATA_OR_MODEL = 3  # data, model file, device or runtime failure
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
+EXIT_SIGPIPE = 141  # the output was closed (a pipe into `head`): as when killed by SIGPIPE
 
 
 class Terminated(KeyboardInterrupt):

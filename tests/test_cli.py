@@ -468,3 +468,36 @@ def test_an_error_mid_epoch_on_a_photo_folder_exits_with_its_code(tmp_path):
                             timeout=90)  # hung: TimeoutExpired
     assert result.returncode == 3, result.stderr
     assert "cannot write the backup: No space left on device" in result.stderr
+
+
+def test_a_closed_stderr_or_stdout_is_the_null_device_not_a_failure(tmp_path):
+    """``2>&-`` or ``>&-`` drops what would be written there; the command does its work
+    and exits as it would otherwise (its JSON on the stream left open)."""
+    import os
+
+    def closed(fd, *args):
+        return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
+                              text=True, pass_fds=(), preexec_fn=lambda: os.close(fd))
+
+    no_stderr = closed(2, "check", "lenet5")
+    assert no_stderr.returncode == 0 and no_stderr.stdout.startswith("OK")
+    no_stdout = closed(1, "summary", "lenet5", "--json")
+    assert no_stdout.returncode == 0 and no_stdout.stderr == ""
+
+
+def test_output_closed_by_its_reader_exits_141_silently():
+    """``cnncli models | head -1``: as a program killed by SIGPIPE, not exit 1 (which
+    means a result below a threshold)."""
+    child = subprocess.Popen([sys.executable, "-m", "cnncli", "models"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before anything is written
+    stderr = child.stderr.read()
+    assert (child.wait(timeout=60), stderr) == (141, b"")
+
+
+def test_output_to_a_full_device_is_an_error_exit_3_not_a_bug():
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "cnncli", "models"], stdout=full,
+                              stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 3
+    assert done.stderr.startswith("error: cannot write the output: No space left on device")

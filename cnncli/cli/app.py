@@ -8,6 +8,7 @@ Errors are turned into messages and exit codes in one place: `main`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ from cnncli.cli import (
 from cnncli.errors import (
     EXIT_DATA_OR_MODEL,
     EXIT_SIGINT,
+    EXIT_SIGPIPE,
     EXIT_SIGTERM,
     CnnError,
     Terminated,
@@ -80,6 +82,8 @@ def main() -> None:
     """
     import warnings
 
+    _open_standard_streams()
+
     def show(message, category, filename, lineno, file=None, line=None):
         from cnncli.cli import render
 
@@ -93,6 +97,22 @@ def main() -> None:
     finally:  # main() called in a process that goes on (tests): as it was
         stop_watching()
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _open_standard_streams() -> None:
+    """A standard stream closed when the command started (``2>&-``, ``>&-``) is the null
+    device: what would be written there is dropped, and the command works as it would
+    otherwise (its exit code, its other stream). Without it, the next file opened would
+    get the closed stream's number, and text meant for the terminal, TensorFlow's
+    included, would go into it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd`
+    for name in ("stdin", "stdout", "stderr"):
+        if getattr(sys, name) is None:  # Python found it closed when it started
+            setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w"))
 
 
 def debug_first(args: list[str]) -> list[str]:
@@ -126,9 +146,15 @@ def _run() -> None:
     except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130
         if interrupt := _caused_by_ctrl_c(exc):
             _interrupted(interrupt)
+        if _output_closed(exc.__context__):  # click's exit 1 for a closed pipe
+            _leave_output_closed()
         _usage_error_as_json(exc)
         raise
     except Exception as exc:  # a bug, ours or a library's: say so in one paragraph
+        if _output_closed(exc):
+            _leave_output_closed()
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not exc.filename:
+            _cannot_write_output(exc)
         _traceback_if_debugging()
         from cnncli.cli import render
 
@@ -136,6 +162,35 @@ def _run() -> None:
                      "or a library it uses; run again with --debug for "
                      "the traceback, and report it")
         _leave(EXIT_DATA_OR_MODEL)
+
+
+def _output_closed(exc: BaseException | None) -> bool:
+    """Whether `exc` says the command's output was closed before it was all written (a
+    pipe into ``head``)."""
+    return isinstance(exc, BrokenPipeError) or (
+        isinstance(exc, OSError) and exc.errno == errno.EPIPE)
+
+
+def _leave_output_closed() -> NoReturn:
+    """Exit 141, silently, as a program killed by SIGPIPE does: the reader of the output
+    stopped reading (``cnncli models | head -1``), which is no failure of the command's;
+    a script with ``set -o pipefail`` sees the same code as for any such program."""
+    with contextlib.suppress(OSError):  # nothing more is written to the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    os._exit(EXIT_SIGPIPE)
+
+
+def _cannot_write_output(exc: OSError) -> NoReturn:
+    """A full device under the command's output (``> /dev/full``, a full disk): said,
+    exit 3 as for any file cnncli could not write."""
+    from cnncli.cli import render
+    from cnncli.errors import WriteError
+
+    with contextlib.suppress(OSError):
+        render.error(WriteError(f"cannot write the output: {exc.strerror or exc}",
+                                hint="free some space where the output goes, or send it "
+                                     "elsewhere"))
+    _leave(WriteError.exit_code)
 
 
 def _wants_json(args: list[str]) -> bool:
