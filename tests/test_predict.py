@@ -193,13 +193,16 @@ def test_some_bad_files_exit_1_unless_skip_bad_warns_and_none_read_exits_3(tmp_p
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     Image.new("L", (8, 8), 200).save(good)
     bad.write_bytes(b"")
-    args = ["predict", str(good), str(bad), "--model", str(run)]
+    gone = tmp_path / "gone.png"  # a path that does not exist is one more bad image
+    args = ["predict", str(good), str(bad), str(gone), "--model", str(run)]
     result = cnncli(*args)
     assert result.returncode == 1 and "bad.png" in result.stderr
+    assert f"error: {gone}: the image does not exist" in result.stderr
     assert result.stdout.count("1. ") == 1
     skipped = cnncli(*args, "--skip-bad")
     assert skipped.returncode == 0 and "error:" not in skipped.stderr
     assert "warning: skipped" in skipped.stderr and "bad.png" in skipped.stderr
+    assert f"warning: skipped {gone}" in skipped.stderr
     # --skip-bad excuses some bad images, not all: no image read is still exit 3
     nothing = cnncli("predict", str(bad), "--model", str(run), "--skip-bad")
     assert nothing.returncode == 3 and "bad.png" in nothing.stderr

@@ -178,6 +178,7 @@ class _Expander:
                 self.add(path)
         else:
             self.missing.append((arg, source, line))
+            self.add(arg)  # in its place, for `expand_inputs(missing_ok=True)`
 
 
 def _lines_of_list_file(list_path: str) -> list[str]:
@@ -198,7 +199,8 @@ def _lines_of_list_file(list_path: str) -> list[str]:
         raise DataError(f"cannot read list file '{list_path}': {err}", file=list_path) from None
 
 
-def expand_inputs(args: list[str], *, stdin: TextIO | None = None) -> list[str]:
+def expand_inputs(args: list[str], *, stdin: TextIO | None = None,
+                  missing_ok: bool = False) -> list[str]:
     """Expand command-line inputs into image paths and URLs, in order, without duplicates.
 
     - an existing file is kept as given (whatever its name; the image loader checks it);
@@ -215,13 +217,16 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None) -> list[str]:
     Args:
         args: the arguments as typed.
         stdin: where ``-`` reads from.
+        missing_ok: keep a path that does not exist in its place (reading it then says
+            so, for that image alone) when others were found.
 
     Returns:
         The paths and URLs. An empty `args` gives an empty list.
 
     Raises:
-        DataError: naming every path that does not exist, or a folder or pattern with no
-            images, or a list file that cannot be read.
+        DataError: naming every path that does not exist (with `missing_ok`, when none
+            was found), or a folder or pattern with no images, or a list file that cannot
+            be read.
 
     >>> expand_inputs(["http://example.com/a.jpg", "http://example.com/a.jpg"])
     ['http://example.com/a.jpg']
@@ -243,7 +248,7 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None) -> list[str]:
                 expander.expand(entry, source=list_path, line=number)
         else:
             expander.expand(arg)
-    if expander.missing:
+    if expander.missing and (not missing_ok or len(expander.missing) == len(expander.paths)):
         _raise_missing(expander.missing)
     return expander.paths
 

@@ -61,7 +61,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
     loaded = model if isinstance(model, classifier.Classifier) else classifier.load(
         model, weights=weights, offline=offline)
     resize = images.resize_mode(resize or loaded.meta.resize)  # as the model was trained
-    files = inputs.expand_inputs(sources, stdin=stdin)
+    files = inputs.expand_inputs(sources, stdin=stdin, missing_ok=True)  # one error each
     if not files:
         raise DataError("no images to classify: the list given is empty",
                         hint="give image files, folders, globs, @list.txt or - (paths on "
