@@ -272,6 +272,14 @@ class TrainSection(_Strict):
         """``optimizer: sgd`` is ``optimizer: {name: sgd}`` (the same for `schedule`)."""
         return {"name": value} if isinstance(value, str) else value
 
+    @field_validator("jit_compile", mode="before")
+    @classmethod
+    def _auto_or_boolean(cls, value):
+        """One error for anything else (not one per kind of value it may be)."""
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise SettingError("should be auto, true or false", BOOLEAN_HINT)
+
     @field_validator("freeze", mode="before")
     @classmethod
     def _freeze_setting(cls, value):

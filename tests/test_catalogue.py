@@ -635,6 +635,16 @@ def test_trap_no_is_not_false_but_a_clear_error():
     assert "write true or false" in str(err.value)
 
 
+def test_trap_no_for_auto_or_a_boolean_is_one_error_not_one_per_kind():
+    with pytest.raises(ConfigError) as err:
+        parse_config("model: linear\ntrain:\n  jit_compile: no\n")
+    assert str(err.value) == ("run.yaml:3: `train.jit_compile`: should be auto, true or "
+                              "false, got 'no'. Hint: write true or false (YAML's "
+                              "yes/no/on/off are not booleans here)")
+    assert parse_config("model: linear\ntrain:\n  jit_compile: false\n").train.jit_compile \
+        is False
+
+
 def test_trap_duplicate_keys_are_an_error_naming_both_lines():
     with pytest.raises(ConfigError) as err:
         parse_config("model: linear\ntrain:\n  epochs: 3\n  seed: 1\n  epochs: 30\n")
