@@ -51,6 +51,20 @@ def test_shapes_that_shrink_below_one_pixel_name_the_pooling_layer(write):
     assert "1x1 input is smaller than the 2x2 pooling window" in str(e.value)
 
 
+def test_three_equal_branches_subtracted_are_told_subtract_takes_two(write):
+    """Not "their outputs are 8x8x3, 8x8x3, 8x8x3" with a hint about equal shapes."""
+    with pytest.raises(ConfigError, match="the 3 branches cannot be merged with Subtract: ") \
+            as e:
+        build_text(write, """
+            input: [8, 8, 3]
+            layers:
+              - branches: [[], [], []]
+                merge: subtract
+              - Flatten
+        """)
+    assert e.value.hint.startswith("subtract takes exactly two branches")
+
+
 def test_branches_whose_shapes_differ_cannot_be_merged(write):
     with pytest.raises(ConfigError, match="branches cannot be merged: their outputs are "
                                           "8x8x3, 4x4x3"):

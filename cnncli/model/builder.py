@@ -286,6 +286,12 @@ def _shape_error(node: expansion.Node, incoming, exc: Exception) -> ConfigError:
             f"its weights do not fit in memory (on a {shapes[0]} input)", file=node.file,
             line=node.line, where=node.where(),
             hint="check its size arguments (units, filters) for a typo, e.g. an extra zero")
+    if len(incoming) > 1 and len(set(shapes)) == 1:  # the shapes fit: the merge refuses
+        return ConfigError(
+            f"the {len(incoming)} branches cannot be merged with {node.layer}: {message}",
+            file=node.file, line=node.line, where=node.where(),
+            hint="subtract takes exactly two branches; add, multiply, average, maximum, "
+                 "minimum and concatenate take two or more")
     if len(incoming) > 1:
         return ConfigError(
             f"the branches cannot be merged: their outputs are {', '.join(shapes)}",
