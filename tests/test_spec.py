@@ -161,6 +161,19 @@ def test_missing_block_parameter_is_named(write):
         """))
 
 
+def test_an_undefined_value_given_to_a_block_is_one_error_at_the_call(write):
+    """Not a second one inside the block for the parameter it did not get."""
+    with pytest.raises(ConfigError) as e:
+        expand(load(write, """
+            input: [8, 8, 1]
+            blocks:
+              cb: {params: [filters], layers: [{Conv2D: {filters: $filters, kernel_size: 3}}]}
+            layers: [{cb: {filters: $nope}}]
+        """))
+    assert (str(e.value).count("is not defined here"), e.value.line) == (1, 4)
+    assert "'$nope' is not defined here" in str(e.value)
+
+
 def test_a_block_that_uses_itself_is_refused(write):
     with pytest.raises(ConfigError, match=r"block 'a' uses itself \(a -> b -> a\)"):
         expand(load(write, """

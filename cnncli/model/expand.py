@@ -310,12 +310,14 @@ class _Expander:
             self.error(f"block '{key}' has no parameter '{p}'", key_line(given, p, line), where,
                        suggest(p, defaults, listing="its parameters") if defaults
                        else "it takes no parameters")
+        known = len(self.errors)
         values = {p: self.substitute(v, params, line, where) for p, v in given.items()}
+        undefined = len(self.errors) > known  # `filters: $nope`, said: not again inside
         missing = [p for p, d in defaults.items() if d is None and p not in values]
         for p in missing:
             self.error(f"block '{key}' needs the parameter '{p}'", line, where,
                        f"add it: `{key}: {{{p}: ...}}` (declared on line {bline})")
-        if unknown or missing:
+        if unknown or missing or undefined:
             return tail
         inner_params = {**params, **defaults, **values}
         if explicit:  # a named instance gets its own name space: inception3a_conv1 ...
