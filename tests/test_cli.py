@@ -326,6 +326,13 @@ def test_predict_format_json_gives_its_errors_as_json(tmp_path):
     assert json.loads(result.stdout)["message"] == "the model file does not exist"
 
 
+def test_predict_format_jsonl_gives_its_errors_as_one_json_line(tmp_path):
+    result = cnncli("predict", str(tmp_path / "nope.png"), "--model",
+                    str(tmp_path / "nope.keras"), "--format=jsonl")
+    [line] = result.stdout.splitlines()
+    assert (result.returncode, json.loads(line)["exit_code"]) == (3, 3)
+
+
 def test_sigterm_ends_a_command_that_does_not_stop_by_itself_with_143(tmp_path):
     # A command stuck where Python's handler cannot stop it (here: one that swallows
     # the interrupt; in life, blocked inside TensorFlow) still ends, after the grace.

@@ -139,7 +139,7 @@ def _run() -> None:
 
         render.error(exc)
         if _wants_json(sys.argv[1:]):  # a script asked for JSON: the error is JSON too
-            render.print_json(exc.to_dict())
+            _print_json(exc.to_dict())
         _leave(exc.exit_code)
     except KeyboardInterrupt as exc:
         _interrupted(exc)
@@ -194,19 +194,42 @@ def _cannot_write_output(exc: OSError) -> NoReturn:
 
 
 def _wants_json(args: list[str]) -> bool:
-    """True if the command line asks for JSON: ``--json``, or predict's ``--format json``.
+    """True if the command line asks for JSON: ``--json``, or predict's ``--format json``
+    or ``jsonl``.
 
     >>> _wants_json(["runs", "--json"]), _wants_json(["predict", "--format", "json"])
     (True, True)
-    >>> _wants_json(["predict", "--format=json"])
+    >>> _wants_json(["predict", "--format=jsonl"])
     True
     >>> _wants_json(["export", "run", "--format", "json"])
     False
     """
+    return "--json" in args or _predict_format(args) in ("json", "jsonl")
+
+
+def _predict_format(args: list[str]) -> str | None:
+    """The ``--format`` of a ``predict`` command line, else None."""
     from itertools import pairwise
 
-    return "--json" in args or "predict" in args and (
-        "--format=json" in args or ("--format", "json") in set(pairwise(args)))
+    if "predict" not in args:
+        return None
+    given = [b for a, b in pairwise(args) if a == "--format"]
+    given += [a.removeprefix("--format=") for a in args if a.startswith("--format=")]
+    return given[-1] if given else None
+
+
+def _print_json(data: dict) -> None:
+    """An error as JSON on stdout: one document, or with ``--format jsonl`` one line (a
+    reader of lines reads it as it reads the results)."""
+    from cnncli.cli import render
+
+    if _predict_format(sys.argv[1:]) == "jsonl" and "--json" not in sys.argv[1:]:
+        import json
+
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        sys.stdout.flush()
+    else:
+        render.print_json(data)
 
 
 def _usage_error_as_json(exc: SystemExit) -> None:
@@ -219,12 +242,11 @@ def _usage_error_as_json(exc: SystemExit) -> None:
     if exc.code != 2 or not _wants_json(sys.argv[1:]) or not (
             hasattr(usage, "format_message") and getattr(usage, "exit_code", None) == 2):
         return
-    from cnncli.cli import render
     from cnncli.errors import ConfigError
 
     command = usage.ctx.command_path if getattr(usage, "ctx", None) else "cnncli"
     error = ConfigError(usage.format_message(), hint=f"see {command} --help")
-    render.print_json({**error.to_dict(), "error": "UsageError", "exit_code": 2})
+    _print_json({**error.to_dict(), "error": "UsageError", "exit_code": 2})
 
 
 def _traceback_if_debugging() -> None:
@@ -296,12 +318,11 @@ def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
     print("Terminated." if terminated else "Interrupted.", file=sys.stderr)
     code = EXIT_SIGTERM if terminated else EXIT_SIGINT
     if _wants_json(sys.argv[1:]):  # a script reads JSON, however early the command stopped
-        from cnncli.cli import render
 
         stopped = CnnError(f"{'SIGTERM' if terminated else 'Ctrl-C'}: the command stopped "
                            "before it finished", hint="run it again")
         stopped.exit_code = code
-        render.print_json({**stopped.to_dict(),
+        _print_json({**stopped.to_dict(),
                            "error": "Terminated" if terminated else "Interrupted"})
     _leave(code)
 
