@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 from rich.console import Console
 from trainkit import write_config
@@ -167,3 +168,15 @@ def test_an_export_path_is_folded_in_a_narrow_terminal_not_cut(monkeypatch):
     cells = "".join(line.split("│")[2].strip() for line in buffer.getvalue().splitlines()
                     if line.count("│") > 3)
     assert path in cells
+
+
+@pytest.mark.parametrize("ci,moving", [(None, True), ("true", False), ("1", False),
+                                       ("false", True)])
+def test_progress_moves_on_a_terminal_unless_in_ci(monkeypatch, ci, moving):
+    monkeypatch.setattr(render, "err", Console(stderr=True, force_terminal=True))
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    assert render.animated() is moving
+    assert isinstance(render.train_reporter(quiet=False), render.RichTrainReporter) is moving

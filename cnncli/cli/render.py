@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from typing import Any
 
@@ -87,7 +88,12 @@ def _mb(n: int) -> str:
 
 
 def _count(n: int) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    """A count in the units of the lecture's tables.
+
+    >>> _count(138_357_544), _count(113_688_580_000_000), _count(950)
+    ('138.36M', '113.69T', '950')
+    """
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
@@ -224,9 +230,15 @@ def epoch_line(row: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
+def animated() -> bool:
+    """Whether progress may be animated: on a terminal, and not in CI (``CI`` set, as CI
+    services set it: their logs keep every frame of an animation, even on a terminal)."""
+    return err.is_terminal and os.environ.get("CI", "").lower() in ("", "0", "false")
+
+
 def train_reporter(quiet: bool):
-    """Rich progress in a terminal; plain lines otherwise or with --quiet."""
-    if not quiet and err.is_terminal:
+    """Rich progress in a terminal; plain lines otherwise (CI, a pipe) or with --quiet."""
+    if not quiet and animated():
         return RichTrainReporter()
     return PlainTrainReporter(quiet=quiet)
 
@@ -377,7 +389,7 @@ def exports(report) -> None:
 def progress_bar(what: str, total: int, *, quiet: bool = False):
     """A progress bar on stderr in a terminal (nothing elsewhere); yields advance(done,
     total) for the library function doing the work."""
-    if quiet or not err.is_terminal:
+    if quiet or not animated():
         yield lambda done, total: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
