@@ -1,5 +1,7 @@
 """Specs: Keras names and arguments, repeat, blocks, branches, readable names, clear errors."""
 
+import re
+
 import pytest
 
 from cnncli.errors import ConfigError, ManyErrors
@@ -159,6 +161,36 @@ def test_missing_block_parameter_is_named(write):
                           kernel_size: 3}, repeat: $convs}]}
             layers: [{vgg_block: {filters: 4}}]
         """))
+
+
+@pytest.mark.parametrize("layer,says", [
+    ("Dropout: half", "`rate` of Dropout is a number, not 'half'"),
+    ("Conv2D: {filters: 8.5, kernel_size: 3}", "`filters` of Conv2D is a whole number, "
+                                               "not 8.5"),
+    ("Conv2D: {filters: 8, kernel_size: [3, x]}", "`kernel_size` of Conv2D is a whole "
+                                                  "number, not [3, 'x']"),
+])
+def test_a_size_or_rate_that_is_no_number_is_said_in_cnnclis_words(write, layer, says):
+    """Not Keras' "'<=' not supported between instances of 'int' and 'str'"."""
+    with pytest.raises(ConfigError, match=re.escape(says)) as e:
+        expand(load(write, f"input: [8, 8, 1]\nlayers:\n  - {layer}\n  - Flatten\n"))
+    assert e.value.line == 3
+
+
+def test_arguments_written_in_line_with_their_layer_are_told_to_indent(write):
+    with pytest.raises(ConfigError) as e:
+        expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D:\n    filters: 8\n"
+                           "    kernel_size: 3\n  - Flatten\n"))
+    assert e.value.hint == ("indent the arguments of Conv2D under it (two more spaces than "
+                            "`Conv2D:`), or write them on its line: `- Conv2D: {filters: 8, "
+                            "kernel_size: 3}`")
+
+
+def test_layers_written_as_a_mapping_are_told_to_start_with_dashes(write):
+    with pytest.raises(ConfigError, match="must be a non-empty list of layers, not a "
+                                          "mapping") as e:
+        load(write, "input: [8, 8, 1]\nlayers:\n  Conv2D: {filters: 8}\n  Flatten:\n")
+    assert e.value.hint.startswith("start each layer with `- ` (a list item): `- Conv2D:")
 
 
 def test_an_undefined_value_given_to_a_block_is_one_error_at_the_call(write):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-import re
 from dataclasses import dataclass, field
 
 from cnncli.errors import CnnError, ConfigError, raise_all
@@ -188,7 +187,8 @@ def _make_layer(node: expansion.Node, args: dict, shape):
         return cls(name=node.name, **args)
     except Exception as exc:  # a wrongly typed or out-of-range argument
         message = keras_reason(exc)
-        quoted = {k: v for k, v in args.items() if isinstance(v, str) and _number(v)}
+        quoted = {k: v for k, v in args.items() if isinstance(v, str)
+                  and keras_layers.reads_as_number(v)}
         if quoted:  # filters: "8": Keras compares '8' <= 0; kernel_size: "3" is no tuple
             names = ", ".join(f"`{k}`" for k in quoted)
             texts = ", ".join(repr(v) for v in quoted.values())
@@ -212,19 +212,6 @@ def _make_layer(node: expansion.Node, args: dict, shape):
             hint=f"keras.layers.{node.layer} takes: {valid}; see its documentation for the "
                  "values each takes",
         ) from None
-
-
-#: A number as cnncli's YAML reads one (YAML 1.2: no ``1_000``, ``nan`` or ``inf``).
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def _number(text: str) -> bool:
-    """True for text that YAML would have read as a number without its quotes.
-
-    >>> _number("8"), _number("1e-3"), _number("same"), _number("nan"), _number("1_000")
-    (True, True, False, False, False)
-    """
-    return _NUMBER.fullmatch(text.strip()) is not None
 
 
 def _check_window(node: expansion.Node, layer, shape) -> None:

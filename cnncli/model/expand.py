@@ -201,7 +201,7 @@ class _Expander:
         if len(main) != 1:
             self.error(f"a layer entry has one layer name, found {len(main)}: "
                        f"{', '.join(map(str, main)) or 'none'}", line, where,
-                       "write each layer as its own list item (`- Flatten`)")
+                       _several_names_hint(entry, main))
             return tail
         key, value = main[0], entry[main[0]]
         if key == "pretrained":
@@ -259,6 +259,10 @@ class _Expander:
             elif arg in keras_layers.boolean_arguments(cls) and not isinstance(args[arg], bool):
                 self.error(f"`{arg}` of {key} is true or false, not {args[arg]!r}",
                            key_line(value, arg, line), where, config.BOOLEAN_HINT)
+                ok = False
+            elif args[arg] is not None and (kind := keras_layers.wrong_number(arg, args[arg])):
+                self.error(f"`{arg}` of {key} is {kind}, not {args[arg]!r}",
+                           key_line(value, arg, line), where)
                 ok = False
         return args if ok else None
 
@@ -373,6 +377,20 @@ class _Expander:
         if isinstance(value, dict):
             return {k: self.substitute(v, params, line, where) for k, v in value.items()}
         return value
+
+
+def _several_names_hint(entry: dict, names: list) -> str:
+    """What to do about an entry with several names: arguments written under a layer
+    without their indent (``- Conv2D:`` then ``filters: 8`` in line with it) are
+    told to indent; otherwise each layer is its own list item."""
+    first, rest = names[0], names[1:]
+    cls = keras_layers.layer_class(str(first)) if entry.get(first) is None else None
+    if cls is not None and rest and all(
+            str(n) in keras_layers.valid_arguments(cls) for n in rest):
+        given = ", ".join(f"{n}: {entry[n]}" for n in rest)
+        return (f"indent the arguments of {first} under it (two more spaces than `{first}:`"
+                f"), or write them on its line: `- {first}: {{{given}}}`")
+    return "write each layer as its own list item (`- Flatten`)"
 
 
 def expand(spec: Spec) -> Expanded:

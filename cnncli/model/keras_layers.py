@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
@@ -82,6 +83,56 @@ def boolean_arguments(cls: type) -> frozenset[str]:
             names |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
                       if isinstance(p.default, bool)}
     return frozenset(names & set(valid_arguments(cls)))
+
+
+#: Layer arguments that are whole numbers (or lists of them, one per dimension): sizes
+#: and counts. Keras says other things of 8.5 filters ("must be evenly divisible by the
+#: number of groups").
+WHOLE_NUMBERS = frozenset({"filters", "units", "kernel_size", "strides", "pool_size",
+                           "dilation_rate", "groups", "depth_multiplier", "num_heads",
+                           "key_dim"})
+#: Layer arguments that are numbers (Keras compares 'half' <= 0 and says so).
+NUMBERS = frozenset({"rate", "momentum", "epsilon", "stddev", "negative_slope",
+                     "max_value", "threshold"})
+
+
+#: A number as cnncli's YAML reads one (YAML 1.2: no ``1_000``, ``nan`` or ``inf``).
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def reads_as_number(text: str) -> bool:
+    """True for text that YAML would have read as a number without its quotes.
+
+    >>> reads_as_number("8"), reads_as_number("1e-3"), reads_as_number("same")
+    (True, True, False)
+    >>> reads_as_number("nan"), reads_as_number("1_000")
+    (False, False)
+    """
+    return _NUMBER.fullmatch(text.strip()) is not None
+
+
+def wrong_number(name: str, value) -> str | None:
+    """What is wrong with `value` for the layer argument `name` when it must be a whole
+    number or a number (`WHOLE_NUMBERS`, `NUMBERS`), else None; None for a number in
+    quotes too (`cnncli.model.builder` says to write it without them).
+
+    >>> wrong_number("filters", 8.5), wrong_number("kernel_size", [3, 3])
+    ('a whole number', None)
+    >>> wrong_number("rate", "half"), wrong_number("rate", 0.5), wrong_number("units", True)
+    ('a number', None, 'a whole number')
+    """
+    def whole(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if isinstance(value, str) and reads_as_number(value):
+        return None
+
+    if name in WHOLE_NUMBERS and not (whole(value) or (
+            isinstance(value, list) and value and all(whole(v) for v in value))):
+        return "a whole number"
+    if name in NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return "a number"
+    return None
 
 
 @cache

@@ -127,11 +127,15 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
             ))
     layers = doc.get("layers")
     if not isinstance(layers, list) or not layers:
+        hint = "add e.g. `layers: [Flatten, {Dense: {units: 10, activation: softmax}}]`"
+        if isinstance(layers, dict) and layers:  # the dashes left out
+            hint = (f"start each layer with `- ` (a list item): `- {next(iter(layers))}: ...`, "
+                    "one per line, in order")
         errors.append(ConfigError(
             "the spec has no `layers:` list" if layers is None else "`layers:` must be a "
-            "non-empty list of layers", file=file, line=key_line(doc, "layers"),
-            hint="add e.g. `layers: [Flatten, {Dense: {units: 10, activation: softmax}}]`",
-        ))
+            "non-empty list of layers" + (", not a mapping" if isinstance(layers, dict) and
+                                          layers else ""),
+            file=file, line=key_line(doc, "layers"), hint=hint))
     blocks = doc.get("blocks") or {}
     if not isinstance(blocks, dict):
         errors.append(ConfigError("`blocks:` must be a mapping of block names to blocks",
