@@ -461,6 +461,15 @@ def load(path: str | Path, overrides: list[str] = (),
     A run's own saved config (``runs/x/1/config.yaml``) carries a `digest` key,
     which `parse` drops.
     """
+    doc, set_by = load_document(path, overrides, origins, values)
+    return parse(doc, file=str(path), set_by=set_by)
+
+
+def load_document(path: str | Path, overrides: list[str] = (),
+                  origins: dict[str, str] | None = None, values: dict[str, Any] | None = None
+                  ) -> tuple[Any, dict[str, str]]:
+    """`load`'s document with the overrides and values applied, not validated yet, and
+    what set each key (`parse`'s `set_by`)."""
     doc = yamlio.load(path)
     set_by = {}
     if isinstance(doc, dict):
@@ -473,7 +482,7 @@ def load(path: str | Path, overrides: list[str] = (),
             said = (origins or {}).get(key, f"--set {key}={value}")
             set_value(doc, key, value, said=said)
             set_by[key] = said
-    return parse(doc, file=str(path), set_by=set_by)
+    return doc, set_by
 
 
 def load_run_config(path: str | Path) -> RunConfig:

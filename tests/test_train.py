@@ -1066,3 +1066,22 @@ def test_training_stopped_by_a_signal_names_it_in_json_as_every_command_does(
         tmp_path, signum, error):
     stopped = Interrupted(signum, tmp_path, where="the end of epoch 1")
     assert (stopped.to_dict()["error"], stopped.exit_code) == (error, 128 + signum)
+
+
+def test_train_reports_every_problem_of_a_config_at_once_as_check_does(tmp_path):
+    """The unknown optimizer came out of `check` but not out of `train`."""
+    from cnncli.errors import ManyErrors
+    from cnncli.run import checking
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: lenet5\ndata: {name: mnist}\n"
+                    "train: {epochs: ten, optimizer: {name: adamm}}\n")
+    for load in (checking.check, checking.load_config):
+        with pytest.raises(ManyErrors) as e:
+            load(str(path))
+        assert [err.message for err in e.value.errors] == [
+            "`train.epochs`: input should be a valid integer, got 'ten'",
+            "`train.optimizer.name`: unknown optimizer 'adamm'"], load
+    with pytest.raises(ConfigError) as e:  # given on the command line, the file's is gone
+        checking.load_config(str(path), ["train.optimizer.name=adam"])
+    assert "adamm" not in str(e.value)

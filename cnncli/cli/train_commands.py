@@ -51,9 +51,8 @@ def train(
     json: JsonOpt = False,
 ) -> None:
     """Train a network: cnncli train configs/mnist.yaml."""
-    from cnncli import config
     from cnncli.cli import render
-    from cnncli.run import rundir
+    from cnncli.run import checking, rundir
     from cnncli.run import train as training
 
     if config_file is None and resume is None:
@@ -73,7 +72,7 @@ def train(
         values["train.steps"], origins["train.steps"] = None, f"--epochs {epochs}"
     if offline:
         values["data.offline"], origins["data.offline"] = True, "--offline"
-    cfg = config.load(config_file, list(set_ or []), origins, values)
+    cfg = checking.load_config(config_file, list(set_ or []), origins, values)
     if cfg.output.name is None:
         cfg.output.name = Path(config_file).stem
     if dry_run:

@@ -67,6 +67,21 @@ def check(path_or_name: str) -> Checked:
     return Checked(built.model, built.warnings)
 
 
+def load_config(path: str, overrides: list[str] = (), origins: dict | None = None,
+                values: dict | None = None) -> config.RunConfig:
+    """`config.load` for ``train``: a config that fails validation has its optimizer,
+    loss and metric names checked too, so that every problem is reported at once, as
+    `check` reports them."""
+    doc, set_by = config.load_document(path, overrides, origins, values)
+    try:
+        return config.parse(doc, file=str(path), set_by=set_by)
+    except CnnError as exc:
+        errors = getattr(exc, "errors", [exc])
+        said = {str(e) for e in errors}
+        raise_all([*errors, *(e for e in _name_problems(doc, str(path)) if str(e) not in said)])
+        raise
+
+
 def _network(cfg: config.RunConfig, file: str | None, classes: int | None = None, *,
              shown: bool = True, doc=None) -> tuple[spec.Spec, list[str]]:
     """The run config's network and notes about its data. Its classes are `classes` if
