@@ -87,9 +87,10 @@ def remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def writable_folder(folder: str | Path) -> Path:
+def writable_folder(folder: str | Path, option: str | None = None) -> Path:
     """`folder`, created if needed, once it is known to be a folder one can write to;
-    else a `ConfigError` saying why (e.g. that it is a file) and to give another.
+    else a `ConfigError` saying why (e.g. that it is a file) and to give another (with
+    `option`, e.g. ``--output``, when the command chose the folder itself).
 
     >>> writable_folder(tempfile.mkdtemp()).is_dir()
     True
@@ -109,5 +110,6 @@ def writable_folder(folder: str | Path) -> Path:
         os.rmdir(tempfile.mkdtemp(prefix=".cnncli-probe-", dir=folder))
     except OSError as exc:
         raise ConfigError(f"cannot write to the output folder: {exc.strerror or exc}",
-                          file=str(folder), hint="give a folder you can write to") from None
+                          file=str(folder), hint="give a folder you can write to" + (
+                              f" with {option} DIR" if option else "")) from None
     return folder

@@ -142,3 +142,13 @@ def test_a_damaged_run_status_says_what_is_wrong(tmp_path, content, problem):
         (tmp_path / "state.json").write_text(content)
     with pytest.raises(ValueError, match=re.escape(problem)):
         RunStatus.read(tmp_path)
+
+
+@pytest.mark.parametrize("option,hint", [
+    (None, "give a folder you can write to"),
+    ("--output", "give a folder you can write to with --output DIR")])
+def test_a_folder_nobody_can_write_to_is_refused_naming_the_option_to_give_another(
+        option, hint):
+    with pytest.raises(ConfigError, match="cannot write to the output folder") as e:
+        files.writable_folder("/sys/cnncli-nowhere", option)  # not even root may
+    assert e.value.hint == hint

@@ -76,7 +76,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         datasets.check_output_outside(folder, source)
     made = files.missing_folders(folder) if folder else []
     if folder is not None:
-        files.writable_folder(folder)  # an unwritable one is found before the work
+        files.writable_folder(folder, "--output")  # found before the work
     try:
         ds, said = _load(source, data_dir=data_dir or (run_data.data_dir if run_data
                                                        else None),
