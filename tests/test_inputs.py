@@ -162,8 +162,9 @@ def test_missing_paths_may_stay_in_their_place_when_others_were_found(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     found = [str(tmp_path / "gone.png"), str(tmp_path / "a.png")]
     assert expand_inputs(found, missing_ok=True) == found
-    with pytest.raises(DataError, match="no such file or folder"):  # none found: at once
-        expand_inputs([str(tmp_path / "gone.png")], missing_ok=True)
+    for none in ([str(tmp_path / "gone.png")], [str(tmp_path / "gone.png")] * 2):
+        with pytest.raises(DataError, match="no such file or folder"):  # none: at once
+            expand_inputs(none, missing_ok=True)
 
 
 def test_no_arguments_give_no_inputs():

@@ -177,6 +177,23 @@ def test_a_size_or_rate_that_is_no_number_is_said_in_cnnclis_words(write, layer,
     assert e.value.line == 3
 
 
+def test_sizes_as_tuples_are_whole_numbers_as_a_cut_model_files_layers_give_them():
+    """`model.from: FILE, cut: LAYER` rebuilds the layers after the cut from Keras'
+    configs: kernel_size (3, 3), pool_size (2, 2)."""
+    nodes = expand(spec.parse({"input": [8, 8, 1], "layers": [
+        {"Conv2D": {"filters": 2, "kernel_size": (3, 3), "strides": (1, 1)}},
+        {"MaxPooling2D": {"pool_size": (2, 2)}}, "Flatten"]})).nodes
+    assert nodes[0].args["kernel_size"] == (3, 3) and nodes[1].args["pool_size"] == (2, 2)
+
+
+def test_an_undefined_value_for_a_boolean_argument_is_one_error(write):
+    with pytest.raises(ConfigError) as e:
+        expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, "
+                           "kernel_size: 3, use_bias: $nope}\n"))
+    assert str(e.value).count("error") <= 1 and "'$nope' is not defined here" in str(e.value)
+    assert "true or false" not in str(e.value)
+
+
 def test_arguments_written_in_line_with_their_layer_are_told_to_indent(write):
     with pytest.raises(ConfigError) as e:
         expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D:\n    filters: 8\n"

@@ -176,7 +176,7 @@ class _Expander:
                 )
             for path in files:
                 self.add(path)
-        else:
+        elif arg not in self.seen:  # (named once, however often given)
             self.missing.append((arg, source, line))
             self.add(arg)  # in its place, for `expand_inputs(missing_ok=True)`
 

@@ -256,11 +256,13 @@ class _Expander:
                            where, " ".join(filter(None, (suggest(arg, valid), "valid "
                                                          "arguments: " + ", ".join(valid)))))
                 ok = False
+            elif args[arg] is None:  # `$nope`, said by `substitute`; `~`: Keras' default
+                continue
             elif arg in keras_layers.boolean_arguments(cls) and not isinstance(args[arg], bool):
                 self.error(f"`{arg}` of {key} is true or false, not {args[arg]!r}",
                            key_line(value, arg, line), where, config.BOOLEAN_HINT)
                 ok = False
-            elif args[arg] is not None and (kind := keras_layers.wrong_number(arg, args[arg])):
+            elif kind := keras_layers.wrong_number(arg, args[arg]):
                 self.error(f"`{arg}` of {key} is {kind}, not {args[arg]!r}",
                            key_line(value, arg, line), where)
                 ok = False

@@ -23,6 +23,7 @@ from functools import cache
 from typing import Any
 
 from cnncli.errors import suggest
+from cnncli.yamlio import is_int
 
 #: Keras layers a spec may not use: they run code, or load a model, from outside the spec.
 REFUSED_LAYERS = {
@@ -118,17 +119,15 @@ def wrong_number(name: str, value) -> str | None:
 
     >>> wrong_number("filters", 8.5), wrong_number("kernel_size", [3, 3])
     ('a whole number', None)
+    >>> wrong_number("pool_size", (2, 2)) is None  # as a model file's layers give it
+    True
     >>> wrong_number("rate", "half"), wrong_number("rate", 0.5), wrong_number("units", True)
     ('a number', None, 'a whole number')
     """
-    def whole(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
     if isinstance(value, str) and reads_as_number(value):
         return None
-
-    if name in WHOLE_NUMBERS and not (whole(value) or (
-            isinstance(value, list) and value and all(whole(v) for v in value))):
+    if name in WHOLE_NUMBERS and not (is_int(value) or (
+            isinstance(value, list | tuple) and value and all(is_int(v) for v in value))):
         return "a whole number"
     if name in NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)):
         return "a number"
