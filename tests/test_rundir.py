@@ -152,3 +152,18 @@ def test_a_folder_nobody_can_write_to_is_refused_naming_the_option_to_give_anoth
     with pytest.raises(ConfigError, match="cannot write to the output folder") as e:
         files.writable_folder("/sys/cnncli-nowhere", option)  # not even root may
     assert e.value.hint == hint
+
+
+def test_a_file_that_could_not_be_written_is_named_in_the_error(tmp_path, monkeypatch):
+    """A full disk at the write or the fsync: the OSError names the file (the command
+    then says which file it could not write), and no temporary file is left."""
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        files.write_json(tmp_path / "metrics.json", {"a": 1})
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(tmp_path / "metrics.json"))
+    assert list(tmp_path.iterdir()) == []

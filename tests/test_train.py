@@ -224,9 +224,22 @@ def test_a_built_in_network_defined_otherwise_now_is_refused_on_resuming(tmp_pat
 
     with pytest.raises(ConfigError, match="the built-in network 'lenet5' is defined "
                                           "otherwise in this version of cnncli"):
-        training._check_same_network("0123456789abcdef", specs.load("lenet5"), tmp_path)
-    training._check_same_network(specs.load("lenet5").digest(), specs.load("lenet5"), tmp_path)
-    training._check_same_network("", specs.load("lenet5"), tmp_path)  # an older backup
+        training._check_same_network("0123456789abcdef", specs.load("lenet5"), "lenet5",
+                                     tmp_path)
+    lenet = specs.load("lenet5")
+    training._check_same_network(lenet.digest(), lenet, "lenet5", tmp_path)
+    training._check_same_network("", lenet, "lenet5", tmp_path)  # an older backup
+
+
+def test_a_networks_fingerprint_is_not_its_name():
+    """An inline network is named after the run's output.name, which a resume may
+    change (--set output.name=x): the same network."""
+    from cnncli.model import spec as specs
+
+    lenet = specs.load("lenet5")
+    renamed = specs.Spec(**{**vars(lenet), "name": "another"})
+    assert renamed.digest() == lenet.digest()
+    assert lenet.with_overrides(classes=3).digest() != lenet.digest()
 
 
 def test_a_run_records_the_precision_and_device_auto_chose(tmp_path):
@@ -983,8 +996,8 @@ def test_a_step_too_big_for_the_machines_memory_is_warned_about_on_the_cpu():
 
 
 def test_a_network_whose_weights_alone_cannot_train_in_memory_is_refused():
-    """16 billion weights need about 238 GiB to train: the process would be killed while
-    building them, with no message; it is refused, naming the largest layer."""
+    """16 billion weights take 60 GiB: the process would be killed while building them,
+    with no message; it is refused, naming the largest layer."""
     from cnncli import devices
     from cnncli.errors import DeviceError
     from cnncli.model import builder, spec
@@ -994,8 +1007,8 @@ def test_a_network_whose_weights_alone_cannot_train_in_memory_is_refused():
     with builder.weightless():  # as training plans it: 64 GB of weights otherwise
         built = builder.build_checked(huge)
     cpu = devices.Placement("cpu", ["/cpu:0"])
-    with pytest.raises(DeviceError, match="the network has 16,000,800,010 weights: training "
-                                          "needs about 238.4 GiB") as e:
+    with pytest.raises(DeviceError, match="the network has 16,000,800,010 weights: they "
+                                          "alone take 59.6 GiB") as e:
         planning.memory_warnings(built, cpu, 10, available=23 * 2**30)
     assert e.value.message.endswith("this machine has 23.0 GiB of memory available")
     assert e.value.hint.startswith("make the network smaller: its largest layer, fc1, "
@@ -1085,3 +1098,7 @@ def test_train_reports_every_problem_of_a_config_at_once_as_check_does(tmp_path)
     with pytest.raises(ConfigError) as e:  # given on the command line, the file's is gone
         checking.load_config(str(path), ["train.optimizer.name=adam"])
     assert "adamm" not in str(e.value)
+    with pytest.raises(ManyErrors) as e:  # and a name given there is placed there
+        checking.load_config(str(path), ["train.optimizer.name=nadamm"])
+    [_, unknown] = e.value.errors
+    assert (unknown.where, unknown.line) == ("--set train.optimizer.name=nadamm", None)

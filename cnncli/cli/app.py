@@ -153,8 +153,8 @@ def _run() -> None:
     except Exception as exc:  # a bug, ours or a library's: say so in one paragraph
         if _output_closed(exc):
             _leave_output_closed()
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and not exc.filename:
-            _cannot_write_output(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            _no_space(exc)
         _traceback_if_debugging()
         from cnncli.cli import render
 
@@ -180,15 +180,17 @@ def _leave_output_closed() -> NoReturn:
     os._exit(EXIT_SIGPIPE)
 
 
-def _cannot_write_output(exc: OSError) -> NoReturn:
-    """A full device under the command's output (``> /dev/full``, a full disk): said,
-    exit 3 as for any file cnncli could not write."""
+def _no_space(exc: OSError) -> NoReturn:
+    """A full device under a file the command wrote (`exc.filename`), or under its output
+    (``> /dev/full``: no file name): said, exit 3 as for any file cnncli could not
+    write."""
     from cnncli.cli import render
     from cnncli.errors import WriteError
 
+    what = exc.filename or "the output"
     with contextlib.suppress(OSError):
-        render.error(WriteError(f"cannot write the output: {exc.strerror or exc}",
-                                hint="free some space where the output goes, or send it "
+        render.error(WriteError(f"cannot write {what}: {exc.strerror or exc}",
+                                hint=f"free some space where {what} goes, or send it "
                                      "elsewhere"))
     _leave(WriteError.exit_code)
 

@@ -39,7 +39,6 @@ from cnncli.devices.memory import (
     next_batch_size,
     out_of_memory_message,
     too_large,
-    weights_memory,
 )
 from cnncli.devices.placement import (
     CPU_REQUESTED_NOTE,
@@ -80,5 +79,5 @@ __all__ = [
     "gpu_warning", "inference_batch_size", "next_batch_size", "nvidia_driver_present",
     "out_of_memory_message", "parse_device", "parse_precision", "parse_tf_config",
     "scale_learning_rate", "setup", "strategy", "strategy_name", "tf_cpu_threads", "too_large",
-    "visible_gpus", "weights_memory",
+    "visible_gpus",
 ]

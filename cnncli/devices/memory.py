@@ -35,43 +35,35 @@ def estimate_batch_memory(
     >>> estimate_batch_memory(1000, 500, 10)
     56000
     """
+    weights = int(params) * (2 + int(optimizer_slots)) * 4
     activations = int(activations_per_image) * int(batch_size) * 2 * int(bytes_per_value)
-    return weights_memory(params, optimizer_slots) + activations
-
-
-def weights_memory(params: int, optimizer_slots: int = 2) -> int:
-    """Bytes the weights of a network take while it trains, whatever the batch: the
-    float32 weights, their gradients and `optimizer_slots` copies (Adam keeps 2).
-
-    >>> weights_memory(1000)
-    16000
-    """
-    return int(params) * (2 + int(optimizer_slots)) * 4
+    return weights + activations
 
 
 def too_large(params: int, largest: tuple[str, int], memory: int, *,
               on_cpu: bool) -> DeviceError | None:
-    """The error for a network whose weights alone cannot train in `memory` bytes (on the
-    CPU: the memory available; it would be killed building them, with no message), None
-    when they can. `largest`: the name and weight count of its largest layer.
+    """The error for a network whose weights alone, float32, do not fit in `memory` bytes
+    (on the CPU: the memory available; the process would be killed making them, with no
+    message), None when they do. Training needs more (gradients, the optimizer's copies,
+    activations: `estimate_batch_memory`, a warning), but what that is depends on the
+    optimizer and on what is frozen; the weights alone are certain. `largest`: the name
+    and weight count of its largest layer.
 
     >>> print(too_large(16_000_000_000, ("fc1", 1_600_000_000), 23 * 2**30,
     ...                 on_cpu=True).message)  # doctest: +NORMALIZE_WHITESPACE
-    the network has 16,000,000,000 weights: training needs about 238.4 GiB for them (the
-    weights, their gradients and the optimizer's two copies), and this machine has 23.0
-    GiB of memory available
-    >>> too_large(1_000_000, ("fc1", 500), 2**30, on_cpu=True) is None
+    the network has 16,000,000,000 weights: they alone take 59.6 GiB, and this machine
+    has 23.0 GiB of memory available
+    >>> too_large(4_000_000_000, ("fc1", 500), 23 * 2**30, on_cpu=True) is None
     True
     """
-    need = weights_memory(params)
+    need = int(params) * 4
     if need <= memory:
         return None
     where = ("this machine has {} of memory available" if on_cpu
              else "the GPU has {} of memory").format(format_bytes(memory))
     name, count = largest
     return DeviceError(
-        f"the network has {params:,} weights: training needs about {format_bytes(need)} "
-        f"for them (the weights, their gradients and the optimizer's two copies), and "
+        f"the network has {params:,} weights: they alone take {format_bytes(need)}, and "
         f"{where}", hint=f"make the network smaller: its largest layer, {name}, has "
                          f"{count:,} weights (a fully-connected layer has one per input "
                          "and unit: pool the volume before it, or give it fewer units)")

@@ -70,14 +70,15 @@ class Spec:
     raw: dict = field(default_factory=dict, repr=False)
 
     def digest(self) -> str:
-        """A fingerprint of the network this spec describes (its name, input, classes,
-        preprocessing, layers and blocks; not where it was written or how): a resumed run
-        must build the network its backup was made with."""
+        """A fingerprint of the network this spec describes (its input, classes,
+        preprocessing, layers and blocks; not its name, nor where it was written or how):
+        a resumed run must build the network its backup was made with. (An inline
+        network is named after the run's `output.name`, which a resume may change.)"""
         import hashlib
         import json
 
-        text = json.dumps([self.name, self.input, self.classes, self.preprocessing,
-                           self.layers, self.blocks], sort_keys=True, default=str)
+        text = json.dumps([self.input, self.classes, self.preprocessing, self.layers,
+                           self.blocks], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def with_overrides(self, *, classes: int | None = None, input: list | None = None) -> Spec:

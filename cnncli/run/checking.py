@@ -78,7 +78,8 @@ def load_config(path: str, overrides: list[str] = (), origins: dict | None = Non
     except CnnError as exc:
         errors = getattr(exc, "errors", [exc])
         said = {str(e) for e in errors}
-        raise_all([*errors, *(e for e in _name_problems(doc, str(path)) if str(e) not in said)])
+        names = _name_problems(doc, str(path), set_by)
+        raise_all([*errors, *(e for e in names if str(e) not in said)])
         raise
 
 
@@ -233,16 +234,18 @@ def dry_run(cfg: config.RunConfig, file: str | None) -> builder.Built:
     return built
 
 
-def _training_problems(train: config.TrainSection, classes: int, doc, file: str) -> list:
-    """`check_training`'s problems, each with the line of the key it names."""
+def _training_problems(train: config.TrainSection, classes: int, doc, file: str,
+                       set_by: dict[str, str] | None = None) -> list:
+    """`check_training`'s problems, each with the line of the key it names (or, for a key
+    set on the command line, how it was given: `set_by`)."""
     try:
         check_training(train, classes, file=file)
     except CnnError as exc:
-        return config.with_lines(getattr(exc, "errors", [exc]), doc)
+        return config.with_lines(getattr(exc, "errors", [exc]), doc, set_by)
     return []
 
 
-def _name_problems(doc, file: str) -> list:
+def _name_problems(doc, file: str, set_by: dict[str, str] | None = None) -> list:
     """The optimizer, loss and metric names of a config that failed validation elsewhere."""
     train = doc.get("train") if isinstance(doc, dict) else None
     if not isinstance(train, dict):
@@ -262,7 +265,7 @@ def _name_problems(doc, file: str) -> list:
     defaults = config.TrainSection()  # its sections as sections, not dicts
     section = config.TrainSection.model_construct(**{
         **{key: getattr(defaults, key) for key in config.TrainSection.model_fields}, **fields})
-    return _training_problems(section, DEFAULT_CLASSES, doc, file)
+    return _training_problems(section, DEFAULT_CLASSES, doc, file, set_by)
 
 
 def _is_run_config(doc) -> bool:

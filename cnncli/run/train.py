@@ -178,7 +178,7 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
         _check_same_data(saved_state.data, data, run, p.data.sample,
                          lambda: p.feed.fingerprint(absolute=True),
                          moved_from=diff.get("data.name", (None,))[0])
-        _check_same_network(saved_state.network, p.spec, run)
+        _check_same_network(saved_state.network, p.spec, p.cfg.model, run)
         finetune.restore(p, model, saved_state)
 
     state, note = checkpoint.load(run, model, prepare)
@@ -204,27 +204,30 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     return (run if p.placement.is_chief else distributed.worker_run_dir(p.placement)), state
 
 
-def _check_same_network(recorded: str, spec, run: Path) -> None:
-    """Refuse to resume with a network other than the run's: its spec file edited since
-    the run started (the run's config names the file), or a built-in network that another
-    version of cnncli defines otherwise. The backup's weights are for the run's network;
-    loaded into another of the same shapes (an activation changed), they would go on
-    silently as something else."""
+def _check_same_network(recorded: str, spec, model, run: Path) -> None:
+    """Refuse to resume with a network other than the run's (`model`: the config's
+    `model:`): its spec file edited since the run started (the config names the file),
+    what `model.from` names replaced, or a built-in network that another version of
+    cnncli defines otherwise. The backup's weights are for the run's network; loaded into
+    another of the same shapes (an activation changed), they would go on silently as
+    something else."""
     if not recorded or recorded == spec.digest():  # (not recorded before 2026-12)
         return
     from cnncli.model import architectures
 
+    hint = "resume with the network the run started with, or start a new run"
     if spec.file and Path(spec.file).parent == architectures.HERE:
         what = (f"the built-in network '{spec.name}' is defined otherwise in this version "
                 "of cnncli")
         hint = "resume with the cnncli version the run started with, or start a new run"
-    elif spec.file and Path(spec.file).resolve() != (run / rundir.CONFIG).resolve():
-        what = f"its spec file, {spec.file}, was changed since the run started"
+    elif isinstance(model, str):
+        what = f"its spec file, {model}, was changed since the run started"
         hint = ("put the spec file back as it was when the run started (the backup's "
                 "weights are for that network), or start a new run")
+    elif isinstance(model, dict) and model.get("from"):
+        what = f"what `model.from` names ({model['from']}) changed since the run started"
     else:
         what = "its definition changed since the run started"
-        hint = "resume with the network the run started with, or start a new run"
     raise ConfigError(f"the network is not the one this run's backup was made with: {what}",
                       file=str(run), hint=hint)
 
