@@ -96,6 +96,13 @@ def test_explain_says_how_keras_rounds_when_not_divisible():
            "giving 3" in pool.explain[0]
 
 
+def test_explain_says_a_dilated_window_is_wider_than_its_kernel():
+    s = spec.parse({"input": [9, 9, 1], "layers": [
+        {"Conv2D": {"filters": 2, "kernel_size": 3, "dilation_rate": 2}}, "Flatten"]})
+    assert summarize(s).rows[1].explain == [
+        "F=5 (3 dilated by 2: (3 - 1) x 2 + 1), S=1, P=0 (valid): (9 - 5 + 0)/1 + 1 = 5"]
+
+
 def test_same_padding_with_a_window_smaller_than_the_stride_rounds_down():
     """F < S: padding same would need negative padding; Keras gives ceil(W/S)."""
     s = spec.parse({"input": [6, 6, 3], "layers": [

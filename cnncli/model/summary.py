@@ -251,7 +251,8 @@ def _explain(in_shape, size, strides, padding, dilation) -> list[str]:
     lines = []
     for name, (w, f, s, d) in zip(names, axes[:1] if same else axes, strict=False):
         out = window_output(w, f, s, padding, d)
-        text = f"F={out.f}, S={s}, P={out.p:g} ({padding}): {out.formula}"
+        spread = f" ({f} dilated by {d}: ({f} - 1) x {d} + 1)" if d > 1 else ""
+        text = f"F={out.f}{spread}, S={s}, P={out.p:g} ({padding}): {out.formula}"
         if out.note:
             text += f"; {out.note}"
         lines.append(text if same else f"{name}: {text}")
