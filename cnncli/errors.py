@@ -128,7 +128,8 @@ class ManyErrors(ConfigError):
     """
 
     def __init__(self, errors: list[CnnError]) -> None:
-        self.errors = list(errors)
+        self.errors = [one for e in errors  # (another's problems are among these)
+                       for one in (e.errors if isinstance(e, ManyErrors) else [e])]
         first = self.errors[0]
         super().__init__(
             f"{len(self.errors)} problems found" if len(self.errors) > 1 else first.message,

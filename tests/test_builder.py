@@ -113,6 +113,16 @@ def test_a_misspelt_keras_name_gets_a_did_you_mean(write, argument, kind, meant)
     assert e.value.hint.startswith(f"did you mean '{meant}'?") and e.value.line == 4
 
 
+def test_every_misspelt_keras_name_of_a_layer_and_of_the_layers_after_it_is_said(write):
+    with pytest.raises(ManyErrors) as e:
+        build_text(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: "
+                          "3, activation: relux, kernel_initializer: foo}\n  - Flatten\n"
+                          "  - Dense: {units: 3, activation: sofmax}\n")
+    assert [(err.line, err.message.split(" is not")[0]) for err in e.value.errors] == [
+        (3, "`activation: relux`"), (3, "`kernel_initializer: foo`"),
+        (5, "`activation: sofmax`")]
+
+
 def test_a_keras_name_refused_for_another_reason_gets_keras_reason_not_a_did_you_mean(write):
     with pytest.raises(ConfigError, match="invalid arguments") as e:  # Constant needs a value
         build_text(write, "input: [8, 8, 1]\nlayers:\n  - Flatten\n  - Dense: {units: 2, "

@@ -199,12 +199,11 @@ def _make_layer(node: expansion.Node, args: dict, shape):
                 file=node.file, line=node.line, where=node.where(),
                 hint="write " + ", ".join(f"{k}: {v}" for k, v in quoted.items())
                      + " without quotes") from None
-        unknown = keras_layers.unknown_name(args)
+        unknown = keras_layers.unknown_names(args)
         if unknown:  # activation: sofmax (Keras: "Could not interpret ... identifier")
-            key, kind, hint = unknown
-            raise ConfigError(f"`{key}: {args[key]}` is not one of Keras' {kind}",
-                              file=node.file, line=node.line, where=node.where(),
-                              hint=hint) from None
+            raise_all([ConfigError(f"`{key}: {args[key]}` is not one of Keras' {kind}",
+                                   file=node.file, line=node.line, where=node.where(),
+                                   hint=hint) for key, kind, hint in unknown])
         valid = ", ".join(keras_layers.valid_arguments(cls))
         raise ConfigError(
             f"invalid arguments {args}: {message}", file=node.file, line=node.line,

@@ -10,8 +10,8 @@ about a name that is not a layer (`unknown_layer_hint`).
 True
 >>> "kernel_size" in valid_arguments(layer_class("Conv2D"))
 True
->>> unknown_name({"units": 10, "activation": "sofmax"})[:2]
-('activation', 'activations')
+>>> [found[:2] for found in unknown_names({"units": 10, "activation": "sofmax"})]
+[('activation', 'activations')]
 """
 
 from __future__ import annotations
@@ -179,12 +179,13 @@ def _taken(space, name: str) -> bool:
     return True
 
 
-def unknown_name(args: dict) -> tuple[str, str, str] | None:
-    """The first argument naming a Keras object that Keras does not know (``activation:
-    sofmax``): (argument, kind in the plural, the did-you-mean); None if there is none."""
+def unknown_names(args: dict) -> list[tuple[str, str, str]]:
+    """The arguments naming a Keras object that Keras does not know (``activation:
+    sofmax``): (argument, kind in the plural, the did-you-mean) each."""
     from cnncli.runtime import import_keras
 
     keras = import_keras()
+    found = []
     for key, value in args.items():
         kind = next((k for k in _NAMED_KINDS if str(key).endswith(k)), None)
         if kind is None or not isinstance(value, str):
@@ -195,9 +196,9 @@ def unknown_name(args: dict) -> tuple[str, str, str] | None:
         try:
             module.get(value)
         except Exception:
-            return key, f"{kind}s", suggest(value, keras_names(f"{kind}s"),
-                                            listing=f"{kind}s")
-    return None
+            found.append((key, f"{kind}s", suggest(value, keras_names(f"{kind}s"),
+                                                   listing=f"{kind}s")))
+    return found
 
 
 # Names users bring from PyTorch, for the "did you mean" of an unknown layer.
