@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, raise_all
 
 MAX_BYTES = 1_000_000  # a spec or run config is a few kB; 1 MB leaves room for generated ones
 MAX_NODES = 100_000  # after expanding aliases; a "billion laughs" file expands to 10**9
@@ -102,6 +102,10 @@ class _Loader(yaml.SafeLoader):
 
     file_name: str = "<string>"
 
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.twice: list[ConfigError] = []  # every key given twice, said together
+
     def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML hook
         if not isinstance(node, yaml.MappingNode):
             return super().construct_mapping(node, deep)
@@ -121,12 +125,13 @@ class _Loader(yaml.SafeLoader):
                 message = "a mapping key must be a plain value"
                 raise _error(self.file_name, key_node, message) from None
             if key in own:
-                raise _error(
+                self.twice.append(_error(
                     self.file_name,
                     key_node,
                     f"the key '{key}' appears twice (first on line {own[key]})",
                     hint="YAML keeps only the last of two equal keys; remove or rename one",
-                )
+                ))
+                continue
             own[key] = key_lines[key] = key_node.start_mark.line + 1
             result[key] = self.construct_object(value_node, deep=True)
         result._key_lines = key_lines
@@ -268,7 +273,9 @@ def loads(text: str, file: str = "<string>") -> Any:
                 line=node.start_mark.line + 1,
                 hint="use fewer nested aliases",
             )
-        return loader.construct_document(node)
+        document = loader.construct_document(node)
+        raise_all(loader.twice)
+        return document
     except yaml.constructor.ConstructorError as exc:
         raise _constructor_error(exc, file) from None
     except yaml.reader.ReaderError as exc:  # a control character, e.g. a NUL byte

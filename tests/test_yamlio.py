@@ -3,7 +3,7 @@
 import pytest
 
 from cnncli import yamlio
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, ManyErrors
 
 
 def test_values_remember_their_lines():
@@ -32,6 +32,14 @@ def test_duplicate_key_is_an_error_naming_both_lines():
     with pytest.raises(ConfigError, match=r"'lr' appears twice \(first on line 1\)") as e:
         yamlio.loads("lr: 1\nepochs: 2\nlr: 3\n", "c.yaml")
     assert e.value.line == 3 and e.value.file == "c.yaml"
+
+
+def test_every_duplicate_key_is_said_at_once():
+    with pytest.raises(ManyErrors) as e:
+        yamlio.loads("lr: 1\nlr: 2\nlayer: {units: 1, units: 2}\n", "c.yaml")
+    assert [(err.line, err.message) for err in e.value.errors] == [
+        (2, "the key 'lr' appears twice (first on line 1)"),
+        (3, "the key 'units' appears twice (first on line 3)")]
 
 
 def test_a_merge_key_may_be_overridden_as_yaml_allows_but_not_an_own_key_twice():
