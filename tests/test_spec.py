@@ -210,6 +210,13 @@ def test_layers_written_as_a_mapping_are_told_to_start_with_dashes(write):
     assert e.value.hint.startswith("start each layer with `- ` (a list item): `- Conv2D:")
 
 
+def test_a_bad_input_is_said_with_the_specs_other_problems(write):
+    with pytest.raises(ManyErrors) as e:
+        load(write, "input: [28.5, 28, 1]\nclasses: 0\nlayers: [Flatten]\n")
+    assert [err.line for err in e.value.errors] == [2, 1]
+    assert e.value.errors[1].message.startswith("`input` must be [height, width, channels]")
+
+
 def test_an_undefined_value_given_to_a_block_is_one_error_at_the_call(write):
     """Not a second one inside the block for the parameter it did not get."""
     with pytest.raises(ConfigError) as e:

@@ -154,6 +154,11 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
             f"`classes` must be a whole number of at least 1, not {classes!r}",
             file=file, line=key_line(doc, "classes"),
             hint="a classifier needs at least one class (usually 2 or more)"))
+    if errors and doc.get("input") is not None:  # said with them, not after they are mended
+        try:
+            check_input(doc["input"], file=file, line=key_line(doc, "input"))
+        except ConfigError as exc:
+            errors.append(exc)
     raise_all(errors)
     brought = _backbone_defaults(layers) if doc.get("input") is None or preprocessing is None \
         else None
