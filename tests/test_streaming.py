@@ -322,6 +322,7 @@ def test_a_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
     ("file,label\nx.png,a\n", "has no column path"),
     ("path,label,split\nx.png,a,validation\n", "split 'validation' is neither train nor test"),
     ("path,label\nx.png,\n", "a row without a path or a label"),
+    ("path,label,Label \nx.png,a,b\n", "names the column label 2 times"),  # which one?
 ])
 def test_a_bad_csv_names_the_line(tmp_path, text, message):
     (tmp_path / "labels.csv").write_text(text)

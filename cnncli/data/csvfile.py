@@ -25,6 +25,8 @@ from cnncli.data.folder import readable, stratified_split
 from cnncli.errors import DataError
 
 SPLITS = ("train", "test")
+#: The columns cnncli reads (others are left alone).
+COLUMNS = ("path", "label", "split")
 
 
 def detect(path: Path) -> bool:
@@ -113,6 +115,12 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
         with open(path, newline="", encoding="utf-8-sig") as f:  # Excel starts with a BOM
             reader = csv.DictReader(f)
             fields = [name.strip().lower() for name in reader.fieldnames or []]
+            twice = sorted({f for f in fields if f in COLUMNS and fields.count(f) > 1})
+            if twice:  # which one is meant? (the last one would win, silently)
+                raise DataError(f"{path.name} names the column {twice[0]} "
+                                f"{fields.count(twice[0])} times", file=str(path), line=1,
+                                hint="keep one column of each name (path, label, split); "
+                                     "names are read without case or spaces")
             missing = [c for c in ("path", "label") if c not in fields]
             if missing:
                 raise DataError(f"{path.name} has no column {', '.join(missing)}", file=str(path),
