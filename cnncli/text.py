@@ -4,8 +4,8 @@ for them) are shown escaped, as Python writes them.
 
 >>> printable("photo\x1b[2J.png"), printable("a\nb", one_line=True)
 ('photo\\x1b[2J.png', 'a\\nb')
->>> printable("photo\u202egnp.exe")
-'photo\\u202egnp.exe'
+>>> printable("photo\u202egnp.exe"), printable("\ufeffcat.jpg")
+('photo\\u202egnp.exe', '\\ufeffcat.jpg')
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ import re
 #: Bidirectional controls: a right-to-left override shows "photo\u202egnp.exe" as
 #: "photoexe.png", so a name could be made to look like another.
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
-_CONTROL_OR_NEWLINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}]")
+#: Characters with no width: a byte order mark (U+FEFF) or a zero-width space in a name
+#: makes a file name that looks right and is not.
+_INVISIBLE = "\u200b\u2060\ufeff"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]")
+_CONTROL_OR_NEWLINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]")
 
 
 def printable(text: str, *, one_line: bool = False) -> str:

@@ -115,6 +115,12 @@ def test_list_file_entry_can_be_a_folder(photos, tmp_path):
     assert rel(expand_inputs([f"@{listing}"]), photos) == [os.path.join("sub", "c.webp")]
 
 
+def test_a_list_file_saved_with_a_byte_order_mark_keeps_its_first_path(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "list.txt").write_bytes("\ufeffa.png\r\n".encode())  # Windows' Notepad
+    assert expand_inputs([f"@{tmp_path / 'list.txt'}"]) == [str(tmp_path / "a.png")]
+
+
 def test_missing_list_file_is_an_error(tmp_path):
     with pytest.raises(DataError, match="list file .* does not exist"):
         expand_inputs([f"@{tmp_path / 'nope.txt'}"])

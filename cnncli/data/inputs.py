@@ -183,7 +183,7 @@ class _Expander:
 
 def _lines_of_list_file(list_path: str) -> list[str]:
     try:
-        with open(list_path, encoding="utf-8") as f:
+        with open(list_path, encoding="utf-8-sig") as f:  # Notepad starts with a BOM
             return f.read().splitlines()
     except FileNotFoundError:
         raise DataError(
