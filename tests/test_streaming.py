@@ -15,6 +15,7 @@ from PIL import Image
 
 from cnncli import config, parallel
 from cnncli.data import datasets, images, inputs, loader, records
+from cnncli.data.dataset import DataWarning
 from cnncli.data.feed import Feed, split_batches
 from cnncli.data.loader import ImageLoader
 from cnncli.errors import ConfigError, DataError
@@ -308,6 +309,36 @@ def test_a_csv_of_paths_and_labels_is_a_dataset(tmp_path):
     ds = datasets.load(tmp_path / "labels.csv")
     assert ds.class_names == ["a", "b"] and (len(ds.train), len(ds.test)) == (10, 2)
     assert ds.test.images == [str(root / "a" / "0.jpg"), str(root / "b" / "0.jpg")]
+
+
+def _csv_of(tmp_path, folder: str):
+    """labels.csv listing 12 photos, a/1 (training) and b/0 (test) in `folder`, the
+    others under photos/."""
+    photo_folder(tmp_path / "photos")
+    rows = ["path,label,split"] + [
+        f"{folder if (c, i) in (('a', 1), ('b', 0)) else 'photos'}/{c}/{i}."
+        f"{'png' if i % 5 in (2, 4) else 'jpg'},{c},{'test' if i == 0 else 'train'}"
+        for c in "ab" for i in range(6)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "labels.csv"
+
+
+def test_a_csv_row_whose_image_cannot_be_read_is_skipped_and_said_once(tmp_path):
+    with pytest.warns(DataWarning) as said:
+        ds = datasets.load(_csv_of(tmp_path, "gone"))
+    assert [str(w.message).split(" in ")[0] for w in said] == ["skipped 2 unreadable file(s)"]
+    assert (len(ds.train), len(ds.test)) == (9, 1)
+
+
+def test_a_csv_most_of_whose_images_cannot_be_read_is_refused_not_trained_on(tmp_path):
+    """The wrong folder: 7 of 12 images are missing (more than half)."""
+    path = _csv_of(tmp_path, "photos")
+    path.write_text(path.read_text().replace("photos/a/", "gone/a/").replace(
+        "photos/b/1", "gone/b/1"))
+    with pytest.raises(DataError, match="7 of the 12 image files in labels.csv cannot be "
+                                        "read, e.g. ") as e:
+        datasets.load(path)
+    assert e.value.hint.startswith("more than half: the wrong folder")
 
 
 def test_a_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):

@@ -61,6 +61,16 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
     else:
         train_idx = np.array([i for i, s in enumerate(splits) if s == "train"], np.int64)
         test_idx = np.array([i for i, s in enumerate(splits) if s == "test"], np.int64)
+    try:  # every row at once: one count of the files skipped
+        good = set(readable(paths, list(labels), path, strict)[0])
+    except DataError as exc:  # strict: name the CSV's line, not only the image
+        line = next((row[3] for row, p in zip(rows, paths, strict=True) if p == exc.file),
+                    None)
+        if line is None:
+            raise
+        raise DataError(f"{exc.file}: {exc.message}", file=str(path), line=line,
+                        hint="fix the image or remove its row, or skip such images with "
+                             "data.strict: false") from None
     parts = []
     for which, indices in (("training", train_idx), ("test", test_idx)):
         if len(indices) == 0 and which == "training" and test_fraction == 1:
@@ -70,17 +80,12 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
             raise DataError(f"{path.name} has no {which} images", file=str(path),
                             hint="mark some rows `train` and some `test` in the split column, "
                                  "or leave the column out")
-        try:
-            kept, kept_labels = readable([paths[i] for i in indices], list(labels[indices]),
-                                          path, strict)
-        except DataError as exc:  # strict: name the CSV's line, not only the image
-            line = next((rows[i][3] for i in indices if paths[i] == exc.file), None)
-            if line is None:
-                raise
-            raise DataError(f"{exc.file}: {exc.message}", file=str(path), line=line,
-                            hint="fix the image or remove its row, or skip such images with "
-                                 "data.strict: false") from None
-        parts.append(Split(kept, np.array(kept_labels, np.int64), ids=kept))
+        kept = [i for i in indices if paths[i] in good]
+        if not kept:
+            raise DataError(f"none of the {len(indices)} {which} images of {path.name} can "
+                            "be read", file=str(path), hint="check the paths of its rows "
+                                                            "(relative to the CSV's folder)")
+        parts.append(Split([paths[i] for i in kept], labels[kept], ids=[paths[i] for i in kept]))
     return Dataset(path.stem, parts[0], parts[1], names, f"{path} (CSV, streamed)",
                    held_out=all(s is None for s in splits) and test_fraction < 1)
 

@@ -271,6 +271,12 @@ def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
         problems = [why for chunk in pool.map(lambda c: [images.sniff(p) for p in c], chunks)
                     for why in chunk]
     bad = [(p, why) for p, why in zip(paths, problems, strict=True) if why]
+    if len(bad) * 2 > len(paths) and len(bad) > 1:  # not a few bad files: the wrong ones
+        examples = "; ".join(f"{p}: {why}" for p, why in bad[:EXAMPLES])
+        raise DataError(f"{len(bad)} of the {len(paths)} image files in {root.name} cannot "
+                        f"be read, e.g. {examples}", file=str(root),
+                        hint="more than half: the wrong folder, or a copy cut short? Check "
+                             "where the files are (a CSV's paths are relative to the CSV)")
     if bad and strict:
         path, why = bad[0]
         raise DataError(f"{why}", file=path,
