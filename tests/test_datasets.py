@@ -202,6 +202,17 @@ def test_image_folder_train_and_test_subfolders_are_used_as_the_split(tmp_path):
     assert "train/ and test/" in ds.source
 
 
+def test_a_folder_beside_train_and_test_is_said_to_be_left_out(tmp_path):
+    image_folder(tmp_path / "set" / "train", per_class=4)
+    image_folder(tmp_path / "set" / "test", per_class=2)
+    image_folder(tmp_path / "set" / "extra", per_class=2)
+    (tmp_path / "set" / ".git").mkdir()  # hidden: nobody's class
+    with pytest.warns(DataWarning, match=r"the folder\(s\) beside them \(extra/\) are not "
+                                         "read"):
+        ds = datasets.load(tmp_path / "set")
+    assert (len(ds.train), len(ds.test)) == (8, 4)
+
+
 @pytest.mark.parametrize("others", [("val",), ("validation", "test")])
 def test_a_train_folder_beside_a_val_folder_is_refused_not_read_as_two_classes(tmp_path,
                                                                               others):

@@ -61,6 +61,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
     seen: dict[tuple, str] = {}  # a file's (device, inode) -> where it was first used
     if _split_layout(root):
         layout = "train/ and test/"
+        _warn_of_folders_beside(root)
         names = _class_names(root / "train", least=1 if test_fraction == 1 else 2)
         _check_known_classes(root / "test", names)
         classes = _class_folders(root, [root / "train", root / "test"], names)
@@ -143,6 +144,18 @@ def _check_not_a_lone_split(root: Path) -> None:
 def _sub_folders(root: Path) -> list[Path]:
     """`root`'s sub-folders, hidden ones (.git, .ipynb_checkpoints) left out."""
     return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def _warn_of_folders_beside(root: Path) -> None:
+    """Say which folders beside ``train/`` and ``test/`` are left out (a class folder
+    put there by mistake would be lost without a word)."""
+    others = sorted(p.name for p in _sub_folders(root) if p.name not in ("train", "test"))
+    if others:
+        shown = ", ".join(f"{name}/" for name in others[:EXAMPLES]) + (
+            f" and {len(others) - EXAMPLES} more" if len(others) > EXAMPLES else "")
+        warnings.warn(f"{root} has train/ and test/: the folder(s) beside them ({shown}) "
+                      "are not read; put a class's folder inside train/ and test/",
+                      DataWarning, stacklevel=4)
 
 
 def _split_layout(root: Path) -> bool:
