@@ -397,3 +397,14 @@ def test_two_data_folders_of_one_name_get_a_folder_each(run, tmp_path):
     assert folders == ["eval-photos", "eval-photos-2", "eval-photos"]  # the first kept
     saved = json.loads((run / "eval-photos" / "evaluation.json").read_text())
     assert saved["data"] == str(first) and saved["count"] == 6
+
+
+def test_class_names_in_another_unicode_form_are_the_same_class():
+    """macOS names a folder 'é' with 'e' and a combining accent: it prints the same."""
+    from types import SimpleNamespace as NS
+
+    data = NS(class_names=["cat", "re\u0301d fox"], num_classes=2,
+              test=NS(labels=np.array([1, 0]), kind="files"))
+    labels, notes = evaluation.labels_by_name(data, NS(class_names=["cat", "r\u00e9d fox"]),
+                                              "photos")
+    assert (labels.tolist(), notes) == ([1, 0], [])

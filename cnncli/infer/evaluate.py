@@ -147,8 +147,9 @@ def _load(source: str, **options) -> tuple:
 def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     """The test labels as indices of the model's classes, matched by class name; an error
     names `source`, the data as the user or the run gave it (a path or a known name), and
-    the data's classes the model does not know."""
-    model_names, data_names = list(clf.class_names), list(ds.class_names)
+    the data's classes the model does not know. Names are compared in Unicode's composed
+    form (NFC): macOS writes a folder 'é' as 'e' and an accent, which prints the same."""
+    model_names, data_names = _composed(clf.class_names), _composed(ds.class_names)
     if data_names == model_names[:len(data_names)]:
         return ds.test.labels, []
     unknown = [n for n in data_names if n not in model_names]  # more classes: some unknown
@@ -169,6 +170,17 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
             f"the data has {len(data_names)} of the model's {len(model_names)} classes: "
             "matched by name")
     return index[ds.test.labels], [note]
+
+
+def _composed(names) -> list[str]:
+    """`names` in Unicode's composed form.
+
+    >>> _composed(["re\u0301d"]) == ["r\u00e9d"]
+    True
+    """
+    import unicodedata
+
+    return [unicodedata.normalize("NFC", str(n)) for n in names]
 
 
 def _naming_hint(ds, source: str) -> str:
