@@ -804,12 +804,13 @@ def test_activations_with_an_empty_layers_option_is_a_usage_error(quadrant_run, 
 
 def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadrant_run,
                                                                          bracketed, tmp_path):
-    broken = tmp_path / "broken.png"
+    broken, gone = tmp_path / "broken.png", tmp_path / "gone.png"  # gone: as predict says
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    result = cnncli("explain", quadrant_run["run"], broken, bracketed[1], "--output",
+    result = cnncli("explain", quadrant_run["run"], broken, gone, bracketed[1], "--output",
                     tmp_path)
     assert result.returncode == 1, result.stderr
     assert f"error: {broken}: the file is the start of a PNG image, cut short" in result.stderr
+    assert f"error: {gone}: the image does not exist" in result.stderr
     assert result.stdout.splitlines() == [str(tmp_path / "gradcam_cross.png")]
     assert "Traceback" not in result.stderr
 

@@ -129,7 +129,7 @@ def explain(
 
     output = os.path.expanduser(output)
     plots.check_picture_folder(output, "--output")
-    files = inputs.expand_inputs(sources, stdin=sys.stdin)
+    files = inputs.expand_inputs(sources, stdin=sys.stdin, missing_ok=True)  # as predict
     loaded = _load(target, weights, offline, device)
     result = explaining.explain(files, loaded, class_name=class_name, layer=layer,
                                 output=output)
