@@ -189,6 +189,13 @@ def test_image_folder_lists_files_and_labels_and_splits_seeded_per_class(tmp_pat
     assert datasets.load(root, test_fraction=0.2, seed=3).test.images == ds.test.images
 
 
+def test_a_macos_archives_folder_and_hidden_ones_are_no_classes(tmp_path):
+    root = image_folder(tmp_path / "pets", per_class=4)
+    image_folder(root / "__MACOSX", classes=("cat",), per_class=2)  # unzipped on a Mac
+    image_folder(root / ".ipynb_checkpoints", classes=("x",), per_class=2)
+    assert datasets.load(root).class_names == ["cat", "dog"]
+
+
 def test_image_folder_split_differs_with_another_seed(tmp_path):
     root = image_folder(tmp_path / "pets", per_class=10)
     assert datasets.load(root, seed=1).test.images != datasets.load(root, seed=2).test.images

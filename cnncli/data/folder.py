@@ -141,9 +141,15 @@ def _check_not_a_lone_split(root: Path) -> None:
                         f"{lone} --all-images)" if lone.name == "test" else ""))
 
 
+#: Folders an archive or a tool leaves that are nobody's class (macOS' zip: __MACOSX).
+NOT_CLASSES = ("__MACOSX", "__pycache__")
+
+
 def _sub_folders(root: Path) -> list[Path]:
-    """`root`'s sub-folders, hidden ones (.git, .ipynb_checkpoints) left out."""
-    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    """`root`'s sub-folders, hidden ones (.git, .ipynb_checkpoints) and `NOT_CLASSES`
+    left out."""
+    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            and p.name not in NOT_CLASSES]
 
 
 def _warn_of_folders_beside(root: Path) -> None:
