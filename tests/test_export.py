@@ -426,6 +426,22 @@ def test_int8_needs_training_images(run, tmp_path):
     assert report.results[0].kept and report.results[0].check.accuracy is None
 
 
+def test_an_unreadable_check_image_is_left_out_and_said_and_none_readable_refused(
+        run, tmp_path):
+    from PIL import Image
+
+    good, broken = tmp_path / "good.png", tmp_path / "broken.png"
+    Image.new("L", (8, 8), 99).save(good)
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    report = exporter.export(run, formats=["onnx"], images=[str(good), str(broken)],
+                             output=tmp_path / "out")
+    assert report.results[0].kept
+    assert report.images.startswith("1 of the 2 image(s) given with --images (no labels; "
+                                    f"1 unreadable left out, e.g. {broken}: ")
+    with pytest.raises(DataError, match="none of the 1 images of --images could be read"):
+        exporter.export(run, formats=["onnx"], images=[str(broken)], output=tmp_path / "no")
+
+
 
 def _answers_wrongly(self, images):
     """`ExportedClassifier.probabilities` of a runtime that answers wrongly."""

@@ -391,10 +391,13 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
                             hint="check the data (a copy cut short?), or give other data "
                                  "with --data NAME_OR_PATH")
     if images:
-        checked, given = _read_images(images, shape, resize, limit)
+        checked, given, bad = _read_images(images, shape, resize, limit)
         of = f" of the {given:,}" if given > len(checked) else ""
+        left_out = (f"; {len(bad):,} unreadable left out, e.g. {bad[0].file}: "
+                    f"{bad[0].message}" if bad else "")
         return Samples(checked, None, calibration, shape,
-                       f"{len(checked):,}{of} image(s) given with --images (no labels)")
+                       f"{len(checked):,}{of} image(s) given with --images (no labels"
+                       f"{left_out})")
     from cnncli.infer import evaluate as evaluation
 
     labels, _ = evaluation.labels_by_name(ds, reference, source)  # matched by name
@@ -420,10 +423,14 @@ def _data_source(reference, data: str | None) -> str | None:
     return data or (run_data.name if run_data else None) or reference.meta.dataset
 
 
-def _read_images(sources: list[str], shape, resize: str, limit: int) -> tuple[np.ndarray, int]:
+def _read_images(sources: list[str], shape, resize: str, limit: int
+                 ) -> tuple[np.ndarray, int, list[DataError]]:
     """The files of ``--images``, as `cnncli predict` reads them for this model: a seeded
-    sample of `limit` of them (``--check-images``; 0: all), and how many were given."""
+    sample of `limit` of them (``--check-images``; 0: all), how many were given, and the
+    errors of those that could not be read (left out, as from ``--data``; none readable
+    is an error)."""
     from cnncli.data import inputs
+    from cnncli.errors import CnnError
 
     paths = inputs.expand_inputs(list(sources))
     if not paths:
@@ -431,7 +438,17 @@ def _read_images(sources: list[str], shape, resize: str, limit: int) -> tuple[np
     given = len(paths)
     if limit and limit < given:  # a folder of 100,000 photos is not read whole
         paths = [paths[i] for i in np.sort(np.random.default_rng(0).permutation(given)[:limit])]
-    return np.stack([inputs.read_image(p, shape, resize) for p in paths]), given
+    read, bad = [], []
+    for path in paths:
+        try:
+            read.append(inputs.read_image(path, shape, resize))
+        except CnnError as exc:
+            bad.append(exc)
+    if not read:
+        raise DataError(f"none of the {len(paths):,} images of --images could be read "
+                        f"(e.g. {bad[0].file}: {bad[0].message})",
+                        hint="give images the model can read (PNG, JPEG, ...)")
+    return np.stack(read), given, bad
 
 
 def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper,
