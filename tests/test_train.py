@@ -1087,18 +1087,20 @@ def test_train_reports_every_problem_of_a_config_at_once_as_check_does(tmp_path)
     from cnncli.run import checking
 
     path = tmp_path / "bad.yaml"
-    path.write_text("model: lenet5\ndata: {name: mnist}\n"
+    path.write_text("model: {input: [8, 8, 1], layers: [Flatten, {Dense: {units: 2, "
+                    "activation: sofmax}}]}\ndata: {name: mnist}\n"
                     "train: {epochs: ten, optimizer: {name: adamm}}\n")
     for load in (checking.check, checking.load_config):
         with pytest.raises(ManyErrors) as e:
             load(str(path))
         assert [err.message for err in e.value.errors] == [
             "`train.epochs`: input should be a valid integer, got 'ten'",
-            "`train.optimizer.name`: unknown optimizer 'adamm'"], load
+            "`train.optimizer.name`: unknown optimizer 'adamm'",
+            "`activation: sofmax` is not one of Keras' activations"], load
     with pytest.raises(ConfigError) as e:  # given on the command line, the file's is gone
         checking.load_config(str(path), ["train.optimizer.name=adam"])
     assert "adamm" not in str(e.value)
     with pytest.raises(ManyErrors) as e:  # and a name given there is placed there
         checking.load_config(str(path), ["train.optimizer.name=nadamm"])
-    [_, unknown] = e.value.errors
+    unknown = e.value.errors[1]
     assert (unknown.where, unknown.line) == ("--set train.optimizer.name=nadamm", None)

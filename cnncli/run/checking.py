@@ -53,6 +53,7 @@ def check(path_or_name: str) -> Checked:
     except CnnError as exc:  # go on with the names, so every problem is reported at once
         errors += getattr(exc, "errors", [exc])
         errors += _name_problems(doc, str(path))
+        errors += _inline_network_problems(doc, path, errors)
         raise_all(errors)
     built, found = _assemble(cfg, str(path), classes=_trained_classes(path),
                              epochs=cfg.train.planned_epochs, shown=False, doc=doc)
@@ -70,8 +71,8 @@ def check(path_or_name: str) -> Checked:
 def load_config(path: str, overrides: list[str] = (), origins: dict | None = None,
                 values: dict | None = None) -> config.RunConfig:
     """`config.load` for ``train``: a config that fails validation has its optimizer,
-    loss and metric names checked too, so that every problem is reported at once, as
-    `check` reports them."""
+    loss and metric names and its inline network checked too, so that every problem is
+    reported at once, as `check` reports them."""
     doc, set_by = config.load_document(path, overrides, origins, values)
     try:
         return config.parse(doc, file=str(path), set_by=set_by)
@@ -79,7 +80,8 @@ def load_config(path: str, overrides: list[str] = (), origins: dict | None = Non
         errors = getattr(exc, "errors", [exc])
         said = {str(e) for e in errors}
         names = _name_problems(doc, str(path), set_by)
-        raise_all([*errors, *(e for e in names if str(e) not in said)])
+        errors = [*errors, *(e for e in names if str(e) not in said)]
+        raise_all([*errors, *_inline_network_problems(doc, Path(path), errors)])
         raise
 
 
@@ -242,6 +244,21 @@ def _training_problems(train: config.TrainSection, classes: int, doc, file: str,
         check_training(train, classes, file=file)
     except CnnError as exc:
         return config.with_lines(getattr(exc, "errors", [exc]), doc, set_by)
+    return []
+
+
+def _inline_network_problems(doc, path: Path, found: list[CnnError]) -> list[CnnError]:
+    """The problems of a run config's inline network (a `model:` mapping with `layers:`)
+    when the config has others: said with them, not after they are mended. None when the
+    problems found already include the model's own."""
+    model = doc.get("model")
+    if not (isinstance(model, dict) and "layers" in model) or any(
+            e.message.startswith("`model") for e in found):
+        return []
+    try:
+        _bare_spec(model, path)
+    except CnnError as exc:
+        return list(getattr(exc, "errors", [exc]))
     return []
 
 
