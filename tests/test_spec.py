@@ -217,6 +217,11 @@ def test_a_bad_input_is_said_with_the_specs_other_problems(write):
     assert e.value.errors[1].message.startswith("`input` must be [height, width, channels]")
 
 
+def test_an_empty_layer_entry_is_named_as_yaml_writes_it(write):
+    with pytest.raises(ConfigError, match="not null$"):
+        expand(load(write, "input: [8, 8, 1]\nlayers:\n  - null\n  - Flatten\n"))
+
+
 def test_an_undefined_value_given_to_a_block_is_one_error_at_the_call(write):
     """Not a second one inside the block for the parameter it did not get."""
     with pytest.raises(ConfigError) as e:

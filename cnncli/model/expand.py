@@ -173,7 +173,7 @@ class _Expander:
             entry = {entry: None}
         if not isinstance(entry, dict) or not entry:
             self.error(f"a layer must be a name like `Flatten` or a mapping like "
-                       f"`Conv2D: {{...}}`, not {entry!r}", line, where)
+                       f"`Conv2D: {{...}}`, not {shown(entry)}", line, where)
             return tail
         extra = {k: entry[k] for k in entry if k in ENTRY_KEYS}
         main = [k for k in entry if k not in ENTRY_KEYS]
