@@ -6,6 +6,8 @@ for them) are shown escaped, as Python writes them.
 ('photo\\x1b[2J.png', 'a\\nb')
 >>> printable("photo\u202egnp.exe"), printable("\ufeffcat.jpg")
 ('photo\\u202egnp.exe', '\\ufeffcat.jpg')
+>>> printable("แมว\u200bดำ") == "แมว\u200bดำ"  # Thai separates words with U+200B
+True
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import re
 #: Bidirectional controls: a right-to-left override shows "photo\u202egnp.exe" as
 #: "photoexe.png", so a name could be made to look like another.
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-#: Characters with no width: a byte order mark (U+FEFF) or a zero-width space in a name
-#: makes a file name that looks right and is not.
-_INVISIBLE = "\u200b\u2060\ufeff"
+#: A byte order mark (U+FEFF, no width) at the start of a name makes one that looks right
+#: and is not. (Zero-width spaces are left: Thai and Khmer separate words with them.)
+_INVISIBLE = "\ufeff"
 _CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]")
 _CONTROL_OR_NEWLINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]")
 
@@ -27,6 +29,18 @@ def printable(text: str, *, one_line: bool = False) -> str:
     (an error paragraph cannot be made to show a forged line)."""
     pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
     return pattern.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def composed(name: object) -> str:
+    """`name` in Unicode's composed form (NFC), to compare names: macOS writes a folder
+    'é' as 'e' and an accent, which prints the same.
+
+    >>> composed("re\u0301d") == "r\u00e9d"
+    True
+    """
+    import unicodedata
+
+    return unicodedata.normalize("NFC", str(name))
 
 
 def count(n: int, word: str) -> str:

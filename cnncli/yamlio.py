@@ -124,6 +124,7 @@ class _Loader(yaml.SafeLoader):
             except TypeError:
                 message = "a mapping key must be a plain value"
                 raise _error(self.file_name, key_node, message) from None
+            value = self.construct_object(value_node, deep=True)  # (its own repeats too)
             if key in own:
                 self.twice.append(_error(
                     self.file_name,
@@ -133,7 +134,7 @@ class _Loader(yaml.SafeLoader):
                 ))
                 continue
             own[key] = key_lines[key] = key_node.start_mark.line + 1
-            result[key] = self.construct_object(value_node, deep=True)
+            result[key] = value
         result._key_lines = key_lines
         return result
 

@@ -335,10 +335,20 @@ def test_a_csv_most_of_whose_images_cannot_be_read_is_refused_not_trained_on(tmp
     path = _csv_of(tmp_path, "photos")
     path.write_text(path.read_text().replace("photos/a/", "gone/a/").replace(
         "photos/b/1", "gone/b/1"))
-    with pytest.raises(DataError, match="7 of the 12 image files in labels.csv cannot be "
+    with pytest.raises(DataError, match=f"7 of the 12 image files in {path} cannot be "
                                         "read, e.g. ") as e:
         datasets.load(path)
     assert e.value.hint.startswith("more than half: the wrong folder")
+    assert e.value.hint.endswith("(the CSV's paths are relative to it)")
+
+
+def test_a_few_photos_most_of_them_damaged_are_skipped_not_refused(tmp_path):
+    """4 of 6: not the wrong folder, a few damaged files (evaluate --all-images)."""
+    root = photo_folder(tmp_path / "photos", per_class=3)
+    for broken in [*sorted((root / "a").iterdir())[:2], *sorted((root / "b").iterdir())[:2]]:
+        broken.write_bytes(b"")
+    with pytest.warns(DataWarning, match="skipped 4 unreadable"):
+        assert len(datasets.load(root, test_fraction=1).test) == 2
 
 
 def test_a_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):

@@ -40,6 +40,9 @@ def test_every_duplicate_key_is_said_at_once():
     assert [(err.line, err.message) for err in e.value.errors] == [
         (2, "the key 'lr' appears twice (first on line 1)"),
         (3, "the key 'units' appears twice (first on line 3)")]
+    with pytest.raises(ManyErrors) as e:  # inside the value of a key given twice too
+        yamlio.loads("k: {a: 1}\nk: {b: 1, b: 2}\n")
+    assert [err.line for err in e.value.errors] == [2, 2]
 
 
 def test_a_merge_key_may_be_overridden_as_yaml_allows_but_not_an_own_key_twice():

@@ -37,6 +37,9 @@ SNIFF_THREADS = 4
 SNIFF_CHUNK = 256
 #: Unreadable files named in the warning.
 EXAMPLES = 3
+#: Unreadable files, more than half of those listed, that are not a few damaged files but
+#: the wrong ones (a CSV pointing at another folder): refused. Fewer are skipped.
+MOSTLY_UNREADABLE = 5
 
 
 def detect(path: Path) -> bool:
@@ -290,17 +293,19 @@ def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
         problems = [why for chunk in pool.map(lambda c: [images.sniff(p) for p in c], chunks)
                     for why in chunk]
     bad = [(p, why) for p, why in zip(paths, problems, strict=True) if why]
-    if len(bad) * 2 > len(paths) and len(bad) > 1:  # not a few bad files: the wrong ones
-        examples = "; ".join(f"{p}: {why}" for p, why in bad[:EXAMPLES])
-        raise DataError(f"{len(bad)} of the {len(paths)} image files in {root.name} cannot "
-                        f"be read, e.g. {examples}", file=str(root),
-                        hint="more than half: the wrong folder, or a copy cut short? Check "
-                             "where the files are (a CSV's paths are relative to the CSV)")
     if bad and strict:
         path, why = bad[0]
         raise DataError(f"{why}", file=path,
                         hint=f"remove it ({len(bad)} such file(s) in {root}), or turn strict "
                              "mode off (data.strict: false) to skip them")
+    if len(bad) * 2 > len(paths) and len(bad) >= MOSTLY_UNREADABLE:  # the wrong files
+        examples = "; ".join(f"{p}: {why}" for p, why in bad[:EXAMPLES])
+        raise DataError(f"{len(bad)} of the {len(paths)} image files in {root} cannot be "
+                        f"read, e.g. {examples}", file=str(root),
+                        hint="more than half: the wrong folder, or a copy cut short? Check "
+                             "where the files are" + (" (the CSV's paths are relative to "
+                                                      "it)" if root.suffix.lower() == ".csv"
+                                                      else ""))
     if bad:
         examples = "; ".join(f"{p}: {why}" for p, why in bad[:EXAMPLES])
         warnings.warn(f"skipped {len(bad)} unreadable file(s) in {root}, e.g. {examples}",

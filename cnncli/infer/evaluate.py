@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files, plots
+from cnncli import files, plots, text
 from cnncli.data import datasets, feed
 from cnncli.data.dataset import DataWarning
 from cnncli.errors import ConfigError, DataError
@@ -149,7 +149,8 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     names `source`, the data as the user or the run gave it (a path or a known name), and
     the data's classes the model does not know. Names are compared in Unicode's composed
     form (NFC): macOS writes a folder 'é' as 'e' and an accent, which prints the same."""
-    model_names, data_names = _composed(clf.class_names), _composed(ds.class_names)
+    model_names = [text.composed(n) for n in clf.class_names]
+    data_names = [text.composed(n) for n in ds.class_names]
     if data_names == model_names[:len(data_names)]:
         return ds.test.labels, []
     unknown = [n for n in data_names if n not in model_names]  # more classes: some unknown
@@ -170,17 +171,6 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
             f"the data has {len(data_names)} of the model's {len(model_names)} classes: "
             "matched by name")
     return index[ds.test.labels], [note]
-
-
-def _composed(names) -> list[str]:
-    """`names` in Unicode's composed form.
-
-    >>> _composed(["re\u0301d"]) == ["r\u00e9d"]
-    True
-    """
-    import unicodedata
-
-    return [unicodedata.normalize("NFC", str(n)) for n in names]
 
 
 def _naming_hint(ds, source: str) -> str:

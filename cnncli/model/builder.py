@@ -18,7 +18,7 @@ import contextvars
 import math
 from dataclasses import dataclass, field
 
-from cnncli.errors import CnnError, ConfigError, raise_all
+from cnncli.errors import CnnError, ConfigError, ManyErrors, raise_all
 from cnncli.model import backbone, keras_layers
 from cnncli.model import expand as expansion
 from cnncli.model import spec as specs
@@ -201,9 +201,10 @@ def _make_layer(node: expansion.Node, args: dict, shape):
                      + " without quotes") from None
         unknown = keras_layers.unknown_names(args)
         if unknown:  # activation: sofmax (Keras: "Could not interpret ... identifier")
-            raise_all([ConfigError(f"`{key}: {args[key]}` is not one of Keras' {kind}",
-                                   file=node.file, line=node.line, where=node.where(),
-                                   hint=hint) for key, kind, hint in unknown])
+            found = [ConfigError(f"`{key}: {args[key]}` is not one of Keras' {kind}",
+                                 file=node.file, line=node.line, where=node.where(), hint=hint)
+                     for key, kind, hint in unknown]
+            raise (found[0] if len(found) == 1 else ManyErrors(found)) from None
         valid = ", ".join(keras_layers.valid_arguments(cls))
         raise ConfigError(
             f"invalid arguments {args}: {message}", file=node.file, line=node.line,

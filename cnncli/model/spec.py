@@ -154,7 +154,8 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
             f"`classes` must be a whole number of at least 1, not {classes!r}",
             file=file, line=key_line(doc, "classes"),
             hint="a classifier needs at least one class (usually 2 or more)"))
-    if errors and doc.get("input") is not None:  # said with them, not after they are mended
+    if errors and doc.get("input"):  # said with them, not after they are mended ([]: a
+        # backbone's default, when the first layer is one)
         try:
             check_input(doc["input"], file=file, line=key_line(doc, "input"))
         except ConfigError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import plots
+from cnncli import plots, text
 from cnncli.errors import CnnError, ConfigError, suggest
 from cnncli.files import writable_folder
 from cnncli.viz import conv_layers, gradcam, model_input, mosaic
@@ -52,12 +52,13 @@ class Explanation:
 def class_index(class_names: list[str], name: str) -> int:
     """The index of the class called `name`, or a `ConfigError` naming the valid ones.
 
-    >>> class_index(["cat", "dog"], "dog")
-    1
+    >>> class_index(["cat", "dog"], "dog"), class_index(["cat", "re\u0301d"], "r\u00e9d")
+    (1, 1)
     """
     names = [str(n) for n in class_names]
-    if name in names:
-        return names.index(name)
+    composed = [text.composed(n) for n in names]  # 'é' typed, 'e' and an accent named
+    if text.composed(name) in composed:
+        return composed.index(text.composed(name))
     close = suggest(name, names)
     hint = f"{close} " if close else ""
     hint += (f"the classes are: {', '.join(names)}" if len(names) <= LIST_CLASSES else
