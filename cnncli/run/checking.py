@@ -251,7 +251,7 @@ def _inline_network_problems(doc, path: Path, found: list[CnnError]) -> list[Cnn
     """The problems of a run config's inline network (a `model:` mapping with `layers:`)
     when the config has others: said with them, not after they are mended. None when the
     problems found already include the model's own."""
-    model = doc.get("model")
+    model = doc.get("model") if isinstance(doc, dict) else None  # (an empty file: None)
     if not (isinstance(model, dict) and "layers" in model) or any(
             e.message.startswith("`model") for e in found):
         return []
