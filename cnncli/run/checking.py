@@ -50,11 +50,8 @@ def check(path_or_name: str) -> Checked:
     errors: list[CnnError] = []
     try:
         cfg = config.parse(doc, file=str(path))
-    except CnnError as exc:  # go on with the names, so every problem is reported at once
-        errors += getattr(exc, "errors", [exc])
-        errors += _name_problems(doc, str(path))
-        errors += _inline_network_problems(doc, path, errors)
-        raise_all(errors)
+    except CnnError as exc:  # go on with the rest, so every problem is reported at once
+        raise_all(_every_problem(exc, doc, path))
     built, found = _assemble(cfg, str(path), classes=_trained_classes(path),
                              epochs=cfg.train.planned_epochs, shown=False, doc=doc)
     errors += found
@@ -77,12 +74,18 @@ def load_config(path: str, overrides: list[str] = (), origins: dict | None = Non
     try:
         return config.parse(doc, file=str(path), set_by=set_by)
     except CnnError as exc:
-        errors = getattr(exc, "errors", [exc])
-        said = {str(e) for e in errors}
-        names = _name_problems(doc, str(path), set_by)
-        errors = [*errors, *(e for e in names if str(e) not in said)]
-        raise_all([*errors, *_inline_network_problems(doc, Path(path), errors)])
+        raise_all(_every_problem(exc, doc, Path(path), set_by))
         raise
+
+
+def _every_problem(exc: CnnError, doc, path: Path, set_by: dict[str, str] | None = None
+                   ) -> list[CnnError]:
+    """The problems of a run config that failed validation (`exc`), with those of its
+    optimizer, loss and metric names and of its inline network, each once."""
+    errors = list(getattr(exc, "errors", [exc]))
+    said = {str(e) for e in errors}
+    errors += [e for e in _name_problems(doc, str(path), set_by) if str(e) not in said]
+    return errors + _inline_network_problems(doc, path, errors)
 
 
 def _network(cfg: config.RunConfig, file: str | None, classes: int | None = None, *,
