@@ -52,6 +52,35 @@ def count(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def size(n: float, *, memory: bool = False) -> str:
+    """A number of bytes in the unit that keeps it short: decimal units (kB, MB, GB, TB)
+    for files and activations, as the lecture's tables count them; with `memory`, binary
+    ones (KiB, MiB, GiB), as the operating system and nvidia-smi count RAM and GPU memory.
+
+    >>> size(3_136_000), size(2_680_000_000_000), size(50_000)
+    ('3.1 MB', '2.7 TB', '50.0 kB')
+    >>> size(1536 * 2**20, memory=True), size(80 * 2**30, memory=True), size(5, memory=True)
+    ('1.5 GiB', '80.0 GiB', '5 B')
+    """
+    steps = ((2**30, 2**30, "GiB"), (2**20, 2**20, "MiB"), (2**10, 2**10, "KiB"),
+             (0, 1, "B")) if memory else \
+        ((1e12, 1e12, "TB"), (1e9, 1e9, "GB"), (1e5, 1e6, "MB"), (0, 1e3, "kB"))
+    at_least, scale, unit = next(step for step in steps if n >= step[0])
+    return f"{n:.0f} B" if unit == "B" else f"{n / scale:,.1f} {unit}"
+
+
+def short_count(n: int) -> str:
+    """A count in the units of the lecture's tables.
+
+    >>> short_count(138_357_544), short_count(113_688_580_000_000), short_count(950)
+    ('138.36M', '113.69T', '950')
+    """
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
 def first_line(message: object, limit: int = 300) -> str:
     """The first non-blank line of `message` (a library's error can be pages of log), at
     most `limit` characters; for an error that says nothing, its type's name.

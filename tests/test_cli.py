@@ -259,7 +259,7 @@ def test_doctor_lists_each_gpu_with_its_memory_and_compute_capability(monkeypatc
     monkeypatch.setattr(tf_layer, "visible_gpus", lambda: [GpuInfo("A100", 80 * 2**30, (8, 0))])
     result = run("doctor")
     assert result.exit_code == 0, result.output
-    assert "GPU 0: A100, 80 GiB, compute capability 8.0\n" in result.output
+    assert "GPU 0: A100, 80.0 GiB, compute capability 8.0\n" in result.output
 
 
 def test_doctor_json_reports_bf16_units_from_the_cpu_flags():

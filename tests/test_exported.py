@@ -280,7 +280,7 @@ def test_images_of_another_size_or_channels_are_fitted_to_the_export():
     small = np.stack([imaging.resize(np.repeat(g, 3, axis=-1), (8, 8)) for g in grey])
     np.testing.assert_array_equal(fitted, small)
     rgb = np.zeros((1, 8, 8, 3), np.uint8)
-    rgb[..., 0] = 200  # pure red: 0.2989 * 200
+    rgb[..., 0] = 200  # pure red: 0.299 * 200
     assert exported.fit_images(rgb, (8, 8, 1))[0, 0, 0, 0] == 60
 
 

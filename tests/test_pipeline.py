@@ -100,6 +100,17 @@ def test_rgb_images_become_grey_for_a_grey_model():
     assert out.shape == (4, 8, 8, 1)
 
 
+def test_rgb_arrays_become_the_grey_the_decoder_gives_the_same_pixels():
+    from PIL import Image
+
+    colours = np.array([[[[255, 255, 255], [200, 0, 0], [0, 200, 0], [13, 77, 201]]]],
+                       np.uint8)
+    out = pipeline.preprocess_batch(colours, (1, 4, 1), "none").numpy()[0, 0, :, 0]
+    pillow = np.asarray(Image.fromarray(colours[0]).convert("L"), np.float32)[0]
+    np.testing.assert_allclose(out, pillow, atol=0.5)  # the decoder's grey, unrounded
+    assert abs(out[0] - 255) < 1e-3  # white stays white: the weights sum to 1
+
+
 def test_same_size_images_are_not_resampled():
     x = grey_images()
     out = pipeline.preprocess_batch(x, (28, 28, 1), "none").numpy()

@@ -444,7 +444,7 @@ def test_an_edge_filters_map_peaks_on_the_edge_of_a_drawn_rectangle(tmp_path):
     zoom = tile.shape[0] // SIZE
     assert tile[row * zoom, col * zoom] == 255 and tile[16 * zoom, 15 * zoom] == 0
     # The PNG shows the input, then the map, pixel for pixel.
-    seen = mosaic.enlarged(mosaic.as_rgb(np.asarray(image)[..., np.newaxis]))
+    seen = mosaic.enlarged(np.repeat(np.asarray(image)[..., np.newaxis], 3, axis=-1))
     origins, _, _ = plots.panel_origins([seen.shape[:2], grid.image.shape[:2]])
     png = png_pixels(picture.png)
     (top, left) = origins[1]

@@ -22,6 +22,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from cnncli import text
 from cnncli.errors import CnnError
 from cnncli.text import count, printable  # also the commands' render.printable
 
@@ -75,30 +76,6 @@ def info(message: str) -> None:
     err.print(printable(message, one_line=True), markup=False)
 
 
-def _mb(n: int) -> str:
-    """A size in bytes in the unit that keeps it short.
-
-    >>> _mb(3_136_000), _mb(2_680_000_000_000), _mb(50_000)
-    ('3.1 MB', '2.7 TB', '50.0 kB')
-    """
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if n >= size or (unit == "MB" and n >= 1e5):
-            return f"{n / size:,.1f} {unit}"
-    return f"{n / 1e3:,.1f} kB"
-
-
-def _count(n: int) -> str:
-    """A count in the units of the lecture's tables.
-
-    >>> _count(138_357_544), _count(113_688_580_000_000), _count(950)
-    ('138.36M', '113.69T', '950')
-    """
-    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(n)
-
-
 def summary(s, *, explain: bool = False) -> None:
     """The lecture's table (Layer, Volume size, Description, Parameters) and totals."""
     table = Table(title=f"{s.name}", title_justify="left", show_lines=False)
@@ -118,11 +95,12 @@ def summary(s, *, explain: bool = False) -> None:
         for row in s.rows:
             for line in row.explain:
                 out.print(f"  {row.name} ({row.layer}) {line}", markup=False)
-    out.print(f"Parameters: {s.params:,} ({_count(s.params)}; trainable {s.trainable_params:,}"
+    out.print(f"Parameters: {s.params:,} ({text.short_count(s.params)}; "
+              f"trainable {s.trainable_params:,}"
               + (f", frozen {s.frozen_params:,})" if frozen else ")"))
-    out.print(f"Activation memory per image: {_mb(s.forward_bytes)} forward, "
-              f"~{_mb(s.backward_bytes)} backward (estimated at 2x forward)")
-    out.print(f"Multiply-adds per image: {s.macs:,} ({_count(s.macs)})")
+    out.print(f"Activation memory per image: {text.size(s.forward_bytes)} forward, "
+              f"~{text.size(s.backward_bytes)} backward (estimated at 2x forward)")
+    out.print(f"Multiply-adds per image: {s.macs:,} ({text.short_count(s.macs)})")
     for w in s.warnings:
         warn(w)
 
@@ -335,7 +313,7 @@ def doctor(info: dict) -> None:
     out.print(f"NVIDIA driver: {'present' if info['nvidia_driver'] else 'not found'}")
     if info["gpus"]:
         for g in info["gpus"]:
-            memory = f"{g['memory_bytes'] / 2**30:.0f} GiB" if g.get("memory_bytes") else \
+            memory = text.size(g["memory_bytes"], memory=True) if g.get("memory_bytes") else \
                 "memory unknown"
             cc = g.get("compute_capability") or "?"  # "8.0" (GpuInfo.to_dict)
             out.print(f"GPU {g['index']}: {g['name']}, {memory}, compute capability {cc}")
@@ -377,7 +355,8 @@ def exports(report) -> None:
                 accuracy += f" ({0.0 - c.drop:+.2f} points)"
         label = r.format + ("" if r.quantization == "none" else f" ({r.quantization})")
         table.add_row(*(Text(s) for s in (
-            label, printable(str(r.path), one_line=True), _mb(r.size), f"{c.max_difference:.2g}",
+            label, printable(str(r.path), one_line=True), text.size(r.size),
+            f"{c.max_difference:.2g}",
             f"{c.agreement:.2%} of {c.images:,}", accuracy,
             "ok" if r.kept else "FAILED, not kept")))
     out.print(table)

@@ -12,7 +12,7 @@ size), or TFRecord shards (`cnncli datasets pack`). Labels are always in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -119,6 +119,3 @@ class Dataset:
         if self.train.kind == "records":
             return self.train.images.image_shape
         return None
-
-    def with_train(self, train: Split) -> Dataset:
-        return replace(self, train=train)

@@ -44,6 +44,9 @@ RESIZE_MODES = config.RESIZE_MODES  # stretch, center_crop, pad
 _ALIASES = {"bilinear": "stretch"}
 
 _BYTES_NAME = "<bytes>"
+#: RGB -> grey: ITU-R 601-2 luma, as Pillow's ``convert("L")``. One set of weights for
+#: every path to a grey model: decoded files, arrays, the exported graph.
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 
 #: The EXIF tag of an image's orientation (1 upright, 2..8 flipped or turned).
 ORIENTATION = 0x0112
@@ -344,7 +347,7 @@ def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
         return images
     if channels == 3:
         return np.repeat(images, 3, axis=-1)
-    luma = images[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = images[..., :3].astype(np.float32) @ GREY_WEIGHTS
     return np.round(luma).clip(0, 255)[..., None].astype(np.uint8)
 
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 import numpy as np
 
 from cnncli.config import PREPROCESSING_MODES
+from cnncli.data.images import GREY_WEIGHTS
 from cnncli.errors import ConfigError
 
 #: keras.applications.imagenet_utils.preprocess_input's constants.
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
-#: tf.image.rgb_to_grayscale's weights.
-RGB_TO_GREY = np.array([0.2989, 0.5870, 0.1140], np.float32)
+#: RGB -> grey: ITU-R 601-2 luma, the decoder's (`images.GREY_WEIGHTS`, Pillow's).
+RGB_TO_GREY = GREY_WEIGHTS
 
 
 def normalise(x, mode: str):
@@ -58,7 +59,7 @@ def flip_channels(x):
 
 def channels(x, have: int, want: int):
     """float images (N, H, W, `have`) -> `want` channels: grey repeated into RGB, RGB to
-    grey by tf.image's weights."""
+    grey by the decoder's weights (`images.convert_channels`, unrounded here)."""
     from cnncli.runtime import import_keras
 
     ops = import_keras().ops

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from cnncli.errors import DeviceError
+from cnncli.text import size
 
 #: ``--auto-batch`` halves the batch size at most this many times.
 MAX_BATCH_HALVINGS = 3
@@ -60,10 +61,10 @@ def too_large(params: int, largest: tuple[str, int], memory: int, *,
     if need <= memory:
         return None
     where = ("this machine has {} of memory available" if on_cpu
-             else "the GPU has {} of memory").format(format_bytes(memory))
+             else "the GPU has {} of memory").format(size(memory, memory=True))
     name, count = largest
     return DeviceError(
-        f"the network has {params:,} weights: they alone take {format_bytes(need)}, and "
+        f"the network has {params:,} weights: they alone take {size(need, memory=True)}, and "
         f"{where}", hint=f"make the network smaller: its largest layer, {name}, has "
                          f"{count:,} weights (a fully-connected layer has one per input "
                          "and unit: pool the volume before it, or give it fewer units)")
@@ -112,16 +113,6 @@ def inference_chunk(largest: int, bytes_per_value: int = 4, budget: int | None =
     return max(1, budget // (2 * bytes_per_value * max(1, int(largest))))
 
 
-def format_bytes(count: int) -> str:
-    """``1536 * 2**20`` -> ``'1.5 GiB'``."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover
-
-
 def check_fits(estimate: int, device_memory: int | None, *, on_cpu: bool = False) -> str | None:
     """Warning text when `estimate` bytes will not fit in `device_memory` (None: fits); with
     `on_cpu`, `device_memory` is the machine's memory available.
@@ -139,11 +130,12 @@ def check_fits(estimate: int, device_memory: int | None, *, on_cpu: bool = False
     if estimate <= usable:
         return None
     if on_cpu:
-        return (f"A training step needs about {format_bytes(estimate)}, but only about "
-                f"{format_bytes(usable)} of memory is available; try a smaller --batch-size")
+        return (f"A training step needs about {size(estimate, memory=True)}, but only about "
+                f"{size(usable, memory=True)} of memory is available; try a smaller --batch-size")
     return (
-        f"A training step needs about {format_bytes(estimate)}, but only about "
-        f"{format_bytes(usable)} of the device's {format_bytes(device_memory)} is usable; "
+        f"A training step needs about {size(estimate, memory=True)}, but only about "
+        f"{size(usable, memory=True)} of the device's {size(device_memory, memory=True)} "
+        "is usable; "
         "try a smaller --batch-size, --precision mixed_float16 or --auto-batch"
     )
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnncli import plots
+from cnncli.data.images import convert_channels
 from cnncli.runtime import import_tf
-from cnncli.viz import conv_layers, mosaic
+from cnncli.viz import conv_layers
 from cnncli.viz.probe import probe
 
 tf = import_tf()
@@ -98,6 +99,6 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.
     >>> overlay(np.zeros((2, 2, 1), np.uint8), np.ones((2, 2)))[0, 0].tolist()
     [57, 0, 0]
     """
-    image = mosaic.as_rgb(np.asarray(pixels)).astype(np.float64)
+    image = convert_channels(np.asarray(pixels), 3).astype(np.float64)
     heat = plots.colormap(heatmap).astype(np.float64)
     return np.round((1 - alpha) * image + alpha * heat).astype(np.uint8)

@@ -45,9 +45,6 @@ class Box:
         """The pixels of this tile in `image`."""
         return image[self.top:self.top + self.height, self.left:self.left + self.width]
 
-    def shifted(self, top: int, left: int) -> Box:
-        return Box(self.top + top, self.left + left, self.height, self.width)
-
 
 @dataclass
 class Mosaic:
@@ -88,15 +85,6 @@ def to_rgb(values01: np.ndarray, nan_colour=SLICE_GAP_COLOUR) -> np.ndarray:
     rgb = np.round(np.nan_to_num(values, nan=0.0) * 255).astype(np.uint8)
     rgb[missing] = nan_colour
     return rgb
-
-
-def as_rgb(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels (H, W, 1 or 3) as (H, W, 3).
-
-    >>> as_rgb(np.zeros((2, 2, 1), np.uint8)).shape
-    (2, 2, 3)
-    """
-    return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
 
 
 def slices(stack: np.ndarray, *, limit: int) -> np.ndarray:
