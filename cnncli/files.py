@@ -32,12 +32,29 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        sync_folder(path.parent)  # the rename itself survives a power cut
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.filename is None:  # a write or fsync: name it
             exc.filename = str(path)
         raise
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Flush `folder`'s entries to disk (after a rename into it), where the file system
+    can; a folder that cannot be synced is left as it is (the rename is atomic all the
+    same)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def umask() -> int:

@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import sys
+from pathlib import Path
 
 from cnncli.errors import CnnError
 
@@ -115,6 +116,17 @@ class _FirstLineHeld(io.TextIOBase):
 
     def isatty(self) -> bool:
         return self.target.isatty()
+
+
+def keras_home() -> Path:
+    """Keras' folder for what it downloads (``datasets/``, ``models/``), as Keras chooses
+    it: ``$KERAS_HOME`` (``~`` expanded, as `keras.utils.get_file` does), else
+    ``~/.keras``, or ``/tmp/.keras`` when the home folder cannot be written to."""
+    home = os.environ.get("KERAS_HOME")
+    if home:
+        return Path(home).expanduser()
+    user_home = Path.home()
+    return (user_home if os.access(user_home, os.W_OK) else Path("/tmp")) / ".keras"
 
 
 def import_keras():

@@ -91,6 +91,21 @@ def test_the_cache_file_name_is_keras_own():
         "_1.0_160_no_top.h5")
 
 
+def test_weights_and_datasets_are_looked_for_where_keras_downloads_them(monkeypatch,
+                                                                       tmp_path):
+    from cnncli.data import known
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", "~/kh")  # get_file expands it
+    assert pretrained.cache_dir() == tmp_path / "kh" / "models"
+    assert known.keras_dataset_dirs()[0] == tmp_path / "kh" / "datasets"
+    monkeypatch.delenv("KERAS_HOME")
+    assert pretrained.cache_dir() == tmp_path / ".keras" / "models"
+    with monkeypatch.context() as m:  # a home that cannot be written to: /tmp/.keras
+        m.setattr("os.access", lambda path, mode: Path(path) != tmp_path)
+        assert pretrained.cache_dir() == Path("/tmp/.keras/models")
+
+
 @pytest.mark.parametrize("source", ["cache", "mine", "whole", "sharded"])
 def test_notop_weights_load_into_the_backbone_and_give_that_models_outputs(keras_home,
                                                                           source):

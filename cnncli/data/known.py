@@ -31,6 +31,7 @@ from cnncli.data.checks import from_arrays
 from cnncli.data.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
 from cnncli.data.dataset import Dataset, SampleDataWarning
 from cnncli.errors import DataError
+from cnncli.runtime import keras_home
 
 #: Environment variable naming a folder to look in first (``--data-dir`` wins over it).
 DATA_DIR_ENV = "CNNCLI_DATA_DIR"
@@ -213,12 +214,7 @@ def user_data_dir(data_dir: str | os.PathLike | None) -> tuple[Path | None, str]
 
 def keras_dataset_dirs() -> list[Path]:
     """Keras' download cache folders, as `keras.utils.get_file` chooses them."""
-    home = os.environ.get("KERAS_HOME")
-    if home:
-        base = Path(home).expanduser()
-    else:
-        user_home = Path.home()
-        base = (user_home if os.access(user_home, os.W_OK) else Path("/tmp")) / ".keras"
+    base = keras_home()
     dirs = [base / "datasets"]
     if base.exists() and not os.access(base, os.W_OK):  # get_file falls back to /tmp
         dirs.append(Path("/tmp/.keras/datasets"))

@@ -24,6 +24,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from cnncli import files
 from cnncli.errors import ConfigError, Terminated
 
 PREFIX = ".cnncli-export-"
@@ -112,7 +113,7 @@ class Staging:
                 elif source.is_dir():
                     dest.unlink()
             os.replace(source, dest)
-        _sync_folder(self.folder)
+        files.sync_folder(self.folder)
 
 
 def remove_stale(folder: Path) -> None:
@@ -143,14 +144,3 @@ def _sync(path: Path) -> None:
             os.fsync(f.fileno())
 
 
-def _sync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a folder; the renames are atomic all the same
-    finally:
-        os.close(fd)

@@ -33,6 +33,7 @@ import stat
 import zipfile
 import zlib
 
+from cnncli import files
 from cnncli.errors import ModelError, WriteError
 from cnncli.model.config_scan import scan_config
 from cnncli.model.meta import ModelMeta
@@ -360,7 +361,7 @@ def save_model_atomic(model, path: str | os.PathLike, meta: ModelMeta | None = N
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    _fsync_folder(folder)
+    files.sync_folder(folder)
 
 
 def is_remote(path: str) -> bool:
@@ -405,14 +406,3 @@ def read_meta(path: str | os.PathLike) -> ModelMeta | None:
     return ModelMeta.from_json(data, file=str(path))
 
 
-def _fsync_folder(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a folder; the rename is still atomic
-    finally:
-        os.close(fd)

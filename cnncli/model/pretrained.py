@@ -18,14 +18,13 @@ network without its classifier, ``include_top=False``), which fine-tuning starts
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli.errors import ConfigError, ModelError, suggest
-from cnncli.runtime import downloads_on_stderr
+from cnncli.runtime import downloads_on_stderr, keras_home
 from cnncli.text import first_line
 
 
@@ -163,8 +162,7 @@ def get(name: str) -> Pretrained:
 
 def cache_dir() -> Path:
     """Keras' model cache: ``$KERAS_HOME/models``, by default ``~/.keras/models``."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
+    return keras_home() / "models"
 
 
 def cached_weights(entry: Pretrained) -> Path | None:
