@@ -17,9 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cnncli.config import PREPROCESSING_MODES, AugmentSection
+from cnncli.config import AugmentSection
 from cnncli.data import preprocessing
-from cnncli.errors import ConfigError, DataError, ModelError
+from cnncli.data.preprocessing import check_mode, normalise
+from cnncli.errors import DataError, ModelError
 from cnncli.runtime import import_keras, import_tf
 
 keras = import_keras()
@@ -49,12 +50,6 @@ def untuned(ds):
     return ds.with_options(options)
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in PREPROCESSING_MODES:
-        raise ConfigError(f"unknown preprocessing '{mode}'",
-                          hint=f"use one of {', '.join(PREPROCESSING_MODES)}")
-
-
 def _to_model_pixels(images, input_shape: Sequence[int | None]):
     """uint8 (N, H, W[, C]) -> float32 (N, H', W', C') with the model's size and
     channels, still 0..255. Resizes (bilinear) only when the size differs."""
@@ -74,11 +69,6 @@ def _to_model_pixels(images, input_shape: Sequence[int | None]):
     return x
 
 
-def _normalise(x, mode: str):
-    """float 0..255 -> the value range `mode` asks for (`cnncli.data.preprocessing`)."""
-    return preprocessing.normalise(x, mode)
-
-
 def preprocess_batch(images_uint8, input_shape: Sequence[int | None], mode: str = "scale"):
     """Turn a batch of uint8 images into float32 model inputs (the shared code path).
 
@@ -88,8 +78,8 @@ def preprocess_batch(images_uint8, input_shape: Sequence[int | None], mode: str 
     >>> preprocess_batch(np.zeros((2, 28, 28, 1), np.uint8), (32, 32, 3)).shape
     TensorShape([2, 32, 32, 3])
     """
-    _check_mode(mode)
-    return _normalise(_to_model_pixels(images_uint8, input_shape), mode)
+    check_mode(mode)
+    return normalise(_to_model_pixels(images_uint8, input_shape), mode)
 
 
 def augmentation_layers(augment: AugmentSection | None, seed: int) -> list:
@@ -138,7 +128,7 @@ def make_dataset(
     Shuffles (seeded, a new order each epoch) and augments only when ``training``.
     ``repeat=True`` never ends: give Keras ``steps_per_epoch``.
     """
-    _check_mode(preprocessing)
+    check_mode(preprocessing)
     if len(x) != len(y):
         raise DataError(f"{len(x)} images but {len(y)} labels",
                         hint="give one label per image")
@@ -181,7 +171,7 @@ def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
         # value_range) and in ONE sequential call: Keras' random layers draw from a
         # stateful seed generator, and parallel calls made the draws (and so the
         # augmented images) differ from run to run.
-        ds = ds.map(lambda xb, yb, *w: (_normalise(augmenter(xb, training=True),
+        ds = ds.map(lambda xb, yb, *w: (normalise(augmenter(xb, training=True),
                                                    preprocessing), yb, *w))
     else:
         ds = ds.map(lambda xb, yb, *w: (preprocess_batch(xb, input_shape, preprocessing),
@@ -218,7 +208,7 @@ def eval_batches(loader, labels: np.ndarray, *, input_shape: Sequence[int | None
                  batch_size: int, preprocessing: str, one_hot: int | None = None):
     """Validation or test batches of a streamed split, in order, through `loader`, for a
     model of `input_shape` (arrays' loaders keep their channels: converted here)."""
-    _check_mode(preprocessing)
+    check_mode(preprocessing)
     order = np.arange(len(labels), dtype=np.int32)
     index_batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
     ds = _loaded(index_batches, loader, labels)
@@ -262,7 +252,7 @@ def training_batches(
     ``part=(first, count, replicas)`` makes only the part of each batch that replicas
     ``first .. first + count - 1`` of `replicas` train on (a worker of several machines).
     """
-    _check_mode(preprocessing)
+    check_mode(preprocessing)
     steps = len(y) // batch_size
     if steps < 1:
         raise DataError(f"{len(y)} training images are fewer than one batch of {batch_size}",
@@ -332,7 +322,7 @@ def record_batches(records, keep: np.ndarray, loader, *, batch_size: int, seed: 
     ``part=(first, count, replicas)``: as in `training_batches`, only the images of that
     part of each batch are decoded (every worker reads the records' bytes, which is cheap;
     the decoding, which is not, is divided)."""
-    _check_mode(preprocessing)
+    check_mode(preprocessing)
     shards, mask = tf.constant(list(records.shards)), tf.constant(keep)
     count = int(keep.sum())
     spec = {"image": tf.io.FixedLenFeature([], tf.string),

@@ -26,13 +26,19 @@ TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
 RGB_TO_GREY = GREY_WEIGHTS
 
 
+def check_mode(mode: str) -> None:
+    """A `ConfigError` unless `mode` is one of `PREPROCESSING_MODES` (said before a data
+    pipeline is built, not when its first batch is made)."""
+    if mode not in PREPROCESSING_MODES:
+        raise ConfigError(f"unknown preprocessing '{mode}'",
+                          hint=f"use one of {', '.join(PREPROCESSING_MODES)}")
+
+
 def normalise(x, mode: str):
     """float 0..255 (N, H, W, C) -> the value range `mode` asks for (`PREPROCESSING_MODES`):
     scale x/255; none; tf [-1, 1]; caffe RGB->BGR minus the ImageNet mean; torch x/255
     then the ImageNet mean and std per channel."""
-    if mode not in PREPROCESSING_MODES:
-        raise ConfigError(f"unknown preprocessing '{mode}'",
-                          hint=f"use one of {', '.join(PREPROCESSING_MODES)}")
+    check_mode(mode)
     if mode in ("caffe", "torch") and x.shape[-1] != 3:
         raise ConfigError(f"preprocessing '{mode}' uses per-channel ImageNet statistics "
                           "and needs a model with 3 input channels",

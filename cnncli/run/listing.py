@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnncli import runfolder
 from cnncli.run import rundir
+from cnncli.run.monitor import best_monitor
 from cnncli.run.record import RunMetrics
 from cnncli.run.status import FINISHED, RUNNING, RunStatus
 
@@ -121,8 +122,9 @@ def _so_far(run: Path, status: str) -> RunSummary:
             rows = list(csv.DictReader(f))
     except (OSError, csv.Error, UnicodeDecodeError):
         return RunSummary(str(run), status)
-    monitor = next((m for m in ("val_accuracy", "val_loss", "loss") if rows and m in rows[0]),
-                   None)
+    columns = list(rows[0]) if rows else []
+    monitor = best_monitor(columns, any(c.startswith("val_") for c in columns))
+    monitor = monitor if monitor in columns else None
     values = [v for v in (_float(r.get(monitor)) for r in rows) if v is not None] \
         if monitor else []
     best = (max if monitor == "val_accuracy" else min)(values) if values else None

@@ -11,6 +11,18 @@ from __future__ import annotations
 from cnncli.errors import ConfigError
 
 
+def best_monitor(metrics: list[str], validation: bool) -> str:
+    """The figure ``best.keras`` follows: validation accuracy when recorded, else the
+    validation loss, else the training loss.
+
+    >>> best_monitor(["accuracy"], True), best_monitor(["auc"], True), best_monitor([], False)
+    ('val_accuracy', 'val_loss', 'loss')
+    """
+    if validation:
+        return "val_accuracy" if "accuracy" in metrics else "val_loss"
+    return "loss"
+
+
 def direction(model, monitor: str, mode: str = "auto") -> str:
     """``"min"`` or ``"max"`` for the figure `monitor` (``val_auc``...) of a compiled model.
 

@@ -28,9 +28,9 @@ from cnncli.devices import distributed
 from cnncli.errors import ConfigError, DataError, TrainingError, WriteError
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
-from cnncli.run.callbacks import Interrupted, RunCallback, best_monitor, signal_name
+from cnncli.run.callbacks import Interrupted, RunCallback, signal_name
 from cnncli.run.compile import compile_model
-from cnncli.run.monitor import direction
+from cnncli.run.monitor import best_monitor, direction
 from cnncli.run.plan import Plan, absolute_paths, plan
 from cnncli.run.state import TrainState
 from cnncli.run.status import FAILED, FINISHED, INTERRUPTED, RUNNING, RunStatus

@@ -19,9 +19,10 @@ from pathlib import Path
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, DataError, TrainingError
 from cnncli.run import finetune, rundir
 from cnncli.run.callbacks.backup import Backups
-from cnncli.run.callbacks.best import BestModel, best_monitor
+from cnncli.run.callbacks.best import BestModel
 from cnncli.run.callbacks.outputs import Outputs
 from cnncli.run.callbacks.stopping import EarlyStopping, Plateau
+from cnncli.run.monitor import best_monitor
 from cnncli.run.state import TrainState
 from cnncli.runtime import import_keras
 

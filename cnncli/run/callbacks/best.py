@@ -11,18 +11,6 @@ from cnncli.run.monitor import improved
 from cnncli.run.state import TrainState
 
 
-def best_monitor(metrics: list[str], validation: bool) -> str:
-    """The figure ``best.keras`` follows: validation accuracy when recorded, else the
-    validation loss, else the training loss.
-
-    >>> best_monitor(["accuracy"], True), best_monitor(["auc"], True), best_monitor([], False)
-    ('val_accuracy', 'val_loss', 'loss')
-    """
-    if validation:
-        return "val_accuracy" if "accuracy" in metrics else "val_loss"
-    return "loss"
-
-
 class BestModel:
     """Saves the model to ``best.keras`` when `monitor` beats the best so far."""
 
