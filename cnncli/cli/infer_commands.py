@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
-from cnncli.errors import EXIT_BELOW_THRESHOLD, EXIT_DATA_OR_MODEL
+from cnncli.errors import EXIT_BELOW_THRESHOLD, some_failed
 
 
 def predict(
@@ -42,7 +42,7 @@ def predict(
         "into DIR (gradcam_<image>.png).")] = None,
 ) -> None:
     """Classify images: cnncli predict car.jpg --model vgg16."""
-    from cnncli import devices, files
+    from cnncli import devices
     from cnncli.cli import render
     from cnncli.infer import classifier
     from cnncli.infer import predict as prediction
@@ -58,21 +58,8 @@ def predict(
         except ConfigError as exc:
             exc.where = f"--resize {resize}"
             raise
-    if explain == "":
-        raise typer.BadParameter("give the folder for the heat maps", param_hint="--explain")
-    if explain:  # before any work: a bad --explain is known now
-        from cnncli.errors import ModelError
-        from cnncli.infer import exported
-
-        if exported.kind(model):  # as `cnncli explain` and `visualize` say it (exit 3)
-            raise ModelError("--explain (Grad-CAM) needs the Keras model with its layers, "
-                              "and this is an exported file", file=model,
-                              hint="point --model at the run folder or its .keras file")
-        from cnncli import plots
-
-        explain = os.path.expanduser(explain)  # --explain=~/cams: no shell expands it
-        plots.check_picture_folder(explain, "--explain")
-        files.writable_folder(explain)
+    if explain is not None:  # before any work: a bad --explain is known now
+        explain = _heat_map_folder(explain, model)
     placement = _placement(model, device, precision)
     loaded = classifier.load(model, weights=weights, offline=offline,
                              precision=placement.precision if placement else "float32")
@@ -91,20 +78,7 @@ def predict(
     render.predictions(result, fmt)
     for warning in result.warnings:
         render.warn(warning)
-    stopped = None  # the heat maps' own failure (a full disk): not an unreadable image
-    if explain and result.images:
-        from cnncli.errors import CnnError
-        from cnncli.viz import explain as explaining
-
-        try:
-            cams = explaining.explain([r.file for r in result.images], loaded,
-                                      output=explain, resize=resize)
-        except CnnError as exc:  # said after the predictions (one JSON document with
-            stopped = exc        # --format json), not excused by --skip-bad
-        else:
-            for picture in cams.pictures if not quiet else ():
-                render.info(f"Grad-CAM: {picture.png}")
-            result.errors += cams.errors
+    stopped = _heat_maps(result, loaded, explain, resize, quiet) if explain else None
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
     for error in result.errors:
         if excused:
@@ -115,7 +89,45 @@ def predict(
         render.error(stopped)
         raise typer.Exit(stopped.exit_code)
     if result.errors and not excused:
-        raise typer.Exit(EXIT_DATA_OR_MODEL if not result.images else EXIT_BELOW_THRESHOLD)
+        raise typer.Exit(some_failed(bool(result.images)))
+
+
+def _heat_map_folder(folder: str, model: str) -> str:
+    """`--explain`'s folder, checked before any work; an exported model is refused (as
+    `cnncli explain` refuses it: Grad-CAM looks into the layers)."""
+    from cnncli import files, plots
+    from cnncli.infer import exported
+
+    if folder == "":
+        raise typer.BadParameter("give the folder for the heat maps", param_hint="--explain")
+    if exported.kind(model):
+        raise exported.not_looked_into("--explain (Grad-CAM)", model, "--model")
+    folder = os.path.expanduser(folder)  # --explain=~/cams: no shell expands it
+    plots.check_picture_folder(folder, "--explain")
+    files.writable_folder(folder)
+    return folder
+
+
+def _heat_maps(result, loaded, folder: str, resize: str | None, quiet: bool):
+    """Grad-CAM of each predicted image's top class into `folder`; images it cannot read
+    join `result.errors`. Its own failure (a full disk) is returned, not raised: it is
+    said after the predictions (one JSON document with --format json), and --skip-bad
+    does not excuse it."""
+    from cnncli.cli import render
+    from cnncli.errors import CnnError
+    from cnncli.viz import explain as explaining
+
+    if not result.images:
+        return None
+    try:
+        cams = explaining.explain([r.file for r in result.images], loaded, output=folder,
+                                  resize=resize)
+    except CnnError as exc:
+        return exc
+    for picture in cams.pictures if not quiet else ():
+        render.info(f"Grad-CAM: {picture.png}")
+    result.errors += cams.errors
+    return None
 
 
 def evaluate(

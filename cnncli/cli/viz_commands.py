@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
-from cnncli.errors import EXIT_BELOW_THRESHOLD, EXIT_DATA_OR_MODEL
+from cnncli.errors import some_failed
 
 visualize = typer.Typer(
     help="Pictures of a model's filters and activation maps.",
@@ -142,4 +142,4 @@ def explain(
     for error in result.errors:
         render.error(error)
     if result.errors:
-        raise typer.Exit(EXIT_DATA_OR_MODEL if not result.pictures else EXIT_BELOW_THRESHOLD)
+        raise typer.Exit(some_failed(bool(result.pictures)))

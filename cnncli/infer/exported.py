@@ -60,6 +60,15 @@ def kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def not_looked_into(what: str, name: str, option: str = "") -> ModelError:
+    """The error of `what` (Grad-CAM, a picture of filters...), which looks into a Keras
+    model's layers, given the exported file `name` (`option`: the option that named it)."""
+    where = f"point {option} at" if option else "point at"
+    return ModelError(f"{what} needs the Keras model with its layers, and this is an "
+                      "exported file", file=name,
+                      hint=f"{where} the run folder or its .keras file instead")
+
+
 def require(module: str, extra: str):
     """Import `module`, or say which extra of cnncli installs it."""
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnncli.errors import LONG_LIST, ConfigError, ModelError, suggest
+from cnncli.infer import exported
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -45,9 +46,7 @@ def keras_model(clf, what: str):
     (ONNX, LiteRT, OpenVINO, SavedModel), whose layers cannot be looked into."""
     model = getattr(clf, "model", None)
     if not isinstance(model, keras.Model):
-        raise ModelError(f"{what} needs the Keras model with its layers, and this is an "
-                         "exported file", file=clf.name,
-                         hint="point at the run folder or its .keras file instead")
+        raise exported.not_looked_into(what, clf.name)
     return model
 
 
