@@ -81,6 +81,15 @@ def short_count(n: int) -> str:
     return str(n)
 
 
+def dims_text(shape) -> str:
+    """A shape as the lecture's tables write a volume; an unknown size is ``?``.
+
+    >>> dims_text((224, 224, 3)), dims_text([None, 28, 28, 1][1:]), dims_text(())
+    ('224x224x3', '28x28x1', '')
+    """
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
 def first_line(message: object, limit: int = 300) -> str:
     """The first non-blank line of `message` (a library's error can be pages of log), at
     most `limit` characters; for an error that says nothing, its type's name.

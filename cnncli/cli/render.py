@@ -299,7 +299,7 @@ def datasets(rows: list[dict]) -> None:
         if r.get("problem"):
             where += f" ({r['problem']})"
         table.add_row(r["name"], where, f"{r['train']:,}", f"{r['test']:,}",
-                      "x".join(map(str, r["image_shape"])), str(r["num_classes"]))
+                      text.dims_text(r["image_shape"]), str(r["num_classes"]))
     out.print(table)
 
 

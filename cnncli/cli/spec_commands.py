@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
-from cnncli.text import printable
+from cnncli.text import dims_text, printable
 
 
 def summary(
@@ -119,6 +119,6 @@ def models(
         render.print_json(rows)
         return
     for r in rows:
-        dims = "x".join(map(str, r["input"]))
+        dims = dims_text(r["input"])
         render.out.print(f"{r['name']:<16} {r['kind']:<10} {dims:<12} {r['classes']:>5} classes"
                          f"  {r['description']}", markup=False)

@@ -32,6 +32,7 @@ from cnncli.data.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
 from cnncli.data.dataset import Dataset, SampleDataWarning
 from cnncli.errors import DataError
 from cnncli.runtime import keras_home
+from cnncli.text import dims_text
 
 #: Environment variable naming a folder to look in first (``--data-dir`` wins over it).
 DATA_DIR_ENV = "CNNCLI_DATA_DIR"
@@ -356,7 +357,7 @@ def _other_shape(known: KnownDataset, shape: tuple, file: str | None = None
     shape (an ``mnist.npz`` of 16x16 colour pictures is not MNIST); None if the same."""
     if not shape or tuple(shape) == known.image_shape:
         return None
-    said = "x".join(map(str, shape))
+    said = dims_text(shape)
     return DataError(f"the files found for {known.name} are not {known.name}: their images "
                      f"are {said}, {known.name}'s {'x'.join(map(str, known.image_shape))}",
                      file=file, hint=f"give these files by their path (--data {file or 'FILE'}), "

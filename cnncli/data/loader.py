@@ -30,6 +30,7 @@ from cnncli import parallel
 from cnncli.data import images
 from cnncli.data.dataset import Split
 from cnncli.errors import CnnError, DataError
+from cnncli.text import dims_text
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
 #: `auto` keeps the cache in memory up to this share of the memory available.
@@ -97,9 +98,9 @@ class ImageLoader:
         memory``; arrays of another size say theirs (``28x28 images resized to 32x32``)."""
         where = {"memory": "cached in memory", "disk": f"cached on disk ({self._path})",
                  "none": "not cached"}[self.cache]
-        size, how = "x".join(map(str, self.shape[:2])), f"({self.resize})"
+        size, how = dims_text(self.shape[:2]), f"({self.resize})"
         if self.split.kind == "arrays" and self.split.images.ndim == 4:
-            own = "x".join(map(str, self.split.images.shape[1:3]))
+            own = dims_text(self.split.images.shape[1:3])
             if own != size:
                 return f"{own} images resized to {size} {how} as they are used, {where}"
         return f"decoded as they are used, at {size} {how}, {where}"

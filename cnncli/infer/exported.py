@@ -38,6 +38,7 @@ from cnncli.infer import onnxscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.parallel import available_cpus
 from cnncli.runtime import quiet_unless_debugging
+from cnncli.text import dims_text
 
 SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
 #: Kinds whose runtime does not need TensorFlow (the CLI skips its device set-up for them).
@@ -202,8 +203,8 @@ def _describes(info: sidecar.ExportInfo, shape, classes: int | None, where: Path
     wrong, or ask the runtime for images it cannot take."""
     problems = []
     if shape and tuple(info.input_shape) != tuple(shape):
-        problems.append(f"its input is {_dims_text(info.input_shape)} but the model takes "
-                        f"{_dims_text(shape)}")
+        problems.append(f"its input is {dims_text(info.input_shape)} but the model takes "
+                        f"{dims_text(shape)}")
     if classes is not None and classes > 0 and len(info.class_names) != classes:
         problems.append(f"it names {len(info.class_names)} classes but the model gives "
                         f"{classes} probabilities")
@@ -212,10 +213,6 @@ def _describes(info: sidecar.ExportInfo, shape, classes: int | None, where: Path
                          file=str(where),
                          hint="use the JSON cnncli export wrote with this file, or export "
                               "the model again")
-
-
-def _dims_text(dims) -> str:
-    return "x".join(str(d) for d in dims)
 
 
 #: Where in its C++ sources a runtime's message was raised (OpenVINO's "Exception from

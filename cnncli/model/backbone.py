@@ -29,6 +29,7 @@ from pathlib import Path
 from cnncli import config, runfolder
 from cnncli.errors import ConfigError, ModelError, suggest
 from cnncli.model import pretrained
+from cnncli.text import dims_text
 
 ENTRY = "pretrained"  # the key of a backbone entry in a spec
 LAYER = "Pretrained"  # `Node.layer` of a backbone node (not a Keras class)
@@ -107,8 +108,8 @@ def build(args: dict, input_shape: tuple, name: str, *, weights: bool = True):
     have = tuple(source.input_shape[1:])
     if tuple(input_shape) != have:
         raise ConfigError(
-            f"the layers of {args['model']} take {_volume(have)} inputs, not "
-            f"{_volume(input_shape)}", hint="leave the input size as the model's (remove "
+            f"the layers of {args['model']} take {dims_text(have)} inputs, not "
+            f"{dims_text(input_shape)}", hint="leave the input size as the model's (remove "
             "`input` and `data.image_size`): images are resized to it")
     cut = args.get("cut") or default_cut(source, args["model"])
     layer = layer_named(source, cut, args["model"])
@@ -123,7 +124,7 @@ def _pretrained(entry: pretrained.Pretrained, shape: tuple, name: str):
                  "RGB for it")
     if min(shape[:2]) < entry.min_size:
         raise ConfigError(
-            f"the {_volume(shape[:2])} input is smaller than {entry.name} allows (at least "
+            f"the {dims_text(shape[:2])} input is smaller than {entry.name} allows (at least "
             f"{entry.min_size}x{entry.min_size})",
             hint=f"set `data.image_size: [{max(shape[0], entry.min_size)}, "
                  f"{max(shape[1], entry.min_size)}]` or larger: images are resized to it "
@@ -211,10 +212,6 @@ def leaf_layers(model) -> list[tuple[str, object]]:
         else:
             out.append((layer.name, layer))
     return out
-
-
-def _volume(shape) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def _keras():

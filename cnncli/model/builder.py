@@ -25,6 +25,7 @@ from cnncli.model import spec as specs
 from cnncli.model.keras_messages import keras_reason
 from cnncli.model.shapes import as_tuple, window_output
 from cnncli.runtime import import_keras
+from cnncli.text import dims_text
 
 keras = import_keras()
 
@@ -149,7 +150,7 @@ def _output(node: expansion.Node, expanded: expansion.Expanded, tensors: dict,
     _check_window(node, layer, incoming[0].shape)
     _check_weights(node, layer, incoming[0].shape)
     if node.layer == "Dense" and len(incoming[0].shape) > 2:
-        dims = "x".join(str(d) for d in incoming[0].shape[1:])
+        dims = dims_text(incoming[0].shape[1:])
         warnings.append(
             f"{node.where()}: Dense on a {dims} volume acts on the last axis only, "
             f"keeping the {dims.rsplit('x', 1)[0]} grid; add `- Flatten` before it if "
@@ -166,8 +167,8 @@ def _output(node: expansion.Node, expanded: expansion.Expanded, tensors: dict,
                  "return_attention_scores, ...)")
     if any(d == 0 for d in output.shape[1:]):
         raise ConfigError(
-            f"it gives an empty volume ({_volume(output.shape)}) from its "
-            f"{_volume(incoming[0].shape)} input", file=node.file, line=node.line,
+            f"it gives an empty volume ({dims_text(output.shape[1:])}) from its "
+            f"{dims_text(incoming[0].shape[1:])} input", file=node.file, line=node.line,
             where=node.where(), hint="check its size arguments: every output size must "
             "be at least 1")
     return output
@@ -266,7 +267,7 @@ def _check_weights(node: expansion.Node, layer, shape) -> None:
 
 
 def _shape_error(node: expansion.Node, incoming, exc: Exception) -> ConfigError:
-    shapes = [_volume(t.shape) for t in incoming]
+    shapes = [dims_text(t.shape[1:]) for t in incoming]
     message = keras_reason(exc)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
         return ConfigError(
@@ -301,7 +302,7 @@ def _check_output(expanded: expansion.Expanded, outputs) -> None:
     classes = expanded.spec.classes
     if len(outputs.shape) != 2:
         raise ConfigError(
-            f"the network ends with a {_volume(outputs.shape)} volume, not a vector of class "
+            f"the network ends with a {dims_text(outputs.shape[1:])} volume, not a vector of class "
             "scores", file=last.file, line=last.line, where=last.where(),
             hint="add `- Flatten` (or GlobalAveragePooling2D) before the last Dense layers")
     if classes is not None and outputs.shape[-1] != classes:
@@ -347,10 +348,6 @@ def _gives_probabilities(node: expansion.Node, nodes: dict) -> bool:
     if node.layer not in KEEPS_PROBABILITIES or any(i not in nodes for i in node.inputs):
         return False  # (the model's input is not a node: never probabilities)
     return all(_gives_probabilities(nodes[i], nodes) for i in node.inputs)
-
-
-def _volume(shape) -> str:
-    return "x".join("?" if d is None else str(d) for d in shape[1:])
 
 
 def _model_name(name: str) -> str:

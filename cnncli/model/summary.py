@@ -20,7 +20,7 @@ from cnncli.model import backbone
 from cnncli.model.builder import Built
 from cnncli.model.expand import MERGES, Node
 from cnncli.model.shapes import as_tuple, transposed_output, window_output
-from cnncli.text import count
+from cnncli.text import count, dims_text
 
 BYTES_PER_VALUE = 4  # float32 activations
 _ACTIVATIONS = {"relu": "ReLU", "softmax": "Softmax", "tanh": "tanh", "sigmoid": "sigmoid",
@@ -75,7 +75,7 @@ def summarize(built: Built, *, expand: bool = False) -> Summary:
     backbone one row unless `expand`)."""
     model, expanded = built.model, built.expanded
     shape = expanded.input_shape
-    rows = [Row("input", "INPUT", _volume(shape), _input_description(shape), 0,
+    rows = [Row("input", "INPUT", dims_text(shape), _input_description(shape), 0,
                 math.prod(shape), 0)]
     groups: dict[str, Row] = {}
     last = expanded.nodes[-1].name
@@ -121,7 +121,7 @@ def _row(node, layer, *, is_output: bool) -> Row:
     trainable = int(sum(math.prod(w.shape) for w in layer.trainable_weights))
     if node.layer == backbone.LAYER:  # its layers' outputs and work, in one row
         inner = [r for r in _inner_rows(layer) if r.shown]
-        return Row(node.name, node.name.upper(), _volume(out_shape), _backbone_description(
+        return Row(node.name, node.name.upper(), dims_text(out_shape), _backbone_description(
             node, layer), params, sum(r.activations for r in inner), sum(r.macs for r in inner),
             trainable=trainable)
     cfg = layer.get_config()
@@ -153,7 +153,7 @@ def _row(node, layer, *, is_output: bool) -> Row:
         label, desc = kind.upper(), f"{kind} of {len(node.inputs)} branches"
     else:
         label, desc = kind.upper() + suffix, f"Keras {kind}"
-    return Row(node.name, label, _volume(out_shape), desc, params, activations, macs,
+    return Row(node.name, label, dims_text(out_shape), desc, params, activations, macs,
                shown=kind not in _HIDDEN, explain=explain, trainable=trainable)
 
 
@@ -267,12 +267,8 @@ def _block_description(members) -> str:
     return ", ".join(m.layer for m in members)
 
 
-def _volume(shape) -> str:
-    return "x".join(str(d) for d in shape)
-
-
 def _input_description(shape) -> str:
     if len(shape) == 3:
         h, w, c = shape
         return f"{h}x{w} pixels and {count(c, 'color channel')}"
-    return f"input of shape {_volume(shape)}"
+    return f"input of shape {dims_text(shape)}"

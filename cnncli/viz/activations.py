@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnncli.errors import ConfigError, raise_all
+from cnncli.text import dims_text
 from cnncli.viz import conv_layers, mosaic
 from cnncli.viz.probe import probe
 
@@ -34,7 +35,7 @@ class LayerMaps:
         >>> LayerMaps("conv1_1", np.zeros((28, 28, 32))).volume
         '28x28x32'
         """
-        return "x".join(str(d) for d in self.maps.shape)
+        return dims_text(self.maps.shape)
 
     @property
     def title(self) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnncli import plots
 from cnncli.data.images import convert_channels
+from cnncli.text import dims_text
 from cnncli.viz import activations, conv_layers, filters, model_input, mosaic
 
 
@@ -86,7 +87,7 @@ def write_activations(clf, image: str, layers: list[str] | None = None,
     refs = activations.choose(model, layers, clf.name)
     seen = model_input.read(image, clf)
     maps = activations.activation_maps(model, seen.x, refs)
-    volume = "x".join(str(d) for d in seen.pixels.shape)
+    volume = dims_text(seen.pixels.shape)
     panels = [(f"input: {volume}", mosaic.enlarged(convert_channels(seen.pixels, 3)))]
     panels += [(m.title, m.grid().image) for m in maps]
     png = Path(output) if output else Path(
