@@ -42,7 +42,7 @@ from cnncli.files import (  # noqa: E402
     writable_folder,
     write_atomic,
 )
-from cnncli.text import printable  # noqa: E402
+from cnncli.text import printable, shorten  # noqa: E402
 
 DPI = 110
 #: Write numbers into the confusion matrix's cells up to this many classes.
@@ -161,7 +161,7 @@ def training_curves(history: list[dict], path: str | Path) -> Path:
 
 def _short(name: str, width: int = 18) -> str:
     name = printable(name, one_line=True)  # a font has no glyph for ESC
-    return name if len(name) <= width else name[: width - 1] + "…"
+    return shorten(name, width, "…")
 
 
 def _cell_text(count: int, share: float, normalize: bool, n_classes: int) -> str:

@@ -90,6 +90,16 @@ def dims_text(shape) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
 
 
+def shorten(text: str, width: int, mark: str = "...") -> str:
+    """`text` cut to at most `width` characters, `mark` (``...``; a picture's ``…``)
+    ending what was cut.
+
+    >>> shorten("convolution", 8), shorten("conv", 8), shorten("convolution", 8, "…")
+    ('convo...', 'conv', 'convolu…')
+    """
+    return text if len(text) <= width else text[:width - len(mark)] + mark
+
+
 def first_line(message: object, limit: int = 300) -> str:
     """The first non-blank line of `message` (a library's error can be pages of log), at
     most `limit` characters; for an error that says nothing, its type's name.

@@ -38,6 +38,7 @@ from cnncli.errors import ModelError, WriteError
 from cnncli.model.config_scan import scan_config
 from cnncli.model.meta import ModelMeta
 from cnncli.runtime import import_keras
+from cnncli.text import shorten
 
 keras = import_keras()
 
@@ -300,7 +301,7 @@ def _root_cause(err: BaseException, limit: int = 300) -> str:
             break
         err = inner
     message = " ".join(str(err).split()) or type(err).__name__
-    return message if len(message) <= limit else message[:limit] + "..."
+    return shorten(message, limit)
 
 
 def load_model(path: str | os.PathLike, *, weights: bool = True):

@@ -18,6 +18,8 @@ with ``--force``, since no backup could continue with them. `data.name` may chan
 
 from __future__ import annotations
 
+from cnncli.text import shorten
+
 #: Keys (and sections) a resume cannot change: the backup was made with them.
 FIXED = ("model", "data.validation_split", "data.limit", "data.image_size",
          "data.preprocessing", "train.batch_size", "train.seed", "train.optimizer.name",
@@ -55,5 +57,4 @@ def describe(diff: dict) -> str:
 
 
 def _short(value) -> str:
-    text = "unset" if value is None else str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return shorten("unset" if value is None else str(value), 40)

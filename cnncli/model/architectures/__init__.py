@@ -15,6 +15,7 @@ from pathlib import Path
 from cnncli import runfolder
 from cnncli.errors import ConfigError, suggest
 from cnncli.files import MODEL_FILES
+from cnncli.text import shorten
 
 HERE = Path(__file__).parent
 
@@ -54,7 +55,7 @@ def resolve(path_or_name: str | Path) -> Path:
                           "(it holds config.yaml) or a built-in name: " + ", ".join(names()))
     if _exists(path):
         return path
-    shown = text if len(text) <= 120 else text[:117] + "..."
+    shown = shorten(text, 120)
     raise ConfigError(
         f"'{shown}' is neither a spec file nor a built-in architecture",
         hint=suggest(text, names(), listing="built-in"),
