@@ -88,6 +88,24 @@ def test_the_default_cut_is_the_last_pooling_before_flatten_and_the_head_is_rebu
     assert (s.input, s.preprocessing) == ([8, 8, 1], "scale")
 
 
+def test_a_nested_network_followed_by_flatten_is_cut_at_and_keeps_its_outputs(tmp_path):
+    """A run whose backbone (a nested model) comes right before Flatten: the cut takes
+    the backbone's output in the run's graph (its own `.output` is not connected)."""
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    inner_in = keras.Input((8, 8, 3))
+    inner = keras.Model(inner_in, keras.layers.Conv2D(4, 3, name="c")(inner_in), name="bb")
+    outer_in = keras.Input((8, 8, 3))
+    head = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inner(outer_in)))
+    modelfile.save_model_atomic(keras.Model(outer_in, head), tmp_path / "nested.keras")
+    x = np.random.default_rng(0).random((2, 8, 8, 3), np.float32)
+    for cut in (None, "bb"):
+        args = {"model": str(tmp_path / "nested.keras")} | ({"cut": cut} if cut else {})
+        cut_model = backbone.build(args, (8, 8, 3), "src")
+        np.testing.assert_allclose(cut_model(x), inner(x), rtol=1e-6)
+
+
 def test_cut_chooses_another_layer(source):
     s = spec.from_run_config(config.parse({"model": {"from": str(source), "cut": "fc1"}}),
                              classes=5)

@@ -113,7 +113,17 @@ def build(args: dict, input_shape: tuple, name: str, *, weights: bool = True):
             "`input` and `data.image_size`): images are resized to it")
     cut = args.get("cut") or default_cut(source, args["model"])
     layer = layer_named(source, cut, args["model"])
-    return _keras().Model(source.inputs, layer.output, name=name)
+    return _keras().Model(source.inputs, output_in_graph(layer), name=name)
+
+
+def output_in_graph(layer):
+    """`layer`'s output in the model it was called in. A nested model's own ``.output``
+    is the tensor of its inner graph, not connected to the outer model's input: its
+    call's is taken (Keras keeps it in the node of that call)."""
+    if not is_network(layer):
+        return layer.output
+    outputs = layer._inbound_nodes[0].output_tensors  # Keras 3 has no public getter
+    return outputs[0] if len(outputs) == 1 else outputs
 
 
 def _pretrained(entry: pretrained.Pretrained, shape: tuple, name: str):

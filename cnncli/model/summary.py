@@ -220,9 +220,9 @@ def _backbone_description(node, layer) -> str:
         weights = node.args.get("weights", "imagenet")
         said = {"imagenet": "ImageNet weights", backbone.NO_WEIGHTS: "random weights"}.get(
             weights, f"weights from {weights}")
-        return f"{node.args['name']} without its classifier: {inner} layers, {said}"
+        return f"{node.args['name']} without its classifier: {count(inner, 'layer')}, {said}"
     cut = backbone.top_layers(layer)[-1].name
-    return f"{node.args['model']} up to '{cut}': {inner} layers, its weights"
+    return f"{node.args['model']} up to '{cut}': {count(inner, 'layer')}, its weights"
 
 
 def _inner_rows(model, prefix: str = "") -> list[Row]:
