@@ -423,6 +423,16 @@ def test_summary_of_a_run_config_shows_frozen_parameters_per_row_and_in_total(tm
     assert "Parameters: 2,270,794 (2.27M; trainable 12,810, frozen 2,257,984)" in result.stdout
 
 
+def test_summary_expanded_names_each_layer_by_the_path_layer_options_take(tmp_path):
+    path = write_config(tmp_path)
+    result = cnncli("summary", str(path), "--expand", env={"KERAS_HOME": str(tmp_path),
+                                                          "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    cells = [[cell.strip() for cell in line.split("│" if "│" in line else "┃")[1:3]]
+             for line in result.stdout.splitlines()]
+    assert ["Name", "Layer"] in cells and ["mobilenet_v2/Conv1", "CONV3-32"] in cells
+
+
 # ---------------------------------------------------------------- training
 
 

@@ -80,14 +80,17 @@ def summary(s, *, explain: bool = False) -> None:
     """The lecture's table (Layer, Volume size, Description, Parameters) and totals."""
     table = Table(title=f"{s.name}", title_justify="left", show_lines=False)
     frozen = s.frozen_params > 0  # a column of its own only when something is frozen
-    columns = [("Layer", "left"), ("Volume size", "left"), ("Description", "left"),
-               ("Parameters", "right")] + ([("Frozen", "right")] if frozen else [])
+    named = any("/" in row.name for row in s.rows)  # --expand: what --layer takes
+    columns = [("Name", "left")] * named + [
+        ("Layer", "left"), ("Volume size", "left"), ("Description", "left"),
+        ("Parameters", "right")] + ([("Frozen", "right")] if frozen else [])
     for col, justify in columns:
         table.add_column(col, justify=justify)
     for row in s.rows:
         if not row.shown:
             continue
-        cells = [row.layer, row.volume, row.description, f"{row.params:,}" if row.params else ""]
+        cells = [row.name] * named + [row.layer, row.volume, row.description,
+                                      f"{row.params:,}" if row.params else ""]
         table.add_row(*cells, *([f"{row.frozen:,}" if row.frozen else ""] if frozen else []))
     out.print(table)
     if explain:
