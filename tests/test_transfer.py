@@ -188,6 +188,15 @@ def test_a_notop_file_given_to_predict_with_is_called_a_notop_file(weights_files
                                      "mobilenet_v2` on a machine that is online)")
 
 
+def test_a_file_with_a_classifier_of_other_classes_is_not_called_a_notop_file(tmp_path):
+    model = keras.applications.MobileNetV2(weights=None, input_shape=SHAPE, classes=5)
+    model.save_weights(tmp_path / "five.weights.h5")  # loads into the no-top one by name
+    with pytest.raises(ModelError, match="these weights do not fit mobilenet_v2: layer "
+                       "'predictions' could not be loaded, needs \\(1280, 1000\\), the file "
+                       "holds \\(1280, 5\\)"):
+        pretrained.load("mobilenet_v2", weights=tmp_path / "five.weights.h5")
+
+
 def test_a_keras_model_file_given_as_weights_passes_check(weights_files, tmp_path):
     path = write_config(tmp_path, model=f"{{from: mobilenet_v2, weights: "
                                         f"{weights_files['whole']}}}")

@@ -34,6 +34,8 @@ def keras_reason(exc: BaseException) -> str:
                            reason)
         if shapes:
             reason = f", needs {shapes[1]}, the file holds {shapes[2]}"
+        if many[1] == "1":
+            return f"{f'layer {layer[1]!r}' if layer else 'a layer'} could not be loaded{reason}"
         first = f"the first, '{layer[1]}'" if layer else "the first"
         return f"{many[1]} layers could not be loaded; {first}{reason}"
     for line in lines:

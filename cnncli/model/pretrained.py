@@ -215,15 +215,17 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
 
 
 def _is_notop(entry: Pretrained, path: Path) -> bool:
-    """Whether the weights at `path` load into `entry`'s network without its classifier."""
-    from cnncli.model.weights import load_file
+    """Whether the weights at `path` are `entry`'s network without its classifier: they
+    load into it and hold nothing more (a file with a classifier of its own, 5 classes
+    not ImageNet's 1000, loads into it too, by name)."""
+    from cnncli.model.weights import array_count, load_file
 
     try:
-        load_file(entry.factory(None, include_top=False), path, fits=entry.name,
-                  expected=entry.weights_file)
-        return True
+        notop = entry.factory(None, include_top=False)
+        load_file(notop, path, fits=entry.name, expected=entry.weights_file)
     except Exception:  # anything: the error first raised is the one to show
         return False
+    return array_count(path) in (None, len(notop.weights))
 
 
 def download(name: str) -> list[Path]:

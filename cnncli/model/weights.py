@@ -41,6 +41,21 @@ def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
                          file=str(path), hint=f"use Keras' {expected}") from None
 
 
+def array_count(path: str | Path) -> int | None:
+    """How many weight arrays the HDF5 weights file at `path` holds (None: another kind
+    of file, or one that cannot be read)."""
+    import h5py
+
+    found = []
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, item: found.append(name)
+                         if isinstance(item, h5py.Dataset) else None)
+    except (OSError, ValueError):
+        return None
+    return len(found)
+
+
 def _check_readable(path: Path, hint: str) -> None:
     """Raise a `ModelError` if Keras cannot read `path` as weights. Keras goes by the
     name's ending, in lower case (``.keras``: a model archive, checked as `modelfile`
