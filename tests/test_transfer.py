@@ -584,6 +584,14 @@ def test_a_random_backbone_frozen_by_default_is_warned_about(tmp_path):
     assert checking.check(str(chosen)).warnings == []
 
 
+def test_dry_run_refuses_a_weights_file_that_is_not_there_as_check_does(tmp_path):
+    path = write_config(tmp_path)
+    result = cnncli("train", str(path), "--weights", str(tmp_path / "gone.h5"), "--dry-run")
+    assert result.returncode == 3, result.stdout
+    assert "gone.h5: the weights file does not exist" in result.stderr
+    assert result.stdout == "" and not (tmp_path / "runs").exists()
+
+
 def test_a_random_backbone_frozen_on_purpose_is_warned_about_in_check_and_dry_run(tmp_path):
     """`weights: none` with `freeze: backbone` said: only the head would learn all the
     same; the dry run (`build_config`) says it as `check` does."""

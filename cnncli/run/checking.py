@@ -235,6 +235,10 @@ def dry_run(cfg: config.RunConfig, file: str | None) -> builder.Built:
         check_training(cfg.train, outputs, file=file)
     except CnnError as exc:
         errors += config.locate(getattr(exc, "errors", [exc]), file, cfg.set_by)
+    if built is not None:  # a weights file that is not there, or does not fit: as check
+        found, notes = transfer.check_weights(built, offline=cfg.data.offline)
+        errors += found
+        built.warnings += notes
     raise_all(errors)
     return built
 
