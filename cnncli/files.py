@@ -106,10 +106,13 @@ def remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def writable_folder(folder: str | Path, option: str | None = None) -> Path:
+def writable_folder(folder: str | Path, option: str | None = None, *,
+                    create: bool = True) -> Path:
     """`folder`, created if needed, once it is known to be a folder one can write to;
     else a `ConfigError` saying why (e.g. that it is a file) and to give another (with
-    `option`, e.g. ``--output``, when the command chose the folder itself).
+    `option`, e.g. ``--output``, when the command chose the folder itself). With
+    ``create=False`` it is only known that it could be made: a command that may fail
+    before writing anything leaves no empty folder behind.
 
     >>> writable_folder(tempfile.mkdtemp()).is_dir()
     True
@@ -125,8 +128,10 @@ def writable_folder(folder: str | Path, option: str | None = None) -> Path:
         raise ConfigError(f"the output folder cannot be made: '{blocking}' is a file",
                           file=str(folder), hint="give the output a folder (new or existing)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        os.rmdir(tempfile.mkdtemp(prefix=".cnncli-probe-", dir=folder))
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        here = next(p for p in (folder, *folder.parents) if p.exists())
+        os.rmdir(tempfile.mkdtemp(prefix=".cnncli-probe-", dir=here))
     except OSError as exc:
         raise ConfigError(f"cannot write to the output folder: {exc.strerror or exc}",
                           file=str(folder), hint="give a folder you can write to" + (

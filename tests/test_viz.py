@@ -771,6 +771,18 @@ def test_predict_explain_with_a_model_without_convolutions_is_refused_before_pre
     result = cnncli("predict", image, "--model", path, "--explain", tmp_path / "cams")
     assert result.returncode == 3 and result.stdout == ""
     assert "no convolution layer, so it has no Grad-CAM" in result.stderr
+    assert not (tmp_path / "cams").exists()  # no empty folder left behind
+
+
+def test_heat_map_folders_are_made_with_the_first_picture_not_before(quadrant_run, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    for args in (["predict", broken, "--model", quadrant_run["run"], "--explain",
+                  tmp_path / "a" / "cams"],
+                 ["explain", quadrant_run["run"], broken, "--output", tmp_path / "b" / "cams"]):
+        result = cnncli(*args)
+        assert result.returncode == 3 and "cut short" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png"]
 
 
 def test_a_picture_name_of_another_format_is_refused_before_the_model_is_read(tmp_path):

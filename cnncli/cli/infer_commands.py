@@ -104,7 +104,7 @@ def _heat_map_folder(folder: str, model: str) -> str:
         raise exported.not_looked_into("--explain (Grad-CAM)", model, "--model")
     folder = os.path.expanduser(folder)  # --explain=~/cams: no shell expands it
     plots.check_picture_folder(folder, "--explain")
-    files.writable_folder(folder)
+    files.writable_folder(folder, create=False)  # made with the first heat map
     return folder
 
 

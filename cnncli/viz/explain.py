@@ -74,7 +74,7 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
     last convolution layer); `resize` overrides the model's resize mode."""
     cam = gradcam.GradCam(conv_layers.keras_model(clf, "Grad-CAM"), layer, clf.name)
     wanted = None if class_name is None else class_index(clf.class_names, class_name)
-    result, names = Explanation(), _Names(writable_folder(output))
+    result, names = Explanation(), _Names(writable_folder(output, create=False))
     for start in range(0, len(sources), BATCH):
         seen = []
         for source in sources[start:start + BATCH]:
@@ -109,6 +109,9 @@ class _Names:
         self.folder, self.used = folder, set()
 
     def next(self, image: model_input.ModelInput) -> Path:
+        """The file of `image`'s picture; the folder is made with the first one."""
+        if not self.used:
+            writable_folder(self.folder)
         base = f"gradcam_{file_name(model_input.stem(image.source))}"
         name, n = base, 1
         while name in self.used:
