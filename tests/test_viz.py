@@ -464,6 +464,12 @@ def test_activation_maps_of_the_lectures_mnist_net_have_its_volume_sizes():
     assert [r.name for r in activations.choose(model, ["conv2_1"])] == ["conv2_1"]
 
 
+def test_a_layer_where_no_filter_responds_is_drawn_dark_not_grey():
+    grid = activations.LayerMaps("conv1_1", np.zeros((4, 4, 2), np.float32)).grid()
+    tiles = [box.of(grid.image) for box in grid.boxes]
+    assert all(tile.max() == 0 for tile in tiles)
+
+
 def test_an_unknown_layer_lists_the_valid_ones():
     model = conv_net(filters_=(2, 3))
     with pytest.raises(ConfigError, match="no convolution layer called 'conv9'.*conv1_1, conv2_1"):

@@ -42,8 +42,9 @@ class LayerMaps:
         return f"{self.layer}: {self.volume}"
 
     def grid(self) -> mosaic.Mosaic:
-        """The maps as a grid of grey tiles, one per filter, on the layer's common scale."""
-        values = mosaic.scale01(self.maps)
+        """The maps as a grid of grey tiles, one per filter, on the layer's common scale;
+        a layer where nothing responds (every value the same: 0 after a ReLU) is dark."""
+        values = mosaic.scale01(self.maps, constant=0.0)
         return mosaic.grid([mosaic.to_rgb(values[..., i]) for i in range(values.shape[-1])])
 
 

@@ -55,10 +55,10 @@ class Mosaic:
     columns: int
 
 
-def scale01(values: np.ndarray) -> np.ndarray:
+def scale01(values: np.ndarray, constant: float = 0.5) -> np.ndarray:
     """`values` mapped linearly onto [0, 1], their smallest to 0 and their largest to 1.
 
-    A constant array becomes 0.5 (mid grey); NaN stays NaN.
+    A constant array becomes `constant` (mid grey by default); NaN stays NaN.
 
     >>> scale01(np.array([2.0, 4.0, 6.0])).tolist()
     [0.0, 0.5, 1.0]
@@ -68,7 +68,7 @@ def scale01(values: np.ndarray) -> np.ndarray:
     low = float(finite.min()) if finite.size else 0.0
     high = float(finite.max()) if finite.size else 0.0
     if high <= low:
-        return np.where(np.isnan(values), np.nan, 0.5)
+        return np.where(np.isnan(values), np.nan, constant)
     return np.clip((values - low) / (high - low), 0.0, 1.0)
 
 
