@@ -584,6 +584,13 @@ def test_a_random_backbone_frozen_by_default_is_warned_about(tmp_path):
     assert checking.check(str(chosen)).warnings == []
 
 
+def test_a_from_that_names_nothing_lists_each_built_in_and_pretrained_name_once():
+    with pytest.raises(ConfigError, match="is not a built-in architecture") as err:
+        spec.from_run_config(config.parse({"model": {"from": "nonexist_run"}}), classes=3)
+    names = err.value.hint.split(": ", 1)[1].split(", ")
+    assert "vgg16" in names and len(names) == len(set(names)), err.value.hint
+
+
 def test_dry_run_refuses_a_weights_file_that_is_not_there_as_check_does(tmp_path):
     path = write_config(tmp_path)
     result = cnncli("train", str(path), "--weights", str(tmp_path / "gone.h5"), "--dry-run")

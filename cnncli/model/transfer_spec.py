@@ -62,7 +62,7 @@ def _check_spec_name(source: str, file: str | None) -> None:
         raise ConfigError(
             f"`model.from`: '{source}' is not a built-in architecture, a pretrained network, "
             "a spec file, a run folder or a .keras file", file=file,
-            hint=suggest(source, architectures.names() + sorted(pretrained.REGISTRY),
+            hint=suggest(source, sorted({*architectures.names(), *pretrained.REGISTRY}),
                          listing="built-in and pretrained")) from None
 
 
