@@ -53,6 +53,38 @@ def test_a_truncated_backup_falls_back_to_the_previous_and_says_so(tmp_path, mod
     assert "unreadable" in note and "trained again" in note
 
 
+def rewrite_state(path, change):
+    """The backup at `path` with its training state changed by `change(arrays)`."""
+    import json
+
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    change(arrays, json.loads(bytes(arrays["state"]).decode()), json)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("damage", ["no epoch", "no state", "state not JSON", "list"])
+def test_a_backup_whose_state_is_damaged_falls_back_to_the_previous(tmp_path, model, damage):
+    """Its weights are read, but not where training stood: it is not resumed from (with
+    epoch 0 and the history of 5 epochs it would train them all again, 35 rows)."""
+    checkpoint.save(tmp_path, model, TrainState(epoch=4, step=0, backup_every=50))
+    checkpoint.save(tmp_path, model, TrainState(epoch=5, step=0, backup_every=50))
+
+    def change(arrays, state, json):
+        if damage == "no epoch":
+            del state["epoch"]
+            arrays["state"] = np.frombuffer(json.dumps(state).encode(), np.uint8)
+        elif damage == "no state":
+            del arrays["state"]
+        else:
+            arrays["state"] = np.frombuffer(b"{not json" if damage == "state not JSON"
+                                            else b"[1, 2]", np.uint8)
+    rewrite_state(tmp_path / checkpoint.BACKUP, change)
+    state, note = checkpoint.load(tmp_path, model)
+    assert state.epoch == 4 and note.startswith("the newest backup was unreadable (backup.npz")
+    assert "the steps since (at most 50) are trained again" in note
+
+
 def test_no_readable_backup_is_an_error_not_a_silent_restart(tmp_path, model):
     (tmp_path / checkpoint.BACKUP).write_bytes(b"")
     with pytest.raises(TrainingError, match="no readable backup"):

@@ -83,10 +83,13 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
             continue
         try:
             arrays = _read(path)
-        except (OSError, ValueError, zipfile.BadZipFile, KeyError, EOFError) as exc:
+            state = TrainState.from_json(json.loads(bytes(arrays["state"]).decode()))
+        except KeyError:
+            problems.append(f"{name}: it holds no training state")
+            continue
+        except (OSError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as exc:
             problems.append(f"{name}: {exc or type(exc).__name__}")
             continue
-        state = TrainState.from_json(json.loads(bytes(arrays["state"]).decode()))
         if prepare is not None:
             prepare(state)
         _restore(model, arrays, path)
@@ -95,7 +98,7 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
             why = "; ".join(problems) or f"{BACKUP} is missing: its write did not finish"
             note = (f"the newest backup was unreadable ({why}); resumed from "
                     f"the previous one, at epoch {state.epoch + 1} step {state.step}: "
-                    f"the {state.backup_every} steps after it are trained again")
+                    f"the steps since (at most {state.backup_every}) are trained again")
         return state, note
     raise TrainingError(
         "no readable backup to resume from" + (f" ({'; '.join(problems)})" if problems else ""),

@@ -77,6 +77,18 @@ class TrainState:
 
     @classmethod
     def from_json(cls, data: dict) -> TrainState:
-        """The state in `data`; keys this version does not know are ignored."""
+        """The state in `data`; keys this version does not know are ignored, and where
+        training stands (epoch, step, history) must be there.
+
+        Raises:
+            ValueError: `data` does not say where training stands (a damaged backup).
+        """
+        if not isinstance(data, dict):
+            raise ValueError("its training state is not a JSON object")
+        for key, kind in (("epoch", int), ("step", int), ("history", list)):
+            value = data.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool) or (
+                    kind is int and value < 0):
+                raise ValueError(f"its training state has no valid '{key}'")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
