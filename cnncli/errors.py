@@ -119,6 +119,10 @@ class WriteError(CnnError):
     checked (exit code 3). Training turns it into how to resume (`cnncli.run.train`)."""
 
 
+class InternalError(CnnError):
+    """An exception cnncli did not expect: a bug, its own or a library's (exit code 3)."""
+
+
 class ManyErrors(ConfigError):
     """Several independent problems found in one pass (all reported, not only the first).
     Its exit code is the largest of theirs: a data problem among spec problems exits 3.

@@ -240,6 +240,26 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
+def test_an_unexpected_error_is_json_too_when_json_is_asked_for(monkeypatch, capsys):
+    import json
+
+    import pytest
+
+    from cnncli.cli import app as cli
+    from cnncli.model import summary as summaries
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(summaries, "summarize", boom)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "summary", "linear", "--json"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    out = json.loads(capsys.readouterr().out)
+    assert e.value.code == 3 == out["exit_code"]
+    assert (out["error"], out["message"]) == ("InternalError", "unexpected RuntimeError: boom")
+
+
 def test_doctor_says_what_auto_picks_and_whether_the_cpu_has_bf16_units(monkeypatch):
     from cnncli.devices import tf_layer
 

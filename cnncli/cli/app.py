@@ -26,7 +26,6 @@ from cnncli.cli import (
     viz_commands,
 )
 from cnncli.errors import (
-    EXIT_DATA_OR_MODEL,
     EXIT_SIGINT,
     EXIT_SIGPIPE,
     EXIT_SIGTERM,
@@ -135,12 +134,7 @@ def _run() -> None:
         app()
     except CnnError as exc:
         _traceback_if_debugging()
-        from cnncli.cli import render
-
-        render.error(exc)
-        if _wants_json(sys.argv[1:]):  # a script asked for JSON: the error is JSON too
-            _print_json(exc.to_dict())
-        _leave(exc.exit_code)
+        _fail(exc)
     except KeyboardInterrupt as exc:
         _interrupted(exc)
     except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130
@@ -156,12 +150,23 @@ def _run() -> None:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             _no_space(exc)
         _traceback_if_debugging()
-        from cnncli.cli import render
+        from cnncli.errors import InternalError
 
-        render.error(f"unexpected {type(exc).__name__}: {exc}. Hint: this is a bug in cnncli "
-                     "or a library it uses; run again with --debug for "
-                     "the traceback, and report it")
-        _leave(EXIT_DATA_OR_MODEL)
+        _fail(InternalError(f"unexpected {type(exc).__name__}: {exc}",
+                            hint="this is a bug in cnncli or a library it uses; run again "
+                                 "with --debug for the traceback, and report it"))
+
+
+def _fail(exc: CnnError) -> NoReturn:
+    """Say `exc` on stderr (and on stdout as JSON when the command line asks for JSON: a
+    script always reads JSON), then exit with its code."""
+    from cnncli.cli import render
+
+    with contextlib.suppress(OSError):  # a full or closed stderr: the exit code says it
+        render.error(exc)
+        if _wants_json(sys.argv[1:]):
+            _print_json(exc.to_dict())
+    _leave(exc.exit_code)
 
 
 def _output_closed(exc: BaseException | None) -> bool:
@@ -184,15 +189,11 @@ def _no_space(exc: OSError) -> NoReturn:
     """A full device under a file the command wrote (`exc.filename`), or under its output
     (``> /dev/full``: no file name): said, exit 3 as for any file cnncli could not
     write."""
-    from cnncli.cli import render
     from cnncli.errors import WriteError
 
     what = exc.filename or "the output"
-    with contextlib.suppress(OSError):
-        render.error(WriteError(f"cannot write {what}: {exc.strerror or exc}",
-                                hint=f"free some space where {what} goes, or send it "
-                                     "elsewhere"))
-    _leave(WriteError.exit_code)
+    _fail(WriteError(f"cannot write {what}: {exc.strerror or exc}",
+                     hint=f"free some space where {what} goes, or send it elsewhere"))
 
 
 def _wants_json(args: list[str]) -> bool:
