@@ -43,6 +43,7 @@ METRICS = {"epochs": 3, "best": {"metric": "val_accuracy", "value": 0.9}, "image
     (FINISHED, {"best": {"value": "high"}}, "best value 'high' is not a number"),
     (FINISHED, {"best": "x"}, "best is not an object"),
     (FINISHED, {**METRICS, "images_per_s": "fast"}, "images_per_s 'fast' is not a number"),
+    (FINISHED, {**METRICS, "images_per_s": float("inf")}, "images_per_s inf is not a number"),
     (FINISHED, {**METRICS, "epochs": "3"}, "epochs '3' is not a whole number"),
     (FINISHED, {**METRICS, "dataset": []}, "dataset is not an object"),
     ({"status": "finished", "error": 3}, b"\xff", "metrics.json is not JSON"),

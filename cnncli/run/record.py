@@ -109,7 +109,7 @@ class RunMetrics:
         values["best"] = Best(best.get("metric"), None if value is None else float(value),
                               best.get("epoch"))
         speed = values.get("images_per_s")
-        if speed is not None and not _is_number(speed):
+        if speed is not None and not (_is_number(speed) and math.isfinite(speed)):
             raise ValueError(f"{METRICS}'s images_per_s {speed!r} is not a number")
         values["images_per_s"] = None if speed is None else float(speed)
         epochs = values.get("epochs", 0)
