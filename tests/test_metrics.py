@@ -193,6 +193,12 @@ def test_parse_thresholds_reads_name_value_pairs():
         "accuracy": 0.99, "top5_accuracy": 0.9, "loss": 0.3}
 
 
+def test_a_threshold_given_twice_with_two_values_is_refused_once_with_one_is_kept():
+    with pytest.raises(ConfigError, match="accuracy is given twice, as 0.9 and 0.1"):
+        metrics.parse_thresholds(["accuracy=0.9", "accuracy=0.1"])
+    assert metrics.parse_thresholds(["accuracy=0.9,accuracy=0.90"]) == {"accuracy": 0.9}
+
+
 def test_parse_thresholds_accepts_comma_separated_items_and_spaces():
     assert metrics.parse_thresholds(["macro_f1 = 0.8, accuracy=0.9"]) == {
         "macro_f1": 0.8, "accuracy": 0.9}

@@ -237,7 +237,8 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 
     ``name=value`` means the metric must be at least `value`, except ``loss``, which
     must be at most `value`. Items may also be comma-separated in one string. A name
-    given twice keeps the last value. Accuracy-like values must lie in [0, 1].
+    given twice with two values is refused (which one would gate is a guess: a later
+    one could let a worse model pass). Accuracy-like values must lie in [0, 1].
 
     >>> parse_thresholds(["accuracy=0.99,macro_f1=0.8"])
     {'accuracy': 0.99, 'macro_f1': 0.8}
@@ -271,6 +272,9 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
                               where="--fail-under",
                               hint=f"write a fraction, e.g. {name}={value / 100:g} "
                                    f"for {value:g}%")
+        if thresholds.get(name, value) != value:
+            raise ConfigError(f"{name} is given twice, as {thresholds[name]:g} and {value:g}",
+                              where="--fail-under", hint=f"give {name} once")
         thresholds[name] = value
     return thresholds
 
