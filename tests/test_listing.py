@@ -94,6 +94,18 @@ def test_runs_of_one_name_a_run_itself_and_an_output_dir_inside_are_listed(tmp_p
     assert [r.run for r in listing.summaries(tmp_path / "lenet" / "latest")] == [str(second)]
 
 
+def test_a_run_copied_to_a_folder_of_another_name_is_listed_when_given(tmp_path):
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(make_run(tmp_path / "runs", "lenet", "1", FINISHED, METRICS), moved)
+    [row] = listing.summaries(moved)
+    assert (row.run, row.status, row.best) == (str(moved), "finished", 0.9)
+    (tmp_path / "project").mkdir()  # a folder with a config of its own is no run
+    (tmp_path / "project" / "config.yaml").write_text("model: linear\n")
+    assert listing.summaries(tmp_path / "project") == []
+
+
 def test_a_run_folder_without_its_config_is_listed_as_damaged_not_left_out(tmp_path):
     run = make_run(tmp_path, "a", "1", FINISHED, METRICS)
     (run / "config.yaml").unlink()

@@ -123,7 +123,8 @@ def list_runs(root: str | Path = "runs") -> list[Path]:
     folder (``runs/mnist``), `root` itself if it is a run, and runs of an ``output.dir``
     inside it (``runs/exp/<name>/<n>``); sorted by folder, then run number. A run is a
     folder named with a number holding its ``config.yaml`` or ``state.json`` (one without
-    the other is listed: as damaged)."""
+    the other is listed: as damaged); `root` may have another name (a run copied to
+    ``moved/``) when it holds its ``state.json``."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -131,7 +132,9 @@ def list_runs(root: str | Path = "runs") -> list[Path]:
                                for p in root.glob("/".join(["*"] * depth)))]
     runs = [p for p in found if _number(p.name) and p.is_dir()
             and ((p / CONFIG).exists() or (p / STATE).exists())]
-    return sorted(runs, key=lambda p: (str(p.parent), int(p.name)))
+    if not _number(root.resolve().name) and (root / STATE).is_file():  # latest: listed
+        runs.append(root.resolve())
+    return sorted(runs, key=lambda p: (str(p.parent), _number(p.name) and int(p.name)))
 
 
 @contextlib.contextmanager
