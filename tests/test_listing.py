@@ -120,6 +120,23 @@ def test_a_running_run_whose_process_died_is_killed(tmp_path):
     assert listing.summarize(run).status == "killed"
 
 
+def test_a_run_that_failed_for_want_of_space_is_failed_not_killed(tmp_path, monkeypatch):
+    import errno
+
+    from cnncli import files
+    from cnncli.run.status import FAILED, RunStatus
+
+    run = make_run(tmp_path, "a", "1", {"status": "running"})
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(files, "write_atomic", full)  # no new file can be made
+    RunStatus(FAILED, "cannot write history.csv").write(run)
+    assert listing.summarize(run).status == "failed"
+    assert RunStatus.read(run).error == "cannot write history.csv"
+
+
 def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):
     run = make_run(tmp_path, "a", "1", {"status": "interrupted"})
     (run / "history.csv").write_text(

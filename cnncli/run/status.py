@@ -10,15 +10,19 @@ RunStatus(status='failed', error='out of memory')
 
 from __future__ import annotations
 
+import errno
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli import files
+from cnncli import files, text
 from cnncli.run.rundir import STATE
 
 RUNNING, INTERRUPTED, FAILED, FINISHED = "running", "interrupted", "failed", "finished"
 #: The states a run records itself.
 STATES = (RUNNING, INTERRUPTED, FAILED, FINISHED)
+#: An error is kept to this many characters (``state.json`` stays within a disk block).
+ERROR_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,20 @@ class RunStatus:
     error: str | None = None
 
     def write(self, run: Path) -> None:
+        """Write ``state.json`` whole (a new file renamed into place); on a full disk,
+        over the one there: a few hundred bytes need no new space, and a run that
+        failed for want of space is not left saying it is running (``killed``)."""
         record = {"status": self.status}
         if self.error is not None:
-            record["error"] = self.error
-        files.write_json(Path(run) / STATE, record)
+            record["error"] = text.shorten(self.error, ERROR_CHARS)
+        try:
+            files.write_json(Path(run) / STATE, record)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not (Path(run) / STATE).is_file():
+                raise
+            with open(Path(run) / STATE, "r+b") as f:
+                f.write(json.dumps(record).encode())
+                f.truncate()
 
     @classmethod
     def read(cls, run: Path) -> RunStatus:
