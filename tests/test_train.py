@@ -60,6 +60,16 @@ def test_metrics_json_says_what_was_used(tmp_path):
     assert RunMetrics.read(result.run) == metrics  # the file reads back as the record
 
 
+def test_metrics_json_names_the_run_by_its_full_path_given_a_relative_output(tmp_path,
+                                                                           monkeypatch):
+    path = write_config(tmp_path, epochs=1)
+    path.write_text(path.read_text().replace(f"dir: {tmp_path / 'runs'}", "dir: runs"))
+    monkeypatch.chdir(tmp_path)
+    result = run_train(path)
+    assert str(result.run) == "runs/toy/1"  # said as given
+    assert result.metrics.run == str(tmp_path / "runs" / "toy" / "1")  # as a resume's
+
+
 def test_the_toy_problem_is_learned(tmp_path):
     result = run_train(write_config(tmp_path, epochs=4))
     assert result.history[-1]["val_accuracy"] > 0.9

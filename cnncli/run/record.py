@@ -147,7 +147,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
     speeds = [r["images_per_s"] for r in history]
     d = p.data
     return RunMetrics(
-        run=str(run),
+        run=str(Path(run).resolve()),  # found from any folder (a resumed run's is too)
         epochs=len(history),
         steps=p.total_steps,
         stopped_early=state.stopped_early,
