@@ -72,6 +72,11 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     given = _data_id(data) if data is not None else None
     folder = _output_folder(output, art.run if art else None, data, given, run_data,
                             notes := [])
+    if data is None and run_data and not datasets.exists(source):
+        raise DataError(f"the data this run trained on is no longer at {source}",
+                        file=str(art.run),
+                        hint="if it moved, give its new place: cnncli evaluate "
+                             f"{art.run} --data NEW_PLACE")
     if folder is not None:
         datasets.check_output_outside(folder, source)
     made = files.missing_folders(folder) if folder else []
