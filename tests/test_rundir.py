@@ -31,6 +31,15 @@ def test_latest_points_at_the_newest_run(tmp_path):
     assert rundir.find(tmp_path / "m") == second.resolve()
 
 
+def test_of_two_runs_started_at_once_the_one_linking_last_leaves_latest_at_the_later(
+        tmp_path):
+    first = rundir.create(tmp_path, "m")  # A makes 1, B makes 2, B links, then A links
+    second = rundir.create(tmp_path, "m")
+    rundir.point_latest(second)
+    rundir.point_latest(first)
+    assert (tmp_path / "m" / "latest").resolve() == second.resolve()
+
+
 def test_a_latest_folder_of_the_users_own_is_refused_before_a_run_is_made(tmp_path):
     own = tmp_path / "m" / "latest"
     own.mkdir(parents=True)

@@ -74,12 +74,15 @@ def _number(name: str) -> bool:
 
 
 def point_latest(run: Path) -> None:
-    """Make ``runs/<name>/latest`` a symlink to `run`, replaced atomically."""
+    """Make ``runs/<name>/latest`` a symlink to the newest run beside `run` (the highest
+    number), replaced atomically: of two runs started at once, the one that links last
+    does not take the link from the later one."""
     link = run.parent / runfolder.LATEST
     tmp = run.parent / f".latest.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    tmp.symlink_to(run.name)
+    numbers = [int(p.name) for p in run.parent.iterdir() if _number(p.name) and p.is_dir()]
+    tmp.symlink_to(str(max(numbers, default=int(run.name))))
     try:
         os.replace(tmp, link)
     except OSError:
