@@ -31,6 +31,16 @@ def test_latest_points_at_the_newest_run(tmp_path):
     assert rundir.find(tmp_path / "m") == second.resolve()
 
 
+def test_a_folder_in_place_of_the_lock_file_is_a_clear_error(tmp_path):
+    from cnncli.errors import WriteError
+
+    run = rundir.create(tmp_path, "m")
+    (run / rundir.LOCK).mkdir()
+    with pytest.raises(WriteError, match="cannot open the run's lock file: Is a directory"):
+        with rundir.writer(run):
+            pass
+
+
 def test_of_two_runs_started_at_once_the_one_linking_last_leaves_latest_at_the_later(
         tmp_path):
     first = rundir.create(tmp_path, "m")  # A makes 1, B makes 2, B links, then A links

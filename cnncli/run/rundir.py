@@ -27,7 +27,7 @@ import socket
 from pathlib import Path
 
 from cnncli import runfolder
-from cnncli.errors import ConfigError, DataError
+from cnncli.errors import ConfigError, DataError, WriteError
 
 CONFIG = runfolder.CONFIG
 STATE = "state.json"  # what the run is doing: running, interrupted, failed, finished
@@ -146,8 +146,16 @@ def writer(run: Path):
 
     Raises:
         ConfigError: another process holds it (it is training into this run now).
+        WriteError: the lock file cannot be opened (a folder in its place, a run folder
+            that cannot be written to).
     """
-    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise WriteError(f"cannot open the run's lock file: {exc.strerror or exc}",
+                         file=str(run / LOCK),
+                         hint="it is cnncli's own file: remove what is in its place, or make "
+                              "the run folder writable") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
