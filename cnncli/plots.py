@@ -222,14 +222,13 @@ def confusion_matrix(confusion, class_names: list[str], path: str | Path, *,
     return _save(fig, path)
 
 
-def misclassified_title(item: dict) -> str:
-    """A grid title for one entry of `EvalResult.misclassified`.
+def misclassified_title(true_name: str, predicted_name: str, confidence: float) -> str:
+    """A grid title for a wrong prediction (`cnncli.infer.metrics.Mistake`).
 
-    >>> misclassified_title({"true_name": "Shirt", "predicted_name": "T-shirt/top",
-    ...                      "confidence": 0.97})
+    >>> misclassified_title("Shirt", "T-shirt/top", 0.97)
     'true: Shirt / pred: T-shirt/top 97%'
     """
-    return f"true: {item['true_name']} / pred: {item['predicted_name']} {item['confidence']:.0%}"
+    return f"true: {true_name} / pred: {predicted_name} {confidence:.0%}"
 
 
 def _wrap(title: str) -> str:

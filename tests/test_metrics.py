@@ -1,5 +1,6 @@
 """`metrics` against small cases computed by hand, and the `--fail-under` thresholds."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_per_class_precision_recall_f1_match_hand_values(hand):
         {"class": 2, "name": "cat", "precision": 1 / 2, "recall": 1 / 3, "f1": 2 / 5,
          "support": 3},
     ]
-    assert hand.per_class == [pytest.approx(row) for row in expected]
+    assert [c.to_dict() for c in hand.per_class] == [pytest.approx(row) for row in expected]
 
 
 def test_macro_averages_are_plain_means_over_classes(hand):
@@ -65,10 +66,10 @@ def test_macro_averages_are_plain_means_over_classes(hand):
 
 
 def test_most_confused_is_largest_first_then_by_true_and_predicted(hand):
-    pairs = [(m["true"], m["predicted"], m["count"]) for m in hand.most_confused]
+    pairs = [(m.true, m.predicted, m.count) for m in hand.most_confused]
     assert pairs == [(2, 0, 2), (0, 1, 1), (1, 2, 1)]
-    assert hand.most_confused[0]["true_name"] == "cat"
-    assert hand.most_confused[0]["predicted_name"] == "ant"
+    assert hand.most_confused[0].true_name == "cat"
+    assert hand.most_confused[0].predicted_name == "ant"
 
 
 def test_most_confused_keeps_at_most_ten_pairs():
@@ -77,22 +78,22 @@ def test_most_confused_keeps_at_most_ten_pairs():
     y_pred = [q for t in range(n) for q in range(n) if t != q]
     result = metrics.compute(y_true, probs_for(y_pred, n), [str(i) for i in range(n)])
     assert len(result.most_confused) == 10
-    assert all(m["count"] == 1 for m in result.most_confused)
+    assert all(m.count == 1 for m in result.most_confused)
 
 
 def test_misclassified_are_sorted_by_wrong_confidence_worst_first():
     confidences = [0.9, 0.9, 0.9, 0.6, 0.9, 0.9, 0.95, 0.7, 0.99, 0.9]
     result = metrics.compute(Y_TRUE, probs_for(Y_PRED, 3, confidences), NAMES)
     # wrong predictions: index 3 (0.6), 6 (0.95), 7 (0.7), 8 (0.99)
-    assert [m["index"] for m in result.misclassified] == [8, 6, 7, 3]
-    assert [m["confidence"] for m in result.misclassified] == pytest.approx([0.99, 0.95, 0.7, 0.6])
+    assert [m.index for m in result.misclassified] == [8, 6, 7, 3]
+    assert [m.confidence for m in result.misclassified] == pytest.approx([0.99, 0.95, 0.7, 0.6])
 
 
 def test_misclassified_record_names_and_probability_of_true_class():
     confidences = [0.9, 0.9, 0.9, 0.6, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
     result = metrics.compute(Y_TRUE, probs_for(Y_PRED, 3, confidences), NAMES)
-    worst_index_3 = next(m for m in result.misclassified if m["index"] == 3)
-    assert worst_index_3 == pytest.approx({
+    worst_index_3 = next(m for m in result.misclassified if m.index == 3)
+    assert dataclasses.asdict(worst_index_3) == pytest.approx({
         "index": 3, "id": 3, "true": 0, "predicted": 1, "true_name": "ant",
         "predicted_name": "bee", "confidence": 0.6, "true_probability": 0.2})
 
@@ -100,7 +101,7 @@ def test_misclassified_record_names_and_probability_of_true_class():
 def test_misclassified_use_given_ids():
     ids = [f"img_{i}.png" for i in range(10)]
     result = metrics.compute(Y_TRUE, probs_for(Y_PRED, 3), NAMES, ids=ids)
-    assert {m["id"] for m in result.misclassified} == {"img_3.png", "img_6.png", "img_7.png",
+    assert {m.id for m in result.misclassified} == {"img_3.png", "img_6.png", "img_7.png",
                                                          "img_8.png"}
 
 
@@ -115,10 +116,9 @@ def test_class_never_predicted_and_class_without_examples_give_zero_not_nan():
     y_pred = [0, 0, 0]
     result = metrics.compute(y_true, probs_for(y_pred, 3), NAMES)
     never_predicted, no_examples = result.per_class[1], result.per_class[2]
-    assert (never_predicted["precision"], never_predicted["recall"], never_predicted["f1"]) == (
+    assert (never_predicted.precision, never_predicted.recall, never_predicted.f1) == (
         0.0, 0.0, 0.0)
-    assert (no_examples["precision"], no_examples["recall"], no_examples["support"]) == (
-        0.0, 0.0, 0)
+    assert (no_examples.precision, no_examples.recall, no_examples.support) == (0.0, 0.0, 0)
     assert result.macro_precision == pytest.approx((2 / 3) / 2)  # over classes 0 and 1
 
 
@@ -165,6 +165,11 @@ def test_to_dict_is_json_ready(hand):
     assert data["loss"] == 0.5
     assert data["confusion"] == [[3, 1, 0], [0, 2, 1], [2, 0, 1]]
     assert type(hand.to_dict()["per_class"][0]["precision"]) is float
+    assert data["per_class"][2] == {"class": 2, "name": "cat", "precision": 0.5,
+                                    "recall": pytest.approx(1 / 3), "f1": 0.4, "support": 3}
+    assert set(data["misclassified"][0]) == {"index", "id", "true", "predicted", "true_name",
+                                             "predicted_name", "confidence",
+                                             "true_probability"}
 
 
 def test_numpy_ids_become_plain_values_in_to_dict():

@@ -249,8 +249,8 @@ def test_image_grid_rejects_images_that_are_not_uint8(tmp_path):
 
 
 def test_misclassified_title_names_both_classes_and_confidence():
-    item = {"true_name": "Shirt", "predicted_name": "T-shirt/top", "confidence": 0.968}
-    assert plots.misclassified_title(item) == "true: Shirt / pred: T-shirt/top 97%"
+    assert plots.misclassified_title("Shirt", "T-shirt/top", 0.968) == \
+        "true: Shirt / pred: T-shirt/top 97%"
 
 
 def test_control_characters_in_names_are_drawn_escaped_not_as_missing_glyphs(tmp_path):

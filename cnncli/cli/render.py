@@ -240,19 +240,19 @@ def evaluation(rep) -> None:
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for c in r.per_class[:100]:
-        table.add_row(printable(str(c["name"]), one_line=True), f"{c['precision']:.3f}",
-                      f"{c['recall']:.3f}", f"{c['f1']:.3f}", f"{c['support']:,}")
+        table.add_row(printable(str(c.name), one_line=True), f"{c.precision:.3f}",
+                      f"{c.recall:.3f}", f"{c.f1:.3f}", f"{c.support:,}")
     out.print(table)
     if r.most_confused:
         out.print("Most confused (true -> predicted: count):")
         for pair in r.most_confused[:5]:
-            out.print(printable(f"  {pair['true_name']} -> {pair['predicted_name']}: "
-                                f"{pair['count']}", one_line=True), markup=False)
+            out.print(printable(f"  {pair.true_name} -> {pair.predicted_name}: {pair.count}",
+                                one_line=True), markup=False)
     if r.misclassified:
         out.print("Worst mistakes (id: true -> predicted, confidence):")
         for m in r.misclassified[:5]:
-            out.print(printable(f"  {m['id']}: {m['true_name']} -> {m['predicted_name']} "
-                                f"({m['confidence']:.1%})", one_line=True), markup=False)
+            out.print(printable(f"  {m.id}: {m.true_name} -> {m.predicted_name} "
+                                f"({m.confidence:.1%})", one_line=True), markup=False)
     for name, path in rep.files.items():
         out.print(f"{name.replace('_', ' ')}: {printable(str(path), one_line=True)}",
                   markup=False)

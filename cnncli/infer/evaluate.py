@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +114,8 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         kept, ids = np.flatnonzero(readable), ds.test.ids
         result = metrics.compute(labels[kept], probs[kept], clf.class_names,
                                  ids=[ids[i] for i in kept] if ids else kept.tolist())
-        for mistake in result.misclassified:  # positions in the test split, unreadables too
-            mistake["index"] = int(kept[mistake["index"]])
+        result.misclassified = [  # positions in the test split, unreadables counted too
+            replace(m, index=int(kept[m.index])) for m in result.misclassified]
         picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
         result.loss = float(-np.mean(np.log(picked)))
         written = _write_files(folder, result, ds, clf, given or source) if folder else {}
@@ -252,9 +252,10 @@ def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
     }
     worst = result.misclassified[:WORST]
     if worst:
-        images, _ = feed.images_at(ds.test, [w["index"] for w in worst], clf.input_shape,
+        images, _ = feed.images_at(ds.test, [w.index for w in worst], clf.input_shape,
                                    resize=clf.meta.resize)  # (mistakes: all were read)
-        titles = [plots.misclassified_title(w) for w in worst]
+        titles = [plots.misclassified_title(w.true_name, w.predicted_name, w.confidence)
+                  for w in worst]
         written["misclassified"] = str(plots.image_grid(images, titles,
                                                         folder / "misclassified.png"))
     path = folder / "evaluation.json"

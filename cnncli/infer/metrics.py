@@ -1,12 +1,13 @@
 """Evaluation metrics from labels and predicted probabilities, and ``--fail-under`` checks.
 
 Everything here is plain numpy on an (N, C) array of class probabilities, so it
-works the same for any model. Results are plain Python values, ready for JSON.
+works the same for any model. Results are typed records (`EvalResult`, `ClassScore`,
+`ConfusedPair`, `Mistake`); `EvalResult.to_dict` is their JSON.
 
 >>> r = compute([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]], ["cat", "dog"])
 >>> r.accuracy, r.confusion
 (0.6666666666666666, [[1, 0], [1, 1]])
->>> r.misclassified[0]["true_name"], r.misclassified[0]["predicted_name"]
+>>> r.misclassified[0].true_name, r.misclassified[0].predicted_name
 ('dog', 'cat')
 >>> check_thresholds(r, parse_thresholds(["accuracy=0.9"]))
 ['accuracy 0.6667 is below 0.9']
@@ -39,6 +40,48 @@ _THRESHOLD_HINT = ("write name=value, e.g. accuracy=0.99 (at least 0.99) or loss
                    "(loss is the one metric that must be at most its value)")
 
 
+@dataclass(frozen=True)
+class ClassScore:
+    """One class's figures (`index`: its label; ``"class"`` in JSON)."""
+
+    index: int
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int  # test images of the class
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.index, "name": self.name, "precision": self.precision,
+                "recall": self.recall, "f1": self.f1, "support": self.support}
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """Test images of class `true` predicted as `predicted`: `count` of them."""
+
+    true: int
+    predicted: int
+    true_name: str
+    predicted_name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A wrong prediction: the image's position in the test split (`index`), its `id` (a
+    file name, or the position), the classes, and the probabilities of both."""
+
+    index: int
+    id: Any
+    true: int
+    predicted: int
+    true_name: str
+    predicted_name: str
+    confidence: float  # of the predicted class
+    true_probability: float
+
+
 @dataclass
 class EvalResult:
     """What `compute` measured on one dataset.
@@ -51,20 +94,20 @@ class EvalResult:
     count: int
     accuracy: float
     top5_accuracy: float | None
-    per_class: list[dict[str, Any]]
+    per_class: list[ClassScore]
     macro_precision: float
     macro_recall: float
     macro_f1: float
     confusion: list[list[int]]
-    most_confused: list[dict[str, Any]] = field(default_factory=list)
-    misclassified: list[dict[str, Any]] = field(default_factory=list)
+    most_confused: list[ConfusedPair] = field(default_factory=list)
+    misclassified: list[Mistake] = field(default_factory=list)
     loss: float | None = None
     #: How many classes the macro averages are over: those in the labels or predictions.
     macro_classes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (plain ints, floats, strings, lists and dicts)."""
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"per_class": [c.to_dict() for c in self.per_class]}
 
 
 def _plain(value: Any) -> Any:
@@ -156,9 +199,9 @@ def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
 
     >>> r = compute([0, 0, 1], [[0.6, 0.4], [0.3, 0.7], [0.1, 0.9]], ["a", "b"],
     ...             ids=["x.png", "y.png", "z.png"])
-    >>> r.per_class[1]["precision"], r.per_class[1]["recall"]
+    >>> r.per_class[1].precision, r.per_class[1].recall
     (0.5, 1.0)
-    >>> r.misclassified[0]["id"], r.misclassified[0]["confidence"]
+    >>> r.misclassified[0].id, r.misclassified[0].confidence
     ('y.png', 0.7)
     """
     import numpy as np
@@ -179,8 +222,8 @@ def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
         precision = _ratio(tp, confusion[:, c].sum())
         recall = _ratio(tp, confusion[c, :].sum())
         f1 = _ratio(2 * precision * recall, precision + recall)
-        per_class.append({"class": c, "name": names[c], "precision": precision,
-                          "recall": recall, "f1": f1, "support": int(confusion[c, :].sum())})
+        per_class.append(ClassScore(c, names[c], precision, recall, f1,
+                                    int(confusion[c, :].sum())))
 
     seen = [row for c, row in enumerate(per_class)
             if confusion[c, :].sum() or confusion[:, c].sum()]
@@ -189,9 +232,9 @@ def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
         accuracy=float(np.mean(predicted == labels)),
         top5_accuracy=top_k_accuracy(labels, p, 5) if n_classes > 5 else None,
         per_class=per_class,
-        macro_precision=float(np.mean([c["precision"] for c in seen])),
-        macro_recall=float(np.mean([c["recall"] for c in seen])),
-        macro_f1=float(np.mean([c["f1"] for c in seen])),
+        macro_precision=float(np.mean([c.precision for c in seen])),
+        macro_recall=float(np.mean([c.recall for c in seen])),
+        macro_f1=float(np.mean([c.f1 for c in seen])),
         macro_classes=len(seen),
         confusion=confusion.tolist(),
         most_confused=_most_confused(confusion, names),
@@ -199,17 +242,16 @@ def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
     )
 
 
-def _most_confused(confusion, names: list[str], top: int = 10) -> list[dict[str, Any]]:
+def _most_confused(confusion, names: list[str], top: int = 10) -> list[ConfusedPair]:
     """The `top` largest off-diagonal cells, largest first (ties: by true, then predicted)."""
     pairs = [(int(confusion[t, q]), t, q)
              for t in range(len(names)) for q in range(len(names))
              if t != q and confusion[t, q] > 0]
     pairs.sort(key=lambda x: (-x[0], x[1], x[2]))
-    return [{"true": t, "predicted": q, "true_name": names[t], "predicted_name": names[q],
-             "count": count} for count, t, q in pairs[:top]]
+    return [ConfusedPair(t, q, names[t], names[q], count) for count, t, q in pairs[:top]]
 
 
-def _misclassified(labels, predicted, probs, names, ids, limit: int) -> list[dict[str, Any]]:
+def _misclassified(labels, predicted, probs, names, ids, limit: int) -> list[Mistake]:
     """Wrong predictions, most confident first (ties: by index)."""
     import numpy as np
 
@@ -219,16 +261,8 @@ def _misclassified(labels, predicted, probs, names, ids, limit: int) -> list[dic
     items = []
     for i in order:
         t, q = int(labels[i]), int(predicted[i])
-        items.append({
-            "index": int(i),
-            "id": _plain(ids[i]) if ids is not None else int(i),
-            "true": t,
-            "predicted": q,
-            "true_name": names[t],
-            "predicted_name": names[q],
-            "confidence": float(probs[i, q]),
-            "true_probability": float(probs[i, t]),
-        })
+        items.append(Mistake(int(i), _plain(ids[i]) if ids is not None else int(i), t, q,
+                             names[t], names[q], float(probs[i, q]), float(probs[i, t])))
     return items
 
 
