@@ -146,6 +146,25 @@ def test_a_layer_boolean_given_anything_but_true_or_false_is_refused(write, valu
     assert nodes[0].args["use_bias"] is False
 
 
+@pytest.mark.parametrize("layer,value,hint", [
+    ("Conv2D: {filters: 2, kernel_size: 3", "2", "put `- ZeroPadding2D: P` before the layer"),
+    ("MaxPooling2D: {pool_size: 2", "1", "`same` covers the edges"),
+    ("Conv1D: {filters: 2, kernel_size: 3", "full", "ZeroPadding2D")])
+def test_padding_given_as_the_lectures_number_p_is_told_the_words_keras_takes(write, layer,
+                                                                             value, hint):
+    """Keras said "'int' object has no attribute 'lower'" of `padding: 2`."""
+    with pytest.raises(ConfigError, match=f"`padding` of {layer.split(':')[0]} is valid or "
+                                          f"same(| or causal), not") as e:
+        expand(load(write, f"input: [8, 8, 1]\nlayers:\n  - {layer}, padding: {value}}}\n"))
+    assert e.value.line == 3 and hint in e.value.hint
+
+
+def test_padding_words_are_taken_in_any_case_and_zero_padding_takes_sizes(write):
+    nodes = expand(load(write, "input: [8, 8, 1]\nlayers:\n  - ZeroPadding2D: {padding: 2}\n"
+                               "  - Conv2D: {filters: 2, kernel_size: 3, padding: SAME}\n")).nodes
+    assert [n.args["padding"] for n in nodes] == [2, "SAME"]
+
+
 def test_lambda_is_not_a_layer_specs_can_use(write):
     with pytest.raises(ConfigError, match="unknown layer 'Lambda'") as e:
         expand(load(write, "input: [2, 2, 1]\nlayers: [{Lambda: {function: print}}]\n"))

@@ -86,6 +86,20 @@ def boolean_arguments(cls: type) -> frozenset[str]:
     return frozenset(names & set(valid_arguments(cls)))
 
 
+def padding_words(cls: type) -> tuple[str, ...]:
+    """The words `cls`'s ``padding`` takes (``valid``, ``same``; Conv1D ``causal`` too),
+    or () when its padding is no word (ZeroPadding2D takes sizes) or it has none.
+
+    >>> padding_words(layer_class("Conv2D")), padding_words(layer_class("ZeroPadding2D"))
+    (('valid', 'same'), ())
+    """
+    defaults = [inspect.signature(klass.__init__).parameters.get("padding")
+                for klass in cls.__mro__ if "__init__" in vars(klass)]
+    if not any(p is not None and isinstance(p.default, str) for p in defaults):
+        return ()
+    return ("valid", "same", "causal") if cls.__name__ == "Conv1D" else ("valid", "same")
+
+
 #: Layer arguments that are whole numbers (or lists of them, one per dimension): sizes
 #: and counts. Keras says other things of 8.5 filters ("must be evenly divisible by the
 #: number of groups").
