@@ -96,6 +96,18 @@ def test_explain_says_how_keras_rounds_when_not_divisible():
            "giving 3" in pool.explain[0]
 
 
+def test_explain_says_pooling_leaves_its_padding_out_where_a_convolution_adds_zeros():
+    s = spec.parse({"input": [6, 6, 1], "layers": [
+        {"Conv2D": {"filters": 1, "kernel_size": 2, "padding": "same"}},
+        {"MaxPooling2D": {"pool_size": 2, "strides": 1, "padding": "same"}}, "Flatten"]})
+    conv, pool = summarize(s).rows[1:3]
+    assert conv.explain[0].endswith("padding same needs 1 zero in all, so Keras puts 0 before "
+                                    "and 1 after")
+    assert pool.explain[0].endswith("padding same needs 1 cell in all, so Keras pads 0 before "
+                                    "and 1 after (pooling leaves them out of its windows: "
+                                    "they are not zeros)")
+
+
 def test_explain_says_a_dilated_window_is_wider_than_its_kernel():
     s = spec.parse({"input": [9, 9, 1], "layers": [
         {"Conv2D": {"filters": 2, "kernel_size": 3, "dilation_rate": 2}}, "Flatten"]})

@@ -33,8 +33,10 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def window_output(w: int, f: int, s: int = 1, padding: str = "valid", dilation: int = 1):
-    """Output size of a window of size `f` sliding with stride `s` over `w` values."""
+def window_output(w: int, f: int, s: int = 1, padding: str = "valid", dilation: int = 1,
+                  *, pooling: bool = False):
+    """Output size of a window of size `f` sliding with stride `s` over `w` values (of a
+    `pooling` layer: its padded cells are left out of each window, not zeros)."""
     f_eff = (f - 1) * dilation + 1
     if padding == "same":
         size = math.ceil(w / s)
@@ -59,10 +61,12 @@ def window_output(w: int, f: int, s: int = 1, padding: str = "valid", dilation: 
             f"Keras rounds {how} ({why}), giving {size}"
         )
     if padding != "valid" and not float(p).is_integer():
-        note = (
-            f"padding {padding} needs {_num(2 * p)} zeros in all, so Keras puts "
-            f"{math.floor(p)} before and {math.ceil(p)} after" + (f"; {note}" if note else "")
-        )
+        cells = "cell" if 2 * p == 1 else "cells"
+        what = (f"{cells} in all, so Keras pads {math.floor(p)} before and {math.ceil(p)} "
+                "after (pooling leaves them out of its windows: they are not zeros)") \
+            if pooling else (f"{'zero' if 2 * p == 1 else 'zeros'} in all, so Keras puts "
+                             f"{math.floor(p)} before and {math.ceil(p)} after")
+        note = f"padding {padding} needs {_num(2 * p)} {what}" + (f"; {note}" if note else "")
     return WindowOutput(w=w, f=f_eff, s=s, p=p, size=size, formula=formula, note=note)
 
 

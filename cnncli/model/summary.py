@@ -211,7 +211,8 @@ def _pool_parts(kind: str, cfg: dict, in_shape):
     desc = ("Standard 2x2 pooling layer with stride 2" if standard else
             f"{'x'.join(map(str, p))} {op} pooling with stride "
             f"{s[0] if len(set(s)) == 1 else s}")
-    return label, desc, _explain(in_shape, p, s, cfg.get("padding", "valid"), 1)
+    return label, desc, _explain(in_shape, p, s, cfg.get("padding", "valid"), 1,
+                                 pooling=True)
 
 
 def _backbone_description(node, layer) -> str:
@@ -241,7 +242,8 @@ def _inner_rows(model, prefix: str = "") -> list[Row]:
     return rows
 
 
-def _explain(in_shape, size, strides, padding, dilation) -> list[str]:
+def _explain(in_shape, size, strides, padding, dilation, *, pooling: bool = False
+             ) -> list[str]:
     """F, S, P and the formula per spatial axis (once when all axes agree)."""
     dims = len(in_shape) - 1
     axes = list(zip(in_shape[:-1], as_tuple(size, dims), as_tuple(strides, dims),
@@ -250,7 +252,7 @@ def _explain(in_shape, size, strides, padding, dilation) -> list[str]:
     names = ["height", "width", "depth"] if dims <= 3 else [f"axis {i}" for i in range(dims)]
     lines = []
     for name, (w, f, s, d) in zip(names, axes[:1] if same else axes, strict=False):
-        out = window_output(w, f, s, padding, d)
+        out = window_output(w, f, s, padding, d, pooling=pooling)
         spread = f" ({f} dilated by {d}: ({f} - 1) x {d} + 1)" if d > 1 else ""
         text = f"F={out.f}{spread}, S={s}, P={out.p:g} ({padding}): {out.formula}"
         if out.note:
