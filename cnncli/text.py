@@ -57,16 +57,17 @@ def size(n: float, *, memory: bool = False) -> str:
     for files and activations, as the lecture's tables count them; with `memory`, binary
     ones (KiB, MiB, GiB), as the operating system and nvidia-smi count RAM and GPU memory.
 
-    >>> size(3_136_000), size(2_680_000_000_000), size(50_000)
-    ('3.1 MB', '2.7 TB', '50.0 kB')
+    >>> size(3_136_000), size(2_680_000_000_000), size(195_312)
+    ('3.1 MB', '2.7 TB', '195.3 kB')
     >>> size(1536 * 2**20, memory=True), size(80 * 2**30, memory=True), size(5, memory=True)
     ('1.5 GiB', '80.0 GiB', '5 B')
     """
-    steps = ((2**30, 2**30, "GiB"), (2**20, 2**20, "MiB"), (2**10, 2**10, "KiB"),
-             (0, 1, "B")) if memory else \
-        ((1e12, 1e12, "TB"), (1e9, 1e9, "GB"), (1e5, 1e6, "MB"), (0, 1e3, "kB"))
-    at_least, scale, unit = next(step for step in steps if n >= step[0])
-    return f"{n:.0f} B" if unit == "B" else f"{n / scale:,.1f} {unit}"
+    steps = ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")) if memory else \
+        ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"))
+    for scale, unit in steps:
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:.0f} B" if memory else f"{n / 1e3:,.1f} kB"
 
 
 def short_count(n: int) -> str:
