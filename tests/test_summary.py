@@ -108,6 +108,19 @@ def test_explain_says_pooling_leaves_its_padding_out_where_a_convolution_adds_ze
                                     "they are not zeros)")
 
 
+def test_an_activation_layer_is_the_lectures_relu_layer_however_it_is_written():
+    s = spec.parse({"input": [8, 8, 1], "layers": [
+        {"Conv2D": {"filters": 1, "kernel_size": 3}}, "ReLU", {"Activation": "relu"},
+        {"Activation": "tanh"}, "Flatten", {"Dense": 1}, {"Activation": "softmax"}]})
+    rows_ = summarize(s).rows
+    assert [(r.layer, r.description) for r in rows_[1:5]] == [
+        ("CONV3-1", "Conv layer with 1 3x3x1 filter"),
+        ("RELU", "ReLU, max(0, x) of each value"), ("RELU", "ReLU, max(0, x) of each value"),
+        ("TANH", "tanh on each value")]
+    assert (rows_[-2].description, rows_[-1].layer) == ("Fully-connected layer with 1 unit",
+                                                        "SOFTMAX")
+
+
 def test_explain_says_a_dilated_window_is_wider_than_its_kernel():
     s = spec.parse({"input": [9, 9, 1], "layers": [
         {"Conv2D": {"filters": 2, "kernel_size": 3, "dilation_rate": 2}}, "Flatten"]})

@@ -142,10 +142,15 @@ def _row(node, layer, *, is_output: bool) -> Row:
             label = f"FC-{units}" + (" Softmax" if act == "Softmax" else suffix)
             desc = f"Output layer with {units} possible categories"
         else:
-            label, desc = f"FC-{units}{suffix}", f"Fully-connected layer with {units} units"
+            label, desc = f"FC-{units}{suffix}", f"Fully-connected layer with " \
+                f"{units} {'unit' if units == 1 else 'units'}"
     elif kind == "Dropout":
         label, desc = f"DROPOUT {cfg['rate']:g}", f"Drops {cfg['rate']:.0%} of the values " \
             "while training"
+    elif kind in ("Activation", "ReLU") and (kind == "Activation" or _plain_relu(cfg)):
+        name = act or ("ReLU" if kind == "ReLU" else str(cfg.get("activation")))
+        label = name.upper()  # the lecture's RELU layer, whichever way it is written
+        desc = _ACTIVATION_WORDS.get(name, f"{name} on each value")
     elif kind == "ZeroPadding2D":
         pad = cfg["padding"]
         label, desc = "PAD", f"Zero-padding {pad}"
@@ -155,6 +160,17 @@ def _row(node, layer, *, is_output: bool) -> Row:
         label, desc = kind.upper() + suffix, f"Keras {kind}"
     return Row(node.name, label, dims_text(out_shape), desc, params, activations, macs,
                shown=kind not in _HIDDEN, explain=explain, trainable=trainable)
+
+
+#: What an activation layer does, as the lecture says it (no weights, no matrices).
+_ACTIVATION_WORDS = {"ReLU": "ReLU, max(0, x) of each value", "Softmax": "Softmax over the "
+                     "values: probabilities that sum to 1"}
+
+
+def _plain_relu(cfg: dict) -> bool:
+    """A ReLU layer that is max(0, x): no slope below 0, no cap, no threshold."""
+    return not cfg.get("negative_slope") and cfg.get("max_value") is None and \
+        not cfg.get("threshold")
 
 
 def _conv_parts(kind: str, cfg: dict, in_shape, out_shape, suffix: str):
@@ -174,7 +190,8 @@ def _conv_parts(kind: str, cfg: dict, in_shape, out_shape, suffix: str):
                f"1x1x{depth * multiplier} filters"
     else:
         desc = f"{'Transposed conv' if 'Transpose' in kind else 'Conv'} layer with " \
-               f"{filters} {window}x{depth // cfg.get('groups', 1)} filters"
+               f"{filters} {window}x{depth // cfg.get('groups', 1)} " \
+               f"{'filter' if filters == 1 else 'filters'}"
     if set(stride) != {1}:
         desc += f", stride {stride[0] if len(set(stride)) == 1 else stride}"
     macs = _conv_macs(kind, cfg, k, in_shape, out_shape, filters, multiplier)
