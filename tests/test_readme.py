@@ -47,6 +47,21 @@ def test_readme_has_commands():
     assert len(readme_commands()) >= 5
 
 
+def test_the_readmes_example_spec_is_the_built_in_mnist_net_with_its_dropout():
+    from cnncli import yamlio
+    from cnncli.model import builder, spec
+    from cnncli.model import summary as summaries
+
+    text = (ROOT / "README.md").read_text()
+    [example] = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                 if b.startswith("name: my_mnist_net")]
+    mine = summaries.summarize(builder.build_checked(spec.parse(yamlio.loads(example))))
+    built_in = summaries.summarize(builder.build_checked(spec.load("mnist_net")))
+    assert [r.layer for r in mine.rows] == [r.layer for r in built_in.rows[:-1]] + [
+        "DROPOUT 0.5", built_in.rows[-1].layer]
+    assert mine.params == built_in.params == 3_274_634
+
+
 @pytest.mark.slow
 def test_readme_commands_run_in_order_and_say_what_the_readme_says(tmp_path):
     for folder in ("configs", "examples"):
