@@ -8,7 +8,9 @@ it. Convolutions, pooling, the input and merges have their own colours; fully-co
 layers are thin bars whose height grows with the logarithm of their units. Parallel
 branches (GoogLeNet's inception modules, residual blocks) are drawn side by side, one
 above the other. Layers that keep their input's shape (Dropout, BatchNormalization,
-activations) and reshaping ones (Flatten) are left out, as in the lecture's tables.
+activations) and reshaping ones (Flatten) are left out: a box would repeat the one
+before it (the lecture's tables have no such rows; `cnncli summary` lists them, with the
+memory they take).
 
 >>> from cnncli.model import builder, spec
 >>> boxes = layout(builder.build_checked(spec.load("mnist_net"))).boxes
