@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 import typer
@@ -60,17 +59,12 @@ def check(
     from cnncli.run import checking
 
     checked = checking.check(path)
-    model = checked.model
-    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
-    result = {"valid": True, "file": path, "model": model.name, "layers": len(model.layers) - 1,
-              "params": model.count_params(), "trainable_params": int(trainable),
-              "frozen_params": int(model.count_params() - trainable),
-              "warnings": checked.warnings}
+    result = checked.to_dict(path)
     if json:
         render.print_json(result)
         return
     frozen = f", {result['frozen_params']:,} frozen" if result["frozen_params"] else ""
-    render.out.print(f"OK: {printable(path, one_line=True)} is valid ({model.name}: "
+    render.out.print(f"OK: {printable(path, one_line=True)} is valid ({result['model']}: "
                      f"{result['layers']} layers, {result['params']:,} parameters{frozen})")
     for w in checked.warnings:
         render.warn(w)
@@ -84,10 +78,6 @@ def schema() -> None:
     render.print_json(config.schema())
 
 
-def _cached(path, megabytes: float) -> str:
-    return "cached" if path else f"not cached ({megabytes:g} MB download)"
-
-
 def models(
     download: Annotated[str | None, typer.Option(
         help="Fetch a pretrained model's weights into Keras' cache now.")] = None,
@@ -95,30 +85,16 @@ def models(
 ) -> None:
     """List the built-in architectures and the pretrained models (weights cached or not)."""
     from cnncli.cli import render
-    from cnncli.model import architectures, pretrained, spec
+    from cnncli.model import catalogue, pretrained
 
     if download:
         for path in pretrained.download(download):  # with and without the classifier
             render.out.print(f"{download}: weights in {path}", markup=False)
         return
-    rows = []
-    for name in architectures.names():
-        s = spec.load(name)
-        rows.append({"name": name, "kind": "spec", "description": s.description,
-                     "input": s.input, "classes": s.classes})
-    for name, entry in sorted(pretrained.REGISTRY.items()):
-        cached = pretrained.cached_weights(entry)
-        notop = pretrained.cached_notop(entry)
-        rows.append({"name": name, "kind": "pretrained", "input": list(entry.input_shape),
-                     "classes": 1000, "weights": str(cached) if cached else None,
-                     "notop_weights": str(notop) if notop else None,
-                     "description": f"ImageNet weights {_cached(cached, entry.megabytes)}; "
-                                    "without the classifier (for fine-tuning) "
-                                    f"{_cached(notop, entry.notop_megabytes)}"})
+    found = catalogue.entries()
     if json:
-        render.print_json(rows)
+        render.print_json([e.to_dict() for e in found])
         return
-    for r in rows:
-        dims = dims_text(r["input"])
-        render.out.print(f"{r['name']:<16} {r['kind']:<10} {dims:<12} {r['classes']:>5} classes"
-                         f"  {r['description']}", markup=False)
+    for e in found:
+        render.out.print(f"{e.name:<16} {e.kind:<10} {dims_text(e.input):<12} {e.classes:>5} "
+                         f"classes  {e.description}", markup=False)

@@ -16,6 +16,7 @@ first stage would be.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,22 @@ class Checked:
 
     model: object
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def params(self) -> int:
+        return int(self.model.count_params())
+
+    @property
+    def trainable_params(self) -> int:
+        return int(sum(math.prod(w.shape) for w in self.model.trainable_weights))
+
+    def to_dict(self, file: str) -> dict:
+        """``cnncli check --json``'s document for the checked `file`."""
+        return {"valid": True, "file": file, "model": self.model.name,
+                "layers": len(self.model.layers) - 1, "params": self.params,
+                "trainable_params": self.trainable_params,
+                "frozen_params": self.params - self.trainable_params,
+                "warnings": self.warnings}
 
 
 def check(path_or_name: str) -> Checked:
