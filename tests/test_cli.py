@@ -416,7 +416,7 @@ def test_sigterm_grace_spares_a_command_that_handles_sigterm_itself(tmp_path):
     # watch thread must not end the process after SIGTERM_GRACE
     finished = tmp_path / "finished"
     script = textwrap.dedent(f"""
-        import os, pathlib, signal, sys, time
+        import os, pathlib, signal, sys, time, types
         from cnncli import devices
         from cnncli.cli import app
         app.SIGTERM_GRACE = 0.2
@@ -428,7 +428,7 @@ def test_sigterm_grace_spares_a_command_that_handles_sigterm_itself(tmp_path):
                 time.sleep(0.01)
             time.sleep(1.0)  # five graces: stopping at its own pace
             pathlib.Path({str(finished)!r}).touch()
-            return {{"stopped": "by itself"}}
+            return types.SimpleNamespace(to_dict=lambda: {{"stopped": "by itself"}})
         devices.doctor_info = own_handler
         sys.argv = ["cnncli", "doctor", "--json"]
         app.main()

@@ -397,7 +397,7 @@ def test_visible_gpus_is_empty_here():
 
 
 def test_doctor_info_reports_cpu_and_sane_fields():
-    info = json.loads(json.dumps(devices.doctor_info()))
+    info = json.loads(json.dumps(devices.doctor_info().to_dict()))
     assert info["tensorflow"].startswith("2.")
     assert info["keras"].startswith("3.")
     assert info["gpus"] == []

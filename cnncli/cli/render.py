@@ -306,36 +306,33 @@ def datasets(rows: list[dict]) -> None:
     out.print(table)
 
 
-def doctor(info: dict) -> None:
-    out.print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}")
-    cuda = (f"built with CUDA {info['cuda_version']}, cuDNN {info['cudnn_version']}"
-            if info["cuda_build"] else "built without CUDA (CPU only)")
+def doctor(info) -> None:
+    """`cnncli.devices.tf_layer.Doctor` as lines."""
+    out.print(f"TensorFlow {info.tensorflow}, Keras {info.keras}")
+    cuda = (f"built with CUDA {info.cuda_version}, cuDNN {info.cudnn_version}"
+            if info.cuda_build else "built without CUDA (CPU only)")
     out.print(f"TensorFlow is {cuda}")
-    if info.get("cuda_visible_devices") is not None:
-        out.print(f"CUDA_VISIBLE_DEVICES={info['cuda_visible_devices']}")
-    out.print(f"NVIDIA driver: {'present' if info['nvidia_driver'] else 'not found'}")
-    if info["gpus"]:
-        for g in info["gpus"]:
-            memory = text.size(g["memory_bytes"], memory=True) if g.get("memory_bytes") else \
-                "memory unknown"
-            cc = g.get("compute_capability") or "?"  # "8.0" (GpuInfo.to_dict)
-            out.print(f"GPU {g['index']}: {g['name']}, {memory}, compute capability {cc}")
-    else:
+    if info.cuda_visible_devices is not None:
+        out.print(f"CUDA_VISIBLE_DEVICES={info.cuda_visible_devices}")
+    out.print(f"NVIDIA driver: {'present' if info.nvidia_driver else 'not found'}")
+    for g in info.gpus:
+        memory = text.size(g.memory_bytes, memory=True) if g.memory_bytes else "memory unknown"
+        cc = g.to_dict()["compute_capability"] or "?"  # "8.0"
+        out.print(f"GPU {g.index}: {g.name}, {memory}, compute capability {cc}")
+    if not info.gpus:
         out.print("GPUs: none visible to TensorFlow")
-    cpu = info["cpu"]
-    out.print(f"CPU: {cpu['available']} threads available (TensorFlow intra-op "
-              f"{cpu['intra_op_threads'] or 'auto'}, inter-op {cpu['inter_op_threads'] or 'auto'})"
+    cpu = info.cpu
+    out.print(f"CPU: {cpu.available} threads available (TensorFlow intra-op "
+              f"{cpu.intra_op_threads or 'auto'}, inter-op {cpu.inter_op_threads or 'auto'})"
               + ("; bfloat16 units (AMX or AVX512-BF16): mixed_bfloat16 pays off"
-                 if cpu.get("bf16_units")
-                 else "; no bfloat16 units: float32 is fastest"))
-    if cpu.get("allocator"):
+                 if cpu.bf16_units else "; no bfloat16 units: float32 is fastest"))
+    if cpu.allocator:
         out.print("CPU memory: " + ("TensorFlow's BFC allocator (reuses freed memory)"
-                                    if cpu["allocator"] == "bfc" else
+                                    if cpu.allocator == "bfc" else
                                     "TensorFlow's default allocator (TF_CPU_ALLOCATOR_USE_BFC)"))
-    auto = info["auto"]
-    out.print(f"auto picks: {auto['kind']}, precision {auto['precision']}")
-    if info.get("warning"):
-        warn(info["warning"])
+    out.print(f"auto picks: {info.auto.kind}, precision {info.auto.precision}")
+    if info.warning:
+        warn(info.warning)
 
 
 def exports(report) -> None:

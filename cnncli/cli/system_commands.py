@@ -81,6 +81,6 @@ def doctor(json: JsonOpt = False) -> None:
 
     info = devices.doctor_info()
     if json:
-        render.print_json(info)
+        render.print_json(info.to_dict())
     else:
         render.doctor(info)

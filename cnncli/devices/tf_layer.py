@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import warnings
+from dataclasses import asdict, dataclass, fields
 
 from cnncli.devices.cluster import parse_tf_config
 from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
@@ -189,33 +190,55 @@ def cpu_allocator(environ=os.environ) -> str:
     return "bfc" if setting in ("true", "1") else "default"
 
 
-def doctor_info() -> dict:
-    """What ``cnncli doctor`` reports, as plain JSON-able values.
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU as TensorFlow uses it: threads, bfloat16 units, its memory allocator."""
 
-    Nothing is changed: no memory growth, no dtype policy.
-    """
+    available: int
+    intra_op_threads: int  # 0: TensorFlow chooses
+    inter_op_threads: int
+    bf16_units: bool
+    allocator: str | None  # "bfc" or "default"
+
+
+@dataclass(frozen=True)
+class Doctor:
+    """What ``cnncli doctor`` reports: versions, CUDA, GPUs, the CPU, what `auto` picks."""
+
+    tensorflow: str
+    keras: str
+    cuda_build: bool
+    cuda_version: str | None
+    cudnn_version: str | None
+    cuda_visible_devices: str | None
+    gpus: list[GpuInfo]
+    auto: Placement
+    cpu: CpuInfo
+    nvidia_driver: bool
+    warning: str | None
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values (``cnncli doctor --json``)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "gpus": [g.to_dict() for g in self.gpus], "auto": self.auto.to_dict(),
+                "cpu": asdict(self.cpu)}
+
+
+def doctor_info() -> Doctor:
+    """What ``cnncli doctor`` reports. Nothing is changed: no memory growth, no dtype
+    policy."""
     keras = import_keras()
     tf = import_tf()
     info = build_info()
     gpus = visible_gpus()
     driver = nvidia_driver_present()
     auto = decide("auto", "auto", gpus, tf_cpu_threads(), cpu_bf16=cpu_bf16_units())
-    return {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "cuda_build": bool(info.get("is_cuda_build")),
-        "cuda_version": info.get("cuda_version"),
-        "cudnn_version": info.get("cudnn_version"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "gpus": [g.to_dict() for g in gpus],
-        "auto": auto.to_dict(),
-        "cpu": {
-            "available": available_cpus(),
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-            "bf16_units": cpu_bf16_units(),
-            "allocator": cpu_allocator(),
-        },
-        "nvidia_driver": driver,
-        "warning": gpu_warning(driver, auto, info),
-    }
+    return Doctor(
+        tensorflow=tf.__version__, keras=keras.__version__,
+        cuda_build=bool(info.get("is_cuda_build")), cuda_version=info.get("cuda_version"),
+        cudnn_version=info.get("cudnn_version"),
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), gpus=gpus, auto=auto,
+        cpu=CpuInfo(available_cpus(), tf.config.threading.get_intra_op_parallelism_threads(),
+                    tf.config.threading.get_inter_op_parallelism_threads(),
+                    cpu_bf16_units(), cpu_allocator()),
+        nvidia_driver=driver, warning=gpu_warning(driver, auto, info))
