@@ -689,13 +689,13 @@ def test_bundled_sample_file_is_under_one_megabyte():
 def test_describe_all_reads_counts_from_headers(tmp_path):
     write_idx_set(tmp_path / "system" / "fashion-mnist")
     write_npz(keras_cache(tmp_path) / "mnist.npz", n_train=30)
-    rows = {r["name"]: r for r in datasets.describe_all(offline=True)}
+    rows = {r.name: r for r in datasets.describe_all(offline=True)}
     assert list(rows) == ["mnist", "fashion_mnist", "cifar10", "cifar100"]
-    assert (rows["mnist"]["kind"], rows["mnist"]["train"]) == ("keras_cache", 30)
-    assert rows["fashion_mnist"]["kind"] == "system"
-    assert (rows["fashion_mnist"]["train"], rows["fashion_mnist"]["test"]) == (20, 10)
-    assert rows["fashion_mnist"]["image_shape"] == (28, 28, 1)
-    assert rows["cifar10"]["where"] == "not found" and not rows["cifar10"]["found"]
+    assert (rows["mnist"].kind, rows["mnist"].train) == ("keras_cache", 30)
+    assert rows["fashion_mnist"].kind == "system"
+    assert (rows["fashion_mnist"].train, rows["fashion_mnist"].test) == (20, 10)
+    assert rows["fashion_mnist"].image_shape == (28, 28, 1)
+    assert rows["cifar10"].where == "not found" and not rows["cifar10"].found
 
 
 def test_fashion_mnist_files_in_a_data_dir_are_not_listed_as_mnist(tmp_path):
@@ -706,9 +706,9 @@ def test_fashion_mnist_files_in_a_data_dir_are_not_listed_as_mnist(tmp_path):
     write_idx(folder / "train-labels-idx1-ubyte", labels[:20])
     write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((10_000, 28, 28)))
     write_idx(folder / "t10k-labels-idx1-ubyte", labels)
-    rows = {r["name"]: r for r in datasets.describe_all(data_dir=folder, offline=True)}
-    assert "they look like fashion_mnist" in rows["mnist"]["problem"]
-    assert rows["fashion_mnist"]["problem"] is None and rows["fashion_mnist"]["found"]
+    rows = {r.name: r for r in datasets.describe_all(data_dir=folder, offline=True)}
+    assert "they look like fashion_mnist" in rows["mnist"].problem
+    assert rows["fashion_mnist"].problem is None and rows["fashion_mnist"].found
     with pytest.raises(DataError, match="they look like fashion_mnist"):
         datasets.load("mnist", data_dir=folder)  # what training says: the same
 
@@ -718,9 +718,9 @@ def test_an_mnist_npz_of_other_images_is_not_taken_for_mnist(tmp_path):
     np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 255, (6, 16, 16, 3), np.uint8),
              y_train=np.arange(6) % 3, x_test=rng.integers(0, 255, (3, 16, 16, 3), np.uint8),
              y_test=np.arange(3))
-    rows = {r["name"]: r for r in datasets.describe_all(data_dir=tmp_path, offline=True)}
+    rows = {r.name: r for r in datasets.describe_all(data_dir=tmp_path, offline=True)}
     says = "the files found for mnist are not mnist: their images are 16x16x3, mnist's 28x28x1"
-    assert rows["mnist"]["problem"] == says
+    assert rows["mnist"].problem == says
     with pytest.raises(DataError, match=says) as e:
         datasets.load("mnist", data_dir=tmp_path)  # what training says: the same
     file = tmp_path / "mnist.npz"
@@ -728,9 +728,9 @@ def test_an_mnist_npz_of_other_images_is_not_taken_for_mnist(tmp_path):
 
 
 def test_describe_all_online_says_how_much_will_be_downloaded(isolated):
-    rows = {r["name"]: r for r in datasets.describe_all()}
-    assert rows["cifar10"]["where"] == "will download 170 MB (Keras)"
-    assert rows["mnist"]["num_classes"] == 10 and isolated == []
+    rows = {r.name: r for r in datasets.describe_all()}
+    assert rows["cifar10"].where == "will download 170 MB (Keras)"
+    assert rows["mnist"].num_classes == 10 and isolated == []
 
 
 def test_describe_all_with_a_missing_data_dir_is_an_error(tmp_path):
@@ -740,7 +740,7 @@ def test_describe_all_with_a_missing_data_dir_is_an_error(tmp_path):
 
 def test_describe_all_offline_mnist_falls_back_to_the_sample():
     row = datasets.describe_all(offline=True)[0]
-    assert row["kind"] == "sample" and (row["train"], row["test"]) == (4000, 1000)
+    assert row.kind == "sample" and (row.train, row.test) == (4000, 1000)
 
 
 # --------------------------------------------------------------------------- #

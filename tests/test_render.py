@@ -57,9 +57,10 @@ def test_tables_show_bracketed_class_and_file_names(capsys):
     result.loss = 0.5
     render.evaluation(evaluate.Report("runs/x [1]/best.keras", result, "photos [2024]",
                                       {}, [], []))
-    render.datasets([{"name": "mnist", "found": True, "kind": "data_dir",
-                      "where": "/data [old]/mnist.npz", "train": 1, "test": 1,
-                      "image_shape": (28, 28, 1), "num_classes": 10, "problem": None}])
+    from cnncli.data.known import DatasetRow
+
+    render.datasets([DatasetRow("mnist", True, "data_dir", "/data [old]/mnist.npz", 1, 1,
+                                (28, 28, 1), 10)])
     out = capsys.readouterr().out
     for text in ("cat [old]", "dog [new]", "runs/x [1]/best.keras", "photos [2024]",
                  "/data [old]/mnist.npz"):

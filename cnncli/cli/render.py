@@ -292,17 +292,18 @@ def predictions(result, fmt: str = "text") -> None:
     sys.stdout.flush()
 
 
-def datasets(rows: list[dict]) -> None:
+def datasets(rows) -> None:
+    """`cnncli.data.known.DatasetRow`s as a table."""
     table = Table(title="Datasets", title_justify="left")
     for col in ("name", "found", "train", "test", "image", "classes"):
         table.add_column(col, justify="right" if col in ("train", "test", "classes") else
                          "left")
     for r in rows:
-        where = r["where"] if r["found"] or r["kind"] == "download" else "not found"
-        if r.get("problem"):
-            where += f" ({r['problem']})"
-        table.add_row(r["name"], where, f"{r['train']:,}", f"{r['test']:,}",
-                      text.dims_text(r["image_shape"]), str(r["num_classes"]))
+        where = r.where if r.found or r.kind == "download" else "not found"
+        if r.problem:
+            where += f" ({r.problem})"
+        table.add_row(r.name, where, f"{r.train:,}", f"{r.test:,}",
+                      text.dims_text(r.image_shape), str(r.num_classes))
     out.print(table)
 
 

@@ -30,7 +30,7 @@ def datasets(
 
     rows = data.describe_all(data_dir=data_dir, offline=offline)
     if json:
-        render.print_json(rows)
+        render.print_json([r.to_dict() for r in rows])
     else:
         render.datasets(rows)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,44 +141,60 @@ def locate(name: str, *, data_dir: str | os.PathLike | None = None,
     raise _not_found(known, searched, ["Keras download: skipped (offline)"], offline)
 
 
+@dataclass(frozen=True)
+class DatasetRow:
+    """A known dataset as ``cnncli datasets`` lists it: where it is found (`kind`: the
+    `locate` kind, None when not found; `where`: a path or what would be downloaded),
+    its sizes, and a `problem` with the files found."""
+
+    name: str
+    found: bool
+    kind: str | None
+    where: str
+    train: int
+    test: int
+    image_shape: tuple[int, ...]
+    num_classes: int
+    problem: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def describe_all(data_dir: str | os.PathLike | None = None,
-                 offline: bool = False) -> list[dict]:
+                 offline: bool = False) -> list[DatasetRow]:
     """One row per known dataset for the ``cnncli datasets`` table.
 
     Counts come from file headers where possible, so nothing large is read.
-    Keys: name, found, kind, where, train, test, image_shape, num_classes, problem.
 
-    >>> [row["name"] for row in describe_all(offline=True)]   # doctest: +SKIP
+    >>> [row.name for row in describe_all(offline=True)]   # doctest: +SKIP
     ['mnist', 'fashion_mnist', 'cifar10', 'cifar100']
     """
     user_data_dir(data_dir)  # a missing data dir is an error, not "not found" rows
-    rows = []
-    for known in KNOWN.values():
-        row = {"name": known.name, "found": False, "kind": None, "where": "not found",
-               "train": known.train, "test": known.test, "image_shape": known.image_shape,
-               "num_classes": len(known.class_names), "problem": None}
-        try:
-            loc = locate(known.name, data_dir=data_dir, offline=offline)
-        except DataError:
-            rows.append(row)
-            continue
-        row.update(kind=loc.kind, where=loc.path or loc.description,
-                   found=loc.kind not in ("download",))
-        if loc.kind == "sample":
-            row["where"] = f"bundled sample ({SAMPLE_PATH.name})"
-        try:
-            counts = _counts(loc)
-            if loc.fmt == "idx" and loc.kind != "sample":  # MNIST's and Fashion-MNIST's
-                _check_identity(known, _read_location(known, loc), loc)  # files: same names
-        except DataError as err:
-            row["problem"] = err.message
-        else:
-            if counts is not None:
-                row.update(train=counts[0], test=counts[1], image_shape=counts[2])
-                problem = _other_shape(known, tuple(counts[2]))
-                row["problem"] = problem.message if problem else None
-        rows.append(row)
-    return rows
+    return [_describe(known, data_dir, offline) for known in KNOWN.values()]
+
+
+def _describe(known: KnownDataset, data_dir, offline: bool) -> DatasetRow:
+    row = DatasetRow(known.name, False, None, "not found", known.train, known.test,
+                     known.image_shape, len(known.class_names))
+    try:
+        loc = locate(known.name, data_dir=data_dir, offline=offline)
+    except DataError:
+        return row
+    row = replace(row, kind=loc.kind, found=loc.kind not in ("download",),
+                  where=f"bundled sample ({SAMPLE_PATH.name})" if loc.kind == "sample"
+                  else loc.path or loc.description)
+    try:
+        counts = _counts(loc)
+        if loc.fmt == "idx" and loc.kind != "sample":  # MNIST's and Fashion-MNIST's
+            _check_identity(known, _read_location(known, loc), loc)  # files: same names
+    except DataError as err:
+        return replace(row, problem=err.message)
+    if counts is None:
+        return row
+    problem = _other_shape(known, tuple(counts[2]))
+    return replace(row, train=counts[0], test=counts[1], image_shape=counts[2],
+                   problem=problem.message if problem else None)
 
 
 def _format(path: Path) -> str | None:
