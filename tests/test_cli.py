@@ -228,7 +228,7 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
     from cnncli.model import summary as summaries
 
     def boom(*args, **kwargs):
-        raise RuntimeError("boom")
+        raise RuntimeError("boom\n\nin Conv2D.call()")  # a library's message: its lines
 
     monkeypatch.setattr(summaries, "summarize", boom)
     monkeypatch.setattr(sys, "argv", ["cnncli", "summary", "linear"])
@@ -236,7 +236,8 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
         cli.main()
     err = capsys.readouterr().err
     assert e.value.code == 3
-    assert "unexpected RuntimeError: boom" in err and "--debug" in err
+    assert err.startswith("error: unexpected RuntimeError: boom\n") and "--debug" in err
+    assert "error: in Conv2D.call()" in err and "\\n" not in err
     assert "Traceback" not in err
 
 

@@ -152,18 +152,20 @@ def _run() -> None:
         _traceback_if_debugging()
         from cnncli.errors import InternalError
 
-        _fail(InternalError(f"unexpected {type(exc).__name__}: {exc}",
+        bug = InternalError(f"unexpected {type(exc).__name__}: {exc}",
                             hint="this is a bug in cnncli or a library it uses; run again "
-                                 "with --debug for the traceback, and report it"))
+                                 "with --debug for the traceback, and report it")
+        _fail(bug, said=f"{bug.message}. Hint: {bug.hint}")  # a library's lines kept
 
 
-def _fail(exc: CnnError) -> NoReturn:
-    """Say `exc` on stderr (and on stdout as JSON when the command line asks for JSON: a
-    script always reads JSON), then exit with its code."""
+def _fail(exc: CnnError, said: str | None = None) -> NoReturn:
+    """Say `exc` on stderr (`said`: as this text, each of its lines an error line), and on
+    stdout as JSON when the command line asks for JSON (a script always reads JSON), then
+    exit with its code."""
     from cnncli.cli import render
 
     with contextlib.suppress(OSError):  # a full or closed stderr: the exit code says it
-        render.error(exc)
+        render.error(exc if said is None else said)
         if _wants_json(sys.argv[1:]):
             _print_json(exc.to_dict())
     _leave(exc.exit_code)
