@@ -147,9 +147,13 @@ def test_a_layer_boolean_given_anything_but_true_or_false_is_refused(write, valu
 
 
 @pytest.mark.parametrize("layer,value,hint", [
-    ("Conv2D: {filters: 2, kernel_size: 3", "2", "put `- ZeroPadding2D: P` before the layer"),
+    ("Conv2D: {filters: 2, kernel_size: 3", "2", "put `- ZeroPadding2D: P` before it"),
     ("MaxPooling2D: {pool_size: 2", "1", "`same` covers the edges"),
-    ("Conv1D: {filters: 2, kernel_size: 3", "full", "ZeroPadding2D")])
+    ("MaxPooling2D: {pool_size: 2", "SAME", "`same` covers the edges"),  # Keras: lower case
+    ("Conv1D: {filters: 2, kernel_size: 3", "full", "put `- ZeroPadding1D: P` before it"),
+    ("Conv3D: {filters: 2, kernel_size: 3", "[1, 1]", "`- ZeroPadding3D: P`"),
+    ("Conv2DTranspose: {filters: 2, kernel_size: 3", "1", "(the lecture's P = (F - 1)/2 "
+                                                          "zeros)")])
 def test_padding_given_as_the_lectures_number_p_is_told_the_words_keras_takes(write, layer,
                                                                              value, hint):
     """Keras said "'int' object has no attribute 'lower'" of `padding: 2`."""

@@ -262,15 +262,10 @@ class _Expander:
                 self.error(f"`{arg}` of {key} is true or false, not {args[arg]!r}",
                            key_line(value, arg, line), where, config.BOOLEAN_HINT)
                 ok = False
-            elif arg == "padding" and (words := keras_layers.padding_words(cls)) and not (
-                    isinstance(args[arg], str) and args[arg].lower() in words):
+            elif arg == "padding" and (words := keras_layers.padding_words(cls)) and \
+                    not keras_layers.padding_taken(cls, args[arg]):
                 self.error(f"`padding` of {key} is {' or '.join(words)}, not {args[arg]!r}",
-                           key_line(value, arg, line), where,
-                           "`same` keeps the size at stride 1 (the lecture's P = (F - 1)/2 "
-                           "zeros); for P zeros of your own, put `- ZeroPadding2D: P` before "
-                           "the layer and keep `padding: valid`" if "Conv" in key else
-                           "`same` covers the edges (output size W/S, rounded up); `valid` "
-                           "only whole windows")
+                           key_line(value, arg, line), where, keras_layers.padding_hint(cls))
                 ok = False
             elif kind := keras_layers.wrong_number(arg, args[arg]):
                 self.error(f"`{arg}` of {key} is {kind}, not {args[arg]!r}",

@@ -100,6 +100,36 @@ def padding_words(cls: type) -> tuple[str, ...]:
     return ("valid", "same", "causal") if cls.__name__ == "Conv1D" else ("valid", "same")
 
 
+def padding_taken(cls: type, value) -> bool:
+    """Whether `cls` takes `value` as its ``padding`` word: convolutions in any case
+    (Keras lower-cases theirs), pooling layers only in lower case.
+
+    >>> padding_taken(layer_class("Conv2D"), "SAME"), padding_taken(layer_class("MaxPooling2D"), "SAME")
+    (True, False)
+    """  # noqa: E501
+    if not isinstance(value, str):
+        return False
+    return (value.lower() if "Conv" in cls.__name__ else value) in padding_words(cls)
+
+
+def padding_hint(cls: type) -> str:
+    """How to get what a ``padding`` number meant: the lecture's P zeros on each side.
+
+    >>> padding_hint(layer_class("Conv1D")).split("; ")[1]
+    'for P zeros of your own, put `- ZeroPadding1D: P` before it, with padding valid'
+    """
+    name = cls.__name__
+    rank = re.search(r"(\d)D", name)
+    if "Conv" not in name:
+        return "`same` covers the edges (output size W/S, rounded up); `valid` only whole " \
+               "windows"
+    same = "`same` keeps the size at stride 1 (the lecture's P = (F - 1)/2 zeros)"
+    if "Transpose" in name or "LSTM" in name or rank is None:
+        return same
+    return f"{same}; for P zeros of your own, put `- ZeroPadding{rank[1]}D: P` before it, " \
+           "with padding valid"
+
+
 #: Layer arguments that are whole numbers (or lists of them, one per dimension): sizes
 #: and counts. Keras says other things of 8.5 filters ("must be evenly divisible by the
 #: number of groups").
