@@ -135,6 +135,9 @@ def test_a_run_that_failed_for_want_of_space_is_failed_not_killed(tmp_path, monk
     RunStatus(FAILED, "cannot write history.csv").write(run)
     assert listing.summarize(run).status == "failed"
     assert RunStatus.read(run).error == "cannot write history.csv"
+    RunStatus(FAILED, "cannot write /data/" + "é" * 2000).write(run)  # one block at most
+    assert (run / "state.json").stat().st_size < 4096 and listing.summarize(run).status == \
+        "failed"
 
 
 def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):

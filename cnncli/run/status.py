@@ -21,8 +21,10 @@ from cnncli.run.rundir import STATE
 RUNNING, INTERRUPTED, FAILED, FINISHED = "running", "interrupted", "failed", "finished"
 #: The states a run records itself.
 STATES = (RUNNING, INTERRUPTED, FAILED, FINISHED)
-#: An error is kept to this many characters (``state.json`` stays within a disk block).
-ERROR_CHARS = 1000
+#: An error is kept to this many characters; on a full disk, to `FULL_DISK_CHARS`: the
+#: record rewritten in place then fits one 4 KiB block, whatever its characters (JSON
+#: writes one outside ASCII in 6 bytes).
+ERROR_CHARS, FULL_DISK_CHARS = 1000, 300
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class RunStatus:
         except OSError as exc:
             if exc.errno != errno.ENOSPC or not (Path(run) / STATE).is_file():
                 raise
+            if self.error is not None:
+                record["error"] = text.shorten(self.error, FULL_DISK_CHARS)
             with open(Path(run) / STATE, "r+b") as f:
                 f.write(json.dumps(record).encode())
                 f.truncate()
