@@ -129,6 +129,17 @@ def keras_home() -> Path:
     return (user_home if os.access(user_home, os.W_OK) else Path("/tmp")) / ".keras"
 
 
+def keras_cache_dirs(kind: str) -> list[Path]:
+    """Where `keras.utils.get_file` keeps downloads of `kind` (``datasets``, ``models``):
+    under `keras_home`, or under ``/tmp/.keras`` when that folder cannot be written to
+    (get_file falls back there), first found first."""
+    base = keras_home()
+    dirs = [base / kind]
+    if base.exists() and not os.access(base, os.W_OK):
+        dirs.append(Path("/tmp/.keras") / kind)
+    return dirs
+
+
 def import_keras():
     """Import and return `keras` (on TensorFlow), after checking its version.
 

@@ -106,6 +106,22 @@ def test_weights_and_datasets_are_looked_for_where_keras_downloads_them(monkeypa
         assert pretrained.cache_dir() == Path("/tmp/.keras/models")
 
 
+def test_weights_keras_put_in_tmp_beside_a_keras_home_it_cannot_write_are_found(
+        monkeypatch, tmp_path):
+    import uuid
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr("os.access", lambda path, mode: Path(path) != tmp_path)
+    file = Path("/tmp/.keras/models") / f"test-{uuid.uuid4().hex}.h5"  # get_file's fallback
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(b"weights")
+    try:
+        assert pretrained.cached(file.name) == file
+    finally:
+        file.unlink()
+    assert pretrained.cached(file.name) is None
+
+
 @pytest.mark.parametrize("source", ["cache", "mine", "whole", "sharded"])
 def test_notop_weights_load_into_the_backbone_and_give_that_models_outputs(keras_home,
                                                                           source):

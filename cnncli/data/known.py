@@ -31,7 +31,7 @@ from cnncli.data.checks import from_arrays
 from cnncli.data.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES
 from cnncli.data.dataset import Dataset, SampleDataWarning
 from cnncli.errors import DataError
-from cnncli.runtime import keras_home
+from cnncli.runtime import keras_cache_dirs
 from cnncli.text import dims_text
 
 #: Environment variable naming a folder to look in first (``--data-dir`` wins over it).
@@ -231,11 +231,7 @@ def user_data_dir(data_dir: str | os.PathLike | None) -> tuple[Path | None, str]
 
 def keras_dataset_dirs() -> list[Path]:
     """Keras' download cache folders, as `keras.utils.get_file` chooses them."""
-    base = keras_home()
-    dirs = [base / "datasets"]
-    if base.exists() and not os.access(base, os.W_OK):  # get_file falls back to /tmp
-        dirs.append(Path("/tmp/.keras/datasets"))
-    return dirs
+    return keras_cache_dirs("datasets")
 
 
 def _candidates(known: KnownDataset,
@@ -375,7 +371,7 @@ def _other_shape(known: KnownDataset, shape: tuple, file: str | None = None
         return None
     said = dims_text(shape)
     return DataError(f"the files found for {known.name} are not {known.name}: their images "
-                     f"are {said}, {known.name}'s {'x'.join(map(str, known.image_shape))}",
+                     f"are {said}, {known.name}'s {dims_text(known.image_shape)}",
                      file=file, hint=f"give these files by their path (--data {file or 'FILE'}), "
                                      f"or give the folder that holds {known.name}'s own files")
 

@@ -73,8 +73,8 @@ def locate(name: str, weights: str, input_shape, *, offline: bool,
                      f"(Keras' {expected_file(name, input_shape)}), or `weights: imagenet`")
         return path
     file = expected_file(name, input_shape)
-    path = pretrained.cache_dir() / file
-    if path.is_file():
+    path = pretrained.cached(file)
+    if path is not None:
         return path
     if offline or not download:
         raise pretrained.missing_notop(entry, file, "offline" if offline else "not cached")
@@ -85,7 +85,8 @@ def locate(name: str, weights: str, input_shape, *, offline: bool,
     except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
         raise pretrained.missing_notop(
             entry, file, f"the download failed: {first_line(exc)}") from None
-    if not path.is_file():
+    path = pretrained.cached(file)
+    if path is None:
         raise pretrained.missing_notop(entry, file, "Keras stored it elsewhere")
     return path
 

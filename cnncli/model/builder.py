@@ -236,7 +236,7 @@ def _check_window(node: expansion.Node, layer, shape) -> None:
             continue
         out = window_output(w, f, s, padding, d)
         if out.size < 1:
-            grid = "x".join(str(v) for v in spatial)
+            grid = dims_text(spatial)
             window = "x".join(str((k - 1) * dd + 1) for k, dd in zip(kernel, dilation,
                                                                       strict=False))
             what = "pooling window" if "Pool" in node.layer else "filter"

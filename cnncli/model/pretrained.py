@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli.errors import ConfigError, ModelError, suggest
-from cnncli.runtime import downloads_on_stderr, keras_home
+from cnncli.runtime import downloads_on_stderr, keras_cache_dirs, keras_home
 from cnncli.text import first_line
 
 
@@ -165,9 +165,13 @@ def cache_dir() -> Path:
     return keras_home() / "models"
 
 
+def cached(file: str) -> Path | None:
+    """Keras' cached weights `file`, wherever Keras put it (`runtime.keras_cache_dirs`)."""
+    return next((d / file for d in keras_cache_dirs("models") if (d / file).is_file()), None)
+
+
 def cached_weights(entry: Pretrained) -> Path | None:
-    path = cache_dir() / entry.weights_file
-    return path if path.is_file() else None
+    return cached(entry.weights_file)
 
 
 def notop_file(entry: Pretrained, size: int | None = None) -> str:
@@ -179,8 +183,7 @@ def notop_file(entry: Pretrained, size: int | None = None) -> str:
 
 
 def cached_notop(entry: Pretrained, size: int | None = None) -> Path | None:
-    path = cache_dir() / notop_file(entry, size)
-    return path if path.is_file() else None
+    return cached(notop_file(entry, size))
 
 
 def load(name: str, *, weights: str | Path | None = None, offline: bool = False):

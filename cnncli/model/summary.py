@@ -176,11 +176,11 @@ def _plain_relu(cfg: dict) -> bool:
 def _conv_parts(kind: str, cfg: dict, in_shape, out_shape, suffix: str):
     """A convolution's label (CONV3-64), description, multiply-adds and size arithmetic."""
     k = cfg["kernel_size"]
-    size = f"{k[0]}" if len(set(k)) == 1 else "x".join(map(str, k))
+    size = f"{k[0]}" if len(set(k)) == 1 else dims_text(k)
     filters = cfg.get("filters") or out_shape[-1]
     depth = in_shape[-1]
     stride = cfg.get("strides", (1,))
-    window = "x".join(map(str, k))
+    window = dims_text(k)
     multiplier = cfg.get("depth_multiplier", 1)
     if "Depthwise" in kind:
         desc = f"Depthwise conv layer: {depth * multiplier} {window}x1 filters, " \
@@ -221,7 +221,7 @@ def _pool_parts(kind: str, cfg: dict, in_shape):
     """A pooling layer's label (POOL2), description and size arithmetic."""
     p = cfg["pool_size"]
     s = cfg.get("strides") or p
-    size = f"{p[0]}" if len(set(p)) == 1 else "x".join(map(str, p))
+    size = f"{p[0]}" if len(set(p)) == 1 else dims_text(p)
     op = "max" if "Max" in kind else "average"
     label = f"POOL{size}" if op == "max" else f"AVGPOOL{size}"
     standard = op == "max" and tuple(p) == (2, 2) and tuple(s) == (2, 2)

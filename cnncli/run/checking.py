@@ -74,10 +74,7 @@ def check(path_or_name: str) -> Checked:
     errors += found
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
     errors += _training_problems(cfg.train, outputs, doc, str(path))
-    if built is not None:  # the backbones' weights files (ImageNet's: downloaded later)
-        found, notes = transfer.check_weights(built, offline=cfg.data.offline)
-        errors += found
-        built.warnings += notes
+    errors += _weights_problems(built, cfg)
     raise_all(errors)
     return Checked(built.model, built.warnings)
 
@@ -252,12 +249,19 @@ def dry_run(cfg: config.RunConfig, file: str | None) -> builder.Built:
         check_training(cfg.train, outputs, file=file)
     except CnnError as exc:
         errors += config.locate(getattr(exc, "errors", [exc]), file, cfg.set_by)
-    if built is not None:  # a weights file that is not there, or does not fit: as check
-        found, notes = transfer.check_weights(built, offline=cfg.data.offline)
-        errors += found
-        built.warnings += notes
+    errors += _weights_problems(built, cfg)  # a weights file not there: as check says
     raise_all(errors)
     return built
+
+
+def _weights_problems(built: builder.Built | None, cfg: config.RunConfig) -> list[CnnError]:
+    """The problems of the backbones' weights files (not there, not fitting; ImageNet's
+    not yet on this machine is a note, added to `built`'s warnings: downloaded later)."""
+    if built is None:
+        return []
+    found, notes = transfer.check_weights(built, offline=cfg.data.offline)
+    built.warnings += notes
+    return found
 
 
 def _training_problems(train: config.TrainSection, classes: int, doc, file: str,

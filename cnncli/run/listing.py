@@ -115,7 +115,7 @@ def _check_model(run: Path, finished: bool) -> None:
 def _so_far(run: Path, status: str) -> RunSummary:
     """A run without ``metrics.json`` (interrupted, failed, running), from its
     ``history.csv``: the epochs finished and the best of the figure ``best.keras`` follows
-    (`cnncli.run.callbacks.best.best_monitor`: validation accuracy, else validation
+    (`cnncli.run.monitor.best_monitor`: validation accuracy, else validation
     loss, else loss)."""
     try:
         with open(run / "history.csv", newline="") as f:

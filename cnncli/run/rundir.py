@@ -135,9 +135,9 @@ def list_runs(root: str | Path = "runs") -> list[Path]:
                                for p in root.glob("/".join(["*"] * depth)))]
     runs = [p for p in found if _number(p.name) and p.is_dir()
             and ((p / CONFIG).exists() or (p / STATE).exists())]
-    if not _number(root.resolve().name) and (root / STATE).is_file():  # latest: listed
-        runs.append(root.resolve())
-    return sorted(runs, key=lambda p: (str(p.parent), _number(p.name) and int(p.name)))
+    if not _number(root.resolve().name) and (root / STATE).is_file():  # a run copied to
+        runs.append(root.resolve())  # moved/ (its latest link resolves to a number: found)
+    return sorted(runs, key=lambda p: (str(p.parent), int(p.name) if _number(p.name) else 0))
 
 
 @contextlib.contextmanager

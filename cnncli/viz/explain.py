@@ -86,6 +86,8 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
             continue
         x = np.concatenate([np.asarray(s.x) for s in seen])
         maps = cam(x, None if wanted is None else [wanted] * len(seen))
+        if not result.pictures:  # made with the first picture: a failure leaves none
+            writable_folder(output)
         for image, heat in zip(seen, maps, strict=True):
             result.pictures.append(_write(image, heat, clf.class_names, names.next(image)))
     return result
@@ -109,9 +111,6 @@ class _Names:
         self.folder, self.used = folder, set()
 
     def next(self, image: model_input.ModelInput) -> Path:
-        """The file of `image`'s picture; the folder is made with the first one."""
-        if not self.used:
-            writable_folder(self.folder)
         base = f"gradcam_{file_name(model_input.stem(image.source))}"
         name, n = base, 1
         while name in self.used:
