@@ -90,34 +90,9 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         notes += said
         labels, matched = labels_by_name(ds, clf, source)
         notes += matched
-        if ds.held_out and data:
-            notes.append(f"{ds.name} has no test split of its own: its test images are the "
-                         f"seeded fifth a training run holds out ({len(ds.test)} of "
-                         f"{len(ds.train) + len(ds.test)}); --all-images evaluates every image")
-        elif all_images and len(ds.train):
-            notes.append(f"{ds.name} has a test split of its own: its {len(ds.test)} test "
-                     "images are evaluated (--all-images is for a folder or CSV without one)")
-        elif all_images and run_data and _same_place(source, run_data.name):
-            notes.append(f"--all-images on the data this run trained on ({source}): most of "
-                         "these images are ones the model learned from, so the figures are "
-                         "higher than on photos it has not seen")
-        probs, readable = [], []
-        for images, _, weights in feed.split_batches(ds.test, clf.input_shape,
-                                                     resize=clf.meta.resize,
-                                                     batch_size=batch_size):
-            probs.append(clf.probabilities(images))
-            readable.append(weights > 0)
-        probs, readable = np.concatenate(probs), np.concatenate(readable)
-        if not readable.all():
-            notes.append(f"{int((~readable).sum())} test image(s) could not be read and are "
-                         "left out")
-        kept, ids = np.flatnonzero(readable), ds.test.ids
-        result = metrics.compute(labels[kept], probs[kept], clf.class_names,
-                                 ids=[ids[i] for i in kept] if ids else kept.tolist())
-        result.misclassified = [  # positions in the test split, unreadables counted too
-            replace(m, index=int(kept[m.index])) for m in result.misclassified]
-        picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
-        result.loss = float(-np.mean(np.log(picked)))
+        notes += _split_notes(ds, source, data=data, all_images=all_images,
+                              trained_on=bool(run_data and _same_place(source, run_data.name)))
+        result = _measure(ds, labels, clf, batch_size, notes)
         written = _write_files(folder, result, ds, clf, given or source) if folder else {}
     except BaseException:  # bad data, no readable image, Ctrl-C: no empty folder left
         files.remove_empty(made)
@@ -125,6 +100,47 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     return Report(clf.name, result, f"{ds.name} ({ds.source})", written,
                   metrics.check_thresholds(result, thresholds), notes,
                   getattr(clf, "precision", "float32"))
+
+
+def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool) -> list[str]:
+    """What to know about which images are the test split: a held-out fifth, a test split
+    of the data's own despite --all-images, or images the model trained on."""
+    if ds.held_out and data:
+        return [f"{ds.name} has no test split of its own: its test images are the seeded "
+                f"fifth a training run holds out ({len(ds.test)} of "
+                f"{len(ds.train) + len(ds.test)}); --all-images evaluates every image"]
+    if all_images and len(ds.train):
+        return [f"{ds.name} has a test split of its own: its {len(ds.test)} test images are "
+                "evaluated (--all-images is for a folder or CSV without one)"]
+    if all_images and trained_on:
+        return [f"--all-images on the data this run trained on ({source}): most of "
+                "these images are ones the model learned from, so the figures are higher "
+                "than on photos it has not seen"]
+    return []
+
+
+def _measure(ds, labels: np.ndarray, clf, batch_size: int,
+             notes: list[str]) -> metrics.EvalResult:
+    """The figures of `clf` on `ds`'s test split; images that cannot be read are left out
+    (and said in `notes`). The loss is the cross-entropy of the probabilities computed."""
+    probs, readable = [], []
+    for images, _, weights in feed.split_batches(ds.test, clf.input_shape,
+                                                 resize=clf.meta.resize,
+                                                 batch_size=batch_size):
+        probs.append(clf.probabilities(images))
+        readable.append(weights > 0)
+    probs, readable = np.concatenate(probs), np.concatenate(readable)
+    if not readable.all():
+        notes.append(f"{int((~readable).sum())} test image(s) could not be read and are "
+                     "left out")
+    kept, ids = np.flatnonzero(readable), ds.test.ids
+    result = metrics.compute(labels[kept], probs[kept], clf.class_names,
+                             ids=[ids[i] for i in kept] if ids else kept.tolist())
+    result.misclassified = [  # positions in the test split, unreadables counted too
+        replace(m, index=int(kept[m.index])) for m in result.misclassified]
+    picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
+    result.loss = float(-np.mean(np.log(picked)))
+    return result
 
 
 def _load(source: str, **options) -> tuple:
