@@ -165,6 +165,8 @@ def test_resume_refuses_a_changed_config(tmp_path):
     ("train.label_smoothing=0.1", "train.label_smoothing 0.0 -> 0.1"),
     ("train.scale_lr=true", "train.scale_lr False -> True"),
     ("train.freeze=1", "train.freeze unset -> 1"),
+    # a rate the optimizer keeps as a number to one computed from the step (a variable less)
+    ("train.schedule.name=cosine", "train.schedule.name constant -> cosine"),
 ])
 def test_resume_refuses_even_with_force_each_setting_its_backup_was_made_with(
         tmp_path, override, change):
@@ -177,6 +179,15 @@ def test_resume_refuses_even_with_force_each_setting_its_backup_was_made_with(
         training.train(config.load(path, [override]), resume=run, force=True)
     assert err.value.message == ("the config differs from the run's in what its backup was "
                                  f"made with: {change}")
+
+
+def test_resume_with_force_may_change_between_schedules_of_one_kind():
+    from cnncli.run import resume
+
+    assert resume.refused({"train.schedule.name": ("constant", "plateau")}) == []
+    assert resume.refused({"train.schedule.name": ("cosine", "step")}) == []
+    assert resume.refused({"train.schedule.name": ("cosine", "plateau")}) == [
+        "train.schedule.name"]
 
 
 def _interrupted_run(path: Path, *overrides: str, record_data: bool = True,

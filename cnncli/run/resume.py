@@ -46,9 +46,18 @@ def changes(before: dict, after: dict) -> dict[str, tuple]:
             if old.get(k) != new.get(k) and not k.startswith(IGNORED)}
 
 
+#: Schedules whose learning rate the optimizer keeps as a number (a variable in its
+#: backup); the others compute it from the step count. A resume cannot switch between the
+#: two: the backup's optimizer has one variable more or less than the new one.
+RATE_AS_A_NUMBER = ("constant", "plateau")
+
+
 def refused(diff: dict) -> list[str]:
     """The changed keys no resume can apply."""
-    return [k for k in diff if any(k == f or k.startswith(f + ".") for f in FIXED)]
+    old, new = diff.get("train.schedule.name", ("constant", "constant"))
+    kind = [(name or "constant") in RATE_AS_A_NUMBER for name in (old, new)]
+    return [k for k in diff if any(k == f or k.startswith(f + ".") for f in FIXED)
+            or (k == "train.schedule.name" and kind[0] != kind[1])]
 
 
 def describe(diff: dict) -> str:

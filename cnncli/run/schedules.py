@@ -12,6 +12,7 @@ loop lowers the rate itself (see `cnncli.run.train`).
 from __future__ import annotations
 
 from cnncli.errors import ConfigError
+from cnncli.run.resume import RATE_AS_A_NUMBER
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -25,7 +26,7 @@ def make(name: str, lr: float, *, steps_per_epoch: int, total_steps: int,
          min_lr: float = 0.0):
     """A learning rate (float) or a Keras `LearningRateSchedule` for the schedule `name`."""
     warmup = int(round(warmup_epochs * steps_per_epoch))
-    if name in ("constant", "plateau"):
+    if name in RATE_AS_A_NUMBER:
         return lr
     if name == "step":
         every = max(1, int(round(step_epochs * steps_per_epoch)))
