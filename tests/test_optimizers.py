@@ -148,3 +148,38 @@ def test_fused_adam_under_mirrored_strategy_matches_keras_adam():
     assert was_fused
     for a, b in zip(fused, plain, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("schedule,said", [
+    ({"name": "constant", "warmup_epochs": 1}, "the constant schedule has no warmup"),
+    ({"name": "step", "warmup_epochs": 1}, "the step schedule has no warmup"),
+    ({"name": "cosine", "warmup_epochs": 5}, "a warmup of 5 epochs is as long as the training"),
+    ({"name": "cosine", "min_lr": 0.5}, "`train.schedule.min_lr` (0.5) is not below the "
+                                        "learning rate (0.1)"),
+])
+def test_schedule_settings_that_would_be_ignored_or_raise_the_rate_are_refused(schedule,
+                                                                               said):
+    from cnncli import config
+    from cnncli.errors import ConfigError
+    from cnncli.run import compile as compiling
+
+    t = config.TrainSection(epochs=3, schedule=schedule, optimizer={"name": "sgd",
+                                                                    "learning_rate": 0.1})
+    with pytest.raises(ConfigError, match=said.replace("(", "\\(").replace(")", "\\)")):
+        compiling.check_training(t, classes=3)
+    compiling.check_training(config.TrainSection(epochs=6, schedule={
+        "name": "cosine", "warmup_epochs": 1, "min_lr": 1e-5}), classes=3)  # sensible: fine
+
+
+def test_a_weight_decay_given_twice_is_refused_unless_the_same():
+    from cnncli import config
+    from cnncli.errors import ConfigError
+    from cnncli.run import compile as compiling
+
+    both = config.TrainSection(weight_decay=0.5, optimizer={"name": "adam",
+                                                            "weight_decay": 0.001})
+    with pytest.raises(ConfigError, match="`train.weight_decay` is 0.5 and "
+                                          "`train.optimizer.weight_decay` 0.001: which one"):
+        compiling.check_training(both, classes=3)
+    compiling.check_training(config.TrainSection(weight_decay=0.5, optimizer={
+        "name": "adam", "weight_decay": 0.5}), classes=3)

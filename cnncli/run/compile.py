@@ -77,6 +77,11 @@ def make_optimizer(t: config.TrainSection, rate):
     extra = t.optimizer.model_extra or {}
     cfg = {"learning_rate": rate, **extra}
     if t.weight_decay:
+        if extra.get("weight_decay") not in (None, t.weight_decay):
+            raise ConfigError(
+                f"`train.weight_decay` is {t.weight_decay:g} and "
+                f"`train.optimizer.weight_decay` {extra['weight_decay']}: which one?",
+                hint="give the weight decay once (`train.weight_decay`)")
         cfg["weight_decay"] = t.weight_decay
     try:
         return optimizers.get(t.optimizer.name, cfg)
@@ -128,7 +133,7 @@ def check_training(t: config.TrainSection, classes: int, *, file: str | None = N
     """Resolve the optimizer, loss and metrics with Keras and try the loss and each metric
     on labels as cnncli makes them (class indices; one-hot with label smoothing) against
     `classes` probabilities. Raises every problem found at once."""
-    errors: list[CnnError] = []
+    errors: list[CnnError] = _schedule_problems(t)
     try:
         make_optimizer(t, t.optimizer.learning_rate)
     except ConfigError as exc:
@@ -160,6 +165,29 @@ def check_training(t: config.TrainSection, classes: int, *, file: str | None = N
                 "use metrics made for class indices: accuracy, "
                 "sparse_top_k_categorical_accuracy, sparse_categorical_crossentropy")))
     raise_all(errors)
+
+
+def _schedule_problems(t: config.TrainSection) -> list[CnnError]:
+    """Schedule settings that would be ignored or turn the rate upside down."""
+    s, lr, errors = t.schedule, t.optimizer.learning_rate, []
+    if s.warmup_epochs and s.name not in ("cosine", "one_cycle"):
+        errors.append(ConfigError(
+            f"`train.schedule.warmup_epochs`: the {s.name} schedule has no warmup (it "
+            "would be ignored)", hint="use `schedule: {name: cosine, warmup_epochs: N}` "
+            "(or one_cycle), or remove warmup_epochs"))
+    epochs = t.planned_epochs
+    if s.warmup_epochs and epochs and s.warmup_epochs >= epochs and \
+            s.name in ("cosine", "one_cycle"):
+        errors.append(ConfigError(
+            f"`train.schedule.warmup_epochs`: a warmup of {s.warmup_epochs:g} epochs is "
+            f"as long as the training ({epochs}): the rate would never reach "
+            f"{lr:g} or decay", hint=f"use fewer warmup epochs than {epochs}"))
+    if s.min_lr and s.min_lr >= lr and s.name in ("cosine", "one_cycle", "plateau"):
+        errors.append(ConfigError(
+            f"`train.schedule.min_lr` ({s.min_lr:g}) is not below the learning rate "
+            f"({lr:g}): the rate would not come down", hint="give a min_lr below the "
+            "learning rate, e.g. a hundredth of it"))
+    return errors
 
 
 def _metric_problem(name: str, labels, probs) -> str | None:
