@@ -470,8 +470,25 @@ def test_early_stopping_stops_and_says_so(tmp_path):
     path = write_config(tmp_path, epochs=30, lr=1e-7,
                         extra_train="early_stopping: {patience: 2, monitor: val_loss, "
                                     "min_delta: 1.0}")
-    result = run_train(path)
+    notes = []
+
+    class Notes(training.Reporter):
+        def note(self, text):
+            notes.append(text)
+
+    result = training.train(config.load(path), reporter=Notes())
     assert result.metrics.stopped_early and result.metrics.epochs == 3
+    assert result.metrics.steps == 3 * 16  # those trained (256 images, batch 16)
+    assert notes == ["early stopping: val_loss has not improved for 2 epochs: the run ends "
+                     "after epoch 3 of 30"]
+
+
+def test_early_stopping_due_at_the_last_epoch_is_no_early_stop(tmp_path):
+    path = write_config(tmp_path, epochs=3, lr=1e-7,
+                        extra_train="early_stopping: {patience: 2, monitor: val_loss, "
+                                    "min_delta: 1.0}")
+    result = run_train(path)
+    assert not result.metrics.stopped_early and result.metrics.epochs == 3
 
 
 def _uninterrupted(tmp_path, **kw):

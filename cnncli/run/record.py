@@ -149,7 +149,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
     return RunMetrics(
         run=str(Path(run).resolve()),  # found from any folder (a resumed run's is too)
         epochs=len(history),
-        steps=p.total_steps,
+        steps=sum(p.steps_in(e) for e in range(len(history))),  # stopped early: fewer
         stopped_early=state.stopped_early,
         final={k: v for k, v in last.items() if k not in ("seconds", "images_per_s")},
         best=Best(monitor, state.best, state.best_epoch),

@@ -131,8 +131,12 @@ class RunCallback(keras.callbacks.Callback):
         row = self._row(epoch, logs or {})
         self.state.history.append(row)
         self.best.update(self.model, row)
-        if self.early and self.early.should_stop(row):
+        stopping = None  # early, not after the last epoch: said after the epoch's line
+        if self.early and self.early.should_stop(row) and epoch + 1 < self.p.epochs:
+            self.state.stopped_early = True
             self._halt("early")
+            stopping = self.early.note(epoch + 1, self.p.epochs, bool(
+                self.p.cfg.train.fine_tune and self.state.stage == 0))
         if self.plateau and (note := self.plateau.update(self.model, row)):
             self.reporter.note(note)
         self.state.epoch, self.state.step = epoch + 1, 0
@@ -141,6 +145,8 @@ class RunCallback(keras.callbacks.Callback):
             return
         self.outputs.write(self.state.history, row)
         self.reporter.epoch_end(row)
+        if stopping:
+            self.reporter.note(stopping)
         self._name_unreadable()
         if self.p.feed.cache_error and not self.cache_noted:
             self.cache_noted = True

@@ -23,10 +23,15 @@ class EarlyStopping:
             self.state.es_best, self.state.wait = row[es.monitor], 0
             return False
         self.state.wait += 1
-        if self.state.wait >= es.patience:
-            self.state.stopped_early = True
-            return True
-        return False
+        return self.state.wait >= es.patience
+
+    def note(self, epoch: int, epochs: int, fine_tune_pending: bool) -> str:
+        """What to say when it stops the run after `epoch` (1-based) of `epochs`."""
+        es = self.section
+        return (f"early stopping: {es.monitor} has not improved for {es.patience} "
+                f"epoch{'s' if es.patience != 1 else ''}: the run ends after epoch {epoch} "
+                f"of {epochs}" + ("; its fine-tuning stage (train.fine_tune) does not run"
+                                  if fine_tune_pending else ""))
 
 
 class Plateau:
