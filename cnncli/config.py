@@ -266,6 +266,14 @@ class TrainSection(_Strict):
         sets the length (its epochs depend on the data's size)."""
         return self.epochs or (None if self.steps else DEFAULT_EPOCHS)
 
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _accuracy_by_its_name(cls, value):
+        """``acc`` (Keras' short name) is ``accuracy``: one column, one figure to follow."""
+        if isinstance(value, list):
+            return ["accuracy" if m == "acc" else m for m in value]
+        return value
+
     @field_validator("optimizer", "schedule", mode="before")
     @classmethod
     def _a_name_alone(cls, value):

@@ -458,6 +458,19 @@ def test_command_line_shortcuts_override_the_config(tmp_path):
     assert metrics["epochs"] == 1 and metrics["batch_size"] == 32
 
 
+def test_epochs_and_set_steps_together_are_refused_before_training(tmp_path):
+    path = write_config(tmp_path, epochs=3)
+    result = cli("train", str(path), "--epochs", "1", "--set", "train.steps=25")
+    assert result.returncode == 2 and "give --epochs or --set train.steps, not both" in \
+        result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_acc_is_accuracy_one_column_and_the_figure_best_keras_follows():
+    t = config.TrainSection(metrics=["acc", "sparse_top_k_categorical_accuracy"])
+    assert t.metrics == ["accuracy", "sparse_top_k_categorical_accuracy"]
+
+
 def test_plain_output_when_not_a_terminal(tmp_path):
     result = cli("train", str(write_config(tmp_path, epochs=2)))
     assert result.returncode == 0, result.stderr

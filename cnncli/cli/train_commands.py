@@ -69,6 +69,9 @@ def train(
             values[key] = value
             origins[key] = f"{option} {value}"
     if epochs is not None:
+        if any(s.split("=", 1)[0].strip() == "train.steps" for s in set_ or []):
+            raise typer.BadParameter("give --epochs or --set train.steps, not both (one "
+                                     "sets how long the run is)", param_hint="--epochs")
         values["train.steps"], origins["train.steps"] = None, f"--epochs {epochs}"
     if offline:
         values["data.offline"], origins["data.offline"] = True, "--offline"
