@@ -439,11 +439,12 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
     cfg._set_by = dict(set_by or {})
     if isinstance(cfg.model, dict) and "from" in cfg.model:
         check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
-    _check_monitor(cfg, doc, file)
+    _check_monitor(cfg, doc, file, set_by)
     return cfg
 
 
-def _check_monitor(cfg: RunConfig, doc: Any, file: str | None) -> None:
+def _check_monitor(cfg: RunConfig, doc: Any, file: str | None,
+                   set_by: dict[str, str] | None = None) -> None:
     """`train.early_stopping.monitor` must be a figure training records, or it never stops."""
     es = cfg.train.early_stopping
     if es is None:
@@ -452,10 +453,9 @@ def _check_monitor(cfg: RunConfig, doc: Any, file: str | None) -> None:
     if cfg.data.validation_split > 0:
         figures += [f"val_{f}" for f in figures]
     if es.monitor not in figures:
-        raise ConfigError(
+        raise with_lines([ConfigError(
             f"`train.early_stopping.monitor`: '{es.monitor}' is not a figure this run records",
-            file=file, line=_locate(doc, ["train", "early_stopping", "monitor"])[1],
-            hint=suggest(es.monitor, figures, listing="recorded"))
+            hint=suggest(es.monitor, figures, listing="recorded"))], doc, set_by, file)[0]
 
 
 def load(path: str | Path, overrides: list[str] = (),
@@ -662,6 +662,16 @@ def _locate(doc: Any, loc: list) -> tuple[Any, int | None]:
     return node, line
 
 
+def _in(doc: Any, key: str) -> bool:
+    """Whether the dotted `key` is written in the loaded config `doc`."""
+    node = doc
+    for part in key.split("."):
+        if not (isinstance(node, dict) and part in node):
+            return False
+        node = node[part]
+    return True
+
+
 def with_lines(errors: list[CnnError], doc: Any, set_by: dict[str, str] | None = None,
                file: str | None = None) -> list[CnnError]:
     """`errors`, each whose message starts with the key it is about (`` `train.loss`: ``)
@@ -670,6 +680,8 @@ def with_lines(errors: list[CnnError], doc: Any, set_by: dict[str, str] | None =
     for error in errors:
         key = re.match(r"`([\w.]+)", error.message)
         given = _given(key.group(1), set_by, named_in=error.message) if key else None
+        if key and not given and not _in(doc, key.group(1)):  # only the command line
+            given = _given(key.group(1), set_by)  # made it (--set train.fine_tune.x=1)
         if given and not error.line:
             error.file, error.where = None, given
         else:

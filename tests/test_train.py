@@ -466,6 +466,18 @@ def test_epochs_and_set_steps_together_are_refused_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("sets,said", [
+    (["data.validation_split=0", "train.early_stopping={patience: 1}"],
+     "error: --set train.early_stopping={patience: 1}: `train.early_stopping.monitor`"),
+    (["train.fine_tune.after_epochs=1"],
+     "error: --set train.fine_tune.after_epochs=1: `train.fine_tune` unfreezes layers")])
+def test_a_problem_with_a_section_only_set_on_the_command_line_names_the_set(tmp_path, sets,
+                                                                              said):
+    path = write_config(tmp_path, epochs=3)
+    result = cli("train", str(path), *[a for s in sets for a in ("--set", s)])
+    assert result.returncode == 2 and said in result.stderr, result.stderr
+
+
 def test_acc_is_accuracy_one_column_and_the_figure_best_keras_follows():
     t = config.TrainSection(metrics=["acc", "sparse_top_k_categorical_accuracy"])
     assert t.metrics == ["accuracy", "sparse_top_k_categorical_accuracy"]
