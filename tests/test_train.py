@@ -508,6 +508,22 @@ def test_early_stopping_stops_and_says_so(tmp_path):
                      "after epoch 3 of 30"]
 
 
+def test_a_lowered_rate_is_said_after_the_line_of_the_epoch_that_lowered_it(tmp_path):
+    path = write_config(tmp_path, epochs=3, lr=1e-30,  # nothing moves: no improvement
+                        extra_train="schedule: {name: plateau, patience: 1, factor: 0.5}")
+    said = []
+
+    class Lines(training.Reporter):
+        def epoch_end(self, row):
+            said.append(f"epoch {row['epoch']}")
+
+        def note(self, text):
+            said.append(text.split(":")[0])
+
+    training.train(config.load(path), reporter=Lines())
+    assert said[:3] == ["epoch 1", "epoch 2", "val loss has not improved for 1 epoch"]
+
+
 def test_early_stopping_due_at_the_last_epoch_is_no_early_stop(tmp_path):
     path = write_config(tmp_path, epochs=3, lr=1e-7,
                         extra_train="early_stopping: {patience: 2, monitor: val_loss, "

@@ -137,16 +137,15 @@ class RunCallback(keras.callbacks.Callback):
             self._halt("early")
             stopping = self.early.note(epoch + 1, self.p.epochs, bool(
                 self.p.cfg.train.fine_tune and self.state.stage == 0))
-        if self.plateau and (note := self.plateau.update(self.model, row)):
-            self.reporter.note(note)
+        lowered = self.plateau.update(self.model, row) if self.plateau else None
         self.state.epoch, self.state.step = epoch + 1, 0
         self._backup()
         if self.stop == "nan":
             return
         self.outputs.write(self.state.history, row)
         self.reporter.epoch_end(row)
-        if stopping:
-            self.reporter.note(stopping)
+        for note in filter(None, (lowered, stopping)):  # said after the epoch they follow
+            self.reporter.note(note)
         self._name_unreadable()
         if self.p.feed.cache_error and not self.cache_noted:
             self.cache_noted = True

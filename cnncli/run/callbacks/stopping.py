@@ -55,5 +55,5 @@ class Plateau:
         new = max(float(rate.numpy()) * s.factor, s.min_lr)
         rate.assign(new)
         self.state.plateau_wait = 0
-        return (f"{key.replace('_', ' ')} has not improved for {s.patience} epochs: "
-                f"learning rate now {new:g}")
+        return (f"{key.replace('_', ' ')} has not improved for {s.patience} "
+                f"epoch{'s' if s.patience != 1 else ''}: learning rate now {new:g}")
