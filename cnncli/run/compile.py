@@ -170,19 +170,19 @@ def check_training(t: config.TrainSection, classes: int, *, file: str | None = N
 def _schedule_problems(t: config.TrainSection) -> list[CnnError]:
     """Schedule settings that would be ignored or turn the rate upside down."""
     s, lr, errors = t.schedule, t.optimizer.learning_rate, []
-    if s.warmup_epochs and s.name not in ("cosine", "one_cycle"):
+    if s.warmup_epochs and s.name not in schedules.WITH_WARMUP:
         errors.append(ConfigError(
             f"`train.schedule.warmup_epochs`: the {s.name} schedule has no warmup (it "
             "would be ignored)", hint="use `schedule: {name: cosine, warmup_epochs: N}` "
             "(or one_cycle), or remove warmup_epochs"))
     epochs = t.planned_epochs
     if s.warmup_epochs and epochs and s.warmup_epochs >= epochs and \
-            s.name in ("cosine", "one_cycle"):
+            s.name in schedules.WITH_WARMUP:
         errors.append(ConfigError(
             f"`train.schedule.warmup_epochs`: a warmup of {s.warmup_epochs:g} epochs is "
             f"as long as the training ({epochs}): the rate would never reach "
             f"{lr:g} or decay", hint=f"use fewer warmup epochs than {epochs}"))
-    if s.min_lr and s.min_lr >= lr and s.name in ("cosine", "one_cycle", "plateau"):
+    if s.min_lr and s.min_lr >= lr and s.name in (*schedules.WITH_WARMUP, "plateau"):
         errors.append(ConfigError(
             f"`train.schedule.min_lr` ({s.min_lr:g}) is not below the learning rate "
             f"({lr:g}): the rate would not come down", hint="give a min_lr below the "

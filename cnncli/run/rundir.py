@@ -57,8 +57,7 @@ def create(root: str | Path, name: str) -> Path:
                           "(it is a folder or a file of its own)", file=str(latest),
                           hint="move or rename it; cnncli makes runs/<name>/latest a link "
                                "to the newest run")
-    numbers = [int(p.name) for p in base.iterdir() if _number(p.name)]
-    n = max(numbers, default=0) + 1
+    n = max(_numbers(base), default=0) + 1
     while True:
         run = base / str(n)
         try:
@@ -73,6 +72,11 @@ def _number(name: str) -> bool:
     return name.isascii() and name.isdigit()
 
 
+def _numbers(folder: Path) -> list[int]:
+    """The numbers of the runs in the folder of a run's name."""
+    return [int(p.name) for p in folder.iterdir() if _number(p.name) and p.is_dir()]
+
+
 def point_latest(run: Path) -> None:
     """Make ``runs/<name>/latest`` a symlink to the newest run beside `run` (the highest
     number), replaced atomically: of two runs started at once, the one that links last
@@ -81,8 +85,7 @@ def point_latest(run: Path) -> None:
     tmp = run.parent / f".latest.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    numbers = [int(p.name) for p in run.parent.iterdir() if _number(p.name) and p.is_dir()]
-    tmp.symlink_to(str(max(numbers, default=int(run.name))))
+    tmp.symlink_to(str(max(_numbers(run.parent), default=int(run.name))))
     try:
         os.replace(tmp, link)
     except OSError:

@@ -17,6 +17,8 @@ from cnncli.runtime import import_keras
 
 keras = import_keras()
 
+#: The schedules that ramp up first (`warmup_epochs`); the others take no warmup.
+WITH_WARMUP = ("cosine", "one_cycle")
 ONE_CYCLE_START = 25.0  # one-cycle starts at lr/25 (Smith & Topin 2018; PyTorch's default)
 ONE_CYCLE_WARMUP = 0.3  # ... and peaks after 30% of the steps
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from cnncli import config
 from cnncli.run.monitor import improved
 from cnncli.run.state import TrainState
+from cnncli.text import count
 
 
 class EarlyStopping:
@@ -28,8 +29,8 @@ class EarlyStopping:
     def note(self, epoch: int, epochs: int, fine_tune_pending: bool) -> str:
         """What to say when it stops the run after `epoch` (1-based) of `epochs`."""
         es = self.section
-        return (f"early stopping: {es.monitor} has not improved for {es.patience} "
-                f"epoch{'s' if es.patience != 1 else ''}: the run ends after epoch {epoch} "
+        return (f"early stopping: {es.monitor} has not improved for "
+                f"{count(es.patience, 'epoch')}: the run ends after epoch {epoch} "
                 f"of {epochs}" + ("; its fine-tuning stage (train.fine_tune) does not run"
                                   if fine_tune_pending else ""))
 
@@ -55,5 +56,5 @@ class Plateau:
         new = max(float(rate.numpy()) * s.factor, s.min_lr)
         rate.assign(new)
         self.state.plateau_wait = 0
-        return (f"{key.replace('_', ' ')} has not improved for {s.patience} "
-                f"epoch{'s' if s.patience != 1 else ''}: learning rate now {new:g}")
+        return (f"{key.replace('_', ' ')} has not improved for "
+                f"{count(s.patience, 'epoch')}: learning rate now {new:g}")
