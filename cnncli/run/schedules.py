@@ -4,9 +4,12 @@ All are functions of the optimizer's step count, which a resumed run restores, s
 the schedule continues where it stopped. ``plateau`` is the exception: the training
 loop lowers the rate itself (see `cnncli.run.train`).
 
+The optimizer's step number `k` (from 0) trains with `schedule(k)`: a `step` schedule
+lowers the rate from the first step of epoch `step_epochs + 1` on.
+
 >>> schedule = make("step", 0.1, steps_per_epoch=100, total_steps=1000, step_epochs=3)
->>> [round(float(schedule(step)), 6) for step in (0, 301, 601)]
-[0.1, 0.01, 0.001]
+>>> [round(float(schedule(step)), 6) for step in (0, 299, 300, 599, 600)]
+[0.1, 0.1, 0.01, 0.01, 0.001]
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ def make(name: str, lr: float, *, steps_per_epoch: int, total_steps: int,
         return lr
     if name == "step":
         every = max(1, int(round(step_epochs * steps_per_epoch)))
-        boundaries = list(range(every, max(total_steps, every + 1), every))
+        # Keras keeps values[k] while step <= boundaries[k]: a boundary one step before
+        # each multiple of `every` lowers the rate at that multiple
+        boundaries = [b - 1 for b in range(every, max(total_steps, every + 1), every)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(
             boundaries, [lr * factor**k for k in range(len(boundaries) + 1)])
     if name == "cosine":
@@ -48,3 +53,17 @@ def make(name: str, lr: float, *, steps_per_epoch: int, total_steps: int,
             alpha=min_lr / lr, warmup_target=lr, warmup_steps=warmup)
     raise ConfigError(f"unknown schedule '{name}'",
                       hint="use constant, step, cosine, one_cycle or plateau")
+
+
+def last_step_rate(optimizer) -> float:
+    """The learning rate `optimizer`'s last step trained with (0 steps: the first's).
+
+    Keras' `optimizer.learning_rate` is the next step's: after an epoch of a `step`
+    schedule it is already the lowered rate the epoch did not use.
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # loss scaling's wrapper
+    schedule = optimizer._learning_rate  # noqa: SLF001 (a schedule or a variable)
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    done = int(keras.ops.convert_to_numpy(optimizer.iterations))
+    return float(keras.ops.convert_to_numpy(schedule(max(done - 1, 0))))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, DataError, TrainingError
-from cnncli.run import finetune, rundir
+from cnncli.run import finetune, rundir, schedules
 from cnncli.run.callbacks.backup import Backups
 from cnncli.run.callbacks.best import BestModel
 from cnncli.run.callbacks.outputs import Outputs
@@ -159,9 +159,9 @@ class RunCallback(keras.callbacks.Callback):
         self.first_step = 0
         self.state.train_seconds += seconds
         images = self.epoch_steps * self.p.global_batch
-        rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        rate = schedules.last_step_rate(self.model.optimizer)  # what this epoch ended with
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
-               "learning_rate": float(rate), "seconds": round(seconds, 3),
+               "learning_rate": rate, "seconds": round(seconds, 3),
                "images_per_s": round(images / seconds, 1)}
         self._record_unreadable()
         if self.state.unreadable:  # files that could not be decoded: skipped, and said
