@@ -283,6 +283,28 @@ def test_doctor_lists_each_gpu_with_its_memory_and_compute_capability(monkeypatc
     assert "GPU 0: A100, 80.0 GiB, compute capability 8.0\n" in result.output
 
 
+@pytest.mark.parametrize("command", [
+    "predict x.png --model mnist_net", "evaluate mnist_net", "export mnist_net --format onnx",
+    "visualize filters mnist_net", "explain mnist_net x.png"])
+def test_commands_that_run_on_one_device_set_up_one_device(command, monkeypatch, tmp_path):
+    from PIL import Image
+
+    from cnncli import devices
+    from cnncli.errors import DeviceError
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("L", (28, 28)).save("x.png")
+    asked = []
+
+    def setup(*args, **kw):
+        asked.append(kw)
+        raise DeviceError("stopped here")
+
+    monkeypatch.setattr(devices, "setup", setup)
+    run(*command.split())
+    assert asked == [{"one_device": True}]
+
+
 def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
     with open("/proc/cpuinfo") as f:
         flags = f.read()

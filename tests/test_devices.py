@@ -449,6 +449,75 @@ def test_setup_gpu_without_gpu_raises_device_error():
         devices.setup("gpu")
 
 
+class FakeGpus:
+    """Two GPUs TensorFlow would see, and which of them it is left to use."""
+
+    def __init__(self, monkeypatch, infos):
+        from cnncli.runtime import import_tf
+
+        tf = import_tf()
+        self.physical = [tf.config.PhysicalDevice(f"/physical_device:GPU:{g.index}", "GPU")
+                         for g in infos]
+        self.visible = list(self.physical)
+        self.calls = []
+        monkeypatch.setattr(tf_layer, "visible_gpus", lambda: infos)
+        monkeypatch.setattr(tf_layer, "_physical_gpus", lambda: self.physical)
+        monkeypatch.setattr(tf_layer, "_enable_memory_growth", lambda: None)
+        monkeypatch.setattr(tf.config, "get_visible_devices", lambda kind: list(self.visible))
+        monkeypatch.setattr(tf.config, "set_visible_devices", self._set)
+
+    def _set(self, wanted, kind):
+        self.calls.append(([d.name[-5:] for d in wanted], kind))
+        self.visible = list(wanted)
+
+
+TWO_GPUS = [GpuInfo("A100", None, (8, 0), 0), GpuInfo("V100", None, (7, 0), 1)]
+
+
+def test_the_cpu_chosen_beside_gpus_hides_them_from_tensorflow(monkeypatch):
+    fake = FakeGpus(monkeypatch, TWO_GPUS)
+    placement = devices.setup("cpu", "float32")
+    assert placement.kind == "cpu" and fake.calls == [([], "GPU")]
+
+
+def test_one_gpu_chosen_is_the_only_one_tensorflow_sees_and_is_renumbered(monkeypatch):
+    fake = FakeGpus(monkeypatch, TWO_GPUS)
+    placement = devices.setup("gpu:1", "float32")
+    assert placement.devices == ["/gpu:1"] and fake.calls == [(["GPU:1"], "GPU")]
+    assert tf_layer._logical_name("/gpu:1") == "/gpu:0"  # TensorFlow's name for it now
+
+
+def test_mirrored_over_every_visible_gpu_hides_none(monkeypatch):
+    fake = FakeGpus(monkeypatch, TWO_GPUS)
+    assert devices.setup("auto", "float32").kind == "mirrored" and fake.calls == []
+
+
+def test_a_one_device_command_on_two_gpus_runs_on_the_first_in_its_precision(monkeypatch):
+    fake = FakeGpus(monkeypatch, TWO_GPUS)
+    placement = devices.setup("auto", "auto", one_device=True)
+    try:
+        assert (placement.kind, placement.devices, placement.replicas) == ("gpu", ["/gpu:0"], 1)
+        assert placement.precision == "mixed_bfloat16"  # the A100's: the V100 is not used
+        assert placement.describe() == "Device: A100 (gpu:0, mixed_bfloat16)"
+        assert fake.calls == [(["GPU:0"], "GPU")]
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_gpus_that_can_no_longer_be_hidden_are_a_device_error(monkeypatch):
+    from cnncli.runtime import import_tf
+
+    FakeGpus(monkeypatch, TWO_GPUS)
+
+    def started(wanted, kind):
+        raise RuntimeError("Visible devices cannot be modified after being initialized")
+
+    monkeypatch.setattr(import_tf().config, "set_visible_devices", started)
+    with pytest.raises(DeviceError, match="TensorFlow already runs on other devices in this "
+                                          "process: it cannot move to /gpu:1"):
+        devices.setup("gpu:1", "float32")
+
+
 MIRRORED_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
     """
     import json

@@ -46,7 +46,7 @@ def export(
     from cnncli.export import formats
 
     formats.plan(fmt, quantize or ["none"])  # a bad --format is reported before TensorFlow loads
-    placement = devices.setup(device, "float32")
+    placement = devices.setup(device, "float32", one_device=True)
     from cnncli.export import exporter
 
     if not json:

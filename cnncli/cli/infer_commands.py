@@ -196,5 +196,5 @@ def _placement(model: str, device: str, precision: str):
                         f"to {exported.kind(model)} files: they run on the CPU, in the "
                         "precision they were exported in")
         return None
-    return devices.setup(device, precision)
+    return devices.setup(device, precision, one_device=True)
 

@@ -29,7 +29,7 @@ def _load(target: str, weights: str | None, offline: bool, device: str):
     from cnncli import devices
     from cnncli.infer import classifier
 
-    devices.setup(device, "float32")
+    devices.setup(device, "float32", one_device=True)
     return classifier.load(target, weights=weights, offline=offline)
 
 

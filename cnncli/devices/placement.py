@@ -293,7 +293,7 @@ def _no_such_gpu(requested: str, gpus: Sequence[GpuInfo]) -> DeviceError:
 # Over 60 lines with its docstring and doctest; the decision itself is one if-chain.
 def decide(
     requested: str, precision: str, gpus: Sequence[GpuInfo], cpu_threads: int,
-    cluster: Cluster | None = None, cpu_bf16: bool = False,
+    cluster: Cluster | None = None, cpu_bf16: bool = False, one_device: bool = False,
 ) -> Placement:
     """Choose the devices and precision for ``--device requested --precision precision``.
 
@@ -301,6 +301,9 @@ def decide(
     * ``cpu``: the CPU even if GPUs are visible;
     * ``gpu``: like ``auto`` but a missing GPU is an error, not a fallback;
     * ``gpu:N``: that GPU only (an error if TensorFlow does not see it).
+
+    With `one_device` (commands that run on one device: predict, evaluate, export)
+    several GPUs are narrowed to the first.
 
     With a `cluster` (from `parse_tf_config`) the same choice is made for this
     machine, and the placement is ``"multiworker"``: every machine trains a
@@ -327,8 +330,8 @@ def decide(
         used, kind, devices, note = matches, "gpu", [f"/gpu:{index}"], ""
     elif not gpus:
         raise _no_such_gpu("gpu", gpus)
-    elif len(gpus) == 1:
-        used, kind, devices, note = gpus, "gpu", [f"/gpu:{gpus[0].index}"], ""
+    elif len(gpus) == 1 or one_device:
+        used, kind, devices, note = gpus[:1], "gpu", [f"/gpu:{gpus[0].index}"], ""
     else:
         used, kind, note = gpus, "mirrored", ""
         devices = [f"/gpu:{g.index}" for g in gpus]

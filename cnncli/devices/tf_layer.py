@@ -94,13 +94,17 @@ def _enable_memory_growth() -> None:
 
 
 def setup(requested: str = "auto", precision: str = "auto", *,
-          multiworker: bool = False) -> Placement:
+          multiworker: bool = False, one_device: bool = False) -> Placement:
     """Prepare TensorFlow for ``--device requested --precision precision``.
 
     Call it before any tensor is created. It turns on GPU memory growth,
-    decides the placement, sets Keras's global dtype policy to its precision
-    (float32 too, so a previous mixed policy does not linger), and issues each
-    of ``placement.warnings`` with `warnings.warn`.
+    decides the placement, hides from TensorFlow the GPUs it does not use (else
+    TensorFlow would put work on the first GPU whatever was chosen), sets Keras's
+    global dtype policy to its precision (float32 too, so a previous mixed policy does
+    not linger), and issues each of ``placement.warnings`` with `warnings.warn`.
+
+    With `one_device` (prediction, evaluation, export: they run on one device) a
+    choice of several GPUs is narrowed to the first.
 
     With `multiworker` (training only) and a ``TF_CONFIG`` that describes a
     cluster, it also joins the cluster: it creates the
@@ -116,12 +120,14 @@ def setup(requested: str = "auto", precision: str = "auto", *,
     _enable_memory_growth()
     cluster = parse_tf_config(os.environ.get("TF_CONFIG")) if multiworker else None
     placement = decide(requested, precision, visible_gpus(), tf_cpu_threads(), cluster,
-                       cpu_bf16=cpu_bf16_units())
+                       cpu_bf16=cpu_bf16_units(), one_device=one_device)
     warning = gpu_warning(nvidia_driver_present(), placement, build_info())
     if warning:
         placement.warnings.append(warning)
     if placement.kind == "multiworker":
         strategy(placement)
+    else:
+        _hide_unused_gpus(placement)
     keras.config.set_dtype_policy(placement.precision)
     for text in placement.warnings:
         warnings.warn(text, stacklevel=2)
@@ -148,8 +154,38 @@ def strategy(placement: Placement):
     if placement.kind == "cpu":
         return tf.distribute.get_strategy()
     if placement.kind == "gpu":
-        return tf.distribute.OneDeviceStrategy(placement.devices[0])
-    return tf.distribute.MirroredStrategy(list(placement.devices))
+        return tf.distribute.OneDeviceStrategy(_logical_name(placement.devices[0]))
+    return tf.distribute.MirroredStrategy([_logical_name(d) for d in placement.devices])
+
+
+def _hide_unused_gpus(placement: Placement) -> None:
+    """Leave TensorFlow only the GPUs `placement` uses (none on the CPU): it puts any
+    work no strategy places (a model loaded to predict, `--device cpu`'s training) on
+    the first GPU it sees."""
+    tf = import_tf()
+    physical = _physical_gpus()
+    wanted = [physical[int(d.split(":")[1])] for d in placement.devices
+              if d.startswith("/gpu:")]
+    if wanted == tf.config.get_visible_devices("GPU"):
+        return
+    try:
+        tf.config.set_visible_devices(wanted, "GPU")
+    except RuntimeError:  # TensorFlow started on other devices earlier in this process
+        raise DeviceError(
+            f"TensorFlow already runs on other devices in this process: it cannot move "
+            f"to {', '.join(placement.devices)}",
+            hint="run each choice of --device in its own process") from None
+
+
+def _logical_name(device: str) -> str:
+    """TensorFlow's name now for the GPU `device` names in its first numbering
+    (``/gpu:N``, as `decide` does): the GPUs `_hide_unused_gpus` hid renumber the rest.
+    Other devices keep their names."""
+    if not device.startswith("/gpu:"):
+        return device
+    tf = import_tf()
+    physical = _physical_gpus()[int(device.split(":")[1])]
+    return f"/gpu:{tf.config.get_visible_devices('GPU').index(physical)}"
 
 
 @functools.cache
