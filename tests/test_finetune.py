@@ -399,6 +399,29 @@ def test_a_run_interrupted_in_either_stage_resumes_to_the_uninterrupted_result(
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_new_learning_rate_in_the_fine_tuning_stage_leaves_its_rate_and_says_so(source,
+                                                                                   tmp_path):
+    from types import SimpleNamespace
+
+    from cnncli.run.state import TrainState
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    cfg = config.load(write_finetune(tmp_path, source), ["train.optimizer.learning_rate=0.5"])
+    p = SimpleNamespace(cfg=cfg, placement=SimpleNamespace(replicas=1, is_chief=False,
+                                                           precision="float32"))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.001), "mse")  # the second stage's optimizer
+    model.optimizer.build(model.trainable_variables)
+    notes = []
+    reporter = training.Reporter()
+    reporter.note = notes.append
+    training._apply(p, model, TrainState(stage=1),
+                    {"train.optimizer.learning_rate": (0.01, 0.5)}, tmp_path, reporter)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.001)
+    assert "(the fine-tuning stage goes on at train.fine_tune.learning_rate, 0.001)" in notes[0]
+
+
 def test_resume_refuses_a_changed_fine_tune(source, tmp_path):
     path = write_finetune(tmp_path, source)
     with pytest.raises(Interrupted):

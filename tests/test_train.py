@@ -312,6 +312,24 @@ def test_resume_with_force_applies_a_new_learning_rate(tmp_path):
     assert config.load(run / "config.yaml").train.optimizer.learning_rate == 0.05
 
 
+def test_a_new_learning_rate_on_resume_is_scaled_for_the_replicas_as_the_first_was(tmp_path):
+    from types import SimpleNamespace
+
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    cfg = config.load(write_config(tmp_path, lr=0.01, extra_train="scale_lr: true"),
+                      ["train.optimizer.learning_rate=0.05"])
+    p = SimpleNamespace(cfg=cfg, placement=SimpleNamespace(replicas=4, is_chief=False,
+                                                           precision="float32"))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.04), "mse")  # 0.01 on 4 replicas
+    model.optimizer.build(model.trainable_variables)
+    training._apply(p, model, TrainState(), {"train.optimizer.learning_rate": (0.01, 0.05)},
+                    tmp_path, training.Reporter())
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.2)
+
+
 def test_resume_with_force_trains_the_new_epochs_and_records_them(tmp_path):
     run = _interrupted_run(write_config(tmp_path, epochs=2))
     result = training.train(config.load(run / "config.yaml", ["train.epochs=3"]),

@@ -45,10 +45,8 @@ def compile_stage(p, model, lr: float, steps: int) -> None:
     the optimizer and metrics (so a backup can be restored into them). A run with two
     stages (`cnncli.run.finetune`) calls it again for the second."""
     t = p.cfg.train
-    if p.placement.replicas > 1 and t.scale_lr:
-        lr = devices.scale_learning_rate(lr, p.placement.replicas)
     s = t.schedule
-    rate = schedules.make(s.name, lr, steps_per_epoch=p.steps_per_epoch,
+    rate = schedules.make(s.name, replica_rate(p, lr), steps_per_epoch=p.steps_per_epoch,
                           total_steps=steps, warmup_epochs=s.warmup_epochs,
                           step_epochs=s.step_epochs, factor=s.factor, min_lr=s.min_lr)
     if t.fused_norm:
@@ -65,6 +63,13 @@ def compile_stage(p, model, lr: float, steps: int) -> None:
     distributed.build_metrics(model, pipeline.preprocess_batch(
         p.feed.first_images(1), p.spec.input, p.preprocessing),
         labels_like(p.feed.train.labels[:1], p.one_hot))
+
+
+def replica_rate(p, lr: float) -> float:
+    """The learning rate `lr` trains at on the plan's replicas (`train.scale_lr`)."""
+    if p.placement.replicas > 1 and p.cfg.train.scale_lr:
+        return devices.scale_learning_rate(lr, p.placement.replicas)
+    return lr
 
 
 def labels_like(labels: np.ndarray, one_hot: int | None):

@@ -29,7 +29,7 @@ from cnncli.errors import ConfigError, DataError, TrainingError, WriteError
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, signal_name
-from cnncli.run.compile import compile_model
+from cnncli.run.compile import compile_model, replica_rate
 from cnncli.run.monitor import best_monitor, direction
 from cnncli.run.plan import Plan, absolute_paths, plan
 from cnncli.run.state import TrainState
@@ -272,17 +272,21 @@ def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False,
 
 def _apply(p: Plan, model, state: TrainState, diff: dict, run: Path, reporter) -> None:
     """Apply what `--force` accepted, and record it (state, config.yaml)."""
-    key = "train.optimizer.learning_rate"
-    rate = model.optimizer.learning_rate
-    if key in diff and hasattr(rate, "assign"):  # a constant rate is a restored variable
-        rate.assign(p.cfg.train.optimizer.learning_rate)
+    said = resume.describe(diff)
+    if "train.optimizer.learning_rate" in diff and state.stage:
+        said += (" (the fine-tuning stage goes on at train.fine_tune.learning_rate, "
+                 f"{p.cfg.train.fine_tune.learning_rate:g})")
+    elif "train.optimizer.learning_rate" in diff:
+        rate = model.optimizer.learning_rate  # a schedule was made with the new rate
+        if hasattr(rate, "assign"):  # a constant rate is a restored variable
+            rate.assign(replica_rate(p, p.cfg.train.optimizer.learning_rate))
     state.precision = p.placement.precision
     state.resumes.append({"epoch": state.epoch + 1, "step": state.step,
                           "changed": {k: list(v) for k, v in diff.items()}})
     if p.placement.is_chief:
         record.write_config(run, p.cfg)
-    reporter.note(f"--force: continuing with {resume.describe(diff)} (recorded in "
-                  "config.yaml and metrics.json)")
+    reporter.note(f"--force: continuing with {said} (recorded in config.yaml and "
+                  "metrics.json)")
 
 
 def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
