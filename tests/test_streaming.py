@@ -736,25 +736,33 @@ def letters_dataset(train):
     return Dataset("letters", train, train, ["a", "b"], "a list")
 
 
-def test_a_pack_resized_one_way_trains_only_with_that_resize_mode(tmp_path):
-    wide = tmp_path / "wide"
+def _wide_photos(folder):
+    """Two classes of 8x24 photos: red, green, blue thirds; class b brighter."""
     for label, name in enumerate(("a", "b")):
-        for i in range(4):  # 8x24: red, green, blue thirds; class b brighter
+        for i in range(4):
             x = np.zeros((8, 24, 3), np.uint8)
             for third in range(3):
                 x[:, third * 8:(third + 1) * 8, third] = 120 + 100 * label + i
-            (wide / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(x).save(wide / name / f"{i}.png")
-    records.pack(datasets.load(wide), tmp_path / "packed", image_size=(8, 8),
-                 resize="center_crop")
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x).save(folder / name / f"{i}.png")
+    return folder
+
+
+def _dense_config(tmp_path, data, input, resize="stretch"):
+    return config.parse({"model": {"input": input, "layers": [
+        "Flatten", {"Dense": {"units": "$classes", "activation": "softmax"}}]},
+        "data": {"name": str(data), "validation_split": 0, "resize": resize},
+        "train": {"epochs": 1, "batch_size": 2}, "output": {"dir": str(tmp_path / "runs")}})
+
+
+def test_a_pack_resized_one_way_trains_only_with_that_resize_mode(tmp_path):
+    records.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
+                 image_size=(8, 8), resize="center_crop")
     packed = datasets.load(tmp_path / "packed")
     assert packed.resized == "center_crop"
     x = next(iter(split_batches(packed.train, (8, 8, 3))))[0][0]
     assert (x[..., 1] > 100).all() and (x[..., [0, 2]] == 0).all()  # the green middle only
-    cfg = config.parse({"model": {"input": [8, 8, 3], "layers": [
-        "Flatten", {"Dense": {"units": "$classes", "activation": "softmax"}}]},
-        "data": {"name": str(tmp_path / "packed"), "validation_split": 0},
-        "train": {"epochs": 1, "batch_size": 2}, "output": {"dir": str(tmp_path / "runs")}})
+    cfg = _dense_config(tmp_path, tmp_path / "packed", [8, 8, 3])
     with pytest.raises(ConfigError, match="`data.resize` is stretch, and the packed images "
                                           "were resized with center_crop"):
         training.train(cfg)
@@ -764,6 +772,66 @@ def test_a_pack_resized_one_way_trains_only_with_that_resize_mode(tmp_path):
     from cnncli.model import modelfile
 
     assert modelfile.read_meta(run / "model.keras").resize == "center_crop"  # as predict
+
+
+def test_a_pack_cropped_to_one_shape_does_not_train_a_network_of_another(tmp_path):
+    records.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
+                 image_size=(8, 8), resize="center_crop")
+    cfg = _dense_config(tmp_path, tmp_path / "packed", [8, 16, 3], resize="center_crop")
+    with pytest.raises(ConfigError, match="the packed images of .*packed are not the pictures "
+                                          "this model gets from photos: "
+                                          "they were cropped to 8x8 when packed, and 8x16 is "
+                                          "another shape: they would be cropped twice, "
+                                          "photos once. Hint: pack the original images with "
+                                          "--image-size 8 16 --resize center_crop"):
+        training.train(cfg)
+    assert not (tmp_path / "runs").exists()
+    cfg.model["input"] = [16, 16, 3]  # the same shape, larger: as the photos cropped once
+    assert training.train(cfg).metrics.epochs == 1
+
+
+def test_a_pack_packed_again_keeps_how_its_images_were_resized(tmp_path):
+    records.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
+                 image_size=(8, 8), resize="pad")
+    records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again", shard_mb=0.001)
+    assert datasets.load(tmp_path / "again").resized == "pad"
+    records.pack(datasets.load(tmp_path / "packed"), tmp_path / "larger", image_size=(16, 16),
+                 resize="pad")
+    assert datasets.load(tmp_path / "larger").resized == "pad"
+    with pytest.raises(ConfigError, match="cannot be packed again at --image-size 8 16 "
+                                          "--resize pad: they were padded to 8x8 when packed"):
+        records.pack(datasets.load(tmp_path / "packed"), tmp_path / "wider",
+                     image_size=(8, 16), resize="pad")
+    with pytest.raises(ConfigError, match="they were resized with pad when packed, not "
+                                          "stretch"):
+        records.pack(datasets.load(tmp_path / "packed"), tmp_path / "wider",
+                     image_size=(8, 8))
+    assert not (tmp_path / "wider").exists()
+
+
+def test_evaluating_on_a_pack_resized_otherwise_than_the_model_is_refused(tmp_path):
+    from cnncli.export.exporter import export
+    from cnncli.infer import evaluate
+
+    wide = _wide_photos(tmp_path / "wide")
+    run = training.train(_dense_config(tmp_path, wide, [8, 8, 3])).run  # stretched
+    records.pack(datasets.load(wide), tmp_path / "padded", image_size=(8, 8), resize="pad")
+    with pytest.raises(DataError, match="the packed images of .*padded are not the pictures "
+                                        "this model gets from photos: they were resized with "
+                                        "pad when packed, not stretch"):
+        evaluate.evaluate(run, data=str(tmp_path / "padded"))
+    with pytest.raises(DataError, match="resized with pad when packed, not stretch"):
+        export(run, formats=["onnx"], data=str(tmp_path / "padded"), output=tmp_path / "exports")
+    assert not (tmp_path / "exports").exists()
+    records.pack(datasets.load(wide), tmp_path / "stretched", image_size=(8, 8))
+    assert evaluate.evaluate(run, data=str(tmp_path / "stretched")).result.accuracy >= 0
+
+
+def test_a_photo_folder_with_a_dataset_json_of_its_own_is_read_as_photos(tmp_path):
+    photos = photo_folder(tmp_path / "photos")
+    (photos / "dataset.json").write_text('{"description": "my photos"}')
+    ds = datasets.load(photos)
+    assert ds.class_names == ["a", "b"] and ds.resized is None
 
 
 @pytest.mark.parametrize("edit,message", [

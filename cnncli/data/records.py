@@ -31,7 +31,7 @@ import numpy as np
 from cnncli import files, parallel
 from cnncli.data import images
 from cnncli.data.dataset import Dataset, Records, Split
-from cnncli.errors import ConfigError, DataError
+from cnncli.errors import CnnError, ConfigError, DataError
 from cnncli.text import first_line
 
 FORMAT = "cnncli-tfrecord"
@@ -39,7 +39,10 @@ INDEX = "dataset.json"
 
 
 def detect(path: Path) -> bool:
-    return path.is_dir() and (path / INDEX).is_file()
+    """A packed folder: its index says so, or (damaged) it holds packed labels beside it
+    (a folder of photos with a ``dataset.json`` of the user's own is no pack)."""
+    return path.is_dir() and (path / INDEX).is_file() and (
+        _is_a_pack(path) or any(path.glob("*-labels.npy")))
 
 
 def read_records(folder: str | os.PathLike) -> Dataset:
@@ -124,6 +127,44 @@ def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> 
     return Split(Records(tuple(shards), entry["count"], shape, named), labels)
 
 
+def resize_problem(ds: Dataset, mode: str, size: tuple[int, int]) -> str | None:
+    """Why the images of `ds`, resized when packed, are not what photos resized to `size`
+    (H, W) the `mode` way are (None: they are, as near as resizing twice gives).
+
+    Resized another way, or padded or cropped to another shape (then padded or cropped
+    again), a model would train or be evaluated on other pictures than predict gives it.
+
+    >>> import dataclasses, numpy as np
+    >>> from cnncli.data.checks import from_arrays
+    >>> ds = dataclasses.replace(from_arrays("p", np.zeros((2, 32, 32), np.uint8), [0, 1],
+    ...     np.zeros((2, 32, 32), np.uint8), [0, 1], None, "p", file="p"), resized="pad")
+    >>> resize_problem(ds, "pad", (64, 64)) is None, resize_problem(ds, "pad", (24, 32))
+    (True, 'they were padded to 32x32 when packed, and 24x32 is another shape: they would \
+be padded twice, photos once')
+    """
+    if not ds.resized:
+        return None
+    if ds.resized != mode:
+        return f"they were resized with {ds.resized} when packed, not {mode}"
+    (h, w), (height, width) = ds.image_shape[:2], size
+    if mode != "stretch" and h * width != w * height:
+        done = {"pad": "padded", "center_crop": "cropped"}[mode]
+        return (f"they were {done} to {h}x{w} when packed, and {height}x{width} is another "
+                f"shape: they would be {done} twice, photos once")
+    return None
+
+
+def refuse_resized(ds: Dataset, mode: str, size: tuple[int, int], name: str, *,
+                   error: type[CnnError] = DataError, **where) -> None:
+    """Raise `error` (at `where`: file, line) if `resize_problem` finds one: a model
+    would train, be evaluated or checked on other pictures than its photos give it."""
+    if problem := resize_problem(ds, mode, size):
+        h, w = size
+        raise error(f"the packed images of {name} are not the pictures this model gets from "
+                    f"photos: {problem}", hint=f"pack the original images with --image-size "
+                    f"{h} {w} --resize {mode}, or without --image-size", **where)
+
+
 def pack_resize_mode(image_size: tuple[int, int] | None, resize: str | None) -> str:
     """The resize mode `pack` uses: `resize` (default stretch), checked; a `ConfigError`
     for a mode without an `image_size` (the images would be packed as they are)."""
@@ -167,6 +208,11 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
 
     out = Path(out)
     resize = pack_resize_mode(image_size, resize)
+    if image_size and (problem := resize_problem(ds, resize, tuple(image_size))):
+        raise ConfigError(f"the packed images of {ds.name} cannot be packed again at "
+                          f"--image-size {image_size[0]} {image_size[1]} --resize {resize}: "
+                          f"{problem}", hint="pack the original images, or pack these "
+                          "again without --image-size")
     if image_size and max(image_size) > MAX_IMAGE_SIDE:
         raise ConfigError(f"--image-size {image_size[0]} {image_size[1]} is larger than "
                           f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "
@@ -185,7 +231,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         index = {"format": FORMAT, "version": 1, "source": ds.source,
                  "class_names": list(ds.class_names), "splits": {},
                  "image_shape": _packed_shape(ds, image_size),
-                 "resize": resize if image_size else None,
+                 "resize": resize if image_size else ds.resized,
                  "named_classes": ds.train.named_classes}
         skipped: list[DataError] = []
         for name, split in (("train", ds.train), ("test", ds.test)):

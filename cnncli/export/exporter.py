@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli import files, text
-from cnncli.data import datasets, feed
+from cnncli.data import datasets, feed, records
 from cnncli.errors import (
     EXIT_DATA_OR_MODEL,
     EXIT_SIGINT,
@@ -380,6 +380,8 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     # never those of the check images (--data, --images), which only check.
     shape = tuple(reference.input_shape)
     resize = reference.meta.resize
+    if ds is not None:
+        records.refuse_resized(ds, resize, shape[:2], source)
     calibration = None
     if calibrate:  # its own seed: the check images must not depend on it
         pick = np.random.default_rng(1).permutation(len(ds.train))[:CALIBRATION_IMAGES]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli import files, plots, text
-from cnncli.data import datasets, feed
+from cnncli.data import datasets, feed, records
 from cnncli.data.dataset import DataWarning
 from cnncli.errors import ConfigError, DataError
 from cnncli.infer import classifier, metrics
@@ -88,6 +88,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                          offline=offline or bool(run_data and run_data.offline),
                          test_fraction=1.0 if all_images else 0.2)
         notes += said
+        records.refuse_resized(ds, clf.meta.resize, clf.input_shape[:2], source)
         labels, matched = labels_by_name(ds, clf, source)
         notes += matched
         notes += _split_notes(ds, source, data=data, all_images=all_images,

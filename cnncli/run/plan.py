@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli import config, devices, runfolder, yamlio
-from cnncli.data import checks, datasets
+from cnncli.data import checks, datasets, records
 from cnncli.data.dataset import Dataset
 from cnncli.data.feed import Feed
 from cnncli.errors import CnnError, ConfigError, DataError, raise_all
@@ -127,6 +127,9 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
                           hint=f"set `data.resize: {data.resized}` (predict then resizes "
                                f"the same way), or pack again with --resize {d.resize}")
     network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
+    if network.input:
+        records.refuse_resized(data, d.resize, network.input[:2], d.name, error=ConfigError,
+                               file=config_file)
     built = _checked(network, t, data, config_file, cfg.set_by)  # before any run folder
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
                    limit=d.limit, resize=d.resize, cache=d.cache)
