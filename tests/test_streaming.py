@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -877,6 +878,16 @@ def test_pack_without_resizing_leaves_out_an_image_that_cannot_be_decoded_too(tm
     assert done.skipped == 1 and str(broken) in done.examples[0]
     packed = datasets.load(tmp_path / "packed")
     assert len(packed.train) + len(packed.test) == 11
+
+
+def test_pack_refuses_data_most_of_which_cannot_be_decoded_as_training_would(tmp_path):
+    root = photo_folder(tmp_path / "photos")
+    for photo in datasets.load(root).train.images[:7]:  # 7 of 12 cut to their first bytes
+        Path(photo).write_bytes(Path(photo).read_bytes()[:200])
+    with pytest.raises(DataError, match="7 of the 12 images could not be decoded, e.g. "):
+        records.pack(datasets.load(root), tmp_path / "packed")
+    assert not (tmp_path / "packed").exists() and [p.name for p in tmp_path.iterdir()] == [
+        "photos"]
 
 
 def test_repacking_resized_leaves_out_a_record_that_cannot_be_decoded_naming_it(tmp_path,

@@ -1,6 +1,7 @@
 """Checks every array source goes through: uint8 images of 1 or 3 channels, integer labels
 in range, the same image size in both splits (and, for training, at least two classes:
 `check_every_class_trains`). One `DataError` that names the file and says how to fix it.
+Also the rule for data most of whose images cannot be decoded (`mostly_unreadable`).
 
 >>> import numpy as np
 >>> ds = from_arrays("toy", np.zeros((4, 8, 8), np.uint8), [0, 1, 0, 1],
@@ -17,6 +18,11 @@ import numpy as np
 
 from cnncli.data.dataset import Dataset, Split
 from cnncli.errors import DataError
+
+#: Data of which more than this share of the images could not be decoded is broken (a
+#: truncated copy, the wrong folder), not a few files: training stops on it and `datasets
+#: pack` refuses it (a run on what is left would be a waste of hours).
+UNREADABLE_SHARE = 0.5
 
 
 def _as_images(array: np.ndarray, file: str, what: str) -> np.ndarray:
@@ -175,3 +181,15 @@ def looks_like(path: Path) -> str:
     if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
         return " (this one holds text)"
     return ""
+
+
+def mostly_unreadable(failures: list[DataError], tried: int,
+                      what: str = "images") -> DataError | None:
+    """The error for data of which more than `UNREADABLE_SHARE` of the `tried` images
+    could not be decoded (`failures`); None for fewer (they are left out, and said)."""
+    if len(failures) <= UNREADABLE_SHARE * tried:
+        return None
+    examples = "; ".join(f"{exc.file}: {exc.message}" for exc in failures[:2])
+    return DataError(f"{len(failures):,} of the {tried:,} {what} could not be decoded, "
+                     f"e.g. {examples}", hint="check the data (a copy cut short? the right "
+                     "folder?), fix or remove the files that fail")

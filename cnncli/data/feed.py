@@ -23,16 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnncli.config import AugmentSection
+from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Split
 from cnncli.data.loader import ImageLoader, needs_loader
 from cnncli.errors import ConfigError, DataError
 from cnncli.text import count
 
-#: Training stops when more than this share of the images tried so far could not be
-#: decoded: then the data is broken (a truncated copy, the wrong folder), not a few files,
-#: and a run on what is left would be a waste of hours. Judged once this many images were
-#: tried (or at an epoch's end), so that two bad files among the first three stop nothing.
-UNREADABLE_SHARE = 0.5
+#: Training stops when more than `checks.UNREADABLE_SHARE` of the images tried so far
+#: could not be decoded, judged once this many images were tried (or at an epoch's end),
+#: so that two bad files among the first three stop nothing.
 UNREADABLE_AFTER = 100
 
 
@@ -143,7 +142,7 @@ class Feed:
     def unreadable_error(self, strict: bool = False, epoch_end: bool = False
                          ) -> DataError | None:
         """The error to stop training with because images could not be decoded: at the
-        first one with `strict`, else when more than `UNREADABLE_SHARE` of those tried
+        first one with `strict`, else when more than `checks.UNREADABLE_SHARE` of those tried
         failed (judged after `UNREADABLE_AFTER` or at an epoch's end); None while training
         may go on."""
         loaders = [loader for loader in {self.train_loader, self.val_loader} if loader]
@@ -156,14 +155,9 @@ class Feed:
                              hint="fix or replace that file, or skip such files with "
                                   "data.strict: false")
         tried = sum(loader.tried for loader in loaders)
-        if len(failures) <= UNREADABLE_SHARE * tried or (tried < UNREADABLE_AFTER
-                                                          and not epoch_end):
+        if tried < UNREADABLE_AFTER and not epoch_end:
             return None
-        examples = "; ".join(f"{exc.file}: {exc.message}" for exc in failures[:2])
-        return DataError(f"{len(failures):,} of the {tried:,} images read so far could not "
-                         f"be decoded, e.g. {examples}",
-                         hint="check the data (a copy cut short? the right folder?), fix or "
-                              "remove the files that fail")
+        return mostly_unreadable(failures, tried, "images read so far")
 
     @property
     def cache_error(self) -> str | None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from cnncli import files, parallel
 from cnncli.data import images
+from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Records, Split
 from cnncli.errors import CnnError, ConfigError, DataError
 from cnncli.text import first_line
@@ -241,6 +242,8 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                 shards, name), "per_class": np.bincount(
                 labels, minlength=len(ds.class_names)).tolist()}
             np.save(tmp / f"{name}-labels.npy", labels)
+        if error := mostly_unreadable(skipped, len(ds.train) + len(ds.test)):
+            raise error  # as training would stop: nothing is packed
         examples = [f"{exc.file}: {exc.message}" for exc in skipped[:3]]
         if skipped:
             index["skipped"] = {"count": len(skipped), "examples": examples}
