@@ -530,6 +530,27 @@ def test_a_disk_cache_is_reused_by_the_next_run(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.batch(np.arange(len(ds.train)))[0], seen)
 
 
+def test_a_file_rewritten_with_its_old_modification_time_is_not_read_from_the_cache(
+        tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    (tmp_path / "photos" / "b").mkdir()
+    for name, colour in (("a/0.bmp", (255, 0, 0)), ("b/0.bmp", (0, 255, 0))):
+        Image.new("RGB", (4, 4), colour).save(tmp_path / "photos" / name)
+    split = datasets.load(tmp_path / "photos", test_fraction=1).test
+    first = ImageLoader(split, (4, 4, 3), cache="disk")
+    assert first.batch(np.arange(2))[0][0, 0, 0].tolist() == [255, 0, 0]
+    first.flush()
+    red = tmp_path / "photos" / "a" / "0.bmp"
+    when = red.stat().st_mtime_ns
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(red)  # the same size, other pixels
+    os.utime(red, ns=(when, when))  # as tar and touch -r set it back
+    again = ImageLoader(split, (4, 4, 3), cache="disk")
+    assert again.batch(np.arange(2))[0][0, 0, 0].tolist() == [0, 0, 255]
+
+
 def test_a_disk_cache_reserves_its_space_up_front(tmp_path, monkeypatch):
     """Not a sparse file: on a disk that fills up, writing a page of one would kill the
     process (SIGBUS) mid-epoch."""

@@ -125,18 +125,18 @@ class ImageLoader:
 
     def _key(self) -> str:
         """A name for the disk cache of these files at this size: files that changed (size,
-        modification time) or another size or resize mode get another cache."""
+        modification or status change time: rewritten with their old modification time
+        set back, as `tar` and `touch -r` do) or another size or resize mode get another
+        cache."""
         digest = hashlib.sha256(f"{self.shape} {self.resize}\n".encode())
         if self.split.kind == "arrays":
             digest.update(hashlib.sha256(np.ascontiguousarray(self.split.images)).digest())
-        elif self.split.kind == "records":
-            for path in self.split.images.shards:
-                stat = os.stat(path)
-                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        else:
-            for path in self.split.images:
-                stat = os.stat(path)
-                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            return digest.hexdigest()[:24]
+        paths = self.split.images.shards if self.split.kind == "records" else self.split.images
+        for path in paths:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n"
+                          .encode())
         return digest.hexdigest()[:24]
 
     def batch(self, indices: np.ndarray, encoded=None) -> tuple[np.ndarray, np.ndarray]:
