@@ -52,6 +52,22 @@ def _tf_config_error(message: str) -> ConfigError:
     return ConfigError(message, hint=TF_CONFIG_HINT)
 
 
+def _address_problem(host) -> str | None:
+    """What is wrong with a cluster's task address (None: a ``host:port``).
+
+    >>> _address_problem("w0:2222"), _address_problem("[::1]:2222"), _address_problem("w0")
+    (None, None, 'is not host:port, e.g. "host0:2222"')
+    """
+    if not isinstance(host, str):
+        return 'is not a string "host:port"'
+    name, _, port = host.rpartition(":")
+    if not name or not (port.isascii() and port.isdigit()):
+        return 'is not host:port, e.g. "host0:2222"'
+    if not 0 < int(port) < 65536:
+        return f"has port {port}, not one from 1 to 65535"
+    return None
+
+
 def parse_tf_config(text: str | None) -> Cluster | None:
     """The training cluster a ``TF_CONFIG`` value describes, and this task's place in it.
 
@@ -91,16 +107,28 @@ def parse_tf_config(text: str | None) -> Cluster | None:
         raise _tf_config_error("TF_CONFIG's cluster must list each task type's hosts")
     if len(lists["chief"]) > 1:
         raise _tf_config_error("TF_CONFIG's cluster has more than one chief")
-    kind, index = task.get("type"), task.get("index", 0)
-    if kind not in TRAINING_TASKS:
+    for kind, hosts in lists.items():
+        for host in hosts:
+            if problem := _address_problem(host):
+                raise _tf_config_error(f"TF_CONFIG's {kind} address {host!r} {problem}")
+    workers = len(lists["chief"]) + len(lists["worker"])
+    kind, index = task.get("type"), task.get("index")
+    if kind is None and workers > 1:
+        raise _tf_config_error(f"TF_CONFIG has no task type: which of its cluster's "
+                               f"{workers} tasks is this machine?")
+    if kind not in TRAINING_TASKS and kind is not None:
         raise _tf_config_error(f"TF_CONFIG's task type {kind!r} does not train: cnncli "
                                "trains on 'chief' and 'worker' tasks")
-    if isinstance(index, bool) or not isinstance(index, int) \
-            or not 0 <= index < len(lists[kind]):
-        raise _tf_config_error(f"TF_CONFIG's task {kind} {index!r} is not in its cluster, "
-                               f"which has {len(lists[kind])} {kind} task(s)")
-    workers = len(lists["chief"]) + len(lists["worker"])
     if workers < 2:
         return None
+    if index is None and len(lists[kind]) > 1:
+        raise _tf_config_error(f"TF_CONFIG's task has no index: which of the "
+                               f"{len(lists[kind])} {kind} tasks is this machine?")
+    index = 0 if index is None else index
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise _tf_config_error(f"TF_CONFIG's task index {index!r} is not a whole number")
+    if not 0 <= index < len(lists[kind]):
+        raise _tf_config_error(f"TF_CONFIG's task {kind} {index!r} is not in its cluster, "
+                               f"which has {len(lists[kind])} {kind} task(s)")
     return Cluster(workers=workers, task_type=kind, task_index=index,
                    is_chief=kind == "chief" or (not lists["chief"] and index == 0))

@@ -200,7 +200,7 @@ def _multiworker_strategy(devices: tuple[str, ...]):
         if len(wanted) != len(physical):
             tf.config.set_visible_devices(wanted, "GPU")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, tf.errors.OpError) as exc:  # OpError: a bad address
         raise DeviceError(
             f"cannot join the TF_CONFIG cluster: {first_line(exc)}",
             hint="TensorFlow must not have started before (call devices.setup(..., "
