@@ -70,6 +70,10 @@ def _worker(args: dict) -> dict:
     from cnncli.devices import distributed
     from cnncli.run import train
 
+    if "cpu_bf16" in args:  # this machine's CPU has bfloat16 units, or not
+        from cnncli.devices import tf_layer
+
+        tf_layer.cpu_bf16_units = lambda: args["cpu_bf16"]
     cfg = _load_config(args["config"])
     cfg.output.name = args["name"]
     reporter = _signal_at(args.get("signal_at"))
@@ -90,6 +94,7 @@ def _worker(args: dict) -> dict:
             "backup": backup.is_file(),
             "status": json.loads((run / "state.json").read_text())["status"],
             "describe": p.placement.describe(), "replicas": p.placement.replicas,
+            "precision": p.placement.precision, "warnings": p.placement.warnings,
             "steps_per_epoch": p.steps_per_epoch, "decoded": decoded, **outcome}
 
 
@@ -119,8 +124,9 @@ def _reference(args: dict) -> dict:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    # The precision the workers' `--precision auto` picks on this CPU.
-    precision = devices.auto_precision([], devices.cpu_bf16_units())
+    # The precision the workers' `--precision auto` agree on: one says its CPU has
+    # bfloat16 units, the other that it has none (`cluster`)
+    precision = "float32"
     mirrored = devices.Placement("mirrored", ["/cpu:0", "/cpu:1"], replicas=2,
                                  precision=precision)
 
@@ -359,14 +365,16 @@ def test_fit_honours_stop_training_after_the_batch(tmp_path):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A reference run, a two-worker run, and a two-worker run stopped by SIGTERM on
-    worker 1 then resumed; run one after another (never more than two processes)."""
+    worker 1 then resumed; run one after another (never more than two processes). Worker
+    0's CPU has bfloat16 units, worker 1's has none."""
     root = tmp_path_factory.mktemp("cluster")
     config = trainkit.write_config(root, epochs=2, batch_size=8)
+    units = {"cpu_bf16": True, "worker1": {"cpu_bf16": False}}
     out = {"reference": run_reference(root / "reference", config),
-           "plain": run_cluster(root / "plain", config),
-           "stopped": run_cluster(root / "stopped", config,
-                                      worker1={"signal_at": [1, 3]})}
-    out["resumed"] = run_cluster(root / "resumed", config,
+           "plain": run_cluster(root / "plain", config, **units),
+           "stopped": run_cluster(root / "stopped", config, cpu_bf16=True,
+                                  worker1={"signal_at": [1, 3], "cpu_bf16": False})}
+    out["resumed"] = run_cluster(root / "resumed", config, **units,
                                  resume=out["stopped"][0]["run"], name="stopped")
     yield out
     for name in ("plain", "stopped", "resumed"):  # the workers' temporary folders
@@ -379,6 +387,17 @@ def test_two_workers_end_with_identical_weights(cluster):
     assert chief["chief"] and not worker["chief"]
     assert_same_weights(trainkit.weights(Path(chief["run"])),
                         trainkit.weights(Path(worker["run"])))
+
+
+@pytest.mark.slow
+def test_machines_whose_auto_precisions_differ_all_train_in_float32_and_say_so(cluster):
+    chief, worker = cluster["plain"]
+    assert chief["precision"] == worker["precision"] == "float32"
+    said = ("precision auto chose float32 on some machines, mixed_bfloat16 on others: all "
+            "train in float32; give --precision to choose one for all")
+    assert chief["warnings"] == worker["warnings"] == [said]
+    assert json.loads((Path(chief["run"]) / "metrics.json").read_text())["precision"] == \
+        "float32"
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields
 
 from cnncli.devices.cluster import parse_tf_config
 from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
-from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning
+from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning, parse_precision
 from cnncli.errors import DeviceError
 from cnncli.parallel import available_cpus
 from cnncli.runtime import import_keras, import_tf, quiet_unless_debugging
@@ -125,7 +125,9 @@ def setup(requested: str = "auto", precision: str = "auto", *,
     if warning:
         placement.warnings.append(warning)
     if placement.kind == "multiworker":
-        strategy(placement)
+        joined = strategy(placement)
+        if parse_precision(precision) == "auto":  # each machine chose for its own devices
+            _agree_on_precision(joined, placement)
     else:
         _hide_unused_gpus(placement)
     keras.config.set_dtype_policy(placement.precision)
@@ -156,6 +158,29 @@ def strategy(placement: Placement):
     if placement.kind == "gpu":
         return tf.distribute.OneDeviceStrategy(_logical_name(placement.devices[0]))
     return tf.distribute.MirroredStrategy([_logical_name(d) for d in placement.devices])
+
+
+#: The precisions, in the order `_agree_on_precision` counts the replicas choosing each.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def _agree_on_precision(joined, placement: Placement) -> None:
+    """Make every machine of a cluster train in the same precision: the one `auto` chose
+    on each if it chose the same everywhere, else float32 (which every device runs), with
+    a warning. A collective over the cluster: every worker calls it at once."""
+    tf = import_tf()
+
+    @tf.function
+    def count():
+        mine = tf.one_hot(PRECISIONS.index(placement.precision), len(PRECISIONS))
+        return joined.reduce(tf.distribute.ReduceOp.SUM, joined.run(lambda: mine), axis=None)
+
+    chosen = [name for name, n in zip(PRECISIONS, count().numpy(), strict=True) if n > 0]
+    if len(chosen) > 1:
+        placement.precision = "float32"
+        placement.warnings.append(
+            f"precision auto chose {' on some machines, '.join(chosen)} on others: all "
+            "train in float32; give --precision to choose one for all")
 
 
 def _hide_unused_gpus(placement: Placement) -> None:
