@@ -11,22 +11,50 @@ no images pickled between processes. Used where a stream of images is decoded on
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity, else the machine's count)."""
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may run on: its affinity (else the machine's count), at most its
+    container's CPU quota rounded up (a Kubernetes pod limited to 2 CPUs on a 64-core
+    node: 2)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cpu_quota(cgroup)
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPUs' worth of time the container may use (cgroup v2's ``cpu.max``, v1's CFS
+    quota), None without a limit.
+
+    >>> cpu_quota(Path("/nonexistent")) is None
+    True
+    """
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        quota, period = int(quota), int(period)
+    except ValueError:  # "max": no limit
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 #: Images decoded at once (training's loader, predict, pack): one per core, four at least

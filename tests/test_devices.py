@@ -324,6 +324,13 @@ def test_no_warning_without_driver():
     assert gpu_warning(False, decide("auto", "auto", [], 2), CUDA_BUILD) is None
 
 
+@pytest.mark.parametrize("hiding", ["", "-1", " -1,0"])
+def test_no_warning_when_cuda_visible_devices_hides_the_gpus_on_purpose(hiding):
+    assert gpu_warning(True, decide("auto", "auto", [], 2), CUDA_BUILD, hiding) is None
+    assert "TensorFlow sees no GPU" in gpu_warning(True, decide("auto", "auto", [], 2),
+                                                   CUDA_BUILD, "0")  # a GPU it cannot see
+
+
 def test_no_warning_when_gpu_visible_but_cpu_requested():
     assert gpu_warning(True, decide("cpu", "auto", gpus(1), 2), CUDA_BUILD) is None
 
@@ -447,6 +454,19 @@ def test_setup_sets_mixed_policy_and_warns(monkeypatch):
 def test_setup_gpu_without_gpu_raises_device_error():
     with pytest.raises(DeviceError):
         devices.setup("gpu")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to limit to 1")
+def test_tensorflow_threads_are_limited_to_a_lower_cpu_quota(monkeypatch):
+    from cnncli.runtime import import_tf
+
+    threading, limited = import_tf().config.threading, []
+    monkeypatch.setattr(tf_layer, "available_cpus", lambda: 1)  # a quota of one CPU
+    monkeypatch.setattr(threading, "get_intra_op_parallelism_threads", lambda: 0)
+    monkeypatch.setattr(threading, "set_intra_op_parallelism_threads", limited.append)
+    monkeypatch.setattr(threading, "set_inter_op_parallelism_threads", limited.append)
+    devices.setup("cpu", "float32")
+    assert limited == [1, 1]
 
 
 class FakeGpus:

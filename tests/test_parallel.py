@@ -1,14 +1,15 @@
-"""`cnncli.parallel.ordered_map`: many items, a few threads, results in order."""
+"""`cnncli.parallel`: many items, a few threads, results in order; the CPUs there are."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 
 import pytest
 
-from cnncli.parallel import ordered_map
+from cnncli.parallel import available_cpus, cpu_quota, ordered_map
 
 
 def test_results_come_in_the_items_order_when_later_ones_finish_first():
@@ -56,3 +57,27 @@ def test_closing_early_cancels_the_items_not_started():
     gate.set()
     time.sleep(0.3)  # time for queued items to start, were they not cancelled
     assert started in ([0], [0, 1])
+
+
+AFFINITY = len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("files,quota", [
+    ({"cpu.max": "150000 100000\n"}, 1.5),                       # cgroup v2
+    ({"cpu.max": "max 100000\n"}, None),                          # v2, no limit
+    ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_the_containers_cpu_quota_is_read_from_its_cgroup(tmp_path, files, quota):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path) == quota
+
+
+def test_available_cpus_are_at_most_the_quota_rounded_up(tmp_path):
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert available_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text(f"{AFFINITY * 400000} 100000\n")
+    assert available_cpus(tmp_path) == AFFINITY  # a quota above the CPUs changes nothing

@@ -362,8 +362,23 @@ def strategy_name(placement: Placement) -> str:
             "multiworker": "MultiWorkerMirroredStrategy"}.get(placement.kind, "MirroredStrategy")
 
 
-def gpu_warning(driver_present: bool, placement: Placement, build_info: dict) -> str | None:
-    """A warning when an NVIDIA driver is installed but TensorFlow sees no GPU.
+def gpus_hidden(cuda_visible_devices: str | None) -> bool:
+    """Whether ``CUDA_VISIBLE_DEVICES`` hides every GPU: empty, or its first entry not a
+    GPU (CUDA stops at the first invalid one: ``-1``).
+
+    >>> gpus_hidden(""), gpus_hidden("-1"), gpus_hidden("0,1"), gpus_hidden(None)
+    (True, True, False, False)
+    """
+    if cuda_visible_devices is None:
+        return False
+    first = cuda_visible_devices.split(",")[0].strip()
+    return not first or first.startswith("-")
+
+
+def gpu_warning(driver_present: bool, placement: Placement, build_info: dict,
+                cuda_visible_devices: str | None = None) -> str | None:
+    """A warning when an NVIDIA driver is installed but TensorFlow sees no GPU (none
+    when ``CUDA_VISIBLE_DEVICES`` hides them on purpose).
 
     Args:
         driver_present: from `nvidia_driver_present`.
@@ -375,7 +390,7 @@ def gpu_warning(driver_present: bool, placement: Placement, build_info: dict) ->
     >>> gpu_warning(False, cpu, {}) is None
     True
     """
-    if not driver_present or placement.visible > 0:
+    if not driver_present or placement.visible > 0 or gpus_hidden(cuda_visible_devices):
         return None
     text = "An NVIDIA driver is installed but TensorFlow sees no GPU, so cnncli runs on the CPU"
     if not build_info.get("is_cuda_build"):

@@ -93,6 +93,25 @@ def _enable_memory_growth() -> None:
             pass  # already initialised: the setting can no longer change
 
 
+def _threads_within_quota() -> None:
+    """TensorFlow sizes its thread pools by the CPUs the process may run on, not by its
+    container's CPU quota (a pod limited to 2 CPUs on a 64-core node ran 64 threads,
+    throttled): under a lower quota, as many threads as it allows (`available_cpus`)."""
+    tf = import_tf()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return
+    cpus = available_cpus()
+    if cpus >= affinity or tf.config.threading.get_intra_op_parallelism_threads():
+        return  # no quota below the CPUs, or threads set already (by the user)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(cpus)
+    except RuntimeError:  # TensorFlow started earlier in this process: its pools are made
+        pass
+
+
 def setup(requested: str = "auto", precision: str = "auto", *,
           multiworker: bool = False, one_device: bool = False) -> Placement:
     """Prepare TensorFlow for ``--device requested --precision precision``.
@@ -118,10 +137,12 @@ def setup(requested: str = "auto", precision: str = "auto", *,
     """
     keras = import_keras()
     _enable_memory_growth()
+    _threads_within_quota()
     cluster = parse_tf_config(os.environ.get("TF_CONFIG")) if multiworker else None
     placement = decide(requested, precision, visible_gpus(), tf_cpu_threads(), cluster,
                        cpu_bf16=cpu_bf16_units(), one_device=one_device)
-    warning = gpu_warning(nvidia_driver_present(), placement, build_info())
+    warning = gpu_warning(nvidia_driver_present(), placement, build_info(),
+                          os.environ.get("CUDA_VISIBLE_DEVICES"))
     if warning:
         placement.warnings.append(warning)
     if placement.kind == "multiworker":
@@ -292,14 +313,14 @@ def doctor_info() -> Doctor:
     tf = import_tf()
     info = build_info()
     gpus = visible_gpus()
-    driver = nvidia_driver_present()
+    driver, hidden = nvidia_driver_present(), os.environ.get("CUDA_VISIBLE_DEVICES")
     auto = decide("auto", "auto", gpus, tf_cpu_threads(), cpu_bf16=cpu_bf16_units())
     return Doctor(
         tensorflow=tf.__version__, keras=keras.__version__,
         cuda_build=bool(info.get("is_cuda_build")), cuda_version=info.get("cuda_version"),
         cudnn_version=info.get("cudnn_version"),
-        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), gpus=gpus, auto=auto,
+        cuda_visible_devices=hidden, gpus=gpus, auto=auto,
         cpu=CpuInfo(available_cpus(), tf.config.threading.get_intra_op_parallelism_threads(),
                     tf.config.threading.get_inter_op_parallelism_threads(),
                     cpu_bf16_units(), cpu_allocator()),
-        nvidia_driver=driver, warning=gpu_warning(driver, auto, info))
+        nvidia_driver=driver, warning=gpu_warning(driver, auto, info, hidden))
