@@ -175,3 +175,45 @@ def test_a_full_disk_keeps_the_previous_backup_and_says_so(tmp_path, model, monk
     monkeypatch.undo()
     state, note = checkpoint.load(tmp_path, model)
     assert state.step == 0 and "unreadable" in note
+
+
+def _mixed_float16_model(tmp_path):
+    return training.compile_model(training.plan(config.load(write_config(tmp_path), [
+        "train.precision=mixed_float16"])))
+
+
+def test_a_mixed_float16_backup_keeps_the_loss_scale_and_the_step_count(tmp_path):
+    model = _mixed_float16_model(tmp_path)
+    model.optimizer.dynamic_scale.assign(1024.0)
+    model.optimizer.iterations.assign(7)
+    checkpoint.save(tmp_path, model, TrainState(epoch=1))
+    model.optimizer.dynamic_scale.assign(1.0)
+    model.optimizer.iterations.assign(0)
+    checkpoint.load(tmp_path, model)
+    assert float(model.optimizer.dynamic_scale.numpy()) == 1024.0
+    assert int(model.optimizer.iterations.numpy()) == 7
+
+
+def test_a_mixed_float16_backup_written_before_12_2026_is_restored(tmp_path):
+    """Then the loss scaling's variables and the optimizer's were one group, as Keras
+    lists them (the loss scaling's first)."""
+    import io
+    import json
+
+    model = _mixed_float16_model(tmp_path)
+    model.optimizer.dynamic_scale.assign(512.0)
+    model.optimizer.iterations.assign(3)
+    arrays = {f"model/{i}": v.numpy() for i, v in enumerate(model.variables)}
+    arrays |= {f"optimizer/{i}": v.numpy() for i, v in enumerate(model.optimizer.variables)}
+    arrays |= {f"metrics/{i}": v.numpy()
+               for i, v in enumerate(v for m in model.metrics for v in m.variables)}
+    arrays["state"] = np.frombuffer(json.dumps(TrainState(epoch=1).to_json()).encode(),
+                                    np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (tmp_path / checkpoint.BACKUP).write_bytes(buffer.getvalue())
+    model.optimizer.dynamic_scale.assign(1.0)
+    model.optimizer.iterations.assign(0)
+    checkpoint.load(tmp_path, model)
+    assert float(model.optimizer.dynamic_scale.numpy()) == 512.0
+    assert int(model.optimizer.iterations.numpy()) == 3

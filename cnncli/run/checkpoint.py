@@ -2,7 +2,8 @@
 
 One file, ``backup.npz``, holds the model's variables (weights, batch-norm
 statistics, dropout seed states), the optimizer's (step count, moments, learning
-rate), the running metrics of the current epoch, and the loop's state as JSON
+rate), mixed_float16's loss scaling (kept apart: a resume may change the precision),
+the running metrics of the current epoch, and the loop's state as JSON
 (epoch, step, best metric, early-stopping and plateau counters, history rows).
 
 Written through a temporary file, fsync and rename, so a ``kill -9`` leaves either
@@ -32,11 +33,23 @@ BACKUP, PREVIOUS = rundir.BACKUP, rundir.PREVIOUS_BACKUP
 
 
 def _variables(model) -> dict[str, list]:
+    optimizer, loss_scale = _optimizer_parts(model.optimizer)
     return {
         "model": list(model.variables),
-        "optimizer": list(model.optimizer.variables),
+        "optimizer": optimizer,
+        "loss_scale": loss_scale,  # a run may gain or lose it (--force --precision)
         "metrics": [v for m in model.metrics for v in m.variables],
     }
+
+
+def _optimizer_parts(optimizer) -> tuple[list, list]:
+    """The optimizer's variables (step count, rate, moments) and those of the loss
+    scaling that wraps it under mixed_float16 (its scale and counter; none without)."""
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is None:
+        return list(optimizer.variables), []
+    own = [v for v in optimizer.variables if not any(v is w for w in inner.variables)]
+    return list(inner.variables), own
 
 
 def save(run: Path, model, state: TrainState) -> None:
@@ -105,15 +118,29 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
         file=str(run), hint="start the run again with `cnncli train CONFIG`")
 
 
+def _saved(arrays: dict, group: str) -> list[str]:
+    """The keys of `group`'s variables in a backup, in their order."""
+    return sorted((k for k in arrays if k.startswith(f"{group}/")),
+                  key=lambda k: int(k.split("/")[1]))
+
+
 def _read(path: Path) -> dict:
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
 
 
 def _restore(model, arrays: dict, path: Path) -> None:
-    for group, variables in _variables(model).items():
-        saved = sorted((k for k in arrays if k.startswith(f"{group}/")),
-                       key=lambda k: int(k.split("/")[1]))
+    groups = _variables(model)
+    if _saved(arrays, "optimizer") and not _saved(arrays, "loss_scale") and len(
+            _saved(arrays, "optimizer")) == len(groups["optimizer"]) + len(groups["loss_scale"]):
+        # written before 12/2026 under mixed_float16: the loss scaling's and the
+        # optimizer's variables in one group, as Keras lists them
+        groups["optimizer"] = list(model.optimizer.variables)
+        groups["loss_scale"] = []
+    for group, variables in groups.items():
+        saved = _saved(arrays, group)
+        if group == "loss_scale" and not (saved and variables):
+            continue  # loss scaling added (it starts afresh) or dropped by a new precision
         if len(saved) != len(variables):
             raise TrainingError(
                 f"the backup holds {len(saved)} {group} variables, the model has "
