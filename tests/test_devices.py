@@ -372,6 +372,40 @@ def test_out_of_memory_error_names_batch_and_remedies():
         assert remedy in err.hint
 
 
+def test_memory_tips_leave_out_what_would_change_nothing_or_is_refused():
+    assert "mixed_float16" not in out_of_memory_message(256, precision="mixed_float16").hint
+    assert "mixed_float16" not in check_fits(31 * 2**30, 16 * 2**30,
+                                             precision="mixed_bfloat16")
+    assert "--auto-batch" not in out_of_memory_message(256, several_machines=True).hint
+    assert "--auto-batch" not in check_fits(31 * 2**30, 16 * 2**30, several_machines=True)
+    assert out_of_memory_message(256, resumed=True).hint == (
+        "try --force --precision mixed_float16 (halves activation memory on a GPU), or start "
+        "a new run with --batch-size 128")  # a resumed run's batch size is its own
+
+
+def test_a_failed_attempt_is_freed_before_auto_batch_starts_again(monkeypatch, tmp_path):
+    import weakref
+
+    from trainkit import write_config
+
+    from cnncli import config
+    from cnncli.run import train as training
+    from cnncli.runtime import import_tf
+
+    failed = []
+
+    def attempt(cfg, **kw):
+        if not failed:  # the first: a model in a reference cycle, as Keras' are
+            model = type("Model", (), {})()
+            model.me = model
+            failed.append(weakref.ref(model))
+            raise import_tf().errors.ResourceExhaustedError(None, None, "OOM")
+        return failed[0]() is None
+
+    monkeypatch.setattr(training, "_train", attempt)
+    assert training.train(config.load(write_config(tmp_path)), auto_batch=True) is True
+
+
 def test_auto_batch_halves_three_times_then_stops():
     sizes, batch, attempt = [], 256, 0
     while (batch := next_batch_size(batch, attempt)) is not None:

@@ -113,7 +113,35 @@ def inference_chunk(largest: int, bytes_per_value: int = 4, budget: int | None =
     return max(1, budget // (2 * bytes_per_value * max(1, int(largest))))
 
 
-def check_fits(estimate: int, device_memory: int | None, *, on_cpu: bool = False) -> str | None:
+def memory_tips(batch: str, *, precision: str = "float32", resumed: bool = False,
+                several_machines: bool = False) -> str:
+    """What to try when a training step needs more memory than there is: `batch` (a
+    smaller batch), half-precision activations unless they are already, `--auto-batch`
+    where it applies (not on several machines, nor for a resumed run, whose batch size is
+    its own).
+
+    >>> memory_tips("--batch-size 128", precision="mixed_float16", several_machines=True)
+    'try --batch-size 128'
+    >>> memory_tips("--batch-size 128", resumed=True)  # doctest: +NORMALIZE_WHITESPACE
+    'try --force --precision mixed_float16 (halves activation memory on a GPU), or start a
+    new run with --batch-size 128'
+    """
+    tips = []
+    if precision == "float32":
+        tips.append(f"{'--force ' if resumed else ''}--precision mixed_float16 (halves "
+                    "activation memory on a GPU)")
+    if resumed:  # the batch size of a resumed run is its own
+        return f"try {tips[0]}, or start a new run with {batch}" if tips else \
+            f"start a new run with {batch}"
+    tips.insert(0, batch)
+    if not several_machines:
+        tips.append("--auto-batch to halve the batch size automatically")
+    return "try " + (tips[0] if len(tips) == 1 else
+                     f"{', '.join(tips[:-1])}{',' if len(tips) > 2 else ''} or {tips[-1]}")
+
+
+def check_fits(estimate: int, device_memory: int | None, *, on_cpu: bool = False,
+               precision: str = "float32", several_machines: bool = False) -> str | None:
     """Warning text when `estimate` bytes will not fit in `device_memory` (None: fits); with
     `on_cpu`, `device_memory` is the machine's memory available.
 
@@ -135,12 +163,14 @@ def check_fits(estimate: int, device_memory: int | None, *, on_cpu: bool = False
     return (
         f"A training step needs about {size(estimate, memory=True)}, but only about "
         f"{size(usable, memory=True)} of the device's {size(device_memory, memory=True)} "
-        "is usable; "
-        "try a smaller --batch-size, --precision mixed_float16 or --auto-batch"
+        f"is usable; " + memory_tips("a smaller --batch-size", precision=precision,
+                                     several_machines=several_machines)
     )
 
 
-def out_of_memory_message(batch_size: int, device: str | None = None) -> DeviceError:
+def out_of_memory_message(batch_size: int, device: str | None = None, *,
+                          precision: str = "float32", resumed: bool = False,
+                          several_machines: bool = False) -> DeviceError:
     """The error to raise for a ``ResourceExhaustedError`` at `batch_size`.
 
     >>> print(out_of_memory_message(256))  # doctest: +ELLIPSIS
@@ -150,11 +180,8 @@ def out_of_memory_message(batch_size: int, device: str | None = None) -> DeviceE
     smaller = max(1, int(batch_size) // 2)
     return DeviceError(
         f"Ran out of device memory{where} at batch size {batch_size}",
-        hint=(
-            f"try --batch-size {smaller}, --precision mixed_float16 (halves activation "
-            "memory on a GPU), or --auto-batch to halve the batch size automatically"
-        ),
-    )
+        hint=memory_tips(f"--batch-size {smaller}", precision=precision, resumed=resumed,
+                         several_machines=several_machines))
 
 
 def next_batch_size(batch: int, attempt: int) -> int | None:

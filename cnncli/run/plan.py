@@ -293,5 +293,7 @@ def memory_warnings(built, placement: devices.Placement, batch_size: int,
     per_value = 2 if placement.precision.startswith("mixed") else 4
     estimate = devices.estimate_batch_memory(s.params, s.forward_bytes // 4, batch_size,
                                              bytes_per_value=per_value)
-    warning = devices.check_fits(estimate, memory, on_cpu=placement.kind == "cpu")
+    warning = devices.check_fits(estimate, memory, on_cpu=placement.kind == "cpu",
+                                 precision=placement.precision,
+                                 several_machines=placement.kind == "multiworker")
     return [warning] if warning else []

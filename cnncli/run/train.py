@@ -18,6 +18,7 @@ hash), ``model.keras`` (last), ``best.keras``, ``history.csv``, ``metrics.json``
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +69,14 @@ def train(cfg: config.RunConfig, *, config_file: str | None = None,
     is kept.
     """
     reporter = reporter or Reporter()
-    if auto_batch and devices.parse_tf_config(os.environ.get("TF_CONFIG", "")):
+    cluster = devices.parse_tf_config(os.environ.get("TF_CONFIG", ""))
+    if auto_batch and cluster:
         raise ConfigError("--auto-batch cannot be used when training on several machines",
                           hint="set train.batch_size to a size that fits every worker")
     tf = import_tf()
     for attempt in range(devices.MAX_BATCH_HALVINGS + 1):
+        if attempt:  # the failed attempt's model and optimizer state, before another's
+            gc.collect()
         try:
             return _train(cfg, config_file=config_file, resume=resume, force=force,
                           reporter=reporter)
@@ -81,7 +85,9 @@ def train(cfg: config.RunConfig, *, config_file: str | None = None,
             smaller = devices.next_batch_size(batch, attempt) if auto_batch and not resume \
                 else None
             if smaller is None:
-                raise devices.out_of_memory_message(batch) from None
+                raise devices.out_of_memory_message(
+                    batch, precision=cfg.train.precision, resumed=bool(resume),
+                    several_machines=cluster is not None) from None
             reporter.note(f"out of memory at batch size {batch}: starting again with "
                           f"{smaller} (--auto-batch)")
             cfg.train.batch_size = smaller
