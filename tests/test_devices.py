@@ -145,8 +145,10 @@ def test_mixed_bfloat16_on_cpu_with_bf16_units_has_no_warning():
     assert decide("cpu", "mixed_bfloat16", [], 2, cpu_bf16=True).warnings == []
 
 
-def test_mixed_float16_on_cpu_warns_even_with_bf16_units():
-    assert "slower" in decide("cpu", "mixed_float16", [], 2, cpu_bf16=True).warnings[0]
+def test_mixed_float16_on_cpu_warns_even_with_bf16_units_and_names_mixed_bfloat16():
+    [said] = decide("cpu", "mixed_float16", [], 2, cpu_bf16=True).warnings
+    assert "slower" in said and said.endswith("use --precision mixed_bfloat16 (or auto)")
+    assert "no bfloat16 units" not in said
 
 
 def test_cpu_flags_reads_the_flags_line(tmp_path):

@@ -252,6 +252,10 @@ def _precision_warnings(precision: str, gpus: Sequence[GpuInfo],
     if not gpus:
         if precision == "mixed_bfloat16" and cpu_bf16:
             return []
+        if cpu_bf16:  # mixed_float16
+            return ["--precision mixed_float16 on this CPU is usually slower than float32: "
+                    "its bfloat16 units (Intel AMX, AVX512-BF16) speed up mixed_bfloat16, "
+                    "not float16; use --precision mixed_bfloat16 (or auto)"]
         return [
             f"--precision {precision} on this CPU is usually slower than float32: it has "
             "no bfloat16 units (Intel AMX, AVX512-BF16); mixed precision pays off on GPUs"
