@@ -325,6 +325,24 @@ def test_resume_with_force_may_gain_or_lose_mixed_float16s_loss_scaling(tmp_path
     assert result.metrics.precision == after and len(result.history) == 2
 
 
+def test_jit_compile_asked_for_on_several_machines_is_said_not_to_apply_and_not_recorded(
+        tmp_path):
+    import warnings
+
+    from cnncli.model import builder
+    from cnncli.run import compile as compiling
+
+    p = training.plan(config.load(write_config(tmp_path, extra_train="jit_compile: true")))
+    p.placement.kind = "multiworker"  # cnncli's own loop, which does not use XLA
+    model = builder.build(p.spec)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        compiling.compile_stage(p, model, 0.01, 10)
+    assert not model.jit_compile
+    assert any("train.jit_compile: true does not apply on several machines" in str(w.message)
+               for w in said)
+
+
 def test_a_new_learning_rate_on_resume_is_scaled_for_the_replicas_as_the_first_was(tmp_path):
     from types import SimpleNamespace
 

@@ -52,6 +52,10 @@ def compile_stage(p, model, lr: float, steps: int) -> None:
     if t.fused_norm:
         fused_norm.fuse_batch_norm(model)  # 1.2-1.5x images/s with BatchNormalization
     jit = t.jit_compile
+    if jit is True and p.placement.kind == "multiworker":  # metrics.json says what ran
+        warnings.warn("train.jit_compile: true does not apply on several machines: cnncli's "
+                      "own training loop runs there without XLA", stacklevel=2)
+        jit = False
     with warnings.catch_warnings():
         if jit == "auto":  # a model XLA cannot compile quietly runs without it
             jit = devices.auto_jit_compile(p.placement)
