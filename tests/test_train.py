@@ -343,6 +343,19 @@ def test_jit_compile_asked_for_on_several_machines_is_said_not_to_apply_and_not_
                for w in said)
 
 
+@pytest.mark.parametrize("capability,said", [
+    ((7, 5), "float16 overflows easily: try --precision float32"),  # slow bfloat16 there
+    ((8, 0), "float16 overflows easily: try --precision mixed_bfloat16 or float32")])
+def test_a_nan_loss_in_float16_suggests_bfloat16_only_where_it_is_fast(capability, said):
+    from cnncli.devices import GpuInfo, Placement
+    from cnncli.run.callbacks import nan_hint
+
+    t = config.TrainSection(epochs=1, optimizer={"name": "adam", "learning_rate": 1e-3})
+    gpu = Placement("gpu", ["/gpu:0"], [GpuInfo("G", None, capability, 0)],
+                    precision="mixed_float16")
+    assert nan_hint(t, gpu) == said
+
+
 def test_a_new_learning_rate_on_resume_is_scaled_for_the_replicas_as_the_first_was(tmp_path):
     from types import SimpleNamespace
 

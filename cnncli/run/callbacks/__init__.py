@@ -251,7 +251,9 @@ def nan_hint(t, placement) -> str:
     if t.weight_decay >= 1:
         causes.append(f"`train.weight_decay: {t.weight_decay:g}` is very large (try 1e-4)")
     if placement.precision == "mixed_float16":
-        causes.append("float16 overflows easily: try --precision mixed_bfloat16 or float32")
+        slow = [g for g in placement.gpus if (g.compute_capability or (0, 0)) < (8, 0)]
+        causes.append("float16 overflows easily: try --precision " + (
+            "float32" if slow else "mixed_bfloat16 or float32"))  # bfloat16 is slow on < 8.0
     if t.optimizer.learning_rate >= 0.1:
         causes.append(f"the learning rate {t.optimizer.learning_rate:g} is high: lower it "
                       "(--lr)")
