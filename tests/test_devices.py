@@ -505,6 +505,16 @@ def test_tensorflow_threads_are_limited_to_a_lower_cpu_quota(monkeypatch):
     assert limited == [1, 1]
 
 
+def test_two_gpus_of_one_name_are_taken_to_have_the_smaller_memory(tmp_path, monkeypatch):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf 'NVIDIA GeForce RTX 3060, 8192\\n"
+                   "NVIDIA GeForce RTX 3060, 12288\\nNVIDIA A100, 81920\\n'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert tf_layer._smi_memory() == {"NVIDIA GeForce RTX 3060": 8192 * 2**20,
+                                      "NVIDIA A100": 81920 * 2**20}
+
+
 class FakeGpus:
     """Two GPUs TensorFlow would see, and which of them it is left to use."""
 

@@ -45,7 +45,10 @@ def _physical_gpus() -> list:
 
 
 def _smi_memory() -> dict[str, int]:
-    """Total memory by GPU name, from ``nvidia-smi`` ({} when unavailable)."""
+    """Total memory by GPU name, from ``nvidia-smi`` ({} when unavailable). Two cards of
+    one name and different memory (an 8 and a 12 GB RTX 3060) get the smaller: TensorFlow
+    names its GPUs, it does not say which of nvidia-smi's each is (CUDA numbers them
+    fastest first, nvidia-smi by bus), and a memory check must not overestimate."""
     smi = shutil.which("nvidia-smi")
     if not smi:
         return {}
@@ -60,7 +63,8 @@ def _smi_memory() -> dict[str, int]:
     for line in out.splitlines():
         name, _, mib = line.rpartition(",")
         if name.strip() and mib.strip().isdigit():
-            memory[name.strip()] = int(mib.strip()) * 2**20
+            total = int(mib.strip()) * 2**20
+            memory[name.strip()] = min(total, memory.get(name.strip(), total))
     return memory
 
 
