@@ -356,6 +356,17 @@ def test_a_nan_loss_in_float16_suggests_bfloat16_only_where_it_is_fast(capabilit
     assert nan_hint(t, gpu) == said
 
 
+def test_too_few_images_for_a_batch_on_several_replicas_says_the_batch_is_per_replica(
+        tmp_path, monkeypatch):
+    from cnncli import devices
+
+    two = devices.Placement("mirrored", ["/cpu:0", "/cpu:1"], replicas=2)
+    monkeypatch.setattr(devices, "setup", lambda *args, **kw: two)
+    with pytest.raises(ConfigError, match=r"fewer than one batch of 400 \(200 a replica x 2 "
+                                          r"replicas\)"):
+        training.plan(config.load(write_config(tmp_path, batch_size=200)))
+
+
 def test_a_new_learning_rate_on_resume_is_scaled_for_the_replicas_as_the_first_was(tmp_path):
     from types import SimpleNamespace
 

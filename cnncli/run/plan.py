@@ -136,9 +136,11 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     batch = placement.global_batch_size(t.batch_size)
     steps_per_epoch = len(feed.train) // batch
     if steps_per_epoch < 1:
+        replicas = (f" ({t.batch_size} a replica x {placement.replicas} replicas)"
+                    if placement.replicas > 1 else "")
         raise ConfigError(
-            f"the {len(feed.train)} training images are fewer than one batch of {batch}",
-            hint="use a smaller --batch-size or more data")
+            f"the {len(feed.train)} training images are fewer than one batch of "
+            f"{batch}{replicas}", hint="use a smaller --batch-size or more data")
     total = t.steps or t.planned_epochs * steps_per_epoch
     per_call = _steps_per_call(t, placement, steps_per_epoch, total)
     preprocessing = d.preprocessing or network.preprocessing
