@@ -305,6 +305,15 @@ def test_commands_that_run_on_one_device_set_up_one_device(command, monkeypatch,
     assert asked == [{"one_device": True}]
 
 
+def test_doctor_says_a_tf_config_cluster_is_what_train_would_join(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    assert "auto picks: multiworker over 2 replicas on 2 machines (TF_CONFIG; this is " \
+           "worker 1), precision" in result.output
+
+
 def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
     with open("/proc/cpuinfo") as f:
         flags = f.read()

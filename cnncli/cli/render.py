@@ -331,7 +331,11 @@ def doctor(info) -> None:
         out.print("CPU memory: " + ("TensorFlow's BFC allocator (reuses freed memory)"
                                     if cpu.allocator == "bfc" else
                                     "TensorFlow's default allocator (TF_CPU_ALLOCATOR_USE_BFC)"))
-    out.print(f"auto picks: {info.auto.kind}, precision {info.auto.precision}")
+    auto = info.auto
+    several = (f" over {auto.replicas} replicas" + (
+        f" on {auto.workers} machines (TF_CONFIG; this is {auto.task})"
+        if auto.kind == "multiworker" else "")) if auto.replicas > 1 else ""
+    out.print(f"auto picks: {auto.kind}{several}, precision {auto.precision}")
     if info.warning:
         warn(info.warning)
 

@@ -318,7 +318,8 @@ def doctor_info() -> Doctor:
     info = build_info()
     gpus = visible_gpus()
     driver, hidden = nvidia_driver_present(), os.environ.get("CUDA_VISIBLE_DEVICES")
-    auto = decide("auto", "auto", gpus, tf_cpu_threads(), cpu_bf16=cpu_bf16_units())
+    cluster = parse_tf_config(os.environ.get("TF_CONFIG"))  # train joins it
+    auto = decide("auto", "auto", gpus, tf_cpu_threads(), cluster, cpu_bf16=cpu_bf16_units())
     return Doctor(
         tensorflow=tf.__version__, keras=keras.__version__,
         cuda_build=bool(info.get("is_cuda_build")), cuda_version=info.get("cuda_version"),
