@@ -1145,6 +1145,9 @@ def test_a_step_too_big_for_the_machines_memory_is_warned_about_on_the_cpu():
     [warning] = planning.memory_warnings(built, cpu, 128, available=64 * 2**20)
     assert warning.endswith("of memory is available; try a smaller --batch-size")
     assert planning.memory_warnings(built, cpu, 128, available=16 * 2**30) == []
+    machines = devices.Placement("multiworker", ["/cpu:0"], replicas=2, workers=2)
+    [warning] = planning.memory_warnings(built, machines, 128, available=64 * 2**20)
+    assert warning.endswith("of memory is available; try a smaller --batch-size")
 
 
 def test_a_network_whose_weights_alone_cannot_train_in_memory_is_refused():

@@ -275,7 +275,8 @@ def memory_warnings(built, placement: devices.Placement, batch_size: int,
     where running out ends TensorFlow with no message (``std::bad_alloc``). A network
     whose weights alone cannot train there is a `DeviceError`: on the CPU, building
     them would get the process killed."""
-    if placement.kind == "cpu":
+    on_cpu = not placement.gpus  # several machines' CPUs too
+    if on_cpu:
         from cnncli.data.loader import available_memory
 
         memory = available or available_memory()
@@ -289,13 +290,13 @@ def memory_warnings(built, placement: devices.Placement, batch_size: int,
     s = summary.summarize(built)
     largest = max(s.rows, key=lambda r: r.params, default=None)
     refused = devices.too_large(s.params, (largest.name, largest.params) if largest else
-                                ("?", 0), memory, on_cpu=placement.kind == "cpu")
+                                ("?", 0), memory, on_cpu=on_cpu)
     if refused:
         raise refused
     per_value = 2 if placement.precision.startswith("mixed") else 4
     estimate = devices.estimate_batch_memory(s.params, s.forward_bytes // 4, batch_size,
                                              bytes_per_value=per_value)
-    warning = devices.check_fits(estimate, memory, on_cpu=placement.kind == "cpu",
+    warning = devices.check_fits(estimate, memory, on_cpu=on_cpu,
                                  precision=placement.precision,
                                  several_machines=placement.kind == "multiworker")
     return [warning] if warning else []
