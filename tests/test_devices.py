@@ -141,6 +141,15 @@ def test_auto_jit_compile_is_xla_on_one_gpu_only(kind, expected):
     assert devices.auto_jit_compile(devices.Placement(kind, ["/gpu:0"])) is expected
 
 
+def test_auto_mirroring_gpus_of_different_kinds_warns_and_names_the_way_out():
+    pair = [GpuInfo("NVIDIA GTX 1080", None, (6, 1), 0), GpuInfo("NVIDIA RTX 3090", None,
+                                                                  (8, 6), 1)]
+    [said] = decide("auto", "auto", pair, 2).warnings
+    assert said.startswith("mirrored over GPUs of different kinds (NVIDIA GTX 1080, "
+                           "NVIDIA RTX 3090): every step waits for the slowest")
+    assert decide("auto", "auto", gpus(2), 2).warnings == []  # two of a kind
+
+
 def test_mixed_bfloat16_on_cpu_with_bf16_units_has_no_warning():
     assert decide("cpu", "mixed_bfloat16", [], 2, cpu_bf16=True).warnings == []
 

@@ -352,6 +352,12 @@ def decide(
         visible=len(gpus),
         warnings=[] if wanted == "auto" else _precision_warnings(chosen, used, cpu_bf16),
     )
+    kinds = sorted({g.name for g in used})
+    if kind == "mirrored" and len(kinds) > 1:  # auto or gpu: all visible
+        placement.warnings.append(
+            f"mirrored over GPUs of different kinds ({', '.join(kinds)}): every step waits "
+            f"for the slowest, in the precision of the oldest; --device gpu:N trains on "
+            "one of them alone")
     if cluster is not None:
         placement.kind, placement.note = "multiworker", ""
         placement.replicas = cluster.workers * len(devices)
