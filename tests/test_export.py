@@ -848,6 +848,27 @@ def test_a_layer_the_format_cannot_convert_is_named(tmp_path, fmt, interpolation
     assert not list((tmp_path / "export").glob(".cnncli-export-*"))
 
 
+def test_a_conversion_failing_in_two_formats_is_said_once_each_naming_neither_as_the_way_out(
+        run, tmp_path, monkeypatch):
+    from cnncli.export import convert, unsupported
+
+    def cannot(fmt):
+        def convert_(job):
+            raise unsupported.cannot_convert(fmt, job.wrapper, "No conversion rule found for "
+                                                               "operations: ScaleAndTranslate")
+        return convert_
+
+    for fmt in ("onnx", "litert"):
+        monkeypatch.setitem(convert.CONVERTERS, fmt, cannot(fmt))
+    report = exporter.export(run, formats=["onnx,litert"], quantize=["none,float16"],
+                             output=tmp_path)
+    assert [e.message.split(" cannot")[0] for e in report.errors] == [
+        "the onnx format", "the litert format"]  # not once per quantization
+    assert [e.hint for e in report.errors] == [
+        "export to another format (--format saved_model), or replace that layer in the spec"
+    ] * 2  # not onnx nor litert: both failed
+
+
 def test_a_file_its_runtime_cannot_run_is_an_error_and_not_kept(run, tmp_path, monkeypatch):
     def broken(path):
         raise ModelError("ONNX Runtime cannot load the model: boom", file=str(path))

@@ -203,6 +203,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)
     expected = in_parts(reference.probabilities, samples.images, BATCH)
     report = Report(reference.name, samples.source, notes=notes)
+    failures = []  # (format, error)
     with Staging(folder) as stage:
         (stage.path / "scratch").mkdir()
         for k, v in enumerate(variants):
@@ -219,6 +220,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
                         _publish_labels(stage, folder, reference.class_names)
             except CnnError as exc:
                 report.errors.append(exc)
+                failures.append((v.format.name, exc))
                 continue
             except KeyboardInterrupt as stop:  # SIGTERM too: the staging's handler
                 raise ExportInterrupted(report, rest, folder,
@@ -231,6 +233,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
             # ends the process as asked, after saying what was kept)
             if stage.interrupted and (rest or stage.terminated):
                 raise ExportInterrupted(report, rest, folder, terminated=stage.terminated)
+    report.errors = unsupported.said_once(failures)
     return report
 
 
@@ -475,8 +478,7 @@ def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper
     except ModelError as exc:
         raise ModelError(f"the {v.label} file does not run in its own runtime, so it was "
                          f"not kept: {exc.message}", file=str(targets[-1]),
-                         hint="export to another format (--format "
-                              f"{unsupported.OTHER_FORMATS[v.format.name]})") from None
+                         hint=unsupported.another_format(v.format.name)) from None
     del loaded
     check = verify.compare(expected, got, samples.labels,
                            quantized=v.quantization != "none", max_drop=max_drop)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from cnncli.errors import ModelError
+from cnncli.errors import CnnError, ModelError
 from cnncli.model.precision import all_layers
 from cnncli.text import first_line
 
@@ -28,8 +28,21 @@ _OP_PATTERNS = (
     re.compile(r"No Op registered for (\w+)"),
 )
 _NODE_PATTERN = re.compile(r"[\w.-]+(?:/[\w.-]+)+")
-OTHER_FORMATS = {"onnx": "saved_model or litert", "litert": "saved_model or onnx",
-                 "openvino": "saved_model or onnx", "saved_model": "onnx"}
+#: The formats to try when one cannot convert a model, in the order to try them.
+OTHER_FORMATS = {"onnx": ("saved_model", "litert"), "litert": ("saved_model", "onnx"),
+                 "openvino": ("saved_model", "onnx"), "saved_model": ("onnx",)}
+
+
+def another_format(fmt: str, failed=()) -> str:
+    """The start of a hint naming the formats to try instead of `fmt`, but those that
+    `failed` too ("" when none is left).
+
+    >>> another_format("onnx"), another_format("onnx", failed={"litert"})
+    ('export to another format (--format saved_model or litert)', 'export to another \
+format (--format saved_model)')
+    """
+    others = [f for f in OTHER_FORMATS[fmt] if f not in failed]
+    return f"export to another format (--format {' or '.join(others)})" if others else ""
 
 
 def layer_in_path(node: str, names) -> str | None:
@@ -66,8 +79,25 @@ def cannot_convert(fmt: str, wrapper, message: str, nodes: list[str] = ()) -> Mo
     uses = f" (it uses the TensorFlow operation {', '.join(ops)})" if ops else ""
     detail = "" if ops else f": {first_line(message) or 'unknown error'}"
     return ModelError(f"the {fmt} format cannot convert {what}{uses}{detail}",
-                      hint=f"export to another format (--format {OTHER_FORMATS[fmt]}), or "
-                           "replace that layer in the spec")
+                      hint=f"{another_format(fmt)}, or replace that layer in the spec")
+
+
+def said_once(failures: list[tuple[str, CnnError]]) -> list[CnnError]:
+    """The errors of the formats that failed, (format, error) in the order they came: one
+    per format and message (the same conversion fails for each quantization), their hints
+    not naming a format that failed too."""
+    failed = {fmt for fmt, _ in failures}
+    said, seen = [], set()
+    for fmt, exc in failures:
+        if (fmt, exc.message) in seen:
+            continue
+        seen.add((fmt, exc.message))
+        if exc.hint and (named := another_format(fmt)) in exc.hint:
+            left = another_format(fmt, failed)
+            exc.hint = exc.hint.replace(named, left) if left else \
+                exc.hint.replace(f"{named}, or ", "").replace(named, "")
+        said.append(exc)
+    return said
 
 
 def _layer_of_ops(wrapper, ops: list[str], names: list[str]) -> str | None:
