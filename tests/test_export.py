@@ -387,6 +387,27 @@ def test_images_that_cannot_be_decoded_are_neither_checked_nor_calibrated_on(ker
         assert images.reshape(len(images), -1).max(axis=1).min() > 0
 
 
+def test_int8_calibrated_on_fewer_images_than_it_takes_says_how_many(run, tmp_path,
+                                                                     monkeypatch):
+    from PIL import Image
+
+    from cnncli.export import convert
+
+    for label in "012":
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(5):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / "photos" / label / f"{i}.png")
+
+    def stop(job):  # what the note says is known before any file is made
+        raise ModelError("not converted in this test")
+
+    monkeypatch.setitem(convert.CONVERTERS, "onnx", stop)
+    report = exporter.export(run, formats=["onnx"], quantize=["int8"],
+                             data=str(tmp_path / "photos"), output=tmp_path / "out")
+    assert "int8 calibrated on 12 training image(s) only (300 when there are that many): " \
+           "its ranges may not fit other images" in report.notes
+
+
 def test_test_images_of_which_none_can_be_decoded_are_refused_for_the_check(keras_model,
                                                                            tmp_path):
     from PIL import Image

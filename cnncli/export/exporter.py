@@ -197,6 +197,10 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
                 data, data_dir, offline, force: bool, max_drop: float,
                 check_images: int, calibrate: bool) -> Report:
     samples = _samples(reference, images, data, data_dir, offline, check_images, calibrate)
+    if samples.calibration is not None and len(samples.calibration) < CALIBRATION_IMAGES:
+        notes.append(f"int8 calibrated on {len(samples.calibration)} training image(s) only "
+                     f"({CALIBRATION_IMAGES} when there are that many): its ranges may not "
+                     "fit other images")
     if len(samples.images) < FEW_CHECK_IMAGES:
         notes.append(f"the check ran on {len(samples.images)} image(s) only: its figures "
                      f"say little (at least {FEW_CHECK_IMAGES} are advised)")
