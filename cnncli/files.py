@@ -123,6 +123,12 @@ def writable_folder(folder: str | Path, option: str | None = None, *,
     if folder.exists() and not folder.is_dir():
         raise ConfigError("the output folder is a file, not a folder", file=str(folder),
                           hint="give the output a folder (new or existing)")
+    broken = next((p for p in (folder, *folder.parents) if p.is_symlink() and not p.exists()),
+                  None)
+    if broken is not None:  # mkdir would say only "File exists"
+        raise ConfigError(f"the output folder cannot be made: '{broken}' is a link to "
+                          f"'{os.readlink(broken)}', which does not exist", file=str(folder),
+                          hint="make the folder it points to, or give another")
     blocking = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:  # mkdir would say only "File exists" or "Not a directory"
         raise ConfigError(f"the output folder cannot be made: '{blocking}' is a file",

@@ -173,6 +173,16 @@ def test_a_folder_nobody_can_write_to_is_refused_naming_the_option_to_give_anoth
     assert e.value.hint == hint
 
 
+@pytest.mark.parametrize("below", ["", "model.onnx"])
+def test_an_output_through_a_link_to_nowhere_says_so(tmp_path, below):
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    with pytest.raises(ConfigError, match=f"the output folder cannot be made: "
+                                          f"'{tmp_path / 'out'}' is a link to "
+                                          f"'{tmp_path / 'gone'}', which does not exist"):
+        files.writable_folder(tmp_path / "out" / below)
+    assert not (tmp_path / "gone").exists()
+
+
 def test_a_file_that_could_not_be_written_is_named_in_the_error(tmp_path, monkeypatch):
     """A full disk at the write or the fsync: the OSError names the file (the command
     then says which file it could not write), and no temporary file is left."""
