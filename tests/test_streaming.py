@@ -849,6 +849,19 @@ def test_evaluating_on_a_pack_resized_otherwise_than_the_model_is_refused(tmp_pa
     assert evaluate.evaluate(run, data=str(tmp_path / "stretched")).result.accuracy >= 0
 
 
+@pytest.mark.parametrize("where", ["", "train"])
+def test_images_lying_beside_the_class_folders_are_said_not_to_be_read(tmp_path, where):
+    photos = photo_folder(tmp_path / "photos" / where)
+    if where:
+        photo_folder(tmp_path / "photos" / "test", per_class=2)
+    Image.new("RGB", (8, 8)).save(photos / "loose.png")
+    with pytest.warns(DataWarning, match=rf"1 image\(s\) directly in .*photos/?{where} "
+                                         r"\(loose.png\) are not read: an image's class is "
+                                         "the folder it is in"):
+        ds = datasets.load(tmp_path / "photos")
+    assert len(ds.train) + len(ds.test) == (16 if where else 12)
+
+
 def test_a_photo_folder_with_a_dataset_json_of_its_own_is_read_as_photos(tmp_path):
     photos = photo_folder(tmp_path / "photos")
     (photos / "dataset.json").write_text('{"description": "my photos"}')

@@ -65,6 +65,8 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
     if _split_layout(root):
         layout = "train/ and test/"
         _warn_of_folders_beside(root)
+        for folder in (root, root / "train", root / "test"):
+            _warn_of_loose_images(folder)
         names = _class_names(root / "train", least=1 if test_fraction == 1 else 2)
         _check_known_classes(root / "test", names)
         classes = _class_folders(root, [root / "train", root / "test"], names)
@@ -74,6 +76,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
         layout = "class folders"
         _check_not_a_lone_split(root)
         names = _class_names(root, least=1 if test_fraction == 1 else 2)
+        _warn_of_loose_images(root)
         everything = _class_tree(root, names, strict, seen, _class_folders(root, [root], names))
         train_idx, test_idx = stratified_split(everything.labels, test_fraction, seed)
         train, test = everything.take(train_idx), everything.take(test_idx)
@@ -165,6 +168,19 @@ def _warn_of_folders_beside(root: Path) -> None:
         warnings.warn(f"{root} has train/ and test/: the folder(s) beside them ({shown}) "
                       "are not read; put a class's folder inside train/ and test/",
                       DataWarning, stacklevel=4)
+
+
+def _warn_of_loose_images(folder: Path) -> None:
+    """Say that images lying beside the class folders are not read (an image's class is
+    the folder it is in): left out without a word, they would be missed."""
+    loose = sorted(p.name for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if loose:
+        shown = ", ".join(loose[:EXAMPLES]) + (
+            f" and {len(loose) - EXAMPLES} more" if len(loose) > EXAMPLES else "")
+        warnings.warn(f"{len(loose)} image(s) directly in {folder} ({shown}) are not read: "
+                      "an image's class is the folder it is in; move them into class "
+                      "folders", DataWarning, stacklevel=4)
 
 
 def _split_layout(root: Path) -> bool:
