@@ -862,6 +862,20 @@ def test_images_lying_beside_the_class_folders_are_said_not_to_be_read(tmp_path,
     assert len(ds.train) + len(ds.test) == (16 if where else 12)
 
 
+def test_large_jpegs_packed_resized_are_the_pixels_training_from_the_files_sees(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in "ab":
+        (tmp_path / "big" / name).mkdir(parents=True)
+        for i in range(3):  # 800x600: libjpeg decodes it at a reduced scale for 32x32
+            Image.fromarray(rng.integers(0, 255, (600, 800, 3), np.uint8)).save(
+                tmp_path / "big" / name / f"{i}.jpg", quality=90)
+    ds = datasets.load(tmp_path / "big")
+    records.pack(ds, tmp_path / "packed", image_size=(32, 32))
+    [(packed, _, _)] = split_batches(datasets.load(tmp_path / "packed").train, (32, 32, 3))
+    from_files = [images.load_resized(path, (32, 32)) for path in ds.train.images]
+    assert sorted(x.tobytes() for x in packed) == sorted(x.tobytes() for x in from_files)
+
+
 def test_a_photo_folder_with_a_dataset_json_of_its_own_is_read_as_photos(tmp_path):
     photos = photo_folder(tmp_path / "photos")
     (photos / "dataset.json").write_text('{"description": "my photos"}')

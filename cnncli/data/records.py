@@ -475,8 +475,11 @@ def _resized(encoded: bytes, image_size, mode: str, name: str | None = None) -> 
     """The bytes as they are (decoded once all the same: one that training could not
     decode is left out here, not skipped in every epoch), or decoded, resized and stored
     as PNG."""
-    decoded = images.load_image(encoded, name=name, channels=3)
-    return encoded if image_size is None else _png(images.resize(decoded, image_size, mode))
+    if image_size is None:
+        images.load_image(encoded, name=name, channels=3)
+        return encoded
+    # as training from the files resizes (a large JPEG decoded at a reduced scale first)
+    return _png(images.load_resized(encoded, image_size, mode, name=name, channels=3))
 
 
 def _record(tf, encoded: bytes, label: int, index: int, ident: str) -> bytes:
