@@ -248,6 +248,10 @@ def test_pack_force_replaces_an_earlier_pack_but_no_other_folder(tmp_path):
     with pytest.raises(ConfigError, match="is not a packed dataset"):
         records.pack(ds, tmp_path / "mine", force=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ConfigError) as e:  # not told to pass --force, which refuses it
+        records.pack(ds, tmp_path / "mine")
+    assert e.value.hint == ("give another folder (--force replaces only an earlier pack, or "
+                            "an empty folder)")
     records.pack(ds, tmp_path / "packed")
     (tmp_path / "packed" / "stale.tfrecord").write_bytes(b"old")
     records.pack(ds, tmp_path / "packed", force=True)
@@ -1055,7 +1059,8 @@ def test_pack_onto_an_existing_file_does_not_offer_force_that_would_refuse(tmp_p
     (tmp_path / "afile").write_text("mine")
     with pytest.raises(ConfigError, match="afile exists") as err:
         records.pack(ds, tmp_path / "afile")
-    assert err.value.hint == "give another folder (--force replaces only an earlier pack)"
+    assert err.value.hint == ("give another folder (--force replaces only an earlier pack, or "
+                              "an empty folder)")
     assert (tmp_path / "afile").read_text() == "mine"
 
 

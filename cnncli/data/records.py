@@ -375,9 +375,11 @@ def _check_out(out: Path, force: bool, source) -> None:
     if not out.exists() and not out.is_symlink():
         return
     if not force:
+        replaceable = out.is_dir() and not out.is_symlink() and (
+            _is_a_pack(out) or not any(out.iterdir()))
         raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
-                          "or give another folder" if out.is_dir() and not out.is_symlink()
-                          else "give another folder (--force replaces only an earlier pack)")
+                          "or give another folder" if replaceable else "give another folder "
+                          "(--force replaces only an earlier pack, or an empty folder)")
     if not out.is_dir() or out.is_symlink():
         what = "a link" if out.is_symlink() else "not a folder"
         raise ConfigError(f"{out} is {what}: --force replaces only an earlier "
