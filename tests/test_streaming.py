@@ -364,6 +364,33 @@ def test_a_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
     assert datasets.load(tmp_path / "labels.csv").class_names == ["a", "b"]
 
 
+def test_a_csv_saved_on_windows_with_backslashed_paths_is_read(tmp_path):
+    photo_folder(tmp_path / "photos")
+    rows = ["path,label"] + [f"photos\\{c}\\{i}.{'png' if i % 5 in (2, 4) else 'jpg'},{c}"
+                             for c in "ab" for i in range(6)]
+    (tmp_path / "labels.csv").write_text("\r\n".join(rows) + "\r\n")
+    ds = datasets.load(tmp_path / "labels.csv")
+    assert len(ds.train) + len(ds.test) == 12
+    assert all("\\" not in p for p in ds.train.images)
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_csv_separated_otherwise_than_by_commas_is_told_so(tmp_path, separator):
+    (tmp_path / "labels.csv").write_text(f"path{separator}label\nx.png{separator}a\n")
+    with pytest.raises(DataError, match="has no column path, label") as err:
+        datasets.load(tmp_path / "labels.csv")
+    assert err.value.hint == (f"cnncli reads comma-separated CSVs, and this one's columns "
+                              f"are separated by {separator!r}: save it with commas")
+
+
+def test_a_csv_that_is_not_utf8_names_its_first_line_that_is_not(tmp_path):
+    (tmp_path / "labels.csv").write_bytes("path,label\nx.png,a\ny.png,caf\u00e9\n"
+                                          .encode("latin-1"))
+    with pytest.raises(DataError, match="labels.csv is not UTF-8 text") as err:
+        datasets.load(tmp_path / "labels.csv")
+    assert err.value.line == 3
+
+
 @pytest.mark.parametrize("text,message", [
     ("file,label\nx.png,a\n", "has no column path"),
     ("path,label,split\nx.png,a,validation\n", "split 'validation' is neither train nor test"),

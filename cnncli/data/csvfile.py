@@ -90,6 +90,26 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
                    held_out=all(s is None for s in splits) and test_fraction < 1)
 
 
+def _forward_slashes(file: str, folder: Path) -> str:
+    """`file` with Windows' backslashes as slashes (``img\\cat\\1.jpg``, as a CSV saved
+    on Windows lists it) when only that names a file; else as it is."""
+    if "\\" not in file or (folder / file).exists():
+        return file
+    slashed = file.replace("\\", "/")
+    return slashed if (folder / slashed).exists() else file
+
+
+def _first_line_not_utf8(path: Path) -> int | None:
+    """The number of the first line of `path` that is not UTF-8 (None: none is)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
 def _once(rows: list, path: Path) -> list:
     """The rows with each image once: a path listed again (however written: ``a/x.png``,
     ``./a/../a/x.png``) with the same label and split is dropped; with another label or
@@ -128,9 +148,13 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                                      "names are read without case or spaces")
             missing = [c for c in ("path", "label") if c not in fields]
             if missing:
+                other = next((s for s in (";", "\t", "|") if len(fields) == 1
+                              and s in fields[0]), None)
                 raise DataError(f"{path.name} has no column {', '.join(missing)}", file=str(path),
-                                line=1, hint="the first line names the columns: path,label "
-                                             "(and optionally split)")
+                                line=1, hint=f"cnncli reads comma-separated CSVs, and this "
+                                f"one's columns are separated by {other!r}: save it with "
+                                f"commas" if other else "the first line names the columns: "
+                                "path,label (and optionally split)")
             rows = []
             for row in reader:  # (blank lines are skipped: count the file's lines)
                 number = reader.line_num
@@ -161,10 +185,11 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                 if split is not None and split not in SPLITS:
                     raise DataError(f"split '{split}' is neither train nor test",
                                     file=str(path), line=number, hint="use train or test")
-                rows.append((row["path"], row["label"], split, number))
+                rows.append((_forward_slashes(row["path"], path.parent), row["label"], split,
+                             number))
     except UnicodeDecodeError as err:
         raise DataError(f"{path.name} is not UTF-8 text ({err.reason})", file=str(path),
-                        hint="save it as UTF-8") from None
+                        line=_first_line_not_utf8(path), hint="save it as UTF-8") from None
     except csv.Error as err:
         raise DataError(f"{path.name} is not a readable CSV ({err})", file=str(path)) from None
     if not rows:
