@@ -907,6 +907,29 @@ def test_large_jpegs_packed_resized_are_the_pixels_training_from_the_files_sees(
     assert sorted(x.tobytes() for x in packed) == sorted(x.tobytes() for x in from_files)
 
 
+def test_packed_arrays_keep_their_place_in_the_arrays_as_their_id(tmp_path):
+    import io
+
+    from trainkit import make_npz
+
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    path = make_npz(tmp_path, n_train=20, n_test=12)
+    records.pack(datasets.load(path), tmp_path / "packed")
+    x_test = np.load(path)["x_test"]
+    spec = {"image": tf.io.FixedLenFeature([], tf.string),
+            "id": tf.io.FixedLenFeature([], tf.string)}
+    shards = sorted(str(p) for p in (tmp_path / "packed").glob("test-*.tfrecord"))
+    ids = []
+    for record in tf.data.TFRecordDataset(shards):
+        example = tf.io.parse_single_example(record, spec)
+        ids.append(int(example["id"].numpy()))
+        pixels = np.asarray(Image.open(io.BytesIO(example["image"].numpy())))
+        np.testing.assert_array_equal(pixels, x_test[ids[-1], ..., 0])
+    assert sorted(ids) == list(range(12)) and ids != sorted(ids)  # shuffled, ids kept
+
+
 def test_a_photo_folder_with_a_dataset_json_of_its_own_is_read_as_photos(tmp_path):
     photos = photo_folder(tmp_path / "photos")
     (photos / "dataset.json").write_text('{"description": "my photos"}')

@@ -318,6 +318,8 @@ def _shuffled(split: Split) -> Split:
     (they were shuffled when packed)."""
     if split.kind == "records" or len(split) < 2:
         return split
+    if split.ids is None:  # arrays: each keeps its place in them as its id (x_test[7]: 7)
+        split = Split(split.images, split.labels, ids=[str(i) for i in range(len(split))])
     return split.take(np.random.default_rng(0).permutation(len(split)))
 
 
