@@ -930,6 +930,17 @@ def test_packed_arrays_keep_their_place_in_the_arrays_as_their_id(tmp_path):
     assert sorted(ids) == list(range(12)) and ids != sorted(ids)  # shuffled, ids kept
 
 
+def test_a_test_class_folder_named_in_other_unicode_characters_is_said_to_be_so(tmp_path):
+    photo_folder(tmp_path / "photos" / "train")
+    photo_folder(tmp_path / "photos" / "test", per_class=2)
+    (tmp_path / "photos" / "train" / "a").rename(tmp_path / "photos" / "train" / "caf\u00e9")
+    (tmp_path / "photos" / "test" / "a").rename(tmp_path / "photos" / "test" / "cafe\u0301")
+    with pytest.raises(DataError, match="that the train folder lacks") as e:
+        datasets.load(tmp_path / "photos")
+    assert e.value.hint.startswith("caf\u00e9 in train/ is the same name in other Unicode "
+                                   "characters")
+
+
 def test_a_photo_folder_with_a_dataset_json_of_its_own_is_read_as_photos(tmp_path):
     photos = photo_folder(tmp_path / "photos")
     (photos / "dataset.json").write_text('{"description": "my photos"}')

@@ -18,6 +18,7 @@ another is an error.
 from __future__ import annotations
 
 import os
+import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -204,9 +205,15 @@ def _class_names(root: Path, least: int = 2) -> list[str]:
 def _check_known_classes(tree: Path, names: list[str]) -> None:
     unknown = sorted(p.name for p in _sub_folders(tree) if p.name not in names)
     if unknown:
+        composed = {unicodedata.normalize("NFC", name): name for name in names}
+        twin = next((composed[key] for name in unknown
+                     if (key := unicodedata.normalize("NFC", name)) in composed), None)
         raise DataError(f"{tree} has class folder(s) {', '.join(unknown)} that the train "
-                        "folder lacks", file=str(tree / unknown[0]),
-                        hint="use the same class folders in train/ and test/")
+                        "folder lacks", file=str(tree / unknown[0]), hint=(
+                            f"{twin} in train/ is the same name in other Unicode characters "
+                            "(an accent written apart, as macOS writes it): rename one so "
+                            "both are written alike" if twin else
+                            "use the same class folders in train/ and test/"))
 
 
 def _class_folders(root: Path, trees: list[Path], names: list[str]) -> dict[Path, str]:
