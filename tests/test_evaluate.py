@@ -49,6 +49,25 @@ def test_evaluates_the_runs_test_split_with_its_best_model(run):
     assert len(rep.result.confusion) == 3
 
 
+def test_a_model_giving_raw_scores_has_no_loss_nor_confidences_and_says_so(tmp_path):
+    import warnings
+
+    from trainkit import SPEC
+
+    path = write_config(tmp_path, epochs=1, spec=SPEC.replace(", activation: softmax", ""))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the build's own warning about the output
+        run = training.train(config.load(path), config_file=str(path)).run
+    rep = evaluation.evaluate(run, fail_under=["loss=100"])
+    assert rep.result.loss is None and rep.result.misclassified == []
+    assert any(note.endswith("does not give probabilities (its last layer has no softmax): "
+                             "the figures are by its highest score, with no loss and no "
+                             "worst mistakes (they are ranked by confidence); end the model "
+                             "with `activation: softmax`") for note in rep.notes)
+    assert rep.failures == ["loss was not measured (no value was computed)"]
+    assert 0 <= rep.result.accuracy <= 1
+
+
 def test_writes_the_confusion_matrix_and_the_worst_mistakes(run):
     rep = evaluation.evaluate(run)
     assert (run / "confusion.png").exists() and (run / "evaluation.json").exists()

@@ -59,6 +59,24 @@ def test_per_class_precision_recall_f1_match_hand_values(hand):
     assert [c.to_dict() for c in hand.per_class] == [pytest.approx(row) for row in expected]
 
 
+def test_an_f1_of_three_quarters_is_exactly_three_quarters():
+    # class 0: 5 images, 3 found, none wrongly: precision 1, recall 0.6, F1 3/4
+    labels = [0] * 5 + [1] * 3
+    probs = [[0.9, 0.1]] * 3 + [[0.1, 0.9]] * 5
+    result = metrics.compute(labels, probs, ["four", "nine"])
+    assert result.per_class[0].f1 == 0.75  # 2pr/(p+r) gave 0.7499999999999999
+    assert metrics.check_thresholds(result, {"macro_f1": 0.75}) == []
+
+
+def test_a_figure_that_is_its_threshold_but_for_floating_point_passes():
+    result = metrics.compute([0, 1], [[0.9, 0.1], [0.4, 0.6]], ["a", "b"])
+    result.macro_recall = (0.1 + 0.7) / 2  # 0.39999999999999997
+    assert metrics.check_thresholds(result, {"macro_recall": 0.4}) == []
+    result.loss = 0.1 + 0.2  # 0.30000000000000004
+    assert metrics.check_thresholds(result, {"loss": 0.3}) == []
+    assert metrics.check_thresholds(result, {"macro_recall": 0.40001}) != []
+
+
 def test_macro_averages_are_plain_means_over_classes(hand):
     assert hand.macro_precision == pytest.approx((3 / 5 + 2 / 3 + 1 / 2) / 3)
     assert hand.macro_recall == pytest.approx((3 / 4 + 2 / 3 + 1 / 3) / 3)

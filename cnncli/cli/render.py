@@ -229,7 +229,8 @@ def evaluation(rep) -> None:
     r = rep.result
     out.print(f"Model: {printable(rep.model, one_line=True)} (computing in {rep.precision})")
     out.print(f"Data: {printable(rep.dataset, one_line=True)}, {r.count:,} test images")
-    line = f"loss {r.loss:.4f}  accuracy {r.accuracy:.4f}"
+    line = (f"loss {r.loss:.4f}  " if r.loss is not None else "") + \
+        f"accuracy {r.accuracy:.4f}"
     if r.top5_accuracy is not None:
         line += f"  top-5 accuracy {r.top5_accuracy:.4f}"
     line += f"  macro F1 {r.macro_f1:.4f}"

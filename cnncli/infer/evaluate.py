@@ -139,6 +139,13 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
                              ids=[ids[i] for i in kept] if ids else kept.tolist())
     result.misclassified = [  # positions in the test split, unreadables counted too
         replace(m, index=int(kept[m.index])) for m in result.misclassified]
+    if metrics.not_probabilities(probs[kept]):  # raw scores: their cross-entropy means nothing
+        notes.append(f"{clf.name} does not give probabilities (its last layer has no "
+                     "softmax): the figures are by its highest score, with no loss and no "
+                     "worst mistakes (they are ranked by confidence); end the model with "
+                     "`activation: softmax`")
+        result.misclassified = []
+        return result
     picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
     result.loss = float(-np.mean(np.log(picked)))
     return result

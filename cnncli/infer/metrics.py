@@ -219,9 +219,9 @@ def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
     per_class = []
     for c in range(n_classes):
         tp = confusion[c, c]
-        precision = _ratio(tp, confusion[:, c].sum())
-        recall = _ratio(tp, confusion[c, :].sum())
-        f1 = _ratio(2 * precision * recall, precision + recall)
+        predicted_c, actual = confusion[:, c].sum(), confusion[c, :].sum()
+        precision, recall = _ratio(tp, predicted_c), _ratio(tp, actual)
+        f1 = _ratio(2 * tp, predicted_c + actual)  # 2TP/(2TP+FP+FN): exact, 3/4 is 0.75
         per_class.append(ClassScore(c, names[c], precision, recall, f1,
                                     int(confusion[c, :].sum())))
 
@@ -313,11 +313,35 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
     return thresholds
 
 
+#: How far outputs may stray outside [0, 1] and still be probabilities (an int8 export's
+#: softmax is dequantized in steps of 1/256).
+PROBABILITY_SLACK = 0.01
+
+
+def not_probabilities(p) -> bool:
+    """Whether outputs `p` (N, C) cannot be class probabilities: below 0 or above 1, as a
+    model whose last layer has no softmax gives (its raw scores). Rows are not required
+    to sum to 1: a quantized export's softmax does not quite.
+
+    >>> import numpy as np
+    >>> not_probabilities(np.array([[0.7, 0.3]])), not_probabilities(np.array([[2.1, -0.4]]))
+    (False, True)
+    """
+    return bool((p < -PROBABILITY_SLACK).any() or (p > 1 + PROBABILITY_SLACK).any())
+
+
+#: How far a figure may be on the wrong side of its threshold and pass: a mean of
+#: fractions is computed in floating point (recalls 0.1 and 0.7 average to
+#: 0.39999999999999997), and a figure printed as the threshold must meet it.
+THRESHOLD_SLACK = 1e-9
+
+
 def check_thresholds(result: EvalResult, thresholds: dict[str, float]) -> list[str]:
     """One line per threshold `result` misses; an empty list when all pass.
 
     A metric that was not measured (loss not filled in, top-5 with 5 classes or
-    fewer) fails its threshold: a check that cannot be made does not pass.
+    fewer) fails its threshold: a check that cannot be made does not pass. A value equal
+    to its threshold passes (within `THRESHOLD_SLACK`).
 
     >>> r = compute([0, 1], [[0.9, 0.1], [0.4, 0.6]], ["a", "b"])
     >>> r.loss = 0.45
@@ -334,9 +358,9 @@ def check_thresholds(result: EvalResult, thresholds: dict[str, float]) -> list[s
         elif math.isnan(value):
             failures.append(f"{name} is NaN")
         elif name in LOWER_IS_BETTER:
-            if value > limit:
+            if value > limit + THRESHOLD_SLACK:
                 failures.append(f"{name} {_apart(value, limit)} is above {limit!r}")
-        elif value < limit:
+        elif value < limit - THRESHOLD_SLACK:
             failures.append(f"{name} {_apart(value, limit)} is below {limit!r}")
     return failures
 

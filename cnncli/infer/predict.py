@@ -38,22 +38,6 @@ class Result:
     scores: bool = False  # the model's outputs are raw scores, not probabilities
 
 
-#: How far outputs may stray outside [0, 1] and still be probabilities (an int8 export's
-#: softmax is dequantized in steps of 1/256).
-PROBABILITY_SLACK = 0.01
-
-
-def not_probabilities(p: np.ndarray) -> bool:
-    """Whether outputs `p` (N, C) cannot be class probabilities: below 0 or above 1, as a
-    model whose last layer has no softmax gives (its raw scores). Rows are not required
-    to sum to 1: a quantized export's softmax does not quite.
-
-    >>> not_probabilities(np.array([[0.7, 0.3]])), not_probabilities(np.array([[2.1, -0.4]]))
-    (False, True)
-    """
-    return bool((p < -PROBABILITY_SLACK).any() or (p > 1 + PROBABILITY_SLACK).any())
-
-
 def predict(sources: list[str], *, model: str | classifier.Classifier, top: int = 5,
             batch_size: int = 32, weights: str | None = None, offline: bool = False,
             resize: str | None = None, stdin=None) -> Result:
@@ -82,7 +66,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
             if not good:
                 continue
             probs = loaded.probabilities(np.stack([img for _, img in good]))
-            if not result.scores and not_probabilities(probs):
+            if not result.scores and metrics.not_probabilities(probs):
                 result.scores = True
                 result.warnings.append(
                     f"{loaded.name} does not give probabilities (its last layer has no "
