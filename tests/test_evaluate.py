@@ -74,6 +74,14 @@ def test_writes_the_confusion_matrix_and_the_worst_mistakes(run):
     assert set(rep.files) >= {"confusion_matrix", "evaluation"}
 
 
+def test_evaluation_json_says_which_model_and_precision_gave_its_figures(run):
+    rep = evaluation.evaluate(run, precision="float32")
+    saved = json.loads((run / "evaluation.json").read_text())
+    assert (saved["model"], saved["precision"], saved["notes"]) == (rep.model, "float32",
+                                                                    rep.notes)
+    assert saved["accuracy"] == rep.result.accuracy
+
+
 def test_latest_link_and_model_file_work_too(run):
     assert evaluation.evaluate(run.parent / "latest").result.count == 60
     data = artefact.resolve(run).data.name

@@ -94,7 +94,8 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         notes += _split_notes(ds, source, data=data, all_images=all_images,
                               trained_on=bool(run_data and _same_place(source, run_data.name)))
         result = _measure(ds, labels, clf, batch_size, notes)
-        written = _write_files(folder, result, ds, clf, given or source) if folder else {}
+        written = _write_files(folder, result, ds, clf, given or source, notes) \
+            if folder else {}
     except BaseException:  # bad data, no readable image, Ctrl-C: no empty folder left
         files.remove_empty(made)
         raise
@@ -269,7 +270,7 @@ def _own_folder(folder: Path, data: str) -> Path:
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
-                 data: str) -> dict[str, str]:
+                 data: str, notes: list[str]) -> dict[str, str]:
     written = {
         "confusion_matrix": str(plots.confusion_matrix(result.confusion, clf.class_names,
                                                        folder / "confusion.png")),
@@ -283,6 +284,7 @@ def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
         written["misclassified"] = str(plots.image_grid(images, titles,
                                                         folder / "misclassified.png"))
     path = folder / "evaluation.json"
-    files.write_json(path, {"data": data, **result.to_dict()})
+    files.write_json(path, {"data": data, "model": clf.name, "precision": getattr(
+        clf, "precision", "float32"), **result.to_dict(), "notes": notes})
     written["evaluation"] = str(path)
     return written
