@@ -941,6 +941,24 @@ def test_a_test_class_folder_named_in_other_unicode_characters_is_said_to_be_so(
                                    "characters")
 
 
+def test_evaluate_on_packed_photos_names_the_worst_mistakes_as_on_the_photos(tmp_path):
+    import shutil
+
+    from cnncli.infer import evaluate
+
+    run = training.train(_dense_config(tmp_path, photo_folder(tmp_path / "mine"),
+                                       [8, 8, 3])).run
+    photos = shutil.copytree(tmp_path / "mine", tmp_path / "photos")
+    for old, new in (("a", "x"), ("b", "a"), ("x", "b")):  # mislabelled: mistakes to name
+        (photos / old).rename(photos / new)
+    records.pack(datasets.load(photos), tmp_path / "packed")
+    on_photos = evaluate.evaluate(run, data=str(photos), output=tmp_path / "a")
+    on_pack = evaluate.evaluate(run, data=str(tmp_path / "packed"), output=tmp_path / "b")
+    assert on_pack.result.misclassified, "no mistakes to name"
+    assert sorted(m.id for m in on_pack.result.misclassified) == sorted(
+        m.id for m in on_photos.result.misclassified)
+
+
 def test_a_photo_folder_with_a_dataset_json_of_its_own_is_read_as_photos(tmp_path):
     photos = photo_folder(tmp_path / "photos")
     (photos / "dataset.json").write_text('{"description": "my photos"}')

@@ -333,6 +333,27 @@ def _name_shards(shards: list[Path], name: str) -> list[dict]:
     return entries
 
 
+def ids_at(split: Split, indices) -> list[str]:
+    """The ids the records at `indices` of a packed split were written with (a file's
+    name, an array's place; its position in the split if none): what evaluate names its
+    worst mistakes by, as it does for the files themselves."""
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    wanted, found = {int(i) for i in indices}, {}
+    spec = {"id": tf.io.FixedLenFeature([], tf.string, default_value=b"")}
+    try:
+        for i, record in enumerate(tf.data.TFRecordDataset(list(split.images.shards))):
+            if i in wanted:
+                ident = tf.io.parse_single_example(record, spec)["id"].numpy()
+                found[i] = ident.decode(errors="surrogateescape") or str(i)
+                if len(found) == len(wanted):
+                    break
+    except tf.errors.DataLossError as exc:
+        raise damaged_shard(split.images.shards, exc) from None
+    return [found.get(int(i), str(i)) for i in indices]
+
+
 def damaged_shard(shards, cause: Exception) -> DataError:
     """The error for records that fail their checksum (`tf.errors.DataLossError`): a shard
     damaged in place, its size unchanged. Found by reading each shard whole (only after

@@ -147,6 +147,10 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
                      "`activation: softmax`")
         result.misclassified = []
         return result
+    if ds.test.kind == "records" and result.misclassified:  # named as packed, not by place
+        named = records.ids_at(ds.test, [m.index for m in result.misclassified])
+        result.misclassified = [replace(m, id=ident) for m, ident in
+                                zip(result.misclassified, named, strict=True)]
     picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
     result.loss = float(-np.mean(np.log(picked)))
     return result
