@@ -42,7 +42,7 @@ from cnncli.files import (  # noqa: E402
     writable_folder,
     write_atomic,
 )
-from cnncli.text import printable, shorten  # noqa: E402
+from cnncli.text import percent, printable, shorten  # noqa: E402
 
 DPI = 110
 #: Write numbers into the confusion matrix's cells up to this many classes.
@@ -228,7 +228,7 @@ def misclassified_title(true_name: str, predicted_name: str, confidence: float) 
     >>> misclassified_title("Shirt", "T-shirt/top", 0.97)
     'true: Shirt / pred: T-shirt/top 97%'
     """
-    return f"true: {true_name} / pred: {predicted_name} {confidence:.0%}"
+    return f"true: {true_name} / pred: {predicted_name} {percent(confidence, 0)}"
 
 
 def _wrap(title: str) -> str:

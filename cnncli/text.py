@@ -82,6 +82,22 @@ def short_count(n: int) -> str:
     return str(n)
 
 
+def percent(p: float, decimals: int = 2) -> str:
+    """`p` as a percentage, never rounded to a certainty it is not: a probability short of
+    1 is not 100%, one above 0 not 0%.
+
+    >>> percent(0.9809), percent(0.999996), percent(0.0000004), percent(1.0), percent(0.97, 0)
+    ('98.09%', '>99.99%', '<0.01%', '100.00%', '97%')
+    """
+    text = f"{p:.{decimals}%}"
+    step = 10.0 ** -decimals
+    if p < 1 and text == f"{1:.{decimals}%}":
+        return f">{100 - step:.{decimals}f}%"
+    if p > 0 and text == f"{0:.{decimals}%}":
+        return f"<{step:.{decimals}f}%"
+    return text
+
+
 def dims_text(shape) -> str:
     """A shape as the lecture's tables write a volume; an unknown size is ``?``.
 

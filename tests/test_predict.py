@@ -158,6 +158,18 @@ def test_raw_scores_are_printed_as_scores_not_percentages_nor_probabilities(tmp_
         assert key in json.loads(capsys.readouterr().out)[0]["top"][0]
 
 
+def test_near_certainties_are_not_rounded_to_certainties_in_text_nor_json(capsys):
+    from cnncli.cli import render
+
+    result = prediction.Result(model="m", images=[prediction.ImageResult(
+        "x.png", [("Trouser", 0.999996), ("Dress", 3e-9)])])
+    render.predictions(result, "text")
+    assert capsys.readouterr().out == "1. Trouser: >99.99%\n2. Dress: <0.01%\n"
+    render.predictions(result, "json")
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    assert [t["probability"] for t in top] == [0.999996, 3e-9]  # not 0.0
+
+
 def test_a_mistyped_pretrained_name_gets_a_did_you_mean(tmp_path, monkeypatch):
     from cnncli.errors import ConfigError
 

@@ -253,7 +253,8 @@ def evaluation(rep) -> None:
         out.print("Worst mistakes (id: true -> predicted, confidence):")
         for m in r.misclassified[:5]:
             out.print(printable(f"  {m.id}: {m.true_name} -> {m.predicted_name} "
-                                f"({m.confidence:.1%})", one_line=True), markup=False)
+                                f"({text.percent(m.confidence, 1)})", one_line=True),
+                      markup=False)
     for name, path in rep.files.items():
         out.print(f"{name.replace('_', ' ')}: {printable(str(path), one_line=True)}",
                   markup=False)
@@ -261,15 +262,21 @@ def evaluation(rep) -> None:
         warn(note)
 
 
+def _digits(p: float) -> float:
+    """A probability or score with 6 significant digits: 3e-09 stays 3e-09 (rounded to 6
+    decimals it was 0.0, which no log-loss nor ranking can read)."""
+    return float(f"{p:.6g}")
+
+
 def predictions(result, fmt: str = "text") -> None:
     """Results on stdout: the lecture's lines, or json, jsonl, csv (file, rank, class, p).
     A model giving raw scores (no softmax) gets them as scores: ``score``, not a
     ``probability`` nor a percentage."""
     key = "score" if result.scores else "probability"
-    rows = [{"file": r.file, "rank": i + 1, "class": name, key: round(p, 6)}
+    rows = [{"file": r.file, "rank": i + 1, "class": name, key: _digits(p)}
             for r in result.images for i, (name, p) in enumerate(r.top)]
     if fmt == "json":
-        print_json([{"file": r.file, "top": [{"class": n, key: round(p, 6)}
+        print_json([{"file": r.file, "top": [{"class": n, key: _digits(p)}
                                             for n, p in r.top]} for r in result.images])
     elif fmt == "jsonl":
         for row in rows:
@@ -287,7 +294,7 @@ def predictions(result, fmt: str = "text") -> None:
             if many:
                 sys.stdout.write(f"{printable(r.file, one_line=True)}\n")
             for i, (name, p) in enumerate(r.top):
-                shown = f"{p:.4g}" if result.scores else f"{p:.2%}"
+                shown = f"{p:.4g}" if result.scores else text.percent(p)
                 sys.stdout.write(f"{'  ' if many else ''}{i + 1}. "
                                  f"{printable(name, one_line=True)}: {shown}\n")
     sys.stdout.flush()
@@ -356,14 +363,14 @@ def exports(report) -> None:
         c = r.check
         accuracy = ""
         if c.accuracy is not None:
-            accuracy = f"{c.keras_accuracy:.2%} -> {c.accuracy:.2%}"
+            accuracy = f"{text.percent(c.keras_accuracy)} -> {text.percent(c.accuracy)}"
             if c.quantized:
                 accuracy += f" ({0.0 - c.drop:+.2f} points)"
         label = r.format + ("" if r.quantization == "none" else f" ({r.quantization})")
         table.add_row(*(Text(s) for s in (
             label, printable(str(r.path), one_line=True), text.size(r.size),
             f"{c.max_difference:.2g}",
-            f"{c.agreement:.2%} of {c.images:,}", accuracy,
+            f"{text.percent(c.agreement)} of {c.images:,}", accuracy,
             "ok" if r.kept else "FAILED, not kept")))
     out.print(table)
     for note in report.notes:
