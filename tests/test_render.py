@@ -67,6 +67,19 @@ def test_tables_show_bracketed_class_and_file_names(capsys):
         assert text in out
 
 
+def test_the_per_class_table_lists_the_classes_seen_and_says_how_many_are_not(capsys):
+    import numpy as np
+
+    labels = np.arange(105)  # 105 of 120 classes in the data, each predicted right
+    result = metrics.compute(labels, np.eye(120)[labels] * 0.9 + 0.1 / 120,
+                             [f"c{i}" for i in range(120)])
+    render.evaluation(evaluate.Report("m.keras", result, "photos", {}, [], []))
+    out = capsys.readouterr().out
+    assert "c99 " in out and "c100 " not in out and "c110" not in out
+    assert "(classes not listed: 5 more; 15 neither in the data nor predicted; " \
+           "evaluation.json and --json have every class)" in out.replace("\n", " ")
+
+
 def test_progress_bar_stats_are_not_markup(monkeypatch):
     buffer = io.StringIO()
     monkeypatch.setattr(render, "err", Console(file=buffer, force_terminal=True, width=120,

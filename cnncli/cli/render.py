@@ -224,6 +224,10 @@ def train_reporter(quiet: bool):
     return PlainTrainReporter(quiet=quiet)
 
 
+#: Classes listed in evaluate's per-class table (all are in evaluation.json and --json).
+CLASS_ROWS = 100
+
+
 def evaluation(rep) -> None:
     """Figures, per-class table, most-confused pairs and the worst mistakes."""
     r = rep.result
@@ -240,10 +244,18 @@ def evaluation(rep) -> None:
     table = Table(title="Per class", title_justify="left")
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
-    for c in r.per_class[:100]:
+    seen = [c for c in r.per_class  # in the labels or the predictions (as the averages)
+            if sum(r.confusion[c.index]) or sum(row[c.index] for row in r.confusion)]
+    for c in seen[:CLASS_ROWS]:
         table.add_row(printable(str(c.name), one_line=True), f"{c.precision:.3f}",
                       f"{c.recall:.3f}", f"{c.f1:.3f}", f"{c.support:,}")
     out.print(table)
+    left = [f"{len(seen) - CLASS_ROWS:,} more"] * (len(seen) > CLASS_ROWS) + [
+        f"{len(r.per_class) - len(seen):,} neither in the data nor predicted"] * (
+        len(seen) < len(r.per_class))
+    if left:
+        out.print(f"(classes not listed: {'; '.join(left)}; evaluation.json and --json have "
+                  "every class)")
     if r.most_confused:
         out.print("Most confused (true -> predicted: count):")
         for pair in r.most_confused[:5]:
