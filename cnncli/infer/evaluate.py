@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files, plots, text
+from cnncli import files, plots, runfolder, text
 from cnncli.data import datasets, feed, records
 from cnncli.data.dataset import DataWarning
 from cnncli.errors import ConfigError, DataError
@@ -71,7 +71,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                           file=clf.name, hint="pass --data NAME_OR_PATH")
     given = _data_id(data) if data is not None else None
     folder = _output_folder(output, art.run if art else None, data, given, run_data,
-                            notes := [])
+                            notes := [], clf.name)
     if data is None and run_data and not datasets.exists(source):
         raise DataError(f"the data this run trained on is no longer at {source}",
                         file=str(art.run),
@@ -238,15 +238,19 @@ def _data_id(data: str) -> str:
 
 
 def _output_folder(output, run: Path | None, data: str | None, given: str | None, run_data,
-                   notes: list[str]) -> Path | None:
+                   notes: list[str], model: str = "") -> Path | None:
     """Where the files go: `output`, else the run's folder, or for other data than the
     run's (`given`: `_data_id`), an ``eval-<data>`` folder inside it (the run's own
     evaluation is kept)."""
     if output is not None:
         return Path(output).expanduser()
     if run is None:
-        notes.append("a model file has no run folder: confusion.png, misclassified.png and "
-                     "evaluation.json are written only with --output DIR")
+        own = runfolder.model_file(Path(model).parent) if (
+            Path(model).parent / runfolder.CONFIG).is_file() else None
+        said = (f"{Path(model).name} is not the model of its run ({own.name} is)" if own
+                else "a model file has no run folder")
+        notes.append(f"{said}: confusion.png, misclassified.png and evaluation.json are "
+                     "written only with --output DIR")
         return None
     if data is None or (run_data is not None and run_data.name in (data, given)):
         folder = run
