@@ -337,6 +337,25 @@ def test_a_folder_of_some_of_the_models_classes_says_so_not_another_order(run, t
     assert rep.notes == ["the data has 2 of the model's 3 classes: matched by name"]
 
 
+def test_some_of_the_models_classes_in_another_order_says_both():
+    from types import SimpleNamespace as NS
+
+    data = NS(class_names=["7", "3"], num_classes=2, test=NS(labels=np.array([0, 1]),
+                                                               kind="arrays"))
+    labels, notes = evaluation.labels_by_name(data, NS(class_names=[str(i) for i in range(10)]),
+                                              "sub.npz")
+    assert labels.tolist() == [7, 3]
+    assert notes == ["the data's classes (2 of the model's 10 classes) are in another order "
+                     "than the model's: matched by name"]
+
+
+def test_data_named_by_a_relative_path_is_named_once(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cf.image_folder(tmp_path / "f75", {"0": 2, "1": 2, "2": 2})
+    rep = evaluation.evaluate(run, data="f75", all_images=True, output=tmp_path / "e")
+    assert rep.dataset == "f75 (class folders, streamed)"  # not f75 (f75 (...))
+
+
 def test_the_current_folder_as_data_is_named_by_its_folder_name(run, tmp_path, monkeypatch):
     monkeypatch.chdir(cf.image_folder(tmp_path / "new", {"0": 2, "1": 2, "2": 2}))
     rep = evaluation.evaluate(run, data=".", all_images=True)

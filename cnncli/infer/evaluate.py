@@ -99,7 +99,8 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     except BaseException:  # bad data, no readable image, Ctrl-C: no empty folder left
         files.remove_empty(made)
         raise
-    return Report(clf.name, result, f"{ds.name} ({ds.source})", written,
+    named = ds.source if ds.source.startswith(ds.name) else f"{ds.name} ({ds.source})"
+    return Report(clf.name, result, named, written,
                   metrics.check_thresholds(result, thresholds), notes,
                   getattr(clf, "precision", "float32"))
 
@@ -200,10 +201,11 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
             hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
             + ("..." if len(model_names) > 10 else "") + "; " + _naming_hint(ds, source))
     index = np.array([model_names.index(n) for n in data_names])
-    note = ("the data's classes are in another order than the model's: matched by name"
-            if np.any(np.diff(index) < 0) else
-            f"the data has {len(data_names)} of the model's {len(model_names)} classes: "
-            "matched by name")
+    some = (f"{len(data_names)} of the model's {len(model_names)} classes"
+            if len(data_names) < len(model_names) else "")
+    note = (f"the data's classes{f' ({some})' if some else ''} are in another order than "
+            "the model's: matched by name" if np.any(np.diff(index) < 0) else
+            f"the data has {some}: matched by name")
     return index[ds.test.labels], [note]
 
 
