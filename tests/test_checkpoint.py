@@ -182,6 +182,7 @@ def _mixed_float16_model(tmp_path):
         "train.precision=mixed_float16"])))
 
 
+@pytest.mark.filterwarnings("ignore:--precision mixed_float16 on this CPU")
 def test_a_mixed_float16_backup_keeps_the_loss_scale_and_the_step_count(tmp_path):
     model = _mixed_float16_model(tmp_path)
     model.optimizer.dynamic_scale.assign(1024.0)
@@ -194,6 +195,7 @@ def test_a_mixed_float16_backup_keeps_the_loss_scale_and_the_step_count(tmp_path
     assert int(model.optimizer.iterations.numpy()) == 7
 
 
+@pytest.mark.filterwarnings("ignore:--precision mixed_float16 on this CPU")
 def test_a_mixed_float16_backup_written_before_12_2026_is_restored(tmp_path):
     """Then the loss scaling's variables and the optimizer's were one group, as Keras
     lists them (the loss scaling's first)."""

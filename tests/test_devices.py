@@ -562,6 +562,7 @@ def test_one_gpu_chosen_is_the_only_one_tensorflow_sees_and_is_renumbered(monkey
     assert tf_layer._logical_name("/gpu:1") == "/gpu:0"  # TensorFlow's name for it now
 
 
+@pytest.mark.filterwarnings("ignore:mirrored over GPUs of different kinds")
 def test_mirrored_over_every_visible_gpu_hides_none(monkeypatch):
     fake = FakeGpus(monkeypatch, TWO_GPUS)
     assert devices.setup("auto", "float32").kind == "mirrored" and fake.calls == []

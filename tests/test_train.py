@@ -312,6 +312,7 @@ def test_resume_with_force_applies_a_new_learning_rate(tmp_path):
     assert config.load(run / "config.yaml").train.optimizer.learning_rate == 0.05
 
 
+@pytest.mark.filterwarnings("ignore:--precision mixed_float16 on this CPU")
 @pytest.mark.parametrize("before,after", [("float32", "mixed_float16"),
                                           ("mixed_float16", "float32")])
 def test_resume_with_force_may_gain_or_lose_mixed_float16s_loss_scaling(tmp_path, before,
