@@ -890,6 +890,22 @@ def test_a_conversion_failing_in_two_formats_is_said_once_each_naming_neither_as
     ] * 2  # not onnx nor litert: both failed
 
 
+def test_onnx_runtime_runs_as_many_threads_as_the_cpus_available(exports, monkeypatch):
+    import onnxruntime
+
+    folder, _ = exports
+    seen, real = [], onnxruntime.InferenceSession
+
+    def session(path, sess_options=None, **kw):
+        seen.append(sess_options.intra_op_num_threads)
+        return real(path, sess_options=sess_options, **kw)
+
+    monkeypatch.setattr(exported, "available_cpus", lambda: 1)  # a container's quota
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    exported.load(folder / FILES["onnx"])
+    assert seen == [1]
+
+
 def test_a_file_its_runtime_cannot_run_is_an_error_and_not_kept(run, tmp_path, monkeypatch):
     def broken(path):
         raise ModelError("ONNX Runtime cannot load the model: boom", file=str(path))

@@ -20,7 +20,7 @@ from cnncli.devices.cluster import parse_tf_config
 from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
 from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning, parse_precision
 from cnncli.errors import DeviceError
-from cnncli.parallel import available_cpus
+from cnncli.parallel import available_cpus, cpu_quota
 from cnncli.runtime import import_keras, import_tf, quiet_unless_debugging
 from cnncli.text import first_line
 
@@ -102,16 +102,13 @@ def _threads_within_quota() -> None:
     container's CPU quota (a pod limited to 2 CPUs on a 64-core node ran 64 threads,
     throttled): under a lower quota, as many threads as it allows (`available_cpus`)."""
     tf = import_tf()
+    cpus, threading = available_cpus(), tf.config.threading
+    if cpu_quota() is None or threading.get_intra_op_parallelism_threads():
+        return  # no quota, or threads set already (by the user)
     try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return
-    cpus = available_cpus()
-    if cpus >= affinity or tf.config.threading.get_intra_op_parallelism_threads():
-        return  # no quota below the CPUs, or threads set already (by the user)
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(cpus)
-        tf.config.threading.set_inter_op_parallelism_threads(cpus)
+        threading.set_intra_op_parallelism_threads(cpus)
+        # two at least: tf.data can hang with one inter-op thread (tensorflow#38969)
+        threading.set_inter_op_parallelism_threads(max(2, cpus))
     except RuntimeError:  # TensorFlow started earlier in this process: its pools are made
         pass
 

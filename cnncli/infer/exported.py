@@ -266,6 +266,7 @@ def _open_onnx(path: Path):
     onnxscan.check(path)  # before ONNX Runtime reads anything it names
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = available_cpus()  # a container's quota, not the node's
     try:
         session = ort.InferenceSession(str(path), sess_options=options,
                                        providers=["CPUExecutionProvider"])
