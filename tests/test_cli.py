@@ -314,6 +314,14 @@ def test_doctor_says_a_tf_config_cluster_is_what_train_would_join(monkeypatch):
            "worker 1), precision" in result.output
 
 
+def test_doctor_with_a_bad_tf_config_says_so_and_reports_the_machine(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{oops")
+    result = run("doctor")
+    assert result.exit_code == 0, result.output
+    assert "TF_CONFIG is not valid JSON" in result.output
+    assert "auto picks: cpu" in result.output
+
+
 def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
     with open("/proc/cpuinfo") as f:
         flags = f.read()

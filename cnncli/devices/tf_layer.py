@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 from cnncli.devices.cluster import parse_tf_config
 from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
 from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning, parse_precision
-from cnncli.errors import DeviceError
+from cnncli.errors import ConfigError, DeviceError
 from cnncli.parallel import available_cpus, cpu_quota
 from cnncli.runtime import import_keras, import_tf, quiet_unless_debugging
 from cnncli.text import first_line
@@ -315,7 +315,10 @@ def doctor_info() -> Doctor:
     info = build_info()
     gpus = visible_gpus()
     driver, hidden = nvidia_driver_present(), os.environ.get("CUDA_VISIBLE_DEVICES")
-    cluster = parse_tf_config(os.environ.get("TF_CONFIG"))  # train joins it
+    try:
+        cluster, bad_cluster = parse_tf_config(os.environ.get("TF_CONFIG")), None
+    except ConfigError as exc:  # what doctor is for: said, with the rest of the machine
+        cluster, bad_cluster = None, exc.message
     auto = decide("auto", "auto", gpus, tf_cpu_threads(), cluster, cpu_bf16=cpu_bf16_units())
     return Doctor(
         tensorflow=tf.__version__, keras=keras.__version__,
@@ -325,4 +328,5 @@ def doctor_info() -> Doctor:
         cpu=CpuInfo(available_cpus(), tf.config.threading.get_intra_op_parallelism_threads(),
                     tf.config.threading.get_inter_op_parallelism_threads(),
                     cpu_bf16_units(), cpu_allocator()),
-        nvidia_driver=driver, warning=gpu_warning(driver, auto, info, hidden))
+        nvidia_driver=driver, warning="; ".join(filter(None, (
+            gpu_warning(driver, auto, info, hidden), bad_cluster))) or None)
