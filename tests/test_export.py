@@ -890,6 +890,17 @@ def test_a_conversion_failing_in_two_formats_is_said_once_each_naming_neither_as
     ] * 2  # not onnx nor litert: both failed
 
 
+def test_a_format_with_a_file_kept_is_still_named_as_the_way_out():
+    from cnncli.errors import ModelError
+    from cnncli.export import unsupported
+
+    hint = unsupported.another_format("onnx") + ", or replace that layer in the spec"
+    failures = [("onnx", ModelError("onnx cannot", hint=hint)),
+                ("litert", ModelError("int8 litert cannot"))]  # its float32 file was kept
+    [onnx, _] = unsupported.said_once(failures, kept={"litert"})
+    assert onnx.hint == hint  # litert converts the model: it is still a way out
+
+
 def test_onnx_runtime_runs_as_many_threads_as_the_cpus_available(exports, monkeypatch):
     import onnxruntime
 

@@ -237,7 +237,8 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
             # ends the process as asked, after saying what was kept)
             if stage.interrupted and (rest or stage.terminated):
                 raise ExportInterrupted(report, rest, folder, terminated=stage.terminated)
-    report.errors = unsupported.said_once(failures)
+    report.errors = unsupported.said_once(failures, {r.format for r in report.results
+                                                     if r.kept})
     return report
 
 

@@ -82,11 +82,11 @@ def cannot_convert(fmt: str, wrapper, message: str, nodes: list[str] = ()) -> Mo
                       hint=f"{another_format(fmt)}, or replace that layer in the spec")
 
 
-def said_once(failures: list[tuple[str, CnnError]]) -> list[CnnError]:
+def said_once(failures: list[tuple[str, CnnError]], kept=()) -> list[CnnError]:
     """The errors of the formats that failed, (format, error) in the order they came: one
     per format and message (the same conversion fails for each quantization), their hints
-    not naming a format that failed too."""
-    failed = {fmt for fmt, _ in failures}
+    not naming a format that failed too (none of whose files was `kept`)."""
+    failed = {fmt for fmt, _ in failures} - set(kept)
     said, seen = [], set()
     for fmt, exc in failures:
         if (fmt, exc.message) in seen:
