@@ -129,14 +129,29 @@ def _read(path: Path) -> dict:
         return {key: data[key] for key in data.files}
 
 
+#: A LossScaleOptimizer's own variables (step count, rate, scale's counter, scale),
+#: which Keras lists before those of the optimizer it wraps.
+LOSS_SCALE_OWN = 4
+
+
+def _in_groups(arrays: dict, optimizer_variables: int) -> dict:
+    """The backup's arrays in today's groups: one written before 12/2026 under
+    mixed_float16 held the loss scaling's variables and the optimizer's as one group, as
+    Keras lists them (the scaling's first)."""
+    saved = _saved(arrays, "optimizer")
+    if _saved(arrays, "loss_scale") or len(saved) != optimizer_variables + LOSS_SCALE_OWN:
+        return arrays
+    split = {k: v for k, v in arrays.items() if not k.startswith("optimizer/")}
+    for i, key in enumerate(saved):
+        group, j = ("loss_scale", i) if i < LOSS_SCALE_OWN else ("optimizer",
+                                                                 i - LOSS_SCALE_OWN)
+        split[f"{group}/{j}"] = arrays[key]
+    return split
+
+
 def _restore(model, arrays: dict, path: Path) -> None:
     groups = _variables(model)
-    if _saved(arrays, "optimizer") and not _saved(arrays, "loss_scale") and len(
-            _saved(arrays, "optimizer")) == len(groups["optimizer"]) + len(groups["loss_scale"]):
-        # written before 12/2026 under mixed_float16: the loss scaling's and the
-        # optimizer's variables in one group, as Keras lists them
-        groups["optimizer"] = list(model.optimizer.variables)
-        groups["loss_scale"] = []
+    arrays = _in_groups(arrays, len(groups["optimizer"]))
     for group, variables in groups.items():
         saved = _saved(arrays, group)
         if group == "loss_scale" and not (saved and variables):
