@@ -49,14 +49,15 @@ def device_hint(value: object) -> str:
 
     >>> device_hint("cpus"), device_hint("/cpu:0"), device_hint("TPU")
     ("did you mean 'cpu'?", "did you mean 'cpu'?", 'cnncli runs on GPUs and CPUs, not TPUs')
-    >>> device_hint("gpu:0,1")
-    "several GPUs: 'gpu' (all visible), or CUDA_VISIBLE_DEVICES=0,1 with 'gpu'"
+    >>> device_hint("gpu:0,1"), device_hint("gpus 0, 1,")[-35:]
+    ("several GPUs: 'gpu' (all visible), or CUDA_VISIBLE_DEVICES=0,1 with 'gpu'", \
+"CUDA_VISIBLE_DEVICES=0,1 with 'gpu'")
     """
     text = str(value).strip().lower().lstrip("/")
     if text.startswith("tpu"):
         return "cnncli runs on GPUs and CPUs, not TPUs"
     if text.startswith("gpu") and "," in text:  # gpu:0,1 / GPU 0,1: a list of GPUs
-        numbers = ",".join(n.strip() for n in text[3:].lstrip(" :").split(","))
+        numbers = ",".join(re.findall(r"\d+", text))
         return (f"several GPUs: 'gpu' (all visible), or CUDA_VISIBLE_DEVICES={numbers} "
                 "with 'gpu'")
     if text.startswith("cpu"):  # cpu:0, /cpu:0 (TensorFlow's names): one CPU device

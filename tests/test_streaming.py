@@ -886,6 +886,7 @@ def test_images_lying_beside_the_class_folders_are_said_not_to_be_read(tmp_path,
     if where:
         photo_folder(tmp_path / "photos" / "test", per_class=2)
     Image.new("RGB", (8, 8)).save(photos / "loose.png")
+    (photos / "._loose.png").write_bytes(b"\0\5\26\7")  # macOS' own: not an image of yours
     with pytest.warns(DataWarning, match=rf"1 image\(s\) directly in .*photos/?{where} "
                                          r"\(loose.png\) are not read: an image's class is "
                                          "the folder it is in"):

@@ -254,8 +254,9 @@ def evaluation(rep) -> None:
         f"{len(r.per_class) - len(seen):,} neither in the data nor predicted"] * (
         len(seen) < len(r.per_class))
     if left:
-        out.print(f"(classes not listed: {'; '.join(left)}; evaluation.json and --json have "
-                  "every class)")
+        every = "evaluation.json and --json have" if "evaluation" in rep.files else \
+            "--json has"
+        out.print(f"(classes not listed: {'; '.join(left)}; {every} every class)")
     if r.most_confused:
         out.print("Most confused (true -> predicted: count):")
         for pair in r.most_confused[:5]:

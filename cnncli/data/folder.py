@@ -18,7 +18,6 @@ another is an error.
 from __future__ import annotations
 
 import os
-import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,8 +26,9 @@ import numpy as np
 
 from cnncli.data import images
 from cnncli.data.dataset import Dataset, DataWarning, Split
-from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files
+from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name
 from cnncli.errors import ConfigError, DataError
+from cnncli.text import composed
 
 #: Threads checking files' first bytes (opening files waits on the disk: threads help
 #: even on 2 cores), each a chunk of files at a time: a task per file cost the pool more
@@ -174,8 +174,8 @@ def _warn_of_folders_beside(root: Path) -> None:
 def _warn_of_loose_images(folder: Path) -> None:
     """Say that images lying beside the class folders are not read (an image's class is
     the folder it is in): left out without a word, they would be missed."""
-    loose = sorted(p.name for p in folder.iterdir()
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    loose = sorted(p.name for p in folder.iterdir()  # not hidden: ._x.jpg is macOS' own
+                   if is_image_name(p.name) and not p.name.startswith(".") and p.is_file())
     if loose:
         shown = ", ".join(loose[:EXAMPLES]) + (
             f" and {len(loose) - EXAMPLES} more" if len(loose) > EXAMPLES else "")
@@ -205,9 +205,9 @@ def _class_names(root: Path, least: int = 2) -> list[str]:
 def _check_known_classes(tree: Path, names: list[str]) -> None:
     unknown = sorted(p.name for p in _sub_folders(tree) if p.name not in names)
     if unknown:
-        composed = {unicodedata.normalize("NFC", name): name for name in names}
-        twin = next((composed[key] for name in unknown
-                     if (key := unicodedata.normalize("NFC", name)) in composed), None)
+        same = {composed(name): name for name in names}
+        twin = next((same[composed(name)] for name in unknown if composed(name) in same),
+                    None)
         raise DataError(f"{tree} has class folder(s) {', '.join(unknown)} that the train "
                         "folder lacks", file=str(tree / unknown[0]), hint=(
                             f"{twin} in train/ is the same name in other Unicode characters "

@@ -356,8 +356,8 @@ def decide(
     if kind == "mirrored" and len(kinds) > 1:  # auto or gpu: all visible
         placement.warnings.append(
             f"mirrored over GPUs of different kinds ({', '.join(kinds)}): every step waits "
-            f"for the slowest, in the precision of the oldest; --device gpu:N trains on "
-            "one of them alone")
+            f"for the slowest{', in the precision of the oldest' if wanted == 'auto' else ''}; "
+            "--device gpu:N trains on one of them alone")
     if cluster is not None:
         placement.kind, placement.note = "multiworker", ""
         placement.replicas = cluster.workers * len(devices)

@@ -247,10 +247,11 @@ def _output_folder(output, run: Path | None, data: str | None, given: str | None
     if output is not None:
         return Path(output).expanduser()
     if run is None:
-        own = runfolder.model_file(Path(model).parent) if (
-            Path(model).parent / runfolder.CONFIG).is_file() else None
-        said = (f"{Path(model).name} is not the model of its run ({own.name} is)" if own
-                else "a model file has no run folder")
+        file = Path(model)
+        own = runfolder.model_file(file.parent) if file.is_file() and (
+            file.parent / runfolder.CONFIG).is_file() else None
+        said = (f"{file.name} is not the model of its run ({own.name} is)"
+                if own and own.resolve() != file.resolve() else "a model file has no run folder")
         notes.append(f"{said}: confusion.png, misclassified.png and evaluation.json are "
                      "written only with --output DIR")
         return None
