@@ -524,6 +524,16 @@ def test_two_gpus_of_one_name_are_taken_to_have_the_smaller_memory(tmp_path, mon
                                       "NVIDIA A100": 81920 * 2**20}
 
 
+def test_machines_whose_auto_precisions_agree_keep_it_without_a_word():
+    """The collective on one replica: every replica chose the same (the two-worker tests
+    run machines that disagree)."""
+    from cnncli.runtime import import_tf
+
+    placement = devices.Placement("cpu", ["/cpu:0"], precision="mixed_bfloat16")
+    tf_layer._agree_on_precision(import_tf().distribute.get_strategy(), placement)
+    assert placement.precision == "mixed_bfloat16" and placement.warnings == []
+
+
 class FakeGpus:
     """Two GPUs TensorFlow would see, and which of them it is left to use."""
 
