@@ -43,6 +43,18 @@ def test_a_path_with_a_closing_tag_is_an_error_not_a_traceback(tmp_path):
     assert f"{path}:1: the spec has no input shape" in result.stderr
 
 
+def test_a_command_stopped_as_asked_says_stopped_not_error(tmp_path, capsys):
+    import signal
+
+    from cnncli.errors import DataError
+    from cnncli.run.callbacks import Interrupted
+
+    render.error(Interrupted(signal.SIGTERM, tmp_path))
+    render.error(DataError("no images"))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"stopped: {tmp_path}: SIGTERM") and lines[-1] == "error: no images"
+
+
 def test_our_own_hints_keep_their_brackets(capsys):
     render.error(ConfigError("no GPU", hint="pip install 'cnncli[gpu]'"))
     render.warn("data [old] has 2 unreadable files")

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnncli import text
-from cnncli.errors import CnnError
+from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError
 from cnncli.text import count, printable  # also the commands' render.printable
 
 
@@ -55,15 +55,18 @@ def print_json(data: Any) -> None:
 
 
 def error(exc) -> None:
-    """One paragraph per problem on stderr, prefixed with 'error:' (a newline in a
-    problem, e.g. from a file name, is shown escaped)."""
+    """One paragraph per problem on stderr, prefixed with 'error:', or 'stopped:' for a
+    command stopped by Ctrl-C or SIGTERM as asked (a newline in a problem, e.g. from a
+    file name, is shown escaped)."""
     problems = getattr(exc, "errors", None) or [exc]
     if isinstance(exc, str) or not all(isinstance(p, CnnError) for p in problems):
         lines = str(exc).splitlines() or [type(exc).__name__]  # a library's text
     else:
         lines = [printable(str(p), one_line=True) for p in problems]
+    word = "stopped:" if getattr(exc, "exit_code", None) in (EXIT_SIGINT, EXIT_SIGTERM) \
+        else "error:"
     for line in lines:
-        err.print(Text.assemble(("error:", "bold red"), " ", line))
+        err.print(Text.assemble((word, "bold red"), " ", line))
 
 
 def warn(message: str) -> None:
