@@ -24,6 +24,7 @@ from rich.text import Text
 
 from cnncli import text
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError
+from cnncli.infer import metrics
 from cnncli.text import count, printable  # also the commands' render.printable
 
 
@@ -247,8 +248,7 @@ def evaluation(rep) -> None:
     table = Table(title="Per class", title_justify="left")
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
-    seen = [c for c in r.per_class  # in the labels or the predictions (as the averages)
-            if sum(r.confusion[c.index]) or sum(row[c.index] for row in r.confusion)]
+    seen = [r.per_class[c] for c in metrics.seen_classes(r.confusion)]  # as the averages
     for c in seen[:CLASS_ROWS]:
         table.add_row(printable(str(c.name), one_line=True), f"{c.precision:.3f}",
                       f"{c.recall:.3f}", f"{c.f1:.3f}", f"{c.support:,}")

@@ -65,11 +65,25 @@ def _run_whose_model(path: Path) -> Path | None:
     """The run folder holding `path` as the model it evaluates and exports (its
     ``best.keras``, else ``model.keras``: `runfolder.model_file`), else None (another file,
     such as ``model.keras`` beside a ``best.keras``, or a file outside a run)."""
+    own = _model_of_run_holding(path)
+    return own.parent if own is not None and own == path.resolve() else None
+
+
+def model_instead(path: str | os.PathLike) -> Path | None:
+    """For a model file of a run that is not the run's model (``model.keras`` beside a
+    ``best.keras``), the run's model; None otherwise."""
+    path = Path(path)
+    own = _model_of_run_holding(path) if path.is_file() else None
+    return own if own is not None and own != path.resolve() else None
+
+
+def _model_of_run_holding(path: Path) -> Path | None:
+    """The model (resolved) of the run folder `path` is in; None outside a run."""
     folder = path.resolve().parent
     if not (folder / rundir.CONFIG).is_file():
         return None
     own = runfolder.model_file(folder)
-    return folder if own is not None and own.resolve() == path.resolve() else None
+    return own.resolve() if own is not None else None
 
 
 def _finished(run: Path) -> bool:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files, plots, runfolder, text
+from cnncli import files, plots, text
 from cnncli.data import datasets, feed, records
 from cnncli.data.dataset import DataWarning
 from cnncli.errors import ConfigError, DataError
-from cnncli.infer import classifier, metrics
+from cnncli.infer import artefact, classifier, metrics
 
 WORST = 32  # misclassified examples shown in the PNG grid
 
@@ -247,11 +247,9 @@ def _output_folder(output, run: Path | None, data: str | None, given: str | None
     if output is not None:
         return Path(output).expanduser()
     if run is None:
-        file = Path(model)
-        own = runfolder.model_file(file.parent) if file.is_file() and (
-            file.parent / runfolder.CONFIG).is_file() else None
-        said = (f"{file.name} is not the model of its run ({own.name} is)"
-                if own and own.resolve() != file.resolve() else "a model file has no run folder")
+        own = artefact.model_instead(model)
+        said = (f"{Path(model).name} is not the model of its run ({own.name} is)" if own
+                else "a model file has no run folder")
         notes.append(f"{said}: confusion.png, misclassified.png and evaluation.json are "
                      "written only with --output DIR")
         return None

@@ -110,6 +110,17 @@ class EvalResult:
         return dataclasses.asdict(self) | {"per_class": [c.to_dict() for c in self.per_class]}
 
 
+def seen_classes(confusion: list[list[int]]) -> list[int]:
+    """The classes in the labels or the predictions (those the macro averages are over),
+    from a confusion matrix (``confusion[t][p]``).
+
+    >>> seen_classes([[2, 0, 1], [0, 0, 0], [0, 0, 3]])
+    [0, 2]
+    """
+    return [c for c, row in enumerate(confusion)
+            if sum(row) or sum(other[c] for other in confusion)]
+
+
 def _plain(value: Any) -> Any:
     """A JSON-friendly version of an id: numpy scalars to Python, paths and others to str."""
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
@@ -225,8 +236,7 @@ def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
         per_class.append(ClassScore(c, names[c], precision, recall, f1,
                                     int(confusion[c, :].sum())))
 
-    seen = [row for c, row in enumerate(per_class)
-            if confusion[c, :].sum() or confusion[:, c].sum()]
+    seen = [per_class[c] for c in seen_classes(confusion.tolist())]
     return EvalResult(
         count=int(len(labels)),
         accuracy=float(np.mean(predicted == labels)),

@@ -127,7 +127,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
                           hint=f"set `data.resize: {data.resized}` (predict then resizes "
                                f"the same way), or pack again with --resize {d.resize}")
     network = specs.from_run_config(cfg, file=config_file, classes=data.num_classes)
-    if network.input:
+    if network.input:  # another mode was refused above, with a hint for the config
         records.refuse_resized(data, d.resize, network.input[:2], d.name, error=ConfigError,
                                file=config_file)
     built = _checked(network, t, data, config_file, cfg.set_by)  # before any run folder
