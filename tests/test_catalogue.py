@@ -312,6 +312,16 @@ CONFIG_ROWS = [
     row("config-optimizer_argument_typo", "train {file}", 2,
         "`train.optimizer`: Argument(s) not recognized: {{'momentun': 0.9}}",
         cf.run_config(train="{epochs: 1, optimizer: {name: sgd, momentun: 0.9}}")),
+    row("config-optimizer_boolean_given_as_yaml_no", "train {file}", 2,
+        "{file}:3: `train.optimizer.nesterov` is true or false, not 'no'. Hint: write true "
+        "or false", cf.run_config(train="{epochs: 1, optimizer: {name: sgd, nesterov: no}}")),
+    row("config-optimizer_number_in_quotes_in_check", "check {file}", 2,
+        "{file}:3: `train.optimizer.epsilon` is the text '1e-7', not a number. Hint: write "
+        "the number without quotes",
+        cf.run_config(train="{epochs: 1, optimizer: {name: adam, epsilon: '1e-7'}}")),
+    row("config-optimizer_clipping_given_a_word", "train {file}", 2,
+        "`train.optimizer.clipnorm` is 'high', not a number",
+        cf.run_config(train="{epochs: 1, optimizer: {name: sgd, clipnorm: high}}")),
     row("config-metric_typo", "train {file}", 2, "`train.metrics`",
         cf.run_config(train="{epochs: 1, metrics: [accurasy]}")),
     row("config-batch_larger_than_the_data", "train {file}", 2,

@@ -93,6 +93,7 @@ def make_optimizer(t: config.TrainSection, rate):
                 hint="give the weight decay once (`train.weight_decay`)")
         cfg["weight_decay"] = t.weight_decay
     try:
+        raise_all(_argument_problems(t.optimizer.name, extra))
         return optimizers.get(t.optimizer.name, cfg)
     except (ValueError, TypeError) as exc:
         if "Could not interpret" in str(exc):
@@ -103,6 +104,28 @@ def make_optimizer(t: config.TrainSection, rate):
         raise ConfigError(f"`train.optimizer`: {first_line(exc, 200)}",
                           hint="give the optimizer its own argument names (see Keras' "
                           f"documentation of {t.optimizer.name})") from None
+
+
+def _argument_problems(name: str, arguments: dict) -> list[ConfigError]:
+    """The optimizer's own arguments given a value of the wrong kind: text for a boolean
+    (Keras takes ``nesterov: no`` as true) or for a number (``epsilon: "1e-7"`` fails
+    only in the first training step, deep in TensorFlow)."""
+    kinds = optimizers.argument_kinds(name)
+    problems = []
+    for arg, value in arguments.items():
+        kind = kinds.get(arg)
+        if value is None or kind is None:
+            continue
+        if kind is bool and not isinstance(value, bool):
+            problems.append(ConfigError(f"`train.optimizer.{arg}` is true or false, not "
+                                        f"{value!r}", hint=config.BOOLEAN_HINT))
+        elif kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+            quoted = isinstance(value, str) and keras_layers.reads_as_number(value)
+            problems.append(ConfigError(
+                f"`train.optimizer.{arg}` is {'the text ' if quoted else ''}{value!r}, not a "
+                "number", hint="write the number without quotes" if quoted else
+                "write a number, e.g. 0.5 or 1e-3"))
+    return problems
 
 
 #: A batch's loss is the mean over the images that count: an image that could not be
@@ -146,7 +169,7 @@ def check_training(t: config.TrainSection, classes: int, *, file: str | None = N
     try:
         make_optimizer(t, t.optimizer.learning_rate)
     except ConfigError as exc:
-        errors.append(exc)
+        errors += getattr(exc, "errors", [exc])
     try:
         loss = make_loss(t)
     except ConfigError as exc:

@@ -19,6 +19,8 @@ False
 
 from __future__ import annotations
 
+import inspect
+
 from cnncli.runtime import import_keras, import_tf
 
 keras = import_keras()
@@ -34,6 +36,36 @@ def get(name: str, config: dict):
     Raises Keras' ValueError/TypeError for an unknown name or argument.
     """
     return fuse(keras.optimizers.get({"class_name": name, "config": dict(config)}))
+
+
+#: Optimizer arguments that are None by default and take a number otherwise.
+_NUMBERS_OR_NONE = frozenset({"weight_decay", "clipnorm", "clipvalue", "global_clipnorm",
+                              "loss_scale_factor", "ema_overwrite_frequency",
+                              "gradient_accumulation_steps"})
+
+
+def argument_kinds(name: str) -> dict[str, type]:
+    """The arguments of the optimizer `name` that take a boolean (``bool``) or a number
+    (``float``), judged from their defaults. Keras takes the text ``"no"`` as true and
+    fails on ``"1e-7"`` only inside the first training step: cnncli checks them first.
+
+    >>> kinds = argument_kinds("sgd")
+    >>> kinds["nesterov"].__name__, kinds["momentum"].__name__, kinds["clipnorm"].__name__
+    ('bool', 'float', 'float')
+
+    Raises Keras' ValueError for an unknown name.
+    """
+    cls = type(keras.optimizers.get(name))
+    kinds: dict[str, type] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" not in vars(klass):
+            continue
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if isinstance(p.default, bool):
+                kinds[p.name] = bool
+            elif isinstance(p.default, int | float) or p.name in _NUMBERS_OR_NONE:
+                kinds[p.name] = float
+    return kinds
 
 
 def fuse(optimizer):
