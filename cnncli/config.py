@@ -588,6 +588,10 @@ def _as_config_errors(exc: ValidationError, doc: dict, file: str | None,
             hint = (f"did you mean '{'.'.join(map(str, [*loc[:-1], inside, loc[-1]]))}'?"
                     if inside else suggest(loc[-1], choices,
                                            listing="valid keys here" if choices else None))
+        elif err["type"] == "missing" and loc == ["model"]:
+            message = "`model` is missing: the network to train"
+            hint = ("add `model:` with a built-in name (`model: mnist_net`, `cnncli models` "
+                    "lists them), a spec file, or `layers:` under it")
         elif err.get("input", ...) is None and err["type"] == "model_type":
             message = f"`{key}` is empty"  # `train:` with nothing under it
             hint = (f"set one of its keys: --set {key}.KEY=VALUE" if given else

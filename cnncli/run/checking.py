@@ -313,5 +313,11 @@ def _name_problems(doc, file: str, set_by: dict[str, str] | None = None) -> list
     return _training_problems(section, DEFAULT_CLASSES, doc, file, set_by)
 
 
+#: The sections of a run config: a document with any of them and no `layers:` is one (a
+#: run config that forgot `model:` is told so, not read as a spec with unknown keys).
+RUN_CONFIG_SECTIONS = ("model", "data", "train", "output")
+
+
 def _is_run_config(doc) -> bool:
-    return isinstance(doc, dict) and "model" in doc and "layers" not in doc
+    return isinstance(doc, dict) and "layers" not in doc and any(
+        section in doc for section in RUN_CONFIG_SECTIONS)
