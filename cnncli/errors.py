@@ -98,6 +98,11 @@ class ConfigError(CnnError):
     exit_code = EXIT_USAGE
 
 
+class InputTooSmall(ConfigError):
+    """A layer whose filter or pooling window is larger than what reaches it: the spec's
+    `input` is too small for its layers (`cnncli.model.builder.smallest_input`)."""
+
+
 class DataError(CnnError):
     """A dataset or image that cannot be found, read or used (exit code 3)."""
 

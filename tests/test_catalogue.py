@@ -325,6 +325,15 @@ CONFIG_ROWS = [
     row("config-without_model_in_check_is_a_run_config_not_a_spec", "check {file}", 2,
         "{file}:1: `model` is missing: the network to train. Hint: add `model:`",
         cf.yaml_file("data: {name: mnist}\ntrain: {epochs: 1}\n")),
+    row("config-input_too_small_for_a_built_in_blames_the_config_not_cnncli_s_file",
+        "train {file}", 2, "{file}:1: `model.input` [4, 4, 1] is too small for lenet5: at "
+        "layer 4 'conv2_1' (Conv2D), the 2x2 input is smaller than the 5x5 filter: (W - F + "
+        "2P)/S + 1 = (2 - 5 + 0)/1 + 1 = -2. Hint: lenet5 takes 28x28 or larger (`input: "
+        "[28, 28, 1]`)",
+        cf.run_config(model="{from: lenet5, input: [4, 4, 1]}")),
+    row("config-input_too_small_for_a_built_in_in_check", "check {file}", 2,
+        "{file}:1: `model.input` [4, 4, 1] is too small for lenet5",
+        cf.run_config(model="{from: lenet5, input: [4, 4, 1]}")),
     row("config-metric_typo", "train {file}", 2, "`train.metrics`",
         cf.run_config(train="{epochs: 1, metrics: [accurasy]}")),
     row("config-batch_larger_than_the_data", "train {file}", 2,

@@ -8,7 +8,7 @@ error, with the lecture's output-size formula filled in:
 >>> build(s)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-cnncli.errors.ConfigError: layer 1 'conv1_1' (Conv2D): the 3x3 input is smaller than ...
+cnncli.errors.InputTooSmall: layer 1 'conv1_1' (Conv2D): the 3x3 input is smaller than ...
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import contextvars
 import math
 from dataclasses import dataclass, field
 
-from cnncli.errors import CnnError, ConfigError, ManyErrors, raise_all
+from cnncli.errors import CnnError, ConfigError, InputTooSmall, ManyErrors, raise_all
 from cnncli.model import backbone, keras_layers
 from cnncli.model import expand as expansion
 from cnncli.model import spec as specs
@@ -240,12 +240,51 @@ def _check_window(node: expansion.Node, layer, shape) -> None:
             window = "x".join(str((k - 1) * dd + 1) for k, dd in zip(kernel, dilation,
                                                                       strict=False))
             what = "pooling window" if "Pool" in node.layer else "filter"
-            raise ConfigError(
+            raise InputTooSmall(
                 f"the {grid} input is smaller than the {window} {what}: "
                 f"(W - F + 2P)/S + 1 = {out.formula}",
                 file=node.file, line=node.line, where=node.where(),
                 hint="use `padding: same`, a smaller kernel, or fewer pooling layers before "
                      "it (or a larger `input`)")
+
+
+#: The largest input side `smallest_input` tries.
+LARGEST_SIDE = 4096
+
+
+def smallest_input(network: specs.Spec) -> int | None:
+    """The smallest square input (its side, the channels kept) on which every filter and
+    pooling window of `network` fits, or None if none up to `LARGEST_SIDE` does.
+
+    >>> net = specs.parse({"input": [8, 8, 1], "classes": 2, "layers": [
+    ...     {"Conv2D": {"filters": 1, "kernel_size": 5}}, "MaxPooling2D",
+    ...     {"Conv2D": {"filters": 1, "kernel_size": 5}}, "Flatten", "Dense"]})
+    >>> smallest_input(net)  # 16 -> 12 -> 6 -> 2; 15 -> 11 -> 5 -> 1; 14 -> 10 -> 5 -> 1
+    14
+    """
+    channels = (network.input or [None])[-1]
+
+    def fits(side: int) -> bool:
+        try:
+            with weightless():
+                build_checked(network.with_overrides(input=[side, side, channels]))
+        except InputTooSmall:
+            return False
+        except ManyErrors as exc:
+            return not any(isinstance(e, InputTooSmall) for e in exc.errors)
+        except CnnError:
+            return True  # another problem: not the input's size
+        return True
+
+    low, high = 1, 2
+    while not fits(high):
+        low, high = high, high * 2
+        if high > LARGEST_SIDE:
+            return None
+    while high - low > 1:  # low does not fit, high does
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
 
 
 def _check_weights(node: expansion.Node, layer, shape) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cnncli import config, runfolder, yamlio
 from cnncli.data import datasets
-from cnncli.errors import CnnError, raise_all, suggest
+from cnncli.errors import CnnError, ConfigError, InputTooSmall, raise_all, suggest
 from cnncli.model import architectures, builder, spec
 from cnncli.run import transfer
 from cnncli.run.compile import check_training
@@ -219,12 +219,13 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
             return config.locate(errors, file, cfg.set_by)
         return config.with_lines(errors, doc, cfg.set_by, file)
 
+    network = None
     try:
         with builder.weightless():  # a network cut from a model file: no values either
             network, notes = _network(cfg, file, classes, shown=shown, doc=doc)
             built = builder.build_checked(network)
     except CnnError as exc:
-        return None, located(getattr(exc, "errors", [exc]))
+        return None, located(input_blamed(getattr(exc, "errors", [exc]), cfg.model, network))
     built.warnings[:0] = notes
     errors = located(transfer.problems(cfg.train, built.model, epochs))
     random = transfer.random_frozen_backbone(cfg.train, built)
@@ -232,6 +233,25 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
     if not errors:
         transfer.freeze_first_stage(built.model, cfg.train)
     return built, errors
+
+
+def input_blamed(errors: list[CnnError], model: str | dict,
+                 network: spec.Spec | None) -> list[CnnError]:
+    """`errors`, with a window larger than what reaches it (`InputTooSmall`) said as the
+    fault of the run config's `model.input` when it gives one (``{from: vgg16, input:
+    [8, 8, 3]}``): the layer's file is not what to change, and may be cnncli's own. The
+    hint gives the smallest input that fits (`builder.smallest_input`)."""
+    given = model.get("input") if isinstance(model, dict) else None
+    if not given or network is None or not any(isinstance(e, InputTooSmall) for e in errors):
+        return errors
+    side = builder.smallest_input(network)
+    source = model.get("from") or "the network"
+    fits = (f"{source} takes {side}x{side} or larger (`input: [{side}, {side}, "
+            f"{network.input[-1]}]`)" if side else f"no input up to {builder.LARGEST_SIDE}"
+            f"x{builder.LARGEST_SIDE} fits {source}")
+    return [ConfigError(f"`model.input` {list(given)} is too small for {source}: "
+                        f"{'at ' + e.where + ', ' if e.where else ''}{e.message}", hint=fits)
+            if isinstance(e, InputTooSmall) else e for e in errors]
 
 
 def dry_run(cfg: config.RunConfig, file: str | None) -> builder.Built:

@@ -22,8 +22,8 @@ from cnncli.errors import CnnError, ConfigError, DataError, raise_all
 from cnncli.model import builder
 from cnncli.model import spec as specs
 from cnncli.model.meta import ModelMeta
+from cnncli.run import checking, transfer
 from cnncli.run import compile as compiling
-from cnncli.run import transfer
 from cnncli.run.transfer import Transfer
 
 
@@ -130,7 +130,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     if network.input:  # another mode was refused above, with a hint for the config
         records.refuse_resized(data, d.resize, network.input[:2], d.name, error=ConfigError,
                                file=config_file)
-    built = _checked(network, t, data, config_file, cfg.set_by)  # before any run folder
+    built = _checked(network, cfg, data, config_file)  # before any run folder
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
                    limit=d.limit, resize=d.resize, cache=d.cache)
     batch = placement.global_batch_size(t.batch_size)
@@ -159,8 +159,8 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
                 epochs, per_call, warnings, found)
 
 
-def _checked(network: specs.Spec, t: config.TrainSection, data: Dataset,
-             config_file: str | None, set_by: dict[str, str]) -> builder.Built:
+def _checked(network: specs.Spec, cfg: config.RunConfig, data: Dataset,
+             config_file: str | None) -> builder.Built:
     """The built network, checked with the training settings against it and the data;
     every problem of the network and of the settings is raised at once, as `check` does.
     Its weights have no values (`builder.weightless`): training builds its own model
@@ -171,8 +171,10 @@ def _checked(network: specs.Spec, t: config.TrainSection, data: Dataset,
     try:
         with builder.weightless():
             built = builder.build_checked(network)
-    except CnnError as exc:
-        errors += getattr(exc, "errors", [exc])
+    except CnnError as exc:  # an input given too small: said as the config's
+        errors += config.locate(checking.input_blamed(getattr(exc, "errors", [exc]),
+                                                      cfg.model, network),
+                                config_file, cfg.set_by)
     classes = built.model.output.shape[-1] if built else data.num_classes
     if data.num_classes > classes:
         errors.append(DataError(
@@ -180,9 +182,9 @@ def _checked(network: specs.Spec, t: config.TrainSection, data: Dataset,
             file=data.source, hint="set `model.classes` to the number of classes, or remove "
                                    "it to use the dataset's"))
     try:
-        compiling.check_training(t, classes, file=config_file)
+        compiling.check_training(cfg.train, classes, file=config_file)
     except CnnError as exc:
-        errors += config.locate(getattr(exc, "errors", [exc]), config_file, set_by)
+        errors += config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by)
     raise_all(errors)
     return built
 
