@@ -196,6 +196,25 @@ def test_gradcam_weighs_each_map_by_the_mean_gradient_of_the_score_before_softma
         assert heat.class_index == c and heat.layer == "conv1_1"
 
 
+def test_gradcam_of_a_loaded_sequential_model_is_that_of_its_layers(tmp_path):
+    # A Sequential loaded from a file has called its layers more than once: the picture
+    # must follow the call its output comes from (it had no gradient: "convert None").
+    model = keras.Sequential([keras.Input((4, 4, 2)),
+                              keras.layers.Conv2D(2, 1, use_bias=False, name="conv1_1"),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax", use_bias=False)])
+    model.layers[0].set_weights([np.eye(2, dtype="float32").reshape(1, 1, 2, 2)])
+    w = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.5]], dtype="float32")
+    model.layers[-1].set_weights([w])
+    model.save(tmp_path / "sequential.keras")
+    loaded = keras.saving.load_model(tmp_path / "sequential.keras")
+    x = np.random.default_rng(0).uniform(0, 1, (1, 4, 4, 2)).astype("float32")
+    for c in range(3):  # as for the same layers in a functional model (the test above)
+        (heat,) = gradcam.GradCam(loaded)(x, [c])
+        expected = np.maximum(x[0] @ w[:, c], 0)
+        np.testing.assert_allclose(heat.coarse, expected / expected.max(), atol=1e-5)
+
+
 def test_gradcam_takes_the_score_before_a_softmax_that_dropout_follows():
     inputs = keras.Input((4, 4, 2))
     conv = keras.layers.Conv2D(2, 1, use_bias=False, name="conv1_1")

@@ -2,7 +2,9 @@
 its class scores: what activation maps and Grad-CAM look at.
 
 Layers of the model itself are reached the usual Keras way (``keras.Model(model.inputs,
-[layer.output, ...])``), whatever the graph (branches included). A layer inside a nested
+[layer.output, ...])``), whatever the graph (branches included). A ``keras.Sequential``
+is called again layer by layer (a loaded one has called its layers more than once, and a
+layer's ``output`` need not be the call its model's output comes from). A layer inside a nested
 model (a ``keras.applications`` backbone inside a fine-tuned model) is not connected to
 the outer model's input, so the outer model is called again layer by layer, with the
 nested model replaced by a sub-model that also gives that layer's output; this needs the
@@ -30,7 +32,7 @@ keras = import_keras()
 
 def probe(model, refs: list[LayerRef], *, scores: bool = False):
     """A Keras model: input -> [the output of each of `refs`, (scores, probabilities)]."""
-    if all(not r.parents for r in refs):
+    if all(not r.parents for r in refs) and not isinstance(model, keras.Sequential):
         outputs = [r.layer.output for r in refs]
         if scores:
             last = _last_layer(model)
@@ -101,7 +103,9 @@ def _through(net, x, wanted: set[int], found: dict, *, scores: bool = False,
     top, also the class scores. Returns (output, scores or None)."""
     nested = [layer for layer in net.layers
               if isinstance(layer, keras.Model) and _holds(layer, wanted)]
-    if not nested:  # the wanted layers are net's own: the usual sub-model, called on x
+    if not nested and not isinstance(net, keras.Sequential):  # net's own layers: the
+        # usual sub-model, called on x (a loaded Sequential's layers were called more than
+        # once, and `layer.output` may be a call its output does not come from)
         here = [layer for layer in net.layers if id(layer) in wanted]
         outputs = keras.Model(_single(net.inputs), [*net.outputs,
                                                     *[h.output for h in here]])(x)
