@@ -303,6 +303,28 @@ def test_gradcam_keeps_the_last_convolution_when_nothing_joins_after_it():
     assert conv_layers.last_volume(model).name == "conv2_1"
 
 
+def test_gradcam_looks_after_the_batch_norm_and_relu_that_follow_the_last_convolution():
+    # Batch norm with scale -1 and shift 1 turns the convolution's x into 1 - x: the class
+    # "dark" is raised by dark pixels. At the ReLU the map is the dark patch; at the
+    # convolution (the default before) the gradient is negative everywhere: no map at all.
+    inputs = keras.Input((6, 6, 1))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False, name="conv")
+    norm = keras.layers.BatchNormalization(epsilon=0.0, name="conv_bn")
+    rectified = keras.layers.ReLU(name="conv_relu")(norm(conv(inputs)))
+    dense = keras.layers.Dense(2, activation="softmax", use_bias=False, name="fc1")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(rectified)))
+    conv.set_weights([np.ones((1, 1, 1, 1), "float32")])
+    norm.set_weights([np.array([-1.0]), np.array([1.0]), np.zeros(1), np.ones(1)])
+    dense.set_weights([np.array([[1.0, -1.0]], "float32")])
+    x = np.ones((1, 6, 6, 1), "float32")
+    x[0, :2, :2] = 0  # the dark patch, top left
+    assert conv_layers.last_volume(model).name == "conv_relu"
+    (heat,) = gradcam.GradCam(model)(x, [0])
+    np.testing.assert_allclose(heat.coarse, 1 - x[0, ..., 0], atol=1e-5)
+    (before,) = gradcam.GradCam(model, "conv")(x, [0])
+    assert before.coarse.max() == 0
+
+
 def test_a_grad_cam_with_no_evidence_for_the_class_says_so(tmp_path):
     """A black image gives a convolution without bias nothing: no map raises the class,
     and a picture with no overlay would look like an error without the words."""
@@ -904,7 +926,7 @@ def test_explain_works_with_a_pretrained_model_and_a_local_weights_file(tmp_path
                  tmp_path, "--json")
     assert result.exit_code == 0, result.output
     (data,) = json.loads(result.stdout)
-    assert data["layer"] == "Conv_1" and data["png"] == str(tmp_path / "gradcam_photo.png")
+    assert data["layer"] == "out_relu" and data["png"] == str(tmp_path / "gradcam_photo.png")
     assert png_pixels(tmp_path / "gradcam_photo.png").shape[0] > 224
 
 

@@ -137,8 +137,8 @@ def explain(
     for p in result.pictures:
         if not p.evidence:
             render.warn(f"{p.image}: nothing at {p.layer} raised '{p.class_name}' (the "
-                        "Grad-CAM is empty, the picture has no overlay); try --class or "
-                        "an earlier --layer")
+                        "Grad-CAM is zero everywhere: the overlay is blue all over); try "
+                        "--class, or another --layer")
     for error in result.errors:
         render.error(error)
     if result.errors:

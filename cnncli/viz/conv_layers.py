@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cnncli.errors import LONG_LIST, ConfigError, ModelError, suggest
 from cnncli.infer import exported
+from cnncli.model.builder import UNCHANGED_WHEN_PREDICTING
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -72,26 +73,29 @@ def volumes(model) -> list[LayerRef]:
 
 
 def last_volume(model) -> LayerRef:
-    """Where Grad-CAM looks unless told: the last convolution, or, when that convolution
-    is one branch of several (an inception module, a residual block), the volume after
-    the branches join.
+    """Where Grad-CAM looks unless told: the feature maps of the last convolution, as the
+    network goes on with them: after its batch norm and ReLU when they follow it, and,
+    when that convolution is one branch of several (an inception module, a residual
+    block), after the branches join.
 
     From the last convolution on, the layers that keep its output's height and width
-    (batch norm, ReLU, the merge itself) are followed; if a merge is among them, the
-    last of them is the answer (ResNet50: ``conv5_block3_out``, the sum after its ReLU),
-    else the convolution (VGG16: ``block5_conv3``). Looking at one branch would show only
-    what that branch found.
+    (batch norm, ReLU, the merge itself) are followed and the last of them is the answer
+    (ResNet50: ``conv5_block3_out``, the sum after its ReLU; MobileNetV2: ``out_relu``,
+    not ``Conv_1`` before its batch norm, whose scale may turn the evidence around);
+    VGG16's ``block5_conv3`` (its ReLU inside) is followed by pooling. Layers that change
+    nothing when predicting (Dropout) are not chosen. Looking at one branch would show
+    only what that branch found.
     """
     refs = walk(model)
     last = max(i for i, r in enumerate(refs) if isinstance(r.layer, CONV_CLASSES))
     size = _spatial(refs[last].layer)
-    tail = []
+    chosen = refs[last]
     for ref in refs[last + 1:]:
         if size is None or _spatial(ref.layer) != size:
             break
-        tail.append(ref)
-    merged = any(isinstance(r.layer, MERGE_CLASSES) for r in tail)
-    return tail[-1] if merged else refs[last]
+        if type(ref.layer).__name__ not in UNCHANGED_WHEN_PREDICTING:
+            chosen = ref
+    return chosen
 
 
 def _output_rank(layer) -> int | None:
