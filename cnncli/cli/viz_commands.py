@@ -110,8 +110,8 @@ def explain(
     class_name: Annotated[str | None, typer.Option(
         "--class", help="The class to explain (default: the one predicted).")] = None,
     layer: Annotated[str | None, typer.Option(
-        help="A layer with an HxWxD output (default: the last convolution, or where the "
-        "branches it is one of join).")] = None,
+        help="A layer with an HxWxD output (default: the last convolution's maps after its "
+        "batch norm and ReLU, or where the branches it is one of join).")] = None,
     output: Annotated[str, typer.Option(help="The folder for gradcam_<image>.png.")] = ".",
     weights: WeightsOpt = None,
     offline: OfflineOpt = False,

@@ -71,7 +71,8 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
             resize: str | None = None) -> Explanation:
     """Write ``gradcam_<image>.png`` into the folder `output` for every image in `sources`,
     for `class_name` (default: the class the model predicts) at `layer` (default: the
-    last convolution layer); `resize` overrides the model's resize mode."""
+    last convolution's maps, `conv_layers.last_volume`); `resize` overrides the model's
+    resize mode."""
     cam = gradcam.GradCam(conv_layers.keras_model(clf, "Grad-CAM"), layer, clf.name)
     wanted = None if class_name is None else class_index(clf.class_names, class_name)
     result, names = Explanation(), _Names(writable_folder(output, create=False))

@@ -4,8 +4,9 @@ For class c and a convolution layer's output A (h x w x K): the gradient of the 
 score y^c (before the softmax) with respect to A, averaged over the h x w positions,
 weighs each of the K activation maps; their weighted sum, through a ReLU, is the map of
 where evidence for c lies. It is scaled to [0, 1] and upsampled (bilinear) to the image.
-The layer is the model's last convolution layer (or, in a branched network, where its
-branches join) unless another is named; layers of
+The layer is the model's last convolution layer, after the batch norm and ReLU that
+follow it (or, in a branched network, where its branches join) unless another is named
+(`conv_layers.last_volume`); layers of
 nested models (a ``keras.applications`` backbone) work too (`cnncli.viz.probe`).
 
 >>> cam = GradCam(model)                                  # doctest: +SKIP
@@ -50,8 +51,8 @@ class GradCam:
     Args:
         model: a Keras image classifier.
         layer: a layer whose output is a volume (by name; see `conv_layers.pick`);
-            default: the last convolution layer, or where the branches join when it is
-            one branch of several (`conv_layers.last_volume`).
+            default: the last convolution layer after its batch norm and ReLU, or where
+            the branches join when it is one branch of several (`conv_layers.last_volume`).
         model_name: how errors name the model.
     """
 
