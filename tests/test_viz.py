@@ -455,6 +455,22 @@ def test_a_depthwise_convolution_has_one_single_channel_filter_per_map():
     assert filters.filter_grid(model).kernel.shape == (3, 3, 1, 6)
 
 
+def test_a_separable_convolution_is_drawn_as_the_plain_convolution_it_equals():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 2))
+    separable = keras.layers.SeparableConv2D(5, 3, depth_multiplier=3, use_bias=False,
+                                             name="sep")
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(
+        separable(inputs))))
+    kernel = filters.filter_grid(model).kernel
+    assert kernel.shape == (3, 3, 2, 5)  # 5 filters over both input channels
+    plain = keras.layers.Conv2D(5, 3, use_bias=False)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 8, 8, 2)).astype("float32")
+    plain(x)
+    plain.set_weights([kernel])
+    np.testing.assert_allclose(plain(x), separable(x), atol=1e-5)
+
+
 # --------------------------------------------------------------------------- activations
 
 

@@ -45,10 +45,16 @@ class FilterGrid:
 
 def kernel_of(layer) -> np.ndarray:
     """The layer's weights as (height, width, input channels, filters), whatever the kind
-    of convolution (a depthwise one has one single-channel filter per output map)."""
+    of convolution: a depthwise one has one single-channel filter per output map; a
+    separable one (depthwise, then a 1x1 convolution, nothing between) is the plain
+    convolution it equals, one filter per output map over every input channel."""
     keras = conv_layers.keras
     weights = np.asarray(layer.get_weights()[0], dtype=np.float32)
-    if isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        h, w, c, m = weights.shape  # depthwise map c * m + j feeds the 1x1 convolution
+        pointwise = np.asarray(layer.get_weights()[1], dtype=np.float32)
+        return np.einsum("hwcm,cmn->hwcn", weights, pointwise.reshape(c, m, -1))
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
         h, w, c, m = weights.shape  # depthwise kernel: output map c * m + j
         return weights.reshape(h, w, 1, c * m)
     if isinstance(layer, keras.layers.Conv2DTranspose):
