@@ -263,11 +263,16 @@ def test_all_images_on_the_folder_a_run_trained_on_says_its_figures_are_flattere
     clf = classifier.load(str(run))  # as if the run had trained on the folder
     clf.artefact = dataclasses.replace(clf.artefact, data=config.DataSection(name=str(folder)))
     monkeypatch.chdir(tmp_path)
+    own = run / "evaluation.json"
+    before = own.read_bytes() if own.exists() else None
     for data in (None, "./photos"):  # the run's own data, named or by another path
         rep = evaluation.evaluate(run, model=clf, data=data, all_images=True)
         assert rep.result.count == 15
         assert any("--all-images on the data this run trained on" in n and "higher than on "
                    "photos it has not seen" in n for n in rep.notes), rep.notes
+        # the run's own figures (its held-out images) are kept, not replaced by these
+        assert rep.files["evaluation"] == str(run / "eval-photos-all" / "evaluation.json")
+        assert (own.read_bytes() if own.exists() else None) == before
 
 
 def test_all_images_evaluates_a_folder_of_one_class(run, tmp_path):

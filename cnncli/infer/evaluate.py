@@ -71,7 +71,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                           file=clf.name, hint="pass --data NAME_OR_PATH")
     given = _data_id(data) if data is not None else None
     folder = _output_folder(output, art.run if art else None, data, given, run_data,
-                            notes := [], clf.name)
+                            notes := [], clf.name, all_images=all_images)
     if data is None and run_data and not datasets.exists(source):
         raise DataError(f"the data this run trained on is no longer at {source}",
                         file=str(art.run),
@@ -240,10 +240,12 @@ def _data_id(data: str) -> str:
 
 
 def _output_folder(output, run: Path | None, data: str | None, given: str | None, run_data,
-                   notes: list[str], model: str = "") -> Path | None:
+                   notes: list[str], model: str = "", *, all_images: bool = False
+                   ) -> Path | None:
     """Where the files go: `output`, else the run's folder, or for other data than the
-    run's (`given`: `_data_id`), an ``eval-<data>`` folder inside it (the run's own
-    evaluation is kept)."""
+    run's (`given`: `_data_id`), or for every image of the run's data (`all_images`:
+    ``-all`` added to its name), an ``eval-<data>`` folder inside it (the run's own
+    evaluation of its held-out images is kept)."""
     if output is not None:
         return Path(output).expanduser()
     if run is None:
@@ -253,13 +255,15 @@ def _output_folder(output, run: Path | None, data: str | None, given: str | None
         notes.append(f"{said}: confusion.png, misclassified.png and evaluation.json are "
                      "written only with --output DIR")
         return None
-    if data is None or (run_data is not None and run_data.name in (data, given)):
-        folder = run
-    else:
-        name = Path(given).name  # of "." too: its folder's name
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or str(data)).strip("_.")
-        folder = _own_folder(run / f"eval-{slug or 'data'}", given)
-        notes.append(f"evaluated on other data than the run's: the files are in {folder}")
+    own_data = data is None or (run_data is not None and run_data.name in (data, given))
+    if own_data and not all_images:
+        return run
+    given = given or run_data.name
+    name = Path(given).name  # of "." too: its folder's name
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "data"
+    folder = _own_folder(run / f"eval-{slug}{'-all' if own_data else ''}", given)
+    which = "every image of the run's data" if own_data else "other data than the run's"
+    notes.append(f"evaluated on {which}: the files are in {folder}")
     return folder
 
 
