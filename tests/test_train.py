@@ -174,7 +174,8 @@ def test_resume_refuses_even_with_force_each_setting_its_backup_was_made_with(
 
     path = write_config(tmp_path)
     run = rundir.create(tmp_path / "runs", "toy")
-    record.write_config(run, config.load(path))  # refused before its backup is looked for
+    record.write_config(run, config.load(path))  # refused before its backup is read
+    (run / rundir.BACKUP).mkdir()  # there: a run without one is refused for that first
     with pytest.raises(ConfigError) as err:
         training.train(config.load(path, [override]), resume=run, force=True)
     assert err.value.message == ("the config differs from the run's in what its backup was "
@@ -424,6 +425,13 @@ def test_resume_of_a_finished_run_is_explained(tmp_path):
     result = cli("train", "--resume", str(run))
     assert result.returncode == 2
     assert "no backup to resume from (it finished)" in result.stderr
+    # with another config: said first, not what differs from it (nor its data read)
+    (tmp_path / "other").mkdir()
+    other = write_config(tmp_path / "other", epochs=1, batch_size=8)
+    result = cli("train", str(other), "--resume", str(run))
+    assert result.returncode == 2
+    assert "no backup to resume from (it finished)" in result.stderr
+    assert "differs" not in result.stderr
 
 
 def test_dry_run_prints_config_and_summary_and_writes_nothing(tmp_path):

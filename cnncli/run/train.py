@@ -103,6 +103,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
                 else contextlib.nullcontext():  # a second writer is refused before any work
             saved = config.load_run_config(run / rundir.CONFIG)
             absolute_paths(saved)  # as `plan` makes them (a run from before it did)
+        _has_backup(run)  # before the data is read, and whatever another config says
         _data_still_there(cfg, saved, run)
     p = plan(cfg, config_file=config_file)
     model = compile_model(p)
@@ -128,6 +129,15 @@ def _directions(p: Plan, model) -> dict:
         ways["early_stopping"] = direction(model, t.early_stopping.monitor,
                                            t.early_stopping.mode)
     return ways
+
+
+def _has_backup(run: Path) -> None:
+    """The error for resuming a run that has no backup (finished, or stopped before its
+    first backup)."""
+    if not rundir.has_backup(run):
+        raise ConfigError("this run has no backup to resume from" + (
+            " (it finished)" if (run / record.METRICS).exists() else ""), file=str(run),
+            hint="start a new run with `cnncli train CONFIG`")
 
 
 def _data_still_there(cfg: config.RunConfig, saved: config.RunConfig, run: Path) -> None:
@@ -172,10 +182,6 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
                           + resume.describe(diff), file=str(run),
                           hint="resume without changing it (cnncli train --resume RUN uses "
                                "the run's own config), or pass --force to apply the changes")
-    if not rundir.has_backup(run):
-        raise ConfigError("this run has no backup to resume from" + (
-            " (it finished)" if (run / record.METRICS).exists() else ""), file=str(run),
-            hint="start a new run with `cnncli train CONFIG`")
     if p.placement.is_chief:
         stack.enter_context(rundir.writer(run))
     data = p.feed.fingerprint()
