@@ -129,6 +129,10 @@ SPEC_ROWS = [
         "{file}:3: layer 1: unknown argument 'filter' for Conv2D. Hint: did you mean "
         "'filters'?", spec("input: [8, 8, 1]\nlayers:\n"
                            "  - Conv2D: {filter: 2, kernel_size: 3}\n  - Flatten\n")),
+    row("spec-argument_the_layer_gives_its_base_itself", "check {file}", 2,
+        "{file}:3: layer 1: unknown argument 'rank' for Conv2D",
+        spec("input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: 3, rank: 2}\n"
+             "  - Flatten\n")),
     row("spec-layer_boolean_written_no", "check {file}", 2,
         "{file}:3: layer 1: `use_bias` of Conv2D is true or false, not 'no'. Hint: write "
         "true or false", spec("input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, "

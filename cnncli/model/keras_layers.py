@@ -54,14 +54,23 @@ def layer_class(name: str) -> type | None:
 
 @cache
 def valid_arguments(cls: type) -> tuple[str, ...]:
-    """The argument names a Keras layer class accepts (its own and those of its bases)."""
-    names = set()
+    """The argument names a Keras layer class accepts (its own and those of its bases);
+    not a base's argument without a default, which the class gives it (Conv2D gives its
+    base ``rank=2``: a spec's ``rank`` would be given twice).
+
+    >>> "rank" in valid_arguments(layer_class("Conv2D")), "padding" in valid_arguments(
+    ...     layer_class("Conv2D"))
+    (False, True)
+    """
+    names, own = set(), True
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
         for p in inspect.signature(klass.__init__).parameters.values():
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self" \
+                    and (own or p.default is not p.empty):
                 names.add(p.name)
+        own = False
         if not any(p.kind == p.VAR_KEYWORD
                    for p in inspect.signature(klass.__init__).parameters.values()):
             break
