@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -744,3 +745,24 @@ def _fields_at(loc: list) -> list[str]:
             return []
         model = candidates[0]
     return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def beside_config(text: str, config_file: str | None) -> str | None:
+    """A hint for a relative path in a run config that names nothing from the current
+    folder but a file from the config's folder (paths are read from the current folder,
+    as on the command line), or None.
+
+    >>> beside_config("nets/a.yaml", None) is None
+    True
+    """
+    if not config_file or Path(text).is_absolute():
+        return None
+    there = Path(config_file).parent / text
+    try:
+        if not there.exists():
+            return None
+    except OSError:  # a name too long to be a file name
+        return None
+    return (f"'{text}' is there from the config's folder ({there}); paths in a config are "
+            f"read from the folder cnncli runs in: write '{os.path.relpath(there)}', or run "
+            f"cnncli from {Path(config_file).parent}")

@@ -514,7 +514,7 @@ def full_disk_config(folder: Path, shared: cf.Shared) -> dict:
 
 COMMAND_LINE_ROWS = [
     row("cli-check_missing_file", "check {tmp}/nope.yaml", 2,
-        "'{tmp}/nope.yaml' is neither a spec file nor a built-in architecture"),
+        "there is no spec file '{tmp}/nope.yaml'"),
     row("cli-train_missing_config", "train {tmp}/nope.yaml", 2,
         "{tmp}/nope.yaml: the file does not exist"),
     row("cli-evaluate_missing_run", "evaluate {tmp}/runs/nope/1", 3, "no such run"),

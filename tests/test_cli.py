@@ -139,6 +139,40 @@ def test_trains_options_are_their_text_not_yaml(write, tmp_path, monkeypatch):
     assert cfg["data"]["name"] == "a: b" and cfg["train"]["epochs"] == 2
 
 
+def test_a_path_in_a_config_written_from_the_configs_folder_is_said_so(write, tmp_path,
+                                                                       monkeypatch):
+    """Paths in a config are read from the current folder, as on the command line: one
+    that names a file only from the config's own folder gets the path to write."""
+    monkeypatch.chdir(tmp_path)
+    write("nets/net.yaml", "input: [8, 8, 1]\nlayers: [Flatten, Dense]\n")
+    (tmp_path / "configs" / "photos").mkdir(parents=True)
+    from cnncli.errors import ConfigError
+    from cnncli.run import checking
+
+    for model in ("../nets/net.yaml", "{from: ../nets/net.yaml}"):
+        write("configs/run.yaml", f"model: {model}\ntrain: {{epochs: 1}}\n")
+        with pytest.raises(ConfigError) as err:
+            checking.check("configs/run.yaml")
+        assert err.value.hint == (
+            "'../nets/net.yaml' is there from the config's folder (configs/../nets/net.yaml);"
+            " paths in a config are read from the folder cnncli runs in: write "
+            "'nets/net.yaml', or run cnncli from configs")
+    write("configs/run.yaml", "model: nets/nope.yaml\n")
+    with pytest.raises(ConfigError, match="there is no spec file 'nets/nope.yaml' \\(a path "
+                                          "is read from the current folder, /"):
+        checking.check("configs/run.yaml")
+    write("configs/run.yaml", "model: mnist_net\ndata: {name: photos}\n")
+    assert "'photos' is there from the config's folder (configs/photos)" in \
+        checking.check("configs/run.yaml").warnings[0]
+    from cnncli import config
+    from cnncli.errors import CnnError
+    from cnncli.run import plan
+
+    with pytest.raises(CnnError) as err:  # training: the same hint
+        plan.plan(config.load("configs/run.yaml"), config_file="configs/run.yaml")
+    assert err.value.hint.startswith("'photos' is there from the config's folder")
+
+
 def test_check_and_summary_say_when_the_data_names_nothing_here(write, tmp_path,
                                                                 monkeypatch):
     """`check` reads no data, but a `data.name` that is no dataset and no path is cheap

@@ -240,6 +240,7 @@ def _named_network(cfg, file: str | None, classes: int | None):
         except ConfigError as exc:
             if exc.file is None and file:  # it names nothing: say where it was named
                 exc.file, exc.line = file, config.line_of(yamlio.load(file), "model")
+                exc.hint = config.beside_config(model, file) or exc.hint
             raise
     if "from" in model:
         from cnncli.model import transfer_spec

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnncli import config
 from cnncli.errors import ConfigError, suggest
 from cnncli.model import architectures, backbone, pretrained
 
@@ -62,8 +63,9 @@ def _check_spec_name(source: str, file: str | None) -> None:
         raise ConfigError(
             f"`model.from`: '{source}' is not a built-in architecture, a pretrained network, "
             "a spec file, a run folder or a .keras file", file=file,
-            hint=suggest(source, sorted({*architectures.names(), *pretrained.REGISTRY}),
-                         listing="built-in and pretrained")) from None
+            hint=config.beside_config(source, file) or suggest(
+                source, sorted({*architectures.names(), *pretrained.REGISTRY}),
+                listing="built-in and pretrained")) from None
 
 
 def _pretrained(section, classes, image_size, file) -> dict:

@@ -136,7 +136,8 @@ def _no_data(name: str, cfg: config.RunConfig, file: str | None, doc) -> str:
     if given is None and file:
         line = config.line_of(doc if doc is not None else yamlio.load(file), "data.name")
         given = f"{file}:{line}" if line else file
-    close = suggest(name, list(KNOWN), listing="known datasets")
+    close = (config.beside_config(name, file) if "data.name" not in cfg.set_by else None) \
+        or suggest(name, list(KNOWN), listing="known datasets")
     return (f"{given + ': ' if given else ''}`data.name` '{name}' is neither a dataset "
             f"cnncli knows nor a file or folder under {Path.cwd()}: training would stop "
             f"there (make the data first, or give its path; {close})")

@@ -243,8 +243,11 @@ def _named_at(error: CnnError, cfg: config.RunConfig, config_file: str | None) -
     if given:
         error.file, error.line, error.where = None, None, given
     elif config_file:
-        error.file, error.line = config_file, config.line_of(yamlio.load(config_file),
-                                                             "data.name")
+        doc = yamlio.load(config_file)
+        error.file, error.line = config_file, config.line_of(doc, "data.name")
+        written = (doc.get("data") or {}).get("name") if isinstance(doc, dict) else None
+        if isinstance(written, str):  # as written: `cfg` holds it made absolute
+            error.hint = config.beside_config(written, config_file) or error.hint
 
 
 #: The share of the training images an epoch may leave for the next before it is said.

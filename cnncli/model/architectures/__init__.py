@@ -56,7 +56,12 @@ def resolve(path_or_name: str | Path) -> Path:
     if _exists(path):
         return path
     shown = shorten(text, 120)
+    if "/" in text or path.suffix.lower() in (".yaml", ".yml"):  # a path, not a name
+        where = "" if path.is_absolute() else \
+            f" (a path is read from the current folder, {Path.cwd()})"
+        raise ConfigError(f"there is no spec file '{shown}'{where}", hint="check the path")
     raise ConfigError(
         f"'{shown}' is neither a spec file nor a built-in architecture",
         hint=suggest(text, names(), listing="built-in"),
     )
+
