@@ -121,6 +121,10 @@ def spec(text: str):
     return cf.yaml_file(text, "net.yaml")
 
 
+def no_spec_problems(tmp, out: str, err: str) -> None:
+    assert "in the spec" not in err, err
+
+
 SPEC_ROWS = [
     row("spec-unknown_layer", "check {file}", 2,
         "{file}:3: layer 1: unknown layer 'Conv2d'. Hint: did you mean 'Conv2D'?",
@@ -338,6 +342,10 @@ CONFIG_ROWS = [
     row("config-input_too_small_for_a_built_in_in_check", "check {file}", 2,
         "{file}:1: `model.input` [4, 4, 1] is too small for lenet5",
         cf.run_config(model="{from: lenet5, input: [4, 4, 1]}")),
+    row("config-from_with_layers_beside_it_is_no_inline_spec", "check {file}", 2,
+        "{file}:1: unknown key 'model.layers'. Hint: valid keys here: from, classes, input",
+        cf.run_config(model="{from: lenet5, layers: [Flatten]}"),
+        check=no_spec_problems),
     row("config-metric_typo", "train {file}", 2, "`train.metrics`",
         cf.run_config(train="{epochs: 1, metrics: [accurasy]}")),
     row("config-batch_larger_than_the_data", "train {file}", 2,

@@ -301,9 +301,9 @@ def _inline_network_problems(doc, path: Path, found: list[CnnError]) -> list[Cnn
     when the config has others: said with them, not after they are mended. None when the
     problems found already include the model's own."""
     model = doc.get("model") if isinstance(doc, dict) else None  # (an empty file: None)
-    if not (isinstance(model, dict) and "layers" in model) or any(
+    if not (isinstance(model, dict) and "layers" in model) or "from" in model or any(
             e.message.startswith("`model") for e in found):
-        return []
+        return []  # (`from:` with `layers:` beside it: that key is said to be unknown)
     try:
         _bare_spec(model, path)
     except CnnError as exc:
