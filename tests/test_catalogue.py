@@ -137,6 +137,9 @@ SPEC_ROWS = [
         "{file}:3: layer 1: unknown argument 'rank' for Conv2D",
         spec("input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: 3, rank: 2}\n"
              "  - Flatten\n")),
+    row("spec-dropout_of_everything", "check {file}", 2,
+        "{file}:4: layer 2 'dropout1' (Dropout): a rate of 1 drops every value",
+        spec("input: [8, 8, 1]\nlayers:\n  - Flatten\n  - Dropout: 1.0\n  - Dense\n")),
     row("spec-layer_boolean_written_no", "check {file}", 2,
         "{file}:3: layer 1: `use_bias` of Conv2D is true or false, not 'no'. Hint: write "
         "true or false", spec("input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, "

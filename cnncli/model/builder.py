@@ -149,6 +149,7 @@ def _output(node: expansion.Node, expanded: expansion.Expanded, tensors: dict,
     layer = _make_layer(node, args, incoming[0].shape)
     _check_window(node, layer, incoming[0].shape)
     _check_weights(node, layer, incoming[0].shape)
+    _check_dropout(node, layer)
     if node.layer == "Dense" and len(incoming[0].shape) > 2:
         dims = dims_text(incoming[0].shape[1:])
         warnings.append(
@@ -285,6 +286,17 @@ def smallest_input(network: specs.Spec) -> int | None:
         middle = (low + high) // 2
         low, high = (low, middle) if fits(middle) else (middle, high)
     return high
+
+
+def _check_dropout(node: expansion.Node, layer) -> None:
+    """Refuse a dropout rate of 1 (Keras takes it): every value is dropped, nothing
+    reaches the layers after it, and the layers before it never learn."""
+    rate = getattr(layer, "rate", None)
+    if "Dropout" in node.layer and isinstance(rate, int | float) and rate >= 1:
+        raise ConfigError(f"a rate of {rate:g} drops every value: nothing reaches the next "
+                          "layer and the layers before it never learn", file=node.file,
+                          line=node.line, where=node.where(),
+                          hint="a rate is the share dropped, below 1 (0.5 is the classic)")
 
 
 def _check_weights(node: expansion.Node, layer, shape) -> None:
