@@ -193,7 +193,15 @@ def test_one_output_is_a_warning(write):
                               "layers: [Flatten, {Dense: {units: 1, activation: softmax}}]\n")
     assert built.warnings == ["layer 2 'fc1' (Dense): one output: a softmax over one class "
                               "is always 100%; a classifier of two classes has `classes: 2` "
-                              "(two outputs)"]
+                              "(two outputs, softmax)"]
+
+
+def test_one_sigmoid_output_is_not_called_a_softmax(write):
+    built = build_text(write, "input: [2, 2, 1]\nclasses: 1\n"
+                              "layers: [Flatten, {Dense: {units: 1, activation: sigmoid}}]\n")
+    assert built.warnings[-1] == (
+        "layer 2 'fc1' (Dense): one output: cnncli's classifiers give one probability per "
+        "class; a classifier of two classes has `classes: 2` (two outputs, softmax)")
 
 
 def test_output_must_match_classes(write):

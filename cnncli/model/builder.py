@@ -377,8 +377,10 @@ def _output_warnings(expanded: expansion.Expanded, outputs) -> list[str]:
                      "are not class probabilities, as the loss and predict's percentages "
                      "take them to be; end with `activation: softmax`")
     if outputs.shape[-1] == 1:
-        notes.append(f"{node.where()}: one output: a softmax over one class is always "
-                     "100%; a classifier of two classes has `classes: 2` (two outputs)")
+        said = ("a softmax over one class is always 100%" if activation == "softmax" else
+                "cnncli's classifiers give one probability per class")
+        notes.append(f"{node.where()}: one output: {said}; a classifier of two classes has "
+                     "`classes: 2` (two outputs, softmax)")
     return notes
 
 

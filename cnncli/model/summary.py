@@ -140,7 +140,8 @@ def _row(node, layer, *, is_output: bool) -> Row:
         macs = (in_shape[-1] if in_shape else 0) * math.prod(out_shape)
         if is_output:
             label = f"FC-{units}" + (" Softmax" if act == "Softmax" else suffix)
-            desc = f"Output layer with {units} possible categories"
+            desc = f"Output layer with {units} possible " + (
+                "category" if units == 1 else "categories")
         else:
             label, desc = f"FC-{units}{suffix}", f"Fully-connected layer with " \
                 f"{units} {'unit' if units == 1 else 'units'}"
