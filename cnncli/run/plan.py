@@ -263,11 +263,15 @@ def _left_over(images: int, batch: int) -> list[str]:
     78 training images make 4 batches of 16 an epoch: 14 (18%) wait for the
     >>> _left_over(60_000, 128)
     []
+    >>> print(_left_over(13, 8)[0][:45])
+    13 training images make 1 batch of 8 an epoch
     """
     left = images % batch
     if left <= LEFT_OVER_SHARE * images:
         return []
-    return [f"{images:,} training images make {images // batch:,} batches of {batch} an "
+    batches = images // batch
+    return [f"{images:,} training images make {batches:,} batch{'es' if batches > 1 else ''} "
+            f"of {batch} an "
             f"epoch: {left} ({left / images:.0%}) wait for the next epoch each time, a "
             f"different {left} (they are shuffled); a batch size that divides {images:,} "
             "uses them all"]
