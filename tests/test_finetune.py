@@ -330,8 +330,21 @@ def test_frozen_weights_and_statistics_stay_as_loaded_and_the_rest_learns(source
 
 @pytest.fixture(scope="module")
 def uninterrupted(source, tmp_path_factory):
-    """The fine-tuning run of `write_finetune`: 2 epochs in each stage."""
-    return run_train(write_finetune(tmp_path_factory.mktemp("reference"), source))
+    """The fine-tuning run of `write_finetune`: 2 epochs in each stage; `said`: what its
+    reporter was told, ("note" or "info", text)."""
+    said = []
+
+    class Said(training.Reporter):
+        def note(self, text):
+            said.append(("note", text))
+
+        def info(self, text):
+            said.append(("info", text))
+
+    result = run_train(write_finetune(tmp_path_factory.mktemp("reference"), source),
+                       reporter=Said())
+    result.said = said
+    return result
 
 
 def test_history_and_progress_lines_show_the_stage(uninterrupted):
@@ -343,6 +356,9 @@ def test_history_and_progress_lines_show_the_stage(uninterrupted):
     assert render.epoch_line(result.history[2], 4).startswith("epoch 3/4  stage 2  ")
     rates = [round(r["learning_rate"], 6) for r in result.history]
     assert rates == [0.01, 0.01, 0.001, 0.001]
+    # the second stage is said as news, not as a warning
+    assert [kind for kind, text in result.said if text.startswith("stage 2 from epoch 3: ")
+            ] == ["info"]
 
 
 def test_metrics_json_and_the_model_file_record_what_it_started_from(source, uninterrupted):

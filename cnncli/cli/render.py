@@ -146,6 +146,10 @@ class PlainTrainReporter:
     def note(self, text):
         warn(text)
 
+    def info(self, text):
+        if not self.quiet:
+            info(text)
+
     def end(self):
         pass
 

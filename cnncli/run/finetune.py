@@ -50,7 +50,7 @@ def enter(p, model, state: TrainState, epoch: int, reporter) -> None:
     _switch(p, model)
     state.stage = 1
     t = p.transfer
-    reporter.note(f"stage 2 from epoch {epoch + 1}: {len(t.unfrozen)} more layers trained "
+    reporter.info(f"stage 2 from epoch {epoch + 1}: {len(t.unfrozen)} more layers trained "
                   f"(BatchNormalization stays frozen), learning rate "
                   f"{t.fine_tune.learning_rate:g}")
 
