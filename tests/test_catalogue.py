@@ -125,6 +125,11 @@ def no_spec_problems(tmp, out: str, err: str) -> None:
     assert "in the spec" not in err, err
 
 
+def nothing_before_the_error(tmp, out: str, err: str) -> None:
+    """A mistake on the command line is said before any work (the Device line)."""
+    assert err.startswith("error: "), err
+
+
 SPEC_ROWS = [
     row("spec-unknown_layer", "check {file}", 2,
         "{file}:3: layer 1: unknown layer 'Conv2d'. Hint: did you mean 'Conv2D'?",
@@ -570,7 +575,7 @@ COMMAND_LINE_ROWS = [
     row("cli-predict_bad_format", "predict {image} --model {run} --format xml", 2,
         "use text, json, jsonl or csv"),
     row("cli-evaluate_bad_threshold", "evaluate {run} --fail-under accurcy=0.9", 2,
-        "accurcy"),
+        "accurcy", check=nothing_before_the_error),
 ]
 
 CATALOGUE = (YAML_ROWS + SPEC_ROWS + CONFIG_ROWS + DATA_ROWS + MODEL_ROWS + IMAGE_ROWS

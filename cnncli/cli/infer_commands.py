@@ -159,7 +159,9 @@ def evaluate(
     """Evaluate a trained model on its test set: figures, per-class table, confusions."""
     from cnncli.cli import render
     from cnncli.infer import evaluate as evaluation
+    from cnncli.infer import metrics
 
+    metrics.parse_thresholds(fail_under or [])  # a bad --fail-under before TensorFlow
     placement = _placement(target, device, precision)
     if not json and placement:
         render.info(placement.describe())
