@@ -411,6 +411,19 @@ def test_device_and_precision_are_checked_for_exported_files(files, option, valu
         assert message in " ".join(done.stderr.split())
 
 
+def test_a_saved_model_runs_in_the_precision_it_was_exported_in_and_says_so(files, tmp_path):
+    exporter.export(files["run"], formats=["saved_model"], output=tmp_path / "export")
+    done = subprocess.run([sys.executable, "-m", "cnncli", "predict", str(files["image"]),
+                           "--model", str(tmp_path / "export" / "saved_model"),
+                           "--precision", "mixed_bfloat16"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "--precision mixed_bfloat16 does not apply to saved_model files: they run in the " \
+        "precision they were exported in" in said
+    assert "bfloat16" not in said.split("Device: ")[1], said  # float32 is not written
+
+
 def test_explain_with_an_exported_file_is_refused_before_predicting(files, tmp_path):
     done = subprocess.run([sys.executable, "-m", "cnncli", "predict", str(files["image"]),
                            "--model", str(files["export"] / "model.onnx"), "--explain",
