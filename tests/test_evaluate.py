@@ -405,6 +405,18 @@ def test_skipped_files_are_in_the_notes_json_too(run, tmp_path):
     assert any("broken.png" in note for note in report["notes"]), report["notes"]
 
 
+def test_an_image_that_fails_to_decode_while_evaluating_is_named(run, tmp_path):
+    from PIL import Image
+
+    photos = cf.image_folder(tmp_path / "photos", {"0": 2, "1": 2, "2": 2})
+    cut = photos / "2" / "cut.jpg"
+    Image.new("L", (64, 64), 200).save(cut)
+    cut.write_bytes(cut.read_bytes()[:300])  # its header whole, its pixels cut short
+    rep = evaluation.evaluate(run, data=str(photos), output=tmp_path / "e", all_images=True)
+    assert rep.result.count == 6
+    assert f"1 test image(s) could not be read and are left out: {cut}" in rep.notes
+
+
 def test_an_output_folder_beside_the_data_or_in_a_csv_s_folder_is_fine(run, tmp_path):
     photos = cf.image_folder(tmp_path / "photos", {"0": 2, "1": 2, "2": 2})
     rep = evaluation.evaluate(run, data=str(photos), output=tmp_path / "photos-eval",

@@ -133,10 +133,13 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
         probs.append(clf.probabilities(images))
         readable.append(weights > 0)
     probs, readable = np.concatenate(probs), np.concatenate(readable)
-    if not readable.all():
-        notes.append(f"{int((~readable).sum())} test image(s) could not be read and are "
-                     "left out")
     kept, ids = np.flatnonzero(readable), ds.test.ids
+    if not readable.all():
+        bad = np.flatnonzero(~readable)
+        named = f": {', '.join(str(ids[i]) for i in bad[:3])}" if ids else ""
+        more = f" and {len(bad) - 3} more" if ids and len(bad) > 3 else ""
+        notes.append(f"{len(bad)} test image(s) could not be read and are left out"
+                     f"{named}{more}")
     result = metrics.compute(labels[kept], probs[kept], clf.class_names,
                              ids=[ids[i] for i in kept] if ids else kept.tolist())
     result.misclassified = [  # positions in the test split, unreadables counted too
