@@ -125,7 +125,14 @@ def first_line(message: object, limit: int = 300) -> str:
     'Op failed: bad shape'
     >>> first_line(TimeoutError())
     'TimeoutError'
+
+    TensorFlow's operation names around its message are left out:
+
+    >>> first_line("{{function_node __wrapped__Sub_device_/job:localhost/replica:0/task:0/"
+    ...            "device:CPU:0}} Incompatible shapes: [2] vs. [2,10] [Op:Sub] name: ")
+    'Incompatible shapes: [2] vs. [2,10]'
     """
     empty = type(message).__name__ if isinstance(message, BaseException) else ""
-    return next((line.strip() for line in str(message).splitlines() if line.strip()),
-                empty)[:limit]
+    line = next((line.strip() for line in str(message).splitlines() if line.strip()), empty)
+    line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", line)
+    return re.sub(r"\s*\[Op:\w+\]( name:.*)?$", "", line)[:limit]

@@ -197,7 +197,7 @@ def _make_layer(node: expansion.Node, args: dict, shape):
             one = len(quoted) == 1
             raise ConfigError(
                 f"{names} {'is' if one else 'are'} the text {texts}, not "
-                f"{'a number' if one else 'numbers'} ({message})",
+                f"{'a number' if one else 'numbers'}",  # (Keras' words say nothing more)
                 file=node.file, line=node.line, where=node.where(),
                 hint="write " + ", ".join(f"{k}: {v}" for k, v in quoted.items())
                      + " without quotes") from None
