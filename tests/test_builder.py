@@ -247,3 +247,13 @@ def test_after_a_bad_layer_the_later_layers_arguments_are_still_checked(write):
         """)
     assert [(err.line, err.where) for err in e.value.errors] == [
         (3, "layer 1 'conv1_1' (Conv2D)"), (5, "layer 3 'dropout1' (Dropout)")]
+
+
+def test_a_layer_that_gives_back_its_input_tensor_is_refused_not_a_cycle(write):
+    """Keras' Equalization returns the very tensor it was given (a model of it would hold
+    a cycle: "unexpected ValueError ... is part of a cycle", found by the fuzz test)."""
+    with pytest.raises(ConfigError, match="layer 2 'equalization1' \\(Equalization\\): the "
+                                          "layer gives back its input tensor itself"):
+        build_text(write, "input: [8, 8, 1]\nclasses: 3\nlayers:\n  - ActivityRegularization"
+                          "\n  - Equalization\n  - Flatten\n  - Dense: {units: $classes, "
+                          "activation: softmax}\n")

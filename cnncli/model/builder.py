@@ -156,10 +156,19 @@ def _output(node: expansion.Node, expanded: expansion.Expanded, tensors: dict,
             f"{node.where()}: Dense on a {dims} volume acts on the last axis only, "
             f"keeping the {dims.rsplit('x', 1)[0]} grid; add `- Flatten` before it if "
             "you meant a fully-connected layer")
+    history = [t._keras_history for t in incoming]
     try:
         output = layer(incoming if len(incoming) > 1 else incoming[0])
     except Exception as exc:  # Keras raises ValueError, TypeError, ... on bad shapes
         raise _shape_error(node, incoming, exc) from None
+    if any(output is t for t in incoming):  # Keras' Equalization, called on a model's
+        for t, h in zip(incoming, history, strict=True):  # tensor, gives it back as its
+            t._keras_history = h  # own output: the graph would hold a cycle
+        raise ConfigError(
+            "the layer gives back its input tensor itself when a model is built, which "
+            "Keras cannot make a model of", file=node.file, line=node.line,
+            where=node.where(), hint=f"remove it ({node.layer} is a preprocessing layer for "
+            "a tf.data pipeline; cnncli's preprocessing is `data.preprocessing`)")
     if isinstance(output, (list, tuple, dict)):  # e.g. LSTM with return_state: true
         raise ConfigError(
             f"the layer gives {len(output)} outputs; a spec's layers each give one",
