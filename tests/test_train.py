@@ -420,6 +420,26 @@ def test_no_backup_is_written_between_an_epochs_last_step_and_its_end(tmp_path, 
     assert all(step < 16 for _, step in saved)
 
 
+def test_curves_are_drawn_when_their_time_allows_and_at_the_end(tmp_path, monkeypatch):
+    """Short epochs are not each followed by a plot that takes longer than the epoch:
+    the first epoch is drawn, then once enough time has passed, and every epoch at the
+    end."""
+    from cnncli import plots
+    from cnncli.run.callbacks import outputs
+
+    drawn, real = [], plots.training_curves
+
+    def counted(history, path):
+        drawn.append(len(history))
+        return real(history, path)
+
+    monkeypatch.setattr(plots, "training_curves", counted)
+    monkeypatch.setattr(outputs, "CURVES_SPACING", 10_000)  # never again before the end
+    run = run_train(write_config(tmp_path, epochs=4)).run
+    assert drawn == [1, 4]
+    assert (run / "curves.png").is_file()
+
+
 def test_resume_of_a_finished_run_is_explained(tmp_path):
     run = run_train(write_config(tmp_path, epochs=1)).run
     result = cli("train", "--resume", str(run))

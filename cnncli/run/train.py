@@ -325,6 +325,8 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
         status = INTERRUPTED if isinstance(error, Interrupted) else FAILED
         with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
             RunStatus(status, str(error)).write(run)
+        with contextlib.suppress(Exception):  # (a full disk: the real error is said)
+            callback.outputs.draw(state.history)  # the epochs done
         if isinstance(exc, (OSError, WriteError)):  # history.csv, a plot, a model file
             raise _write_error(run, exc) from None
         if error is not exc:
@@ -335,6 +337,7 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
 
 
 def _finish(p: Plan, model, state: TrainState, run: Path, callback) -> Result:
+    callback.outputs.draw(state.history)  # curves.png of every epoch
     save_model_atomic(model, run / "model.keras", p.meta())
     metrics = record.final_metrics(p, run, state, callback.monitor, model)
     try:
