@@ -257,3 +257,14 @@ def test_a_layer_that_gives_back_its_input_tensor_is_refused_not_a_cycle(write):
         build_text(write, "input: [8, 8, 1]\nclasses: 3\nlayers:\n  - ActivityRegularization"
                           "\n  - Equalization\n  - Flatten\n  - Dense: {units: $classes, "
                           "activation: softmax}\n")
+
+
+def test_the_smallest_input_counts_a_pretrained_backbones_own_minimum():
+    """MobileNetV2 refuses an input under 32x32 itself and divides it by 32: a 3x3
+    convolution after it needs 65 (3x3 out of it), not the 2x2 a search that took the
+    backbone's refusal for another problem found."""
+    network = spec.parse({"input": [16, 16, 3], "classes": 3, "layers": [
+        {"pretrained": {"name": "mobilenet_v2", "weights": "none"}},
+        {"Conv2D": {"filters": 8, "kernel_size": 3}}, "GlobalAveragePooling2D",
+        {"Dense": {"units": "$classes", "activation": "softmax"}}]})
+    assert builder.smallest_input(network) == 65

@@ -344,9 +344,13 @@ CONFIG_ROWS = [
     row("config-input_too_small_for_a_built_in_blames_the_config_not_cnncli_s_file",
         "train {file}", 2, "{file}:1: `model.input` [4, 4, 1] is too small for lenet5: at "
         "layer 4 'conv2_1' (Conv2D), the 2x2 input is smaller than the 5x5 filter: (W - F + "
-        "2P)/S + 1 = (2 - 5 + 0)/1 + 1 = -2. Hint: lenet5 takes 28x28 or larger (`input: "
+        "2P)/S + 1 = (2 - 5 + 0)/1 + 1 = -2. Hint: lenet5 fits 28x28 or larger (e.g. `input: "
         "[28, 28, 1]`)",
         cf.run_config(model="{from: lenet5, input: [4, 4, 1]}")),
+    row("config-input_too_small_for_an_inline_spec_is_said_at_its_layer", "check {file}", 2,
+        "{file}:1: layer 1 'conv1_1' (Conv2D): the 4x4 input is smaller than the 5x5 filter",
+        cf.run_config(model="{input: [4, 4, 1], layers: [{Conv2D: {filters: 2, kernel_size: "
+                            "5}}, Flatten, Dense]}")),
     row("config-input_too_small_for_a_built_in_in_check", "check {file}", 2,
         "{file}:1: `model.input` [4, 4, 1] is too small for lenet5",
         cf.run_config(model="{from: lenet5, input: [4, 4, 1]}")),
@@ -530,7 +534,10 @@ def full_disk_config(folder: Path, shared: cf.Shared) -> dict:
 
 COMMAND_LINE_ROWS = [
     row("cli-check_missing_file", "check {tmp}/nope.yaml", 2,
-        "there is no spec file '{tmp}/nope.yaml'"),
+        "there is no file or folder '{tmp}/nope.yaml'"),
+    row("cli-check_a_built_in_named_as_a_file", "check mnist_net.yaml", 2,
+        "there is no file or folder 'mnist_net.yaml' (a path is read from the current folder, "
+        "{tmp}). Hint: did you mean 'mnist_net'? (a built-in is named without .yaml)"),
     row("cli-train_missing_config", "train {tmp}/nope.yaml", 2,
         "{tmp}/nope.yaml: the file does not exist"),
     row("cli-evaluate_missing_run", "evaluate {tmp}/runs/nope/1", 3, "no such run"),

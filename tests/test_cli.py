@@ -158,7 +158,7 @@ def test_a_path_in_a_config_written_from_the_configs_folder_is_said_so(write, tm
             " paths in a config are read from the folder cnncli runs in: write "
             "'nets/net.yaml', or run cnncli from configs")
     write("configs/run.yaml", "model: nets/nope.yaml\n")
-    with pytest.raises(ConfigError, match="there is no spec file 'nets/nope.yaml' \\(a path "
+    with pytest.raises(ConfigError, match="there is no file or folder 'nets/nope.yaml' \\(a path "
                                           "is read from the current folder, /"):
         checking.check("configs/run.yaml")
     write("configs/run.yaml", "model: mnist_net\ndata: {name: photos}\n")

@@ -215,6 +215,22 @@ def test_gradcam_of_a_loaded_sequential_model_is_that_of_its_layers(tmp_path):
         np.testing.assert_allclose(heat.coarse, expected / expected.max(), atol=1e-5)
 
 
+def test_gradcam_of_a_sequential_takes_the_score_before_a_softmax_that_dropout_follows():
+    model = keras.Sequential([keras.Input((4, 4, 2)),
+                              keras.layers.Conv2D(2, 1, use_bias=False, name="conv1_1"),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax", use_bias=False),
+                              keras.layers.Dropout(0.1)])
+    model.layers[0].set_weights([np.eye(2, dtype="float32").reshape(1, 1, 2, 2)])
+    w = np.array([[2.0, -1.0, 0.5], [-1.0, 3.0, 0.5]], dtype="float32")
+    model.layers[2].set_weights([w])
+    x = np.random.default_rng(0).uniform(0, 1, (1, 4, 4, 2)).astype("float32")
+    for c in range(3):  # z_c's gradient, as for the functional model (the test below)
+        (heat,) = gradcam.GradCam(model)(x, [c])
+        expected = np.maximum(x[0] @ w[:, c], 0)
+        np.testing.assert_allclose(heat.coarse, expected / expected.max(), atol=1e-5)
+
+
 def test_gradcam_takes_the_score_before_a_softmax_that_dropout_follows():
     inputs = keras.Input((4, 4, 2))
     conv = keras.layers.Conv2D(2, 1, use_bias=False, name="conv1_1")
@@ -327,7 +343,7 @@ def test_gradcam_looks_after_the_batch_norm_and_relu_that_follow_the_last_convol
 
 def test_a_grad_cam_with_no_evidence_for_the_class_says_so(tmp_path):
     """A black image gives a convolution without bias nothing: no map raises the class,
-    and a picture with no overlay would look like an error without the words."""
+    and a picture blue all over would look like an error without the words."""
     from cnncli.viz import explain as explaining
 
     image = tmp_path / "black.png"

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnncli import config, runfolder
-from cnncli.errors import ConfigError, ModelError, suggest
+from cnncli.errors import ConfigError, InputTooSmall, ModelError, suggest
 from cnncli.model import pretrained
 from cnncli.text import dims_text
 
@@ -133,7 +133,7 @@ def _pretrained(entry: pretrained.Pretrained, shape: tuple, name: str):
             hint=f"use `input: [{shape[0]}, {shape[1]}, 3]`: grey images are converted to "
                  "RGB for it")
     if min(shape[:2]) < entry.min_size:
-        raise ConfigError(
+        raise InputTooSmall(
             f"the {dims_text(shape[:2])} input is smaller than {entry.name} allows (at least "
             f"{entry.min_size}x{entry.min_size})",
             hint=f"set `data.image_size: [{max(shape[0], entry.min_size)}, "

@@ -297,11 +297,16 @@ def smallest_input(network: specs.Spec) -> int | None:
     return high
 
 
+#: The layers whose `rate` is the share of values dropped.
+DROPPING = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+            "AlphaDropout"}
+
+
 def _check_dropout(node: expansion.Node, layer) -> None:
     """Refuse a dropout rate of 1 (Keras takes it): every value is dropped, nothing
     reaches the layers after it, and the layers before it never learn."""
-    rate = getattr(layer, "rate", None)
-    if "Dropout" in node.layer and isinstance(rate, int | float) and rate >= 1:
+    rate = getattr(layer, "rate", None)  # (GaussianDropout's rate is no share: Keras
+    if node.layer in DROPPING and isinstance(rate, int | float) and rate >= 1:  # refuses 1)
         raise ConfigError(f"a rate of {rate:g} drops every value: nothing reaches the next "
                           "layer and the layers before it never learn", file=node.file,
                           line=node.line, where=node.where(),
@@ -394,8 +399,9 @@ def _output_warnings(expanded: expansion.Expanded, outputs) -> list[str]:
 
 
 #: Layers that give their input unchanged when predicting (Grad-CAM looks through them).
-UNCHANGED_WHEN_PREDICTING = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-                             "ActivityRegularization", "Identity"}
+UNCHANGED_WHEN_PREDICTING = {"Dropout", "SpatialDropout1D", "SpatialDropout2D",
+                             "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
+                             "AlphaDropout", "ActivityRegularization", "Identity"}
 #: Layers whose output is a probability distribution when their inputs are (the Average of
 #: softmax branches: an ensemble).
 KEEPS_PROBABILITIES = UNCHANGED_WHEN_PREDICTING | {"Flatten", "Reshape", "Average"}

@@ -239,15 +239,17 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
 def input_blamed(errors: list[CnnError], model: str | dict,
                  network: spec.Spec | None) -> list[CnnError]:
     """`errors`, with a window larger than what reaches it (`InputTooSmall`) said as the
-    fault of the run config's `model.input` when it gives one (``{from: vgg16, input:
-    [8, 8, 3]}``): the layer's file is not what to change, and may be cnncli's own. The
-    hint gives the smallest input that fits (`builder.smallest_input`)."""
-    given = model.get("input") if isinstance(model, dict) else None
-    if not given or network is None or not any(isinstance(e, InputTooSmall) for e in errors):
+    fault of the run config's `model.input` when it gives one for a network it names
+    (``{from: vgg16, input: [8, 8, 3]}``): the layer's file is not what to change, and
+    may be cnncli's own. The hint gives the smallest square input that fits
+    (`builder.smallest_input`)."""
+    source = model.get("from") if isinstance(model, dict) else None
+    given = model.get("input") if source else None  # (an inline spec's layers are the
+    if not given or network is None or not any(  # user's own: said at their lines)
+            isinstance(e, InputTooSmall) for e in errors):
         return errors
     side = builder.smallest_input(network)
-    source = model.get("from") or "the network"
-    fits = (f"{source} takes {side}x{side} or larger (`input: [{side}, {side}, "
+    fits = (f"{source} fits {side}x{side} or larger (e.g. `input: [{side}, {side}, "
             f"{network.input[-1]}]`)" if side else f"no input up to {builder.LARGEST_SIDE}"
             f"x{builder.LARGEST_SIDE} fits {source}")
     return [ConfigError(f"`model.input` {list(given)} is too small for {source}: "

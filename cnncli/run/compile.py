@@ -121,8 +121,9 @@ def _argument_problems(name: str, arguments: dict) -> list[ConfigError]:
                                         f"{value!r}", hint=config.BOOLEAN_HINT))
         elif kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
             quoted = isinstance(value, str) and keras_layers.reads_as_number(value)
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML
             problems.append(ConfigError(
-                f"`train.optimizer.{arg}` is {'the text ' if quoted else ''}{value!r}, not a "
+                f"`train.optimizer.{arg}` is {'the text ' if quoted else ''}{shown}, not a "
                 "number", hint="write the number without quotes" if quoted else
                 "write a number, e.g. 0.5 or 1e-3"))
     return problems

@@ -20,6 +20,7 @@ False
 from __future__ import annotations
 
 import inspect
+from functools import cache
 
 from cnncli.runtime import import_keras, import_tf
 
@@ -44,6 +45,7 @@ _NUMBERS_OR_NONE = frozenset({"weight_decay", "clipnorm", "clipvalue", "global_c
                               "gradient_accumulation_steps"})
 
 
+@cache
 def argument_kinds(name: str) -> dict[str, type]:
     """The arguments of the optimizer `name` that take a boolean (``bool``) or a number
     (``float``), judged from their defaults. Keras takes the text ``"no"`` as true and

@@ -35,7 +35,7 @@ class Explained:
     class_name: str
     probability: float
     layer: str
-    evidence: bool = True  # False: nothing at the layer raised the class (no overlay)
+    evidence: bool = True  # False: nothing at the layer raised the class (all blue)
 
     def to_dict(self) -> dict:
         return {"png": str(self.png), "image": self.image, "class": self.class_name,

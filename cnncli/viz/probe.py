@@ -112,9 +112,11 @@ def _through(net, x, wanted: set[int], found: dict, *, scores: bool = False,
         found.update({id(h): t for h, t in zip(here, outputs[1:], strict=True)})
         return outputs[0], None
     layers = [layer for layer in net.layers if not isinstance(layer, keras.layers.InputLayer)]
+    last = next((layer for layer in reversed(layers)  # the softmax, past a Dropout after it
+                 if type(layer).__name__ not in UNCHANGED_WHEN_PREDICTING), None)
     y, score = x, None
     for layer in layers:
-        head = _head(layer) if top and scores and layer is layers[-1] else None
+        head = _head(layer) if top and scores and layer is last else None
         if head:
             score = head(y)
         try:

@@ -59,9 +59,12 @@ def resolve(path_or_name: str | Path) -> Path:
     if "/" in text or path.suffix.lower() in (".yaml", ".yml"):  # a path, not a name
         where = "" if path.is_absolute() else \
             f" (a path is read from the current folder, {Path.cwd()})"
-        raise ConfigError(f"there is no spec file '{shown}'{where}", hint="check the path")
+        close = suggest(path.stem, names()) if path.suffix.lower() in (".yaml", ".yml") \
+            and "/" not in text else ""  # mnist_net.yaml: the built-in is mnist_net
+        raise ConfigError(f"there is no file or folder '{shown}'{where}",
+                          hint=f"{close} (a built-in is named without .yaml)" if close
+                          else "check the path")
     raise ConfigError(
         f"'{shown}' is neither a spec file nor a built-in architecture",
         hint=suggest(text, names(), listing="built-in"),
     )
-
