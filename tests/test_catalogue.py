@@ -142,6 +142,12 @@ SPEC_ROWS = [
         "{file}:3: layer 1: unknown argument 'rank' for Conv2D",
         spec("input: [8, 8, 1]\nlayers:\n  - Conv2D: {filters: 2, kernel_size: 3, rank: 2}\n"
              "  - Flatten\n")),
+    row("spec-a_blocks_parameter_is_said_with_the_line_it_was_given_on", "check {file}", 2,
+        "{file}:6: layer 1, in block 'convs' used on line 9: `repeat` must be a whole number "
+        "of at least 1, not 0",
+        spec("input: [8, 8, 1]\nblocks:\n  convs:\n    params: [n]\n    layers:\n"
+             "      - Conv2D: {filters: 2, kernel_size: 3}\n        repeat: $n\nlayers:\n"
+             "  - convs: {n: 0}\n  - Flatten\n")),
     row("spec-dropout_of_everything", "check {file}", 2,
         "{file}:4: layer 2 'dropout1' (Dropout): a rate of 1 drops every value",
         spec("input: [8, 8, 1]\nlayers:\n  - Flatten\n  - Dropout: 1.0\n  - Dense\n")),

@@ -119,10 +119,15 @@ class _Expander:
         self.errors: list[CnnError] = []
         self.unbuilt = 0  # layer entries that made no node (errors): they keep their number
         self.sound = MAX_LAYERS + 1  # the nodes before the first error
+        self.uses: list[tuple[str, int | None]] = []  # the blocks being expanded, used where
 
-    # Errors name the file, the line, and the layer by index and name.
+    # Errors name the file, the line, and the layer by index and name; inside a block, the
+    # line of its use too (its parameters' values come from there: `repeat: $convs`).
     def error(self, message, line, where=None, hint=None):
         self.sound = min(self.sound, len(self.nodes))
+        if self.uses:
+            key, used = self.uses[-1]
+            where = f"{where + ', ' if where else ''}in block '{key}' used on line {used}"
         self.errors.append(ConfigError(message, file=self.file, line=line, where=where,
                                        hint=hint))
 
@@ -334,8 +339,12 @@ class _Expander:
         if explicit:  # a named instance gets its own name space: inception3a_conv1 ...
             names = _Names(prefix=f"{names.prefix}{explicit}_", staged=False)
             group = group or explicit
-        return self.sequence(block["layers"], tail, names, inner_params, [*stack, key],
-                             yamlio.line_of(block["layers"], bline), group)
+        self.uses.append((key, line))
+        try:
+            return self.sequence(block["layers"], tail, names, inner_params, [*stack, key],
+                                 yamlio.line_of(block["layers"], bline), group)
+        finally:
+            self.uses.pop()
 
     def branches(self, entry, tail, names, params, stack, line, explicit, group):
         where = f"layer {self.number()} (branches)"
