@@ -485,6 +485,41 @@ def test_main_puts_back_the_sigterm_handler_it_found(monkeypatch, capsys):
         signal.signal(signal.SIGTERM, before)
 
 
+def test_a_command_done_after_tensorflow_loaded_exits_at_once_deaf_to_sigterm(
+        monkeypatch, capsys):
+    """TensorFlow's shutdown took 0.6 s after a finished training, in which a SIGTERM made
+    it exit 143 with nothing said: a command that is done exits at once, SIGTERM ignored."""
+    import signal
+
+    import pytest
+
+    from cnncli.cli import app as cli
+
+    class Exited(Exception):
+        pass
+
+    seen = {}
+
+    def exit_now(code):
+        seen.update(code=code, sigterm=signal.getsignal(signal.SIGTERM))
+        raise Exited
+
+    from cnncli.runtime import import_tf
+
+    import_tf()  # (loaded by any command that builds a model)
+    monkeypatch.setattr(cli, "EXIT_AT_ONCE", True)
+    monkeypatch.setattr(cli.os, "_exit", exit_now)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "models", "--json"])
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(Exited):
+            cli.main()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert seen == {"code": 0, "sigterm": signal.SIG_IGN}
+    assert json.loads(capsys.readouterr().out)  # what it printed came out first
+
+
 def test_sigterm_grace_spares_a_command_that_handles_sigterm_itself(tmp_path):
     # as training and export do: they stop at their own pace (a backup first), so the
     # watch thread must not end the process after SIGTERM_GRACE
