@@ -145,6 +145,17 @@ def test_a_run_started_from_a_runs_name_folder_records_the_run_it_meant(source):
     assert cfg.model["from"] == str(source.resolve())
 
 
+def test_a_weights_file_given_by_a_relative_path_is_recorded_absolute(tmp_path, monkeypatch):
+    """--weights mine.weights.h5: a resume from another folder must find it too."""
+    from cnncli.run import plan as planning
+
+    monkeypatch.chdir(tmp_path)
+    cfg = config.parse({"model": {"from": "mobilenet_v2", "weights": "mine.weights.h5"},
+                        "data": {"name": "mnist"}})
+    planning.absolute_paths(cfg)
+    assert cfg.model["weights"] == str(tmp_path / "mine.weights.h5")
+
+
 def test_a_model_with_no_layer_to_cut_at_is_refused_before_the_run_folder(tmp_path):
     from cnncli.model import builder
     from cnncli.model.modelfile import save_model_atomic

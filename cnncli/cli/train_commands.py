@@ -47,7 +47,7 @@ def train(
                                                   "mixed_bfloat16.")] = None,
     auto_batch: Annotated[bool, typer.Option(help="Out of GPU memory: halve the batch size "
                                              "and start again (at most 3 times).")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Train a network: cnncli train configs/mnist.yaml."""

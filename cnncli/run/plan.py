@@ -73,10 +73,10 @@ class Plan:
 
 
 def absolute_paths(cfg: config.RunConfig) -> None:
-    """`data.name` (when a path, not a dataset's name), `data.data_dir` and a `model:`
-    or `model.from` naming a file or a run made absolute, in place: the run's config then
-    names the same data and network from any folder (``cnncli evaluate RUN`` and
-    ``--resume`` run elsewhere than training did)."""
+    """`data.name` (when a path, not a dataset's name), `data.data_dir`, a `model:` or
+    `model.from` naming a file or a run, and a `model.weights` file made absolute, in
+    place: the run's config then names the same data, network and weights from any folder
+    (``cnncli evaluate RUN`` and ``--resume`` run elsewhere than training did)."""
     d = cfg.data
     if datasets.known_name(d.name) is None:
         d.name = os.path.abspath(os.path.expanduser(d.name))
@@ -86,6 +86,9 @@ def absolute_paths(cfg: config.RunConfig) -> None:
         cfg.model = _absolute_source(cfg.model)
     elif isinstance(cfg.model, dict) and isinstance(cfg.model.get("from"), str):
         cfg.model["from"] = _absolute_source(cfg.model["from"])
+    weights = cfg.model.get("weights") if isinstance(cfg.model, dict) else None
+    if isinstance(weights, str) and weights not in config.WEIGHTS_WORDS:  # a file
+        cfg.model["weights"] = os.path.abspath(os.path.expanduser(weights))
 
 
 def _absolute_source(source: str) -> str:
