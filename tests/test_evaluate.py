@@ -275,6 +275,20 @@ def test_all_images_on_the_folder_a_run_trained_on_says_its_figures_are_flattere
         assert (own.read_bytes() if own.exists() else None) == before
 
 
+def test_the_run_s_own_folder_says_its_test_images_are_the_fifth_it_held_out(
+        run, tmp_path, monkeypatch):
+    import dataclasses
+
+    from cnncli.infer import classifier
+
+    folder = cf.image_folder(tmp_path / "photos", {"0": 5, "1": 5, "2": 5})
+    clf = classifier.load(str(run))  # as if the run had trained on the folder
+    clf.artefact = dataclasses.replace(clf.artefact, data=config.DataSection(name=str(folder)))
+    rep = evaluation.evaluate(run, model=clf, output=tmp_path / "e")
+    assert "photos has no test split of its own: its test images are the seeded fifth " \
+        "this run held out from training (3 of 15)" in rep.notes, rep.notes
+
+
 def test_all_images_evaluates_a_folder_of_one_class(run, tmp_path):
     for k in range(5):
         cf.save_image(cf.band_image(2, seed=k), tmp_path / "twos" / "2" / f"{k}.png")

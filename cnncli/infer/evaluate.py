@@ -112,6 +112,10 @@ def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool) -
         return [f"{ds.name} has no test split of its own: its test images are the seeded "
                 f"fifth a training run holds out ({len(ds.test)} of "
                 f"{len(ds.train) + len(ds.test)}); --all-images evaluates every image"]
+    if ds.held_out and not all_images:  # the run's own data: the fifth it never trained on
+        return [f"{ds.name} has no test split of its own: its test images are the seeded "
+                f"fifth this run held out from training ({len(ds.test)} of "
+                f"{len(ds.train) + len(ds.test)})"]
     if all_images and len(ds.train):
         return [f"{ds.name} has a test split of its own: its {len(ds.test)} test images are "
                 "evaluated (--all-images is for a folder or CSV without one)"]
