@@ -93,26 +93,17 @@ def main() -> None:
     stop_watching = _watch_sigterm()
     try:
         _run()
-    except SystemExit as exc:  # the command is done (its code said): out at once
+    except SystemExit as exc:  # the command is done (its code said): out at once, as
+        # after an error (`_leave`). TensorFlow's shutdown took 0.6 s more, in which a
+        # SIGTERM turned a finished training into exit 143 with nothing said (README: a
+        # signal after the last step lets the run finish, exit 0): nothing is left to stop.
         if EXIT_AT_ONCE and "tensorflow" in sys.modules and isinstance(exc.code, int | None):
-            _done(exc.code or 0)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _leave(exc.code or 0)
         raise
     finally:  # main() called in a process that goes on (tests): as it was
         stop_watching()
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
-def _done(code: int) -> NoReturn:
-    """Exit with `code` at once once a command that loaded TensorFlow is done: its files
-    are written and closed, and TensorFlow's shutdown took 0.6 s more, in which a SIGTERM
-    turned a finished training into exit 143 with nothing said (README: a signal after
-    the last step lets the run finish, exit 0). SIGTERM is ignored from here: nothing is
-    left to stop."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head)
-            stream.flush()
-    os._exit(code)
 
 
 def _open_standard_streams() -> None:
@@ -349,14 +340,15 @@ def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
     _leave(code)
 
 
-#: After an error with TensorFlow loaded, end the process at once (`_leave`). Tests that
-#: run `main()` inside their own process turn it off (tests/conftest.py).
+#: After an error, or a command done, with TensorFlow loaded, end the process at once
+#: (`_leave`; `main`). Tests that run `main()` inside their own process turn it off
+#: (tests/conftest.py).
 EXIT_AT_ONCE = True
 
 
 def _leave(code: int) -> NoReturn:
-    """Exit with `code`; at once after Ctrl-C or SIGTERM, and after an error once
-    TensorFlow is loaded. Python's shutdown would free a TensorFlow input pipeline stopped
+    """Exit with `code`; at once after Ctrl-C or SIGTERM, and after an error or a command
+    done once TensorFlow is loaded. Python's shutdown would free a TensorFlow input pipeline stopped
     mid-batch, whose threads wait for the interpreter lock that a shutting-down Python no
     longer gives: the process hung for good after a second Ctrl-C in training (1 run in
     12 on 2 cores), and after an error mid-epoch on a folder of photos (a backup the full
