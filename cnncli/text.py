@@ -43,13 +43,13 @@ def composed(name: object) -> str:
     return unicodedata.normalize("NFC", str(name))
 
 
-def count(n: int, word: str) -> str:
-    """`n` and `word`, plural unless `n` is 1 (words that take an -s).
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """`n` and `word`, plural unless `n` is 1 (`plural`, else the word with an -s).
 
-    >>> count(1, "epoch"), count(20, "step"), count(1_000, "image")
-    ('1 epoch', '20 steps', '1,000 images')
+    >>> count(1, "epoch"), count(20, "step"), count(1_000, "image"), count(2, "batch", "batches")
+    ('1 epoch', '20 steps', '1,000 images', '2 batches')
     """
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
 
 def size(n: float, *, memory: bool = False) -> str:

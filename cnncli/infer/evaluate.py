@@ -108,14 +108,11 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
 def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool) -> list[str]:
     """What to know about which images are the test split: a held-out fifth, a test split
     of the data's own despite --all-images, or images the model trained on."""
-    if ds.held_out and data:
+    if ds.held_out and (data or not all_images):  # (the run's own: the fifth it never saw)
+        whose = "a training run holds out" if data else "this run held out from training"
         return [f"{ds.name} has no test split of its own: its test images are the seeded "
-                f"fifth a training run holds out ({len(ds.test)} of "
-                f"{len(ds.train) + len(ds.test)}); --all-images evaluates every image"]
-    if ds.held_out and not all_images:  # the run's own data: the fifth it never trained on
-        return [f"{ds.name} has no test split of its own: its test images are the seeded "
-                f"fifth this run held out from training ({len(ds.test)} of "
-                f"{len(ds.train) + len(ds.test)})"]
+                f"fifth {whose} ({len(ds.test)} of {len(ds.train) + len(ds.test)})"
+                + ("; --all-images evaluates every image" if data else "")]
     if all_images and len(ds.train):
         return [f"{ds.name} has a test split of its own: its {len(ds.test)} test images are "
                 "evaluated (--all-images is for a folder or CSV without one)"]

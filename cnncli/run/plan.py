@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli import config, devices, runfolder, yamlio
+from cnncli import config, devices, runfolder, text, yamlio
 from cnncli.data import checks, datasets, records
 from cnncli.data.dataset import Dataset
 from cnncli.data.feed import Feed
@@ -272,8 +272,7 @@ def _left_over(images: int, batch: int) -> list[str]:
     left = images % batch
     if left <= LEFT_OVER_SHARE * images:
         return []
-    batches = images // batch
-    return [f"{images:,} training images make {batches:,} batch{'es' if batches > 1 else ''} "
+    return [f"{images:,} training images make {text.count(images // batch, 'batch', 'batches')} "
             f"of {batch} an "
             f"epoch: {left} ({left / images:.0%}) wait for the next epoch each time, a "
             f"different {left} (they are shuffled); a batch size that divides {images:,} "
