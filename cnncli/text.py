@@ -52,6 +52,18 @@ def count(n: int, word: str, plural: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
 
+def some(items, shown: int = 3, sep: str = ", ") -> str:
+    """The first `shown` of `items` joined by `sep`, and how many more there are: the
+    examples an error or a warning gives of a long list.
+
+    >>> some(["a.jpg", "b.jpg"]), some("abcde"), some(range(1_005), shown=2)
+    ('a.jpg, b.jpg', 'a, b, c and 2 more', '0, 1 and 1,003 more')
+    """
+    items = [str(item) for item in items]
+    more = f" and {len(items) - shown:,} more" if len(items) > shown else ""
+    return sep.join(items[:shown]) + more
+
+
 def size(n: float, *, memory: bool = False) -> str:
     """A number of bytes in the unit that keeps it short: decimal units (kB, MB, GB, TB)
     for files and activations, as the lecture's tables count them; with `memory`, binary

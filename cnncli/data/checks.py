@@ -18,6 +18,7 @@ import numpy as np
 
 from cnncli.data.dataset import Dataset, Split
 from cnncli.errors import DataError
+from cnncli.text import some
 
 #: Data of which more than this share of the images could not be decoded is broken (a
 #: truncated copy, the wrong folder), not a few files: training stops on it and `datasets
@@ -157,8 +158,7 @@ def check_every_class_trains(ds: Dataset, file: str) -> None:
     missing = [ds.class_names[i] for i in range(n)
                if train[i] == 0 and (ds.train.named_classes or test[i])]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
-                                          else "")
+        shown = some(missing, shown=5)
         one = len(missing) == 1
         raise DataError(f"{len(missing)} of the {n} classes "
                         f"{'has' if one else 'have'} no training image ({shown}): a model "

@@ -28,7 +28,7 @@ from cnncli.data import images
 from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name
 from cnncli.errors import ConfigError, DataError
-from cnncli.text import composed
+from cnncli.text import composed, some
 
 #: Threads checking files' first bytes (opening files waits on the disk: threads help
 #: even on 2 cores), each a chunk of files at a time: a task per file cost the pool more
@@ -164,8 +164,7 @@ def _warn_of_folders_beside(root: Path) -> None:
     put there by mistake would be lost without a word)."""
     others = sorted(p.name for p in _sub_folders(root) if p.name not in ("train", "test"))
     if others:
-        shown = ", ".join(f"{name}/" for name in others[:EXAMPLES]) + (
-            f" and {len(others) - EXAMPLES} more" if len(others) > EXAMPLES else "")
+        shown = some((f"{name}/" for name in others), shown=EXAMPLES)
         warnings.warn(f"{root} has train/ and test/: the folder(s) beside them ({shown}) "
                       "are not read; put a class's folder inside train/ and test/",
                       DataWarning, stacklevel=4)
@@ -177,9 +176,8 @@ def _warn_of_loose_images(folder: Path) -> None:
     loose = sorted(p.name for p in folder.iterdir()  # not hidden: ._x.jpg is macOS' own
                    if is_image_name(p.name) and not p.name.startswith(".") and p.is_file())
     if loose:
-        shown = ", ".join(loose[:EXAMPLES]) + (
-            f" and {len(loose) - EXAMPLES} more" if len(loose) > EXAMPLES else "")
-        warnings.warn(f"{len(loose)} image(s) directly in {folder} ({shown}) are not read: "
+        warnings.warn(f"{len(loose)} image(s) directly in {folder} "
+                      f"({some(loose, shown=EXAMPLES)}) are not read: "
                       "an image's class is the folder it is in; move them into class "
                       "folders", DataWarning, stacklevel=4)
 

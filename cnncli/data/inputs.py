@@ -24,6 +24,7 @@ from typing import TextIO
 
 from cnncli import __version__
 from cnncli.errors import DataError
+from cnncli.text import some
 
 #: File name endings taken from folders and glob patterns (compared lower-case).
 #: Keras' own ``image_dataset_from_directory`` takes the first five.
@@ -254,14 +255,11 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None,
 
 
 def _raise_missing(missing: list[tuple[str, str | None, int | None]]) -> None:
-    names = [f"'{path}'" for path, _, _ in missing[:5]]
-    if len(missing) > 5:
-        names.append(f"and {len(missing) - 5} more")
     first_path, source, line = missing[0]
     what = "does not exist" if len(missing) == 1 else "do not exist"
     raise DataError(
         "no such file or folder" if len(missing) == 1 and source is None  # file= names it
-        else f"{', '.join(names)} {what}",
+        else f"{some((repr(path) for path, _, _ in missing), shown=5)} {what}",
         file=source or first_path,
         line=line,
         hint=(

@@ -33,7 +33,7 @@ from cnncli.data import images
 from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Records, Split
 from cnncli.errors import CnnError, ConfigError, DataError
-from cnncli.text import first_line
+from cnncli.text import first_line, some
 
 FORMAT = "cnncli-tfrecord"
 INDEX = "dataset.json"
@@ -414,9 +414,7 @@ def _check_out(out: Path, force: bool, source) -> None:
                           hint="give another folder, or remove it yourself if it can go")
     others = _not_of_a_pack(out)
     if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3
-                                         else "")
-        raise ConfigError(f"{out} holds files a pack did not write ({shown}): --force "
+        raise ConfigError(f"{out} holds files a pack did not write ({some(others)}): --force "
                           "replaces only a pack as `cnncli datasets pack` wrote it",
                           file=str(out), hint="move them out of it, give another folder, or "
                                               "remove the folder yourself if it can go")

@@ -349,8 +349,7 @@ def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> N
     if other_labels or (labels.is_symlink() and not labels.exists()):
         existing.append(labels)
     if existing:
-        raise ConfigError("the output exists already: " + ", ".join(map(str, existing[:4]))
-                          + (f" and {len(existing) - 4} more" if len(existing) > 4 else ""),
+        raise ConfigError("the output exists already: " + text.some(existing, shown=4),
                           hint="pass --force to replace it, or choose another --output")
 
 

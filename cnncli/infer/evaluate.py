@@ -137,10 +137,8 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
     kept, ids = np.flatnonzero(readable), ds.test.ids
     if not readable.all():
         bad = np.flatnonzero(~readable)
-        named = f": {', '.join(str(ids[i]) for i in bad[:3])}" if ids else ""
-        more = f" and {len(bad) - 3} more" if ids and len(bad) > 3 else ""
-        notes.append(f"{len(bad)} test image(s) could not be read and are left out"
-                     f"{named}{more}")
+        named = f": {text.some(ids[i] for i in bad)}" if ids else ""
+        notes.append(f"{len(bad)} test image(s) could not be read and are left out{named}")
     result = metrics.compute(labels[kept], probs[kept], clf.class_names,
                              ids=[ids[i] for i in kept] if ids else kept.tolist())
     result.misclassified = [  # positions in the test split, unreadables counted too
@@ -197,10 +195,9 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
         what = (f"the data has {ds.num_classes} classes but the model predicts "
                 f"{len(model_names)}" if ds.num_classes > len(model_names)
                 else "the data has classes the model does not know")
-        shown = ", ".join(repr(n) for n in unknown[:5])
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        shown = text.some(map(repr, unknown), shown=5)
         raise DataError(
-            f"{what}: {shown}{more} {'is' if len(unknown) == 1 else 'are'} not among the "
+            f"{what}: {shown} {'is' if len(unknown) == 1 else 'are'} not among the "
             "model's classes", file=source,
             hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
             + ("..." if len(model_names) > 10 else "") + "; " + _naming_hint(ds, source))

@@ -18,6 +18,7 @@ from cnncli.errors import LONG_LIST, ConfigError, ModelError, suggest
 from cnncli.infer import exported
 from cnncli.model.builder import UNCHANGED_WHEN_PREDICTING
 from cnncli.runtime import import_keras
+from cnncli.text import some
 
 keras = import_keras()
 
@@ -147,9 +148,7 @@ def pick(refs: list[LayerRef], name: str, *, kind: str = "convolution layer",
     hint = "use one of: " + ", ".join(r.name for r in shown)
     others = [r.name for r in refs if r not in shown]
     if others:
-        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
-        hint += (f" (or another layer with an HxWxD output: {', '.join(others[:3])}"
-                 f"{more})")
+        hint += f" (or another layer with an HxWxD output: {some(others)})"
     other = [r for r in (walk(model) if model is not None else [])
              if name in (r.name, r.layer.name)]
     if other:

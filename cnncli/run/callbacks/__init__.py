@@ -25,6 +25,7 @@ from cnncli.run.callbacks.stopping import EarlyStopping, Plateau
 from cnncli.run.monitor import best_monitor
 from cnncli.run.state import TrainState
 from cnncli.runtime import import_keras
+from cnncli.text import some
 
 keras = import_keras()
 
@@ -183,10 +184,9 @@ class RunCallback(keras.callbacks.Callback):
         new, self.unreadable_new = self.unreadable_new, []
         if not new:
             return
-        examples = "; ".join(f"{exc.file}: {exc.message}" for exc in new[:3])
-        more = f" and {len(new) - 3} more" if len(new) > 3 else ""
+        examples = some((f"{exc.file}: {exc.message}" for exc in new), sep="; ")
         self.reporter.note(f"skipped {len(new)} image(s) that could not be decoded: "
-                           f"{examples}{more}")
+                           f"{examples}")
 
     # -- stopping -------------------------------------------------------------------------
     def _unreadable_images(self, epoch_end: bool = False) -> bool:
