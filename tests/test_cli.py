@@ -396,6 +396,24 @@ def test_a_command_line_typer_refuses_is_a_json_error_when_json_was_asked_for():
     assert cnncli("export", "run", "--format", "json", "--bogus").stdout == ""  # a format
 
 
+@pytest.mark.parametrize("stdout", ["closed pipe", "/dev/full"])
+def test_a_refused_command_line_with_json_into_a_closed_output_exits_2_without_traceback(
+        stdout):
+    """Its JSON cannot be written: the refusal is on stderr, and the exit code says it."""
+    if stdout == "/dev/full":
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([sys.executable, "-m", "cnncli", "check", "--bogus",
+                                     "--json"], stdout=full, stderr=subprocess.PIPE, text=True)
+        code, stderr = result.returncode, result.stderr
+    else:
+        child = subprocess.Popen([sys.executable, "-m", "cnncli", "check", "--bogus", "--json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child.stdout.close()
+        code, stderr = child.wait(timeout=60), child.stderr.read()
+    assert code == 2 and "No such option: --bogus" in stderr
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize("signal_raised,code,error", [
     ("KeyboardInterrupt", 130, "Interrupted"), ("errors.Terminated", 143, "Terminated")])
 def test_a_command_stopped_before_its_own_handling_still_gives_json(signal_raised, code,
@@ -629,6 +647,51 @@ def test_output_closed_by_its_reader_exits_141_silently():
     child.stdout.close()  # the reader is gone before anything is written
     stderr = child.stderr.read()
     assert (child.wait(timeout=60), stderr) == (141, b"")
+
+
+def _schema_into_a_small_pipe(*, nonblocking: bool = False, read=None):
+    """`cnncli schema` (17 kB of JSON) into a pipe of 4 kB, unbuffered as CI images set
+    Python (PYTHONUNBUFFERED): what its reader got (`read(fd)`), its exit code, stderr."""
+    import fcntl
+    import os
+
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    os.set_blocking(w, not nonblocking)
+    child = subprocess.Popen([sys.executable, "-m", "cnncli", "schema"], stdout=w,
+                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    os.close(w)
+    got = read(r)
+    os.close(r)
+    return got, child.wait(timeout=60), child.stderr.read().decode()
+
+
+def test_unbuffered_output_cut_short_by_its_reader_exits_141_not_0():
+    """A reader that stops (``| head -c 10``) while a document is being written: the
+    command knows (141), as when it is buffered; unbuffered, Python dropped the rest of a
+    write the pipe took part of, and the command said it had succeeded."""
+    import os
+
+    got, code, stderr = _schema_into_a_small_pipe(read=lambda fd: os.read(fd, 10))
+    assert (len(got), code, stderr) == (10, 141, "")
+
+
+def test_output_into_a_pipe_left_non_blocking_is_written_whole():
+    """A parent that made the pipe non-blocking (Node's child_process does) reads the
+    whole JSON document, slowly: not the part the pipe could take at once."""
+    import os
+    import time
+
+    def slowly(fd):
+        time.sleep(2)  # the command has written what the pipe takes and wants to go on
+        chunks = []
+        while chunk := os.read(fd, 1024):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    got, code, stderr = _schema_into_a_small_pipe(nonblocking=True, read=slowly)
+    assert (code, stderr) == (0, "")
+    assert json.loads(got)["title"]
 
 
 def test_output_to_a_full_device_is_an_error_exit_3_not_a_bug():

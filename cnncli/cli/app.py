@@ -82,6 +82,7 @@ def main() -> None:
     import warnings
 
     _open_standard_streams()
+    _whole_writes()
 
     def show(message, category, filename, lineno, file=None, line=None):
         from cnncli.cli import render
@@ -120,6 +121,25 @@ def _open_standard_streams() -> None:
     for name in ("stdin", "stdout", "stderr"):
         if getattr(sys, name) is None:  # Python found it closed when it started
             setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w"))
+
+
+def _whole_writes() -> None:
+    """Make every write to stdout and stderr whole, or an error. With PYTHONUNBUFFERED (set
+    by many CI and Docker images) Python writes them unbuffered, and a write a pipe took
+    only part of lost the rest without a word: a ``--json`` document cut at 64 KiB, exit
+    0, when its reader stopped (``| head``) or when the program that started cnncli left
+    the pipe non-blocking (Node's child_process). A buffered writer writes the rest, or
+    fails (a closed pipe: exit 141); a non-blocking stream is made blocking."""
+    import io
+
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        with contextlib.suppress(OSError):
+            os.set_blocking(fd, True)
+        stream = getattr(sys, name)
+        if isinstance(getattr(stream, "buffer", None), io.FileIO):  # unbuffered
+            setattr(sys, name, io.TextIOWrapper(
+                io.BufferedWriter(io.FileIO(fd, "w", closefd=False)),
+                encoding=stream.encoding, errors=stream.errors, line_buffering=True))
 
 
 def debug_first(args: list[str]) -> list[str]:
@@ -190,8 +210,7 @@ def _leave_output_closed() -> NoReturn:
     """Exit 141, silently, as a program killed by SIGPIPE does: the reader of the output
     stopped reading (``cnncli models | head -1``), which is no failure of the command's;
     a script with ``set -o pipefail`` sees the same code as for any such program."""
-    with contextlib.suppress(OSError):  # nothing more is written to the closed pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    _to_null(sys.stdout)  # nothing more is written to the closed pipe
     os._exit(EXIT_SIGPIPE)
 
 
@@ -259,7 +278,10 @@ def _usage_error_as_json(exc: SystemExit) -> None:
 
     command = usage.ctx.command_path if getattr(usage, "ctx", None) else "cnncli"
     error = ConfigError(usage.format_message(), hint=f"see {command} --help")
-    _print_json({**error.to_dict(), "error": "UsageError", "exit_code": 2})
+    try:
+        _print_json({**error.to_dict(), "error": "UsageError", "exit_code": 2})
+    except OSError:  # a full or closed stdout: stderr said it, exit 2
+        _flush_or_drop(sys.stdout)
 
 
 def _traceback_if_debugging() -> None:
@@ -355,9 +377,26 @@ def _leave(code: int) -> NoReturn:
     disk refused: the error was said, then no exit; 1 run in 3 on 200 JPEGs, every run on
     2,000). Nothing is left to write then: the run's files and backups are written whole
     before their rename."""
+    for stream in (sys.stdout, sys.stderr):
+        _flush_or_drop(stream)
     if code in (EXIT_SIGINT, EXIT_SIGTERM) or (EXIT_AT_ONCE and "tensorflow" in sys.modules):
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head)
-                stream.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _flush_or_drop(stream) -> None:
+    """Write out what `stream` holds; if it cannot be (a closed pipe, a full device: the
+    exit code says so), drop it, the stream now the null device: Python's own last flush
+    would fail too, and turn the exit code into 120 with a message."""
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        _to_null(stream)
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+
+def _to_null(stream) -> None:
+    """Point `stream`'s file descriptor at the null device."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
