@@ -398,11 +398,19 @@ def test_resume_with_force_trains_the_new_epochs_and_records_them(tmp_path):
 def test_resume_with_force_to_fewer_epochs_than_were_trained_is_refused(tmp_path):
     run = _interrupted_run(write_config(tmp_path, epochs=2))  # stopped after epoch 1
     with pytest.raises(ConfigError, match="this run has trained 16 steps already \\(1 epoch\\), "
-                                          "and the config asks for 16 in all: nothing would "
+                                          "and the config asks for 8 in all: nothing would "
                                           "be left to train"):
-        training.train(config.load(run / "config.yaml", ["train.epochs=1"]), resume=run,
-                       force=True)
+        training.train(config.load(run / "config.yaml", ["train.epochs=null", "train.steps=8"]),
+                       resume=run, force=True)
     assert config.load(run / "config.yaml").train.epochs == 2  # not recorded either
+
+
+def test_resume_with_force_to_the_epochs_trained_ends_the_run_there(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2))  # stopped after epoch 1
+    result = training.train(config.load(run / "config.yaml", ["train.epochs=1"]), resume=run,
+                            force=True)
+    assert result.metrics.epochs == 1 and (run / "model.keras").is_file()
+    assert config.load(run / "config.yaml").train.epochs == 1
 
 
 def test_no_backup_is_written_between_an_epochs_last_step_and_its_end(tmp_path, monkeypatch):
@@ -608,6 +616,41 @@ def test_early_stopping_stops_and_says_so(tmp_path):
     assert result.metrics.steps == 3 * 16  # those trained (256 images, batch 16)
     assert notes == ["early stopping: val_loss has not improved for 2 epochs: the run ends "
                      "after epoch 3 of 30"]
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["all epochs", "stopped early"])
+def test_a_run_stopped_saving_its_results_resumes_to_save_them_with_no_more_training(
+        tmp_path, monkeypatch, early):
+    """The disk filled up at the run's last and biggest write, model.keras: its backup is of
+    its end. Resuming (as the error says) saves its results, as a run not stopped would
+    have; it trains no more, not even the epochs early stopping left out."""
+    extra = "early_stopping: {patience: 1, monitor: val_loss, min_delta: 1.0}" if early else ""
+    path = write_config(tmp_path, epochs=4, lr=1e-7 if early else 0.01, extra_train=extra)
+    whole = run_train(path, "output.name=whole")
+    real = training.save_model_atomic
+
+    def disk_full(model, target, meta):
+        raise OSError(28, "No space left on device", str(target))
+
+    monkeypatch.setattr(training, "save_model_atomic", disk_full)
+    with pytest.raises(Exception, match="No space left on device"):
+        run_train(path)
+    run = tmp_path / "runs" / "toy" / "1"
+    monkeypatch.setattr(training, "save_model_atomic", real)
+    notes = []
+
+    class Notes(training.Reporter):
+        def note(self, text):
+            notes.append(text)
+
+    result = run_train(path, resume=run, reporter=Notes())
+    assert files.read_json(run / "state.json")["status"] == "finished"
+    assert result.metrics.epochs == whole.metrics.epochs == (2 if early else 4)
+    assert result.metrics.stopped_early == early
+    assert history_rows(run) == history_rows(whole.run)
+    for mine, theirs in zip(weights(run), weights(whole.run), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert any("saved now, with no more training" in n for n in notes), notes
 
 
 def test_a_lowered_rate_is_said_after_the_line_of_the_epoch_that_lowered_it(tmp_path):

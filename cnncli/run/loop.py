@@ -49,6 +49,8 @@ def stretches(p, state: TrainState) -> list[tuple[int, int, int, int]]:
     partial first epoch (when resuming mid-epoch), the full epochs, a partial last epoch
     (when `train.steps` ends mid-epoch)."""
     spe, epoch, step = p.steps_per_epoch, state.epoch, state.step
+    if state.stopped_early:  # resumed after it: its results are saved, no more training
+        return []
     last_steps = p.total_steps - (p.epochs - 1) * spe
     out = []
     if step:

@@ -205,13 +205,18 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
             f"{p.placement.replicas}, which changes the batch of every step", file=str(run),
             hint="resume with the same devices (and number of workers) as the run had")
     done = state.epoch * p.steps_per_epoch + state.step
-    if done >= p.total_steps:  # --force with fewer epochs or steps than were trained
+    if done > p.total_steps:  # --force with fewer epochs or steps than were trained
         raise ConfigError(
             f"this run has trained {done:,} steps already ({text.count(state.epoch, 'epoch')}"
             + (f" and {state.step:,} steps" if state.step else "") + f"), and the config "
             f"asks for {p.total_steps:,} in all: nothing would be left to train", file=str(run),
             hint="ask for more epochs (or steps) than it has done, or use the run as it is "
                  "(cnncli evaluate RUN)")
+    if done == p.total_steps or state.stopped_early:  # its results were not all saved
+        reporter.note("this run had " + ("stopped early" if state.stopped_early else
+                                         "trained all its steps") + ", but its results were "
+                      "not all saved (the command stopped while saving them): they are "
+                      "saved now, with no more training")
     if diff:
         _apply(p, model, state, diff, run, reporter)
     return (run if p.placement.is_chief else distributed.worker_run_dir(p.placement)), state
