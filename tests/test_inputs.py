@@ -86,6 +86,27 @@ def test_a_recursive_glob_pattern_searches_subfolders(photos):
     assert rel(out, photos) == [os.path.join("sub", "c.webp")]
 
 
+@pytest.mark.timeout(60)
+def test_a_recursive_glob_pattern_follows_links_as_a_folder_does_and_loops_add_nothing(
+        photos, tmp_path):
+    """Python's own glob followed each link back up again and again: an image given 41
+    times for one such link, and with two, an expansion that never ended."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "e.jpg").write_bytes(b"x")
+    (photos / "linked").symlink_to(elsewhere)
+    for name in ("up", "again"):
+        (photos / "sub" / name).symlink_to(photos)
+    out = expand_inputs([str(photos / "**" / "*.jpg"), str(photos / "**" / "*.webp")])
+    assert rel(out, photos) == ["b.jpg", os.path.join("linked", "e.jpg"),
+                                os.path.join("sub", "c.webp")]
+
+
+def test_a_pattern_ending_in_two_stars_gives_every_image_below(photos, monkeypatch):
+    monkeypatch.chdir(photos)
+    assert expand_inputs(["**"]) == ["a.PNG", "b.jpg", os.path.join("sub", "c.webp")]
+
+
 def test_a_glob_pattern_matching_nothing_is_an_error(photos):
     with pytest.raises(DataError, match="matches no images"):
         expand_inputs([str(photos / "*.gif")])

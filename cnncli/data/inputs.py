@@ -75,21 +75,17 @@ def image_files(folder: Path, classes: dict[Path, str] | None = None
     label): those come back as ``(link, class folder)``. A link to `folder` or a folder
     above it (a loop) adds nothing."""
     classes = classes or {}
-    found, walked, elsewhere = [], set(), []
+    found, elsewhere = [], []
     top = Path(os.path.realpath(folder))
     linked_to: dict[str, str | None] = {}  # a linked file's real folder -> its other class
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        real = Path(os.path.realpath(dirpath))
-        if real in walked or real in top.parents:
-            dirnames[:] = []  # a link back up (a loop: the other classes' folders would
-            continue  # be walked as this one's) or to a folder already walked
+
+    def of_another_class(dirpath: str, real: Path) -> bool:
         other = _other_class(real, top, classes)
         if other:
             elsewhere.append((Path(dirpath), other))
-            dirnames[:] = []
-            continue
-        walked.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        return other is not None
+
+    for dirpath, filenames in walk_once(folder, skip=of_another_class):
         for name in sorted(filenames):
             if name.startswith(".") or not is_image_name(name):
                 continue
@@ -105,6 +101,55 @@ def image_files(folder: Path, classes: dict[Path, str] | None = None
             else:
                 found.append(path)
     return found, elsewhere
+
+
+def walk_once(folder, skip=None):
+    """(folder, its file names) for `folder` and every folder below it, in sorted order:
+    links followed, each real folder once, hidden folders skipped, and a link to a folder
+    above (a loop: the folders beside it would be walked again, and again) not followed.
+    `skip(dirpath, realpath)` may leave out a folder and what is below it."""
+    walked: set[Path] = set()
+    top = Path(os.path.realpath(folder))
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = Path(os.path.realpath(dirpath))
+        if real in walked or real in top.parents or (skip and skip(dirpath, real)):
+            dirnames[:] = []
+            continue
+        walked.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield dirpath, filenames
+
+
+def expand_pattern(pattern: str) -> list[str]:
+    """What the glob `pattern` matches, sorted; ``**`` matches any folders below, walked
+    as `walk_once` walks them. (Python's ``glob(recursive=True)`` follows a link to a
+    folder above again and again: a folder holding two such links took longer than any
+    wait.)
+
+    >>> expand_pattern("/nonexistent/**/*.png")
+    []
+    """
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return sorted(glob.glob(pattern))
+    at = parts.index("**")
+    head, rest = os.sep.join(parts[:at]), os.sep.join(parts[at + 1:])
+    roots = [head] if head and not glob.has_magic(head) else glob.glob(head or os.curdir)
+    found: set[str] = set()
+    for root in filter(os.path.isdir, roots):
+        for dirpath, filenames in walk_once(root):
+            if head == "" and dirpath.startswith(os.curdir + os.sep):  # as glob writes it
+                dirpath = dirpath[len(os.curdir + os.sep):]
+            elif head == "":
+                dirpath = "" if dirpath == os.curdir else dirpath
+            if rest:
+                found.update(expand_pattern(os.path.join(glob.escape(dirpath), rest)
+                                            if dirpath else rest))
+            else:  # `**` last: the folders, and their files unless it ends in a `/`
+                found.update([dirpath] if dirpath else [])
+                found.update(os.path.join(dirpath, name) for name in filenames
+                             if not name.startswith(".") and not pattern.endswith(os.sep))
+    return sorted(found)
 
 
 def _other_class(real: Path, own: Path, classes: dict[Path, str]) -> str | None:
@@ -165,7 +210,7 @@ class _Expander:
         elif os.path.exists(arg):
             self.add(arg)
         elif any(ch in arg for ch in _GLOB_CHARS):
-            matches = sorted(glob.glob(arg, recursive=True))
+            matches = expand_pattern(arg)
             files = [m for m in matches if os.path.isfile(m) and is_image_name(m)]
             for folder in (m for m in matches if os.path.isdir(m)):
                 files.extend(_images_in_folder(folder))
