@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -1000,14 +1001,38 @@ def test_staging_puts_back_the_sigterm_handler_it_found(tmp_path):
         signal.signal(signal.SIGTERM, before)
 
 
-def test_publish_puts_back_the_sigint_handler_it_found(tmp_path):
+def test_staging_puts_back_the_sigint_handler_it_found(tmp_path):
     from cnncli.export.staging import Staging
 
     before = signal.getsignal(signal.SIGINT)
     with Staging(tmp_path) as stage:
         (stage.path / "model.onnx").write_text("model")
         stage.publish([(stage.path / "model.onnx", tmp_path / "model.onnx")], replace=False)
-        assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_a_converter_swallowed_still_stops_the_export_after_that_format(
+        run, tmp_path, monkeypatch, signum):
+    """A Ctrl-C or SIGTERM half a second into LiteRT's conversion was lost (swallowed
+    there), and the export went on to make every format, exit 0."""
+    from cnncli.export import convert
+
+    real = convert.CONVERTERS["litert"]
+
+    def swallowing(job):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(1)  # (the handler runs here)
+        except BaseException:  # noqa: BLE001 - as the library does
+            pass
+        real(job)
+
+    monkeypatch.setitem(convert.CONVERTERS, "litert", swallowing)
+    with pytest.raises(exporter.ExportInterrupted) as err:
+        exporter.export(run, formats=["onnx,litert,saved_model"], output=tmp_path)
+    assert "kept: model.onnx, model.tflite (checked); not made: saved_model" in str(err.value)
+    assert err.value.exit_code == (143 if signum == signal.SIGTERM else 130)
 
 
 def test_sigterm_while_the_last_export_lands_still_exits_143_saying_all_was_made(

@@ -54,22 +54,28 @@ class Staging:
         self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.folder))
         (self.path / PID_FILE).write_text(str(os.getpid()))
         try:
-            self._previous = signal.signal(signal.SIGTERM, self._terminated)
+            self._previous = {s: signal.signal(s, self._signalled)
+                              for s in (signal.SIGINT, signal.SIGTERM)}
         except ValueError:  # not the main thread: no handler (the next export cleans up)
-            self._previous = False
+            self._previous = None
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not False:  # None: a handler not set from Python
-            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+        for signum, previous in (self._previous or {}).items():  # None: not set from Python
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def _terminated(self, signum, frame) -> None:
+    def _signalled(self, signum, frame) -> None:
+        """Ctrl-C or SIGTERM: raised (`Terminated` for SIGTERM), and remembered: a
+        converter that catches everything swallowed it (LiteRT's did, half a second
+        into its conversion), and the export went on as if it had not come; the
+        exporter stops after the format it is making."""
         if self._held is not None:  # renaming files into place: once they all are
             self._held.append(signum)
             return
-        raise Terminated()
-
+        self.interrupted = True
+        self.terminated = self.terminated or signum == signal.SIGTERM
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt
     def publish(self, moves: list[tuple[Path, Path]], *, replace: bool) -> None:
         """Rename each staged file or folder to its destination, in order. Ctrl-C and
         SIGTERM wait until all are renamed (a model never lands without its sidecar);
@@ -87,16 +93,9 @@ class Staging:
             return
         self._held = []
         try:
-            previous = signal.signal(signal.SIGINT, lambda signum, frame:
-                                     self._held.append(signum))
-        except ValueError:  # not the main thread: signals are not ours to hold
-            previous = None
-        try:
             yield
         finally:
             held, self._held = self._held, None
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
             self.terminated = self.terminated or signal.SIGTERM in held
             self.interrupted = self.interrupted or bool(held)
 
