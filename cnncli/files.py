@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -143,3 +145,26 @@ def writable_folder(folder: str | Path, option: str | None = None, *,
                           file=str(folder), hint="give a folder you can write to" + (
                               f" with {option} DIR" if option else "")) from None
     return folder
+
+
+#: Free bytes under which a failure to write is put down to a full disk.
+NEARLY_FULL = 1 << 20
+
+
+def disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether `exc`, raised writing `path`, came from a full disk (or quota): its errno,
+    its words (TensorFlow's ``No space left on device [Op:SaveV2]``, raised as its own
+    error types), or, for an I/O or runtime error that says only "iostream error"
+    (OpenVINO), less than `NEARLY_FULL` bytes free there."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if any(words in str(exc) for words in (os.strerror(errno.ENOSPC),
+                                           os.strerror(errno.EDQUOT))):
+        return True
+    if not isinstance(exc, OSError | RuntimeError):  # an operation it cannot convert...
+        return False
+    folder = next((p for p in (path, *path.parents) if p.exists()), None)
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < NEARLY_FULL
+    except OSError:
+        return False

@@ -735,7 +735,6 @@ def test_a_full_disk_in_tensorflows_words_is_said_plainly_not_blamed_on_a_layer(
 
 
 def test_openvino_failing_to_write_on_a_full_disk_is_said_plainly(run, tmp_path, monkeypatch):
-    from cnncli.export import convert
     from cnncli.infer.exported import import_openvino
 
     def iostream(*args, **kwargs):  # all OpenVINO says when its file cannot be written
@@ -745,7 +744,7 @@ def test_openvino_failing_to_write_on_a_full_disk_is_said_plainly(run, tmp_path,
     with pytest.raises(exporter.ExportStopped, match="cannot write the export: OpenVINO could "
                        "not write model.xml: basic_ios::clear: iostream error"):  # not the disk
         exporter.export(run, formats=["openvino"], output=tmp_path / "a")
-    monkeypatch.setattr(convert, "NEARLY_FULL", 1 << 62)  # as if the disk had no room left
+    monkeypatch.setattr(files, "NEARLY_FULL", 1 << 62)  # as if the disk had no room left
     with pytest.raises(exporter.ExportStopped, match="cannot write the export: No space left "
                        r"on device \(OpenVINO could not write model.xml\)"):
         exporter.export(run, formats=["openvino"], output=tmp_path / "b")

@@ -19,7 +19,7 @@ from cnncli.data import datasets, images, inputs, loader, records
 from cnncli.data.dataset import DataWarning
 from cnncli.data.feed import Feed, split_batches
 from cnncli.data.loader import ImageLoader
-from cnncli.errors import ConfigError, DataError
+from cnncli.errors import ConfigError, DataError, WriteError
 from cnncli.run import train as training
 
 SHAPE = (16, 16, 3)
@@ -1071,7 +1071,7 @@ def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(records, "_name_shards", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="No space left on device"):
         records.pack(ds, tmp_path / "new" / "deeper" / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
@@ -1142,6 +1142,34 @@ def test_pack_onto_an_existing_file_does_not_offer_force_that_would_refuse(tmp_p
     assert err.value.hint == ("give another folder (--force replaces only an earlier pack, or "
                               "an empty folder)")
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_pack_on_a_full_disk_is_a_write_error_naming_the_output_leaving_nothing(
+        tmp_path, monkeypatch):
+    """TensorFlow's shard writer says a full disk in its own error type: it was "an
+    unexpected ResourceExhaustedError ... a bug in cnncli", naming the hidden folder."""
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+
+    class FullDisk:
+        def __init__(self, path):
+            self.path = path
+
+        def write(self, record):
+            raise tf.errors.ResourceExhaustedError(None, None,
+                                                   f"{self.path}; No space left on device")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FullDisk)
+    with pytest.raises(WriteError) as err:
+        records.pack(ds, tmp_path / "out" / "packed")
+    assert err.value.message == "cannot write the packed dataset: No space left on device"
+    assert err.value.file == str(tmp_path / "out" / "packed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
 def test_pack_into_a_path_under_a_file_is_a_clear_error_leaving_nothing(tmp_path):

@@ -16,6 +16,7 @@ its ``label``, its ``index`` in the split and its ``id`` (file name).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -32,7 +33,7 @@ from cnncli import files, parallel
 from cnncli.data import images
 from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Records, Split
-from cnncli.errors import CnnError, ConfigError, DataError
+from cnncli.errors import CnnError, ConfigError, DataError, WriteError
 from cnncli.text import first_line, some
 
 FORMAT = "cnncli-tfrecord"
@@ -251,9 +252,13 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         files.remove_empty(made)
+        if files.disk_full(exc, tmp):  # (TensorFlow's writer says it in its own error)
+            raise WriteError(f"cannot write the packed dataset: {os.strerror(errno.ENOSPC)}",
+                             file=str(out), hint="free some space there (nothing was "
+                             "kept), or pack into another folder") from None
         raise
     splits = index["splits"]
     return Packed(out, list(ds.class_names), {k: v["count"] for k, v in splits.items()},

@@ -25,13 +25,13 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cnncli import files
 from cnncli.errors import CnnError, ModelError
 from cnncli.export import graph, unsupported
 from cnncli.infer import sidecar
@@ -246,7 +246,7 @@ def openvino(job: Job) -> None:
     try:
         ov.save_model(model, str(job.path), compress_to_fp16=job.quantization == "float16")
     except RuntimeError as exc:  # "basic_ios::clear: iostream error" on a full disk
-        if disk_full(exc, job.path):
+        if files.disk_full(exc, job.path):
             raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (OpenVINO could not "
                           f"write {job.path.name})") from None
         raise OSError(errno.EIO, f"OpenVINO could not write {job.path.name}: "
@@ -263,33 +263,10 @@ def _converting(fmt: str, job: Job):
     except CnnError:
         raise
     except Exception as exc:
-        if disk_full(exc, job.path):  # TensorFlow says it in its own error type
+        if files.disk_full(exc, job.path):  # TensorFlow says it in its own error type
             code = errno.EDQUOT if os.strerror(errno.EDQUOT) in str(exc) else errno.ENOSPC
             raise OSError(code, os.strerror(code)) from None
         raise unsupported.cannot_convert(fmt, job.wrapper, str(exc)) from None
-
-
-#: Free bytes under which a converter's failure to write is put down to a full disk.
-NEARLY_FULL = 1 << 20
-
-
-def disk_full(exc: BaseException, path: Path) -> bool:
-    """Whether `exc`, raised writing `path`, came from a full disk (or quota): its errno,
-    its words (TensorFlow's ``No space left on device [Op:SaveV2]``), or, for an I/O or
-    runtime error that says only "iostream error" (OpenVINO), less than `NEARLY_FULL`
-    bytes free there."""
-    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    if any(words in str(exc) for words in (os.strerror(errno.ENOSPC),
-                                           os.strerror(errno.EDQUOT))):
-        return True
-    if not isinstance(exc, OSError | RuntimeError):  # an operation it cannot convert...
-        return False
-    folder = next((p for p in (path, *path.parents) if p.exists()), None)
-    try:
-        return folder is not None and shutil.disk_usage(folder).free < NEARLY_FULL
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
