@@ -479,6 +479,15 @@ def test_a_tilde_in_the_output_folder_is_the_home_folder(run, tmp_path, monkeypa
     assert not (tmp_path / "~").exists()
 
 
+def test_data_of_a_name_as_long_as_a_file_name_gets_an_eval_folder_of_its_start(run, tmp_path):
+    """A folder name of 252 characters made eval-<name> longer than a file name may be:
+    "unexpected OSError ... File name too long ... a bug in cnncli"."""
+    long = cf.image_folder(tmp_path / ("d" * 252), {"0": 2, "1": 2, "2": 2})
+    rep = evaluation.evaluate(run, data=str(long), all_images=True)
+    folder = Path(rep.files["evaluation"]).parent
+    assert folder.parent == run and folder.name == "eval-" + "d" * evaluation.MAX_SLUG
+
+
 def test_two_data_folders_of_one_name_get_a_folder_each(run, tmp_path):
     first = cf.image_folder(tmp_path / "old" / "photos", {"0": 2, "1": 2, "2": 2})
     second = cf.image_folder(tmp_path / "new" / "photos", {"0": 3, "1": 3, "2": 3})

@@ -240,6 +240,10 @@ def _data_id(data: str) -> str:
     return data if datasets.known_name(data) else os.path.abspath(os.path.expanduser(data))
 
 
+#: Characters of the data's name in an ``eval-<data>`` folder's name.
+MAX_SLUG = 200
+
+
 def _output_folder(output, run: Path | None, data: str | None, given: str | None, run_data,
                    notes: list[str], model: str = "", *, all_images: bool = False
                    ) -> Path | None:
@@ -261,7 +265,8 @@ def _output_folder(output, run: Path | None, data: str | None, given: str | None
         return run
     given = given or run_data.name
     name = Path(given).name  # of "." too: its folder's name
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "data"
+    # cut to leave room for eval-, -all and -2 in a name's 255 bytes
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")[:MAX_SLUG] or "data"
     folder = _own_folder(run / f"eval-{slug}{'-all' if own_data else ''}", given)
     which = "every image of the run's data" if own_data else "other data than the run's"
     notes.append(f"evaluated on {which}: the files are in {folder}")
