@@ -1,5 +1,7 @@
 """Backups: atomic, complete, and recoverable when the newest one is damaged."""
 
+import shutil
+
 import numpy as np
 import pytest
 from trainkit import write_config
@@ -175,6 +177,31 @@ def test_a_full_disk_keeps_the_previous_backup_and_says_so(tmp_path, model, monk
     monkeypatch.undo()
     state, note = checkpoint.load(tmp_path, model)
     assert state.step == 0 and "unreadable" in note
+
+
+def test_a_first_backup_on_a_full_disk_says_to_start_again_not_to_resume(tmp_path, model,
+                                                                          monkeypatch):
+    """There is nothing to resume from: `--resume` would be refused ("no backup")."""
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(TrainingError, match="there is no earlier backup") as err:
+        checkpoint.save(tmp_path, model, TrainState(epoch=0, step=9))
+    assert err.value.hint.endswith("then start the run again (it had no backup to resume "
+                                   "from yet)")
+    assert "--resume" not in err.value.hint
+
+
+def test_a_run_folder_removed_while_training_says_to_start_again(tmp_path, model):
+    run = tmp_path / "runs" / "1"
+    run.mkdir(parents=True)
+    checkpoint.save(run, model, TrainState(epoch=1, step=0))
+    shutil.rmtree(run)
+    with pytest.raises(TrainingError) as err:
+        checkpoint.save(run, model, TrainState(epoch=2, step=0))
+    assert err.value.hint == ("the run folder is gone (removed while the run trained): start "
+                              "the run again")
 
 
 def _mixed_float16_model(tmp_path):

@@ -74,6 +74,17 @@ def test_an_output_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
     assert "output.dir" in e.value.hint
 
 
+def test_a_run_folder_too_deep_for_its_files_paths_is_refused_before_it_is_made(tmp_path):
+    """Its folder was made, then TensorFlow's event writer failed on a path longer than
+    a path may be ("a bug in cnncli"), and the run was left as `running`."""
+    root = tmp_path.joinpath(*["a" * 200] * 19)  # 3,800 bytes and more
+    with pytest.raises(ConfigError, match="the run's files would have paths longer than the "
+                                          "4,096 bytes a path may have") as e:
+        rundir.create(root, "mnist")
+    assert "output.dir" in e.value.hint and list(tmp_path.iterdir()) == []
+    assert rundir.create(tmp_path.joinpath(*["a" * 200] * 17), "mnist").name == "1"
+
+
 def test_write_atomic_keeps_the_old_file_when_the_disk_is_full(tmp_path, monkeypatch):
     path = tmp_path / "metrics.json"
     files.write_json(path, {"ok": 1})

@@ -1036,6 +1036,20 @@ def test_ctrl_c_after_the_last_epoch_still_finishes_the_run(tmp_path):
     assert keys.notes == ["Ctrl-C came after the last step: the run was finished and saved"]
 
 
+def test_a_run_whose_files_cannot_be_made_is_failed_not_left_running(tmp_path, monkeypatch):
+    """TensorFlow's event writer refusing its path left the run `running` ("killed" in
+    `cnncli runs`)."""
+    def refused(*args, **kwargs):
+        raise import_tf().errors.InvalidArgumentError(None, None, "Could not initialize "
+                                                      "events writer.")
+
+    monkeypatch.setattr(training, "RunCallback", refused)
+    with pytest.raises(Exception, match="events writer"):
+        run_train(write_config(tmp_path, epochs=1))
+    state = files.read_json(tmp_path / "runs" / "toy" / "1" / "state.json")
+    assert state["status"] == "failed" and "events writer" in state["error"]
+
+
 def test_ctrl_c_while_the_results_are_saved_still_finishes_the_run(tmp_path, monkeypatch):
     real = training.record.final_metrics
 

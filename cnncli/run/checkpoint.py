@@ -72,7 +72,7 @@ def save(run: Path, model, state: TrainState) -> None:
                 if had_backup else "there is no earlier backup to resume from")
         raise TrainingError(
             f"cannot write the backup: {exc.strerror or exc}; {kept}", file=str(current),
-            hint=f"free some disk space, then: cnncli train --resume {run}") from None
+            hint=rundir.after_write_failure(run)) from None
 
 
 def remove(run: Path) -> None:

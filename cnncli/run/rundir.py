@@ -43,6 +43,7 @@ def create(root: str | Path, name: str) -> Path:
     processes racing for the same number cannot both get it.
     """
     base = Path(root) / name
+    _room_for_files(base)
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -65,6 +66,30 @@ def create(root: str | Path, name: str) -> Path:
             return run
         except FileExistsError:
             n += 1
+
+
+#: Bytes a run's own paths take below ``root/name``: ``/<n>/`` and its longest file,
+#: TensorBoard's ``tensorboard/validation/events.out.tfevents.<time>.<host>.<pid>...``
+#: (a host name has up to 64).
+RUN_FILES_ROOM = 256
+
+
+def _room_for_files(base: Path) -> None:
+    """Refuse a run folder whose files' paths would be longer than a path may be: the
+    folder was made, then TensorFlow's event writer failed ("a bug in cnncli"), and the
+    run was left `running`."""
+    path = os.path.abspath(base)
+    try:
+        most = os.pathconf(next(p for p in (path, *Path(path).parents) if os.path.exists(p)),
+                           "PC_PATH_MAX")
+    except (OSError, ValueError):
+        most = 4096  # Linux's
+    length = len(os.fsencode(path))
+    if length + RUN_FILES_ROOM > most:
+        raise ConfigError(f"the run folder's path is {length:,} bytes long: the run's files "
+                          f"would have paths longer than the {most:,} bytes a path may have",
+                          file=str(base), hint="choose a shorter output folder with --set "
+                                               "output.dir=...")
 
 
 def _number(name: str) -> bool:
@@ -200,6 +225,19 @@ def is_live(run: Path) -> bool:
 
 def has_backup(run: Path) -> bool:
     return (run / BACKUP).exists() or (run / PREVIOUS_BACKUP).exists()
+
+
+def after_write_failure(run: Path) -> str:
+    """What to do when a file of `run` could not be written: resume from its backup, or,
+    with none yet, start again (the hint said to resume, which was refused: "no backup");
+    the run folder removed while it trained: start again."""
+    if not run.is_dir():
+        return "the run folder is gone (removed while the run trained): start the run again"
+    if has_backup(run):
+        return (f"free some disk space (or make the run folder writable), then: cnncli "
+                f"train --resume {run} (the last backup is kept)")
+    return ("free some disk space (or make the run folder writable), then start the run "
+            "again (it had no backup to resume from yet)")
 
 
 def no_model_hint(run: Path) -> str:

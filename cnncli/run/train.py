@@ -116,7 +116,12 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
             run, state = _start(p, stack)
         RunStatus(RUNNING).write(run)
         reporter.begin(p, run, resumed=bool(resume))
-        callback = RunCallback(p, run, model, state, reporter, ways)
+        try:
+            callback = RunCallback(p, run, model, state, reporter, ways)
+        except BaseException as exc:  # its files (TensorBoard's) cannot be made: not left
+            with contextlib.suppress(OSError):  # `running` (a process gone: "killed")
+                RunStatus(FAILED, str(exc)).write(run)
+            raise
         result = _fit_and_finish(p, model, state, run, callback, reporter)
         checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
         return result
@@ -360,6 +365,4 @@ def _write_error(run: Path, exc: OSError | WriteError) -> TrainingError:
     else:
         what = f"cannot write to the run folder: {exc.strerror or exc}" + (
             f" ({exc.filename})" if getattr(exc, "filename", None) else "")
-    return TrainingError(what, file=str(run),
-                         hint=f"free some disk space (or make the run folder writable), then: "
-                              f"cnncli train --resume {run} (the last backup is kept)")
+    return TrainingError(what, file=str(run), hint=rundir.after_write_failure(run))
