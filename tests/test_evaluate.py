@@ -488,6 +488,24 @@ def test_data_of_a_name_as_long_as_a_file_name_gets_an_eval_folder_of_its_start(
     assert folder.parent == run and folder.name == "eval-" + "d" * evaluation.MAX_SLUG
 
 
+def test_a_model_giving_nan_is_refused_not_scored(run, monkeypatch):
+    """Its figures were of nothing (NaN's class is the first): "loss": NaN, exit 0."""
+    from cnncli.infer import classifier
+
+    real = classifier.KerasClassifier.probabilities
+
+    def some_nan(self, images):
+        p = real(self, images)
+        p[::2] = np.nan
+        return p
+
+    monkeypatch.setattr(classifier.KerasClassifier, "probabilities", some_nan)
+    with pytest.raises(ModelError, match=r"gives no numbers \(NaN or infinite\) for 3\d of "
+                                         "the images") as err:
+        evaluation.evaluate(run)
+    assert "not finite" in err.value.hint
+
+
 def test_two_data_folders_of_one_name_get_a_folder_each(run, tmp_path):
     first = cf.image_folder(tmp_path / "old" / "photos", {"0": 2, "1": 2, "2": 2})
     second = cf.image_folder(tmp_path / "new" / "photos", {"0": 3, "1": 3, "2": 3})

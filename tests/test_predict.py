@@ -144,6 +144,34 @@ def test_a_model_giving_scores_not_probabilities_is_said_once(tmp_path):
     assert prediction.predict(files, model=tiny(CountingModel())).warnings == []
 
 
+class NanModel(CountingModel):
+    def predict_on_batch(self, x):  # weights gone to NaN: NaN for every image but the first
+        out = np.full((len(x), self.classes), np.nan, "float32")
+        out[0] = [0.2, 0.7, 0.1]
+        return out
+
+
+def test_an_image_the_model_gives_nan_for_is_its_own_error_not_a_nan_probability(tmp_path):
+    """It was "1. a: nan%", and "probability": NaN in JSON (which no strict parser reads),
+    exit 0."""
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    files = [str(tmp_path / f"{i}.png") for i in range(3)]
+    result = prediction.predict(files, model=tiny(NanModel()), batch_size=3)
+    assert [r.file for r in result.images] == files[:1] and result.images[0].top[0][0] == "b"
+    assert [e.file for e in result.errors] == files[1:]
+    assert result.errors[0].message == "tiny gives no numbers (NaN or infinite) for it"
+    assert "not finite" in result.errors[0].hint and result.errors[0].exit_code == 3
+
+
+def test_json_output_holds_no_nan_a_strict_parser_refuses(capsys):
+    from cnncli.cli import render
+
+    render.print_json({"loss": float("nan"), "rows": [{"p": float("-inf")}, 0.5]})
+    assert json.loads(capsys.readouterr().out, parse_constant=pytest.fail) == {
+        "loss": None, "rows": [{"p": None}, 0.5]}
+
+
 def test_raw_scores_are_printed_as_scores_not_percentages_nor_probabilities(tmp_path,
                                                                            capsys):
     from cnncli.cli import render

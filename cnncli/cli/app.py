@@ -255,13 +255,8 @@ def _print_json(data: dict) -> None:
     reader of lines reads it as it reads the results)."""
     from cnncli.cli import render
 
-    if _predict_format(sys.argv[1:]) == "jsonl" and "--json" not in sys.argv[1:]:
-        import json
-
-        sys.stdout.write(json.dumps(data, default=str) + "\n")
-        sys.stdout.flush()
-    else:
-        render.print_json(data)
+    render.print_json(data, one_line=_predict_format(sys.argv[1:]) == "jsonl"
+                      and "--json" not in sys.argv[1:])
 
 
 def _usage_error_as_json(exc: SystemExit) -> None:

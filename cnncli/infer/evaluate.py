@@ -25,6 +25,7 @@ from cnncli.data import datasets, feed, records
 from cnncli.data.dataset import DataWarning
 from cnncli.errors import ConfigError, DataError
 from cnncli.infer import artefact, classifier, metrics
+from cnncli.infer.predict import not_numbers
 
 WORST = 32  # misclassified examples shown in the PNG grid
 
@@ -135,6 +136,9 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
         readable.append(weights > 0)
     probs, readable = np.concatenate(probs), np.concatenate(readable)
     kept, ids = np.flatnonzero(readable), ds.test.ids
+    lost = int((~np.isfinite(probs[kept]).all(axis=1)).sum())
+    if lost:  # its figures would be of nothing (NaN's class is the first)
+        raise not_numbers(clf.name, count=lost)
     if not readable.all():
         bad = np.flatnonzero(~readable)
         named = f": {text.some(ids[i] for i in bad)}" if ids else ""

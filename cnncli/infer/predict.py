@@ -19,7 +19,7 @@ import numpy as np
 
 from cnncli import parallel
 from cnncli.data import images, inputs
-from cnncli.errors import CnnError, DataError
+from cnncli.errors import CnnError, DataError, ModelError
 from cnncli.infer import classifier, metrics
 
 
@@ -66,6 +66,10 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
             if not good:
                 continue
             probs = loaded.probabilities(np.stack([img for _, img in good]))
+            finite = np.isfinite(probs).all(axis=1)
+            result.errors += [not_numbers(loaded.name, f) for (f, _), ok in
+                              zip(good, finite, strict=True) if not ok]
+            good, probs = [g for g, ok in zip(good, finite, strict=True) if ok], probs[finite]
             if not result.scores and metrics.not_probabilities(probs):
                 result.scores = True
                 result.warnings.append(
@@ -77,6 +81,16 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 result.images.append(ImageResult(
                     file, [(loaded.class_names[i], float(p[i])) for i in best]))
     return result
+
+
+def not_numbers(model: str, file: str | None = None, count: int = 1) -> ModelError:
+    """The error for outputs that are not numbers (NaN, infinite), of one image (`file`)
+    or of `count` of them: a model whose weights are not finite (a training whose loss
+    became NaN) gives them for every image."""
+    return ModelError(f"{model} gives no numbers (NaN or infinite) for "
+                      + ("it" if file else f"{count:,} of the images"), file=file,
+                      hint="its weights are probably not finite (from a training whose loss "
+                           "became NaN?): use the run's best.keras, or train it again")
 
 
 def _read(source: str, loaded: classifier.Classifier, resize: str):
