@@ -198,6 +198,20 @@ def test_check_and_summary_say_when_the_data_names_nothing_here(write, tmp_path,
     assert run("check", str(path)).stderr == ""
 
 
+@pytest.mark.parametrize("command", [["check"], ["summary"], ["train", "--dry-run"]])
+def test_warnings_go_to_stderr_with_json_too_and_into_the_json(write, tmp_path, monkeypatch,
+                                                               command):
+    """A script's log shows what a person would have read (with --json they went only
+    into the JSON; a dry run's top-level `warnings` left out the model's)."""
+    monkeypatch.chdir(tmp_path)
+    path = write("run.yaml", "model: {from: mnist_net}\ndata: {name: photos}\n")
+    result = run(command[0], str(path), *command[1:], "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    said = "`data.name` 'photos' is neither a dataset cnncli knows nor a file or folder"
+    assert any(said in w for w in doc["warnings"]) and said in result.stderr
+
+
 def test_summary_and_check_of_a_model_file_point_to_its_run_folder(write, tmp_path):
     write("runs/toy/1/config.yaml", "model: mnist_net\n")
     (tmp_path / "runs/toy/1/best.keras").write_bytes(b"PK\x03\x04 a zip")

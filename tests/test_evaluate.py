@@ -356,6 +356,15 @@ def test_a_folder_of_some_of_the_models_classes_says_so_not_another_order(run, t
     assert rep.notes == ["the data has 2 of the model's 3 classes: matched by name"]
 
 
+def test_notes_go_to_stderr_with_json_too_and_into_the_json(run, tmp_path):
+    """With --json they went only into the JSON: a script's log lost them."""
+    cf.image_folder(tmp_path / "ac", {"0": 2, "2": 2})
+    result = cnncli("evaluate", str(run), "--data", str(tmp_path / "ac"), "--all-images",
+                    "--output", str(tmp_path / "e"), "--json")
+    said = "the data has 2 of the model's 3 classes: matched by name"
+    assert said in json.loads(result.stdout)["notes"] and said in result.stderr
+
+
 def test_some_of_the_models_classes_in_another_order_says_both():
     from types import SimpleNamespace as NS
 

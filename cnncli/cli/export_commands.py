@@ -64,6 +64,7 @@ def export(
         raise
     if json:
         render.print_json(report.to_dict())
+        render.warn_all(report.notes)
     else:
         render.exports(report)
     codes = _problems(report, render)

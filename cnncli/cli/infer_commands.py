@@ -76,8 +76,7 @@ def predict(
                                 batch_size=batch_size or devices.inference_batch_size(placement),
                                 resize=resize, stdin=sys.stdin)
     render.predictions(result, fmt)
-    for warning in result.warnings:
-        render.warn(warning)
+    render.warn_all(result.warnings)
     stopped = _heat_maps(result, loaded, explain, resize, quiet) if explain else None
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
     for error in result.errors:
@@ -171,6 +170,7 @@ def evaluate(
                               precision=placement.precision if placement else "float32")
     if json:
         render.print_json(rep.to_dict())
+        render.warn_all(rep.notes)
     else:
         render.evaluation(rep)
     for failure in rep.failures:

@@ -98,6 +98,13 @@ def warn(message: str) -> None:
                                                                    one_line=True)))
 
 
+def warn_all(messages) -> None:
+    """Each of `messages` as a warning on stderr: with ``--json`` too (the JSON holds
+    them as well; a script's log shows what a person would have read)."""
+    for message in messages:
+        warn(message)
+
+
 def info(message: str) -> None:
     """One line on stderr (a newline in a name it quotes is shown escaped)."""
     err.print(printable(message, one_line=True), markup=False)
@@ -131,8 +138,7 @@ def summary(s, *, explain: bool = False) -> None:
     out.print(f"Activation memory per image: {text.size(s.forward_bytes)} forward, "
               f"~{text.size(s.backward_bytes)} backward (estimated at 2x forward)")
     out.print(f"Multiply-adds per image: {s.macs:,} ({text.short_count(s.macs)})")
-    for w in s.warnings:
-        warn(w)
+    warn_all(s.warnings)
 
 
 class PlainTrainReporter:
@@ -301,8 +307,7 @@ def evaluation(rep) -> None:
     for name, path in rep.files.items():
         out.print(f"{name.replace('_', ' ')}: {printable(str(path), one_line=True)}",
                   markup=False)
-    for note in rep.notes:
-        warn(note)
+    warn_all(rep.notes)
 
 
 def _digits(p: float) -> float:
@@ -416,8 +421,7 @@ def exports(report) -> None:
             f"{text.percent(c.agreement)} of {c.images:,}", accuracy,
             "ok" if r.kept else "FAILED, not kept")))
     out.print(table)
-    for note in report.notes:
-        warn(note)
+    warn_all(report.notes)
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ def summary(
         drawn = str(network_plot.write(built, plot))
     if json:
         render.print_json(result.to_dict() | ({"plot": drawn} if drawn else {}))
+        render.warn_all(result.warnings)
     else:
         render.summary(result, explain=explain)
         if drawn:
@@ -62,12 +63,12 @@ def check(
     result = checked.to_dict(path)
     if json:
         render.print_json(result)
+        render.warn_all(checked.warnings)
         return
     frozen = f", {result['frozen_params']:,} frozen" if result["frozen_params"] else ""
     render.out.print(f"OK: {printable(path, one_line=True)} is valid ({result['model']}: "
                      f"{result['layers']} layers, {result['params']:,} parameters{frozen})")
-    for w in checked.warnings:
-        render.warn(w)
+    render.warn_all(checked.warnings)
 
 
 def schema() -> None:

@@ -102,15 +102,16 @@ def _dry_run(cfg, config_file: str, json: bool = False) -> None:
     placement = devices.setup(t.device, t.precision)  # a GPU asked for and not there
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
     built = checking.dry_run(cfg, config_file)  # what training would refuse, first
-    warnings = plan.memory_warnings(built, placement, t.batch_size)  # or too large: refused
+    memory = plan.memory_warnings(built, placement, t.batch_size)  # or too large: refused
+    summary = summaries.summarize(built)
     if json:  # the resolved config and the model, as `cnncli summary --json` gives it
-        render.print_json({"config": cfg.resolved(),
-                           "model": summaries.summarize(built).to_dict(), "warnings": warnings})
+        render.print_json({"config": cfg.resolved(), "model": summary.to_dict(),
+                           "warnings": summary.warnings + memory})  # all of them
+        render.warn_all(summary.warnings + memory)
         return
     render.out.print(yamlio.dumps(cfg.resolved()), markup=False)
-    render.summary(summaries.summarize(built))
-    for warning in warnings:
-        render.warn(warning)
+    render.summary(summary)
+    render.warn_all(memory)
 
 
 def runs(
