@@ -8,6 +8,7 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
+from cnncli import __version__
 from cnncli.cli.app import app
 
 runner = CliRunner()
@@ -255,8 +256,10 @@ def test_unknown_builtin_lists_the_builtins():
     assert "built-in:" in result.stderr and "vgg16" in result.stderr
 
 
-def test_schema_is_a_json_schema_of_run_configs():
-    result = run("schema")
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_schema_is_a_json_schema_of_run_configs(json_flag):
+    result = run("schema", *json_flag)  # --json accepted, as by every command printing JSON
+    assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["title"] == "RunConfig"
     assert {"model", "data", "train", "output"} <= set(data["properties"])
@@ -375,6 +378,7 @@ def test_doctor_json_reports_bf16_units_from_the_cpu_flags():
         flags = f.read()
     units = "amx_bf16" in flags or "avx512_bf16" in flags
     data = json.loads(run("doctor", "--json").stdout)
+    assert data["cnncli"] == __version__  # what a bug report needs first
     assert data["cpu"]["bf16_units"] is units
     assert data["auto"]["precision"] == ("mixed_bfloat16" if units else "float32")
 
@@ -577,7 +581,7 @@ def test_sigterm_grace_spares_a_command_that_handles_sigterm_itself(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"stopped": "by itself"} and finished.exists()
+    assert json.loads(result.stdout)["stopped"] == "by itself" and finished.exists()
     assert "did not stop by itself" not in result.stderr
 
 

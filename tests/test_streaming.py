@@ -1048,6 +1048,20 @@ def test_a_split_none_of_whose_images_can_be_read_is_an_error_not_an_empty_pack(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
+def test_options_given_before_pack_are_packs_options(tmp_path):
+    """`cnncli datasets --json pack ...` printed text: the group took --json, and pack
+    never saw it."""
+    from typer.testing import CliRunner
+
+    from cnncli.cli.app import app
+
+    root = photo_folder(tmp_path / "photos", per_class=2)
+    result = CliRunner().invoke(app, ["datasets", "--json", "--offline", "pack", str(root),
+                                      str(tmp_path / "packed")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["train_images"] > 0
+
+
 def test_pack_resize_without_an_image_size_is_refused_not_ignored(tmp_path):
     root = photo_folder(tmp_path / "photos", per_class=2)
     result = subprocess.run([sys.executable, "-m", "cnncli", "datasets", "pack", str(root),

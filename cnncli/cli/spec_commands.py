@@ -71,7 +71,9 @@ def check(
     render.warn_all(checked.warnings)
 
 
-def schema() -> None:
+def schema(json: Annotated[bool, typer.Option(
+        "--json", help="Accepted, as by every command printing JSON (it always does).")]
+        = False) -> None:
     """Print the JSON Schema of run configs (for editors' YAML completion)."""
     from cnncli import config
     from cnncli.cli import render

@@ -23,7 +23,8 @@ def datasets(
     json: JsonOpt = False,
 ) -> None:
     """Where each known dataset is found (or would be downloaded from), and its size."""
-    if ctx.invoked_subcommand is not None:
+    if ctx.invoked_subcommand is not None:  # `datasets --json pack ...`: pack's options
+        ctx.obj = {"data_dir": data_dir, "offline": offline, "json": json}
         return
     from cnncli.cli import render
     from cnncli.data import datasets as data
@@ -37,6 +38,7 @@ def datasets(
 
 @datasets_app.command()
 def pack(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="A dataset name or path "
                                           "(folder, CSV, .npz, "
                                           "IDX folder...).")],
@@ -57,6 +59,11 @@ def pack(
     from cnncli.cli import render
     from cnncli.data import datasets as data
     from cnncli.data import records
+
+    given = ctx.obj or {}  # before `pack`: `cnncli datasets --json pack ...` means the same
+    data_dir, offline, json = (data_dir or given.get("data_dir"),
+                               offline or given.get("offline", False),
+                               json or given.get("json", False))
     records.pack_resize_mode(image_size, resize)  # known before the data is read
     ds = data.load(source, data_dir=data_dir, offline=offline)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
@@ -81,6 +88,8 @@ def doctor(json: JsonOpt = False) -> None:
 
     info = devices.doctor_info()
     if json:
-        render.print_json(info.to_dict())
+        from cnncli import __version__
+
+        render.print_json({"cnncli": __version__, **info.to_dict()})
     else:
         render.doctor(info)
