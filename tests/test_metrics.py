@@ -47,13 +47,14 @@ def test_accuracy_matches_hand_count(hand):
 
 
 def test_per_class_precision_recall_f1_match_hand_values(hand):
-    # precision = diagonal / column sum, recall = diagonal / row sum, f1 = 2pr / (p + r)
+    # precision = diagonal / column sum, recall = diagonal / row sum, f1 = 2pr / (p + r);
+    # "class" is the class's name, as in predict's JSON
     expected = [
-        {"class": 0, "name": "ant", "precision": 3 / 5, "recall": 3 / 4, "f1": 2 / 3,
+        {"class": "ant", "index": 0, "precision": 3 / 5, "recall": 3 / 4, "f1": 2 / 3,
          "support": 4},
-        {"class": 1, "name": "bee", "precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3,
+        {"class": "bee", "index": 1, "precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3,
          "support": 3},
-        {"class": 2, "name": "cat", "precision": 1 / 2, "recall": 1 / 3, "f1": 2 / 5,
+        {"class": "cat", "index": 2, "precision": 1 / 2, "recall": 1 / 3, "f1": 2 / 5,
          "support": 3},
     ]
     assert [c.to_dict() for c in hand.per_class] == [pytest.approx(row) for row in expected]
@@ -183,7 +184,7 @@ def test_to_dict_is_json_ready(hand):
     assert data["loss"] == 0.5
     assert data["confusion"] == [[3, 1, 0], [0, 2, 1], [2, 0, 1]]
     assert type(hand.to_dict()["per_class"][0]["precision"]) is float
-    assert data["per_class"][2] == {"class": 2, "name": "cat", "precision": 0.5,
+    assert data["per_class"][2] == {"class": "cat", "index": 2, "precision": 0.5,
                                     "recall": pytest.approx(1 / 3), "f1": 0.4, "support": 3}
     assert set(data["misclassified"][0]) == {"index", "id", "true", "predicted", "true_name",
                                              "predicted_name", "confidence",

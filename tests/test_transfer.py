@@ -581,7 +581,7 @@ def test_a_fine_tuned_backbone_exports_and_is_explained_through_its_nested_layer
     assert done.returncode == 0, done.stderr
     [picture] = json.loads(done.stdout)
     assert picture["layer"].startswith("mobilenet_v2/")  # the last convolution is inside it
-    assert Path(picture["png"]).is_file()
+    assert Path(picture["picture"]).is_file()
     done = cnncli("visualize", "filters", str(run), "--output", str(tmp_path / "f.png"),
                   "--json", env=env)
     assert done.returncode == 0, done.stderr

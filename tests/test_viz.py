@@ -697,7 +697,7 @@ def test_visualize_filters_writes_the_png_and_prints_its_path(quadrant_run, tmp_
     assert (png != 255).any(axis=-1).mean() > 0.2  # drawn, not a blank page
     data = json.loads(cli("visualize", "filters", quadrant_run["run"], "--output", out,
                           "--layer", "conv3_1", "--json").stdout)
-    assert data == {"png": str(out), "layer": "conv3_1", "filters": 32,
+    assert data == {"picture": str(out), "layer": "conv3_1", "filters": 32,
                     "filter_shape": [3, 3, 32], "rgb": False}
 
 
@@ -727,7 +727,7 @@ def test_visualize_activations_prints_the_path_and_json_gives_volumes(quadrant_r
                  out, "--json", "--layers", "conv1_1,conv3_1")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["png"] == str(out) and data["image"] == str(bracketed[0])
+    assert data["picture"] == str(out) and data["image"] == str(bracketed[0])
     assert data["layers"] == [{"layer": "conv1_1", "volume": "32x32x16"},
                               {"layer": "conv3_1", "volume": "8x8x32"}]
     assert (png_pixels(out) != 255).any(axis=-1).mean() > 0.2
@@ -958,7 +958,7 @@ def test_explain_works_with_a_pretrained_model_and_a_local_weights_file(tmp_path
                  tmp_path, "--json")
     assert result.exit_code == 0, result.output
     (data,) = json.loads(result.stdout)
-    assert data["layer"] == "out_relu" and data["png"] == str(tmp_path / "gradcam_photo.png")
+    assert data["layer"] == "out_relu" and data["picture"] == str(tmp_path / "gradcam_photo.png")
     assert png_pixels(tmp_path / "gradcam_photo.png").shape[0] > 224
 
 

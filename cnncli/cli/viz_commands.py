@@ -42,7 +42,7 @@ def _show(rows: list[dict], json: bool, *, one: bool = False) -> None:
         render.print_json(rows[0] if one else rows)
         return
     for row in rows:  # a newline in a file name must not make two lines
-        render.out.print(render.printable(str(row["png"]), one_line=True), markup=False)
+        render.out.print(render.printable(str(row["picture"]), one_line=True), markup=False)
 
 
 @visualize.command("filters")

@@ -42,7 +42,8 @@ _THRESHOLD_HINT = ("write name=value, e.g. accuracy=0.99 (at least 0.99) or loss
 
 @dataclass(frozen=True)
 class ClassScore:
-    """One class's figures (`index`: its label; ``"class"`` in JSON)."""
+    """One class's figures (`index`: its label). In JSON ``"class"`` is its name, as in
+    predict's and explain's."""
 
     index: int
     name: str
@@ -52,7 +53,7 @@ class ClassScore:
     support: int  # test images of the class
 
     def to_dict(self) -> dict[str, Any]:
-        return {"class": self.index, "name": self.name, "precision": self.precision,
+        return {"class": self.name, "index": self.index, "precision": self.precision,
                 "recall": self.recall, "f1": self.f1, "support": self.support}
 
 

@@ -5,7 +5,7 @@ An image that cannot be read gets its own error; the others are still explained.
 
 >>> clf = classifier.load("runs/mnist/latest")                 # doctest: +SKIP
 >>> result = explain(["7.png"], clf, output="cams")            # doctest: +SKIP
->>> result.pictures[0].to_dict()["png"]                        # doctest: +SKIP
+>>> result.pictures[0].to_dict()["picture"]                        # doctest: +SKIP
 'cams/gradcam_7.png'
 """
 
@@ -38,7 +38,7 @@ class Explained:
     evidence: bool = True  # False: nothing at the layer raised the class (all blue)
 
     def to_dict(self) -> dict:
-        return {"png": str(self.png), "image": self.image, "class": self.class_name,
+        return {"picture": str(self.png), "image": self.image, "class": self.class_name,
                 "probability": round(self.probability, 6), "layer": self.layer,
                 "evidence": self.evidence}
 

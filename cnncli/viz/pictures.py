@@ -27,7 +27,7 @@ class FiltersPicture:
 
     def to_dict(self) -> dict:
         h, w, c, n = self.grid.kernel.shape
-        return {"png": str(self.png), "layer": self.grid.layer, "filters": n,
+        return {"picture": str(self.png), "layer": self.grid.layer, "filters": n,
                 "filter_shape": [h, w, c], "rgb": self.grid.rgb}
 
 
@@ -38,7 +38,7 @@ class ActivationsPicture:
     layers: list[activations.LayerMaps] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"png": str(self.png), "image": self.image,
+        return {"picture": str(self.png), "image": self.image,
                 "layers": [{"layer": m.layer, "volume": m.volume} for m in self.layers]}
 
 
