@@ -603,7 +603,8 @@ def test_sigterm_exits_143_without_python_s_shutdown(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 143, result.stderr
-    assert result.stderr.strip().endswith("Terminated.")
+    assert result.stderr.strip().endswith("stopped: SIGTERM: the command stopped before it "
+                                          "finished. Hint: run it again")
     assert not ran.exists()
 
 

@@ -1144,7 +1144,7 @@ def test_sigterm_while_packing_leaves_nothing_half_written_and_exits_143(tmp_pat
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert "Terminated." in err and "Traceback" not in err
+    assert "stopped: SIGTERM: the command stopped" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 

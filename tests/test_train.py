@@ -1078,7 +1078,8 @@ def test_ctrl_c_exits_130_at_once_with_a_line_saying_so(tmp_path):
             "app.main()\n")
     done = subprocess.run([sys.executable, "-c", code, "pressed"], capture_output=True,
                           text=True, timeout=60)
-    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (130, "Interrupted.")
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (
+        130, "stopped: Ctrl-C: the command stopped before it finished. Hint: run it again")
     assert "shut down" not in done.stdout
 
 

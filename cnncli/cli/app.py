@@ -345,15 +345,16 @@ def _watch_sigterm():
 
 def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
     terminated = isinstance(interrupt, Terminated)
-    print("Terminated." if terminated else "Interrupted.", file=sys.stderr)
     code = EXIT_SIGTERM if terminated else EXIT_SIGINT
-    if _wants_json(sys.argv[1:]):  # a script reads JSON, however early the command stopped
+    stopped = CnnError(f"{'SIGTERM' if terminated else 'Ctrl-C'}: the command stopped "
+                       "before it finished", hint="run it again")
+    stopped.exit_code = code
+    with contextlib.suppress(OSError, KeyboardInterrupt):  # (a second Ctrl-C: out at once)
+        from cnncli.cli import render
 
-        stopped = CnnError(f"{'SIGTERM' if terminated else 'Ctrl-C'}: the command stopped "
-                           "before it finished", hint="run it again")
-        stopped.exit_code = code
-        _print_json({**stopped.to_dict(),
-                           "error": "Terminated" if terminated else "Interrupted"})
+        render.error(stopped)  # "stopped: ...", as any command stopped as asked
+    if _wants_json(sys.argv[1:]):  # a script reads JSON, however early the command stopped
+        _print_json({**stopped.to_dict(), "error": "Terminated" if terminated else "Interrupted"})
     _leave(code)
 
 
