@@ -497,6 +497,21 @@ def test_data_of_a_name_as_long_as_a_file_name_gets_an_eval_folder_of_its_start(
     assert folder.parent == run and folder.name == "eval-" + "d" * evaluation.MAX_SLUG
 
 
+def test_evaluating_a_run_that_has_not_finished_says_so(run, tmp_path):
+    """As export says it: the figures are of the model it had then (it said nothing)."""
+    import shutil
+
+    from cnncli import files
+
+    stopped = shutil.copytree(run, tmp_path / "runs" / "toy" / "1", symlinks=True)
+    files.write_json(stopped / "state.json", {"status": "interrupted"})
+    notes = evaluation.evaluate(stopped).notes
+    assert any(n.startswith("the run has not finished (it is interrupted after ") and
+               "this evaluates the model it had then" in n and
+               n.endswith("evaluate again once it has finished") for n in notes), notes
+    assert not any("not finished" in n for n in evaluation.evaluate(run).notes)
+
+
 def test_a_model_giving_nan_is_refused_not_scored(run, monkeypatch):
     """Its figures were of nothing (NaN's class is the first): "loss": NaN, exit 0."""
     from cnncli.infer import classifier

@@ -38,7 +38,7 @@ from cnncli.errors import (
 )
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
 from cnncli.export.staging import Staging
-from cnncli.infer import classifier, exported, sidecar
+from cnncli.infer import artefact, classifier, exported, sidecar
 from cnncli.infer.base import in_parts
 from cnncli.model import pretrained
 
@@ -169,7 +169,7 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
         raise ConfigError(f"'{target}' is a pretrained model; export takes a run folder or "
                           "a .keras file", hint="save the model as a .keras file first")
     reference = classifier.load(str(target))
-    notes += _unfinished(reference)
+    notes += artefact.unfinished(reference.artefact, "exports")
     folder, exact = _destination(output, reference, variants)
     calibrate = any(v.quantization == "int8" for v in variants)
     read = [_data_source(reference, data)] if not images or calibrate else []
@@ -240,23 +240,6 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     report.errors = unsupported.said_once(failures, {r.format for r in report.results
                                                      if r.kept})
     return report
-
-
-def _unfinished(reference) -> list[str]:
-    """A note for a run that has not finished (training now, stopped, failed, killed): the
-    model exported is the one it had so far, and may not be what it ends with."""
-    run = reference.artefact.run if reference.artefact else None
-    if run is None:
-        return []
-    from cnncli.run import listing
-
-    summary = listing.summarize(run)
-    if summary.status in ("finished", listing.DAMAGED):
-        return []
-    after = f" after {text.count(summary.epochs, 'epoch')}" if summary.epochs else ""
-    return [f"the run has not finished (it is {summary.status}{after}): this exports the "
-            f"model it had then, {reference.artefact.model_path.name}; export again once it "
-            "has finished"]
 
 
 def _plan(fmts, quantize, max_drop: float, check_images: int):

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli import config, runfolder
+from cnncli import config, runfolder, text
 from cnncli.errors import CnnError, ConfigError, ModelError
 from cnncli.model.meta import ModelMeta
 from cnncli.run import rundir
@@ -91,6 +91,24 @@ def _finished(run: Path) -> bool:
         return RunStatus.read(run).status == FINISHED
     except (OSError, ValueError):
         return False
+
+
+def unfinished(art: Artefact | None, does: str) -> list[str]:
+    """A note for the model of a run that has not finished (training now, stopped,
+    failed, killed): what the command `does` (``exports``, ``evaluates``) is the model it
+    had then, and may not be what it ends with."""
+    run = art.run if art else None
+    if run is None:
+        return []
+    from cnncli.run import listing
+
+    summary = listing.summarize(run)
+    if summary.status in ("finished", listing.DAMAGED):
+        return []
+    after = f" after {text.count(summary.epochs, 'epoch')}" if summary.epochs else ""
+    again = does.removesuffix("s")
+    return [f"the run has not finished (it is {summary.status}{after}): this {does} the "
+            f"model it had then, {art.model_path.name}; {again} again once it has finished"]
 
 
 def image_input(model, path) -> tuple[int, int, int]:

@@ -73,6 +73,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     given = _data_id(data) if data is not None else None
     folder = _output_folder(output, art.run if art else None, data, given, run_data,
                             notes := [], clf.name, all_images=all_images)
+    notes += artefact.unfinished(art, "evaluates")  # training now: figures of its model so far
     if data is None and run_data and not datasets.exists(source):
         raise DataError(f"the data this run trained on is no longer at {source}",
                         file=str(art.run),
