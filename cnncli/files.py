@@ -168,3 +168,38 @@ def disk_full(exc: BaseException, path: Path) -> bool:
         return folder is not None and shutil.disk_usage(folder).free < NEARLY_FULL
     except OSError:
         return False
+
+
+#: In a staging folder: the process filling it, so that a later one knows it is stale.
+PID_FILE = "pid"
+
+
+def staging_folder(parent: str | Path, prefix: str) -> Path:
+    """A new hidden folder in `parent` (the same file system as what it becomes: renamed
+    into place whole), holding the number of the process filling it; those of `prefix`
+    left by a process that died (``kill -9``, a power cut) are removed first. Remove the
+    `PID_FILE` before the rename.
+
+    >>> staging_folder(tempfile.mkdtemp(), ".out.").name.startswith(".out.")
+    True
+    """
+    for path in Path(parent).glob(prefix + "*"):
+        try:
+            pid = int((path / PID_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # being made this instant, or not ours: left alone
+        if not _running(pid):
+            shutil.rmtree(path, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    (path / PID_FILE).write_text(str(os.getpid()))
+    return path
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli import config, parallel
+from cnncli import config, files, parallel
 from cnncli.data import datasets, images, inputs, loader, records
 from cnncli.data.dataset import DataWarning
 from cnncli.data.feed import Feed, split_batches
@@ -1090,17 +1090,32 @@ def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
+def test_a_killed_packs_staging_folder_goes_with_the_next_pack_and_none_lands_in_it(
+        tmp_path):
+    """`kill -9` of a pack left its hidden staging folder (tens of MB) for good."""
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / ".packed.x1y2"
+    stale.mkdir()
+    (stale / files.PID_FILE).write_text(str(dead.pid))
+    (stale / "train-00001.tfrecord").write_bytes(b"half")
+    records.pack(ds, tmp_path / "packed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]
+    assert files.PID_FILE not in [p.name for p in (tmp_path / "packed").iterdir()]
+
+
 def test_a_pack_that_cannot_make_its_staging_folder_leaves_no_folder_it_made(tmp_path,
                                                                             monkeypatch):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
-    real = records.tempfile.mkdtemp
+    real = files.tempfile.mkdtemp
 
     def no_staging(*args, prefix="", **kwargs):  # the write check's probe still works
         if prefix.startswith(".packed."):
             raise OSError(28, "No space left on device")
         return real(*args, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr(records.tempfile, "mkdtemp", no_staging)
+    monkeypatch.setattr(files.tempfile, "mkdtemp", no_staging)
     with pytest.raises(OSError, match="No space left"):
         records.pack(ds, tmp_path / "new" / "deeper" / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]

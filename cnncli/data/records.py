@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +222,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     made = files.missing_folders(out.parent)  # removed again should packing fail
     try:
         files.writable_folder(out.parent)  # a clear error for a file in the way, or no right
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp = files.staging_folder(out.parent, f".{out.name}.")  # a killed pack's: gone
     except BaseException:
         files.remove_empty(made)
         raise
@@ -249,6 +248,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         if skipped:
             index["skipped"] = {"count": len(skipped), "examples": examples}
         (tmp / INDEX).write_text(json.dumps(index, indent=1))
+        (tmp / files.PID_FILE).unlink()
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

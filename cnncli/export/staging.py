@@ -30,7 +30,7 @@ from cnncli.errors import ConfigError, Terminated
 PREFIX = ".cnncli-export-"
 
 
-PID_FILE = "pid"  # the exporting process, so that a later export knows a folder is stale
+PID_FILE = files.PID_FILE
 
 
 class Staging:
@@ -50,9 +50,7 @@ class Staging:
         self.terminated = False  #: ... and it was SIGTERM
 
     def __enter__(self) -> Staging:
-        remove_stale(self.folder)
-        self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.folder))
-        (self.path / PID_FILE).write_text(str(os.getpid()))
+        self.path = files.staging_folder(self.folder, PREFIX)
         try:
             self._previous = {s: signal.signal(s, self._signalled)
                               for s in (signal.SIGINT, signal.SIGTERM)}
@@ -113,27 +111,6 @@ class Staging:
                     dest.unlink()
             os.replace(source, dest)
         files.sync_folder(self.folder)
-
-
-def remove_stale(folder: Path) -> None:
-    """Remove staging folders in `folder` whose export is no longer running."""
-    for path in Path(folder).glob(PREFIX + "*"):
-        try:
-            pid = int((path / PID_FILE).read_text())
-        except (OSError, ValueError):
-            continue  # being made this instant, or not ours: left alone
-        if not _running(pid):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _sync(path: Path) -> None:
