@@ -720,6 +720,18 @@ def test_filters_of_a_model_keras_saved_alone_say_nothing_of_its_preprocessing(t
         assert [Path(s.split(" has")[0]).name for s in said] == expected
 
 
+def test_explain_on_a_full_disk_leaves_no_empty_output_folder(quadrant_run, bracketed,
+                                                              tmp_path, monkeypatch):
+    def full_disk(panels, path, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(plots, "pixel_panels", full_disk)
+    clf = classifier.load(str(quadrant_run["run"]))
+    with pytest.raises(OSError, match="No space left"):
+        explain.explain([str(bracketed[1])], clf, output=tmp_path / "new" / "maps")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_visualize_activations_prints_the_path_and_json_gives_volumes(quadrant_run,
                                                                       bracketed, tmp_path):
     out = tmp_path / "maps.png"

@@ -18,7 +18,7 @@ import numpy as np
 
 from cnncli import plots, text
 from cnncli.errors import CnnError, ConfigError, suggest
-from cnncli.files import writable_folder
+from cnncli.files import missing_folders, remove_empty, writable_folder
 from cnncli.viz import conv_layers, gradcam, model_input, mosaic
 from cnncli.viz.pictures import file_name
 
@@ -87,10 +87,16 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
             continue
         x = np.concatenate([np.asarray(s.x) for s in seen])
         maps = cam(x, None if wanted is None else [wanted] * len(seen))
+        made = [] if result.pictures else missing_folders(output)
         if not result.pictures:  # made with the first picture: a failure leaves none
             writable_folder(output)
-        for image, heat in zip(seen, maps, strict=True):
-            result.pictures.append(_write(image, heat, clf.class_names, names.next(image)))
+        try:
+            for image, heat in zip(seen, maps, strict=True):
+                result.pictures.append(_write(image, heat, clf.class_names, names.next(image)))
+        except BaseException:  # the first picture not written (a full disk): no folder
+            if not result.pictures:
+                remove_empty(made)
+            raise
     return result
 
 
