@@ -677,6 +677,30 @@ def test_a_full_cache_disk_is_an_error_before_training_that_leaves_nothing(tmp_p
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+def test_no_room_for_the_validation_cache_leaves_no_training_cache_either(tmp_path,
+                                                                          monkeypatch):
+    """The training images' cache, made and reserved, stayed on the disk the error asks
+    to free."""
+    import errno
+    import os
+
+    (tmp_path / "cache").mkdir()
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    real, calls = os.posix_fallocate, []
+
+    def full_at_the_third(fd, offset, length):  # the training images' two files fit
+        calls.append(length)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", full_at_the_third)
+    with pytest.raises(DataError, match="cannot make the image cache: No space left"):
+        Feed.of(ds, SHAPE, validation_split=0.2, seed=0, cache="disk")
+    assert len(calls) == 3 and list((tmp_path / "cache").iterdir()) == []
+
+
 def test_a_read_only_cache_folder_is_an_error_naming_it(tmp_path, monkeypatch):
     import errno
     import os

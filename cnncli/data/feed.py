@@ -76,8 +76,13 @@ class Feed:
         # arrays of another size are resized keeping their channels (converted in the
         # graph, as arrays of the model's size are): an export then takes what they were
         at = shape if split.kind != "arrays" else (*shape[:2], split.images.shape[-1])
-        return cls(train, val, shape, ImageLoader(train, at, resize, cache),
-                   ImageLoader(val, at, resize, cache) if len(val) else None)
+        train_loader = ImageLoader(train, at, resize, cache)
+        try:
+            val_loader = ImageLoader(val, at, resize, cache) if len(val) else None
+        except BaseException:  # no room for its cache: the training images' is not kept
+            train_loader.discard()  # on the disk the error asks to free
+            raise
+        return cls(train, val, shape, train_loader, val_loader)
 
     @property
     def image_channels(self) -> int:

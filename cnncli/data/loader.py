@@ -18,6 +18,7 @@ are decoded every epoch from then on, and `cache_error` says why).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -91,6 +92,7 @@ class ImageLoader:
         self.cache_error: str | None = None  # why the cache stopped mid-run, if it did
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(parallel.DECODE_THREADS)
+        self._made: list[Path] = []  # the disk cache's files (and folder) made now
         self._store, self._filled = self._make_store()
 
     def describe(self) -> str:
@@ -116,7 +118,7 @@ class ImageLoader:
         folder = cache_dir() / self._key()
         self._path = folder
         try:
-            return _open_store(folder, shape)
+            return _open_store(folder, shape, self._made)
         except OSError as exc:
             raise DataError(f"cannot make the image cache: {exc.strerror or exc}",
                             file=str(folder), hint=f"free some disk space, set {CACHE_DIR_ENV} "
@@ -197,21 +199,31 @@ class ImageLoader:
     def _record_name(self, i: int) -> str:
         return f"record {i} of {Path(self.split.images.shards[0]).parent}"
 
+    def discard(self) -> None:
+        """Remove the disk cache this loader made, before anything is read through it
+        (the data it was for will not be trained on now: a full disk, the other split's
+        cache refused, is not left fuller)."""
+        self._store = self._filled = None  # (closes the file)
+        for path in reversed(self._made):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
+        self._made = []
+
     def flush(self) -> None:
         """Write the disk cache out (the operating system would, later)."""
         if isinstance(self._filled, np.memmap):
             self._filled.flush()
 
 
-def _open_store(folder: Path, shape: tuple[int, ...]):
-    """The disk cache in `folder`: the images (`FileImages`) and which are filled in.
+def _open_store(folder: Path, shape: tuple[int, ...], made: list[Path]):
+    """The disk cache in `folder`: the images (`FileImages`) and which are filled in;
+    what it made is added to `made`.
 
     A file that is missing or of the wrong size is made anew, under a temporary name
     then renamed (a process that has the old one open keeps it), with its space
     reserved (`os.posix_fallocate`): a full disk is an error now, not a crash (SIGBUS)
     when a page of a sparse file is first written mid-epoch. On an error, what this call
     made is removed."""
-    made: list[Path] = []
     files = (("images.u8", np.uint8, shape), ("filled.bool", np.bool_, shape[:1]))
     try:
         if not folder.is_dir():
