@@ -407,10 +407,29 @@ def test_resume_with_force_to_fewer_epochs_than_were_trained_is_refused(tmp_path
 
 def test_resume_with_force_to_the_epochs_trained_ends_the_run_there(tmp_path):
     run = _interrupted_run(write_config(tmp_path, epochs=2))  # stopped after epoch 1
+    notes = []
+
+    class Notes(training.Reporter):
+        def note(self, text):
+            notes.append(text)
+
     result = training.train(config.load(run / "config.yaml", ["train.epochs=1"]), resume=run,
-                            force=True)
+                            force=True, reporter=Notes())
     assert result.metrics.epochs == 1 and (run / "model.keras").is_file()
     assert config.load(run / "config.yaml").train.epochs == 1
+    assert "the run ends at the 1 epoch it has trained: its results are saved, with no " \
+        "more training" in notes
+
+
+def test_resume_with_force_to_the_steps_trained_in_mid_epoch_is_refused(tmp_path):
+    """No epoch would end there (no validation, no history row); Keras took `fit` with
+    0 steps for "the whole data"."""
+    run = _interrupted_run(write_config(tmp_path, epochs=3), step=5)  # epoch 2, step 5
+    with pytest.raises(ConfigError, match="has trained 21 steps already .* asks for 21 in "
+                                          "all: nothing would be left to train"):
+        training.train(config.load(run / "config.yaml", ["train.epochs=null",
+                                                         "train.steps=21"]),
+                       resume=run, force=True)
 
 
 def test_no_backup_is_written_between_an_epochs_last_step_and_its_end(tmp_path, monkeypatch):
@@ -618,13 +637,16 @@ def test_early_stopping_stops_and_says_so(tmp_path):
                      "after epoch 3 of 30"]
 
 
-@pytest.mark.parametrize("early", [False, True], ids=["all epochs", "stopped early"])
+@pytest.mark.parametrize("ending", ["all epochs", "stopped early", "steps mid-epoch"])
 def test_a_run_stopped_saving_its_results_resumes_to_save_them_with_no_more_training(
-        tmp_path, monkeypatch, early):
+        tmp_path, monkeypatch, ending):
     """The disk filled up at the run's last and biggest write, model.keras: its backup is of
     its end. Resuming (as the error says) saves its results, as a run not stopped would
-    have; it trains no more, not even the epochs early stopping left out."""
-    extra = "early_stopping: {patience: 1, monitor: val_loss, min_delta: 1.0}" if early else ""
+    have; it trains no more, not even the epochs early stopping left out (nor counts a
+    last epoch `train.steps` cut short as whole: "trained 48 steps, asks for 40")."""
+    early = ending == "stopped early"
+    extra = {"all epochs": "", "stopped early": "early_stopping: {patience: 1, monitor: "
+             "val_loss, min_delta: 1.0}", "steps mid-epoch": "steps: 40"}[ending]
     path = write_config(tmp_path, epochs=4, lr=1e-7 if early else 0.01, extra_train=extra)
     whole = run_train(path, "output.name=whole")
     real = training.save_model_atomic
@@ -645,7 +667,9 @@ def test_a_run_stopped_saving_its_results_resumes_to_save_them_with_no_more_trai
 
     result = run_train(path, resume=run, reporter=Notes())
     assert files.read_json(run / "state.json")["status"] == "finished"
-    assert result.metrics.epochs == whole.metrics.epochs == (2 if early else 4)
+    assert result.metrics.epochs == whole.metrics.epochs == {
+        "all epochs": 4, "stopped early": 2, "steps mid-epoch": 3}[ending]
+    assert result.metrics.steps == whole.metrics.steps
     assert result.metrics.stopped_early == early
     assert history_rows(run) == history_rows(whole.run)
     for mine, theirs in zip(weights(run), weights(whole.run), strict=True):

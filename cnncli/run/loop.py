@@ -63,7 +63,7 @@ def stretches(p, state: TrainState) -> list[tuple[int, int, int, int]]:
         epoch = full_end
     if epoch < p.epochs:
         out.append((epoch, p.epochs, 0, last_steps))
-    return out
+    return [s for s in out if s[3] > 0]  # Keras takes 0 steps for "the whole data"
 
 
 class signals_to:

@@ -120,7 +120,8 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
             callback = RunCallback(p, run, model, state, reporter, ways)
         except BaseException as exc:  # its files (TensorBoard's) cannot be made: not left
             with contextlib.suppress(OSError):  # `running` (a process gone: "killed")
-                RunStatus(FAILED, str(exc)).write(run)
+                RunStatus(INTERRUPTED if isinstance(exc, KeyboardInterrupt) else FAILED,
+                          str(exc)).write(run)
             raise
         result = _fit_and_finish(p, model, state, run, callback, reporter)
         checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
@@ -209,19 +210,25 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
             f"this run trained {state.replicas} model replicas in step; here there would be "
             f"{p.placement.replicas}, which changes the batch of every step", file=str(run),
             hint="resume with the same devices (and number of workers) as the run had")
-    done = state.epoch * p.steps_per_epoch + state.step
-    if done > p.total_steps:  # --force with fewer epochs or steps than were trained
+    # a last epoch `train.steps` cut short counts its steps, not a whole epoch's: the run
+    # trained up to its own config's steps, no more
+    ran = saved.train.steps or saved.train.planned_epochs * p.steps_per_epoch
+    done = min(state.epoch * p.steps_per_epoch + state.step, ran)
+    if done > p.total_steps or (done == p.total_steps and state.step):  # --force with
+        # fewer epochs or steps than were trained (or ending mid-epoch: no epoch's end)
         raise ConfigError(
             f"this run has trained {done:,} steps already ({text.count(state.epoch, 'epoch')}"
             + (f" and {state.step:,} steps" if state.step else "") + f"), and the config "
             f"asks for {p.total_steps:,} in all: nothing would be left to train", file=str(run),
             hint="ask for more epochs (or steps) than it has done, or use the run as it is "
                  "(cnncli evaluate RUN)")
-    if done == p.total_steps or state.stopped_early:  # its results were not all saved
-        reporter.note("this run had " + ("stopped early" if state.stopped_early else
-                                         "trained all its steps") + ", but its results were "
-                      "not all saved (the command stopped while saving them): they are "
-                      "saved now, with no more training")
+    if done == p.total_steps or state.stopped_early:
+        reporter.note(("this run had stopped early" if state.stopped_early else
+                       "this run had trained all its steps") + ", but its results were not "
+                      "all saved (the command stopped while saving them): they are saved "
+                      "now, with no more training" if not diff else
+                      f"the run ends at the {text.count(state.epoch, 'epoch')} it has "
+                      "trained: its results are saved, with no more training")
     if diff:
         _apply(p, model, state, diff, run, reporter)
     return (run if p.placement.is_chief else distributed.worker_run_dir(p.placement)), state
