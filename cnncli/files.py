@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -67,7 +69,28 @@ def umask() -> int:
 
 
 def write_json(path: str | Path, data) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+    write_atomic(path, json_text(data) + "\n")
+
+
+def json_text(data, *, one_line: bool = False) -> str:
+    """`data` as strict JSON: a number that is not one (NaN, infinite) is ``null``, as
+    JavaScript's JSON.parse, Go and serde read none of Python's ``NaN``.
+
+    >>> json_text({"loss": float("nan"), "p": [0.5, float("inf")]}, one_line=True)
+    '{"loss": null, "p": [0.5, null]}'
+    """
+    return json.dumps(_finite(data), indent=None if one_line else 2, default=str,
+                      allow_nan=False)
+
+
+def _finite(data):
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 def read_json(path: str | Path):
@@ -183,7 +206,7 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
     >>> staging_folder(tempfile.mkdtemp(), ".out.").name.startswith(".out.")
     True
     """
-    for path in Path(parent).glob(prefix + "*"):
+    for path in Path(parent).glob(glob.escape(prefix) + "*"):
         try:
             pid = int((path / PID_FILE).read_text())
         except (OSError, ValueError):

@@ -449,6 +449,19 @@ def test_a_command_stopped_before_its_own_handling_still_gives_json(signal_raise
     assert "the command stopped before it finished" in stopped["message"]
 
 
+def test_ctrl_c_with_json_into_a_reader_gone_too_exits_130_without_traceback():
+    """Ctrl-C in `cnncli ... --json | jq` stops jq too: the JSON cannot be written."""
+    script = ("import sys\nfrom cnncli.cli import app\n"
+              "def stopped():\n    raise KeyboardInterrupt()\n"
+              "app.app = stopped\nsys.argv = ['cnncli', 'runs', '--json']\napp.main()\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=60) == 130 and "Traceback" not in stderr
+    assert "stopped: Ctrl-C" in stderr
+
+
 def test_predict_format_json_gives_its_errors_as_json(tmp_path):
     result = cnncli("predict", str(tmp_path / "nope.png"), "--model",
                     str(tmp_path / "nope.keras"), "--format", "json")
@@ -573,7 +586,8 @@ def test_sigterm_grace_spares_a_command_that_handles_sigterm_itself(tmp_path):
                 time.sleep(0.01)
             time.sleep(1.0)  # five graces: stopping at its own pace
             pathlib.Path({str(finished)!r}).touch()
-            return types.SimpleNamespace(to_dict=lambda: {{"stopped": "by itself"}})
+            return types.SimpleNamespace(to_dict=lambda: {{"stopped": "by itself"}},
+                                         warning=None)
         devices.doctor_info = own_handler
         sys.argv = ["cnncli", "doctor", "--json"]
         app.main()

@@ -524,7 +524,7 @@ def test_a_model_giving_nan_is_refused_not_scored(run, monkeypatch):
         return p
 
     monkeypatch.setattr(classifier.KerasClassifier, "probabilities", some_nan)
-    with pytest.raises(ModelError, match=r"gives no numbers \(NaN or infinite\) for 3\d of "
+    with pytest.raises(ModelError, match=r"gives NaN or infinite outputs for 3\d of "
                                          "the images") as err:
         evaluation.evaluate(run)
     assert "not finite" in err.value.hint

@@ -1034,6 +1034,37 @@ def test_a_signal_a_converter_swallowed_still_stops_the_export_after_that_format
     assert err.value.exit_code == (143 if signum == signal.SIGTERM else 130)
 
 
+def test_a_swallowed_signal_then_a_failed_format_still_stops_the_export(run, tmp_path,
+                                                                         monkeypatch):
+    from cnncli.export import convert
+
+    def swallowing_then_failing(job):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except BaseException:  # noqa: BLE001 - as the library does
+            pass
+        raise ModelError("cannot convert: boom")
+
+    monkeypatch.setitem(convert.CONVERTERS, "litert", swallowing_then_failing)
+    with pytest.raises(exporter.ExportInterrupted) as err:
+        exporter.export(run, formats=["onnx,litert,saved_model"], output=tmp_path)
+    assert "not made: saved_model" in str(err.value)
+
+
+def test_an_export_started_with_sigint_ignored_keeps_it_ignored(tmp_path):
+    """A script's `cnncli export ... &` ignores Ctrl-C (the shell set it so): the export
+    is not stopped by the script's Ctrl-C."""
+    from cnncli.export.staging import Staging
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with Staging(tmp_path):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_sigterm_while_the_last_export_lands_still_exits_143_saying_all_was_made(
         run, tmp_path, monkeypatch):
     _signal_during_the_first_rename(monkeypatch, signal.SIGTERM)

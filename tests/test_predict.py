@@ -160,7 +160,7 @@ def test_an_image_the_model_gives_nan_for_is_its_own_error_not_a_nan_probability
     result = prediction.predict(files, model=tiny(NanModel()), batch_size=3)
     assert [r.file for r in result.images] == files[:1] and result.images[0].top[0][0] == "b"
     assert [e.file for e in result.errors] == files[1:]
-    assert result.errors[0].message == "tiny gives no numbers (NaN or infinite) for it"
+    assert result.errors[0].message == "tiny gives NaN or infinite outputs for this image"
     assert "not finite" in result.errors[0].hint and result.errors[0].exit_code == 3
 
 

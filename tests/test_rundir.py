@@ -85,6 +85,15 @@ def test_a_run_folder_too_deep_for_its_files_paths_is_refused_before_it_is_made(
     assert rundir.create(tmp_path.joinpath(*["a" * 200] * 17), "mnist").name == "1"
 
 
+def test_json_files_are_strict_a_nan_is_null(tmp_path):
+    """metrics.json and evaluation.json are read by scripts too: no Python `NaN`."""
+    import json
+
+    files.write_json(tmp_path / "m.json", {"loss": float("nan"), "rows": [float("inf")]})
+    text = (tmp_path / "m.json").read_text()
+    assert json.loads(text, parse_constant=pytest.fail) == {"loss": None, "rows": [None]}
+
+
 def test_write_atomic_keeps_the_old_file_when_the_disk_is_full(tmp_path, monkeypatch):
     path = tmp_path / "metrics.json"
     files.write_json(path, {"ok": 1})

@@ -1114,19 +1114,20 @@ def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
+@pytest.mark.parametrize("name", ["packed", "data[1]"])  # (a glob's brackets)
 def test_a_killed_packs_staging_folder_goes_with_the_next_pack_and_none_lands_in_it(
-        tmp_path):
+        tmp_path, name):
     """`kill -9` of a pack left its hidden staging folder (tens of MB) for good."""
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / ".packed.x1y2"
+    stale = tmp_path / f".{name}.x1y2"
     stale.mkdir()
     (stale / files.PID_FILE).write_text(str(dead.pid))
     (stale / "train-00001.tfrecord").write_bytes(b"half")
-    records.pack(ds, tmp_path / "packed")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]
-    assert files.PID_FILE not in [p.name for p in (tmp_path / "packed").iterdir()]
+    records.pack(ds, tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "photos"])
+    assert files.PID_FILE not in [p.name for p in (tmp_path / name).iterdir()]
 
 
 def test_a_pack_that_cannot_make_its_staging_folder_leaves_no_folder_it_made(tmp_path,

@@ -354,7 +354,9 @@ def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
 
         render.error(stopped)  # "stopped: ...", as any command stopped as asked
     if _wants_json(sys.argv[1:]):  # a script reads JSON, however early the command stopped
-        _print_json({**stopped.to_dict(), "error": "Terminated" if terminated else "Interrupted"})
+        with contextlib.suppress(OSError):  # its reader stopped too (Ctrl-C in `... | jq`)
+            _print_json({**stopped.to_dict(),
+                         "error": "Terminated" if terminated else "Interrupted"})
     _leave(code)
 
 

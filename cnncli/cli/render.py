@@ -11,8 +11,6 @@ have markup off (tables included); cnncli's own colours are `rich.text.Text` sty
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import sys
 from typing import Any
@@ -23,7 +21,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from cnncli import text
+from cnncli import files, text
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError
 from cnncli.infer import metrics
 from cnncli.text import count, printable  # also the commands' render.printable
@@ -53,29 +51,8 @@ err = _Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, marku
 def print_json(data: Any, *, one_line: bool = False) -> None:
     """Machine-readable output on stdout: one document (`one_line`: on one line, as
     ``--format jsonl`` writes each)."""
-    sys.stdout.write(json_text(data, one_line=one_line) + "\n")
+    sys.stdout.write(files.json_text(data, one_line=one_line) + "\n")
     sys.stdout.flush()
-
-
-def json_text(data: Any, *, one_line: bool = False) -> str:
-    """`data` as strict JSON: a number that is not one (NaN, infinite) is ``null``, as
-    JavaScript's JSON.parse, Go and serde read none of Python's ``NaN``.
-
-    >>> json_text({"loss": float("nan"), "p": [0.5, float("inf")]}, one_line=True)
-    '{"loss": null, "p": [0.5, null]}'
-    """
-    return json.dumps(_finite(data), indent=None if one_line else 2, default=str,
-                      allow_nan=False)
-
-
-def _finite(data: Any) -> Any:
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    return data
 
 
 def error(exc) -> None:
@@ -328,7 +305,7 @@ def predictions(result, fmt: str = "text") -> None:
                                             for n, p in r.top]} for r in result.images])
     elif fmt == "jsonl":
         for row in rows:
-            sys.stdout.write(json_text(row, one_line=True) + "\n")
+            sys.stdout.write(files.json_text(row, one_line=True) + "\n")
     elif fmt == "csv":
         import csv
 

@@ -91,5 +91,6 @@ def doctor(json: JsonOpt = False) -> None:
         from cnncli import __version__
 
         render.print_json({"cnncli": __version__, **info.to_dict()})
+        render.warn_all([info.warning] if info.warning else [])
     else:
         render.doctor(info)

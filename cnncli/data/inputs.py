@@ -133,7 +133,7 @@ def expand_pattern(pattern: str) -> list[str]:
     if "**" not in parts:
         return sorted(glob.glob(pattern))
     at = parts.index("**")
-    head, rest = os.sep.join(parts[:at]), os.sep.join(parts[at + 1:])
+    head, rest = os.sep.join(parts[:at]) or (os.sep if at else ""), os.sep.join(parts[at + 1:])
     roots = [head] if head and not glob.has_magic(head) else glob.glob(head or os.curdir)
     found: set[str] = set()
     for root in filter(os.path.isdir, roots):

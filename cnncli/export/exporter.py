@@ -222,10 +222,10 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
                     # (Ctrl-C, SIGTERM) leaves its kept files with their labels
                     with stage.holding():
                         _publish_labels(stage, folder, reference.class_names)
-            except CnnError as exc:
+            except CnnError as exc:  # (a signal its converter swallowed: checked below)
                 report.errors.append(exc)
                 failures.append((v.format.name, exc))
-                continue
+                rest = variants[k + 1:]
             except KeyboardInterrupt as stop:  # SIGTERM too: the staging's handler
                 raise ExportInterrupted(report, rest, folder,
                                         terminated=isinstance(stop, Terminated)) from None

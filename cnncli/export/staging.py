@@ -44,16 +44,18 @@ class Staging:
         self.path: Path | None = None
         self._previous = None
         self._held: list[int] | None = None  # signals that came while publishing
-        #: Ctrl-C or SIGTERM came while files were being renamed into place: they were
-        #: all renamed; the export should stop now (`publish` does not raise mid-way).
+        #: Ctrl-C or SIGTERM came: while files were renamed into place (all were, then:
+        #: `publish` does not raise mid-way), or into a converter that swallowed it; the
+        #: export should stop now.
         self.interrupted = False
         self.terminated = False  #: ... and it was SIGTERM
 
     def __enter__(self) -> Staging:
         self.path = files.staging_folder(self.folder, PREFIX)
-        try:
+        try:  # (one ignored, as for a command started with `&` by a script, stays so)
             self._previous = {s: signal.signal(s, self._signalled)
-                              for s in (signal.SIGINT, signal.SIGTERM)}
+                              for s in (signal.SIGINT, signal.SIGTERM)
+                              if signal.getsignal(s) is not signal.SIG_IGN}
         except ValueError:  # not the main thread: no handler (the next export cleans up)
             self._previous = None
         return self
@@ -74,6 +76,7 @@ class Staging:
         self.interrupted = True
         self.terminated = self.terminated or signum == signal.SIGTERM
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt
+
     def publish(self, moves: list[tuple[Path, Path]], *, replace: bool) -> None:
         """Rename each staged file or folder to its destination, in order. Ctrl-C and
         SIGTERM wait until all are renamed (a model never lands without its sidecar);

@@ -87,8 +87,8 @@ def not_numbers(model: str, file: str | None = None, count: int = 1) -> ModelErr
     """The error for outputs that are not numbers (NaN, infinite), of one image (`file`)
     or of `count` of them: a model whose weights are not finite (a training whose loss
     became NaN) gives them for every image."""
-    return ModelError(f"{model} gives no numbers (NaN or infinite) for "
-                      + ("it" if file else f"{count:,} of the images"), file=file,
+    return ModelError(f"{model} gives NaN or infinite outputs for "
+                      + ("this image" if file else f"{count:,} of the images"), file=file,
                       hint="its weights are probably not finite (from a training whose loss "
                            "became NaN?): use the run's best.keras, or train it again")
 
