@@ -164,6 +164,23 @@ def test_an_image_the_model_gives_nan_for_is_its_own_error_not_a_nan_probability
     assert "not finite" in result.errors[0].hint and result.errors[0].exit_code == 3
 
 
+def test_a_model_giving_nan_for_every_image_of_the_first_batch_is_one_error(tmp_path):
+    """Not a paragraph per image (thousands for a folder): the model is what is wrong."""
+    from cnncli.errors import ModelError
+
+    class AllNan(CountingModel):
+        def predict_on_batch(self, x):
+            return np.full((len(x), self.classes), np.nan, "float32")
+
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    files = [str(tmp_path / f"{i}.png") for i in range(3)]
+    with pytest.raises(ModelError, match="tiny gives NaN or infinite outputs for every "
+                                         "image") as err:
+        prediction.predict(files, model=tiny(AllNan()), batch_size=3)
+    assert "not finite" in err.value.hint
+
+
 def test_json_output_holds_no_nan_a_strict_parser_refuses(capsys):
     from cnncli.cli import render
 

@@ -67,6 +67,8 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 continue
             probs = loaded.probabilities(np.stack([img for _, img in good]))
             finite = np.isfinite(probs).all(axis=1)
+            if not finite.any() and not result.images:  # the model, not these images
+                raise not_numbers(loaded.name, count=len(good), every=True)
             result.errors += [not_numbers(loaded.name, f) for (f, _), ok in
                               zip(good, finite, strict=True) if not ok]
             good, probs = [g for g, ok in zip(good, finite, strict=True) if ok], probs[finite]
@@ -83,12 +85,14 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
     return result
 
 
-def not_numbers(model: str, file: str | None = None, count: int = 1) -> ModelError:
+def not_numbers(model: str, file: str | None = None, count: int = 1,
+                every: bool = False) -> ModelError:
     """The error for outputs that are not numbers (NaN, infinite), of one image (`file`)
-    or of `count` of them: a model whose weights are not finite (a training whose loss
-    became NaN) gives them for every image."""
-    return ModelError(f"{model} gives NaN or infinite outputs for "
-                      + ("this image" if file else f"{count:,} of the images"), file=file,
+    or of `count` of them (`every` one tried: said once, not per image): a model whose
+    weights are not finite (a training whose loss became NaN) gives them for all."""
+    which = "this image" if file else ("every image" if every and count > 1 else
+                                       f"{count:,} of the images")
+    return ModelError(f"{model} gives NaN or infinite outputs for {which}", file=file,
                       hint="its weights are probably not finite (from a training whose loss "
                            "became NaN?): use the run's best.keras, or train it again")
 
