@@ -138,15 +138,14 @@ def expand_pattern(pattern: str) -> list[str]:
     found: set[str] = set()
     for root in filter(os.path.isdir, roots):
         for dirpath, filenames in walk_once(root):
-            if head == "" and dirpath.startswith(os.curdir + os.sep):  # as glob writes it
-                dirpath = dirpath[len(os.curdir + os.sep):]
-            elif head == "":
-                dirpath = "" if dirpath == os.curdir else dirpath
+            if head == "":  # as glob writes them: a/b, not ./a/b
+                dirpath = "" if dirpath == os.curdir else dirpath.removeprefix(os.curdir + os.sep)
             if rest:
                 found.update(expand_pattern(os.path.join(glob.escape(dirpath), rest)
                                             if dirpath else rest))
             else:  # `**` last: the folders, and their files unless it ends in a `/`
-                found.update([dirpath] if dirpath else [])
+                if dirpath:
+                    found.add(dirpath)
                 found.update(os.path.join(dirpath, name) for name in filenames
                              if not name.startswith(".") and not pattern.endswith(os.sep))
     return sorted(found)

@@ -213,7 +213,7 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     # a last epoch `train.steps` cut short counts its steps, not a whole epoch's: the run
     # trained up to its own config's steps, no more
     ran = saved.train.steps or saved.train.planned_epochs * p.steps_per_epoch
-    done = min(state.epoch * p.steps_per_epoch + state.step, ran)
+    done = min(state.global_step(p.steps_per_epoch), ran)
     if done > p.total_steps or (done == p.total_steps and state.step):  # --force with
         # fewer epochs or steps than were trained (or ending mid-epoch: no epoch's end)
         raise ConfigError(
