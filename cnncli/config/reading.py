@@ -1,0 +1,168 @@
+"""Reading a run config: the YAML file, ``--set`` overrides and options, then
+validation as a whole (every problem at once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cnncli import yamlio
+from cnncli.config.located import (
+    as_config_errors,
+    given_by,
+    node_and_line,
+    odd_key,
+    with_lines,
+)
+from cnncli.config.sections import EMPTY_MODEL, PARTS, RunConfig, as_written
+from cnncli.errors import ConfigError, ManyErrors, suggest
+
+
+def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = None
+          ) -> RunConfig:
+    """Validate a loaded YAML document as a run config; raise all problems found.
+    `set_by` maps keys given on the command line to how they were given (``--epochs 0``):
+    their errors name that, not a line of `file`."""
+    if doc is None:
+        raise ConfigError("the config is empty", file=file,
+                          hint="a run config needs at least `model:`; see configs/mnist.yaml")
+    if not isinstance(doc, dict):
+        raise ConfigError("a run config must be a mapping with `model:`, `data:`, `train:`",
+                          file=file, line=yamlio.line_of(doc))
+    doc.pop("digest", None)  # a run's own saved config.yaml has one
+    model = doc.get("model")
+    odd = next((k for k in model if not isinstance(k, str)), "") if isinstance(
+        model, dict) else ""  # an inline spec's `1: 2`: pydantic words it as a union's
+    empty = "model" in doc and (model is None or model == {} or (
+        isinstance(model, str) and not model.strip()))  # `model:`, `model: ''`, `{}`
+    if empty or odd != "":  # pydantic: "not a string", "not a dict"
+        given = given_by("model", set_by)
+        message, hint = ("`model` is empty", EMPTY_MODEL) if empty else \
+            odd_key(odd, "`model`")
+        line = node_and_line(doc, ["model"])[1] if empty else yamlio.key_line(model, odd)
+        first = ConfigError(message, file=None if given else file, where=given,
+                            line=None if given else line, hint=hint)
+        try:  # the rest, with a model in its place: every problem is reported at once
+            RunConfig.model_validate({**doc, "model": "linear"})
+        except ValidationError as exc:
+            rest = as_config_errors(exc, doc, file, set_by=set_by or {})
+            raise ManyErrors([first, *getattr(rest, "errors", [rest])]) from None
+        raise first
+    try:
+        cfg = RunConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise as_config_errors(exc, doc, file, set_by=set_by or {}) from None
+    cfg._set_by = dict(set_by or {})
+    if isinstance(cfg.model, dict) and "from" in cfg.model:
+        check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
+    _check_monitor(cfg, doc, file, set_by)
+    return cfg
+
+
+def _check_monitor(cfg: RunConfig, doc: Any, file: str | None,
+                   set_by: dict[str, str] | None = None) -> None:
+    """`train.early_stopping.monitor` must be a figure training records, or it never stops."""
+    es = cfg.train.early_stopping
+    if es is None:
+        return
+    figures = ["loss", *cfg.train.metrics]
+    if cfg.data.validation_split > 0:
+        figures += [f"val_{f}" for f in figures]
+    if es.monitor not in figures:
+        raise with_lines([ConfigError(
+            f"`train.early_stopping.monitor`: '{es.monitor}' is not a figure this run records",
+            hint=suggest(es.monitor, figures, listing="recorded"))], doc, set_by, file)[0]
+
+
+def load(path: str | Path, overrides: list[str] = (),
+         origins: dict[str, str] | None = None, values: dict[str, Any] | None = None
+         ) -> RunConfig:
+    """Read a run config file and apply ``key.sub=value`` overrides (the value read as
+    YAML), then `values` (dotted key -> value as it is: an option's text is text, never
+    YAML); an error in either names it as given (``--set train.epochs=0``, or
+    `origins[key]`, e.g. ``--epochs 0`` for a shortcut), not a line of the file.
+
+    A run's own saved config (``runs/x/1/config.yaml``) carries a `digest` key,
+    which `parse` drops.
+    """
+    doc, set_by = load_document(path, overrides, origins, values)
+    return parse(doc, file=str(path), set_by=set_by)
+
+
+def load_document(path: str | Path, overrides: list[str] = (),
+                  origins: dict[str, str] | None = None, values: dict[str, Any] | None = None
+                  ) -> tuple[Any, dict[str, str]]:
+    """`load`'s document with the overrides and values applied, not validated yet, and
+    what set each key (`parse`'s `set_by`)."""
+    doc = yamlio.load(path)
+    set_by = {}
+    if isinstance(doc, dict):
+        for item in overrides:
+            apply_override(doc, item, said=(origins or {}).get(item.partition("=")[0]
+                                                                .strip()))
+            key = item.partition("=")[0].strip()
+            set_by[key] = (origins or {}).get(key, f"--set {item}")
+        for key, value in (values or {}).items():
+            said = (origins or {}).get(key, f"--set {key}={value}")
+            set_value(doc, key, value, said=said)
+            set_by[key] = said
+    return doc, set_by
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """A run's own ``config.yaml`` (what ``--resume`` continues), refused if it is not
+    what the run wrote: a backup continues only the settings it was made with."""
+    doc = yamlio.load(path)
+    if isinstance(doc, dict) and not as_written(doc):
+        raise ConfigError(
+            "the run's config.yaml is not the one the run wrote (it was edited, or cut "
+            "short): a backup continues only the settings it was made with", file=str(path),
+            hint="put the file back as it was; to change a setting on resuming, give it on "
+                 "the command line (cnncli train --resume RUN --set KEY=VALUE --force), or "
+                 "start a new run")
+    return parse(doc, file=str(path))
+
+
+def apply_override(doc: dict, item: str, said: str | None = None) -> None:
+    """Set ``train.epochs=3`` style overrides (the value is read as YAML); `said`: how the
+    user gave it, for errors (``--weights FILE``), else ``--set key``."""
+    if "=" not in item or not item.partition("=")[0].strip():
+        raise ConfigError(f"--set '{item}' is not of the form key=value",
+                          hint="e.g. --set train.epochs=3")
+    key, _, text = item.partition("=")
+    set_value(doc, key, yamlio.loads(text, f"--set {key}") if text else None,
+              said=said or f"--set {item}")
+
+
+def set_value(doc: dict, key: str, value: Any, said: str) -> None:
+    """Set the dotted `key` (``train.epochs``) of `doc` to `value`, making sections on the
+    way; `said`: how the user gave it, for errors."""
+    *sections, last = key.strip().split(".")
+    if not all(part.strip() for part in [*sections, last]):  # `.x`, `train..epochs`
+        raise ConfigError(f"{said}: `{key.strip()}` is not a key (a name between each dot)",
+                          hint="e.g. --set train.epochs=3")
+    target = doc
+    for part in sections:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{said}: `{part}` in the config is "
+                              f"{target!r}, not a section with `{last}`",
+                              hint=OVERRIDE_HINTS.get(key.strip(), f"write `{part}` as a "
+                                                      "section in the config"))
+    target[last] = value
+
+
+#: What to do when an option's section is a plain value in the config.
+OVERRIDE_HINTS = {"model.weights": "--weights goes with a pretrained network to start from: "
+                  "model: {from: mobilenet_v2} (see `cnncli models`)"}
+
+
+
+def check_part(where: tuple, value: dict, doc: Any, file: str | None):
+    """Validate the mapping at `where` (a key of `PARTS`), errors named like the rest."""
+    try:
+        return PARTS[where].model_validate(value)
+    except ValidationError as exc:
+        raise as_config_errors(exc, doc, file, prefix=where) from None

@@ -1,0 +1,339 @@
+"""The sections of a run config (`model`, `data`, `train`, `output`) as pydantic
+models: the keys each takes, their types, limits and defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from cnncli.config.settings import (
+    BOOLEAN_HINT,
+    DEVICE_PATTERN,
+    FREEZE_WORDS,
+    MAX_EPOCHS,
+    MAX_IMAGE_SIDE,
+    MAX_SEED,
+    MAX_STEPS,
+    PRECISIONS,
+    PREPROCESSING_MODES,
+    ResizeMode,
+    SettingError,
+    weights_setting,
+)
+from cnncli.errors import suggest
+from cnncli.files import MODEL_FILES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class ModelSection(_Strict):
+    """`model:` a built-in name or spec path, with overrides; or a network to start from:
+    a pretrained one (resnet50...) or a run folder or .keras file, with a new head."""
+
+    from_: str | None = Field(None, alias="from", description="built-in name, spec file, "
+                              "pretrained network (resnet50...), run folder or .keras file")
+    classes: int | None = Field(None, ge=1, description="number of classes (default: dataset's)")
+    input: list[int] | None = Field(None, description="input volume [h, w, c]")
+    weights: str | None = Field(None, description="a pretrained network's weights: imagenet "
+                                "(default), none, or a weights file (its no-top file)")
+    cut: str | None = Field(None, description="a run or .keras file: the last layer kept "
+                            "(default: the last convolution or pooling layer before Flatten "
+                            "and the fully-connected layers)")
+    dropout: float | None = Field(None, ge=0, lt=1, description="a pretrained network: "
+                                  "dropout before the new softmax layer")
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    @field_validator("from_", mode="before")
+    @classmethod
+    def _from_something(cls, value):
+        """``from:`` with nothing after it (None, or blank) names no network."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("is empty: name a pretrained network (mobilenet_v2), a run "
+                             "folder or a .keras file")
+        return value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_setting(cls, value):
+        return weights_setting(value) if isinstance(value, str) else value
+
+
+class OptimizerSection(_Strict):
+    name: str = Field("adam", description="a Keras optimizer name: adam, sgd, adamw, rmsprop...")
+    learning_rate: float = Field(1e-3, gt=0)
+    # the optimizer's own arguments are allowed too (checked against Keras by `check`)
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+
+
+class ScheduleSection(_Strict):
+    name: Literal["constant", "step", "cosine", "one_cycle", "plateau"] = "constant"
+    warmup_epochs: float = Field(0, ge=0)
+    step_epochs: float = Field(10, gt=0, description="step: epochs between drops")
+    factor: float = Field(0.1, gt=0, lt=1, description="step/plateau: multiplier at each drop")
+    patience: int = Field(2, ge=1, description="plateau: epochs without improvement")
+    min_lr: float = Field(0.0, ge=0)
+
+
+class EarlyStoppingSection(_Strict):
+    patience: int = Field(5, ge=1)
+    monitor: str = "val_loss"
+    min_delta: float = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="auto: the direction Keras knows for the metric (loss: min, "
+        "accuracy and AUC: max)")
+
+
+class AugmentSection(_Strict):
+    """`data.augment:` random changes of the training images (the ranges Keras' layers
+    take: RandomTranslation, RandomRotation, RandomZoom, RandomContrast accept 0..1)."""
+
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = None
+    translate: float = Field(0, ge=0, le=1, description="fraction of the image size")
+    rotate: float = Field(0, ge=0, le=1, description="fraction of a full turn")
+    zoom: float = Field(0, ge=0, le=1)
+    contrast: float = Field(0, ge=0, le=1)
+
+    def any(self) -> bool:
+        """True when at least one change is asked for."""
+        return bool(self.flip or self.translate or self.rotate or self.zoom or self.contrast)
+
+
+class DataSection(_Strict):
+    name: str = Field("mnist", description="mnist, fashion_mnist, cifar10, cifar100, or a path")
+    data_dir: str | None = None
+    validation_split: float = Field(0.1, ge=0, lt=1)
+    limit: int | None = Field(None, ge=1, description="use only N training images: the first "
+                              "N of arrays, a seeded random N of files or packed records")
+    preprocessing: Literal[PREPROCESSING_MODES] | None = Field(
+        None, description="default: the spec's")
+    augment: AugmentSection | None = None
+    image_size: list[Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]] | None = Field(
+        None, min_length=2, max_length=2,
+        description="[height, width] of the model's input (default: the network's); images "
+        "of another size are resized to it")
+    resize: ResizeMode = Field(
+        "stretch", description="how images of another size reach the model's: stretch, "
+        "center_crop (no distortion, edges cut) or pad (whole image, black borders); "
+        "stored with the model, so prediction does the same")
+    cache: Literal["auto", "memory", "disk", "none"] = Field(
+        "auto", description="decoded, resized images of folders kept for later epochs: "
+        "auto = memory when under a quarter of the free memory, else disk")
+    offline: bool = False
+    strict: bool = False
+
+
+class FineTuneSection(_Strict):
+    """`train.fine_tune:` the second stage: unfreeze, then go on at a low learning rate."""
+
+    after_epochs: int = Field(ge=1, description="epochs of the first stage (frozen)")
+    unfreeze: int | str = Field(
+        "all", description="all, N (the last N frozen layers) or a layer name (it and every "
+        "layer after it); BatchNormalization layers stay frozen")
+    learning_rate: float = Field(1e-5, gt=0, description="the second stage's learning rate")
+
+    @field_validator("unfreeze", mode="before")
+    @classmethod
+    def _all_number_or_name(cls, value):
+        if (type(value) is int and value >= 1) or (isinstance(value, str) and value):
+            return value
+        raise ValueError("should be all, a number of layers (1 or more) or a layer name")
+
+
+#: The epochs of a run that sets neither `epochs` nor `steps`.
+DEFAULT_EPOCHS = 10
+
+
+class TrainSection(_Strict):
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS,
+                              description="total optimizer steps (instead of epochs)")
+    batch_size: int = Field(128, ge=1)
+    optimizer: OptimizerSection = OptimizerSection()
+    loss: str = "sparse_categorical_crossentropy"
+    metrics: list[str] = ["accuracy"]
+    schedule: ScheduleSection = ScheduleSection()
+    weight_decay: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    early_stopping: EarlyStoppingSection | None = None
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    backup_every: int = Field(500, ge=1, description="steps between resumable backups")
+    steps_per_execution: Literal["auto"] | int = Field(
+        "auto", description="training steps per call into TensorFlow; auto: 4 or 2 "
+        "when that divides an epoch's steps, else 1")
+    jit_compile: Literal["auto"] | bool = Field(
+        "auto", description="XLA: auto = on one GPU when the model supports it; not on "
+        "the CPU (slower there) nor over several devices")
+    fused_norm: bool = Field(
+        True, description="train BatchNormalization with TensorFlow's fused kernel "
+        "(1.2-1.5x the images/s); false: Keras' own operations")
+    scale_lr: bool = Field(False, description="multiply the learning rate by the number of "
+                           "replicas (GPUs), as the batch grows with them")
+    precision: Literal[PRECISIONS] = Field(
+        "auto", description="auto: mixed precision where it pays off (GPUs, CPUs with "
+        "bfloat16 matrix units), else float32; a run records what auto chose")
+    device: str = Field("auto", pattern=DEVICE_PATTERN,
+                        description="auto, cpu, gpu or gpu:N; a run records what auto chose")
+    freeze: int | str | list[str] | None = Field(
+        None, description="layers not trained: backbone (default when the model has one), "
+        "none, N (the first N layers) or a list of layer names or name prefixes")
+    fine_tune: FineTuneSection | None = None
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The epochs the run trains: `epochs`, else `DEFAULT_EPOCHS`; None when `steps`
+        sets the length (its epochs depend on the data's size)."""
+        return self.epochs or (None if self.steps else DEFAULT_EPOCHS)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _accuracy_by_its_name(cls, value):
+        """``acc`` (Keras' short name) is ``accuracy``: one column, one figure to follow."""
+        if isinstance(value, list):
+            return ["accuracy" if m == "acc" else m for m in value]
+        return value
+
+    @field_validator("optimizer", "schedule", mode="before")
+    @classmethod
+    def _a_name_alone(cls, value):
+        """``optimizer: sgd`` is ``optimizer: {name: sgd}`` (the same for `schedule`)."""
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("jit_compile", mode="before")
+    @classmethod
+    def _auto_or_boolean(cls, value):
+        """One error for anything else (not one per kind of value it may be)."""
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise SettingError("should be auto, true or false", BOOLEAN_HINT)
+
+    @field_validator("freeze", mode="before")
+    @classmethod
+    def _freeze_setting(cls, value):
+        if value is None or value in FREEZE_WORDS or (type(value) is int and value >= 0) or (
+                isinstance(value, list) and value
+                and all(isinstance(v, str) and v for v in value)):
+            return value
+        close = suggest(value, FREEZE_WORDS) if isinstance(value, str) else ""
+        raise ValueError("should be backbone, none, a number of layers (0 or more) or a "
+                         "list of layer names" + (f" ({close})" if close else ""))
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self):
+        if self.epochs is not None and self.steps is not None:
+            raise SettingError("give `epochs` or `steps`, not both",
+                               "--epochs N on the command line replaces `steps`; or remove "
+                               "one of them (--set train.steps=null)")
+        return self
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_in_any_case(cls, value):
+        """``GPU``, `` cpu`` are gpu, cpu (as ``--device`` of predict takes them); another
+        value is kept as written, for the error to quote it."""
+        if isinstance(value, str) and re.match(DEVICE_PATTERN, value.strip().lower()):
+            return value.strip().lower()
+        return value
+
+    @field_validator("steps_per_execution", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value):
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError("should be auto or a whole number >= 1")
+
+
+class OutputSection(_Strict):
+    dir: str = "runs"
+    name: str | None = Field(None, description="a folder name inside `dir` (default: the "
+                             "config file's name)")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_folder_name(cls, value):
+        # runs go to dir/name/<n>: a name with a path in it would write elsewhere
+        if value is not None and (value in ("", ".", "..") or any(c in value for c in "/\\\0")):
+            raise ValueError("should be a plain folder name (no /, \\, . or ..); put the "
+                             "folder in `output.dir`")
+        return value
+
+
+EMPTY_MODEL = "give a built-in name (mnist_net), a spec file, or an inline spec"
+
+
+class RunConfig(_Strict):
+    model: str | dict[str, Any] = Field(description="built-in name, spec file, or inline spec")
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    output: OutputSection = OutputSection()
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_empty(cls, value):
+        if not value:
+            raise ValueError(EMPTY_MODEL)
+        if isinstance(value, str) and Path(value).suffix.lower() in MODEL_FILES:
+            raise ValueError("a model file is not a network (to start from a trained "
+                             "model, write `model: {from: ...}` with its path)")
+        return value
+
+    _set_by: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def set_by(self) -> dict[str, str]:
+        """Keys given on the command line and how (`parse`'s `set_by`): their errors
+        name that, not a line of the file."""
+        return self._set_by
+
+    def resolved(self) -> dict:
+        """The config as plain data (what is written to the run directory)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def digest(self) -> str:
+        """A hash of what shapes the run (used to refuse resuming a changed config)."""
+        return digest_of(self.resolved())
+
+
+def digest_of(data: dict) -> str:
+    """The hash a run's ``config.yaml`` carries of its settings (`RunConfig.digest`)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def as_written(doc: dict) -> bool:
+    """True if `doc`, a run's ``config.yaml`` as loaded, is what the run wrote: its
+    `digest` matches its settings (not edited by hand, not cut short). Computed from the
+    file's own settings, so a newer cnncli with more settings reads an older run alike.
+
+    >>> doc = {"model": "mnist_net", "train": {"epochs": 3}}
+    >>> as_written({**doc, "digest": digest_of(doc)}), as_written({**doc, "digest": "0"})
+    (True, False)
+    >>> as_written({**doc, 1: "a number as a key", "digest": "0"})
+    False
+    """
+    try:
+        return doc.get("digest") == digest_of({k: v for k, v in doc.items() if k != "digest"})
+    except (TypeError, ValueError):  # a date or a number as a key: not a file cnncli wrote
+        return False
+
+
+def schema() -> dict:
+    """JSON Schema of run configs, for editors (``cnncli schema``)."""
+    return RunConfig.model_json_schema(by_alias=True)
+
+
+#: Parts of a run config that RunConfig takes as plain mappings, and their own checks.
+PARTS: dict[tuple, type[BaseModel]] = {("model",): ModelSection}
