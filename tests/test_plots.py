@@ -6,6 +6,7 @@ from PIL import Image
 
 from cnncli import plots
 from cnncli.errors import ConfigError, WriteError
+from cnncli.plots import run_figures
 
 HISTORY = [
     {"epoch": 1, "loss": 1.2, "accuracy": 0.55, "val_loss": 1.0, "val_accuracy": 0.6},
@@ -94,7 +95,7 @@ def test_a_full_disk_is_a_write_error_not_the_commands(tmp_path, monkeypatch):
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(plots, "write_atomic", full)
+    monkeypatch.setattr(plots.saving, "write_atomic", full)
     with pytest.raises(WriteError, match="No space left on device. Hint: free some disk "
                                          "space") as caught:
         plots.training_curves(HISTORY, tmp_path / "plot.png")
@@ -265,4 +266,4 @@ def test_control_characters_in_names_are_drawn_escaped_not_as_missing_glyphs(tmp
         plots.image_grid(np.zeros((1, 8, 8, 1), np.uint8), ["true: \x07bell"],
                          tmp_path / "g.png")
     assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []
-    assert plots._short("\x1b[31mred") == "\\x1b[31mred"
+    assert run_figures._short("\x1b[31mred") == "\\x1b[31mred"

@@ -1,0 +1,172 @@
+"""The figures of a run: training curves, the confusion matrix and grids of example
+images (evaluate's misclassified ones)."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from cnncli.plots.saving import save
+from cnncli.text import percent, printable, shorten
+
+#: Write numbers into the confusion matrix's cells up to this many classes.
+CELL_TEXT_MAX_CLASSES = 20
+#: Show class names on the confusion matrix's axes up to this many classes.
+TICK_LABELS_MAX_CLASSES = 120
+
+
+def _series(history: list[dict], key: str) -> np.ndarray:
+    """The values of `key` per epoch, NaN where an epoch does not have it."""
+    values = []
+    for row in history:
+        try:
+            values.append(float(row.get(key)))
+        except (TypeError, ValueError):  # missing (None) or not a number
+            values.append(math.nan)
+    return np.array(values, dtype=np.float64)
+
+
+def training_curves(history: list[dict], path: str | Path) -> Path:
+    """Two panels, loss and accuracy, each with training and validation curves.
+
+    `history` has one dict per epoch with any of the keys ``loss``, ``accuracy``,
+    ``val_loss``, ``val_accuracy`` (missing keys are simply not drawn). The x axis is
+    each dict's ``epoch`` if present, else the 1-based position in the list.
+    """
+    epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    panels = fig.subplots(1, 2)
+    for ax, metric, title in ((panels[0], "loss", "Loss"), (panels[1], "accuracy", "Accuracy")):
+        drawn = False
+        for key, label, style in ((metric, "training", "-"), (f"val_{metric}", "validation", "--")):
+            values = _series(history, key)
+            if np.isnan(values).all():
+                continue
+            ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
+            drawn = True
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        if drawn:
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")
+    return save(fig, path)
+
+
+def _short(name: str, width: int = 18) -> str:
+    name = printable(name, one_line=True)  # a font has no glyph for ESC
+    return shorten(name, width, "…")
+
+
+def _cell_text(count: int, share: float, normalize: bool, n_classes: int) -> str:
+    if not normalize:
+        return str(count)
+    percent = "<1%" if 0 < share < 0.005 else f"{share:.0%}"
+    return f"{percent}\n({count})" if n_classes <= 10 else percent
+
+
+def confusion_matrix(confusion, class_names: list[str], path: str | Path, *,
+                     normalize: bool = True) -> Path:
+    """A heat map of `confusion` (rows = true class, columns = predicted class).
+
+    With `normalize`, colours and cell text are the share of each true class (each
+    row sums to 100%; up to 10 classes the count is shown too); otherwise raw counts.
+    Numbers are written in the cells up to 20 classes, class names on the axes up to
+    120 classes; the figure grows with the number of classes.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    n = len(class_names)
+    if counts.shape != (n, n):
+        raise ValueError(f"confusion has shape {counts.shape}, expected ({n}, {n})")
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    values = shares if normalize else counts
+    vmax = 1.0 if normalize else max(int(counts.max(initial=0)), 1)
+
+    side = min(max(6.0, 0.45 * n + 3.0), 24.0)
+    fig = Figure(figsize=(side + 1.5, side), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8,
+                 label="share of the true class" if normalize else "examples")
+
+    if n <= TICK_LABELS_MAX_CLASSES:
+        row_points = side * 72 / n  # height of one row, in points
+        font = min(10.0, max(4.0, row_points / 2))
+        labels = [_short(str(name)) for name in class_names]
+        rotation = 45 if n <= 20 else 90
+        ax.set_xticks(range(n), labels, fontsize=font, rotation=rotation,
+                      ha="right" if rotation == 45 else "center", rotation_mode="anchor")
+        ax.set_yticks(range(n), labels, fontsize=font)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if n <= CELL_TEXT_MAX_CLASSES:
+        font = 9 if n <= 10 else 7
+        for t in range(n):
+            for p in range(n):
+                dark = values[t, p] > 0.5 * vmax
+                ax.text(p, t, _cell_text(int(counts[t, p]), float(shares[t, p]), normalize, n),
+                        ha="center", va="center", fontsize=font,
+                        color="white" if dark else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    what = "% of each true class" if normalize else "counts"
+    ax.set_title(f"Confusion matrix ({what}, {n} classes, {int(counts.sum()):,} examples)")
+    return save(fig, path)
+
+
+def misclassified_title(true_name: str, predicted_name: str, confidence: float) -> str:
+    """A grid title for a wrong prediction (`cnncli.infer.metrics.Mistake`).
+
+    >>> misclassified_title("Shirt", "T-shirt/top", 0.97)
+    'true: Shirt / pred: T-shirt/top 97%'
+    """
+    return f"true: {true_name} / pred: {predicted_name} {percent(confidence, 0)}"
+
+
+def _wrap(title: str) -> str:
+    """Break a title at " / " and wrap each part, so it fits above a small image."""
+    return "\n".join(textwrap.fill(part, 24) for part in title.split(" / "))
+
+
+def image_grid(images, titles: list[str], path: str | Path, *, columns: int = 8) -> Path:
+    """A grid of uint8 images (N, H, W, C) with C = 1 or 3, each with its title.
+
+    Titles are split at " / " onto separate lines, e.g. "true: Shirt / pred: T-shirt/top 97%".
+    With no images, the PNG says so.
+    """
+    array = np.asarray(images)
+    if array.ndim == 3:  # (N, H, W): grayscale without a channel axis
+        array = array[..., np.newaxis]
+    if array.ndim != 4 or array.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be (N, H, W, 1 or 3), got shape {array.shape}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {array.dtype}")
+    if len(titles) != len(array):
+        raise ValueError(f"{len(titles)} titles for {len(array)} images")
+
+    count = len(array)
+    cols = max(1, min(columns, count))
+    rows = max(1, math.ceil(count / cols))
+    fig = Figure(figsize=(1.8 * cols, 2.2 * rows), layout="constrained")
+    if count == 0:
+        fig.text(0.5, 0.5, "no images", ha="center", va="center", color="gray")
+    for i, (image, title) in enumerate(zip(array, titles, strict=True)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        if image.shape[-1] == 1:
+            ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        else:
+            ax.imshow(image, interpolation="nearest")
+        ax.set_title(_wrap(printable(str(title))), fontsize=7)
+        ax.axis("off")
+    return save(fig, path)
+
