@@ -58,3 +58,34 @@ def test_early_stopping_on_loss_stops_when_it_stops_falling(model):
     stopping = EarlyStopping(section, TrainState(), direction(model, "val_loss"))
     assert [stopping.should_stop({"val_loss": v}) for v in (1.0, 0.8, 0.9)] == \
         [False, False, True]
+
+
+def test_best_keras_of_epochs_tied_on_accuracy_is_the_one_with_the_lowest_loss(
+        tmp_path, monkeypatch):
+    from cnncli.run.callbacks import best
+
+    saved = []
+    monkeypatch.setattr(best, "save_model_atomic", lambda model, path, meta: saved.append(
+        state.history[-1]["epoch"]))
+    state = TrainState()
+    keeper = best.BestModel(tmp_path, state, "val_accuracy", "max", meta=None)
+    for epoch, accuracy, loss in [(1, 0.5, 1.0), (2, 0.5, 0.8), (3, 0.5, 0.9), (4, 0.4, 0.1),
+                                  (5, 0.75, 2.0), (6, 0.75, None)]:
+        row = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss}
+        state.history.append(row)
+        keeper.update(model=None, row=row)
+    assert saved == [1, 2, 5] and (state.best, state.best_epoch) == (0.75, 5)
+
+
+def test_a_tie_on_the_loss_itself_keeps_the_first_best(tmp_path, monkeypatch):
+    from cnncli.run.callbacks import best
+
+    saved = []
+    monkeypatch.setattr(best, "save_model_atomic", lambda *a: saved.append(1))
+    state = TrainState()
+    keeper = best.BestModel(tmp_path, state, "val_loss", "min", meta=None)
+    for epoch in (1, 2):
+        row = {"epoch": epoch, "val_loss": 0.5}
+        state.history.append(row)
+        keeper.update(model=None, row=row)
+    assert state.best_epoch == 1 and saved == [1]
