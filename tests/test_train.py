@@ -1370,3 +1370,19 @@ def test_train_reports_every_problem_of_a_config_at_once_as_check_does(tmp_path)
         checking.load_config(str(path), ["train.optimizer.name=nadamm"])
     unknown = e.value.errors[1]
     assert (unknown.where, unknown.line) == ("--set train.optimizer.name=nadamm", None)
+
+
+@pytest.mark.parametrize("quiet", ["--quiet", "--json"])
+def test_quiet_and_json_runs_still_print_their_warnings(tmp_path, quiet):
+    from typer.testing import CliRunner
+
+    from cnncli.cli.app import app
+
+    cfg = write_config(tmp_path, epochs=1, batch_size=100)  # 256 images: 56 left over
+    done = CliRunner().invoke(app, ["train", str(cfg), quiet])
+    assert done.exit_code == 0, done.output
+    warning = "256 training images make 2 batches of 100 an epoch: 56 (22%) wait"
+    assert warning in done.stderr and "epoch 1/1" not in done.stderr
+    if quiet == "--json":
+        [said] = json.loads(done.stdout)["warnings"]
+        assert said.startswith(warning)

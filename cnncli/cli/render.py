@@ -123,9 +123,12 @@ class PlainTrainReporter:
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
+        self.warned: list[str] = []  # every warning and note, in order (train --json's)
 
     def begin(self, plan, run, resumed):
-        if self.quiet:
+        if self.quiet:  # warnings still: a CI log needs them most
+            for w in plan.warnings:
+                self.note(w)
             return
         info(plan.placement.describe())
         d = plan.data
@@ -137,7 +140,7 @@ class PlainTrainReporter:
         info(f"Training {plan.spec.name} for {count(plan.epochs, 'epoch')} of "
              f"{count(plan.steps_per_epoch, 'step')} (batch {plan.cfg.train.batch_size})")
         for w in plan.warnings:
-            warn(w)
+            self.note(w)
 
     def epoch_begin(self, epoch, epochs, steps, first_step):
         self.epoch, self.epochs = epoch, epochs
@@ -150,6 +153,7 @@ class PlainTrainReporter:
             info(epoch_line(row, self.epochs))
 
     def note(self, text):
+        self.warned.append(text)
         warn(text)
 
     def info(self, text):

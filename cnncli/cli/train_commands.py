@@ -80,10 +80,11 @@ def train(
         cfg.output.name = Path(config_file).stem
     if dry_run:
         return _dry_run(cfg, config_file, json)
+    reporter = render.train_reporter(quiet or json)
     result = training.train(cfg, config_file=config_file, resume=resume, force=force,
-                            auto_batch=auto_batch, reporter=render.train_reporter(quiet or json))
-    if json:
-        render.print_json(result.metrics.to_json())
+                            auto_batch=auto_batch, reporter=reporter)
+    if json:  # its warnings and notes were on stderr as they came: here too, all of them
+        render.print_json({**result.metrics.to_json(), "warnings": reporter.warned})
     elif not quiet:
         best = result.metrics.best
         value = f"{best.value:.4f}" if best.value is not None else "n/a"

@@ -154,7 +154,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
         final={k: v for k, v in last.items() if k not in ("seconds", "images_per_s")},
         best=Best(monitor, state.best, state.best_epoch),
         train_seconds=round(state.train_seconds, 2),
-        images_per_s=float(np.median(speeds)) if speeds else None,
+        images_per_s=round(float(np.median(speeds)), 1) if speeds else None,
         batch_size=p.cfg.train.batch_size,
         batch_size_is_per_replica=p.placement.replicas > 1,
         device=p.placement.label(),
