@@ -1349,3 +1349,20 @@ def test_an_int8_export_of_a_run_whose_data_is_gone_asks_for_data_not_images(
             as err:
         exporter.export(run, formats=["onnx"], quantize=["int8"], output=tmp_path / "out")
     assert err.value.hint == f"{own.hint}; or give the data with --data NAME_OR_PATH"
+
+
+@pytest.mark.parametrize("bf16_units", [True, False])
+def test_an_export_says_when_the_runs_own_predict_computes_in_another_precision_here(
+        monkeypatch, bf16_units):
+    from cnncli import devices
+    from cnncli.export import exporter
+
+    monkeypatch.setattr(devices, "visible_gpus", lambda: [])
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: bf16_units)
+    notes = exporter._precision_here()
+    if bf16_units:
+        [note] = notes
+        assert "compute in mixed_bfloat16 on this machine" in note
+        assert "--precision float32 gives the files' numbers" in note
+    else:
+        assert notes == []

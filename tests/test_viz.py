@@ -761,6 +761,22 @@ def test_explain_writes_one_heat_map_per_image_named_after_it(quadrant_run, brac
     assert data[0]["probability"] > 0.5 > data[1]["probability"]  # the ring is a ring
 
 
+def test_explain_titles_the_probability_predict_gives_in_each_precision(quadrant_run,
+                                                                       bracketed, tmp_path):
+    run, cross = quadrant_run["run"], bracketed[1]
+    said = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        cam = cli("explain", run, cross, "--output", tmp_path, "--json", "--class", "1",
+                  "--precision", precision)
+        predicted = cli("predict", cross, "--model", run, "--top", "1", "--format", "json",
+                        "--precision", precision)
+        assert cam.exit_code == predicted.exit_code == 0, cam.output + predicted.output
+        [top] = json.loads(predicted.stdout)[0]["top"]
+        said[precision] = json.loads(cam.stdout)[0]["probability"]
+        assert top["class"] == "1" and said[precision] == top["probability"]
+    assert said["float32"] != said["mixed_bfloat16"]  # bfloat16 really ran
+
+
 def test_predict_explain_writes_heat_maps_beside_the_predictions(quadrant_run, bracketed,
                                                                  tmp_path):
     result = cli("predict", bracketed[1], "--model", quadrant_run["run"], "--top", "1",

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import JsonOpt
+from cnncli.cli.options import JsonOpt, PrecisionOpt
 from cnncli.errors import EXIT_BELOW_THRESHOLD, some_failed
 
 
@@ -26,10 +26,7 @@ def predict(
     fmt: Annotated[str, typer.Option("--format", help="text, json, jsonl or csv.")] = "text",
     batch_size: Annotated[int | None, typer.Option(
         min=1, help="Images per batch (default: 32 on a CPU, 128 on a GPU).")] = None,
-    precision: Annotated[str, typer.Option(help="auto (mixed_bfloat16 on a CPU with "
-                                           "bfloat16 units, mixed on GPUs, else float32), "
-                                           "float32, mixed_float16 or mixed_bfloat16.")]
-    = "auto",
+    precision: PrecisionOpt = "auto",
     resize: Annotated[str | None, typer.Option(help="stretch, center_crop or pad (default: "
                                                "as the model was trained).")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Exit 0 even if some images could not be "
@@ -143,8 +140,7 @@ def evaluate(
         help="Exit 1 when a figure is worse: accuracy=0.99 (loss=0.3 means at most). "
         "Repeatable.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per prediction batch.")] = 256,
-    precision: Annotated[str, typer.Option(help="auto, float32, mixed_float16 or "
-                                           "mixed_bfloat16 (as predict).")] = "auto",
+    precision: PrecisionOpt = "auto",
     output: Annotated[str | None, typer.Option(help="Folder for the PNGs and "
                                                "evaluation.json (default: the run's).")]
     = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import JsonOpt
+from cnncli.cli.options import JsonOpt, PrecisionOpt
 from cnncli.errors import some_failed
 
 visualize = typer.Typer(
@@ -25,12 +25,14 @@ OfflineOpt = Annotated[bool, typer.Option(help="Never download weights.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")]
 
 
-def _load(target: str, weights: str | None, offline: bool, device: str):
+def _load(target: str, weights: str | None, offline: bool, device: str,
+          precision: str = "float32"):
     from cnncli import devices
     from cnncli.infer import classifier
 
-    devices.setup(device, "float32", one_device=True)
-    return classifier.load(target, weights=weights, offline=offline)
+    placement = devices.setup(device, precision, one_device=True)
+    return classifier.load(target, weights=weights, offline=offline,
+                           precision=placement.precision)
 
 
 def _show(rows: list[dict], json: bool, *, one: bool = False) -> None:
@@ -116,6 +118,7 @@ def explain(
     weights: WeightsOpt = None,
     offline: OfflineOpt = False,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     json: JsonOpt = False,
 ) -> None:
     """Grad-CAM: where in each image the network found the class, as a heat map."""
@@ -130,7 +133,7 @@ def explain(
     output = os.path.expanduser(output)
     plots.check_picture_folder(output, "--output")
     files = inputs.expand_inputs(sources, stdin=sys.stdin, missing_ok=True)  # as predict
-    loaded = _load(target, weights, offline, device)
+    loaded = _load(target, weights, offline, device, precision)  # predict's numbers
     result = explaining.explain(files, loaded, class_name=class_name, layer=layer,
                                 output=output)
     _show([p.to_dict() for p in result.pictures], json)

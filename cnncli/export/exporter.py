@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files, text
+from cnncli import devices, files, text
 from cnncli.data import datasets, feed, records
 from cnncli.errors import (
     EXIT_DATA_OR_MODEL,
@@ -193,6 +193,19 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
     return report
 
 
+def _precision_here() -> list[str]:
+    """A note when the run's own predict, evaluate and explain compute in another
+    precision here by default than the float32 the check and the exported files use: the
+    check's tiny differences are not what a user finds between `predict` and the file."""
+    here = devices.auto_precision(devices.visible_gpus(), devices.cpu_bf16_units())
+    if here == "float32":
+        return []
+    return [f"the check compares in float32, as the exported files compute; the run's "
+            f"predict, evaluate and explain compute in {here} on this machine (--precision "
+            "auto), so their probabilities differ a little from the files' (--precision "
+            "float32 gives the files' numbers)"]
+
+
 def _export_all(reference, variants, targets, folder: Path, notes: list[str], *, images,
                 data, data_dir, offline, force: bool, max_drop: float,
                 check_images: int, calibrate: bool) -> Report:
@@ -204,6 +217,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     if len(samples.images) < FEW_CHECK_IMAGES:
         notes.append(f"the check ran on {len(samples.images)} image(s) only: its figures "
                      f"say little (at least {FEW_CHECK_IMAGES} are advised)")
+    notes += _precision_here()
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)
     expected = in_parts(reference.probabilities, samples.images, BATCH)
     report = Report(reference.name, samples.source, notes=notes)

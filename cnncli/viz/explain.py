@@ -11,7 +11,7 @@ An image that cannot be read gets its own error; the others are still explained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +85,13 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
                 result.errors.append(exc)
         if not seen:
             continue
-        x = np.concatenate([np.asarray(s.x) for s in seen])
-        maps = cam(x, None if wanted is None else [wanted] * len(seen))
+        # The probabilities as predict computes them (its compiled function: in bfloat16
+        # the gradient's eager run differs in the fourth digit), and its top class.
+        probabilities = clf.probabilities(np.stack([s.pixels for s in seen]))
+        classes = np.argmax(probabilities, axis=-1) if wanted is None else [wanted] * len(seen)
+        maps = [replace(heat, probability=float(p[heat.class_index])) for heat, p in zip(
+            cam(np.concatenate([np.asarray(s.x) for s in seen]), classes), probabilities,
+            strict=True)]
         made = [] if result.pictures else missing_folders(output)
         if not result.pictures:  # made with the first picture: a failure leaves none
             writable_folder(output)
