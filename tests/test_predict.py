@@ -288,6 +288,8 @@ def test_a_trained_run_gives_its_class_names_and_preprocessing(tmp_path):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert {"file", "rank", "class", "probability"} == set(rows[0])
+    best = run / "best.keras"  # which of the run's models: said, as evaluate says it
+    assert f"[INFO] classifying image with '{best}'..." in result.stderr
 
 
 def test_csv_and_json_formats(tmp_path, photos):
@@ -430,3 +432,15 @@ def test_largest_activation_looks_inside_a_nested_backbone():
     inputs = keras.Input((16, 16, 3))
     model = keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
     assert largest_activation(model) == 14 * 14 * 32  # not the backbone's 32 outputs
+
+
+def test_predict_json_is_format_json_as_every_command_has_it(tmp_path):
+    run = _trained_run(tmp_path)
+    img = tmp_path / "row.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    both = [cnncli("predict", str(img), "--model", str(run), *how)
+            for how in (["--json"], ["--format", "json"])]
+    assert both[0].returncode == 0, both[0].stderr
+    assert json.loads(both[0].stdout) == json.loads(both[1].stdout)
+    clash = cnncli("predict", str(img), "--model", str(run), "--json", "--format", "csv")
+    assert clash.returncode == 2 and "--json is --format json" in clash.stderr

@@ -37,6 +37,8 @@ def predict(
     explain: Annotated[str | None, typer.Option(
         metavar="DIR", help="Also write a Grad-CAM heat map of the top class of each image "
         "into DIR (gradcam_<image>.png).")] = None,
+    json: Annotated[bool, typer.Option("--json", help="The same as --format json (as "
+                                       "every command has it).")] = False,
 ) -> None:
     """Classify images: cnncli predict car.jpg --model vgg16."""
     from cnncli import devices
@@ -46,6 +48,10 @@ def predict(
 
     if fmt not in ("text", "json", "jsonl", "csv"):
         raise typer.BadParameter("use text, json, jsonl or csv", param_hint="--format")
+    if json and fmt not in ("text", "json"):
+        raise typer.BadParameter(f"--json is --format json: give one of them, not --format "
+                                 f"{fmt} too", param_hint="--json")
+    fmt = "json" if json else fmt
     if resize is not None:  # before the model is loaded
         from cnncli.data import images
         from cnncli.errors import ConfigError
@@ -68,7 +74,7 @@ def predict(
     runtime = placement.describe() if placement else None
     if not quiet:
         render.info(runtime or f"Runtime: {loaded.runtime}")
-        render.info(f"[INFO] classifying image with '{model}'...")
+        render.info(f"[INFO] classifying image with '{loaded.name}'...")  # a run's file
     result = prediction.predict(sources, model=loaded, top=top,
                                 batch_size=batch_size or devices.inference_batch_size(placement),
                                 resize=resize, stdin=sys.stdin)
