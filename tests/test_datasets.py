@@ -356,6 +356,21 @@ def test_test_images_that_are_the_training_images_through_a_link_are_refused(tmp
     assert err.value.hint.startswith("remove the link test,")
 
 
+def test_photos_cnncli_cannot_read_are_counted_and_said_not_skipped_silently(tmp_path):
+    root = image_folder(tmp_path / "f", per_class=3)
+    (root / "iphone").mkdir()
+    for name in ("IMG_1.HEIC", "IMG_2.heic", "notes.txt"):
+        (root / "iphone" / name).write_bytes(b"\0\0\0\x18ftypheic")
+    (root / sorted(p.name for p in root.iterdir())[0] / "raw.CR2").write_bytes(b"II*\0")
+    with pytest.warns(DataWarning) as said:
+        datasets.load(root)
+    said = [str(w.message) for w in said]
+    assert "skipped 3 photos in formats cnncli cannot read (2 HEIC, 1 RAW; e.g. " in said[0]
+    assert said[0].endswith("convert them to JPEG or PNG")
+    assert f"class folder {root / 'iphone'} holds no image files cnncli reads: 2 photos " \
+           "in formats cnncli cannot read (2 HEIC; e.g." in said[1]
+
+
 def test_a_class_folder_with_no_image_is_a_warning_and_training_refuses_it(tmp_path):
     root = image_folder(tmp_path / "f", per_class=3)
     (root / "empty").mkdir()

@@ -76,6 +76,19 @@ def test_a_folder_without_images_is_an_error(tmp_path):
     assert ".jpg" in err.value.hint
 
 
+def test_a_folders_photos_cnncli_cannot_read_are_said(tmp_path, photos):
+    from cnncli.data.dataset import DataWarning
+
+    (tmp_path / "iphone").mkdir()
+    (tmp_path / "iphone" / "IMG_1.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    with pytest.raises(DataError, match="holds no images cnncli reads: 1 photo in formats "
+                                        r"cnncli cannot read \(1 HEIC; e.g. "):
+        expand_inputs([str(tmp_path / "iphone")])
+    (photos / "IMG_2.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    with pytest.warns(DataWarning, match=r"skipped 1 photo in formats cnncli cannot read"):
+        assert len(expand_inputs([str(photos)])) == 3  # the images, as before
+
+
 def test_a_glob_pattern_gives_matching_images_sorted(photos):
     out = expand_inputs([str(photos / "*")])
     assert rel(out, photos) == ["a.PNG", "b.jpg", os.path.join("sub", "c.webp")]

@@ -26,7 +26,7 @@ import numpy as np
 
 from cnncli.data import images
 from cnncli.data.dataset import Dataset, DataWarning, Split
-from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name
+from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name, unread_photos
 from cnncli.errors import ConfigError, DataError
 from cnncli.text import composed, some
 
@@ -268,10 +268,11 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
                 classes: dict[Path, str]) -> Split:
     """The readable image files under `root`'s class folders, and their labels; a
     warning for a class left with no image (training refuses it, `checks`)."""
-    paths, labels, twice, links, listed = [], [], [], [], []
+    paths, labels, twice, links, listed, unread = [], [], [], [], [], []
     for label, name in enumerate(names):
         folder = root / name
-        files, elsewhere = image_files(folder, classes) if folder.is_dir() else ([], [])
+        files, elsewhere = image_files(folder, classes, unread) if folder.is_dir() \
+            else ([], [])
         links += elsewhere
         listed.append(len(files))
         for path in files:
@@ -291,6 +292,8 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
         warnings.warn(f"skipped {len(links)} link(s) from one class folder into another in "
                       f"{root} (e.g. {path} leads into {target}): a class's images are the "
                       "ones in its own folder", DataWarning, stacklevel=3)
+    if unread:
+        warnings.warn(f"skipped {unread_photos(unread)}", DataWarning, stacklevel=3)
     if twice:
         path, first = twice[0]
         warnings.warn(f"{len(twice)} file(s) in {root} are the same file as one already "
@@ -300,7 +303,9 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
     kept = np.bincount(np.array(labels, np.int64), minlength=len(names))
     for label in np.flatnonzero(kept == 0):
         folder = root / names[label]
-        why = ("is missing" if not folder.is_dir() else "holds no image files"
+        none = [p for p in unread if p.is_relative_to(folder)]
+        why = ("is missing" if not folder.is_dir() else "holds no image files" + (
+               f" cnncli reads: {unread_photos(none)}" if none else "")
                if listed[label] == 0 else f"is left with no image: its {listed[label]} image "
                "file(s) could not be read or are the same files as images already used")
         warnings.warn(f"class folder {folder} {why}", DataWarning, stacklevel=3)

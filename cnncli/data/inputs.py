@@ -19,16 +19,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
 from cnncli import __version__
+from cnncli.data.dataset import DataWarning
 from cnncli.errors import DataError
 from cnncli.text import some
 
 #: File name endings taken from folders and glob patterns (compared lower-case).
 #: Keras' own ``image_dataset_from_directory`` takes the first five.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp", ".tif", ".tiff")
+#: Photo formats people have that cnncli does not read, by file name ending: a folder's
+#: are counted and said (skipped without a word, an iPhone's folder looked empty).
+UNREAD_PHOTOS = {".heic": "HEIC", ".heif": "HEIC", ".avif": "AVIF", ".jxl": "JPEG XL",
+                 ".psd": "Photoshop", **dict.fromkeys(
+                     (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"), "RAW")}
 
 #: Default cap on a downloaded image, in bytes.
 MAX_URL_BYTES = 50 * 1024 * 1024
@@ -60,20 +68,37 @@ def is_image_name(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _images_in_folder(folder: str) -> list[str]:
+def unread_photos(paths: list[Path]) -> str:
+    """How many of `paths` (photos cnncli cannot read: `UNREAD_PHOTOS`) there are of each
+    format, and what to do, for a message; "" for none.
+
+    >>> unread_photos([Path("a/IMG_1.HEIC"), Path("a/IMG_2.heic"), Path("b/x.CR2")])[:53]
+    '3 photos in formats cnncli cannot read (2 HEIC, 1 RAW'
+    """
+    if not paths:
+        return ""
+    kinds = Counter(UNREAD_PHOTOS[p.suffix.lower()] for p in paths)
+    counts = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+    return (f"{len(paths)} photo{'s' * (len(paths) > 1)} in formats cnncli cannot read "
+            f"({counts}; e.g. {paths[0]}): convert them to JPEG or PNG")
+
+
+def _images_in_folder(folder: str, passed_over: list[Path] | None = None) -> list[str]:
     """Image files under `folder`, recursively, sorted; hidden files and folders skipped,
-    links followed as training follows them (`image_files`)."""
+    links followed as training follows them (`image_files`, as its `passed_over`)."""
     top = Path(folder)  # the paths as given (./photos/a.jpg stays so, not photos/a.jpg)
-    return sorted(os.path.join(folder, p.relative_to(top)) for p in image_files(top)[0])
+    return sorted(os.path.join(folder, p.relative_to(top))
+                  for p in image_files(top, passed_over=passed_over)[0])
 
 
-def image_files(folder: Path, classes: dict[Path, str] | None = None
-                ) -> tuple[list[Path], list]:
+def image_files(folder: Path, classes: dict[Path, str] | None = None,
+                passed_over: list[Path] | None = None) -> tuple[list[Path], list]:
     """Image files below `folder` (sub-folders included, like Keras), sorted; hidden ones
-    and other extensions skipped. Links are followed, each folder once, except a link
-    into another of the `classes` folders (it would give that class's images this
-    label): those come back as ``(link, class folder)``. A link to `folder` or a folder
-    above it (a loop) adds nothing."""
+    and other extensions skipped (photos cnncli cannot read, `UNREAD_PHOTOS`, are added
+    to `passed_over`). Links are followed, each folder once, except a link into another
+    of the `classes` folders (it would give that class's images this label): those come
+    back as ``(link, class folder)``. A link to `folder` or a folder above it (a loop)
+    adds nothing."""
     classes = classes or {}
     found, elsewhere = [], []
     top = Path(os.path.realpath(folder))
@@ -88,6 +113,9 @@ def image_files(folder: Path, classes: dict[Path, str] | None = None
     for dirpath, filenames in walk_once(folder, skip=of_another_class):
         for name in sorted(filenames):
             if name.startswith(".") or not is_image_name(name):
+                if passed_over is not None and not name.startswith(".") and \
+                        os.path.splitext(name)[1].lower() in UNREAD_PHOTOS:
+                    passed_over.append(Path(dirpath) / name)
                 continue
             path = Path(dirpath) / name
             other = None
@@ -197,13 +225,17 @@ class _Expander:
                 file=source, line=line, hint="download the file and pass its local path",
             )
         elif os.path.isdir(arg):
-            images = _images_in_folder(arg)
+            unread: list[Path] = []
+            images = _images_in_folder(arg, unread)
             if not images:
                 raise DataError(
-                    f"folder '{arg}' holds no images",
+                    f"folder '{arg}' holds no images" + (
+                        f" cnncli reads: {unread_photos(unread)}" if unread else ""),
                     file=source, line=line,
                     hint=f"cnncli looks for files ending in {', '.join(IMAGE_EXTENSIONS)}",
                 )
+            if unread:
+                warnings.warn(f"skipped {unread_photos(unread)}", DataWarning, stacklevel=2)
             for path in images:
                 self.add(path)
         elif os.path.exists(arg):
