@@ -1366,3 +1366,22 @@ def test_an_export_says_when_the_runs_own_predict_computes_in_another_precision_
         assert "--precision float32 gives the files' numbers" in note
     else:
         assert notes == []
+
+
+@pytest.mark.parametrize("names, said", [(["model.onnx"], "the output exists already: "),
+                                         (["model.onnx", "model.tflite"],
+                                          "the outputs exist already: ")])
+def test_existing_outputs_are_refused_in_words_that_count_them(tmp_path, names, said):
+    paths = [tmp_path / name for name in names]
+    for path in paths:
+        path.write_bytes(b"made before")
+    from collections import namedtuple
+
+    variant, kind = namedtuple("Variant", "format"), namedtuple("Format", "suffix")
+    variants = [variant(kind(p.suffix)) for p in paths]
+    with pytest.raises(ConfigError) as err:
+        exporter._refuse_existing({v: [p] for v, p in zip(variants, paths, strict=True)},
+                                  tmp_path, ["a", "b"], force=False)
+    assert err.value.message.startswith(said + str(paths[0]))
+    assert err.value.hint.startswith("pass --force to replace " + ("them" if len(names) > 1
+                                                                   else "it"))

@@ -346,8 +346,10 @@ def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> N
     if other_labels or (labels.is_symlink() and not labels.exists()):
         existing.append(labels)
     if existing:
-        raise ConfigError("the output exists already: " + text.some(existing, shown=4),
-                          hint="pass --force to replace it, or choose another --output")
+        one = len(existing) == 1
+        raise ConfigError(f"the output{'' if one else 's'} exist{'s' if one else ''} "
+                          "already: " + text.some(existing, shown=4), hint="pass --force "
+                          f"to replace {'it' if one else 'them'}, or choose another --output")
 
 
 def _samples(reference, images, data, data_dir, offline, limit: int,
