@@ -110,6 +110,17 @@ def percent(p: float, decimals: int = 2) -> str:
     return text
 
 
+def significant(p: float) -> float:
+    """A probability or score with 6 significant digits, as cnncli's JSON gives them:
+    3e-09 stays 3e-09 (rounded to 6 decimals it was 0.0, which no log-loss nor ranking
+    can read).
+
+    >>> significant(0.123456789), significant(3.14159e-09)
+    (0.123457, 3.14159e-09)
+    """
+    return float(f"{p:.6g}")
+
+
 def dims_text(shape) -> str:
     """A shape as the lecture's tables write a volume; an unknown size is ``?``.
 

@@ -505,12 +505,12 @@ def test_existing_output_is_refused_unless_force(run, tmp_path, monkeypatch):
     exporter.export(run, formats=["onnx,saved_model"], output=tmp_path)
     before = (tmp_path / "model.onnx").stat().st_mtime_ns
     again = cnncli("export", str(run), "--format", "onnx", "--output", str(tmp_path))
-    assert again.returncode == 2 and "exists already" in again.stderr
+    assert again.returncode == 2 and "the outputs exist already" in again.stderr  # + json
     assert "--force" in again.stderr and "Traceback" not in again.stderr
     assert (tmp_path / "model.onnx").stat().st_mtime_ns == before
     with monkeypatch.context() as m:  # refused before any conversion starts
         m.setitem(convert.CONVERTERS, "saved_model", lambda job: pytest.fail("converted"))
-        with pytest.raises(ConfigError, match="exists already"):
+        with pytest.raises(ConfigError, match="exist already"):
             exporter.export(run, formats=["saved_model"], output=tmp_path)
     exporter.export(run, formats=["onnx,saved_model"], output=tmp_path, force=True)
     assert (tmp_path / "model.onnx").stat().st_mtime_ns != before
@@ -525,7 +525,7 @@ def test_an_output_that_is_a_saved_model_names_that_saved_model_not_a_folder_for
     without --force, replaced with it), never a second one nested inside."""
     exporter.export(run, formats=["saved_model"], output=tmp_path)
     made = tmp_path / "saved_model"
-    with pytest.raises(ConfigError, match="the output exists already: .*saved_model"):
+    with pytest.raises(ConfigError, match="the outputs exist already: .*saved_model"):
         exporter.export(run, formats=["saved_model"], output=made)
     with pytest.raises(ConfigError, match="is a SavedModel folder, not a folder to export"):
         exporter.export(run, formats=["saved_model,onnx"], output=made, force=True)
@@ -1351,21 +1351,38 @@ def test_an_int8_export_of_a_run_whose_data_is_gone_asks_for_data_not_images(
     assert err.value.hint == f"{own.hint}; or give the data with --data NAME_OR_PATH"
 
 
-@pytest.mark.parametrize("bf16_units", [True, False])
-def test_an_export_says_when_the_runs_own_predict_computes_in_another_precision_here(
-        monkeypatch, bf16_units):
-    from cnncli import devices
-    from cnncli.export import exporter
+def _gpus(*capabilities):
+    from cnncli.devices import GpuInfo
 
-    monkeypatch.setattr(devices, "visible_gpus", lambda: [])
+    return [GpuInfo(f"gpu{i}", None, cc, i) for i, cc in enumerate(capabilities)]
+
+
+@pytest.mark.parametrize("gpus, bf16_units, said", [
+    ([], True, "mixed_bfloat16"), ([], False, None),
+    (_gpus((8, 0), (6, 0)), False, "mixed_bfloat16"),  # predict runs on the first alone
+    (_gpus((7, 5)), True, "mixed_float16")])
+def test_an_export_says_when_the_runs_own_predict_computes_in_another_precision_here(
+        monkeypatch, gpus, bf16_units, said):
+    from cnncli import devices
+
+    monkeypatch.setattr(devices, "visible_gpus", lambda: gpus)
     monkeypatch.setattr(devices, "cpu_bf16_units", lambda: bf16_units)
     notes = exporter._precision_here()
-    if bf16_units:
+    if said:
         [note] = notes
-        assert "compute in mixed_bfloat16 on this machine" in note
+        assert f"compute in {said} on this machine" in note
         assert "--precision float32 gives the files' numbers" in note
     else:
         assert notes == []
+
+
+def test_the_precision_note_is_among_an_exports_notes(run, tmp_path, monkeypatch):
+    from cnncli import devices
+
+    monkeypatch.setattr(devices, "visible_gpus", lambda: [])
+    monkeypatch.setattr(devices, "cpu_bf16_units", lambda: True)
+    report = exporter.export(run, formats=["onnx"], output=tmp_path, check_images=20)
+    assert any("the check compares in float32" in note for note in report.notes)
 
 
 @pytest.mark.parametrize("names, said", [(["model.onnx"], "the output exists already: "),

@@ -89,3 +89,17 @@ def test_a_tie_on_the_loss_itself_keeps_the_first_best(tmp_path, monkeypatch):
         state.history.append(row)
         keeper.update(model=None, row=row)
     assert state.best_epoch == 1 and saved == [1]
+
+
+def test_a_tie_after_a_best_epoch_whose_loss_was_nan_takes_the_finite_loss(tmp_path,
+                                                                          monkeypatch):
+    from cnncli.run.callbacks import best
+
+    monkeypatch.setattr(best, "save_model_atomic", lambda *a: None)
+    state = TrainState()
+    keeper = best.BestModel(tmp_path, state, "val_accuracy", "max", meta=None)
+    for epoch, loss in [(1, float("nan")), (2, 0.7), (3, float("nan"))]:
+        row = {"epoch": epoch, "val_accuracy": 0.5, "val_loss": loss}
+        state.history.append(row)
+        keeper.update(model=None, row=row)
+    assert state.best_epoch == 2

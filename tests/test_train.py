@@ -1386,3 +1386,28 @@ def test_quiet_and_json_runs_still_print_their_warnings(tmp_path, quiet):
     if quiet == "--json":
         [said] = json.loads(done.stdout)["warnings"]
         assert said.startswith(warning)
+
+
+def test_train_json_lists_the_datas_warnings_too(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from cnncli.cli.app import app
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (8, 8), np.uint8)).save(
+                tmp_path / "photos" / label / f"{i}.png")
+    (tmp_path / "photos" / "a" / "IMG_1.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (tmp_path / "run.yaml").write_text(f"""
+model: {{input: [8, 8, 1], layers: [Flatten, {{Dense: {{units: $classes}}}}]}}
+data: {{name: {tmp_path / "photos"}}}
+train: {{epochs: 1, batch_size: 4}}
+output: {{dir: {tmp_path / "runs"}}}
+""")
+    done = CliRunner().invoke(app, ["train", str(tmp_path / "run.yaml"), "--json"])
+    assert done.exit_code == 0, done.output
+    warned = json.loads(done.stdout)["warnings"]
+    assert any(w.startswith("skipped 1 photo in formats cnncli cannot read") for w in warned)

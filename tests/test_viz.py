@@ -766,7 +766,7 @@ def test_explain_titles_the_probability_predict_gives_in_each_precision(quadrant
     run, cross = quadrant_run["run"], bracketed[1]
     said = {}
     for precision in ("float32", "mixed_bfloat16"):
-        cam = cli("explain", run, cross, "--output", tmp_path, "--json", "--class", "1",
+        cam = cli("explain", run, cross, "--output", tmp_path, "--json",  # its top class
                   "--precision", precision)
         predicted = cli("predict", cross, "--model", run, "--top", "1", "--format", "json",
                         "--precision", precision)
@@ -1015,3 +1015,10 @@ def test_a_heat_map_folder_named_like_a_picture_is_refused_before_any_work(tmp_p
            "picture's name" in result.stderr and f"--{args[-2].strip('-')} {tmp_path}/heat" \
         in result.stderr
     assert not out.exists()
+
+
+def test_an_explained_probability_keeps_six_significant_digits_as_predicts_does():
+    from cnncli.viz.explain import Explained
+
+    said = Explained(Path("cam.png"), "a.png", "cat", 3.14159265e-09, "conv").to_dict()
+    assert said["probability"] == 3.14159e-09  # not 0.0

@@ -37,8 +37,7 @@ def predict(
     explain: Annotated[str | None, typer.Option(
         metavar="DIR", help="Also write a Grad-CAM heat map of the top class of each image "
         "into DIR (gradcam_<image>.png).")] = None,
-    json: Annotated[bool, typer.Option("--json", help="The same as --format json (as "
-                                       "every command has it).")] = False,
+    json: JsonOpt = False,  # --format json, as every command has it
 ) -> None:
     """Classify images: cnncli predict car.jpg --model vgg16."""
     from cnncli import devices

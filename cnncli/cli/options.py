@@ -9,5 +9,5 @@ import typer
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 #: How a model computes when it runs (predict, evaluate, explain alike: the same numbers).
 PrecisionOpt = Annotated[str, typer.Option(
-    help="auto (mixed_bfloat16 on a CPU with bfloat16 units, mixed on GPUs, else float32), "
-         "float32, mixed_float16 or mixed_bfloat16.")]
+    help="auto (mixed_bfloat16 on a CPU with bfloat16 units, mixed precision on GPUs with "
+         "Tensor Cores, else float32), float32, mixed_float16 or mixed_bfloat16.")]

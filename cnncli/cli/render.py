@@ -24,7 +24,7 @@ from rich.text import Text
 from cnncli import files, text
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError
 from cnncli.infer import metrics
-from cnncli.text import count, printable  # also the commands' render.printable
+from cnncli.text import count, printable, significant  # also the commands' render.printable
 
 
 class _Console(Console):
@@ -235,6 +235,20 @@ def animated() -> bool:
     return err.is_terminal and os.environ.get("CI", "").lower() in ("", "0", "false")
 
 
+@contextlib.contextmanager
+def warnings_to(say):
+    """Python warnings raised inside (a data set's `DataWarning`s, a device's) go to
+    `say`, a reporter's `note`, which prints them and keeps them for its JSON."""
+    import warnings
+
+    previous = warnings.showwarning
+    warnings.showwarning = lambda message, *args, **kwargs: say(str(message))
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def train_reporter(quiet: bool):
     """Rich progress in a terminal; plain lines otherwise (CI, a pipe) or with --quiet."""
     if not quiet and animated():
@@ -291,21 +305,15 @@ def evaluation(rep) -> None:
     warn_all(rep.notes)
 
 
-def _digits(p: float) -> float:
-    """A probability or score with 6 significant digits: 3e-09 stays 3e-09 (rounded to 6
-    decimals it was 0.0, which no log-loss nor ranking can read)."""
-    return float(f"{p:.6g}")
-
-
 def predictions(result, fmt: str = "text") -> None:
     """Results on stdout: the lecture's lines, or json, jsonl, csv (file, rank, class, p).
     A model giving raw scores (no softmax) gets them as scores: ``score``, not a
     ``probability`` nor a percentage."""
     key = "score" if result.scores else "probability"
-    rows = [{"file": r.file, "rank": i + 1, "class": name, key: _digits(p)}
+    rows = [{"file": r.file, "rank": i + 1, "class": name, key: significant(p)}
             for r in result.images for i, (name, p) in enumerate(r.top)]
     if fmt == "json":
-        print_json([{"file": r.file, "top": [{"class": n, key: _digits(p)}
+        print_json([{"file": r.file, "top": [{"class": n, key: significant(p)}
                                             for n, p in r.top]} for r in result.images])
     elif fmt == "jsonl":
         for row in rows:

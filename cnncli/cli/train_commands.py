@@ -81,8 +81,9 @@ def train(
     if dry_run:
         return _dry_run(cfg, config_file, json)
     reporter = render.train_reporter(quiet or json)
-    result = training.train(cfg, config_file=config_file, resume=resume, force=force,
-                            auto_batch=auto_batch, reporter=reporter)
+    with render.warnings_to(reporter.note):  # the data's warnings too, in --json's list
+        result = training.train(cfg, config_file=config_file, resume=resume, force=force,
+                                auto_batch=auto_batch, reporter=reporter)
     if json:  # its warnings and notes were on stderr as they came: here too, all of them
         render.print_json({**result.metrics.to_json(), "warnings": reporter.warned})
     elif not quiet:

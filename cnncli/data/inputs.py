@@ -27,7 +27,7 @@ from typing import TextIO
 from cnncli import __version__
 from cnncli.data.dataset import DataWarning
 from cnncli.errors import DataError
-from cnncli.text import some
+from cnncli.text import count, some
 
 #: File name endings taken from folders and glob patterns (compared lower-case).
 #: Keras' own ``image_dataset_from_directory`` takes the first five.
@@ -79,8 +79,8 @@ def unread_photos(paths: list[Path]) -> str:
         return ""
     kinds = Counter(UNREAD_PHOTOS[p.suffix.lower()] for p in paths)
     counts = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
-    return (f"{len(paths)} photo{'s' * (len(paths) > 1)} in formats cnncli cannot read "
-            f"({counts}; e.g. {paths[0]}): convert them to JPEG or PNG")
+    return (f"{count(len(paths), 'photo')} in formats cnncli cannot read ({counts}; e.g. "
+            f"{paths[0]}): convert {'it' if len(paths) == 1 else 'them'} to JPEG or PNG")
 
 
 def _images_in_folder(folder: str, passed_over: list[Path] | None = None) -> list[str]:

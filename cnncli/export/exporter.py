@@ -197,13 +197,14 @@ def _precision_here() -> list[str]:
     """A note when the run's own predict, evaluate and explain compute in another
     precision here by default than the float32 the check and the exported files use: the
     check's tiny differences are not what a user finds between `predict` and the file."""
-    here = devices.auto_precision(devices.visible_gpus(), devices.cpu_bf16_units())
+    here = devices.decide("auto", "auto", devices.visible_gpus(), devices.tf_cpu_threads(),
+                          cpu_bf16=devices.cpu_bf16_units(), one_device=True).precision
     if here == "float32":
         return []
-    return [f"the check compares in float32, as the exported files compute; the run's "
-            f"predict, evaluate and explain compute in {here} on this machine (--precision "
-            "auto), so their probabilities differ a little from the files' (--precision "
-            "float32 gives the files' numbers)"]
+    return [f"the check compares in float32, as the exported files compute; predict, "
+            f"evaluate and explain of the model itself compute in {here} on this machine "
+            "(--precision auto), so their probabilities differ a little from the files' "
+            "(--precision float32 gives the files' numbers)"]
 
 
 def _export_all(reference, variants, targets, folder: Path, notes: list[str], *, images,

@@ -39,7 +39,7 @@ class Explained:
 
     def to_dict(self) -> dict:
         return {"picture": str(self.png), "image": self.image, "class": self.class_name,
-                "probability": round(self.probability, 6), "layer": self.layer,
+                "probability": text.significant(self.probability), "layer": self.layer,
                 "evidence": self.evidence}
 
 
@@ -110,7 +110,7 @@ def _write(image: model_input.ModelInput, heat: gradcam.Heatmap, class_names,
     name = str(class_names[heat.class_index])
     picture = mosaic.enlarged(gradcam.overlay(image.pixels, heat.heatmap))
     evidence = bool(heat.heatmap.max() > 0)
-    title = f"{name}: {heat.probability:.1%}   (Grad-CAM at {heat.layer}" + (
+    title = f"{name}: {text.percent(heat.probability, 1)}   (Grad-CAM at {heat.layer}" + (
         ")" if evidence else ": no evidence for it there)")
     plots.pixel_panels([(title, picture)], png)
     return Explained(png, image.source, name, heat.probability, heat.layer, evidence)

@@ -36,7 +36,8 @@ class Heatmap:
     heatmap: np.ndarray  # (H, W) in [0, 1] at the model's input size
     coarse: np.ndarray  # (h, w) in [0, 1] at the layer's resolution
     class_index: int
-    probability: float  # the model's probability of that class
+    probability: float  # the model's probability of that class (here, in the eager run
+    # the gradient needs; `cnncli.viz.explain` gives the one `predict` computes instead)
     layer: str
 
     def peak(self) -> tuple[int, int]:

@@ -3,6 +3,7 @@ in the direction Keras knows for it (`cnncli.run.monitor`)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from cnncli.model.meta import ModelMeta
@@ -36,5 +37,6 @@ class BestModel:
             return False
         best = next((r for r in self.state.history if r["epoch"] == self.state.best_epoch),
                     {})
-        return row.get(loss) is not None and best.get(loss) is not None \
-            and row[loss] < best[loss]
+        if row.get(loss) is None or math.isnan(row[loss]):
+            return False
+        return best.get(loss) is None or math.isnan(best[loss]) or row[loss] < best[loss]
