@@ -417,6 +417,33 @@ def test_a_failed_attempt_is_freed_before_auto_batch_starts_again(monkeypatch, t
     assert training.train(config.load(write_config(tmp_path)), auto_batch=True) is True
 
 
+def test_auto_batch_leaves_no_failed_run_folder_beside_the_run_that_trains(monkeypatch,
+                                                                           tmp_path):
+    from trainkit import write_config
+
+    from cnncli import config
+    from cnncli.run import loop
+    from cnncli.run import train as training
+    from cnncli.runtime import import_tf
+
+    real, calls = loop.fit, []
+
+    def fit(p, *args, **kwargs):
+        calls.append(p.cfg.train.batch_size)
+        if len(calls) == 1:
+            raise import_tf().errors.ResourceExhaustedError(None, None, "OOM")
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "fit", fit)
+    cfg = config.load(write_config(tmp_path, epochs=1, batch_size=32),
+                      [f"output.dir={tmp_path / 'runs'}"])
+    result = training.train(cfg, auto_batch=True)
+    runs = tmp_path / "runs" / "toy"
+    assert calls == [32, 16] and result.run == runs / "1"
+    assert sorted(p.name for p in runs.iterdir()) == ["1", "latest"]
+    assert (runs / "latest").resolve() == result.run.resolve()
+
+
 def test_auto_batch_halves_three_times_then_stops():
     sizes, batch, attempt = [], 256, 0
     while (batch := next_batch_size(batch, attempt)) is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -100,6 +101,20 @@ def _number(name: str) -> bool:
 def _numbers(folder: Path) -> list[int]:
     """The numbers of the runs in the folder of a run's name."""
     return [int(p.name) for p in folder.iterdir() if _number(p.name) and p.is_dir()]
+
+
+def remove_unstarted(run: Path) -> None:
+    """Remove the run folder an attempt made if no epoch of it finished (its config and
+    status only: `--auto-batch` starts again in a new one), and point ``latest`` at the
+    newest run left; a run with finished epochs is kept."""
+    if not run.is_dir() or (run / "history.csv").exists():
+        return
+    shutil.rmtree(run, ignore_errors=True)
+    if _numbers(run.parent):
+        point_latest(run.parent / str(max(_numbers(run.parent))))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (run.parent / runfolder.LATEST).unlink()
 
 
 def point_latest(run: Path) -> None:

@@ -75,12 +75,13 @@ def train(cfg: config.RunConfig, *, config_file: str | None = None,
         raise ConfigError("--auto-batch cannot be used when training on several machines",
                           hint="set train.batch_size to a size that fits every worker")
     tf = import_tf()
+    made: list[Path] = []  # the run folder an attempt made
     for attempt in range(devices.MAX_BATCH_HALVINGS + 1):
         if attempt:  # the failed attempt's model and optimizer state, before another's
             gc.collect()
         try:
             return _train(cfg, config_file=config_file, resume=resume, force=force,
-                          reporter=reporter)
+                          reporter=reporter, made=made)
         except tf.errors.ResourceExhaustedError:
             batch = cfg.train.batch_size
             smaller = devices.next_batch_size(batch, attempt) if auto_batch and not resume \
@@ -91,11 +92,15 @@ def train(cfg: config.RunConfig, *, config_file: str | None = None,
                     several_machines=cluster is not None) from None
             reporter.note(f"out of memory at batch size {batch}: starting again with "
                           f"{smaller} (--auto-batch)")
+            while made:  # not listed as a failed run beside the one that trains
+                rundir.remove_unstarted(made.pop())
             cfg.train.batch_size = smaller
     raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
-def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Result:
+def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
+           made: list[Path] | None = None) -> Result:
+    """One attempt of `train`; a new run's folder is added to `made`."""
     saved = None
     if resume:
         run = rundir.find(resume)
@@ -114,6 +119,8 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter) -> Re
             run, state = _resume(p, model, saved, rundir.find(resume), force, reporter, stack)
         else:
             run, state = _start(p, stack)
+            if made is not None:
+                made.append(run)
         RunStatus(RUNNING).write(run)
         reporter.begin(p, run, resumed=bool(resume))
         try:
