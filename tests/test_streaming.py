@@ -226,9 +226,18 @@ def test_a_shard_damaged_in_place_stops_training_with_an_error_naming_it(tmp_pat
 def test_pack_refuses_an_existing_folder_and_leaves_nothing_half_written(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "notes.txt").write_text("mine")
     with pytest.raises(Exception, match="exists"):
         records.pack(ds, tmp_path / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]
+    assert [p.name for p in (tmp_path / "packed").iterdir()] == ["notes.txt"]
+
+
+def test_pack_writes_into_an_empty_folder_made_for_it(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    (tmp_path / "packed").mkdir()
+    records.pack(ds, tmp_path / "packed")
+    assert len(datasets.load(tmp_path / "packed").train) == len(ds.train)
 
 
 def test_pack_never_writes_over_its_source(tmp_path):
@@ -250,8 +259,7 @@ def test_pack_force_replaces_an_earlier_pack_but_no_other_folder(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     with pytest.raises(ConfigError) as e:  # not told to pass --force, which refuses it
         records.pack(ds, tmp_path / "mine")
-    assert e.value.hint == ("give another folder (--force replaces only an earlier pack, or "
-                            "an empty folder)")
+    assert e.value.hint == "give another folder (--force replaces only an earlier pack)"
     records.pack(ds, tmp_path / "packed")
     (tmp_path / "packed" / "stale.tfrecord").write_bytes(b"old")
     records.pack(ds, tmp_path / "packed", force=True)
@@ -1193,8 +1201,7 @@ def test_pack_onto_an_existing_file_does_not_offer_force_that_would_refuse(tmp_p
     (tmp_path / "afile").write_text("mine")
     with pytest.raises(ConfigError, match="afile exists") as err:
         records.pack(ds, tmp_path / "afile")
-    assert err.value.hint == ("give another folder (--force replaces only an earlier pack, or "
-                              "an empty folder)")
+    assert err.value.hint == "give another folder (--force replaces only an earlier pack)"
     assert (tmp_path / "afile").read_text() == "mine"
 
 

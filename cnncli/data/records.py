@@ -202,8 +202,8 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     """Write `ds` into `out` as TFRecord shards of about `shard_mb` MB (see the module
     docstring); images are resized to `image_size` (H, W) if given, the `resize` way
     (recorded: training from them must resize the same way, as predict will). Written into a
-    temporary folder beside `out`, then renamed: never half a packed folder. `force`
-    replaces only an earlier packed folder (or an empty one), and `out` may not be
+    temporary folder beside `out`, then renamed: never half a packed folder. An empty
+    `out` is written into; `force` replaces only an earlier packed folder, and `out` may not be
     `source` (the path the data was read from), nor inside it, nor hold it."""
     from cnncli.config import MAX_IMAGE_SIDE
 
@@ -402,12 +402,13 @@ def _check_out(out: Path, force: bool, source) -> None:
                               hint="write the packed data to a folder outside the source")
     if not out.exists() and not out.is_symlink():
         return
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        return  # made for it (`mkdir packed`): nothing in it to lose
     if not force:
-        replaceable = out.is_dir() and not out.is_symlink() and (
-            _is_a_pack(out) or not any(out.iterdir()))
+        replaceable = out.is_dir() and not out.is_symlink() and _is_a_pack(out)
         raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
                           "or give another folder" if replaceable else "give another folder "
-                          "(--force replaces only an earlier pack, or an empty folder)")
+                          "(--force replaces only an earlier pack)")
     if not out.is_dir() or out.is_symlink():
         what = "a link" if out.is_symlink() else "not a folder"
         raise ConfigError(f"{out} is {what}: --force replaces only an earlier "
