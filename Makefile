@@ -31,7 +31,7 @@ demo: install
 WORKERS   := -n 2
 BY_MODULE := --dist loadscope --no-loadscope-reorder
 test: install
-	$(VENV)/bin/ruff check cnncli tests bench
+	$(VENV)/bin/ruff check cnncli tests bench examples
 	$(PY) -m pytest $(WORKERS) $(BY_MODULE) -m "not fuzz" --durations=20
 	$(PY) -m pytest $(WORKERS) -m fuzz tests/test_fuzz.py tests/test_check_then_train.py
 
@@ -40,7 +40,7 @@ quick: install
 	$(PY) -m pytest $(WORKERS) $(BY_MODULE) -m "not slow" -x -q
 
 lint: install
-	$(VENV)/bin/ruff check cnncli tests bench
+	$(VENV)/bin/ruff check cnncli tests bench examples
 
 bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)

@@ -1402,3 +1402,52 @@ def test_existing_outputs_are_refused_in_words_that_count_them(tmp_path, names, 
     assert err.value.message.startswith(said + str(paths[0]))
     assert err.value.hint.startswith("pass --force to replace " + ("them" if len(names) > 1
                                                                    else "it"))
+
+
+def test_the_example_client_gives_the_probabilities_cnncli_predict_gives(exports, run,
+                                                                        tmp_path):
+    """examples/client.py (no cnncli in it) on each exported file, against `cnncli predict`
+    of the run, on images of another size and kind than the model's input."""
+    from PIL import Image
+
+    folder, _ = exports
+    paths = []
+    for i, image in enumerate(sample_images(run, n=3)):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image[..., 0]).resize((40, 30)).convert("RGBA").save(paths[-1])
+    said = cnncli("predict", *map(str, paths), "--model", str(run), "--precision", "float32",
+                  "--format", "json", "--top", "5")
+    assert said.returncode == 0, said.stderr
+    expected = {r["file"]: r["top"] for r in json.loads(said.stdout)}
+    root = Path(__file__).resolve().parents[1]
+    for model in ("model.onnx", "model.tflite", "model.xml"):
+        done = subprocess.run([sys.executable, str(root / "examples" / "client.py"),
+                               str(folder / model), *map(str, paths), "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        for image in json.loads(done.stdout):
+            want = expected[image["file"]]
+            assert [g["class"] for g in image["top"]] == [g["class"] for g in want], model
+            np.testing.assert_allclose([g["probability"] for g in image["top"]],
+                                       [g["probability"] for g in want], atol=1e-5)
+
+
+def test_a_saved_model_refuses_a_request_of_another_shape_without_crashing(exports):
+    """A (2, 8, 8) batch aborted the process in oneDNN's convolution (exit 134): in
+    TensorFlow Serving, one bad request took the server down."""
+    folder, _ = exports
+    code = ("import sys, numpy as np, tensorflow as tf\n"
+            f"serve = tf.saved_model.load({str(folder / 'saved_model')!r})"
+            ".signatures['serving_default']\n"
+            "for shape in [(2, 8, 8), (2, 8, 8, 3), (2, 9, 8, 1)]:\n"
+            "    try:\n"
+            "        serve(image=tf.constant(np.zeros(shape, np.uint8)))\n"
+            "    except (tf.errors.InvalidArgumentError, ValueError) as e:\n"
+            "        print('refused', shape)\n"
+            "print(serve(image=tf.constant(np.zeros((2, 8, 8, 1), np.uint8)))"
+            "['probabilities'].shape)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["refused (2, 8, 8)", "refused (2, 8, 8, 3)",
+                                        "refused (2, 9, 8, 1)", "(2, 3)"]

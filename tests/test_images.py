@@ -456,3 +456,56 @@ def test_pad_keeps_the_whole_image_undistorted_on_black():
 def test_unknown_resize_mode_is_refused():
     with pytest.raises(ConfigError, match="unknown resize mode 'nearest'.*center_crop"):
         resize(np.zeros((2, 2, 3), np.uint8), (1, 1), "nearest")
+
+
+# ------------------------------------------------- examples/client.py: cnncli's pixels without it
+
+
+def _client():
+    """examples/client.py, the client of exported models that imports nothing of cnncli."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "client.py"
+    import re
+
+    assert not re.search(r"^\s*(import|from)\s+cnncli", path.read_text(), re.MULTILINE)
+    spec = importlib.util.spec_from_file_location("client", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _kinds_of_images(tmp_path) -> list[str]:
+    """Images of every kind a client meets: photos (large, EXIF-turned, CMYK), screenshots
+    with transparency, palettes, 16-bit and one-bit scans."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (300, 420, 3), np.uint8)).resize(
+        (840, 600), Image.Resampling.BICUBIC)  # smooth: draft mode's scale matters
+    turned = photo.copy()
+    exif = turned.getexif()
+    exif[0x0112] = 6  # stored sideways, shown upright
+    rgba = Image.fromarray(rng.integers(0, 255, (40, 60, 4), np.uint8), "RGBA")
+    palette = rgba.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = 3
+    deep = Image.fromarray(rng.integers(0, 65535, (30, 50), np.uint16))
+    made = [saved(tmp_path, photo, "big.jpg", quality=90),
+            saved(tmp_path, turned, "turned.jpg", exif=exif),
+            saved(tmp_path, photo.convert("CMYK"), "cmyk.jpg"),
+            saved(tmp_path, rgba, "screen.png"), saved(tmp_path, palette, "palette.png"),
+            saved(tmp_path, deep, "deep.png"),
+            saved(tmp_path, Image.fromarray(rng.integers(0, 2, (20, 30), bool)), "scan.png"),
+            saved(tmp_path, photo.convert("L"), "grey.jpg")]
+    assert Image.open(made[5]).mode.startswith("I")
+    return made
+
+
+@pytest.mark.parametrize("mode", RESIZE_MODES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_example_client_reads_images_to_cnncli_pixels(tmp_path, mode, channels):
+    client = _client()
+    for path in _kinds_of_images(tmp_path):
+        for height, width in ((28, 28), (96, 64)):
+            ours = images.load_resized(path, (height, width), mode, channels=channels)
+            theirs = client.read_image(path, height, width, channels, mode)
+            np.testing.assert_array_equal(theirs, ours, err_msg=f"{path} {mode}")

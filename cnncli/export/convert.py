@@ -80,6 +80,9 @@ def saved_model(job: Job) -> None:
 
         @tf.function(input_signature=[spec])
         def serve(image):
+            # A request of another shape is an error to its client, not a crash: oneDNN's
+            # convolution aborted the process (TensorFlow Serving with it) on (N, H, W).
+            image = tf.ensure_shape(image, (None, *job.shape))
             return wrapper(image, training=False)
 
         module = tf.Module()
