@@ -156,23 +156,6 @@ def test_a_weights_file_given_by_a_relative_path_is_recorded_absolute(tmp_path, 
     assert cfg.model["weights"] == str(tmp_path / "mine.weights.h5")
 
 
-def test_an_inline_specs_backbone_files_are_recorded_absolute(tmp_path, monkeypatch, source):
-    """The same for `pretrained:` entries of a spec written inside the run config."""
-    from cnncli.run import plan as planning
-
-    monkeypatch.chdir(tmp_path)
-    layers = [{"pretrained": {"name": "mobilenet_v2", "weights": "mine.weights.h5"}},
-              {"pretrained": {"name": "resnet50", "weights": "ImageNet"}},
-              {"pretrained": {"model": os.path.relpath(source, tmp_path)}}, "Flatten"]
-    cfg = config.parse({"model": {"input": [32, 32, 3], "layers": layers},
-                        "data": {"name": "mnist"}})
-    planning.absolute_paths(cfg)
-    kept = cfg.model["layers"]
-    assert kept[0]["pretrained"]["weights"] == str(tmp_path / "mine.weights.h5")
-    assert kept[1]["pretrained"]["weights"] == "ImageNet"  # a word, not a file
-    assert kept[2]["pretrained"]["model"] == os.path.abspath(source)
-
-
 def test_a_model_with_no_layer_to_cut_at_is_refused_before_the_run_folder(tmp_path):
     from cnncli.model import builder
     from cnncli.model.modelfile import save_model_atomic

@@ -74,10 +74,9 @@ class Plan:
 
 def absolute_paths(cfg: config.RunConfig) -> None:
     """`data.name` (when a path, not a dataset's name), `data.data_dir`, a `model:` or
-    `model.from` naming a file or a run, a `model.weights` file and an inline spec's
-    backbone files made absolute, in place: the run's config then names the same data,
-    network and weights from any folder (``cnncli evaluate RUN`` and ``--resume`` run
-    elsewhere than training did)."""
+    `model.from` naming a file or a run, and a `model.weights` file made absolute, in
+    place: the run's config then names the same data, network and weights from any folder
+    (``cnncli evaluate RUN`` and ``--resume`` run elsewhere than training did)."""
     d = cfg.data
     if datasets.known_name(d.name) is None:
         d.name = os.path.abspath(os.path.expanduser(d.name))
@@ -90,28 +89,6 @@ def absolute_paths(cfg: config.RunConfig) -> None:
     weights = cfg.model.get("weights") if isinstance(cfg.model, dict) else None
     if isinstance(weights, str) and weights not in config.WEIGHTS_WORDS:  # a file
         cfg.model["weights"] = os.path.abspath(os.path.expanduser(weights))
-    if isinstance(cfg.model, dict) and "from" not in cfg.model:  # an inline spec
-        _absolute_backbones(cfg.model)
-
-
-def _absolute_backbones(node) -> None:
-    """Each ``pretrained:`` entry's `weights` file and `model` (a run or a .keras file)
-    in the inline spec `node` made absolute, in place, as `model.weights` is."""
-    if isinstance(node, list):
-        for item in node:
-            _absolute_backbones(item)
-    elif isinstance(node, dict):
-        entry = node.get("pretrained")
-        if isinstance(entry, dict):
-            weights = entry.get("weights")
-            if isinstance(weights, str) and weights.strip().lower() not in \
-                    config.WEIGHTS_WORDS:
-                entry["weights"] = os.path.abspath(os.path.expanduser(weights))
-            if isinstance(entry.get("model"), str):
-                entry["model"] = _absolute_source(entry["model"])
-        for key, value in node.items():
-            if key != "pretrained":
-                _absolute_backbones(value)
 
 
 def _absolute_source(source: str) -> str:
