@@ -19,18 +19,36 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+#: The formats cnncli reads (others are refused, not guessed at).
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+
+
+def deep_to_8_bits(values: np.ndarray, mode: str) -> np.ndarray:
+    """A grey image of more than 8 bits onto 0..255 over its bit depth's range: 16-bit
+    over 0..65535, 32-bit integers over 0..65535 or, beyond, 0..2^31-1, floats over 0..1,
+    0..255 or 0..65535 (the first that holds them)."""
+    values = values.astype(np.float64)
+    if mode.startswith("I;16"):
+        top = 65535.0
+    elif mode == "I":
+        top = 65535.0 if values.max(initial=0) <= 65535 else float(2**31 - 1)
+    else:  # "F"
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        peak = values.max(initial=0)
+        top = next((t for t in (1.0, 255.0, 65535.0) if peak <= t), peak)
+    return np.round(np.clip(values, 0, top) * (255.0 / top)).astype(np.uint8)
+
 
 def read_image(path: str, height: int, width: int, channels: int, resize: str) -> np.ndarray:
     """One image as the model's input: (height, width, channels) uint8."""
-    with Image.open(path) as img:
+    with Image.open(path, formats=FORMATS) as img:
         if img.format == "JPEG" and img.mode in ("L", "RGB"):
             side = max(height, width)  # a large JPEG is decoded at a reduced scale
             img.draft(img.mode, (side, side))
         img.load()
         img = ImageOps.exif_transpose(img)  # a phone's photo, upright
-        if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grey onto 0..255
-            pixels = np.clip(np.asarray(img, dtype=np.float64), 0, 65535) * (255 / 65535)
-            img = Image.fromarray(np.round(pixels).astype(np.uint8), mode="L")
+        if img.mode.startswith("I") or img.mode == "F":  # 16-bit, 32-bit or float grey
+            img = Image.fromarray(deep_to_8_bits(np.asarray(img), img.mode), mode="L")
         elif img.mode == "1":
             img = img.convert("L")
         elif img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info:
@@ -67,7 +85,7 @@ def runner(model: Path):
 
         def litert(x):
             y = run(image=x)["probabilities"]
-            return (y.astype(np.float32) - zero) * scale if scale else y  # int8: uint8 out
+            return (y.astype(np.float32) - zero) * scale if scale else y  # integer output
 
         return litert
     if model.suffix == ".xml":
@@ -82,7 +100,9 @@ def runner(model: Path):
 
 def main(argv: list[str]) -> int:
     as_json = "--json" in argv
-    model, *images = [Path(a) for a in argv if a != "--json"]
+    model, *images = [Path(a) for a in argv if a != "--json"] or [None]
+    if not images:
+        raise SystemExit("usage: python client.py MODEL(.onnx|.tflite|.xml) IMAGE... [--json]")
     about = json.loads(Path(f"{model}.json").read_text())  # model.onnx.json beside it
     _, height, width, channels = about["input"]["shape"]
     batch = np.stack([read_image(str(p), height, width, channels,

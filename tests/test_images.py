@@ -489,14 +489,18 @@ def _kinds_of_images(tmp_path) -> list[str]:
     palette = rgba.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)
     palette.info["transparency"] = 3
     deep = Image.fromarray(rng.integers(0, 65535, (30, 50), np.uint16))
+    wide = Image.fromarray(rng.integers(0, 2**31 - 1, (30, 50), np.int32), "I")
+    unit = Image.fromarray(rng.random((30, 50), np.float32), "F")
     made = [saved(tmp_path, photo, "big.jpg", quality=90),
             saved(tmp_path, turned, "turned.jpg", exif=exif),
             saved(tmp_path, photo.convert("CMYK"), "cmyk.jpg"),
             saved(tmp_path, rgba, "screen.png"), saved(tmp_path, palette, "palette.png"),
             saved(tmp_path, deep, "deep.png"),
             saved(tmp_path, Image.fromarray(rng.integers(0, 2, (20, 30), bool)), "scan.png"),
-            saved(tmp_path, photo.convert("L"), "grey.jpg")]
+            saved(tmp_path, photo.convert("L"), "grey.jpg"), saved(tmp_path, wide, "wide.tif"),
+            saved(tmp_path, unit, "unit.tif")]
     assert Image.open(made[5]).mode.startswith("I")
+    assert [Image.open(p).mode for p in made[-2:]] == ["I", "F"]
     return made
 
 

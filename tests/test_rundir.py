@@ -216,3 +216,20 @@ def test_a_file_that_could_not_be_written_is_named_in_the_error(tmp_path, monkey
         files.write_json(tmp_path / "metrics.json", {"a": 1})
     assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(tmp_path / "metrics.json"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_attempt_that_left_a_backup_or_an_epoch_is_not_removed(tmp_path):
+    """`--auto-batch` removes the folder of an attempt that ran out of memory only when it
+    holds nothing of value."""
+    base = tmp_path / "runs" / "x"
+    kept = {}
+    for name, extra in (("1", "backup.npz"), ("2", "history.csv"), ("3", None)):
+        run = rundir.create(tmp_path / "runs", "x")
+        if extra:
+            (run / extra).write_bytes(b"1")
+        rundir.point_latest(run)
+        kept[name] = run
+    for run in kept.values():
+        rundir.remove_unstarted(run)
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2", "latest"]
+    assert (base / "latest").resolve() == kept["2"].resolve()

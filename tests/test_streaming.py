@@ -1241,3 +1241,21 @@ def test_pack_into_a_path_under_a_file_is_a_clear_error_leaving_nothing(tmp_path
             records.pack(ds, out)
         assert "file.txt" in err.value.file or "file.txt" in err.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "photos"]
+
+
+def test_a_file_put_into_the_empty_folder_while_packing_is_not_deleted(tmp_path,
+                                                                       monkeypatch):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    (tmp_path / "packed").mkdir()
+    real = records.os.replace
+
+    def someone_writes_first(src, dst):
+        if Path(dst) == tmp_path / "packed":
+            (tmp_path / "packed" / "theirs.txt").write_text("keep me")
+        return real(src, dst)
+
+    monkeypatch.setattr(records.os, "replace", someone_writes_first)
+    with pytest.raises(OSError):
+        records.pack(ds, tmp_path / "packed")
+    assert [p.name for p in (tmp_path / "packed").iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]

@@ -218,7 +218,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         raise ConfigError(f"--image-size {image_size[0]} {image_size[1]} is larger than "
                           f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "
                           "takes, e.g. --image-size 224 224")
-    _check_out(out, force, source)
+    replacing = _check_out(out, force, source)
     made = files.missing_folders(out.parent)  # removed again should packing fail
     try:
         files.writable_folder(out.parent)  # a clear error for a file in the way, or no right
@@ -249,7 +249,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
             index["skipped"] = {"count": len(skipped), "examples": examples}
         (tmp / INDEX).write_text(json.dumps(index, indent=1))
         (tmp / files.PID_FILE).unlink()
-        if out.exists():
+        if replacing:  # an earlier pack (--force); an empty folder is renamed over
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException as exc:
@@ -391,8 +391,9 @@ def _packed_shape(ds: Dataset, image_size) -> list[int] | None:
     return list(shape) if shape else None
 
 
-def _check_out(out: Path, force: bool, source) -> None:
-    """Refuse an `out` that would overwrite the data or anything but an earlier pack."""
+def _check_out(out: Path, force: bool, source) -> bool:
+    """Refuse an `out` that would overwrite the data or anything but an earlier pack;
+    True when `out` is an earlier pack that `force` replaces."""
     if source is not None and Path(source).exists():
         src, dst = Path(source).resolve(), out.resolve()
         if dst == src or src in dst.parents or dst in src.parents:
@@ -401,9 +402,10 @@ def _check_out(out: Path, force: bool, source) -> None:
             raise ConfigError(f"{out} is {what} ({source})", file=str(out),
                               hint="write the packed data to a folder outside the source")
     if not out.exists() and not out.is_symlink():
-        return
-    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
-        return  # made for it (`mkdir packed`): nothing in it to lose
+        return False
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()) and \
+            out.resolve().parent == out.parent.resolve():  # (not `.`: staged inside it)
+        return False  # made for it (`mkdir packed`): nothing in it to lose
     if not force:
         replaceable = out.is_dir() and not out.is_symlink() and _is_a_pack(out)
         raise ConfigError(f"{out} exists", file=str(out), hint="pass --force to replace it, "
@@ -424,6 +426,7 @@ def _check_out(out: Path, force: bool, source) -> None:
                           "replaces only a pack as `cnncli datasets pack` wrote it",
                           file=str(out), hint="move them out of it, give another folder, or "
                                               "remove the folder yourself if it can go")
+    return _is_a_pack(out)
 
 
 #: The names of a pack's shards and labels (any shard: one left by an earlier pack too).

@@ -118,7 +118,7 @@ def _so_far(run: Path, status: str) -> RunSummary:
     (`cnncli.run.monitor.best_monitor`: validation accuracy, else validation
     loss, else loss)."""
     try:
-        with open(run / "history.csv", newline="") as f:
+        with open(run / rundir.HISTORY, newline="") as f:
             rows = list(csv.DictReader(f))
     except (OSError, csv.Error, UnicodeDecodeError):
         return RunSummary(str(run), status)

@@ -35,6 +35,7 @@ STATE = "state.json"  # what the run is doing: running, interrupted, failed, fin
 LOCK = ".lock"  # held (flock) by the process training into the run
 BACKUP = "backup.npz"  # the resumable state (cnncli.run.checkpoint writes it)
 PREVIOUS_BACKUP = "backup.prev.npz"
+HISTORY = "history.csv"  # a row per finished epoch (`cnncli.run.callbacks.outputs`)
 
 
 def create(root: str | Path, name: str) -> Path:
@@ -104,10 +105,10 @@ def _numbers(folder: Path) -> list[int]:
 
 
 def remove_unstarted(run: Path) -> None:
-    """Remove the run folder an attempt made if no epoch of it finished (its config and
-    status only: `--auto-batch` starts again in a new one), and point ``latest`` at the
-    newest run left; a run with finished epochs is kept."""
-    if not run.is_dir() or (run / "history.csv").exists():
+    """Remove the run folder an attempt made if no epoch of it finished and it has no
+    backup (its config, status and TensorBoard's first events: `--auto-batch` starts
+    again in a new one), and point ``latest`` at the newest run left."""
+    if not run.is_dir() or (run / HISTORY).exists() or has_backup(run):
         return
     shutil.rmtree(run, ignore_errors=True)
     if _numbers(run.parent):

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from cnncli import files, plots
+from cnncli.run import rundir
 from cnncli.runtime import import_tf
 
 #: history.csv's first columns, in this order; other figures follow, sorted.
@@ -37,7 +38,7 @@ class Outputs:
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-        files.write_atomic(self.run / "history.csv", buffer.getvalue())
+        files.write_atomic(self.run / rundir.HISTORY, buffer.getvalue())
         tf = import_tf()
         with self.writer.as_default(step=row["epoch"]):
             for key, value in row.items():
