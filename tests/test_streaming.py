@@ -1255,7 +1255,7 @@ def test_a_file_put_into_the_empty_folder_while_packing_is_not_deleted(tmp_path,
         return real(src, dst)
 
     monkeypatch.setattr(records.os, "replace", someone_writes_first)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="packed is no longer empty"):
         records.pack(ds, tmp_path / "packed")
     assert [p.name for p in (tmp_path / "packed").iterdir()] == ["theirs.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]

@@ -251,7 +251,14 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         (tmp / files.PID_FILE).unlink()
         if replacing:  # an earlier pack (--force); an empty folder is renamed over
             shutil.rmtree(out)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise WriteError(f"{out} is no longer empty: something was written into it "
+                             "while packing; it was left as it is", file=str(out),
+                             hint="pack again into an empty or new folder") from None
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         files.remove_empty(made)
