@@ -126,20 +126,17 @@ class PlainTrainReporter:
         self.warned: list[str] = []  # every warning and note, in order (train --json's)
 
     def begin(self, plan, run, resumed):
-        if self.quiet:  # warnings still: a CI log needs them most
-            for w in plan.warnings:
-                self.note(w)
-            return
-        info(plan.placement.describe())
-        d = plan.data
-        info(f"{'Resuming' if resumed else 'Run'}: {run}")
-        how = "; ".join(filter(None, [plan.feed.describe(), *d.notes]))
-        info(f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
-             f"{len(plan.feed.val):,} validation images" + (" (SAMPLE)" if d.sample else "")
-             + (f"; {how}" if how else ""))
-        info(f"Training {plan.spec.name} for {count(plan.epochs, 'epoch')} of "
-             f"{count(plan.steps_per_epoch, 'step')} (batch {plan.cfg.train.batch_size})")
-        for w in plan.warnings:
+        if not self.quiet:
+            info(plan.placement.describe())
+            d = plan.data
+            info(f"{'Resuming' if resumed else 'Run'}: {run}")
+            how = "; ".join(filter(None, [plan.feed.describe(), *d.notes]))
+            info(f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
+                 f"{len(plan.feed.val):,} validation images"
+                 + (" (SAMPLE)" if d.sample else "") + (f"; {how}" if how else ""))
+            info(f"Training {plan.spec.name} for {count(plan.epochs, 'epoch')} of "
+                 f"{count(plan.steps_per_epoch, 'step')} (batch {plan.cfg.train.batch_size})")
+        for w in plan.warnings:  # with --quiet too: a CI log needs them most
             self.note(w)
 
     def epoch_begin(self, epoch, epochs, steps, first_step):
