@@ -162,6 +162,18 @@ def test_a_transposed_convolution_larger_than_its_input_is_not_refused():
     assert summarize(s).rows[1].volume == "6x6x4"
 
 
+def test_each_kind_of_convolution_has_its_own_label():
+    labels = [r.layer for r in summarize(_odd_convolutions()).rows[1:5]]
+    assert labels == ["TCONV3-4", "DWCONV3-4", "SEPCONV3-8", "TCONV5-2"]
+
+
+def test_a_softmax_layer_says_what_it_computes():
+    s = spec.parse({"input": [4, 4, 1], "layers": ["Flatten", {"Dense": 3}, "Softmax"]})
+    row = summarize(s).rows[-1]
+    assert (row.layer, row.description) == ("SOFTMAX", "Softmax over the values: "
+                                            "probabilities that sum to 1")
+
+
 def test_depthwise_separable_and_transposed_descriptions_and_multiply_adds():
     transposed, depthwise, separable, _ = summarize(_odd_convolutions()).rows[1:5]
     assert depthwise.description == "Depthwise conv layer: 4 3x3x1 filters, 1 per input " \

@@ -148,8 +148,9 @@ def _row(node, layer, *, is_output: bool) -> Row:
     elif kind == "Dropout":
         label, desc = f"DROPOUT {cfg['rate']:g}", f"Drops {cfg['rate']:.0%} of the values " \
             "while training"
-    elif kind in ("Activation", "ReLU") and (kind == "Activation" or _plain_relu(cfg)):
-        name = act or ("ReLU" if kind == "ReLU" else str(cfg.get("activation")))
+    elif kind == "Softmax" or kind in ("Activation", "ReLU") and (
+            kind == "Activation" or _plain_relu(cfg)):
+        name = act or (kind if kind in ("ReLU", "Softmax") else str(cfg.get("activation")))
         label = name.upper()  # the lecture's RELU layer, whichever way it is written
         desc = _ACTIVATION_WORDS.get(name, f"{name} on each value")
     elif kind == "ZeroPadding2D":
@@ -203,7 +204,13 @@ def _conv_parts(kind: str, cfg: dict, in_shape, out_shape, suffix: str):
                                        as_tuple(cfg.get("dilation_rate", 1), len(k))[0])]
     else:
         explain = _explain(in_shape, k, stride, padding, cfg.get("dilation_rate", 1))
-    return f"CONV{size}-{filters}{suffix}", desc, macs, explain
+    return f"{_CONV_KINDS.get(kind, 'CONV')}{size}-{filters}{suffix}", desc, macs, explain
+
+
+#: The label of a convolution that is not the lecture's plain CONV: a student reading
+#: the table sees which kind it is before reading its description.
+_CONV_KINDS = {"Conv2DTranspose": "TCONV", "DepthwiseConv2D": "DWCONV",
+               "SeparableConv2D": "SEPCONV"}
 
 
 def _conv_macs(kind: str, cfg: dict, k, in_shape, out_shape, filters: int,
