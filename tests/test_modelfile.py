@@ -281,6 +281,18 @@ def test_a_keras_application_saved_by_keras_alone_is_read_with_its_own_preproces
     assert loaded.preprocessing == "tf" and loaded.class_names[1] == imagenet.class_names()[1]
 
 
+def test_outputs_beyond_the_recorded_class_names_are_numbered_and_the_names_kept(tmp_path):
+    """A network given more classes than its data had (a run of an older cnncli)."""
+    from cnncli.infer import classifier
+
+    inputs = keras.Input((8, 8, 1))
+    out = keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(inputs))
+    path = tmp_path / "four.keras"
+    save_model_atomic(keras.Model(inputs, out), path,
+                      ModelMeta(input=(8, 8, 1), class_names=("cat", "dog")))
+    assert classifier.load(str(path)).class_names == ["cat", "dog", "2", "3"]
+
+
 @pytest.mark.parametrize("name", ["own", "vgg16"])  # a model of one's own called vgg16 too
 def test_a_model_of_ones_own_saved_by_keras_alone_is_said_to_get_the_defaults(tmp_path, name):
     path = tmp_path / f"{name}.keras"

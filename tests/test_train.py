@@ -535,6 +535,17 @@ def test_a_large_share_of_images_left_for_the_next_epoch_is_said_before_training
         config.load(write_config(tmp_path, batch_size=16))).warnings)  # 256 / 16
 
 
+def test_a_network_with_more_classes_than_the_data_is_warned_of_and_names_its_outputs(
+        tmp_path):
+    five = write_config(tmp_path, spec=SPEC.replace("classes: 3", "classes: 5"))
+    p = planning.plan(config.load(five))
+    assert "the network outputs 5 classes and the data has 3: outputs 3 to 4 (numbered " \
+           "from 0) never get a training image" in " ".join(p.warnings)
+    assert p.meta().class_names == ("0", "1", "2", "3", "4")
+    assert not any("never get a training image" in w for w in planning.plan(
+        config.load(write_config(tmp_path))).warnings)
+
+
 def test_check_summary_and_dry_run_show_the_network_image_size_gives(tmp_path):
     """`data.image_size` resizes the images and the network's input: what is shown is
     what training builds (its first Dense layer's weights depend on it)."""

@@ -22,7 +22,7 @@ from cnncli.infer import exported
 from cnncli.infer.artefact import Artefact, check_class_scores, image_input, resolve
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.model import imagenet, pretrained
-from cnncli.model.meta import ModelMeta
+from cnncli.model.meta import ModelMeta, output_names
 
 # TensorFlow is imported only by the Keras paths below (pipeline, modelfile): predicting
 # from an .onnx or .tflite file never loads it (tests/test_exported.py checks).
@@ -143,9 +143,7 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
     check_class_scores(net, art.model_path)  # first: a no-top network takes any size
     shape = image_input(net, art.model_path)
     classes = net.output_shape[-1]
-    names = list(art.meta.class_names)
-    if len(names) != classes:
-        names = [str(i) for i in range(classes)]
+    names = list(output_names(art.meta.class_names, classes))
     return keras_classifier(str(art.model_path), net, shape,
                             preprocessing or art.meta.preprocessing, names, art.meta, art,
                             precision)

@@ -80,6 +80,21 @@ class ModelMeta:
         return cls(**values)
 
 
+def output_names(class_names, outputs: int) -> tuple[str, ...]:
+    """A name for each of a model's `outputs`: its `class_names` in order, then the
+    numbers of the outputs beyond them (a network given more classes than its data
+    had); numbers only when there are more names than outputs (names that are not this
+    model's).
+
+    >>> output_names(["cat", "dog"], 4)
+    ('cat', 'dog', '2', '3')
+    >>> output_names(["cat", "dog", "fox"], 2)
+    ('0', '1')
+    """
+    names = tuple(class_names) if len(class_names) <= outputs else ()
+    return names + tuple(str(i) for i in range(len(names), outputs))
+
+
 def _is_str(value) -> bool:
     return isinstance(value, str)
 

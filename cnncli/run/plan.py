@@ -21,7 +21,7 @@ from cnncli.data.feed import Feed
 from cnncli.errors import CnnError, ConfigError, DataError, raise_all
 from cnncli.model import builder
 from cnncli.model import spec as specs
-from cnncli.model.meta import ModelMeta
+from cnncli.model.meta import ModelMeta, output_names
 from cnncli.run import checking, transfer
 from cnncli.run import compile as compiling
 from cnncli.run.transfer import Transfer
@@ -64,7 +64,9 @@ class Plan:
         """What evaluation and prediction need to treat images as training did."""
         return ModelMeta(model=self.spec.name, input=tuple(self.spec.input),
                          preprocessing=self.preprocessing,
-                         class_names=tuple(self.data.class_names), dataset=self.cfg.data.name,
+                         class_names=output_names(self.data.class_names,
+                                                  self.spec.classes or self.data.num_classes),
+                         dataset=self.cfg.data.name,
                          resize=self.cfg.data.resize,
                          backbone=self.transfer.backbone if self.transfer else None,
                          image_channels=(self.feed.image_channels if
@@ -148,7 +150,8 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     per_call = _steps_per_call(t, placement, steps_per_epoch, total)
     preprocessing = d.preprocessing or network.preprocessing
     warnings = (list(built.warnings) + memory_warnings(built, placement, t.batch_size)
-                + _left_over(len(feed.train), batch))
+                + _left_over(len(feed.train), batch)
+                + _untrained_outputs(data.class_names, network.classes))
     if data.image_shape and data.image_shape[-1] != network.input[-1]:
         data.notes.append(f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, "
                           f"converted to {'RGB' if network.input[-1] == 3 else 'grey'} "
@@ -255,6 +258,26 @@ def _named_at(error: CnnError, cfg: config.RunConfig, config_file: str | None) -
 
 #: The share of the training images an epoch may leave for the next before it is said.
 LEFT_OVER_SHARE = 0.1
+
+
+def _untrained_outputs(class_names, outputs: int | None) -> list[str]:
+    """A warning when the network has more outputs than the data has classes (a
+    `classes:` copied from another spec): no image ever teaches the extra ones, yet they
+    take a share of every prediction.
+
+    >>> print(_untrained_outputs(["cat", "dog", "fox"], 10)[0][:65])
+    the network outputs 10 classes and the data has 3: outputs 3 to 9
+    >>> _untrained_outputs(["cat", "dog"], 2)
+    []
+    """
+    have = len(class_names)
+    if not outputs or outputs <= have:
+        return []
+    extra = f"output {have}" if outputs == have + 1 else f"outputs {have} to {outputs - 1}"
+    return [f"the network outputs {outputs} classes and the data has {have}: {extra} "
+            "(numbered from 0) never get a training image, yet take a share of every "
+            f"prediction; give the network {have} classes (`classes: {have}`, or no `classes` to "
+            "take the data's; an output layer of `units: $classes` follows)"]
 
 
 def _left_over(images: int, batch: int) -> list[str]:
