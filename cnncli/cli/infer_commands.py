@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import JsonOpt, PrecisionOpt
+from cnncli.cli.options import PRETRAINED, JsonOpt, PrecisionOpt
 from cnncli.errors import EXIT_BELOW_THRESHOLD, some_failed
 
 
@@ -16,8 +16,8 @@ def predict(
     sources: Annotated[list[str], typer.Argument(
         metavar="IMAGES", help="Image files, folders, globs, @list.txt, - (paths on stdin) "
         "or http(s) URLs.")],
-    model: Annotated[str, typer.Option(help="A pretrained name (vgg16, vgg19, resnet50, "
-                                       "mobilenet_v2, efficientnet_b0), a run folder, a "
+    model: Annotated[str, typer.Option(help=f"A pretrained name ({PRETRAINED}), a run "
+                                       "folder, a "
                                        ".keras file, or an exported model.onnx, .tflite, "
                                        ".xml or SavedModel folder.")],
     top: Annotated[int, typer.Option(min=1, help="How many classes to show per image.")] = 5,

@@ -6,6 +6,11 @@ from typing import Annotated
 
 import typer
 
+from cnncli.model.pretrained import REGISTRY
+
+#: The pretrained networks, for help texts (as the registry names them, in its order).
+PRETRAINED = ", ".join(REGISTRY)
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 #: How a model computes when it runs (predict, evaluate, explain alike: the same numbers).
 PrecisionOpt = Annotated[str, typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import JsonOpt, PrecisionOpt
+from cnncli.cli.options import PRETRAINED, JsonOpt, PrecisionOpt
 from cnncli.errors import some_failed
 
 visualize = typer.Typer(
@@ -18,7 +18,7 @@ visualize = typer.Typer(
 
 Target = Annotated[str, typer.Argument(
     metavar="RUN_OR_MODEL", help="A run folder (runs/mnist/1), its latest link, a .keras "
-    "file, or a pretrained name (vgg16, vgg19, resnet50, mobilenet_v2, efficientnet_b0).")]
+    f"file, or a pretrained name ({PRETRAINED}).")]
 WeightsOpt = Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
                                                 "model.")]
 OfflineOpt = Annotated[bool, typer.Option(help="Never download weights.")]

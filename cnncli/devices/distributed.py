@@ -281,7 +281,7 @@ class SignalRelay(keras.callbacks.Callback):
 
     A signal reaches one pod at a time; a worker that stopped alone would leave
     the others waiting in the next step's collective. Send the signals to this
-    callback (it has the ``signal`` attribute `train._signals_to` sets) and put
+    callback (it has the ``signal`` attribute `cnncli.run.loop.signals_to` sets) and put
     it before `target` in the callbacks: after each batch and epoch, all workers
     agree whether any got one, and each sets ``target.signal`` at that same step
     (SIGTERM on workers that did not get one themselves).

@@ -103,7 +103,7 @@ def unfinished(art: Artefact | None, does: str) -> list[str]:
     from cnncli.run import listing
 
     summary = listing.summarize(run)
-    if summary.status in ("finished", listing.DAMAGED):
+    if summary.status in (FINISHED, listing.DAMAGED):
         return []
     after = f" after {text.count(summary.epochs, 'epoch')}" if summary.epochs else ""
     again = does.removesuffix("s")

@@ -43,7 +43,6 @@ from cnncli.text import dims_text
 SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
 #: Kinds whose runtime does not need TensorFlow (the CLI skips its device set-up for them).
 TF_FREE = ("onnx", "litert", "openvino")
-EXTRAS = {"onnx": "onnx", "litert": "litert", "openvino": "openvino"}
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every LiteRT FlatBuffer
 
 

@@ -58,7 +58,7 @@ def build_checked(spec: specs.Spec | expansion.Expanded, *, classes: int | None 
         spec = _expanded(spec)
     expanded = spec
     warnings: list[str] = []
-    tensors = _layers(expanded, warnings)
+    tensors = _tensors(expanded, warnings)
     outputs = tensors[expanded.output]
     _check_output(expanded, outputs)
     warnings += _output_warnings(expanded, outputs)
@@ -106,14 +106,14 @@ def _expanded(spec: specs.Spec) -> expansion.Expanded:
     expanded, errors = expansion.expand_partly(spec)
     if errors and expanded.nodes and expanded.input_shape:
         try:
-            _layers(expanded, [])
+            _tensors(expanded, [])
         except CnnError as exc:
             errors = [*getattr(exc, "errors", [exc]), *errors]
     raise_all(errors)
     return expanded
 
 
-def _layers(expanded: expansion.Expanded, warnings: list[str]) -> dict:
+def _tensors(expanded: expansion.Expanded, warnings: list[str]) -> dict:
     """Each node's output tensor (and the input's), checking shapes and weights as it
     goes; warnings worth showing are appended to `warnings`. After a layer's problem the
     shapes are unknown, but the later layers' arguments are still checked, so all their

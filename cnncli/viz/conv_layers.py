@@ -25,10 +25,6 @@ keras = import_keras()
 #: The 2-D convolutions: each makes one activation map per filter.
 CONV_CLASSES = (keras.layers.Conv2D, keras.layers.Conv2DTranspose,
                 keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
-#: The layers that join branches (an inception module's concatenation, a residual sum).
-MERGE_CLASSES = (keras.layers.Concatenate, keras.layers.Add, keras.layers.Average,
-                 keras.layers.Maximum, keras.layers.Minimum, keras.layers.Multiply,
-                 keras.layers.Subtract)
 
 
 @dataclass(frozen=True)
