@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cnncli import config, runfolder
 from cnncli.errors import ConfigError, InputTooSmall, ModelError, suggest
-from cnncli.model import pretrained
+from cnncli.model import layer_kinds, pretrained
 from cnncli.text import dims_text
 
 ENTRY = "pretrained"  # the key of a backbone entry in a spec
@@ -187,8 +187,7 @@ def default_cut(model, source: str) -> str:
 
 
 def _is_convolutional(layer) -> bool:
-    kind = type(layer).__name__
-    return "Conv" in kind or "Pool" in kind or is_network(layer)
+    return layer_kinds.kind(type(layer).__name__) in ("conv", "pool") or is_network(layer)
 
 
 def layer_named(model, name: str, source: str):

@@ -19,10 +19,11 @@ import math
 from dataclasses import dataclass, field
 
 from cnncli.errors import CnnError, ConfigError, InputTooSmall, ManyErrors, raise_all
-from cnncli.model import backbone, keras_layers
+from cnncli.model import backbone, keras_layers, layer_kinds
 from cnncli.model import expand as expansion
 from cnncli.model import spec as specs
 from cnncli.model.keras_messages import keras_reason
+from cnncli.model.layer_kinds import DROPPING, KEEPS_PROBABILITIES
 from cnncli.model.shapes import as_tuple, window_output
 from cnncli.runtime import import_keras
 from cnncli.text import dims_text
@@ -249,7 +250,7 @@ def _check_window(node: expansion.Node, layer, shape) -> None:
             grid = dims_text(spatial)
             window = "x".join(str((k - 1) * dd + 1) for k, dd in zip(kernel, dilation,
                                                                       strict=False))
-            what = "pooling window" if "Pool" in node.layer else "filter"
+            what = "pooling window" if layer_kinds.kind(node.layer) == "pool" else "filter"
             raise InputTooSmall(
                 f"the {grid} input is smaller than the {window} {what}: "
                 f"(W - F + 2P)/S + 1 = {out.formula}",
@@ -295,11 +296,6 @@ def smallest_input(network: specs.Spec) -> int | None:
         middle = (low + high) // 2
         low, high = (low, middle) if fits(middle) else (middle, high)
     return high
-
-
-#: The layers whose `rate` is the share of values dropped.
-DROPPING = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-            "AlphaDropout"}
 
 
 def _check_dropout(node: expansion.Node, layer) -> None:
@@ -396,15 +392,6 @@ def _output_warnings(expanded: expansion.Expanded, outputs) -> list[str]:
         notes.append(f"{node.where()}: one output: {said}; a classifier of two classes has "
                      "`classes: 2` (two outputs, softmax)")
     return notes
-
-
-#: Layers that give their input unchanged when predicting (Grad-CAM looks through them).
-UNCHANGED_WHEN_PREDICTING = {"Dropout", "SpatialDropout1D", "SpatialDropout2D",
-                             "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
-                             "AlphaDropout", "ActivityRegularization", "Identity"}
-#: Layers whose output is a probability distribution when their inputs are (the Average of
-#: softmax branches: an ensemble).
-KEEPS_PROBABILITIES = UNCHANGED_WHEN_PREDICTING | {"Flatten", "Reshape", "Average"}
 
 
 def _gives_probabilities(node: expansion.Node, nodes: dict) -> bool:

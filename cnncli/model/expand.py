@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from cnncli import config, yamlio
 from cnncli.errors import CnnError, ConfigError, raise_all, suggest
-from cnncli.model import keras_layers
+from cnncli.model import keras_layers, layer_kinds
 from cnncli.model.spec import Spec, check_input
 from cnncli.yamlio import is_int, item_line, key_line, shown, type_name
 
@@ -91,22 +91,9 @@ class _Names:
         return f"{self.prefix}{kind}{self.counts[kind]}"
 
 
-def layer_kind(layer: str) -> str | None:
-    """``conv``, ``pool`` or ``fc`` (the lecture's words) for a Keras class name, else None.
-
-    >>> layer_kind("SeparableConv2D"), layer_kind("MaxPooling2D"), layer_kind("Flatten")
-    ('conv', 'pool', None)
-    """
-    if "Conv" in layer:
-        return "conv"
-    if "Pool" in layer:
-        return "pool"
-    return "fc" if layer == "Dense" else None
-
-
 def _kind_of_layer(layer: str) -> str:
     snake = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", layer).lower().replace("2_d", "2d")
-    return layer_kind(layer) or snake
+    return layer_kinds.kind(layer) or snake
 
 
 class _Expander:

@@ -23,6 +23,7 @@ from functools import cache
 from typing import Any
 
 from cnncli.errors import suggest
+from cnncli.model.layer_kinds import kind
 from cnncli.yamlio import is_int
 
 #: Keras layers a spec may not use: they run code, or load a model, from outside the spec.
@@ -118,7 +119,7 @@ def padding_taken(cls: type, value) -> bool:
     """  # noqa: E501
     if not isinstance(value, str):
         return False
-    return (value.lower() if "Conv" in cls.__name__ else value) in padding_words(cls)
+    return (value.lower() if kind(cls.__name__) == "conv" else value) in padding_words(cls)
 
 
 def padding_hint(cls: type) -> str:
@@ -129,7 +130,7 @@ def padding_hint(cls: type) -> str:
     """
     name = cls.__name__
     rank = re.search(r"(\d)D", name)
-    if "Conv" not in name:
+    if kind(name) != "conv":
         return "`same` covers the edges (output size W/S, rounded up); `valid` only whole " \
                "windows"
     same = "`same` keeps the size at stride 1 (the lecture's P = (F - 1)/2 zeros)"

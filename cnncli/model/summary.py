@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from cnncli.model import backbone
+from cnncli.model import backbone, layer_kinds
 from cnncli.model.builder import Built
 from cnncli.model.expand import MERGES, Node
 from cnncli.model.shapes import as_tuple, transposed_output, window_output
@@ -128,9 +128,10 @@ def _row(node, layer, *, is_output: bool) -> Row:
     act = _ACTIVATIONS.get(str(cfg.get("activation", "")), None)
     suffix = f" + {act}" if act else ""
     kind, macs, explain = node.layer, 0, []
-    if "Conv" in kind and "kernel_size" in cfg:
+    lecture_kind = layer_kinds.kind(kind)
+    if lecture_kind == "conv" and "kernel_size" in cfg:
         label, desc, macs, explain = _conv_parts(kind, cfg, in_shape, out_shape, suffix)
-    elif "Pool" in kind and "pool_size" in cfg:
+    elif lecture_kind == "pool" and "pool_size" in cfg:
         label, desc, explain = _pool_parts(kind, cfg, in_shape)
     elif "GlobalAverage" in kind or "GlobalMax" in kind:
         label, desc = f"GLOBAL {'MAX' if 'Max' in kind else 'AVG'}POOL", "Pooling over the " \

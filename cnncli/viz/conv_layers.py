@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from cnncli.errors import LONG_LIST, ConfigError, ModelError, suggest
 from cnncli.infer import exported
-from cnncli.model.builder import UNCHANGED_WHEN_PREDICTING
+from cnncli.model.layer_kinds import UNCHANGED_WHEN_PREDICTING
 from cnncli.runtime import import_keras
 from cnncli.text import some
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli import plots
-from cnncli.model import expand, summary
+from cnncli.model import expand, layer_kinds, summary
 from cnncli.model.builder import Built
 
 COLOURS = {"input": "#bdbdbd", "conv": "#6fa8dc", "pool": "#e06666", "fc": "#93c47d",
@@ -102,7 +102,7 @@ def _line(source: Box, dest: Box, boxes: list[Box]) -> list[tuple[float, float]]
 
 
 def _kind(layer_class: str) -> str:
-    return expand.layer_kind(layer_class) or ("merge" if layer_class in MERGES else "other")
+    return layer_kinds.kind(layer_class) or ("merge" if layer_class in MERGES else "other")
 
 
 def _boxes(built: Built) -> list[Box]:

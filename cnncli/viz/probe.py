@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnncli.errors import ModelError
-from cnncli.model.builder import UNCHANGED_WHEN_PREDICTING
+from cnncli.model.layer_kinds import UNCHANGED_WHEN_PREDICTING
 from cnncli.runtime import import_keras
 from cnncli.viz.conv_layers import LayerRef
 
