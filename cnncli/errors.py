@@ -92,6 +92,34 @@ class CnnError(Exception):
         }
 
 
+class Stopped(CnnError):
+    """A command stopped by Ctrl-C or by SIGTERM (`terminated`), as asked: whichever
+    command it was, it exits 130 or 143, says ``stopped:`` on stderr, and in JSON is
+    ``"error": "Interrupted"`` or ``"Terminated"``.
+
+    >>> Stopped("Ctrl-C: the command stopped").exit_code
+    130
+    >>> Stopped("SIGTERM: the command stopped", terminated=True).to_dict()["error"]
+    'Terminated'
+    """
+
+    def __init__(self, *args, terminated: bool = False, **kwargs) -> None:
+        self.terminated = terminated
+        super().__init__(*args, **kwargs)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SIGTERM if self.terminated else EXIT_SIGINT
+
+    @property
+    def signal_name(self) -> str:
+        """How people call what stopped it: Ctrl-C (SIGINT) or SIGTERM."""
+        return "SIGTERM" if self.terminated else "Ctrl-C"
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "error": "Terminated" if self.terminated else "Interrupted"}
+
+
 class ConfigError(CnnError):
     """A bad spec, run config or command line (exit code 2)."""
 

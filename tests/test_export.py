@@ -586,6 +586,17 @@ def test_an_unknown_format_or_quantization_names_the_closest_one_aliases_too(fmt
     assert err.value.hint == hint
 
 
+def test_every_format_has_a_converter_a_runtime_and_fallbacks_that_exist():
+    """A format added to FORMATS alone would be written by nothing and opened by nothing."""
+    from cnncli.export import convert, formats
+
+    assert set(convert.CONVERTERS) == set(formats.FORMATS) == set(exported._OPENERS)
+    for fmt in formats.FORMATS.values():
+        assert fmt.fallbacks and set(fmt.fallbacks) <= set(formats.FORMATS) - {fmt.name}
+        if fmt.suffix:  # a file: predict knows it by its suffix
+            assert exported.kind(f"model{fmt.suffix}") == fmt.name
+
+
 def test_a_failed_export_leaves_no_folder_it_made(run, tmp_path):
     with pytest.raises(DataError, match="no_such_data"):
         exporter.export(run, formats=["onnx"], output=tmp_path / "out" / "a" / "b",
@@ -948,8 +959,10 @@ def test_ctrl_c_during_an_export_leaves_nothing_half_written(run, tmp_path, monk
             "not made: litert, openvino") in str(err.value)
     assert err.value.hint.startswith("export the ones not made with --format litert,openvino;")
     assert err.value.exit_code == 130
-    # with --json, the error's JSON carries what was done
-    assert [e["kept"] for e in err.value.to_dict()["report"]["exports"]] == [True]
+    # with --json, the error's JSON carries what was done, named as any command's Ctrl-C
+    said = err.value.to_dict()
+    assert [e["kept"] for e in said["report"]["exports"]] == [True]
+    assert (said["error"], said["exit_code"]) == ("Interrupted", 130)
 
 
 
@@ -1032,6 +1045,8 @@ def test_a_signal_a_converter_swallowed_still_stops_the_export_after_that_format
         exporter.export(run, formats=["onnx,litert,saved_model"], output=tmp_path)
     assert "kept: model.onnx, model.tflite (checked); not made: saved_model" in str(err.value)
     assert err.value.exit_code == (143 if signum == signal.SIGTERM else 130)
+    assert err.value.to_dict()["error"] == ("Terminated" if signum == signal.SIGTERM
+                                            else "Interrupted")
 
 
 def test_a_swallowed_signal_then_a_failed_format_still_stops_the_export(run, tmp_path,

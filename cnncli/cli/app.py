@@ -30,6 +30,7 @@ from cnncli.errors import (
     EXIT_SIGPIPE,
     EXIT_SIGTERM,
     CnnError,
+    Stopped,
     Terminated,
 )
 
@@ -345,19 +346,16 @@ def _watch_sigterm():
 
 def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
     terminated = isinstance(interrupt, Terminated)
-    code = EXIT_SIGTERM if terminated else EXIT_SIGINT
-    stopped = CnnError(f"{'SIGTERM' if terminated else 'Ctrl-C'}: the command stopped "
-                       "before it finished", hint="run it again")
-    stopped.exit_code = code
+    stopped = Stopped(f"{'SIGTERM' if terminated else 'Ctrl-C'}: the command stopped "
+                      "before it finished", hint="run it again", terminated=terminated)
     with contextlib.suppress(OSError, KeyboardInterrupt):  # (a second Ctrl-C: out at once)
         from cnncli.cli import render
 
         render.error(stopped)  # "stopped: ...", as any command stopped as asked
     if _wants_json(sys.argv[1:]):  # a script reads JSON, however early the command stopped
         with contextlib.suppress(OSError):  # its reader stopped too (Ctrl-C in `... | jq`)
-            _print_json({**stopped.to_dict(),
-                         "error": "Terminated" if terminated else "Interrupted"})
-    _leave(code)
+            _print_json(stopped.to_dict())
+    _leave(stopped.exit_code)
 
 
 #: After an error, or a command done, with TensorFlow loaded, end the process at once

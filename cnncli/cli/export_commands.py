@@ -8,20 +8,21 @@ import typer
 
 from cnncli.cli.options import JsonOpt
 from cnncli.errors import EXIT_BELOW_THRESHOLD
+from cnncli.export.formats import FORMATS, quantizations_help
 
 
 def export(
     target: Annotated[str, typer.Argument(metavar="RUN_OR_MODEL", help="A run folder "
                                           "(runs/mnist/1), its latest link, or a .keras file.")],
     fmt: Annotated[list[str], typer.Option(
-        "--format", help="saved_model, onnx, litert or openvino; repeatable, or "
-        "comma-separated (--format onnx,litert).")],
+        "--format", help=f"{', '.join(FORMATS)}; repeatable, or comma-separated "
+        "(--format onnx,litert).")],
     output: Annotated[str | None, typer.Option(
         help="Folder for the files (default: export/ beside the model file), or with one "
         "format the file itself (model.onnx).")] = None,
     quantize: Annotated[list[str] | None, typer.Option(
         help="none (float32), float16, dynamic or int8; repeatable or comma-separated. "
-        "onnx and litert have all four, openvino none and float16.")] = None,
+        f"{quantizations_help()}.")] = None,
     force: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     images: Annotated[list[str] | None, typer.Option(
         help="Check the exports on these images (files, folders, globs) instead of the "

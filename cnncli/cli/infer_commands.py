@@ -188,7 +188,7 @@ def _placement(model: str, device: str, precision: str):
     from cnncli.infer import exported
 
     kind = exported.kind(model)
-    if kind in (*exported.TF_FREE, "saved_model"):
+    if kind is not None:  # an exported file: it runs in its own runtime
         from cnncli.cli import render
         from cnncli.devices.placement import parse_device, parse_precision
 

@@ -28,12 +28,11 @@ from cnncli import devices, files, text
 from cnncli.data import datasets, feed, records
 from cnncli.errors import (
     EXIT_DATA_OR_MODEL,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     CnnError,
     ConfigError,
     DataError,
     ModelError,
+    Stopped,
     Terminated,
 )
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
@@ -117,8 +116,10 @@ class ExportStopped(CnnError):
         return {**super().to_dict(), "report": self.report.to_dict()}
 
 
-class ExportInterrupted(ExportStopped):
-    """Ctrl-C (or SIGTERM: `terminated`) during an export (see `ExportStopped`).
+class ExportInterrupted(Stopped, ExportStopped):
+    """Ctrl-C (or SIGTERM: `terminated`) during an export (see `ExportStopped`): exits
+    130 (143) and says ``Interrupted`` (``Terminated``) in JSON, as any command stopped
+    so.
 
     >>> raise ExportInterrupted(report, rest, folder)      # doctest: +SKIP
     ExportInterrupted: export/: Ctrl-C: the export stopped; kept: model.onnx (checked);
@@ -127,8 +128,8 @@ class ExportInterrupted(ExportStopped):
 
     def __init__(self, report: Report, rest: list, folder: Path, *, terminated: bool = False):
         super().__init__(report, rest, folder,
-                         f"{'SIGTERM' if terminated else 'Ctrl-C'}: the export stopped")
-        self.exit_code = EXIT_SIGTERM if terminated else EXIT_SIGINT
+                         f"{'SIGTERM' if terminated else 'Ctrl-C'}: the export stopped",
+                         terminated=terminated)
 
 
 def _flags(variants: list) -> str:
@@ -273,7 +274,7 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
     if output is None:
         return reference.artefact.model_path.parent / "export", None
     path = Path(output).expanduser()
-    fmt = exported.SUFFIXES.get(path.suffix.lower())
+    fmt = formats.SUFFIXES.get(path.suffix.lower())
     if (path / "saved_model.pb").is_file():  # a SavedModel, not a folder to export into
         if [v.format.name for v in variants] != ["saved_model"]:
             raise ConfigError(f"--output {output} is a SavedModel folder, not a folder to "

@@ -27,6 +27,11 @@ class Format:
         extra: the ``pip install 'cnncli[extra]'`` that brings its packages.
         modules: what exporting to it imports (checked before any work).
         companion: another file written beside the main one (OpenVINO's weights).
+        fallbacks: the formats to try instead when a model cannot be converted to
+            this one, in the order to try them.
+
+    A new format is an entry here, its converter (`cnncli.export.convert.CONVERTERS`)
+    and its runtime (`cnncli.infer.exported`'s openers); a test checks all three.
     """
 
     name: str
@@ -34,6 +39,7 @@ class Format:
     quantizations: tuple[str, ...]
     extra: str | None
     modules: tuple[str, ...]
+    fallbacks: tuple[str, ...]
     companion: str | None = None
 
     def main_file(self, folder: Path, base: str, quantization: str) -> Path:
@@ -50,11 +56,16 @@ class Format:
 
 
 FORMATS = {f.name: f for f in (
-    Format("saved_model", "", ("none",), None, ()),
-    Format("onnx", ".onnx", QUANTIZATIONS, "onnx", ("onnx", "onnxruntime", "tf2onnx")),
-    Format("litert", ".tflite", QUANTIZATIONS, "litert", ("ai_edge_litert.interpreter",)),
-    Format("openvino", ".xml", ("none", "float16"), "openvino", ("openvino",), ".bin"),
+    Format("saved_model", "", ("none",), None, (), ("onnx",)),
+    Format("onnx", ".onnx", QUANTIZATIONS, "onnx", ("onnx", "onnxruntime", "tf2onnx"),
+           ("saved_model", "litert")),
+    Format("litert", ".tflite", QUANTIZATIONS, "litert", ("ai_edge_litert.interpreter",),
+           ("saved_model", "onnx")),
+    Format("openvino", ".xml", ("none", "float16"), "openvino", ("openvino",),
+           ("saved_model", "onnx"), ".bin"),
 )}
+#: The exported file kinds by their suffix (a SavedModel is a folder).
+SUFFIXES = {f.suffix: f.name for f in FORMATS.values() if f.suffix}
 ALIASES = {"tflite": "litert", "savedmodel": "saved_model", "tf_saved_model": "saved_model",
            "ov": "openvino"}
 SAVED_MODEL_BASE = "saved_model"  # the folder's name (TensorFlow Serving's word)
@@ -71,6 +82,21 @@ class Variant:
     def label(self) -> str:
         return self.format.name + ("" if self.quantization == "none"
                                    else f" ({self.quantization})")
+
+
+def quantizations_help() -> str:
+    """Which formats have which variants, for ``--quantize``'s help.
+
+    >>> quantizations_help()
+    'onnx and litert: all four; openvino: none and float16; saved_model: none only'
+    """
+    by_variants: dict[tuple[str, ...], list[str]] = {}
+    for f in FORMATS.values():
+        by_variants.setdefault(f.quantizations, []).append(f.name)
+    said = [" and ".join(names) + ": " + ("all four" if q == QUANTIZATIONS else
+                                          "none only" if q == ("none",) else " and ".join(q))
+            for q, names in sorted(by_variants.items(), key=lambda kv: -len(kv[0]))]
+    return "; ".join(said)
 
 
 def _split(values) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from cnncli.errors import CnnError, ModelError
+from cnncli.export.formats import FORMATS
 from cnncli.model.precision import all_layers
 from cnncli.text import first_line
 
@@ -28,9 +29,6 @@ _OP_PATTERNS = (
     re.compile(r"No Op registered for (\w+)"),
 )
 _NODE_PATTERN = re.compile(r"[\w.-]+(?:/[\w.-]+)+")
-#: The formats to try when one cannot convert a model, in the order to try them.
-OTHER_FORMATS = {"onnx": ("saved_model", "litert"), "litert": ("saved_model", "onnx"),
-                 "openvino": ("saved_model", "onnx"), "saved_model": ("onnx",)}
 
 
 def another_format(fmt: str, failed=()) -> str:
@@ -41,7 +39,7 @@ def another_format(fmt: str, failed=()) -> str:
     ('export to another format (--format saved_model or litert)', 'export to another \
 format (--format saved_model)')
     """
-    others = [f for f in OTHER_FORMATS[fmt] if f not in failed]
+    others = [f for f in FORMATS[fmt].fallbacks if f not in failed]
     return f"export to another format (--format {' or '.join(others)})" if others else ""
 
 

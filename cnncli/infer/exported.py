@@ -34,15 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.errors import ModelError
+from cnncli.export.formats import SUFFIXES
 from cnncli.infer import onnxscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.parallel import available_cpus
 from cnncli.runtime import quiet_unless_debugging
 from cnncli.text import dims_text
 
-SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
-#: Kinds whose runtime does not need TensorFlow (the CLI skips its device set-up for them).
-TF_FREE = ("onnx", "litert", "openvino")
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every LiteRT FlatBuffer
 
 

@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError, DataError, TrainingError
+from cnncli.errors import DataError, Stopped, TrainingError
 from cnncli.run import finetune, rundir, schedules
 from cnncli.run.callbacks.backup import Backups
 from cnncli.run.callbacks.best import BestModel
@@ -37,29 +37,24 @@ def signal_name(signum: int) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
 
 
-class Interrupted(CnnError):
+class Interrupted(Stopped):
     """Training stopped by Ctrl-C or SIGTERM: after the current step, writing a backup;
     or, at a second one (no `where`), at once, the last backup kept."""
 
     def __init__(self, signum: int, run: Path, where: str | None = None):
         self.signum = signum
         name = signal_name(signum)
+        terminated = signum != signal.SIGINT
         if where is None:
             hint = (f"resume from the last backup with: cnncli train --resume {run}"
                     if rundir.has_backup(run) else "there was no backup yet: start it again: "
                     f"cnncli train {run / rundir.CONFIG}")
             super().__init__(f"{name} twice: training stopped at once, without a new backup",
-                             file=str(run), hint=hint)
+                             file=str(run), hint=hint, terminated=terminated)
         else:
             super().__init__(f"{name}: training stopped at {where} after writing a backup",
-                             file=str(run), hint=f"resume with: cnncli train --resume {run}")
-        self.exit_code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
-
-    def to_dict(self) -> dict:
-        """As any command stopped by a signal says it in JSON (`cnncli.cli.app`):
-        ``Interrupted`` for Ctrl-C, ``Terminated`` for SIGTERM."""
-        return {**super().to_dict(),
-                "error": "Interrupted" if self.signum == signal.SIGINT else "Terminated"}
+                             file=str(run), hint=f"resume with: cnncli train --resume {run}",
+                             terminated=terminated)
 
 
 class RunCallback(keras.callbacks.Callback):
