@@ -181,28 +181,10 @@ def evaluate(
 
 
 def _placement(model: str, device: str, precision: str):
-    """Set up TensorFlow's devices and precision; None for an exported ONNX, LiteRT or
-    OpenVINO file, which runs in its own runtime without TensorFlow. A SavedModel runs
-    in TensorFlow, on the device, in the precision it was exported in (float32)."""
-    from cnncli import devices
-    from cnncli.infer import exported
+    """`cnncli.infer.placement.place`, its warnings said."""
+    from cnncli.cli import render
+    from cnncli.infer.placement import place
 
-    kind = exported.kind(model)
-    if kind is not None:  # an exported file: it runs in its own runtime
-        from cnncli.cli import render
-        from cnncli.devices.placement import parse_device, parse_precision
-
-        form, _ = parse_device(device)
-        wanted = parse_precision(precision)
-        asked = [f"--device {device}"] * (form == "gpu" and kind != "saved_model") + [
-            f"--precision {precision}"] * (wanted not in ("auto", "float32"))
-        if asked:  # only what was asked for
-            where = "on the CPU, " if kind != "saved_model" else ""
-            render.warn(f"{' '.join(asked)} {'does' if len(asked) == 1 else 'do'} not apply "
-                        f"to {kind} files: they run {where}in the precision they were "
-                        "exported in")
-        if kind != "saved_model":
-            return None
-        precision = "float32"
-    return devices.setup(device, precision, one_device=True)
-
+    placement, notes = place(model, device, precision)
+    render.warn_all(notes)
+    return placement
