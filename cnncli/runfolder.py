@@ -14,8 +14,10 @@ from pathlib import Path
 
 #: The run's config, as trained (its `model:` section describes the network).
 CONFIG = "config.yaml"
+#: The model of the run's best epoch, and of its last.
+BEST_MODEL, LAST_MODEL = "best.keras", "model.keras"
 #: The model files of a run, in the order predict, evaluate and export use them.
-MODELS = ("best.keras", "model.keras")
+MODELS = (BEST_MODEL, LAST_MODEL)
 #: The link, in the folder of a run's name, to its newest run.
 LATEST = "latest"
 

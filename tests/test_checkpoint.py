@@ -89,8 +89,9 @@ def test_a_backup_whose_state_is_damaged_falls_back_to_the_previous(tmp_path, mo
 
 def test_no_readable_backup_is_an_error_not_a_silent_restart(tmp_path, model):
     (tmp_path / checkpoint.BACKUP).write_bytes(b"")
-    with pytest.raises(TrainingError, match="no readable backup"):
+    with pytest.raises(TrainingError, match="no readable backup") as err:
         checkpoint.load(tmp_path, model)
+    assert err.value.hint == f"start it again as a new run: cnncli train {tmp_path}/config.yaml"
 
 
 def test_a_backup_of_another_model_is_refused(tmp_path, model):

@@ -432,6 +432,48 @@ def test_resume_with_force_to_the_steps_trained_in_mid_epoch_is_refused(tmp_path
                        resume=run, force=True)
 
 
+def test_more_steps_for_a_run_whose_last_epoch_its_steps_cut_short_are_refused(tmp_path):
+    """Its backup was made at the end of that epoch (its results then not all saved: a
+    full disk): going on from there would skip the rest of the epoch, not train it."""
+    path, sets = write_config(tmp_path), ["train.epochs=null", "train.steps=20"]
+    result = run_train(path, *sets)  # 16 steps an epoch: the second has 4
+    p = training.plan(config.load(path, sets))
+    checkpoint.save(result.run, training.compile_model(p), TrainState(
+        epoch=2, history=result.history, precision=p.placement.precision,
+        backup_every=1000, data=p.feed.fingerprint(), network=p.spec.digest()))
+    (result.run / "metrics.json").unlink()
+    with pytest.raises(ConfigError, match=r"this run's last epoch \(2\) was cut short by its "
+                                          r"`train.steps` \(20\) after 4 of its 16 steps"):
+        training.train(config.load(result.run / "config.yaml", ["train.steps=30"]),
+                       resume=result.run, force=True)
+    again = training.train(config.load(result.run / "config.yaml"), resume=result.run)
+    assert again.metrics.steps == 20 and (result.run / "metrics.json").is_file()
+
+
+def test_a_best_model_removed_from_an_interrupted_run_is_said_on_resuming(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2), best=0.5, best_epoch=1)
+    (run / "best.keras").unlink()
+    notes = []
+
+    class Notes(training.Reporter):
+        def note(self, text):
+            notes.append(text)
+
+    training.train(config.load(run / "config.yaml"), resume=run, reporter=Notes())
+    assert any(n.startswith("best.keras, the model of epoch 1 (the best so far), is not in the "
+                            "run folder") for n in notes)
+
+
+def test_resuming_a_run_stopped_before_its_first_backup_says_how_to_start_it_again(tmp_path):
+    run = _interrupted_run(write_config(tmp_path, epochs=2))
+    for backup in run.glob("backup*.npz"):
+        backup.unlink()
+    with pytest.raises(ConfigError, match=r"no backup to resume from \(it stopped before its "
+                                          r"first backup\)") as err:
+        training.train(config.load(run / "config.yaml"), resume=run)
+    assert err.value.hint == f"start it again as a new run: cnncli train {run}/config.yaml"
+
+
 def test_no_backup_is_written_between_an_epochs_last_step_and_its_end(tmp_path, monkeypatch):
     """A backup there would resume into an epoch with no steps left (and no loss)."""
     saved, real = [], checkpoint.save
@@ -472,6 +514,8 @@ def test_resume_of_a_finished_run_is_explained(tmp_path):
     result = cli("train", "--resume", str(run))
     assert result.returncode == 2
     assert "no backup to resume from (it finished)" in result.stderr
+    assert f"Hint: use it as it is (cnncli evaluate {run}), or start a new run: cnncli " \
+           f"train {run}/config.yaml" in result.stderr.replace("\n", " ")
     # with another config: said first, not what differs from it (nor its data read)
     (tmp_path / "other").mkdir()
     other = write_config(tmp_path / "other", epochs=1, batch_size=8)

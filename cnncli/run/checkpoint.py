@@ -115,7 +115,7 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
         return state, note
     raise TrainingError(
         "no readable backup to resume from" + (f" ({'; '.join(problems)})" if problems else ""),
-        file=str(run), hint="start the run again with `cnncli train CONFIG`")
+        file=str(run), hint=f"start it again as a new run: cnncli train {run / rundir.CONFIG}")
 
 
 def _saved(arrays: dict, group: str) -> list[str]:

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli import config, devices, text
+from cnncli import config, devices, runfolder, text
 from cnncli.data import records
 from cnncli.devices import distributed
 from cnncli.errors import ConfigError, DataError, TrainingError, WriteError
@@ -149,9 +149,12 @@ def _has_backup(run: Path) -> None:
     """The error for resuming a run that has no backup (finished, or stopped before its
     first backup)."""
     if not rundir.has_backup(run):
+        finished = (run / record.METRICS).exists()
         raise ConfigError("this run has no backup to resume from" + (
-            " (it finished)" if (run / record.METRICS).exists() else ""), file=str(run),
-            hint="start a new run with `cnncli train CONFIG`")
+            " (it finished)" if finished else " (it stopped before its first backup)"),
+            file=str(run), hint=(f"use it as it is (cnncli evaluate {run}), or start "
+                                 if finished else "start it again as ")
+            + f"a new run: cnncli train {run / rundir.CONFIG}")
 
 
 def _data_still_there(cfg: config.RunConfig, saved: config.RunConfig, run: Path) -> None:
@@ -212,6 +215,11 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     state.network = p.spec.digest()
     if note:
         reporter.note(note)
+    if state.best_epoch and not (run / runfolder.BEST_MODEL).is_file():  # removed by hand
+        reporter.note(f"{runfolder.BEST_MODEL}, the model of epoch {state.best_epoch} (the "
+                      "best so far), is not in the run folder: it is written again only when "
+                      "a later epoch beats that epoch; until then evaluate, predict and "
+                      f"export use {runfolder.LAST_MODEL}, the last epoch's")
     if state.replicas != p.placement.replicas:
         raise ConfigError(
             f"this run trained {state.replicas} model replicas in step; here there would be "
@@ -229,6 +237,15 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
             f"asks for {p.total_steps:,} in all: nothing would be left to train", file=str(run),
             hint="ask for more epochs (or steps) than it has done, or use the run as it is "
                  "(cnncli evaluate RUN)")
+    if done < state.global_step(p.steps_per_epoch) and p.total_steps > done:
+        spe = p.steps_per_epoch  # the backup's last epoch ended where `train.steps` did
+        raise ConfigError(
+            f"this run's last epoch ({state.epoch}) was cut short by its `train.steps` "
+            f"({ran:,}) after {done - (state.epoch - 1) * spe:,} of its {spe:,} steps, and "
+            f"its backup was made at that end: the rest of the epoch cannot be trained as "
+            f"one run of {p.total_steps:,} steps would", file=str(run),
+            hint=f"resume it with its own {ran:,} steps (its results are saved, with no "
+                 "more training), or start a new run with more steps")
     if done == p.total_steps or state.stopped_early:
         reporter.note(("this run had stopped early" if state.stopped_early else
                        "this run had trained all its steps") + ", but its results were not "
@@ -362,7 +379,7 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
 
 def _finish(p: Plan, model, state: TrainState, run: Path, callback) -> Result:
     callback.outputs.draw(state.history)  # curves.png of every epoch
-    save_model_atomic(model, run / "model.keras", p.meta())
+    save_model_atomic(model, run / runfolder.LAST_MODEL, p.meta())
     metrics = record.final_metrics(p, run, state, callback.monitor, model)
     try:
         metrics.write(run)

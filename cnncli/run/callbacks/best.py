@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from cnncli import runfolder
 from cnncli.model.meta import ModelMeta
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run.monitor import improved
@@ -19,7 +20,8 @@ class BestModel:
     better model (one that stopped at the first would drop a whole fine-tuning stage)."""
 
     def __init__(self, run: Path, state: TrainState, monitor: str, way: str, meta: ModelMeta):
-        self.path, self.state, self.monitor, self.way = run / "best.keras", state, monitor, way
+        self.path, self.state, self.monitor, self.way = run / runfolder.BEST_MODEL, state, \
+            monitor, way
         self.meta = meta
 
     def update(self, model, row: dict) -> None:
