@@ -274,7 +274,7 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
     if output is None:
         return reference.artefact.model_path.parent / "export", None
     path = Path(output).expanduser()
-    fmt = formats.SUFFIXES.get(path.suffix.lower())
+    fmt = exported.SUFFIXES.get(path.suffix.lower())
     if (path / "saved_model.pb").is_file():  # a SavedModel, not a folder to export into
         if [v.format.name for v in variants] != ["saved_model"]:
             raise ConfigError(f"--output {output} is a SavedModel folder, not a folder to "

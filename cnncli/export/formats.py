@@ -64,8 +64,6 @@ FORMATS = {f.name: f for f in (
     Format("openvino", ".xml", ("none", "float16"), "openvino", ("openvino",),
            ("saved_model", "onnx"), ".bin"),
 )}
-#: The exported file kinds by their suffix (a SavedModel is a folder).
-SUFFIXES = {f.suffix: f.name for f in FORMATS.values() if f.suffix}
 ALIASES = {"tflite": "litert", "savedmodel": "saved_model", "tf_saved_model": "saved_model",
            "ov": "openvino"}
 SAVED_MODEL_BASE = "saved_model"  # the folder's name (TensorFlow Serving's word)

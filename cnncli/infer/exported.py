@@ -34,13 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.errors import ModelError
-from cnncli.export.formats import SUFFIXES
 from cnncli.infer import onnxscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.parallel import available_cpus
 from cnncli.runtime import quiet_unless_debugging
 from cnncli.text import dims_text
 
+#: The exported files by their suffix (a SavedModel is a folder): `cnncli.export.formats`
+#: suffixes, as a test holds them.
+SUFFIXES = {".onnx": "onnx", ".tflite": "litert", ".xml": "openvino"}
 _TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every LiteRT FlatBuffer
 
 
