@@ -25,49 +25,8 @@ def as_config_errors(exc: ValidationError, doc: dict, file: str | None,
     for err in exc.errors():
         loc = [*prefix, *_user_path(node_and_line(doc, list(prefix))[0], err["loc"])]
         key = ".".join(str(p) for p in loc) or "(top level)"
-        parent, line = node_and_line(doc, loc)
         given = given_by(key, set_by)
-        message = err["msg"].removeprefix("Value error, ")  # our own validators' words
-        hint = None
-        if err["type"] == "invalid_key":  # `~: 3`, `1: 2`: pydantic's loc holds str(key)
-            where, found = node_and_line(doc, loc[:-1])
-            odd = next((k for k in (where if isinstance(where, dict) else ())
-                        if not isinstance(k, str) and str(k) == str(loc[-1])), err["input"])
-            line = yamlio.key_line(where, odd, found)
-            section = ".".join(map(str, loc[:-1]))
-            message, hint = odd_key(odd, f"`{section}`" if section else "")
-        elif err["type"] == "extra_forbidden":
-            choices = _fields_at(loc[:-1])
-            message = f"unknown key '{key}'"
-            inside = next((c for c in choices if str(loc[-1]) in _fields_at([*loc[:-1], c])),
-                          None)  # train.learning_rate: it sits in train.optimizer
-            hint = (f"did you mean '{'.'.join(map(str, [*loc[:-1], inside, loc[-1]]))}'?"
-                    if inside else suggest(loc[-1], choices,
-                                           listing="valid keys here" if choices else None))
-        elif err["type"] == "missing" and loc == ["model"]:
-            message = "`model` is missing: the network to train"
-            hint = ("add `model:` with a built-in name (`model: mnist_net`, `cnncli models` "
-                    "lists them), a spec file, or `layers:` under it")
-        elif err.get("input", ...) is None and err["type"] == "model_type":
-            message = f"`{key}` is empty"  # `train:` with nothing under it
-            hint = (f"set one of its keys: --set {key}.KEY=VALUE" if given else
-                    f"write its settings under it, or leave `{loc[-1]}:` out for the defaults")
-        elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get(
-                "pattern") in PATTERN_WORDS:  # not the regular expression
-            words, say = PATTERN_WORDS[err["ctx"]["pattern"]]
-            message = f"`{key}`: {err['input']!r} is not one of {words}"
-            hint = say(err["input"]) or None
-        elif message.startswith("is empty: "):  # our validators': `from:` with nothing
-            message, hint = f"`{key}` is empty", message.removeprefix("is empty: ")
-        elif "input" in err and err["type"] not in ("missing",) and not isinstance(
-                err["input"], dict):
-            message = f"`{key}`: {message.lower()}, got {err['input']!r}"
-            if isinstance(err["input"], str) and err["type"].startswith(("int", "float")):
-                hint = "write a number without quotes, e.g. 10, 0.001 or 1e-3"
-            elif isinstance(err["input"], str) and err["type"].startswith("bool"):
-                hint = BOOLEAN_HINT
-        else:
-            message = f"`{key}`: {message.lower()}"
+        message, hint, line = _worded(err, doc, loc, key, given)
         if isinstance(err.get("ctx", {}).get("error"), SettingError):
             hint = err["ctx"]["error"].hint
         if given:  # from the command line: not in the file
@@ -77,6 +36,64 @@ def as_config_errors(exc: ValidationError, doc: dict, file: str | None,
     unique = {str(e): e for e in errors}
     values = list(unique.values())
     return values[0] if len(values) == 1 else ManyErrors(values)
+
+
+def _worded(err: dict, doc: dict, loc: list, key: str, given: str | None
+            ) -> tuple[str, str | None, int | None]:
+    """One pydantic error in the config's words: (message, hint, line of the file)."""
+    line = node_and_line(doc, loc)[1]
+    message = err["msg"].removeprefix("Value error, ")  # our own validators' words
+    kind, value = err["type"], err.get("input", ...)
+    if kind == "invalid_key":  # `~: 3`, `1: 2`: pydantic's loc holds str(key)
+        return _odd_key_error(err, doc, loc)
+    if kind == "extra_forbidden":
+        return f"unknown key '{key}'", _unknown_key_hint(loc), line
+    if kind == "missing" and loc == ["model"]:
+        return ("`model` is missing: the network to train", "add `model:` with a built-in "
+                "name (`model: mnist_net`, `cnncli models` lists them), a spec file, or "
+                "`layers:` under it", line)
+    if value is None and kind == "model_type":  # `train:` with nothing under it
+        return f"`{key}` is empty", (
+            f"set one of its keys: --set {key}.KEY=VALUE" if given else
+            f"write its settings under it, or leave `{loc[-1]}:` out for the defaults"), line
+    pattern = err.get("ctx", {}).get("pattern")
+    if kind == "string_pattern_mismatch" and pattern in PATTERN_WORDS:  # not the regex
+        words, say = PATTERN_WORDS[pattern]
+        return f"`{key}`: {value!r} is not one of {words}", say(value) or None, line
+    if message.startswith("is empty: "):  # our validators': `from:` with nothing
+        return f"`{key}` is empty", message.removeprefix("is empty: "), line
+    if value is not ... and kind != "missing" and not isinstance(value, dict):
+        return f"`{key}`: {message.lower()}, got {value!r}", _unquote_hint(kind, value), line
+    return f"`{key}`: {message.lower()}", None, line
+
+
+def _odd_key_error(err: dict, doc: dict, loc: list) -> tuple[str, str, int | None]:
+    """A key that is no name (``~: 3``, ``1: 2``), on its own line."""
+    where, found = node_and_line(doc, loc[:-1])
+    odd = next((k for k in (where if isinstance(where, dict) else ())
+                if not isinstance(k, str) and str(k) == str(loc[-1])), err["input"])
+    section = ".".join(map(str, loc[:-1]))
+    message, hint = odd_key(odd, f"`{section}`" if section else "")
+    return message, hint, yamlio.key_line(where, odd, found)
+
+
+def _unknown_key_hint(loc: list) -> str | None:
+    """Where an unknown key belongs (`train.learning_rate`: in `train.optimizer`), or the
+    closest valid key here."""
+    choices = _fields_at(loc[:-1])
+    inside = next((c for c in choices if str(loc[-1]) in _fields_at([*loc[:-1], c])), None)
+    if inside:
+        return f"did you mean '{'.'.join(map(str, [*loc[:-1], inside, loc[-1]]))}'?"
+    return suggest(loc[-1], choices, listing="valid keys here" if choices else None)
+
+
+def _unquote_hint(kind: str, value: Any) -> str | None:
+    """A number or a boolean given in quotes: how to write it."""
+    if isinstance(value, str) and kind.startswith(("int", "float")):
+        return "write a number without quotes, e.g. 10, 0.001 or 1e-3"
+    if isinstance(value, str) and kind.startswith("bool"):
+        return BOOLEAN_HINT
+    return None
 
 
 #: How a key that YAML read as another type than text is described.

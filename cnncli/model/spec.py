@@ -115,28 +115,10 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
             file=file, line=yamlio.line_of(doc),
             hint="see README.md, 'Architecture specs'",
         )
-    errors: list[CnnError] = []
-    for key in doc:
-        if not isinstance(key, str):  # `1: 2`, `~: 3`
-            message, hint = config.odd_key(key, "the spec")
-            errors.append(ConfigError(message, file=file,
-                                      line=key_line(doc, key), hint=hint))
-        elif key not in SPEC_KEYS:
-            errors.append(ConfigError(
-                f"unknown key '{key}' in the spec", file=file, line=key_line(doc, key),
-                hint=suggest(key, SPEC_KEYS, listing="valid keys"),
-            ))
+    errors = _key_errors(doc, file)
     layers = doc.get("layers")
     if not isinstance(layers, list) or not layers:
-        hint = "add e.g. `layers: [Flatten, {Dense: {units: 10, activation: softmax}}]`"
-        if isinstance(layers, dict) and layers:  # the dashes left out
-            hint = (f"start each layer with `- ` (a list item): `- {next(iter(layers))}: ...`, "
-                    "one per line, in order")
-        errors.append(ConfigError(
-            "the spec has no `layers:` list" if layers is None else "`layers:` must be a "
-            "non-empty list of layers" + (", not a mapping" if isinstance(layers, dict) and
-                                          layers else ""),
-            file=file, line=key_line(doc, "layers"), hint=hint))
+        errors.append(_no_layers(doc, file))
     blocks = doc.get("blocks") or {}
     if not isinstance(blocks, dict):
         errors.append(ConfigError("`blocks:` must be a mapping of block names to blocks",
@@ -174,6 +156,33 @@ def parse(doc: Any, *, file: str | None = None, default_name: str = "model") -> 
         file=file,
         raw=doc,
     )
+
+
+def _key_errors(doc: dict, file: str | None) -> list[CnnError]:
+    """An error for each top-level key that is no name (`1: 2`, `~: 3`) or unknown."""
+    errors: list[CnnError] = []
+    for key in doc:
+        if not isinstance(key, str):
+            message, hint = config.odd_key(key, "the spec")
+            errors.append(ConfigError(message, file=file, line=key_line(doc, key), hint=hint))
+        elif key not in SPEC_KEYS:
+            errors.append(ConfigError(
+                f"unknown key '{key}' in the spec", file=file, line=key_line(doc, key),
+                hint=suggest(key, SPEC_KEYS, listing="valid keys")))
+    return errors
+
+
+def _no_layers(doc: dict, file: str | None) -> ConfigError:
+    """The error of a spec whose `layers:` is missing, empty or not a list."""
+    layers = doc.get("layers")
+    mapping = isinstance(layers, dict) and bool(layers)  # the dashes left out
+    hint = (f"start each layer with `- ` (a list item): `- {next(iter(layers))}: ...`, one "
+            "per line, in order" if mapping else
+            "add e.g. `layers: [Flatten, {Dense: {units: 10, activation: softmax}}]`")
+    return ConfigError(
+        "the spec has no `layers:` list" if layers is None else "`layers:` must be a "
+        "non-empty list of layers" + (", not a mapping" if mapping else ""),
+        file=file, line=key_line(doc, "layers"), hint=hint)
 
 
 def _backbone_defaults(layers) -> tuple | None:
