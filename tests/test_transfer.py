@@ -508,7 +508,7 @@ def test_training_loads_keeps_frozen_and_fine_tunes_the_backbone(keras_home, tmp
     [record] = found["weights"]
     assert record["file"] == str(keras_home["cache"]) and record["weights"] == "imagenet"
     assert record["sha256"] == hashlib.sha256(keras_home["cache"].read_bytes()).hexdigest()
-    assert "grey images, converted to RGB for the model" in watcher.plan.data.notes
+    assert "grey images, converted to RGB for the model" in watcher.plan.data_notes
     meta = modelfile.read_meta(result.run / "model.keras")
     assert (meta.backbone, meta.preprocessing, meta.input) == ("mobilenet_v2", "tf",
                                                                (32, 32, 3))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import TextColumn
@@ -25,6 +25,9 @@ from cnncli import files, text
 from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError
 from cnncli.infer import metrics
 from cnncli.text import count, printable, significant  # also the commands' render.printable
+
+if TYPE_CHECKING:
+    from cnncli.run.state import EpochRow
 
 
 class _Console(Console):
@@ -130,7 +133,7 @@ class PlainTrainReporter:
             info(plan.placement.describe())
             d = plan.data
             info(f"{'Resuming' if resumed else 'Run'}: {run}")
-            how = "; ".join(filter(None, [plan.feed.describe(), *d.notes]))
+            how = "; ".join(filter(None, [plan.feed.describe(), *plan.data_notes]))
             info(f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
                  f"{len(plan.feed.val):,} validation images"
                  + (" (SAMPLE)" if d.sample else "") + (f"; {how}" if how else ""))
@@ -145,7 +148,7 @@ class PlainTrainReporter:
     def step(self, step, logs):
         pass
 
-    def epoch_end(self, row):
+    def epoch_end(self, row: EpochRow):
         if not self.quiet:
             info(epoch_line(row, self.epochs))
 
@@ -204,14 +207,14 @@ class RichTrainReporter(PlainTrainReporter):
         super().begin(plan, run, resumed)
         self.batch = plan.placement.global_batch_size(plan.cfg.train.batch_size)
 
-    def epoch_end(self, row):
+    def epoch_end(self, row: EpochRow):
         self.progress.console.print(epoch_line(row, self.epochs), markup=False)
 
     def end(self):
         self.progress.stop()
 
 
-def epoch_line(row: dict, epochs: int) -> str:
+def epoch_line(row: EpochRow, epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}"]
     if "stage" in row:  # fine-tuning: 1 with the backbone frozen, 2 after unfreezing
         parts.append(f"stage {row['stage']}")

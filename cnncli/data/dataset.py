@@ -12,7 +12,7 @@ size), or TFRecord shards (`cnncli datasets pack`). Labels are always in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -103,7 +103,6 @@ class Dataset:
     class_names: list[str]
     source: str
     sample: bool = False
-    notes: list[str] = field(default_factory=list)  # said on the Data line (grey -> RGB...)
     resized: str | None = None  # how images were resized when packed (`data.resize` mode)
     held_out: bool = False  # the test split is a seeded part cnncli held out, not the data's
 

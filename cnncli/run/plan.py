@@ -43,6 +43,7 @@ class Plan:
     steps_per_execution: int
     warnings: list[str] = field(default_factory=list)
     transfer: Transfer | None = None  # what it starts from and freezes (cnncli.run.transfer)
+    data_notes: list[str] = field(default_factory=list)  # on the Data line (grey -> RGB)
 
     @property
     def global_batch(self) -> int:
@@ -152,17 +153,16 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     warnings = (list(built.warnings) + memory_warnings(built, placement, t.batch_size)
                 + _left_over(len(feed.train), batch)
                 + _untrained_outputs(data.class_names, network.classes))
-    if data.image_shape and data.image_shape[-1] != network.input[-1]:
-        data.notes.append(f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, "
-                          f"converted to {'RGB' if network.input[-1] == 3 else 'grey'} "
-                          "for the model")
+    data_notes = [f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, converted "
+                  f"to {'RGB' if network.input[-1] == 3 else 'grey'} for the model"] \
+        if data.image_shape and data.image_shape[-1] != network.input[-1] else []
     epochs = math.ceil(total / steps_per_epoch)
     try:
         found = transfer.plan(cfg, built, epochs, file=config_file)  # weights, freeze checked
     except CnnError as exc:
         raise_all(config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by))
     return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,
-                epochs, per_call, warnings, found)
+                epochs, per_call, warnings, found, data_notes)
 
 
 def _checked(network: specs.Spec, cfg: config.RunConfig, data: Dataset,

@@ -11,6 +11,27 @@ True
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Required, TypedDict
+
+
+class EpochRow(TypedDict, total=False):
+    """One finished epoch of a run: a row of ``history.csv``, an entry of the backup's
+    history, what the epoch line shows. Keras' figures keep Keras' names (``loss``,
+    ``accuracy``, ``val_loss``, ``val_accuracy``, and ``top_5_accuracy``-like names of
+    any other metric); the rest are cnncli's. Plain JSON values: backups and CSV files
+    hold it as it is.
+    """
+
+    epoch: Required[int]  # 1-based
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    learning_rate: Required[float]  # what the epoch's last step used
+    seconds: Required[float]
+    images_per_s: Required[float]
+    stage: int  # fine-tuning only: 1 with the backbone frozen, 2 once unfrozen
+    unreadable_images: int  # image files skipped so far in the run (resumes included)
 
 
 @dataclass
@@ -20,8 +41,7 @@ class TrainState:
     Args:
         epoch: the epoch being trained (0-based); after an epoch ends, the next one.
         step: steps done in `epoch` (0 at an epoch's start).
-        history: one row per finished epoch: ``epoch``, the logged figures (``loss``,
-            ``val_accuracy``...), ``learning_rate``, ``seconds``, ``images_per_s``.
+        history: one `EpochRow` per finished epoch.
         best, best_epoch: the best value of the monitored figure and its epoch (1-based).
         es_best, wait: early stopping's best value and epochs without improvement.
         plateau_best, plateau_wait: the same for the plateau schedule.
@@ -42,7 +62,7 @@ class TrainState:
 
     epoch: int = 0
     step: int = 0
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochRow] = field(default_factory=list)
     best: float | None = None
     best_epoch: int | None = None
     es_best: float | None = None

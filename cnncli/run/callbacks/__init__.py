@@ -23,7 +23,7 @@ from cnncli.run.callbacks.best import BestModel
 from cnncli.run.callbacks.outputs import Outputs
 from cnncli.run.callbacks.stopping import EarlyStopping, Plateau
 from cnncli.run.monitor import best_monitor
-from cnncli.run.state import TrainState
+from cnncli.run.state import EpochRow, TrainState
 from cnncli.runtime import import_keras
 from cnncli.text import some
 
@@ -150,7 +150,7 @@ class RunCallback(keras.callbacks.Callback):
         if self.signal and self.state.epoch < self.p.epochs:  # after the last: it finishes
             self._halt("signal")
 
-    def _row(self, epoch: int, logs: dict) -> dict:
+    def _row(self, epoch: int, logs: dict) -> EpochRow:
         seconds = time.perf_counter() - self.epoch_start
         self.first_step = 0
         self.state.train_seconds += seconds

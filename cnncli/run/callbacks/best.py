@@ -10,7 +10,7 @@ from cnncli import runfolder
 from cnncli.model.meta import ModelMeta
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run.monitor import improved
-from cnncli.run.state import TrainState
+from cnncli.run.state import EpochRow, TrainState
 
 
 class BestModel:
@@ -24,14 +24,14 @@ class BestModel:
             monitor, way
         self.meta = meta
 
-    def update(self, model, row: dict) -> None:
+    def update(self, model, row: EpochRow) -> None:
         value = row.get(self.monitor)
         if value is not None and (improved(value, self.state.best, self.way)
                                   or self._tie_at_a_lower_loss(row, value)):
             self.state.best, self.state.best_epoch = value, row["epoch"]
             save_model_atomic(model, self.path, self.meta)
 
-    def _tie_at_a_lower_loss(self, row: dict, value: float) -> bool:
+    def _tie_at_a_lower_loss(self, row: EpochRow, value: float) -> bool:
         """Whether `row` ties with the best epoch on the monitored figure (not itself a
         loss) and has a lower loss of the same split (``val_loss`` for ``val_accuracy``)."""
         loss = "val_loss" if self.monitor.startswith("val_") else "loss"

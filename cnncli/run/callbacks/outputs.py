@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cnncli import files, plots
 from cnncli.run import rundir
+from cnncli.run.state import EpochRow
 from cnncli.runtime import import_tf
 
 #: history.csv's first columns, in this order; other figures follow, sorted.
@@ -32,7 +33,7 @@ class Outputs:
         self.writer = import_tf().summary.create_file_writer(str(run / "logs"))
         self.drawn_at, self.drawing_seconds, self.drawn_rows = -float("inf"), 0.0, 0
 
-    def write(self, history: list[dict], row: dict) -> None:
+    def write(self, history: list[EpochRow], row: EpochRow) -> None:
         buffer = io.StringIO()
         fields = HISTORY_FIELDS + sorted({k for r in history for k in r} - set(HISTORY_FIELDS))
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
@@ -48,7 +49,7 @@ class Outputs:
         if time.monotonic() - self.drawn_at >= CURVES_SPACING * self.drawing_seconds:
             self.draw(history)
 
-    def draw(self, history: list[dict]) -> None:
+    def draw(self, history: list[EpochRow]) -> None:
         """curves.png of `history`, unless it shows all of it already."""
         if not history or self.drawn_rows == len(history):
             return

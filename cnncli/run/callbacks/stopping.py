@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from cnncli import config
 from cnncli.run.monitor import improved
-from cnncli.run.state import TrainState
+from cnncli.run.state import EpochRow, TrainState
 from cnncli.text import count
 
 
@@ -16,7 +16,7 @@ class EarlyStopping:
     def __init__(self, section: config.EarlyStoppingSection, state: TrainState, way: str):
         self.section, self.state, self.way = section, state, way
 
-    def should_stop(self, row: dict) -> bool:
+    def should_stop(self, row: EpochRow) -> bool:
         es = self.section
         if es.monitor not in row:
             return False
@@ -42,7 +42,7 @@ class Plateau:
     def __init__(self, schedule: config.ScheduleSection, state: TrainState):
         self.schedule, self.state = schedule, state
 
-    def update(self, model, row: dict) -> str | None:
+    def update(self, model, row: EpochRow) -> str | None:
         """Lower the rate if due; return a note saying so, else None."""
         key = "val_loss" if "val_loss" in row else "loss"
         if improved(row[key], self.state.plateau_best, "min"):
