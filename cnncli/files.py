@@ -93,8 +93,24 @@ def _finite(data):
     return data
 
 
+def parse_json(raw: str | bytes):
+    """The JSON value in `raw`; a `ValueError` for anything that is not JSON, text that is
+    not UTF-8 and JSON nested too deeply for Python's parser (a hostile file's
+    ``[[[[...`` is not a bug of cnncli's).
+
+    >>> parse_json("[" * 100_000)
+    Traceback (most recent call last):
+    ...
+    ValueError: it is nested too deeply to be read
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be read") from None
+
+
 def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
+    return parse_json(Path(path).read_text())
 
 
 def read_json_object(path: str | Path) -> dict:
@@ -104,7 +120,7 @@ def read_json_object(path: str | Path) -> dict:
     if not path.exists():
         raise ValueError(f"{path.name} is missing")
     try:
-        data = json.loads(path.read_bytes())
+        data = parse_json(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path.name} is not JSON ({exc})") from None
     if not isinstance(data, dict):

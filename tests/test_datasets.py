@@ -933,6 +933,44 @@ def test_truncated_idx_file_is_an_error(tmp_path, gz):
     assert err.value.file == str(path)
 
 
+def test_an_npz_declaring_more_than_half_the_memory_is_refused_before_it_is_read(
+        tmp_path, monkeypatch):
+    """A small compressed file of zeros can declare gigabytes (here 64 MB in 70 kB)."""
+    from cnncli.data import loader
+
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, x_train=np.zeros((65_536, 32, 32), np.uint8),
+                        y_train=np.zeros(65_536, np.uint8), x_test=np.zeros((1, 32, 32),
+                                                                            np.uint8),
+                        y_test=np.zeros(1, np.uint8))
+    monkeypatch.setattr(loader, "available_memory", lambda: 100_000_000)  # 100 MB
+    with pytest.raises(DataError, match=r"bomb.npz declares 0.1 GB of images and labels, "
+                                        r"more than half the memory available \(0.1 GB\)"):
+        datasets.load(path)
+
+
+def test_a_gzipped_idx_file_declaring_more_than_half_the_memory_is_refused_unread(
+        tmp_path, monkeypatch):
+    from cnncli.data import idx, loader
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    header = bytes([0, 0, 0x08, 3]) + np.array([65_536, 32, 32], ">u4").tobytes()
+    with gzip.open(path, "wb") as f:
+        f.write(header + bytes(65_536 * 32 * 32))
+    monkeypatch.setattr(loader, "available_memory", lambda: 100_000_000)
+    with pytest.raises(DataError, match="declares 0.1 GB of images and labels"):
+        idx.read_idx(path)
+
+
+def test_an_idx_file_longer_than_declared_says_by_how_much(tmp_path):
+    from cnncli.data import idx
+
+    path = write_idx(tmp_path / "x-idx1-ubyte", np.arange(10))
+    path.write_bytes(path.read_bytes() + bytes(3))
+    with pytest.raises(DataError, match="has 3 bytes more than its header declares"):
+        idx.read_idx(path)
+
+
 def test_idx_file_with_a_bad_magic_number_is_an_error(tmp_path):
     folder = write_idx_set(tmp_path / "idx", gz=False)
     path = folder / "train-labels-idx1-ubyte"

@@ -98,6 +98,14 @@ def test_a_damaged_json_beside_the_model_is_a_model_error(files, tmp_path):
         exported.load(tmp_path / "model.onnx")
 
 
+def test_a_json_nested_too_deeply_is_a_model_error_not_a_bug(files, tmp_path):
+    (tmp_path / "model.onnx").write_bytes((files["export"] / "model.onnx").read_bytes())
+    (tmp_path / "model.onnx.json").write_text('{"check": ' + "[" * 100_000)
+    with pytest.raises(ModelError, match="the export's JSON cannot be read: it is nested too "
+                                         "deeply to be read"):
+        exported.load(tmp_path / "model.onnx")
+
+
 def test_the_scan_sees_what_the_onnx_package_sees(files):
     path = files["export"] / "model.onnx"
     model = onnx.load(str(path))

@@ -47,6 +47,7 @@ METRICS = {"epochs": 3, "best": {"metric": "val_accuracy", "value": 0.9}, "image
     (FINISHED, {**METRICS, "epochs": "3"}, "epochs '3' is not a whole number"),
     (FINISHED, {**METRICS, "dataset": []}, "dataset is not an object"),
     ({"status": "finished", "error": 3}, b"\xff", "metrics.json is not JSON"),
+    (FINISHED, "[" * 100_000, "metrics.json is not JSON (it is nested too deeply to be read)"),
 ])
 def test_a_damaged_run_is_listed_as_damaged(tmp_path, state, metrics, problem):
     make_run(tmp_path, "a", "1", state, metrics)

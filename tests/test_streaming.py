@@ -1003,6 +1003,10 @@ def test_a_photo_folder_with_a_dataset_json_of_its_own_is_read_as_photos(tmp_pat
     (lambda index: index["splits"].pop("test"), "no 'test' split"),
     (lambda index: index.update(class_names=["a"]), "names 1 classes, and the labels go up to 1"),
     (lambda index: index.update(class_names="a b"), "class_names is not a list of names"),
+    (lambda index: index["splits"]["test"]["shards"][0].update(file="../../secret.tfrecord"),
+     "the shard '../../secret.tfrecord' is not a shard file name in the pack's folder"),
+    (lambda index: index["splits"]["train"]["shards"][0].update(file="/etc/passwd"),
+     "the shard '/etc/passwd' is not a shard file name in the pack's folder"),
 ])
 def test_a_hand_edited_index_is_an_error_naming_it_not_a_crash(tmp_path, edit, message):
     records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
@@ -1013,6 +1017,23 @@ def test_a_hand_edited_index_is_an_error_naming_it_not_a_crash(tmp_path, edit, m
     with pytest.raises(DataError, match=message) as err:
         datasets.load(tmp_path / "packed")
     assert err.value.file == str(path)
+
+
+def test_a_shard_linked_out_of_the_pack_is_refused(tmp_path):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    shard = next((tmp_path / "packed").glob("train-*.tfrecord"))
+    outside = tmp_path / "outside.tfrecord"
+    shard.rename(outside)
+    shard.symlink_to(outside)
+    with pytest.raises(DataError, match="is a link out of the pack's folder"):
+        datasets.load(tmp_path / "packed")
+
+
+def test_an_index_nested_too_deeply_is_no_pack_and_no_crash(tmp_path):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    (tmp_path / "packed" / "dataset.json").write_text("[" * 100_000)
+    with pytest.raises(DataError):  # a folder of no images, not a RecursionError
+        datasets.load(tmp_path / "packed")
 
 
 def test_pack_resizing_leaves_out_an_image_that_cannot_be_decoded_and_says_so(tmp_path):

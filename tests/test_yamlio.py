@@ -1,5 +1,8 @@
 """YAML is read safely, with line numbers, and without PyYAML's surprises."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from cnncli import yamlio
@@ -123,6 +126,19 @@ def test_oversized_file_is_refused_before_reading(tmp_path):
         f.truncate(100 * 1024 * 1024)  # 100 MB, sparse
     with pytest.raises(ConfigError, match=r"104.9 MB; specs and configs are limited to 1 MB"):
         yamlio.load(path)
+
+
+@pytest.mark.parametrize("make", ["device", "fifo"])
+def test_a_device_or_a_pipe_is_refused_not_read_for_ever(tmp_path, make):
+    """A config's `model: /dev/zero` read until memory ran out; a FIFO hung."""
+    path = Path("/dev/zero")
+    if make == "fifo":
+        path = tmp_path / "net.yaml"
+        os.mkfifo(path)
+    with pytest.raises(ConfigError, match=r"this is not a regular file \(a device or a "
+                                          r"pipe\?\)") as err:
+        yamlio.load(path)
+    assert err.value.file == str(path)
 
 
 def test_oversized_text_is_refused_counting_its_utf8_bytes():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli.data import loader
 from cnncli.data.checks import from_arrays
 from cnncli.data.dataset import Dataset
 from cnncli.errors import DataError
@@ -65,15 +66,19 @@ def idx_header(path: Path) -> tuple[int, ...]:
     """The dimensions an IDX file's header declares (reads only the header)."""
     try:
         with _open_idx(path) as f:
-            head = f.read(4)
-            ndim = _check_idx_magic(path, head)
-            dims_bytes = f.read(4 * ndim)
+            return _dims(f, path)
     except (OSError, EOFError) as err:
         raise DataError(f"{path.name} cannot be read as an IDX file ({err})",
                         file=str(path), hint="download the file again") from err
-    if len(dims_bytes) < 4 * ndim:
+
+
+def _dims(f, path: Path) -> tuple[int, ...]:
+    """The dimensions in the header at the start of the open IDX file `f`."""
+    ndim = _check_idx_magic(path, f.read(4))
+    raw = f.read(4 * ndim)
+    if len(raw) < 4 * ndim:
         raise _truncated(path, "its header is incomplete")
-    return tuple(int(d) for d in np.frombuffer(dims_bytes, ">u4"))
+    return tuple(int(d) for d in np.frombuffer(raw, ">u4"))
 
 
 def _check_idx_magic(path: Path, head: bytes) -> int:
@@ -102,26 +107,26 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         with _open_idx(path) as f:
-            data = f.read()
+            dims = _dims(f, path)
+            expected = math.prod(dims)
+            loader.refuse_beyond_memory(expected, path)  # before a gzip bomb is read
+            data, extra = f.read(expected), 0
+            while chunk := f.read(1 << 20):  # more than declared: counted, not kept
+                extra += len(chunk)
     except EOFError as err:
         raise _truncated(path, "the gzip stream ends early") from err
     except OSError as err:  # includes gzip.BadGzipFile
         raise DataError(f"{path.name} cannot be read ({err})", file=str(path),
                         hint="download or copy the file again") from err
-    ndim = _check_idx_magic(path, data[:4])
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise _truncated(path, "its header is incomplete")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected, found = math.prod(dims), len(data) - header
+    found = len(data)
     if found < expected:
         raise _truncated(path, f"its header promises {'x'.join(map(str, dims))} = "
                                f"{expected:,} bytes of data but it holds {found:,}")
-    if found > expected:
-        raise DataError(f"{path.name} has {found - expected:,} bytes more than its header "
+    if extra:
+        raise DataError(f"{path.name} has {extra:,} bytes more than its header "
                         f"declares ({'x'.join(map(str, dims))})", file=str(path),
                         hint="download or copy the file again")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
+    return np.frombuffer(data, np.uint8).reshape(dims).copy()
 
 
 def _idx_class_names(folder: Path, prefix: str) -> list[str] | None:

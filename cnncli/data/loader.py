@@ -57,6 +57,24 @@ def available_memory() -> int:
     return 2 * 2**30
 
 
+#: Arrays read whole (an .npz, IDX files) may take at most this share of the memory
+#: available: a file whose header declares more is refused before it is read (a small
+#: compressed file of zeros can declare gigabytes).
+ARRAYS_SHARE = 0.5
+
+
+def refuse_beyond_memory(nbytes: int, path: Path) -> None:
+    """A `DataError` naming `path` if `nbytes`, what its header declares, would take more
+    than `ARRAYS_SHARE` of the memory available (it is read whole)."""
+    available = available_memory()
+    if nbytes > ARRAYS_SHARE * available:
+        raise DataError(
+            f"{path.name} declares {nbytes / 1e9:,.1f} GB of images and labels, more than "
+            f"half the memory available ({available / 1e9:,.1f} GB); such a file is read "
+            "whole", file=str(path), hint="use a smaller file, or the images as files in "
+            "class folders or a CSV (read as they are used)")
+
+
 def choose_cache(mode: str, count: int, shape: tuple[int, int, int],
                  memory: int | None = None) -> str:
     """What ``auto`` becomes for `count` images of `shape`.

@@ -7,12 +7,14 @@ without pickle.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from cnncli.data import loader
 from cnncli.data.checks import from_arrays, looks_like
 from cnncli.data.dataset import Dataset
 from cnncli.errors import DataError
@@ -26,7 +28,16 @@ def detect(path: Path) -> bool:
 
 def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Array shapes of an .npz file, from the .npy headers (no array is read)."""
-    shapes = {}
+    shapes = {name: shape for name, (shape, _) in _headers(path).items()}
+    missing = [k for k in ("x_train", "x_test") if k not in shapes]
+    if missing:
+        raise _missing_arrays(path, missing)
+    return shapes
+
+
+def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The shape and dtype of each array of an .npz file, from the .npy headers."""
+    found = {}
     try:
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
@@ -34,15 +45,12 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
                     version = np.lib.format.read_magic(f)
                     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0)
-                    shape = read_header(f)[0]
-                shapes[member.removesuffix(".npy")] = tuple(shape)
+                    shape, _, dtype = read_header(f)
+                found[member.removesuffix(".npy")] = (tuple(shape), dtype)
     except Exception as err:
         raise DataError(f"{path.name} is not a readable .npz file ({err})", file=str(path),
                         hint="re-create it with numpy.savez") from err
-    missing = [k for k in ("x_train", "x_test") if k not in shapes]
-    if missing:
-        raise _missing_arrays(path, missing)
-    return shapes
+    return found
 
 
 def _missing_arrays(path: Path, missing: list[str]) -> DataError:
@@ -67,6 +75,8 @@ def read_npz(path: str | os.PathLike, *, class_names: list[str] | None = None,
                         "numpy.savez writes" + looks_like(path), file=str(path),
                         hint="save the four arrays with numpy.savez(path, x_train=..., "
                              "y_train=..., x_test=..., y_test=...)")
+    loader.refuse_beyond_memory(sum(math.prod(shape) * dtype.itemsize for shape, dtype
+                                    in _headers(path).values()), path)
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as err:

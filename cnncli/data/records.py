@@ -52,7 +52,7 @@ def read_records(folder: str | os.PathLike) -> Dataset:
     it."""
     folder = Path(folder)
     try:
-        index = json.loads((folder / INDEX).read_text())
+        index = files.parse_json((folder / INDEX).read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"{INDEX} cannot be read ({exc})", file=str(folder / INDEX),
                         hint="pack the data again with cnncli datasets pack") from None
@@ -98,16 +98,27 @@ def _index_problem(index: dict) -> str | None:
         if not all(isinstance(s, dict) and isinstance(s.get("file"), str)
                    and isinstance(s.get("bytes"), int) for s in entry["shards"]):
             return f"a shard of the '{name}' split has no file name or size"
+        elsewhere = next((s["file"] for s in entry["shards"]
+                          if not _SHARD_NAME.fullmatch(s["file"])), None)
+        if elsewhere is not None:  # ../../x, /etc/x: a pack reads its own folder only
+            return f"the shard {elsewhere!r} is not a shard file name in the pack's folder"
     shape = index.get("image_shape")
     if shape is not None and not (isinstance(shape, list) and len(shape) == 3):
         return "image_shape is not [height, width, channels]"
     return None
 
 
+#: What `pack` names its shards (train-00000-of-00004.tfrecord): a file in the pack.
+_SHARD_NAME = re.compile(r"[\w-]+(\.[\w-]+)*\.tfrecord")
+
+
 def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> Split:
     shards = []
     for shard in entry["shards"]:
         path = folder / shard["file"]
+        if path.is_symlink() and path.resolve().parent != folder.resolve():
+            raise DataError(f"the shard {shard['file']} is a link out of the pack's folder",
+                            file=str(path), hint="copy the pack with its shard files in it")
         if not path.is_file():
             raise DataError(f"the shard {shard['file']} is missing", file=str(path),
                             hint="copy the whole packed folder again")
@@ -444,7 +455,7 @@ def _is_a_pack(folder: Path) -> bool:
     """True if `folder`'s ``dataset.json`` is a pack's index (a folder of the user's with a
     ``dataset.json`` of their own is not a pack)."""
     try:
-        index = json.loads((folder / INDEX).read_text())
+        index = files.parse_json((folder / INDEX).read_text())
         return isinstance(index, dict) and index.get("format") == FORMAT
     except (OSError, ValueError):
         return False

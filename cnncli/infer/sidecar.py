@@ -18,13 +18,12 @@ True
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnncli import __version__
+from cnncli import __version__, files
 from cnncli.config import RESIZE_MODES
 from cnncli.errors import ModelError
 from cnncli.model.meta import ModelMeta
@@ -150,8 +149,8 @@ def parse(text: str, *, file: str | None = None, embedded: bool = False) -> Expo
     """An `ExportInfo` from JSON text: a sidecar, or (`embedded`) metadata stored in the
     model file `file`."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = files.parse_json(text)
+    except ValueError as exc:
         what = "metadata inside the file" if embedded else "export's JSON"
         raise ModelError(f"the {what} cannot be read: {exc}", file=file,
                          hint="export the model again" if embedded

@@ -192,8 +192,8 @@ def read_model_config(
         raise ModelError(f"the model file is truncated or damaged ({err})", file=text,
                          hint="copy or download it again") from None
     try:
-        config = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        config = files.parse_json(raw)
+    except ValueError as err:
         raise ModelError(f"config.json in the model file is not valid JSON ({err})",
                          file=text) from None
     if not isinstance(config, dict):
@@ -401,8 +401,8 @@ def read_meta(path: str | os.PathLike) -> ModelMeta | None:
                 return None
             if archive.getinfo(METADATA).file_size > MAX_CONFIG_BYTES:
                 raise ModelError("the model's cnncli.json is too large", file=str(path))
-            data = json.loads(archive.read(METADATA))
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError):
+            data = files.parse_json(archive.read(METADATA))
+    except (zipfile.BadZipFile, ValueError, OSError):
         return None
     return ModelMeta.from_json(data, file=str(path))
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.errors import TrainingError
-from cnncli.files import write_atomic
+from cnncli.files import parse_json, write_atomic
 from cnncli.run import rundir
 from cnncli.run.state import TrainState
 
@@ -96,7 +96,7 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
             continue
         try:
             arrays = _read(path)
-            state = TrainState.from_json(json.loads(bytes(arrays["state"]).decode()))
+            state = TrainState.from_json(parse_json(bytes(arrays["state"]).decode()))
         except KeyError:
             problems.append(f"{name}: it holds no training state")
             continue
