@@ -31,6 +31,23 @@ def printable(text: str, *, one_line: bool = False) -> str:
     return pattern.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+def cell(text: str) -> str:
+    """`text` for a CSV cell a spreadsheet may open: `printable`, and a leading ``'``
+    where it would otherwise be read as a formula (``=``, ``+``, ``-``, ``@``), as OWASP
+    advises; a number (-1) is left as it is.
+
+    >>> cell("=1+2"), cell("@SUM(A1)"), cell("-1"), cell("cat")
+    ("'=1+2", "'@SUM(A1)", '-1', 'cat')
+    """
+    text = printable(text)
+    if text[:1] in ("=", "+", "-", "@") and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def composed(name: object) -> str:
     """`name` in Unicode's composed form (NFC), to compare names: macOS writes a folder
     'é' as 'e' and an accent, which prints the same.

@@ -350,7 +350,8 @@ def _copy_with_json(files, folder, name: str, edit):
     (lambda d: d.update(class_names=[]), "names 0 classes but the model gives 3"),
     (lambda d: d["input"].update(shape=[None, 32, 32, 1]), "input is 32x32x1 but the model "
                                                            "takes 8x8x1"),
-    (lambda d: d["input"].update(shape=[None, 100000, 100000, 1]), "input is 100000x100000"),
+    (lambda d: d["input"].update(shape=[None, 100000, 100000, 1]), r"bad `input.shape` "
+     r"\(expected \[null, height, width, 1 or 3 channels\], sides up to 16,384\)"),
 ])
 def test_a_json_that_does_not_describe_its_model_is_refused(files, tmp_path, name, edit,
                                                             message):
@@ -380,6 +381,21 @@ def test_an_input_that_is_not_nhwc_images_is_refused(tmp_path):
     with pytest.raises(ModelError, match=r"\[batch, 1, 28, 28\]: not images with 1 or 3 "
                                          "channels last"):
         exported.load(tmp_path / "nchw.onnx")
+
+
+def test_an_input_larger_than_cnncli_reads_images_at_is_refused(tmp_path):
+    """Every image would have been resized to it (7.5 GB an image, then a MemoryError)."""
+    x = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 50_000, 8, 3])
+    y = helper.make_tensor_value_info("probabilities", TensorProto.UINT8,
+                                      ["batch", 50_000, 8, 3])
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["image"],
+                                                                  ["probabilities"])],
+                                                "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "tall.onnx")
+    with pytest.raises(ModelError, match=r"\[batch, 50000, 8, 3\]: larger than the 16,384 "
+                                         "pixels a side"):
+        exported.load(tmp_path / "tall.onnx")
 
 
 @pytest.mark.parametrize("content", ["onnx", "tflite", "garbage"])

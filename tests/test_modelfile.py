@@ -281,6 +281,20 @@ def test_a_keras_application_saved_by_keras_alone_is_read_with_its_own_preproces
     assert loaded.preprocessing == "tf" and loaded.class_names[1] == imagenet.class_names()[1]
 
 
+def test_a_model_taking_images_larger_than_cnncli_reads_is_refused(tmp_path):
+    from cnncli.errors import ModelError
+    from cnncli.infer import classifier
+
+    inputs = keras.Input((20_000, 8, 1))
+    out = keras.layers.Dense(2, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(inputs))
+    path = tmp_path / "tall.keras"
+    save_model_atomic(keras.Model(inputs, out), path, ModelMeta(input=(20_000, 8, 1)))
+    with pytest.raises(ModelError, match="takes images of 20000x8: larger than the 16,384 "
+                                         "pixels a side"):
+        classifier.load(str(path))
+
+
 def test_outputs_beyond_the_recorded_class_names_are_numbered_and_the_names_kept(tmp_path):
     """A network given more classes than its data had (a run of an older cnncli)."""
     from cnncli.infer import classifier

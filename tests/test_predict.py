@@ -309,6 +309,25 @@ def test_csv_and_json_formats(tmp_path, photos):
     assert json.loads(buffer.getvalue())[0]["top"][0]["class"] == "a"
 
 
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted(tmp_path):
+    """Class names come from the model file: whoever made it chose them."""
+    import contextlib
+    import io
+
+    from cnncli.cli import render as report
+
+    photo = tmp_path / "=HYPERLINK(1).png"
+    Image.new("RGB", (8, 8)).save(photo)
+    model = classifier.keras_classifier("tiny", CountingModel(), (8, 8, 3), "scale",
+                                        ["=cmd|' /C calc'!A0", "@SUM(A1)", "-1"])
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        report.predictions(prediction.predict([str(photo)], model=model, top=3), "csv")
+    cells = [row.split(",")[:3] for row in buffer.getvalue().splitlines()[1:]]
+    assert [c[2] for c in cells] == ["'=cmd|' /C calc'!A0", "'@SUM(A1)", "-1"]
+    assert cells[0][0] == str(photo)  # a full path: it starts with /
+
+
 def test_urls_are_fetched(tmp_path):
     Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "served.png")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))

@@ -275,6 +275,13 @@ def test_missing_input_shape_says_how_to_add_it(write):
     assert "input: [" in e.value.hint
 
 
+def test_an_input_larger_than_any_image_cnncli_reads_is_refused(write):
+    """`input: [100000000, 100000000, 3]` passed check and ended in a MemoryError."""
+    with pytest.raises(ConfigError, match=r"`input` \[100000000, 100000000, 3\] is larger "
+                                          r"than the 16,384 pixels a side"):
+        expand(load(write, "input: [100000000, 100000000, 3]\nlayers: [Flatten]\n"))
+
+
 def test_zero_classes_is_refused(write):
     with pytest.raises(ConfigError, match="at least 1"):
         load(write, "input: [2, 2, 1]\nclasses: 0\nlayers: [{Dense: $classes}]\n")

@@ -323,7 +323,7 @@ def predictions(result, fmt: str = "text") -> None:
 
         writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", key])
         writer.writeheader()
-        writer.writerows({**row, "file": printable(row["file"]), "class": printable(
+        writer.writerows({**row, "file": text.cell(row["file"]), "class": text.cell(
             row["class"])} for row in rows)
     else:
         many = len(result.images) + len(result.errors) > 1  # name files when several came

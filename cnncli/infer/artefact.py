@@ -118,6 +118,10 @@ def image_input(model, path) -> tuple[int, int, int]:
         raise ModelError(f"the model takes inputs of shape {shape}, not images (height, "
                          "width, 1 or 3 channels)", file=str(path),
                          hint="cnncli evaluates and runs image classifiers")
+    if max(shape[:2]) > config.MAX_IMAGE_SIDE:  # every image would be resized to it
+        raise ModelError(f"the model takes images of {shape[0]}x{shape[1]}: larger than the "
+                         f"{config.MAX_IMAGE_SIDE:,} pixels a side cnncli reads images at",
+                         file=str(path), hint="save the model with the size it was trained at")
     return shape
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli.config import MAX_IMAGE_SIDE
 from cnncli.errors import ModelError
 from cnncli.infer import onnxscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
@@ -240,8 +241,14 @@ def _image_shape(dims, path: Path) -> tuple[int, ...]:
                          "images with 1 or 3 channels last (NHWC)", file=str(path),
                          hint="cnncli runs the files cnncli export writes (uint8 NHWC "
                               "images in)")
-    return tuple(int(d) for d in rest) if all(isinstance(d, int | np.integer) and d > 0
-                                              for d in rest) else ()
+    if not all(isinstance(d, int | np.integer) and d > 0 for d in rest):
+        return ()
+    if max(rest[:2]) > MAX_IMAGE_SIDE:  # every image would be resized to it
+        raise ModelError(f"the model's input is [batch, {', '.join(map(str, rest))}]: larger "
+                         f"than the {MAX_IMAGE_SIDE:,} pixels a side cnncli reads images at",
+                         file=str(path), hint="export the model with the size it was trained "
+                                              "at")
+    return tuple(int(d) for d in rest)
 
 
 def _one(items: dict, what: str, path: Path):

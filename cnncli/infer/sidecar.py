@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cnncli import __version__, files
-from cnncli.config import RESIZE_MODES
+from cnncli.config import MAX_IMAGE_SIDE, RESIZE_MODES
 from cnncli.errors import ModelError
 from cnncli.model.meta import ModelMeta
 
@@ -98,7 +98,8 @@ class ExportInfo:
         shape = (data.get("input") or {}).get("shape") if isinstance(
             data.get("input"), dict) else None
         if not (isinstance(shape, list) and len(shape) == 4 and _dims(shape[1:])):
-            raise bad("`input.shape` (expected [null, height, width, 1 or 3 channels])")
+            raise bad("`input.shape` (expected [null, height, width, 1 or 3 channels], "
+                      f"sides up to {MAX_IMAGE_SIDE:,})")
         names = data.get("class_names", [])
         if not (isinstance(names, list) and all(isinstance(n, str | int) for n in names)):
             raise bad("`class_names` (expected a list of names)")
@@ -124,10 +125,11 @@ class ExportInfo:
 
 
 def _dims(values: object) -> bool:
-    """[height, width, channels] of an image: positive whole numbers, 1 or 3 channels."""
+    """[height, width, channels] of an image: positive whole numbers, 1 or 3 channels, no
+    side larger than cnncli reads images at."""
     return isinstance(values, list) and len(values) == 3 and all(
         isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in values) and \
-        values[-1] in (1, 3)
+        values[-1] in (1, 3) and max(values[:2]) <= MAX_IMAGE_SIDE
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
