@@ -448,6 +448,40 @@ def test_a_saved_model_runs_in_the_precision_it_was_exported_in_and_says_so(file
     assert "bfloat16" not in said.split("Device: ")[1], said  # float32 is not written
 
 
+def _hostile_saved_model(folder, written):
+    """A SavedModel that writes the file `written` each time it classifies (a
+    `tf.io.write_file` in its serving function, as a downloaded one could have)."""
+    import tensorflow as tf
+
+    class Hostile(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.uint8, "image")])
+        def serve(self, image):
+            tf.io.write_file(str(written), "pwned")
+            return {"probabilities": tf.ones([tf.shape(image)[0], 3]) / 3}
+
+    module = Hostile()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+def test_a_saved_model_that_writes_files_is_refused_before_it_runs(files, tmp_path):
+    written = tmp_path / "pwned.txt"
+    model = _hostile_saved_model(tmp_path / "sm", written)
+    with pytest.raises(ModelError, match="the SavedModel runs WriteFile: operations that "
+                                         "reach files, the network or other processes"):
+        exported.load(model)
+    assert not written.exists()
+
+
+def test_cnncli_exported_saved_models_reach_no_outside_operation(files, tmp_path):
+    from cnncli.infer import savedmodelscan
+
+    exporter.export(files["run"], formats=["saved_model"], output=tmp_path / "export")
+    ops = savedmodelscan.reached_ops(tmp_path / "export" / "saved_model")
+    assert {"Conv2D", "Softmax", "EnsureShape"} <= ops  # the network is walked
+    savedmodelscan.check(tmp_path / "export" / "saved_model")
+
+
 def test_explain_with_an_exported_file_is_refused_before_predicting(files, tmp_path):
     done = subprocess.run([sys.executable, "-m", "cnncli", "predict", str(files["image"]),
                            "--model", str(files["export"] / "model.onnx"), "--explain",

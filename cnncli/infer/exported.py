@@ -35,7 +35,7 @@ import numpy as np
 
 from cnncli.config import MAX_IMAGE_SIDE
 from cnncli.errors import ModelError
-from cnncli.infer import onnxscan, sidecar
+from cnncli.infer import onnxscan, savedmodelscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.parallel import available_cpus
 from cnncli.runtime import quiet_unless_debugging
@@ -378,6 +378,7 @@ def _open_saved_model(path: Path):
     from cnncli.runtime import import_tf
 
     tf = import_tf()
+    savedmodelscan.check(path)  # before TensorFlow runs any of it
     try:
         fn = tf.saved_model.load(str(path)).signatures["serving_default"]
     except Exception as exc:
