@@ -1019,6 +1019,31 @@ def test_a_hand_edited_index_is_an_error_naming_it_not_a_crash(tmp_path, edit, m
     assert err.value.file == str(path)
 
 
+def test_a_shard_record_declaring_more_bytes_than_its_file_holds_is_refused_unread(tmp_path):
+    """TensorFlow allocates what a record's length says: a terabyte ended the process."""
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    shard = next((tmp_path / "packed").glob("test-*.tfrecord"))
+    shard.write_bytes((1 << 40).to_bytes(8, "little") + bytes(104))
+    index = json.loads((tmp_path / "packed" / "dataset.json").read_text())
+    index["splits"]["test"]["shards"][0]["bytes"] = 112  # as a hand-made pack would say
+    (tmp_path / "packed" / "dataset.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match=f"the shard {shard.name} is damaged: its record 1 "
+                                        "declares 1,099,511,627,776 bytes, past the end"):
+        datasets.load(tmp_path / "packed")
+
+
+def test_shards_holding_other_than_the_indexed_count_of_records_are_refused(tmp_path):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    path = tmp_path / "packed" / "dataset.json"
+    index = json.loads(path.read_text())
+    held = index["splits"]["train"]["count"]
+    index["splits"]["train"]["count"] = held + 1
+    path.write_text(json.dumps(index))
+    with pytest.raises(DataError, match=f"the 'train' shards hold {held} records and the "
+                                        f"index says {held + 1}"):
+        datasets.load(tmp_path / "packed")
+
+
 def test_a_shard_linked_out_of_the_pack_is_refused(tmp_path):
     records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     shard = next((tmp_path / "packed").glob("train-*.tfrecord"))

@@ -113,7 +113,7 @@ _SHARD_NAME = re.compile(r"[\w-]+(\.[\w-]+)*\.tfrecord")
 
 
 def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> Split:
-    shards = []
+    shards, count = [], 0
     for shard in entry["shards"]:
         path = folder / shard["file"]
         if path.is_symlink() and path.resolve().parent != folder.resolve():
@@ -126,7 +126,12 @@ def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> 
             raise DataError(f"the shard {shard['file']} is truncated or damaged: "
                             f"{path.stat().st_size:,} bytes, written with {shard['bytes']:,}",
                             file=str(path), hint="copy it again, or pack the data again")
+        count += _record_count(path)
         shards.append(str(path))
+    if count != entry["count"]:
+        raise DataError(f"the '{name}' shards hold {count:,} records and the index says "
+                        f"{entry['count']:,}", file=str(folder / INDEX),
+                        hint="pack the data again")
     file = folder / f"{name}-labels.npy"
     try:
         labels = np.load(file, allow_pickle=False).astype(np.int64)
@@ -137,6 +142,27 @@ def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> 
         raise DataError(f"{name}-labels.npy has {len(labels)} labels for {entry['count']} "
                         "records", file=str(folder), hint="pack the data again")
     return Split(Records(tuple(shards), entry["count"], shape, named), labels)
+
+
+def _record_count(path: Path) -> int:
+    """The records in the shard at `path`, counted from their headers alone (a length,
+    its checksum, the data, the data's checksum), or a `DataError` naming the shard when
+    a length runs past its end: TensorFlow would try to allocate it (a hand-made shard
+    declaring a terabyte ended the process, no word said). One read of 8 bytes a record."""
+    size, offset, count = path.stat().st_size, 0, 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while offset < size:
+            head = os.pread(fd, 8, offset)
+            length = int.from_bytes(head, "little") if len(head) == 8 else size
+            if offset + length + 16 > size:
+                raise DataError(f"the shard {path.name} is damaged: its record {count + 1:,} "
+                                f"declares {length:,} bytes, past the end of the file",
+                                file=str(path), hint="copy it again, or pack the data again")
+            offset, count = offset + length + 16, count + 1
+    finally:
+        os.close(fd)
+    return count
 
 
 def resize_problem(ds: Dataset, mode: str, size: tuple[int, int]) -> str | None:
