@@ -92,6 +92,11 @@ class CnnError(Exception):
         }
 
 
+def stopped_by(terminated: bool) -> str:
+    """How people call what stops a command: Ctrl-C (SIGINT), or SIGTERM."""
+    return "SIGTERM" if terminated else "Ctrl-C"
+
+
 class Stopped(CnnError):
     """A command stopped by Ctrl-C or by SIGTERM (`terminated`), as asked: whichever
     command it was, it exits 130 or 143, says ``stopped:`` on stderr, and in JSON is
@@ -110,11 +115,6 @@ class Stopped(CnnError):
     @property
     def exit_code(self) -> int:
         return EXIT_SIGTERM if self.terminated else EXIT_SIGINT
-
-    @property
-    def signal_name(self) -> str:
-        """How people call what stopped it: Ctrl-C (SIGINT) or SIGTERM."""
-        return "SIGTERM" if self.terminated else "Ctrl-C"
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "error": "Terminated" if self.terminated else "Interrupted"}

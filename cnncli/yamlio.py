@@ -340,17 +340,15 @@ def load(path: str | Path) -> Any:
                           hint="check the path, or use a built-in name (cnncli models)")
     if path.is_dir():
         raise ConfigError("this is a directory, not a YAML file", file=str(path))
-    if not path.is_file():  # a device or a pipe: read, it might never end
-        raise ConfigError("this is not a regular file (a device or a pipe?)", file=str(path),
-                          hint="give a spec or config file")
-    size = path.stat().st_size
+    size = path.stat().st_size  # 0 for a pipe (`<(envsubst < cfg.yaml)`) or a device
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_BYTES + 1) if size <= MAX_BYTES else b""  # no more, whatever
-        size = max(size, len(raw))  # its size said (it grew meanwhile)
-        if size > MAX_BYTES:
+        if size > MAX_BYTES or len(raw) > MAX_BYTES:  # its size said (/dev/zero: 0)
+            said = f"{size / 1e6:.1f} MB" if size > MAX_BYTES else \
+                f"over {MAX_BYTES // 1_000_000} MB"
             raise ConfigError(
-                f"the file is {size / 1e6:.1f} MB; specs and configs are limited to "
+                f"the file is {said}; specs and configs are limited to "
                 f"{MAX_BYTES // 1_000_000} MB", file=str(path),
                 hint="is this the right file? A spec is a few kilobytes of YAML")
         text = raw.decode("utf-8")

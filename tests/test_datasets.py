@@ -944,8 +944,10 @@ def test_an_npz_declaring_more_than_half_the_memory_is_refused_before_it_is_read
                                                                             np.uint8),
                         y_test=np.zeros(1, np.uint8))
     monkeypatch.setattr(loader, "available_memory", lambda: 100_000_000)  # 100 MB
-    with pytest.raises(DataError, match=r"bomb.npz declares 0.1 GB of images and labels, "
-                                        r"more than half the memory available \(0.1 GB\)"):
+    with pytest.raises(DataError, match=r"bomb.npz declares 64.1 MiB of images and labels, "
+                                        r"and such a file is read whole: more than the 47.7 "
+                                        r"MiB it may take \(half the 95.4 MiB of memory "
+                                        r"available now\)"):
         datasets.load(path)
 
 
@@ -958,7 +960,7 @@ def test_a_gzipped_idx_file_declaring_more_than_half_the_memory_is_refused_unrea
     with gzip.open(path, "wb") as f:
         f.write(header + bytes(65_536 * 32 * 32))
     monkeypatch.setattr(loader, "available_memory", lambda: 100_000_000)
-    with pytest.raises(DataError, match="declares 0.1 GB of images and labels"):
+    with pytest.raises(DataError, match="declares 64.0 MiB of images and labels"):
         idx.read_idx(path)
 
 

@@ -369,15 +369,18 @@ def test_a_json_with_an_unknown_resize_mode_is_refused(files, tmp_path):
         exported.load(path)
 
 
+def _identity_onnx(path, dims: list) -> None:
+    """An ONNX file whose uint8 input of `dims` is its output (not one cnncli wrote)."""
+    x = helper.make_tensor_value_info("image", TensorProto.UINT8, dims)
+    y = helper.make_tensor_value_info("probabilities", TensorProto.UINT8, dims)
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["probabilities"])],
+                              "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
 def test_an_input_that_is_not_nhwc_images_is_refused(tmp_path):
     """An NCHW uint8 model (not one cnncli wrote): refused when loading, not mid-predict."""
-    x = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 1, 28, 28])
-    y = helper.make_tensor_value_info("probabilities", TensorProto.UINT8, ["batch", 1, 28, 28])
-    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["image"],
-                                                                  ["probabilities"])],
-                                                "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, tmp_path / "nchw.onnx")
+    _identity_onnx(tmp_path / "nchw.onnx", ["batch", 1, 28, 28])
     with pytest.raises(ModelError, match=r"\[batch, 1, 28, 28\]: not images with 1 or 3 "
                                          "channels last"):
         exported.load(tmp_path / "nchw.onnx")
@@ -385,14 +388,7 @@ def test_an_input_that_is_not_nhwc_images_is_refused(tmp_path):
 
 def test_an_input_larger_than_cnncli_reads_images_at_is_refused(tmp_path):
     """Every image would have been resized to it (7.5 GB an image, then a MemoryError)."""
-    x = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 50_000, 8, 3])
-    y = helper.make_tensor_value_info("probabilities", TensorProto.UINT8,
-                                      ["batch", 50_000, 8, 3])
-    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["image"],
-                                                                  ["probabilities"])],
-                                                "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, tmp_path / "tall.onnx")
+    _identity_onnx(tmp_path / "tall.onnx", ["batch", 50_000, 8, 3])
     with pytest.raises(ModelError, match=r"\[batch, 50000, 8, 3\]: larger than the 16,384 "
                                          "pixels a side"):
         exported.load(tmp_path / "tall.onnx")
@@ -471,6 +467,55 @@ def test_a_saved_model_that_writes_files_is_refused_before_it_runs(files, tmp_pa
                                          "reach files, the network or other processes"):
         exported.load(model)
     assert not written.exists()
+
+
+def test_a_saved_model_that_writes_files_as_it_is_loaded_is_refused(tmp_path):
+    """A resource's initialiser runs when TensorFlow loads the model, before any
+    prediction: outside the serving function, yet scanned."""
+    import tensorflow as tf
+
+    written = tmp_path / "pwned.txt"
+
+    class Resource(tf.saved_model.experimental.TrackableResource):
+        def _create_resource(self):
+            return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[])
+
+        def _initialize(self):
+            tf.io.write_file(str(written), "pwned")
+
+    class Classifier(tf.Module):
+        def __init__(self):
+            self.resource = Resource()
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.uint8, "image")])
+        def serve(self, image):
+            return {"probabilities": tf.ones([tf.shape(image)[0], 3]) / 3}
+
+    module = Classifier()
+    tf.saved_model.save(module, str(tmp_path / "sm"),
+                        signatures={"serving_default": module.serve})
+    written.unlink(missing_ok=True)  # (saving ran it too)
+    with pytest.raises(ModelError, match="the SavedModel runs WriteFile"):
+        exported.load(tmp_path / "sm")
+    assert not written.exists()
+
+
+def test_a_keras_export_passes_the_scan_and_one_without_a_serving_signature_is_said_so(
+        tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from cnncli.infer import savedmodelscan
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.export(str(tmp_path / "keras"))
+    savedmodelscan.check(tmp_path / "keras")
+    tf.saved_model.save(tf.Module(), str(tmp_path / "bare"))
+    with pytest.raises(ModelError, match="the SavedModel has no serving_default signature "
+                                         r"\(it has: none\)"):
+        savedmodelscan.check(tmp_path / "bare")
 
 
 def test_cnncli_exported_saved_models_reach_no_outside_operation(files, tmp_path):

@@ -167,6 +167,14 @@ def test_each_kind_of_convolution_has_its_own_label():
     assert labels == ["TCONV3-4", "DWCONV3-4", "SEPCONV3-8", "TCONV5-2"]
 
 
+def test_keras_aliases_of_convolution_and_pooling_are_the_lecture_s_conv_and_pool():
+    s = spec.parse({"input": [8, 8, 1], "layers": [
+        {"Convolution2D": {"filters": 4, "kernel_size": 3, "padding": "same"}},
+        "MaxPool2D", "Flatten"]})
+    conv, pool = summarize(s).rows[1:3]
+    assert (conv.layer, conv.macs, pool.layer) == ("CONV3-4", 8 * 8 * 4 * 9, "POOL2")
+
+
 def test_a_softmax_layer_says_what_it_computes():
     s = spec.parse({"input": [4, 4, 1], "layers": ["Flatten", {"Dense": 3}, "Softmax"]})
     row = summarize(s).rows[-1]

@@ -582,10 +582,12 @@ def test_a_large_share_of_images_left_for_the_next_epoch_is_said_before_training
 def test_a_network_with_more_classes_than_the_data_is_warned_of_and_names_its_outputs(
         tmp_path):
     five = write_config(tmp_path, spec=SPEC.replace("classes: 3", "classes: 5"))
+    data = config.load(five).data.name  # its classes named, as a folder's are
+    np.savez(data, **dict(np.load(data)), class_names=np.array(["top", "middle", "bottom"]))
     p = planning.plan(config.load(five))
     assert "the network outputs 5 classes and the data has 3: outputs 3 to 4 (numbered " \
            "from 0) never get a training image" in " ".join(p.warnings)
-    assert p.meta().class_names == ("0", "1", "2", "3", "4")
+    assert p.meta().class_names == ("top", "middle", "bottom", "3", "4")
     assert not any("never get a training image" in w for w in planning.plan(
         config.load(write_config(tmp_path))).warnings)
 

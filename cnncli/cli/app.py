@@ -32,6 +32,7 @@ from cnncli.errors import (
     CnnError,
     Stopped,
     Terminated,
+    stopped_by,
 )
 
 app = typer.Typer(
@@ -346,7 +347,7 @@ def _watch_sigterm():
 
 def _interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
     terminated = isinstance(interrupt, Terminated)
-    stopped = Stopped(f"{'SIGTERM' if terminated else 'Ctrl-C'}: the command stopped "
+    stopped = Stopped(f"{stopped_by(terminated)}: the command stopped "
                       "before it finished", hint="run it again", terminated=terminated)
     with contextlib.suppress(OSError, KeyboardInterrupt):  # (a second Ctrl-C: out at once)
         from cnncli.cli import render

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnncli import files, text
-from cnncli.errors import EXIT_SIGINT, EXIT_SIGTERM, CnnError
+from cnncli.errors import CnnError, Stopped
 from cnncli.infer import metrics
 from cnncli.text import count, printable, significant  # also the commands' render.printable
 
@@ -67,8 +67,7 @@ def error(exc) -> None:
         lines = str(exc).splitlines() or [type(exc).__name__]  # a library's text
     else:
         lines = [printable(str(p), one_line=True) for p in problems]
-    word = "stopped:" if getattr(exc, "exit_code", None) in (EXIT_SIGINT, EXIT_SIGTERM) \
-        else "error:"
+    word = "stopped:" if isinstance(exc, Stopped) else "error:"
     for line in lines:
         err.print(Text.assemble((word, "bold red"), " ", line))
 

@@ -78,7 +78,7 @@ def class_count(source: str | os.PathLike) -> int | None:
     try:
         kind = next((s.name for s in SOURCES if s.detect(path)), None)
         if kind == "tfrecord":
-            return len(records.read_records(path).class_names)
+            return len(records.read_records(path, walk=False).class_names)
         if kind == "image folder":
             return len(folder.class_names(path))
     except (CnnError, OSError):

@@ -31,7 +31,7 @@ from cnncli import parallel
 from cnncli.data import images
 from cnncli.data.dataset import Split
 from cnncli.errors import CnnError, DataError
-from cnncli.text import dims_text
+from cnncli.text import dims_text, size
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
 #: `auto` keeps the cache in memory up to this share of the memory available.
@@ -67,12 +67,14 @@ def refuse_beyond_memory(nbytes: int, path: Path) -> None:
     """A `DataError` naming `path` if `nbytes`, what its header declares, would take more
     than `ARRAYS_SHARE` of the memory available (it is read whole)."""
     available = available_memory()
-    if nbytes > ARRAYS_SHARE * available:
+    limit = ARRAYS_SHARE * available
+    if nbytes > limit:
+        declared, allowed, free = (size(n, memory=True) for n in (nbytes, limit, available))
         raise DataError(
-            f"{path.name} declares {nbytes / 1e9:,.1f} GB of images and labels, more than "
-            f"half the memory available ({available / 1e9:,.1f} GB); such a file is read "
-            "whole", file=str(path), hint="use a smaller file, or the images as files in "
-            "class folders or a CSV (read as they are used)")
+            f"{path.name} declares {declared} of images and labels, and such a file is read "
+            f"whole: more than the {allowed} it may take (half the {free} of memory available "
+            "now)", file=str(path), hint="free some memory, or use a smaller file, or the "
+            "images as files in class folders or a CSV (read as they are used)")
 
 
 def choose_cache(mode: str, count: int, shape: tuple[int, int, int],

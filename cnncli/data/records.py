@@ -46,10 +46,11 @@ def detect(path: Path) -> bool:
         _is_a_pack(path) or any(path.glob("*-labels.npy")))
 
 
-def read_records(folder: str | os.PathLike) -> Dataset:
-    """The packed dataset in `folder`: labels and shard lists (no record is read). A shard
-    missing, or of another size than when it was written (truncated), is an error naming
-    it."""
+def read_records(folder: str | os.PathLike, *, walk: bool = True) -> Dataset:
+    """The packed dataset in `folder`: labels and shard lists. No record is read; with
+    `walk`, their headers are (`_record_count`). A shard missing, of another size than
+    when it was written (truncated) or, walked, holding a record that runs past its end
+    or another count than the index's, is an error naming it."""
     folder = Path(folder)
     try:
         index = files.parse_json((folder / INDEX).read_text())
@@ -65,7 +66,7 @@ def read_records(folder: str | os.PathLike) -> Dataset:
                         hint="copy the packed folder again, or pack the data again")
     shape = tuple(index["image_shape"]) if index.get("image_shape") else None
     named = index.get("named_classes") is True
-    splits = [_split(folder, index["splits"][name], name, shape, named)
+    splits = [_split(folder, index["splits"][name], name, shape, named, walk)
               for name in ("train", "test")]
     top = max((int(s.labels.max()) for s in splits if len(s.labels)), default=-1)
     if top >= len(index["class_names"]):
@@ -112,13 +113,11 @@ def _index_problem(index: dict) -> str | None:
 _SHARD_NAME = re.compile(r"[\w-]+(\.[\w-]+)*\.tfrecord")
 
 
-def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> Split:
+def _split(folder: Path, entry: dict, name: str, shape, named: bool = False,
+           walk: bool = True) -> Split:
     shards, count = [], 0
     for shard in entry["shards"]:
         path = folder / shard["file"]
-        if path.is_symlink() and path.resolve().parent != folder.resolve():
-            raise DataError(f"the shard {shard['file']} is a link out of the pack's folder",
-                            file=str(path), hint="copy the pack with its shard files in it")
         if not path.is_file():
             raise DataError(f"the shard {shard['file']} is missing", file=str(path),
                             hint="copy the whole packed folder again")
@@ -126,9 +125,9 @@ def _split(folder: Path, entry: dict, name: str, shape, named: bool = False) -> 
             raise DataError(f"the shard {shard['file']} is truncated or damaged: "
                             f"{path.stat().st_size:,} bytes, written with {shard['bytes']:,}",
                             file=str(path), hint="copy it again, or pack the data again")
-        count += _record_count(path)
+        count += _record_count(path) if walk else 0
         shards.append(str(path))
-    if count != entry["count"]:
+    if walk and count != entry["count"]:
         raise DataError(f"the '{name}' shards hold {count:,} records and the index says "
                         f"{entry['count']:,}", file=str(folder / INDEX),
                         hint="pack the data again")
@@ -154,11 +153,13 @@ def _record_count(path: Path) -> int:
     try:
         while offset < size:
             head = os.pread(fd, 8, offset)
-            length = int.from_bytes(head, "little") if len(head) == 8 else size
-            if offset + length + 16 > size:
-                raise DataError(f"the shard {path.name} is damaged: its record {count + 1:,} "
-                                f"declares {length:,} bytes, past the end of the file",
-                                file=str(path), hint="copy it again, or pack the data again")
+            length = int.from_bytes(head, "little")
+            if len(head) < 8 or offset + length + 16 > size:
+                why = (f"it ends inside the header of record {count + 1:,} ({size - offset} "
+                       "stray bytes)" if len(head) < 8 or offset + 16 > size else
+                       f"its record {count + 1:,} declares {length:,} bytes, past its end")
+                raise DataError(f"the shard {path.name} is damaged: {why}", file=str(path),
+                                hint="copy it again, or pack the data again")
             offset, count = offset + length + 16, count + 1
     finally:
         os.close(fd)

@@ -34,6 +34,7 @@ from cnncli.errors import (
     ModelError,
     Stopped,
     Terminated,
+    stopped_by,
 )
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
 from cnncli.export.staging import Staging
@@ -128,7 +129,7 @@ class ExportInterrupted(Stopped, ExportStopped):
 
     def __init__(self, report: Report, rest: list, folder: Path, *, terminated: bool = False):
         super().__init__(report, rest, folder,
-                         f"{'SIGTERM' if terminated else 'Ctrl-C'}: the export stopped",
+                         f"{stopped_by(terminated)}: the export stopped",
                          terminated=terminated)
 
 

@@ -120,7 +120,8 @@ def image_input(model, path) -> tuple[int, int, int]:
                          hint="cnncli evaluates and runs image classifiers")
     if max(shape[:2]) > config.MAX_IMAGE_SIDE:  # every image would be resized to it
         raise ModelError(f"the model takes images of {shape[0]}x{shape[1]}: larger than the "
-                         f"{config.MAX_IMAGE_SIDE:,} pixels a side cnncli reads images at",
+                         f"{config.MAX_IMAGE_SIDE:,} pixels a side cnncli allows for a "
+                         "model's input",
                          file=str(path), hint="save the model with the size it was trained at")
     return shape
 

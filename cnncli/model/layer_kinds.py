@@ -4,6 +4,8 @@ give their input unchanged when predicting, those that keep probabilities).
 
 >>> kind("SeparableConv2D"), kind("MaxPooling2D"), kind("Dense"), kind("Flatten")
 ('conv', 'pool', 'fc', None)
+>>> kind("Convolution2D"), kind("MaxPool2D"), kind("GlobalAvgPool2D")   # Keras' aliases
+('conv', 'pool', 'pool')
 >>> kind("ConvLSTM2D") is None    # a recurrent layer, not a convolution of the lecture's
 True
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 
 #: Any convolution: Conv2D, Conv1D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D...
-_CONVOLUTION = re.compile(r"Conv\dD")
+_CONVOLUTION = re.compile(r"Conv(olution)?\dD")
 
 #: The layers whose `rate` is the share of values dropped.
 DROPPING = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -34,6 +36,6 @@ def kind(class_name: str) -> str | None:
     None. Global poolings are pools too."""
     if _CONVOLUTION.search(class_name):
         return "conv"
-    if "Pooling" in class_name:
+    if "Pool" in class_name:
         return "pool"
     return "fc" if class_name == "Dense" else None

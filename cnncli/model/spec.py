@@ -221,10 +221,11 @@ def check_input(value: Any, *, file: str | None = None, line: int | None = None)
             f"`input` has {value[2]} channels; cnncli feeds images with 1 (grey) or 3 (RGB)",
             file=file, line=line, hint=f"use [{value[0]}, {value[1]}, 1] or "
                                        f"[{value[0]}, {value[1]}, 3]")
-    if max(value[:2]) > config.MAX_IMAGE_SIDE:  # no image is decoded larger
+    if max(value[:2]) > config.MAX_IMAGE_SIDE:  # as data.image_size: images resize to it
         raise ConfigError(
             f"`input` {list(value)} is larger than the {config.MAX_IMAGE_SIDE:,} pixels a side "
-            "cnncli reads images at", file=file, line=line,
+            "cnncli allows for a model's input (as for `data.image_size`)", file=file,
+            line=line,
             hint="give the size images are resized to, e.g. [224, 224, 3]")
     return tuple(int(v) for v in value)
 

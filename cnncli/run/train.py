@@ -244,8 +244,9 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
             f"({ran:,}) after {done - (state.epoch - 1) * spe:,} of its {spe:,} steps, and "
             f"its backup was made at that end: the rest of the epoch cannot be trained as "
             f"one run of {p.total_steps:,} steps would", file=str(run),
-            hint=f"resume it with its own {ran:,} steps (its results are saved, with no "
-                 "more training), or start a new run with more steps")
+            hint=f"resume it with its own {ran:,} steps (cnncli train --resume {run}, no "
+                 "--force: its results are saved, with no more training), or start a new "
+                 "run with more steps")
     if done == p.total_steps or state.stopped_early:
         reporter.note(("this run had stopped early" if state.stopped_early else
                        "this run had trained all its steps") + ", but its results were not "

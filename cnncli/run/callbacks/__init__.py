@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from cnncli.errors import DataError, Stopped, TrainingError
+from cnncli.errors import DataError, Stopped, TrainingError, stopped_by
 from cnncli.run import finetune, rundir, schedules
 from cnncli.run.callbacks.backup import Backups
 from cnncli.run.callbacks.best import BestModel
@@ -34,7 +34,7 @@ __all__ = ["Interrupted", "RunCallback", "best_monitor"]
 
 def signal_name(signum: int) -> str:
     """How people call the signal: Ctrl-C (SIGINT) or SIGTERM."""
-    return "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    return stopped_by(signum != signal.SIGINT)
 
 
 class Interrupted(Stopped):
