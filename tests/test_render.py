@@ -105,6 +105,28 @@ def test_progress_bar_stats_are_not_markup(monkeypatch):
     assert "acc [top] 0.5000" in buffer.getvalue()
 
 
+def test_the_data_line_says_how_many_images_a_class_folder_run_held_out(tmp_path,
+                                                                       monkeypatch):
+    """60,000 photos trained as 43,200 without a word of the 12,000 kept for evaluate."""
+    from trainkit import SPEC
+
+    from cnncli.run import plan as planning
+
+    for name in ("cat", "dog"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(10):
+            Image.new("L", (8, 8), i * 20).save(tmp_path / "photos" / name / f"{i}.png")
+    path = tmp_path / "photos.yaml"
+    path.write_text(f"model:{SPEC.replace('classes: 3', 'classes: 2')}\n"
+                    f"data: {{name: '{tmp_path / 'photos'}'}}\ntrain: {{batch_size: 4}}\n")
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "err", Console(file=buffer, width=400, markup=False))
+    render.PlainTrainReporter().begin(planning.plan(config.load(path)), tmp_path / "run",
+                                      resumed=False)
+    assert "14 training, 2 validation images, 4 held out for evaluate (a seeded 20% of each " \
+           "class; train/ and test/ folders choose them)" in buffer.getvalue()
+
+
 def test_training_and_prediction_lines_keep_bracketed_names(tmp_path):
     path = write_config(tmp_path, epochs=1)
     data = tmp_path / "toy [1].npz"

@@ -133,8 +133,10 @@ class PlainTrainReporter:
             d = plan.data
             info(f"{'Resuming' if resumed else 'Run'}: {run}")
             how = "; ".join(filter(None, [plan.feed.describe(), *plan.data_notes]))
+            held = f", {len(d.test):,} held out for evaluate (a seeded {d.held_out:.0%} of " \
+                "each class; train/ and test/ folders choose them)" if d.held_out else ""
             info(f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
-                 f"{len(plan.feed.val):,} validation images"
+                 f"{len(plan.feed.val):,} validation images{held}"
                  + (" (SAMPLE)" if d.sample else "") + (f"; {how}" if how else ""))
             info(f"Training {plan.spec.name} for {count(plan.epochs, 'epoch')} of "
                  f"{count(plan.steps_per_epoch, 'step')} (batch {plan.cfg.train.batch_size})")

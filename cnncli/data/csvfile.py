@@ -87,7 +87,8 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
                                                             "(relative to the CSV's folder)")
         parts.append(Split([paths[i] for i in kept], labels[kept], ids=[paths[i] for i in kept]))
     return Dataset(path.stem, parts[0], parts[1], names, f"{path} (CSV, streamed)",
-                   held_out=all(s is None for s in splits) and test_fraction < 1)
+                   held_out=test_fraction if all(s is None for s in splits) and
+                   test_fraction < 1 else 0.0)
 
 
 def _forward_slashes(file: str, folder: Path) -> str:

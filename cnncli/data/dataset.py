@@ -104,7 +104,8 @@ class Dataset:
     source: str
     sample: bool = False
     resized: str | None = None  # how images were resized when packed (`data.resize` mode)
-    held_out: bool = False  # the test split is a seeded part cnncli held out, not the data's
+    held_out: float = 0.0  # the share of each class cnncli held out as the test split (a
+    # seeded part), when the data has no test split of its own; 0: it has one
 
     @property
     def num_classes(self) -> int:

@@ -88,7 +88,8 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                                  "testing), or give train/ and test/ folders")
     return Dataset(root.name or root.resolve().name, train, test, names,
                    f"{root} ({layout}, streamed)",
-                   held_out=layout == "class folders" and test_fraction < 1)
+                   held_out=test_fraction if layout == "class folders" and test_fraction < 1
+                   else 0.0)
 
 
 def class_names(root: str | os.PathLike) -> list[str]:
