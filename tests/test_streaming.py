@@ -4,6 +4,7 @@ streamed (never decoded whole up front), cached, packed into TFRecords, CSV labe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -567,6 +568,31 @@ def test_a_disk_cache_is_reused_by_the_next_run(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "_decode", lambda *a, **k: 1 / 0)
     again = ImageLoader(ds.train, SHAPE, cache="disk")  # as a later process would
     np.testing.assert_array_equal(again.batch(np.arange(len(ds.train)))[0], seen)
+
+
+def test_disk_caches_are_listed_and_cleared_and_nothing_else_in_their_folder(
+        tmp_path, monkeypatch):
+    from cnncli.data import caches
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(root))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    used = ImageLoader(ds.train, SHAPE, cache="disk")
+    used.batch(np.arange(3))
+    used.flush()
+    (root / "notes").mkdir()  # a CNNCLI_CACHE_DIR shared with other things
+    (root / "0123456789abcdef01234567").mkdir()  # named like a cache, and not one
+    (root / "0123456789abcdef01234567" / "mine.txt").write_text("keep")
+    [cache] = caches.found()
+    assert (cache.images, cache.filled) == (len(ds.train), 3)
+    assert cache.bytes == len(ds.train) * (int(np.prod(SHAPE)) + 1)
+    done = subprocess.run([sys.executable, "-m", "cnncli", "datasets", "caches", "--clear",
+                           "--json"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, loader.CACHE_DIR_ENV: str(root)})
+    assert done.returncode == 0, done.stderr
+    assert [c["path"] for c in json.loads(done.stdout)["removed"]] == [str(cache.path)]
+    assert sorted(p.name for p in root.iterdir()) == ["0123456789abcdef01234567", "notes"]
+    assert caches.found() == []
 
 
 def test_a_file_rewritten_with_its_old_modification_time_is_not_read_from_the_cache(

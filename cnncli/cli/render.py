@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -350,6 +351,27 @@ def datasets(rows) -> None:
             where += f" ({r.problem})"
         table.add_row(r.name, where, f"{r.train:,}", f"{r.test:,}",
                       text.dims_text(r.image_shape), str(r.num_classes))
+    out.print(table)
+
+
+def caches(rows, folder, *, cleared: bool = False) -> None:
+    """`cnncli.data.caches.Cache`s as a table, or what `--clear` removed."""
+    total = text.size(sum(c.bytes for c in rows))
+    shown = printable(str(folder), one_line=True)
+    if cleared:
+        out.print(f"{shown}: removed {count(len(rows), 'cache')} ({total})", markup=False)
+        return
+    if not rows:
+        out.print(f"{shown}: no image caches", markup=False)
+        return
+    table = Table(title=f"Image caches in {shown}: {total}", title_justify="left")
+    for col in ("folder", "images", "decoded", "size", "last written"):
+        table.add_column(col, justify="left" if col in ("folder", "last written")
+                         else "right")
+    for c in rows:
+        table.add_row(c.path.name, f"{c.images:,}", text.percent(c.filled / c.images, 0)
+                      if c.images else "-", text.size(c.bytes),
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(c.modified)))
     out.print(table)
 
 

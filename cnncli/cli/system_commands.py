@@ -81,6 +81,27 @@ def pack(
                          f"shards; train with data.name: {shown}", markup=False)
 
 
+@datasets_app.command()
+def caches(
+    clear: Annotated[bool, typer.Option("--clear", help="Remove them all (a run then "
+                                        "decodes its images again in its first epoch).")]
+    = False,
+    json: JsonOpt = False,
+) -> None:
+    """The disk caches of decoded images (data.cache: disk), their size; --clear removes
+    them."""
+    from cnncli.cli import render
+    from cnncli.data import caches as cached
+    from cnncli.data.loader import cache_dir
+
+    rows = cached.clear() if clear else cached.found()
+    if json:
+        render.print_json({"folder": str(cache_dir()), "removed" if clear else "caches":
+                           [c.to_dict() for c in rows]})
+    else:
+        render.caches(rows, cache_dir(), cleared=clear)
+
+
 def doctor(json: JsonOpt = False) -> None:
     """TensorFlow, Keras, CUDA and GPUs: what this machine has, and what `auto` picks."""
     from cnncli import devices

@@ -1,0 +1,78 @@
+"""The disk caches of decoded images (``data.cache: disk``, `cnncli.data.loader`): one
+folder each in `loader.cache_dir`, named by a hash of the files and the size they were
+decoded at, holding ``images.u8`` and ``filled.bool``. They stay for later runs on the
+same files; `found` lists them, `clear` removes them (a run then decodes its images
+again in its first epoch; nothing else is lost).
+
+Only folders that are such caches are listed or removed: a ``CNNCLI_CACHE_DIR`` set to a
+folder that holds other things keeps them.
+
+>>> [(c.images, c.filled) for c in found()]       # doctest: +SKIP
+[(48000, 48000), (12000, 3200)]
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnncli.data import loader
+
+#: A cache folder's name (`loader.ImageLoader._key`) and what it may hold.
+_NAME = re.compile(r"[0-9a-f]{24}")
+_FILES = {"images.u8", "filled.bool"}
+_TEMPORARY = re.compile(r"\.(images\.u8|filled\.bool)\.\d+\.tmp")
+
+
+@dataclass(frozen=True)
+class Cache:
+    """One disk cache: its folder, its images (and how many are decoded into it yet),
+    its size on disk, and when it was last written."""
+
+    path: Path
+    images: int
+    filled: int
+    bytes: int
+    modified: float  # seconds since the epoch
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "images": self.images, "filled": self.filled,
+                "bytes": self.bytes, "modified": self.modified}
+
+
+def found(root: Path | None = None) -> list[Cache]:
+    """The caches in `root` (default `loader.cache_dir`), newest first."""
+    root = Path(root) if root is not None else loader.cache_dir()
+    if not root.is_dir():
+        return []
+    caches = [_read(folder) for folder in root.iterdir() if _is_cache(folder)]
+    return sorted(caches, key=lambda c: c.modified, reverse=True)
+
+
+def clear(root: Path | None = None) -> list[Cache]:
+    """Remove every cache in `root`; the ones removed. A run using one meanwhile keeps
+    reading it (its files stay open until it ends)."""
+    caches = found(root)
+    for cache in caches:
+        shutil.rmtree(cache.path, ignore_errors=True)
+    return caches
+
+
+def _is_cache(folder: Path) -> bool:
+    if folder.is_symlink() or not folder.is_dir() or not _NAME.fullmatch(folder.name):
+        return False
+    names = {p.name for p in folder.iterdir()}
+    return _FILES <= names and all(n in _FILES or _TEMPORARY.fullmatch(n) for n in names)
+
+
+def _read(folder: Path) -> Cache:
+    import numpy as np
+
+    filled = folder / "filled.bool"
+    files = [folder / name for name in _FILES]
+    return Cache(folder, images=filled.stat().st_size,
+                 filled=int(np.count_nonzero(np.fromfile(filled, np.bool_))),
+                 bytes=sum(f.stat().st_size for f in files),
+                 modified=max(f.stat().st_mtime for f in files))
