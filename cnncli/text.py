@@ -40,12 +40,25 @@ def cell(text: str) -> str:
     ("'=1+2", "'@SUM(A1)", '-1', 'cat')
     """
     text = printable(text)
-    if text[:1] in ("=", "+", "-", "@") and not _NUMBER.fullmatch(text):
+    if text[:1] in ("=", "+", "-", "@") and not reads_as_number(text):
         return "'" + text
     return text
 
 
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+#: A number as cnncli's YAML reads one (YAML 1.2: no ``1_000``, ``nan`` or ``inf``).
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def reads_as_number(text: str) -> bool:
+    """True for text that YAML would have read as a number without its quotes (and that
+    a spreadsheet reads as one).
+
+    >>> reads_as_number("8"), reads_as_number("1e-3"), reads_as_number("same")
+    (True, True, False)
+    >>> reads_as_number("nan"), reads_as_number("1_000")
+    (False, False)
+    """
+    return _NUMBER.fullmatch(text.strip()) is not None
 
 
 def composed(name: object) -> str:

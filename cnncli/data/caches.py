@@ -20,10 +20,11 @@ from pathlib import Path
 
 from cnncli.data import loader
 
-#: A cache folder's name (`loader.ImageLoader._key`) and what it may hold.
-_NAME = re.compile(r"[0-9a-f]{24}")
-_FILES = {"images.u8", "filled.bool"}
-_TEMPORARY = re.compile(r"\.(images\.u8|filled\.bool)\.\d+\.tmp")
+#: A cache folder's name (`loader.ImageLoader._key`) and what it may hold (its files,
+#: and those files half made, under `loader._open_store`'s temporary names).
+_NAME = re.compile(f"[0-9a-f]{{{loader.KEY_LENGTH}}}")
+_FILES = {loader.IMAGES_FILE, loader.FILLED_FILE}
+_TEMPORARY = re.compile(r"\.(" + "|".join(map(re.escape, _FILES)) + r")\.\d+\.tmp")
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _is_cache(folder: Path) -> bool:
 def _read(folder: Path) -> Cache:
     import numpy as np
 
-    filled = folder / "filled.bool"
+    filled = folder / loader.FILLED_FILE
     files = [folder / name for name in _FILES]
     return Cache(folder, images=filled.stat().st_size,
                  filled=int(np.count_nonzero(np.fromfile(filled, np.bool_))),

@@ -38,6 +38,10 @@ CACHE_MODES = ("auto", "memory", "disk", "none")
 MEMORY_SHARE = 0.25
 #: Environment variable naming the folder of disk caches.
 CACHE_DIR_ENV = "CNNCLI_CACHE_DIR"
+#: A disk cache is a folder named by `KEY_LENGTH` hex digits of a hash of its files and
+#: size, holding the images and which are filled in (`cnncli.data.caches` lists them).
+KEY_LENGTH = 24
+IMAGES_FILE, FILLED_FILE = "images.u8", "filled.bool"
 
 
 def cache_dir() -> Path:
@@ -153,13 +157,13 @@ class ImageLoader:
         digest = hashlib.sha256(f"{self.shape} {self.resize}\n".encode())
         if self.split.kind == "arrays":
             digest.update(hashlib.sha256(np.ascontiguousarray(self.split.images)).digest())
-            return digest.hexdigest()[:24]
+            return digest.hexdigest()[:KEY_LENGTH]
         paths = self.split.images.shards if self.split.kind == "records" else self.split.images
         for path in paths:
             stat = os.stat(path)
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n"
                           .encode())
-        return digest.hexdigest()[:24]
+        return digest.hexdigest()[:KEY_LENGTH]
 
     def batch(self, indices: np.ndarray, encoded=None) -> tuple[np.ndarray, np.ndarray]:
         """The images at `indices` (B, H, W, C) and their weights (1, or 0 for a file that
@@ -244,7 +248,7 @@ def _open_store(folder: Path, shape: tuple[int, ...], made: list[Path]):
     reserved (`os.posix_fallocate`): a full disk is an error now, not a crash (SIGBUS)
     when a page of a sparse file is first written mid-epoch. On an error, what this call
     made is removed."""
-    files = (("images.u8", np.uint8, shape), ("filled.bool", np.bool_, shape[:1]))
+    files = ((IMAGES_FILE, np.uint8, shape), (FILLED_FILE, np.bool_, shape[:1]))
     try:
         if not folder.is_dir():
             folder.mkdir(parents=True)
@@ -264,8 +268,8 @@ def _open_store(folder: Path, shape: tuple[int, ...], made: list[Path]):
                     os.close(fd)
                 os.replace(tmp, path)
                 made[-1] = path
-        return (FileImages(folder / "images.u8", shape),
-                np.memmap(folder / "filled.bool", np.bool_, "r+", shape=shape[:1]))
+        return (FileImages(folder / IMAGES_FILE, shape),
+                np.memmap(folder / FILLED_FILE, np.bool_, "r+", shape=shape[:1]))
     except OSError:
         for path in reversed(made):
             try:

@@ -26,7 +26,7 @@ from cnncli.model.keras_messages import keras_reason
 from cnncli.model.layer_kinds import DROPPING, KEEPS_PROBABILITIES
 from cnncli.model.shapes import as_tuple, window_output
 from cnncli.runtime import import_keras
-from cnncli.text import dims_text
+from cnncli.text import dims_text, reads_as_number
 
 keras = import_keras()
 
@@ -200,7 +200,7 @@ def _make_layer(node: expansion.Node, args: dict, shape):
     except Exception as exc:  # a wrongly typed or out-of-range argument
         message = keras_reason(exc)
         quoted = {k: v for k, v in args.items() if isinstance(v, str)
-                  and keras_layers.reads_as_number(v)}
+                  and reads_as_number(v)}
         if quoted:  # filters: "8": Keras compares '8' <= 0; kernel_size: "3" is no tuple
             names = ", ".join(f"`{k}`" for k in quoted)
             texts = ", ".join(repr(v) for v in quoted.values())

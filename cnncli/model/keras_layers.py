@@ -24,6 +24,7 @@ from typing import Any
 
 from cnncli.errors import suggest
 from cnncli.model.layer_kinds import kind
+from cnncli.text import reads_as_number
 from cnncli.yamlio import is_int
 
 #: Keras layers a spec may not use: they run code, or load a model, from outside the spec.
@@ -149,21 +150,6 @@ WHOLE_NUMBERS = frozenset({"filters", "units", "kernel_size", "strides", "pool_s
 #: Layer arguments that are numbers (Keras compares 'half' <= 0 and says so).
 NUMBERS = frozenset({"rate", "momentum", "epsilon", "stddev", "negative_slope",
                      "max_value", "threshold"})
-
-
-#: A number as cnncli's YAML reads one (YAML 1.2: no ``1_000``, ``nan`` or ``inf``).
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def reads_as_number(text: str) -> bool:
-    """True for text that YAML would have read as a number without its quotes.
-
-    >>> reads_as_number("8"), reads_as_number("1e-3"), reads_as_number("same")
-    (True, True, False)
-    >>> reads_as_number("nan"), reads_as_number("1_000")
-    (False, False)
-    """
-    return _NUMBER.fullmatch(text.strip()) is not None
 
 
 def wrong_number(name: str, value) -> str | None:

@@ -21,7 +21,7 @@ from cnncli.errors import CnnError, ConfigError, raise_all, suggest
 from cnncli.model import builder, fused_norm, keras_layers
 from cnncli.run import optimizers, schedules, transfer
 from cnncli.runtime import import_keras
-from cnncli.text import first_line
+from cnncli.text import first_line, reads_as_number
 
 keras = import_keras()
 
@@ -120,7 +120,7 @@ def _argument_problems(name: str, arguments: dict) -> list[ConfigError]:
             problems.append(ConfigError(f"`train.optimizer.{arg}` is true or false, not "
                                         f"{value!r}", hint=config.BOOLEAN_HINT))
         elif kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
-            quoted = isinstance(value, str) and keras_layers.reads_as_number(value)
+            quoted = isinstance(value, str) and reads_as_number(value)
             shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as YAML
             problems.append(ConfigError(
                 f"`train.optimizer.{arg}` is {'the text ' if quoted else ''}{shown}, not a "
