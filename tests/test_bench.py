@@ -40,6 +40,18 @@ def test_levers_script_measures_each_lever(tmp_path):
     assert "| base |" in table and "1.00x" in table
 
 
+def test_levers_without_base_are_compared_with_the_first_named(tmp_path):
+    done = _run("bench/levers.py", "--only", "bf16_fused,bf16_fused_pool_first",
+                "--rounds", "1", "--batch-sizes", "32", "--warmup", "2", "--measure", "3",
+                "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "LEVERS.md").read_text()
+    assert "/ bf16_fused (median of rounds)" in table
+    assert "| bf16_fused | mixed_bfloat16 + fused Adam | " in table
+    assert "| bf16_fused_pool_first | mixed_bfloat16 + fused Adam + each ReLU" in table
+    assert "1.00x |" in table and "failed" not in table
+
+
 def test_export_benchmark_measures_every_format(tmp_path):
     done = _run("bench/export_bench.py", "--quick", "--out", str(tmp_path), timeout=1200)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -127,3 +139,27 @@ def test_predict_benchmark_times_resnet50_against_both_plain_scripts(tmp_path):
         assert pred["scripts"][script]["top1_agreement"]["n"] == 1  # both listed 4 images
     assert "## (e) Prediction: ResNet50" in (tmp_path / "RESULTS.md").read_text()
     assert summary["targets"] == []  # the issue's targets are VGG16's
+
+
+def test_relu_after_pooling_gives_the_lecture_networks_values_and_gradients():
+    sys.path.insert(0, str(ROOT / "bench" / "contenders"))
+    import _common
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    written, reordered = (_common.lecture_keras_model(keras, pool_first=p) for p in (False, True))
+    assert len(reordered.layers) == len(written.layers) + 2  # two ReLU layers
+    reordered.set_weights(written.get_weights())
+    x = tf.constant(np.random.default_rng(0).random((4, 28, 28, 1)), tf.float32)
+    results = []
+    for model in (written, reordered):
+        with tf.GradientTape() as tape:
+            y = model(x)
+            loss = tf.reduce_sum(y * tf.range(10, dtype=tf.float32))
+        results.append((y, tape.gradient(loss, model.trainable_variables)))
+    (y1, g1), (y2, g2) = results
+    np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+    for a, b in zip(g1, g2, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
