@@ -183,6 +183,12 @@ def test_mixed_bfloat16_on_turing_warns_to_use_float16():
     assert "use mixed_float16" in placement.warnings[0]
 
 
+def test_mixed_bfloat16_on_pascal_warns_to_use_float32_not_float16():
+    # below 7.0 float16 is slow too (the warning for mixed_float16 there says so)
+    [said] = decide("gpu", "mixed_bfloat16", gpus(1, (6, 1)), 2).warnings
+    assert "use float32 there" in said and "mixed_float16" not in said
+
+
 def test_bad_precision_is_config_error_listing_choices():
     with pytest.raises(ConfigError) as info:
         decide("auto", "fp16", [], 2)
@@ -335,11 +341,36 @@ def test_no_warning_without_driver():
     assert gpu_warning(False, decide("auto", "auto", [], 2), CUDA_BUILD) is None
 
 
-@pytest.mark.parametrize("hiding", ["", "-1", " -1,0"])
+@pytest.mark.parametrize("hiding", ["", "-1", " -1,0", "NoDevFiles"])
 def test_no_warning_when_cuda_visible_devices_hides_the_gpus_on_purpose(hiding):
     assert gpu_warning(True, decide("auto", "auto", [], 2), CUDA_BUILD, hiding) is None
     assert "TensorFlow sees no GPU" in gpu_warning(True, decide("auto", "auto", [], 2),
                                                    CUDA_BUILD, "0")  # a GPU it cannot see
+
+
+OLD_GPU_BUILD = {**CUDA_BUILD, "cuda_compute_capabilities": ["sm_60", "sm_70", "compute_90"]}
+K80 = GpuInfo("Tesla K80", None, (3, 7), 0)
+
+
+def test_gpus_too_old_for_tensorflow_are_named_not_told_to_reinstall():
+    # TensorFlow ignores GPUs older than its build's oldest compute capability: nvidia-smi
+    # lists them, TensorFlow sees none, and reinstalling would not help
+    text = gpu_warning(True, decide("auto", "auto", [], 2), OLD_GPU_BUILD,
+                       installed=[K80, GpuInfo("Tesla K80", None, (3, 7), 1)])
+    assert text == ("The GPUs here are older than this TensorFlow supports (compute "
+                    "capability 6.0 and newer): Tesla K80 (compute capability 3.7); cnncli "
+                    "runs on the CPU. A newer GPU, or a TensorFlow built for these, would "
+                    "use them")
+
+
+def test_a_gpu_too_old_beside_one_in_use_is_said_unused():
+    v100 = GpuInfo("Tesla V100", None, (7, 0), 1)
+    text = gpu_warning(True, decide("auto", "auto", gpus(1, (7, 0), "Tesla V100"), 2),
+                       OLD_GPU_BUILD, installed=[K80, v100])
+    assert text == ("Tesla K80 (compute capability 3.7) is older than this TensorFlow "
+                    "supports (compute capability 6.0 and newer): not used")
+    assert gpu_warning(True, decide("auto", "auto", gpus(1, (7, 0)), 2), OLD_GPU_BUILD,
+                       installed=[v100]) is None
 
 
 def test_no_warning_when_gpu_visible_but_cpu_requested():

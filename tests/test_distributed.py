@@ -24,6 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import trainkit  # noqa: E402
 
+from cnncli.errors import DeviceError  # noqa: E402
 from cnncli.runtime import import_keras  # noqa: E402
 
 HERE = Path(__file__).resolve()
@@ -67,13 +68,21 @@ def _worker(args: dict) -> dict:
     """One worker of the cluster: `cnncli.run.train.train` as the CLI runs it."""
     import numpy as np
 
-    from cnncli.devices import distributed
+    from cnncli.devices import distributed, tf_layer
     from cnncli.run import train
 
     if "cpu_bf16" in args:  # this machine's CPU has bfloat16 units, or not
-        from cnncli.devices import tf_layer
-
         tf_layer.cpu_bf16_units = lambda: args["cpu_bf16"]
+    if "devices" in args:  # this machine trains on these (their count is what matters)
+        real_decide = tf_layer.decide
+
+        def decide(*a, **kw):
+            placement = real_decide(*a, **kw)
+            placement.devices = args["devices"]
+            placement.replicas = placement.workers * len(args["devices"])
+            return placement
+
+        tf_layer.decide = decide
     cfg = _load_config(args["config"])
     cfg.output.name = args["name"]
     reporter = _signal_at(args.get("signal_at"))
@@ -85,6 +94,8 @@ def _worker(args: dict) -> dict:
         outcome = {"interrupted": None}
     except train.Interrupted as exc:
         outcome = {"interrupted": exc.signum}
+    except DeviceError as exc:
+        return {"error": exc.message, "hint": exc.hint}
     run, p = reporter.run, reporter.plan
     backup = run / "backup.npz"
     if backup.is_file():
@@ -466,6 +477,21 @@ def test_two_workers_on_a_folder_decode_disjoint_halves_and_end_identical(tmp_pa
                             trainkit.weights(Path(worker["run"])))
     finally:
         shutil.rmtree(worker["run"], ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_machines_with_different_device_counts_both_refuse_naming_each(tmp_path):
+    # TensorFlow's own replica count agrees with each machine's (its devices x machines):
+    # only comparing the machines' counts finds this, on every machine, before training
+    config = trainkit.write_config(tmp_path, epochs=1, batch_size=8)
+    results = run_cluster(tmp_path / "cluster", config, devices=["/cpu:0"],
+                          worker1={"devices": ["/cpu:0", "/cpu:1"]})
+    for result in results:
+        assert result["error"] == (
+            "the machines of the cluster train on different numbers of devices (worker 0: "
+            "1, worker 1: 2): each trains one replica a device, and every machine must "
+            "train as many")
+        assert "same number of GPUs" in result["hint"]
 
 
 @pytest.mark.slow

@@ -181,6 +181,26 @@ def test_a_model_giving_nan_for_every_image_of_the_first_batch_is_one_error(tmp_
     assert "not finite" in err.value.hint
 
 
+def test_nan_outputs_in_float16_suggest_float32_before_blaming_the_weights(tmp_path):
+    # auto is mixed_float16 on a GPU of compute capability 7.x: activations over 65,504
+    # become infinite there, in a model whose weights are fine
+    from cnncli.errors import ModelError
+
+    class AllNan(CountingModel):
+        def predict_on_batch(self, x):
+            return np.full((len(x), self.classes), np.inf, "float32")
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "0.png")
+    loaded = classifier.keras_classifier("tiny", AllNan(), (8, 8, 3), "scale",
+                                         ["a", "b", "c"], precision="mixed_float16")
+    with pytest.raises(ModelError) as err:
+        prediction.predict([str(tmp_path / "0.png")], model=loaded)
+    assert err.value.hint.startswith("it computed in mixed_float16, where an activation "
+                                     "over 65,504 (float16's largest number) becomes "
+                                     "infinite: try --precision float32; if the outputs "
+                                     "are still not numbers, its weights are probably")
+
+
 def test_json_output_holds_no_nan_a_strict_parser_refuses(capsys):
     from cnncli.cli import render
 

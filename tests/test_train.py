@@ -14,7 +14,7 @@ import pytest
 from trainkit import SPEC, history_rows, make_npz, weights, write_config
 
 from cnncli import config, files
-from cnncli.errors import ConfigError, DataError, TrainingError
+from cnncli.errors import ConfigError, DataError, DeviceError, TrainingError
 from cnncli.run import checkpoint, loop, rundir
 from cnncli.run import plan as planning
 from cnncli.run import train as training
@@ -462,6 +462,27 @@ def test_a_best_model_removed_from_an_interrupted_run_is_said_on_resuming(tmp_pa
     training.train(config.load(run / "config.yaml"), resume=run, reporter=Notes())
     assert any(n.startswith("best.keras, the model of epoch 1 (the best so far), is not in the "
                             "run folder") for n in notes)
+
+
+def test_resuming_on_a_machine_without_the_runs_gpu_names_the_run_and_force(tmp_path):
+    # the device comes from the run's config.yaml, not from an option the user gave, and
+    # another device is a change of that config: --force
+    import yaml
+
+    from cnncli.config.sections import digest_of
+
+    run = _interrupted_run(write_config(tmp_path, epochs=2))
+    doc = yaml.safe_load((run / "config.yaml").read_text())
+    assert doc["train"]["device"] == "cpu"
+    doc["train"]["device"] = "gpu:0"  # as a run on a GPU machine writes it
+    doc["digest"] = digest_of({k: v for k, v in doc.items() if k != "digest"})
+    (run / "config.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(DeviceError) as err:
+        training.train(config.load(run / "config.yaml"), resume=run)
+    assert err.value.message == ("this run trained on gpu:0 (train.device in its "
+                                 "config.yaml), but TensorFlow sees no GPU")
+    assert err.value.hint.startswith(f"to go on here: cnncli train --resume {run} --force "
+                                     "--device cpu")
 
 
 def test_resuming_a_run_stopped_before_its_first_backup_says_how_to_start_it_again(tmp_path):

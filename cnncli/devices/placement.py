@@ -271,9 +271,11 @@ def _precision_warnings(precision: str, gpus: Sequence[GpuInfo],
             "(no Tensor Cores) may be slower than float32"
         ]
     if precision == "mixed_bfloat16" and weakest < (8, 0):
+        # below 7.0 float16 has no Tensor Cores either: float32 is the fast choice there
+        better = "mixed_float16" if weakest >= (7, 0) else "float32"
         return [
             f"--precision mixed_bfloat16 on a GPU of compute capability {cc_text} "
-            "(no native bfloat16) is slow; use mixed_float16 there"
+            f"(no native bfloat16) is slow; use {better} there (or auto)"
         ]
     return []
 
@@ -374,33 +376,68 @@ def strategy_name(placement: Placement) -> str:
 
 def gpus_hidden(cuda_visible_devices: str | None) -> bool:
     """Whether ``CUDA_VISIBLE_DEVICES`` hides every GPU: empty, or its first entry not a
-    GPU (CUDA stops at the first invalid one: ``-1``).
+    GPU (CUDA stops at the first invalid one: ``-1``, or ``NoDevFiles``, which some
+    batch schedulers set on nodes without GPUs). A GPU is an index or a ``GPU-``/``MIG-``
+    UUID.
 
     >>> gpus_hidden(""), gpus_hidden("-1"), gpus_hidden("0,1"), gpus_hidden(None)
     (True, True, False, False)
+    >>> gpus_hidden("NoDevFiles"), gpus_hidden("GPU-8f6e0c2a"), gpus_hidden("MIG-1a2b")
+    (True, False, False)
     """
     if cuda_visible_devices is None:
         return False
     first = cuda_visible_devices.split(",")[0].strip()
-    return not first or first.startswith("-")
+    return not (first.isdigit() or first.upper().startswith(("GPU-", "MIG-")))
+
+
+def oldest_supported(build_info: dict) -> tuple[int, int] | None:
+    """The oldest compute capability this TensorFlow runs on (it ignores older GPUs),
+    from its build's ``cuda_compute_capabilities``; None if it does not say.
+
+    >>> oldest_supported({"cuda_compute_capabilities": ["sm_60", "sm_89", "compute_90"]})
+    (6, 0)
+    """
+    caps = [int(digits) for cap in build_info.get("cuda_compute_capabilities") or ()
+            if (digits := str(cap).rpartition("_")[2]).isdigit()]
+    return divmod(min(caps), 10) if caps else None
 
 
 def gpu_warning(driver_present: bool, placement: Placement, build_info: dict,
-                cuda_visible_devices: str | None = None) -> str | None:
+                cuda_visible_devices: str | None = None,
+                installed: Sequence[GpuInfo] = ()) -> str | None:
     """A warning when an NVIDIA driver is installed but TensorFlow sees no GPU (none
-    when ``CUDA_VISIBLE_DEVICES`` hides them on purpose).
+    when ``CUDA_VISIBLE_DEVICES`` hides them on purpose), or when GPUs are too old for
+    this TensorFlow, which ignores them.
 
     Args:
         driver_present: from `nvidia_driver_present`.
         placement: from `decide`.
         build_info: ``tf.sysconfig.get_build_info()`` (``is_cuda_build``,
-            ``cuda_version``, ``cudnn_version``).
+            ``cuda_version``, ``cudnn_version``, ``cuda_compute_capabilities``).
+        installed: the GPUs ``nvidia-smi`` lists, with their compute capabilities.
 
     >>> cpu = decide("auto", "auto", [], 2)
     >>> gpu_warning(False, cpu, {}) is None
     True
     """
-    if not driver_present or placement.visible > 0 or gpus_hidden(cuda_visible_devices):
+    if not driver_present or gpus_hidden(cuda_visible_devices):
+        return None
+    oldest = oldest_supported(build_info)
+    old = [g for g in installed if oldest and g.compute_capability
+           and g.compute_capability < oldest]
+    if old:
+        named = ", ".join(sorted({f"{g.name} (compute capability {g.compute_capability[0]}."
+                                  f"{g.compute_capability[1]})" for g in old}))
+        supported = f"compute capability {oldest[0]}.{oldest[1]} and newer"
+        if placement.visible == 0 and len(old) == len(installed):
+            return (f"The GPUs here are older than this TensorFlow supports ({supported}): "
+                    f"{named}; cnncli runs on the CPU. A newer GPU, or a TensorFlow built "
+                    "for these, would use them")
+        if placement.visible > 0 and cuda_visible_devices is None:
+            return (f"{named} {'is' if len(old) == 1 else 'are'} older than this "
+                    f"TensorFlow supports ({supported}): not used")
+    if placement.visible > 0:
         return None
     text = "An NVIDIA driver is installed but TensorFlow sees no GPU, so cnncli runs on the CPU"
     if not build_info.get("is_cuda_build"):

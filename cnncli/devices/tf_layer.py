@@ -68,6 +68,29 @@ def _smi_memory() -> dict[str, int]:
     return memory
 
 
+def _smi_gpus() -> list[GpuInfo]:
+    """The GPUs ``nvidia-smi`` lists, named with their compute capabilities (TensorFlow
+    does not list those too old for it); [] when it cannot say (drivers before 510 do
+    not know ``compute_cap``)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for index, line in enumerate(out.splitlines()):
+        name, _, cap = line.rpartition(",")
+        major, _, minor = cap.strip().partition(".")
+        if name.strip() and major.isdigit() and minor.isdigit():
+            gpus.append(GpuInfo(name.strip(), None, (int(major), int(minor)), index))
+    return gpus
+
+
 def visible_gpus() -> list[GpuInfo]:
     """The GPUs TensorFlow sees (after ``CUDA_VISIBLE_DEVICES``), numbered as it does.
 
@@ -142,8 +165,10 @@ def setup(requested: str = "auto", precision: str = "auto", *,
     cluster = parse_tf_config(os.environ.get("TF_CONFIG")) if multiworker else None
     placement = decide(requested, precision, visible_gpus(), tf_cpu_threads(), cluster,
                        cpu_bf16=cpu_bf16_units(), one_device=one_device)
-    warning = gpu_warning(nvidia_driver_present(), placement, build_info(),
-                          os.environ.get("CUDA_VISIBLE_DEVICES"))
+    driver = nvidia_driver_present()
+    warning = gpu_warning(driver, placement, build_info(),
+                          os.environ.get("CUDA_VISIBLE_DEVICES"),
+                          installed=_smi_gpus() if driver else [])
     if warning:
         placement.warnings.append(warning)
     if placement.kind == "multiworker":
@@ -168,6 +193,7 @@ def strategy(placement: Placement):
     tf = import_tf()
     if placement.kind == "multiworker":
         joined = _multiworker_strategy(tuple(placement.devices))
+        _same_devices_everywhere(joined, len(placement.devices))
         if joined.num_replicas_in_sync != placement.replicas:
             raise DeviceError(
                 f"the cluster trains {joined.num_replicas_in_sync} replicas, but this "
@@ -180,6 +206,54 @@ def strategy(placement: Placement):
     if placement.kind == "gpu":
         return tf.distribute.OneDeviceStrategy(_logical_name(placement.devices[0]))
     return tf.distribute.MirroredStrategy([_logical_name(d) for d in placement.devices])
+
+
+#: How long a worker waits for every other to say how many devices it trains on.
+AGREE_TIMEOUT_MS = 10 * 60 * 1000
+
+
+def _same_devices_everywhere(joined, mine: int) -> None:
+    """A `DeviceError` on every machine of the cluster unless all train on as many devices
+    as this one (`mine`). TensorFlow counts the cluster's replicas as this machine's
+    devices times the machines, so each sees its own count agree; machines with different
+    counts would wait in their first collective (or fail in it). The counts go through
+    the cluster's coordination service (its key-value store), which, unlike a collective,
+    does not need them to agree."""
+    counts = _devices_of_each_task(joined, mine)
+    if len(set(counts.values())) > 1:
+        said = ", ".join(f"{task}: {n}" for task, n in counts.items())
+        raise DeviceError(
+            f"the machines of the cluster train on different numbers of devices ({said}): "
+            "each trains one replica a device, and every machine must train as many",
+            hint="give every machine the same number of GPUs (CUDA_VISIBLE_DEVICES, or "
+                 "--device gpu:0 on each for one a machine), or use --device cpu")
+
+
+@functools.cache
+def _devices_of_each_task(joined, mine: int) -> dict[str, int]:
+    """How many devices each training task of `joined`'s cluster uses, ``{"worker 0": 2,
+    ...}``: each writes its own count and reads the others' (once a process: the store
+    keeps a key for the cluster's life). {} when the cluster has no coordination service
+    (nothing to compare with)."""
+    from tensorflow.python.eager import context  # the key-value store has no public API
+
+    tf = import_tf()
+    resolver = joined.cluster_resolver
+    jobs = resolver.cluster_spec().as_dict()
+    tasks = [f"{job} {i}" for job in ("chief", "worker") for i in range(len(jobs.get(job, ())))]
+    store = context.context()
+    try:
+        store.set_config_key_value(f"cnncli/devices/{resolver.task_type} {resolver.task_id}",
+                                   str(mine))
+    except tf.errors.OpError:  # no coordination service
+        return {}
+    try:
+        return {task: int(store.get_config_key_value(f"cnncli/devices/{task}",
+                                                     AGREE_TIMEOUT_MS)) for task in tasks}
+    except tf.errors.OpError as exc:  # a machine that stopped, or never came
+        raise DeviceError(f"the machines of the cluster could not agree on their devices: "
+                          f"{first_line(exc)}",
+                          hint="start cnncli train on every machine of TF_CONFIG") from None
 
 
 #: The precisions, in the order `_agree_on_precision` counts the replicas choosing each.
@@ -329,4 +403,5 @@ def doctor_info() -> Doctor:
                     tf.config.threading.get_inter_op_parallelism_threads(),
                     cpu_bf16_units(), cpu_allocator()),
         nvidia_driver=driver, warning="; ".join(filter(None, (
-            gpu_warning(driver, auto, info, hidden), bad_cluster))) or None)
+            gpu_warning(driver, auto, info, hidden, _smi_gpus() if driver else []),
+            bad_cluster))) or None)

@@ -139,7 +139,7 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
     kept, ids = np.flatnonzero(readable), ds.test.ids
     lost = int((~np.isfinite(probs[kept]).all(axis=1)).sum())
     if lost:  # its figures would be of nothing (NaN's class is the first)
-        raise not_numbers(clf.name, count=lost)
+        raise not_numbers(clf.name, count=lost, precision=getattr(clf, "precision", "float32"))
     if not readable.all():
         bad = np.flatnonzero(~readable)
         named = f": {text.some(ids[i] for i in bad)}" if ids else ""

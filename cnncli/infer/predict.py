@@ -67,10 +67,12 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 continue
             probs = loaded.probabilities(np.stack([img for _, img in good]))
             finite = np.isfinite(probs).all(axis=1)
+            precision = getattr(loaded, "precision", "float32")
             if not finite.any() and not result.images:  # the model, not these images
-                raise not_numbers(loaded.name, count=len(good), every=True)
-            result.errors += [not_numbers(loaded.name, f) for (f, _), ok in
-                              zip(good, finite, strict=True) if not ok]
+                raise not_numbers(loaded.name, count=len(good), every=True,
+                                  precision=precision)
+            result.errors += [not_numbers(loaded.name, f, precision=precision)
+                              for (f, _), ok in zip(good, finite, strict=True) if not ok]
             good, probs = [g for g, ok in zip(good, finite, strict=True) if ok], probs[finite]
             if not result.scores and metrics.not_probabilities(probs):
                 result.scores = True
@@ -86,15 +88,22 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
 
 
 def not_numbers(model: str, file: str | None = None, count: int = 1,
-                every: bool = False) -> ModelError:
+                every: bool = False, precision: str = "float32") -> ModelError:
     """The error for outputs that are not numbers (NaN, infinite), of one image (`file`)
     or of `count` of them (`every` one tried: said once, not per image): a model whose
-    weights are not finite (a training whose loss became NaN) gives them for all."""
+    weights are not finite (a training whose loss became NaN) gives them for all, and
+    one computing in float16 (`precision`, what ``auto`` picks on a GPU of compute
+    capability 7.x) for activations over float16's largest number."""
     which = "this image" if file else ("every image" if every and count > 1 else
                                        f"{count:,} of the images")
+    weights = ("its weights are probably not finite (from a training whose loss became "
+               "NaN?): use the run's best.keras, or train it again")
+    if precision == "mixed_float16":
+        weights = ("it computed in mixed_float16, where an activation over 65,504 (float16's "
+                   "largest number) becomes infinite: try --precision float32; if the "
+                   f"outputs are still not numbers, {weights}")
     return ModelError(f"{model} gives NaN or infinite outputs for {which}", file=file,
-                      hint="its weights are probably not finite (from a training whose loss "
-                           "became NaN?): use the run's best.keras, or train it again")
+                      hint=weights)
 
 
 def _read(source: str, loaded: classifier.Classifier, resize: str):

@@ -26,7 +26,7 @@ from pathlib import Path
 from cnncli import config, devices, runfolder, text
 from cnncli.data import records
 from cnncli.devices import distributed
-from cnncli.errors import ConfigError, DataError, TrainingError, WriteError
+from cnncli.errors import ConfigError, DataError, DeviceError, TrainingError, WriteError
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, signal_name
@@ -111,7 +111,12 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
             absolute_paths(saved)  # as `plan` makes them (a run from before it did)
         _has_backup(run)  # before the data is read, and whatever another config says
         _data_still_there(cfg, saved, run)
-    p = plan(cfg, config_file=config_file)
+    try:
+        p = plan(cfg, config_file=config_file)
+    except DeviceError as exc:
+        if saved is not None and cfg.train.device == saved.train.device:
+            raise _device_gone(exc, saved.train.device, run) from None
+        raise
     model = compile_model(p)
     ways = _directions(p, model)  # errors here come before any run folder exists
     with contextlib.ExitStack() as stack:
@@ -155,6 +160,18 @@ def _has_backup(run: Path) -> None:
             file=str(run), hint=(f"use it as it is (cnncli evaluate {run}), or start "
                                  if finished else "start it again as ")
             + f"a new run: cnncli train {run / rundir.CONFIG}")
+
+
+def _device_gone(exc: DeviceError, device: str, run: Path) -> DeviceError:
+    """The error for resuming a run on a machine without the device its config recorded
+    (the user did not ask for it: the run did), saying how to go on elsewhere."""
+    asked = f"--device {device} was asked for"
+    said = (exc.message.replace(asked, f"this run trained on {device} (train.device in its "
+                                       f"{rundir.CONFIG})", 1) if asked in exc.message
+            else f"{exc.message} (train.device {device} in the run's {rundir.CONFIG})")
+    return DeviceError(said, file=str(run), hint=(
+        f"to go on here: cnncli train --resume {run} --force --device cpu (or auto; the "
+        f"device is part of the run's config, so --force); or bring the GPU back ({exc.hint})"))
 
 
 def _data_still_there(cfg: config.RunConfig, saved: config.RunConfig, run: Path) -> None:
