@@ -292,6 +292,41 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
+def test_a_tensorflow_error_on_a_gpu_names_its_libraries_not_a_bug(monkeypatch, capsys):
+    # cuDNN or XLA failing on a GPU machine (TensorFlow's own explanation is in its log,
+    # hidden without --debug); on the CPU the same error stays "a bug ... report it"
+    import pytest
+
+    from cnncli.cli import app as cli
+    from cnncli.devices import tf_layer
+    from cnncli.model import summary as summaries
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+
+    def boom(*args, **kwargs):
+        raise tf.errors.UnknownError(None, None, "Failed to get convolution algorithm.")
+
+    monkeypatch.setattr(summaries, "summarize", boom)
+    monkeypatch.setattr(tf_layer, "build_info",
+                        lambda: {"cuda_version": "12.5.1", "cudnn_version": "9"})
+    monkeypatch.setattr(sys, "argv", ["cnncli", "summary", "linear"])
+    said = {}
+    for gpu in (True, False):
+        monkeypatch.setattr(tf_layer, "gpus_in_use", lambda gpu=gpu: gpu)
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+        said[gpu] = (e.value.code, capsys.readouterr().err)
+    code, err = said[True]
+    assert code == 3
+    assert err.startswith("error: TensorFlow failed on the GPU: UnknownError: Failed to get "
+                          "convolution algorithm.")
+    assert "built with CUDA 12.5.1 and cuDNN 9" in err and "jit_compile=false" in err
+    assert "a bug" not in err and "report it" not in err
+    code, err = said[False]
+    assert code == 3 and "this is a bug in cnncli" in err
+
+
 def test_an_unexpected_error_is_json_too_when_json_is_asked_for(monkeypatch, capsys):
     import json
 

@@ -414,6 +414,17 @@ def test_out_of_memory_error_names_batch_and_remedies():
         assert remedy in err.hint
 
 
+def test_out_of_memory_on_several_gpus_says_the_batch_size_is_per_replica():
+    assert out_of_memory_message(64, "gpu").message == (
+        "Ran out of device memory on the GPUs at batch size 64 per replica (each GPU "
+        "trains that many images a step)")
+    assert out_of_memory_message(64, "gpu:1").message == (
+        "Ran out of device memory on gpu:1 at batch size 64")
+    assert out_of_memory_message(64, "cpu", several_machines=True).message == (
+        "Ran out of memory at batch size 64 per replica (each machine trains that many "
+        "images a step)")
+
+
 def test_memory_tips_leave_out_what_would_change_nothing_or_is_refused():
     assert "mixed_float16" not in out_of_memory_message(256, precision="mixed_float16").hint
     assert "mixed_float16" not in check_fits(31 * 2**30, 16 * 2**30,

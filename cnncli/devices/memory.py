@@ -171,15 +171,24 @@ def check_fits(estimate: int, device_memory: int | None, *, on_cpu: bool = False
 def out_of_memory_message(batch_size: int, device: str | None = None, *,
                           precision: str = "float32", resumed: bool = False,
                           several_machines: bool = False) -> DeviceError:
-    """The error to raise for a ``ResourceExhaustedError`` at `batch_size`.
+    """The error to raise for a ``ResourceExhaustedError`` at `batch_size`; `device` is
+    what the run trains on (its ``train.device``: ``gpu:0``, ``gpu`` for several, ``cpu``).
+    With several devices or machines the batch size is per replica: said so.
 
     >>> print(out_of_memory_message(256))  # doctest: +ELLIPSIS
     Ran out of device memory at batch size 256. Hint: try --batch-size 128, ...
+    >>> print(out_of_memory_message(64, "gpu"))  # doctest: +ELLIPSIS
+    Ran out of device memory on the GPUs at batch size 64 per replica (each GPU trains ...
     """
-    where = f" on {device}" if device else ""
+    where = {"gpu": " on the GPUs", "cpu": "", None: ""}.get(device, f" on {device}")
+    memory = "memory" if device == "cpu" else "device memory"
+    per = ""
+    if device == "gpu" or several_machines:
+        per = f" per replica (each {'GPU' if device != 'cpu' else 'machine'} trains that " \
+              "many images a step)"
     smaller = max(1, int(batch_size) // 2)
     return DeviceError(
-        f"Ran out of device memory{where} at batch size {batch_size}",
+        f"Ran out of {memory}{where} at batch size {batch_size}{per}",
         hint=memory_tips(f"--batch-size {smaller}", precision=precision, resumed=resumed,
                          several_machines=several_machines))
 

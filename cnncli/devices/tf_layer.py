@@ -91,6 +91,11 @@ def _smi_gpus() -> list[GpuInfo]:
     return gpus
 
 
+def gpus_in_use() -> bool:
+    """True if TensorFlow has GPUs to compute on (`setup` hid those it does not use)."""
+    return bool(import_tf().config.get_visible_devices("GPU"))
+
+
 def visible_gpus() -> list[GpuInfo]:
     """The GPUs TensorFlow sees (after ``CUDA_VISIBLE_DEVICES``), numbered as it does.
 

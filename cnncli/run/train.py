@@ -88,7 +88,8 @@ def train(cfg: config.RunConfig, *, config_file: str | None = None,
                 else None
             if smaller is None:
                 raise devices.out_of_memory_message(
-                    batch, precision=cfg.train.precision, resumed=bool(resume),
+                    batch, cfg.train.device, precision=cfg.train.precision,
+                    resumed=bool(resume),
                     several_machines=cluster is not None) from None
             reporter.note(f"out of memory at batch size {batch}: starting again with "
                           f"{smaller} (--auto-batch)")
