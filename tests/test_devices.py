@@ -26,7 +26,7 @@ from cnncli.devices import (
     tf_layer,
 )
 from cnncli.errors import ConfigError, DeviceError
-from cnncli.runtime import import_keras
+from cnncli.runtime import import_keras, import_tf
 
 keras = import_keras()
 
@@ -591,6 +591,29 @@ def test_two_gpus_of_one_name_are_taken_to_have_the_smaller_memory(tmp_path, mon
     monkeypatch.setenv("PATH", str(tmp_path))
     assert tf_layer._smi_memory() == {"NVIDIA GeForce RTX 3060": 8192 * 2**20,
                                       "NVIDIA A100": 81920 * 2**20}
+
+
+def test_a_mig_slice_has_its_own_memory_not_the_whole_gpus(tmp_path, monkeypatch):
+    # nvidia-smi names the whole A100 (40 GB); TensorFlow names the 5 GB slice it runs on
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf 'NVIDIA A100-SXM4-40GB, 40960\\n'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(tf_layer, "_physical_gpus", lambda: ["slice"])
+    details = {"device_name": "NVIDIA A100-SXM4-40GB MIG 1g.5gb", "compute_capability": (8, 0)}
+    monkeypatch.setattr(import_tf().config.experimental, "get_device_details",
+                        lambda device: details)
+    [gpu] = tf_layer.visible_gpus()
+    assert gpu.memory_bytes == 5 * 2**30 and gpu.compute_capability == (8, 0)
+
+
+def test_nvidia_smi_gives_each_gpus_compute_capability(tmp_path, monkeypatch):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf 'Tesla K80, 3.7\\nTesla V100-SXM2-16GB, 7.0\\n'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert [(g.name, g.compute_capability) for g in tf_layer._smi_gpus()] == [
+        ("Tesla K80", (3, 7)), ("Tesla V100-SXM2-16GB", (7, 0))]
 
 
 def test_machines_whose_auto_precisions_agree_keep_it_without_a_word():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import warnings
@@ -96,6 +97,20 @@ def gpus_in_use() -> bool:
     return bool(import_tf().config.get_visible_devices("GPU"))
 
 
+def mig_memory(name: str) -> int | None:
+    """The memory of a MIG slice of a GPU, from the name TensorFlow gives it (nvidia-smi
+    reports the whole GPU's name and memory, which a memory check must not take for the
+    slice's); None for a whole GPU.
+
+    >>> mig_memory("NVIDIA A100-SXM4-40GB MIG 1g.5gb") == 5 * 2**30
+    True
+    >>> mig_memory("NVIDIA A100-SXM4-40GB") is None
+    True
+    """
+    found = re.search(r"\bMIG \d+g\.(\d+)gb\b", name, re.IGNORECASE)
+    return int(found.group(1)) * 2**30 if found else None
+
+
 def visible_gpus() -> list[GpuInfo]:
     """The GPUs TensorFlow sees (after ``CUDA_VISIBLE_DEVICES``), numbered as it does.
 
@@ -111,7 +126,8 @@ def visible_gpus() -> list[GpuInfo]:
         cc = details.get("compute_capability")
         if memory is None:
             memory = _smi_memory()
-        gpus.append(GpuInfo(name, memory.get(name), tuple(cc) if cc else None, index))
+        gpus.append(GpuInfo(name, mig_memory(name) or memory.get(name),
+                            tuple(cc) if cc else None, index))
     return gpus
 
 
