@@ -50,22 +50,11 @@ def _smi_memory() -> dict[str, int]:
     one name and different memory (an 8 and a 12 GB RTX 3060) get the smaller: TensorFlow
     names its GPUs, it does not say which of nvidia-smi's each is (CUDA numbers them
     fastest first, nvidia-smi by bus), and a memory check must not overestimate."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return {}
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
     memory = {}
-    for line in out.splitlines():
-        name, _, mib = line.rpartition(",")
-        if name.strip() and mib.strip().isdigit():
-            total = int(mib.strip()) * 2**20
-            memory[name.strip()] = min(total, memory.get(name.strip(), total))
+    for name, mib in _smi_query("memory.total"):
+        if mib.isdigit():
+            total = int(mib) * 2**20
+            memory[name] = min(total, memory.get(name, total))
     return memory
 
 
@@ -73,23 +62,29 @@ def _smi_gpus() -> list[GpuInfo]:
     """The GPUs ``nvidia-smi`` lists, named with their compute capabilities (TensorFlow
     does not list those too old for it); [] when it cannot say (drivers before 510 do
     not know ``compute_cap``)."""
+    gpus = []
+    for index, (name, cap) in enumerate(_smi_query("compute_cap")):
+        major, _, minor = cap.partition(".")
+        if major.isdigit() and minor.isdigit():
+            gpus.append(GpuInfo(name, None, (int(major), int(minor)), index))
+    return gpus
+
+
+def _smi_query(field: str) -> list[tuple[str, str]]:
+    """(name, `field`) of each GPU ``nvidia-smi`` lists, in its order; [] when it is not
+    installed or cannot answer (an old driver not knowing the field)."""
     smi = shutil.which("nvidia-smi")
     if not smi:
         return []
     try:
         out = subprocess.run(
-            [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            [smi, f"--query-gpu=name,{field}", "--format=csv,noheader,nounits"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    gpus = []
-    for index, line in enumerate(out.splitlines()):
-        name, _, cap = line.rpartition(",")
-        major, _, minor = cap.strip().partition(".")
-        if name.strip() and major.isdigit() and minor.isdigit():
-            gpus.append(GpuInfo(name.strip(), None, (int(major), int(minor)), index))
-    return gpus
+    rows = [line.rpartition(",")[::2] for line in out.splitlines()]
+    return [(name.strip(), value.strip()) for name, value in rows if name.strip()]
 
 
 def gpus_in_use() -> bool:
