@@ -427,15 +427,16 @@ def gpu_warning(driver_present: bool, placement: Placement, build_info: dict,
     old = [g for g in installed if oldest and g.compute_capability
            and g.compute_capability < oldest]
     if old:
-        named = ", ".join(sorted({f"{g.name} (compute capability {g.compute_capability[0]}."
-                                  f"{g.compute_capability[1]})" for g in old}))
+        kinds = sorted({f"{g.name} (compute capability {g.compute_capability[0]}."
+                        f"{g.compute_capability[1]})" for g in old})
+        named = ", ".join(kinds)
         supported = f"compute capability {oldest[0]}.{oldest[1]} and newer"
         if placement.visible == 0 and len(old) == len(installed):
             return (f"The GPUs here are older than this TensorFlow supports ({supported}): "
                     f"{named}; cnncli runs on the CPU. A newer GPU, or a TensorFlow built "
                     "for these, would use them")
         if placement.visible > 0 and cuda_visible_devices is None:
-            return (f"{named} {'is' if len(old) == 1 else 'are'} older than this "
+            return (f"{named} {'is' if len(kinds) == 1 else 'are'} older than this "
                     f"TensorFlow supports ({supported}): not used")
     if placement.visible > 0:
         return None
