@@ -327,6 +327,30 @@ def test_a_tensorflow_error_on_a_gpu_names_its_libraries_not_a_bug(monkeypatch, 
     assert code == 3 and "this is a bug in cnncli" in err
 
 
+def test_a_tensorflow_error_unrelated_to_gpu_libraries_is_not_blamed_on_them(monkeypatch,
+                                                                             capsys):
+    import pytest
+
+    from cnncli.cli import app as cli
+    from cnncli.devices import tf_layer
+    from cnncli.model import summary as summaries
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+
+    def boom(*args, **kwargs):
+        raise tf.errors.InvalidArgumentError(None, None, "Cannot batch tensors with "
+                                             "different shapes")
+
+    monkeypatch.setattr(summaries, "summarize", boom)
+    monkeypatch.setattr(tf_layer, "gpus_in_use", lambda: True)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "summary", "linear"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    err = capsys.readouterr().err
+    assert "GPU" not in err and "this is a bug in cnncli" in err
+
+
 def test_an_unexpected_error_is_json_too_when_json_is_asked_for(monkeypatch, capsys):
     import json
 

@@ -341,11 +341,13 @@ def test_no_warning_without_driver():
     assert gpu_warning(False, decide("auto", "auto", [], 2), CUDA_BUILD) is None
 
 
-@pytest.mark.parametrize("hiding", ["", "-1", " -1,0", "NoDevFiles"])
+@pytest.mark.parametrize("hiding", ["", "-1", " -1,0", "NoDevFiles", "nodevfiles"])
 def test_no_warning_when_cuda_visible_devices_hides_the_gpus_on_purpose(hiding):
     assert gpu_warning(True, decide("auto", "auto", [], 2), CUDA_BUILD, hiding) is None
     assert "TensorFlow sees no GPU" in gpu_warning(True, decide("auto", "auto", [], 2),
                                                    CUDA_BUILD, "0")  # a GPU it cannot see
+    assert "TensorFlow sees no GPU" in gpu_warning(True, decide("auto", "auto", [], 2),
+                                                   CUDA_BUILD, "all")  # by mistake
 
 
 OLD_GPU_BUILD = {**CUDA_BUILD, "cuda_compute_capabilities": ["sm_60", "sm_70", "compute_90"]}
@@ -359,7 +361,7 @@ def test_gpus_too_old_for_tensorflow_are_named_not_told_to_reinstall():
                        installed=[K80, GpuInfo("Tesla K80", None, (3, 7), 1)])
     assert text == ("The GPUs here are older than this TensorFlow supports (compute "
                     "capability 6.0 and newer): Tesla K80 (compute capability 3.7); cnncli "
-                    "runs on the CPU. A newer GPU, or a TensorFlow built for these, would "
+                    "runs on the CPU. A newer GPU, or a TensorFlow built for them, would "
                     "use them")
 
 
@@ -609,11 +611,21 @@ def test_a_mig_slice_has_its_own_memory_not_the_whole_gpus(tmp_path, monkeypatch
 
 def test_nvidia_smi_gives_each_gpus_compute_capability(tmp_path, monkeypatch):
     smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\nprintf 'Tesla K80, 3.7\\nTesla V100-SXM2-16GB, 7.0\\n'\n")
+    smi.write_text("#!/bin/sh\nprintf 'Tesla K80, 3.7\\nTesla V100-SXM2-16GB, 7.0\\n"
+                   "GRID K520, [N/A]\\n'\n")
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert [(g.name, g.compute_capability) for g in tf_layer._smi_gpus()] == [
-        ("Tesla K80", (3, 7)), ("Tesla V100-SXM2-16GB", (7, 0))]
+        ("Tesla K80", (3, 7)), ("Tesla V100-SXM2-16GB", (7, 0)), ("GRID K520", None)]
+
+
+def test_gpus_of_unknown_capability_beside_old_ones_are_not_called_old():
+    unknown = GpuInfo("GRID K520", None, None, -1)
+    text = gpu_warning(True, decide("auto", "auto", [], 2), OLD_GPU_BUILD,
+                       installed=[K80, unknown])
+    assert text.startswith("An NVIDIA driver is installed but TensorFlow sees no GPU")
+    one = gpu_warning(True, decide("auto", "auto", [], 2), OLD_GPU_BUILD, installed=[K80])
+    assert one.startswith("The GPU here is older") and one.endswith("built for it, would use it")
 
 
 def test_machines_whose_auto_precisions_agree_keep_it_without_a_word():

@@ -485,6 +485,19 @@ def test_resuming_on_a_machine_without_the_runs_gpu_names_the_run_and_force(tmp_
                                      "--device cpu")
 
 
+def test_other_device_errors_on_resuming_are_said_as_they_are(tmp_path, monkeypatch):
+    run = _interrupted_run(write_config(tmp_path, epochs=2))
+    said = DeviceError("the machines of the cluster train on different numbers of devices")
+
+    def plan(*args, **kwargs):
+        raise said
+
+    monkeypatch.setattr(training, "plan", plan)
+    with pytest.raises(DeviceError) as err:
+        training.train(config.load(run / "config.yaml"), resume=run)
+    assert err.value is said
+
+
 def test_resuming_a_run_stopped_before_its_first_backup_says_how_to_start_it_again(tmp_path):
     run = _interrupted_run(write_config(tmp_path, epochs=2))
     for backup in run.glob("backup*.npz"):

@@ -195,8 +195,13 @@ def _failed_on_a_gpu(exc: Exception):
     There it is most often the GPU's libraries (a cuDNN other than the one TensorFlow was
     built with, found first on the library path) or XLA's compiler, whose own message
     TensorFlow logs and cnncli hides without ``--debug``: not a bug to report."""
-    if not type(exc).__module__.startswith("tensorflow"):
-        return None
+    import re
+
+    if not type(exc).__module__.startswith("tensorflow") or not (
+            type(exc).__name__ in ("InternalError", "UnknownError")
+            or re.search(r"cudnn|cublas|cuda|ptxas|libdevice|\bxla\b|\bdnn\b", str(exc),
+                         re.IGNORECASE)):
+        return None  # e.g. out of memory, a tf.data shape error: not the GPU's libraries
     from cnncli.devices import GPU_INSTALL, tf_layer
     from cnncli.errors import DeviceError
     from cnncli.text import first_line

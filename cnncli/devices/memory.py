@@ -180,7 +180,8 @@ def out_of_memory_message(batch_size: int, device: str | None = None, *,
     >>> print(out_of_memory_message(64, "gpu"))  # doctest: +ELLIPSIS
     Ran out of device memory on the GPUs at batch size 64 per replica (each GPU trains ...
     """
-    where = {"gpu": " on the GPUs", "cpu": "", None: ""}.get(device, f" on {device}")
+    where = {"gpu": " on the GPUs", "cpu": "", "auto": "", None: ""}.get(
+        device, f" on {device}")
     memory = "memory" if device == "cpu" else "device memory"
     per = ""
     if device == "gpu" or several_machines:

@@ -382,13 +382,16 @@ def gpus_hidden(cuda_visible_devices: str | None) -> bool:
 
     >>> gpus_hidden(""), gpus_hidden("-1"), gpus_hidden("0,1"), gpus_hidden(None)
     (True, True, False, False)
-    >>> gpus_hidden("NoDevFiles"), gpus_hidden("GPU-8f6e0c2a"), gpus_hidden("MIG-1a2b")
+    >>> gpus_hidden("NoDevFiles"), gpus_hidden("GPU-8f6e0c2a"), gpus_hidden("all")
     (True, False, False)
+
+    (``all`` hides every GPU too, but by mistake, as ``NVIDIA_VISIBLE_DEVICES``'s value:
+    the warning that TensorFlow sees none stays.)
     """
     if cuda_visible_devices is None:
         return False
     first = cuda_visible_devices.split(",")[0].strip()
-    return not (first.isdigit() or first.upper().startswith(("GPU-", "MIG-")))
+    return not first or first.startswith("-") or first.lower() == "nodevfiles"
 
 
 def oldest_supported(build_info: dict) -> tuple[int, int] | None:
@@ -432,9 +435,11 @@ def gpu_warning(driver_present: bool, placement: Placement, build_info: dict,
         named = ", ".join(kinds)
         supported = f"compute capability {oldest[0]}.{oldest[1]} and newer"
         if placement.visible == 0 and len(old) == len(installed):
-            return (f"The GPUs here are older than this TensorFlow supports ({supported}): "
+            these, them = ("The GPU here is", "it") if len(old) == 1 else \
+                ("The GPUs here are", "them")
+            return (f"{these} older than this TensorFlow supports ({supported}): "
                     f"{named}; cnncli runs on the CPU. A newer GPU, or a TensorFlow built "
-                    "for these, would use them")
+                    f"for {them}, would use {them}")
         if placement.visible > 0 and cuda_visible_devices is None:
             return (f"{named} {'is' if len(kinds) == 1 else 'are'} older than this "
                     f"TensorFlow supports ({supported}): not used")

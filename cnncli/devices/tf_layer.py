@@ -17,9 +17,16 @@ import subprocess
 import warnings
 from dataclasses import asdict, dataclass, fields
 
-from cnncli.devices.cluster import parse_tf_config
+from cnncli.devices.cluster import TRAINING_TASKS, parse_tf_config
 from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
-from cnncli.devices.placement import GpuInfo, Placement, decide, gpu_warning, parse_precision
+from cnncli.devices.placement import (
+    GpuInfo,
+    Placement,
+    decide,
+    gpu_warning,
+    oldest_supported,
+    parse_precision,
+)
 from cnncli.errors import ConfigError, DeviceError
 from cnncli.parallel import available_cpus, cpu_quota
 from cnncli.runtime import import_keras, import_tf, quiet_unless_debugging
@@ -59,15 +66,21 @@ def _smi_memory() -> dict[str, int]:
 
 
 def _smi_gpus() -> list[GpuInfo]:
-    """The GPUs ``nvidia-smi`` lists, named with their compute capabilities (TensorFlow
-    does not list those too old for it); [] when it cannot say (drivers before 510 do
-    not know ``compute_cap``)."""
+    """The GPUs ``nvidia-smi`` lists, named with their compute capabilities (None where it
+    says ``N/A``; TensorFlow does not list those too old for it, nor number them: their
+    index is -1); [] when it cannot say (drivers before 510 do not know ``compute_cap``)."""
     gpus = []
-    for index, (name, cap) in enumerate(_smi_query("compute_cap")):
+    for name, cap in _smi_query("compute_cap"):
         major, _, minor = cap.partition(".")
-        if major.isdigit() and minor.isdigit():
-            gpus.append(GpuInfo(name, None, (int(major), int(minor)), index))
+        known = major.isdigit() and minor.isdigit()
+        gpus.append(GpuInfo(name, None, (int(major), int(minor)) if known else None, -1))
     return gpus
+
+
+def _installed_gpus(driver: bool, info: dict) -> list[GpuInfo]:
+    """`_smi_gpus` where it can matter: an NVIDIA driver and a TensorFlow built for CUDA
+    (saying which compute capabilities); else [] without running nvidia-smi."""
+    return _smi_gpus() if driver and oldest_supported(info) else []
 
 
 def _smi_query(field: str) -> list[tuple[str, str]]:
@@ -99,10 +112,12 @@ def mig_memory(name: str) -> int | None:
 
     >>> mig_memory("NVIDIA A100-SXM4-40GB MIG 1g.5gb") == 5 * 2**30
     True
+    >>> mig_memory("NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb") == 20 * 2**30  # a compute instance
+    True
     >>> mig_memory("NVIDIA A100-SXM4-40GB") is None
     True
     """
-    found = re.search(r"\bMIG \d+g\.(\d+)gb\b", name, re.IGNORECASE)
+    found = re.search(r"\bMIG (?:\d+c\.)?\d+g\.(\d+)gb\b", name, re.IGNORECASE)
     return int(found.group(1)) * 2**30 if found else None
 
 
@@ -181,10 +196,9 @@ def setup(requested: str = "auto", precision: str = "auto", *,
     cluster = parse_tf_config(os.environ.get("TF_CONFIG")) if multiworker else None
     placement = decide(requested, precision, visible_gpus(), tf_cpu_threads(), cluster,
                        cpu_bf16=cpu_bf16_units(), one_device=one_device)
-    driver = nvidia_driver_present()
-    warning = gpu_warning(driver, placement, build_info(),
-                          os.environ.get("CUDA_VISIBLE_DEVICES"),
-                          installed=_smi_gpus() if driver else [])
+    driver, info = nvidia_driver_present(), build_info()
+    warning = gpu_warning(driver, placement, info, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                          installed=_installed_gpus(driver, info))
     if warning:
         placement.warnings.append(warning)
     if placement.kind == "multiworker":
@@ -256,11 +270,13 @@ def _devices_of_each_task(joined, mine: int) -> dict[str, int]:
     tf = import_tf()
     resolver = joined.cluster_resolver
     jobs = resolver.cluster_spec().as_dict()
-    tasks = [f"{job} {i}" for job in ("chief", "worker") for i in range(len(jobs.get(job, ())))]
+    tasks = [f"{job} {i}" for job in TRAINING_TASKS for i in range(len(jobs.get(job, ())))]
     store = context.context()
     try:
         store.set_config_key_value(f"cnncli/devices/{resolver.task_type} {resolver.task_id}",
                                    str(mine))
+    except tf.errors.AlreadyExistsError:  # said before in this cluster's life: read back
+        pass
     except tf.errors.OpError:  # no coordination service
         return {}
     try:
@@ -419,5 +435,5 @@ def doctor_info() -> Doctor:
                     tf.config.threading.get_inter_op_parallelism_threads(),
                     cpu_bf16_units(), cpu_allocator()),
         nvidia_driver=driver, warning="; ".join(filter(None, (
-            gpu_warning(driver, auto, info, hidden, _smi_gpus() if driver else []),
+            gpu_warning(driver, auto, info, hidden, _installed_gpus(driver, info)),
             bad_cluster))) or None)

@@ -114,9 +114,11 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
         _data_still_there(cfg, saved, run)
     try:
         p = plan(cfg, config_file=config_file)
-    except DeviceError as exc:
-        if saved is not None and cfg.train.device == saved.train.device:
-            raise _device_gone(exc, saved.train.device, run) from None
+    except DeviceError as exc:  # the GPU the run recorded is not here (no other error)
+        asked = f"--device {cfg.train.device} was asked for"
+        if saved is not None and cfg.train.device == saved.train.device \
+                and exc.message.startswith(asked):
+            raise _device_gone(exc, asked, saved.train.device, run) from None
         raise
     model = compile_model(p)
     ways = _directions(p, model)  # errors here come before any run folder exists
@@ -163,13 +165,12 @@ def _has_backup(run: Path) -> None:
             + f"a new run: cnncli train {run / rundir.CONFIG}")
 
 
-def _device_gone(exc: DeviceError, device: str, run: Path) -> DeviceError:
+def _device_gone(exc: DeviceError, asked: str, device: str, run: Path) -> DeviceError:
     """The error for resuming a run on a machine without the device its config recorded
-    (the user did not ask for it: the run did), saying how to go on elsewhere."""
-    asked = f"--device {device} was asked for"
-    said = (exc.message.replace(asked, f"this run trained on {device} (train.device in its "
-                                       f"{rundir.CONFIG})", 1) if asked in exc.message
-            else f"{exc.message} (train.device {device} in the run's {rundir.CONFIG})")
+    (`exc`, which begins with `asked`: the user did not ask for it, the run did), saying
+    how to go on elsewhere."""
+    said = f"this run trained on {device} (train.device in its {rundir.CONFIG})" + \
+        exc.message[len(asked):]
     return DeviceError(said, file=str(run), hint=(
         f"to go on here: cnncli train --resume {run} --force --device cpu (or auto; the "
         f"device is part of the run's config, so --force); or bring the GPU back ({exc.hint})"))
