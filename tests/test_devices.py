@@ -585,22 +585,24 @@ def test_tensorflow_threads_are_limited_to_a_lower_cpu_quota(monkeypatch):
     assert limited == [1, 2]  # inter-op: 2 at least, tf.data can hang with one
 
 
-def test_two_gpus_of_one_name_are_taken_to_have_the_smaller_memory(tmp_path, monkeypatch):
-    smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\nprintf 'NVIDIA GeForce RTX 3060, 8192\\n"
-                   "NVIDIA GeForce RTX 3060, 12288\\nNVIDIA A100, 81920\\n'\n")
+def fake_nvidia_smi(folder, monkeypatch, *lines: str) -> None:
+    """An ``nvidia-smi`` on the PATH printing `lines`, whatever it is asked."""
+    smi = folder / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf '" + "".join(f"{line}\\n" for line in lines) + "'\n")
     smi.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", str(folder))
+
+
+def test_two_gpus_of_one_name_are_taken_to_have_the_smaller_memory(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA GeForce RTX 3060, 8192",
+                    "NVIDIA GeForce RTX 3060, 12288", "NVIDIA A100, 81920")
     assert tf_layer._smi_memory() == {"NVIDIA GeForce RTX 3060": 8192 * 2**20,
                                       "NVIDIA A100": 81920 * 2**20}
 
 
 def test_a_mig_slice_has_its_own_memory_not_the_whole_gpus(tmp_path, monkeypatch):
     # nvidia-smi names the whole A100 (40 GB); TensorFlow names the 5 GB slice it runs on
-    smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\nprintf 'NVIDIA A100-SXM4-40GB, 40960\\n'\n")
-    smi.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA A100-SXM4-40GB, 40960")
     monkeypatch.setattr(tf_layer, "_physical_gpus", lambda: ["slice"])
     details = {"device_name": "NVIDIA A100-SXM4-40GB MIG 1g.5gb", "compute_capability": (8, 0)}
     monkeypatch.setattr(import_tf().config.experimental, "get_device_details",
@@ -610,11 +612,8 @@ def test_a_mig_slice_has_its_own_memory_not_the_whole_gpus(tmp_path, monkeypatch
 
 
 def test_nvidia_smi_gives_each_gpus_compute_capability(tmp_path, monkeypatch):
-    smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\nprintf 'Tesla K80, 3.7\\nTesla V100-SXM2-16GB, 7.0\\n"
-                   "GRID K520, [N/A]\\n'\n")
-    smi.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    fake_nvidia_smi(tmp_path, monkeypatch, "Tesla K80, 3.7", "Tesla V100-SXM2-16GB, 7.0",
+                    "GRID K520, [N/A]")
     assert [(g.name, g.compute_capability) for g in tf_layer._smi_gpus()] == [
         ("Tesla K80", (3, 7)), ("Tesla V100-SXM2-16GB", (7, 0)), ("GRID K520", None)]
 
