@@ -55,8 +55,17 @@ class GpuInfo:
             "index": self.index,
             "name": self.name,
             "memory_bytes": self.memory_bytes,
-            "compute_capability": None if cc is None else f"{cc[0]}.{cc[1]}",
+            "compute_capability": None if cc is None else cc_text(cc),
         }
+
+
+def cc_text(capability: tuple[int, int]) -> str:
+    """A compute capability as NVIDIA writes it.
+
+    >>> cc_text((8, 6))
+    '8.6'
+    """
+    return f"{capability[0]}.{capability[1]}"
 
 
 @dataclass
@@ -264,17 +273,17 @@ def _precision_warnings(precision: str, gpus: Sequence[GpuInfo],
     if any(cc is None for cc in caps):
         return []
     weakest = min(caps)
-    cc_text = f"{weakest[0]}.{weakest[1]}"
+    weakest_text = cc_text(weakest)
     if precision == "mixed_float16" and weakest < (7, 0):
         return [
-            f"--precision mixed_float16 on a GPU of compute capability {cc_text} "
+            f"--precision mixed_float16 on a GPU of compute capability {weakest_text} "
             "(no Tensor Cores) may be slower than float32"
         ]
     if precision == "mixed_bfloat16" and weakest < (8, 0):
         # below 7.0 float16 has no Tensor Cores either: float32 is the fast choice there
         better = "mixed_float16" if weakest >= (7, 0) else "float32"
         return [
-            f"--precision mixed_bfloat16 on a GPU of compute capability {cc_text} "
+            f"--precision mixed_bfloat16 on a GPU of compute capability {weakest_text} "
             f"(no native bfloat16) is slow; use {better} there (or auto)"
         ]
     return []
@@ -430,10 +439,10 @@ def gpu_warning(driver_present: bool, placement: Placement, build_info: dict,
     old = [g for g in installed if oldest and g.compute_capability
            and g.compute_capability < oldest]
     if old:
-        kinds = sorted({f"{g.name} (compute capability {g.compute_capability[0]}."
-                        f"{g.compute_capability[1]})" for g in old})
+        kinds = sorted({f"{g.name} (compute capability {cc_text(g.compute_capability)})"
+                        for g in old})
         named = ", ".join(kinds)
-        supported = f"compute capability {oldest[0]}.{oldest[1]} and newer"
+        supported = f"compute capability {cc_text(oldest)} and newer"
         if placement.visible == 0 and len(old) == len(installed):
             these, them = ("The GPU here is", "it") if len(old) == 1 else \
                 ("The GPUs here are", "them")
