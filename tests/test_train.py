@@ -605,6 +605,53 @@ def test_dry_run_refuses_a_device_that_is_not_there(tmp_path):
     assert "--device gpu" in result.stderr
 
 
+def test_dry_run_says_what_training_would_read_and_makes_no_cache(tmp_path, monkeypatch):
+    """The folder is listed (its images counted, split, batched) as training would, and
+    the disk cache it would fill is named, not made."""
+    from PIL import Image
+
+    for i in range(24):
+        folder = tmp_path / "photos" / ("cat", "dog")[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (12, 10), (i, 0, 0)).save(folder / f"{i}.png")
+    monkeypatch.setenv("CNNCLI_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_config(tmp_path, epochs=2, batch_size=4)
+    path.write_text(path.read_text().replace(str(tmp_path / "toy.npz"), str(tmp_path / "photos"))
+                    .replace("validation_split: 0.2", "validation_split: 0.2\n  cache: disk"))
+    result = cli("train", str(path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert f"Data: photos from {tmp_path / 'photos'} (class folders, streamed): 16 training, " \
+           "4 validation images, 4 held out for evaluate" in result.stdout
+    assert f"cached on disk ({tmp_path / 'cache'}/" in result.stdout
+    assert "Would train toy for 2 epochs of 4 steps (batch 4)" in result.stdout
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
+
+
+def test_dry_run_json_has_the_data_and_refuses_what_the_data_makes_impossible(tmp_path):
+    """Its classes too: the network's output layer is the data's (not a guess of 10)."""
+    path = write_config(tmp_path, batch_size=64, spec=SPEC.replace("  classes: 3\n", ""))
+    doc = json.loads(cli("train", str(path), "--dry-run", "--json").stdout)
+    data = doc["data"]
+    assert (data["training"], data["validation"], data["steps_per_epoch"]) == (256, 64, 4)
+    assert data["classes"] == ["0", "1", "2"] and data["batch_size"] == 64
+    assert doc["model"]["rows"][-1]["volume"] == "3"
+    assert not any("known only when training reads it" in w for w in doc["warnings"])
+    result = cli("train", str(path), "--dry-run", "--batch-size", "512")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "the 256 training images are fewer than one batch of 512" in result.stderr
+
+
+def test_dry_run_of_a_known_dataset_not_here_says_training_downloads_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    path = write_config(tmp_path)
+    result = cli("train", str(path), "--dry-run", "--data", "cifar10",
+                 "--set", "model.input=[32, 32, 3]", "--set", "model.classes=10")
+    assert result.returncode == 0, result.stderr
+    assert "Data: cifar10 is not on this machine yet: training will download 170 MB " \
+           "(Keras)" in result.stdout
+    assert not (tmp_path / "keras" / "datasets").exists()  # (keras.json is made)
+
+
 def test_a_large_share_of_images_left_for_the_next_epoch_is_said_before_training(tmp_path):
     said = planning.plan(config.load(write_config(tmp_path, batch_size=100))).warnings
     assert "256 training images make 2 batches of 100 an epoch: 56 (22%) wait for the " \

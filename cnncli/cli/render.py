@@ -121,6 +121,24 @@ def summary(s, *, explain: bool = False) -> None:
     warn_all(s.warnings)
 
 
+def data_line(plan) -> str:
+    """``Data: photos from /home/me/photos (class folders, streamed): 18 training, 2
+    validation images, ...``: what a run trains on and how the images reach the model."""
+    d = plan.data
+    how = "; ".join(filter(None, [plan.feed.describe(), *plan.data_notes]))
+    held = f", {len(d.test):,} held out for evaluate (a seeded {d.held_out:.0%} of " \
+        "each class; train/ and test/ folders choose them)" if d.held_out else ""
+    return (f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
+            f"{len(plan.feed.val):,} validation images{held}"
+            + (" (SAMPLE)" if d.sample else "") + (f"; {how}" if how else ""))
+
+
+def training_line(plan, verb: str = "Training") -> str:
+    """``Training mnist_net for 3 epochs of 1,080 steps (batch 50)``."""
+    return (f"{verb} {plan.spec.name} for {count(plan.epochs, 'epoch')} of "
+            f"{count(plan.steps_per_epoch, 'step')} (batch {plan.cfg.train.batch_size})")
+
+
 class PlainTrainReporter:
     """One line per epoch, no colour, no animation: for CI, pipes and --quiet."""
 
@@ -131,16 +149,9 @@ class PlainTrainReporter:
     def begin(self, plan, run, resumed):
         if not self.quiet:
             info(plan.placement.describe())
-            d = plan.data
             info(f"{'Resuming' if resumed else 'Run'}: {run}")
-            how = "; ".join(filter(None, [plan.feed.describe(), *plan.data_notes]))
-            held = f", {len(d.test):,} held out for evaluate (a seeded {d.held_out:.0%} of " \
-                "each class; train/ and test/ folders choose them)" if d.held_out else ""
-            info(f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
-                 f"{len(plan.feed.val):,} validation images{held}"
-                 + (" (SAMPLE)" if d.sample else "") + (f"; {how}" if how else ""))
-            info(f"Training {plan.spec.name} for {count(plan.epochs, 'epoch')} of "
-                 f"{count(plan.steps_per_epoch, 'step')} (batch {plan.cfg.train.batch_size})")
+            info(data_line(plan))
+            info(training_line(plan))
         for w in plan.warnings:  # with --quiet too: a CI log needs them most
             self.note(w)
 

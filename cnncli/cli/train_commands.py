@@ -104,16 +104,50 @@ def _dry_run(cfg, config_file: str, json: bool = False) -> None:
     placement = devices.setup(t.device, t.precision)  # a GPU asked for and not there
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
     built = checking.dry_run(cfg, config_file)  # what training would refuse, first
+    planned = plan.shown(cfg, placement, config_file=config_file)  # then of the data
+    if planned and planned.spec.classes != built.model.output.shape[-1]:  # were a guess
+        built = checking.dry_run(cfg, config_file, classes=planned.spec.classes)
     memory = plan.memory_warnings(built, placement, t.batch_size)  # or too large: refused
     summary = summaries.summarize(built)
+    said = summary.warnings + memory
+    said += [w for w in (planned.warnings if planned else []) if w not in said]
     if json:  # the resolved config and the model, as `cnncli summary --json` gives it
         render.print_json({"config": cfg.resolved(), "model": summary.to_dict(),
-                           "warnings": summary.warnings + memory})  # all of them
-        render.warn_all(summary.warnings + memory)
+                           "data": _planned_data(planned), "warnings": said})  # all
+        render.warn_all(said)
         return
     render.out.print(yamlio.dumps(cfg.resolved()), markup=False)
     render.summary(summary)
-    render.warn_all(memory)
+    lines = (render.data_line(planned), render.training_line(planned, "Would train")) \
+        if planned else _not_here_yet(cfg.data)
+    for line in lines:
+        render.out.print(render.printable(line, one_line=True), markup=False)
+    render.warn_all(said[len(summary.warnings):])  # (the summary's were said with it)
+
+
+def _not_here_yet(d) -> list[str]:
+    """The dry run's Data line for a known dataset training would download (a path not
+    made yet has its note among the warnings)."""
+    from cnncli.data import datasets
+
+    name = datasets.known_name(d.name)
+    if name is None:
+        return []
+    where = datasets.locate(name, data_dir=d.data_dir).description  # will download 170 MB
+    return [f"Data: {name} is not on this machine yet: training {where}"]
+
+
+def _planned_data(planned) -> dict | None:
+    """`train --dry-run --json`'s `data`: what the run would train on (None when the data
+    is not on this machine yet)."""
+    if planned is None:
+        return None
+    d, feed = planned.data, planned.feed
+    return {"name": d.name, "source": d.source, "classes": list(planned.meta().class_names),
+            "training": len(feed.train), "validation": len(feed.val),
+            "held_out": len(d.test) if d.held_out else 0, "reading": feed.describe(),
+            "epochs": planned.epochs, "steps_per_epoch": planned.steps_per_epoch,
+            "batch_size": planned.cfg.train.batch_size}
 
 
 def runs(

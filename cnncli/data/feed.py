@@ -55,8 +55,10 @@ class Feed:
 
     @classmethod
     def of(cls, ds: Dataset, shape, *, validation_split: float, seed: int,
-           limit: int | None = None, resize: str = "stretch", cache: str = "auto") -> Feed:
-        """The feed of `ds`'s training split for a model taking `shape` images."""
+           limit: int | None = None, resize: str = "stretch", cache: str = "auto",
+           store: bool = True) -> Feed:
+        """The feed of `ds`'s training split for a model taking `shape` images; without
+        `store`, its caches are not made (a plan only shown: `ImageLoader`'s `store`)."""
         shape = tuple(int(d) for d in shape)
         split = ds.train
         n = min(len(split), limit) if limit else len(split)
@@ -68,7 +70,7 @@ class Feed:
             masks = tuple(_mask(len(split), idx) for idx in (train_idx, val_idx))
             train = Split(split.images, split.labels[masks[0]])
             val = Split(split.images, split.labels[masks[1]])
-            loader = ImageLoader(split, shape, resize, cache)
+            loader = ImageLoader(split, shape, resize, cache, store)
             return cls(train, val, shape, loader, loader, masks)
         train, val = split.take(train_idx), split.take(val_idx)
         if not needs_loader(split, shape):
@@ -76,9 +78,9 @@ class Feed:
         # arrays of another size are resized keeping their channels (converted in the
         # graph, as arrays of the model's size are): an export then takes what they were
         at = shape if split.kind != "arrays" else (*shape[:2], split.images.shape[-1])
-        train_loader = ImageLoader(train, at, resize, cache)
+        train_loader = ImageLoader(train, at, resize, cache, store)
         try:
-            val_loader = ImageLoader(val, at, resize, cache) if len(val) else None
+            val_loader = ImageLoader(val, at, resize, cache, store) if len(val) else None
         except BaseException:  # no room for its cache: the training images' is not kept
             train_loader.discard()  # on the disk the error asks to free
             raise

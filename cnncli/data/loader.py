@@ -104,9 +104,12 @@ class ImageLoader:
         shape: the model's input (height, width, channels).
         resize: how images of another size are brought to it (`images.RESIZE_MODES`).
         cache: `CACHE_MODES`; ``auto`` is decided here (`choose_cache`).
+        store: make the cache's store now (a disk cache's files); False for a plan that
+            is only shown (``train --dry-run``): nothing is written, nothing is read.
     """
 
-    def __init__(self, split: Split, shape, resize: str = "stretch", cache: str = "auto"):
+    def __init__(self, split: Split, shape, resize: str = "stretch", cache: str = "auto",
+                 store: bool = True):
         self.split, self.shape = split, tuple(int(d) for d in shape)
         self.resize = images.resize_mode(resize)
         self.cache = choose_cache(cache, len(split), self.shape)
@@ -117,13 +120,14 @@ class ImageLoader:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(parallel.DECODE_THREADS)
         self._made: list[Path] = []  # the disk cache's files (and folder) made now
-        self._store, self._filled = self._make_store()
+        self._path: Path | None = None  # the disk cache's folder, once made
+        self._store, self._filled = self._make_store() if store else (None, None)
 
     def describe(self) -> str:
         """For the Data line: ``decoded as they are used, at 32x32 (stretch), cached in
         memory``; arrays of another size say theirs (``28x28 images resized to 32x32``)."""
-        where = {"memory": "cached in memory", "disk": f"cached on disk ({self._path})",
-                 "none": "not cached"}[self.cache]
+        where = {"memory": "cached in memory", "none": "not cached"}.get(self.cache) or \
+            f"cached on disk ({self._path or cache_dir() / self._key()})"  # (made or not)
         size, how = dims_text(self.shape[:2]), f"({self.resize})"
         if self.split.kind == "arrays" and self.split.images.ndim == 4:
             own = dims_text(self.split.images.shape[1:3])
@@ -133,7 +137,6 @@ class ImageLoader:
 
     def _make_store(self):
         n, shape = len(self.split), (len(self.split), *self.shape)
-        self._path = None
         if self.cache == "none":
             return None, None
         if self.cache == "memory":

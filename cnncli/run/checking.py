@@ -257,14 +257,16 @@ def input_blamed(errors: list[CnnError], model: str | dict,
             if isinstance(e, InputTooSmall) else e for e in errors]
 
 
-def dry_run(cfg: config.RunConfig, file: str | None) -> builder.Built:
-    """What ``train --dry-run`` shows: the network built (`build_config`), once every
-    problem of it and of the training settings that training would refuse without
-    reading the data has been raised at once, as training raises them."""
+def dry_run(cfg: config.RunConfig, file: str | None, classes: int | None = None
+            ) -> builder.Built:
+    """What ``train --dry-run`` shows: the network built (`build_config`, with `classes`
+    when the data has been read), once every problem of it and of the training settings
+    that training would refuse without reading the data has been raised at once, as
+    training raises them."""
     errors: list[CnnError] = []
     built = None
     try:
-        built = build_config(cfg, file, epochs=cfg.train.planned_epochs)
+        built = build_config(cfg, file, classes=classes, epochs=cfg.train.planned_epochs)
     except CnnError as exc:
         errors += getattr(exc, "errors", [exc])
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES

@@ -117,9 +117,36 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
     epochs and steps. The device and precision `auto` chose are written back into
     ``cfg.train`` (a run records them, so ``--resume`` continues with the same)."""
     absolute_paths(cfg)
-    t, d = cfg.train, cfg.data
+    t = cfg.train
     placement = devices.setup(t.device, t.precision, multiworker=True)
     t.precision, t.device = placement.precision, placement.device_setting()
+    return _worked_out(cfg, placement, config_file)
+
+
+def shown(cfg: config.RunConfig, placement: devices.Placement, *,
+          config_file: str | None = None) -> Plan | None:
+    """The plan ``train --dry-run`` shows: `plan`'s, of a copy of `cfg`, on `placement`
+    (one machine's: no cluster is joined), with the data read only if it is on this
+    machine (nothing downloaded) and no cache made (nothing written). None when the
+    data is not there to read: a path not made yet (`check` says so) or a known
+    dataset training would download.
+
+    Raises what `plan` raises about the data and the settings against it (more classes
+    than outputs, fewer images than a batch, an unreadable folder)."""
+    d = cfg.data
+    name = datasets.known_name(d.name)
+    if not datasets.exists(d.name) or (name and not d.offline and datasets.locate(
+            name, data_dir=d.data_dir).kind == "download"):
+        return None
+    cfg = cfg.model_copy(deep=True)
+    absolute_paths(cfg)
+    return _worked_out(cfg, placement, config_file, store=False)
+
+
+def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
+                config_file: str | None, store: bool = True) -> Plan:
+    """`plan` on `placement`; without `store`, the feed's caches are not made."""
+    t, d = cfg.train, cfg.data
     try:
         data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
     except DataError as exc:
@@ -138,7 +165,7 @@ def plan(cfg: config.RunConfig, *, config_file: str | None = None) -> Plan:
                                file=config_file)
     built = _checked(network, cfg, data, config_file)  # before any run folder
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
-                   limit=d.limit, resize=d.resize, cache=d.cache)
+                   limit=d.limit, resize=d.resize, cache=d.cache, store=store)
     batch = placement.global_batch_size(t.batch_size)
     steps_per_epoch = len(feed.train) // batch
     if steps_per_epoch < 1:
