@@ -156,6 +156,15 @@ def test_transposed_convolutions_explain_how_the_output_grows():
                              "6 x 1 + 4 = 10"]
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_a_transposed_convolution_with_output_padding_explains_the_size_keras_gives(padding):
+    s = spec.parse({"input": [9, 9, 3], "layers": [
+        {"Conv2DTranspose": {"filters": 4, "kernel_size": 3, "strides": 2,
+                             "output_padding": 1, "padding": padding}}, "Flatten"]})
+    row = summarize(s).rows[1]
+    assert row.explain[0].endswith(f"= {row.volume.split('x')[0]}")  # 20, or 18 when same
+
+
 def test_a_transposed_convolution_larger_than_its_input_is_not_refused():
     s = spec.parse({"input": [2, 2, 3], "layers": [
         {"Conv2DTranspose": {"filters": 4, "kernel_size": 5}}, "Flatten"]})

@@ -314,6 +314,36 @@ def test_gradcam_looks_where_the_branches_join_not_into_the_last_branch(merge):
     assert heat.coarse.shape == (12, 12)
 
 
+def lenet_like():
+    """Two convolutions with maps, then one whose maps are 1x1 (LeNet-5's C5)."""
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(2, 3, activation="relu", name="conv1_1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)  # 5x5
+    x = keras.layers.Conv2D(3, 5, activation="relu", name="conv2_1")(x)  # 1x1
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="fc1")(x))
+
+
+def test_gradcam_passes_over_a_last_convolution_of_1x1_maps():
+    model = lenet_like()
+    assert conv_layers.last_volume(model).name == "conv1_1"
+    cam = gradcam.GradCam(model)
+    assert cam.ref.name == "conv1_1" and cam.warnings == []
+
+
+def test_a_gradcam_layer_of_1x1_maps_asked_for_is_looked_at_and_warned_of(tmp_path):
+    from cnncli.viz import explain as explaining
+
+    image = tmp_path / "x.png"
+    Image.new("L", (12, 12), 200).save(image)
+    result = explaining.explain([str(image)], wrap(lenet_like()), layer="conv2_1",
+                                output=tmp_path)
+    assert result.pictures[0].layer == "conv2_1"
+    assert result.warnings == [
+        "the maps of conv2_1 are 1x1: its Grad-CAM is one value, the whole image coloured "
+        "the same, and cannot say where; a layer with larger maps can, such as conv1_1"]
+
+
 def test_gradcam_keeps_the_last_convolution_when_nothing_joins_after_it():
     model = conv_net(filters_=(2, 3), activation="relu")
     assert conv_layers.last_volume(model).name == "conv2_1"
@@ -394,13 +424,25 @@ def test_an_empty_layer_name_is_an_unknown_layer_not_the_default():
             make()
 
 
-def test_gradcam_overlay_is_red_where_the_heat_is_and_blue_where_it_is_not():
+def brightness(rgb) -> np.ndarray:
+    """What a greyscale printer makes of uint8 RGB colours (ITU-R 601 luma)."""
+    return np.asarray(rgb, np.float64) @ [0.299, 0.587, 0.114]
+
+
+def test_gradcam_overlay_is_bright_where_the_heat_is_and_dark_where_it_is_not():
     image = np.full((4, 4, 1), 128, np.uint8)
     heat = np.zeros((4, 4))
     heat[0, 0] = 1.0
     out = gradcam.overlay(image, heat)
     assert out.shape == (4, 4, 3)
-    assert out[0, 0, 0] > out[0, 0, 2] and out[3, 3, 2] > out[3, 3, 0]
+    assert brightness(out[0, 0]) > 150 > 100 > brightness(out[3, 3])
+
+
+def test_gradcam_colours_grow_brighter_with_the_evidence_so_they_print_in_grey():
+    """A greyscale print or colour-blind eyes keep the order of the evidence (jet's dark
+    red, the most, printed as dark as its dark blue, none)."""
+    luma = brightness(gradcam.scale_bar(256)[0])
+    assert (np.diff(luma) > 0).all() and luma[-1] - luma[0] > 200
 
 
 def test_an_unknown_class_name_lists_the_classes():
@@ -753,7 +795,9 @@ def test_explain_writes_one_heat_map_per_image_named_after_it(quadrant_run, brac
     assert result.stdout.splitlines() == [str(p) for p in written]  # brackets intact
     for path in written:
         png = png_pixels(path)
-        assert png.shape[0] > 256 and (png != 255).any(axis=-1).mean() > 0.5
+        (top, left), (key_top, _) = plots.panel_origins([(256, 256), (14, 256)])[0]
+        assert (png[top:top + 256, left:left + 256] != 255).any(axis=-1).mean() > 0.5
+        assert (png[key_top:key_top + 14, left:left + 256] == gradcam.scale_bar(256)).all()
     data = json.loads(cli("explain", quadrant_run["run"], *bracketed, "--output", tmp_path,
                           "--json", "--class", "0").stdout)
     assert [(d["image"], d["class"], d["layer"]) for d in data] == [

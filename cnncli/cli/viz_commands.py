@@ -137,10 +137,11 @@ def explain(
     result = explaining.explain(files, loaded, class_name=class_name, layer=layer,
                                 output=output)
     _show([p.to_dict() for p in result.pictures], json)
+    render.warn_all(result.warnings)
     for p in result.pictures:
         if not p.evidence:
             render.warn(f"{p.image}: nothing at {p.layer} raised '{p.class_name}' (the "
-                        "Grad-CAM is zero everywhere: the overlay is blue all over); try "
+                        "Grad-CAM is zero everywhere: the overlay is dark all over); try "
                         "--class, or another --layer")
     for error in result.errors:
         render.error(error)

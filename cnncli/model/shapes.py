@@ -71,13 +71,20 @@ def window_output(w: int, f: int, s: int = 1, padding: str = "valid", dilation: 
 
 
 def transposed_output(w: int, f: int, s: int = 1, padding: str = "valid",
-                      dilation: int = 1) -> str:
-    """A transposed convolution's output size, which grows: the formula run backwards.
+                      dilation: int = 1, output_padding: int | None = None) -> str:
+    """A transposed convolution's output size, which grows: the formula run backwards
+    (with an `output_padding` OP, Keras' other formula: P is F // 2 for ``same``).
 
     >>> transposed_output(3, 3, 2, "same"), transposed_output(3, 3, 2, "valid")
     ('W x S = 3 x 2 = 6', 'W x S + max(F - S, 0) = 3 x 2 + 1 = 7')
+    >>> transposed_output(9, 3, 2, "valid", output_padding=1)
+    '(W - 1) x S + F - 2P + OP = 8 x 2 + 3 - 0 + 1 = 20'
     """
     f_eff = (f - 1) * dilation + 1
+    if output_padding is not None:
+        p = f_eff // 2 if padding == "same" else 0
+        return (f"(W - 1) x S + F - 2P + OP = {w - 1} x {s} + {f_eff} - {2 * p} + "
+                f"{output_padding} = {(w - 1) * s + f_eff - 2 * p + output_padding}")
     if padding == "same":
         return f"W x S = {w} x {s} = {w * s}"
     return f"W x S + max(F - S, 0) = {w} x {s} + {max(f_eff - s, 0)} = " \

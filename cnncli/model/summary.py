@@ -200,9 +200,11 @@ def _conv_parts(kind: str, cfg: dict, in_shape, out_shape, suffix: str):
     macs = _conv_macs(kind, cfg, k, in_shape, out_shape, filters, multiplier)
     padding = cfg.get("padding", "valid")
     if "Transpose" in kind:  # the output grows: the lecture's formula run backwards
+        extra = cfg.get("output_padding")
         explain = [f"F={k[0]}, S={stride[0]} ({padding}, transposed): "
                    + transposed_output(in_shape[0], k[0], stride[0], padding,
-                                       as_tuple(cfg.get("dilation_rate", 1), len(k))[0])]
+                                       as_tuple(cfg.get("dilation_rate", 1), len(k))[0],
+                                       None if extra is None else as_tuple(extra, len(k))[0])]
     else:
         explain = _explain(in_shape, k, stride, padding, cfg.get("dilation_rate", 1))
     return f"{_CONV_KINDS.get(kind, 'CONV')}{size}-{filters}{suffix}", desc, macs, explain

@@ -19,11 +19,13 @@ PANEL_MARGIN = 8
 PANEL_FONT = 10
 
 
-def colormap(values01, name: str = "jet") -> np.ndarray:
-    """Values in [0, 1] (any shape) as uint8 RGB colours of matplotlib's colormap `name`.
+def colormap(values01, name: str = "inferno") -> np.ndarray:
+    """Values in [0, 1] (any shape) as uint8 RGB colours of matplotlib's colormap `name`
+    (inferno: from black through red to pale yellow, brighter all the way, so it reads
+    printed in grey and by colour-blind eyes, as jet does not).
 
     >>> colormap(np.array([0.0, 1.0])).tolist()
-    [[0, 0, 127], [127, 0, 0]]
+    [[0, 0, 3], [252, 254, 164]]
     """
     from matplotlib import colormaps
 

@@ -82,9 +82,25 @@ def last_volume(model) -> LayerRef:
     VGG16's ``block5_conv3`` (its ReLU inside) is followed by pooling. Layers that change
     nothing when predicting (Dropout) are not chosen. Looking at one branch would show
     only what that branch found.
+
+    A convolution whose maps are 1x1 (LeNet-5's C5: 120 maps of one value) is passed
+    over for the last one before it with larger maps: a heat map of one value colours the
+    whole image the same, and says nothing about where.
     """
     refs = walk(model)
-    last = max(i for i, r in enumerate(refs) if isinstance(r.layer, CONV_CLASSES))
+    convs = [i for i, r in enumerate(refs) if isinstance(r.layer, CONV_CLASSES)]
+    followed = [_followed(refs, i) for i in reversed(convs)]
+    return next((ref for ref in followed if not one_value(ref)), followed[0])
+
+
+def one_value(ref: LayerRef) -> bool:
+    """Whether `ref`'s maps are 1x1: where Grad-CAM cannot say where."""
+    return _spatial(ref.layer) == (1, 1)
+
+
+def _followed(refs: list[LayerRef], last: int) -> LayerRef:
+    """The convolution `refs[last]`, or the last of the layers after it that keep its
+    maps' height and width (`last_volume`)."""
     size = _spatial(refs[last].layer)
     chosen = refs[last]
     for ref in refs[last + 1:]:

@@ -35,7 +35,7 @@ class Explained:
     class_name: str
     probability: float
     layer: str
-    evidence: bool = True  # False: nothing at the layer raised the class (all blue)
+    evidence: bool = True  # False: nothing at the layer raised the class (all dark)
 
     def to_dict(self) -> dict:
         return {"picture": str(self.png), "image": self.image, "class": self.class_name,
@@ -47,6 +47,7 @@ class Explained:
 class Explanation:
     pictures: list[Explained] = field(default_factory=list)
     errors: list[CnnError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the layer looked at
 
 
 def class_index(class_names: list[str], name: str) -> int:
@@ -75,7 +76,8 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
     resize mode."""
     cam = gradcam.GradCam(conv_layers.keras_model(clf, "Grad-CAM"), layer, clf.name)
     wanted = None if class_name is None else class_index(clf.class_names, class_name)
-    result, names = Explanation(), _Names(writable_folder(output, create=False))
+    result, names = Explanation(warnings=cam.warnings), _Names(writable_folder(output,
+                                                                          create=False))
     for start in range(0, len(sources), BATCH):
         seen = []
         for source in sources[start:start + BATCH]:
@@ -112,7 +114,8 @@ def _write(image: model_input.ModelInput, heat: gradcam.Heatmap, class_names,
     evidence = bool(heat.heatmap.max() > 0)
     title = f"{name}: {text.percent(heat.probability, 1)}   (Grad-CAM at {heat.layer}" + (
         ")" if evidence else ": no evidence for it there)")
-    plots.pixel_panels([(title, picture)], png)
+    key = ("dark: no evidence, bright: the most", gradcam.scale_bar(picture.shape[1]))
+    plots.pixel_panels([(title, picture), key], png)
     return Explained(png, image.source, name, heat.probability, heat.layer, evidence)
 
 

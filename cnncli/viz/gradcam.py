@@ -59,10 +59,18 @@ class GradCam:
 
     def __init__(self, model, layer: str | None = None, model_name: str = ""):
         convolutions = conv_layers.require_convolutions(model, "Grad-CAM", model_name)
+        default = conv_layers.last_volume(model)
         self.ref = (conv_layers.pick(conv_layers.volumes(model), layer, listed=convolutions,
                                      kind="layer with an HxWxD output", model=model)
-                    if layer is not None else conv_layers.last_volume(model))
+                    if layer is not None else default)
         self.probe = probe(model, [self.ref], scores=True)
+        self.warnings: list[str] = []  # about the layer looked at
+        if conv_layers.one_value(self.ref):  # (the default only when every layer's is)
+            other = "" if conv_layers.one_value(default) else \
+                f"; a layer with larger maps can, such as {default.name}"
+            self.warnings.append(f"the maps of {self.ref.name} are 1x1: its Grad-CAM is one "
+                                 "value, the whole image coloured the same, and cannot say "
+                                 "where" + other)
 
     def __call__(self, x, class_indices=None) -> list[Heatmap]:
         """Heat maps of the images `x` (N, H, W, C), each for its class in
@@ -95,12 +103,23 @@ class GradCam:
 
 
 def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """The image (H, W, 1 or 3 uint8) with the heat map over it in the jet colours
-    (blue: nothing found, red: the most evidence), as uint8 RGB.
+    """The image (H, W, 1 or 3 uint8) with the heat map over it in `plots.colormap`'s
+    colours (dark: nothing found, pale yellow: the most evidence), as uint8 RGB.
 
     >>> overlay(np.zeros((2, 2, 1), np.uint8), np.ones((2, 2)))[0, 0].tolist()
-    [57, 0, 0]
+    [113, 114, 74]
     """
     image = convert_channels(np.asarray(pixels), 3).astype(np.float64)
     heat = plots.colormap(heatmap).astype(np.float64)
     return np.round((1 - alpha) * image + alpha * heat).astype(np.uint8)
+
+
+def scale_bar(width: int, height: int = 14) -> np.ndarray:
+    """The heat map's colours from no evidence (left) to the most (right), as a uint8
+    RGB strip to print under a picture: its key.
+
+    >>> bar = scale_bar(100)
+    >>> bar.shape, bar[0, 0].tolist(), bar[0, -1].tolist()
+    ((14, 100, 3), [0, 0, 3], [252, 254, 164])
+    """
+    return np.repeat(plots.colormap(np.linspace(0, 1, width))[np.newaxis], height, axis=0)
