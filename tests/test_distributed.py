@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import trainkit  # noqa: E402
 
-from cnncli.errors import DeviceError  # noqa: E402
+from cnncli.errors import ConfigError, DeviceError  # noqa: E402
 from cnncli.runtime import import_keras  # noqa: E402
 
 HERE = Path(__file__).resolve()
@@ -37,10 +37,10 @@ LIMIT = 245  # 196 training images: 12 steps of 16; 49 validation ones: a last b
 # --------------------------------------------------------------------------- #
 
 
-def _load_config(path: str):
+def _load_config(path: str, overrides: list[str] = ()):
     from cnncli import config
 
-    return config.load(path, [f"data.limit={LIMIT}"])
+    return config.load(path, [f"data.limit={LIMIT}", *overrides])
 
 
 def _signal_at(at: list[int] | None):
@@ -83,7 +83,7 @@ def _worker(args: dict) -> dict:
             return placement
 
         tf_layer.decide = decide
-    cfg = _load_config(args["config"])
+    cfg = _load_config(args["config"], args.get("set", []))
     cfg.output.name = args["name"]
     reporter = _signal_at(args.get("signal_at"))
     decoded = _log_decodes(reporter) if args.get("log_decodes") else []
@@ -94,7 +94,7 @@ def _worker(args: dict) -> dict:
         outcome = {"interrupted": None}
     except train.Interrupted as exc:
         outcome = {"interrupted": exc.signum}
-    except DeviceError as exc:
+    except (DeviceError, ConfigError) as exc:
         return {"error": exc.message, "hint": exc.hint}
     run, p = reporter.run, reporter.plan
     backup = run / "backup.npz"
@@ -492,6 +492,56 @@ def test_machines_with_different_device_counts_both_refuse_naming_each(tmp_path)
             "1, worker 1: 2): each trains one replica a device, and every machine must "
             "train as many")
         assert "same number of GPUs" in result["hint"]
+
+
+def test_what_each_machine_says_it_trains_leaves_out_what_is_its_own(tmp_path):
+    from cnncli import config
+    from cnncli.run import agreement
+    from cnncli.run import plan as planning
+
+    p = planning.plan(config.load(trainkit.write_config(tmp_path)))
+    said = agreement.what_is_trained(p, "as a new run")
+    assert said["config"]["train.seed"] == 1 and said["data"] == p.feed.fingerprint()
+    assert not [key for key in said["config"] if key.startswith(
+        ("output.", "data.name", "data.data_dir", "train.device"))]
+
+
+def test_machines_that_start_differently_or_hold_other_images_are_told_apart():
+    from cnncli.run import agreement
+
+    same = {"train": 8, "validation": 2, "digest": "a"}
+    records = {"worker 0": {"config": {"train.seed": 1}, "data": same,
+                            "start": "resuming at epoch 2 (step 0)"},
+               "worker 1": {"config": {"train.seed": 1}, "data": same | {"digest": "b"},
+                            "start": "resuming at epoch 1 (step 30)"},
+               "worker 2": {"config": {"train.seed": 1}, "data": same,
+                            "start": "resuming at epoch 2 (step 0)"}}
+    assert agreement.differences(records) == [
+        "the data is as many images on each machine, but not the same images or labels: "
+        "worker 0 and worker 2 hold one set; worker 1 holds another",
+        'the machines start differently: "resuming at epoch 2 (step 0)" on worker 0 and '
+        'worker 2 and "resuming at epoch 1 (step 30)" on worker 1']
+    assert agreement.differences({t: records["worker 0"] for t in records}) == []
+
+
+@pytest.mark.slow
+def test_machines_that_would_train_different_runs_all_refuse_naming_what_differs(tmp_path):
+    """Another seed on one machine (another order of batches, other validation images)
+    and another data file (one image more): said on every machine before anything is
+    written; the place of the data and the run's name may differ."""
+    config = trainkit.write_config(tmp_path, epochs=1, batch_size=8)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(tmp_path / "toy.npz", other / "toy.npz")  # the same data, elsewhere
+    results = run_cluster(tmp_path / "cluster", config, worker1={"set": [
+        "train.seed=7", f"data.name={other / 'toy.npz'}", f"data.limit={LIMIT + 1}"]})
+    for result in results:
+        assert result["error"] == (
+            "the machines of the cluster would not train the same run: `data.limit` is "
+            f"{LIMIT} on worker 0 and {LIMIT + 1} on worker 1; `train.seed` is 1 on worker 0 "
+            "and 7 on worker 1; the data has 196 training and 49 validation images on "
+            "worker 0, 197 and 49 on worker 1")
+    assert not (tmp_path / "runs").exists()  # nothing written
 
 
 @pytest.mark.slow

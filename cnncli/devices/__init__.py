@@ -56,6 +56,7 @@ from cnncli.devices.placement import (
 from cnncli.devices.tf_layer import (
     build_info,
     doctor_info,
+    said_by_each_machine,
     setup,
     strategy,
     tf_cpu_threads,
@@ -77,6 +78,6 @@ __all__ = [
     "cpu_flags", "decide", "doctor_info", "estimate_batch_memory",
     "gpu_warning", "inference_batch_size", "next_batch_size", "nvidia_driver_present",
     "out_of_memory_message", "parse_device", "parse_precision", "parse_tf_config",
-    "scale_learning_rate", "setup", "strategy", "strategy_name", "tf_cpu_threads", "too_large",
-    "visible_gpus",
+    "said_by_each_machine", "scale_learning_rate", "setup", "strategy", "strategy_name",
+    "tf_cpu_threads", "too_large", "visible_gpus",
 ]

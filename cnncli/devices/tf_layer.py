@@ -249,7 +249,14 @@ def _same_devices_everywhere(joined, mine: int) -> None:
     counts would wait in their first collective (or fail in it). The counts go through
     the cluster's coordination service (its key-value store), which, unlike a collective,
     does not need them to agree."""
-    counts = _devices_of_each_task(joined, mine)
+    tf = import_tf()
+    try:
+        counts = {task: int(n) for task, n in _said_by_each_task(joined, "devices",
+                                                                 str(mine)).items()}
+    except tf.errors.OpError as exc:  # a machine that stopped, or never came
+        raise DeviceError(f"the machines of the cluster could not agree on their devices: "
+                          f"{first_line(exc)}",
+                          hint="start cnncli train on every machine of TF_CONFIG") from None
     if len(set(counts.values())) > 1:
         said = ", ".join(f"{task}: {n}" for task, n in counts.items())
         raise DeviceError(
@@ -259,12 +266,24 @@ def _same_devices_everywhere(joined, mine: int) -> None:
                  "--device gpu:0 on each for one a machine), or use --device cpu")
 
 
+def said_by_each_machine(placement: Placement, topic: str, mine: str) -> dict[str, str]:
+    """What each training task of `placement`'s cluster says on `topic`, ``{"worker 0":
+    ..., "worker 1": ...}``, this one saying `mine`: each writes its own and reads the
+    others' through the cluster's coordination service, its key-value store (which, unlike
+    a collective, works whatever each says). Each topic once a process: the store keeps a
+    key for the cluster's life. {} on one machine, or when the cluster has no
+    coordination service (nothing to compare with).
+
+    Raises:
+        tf.errors.OpError: a machine that stopped, or never came (`AGREE_TIMEOUT_MS`).
+    """
+    if placement.kind != "multiworker":
+        return {}
+    return _said_by_each_task(strategy(placement), topic, mine)
+
+
 @functools.cache
-def _devices_of_each_task(joined, mine: int) -> dict[str, int]:
-    """How many devices each training task of `joined`'s cluster uses, ``{"worker 0": 2,
-    ...}``: each writes its own count and reads the others' (once a process: the store
-    keeps a key for the cluster's life). {} when the cluster has no coordination service
-    (nothing to compare with)."""
+def _said_by_each_task(joined, topic: str, mine: str) -> dict[str, str]:
     from tensorflow.python.eager import context  # the key-value store has no public API
 
     tf = import_tf()
@@ -273,19 +292,14 @@ def _devices_of_each_task(joined, mine: int) -> dict[str, int]:
     tasks = [f"{job} {i}" for job in TRAINING_TASKS for i in range(len(jobs.get(job, ())))]
     store = context.context()
     try:
-        store.set_config_key_value(f"cnncli/devices/{resolver.task_type} {resolver.task_id}",
-                                   str(mine))
+        store.set_config_key_value(f"cnncli/{topic}/{resolver.task_type} {resolver.task_id}",
+                                   mine)
     except tf.errors.AlreadyExistsError:  # said before in this cluster's life: read back
         pass
     except tf.errors.OpError:  # no coordination service
         return {}
-    try:
-        return {task: int(store.get_config_key_value(f"cnncli/devices/{task}",
-                                                     AGREE_TIMEOUT_MS)) for task in tasks}
-    except tf.errors.OpError as exc:  # a machine that stopped, or never came
-        raise DeviceError(f"the machines of the cluster could not agree on their devices: "
-                          f"{first_line(exc)}",
-                          hint="start cnncli train on every machine of TF_CONFIG") from None
+    return {task: store.get_config_key_value(f"cnncli/{topic}/{task}", AGREE_TIMEOUT_MS)
+            for task in tasks}
 
 
 #: The precisions, in the order `_agree_on_precision` counts the replicas choosing each.

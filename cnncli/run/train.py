@@ -28,7 +28,7 @@ from cnncli.data import records
 from cnncli.devices import distributed
 from cnncli.errors import ConfigError, DataError, DeviceError, TrainingError, WriteError
 from cnncli.model.modelfile import save_model_atomic
-from cnncli.run import checkpoint, finetune, loop, record, resume, rundir
+from cnncli.run import agreement, checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, signal_name
 from cnncli.run.compile import compile_model, replica_rate
 from cnncli.run.monitor import best_monitor, direction
@@ -122,9 +122,12 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
         raise
     model = compile_model(p)
     ways = _directions(p, model)  # errors here come before any run folder exists
+    agreement.check_same_run(p, "resuming" if resume else "as a new run")
     with contextlib.ExitStack() as stack:
         if resume:
             run, state = _resume(p, model, saved, rundir.find(resume), force, reporter, stack)
+            agreement.check_same_run(p, f"resuming at epoch {state.epoch + 1} (step "
+                                        f"{state.step})", topic="resume point")
         else:
             run, state = _start(p, stack)
             if made is not None:
