@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,7 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import trainkit  # noqa: E402
 
-from cnncli.errors import ConfigError, DeviceError  # noqa: E402
+from cnncli.errors import CnnError  # noqa: E402
 from cnncli.runtime import import_keras  # noqa: E402
 
 HERE = Path(__file__).resolve()
@@ -94,8 +95,8 @@ def _worker(args: dict) -> dict:
         outcome = {"interrupted": None}
     except train.Interrupted as exc:
         outcome = {"interrupted": exc.signum}
-    except (DeviceError, ConfigError) as exc:
-        return {"error": exc.message, "hint": exc.hint}
+    except CnnError as exc:
+        return {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
     run, p = reporter.run, reporter.plan
     backup = run / "backup.npz"
     if backup.is_file():
@@ -480,6 +481,28 @@ def test_two_workers_on_a_folder_decode_disjoint_halves_and_end_identical(tmp_pa
 
 
 @pytest.mark.slow
+def test_an_image_one_worker_cannot_decode_stops_every_worker_at_the_same_step(tmp_path):
+    """`data.strict`: a file cut short (its header whole: it passes the check before
+    training) fails when decoded, on whichever worker's part it falls; the other
+    worker, which never saw it, stops at the same step (it trained on alone before)."""
+    from cnncli import config as configs
+    from cnncli.run import plan as planning
+
+    config = write_folder_config(tmp_path)
+    config.write_text(config.read_text().replace("cache: none", "cache: none\n  strict: true")
+                      .replace("epochs: 1", "epochs: 3"))
+    png = Path(planning.plan(configs.load(config)).feed.train.images[-1])  # a training
+    png.write_bytes(png.read_bytes()[:60])  # image, not among the first (metrics' build)
+    results = run_cluster(tmp_path / "cluster", config)
+    stopped = [re.search(r"training stopped at (epoch \d+, step \d+)", r["error"])
+               for r in results]
+    assert [r["kind"] for r in results] == ["DataError", "DataError"], results
+    assert stopped[0] and stopped[0][1] == stopped[1][1]
+    assert sorted("1 image(s) could not be decoded on other machines of the cluster" in
+                  r["error"] for r in results) == [False, True]  # one saw it
+
+
+@pytest.mark.slow
 def test_machines_with_different_device_counts_both_refuse_naming_each(tmp_path):
     # TensorFlow's own replica count agrees with each machine's (its devices x machines):
     # only comparing the machines' counts finds this, on every machine, before training
@@ -542,6 +565,21 @@ def test_machines_that_would_train_different_runs_all_refuse_naming_what_differs
             "and 7 on worker 1; the data has 196 training and 49 validation images on "
             "worker 0, 197 and 49 on worker 1")
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_read_its_data_is_said_by_the_others_as_a_stopped_worker(
+        tmp_path):
+    """Worker 1 stops at its data, after joining the cluster; the chief, building the
+    model, waits on it in a collective that fails: that is another worker stopping, not
+    a layer of the spec that cannot take its input."""
+    config = trainkit.write_config(tmp_path, epochs=1, batch_size=8)
+    chief, worker = run_cluster(tmp_path / "cluster", config, worker1={"set": [
+        f"data.name={tmp_path / 'nothere.npz'}"]})
+    assert worker["kind"] == "DataError"
+    assert chief["kind"] == "TrainingError", chief
+    assert chief["error"].startswith("training stopped because another worker of the "
+                                     "cluster stopped or cannot be reached")
 
 
 @pytest.mark.slow

@@ -183,13 +183,17 @@ def looks_like(path: Path) -> str:
     return ""
 
 
-def mostly_unreadable(failures: list[DataError], tried: int,
-                      what: str = "images") -> DataError | None:
+def mostly_unreadable(failures: list[DataError], tried: int, what: str = "images",
+                      failed: int | None = None) -> DataError | None:
     """The error for data of which more than `UNREADABLE_SHARE` of the `tried` images
-    could not be decoded (`failures`); None for fewer (they are left out, and said)."""
-    if len(failures) <= UNREADABLE_SHARE * tried:
+    could not be decoded (`failures`, or `failed` of them when they were counted on
+    several machines, `failures` this one's); None for fewer (they are left out, and
+    said)."""
+    failed = len(failures) if failed is None else failed
+    if failed <= UNREADABLE_SHARE * tried:
         return None
-    examples = "; ".join(f"{exc.file}: {exc.message}" for exc in failures[:2])
-    return DataError(f"{len(failures):,} of the {tried:,} {what} could not be decoded, "
+    examples = "; ".join(f"{exc.file}: {exc.message}" for exc in failures[:2]) or \
+        "on other machines of the cluster (their logs name them)"
+    return DataError(f"{failed:,} of the {tried:,} {what} could not be decoded, "
                      f"e.g. {examples}", hint="check the data (a copy cut short? the right "
                      "folder?), fix or remove the files that fail")

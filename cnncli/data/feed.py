@@ -146,25 +146,33 @@ class Feed:
         return [exc for loader in loaders if loader is not None
                 for exc in loader.failures.values()]
 
-    def unreadable_error(self, strict: bool = False, epoch_end: bool = False
-                         ) -> DataError | None:
+    @property
+    def tried(self) -> int:
+        """Different images a decode was tried on so far."""
+        loaders = dict.fromkeys([self.train_loader, self.val_loader])  # one if the same
+        return sum(loader.tried for loader in loaders if loader is not None)
+
+    def unreadable_error(self, strict: bool = False, epoch_end: bool = False,
+                         totals: tuple[int, int] | None = None) -> DataError | None:
         """The error to stop training with because images could not be decoded: at the
         first one with `strict`, else when more than `checks.UNREADABLE_SHARE` of those tried
         failed (judged after `UNREADABLE_AFTER` or at an epoch's end); None while training
-        may go on."""
-        loaders = [loader for loader in {self.train_loader, self.val_loader} if loader]
-        failures = [exc for loader in loaders for exc in loader.failures.values()]
-        if not failures:
+        may go on. `totals`: the images that failed and those tried on every machine of a
+        cluster (each decodes its own part), judged instead of this machine's."""
+        failures = self.unreadable()
+        failed, tried = totals or (len(failures), self.tried)
+        if not failed:
             return None
         if strict:
-            first = failures[0]
+            first = failures[0] if failures else DataError(
+                f"{failed} image(s) could not be decoded on other machines of the cluster "
+                "(their logs name them)")
             return DataError(first.message, file=first.file,
                              hint="fix or replace that file, or skip such files with "
                                   "data.strict: false")
-        tried = sum(loader.tried for loader in loaders)
         if tried < UNREADABLE_AFTER and not epoch_end:
             return None
-        return mostly_unreadable(failures, tried, "images read so far")
+        return mostly_unreadable(failures, tried, "images read so far", failed=failed)
 
     @property
     def cache_error(self) -> str | None:

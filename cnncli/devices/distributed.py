@@ -33,6 +33,7 @@ run folder; the others write theirs into a temporary folder (`worker_run_dir`).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import tempfile
 from collections.abc import Sequence
@@ -216,15 +217,25 @@ def fit(model, strategy, batches, *, epochs: int, steps_per_epoch: int,
     Raises:
         TrainingError: another worker stopped or could not be reached.
     """
-    try:
+    with peers_watched():
         return _fit(model, strategy, batches, epochs, steps_per_epoch, initial_epoch,
                     validation_data, callbacks)
+
+
+@contextlib.contextmanager
+def peers_watched(started: bool = True):
+    """TensorFlow's error for a collective whose other side has gone as the
+    `TrainingError` saying another worker stopped (see its log); `started`: a run whose
+    backup may be resumed from, else one to start again."""
+    try:
+        yield
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:
+        again = ("`cnncli train --resume RUN` (the chief's run folder): its last backup is "
+                 "kept") if started else "the same command"
         raise TrainingError(
             "training stopped because another worker of the cluster stopped or cannot be "
             f"reached ({first_line(exc)})",
-            hint="see the other workers' logs, then start every worker again with "
-            "`cnncli train --resume RUN` (the chief's run folder): its last backup is kept"
+            hint=f"see the other workers' logs, then start every worker again with {again}"
         ) from None
 
 
@@ -265,7 +276,7 @@ def _fit(model, strategy, batches, epochs, steps_per_epoch, initial_epoch, valid
 
 
 def _count_over_replicas(strategy):
-    """A function: a number -> its sum over all replicas (a collective operation:
+    """A function: numbers -> their sums over all replicas (a collective operation:
     every worker must call it, in the same order as its other collectives)."""
 
     @tf.function
@@ -276,35 +287,49 @@ def _count_over_replicas(strategy):
     return count
 
 
+def _sum_over_workers(strategy):
+    """A function: this worker's numbers -> their sums over the workers (each counted
+    once however many replicas it trains; a collective, as `_count_over_replicas`)."""
+    count = _count_over_replicas(strategy)
+    replicas_here = len(strategy.extended.worker_devices)
+    return lambda values: count(tf.constant(values, tf.float64)).numpy() / replicas_here
+
+
 class SignalRelay(keras.callbacks.Callback):
-    """Stop every worker at the same step when any of them receives Ctrl-C or SIGTERM.
+    """Stop every worker at the same step when any of them receives Ctrl-C or SIGTERM,
+    or when the images none could decode are too many (or one, with ``data.strict``).
 
     A signal reaches one pod at a time; a worker that stopped alone would leave
     the others waiting in the next step's collective. Send the signals to this
     callback (it has the ``signal`` attribute `cnncli.run.loop.signals_to` sets) and put
     it before `target` in the callbacks: after each batch and epoch, all workers
     agree whether any got one, and each sets ``target.signal`` at that same step
-    (SIGTERM on workers that did not get one themselves).
+    (SIGTERM on workers that did not get one themselves). In the same collective they
+    add up the images each could not decode and those it tried (`unreadable`: a
+    function giving this worker's two counts), set as ``target.cluster_unreadable``:
+    each decodes only its own part of the data, and all judge the sums.
 
     >>> class Target:
     ...     signal = None
     >>> relay = SignalRelay(Target())   # then: fit(..., callbacks=[relay, target])
     """
 
-    def __init__(self, target):
+    def __init__(self, target, unreadable=lambda: (0, 0)):
         super().__init__()
-        self.target = target
+        self.target, self.unreadable = target, unreadable
         self.signal = None  # set by the signal handler
-        self._count = None
+        self._sum = None
 
     def set_model(self, model):
         super().set_model(model)
-        self._count = _count_over_replicas(model.distribute_strategy)
+        self._sum = _sum_over_workers(model.distribute_strategy)
 
     def _share(self) -> None:
         received = self.signal  # read once: a signal may arrive while workers agree
-        if self._count(tf.constant(1.0 if received else 0.0)) > 0 and not self.target.signal:
+        signals, failed, tried = self._sum([1.0 if received else 0.0, *self.unreadable()])
+        if signals > 0 and not self.target.signal:
             self.target.signal = received or signal.SIGTERM
+        self.target.cluster_unreadable = (round(failed), round(tried))
 
     def on_train_batch_end(self, batch, logs=None):
         self._share()

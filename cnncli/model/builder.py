@@ -25,7 +25,7 @@ from cnncli.model import spec as specs
 from cnncli.model.keras_messages import keras_reason
 from cnncli.model.layer_kinds import DROPPING, KEEPS_PROBABILITIES
 from cnncli.model.shapes import as_tuple, window_output
-from cnncli.runtime import import_keras
+from cnncli.runtime import import_keras, import_tf
 from cnncli.text import dims_text, reads_as_number
 
 keras = import_keras()
@@ -161,6 +161,8 @@ def _output(node: expansion.Node, expanded: expansion.Expanded, tensors: dict,
     try:
         output = layer(incoming if len(incoming) > 1 else incoming[0])
     except Exception as exc:  # Keras raises ValueError, TypeError, ... on bad shapes
+        if isinstance(exc, import_tf().errors.OpError):  # TensorFlow's runtime failed (a
+            raise  # collective: another machine of a cluster stopped), not the layer
         raise _shape_error(node, incoming, exc) from None
     if any(output is t for t in incoming):  # Keras' Equalization, called on a model's
         for t, h in zip(incoming, history, strict=True):  # tensor, gives it back as its

@@ -58,7 +58,9 @@ def check_same_run(p: Plan, start: str, topic: str = "run") -> None:
     tf = import_tf()
     try:
         said = devices.said_by_each_machine(p.placement, topic, mine)
-    except tf.errors.OpError as exc:  # a machine that stopped, or never came
+    except (tf.errors.UnavailableError, tf.errors.AbortedError):
+        raise  # a machine that stopped: `distributed.peers_watched` says so
+    except tf.errors.OpError as exc:  # one that never came
         raise ConfigError("the machines of the cluster could not compare their runs: "
                           f"{first_line(exc)}",
                           hint="start cnncli train on every machine of TF_CONFIG") from None

@@ -120,9 +120,10 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
                 and exc.message.startswith(asked):
             raise _device_gone(exc, asked, saved.train.device, run) from None
         raise
-    model = compile_model(p)
-    ways = _directions(p, model)  # errors here come before any run folder exists
-    agreement.check_same_run(p, "resuming" if resume else "as a new run")
+    with distributed.peers_watched(started=bool(resume)):  # (its first collectives)
+        model = compile_model(p)
+        ways = _directions(p, model)  # errors here come before any run folder exists
+        agreement.check_same_run(p, "resuming" if resume else "as a new run")
     with contextlib.ExitStack() as stack:
         if resume:
             run, state = _resume(p, model, saved, rundir.find(resume), force, reporter, stack)
@@ -370,7 +371,8 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
                     reporter) -> Result:
     """Train, then save the results. A Ctrl-C or SIGTERM while the results are saved
     (or at the last epoch's end) lets them be saved: the run ends finished."""
-    relay = distributed.SignalRelay(callback) if p.placement.kind == "multiworker" else None
+    relay = distributed.SignalRelay(callback, lambda: (p.feed.failures, p.feed.tried)) \
+        if p.placement.kind == "multiworker" else None
     signals = relay or callback  # where the signal handler records a Ctrl-C or SIGTERM
     try:
         with loop.signals_to(signals):

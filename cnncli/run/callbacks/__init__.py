@@ -77,6 +77,7 @@ class RunCallback(keras.callbacks.Callback):
         self.stop = None  # why training stopped: "nan", "signal", "early", "unreadable"
         self.nan_at = None
         self.unreadable: DataError | None = None  # why, when images could not be decoded
+        self.cluster_unreadable = (0, 0)  # several machines: images failed, tried on all
         self.first_step = 0  # the step an epoch (re)starts at: > 0 when resuming mid-epoch
         t = p.cfg.train
         self.monitor = best_monitor(list(t.metrics), len(p.feed.val) > 0)
@@ -186,11 +187,15 @@ class RunCallback(keras.callbacks.Callback):
     # -- stopping -------------------------------------------------------------------------
     def _unreadable_images(self, epoch_end: bool = False) -> bool:
         """Stop (keeping the last backup) when too many images could not be decoded, or
-        one with `data.strict`. With several machines each counts only its own files and
-        they would not stop together: there, such files are skipped and counted."""
-        if not self.p.feed.failures or self.p.placement.kind == "multiworker":
+        one with `data.strict`. With several machines, each decodes only its own part:
+        all judge the sums over the machines (`cluster_unreadable`, set by
+        `distributed.SignalRelay` at the same step everywhere), and stop together."""
+        several = self.p.placement.kind == "multiworker"
+        totals = self.cluster_unreadable if several else None
+        if not (totals[0] if several else self.p.feed.failures):
             return False
-        self.unreadable = self.p.feed.unreadable_error(self.p.cfg.data.strict, epoch_end)
+        self.unreadable = self.p.feed.unreadable_error(self.p.cfg.data.strict, epoch_end,
+                                                       totals)
         if self.unreadable is not None:
             self._halt("unreadable")
         return self.unreadable is not None
