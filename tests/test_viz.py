@@ -480,15 +480,39 @@ def test_the_grid_has_one_tile_per_filter_and_tiles_differ_from_the_gaps(tmp_pat
     picture = pictures.write_filters(wrap(model), "conv2_1", tmp_path / "f.png")
     grid = picture.grid.grid
     assert len(grid.boxes) == 7 and picture.grid.kernel.shape == (3, 3, 5, 7)
-    # Between the tiles: only the gap colour; in each tile, the 5 input channels as grey
-    # slices separated by the slice colour.
+    # Between the tiles: only the gap colour and each tile's frame; in each tile, the 5
+    # input channels as grey slices separated by the slice colour.
     mask = np.zeros(grid.image.shape[:2], bool)
     for box in grid.boxes:
         mask[box.top:box.top + box.height, box.left:box.left + box.width] = True
         tile = box.of(grid.image)
         assert (tile == mosaic.SLICE_GAP_COLOUR).all(axis=-1).any()
         assert tile.min() == 0 and tile.max() == 255  # scaled to its own range
-    assert (grid.image[~mask] == mosaic.GAP_COLOUR).all()
+    between = grid.image[~mask]
+    assert ((between == mosaic.GAP_COLOUR).all(axis=-1)
+            | (between == mosaic.FRAME_COLOUR).all(axis=-1)).all()
+
+
+def test_filters_are_further_apart_than_the_slices_inside_each_are():
+    """A filter's input channels are slices of its tile, split by lines that grow with
+    the tile: the gap between two filters is wider than two such lines."""
+    grid = filters.filter_grid(conv_net(filters_=(5, 7)), "conv2_1").grid
+    first, second = grid.boxes[0], grid.boxes[1]
+    lines = (first.of(grid.image) == mosaic.SLICE_GAP_COLOUR).all(axis=-1).all(axis=0)
+    edges = np.flatnonzero(np.diff(np.r_[0, lines.astype(int), 0]))  # starts and ends
+    width = (edges[1::2] - edges[::2]).max()  # of the thickest line between two slices
+    assert lines.any() and second.left - (first.left + first.width) > 2 * width
+
+
+def test_a_tile_as_white_as_the_gap_is_outlined_apart_from_it():
+    """The strongest activation map is drawn white, as the gap between tiles is."""
+    tiles = [mosaic.to_rgb(np.ones((4, 4))), mosaic.to_rgb(np.zeros((4, 4)))]
+    m = mosaic.grid(tiles, min_side=4)
+    for box in m.boxes:
+        ring = mosaic.Box(box.top - 1, box.left - 1, box.height + 2, box.width + 2).of(m.image)
+        edge = np.concatenate([ring[0], ring[-1], ring[:, 0], ring[:, -1]])
+        assert (edge == mosaic.FRAME_COLOUR).all()
+    assert (m.boxes[0].of(m.image) == 255).all()  # the tile itself is untouched
 
 
 def test_first_layer_filters_of_an_rgb_model_are_colour_tiles_in_rgb_order():

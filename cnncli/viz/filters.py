@@ -87,5 +87,5 @@ def filter_grid(model, layer: str | None = None, *, preprocessing: str = "scale"
     kernel = kernel_of(ref.layer)
     rgb = kernel.shape[2] == 3 and ref is refs[0] and model.inputs[0].shape[-1] == 3
     tiles = filter_tiles(kernel, rgb=rgb, bgr=preprocessing == "caffe")
-    return FilterGrid(ref.name, kernel, rgb, mosaic.grid(tiles),
-                      min(kernel.shape[2], MAX_CHANNELS))
+    grid = mosaic.grid(tiles, sliced=not rgb and kernel.shape[2] > 1)
+    return FilterGrid(ref.name, kernel, rgb, grid, min(kernel.shape[2], MAX_CHANNELS))

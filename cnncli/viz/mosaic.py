@@ -7,9 +7,9 @@ are shrunk by averaging.
 
 >>> m = grid([to_rgb(np.eye(3))] * 5, min_side=3)
 >>> m.columns, len(m.boxes), m.image.shape
-(3, 5, (9, 13, 3))
+(3, 5, (15, 21, 3))
 >>> m.boxes[4]
-Box(top=5, left=5, height=3, width=3)
+Box(top=9, left=9, height=3, width=3)
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-#: Pixels between two tiles, and around the grid.
-GAP = 1
+#: Pixels between two tiles, and around the grid (at least: see `grid`).
+GAP = 3
 #: The colour between tiles (white, as in the lecture's figure of Krizhevsky's filters).
 GAP_COLOUR = (255, 255, 255)
+#: Each tile's outline, its gap's pixel next to it: a tile whose edge is white (a map's
+#: strongest response, a filter's largest weight) stays apart from the gap and from an
+#: empty place of the grid, on a screen and printed in grey.
+FRAME_COLOUR = (128, 128, 128)
 #: Inside one tile: the colour separating the slices of a filter's input channels.
 SLICE_GAP_COLOUR = (96, 160, 255)
 #: Tiles are enlarged until their longer side has at least this many pixels...
@@ -111,7 +115,7 @@ def display_scale(height: int, width: int, columns: int, *, min_side: int = MIN_
     """How much to enlarge (a whole number) or shrink (below 1) tiles of this size.
 
     >>> display_scale(3, 3, 8), round(display_scale(224, 224, 8), 3), display_scale(28, 28, 6)
-    (16, 0.888, 2)
+    (16, 0.878, 2)
     """
     grow = max(1, math.ceil(min_side / max(height, width)))
     fits = (max_width - GAP * (columns + 1)) / (columns * width)
@@ -131,22 +135,27 @@ def resized(tile: np.ndarray, scale: float) -> np.ndarray:
 
 
 def grid(tiles: list[np.ndarray], *, columns: int | None = None, min_side: int = MIN_SIDE,
-         max_width: int = MAX_WIDTH) -> Mosaic:
-    """Equal-sized uint8 RGB tiles in a near-square grid, `GAP` pixels apart."""
+         max_width: int = MAX_WIDTH, sliced: bool = False) -> Mosaic:
+    """Equal-sized uint8 RGB tiles in a near-square grid, `GAP` pixels apart, each
+    outlined in `FRAME_COLOUR`. `sliced`: the tiles hold slices apart (`slices`), whose
+    separating lines grow with the tiles: the gap between tiles is then wider than two
+    of them, so tiles stay told apart from slices."""
     if not tiles:
         raise ValueError("no tiles to lay out")
     height, width = tiles[0].shape[:2]
     cols = columns or math.ceil(math.sqrt(len(tiles)))
     rows = math.ceil(len(tiles) / cols)
     scale = display_scale(height, width, cols, min_side=min_side, max_width=max_width)
+    gap = max(GAP, 2 * math.floor(scale) + 1) if sliced else GAP
     shown = [resized(t, scale) for t in tiles]
     th, tw = shown[0].shape[:2]
-    image = np.empty((rows * (th + GAP) + GAP, cols * (tw + GAP) + GAP, 3), np.uint8)
+    image = np.empty((rows * (th + gap) + gap, cols * (tw + gap) + gap, 3), np.uint8)
     image[:] = GAP_COLOUR
     boxes = []
     for i, tile in enumerate(shown):
         r, c = divmod(i, cols)
-        box = Box(GAP + r * (th + GAP), GAP + c * (tw + GAP), th, tw)
+        box = Box(gap + r * (th + gap), gap + c * (tw + gap), th, tw)
+        Box(box.top - 1, box.left - 1, th + 2, tw + 2).of(image)[:] = FRAME_COLOUR
         box.of(image)[:] = tile
         boxes.append(box)
     return Mosaic(image, boxes, cols)
