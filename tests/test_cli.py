@@ -71,6 +71,12 @@ def test_summary_explain_shows_the_formula():
     assert "(28 - 5 + 4)/1 + 1 = 28" in result.output
 
 
+def test_summary_explain_of_a_network_without_windows_says_there_is_nothing_to_work_out():
+    result = run("summary", "linear", "--explain")
+    assert "Output sizes: no convolution or pooling layer here" in result.output
+    assert "for each convolution and pooling layer:" not in result.output
+
+
 def test_summary_json():
     result = run("summary", "lenet5", "--json")
     data = json.loads(result.stdout)

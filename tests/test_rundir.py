@@ -66,6 +66,18 @@ def test_find_explains_a_folder_that_is_not_a_run(tmp_path):
         rundir.find(tmp_path)
 
 
+def test_a_built_in_architecture_given_as_a_run_is_said_to_have_no_trained_weights(tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="no such run") as e:
+        rundir.find("mnist_net")
+    assert e.value.hint.startswith("'mnist_net' is a built-in architecture, with no "
+                                   "trained weights: train it first")
+    with pytest.raises(DataError) as other:
+        rundir.find("runs/nope")
+    assert other.value.hint.startswith("list runs with `cnncli runs`")
+
+
 def test_an_output_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")

@@ -107,7 +107,10 @@ def summary(s, *, explain: bool = False) -> None:
                                       f"{row.params:,}" if row.params else ""]
         table.add_row(*cells, *([f"{row.frozen:,}" if row.frozen else ""] if frozen else []))
     out.print(table)
-    if explain:
+    if explain and not any(row.explain for row in s.rows):
+        out.print("Output sizes: no convolution or pooling layer here, so no (W - F + 2P)/S "
+                  "+ 1 to work out")
+    elif explain:
         out.print("Output sizes, (W - F + 2P)/S + 1 for each convolution and pooling layer:")
         for row in s.rows:
             for line in row.explain:

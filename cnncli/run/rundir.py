@@ -138,8 +138,7 @@ def find(path: str | Path) -> Path:
     """The run directory at `path` (a run, its ``latest`` link, or a run's parent folder)."""
     p = runfolder.named(path)
     if not p.exists():
-        raise DataError("no such run", file=str(path),
-                        hint="list runs with `cnncli runs`; runs live in runs/<name>/<n>")
+        raise DataError("no such run", file=str(path), hint=_not_a_run(str(path)))
     p = p.resolve()
     if not (p / CONFIG).exists():
         if not p.is_dir():
@@ -150,6 +149,18 @@ def find(path: str | Path) -> Path:
                         file=str(path), hint=f"it holds model files: give one of them, e.g. "
                         f"{models[0]}" if models else "give a run folder such as runs/mnist/1")
     return p
+
+
+def _not_a_run(name: str) -> str:
+    """The hint for a run that is not there: a built-in architecture's name (its weights
+    are not trained: nothing to show or run) says so."""
+    from cnncli.model import architectures
+
+    if name in architectures.names():
+        return (f"'{name}' is a built-in architecture, with no trained weights: train it "
+                f"first (cnncli train with `model: {name}`), then give its run "
+                f"(runs/<name>/latest); `cnncli summary {name}` shows its layers")
+    return "list runs with `cnncli runs`; runs live in runs/<name>/<n>"
 
 
 def _model_files(folder: Path) -> list[str]:
