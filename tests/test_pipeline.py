@@ -302,6 +302,19 @@ def test_training_batches_make_each_epochs_order_when_it_starts():
     assert first == [*expected[0], *expected[1]]
 
 
+def test_each_workers_part_of_a_batch_is_augmented_by_its_own_random_draws():
+    """The same image at the same place of two workers' parts: with one seed for all,
+    it was flipped on both or on neither, every time."""
+    x = np.zeros((64, 4, 4, 1), np.uint8)
+    x[:, :, 0, 0] = 255  # a bright left column: a flip moves it
+    common = dict(batch_size=8, input_shape=(4, 4, 1), seed=0, epochs=1,
+                  preprocessing="none", augment=AugmentSection(flip="horizontal"))
+    parts = [np.concatenate([b[0].numpy() for b in pipeline.training_batches(
+        x, np.zeros(64, np.int64), **common, part=(worker, 1, 2))]) for worker in (0, 1)]
+    flipped = [part[:, 0, -1, 0] > 127 for part in parts]  # bright on the right now
+    assert 0 < flipped[0].sum() < 32 and (flipped[0] != flipped[1]).any()
+
+
 def test_array_batches_run_without_tf_data_autotuning():
     # see test_streaming: a finished iterator could wait up to a minute for the autotuner
     x, y = np.zeros((8, 4, 4, 1), np.uint8), np.arange(8) % 2

@@ -284,8 +284,23 @@ def training_batches(
         images, labels = tf.constant(x), tf.constant(y)
         ds = index_batches.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    aug_layers = augmentation_layers(augment, seed) if augment else []
+    aug_layers = augmentation_layers(augment, _part_seed(seed, part)) if augment else []
     return _model_batches(ds, input_shape, preprocessing, aug_layers, one_hot)
+
+
+def _part_seed(seed: int, part: tuple[int, int, int] | None) -> int:
+    """The augmentation's seed for a worker's `part` of each batch: its own stream (with
+    the run's seed, each worker's k-th image would get the same flip or rotation as every
+    other's), the run's seed for the first part (one machine's, too).
+
+    >>> _part_seed(5, None), _part_seed(5, (0, 1, 2)), _part_seed(5, (1, 1, 2))
+    (5, 5, 1000008)
+    """
+    return seed if part is None else seed + PART_SEEDS * part[0]
+
+
+#: Between the augmentation seeds of two parts (each layer takes seed + 0 .. 4).
+PART_SEEDS = 1_000_003
 
 
 #: Records shuffled within a window (besides the shards' order, shuffled every epoch).
@@ -364,5 +379,6 @@ def record_batches(records, keep: np.ndarray, loader, *, batch_size: int, seed: 
         return images, e["label"], weights
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    aug_layers = augmentation_layers(augment, seed) if (training and augment) else []
+    aug_layers = augmentation_layers(augment, _part_seed(seed, part)) \
+        if (training and augment) else []
     return _model_batches(ds, loader.shape, preprocessing, aug_layers, one_hot)
