@@ -789,6 +789,10 @@ def test_tf_config_task_and_chief(task_type, index, chief, expected):
     assert cluster.is_chief is expected
 
 
+def test_tf_config_says_where_this_task_listens():
+    assert devices.parse_tf_config(tf_config("worker", 1)).address == "w1:2222"
+
+
 def test_tf_config_evaluator_in_cluster_is_not_a_worker():
     cluster = devices.parse_tf_config(tf_config("worker", 1, evaluator=["e:2222"]))
     assert cluster.workers == 2
@@ -800,6 +804,7 @@ def test_tf_config_evaluator_in_cluster_is_not_a_worker():
     (tf_config(ps=["p:2222"]), "'ps' tasks"),
     (tf_config("evaluator", 0, evaluator=["e:2222"]), "does not train"),
     (tf_config("worker", 2), "worker 2 is not in its cluster"),
+    (tf_config("worker", 3, workers=1), "worker 3 is not in its cluster, which has 1"),
     (tf_config("worker", "0"), "task index '0' is not a whole number"),
     (json.dumps({"cluster": {"worker": ["localhost:notaport", "b:1"]},
                  "task": {"type": "worker", "index": 0}}),

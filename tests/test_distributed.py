@@ -547,6 +547,24 @@ def test_machines_that_start_differently_or_hold_other_images_are_told_apart():
     assert agreement.differences({t: records["worker 0"] for t in records}) == []
 
 
+def test_a_worker_whose_port_is_taken_names_it_and_how_to_find_who_holds_it(tmp_path):
+    config = trainkit.write_config(tmp_path, epochs=1, batch_size=8)
+    with socket.socket() as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "TF_CONFIG": json.dumps({
+            "cluster": {"worker": [f"localhost:{port}", "localhost:1"]},
+            "task": {"type": "worker", "index": 0}})}
+        result = subprocess.run([sys.executable, "-m", "cnncli", "train", str(config)],
+                                env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 3, result.stderr
+    assert f"Joining the cluster as worker 0 of 2 (localhost:{port}): training starts when " \
+        "every worker of TF_CONFIG has started" in result.stderr  # (it would wait there)
+    assert f"cannot join the TF_CONFIG cluster as worker 0 (localhost:{port})" in result.stderr
+    assert f"another process may be using port {port} here" in result.stderr
+
+
 @pytest.mark.slow
 def test_machines_that_would_train_different_runs_all_refuse_naming_what_differs(tmp_path):
     """Another seed on one machine (another order of batches, other validation images)

@@ -81,6 +81,7 @@ def train(
     if dry_run:
         return _dry_run(cfg, config_file, json)
     reporter = render.train_reporter(quiet or json)
+    _joining(quiet or json)
     with render.warnings_to(reporter.note):  # the data's warnings too, in --json's list
         result = training.train(cfg, config_file=config_file, resume=resume, force=force,
                                 auto_batch=auto_batch, reporter=reporter)
@@ -92,6 +93,21 @@ def train(
         render.info(f"Done: {result.run}  (best {best.metric} {value} at epoch "
                     f"{best.epoch}; {result.metrics.images_per_s or 0:,.0f} images/s)")
         render.info(f"Next: cnncli evaluate {result.run}")
+
+
+def _joining(quiet: bool) -> None:
+    """Say that this machine joins a cluster and waits for the others (TensorFlow waits
+    for every worker without a limit and prints nothing meanwhile)."""
+    import os
+
+    from cnncli import devices
+    from cnncli.cli import render
+
+    cluster = devices.parse_tf_config(os.environ.get("TF_CONFIG"))
+    if cluster and not quiet:
+        render.info(f"Joining the cluster as {cluster.task} of {cluster.workers} "
+                    f"({cluster.address}): training starts when every worker of TF_CONFIG "
+                    "has started")
 
 
 def _dry_run(cfg, config_file: str, json: bool = False) -> None:

@@ -35,12 +35,14 @@ class Cluster:
         task_index: this task's index among the tasks of its type.
         is_chief: whether this task writes the run: the ``chief`` task, or
             worker 0 when the cluster has no chief.
+        address: this task's ``host:port`` (where it listens).
     """
 
     workers: int
     task_type: str
     task_index: int
     is_chief: bool
+    address: str = ""
 
     @property
     def task(self) -> str:
@@ -76,7 +78,7 @@ def parse_tf_config(text: str | None) -> Cluster | None:
 
     >>> parse_tf_config('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]},'
     ...                 ' "task": {"type": "worker", "index": 0}}')
-    Cluster(workers=2, task_type='worker', task_index=0, is_chief=False)
+    Cluster(workers=2, task_type='worker', task_index=0, is_chief=False, address='b:1')
     >>> parse_tf_config(None) is None
     True
 
@@ -119,8 +121,8 @@ def parse_tf_config(text: str | None) -> Cluster | None:
     if kind not in TRAINING_TASKS and kind is not None:
         raise _tf_config_error(f"TF_CONFIG's task type {kind!r} does not train: cnncli "
                                "trains on 'chief' and 'worker' tasks")
-    if workers < 2:
-        return None
+    if workers < 2 and (kind is None or index in (None, 0)):
+        return None  # one machine (a task index beyond it is refused below)
     if index is None and len(lists[kind]) > 1:
         raise _tf_config_error(f"TF_CONFIG's task has no index: which of the "
                                f"{len(lists[kind])} {kind} tasks is this machine?")
@@ -130,5 +132,8 @@ def parse_tf_config(text: str | None) -> Cluster | None:
     if not 0 <= index < len(lists[kind]):
         raise _tf_config_error(f"TF_CONFIG's task {kind} {index!r} is not in its cluster, "
                                f"which has {len(lists[kind])} {kind} task(s)")
+    if workers < 2:
+        return None
     return Cluster(workers=workers, task_type=kind, task_index=index,
-                   is_chief=kind == "chief" or (not lists["chief"] and index == 0))
+                   is_chief=kind == "chief" or (not lists["chief"] and index == 0),
+                   address=lists[kind][index])

@@ -368,11 +368,19 @@ def _multiworker_strategy(devices: tuple[str, ...]):
             tf.config.set_visible_devices(wanted, "GPU")
         return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError, tf.errors.OpError) as exc:  # OpError: a bad address
-        raise DeviceError(
-            f"cannot join the TF_CONFIG cluster: {first_line(exc)}",
-            hint="TensorFlow must not have started before (call devices.setup(..., "
-            "multiworker=True) first), and a process joins one cluster with one set of "
-            "devices only") from None
+        me = parse_tf_config(os.environ.get("TF_CONFIG"))
+        where = f" as {me.task} ({me.address})" if me else ""
+        hint = ("TensorFlow must not have started before (call devices.setup(..., "
+                "multiworker=True) first), and a process joins one cluster with one set of "
+                "devices only")
+        if me and "grpc server" in str(exc).lower():  # it could not listen there
+            port = me.address.rpartition(":")[2]
+            hint = (f"another process may be using port {port} here (`ss -ltnp | grep "
+                    f":{port}` names it), or {me.address} is not this machine's address: "
+                    "free the port, or give this task another address in TF_CONFIG (on "
+                    "every machine)")
+        raise DeviceError(f"cannot join the TF_CONFIG cluster{where}: {first_line(exc)}",
+                          hint=hint) from None
 
 
 def cpu_allocator(environ=os.environ) -> str:
