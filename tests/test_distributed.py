@@ -94,7 +94,7 @@ def _worker(args: dict) -> dict:
                     reporter=reporter)
         outcome = {"interrupted": None}
     except train.Interrupted as exc:
-        outcome = {"interrupted": exc.signum}
+        outcome = {"interrupted": exc.signum, "hint": exc.hint}
     except CnnError as exc:
         return {"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__}
     run, p = reporter.run, reporter.plan
@@ -446,6 +446,9 @@ def test_sigterm_on_one_worker_stops_both_at_the_same_step(cluster):
     assert chief["state"]["step"] == worker["state"]["step"] == 4
     assert chief["backup"] and worker["backup"]
     assert chief["status"] == worker["status"] == "interrupted"
+    assert chief["hint"] == f"resume with: cnncli train --resume {chief['run']}"
+    assert worker["hint"] == "resume with: cnncli train --resume RUN (the chief's run " \
+        "folder: every worker resumes from it)"  # not its own temporary folder
 
 
 def write_folder_config(folder: Path) -> Path:

@@ -152,7 +152,9 @@ class PlainTrainReporter:
     def begin(self, plan, run, resumed):
         if not self.quiet:
             info(plan.placement.describe())
-            info(f"{'Resuming' if resumed else 'Run'}: {run}")
+            mine = "" if plan.placement.is_chief else \
+                " (this worker's copy, read by nobody: the chief writes the run)"
+            info(f"{'Resuming' if resumed else 'Run'}: {run}{mine}")
             info(data_line(plan))
             info(training_line(plan))
         for w in plan.warnings:  # with --quiet too: a CI log needs them most

@@ -92,7 +92,18 @@ def train(
         value = f"{best.value:.4f}" if best.value is not None else "n/a"
         render.info(f"Done: {result.run}  (best {best.metric} {value} at epoch "
                     f"{best.epoch}; {result.metrics.images_per_s or 0:,.0f} images/s)")
-        render.info(f"Next: cnncli evaluate {result.run}")
+        if _on_the_chief():  # another worker's run is its temporary copy
+            render.info(f"Next: cnncli evaluate {result.run}")
+
+
+def _on_the_chief() -> bool:
+    """Whether this machine writes the run (one machine, or a cluster's chief)."""
+    import os
+
+    from cnncli import devices
+
+    cluster = devices.parse_tf_config(os.environ.get("TF_CONFIG"))
+    return cluster is None or cluster.is_chief
 
 
 def _joining(quiet: bool) -> None:

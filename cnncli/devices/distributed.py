@@ -71,6 +71,16 @@ def worker_run_dir(placement: devices.Placement) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"cnncli-{task}-"))
 
 
+#: What a worker's hints call the run to resume (its own folder is not one: `worker_run_dir`).
+CHIEFS_RUN = "RUN (the chief's run folder: every worker resumes from it)"
+
+
+def resume_name(placement: devices.Placement, run: Path) -> str:
+    """The run to name in ``cnncli train --resume ...``: `run` on the chief (or one
+    machine), `CHIEFS_RUN` on another worker, whose `run` is its temporary folder."""
+    return str(run) if placement.is_chief else CHIEFS_RUN
+
+
 class Parts:
     """Training batches made by each worker for its own replicas only.
 

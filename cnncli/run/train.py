@@ -385,7 +385,8 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
     except BaseException as exc:
         error = exc
         if isinstance(exc, KeyboardInterrupt) and signals.signal:  # a second one: at once
-            error = Interrupted(signals.signal, run)
+            error = Interrupted(signals.signal, run,
+                                resume_as=distributed.resume_name(p.placement, run))
         elif isinstance(exc, import_tf().errors.DataLossError) and p.feed.keep is not None:
             error = records.damaged_shard(p.feed.train.images.shards, exc)
         status = INTERRUPTED if isinstance(error, Interrupted) else FAILED

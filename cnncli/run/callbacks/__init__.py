@@ -16,6 +16,7 @@ import signal
 import time
 from pathlib import Path
 
+from cnncli.devices import distributed
 from cnncli.errors import DataError, Stopped, TrainingError, stopped_by
 from cnncli.run import finetune, rundir, schedules
 from cnncli.run.callbacks.backup import Backups
@@ -41,19 +42,22 @@ class Interrupted(Stopped):
     """Training stopped by Ctrl-C or SIGTERM: after the current step, writing a backup;
     or, at a second one (no `where`), at once, the last backup kept."""
 
-    def __init__(self, signum: int, run: Path, where: str | None = None):
+    def __init__(self, signum: int, run: Path, where: str | None = None,
+                 resume_as: str | None = None):
         self.signum = signum
         name = signal_name(signum)
         terminated = signum != signal.SIGINT
+        resume_as = resume_as or str(run)  # another worker's: the chief's run
         if where is None:
-            hint = (f"resume from the last backup with: cnncli train --resume {run}"
+            hint = (f"resume from the last backup with: cnncli train --resume {resume_as}"
                     if rundir.has_backup(run) else "there was no backup yet: start it again: "
                     f"cnncli train {run / rundir.CONFIG}")
             super().__init__(f"{name} twice: training stopped at once, without a new backup",
                              file=str(run), hint=hint, terminated=terminated)
         else:
             super().__init__(f"{name}: training stopped at {where} after writing a backup",
-                             file=str(run), hint=f"resume with: cnncli train --resume {run}",
+                             file=str(run),
+                             hint=f"resume with: cnncli train --resume {resume_as}",
                              terminated=terminated)
 
 
@@ -214,11 +218,13 @@ class RunCallback(keras.callbacks.Callback):
         if self.stop == "nan":
             raise self._nan_error()
         if self.stop == "signal":
-            raise Interrupted(self.signal, self.run, self._where())
+            raise Interrupted(self.signal, self.run, self._where(),
+                              distributed.resume_name(self.p.placement, self.run))
         if self.stop == "unreadable":
             e, then = self.unreadable, "start the run again"
             if self.backups.last > 0:
-                then = f"resume with: cnncli train --resume {self.run}" + (
+                then = ("resume with: cnncli train --resume "
+                        f"{distributed.resume_name(self.p.placement, self.run)}") + (
                     " (add --set data.strict=false --force to skip such files)"
                     if self.p.cfg.data.strict else "")
             raise DataError(f"{e.message}; training stopped at {self._where()}, and "
