@@ -686,6 +686,18 @@ def test_the_vgg16_drawing_has_five_pooling_stages_each_smaller(tmp_path):
     assert all(a > b for a, b in zip(drawn, drawn[1:], strict=False)), drawn
 
 
+def test_the_drawings_kinds_of_layer_are_apart_in_grey_too():
+    """Printed in grey (or seen without red and green), the colours of the kinds every
+    network has keep apart; merges and others are hatched besides."""
+    def grey(colour: str) -> float:
+        return brightness([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+
+    kinds = [network_plot.COLOURS[k] for k in ("input", "conv", "pool", "fc")]
+    levels = sorted(grey(c) for c in kinds)
+    assert min(np.diff(levels)) > 20, levels
+    assert set(network_plot.HATCHES) == {"merge", "other"}
+
+
 def test_googlenets_inception_branches_are_drawn_side_by_side():
     boxes = {b.name: b for b in network_plot.layout(
         builder.build_checked(spec.load("googlenet"))).boxes}

@@ -91,13 +91,14 @@ class DiagramBox:
     colour: str
     text: str = ""  # on the box, upright (else across, else below it if too long)
     caption: str = ""  # under the box
+    hatch: str = ""  # matplotlib's hatch pattern over the colour ("xxx"), if any
 
 
 def box_diagram(boxes: list[DiagramBox], lines: list[list[tuple[float, float]]],
                 path: str | Path, *, title: str = "",
-                legend: list[tuple[str, str]] = ()) -> Path:
+                legend: list[tuple[str, str, str]] = ()) -> Path:
     """Boxes joined by lines (each a list of points, drawn behind the boxes), with a
-    legend of (colour, label)."""
+    legend of (colour, label, hatch: "" for none)."""
     from matplotlib.patches import Patch, Rectangle
 
     points = [p for line in lines for p in line]
@@ -111,7 +112,7 @@ def box_diagram(boxes: list[DiagramBox], lines: list[list[tuple[float, float]]],
     # two layers is narrower than its legend, which was cut)
     em = 1 / 72  # an inch a point
     heading = 0.3 + len(title) * 10 * 0.6 * em + 0.4 + sum(
-        (2.8 + 0.62 * len(label)) * 7 * em for _, label in legend) + 0.2
+        (2.8 + 0.62 * len(label)) * 7 * em for _, label, _ in legend) + 0.2
     fig = Figure(figsize=(max((right - left) * inch + 0.6, heading),
                           (top - bottom) * inch + below + 0.9))
     ax = fig.add_axes((0.3 / fig.get_figwidth(), below / fig.get_figheight(),
@@ -127,6 +128,7 @@ def box_diagram(boxes: list[DiagramBox], lines: list[list[tuple[float, float]]],
     for b in boxes:
         ax.add_patch(Rectangle((b.left, b.bottom), b.width, b.height, facecolor=b.colour,
                                edgecolor="#333333", linewidth=0.6, zorder=2,
+                               hatch=b.hatch or None,
                                clip_on=False))  # outer boxes' edges lie on the axes' edges
 
         x = b.left + b.width / 2
@@ -139,7 +141,9 @@ def box_diagram(boxes: list[DiagramBox], lines: list[list[tuple[float, float]]],
             and b.height * points_per_unit > 8
         if upright or across:
             ax.text(x, b.bottom + b.height / 2, b.text, rotation=90 if upright else 0,
-                    fontsize=6, ha="center", va="center", zorder=3)
+                    fontsize=6, ha="center", va="center", zorder=3,
+                    bbox=dict(facecolor="white", edgecolor="none", pad=1) if b.hatch
+                    else None)  # readable over the hatching
         fits = upright or across
         under = b.caption if fits else f"{b.caption}  {b.text}".strip()
         if under:
@@ -147,8 +151,8 @@ def box_diagram(boxes: list[DiagramBox], lines: list[list[tuple[float, float]]],
                         rotation=90, fontsize=6, ha="center", va="top",
                         annotation_clip=False)
     if legend:
-        fig.legend(handles=[Patch(facecolor=c, edgecolor="#333333", label=t)
-                            for c, t in legend], loc="upper right", ncols=len(legend),
+        fig.legend(handles=[Patch(facecolor=c, edgecolor="#333333", label=t, hatch=h or None)
+                            for c, t, h in legend], loc="upper right", ncols=len(legend),
                    fontsize=7, frameon=False)
     if title:
         fig.text(0.3 / fig.get_figwidth(), 1 - 0.25 / fig.get_figheight(),

@@ -30,8 +30,12 @@ from cnncli import plots
 from cnncli.model import expand, layer_kinds, summary
 from cnncli.model.builder import Built
 
-COLOURS = {"input": "#bdbdbd", "conv": "#6fa8dc", "pool": "#e06666", "fc": "#93c47d",
-           "merge": "#b4a7d6", "other": "#ffe599"}
+#: Okabe and Ito's colours, told apart by colour-blind eyes; the four kinds every network
+#: has differ in brightness too (grey 189, 158, 119, 213: a print in grey keeps them
+#: apart), and the two whose brightness is near another's are hatched.
+COLOURS = {"input": "#bdbdbd", "conv": "#56b4e9", "pool": "#d55e00", "fc": "#f0e442",
+           "merge": "#009e73", "other": "#cc79a7"}
+HATCHES = {"merge": "//", "other": ".."}
 LEGEND = [(COLOURS["input"], "input"), (COLOURS["conv"], "convolution"),
           (COLOURS["pool"], "pooling"), (COLOURS["fc"], "fully connected"),
           (COLOURS["merge"], "merge"), (COLOURS["other"], "other")]
@@ -75,11 +79,13 @@ def write(built: Built, path: str | Path) -> Path:
     by_name = {b.name: b for b in drawn.boxes}
     rects = [plots.DiagramBox(b.x - b.width / 2, b.y - b.height / 2, b.width, b.height,
                               COLOURS[b.kind], text=b.volume,
-                              caption="" if b.lanes else b.label)  # branches share a column
+                              caption="" if b.lanes else b.label,  # branches share a column
+                              hatch=HATCHES.get(b.kind, ""))
              for b in drawn.boxes]
     lines = [_line(by_name[i], b, drawn.boxes) for b in drawn.boxes for i in b.inputs]
     used = {b.kind for b in drawn.boxes}
-    legend = [(c, t) for (c, t), kind in zip(LEGEND, COLOURS, strict=True) if kind in used]
+    legend = [(c, t, HATCHES.get(kind, "")) for (c, t), kind in zip(LEGEND, COLOURS, strict=True)
+              if kind in used]
     return plots.box_diagram(rects, lines, path, title=drawn.name, legend=legend)
 
 
