@@ -412,8 +412,21 @@ def test_every_unknown_layer_is_reported_not_only_the_first():
     with pytest.raises(ConfigError) as caught:
         activations.choose(model, ["conv9", "conv1_1", "nope"])
     assert [e.message for e in caught.value.errors] == [
-        "the model has no convolution layer called 'conv9'",
-        "the model has no convolution layer called 'nope'"]
+        "the model has no layer with an HxWxD output called 'conv9'",
+        "the model has no layer with an HxWxD output called 'nope'"]
+
+
+def test_a_pooling_layers_maps_are_shown_when_named():
+    """The lecture's activation figures show what pooling makes of the maps too."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv1_1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    assert [r.name for r in activations.choose(model, ["pool1", "conv1_1"])] == [
+        "conv1_1", "pool1"]
+    maps = activations.activation_maps(model, np.ones((1, 8, 8, 1), "float32"),
+                                       activations.choose(model, ["pool1"]))
+    assert maps[0].volume == "4x4x2"
 
 
 def test_an_empty_layer_name_is_an_unknown_layer_not_the_default():
@@ -611,7 +624,8 @@ def test_a_layer_where_no_filter_responds_is_drawn_dark_not_grey():
 
 def test_an_unknown_layer_lists_the_valid_ones():
     model = conv_net(filters_=(2, 3))
-    with pytest.raises(ConfigError, match="no convolution layer called 'conv9'.*conv1_1, conv2_1"):
+    with pytest.raises(ConfigError, match="no layer with an HxWxD output called 'conv9'.*"
+                                          "conv1_1, conv2_1"):
         activations.choose(model, ["conv9"])
 
 

@@ -80,8 +80,8 @@ def activations(
     image: Annotated[str, typer.Argument(metavar="IMAGE",
                                           help="The image (a file or an http(s) URL).")],
     layers: Annotated[list[str] | None, typer.Option(
-        "--layers", help="Convolution layers to show (repeatable, or comma-separated; "
-        "default: all).")] = None,
+        "--layers", help="Layers to show, convolutions or any with an HxWxD output such as "
+        "pooling (repeatable, or comma-separated; default: every convolution).")] = None,
     output: Annotated[str | None, typer.Option(help="The picture to write: .png, "
                                                ".jpg, .pdf or .svg (default: "
                                                "activations_<image>.png).")] = None,

@@ -49,18 +49,21 @@ class LayerMaps:
 
 
 def choose(model, names: list[str] | None, model_name: str = "") -> list[conv_layers.LayerRef]:
-    """The convolution layers called `names` (default: all of them), in the model's order."""
+    """The layers called `names` (default: every convolution), in the model's order: any
+    layer with an HxWxD output (a pooling layer's maps too)."""
     refs = conv_layers.require_convolutions(model, "activation maps", model_name)
     if names is None:
         return refs
+    volumes = conv_layers.volumes(model)
     chosen, errors = set(), []
     for name in names:  # every unknown name is reported, not the first only
         try:
-            chosen.add(id(conv_layers.pick(refs, name, model=model)))
+            chosen.add(id(conv_layers.pick(volumes, name, listed=refs, model=model,
+                                           kind="layer with an HxWxD output")))
         except ConfigError as exc:
             errors.append(exc)
     raise_all(errors)
-    return [r for r in refs if id(r) in chosen]
+    return [r for r in volumes if id(r) in chosen]
 
 
 def activation_maps(model, x, refs: list[conv_layers.LayerRef]) -> list[LayerMaps]:
