@@ -525,11 +525,24 @@ def test_what_each_machine_says_it_trains_leaves_out_what_is_its_own(tmp_path):
     from cnncli.run import agreement
     from cnncli.run import plan as planning
 
-    p = planning.plan(config.load(trainkit.write_config(tmp_path)))
+    path = trainkit.write_config(tmp_path)
+    p = planning.plan(config.load(path))
     said = agreement.what_is_trained(p, "as a new run")
     assert said["config"]["train.seed"] == 1 and said["data"] == p.feed.fingerprint()
-    assert not [key for key in said["config"] if key.startswith(
-        ("output.", "data.name", "data.data_dir", "train.device"))]
+    elsewhere = tmp_path / "elsewhere"  # another machine: its data and run elsewhere, read
+    elsewhere.mkdir()  # without a cache, offline
+    shutil.copy(tmp_path / "toy.npz", elsewhere / "toy.npz")
+    other = planning.plan(config.load(path, [
+        f"data.name={elsewhere / 'toy.npz'}", "data.cache=none", "data.offline=true",
+        f"output.dir={elsewhere / 'runs'}"]))
+    assert agreement.differences({"worker 0": said, "worker 1": agreement.what_is_trained(
+        other, "as a new run")}) == []
+    longer = planning.plan(config.load(path, ["train.epochs=5", "model.classes=4"]))
+    assert agreement.differences({"worker 0": said, "worker 1": agreement.what_is_trained(
+        longer, "as a new run")}) == [
+        "the network differs (its layers, classes, input or pretrained weights): worker 0 "
+        "builds one; worker 1 builds another", "`train.epochs` is 3 on worker 0 and 5 on "
+        "worker 1"]
 
 
 def test_machines_that_start_differently_or_hold_other_images_are_told_apart():
@@ -586,6 +599,19 @@ def test_machines_that_would_train_different_runs_all_refuse_naming_what_differs
             "and 7 on worker 1; the data has 196 training and 49 validation images on "
             "worker 0, 197 and 49 on worker 1")
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_machines_that_would_build_different_networks_refuse_before_building_them(tmp_path):
+    """Building the model is done together (its first weights are sent to all): a
+    network of another shape on one machine met a collective that failed instead."""
+    config = trainkit.write_config(tmp_path, epochs=1, batch_size=8)
+    for result in run_cluster(tmp_path / "cluster", config,
+                              worker1={"set": ["model.classes=4"]}):
+        assert result["error"] == (
+            "the machines of the cluster would not train the same run: the network differs "
+            "(its layers, classes, input or pretrained weights): worker 0 builds one; "
+            "worker 1 builds another"), result
 
 
 @pytest.mark.slow

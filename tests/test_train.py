@@ -641,6 +641,41 @@ def test_dry_run_json_has_the_data_and_refuses_what_the_data_makes_impossible(tm
     assert "the 256 training images are fewer than one batch of 512" in result.stderr
 
 
+def test_dry_run_downloads_no_pretrained_weights(tmp_path, monkeypatch):
+    """ImageNet's weights not cached: training would download them; a dry run notes it."""
+    from cnncli import devices
+    from cnncli.model import backbone_weights, pretrained
+
+    monkeypatch.setattr(pretrained, "cached", lambda file: None)
+    monkeypatch.setattr(backbone_weights, "downloads_on_stderr",
+                        lambda: pytest.fail("a download was tried"))
+    path = tmp_path / "ft.yaml"
+    path.write_text("model: {from: mobilenet_v2, classes: 3}\n"
+                    f"data: {{name: '{make_npz(tmp_path)}', image_size: [32, 32]}}\n"
+                    "train: {epochs: 1, batch_size: 8}\n")
+    shown = planning.shown(config.load(path), devices.setup("cpu", "float32"),
+                           config_file=str(path))
+    assert shown.transfer.weights == [] and shown.steps_per_epoch == 36
+
+
+def test_dry_run_of_a_resume_is_refused_as_one_it_cannot_check(tmp_path):
+    result = cli("train", "--resume", str(tmp_path / "runs/toy/1"), "--dry-run")
+    assert result.returncode == 2, result.stderr
+    assert "a dry run shows a new run; a resume's checks" in result.stderr
+
+
+def test_dry_run_that_read_the_data_says_no_guess_of_its_classes(tmp_path):
+    """Ten classes, as many as the guess: the data was read all the same."""
+    data = tmp_path / "ten.npz"
+    x, y = np.zeros((200, 8, 8, 1), np.uint8), np.arange(200) % 10
+    np.savez(data, x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
+    path = write_config(tmp_path, spec=SPEC.replace("  classes: 3\n", ""))
+    path.write_text(path.read_text().replace(str(tmp_path / "toy.npz"), str(data)))
+    result = cli("train", str(path), "--dry-run")
+    assert result.returncode == 0 and "Would train" in result.stdout, result.stderr
+    assert "known only when training reads it" not in result.stderr
+
+
 def test_dry_run_of_a_known_dataset_not_here_says_training_downloads_it(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     path = write_config(tmp_path)

@@ -57,6 +57,10 @@ def train(
 
     if config_file is None and resume is None:
         raise typer.BadParameter("give a CONFIG file, or --resume RUN", param_hint="CONFIG")
+    if dry_run and resume is not None:
+        raise typer.BadParameter("a dry run shows a new run; a resume's checks (its backup, "
+                                 "its config, its data) are made when it starts, before any "
+                                 "step", param_hint="--dry-run")
     if config_file is None:
         config_file = str(rundir.find(resume) / rundir.CONFIG)
     values, origins = {}, {}  # the options' values as given: text is text, never YAML
@@ -132,7 +136,7 @@ def _dry_run(cfg, config_file: str, json: bool = False) -> None:
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
     built = checking.dry_run(cfg, config_file)  # what training would refuse, first
     planned = plan.shown(cfg, placement, config_file=config_file)  # then of the data
-    if planned and planned.spec.classes != built.model.output.shape[-1]:  # were a guess
+    if planned:  # the data's classes, not a guess (nor its note)
         built = checking.dry_run(cfg, config_file, classes=planned.spec.classes)
     memory = plan.memory_warnings(built, placement, t.batch_size)  # or too large: refused
     summary = summaries.summarize(built)

@@ -297,6 +297,15 @@ def _count_over_replicas(strategy):
     return count
 
 
+def all_here(placement: devices.Placement) -> None:
+    """Return once every worker of the cluster has come here (at once on one machine).
+    A collective: one that stopped makes it fail after TensorFlow's heartbeats miss it
+    (seconds), as `peers_watched` says; a wait in the cluster's key-value store for what
+    it never wrote would last its whole time-out."""
+    if placement.kind == "multiworker":
+        _count_over_replicas(devices.strategy(placement))(tf.constant(1.0))
+
+
 def _sum_over_workers(strategy):
     """A function: this worker's numbers -> their sums over the workers (each counted
     once however many replicas it trains; a collective, as `_count_over_replicas`)."""

@@ -13,41 +13,54 @@ with a message about something else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from cnncli import devices
+from cnncli.devices import distributed
 from cnncli.errors import ConfigError
+from cnncli.run import resume
 from cnncli.run.plan import Plan
 from cnncli.runtime import import_tf
 from cnncli.text import first_line
 
-#: Settings each machine has of its own: where the run is written (the chief alone
-#: writes it), where the data is (the data itself is compared: `Feed.fingerprint`), and
-#: the kind of device (their number is compared when the cluster is joined).
-OWN_SETTINGS = ("output.", "data.name", "data.data_dir", "train.device")
-
-
-def flat(doc: dict, prefix: str = "") -> dict:
-    """A nested mapping as ``{"train.optimizer.name": ...}``.
-
-    >>> flat({"train": {"seed": 0, "optimizer": {"name": "adam"}}})
-    {'train.seed': 0, 'train.optimizer.name': 'adam'}
-    """
-    out = {}
-    for key, value in doc.items():
-        if isinstance(value, dict) and value:
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+#: Settings each machine has of its own: those a resume takes as given (where the run is
+#: written, how the data is read: `resume.IGNORED`), where the data is (the data itself
+#: is compared: `Feed.fingerprint`), the kind of device (their number is compared when
+#: the cluster is joined), and the network's section, whose files may be at other paths
+#: (the network itself is compared: `network_of`).
+OWN_SETTINGS = (*resume.IGNORED, "data.name", "train.device", "model")
 
 
 def what_is_trained(p: Plan, start: str) -> dict:
-    """What this machine would train: its settings (but `OWN_SETTINGS`), its data's
-    fingerprint, and `start` (``a new run``, or where it resumes from)."""
-    settings = {key: value for key, value in flat(p.cfg.resolved()).items()
+    """What this machine would train: its settings (but `OWN_SETTINGS`), its network,
+    its data's fingerprint, and `start` (``as a new run``, or where it resumes from)."""
+    settings = {key: value for key, value in resume.flat(p.cfg.resolved()).items()
                 if not key.startswith(OWN_SETTINGS)}
-    return {"config": settings, "data": p.feed.fingerprint(), "start": start}
+    return {"config": settings, "network": network_of(p), "data": p.feed.fingerprint(),
+            "start": start}
+
+
+def network_of(p: Plan) -> str:
+    """A fingerprint of the network every machine can compare: the spec's
+    (`Spec.digest`: input, classes, layers), with the files a pretrained backbone's
+    weights or a cut model come from named by their contents (SHA-256), not by their
+    paths, which may differ between machines."""
+    t = p.transfer
+    files = {w.path: w.sha256 for w in (t.weights if t else [])} | {
+        s["file"]: s["sha256"] for s in (t.sources if t else [])}
+
+    def named(value):  # a layer's arguments, a path replaced by its file's contents
+        if isinstance(value, dict):
+            return {k: named(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [named(v) for v in value]
+        return files.get(value, value) if isinstance(value, str) else value
+
+    s = p.spec
+    text = json.dumps([s.input, s.classes, s.preprocessing, named(s.layers), named(s.blocks)],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def check_same_run(p: Plan, start: str, topic: str = "run") -> None:
@@ -55,6 +68,7 @@ def check_same_run(p: Plan, start: str, topic: str = "run") -> None:
     one would (`what_is_trained`); nothing on one machine. `topic`: a name for this
     comparison in the store (each is made once a process)."""
     mine = json.dumps(what_is_trained(p, start), sort_keys=True)
+    distributed.all_here(p.placement)  # a machine that stopped is found here, in seconds
     tf = import_tf()
     try:
         said = devices.said_by_each_machine(p.placement, topic, mine)
@@ -82,6 +96,10 @@ def differences(records: dict[str, dict]) -> list[str]:
     """
     found = []
     configs = {task: r.get("config", {}) for task, r in records.items()}
+    networks = {task: r.get("network") for task, r in records.items()}
+    if len(set(networks.values())) > 1:
+        found.append("the network differs (its layers, classes, input or pretrained "
+                     "weights): " + _apart(networks, "build", "one"))
     for key in sorted({k for c in configs.values() for k in c}):
         values = {task: json.dumps(c.get(key)) for task, c in configs.items()}
         if len(set(values.values())) > 1:
@@ -93,18 +111,21 @@ def differences(records: dict[str, dict]) -> list[str]:
         found.append(f"the data has {train} training and {val} validation images on "
                      f"{first}, " + ", ".join(f"{t} and {v} on {task}"
                                               for task, (t, v) in rest))
-    else:
-        held = _groups({task: json.dumps(d, sort_keys=True) for task, d in data.items()})
-        if len(held) > 1:
-            found.append("the data is as many images on each machine, but not the same "
-                         "images or labels: " + "; ".join(
-                             f"{' and '.join(tasks)} {'hold' if len(tasks) > 1 else 'holds'}"
-                             f" {'one set' if i == 0 else 'another'}"
-                             for i, tasks in enumerate(held.values())))
+    elif len({json.dumps(d, sort_keys=True) for d in data.values()}) > 1:
+        found.append("the data is as many images on each machine, but not the same images "
+                     "or labels: " + _apart({task: json.dumps(d, sort_keys=True)
+                                             for task, d in data.items()}, "hold", "one set"))
     starts = {task: json.dumps(r.get("start")) for task, r in records.items()}
     if len(set(starts.values())) > 1:
         found.append("the machines start differently: " + _each(starts))
     return found
+
+
+def _apart(values: dict[str, str], verb: str, first: str) -> str:
+    """``worker 0 and worker 2 hold one set; worker 1 holds another``."""
+    return "; ".join(f"{' and '.join(tasks)} {verb if len(tasks) > 1 else verb + 's'} "
+                     f"{first if i == 0 else 'another'}"
+                     for i, tasks in enumerate(_groups(values).values()))
 
 
 def _groups(values: dict[str, str]) -> dict[str, list[str]]:

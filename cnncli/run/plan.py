@@ -140,12 +140,13 @@ def shown(cfg: config.RunConfig, placement: devices.Placement, *,
         return None
     cfg = cfg.model_copy(deep=True)
     absolute_paths(cfg)
-    return _worked_out(cfg, placement, config_file, store=False)
+    return _worked_out(cfg, placement, config_file, shown_only=True)
 
 
 def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
-                config_file: str | None, store: bool = True) -> Plan:
-    """`plan` on `placement`; without `store`, the feed's caches are not made."""
+                config_file: str | None, shown_only: bool = False) -> Plan:
+    """`plan` on `placement`; `shown_only`: the feed's caches are not made and no
+    weights are downloaded (ImageNet's not here yet are noted by `checking.dry_run`)."""
     t, d = cfg.train, cfg.data
     try:
         data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
@@ -165,7 +166,7 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
                                file=config_file)
     built = _checked(network, cfg, data, config_file)  # before any run folder
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
-                   limit=d.limit, resize=d.resize, cache=d.cache, store=store)
+                   limit=d.limit, resize=d.resize, cache=d.cache, store=not shown_only)
     batch = placement.global_batch_size(t.batch_size)
     steps_per_epoch = len(feed.train) // batch
     if steps_per_epoch < 1:
@@ -185,7 +186,8 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
         if data.image_shape and data.image_shape[-1] != network.input[-1] else []
     epochs = math.ceil(total / steps_per_epoch)
     try:
-        found = transfer.plan(cfg, built, epochs, file=config_file)  # weights, freeze checked
+        found = transfer.plan(cfg, built, epochs, file=config_file,  # weights, freeze
+                              download=not shown_only)  # checked
     except CnnError as exc:
         raise_all(config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by))
     return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,

@@ -30,18 +30,23 @@ FIXED = ("model", "data.validation_split", "data.limit", "data.image_size",
 IGNORED = ("output", "data.offline", "data.data_dir", "data.cache")
 
 
-def _flat(doc: object, prefix: str = "") -> dict:
+def flat(doc: object, prefix: str = "") -> dict:
+    """A nested mapping as ``{"train.optimizer.name": ...}``.
+
+    >>> flat({"train": {"seed": 0, "optimizer": {"name": "adam"}}})
+    {'train.seed': 0, 'train.optimizer.name': 'adam'}
+    """
     if isinstance(doc, dict) and doc:
         out = {}
         for key, value in doc.items():
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat(value, f"{prefix}{key}."))
         return out
     return {prefix.rstrip("."): doc}
 
 
 def changes(before: dict, after: dict) -> dict[str, tuple]:
     """Dotted key -> (old, new) for every value that differs."""
-    old, new = _flat(before), _flat(after)
+    old, new = flat(before), flat(after)
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
             if old.get(k) != new.get(k) and not k.startswith(IGNORED)}
 

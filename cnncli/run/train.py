@@ -121,9 +121,9 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
             raise _device_gone(exc, asked, saved.train.device, run) from None
         raise
     with distributed.peers_watched(started=bool(resume)):  # (its first collectives)
-        model = compile_model(p)
+        agreement.check_same_run(p, "resuming" if resume else "as a new run")  # before
+        model = compile_model(p)  # building it, which machines do together
         ways = _directions(p, model)  # errors here come before any run folder exists
-        agreement.check_same_run(p, "resuming" if resume else "as a new run")
     with contextlib.ExitStack() as stack:
         if resume:
             run, state = _resume(p, model, saved, rundir.find(resume), force, reporter, stack)

@@ -159,11 +159,13 @@ def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnE
     return errors
 
 
-def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None
-         ) -> Transfer | None:
+def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
+         download: bool = True) -> Transfer | None:
     """The run's `Transfer` (None when nothing is pretrained or frozen): checks, then
-    finds each pretrained backbone's weights file (Keras downloads it when missing and
-    not offline) and checks that it fits. Raises every problem found."""
+    finds each pretrained backbone's weights file (Keras downloads it when missing, not
+    offline and `download`: else ImageNet's not here yet is left out, for a plan only
+    shown, whose `check_weights` notes it) and checks that it fits. Raises every problem
+    found."""
     from cnncli.errors import raise_all
 
     model, t = built.model, cfg.train
@@ -186,9 +188,14 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None
     for node in nodes:
         sub = model.get_layer(node.name)
         if "name" in node.args:
-            path = backbone_weights.locate(node.args["name"], node.args["weights"],
-                                           tuple(sub.input_shape[1:]),
-                                           offline=cfg.data.offline)
+            try:
+                path = backbone_weights.locate(node.args["name"], node.args["weights"],
+                                               tuple(sub.input_shape[1:]),
+                                               offline=cfg.data.offline, download=download)
+            except ModelError:
+                if download or node.args["weights"] != "imagenet":
+                    raise
+                continue  # not here yet: training downloads it
             if path is not None:
                 backbone_weights.check_fit(sub, node.args["name"], path)
                 weights.append(backbone_weights.record(node.name, node.args["name"],

@@ -49,9 +49,11 @@ class Interrupted(Stopped):
         terminated = signum != signal.SIGINT
         resume_as = resume_as or str(run)  # another worker's: the chief's run
         if where is None:
+            again = f"cnncli train {run / rundir.CONFIG}" if resume_as == str(run) else \
+                "the same command on every worker"  # (another worker: its own folder)
             hint = (f"resume from the last backup with: cnncli train --resume {resume_as}"
-                    if rundir.has_backup(run) else "there was no backup yet: start it again: "
-                    f"cnncli train {run / rundir.CONFIG}")
+                    if rundir.has_backup(run) else f"there was no backup yet: start it again: "
+                    f"{again}")
             super().__init__(f"{name} twice: training stopped at once, without a new backup",
                              file=str(run), hint=hint, terminated=terminated)
         else:
