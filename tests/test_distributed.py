@@ -388,6 +388,7 @@ def cluster(tmp_path_factory):
                                   worker1={"signal_at": [1, 3], "cpu_bf16": False})}
     out["resumed"] = run_cluster(root / "resumed", config, **units,
                                  resume=out["stopped"][0]["run"], name="stopped")
+    out["logs"] = [_log(root / "plain", i) for i in (0, 1)]
     yield out
     for name in ("plain", "stopped", "resumed"):  # the workers' temporary folders
         shutil.rmtree(out[name][1]["run"], ignore_errors=True)
@@ -399,6 +400,13 @@ def test_two_workers_end_with_identical_weights(cluster):
     assert chief["chief"] and not worker["chief"]
     assert_same_weights(trainkit.weights(Path(chief["run"])),
                         trainkit.weights(Path(worker["run"])))
+
+
+@pytest.mark.slow
+def test_a_cluster_run_says_nothing_of_tensorflows_own_notes(cluster):
+    """TensorFlow's note on reading a dataset's options, as it traces the validation
+    loop, was a warning line of every run on several machines."""
+    assert all("preserve tf.data options" not in log for log in cluster["logs"])
 
 
 @pytest.mark.slow

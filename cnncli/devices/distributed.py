@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -274,7 +275,10 @@ def _fit(model, strategy, batches, epochs, steps_per_epoch, initial_epoch, valid
         epoch_logs = dict(logs)
         if val is not None and done == steps_per_epoch:
             model.reset_metrics()
-            val_logs = _plain(steps.evaluate(val))
+            with warnings.catch_warnings():  # TensorFlow's note as it traces the loop over
+                warnings.filterwarnings(  # a distributed dataset (its options read)
+                    "ignore", "To make it possible to preserve tf.data options")
+                val_logs = _plain(steps.evaluate(val))
             epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
         callbacks.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
