@@ -158,6 +158,27 @@ def test_channels_first_is_explained_as_reading_the_image_sideways(write):
         "the default)")
 
 
+def test_a_layer_that_does_not_fit_inside_a_block_names_the_use_of_the_block(write):
+    """The third use of a block shrinks the maps too far: its line, not only the
+    block's, which all three uses share."""
+    with pytest.raises(ConfigError) as e:
+        build_text(write, """
+            input: [16, 16, 1]
+            blocks:
+              big:
+                layers:
+                  - Conv2D: {filters: 4, kernel_size: 7}
+            layers:
+              - big
+              - big
+              - big
+              - Flatten
+              - Dense: 2
+        """)
+    assert (e.value.line, e.value.where) == (5, "layer 3 'conv1_3' (Conv2D), in block 'big' "
+                                                "used on line 9")
+
+
 def test_dense_on_a_volume_is_explained(write):
     with pytest.raises(ConfigError, match="ends with a 7x7x10 volume") as e:
         build_text(write, "input: [7, 7, 3]\nclasses: 10\nlayers: [{Dense: $classes}]\n")

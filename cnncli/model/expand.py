@@ -49,9 +49,11 @@ class Node:
     file: str | None = None
     line: int | None = None
     group: str | None = None  # named block instance it belongs to (summary folds these)
+    used: str = ""  # inside a block: which use of it (``in block 'res' used on line 11``)
 
     def where(self) -> str:
-        return f"layer {self.index} '{self.name}' ({self.layer})"
+        return f"layer {self.index} '{self.name}' ({self.layer})" + (
+            f", {self.used}" if self.used else "")
 
 
 @dataclass
@@ -113,10 +115,16 @@ class _Expander:
     def error(self, message, line, where=None, hint=None):
         self.sound = min(self.sound, len(self.nodes))
         if self.uses:
-            key, used = self.uses[-1]
-            where = f"{where + ', ' if where else ''}in block '{key}' used on line {used}"
+            where = f"{where + ', ' if where else ''}{self.use()}"
         self.errors.append(ConfigError(message, file=self.file, line=line, where=where,
                                        hint=hint))
+
+    def use(self) -> str:
+        """The use of the block being expanded, as errors say it ("" outside blocks)."""
+        if not self.uses:
+            return ""
+        key, used = self.uses[-1]
+        return f"in block '{key}' used on line {used}"
 
     def add(self, layer, args, inputs, names, line, explicit=None, group=None) -> str:
         if len(self.nodes) >= MAX_LAYERS:
@@ -134,7 +142,7 @@ class _Expander:
             name = f"{base}_{k}"
         self.used_names.add(name)
         self.nodes.append(Node(len(self.nodes) + 1, name, layer, args, inputs, self.file, line,
-                               group))
+                               group, self.use()))
         return name
 
     def sequence(self, entries, tail, names, params, stack, line, group=None):
