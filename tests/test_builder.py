@@ -179,6 +179,16 @@ def test_a_layer_that_does_not_fit_inside_a_block_names_the_use_of_the_block(wri
                                                 "used on line 9")
 
 
+def test_a_convolution_after_flatten_is_explained_not_in_kerass_words(write):
+    with pytest.raises(ConfigError) as e:
+        build_text(write, "input: [8, 8, 1]\nlayers: [Flatten, {Dense: 16}, "
+                          "{Conv2D: {filters: 4, kernel_size: 3}}, {Dense: 2}]\n")
+    assert e.value.message == ("needs a volume (height x width x depth) and gets a vector "
+                               "of 16 values: a Flatten or Dense layer before it made the "
+                               "volume a vector")
+    assert e.value.hint.startswith("put it before the Flatten")
+
+
 def test_dense_on_a_volume_is_explained(write):
     with pytest.raises(ConfigError, match="ends with a 7x7x10 volume") as e:
         build_text(write, "input: [7, 7, 3]\nclasses: 10\nlayers: [{Dense: $classes}]\n")

@@ -350,6 +350,13 @@ def _shape_error(node: expansion.Node, incoming, exc: Exception) -> ConfigError:
             hint=("concatenate needs equal height and width (use `padding: same` and the same "
                   "strides in every branch); add needs equal shapes, depth included"),
         )
+    if len(incoming[0].shape) == 2 and "ndim=4" in message:  # a volume's layer, a vector
+        return ConfigError(
+            f"needs a volume (height x width x depth) and gets a vector of {shapes[0]} "
+            "values: a Flatten or Dense layer before it made the volume a vector",
+            file=node.file, line=node.line, where=node.where(),
+            hint="put it before the Flatten: convolution and pooling layers work on volumes, "
+                 "Flatten and Dense come after them")
     hint = "check the arguments of this layer and of the layers before it"
     if node.args.get("data_format") == "channels_first":
         dims = [str(d) for d in incoming[0].shape[1:]]
