@@ -142,6 +142,25 @@ def test_images_that_stop_decoding_stop_the_run_and_the_backup_is_kept(tmp_path,
     assert rundir.has_backup(run) and not (run / "model.keras").exists()
 
 
+def test_resume_auto_starts_anew_after_a_finished_run_and_goes_on_with_a_stopped_one(tmp_path):
+    """The same command again, after a machine stopped (a preempted VM, a pod restarted):
+    it goes on with the config's latest run when that has a backup."""
+    path = write_config(tmp_path, epochs=1, backup_every=4)
+    finished = run_train(path).run
+    new = cli("train", str(path), "--resume", "auto")
+    assert new.returncode == 0, new.stderr
+    assert f"--resume auto: no run under {finished.parent} to go on with (none, or the " \
+           "latest finished): starting a new one" in new.stderr
+    second = finished.parent / "2"
+    assert (second / "metrics.json").exists()
+    checkpoint.save(second, training.compile_model(training.plan(config.load(path))),
+                    TrainState(epoch=0, step=8))  # as if stopped in mid-epoch
+    again = cli("train", str(path), "--resume", "auto")
+    assert again.returncode == 0, again.stderr
+    assert f"--resume auto: going on with {second}, which stopped with a backup" in again.stderr
+    assert f"Resuming: {second}" in again.stderr and not (finished.parent / "3").exists()
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     path = write_config(tmp_path, epochs=2, backup_every=4)
     run = run_train(path).run

@@ -33,7 +33,10 @@ def train(
     offline: Annotated[bool, typer.Option(help="Never download; use local data only.")]
     = False,
     resume: Annotated[str | None, typer.Option(help="Continue this run (runs/NAME/N or "
-                                               "runs/NAME/latest) from its last backup.")]
+                                               "runs/NAME/latest) from its last backup; "
+                                               "`auto` (with CONFIG): the config's latest "
+                                               "run if it stopped with a backup, else a new "
+                                               "run.")]
     = None,
     force: Annotated[bool, typer.Option(help="Resume with a changed config (epochs, learning "
                                         "rate, precision, ...): applied and recorded.")]
@@ -57,12 +60,17 @@ def train(
 
     if config_file is None and resume is None:
         raise typer.BadParameter("give a CONFIG file, or --resume RUN", param_hint="CONFIG")
+    auto = resume == AUTO_RESUME
+    if auto and config_file is None:
+        raise typer.BadParameter("--resume auto goes on with a CONFIG's latest run: give the "
+                                 "CONFIG", param_hint="CONFIG")
     if dry_run and resume is not None:
         raise typer.BadParameter("a dry run shows a new run; a resume's checks (its backup, "
                                  "its config, its data) are made when it starts, before any "
                                  "step", param_hint="--dry-run")
     if config_file is None:
         config_file = str(rundir.find(resume) / rundir.CONFIG)
+    resume = None if auto else resume  # (found once the config says where its runs are)
     values, origins = {}, {}  # the options' values as given: text is text, never YAML
     for key, value, option in (
             ("train.epochs", epochs, "--epochs"), ("train.batch_size", batch_size, "--batch-size"),
@@ -84,6 +92,8 @@ def train(
         cfg.output.name = Path(config_file).stem
     if dry_run:
         return _dry_run(cfg, config_file, json)
+    if auto:
+        resume = _resume_auto(cfg, quiet or json)
     reporter = render.train_reporter(quiet or json)
     _joining(quiet or json)
     with render.warnings_to(reporter.note):  # the data's warnings too, in --json's list
@@ -98,6 +108,24 @@ def train(
                     f"{best.epoch}; {result.metrics.images_per_s or 0:,.0f} images/s)")
         if _on_the_chief():  # another worker's run is its temporary copy
             render.info(f"Next: cnncli evaluate {result.run}")
+
+
+#: ``--resume auto``: go on with the config's latest run if it can be, else start one.
+AUTO_RESUME = "auto"
+
+
+def _resume_auto(cfg, quiet: bool) -> str | None:
+    """The run ``--resume auto`` goes on with (None: a new one), said unless `quiet`."""
+    from cnncli.cli import render
+    from cnncli.run import rundir
+
+    folder = Path(cfg.output.dir) / cfg.output.name
+    run = rundir.resumable(folder)
+    if not quiet:
+        render.info(f"--resume auto: going on with {run}, which stopped with a backup" if run
+                    else f"--resume auto: no run under {folder} to go on with (none, or "
+                         "the latest finished): starting a new one")
+    return str(run) if run else None
 
 
 def _on_the_chief() -> bool:

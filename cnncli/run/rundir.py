@@ -254,6 +254,21 @@ def has_backup(run: Path) -> bool:
     return (run / BACKUP).exists() or (run / PREVIOUS_BACKUP).exists()
 
 
+def resumable(folder: str | os.PathLike) -> Path | None:
+    """The latest run under `folder` (``runs/NAME``) when it has a backup to go on from
+    (it stopped: a finished run keeps none), else None: ``train --resume auto``, the same
+    command again after a machine stopped, goes on or starts anew.
+
+    >>> resumable("runs/no-such-name") is None
+    True
+    """
+    latest = Path(folder) / runfolder.LATEST
+    if not latest.is_dir() or not (latest / CONFIG).is_file():
+        return None
+    run = latest.resolve()
+    return run if has_backup(run) else None
+
+
 def after_write_failure(run: Path) -> str:
     """What to do when a file of `run` could not be written: resume from its backup, or,
     with none yet, start again (the hint said to resume, which was refused: "no backup");
