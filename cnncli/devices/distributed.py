@@ -236,13 +236,15 @@ def fit(model, strategy, batches, *, epochs: int, steps_per_epoch: int,
 @contextlib.contextmanager
 def peers_watched(started: bool = True):
     """TensorFlow's error for a collective whose other side has gone as the
-    `TrainingError` saying another worker stopped (see its log); `started`: a run whose
-    backup may be resumed from, else one to start again."""
+    `TrainingError` saying another worker stopped (see its log); `started`: a run that
+    may have a backup to go on from (the first may come before it), else one to start
+    again."""
     try:
         yield
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as exc:
-        again = ("`cnncli train --resume RUN` (the chief's run folder): its last backup is "
-                 "kept") if started else "the same command"
+        again = ("`cnncli train CONFIG --resume auto` (the run goes on from its last "
+                 "backup, or starts anew if it stopped before the first)") if started \
+            else "the same command"
         raise TrainingError(
             "training stopped because another worker of the cluster stopped or cannot be "
             f"reached ({first_line(exc)})",
