@@ -553,6 +553,22 @@ def test_what_each_machine_says_it_trains_leaves_out_what_is_its_own(tmp_path):
         "worker 1"]
 
 
+@pytest.mark.parametrize("started, again", [
+    (True, "`cnncli train CONFIG --resume auto`"), (False, "the same command")])
+def test_a_collective_whose_other_side_went_is_said_as_a_stopped_worker(started, again):
+    """Mid-run, a backup may or may not have been written yet: --resume auto does either."""
+    from cnncli.devices import distributed
+    from cnncli.errors import TrainingError
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    with pytest.raises(TrainingError) as stopped, distributed.peers_watched(started):
+        raise tf.errors.UnavailableError(None, None, "task 1 unhealthy")
+    assert stopped.value.message.startswith("training stopped because another worker")
+    assert stopped.value.hint.startswith(f"see the other workers' logs, then start every "
+                                         f"worker again with {again}")
+
+
 def test_machines_that_start_differently_or_hold_other_images_are_told_apart():
     from cnncli.run import agreement
 
