@@ -159,6 +159,11 @@ def test_resume_auto_starts_anew_after_a_finished_run_and_goes_on_with_a_stopped
     assert again.returncode == 0, again.stderr
     assert f"--resume auto: going on with {second}, which stopped with a backup" in again.stderr
     assert f"Resuming: {second}" in again.stderr and not (finished.parent / "3").exists()
+    checkpoint.save(second, training.compile_model(training.plan(config.load(path))),
+                    TrainState(epoch=0, step=8))  # stopped again; then the options change
+    changed = cli("train", str(path), "--resume", "auto", "--lr", "0.5")
+    assert changed.returncode == 2  # (every restart would stop here: say the way out)
+    assert "or start a new run: the same command without --resume auto" in changed.stderr
 
 
 def test_resume_refuses_a_changed_config(tmp_path):
@@ -675,6 +680,34 @@ def test_dry_run_downloads_no_pretrained_weights(tmp_path, monkeypatch):
     shown = planning.shown(config.load(path), devices.setup("cpu", "float32"),
                            config_file=str(path))
     assert shown.transfer.weights == [] and shown.steps_per_epoch == 36
+
+
+def test_dry_run_json_lists_the_datas_warnings_as_training_does(tmp_path):
+    from PIL import Image
+
+    for i in range(24):
+        folder = tmp_path / "photos" / ("cat", "dog")[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (12, 10), (i, 0, 0)).save(folder / f"{i}.png")
+    (tmp_path / "photos" / "cat" / "notes.png").write_text("not an image")
+    path = write_config(tmp_path, batch_size=4)
+    path.write_text(path.read_text().replace(str(tmp_path / "toy.npz"), str(tmp_path / "photos")))
+    result = cli("train", str(path), "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    said = json.loads(result.stdout)["warnings"]
+    assert any("skipped 1 unreadable file" in w for w in said), said
+
+
+def test_dry_run_offline_refuses_imagenet_weights_not_here_as_training_does(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # nothing cached there
+    path = tmp_path / "ft.yaml"
+    path.write_text("model: {from: mobilenet_v2, classes: 3}\n"
+                    f"data: {{name: '{make_npz(tmp_path)}', image_size: [32, 32]}}\n"
+                    "train: {epochs: 1, batch_size: 8}\n")
+    result = cli("train", str(path), "--dry-run", "--offline")
+    assert result.returncode == 3 and result.stdout == "", result.stderr
+    assert "mobilenet_v2" in result.stderr
 
 
 def test_dry_run_of_a_resume_is_refused_as_one_it_cannot_check(tmp_path):

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
+from cnncli.errors import ConfigError
 
 
 # Long only by its options: typer declares each one in the signature; the body is short.
@@ -41,8 +42,10 @@ def train(
     force: Annotated[bool, typer.Option(help="Resume with a changed config (epochs, learning "
                                         "rate, precision, ...): applied and recorded.")]
     = False,
-    dry_run: Annotated[bool, typer.Option(help="Print the resolved config and the model "
-                                          "summary, then stop.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved config, the model "
+                                          "summary and what it would train on (the data "
+                                          "read, counted, split and batched), then stop; "
+                                          "nothing written or downloaded.")] = False,
     device: Annotated[str | None, typer.Option(help="Shortcut for train.device: auto, cpu, "
                                                "gpu or gpu:N.")] = None,
     precision: Annotated[str | None, typer.Option(help="Shortcut for train.precision: auto, "
@@ -97,8 +100,14 @@ def train(
     reporter = render.train_reporter(quiet or json)
     _joining(quiet or json)
     with render.warnings_to(reporter.note):  # the data's warnings too, in --json's list
-        result = training.train(cfg, config_file=config_file, resume=resume, force=force,
-                                auto_batch=auto_batch, reporter=reporter)
+        try:
+            result = training.train(cfg, config_file=config_file, resume=resume,
+                                    force=force, auto_batch=auto_batch, reporter=reporter)
+        except ConfigError as exc:
+            if auto and resume and exc.message.startswith("the config differs"):
+                exc.hint = f"{exc.hint}; or start a new run: the same command without " \
+                           "--resume auto"  # (else every restart stops here again)
+            raise
     if json:  # its warnings and notes were on stderr as they came: here too, all of them
         render.print_json({**result.metrics.to_json(), "warnings": reporter.warned})
     elif not quiet:
@@ -165,12 +174,14 @@ def _dry_run(cfg, config_file: str, json: bool = False) -> None:
     placement = devices.setup(t.device, t.precision)  # a GPU asked for and not there
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
     built = checking.dry_run(cfg, config_file)  # what training would refuse, first
-    planned = plan.shown(cfg, placement, config_file=config_file)  # then of the data
+    data_said: list[str] = []  # the data's warnings (unreadable files skipped, ...)
+    with render.warnings_to(data_said.append):
+        planned = plan.shown(cfg, placement, config_file=config_file)  # then of the data
     if planned:  # the data's classes, not a guess (nor its note)
         built = checking.dry_run(cfg, config_file, classes=planned.spec.classes)
     memory = plan.memory_warnings(built, placement, t.batch_size)  # or too large: refused
     summary = summaries.summarize(built)
-    said = summary.warnings + memory
+    said = summary.warnings + memory + data_said
     said += [w for w in (planned.warnings if planned else []) if w not in said]
     if json:  # the resolved config and the model, as `cnncli summary --json` gives it
         render.print_json({"config": cfg.resolved(), "model": summary.to_dict(),

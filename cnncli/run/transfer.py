@@ -193,8 +193,8 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
                                                tuple(sub.input_shape[1:]),
                                                offline=cfg.data.offline, download=download)
             except ModelError:
-                if download or node.args["weights"] != "imagenet":
-                    raise
+                if download or node.args["weights"] != "imagenet" or cfg.data.offline:
+                    raise  # (offline, training stops there too)
                 continue  # not here yet: training downloads it
             if path is not None:
                 backbone_weights.check_fit(sub, node.args["name"], path)
