@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -798,3 +799,26 @@ def test_output_to_a_full_device_is_an_error_exit_3_not_a_bug():
                               stderr=subprocess.PIPE, text=True)
     assert done.returncode == 3
     assert done.stderr.startswith("error: cannot write the output: No space left on device")
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_only_the_chief_names_the_run_when_done_and_says_what_next(monkeypatch, index):
+    """A worker's own folder was a copy, removed when the run finished: its Done line
+    names its part of the run, and the chief's says how to evaluate the run."""
+    from cnncli.run import record
+    from cnncli.run import train as training
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]},
+                                                "task": {"type": "worker", "index": index}}))
+    folder = "runs/mnist/1" if index == 0 else "/tmp/cnncli-worker1-x"
+    done = training.Result(Path(folder), record.RunMetrics(), [])
+    monkeypatch.setattr(training, "train", lambda *a, **kw: done)
+    config = Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml"
+    result = run("train", str(config), "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    if index == 0:
+        assert "Done: runs/mnist/1" in result.output
+        assert "Next: cnncli evaluate runs/mnist/1" in result.output
+    else:
+        assert "Done: worker 1's part (the chief wrote the run)" in result.output
+        assert "cnncli-worker1" not in result.output and "Next:" not in result.output

@@ -113,9 +113,11 @@ def train(
     elif not quiet:
         best = result.metrics.best
         value = f"{best.value:.4f}" if best.value is not None else "n/a"
-        render.info(f"Done: {result.run}  (best {best.metric} {value} at epoch "
+        done = result.run if _on_the_chief() else \
+            f"{_cluster().task}'s part (the chief wrote the run)"  # its copy is removed
+        render.info(f"Done: {done}  (best {best.metric} {value} at epoch "
                     f"{best.epoch}; {result.metrics.images_per_s or 0:,.0f} images/s)")
-        if _on_the_chief():  # another worker's run is its temporary copy
+        if _on_the_chief():
             render.info(f"Next: cnncli evaluate {result.run}")
 
 

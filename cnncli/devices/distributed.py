@@ -65,8 +65,9 @@ def worker_run_dir(placement: devices.Placement) -> Path:
     """A new temporary folder for the outputs of a worker that is not the chief.
 
     The chief writes the run; the other workers write the same files here, where
-    nobody reads them (Keras' recommended pattern). They stay for inspection; a
-    container's temporary folder goes with the container.
+    nobody reads them (Keras' recommended pattern). A finished run's copy is removed
+    (`cnncli.run.train`); a stopped one's stays, its backup saying where the worker
+    stopped.
     """
     task = placement.task.replace(" ", "") or "worker"
     return Path(tempfile.mkdtemp(prefix=f"cnncli-{task}-"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,8 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
             raise
         result = _fit_and_finish(p, model, state, run, callback, reporter)
         checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
+        if not p.placement.is_chief:  # nobody reads a worker's copy of a finished run
+            shutil.rmtree(run, ignore_errors=True)
         return result
 
 
