@@ -111,6 +111,31 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
+def test_weights_gone_non_finite_at_an_epochs_last_step_leave_no_model_file(tmp_path,
+                                                                              monkeypatch):
+    """A step's loss comes before its update: the epoch whose last update left NaN weights
+    ends with a finite loss, and its best model would hold NaN (evaluate, predict and
+    export would then take it). It stops there, said as that step."""
+    path = write_config(tmp_path, epochs=2, extra_train="steps_per_execution: 1")
+    models, compile_model = [], training.compile_model
+    monkeypatch.setattr(training, "compile_model",
+                        lambda p: models.append(compile_model(p)) or models[-1])
+
+    class BreakingAtTheEpochsLastStep(training.Reporter):
+        def begin(self, plan, run, resumed):
+            self.last = plan.steps_per_epoch
+
+        def step(self, step, logs):
+            if step == self.last:
+                w = models[-1].trainable_variables[0]
+                w.assign(np.full(w.shape, np.nan, w.dtype))
+
+    with pytest.raises(TrainingError, match=r"NaN or infinite at epoch 1, step 16; "):
+        run_train(path, reporter=BreakingAtTheEpochsLastStep())
+    run = tmp_path / "runs" / "toy" / "1"
+    assert not (run / "best.keras").exists() and not (run / "model.keras").exists()
+
+
 def test_images_that_stop_decoding_stop_the_run_and_the_backup_is_kept(tmp_path,
                                                                         monkeypatch):
     from PIL import Image

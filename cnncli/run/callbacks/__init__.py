@@ -19,7 +19,7 @@ from pathlib import Path
 from cnncli.devices import distributed
 from cnncli.errors import DataError, Stopped, TrainingError, stopped_by
 from cnncli.run import finetune, rundir, schedules
-from cnncli.run.callbacks.backup import Backups
+from cnncli.run.callbacks.backup import Backups, weights_finite
 from cnncli.run.callbacks.best import BestModel
 from cnncli.run.callbacks.outputs import Outputs
 from cnncli.run.callbacks.stopping import EarlyStopping, Plateau
@@ -131,6 +131,10 @@ class RunCallback(keras.callbacks.Callback):
         if self.stop in ("nan", "signal", "unreadable") or self._unreadable_images(True) \
                 or self.state.step < self.p.steps_in(epoch):
             return  # an interrupted epoch is not finished: no history row
+        if not weights_finite(self.model):  # before any model file is written
+            self.nan_at = (epoch, self.state.step)
+            self._halt("nan")
+            return
         row = self._row(epoch, logs or {})
         self.state.history.append(row)
         self.best.update(self.model, row)

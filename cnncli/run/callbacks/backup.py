@@ -13,6 +13,12 @@ from cnncli.run import checkpoint
 from cnncli.run.state import TrainState
 
 
+def weights_finite(model) -> bool:
+    """Whether every trainable weight is finite: the loss of a step is computed before
+    its update, so a finite loss proves nothing about the weights it leaves."""
+    return all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
+
+
 class Backups:
     """When to write a backup, and writing it."""
 
@@ -39,9 +45,8 @@ class Backups:
         return self.state.global_step(self.steps_per_epoch) - self.last >= self.every
 
     def save(self, model) -> bool:
-        """Write a backup; False (nothing written) when a weight is no longer finite: the
-        loss of a step is computed before its update, so a finite loss proves nothing."""
-        if not all(np.isfinite(v.numpy()).all() for v in model.trainable_variables):
+        """Write a backup; False (nothing written) when a weight is no longer finite."""
+        if not weights_finite(model):
             return False
         checkpoint.save(self.run, model, self.state)
         self.last = self.state.global_step(self.steps_per_epoch)
