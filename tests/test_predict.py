@@ -19,6 +19,7 @@ from keras.src.legacy.saving import legacy_h5_format
 from PIL import Image
 
 from cnncli import parallel
+from cnncli.errors import DataError
 from cnncli.infer import classifier
 from cnncli.infer import predict as prediction
 from cnncli.model import builder, imagenet, pretrained, spec, weights
@@ -263,6 +264,22 @@ def test_a_bad_file_gets_its_own_error_and_the_rest_are_predicted(tmp_path, phot
                                 model=tiny(CountingModel()))
     assert [r.file for r in result.images] == [str(photos[0]), str(photos[1])]
     assert len(result.errors) == 1 and "broken.jpg" in str(result.errors[0])
+
+
+def test_a_pattern_or_folder_with_no_images_is_one_error_and_the_rest_are_predicted(
+        tmp_path, photos):
+    """As a missing path: ``img[1].png`` (a name with a pattern's characters) or an
+    empty folder among others gets its own error; the batch goes on."""
+    (tmp_path / "empty").mkdir()
+    sources = [str(photos[0]), str(tmp_path / "img[1].png"), str(tmp_path / "empty"),
+               str(photos[1])]
+    result = prediction.predict(sources, model=tiny(CountingModel()))
+    assert [r.file for r in result.images] == [str(photos[0]), str(photos[1])]
+    assert [e.message for e in result.errors] == [
+        f"pattern '{tmp_path / 'img[1].png'}' matches no images",
+        f"folder '{tmp_path / 'empty'}' holds no images"]
+    with pytest.raises(DataError, match="matches no images"):  # nothing else: no batch
+        prediction.predict(sources[1:3], model=tiny(CountingModel()))
 
 
 def test_some_bad_files_exit_1_unless_skip_bad_warns_and_none_read_exits_3(tmp_path):

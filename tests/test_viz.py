@@ -1019,9 +1019,11 @@ def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadran
                                                                          bracketed, tmp_path):
     broken, gone = tmp_path / "broken.png", tmp_path / "gone.png"  # gone: as predict says
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    result = cnncli("explain", quadrant_run["run"], broken, gone, bracketed[1], "--output",
-                    tmp_path)
+    pattern = tmp_path / "none*.png"  # a pattern matching nothing: one more bad input
+    result = cnncli("explain", quadrant_run["run"], broken, gone, pattern, bracketed[1],
+                    "--output", tmp_path)
     assert result.returncode == 1, result.stderr
+    assert f"error: pattern '{pattern}' matches no images" in result.stderr
     assert f"error: {broken}: the file is the start of a PNG image, cut short" in result.stderr
     assert f"error: {gone}: the image does not exist" in result.stderr
     assert result.stdout.splitlines() == [str(tmp_path / "gradcam_cross.png")]

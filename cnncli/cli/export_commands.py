@@ -25,8 +25,8 @@ def export(
         f"{quantizations_help()}.")] = None,
     force: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     images: Annotated[list[str] | None, typer.Option(
-        help="Check the exports on these images (files, folders, globs) instead of the "
-        "run's test split. Repeatable.")] = None,
+        help="Check the exports on these images (files, folders, quoted globs: --images "
+        "'photos/*.jpg') instead of the run's test split. Repeatable.")] = None,
     data: Annotated[str | None, typer.Option(help="The dataset (name or path) to check on "
                                              "and calibrate with, instead of the run's.")]
     = None,

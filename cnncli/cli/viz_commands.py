@@ -132,10 +132,12 @@ def explain(
 
     output = os.path.expanduser(output)
     plots.check_picture_folder(output, "--output")
-    files = inputs.expand_inputs(sources, stdin=sys.stdin, missing_ok=True)  # as predict
+    empty = []  # as predict: one error each for folders and patterns with no images
+    files = inputs.expand_inputs(sources, stdin=sys.stdin, missing_ok=True, empty=empty)
     loaded = _load(target, weights, offline, device, precision)  # predict's numbers
     result = explaining.explain(files, loaded, class_name=class_name, layer=layer,
                                 output=output)
+    result.errors[:0] = empty
     _show([p.to_dict() for p in result.pictures], json)
     render.warn_all(result.warnings)
     for p in result.pictures:

@@ -205,10 +205,17 @@ def _read_list(lines: list[str], base_dir: str) -> list[tuple[int, str]]:
 class _Expander:
     """Collects the expanded paths, in order, without duplicates, and the missing ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, empty: list[DataError] | None = None) -> None:
         self.paths: list[str] = []
         self.seen: set[str] = set()
         self.missing: list[tuple[str, str | None, int | None]] = []
+        self.empty = empty  # collects the errors of folders and patterns with no images
+
+    def nothing_in(self, error: DataError) -> None:
+        """A folder or pattern that gives no images: `error` collected, or raised."""
+        if self.empty is None:
+            raise error
+        self.empty.append(error)
 
     def add(self, path: str) -> None:
         if path not in self.seen:
@@ -228,12 +235,12 @@ class _Expander:
             unread: list[Path] = []
             images = _images_in_folder(arg, unread)
             if not images:
-                raise DataError(
+                self.nothing_in(DataError(
                     f"folder '{arg}' holds no images" + (
                         f" cnncli reads: {unread_photos(unread)}" if unread else ""),
                     file=source, line=line,
                     hint=f"cnncli looks for files ending in {', '.join(IMAGE_EXTENSIONS)}",
-                )
+                ))
             if unread:
                 warnings.warn(f"skipped {unread_photos(unread)}", DataWarning, stacklevel=2)
             for path in images:
@@ -246,11 +253,11 @@ class _Expander:
             for folder in (m for m in matches if os.path.isdir(m)):
                 files.extend(_images_in_folder(folder))
             if not files:
-                raise DataError(
+                self.nothing_in(DataError(
                     f"pattern '{arg}' matches no images",
                     file=source, line=line,
                     hint="check the pattern; '**' matches folders at any depth",
-                )
+                ))
             for path in files:
                 self.add(path)
         elif arg not in self.seen:  # (named once, however often given)
@@ -277,7 +284,8 @@ def _lines_of_list_file(list_path: str) -> list[str]:
 
 
 def expand_inputs(args: list[str], *, stdin: TextIO | None = None,
-                  missing_ok: bool = False) -> list[str]:
+                  missing_ok: bool = False, empty: list[DataError] | None = None
+                  ) -> list[str]:
     """Expand command-line inputs into image paths and URLs, in order, without duplicates.
 
     - an existing file is kept as given (whatever its name; the image loader checks it);
@@ -296,19 +304,21 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None,
         stdin: where ``-`` reads from.
         missing_ok: keep a path that does not exist in its place (reading it then says
             so, for that image alone) when others were found.
+        empty: where to put the errors of folders and patterns that give no images, when
+            others were found (one error line each, as a missing path's).
 
     Returns:
         The paths and URLs. An empty `args` gives an empty list.
 
     Raises:
         DataError: naming every path that does not exist (with `missing_ok`, when none
-            was found), or a folder or pattern with no images, or a list file that cannot
-            be read.
+            was found), or a folder or pattern with no images (with `empty`, when no
+            image was found), or a list file that cannot be read.
 
     >>> expand_inputs(["http://example.com/a.jpg", "http://example.com/a.jpg"])
     ['http://example.com/a.jpg']
     """
-    expander = _Expander()
+    expander = _Expander(empty)
     for arg in args:
         if arg == "-":
             stream = sys.stdin if stdin is None else stdin
@@ -325,6 +335,8 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None,
                 expander.expand(entry, source=list_path, line=number)
         else:
             expander.expand(arg)
+    if empty and len(expander.missing) == len(expander.paths):  # no image at all
+        raise empty[0]
     if expander.missing and (not missing_ok or len(expander.missing) == len(expander.paths)):
         _raise_missing(expander.missing)
     return expander.paths

@@ -45,12 +45,13 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
     loaded = model if isinstance(model, classifier.Classifier) else classifier.load(
         model, weights=weights, offline=offline)
     resize = images.resize_mode(resize or loaded.meta.resize)  # as the model was trained
-    files = inputs.expand_inputs(sources, stdin=stdin, missing_ok=True)  # one error each
+    empty: list[CnnError] = []  # folders and patterns with no images: one error each
+    files = inputs.expand_inputs(sources, stdin=stdin, missing_ok=True, empty=empty)
     if not files:
         raise DataError("no images to classify: the list given is empty",
                         hint="give image files, folders, globs, @list.txt or - (paths on "
                              "standard input), one image at least")
-    result = Result(model=loaded.name)
+    result = Result(model=loaded.name, errors=empty)
     top = max(1, min(top, len(loaded.class_names)))
     # decoded in threads, the next batch while the model works on this one
     decoded = parallel.ordered_map(lambda f: _read(f, loaded, resize), files,
