@@ -822,3 +822,11 @@ def test_only_the_chief_names_the_run_when_done_and_says_what_next(monkeypatch, 
     else:
         assert "Done: worker 1's part (the chief wrote the run)" in result.output
         assert "cnncli-worker1" not in result.output and "Next:" not in result.output
+
+
+def test_datasets_json_before_caches_means_caches_json_as_it_does_for_pack(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("CNNCLI_CACHE_DIR", str(tmp_path))
+    result = run("datasets", "--json", "caches")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"folder": str(tmp_path), "caches": []}

@@ -1466,3 +1466,24 @@ def test_a_saved_model_refuses_a_request_of_another_shape_without_crashing(expor
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["refused (2, 8, 8)", "refused (2, 8, 8, 3)",
                                         "refused (2, 9, 8, 1)", "(2, 3)"]
+
+
+def test_what_reading_the_data_warned_about_is_in_the_reports_notes(run, tmp_path,
+                                                                   monkeypatch):
+    """The data's warnings (the MNIST sample for the full set, files skipped) go into the
+    report, so `--json`'s notes hold them too, as evaluate's do."""
+    import warnings
+
+    from cnncli.data import datasets
+    from cnncli.data.dataset import DataWarning
+
+    load = datasets.load
+
+    def warning_load(*args, **kwargs):
+        warnings.warn("2 files skipped: not images", DataWarning, stacklevel=2)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load", warning_load)
+    report = exporter.export(run, formats=["onnx"], output=tmp_path)
+    assert report.results[0].kept
+    assert "2 files skipped: not images" in report.notes

@@ -1103,6 +1103,7 @@ def test_pack_resizing_leaves_out_an_image_that_cannot_be_decoded_and_says_so(tm
     summary = json.loads(result.stdout)
     assert summary["skipped"] == 1 and summary["train_images"] + summary["test_images"] == 11
     assert f"1 image(s) could not be read and are left out, e.g. {broken}" in result.stderr
+    assert summary["warnings"][0].startswith("1 image(s) could not be read and are left out")
     packed = datasets.load(tmp_path / "packed")
     assert len(packed.train) + len(packed.test) == 11  # labels match the records kept
     assert len(np.concatenate([x for x, _, _ in split_batches(packed.train, SHAPE)])) == \
@@ -1165,10 +1166,13 @@ def test_options_given_before_pack_are_packs_options(tmp_path):
     from cnncli.cli.app import app
 
     root = photo_folder(tmp_path / "photos", per_class=2)
+    (root / "a" / "IMG_1.heic").write_bytes(b"x")  # not read: the data's warning says so
     result = CliRunner().invoke(app, ["datasets", "--json", "--offline", "pack", str(root),
                                       str(tmp_path / "packed")])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["train_images"] > 0
+    summary = json.loads(result.stdout)
+    assert summary["train_images"] > 0
+    assert any("HEIC" in w for w in summary["warnings"]), summary["warnings"]
 
 
 def test_pack_resize_without_an_image_size_is_refused_not_ignored(tmp_path):

@@ -180,10 +180,12 @@ def test_resume_auto_starts_anew_after_a_finished_run_and_goes_on_with_a_stopped
     assert (second / "metrics.json").exists()
     checkpoint.save(second, training.compile_model(training.plan(config.load(path))),
                     TrainState(epoch=0, step=8))  # as if stopped in mid-epoch
-    again = cli("train", str(path), "--resume", "auto")
+    again = cli("train", str(path), "--resume", "auto", "--json")
     assert again.returncode == 0, again.stderr
     assert f"--resume auto: going on with {second}, which stopped with a backup" in again.stderr
-    assert f"Resuming: {second}" in again.stderr and not (finished.parent / "3").exists()
+    assert json.loads(again.stdout)["resumed"] is True  # (a script cannot read stderr's note)
+    assert json.loads(again.stdout)["run"] == str(second)
+    assert not (finished.parent / "3").exists()
     checkpoint.save(second, training.compile_model(training.plan(config.load(path))),
                     TrainState(epoch=0, step=8))  # stopped again; then the options change
     changed = cli("train", str(path), "--resume", "auto", "--lr", "0.5")
@@ -683,6 +685,7 @@ def test_dry_run_json_has_the_data_and_refuses_what_the_data_makes_impossible(tm
     data = doc["data"]
     assert (data["training"], data["validation"], data["steps_per_epoch"]) == (256, 64, 4)
     assert data["classes"] == ["0", "1", "2"] and data["batch_size"] == 64
+    assert data["on_this_machine"] is True
     assert doc["model"]["rows"][-1]["volume"] == "3"
     assert not any("known only when training reads it" in w for w in doc["warnings"])
     result = cli("train", str(path), "--dry-run", "--batch-size", "512")
@@ -762,6 +765,10 @@ def test_dry_run_of_a_known_dataset_not_here_says_training_downloads_it(tmp_path
     assert "Data: cifar10 is not on this machine yet: training will download 170 MB " \
            "(Keras)" in result.stdout
     assert not (tmp_path / "keras" / "datasets").exists()  # (keras.json is made)
+    doc = json.loads(cli("train", str(path), "--dry-run", "--data", "cifar10", "--json",
+                         "--set", "model.input=[32, 32, 3]", "--set", "model.classes=10").stdout)
+    assert doc["data"] == {"name": "cifar10", "on_this_machine": False, "note": "cifar10 is "
+                           "not on this machine yet: training will download 170 MB (Keras)"}
 
 
 def test_a_large_share_of_images_left_for_the_next_epoch_is_said_before_training(tmp_path):

@@ -65,15 +65,18 @@ def pack(
                                offline or given.get("offline", False),
                                json or given.get("json", False))
     records.pack_resize_mode(image_size, resize)  # known before the data is read
-    ds = data.load(source, data_dir=data_dir, offline=offline)
+    said: list[str] = []  # the data's warnings (the MNIST sample, files skipped): in --json
+    with render.warnings_to(lambda message: (said.append(message), render.warn(message))):
+        ds = data.load(source, data_dir=data_dir, offline=offline)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
         packed = records.pack(ds, out, image_size=image_size, resize=resize,
                               shard_mb=shard_mb, force=force, source=source, progress=advance)
     if packed.skipped:
-        render.warn(f"{packed.skipped} image(s) could not be read and are left out, "
+        said.append(f"{packed.skipped} image(s) could not be read and are left out, "
                     f"e.g. {'; '.join(packed.examples)}")
+        render.warn(said[-1])
     if json:
-        render.print_json({**packed.to_dict(), "out": out})  # as given
+        render.print_json({**packed.to_dict(), "out": out, "warnings": said})  # out as given
     else:
         shown = render.printable(str(out), one_line=True)
         render.out.print(f"{shown}: {packed.counts['train']:,} training and "
@@ -83,6 +86,7 @@ def pack(
 
 @datasets_app.command()
 def caches(
+    ctx: typer.Context,
     clear: Annotated[bool, typer.Option("--clear", help="Remove them all (a run then "
                                         "decodes its images again in its first epoch).")]
     = False,
@@ -94,6 +98,7 @@ def caches(
     from cnncli.data import caches as cached
     from cnncli.data.loader import cache_dir
 
+    json = json or (ctx.obj or {}).get("json", False)  # `datasets --json caches`, as pack
     rows = cached.clear() if clear else cached.found()
     if json:
         render.print_json({"folder": str(cache_dir()), "removed" if clear else "caches":

@@ -96,7 +96,7 @@ def train(
     if dry_run:
         return _dry_run(cfg, config_file, json)
     if auto:
-        resume = _resume_auto(cfg, quiet or json)
+        resume = _resume_auto(cfg, quiet)  # said with --json too, as notes are
     reporter = render.train_reporter(quiet or json)
     _joining(quiet or json)
     with render.warnings_to(reporter.note):  # the data's warnings too, in --json's list
@@ -109,7 +109,8 @@ def train(
                            "--resume auto"  # (else every restart stops here again)
             raise
     if json:  # its warnings and notes were on stderr as they came: here too, all of them
-        render.print_json({**result.metrics.to_json(), "warnings": reporter.warned})
+        render.print_json({**result.metrics.to_json(), "resumed": bool(resume),
+                           "warnings": reporter.warned})
     elif not quiet:
         best = result.metrics.best
         value = f"{best.value:.4f}" if best.value is not None else "n/a"
@@ -187,37 +188,41 @@ def _dry_run(cfg, config_file: str, json: bool = False) -> None:
     said += [w for w in (planned.warnings if planned else []) if w not in said]
     if json:  # the resolved config and the model, as `cnncli summary --json` gives it
         render.print_json({"config": cfg.resolved(), "model": summary.to_dict(),
-                           "data": _planned_data(planned), "warnings": said})  # all
+                           "data": _planned_data(planned, cfg.data), "warnings": said})
         render.warn_all(said)
         return
     render.out.print(yamlio.dumps(cfg.resolved()), markup=False)
     render.summary(summary)
+    not_here = None if planned else _not_here_yet(cfg.data)
     lines = (render.data_line(planned), render.training_line(planned, "Would train")) \
-        if planned else _not_here_yet(cfg.data)
+        if planned else [f"Data: {not_here}"] if not_here else []
     for line in lines:
         render.out.print(render.printable(line, one_line=True), markup=False)
     render.warn_all(said[len(summary.warnings):])  # (the summary's were said with it)
 
 
-def _not_here_yet(d) -> list[str]:
-    """The dry run's Data line for a known dataset training would download (a path not
+def _not_here_yet(d) -> str | None:
+    """What the dry run says of a known dataset training would download (a path not
     made yet has its note among the warnings)."""
     from cnncli.data import datasets
 
     name = datasets.known_name(d.name)
     if name is None:
-        return []
-    where = datasets.locate(name, data_dir=d.data_dir).description  # will download 170 MB
-    return [f"Data: {name} is not on this machine yet: training {where}"]
-
-
-def _planned_data(planned) -> dict | None:
-    """`train --dry-run --json`'s `data`: what the run would train on (None when the data
-    is not on this machine yet)."""
-    if planned is None:
         return None
+    where = datasets.locate(name, data_dir=d.data_dir).description  # will download 170 MB
+    return f"{name} is not on this machine yet: training {where}"
+
+
+def _planned_data(planned, d) -> dict | None:
+    """`train --dry-run --json`'s `data`: what the run would train on; for a known
+    dataset training would download, its name and that note; None for a path not made
+    yet (its warning says so)."""
+    if planned is None:
+        note = _not_here_yet(d)
+        return note and {"name": d.name, "on_this_machine": False, "note": note}
     d, feed = planned.data, planned.feed
-    return {"name": d.name, "source": d.source, "classes": list(planned.meta().class_names),
+    return {"name": d.name, "on_this_machine": True, "source": d.source,
+            "classes": list(planned.meta().class_names),
             "training": len(feed.train), "validation": len(feed.val),
             "held_out": len(d.test) if d.held_out else 0, "reading": feed.describe(),
             "epochs": planned.epochs, "steps_per_epoch": planned.steps_per_epoch,

@@ -154,6 +154,7 @@ class Samples:
     calibration: np.ndarray | None
     shape: tuple[int, int, int]
     source: str
+    notes: list[str] = field(default_factory=list)  # what reading the data warned about
 
 
 def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("none",),
@@ -213,6 +214,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
                 data, data_dir, offline, force: bool, max_drop: float,
                 check_images: int, calibrate: bool) -> Report:
     samples = _samples(reference, images, data, data_dir, offline, check_images, calibrate)
+    notes += samples.notes
     if samples.calibration is not None and len(samples.calibration) < CALIBRATION_IMAGES:
         notes.append(f"int8 calibrated on {len(samples.calibration)} training image(s) only "
                      f"({CALIBRATION_IMAGES} when there are that many): its ranges may not "
@@ -360,13 +362,15 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     """The check images (and labels), the calibration images, the export's input."""
     art = reference.artefact
     run_data = art.data if art else None
+    from cnncli.infer import evaluate as evaluation
+
     source = _data_source(reference, data)
-    ds = None
+    ds, said = None, []
     if source and (not images or calibrate):
         try:
-            ds = datasets.load(source, data_dir=data_dir or (run_data.data_dir if run_data
-                                                            else None),
-                               offline=offline or bool(run_data and run_data.offline))
+            ds, said = evaluation.load_data(
+                source, data_dir=data_dir or (run_data.data_dir if run_data else None),
+                offline=offline or bool(run_data and run_data.offline))
         except CnnError as exc:
             if data:  # the user's own --data: its error as it is
                 raise
@@ -408,9 +412,7 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
                     f"{bad[0].message}" if bad else "")
         return Samples(checked, None, calibration, shape,
                        f"{len(checked):,}{of} image(s) given with --images (no labels"
-                       f"{left_out})")
-    from cnncli.infer import evaluate as evaluation
-
+                       f"{left_out})", said)
     labels, _ = evaluation.labels_by_name(ds, reference, source)  # matched by name
     pick = np.arange(len(ds.test))
     if limit and limit < len(pick):
@@ -424,7 +426,7 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     left_out = f", {np.count_nonzero(~read):,} unreadable left out" if not read.all() else ""
     return Samples(checked[read], labels[pick][read], calibration, shape,
                    f"{np.count_nonzero(read):,} test images of {ds.name} ({ds.source}"
-                   f"{left_out})")
+                   f"{left_out})", said)
 
 
 def _data_source(reference, data: str | None) -> str | None:

@@ -85,7 +85,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     if folder is not None:
         files.writable_folder(folder, "--output")  # found before the work
     try:
-        ds, said = _load(source, data_dir=data_dir or (run_data.data_dir if run_data
+        ds, said = load_data(source, data_dir=data_dir or (run_data.data_dir if run_data
                                                        else None),
                          offline=offline or bool(run_data and run_data.offline),
                          test_fraction=1.0 if all_images else 0.2)
@@ -164,7 +164,7 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
     return result
 
 
-def _load(source: str, **options) -> tuple:
+def load_data(source: str, **options) -> tuple:
     """`datasets.load` and what it warned about the data (skipped files, the MNIST
     sample), as notes: in the report, `--json`'s too. Other warnings, and all of them when
     loading fails, are shown as they would have been."""
