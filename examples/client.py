@@ -119,7 +119,10 @@ def main(argv: list[str]) -> int:
     for image in found if not as_json else ():
         print(image["file"])
         for rank, guess in enumerate(image["top"], 1):
-            print(f"{rank}. {guess['class']}: {guess['probability']:.2%}")
+            value = guess["probability"]  # raw scores (no softmax: output.values) as they are
+            scores = about["output"].get("values") == "scores"
+            print(f"{rank}. {guess['class']}: {value:.4g}" if scores else
+                  f"{rank}. {guess['class']}: {value:.2%}")
     return 0
 
 

@@ -1487,3 +1487,30 @@ def test_what_reading_the_data_warned_about_is_in_the_reports_notes(run, tmp_pat
     report = exporter.export(run, formats=["onnx"], output=tmp_path)
     assert report.results[0].kept
     assert "2 files skipped: not images" in report.notes
+
+
+def test_a_model_without_softmax_exports_its_scores_saying_so(tmp_path):
+    """Its last layer has no softmax: the output named `probabilities` holds raw scores.
+    A client written from the README would take them as probabilities: the export says
+    so in its notes, and every file's JSON (and the ONNX file itself) in output.values."""
+    import onnx
+
+    spec = QUANTIZABLE.replace("{units: $classes, activation: softmax}", "{units: $classes}")
+    assert spec != QUANTIZABLE
+    logits = train_run(tmp_path / "data", spec, epochs=1)
+    report = exporter.export(logits, formats=["onnx"], output=tmp_path / "out")
+    assert report.results[0].kept
+    assert any("does not give probabilities (its last layer has no softmax)" in n
+               for n in report.notes)
+    info = json.loads((tmp_path / "out" / "model.onnx.json").read_text())
+    assert info["output"]["values"] == "scores"
+    embedded = {p.key: p.value for p in onnx.load(str(tmp_path / "out" / "model.onnx"))
+                .metadata_props}
+    assert json.loads(embedded["cnncli"])["output"]["values"] == "scores"
+    assert sidecar.ExportInfo.from_json(info).scores
+
+
+def test_a_model_with_softmax_says_its_outputs_are_probabilities(exports):
+    folder, _ = exports
+    info = json.loads((folder / "model.onnx.json").read_text())
+    assert info["output"]["values"] == "probabilities"

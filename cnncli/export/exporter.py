@@ -38,7 +38,7 @@ from cnncli.errors import (
 )
 from cnncli.export import convert, formats, graph, metadata, unsupported, verify
 from cnncli.export.staging import Staging
-from cnncli.infer import artefact, classifier, exported, sidecar
+from cnncli.infer import artefact, classifier, exported, metrics, sidecar
 from cnncli.infer.base import in_parts
 from cnncli.model import pretrained
 
@@ -225,6 +225,13 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     notes += _precision_here()
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)
     expected = in_parts(reference.probabilities, samples.images, BATCH)
+    scores = metrics.not_probabilities(expected)
+    if scores:  # said now: a client written from the README would take them as such
+        notes.append(f"{reference.name} does not give probabilities (its last layer has no "
+                     "softmax): the files' output `probabilities` holds its raw scores "
+                     "(the JSON's output.values says `scores`); a client takes the largest "
+                     "as the class, or applies a softmax; end the model with `activation: "
+                     "softmax` for probabilities")
     report = Report(reference.name, samples.source, notes=notes)
     failures = []  # (format, error)
     with Staging(folder) as stage:
@@ -233,7 +240,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
             rest = variants[k:]
             try:
                 result = _export_one(v, targets[v], stage, wrapper, samples, expected,
-                                     reference, force, max_drop)
+                                     reference, force, max_drop, scores)
                 report.results.append(result)
                 rest = variants[k + 1:]
                 if result.kept and sum(r.kept for r in report.results) == 1:
@@ -466,14 +473,15 @@ def _read_images(sources: list[str], shape, resize: str, limit: int
 
 def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper,
                 samples: Samples, expected, reference, force: bool,
-                max_drop: float) -> Exported:
+                max_drop: float, scores: bool) -> Exported:
     """Convert, open in its runtime, check; rename into place if it passes."""
     started = time.perf_counter()
     work = stage.path / f"{v.format.name}-{v.quantization}"
     work.mkdir()
     staged = [work / p.name for p in targets]
     main = staged[-1]
-    info = metadata.describe(v.format.name, v.quantization, samples.shape, reference)
+    info = metadata.describe(v.format.name, v.quantization, samples.shape, reference,
+                             scores=scores)
     convert.CONVERTERS[v.format.name](convert.Job(
         wrapper, samples.shape, main, v.quantization, samples.calibration,
         stage.path / "scratch", json.dumps(info.to_json())))
@@ -491,7 +499,7 @@ def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper
     check = verify.compare(expected, got, samples.labels,
                            quantized=v.quantization != "none", max_drop=max_drop)
     info = metadata.describe(v.format.name, v.quantization, samples.shape, reference,
-                             check.to_json())
+                             check.to_json(), scores=scores)
     metadata.write_sidecars(main, info)
     result = Exported(v.format.name, v.quantization, targets[-1], _size(staged[1:]),
                       check)

@@ -28,8 +28,8 @@ from cnncli.infer import sidecar
 from cnncli.infer.sidecar import INPUT_NAME, ExportInfo
 
 
-def describe(fmt: str, quantization: str, shape, reference, check: dict | None = None
-             ) -> ExportInfo:
+def describe(fmt: str, quantization: str, shape, reference, check: dict | None = None,
+             *, scores: bool = False) -> ExportInfo:
     """The `ExportInfo` of one export of the Keras classifier `reference`."""
     meta = reference.meta
     source = reference.artefact.model_path if reference.artefact else None
@@ -39,7 +39,7 @@ def describe(fmt: str, quantization: str, shape, reference, check: dict | None =
         preprocessing=getattr(reference, "preprocessing", meta.preprocessing),
         model_input=tuple(int(d) for d in reference.network_input), model=meta.model,
         dataset=meta.dataset, resize=meta.resize,
-        source=str(source) if source else None, check=dict(check or {}))
+        source=str(source) if source else None, check=dict(check or {}), scores=scores)
 
 
 def embed_onnx(path: Path, info: ExportInfo) -> None:
@@ -55,7 +55,8 @@ def embed_onnx(path: Path, info: ExportInfo) -> None:
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
     model.doc_string = (f"cnncli export of {info.model}: uint8 images in, class "
-                        "probabilities out; see metadata_props")
+                        f"{'scores' if info.scores else 'probabilities'} out; see "
+                        "metadata_props")
     onnx.save(model, str(path))
 
 

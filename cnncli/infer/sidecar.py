@@ -55,6 +55,8 @@ class ExportInfo:
         model, dataset, resize: as in `ModelMeta`.
         source: the ``.keras`` file it was exported from.
         check: the figures of the check made at export time, for people to read.
+        scores: the model's outputs are raw scores (its last layer has no softmax), not
+            probabilities: the JSON's ``output.values``.
     """
 
     format: str
@@ -68,6 +70,7 @@ class ExportInfo:
     resize: str = "stretch"
     source: str | None = None
     check: dict[str, Any] = field(default_factory=dict, compare=False)
+    scores: bool = False
     cnncli: str = __version__
 
     def to_json(self) -> dict:
@@ -77,7 +80,8 @@ class ExportInfo:
             "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC",
                       "shape": [None, *self.input_shape]},
             "output": {"name": OUTPUT_NAME, "dtype": "float32",
-                       "shape": [None, len(self.class_names)]},
+                       "shape": [None, len(self.class_names)],
+                       "values": "scores" if self.scores else "probabilities"},
             "class_names": list(self.class_names),
             "preprocessing": self.preprocessing, "preprocessing_in_graph": True,
             "model": self.model, "model_input": list(self.model_input),
@@ -112,10 +116,12 @@ class ExportInfo:
             raise bad(f"`resize` ({text['resize']!r}; expected {', '.join(RESIZE_MODES)})")
         model_input = data.get("model_input") or []
         check = data.get("check") if isinstance(data.get("check"), dict) else {}
+        output = data.get("output") if isinstance(data.get("output"), dict) else {}
         return cls(data["format"], input_shape=tuple(shape[1:]),
                    class_names=tuple(str(n) for n in names),
                    model_input=tuple(model_input) if _dims(model_input) else (),
-                   check=check, **{k: v for k, v in text.items() if v is not None})
+                   check=check, scores=output.get("values") == "scores",
+                   **{k: v for k, v in text.items() if v is not None})
 
     def meta(self) -> ModelMeta:
         """The `ModelMeta` a classifier of this file carries."""
