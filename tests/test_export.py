@@ -1514,3 +1514,26 @@ def test_a_model_with_softmax_says_its_outputs_are_probabilities(exports):
     folder, _ = exports
     info = json.loads((folder / "model.onnx.json").read_text())
     assert info["output"]["values"] == "probabilities"
+
+
+def test_a_quantized_file_keeping_the_accuracy_but_not_the_answers_is_kept_with_a_warning():
+    """A weak model: right and wrong answers traded, the accuracy the same. It passes the
+    accuracy rule, but a client should know its answers are not the Keras model's."""
+    reference = np.eye(3)[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]] * 0.8 + 0.1
+    labels = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0])  # Keras is right on 4 of 10
+    swapped = reference.copy()
+    swapped[[1, 2, 3]] = reference[[3, 1, 2]]  # one right answer lost, one gained
+    check = verify.compare(reference, swapped, labels, quantized=True)
+    assert check.passed and check.drop == 0.0
+    assert check.warning.startswith("the top class changes on 30.00% of the images, "
+                                    "although accuracy does not drop (40.00% -> 40.00%)")
+    assert verify.compare(reference, reference, labels, quantized=True).warning == ""
+    assert not verify.compare(reference, swapped, None, quantized=True).passed  # no labels
+
+
+def test_a_kept_files_check_warning_is_among_the_reports_notes(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(verify, "WARN_CHANGES", -1.0)  # every quantized check warns
+    report = exporter.export(run, formats=["onnx"], quantize=["dynamic"], output=tmp_path)
+    assert report.results[0].kept and report.results[0].check.warning
+    assert [n for n in report.notes if n.startswith("model.dynamic.onnx: the top class "
+                                                    "changes on")]

@@ -240,7 +240,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
             rest = variants[k:]
             try:
                 result = _export_one(v, targets[v], stage, wrapper, samples, expected,
-                                     reference, force, max_drop, scores)
+                                     reference, force, max_drop, scores, report.notes)
                 report.results.append(result)
                 rest = variants[k + 1:]
                 if result.kept and sum(r.kept for r in report.results) == 1:
@@ -473,8 +473,9 @@ def _read_images(sources: list[str], shape, resize: str, limit: int
 
 def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper,
                 samples: Samples, expected, reference, force: bool,
-                max_drop: float, scores: bool) -> Exported:
-    """Convert, open in its runtime, check; rename into place if it passes."""
+                max_drop: float, scores: bool, notes: list[str]) -> Exported:
+    """Convert, open in its runtime, check; rename into place if it passes (a
+    warning of its check goes into `notes`)."""
     started = time.perf_counter()
     work = stage.path / f"{v.format.name}-{v.quantization}"
     work.mkdir()
@@ -503,6 +504,8 @@ def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper
     metadata.write_sidecars(main, info)
     result = Exported(v.format.name, v.quantization, targets[-1], _size(staged[1:]),
                       check)
+    if check.passed and check.warning:
+        notes.append(f"{targets[-1].name}: {check.warning}")
     if check.passed:
         stage.publish(list(zip(staged, targets, strict=True)), replace=force)
         result.kept = True
