@@ -540,6 +540,22 @@ def test_an_output_that_is_a_saved_model_names_that_saved_model_not_a_folder_for
                                                          "saved_model.json"]
 
 
+def test_a_new_numbered_output_folder_is_the_saved_model_tensorflow_serving_serves(
+        run, tmp_path):
+    """`--output serving/toy/1`: TensorFlow Serving's version folder holds the SavedModel
+    itself (saved_model.pb directly inside), its JSON and labels beside it."""
+    version = tmp_path / "serving" / "toy" / "1"
+    report = exporter.export(run, formats=["saved_model"], output=version)
+    assert report.results[0].kept and report.results[0].path == version
+    assert (version / "saved_model.pb").is_file() and (version / "assets" / "labels.txt").is_file()
+    assert sorted(p.name for p in version.parent.iterdir()) == ["1", "1.json", "labels.txt"]
+    assert exported.load(version).probabilities(sample_images(run)).shape == (24, 3)
+    exporter.export(run, formats=["saved_model"], output=tmp_path / "v2")  # not a number:
+    assert (tmp_path / "v2" / "saved_model" / "saved_model.pb").is_file()  # a folder for it
+    exporter.export(run, formats=["onnx,saved_model"], output=tmp_path / "3")  # two: a folder
+    assert (tmp_path / "3" / "saved_model" / "saved_model.pb").is_file()
+
+
 def test_force_never_replaces_a_folder_of_the_users(run, tmp_path):
     for output, folder in ((tmp_path / "important.onnx", tmp_path / "important.onnx"),
                            (tmp_path, tmp_path / "saved_model")):

@@ -292,6 +292,8 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
                               "for --format saved_model alone to replace it (with --force)")
         path = path.absolute()  # `--output .` inside it: a name and a parent
         return path.parent, path
+    if _serving_version(path, variants):  # TensorFlow Serving's serving/mnist/1
+        return path.parent, path
     if path.suffix.lower() == ".bin" and any(v.format.name == "openvino" for v in variants):
         # OpenVINO's weights: the model is the .xml beside them
         raise ConfigError(f"--output {output} names OpenVINO's weights file; an OpenVINO "
@@ -313,6 +315,14 @@ def _destination(output, reference, variants) -> tuple[Path, Path | None]:
                           if wanted.suffix else "give --output a folder (a SavedModel is "
                           "a folder)")
     return path.parent if str(path.parent) else Path("."), path
+
+
+def _serving_version(path: Path, variants) -> bool:
+    """Whether `path` is a SavedModel to make: a folder not made yet named by a whole
+    number (TensorFlow Serving's version folder: ``serving/mnist/1``), the SavedModel
+    alone asked for. Any other folder is one to export into."""
+    return [v.format.name for v in variants] == ["saved_model"] and path.name.isdigit() \
+        and not path.exists() and not path.is_symlink()
 
 
 def _targets(v: formats.Variant, folder: Path, exact: Path | None) -> list[Path]:
