@@ -973,12 +973,40 @@ def test_ctrl_c_during_an_export_leaves_nothing_half_written(run, tmp_path, monk
     # and the error says so: what was kept, what was not made, exit 130 as for any Ctrl-C
     assert ("Ctrl-C: the export stopped; kept: model.onnx (checked); "
             "not made: litert, openvino") in str(err.value)
-    assert err.value.hint.startswith("export the ones not made with --format litert,openvino;")
+    assert err.value.hint.startswith("export the ones not made with --format litert,openvino "
+                                     f"--output {tmp_path};")
     assert err.value.exit_code == 130
     # with --json, the error's JSON carries what was done, named as any command's Ctrl-C
     said = err.value.to_dict()
     assert [e["kept"] for e in said["report"]["exports"]] == [True]
     assert (said["error"], said["exit_code"]) == ("Interrupted", 130)
+
+
+def test_the_hint_after_an_interrupted_export_makes_the_rest_and_nothing_made(
+        run, tmp_path, monkeypatch):
+    """Its options asked again for files kept before (refused: they exist)."""
+    from cnncli.export import convert
+
+    real = convert.CONVERTERS["onnx"]
+
+    def interrupted_at_float16(job):
+        if job.quantization == "float16":
+            raise KeyboardInterrupt
+        real(job)
+
+    monkeypatch.setitem(convert.CONVERTERS, "onnx", interrupted_at_float16)
+    with pytest.raises(exporter.ExportInterrupted) as err:
+        exporter.export(run, formats=["onnx,openvino"], quantize=["none,float16"],
+                        output=tmp_path)
+    monkeypatch.setitem(convert.CONVERTERS, "onnx", real)
+    hint = err.value.hint.removeprefix("export the ones not made with ").split(";")[0]
+    assert hint == f"--format onnx --quantize float16 --output {tmp_path}, then --format " \
+                   f"openvino --quantize none,float16 --output {tmp_path}"
+    for flags in hint.split(", then "):  # as a user types them
+        words = flags.split()
+        exporter.export(run, formats=[words[1]], quantize=[words[3]], output=words[5])
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "model.onnx", "model.float16.onnx", "model.xml", "model.float16.xml"}
 
 
 

@@ -18,6 +18,7 @@ calibrates on `CALIBRATION_IMAGES` training images.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,10 +102,10 @@ class ExportStopped(CnnError):
     exit_code = EXIT_DATA_OR_MODEL
 
     def __init__(self, report: Report, rest: list, folder: Path, why: str, *,
-                 hint: str | None = None):
+                 hint: str | None = None, output: str | Path | None = None):
         self.report = report
         kept = [r.path.name for r in report.results if r.kept]
-        then = ((f"export the ones not made with {_flags(rest)}; " if rest else "")
+        then = ((f"export the ones not made with {_flags(rest, output)}; " if rest else "")
                 + "the kept files are whole") if kept else "run the export again"
         super().__init__(
             f"{why}; " + (f"kept: {', '.join(kept)} (checked); " if kept
@@ -127,22 +128,34 @@ class ExportInterrupted(Stopped, ExportStopped):
     not made: litert, openvino. Hint: ...
     """
 
-    def __init__(self, report: Report, rest: list, folder: Path, *, terminated: bool = False):
+    def __init__(self, report: Report, rest: list, folder: Path, *, terminated: bool = False,
+                 output: str | Path | None = None):
         super().__init__(report, rest, folder,
                          f"{stopped_by(terminated)}: the export stopped",
-                         terminated=terminated)
+                         terminated=terminated, output=output)
 
 
-def _flags(variants: list) -> str:
-    """The export options that make `variants`.
+def _flags(variants: list, output: str | Path | None = None) -> str:
+    """The export options that make `variants` and no other (those made are refused as
+    existing): formats with the same quantizations together, `output` (``--output``).
 
-    >>> _flags([formats.Variant(formats.FORMATS["litert"], "int8")])
-    '--format litert --quantize int8'
-    """
-    names = ",".join(dict.fromkeys(v.format.name for v in variants))
-    quantized = list(dict.fromkeys(v.quantization for v in variants))
-    return f"--format {names}" + ("" if quantized == ["none"] else
-                                  f" --quantize {','.join(quantized)}")
+    >>> v = [formats.Variant(formats.FORMATS[f], q) for f, q in (("onnx", "int8"),
+    ...      ("litert", "none"), ("litert", "int8"), ("openvino", "none"))]
+    >>> _flags(v, "out")
+    '--format onnx --quantize int8 --output out, then --format litert --quantize none,int8 --output out, then --format openvino --output out'
+    >>> _flags([v[0], formats.Variant(formats.FORMATS["litert"], "int8")])
+    '--format onnx,litert --quantize int8'
+    """  # noqa: E501
+    by_format: dict[str, list[str]] = {}
+    for v in variants:
+        by_format.setdefault(v.format.name, []).append(v.quantization)
+    together: dict[tuple, list[str]] = {}
+    for name, quantized in by_format.items():
+        together.setdefault(tuple(quantized), []).append(name)
+    where = f" --output {shlex.quote(str(output))}" if output is not None else ""
+    return ", then ".join(f"--format {','.join(names)}" + (
+        "" if quantized == ("none",) else f" --quantize {','.join(quantized)}") + where
+        for quantized, names in together.items())
 
 
 @dataclass
@@ -187,7 +200,7 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
         report = _export_all(reference, variants, targets, folder, notes, images=images,
                              data=data, data_dir=data_dir, offline=offline, force=force,
                              max_drop=max_drop, check_images=check_images,
-                             calibrate=calibrate)
+                             calibrate=calibrate, output=output)
     except OSError as exc:  # a full disk, a folder made read-only meanwhile
         raise ModelError(f"cannot write the export: {exc.strerror or exc}", file=str(folder),
                          hint="free some disk space, or give another --output") from None
@@ -212,7 +225,7 @@ def _precision_here() -> list[str]:
 
 def _export_all(reference, variants, targets, folder: Path, notes: list[str], *, images,
                 data, data_dir, offline, force: bool, max_drop: float,
-                check_images: int, calibrate: bool) -> Report:
+                check_images: int, calibrate: bool, output=None) -> Report:
     samples = _samples(reference, images, data, data_dir, offline, check_images, calibrate)
     notes += samples.notes
     if samples.calibration is not None and len(samples.calibration) < CALIBRATION_IMAGES:
@@ -253,16 +266,17 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
                 failures.append((v.format.name, exc))
                 rest = variants[k + 1:]
             except KeyboardInterrupt as stop:  # SIGTERM too: the staging's handler
-                raise ExportInterrupted(report, rest, folder,
+                raise ExportInterrupted(report, rest, folder, output=output,
                                         terminated=isinstance(stop, Terminated)) from None
             except OSError as exc:  # a full disk: what was made before it is kept
                 raise ExportStopped(report, rest, folder, "cannot write the export: "
                                     f"{exc.strerror or exc}", hint="free some disk space, "
-                                    "or give another --output") from None
+                                    "or give another --output", output=output) from None
             # a signal held while files landed: stop, unless all is done (SIGTERM still
             # ends the process as asked, after saying what was kept)
             if stage.interrupted and (rest or stage.terminated):
-                raise ExportInterrupted(report, rest, folder, terminated=stage.terminated)
+                raise ExportInterrupted(report, rest, folder, terminated=stage.terminated,
+                                        output=output)
     report.errors = unsupported.said_once(failures, {r.format for r in report.results
                                                      if r.kept})
     return report
