@@ -15,6 +15,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -74,23 +75,41 @@ def write_json(path: str | Path, data) -> None:
 
 def json_text(data, *, one_line: bool = False) -> str:
     """`data` as strict JSON: a number that is not one (NaN, infinite) is ``null``, as
-    JavaScript's JSON.parse, Go and serde read none of Python's ``NaN``.
+    JavaScript's JSON.parse, Go and serde read none of Python's ``NaN``; a file name's
+    bytes that are not UTF-8 (Python holds them as lone surrogates, which strict parsers
+    refuse as ``"\\udc80"``) are written as ``\\x80``.
 
     >>> json_text({"loss": float("nan"), "p": [0.5, float("inf")]}, one_line=True)
     '{"loss": null, "p": [0.5, null]}'
+    >>> json_text([b"caf\\xe9.png".decode("utf-8", "surrogateescape")], one_line=True)
+    '["caf\\\\\\\\xe9.png"]'
     """
-    return json.dumps(_finite(data), indent=None if one_line else 2, default=str,
+    return json.dumps(_strict(data), indent=None if one_line else 2, default=str,
                       allow_nan=False)
 
 
-def _finite(data):
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _strict(data):
     if isinstance(data, float):
         return data if math.isfinite(data) else None
+    if isinstance(data, str):
+        return _no_surrogates(data) if _SURROGATE.search(data) else data
     if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
+        return {_strict(k): _strict(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
+        return [_strict(v) for v in data]
     return data
+
+
+def _no_surrogates(text: str) -> str:
+    """`text` with the bytes a file name held that were not UTF-8 as ``\\xNN``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def parse_json(raw: str | bytes):

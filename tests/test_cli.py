@@ -830,3 +830,26 @@ def test_datasets_json_before_caches_means_caches_json_as_it_does_for_pack(tmp_p
     result = run("datasets", "--json", "caches")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"folder": str(tmp_path), "caches": []}
+
+
+def test_json_holds_a_file_names_bytes_that_are_not_utf8_as_text_strict_parsers_read(
+        tmp_path):
+    """A Latin-1 file name (or binary piped to `predict -`): the JSON named the file with
+    lone surrogates ("\\udce9"), which strict parsers (serde, Go) refuse."""
+    import os
+
+    from PIL import Image
+
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                      keras.layers.Dense(2, activation="softmax")]).save(tmp_path / "m.keras")
+    Image.new("L", (8, 8), 9).save(tmp_path / os.fsdecode(b"caf\xe9.png"), format="PNG")
+    result = subprocess.run([sys.executable, "-m", "cnncli", "predict", ".", "--model",
+                             "m.keras", "--json"], capture_output=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    raw = result.stdout.decode("utf-8")
+    said = json.loads(raw)
+    assert said[0]["file"] == "./caf\\xe9.png", said  # the byte, said as Python says it
+    said[0]["file"].encode("utf-8")  # (a lone surrogate cannot be encoded)
