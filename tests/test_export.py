@@ -125,6 +125,9 @@ def test_metadata_is_in_the_files_and_beside_them(exports):
     assert json.loads(props["class_names"]) == ["0", "1", "2"]
     assert props["preprocessing"].startswith("scale")
     assert json.loads(props["cnncli"])["input"]["name"] == "image"
+    assert "check" not in json.loads(props["cnncli"])  # made after: in the JSON beside
+    xml = (folder / "model.xml").read_text()
+    assert "cnncli-export" not in xml and "conversion_parameters" not in xml  # no temp path
     assets = folder / "saved_model" / "assets"
     assert (assets / "labels.txt").read_text() == "0\n1\n2\n"
     assert json.loads((assets / "cnncli.json").read_text())["format"] == "saved_model"

@@ -244,6 +244,9 @@ def openvino(job: Job) -> None:
         saved_model(Job(job.wrapper, job.shape, source))
     with _converting("openvino", job):
         model = ov.convert_model(str(source))
+    info = model.get_rt_info()  # its `input_model` names the temporary SavedModel: this
+    if "conversion_parameters" in info:  # machine's folders, another name each export
+        del info["conversion_parameters"]
     if job.metadata:  # read back with `model.get_rt_info([EMBEDDED_KEY])`
         model.set_rt_info(job.metadata, [sidecar.EMBEDDED_KEY])
     try:

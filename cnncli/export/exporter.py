@@ -17,7 +17,6 @@ calibrates on `CALIBRATION_IMAGES` training images.
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -509,7 +508,7 @@ def _export_one(v: formats.Variant, targets: list[Path], stage: Staging, wrapper
                              scores=scores)
     convert.CONVERTERS[v.format.name](convert.Job(
         wrapper, samples.shape, main, v.quantization, samples.calibration,
-        stage.path / "scratch", json.dumps(info.to_json())))
+        stage.path / "scratch", metadata.embedded(info)))
     if v.format.name == "onnx":
         metadata.embed_onnx(main, info)
     metadata.write_sidecars(main, info)

@@ -3,10 +3,10 @@
 Always in the sidecar JSON beside the file (`cnncli.infer.sidecar`) and in the folder's
 ``labels.txt``; also inside the file where the format has a place for it:
 
-- ONNX: ``metadata_props`` (``cnncli``: the sidecar's JSON; ``class_names``: a JSON list;
-  ``preprocessing``; ``input``), read with ONNX Runtime's
-  ``session.get_modelmeta().custom_metadata_map``;
-- OpenVINO: the ``.xml``'s ``rt_info`` (``cnncli``: the sidecar's JSON), read with
+- ONNX: ``metadata_props`` (``cnncli``: the sidecar's JSON but its ``check``, made after
+  the file; ``class_names``: a JSON list; ``preprocessing``; ``input``), read with ONNX
+  Runtime's ``session.get_modelmeta().custom_metadata_map``;
+- OpenVINO: the ``.xml``'s ``rt_info`` (``cnncli``: the same JSON), read with
   ``core.read_model(path).get_rt_info(["cnncli"])``;
 - SavedModel: ``assets/labels.txt`` and ``assets/cnncli.json`` (TensorFlow Serving keeps
   the folder whole).
@@ -42,12 +42,18 @@ def describe(fmt: str, quantization: str, shape, reference, check: dict | None =
         source=str(source) if source else None, check=dict(check or {}), scores=scores)
 
 
+def embedded(info: ExportInfo) -> str:
+    """The JSON stored inside a file: the sidecar's but its ``check``, which is made
+    after the file (the sidecar has the figures)."""
+    return json.dumps({k: v for k, v in info.to_json().items() if k != "check"})
+
+
 def embed_onnx(path: Path, info: ExportInfo) -> None:
     """Store `info` in the ONNX file's ``metadata_props`` (before it is checked)."""
     import onnx
 
     model = onnx.load(str(path))
-    text = json.dumps(info.to_json())
+    text = embedded(info)
     props = {sidecar.EMBEDDED_KEY: text, "class_names": json.dumps(list(info.class_names)),
              "preprocessing": f"{info.preprocessing} (inside the graph)",
              "input": f"{INPUT_NAME}: uint8 NHWC [batch, {', '.join(map(str, info.input_shape))}]"}
