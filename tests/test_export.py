@@ -1584,3 +1584,9 @@ def test_a_kept_files_check_warning_is_among_the_reports_notes(run, tmp_path, mo
     assert report.results[0].kept and report.results[0].check.warning
     assert [n for n in report.notes if n.startswith("model.dynamic.onnx: the top class "
                                                     "changes on")]
+
+
+def test_a_class_name_labels_txt_cannot_hold_is_said():
+    said = exporter._labels_on_one_line(["round", "sq\nuare"])
+    assert said == ["the class name 'sq\\nuare' has a line break: labels.txt has it on one "
+                    "line, as 'sq uare' (the JSON's class_names as it is)"]

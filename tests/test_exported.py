@@ -532,6 +532,6 @@ def test_explain_with_an_exported_file_is_refused_before_predicting(files, tmp_p
                            "--model", str(files["export"] / "model.onnx"), "--explain",
                            str(tmp_path / "cams")], capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 3 and done.stdout == ""  # nothing predicted first
+    assert done.returncode == 2 and done.stdout == ""  # options that do not go together
     assert "--explain (Grad-CAM) needs the Keras model" in done.stderr  # as explain says it
     assert not (tmp_path / "cams").exists()

@@ -222,6 +222,13 @@ def _precision_here() -> list[str]:
             "(--precision float32 gives the files' numbers)"]
 
 
+def _labels_on_one_line(class_names) -> list[str]:
+    """A note for each class name ``labels.txt`` (one name a line) cannot hold as it is."""
+    return [f"the class name {name!r} has a line break: labels.txt has it on one line, as "
+            f"{sidecar.labels_text([name])[:-1]!r} (the JSON's class_names as it is)"
+            for name in map(str, class_names) if sidecar.labels_text([name]) != f"{name}\n"]
+
+
 def _export_all(reference, variants, targets, folder: Path, notes: list[str], *, images,
                 data, data_dir, offline, force: bool, max_drop: float,
                 check_images: int, calibrate: bool, output=None) -> Report:
@@ -234,7 +241,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     if len(samples.images) < FEW_CHECK_IMAGES:
         notes.append(f"the check ran on {len(samples.images)} image(s) only: its figures "
                      f"say little (at least {FEW_CHECK_IMAGES} are advised)")
-    notes += _precision_here()
+    notes += _precision_here() + _labels_on_one_line(reference.class_names)
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)
     expected = in_parts(reference.probabilities, samples.images, BATCH)
     scores = metrics.not_probabilities(expected)

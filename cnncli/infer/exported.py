@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.config import MAX_IMAGE_SIDE
-from cnncli.errors import ModelError
+from cnncli.errors import ConfigError, ModelError
 from cnncli.infer import onnxscan, savedmodelscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.parallel import available_cpus
@@ -61,11 +61,12 @@ def kind(path: str | os.PathLike) -> str | None:
     return None
 
 
-def not_looked_into(what: str, name: str, option: str = "") -> ModelError:
+def not_looked_into(what: str, name: str, option: str = "") -> ConfigError:
     """The error of `what` (Grad-CAM, a picture of filters...), which looks into a Keras
-    model's layers, given the exported file `name` (`option`: the option that named it)."""
+    model's layers, given the exported file `name` (`option`: the option that named it):
+    a usage error (exit 2), the file is fine."""
     where = f"point {option} at" if option else "point at"
-    return ModelError(f"{what} needs the Keras model with its layers, and this is an "
+    return ConfigError(f"{what} needs the Keras model with its layers, and this is an "
                       "exported file", file=name,
                       hint=f"{where} the run folder or its .keras file instead")
 
