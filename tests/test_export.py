@@ -1262,6 +1262,29 @@ def test_a_missing_extra_is_named(monkeypatch, run, tmp_path):
         exported.load(tmp_path / "m.onnx")
 
 
+def test_every_missing_extra_is_named_at_once(monkeypatch, run, tmp_path):
+    """Not one per try: the user installs both, once."""
+    from cnncli.errors import ManyErrors
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    with pytest.raises(ManyErrors) as caught:
+        exporter.export(run, formats=["onnx,litert"], output=tmp_path)
+    assert [e.hint.split(" installs")[0] for e in caught.value.errors] == [
+        "pip install 'cnncli[onnx]'", "pip install 'cnncli[litert]'"]
+
+
+def test_a_max_drop_or_check_images_out_of_range_is_refused_before_tensorflow_loads():
+    from typer.testing import CliRunner
+
+    from cnncli.cli.app import app
+
+    for option, value in (("--max-drop", "-3"), ("--max-drop", "101"), ("--check-images", "-1")):
+        result = CliRunner().invoke(app, ["export", "runs/nothing", "--format", "onnx",
+                                          option, value])
+        assert result.exit_code == 2 and "Invalid value for '" + option in result.output
+
+
 def test_mixed_precision_models_are_exported_and_checked_in_float32(tmp_path):
     """The model file keeps its bfloat16 layers; the reference the exports are checked
     against computes in float32 like them (in bfloat16, VGG-sized models disagreed on

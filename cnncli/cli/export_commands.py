@@ -34,9 +34,10 @@ def export(
     = None,
     offline: Annotated[bool, typer.Option(help="Never download.")] = False,
     max_drop: Annotated[float, typer.Option(
+        min=0, max=100,
         help="Accuracy points a quantized export may lose before it is refused.")] = 1.0,
     check_images: Annotated[int, typer.Option(
-        help="Test images to check on (a seeded sample; 0: all).")] = 1000,
+        min=0, help="Test images to check on (a seeded sample; 0: all).")] = 1000,
     device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N (for the Keras "
                                         "model and the converters).")] = "auto",
     json: JsonOpt = False,

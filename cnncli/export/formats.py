@@ -137,12 +137,16 @@ def plan(formats, quantizations) -> tuple[list[Variant], list[str]]:
 
 
 def require_packages(variants: list[Variant]) -> None:
-    """Import what each format needs now, so a missing extra fails before any work."""
+    """Import what each format needs now, so a missing extra fails before any work;
+    every format's that is missing is said at once (not one per try)."""
+    from cnncli.errors import CnnError, raise_all
     from cnncli.infer.exported import import_openvino, require
 
+    missing: list[CnnError] = []
     for fmt in dict.fromkeys(v.format for v in variants):
-        for module in fmt.modules:
-            if module == "openvino":
-                import_openvino()
-            else:
-                require(module, fmt.extra)
+        try:
+            for module in fmt.modules:
+                import_openvino() if module == "openvino" else require(module, fmt.extra)
+        except CnnError as exc:  # this format's first missing module says its extra
+            missing.append(exc)
+    raise_all(missing)
