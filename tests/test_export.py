@@ -486,6 +486,23 @@ def test_a_failed_check_exits_1_and_keeps_no_file(run, tmp_path, monkeypatch, ca
     assert exit_.value.code == 1
     assert "FAIL:" in err and "agrees with the Keras model on" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing kept, no staging
+    assert err.rstrip().endswith("; the file was not kept")
+
+
+def test_a_failed_check_with_force_says_the_file_made_before_is_still_there(
+        run, tmp_path, monkeypatch, capsys):
+    from cnncli.cli import app as cli
+
+    exporter.export(run, formats=["onnx"], output=tmp_path)
+    before = (tmp_path / "model.onnx").read_bytes()
+    monkeypatch.setattr(exported.ExportedClassifier, "probabilities", _answers_wrongly)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "export", str(run), "--format", "onnx",
+                                      "--output", str(tmp_path), "--force"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert "the new file was not kept (the one made before is still there)" in \
+        capsys.readouterr().err
+    assert (tmp_path / "model.onnx").read_bytes() == before
 
 
 def test_a_failed_checks_line_escapes_a_newline_in_the_output_folders_name(

@@ -79,8 +79,10 @@ def _problems(report, render) -> list[int]:
     from cnncli.text import printable
 
     for failed in report.failed:  # a path may hold a newline: escaped, as in errors
-        render.err.print(printable(f"FAIL: {failed.path}: {failed.check.problem}; the file "
-                                   "was not kept", one_line=True), markup=False)
+        kept = "the new file was not kept (the one made before is still there)" if \
+            failed.path.exists() else "the file was not kept"  # (--force)
+        render.err.print(printable(f"FAIL: {failed.path}: {failed.check.problem}; {kept}",
+                                   one_line=True), markup=False)
     for error in report.errors:  # on stderr: with --json the report above has them too
         render.error(error)
     return [e.exit_code for e in report.errors] + [EXIT_BELOW_THRESHOLD] * bool(report.failed)
