@@ -226,3 +226,14 @@ def test_runs_of_a_folder_that_does_not_exist_is_an_error_not_no_runs(tmp_path):
     empty = subprocess.run([sys.executable, "-m", "cnncli", "runs"], cwd=tmp_path,
                            capture_output=True, text=True)
     assert empty.returncode == 0 and "No runs under runs/" in empty.stderr + empty.stdout
+
+
+def test_a_failed_or_interrupted_run_says_what_ended_it(tmp_path):
+    """As its state.json records it: `runs --json` is where a script looks."""
+    make_run(tmp_path, "a", "1", {"status": "failed", "error": "the loss became NaN"})
+    make_run(tmp_path, "b", "1", {"status": "interrupted", "error": "Ctrl-C at epoch 2"})
+    make_run(tmp_path, "c", "1", FINISHED, METRICS)
+    rows = listing.summaries(tmp_path)
+    assert [(r.status, r.problem) for r in rows] == [
+        ("failed", "the loss became NaN"), ("interrupted", "Ctrl-C at epoch 2"),
+        ("finished", None)]

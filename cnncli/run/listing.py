@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cnncli import runfolder
@@ -57,8 +57,10 @@ def summarize(run: Path) -> RunSummary:
     """What the files of `run` say about it; never raises for a damaged run."""
     try:
         _check_config(run / rundir.CONFIG)
+        error = None  # what ended a failed or interrupted run
         if (run / rundir.STATE).exists() or not rundir.is_live(run):
-            status = RunStatus.read(run).status
+            state = RunStatus.read(run)
+            status, error = state.status, state.error
         else:  # its process is writing it now: the state comes next
             status = RUNNING
         metrics = RunMetrics.read(run)
@@ -68,7 +70,7 @@ def summarize(run: Path) -> RunSummary:
     if status == RUNNING and not rundir.is_live(run):  # (only then: a look takes a lock)
         status = KILLED
     if metrics is None:  # not finished: its finished epochs say what it reached so far
-        return _so_far(run, status)
+        return replace(_so_far(run, status), problem=error)
     best = metrics.best
     return RunSummary(str(run), status, metrics.epochs, _text(best.metric), best.value,
                       metrics.images_per_s)
