@@ -880,6 +880,19 @@ def test_predict_explain_writes_heat_maps_beside_the_predictions(quadrant_run, b
     assert (tmp_path / "cams" / "gradcam_cross.png").is_file()
 
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_predict_explain_json_names_each_images_heat_map(quadrant_run, bracketed, tmp_path,
+                                                         fmt):
+    """A script reads the heat map's file from the JSON, not from stderr's lines."""
+    result = cli("predict", bracketed[1], "--model", quadrant_run["run"], "--top", "1",
+                 "--explain", tmp_path / "cams", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    said = json.loads(result.stdout) if fmt == "json" else [json.loads(result.stdout)]
+    assert said[0]["gradcam"] == str(tmp_path / "cams" / "gradcam_cross.png")
+    plain = cli("predict", bracketed[1], "--model", quadrant_run["run"], "--format", fmt)
+    assert "gradcam" not in plain.stdout  # without --explain: no such key
+
+
 def test_an_image_with_a_name_as_long_as_a_file_system_allows_gets_its_heat_map(
         quadrant_run, bracketed, tmp_path):
     long = tmp_path / ("b" * 250 + ".png")  # 254 bytes: "gradcam_" + it would be 266

@@ -77,9 +77,9 @@ def predict(
     result = prediction.predict(sources, model=loaded, top=top,
                                 batch_size=batch_size or devices.inference_batch_size(placement),
                                 resize=resize, stdin=sys.stdin)
-    render.predictions(result, fmt)
-    render.warn_all(result.warnings)
     stopped = _heat_maps(result, loaded, explain, resize, quiet) if explain else None
+    render.predictions(result, fmt)  # (each with its heat map's file in JSON)
+    render.warn_all(result.warnings)
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
     for error in result.errors:
         if excused:
@@ -127,6 +127,9 @@ def _heat_maps(result, loaded, folder: str, resize: str | None, quiet: bool):
         return exc
     for picture in cams.pictures if not quiet else ():
         render.info(f"Grad-CAM: {picture.png}")
+    made = {picture.image: str(picture.png) for picture in cams.pictures}
+    for r in result.images:
+        r.gradcam = made.get(r.file)
     result.errors += cams.errors
     return None
 

@@ -328,18 +328,24 @@ def predictions(result, fmt: str = "text") -> None:
     A model giving raw scores (no softmax) gets them as scores: ``score``, not a
     ``probability`` nor a percentage."""
     key = "score" if result.scores else "probability"
-    rows = [{"file": r.file, "rank": i + 1, "class": name, key: significant(p)}
+
+    def heat_map(r) -> dict:  # predict --explain: each image's Grad-CAM file
+        return {"gradcam": r.gradcam} if r.gradcam else {}
+
+    rows = [{"file": r.file, "rank": i + 1, "class": name, key: significant(p), **heat_map(r)}
             for r in result.images for i, (name, p) in enumerate(r.top)]
     if fmt == "json":
         print_json([{"file": r.file, "top": [{"class": n, key: significant(p)}
-                                            for n, p in r.top]} for r in result.images])
+                                            for n, p in r.top], **heat_map(r)}
+                    for r in result.images])
     elif fmt == "jsonl":
         for row in rows:
             sys.stdout.write(files.json_text(row, one_line=True) + "\n")
     elif fmt == "csv":
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", key])
+        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", key],
+                                extrasaction="ignore")  # (csv: the heat map's file not)
         writer.writeheader()
         writer.writerows({**row, "file": text.cell(row["file"]), "class": text.cell(
             row["class"])} for row in rows)

@@ -27,6 +27,7 @@ from cnncli.infer import classifier, metrics
 class ImageResult:
     file: str
     top: list[tuple[str, float]]  # (class name, probability or score), best first
+    gradcam: str | None = None  # its heat map's file (predict --explain)
 
 
 @dataclass
