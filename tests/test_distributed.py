@@ -87,6 +87,15 @@ def _worker(args: dict) -> dict:
     cfg = _load_config(args["config"], args.get("set", []))
     cfg.output.name = args["name"]
     reporter = _signal_at(args.get("signal_at"))
+    weights_file = Path(args["result"]).with_suffix(".weights.npz")
+    fit_and_finish = train._fit_and_finish
+
+    def keeping_the_weights(p, model, *rest, **kw):  # a worker's copy is removed after
+        result = fit_and_finish(p, model, *rest, **kw)
+        np.savez(weights_file, *model.get_weights())
+        return result
+
+    train._fit_and_finish = keeping_the_weights
     decoded = _log_decodes(reporter) if args.get("log_decodes") else []
     try:
         cfg.train.device = "cpu"
@@ -103,6 +112,7 @@ def _worker(args: dict) -> dict:
         with np.load(backup) as data:
             outcome["state"] = json.loads(bytes(data["state"]).decode())
     return {"run": str(run), "chief": distributed.is_chief(p.placement),
+            "weights": str(weights_file) if weights_file.exists() else None,
             "backup": backup.is_file(),
             "status": json.loads((run / "state.json").read_text())["status"]
             if run.exists() else None,  # (a worker's copy of a finished run is removed)
@@ -228,6 +238,12 @@ def run_reference(folder: Path, config: Path) -> Path:
                               env)], folder)
     assert code == 0, _log(folder, 0)
     return Path(json.loads((folder / "reference.json").read_text())["run"])
+
+
+def final_weights(result: dict) -> list:
+    """The weights a worker's model ended with (a worker's run folder is removed)."""
+    with np.load(result["weights"]) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
 
 def assert_same_weights(a: list, b: list, atol: float = 0.0) -> None:
@@ -399,8 +415,8 @@ def cluster(tmp_path_factory):
 def test_two_workers_end_with_identical_weights(cluster):
     chief, worker = cluster["plain"]
     assert chief["chief"] and not worker["chief"]
-    assert_same_weights(trainkit.weights(Path(chief["run"])),
-                        trainkit.weights(Path(worker["run"])))
+    assert_same_weights(trainkit.weights(Path(chief["run"])), final_weights(worker))
+    assert_same_weights(final_weights(chief), final_weights(worker))  # (the harness's)
 
 
 @pytest.mark.slow
@@ -486,8 +502,7 @@ def test_two_workers_on_a_folder_decode_disjoint_halves_and_end_identical(tmp_pa
         for result in (chief, worker):  # each its half of every batch, each file once
             assert len(result["decoded"]) == len(set(result["decoded"])) == steps * 8
         assert not set(chief["decoded"]) & set(worker["decoded"])
-        assert_same_weights(trainkit.weights(Path(chief["run"])),
-                            trainkit.weights(Path(worker["run"])))
+        assert_same_weights(trainkit.weights(Path(chief["run"])), final_weights(worker))
     finally:
         shutil.rmtree(worker["run"], ignore_errors=True)
 
@@ -661,7 +676,7 @@ def test_resumed_two_worker_run_matches_the_uninterrupted_one(cluster):
     assert worker["run"] != cluster["stopped"][1]["run"]
     plain = Path(cluster["plain"][0]["run"])
     assert_same_weights(trainkit.weights(Path(chief["run"])), trainkit.weights(plain))
-    assert_same_weights(trainkit.weights(Path(worker["run"])), trainkit.weights(plain))
+    assert_same_weights(final_weights(worker), trainkit.weights(plain))
     assert_same_history(Path(chief["run"]), plain, atol=1e-6)
 
 

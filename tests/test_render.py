@@ -169,10 +169,10 @@ def test_bells_carriage_returns_and_bidi_overrides_in_names_are_shown_escaped(ca
 
 
 def test_predictions_escape_control_characters_in_file_and_class_names(capsys):
-    from types import SimpleNamespace
+    from cnncli.infer.predict import ImageResult, Result
 
-    image = SimpleNamespace(file="e\x1b[31m.jpg", top=[("cat\x1b[0m", 0.9)])
-    result = SimpleNamespace(images=[image, image], errors=[], scores=False)
+    image = ImageResult(file="e\x1b[31m.jpg", top=[("cat\x1b[0m", 0.9)])
+    result = Result(model="m", images=[image, image])
     for fmt in ("text", "csv", "jsonl"):
         render.predictions(result, fmt)
         assert "\x1b" not in capsys.readouterr().out, fmt
