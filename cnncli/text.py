@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import re
+import shlex
 
 #: Bidirectional controls: a right-to-left override shows "photo\u202egnp.exe" as
 #: "photoexe.png", so a name could be made to look like another.
@@ -29,6 +30,16 @@ def printable(text: str, *, one_line: bool = False) -> str:
     (an error paragraph cannot be made to show a forged line)."""
     pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
     return pattern.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def arg(path: object) -> str:
+    """`path` as a shell takes it in a command a hint gives to copy: quoted when it holds
+    a space, a glob's or the shell's characters.
+
+    >>> arg("runs/mnist/1"), arg("runs/my photos/1"), arg("runs/[bold]n/1")
+    ('runs/mnist/1', "'runs/my photos/1'", "'runs/[bold]n/1'")
+    """
+    return shlex.quote(str(path))
 
 
 def cell(text: str) -> str:

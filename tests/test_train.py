@@ -1112,6 +1112,18 @@ def test_a_second_ctrl_c_before_any_backup_says_to_start_again_not_to_resume(tmp
                         f"{run / 'config.yaml'}"
 
 
+def test_a_hints_command_quotes_a_run_folder_a_shell_would_split(tmp_path):
+    """Copied into a shell, `runs/my photos/1` is two arguments (and `[...]` a glob)."""
+    run = tmp_path / "my photos" / "1"
+    run.mkdir(parents=True)
+    assert Interrupted(signal.SIGINT, run, "epoch 1, step 3").hint == \
+        f"resume with: cnncli train --resume '{run}'"
+    assert Interrupted(signal.SIGINT, run).hint == \
+        f"there was no backup yet: start it again: cnncli train '{run / 'config.yaml'}'"
+    assert rundir.no_model_hint(run) == "it stopped before its first backup; start it " \
+        f"again: cnncli train '{run / 'config.yaml'}'"
+
+
 def _photos(tmp_path: Path, count: int = 48) -> Path:
     """A folder of class folders of PNGs (the toy data's first `count` images)."""
     from PIL import Image

@@ -119,7 +119,9 @@ def train(
         render.info(f"Done: {done}  (best {best.metric} {value} at epoch "
                     f"{best.epoch}; {result.metrics.images_per_s or 0:,.0f} images/s)")
         if _on_the_chief():
-            render.info(f"Next: cnncli evaluate {result.run}")
+            from cnncli.text import arg
+
+            render.info(f"Next: cnncli evaluate {arg(result.run)}")
 
 
 #: ``--resume auto``: go on with the config's latest run if it can be, else start one.

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import devices
+from cnncli import devices, text
 from cnncli.errors import TrainingError
 from cnncli.runtime import import_keras, import_tf
 from cnncli.text import first_line
@@ -79,8 +79,9 @@ CHIEFS_RUN = "RUN (the chief's run folder: every worker resumes from it)"
 
 def resume_name(placement: devices.Placement, run: Path) -> str:
     """The run to name in ``cnncli train --resume ...``: `run` on the chief (or one
-    machine), `CHIEFS_RUN` on another worker, whose `run` is its temporary folder."""
-    return str(run) if placement.is_chief else CHIEFS_RUN
+    machine; quoted for a shell as `text.arg` does), `CHIEFS_RUN` on another worker,
+    whose `run` is its temporary folder."""
+    return text.arg(run) if placement.is_chief else CHIEFS_RUN
 
 
 class Parts:

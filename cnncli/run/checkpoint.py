@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli import text
 from cnncli.errors import TrainingError
 from cnncli.files import parse_json, write_atomic
 from cnncli.run import rundir
@@ -115,7 +116,8 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
         return state, note
     raise TrainingError(
         "no readable backup to resume from" + (f" ({'; '.join(problems)})" if problems else ""),
-        file=str(run), hint=f"start it again as a new run: cnncli train {run / rundir.CONFIG}")
+        file=str(run), hint="start it again as a new run: cnncli train "
+        f"{text.arg(run / rundir.CONFIG)}")
 
 
 def _saved(arrays: dict, group: str) -> list[str]:

@@ -27,7 +27,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from cnncli import runfolder
+from cnncli import runfolder, text
 from cnncli.errors import ConfigError, DataError, WriteError
 
 CONFIG = runfolder.CONFIG
@@ -277,7 +277,7 @@ def after_write_failure(run: Path) -> str:
         return "the run folder is gone (removed while the run trained): start the run again"
     if has_backup(run):
         return (f"free some disk space (or make the run folder writable), then: cnncli "
-                f"train --resume {run} (the last backup is kept)")
+                f"train --resume {text.arg(run)} (the last backup is kept)")
     return ("free some disk space (or make the run folder writable), then start the run "
             "again (it had no backup to resume from yet)")
 
@@ -287,5 +287,6 @@ def no_model_hint(run: Path) -> str:
     if is_live(run):
         return f"it is training now{_holder(run)}; its model is written when an epoch ends"
     if has_backup(run):
-        return f"continue it: cnncli train --resume {run}"
-    return f"it stopped before its first backup; start it again: cnncli train {run / CONFIG}"
+        return f"continue it: cnncli train --resume {text.arg(run)}"
+    return ("it stopped before its first backup; start it again: cnncli train "
+            f"{text.arg(run / CONFIG)}")

@@ -167,9 +167,10 @@ def _has_backup(run: Path) -> None:
         finished = (run / record.METRICS).exists()
         raise ConfigError("this run has no backup to resume from" + (
             " (it finished)" if finished else " (it stopped before its first backup)"),
-            file=str(run), hint=(f"use it as it is (cnncli evaluate {run}), or start "
+            file=str(run), hint=(f"use it as it is (cnncli evaluate {text.arg(run)}), or "
+                                 "start "
                                  if finished else "start it again as ")
-            + f"a new run: cnncli train {run / rundir.CONFIG}")
+            + f"a new run: cnncli train {text.arg(run / rundir.CONFIG)}")
 
 
 def _device_gone(exc: DeviceError, asked: str, device: str, run: Path) -> DeviceError:
@@ -179,7 +180,7 @@ def _device_gone(exc: DeviceError, asked: str, device: str, run: Path) -> Device
     said = f"this run trained on {device} (train.device in its {rundir.CONFIG})" + \
         exc.message[len(asked):]
     return DeviceError(said, file=str(run), hint=(
-        f"to go on here: cnncli train --resume {run} --force --device cpu (or auto; the "
+        f"to go on here: cnncli train --resume {text.arg(run)} --force --device cpu (or auto; the "
         f"device is part of the run's config, so --force); or bring the GPU back ({exc.hint})"))
 
 
@@ -270,7 +271,7 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
             f"({ran:,}) after {done - (state.epoch - 1) * spe:,} of its {spe:,} steps, and "
             f"its backup was made at that end: the rest of the epoch cannot be trained as "
             f"one run of {p.total_steps:,} steps would", file=str(run),
-            hint=f"resume it with its own {ran:,} steps (cnncli train --resume {run}, no "
+            hint=f"resume it with its own {ran:,} steps (cnncli train --resume {text.arg(run)}, no "
                  "--force: its results are saved, with no more training), or start a new "
                  "run with more steps")
     if done == p.total_steps or state.stopped_early:

@@ -16,6 +16,7 @@ import signal
 import time
 from pathlib import Path
 
+from cnncli import text
 from cnncli.devices import distributed
 from cnncli.errors import DataError, Stopped, TrainingError, stopped_by
 from cnncli.run import finetune, rundir, schedules
@@ -47,9 +48,10 @@ class Interrupted(Stopped):
         self.signum = signum
         name = signal_name(signum)
         terminated = signum != signal.SIGINT
-        resume_as = resume_as or str(run)  # another worker's: the chief's run
+        resume_as = resume_as or text.arg(run)  # another worker's: the chief's run
         if where is None:
-            again = f"cnncli train {run / rundir.CONFIG}" if resume_as == str(run) else \
+            again = f"cnncli train {text.arg(run / rundir.CONFIG)}" \
+                if resume_as == text.arg(run) else \
                 "the same command on every worker"  # (another worker: its own folder)
             hint = (f"resume from the last backup with: cnncli train --resume {resume_as}"
                     if rundir.has_backup(run) else f"there was no backup yet: start it again: "
