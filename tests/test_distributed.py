@@ -99,9 +99,10 @@ def _worker(args: dict) -> dict:
     decoded = _log_decodes(reporter) if args.get("log_decodes") else []
     try:
         cfg.train.device = "cpu"
-        train.train(cfg, config_file=args["config"], resume=args.get("resume"),
-                    reporter=reporter)
-        outcome = {"interrupted": None}
+        done = train.train(cfg, config_file=args["config"], resume=args.get("resume"),
+                           reporter=reporter)
+        outcome = {"interrupted": None, "result_run": done.run and str(done.run),
+                   "metrics_run": done.metrics.run}
     except train.Interrupted as exc:
         outcome = {"interrupted": exc.signum, "hint": exc.hint}
     except CnnError as exc:
@@ -461,6 +462,8 @@ def test_chief_writes_the_run_and_the_worker_a_temporary_folder(cluster):
     assert worker.parent == Path(tempfile.gettempdir())
     assert worker.name.startswith("cnncli-worker1-")
     assert not worker.exists()  # a finished run's copy is nobody's record
+    said = [(r["result_run"], r["metrics_run"]) for r in cluster["plain"]]
+    assert said == [(str(chief), str(chief.resolve())), (None, None)]  # (--json's run)
 
 
 @pytest.mark.slow

@@ -171,6 +171,15 @@ def test_the_runs_command_lists_every_run_and_exits_0(tmp_path):
     assert all(line == line.rstrip() for line in lines)
 
 
+def test_the_error_that_ended_a_run_is_shown_on_its_line_escaped(tmp_path):
+    """Its error may name any file: an ESC or a newline in it is shown, not obeyed."""
+    make_run(tmp_path, "a", "1", {"status": "failed", "error": "x\x1b[31m.png: bad\nline"})
+    done = subprocess.run([sys.executable, "-m", "cnncli", "runs", str(tmp_path)],
+                          capture_output=True, text=True)
+    [line] = done.stdout.splitlines()
+    assert line.endswith("failed  (x\\x1b[31m.png: bad\\nline)")
+
+
 @pytest.mark.parametrize("damage,problem", [
     (lambda run: [(run / n).unlink(missing_ok=True) for n in ("best.keras", "model.keras")],
      "its model files (best.keras, model.keras) are gone"),

@@ -252,4 +252,5 @@ def runs(
     for name, r in zip(names, rows, strict=True):
         best = f"{r.best_metric} {r.best:.4f}" if r.best is not None else ""
         line = f"{name:<{width}}  {r.status:<11} {best}".rstrip()
-        render.out.print(line + (f"  ({r.problem})" if r.problem else ""), markup=False)
+        problem = f"  ({render.printable(r.problem, one_line=True)})" if r.problem else ""
+        render.out.print(line + problem, markup=False)  # (an error may name any file)

@@ -34,7 +34,7 @@ class RunSummary:
     best_metric: str | None = None
     best: float | None = None
     images_per_s: float | None = None
-    problem: str | None = None
+    problem: str | None = None  # what is damaged; or what ended a failed/interrupted run
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -64,7 +64,7 @@ class RunMetrics:
             pretrained weights or another model.
     """
 
-    run: str = ""
+    run: str | None = ""  # None: a worker's (the chief writes the run)
     epochs: int = 0
     steps: int = 0
     stopped_early: bool = False

@@ -21,7 +21,7 @@ import contextlib
 import gc
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cnncli import config, devices, runfolder, text
@@ -43,7 +43,7 @@ __all__ = ["Interrupted", "Plan", "Reporter", "Result", "compile_model", "plan",
 
 @dataclass
 class Result:
-    run: Path
+    run: Path | None  # None on a worker of several machines: the chief writes the run
     metrics: record.RunMetrics
     history: list[dict]
 
@@ -147,6 +147,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
         checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
         if not p.placement.is_chief:  # nobody reads a worker's copy of a finished run
             shutil.rmtree(run, ignore_errors=True)
+            result.run, result.metrics = None, replace(result.metrics, run=None)  # gone
         return result
 
 
