@@ -1630,3 +1630,19 @@ def test_a_class_name_labels_txt_cannot_hold_is_said():
     said = exporter._labels_on_one_line(["round", "sq\nuare"])
     assert said == ["the class name 'sq\\nuare' has a line break: labels.txt has it on one "
                     "line, as 'sq uare' (the JSON's class_names as it is)"]
+
+
+def test_the_json_beside_and_inside_a_file_is_strict_for_names_that_are_not_utf8(tmp_path):
+    """A class folder or a path with a Latin-1 byte: Python holds it as a lone surrogate,
+    which json.dumps writes as "\\udce9" and serde or Go refuse."""
+    import os
+
+    from cnncli.export import metadata
+
+    name = os.fsdecode(b"caf\xe9")
+    info = sidecar.ExportInfo("onnx", input_shape=(8, 8, 1), class_names=(name, "tea"),
+                              source=f"/data/{name}/best.keras")
+    path = metadata.write_sidecars(tmp_path / "model.onnx", info)
+    written = path.read_bytes().decode("utf-8")  # strict UTF-8 throughout
+    assert "\\udc" not in written and json.loads(written)["class_names"][0] == "caf\\xe9"
+    assert "\\udc" not in metadata.embedded(info)

@@ -20,7 +20,6 @@ rewritten in Python, hundreds of MB for VGG16); `cnncli predict` of one without 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from cnncli import files
@@ -45,7 +44,8 @@ def describe(fmt: str, quantization: str, shape, reference, check: dict | None =
 def embedded(info: ExportInfo) -> str:
     """The JSON stored inside a file: the sidecar's but its ``check``, which is made
     after the file (the sidecar has the figures)."""
-    return json.dumps({k: v for k, v in info.to_json().items() if k != "check"})
+    return files.json_text({k: v for k, v in info.to_json().items() if k != "check"},
+                           one_line=True)
 
 
 def embed_onnx(path: Path, info: ExportInfo) -> None:
@@ -54,7 +54,8 @@ def embed_onnx(path: Path, info: ExportInfo) -> None:
 
     model = onnx.load(str(path))
     text = embedded(info)
-    props = {sidecar.EMBEDDED_KEY: text, "class_names": json.dumps(list(info.class_names)),
+    props = {sidecar.EMBEDDED_KEY: text,
+             "class_names": files.json_text(list(info.class_names), one_line=True),
              "preprocessing": f"{info.preprocessing} (inside the graph)",
              "input": f"{INPUT_NAME}: uint8 NHWC [batch, {', '.join(map(str, info.input_shape))}]"}
     del model.metadata_props[:]
@@ -68,7 +69,7 @@ def embed_onnx(path: Path, info: ExportInfo) -> None:
 
 def write_sidecars(path: Path, info: ExportInfo) -> Path:
     """The JSON beside `path` (and a SavedModel's assets). Returns the JSON's path."""
-    text = json.dumps(info.to_json(), indent=2) + "\n"
+    text = files.json_text(info.to_json()) + "\n"  # strict: what any parser reads
     if info.format == "saved_model":
         assets = path / "assets"
         assets.mkdir(exist_ok=True)
