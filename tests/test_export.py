@@ -1291,15 +1291,19 @@ def test_every_missing_extra_is_named_at_once(monkeypatch, run, tmp_path):
         "pip install 'cnncli[onnx]'", "pip install 'cnncli[litert]'"]
 
 
-def test_a_max_drop_or_check_images_out_of_range_is_refused_before_tensorflow_loads():
-    from typer.testing import CliRunner
-
-    from cnncli.cli.app import app
-
-    for option, value in (("--max-drop", "-3"), ("--max-drop", "101"), ("--check-images", "-1")):
-        result = CliRunner().invoke(app, ["export", "runs/nothing", "--format", "onnx",
-                                          option, value])
-        assert result.exit_code == 2 and "Invalid value for '" + option in result.output
+@pytest.mark.parametrize("option,value,said", [
+    ("--max-drop", "-3", "--max-drop is in accuracy points (0 to 100), not -3"),
+    ("--max-drop", "101", "--max-drop is in accuracy points (0 to 100), not 101"),
+    ("--check-images", "-1", "--check-images must be 0 (all) or more")])
+def test_a_max_drop_or_check_images_out_of_range_is_refused_before_tensorflow_loads(
+        option, value, said):
+    code = ("import sys\nfrom cnncli.cli.app import main\n"
+            f"sys.argv = ['cnncli', 'export', 'runs/nothing', '--format', 'onnx', '{option}', "
+            f"'{value}']\ntry:\n    main()\nexcept SystemExit as e:\n"
+            "    print(e.code, 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert said in done.stderr
 
 
 def test_mixed_precision_models_are_exported_and_checked_in_float32(tmp_path):

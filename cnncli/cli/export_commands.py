@@ -34,10 +34,9 @@ def export(
     = None,
     offline: Annotated[bool, typer.Option(help="Never download.")] = False,
     max_drop: Annotated[float, typer.Option(
-        min=0, max=100,
         help="Accuracy points a quantized export may lose before it is refused.")] = 1.0,
     check_images: Annotated[int, typer.Option(
-        min=0, help="Test images to check on (a seeded sample; 0: all).")] = 1000,
+        help="Test images to check on (a seeded sample; 0: all).")] = 1000,
     device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N (for the Keras "
                                         "model and the converters).")] = "auto",
     json: JsonOpt = False,
@@ -47,7 +46,8 @@ def export(
     from cnncli.cli import render
     from cnncli.export import formats
 
-    formats.plan(fmt, quantize or ["none"])  # a bad --format is reported before TensorFlow loads
+    formats.plan(fmt, quantize or ["none"])  # bad options are said before TensorFlow loads
+    formats.check_options(max_drop, check_images)
     placement = devices.setup(device, "float32", one_device=True)
     from cnncli.export import exporter
 

@@ -65,9 +65,8 @@ def pack(
                                offline or given.get("offline", False),
                                json or given.get("json", False))
     records.pack_resize_mode(image_size, resize)  # known before the data is read
-    said: list[str] = []  # the data's warnings (the MNIST sample, files skipped): in --json
-    with render.warnings_to(lambda message: (said.append(message), render.warn(message))):
-        ds = data.load(source, data_dir=data_dir, offline=offline)
+    ds, said = data.load_noting(source, data_dir=data_dir, offline=offline)  # in --json too
+    render.warn_all(said)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
         packed = records.pack(ds, out, image_size=image_size, resize=resize,
                               shard_mb=shard_mb, force=force, source=source, progress=advance)

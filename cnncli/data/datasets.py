@@ -15,12 +15,13 @@ a reader, and one line here.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli.data import cifar, csvfile, folder, idx, known, npz, records
-from cnncli.data.dataset import Dataset
+from cnncli.data.dataset import Dataset, DataWarning
 from cnncli.errors import CnnError, ConfigError, DataError
 
 # The names other modules use, from where they live.
@@ -62,6 +63,28 @@ def load(source: str | os.PathLike, *, data_dir: str | os.PathLike | None = None
     if name is not None:
         return known.load_known(KNOWN[name], data_dir, offline)
     return load_path(source, strict=strict, test_fraction=test_fraction, seed=seed)
+
+
+def load_noting(source: str | os.PathLike, **options) -> tuple[Dataset, list[str]]:
+    """`load`, and what it warned about the data (files skipped, the MNIST sample for
+    the full set) as notes, for a report and its ``--json``; other warnings, and all of
+    them when loading fails, are shown as they would have been."""
+    failed = None
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            ds = load(source, **options)
+        except BaseException as exc:  # shown below, then raised
+            failed = exc
+    notes = []
+    for w in said:
+        if failed is None and issubclass(w.category, DataWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if failed is not None:
+        raise failed
+    return ds, notes
 
 
 def class_count(source: str | os.PathLike) -> int | None:

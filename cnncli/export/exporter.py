@@ -290,11 +290,7 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
 
 def _plan(fmts, quantize, max_drop: float, check_images: int):
     variants, notes = formats.plan(fmts, quantize)
-    if not 0 <= max_drop <= 100:
-        raise ConfigError(f"--max-drop is in accuracy points (0 to 100), not {max_drop:g}",
-                          hint="e.g. --max-drop 1 (one point: 91.0% -> 90.0%)")
-    if check_images < 0:
-        raise ConfigError("--check-images must be 0 (all) or more", hint="e.g. 1000")
+    formats.check_options(max_drop, check_images)
     formats.require_packages(variants)  # a missing extra fails before any work
     return variants, notes
 
@@ -399,13 +395,11 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     """The check images (and labels), the calibration images, the export's input."""
     art = reference.artefact
     run_data = art.data if art else None
-    from cnncli.infer import evaluate as evaluation
-
     source = _data_source(reference, data)
     ds, said = None, []
     if source and (not images or calibrate):
         try:
-            ds, said = evaluation.load_data(
+            ds, said = datasets.load_noting(
                 source, data_dir=data_dir or (run_data.data_dir if run_data else None),
                 offline=offline or bool(run_data and run_data.offline))
         except CnnError as exc:
@@ -450,6 +444,8 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
         return Samples(checked, None, calibration, shape,
                        f"{len(checked):,}{of} image(s) given with --images (no labels"
                        f"{left_out})", said)
+    from cnncli.infer import evaluate as evaluation
+
     labels, _ = evaluation.labels_by_name(ds, reference, source)  # matched by name
     pick = np.arange(len(ds.test))
     if limit and limit < len(pick):

@@ -136,6 +136,21 @@ def plan(formats, quantizations) -> tuple[list[Variant], list[str]]:
     return variants, notes
 
 
+def check_options(max_drop: float, check_images: int) -> None:
+    """The `ConfigError` of an out-of-range ``--max-drop`` or ``--check-images`` (said
+    before TensorFlow loads).
+
+    >>> check_options(-3, 1000)
+    Traceback (most recent call last):
+    cnncli.errors.ConfigError: --max-drop is in accuracy points (0 to 100), not -3. Hint: e.g. --max-drop 1 (one point: 91.0% -> 90.0%)
+    """  # noqa: E501
+    if not 0 <= max_drop <= 100:
+        raise ConfigError(f"--max-drop is in accuracy points (0 to 100), not {max_drop:g}",
+                          hint="e.g. --max-drop 1 (one point: 91.0% -> 90.0%)")
+    if check_images < 0:
+        raise ConfigError("--check-images must be 0 (all) or more", hint="e.g. 1000")
+
+
 def require_packages(variants: list[Variant]) -> None:
     """Import what each format needs now, so a missing extra fails before any work;
     every format's that is missing is said at once (not one per try)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import numpy as np
 
 from cnncli import files, plots, text
 from cnncli.data import datasets, feed, records
-from cnncli.data.dataset import DataWarning
 from cnncli.errors import ConfigError, DataError
 from cnncli.infer import artefact, classifier, metrics
 from cnncli.infer.predict import not_numbers
@@ -85,7 +83,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     if folder is not None:
         files.writable_folder(folder, "--output")  # found before the work
     try:
-        ds, said = load_data(source, data_dir=data_dir or (run_data.data_dir if run_data
+        ds, said = datasets.load_noting(source, data_dir=data_dir or (run_data.data_dir if run_data
                                                        else None),
                          offline=offline or bool(run_data and run_data.offline),
                          test_fraction=1.0 if all_images else 0.2)
@@ -162,28 +160,6 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
     picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
     result.loss = float(-np.mean(np.log(picked)))
     return result
-
-
-def load_data(source: str, **options) -> tuple:
-    """`datasets.load` and what it warned about the data (skipped files, the MNIST
-    sample), as notes: in the report, `--json`'s too. Other warnings, and all of them when
-    loading fails, are shown as they would have been."""
-    failed = None
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always", DataWarning)
-        try:
-            ds = datasets.load(source, **options)
-        except BaseException as exc:  # shown below, then raised
-            failed = exc
-    notes = []
-    for w in said:
-        if failed is None and issubclass(w.category, DataWarning):
-            notes.append(str(w.message))
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    if failed is not None:
-        raise failed
-    return ds, notes
 
 
 def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
