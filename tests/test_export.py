@@ -993,8 +993,8 @@ def test_ctrl_c_during_an_export_leaves_nothing_half_written(run, tmp_path, monk
     # and the error says so: what was kept, what was not made, exit 130 as for any Ctrl-C
     assert ("Ctrl-C: the export stopped; kept: model.onnx (checked); "
             "not made: litert, openvino") in str(err.value)
-    assert err.value.hint.startswith("export the ones not made with --format litert,openvino "
-                                     f"--output {tmp_path};")
+    assert err.value.hint.startswith("export the ones not made: the same command with "
+                                     f"--format litert,openvino --output {tmp_path};")
     assert err.value.exit_code == 130
     # with --json, the error's JSON carries what was done, named as any command's Ctrl-C
     said = err.value.to_dict()
@@ -1019,7 +1019,8 @@ def test_the_hint_after_an_interrupted_export_makes_the_rest_and_nothing_made(
         exporter.export(run, formats=["onnx,openvino"], quantize=["none,float16"],
                         output=tmp_path)
     monkeypatch.setitem(convert.CONVERTERS, "onnx", real)
-    hint = err.value.hint.removeprefix("export the ones not made with ").split(";")[0]
+    hint = err.value.hint.removeprefix("export the ones not made: the same command with ")
+    hint = hint.split(";")[0]
     assert hint == f"--format onnx --quantize float16 --output {tmp_path}, then --format " \
                    f"openvino --quantize none,float16 --output {tmp_path}"
     for flags in hint.split(", then "):  # as a user types them

@@ -17,7 +17,7 @@ calibrates on `CALIBRATION_IMAGES` training images.
 
 from __future__ import annotations
 
-import shlex
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +104,8 @@ class ExportStopped(CnnError):
                  hint: str | None = None, output: str | Path | None = None):
         self.report = report
         kept = [r.path.name for r in report.results if r.kept]
-        then = ((f"export the ones not made with {_flags(rest, output)}; " if rest else "")
+        then = ((f"export the ones not made: the same command with {_flags(rest, output)}; "
+                 if rest else "")
                 + "the kept files are whole") if kept else "run the export again"
         super().__init__(
             f"{why}; " + (f"kept: {', '.join(kept)} (checked); " if kept
@@ -151,7 +152,7 @@ def _flags(variants: list, output: str | Path | None = None) -> str:
     together: dict[tuple, list[str]] = {}
     for name, quantized in by_format.items():
         together.setdefault(tuple(quantized), []).append(name)
-    where = f" --output {shlex.quote(str(output))}" if output is not None else ""
+    where = f" --output {text.arg(output)}" if output is not None else ""
     return ", then ".join(f"--format {','.join(names)}" + (
         "" if quantized == ("none",) else f" --quantize {','.join(quantized)}") + where
         for quantized, names in together.items())
@@ -337,8 +338,9 @@ def _serving_version(path: Path, variants) -> bool:
     """Whether `path` is a SavedModel to make: a folder not made yet named by a whole
     number (TensorFlow Serving's version folder: ``serving/mnist/1``), the SavedModel
     alone asked for. Any other folder is one to export into."""
-    return [v.format.name for v in variants] == ["saved_model"] and path.name.isdigit() \
-        and not path.exists() and not path.is_symlink()
+    return [v.format.name for v in variants] == ["saved_model"] and \
+        re.fullmatch("[0-9]+", path.name) is not None and not path.exists() and \
+        not path.is_symlink()  # (str.isdigit takes "²", which no server reads as a version)
 
 
 def _targets(v: formats.Variant, folder: Path, exact: Path | None) -> list[Path]:

@@ -83,7 +83,7 @@ class RunCallback(keras.callbacks.Callback):
         self.p, self.run, self.state, self.reporter = p, run, state, reporter
         self.signal = None  # set by the signal handler (cnncli.run.loop.signals_to)
         self.stop = None  # why training stopped: "nan", "signal", "early", "unreadable"
-        self.nan_at = None
+        self.nan_at, self.nan_weights = None, False  # (False: the loss was not finite)
         self.unreadable: DataError | None = None  # why, when images could not be decoded
         self.cluster_unreadable = (0, 0)  # several machines: images failed, tried on all
         self.first_step = 0  # the step an epoch (re)starts at: > 0 when resuming mid-epoch
@@ -134,7 +134,7 @@ class RunCallback(keras.callbacks.Callback):
                 or self.state.step < self.p.steps_in(epoch):
             return  # an interrupted epoch is not finished: no history row
         if not weights_finite(self.model):  # before any model file is written
-            self.nan_at = (epoch, self.state.step)
+            self.nan_at, self.nan_weights = (epoch, self.state.step), True
             self._halt("nan")
             return
         row = self._row(epoch, logs or {})
@@ -148,7 +148,7 @@ class RunCallback(keras.callbacks.Callback):
                 self.p.cfg.train.fine_tune and self.state.stage == 0))
         lowered = self.plateau.update(self.model, row) if self.plateau else None
         self.state.epoch, self.state.step = epoch + 1, 0
-        self._backup()
+        self._backup(checked=True)  # (its weights were checked above)
         if self.stop == "nan":
             return
         self.outputs.write(self.state.history, row)
@@ -212,10 +212,10 @@ class RunCallback(keras.callbacks.Callback):
             self._halt("unreadable")
         return self.unreadable is not None
 
-    def _backup(self) -> None:
+    def _backup(self, checked: bool = False) -> None:
         self._record_unreadable()  # a resume from this backup counts them too
-        if not self.backups.save(self.model):
-            self.nan_at = (self.state.epoch, self.state.step)
+        if not self.backups.save(self.model, checked=checked):
+            self.nan_at, self.nan_weights = (self.state.epoch, self.state.step), True
             self._halt("nan")
 
     def _halt(self, why: str) -> None:
@@ -253,8 +253,9 @@ class RunCallback(keras.callbacks.Callback):
     def _nan_error(self) -> TrainingError:
         epoch, step = self.nan_at
         kept = self._kept("good backup")
+        what = "weights" if self.nan_weights else "loss"  # (a step's loss comes first)
         return TrainingError(
-            f"the loss became NaN or infinite at epoch {epoch + 1}, step {step}; training "
+            f"the {what} became NaN or infinite at epoch {epoch + 1}, step {step}; training "
             f"stopped and {kept}", file=str(self.run), hint=nan_hint(self.p.cfg.train,
                                                                     self.p.placement))
 

@@ -44,9 +44,10 @@ class Backups:
     def due(self) -> bool:
         return self.state.global_step(self.steps_per_epoch) - self.last >= self.every
 
-    def save(self, model) -> bool:
-        """Write a backup; False (nothing written) when a weight is no longer finite."""
-        if not weights_finite(model):
+    def save(self, model, checked: bool = False) -> bool:
+        """Write a backup; False (nothing written) when a weight is no longer finite
+        (`checked`: the caller just saw them finite; a look copies every weight)."""
+        if not checked and not weights_finite(model):
             return False
         checkpoint.save(self.run, model, self.state)
         self.last = self.state.global_step(self.steps_per_epoch)
