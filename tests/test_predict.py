@@ -19,7 +19,7 @@ from keras.src.legacy.saving import legacy_h5_format
 from PIL import Image
 
 from cnncli import parallel
-from cnncli.errors import DataError
+from cnncli.errors import ManyErrors
 from cnncli.infer import classifier
 from cnncli.infer import predict as prediction
 from cnncli.model import builder, imagenet, pretrained, spec, weights
@@ -278,8 +278,13 @@ def test_a_pattern_or_folder_with_no_images_is_one_error_and_the_rest_are_predic
     assert [e.message for e in result.errors] == [
         f"pattern '{tmp_path / 'img[1].png'}' matches no images",
         f"folder '{tmp_path / 'empty'}' holds no images"]
-    with pytest.raises(DataError, match="matches no images"):  # nothing else: no batch
-        prediction.predict(sources[1:3], model=tiny(CountingModel()))
+    with pytest.raises(ManyErrors) as nothing:  # no image at all: no batch, every one said
+        prediction.predict([*sources[1:3], str(tmp_path / "gone.png")],
+                           model=tiny(CountingModel()))
+    assert [e.message for e in nothing.value.errors] == [
+        f"pattern '{tmp_path / 'img[1].png'}' matches no images",
+        f"folder '{tmp_path / 'empty'}' holds no images", "no such file or folder"]
+    assert nothing.value.exit_code == 3
 
 
 def test_some_bad_files_exit_1_unless_skip_bad_warns_and_none_read_exits_3(tmp_path):

@@ -26,7 +26,7 @@ from typing import TextIO
 
 from cnncli import __version__
 from cnncli.data.dataset import DataWarning
-from cnncli.errors import DataError
+from cnncli.errors import DataError, raise_all
 from cnncli.text import count, some
 
 #: File name endings taken from folders and glob patterns (compared lower-case).
@@ -335,17 +335,18 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None,
                 expander.expand(entry, source=list_path, line=number)
         else:
             expander.expand(arg)
-    if empty and len(expander.missing) == len(expander.paths):  # no image at all
-        raise empty[0]
-    if expander.missing and (not missing_ok or len(expander.missing) == len(expander.paths)):
-        _raise_missing(expander.missing)
+    nothing = len(expander.missing) == len(expander.paths)  # no image found at all
+    if empty and nothing:  # every problem said, as when every path is missing
+        raise_all(empty + ([_missing(expander.missing)] if expander.missing else []))
+    if expander.missing and (not missing_ok or nothing):
+        raise _missing(expander.missing)
     return expander.paths
 
 
-def _raise_missing(missing: list[tuple[str, str | None, int | None]]) -> None:
+def _missing(missing: list[tuple[str, str | None, int | None]]) -> DataError:
     first_path, source, line = missing[0]
     what = "does not exist" if len(missing) == 1 else "do not exist"
-    raise DataError(
+    return DataError(
         "no such file or folder" if len(missing) == 1 and source is None  # file= names it
         else f"{some((repr(path) for path, _, _ in missing), shown=5)} {what}",
         file=source or first_path,
