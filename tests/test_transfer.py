@@ -624,3 +624,37 @@ def test_a_random_backbone_frozen_on_purpose_is_warned_about_in_check_and_dry_ru
     assert "is frozen (`train.freeze: backbone`): only the head will learn" in note
     cfg = config.load(path)
     assert note in checking.build_config(cfg, str(path)).warnings
+
+
+def test_the_download_fetches_mobilenet_v2s_file_for_the_input_size_asked(tmp_path,
+                                                                         monkeypatch):
+    """configs/transfer.yaml fine-tunes at 160x160: its file is not the default size's,
+    and the offline error says the command that fetches it."""
+    import dataclasses
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    calls = []
+
+    def factory(weights, **options):
+        calls.append(options)
+        size = options.get("input_shape", (224,))[0]
+        name = entry.weights_file if options.get("include_top", True) else \
+            pretrained.notop_file(entry, size)
+        (tmp_path / "models").mkdir(exist_ok=True)
+        (tmp_path / "models" / name).write_bytes(b"weights")
+
+    entry = dataclasses.replace(pretrained.REGISTRY["mobilenet_v2"], factory=factory)
+    monkeypatch.setitem(pretrained.REGISTRY, "mobilenet_v2", entry)
+    paths = pretrained.download("mobilenet_v2", 160)
+    assert calls[1] == {"include_top": False, "input_shape": (160, 160, 3)}
+    assert paths[1].name == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
+    assert paths[1].is_file()
+    with pytest.raises(ConfigError, match="come for inputs of 96, 128, 160, 192, 224 pixels, "
+                                          "not 150"):
+        pretrained.download("mobilenet_v2", 150)
+    from cnncli.model import backbone_weights
+
+    (tmp_path / "models" / paths[1].name).unlink()
+    with pytest.raises(ModelError) as missing:
+        backbone_weights.locate("mobilenet_v2", "imagenet", (160, 160, 3), offline=True)
+    assert "`cnncli models --download mobilenet_v2 --input-size 160`" in missing.value.hint

@@ -84,6 +84,10 @@ def schema(json: Annotated[bool, typer.Option(
 def models(
     download: Annotated[str | None, typer.Option(
         help="Fetch a pretrained model's weights into Keras' cache now.")] = None,
+    input_size: Annotated[int | None, typer.Option(
+        help="With --download: the input size to fine-tune at, for a network whose weights "
+        "without the classifier depend on it (mobilenet_v2: 96, 128, 160, 192, 224).")]
+    = None,
     json: JsonOpt = False,
 ) -> None:
     """List the built-in architectures and the pretrained models (weights cached or not)."""
@@ -91,7 +95,7 @@ def models(
     from cnncli.model import catalogue, pretrained
 
     if download:
-        for path in pretrained.download(download):  # with and without the classifier
+        for path in pretrained.download(download, input_size):  # with and without the top
             render.out.print(f"{download}: weights in {path}", markup=False)
         return
     found = catalogue.entries()

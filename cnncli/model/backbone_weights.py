@@ -49,9 +49,12 @@ class WeightsFile:
 
 def expected_file(name: str, input_shape) -> str:
     """Keras' cache file name of the no-top weights of `name` for `input_shape`."""
-    entry = pretrained.get(name)
-    size = input_shape[0] if input_shape[0] == input_shape[1] else None
-    return pretrained.notop_file(entry, size)
+    return pretrained.notop_file(pretrained.get(name), _side(input_shape))
+
+
+def _side(input_shape) -> int | None:
+    """The side of a square input (MobileNetV2's no-top files are per side), else None."""
+    return input_shape[0] if input_shape[0] == input_shape[1] else None
 
 
 def locate(name: str, weights: str, input_shape, *, offline: bool,
@@ -77,14 +80,16 @@ def locate(name: str, weights: str, input_shape, *, offline: bool,
     if path is not None:
         return path
     if offline or not download:
-        raise pretrained.missing_notop(entry, file, "offline" if offline else "not cached")
+        raise pretrained.missing_notop(entry, file, "offline" if offline else "not cached",
+                                       _side(input_shape))
     try:  # Keras downloads it into its cache, checking its hash
         with warnings.catch_warnings(), downloads_on_stderr():
             warnings.simplefilter("ignore")  # MobileNetV2's note on sizes it has no file for
             entry.factory("imagenet", include_top=False, input_shape=tuple(input_shape))
     except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
         raise pretrained.missing_notop(
-            entry, file, f"the download failed: {first_line(exc)}") from None
+            entry, file, f"the download failed: {first_line(exc)}", _side(input_shape)) \
+            from None
     path = pretrained.cached(file)
     if path is None:
         raise pretrained.missing_notop(entry, file, "Keras stored it elsewhere")

@@ -231,23 +231,41 @@ def _is_notop(entry: Pretrained, path: Path) -> bool:
     return array_count(path) in (None, len(notop.weights))
 
 
-def download(name: str) -> list[Path]:
+def download(name: str, size: int | None = None) -> list[Path]:
     """Fetch the weights of `name` into Keras' cache now (for machines that go offline):
-    the full model's (prediction) and the no-top file (fine-tuning, at the default size)."""
+    the full model's (prediction) and the no-top file (fine-tuning; MobileNetV2 has one
+    per input `size`, the default's without it)."""
     entry = get(name)
-    for file, top in ((entry.weights_file, True), (notop_file(entry), False)):
+    if size is not None and entry.notop_sizes and size not in entry.notop_sizes:
+        raise ConfigError(f"{entry.name}'s weights without the classifier come for inputs of "
+                          f"{', '.join(map(str, entry.notop_sizes))} pixels, not {size}",
+                          hint="give one of those sizes (the config's model input)")
+    sized = {"input_shape": (size, size, 3)} if size and entry.notop_sizes else {}
+    for file, top, options in ((entry.weights_file, True, {}),
+                               (notop_file(entry, size), False, sized)):
         try:
             with downloads_on_stderr():
-                entry.factory("imagenet", include_top=top)
+                entry.factory("imagenet", include_top=top, **options)
         except Exception as exc:
             raise ModelError(
                 f"could not download the ImageNet weights of {entry.name}"
                 + ("" if top else " without its classifier")
                 + f": {first_line(exc)}", file=str(cache_dir() / file),
-                hint=f"run `cnncli models --download {entry.name}` on a machine that is "
+                hint=f"run `{download_command(entry, size)}` on a machine that is "
                      f"online and copy {cache_dir()}/{file} here, or download "
                      f"{entry.origin}{file} into {cache_dir()}/") from None
-    return [cache_dir() / entry.weights_file, cache_dir() / notop_file(entry)]
+    return [cache_dir() / entry.weights_file, cache_dir() / notop_file(entry, size)]
+
+
+def download_command(entry: Pretrained, size: int | None = None) -> str:
+    """The command that fetches `entry`'s weights, with the input size where its no-top
+    file depends on it.
+
+    >>> download_command(get("mobilenet_v2"), 160), download_command(get("vgg16"), 160)
+    ('cnncli models --download mobilenet_v2 --input-size 160', 'cnncli models --download vgg16')
+    """
+    sized = entry.notop_sizes and size in entry.notop_sizes and size != entry.size
+    return f"cnncli models --download {entry.name}" + (f" --input-size {size}" if sized else "")
 
 
 def _missing(entry: Pretrained, why: str) -> ModelError:
@@ -259,12 +277,14 @@ def _missing(entry: Pretrained, why: str) -> ModelError:
              f"{entry.name}` on a machine that is online")
 
 
-def missing_notop(entry: Pretrained, file: str, why: str) -> ModelError:
-    """The error for no-top weights that are not on this machine: the file, where it goes."""
+def missing_notop(entry: Pretrained, file: str, why: str, size: int | None = None
+                  ) -> ModelError:
+    """The error for no-top weights (of an input of `size`) that are not on this machine:
+    the file, where it goes, the command that fetches it."""
     return ModelError(
         f"the ImageNet weights of {entry.name} without its classifier are not on this "
         f"machine ({why})", file=str(cache_dir() / file),
         hint=f"download {entry.origin}{file} (about {entry.notop_megabytes:g} MB) and put it "
              f"in {cache_dir()}/, or give a weights file (`model.weights: FILE` or "
-             f"--weights FILE), or run `cnncli models --download {entry.name}` on a machine "
+             f"--weights FILE), or run `{download_command(entry, size)}` on a machine "
              "that is online")
