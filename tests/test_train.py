@@ -793,6 +793,26 @@ def test_a_network_with_more_classes_than_the_data_is_warned_of_and_names_its_ou
         config.load(write_config(tmp_path))).warnings)
 
 
+def test_a_class_whose_images_all_went_to_validation_is_warned_of(tmp_path):
+    """One photo of a class: the validation split (not by class) may take it, and the
+    model then has an output it never trains."""
+    from cnncli.data.feed import validation_indices
+
+    path = write_config(tmp_path)
+    cfg = config.load(path)
+    d = dict(np.load(cfg.data.name))
+    _, held = validation_indices(len(d["y_train"]), cfg.data.validation_split, cfg.train.seed)
+    d["y_train"][held[0]] = 3  # a fourth class, its one image among those held out
+    np.savez(cfg.data.name, **{**d, "class_names": np.array(["a", "b", "c", "rare"])})
+    p = planning.plan(config.load(path, ["model.classes=4"]))
+    assert "no training image is left of 'rare' (the validation split took all of its " \
+           "images): the model never learns it" in " ".join(p.warnings)
+    d["y_train"][held[0]] = 0  # back among the three: nothing to say
+    np.savez(cfg.data.name, **{**d, "class_names": np.array(["a", "b", "c"])})
+    assert not any("no training image is left" in w for w in planning.plan(
+        config.load(path)).warnings)
+
+
 def test_check_summary_and_dry_run_show_the_network_image_size_gives(tmp_path):
     """`data.image_size` resizes the images and the network's input: what is shown is
     what training builds (its first Dense layer's weights depend on it)."""

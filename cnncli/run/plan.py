@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cnncli import config, devices, runfolder, text, yamlio
 from cnncli.data import checks, datasets, records
 from cnncli.data.dataset import Dataset
@@ -180,7 +182,8 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
     preprocessing = d.preprocessing or network.preprocessing
     warnings = (list(built.warnings) + memory_warnings(built, placement, t.batch_size)
                 + _left_over(len(feed.train), batch)
-                + _untrained_outputs(data.class_names, network.classes))
+                + _untrained_outputs(data.class_names, network.classes)
+                + _classes_without_training_images(data.class_names, feed))
     data_notes = [f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, converted "
                   f"to {'RGB' if network.input[-1] == 3 else 'grey'} for the model"] \
         if data.image_shape and data.image_shape[-1] != network.input[-1] else []
@@ -307,6 +310,23 @@ def _untrained_outputs(class_names, outputs: int | None) -> list[str]:
             "(numbered from 0) never get a training image, yet take a share of every "
             f"prediction; give the network {have} classes (`classes: {have}`, or no `classes` to "
             "take the data's; an output layer of `units: $classes` follows)"]
+
+
+def _classes_without_training_images(class_names, feed) -> list[str]:
+    """A warning naming the classes the validation split left no training image (a
+    class of one or two photos): their outputs are never trained."""
+    if not len(feed.val):
+        return []
+    trained = np.bincount(np.asarray(feed.train.labels, np.int64),
+                          minlength=len(class_names))
+    missing = [name for name, n in zip(class_names, trained, strict=False) if n == 0]
+    if not missing:
+        return []
+    return [f"no training image is left of {text.some(map(repr, missing))} (the validation "
+            "split took all of "
+            f"{'its images' if len(missing) == 1 else 'their images'}): the model never learns "
+            f"{'it' if len(missing) == 1 else 'them'}; add images of "
+            f"{'it' if len(missing) == 1 else 'them'}, or lower data.validation_split"]
 
 
 def _left_over(images: int, batch: int) -> list[str]:
