@@ -885,6 +885,22 @@ def test_a_problem_with_a_section_only_set_on_the_command_line_names_the_set(tmp
     assert result.returncode == 2 and said in result.stderr, result.stderr
 
 
+def test_a_bad_pretrained_setting_given_on_the_command_line_names_it_not_the_configs_line(
+        tmp_path):
+    """`model: {from: ...}` is checked apart from the rest: its errors named the config's
+    line of the key, which holds the file's good value."""
+    path = tmp_path / "ft.yaml"
+    path.write_text("model:\n  from: mobilenet_v2\n  weights: mine.weights.h5\n"
+                    "data: {name: photos}\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, ["model.weights=photos"])
+    assert (caught.value.where, caught.value.line) == ("--set model.weights=photos", None)
+    path.write_text(path.read_text().replace("mine.weights.h5", "photos"))
+    with pytest.raises(ConfigError) as in_the_file:  # the file's own mistake: its line
+        config.load(path, ["model.dropout=0.1"])
+    assert in_the_file.value.line == 3
+
+
 def test_acc_is_accuracy_one_column_and_the_figure_best_keras_follows():
     t = config.TrainSection(metrics=["acc", "sparse_top_k_categorical_accuracy"])
     assert t.metrics == ["accuracy", "sparse_top_k_categorical_accuracy"]

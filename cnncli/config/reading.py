@@ -56,7 +56,7 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
         raise as_config_errors(exc, doc, file, set_by=set_by or {}) from None
     cfg._set_by = dict(set_by or {})
     if isinstance(cfg.model, dict) and "from" in cfg.model:
-        check_part(("model",), cfg.model, doc, file)  # `model: {from: vgg16, classes: 0}`
+        check_part(("model",), cfg.model, doc, file, set_by)  # `{from: vgg16, classes: 0}`
     _check_monitor(cfg, doc, file, set_by)
     return cfg
 
@@ -160,9 +160,11 @@ OVERRIDE_HINTS = {"model.weights": "--weights goes with a pretrained network to 
 
 
 
-def check_part(where: tuple, value: dict, doc: Any, file: str | None):
-    """Validate the mapping at `where` (a key of `PARTS`), errors named like the rest."""
+def check_part(where: tuple, value: dict, doc: Any, file: str | None,
+               set_by: dict[str, str] | None = None):
+    """Validate the mapping at `where` (a key of `PARTS`), errors named like the rest
+    (one set on the command line by how it was given: `set_by` as in `parse`)."""
     try:
         return PARTS[where].model_validate(value)
     except ValidationError as exc:
-        raise as_config_errors(exc, doc, file, prefix=where) from None
+        raise as_config_errors(exc, doc, file, prefix=where, set_by=set_by) from None
