@@ -176,6 +176,20 @@ def test_a_keras3_weights_file_of_another_network_is_refused_by_check_quietly(tm
     assert [str(w.message) for w in recwarn] == []  # Keras' one warning per variable
 
 
+def test_a_runs_model_given_as_a_backbones_weights_says_how_to_go_on_from_the_run(tmp_path):
+    """A natural mistake: `--weights runs/ft/1/model.keras` to go on from a run."""
+    run = tmp_path / "runs" / "ft" / "1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("model: linear\n")
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(run / "model.keras")
+    sub = builder.build_checked(head_spec()).model.get_layer("mobilenet_v2")
+    with pytest.raises(ModelError) as caught:
+        backbone_weights.load(sub, "mobilenet_v2", run / "model.keras")
+    assert caught.value.hint.startswith("this is a trained run's whole model (not weights for "
+                                        f"mobilenet_v2 without its classifier): to go on from "
+                                        f"it, write `model: {{from: {run}}}` (the run folder)")
+
+
 def test_a_keras3_weights_file_that_fits_passes_check_and_loads(weights_files, tmp_path):
     path = write_config(tmp_path, model=f"{{from: mobilenet_v2, weights: "
                                         f"{weights_files['mine']}}}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from cnncli import runfolder
 from cnncli.errors import ModelError
 
 
@@ -37,8 +38,13 @@ def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
             warnings.simplefilter("ignore")
             model.load_weights(str(path))
     except Exception as exc:  # h5py, Keras' ValueError on shapes or layer counts
+        run = path.parent
+        hint = (f"this is a trained run's whole model (not weights for {fits}): to go on from "
+                f"it, write `model: {{from: {run}}}` (the run folder) instead; or use "
+                f"Keras' {expected}") if path.name in runfolder.MODELS and \
+            (run / runfolder.CONFIG).is_file() else f"use Keras' {expected}"
         raise ModelError(f"these weights do not fit {fits}: {keras_reason(exc)}",
-                         file=str(path), hint=f"use Keras' {expected}") from None
+                         file=str(path), hint=hint) from None
 
 
 def array_count(path: str | Path) -> int | None:
