@@ -98,6 +98,18 @@ def test_steps_can_end_mid_epoch(tmp_path):
     assert result.metrics.steps == 20 and result.metrics.epochs == 2
 
 
+def test_the_training_line_of_steps_that_end_mid_epoch_says_so(tmp_path):
+    from cnncli.cli import render
+
+    path = write_config(tmp_path, epochs=1, extra_train="steps: 20")
+    cfg = config.load(path)
+    cfg.train.epochs = None
+    assert render.training_line(planning.plan(cfg)) == \
+        "Training toy for 20 steps (2 epochs of 16 steps, the last cut to 4) (batch 16)"
+    whole = planning.plan(config.load(path, ["train.steps=32"]))
+    assert render.training_line(whole) == "Training toy for 2 epochs of 16 steps (batch 16)"
+
+
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
     path = write_config(tmp_path, epochs=3, lr=1e20, optimizer="sgd", backup_every=1,
                         extra_train="steps_per_execution: 1")  # a backup after every step

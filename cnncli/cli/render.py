@@ -137,9 +137,14 @@ def data_line(plan) -> str:
 
 
 def training_line(plan, verb: str = "Training") -> str:
-    """``Training mnist_net for 3 epochs of 1,080 steps (batch 50)``."""
-    return (f"{verb} {plan.spec.name} for {count(plan.epochs, 'epoch')} of "
-            f"{count(plan.steps_per_epoch, 'step')} (batch {plan.cfg.train.batch_size})")
+    """``Training mnist_net for 3 epochs of 1,080 steps (batch 50)``; with
+    ``train.steps`` cutting the last epoch short, ``for 5 steps (2 epochs of 3 steps, the
+    last cut to 2)``."""
+    epochs = f"{count(plan.epochs, 'epoch')} of {count(plan.steps_per_epoch, 'step')}"
+    cut = plan.total_steps - (plan.epochs - 1) * plan.steps_per_epoch
+    if cut != plan.steps_per_epoch:
+        epochs = f"{count(plan.total_steps, 'step')} ({epochs}, the last cut to {cut})"
+    return f"{verb} {plan.spec.name} for {epochs} (batch {plan.cfg.train.batch_size})"
 
 
 class PlainTrainReporter:
