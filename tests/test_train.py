@@ -913,6 +913,20 @@ def test_a_bad_pretrained_setting_given_on_the_command_line_names_it_not_the_con
     assert in_the_file.value.line == 3
 
 
+def test_a_pretrained_networks_problems_are_said_with_the_rest_of_the_configs(tmp_path):
+    """`model: {from: ...}` is checked apart: its typo came only once the rest was right."""
+    from cnncli.errors import ManyErrors
+
+    path = tmp_path / "ft.yaml"
+    path.write_text("model: {from: mobilenet_v2, weights: none, dropot: 0.2}\n"
+                    "data: {name: photos}\ntrain: {epochs: ten}\n")
+    with pytest.raises(ManyErrors) as caught:
+        config.load(path)
+    first, second = caught.value.errors
+    assert (first.line, first.message) == (1, "unknown key 'model.dropot'")
+    assert second.line == 3 and second.message.startswith("`train.epochs`")
+
+
 def test_acc_is_accuracy_one_column_and_the_figure_best_keras_follows():
     t = config.TrainSection(metrics=["acc", "sparse_top_k_categorical_accuracy"])
     assert t.metrics == ["accuracy", "sparse_top_k_categorical_accuracy"]

@@ -55,7 +55,8 @@ def check(
                                         "built-in name.")],
     json: JsonOpt = False,
 ) -> None:
-    """Validate a spec or run config without training (exit 0 if valid, 2 if not)."""
+    """Validate a spec or run config without training (exit 0 if valid, 2 if not; 3 for a
+    weights or model file it names that cannot be read or does not fit)."""
     from cnncli.cli import render
     from cnncli.run import checking
 

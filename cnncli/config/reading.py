@@ -53,7 +53,14 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
     try:
         cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:
-        raise as_config_errors(exc, doc, file, set_by=set_by or {}) from None
+        rest = as_config_errors(exc, doc, file, set_by=set_by or {})
+        errors = getattr(rest, "errors", [rest])
+        if isinstance(model, dict) and "from" in model:  # its own checks too: all at once
+            try:
+                check_part(("model",), model, doc, file, set_by)
+            except ConfigError as part:
+                errors = [*getattr(part, "errors", [part]), *errors]
+        raise (errors[0] if len(errors) == 1 else ManyErrors(errors)) from None
     cfg._set_by = dict(set_by or {})
     if isinstance(cfg.model, dict) and "from" in cfg.model:
         check_part(("model",), cfg.model, doc, file, set_by)  # `{from: vgg16, classes: 0}`
