@@ -758,7 +758,8 @@ def test_a_disk_that_fills_up_half_way_keeps_the_files_made_and_says_which(run, 
     assert error.message == ("cannot write the export: No space left on device; kept: "
                              "model.tflite (checked); not made: onnx")
     assert error.hint.startswith("free some disk space, or give another --output; export "
-                                 "the ones not made with --format onnx")
+                                 "the ones not made: the same command with --format onnx "
+                                 f"--output {tmp_path / 'out'};")
     assert error.exit_code == 3 and [r.path.name for r in error.report.results] == \
         ["model.tflite"]
     assert error.to_dict()["report"]["exports"][0]["kept"]  # --json has the report too
