@@ -672,3 +672,18 @@ def test_the_download_fetches_mobilenet_v2s_file_for_the_input_size_asked(tmp_pa
     with pytest.raises(ModelError) as missing:
         backbone_weights.locate("mobilenet_v2", "imagenet", (160, 160, 3), offline=True)
     assert "`cnncli models --download mobilenet_v2 --input-size 160`" in missing.value.hint
+
+
+def test_from_a_name_both_spec_and_pretrained_without_weights_is_noted_as_trained_anew(
+        tmp_path):
+    """`from: vgg16` is the lecture's network, new weights; `from: resnet50` ImageNet's:
+    the same line means two things, so check and training say which."""
+    from cnncli.run import plan as planning
+
+    path = write_config(tmp_path, model="{from: vgg16, classes: 3}")
+    note = "`from: vgg16` without `weights` is the lecture's vgg16, trained from new " \
+           "(random) weights, every layer; to fine-tune ImageNet's, add `weights: imagenet`"
+    assert any(w.startswith(note) for w in checking.check(str(path)).warnings)
+    assert any(w.startswith(note) for w in planning.plan(config.load(path)).warnings)
+    path.write_text(path.read_text().replace("{from: vgg16, classes: 3}", "vgg16"))
+    assert not any("without `weights`" in w for w in checking.check(str(path)).warnings)

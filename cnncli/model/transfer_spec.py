@@ -35,6 +35,25 @@ def kind(source: str, weights: str | None) -> str:
     return "spec"
 
 
+def fresh_network_note(model) -> list[str]:
+    """A note for `from:` a name that is both a built-in spec and a pretrained network,
+    without `weights`: the lecture's network with new weights, where the same line with
+    another pretrained name (resnet50) starts from ImageNet's.
+
+    >>> fresh_network_note({"from": "vgg16"})[0][:40]
+    '`from: vgg16` without `weights` is the l'
+    >>> fresh_network_note({"from": "vgg16", "weights": "imagenet"}), fresh_network_note("vgg16")
+    ([], [])
+    """
+    source = model.get("from") if isinstance(model, dict) else None
+    if kind(str(source), model.get("weights") if source else None) != "spec" or \
+            source not in pretrained.REGISTRY:
+        return []
+    return [f"`from: {source}` without `weights` is the lecture's {source}, trained from "
+            "new (random) weights, every layer; to fine-tune ImageNet's, add `weights: "
+            "imagenet` (frozen, with a new classifier)"]
+
+
 def document(section, *, classes: int | None, image_size: list | None,
              file: str | None) -> dict | None:
     """The spec (a YAML-like mapping) for the config's `model` section, or None when

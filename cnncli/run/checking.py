@@ -23,7 +23,7 @@ from pathlib import Path
 from cnncli import config, runfolder, yamlio
 from cnncli.data import datasets
 from cnncli.errors import CnnError, ConfigError, InputTooSmall, raise_all, suggest
-from cnncli.model import architectures, builder, spec
+from cnncli.model import architectures, builder, spec, transfer_spec
 from cnncli.run import transfer
 from cnncli.run.compile import check_training
 
@@ -227,7 +227,7 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
             built = builder.build_checked(network)
     except CnnError as exc:
         return None, located(input_blamed(getattr(exc, "errors", [exc]), cfg.model, network))
-    built.warnings[:0] = notes
+    built.warnings[:0] = notes + transfer_spec.fresh_network_note(cfg.model)
     errors = located(transfer.problems(cfg.train, built.model, epochs))
     random = transfer.random_frozen_backbone(cfg.train, built)
     built.warnings += [random] if random else []

@@ -21,7 +21,7 @@ from cnncli.data import checks, datasets, records
 from cnncli.data.dataset import Dataset
 from cnncli.data.feed import Feed
 from cnncli.errors import CnnError, ConfigError, DataError, raise_all
-from cnncli.model import builder
+from cnncli.model import builder, transfer_spec
 from cnncli.model import spec as specs
 from cnncli.model.meta import ModelMeta, output_names
 from cnncli.run import checking, transfer
@@ -224,6 +224,7 @@ def _checked(network: specs.Spec, cfg: config.RunConfig, data: Dataset,
     except CnnError as exc:
         errors += config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by)
     raise_all(errors)
+    built.warnings += transfer_spec.fresh_network_note(cfg.model)
     return built
 
 
