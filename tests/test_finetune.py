@@ -372,6 +372,17 @@ def test_history_and_progress_lines_show_the_stage(uninterrupted):
             ] == ["info"]
 
 
+def test_the_training_line_says_the_second_stage_before_it_starts(source, tmp_path):
+    from cnncli.cli import render
+    from cnncli.run import plan as planning
+    from cnncli.text import count
+
+    p = planning.plan(config.load(write_finetune(tmp_path, source)))
+    assert render.training_line(p).endswith(
+        f"(batch 16); stage 2 from epoch 3: {count(len(p.transfer.unfrozen), 'more layer')} "
+        "trained, learning rate 0.001")
+
+
 def test_metrics_json_and_the_model_file_record_what_it_started_from(source, uninterrupted):
     result = uninterrupted
     found = result.metrics.transfer

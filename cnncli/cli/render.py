@@ -139,12 +139,19 @@ def data_line(plan) -> str:
 def training_line(plan, verb: str = "Training") -> str:
     """``Training mnist_net for 3 epochs of 1,080 steps (batch 50)``; with
     ``train.steps`` cutting the last epoch short, ``for 5 steps (2 epochs of 3 steps, the
-    last cut to 2)``."""
+    last cut to 2)``; with `train.fine_tune`, its second stage (``; stage 2 from epoch 3:
+    7 more layers trained, learning rate 1e-05``)."""
     epochs = f"{count(plan.epochs, 'epoch')} of {count(plan.steps_per_epoch, 'step')}"
     cut = plan.total_steps - (plan.epochs - 1) * plan.steps_per_epoch
     if cut != plan.steps_per_epoch:
         epochs = f"{count(plan.total_steps, 'step')} ({epochs}, the last cut to {cut})"
-    return f"{verb} {plan.spec.name} for {epochs} (batch {plan.cfg.train.batch_size})"
+    line = f"{verb} {plan.spec.name} for {epochs} (batch {plan.cfg.train.batch_size})"
+    t = plan.transfer
+    if t is not None and t.fine_tune is not None:  # said before it starts, as the plan
+        line += (f"; stage 2 from epoch {t.fine_tune.after_epochs + 1}: "
+                 f"{count(len(t.unfrozen), 'more layer')} trained, learning rate "
+                 f"{t.fine_tune.learning_rate:g}")
+    return line
 
 
 class PlainTrainReporter:
