@@ -17,7 +17,7 @@ from cnncli.config.located import (
     with_lines,
 )
 from cnncli.config.sections import EMPTY_MODEL, PARTS, RunConfig, as_written
-from cnncli.errors import ConfigError, ManyErrors, suggest
+from cnncli.errors import ConfigError, ManyErrors, raise_all, suggest
 
 
 def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = None
@@ -50,6 +50,7 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
             rest = as_config_errors(exc, doc, file, set_by=set_by or {})
             raise ManyErrors([first, *getattr(rest, "errors", [rest])]) from None
         raise first
+    errors: list = []
     try:
         cfg = RunConfig.model_validate(doc)
     except ValidationError as exc:
@@ -60,7 +61,7 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
                 check_part(("model",), model, doc, file, set_by)
             except ConfigError as part:
                 errors = [*getattr(part, "errors", [part]), *errors]
-        raise (errors[0] if len(errors) == 1 else ManyErrors(errors)) from None
+    raise_all(errors)
     cfg._set_by = dict(set_by or {})
     if isinstance(cfg.model, dict) and "from" in cfg.model:
         check_part(("model",), cfg.model, doc, file, set_by)  # `{from: vgg16, classes: 0}`

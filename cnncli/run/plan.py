@@ -323,11 +323,10 @@ def _classes_without_training_images(class_names, feed) -> list[str]:
     missing = [name for name, n in zip(class_names, trained, strict=False) if n == 0]
     if not missing:
         return []
+    it, its = ("it", "its") if len(missing) == 1 else ("them", "their")
     return [f"no training image is left of {text.some(map(repr, missing))} (the validation "
-            "split took all of "
-            f"{'its images' if len(missing) == 1 else 'their images'}): the model never learns "
-            f"{'it' if len(missing) == 1 else 'them'}; add images of "
-            f"{'it' if len(missing) == 1 else 'them'}, or lower data.validation_split"]
+            f"split took all of {its} images): the model never learns {it}; add images of "
+            f"{it}, or lower data.validation_split"]
 
 
 def _left_over(images: int, batch: int) -> list[str]:
