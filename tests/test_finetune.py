@@ -372,6 +372,18 @@ def test_history_and_progress_lines_show_the_stage(uninterrupted):
             ] == ["info"]
 
 
+def test_a_run_early_stopping_ends_in_the_first_stage_records_nothing_unfrozen(source,
+                                                                              tmp_path):
+    # no epoch improves val_loss by 1000: the run stops after epoch 2, before stage 2
+    result = run_train(write_finetune(tmp_path, source, train="fine_tune: {after_epochs: "
+                                      "2, learning_rate: 0.001}\nearly_stopping: "
+                                      "{patience: 1, min_delta: 1000}"))
+    assert result.metrics.epochs == 2 and result.metrics.stopped_early
+    found = result.metrics.transfer
+    assert found["unfrozen_layers"] == 0 and found["fine_tuned_from_epoch"] is None
+    assert found["fine_tune"]["after_epochs"] == 2  # what was asked, still said
+
+
 def test_the_training_line_says_the_second_stage_before_it_starts(source, tmp_path):
     from cnncli.cli import render
     from cnncli.run import plan as planning
@@ -388,6 +400,7 @@ def test_metrics_json_and_the_model_file_record_what_it_started_from(source, uni
     found = result.metrics.transfer
     assert found["backbone"] == str(source) and found["freeze"] == "backbone"
     assert found["frozen_layers"] == 3 and found["unfrozen_layers"] == 1  # not pool1: no weights
+    assert found["fine_tuned_from_epoch"] == 3
     assert found["fine_tune"] == {"after_epochs": 2, "unfreeze": "all",
                                   "learning_rate": 0.001}
     import hashlib

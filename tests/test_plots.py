@@ -66,6 +66,34 @@ def test_training_curves_work_with_only_some_keys_in_some_epochs(tmp_path):
     assert curves_in(path, 0) == curves_in(path, 1) == {"training"}  # one curve each
 
 
+def stage_line_columns(path) -> list[int]:
+    """The pixel columns of the picture at `path` holding a vertical run of the stage
+    line's grey (more than 40 pixels of it)."""
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    grey = np.abs(pixels - (127, 127, 127)).sum(axis=-1) < 40
+    return [int(c) for c in np.nonzero(grey.sum(axis=0) > 40)[0]]
+
+
+def test_the_curves_of_a_fine_tuning_run_mark_where_its_second_stage_starts(tmp_path):
+    five = HISTORY + [{"epoch": 4, "loss": 0.4, "accuracy": 0.85},
+                      {"epoch": 5, "loss": 0.3, "accuracy": 0.9}]
+    at_3 = [row | {"stage": 1 if row["epoch"] < 3 else 2} for row in five]
+    at_4 = [row | {"stage": 1 if row["epoch"] < 4 else 2} for row in five]
+    one_stage = [row | {"stage": 1} for row in five]
+    lines_3 = stage_line_columns(plots.training_curves(at_3, tmp_path / "a" / "c.png"))
+    lines_4 = stage_line_columns(plots.training_curves(at_4, tmp_path / "b" / "c.png"))
+    assert stage_line_columns(plots.training_curves(five, tmp_path / "c" / "c.png")) == []
+    assert stage_line_columns(plots.training_curves(one_stage, tmp_path / "d" / "c.png")) == []
+    with Image.open(tmp_path / "a" / "c.png") as image:
+        half = image.width // 2
+    for lines in (lines_3, lines_4):  # one line in each panel
+        assert [c for c in lines if c < half] and [c for c in lines if c > half]
+    # a stage starting an epoch later: its lines an epoch further right, in both panels
+    assert min(lines_4) > max(c for c in lines_3 if c < half)
+    assert min(c for c in lines_4 if c > half) > max(lines_3)
+
+
 def test_training_curves_create_missing_folders(tmp_path):
     assert_png(plots.training_curves(HISTORY, tmp_path / "a" / "b" / "curves.png"))
 

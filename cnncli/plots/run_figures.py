@@ -18,6 +18,8 @@ from cnncli.text import percent, printable, shorten
 CELL_TEXT_MAX_CLASSES = 20
 #: Show class names on the confusion matrix's axes up to this many classes.
 TICK_LABELS_MAX_CLASSES = 120
+#: The colour of the line where fine-tuning's second stage starts on the curves.
+STAGE_LINE = "#7f7f7f"
 
 
 def _series(history: list[dict], key: str) -> np.ndarray:
@@ -36,9 +38,13 @@ def training_curves(history: list[dict], path: str | Path) -> Path:
 
     `history` has one dict per epoch with any of the keys ``loss``, ``accuracy``,
     ``val_loss``, ``val_accuracy`` (missing keys are simply not drawn). The x axis is
-    each dict's ``epoch`` if present, else the 1-based position in the list.
+    each dict's ``epoch`` if present, else the 1-based position in the list. A run of
+    two stages (rows with ``stage`` 1, then 2: `train.fine_tune`) gets a dotted line
+    where the second stage starts, in both panels.
     """
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
+    second = [e for e, row in zip(epochs, history, strict=True) if row.get("stage") == 2]
+    switch = second[0] - 0.5 if second and second[0] != epochs[0] else None
     fig = Figure(figsize=(10, 4), layout="constrained")
     panels = fig.subplots(1, 2)
     for ax, metric, title in ((panels[0], "loss", "Loss"), (panels[1], "accuracy", "Accuracy")):
@@ -49,6 +55,8 @@ def training_curves(history: list[dict], path: str | Path) -> Path:
                 continue
             ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
             drawn = True
+        if switch is not None:
+            ax.axvline(switch, color=STAGE_LINE, linestyle=":", label="stage 2 (fine-tuning)")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -168,7 +168,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
                            len(d.test), d.num_classes, list(d.class_names)),
         preprocessing=p.preprocessing,
         input=list(p.spec.input),
-        transfer=p.transfer.to_json() if p.transfer else None,
+        transfer=p.transfer.to_json(fine_tuned=state.stage > 0) if p.transfer else None,
         versions={"cnncli": __version__, "tensorflow": tf.__version__,
                   "keras": keras.__version__, "numpy": np.__version__,
                   "python": platform.python_version()})

@@ -55,12 +55,16 @@ class Transfer:
         """The paths of the layers frozen in `stage` (0: first, 1: fine-tuning)."""
         return set(self.frozen) - (set(self.unfrozen) if stage else set())
 
-    def to_json(self) -> dict:
+    def to_json(self, *, fine_tuned: bool = False) -> dict:
+        """The record of a run (`fine_tuned`: its second stage started; a run that early
+        stopping ended in the first unfroze nothing)."""
+        ft = self.fine_tune
         return {"backbone": self.backbone, "freeze": self.freeze,
                 "frozen_layers": len(self.frozen),
                 "weights": [w.to_json() for w in self.weights] + self.sources,
-                "fine_tune": self.fine_tune.model_dump() if self.fine_tune else None,
-                "unfrozen_layers": len(self.unfrozen)}
+                "fine_tune": ft.model_dump() if ft else None,
+                "fine_tuned_from_epoch": ft.after_epochs + 1 if ft and fine_tuned else None,
+                "unfrozen_layers": len(self.unfrozen) if fine_tuned else 0}
 
 
 def freeze_setting(train: config.TrainSection, model) -> str | int | list:
