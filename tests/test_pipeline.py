@@ -127,20 +127,57 @@ def test_images_without_a_channel_axis_get_one():
 # --------------------------------------------------------------------------- #
 
 
+def classes(n: int) -> np.ndarray:
+    """The labels of `n` images of three classes."""
+    return np.arange(n) % 3
+
+
 def test_validation_split_sizes_are_disjoint_and_cover_everything():
-    train, val = feed.validation_indices(50, 0.2, seed=0)
+    train, val = feed.validation_indices(classes(50), 0.2, seed=0)
     assert (len(train), len(val)) == (40, 10)
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(50))
 
 
 def test_validation_split_is_seeded():
-    first = feed.validation_indices(50, 0.2, seed=7)[1]
-    np.testing.assert_array_equal(first, feed.validation_indices(50, 0.2, seed=7)[1])
-    assert not np.array_equal(first, feed.validation_indices(50, 0.2, seed=8)[1])
+    first = feed.validation_indices(classes(50), 0.2, seed=7)[1]
+    np.testing.assert_array_equal(first, feed.validation_indices(classes(50), 0.2, seed=7)[1])
+    assert not np.array_equal(first, feed.validation_indices(classes(50), 0.2, seed=8)[1])
+
+
+def test_the_validation_images_keep_each_classs_share():
+    labels = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    for seed in range(20):
+        _, held = feed.validation_indices(labels, 0.1, seed=seed)
+        assert np.bincount(labels[held], minlength=3).tolist() == [8, 2, 0]  # 1.5 up, .5 not
+    shares = {tuple(np.bincount(labels[feed.validation_indices(labels, 0.1, seed=seed,
+                                                                stratify=False)[1]],
+                                minlength=3)) for seed in range(20)}
+    assert len(shares) > 1 and all(sum(s) == 10 for s in shares)  # random: 10, any classes
+
+
+def test_a_class_of_one_image_keeps_it_to_train_on():
+    labels = np.array([0] * 9 + [1])
+    for seed in range(20):  # the split of 5 would take one of "1" in proportion (0.5: up)
+        train, held = feed.validation_indices(labels, 0.5, seed=seed)
+        assert 9 in train and len(held) == 5
+
+
+def test_class_quotas_add_up_to_the_total_in_proportion():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        counts = rng.integers(1, 30, rng.integers(1, 8))
+        total = int(rng.integers(1, counts.sum()))
+        quotas = feed.class_quotas(counts, total)
+        assert quotas.sum() == total and (quotas <= counts).all()
+        room = counts - 1
+        if total <= room.sum():  # every class can keep one image: each does
+            assert (quotas <= room).all()
+            exact = counts * total / counts.sum()
+            assert (np.abs(quotas - exact) < 2).all()
 
 
 def test_validation_fraction_zero_gives_an_empty_validation_set():
-    assert len(feed.validation_indices(10, 0.0, seed=0)[1]) == 0
+    assert len(feed.validation_indices(classes(10), 0.0, seed=0)[1]) == 0
 
 
 @pytest.mark.parametrize("n, smallest, less", [(2, 0.26, 0.25), (30, 0.017, 0.016),
@@ -148,27 +185,27 @@ def test_validation_fraction_zero_gives_an_empty_validation_set():
 def test_a_validation_fraction_under_one_image_names_the_smallest_that_gives_one(n, smallest,
                                                                                less):
     with pytest.raises(DataError, match=f"0.01 of {n} images is not one image") as e:
-        feed.validation_indices(n, 0.01, seed=0)
+        feed.validation_indices(classes(n), 0.01, seed=0)
     assert e.value.hint.startswith(f"use at least {smallest} ")
-    assert len(feed.validation_indices(n, smallest, seed=0)[1]) == 1
+    assert len(feed.validation_indices(classes(n), smallest, seed=0)[1]) == 1
     with pytest.raises(DataError, match="is not one image"):  # the smallest: one less fails
-        feed.validation_indices(n, less, seed=0)
+        feed.validation_indices(classes(n), less, seed=0)
 
 
 def test_one_image_cannot_be_split_whatever_the_fraction():
     with pytest.raises(DataError, match=r"0.3: 1 image cannot be split") as e:
-        feed.validation_indices(1, 0.3, seed=0)
+        feed.validation_indices(classes(1), 0.3, seed=0)
     assert e.value.hint == "use more data, or 0 (no validation)"
 
 
 def test_a_validation_fraction_taking_every_image_says_none_is_left_to_train_on():
     with pytest.raises(DataError, match="0.9 of 3 images leaves no image to train on"):
-        feed.validation_indices(3, 0.9, seed=0)
+        feed.validation_indices(classes(3), 0.9, seed=0)
 
 
 def test_validation_fraction_of_one_is_a_config_error():
     with pytest.raises(ConfigError, match="validation fraction"):
-        feed.validation_indices(10, 1.0, seed=0)
+        feed.validation_indices(classes(10), 1.0, seed=0)
 
 
 # --------------------------------------------------------------------------- #

@@ -111,11 +111,11 @@ def test_the_training_line_of_steps_that_end_mid_epoch_says_so(tmp_path):
 
 
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
-    path = write_config(tmp_path, epochs=3, lr=1e20, optimizer="sgd", backup_every=1,
+    path = write_config(tmp_path, epochs=3, lr=1e30, optimizer="sgd", backup_every=1,
                         extra_train="steps_per_execution: 1")  # a backup after every step
     with pytest.raises(TrainingError, match=r"NaN or infinite at epoch 1, step \d+") as e:
         run_train(path)
-    assert "the learning rate 1e+20 is high: lower it (--lr)" == e.value.hint
+    assert "the learning rate 1e+30 is high: lower it (--lr)" == e.value.hint
     run = tmp_path / "runs" / "toy" / "1"
     assert not (run / "model.keras").exists()
     model = training.compile_model(training.plan(config.load(path)))
@@ -806,23 +806,44 @@ def test_a_network_with_more_classes_than_the_data_is_warned_of_and_names_its_ou
 
 
 def test_a_class_whose_images_all_went_to_validation_is_warned_of(tmp_path):
-    """One photo of a class: the validation split (not by class) may take it, and the
-    model then has an output it never trains."""
+    """One photo of a class: a random validation split (`data.stratify: false`, as runs
+    before it was by class) may take it, and the model then has an output it never
+    trains; split by class, the class keeps its photo."""
     from cnncli.data.feed import validation_indices
 
     path = write_config(tmp_path)
     cfg = config.load(path)
     d = dict(np.load(cfg.data.name))
-    _, held = validation_indices(len(d["y_train"]), cfg.data.validation_split, cfg.train.seed)
+    _, held = validation_indices(d["y_train"], cfg.data.validation_split, cfg.train.seed,
+                                 stratify=False)
     d["y_train"][held[0]] = 3  # a fourth class, its one image among those held out
     np.savez(cfg.data.name, **{**d, "class_names": np.array(["a", "b", "c", "rare"])})
-    p = planning.plan(config.load(path, ["model.classes=4"]))
+    random = ["model.classes=4", "data.stratify=false"]
+    p = planning.plan(config.load(path, random))
     assert "no training image is left of 'rare' (the validation split took all of its " \
            "images): the model never learns it" in " ".join(p.warnings)
+    by_class = planning.plan(config.load(path, ["model.classes=4"]))
+    assert 3 in by_class.feed.train.labels and 3 not in by_class.feed.val.labels
+    assert not any("no training image is left" in w for w in by_class.warnings)
     d["y_train"][held[0]] = 0  # back among the three: nothing to say
     np.savez(cfg.data.name, **{**d, "class_names": np.array(["a", "b", "c"])})
     assert not any("no training image is left" in w for w in planning.plan(
-        config.load(path)).warnings)
+        config.load(path, ["data.stratify=false"])).warnings)
+
+
+def test_a_run_made_before_the_split_by_class_resumes_with_its_random_split(tmp_path):
+    import yaml
+
+    from cnncli.config.sections import digest_of
+
+    run = _interrupted_run(write_config(tmp_path, epochs=2), "data.stratify=false")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["data"]["stratify"], saved["digest"]  # as cnncli wrote it before the key
+    (run / "config.yaml").write_text(yaml.safe_dump({**saved, "digest": digest_of(saved)}))
+    assert config.load_run_config(run / "config.yaml").data.stratify is False
+    assert config.load(run / "config.yaml").data.stratify is False  # --resume RUN's way
+    result = training.train(config.load(run / "config.yaml"), resume=run)
+    assert result.metrics.epochs == 2  # the same data: its backup's split
 
 
 def test_check_summary_and_dry_run_show_the_network_image_size_gives(tmp_path):

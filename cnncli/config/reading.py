@@ -105,6 +105,8 @@ def load_document(path: str | Path, overrides: list[str] = (),
     """`load`'s document with the overrides and values applied, not validated yet, and
     what set each key (`parse`'s `set_by`)."""
     doc = yamlio.load(path)
+    if isinstance(doc, dict) and as_written(doc):  # a run's own config
+        older_run_defaults(doc)
     set_by = {}
     if isinstance(doc, dict):
         for item in overrides:
@@ -119,6 +121,25 @@ def load_document(path: str | Path, overrides: list[str] = (),
     return doc, set_by
 
 
+#: Settings a run's config.yaml written before they existed has as cnncli then worked:
+#: a run reads on as it was made (`--resume`, and its data split the same way).
+OLDER_RUNS = {"data": {"stratify": False}}  # (2026-12-07: the validation split by class)
+
+
+def older_run_defaults(doc):
+    """`doc`, a run's own config as loaded, with `OLDER_RUNS`' values where it has none.
+
+    >>> older_run_defaults({"data": {"name": "mnist"}})
+    {'data': {'name': 'mnist', 'stratify': False}}
+    """
+    if isinstance(doc, dict):
+        for section, values in OLDER_RUNS.items():
+            if isinstance(doc.get(section), dict):
+                for key, value in values.items():
+                    doc[section].setdefault(key, value)
+    return doc
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """A run's own ``config.yaml`` (what ``--resume`` continues), refused if it is not
     what the run wrote: a backup continues only the settings it was made with."""
@@ -130,7 +151,7 @@ def load_run_config(path: str | Path) -> RunConfig:
             hint="put the file back as it was; to change a setting on resuming, give it on "
                  "the command line (cnncli train --resume RUN --set KEY=VALUE --force), or "
                  "start a new run")
-    return parse(doc, file=str(path))
+    return parse(older_run_defaults(doc), file=str(path))
 
 
 def apply_override(doc: dict, item: str, said: str | None = None) -> None:

@@ -117,6 +117,9 @@ class DataSection(_Strict):
     name: str = Field("mnist", description="mnist, fashion_mnist, cifar10, cifar100, or a path")
     data_dir: str | None = None
     validation_split: float = Field(0.1, ge=0, lt=1)
+    stratify: bool = Field(True, description="the validation images keep each class's "
+                           "share of the training images (false: a random share of all, "
+                           "as runs made before 2026-12-07 were split)")
     limit: int | None = Field(None, ge=1, description="use only N training images: the first "
                               "N of arrays, a seeded random N of files or packed records")
     preprocessing: Literal[PREPROCESSING_MODES] | None = Field(

@@ -56,16 +56,19 @@ class Feed:
     @classmethod
     def of(cls, ds: Dataset, shape, *, validation_split: float, seed: int,
            limit: int | None = None, resize: str = "stretch", cache: str = "auto",
-           store: bool = True) -> Feed:
+           store: bool = True, stratify: bool = True) -> Feed:
         """The feed of `ds`'s training split for a model taking `shape` images; without
-        `store`, its caches are not made (a plan only shown: `ImageLoader`'s `store`)."""
+        `store`, its caches are not made (a plan only shown: `ImageLoader`'s `store`);
+        `stratify`: the validation part keeps each class's share (`validation_indices`)."""
         shape = tuple(int(d) for d in shape)
         split = ds.train
         n = min(len(split), limit) if limit else len(split)
-        train_idx, val_idx = validation_indices(n, validation_split, seed)
-        if n < len(split) and split.kind != "arrays":  # files come class by class: the
+        pool = np.arange(n)  # the first n of arrays; files come class by class: a random n
+        if n < len(split) and split.kind != "arrays":
             pool = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
-            train_idx, val_idx = pool[train_idx], pool[val_idx]  # first n, one class
+        train_idx, val_idx = validation_indices(split.labels[pool], validation_split, seed,
+                                                stratify=stratify)
+        train_idx, val_idx = pool[train_idx], pool[val_idx]
         if split.kind == "records":
             masks = tuple(_mask(len(split), idx) for idx in (train_idx, val_idx))
             train = Split(split.images, split.labels[masks[0]])
@@ -257,13 +260,18 @@ def _smallest_fraction(n: int) -> float:
     return round(fraction, digits)
 
 
-def validation_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out a seeded random `fraction` of `n` images: (train indices, validation
-    indices), each sorted.
+def validation_indices(labels: np.ndarray, fraction: float, seed: int, *,
+                       stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a seeded `fraction` of the images whose classes are `labels`: (train
+    indices, validation indices), each sorted. With `stratify`, each class gives its
+    share (`class_quotas`: the total as without, a class's last image never taken);
+    else a random `fraction` of all (runs made before 2026-12-07: `data.stratify`).
 
-    >>> [len(a) for a in validation_indices(10, 0.2, seed=0)]
-    [8, 2]
+    >>> labels = np.array([0] * 8 + [1] * 2)
+    >>> [a.tolist() for a in validation_indices(labels, 0.5, seed=0)]  # 4 and 1
+    [[0, 1, 5, 7, 9], [2, 3, 4, 6, 8]]
     """
+    n = len(labels)
     if not 0 <= fraction < 1:
         raise ConfigError(f"validation fraction must be in [0, 1), not {fraction}",
                           hint="use e.g. 0.1")
@@ -279,8 +287,37 @@ def validation_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, 
     if fraction > 0 and n_val == n:
         raise DataError(f"`data.validation_split` {fraction} of {count(n, 'image')} leaves "
                         "no image to train on", hint="use a smaller fraction, or more data")
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    rng = np.random.default_rng(seed)
+    if not stratify:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    classes, of_class = np.unique(labels, return_inverse=True)
+    held = np.zeros(n, bool)
+    for c, quota in enumerate(class_quotas(np.bincount(of_class), n_val)):
+        held[rng.choice(np.flatnonzero(of_class == c), quota, replace=False)] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def class_quotas(counts: np.ndarray, total: int) -> np.ndarray:
+    """How many of each class's `counts` images to hold out so that `total` are, in
+    proportion (the largest remainders rounded up, ties to the earlier class), never a
+    class's last image while another class can give one.
+
+    >>> class_quotas(np.array([8, 2]), 2).tolist(), class_quotas(np.array([5, 5, 5]), 2).tolist()
+    ([2, 0], [1, 1, 0])
+    >>> class_quotas(np.array([1, 9]), 5).tolist()   # a class of one keeps its image
+    [0, 5]
+    """
+    exact = counts * total / counts.sum()
+    quotas = np.floor(exact).astype(np.int64)
+    for c in np.argsort(-(exact - quotas), kind="stable")[:total - quotas.sum()]:
+        quotas[c] += 1
+    room = counts - 1  # each class keeps one image to train on, when it can
+    while (quotas > np.maximum(room, 0)).any() and (quotas < room).any():
+        over = int(np.argmax(quotas - room))
+        quotas[over] -= 1
+        quotas[int(np.argmax(np.where(quotas < room, exact - quotas, -np.inf)))] += 1
+    return quotas
 
 
 def _mask(n: int, indices: np.ndarray) -> np.ndarray:

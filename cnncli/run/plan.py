@@ -168,7 +168,8 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
                                file=config_file)
     built = _checked(network, cfg, data, config_file)  # before any run folder
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
-                   limit=d.limit, resize=d.resize, cache=d.cache, store=not shown_only)
+                   limit=d.limit, resize=d.resize, cache=d.cache, store=not shown_only,
+                   stratify=d.stratify)
     batch = placement.global_batch_size(t.batch_size)
     steps_per_epoch = len(feed.train) // batch
     if steps_per_epoch < 1:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from cnncli.text import shorten
 
 #: Keys (and sections) a resume cannot change: the backup was made with them.
-FIXED = ("model", "data.validation_split", "data.limit", "data.image_size",
+FIXED = ("model", "data.validation_split", "data.stratify", "data.limit", "data.image_size",
          "data.preprocessing", "train.batch_size", "train.seed", "train.optimizer.name",
          "train.metrics", "train.loss", "train.label_smoothing", "train.scale_lr",
          "train.freeze", "train.fine_tune")
