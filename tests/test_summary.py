@@ -184,6 +184,20 @@ def test_keras_aliases_of_convolution_and_pooling_are_the_lecture_s_conv_and_poo
     assert (conv.layer, conv.macs, pool.layer) == ("CONV3-4", 8 * 8 * 4 * 9, "POOL2")
 
 
+def test_a_network_written_with_keras_aliases_has_the_table_of_its_usual_names():
+    def written(separable, transposed, global_pool):
+        return spec.parse({"input": [16, 16, 3], "layers": [
+            {separable: {"filters": 4, "kernel_size": 3}},
+            {transposed: {"filters": 4, "kernel_size": 3}}, global_pool]})
+
+    usual = summarize(written("SeparableConv2D", "Conv2DTranspose", "GlobalAveragePooling2D"))
+    aliases = summarize(written("SeparableConvolution2D", "Convolution2DTranspose",
+                                "GlobalAvgPool2D"))
+    assert rows(aliases) == rows(usual)
+    assert [r.layer for r in aliases.rows[1:]] == ["SEPCONV3-4", "TCONV3-4", "GLOBAL AVGPOOL"]
+    assert [r.macs for r in aliases.rows] == [r.macs for r in usual.rows]
+
+
 def test_a_softmax_layer_says_what_it_computes():
     s = spec.parse({"input": [4, 4, 1], "layers": ["Flatten", {"Dense": 3}, "Softmax"]})
     row = summarize(s).rows[-1]

@@ -127,7 +127,7 @@ def _row(node, layer, *, is_output: bool) -> Row:
     cfg = layer.get_config()
     act = _ACTIVATIONS.get(str(cfg.get("activation", "")), None)
     suffix = f" + {act}" if act else ""
-    kind, macs, explain = node.layer, 0, []
+    kind, macs, explain = type(layer).__name__, 0, []  # Keras' aliases: one class
     lecture_kind = layer_kinds.kind(kind)
     if lecture_kind == "conv" and "kernel_size" in cfg:
         label, desc, macs, explain = _conv_parts(kind, cfg, in_shape, out_shape, suffix)
