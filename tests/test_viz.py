@@ -339,7 +339,7 @@ def test_a_gradcam_layer_of_1x1_maps_asked_for_is_looked_at_and_warned_of(tmp_pa
     result = explaining.explain([str(image)], wrap(lenet_like()), layer="conv2_1",
                                 output=tmp_path)
     assert result.pictures[0].layer == "conv2_1"
-    assert result.warnings == [
+    assert result.warnings[:1] == [  # (an untrained network's map may also be all dark)
         "the maps of conv2_1 are 1x1: its Grad-CAM is one value, the whole image coloured "
         "the same, and cannot say where; a layer with larger maps can, such as conv1_1"]
 
@@ -381,6 +381,28 @@ def test_a_grad_cam_with_no_evidence_for_the_class_says_so(tmp_path):
     result = explaining.explain([str(image)], wrap(conv_net()), output=tmp_path)
     [picture] = result.pictures
     assert picture.evidence is False and picture.to_dict()["evidence"] is False
+    assert result.warnings == [
+        f"{image}: nothing at {picture.layer} raised '{picture.class_name}' (the Grad-CAM is "
+        "zero everywhere: the overlay is dark all over); try another class (explain --class) "
+        "or layer (--layer)"]
+
+
+def test_predict_explain_warns_of_a_heat_map_with_no_evidence_as_explain_does(
+        quadrant_run, bracketed, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from cnncli.viz import explain as explaining
+
+    write = explaining._write  # each heat map written as one with no evidence (all dark)
+    monkeypatch.setattr(explaining, "_write",
+                        lambda *a: replace(write(*a), evidence=False))
+    cross = bracketed[1]
+    for command in (["explain", quadrant_run["run"], cross, "--output", tmp_path],
+                    ["predict", cross, "--model", quadrant_run["run"], "--explain", tmp_path]):
+        result = cli(*command)
+        assert result.exit_code == 0, result.output
+        assert f"{cross}: nothing at conv3_1 raised '1' (the Grad-CAM is zero everywhere" \
+            in " ".join(result.stderr.split()), command
 
 
 def test_a_layer_that_is_not_a_convolution_is_named_for_what_it_is():

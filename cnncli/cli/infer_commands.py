@@ -131,6 +131,7 @@ def _heat_maps(result, loaded, folder: str, resize: str | None, quiet: bool):
     for r in result.images:
         r.gradcam = made.get(r.file)
     result.errors += cams.errors
+    result.warnings += cams.warnings  # as `cnncli explain` says them
     return None
 
 

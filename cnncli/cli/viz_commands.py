@@ -139,12 +139,7 @@ def explain(
                                 output=output)
     result.errors[:0] = empty
     _show([p.to_dict() for p in result.pictures], json)
-    render.warn_all(result.warnings)
-    for p in result.pictures:
-        if not p.evidence:
-            render.warn(f"{p.image}: nothing at {p.layer} raised '{p.class_name}' (the "
-                        "Grad-CAM is zero everywhere: the overlay is dark all over); try "
-                        "--class, or another --layer")
+    render.warn_all(result.warnings)  # (and each heat map with no evidence)
     for error in result.errors:
         render.error(error)
     if result.errors:

@@ -104,6 +104,10 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
             if not result.pictures:
                 remove_empty(made)
             raise
+    result.warnings += [f"{p.image}: nothing at {p.layer} raised '{p.class_name}' (the "
+                        "Grad-CAM is zero everywhere: the overlay is dark all over); try "
+                        "another class (explain --class) or layer (--layer)"
+                        for p in result.pictures if not p.evidence]
     return result
 
 
