@@ -47,6 +47,9 @@ class CnnError(Exception):
     """
 
     exit_code = EXIT_DATA_OR_MODEL
+    #: The `error` of its JSON, when not its class's name: a class that lets code tell one
+    #: case from others (`ConfigChanged`) reports as the class it is a case of.
+    reported_as: str | None = None
 
     def __init__(
         self,
@@ -82,7 +85,7 @@ class CnnError(Exception):
 
     def to_dict(self) -> dict:
         return {
-            "error": type(self).__name__,
+            "error": self.reported_as or type(self).__name__,
             "message": self.message,
             "file": self.file,
             "line": self.line,
@@ -126,6 +129,12 @@ class ConfigError(CnnError):
     exit_code = EXIT_USAGE
 
 
+class ConfigChanged(ConfigError):
+    """A resume whose config differs from the run's (``--force`` applies what it can)."""
+
+    reported_as = "ConfigError"
+
+
 class InputTooSmall(ConfigError):
     """A layer whose filter or pooling window is larger than what reaches it: the spec's
     `input` is too small for its layers (`cnncli.model.builder.smallest_input`)."""
@@ -141,6 +150,17 @@ class ModelError(CnnError):
 
 class DeviceError(CnnError):
     """A device that is missing, or that ran out of memory (exit code 3)."""
+
+
+class NoSuchDevice(DeviceError):
+    """A device asked for (`asked`: ``--device gpu:1``) that this machine does not have;
+    `seen`: what it has (``TensorFlow sees no GPU``)."""
+
+    reported_as = "DeviceError"
+
+    def __init__(self, asked: str, seen: str, *, hint: str | None = None) -> None:
+        self.asked, self.seen = asked, seen
+        super().__init__(f"{asked} was asked for, but {seen}", hint=hint)
 
 
 class TrainingError(CnnError):

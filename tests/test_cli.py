@@ -469,6 +469,16 @@ def test_summary_and_check_take_a_run_folder_and_its_saved_config(tmp_path):
         assert checked.exit_code == 0 and "is valid" in checked.output, checked.output
 
 
+def test_a_case_code_tells_apart_is_reported_in_json_as_the_error_it_is_a_case_of():
+    from cnncli.errors import ConfigChanged, NoSuchDevice
+
+    changed = ConfigChanged("the config differs from the run's").to_dict()
+    missing = NoSuchDevice("--device gpu:1", "TensorFlow sees no GPU").to_dict()
+    assert (changed["error"], changed["exit_code"]) == ("ConfigError", 2)
+    assert (missing["error"], missing["exit_code"]) == ("DeviceError", 3)
+    assert missing["message"] == "--device gpu:1 was asked for, but TensorFlow sees no GPU"
+
+
 def test_a_command_line_typer_refuses_is_a_json_error_when_json_was_asked_for():
     result = cnncli("runs", "--json", "--bogus")
     assert result.returncode == 2

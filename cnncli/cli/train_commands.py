@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigChanged
 
 
 # Long only by its options: typer declares each one in the signature; the body is short.
@@ -103,8 +103,8 @@ def train(
         try:
             result = training.train(cfg, config_file=config_file, resume=resume,
                                     force=force, auto_batch=auto_batch, reporter=reporter)
-        except ConfigError as exc:
-            if auto and resume and exc.message.startswith("the config differs"):
+        except ConfigChanged as exc:
+            if auto and resume:
                 exc.hint = f"{exc.hint}; or start a new run: the same command without " \
                            "--resume auto"  # (else every restart stops here again)
             raise

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from cnncli import config
 from cnncli.devices.cluster import Cluster
 from cnncli.devices.hardware import GPU_INSTALL
-from cnncli.errors import ConfigError, DeviceError
+from cnncli.errors import ConfigError, NoSuchDevice
 from cnncli.text import count
 
 #: Values of ``--device`` (one list, the run config's: ``train.device``).
@@ -289,14 +289,14 @@ def _precision_warnings(precision: str, gpus: Sequence[GpuInfo],
     return []
 
 
-def _no_such_gpu(requested: str, gpus: Sequence[GpuInfo]) -> DeviceError:
+def _no_such_gpu(requested: str, gpus: Sequence[GpuInfo]) -> NoSuchDevice:
     if not gpus:
         seen = "TensorFlow sees no GPU"
     else:
         names = ", ".join(f"gpu:{g.index}" for g in gpus)
         seen = f"TensorFlow sees only {count(len(gpus), 'GPU')} ({names})"
-    return DeviceError(
-        f"--device {requested} was asked for, but {seen}",
+    return NoSuchDevice(
+        f"--device {requested}", seen,
         hint=(
             "check that nvidia-smi lists the GPU, that CUDA_VISIBLE_DEVICES does not hide it "
             "(it also renumbers the visible GPUs from 0), and that TensorFlow has its CUDA "

@@ -27,7 +27,15 @@ from pathlib import Path
 from cnncli import config, devices, runfolder, text
 from cnncli.data import records
 from cnncli.devices import distributed
-from cnncli.errors import ConfigError, DataError, DeviceError, TrainingError, WriteError
+from cnncli.errors import (
+    ConfigChanged,
+    ConfigError,
+    DataError,
+    DeviceError,
+    NoSuchDevice,
+    TrainingError,
+    WriteError,
+)
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import agreement, checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, signal_name
@@ -115,11 +123,9 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
         _data_still_there(cfg, saved, run)
     try:
         p = plan(cfg, config_file=config_file)
-    except DeviceError as exc:  # the GPU the run recorded is not here (no other error)
-        asked = f"--device {cfg.train.device} was asked for"
-        if saved is not None and cfg.train.device == saved.train.device \
-                and exc.message.startswith(asked):
-            raise _device_gone(exc, asked, saved.train.device, run) from None
+    except NoSuchDevice as exc:  # the GPU the run recorded is not here
+        if saved is not None and cfg.train.device == saved.train.device:
+            raise _device_gone(exc, saved.train.device, run) from None
         raise
     with distributed.peers_watched(started=bool(resume)):  # (its first collectives)
         agreement.check_same_run(p, "resuming" if resume else "as a new run")  # before
@@ -174,12 +180,11 @@ def _has_backup(run: Path) -> None:
             + f"a new run: cnncli train {text.arg(run / rundir.CONFIG)}")
 
 
-def _device_gone(exc: DeviceError, asked: str, device: str, run: Path) -> DeviceError:
+def _device_gone(exc: NoSuchDevice, device: str, run: Path) -> DeviceError:
     """The error for resuming a run on a machine without the device its config recorded
-    (`exc`, which begins with `asked`: the user did not ask for it, the run did), saying
-    how to go on elsewhere."""
-    said = f"this run trained on {device} (train.device in its {rundir.CONFIG})" + \
-        exc.message[len(asked):]
+    (`exc`: the user did not ask for it, the run did), saying how to go on elsewhere."""
+    said = f"this run trained on {device} (train.device in its {rundir.CONFIG}), but " \
+        f"{exc.seen}"
     return DeviceError(said, file=str(run), hint=(
         f"to go on here: cnncli train --resume {text.arg(run)} --force --device cpu (or auto; the "
         f"device is part of the run's config, so --force); or bring the GPU back ({exc.hint})"))
@@ -217,13 +222,13 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
     diff = resume.changes(saved.resolved(), p.cfg.resolved())
     fixed = resume.refused(diff)
     if fixed:
-        raise ConfigError(
+        raise ConfigChanged(
             "the config differs from the run's in what its backup was made with: "
             + resume.describe({k: diff[k] for k in fixed}), file=str(run),
             hint="resume without changing these (cnncli train --resume RUN uses the run's "
                  "own config), or start a new run")
     if diff and not force:
-        raise ConfigError("the config differs from the one this run was started with: "
+        raise ConfigChanged("the config differs from the one this run was started with: "
                           + resume.describe(diff), file=str(run),
                           hint="resume without changing it (cnncli train --resume RUN uses "
                                "the run's own config), or pass --force to apply the changes")
