@@ -246,6 +246,17 @@ def test_resume_refuses_even_with_force_each_setting_its_backup_was_made_with(
                                  f"made with: {change}")
 
 
+def test_every_key_resume_and_a_cluster_treat_apart_is_a_key_of_the_config():
+    """A key renamed or mistyped in these lists would silently become one a resume
+    changes with --force (or one the machines of a cluster must share)."""
+    from cnncli.run import agreement, resume
+
+    keys = set(resume.flat(config.parse({"model": "mnist_net"}).resolved()))
+    sections = {k.rsplit(".", n)[0] for k in keys for n in range(1, k.count(".") + 1)}
+    for listed in (resume.FIXED, resume.IGNORED, agreement.OWN_SETTINGS):
+        assert [k for k in listed if k not in keys | sections] == []
+
+
 def test_resume_with_force_may_change_between_schedules_of_one_kind():
     from cnncli.run import resume
 

@@ -277,6 +277,19 @@ def test_gradcam_reaches_the_last_convolution_inside_a_nested_model():
         np.testing.assert_allclose(g.heatmap, w.heatmap, atol=1e-5)
 
 
+def test_layers_are_named_by_the_paths_summary_and_train_freeze_use():
+    from cnncli.model import backbone as backbones
+
+    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="c1"),
+                              keras.layers.MaxPooling2D(name="p1")], name="inner")
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="d")(
+        keras.layers.Flatten(name="f")(inner(inputs))))
+    paths = [r.name for r in conv_layers.walk(model)]
+    assert paths == [p for p, _ in backbones.leaf_layers(model)]
+    assert paths == ["inner/c1", "inner/p1", "f", "d"]
+
+
 def test_the_nested_network_itself_as_the_layer_names_its_last_layer_instead():
     backbone = keras.Sequential([keras.Input((16, 16, 3)),
                                  keras.layers.Conv2D(4, 3, name="c1"),

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import PRETRAINED, JsonOpt, PrecisionOpt
+from cnncli.cli.options import (
+    PRETRAINED,
+    DeviceOpt,
+    JsonOpt,
+    OfflineOpt,
+    PrecisionOpt,
+    WeightsOpt,
+)
 from cnncli.errors import EXIT_BELOW_THRESHOLD, some_failed
 
 
@@ -21,8 +28,7 @@ def predict(
                                        ".keras file, or an exported model.onnx, .tflite, "
                                        ".xml or SavedModel folder.")],
     top: Annotated[int, typer.Option(min=1, help="How many classes to show per image.")] = 5,
-    weights: Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
-                                                "model.")] = None,
+    weights: WeightsOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="text, json, jsonl or csv.")] = "text",
     batch_size: Annotated[int | None, typer.Option(
         min=1, help="Images per batch (default: 32 on a CPU, 128 on a GPU).")] = None,
@@ -31,8 +37,8 @@ def predict(
                                                "as the model was trained).")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Exit 0 even if some images could not be "
                                            "read (3 if none could).")] = False,
-    offline: Annotated[bool, typer.Option(help="Never download weights.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
+    offline: OfflineOpt = False,
+    device: DeviceOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results.")] = False,
     explain: Annotated[str | None, typer.Option(
         metavar="DIR", help="Also write a Grad-CAM heat map of the top class of each image "
@@ -153,7 +159,7 @@ def evaluate(
     output: Annotated[str | None, typer.Option(help="Folder for the PNGs and "
                                                "evaluation.json (default: the run's).")]
     = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")] = "auto",
+    device: DeviceOpt = "auto",
     all_images: Annotated[bool, typer.Option(
         "--all-images", help="Every image of a --data folder or CSV that has no test split "
         "of its own (photos the model was not trained on; one class is enough), not a "

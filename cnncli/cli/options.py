@@ -12,6 +12,13 @@ from cnncli.model.pretrained import REGISTRY
 PRETRAINED = ", ".join(REGISTRY)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+#: Where a model runs (predict, evaluate, explain, visualize).
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")]
+#: A pretrained network's weights from a file (predict, explain, visualize).
+WeightsOpt = Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
+                                                "model.")]
+#: No download of a pretrained network's weights (predict, explain, visualize).
+OfflineOpt = Annotated[bool, typer.Option(help="Never download weights.")]
 #: How a model computes when it runs (predict, evaluate, explain alike: the same numbers).
 PrecisionOpt = Annotated[str, typer.Option(
     help="auto (mixed_bfloat16 on a CPU with bfloat16 units, mixed precision on GPUs with "

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import PRETRAINED, JsonOpt, PrecisionOpt
+from cnncli.cli.options import PRETRAINED, DeviceOpt, JsonOpt, OfflineOpt, PrecisionOpt, WeightsOpt
 from cnncli.errors import some_failed
 
 visualize = typer.Typer(
@@ -19,10 +19,6 @@ visualize = typer.Typer(
 Target = Annotated[str, typer.Argument(
     metavar="RUN_OR_MODEL", help="A run folder (runs/mnist/1), its latest link, a .keras "
     f"file, or a pretrained name ({PRETRAINED}).")]
-WeightsOpt = Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
-                                                "model.")]
-OfflineOpt = Annotated[bool, typer.Option(help="Never download weights.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")]
 
 
 def _load(target: str, weights: str | None, offline: bool, device: str,

@@ -33,7 +33,6 @@ from cnncli.data.dataset import Split
 from cnncli.errors import CnnError, DataError
 from cnncli.text import dims_text, size
 
-CACHE_MODES = ("auto", "memory", "disk", "none")
 #: `auto` keeps the cache in memory up to this share of the memory available.
 MEMORY_SHARE = 0.25
 #: Environment variable naming the folder of disk caches.
@@ -103,7 +102,8 @@ class ImageLoader:
         split: the images (file paths or an array) and labels.
         shape: the model's input (height, width, channels).
         resize: how images of another size are brought to it (`images.RESIZE_MODES`).
-        cache: `CACHE_MODES`; ``auto`` is decided here (`choose_cache`).
+        cache: ``auto``, ``memory``, ``disk`` or ``none`` (`data.cache`); ``auto`` is
+            decided here (`choose_cache`).
         store: make the cache's store now (a disk cache's files); False for a plan that
             is only shown (``train --dry-run``): nothing is written, nothing is read.
     """

@@ -17,6 +17,7 @@ import subprocess
 import warnings
 from dataclasses import asdict, dataclass, fields
 
+from cnncli import config
 from cnncli.devices.cluster import TRAINING_TASKS, parse_tf_config
 from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
 from cnncli.devices.placement import (
@@ -302,8 +303,9 @@ def _said_by_each_task(joined, topic: str, mine: str) -> dict[str, str]:
             for task in tasks}
 
 
-#: The precisions, in the order `_agree_on_precision` counts the replicas choosing each.
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+#: The precisions `auto` may become, in the order `_agree_on_precision` counts the replicas
+#: choosing each.
+_CHOSEN = tuple(p for p in config.PRECISIONS if p != "auto")
 
 
 def _agree_on_precision(joined, placement: Placement) -> None:
@@ -314,10 +316,10 @@ def _agree_on_precision(joined, placement: Placement) -> None:
 
     @tf.function
     def count():
-        mine = tf.one_hot(PRECISIONS.index(placement.precision), len(PRECISIONS))
+        mine = tf.one_hot(_CHOSEN.index(placement.precision), len(_CHOSEN))
         return joined.reduce(tf.distribute.ReduceOp.SUM, joined.run(lambda: mine), axis=None)
 
-    chosen = [name for name, n in zip(PRECISIONS, count().numpy(), strict=True) if n > 0]
+    chosen = [name for name, n in zip(_CHOSEN, count().numpy(), strict=True) if n > 0]
     if len(chosen) > 1:
         placement.precision = "float32"
         placement.warnings.append(

@@ -247,11 +247,10 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     expected = in_parts(reference.probabilities, samples.images, BATCH)
     scores = metrics.not_probabilities(expected)
     if scores:  # said now: a client written from the README would take them as such
-        notes.append(f"{reference.name} does not give probabilities (its last layer has no "
-                     "softmax): the files' output `probabilities` holds its raw scores "
-                     "(the JSON's output.values says `scores`); a client takes the largest "
-                     "as the class, or applies a softmax; end the model with `activation: "
-                     "softmax` for probabilities")
+        notes.append(metrics.scores_note(
+            reference.name, "the files' output `probabilities` holds its raw scores (the "
+            "JSON's output.values says `scores`); a client takes the largest as the class, "
+            "or applies a softmax"))
     report = Report(reference.name, samples.source, notes=notes)
     failures = []  # (format, error)
     with Staging(folder) as stage:

@@ -147,10 +147,9 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
     result.misclassified = [  # positions in the test split, unreadables counted too
         replace(m, index=int(kept[m.index])) for m in result.misclassified]
     if metrics.not_probabilities(probs[kept]):  # raw scores: their cross-entropy means nothing
-        notes.append(f"{clf.name} does not give probabilities (its last layer has no "
-                     "softmax): the figures are by its highest score, with no loss and no "
-                     "worst mistakes (they are ranked by confidence); end the model with "
-                     "`activation: softmax`")
+        notes.append(metrics.scores_note(
+            clf.name, "the figures are by its highest score, with no loss and no worst "
+            "mistakes (they are ranked by confidence)"))
         result.misclassified = []
         return result
     if ds.test.kind == "records" and result.misclassified:  # named as packed, not by place

@@ -341,6 +341,17 @@ def not_probabilities(p) -> bool:
     return bool((p < -PROBABILITY_SLACK).any() or (p > 1 + PROBABILITY_SLACK).any())
 
 
+def scores_note(model: str, meaning: str) -> str:
+    """What predict and evaluate say of a model whose outputs are scores
+    (`not_probabilities`), with `meaning`: what that means for their figures.
+
+    >>> scores_note("net", "the figures are its raw scores").split(": ")[1]
+    'the figures are its raw scores; end the model with `activation'
+    """
+    return (f"{model} does not give probabilities (its last layer has no softmax): "
+            f"{meaning}; end the model with `activation: softmax`")
+
+
 #: How far a figure may be on the wrong side of its threshold and pass: a mean of
 #: fractions is computed in floating point (recalls 0.1 and 0.7 average to
 #: 0.39999999999999997), and a figure printed as the threshold must meet it.

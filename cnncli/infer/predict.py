@@ -78,10 +78,9 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
             good, probs = [g for g, ok in zip(good, finite, strict=True) if ok], probs[finite]
             if not result.scores and metrics.not_probabilities(probs):
                 result.scores = True
-                result.warnings.append(
-                    f"{loaded.name} does not give probabilities (its last layer has no "
-                    "softmax): the figures shown are its raw scores (`score`), not "
-                    "percentages of confidence; end the model with `activation: softmax`")
+                result.warnings.append(metrics.scores_note(
+                    loaded.name, "the figures shown are its raw scores (`score`), not "
+                    "percentages of confidence"))
             for (file, _), p in zip(good, probs, strict=True):
                 best = metrics.top_k(p, top)
                 result.images.append(ImageResult(

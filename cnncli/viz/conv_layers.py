@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cnncli.errors import LONG_LIST, ConfigError, ModelError, suggest
 from cnncli.infer import exported
+from cnncli.model import backbone
 from cnncli.model.layer_kinds import UNCHANGED_WHEN_PREDICTING
 from cnncli.runtime import import_keras
 from cnncli.text import some
@@ -49,12 +50,14 @@ def keras_model(clf, what: str):
 
 
 def walk(model, parents: tuple = ()) -> list[LayerRef]:
-    """Every layer of `model` in order, the layers of nested models in their place."""
+    """Every layer of `model` in order, the layers of nested models in their place: as
+    `cnncli.model.backbone.leaf_layers` finds them (the names `--layer` takes are the
+    paths `summary --expand` shows and `train.freeze` takes), with their models."""
     found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
+    for layer in backbone.top_layers(model):
+        if backbone.is_network(layer):
             found += walk(layer, (*parents, layer))
-        elif not isinstance(layer, keras.layers.InputLayer):
+        else:
             found.append(LayerRef(layer, parents))
     return found
 
