@@ -356,6 +356,36 @@ def test_a_csv_most_of_whose_images_cannot_be_read_is_refused_not_trained_on(tmp
     assert e.value.hint.endswith("(the CSV's paths are relative to it)")
 
 
+def test_images_that_fail_to_decode_while_training_count_in_no_figure(tmp_path):
+    """A file whose header is good but whose data is cut short is found only when decoded:
+    a black image of weight 0. The loss left it out; accuracy counted it, right or wrong."""
+    from cnncli.infer import classifier
+
+    root = photo_folder(tmp_path / "photos", per_class=24)
+    for broken in sorted((root / "b").glob("*.png"))[:8]:  # 8 of b's 24: cut short
+        broken.write_bytes(broken.read_bytes()[:60])
+    (tmp_path / "photos.yaml").write_text(textwrap.dedent(f"""
+        model:
+          input: [16, 16, 3]
+          layers:
+            - Conv2D: {{filters: 2, kernel_size: 3, activation: relu}}
+            - GlobalAveragePooling2D
+            - Dense: {{units: $classes, activation: softmax}}
+        data: {{name: {root}, validation_split: 0.5, cache: none}}
+        train: {{epochs: 1, batch_size: 4, precision: float32, seed: 0}}
+        output: {{dir: {tmp_path / "runs"}, name: photos}}
+        """))
+    cfg = config.load(tmp_path / "photos.yaml")
+    result = training.train(cfg)
+    val = training.plan(cfg).feed.val
+    images_, labels, weights = next(split_batches(val, SHAPE, batch_size=len(val)))
+    probs = classifier.load(str(result.run / "model.keras")).probabilities(images_)
+    right = (probs.argmax(axis=1) == labels)
+    assert 0 < (weights == 0).sum() and result.history[-1]["unreadable_images"] > 0
+    assert right[weights > 0].mean() != right.mean()  # (the test can tell them apart)
+    assert result.history[-1]["val_accuracy"] == pytest.approx(right[weights > 0].mean())
+
+
 def test_a_few_photos_most_of_them_damaged_are_skipped_not_refused(tmp_path):
     """4 of 6: not the wrong folder, a few damaged files (evaluate --all-images)."""
     root = photo_folder(tmp_path / "photos", per_class=3)

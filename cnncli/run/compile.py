@@ -60,9 +60,11 @@ def compile_stage(p, model, lr: float, steps: int) -> None:
         if jit == "auto":  # a model XLA cannot compile quietly runs without it
             jit = devices.auto_jit_compile(p.placement)
             warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
+        # weighted: an image that could not be decoded (weight 0) counts in no figure, as
+        # in the loss (Keras gives sample weights to `weighted_metrics` only)
         model.compile(optimizer=make_optimizer(t, rate), loss=make_loss(t),
-                      metrics=list(t.metrics), steps_per_execution=p.steps_per_execution,
-                      jit_compile=jit)
+                      weighted_metrics=list(t.metrics),
+                      steps_per_execution=p.steps_per_execution, jit_compile=jit)
     model.optimizer.build(model.trainable_variables)
     distributed.build_metrics(model, pipeline.preprocess_batch(
         p.feed.first_images(1), p.spec.input, p.preprocessing),
