@@ -386,6 +386,24 @@ def test_images_that_fail_to_decode_while_training_count_in_no_figure(tmp_path):
     assert result.history[-1]["val_accuracy"] == pytest.approx(right[weights > 0].mean())
 
 
+def test_runs_are_not_written_inside_the_folder_of_photos_they_train_on(tmp_path,
+                                                                        monkeypatch):
+    """There, a second run would read the first's folder as a class of images."""
+    root = photo_folder(tmp_path / "photos")
+    path = tmp_path / "photos.yaml"
+    path.write_text(f"model: {{input: [16, 16, 3], layers: [Flatten, Dense: {{units: "
+                    f"$classes, activation: softmax}}]}}\ndata: {{name: {root}}}\n"
+                    "train: {epochs: 1, batch_size: 4}\n")
+    monkeypatch.chdir(root)  # `output.dir: runs` (the default) is photos/runs
+    for overrides in ([], [f"output.dir={root / 'a'}"]):
+        with pytest.raises(ConfigError, match="the output folder .* is inside the data "
+                                              "folder") as err:
+            training.train(config.load(path, overrides))
+        assert err.value.hint.startswith("give `output.dir` (--set output.dir=DIR) a folder")
+    assert sorted(p.name for p in root.iterdir()) == ["a", "b"]  # nothing written there
+    assert len(list((root / "a").iterdir())) == 6
+
+
 def test_a_few_photos_most_of_them_damaged_are_skipped_not_refused(tmp_path):
     """4 of 6: not the wrong folder, a few damaged files (evaluate --all-images)."""
     root = photo_folder(tmp_path / "photos", per_class=3)

@@ -150,6 +150,9 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
     """`plan` on `placement`; `shown_only`: the feed's caches are not made and no
     weights are downloaded (ImageNet's not here yet are noted by `checking.dry_run`)."""
     t, d = cfg.train, cfg.data
+    # runs written into a folder of class folders would be read as a class the next time
+    datasets.check_output_outside(Path(cfg.output.dir), d.name,
+                                  "`output.dir` (--set output.dir=DIR)")
     try:
         data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
     except DataError as exc:
