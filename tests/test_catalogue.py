@@ -360,6 +360,18 @@ CONFIG_ROWS = [
     row("config-input_too_small_for_a_built_in_in_check", "check {file}", 2,
         "{file}:1: `model.input` [4, 4, 1] is too small for lenet5",
         cf.run_config(model="{from: lenet5, input: [4, 4, 1]}")),
+    row("config-image_size_too_small_for_a_built_in_blames_image_size_not_cnncli_s_file",
+        "check {file}", 2, "{file}:2: `data.image_size` [2, 2] is too small for mnist_net: at "
+        "layer 4 'pool2' (MaxPooling2D), the 1x1 input is smaller than the 2x2 pooling "
+        "window: (W - F + 2P)/S + 1 = (1 - 2 + 0)/2 + 1 = 0.5. Hint: mnist_net fits 4x4 or "
+        "larger (e.g. `image_size: [4, 4]`)",
+        cf.run_config(model="mnist_net", data_extra=", image_size: [2, 2]")),
+    row("config-image_size_set_too_small_for_an_inline_spec_blames_the_set",
+        "train {file} --set data.image_size=[2,2] --dry-run", 2,
+        "--set data.image_size=[2,2]: `data.image_size` [2, 2] is too small for the network: "
+        "at layer 1 'conv1_1' (Conv2D), the 2x2 input is smaller than the 5x5 filter",
+        cf.run_config(model="{input: [8, 8, 1], layers: [{Conv2D: {filters: 2, kernel_size: "
+                            "5}}, Flatten, {Dense: {units: 2}}]}")),
     row("config-from_with_layers_beside_it_is_no_inline_spec", "check {file}", 2,
         "{file}:1: unknown key 'model.layers'. Hint: valid keys here: from, classes, input",
         cf.run_config(model="{from: lenet5, layers: [Flatten]}"),

@@ -408,10 +408,13 @@ def test_weights_on_a_config_without_a_network_to_start_from_says_what_it_goes_w
 def test_an_input_smaller_than_the_backbone_allows_says_the_minimum(tmp_path):
     path = write_config(tmp_path, model="{from: resnet50}")
     path.write_text(path.read_text().replace("[32, 32]", "[28, 28]"))
-    with pytest.raises(ConfigError, match=r"the 28x28 input is smaller than resnet50 allows "
-                                          r"\(at least 32x32\). Hint: set `data.image_size: "
-                                          r"\[32, 32\]` or larger"):
+    with pytest.raises(ConfigError, match=r"`data.image_size` \[28, 28\] is too small for "
+                                          r"resnet50: .* the 28x28 input is smaller than "
+                                          r"resnet50 allows \(at least 32x32\). Hint: resnet50 "
+                                          r"fits 32x32 or larger \(e.g. `image_size: \[32, "
+                                          r"32\]`\)") as err:
         checking.check(str(path))
+    assert err.value.line == 2  # data.image_size's
 
 
 def test_a_pretrained_entry_must_come_first():

@@ -226,7 +226,8 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
             network, notes = _network(cfg, file, classes, shown=shown, doc=doc)
             built = builder.build_checked(network)
     except CnnError as exc:
-        return None, located(input_blamed(getattr(exc, "errors", [exc]), cfg.model, network))
+        return None, located(input_blamed(getattr(exc, "errors", [exc]), cfg.model, network,
+                                          cfg.data.image_size))
     built.warnings[:0] = notes + transfer_spec.fresh_network_note(cfg.model)
     errors = located(transfer.problems(cfg.train, built.model, epochs))
     random = transfer.random_frozen_backbone(cfg.train, built)
@@ -236,23 +237,29 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
     return built, errors
 
 
-def input_blamed(errors: list[CnnError], model: str | dict,
-                 network: spec.Spec | None) -> list[CnnError]:
+def input_blamed(errors: list[CnnError], model: str | dict, network: spec.Spec | None,
+                 image_size: list[int] | None = None) -> list[CnnError]:
     """`errors`, with a window larger than what reaches it (`InputTooSmall`) said as the
-    fault of the run config's `model.input` when it gives one for a network it names
-    (``{from: vgg16, input: [8, 8, 3]}``): the layer's file is not what to change, and
-    may be cnncli's own. The hint gives the smallest square input that fits
+    fault of the run config's setting that gave the input: `data.image_size` (`image_size`,
+    which sizes every network's input), else `model.input` when it gives one for a network
+    it names (``{from: vgg16, input: [8, 8, 3]}``): the layer's file is not what to change,
+    and may be cnncli's own. The hint gives the smallest square input that fits
     (`builder.smallest_input`)."""
     source = model.get("from") if isinstance(model, dict) else None
     given = model.get("input") if source else None  # (an inline spec's layers are the
-    if not given or network is None or not any(  # user's own: said at their lines)
+    if image_size:  # user's own: said at their lines, unless the size came from the data)
+        key, given, example = "data.image_size", list(image_size), "image_size: [{0}, {0}]"
+    else:
+        key, example = "model.input", "input: [{0}, {0}, " + f"{network and network.input[-1]}]"
+    if not given or network is None or not any(
             isinstance(e, InputTooSmall) for e in errors):
         return errors
+    name = source or (network.name if isinstance(model, str) else "the network")  # (inline:
+    # named after its config file)
     side = builder.smallest_input(network)
-    fits = (f"{source} fits {side}x{side} or larger (e.g. `input: [{side}, {side}, "
-            f"{network.input[-1]}]`)" if side else f"no input up to {builder.LARGEST_SIDE}"
-            f"x{builder.LARGEST_SIDE} fits {source}")
-    return [ConfigError(f"`model.input` {list(given)} is too small for {source}: "
+    fits = (f"{name} fits {side}x{side} or larger (e.g. `{example.format(side)}`)" if side
+            else f"no input up to {builder.LARGEST_SIDE}x{builder.LARGEST_SIDE} fits {name}")
+    return [ConfigError(f"`{key}` {list(given)} is too small for {name}: "
                         f"{'at ' + e.where + ', ' if e.where else ''}{e.message}", hint=fits)
             if isinstance(e, InputTooSmall) else e for e in errors]
 

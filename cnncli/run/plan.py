@@ -215,7 +215,7 @@ def _checked(network: specs.Spec, cfg: config.RunConfig, data: Dataset,
             built = builder.build_checked(network)
     except CnnError as exc:  # an input given too small: said as the config's
         errors += config.locate(checking.input_blamed(getattr(exc, "errors", [exc]),
-                                                      cfg.model, network),
+                                                      cfg.model, network, cfg.data.image_size),
                                 config_file, cfg.set_by)
     classes = built.model.output.shape[-1] if built else data.num_classes
     if data.num_classes > classes:
