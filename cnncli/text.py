@@ -151,6 +151,16 @@ def percent(p: float, decimals: int = 2) -> str:
     return text
 
 
+def probability(p: float, decimals: int = 2) -> str:
+    """A class's probability from a softmax as a percentage (`percent`), never 100%: a
+    softmax gives every class a share, and a float32 1.0 is the others' rounded away.
+
+    >>> probability(1.0), probability(0.9809), percent(1.0)
+    ('>99.99%', '98.09%', '100.00%')
+    """
+    return percent(min(p, 1 - 1e-12), decimals)
+
+
 def significant(p: float) -> float:
     """A probability or score with 6 significant digits, as cnncli's JSON gives them:
     3e-09 stays 3e-09 (rounded to 6 decimals it was 0.0, which no log-loss nor ranking

@@ -178,6 +178,16 @@ def test_predictions_escape_control_characters_in_file_and_class_names(capsys):
         assert "\x1b" not in capsys.readouterr().out, fmt
 
 
+def test_a_probability_float32_rounded_to_one_is_not_shown_as_a_certainty(capsys):
+    """The others' 2e-14 were rounded away: showing 100.00% beside <0.01% sums to more."""
+    from cnncli.infer.predict import ImageResult, Result
+
+    image = ImageResult(file="b.bmp", top=[("square", 1.0), ("circle", 2.2e-14)])
+    render.predictions(Result(model="m", images=[image]), "text")
+    assert capsys.readouterr().out.splitlines()[:2] == ["1. square: >99.99%",
+                                                        "2. circle: <0.01%"]
+
+
 def test_names_with_newlines_stay_on_one_line(capsys):
     """A newline in a file or class name must not split a report line (or forge one)."""
     from types import SimpleNamespace

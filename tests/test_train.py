@@ -204,6 +204,10 @@ def test_resume_auto_starts_anew_after_a_finished_run_and_goes_on_with_a_stopped
     changed = cli("train", str(path), "--resume", "auto", "--lr", "0.5")
     assert changed.returncode == 2  # (every restart would stop here: say the way out)
     assert "or start a new run: the same command without --resume auto" in changed.stderr
+    fixed = cli("train", str(path), "--resume", "auto", "--batch-size", "8")  # not --force's
+    said = " ".join(fixed.stderr.split())
+    assert said.count("or start a new run") == 1, said
+    assert said.endswith("or start a new run: the same command without --resume auto")
 
 
 def test_resume_refuses_a_changed_config(tmp_path):
@@ -915,6 +919,17 @@ def test_epochs_and_set_steps_together_are_refused_before_training(tmp_path):
     assert result.returncode == 2 and "give --epochs or --set train.steps, not both" in \
         result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("option,setting", [(["--epochs", "2"], "train.epochs=x"),
+                                            (["--lr", "0.1"], "train.optimizer.learning_rate=1")])
+def test_an_option_and_a_set_of_the_same_key_are_refused_not_one_dropped(tmp_path, option,
+                                                                         setting):
+    path = write_config(tmp_path, epochs=3)
+    result = cli("train", str(path), *option, "--set", setting, "--dry-run")
+    key = setting.partition("=")[0]
+    assert result.returncode == 2
+    assert f"give {option[0]} or --set {key}, not both" in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize("sets,said", [

@@ -327,7 +327,7 @@ def evaluation(rep) -> None:
         out.print("Worst mistakes (id: true -> predicted, confidence):")
         for m in r.misclassified[:5]:
             out.print(printable(f"  {m.id}: {m.true_name} -> {m.predicted_name} "
-                                f"({text.percent(m.confidence, 1)})", one_line=True),
+                                f"({text.probability(m.confidence, 1)})", one_line=True),
                       markup=False)
     for name, path in rep.files.items():
         out.print(f"{name.replace('_', ' ')}: {printable(str(path), one_line=True)}",
@@ -367,7 +367,7 @@ def predictions(result, fmt: str = "text") -> None:
             if many:
                 sys.stdout.write(f"{printable(r.file, one_line=True)}\n")
             for i, (name, p) in enumerate(r.top):
-                shown = f"{p:.4g}" if result.scores else text.percent(p)
+                shown = f"{p:.4g}" if result.scores else text.probability(p)
                 sys.stdout.write(f"{'  ' if many else ''}{i + 1}. "
                                  f"{printable(name, one_line=True)}: {shown}\n")
     sys.stdout.flush()

@@ -75,16 +75,20 @@ def train(
         config_file = str(rundir.find(resume) / rundir.CONFIG)
     resume = None if auto else resume  # (found once the config says where its runs are)
     values, origins = {}, {}  # the options' values as given: text is text, never YAML
+    set_keys = {item.partition("=")[0].strip() for item in set_ or []}
     for key, value, option in (
             ("train.epochs", epochs, "--epochs"), ("train.batch_size", batch_size, "--batch-size"),
             ("train.optimizer.learning_rate", lr, "--lr"), ("data.name", data, "--data"),
             ("model.weights", weights, "--weights"), ("data.data_dir", data_dir, "--data-dir"),
             ("train.device", device, "--device"), ("train.precision", precision, "--precision")):
         if value is not None:
+            if key in set_keys:  # (one would be dropped without a word)
+                raise typer.BadParameter(f"give {option} or --set {key}, not both",
+                                         param_hint=option)
             values[key] = value
             origins[key] = f"{option} {value}"
     if epochs is not None:
-        if any(s.split("=", 1)[0].strip() == "train.steps" for s in set_ or []):
+        if "train.steps" in set_keys:
             raise typer.BadParameter("give --epochs or --set train.steps, not both (one "
                                      "sets how long the run is)", param_hint="--epochs")
         values["train.steps"], origins["train.steps"] = None, f"--epochs {epochs}"
@@ -105,9 +109,9 @@ def train(
                                     force=force, auto_batch=auto_batch, reporter=reporter)
         except ConfigChanged as exc:
             if auto and resume:
-                exc.hint = f"{exc.hint}; or start a new run: the same command without " \
-                           "--resume auto"  # (else every restart stops here again)
-            raise
+                exc.hint = f"{exc.hint.removesuffix(', or start a new run')}; or start a " \
+                           "new run: the same command without --resume auto"  # (else every
+            raise  # restart stops here again)
     if json:  # its warnings and notes were on stderr as they came: here too, all of them
         render.print_json({**result.metrics.to_json(), "resumed": bool(resume),
                            "warnings": reporter.warned})

@@ -156,8 +156,7 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
         named = records.ids_at(ds.test, [m.index for m in result.misclassified])
         result.misclassified = [replace(m, id=ident) for m, ident in
                                 zip(result.misclassified, named, strict=True)]
-    picked = np.clip(probs[kept, labels[kept]], 1e-7, 1.0)
-    result.loss = float(-np.mean(np.log(picked)))
+    result.loss = metrics.log_loss(probs[kept], labels[kept])
     return result
 
 

@@ -341,6 +341,22 @@ def not_probabilities(p) -> bool:
     return bool((p < -PROBABILITY_SLACK).any() or (p > 1 + PROBABILITY_SLACK).any())
 
 
+def log_loss(probs, labels) -> float:
+    """The mean cross-entropy of probabilities `probs` (N, C) for class indices `labels`
+    (each probability at least 1e-7, as Keras clips it); a certain model's is 0, not -0.
+
+    >>> import numpy as np
+    >>> log_loss(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1]))
+    0.0
+    >>> round(log_loss(np.array([[0.5, 0.5]]), np.array([1])), 4)
+    0.6931
+    """
+    import numpy as np
+
+    picked = np.clip(np.asarray(probs)[np.arange(len(labels)), labels], 1e-7, 1.0)
+    return float(0.0 - np.mean(np.log(picked)))  # (-0.0 would print as "-0.0000")
+
+
 def scores_note(model: str, meaning: str) -> str:
     """What predict and evaluate say of a model whose outputs are scores
     (`not_probabilities`), with `meaning`: what that means for their figures.

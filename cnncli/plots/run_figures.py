@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnncli.plots.saving import save
-from cnncli.text import percent, printable, shorten
+from cnncli.text import printable, probability, shorten
 
 #: Write numbers into the confusion matrix's cells up to this many classes.
 CELL_TEXT_MAX_CLASSES = 20
@@ -138,7 +138,7 @@ def misclassified_title(true_name: str, predicted_name: str, confidence: float) 
     >>> misclassified_title("Shirt", "T-shirt/top", 0.97)
     'true: Shirt / pred: T-shirt/top 97%'
     """
-    return f"true: {true_name} / pred: {predicted_name} {percent(confidence, 0)}"
+    return f"true: {true_name} / pred: {predicted_name} {probability(confidence, 0)}"
 
 
 def _wrap(title: str) -> str:

@@ -116,7 +116,7 @@ def _write(image: model_input.ModelInput, heat: gradcam.Heatmap, class_names,
     name = str(class_names[heat.class_index])
     picture = mosaic.enlarged(gradcam.overlay(image.pixels, heat.heatmap))
     evidence = bool(heat.heatmap.max() > 0)
-    title = f"{name}: {text.percent(heat.probability)}   (Grad-CAM at {heat.layer}" + (
+    title = f"{name}: {text.probability(heat.probability)}   (Grad-CAM at {heat.layer}" + (
         ")" if evidence else ": no evidence for it there)")
     key = ("dark: no evidence, bright: the most", gradcam.scale_bar(picture.shape[1]))
     plots.pixel_panels([(title, picture), key], png)
