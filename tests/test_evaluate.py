@@ -512,6 +512,25 @@ def test_evaluating_a_run_that_has_not_finished_says_so(run, tmp_path):
     assert not any("not finished" in n for n in evaluation.evaluate(run).notes)
 
 
+def test_predicting_with_a_run_that_has_not_finished_says_so_as_evaluate_does(run, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from cnncli import files
+    from cnncli.infer import predict
+
+    image = tmp_path / "x.png"
+    Image.new("L", (8, 8), 90).save(image)
+    stopped = shutil.copytree(run, tmp_path / "runs" / "toy" / "1", symlinks=True)
+    files.write_json(stopped / "state.json", {"status": "interrupted"})
+    [said] = predict.predict([str(image)], model=str(stopped)).warnings
+    assert said.startswith("the run has not finished (it is interrupted after 3 epochs): "
+                           "this predicts with the model it had then, ")
+    assert said.endswith("; predict again once it has finished")
+    assert predict.predict([str(image)], model=str(run)).warnings == []
+
+
 def test_a_model_giving_nan_is_refused_not_scored(run, monkeypatch):
     """Its figures were of nothing (NaN's class is the first): "loss": NaN, exit 0."""
     from cnncli.infer import classifier

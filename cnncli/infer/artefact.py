@@ -93,10 +93,11 @@ def _finished(run: Path) -> bool:
         return False
 
 
-def unfinished(art: Artefact | None, does: str) -> list[str]:
+def unfinished(art: Artefact | None, does: str, again: str | None = None) -> list[str]:
     """A note for the model of a run that has not finished (training now, stopped,
     failed, killed): what the command `does` (``exports``, ``evaluates``) is the model it
-    had then, and may not be what it ends with."""
+    had then, and may not be what it ends with; `again`: what to do then (`does` without
+    its s)."""
     run = art.run if art else None
     if run is None:
         return []
@@ -106,7 +107,7 @@ def unfinished(art: Artefact | None, does: str) -> list[str]:
     if summary.status in (FINISHED, listing.DAMAGED):
         return []
     after = f" after {text.count(summary.epochs, 'epoch')}" if summary.epochs else ""
-    again = does.removesuffix("s")
+    again = again or does.removesuffix("s")
     return [f"the run has not finished (it is {summary.status}{after}): this {does} the "
             f"model it had then, {art.model_path.name}; {again} again once it has finished"]
 

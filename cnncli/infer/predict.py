@@ -20,7 +20,7 @@ import numpy as np
 from cnncli import parallel
 from cnncli.data import images, inputs
 from cnncli.errors import CnnError, DataError, ModelError
-from cnncli.infer import classifier, metrics
+from cnncli.infer import artefact, classifier, metrics
 
 
 @dataclass
@@ -52,7 +52,8 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
         raise DataError("no images to classify: the list given is empty",
                         hint="give image files, folders, globs, @list.txt or - (paths on "
                              "standard input), one image at least")
-    result = Result(model=loaded.name, errors=empty)
+    result = Result(model=loaded.name, errors=empty,
+                    warnings=artefact.unfinished(loaded.artefact, "predicts with", "predict"))
     top = max(1, min(top, len(loaded.class_names)))
     # decoded in threads, the next batch while the model works on this one
     decoded = parallel.ordered_map(lambda f: _read(f, loaded, resize), files,
