@@ -372,6 +372,23 @@ CONFIG_ROWS = [
         "at layer 1 'conv1_1' (Conv2D), the 2x2 input is smaller than the 5x5 filter",
         cf.run_config(model="{input: [8, 8, 1], layers: [{Conv2D: {filters: 2, kernel_size: "
                             "5}}, Flatten, {Dense: {units: 2}}]}")),
+    row("config-a_network_spec_given_to_train_is_said_to_be_one", "train {file}", 2,
+        "{file}:2: this is a network spec (`layers:` at its top), not a run config: training "
+        "needs the data and settings too. Hint: write a run config naming it, `model: "
+        "spec.yaml` with `data:` and `train:`",
+        cf.yaml_file("input: [8, 8, 1]\nlayers: [Flatten, {Dense: {units: 2}}]\n",
+                     name="spec.yaml")),
+    row("config-image_size_of_three_numbers_says_how_to_write_it", "check {file}", 2,
+        "{file}:2: `data.image_size`: list should have at most 2 items after validation, not "
+        "3, got [64, 64, 3]. Hint: write [height, width], e.g. [224, 224]",
+        cf.run_config(model="mnist_net", data_extra=", image_size: [64, 64, 3]")),
+    row("config-input_of_a_built_in_without_channels_is_the_configs_not_cnncli_s_file",
+        "check {file}", 2, "{file}:1: `model.input`: list should have at least 3 items after "
+        "validation, not 2, got [32, 32]. Hint: write [height, width, channels]",
+        cf.run_config(model="{from: lenet5, input: [32, 32]}")),
+    row("config-input_of_a_built_in_with_four_channels_is_the_configs", "check {file}", 2,
+        "{file}:1: `model.input`: has 4 channels, and cnncli feeds images with 1 (grey) or 3 "
+        "(colour), got [32, 32, 4]", cf.run_config(model="{from: lenet5, input: [32, 32, 4]}")),
     row("config-from_with_layers_beside_it_is_no_inline_spec", "check {file}", 2,
         "{file}:1: unknown key 'model.layers'. Hint: valid keys here: from, classes, input",
         cf.run_config(model="{from: lenet5, layers: [Flatten]}"),

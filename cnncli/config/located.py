@@ -63,8 +63,14 @@ def _worded(err: dict, doc: dict, loc: list, key: str, given: str | None
     if message.startswith("is empty: "):  # our validators': `from:` with nothing
         return f"`{key}` is empty", message.removeprefix("is empty: "), line
     if value is not ... and kind != "missing" and not isinstance(value, dict):
-        return f"`{key}`: {message.lower()}, got {value!r}", _unquote_hint(kind, value), line
-    return f"`{key}`: {message.lower()}", None, line
+        return (f"`{key}`: {message.lower()}, got {value!r}",
+                _unquote_hint(kind, value) or SHAPES.get(key), line)
+    return f"`{key}`: {message.lower()}", SHAPES.get(key), line
+
+
+#: How to write the settings that are lists of sizes (pydantic says only what is wrong).
+SHAPES = {"data.image_size": "write [height, width], e.g. [224, 224]",
+          "model.input": "write [height, width, channels], e.g. [224, 224, 3]"}
 
 
 def _odd_key_error(err: dict, doc: dict, loc: list) -> tuple[str, str, int | None]:

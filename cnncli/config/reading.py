@@ -31,6 +31,14 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
     if not isinstance(doc, dict):
         raise ConfigError("a run config must be a mapping with `model:`, `data:`, `train:`",
                           file=file, line=yamlio.line_of(doc))
+    if "model" not in doc and "layers" in doc:  # a network spec (what `check` takes too)
+        name = Path(file).name if file else "net.yaml"
+        raise ConfigError(
+            "this is a network spec (`layers:` at its top), not a run config: training "
+            "needs the data and settings too", file=file, line=yamlio.key_line(doc, "layers"),
+            hint=f"write a run config naming it, `model: {name}` with `data:` and `train:` "
+                 "(configs/mnist.yaml is one); `cnncli check` and `summary` take the spec "
+                 "itself")
     doc.pop("digest", None)  # a run's own saved config.yaml has one
     model = doc.get("model")
     odd = next((k for k in model if not isinstance(k, str)), "") if isinstance(

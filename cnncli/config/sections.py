@@ -47,7 +47,8 @@ class ModelSection(_Strict):
     from_: str | None = Field(None, alias="from", description="built-in name, spec file, "
                               "pretrained network (resnet50...), run folder or .keras file")
     classes: int | None = Field(None, ge=1, description="number of classes (default: dataset's)")
-    input: list[int] | None = Field(None, description="input volume [h, w, c]")
+    input: list[Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]] | None = Field(
+        None, min_length=3, max_length=3, description="input volume [h, w, c]")
     weights: str | None = Field(None, description="a pretrained network's weights: imagenet "
                                 "(default), none, or a weights file (its no-top file)")
     cut: str | None = Field(None, description="a run or .keras file: the last layer kept "
@@ -65,6 +66,14 @@ class ModelSection(_Strict):
         if value is None or (isinstance(value, str) and not value.strip()):
             raise ValueError("is empty: name a pretrained network (mobilenet_v2), a run "
                              "folder or a .keras file")
+        return value
+
+    @field_validator("input")
+    @classmethod
+    def _image_channels(cls, value):
+        if value is not None and value[2] not in (1, 3):
+            raise ValueError(f"has {value[2]} channels, and cnncli feeds images with 1 "
+                             "(grey) or 3 (colour)")
         return value
 
     @field_validator("weights", mode="before")
