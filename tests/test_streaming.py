@@ -404,6 +404,17 @@ def test_runs_are_not_written_inside_the_folder_of_photos_they_train_on(tmp_path
     assert len(list((root / "a").iterdir())) == 6
 
 
+def test_photos_decoded_in_grey_for_a_one_channel_network_are_said_so(tmp_path):
+    """Colour photos into mnist_net: their colour is gone; the Data line says why."""
+    root = photo_folder(tmp_path / "photos")
+    path = tmp_path / "photos.yaml"
+    for channels, said in ((1, ["decoded in grey: the model takes 1 channel"]), (3, [])):
+        path.write_text(f"model: {{input: [16, 16, {channels}], layers: [Flatten, Dense: "
+                        f"{{units: $classes, activation: softmax}}]}}\ndata: {{name: {root}}}"
+                        f"\ntrain: {{epochs: 1, batch_size: 4}}\n")
+        assert training.plan(config.load(path)).data_notes == said
+
+
 def test_a_few_photos_most_of_them_damaged_are_skipped_not_refused(tmp_path):
     """4 of 6: not the wrong folder, a few damaged files (evaluate --all-images)."""
     root = photo_folder(tmp_path / "photos", per_class=3)

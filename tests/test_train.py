@@ -878,6 +878,20 @@ def test_check_summary_and_dry_run_show_the_network_image_size_gives(tmp_path):
     assert len({m.count_params() for m in shown}) == 1
 
 
+def test_an_inline_networks_own_input_resized_by_image_size_is_said(tmp_path):
+    """Two sizes in one config (the spec's `input: [8, 8, 1]`, the data's 16x16)."""
+    from cnncli.run import checking
+
+    path = write_config(tmp_path)
+    said = "`data.image_size` [16, 16] sizes the network's input, not its `input` (8x8)"
+    path.write_text(path.read_text().replace("  validation_split: 0.2",
+                                             "  validation_split: 0.2\n  image_size: [16, 16]"))
+    assert said in checking.check(str(path)).warnings
+    assert said in planning.plan(config.load(path), config_file=str(path)).warnings
+    same = config.load(path, ["data.image_size=[8, 8]"])
+    assert not any("sizes the network" in w for w in planning.plan(same).warnings)
+
+
 @pytest.mark.parametrize("written, read", [(" GPU:1 ", "gpu:1"), ("CPU", "cpu"),
                                            ("/gpu:0", "/gpu:0")])
 def test_a_configs_device_is_read_as_device_takes_it(written, read):

@@ -247,6 +247,25 @@ def from_run_config(cfg, *, file: str | None = None, classes: int | None = None)
     return network
 
 
+def resized_note(cfg) -> list[str]:
+    """A note when `data.image_size` resizes the input an inline network gives itself
+    (`model: {input: [64, 64, 3], layers: ...}`): two sizes in one config, the data's
+    taken (a built-in's or a spec file's input is the network's default, said nowhere
+    near; `model.from` refuses two sizes).
+
+    >>> from types import SimpleNamespace as C
+    >>> print(*resized_note(C(model={"input": [64, 64, 3], "layers": []},
+    ...                       data=C(image_size=[32, 48]))))
+    `data.image_size` [32, 48] sizes the network's input, not its `input` (64x64)
+    """
+    given, size = cfg.model, cfg.data.image_size
+    own = given.get("input") if isinstance(given, dict) and "layers" in given else None
+    if not size or not isinstance(own, list | tuple) or list(own[:2]) == list(size):
+        return []
+    return [f"`data.image_size` {list(size)} sizes the network's input, not its `input` "
+            f"({'x'.join(map(str, own[:2]))})"]
+
+
 def _named_network(cfg, file: str | None, classes: int | None):
     model = cfg.model
     if isinstance(model, str):

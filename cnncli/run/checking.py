@@ -228,7 +228,8 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
     except CnnError as exc:
         return None, located(input_blamed(getattr(exc, "errors", [exc]), cfg.model, network,
                                           cfg.data.image_size))
-    built.warnings[:0] = notes + transfer_spec.fresh_network_note(cfg.model)
+    built.warnings[:0] = notes + transfer_spec.fresh_network_note(cfg.model) + \
+        spec.resized_note(cfg)
     errors = located(transfer.problems(cfg.train, built.model, epochs))
     random = transfer.random_frozen_backbone(cfg.train, built)
     built.warnings += [random] if random else []

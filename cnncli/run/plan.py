@@ -191,6 +191,8 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
     data_notes = [f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, converted "
                   f"to {'RGB' if network.input[-1] == 3 else 'grey'} for the model"] \
         if data.image_shape and data.image_shape[-1] != network.input[-1] else []
+    if not data.image_shape and data.train.kind != "arrays" and network.input[-1] == 1:
+        data_notes = ["decoded in grey: the model takes 1 channel"]  # photos' colour too
     epochs = math.ceil(total / steps_per_epoch)
     try:
         found = transfer.plan(cfg, built, epochs, file=config_file,  # weights, freeze
@@ -228,7 +230,7 @@ def _checked(network: specs.Spec, cfg: config.RunConfig, data: Dataset,
     except CnnError as exc:
         errors += config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by)
     raise_all(errors)
-    built.warnings += transfer_spec.fresh_network_note(cfg.model)
+    built.warnings += transfer_spec.fresh_network_note(cfg.model) + specs.resized_note(cfg)
     return built
 
 
