@@ -319,11 +319,24 @@ def _constructor_error(exc: yaml.constructor.ConstructorError, file: str) -> Con
     )
 
 
+#: What PyYAML's words for a part never closed are (its `context`).
+_OPENED = {"flow mapping": "a `{`", "flow sequence": "a `[`", "quoted scalar": "a quote"}
+
+
 def _yaml_syntax_error(exc: yaml.YAMLError, file: str, text: str) -> ConfigError:
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark else None
     problem = getattr(exc, "problem", None) or str(exc)
     hint = "check the indentation and the colons on that line"
+    opened = getattr(exc, "context_mark", None)
+    if ("<stream end>" in problem or "end of stream" in problem) and opened is not None:
+        # a `{`, `[` or quote never closed: the line past the end says nothing, where it
+        # opened does
+        what = next((said for words, said in _OPENED.items() if words in str(exc.context)),
+                    "something")
+        return ConfigError(f"this is not valid YAML: {what} opened on this line is not "
+                           f"closed before the file ends ({problem})", file=file,
+                           line=opened.line + 1, hint="close it on the line it belongs to")
     if mark is not None:
         bad_line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
         if "\t" in bad_line or "'\\t'" in problem:

@@ -457,8 +457,8 @@ DATA_ROWS = [
         "train-images-idx3-ubyte is truncated: its header promises 320x8x8 = 20,480 bytes "
         "of data but it holds 20,380", cf.data_builder(cf.truncated_idx_folder)),
     row("data-more_classes_than_the_model", "train {file}", 3,
-        "the data has 3 classes but the model outputs 2",
-        cf.data_builder(lambda folder, shared: shared.npz, classes=2)),
+        "the data has 3 classes but the model outputs 2: '2' would have no output. Hint: set "
+        "`model.classes: 3`", cf.data_builder(lambda folder, shared: shared.npz, classes=2)),
 ]
 
 # ----------------------------------------------------------------------------- models

@@ -1,6 +1,7 @@
 """YAML is read safely, with line numbers, and without PyYAML's surprises."""
 
 import os
+import re
 
 import pytest
 
@@ -96,6 +97,18 @@ def test_tab_indentation_is_explained():
     with pytest.raises(ConfigError, match="tab character") as e:
         yamlio.loads("a:\n\t- b\n", "t.yaml")
     assert "spaces" in e.value.hint
+
+
+@pytest.mark.parametrize("text,opened", [
+    ("model: mnist_net\ndata: {name: mnist}\ntrain: {epochs: 1\n\n", "a `{`"),
+    ("model: mnist_net\ndata: [mnist\n# more\n", "a `[`"),
+    ("model: mnist_net\ndata: {name: 'mnist}\n\n", "a quote")])
+def test_a_bracket_or_quote_never_closed_is_said_at_the_line_it_opened(text, opened):
+    """PyYAML finds it at the end of the file, a line past the last: no help."""
+    with pytest.raises(ConfigError, match=re.escape(opened) + " opened on this line is not closed "
+                                          "before the file ends") as e:
+        yamlio.loads(text, "t.yaml")
+    assert e.value.line == (3 if "train" in text else 2)
 
 
 def test_python_tags_are_refused_and_not_run(tmp_path):

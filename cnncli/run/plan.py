@@ -221,10 +221,12 @@ def _checked(network: specs.Spec, cfg: config.RunConfig, data: Dataset,
                                 config_file, cfg.set_by)
     classes = built.model.output.shape[-1] if built else data.num_classes
     if data.num_classes > classes:
+        beyond = ", ".join(f"'{n}'" for n in data.class_names[classes:][:3])
         errors.append(DataError(
-            f"the data has {data.num_classes} classes but the model outputs {classes}",
-            file=data.source, hint="set `model.classes` to the number of classes, or remove "
-                                   "it to use the dataset's"))
+            f"the data has {data.num_classes} classes but the model outputs {classes}: "
+            f"{beyond}{' and more' if data.num_classes - classes > 3 else ''} would have no "
+            "output", file=data.source, hint=f"set `model.classes: {data.num_classes}` (a "
+            "network's own `classes:` gives way to it), or leave those classes out of the data"))
     try:
         compiling.check_training(cfg.train, classes, file=config_file)
     except CnnError as exc:
