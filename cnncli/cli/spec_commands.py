@@ -61,14 +61,13 @@ def check(
     from cnncli.run import checking
 
     checked = checking.check(path)
-    result = checked.to_dict(path)
     if json:
-        render.print_json(result)
+        render.print_json(checked.to_dict(path))
         render.warn_all(checked.warnings)
         return
-    frozen = f", {result['frozen_params']:,} frozen" if result["frozen_params"] else ""
-    render.out.print(f"OK: {printable(path, one_line=True)} is valid ({result['model']}: "
-                     f"{result['layers']} layers, {result['params']:,} parameters{frozen})")
+    frozen = f", {checked.frozen_params:,} frozen" if checked.frozen_params else ""
+    render.out.print(f"OK: {printable(path, one_line=True)} is valid ({checked.model.name}: "
+                     f"{checked.layers} layers, {checked.params:,} parameters{frozen})")
     render.warn_all(checked.warnings)
 
 

@@ -47,13 +47,20 @@ class Checked:
     def trainable_params(self) -> int:
         return int(sum(math.prod(w.shape) for w in self.model.trainable_weights))
 
+    @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @property
+    def layers(self) -> int:
+        """The layers after the input."""
+        return len(self.model.layers) - 1
+
     def to_dict(self, file: str) -> dict:
         """``cnncli check --json``'s document for the checked `file`."""
-        return {"valid": True, "file": file, "model": self.model.name,
-                "layers": len(self.model.layers) - 1, "params": self.params,
-                "trainable_params": self.trainable_params,
-                "frozen_params": self.params - self.trainable_params,
-                "warnings": self.warnings}
+        return {"valid": True, "file": file, "model": self.model.name, "layers": self.layers,
+                "params": self.params, "trainable_params": self.trainable_params,
+                "frozen_params": self.frozen_params, "warnings": self.warnings}
 
 
 def check(path_or_name: str) -> Checked:
