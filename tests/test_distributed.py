@@ -102,7 +102,7 @@ def _worker(args: dict) -> dict:
         done = train.train(cfg, config_file=args["config"], resume=args.get("resume"),
                            reporter=reporter)
         outcome = {"interrupted": None, "result_run": done.run and str(done.run),
-                   "metrics_run": done.metrics.run}
+                   "metrics_run": done.metrics.run, "task": done.task}
     except train.Interrupted as exc:
         outcome = {"interrupted": exc.signum, "hint": exc.hint}
     except CnnError as exc:
@@ -462,8 +462,9 @@ def test_chief_writes_the_run_and_the_worker_a_temporary_folder(cluster):
     assert worker.parent == Path(tempfile.gettempdir())
     assert worker.name.startswith("cnncli-worker1-")
     assert not worker.exists()  # a finished run's copy is nobody's record
-    said = [(r["result_run"], r["metrics_run"]) for r in cluster["plain"]]
-    assert said == [(str(chief), str(chief.resolve())), (None, None)]  # (--json's run)
+    said = [(r["result_run"], r["metrics_run"], r["task"]) for r in cluster["plain"]]
+    assert said == [(str(chief), str(chief.resolve()), ""),  # (--json's run)
+                    (None, None, "worker 1")]  # the Done line's "worker 1's part"
 
 
 @pytest.mark.slow

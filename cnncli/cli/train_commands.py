@@ -118,11 +118,11 @@ def train(
     elif not quiet:
         best = result.metrics.best
         value = f"{best.value:.4f}" if best.value is not None else "n/a"
-        done = result.run if _on_the_chief() else \
-            f"{_cluster().task}'s part (the chief wrote the run)"  # its copy is removed
+        done = result.run if result.run is not None else \
+            f"{result.task}'s part (the chief wrote the run)"  # its copy is removed
         render.info(f"Done: {done}  (best {best.metric} {value} at epoch "
                     f"{best.epoch}; {result.metrics.images_per_s or 0:,.0f} images/s)")
-        if _on_the_chief():
+        if result.run is not None:
             from cnncli.text import arg
 
             render.info(f"Next: cnncli evaluate {arg(result.run)}")
@@ -153,12 +153,6 @@ def _cluster():
     from cnncli import devices
 
     return devices.parse_tf_config(os.environ.get("TF_CONFIG"))
-
-
-def _on_the_chief() -> bool:
-    """Whether this machine writes the run (one machine, or a cluster's chief)."""
-    cluster = _cluster()
-    return cluster is None or cluster.is_chief
 
 
 def _joining(quiet: bool) -> None:

@@ -54,6 +54,7 @@ class Result:
     run: Path | None  # None on a worker of several machines: the chief writes the run
     metrics: record.RunMetrics
     history: list[dict]
+    task: str = ""  # a worker's task in the cluster ("worker 1") when `run` is None
 
 
 class Reporter:
@@ -154,6 +155,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
         if not p.placement.is_chief:  # nobody reads a worker's copy of a finished run
             shutil.rmtree(run, ignore_errors=True)
             result.run, result.metrics = None, replace(result.metrics, run=None)  # gone
+            result.task = p.placement.task
         return result
 
 
