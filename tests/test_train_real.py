@@ -22,4 +22,6 @@ def test_mnist_net_learns_fashion_mnist_in_one_epoch(tmp_path):
     assert str(FASHION) in result.metrics.dataset.source
     report = evaluation.evaluate(result.run)
     assert report.result.count == 10_000
-    assert report.result.accuracy >= 0.88
+    # one epoch gives 0.877-0.886 as the seed and the validation split vary (seeds 0-2,
+    # split by class or not, 2026-12-07): 0.86 leaves room, an untrained network has 0.1
+    assert report.result.accuracy >= 0.86
