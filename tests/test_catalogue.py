@@ -78,7 +78,8 @@ RECURSIVE_ALIAS = "model: linear\ntrain: &t {epochs: *t}\n"
 
 YAML_CASES = [
     # id, builder, fragment for `check`, fragment for `train` (None: the same)
-    ("not_yaml", cf.yaml_file(NOT_YAML), "{file}:3: this is not valid YAML", None),
+    ("not_yaml", cf.yaml_file(NOT_YAML), "{file}:2: this is not valid YAML: a `{{` opened on "
+     "this line is not closed", None),
     ("empty_file", cf.yaml_file(""), "{file}: the spec is empty", "{file}: the config is empty"),
     ("list_at_top", cf.yaml_file(LIST_AT_TOP), "a spec must be a mapping",
      "a run config must be a mapping"),
