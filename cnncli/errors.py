@@ -130,14 +130,27 @@ class ConfigError(CnnError):
 
 
 class ConfigChanged(ConfigError):
-    """A resume whose config differs from the run's (``--force`` applies what it can)."""
+    """A resume whose config differs from the run's; `ways`: what to do instead, said as
+    the hint (``--force`` for what it may apply, else ``NEW_RUN``), which a caller may
+    reword.
+
+    >>> ConfigChanged("differs", ways=["resume without changing it", "start a new run"]).hint
+    'resume without changing it, or start a new run'
+    """
 
     reported_as = "ConfigError"
+    NEW_RUN = "start a new run"
+
+    def __init__(self, message: str, *, file: str | None = None, ways: list[str]) -> None:
+        self.ways = list(ways)
+        super().__init__(message, file=file, hint=", or ".join(ways))
 
 
 class InputTooSmall(ConfigError):
     """A layer whose filter or pooling window is larger than what reaches it: the spec's
     `input` is too small for its layers (`cnncli.model.builder.smallest_input`)."""
+
+    reported_as = "ConfigError"
 
 
 class DataError(CnnError):

@@ -152,13 +152,14 @@ def percent(p: float, decimals: int = 2) -> str:
 
 
 def probability(p: float, decimals: int = 2) -> str:
-    """A class's probability from a softmax as a percentage (`percent`), never 100%: a
-    softmax gives every class a share, and a float32 1.0 is the others' rounded away.
+    """A class's probability from a softmax (of two classes or more: cnncli's classifiers)
+    as a percentage (`percent`), never 100% nor 0%: a softmax gives every class a share,
+    and a float32 1.0 or 0.0 is a share rounded away.
 
-    >>> probability(1.0), probability(0.9809), percent(1.0)
-    ('>99.99%', '98.09%', '100.00%')
+    >>> probability(1.0), probability(0.0), probability(0.9809), percent(1.0)
+    ('>99.99%', '<0.01%', '98.09%', '100.00%')
     """
-    return percent(min(p, 1 - 1e-12), decimals)
+    return percent(min(max(p, 1e-12), 1 - 1e-12), decimals)
 
 
 def significant(p: float) -> float:

@@ -389,7 +389,8 @@ CONFIG_ROWS = [
         cf.run_config(model="{from: lenet5, input: [32, 32]}")),
     row("config-input_of_a_built_in_with_four_channels_is_the_configs", "check {file}", 2,
         "{file}:1: `model.input`: has 4 channels, and cnncli feeds images with 1 (grey) or 3 "
-        "(colour), got [32, 32, 4]", cf.run_config(model="{from: lenet5, input: [32, 32, 4]}")),
+        "(colour), got [32, 32, 4]. Hint: use [32, 32, 1] or [32, 32, 3]",
+        cf.run_config(model="{from: lenet5, input: [32, 32, 4]}")),
     row("config-from_with_layers_beside_it_is_no_inline_spec", "check {file}", 2,
         "{file}:1: unknown key 'model.layers'. Hint: valid keys here: from, classes, input",
         cf.run_config(model="{from: lenet5, layers: [Flatten]}"),

@@ -470,11 +470,13 @@ def test_summary_and_check_take_a_run_folder_and_its_saved_config(tmp_path):
 
 
 def test_a_case_code_tells_apart_is_reported_in_json_as_the_error_it_is_a_case_of():
-    from cnncli.errors import ConfigChanged, NoSuchDevice
+    from cnncli.errors import ConfigChanged, InputTooSmall, NoSuchDevice
 
-    changed = ConfigChanged("the config differs from the run's").to_dict()
+    changed = ConfigChanged("the config differs from the run's", ways=["resume"]).to_dict()
     missing = NoSuchDevice("--device gpu:1", "TensorFlow sees no GPU").to_dict()
     assert (changed["error"], changed["exit_code"]) == ("ConfigError", 2)
+    assert InputTooSmall("the 2x2 input is smaller than the 5x5 filter").to_dict()[
+        "error"] == "ConfigError"
     assert (missing["error"], missing["exit_code"]) == ("DeviceError", 3)
     assert missing["message"] == "--device gpu:1 was asked for, but TensorFlow sees no GPU"
 

@@ -182,10 +182,11 @@ def test_a_probability_float32_rounded_to_one_is_not_shown_as_a_certainty(capsys
     """The others' 2e-14 were rounded away: showing 100.00% beside <0.01% sums to more."""
     from cnncli.infer.predict import ImageResult, Result
 
-    image = ImageResult(file="b.bmp", top=[("square", 1.0), ("circle", 2.2e-14)])
+    image = ImageResult(file="b.bmp", top=[("square", 1.0), ("circle", 2.2e-14),
+                                            ("star", 0.0)])
     render.predictions(Result(model="m", images=[image]), "text")
-    assert capsys.readouterr().out.splitlines()[:2] == ["1. square: >99.99%",
-                                                        "2. circle: <0.01%"]
+    assert capsys.readouterr().out.splitlines()[:3] == ["1. square: >99.99%",
+                                                        "2. circle: <0.01%", "3. star: <0.01%"]
 
 
 def test_names_with_newlines_stay_on_one_line(capsys):

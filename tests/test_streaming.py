@@ -396,10 +396,11 @@ def test_runs_are_not_written_inside_the_folder_of_photos_they_train_on(tmp_path
                     "train: {epochs: 1, batch_size: 4}\n")
     monkeypatch.chdir(root)  # `output.dir: runs` (the default) is photos/runs
     for overrides in ([], [f"output.dir={root / 'a'}"]):
-        with pytest.raises(ConfigError, match="the output folder .* is inside the data "
-                                              "folder") as err:
-            training.train(config.load(path, overrides))
+        with pytest.raises(ConfigError, match="`output.dir`: the output folder .* is inside "
+                                              "the data folder") as err:
+            training.train(config.load(path, overrides), config_file=str(path))
         assert err.value.hint.startswith("give `output.dir` (--set output.dir=DIR) a folder")
+        assert err.value.where == (f"--set {overrides[0]}" if overrides else None)
     assert sorted(p.name for p in root.iterdir()) == ["a", "b"]  # nothing written there
     assert len(list((root / "a").iterdir())) == 6
 

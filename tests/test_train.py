@@ -851,14 +851,19 @@ def test_a_run_made_before_the_split_by_class_resumes_with_its_random_split(tmp_
 
     from cnncli.config.sections import digest_of
 
-    run = _interrupted_run(write_config(tmp_path, epochs=2), "data.stratify=false")
+    path = write_config(tmp_path, epochs=2)
+    run = _interrupted_run(path, "data.stratify=false")
     saved = yaml.safe_load((run / "config.yaml").read_text())
     del saved["data"]["stratify"], saved["digest"]  # as cnncli wrote it before the key
     (run / "config.yaml").write_text(yaml.safe_dump({**saved, "digest": digest_of(saved)}))
     assert config.load_run_config(run / "config.yaml").data.stratify is False
     assert config.load(run / "config.yaml").data.stratify is False  # --resume RUN's way
-    result = training.train(config.load(run / "config.yaml"), resume=run)
-    assert result.metrics.epochs == 2  # the same data: its backup's split
+    import shutil
+
+    again = shutil.copytree(run, tmp_path / "runs" / "toy" / "9")  # (resumed to its end)
+    for given, stopped in ((run / "config.yaml", run), (path, again)):  # its own config,
+        result = training.train(config.load(given), resume=stopped)  # or the file it was
+        assert result.metrics.epochs == 2, given  # started from; the same data: its split
 
 
 def test_check_summary_and_dry_run_show_the_network_image_size_gives(tmp_path):
@@ -936,7 +941,9 @@ def test_epochs_and_set_steps_together_are_refused_before_training(tmp_path):
 
 
 @pytest.mark.parametrize("option,setting", [(["--epochs", "2"], "train.epochs=x"),
-                                            (["--lr", "0.1"], "train.optimizer.learning_rate=1")])
+                                            (["--lr", "0.1"], "train.optimizer.learning_rate=1"),
+                                            (["--epochs", "2"], "train={epochs: 3}"),
+                                            (["--offline"], "data.offline=false")])
 def test_an_option_and_a_set_of_the_same_key_are_refused_not_one_dropped(tmp_path, option,
                                                                          setting):
     path = write_config(tmp_path, epochs=3)
@@ -991,6 +998,8 @@ def test_a_pretrained_networks_problems_are_said_with_the_rest_of_the_configs(tm
 def test_acc_is_accuracy_one_column_and_the_figure_best_keras_follows():
     t = config.TrainSection(metrics=["acc", "sparse_top_k_categorical_accuracy"])
     assert t.metrics == ["accuracy", "sparse_top_k_categorical_accuracy"]
+    twice = config.TrainSection(metrics=["acc", "accuracy", "sparse_top_k_categorical_accuracy"])
+    assert twice.metrics == t.metrics  # one column each (not accuracy, weighted_accuracy)
 
 
 def test_plain_output_when_not_a_terminal(tmp_path):

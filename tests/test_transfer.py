@@ -378,9 +378,10 @@ def test_weights_words_are_read_in_any_case(tmp_path):
     assert any("has `weights: none` (random)" in w for w in warnings), warnings
 
 
-def test_a_model_input_and_an_image_size_that_differ_are_refused(tmp_path):
-    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: none, "
-                                         "input: [64, 64, 3]}")  # data.image_size: [32, 32]
+@pytest.mark.parametrize("source", ["mobilenet_v2, weights: none", "lenet5"])
+def test_a_model_input_and_an_image_size_that_differ_are_refused(tmp_path, source):
+    """A pretrained network or a built-in spec alike: neither size is dropped silently."""
+    path = write_config(tmp_path, model=f"{{from: {source}, input: [64, 64, 3]}}")  # 32x32
     with pytest.raises(ConfigError, match=r"`model.input` \[64, 64, 3\] and `data.image_size` "
                                           r"\[32, 32\] give the network two sizes"):
         checking.check(str(path))

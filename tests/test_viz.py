@@ -352,6 +352,7 @@ def test_a_gradcam_layer_of_1x1_maps_asked_for_is_looked_at_and_warned_of(tmp_pa
     result = explaining.explain([str(image)], wrap(lenet_like()), layer="conv2_1",
                                 output=tmp_path)
     assert result.pictures[0].layer == "conv2_1"
+    assert all("(the Grad-CAM is zero everywhere" in w for w in result.warnings[1:])
     assert result.warnings[:1] == [  # (an untrained network's map may also be all dark)
         "the maps of conv2_1 are 1x1: its Grad-CAM is one value, the whole image coloured "
         "the same, and cannot say where; a layer with larger maps can, such as conv1_1"]

@@ -76,24 +76,28 @@ def train(
     resume = None if auto else resume  # (found once the config says where its runs are)
     values, origins = {}, {}  # the options' values as given: text is text, never YAML
     set_keys = {item.partition("=")[0].strip() for item in set_ or []}
+
+    def also_set(key: str) -> str | None:  # by a --set of it, or of a section holding it
+        return next((s for s in set_keys if key == s or key.startswith(s + ".")), None)
+
     for key, value, option in (
             ("train.epochs", epochs, "--epochs"), ("train.batch_size", batch_size, "--batch-size"),
             ("train.optimizer.learning_rate", lr, "--lr"), ("data.name", data, "--data"),
             ("model.weights", weights, "--weights"), ("data.data_dir", data_dir, "--data-dir"),
-            ("train.device", device, "--device"), ("train.precision", precision, "--precision")):
+            ("train.device", device, "--device"), ("train.precision", precision, "--precision"),
+            ("data.offline", offline or None, "--offline")):
         if value is not None:
-            if key in set_keys:  # (one would be dropped without a word)
-                raise typer.BadParameter(f"give {option} or --set {key}, not both",
-                                         param_hint=option)
+            if also_set(key):  # (one would be dropped without a word)
+                raise typer.BadParameter(f"give {option} or --set {also_set(key)}, not "
+                                         "both", param_hint=option)
             values[key] = value
-            origins[key] = f"{option} {value}"
+            origins[key] = option if value is True else f"{option} {value}"
     if epochs is not None:
-        if "train.steps" in set_keys:
-            raise typer.BadParameter("give --epochs or --set train.steps, not both (one "
-                                     "sets how long the run is)", param_hint="--epochs")
+        if also_set("train.steps"):
+            raise typer.BadParameter(f"give --epochs or --set {also_set('train.steps')}, not "
+                                     "both (one sets how long the run is)",
+                                     param_hint="--epochs")
         values["train.steps"], origins["train.steps"] = None, f"--epochs {epochs}"
-    if offline:
-        values["data.offline"], origins["data.offline"] = True, "--offline"
     cfg = checking.load_config(config_file, list(set_ or []), origins, values)
     if cfg.output.name is None:
         cfg.output.name = Path(config_file).stem
@@ -108,10 +112,10 @@ def train(
             result = training.train(cfg, config_file=config_file, resume=resume,
                                     force=force, auto_batch=auto_batch, reporter=reporter)
         except ConfigChanged as exc:
-            if auto and resume:
-                exc.hint = f"{exc.hint.removesuffix(', or start a new run')}; or start a " \
-                           "new run: the same command without --resume auto"  # (else every
-            raise  # restart stops here again)
+            if auto and resume:  # (else every restart stops here again)
+                exc.hint = ", or ".join([w for w in exc.ways if w != exc.NEW_RUN]) + \
+                    f"; or {exc.NEW_RUN}: the same command without --resume auto"
+            raise
     if json:  # its warnings and notes were on stderr as they came: here too, all of them
         render.print_json({**result.metrics.to_json(), "resumed": bool(resume),
                            "warnings": reporter.warned})

@@ -22,6 +22,7 @@ from cnncli.config.located import (
 )
 from cnncli.config.reading import (
     check_part,
+    inherit_older_run,
     load,
     load_document,
     load_run_config,
@@ -77,6 +78,7 @@ __all__ = [
     "check_part",
     "device_hint",
     "digest_of",
+    "inherit_older_run",
     "line_of",
     "load",
     "load_document",

@@ -148,6 +148,18 @@ def older_run_defaults(doc):
     return doc
 
 
+def inherit_older_run(cfg: RunConfig, saved: RunConfig) -> None:
+    """`cfg` (a config file given to resume the run whose own config is `saved`) takes
+    `OLDER_RUNS`' settings from `saved` where it does not set them itself: resuming a run
+    made before a setting existed with the file it was started from goes on as it was
+    made (its data split the same way), not refused for a setting nobody changed."""
+    for section, values in OLDER_RUNS.items():
+        mine, theirs = getattr(cfg, section), getattr(saved, section)
+        for key in values:
+            if key not in mine.model_fields_set and f"{section}.{key}" not in cfg.set_by:
+                setattr(mine, key, getattr(theirs, key))
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """A run's own ``config.yaml`` (what ``--resume`` continues), refused if it is not
     what the run wrote: a backup continues only the settings it was made with."""

@@ -72,8 +72,9 @@ class ModelSection(_Strict):
     @classmethod
     def _image_channels(cls, value):
         if value is not None and value[2] not in (1, 3):
-            raise ValueError(f"has {value[2]} channels, and cnncli feeds images with 1 "
-                             "(grey) or 3 (colour)")
+            raise SettingError(f"has {value[2]} channels, and cnncli feeds images with 1 "
+                               "(grey) or 3 (colour)", f"use [{value[0]}, {value[1]}, 1] or "
+                               f"[{value[0]}, {value[1]}, 3]")
         return value
 
     @field_validator("weights", mode="before")
@@ -214,9 +215,12 @@ class TrainSection(_Strict):
     @field_validator("metrics", mode="before")
     @classmethod
     def _accuracy_by_its_name(cls, value):
-        """``acc`` (Keras' short name) is ``accuracy``: one column, one figure to follow."""
+        """``acc`` (Keras' short name) is ``accuracy``: one column, one figure to follow; a
+        metric given twice is one (Keras would add a second, ``weighted_accuracy``)."""
         if isinstance(value, list):
-            return ["accuracy" if m == "acc" else m for m in value]
+            named = ["accuracy" if m == "acc" else m for m in value]
+            return [m for i, m in enumerate(named) if not isinstance(m, str)
+                    or m not in named[:i]]
         return value
 
     @field_validator("optimizer", "schedule", mode="before")

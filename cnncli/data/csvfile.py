@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.data.dataset import Dataset, DataWarning, Split
-from cnncli.data.folder import readable, stratified_split
+from cnncli.data.folder import readable
+from cnncli.data.splits import split_off_test
 from cnncli.errors import DataError
 
 SPLITS = ("train", "test")
@@ -57,7 +58,7 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
                         line=blank, hint="write train or test on every row, or leave the "
                                          "split column out for a seeded split")
     if all(s is None for s in splits):
-        train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+        train_idx, test_idx = split_off_test(labels, test_fraction, seed)
     else:
         train_idx = np.array([i for i, s in enumerate(splits) if s == "train"], np.int64)
         test_idx = np.array([i for i, s in enumerate(splits) if s == "test"], np.int64)

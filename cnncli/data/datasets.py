@@ -132,9 +132,11 @@ def check_output_outside(folder: Path, source: str | os.PathLike, option: str = 
     """A `ConfigError` for an output `folder` that is the data folder `source` or inside it,
     found before anything is made: in a folder of class folders, the files written there
     would be read as images (a class named after them) the next time. A known name is read
-    from elsewhere, and a file (a CSV, an npz) names its images: neither is in the way."""
+    from elsewhere, a file (a CSV, an npz) names its images, and a folder of IDX files,
+    CIFAR batches or shards reads its own files: none is in the way."""
     path = os.path.expanduser(source)
-    if known_name(str(source)) is not None or not os.path.isdir(path):
+    if known_name(str(source)) is not None or not os.path.isdir(path) or next(
+            (s.name for s in SOURCES if s.detect(Path(path))), None) != "image folder":
         return
     data, out = Path(path).resolve(), Path(folder).expanduser().resolve()
     if out == data or data in out.parents:

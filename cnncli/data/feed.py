@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnncli.config import AugmentSection
+from cnncli.data import splits
 from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Split
 from cnncli.data.loader import ImageLoader, needs_loader
@@ -264,12 +265,12 @@ def validation_indices(labels: np.ndarray, fraction: float, seed: int, *,
                        stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Hold out a seeded `fraction` of the images whose classes are `labels`: (train
     indices, validation indices), each sorted. With `stratify`, each class gives its
-    share (`class_quotas`: the total as without, a class's last image never taken);
+    share (`splits.share_quotas`: the total as without, a class's last image never taken);
     else a random `fraction` of all (runs made before 2026-12-07: `data.stratify`).
 
     >>> labels = np.array([0] * 8 + [1] * 2)
     >>> [a.tolist() for a in validation_indices(labels, 0.5, seed=0)]  # 4 and 1
-    [[0, 1, 5, 7, 9], [2, 3, 4, 6, 8]]
+    [[0, 4, 6, 7, 9], [1, 2, 3, 5, 8]]
     """
     n = len(labels)
     if not 0 <= fraction < 1:
@@ -287,37 +288,10 @@ def validation_indices(labels: np.ndarray, fraction: float, seed: int, *,
     if fraction > 0 and n_val == n:
         raise DataError(f"`data.validation_split` {fraction} of {count(n, 'image')} leaves "
                         "no image to train on", hint="use a smaller fraction, or more data")
-    rng = np.random.default_rng(seed)
-    if not stratify:
-        order = rng.permutation(n)
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
-    classes, of_class = np.unique(labels, return_inverse=True)
-    held = np.zeros(n, bool)
-    for c, quota in enumerate(class_quotas(np.bincount(of_class), n_val)):
-        held[rng.choice(np.flatnonzero(of_class == c), quota, replace=False)] = True
-    return np.flatnonzero(~held), np.flatnonzero(held)
-
-
-def class_quotas(counts: np.ndarray, total: int) -> np.ndarray:
-    """How many of each class's `counts` images to hold out so that `total` are, in
-    proportion (the largest remainders rounded up, ties to the earlier class), never a
-    class's last image while another class can give one.
-
-    >>> class_quotas(np.array([8, 2]), 2).tolist(), class_quotas(np.array([5, 5, 5]), 2).tolist()
-    ([2, 0], [1, 1, 0])
-    >>> class_quotas(np.array([1, 9]), 5).tolist()   # a class of one keeps its image
-    [0, 5]
-    """
-    exact = counts * total / counts.sum()
-    quotas = np.floor(exact).astype(np.int64)
-    for c in np.argsort(-(exact - quotas), kind="stable")[:total - quotas.sum()]:
-        quotas[c] += 1
-    room = counts - 1  # each class keeps one image to train on, when it can
-    while (quotas > np.maximum(room, 0)).any() and (quotas < room).any():
-        over = int(np.argmax(quotas - room))
-        quotas[over] -= 1
-        quotas[int(np.argmax(np.where(quotas < room, exact - quotas, -np.inf)))] += 1
-    return quotas
+    if stratify:
+        return splits.split_off_validation(labels, n_val, seed)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def _mask(n: int, indices: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli.data import images
+from cnncli.data import images, splits
 from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name, unread_photos
 from cnncli.errors import ConfigError, DataError
@@ -79,7 +79,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
         names = _class_names(root, least=1 if test_fraction == 1 else 2)
         _warn_of_loose_images(root)
         everything = _class_tree(root, names, strict, seen, _class_folders(root, [root], names))
-        train_idx, test_idx = stratified_split(everything.labels, test_fraction, seed)
+        train_idx, test_idx = splits.split_off_test(everything.labels, test_fraction, seed)
         train, test = everything.take(train_idx), everything.take(test_idx)
         if len(test) == 0:
             raise DataError(f"{root.name} leaves no test images: each class has a single "
@@ -345,25 +345,3 @@ def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
         raise DataError(f"{root.name} holds no readable images", file=str(root),
                         hint=f"cnncli reads files ending in {', '.join(IMAGE_EXTENSIONS)}")
     return [paths[i] for i in keep], [labels[i] for i in keep]
-
-
-def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split stratified by class: (train indices, test indices), each sorted; a class
-    with one example keeps it for training. A `fraction` of 1 tests every example.
-
-    >>> [a.tolist() for a in stratified_split(np.array([0, 0, 0, 0, 1, 1]), 0.5, seed=0)]
-    [[0, 1, 5], [2, 3, 4]]
-    """
-    if fraction == 1:
-        return np.zeros(0, np.int64), np.arange(len(y))
-    rng = np.random.default_rng(seed)
-    test = []
-    for label in np.unique(y):
-        rows = np.flatnonzero(y == label)
-        n = int(round(len(rows) * fraction))
-        if len(rows) >= 2:
-            n = min(max(n, 1), len(rows) - 1)
-        test.extend(rng.choice(rows, n, replace=False))
-    is_test = np.zeros(len(y), bool)
-    is_test[np.array(test, dtype=np.int64)] = True
-    return np.flatnonzero(~is_test), np.flatnonzero(is_test)

@@ -251,7 +251,7 @@ def resized_note(cfg) -> list[str]:
     """A note when `data.image_size` resizes the input an inline network gives itself
     (`model: {input: [64, 64, 3], layers: ...}`): two sizes in one config, the data's
     taken (a built-in's or a spec file's input is the network's default, said nowhere
-    near; `model.from` refuses two sizes).
+    near; `model.from` with `model.input` refuses two sizes: `transfer_spec.document`).
 
     >>> from types import SimpleNamespace as C
     >>> print(*resized_note(C(model={"input": [64, 64, 3], "layers": []},

@@ -58,6 +58,11 @@ def document(section, *, classes: int | None, image_size: list | None,
              file: str | None) -> dict | None:
     """The spec (a YAML-like mapping) for the config's `model` section, or None when
     `from:` names a plain spec (built-in or file)."""
+    if section.input is not None and image_size is not None and \
+            list(section.input[:2]) != list(image_size):  # (either would be dropped)
+        raise ConfigError(f"`model.input` {list(section.input)} and `data.image_size` "
+                          f"{list(image_size)} give the network two sizes", file=file,
+                          hint="give one of them: images are resized to it")
     found = kind(section.from_, section.weights)
     extra = [k for k in ("weights", "cut", "dropout") if getattr(section, k) is not None]
     if found == "spec":
@@ -92,11 +97,6 @@ def _pretrained(section, classes, image_size, file) -> dict:
         raise ConfigError("`model.cut` applies to a model of your own (a run folder or "
                           ".keras file)", file=file, hint="remove `cut`")
     entry = pretrained.get(section.from_)
-    if section.input is not None and image_size is not None and \
-            list(section.input[:2]) != list(image_size):
-        raise ConfigError(f"`model.input` {list(section.input)} and `data.image_size` "
-                          f"{list(image_size)} give the network two sizes", file=file,
-                          hint="give one of them: images are resized to it")
     shape = section.input or ([*image_size, 3] if image_size else list(entry.input_shape))
     layers = [{backbone.ENTRY: {"name": entry.name, "weights": section.weights or "imagenet"}},
               "GlobalAveragePooling2D"]

@@ -229,8 +229,8 @@ def _metric_problem(name: str, labels, probs) -> str | None:
     """Why Keras cannot compute metric `name` on these labels, or None."""
     model = keras.Sequential([keras.Input(probs.shape[1:]), keras.layers.Identity()])
     try:
-        model.compile(loss="mse", metrics=[name])
-        model.compute_metrics(probs, labels, probs)
+        model.compile(loss="mse", weighted_metrics=[name])  # as training compiles it
+        model.compute_metrics(probs, labels, probs, sample_weight=np.ones(len(probs)))
     except ValueError as exc:
         if "Unknown metric" in str(exc) or "Could not interpret" in str(exc):
             return f"unknown metric '{name}'. Hint: " + suggest(

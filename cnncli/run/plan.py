@@ -151,8 +151,12 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
     weights are downloaded (ImageNet's not here yet are noted by `checking.dry_run`)."""
     t, d = cfg.train, cfg.data
     # runs written into a folder of class folders would be read as a class the next time
-    datasets.check_output_outside(Path(cfg.output.dir), d.name,
-                                  "`output.dir` (--set output.dir=DIR)")
+    try:
+        datasets.check_output_outside(Path(cfg.output.dir), d.name,
+                                      "`output.dir` (--set output.dir=DIR)")
+    except ConfigError as exc:  # said at the config's line (or its --set), if it has one
+        exc.message, exc.file = f"`output.dir`: {exc.message}", None
+        raise_all(config.locate([exc], config_file, cfg.set_by))
     try:
         data = datasets.load(d.name, data_dir=d.data_dir, offline=d.offline, strict=d.strict)
     except DataError as exc:

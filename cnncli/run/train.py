@@ -120,6 +120,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
                 else contextlib.nullcontext():  # a second writer is refused before any work
             saved = config.load_run_config(run / rundir.CONFIG)
             absolute_paths(saved)  # as `plan` makes them (a run from before it did)
+            config.inherit_older_run(cfg, saved)  # (a CONFIG given: settings made since)
         _has_backup(run)  # before the data is read, and whatever another config says
         _data_still_there(cfg, saved, run)
     try:
@@ -227,13 +228,14 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
         raise ConfigChanged(
             "the config differs from the run's in what its backup was made with: "
             + resume.describe({k: diff[k] for k in fixed}), file=str(run),
-            hint="resume without changing these (cnncli train --resume RUN uses the run's "
-                 "own config), or start a new run")
+            ways=["resume without changing these (cnncli train --resume RUN uses the run's "
+                  "own config)", ConfigChanged.NEW_RUN])
     if diff and not force:
         raise ConfigChanged("the config differs from the one this run was started with: "
-                          + resume.describe(diff), file=str(run),
-                          hint="resume without changing it (cnncli train --resume RUN uses "
-                               "the run's own config), or pass --force to apply the changes")
+                            + resume.describe(diff), file=str(run),
+                            ways=["resume without changing it (cnncli train --resume RUN "
+                                  "uses the run's own config)", "pass --force to apply the "
+                                  "changes"])
     if p.placement.is_chief:
         stack.enter_context(rundir.writer(run))
     data = p.feed.fingerprint()

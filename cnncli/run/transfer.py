@@ -55,7 +55,7 @@ class Transfer:
         """The paths of the layers frozen in `stage` (0: first, 1: fine-tuning)."""
         return set(self.frozen) - (set(self.unfrozen) if stage else set())
 
-    def to_json(self, *, fine_tuned: bool = False) -> dict:
+    def to_json(self, *, fine_tuned: bool) -> dict:
         """The record of a run (`fine_tuned`: its second stage started; a run that early
         stopping ended in the first unfroze nothing)."""
         ft = self.fine_tune
