@@ -527,6 +527,8 @@ def test_unknown_name_that_is_no_path_says_which_names_exist(tmp_path):
     with pytest.raises(DataError, match="neither a dataset name") as err:
         datasets.load(tmp_path / "nope")
     assert "fashion_mnist" in err.value.hint
+    for source in datasets.SOURCES:  # every kind of path, from the one registry
+        assert source.said in err.value.hint, source.name
 
 
 def test_known_names_accept_common_spellings():

@@ -31,21 +31,29 @@ KNOWN, known_name, locate, describe_all = (known.KNOWN, known.known_name, known.
 
 @dataclass(frozen=True)
 class Source:
-    """A kind of dataset path: how to recognise it, and how to read it."""
+    """A kind of dataset path: how to recognise it, how to read it, and how errors name
+    it among the kinds a path may be."""
 
     name: str
     detect: Callable[[Path], object]
     read: Callable[..., Dataset]  # read(path, strict=, test_fraction=, seed=)
+    said: str  # "a CSV of path,label"
 
 
 #: Asked in order; the first whose `detect` says yes reads the path.
+#: The image folder comes last: its `detect` takes any folder.
 SOURCES = (
-    Source("npz", npz.detect, lambda p, **_: npz.read_npz(p)),
-    Source("csv", csvfile.detect, csvfile.read_csv),
-    Source("tfrecord", records.detect, lambda p, **_: records.read_records(p)),
-    Source("idx", idx.detect, lambda p, **_: idx.read_idx_folder(p)),
-    Source("cifar", cifar.detect, lambda p, **_: cifar.read_cifar(p, cifar.detect(p))),
-    Source("image folder", folder.detect, folder.read_image_folder),
+    Source("npz", npz.detect, lambda p, **_: npz.read_npz(p),
+           "an .npz (x_train, y_train, x_test, y_test)"),
+    Source("csv", csvfile.detect, csvfile.read_csv, "a CSV of path,label"),
+    Source("tfrecord", records.detect, lambda p, **_: records.read_records(p),
+           "TFRecords from cnncli datasets pack"),
+    Source("idx", idx.detect, lambda p, **_: idx.read_idx_folder(p),
+           "a folder of IDX files"),
+    Source("cifar", cifar.detect, lambda p, **_: cifar.read_cifar(p, cifar.detect(p)),
+           "a folder of CIFAR batches"),
+    Source("image folder", folder.detect, folder.read_image_folder,
+           "an image folder (one sub-folder per class)"),
 )
 
 
@@ -179,6 +187,6 @@ def load_path(path: str | os.PathLike, *, strict: bool = False, test_fraction: f
 
 
 def _kinds() -> str:
-    return ("an image folder (one sub-folder per class), a CSV of path,label, an .npz "
-            "(x_train, y_train, x_test, y_test), a folder of IDX files or CIFAR batches, or "
-            "TFRecords from cnncli datasets pack")
+    """Every kind of path `SOURCES` reads, for error hints (the image folder first)."""
+    said = [s.said for s in reversed(SOURCES)]
+    return ", ".join(said[:-1]) + ", or " + said[-1]
