@@ -48,7 +48,7 @@ def network_of(p: Plan) -> str:
     paths, which may differ between machines."""
     t = p.transfer
     files = {w.path: w.sha256 for w in (t.weights if t else [])} | {
-        s["file"]: s["sha256"] for s in (t.sources if t else [])}
+        s.file: s.sha256 for s in (t.sources if t else [])}
 
     def named(value):  # a layer's arguments, a path replaced by its file's contents
         if isinstance(value, dict):

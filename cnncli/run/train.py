@@ -53,7 +53,7 @@ __all__ = ["Interrupted", "Plan", "Reporter", "Result", "compile_model", "plan",
 class Result:
     run: Path | None  # None on a worker of several machines: the chief writes the run
     metrics: record.RunMetrics
-    history: list[dict]
+    history: list[EpochRow]
     task: str = ""  # a worker's task in the cluster ("worker 1") when `run` is None
 
 

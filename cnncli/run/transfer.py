@@ -25,6 +25,20 @@ from cnncli.errors import CnnError, ConfigError, ModelError, suggest
 from cnncli.model import backbone, backbone_weights
 
 
+@dataclass(frozen=True)
+class SourceModel:
+    """The model file a network was cut from, as a run records it (metrics.json)."""
+
+    backbone: str  # what `model.from` said: a run folder or a .keras file
+    cut: str  # the last layer kept
+    file: str
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {"backbone": self.backbone, "cut": self.cut, "file": self.file,
+                "sha256": self.sha256}
+
+
 @dataclass
 class Transfer:
     """What a run starts from and freezes, worked out before anything is written.
@@ -45,7 +59,7 @@ class Transfer:
     unfrozen: list[str] = field(default_factory=list)
     fine_tune: config.FineTuneSection | None = None
     weights: list[backbone_weights.WeightsFile] = field(default_factory=list)
-    sources: list[dict] = field(default_factory=list)
+    sources: list[SourceModel] = field(default_factory=list)
 
     @property
     def stages(self) -> int:
@@ -61,7 +75,7 @@ class Transfer:
         ft = self.fine_tune
         return {"backbone": self.backbone, "freeze": self.freeze,
                 "frozen_layers": len(self.frozen),
-                "weights": [w.to_json() for w in self.weights] + self.sources,
+                "weights": [w.to_json() for w in [*self.weights, *self.sources]],
                 "fine_tune": ft.model_dump() if ft else None,
                 "fine_tuned_from_epoch": ft.after_epochs + 1 if ft and fine_tuned else None,
                 "unfrozen_layers": len(self.unfrozen) if fine_tuned else 0}
@@ -206,8 +220,8 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
                                                        node.args["weights"], path))
         else:
             path = backbone.model_file(node.args["model"])
-            sources.append({"backbone": node.args["model"], "cut": _cut(sub),
-                            "file": str(path), "sha256": backbone_weights.sha256(path)})
+            sources.append(SourceModel(node.args["model"], _cut(sub), str(path),
+                                       backbone_weights.sha256(path)))
     name = (nodes[0].args.get("name") or nodes[0].args["model"]) if nodes else None
     return Transfer(name, setting, frozen, unfrozen, t.fine_tune, weights, sources)
 
