@@ -69,8 +69,13 @@ TTA_TARGET = 0.5  # cnncli's time to the target accuracy / the tutorial's: at mo
 HELP_TARGET = 0.3  # seconds, at most
 #: The plain Keras prediction script, in float32 and as a user who knows about bfloat16
 #: writes it; `cnncli predict`'s speed (wall time of the whole process) against each: at least
-PREDICT_SCRIPTS = {"raw": "float32", "raw-bf16": "mixed_bfloat16"}
-PREDICT_TARGETS = {"raw": 3.0, "raw-bf16": 1.0}
+#: the plain predict script's runs: name -> (precision, its other arguments). `raw-batches`
+#: is `raw` with `model.predict_on_batch`: no tf.data iterator, so none of the wait
+#: `model.predict` may add at its end (`predict_raw.py --by-batch`); the float32 target
+#: applies to both.
+PREDICT_SCRIPTS = {"raw": ("float32", []), "raw-bf16": ("mixed_bfloat16", []),
+                   "raw-batches": ("float32", ["--by-batch"])}
+PREDICT_TARGETS = {"raw": 3.0, "raw-bf16": 1.0, "raw-batches": 3.0}
 #: Networks `cnncli predict` is timed with (random weights from a file); the targets are
 #: VGG16's (the issue's), ResNet50's ratios are reported beside them.
 PREDICT_NETWORKS = {"vgg16": "VGG16", "resnet50": "ResNet50"}
@@ -336,12 +341,18 @@ def one_round(runner: Runner, args, r: int, predict_setup: dict | None) -> None:
                                            weights, "--format", "jsonl", "--quiet",
                                            "--offline"],
                        json_out=False, stdout=runner.work / f"r{r}-predict-{name}.jsonl")
-            for script, precision in PREDICT_SCRIPTS.items():
+            for script, (precision, extra) in PREDICT_SCRIPTS.items():
                 name = predict_name(script, network)
                 runner.run(r, "predict", name,
                            [PYTHON, str(CONTENDERS / "predict_raw.py"), folder, "--network",
-                            network, "--weights", weights, "--precision", precision],
+                            network, "--weights", weights, "--precision", precision, *extra],
                            stdout=runner.work / f"r{r}-predict-{name}.jsonl")
+
+
+def script_label(entry: dict) -> str:
+    """How the tables name a plain predict script's runs."""
+    return f"the plain Keras script in {entry['precision']}" + (
+        " (predict_on_batch)" if entry.get("by_batch") else "")
 
 
 def predict_name(contender: str, network: str) -> str:
@@ -452,7 +463,8 @@ def predict_summary(args, records: list[dict], work: Path, network: str, target)
             "cnncli_rss": stats([r["peak_rss_mb"] for r in pc]),
             "images": args.images, "scripts": {}}
     for name, rows in scripts.items():
-        entry = {"precision": PREDICT_SCRIPTS[name],
+        entry = {"precision": PREDICT_SCRIPTS[name][0],
+                 "by_batch": "--by-batch" in PREDICT_SCRIPTS[name][1],
                  "wall": stats([r["wall_seconds"] for r in rows]),
                  "rss": stats([r["peak_rss_mb"] for r in rows]),
                  "parts": {k: stats([r["result"]["seconds"].get(k) for r in rows])
@@ -470,8 +482,8 @@ def predict_summary(args, records: list[dict], work: Path, network: str, target)
                              by_round(pc, lambda r: r["wall_seconds"]))
             entry["speedup"] = rs
             if network == TARGET_NETWORK:
-                target(f"`cnncli predict` ({pred['network']}) speed / the plain Keras script in "
-                       f"{PREDICT_SCRIPTS[name]}", rs["value"], PREDICT_TARGETS[name], True,
+                target(f"`cnncli predict` ({pred['network']}) speed / {script_label(entry)}",
+                       rs["value"], PREDICT_TARGETS[name], True,
                        f"per round {rs['min']:.2f}x to {rs['max']:.2f}x" if rs["n"] > 1
                        else "")
         pred["scripts"][name] = entry
@@ -761,8 +773,10 @@ def rest_sections(args, summary: dict) -> list[str]:
                   "`--precision auto`) and `bench/contenders/predict_raw.py` (imports Keras, "
                   f"builds {net}, loads the weights, reads and resizes the images with PIL, "
                   "`preprocess_input`, `model.predict` in batches of 32, top 5), once in "
-                  "float32 and once with "
-                  "`keras.mixed_precision.set_global_policy(\"mixed_bfloat16\")`. Speed = "
+                  "float32, once with "
+                  "`keras.mixed_precision.set_global_policy(\"mixed_bfloat16\")` and once in "
+                  "float32 with `model.predict_on_batch` per batch (no tf.data iterator, so "
+                  "none of the wait `model.predict` may add as its iterator ends). Speed = "
                   "the script's wall time / cnncli's (medians; range of same-round ratios). "
                   "Random weights: the top-1 agreement of near-uniform probabilities is "
                   "fragile (bench/PRECISION_RESULTS.md measures agreement on a trained "
@@ -770,7 +784,7 @@ def rest_sections(args, summary: dict) -> list[str]:
                   "", "| what | median | min - max |", "| --- | --- | --- |",
                   f"| `cnncli predict` wall | {cw} | {cw_range} |"]
         for entry in pred.get("scripts", {}).values():
-            label = f"plain Keras script ({entry['precision']})"
+            label = script_label(entry).removeprefix("the ")
             med, rng = fmt(entry["wall"], ",.2f", " s")
             lines.append(f"| {label} wall | {med} | {rng} |")
             for part, st_part in entry.get("parts", {}).items():

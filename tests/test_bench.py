@@ -131,10 +131,11 @@ def test_predict_benchmark_times_resnet50_against_both_plain_scripts(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     summary = results["summary"]
     scripts = [r["result"] for r in results["runs"] if r["name"].startswith("raw")]
-    assert [r["network"] for r in scripts] == ["resnet50", "resnet50"]
+    assert [r["network"] for r in scripts] == ["resnet50"] * 3
+    assert [r["by_batch"] for r in scripts] == [False, False, True]
     pred = summary["predict"]["resnet50"]
     assert pred["network"] == "ResNet50" and pred["images"] == 4
-    for script in ("raw", "raw-bf16"):  # the plain script ran ResNet50 and was compared
+    for script in ("raw", "raw-bf16", "raw-batches"):  # each ran ResNet50, was compared
         assert pred["scripts"][script]["speedup"]["value"] > 0
         assert pred["scripts"][script]["top1_agreement"]["n"] == 1  # both listed 4 images
     assert "## (e) Prediction: ResNet50" in (tmp_path / "RESULTS.md").read_text()

@@ -12,6 +12,13 @@ the benchmark compares the process's wall time with `cnncli predict`'s.
 ``--precision mixed_bfloat16`` sets ``keras.mixed_precision.set_global_policy`` before
 building the model: what a Keras user who knows about the CPU's bfloat16 units writes.
 
+``--by-batch`` calls ``model.predict_on_batch`` on each batch instead of one
+``model.predict``: no tf.data pipeline, so none of the wait ``model.predict`` may add
+when its iterator ends (its autotuner's thread sleeps in doubling periods, and the
+iterator's deletion waits for it to wake: about 18 s of 41 for VGG16 in float32 on
+the AMX Xeon, in two rounds of three, bench/PREDICT_RESULTS.md). What a Keras user who
+met that wait writes.
+
 ``--make-weights FILE`` only writes the weights of a fresh (randomly initialised)
 network to FILE (a ``.weights.h5``), for both contenders to load.
 
@@ -46,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--top", type=int, default=5)
     p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"))
+    p.add_argument("--by-batch", action="store_true",
+                   help="model.predict_on_batch per batch instead of one model.predict")
     p.add_argument("--make-weights", metavar="FILE", default=None,
                    help="write a fresh network's weights to FILE and stop")
     p.add_argument("--json-out", default=None)
@@ -88,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.perf_counter()
     x = preprocess(batch)
-    probs = np.asarray(model.predict(x, batch_size=args.batch_size, verbose=0), np.float32)
+    if args.by_batch:
+        probs = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + args.batch_size]),
+                                           np.float32)
+                                for i in range(0, len(x), args.batch_size)])
+    else:
+        probs = np.asarray(model.predict(x, batch_size=args.batch_size, verbose=0), np.float32)
     seconds["predict"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -103,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"name": "predict_raw", "network": args.network, "images": len(files),
               "batch_size": args.batch_size,
-              "precision": args.precision,
+              "precision": args.precision, "by_batch": args.by_batch,
               "seconds": {k: round(v, 4) for k, v in seconds.items()},
               "in_process_seconds": round(time.perf_counter() - start, 4),
               "peak_rss_mb": _common.peak_rss_mb(),
