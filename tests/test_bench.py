@@ -40,6 +40,15 @@ def test_levers_script_measures_each_lever(tmp_path):
     assert "| base |" in table and "1.00x" in table
 
 
+def test_levers_count_the_steps_keras_runs_in_executions_of_several(tmp_path):
+    """3 steps at 4 a call: Keras runs one call of 4; 4 are timed and counted."""
+    done = _run("bench/levers.py", "--only", "spe4", "--rounds", "1", "--batch-sizes", "32",
+                "--warmup", "2", "--measure", "3", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "levers.json").read_text())["results"]
+    assert [r["steps"] for r in results["32/spe4"]] == [4]
+
+
 def test_levers_without_base_are_compared_with_the_first_named(tmp_path):
     done = _run("bench/levers.py", "--only", "bf16_fused,bf16_fused_pool_first",
                 "--rounds", "1", "--batch-sizes", "32", "--warmup", "2", "--measure", "3",
