@@ -174,13 +174,16 @@ def run_cached_vs_arrays(args) -> dict:
 
 
 def run_keras(args) -> dict:
-    """Keras' image_dataset_from_directory feeding the same model through fit."""
+    """Keras' image_dataset_from_directory feeding the same model through fit, in
+    `args.precision` (the global policy set before the model is built, the output layer
+    in float32: what a Keras user who knows about the CPU's bfloat16 units writes)."""
     import _common
 
     _common.quiet_tensorflow()
     import keras
     import tensorflow as tf
 
+    keras.mixed_precision.set_global_policy(args.precision)
     keras.utils.set_random_seed(0)
     colour = "grayscale" if args.size == 28 else "rgb"
     ds = keras.utils.image_dataset_from_directory(
@@ -213,7 +216,8 @@ def run_keras(args) -> dict:
 
     timer = _common.keras_epoch_timer(keras, count)
     model.fit(ds, epochs=args.epochs, callbacks=[timer, FirstStep()], verbose=0)
-    return {"epochs": timer.rows, "first_step_seconds": first.get("seconds")}
+    return {"epochs": timer.rows, "first_step_seconds": first.get("seconds"),
+            "precision": args.precision}
 
 
 # --------------------------------------------------------------------------- driver
@@ -259,6 +263,8 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default="auto")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--pipeline-only", action="store_true")
+    p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
+                   help="run-keras: the Keras model's precision")
     p.add_argument("--json-out")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small data, 1 round (smoke test)")
@@ -279,13 +285,18 @@ def drive(args) -> int:
     work = Path(args.work)
     data = make_data(work, pngs, {jpegs, *rss_sizes})
     jobs = work / "jobs"
+    # the Keras script trains in the precision cnncli's `auto` takes (bfloat16 on a CPU
+    # with bfloat16 units): the ratios are then the input pipelines', not the precision's
+    from cnncli.devices import hardware
+
+    peer = "mixed_bfloat16" if hardware.cpu_bf16_units() else "float32"
     cases = {  # name: (kind, options)
         "png cnncli": ("run-cnncli", {"folder": data["png"], "size": 28}),
-        "png keras": ("run-keras", {"folder": data["png"], "size": 28}),
+        "png keras": ("run-keras", {"folder": data["png"], "size": 28, "precision": peer}),
         "jpeg cnncli": ("run-cnncli", {"folder": data[f"jpeg{jpegs}"], "size": 224,
                                        "batch_size": 64}),
         "jpeg keras": ("run-keras", {"folder": data[f"jpeg{jpegs}"], "size": 224,
-                                     "batch_size": 64}),
+                                     "batch_size": 64, "precision": peer}),
         "png pipeline cnncli": ("run-cnncli", {"folder": data["png"], "size": 28,
                                                "pipeline_only": True}),
         "png pipeline keras": ("run-keras", {"folder": data["png"], "size": 28,
@@ -338,7 +349,10 @@ def write_report(out: Path, results: dict, pngs: int, jpegs: int, rounds: int,
     command = " ".join(["python", f"bench/{Path(__file__).name}", *sys.argv[1:]])
     lines = [f"# Streaming image folders (issue 13): {pngs:,} PNGs, {jpegs:,} JPEGs; "
              f"medians of {rounds} round(s), interleaved, one process each", "",
-             f"- {started}, {(time.time() - SCRIPT_START) / 60:.0f} minutes: `{command}`", "",
+             f"- {started}, {(time.time() - SCRIPT_START) / 60:.0f} minutes: `{command}`",
+             f"- the Keras script trains in "
+             f"{results['png keras'][0].get('precision', 'float32')}, cnncli in its "
+             "`--precision auto`", "",
              "| | cnncli | Keras image_dataset_from_directory | ratio | target |",
              "| --- | --- | --- | --- | --- |"]
     for label, a, b, which, target in (

@@ -101,7 +101,12 @@ def test_stream_benchmark_compares_folders_with_keras(tmp_path):
     assert [len(p) for p in results["cached vs arrays, one process"][0]["passes"].values()] \
         == [2, 2]
     assert results["jpeg cnncli"][0]["first_step_seconds"] > 0
+    from cnncli.devices import hardware  # the peer trains in what cnncli's `auto` takes
+
+    same = "mixed_bfloat16" if hardware.cpu_bf16_units() else "float32"
+    assert results["png keras"][0]["precision"] == results["jpeg keras"][0]["precision"] == same
     table = (tmp_path / "STREAM_RESULTS.md").read_text()
+    assert f"- the Keras script trains in {same}, cnncli in its `--precision auto`" in table
     for row in ("| JPEG folder 224x224, 1st epoch |", "| JPEG pipeline alone, later passes |",
                 "400 against 100 files, cache disk:", "The same in one process"):
         assert row in table
