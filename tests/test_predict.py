@@ -464,6 +464,58 @@ def test_bfloat16_inference_computes_in_bfloat16_with_the_same_weights_and_float
     np.testing.assert_array_equal(got.argmax(1), exact.argmax(1))
 
 
+def normalised_conv_model():
+    keras.utils.set_random_seed(1)
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)), layers.Conv2D(8, 3, name="conv"),
+        layers.BatchNormalization(name="bn"), layers.ReLU(),
+        layers.DepthwiseConv2D(3, name="depthwise"), layers.GlobalAveragePooling2D(),
+        layers.Dense(6, activation="relu", name="hidden"),
+        layers.Dense(3, activation="softmax", name="out")])
+    bn = model.layers[1]  # statistics of its own, so that BatchNorm changes the numbers
+    bn.moving_mean.assign(np.linspace(-0.3, 0.3, 8).astype("float32"))
+    bn.moving_variance.assign(np.linspace(0.5, 2.0, 8).astype("float32"))
+    bn.gamma.assign(np.linspace(0.7, 1.3, 8).astype("float32") + 1e-3)
+    return model
+
+
+def test_16_bit_inference_keeps_the_weights_it_casts_in_16_bits_with_the_same_outputs():
+    """Keras casts mixed precision's float32 weights at every call; the classifier casts
+    them once: the same bits out, BatchNorm's weights (read in float32) and the float32
+    output layer's left as they were."""
+    from cnncli.data import pipeline
+    from cnncli.model.precision import set_policy
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+
+    images = np.random.default_rng(0).integers(0, 255, (16, 8, 8, 3), np.uint8)
+    cast_per_call = set_policy(normalised_conv_model(), "mixed_bfloat16")
+    x = pipeline.preprocess_batch(images, (8, 8, 3), "scale")
+    expected = tf.function(lambda x: cast_per_call(x, training=False))(x).numpy()
+    fast = classifier.keras_classifier("tiny", normalised_conv_model(), (8, 8, 3), "scale",
+                                       ["a", "b", "c"], precision="mixed_bfloat16")
+    dtypes = {"/".join(v.path.split("/")[-2:]): v.dtype for v in fast.model.weights}
+    assert {p for p, d in dtypes.items() if d == "bfloat16"} == {
+        "conv/kernel", "conv/bias", "depthwise/kernel", "depthwise/bias", "hidden/kernel",
+        "hidden/bias"}
+    assert {p for p, d in dtypes.items() if d == "float32"} == {
+        "bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance", "out/kernel",
+        "out/bias"}
+    np.testing.assert_array_equal(fast.probabilities(images), expected)
+
+
+def test_16_bit_inference_runs_twice_the_images_at_once_in_the_same_memory(monkeypatch):
+    from cnncli.devices import memory
+
+    # the largest layer output: 6 x 6 x 8 = 288 values per image; 10 images' worth in float32
+    monkeypatch.setattr(memory, "INFERENCE_LAYER_BUDGET", 10 * 2 * 4 * 288)
+    fast = classifier.keras_classifier("tiny", small_conv_model(), (8, 8, 3), "scale",
+                                       ["a", "b", "c"], precision="mixed_bfloat16")
+    assert (tiny(small_conv_model()).max_batch, fast.max_batch) == (10, 20)
+
+
 def test_a_large_batch_runs_in_parts_that_keep_a_layers_activations_in_budget(monkeypatch):
     """VGG16 at 224x224 took batch 256 in one go and TensorFlow died (std::bad_alloc):
     a batch larger than the memory budget allows runs in parts, with the same result."""

@@ -7,7 +7,8 @@ every policy (mixed precision computes in 16 bits and keeps float32 weights), so
 each layer's compute policy changes: `set_policy` switches a model that is yours in
 place (no second copy of the weights: VGG16 has 138 million), `with_policy` gives a
 copy and leaves the model as it was. The last layer (softmax) stays in float32 under
-mixed precision, as training keeps it.
+mixed precision, as training keeps it. A model loaded only to infer can then keep its
+weights in 16 bits (`compact_weights`): the same outputs, faster, half the memory.
 
 >>> fast = with_policy(model, "mixed_bfloat16")    # doctest: +SKIP
 >>> fast.layers[-1].dtype_policy.name               # doctest: +SKIP
@@ -54,6 +55,45 @@ def set_policy(model, policy: str):
         if _policy(layer) != wanted and not hasattr(layer, "layers"):
             layer.dtype_policy = wanted
     return model
+
+
+HALF = ("bfloat16", "float16")
+
+
+def compact_weights(model) -> int:
+    """Keep each weight that a layer of `model` reads in 16 bits as a 16-bit variable, for
+    a model loaded only to infer; returns how many weights were converted.
+
+    Under mixed precision Keras keeps the weights in float32 and casts each one to the
+    layer's compute type at every call: VGG16's 138 million a batch, about a tenth of a
+    bfloat16 batch's time on a CPU with AMX. Cast once here, with the same rounding, the
+    outputs are the same bits and the weights take half the memory. Only the weights
+    Keras casts are converted (BatchNormalization reads its own in float32; a layer
+    computing in float32, such as the output layer, keeps them). The model can no longer
+    be trained or saved as it was: the classifier that loaded it owns it
+    (`cnncli.infer.classifier.keras_classifier`).
+
+    >>> set_policy(model, "mixed_bfloat16"); compact_weights(model)    # doctest: +SKIP
+    32
+    """
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    converted = 0
+    for layer in all_layers(model):
+        compute = getattr(layer, "compute_dtype", "float32")
+        if compute not in HALF or hasattr(layer, "layers") or not getattr(layer, "autocast",
+                                                                          False):
+            continue
+        for variable in layer.weights:
+            # Keras' own flag: whether the layer's call reads this weight cast (autocast)
+            if variable.dtype != "float32" or not getattr(variable, "_autocast", False):
+                continue
+            variable._value = tf.Variable(tf.cast(variable._value, compute),
+                                          trainable=False, name=variable.name)
+            variable._dtype = compute
+            converted += 1
+    return converted
 
 
 def _policy(layer) -> str:
