@@ -31,7 +31,7 @@ def predict(
     weights: WeightsOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="text, json, jsonl or csv.")] = "text",
     batch_size: Annotated[int | None, typer.Option(
-        min=1, help="Images per batch (default: 32 on a CPU, 128 on a GPU).")] = None,
+        min=1, help="Images per batch (default: 64 on a CPU, 128 on a GPU).")] = None,
     precision: PrecisionOpt = "auto",
     resize: Annotated[str | None, typer.Option(help="stretch, center_crop or pad (default: "
                                                "as the model was trained).")] = None,
