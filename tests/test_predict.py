@@ -114,6 +114,19 @@ def test_our_vgg16_spec_with_those_weights_predicts_the_same(vgg16_files, photos
         np.testing.assert_allclose([p for _, p in x.top], [p for _, p in y.top], rtol=1e-4)
 
 
+def test_a_pretrained_name_loaded_from_a_weights_file_has_every_weight_of_the_file(
+        vgg16_files):
+    net = pretrained.load("vgg16", weights=vgg16_files["weights"])
+    for mine, theirs in zip(net.weights, vgg16_files["model"].weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_a_network_built_for_a_weights_file_starts_from_zeros_not_random_numbers():
+    model = weights.built_empty(small_conv_model)
+    assert model.weights and not any(np.any(v.numpy()) for v in model.weights)
+    assert model(np.ones((1, 8, 8, 3), "float32")).shape == (1, 3)  # a working model
+
+
 class CountingModel:
     def __init__(self, classes=3):
         self.calls, self.classes = [], classes
