@@ -114,9 +114,12 @@ def test_our_vgg16_spec_with_those_weights_predicts_the_same(vgg16_files, photos
         np.testing.assert_allclose([p for _, p in x.top], [p for _, p in y.top], rtol=1e-4)
 
 
+@pytest.mark.parametrize("where", ["weights file", "Keras' cache (legacy .h5)"])
 def test_a_pretrained_name_loaded_from_a_weights_file_has_every_weight_of_the_file(
-        vgg16_files):
-    net = pretrained.load("vgg16", weights=vgg16_files["weights"])
+        vgg16_files, where, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(vgg16_files["home"]))
+    net = pretrained.load("vgg16", weights=vgg16_files["weights"]
+                          if where == "weights file" else None, offline=True)
     for mine, theirs in zip(net.weights, vgg16_files["model"].weights, strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
@@ -519,6 +522,33 @@ def test_16_bit_inference_keeps_the_weights_it_casts_in_16_bits_with_the_same_ou
     np.testing.assert_array_equal(fast.probabilities(images), expected)
 
 
+def test_16_bit_inference_leaves_a_float32_layer_inside_another_layer_as_it_is():
+    """TimeDistributed switched to bfloat16 keeps its Dense, saved in float32, computing
+    in float32: that Dense's weights stay float32 and the outputs are the same bits."""
+    from cnncli.data import pipeline
+    from cnncli.model.precision import set_policy
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+
+    def model():
+        keras.utils.set_random_seed(2)
+        return keras.Sequential([
+            keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="conv"),
+            keras.layers.TimeDistributed(keras.layers.Dense(5, name="inner"), name="td"),
+            keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+
+    images = np.random.default_rng(0).integers(0, 255, (8, 8, 8, 3), np.uint8)
+    cast_per_call = set_policy(model(), "mixed_bfloat16")
+    x = pipeline.preprocess_batch(images, (8, 8, 3), "scale")
+    expected = tf.function(lambda x: cast_per_call(x, training=False))(x).numpy()
+    fast = classifier.keras_classifier("tiny", model(), (8, 8, 3), "scale", ["a", "b", "c"],
+                                       precision="mixed_bfloat16")
+    dtypes = {"/".join(v.path.split("/")[-2:]): v.dtype for v in fast.model.weights}
+    assert dtypes["conv/kernel"] == "bfloat16" and dtypes["inner/kernel"] == "float32"
+    np.testing.assert_array_equal(fast.probabilities(images), expected)
+
+
 def test_16_bit_inference_runs_twice_the_images_at_once_in_the_same_memory(monkeypatch):
     from cnncli.devices import memory
 
@@ -527,6 +557,19 @@ def test_16_bit_inference_runs_twice_the_images_at_once_in_the_same_memory(monke
     fast = classifier.keras_classifier("tiny", small_conv_model(), (8, 8, 3), "scale",
                                        ["a", "b", "c"], precision="mixed_bfloat16")
     assert (tiny(small_conv_model()).max_batch, fast.max_batch) == (10, 20)
+
+
+def test_16_bit_inference_with_batch_normalisation_counts_its_float32_activations(
+        monkeypatch):
+    """Keras' BatchNormalization computes in float32 inside a bfloat16 model: its
+    activations take 4 bytes a value, so the parts are not made larger."""
+    from cnncli.devices import memory
+
+    # the largest layer output: 6 x 6 x 8 = 288 values per image; 10 images' worth in float32
+    monkeypatch.setattr(memory, "INFERENCE_LAYER_BUDGET", 10 * 2 * 4 * 288)
+    fast = classifier.keras_classifier("tiny", normalised_conv_model(), (8, 8, 3), "scale",
+                                       ["a", "b", "c"], precision="mixed_bfloat16")
+    assert fast.max_batch == 10
 
 
 def test_a_large_batch_runs_in_parts_that_keep_a_layers_activations_in_budget(monkeypatch):

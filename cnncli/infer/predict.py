@@ -40,7 +40,7 @@ class Result:
 
 
 def predict(sources: list[str], *, model: str | classifier.Classifier, top: int = 5,
-            batch_size: int = 32, weights: str | None = None, offline: bool = False,
+            batch_size: int = 64, weights: str | None = None, offline: bool = False,
             resize: str | None = None, stdin=None) -> Result:
     """Top-`top` classes for every image in `sources` (files, folders, globs, @lists, URLs)."""
     loaded = model if isinstance(model, classifier.Classifier) else classifier.load(

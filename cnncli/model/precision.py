@@ -68,9 +68,10 @@ def compact_weights(model) -> int:
     layer's compute type at every call: VGG16's 138 million a batch, about a tenth of a
     bfloat16 batch's time on a CPU with AMX. Cast once here, with the same rounding, the
     outputs are the same bits and the weights take half the memory. Only the weights
-    Keras casts are converted (BatchNormalization reads its own in float32; a layer
-    computing in float32, such as the output layer, keeps them). The model can no longer
-    be trained or saved as it was: the classifier that loaded it owns it
+    Keras casts are converted, each decided by the layer that owns it (BatchNormalization
+    reads its own in float32; a layer computing in float32, such as the output layer or
+    a float32 layer inside another, keeps them). The model can no longer be trained or
+    saved as it was: the classifier that loaded it owns it
     (`cnncli.infer.classifier.keras_classifier`).
 
     >>> set_policy(model, "mixed_bfloat16"); compact_weights(model)    # doctest: +SKIP
@@ -80,12 +81,13 @@ def compact_weights(model) -> int:
 
     tf = import_tf()
     converted = 0
-    for layer in all_layers(model):
+    # every layer, those inside layers (TimeDistributed's, an RNN's cell) too; each with
+    # the weights it owns (`weights` would give its inner layers' as well)
+    for layer in model._flatten_layers(include_self=True, recursive=True):
         compute = getattr(layer, "compute_dtype", "float32")
-        if compute not in HALF or hasattr(layer, "layers") or not getattr(layer, "autocast",
-                                                                          False):
+        if compute not in HALF or not getattr(layer, "autocast", False):
             continue
-        for variable in layer.weights:
+        for variable in [*layer._trainable_variables, *layer._non_trainable_variables]:
             # Keras' own flag: whether the layer's call reads this weight cast (autocast)
             if variable.dtype != "float32" or not getattr(variable, "_autocast", False):
                 continue
@@ -94,6 +96,25 @@ def compact_weights(model) -> int:
             variable._dtype = compute
             converted += 1
     return converted
+
+
+#: Layers that compute in float32 inside whatever their policy (Keras casts their
+#: input up): their activations take float32's 4 bytes a value in 16-bit inference too.
+UPCASTING = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
+
+
+def activation_bytes(model, precision: str) -> int:
+    """Bytes a value of `model`'s largest activations takes when it infers in
+    `precision`: 2 in 16 bits, 4 in float32 or when a normalisation layer computes in
+    float32 inside it (ResNet50's BatchNormalization after its largest convolutions).
+
+    >>> activation_bytes(None, "float32")
+    4
+    """
+    if precision == "float32" or not hasattr(model, "layers"):
+        return 4
+    keras_names = {type(layer).__name__ for layer in all_layers(model)}
+    return 4 if keras_names & set(UPCASTING) else 2
 
 
 def _policy(layer) -> str:

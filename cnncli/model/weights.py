@@ -52,25 +52,23 @@ def built_empty(build):
     for a network whose weights a file replaces next (`load_file`). VGG16's 138 million
     random numbers take about 0.5 s on two cores, zeros 0.06 s.
 
-    Keras defers the weights a network creates in a `keras.StatelessScope` that does
-    not initialize them; they are then made with a zeros initializer (Keras' own
-    deferred initialization, its internals: tests/test_predict.py holds it to that).
+    The network is built with its weights deferred (`builder.weightless`), then each is
+    made with a zeros initializer (Keras' own deferred initialization, its internals:
+    tests/test_predict.py holds it to that).
 
     >>> model = built_empty(lambda: keras.applications.VGG16(weights=None))  # doctest: +SKIP
     >>> load_file(model, "vgg16.weights.h5", fits="vgg16", expected="...")  # doctest: +SKIP
     """
-    from keras.src.backend.common.variables import initialize_all_variables
-
+    from cnncli.model.builder import weightless
     from cnncli.runtime import import_keras
 
-    keras = import_keras()
-    with keras.StatelessScope(initialize_variables=False):
+    with weightless():
         model = build()
-    zeros = keras.initializers.Zeros()
+    zeros = import_keras().initializers.Zeros()
     for variable in model.weights:
-        if variable._value is None:  # deferred: made by the next line
+        if variable._value is None:  # deferred
             variable._initializer = zeros
-    initialize_all_variables()
+            variable._deferred_initialize()
     return model
 
 
