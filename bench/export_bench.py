@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+import report  # noqa: E402  (bench/report.py: keeps the hand-written sections)
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {  # model -> (format, quantization) pairs; VGG16 has no training data for int8
     "mnist_net": [("saved_model", "none"), ("onnx", "none"), ("onnx", "float16"),
@@ -290,7 +292,7 @@ def write(args, models: dict, exports: dict, rows: list[dict], started: str,
             lines += ["", "Not kept (failed their check or could not be converted): "
                       + ", ".join(failed)]
         lines.append("")
-    (out / "EXPORT_RESULTS.md").write_text("\n".join(lines) + "\n")
+    report.write(out / "EXPORT_RESULTS.md", "\n".join(lines) + "\n")
     (out / "export_results.json").write_text(json.dumps(
         {"exports": [{"model": k[0], **v} for k, v in exports.items()], "rows": rows},
         indent=2, default=str) + "\n")

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import report  # noqa: E402  (bench/report.py: keeps the hand-written sections)
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "contenders"))
 
@@ -215,7 +217,7 @@ def write(out: Path, results: dict, names: list[str], batches: list[int], args,
             lines.append(f"| {name} | {LEVERS[name][0]} | {statistics.median(speeds):,.0f} | "
                          f"{min(speeds):,.0f} - {max(speeds):,.0f} | {ratio} |")
         lines.append("")
-    (out / "LEVERS.md").write_text("\n".join(lines))
+    report.write(out / "LEVERS.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

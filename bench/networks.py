@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import report  # noqa: E402  (bench/report.py: keeps the hand-written sections)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "contenders"))
 
 import _common  # noqa: E402  (bench/contenders/_common.py)
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": command_line, "started": started, **info,
             "settings": {k: v for k, v in vars(args).items() if k != "notes"},
             "notes": args.notes, "summary": summary, "runs": runner.records})
-        run.write_atomic(out / "NETWORKS_RESULTS.md", render(
+        report.write(out / "NETWORKS_RESULTS.md", render(
             args, info, summary, command_line, started, time.perf_counter() - clock))
 
     try:

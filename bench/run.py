@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+import report  # noqa: E402  (bench/report.py: keeps the hand-written sections)
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CONTENDERS = BENCH / "contenders"
@@ -846,12 +848,6 @@ def drop_work(work: Path, *, keep: bool) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- #
 # Main
 # --------------------------------------------------------------------------- #
@@ -886,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
                    "notes": args.notes, **info, "summary": summary,
                    "runs": runner.records}
         _common.write_json(out / "results.json", results)
-        write_atomic(out / "RESULTS.md", render(args, info, summary, runner.records, command,
+        report.write(out / "RESULTS.md", render(args, info, summary, runner.records, command,
                                                 started, time.perf_counter() - clock))
 
     try:

@@ -178,3 +178,30 @@ def test_relu_after_pooling_gives_the_lecture_networks_values_and_gradients():
     np.testing.assert_array_equal(y1.numpy(), y2.numpy())
     for a, b in zip(g1, g2, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def _report():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import report
+
+    return report
+
+
+def test_a_results_file_written_again_keeps_its_hand_written_sections(tmp_path):
+    report = _report()
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Bench\n\n| old | 1 |\n\n## Notes (written by hand, 2026-12-06)\n\n"
+                    "Round 2 was slow.\n\n## The run of 2026-12-05\n\nOlder.\n")
+    report.write(path, "# Bench\n\n| new | 2 |\n")
+    report.write(path, "# Bench\n\n| newer | 3 |\n")  # again: nothing doubled
+    assert path.read_text() == (
+        "# Bench\n\n| newer | 3 |\n\n" + report.KEPT + "\n## Notes (written by hand, "
+        "2026-12-06)\n\nRound 2 was slow.\n\n## The run of 2026-12-05\n\nOlder.\n")
+
+
+def test_a_results_file_without_hand_written_sections_is_the_scripts_alone(tmp_path):
+    report = _report()
+    path = tmp_path / "LEVERS.md"
+    path.write_text("# Levers\n\n| old |\n\n## Batch 50\n\n| x |\n")
+    report.write(path, "# Levers\n\n| new |\n")
+    assert path.read_text() == "# Levers\n\n| new |\n"
