@@ -865,3 +865,18 @@ def test_json_holds_a_file_names_bytes_that_are_not_utf8_as_text_strict_parsers_
     said = json.loads(raw)
     assert said[0]["file"] == "./caf\\xe9.png", said  # the byte, said as Python says it
     said[0]["file"].encode("utf-8")  # (a lone surrogate cannot be encoded)
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_name_the_outputs_encoding_lacks_is_written_escaped_not_a_crash(tmp_path, encoding):
+    """A latin-1 console or PYTHONIOENCODING=ascii: results name the file as error
+    messages do (caf\\xe9), where Python would stop with UnicodeEncodeError (exit 3)."""
+    import os
+
+    config = tmp_path / "café_数.yaml"
+    config.write_text("model: linear\ndata:\n  name: mnist\n")
+    result = subprocess.run([sys.executable, "-m", "cnncli", "check", str(config)],
+                            capture_output=True, env={**os.environ,
+                                                      "PYTHONIOENCODING": encoding})
+    assert result.returncode == 0, result.stderr
+    assert "_\\u6570.yaml is valid" in result.stdout.decode(encoding)

@@ -85,6 +85,7 @@ def main() -> None:
 
     _open_standard_streams()
     _whole_writes()
+    _escape_unencodable()
 
     def show(message, category, filename, lineno, file=None, line=None):
         from cnncli.cli import render
@@ -142,6 +143,18 @@ def _whole_writes() -> None:
             setattr(sys, name, io.TextIOWrapper(
                 io.BufferedWriter(io.FileIO(fd, "w", closefd=False)),
                 encoding=stream.encoding, errors=stream.errors, line_buffering=True))
+
+
+def _escape_unencodable() -> None:
+    """Write a character the output's encoding lacks (``PYTHONIOENCODING=ascii``, a
+    latin-1 console) as its escape (``caf\\xe9``), as error messages show such names,
+    instead of failing half-way through the results. JSON is ASCII whatever the
+    encoding (``\\u00e9``)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
 
 
 def debug_first(args: list[str]) -> list[str]:
