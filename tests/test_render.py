@@ -233,9 +233,21 @@ def test_an_export_path_is_folded_in_a_narrow_terminal_not_cut(monkeypatch):
                                        ("false", True)])
 def test_progress_moves_on_a_terminal_unless_in_ci(monkeypatch, ci, moving):
     monkeypatch.setattr(render, "err", Console(stderr=True, force_terminal=True))
+    monkeypatch.setattr(render, "stderr_is_a_terminal", lambda: True)
     if ci is None:
         monkeypatch.delenv("CI", raising=False)
     else:
         monkeypatch.setenv("CI", ci)
     assert render.animated() is moving
     assert isinstance(render.train_reporter(quiet=False), render.RichTrainReporter) is moving
+
+
+def test_force_color_in_a_pipe_colours_the_text_but_does_not_animate(monkeypatch):
+    """FORCE_COLOR makes rich call a pipe a terminal: a log got 24 frames of a progress
+    bar for 18 steps."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(render, "err", Console(stderr=True))
+    monkeypatch.setattr(render, "stderr_is_a_terminal", lambda: False)  # a pipe, a file
+    assert render.err.is_terminal and not render.animated()
+    assert isinstance(render.train_reporter(quiet=False), render.PlainTrainReporter)

@@ -261,8 +261,18 @@ def epoch_line(row: EpochRow, epochs: int) -> str:
 
 def animated() -> bool:
     """Whether progress may be animated: on a terminal, and not in CI (``CI`` set, as CI
-    services set it: their logs keep every frame of an animation, even on a terminal)."""
-    return err.is_terminal and os.environ.get("CI", "").lower() in ("", "0", "false")
+    services set it: their logs keep every frame of an animation, even on a terminal).
+    A terminal is stderr's own: ``FORCE_COLOR`` asks for colour in a pipe, not for the
+    frames of an animation in a log file."""
+    return (err.is_terminal and stderr_is_a_terminal()
+            and os.environ.get("CI", "").lower() in ("", "0", "false"))
+
+
+def stderr_is_a_terminal() -> bool:
+    try:
+        return os.isatty(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a file
+        return False
 
 
 @contextlib.contextmanager
