@@ -251,3 +251,23 @@ def test_force_color_in_a_pipe_colours_the_text_but_does_not_animate(monkeypatch
     monkeypatch.setattr(render, "stderr_is_a_terminal", lambda: False)  # a pipe, a file
     assert render.err.is_terminal and not render.animated()
     assert isinstance(render.train_reporter(quiet=False), render.PlainTrainReporter)
+
+
+def test_a_long_epoch_in_a_log_says_how_far_it_has_come_once_a_minute(monkeypatch, capsys):
+    clock = iter([0.0, 30.0, 61.0, 90.0, 122.0])
+    monkeypatch.setattr(render.time, "monotonic", lambda: next(clock))
+    reporter = render.PlainTrainReporter()
+    reporter.epoch_begin(2, 20, 1100, 0)  # at 0 s
+    for step, seconds in ((100, 30), (200, 61), (300, 90), (400, 122)):
+        reporter.step(step, {"loss": 0.5 - step / 1000, "accuracy": step / 1000})
+    assert capsys.readouterr().err.splitlines() == [
+        "epoch 3/20  step 200/1,100  loss 0.3000  accuracy 0.2000",
+        "epoch 3/20  step 400/1,100  loss 0.1000  accuracy 0.4000"]
+
+
+def test_quiet_training_prints_no_progress_lines_however_long_an_epoch(monkeypatch, capsys):
+    monkeypatch.setattr(render.time, "monotonic", iter([0.0, 500.0, 1000.0]).__next__)
+    reporter = render.PlainTrainReporter(quiet=True)
+    reporter.epoch_begin(0, 1, 10, 0)
+    reporter.step(5, {"loss": 1.0})
+    assert capsys.readouterr().err == ""

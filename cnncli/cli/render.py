@@ -154,8 +154,15 @@ def training_line(plan, verb: str = "Training") -> str:
     return line
 
 
+#: Seconds between progress lines inside an epoch when progress is not animated (CI,
+#: pipes): a long epoch says how far it has come, and a CI service that stops a job
+#: silent for 10 minutes (Travis CI) does not stop it.
+HEARTBEAT = 60.0
+
+
 class PlainTrainReporter:
-    """One line per epoch, no colour, no animation: for CI, pipes and --quiet."""
+    """One line per epoch (and one a minute within a long epoch), no colour, no
+    animation: for CI, pipes and --quiet (which prints no progress)."""
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
@@ -173,10 +180,16 @@ class PlainTrainReporter:
             self.note(w)
 
     def epoch_begin(self, epoch, epochs, steps, first_step):
-        self.epoch, self.epochs = epoch, epochs
+        self.epoch, self.epochs, self.steps = epoch, epochs, steps
+        self.said = time.monotonic()
 
     def step(self, step, logs):
-        pass
+        now = time.monotonic()
+        if self.quiet or now - self.said < HEARTBEAT:
+            return
+        self.said = now
+        stats = "".join(f"  {k} {float(v):.4f}" for k, v in logs.items())
+        info(f"epoch {self.epoch + 1}/{self.epochs}  step {step:,}/{self.steps:,}{stats}")
 
     def epoch_end(self, row: EpochRow):
         if not self.quiet:
