@@ -258,7 +258,7 @@ def test_a_long_epoch_in_a_log_says_how_far_it_has_come_once_a_minute(monkeypatc
     monkeypatch.setattr(render.time, "monotonic", lambda: next(clock))
     reporter = render.PlainTrainReporter()
     reporter.epoch_begin(2, 20, 1100, 0)  # at 0 s
-    for step, seconds in ((100, 30), (200, 61), (300, 90), (400, 122)):
+    for step in (100, 200, 300, 400):  # at 30, 61, 90 and 122 s
         reporter.step(step, {"loss": 0.5 - step / 1000, "accuracy": step / 1000})
     assert capsys.readouterr().err.splitlines() == [
         "epoch 3/20  step 200/1,100  loss 0.3000  accuracy 0.2000",
@@ -271,3 +271,27 @@ def test_quiet_training_prints_no_progress_lines_however_long_an_epoch(monkeypat
     reporter.epoch_begin(0, 1, 10, 0)
     reporter.step(5, {"loss": 1.0})
     assert capsys.readouterr().err == ""
+
+
+def test_tables_in_a_narrow_terminal_fold_their_cells_and_lose_no_figure(monkeypatch):
+    """At 40 columns `cnncli datasets` showed `cif…` for cifar10 and cifar100 alike and
+    `4,0…` for 4,000; `summary` cut 64 and 128 channels to the same `224x22…`."""
+    from cnncli.data.known import DatasetRow
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=buffer, width=40, markup=False))
+    render.datasets([DatasetRow("cifar100", True, "keras", "/home/someone/.keras/datasets/"
+                                "cifar-100-python", 50_000, 10_000, (32, 32, 3), 100),
+                     DatasetRow("cifar10", True, "keras", "/data/cifar-10", 4_000, 1_000,
+                                (32, 32, 3), 10)])
+    table = buffer.getvalue()
+    assert "…" not in table
+    columns: dict[int, str] = {}  # each column's cells read down, their folds joined
+    for line in table.splitlines():
+        if line.startswith("│"):
+            for i, cell in enumerate(line.strip("│").split("│")):
+                columns[i] = columns.get(i, "") + cell.strip()
+    assert columns[0] == "cifar100cifar10"
+    assert columns[1] == "/home/someone/.keras/datasets/cifar-100-python/data/cifar-10"
+    assert (columns[2], columns[3]) == ("50,0004,000", "10,0001,000")
+    assert columns[4] == "32x32x332x32x3"

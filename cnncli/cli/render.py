@@ -99,7 +99,7 @@ def summary(s, *, explain: bool = False) -> None:
         ("Layer", "left"), ("Volume size", "left"), ("Description", "left"),
         ("Parameters", "right")] + ([("Frozen", "right")] if frozen else [])
     for col, justify in columns:
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify, overflow="fold")
     for row in s.rows:
         if not row.shown:
             continue
@@ -328,7 +328,7 @@ def evaluation(rep) -> None:
     out.print(line)
     table = Table(title="Per class", title_justify="left")
     for col in ("class", "precision", "recall", "F1", "support"):
-        table.add_column(col, justify="left" if col == "class" else "right")
+        table.add_column(col, justify="left" if col == "class" else "right", overflow="fold")
     seen = [r.per_class[c] for c in metrics.seen_classes(r.confusion)]  # as the averages
     for c in seen[:CLASS_ROWS]:
         table.add_row(printable(str(c.name), one_line=True), f"{c.precision:.3f}",
@@ -401,7 +401,7 @@ def datasets(rows) -> None:
     table = Table(title="Datasets", title_justify="left")
     for col in ("name", "found", "train", "test", "image", "classes"):
         table.add_column(col, justify="right" if col in ("train", "test", "classes") else
-                         "left")
+                         "left", overflow="fold")
     for r in rows:
         where = r.where if r.found or r.kind == "download" else "not found"
         if r.problem:
@@ -424,7 +424,7 @@ def caches(rows, folder, *, cleared: bool = False) -> None:
     table = Table(title=f"Image caches in {shown}: {total}", title_justify="left")
     for col in ("folder", "images", "decoded", "size", "last written"):
         table.add_column(col, justify="left" if col in ("folder", "last written")
-                         else "right")
+                         else "right", overflow="fold")
     for c in rows:
         table.add_row(c.path.name, f"{c.images:,}", text.percent(c.filled / c.images, 0)
                       if c.images else "-", text.size(c.bytes),
@@ -475,7 +475,7 @@ def exports(report) -> None:
     for col in ("export", "file", "size", "max diff", "top-1 agreement", "accuracy",
                 "result"):
         table.add_column(col, justify="right" if col in ("size", "max diff") else "left",
-                         overflow="fold" if col == "file" else "ellipsis")  # never cut
+                         overflow="fold")
     for r in report.results:
         c = r.check
         accuracy = ""
