@@ -44,14 +44,14 @@ def arg(path: object) -> str:
 
 def cell(text: str) -> str:
     """`text` for a CSV cell a spreadsheet may open: `printable`, and a leading ``'``
-    where it would otherwise be read as a formula (``=``, ``+``, ``-``, ``@``), as OWASP
-    advises; a number (-1) is left as it is.
+    where it would otherwise be read as a formula (``=``, ``+``, ``-``, ``@``, or a tab
+    before one), as OWASP advises; a number (-1) is left as it is.
 
     >>> cell("=1+2"), cell("@SUM(A1)"), cell("-1"), cell("cat")
     ("'=1+2", "'@SUM(A1)", '-1', 'cat')
     """
     text = printable(text)
-    if text[:1] in ("=", "+", "-", "@") and not reads_as_number(text):
+    if text[:1] in ("=", "+", "-", "@", "\t") and not reads_as_number(text):
         return "'" + text
     return text
 
