@@ -105,6 +105,23 @@ def test_progress_bar_stats_are_not_markup(monkeypatch):
     assert "acc [top] 0.5000" in buffer.getvalue()
 
 
+def test_the_progress_line_of_a_narrow_terminal_drops_its_bar_and_keeps_every_figure(
+        monkeypatch):
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "err", Console(file=buffer, force_terminal=True, width=40,
+                                               markup=False, color_system=None))
+    reporter = render.RichTrainReporter()
+    reporter.batch = 16
+    reporter.epoch_begin(0, 12, 1100, 0)
+    reporter.step(400, {"accuracy": 0.44, "loss": 2.1512})
+    reporter.progress.refresh()
+    reporter.end()
+    shown = " ".join(buffer.getvalue().split())
+    for figure in ("epoch 1/12", "400/1100", "accuracy 0.4400", "loss 2.1512"):
+        assert figure in shown, shown
+    assert "━" not in shown and "…" not in shown
+
+
 def test_the_data_line_says_how_many_images_a_class_folder_run_held_out(tmp_path,
                                                                        monkeypatch):
     """60,000 photos trained as 43,200 without a word of the 12,000 kept for evaluate."""

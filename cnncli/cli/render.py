@@ -207,8 +207,14 @@ class PlainTrainReporter:
         pass
 
 
+#: Terminal columns below which the progress line has no bar: its figures fit first.
+BAR_FROM = 80
+
+
 class RichTrainReporter(PlainTrainReporter):
-    """A progress bar per epoch with loss, accuracy, images/s and ETA, in a terminal."""
+    """A progress bar per epoch with loss, accuracy, images/s and ETA, in a terminal; in
+    one narrower than `BAR_FROM` columns the figures alone, folded onto more lines
+    rather than cut (a 40-column terminal showed `epo…`)."""
 
     def __init__(self):
         super().__init__(quiet=False)
@@ -219,11 +225,17 @@ class RichTrainReporter(PlainTrainReporter):
             TextColumn,
             TimeRemainingColumn,
         )
+        from rich.table import Column
 
-        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}", markup=False),
-                                 BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}", markup=False),
-                                 TimeRemainingColumn(), console=err, transient=True)
+        def folded(template: str) -> TextColumn:
+            return TextColumn(template, markup=False, table_column=Column(overflow="fold"))
+
+        # the figures last: folded onto more lines, they read on from the line's start
+        columns = [folded("epoch {task.fields[epoch]}"), MofNCompleteColumn(),
+                   TimeRemainingColumn(), folded("{task.fields[stats]}")]
+        if err.width >= BAR_FROM:
+            columns.insert(1, BarColumn())
+        self.progress = Progress(*columns, console=err, transient=True)
         self.task = None
 
     def epoch_begin(self, epoch, epochs, steps, first_step):
