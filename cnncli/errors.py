@@ -192,6 +192,8 @@ class InternalError(CnnError):
 class ManyErrors(ConfigError):
     """Several independent problems found in one pass (all reported, not only the first).
     Its exit code is the largest of theirs: a data problem among spec problems exits 3.
+    Problems all at lines of one file are listed in the file's order, whichever check
+    found them first.
 
     >>> ManyErrors([ConfigError("bad layer"), DataError("no images")]).exit_code
     3
@@ -200,6 +202,8 @@ class ManyErrors(ConfigError):
     def __init__(self, errors: list[CnnError]) -> None:
         self.errors = [one for e in errors  # (another's problems are among these)
                        for one in (e.errors if isinstance(e, ManyErrors) else [e])]
+        if all(e.line is not None and e.file == self.errors[0].file for e in self.errors):
+            self.errors.sort(key=lambda e: e.line)
         first = self.errors[0]
         super().__init__(
             f"{len(self.errors)} problems found" if len(self.errors) > 1 else first.message,

@@ -880,3 +880,18 @@ def test_a_name_the_outputs_encoding_lacks_is_written_escaped_not_a_crash(tmp_pa
                                                       "PYTHONIOENCODING": encoding})
     assert result.returncode == 0, result.stderr
     assert "_\\u6570.yaml is valid" in result.stdout.decode(encoding)
+
+
+def test_check_lists_a_configs_problems_in_the_files_order(tmp_path):
+    """Found by different checks (unknown keys, values, the optimizer's name), they
+    came as lines 4, 7, 11, 9."""
+    import re
+
+    config = tmp_path / "typo.yaml"
+    config.write_text("model: mnist_net\ndata:\n  name: mnist\n  validaton_split: 0.1\n"
+                      "train:\n  epochs: 2\n  batch_size: -3\n  optimizer:\n    name: adamm\n"
+                      "output:\n  nme: x\n")
+    result = cnncli("check", str(config))
+    assert result.returncode == 2
+    lines = [int(n) for n in re.findall(r"typo\.yaml:(\d+):", result.stderr)]
+    assert lines == [4, 7, 9, 11]

@@ -236,7 +236,7 @@ def test_layers_written_as_a_mapping_are_told_to_start_with_dashes(write):
 def test_a_bad_input_is_said_with_the_specs_other_problems(write):
     with pytest.raises(ManyErrors) as e:
         load(write, "input: [28.5, 28, 1]\nclasses: 0\nlayers: [Flatten]\n")
-    assert [err.line for err in e.value.errors] == [2, 1]
+    assert [err.line for err in e.value.errors] == [1, 2]  # in the file's order
     assert e.value.errors[1].message.startswith("`input` must be [height, width, channels]")
 
 
