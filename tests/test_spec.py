@@ -237,7 +237,7 @@ def test_a_bad_input_is_said_with_the_specs_other_problems(write):
     with pytest.raises(ManyErrors) as e:
         load(write, "input: [28.5, 28, 1]\nclasses: 0\nlayers: [Flatten]\n")
     assert [err.line for err in e.value.errors] == [1, 2]  # in the file's order
-    assert e.value.errors[1].message.startswith("`input` must be [height, width, channels]")
+    assert e.value.errors[0].message.startswith("`input` must be [height, width, channels]")
 
 
 def test_an_empty_layer_entry_is_named_as_yaml_writes_it(write):
