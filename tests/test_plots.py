@@ -295,3 +295,23 @@ def test_control_characters_in_names_are_drawn_escaped_not_as_missing_glyphs(tmp
                          tmp_path / "g.png")
     assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []
     assert run_figures._short("\x1b[31mred") == "\\x1b[31mred"
+
+
+def test_characters_the_font_lacks_are_said_once_with_the_picture(tmp_path):
+    """Class names in Chinese gave four of matplotlib's warnings per picture."""
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    from cnncli.plots.saving import save
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.set_title("猫 数 猫")
+    ax.set_xticks([0, 1], ["猫", "数"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save(fig, tmp_path / "confusion.png")
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'confusion.png'}: the picture's font has no '猫数': those characters "
+        "are drawn as boxes (the text and JSON output have them)"]

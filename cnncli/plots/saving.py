@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import io
+import re
+import warnings
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -68,12 +70,32 @@ def check_picture_folder(path: str | Path, option: str) -> None:
                           hint=f"give a folder, e.g. {option} {Path(path).with_suffix('')}")
 
 
+#: Matplotlib's warning for a character its font lacks (one per character and drawing).
+_NO_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+
+
 def save(fig: Figure, path: str | Path) -> Path:
-    """Render `fig` in the format of `path`'s suffix, then write it to `path` atomically."""
+    """Render `fig` in the format of `path`'s suffix, then write it to `path` atomically.
+    Characters the font lacks (class names in Chinese: matplotlib's fonts have no CJK)
+    are drawn as boxes and said in one warning naming them and the picture, not in one
+    of matplotlib's per character and drawing."""
     path = Path(path)
     kind = picture_format(path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=kind, dpi=DPI)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.savefig(buffer, format=kind, dpi=DPI)
+    lacking = []
+    for w in caught:
+        found = _NO_GLYPH.search(str(w.message))
+        if found is None:  # another warning: as it came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif chr(int(found[1])) not in lacking:
+            lacking.append(chr(int(found[1])))
+    if lacking:
+        warnings.warn(f"{path}: the picture's font has no {''.join(lacking)!r}: those "
+                      "characters are drawn as boxes (the text and JSON output have them)",
+                      stacklevel=2)
     try:
         writable_folder(path.parent)
         write_atomic(path, buffer.getvalue())
