@@ -22,7 +22,7 @@ from cnncli import parallel
 from cnncli.errors import ManyErrors
 from cnncli.infer import classifier
 from cnncli.infer import predict as prediction
-from cnncli.model import builder, imagenet, pretrained, spec, weights
+from cnncli.model import builder, deferred, imagenet, pretrained, spec, weights
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -125,7 +125,7 @@ def test_a_pretrained_name_loaded_from_a_weights_file_has_every_weight_of_the_fi
 
 
 def test_a_network_built_for_a_weights_file_starts_from_zeros_not_random_numbers():
-    model = weights.built_empty(small_conv_model)
+    model = deferred.built_empty(small_conv_model)
     assert model.weights and not any(np.any(v.numpy()) for v in model.weights)
     assert model(np.ones((1, 8, 8, 3), "float32")).shape == (1, 3)  # a working model
 

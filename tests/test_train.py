@@ -1761,10 +1761,10 @@ def test_train_reports_every_problem_of_a_config_at_once_as_check_does(tmp_path)
     for load in (checking.check, checking.load_config):
         with pytest.raises(ManyErrors) as e:
             load(str(path))
-        assert [err.message for err in e.value.errors] == [
+        assert [err.message for err in e.value.errors] == [  # in the file's order
+            "`activation: sofmax` is not one of Keras' activations",
             "`train.epochs`: input should be a valid integer, got 'ten'",
-            "`train.optimizer.name`: unknown optimizer 'adamm'",
-            "`activation: sofmax` is not one of Keras' activations"], load
+            "`train.optimizer.name`: unknown optimizer 'adamm'"], load
     with pytest.raises(ConfigError) as e:  # given on the command line, the file's is gone
         checking.load_config(str(path), ["train.optimizer.name=adam"])
     assert "adamm" not in str(e.value)

@@ -13,8 +13,6 @@ cnncli.errors.InputTooSmall: layer 1 'conv1_1' (Conv2D): the 3x3 input is smalle
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 from dataclasses import dataclass, field
 
@@ -22,6 +20,7 @@ from cnncli.errors import CnnError, ConfigError, InputTooSmall, ManyErrors, rais
 from cnncli.model import backbone, keras_layers, layer_kinds
 from cnncli.model import expand as expansion
 from cnncli.model import spec as specs
+from cnncli.model.deferred import WEIGHTLESS, weightless
 from cnncli.model.keras_messages import keras_reason
 from cnncli.model.layer_kinds import DROPPING, KEEPS_PROBABILITIES
 from cnncli.model.shapes import as_tuple, window_output
@@ -65,40 +64,6 @@ def build_checked(spec: specs.Spec | expansion.Expanded, *, classes: int | None 
     warnings += _output_warnings(expanded, outputs)
     model = keras.Model(tensors[expansion.INPUT], outputs, name=_model_name(expanded.name))
     return Built(model=model, expanded=expanded, warnings=warnings)
-
-
-#: True inside `weightless`.
-_WEIGHTLESS = contextvars.ContextVar("weightless", default=False)
-
-
-@contextlib.contextmanager
-def weightless():
-    """Models built inside get variables with shapes and no values: no memory for the
-    weights (a summary of a network with 500 million weights needed 6.5 GB). Such a model
-    is for showing (layers, shapes, parameter counts, frozen layers): Keras answers a read
-    of a variable without a value with new initial values each time, so running or saving
-    it would not fail but would use, or write, weights nobody trained. `checking` builds
-    with it for ``summary``, ``check`` and ``train --dry-run``, which do neither. A network
-    cut from a model file (``model.from: RUN``) is made from the file's description, none
-    of its weights read (`cnncli summary` of one cut from a ResNet50: 5.3 s and 0.65 GB
-    against 7.1 s and 0.95 GB when they were; `check` reads them once, to refuse a file
-    whose weights do not fit).
-
-    >>> with weightless():
-    ...     model = build(specs.parse({"input": [8, 8, 1], "layers": ["Flatten",
-    ...                                {"Dense": {"units": 2}}]}))
-    >>> model.count_params(), model.weights[0]._value is None
-    (130, True)
-    """
-    from keras.src.backend.common import global_state  # private: keras<3.16 is pinned
-
-    token = _WEIGHTLESS.set(True)  # a network cut from a model file: its weights not read
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            yield
-    finally:  # Keras lists them to give them values when a scope closes: never
-        global_state.set_global_attribute("uninitialized_variables", [])
-        _WEIGHTLESS.reset(token)
 
 
 def _expanded(spec: specs.Spec) -> expansion.Expanded:
@@ -191,7 +156,7 @@ def _make_layer(node: expansion.Node, args: dict, shape):
     if node.layer == backbone.LAYER:  # a network without its classifier: one sub-model
         try:
             return backbone.build(args, tuple(shape[1:]), node.name,
-                                  weights=not _WEIGHTLESS.get())
+                                  weights=not WEIGHTLESS.get())
         except CnnError as exc:
             exc.file, exc.line = exc.file or node.file, exc.line or node.line
             exc.where = exc.where or node.where()

@@ -199,7 +199,8 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
         except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
             raise _missing(entry, f"the download failed: {first_line(exc)}") \
                 from None
-    from cnncli.model.weights import built_empty, load_file
+    from cnncli.model.deferred import built_empty
+    from cnncli.model.weights import load_file
 
     model = built_empty(lambda: entry.factory(None))  # the file gives every weight
 

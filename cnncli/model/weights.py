@@ -47,31 +47,6 @@ def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
                          file=str(path), hint=hint) from None
 
 
-def built_empty(build):
-    """The Keras network `build()` makes, its weights zeros instead of drawn at random:
-    for a network whose weights a file replaces next (`load_file`). VGG16's 138 million
-    random numbers take about 0.5 s on two cores, zeros 0.06 s.
-
-    The network is built with its weights deferred (`builder.weightless`), then each is
-    made with a zeros initializer (Keras' own deferred initialization, its internals:
-    tests/test_predict.py holds it to that).
-
-    >>> model = built_empty(lambda: keras.applications.VGG16(weights=None))  # doctest: +SKIP
-    >>> load_file(model, "vgg16.weights.h5", fits="vgg16", expected="...")  # doctest: +SKIP
-    """
-    from cnncli.model.builder import weightless
-    from cnncli.runtime import import_keras
-
-    with weightless():
-        model = build()
-    zeros = import_keras().initializers.Zeros()
-    for variable in model.weights:
-        if variable._value is None:  # deferred
-            variable._initializer = zeros
-            variable._deferred_initialize()
-    return model
-
-
 def array_count(path: str | Path) -> int | None:
     """How many weight arrays the HDF5 weights file at `path` holds (None: another kind
     of file, or one that cannot be read)."""
