@@ -114,6 +114,9 @@ def test_fail_under_exits_1_when_a_figure_is_below(run):
     assert ok.returncode == 0, ok.stderr
     assert below.returncode == 1
     assert "FAIL: loss" in below.stderr and "FAIL: accuracy" not in below.stderr
+    # a check list: a threshold met is said as well (it said nothing when all passed)
+    assert "PASS: accuracy" in ok.stderr and "is at least 0.5" in ok.stderr
+    assert "PASS: accuracy" in below.stderr and "PASS: loss" not in below.stderr
 
 
 def test_unknown_threshold_is_a_usage_error(run):

@@ -184,6 +184,8 @@ def evaluate(
         render.warn_all(rep.notes)
     else:
         render.evaluation(rep)
+    for passed in rep.passes:  # a check list: each threshold met, then each missed
+        render.err.print(f"PASS: {passed}", markup=False)
     for failure in rep.failures:
         render.err.print(f"FAIL: {failure}", markup=False)
     if rep.failures:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +37,12 @@ class Report:
     failures: list[str]
     notes: list[str]
     precision: str = "float32"
+    passes: list[str] = field(default_factory=list)  # the --fail-under thresholds met
 
     def to_dict(self) -> dict:
         return {"model": self.model, "dataset": self.dataset, "precision": self.precision,
                 **self.result.to_dict(), "files": self.files, "failures": self.failures,
-                "notes": self.notes}
+                "passes": self.passes, "notes": self.notes}
 
 
 def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | None = None,
@@ -100,9 +101,11 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         files.remove_empty(made)
         raise
     named = ds.source if ds.source.startswith(ds.name) else f"{ds.name} ({ds.source})"
+    verdicts = metrics.judge_thresholds(result, thresholds)
     return Report(clf.name, result, named, written,
-                  metrics.check_thresholds(result, thresholds), notes,
-                  getattr(clf, "precision", "float32"))
+                  [what for met, what in verdicts if not met], notes,
+                  getattr(clf, "precision", "float32"),
+                  [what for met, what in verdicts if met])
 
 
 def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool) -> list[str]:

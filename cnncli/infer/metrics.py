@@ -375,7 +375,8 @@ THRESHOLD_SLACK = 1e-9
 
 
 def check_thresholds(result: EvalResult, thresholds: dict[str, float]) -> list[str]:
-    """One line per threshold `result` misses; an empty list when all pass.
+    """One line per threshold `result` misses; an empty list when all pass
+    (`judge_thresholds` has the ones met too).
 
     A metric that was not measured (loss not filled in, top-5 with 5 classes or
     fewer) fails its threshold: a check that cannot be made does not pass. A value equal
@@ -386,21 +387,35 @@ def check_thresholds(result: EvalResult, thresholds: dict[str, float]) -> list[s
     >>> check_thresholds(r, {"accuracy": 0.99, "loss": 0.3, "top5_accuracy": 0.9})
     ['loss 0.4500 is above 0.3', 'top5_accuracy was not measured (only with more than 5 classes)']
     """  # noqa: E501
-    failures = []
+    return [line for met, line in judge_thresholds(result, thresholds) if not met]
+
+
+def judge_thresholds(result: EvalResult, thresholds: dict[str, float]
+                     ) -> list[tuple[bool, str]]:
+    """(met, what) for each threshold, in their order: a `--fail-under` check list.
+
+    >>> r = compute([0, 1], [[0.9, 0.1], [0.4, 0.6]], ["a", "b"])
+    >>> judge_thresholds(r, {"accuracy": 0.99})
+    [(True, 'accuracy 1.0000 is at least 0.99')]
+    """
+    verdicts = []
     for name, limit in thresholds.items():
         value = getattr(result, name, None)
         if value is None:
             why = ("only with more than 5 classes" if name == "top5_accuracy"
                    else "no value was computed")
-            failures.append(f"{name} was not measured ({why})")
+            verdicts.append((False, f"{name} was not measured ({why})"))
         elif math.isnan(value):
-            failures.append(f"{name} is NaN")
+            verdicts.append((False, f"{name} is NaN"))
         elif name in LOWER_IS_BETTER:
-            if value > limit + THRESHOLD_SLACK:
-                failures.append(f"{name} {_apart(value, limit)} is above {limit!r}")
-        elif value < limit - THRESHOLD_SLACK:
-            failures.append(f"{name} {_apart(value, limit)} is below {limit!r}")
-    return failures
+            met = value <= limit + THRESHOLD_SLACK
+            verdicts.append((met, f"{name} {_apart(value, limit)} is "
+                                  f"{'at most' if met else 'above'} {limit!r}"))
+        else:
+            met = value >= limit - THRESHOLD_SLACK
+            verdicts.append((met, f"{name} {_apart(value, limit)} is "
+                                  f"{'at least' if met else 'below'} {limit!r}"))
+    return verdicts
 
 
 def _apart(value: float, limit: float) -> str:
