@@ -188,8 +188,8 @@ class PlainTrainReporter:
         if self.quiet or now - self.said < HEARTBEAT:
             return
         self.said = now
-        stats = "".join(f"  {k} {float(v):.4f}" for k, v in logs.items())
-        info(f"epoch {self.epoch + 1}/{self.epochs}  step {step:,}/{self.steps:,}{stats}")
+        info("  ".join([f"epoch {self.epoch + 1}/{self.epochs}",
+                        f"step {step:,}/{self.steps:,}", *step_figures(logs)]))
 
     def epoch_end(self, row: EpochRow):
         if not self.quiet:
@@ -240,8 +240,6 @@ class RichTrainReporter(PlainTrainReporter):
 
     def epoch_begin(self, epoch, epochs, steps, first_step):
         super().epoch_begin(epoch, epochs, steps, first_step)
-        import time
-
         self.started, self.first = time.perf_counter(), first_step
         if self.task is None:
             self.progress.start()
@@ -251,11 +249,9 @@ class RichTrainReporter(PlainTrainReporter):
                                            epoch=f"{epoch + 1}/{epochs}", stats="")
 
     def step(self, step, logs):
-        import time
-
         elapsed = time.perf_counter() - self.started
         speed = (step - self.first) * self.batch / elapsed if elapsed > 0 else 0
-        stats = " ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
+        stats = " ".join(step_figures(logs))
         self.progress.update(self.task, completed=step, stats=f"{stats} {speed:,.0f} img/s")
 
     def begin(self, plan, run, resumed):
@@ -267,6 +263,11 @@ class RichTrainReporter(PlainTrainReporter):
 
     def end(self):
         self.progress.stop()
+
+
+def step_figures(logs) -> list[str]:
+    """A step's figures as the progress lines show them: ``loss 0.2345``."""
+    return [f"{k} {float(v):.4f}" for k, v in logs.items()]
 
 
 def epoch_line(row: EpochRow, epochs: int) -> str:
