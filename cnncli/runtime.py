@@ -148,12 +148,37 @@ def import_keras():
     ``CNNCLI_DEBUG`` is set (the CLI's ``--debug`` sets it).
     """
     if "keras" not in sys.modules:
-        with quiet_unless_debugging():
+        with quiet_unless_debugging(), without_matplotlib():
             import keras
             import tensorflow  # noqa: F401
     import keras
     check_keras_version(keras.__version__)
     return keras
+
+
+@contextlib.contextmanager
+def without_matplotlib():
+    """Inside, ``import matplotlib`` fails as if it were not installed; it works again
+    after. Keras imports matplotlib's pyplot at its own import, for two drawing helpers
+    (``keras.visualization``) that cnncli never calls: 0.24 s of every start that imports
+    Keras, here. Keras' helpers go without it (they say matplotlib is missing if called);
+    cnncli imports matplotlib itself when it draws (`cnncli.plots`). Nothing changes
+    when matplotlib was imported before.
+
+    >>> with without_matplotlib():
+    ...     import matplotlib.pyplot    # doctest: +SKIP
+    Traceback (most recent call last):
+    ModuleNotFoundError: import of matplotlib halted; None in sys.modules
+    """
+    if "matplotlib" in sys.modules:
+        yield
+        return
+    sys.modules["matplotlib"] = None  # Python's way to make an import fail
+    try:
+        yield
+    finally:
+        if sys.modules.get("matplotlib", "") is None:
+            del sys.modules["matplotlib"]
 
 
 def import_tf():
