@@ -19,7 +19,7 @@ from keras.src.legacy.saving import legacy_h5_format
 from PIL import Image
 
 from cnncli import parallel
-from cnncli.errors import ManyErrors
+from cnncli.errors import ManyErrors, ModelError
 from cnncli.infer import classifier
 from cnncli.infer import predict as prediction
 from cnncli.model import builder, deferred, imagenet, pretrained, spec, weights
@@ -124,10 +124,71 @@ def test_a_pretrained_name_loaded_from_a_weights_file_has_every_weight_of_the_fi
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
-def test_a_network_built_for_a_weights_file_starts_from_zeros_not_random_numbers():
-    model = deferred.built_empty(small_conv_model)
-    assert model.weights and not any(np.any(v.numpy()) for v in model.weights)
-    assert model(np.ones((1, 8, 8, 3), "float32")).shape == (1, 3)  # a working model
+def test_a_pretrained_name_loaded_in_bfloat16_keeps_the_weights_it_casts_in_bfloat16(
+        vgg16_files):
+    net = pretrained.load("vgg16", weights=vgg16_files["weights"], precision="mixed_bfloat16")
+    theirs = vgg16_files["model"].weights
+    assert [w.dtype for w in net.weights] == ["bfloat16"] * 30 + ["float32"] * 2  # softmax
+    for mine, file in zip(net.weights, theirs, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), file.numpy().astype(mine.dtype))
+
+
+def counted(calls):
+    """`small_conv_model` whose weights' initializers count their calls."""
+    class Counting(keras.initializers.Initializer):
+        def __call__(self, shape, dtype=None):
+            calls.append(shape)
+            return keras.ops.ones(shape, dtype)
+
+    def build():
+        return keras.Sequential([
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(8, 3, activation="relu", kernel_initializer=Counting(),
+                                bias_initializer=Counting()),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax", kernel_initializer=Counting(),
+                               bias_initializer=Counting())])
+    return build
+
+
+def test_a_network_filled_from_a_file_makes_each_weight_from_the_file_not_an_initializer():
+    source = small_conv_model()
+    calls = []
+    model = deferred.filled(counted(calls), lambda m: m.set_weights(source.get_weights()))
+    assert calls == []
+    for mine, theirs in zip(model.weights, source.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    x = np.random.default_rng(0).random((2, 8, 8, 3), "float32")
+    np.testing.assert_array_equal(model(x), source(x))  # a working model
+
+
+def test_a_network_filled_in_bfloat16_makes_the_weights_its_layers_cast_in_bfloat16():
+    source = small_conv_model()
+    model = deferred.filled(counted([]), lambda m: m.set_weights(source.get_weights()),
+                            "mixed_bfloat16")
+    assert [w.dtype for w in model.weights] == ["bfloat16", "bfloat16", "float32", "float32"]
+    assert model.layers[0].compute_dtype == "bfloat16"
+    np.testing.assert_array_equal(model.weights[0].numpy(),
+                                  source.weights[0].numpy().astype("bfloat16"))
+
+
+def test_weights_a_fill_gives_no_value_are_named_as_unfilled():
+    source = small_conv_model()
+    model = deferred.filled(counted([]), lambda m: m.layers[0].set_weights(
+        source.layers[0].get_weights()))
+    dense = model.layers[-1]
+    assert deferred.unfilled(model) == [dense.kernel.path, dense.bias.path]
+
+
+def test_a_pretrained_file_that_leaves_weights_without_values_is_refused(vgg16_files,
+                                                                          monkeypatch):
+    def first_layer_only(model, path, **_):  # as a loader skipping layers quietly would
+        model.layers[1].set_weights(vgg16_files["model"].layers[1].get_weights())
+
+    monkeypatch.setattr(weights, "load_file", first_layer_only)
+    with pytest.raises(ModelError, match="the file has no value for .*block1_conv2/kernel "
+                                         "and 29 more weights"):
+        pretrained.load("vgg16", weights=vgg16_files["weights"])
 
 
 class CountingModel:

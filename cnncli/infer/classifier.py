@@ -134,7 +134,7 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
         return exported.load(model)
     if model in pretrained.REGISTRY:
         entry = pretrained.get(model)
-        net = pretrained.load(model, weights=weights, offline=offline)
+        net = pretrained.load(model, weights=weights, offline=offline, precision=precision)
         return keras_classifier(model, net, entry.input_shape,
                                 preprocessing or entry.preprocessing, imagenet.class_names(),
                                 precision=precision)

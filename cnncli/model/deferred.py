@@ -1,8 +1,8 @@
 """Networks built with weights that have no values yet: for showing one (`weightless`:
 shapes and counts, no memory for the weights) or for filling it from a file
-(`built_empty`: zeros, not random numbers the file replaces). Both use Keras' deferred
-initialization (a `keras.StatelessScope` that does not initialize), its internals:
-``keras<3.16`` is pinned, and tests hold them to it.
+(`filled`: each weight made once, from the file's value, in the type it is used in).
+Both use Keras' deferred initialization (a `keras.StatelessScope` that does not
+initialize), its internals: ``keras<3.16`` is pinned, and tests hold them to it.
 """
 
 from __future__ import annotations
@@ -49,21 +49,54 @@ def weightless():
         WEIGHTLESS.reset(token)
 
 
-def built_empty(build):
-    """The Keras network `build()` makes, its weights zeros instead of drawn at random:
-    for a network whose weights a file replaces next (`cnncli.model.weights.load_file`).
-    VGG16's 138 million random numbers take about 0.5 s on two cores, zeros 0.06 s. The
-    network is built `weightless`, then each weight is made with a zeros initializer
-    (tests/test_predict.py holds Keras' internals to it).
+def filled(build, fill, precision: str = "float32"):
+    """The Keras network `build()` makes, computing in `precision`, each weight made from
+    the value `fill(model)` assigns it (Keras' loader: `cnncli.model.weights.load_file`)
+    and from nothing else: no random numbers or zeros the file replaces, and the weights
+    a layer reads in 16 bits made in 16 bits at once (`precision.half_weights`, as
+    `precision.compact_weights` would keep them). VGG16 from a file in bfloat16: 1.8 GB
+    at the most instead of 2.4, the weights made once. A weight the file gives no value
+    stays without one (`unfilled` names them).
 
-    >>> model = built_empty(lambda: keras.applications.VGG16(weights=None))  # doctest: +SKIP
-    >>> weights.load_file(model, "vgg16.weights.h5", fits="vgg16", expected="")  # doctest: +SKIP
+    >>> model = filled(lambda: keras.applications.VGG16(weights=None),
+    ...                lambda m: weights.load_file(m, "vgg16.weights.h5", fits="vgg16",
+    ...                                            expected=""),
+    ...                "mixed_bfloat16")    # doctest: +SKIP
     """
+    from cnncli.model.precision import half_weights, set_policy
+
     with weightless():
         model = build()
-    zeros = keras.initializers.Zeros()
-    for variable in model.weights:
-        if variable._value is None:  # deferred
-            variable._initializer = zeros
-            variable._deferred_initialize()
+        set_policy(model, precision)
+        with _Filling(half_weights(model)):
+            fill(model)
     return model
+
+
+def unfilled(model) -> list[str]:
+    """The paths of `model`'s weights that have no value (`filled` found none for them)."""
+    return [variable.path for variable in model.weights if variable._value is None]
+
+
+class _Filling(keras.StatelessScope):
+    """A stateless scope in which a weight's first assigned value becomes its value at
+    once, in its 16-bit type for those in `halves` (``id`` -> type): Keras' loader
+    assigns each weight once, so only one weight's file value is held at a time."""
+
+    def __init__(self, halves: dict[int, str]):
+        super().__init__(initialize_variables=False)
+        self.halves = halves
+
+    def add_update(self, update):
+        from cnncli.runtime import import_tf
+
+        tf = import_tf()
+        variable, value = update
+        with tf.init_scope():
+            if id(variable) in self.halves:
+                variable._dtype = self.halves[id(variable)]
+                value = tf.cast(value, variable._dtype)
+            if variable._value is None:
+                variable._initialize(value)
+            else:  # a second value for the same weight: the last one, as Keras would
+                variable._value.assign(value)

@@ -80,22 +80,30 @@ def compact_weights(model) -> int:
     from cnncli.runtime import import_tf
 
     tf = import_tf()
-    converted = 0
-    # every layer, those inside layers (TimeDistributed's, an RNN's cell) too; each with
-    # the weights it owns (`weights` would give its inner layers' as well)
+    halves = half_weights(model)
+    for variable in model.weights:
+        if id(variable) in halves:
+            variable._value = tf.Variable(tf.cast(variable._value, halves[id(variable)]),
+                                          trainable=False, name=variable.name)
+            variable._dtype = halves[id(variable)]
+    return len(halves)
+
+
+def half_weights(model) -> dict[int, str]:
+    """The weights of `model` (by ``id``) that its layers read cast to 16 bits, each with
+    that type: those `compact_weights` keeps in 16 bits. Each is decided by the layer
+    that owns it (Keras' own flag, ``_autocast``), those of layers inside layers too
+    (TimeDistributed's, an RNN's cell); a weight already in 16 bits is not one."""
+    halves = {}
     for layer in model._flatten_layers(include_self=True, recursive=True):
         compute = getattr(layer, "compute_dtype", "float32")
         if compute not in HALF or not getattr(layer, "autocast", False):
             continue
+        # the weights the layer owns (`weights` would give its inner layers' as well)
         for variable in [*layer._trainable_variables, *layer._non_trainable_variables]:
-            # Keras' own flag: whether the layer's call reads this weight cast (autocast)
-            if variable.dtype != "float32" or not getattr(variable, "_autocast", False):
-                continue
-            variable._value = tf.Variable(tf.cast(variable._value, compute),
-                                          trainable=False, name=variable.name)
-            variable._dtype = compute
-            converted += 1
-    return converted
+            if variable.dtype == "float32" and getattr(variable, "_autocast", False):
+                halves[id(variable)] = compute
+    return halves
 
 
 #: Layers that compute in float32 inside whatever their policy (Keras casts their

@@ -186,8 +186,11 @@ def cached_notop(entry: Pretrained, size: int | None = None) -> Path | None:
     return cached(notop_file(entry, size))
 
 
-def load(name: str, *, weights: str | Path | None = None, offline: bool = False):
-    """The model `name` with ImageNet weights: from `weights`, Keras' cache, or a download."""
+def load(name: str, *, weights: str | Path | None = None, offline: bool = False,
+         precision: str = "float32"):
+    """The model `name` with ImageNet weights: from `weights`, Keras' cache, or a download;
+    computing in `precision` (a Keras dtype policy; `cnncli.model.precision.set_policy`),
+    the weights it reads in 16 bits kept in 16 bits when they come from a file."""
     entry = get(name)
     path = Path(weights) if weights else cached_weights(entry)
     if path is None:
@@ -195,17 +198,19 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
             raise _missing(entry, "offline")
         try:
             with downloads_on_stderr():
-                return entry.factory("imagenet")  # Keras downloads into its cache
+                model = entry.factory("imagenet")  # Keras downloads into its cache
         except Exception as exc:  # DNS, HTTP, a bad hash: all mean no weights
             raise _missing(entry, f"the download failed: {first_line(exc)}") \
                 from None
-    from cnncli.model.deferred import built_empty
+        from cnncli.model.precision import set_policy
+
+        return set_policy(model, precision)
+    from cnncli.model.deferred import filled, unfilled
     from cnncli.model.weights import load_file
 
-    model = built_empty(lambda: entry.factory(None))  # the file gives every weight
-
-    try:
-        load_file(model, path, fits=name, expected=entry.weights_file)
+    try:  # the file gives every weight
+        model = filled(lambda: entry.factory(None), lambda model: load_file(
+            model, path, fits=name, expected=entry.weights_file), precision)
     except ModelError as exc:
         if _is_notop(entry, path):  # the file the README has users fetch for fine-tuning
             raise ModelError(f"this file holds {name} without its classifier (a no-top "
@@ -216,6 +221,12 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False)
                                   f"no-top file goes with `model: {{from: {name}, weights: "
                                   "FILE}`") from None
         raise exc from None
+    missing = unfilled(model)
+    if missing:
+        raise ModelError(f"these weights do not fit {name}: the file has no value for "
+                         f"{missing[0]}" + (f" and {len(missing) - 1} more weights"
+                                            if len(missing) > 1 else ""),
+                         file=str(path), hint=f"use Keras' {entry.weights_file}")
     return model
 
 
