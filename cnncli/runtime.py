@@ -163,7 +163,8 @@ def without_matplotlib():
     (``keras.visualization``) that cnncli never calls: 0.24 s of every start that imports
     Keras, here. Keras' helpers go without it (they say matplotlib is missing if called);
     cnncli imports matplotlib itself when it draws (`cnncli.plots`). Nothing changes
-    when matplotlib was imported before.
+    when matplotlib was imported before. It holds for the whole process while Keras
+    imports (no thread of cnncli's imports matplotlib then).
 
     >>> with without_matplotlib():
     ...     import matplotlib.pyplot    # doctest: +SKIP

@@ -15,6 +15,7 @@ import threading
 import h5py
 import numpy as np
 import pytest
+from imagenetkit import imagenet_like_efficientnet, keras_imagenet_normalisation, normalised
 from keras.src.legacy.saving import legacy_h5_format
 from PIL import Image
 
@@ -124,9 +125,12 @@ def test_a_pretrained_name_loaded_from_a_weights_file_has_every_weight_of_the_fi
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
+@pytest.mark.parametrize("where", ["weights file", "Keras' cache (legacy .h5)"])
 def test_a_pretrained_name_loaded_in_bfloat16_keeps_the_weights_it_casts_in_bfloat16(
-        vgg16_files):
-    net = pretrained.load("vgg16", weights=vgg16_files["weights"], precision="mixed_bfloat16")
+        vgg16_files, where, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(vgg16_files["home"]))
+    net = pretrained.load("vgg16", weights=vgg16_files["weights"] if where == "weights file"
+                          else None, offline=True, precision="mixed_bfloat16")
     theirs = vgg16_files["model"].weights
     assert [w.dtype for w in net.weights] == ["bfloat16"] * 30 + ["float32"] * 2  # softmax
     for mine, file in zip(net.weights, theirs, strict=True):
@@ -172,12 +176,52 @@ def test_a_network_filled_in_bfloat16_makes_the_weights_its_layers_cast_in_bfloa
                                   source.weights[0].numpy().astype("bfloat16"))
 
 
+def test_a_filled_network_with_dropout_has_its_random_seed_and_trains():
+    source = small_conv_model()
+
+    def build():
+        return keras.Sequential([
+            keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.Dropout(0.5, seed=1), keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax")])
+
+    model = deferred.filled(build, lambda m: m.set_weights(source.get_weights()))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((4, 8, 8, 3), "float32")
+    assert np.isfinite(model.train_on_batch(x, np.array([0, 1, 2, 0])))
+
+
 def test_weights_a_fill_gives_no_value_are_named_as_unfilled():
     source = small_conv_model()
     model = deferred.filled(counted([]), lambda m: m.layers[0].set_weights(
         source.layers[0].get_weights()))
     dense = model.layers[-1]
     assert deferred.unfilled(model) == [dense.kernel.path, dense.bias.path]
+
+
+def test_keras_adds_efficientnets_imagenet_scaling_only_when_it_loads_imagenet_itself():
+    """Held to Keras 3.15: cnncli folds that Rescaling into the variance (from_file)."""
+    import inspect
+
+    from keras.src.applications import efficientnet
+
+    source = inspect.getsource(efficientnet.EfficientNet)
+    assert 'if weights == "imagenet":\n        # Note that the normalization' in source
+    assert "1.0 / math.sqrt(stddev) for stddev in IMAGENET_STDDEV_RGB" in source
+    assert tuple(efficientnet.IMAGENET_STDDEV_RGB) == pretrained.IMAGENET_STDDEV
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_efficientnet_from_a_weights_file_normalises_as_keras_imagenet_build(tmp_path,
+                                                                          precision):
+    file = tmp_path / "efficientnetb0.weights.h5"
+    imagenet_like_efficientnet().save_weights(file)
+    net = pretrained.load("efficientnet_b0", weights=file, precision=precision)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    expected = keras_imagenet_normalisation(x)
+    # bfloat16 keeps 8 bits of x / 255 before the mean is taken away: up to 0.05 off
+    tolerance = 1e-5 if precision == "float32" else 0.1
+    np.testing.assert_allclose(normalised(net, x), expected, rtol=tolerance, atol=tolerance)
 
 
 def test_a_pretrained_file_that_leaves_weights_without_values_is_refused(vgg16_files,

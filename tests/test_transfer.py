@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from imagenetkit import imagenet_like_efficientnet, keras_imagenet_normalisation, normalised
 from keras.src.legacy.saving import legacy_h5_format
 from trainkit import make_npz
 
@@ -691,3 +692,15 @@ def test_from_a_name_both_spec_and_pretrained_without_weights_is_noted_as_traine
     assert any(w.startswith(note) for w in planning.plan(config.load(path)).warnings)
     path.write_text(path.read_text().replace("{from: vgg16, classes: 3}", "vgg16"))
     assert not any("without `weights`" in w for w in checking.check(str(path)).warnings)
+
+
+def test_an_efficientnet_backbone_from_a_weights_file_normalises_as_keras_imagenet_build(
+        tmp_path):
+    file = tmp_path / "efficientnetb0_notop.weights.h5"
+    imagenet_like_efficientnet(include_top=False, input_shape=SHAPE).save_weights(file)
+    sub = pretrained.get("efficientnet_b0").factory(None, include_top=False,
+                                                     input_shape=SHAPE, name="efficientnet_b0")
+    backbone_weights.load(sub, "efficientnet_b0", file)
+    x = np.random.default_rng(0).uniform(0, 255, (2, *SHAPE)).astype("float32")
+    np.testing.assert_allclose(normalised(sub, x), keras_imagenet_normalisation(x),
+                               rtol=1e-5, atol=1e-5)

@@ -153,10 +153,12 @@ def fit_problem(saved: list, ours: list, name: str, notop: str) -> str | None:
 
 
 def load(backbone, name: str, path: Path) -> None:
-    """Load the weights file into the backbone sub-model (checked by `check_fit` first)."""
+    """Load the weights file into the backbone sub-model (checked by `check_fit` first),
+    computing then as Keras' own ImageNet build of it (`Pretrained.weights_loaded`)."""
     if not _keras3(path):  # Keras names the layer that does not fit in a Keras 3 file
         check_fit(backbone, name, path)
     _load_file(backbone, name, path)
+    pretrained.get(name).weights_loaded(backbone)
 
 
 def _keras3(path: Path) -> bool:

@@ -55,8 +55,9 @@ def filled(build, fill, precision: str = "float32"):
     and from nothing else: no random numbers or zeros the file replaces, and the weights
     a layer reads in 16 bits made in 16 bits at once (`precision.half_weights`, as
     `precision.compact_weights` would keep them). VGG16 from a file in bfloat16: 1.8 GB
-    at the most instead of 2.4, the weights made once. A weight the file gives no value
-    stays without one (`unfilled` names them).
+    at the most instead of 2.3, the weights made once. A weight the file gives no value
+    stays without one (`unfilled` names them); the variables that are no weights (a
+    Dropout's random seed) get their initial values.
 
     >>> model = filled(lambda: keras.applications.VGG16(weights=None),
     ...                lambda m: weights.load_file(m, "vgg16.weights.h5", fits="vgg16",
@@ -70,6 +71,10 @@ def filled(build, fill, precision: str = "float32"):
         set_policy(model, precision)
         with _Filling(half_weights(model)):
             fill(model)
+    weights = {id(weight) for weight in model.weights}
+    for variable in model.variables:  # no file holds them: initialized as Keras would
+        if variable._value is None and id(variable) not in weights:
+            variable._deferred_initialize()
     return model
 
 
@@ -93,10 +98,10 @@ class _Filling(keras.StatelessScope):
         tf = import_tf()
         variable, value = update
         with tf.init_scope():
+            if variable._value is not None:  # a second value: the last one, as Keras'
+                variable._direct_assign(value)
+                return
             if id(variable) in self.halves:
                 variable._dtype = self.halves[id(variable)]
                 value = tf.cast(value, variable._dtype)
-            if variable._value is None:
-                variable._initialize(value)
-            else:  # a second value for the same weight: the last one, as Keras would
-                variable._value.assign(value)
+            variable._initialize(value)

@@ -43,6 +43,16 @@ class Pretrained:
     min_size: int = 32  # the smallest input height and width keras.applications accepts
     keras_names: str = ""  # Keras' names for the model (a regular expression)
     first_layer: str = ""  # the name keras.applications gives its first convolution
+    #: what Keras' own ImageNet build (``weights="imagenet"``) computes that a build for a
+    #: weights file (``weights=None``, then the file) does not: run on the network (or
+    #: the backbone without the classifier) once the file's weights are in it
+    from_file: Callable | None = None
+
+    def weights_loaded(self, model) -> None:
+        """Make `model`, built for a weights file and filled from one, compute what Keras'
+        own ImageNet build of this network computes (`from_file`)."""
+        if self.from_file is not None:
+            self.from_file(model)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -56,7 +66,7 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 def register(name: str, *, size: int, weights_file: str, origin: str, megabytes: int,
              preprocessing: str, notop: str, notop_megabytes: float,
              notop_sizes: tuple[int, ...] = (), keras_names: str | None = None,
-             first_layer: str):
+             first_layer: str, from_file: Callable | None = None):
     """Add the decorated ``f(weights, **options) -> keras.Model`` to `REGISTRY` under
     `name` (options: ``include_top``, ``input_shape``, as keras.applications takes them);
     `keras_names`: the names Keras gives the model (default: `name` without ``_``), and
@@ -67,7 +77,7 @@ def register(name: str, *, size: int, weights_file: str, origin: str, megabytes:
         REGISTRY[name] = Pretrained(name, factory, size, weights_file, origin, megabytes,
                                     preprocessing, notop, notop_megabytes, notop_sizes,
                                     keras_names=keras_names or re.escape(name.replace("_", "")),
-                                    first_layer=first_layer)
+                                    first_layer=first_layer, from_file=from_file)
         return factory
 
     return decorate
@@ -120,8 +130,29 @@ def mobilenet_v2(weights, **options):
     return _apps().MobileNetV2(weights=weights, **options)
 
 
+#: ImageNet's standard deviations of red, green and blue, as Keras' EfficientNet has them.
+IMAGENET_STDDEV = (0.229, 0.224, 0.225)
+
+
+def _efficientnet_scale(model) -> None:
+    """Keras' EfficientNet built for ImageNet divides its normalised input once more by
+    the square root of ImageNet's standard deviations, with a Rescaling layer it adds only
+    when it loads the ImageNet weights itself (``weights="imagenet"``; tensorflow#49930):
+    built for a weights file, it lacks that layer and its features are off. The same
+    division, folded into its Normalization layer's variance: (x - mean) /
+    sqrt(variance x stddev). A model saved after keeps the folded variance.
+    """
+    import numpy as np
+
+    [norm] = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if type(layer).__name__ == "Normalization"]
+    variance = np.asarray(norm.adapt_variance.numpy(), "float32")
+    norm.adapt_variance.assign(variance * np.asarray(IMAGENET_STDDEV, "float32"))
+    norm.finalize_state()  # its mean and variance, as the layer computes with them
+
+
 @register("efficientnet_b0", size=224,
-          first_layer="stem_conv",
+          first_layer="stem_conv", from_file=_efficientnet_scale,
           weights_file="efficientnetb0.h5",
           origin="https://storage.googleapis.com/keras-applications/", megabytes=21,
           preprocessing="none", notop="efficientnetb0_notop.h5", notop_megabytes=16.2)
@@ -227,6 +258,7 @@ def load(name: str, *, weights: str | Path | None = None, offline: bool = False,
                          f"{missing[0]}" + (f" and {len(missing) - 1} more weights"
                                             if len(missing) > 1 else ""),
                          file=str(path), hint=f"use Keras' {entry.weights_file}")
+    entry.weights_loaded(model)
     return model
 
 
