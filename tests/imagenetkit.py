@@ -13,12 +13,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
 def imagenet_like_efficientnet(**options):
     """An EfficientNetB0 built for a weights file, its input normalisation holding what
-    the ImageNet file holds: ImageNet's mean and the squares of its standard deviations."""
+    the ImageNet file holds: ImageNet's mean, and its standard deviations as the variance
+    (not their squares: tensorflow#49930)."""
     keras.utils.set_random_seed(0)
     model = keras.applications.EfficientNetB0(weights=None, **options)
     [norm] = [layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)]
     norm.adapt_mean.assign(IMAGENET_MEAN)
-    norm.adapt_variance.assign(np.square(pretrained.IMAGENET_STDDEV))
+    norm.adapt_variance.assign(pretrained.IMAGENET_STDDEV)
     return model
 
 
@@ -31,6 +32,5 @@ def normalised(model, x):
 
 def keras_imagenet_normalisation(x):
     """What Keras' EfficientNet built for ImageNet makes of images `x` (0-255) before its
-    first convolution: normalised, then divided by the square root of the stddev."""
-    std = np.array(pretrained.IMAGENET_STDDEV)
-    return (x / 255 - np.array(IMAGENET_MEAN)) / std / np.sqrt(std)
+    first convolution: ImageNet's normalisation, (x - mean) / stddev."""
+    return (x / 255 - np.array(IMAGENET_MEAN)) / np.array(pretrained.IMAGENET_STDDEV)

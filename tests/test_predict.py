@@ -224,6 +224,16 @@ def test_efficientnet_from_a_weights_file_normalises_as_keras_imagenet_build(tmp
     np.testing.assert_allclose(normalised(net, x), expected, rtol=tolerance, atol=tolerance)
 
 
+def test_efficientnet_weights_saved_after_the_fold_are_not_folded_again(tmp_path):
+    file, again = tmp_path / "imagenet.weights.h5", tmp_path / "folded.weights.h5"
+    imagenet_like_efficientnet().save_weights(file)
+    pretrained.load("efficientnet_b0", weights=file).save_weights(again)
+    net = pretrained.load("efficientnet_b0", weights=again)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(normalised(net, x), keras_imagenet_normalisation(x),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_a_pretrained_file_that_leaves_weights_without_values_is_refused(vgg16_files,
                                                                           monkeypatch):
     def first_layer_only(model, path, **_):  # as a loader skipping layers quietly would
@@ -599,6 +609,43 @@ def normalised_conv_model():
     bn.moving_variance.assign(np.linspace(0.5, 2.0, 8).astype("float32"))
     bn.gamma.assign(np.linspace(0.7, 1.3, 8).astype("float32") + 1e-3)
     return model
+
+
+def normalising_model(policy):
+    """A model whose Normalization holds a mean and variance set as a file would (adapted
+    state), built under `policy`."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        norm = keras.layers.Normalization()
+        model = keras.Sequential([keras.Input((4,)), norm, keras.layers.Dense(2)])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    norm.adapt_mean.assign([100.3, -7.1, 0.5, 3.3])
+    norm.adapt_variance.assign([4.0, 0.25, 9.0, 1.0])
+    norm.finalize_state()
+    return model, norm
+
+
+def test_a_bfloat16_trained_normalization_computes_in_float32_when_switched_to_float32():
+    from cnncli.model.precision import set_policy
+
+    model, norm = normalising_model("mixed_bfloat16")
+    set_policy(model, "float32")
+    x = np.array([[101.7, -7.0, 2.0, 3.0]], "float32")
+    expected = (x - np.array([100.3, -7.1, 0.5, 3.3])) / np.sqrt([4.0, 0.25, 9.0, 1.0])
+    np.testing.assert_allclose(norm(x), expected, atol=1e-5)  # bfloat16: 0.1 off
+
+
+def test_a_copy_in_another_precision_keeps_its_normalization():
+    from cnncli.model.precision import with_policy
+
+    model, norm = normalising_model("float32")
+    copy = with_policy(model, "mixed_bfloat16")
+    x = np.array([[100.5, -7.0, 2.0, 3.0]], "float32")
+    # bfloat16 holds the mean 100.3 as 100.5 (0.1 off); without its mean and variance
+    # the copy's layer would pass x on as it is
+    np.testing.assert_allclose(np.asarray(copy.layers[0](x), "float32"), norm(x), atol=0.15)
 
 
 def test_16_bit_inference_keeps_the_weights_it_casts_in_16_bits_with_the_same_outputs():

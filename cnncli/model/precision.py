@@ -42,6 +42,7 @@ def with_policy(model, policy: str):
         copy.set_weights(model.get_weights())
     finally:
         keras.config.set_dtype_policy(previous)
+    _normalise_again(copy)
     return copy
 
 
@@ -54,7 +55,18 @@ def set_policy(model, policy: str):
         wanted = "float32" if layer is output else policy
         if _policy(layer) != wanted and not hasattr(layer, "layers"):
             layer.dtype_policy = wanted
+    _normalise_again(model)
     return model
+
+
+def _normalise_again(model) -> None:
+    """Normalization layers keep their mean and variance as constants in their compute
+    type, made when their weights are set (``finalize_state``): made again after a
+    change of policy (in float32 again, not rounded to 16 bits) or of weights (a clone's
+    would be the zeros and ones it was built with)."""
+    for layer in all_layers(model):
+        if isinstance(layer, keras.layers.Normalization) and layer.built:
+            layer.finalize_state()
 
 
 HALF = ("bfloat16", "float16")

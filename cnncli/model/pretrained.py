@@ -135,20 +135,23 @@ IMAGENET_STDDEV = (0.229, 0.224, 0.225)
 
 
 def _efficientnet_scale(model) -> None:
-    """Keras' EfficientNet built for ImageNet divides its normalised input once more by
-    the square root of ImageNet's standard deviations, with a Rescaling layer it adds only
-    when it loads the ImageNet weights itself (``weights="imagenet"``; tensorflow#49930):
-    built for a weights file, it lacks that layer and its features are off. The same
-    division, folded into its Normalization layer's variance: (x - mean) /
-    sqrt(variance x stddev). A model saved after keeps the folded variance.
+    """Keras' ImageNet file of EfficientNet holds ImageNet's standard deviations as its
+    Normalization layer's variance, not their squares, so the layer divides by their
+    square roots; Keras' EfficientNet built for ImageNet divides once more by them, with a
+    Rescaling layer it adds only when it loads the ImageNet weights itself
+    (``weights="imagenet"``; tensorflow#49930). Built for a weights file, it lacks that
+    layer and its features are off. The same division, folded into the variance:
+    (x - mean) / sqrt(stddev x stddev), once: only a variance that is still the file's.
     """
     import numpy as np
 
     [norm] = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
               if type(layer).__name__ == "Normalization"]
     variance = np.asarray(norm.adapt_variance.numpy(), "float32")
-    norm.adapt_variance.assign(variance * np.asarray(IMAGENET_STDDEV, "float32"))
-    norm.finalize_state()  # its mean and variance, as the layer computes with them
+    stddev = np.asarray(IMAGENET_STDDEV, "float32")
+    if np.allclose(variance, stddev, rtol=1e-2):  # bfloat16 keeps 3 digits
+        norm.adapt_variance.assign(variance * stddev)
+        norm.finalize_state()  # its mean and variance, as the layer computes with them
 
 
 @register("efficientnet_b0", size=224,
