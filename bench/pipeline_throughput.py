@@ -6,9 +6,9 @@ order, gather, preprocess, fixed prefetch), or with ``--path dataset`` through
 `make_dataset` (evaluation's path, and training's with ``--augment``); skips a
 warm-up (by default one epoch), then times a fixed number of batches.
 
-Target: at least 20x the images/s that training consumes (2,600 at batch 128,
-measured on this 2-core machine with `cnncli train configs/fashion_mnist.yaml`), so
-the pipeline never is what a training step waits for.
+Target: at least 20x the images/s that training consumes (7,100 at batch 128 in
+bfloat16 on the AMX Xeon, bench/BF16_RESULTS.md; 2,600 in float32 when this was
+written), so the pipeline never is what a training step waits for.
 
 Run it on a quiet machine (nothing else busy on the 2 cores)::
 
@@ -23,7 +23,7 @@ import argparse
 import math
 import time
 
-TRAINING_IMAGES_PER_S = 2_600  # what cnncli training consumes here at batch 128
+TRAINING_IMAGES_PER_S = 7_100  # cnncli training at batch 128, bfloat16 (bench/BF16_RESULTS.md)
 TARGET_FACTOR = 20
 
 

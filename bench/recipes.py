@@ -8,6 +8,7 @@ interleaved over the rounds, one at a time.
 
     .venv/bin/python bench/recipes.py                 # every recipe, 1 round
     .venv/bin/python bench/recipes.py --only shipped,batch256 --rounds 2
+    .venv/bin/python bench/recipes.py --only shipped --quick --out /tmp/r   # smoke run
 
 Writes bench/RECIPES.md and bench/recipes.json.
 """
@@ -46,8 +47,13 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def run(name: str, folder: Path) -> dict:
-    """Train and evaluate one recipe; its result (or an error)."""
+#: ``--quick``: each recipe on 512 images for one epoch (the tests' smoke run).
+QUICK = ["--limit", "512", "--epochs", "1"]
+
+
+def run(name: str, folder: Path, extra: list[str] = ()) -> dict:
+    """Train and evaluate one recipe (`extra`: more arguments for the trainer); its result
+    (or an error)."""
     sets = [s for s in RECIPES[name][1] if not s.startswith("--")]
     flags = [s.split("=", 1) for s in RECIPES[name][1] if s.startswith("--")]
     cmd = [sys.executable, str(HERE / "contenders" / "cnncli_train.py"), "--config",
@@ -56,11 +62,13 @@ def run(name: str, folder: Path) -> dict:
         cmd += ["--set", item]
     for flag, value in flags:
         cmd += [flag, value]
+    cmd += list(extra)
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1:]}
     r = json.loads((folder / "r.json").read_text())
     return {"seconds": r["wall_seconds"], "train_seconds": r["train_seconds"],
+            "batch_size": r["batch_size"], "precision": r["precision"],
             "test_accuracy": r["test_accuracy"], "epochs": len(r["epochs"]),
             "val_accuracy": [e.get("val_accuracy") for e in r["epochs"]],
             "images_per_s": r["cnncli_metrics_images_per_s"]}
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="comma-separated recipe names")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--out", default=str(HERE))
+    p.add_argument("--quick", action="store_true",
+                   help="512 images, one epoch a recipe: checks that the script runs")
     args = p.parse_args(argv)
     names = args.only.split(",") if args.only else list(RECIPES)
     if unknown := [n for n in names if n not in RECIPES]:
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for name in names:
             with tempfile.TemporaryDirectory() as tmp:
-                row = run(name, Path(tmp))
+                row = run(name, Path(tmp), QUICK if args.quick else [])
             results.setdefault(name, []).append(row)
             shown = (f"{row['test_accuracy']:.4f} in {row['seconds']:.1f} s" if "seconds" in row
                      else f"failed: {row['error']}")

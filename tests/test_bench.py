@@ -156,6 +156,43 @@ def test_predict_benchmark_times_resnet50_against_both_plain_scripts(tmp_path):
     assert summary["targets"] == []  # the issue's targets are VGG16's
 
 
+def test_recipes_script_trains_each_recipe_with_its_own_settings(tmp_path):
+    done = _run("bench/recipes.py", "--only", "batch50,float32", "--quick",
+                "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "recipes.json").read_text())["results"]
+    [batch50], [float32] = results["batch50"], results["float32"]
+    assert (batch50["batch_size"], float32["batch_size"]) == (50, 128)
+    assert float32["precision"] == "float32" and batch50["epochs"] == 1
+    assert 0 < batch50["test_accuracy"] <= 1 and batch50["images_per_s"] > 0
+    table = (tmp_path / "RECIPES.md").read_text()
+    assert "| batch50 | batch 50, Adam 1e-3" in table and "failed" not in table
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bfloat16"])
+def test_pytorch_contender_trains_the_lecture_network(tmp_path, bf16):
+    pytest.importorskip("torch", reason="PyTorch is installed for the benchmark only")
+    out = tmp_path / "torch.json"
+    done = _run("bench/contenders/pytorch_cpu.py", "--limit", "512", "--epochs", "2",
+                *(["--bf16"] if bf16 else []), "--json-out", str(out), timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert len(result["epochs"]) == 2 and result["steady_images_per_s"] > 0
+    assert all(e["images"] == 512 for e in result["epochs"])
+    assert result["epochs"][1]["loss"] < 0.8 * result["epochs"][0]["loss"]  # it learns (2.1, 1.2)
+    assert result["precision"] == ("autocast bfloat16, channels_last" if bf16 else "float32")
+    if bf16:  # whether torch.compile worked offline, said either way
+        assert result["torch_compile"] == "used" or result["torch_compile"].startswith("failed")
+
+
+def test_pipeline_throughput_script_times_the_training_pipeline():
+    done = _run("bench/pipeline_throughput.py", "--batches", "5", "--warmup", "1")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "timed:   5 batches, 640 images in" in done.stdout
+    rate = done.stdout.split("throughput: ")[1].split(" images/s")[0]
+    assert float(rate.replace(",", "")) > 0
+
+
 def test_relu_after_pooling_gives_the_lecture_networks_values_and_gradients():
     sys.path.insert(0, str(ROOT / "bench" / "contenders"))
     import _common
