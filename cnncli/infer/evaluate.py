@@ -24,6 +24,7 @@ from cnncli.data import datasets, feed, records
 from cnncli.errors import ConfigError, DataError
 from cnncli.infer import artefact, classifier, metrics
 from cnncli.infer.predict import not_numbers
+from cnncli.model import imagenet
 
 WORST = 32  # misclassified examples shown in the PNG grid
 
@@ -167,12 +168,19 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     """The test labels as indices of the model's classes, matched by class name; an error
     names `source`, the data as the user or the run gave it (a path or a known name), and
     the data's classes the model does not know. Names are compared in Unicode's composed
-    form (NFC): macOS writes a folder 'é' as 'e' and an accent, which prints the same."""
+    form (NFC): macOS writes a folder 'é' as 'e' and an accent, which prints the same. A
+    model of the 1000 ImageNet classes also knows them by WordNet ID (``n01440764``: the
+    folders of ImageNet's own validation set); a name two of its classes share (ImageNet's
+    ``crane``, a bird and a machine) is read as the first, and a note says so."""
     model_names = [text.composed(n) for n in clf.class_names]
     data_names = [text.composed(n) for n in ds.class_names]
     if data_names == model_names[:len(data_names)]:
         return ds.test.labels, []
-    unknown = [n for n in data_names if n not in model_names]  # more classes: some unknown
+    known = {name: i for i, name in reversed(list(enumerate(model_names)))}  # the first
+    if model_names == imagenet.class_names():
+        known.update((wordnet_id, i) for i, (wordnet_id, _) in
+                     enumerate(imagenet.class_index()))
+    unknown = [n for n in data_names if n not in known]  # more classes: some unknown
     if unknown:
         what = (f"the data has {ds.num_classes} classes but the model predicts "
                 f"{len(model_names)}" if ds.num_classes > len(model_names)
@@ -183,13 +191,22 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
             "model's classes", file=source,
             hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
             + ("..." if len(model_names) > 10 else "") + "; " + _naming_hint(ds, source))
-    index = np.array([model_names.index(n) for n in data_names])
+    index = np.array([known[n] for n in data_names])
     some = (f"{len(data_names)} of the model's {len(model_names)} classes"
             if len(data_names) < len(model_names) else "")
-    note = (f"the data's classes{f' ({some})' if some else ''} are in another order than "
-            "the model's: matched by name" if np.any(np.diff(index) < 0) else
-            f"the data has {some}: matched by name")
-    return index[ds.test.labels], [note]
+    notes = [f"the data's classes{f' ({some})' if some else ''} are in another order than "
+             "the model's: matched by name" if np.any(np.diff(index) < 0) else
+             f"the data has {some}: matched by name"]
+    for name in data_names:
+        shared = [i for i, n in enumerate(model_names) if n == name]
+        if len(shared) > 1:
+            notes.append(f"'{name}' names {len(shared)} of the model's classes ("
+                         + ", ".join(map(str, shared)) + f"): read as class {shared[0]}"
+                         + ("; name its folder by WordNet ID ("
+                            + ", ".join(imagenet.class_index()[i][0] for i in shared)
+                            + ") to choose" if model_names == imagenet.class_names()
+                            else ""))
+    return index[ds.test.labels], notes
 
 
 def _naming_hint(ds, source: str) -> str:
