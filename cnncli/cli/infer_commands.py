@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
@@ -66,16 +65,17 @@ def predict(
         except ConfigError as exc:
             exc.where = f"--resize {resize}"
             raise
+    if explain == "":
+        raise typer.BadParameter("give the folder for the heat maps", param_hint="--explain")
     if explain is not None:  # before any work: a bad --explain is known now
-        explain = _heat_map_folder(explain, model)
+        from cnncli.viz import explain as explaining
+
+        explain = explaining.check_folder(explain, model)
     placement = _placement(model, device, precision)
     loaded = classifier.load(model, weights=weights, offline=offline,
                              precision=placement.precision if placement else "float32")
     if explain:  # a model without convolutions is refused before it predicts
-        from cnncli.viz import conv_layers
-
-        conv_layers.require_convolutions(conv_layers.keras_model(loaded, "Grad-CAM"),
-                                         "Grad-CAM", loaded.name)
+        explaining.check_model(loaded)
     runtime = placement.describe() if placement else None
     if not quiet:
         render.info(runtime or f"Runtime: {loaded.runtime}")
@@ -83,7 +83,10 @@ def predict(
     result = prediction.predict(sources, model=loaded, top=top,
                                 batch_size=batch_size or devices.inference_batch_size(placement),
                                 resize=resize, stdin=sys.stdin)
-    stopped = _heat_maps(result, loaded, explain, resize, quiet) if explain else None
+    stopped = explaining.for_predictions(result, loaded, explain, resize) if explain else None
+    for image in result.images if explain and not quiet else ():
+        if image.gradcam:
+            render.info(f"Grad-CAM: {image.gradcam}")
     render.predictions(result, fmt)  # (each with its heat map's file in JSON)
     render.warn_all(result.warnings)
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
@@ -97,48 +100,6 @@ def predict(
         raise typer.Exit(stopped.exit_code)
     if result.errors and not excused:
         raise typer.Exit(some_failed(bool(result.images)))
-
-
-def _heat_map_folder(folder: str, model: str) -> str:
-    """`--explain`'s folder, checked before any work; an exported model is refused (as
-    `cnncli explain` refuses it: Grad-CAM looks into the layers)."""
-    from cnncli import files, plots
-    from cnncli.infer import exported
-
-    if folder == "":
-        raise typer.BadParameter("give the folder for the heat maps", param_hint="--explain")
-    if exported.kind(model):
-        raise exported.not_looked_into("--explain (Grad-CAM)", model, "--model")
-    folder = os.path.expanduser(folder)  # --explain=~/cams: no shell expands it
-    plots.check_picture_folder(folder, "--explain")
-    files.writable_folder(folder, create=False)  # made with the first heat map
-    return folder
-
-
-def _heat_maps(result, loaded, folder: str, resize: str | None, quiet: bool):
-    """Grad-CAM of each predicted image's top class into `folder`; images it cannot read
-    join `result.errors`. Its own failure (a full disk) is returned, not raised: it is
-    said after the predictions (one JSON document with --format json), and --skip-bad
-    does not excuse it."""
-    from cnncli.cli import render
-    from cnncli.errors import CnnError
-    from cnncli.viz import explain as explaining
-
-    if not result.images:
-        return None
-    try:
-        cams = explaining.explain([r.file for r in result.images], loaded, output=folder,
-                                  resize=resize)
-    except CnnError as exc:
-        return exc
-    for picture in cams.pictures if not quiet else ():
-        render.info(f"Grad-CAM: {picture.png}")
-    made = {picture.image: str(picture.png) for picture in cams.pictures}
-    for r in result.images:
-        r.gradcam = made.get(r.file)
-    result.errors += cams.errors
-    result.warnings += cams.warnings  # as `cnncli explain` says them
-    return None
 
 
 def evaluate(

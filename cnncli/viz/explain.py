@@ -111,6 +111,52 @@ def explain(sources: list[str], clf, *, class_name: str | None = None,
     return result
 
 
+def check_folder(folder: str, model: str, option: str = "--explain") -> str:
+    """The folder Grad-CAM pictures of `model` will go into (`option`'s value, ``~``
+    expanded: no shell expands ``--explain=~/cams``), checked before any work: an exported
+    model is refused (Grad-CAM looks into the layers), and so is a folder named like a
+    picture or one that cannot be written to. It is made with the first picture."""
+    import os
+
+    from cnncli.infer import exported
+
+    if exported.kind(model):
+        raise exported.not_looked_into(f"{option} (Grad-CAM)", model, "--model")
+    folder = os.path.expanduser(folder)
+    plots.check_picture_folder(folder, option)
+    writable_folder(folder, create=False)
+    return folder
+
+
+def check_model(clf) -> None:
+    """Raise a `ConfigError` if Grad-CAM cannot look into `clf` (no convolutions), before
+    it predicts anything."""
+    conv_layers.require_convolutions(conv_layers.keras_model(clf, "Grad-CAM"), "Grad-CAM",
+                                     clf.name)
+
+
+def for_predictions(result, clf, folder: str, resize: str | None = None
+                    ) -> CnnError | None:
+    """Grad-CAM of each predicted image's top class (`cnncli predict --explain`) into
+    `folder`: each image of `result` (a `cnncli.infer.predict.Result`) gets its picture's
+    file (``gradcam``), images it cannot read join the result's errors and its warnings
+    the result's. Its own failure (a full disk) is returned, not raised: it is said after
+    the predictions (one JSON document with --format json), and --skip-bad does not excuse
+    it."""
+    if not result.images:
+        return None
+    try:
+        cams = explain([r.file for r in result.images], clf, output=folder, resize=resize)
+    except CnnError as exc:
+        return exc
+    made = {picture.image: str(picture.png) for picture in cams.pictures}
+    for r in result.images:
+        r.gradcam = made.get(r.file)
+    result.errors += cams.errors
+    result.warnings += cams.warnings  # as `cnncli explain` says them
+    return None
+
+
 def _write(image: model_input.ModelInput, heat: gradcam.Heatmap, class_names,
            png: Path) -> Explained:
     name = str(class_names[heat.class_index])
