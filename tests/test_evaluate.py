@@ -604,3 +604,34 @@ def test_a_name_two_imagenet_classes_share_is_read_as_the_first_and_said():
     assert labels.tolist() == [0, 134]
     assert notes[1] == ("'crane' names 2 of the model's classes (134, 517): read as class "
                         "134; name its folder by WordNet ID (n02012849, n03126707) to choose")
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A run trained on a folder of class folders (a fifth of each class held out)."""
+    folder = tmp_path_factory.mktemp("held")
+    photos = cf.image_folder(folder / "photos", {"0": 10, "1": 10, "2": 10})
+    path = write_config(folder, epochs=1)
+    cfg = config.load(path)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={
+        "name": str(photos), "validation_split": 0.0})})
+    return training.train(cfg, config_file=str(path)).run, photos
+
+
+def test_the_run_s_own_folder_unchanged_is_its_held_out_fifth_without_a_warning(
+        folder_run, tmp_path):
+    run, _ = folder_run
+    rep = evaluation.evaluate(run, output=tmp_path / "e")
+    assert rep.result.count == 6 and not any("changed since" in n for n in rep.notes)
+
+
+def test_a_folder_changed_since_training_warns_that_its_fifth_moved_onto_trained_images(
+        folder_run, tmp_path):
+    run, photos = folder_run
+    cf.save_image(cf.band_image(0, seed=99), photos / "0" / "new.png")
+    try:
+        rep = evaluation.evaluate(run, output=tmp_path / "e")
+    finally:
+        (photos / "0" / "new.png").unlink()
+    assert any(n.startswith("photos changed since this run trained (images added, removed "
+                            "or renamed)") for n in rep.notes), rep.notes

@@ -12,6 +12,7 @@ size), or TFRecord shards (`cnncli datasets pack`). Labels are always in memory.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,6 +111,19 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def held_out_names(self) -> str | None:
+        """A digest of the held-out test images' names (each as ``class/file``), None
+        when the data has a test split of its own: a run records it, so that evaluate can
+        tell a folder that changed since (an image added or removed moves the seeded fifth
+        onto images the run trained on)."""
+        if not self.held_out or self.test.kind != "files":
+            return None
+        import hashlib
+
+        names = sorted(f"{self.class_names[label]}/{os.path.basename(path)}"
+                       for path, label in zip(self.test.images, self.test.labels, strict=True))
+        return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
     @property
     def image_shape(self) -> tuple[int, int, int] | None:

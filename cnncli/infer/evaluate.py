@@ -93,8 +93,10 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         records.refuse_resized(ds, clf.meta.resize, clf.input_shape[:2], source)
         labels, matched = labels_by_name(ds, clf, source)
         notes += matched
+        trained_on = bool(run_data and _same_place(source, run_data.name))
         notes += _split_notes(ds, source, data=data, all_images=all_images,
-                              trained_on=bool(run_data and _same_place(source, run_data.name)))
+                              trained_on=trained_on)
+        notes += _changed_since_training(ds, art.run if art and trained_on else None)
         result = _measure(ds, labels, clf, batch_size, notes)
         written = _write_files(folder, result, ds, clf, given or source, notes) \
             if folder else {}
@@ -125,6 +127,28 @@ def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool) -
                 "these images are ones the model learned from, so the figures are higher "
                 "than on photos it has not seen"]
     return []
+
+
+def _changed_since_training(ds, run: Path | None) -> list[str]:
+    """A note when `ds`, the data `run` trained on and held a fifth of out, changed since:
+    images added, removed or renamed move the seeded fifth onto images the run trained
+    on (the run recorded its held-out images' names: `RunMetrics.dataset.held_out`)."""
+    from cnncli.run.record import RunMetrics
+
+    if run is None or not ds.held_out:
+        return []
+    try:
+        recorded = RunMetrics.read(run)
+    except ValueError:  # a damaged record: `cnncli runs` says so
+        return []
+    then = recorded.dataset.held_out if recorded else None
+    if then is None or then == ds.held_out_names():
+        return []
+    return [f"{ds.name} changed since this run trained (images added, removed or renamed): "
+            "the seeded fifth held out now takes other images, some of them ones the model "
+            "trained on, so the figures may be too high; to evaluate on images it never "
+            "saw, give them apart: a test/ folder beside train/, or --data NEW_PHOTOS "
+            "--all-images"]
 
 
 def _measure(ds, labels: np.ndarray, clf, batch_size: int,

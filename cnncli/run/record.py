@@ -50,6 +50,7 @@ class DataRecord:
     test: int = 0
     classes: int = 0
     class_names: list[str] = field(default_factory=list)
+    held_out: str | None = None  # `Dataset.held_out_names`: its test images, when held out
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,8 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
         fused_batch_norm_layers=fused_norm.fused_layers(model),
         resumes=state.resumes,
         dataset=DataRecord(d.name, d.source, d.sample, len(p.feed.train), len(p.feed.val),
-                           len(d.test), d.num_classes, list(d.class_names)),
+                           len(d.test), d.num_classes, list(d.class_names),
+                           d.held_out_names()),
         preprocessing=p.preprocessing,
         input=list(p.spec.input),
         transfer=p.transfer.to_json(fine_tuned=state.stage > 0) if p.transfer else None,
