@@ -155,6 +155,16 @@ def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):
     assert listing.summarize(run).best is None
 
 
+def test_an_interrupted_run_without_validation_shows_its_best_loss(tmp_path):
+    """history.csv heads accuracy and validation columns even when they stay empty."""
+    run = make_run(tmp_path, "a", "1", {"status": "interrupted"})
+    (run / "history.csv").write_text(
+        "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_s\n"
+        "1,0.9,,,,3.1,900.5\n2,0.5,,,,3.0,950.0\n")
+    row = listing.summarize(run)
+    assert (row.best_metric, row.best) == ("loss", 0.5)
+
+
 def test_the_runs_command_lists_every_run_and_exits_0(tmp_path):
     make_run(tmp_path, "a", "1", "{", METRICS)
     make_run(tmp_path, "b", "1", FINISHED, METRICS)

@@ -1813,3 +1813,16 @@ output: {{dir: {tmp_path / "runs"}}}
     assert done.exit_code == 0, done.output
     warned = json.loads(done.stdout)["warnings"]
     assert any(w.startswith("skipped 1 photo in formats cnncli cannot read") for w in warned)
+
+
+def test_an_epochs_images_per_second_leave_its_validation_time_out(tmp_path):
+    """`seconds` is the epoch's (validation included); images/s the training's own."""
+    import csv
+
+    path = write_config(tmp_path, epochs=1, batch_size=16)
+    cfg = config.load(path)
+    result = training.train(cfg, config_file=str(path))
+    [row] = list(csv.DictReader(open(result.run / "history.csv")))
+    record = RunMetrics.read(result.run)
+    images = -(-record.dataset.train // 16) * 16  # every step's batch
+    assert float(row["images_per_s"]) > 1.005 * images / float(row["seconds"])

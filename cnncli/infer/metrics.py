@@ -342,8 +342,10 @@ def not_probabilities(p) -> bool:
 
 
 def log_loss(probs, labels) -> float:
-    """The mean cross-entropy of probabilities `probs` (N, C) for class indices `labels`
-    (each probability at least 1e-7, as Keras clips it); a certain model's is 0, not -0.
+    """The mean cross-entropy of probabilities `probs` (N, C) for class indices `labels`,
+    as Keras' loss computes it from probabilities: each row scaled to sum to 1 (a
+    quantized export's softmax does not quite; a sigmoid's rows do not at all), each
+    probability at least 1e-7; a certain model's is 0, not -0.
 
     >>> import numpy as np
     >>> log_loss(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1]))
@@ -353,7 +355,10 @@ def log_loss(probs, labels) -> float:
     """
     import numpy as np
 
-    picked = np.clip(np.asarray(probs)[np.arange(len(labels)), labels], 1e-7, 1.0)
+    probs = np.asarray(probs, np.float64)
+    sums = probs.sum(axis=1, keepdims=True)
+    probs = probs / np.where(sums > 0, sums, 1.0)
+    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)
     return float(0.0 - np.mean(np.log(picked)))  # (-0.0 would print as "-0.0000")
 
 

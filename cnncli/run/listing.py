@@ -124,7 +124,9 @@ def _so_far(run: Path, status: str) -> RunSummary:
             rows = list(csv.DictReader(f))
     except (OSError, csv.Error, UnicodeDecodeError):
         return RunSummary(str(run), status)
-    columns = list(rows[0]) if rows else []
+    # the figures the run measured (history.csv always heads val_ and accuracy columns)
+    columns = [c for c in (rows[0] if rows else ()) if any(_float(r.get(c)) is not None
+                                                           for r in rows)]
     monitor = best_monitor(columns, any(c.startswith("val_") for c in columns))
     monitor = monitor if monitor in columns else None
     values = [v for v in (_float(r.get(monitor)) for r in rows) if v is not None] \

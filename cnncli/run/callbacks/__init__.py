@@ -103,6 +103,7 @@ class RunCallback(keras.callbacks.Callback):
         self.backups.restore_metrics(self.model)
         self.state.epoch = epoch
         self.epoch_start = time.perf_counter()
+        self.validation_seconds = 0.0  # of the epoch's time: not training (images/s)
         self.epoch_steps = 0
         self.reporter.epoch_begin(epoch, self.p.epochs, self.p.steps_in(epoch), self.first_step)
 
@@ -127,6 +128,12 @@ class RunCallback(keras.callbacks.Callback):
             self._halt("signal")
         elif self.backups.due():
             self._backup()
+
+    def on_test_begin(self, logs=None):  # the validation at an epoch's end
+        self.test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation_seconds += time.perf_counter() - self.test_start
 
     # -- epochs ---------------------------------------------------------------------------
     def on_epoch_end(self, epoch, logs=None):
@@ -169,9 +176,10 @@ class RunCallback(keras.callbacks.Callback):
         self.state.train_seconds += seconds
         images = self.epoch_steps * self.p.global_batch
         rate = schedules.last_step_rate(self.model.optimizer)  # what this epoch ended with
+        training = max(seconds - getattr(self, "validation_seconds", 0.0), 1e-9)
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
-               "learning_rate": rate, "seconds": round(seconds, 3),
-               "images_per_s": round(images / seconds, 1)}
+               "learning_rate": rate, "seconds": round(seconds, 3),  # validation included
+               "images_per_s": round(images / training, 1)}  # training images, training time
         self._record_unreadable()
         if self.state.unreadable:  # files that could not be decoded: skipped, and said
             row["unreadable_images"] = len(self.state.unreadable)  # resumes included
