@@ -201,9 +201,9 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     if data_names == model_names[:len(data_names)]:
         return ds.test.labels, []
     known = {name: i for i, name in reversed(list(enumerate(model_names)))}  # the first
-    if model_names == imagenet.class_names():
-        known.update((wordnet_id, i) for i, (wordnet_id, _) in
-                     enumerate(imagenet.class_index()))
+    wordnet = [wordnet_id for wordnet_id, _ in imagenet.class_index()] \
+        if model_names == imagenet.class_names() else []  # an ImageNet model's classes
+    known.update((wordnet_id, i) for i, wordnet_id in enumerate(wordnet))
     unknown = [n for n in data_names if n not in known]  # more classes: some unknown
     if unknown:
         what = (f"the data has {ds.num_classes} classes but the model predicts "
@@ -227,9 +227,8 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
             notes.append(f"'{name}' names {len(shared)} of the model's classes ("
                          + ", ".join(map(str, shared)) + f"): read as class {shared[0]}"
                          + ("; name its folder by WordNet ID ("
-                            + ", ".join(imagenet.class_index()[i][0] for i in shared)
-                            + ") to choose" if model_names == imagenet.class_names()
-                            else ""))
+                            + ", ".join(wordnet[i] for i in shared) + ") to choose"
+                            if wordnet else ""))
     return index[ds.test.labels], notes
 
 
