@@ -62,6 +62,26 @@ def cnncli(*args, env=None, **kw):
                           text=True, env={**os.environ, **(env or {})}, **kw)
 
 
+def test_a_pretrained_model_evaluates_imagenet_folders_named_by_wordnet_id(vgg16_files,
+                                                                         tmp_path):
+    """The README's `cnncli evaluate vgg16 --data val/ --all-images --output eval/`."""
+    val = tmp_path / "val"
+    rng = np.random.default_rng(0)
+    for folder in ("n01440764", "crane"):  # tench by WordNet ID; a name two classes share
+        (val / folder).mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)).save(
+                val / folder / f"{k}.png")
+    result = cnncli("evaluate", "vgg16", "--data", str(val), "--all-images", "--output",
+                    str(tmp_path / "eval"), "--offline", "--json",
+                    env={"KERAS_HOME": str(vgg16_files["home"])})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["count"] == 4
+    assert "'crane' names 2 of the model's classes (134, 517): read as class 134; name its " \
+        "folder by WordNet ID (n02012849, n03126707) to choose" in report["notes"]
+
+
 def test_prints_the_lectures_lines(vgg16_files, photos):
     result = cnncli("predict", str(photos[0]), "--model", "vgg16", "--weights",
                     str(vgg16_files["weights"]))
