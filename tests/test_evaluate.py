@@ -573,34 +573,27 @@ def test_class_names_in_another_unicode_form_are_the_same_class():
     assert (labels.tolist(), notes) == ([1, 0], [])
 
 
-def imagenet_data(names):
+def matched_to_imagenet(names):
+    """`labels_by_name` of a folder of class folders `names` (an image each) for a model of
+    the 1000 ImageNet classes."""
     from types import SimpleNamespace as NS
-
-    return NS(class_names=names, num_classes=len(names),
-              test=NS(labels=np.arange(len(names)), kind="files"))
-
-
-def test_imagenet_class_folders_named_by_wordnet_id_are_matched_to_the_classes():
-    from types import SimpleNamespace
 
     from cnncli.model import imagenet
 
-    data = imagenet_data(["n01443537", "n01440764", "n04285008"])  # goldfish, tench, car
-    labels, notes = evaluation.labels_by_name(
-        data, SimpleNamespace(class_names=imagenet.class_names()), "val")
-    assert labels.tolist() == [1, 0, 817]
+    data = NS(class_names=names, num_classes=len(names),
+              test=NS(labels=np.arange(len(names)), kind="files"))
+    return evaluation.labels_by_name(data, NS(class_names=imagenet.class_names()), "val")
+
+
+def test_imagenet_class_folders_named_by_wordnet_id_are_matched_to_the_classes():
+    labels, notes = matched_to_imagenet(["n01443537", "n01440764", "n04285008"])  # goldfish,
+    assert labels.tolist() == [1, 0, 817]  # tench, sports car
     assert notes == ["the data's classes (3 of the model's 1000 classes) are in another "
                      "order than the model's: matched by name"]
 
 
 def test_a_name_two_imagenet_classes_share_is_read_as_the_first_and_said():
-    from types import SimpleNamespace
-
-    from cnncli.model import imagenet
-
-    data = imagenet_data(["tench", "crane"])
-    labels, notes = evaluation.labels_by_name(
-        data, SimpleNamespace(class_names=imagenet.class_names()), "val")
+    labels, notes = matched_to_imagenet(["tench", "crane"])
     assert labels.tolist() == [0, 134]
     assert notes[1] == ("'crane' names 2 of the model's classes (134, 517): read as class "
                         "134; name its folder by WordNet ID (n02012849, n03126707) to choose")
