@@ -375,6 +375,46 @@ def test_raw_scores_are_printed_as_scores_not_percentages_nor_probabilities(tmp_
         assert key in json.loads(capsys.readouterr().out)[0]["top"][0]
 
 
+class CraneModel(CountingModel):
+    """ImageNet's 1000 outputs, surest of the machine crane (517), then the bird (134)."""
+
+    def predict_on_batch(self, x):
+        p = np.full((len(x), imagenet.NUM_CLASSES), 0.1 / 998, "float32")
+        p[:, 517], p[:, 134] = 0.6, 0.3
+        return p
+
+
+def test_an_imagenet_models_classes_carry_their_wordnet_ids_and_shared_names_show_them(
+        tmp_path, capsys):
+    from cnncli.cli import render
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "0.png")
+    loaded = classifier.keras_classifier("imagenet-like", CraneModel(), (8, 8, 3), "scale",
+                                         imagenet.class_names())
+    result = prediction.predict([str(tmp_path / "0.png")], model=loaded, top=3)
+    assert result.images[0].wordnet_ids == ["n03126707", "n02012849", "n01440764"]
+    render.predictions(result, "text")  # the two cranes told apart; tench needs no ID
+    assert capsys.readouterr().out.splitlines() == [
+        "1. crane (n03126707): 60.00%", "2. crane (n02012849): 30.00%", "3. tench: 0.01%"]
+    render.predictions(result, "json")
+    assert json.loads(capsys.readouterr().out)[0]["top"][0] == {
+        "class": "crane", "wordnet_id": "n03126707", "probability": 0.6}
+    render.predictions(result, "csv")
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "file,rank,class,wordnet_id,probability",
+        f"{tmp_path / '0.png'},1,crane,n03126707,0.6"]
+
+
+def test_a_trained_models_classes_have_no_wordnet_ids(tmp_path, capsys):
+    from cnncli.cli import render
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "0.png")
+    result = prediction.predict([str(tmp_path / "0.png")], model=tiny(CountingModel()))
+    assert result.images[0].wordnet_ids is None
+    render.predictions(result, "csv")
+    assert capsys.readouterr().out.splitlines()[0] == "file,rank,class,probability"
+
+
 def test_near_certainties_are_not_rounded_to_certainties_in_text_nor_json(capsys):
     from cnncli.cli import render
 

@@ -374,17 +374,28 @@ def evaluation(rep) -> None:
 def predictions(result, fmt: str = "text") -> None:
     """Results on stdout: the lecture's lines, or json, jsonl, csv (file, rank, class, p).
     A model giving raw scores (no softmax) gets them as scores: ``score``, not a
-    ``probability`` nor a percentage."""
+    ``probability`` nor a percentage. An ImageNet model's classes also carry their
+    WordNet ID (``wordnet_id``, as Keras' ``decode_predictions`` gives it); a line of
+    text shows it for a name two classes share (``crane (n03126707)``)."""
+    from cnncli.model import imagenet
+
     key = "score" if result.scores else "probability"
 
     def heat_map(r) -> dict:  # predict --explain: each image's Grad-CAM file
         return {"gradcam": r.gradcam} if r.gradcam else {}
 
-    rows = [{"file": r.file, "rank": i + 1, "class": name, key: significant(p), **heat_map(r)}
-            for r in result.images for i, (name, p) in enumerate(r.top)]
+    def top(r) -> list[tuple[str, str | None, float]]:  # (class, WordNet ID, p), best first
+        ids = r.wordnet_ids or [None] * len(r.top)
+        return [(name, w, p) for (name, p), w in zip(r.top, ids, strict=True)]
+
+    def entry(name: str, wordnet_id: str | None, p: float) -> dict:
+        return {"class": name, **({"wordnet_id": wordnet_id} if wordnet_id else {}),
+                key: significant(p)}
+
+    rows = [{"file": r.file, "rank": k + 1, **entry(*t), **heat_map(r)}
+            for r in result.images for k, t in enumerate(top(r))]
     if fmt == "json":
-        print_json([{"file": r.file, "top": [{"class": n, key: significant(p)}
-                                            for n, p in r.top], **heat_map(r)}
+        print_json([{"file": r.file, "top": [entry(*t) for t in top(r)], **heat_map(r)}
                     for r in result.images])
     elif fmt == "jsonl":
         for row in rows:
@@ -392,18 +403,22 @@ def predictions(result, fmt: str = "text") -> None:
     elif fmt == "csv":
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", key],
-                                extrasaction="ignore")  # (csv: the heat map's file not)
+        named = any(r.wordnet_ids for r in result.images)
+        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", *(
+            ["wordnet_id"] if named else []), key], extrasaction="ignore")  # (no heat map)
         writer.writeheader()
         writer.writerows({**row, "file": text.cell(row["file"]), "class": text.cell(
             row["class"])} for row in rows)
     else:
         many = len(result.images) + len(result.errors) > 1  # name files when several came
+        shared = imagenet.shared_names()
         for r in result.images:
             if many:
                 sys.stdout.write(f"{printable(r.file, one_line=True)}\n")
-            for i, (name, p) in enumerate(r.top):
+            for i, (name, wordnet_id, p) in enumerate(top(r)):
                 shown = f"{p:.4g}" if result.scores else text.probability(p)
+                if name in shared and wordnet_id:  # which crane
+                    name = f"{name} ({wordnet_id})"
                 sys.stdout.write(f"{'  ' if many else ''}{i + 1}. "
                                  f"{printable(name, one_line=True)}: {shown}\n")
     sys.stdout.flush()

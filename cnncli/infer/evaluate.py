@@ -201,8 +201,7 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     if data_names == model_names[:len(data_names)]:
         return ds.test.labels, []
     known = {name: i for i, name in reversed(list(enumerate(model_names)))}  # the first
-    wordnet = [wordnet_id for wordnet_id, _ in imagenet.class_index()] \
-        if model_names == imagenet.class_names() else []  # an ImageNet model's classes
+    wordnet = imagenet.wordnet_ids(model_names) or []  # an ImageNet model's classes
     known.update((wordnet_id, i) for i, wordnet_id in enumerate(wordnet))
     unknown = [n for n in data_names if n not in known]  # more classes: some unknown
     if unknown:

@@ -21,12 +21,14 @@ from cnncli import parallel
 from cnncli.data import images, inputs
 from cnncli.errors import CnnError, DataError, ModelError
 from cnncli.infer import artefact, classifier, metrics
+from cnncli.model import imagenet
 
 
 @dataclass
 class ImageResult:
     file: str
     top: list[tuple[str, float]]  # (class name, probability or score), best first
+    wordnet_ids: list[str] | None = None  # the top classes' (an ImageNet model's), in order
     gradcam: str | None = None  # its heat map's file (predict --explain)
 
 
@@ -55,6 +57,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
     result = Result(model=loaded.name, errors=empty,
                     warnings=artefact.unfinished(loaded.artefact, "predicts with", "predict"))
     top = max(1, min(top, len(loaded.class_names)))
+    wordnet = imagenet.wordnet_ids(loaded.class_names)
     # decoded in threads, the next batch while the model works on this one
     decoded = parallel.ordered_map(lambda f: _read(f, loaded, resize), files,
                                    threads=parallel.DECODE_THREADS, ahead=batch_size + 1)
@@ -85,7 +88,8 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
             for (file, _), p in zip(good, probs, strict=True):
                 best = metrics.top_k(p, top)
                 result.images.append(ImageResult(
-                    file, [(loaded.class_names[i], float(p[i])) for i in best]))
+                    file, [(loaded.class_names[i], float(p[i])) for i in best],
+                    [wordnet[i] for i in best] if wordnet else None))
     return result
 
 

@@ -44,3 +44,25 @@ def class_index() -> list[tuple[str, str]]:
 def class_names() -> list[str]:
     """The 1000 class names, by class number."""
     return [name for _, name in _class_index()]
+
+
+def wordnet_ids(names: list[str]) -> list[str] | None:
+    """The WordNet IDs of a model's classes `names` when they are ImageNet's 1000 in Keras'
+    order (a pretrained network's), else None: what tells apart the classes two share.
+
+    >>> wordnet_ids(class_names())[517], wordnet_ids(["cat", "dog"])
+    ('n03126707', None)
+    """
+    return [wordnet_id for wordnet_id, _ in _class_index()] \
+        if list(names) == class_names() else None
+
+
+@functools.cache
+def shared_names() -> frozenset[str]:
+    """The names two ImageNet classes share (a bird and a machine are both ``crane``).
+
+    >>> sorted(shared_names())
+    ['crane', 'maillot']
+    """
+    seen: set[str] = set()
+    return frozenset(name for name in class_names() if name in seen or seen.add(name))
