@@ -74,30 +74,12 @@ def train(
     if config_file is None:
         config_file = str(rundir.find(resume) / rundir.CONFIG)
     resume = None if auto else resume  # (found once the config says where its runs are)
-    values, origins = {}, {}  # the options' values as given: text is text, never YAML
-    set_keys = {item.partition("=")[0].strip() for item in set_ or []}
-
-    def also_set(key: str) -> str | None:  # by a --set of it, or of a section holding it
-        return next((s for s in set_keys if key == s or key.startswith(s + ".")), None)
-
-    for key, value, option in (
-            ("train.epochs", epochs, "--epochs"), ("train.batch_size", batch_size, "--batch-size"),
-            ("train.optimizer.learning_rate", lr, "--lr"), ("data.name", data, "--data"),
-            ("model.weights", weights, "--weights"), ("data.data_dir", data_dir, "--data-dir"),
-            ("train.device", device, "--device"), ("train.precision", precision, "--precision"),
-            ("data.offline", offline or None, "--offline")):
-        if value is not None:
-            if also_set(key):  # (one would be dropped without a word)
-                raise typer.BadParameter(f"give {option} or --set {also_set(key)}, not "
-                                         "both", param_hint=option)
-            values[key] = value
-            origins[key] = option if value is True else f"{option} {value}"
-    if epochs is not None:
-        if also_set("train.steps"):
-            raise typer.BadParameter(f"give --epochs or --set {also_set('train.steps')}, not "
-                                     "both (one sets how long the run is)",
-                                     param_hint="--epochs")
-        values["train.steps"], origins["train.steps"] = None, f"--epochs {epochs}"
+    values, origins = _shortcuts(set_ or [], (
+        ("train.epochs", epochs, "--epochs"), ("train.batch_size", batch_size, "--batch-size"),
+        ("train.optimizer.learning_rate", lr, "--lr"), ("data.name", data, "--data"),
+        ("model.weights", weights, "--weights"), ("data.data_dir", data_dir, "--data-dir"),
+        ("train.device", device, "--device"), ("train.precision", precision, "--precision"),
+        ("data.offline", offline or None, "--offline")))
     cfg = checking.load_config(config_file, list(set_ or []), origins, values)
     if cfg.output.name is None:
         cfg.output.name = Path(config_file).stem
@@ -134,6 +116,40 @@ def train(
 
 #: ``--resume auto``: go on with the config's latest run if it can be, else start one.
 AUTO_RESUME = "auto"
+
+
+def _shortcuts(set_: list[str], given) -> tuple[dict, dict]:
+    """The config values the shortcut options set (`given`: (key, value or None, option)
+    rows) and where each came from (``--lr 0.01``), for `checking.load_config`: values as
+    typed (text is text, never YAML). An option and a ``--set`` of the same key (or of a
+    section holding it) are refused: one would be dropped without a word. ``--epochs``
+    also clears ``train.steps`` (the two say how long a run is).
+
+    >>> _shortcuts([], [("train.epochs", 3, "--epochs"), ("data.name", None, "--data")])
+    ({'train.epochs': 3, 'train.steps': None}, {'train.epochs': '--epochs 3', \
+'train.steps': '--epochs 3'})
+    """
+    set_keys = {item.partition("=")[0].strip() for item in set_}
+
+    def also_set(key: str) -> str | None:  # by a --set of it, or of a section holding it
+        return next((s for s in set_keys if key == s or key.startswith(s + ".")), None)
+
+    values, origins = {}, {}
+    for key, value, option in given:
+        if value is None:
+            continue
+        if also_set(key):
+            raise typer.BadParameter(f"give {option} or --set {also_set(key)}, not both",
+                                     param_hint=option)
+        values[key] = value
+        origins[key] = option if value is True else f"{option} {value}"
+    if "train.epochs" in values:
+        if also_set("train.steps"):
+            raise typer.BadParameter(f"give --epochs or --set {also_set('train.steps')}, not "
+                                     "both (one sets how long the run is)",
+                                     param_hint="--epochs")
+        values["train.steps"], origins["train.steps"] = None, origins["train.epochs"]
+    return values, origins
 
 
 def _resume_auto(cfg, quiet: bool) -> str | None:
