@@ -30,7 +30,7 @@ def signature(shape) -> list:
     return [keras.InputSpec(shape=(None, *shape), dtype="uint8", name=INPUT_NAME)]
 
 
-def serving_model(model, shape, preprocessing: str):
+def serving_model(model: keras.Model, shape, preprocessing: str):
     """`model` behind uint8 input of `shape` (H, W, C) and `preprocessing`, in float32."""
     network = with_policy(model, "float32")
     inputs = keras.Input(tuple(shape), dtype="uint8", name=INPUT_NAME)

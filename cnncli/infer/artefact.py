@@ -12,12 +12,16 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli import config, runfolder, text
 from cnncli.errors import CnnError, ConfigError, ModelError
 from cnncli.model.meta import ModelMeta
 from cnncli.run import rundir
 from cnncli.run.status import FINISHED, RunStatus
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass
@@ -112,7 +116,7 @@ def unfinished(art: Artefact | None, does: str, again: str | None = None) -> lis
             f"model it had then, {art.model_path.name}; {again} again once it has finished"]
 
 
-def image_input(model, path) -> tuple[int, int, int]:
+def image_input(model: keras.Model, path) -> tuple[int, int, int]:
     """The model's input as (height, width, channels), or a `ModelError` if not an image."""
     shape = tuple(model.input_shape[1:])
     if len(shape) != 3 or shape[-1] not in (1, 3) or None in shape:
@@ -127,7 +131,7 @@ def image_input(model, path) -> tuple[int, int, int]:
     return shape
 
 
-def check_class_scores(model, path) -> None:
+def check_class_scores(model: keras.Model, path) -> None:
     """A `ModelError` for a model whose output is not one row of class scores per image
     (a network without its classifier gives feature maps: predicting with it would read
     them as classes)."""

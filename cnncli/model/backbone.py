@@ -25,11 +25,15 @@ freezing is training's (`cnncli.run.transfer`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli import config, runfolder
 from cnncli.errors import ConfigError, InputTooSmall, ModelError, suggest
 from cnncli.model import layer_kinds, pretrained
 from cnncli.text import dims_text
+
+if TYPE_CHECKING:
+    import keras
 
 ENTRY = "pretrained"  # the key of a backbone entry in a spec
 LAYER = "Pretrained"  # `Node.layer` of a backbone node (not a Keras class)
@@ -165,13 +169,13 @@ def load_source(path: Path, *, weights: bool = True):
     return modelfile.load_model(path, weights=weights)
 
 
-def top_layers(model) -> list:
+def top_layers(model: keras.Model) -> list:
     """The layers of `model` after its input, in order."""
     keras = _keras()
     return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
-def default_cut(model, source: str) -> str:
+def default_cut(model: keras.Model, source: str) -> str:
     """The last convolution or pooling layer (or nested network) before the first Flatten
     or Dense layer: where the convolutional part of `model` ends."""
     layers = top_layers(model)
@@ -190,7 +194,7 @@ def _is_convolutional(layer) -> bool:
     return layer_kinds.kind(type(layer).__name__) in ("conv", "pool") or is_network(layer)
 
 
-def layer_named(model, name: str, source: str):
+def layer_named(model: keras.Model, name: str, source: str):
     """The top-level layer `name` of `model` (not its last), or a `ConfigError`."""
     layers = top_layers(model)
     names = [layer.name for layer in layers]
@@ -207,12 +211,12 @@ def is_network(layer) -> bool:
     return isinstance(layer, _keras().Model)
 
 
-def backbones(model) -> list:
+def backbones(model: keras.Model) -> list:
     """The backbone sub-models of a built model (the nested Keras models)."""
     return [layer for layer in model.layers if is_network(layer)]
 
 
-def leaf_layers(model) -> list[tuple[str, object]]:
+def leaf_layers(model: keras.Model) -> list[tuple[str, object]]:
     """Every layer of `model`, nested models opened, as (``outer/inner`` path, layer)."""
     out = []
     for layer in top_layers(model):

@@ -78,7 +78,7 @@ def filled(build, fill, precision: str = "float32"):
     return model
 
 
-def unfilled(model) -> list[str]:
+def unfilled(model: keras.Model) -> list[str]:
     """The paths of `model`'s weights that have no value (`filled` found none for them)."""
     return [variable.path for variable in model.weights if variable._value is None]
 

@@ -33,7 +33,7 @@ tf = import_tf()
 MIN_EPSILON = 1.001e-5
 
 
-def fuse_batch_norm(model) -> int:
+def fuse_batch_norm(model: keras.Model) -> int:
     """Train `model`'s BatchNormalization layers (nested models' too) with the fused
     kernel; how many layers were switched. Calling it again changes nothing."""
     count = 0
@@ -45,7 +45,7 @@ def fuse_batch_norm(model) -> int:
     return count
 
 
-def fused_layers(model) -> int:
+def fused_layers(model: keras.Model) -> int:
     """How many of `model`'s layers `fuse_batch_norm` switched (what a run records)."""
     return sum(getattr(layer.call, "__func__", None) is _fused_call
                for layer in all_layers(model))

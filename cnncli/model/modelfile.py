@@ -325,7 +325,8 @@ def load_model(path: str | os.PathLike, *, weights: bool = True):
     return _keras_load(text, None if weights else config)
 
 
-def save_model_atomic(model, path: str | os.PathLike, meta: ModelMeta | None = None) -> None:
+def save_model_atomic(model: keras.Model, path: str | os.PathLike,
+                      meta: ModelMeta | None = None) -> None:
     """Save `model` to the ``.keras`` file `path` so a crash never leaves half a file.
 
     `meta` (class names, preprocessing, input size...) is stored inside the file as

@@ -22,7 +22,7 @@ from cnncli.runtime import import_keras
 keras = import_keras()
 
 
-def with_policy(model, policy: str):
+def with_policy(model: keras.Model, policy: str):
     """`model` itself when every layer already computes in `policy`, else a clone of it
     with its weights, computing in `policy` (its output layer in float32)."""
     output = model.layers[-1]
@@ -46,7 +46,7 @@ def with_policy(model, policy: str):
     return copy
 
 
-def set_policy(model, policy: str):
+def set_policy(model: keras.Model, policy: str):
     """Switch every layer of `model` (nested models' too) to compute in `policy`, its
     output layer in float32; returns `model`. Keras applies a layer's policy each time
     the layer is called, so the next call (or trace) computes in the new precision."""
@@ -59,7 +59,7 @@ def set_policy(model, policy: str):
     return model
 
 
-def _normalise_again(model) -> None:
+def _normalise_again(model: keras.Model) -> None:
     """Normalization layers keep their mean and variance as constants in their compute
     type, made when their weights are set (``finalize_state``): made again after a
     change of policy (in float32 again, not rounded to 16 bits) or of weights (a clone's
@@ -72,7 +72,7 @@ def _normalise_again(model) -> None:
 HALF = ("bfloat16", "float16")
 
 
-def compact_weights(model) -> int:
+def compact_weights(model: keras.Model) -> int:
     """Keep each weight that a layer of `model` reads in 16 bits as a 16-bit variable, for
     a model loaded only to infer; returns how many weights were converted.
 
@@ -101,7 +101,7 @@ def compact_weights(model) -> int:
     return len(halves)
 
 
-def half_weights(model) -> dict[int, str]:
+def half_weights(model: keras.Model) -> dict[int, str]:
     """The weights of `model` (by ``id``) that its layers read cast to 16 bits, each with
     that type: those `compact_weights` keeps in 16 bits. Each is decided by the layer
     that owns it (Keras' own flag, ``_autocast``), those of layers inside layers too
@@ -123,7 +123,7 @@ def half_weights(model) -> dict[int, str]:
 UPCASTING = ("BatchNormalization", "LayerNormalization", "GroupNormalization")
 
 
-def activation_bytes(model, precision: str) -> int:
+def activation_bytes(model: keras.Model, precision: str) -> int:
     """Bytes a value of `model`'s largest activations takes when it infers in
     `precision`: 2 in 16 bits, 4 in float32 or when a normalisation layer computes in
     float32 inside it (ResNet50's BatchNormalization after its largest convolutions).
@@ -142,7 +142,7 @@ def _policy(layer) -> str:
     return getattr(policy, "name", "float32")
 
 
-def all_layers(model) -> list:
+def all_layers(model: keras.Model) -> list:
     """Every layer of `model`, nested models' layers included (outermost first)."""
     found = []
     for layer in model.layers:

@@ -22,10 +22,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli.errors import ConfigError, ModelError, suggest
 from cnncli.runtime import downloads_on_stderr, keras_cache_dirs, keras_home
 from cnncli.text import first_line
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Pretrained:
     #: the backbone without the classifier) once the file's weights are in it
     from_file: Callable | None = None
 
-    def weights_loaded(self, model) -> None:
+    def weights_loaded(self, model: keras.Model) -> None:
         """Make `model`, built for a weights file and filled from one, compute what Keras'
         own ImageNet build of this network computes (`from_file`)."""
         if self.from_file is not None:
@@ -134,7 +138,7 @@ def mobilenet_v2(weights, **options):
 IMAGENET_STDDEV = (0.229, 0.224, 0.225)
 
 
-def _efficientnet_scale(model) -> None:
+def _efficientnet_scale(model: keras.Model) -> None:
     """Keras' ImageNet file of EfficientNet holds ImageNet's standard deviations as its
     Normalization layer's variance, not their squares, so the layer divides by their
     square roots; Keras' EfficientNet built for ImageNet divides once more by them, with a

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from cnncli.model import backbone, layer_kinds
 from cnncli.model.builder import Built
 from cnncli.model.expand import MERGES, Node
 from cnncli.model.shapes import as_tuple, transposed_output, window_output
 from cnncli.text import count, dims_text
+
+if TYPE_CHECKING:
+    import keras
 
 BYTES_PER_VALUE = 4  # float32 activations
 _ACTIVATIONS = {"relu": "ReLU", "softmax": "Softmax", "tanh": "tanh", "sigmoid": "sigmoid",
@@ -254,7 +258,7 @@ def _backbone_description(node, layer) -> str:
     return f"{node.args['model']} up to '{cut}': {count(inner, 'layer')}, its weights"
 
 
-def _inner_rows(model, prefix: str = "") -> list[Row]:
+def _inner_rows(model: keras.Model, prefix: str = "") -> list[Row]:
     """A row per layer of a backbone sub-model (nested models opened too)."""
     rows = []
     layers = backbone.top_layers(model)

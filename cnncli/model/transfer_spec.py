@@ -19,10 +19,14 @@ network: a pretrained one (``from: resnet50``) or one of your own (``from: runs/
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli import config
 from cnncli.errors import ConfigError, suggest
 from cnncli.model import architectures, backbone, pretrained
+
+if TYPE_CHECKING:
+    import keras
 
 
 def kind(source: str, weights: str | None) -> str:
@@ -35,7 +39,7 @@ def kind(source: str, weights: str | None) -> str:
     return "spec"
 
 
-def fresh_network_note(model) -> list[str]:
+def fresh_network_note(model: keras.Model) -> list[str]:
     """A note for `from:` a name that is both a built-in spec and a pretrained network,
     without `weights`: the lecture's network with new weights, where the same line with
     another pretrained name (resnet50) starts from ImageNet's.

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli import runfolder
 from cnncli.errors import ModelError
 
+if TYPE_CHECKING:
+    import keras
 
-def load_file(model, path: str | Path, *, fits: str, expected: str) -> None:
+
+def load_file(model: keras.Model, path: str | Path, *, fits: str, expected: str) -> None:
     """Load the weights file at `path` (Keras' legacy ``.h5``, a Keras 3 ``.weights.h5``
     or a whole ``.keras`` model) into `model`, or raise a `ModelError` naming the file:
     not there, a folder, a kind Keras does not read, cut short, or weights that do not
@@ -104,7 +108,7 @@ def _check_readable(path: Path, hint: str) -> None:
 KERAS_ENDINGS = (".weights.h5", ".weights.json", ".h5", ".hdf5", ".keras")
 
 
-def weighted_layers(model) -> list:
+def weighted_layers(model: keras.Model) -> list:
     """The layers of `model` that hold weights, in order."""
     return [layer for layer in model.layers if layer.weights]
 

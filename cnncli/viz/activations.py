@@ -12,6 +12,7 @@ largest), so a filter that does not respond to the image shows dark, as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from cnncli.errors import ConfigError, raise_all
 from cnncli.text import dims_text
 from cnncli.viz import conv_layers, mosaic
 from cnncli.viz.probe import probe
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass
@@ -48,7 +52,8 @@ class LayerMaps:
         return mosaic.grid([mosaic.to_rgb(values[..., i]) for i in range(values.shape[-1])])
 
 
-def choose(model, names: list[str] | None, model_name: str = "") -> list[conv_layers.LayerRef]:
+def choose(model: keras.Model, names: list[str] | None,
+           model_name: str = "") -> list[conv_layers.LayerRef]:
     """The layers called `names` (default: every convolution), in the model's order: any
     layer with an HxWxD output (a pooling layer's maps too)."""
     refs = conv_layers.require_convolutions(model, "activation maps", model_name)
@@ -66,7 +71,7 @@ def choose(model, names: list[str] | None, model_name: str = "") -> list[conv_la
     return [r for r in volumes if id(r) in chosen]
 
 
-def activation_maps(model, x, refs: list[conv_layers.LayerRef]) -> list[LayerMaps]:
+def activation_maps(model: keras.Model, x, refs: list[conv_layers.LayerRef]) -> list[LayerMaps]:
     """The output of each of `refs` for the one preprocessed image `x` (1, H, W, C)."""
     outputs = probe(model, refs)(x, training=False)
     if not isinstance(outputs, (list, tuple)):

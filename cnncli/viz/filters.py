@@ -14,10 +14,14 @@ weight black, its largest white), so weak filters are as visible as strong ones.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnncli.viz import conv_layers, mosaic
+
+if TYPE_CHECKING:
+    import keras
 
 #: At most this many input channels are shown per filter (the first ones).
 MAX_CHANNELS = 64
@@ -79,7 +83,7 @@ def filter_tiles(kernel: np.ndarray, *, rgb: bool, bgr: bool = False,
     return tiles
 
 
-def filter_grid(model, layer: str | None = None, *, preprocessing: str = "scale",
+def filter_grid(model: keras.Model, layer: str | None = None, *, preprocessing: str = "scale",
                 model_name: str = "") -> FilterGrid:
     """The filters of `layer` (default: the model's first convolution layer)."""
     refs = conv_layers.require_convolutions(model, "filters to show", model_name)

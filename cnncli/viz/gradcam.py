@@ -17,6 +17,7 @@ nested models (a ``keras.applications`` backbone) work too (`cnncli.viz.probe`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from cnncli.data.images import convert_channels
 from cnncli.runtime import import_tf
 from cnncli.viz import conv_layers
 from cnncli.viz.probe import probe
+
+if TYPE_CHECKING:
+    import keras
 
 tf = import_tf()
 
@@ -57,7 +61,7 @@ class GradCam:
         model_name: how errors name the model.
     """
 
-    def __init__(self, model, layer: str | None = None, model_name: str = ""):
+    def __init__(self, model: keras.Model, layer: str | None = None, model_name: str = ""):
         convolutions = conv_layers.require_convolutions(model, "Grad-CAM", model_name)
         default = conv_layers.last_volume(model)
         self.ref = (conv_layers.pick(conv_layers.volumes(model), layer, listed=convolutions,
