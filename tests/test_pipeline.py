@@ -79,6 +79,24 @@ def test_torch_mode_uses_imagenet_mean_and_std():
     assert ours.dtype == np.float32
 
 
+@pytest.mark.parametrize("mode", ["scale", "tf", "caffe", "torch"])
+def test_every_path_gives_a_model_the_same_bits_for_every_pixel_value(mode):
+    """Training (tf.data), prediction and exports (a tf.function) and a plain call give
+    the same float32 inputs, all 256 values of each channel: TensorFlow's graph optimizer
+    rewrites a division by a constant in a tf.function, not in tf.data."""
+    tf = pipeline.tf
+    x = tf.constant(np.stack([np.arange(256, dtype=np.uint8)] * 3, -1).reshape(1, 16, 16, 3))
+
+    def run(images):
+        return pipeline.preprocess_batch(images, (16, 16, 3), mode)
+
+    plain = run(x).numpy()
+    in_function = tf.function(run)(x).numpy()
+    in_data = next(iter(tf.data.Dataset.from_tensors(x).map(run))).numpy()
+    assert plain.view(np.uint32).tolist() == in_function.view(np.uint32).tolist()
+    assert plain.view(np.uint32).tolist() == in_data.view(np.uint32).tolist()
+
+
 def test_caffe_mode_on_a_grey_model_is_a_config_error():
     with pytest.raises(ConfigError, match="needs a model with 3 input channels"):
         pipeline.preprocess_batch(grey_images(), (28, 28, 1), "caffe")

@@ -37,21 +37,33 @@ def check_mode(mode: str) -> None:
 def normalise(x, mode: str):
     """float 0..255 (N, H, W, C) -> the value range `mode` asks for (`PREPROCESSING_MODES`):
     scale x/255; none; tf [-1, 1]; caffe RGB->BGR minus the ImageNet mean; torch x/255
-    then the ImageNet mean and std per channel."""
+    then the ImageNet mean and std per channel.
+
+    Divisions are written as products with the reciprocal (`_INVERSE_255`, as Keras'
+    Rescaling layer scales): TensorFlow's graph optimizer turns a division by a constant
+    into that product in a `tf.function` (prediction, exported files) but not in tf.data
+    (training), so a division gave the two different bits for half of the 256 pixel
+    values. A product is the same everywhere."""
     check_mode(mode)
     if mode in ("caffe", "torch") and x.shape[-1] != 3:
         raise ConfigError(f"preprocessing '{mode}' uses per-channel ImageNet statistics "
                           "and needs a model with 3 input channels",
                           hint="use preprocessing 'scale' or 'tf' for grey models")
     if mode == "scale":
-        return x / np.float32(255.0)
+        return x * _INVERSE_255
     if mode == "none":
         return x
     if mode == "tf":
-        return x / np.float32(127.5) - np.float32(1.0)
+        return x * _INVERSE_127_5 - np.float32(1.0)
     if mode == "caffe":
         return flip_channels(x) - CAFFE_MEAN_BGR
-    return (x / np.float32(255.0) - TORCH_MEAN) / TORCH_STD
+    return (x * _INVERSE_255 - TORCH_MEAN) * _INVERSE_TORCH_STD
+
+
+#: The reciprocals `normalise` multiplies by, rounded to float32 once.
+_INVERSE_255 = np.float32(1 / 255)
+_INVERSE_127_5 = np.float32(1 / 127.5)
+_INVERSE_TORCH_STD = (1 / TORCH_STD.astype(np.float64)).astype(np.float32)
 
 
 def flip_channels(x):
