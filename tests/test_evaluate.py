@@ -626,5 +626,47 @@ def test_a_folder_changed_since_training_warns_that_its_fifth_moved_onto_trained
         rep = evaluation.evaluate(run, output=tmp_path / "e")
     finally:
         (photos / "0" / "new.png").unlink()
-    assert any(n.startswith("photos changed since this run trained (images added, removed "
+    assert any(n.startswith("photos changed since the model trained (images added, removed "
                             "or renamed)") for n in rep.notes), rep.notes
+
+
+@pytest.fixture(scope="module")
+def exported_folder_model(folder_run, tmp_path_factory):
+    """The folder run's model as ONNX, and its .keras file copied out of the run."""
+    import shutil
+
+    from cnncli.export import exporter
+
+    run, _ = folder_run
+    folder = tmp_path_factory.mktemp("apart")
+    exporter.export(run, formats=["onnx"], output=folder / "export")
+    shutil.copy(run / "best.keras", folder / "model.keras")
+    return {"onnx": folder / "export" / "model.onnx", "keras": folder / "model.keras"}
+
+
+@pytest.mark.parametrize("kind", ["onnx", "keras"])
+def test_a_model_apart_from_its_run_warns_when_its_folder_changed_since_training(
+        folder_run, exported_folder_model, kind, tmp_path):
+    _, photos = folder_run
+    model = exported_folder_model[kind]
+    before = evaluation.evaluate(model, output=tmp_path / "before")
+    assert not any("changed since" in n for n in before.notes)
+    assert "photos has no test split of its own: its test images are the seeded fifth its " \
+        "training held out (6 of 30)" in before.notes
+    cf.save_image(cf.band_image(0, seed=99), photos / "0" / "new.png")
+    try:
+        rep = evaluation.evaluate(model, output=tmp_path / "after")
+    finally:
+        (photos / "0" / "new.png").unlink()
+    assert any(n.startswith("photos changed since the model trained (images added, removed "
+                            "or renamed)") for n in rep.notes), rep.notes
+
+
+def test_all_images_of_the_data_an_exported_model_trained_on_says_so(exported_folder_model,
+                                                                     tmp_path):
+    rep = evaluation.evaluate(exported_folder_model["onnx"], output=tmp_path / "e",
+                              all_images=True)
+    assert rep.result.count == 30
+    assert any(n.startswith("--all-images on the data the model trained on (") and
+               "most of these images are ones the model learned from" in n
+               for n in rep.notes), rep.notes

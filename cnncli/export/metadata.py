@@ -37,7 +37,7 @@ def describe(fmt: str, quantization: str, shape, reference, check: dict | None =
         class_names=tuple(reference.class_names),
         preprocessing=getattr(reference, "preprocessing", meta.preprocessing),
         model_input=tuple(int(d) for d in reference.network_input), model=meta.model,
-        dataset=meta.dataset, resize=meta.resize,
+        dataset=meta.dataset, resize=meta.resize, held_out=meta.held_out,
         source=str(source) if source else None, check=dict(check or {}), scores=scores)
 
 

@@ -93,10 +93,12 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         records.refuse_resized(ds, clf.meta.resize, clf.input_shape[:2], source)
         labels, matched = labels_by_name(ds, clf, source)
         notes += matched
-        trained_on = bool(run_data and _same_place(source, run_data.name))
+        trained = run_data.name if run_data else clf.meta.dataset  # (a file: its record)
+        trained_on = bool(trained and _same_place(source, trained))
         notes += _split_notes(ds, source, data=data, all_images=all_images,
-                              trained_on=trained_on)
-        notes += _changed_since_training(ds, art.run if art and trained_on else None)
+                              trained_on=trained_on, run=bool(art and art.run))
+        if trained_on:
+            notes += _changed_since_training(ds, clf.meta.held_out or _recorded_held_out(art))
         result = _measure(ds, labels, clf, batch_size, notes)
         written = _write_files(folder, result, ds, clf, given or source, notes) \
             if folder else {}
@@ -111,11 +113,14 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                   [what for met, what in verdicts if met])
 
 
-def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool) -> list[str]:
+def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool,
+                 run: bool = True) -> list[str]:
     """What to know about which images are the test split: a held-out fifth, a test split
-    of the data's own despite --all-images, or images the model trained on."""
+    of the data's own despite --all-images, or images the model trained on (`run`: the
+    model is a run's, not a file apart from it)."""
     if ds.held_out and (data or not all_images):  # (the run's own: the fifth it never saw)
-        whose = "a training run holds out" if data else "this run held out from training"
+        whose = "a training run holds out" if data else \
+            "this run held out from training" if run else "its training held out"
         return [f"{ds.name} has no test split of its own: its test images are the seeded "
                 f"fifth {whose} ({len(ds.test)} of {len(ds.train) + len(ds.test)})"
                 + ("; --all-images evaluates every image" if data else "")]
@@ -123,28 +128,34 @@ def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool) -
         return [f"{ds.name} has a test split of its own: its {len(ds.test)} test images are "
                 "evaluated (--all-images is for a folder or CSV without one)"]
     if all_images and trained_on:
-        return [f"--all-images on the data this run trained on ({source}): most of "
+        return [f"--all-images on the data {'this run' if run else 'the model'} trained on "
+                f"({source}): most of "
                 "these images are ones the model learned from, so the figures are higher "
                 "than on photos it has not seen"]
     return []
 
 
-def _changed_since_training(ds, run: Path | None) -> list[str]:
-    """A note when `ds`, the data `run` trained on and held a fifth of out, changed since:
-    images added, removed or renamed move the seeded fifth onto images the run trained
-    on (the run recorded its held-out images' names: `RunMetrics.dataset.held_out`)."""
+def _recorded_held_out(art) -> str | None:
+    """The held-out images' digest a run recorded (`RunMetrics.dataset.held_out`), for a
+    model saved before its file held it (`ModelMeta.held_out`)."""
     from cnncli.run.record import RunMetrics
 
-    if run is None or not ds.held_out:
-        return []
+    if art is None or art.run is None:
+        return None
     try:
-        recorded = RunMetrics.read(run)
+        recorded = RunMetrics.read(art.run)
     except ValueError:  # a damaged record: `cnncli runs` says so
+        return None
+    return recorded.dataset.held_out if recorded else None
+
+
+def _changed_since_training(ds, then: str | None) -> list[str]:
+    """A note when `ds`, data the model trained on holding a fifth out, changed since:
+    images added, removed or renamed move the seeded fifth onto images it trained on
+    (`then`: the digest of the held-out images' names its training recorded)."""
+    if then is None or not ds.held_out or then == ds.held_out_names():
         return []
-    then = recorded.dataset.held_out if recorded else None
-    if then is None or then == ds.held_out_names():
-        return []
-    return [f"{ds.name} changed since this run trained (images added, removed or renamed): "
+    return [f"{ds.name} changed since the model trained (images added, removed or renamed): "
             "the seeded fifth held out now takes other images, some of them ones the model "
             "trained on, so the figures may be too high; to evaluate on images it never "
             "saw, give them apart: a test/ folder beside train/, or --data NEW_PHOTOS "

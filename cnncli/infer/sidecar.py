@@ -52,7 +52,7 @@ class ExportInfo:
         preprocessing: the run's preprocessing, done inside the exported graph.
         model_input: the Keras model's own input; its channels may differ from
             `input_shape` (grey images into an RGB network: converted in the graph).
-        model, dataset, resize: as in `ModelMeta`.
+        model, dataset, resize, held_out: as in `ModelMeta`.
         source: the ``.keras`` file it was exported from.
         check: the figures of the check made at export time, for people to read.
         scores: the model's outputs are raw scores (its last layer has no softmax), not
@@ -68,6 +68,7 @@ class ExportInfo:
     model: str = "model"
     dataset: str | None = None
     resize: str = "stretch"
+    held_out: str | None = None
     source: str | None = None
     check: dict[str, Any] = field(default_factory=dict, compare=False)
     scores: bool = False
@@ -85,7 +86,8 @@ class ExportInfo:
             "class_names": list(self.class_names),
             "preprocessing": self.preprocessing, "preprocessing_in_graph": True,
             "model": self.model, "model_input": list(self.model_input),
-            "dataset": self.dataset, "resize": self.resize, "source": self.source,
+            "dataset": self.dataset, "resize": self.resize, "held_out": self.held_out,
+            "source": self.source,
             "check": dict(self.check), "cnncli": self.cnncli,
         }
 
@@ -108,10 +110,11 @@ class ExportInfo:
         if not (isinstance(names, list) and all(isinstance(n, str | int) for n in names)):
             raise bad("`class_names` (expected a list of names)")
         text = {k: data.get(k) for k in ("quantization", "preprocessing", "model",
-                                         "dataset", "resize", "source", "cnncli")}
+                                         "dataset", "resize", "held_out", "source",
+                                         "cnncli")}
         if any(v is not None and not isinstance(v, str) for v in text.values()):
-            raise bad("value (quantization, preprocessing, model, dataset, resize, source "
-                      "and cnncli are text)")
+            raise bad("value (quantization, preprocessing, model, dataset, resize, "
+                      "held_out, source and cnncli are text)")
         if text["resize"] is not None and text["resize"] not in RESIZE_MODES:
             raise bad(f"`resize` ({text['resize']!r}; expected {', '.join(RESIZE_MODES)})")
         model_input = data.get("model_input") or []
@@ -127,7 +130,8 @@ class ExportInfo:
         """The `ModelMeta` a classifier of this file carries."""
         return ModelMeta(model=self.model, input=tuple(self.input_shape),
                          preprocessing=self.preprocessing, class_names=self.class_names,
-                         dataset=self.dataset, resize=self.resize, cnncli=self.cnncli)
+                         dataset=self.dataset, resize=self.resize, held_out=self.held_out,
+                         cnncli=self.cnncli)
 
 
 def _dims(values: object) -> bool:

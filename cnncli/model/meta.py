@@ -40,6 +40,10 @@ class ModelMeta:
             from `input`'s (grey MNIST into an RGB network: 1). Prediction, evaluation
             and exports give it images with these channels, converted to the network's
             inside the graph, as training did.
+        held_out: when its training held out a seeded fifth of `dataset` as test images,
+            a digest of their names (`cnncli.data.dataset.Dataset.held_out_names`):
+            evaluate warns when the fifth is now other images (the folder changed),
+            for a model file or an exported one as for its run.
         cnncli: the version that wrote it.
     """
 
@@ -51,6 +55,7 @@ class ModelMeta:
     resize: str = "stretch"
     backbone: str | None = None
     image_channels: int | None = None
+    held_out: str | None = None
     cnncli: str = field(default=__version__)
 
     def to_json(self) -> dict:
@@ -101,7 +106,7 @@ def _is_str(value) -> bool:
 
 _CHECKS = {
     "model": _is_str, "preprocessing": _is_str, "dataset": _is_str,
-    "backbone": _is_str, "cnncli": _is_str,
+    "backbone": _is_str, "cnncli": _is_str, "held_out": _is_str,
     "resize": lambda v: isinstance(v, str) and v in RESIZE_MODES,
     "image_channels": lambda v: v in (1, 3) and not isinstance(v, bool),
     "input": lambda v: isinstance(v, list) and len(v) == 3

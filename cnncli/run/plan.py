@@ -74,7 +74,8 @@ class Plan:
                          backbone=self.transfer.backbone if self.transfer else None,
                          image_channels=(self.feed.image_channels if
                                          self.feed.image_channels != self.spec.input[-1]
-                                         else None))
+                                         else None),
+                         held_out=self.data.held_out_names())
 
 
 def absolute_paths(cfg: config.RunConfig) -> None:
