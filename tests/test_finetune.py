@@ -228,6 +228,27 @@ def test_freeze_by_number_and_prefix_and_unfreeze_from_a_layer(source):
     assert transfer.unfrozen_paths(model, frozen, ft) == ["src/conv1_1"]  # BN stays frozen
 
 
+def test_a_bad_freeze_does_not_hide_the_fine_tunings_own_problems(source):
+    """Two freeze names that match nothing, an unfreeze name that matches nothing and a
+    second stage that would never start: four problems, said at once; a prefix is
+    answered with a prefix."""
+    from cnncli.model import builder
+
+    model = builder.build(spec.from_run_config(config.parse({"model": {"from": str(source)}}),
+                                               classes=3))
+    ft = config.FineTuneSection(after_epochs=3, unfreeze="conv1_2")
+    train = config.TrainSection(epochs=3, freeze=["batch_norm_", "fc9"], fine_tune=ft)
+    errors = transfer.problems(train, model, 3)
+    assert [(e.message, e.hint) for e in errors] == [
+        ("`train.freeze`: no layer is named 'batch_norm_' or starts with it",
+         "did you mean 'batch_norma'?"),
+        ("`train.freeze`: no layer is named 'fc9' or starts with it", "did you mean 'fc2'?"),
+        ("`train.fine_tune.after_epochs` (3) is not below the number of epochs (3): the "
+         "fine-tuning stage would never start",
+         "train for more epochs than 3, or unfreeze sooner"),
+        ("`train.fine_tune.unfreeze`: no layer is named 'conv1_2'", "did you mean 'conv1_1'?")]
+
+
 def test_unfreezing_only_layers_without_weights_is_refused(source):
     """After the last BatchNormalization only a pooling layer is left: it learns nothing,
     so the second stage would train nothing new."""

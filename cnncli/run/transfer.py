@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli import config
-from cnncli.errors import CnnError, ConfigError, ModelError, suggest
+from cnncli.errors import CnnError, ConfigError, ManyErrors, ModelError, raise_all, suggest
 from cnncli.model import backbone, backbone_weights
 
 
@@ -107,9 +107,10 @@ def frozen_paths(model, setting) -> list[str]:
                               "layers", hint=f"freeze at most {len(paths)}")
         return paths[:setting]
     unknown = [n for n in setting if not any(_matches(p, n) for p in paths)]
-    if unknown:
-        raise ConfigError(f"`train.freeze`: no layer is named '{unknown[0]}' or starts "
-                          "with it", hint=suggest(unknown[0], _names(paths)))
+    if unknown:  # each said; a prefix gets a prefix as its "did you mean"
+        raise_all([ConfigError(f"`train.freeze`: no layer is named '{name}' or starts with "
+                               "it", hint=suggest(name, _names(paths) + _prefixes(paths, name)))
+                   for name in unknown])
     return [p for p in paths if any(_matches(p, n) for n in setting)]
 
 
@@ -144,10 +145,11 @@ def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnE
     errors: list[CnnError] = []
     try:
         frozen = frozen_paths(model, freeze_setting(train, model))
-    except ConfigError as exc:
-        return [exc]
+    except ConfigError as exc:  # (or several) said with the fine-tuning's own problems
+        errors += exc.errors if isinstance(exc, ManyErrors) else [exc]
+        frozen = None
     learning = [p for p, layer in backbone.leaf_layers(model)
-                if layer.weights and p not in set(frozen)]
+                if layer.weights and p not in set(frozen or [])]
     if frozen and not learning:
         errors.append(ConfigError(
             f"`train.freeze` freezes every layer with weights ({len(frozen)} layers), the "
@@ -161,6 +163,13 @@ def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnE
             f"`train.fine_tune.after_epochs` ({ft.after_epochs}) is not below the number of "
             f"epochs ({epochs}): the fine-tuning stage would never start",
             hint=f"train for more epochs than {ft.after_epochs}, or unfreeze sooner"))
+    if frozen is None:  # what `unfreeze` names can still be checked
+        if isinstance(ft.unfreeze, str) and ft.unfreeze != "all":
+            try:
+                unfrozen_paths(model, [], ft)
+            except ConfigError as exc:
+                errors.append(exc)
+        return errors
     if not frozen:
         errors.append(ConfigError("`train.fine_tune` unfreezes layers, but `train.freeze` "
                                   "freezes none", hint="freeze the backbone (`freeze: "
@@ -184,8 +193,6 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
     offline and `download`: else ImageNet's not here yet is left out, for a plan only
     shown, whose `check_weights` notes it) and checks that it fits. Raises every problem
     found."""
-    from cnncli.errors import raise_all
-
     model, t = built.model, cfg.train
     errors = problems(t, model, epochs)
     for error in errors:
@@ -306,6 +313,16 @@ def _matches(path: str, name: str) -> bool:
 
 def _names(paths: list[str]) -> list[str]:
     return sorted({p.split("/")[0] for p in paths} | {p.split("/")[-1] for p in paths})
+
+
+def _prefixes(paths: list[str], name: str) -> list[str]:
+    """The layers' names cut to the length of `name`, which `train.freeze` may be the
+    beginning of (``blok_1_`` is closest to ``block_1_``, not to ``block_1_pad``).
+
+    >>> _prefixes(["m/block_1_pad", "m/block_1_expand"], "blok_1_")
+    ['block_1']
+    """
+    return sorted({n[:len(name)] for n in _names(paths)} - set(_names(paths)))
 
 
 def _is_batch_norm(layer) -> bool:
