@@ -331,6 +331,24 @@ def test_a_missing_weights_file_of_your_own_is_an_error(tmp_path):
         checking.check(str(path))
 
 
+def test_a_weights_file_beside_the_config_but_not_here_is_said_at_its_line_with_where_it_is(
+        tmp_path, monkeypatch):
+    (tmp_path / "mine.weights.h5").touch()
+    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: mine.weights.h5}")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(ModelError) as caught:
+        checking.check(str(path))
+    error = caught.value
+    assert (error.file, error.line) == (str(path), 1)
+    assert error.message == ("`model.weights`: the weights file does not exist "
+                             "(mine.weights.h5)")
+    assert error.hint.startswith(f"'mine.weights.h5' is there from the config's folder "
+                                 f"({tmp_path / 'mine.weights.h5'}); paths in a config are "
+                                 "read from the folder cnncli runs in: write "
+                                 "'../mine.weights.h5'")
+
+
 # ---------------------------------------------------------------- bad configs
 
 
@@ -630,7 +648,8 @@ def test_dry_run_refuses_a_weights_file_that_is_not_there_as_check_does(tmp_path
     path = write_config(tmp_path)
     result = cnncli("train", str(path), "--weights", str(tmp_path / "gone.h5"), "--dry-run")
     assert result.returncode == 3, result.stdout
-    assert "gone.h5: the weights file does not exist" in result.stderr
+    assert f"error: --weights {tmp_path / 'gone.h5'}: `model.weights`: the weights file does " \
+        f"not exist ({tmp_path / 'gone.h5'})" in " ".join(result.stderr.split())
     assert result.stdout == "" and not (tmp_path / "runs").exists()
 
 

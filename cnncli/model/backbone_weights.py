@@ -72,8 +72,10 @@ def locate(name: str, weights: str, input_shape, *, offline: bool,
             what = "is a folder" if path.is_dir() else "does not exist"
             raise ModelError(
                 f"the weights file {what}", file=weights,
-                hint=f"give the path of {entry.name}'s weights without the classifier "
-                     f"(Keras' {expected_file(name, input_shape)}), or `weights: imagenet`")
+                hint=f"give the path of a weights file of {entry.name}: Keras' no-top file "
+                     f"({expected_file(name, input_shape)}), or a .weights.h5 or .keras file "
+                     "of the network (its classifier's weights are not used); or "
+                     "`weights: imagenet`")
         return path
     file = expected_file(name, input_shape)
     path = pretrained.cached(file)

@@ -81,7 +81,7 @@ def check(path_or_name: str) -> Checked:
     errors += found
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
     errors += _training_problems(cfg.train, outputs, doc, str(path))
-    errors += _weights_problems(built, cfg)
+    errors += _weights_problems(built, cfg, str(path))
     raise_all(errors)
     return Checked(built.model, built.warnings)
 
@@ -289,17 +289,18 @@ def dry_run(cfg: config.RunConfig, file: str | None, classes: int | None = None
         check_training(cfg.train, outputs, file=file)
     except CnnError as exc:
         errors += config.locate(getattr(exc, "errors", [exc]), file, cfg.set_by)
-    errors += _weights_problems(built, cfg)  # a weights file not there: as check says
+    errors += _weights_problems(built, cfg, file)  # a weights file not there: as check says
     raise_all(errors)
     return built
 
 
-def _weights_problems(built: builder.Built | None, cfg: config.RunConfig) -> list[CnnError]:
+def _weights_problems(built: builder.Built | None, cfg: config.RunConfig,
+                      file: str | None) -> list[CnnError]:
     """The problems of the backbones' weights files (not there, not fitting; ImageNet's
     not yet on this machine is a note, added to `built`'s warnings: downloaded later)."""
     if built is None:
         return []
-    found, notes = transfer.check_weights(built, offline=cfg.data.offline)
+    found, notes = transfer.check_weights(built, cfg, file)
     built.warnings += notes
     return found
 

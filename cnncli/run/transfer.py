@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli import config
+from cnncli import config, yamlio
 from cnncli.errors import CnnError, ConfigError, ManyErrors, ModelError, raise_all, suggest
 from cnncli.model import backbone, backbone_weights
 
@@ -217,9 +217,9 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
                 path = backbone_weights.locate(node.args["name"], node.args["weights"],
                                                tuple(sub.input_shape[1:]),
                                                offline=cfg.data.offline, download=download)
-            except ModelError:
+            except ModelError as exc:
                 if download or node.args["weights"] != "imagenet" or cfg.data.offline:
-                    raise  # (offline, training stops there too)
+                    raise given_at(exc, cfg, file) from None  # (offline: training stops)
                 continue  # not here yet: training downloads it
             if path is not None:
                 backbone_weights.check_fit(sub, node.args["name"], path)
@@ -231,6 +231,28 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
                                        backbone_weights.sha256(path)))
     name = (nodes[0].args.get("name") or nodes[0].args["model"]) if nodes else None
     return Transfer(name, setting, frozen, unfrozen, t.fine_tune, weights, sources)
+
+
+def given_at(error: ModelError, cfg: config.RunConfig, file: str | None) -> ModelError:
+    """`error`, a weights file `model.weights` names that is not there, said where it was
+    given: at its line of the config `file` (as written there: `cfg` may hold it made
+    absolute), or by ``--weights``; when it is there from the config's folder but not
+    from the current one, the hint says so (as for `data.name`)."""
+    named = cfg.model.get("weights") if isinstance(cfg.model, dict) else None
+    if not named or error.file != named or Path(named).is_file():  # (a file that is there
+        return error  # and does not fit, or a layer's `pretrained:` weights: as they are)
+    if "model.weights" in cfg.set_by:  # --weights FILE (or --set model.weights=FILE)
+        error.message = f"`model.weights`: {error.message} ({named})"
+        error.file, error.where = None, cfg.set_by["model.weights"]
+        return error
+    doc = yamlio.load(file) if file else None
+    written = doc.get("model") if isinstance(doc, dict) else None
+    written = written.get("weights") if isinstance(written, dict) else None
+    if isinstance(written, str):
+        error.message = f"`model.weights`: {error.message} ({written})"
+        error.file, error.line = file, config.line_of(doc, "model.weights")
+        error.hint = config.beside_config(written, file) or error.hint
+    return error
 
 
 def random_frozen_backbone(train: config.TrainSection, built) -> str | None:
@@ -248,11 +270,13 @@ def random_frozen_backbone(train: config.TrainSection, built) -> str | None:
             "head will learn. Set `train.freeze: none` to train it all, or give it weights")
 
 
-def check_weights(built, *, offline: bool) -> tuple[list[CnnError], list[str]]:
+def check_weights(built, cfg: config.RunConfig, file: str | None = None
+                  ) -> tuple[list[CnnError], list[str]]:
     """For ``cnncli check``: problems with the backbones' weights files (a file that does
     not fit, or is not there when named; a model file cut from whose weights Keras cannot
     load), and warnings for ImageNet files not yet cached (training downloads them;
-    offline, it stops with where to put them)."""
+    offline, it stops with where to put them). `file`: the run config `cfg` came from."""
+    offline = cfg.data.offline
     errors, notes = [], []
     for node in built.expanded.nodes:
         if node.layer == backbone.LAYER and "model" in node.args:
@@ -271,7 +295,7 @@ def check_weights(built, *, offline: bool) -> tuple[list[CnnError], list[str]]:
                 backbone_weights.check_fit(sub, node.args["name"], path)
         except ModelError as exc:
             if node.args["weights"] != "imagenet":
-                errors.append(exc)
+                errors.append(given_at(exc, cfg, file))
             else:
                 notes.append(f"{exc.message}: `cnncli train` "
                              + ("stops there, offline" if offline else "downloads them")
