@@ -55,6 +55,33 @@ def test_a_truncated_backup_falls_back_to_the_previous_and_says_so(tmp_path, mod
     assert "unreadable" in note and "trained again" in note
 
 
+def test_the_backup_resumed_from_survives_the_next_backup_after_a_truncated_one(tmp_path,
+                                                                              model):
+    """Resumed from the previous backup (the newest unreadable), the next backup must not
+    rotate the unreadable one over it: stopped again before that backup is complete, the
+    run still resumes."""
+    checkpoint.save(tmp_path, model, TrainState(epoch=1, step=0, backup_every=50))
+    checkpoint.save(tmp_path, model, TrainState(epoch=1, step=50, backup_every=50))
+    newest = tmp_path / checkpoint.BACKUP
+    newest.write_bytes(newest.read_bytes()[:1000])
+    checkpoint.load(tmp_path, model)
+    checkpoint.save(tmp_path, model, TrainState(epoch=1, step=25, backup_every=50))
+    (tmp_path / checkpoint.BACKUP).write_bytes(b"")  # stopped mid-write, say
+    state, note = checkpoint.load(tmp_path, model)
+    assert (state.step, "unreadable" in note) == (0, True)
+
+
+def test_what_a_backup_write_stopped_midway_left_is_removed(tmp_path, model):
+    checkpoint.save(tmp_path, model, TrainState(epoch=1))
+    stray = tmp_path / f".{checkpoint.BACKUP}.k9x2"  # `write_atomic`'s temporary, as kill -9
+    stray.write_bytes(b"partial")  # leaves it
+    checkpoint.load(tmp_path, model)
+    assert not stray.exists()
+    stray.write_bytes(b"partial")
+    checkpoint.remove(tmp_path)
+    assert not stray.exists() and not (tmp_path / checkpoint.BACKUP).exists()
+
+
 def rewrite_state(path, change):
     """The backup at `path` with its training state changed by `change(arrays)`."""
     import json

@@ -1067,6 +1067,46 @@ def test_a_run_stopped_saving_its_results_resumes_to_save_them_with_no_more_trai
     assert any("saved now, with no more training" in n for n in notes), notes
 
 
+def test_a_last_epoch_row_whose_write_failed_is_in_history_csv_once_the_resume_saves(
+        tmp_path, monkeypatch):
+    """The disk filled up writing the last epoch's row of history.csv, after that epoch's
+    backup: the run says how to resume (and its status records that, as it was said),
+    and the resume that saves its results writes the row."""
+    from cnncli.run.callbacks import outputs
+
+    path = write_config(tmp_path, epochs=2)
+    whole = run_train(path, "output.name=whole")
+    real = outputs.files.write_atomic
+
+    def full_at_the_last_row(target, data):
+        if target.name == rundir.HISTORY and len(str(data).splitlines()) == 3:
+            raise OSError(28, "No space left on device", str(target))
+        return real(target, data)
+
+    monkeypatch.setattr(outputs.files, "write_atomic", full_at_the_last_row)
+    with pytest.raises(TrainingError) as said:
+        run_train(path)
+    run = tmp_path / "runs" / "toy" / "1"
+    assert files.read_json(run / "state.json")["error"] == str(said.value)
+    assert "then: cnncli train --resume" in said.value.hint
+    monkeypatch.setattr(outputs.files, "write_atomic", real)
+    run_train(path, resume=run)
+    assert len(history_rows(run)) == 2
+    assert [r["loss"] for r in history_rows(run)] == [r["loss"] for r in history_rows(whole.run)]
+
+
+def test_a_ctrl_c_before_a_new_runs_first_step_leaves_no_run_behind(tmp_path, monkeypatch):
+    path = write_config(tmp_path, epochs=1)
+
+    def stopped(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "RunCallback", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(path)
+    assert not (tmp_path / "runs" / "toy" / "1").exists()
+
+
 def test_a_lowered_rate_is_said_after_the_line_of_the_epoch_that_lowered_it(tmp_path):
     path = write_config(tmp_path, epochs=3, lr=1e-30,  # nothing moves: no improvement
                         extra_train="schedule: {name: plateau, patience: 1, factor: 0.5}")

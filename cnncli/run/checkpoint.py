@@ -77,8 +77,17 @@ def save(run: Path, model, state: TrainState) -> None:
 
 
 def remove(run: Path) -> None:
+    """Remove the run's backups, and what a write of one stopped mid-way left."""
     for name in (BACKUP, PREVIOUS):
         (run / name).unlink(missing_ok=True)
+    _remove_unfinished(run)
+
+
+def _remove_unfinished(run: Path) -> None:
+    """Remove the temporary files of backups whose writing never finished (a ``kill -9``
+    during `write_atomic`): nothing reads them, and each is a backup's size."""
+    for stray in run.glob(f".{BACKUP}.*"):
+        stray.unlink(missing_ok=True)
 
 
 def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
@@ -88,8 +97,11 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
     are restored (a run in its fine-tuning stage recompiles for that stage's optimizer).
 
     `note` says what was lost when the newest backup was unreadable and the
-    previous one was used. Raises `TrainingError` if no backup can be read.
+    previous one was used; the unreadable one is then removed, or the next backup would
+    rotate it over the readable one (`save` keeps the newest as the previous). Raises
+    `TrainingError` if no backup can be read.
     """
+    _remove_unfinished(run)  # no other process writes here: `rundir.writer` holds the run
     problems = []
     for i, name in enumerate((BACKUP, PREVIOUS)):
         path = run / name
@@ -109,6 +121,7 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
         _restore(model, arrays, path)
         note = None
         if i == 1:
+            (run / BACKUP).unlink(missing_ok=True)  # unreadable: never to become PREVIOUS
             why = "; ".join(problems) or f"{BACKUP} is missing: its write did not finish"
             note = (f"the newest backup was unreadable ({why}); resumed from "
                     f"the previous one, at epoch {state.epoch + 1} step {state.step}: "

@@ -147,9 +147,13 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
         try:
             callback = RunCallback(p, run, model, state, reporter, ways)
         except BaseException as exc:  # its files (TensorBoard's) cannot be made: not left
-            with contextlib.suppress(OSError):  # `running` (a process gone: "killed")
-                RunStatus(INTERRUPTED if isinstance(exc, KeyboardInterrupt) else FAILED,
-                          str(exc)).write(run)
+            stopped = isinstance(exc, KeyboardInterrupt)  # `running` (a process gone)
+            if stopped and not resume:  # before its first step: no run is left of it
+                rundir.remove_unstarted(run)
+                raise
+            with contextlib.suppress(OSError):
+                RunStatus(INTERRUPTED if stopped else FAILED, str(exc) or "stopped by "
+                          "Ctrl-C or SIGTERM before its first step").write(run)
             raise
         result = _fit_and_finish(p, model, state, run, callback, reporter)
         checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
@@ -403,13 +407,13 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
                                 resume_as=distributed.resume_name(p.placement, run))
         elif isinstance(exc, import_tf().errors.DataLossError) and p.feed.keep is not None:
             error = records.damaged_shard(p.feed.train.images.shards, exc)
+        elif isinstance(exc, (OSError, WriteError)):  # history.csv, a plot, a model file
+            error = _write_error(run, exc)
         status = INTERRUPTED if isinstance(error, Interrupted) else FAILED
         with contextlib.suppress(OSError):  # e.g. the same full disk: keep the real error
-            RunStatus(status, str(error)).write(run)
+            RunStatus(status, str(error)).write(run)  # what the user is told (runs shows it)
         with contextlib.suppress(Exception):  # (a full disk: the real error is said)
             callback.outputs.draw(state.history)  # the epochs done
-        if isinstance(exc, (OSError, WriteError)):  # history.csv, a plot, a model file
-            raise _write_error(run, exc) from None
         if error is not exc:
             raise error from None
         raise
@@ -418,6 +422,9 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
 
 
 def _finish(p: Plan, model, state: TrainState, run: Path, callback) -> Result:
+    # every epoch's row: the last one's write may have failed (a full disk) before the
+    # resume that saves the results now
+    callback.outputs.write_history(state.history)
     callback.outputs.draw(state.history)  # curves.png of every epoch
     save_model_atomic(model, run / runfolder.LAST_MODEL, p.meta())
     metrics = record.final_metrics(p, run, state, callback.monitor, model)

@@ -34,12 +34,7 @@ class Outputs:
         self.drawn_at, self.drawing_seconds, self.drawn_rows = -float("inf"), 0.0, 0
 
     def write(self, history: list[EpochRow], row: EpochRow) -> None:
-        buffer = io.StringIO()
-        fields = HISTORY_FIELDS + sorted({k for r in history for k in r} - set(HISTORY_FIELDS))
-        writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
-        files.write_atomic(self.run / rundir.HISTORY, buffer.getvalue())
+        self.write_history(history)
         tf = import_tf()
         with self.writer.as_default(step=row["epoch"]):
             for key, value in row.items():
@@ -48,6 +43,15 @@ class Outputs:
         self.writer.flush()
         if time.monotonic() - self.drawn_at >= CURVES_SPACING * self.drawing_seconds:
             self.draw(history)
+
+    def write_history(self, history: list[EpochRow]) -> None:
+        """``history.csv``: a row per epoch of `history`, written whole."""
+        buffer = io.StringIO()
+        fields = HISTORY_FIELDS + sorted({k for r in history for k in r} - set(HISTORY_FIELDS))
+        writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+        files.write_atomic(self.run / rundir.HISTORY, buffer.getvalue())
 
     def draw(self, history: list[EpochRow]) -> None:
         """curves.png of `history`, unless it shows all of it already."""
