@@ -1271,6 +1271,32 @@ class CtrlCAtEpochEnd(training.Reporter):
             time.sleep(0.1)
 
 
+class SlowThenCtrlC(training.Reporter):
+    """From step 6 on (a step Keras reports: it may run several at once), is slow for
+    2.5 s, then presses Ctrl-C (training stops after writing a backup there)."""
+
+    pressed = False
+
+    def step(self, step, logs):
+        if step >= 6 and not self.pressed:
+            self.pressed = True
+            time.sleep(2.5)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+
+
+def test_an_epoch_resumed_mid_way_counts_its_time_before_the_stop_in_its_row(tmp_path):
+    path = write_config(tmp_path, epochs=1, batch_size=8)  # 32 steps
+    with pytest.raises(Interrupted):
+        run_train(path, reporter=SlowThenCtrlC())
+    run = tmp_path / "runs" / "toy" / "1"
+    result = run_train(path, resume=run)
+    [row] = result.history
+    assert row["seconds"] >= 2.5  # the slow part, before the stop
+    assert row["images_per_s"] * row["seconds"] >= 32 * 8  # every image of the epoch
+    assert result.metrics.train_seconds >= 2.5
+
+
 def test_a_ctrl_c_between_two_epochs_says_it_stopped_at_the_end_of_the_first(tmp_path):
     with pytest.raises(Interrupted, match="Ctrl-C: training stopped at the end of epoch 1 "
                                           "after writing a backup"):

@@ -49,6 +49,8 @@ class TrainState:
         stage: 0, or 1 once fine-tuning unfroze the backbone.
         backup_every: steps between backups (for the "steps trained again" note).
         train_seconds: time spent in finished epochs.
+        epoch_seconds: time spent in `epoch` up to its backup mid-way (0 at its start):
+            resumed there, the epoch's row counts it with the rest.
         precision, replicas: how the run trains (a resume must match, or say so).
         resumes: one entry per ``--resume --force`` that changed the config.
         data: what the run trains on (`cnncli.data.feed.Feed.fingerprint`); ``--resume``
@@ -73,6 +75,7 @@ class TrainState:
     stage: int = 0
     backup_every: int = 500
     train_seconds: float = 0.0
+    epoch_seconds: float = 0.0
     precision: str = "float32"
     replicas: int = 1
     resumes: list[dict] = field(default_factory=list)

@@ -102,7 +102,9 @@ class RunCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.backups.restore_metrics(self.model)
         self.state.epoch = epoch
-        self.epoch_start = time.perf_counter()
+        # resumed mid-epoch: its time before the backup counts in the epoch's row too
+        self.epoch_start = time.perf_counter() - (self.state.epoch_seconds if self.first_step
+                                                  else 0.0)
         self.validation_seconds = 0.0  # of the epoch's time: not training (images/s)
         self.epoch_steps = 0
         self.reporter.epoch_begin(epoch, self.p.epochs, self.p.steps_in(epoch), self.first_step)
@@ -172,9 +174,9 @@ class RunCallback(keras.callbacks.Callback):
 
     def _row(self, epoch: int, logs: dict) -> EpochRow:
         seconds = time.perf_counter() - self.epoch_start
+        images = (self.first_step + self.epoch_steps) * self.p.global_batch  # resumed: all
         self.first_step = 0
         self.state.train_seconds += seconds
-        images = self.epoch_steps * self.p.global_batch
         rate = schedules.last_step_rate(self.model.optimizer)  # what this epoch ended with
         training = max(seconds - getattr(self, "validation_seconds", 0.0), 1e-9)
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
@@ -222,6 +224,8 @@ class RunCallback(keras.callbacks.Callback):
 
     def _backup(self, checked: bool = False) -> None:
         self._record_unreadable()  # a resume from this backup counts them too
+        self.state.epoch_seconds = time.perf_counter() - self.epoch_start \
+            if self.state.step else 0.0  # (mid-epoch; 0 at an epoch's end)
         if not self.backups.save(self.model, checked=checked):
             self.nan_at, self.nan_weights = (self.state.epoch, self.state.step), True
             self._halt("nan")
