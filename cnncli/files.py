@@ -25,11 +25,32 @@ from pathlib import Path
 MODEL_FILES = (".keras", ".h5", ".onnx", ".tflite", ".xml", ".bin", ".pb")
 
 
+def unfinished_prefix(path: str | Path) -> str:
+    """How the temporary file of an atomic write of `path` begins (`write_atomic`,
+    `cnncli.model.modelfile.save_model_atomic`): ``.best.keras.`` for ``best.keras``."""
+    return f".{os.path.basename(os.fspath(path))}."
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove what atomic writes of `path` stopped mid-way (a ``kill -9``) left beside
+    it: nothing reads them, and each can be the size of a model. Only where no other
+    process writes `path` now."""
+    for stray in path.parent.glob(glob_escape(unfinished_prefix(path)) + "*"):
+        stray.unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    """`text` matched literally by `Path.glob` (``[`` and ``]`` in a name)."""
+    import glob
+
+    return glob.escape(text)
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write `data` to `path` through a temporary file and a rename: never half-written."""
     path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=unfinished_prefix(path), dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600 files; keep the usual mode
         with os.fdopen(fd, "wb") as f:

@@ -64,19 +64,27 @@ def test_the_backup_resumed_from_survives_the_next_backup_after_a_truncated_one(
     checkpoint.save(tmp_path, model, TrainState(epoch=1, step=50, backup_every=50))
     newest = tmp_path / checkpoint.BACKUP
     newest.write_bytes(newest.read_bytes()[:1000])
-    checkpoint.load(tmp_path, model)
+    checkpoint.load(tmp_path, model, mend=False)  # another worker's: it only reads the run
+    assert newest.exists()
+    checkpoint.load(tmp_path, model)  # the run's writer: the unreadable one goes
     checkpoint.save(tmp_path, model, TrainState(epoch=1, step=25, backup_every=50))
     (tmp_path / checkpoint.BACKUP).write_bytes(b"")  # stopped mid-write, say
     state, note = checkpoint.load(tmp_path, model)
     assert (state.step, "unreadable" in note) == (0, True)
 
 
-def test_what_a_backup_write_stopped_midway_left_is_removed(tmp_path, model):
+def test_what_writes_of_backups_and_models_stopped_midway_left_is_removed(tmp_path, model):
+    """As a kill -9 leaves them: `write_atomic`'s and `save_model_atomic`'s temporaries."""
     checkpoint.save(tmp_path, model, TrainState(epoch=1))
-    stray = tmp_path / f".{checkpoint.BACKUP}.k9x2"  # `write_atomic`'s temporary, as kill -9
-    stray.write_bytes(b"partial")  # leaves it
-    checkpoint.load(tmp_path, model)
-    assert not stray.exists()
+    stray = tmp_path / f".{checkpoint.BACKUP}.k9x2"
+    stray.write_bytes(b"partial")
+    model_stray = tmp_path / ".best.keras.4242-beef.tmp.keras"
+    model_stray.write_bytes(b"partial")
+    keep = tmp_path / "notes.best.keras.txt"  # another file: not touched
+    keep.write_bytes(b"mine")
+    checkpoint.remove_unfinished(tmp_path)
+    assert not stray.exists() and not model_stray.exists() and keep.exists()
+    assert (tmp_path / checkpoint.BACKUP).exists()  # the backup itself stays
     stray.write_bytes(b"partial")
     checkpoint.remove(tmp_path)
     assert not stray.exists() and not (tmp_path / checkpoint.BACKUP).exists()

@@ -662,6 +662,44 @@ def test_a_model_apart_from_its_run_warns_when_its_folder_changed_since_training
                             "or renamed)") for n in rep.notes), rep.notes
 
 
+def test_an_exported_model_and_the_files_written_are_named_by_absolute_paths_as_a_runs(
+        exported_folder_model, tmp_path, monkeypatch):
+    folder = exported_folder_model["onnx"].parent
+    monkeypatch.chdir(folder)
+    rep = evaluation.evaluate("model.onnx", output="eval")
+    assert rep.model == str(folder / "model.onnx")
+    assert rep.files and all(f.startswith(f"{folder / 'eval'}/") for f in rep.files.values())
+
+
+def test_a_model_file_from_before_it_recorded_its_held_out_images_uses_its_runs_record(
+        folder_run, tmp_path):
+    """A best.keras saved without `held_out` (an older cnncli): evaluate warns from the
+    run's metrics.json, and an export of it carries the run's digest."""
+    import dataclasses
+    import json
+    import shutil
+
+    from cnncli.export import exporter
+    from cnncli.model import modelfile, saved_meta
+
+    run, photos = folder_run
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    model_file = old / "best.keras"
+    meta = dataclasses.replace(saved_meta.read(model_file), held_out=None)
+    modelfile.save_model_atomic(modelfile.load_model(model_file), model_file, meta)
+    recorded = json.loads((old / "metrics.json").read_text())["dataset"]["held_out"]
+    exporter.export(old, formats=["onnx"], output=tmp_path / "export")
+    sidecar = json.loads((tmp_path / "export" / "model.onnx.json").read_text())
+    assert sidecar["held_out"] == recorded and recorded
+    cf.save_image(cf.band_image(0, seed=99), photos / "0" / "new.png")
+    try:
+        rep = evaluation.evaluate(old, output=tmp_path / "e")
+    finally:
+        (photos / "0" / "new.png").unlink()
+    assert any(n.startswith("photos changed since the model trained") for n in rep.notes)
+
+
 def test_all_images_of_the_data_an_exported_model_trained_on_says_so(exported_folder_model,
                                                                      tmp_path):
     rep = evaluation.evaluate(exported_folder_model["onnx"], output=tmp_path / "e",

@@ -79,7 +79,7 @@ def test_torch_mode_uses_imagenet_mean_and_std():
     assert ours.dtype == np.float32
 
 
-@pytest.mark.parametrize("mode", ["scale", "tf", "caffe", "torch"])
+@pytest.mark.parametrize("mode", ["scale", "tf", "torch"])  # (caffe divides by nothing)
 def test_every_path_gives_a_model_the_same_bits_for_every_pixel_value(mode):
     """Training (tf.data), prediction and exports (a tf.function) and a plain call give
     the same float32 inputs, all 256 values of each channel: TensorFlow's graph optimizer

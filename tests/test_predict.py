@@ -405,6 +405,28 @@ def test_an_imagenet_models_classes_carry_their_wordnet_ids_and_shared_names_sho
         f"{tmp_path / '0.png'},1,crane,n03126707,0.6"]
 
 
+def test_a_resize_other_than_the_trainings_is_said(tmp_path):
+    from cnncli.model.meta import ModelMeta
+
+    Image.new("RGB", (16, 8)).save(tmp_path / "0.png")
+    trained = classifier.keras_classifier("tiny", CountingModel(), (8, 8, 3), "scale",
+                                          ["a", "b", "c"], ModelMeta(dataset="photos/"))
+    result = prediction.predict([str(tmp_path / "0.png")], model=trained,
+                                resize="center_crop")
+    assert result.warnings == ["tiny was trained on images resized by stretch; --resize "
+                               "center_crop gives it images shaped otherwise (its answers "
+                               "may differ from what its training's figures promise)"]
+    assert prediction.predict([str(tmp_path / "0.png")], model=trained,
+                              resize="stretch").warnings == []
+
+
+def test_the_csv_columns_are_the_models_not_those_of_the_images_read(capsys):
+    from cnncli.cli import render
+
+    render.predictions(prediction.Result(model="vgg16", wordnet=True), "csv")  # none read
+    assert capsys.readouterr().out.splitlines() == ["file,rank,class,wordnet_id,probability"]
+
+
 def test_a_trained_models_classes_have_no_wordnet_ids(tmp_path, capsys):
     from cnncli.cli import render
 

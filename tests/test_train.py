@@ -1293,7 +1293,8 @@ def test_an_epoch_resumed_mid_way_counts_its_time_before_the_stop_in_its_row(tmp
     result = run_train(path, resume=run)
     [row] = result.history
     assert row["seconds"] >= 2.5  # the slow part, before the stop
-    assert row["images_per_s"] * row["seconds"] >= 32 * 8  # every image of the epoch
+    # every image of the epoch, once (images/s leaves the validation's time out)
+    assert 32 * 8 <= row["images_per_s"] * row["seconds"] < 2 * 32 * 8
     assert result.metrics.train_seconds >= 2.5
 
 

@@ -649,7 +649,8 @@ def test_dry_run_refuses_a_weights_file_that_is_not_there_as_check_does(tmp_path
     result = cnncli("train", str(path), "--weights", str(tmp_path / "gone.h5"), "--dry-run")
     assert result.returncode == 3, result.stdout
     assert f"error: --weights {tmp_path / 'gone.h5'}: `model.weights`: the weights file does " \
-        f"not exist ({tmp_path / 'gone.h5'})" in " ".join(result.stderr.split())
+        "not exist. Hint: give the path of a weights file of mobilenet_v2" in " ".join(
+            result.stderr.split())
     assert result.stdout == "" and not (tmp_path / "runs").exists()
 
 

@@ -403,9 +403,8 @@ def predictions(result, fmt: str = "text") -> None:
     elif fmt == "csv":
         import csv
 
-        named = any(r.wordnet_ids for r in result.images)
         writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", *(
-            ["wordnet_id"] if named else []), key], extrasaction="ignore")  # (no heat map)
+            ["wordnet_id"] if result.wordnet else []), key], extrasaction="ignore")  # (no heat map)
         writer.writeheader()
         writer.writerows({**row, "file": text.cell(row["file"]), "class": text.cell(
             row["class"])} for row in rows)

@@ -15,6 +15,7 @@ with the key and the line it is on. Four modules, one concern each:
 
 from cnncli.config.located import (
     beside_config,
+    given_by,
     line_of,
     locate,
     odd_key,
@@ -78,6 +79,7 @@ __all__ = [
     "check_part",
     "device_hint",
     "digest_of",
+    "given_by",
     "inherit_older_run",
     "line_of",
     "load",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnncli import files
-from cnncli.infer import sidecar
+from cnncli.infer import artefact, sidecar
 from cnncli.infer.sidecar import INPUT_NAME, ExportInfo
 
 
@@ -37,7 +37,8 @@ def describe(fmt: str, quantization: str, shape, reference, check: dict | None =
         class_names=tuple(reference.class_names),
         preprocessing=getattr(reference, "preprocessing", meta.preprocessing),
         model_input=tuple(int(d) for d in reference.network_input), model=meta.model,
-        dataset=meta.dataset, resize=meta.resize, held_out=meta.held_out,
+        dataset=meta.dataset, resize=meta.resize,
+        held_out=artefact.held_out(meta, reference.artefact),
         source=str(source) if source else None, check=dict(check or {}), scores=scores)
 
 

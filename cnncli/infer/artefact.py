@@ -46,6 +46,7 @@ def resolve(target: str | os.PathLike) -> Artefact:
     path = Path(text)
     if modelfile.is_remote(text) or text.endswith(".keras") or path.is_file():
         modelfile.check_model_path(text)
+        path = path if modelfile.is_remote(text) else path.absolute()  # named as runs are
         meta = saved_meta.read(path)
         run = None if modelfile.is_remote(text) else _run_whose_model(path)
         if run is not None:  # its run's own model: the run, as `cnncli evaluate RUN` takes it
@@ -63,6 +64,21 @@ def resolve(target: str | os.PathLike) -> Artefact:
                          file=str(run), hint=rundir.no_model_hint(run))
     saved = config.load(run / rundir.CONFIG)
     return Artefact(model, run, saved_meta.read(model), saved.data)
+
+
+def held_out(meta: ModelMeta, art: Artefact | None) -> str | None:
+    """The digest of the images the model's training held out (`ModelMeta.held_out`); for
+    a model saved before its file held it, the one its run recorded
+    (`RunMetrics.dataset.held_out`)."""
+    if meta.held_out or art is None or art.run is None:
+        return meta.held_out
+    from cnncli.run.record import RunMetrics
+
+    try:
+        recorded = RunMetrics.read(art.run)
+    except ValueError:  # a damaged record: `cnncli runs` says so
+        return None
+    return recorded.dataset.held_out if recorded else None
 
 
 def _run_whose_model(path: Path) -> Path | None:

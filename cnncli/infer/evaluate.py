@@ -98,7 +98,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         notes += _split_notes(ds, source, data=data, all_images=all_images,
                               trained_on=trained_on, run=bool(art and art.run))
         if trained_on:
-            notes += _changed_since_training(ds, clf.meta.held_out or _recorded_held_out(art))
+            notes += _changed_since_training(ds, artefact.held_out(clf.meta, art))
         result = _measure(ds, labels, clf, batch_size, notes)
         written = _write_files(folder, result, ds, clf, given or source, notes) \
             if folder else {}
@@ -133,20 +133,6 @@ def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool,
                 "these images are ones the model learned from, so the figures are higher "
                 "than on photos it has not seen"]
     return []
-
-
-def _recorded_held_out(art) -> str | None:
-    """The held-out images' digest a run recorded (`RunMetrics.dataset.held_out`), for a
-    model saved before its file held it (`ModelMeta.held_out`)."""
-    from cnncli.run.record import RunMetrics
-
-    if art is None or art.run is None:
-        return None
-    try:
-        recorded = RunMetrics.read(art.run)
-    except ValueError:  # a damaged record: `cnncli runs` says so
-        return None
-    return recorded.dataset.held_out if recorded else None
 
 
 def _changed_since_training(ds, then: str | None) -> list[str]:
@@ -283,8 +269,8 @@ def _output_folder(output, run: Path | None, data: str | None, given: str | None
     run's (`given`: `_data_id`), or for every image of the run's data (`all_images`:
     ``-all`` added to its name), an ``eval-<data>`` folder inside it (the run's own
     evaluation of its held-out images is kept)."""
-    if output is not None:
-        return Path(output).expanduser()
+    if output is not None:  # absolute, as a run's own folder is (evaluation.json's paths)
+        return Path(output).expanduser().absolute()
     if run is None:
         own = artefact.model_instead(model)
         said = (f"{Path(model).name} is not the model of its run ({own.name} is)" if own

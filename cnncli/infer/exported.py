@@ -169,7 +169,8 @@ def load(path: str | os.PathLike) -> ExportedClassifier:
                          file=str(path), hint="keep the JSON cnncli export wrote beside it")
     meta = info.meta() if info else sidecar.ExportInfo(which, input_shape=shape,
                                                          class_names=tuple(names)).meta()
-    return ExportedClassifier(str(path), tuple(shape), names, meta, None, kind=which,
+    # named by its absolute path, as a .keras model is (`artefact.resolve`)
+    return ExportedClassifier(str(path.absolute()), tuple(shape), names, meta, None, kind=which,
                               runtime=runtime, info=info, run_batch=run)
 
 

@@ -28,8 +28,8 @@ from cnncli.model import imagenet
 class ImageResult:
     file: str
     top: list[tuple[str, float]]  # (class name, probability or score), best first
-    wordnet_ids: list[str] | None = None  # the top classes' (an ImageNet model's), in order
     gradcam: str | None = None  # its heat map's file (predict --explain)
+    wordnet_ids: list[str] | None = None  # the top classes' (an ImageNet model's), in order
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Result:
     errors: list[CnnError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     scores: bool = False  # the model's outputs are raw scores, not probabilities
+    wordnet: bool = False  # the model's classes are ImageNet's: each has a WordNet ID
 
 
 def predict(sources: list[str], *, model: str | classifier.Classifier, top: int = 5,
@@ -55,9 +56,11 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                         hint="give image files, folders, globs, @list.txt or - (paths on "
                              "standard input), one image at least")
     result = Result(model=loaded.name, errors=empty,
-                    warnings=artefact.unfinished(loaded.artefact, "predicts with", "predict"))
+                    warnings=artefact.unfinished(loaded.artefact, "predicts with", "predict")
+                    + _other_resize(loaded, resize))
     top = max(1, min(top, len(loaded.class_names)))
     wordnet = imagenet.wordnet_ids(loaded.class_names)
+    result.wordnet = wordnet is not None
     # decoded in threads, the next batch while the model works on this one
     decoded = parallel.ordered_map(lambda f: _read(f, loaded, resize), files,
                                    threads=parallel.DECODE_THREADS, ahead=batch_size + 1)
@@ -89,8 +92,18 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 best = metrics.top_k(p, top)
                 result.images.append(ImageResult(
                     file, [(loaded.class_names[i], float(p[i])) for i in best],
-                    [wordnet[i] for i in best] if wordnet else None))
+                    wordnet_ids=[wordnet[i] for i in best] if wordnet else None))
     return result
+
+
+def _other_resize(loaded: classifier.Classifier, resize: str) -> list[str]:
+    """A note when `resize` is not how the images of the model's training were resized
+    (a model cnncli trained: its file records its data and resize mode)."""
+    if loaded.meta.dataset is None or resize == loaded.meta.resize:
+        return []
+    return [f"{loaded.name} was trained on images resized by {loaded.meta.resize}; "
+            f"--resize {resize} gives it images shaped otherwise (its answers may differ "
+            "from what its training's figures promise)"]
 
 
 def not_numbers(model: str, file: str | None = None, count: int = 1,

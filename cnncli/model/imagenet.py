@@ -64,5 +64,6 @@ def shared_names() -> frozenset[str]:
     >>> sorted(shared_names())
     ['crane', 'maillot']
     """
-    seen: set[str] = set()
-    return frozenset(name for name in class_names() if name in seen or seen.add(name))
+    from collections import Counter
+
+    return frozenset(name for name, n in Counter(class_names()).items() if n > 1)

@@ -348,7 +348,7 @@ def save_model_atomic(model: keras.Model, path: str | os.PathLike,
     if not os.path.isdir(folder):
         raise ModelError("the folder to save the model in does not exist", file=text)
     tmp = os.path.join(
-        folder, f".{os.path.basename(text)}.{os.getpid()}-{secrets.token_hex(4)}.tmp.keras"
+        folder, f"{files.unfinished_prefix(text)}{os.getpid()}-{secrets.token_hex(4)}.tmp.keras"
     )
     try:
         model.save(tmp)

@@ -301,6 +301,7 @@ def _weights_problems(built: builder.Built | None, cfg: config.RunConfig,
     if built is None:
         return []
     found, notes = transfer.check_weights(built, cfg, file)
+    found = config.locate(found, file, cfg.set_by)  # a missing `model.weights`: its line
     built.warnings += notes
     return found
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import text
+from cnncli import runfolder, text
 from cnncli.errors import TrainingError
-from cnncli.files import parse_json, write_atomic
+from cnncli.files import parse_json, remove_leftovers, write_atomic
 from cnncli.run import rundir
 from cnncli.run.state import TrainState
 
@@ -80,17 +80,19 @@ def remove(run: Path) -> None:
     """Remove the run's backups, and what a write of one stopped mid-way left."""
     for name in (BACKUP, PREVIOUS):
         (run / name).unlink(missing_ok=True)
-    _remove_unfinished(run)
+    remove_unfinished(run)
 
 
-def _remove_unfinished(run: Path) -> None:
-    """Remove the temporary files of backups whose writing never finished (a ``kill -9``
-    during `write_atomic`): nothing reads them, and each is a backup's size."""
-    for stray in run.glob(f".{BACKUP}.*"):
-        stray.unlink(missing_ok=True)
+def remove_unfinished(run: Path) -> None:
+    """Remove what writes of the run's backups and model files stopped mid-way (a ``kill
+    -9``) left: nothing reads them, and each is a backup's or a model's size. Only by the
+    run's writer (`rundir.writer`): another worker's process reads the run, not writes."""
+    for name in (BACKUP, runfolder.BEST_MODEL, runfolder.LAST_MODEL):
+        remove_leftovers(run / name)
 
 
-def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
+def load(run: Path, model, prepare=None, *, mend: bool = True
+         ) -> tuple[TrainState, str | None]:
     """Restore the newest readable backup into `model`; return (state, note).
 
     `prepare(state)`, if given, is called with the backup's state before its variables
@@ -98,10 +100,10 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
 
     `note` says what was lost when the newest backup was unreadable and the
     previous one was used; the unreadable one is then removed, or the next backup would
-    rotate it over the readable one (`save` keeps the newest as the previous). Raises
-    `TrainingError` if no backup can be read.
+    rotate it over the readable one (`save` keeps the newest as the previous), when
+    `mend` (this process is the run's writer: not another worker of several machines,
+    which only reads it). Raises `TrainingError` if no backup can be read.
     """
-    _remove_unfinished(run)  # no other process writes here: `rundir.writer` holds the run
     problems = []
     for i, name in enumerate((BACKUP, PREVIOUS)):
         path = run / name
@@ -120,8 +122,9 @@ def load(run: Path, model, prepare=None) -> tuple[TrainState, str | None]:
             prepare(state)
         _restore(model, arrays, path)
         note = None
-        if i == 1:
+        if i == 1 and mend:
             (run / BACKUP).unlink(missing_ok=True)  # unreadable: never to become PREVIOUS
+        if i == 1:
             why = "; ".join(problems) or f"{BACKUP} is missing: its write did not finish"
             note = (f"the newest backup was unreadable ({why}); resumed from "
                     f"the previous one, at epoch {state.epoch + 1} step {state.step}: "

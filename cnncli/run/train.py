@@ -33,8 +33,10 @@ from cnncli.errors import (
     DataError,
     DeviceError,
     NoSuchDevice,
+    Terminated,
     TrainingError,
     WriteError,
+    stopped_by,
 )
 from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import agreement, checkpoint, finetune, loop, record, resume, rundir
@@ -142,18 +144,19 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
             run, state = _start(p, stack)
             if made is not None:
                 made.append(run)
-        RunStatus(RUNNING).write(run)
-        reporter.begin(p, run, resumed=bool(resume))
         try:
+            RunStatus(RUNNING).write(run)
+            reporter.begin(p, run, resumed=bool(resume))
             callback = RunCallback(p, run, model, state, reporter, ways)
-        except BaseException as exc:  # its files (TensorBoard's) cannot be made: not left
+        except BaseException as exc:  # e.g. TensorBoard's files cannot be made: not left
             stopped = isinstance(exc, KeyboardInterrupt)  # `running` (a process gone)
             if stopped and not resume:  # before its first step: no run is left of it
                 rundir.remove_unstarted(run)
                 raise
+            why = (f"stopped by {stopped_by(isinstance(exc, Terminated))} before this "
+                   "resume's first step") if stopped else str(exc) or type(exc).__name__
             with contextlib.suppress(OSError):
-                RunStatus(INTERRUPTED if stopped else FAILED, str(exc) or "stopped by "
-                          "Ctrl-C or SIGTERM before its first step").write(run)
+                RunStatus(INTERRUPTED if stopped else FAILED, why).write(run)
             raise
         result = _fit_and_finish(p, model, state, run, callback, reporter)
         checkpoint.remove(run)  # a finished run needs no backup (tens of MB each)
@@ -251,7 +254,9 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
         _check_same_network(saved_state.network, p.spec, p.cfg.model, run)
         finetune.restore(p, model, saved_state)
 
-    state, note = checkpoint.load(run, model, prepare)
+    if p.placement.is_chief:  # the run's writer (`rundir.writer` above)
+        checkpoint.remove_unfinished(run)
+    state, note = checkpoint.load(run, model, prepare, mend=p.placement.is_chief)
     state.data = data  # the same data (checked), recorded as this version records it
     state.network = p.spec.digest()
     if note:

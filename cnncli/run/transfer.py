@@ -234,23 +234,23 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
 
 
 def given_at(error: ModelError, cfg: config.RunConfig, file: str | None) -> ModelError:
-    """`error`, a weights file `model.weights` names that is not there, said where it was
-    given: at its line of the config `file` (as written there: `cfg` may hold it made
-    absolute), or by ``--weights``; when it is there from the config's folder but not
-    from the current one, the hint says so (as for `data.name`)."""
+    """`error`, a weights file `model.weights` names that is not there, made to be said
+    where it was given (by `config.locate`: its line of the config `file`, or the
+    ``--weights`` or ``--set`` that gave it), the file as written in the config (`cfg` may
+    hold it made absolute); when it is there from the config's folder but not from the
+    current one, the hint says so (as for `data.name`)."""
     named = cfg.model.get("weights") if isinstance(cfg.model, dict) else None
     if not named or error.file != named or Path(named).is_file():  # (a file that is there
         return error  # and does not fit, or a layer's `pretrained:` weights: as they are)
-    if "model.weights" in cfg.set_by:  # --weights FILE (or --set model.weights=FILE)
-        error.message = f"`model.weights`: {error.message} ({named})"
-        error.file, error.where = None, cfg.set_by["model.weights"]
+    error.file = None  # where it was given says it (`config.locate`: the line, the option)
+    if config.given_by("model.weights", cfg.set_by) or not file:  # --weights FILE names it
+        error.message = f"`model.weights`: {error.message}"
         return error
-    doc = yamlio.load(file) if file else None
+    doc = yamlio.load(file)
     written = doc.get("model") if isinstance(doc, dict) else None
     written = written.get("weights") if isinstance(written, dict) else None
+    error.message = f"`model.weights`: {error.message} ({written or named})"
     if isinstance(written, str):
-        error.message = f"`model.weights`: {error.message} ({written})"
-        error.file, error.line = file, config.line_of(doc, "model.weights")
         error.hint = config.beside_config(written, file) or error.hint
     return error
 
