@@ -35,15 +35,10 @@ def remove_leftovers(path: Path) -> None:
     """Remove what atomic writes of `path` stopped mid-way (a ``kill -9``) left beside
     it: nothing reads them, and each can be the size of a model. Only where no other
     process writes `path` now."""
-    for stray in path.parent.glob(glob_escape(unfinished_prefix(path)) + "*"):
-        stray.unlink(missing_ok=True)
-
-
-def glob_escape(text: str) -> str:
-    """`text` matched literally by `Path.glob` (``[`` and ``]`` in a name)."""
     import glob
 
-    return glob.escape(text)
+    for stray in path.parent.glob(glob.escape(unfinished_prefix(path)) + "*"):
+        stray.unlink(missing_ok=True)
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
