@@ -618,16 +618,24 @@ def test_the_run_s_own_folder_unchanged_is_its_held_out_fifth_without_a_warning(
     assert rep.result.count == 6 and not any("changed since" in n for n in rep.notes)
 
 
+def evaluated_with_an_image_added(photos, model, output):
+    """`model` evaluated on its training folder `photos` with one image more (its seeded
+    fifth then takes other images), the folder as it was again after."""
+    cf.save_image(cf.band_image(0, seed=99), photos / "0" / "new.png")
+    try:
+        return evaluation.evaluate(model, output=output)
+    finally:
+        (photos / "0" / "new.png").unlink()
+
+
+CHANGED = "photos changed since the model trained (images added, removed or renamed)"
+
+
 def test_a_folder_changed_since_training_warns_that_its_fifth_moved_onto_trained_images(
         folder_run, tmp_path):
     run, photos = folder_run
-    cf.save_image(cf.band_image(0, seed=99), photos / "0" / "new.png")
-    try:
-        rep = evaluation.evaluate(run, output=tmp_path / "e")
-    finally:
-        (photos / "0" / "new.png").unlink()
-    assert any(n.startswith("photos changed since the model trained (images added, removed "
-                            "or renamed)") for n in rep.notes), rep.notes
+    rep = evaluated_with_an_image_added(photos, run, tmp_path / "e")
+    assert any(n.startswith(CHANGED) for n in rep.notes), rep.notes
 
 
 @pytest.fixture(scope="module")
@@ -653,13 +661,8 @@ def test_a_model_apart_from_its_run_warns_when_its_folder_changed_since_training
     assert not any("changed since" in n for n in before.notes)
     assert "photos has no test split of its own: its test images are the seeded fifth its " \
         "training held out (6 of 30)" in before.notes
-    cf.save_image(cf.band_image(0, seed=99), photos / "0" / "new.png")
-    try:
-        rep = evaluation.evaluate(model, output=tmp_path / "after")
-    finally:
-        (photos / "0" / "new.png").unlink()
-    assert any(n.startswith("photos changed since the model trained (images added, removed "
-                            "or renamed)") for n in rep.notes), rep.notes
+    rep = evaluated_with_an_image_added(photos, model, tmp_path / "after")
+    assert any(n.startswith(CHANGED) for n in rep.notes), rep.notes
 
 
 def test_an_exported_model_and_the_files_written_are_named_by_absolute_paths_as_a_runs(
@@ -692,12 +695,8 @@ def test_a_model_file_from_before_it_recorded_its_held_out_images_uses_its_runs_
     exporter.export(old, formats=["onnx"], output=tmp_path / "export")
     sidecar = json.loads((tmp_path / "export" / "model.onnx.json").read_text())
     assert sidecar["held_out"] == recorded and recorded
-    cf.save_image(cf.band_image(0, seed=99), photos / "0" / "new.png")
-    try:
-        rep = evaluation.evaluate(old, output=tmp_path / "e")
-    finally:
-        (photos / "0" / "new.png").unlink()
-    assert any(n.startswith("photos changed since the model trained") for n in rep.notes)
+    rep = evaluated_with_an_image_added(photos, old, tmp_path / "e")
+    assert any(n.startswith(CHANGED) for n in rep.notes), rep.notes
 
 
 def test_all_images_of_the_data_an_exported_model_trained_on_says_so(exported_folder_model,
