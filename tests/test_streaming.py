@@ -688,6 +688,19 @@ def test_a_disk_cache_reserves_its_space_up_front(tmp_path, monkeypatch):
     assert stat.st_blocks * 512 >= stat.st_size
 
 
+def test_a_disk_cache_reserves_its_space_where_there_is_no_posix_fallocate(tmp_path,
+                                                                           monkeypatch):
+    """macOS has no `os.posix_fallocate`: the zeros are written instead."""
+    monkeypatch.delattr(os, "posix_fallocate")
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    ImageLoader(ds.train, SHAPE, cache="disk")
+    [path] = (tmp_path / "cache").glob("*/images.u8")
+    stat = path.stat()
+    assert stat.st_size == len(ds.train) * np.prod(SHAPE)
+    assert stat.st_blocks * 512 >= stat.st_size and not any(path.read_bytes())
+
+
 def test_a_disk_cache_is_not_mapped_into_memory(tmp_path, monkeypatch):
     """Mapped pages count in the process's resident memory as they are touched (6 GB for
     40,000 photos at 224x224); read and written in place, they stay the OS's page cache."""

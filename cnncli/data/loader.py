@@ -249,6 +249,18 @@ class ImageLoader:
             self._filled.flush()
 
 
+def _reserve(fd: int, size: int) -> None:
+    """Give the file `fd` `size` bytes of zeros that the disk has room for (a full disk
+    is an `OSError` now): `os.posix_fallocate` where the system has it (Linux), else
+    (macOS) the zeros written."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+        return
+    zeros, left = memoryview(bytes(1 << 20)), size
+    while left:
+        left -= os.write(fd, zeros[:min(left, len(zeros))])
+
+
 def _open_store(folder: Path, shape: tuple[int, ...], made: list[Path]):
     """The disk cache in `folder`: the images (`FileImages`) and which are filled in;
     what it made is added to `made`.
@@ -273,7 +285,7 @@ def _open_store(folder: Path, shape: tuple[int, ...], made: list[Path]):
                 made.append(tmp)
                 fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    os.posix_fallocate(fd, 0, size)  # zeros
+                    _reserve(fd, size)  # zeros
                 finally:
                     os.close(fd)
                 os.replace(tmp, path)
