@@ -229,15 +229,15 @@ def test_freeze_by_number_and_prefix_and_unfreeze_from_a_layer(source):
 
 
 def test_a_bad_freeze_does_not_hide_the_fine_tunings_own_problems(source):
-    """Two freeze names that match nothing, an unfreeze name that matches nothing and a
-    second stage that would never start: four problems, said at once; a prefix is
-    answered with a prefix."""
+    """Two freeze names that match nothing (one given twice: said once), an unfreeze name
+    that matches nothing and a second stage that would never start: four problems, said
+    at once; a prefix is answered with a prefix."""
     from cnncli.model import builder
 
     model = builder.build(spec.from_run_config(config.parse({"model": {"from": str(source)}}),
                                                classes=3))
     ft = config.FineTuneSection(after_epochs=3, unfreeze="conv1_2")
-    train = config.TrainSection(epochs=3, freeze=["batch_norm_", "fc9"], fine_tune=ft)
+    train = config.TrainSection(epochs=3, freeze=["batch_norm_", "fc9", "fc9"], fine_tune=ft)
     errors = transfer.problems(train, model, 3)
     assert [(e.message, e.hint) for e in errors] == [
         ("`train.freeze`: no layer is named 'batch_norm_' or starts with it",

@@ -1526,7 +1526,8 @@ def test_ctrl_c_after_the_last_epoch_still_finishes_the_run(tmp_path):
     assert files.read_json(result.run / "state.json")["status"] == "finished"
     assert (result.run / "model.keras").is_file() and not rundir.has_backup(result.run)
     assert len(history_rows(result.run)) == 2
-    assert keys.notes == ["Ctrl-C came after the last step: the run was finished and saved"]
+    assert keys.notes == ["Ctrl-C came as the run's last steps ran (or after them): they "
+                          "were finished and the run saved"]
 
 
 def test_a_run_whose_files_cannot_be_made_is_failed_not_left_running(tmp_path, monkeypatch):

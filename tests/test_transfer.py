@@ -654,6 +654,23 @@ def test_dry_run_refuses_a_weights_file_that_is_not_there_as_check_does(tmp_path
     assert result.stdout == "" and not (tmp_path / "runs").exists()
 
 
+def test_dry_run_says_a_weights_file_that_is_no_weights_file_with_the_freezings_problems(
+        tmp_path):
+    """As check does: every problem at once, the unreadable file's exit code (3)."""
+    from cnncli.errors import ManyErrors
+
+    (tmp_path / "corrupt.weights.h5").write_bytes(b"garbage")
+    path = write_config(tmp_path, model=f"{{from: mobilenet_v2, weights: "
+                                        f"{tmp_path / 'corrupt.weights.h5'}}}",
+                        train="freeze: [nosuch]")
+    with pytest.raises(ManyErrors) as caught:
+        checking.dry_run(config.load(path), str(path))
+    messages = [e.message for e in caught.value.errors]
+    assert any("no layer is named 'nosuch'" in m for m in messages), messages
+    assert any("weights file" in m for m in messages), messages
+    assert caught.value.exit_code == 3
+
+
 def test_a_random_backbone_frozen_on_purpose_is_warned_about_in_check_and_dry_run(tmp_path):
     """`weights: none` with `freeze: backbone` said: only the head would learn all the
     same; the dry run (`build_config`) says it as `check` does."""

@@ -278,12 +278,8 @@ def dry_run(cfg: config.RunConfig, file: str | None, classes: int | None = None
     when the data has been read), once every problem of it and of the training settings
     that training would refuse without reading the data has been raised at once, as
     training raises them."""
-    errors: list[CnnError] = []
-    built = None
-    try:
-        built = build_config(cfg, file, classes=classes, epochs=cfg.train.planned_epochs)
-    except CnnError as exc:
-        errors += getattr(exc, "errors", [exc])
+    # as `check`: the network's and the freezing's problems with the weights files'
+    built, errors = _assemble(cfg, file, classes=classes, epochs=cfg.train.planned_epochs)
     outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
     try:
         check_training(cfg.train, outputs, file=file)

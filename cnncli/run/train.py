@@ -402,8 +402,8 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
             loop.fit(p, model, state, callback, relay)
             result = _finish(p, model, state, run, callback)
         if signals.signal:
-            reporter.note(f"{signal_name(signals.signal)} came after the last step: the run "
-                          "was finished and saved")
+            reporter.note(f"{signal_name(signals.signal)} came as the run's last steps ran "
+                          "(or after them): they were finished and the run saved")
         return result
     except BaseException as exc:
         error = exc

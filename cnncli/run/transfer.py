@@ -106,7 +106,7 @@ def frozen_paths(model, setting) -> list[str]:
             raise ConfigError(f"`train.freeze: {setting}`: the model has {len(paths)} "
                               "layers", hint=f"freeze at most {len(paths)}")
         return paths[:setting]
-    unknown = [n for n in setting if not any(_matches(p, n) for p in paths)]
+    unknown = [n for n in dict.fromkeys(setting) if not any(_matches(p, n) for p in paths)]
     if unknown:  # each said; a prefix gets a prefix as its "did you mean"
         raise_all([ConfigError(f"`train.freeze`: no layer is named '{name}' or starts with "
                                "it", hint=suggest(name, _names(paths) + _prefixes(paths, name)))
@@ -340,13 +340,17 @@ def _names(paths: list[str]) -> list[str]:
 
 
 def _prefixes(paths: list[str], name: str) -> list[str]:
-    """The layers' names cut to the length of `name`, which `train.freeze` may be the
-    beginning of (``blok_1_`` is closest to ``block_1_``, not to ``block_1_pad``).
+    """The layers' names cut to the length of `name` or a letter more (a typo may drop
+    one), which `train.freeze` may be the beginning of (``blok_1_`` is closest to
+    ``block_1_``, not to ``block_1_pad``, nor to ``block_1``, which also begins
+    ``block_10``). Not shorter: a shorter beginning freezes more layers.
 
-    >>> _prefixes(["m/block_1_pad", "m/block_1_expand"], "blok_1_")
-    ['block_1']
+    >>> _prefixes(["m/block_1_pad"], "blok_1_")
+    ['block_1', 'block_1_']
     """
-    return sorted({n[:len(name)] for n in _names(paths)} - set(_names(paths)))
+    names = _names(paths)
+    return sorted({n[:size] for n in names for size in (len(name), len(name) + 1)}
+                  - set(names))
 
 
 def _is_batch_norm(layer) -> bool:
