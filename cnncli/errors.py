@@ -64,7 +64,7 @@ class CnnError(Exception):
         self.file = None if file is None else str(file)
         self.line = line
         self.where = where
-        self.hint = hint
+        self.hint = hint or None  # (`suggest` finding nothing gives "")
         super().__init__(str(self))
 
     def location(self) -> str:
@@ -90,7 +90,7 @@ class CnnError(Exception):
             "file": self.file,
             "line": self.line,
             "where": self.where,
-            "hint": self.hint,
+            "hint": self.hint or None,  # one "no hint" in JSON, however it was set
             "exit_code": self.exit_code,
         }
 

@@ -481,6 +481,17 @@ def test_a_case_code_tells_apart_is_reported_in_json_as_the_error_it_is_a_case_o
     assert missing["message"] == "--device gpu:1 was asked for, but TensorFlow sees no GPU"
 
 
+def test_an_error_without_a_hint_has_null_as_its_hint_in_json_however_it_was_made():
+    from cnncli.errors import ConfigError, ManyErrors, suggest
+
+    nothing_close = ConfigError("no layer is named 'zzz'", hint=suggest("zzz", ["conv1"]))
+    set_later = ConfigError("bad")
+    set_later.hint = ""
+    many = ManyErrors([nothing_close, set_later]).to_dict()
+    assert [e["hint"] for e in many["errors"]] == [None, None]
+    assert str(nothing_close) == "no layer is named 'zzz'"
+
+
 def test_a_command_line_typer_refuses_is_a_json_error_when_json_was_asked_for():
     result = cnncli("runs", "--json", "--bogus")
     assert result.returncode == 2
