@@ -676,29 +676,32 @@ def test_a_file_rewritten_with_its_old_modification_time_is_not_read_from_the_ca
     assert again.batch(np.arange(2))[0][0, 0, 0].tolist() == [0, 0, 255]
 
 
-def test_a_disk_cache_reserves_its_space_up_front(tmp_path, monkeypatch):
-    """Not a sparse file: on a disk that fills up, writing a page of one would kill the
-    process (SIGBUS) mid-epoch."""
+def made_disk_cache(tmp_path, monkeypatch):
+    """The images file of a disk cache made for a photo folder's training images, and how
+    many bytes it must hold."""
     monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     ImageLoader(ds.train, SHAPE, cache="disk")
     [path] = (tmp_path / "cache").glob("*/images.u8")
+    return path, len(ds.train) * np.prod(SHAPE)
+
+
+def test_a_disk_cache_reserves_its_space_up_front(tmp_path, monkeypatch):
+    """Not a sparse file: on a disk that fills up, writing a page of one would kill the
+    process (SIGBUS) mid-epoch."""
+    path, size = made_disk_cache(tmp_path, monkeypatch)
     stat = path.stat()
-    assert stat.st_size == len(ds.train) * np.prod(SHAPE)
-    assert stat.st_blocks * 512 >= stat.st_size
+    assert stat.st_size == size and stat.st_blocks * 512 >= stat.st_size
 
 
 def test_a_disk_cache_reserves_its_space_where_there_is_no_posix_fallocate(tmp_path,
                                                                            monkeypatch):
     """macOS has no `os.posix_fallocate`: the zeros are written instead."""
     monkeypatch.delattr(os, "posix_fallocate")
-    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    ds = datasets.load(photo_folder(tmp_path / "photos"))
-    ImageLoader(ds.train, SHAPE, cache="disk")
-    [path] = (tmp_path / "cache").glob("*/images.u8")
+    path, size = made_disk_cache(tmp_path, monkeypatch)
     stat = path.stat()
-    assert stat.st_size == len(ds.train) * np.prod(SHAPE)
-    assert stat.st_blocks * 512 >= stat.st_size and not any(path.read_bytes())
+    assert stat.st_size == size and stat.st_blocks * 512 >= stat.st_size
+    assert not any(path.read_bytes())
 
 
 def test_a_disk_cache_is_not_mapped_into_memory(tmp_path, monkeypatch):
