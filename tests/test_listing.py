@@ -141,10 +141,16 @@ def test_a_run_that_failed_for_want_of_space_is_failed_not_killed(tmp_path, monk
         "failed"
 
 
-def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):
+def interrupted_with_history(tmp_path, history: str):
+    """An interrupted run whose history.csv is `history`."""
     run = make_run(tmp_path, "a", "1", {"status": "interrupted"})
-    (run / "history.csv").write_text(
-        "epoch,accuracy,loss,val_accuracy,val_loss,images_per_s\n"
+    (run / "history.csv").write_text(history)
+    return run
+
+
+def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):
+    run = interrupted_with_history(
+        tmp_path, "epoch,accuracy,loss,val_accuracy,val_loss,images_per_s\n"
         "1,0.80,0.6,0.8812,0.41,900.5\n2,0.88,0.4,0.9069,0.33,950.0\n")
     row = listing.summarize(run)
     assert (row.status, row.epochs, row.best_metric, row.best, row.images_per_s) == (
@@ -157,9 +163,8 @@ def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):
 
 def test_an_interrupted_run_without_validation_shows_its_best_loss(tmp_path):
     """history.csv heads accuracy and validation columns even when they stay empty."""
-    run = make_run(tmp_path, "a", "1", {"status": "interrupted"})
-    (run / "history.csv").write_text(
-        "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_s\n"
+    run = interrupted_with_history(
+        tmp_path, "epoch,loss,accuracy,val_loss,val_accuracy,seconds,images_per_s\n"
         "1,0.9,,,,3.1,900.5\n2,0.5,,,,3.0,950.0\n")
     row = listing.summarize(run)
     assert (row.best_metric, row.best) == ("loss", 0.5)
