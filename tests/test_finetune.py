@@ -249,6 +249,25 @@ def test_a_bad_freeze_does_not_hide_the_fine_tunings_own_problems(source):
         ("`train.fine_tune.unfreeze`: no layer is named 'conv1_2'", "did you mean 'conv1_1'?")]
 
 
+def test_a_second_stage_after_the_runs_last_step_says_the_steps_that_made_its_epochs(source):
+    """With `train.steps`, the epochs are the steps' doing: the error says so and how many
+    steps would reach the second stage; with `--epochs`, it names the option."""
+    from cnncli.model import builder
+
+    model = builder.build(spec.from_run_config(config.parse({"model": {"from": str(source)}}),
+                                               classes=3))
+    ft = config.FineTuneSection(after_epochs=3)
+    train = config.TrainSection(steps=20, fine_tune=ft, freeze="backbone")
+    [error] = transfer.problems(train, model, 2, steps_per_epoch=10)
+    assert (error.message, error.hint) == (
+        "`train.fine_tune.after_epochs` (3) is not below the run's 2 epochs (`train.steps: "
+        "20` at 10 steps an epoch): the fine-tuning stage would never start",
+        "train for more than 30 steps, or unfreeze sooner")
+    train = config.TrainSection(epochs=2, fine_tune=ft, freeze="backbone")
+    [error] = transfer.problems(train, model, 2, set_by={"train.epochs": "--epochs 2"})
+    assert "not below the number of epochs (2, given by --epochs 2)" in error.message
+
+
 def test_unfreezing_only_layers_without_weights_is_refused(source):
     """After the last BatchNormalization only a pooling layer is left: it learns nothing,
     so the second stage would train nothing new."""

@@ -171,8 +171,9 @@ def test_a_keras3_weights_file_of_another_network_is_refused_by_check_quietly(tm
     with pytest.raises(ModelError) as caught:
         checking.check(str(path))
     assert caught.value.message == (
-        "these weights do not fit mobilenet_v2 without its classifier: 103 layers could not "
-        "be loaded; the first, 'Conv1', needs (3, 3, 3, 32), the file holds (3, 3, 3, 16)")
+        f"`model.weights` ({tmp_path}/small.weights.h5): these weights do not fit "
+        "mobilenet_v2 without its classifier: 103 layers could not be loaded; the first, "
+        "'Conv1', needs (3, 3, 3, 32), the file holds (3, 3, 3, 16)")
     assert NOTOP in caught.value.hint
     assert [str(w.message) for w in recwarn] == []  # Keras' one warning per variable
 
@@ -341,8 +342,7 @@ def test_a_weights_file_beside_the_config_but_not_here_is_said_at_its_line_with_
         checking.check(str(path))
     error = caught.value
     assert (error.file, error.line) == (str(path), 1)
-    assert error.message == ("`model.weights`: the weights file does not exist "
-                             "(mine.weights.h5)")
+    assert error.message == "`model.weights` (mine.weights.h5): the weights file does not exist"
     assert error.hint.startswith(f"'mine.weights.h5' is there from the config's folder "
                                  f"({tmp_path / 'mine.weights.h5'}); paths in a config are "
                                  "read from the folder cnncli runs in: write "
@@ -652,6 +652,22 @@ def test_dry_run_refuses_a_weights_file_that_is_not_there_as_check_does(tmp_path
         "not exist. Hint: give the path of a weights file of mobilenet_v2" in " ".join(
             result.stderr.split())
     assert result.stdout == "" and not (tmp_path / "runs").exists()
+
+
+def test_an_unreadable_weights_file_is_said_at_the_config_line_naming_it_by_check_and_train(
+        tmp_path):
+    """Not only the file: where it was given, so the user sees which setting to change;
+    training (the plan, after the data is read) says it as `check` does."""
+    weights = tmp_path / "corrupt.weights.h5"
+    weights.write_bytes(b"garbage")
+    path = write_config(tmp_path, model=f"{{from: mobilenet_v2, weights: {weights}}}")
+    with pytest.raises(ModelError) as caught:
+        checking.check(str(path))
+    said = f"{path}:1: `model.weights` ({weights}): cannot read the weights file"
+    assert str(caught.value).startswith(said), caught.value
+    result = cnncli("train", str(path))
+    assert result.returncode == 3 and result.stderr.startswith(f"error: {said}"), result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_dry_run_says_a_weights_file_that_is_no_weights_file_with_the_freezings_problems(

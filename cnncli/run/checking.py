@@ -237,7 +237,7 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
                                           cfg.data.image_size))
     built.warnings[:0] = notes + transfer_spec.fresh_network_note(cfg.model) + \
         spec.resized_note(cfg)
-    errors = located(transfer.problems(cfg.train, built.model, epochs))
+    errors = located(transfer.problems(cfg.train, built.model, epochs, set_by=cfg.set_by))
     random = transfer.random_frozen_backbone(cfg.train, built)
     built.warnings += [random] if random else []
     if not errors:

@@ -200,8 +200,8 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
         data_notes = ["decoded in grey: the model takes 1 channel"]  # photos' colour too
     epochs = math.ceil(total / steps_per_epoch)
     try:
-        found = transfer.plan(cfg, built, epochs, file=config_file,  # weights, freeze
-                              download=not shown_only)  # checked
+        found = transfer.plan(cfg, built, epochs, steps_per_epoch=steps_per_epoch,
+                              file=config_file, download=not shown_only)  # checked
     except CnnError as exc:
         raise_all(config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by))
     return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,

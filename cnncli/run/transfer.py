@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli import config, yamlio
+from cnncli import config, text, yamlio
 from cnncli.errors import CnnError, ConfigError, ManyErrors, ModelError, raise_all, suggest
 from cnncli.model import backbone, backbone_weights
 
@@ -138,10 +138,13 @@ def unfrozen_paths(model, frozen: list[str], fine_tune) -> list[str]:
     return [p for p in chosen if not _is_batch_norm(leaves[p]) and leaves[p].weights]
 
 
-def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnError]:
+def problems(train: config.TrainSection, model, epochs: int | None, *,
+             steps_per_epoch: int | None = None, set_by: dict[str, str] | None = None
+             ) -> list[CnnError]:
     """Everything wrong with `train.freeze` and `train.fine_tune` for `model` (run for
-    `epochs`, when known): unknown layer names, nothing to unfreeze, a second stage that
-    would never start."""
+    `epochs`, when known: `train.steps` of `steps_per_epoch` each, or `train.epochs`, set on
+    the command line as `set_by` says): unknown layer names, nothing to unfreeze, a second
+    stage that would never start."""
     errors: list[CnnError] = []
     try:
         frozen = frozen_paths(model, freeze_setting(train, model))
@@ -159,10 +162,8 @@ def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnE
     if ft is None:
         return errors
     if epochs is not None and ft.after_epochs >= epochs:
-        errors.append(ConfigError(
-            f"`train.fine_tune.after_epochs` ({ft.after_epochs}) is not below the number of "
-            f"epochs ({epochs}): the fine-tuning stage would never start",
-            hint=f"train for more epochs than {ft.after_epochs}, or unfreeze sooner"))
+        errors.append(_never_starts(ft.after_epochs, epochs, train.steps, steps_per_epoch,
+                                    config.given_by("train.epochs", set_by)))
     if frozen is None:  # what `unfreeze` names can still be checked
         if isinstance(ft.unfreeze, str) and ft.unfreeze != "all":
             try:
@@ -186,15 +187,15 @@ def problems(train: config.TrainSection, model, epochs: int | None) -> list[CnnE
     return errors
 
 
-def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
-         download: bool = True) -> Transfer | None:
+def plan(cfg: config.RunConfig, built, epochs: int, *, steps_per_epoch: int | None = None,
+         file: str | None = None, download: bool = True) -> Transfer | None:
     """The run's `Transfer` (None when nothing is pretrained or frozen): checks, then
     finds each pretrained backbone's weights file (Keras downloads it when missing, not
     offline and `download`: else ImageNet's not here yet is left out, for a plan only
     shown, whose `check_weights` notes it) and checks that it fits. Raises every problem
     found."""
     model, t = built.model, cfg.train
-    errors = problems(t, model, epochs)
+    errors = problems(t, model, epochs, steps_per_epoch=steps_per_epoch, set_by=cfg.set_by)
     for error in errors:
         error.file = error.file or file
     raise_all(errors)
@@ -213,16 +214,19 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
     for node in nodes:
         sub = model.get_layer(node.name)
         if "name" in node.args:
+            path = None  # (ImageNet's file not here yet: found by a training's download)
             try:
                 path = backbone_weights.locate(node.args["name"], node.args["weights"],
                                                tuple(sub.input_shape[1:]),
                                                offline=cfg.data.offline, download=download)
+                if path is not None:
+                    backbone_weights.check_fit(sub, node.args["name"], path)
             except ModelError as exc:
-                if download or node.args["weights"] != "imagenet" or cfg.data.offline:
-                    raise given_at(exc, cfg, file) from None  # (offline: training stops)
+                if download or node.args["weights"] != "imagenet" or cfg.data.offline \
+                        or path is not None:  # (offline: training stops)
+                    raise given_at(exc, cfg, file) from None
                 continue  # not here yet: training downloads it
             if path is not None:
-                backbone_weights.check_fit(sub, node.args["name"], path)
                 weights.append(backbone_weights.record(node.name, node.args["name"],
                                                        node.args["weights"], path))
         else:
@@ -233,15 +237,38 @@ def plan(cfg: config.RunConfig, built, epochs: int, *, file: str | None = None,
     return Transfer(name, setting, frozen, unfrozen, t.fine_tune, weights, sources)
 
 
+def _never_starts(after: int, epochs: int, steps: int | None, steps_per_epoch: int | None,
+                  given: str | None) -> ConfigError:
+    """The error for a second stage after the run's last epoch, saying what made the run's
+    `epochs`: `train.steps` (of `steps_per_epoch` each), or `train.epochs` as `given` on the
+    command line (``--epochs 2``) or in the config.
+
+    >>> error = _never_starts(3, 2, 20, 10, None)
+    >>> error.message.split(": ")[0], error.hint
+    ("`train.fine_tune.after_epochs` (3) is not below the run's 2 epochs (`train.steps", \
+'train for more than 30 steps, or unfreeze sooner')
+    """
+    if steps and steps_per_epoch:
+        made = f"the run's {text.count(epochs, 'epoch')} (`train.steps: {steps}` at " \
+               f"{text.count(steps_per_epoch, 'step')} an epoch)"
+        more = f"more than {after * steps_per_epoch} steps"
+    else:
+        made = f"the number of epochs ({epochs}{', given by ' + given if given else ''})"
+        more = f"more epochs than {after}"
+    return ConfigError(f"`train.fine_tune.after_epochs` ({after}) is not below {made}: the "
+                       "fine-tuning stage would never start",
+                       hint=f"train for {more}, or unfreeze sooner")
+
+
 def given_at(error: ModelError, cfg: config.RunConfig, file: str | None) -> ModelError:
-    """`error`, a weights file `model.weights` names that is not there, made to be said
-    where it was given (by `config.locate`: its line of the config `file`, or the
-    ``--weights`` or ``--set`` that gave it), the file as written in the config (`cfg` may
-    hold it made absolute); when it is there from the config's folder but not from the
-    current one, the hint says so (as for `data.name`)."""
+    """`error`, about the weights file `model.weights` names (not there, unreadable, not
+    fitting), made to be said where it was given (by `config.locate`: its line of the
+    config `file`, or the ``--weights`` or ``--set`` that gave it), the file as written in
+    the config (`cfg` may hold it made absolute); when it is there from the config's
+    folder but not from the current one, the hint says so (as for `data.name`)."""
     named = cfg.model.get("weights") if isinstance(cfg.model, dict) else None
-    if not named or error.file != named or Path(named).is_file():  # (a file that is there
-        return error  # and does not fit, or a layer's `pretrained:` weights: as they are)
+    if not named or error.file != named:  # (a layer's `pretrained:` weights: as they are)
+        return error
     error.file = None  # where it was given says it (`config.locate`: the line, the option)
     if config.given_by("model.weights", cfg.set_by) or not file:  # --weights FILE names it
         error.message = f"`model.weights`: {error.message}"
@@ -249,8 +276,8 @@ def given_at(error: ModelError, cfg: config.RunConfig, file: str | None) -> Mode
     doc = yamlio.load(file)
     written = doc.get("model") if isinstance(doc, dict) else None
     written = written.get("weights") if isinstance(written, dict) else None
-    error.message = f"`model.weights`: {error.message} ({written or named})"
-    if isinstance(written, str):
+    error.message = f"`model.weights` ({written or named}): {error.message}"
+    if isinstance(written, str) and not Path(named).is_file():
         error.hint = config.beside_config(written, file) or error.hint
     return error
 
