@@ -111,7 +111,7 @@ def _strict(data):
     if isinstance(data, float):
         return data if math.isfinite(data) else None
     if isinstance(data, str):
-        return _no_surrogates(data) if _SURROGATE.search(data) else data
+        return as_text(data)
     if isinstance(data, dict):
         return {_strict(k): _strict(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
@@ -119,12 +119,20 @@ def _strict(data):
     return data
 
 
-def _no_surrogates(text: str) -> str:
-    """`text` with the bytes a file name held that were not UTF-8 as ``\\xNN``."""
+def as_text(name: str) -> str:
+    """`name` (a file name) with the bytes it held that were not UTF-8 as ``\\xNN``: text
+    that can be written anywhere (JSON, a model file, a plot), where Python holds such
+    bytes as lone surrogates that neither UTF-8 nor a font takes.
+
+    >>> as_text(b"caf\\xe9".decode("utf-8", "surrogateescape")), as_text("thé")
+    ('caf\\\\xe9', 'thé')
+    """
+    if not _SURROGATE.search(name):
+        return name
     try:
-        raw = text.encode("utf-8", "surrogateescape")
+        raw = name.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate that stands for no byte
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
     return raw.decode("utf-8", "backslashreplace")
 
 

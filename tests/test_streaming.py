@@ -566,6 +566,28 @@ def test_a_photo_folder_trains_and_predicts_from_the_command_line(tmp_path):
     assert _listing(tmp_path / "photos") == before
 
 
+def test_a_class_folder_whose_name_is_not_utf8_trains_and_evaluates_named_as_its_bytes(
+        tmp_path):
+    """A folder named on an old system (Latin-1 ``café``): Python holds its byte as a lone
+    surrogate, which neither UTF-8 (a run's digests, model files) nor a font (the
+    confusion matrix) takes; the class is named ``caf\\xe9`` everywhere instead. A photo
+    named so is read as it is."""
+    root = photo_folder(tmp_path / "photos")
+    (root / "a").rename(root / os.fsdecode(b"caf\xe9"))
+    (root / "b" / "0.jpg").rename(root / "b" / os.fsdecode(b"\xff.jpg"))  # and a photo's
+    assert datasets.load(root).class_names == ["b", "caf\\xe9"]
+    (tmp_path / "run.yaml").write_text("model: {from: linear, input: [16, 16, 3]}\n"
+                                       "data: {name: photos}\n"
+                                       "train: {epochs: 1, batch_size: 2}\n")
+    for command in (["train", "run.yaml"], ["evaluate", "runs/run/latest"]):
+        done = subprocess.run([sys.executable, "-m", "cnncli", *command], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert "caf\\xe9" in done.stdout
+    report = json.loads((tmp_path / "runs/run/1/evaluation.json").read_text())
+    assert [c["class"] for c in report["per_class"]] == ["b", "caf\\xe9"]
+
+
 def test_a_run_on_streamed_files_is_planned_without_decoding_them(tmp_path, monkeypatch):
     photo_folder(tmp_path / "photos")
     (tmp_path / "run.yaml").write_text(f"""

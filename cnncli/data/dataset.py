@@ -123,7 +123,8 @@ class Dataset:
 
         names = sorted(f"{self.class_names[label]}/{os.path.basename(path)}"
                        for path, label in zip(self.test.images, self.test.labels, strict=True))
-        return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+        text = "\n".join(names)  # (a name's bytes that are not UTF-8: as they are on disk)
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
     @property
     def image_shape(self) -> tuple[int, int, int] | None:

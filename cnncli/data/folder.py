@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli import files
 from cnncli.data import images, splits
 from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name, unread_photos
@@ -86,7 +87,8 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                             "image", file=str(root),
                             hint="give each class at least 2 images (one is held out for "
                                  "testing), or give train/ and test/ folders")
-    return Dataset(root.name or root.resolve().name, train, test, names,
+    return Dataset(root.name or root.resolve().name, train, test,
+                   [files.as_text(name) for name in names],  # (written in models, plots)
                    f"{root} ({layout}, streamed)",
                    held_out=test_fraction if layout == "class folders" and test_fraction < 1
                    else 0.0)
