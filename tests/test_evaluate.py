@@ -31,13 +31,16 @@ def cnncli(*args):
 
 
 def test_a_run_whose_data_moved_is_told_to_give_its_new_place_with_data(tmp_path):
+    """In a command to copy: the run's folder quoted, as it has a space."""
+    tmp_path = tmp_path / "my runs"
+    tmp_path.mkdir()
     path = write_config(tmp_path, epochs=1)
     run = training.train(config.load(path), config_file=str(path)).run
     (tmp_path / "toy.npz").rename(tmp_path / "moved.npz")
     with pytest.raises(DataError, match="the data this run trained on is no longer at") as e:
         evaluation.evaluate(run)
-    assert e.value.hint == f"if it moved, give its new place: cnncli evaluate {run} --data " \
-                           "NEW_PLACE"
+    assert e.value.hint == f"if it moved, give its new place: cnncli evaluate '{run}' " \
+                           "--data NEW_PLACE"
     assert evaluation.evaluate(run, data=str(tmp_path / "moved.npz")).result.count == 60
 
 

@@ -32,6 +32,11 @@ def probs_for(predicted, n_classes, confidences=None):
     return np.array(rows)
 
 
+def missed(result, thresholds) -> list[str]:
+    """What `--fail-under` says of each threshold `result` misses."""
+    return [line for met, line in metrics.judge_thresholds(result, thresholds) if not met]
+
+
 @pytest.fixture
 def hand():
     return metrics.compute(Y_TRUE, probs_for(Y_PRED, 3), NAMES)
@@ -66,16 +71,16 @@ def test_an_f1_of_three_quarters_is_exactly_three_quarters():
     probs = [[0.9, 0.1]] * 3 + [[0.1, 0.9]] * 5
     result = metrics.compute(labels, probs, ["four", "nine"])
     assert result.per_class[0].f1 == 0.75  # 2pr/(p+r) gave 0.7499999999999999
-    assert metrics.check_thresholds(result, {"macro_f1": 0.75}) == []
+    assert missed(result, {"macro_f1": 0.75}) == []
 
 
 def test_a_figure_that_is_its_threshold_but_for_floating_point_passes():
     result = metrics.compute([0, 1], [[0.9, 0.1], [0.4, 0.6]], ["a", "b"])
     result.macro_recall = (0.1 + 0.7) / 2  # 0.39999999999999997
-    assert metrics.check_thresholds(result, {"macro_recall": 0.4}) == []
+    assert missed(result, {"macro_recall": 0.4}) == []
     result.loss = 0.1 + 0.2  # 0.30000000000000004
-    assert metrics.check_thresholds(result, {"loss": 0.3}) == []
-    assert metrics.check_thresholds(result, {"macro_recall": 0.40001}) != []
+    assert missed(result, {"loss": 0.3}) == []
+    assert missed(result, {"macro_recall": 0.40001}) != []
 
 
 def test_macro_averages_are_plain_means_over_classes(hand):
@@ -253,33 +258,33 @@ def test_percentage_given_as_threshold_suggests_a_fraction():
     assert "accuracy=0.99" in info.value.hint
 
 
-def test_check_thresholds_reports_metrics_below_their_minimum(hand):
-    failures = metrics.check_thresholds(hand, {"accuracy": 0.99, "macro_f1": 0.5})
+def test_fail_under_reports_metrics_below_their_minimum(hand):
+    failures = missed(hand, {"accuracy": 0.99, "macro_f1": 0.5})
     assert failures == ["accuracy 0.6000 is below 0.99"]
 
 
-def test_check_thresholds_treats_loss_as_a_maximum(hand):
+def test_fail_under_treats_loss_as_a_maximum(hand):
     hand.loss = 0.25
-    assert metrics.check_thresholds(hand, {"loss": 0.3}) == []
+    assert missed(hand, {"loss": 0.3}) == []
     hand.loss = 0.35
-    assert metrics.check_thresholds(hand, {"loss": 0.3}) == ["loss 0.3500 is above 0.3"]
+    assert missed(hand, {"loss": 0.3}) == ["loss 0.3500 is above 0.3"]
 
 
-def test_check_thresholds_passes_a_figure_equal_to_its_threshold(hand):
+def test_fail_under_passes_a_figure_equal_to_its_threshold(hand):
     hand.loss = 0.3
     assert hand.accuracy == 0.6
-    assert metrics.check_thresholds(hand, {"accuracy": 0.6, "loss": 0.3}) == []
+    assert missed(hand, {"accuracy": 0.6, "loss": 0.3}) == []
 
 
-def test_check_thresholds_fails_a_metric_that_was_not_measured(hand):
-    failures = metrics.check_thresholds(hand, {"loss": 0.3, "top5_accuracy": 0.9})
+def test_fail_under_fails_a_metric_that_was_not_measured(hand):
+    failures = missed(hand, {"loss": 0.3, "top5_accuracy": 0.9})
     assert len(failures) == 2
     assert all("was not measured" in line for line in failures)
 
 
-def test_check_thresholds_fails_a_nan_loss(hand):
+def test_fail_under_fails_a_nan_loss(hand):
     hand.loss = float("nan")
-    assert metrics.check_thresholds(hand, {"loss": 0.3}) == ["loss is NaN"]
+    assert missed(hand, {"loss": 0.3}) == ["loss is NaN"]
 
 
 def test_the_loss_scales_each_row_to_sum_to_1_as_keras_does():

@@ -78,7 +78,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         raise DataError(f"the data this run trained on is no longer at {source}",
                         file=str(art.run),
                         hint="if it moved, give its new place: cnncli evaluate "
-                             f"{art.run} --data NEW_PLACE")
+                             f"{text.arg(art.run)} --data NEW_PLACE")
     if folder is not None:
         datasets.check_output_outside(folder, source)
     made = files.missing_folders(folder) if folder else []

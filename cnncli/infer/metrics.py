@@ -9,8 +9,8 @@ works the same for any model. Results are typed records (`EvalResult`, `ClassSco
 (0.6666666666666666, [[1, 0], [1, 1]])
 >>> r.misclassified[0].true_name, r.misclassified[0].predicted_name
 ('dog', 'cat')
->>> check_thresholds(r, parse_thresholds(["accuracy=0.9"]))
-['accuracy 0.6667 is below 0.9']
+>>> judge_thresholds(r, parse_thresholds(["accuracy=0.9"]))
+[(False, 'accuracy 0.6667 is below 0.9')]
 
 Zero division: a class that is never predicted has precision 0.0, and a class
 with no examples has recall 0.0 (so F1 0.0 too); never NaN. Macro averages are
@@ -379,9 +379,9 @@ def scores_note(model: str, meaning: str) -> str:
 THRESHOLD_SLACK = 1e-9
 
 
-def check_thresholds(result: EvalResult, thresholds: dict[str, float]) -> list[str]:
-    """One line per threshold `result` misses; an empty list when all pass
-    (`judge_thresholds` has the ones met too).
+def judge_thresholds(result: EvalResult, thresholds: dict[str, float]
+                     ) -> list[tuple[bool, str]]:
+    """(met, what) for each threshold, in their order: a `--fail-under` check list.
 
     A metric that was not measured (loss not filled in, top-5 with 5 classes or
     fewer) fails its threshold: a check that cannot be made does not pass. A value equal
@@ -389,17 +389,9 @@ def check_thresholds(result: EvalResult, thresholds: dict[str, float]) -> list[s
 
     >>> r = compute([0, 1], [[0.9, 0.1], [0.4, 0.6]], ["a", "b"])
     >>> r.loss = 0.45
-    >>> check_thresholds(r, {"accuracy": 0.99, "loss": 0.3, "top5_accuracy": 0.9})
-    ['loss 0.4500 is above 0.3', 'top5_accuracy was not measured (only with more than 5 classes)']
-    """  # noqa: E501
-    return [line for met, line in judge_thresholds(result, thresholds) if not met]
-
-
-def judge_thresholds(result: EvalResult, thresholds: dict[str, float]
-                     ) -> list[tuple[bool, str]]:
-    """(met, what) for each threshold, in their order: a `--fail-under` check list.
-
-    >>> r = compute([0, 1], [[0.9, 0.1], [0.4, 0.6]], ["a", "b"])
+    >>> judge_thresholds(r, {"accuracy": 0.99, "loss": 0.3, "top5_accuracy": 0.9})[1:]
+    [(False, 'loss 0.4500 is above 0.3'), \
+(False, 'top5_accuracy was not measured (only with more than 5 classes)')]
     >>> judge_thresholds(r, {"accuracy": 0.99})
     [(True, 'accuracy 1.0000 is at least 0.99')]
     """

@@ -208,7 +208,7 @@ def _data_still_there(cfg: config.RunConfig, saved: config.RunConfig, run: Path)
     if name == saved.data.name and not datasets.exists(name):
         raise DataError(f"the run's data is no longer at {name}", file=str(run),
                         hint=f"if it moved, resume from its new place: cnncli train --resume "
-                             f"{run} --set data.name=NEW_PLACE --force (the data must be "
+                             f"{text.arg(run)} --set data.name=NEW_PLACE --force (the data must be "
                              "the same); if it is gone, the run cannot go on")
 
 

@@ -61,10 +61,6 @@ class Transfer:
     weights: list[backbone_weights.WeightsFile] = field(default_factory=list)
     sources: list[SourceModel] = field(default_factory=list)
 
-    @property
-    def stages(self) -> int:
-        return 2 if self.fine_tune else 1
-
     def frozen_in(self, stage: int) -> set[str]:
         """The paths of the layers frozen in `stage` (0: first, 1: fine-tuning)."""
         return set(self.frozen) - (set(self.unfrozen) if stage else set())
