@@ -237,6 +237,7 @@ def test_a_train_folder_beside_a_val_folder_is_refused_not_read_as_two_classes(t
 def test_a_folder_holding_only_test_or_train_says_so_not_one_class_of_that_name(tmp_path,
                                                                                lone):
     image_folder(tmp_path / "set" / lone, per_class=2)
+    (tmp_path / "set" / lone / "._0.jpg").write_bytes(b"\0")  # macOS' own: not an image
     for read in (datasets.load, folder.class_names):
         with pytest.raises(DataError, match=f"has a {lone}/ folder but no ") as err:
             read(tmp_path / "set")

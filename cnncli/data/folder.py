@@ -135,7 +135,8 @@ def _check_not_a_lone_split(root: Path) -> None:
         return
     lone = folders[0]
     try:
-        own_images = any(p.suffix.lower() in IMAGE_EXTENSIONS for p in lone.iterdir())
+        own_images = any(is_image_name(p.name) and not p.name.startswith(".")
+                         for p in lone.iterdir())
         classes = _sub_folders(lone)
     except OSError:
         return  # said when its images are listed
