@@ -343,6 +343,21 @@ def test_a_networks_fingerprint_is_not_its_name():
     assert lenet.with_overrides(classes=3).digest() != lenet.digest()
 
 
+def test_a_networks_fingerprint_across_machines_names_its_weights_files_by_contents():
+    """Several machines compare their networks: a backbone's weights file at another path
+    on each is the same network when its contents (SHA-256) are the same."""
+    from cnncli.model import spec as specs
+
+    def net(path):
+        return specs.Spec("ft", [{"pretrained": {"name": "vgg16", "weights": path}},
+                                 {"Dense": {"units": 2}}], input=[32, 32, 3], classes=2)
+
+    here, there = net("/home/a/w.h5"), net("/mnt/b/w.h5")
+    assert here.digest() != there.digest()  # one machine: the path is the setting
+    assert here.digest({"/home/a/w.h5": "ab12"}) == there.digest({"/mnt/b/w.h5": "ab12"})
+    assert here.digest({"/home/a/w.h5": "ab12"}) != there.digest({"/mnt/b/w.h5": "cd34"})
+
+
 def test_a_run_records_the_precision_and_device_auto_chose(tmp_path):
     run = run_train(write_config(tmp_path, epochs=1)).run
     saved = config.load(run / "config.yaml").train

@@ -69,16 +69,27 @@ class Spec:
     file: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
-    def digest(self) -> str:
+    def digest(self, files: dict[str, str] | None = None) -> str:
         """A fingerprint of the network this spec describes (its input, classes,
         preprocessing, layers and blocks; not its name, nor where it was written or how):
         a resumed run must build the network its backup was made with. (An inline
-        network is named after the run's `output.name`, which a resume may change.)"""
+        network is named after the run's `output.name`, which a resume may change.)
+        `files`: a layer argument that is one of its paths is replaced by its value (a
+        file's SHA-256: several machines compare the file, not where it is)."""
         import hashlib
         import json
 
-        text = json.dumps([self.input, self.classes, self.preprocessing, self.layers,
-                           self.blocks], sort_keys=True, default=str)
+        def named(value):
+            if isinstance(value, dict):
+                return {k: named(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [named(v) for v in value]
+            return files.get(value, value) if isinstance(value, str) else value
+
+        layers, blocks = (named(self.layers), named(self.blocks)) if files else \
+            (self.layers, self.blocks)
+        text = json.dumps([self.input, self.classes, self.preprocessing, layers, blocks],
+                          sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def with_overrides(self, *, classes: int | None = None, input: list | None = None) -> Spec:

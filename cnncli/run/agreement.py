@@ -13,7 +13,6 @@ with a message about something else.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from cnncli import devices
@@ -49,18 +48,7 @@ def network_of(p: Plan) -> str:
     t = p.transfer
     files = {w.path: w.sha256 for w in (t.weights if t else [])} | {
         s.file: s.sha256 for s in (t.sources if t else [])}
-
-    def named(value):  # a layer's arguments, a path replaced by its file's contents
-        if isinstance(value, dict):
-            return {k: named(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [named(v) for v in value]
-        return files.get(value, value) if isinstance(value, str) else value
-
-    s = p.spec
-    text = json.dumps([s.input, s.classes, s.preprocessing, named(s.layers), named(s.blocks)],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return p.spec.digest(files)
 
 
 def check_same_run(p: Plan, start: str, topic: str = "run") -> None:
