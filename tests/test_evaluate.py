@@ -710,3 +710,20 @@ def test_all_images_of_the_data_an_exported_model_trained_on_says_so(exported_fo
     assert any(n.startswith("--all-images on the data the model trained on (") and
                "most of these images are ones the model learned from" in n
                for n in rep.notes), rep.notes
+
+
+def test_the_data_read_for_a_model_is_data_else_its_runs_else_what_its_file_says(tmp_path):
+    """Evaluate and export read the same data for a model: ``--data``, else its run's
+    (with the run's data_dir and offline unless given), else its file's record."""
+    from cnncli.infer import artefact
+    from cnncli.model.meta import ModelMeta
+
+    meta = ModelMeta(dataset="mnist")
+    run = artefact.Artefact(tmp_path / "best.keras", tmp_path, meta, config.DataSection(
+        name="fashion_mnist", data_dir="/data", offline=True))
+    assert artefact.training_data(run, meta) == artefact.DataSource("fashion_mnist", "/data",
+                                                                   True)
+    assert artefact.training_data(run, meta, "photos", "/other") == artefact.DataSource(
+        "photos", "/other", True)
+    assert artefact.training_data(None, meta) == artefact.DataSource("mnist")
+    assert artefact.training_data(None, ModelMeta()).name is None

@@ -188,7 +188,8 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
     notes += artefact.unfinished(reference.artefact, "exports")
     folder, exact = _destination(output, reference, variants)
     calibrate = any(v.quantization == "int8" for v in variants)
-    read = [_data_source(reference, data)] if not images or calibrate else []
+    read = [artefact.training_data(reference.artefact, reference.meta, data).name] \
+        if not images or calibrate else []
     for source in [*read, *(images or [])]:
         if source:  # the data read to check the exports, class folders: never written into
             datasets.check_output_outside(folder, source)
@@ -394,15 +395,14 @@ def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> N
 def _samples(reference, images, data, data_dir, offline, limit: int,
              calibrate: bool) -> Samples:
     """The check images (and labels), the calibration images, the export's input."""
-    art = reference.artefact
-    run_data = art.data if art else None
-    source = _data_source(reference, data)
+    reading = artefact.training_data(reference.artefact, reference.meta, data, data_dir,
+                                     offline)
+    source = reading.name
     ds, said = None, []
     if source and (not images or calibrate):
         try:
-            ds, said = datasets.load_noting(
-                source, data_dir=data_dir or (run_data.data_dir if run_data else None),
-                offline=offline or bool(run_data and run_data.offline))
+            ds, said = datasets.load_noting(source, data_dir=reading.data_dir,
+                                            offline=reading.offline)
         except CnnError as exc:
             if data:  # the user's own --data: its error as it is
                 raise
@@ -461,13 +461,6 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
     return Samples(checked[read], labels[pick][read], calibration, shape,
                    f"{np.count_nonzero(read):,} test images of {ds.name} ({ds.source}"
                    f"{left_out})", said)
-
-
-def _data_source(reference, data: str | None) -> str | None:
-    """The data the exports are checked on: `data` (``--data``), else the run's, else what
-    the model file says it was trained on."""
-    run_data = reference.artefact.data if reference.artefact else None
-    return data or (run_data.name if run_data else None) or reference.meta.dataset
 
 
 def _read_images(sources: list[str], shape, resize: str, limit: int

@@ -66,6 +66,27 @@ def resolve(target: str | os.PathLike) -> Artefact:
     return Artefact(model, run, saved_meta.read(model), saved.data)
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """The data a command reads for a model (`training_data`), as `datasets.load` takes
+    it."""
+
+    name: str | None  # None: the model does not say what it was trained on
+    data_dir: str | None = None
+    offline: bool = False
+
+
+def training_data(art: Artefact | None, meta: ModelMeta, data: str | None = None,
+                  data_dir: str | None = None, offline: bool = False) -> DataSource:
+    """What evaluate and export read for the model `art` (or a model file's `meta`):
+    `data` (``--data``), else its run's data, with the run's ``data_dir`` and ``offline``
+    unless given, else the data its file says it was trained on."""
+    run_data = art.data if art else None
+    return DataSource(data or (run_data.name if run_data else None) or meta.dataset,
+                      data_dir or (run_data.data_dir if run_data else None),
+                      offline or bool(run_data and run_data.offline))
+
+
 def held_out(meta: ModelMeta, art: Artefact | None) -> str | None:
     """The digest of the images the model's training held out (`ModelMeta.held_out`); for
     a model saved before its file held it, the one its run recorded

@@ -66,7 +66,8 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     clf = model or classifier.load(str(target), precision=precision)
     art = clf.artefact
     run_data = art.data if art else None
-    source = data or (run_data.name if run_data else None) or clf.meta.dataset
+    reading = artefact.training_data(art, clf.meta, data, data_dir, offline)
+    source = reading.name
     if not source:
         raise ConfigError("which data? this model file does not say what it was trained on",
                           file=clf.name, hint="pass --data NAME_OR_PATH")
@@ -85,10 +86,9 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     if folder is not None:
         files.writable_folder(folder, "--output")  # found before the work
     try:
-        ds, said = datasets.load_noting(source, data_dir=data_dir or (run_data.data_dir if run_data
-                                                       else None),
-                         offline=offline or bool(run_data and run_data.offline),
-                         test_fraction=1.0 if all_images else 0.2)
+        ds, said = datasets.load_noting(source, data_dir=reading.data_dir,
+                                        offline=reading.offline,
+                                        test_fraction=1.0 if all_images else 0.2)
         notes += said
         records.refuse_resized(ds, clf.meta.resize, clf.input_shape[:2], source)
         labels, matched = labels_by_name(ds, clf, source)
