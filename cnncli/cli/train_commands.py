@@ -166,21 +166,13 @@ def _resume_auto(cfg, quiet: bool) -> str | None:
     return str(run) if run else None
 
 
-def _cluster():
-    """This machine's place in the ``TF_CONFIG`` cluster, or None (one machine)."""
-    import os
-
-    from cnncli import devices
-
-    return devices.parse_tf_config(os.environ.get("TF_CONFIG"))
-
-
 def _joining(quiet: bool) -> None:
     """Say that this machine joins a cluster and waits for the others (TensorFlow waits
     for every worker without a limit and prints nothing meanwhile)."""
+    from cnncli import devices
     from cnncli.cli import render
 
-    cluster = _cluster()
+    cluster = devices.from_environment()
     if cluster and not quiet:
         render.info(f"Joining the cluster as {cluster.task} of {cluster.workers} "
                     f"({cluster.address}): training starts when every worker of TF_CONFIG "

@@ -22,7 +22,13 @@ describes a cluster of two or more training tasks and the caller asks for it
 (``setup(..., multiworker=True)``, training only), the placement is ``"multiworker"``.
 """
 
-from cnncli.devices.cluster import TF_CONFIG_HINT, TRAINING_TASKS, Cluster, parse_tf_config
+from cnncli.devices.cluster import (
+    TF_CONFIG_HINT,
+    TRAINING_TASKS,
+    Cluster,
+    from_environment,
+    parse_tf_config,
+)
 from cnncli.devices.hardware import (
     CPU_BF16_FLAGS,
     GPU_INSTALL,
@@ -75,7 +81,7 @@ __all__ = [
     "MAX_BATCH_HALVINGS", "NO_GPU_NOTE", "PRECISIONS", "TF_CONFIG_HINT", "TRAINING_TASKS",
     "USABLE_MEMORY_FRACTION", "Cluster", "GpuInfo", "Placement", "auto_jit_compile",
     "auto_precision", "available_cpus", "build_info", "check_fits", "cpu_bf16_units",
-    "cpu_flags", "decide", "doctor_info", "estimate_batch_memory",
+    "cpu_flags", "decide", "doctor_info", "estimate_batch_memory", "from_environment",
     "gpu_warning", "inference_batch_size", "next_batch_size", "nvidia_driver_present",
     "out_of_memory_message", "parse_device", "parse_precision", "parse_tf_config",
     "said_by_each_machine", "scale_learning_rate", "setup", "strategy", "strategy_name",

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 from cnncli.errors import ConfigError
@@ -68,6 +69,12 @@ def _address_problem(host) -> str | None:
     if not 0 < int(port) < 65536:
         return f"has port {port}, not one from 1 to 65535"
     return None
+
+
+def from_environment() -> Cluster | None:
+    """This process's place in the cluster its ``TF_CONFIG`` describes (`parse_tf_config`),
+    or None (one machine)."""
+    return parse_tf_config(os.environ.get("TF_CONFIG"))
 
 
 def parse_tf_config(text: str | None) -> Cluster | None:

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 
 from cnncli import config
-from cnncli.devices.cluster import TRAINING_TASKS, parse_tf_config
+from cnncli.devices.cluster import TRAINING_TASKS, from_environment
 from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
 from cnncli.devices.placement import (
     GpuInfo,
@@ -194,7 +194,7 @@ def setup(requested: str = "auto", precision: str = "auto", *,
     keras = import_keras()
     _enable_memory_growth()
     _threads_within_quota()
-    cluster = parse_tf_config(os.environ.get("TF_CONFIG")) if multiworker else None
+    cluster = from_environment() if multiworker else None
     placement = decide(requested, precision, visible_gpus(), tf_cpu_threads(), cluster,
                        cpu_bf16=cpu_bf16_units(), one_device=one_device)
     driver, info = nvidia_driver_present(), build_info()
@@ -370,7 +370,7 @@ def _multiworker_strategy(devices: tuple[str, ...]):
             tf.config.set_visible_devices(wanted, "GPU")
         return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError, tf.errors.OpError) as exc:  # OpError: a bad address
-        me = parse_tf_config(os.environ.get("TF_CONFIG"))
+        me = from_environment()
         where = f" as {me.task} ({me.address})" if me else ""
         hint = ("TensorFlow must not have started before (call devices.setup(..., "
                 "multiworker=True) first), and a process joins one cluster with one set of "
@@ -446,7 +446,7 @@ def doctor_info() -> Doctor:
     gpus = visible_gpus()
     driver, hidden = nvidia_driver_present(), os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
-        cluster, bad_cluster = parse_tf_config(os.environ.get("TF_CONFIG")), None
+        cluster, bad_cluster = from_environment(), None
     except ConfigError as exc:  # what doctor is for: said, with the rest of the machine
         cluster, bad_cluster = None, exc.message
     auto = decide("auto", "auto", gpus, tf_cpu_threads(), cluster, cpu_bf16=cpu_bf16_units())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -82,7 +81,7 @@ def train(cfg: config.RunConfig, *, config_file: str | None = None,
     is kept.
     """
     reporter = reporter or Reporter()
-    cluster = devices.parse_tf_config(os.environ.get("TF_CONFIG", ""))
+    cluster = devices.from_environment()
     if auto_batch and cluster:
         raise ConfigError("--auto-batch cannot be used when training on several machines",
                           hint="set train.batch_size to a size that fits every worker")
@@ -117,7 +116,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
     saved = None
     if resume:
         run = rundir.find(resume)
-        cluster = devices.parse_tf_config(os.environ.get("TF_CONFIG"))
+        cluster = devices.from_environment()
         with rundir.writer(run) if cluster is None or cluster.is_chief \
                 else contextlib.nullcontext():  # a second writer is refused before any work
             saved = config.load_run_config(run / rundir.CONFIG)
