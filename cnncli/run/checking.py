@@ -71,17 +71,12 @@ def check(path_or_name: str) -> Checked:
     if not _is_run_config(doc):
         built = _bare_spec(doc, path)
         return Checked(built.model, built.warnings)
-    errors: list[CnnError] = []
     try:
         cfg = config.parse(doc, file=str(path))
     except CnnError as exc:  # go on with the rest, so every problem is reported at once
         raise_all(_every_problem(exc, doc, path))
-    built, found = _assemble(cfg, str(path), classes=_trained_classes(path),
-                             epochs=cfg.train.planned_epochs, shown=False, doc=doc)
-    errors += found
-    outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
-    errors += _training_problems(cfg.train, outputs, doc, str(path))
-    errors += _weights_problems(built, cfg, str(path))
+    built, errors = _refused(cfg, str(path), classes=_trained_classes(path), shown=False,
+                             doc=doc)
     raise_all(errors)
     return Checked(built.model, built.warnings)
 
@@ -223,9 +218,7 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
     fit it (those problems are returned); errors name their key's line in `doc` (the
     loaded `file`, read again if not given) or its option."""
     def located(errors: list[CnnError]) -> list[CnnError]:
-        if doc is None:
-            return config.locate(errors, file, cfg.set_by)
-        return config.with_lines(errors, doc, cfg.set_by, file)
+        return _located(errors, doc, file, cfg.set_by)
 
     network = None
     try:
@@ -278,16 +271,22 @@ def dry_run(cfg: config.RunConfig, file: str | None, classes: int | None = None
     when the data has been read), once every problem of it and of the training settings
     that training would refuse without reading the data has been raised at once, as
     training raises them."""
-    # as `check`: the network's and the freezing's problems with the weights files'
-    built, errors = _assemble(cfg, file, classes=classes, epochs=cfg.train.planned_epochs)
-    outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
-    try:
-        check_training(cfg.train, outputs, file=file)
-    except CnnError as exc:
-        errors += config.locate(getattr(exc, "errors", [exc]), file, cfg.set_by)
-    errors += _weights_problems(built, cfg, file)  # a weights file not there: as check says
+    built, errors = _refused(cfg, file, classes=classes)  # as `check` finds them
     raise_all(errors)
     return built
+
+
+def _refused(cfg: config.RunConfig, file: str | None, *, classes: int | None,
+             shown: bool = True, doc=None) -> tuple[builder.Built | None, list[CnnError]]:
+    """The network (`_assemble`) and every problem training would refuse it for without
+    reading the data (what `check` and ``train --dry-run`` say): the network's, the
+    freezing's, the training settings' and the weights files', each at its line of the
+    config `file` (`doc`, read again if not given) or the option that gave it."""
+    built, errors = _assemble(cfg, file, classes=classes, epochs=cfg.train.planned_epochs,
+                              shown=shown, doc=doc)
+    outputs = built.model.output.shape[-1] if built else DEFAULT_CLASSES
+    errors += _training_problems(cfg.train, outputs, doc, file, cfg.set_by)
+    return built, errors + _weights_problems(built, cfg, file)
 
 
 def _weights_problems(built: builder.Built | None, cfg: config.RunConfig,
@@ -302,15 +301,25 @@ def _weights_problems(built: builder.Built | None, cfg: config.RunConfig,
     return found
 
 
-def _training_problems(train: config.TrainSection, classes: int, doc, file: str,
+def _training_problems(train: config.TrainSection, classes: int, doc, file: str | None,
                        set_by: dict[str, str] | None = None) -> list:
-    """`check_training`'s problems, each with the line of the key it names (or, for a key
-    set on the command line, how it was given: `set_by`)."""
+    """`check_training`'s problems, each with the line of the key it names in `doc` (the
+    config `file`, read again when None) or, for a key set on the command line, how it was
+    given: `set_by`."""
     try:
         check_training(train, classes, file=file)
     except CnnError as exc:
-        return config.with_lines(getattr(exc, "errors", [exc]), doc, set_by)
+        return _located(getattr(exc, "errors", [exc]), doc, file, set_by)
     return []
+
+
+def _located(errors: list[CnnError], doc, file: str | None,
+             set_by: dict[str, str] | None) -> list[CnnError]:
+    """`errors` at their keys' lines of `doc`, the loaded config `file` (read again, if
+    there are errors, when `doc` is None), or at the options that set them (`set_by`)."""
+    if doc is None:
+        return config.locate(errors, file, set_by)
+    return config.with_lines(errors, doc, set_by, file)
 
 
 def _inline_network_problems(doc, path: Path, found: list[CnnError]) -> list[CnnError]:
