@@ -8,6 +8,8 @@ for them) are shown escaped, as Python writes them.
 ('photo\\u202egnp.exe', '\\ufeffcat.jpg')
 >>> printable("แมว\u200bดำ") == "แมว\u200bดำ"  # Thai separates words with U+200B
 True
+>>> printable(b"\x9b31mred.png".decode("utf-8", "surrogateescape"))  # not UTF-8: a byte
+'\\x9b31mred.png'
 """
 
 from __future__ import annotations
@@ -21,15 +23,27 @@ _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 #: A byte order mark (U+FEFF, no width) at the start of a name makes one that looks right
 #: and is not. (Zero-width spaces are left: Thai and Khmer separate words with them.)
 _INVISIBLE = "\ufeff"
-_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]")
-_CONTROL_OR_NEWLINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]")
+#: A file name's bytes that are not UTF-8, which Python holds as lone surrogates: written
+#: out as they are, 0x9B is a terminal's CSI (ESC [) on an 8-bit terminal.
+_NOT_UTF8 = "\ud800-\udfff"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}{_NOT_UTF8}]")
+_CONTROL_OR_NEWLINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}{_NOT_UTF8}]")
 
 
 def printable(text: str, *, one_line: bool = False) -> str:
     """`text` with control characters escaped (``\\x1b``); with `one_line`, newlines too
     (an error paragraph cannot be made to show a forged line)."""
     pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
-    return pattern.sub(lambda m: repr(m.group())[1:-1], text)
+    return pattern.sub(_escaped, text)
+
+
+def _escaped(match: re.Match) -> str:
+    """A character as Python writes it in a string; a byte of a file name that is not
+    UTF-8 as that byte (``\\x9b``), as `cnncli.files.as_text` writes it in JSON."""
+    char = match.group()
+    if "\udc80" <= char <= "\udcff":
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return repr(char)[1:-1]
 
 
 def arg(path: object) -> str:

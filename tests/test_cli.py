@@ -878,6 +878,28 @@ def test_json_holds_a_file_names_bytes_that_are_not_utf8_as_text_strict_parsers_
     said[0]["file"].encode("utf-8")  # (a lone surrogate cannot be encoded)
 
 
+@pytest.mark.parametrize("form", ["text", "csv"])
+def test_a_file_names_byte_that_is_not_utf8_is_shown_escaped_as_a_terminal_control(
+        tmp_path, form):
+    """0x9B is CSI (ESC [) on an 8-bit terminal: a photo named with it, written out as
+    its byte, could recolour or clear the screen. Shown as \\x9b, as the JSON says it."""
+    import os
+
+    from PIL import Image
+
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                      keras.layers.Dense(2, activation="softmax")]).save(tmp_path / "m.keras")
+    Image.new("L", (8, 8), 9).save(tmp_path / os.fsdecode(b"\x9b2J.png"), format="PNG")
+    Image.new("L", (8, 8), 9).save(tmp_path / "b.png")  # two: each result names its file
+    result = subprocess.run([sys.executable, "-m", "cnncli", "predict", ".", "--model",
+                             "m.keras", "--format", form], capture_output=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert b"\x9b" not in result.stdout and b"./\\x9b2J.png" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
 def test_a_name_the_outputs_encoding_lacks_is_written_escaped_not_a_crash(tmp_path, encoding):
     """A latin-1 console or PYTHONIOENCODING=ascii: results name the file as error
