@@ -260,7 +260,8 @@ def test_the_current_folder_holding_only_test_is_named_by_its_name(tmp_path, mon
     assert err.value.message.startswith("set has a test/ folder but no train/")
 
 
-@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".gif", ".webp", ".tif"])
+@pytest.mark.parametrize("ext", [".jpg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".webp",
+                                 ".tif"])
 def test_image_folder_reads_each_image_format(tmp_path, ext):
     ds = datasets.load(image_folder(tmp_path / "f", per_class=3, ext=ext))
     assert len(ds.train) + len(ds.test) == 6

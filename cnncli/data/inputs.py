@@ -31,7 +31,8 @@ from cnncli.text import count, some
 
 #: File name endings taken from folders and glob patterns (compared lower-case).
 #: Keras' own ``image_dataset_from_directory`` takes the first five.
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".jpe", ".jfif", ".png", ".webp", ".tif",
+                    ".tiff")  # (.jfif: JPEGs a browser on Windows saves)
 #: Photo formats people have that cnncli does not read, by file name ending: a folder's
 #: are counted and said (skipped without a word, an iPhone's folder looked empty).
 UNREAD_PHOTOS = {".heic": "HEIC", ".heif": "HEIC", ".avif": "AVIF", ".jxl": "JPEG XL",
