@@ -128,6 +128,13 @@ def test_npz_class_names_array_names_the_classes(tmp_path):
     assert ds.class_names == [f"c{i}" for i in range(10)]
 
 
+def test_npz_class_names_saved_as_latin1_bytes_are_named_with_the_odd_byte_shown(tmp_path):
+    """Bytes that are not UTF-8 (np.array([b'caf\\xe9'])): named as a folder of them is."""
+    names = np.array([b"caf\xe9"] + [f"c{i}".encode() for i in range(1, 10)])
+    ds = datasets.load(write_npz(tmp_path / "d.npz", class_names=names))
+    assert ds.class_names[:2] == ["caf\\xe9", "c1"]
+
+
 def test_npz_class_names_as_one_string_is_refused_not_read_letter_by_letter(tmp_path):
     path = write_npz(tmp_path / "d.npz", class_names=np.array("c0 c1 c2"))
     with pytest.raises(DataError, match="class_names is not a list of names"):
@@ -164,6 +171,23 @@ def test_idx_emnist_mapping_file_gives_class_names(tmp_path):
     (folder / "emnist-balanced-mapping.txt").write_text(
         "".join(f"{i} {65 + i}\n" for i in range(10)))
     assert datasets.load(folder).class_names[:3] == ["A", "B", "C"]
+
+
+@pytest.mark.parametrize("stray", ["1000 69", "40000 69", "3 99999999999"])
+def test_idx_mapping_file_with_a_stray_line_is_refused_or_left_out_not_a_huge_model(
+        tmp_path, stray):
+    """A label far beyond the mapping's own lines would make a model of thousands of
+    outputs (and hang checking them); a code no character has leaves the file out."""
+    folder = write_idx_set(tmp_path / "emnist", prefix="emnist-balanced-", test="test")
+    (folder / "emnist-balanced-mapping.txt").write_text(
+        "".join(f"{i} {65 + i}\n" for i in range(4)) + stray + "\n")
+    if stray.startswith("3 "):
+        assert datasets.load(folder).class_names == [str(i) for i in range(10)]
+        return
+    with pytest.raises(DataError, match=f"names the class {stray.split()[0]} among 5 "
+                                        "classes: a stray line") as err:
+        datasets.load(folder)
+    assert err.value.file.endswith("emnist-balanced-mapping.txt")
 
 
 def test_idx_folder_with_several_emnist_splits_is_chosen_by_prefix_path(tmp_path):

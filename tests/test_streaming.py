@@ -465,6 +465,7 @@ def test_a_csv_that_is_not_utf8_names_its_first_line_that_is_not(tmp_path):
     ("path,label,split\nx.png,a,validation\n", "split 'validation' is neither train nor test"),
     ("path,label\nx.png,\n", "a row without a path or a label"),
     ("path,label,Label \nx.png,a,b\n", "names the column label 2 times"),  # which one?
+    ("path,label\nx\0.png,a\n", "the path holds a NUL character"),
 ])
 def test_a_bad_csv_names_the_line(tmp_path, text, message):
     (tmp_path / "labels.csv").write_text(text)

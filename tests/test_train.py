@@ -861,6 +861,20 @@ def test_a_class_whose_images_all_went_to_validation_is_warned_of(tmp_path):
         config.load(path, ["data.stratify=false"])).warnings)
 
 
+def test_a_class_without_any_image_is_not_said_to_be_taken_by_the_validation_split():
+    """Arrays' labels may leave a gap (EMNIST's letters start at 1): no image of class 0
+    is anywhere, so the split took none; only 'rare', whose images it took, is named."""
+    from types import SimpleNamespace
+
+    from cnncli.data.dataset import Split
+
+    x = np.zeros((5, 4, 4, 1), np.uint8)
+    feed = SimpleNamespace(train=Split(x[:3], np.array([1, 1, 2])),
+                           val=Split(x[:2], np.array([1, 3])))
+    [warning] = planning._classes_without_training_images(["gap", "a", "b", "rare"], feed)
+    assert warning.startswith("no training image is left of 'rare' (the validation split")
+
+
 def test_a_run_made_before_the_split_by_class_resumes_with_its_random_split(tmp_path):
     import yaml
 

@@ -12,6 +12,7 @@ Also the rule for data most of whose images cannot be decoded (`mostly_unreadabl
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,8 @@ def from_arrays(name: str, x_train, y_train, x_test, y_test, class_names: list[s
         raise DataError(f"{Path(bad_file).name} has label {top}, out of range for "
                         f"{len(class_names)} classes", file=bad_file,
                         hint=f"labels must be 0..{len(class_names) - 1}")
-    twice = sorted({n for n in class_names if list(class_names).count(n) > 1})
+    counts = collections.Counter(class_names)  # (not list.count: 20,000 names took seconds)
+    twice = sorted(n for n, k in counts.items() if k > 1)
     if twice:
         raise DataError(f"{Path(file).name} names class {twice[0]!r} more than once",
                         file=file, hint="give each class its own name")

@@ -183,6 +183,10 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                 if not row.get("path") or not row.get("label"):
                     raise DataError("a row without a path or a label", file=str(path),
                                     line=number, hint="give both on every row")
+                if "\0" in row["path"]:  # (no file name holds one: the system refuses it)
+                    raise DataError("the path holds a NUL character", file=str(path),
+                                    line=number, hint="was the file saved as text? write "
+                                    "the image's path as it is")
                 split = (row.get("split") or "").lower() or None
                 if split is not None and split not in SPLITS:
                     raise DataError(f"split '{split}' is neither train nor test",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.data import loader
-from cnncli.data.checks import from_arrays
+from cnncli.data.checks import STRAY_LABEL_FACTOR, from_arrays
 from cnncli.data.dataset import Dataset
 from cnncli.errors import DataError
 
@@ -145,11 +145,19 @@ def _idx_class_names(folder: Path, prefix: str) -> list[str] | None:
                 if line.strip():
                     index, _codepoint, char = line.split(",")[:3]
                     names[int(index)] = char.strip()
-    except (ValueError, OSError):
+    except (ValueError, OverflowError, OSError):  # (a code beyond Unicode: OverflowError)
         return None
     if not names:
         return None
-    return [names.get(i, str(i)) for i in range(max(names) + 1)]
+    top = max(names)
+    if min(names) < 0 or top + 1 > max(100, STRAY_LABEL_FACTOR * len(names)):
+        file = mapping if mapping.is_file() else classmap
+        raise DataError(f"{file.name} names the class {top if min(names) >= 0 else min(names)}"
+                        f" among {len(names)} classes: a stray line? cnncli takes the number "
+                        "of classes as its largest label + 1", file=str(file),
+                        hint="fix that line, or remove the file (the classes are then "
+                             "numbered)")
+    return [names.get(i, str(i)) for i in range(top + 1)]
 
 
 def read_idx_folder(folder: str | os.PathLike, *, prefix: str | None = None,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli import files
 from cnncli.data import loader
 from cnncli.data.checks import from_arrays, looks_like
 from cnncli.data.dataset import Dataset
@@ -103,7 +104,8 @@ def read_npz(path: str | os.PathLike, *, class_names: list[str] | None = None,
                         hint="save it as an array of names: class_names=np.array(['cat', "
                              "'dog'])")
     if class_names is None and stored_names is not None:
-        class_names = [c.decode() if isinstance(c, bytes) else str(c)
+        class_names = [files.as_text(c.decode("utf-8", "surrogateescape"))  # (Latin-1:
+                       if isinstance(c, bytes) else str(c)  # caf\xe9, as a folder's)
                        for c in stored_names.tolist()]
     return from_arrays(name or path.stem, arrays["x_train"], arrays["y_train"],
                     arrays["x_test"], arrays["y_test"], class_names, str(path),

@@ -328,12 +328,15 @@ def _untrained_outputs(class_names, outputs: int | None) -> list[str]:
 
 def _classes_without_training_images(class_names, feed) -> list[str]:
     """A warning naming the classes the validation split left no training image (a
-    class of one or two photos): their outputs are never trained."""
+    class of one or two photos): their outputs are never trained. (A class with no
+    image at all, a gap in arrays' labels, is not the split's doing.)"""
     if not len(feed.val):
         return []
     trained = np.bincount(np.asarray(feed.train.labels, np.int64),
                           minlength=len(class_names))
-    missing = [name for name, n in zip(class_names, trained, strict=False) if n == 0]
+    taken = np.bincount(np.asarray(feed.val.labels, np.int64), minlength=len(class_names))
+    missing = [name for name, n, v in zip(class_names, trained, taken, strict=False)
+               if n == 0 and v > 0]
     if not missing:
         return []
     it, its = ("it", "its") if len(missing) == 1 else ("them", "their")
