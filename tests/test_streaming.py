@@ -224,6 +224,48 @@ def test_a_shard_damaged_in_place_stops_training_with_an_error_naming_it(tmp_pat
     assert err.value.file == str(shard) and not (tmp_path / "again").exists()
 
 
+def _rewrite_records(shard, change) -> None:
+    """`shard` written again (valid checksums) with `change(k, example)` applied."""
+    import tensorflow as tf
+
+    found = [r.numpy() for r in tf.data.TFRecordDataset(str(shard))]
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for k, raw in enumerate(found):
+            example = tf.train.Example.FromString(raw)
+            change(k, example)
+            writer.write(example.SerializeToString())
+
+
+@pytest.mark.parametrize("feature,value", [("label", 7), ("index", 10_000)])
+def test_a_record_that_disagrees_with_its_packs_labels_stops_training_saying_so(
+        tmp_path, feature, value):
+    """Shards edited, or another pack's shards beside these labels: checksums pass, so the
+    record's label (beyond the classes) or index (beyond the records) crashed mid-epoch
+    in TensorFlow; the error names the pack, the record and what to do."""
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    [shard] = (tmp_path / "packed").glob("train-*.tfrecord")
+
+    def change(k, example):
+        if k == 0:
+            example.features.feature[feature].int64_list.value[0] = value
+
+    _rewrite_records(shard, change)
+    index = json.loads((tmp_path / "packed" / "dataset.json").read_text())
+    index["splits"]["train"]["shards"][0]["bytes"] = shard.stat().st_size
+    (tmp_path / "packed" / "dataset.json").write_text(json.dumps(index))
+    cfg = config.parse({"model": {"input": [16, 16, 3], "layers": [
+        "Flatten", {"Dense": {"units": "$classes", "activation": "softmax"}}]},
+        "data": {"name": str(tmp_path / "packed"), "validation_split": 0},
+        "train": {"epochs": 1, "batch_size": 2}, "output": {"dir": str(tmp_path / "runs")}})
+    said = "a record of packed \\(index .*\\) disagrees with its train-labels.npy"
+    with pytest.raises(DataError, match=said) as err:
+        training.train(cfg)
+    assert err.value.file == str(tmp_path / "packed") and "pack the data again" in \
+        err.value.hint
+    with pytest.raises(DataError, match=said):
+        list(split_batches(datasets.load(tmp_path / "packed").train, SHAPE))  # evaluate's
+
+
 def test_pack_refuses_an_existing_folder_and_leaves_nothing_half_written(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     (tmp_path / "packed").mkdir()

@@ -45,6 +45,8 @@ class Feed:
         shape: the model's input (H, W, C).
         loaders: the loader of each part, or None for arrays at the model's size.
         keep: for records, the record indices of each part (boolean masks).
+        records: for records, the whole split (its labels by record index: what each
+            record read is checked against).
     """
 
     train: Split
@@ -53,6 +55,7 @@ class Feed:
     train_loader: ImageLoader | None = None
     val_loader: ImageLoader | None = None
     keep: tuple[np.ndarray, np.ndarray] | None = None
+    records: Split | None = None
 
     @classmethod
     def of(cls, ds: Dataset, shape, *, validation_split: float, seed: int,
@@ -75,7 +78,7 @@ class Feed:
             train = Split(split.images, split.labels[masks[0]])
             val = Split(split.images, split.labels[masks[1]])
             loader = ImageLoader(split, shape, resize, cache, store)
-            return cls(train, val, shape, loader, loader, masks)
+            return cls(train, val, shape, loader, loader, masks, split)
         train, val = split.take(train_idx), split.take(val_idx)
         if not needs_loader(split, shape):
             return cls(train, val, shape)
@@ -202,7 +205,7 @@ class Feed:
                       start_step=start_step, preprocessing=preprocessing, augment=augment,
                       one_hot=one_hot)
         if self.keep is not None:
-            return _pipeline().record_batches(self.train.images, self.keep[0],
+            return _pipeline().record_batches(self.records, self.keep[0],
                                               self.train_loader, part=part, **common)
         x = self.train.images if self.train_loader is None else None
         return _pipeline().training_batches(x, self.train.labels, input_shape=self.shape,
@@ -214,7 +217,7 @@ class Feed:
         if not len(self.val):
             return None
         if self.keep is not None:
-            return _pipeline().record_batches(self.val.images, self.keep[1], self.val_loader,
+            return _pipeline().record_batches(self.records, self.keep[1], self.val_loader,
                                            batch_size=batch_size, seed=seed,
                                            preprocessing=preprocessing, one_hot=one_hot,
                                            training=False)
@@ -320,19 +323,20 @@ def split_batches(split: Split, shape, *, resize: str = "stretch", batch_size: i
 
 
 def _record_batches(split: Split, shape, resize: str, batch_size: int):
-    from cnncli.data.records import damaged_shard
-    from cnncli.runtime import import_tf
+    from cnncli.data.records import read_error
 
-    tf = import_tf()
     loader = ImageLoader(split, shape, resize, cache="none")
     keep = np.ones(len(split), bool)
-    ds = _pipeline().record_batches(split.images, keep, loader, batch_size=batch_size, seed=0,
-                                 preprocessing="none", training=False)
+    ds = _pipeline().record_batches(split, keep, loader, batch_size=batch_size, seed=0,
+                                    preprocessing="none", training=False)
     try:
         for images, labels, weights in ds.as_numpy_iterator():
             yield images.astype(np.uint8), labels, weights
-    except tf.errors.DataLossError as exc:
-        raise damaged_shard(split.images.shards, exc) from None
+    except Exception as exc:
+        said = read_error(exc, split)
+        if said is None:
+            raise
+        raise said from None
 
 
 def images_at(split: Split, indices, shape, *, resize: str = "stretch"

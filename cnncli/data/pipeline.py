@@ -324,32 +324,47 @@ def _window_shuffle(ds, seeds):
     return ds.map(keyed).batch(SHUFFLE_RECORDS).map(sort).unbatch()
 
 
-def record_batches(records, keep: np.ndarray, loader, *, batch_size: int, seed: int,
+def record_batches(split, keep: np.ndarray, loader, *, batch_size: int, seed: int,
                    epochs: int = 1, start_epoch: int = 0, start_step: int = 0,
                    preprocessing: str = "scale", augment: AugmentSection | None = None,
                    one_hot: int | None = None, training: bool = True,
                    part: tuple[int, int, int] | None = None):
-    """Batches of TFRecord shards (`cnncli.data.records`), the records whose index is in
-    `keep` (a boolean mask: the training or the validation part). In training, each epoch
-    reads the shards in an order and shuffles records in a window, both seeded by (seed,
-    epoch), and has ``keep.sum() // batch_size`` full batches, so a resumed run sees the
-    batches an uninterrupted one would. Images go through `loader` (the one decoder).
-    ``part=(first, count, replicas)``: as in `training_batches`, only the images of that
-    part of each batch are decoded (every worker reads the records' bytes, which is cheap;
-    the decoding, which is not, is divided)."""
+    """Batches of a split of TFRecord shards (`cnncli.data.records`), the records whose
+    index is in `keep` (a boolean mask: the training or the validation part). Each record's
+    index and label are checked against the pack's labels (`split.labels`, by which the
+    parts and counts were made): one that disagrees stops the run with
+    `records.MISMATCH` in TensorFlow's error (`records.read_error` says it); a record
+    without its image is an image that cannot be decoded (skipped and counted). In
+    training, each epoch reads the shards in an order and shuffles records in a window,
+    both seeded by (seed, epoch), and has ``keep.sum() // batch_size`` full batches, so a
+    resumed run sees the batches an uninterrupted one would. Images go through `loader`
+    (the one decoder). ``part=(first, count, replicas)``: as in `training_batches`, only
+    the images of that part of each batch are decoded (every worker reads the records'
+    bytes, which is cheap; the decoding, which is not, is divided)."""
+    from cnncli.data.records import MISMATCH
+
     check_mode(preprocessing)
+    records = split.images
     shards, mask = tf.constant(list(records.shards)), tf.constant(keep)
+    labels = tf.constant(np.asarray(split.labels, np.int64))
     count = int(keep.sum())
-    spec = {"image": tf.io.FixedLenFeature([], tf.string),
-            "label": tf.io.FixedLenFeature([], tf.int64),
-            "index": tf.io.FixedLenFeature([], tf.int64)}
+    spec = {"image": tf.io.FixedLenFeature([], tf.string, default_value=b""),
+            "label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+            "index": tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+
+    def parse(record):
+        e = tf.io.parse_single_example(record, spec)
+        at = tf.clip_by_value(e["index"], 0, len(keep) - 1)
+        fits = (e["index"] == at) & (tf.gather(labels, at) == e["label"])
+        with tf.control_dependencies([tf.debugging.Assert(fits, [MISMATCH, e["index"],
+                                                                 e["label"]])]):
+            return {k: tf.identity(v) for k, v in e.items()}
 
     def read(files, cycle: int):
         ds = tf.data.Dataset.from_tensor_slices(files).interleave(
             tf.data.TFRecordDataset, cycle_length=cycle, block_length=16,
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.map(lambda r: tf.io.parse_single_example(r, spec),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.filter(lambda e: tf.gather(mask, e["index"]))
 
     if training:

@@ -404,6 +404,35 @@ def ids_at(split: Split, indices) -> list[str]:
     return [found.get(int(i), str(i)) for i in indices]
 
 
+#: In TensorFlow's error for a record whose index or label is not the pack's (`read_error`).
+MISMATCH = "cnncli: a record disagrees with the labels of its pack"  # (no quote: TF
+# escapes one in its message)
+
+
+def read_error(exc: BaseException, split: Split) -> DataError | None:
+    """What went wrong reading the records of `split`, as an error naming the shard or
+    the pack (None for an error that is not the records'): a record failing its checksum
+    (`damaged_shard`), or one whose index or label disagrees with the pack's
+    ``<split>-labels.npy`` (edited, or shards of two packs mixed)."""
+    from cnncli.runtime import import_tf
+
+    tf = import_tf()
+    if isinstance(exc, tf.errors.DataLossError):
+        return damaged_shard(split.images.shards, exc)
+    text = getattr(exc, "message", None) or str(exc)
+    if not isinstance(exc, tf.errors.InvalidArgumentError) or MISMATCH not in text:
+        return None
+    found = re.findall(r"\[(-?\d+)\]", text.split(MISMATCH, 1)[1])[:2]
+    index, label = found if len(found) == 2 else ("?", "?")
+    folder = Path(split.images.shards[0]).parent
+    name = Path(split.images.shards[0]).name.split("-", 1)[0]
+    return DataError(f"a record of {folder.name} (index {index}, label {label}) disagrees "
+                     f"with its {name}-labels.npy ({len(split.labels):,} labels, from 0 to "
+                     f"{int(split.labels.max()) if len(split.labels) else 0}): the shards "
+                     "were changed, or are another pack's", file=str(folder),
+                     hint="pack the data again (cnncli datasets pack SOURCE OUT)")
+
+
 def damaged_shard(shards, cause: Exception) -> DataError:
     """The error for records that fail their checksum (`tf.errors.DataLossError`): a shard
     damaged in place, its size unchanged. Found by reading each shard whole (only after
@@ -544,8 +573,11 @@ def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
     with contextlib.closing(stream) as out:
         try:
             yield from out
-        except tf.errors.DataLossError as exc:  # a shard damaged in place: which one
-            raise damaged_shard(split.images.shards, exc) from None
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:  # which
+            said = read_error(exc, split)  # shard, which record
+            if said is None:
+                raise
+            raise said from None
 
 
 def _resized(encoded: bytes, image_size, mode: str, name: str | None = None) -> bytes:

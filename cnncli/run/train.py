@@ -409,8 +409,8 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
         if isinstance(exc, KeyboardInterrupt) and signals.signal:  # a second one: at once
             error = Interrupted(signals.signal, run,
                                 resume_as=distributed.resume_name(p.placement, run))
-        elif isinstance(exc, import_tf().errors.DataLossError) and p.feed.keep is not None:
-            error = records.damaged_shard(p.feed.train.images.shards, exc)
+        elif p.feed.records is not None and records.read_error(exc, p.feed.records):
+            error = records.read_error(exc, p.feed.records)  # a damaged shard, record
         elif isinstance(exc, (OSError, WriteError)):  # history.csv, a plot, a model file
             error = _write_error(run, exc)
         status = INTERRUPTED if isinstance(error, Interrupted) else FAILED
