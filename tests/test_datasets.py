@@ -479,6 +479,27 @@ def test_six_classes_without_training_images_name_five_and_count_the_rest():
         "6 of the 8 classes have no training image (c, d, e, f, g and 1 more): ")
 
 
+def test_two_class_folders_that_print_alike_are_refused_naming_both(tmp_path):
+    """'café' as one character and as 'e' and an accent (macOS' way): two folders on
+    Linux, which would be two classes no one can tell apart in a result."""
+    image_folder(tmp_path / "set", classes=("caf\u00e9", "cafe\u0301", "tea"), per_class=2)
+    with pytest.raises(DataError, match="have the same name in other Unicode characters"
+                       ) as err:
+        datasets.load(tmp_path / "set")
+    assert err.value.message.startswith("the class folders 'cafe\u0301' and 'caf\u00e9' ")
+    assert err.value.file == str(tmp_path / "set")
+
+
+def test_classes_that_differ_only_in_case_are_warned_of_once(tmp_path):
+    image_folder(tmp_path / "set", classes=("Dog", "cat", "dog"), per_class=2)
+    with pytest.warns(DataWarning) as caught:
+        ds = datasets.load(tmp_path / "set")
+    said = [str(w.message) for w in caught if "differ only in case" in str(w.message)]
+    assert said == ["the classes 'Dog' and 'dog' differ only in case: each is a class of "
+                    "its own (if they are one, name them alike)"]
+    assert ds.class_names == ["Dog", "cat", "dog"]
+
+
 def test_a_test_class_folder_without_images_is_a_warning(tmp_path):
     image_folder(tmp_path / "set" / "train", classes=("cat", "dog", "owl"), per_class=2)
     image_folder(tmp_path / "set" / "test", classes=("cat",), per_class=2)

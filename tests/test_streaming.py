@@ -543,6 +543,17 @@ def test_a_csv_read_wrongly_without_a_word_is_refused_naming_the_line(tmp_path, 
     assert err.value.line == line
 
 
+def test_a_csv_label_typed_in_two_unicode_forms_is_one_class(tmp_path):
+    """'café' typed as one character on one row and as 'e' and an accent on another
+    (two editors): they print alike, so they are one class, not two."""
+    photo_folder(tmp_path / "photos")
+    typed = ("cafe\u0301", "caf\u00e9")
+    rows = [f"photos/a/{i}.jpg,{typed[i % 2]}" for i in range(6)]
+    rows += [f"photos/b/{i}.{'png' if i % 5 in (2, 4) else 'jpg'},tea" for i in range(6)]
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    assert datasets.load(tmp_path / "labels.csv").class_names == ["caf\u00e9", "tea"]
+
+
 def test_a_csv_with_one_label_only_is_refused(tmp_path):
     (tmp_path / "labels.csv").write_text("path,label\na/0.jpg,a\na/1.jpg,a\n")
     with pytest.raises(DataError, match=r"labels.csv has only one label \(a\)") as err:

@@ -19,7 +19,7 @@ import numpy as np
 
 from cnncli.data.dataset import Dataset, Split
 from cnncli.errors import DataError
-from cnncli.text import some
+from cnncli.text import composed, some
 
 #: Data of which more than this share of the images could not be decoded is broken (a
 #: truncated copy, the wrong folder), not a few files: training stops on it and `datasets
@@ -167,6 +167,34 @@ def check_every_class_trains(ds: Dataset, file: str) -> None:
                         f"would never learn {'it' if one else 'them'}", file=file,
                         hint="give every class training images, or leave the class out (its "
                              "folder, its rows, its test images)")
+
+
+def names_alike(names: list[str], source: str, *, warn: bool = True) -> None:
+    """Refuse two class names that print the same (`composed`: 'é' as one character or
+    as 'e' and an accent, as macOS writes a folder's); warn (with `warn`) of two that
+    differ only in case ('Dog' and 'dog': two classes, maybe meant as one). `source`: the
+    folder."""
+    import warnings
+
+    from cnncli.data.dataset import DataWarning
+
+    same: dict[str, list[str]] = collections.defaultdict(list)
+    for name in names:
+        same[composed(name)].append(name)
+    twins = next((found for found in same.values() if len(found) > 1), None)
+    if twins:
+        raise DataError(f"the class folders {twins[0]!r} and {twins[1]!r} have the same name "
+                        "in other Unicode characters (an accent written apart, as macOS "
+                        "writes it): they would be two classes that print alike",
+                        file=source, hint="move the images of one into the other")
+    cases: dict[str, list[str]] = collections.defaultdict(list)
+    for name in same:
+        cases[name.casefold()].append(name)
+    pairs = [found for found in cases.values() if len(found) > 1]
+    if pairs and warn:
+        warnings.warn(f"the classes {some(' and '.join(map(repr, p)) for p in pairs)} differ "
+                      f"only in case: each is a class of its own (if they are one, name "
+                      "them alike)", DataWarning, stacklevel=3)
 
 
 def looks_like(path: Path) -> str:

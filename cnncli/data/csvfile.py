@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli.data.checks import names_alike
 from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.folder import readable
 from cnncli.data.splits import split_off_test
 from cnncli.errors import DataError
+from cnncli.text import composed
 
 SPLITS = ("train", "test")
 #: The columns cnncli reads (others are left alone).
@@ -42,6 +44,7 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
     path = Path(path)
     rows = _once(_rows(path), path)
     names = sorted({label for _, label, _, _ in rows})
+    names_alike(names, str(path))
     if len(names) < (1 if test_fraction == 1 else 2):
         raise DataError(f"{path.name} has only one label ({names[0] if names else 'none'})",
                         file=str(path), hint="a classifier needs at least two classes (to "
@@ -191,8 +194,9 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                 if split is not None and split not in SPLITS:
                     raise DataError(f"split '{split}' is neither train nor test",
                                     file=str(path), line=number, hint="use train or test")
-                rows.append((_forward_slashes(row["path"], path.parent), row["label"], split,
-                             number))
+                rows.append((_forward_slashes(row["path"], path.parent),
+                             composed(row["label"]), split, number))  # ('é' typed two ways:
+                # one label, as it prints)
     except UnicodeDecodeError as err:
         raise DataError(f"{path.name} is not UTF-8 text ({err.reason})", file=str(path),
                         line=_first_line_not_utf8(path), hint="save it as UTF-8") from None

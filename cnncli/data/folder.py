@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli import files
-from cnncli.data import images, splits
+from cnncli.data import checks, images, splits
 from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name, unread_photos
 from cnncli.errors import ConfigError, DataError
@@ -87,6 +87,7 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                             "image", file=str(root),
                             hint="give each class at least 2 images (one is held out for "
                                  "testing), or give train/ and test/ folders")
+    checks.names_alike(names, str(root))
     return Dataset(root.name or root.resolve().name, train, test,
                    [files.as_text(name) for name in names],  # (written in models, plots)
                    f"{root} ({layout}, streamed)",
@@ -192,6 +193,7 @@ def _split_layout(root: Path) -> bool:
 
 def _class_names(root: Path, least: int = 2) -> list[str]:
     folders = sorted(p.name for p in _sub_folders(root))
+    checks.names_alike(folders, str(root), warn=False)  # (warned of once, when read)
     if not folders:
         raise DataError(f"{root.name} has no class sub-folders", file=str(root),
                         hint="put the images in one sub-folder per class, e.g. "
