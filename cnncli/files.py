@@ -265,6 +265,14 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
     >>> staging_folder(tempfile.mkdtemp(), ".out.").name.startswith(".out.")
     True
     """
+    remove_dead_staging(parent, prefix)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    (path / PID_FILE).write_text(str(os.getpid()))
+    return path
+
+
+def remove_dead_staging(parent: str | Path, prefix: str) -> None:
+    """Remove the `staging_folder`s of `prefix` in `parent` whose process died."""
     for path in Path(parent).glob(glob.escape(prefix) + "*"):
         try:
             pid = int((path / PID_FILE).read_text())
@@ -272,9 +280,6 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
             continue  # being made this instant, or not ours: left alone
         if not _running(pid):
             shutil.rmtree(path, ignore_errors=True)
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    (path / PID_FILE).write_text(str(os.getpid()))
-    return path
 
 
 def _running(pid: int) -> bool:

@@ -283,6 +283,39 @@ def test_pack_writes_into_an_empty_folder_made_for_it(tmp_path):
     assert len(datasets.load(tmp_path / "packed").train) == len(ds.train)
 
 
+def test_pack_into_an_empty_mount_point_is_written_inside_it(tmp_path, monkeypatch):
+    """A Docker volume or a mounted disk cannot be renamed over (EBUSY), and is where the
+    user wants the bytes: the pack is staged inside it and moved into place."""
+    import errno
+
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    out = tmp_path / "volume"
+    out.mkdir()
+    real = records.os.replace
+
+    def mount_point(src, dst):
+        if Path(dst) == out:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return real(src, dst)
+
+    monkeypatch.setattr(records.os, "replace", mount_point)
+    records.pack(ds, out)
+    assert len(datasets.load(out).train) == len(ds.train)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "volume"]
+
+
+def test_a_killed_pack_into_an_empty_folder_leaves_it_packable_again(tmp_path):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    out = tmp_path / "packed"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (out / f"{records.STAGED}x1").mkdir(parents=True)
+    (out / f"{records.STAGED}x1" / files.PID_FILE).write_text(dead)  # its process: gone
+    records.pack(ds, out)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
 def test_pack_never_writes_over_its_source(tmp_path):
     root = photo_folder(tmp_path / "photos")
     before = sorted(p.name for p in root.rglob("*"))
@@ -1480,15 +1513,14 @@ def test_a_file_put_into_the_empty_folder_while_packing_is_not_deleted(tmp_path,
                                                                        monkeypatch):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     (tmp_path / "packed").mkdir()
-    real = records.os.replace
+    real = records._write_split
 
-    def someone_writes_first(src, dst):
-        if Path(dst) == tmp_path / "packed":
-            (tmp_path / "packed" / "theirs.txt").write_text("keep me")
-        return real(src, dst)
+    def someone_writes_meanwhile(*args, **kwargs):
+        (tmp_path / "packed" / "theirs.txt").write_text("keep me")
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(records.os, "replace", someone_writes_first)
-    with pytest.raises(WriteError, match="packed is no longer empty"):
+    monkeypatch.setattr(records, "_write_split", someone_writes_meanwhile)
+    with pytest.raises(WriteError, match=r"packed is no longer empty: .*\(theirs.txt\)"):
         records.pack(ds, tmp_path / "packed")
     assert [p.name for p in (tmp_path / "packed").iterdir()] == ["theirs.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]

@@ -241,7 +241,9 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     docstring); images are resized to `image_size` (H, W) if given, the `resize` way
     (recorded: training from them must resize the same way, as predict will). Written into a
     temporary folder beside `out`, then renamed: never half a packed folder. An empty
-    `out` is written into; `force` replaces only an earlier packed folder, and `out` may not be
+    `out` is written into (staged inside it, then moved into place, the index last: a
+    mount point, a Docker volume, cannot be renamed over, and its disk is the one meant
+    for the pack); `force` replaces only an earlier packed folder, and `out` may not be
     `source` (the path the data was read from), nor inside it, nor hold it."""
     from cnncli.config import MAX_IMAGE_SIDE
 
@@ -256,11 +258,16 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         raise ConfigError(f"--image-size {image_size[0]} {image_size[1]} is larger than "
                           f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "
                           "takes, e.g. --image-size 224 224")
+    if out.is_dir() and not out.is_symlink():
+        files.remove_dead_staging(out, STAGED)  # a killed pack into this empty folder's
     replacing = _check_out(out, force, source)
+    into = out.is_dir() and not replacing  # an empty folder: staged inside it
     made = files.missing_folders(out.parent)  # removed again should packing fail
     try:
-        files.writable_folder(out.parent)  # a clear error for a file in the way, or no right
-        tmp = files.staging_folder(out.parent, f".{out.name}.")  # a killed pack's: gone
+        files.writable_folder(out if into else out.parent)  # a clear error for a file in
+        tmp = files.staging_folder(out, STAGED) if into else \
+            files.staging_folder(out.parent, f".{out.name}.")  # the way, or no right
+        # (a killed pack's: gone)
     except BaseException:
         files.remove_empty(made)
         raise
@@ -287,16 +294,12 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
             index["skipped"] = {"count": len(skipped), "examples": examples}
         (tmp / INDEX).write_text(json.dumps(index, indent=1))
         (tmp / files.PID_FILE).unlink()
-        if replacing:  # an earlier pack (--force); an empty folder is renamed over
-            shutil.rmtree(out)
-        try:
+        if into:
+            _move_into(tmp, out)
+        else:
+            if replacing:  # an earlier pack (--force)
+                shutil.rmtree(out)
             os.replace(tmp, out)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            raise WriteError(f"{out} is no longer empty: something was written into it "
-                             "while packing; it was left as it is", file=str(out),
-                             hint="pack again into an empty or new folder") from None
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         files.remove_empty(made)
@@ -308,6 +311,24 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     splits = index["splits"]
     return Packed(out, list(ds.class_names), {k: v["count"] for k, v in splits.items()},
                   sum(len(v["shards"]) for v in splits.values()), len(skipped), examples)
+
+
+#: The folder a pack into an empty folder is staged in, inside it.
+STAGED = ".packing."
+
+
+def _move_into(tmp: Path, out: Path) -> None:
+    """Move the pack staged in `tmp` (inside the empty folder `out`) into `out`, its
+    index last: until then `out` is not a pack. A `WriteError` if something else was
+    written into `out` meanwhile (left as it is)."""
+    others = [p.name for p in out.iterdir() if p != tmp]
+    if others:
+        raise WriteError(f"{out} is no longer empty: something was written into it while "
+                         f"packing ({some(others)}); it was left as it is", file=str(out),
+                         hint="pack again into an empty or new folder")
+    for item in sorted(tmp.iterdir(), key=lambda p: p.name == INDEX):
+        os.replace(item, out / item.name)
+    tmp.rmdir()
 
 
 class _Progress:
