@@ -631,7 +631,8 @@ def evaluated_with_an_image_added(photos, model, output):
         (photos / "0" / "new.png").unlink()
 
 
-CHANGED = "photos changed since the model trained (images added, removed or renamed)"
+CHANGED = ("photos changed since the model trained (images added, removed or renamed, or a "
+           "CSV's rows put in another order)")
 
 
 def test_a_folder_changed_since_training_warns_that_its_fifth_moved_onto_trained_images(

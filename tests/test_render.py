@@ -141,7 +141,8 @@ def test_the_data_line_says_how_many_images_a_class_folder_run_held_out(tmp_path
     render.PlainTrainReporter().begin(planning.plan(config.load(path)), tmp_path / "run",
                                       resumed=False)
     assert "14 training, 2 validation images, 4 held out for evaluate (a seeded 20% of each " \
-           "class; train/ and test/ folders choose them)" in buffer.getvalue()
+           "class; train/ and test/ folders, or a CSV's split column, choose them)" in \
+        buffer.getvalue()
 
 
 def test_training_and_prediction_lines_keep_bracketed_names(tmp_path):

@@ -130,7 +130,8 @@ def data_line(plan) -> str:
     d = plan.data
     how = "; ".join(filter(None, [plan.feed.describe(), *plan.data_notes]))
     held = f", {len(d.test):,} held out for evaluate (a seeded {d.held_out:.0%} of " \
-        "each class; train/ and test/ folders choose them)" if d.held_out else ""
+        "each class; train/ and test/ folders, or a CSV's split column, choose them)" \
+        if d.held_out else ""
     return (f"Data: {d.name} from {d.source}: {len(plan.feed.train):,} training, "
             f"{len(plan.feed.val):,} validation images{held}"
             + (" (SAMPLE)" if d.sample else "") + (f"; {how}" if how else ""))

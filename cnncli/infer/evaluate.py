@@ -141,7 +141,8 @@ def _changed_since_training(ds, then: str | None) -> list[str]:
     (`then`: the digest of the held-out images' names its training recorded)."""
     if then is None or not ds.held_out or then == ds.held_out_names():
         return []
-    return [f"{ds.name} changed since the model trained (images added, removed or renamed): "
+    return [f"{ds.name} changed since the model trained (images added, removed or renamed, "
+            "or a CSV's rows put in another order): "
             "the seeded fifth held out now takes other images, some of them ones the model "
             "trained on, so the figures may be too high; to evaluate on images it never "
             "saw, give them apart: a test/ folder beside train/, or --data NEW_PHOTOS "
