@@ -1493,6 +1493,16 @@ def test_a_network_without_a_name_is_named_after_the_run_also_when_resumed(tmp_p
         assert training.compile_model(p).name == "exp1", path
 
 
+def test_a_run_without_output_name_is_named_after_its_config_file_from_python_too(tmp_path):
+    """The documented default, for `cnncli train` and for `train(config.load(...))`."""
+    path = write_config(tmp_path, epochs=1)
+    path.write_text(path.read_text().replace("  name: toy\n", ""))
+    path = path.rename(tmp_path / "my_photos.yaml")
+    assert config.load(path).output.name == "my_photos"
+    assert training.train(config.load(path), config_file=str(path)).run == \
+        tmp_path / "runs" / "my_photos" / "1"
+
+
 def test_a_run_named_like_a_number_reads_back_its_own_config(tmp_path):
     from cnncli.run import record
 

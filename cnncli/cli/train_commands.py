@@ -81,8 +81,6 @@ def train(
         ("train.device", device, "--device"), ("train.precision", precision, "--precision"),
         ("data.offline", offline or None, "--offline")))
     cfg = checking.load_config(config_file, list(set_ or []), origins, values)
-    if cfg.output.name is None:
-        cfg.output.name = Path(config_file).stem
     if dry_run:
         return _dry_run(cfg, config_file, json)
     if auto:

@@ -74,6 +74,8 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
     if isinstance(cfg.model, dict) and "from" in cfg.model:
         check_part(("model",), cfg.model, doc, file, set_by)  # `{from: vgg16, classes: 0}`
     _check_monitor(cfg, doc, file, set_by)
+    if cfg.output.name is None and file:  # the documented default, for every caller
+        cfg.output.name = Path(file).stem
     return cfg
 
 
