@@ -103,3 +103,13 @@ def test_a_tie_after_a_best_epoch_whose_loss_was_nan_takes_the_finite_loss(tmp_p
         state.history.append(row)
         keeper.update(model=None, row=row)
     assert state.best_epoch == 2
+
+
+def test_a_runs_directions_are_the_best_models_and_early_stoppings(model):
+    from cnncli.run.monitor import Directions
+
+    train = config.TrainSection(metrics=["accuracy"], early_stopping={"monitor": "val_loss"})
+    assert Directions.of(model, train, validation=True) == Directions("val_accuracy", "max",
+                                                                      "min")
+    assert Directions.of(model, config.TrainSection(), validation=False) == Directions(
+        "loss", "min", None)

@@ -8,6 +8,8 @@ down).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cnncli.errors import ConfigError
 
 
@@ -64,3 +66,23 @@ def improved(value: float, best: float | None, way: str, min_delta: float = 0.0)
     if best is None:
         return True
     return value > best + min_delta if way == "max" else value < best - min_delta
+
+
+@dataclass(frozen=True)
+class Directions:
+    """What a run follows and which way each figure improves: the best model's
+    (`monitor`, `best`) and early stopping's (None without it)."""
+
+    monitor: str
+    best: str
+    early_stopping: str | None = None
+
+    @classmethod
+    def of(cls, model, train, validation: bool) -> Directions:
+        """For the compiled `model` trained by the `train` section, with or without a
+        validation part. Raises `ConfigError` for a figure whose way Keras does not know
+        (before any run folder is made)."""
+        monitor = best_monitor(list(train.metrics), validation)
+        early = train.early_stopping
+        return cls(monitor, direction(model, monitor), direction(
+            model, early.monitor, early.mode) if early else None)

@@ -41,7 +41,7 @@ from cnncli.model.modelfile import save_model_atomic
 from cnncli.run import agreement, checkpoint, finetune, loop, record, resume, rundir
 from cnncli.run.callbacks import Interrupted, RunCallback, signal_name
 from cnncli.run.compile import compile_model, replica_rate
-from cnncli.run.monitor import best_monitor, direction
+from cnncli.run.monitor import Directions
 from cnncli.run.plan import Plan, absolute_paths, plan
 from cnncli.run.state import EpochRow, TrainState
 from cnncli.run.status import FAILED, FINISHED, INTERRUPTED, RUNNING, RunStatus
@@ -133,7 +133,8 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
     with distributed.peers_watched(started=bool(resume)):  # (its first collectives)
         agreement.check_same_run(p, "resuming" if resume else "as a new run")  # before
         model = compile_model(p)  # building it, which machines do together
-        ways = _directions(p, model)  # errors here come before any run folder exists
+        ways = Directions.of(model, p.cfg.train, len(p.feed.val) > 0)  # errors here come
+        # before any run folder exists
     with contextlib.ExitStack() as stack:
         if resume:
             run, state = _resume(p, model, saved, rundir.find(resume), force, reporter, stack)
@@ -164,16 +165,6 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
             result.run, result.metrics = None, replace(result.metrics, run=None)  # gone
             result.task = p.placement.task
         return result
-
-
-def _directions(p: Plan, model) -> dict:
-    """Which way the best model's and early stopping's figures improve (`monitor`)."""
-    t = p.cfg.train
-    ways = {"best": direction(model, best_monitor(list(t.metrics), len(p.feed.val) > 0))}
-    if t.early_stopping:
-        ways["early_stopping"] = direction(model, t.early_stopping.monitor,
-                                           t.early_stopping.mode)
-    return ways
 
 
 def _has_backup(run: Path) -> None:

@@ -24,7 +24,7 @@ from cnncli.run.callbacks.backup import Backups, weights_finite
 from cnncli.run.callbacks.best import BestModel
 from cnncli.run.callbacks.outputs import Outputs
 from cnncli.run.callbacks.stopping import EarlyStopping, Plateau
-from cnncli.run.monitor import best_monitor
+from cnncli.run.monitor import Directions, best_monitor
 from cnncli.run.state import EpochRow, TrainState
 from cnncli.runtime import import_keras
 from cnncli.text import some
@@ -78,7 +78,7 @@ class RunCallback(keras.callbacks.Callback):
             stopping's figures, worked out before the run folder was made.
     """
 
-    def __init__(self, p, run: Path, model, state: TrainState, reporter, ways: dict):
+    def __init__(self, p, run: Path, model, state: TrainState, reporter, ways: Directions):
         super().__init__()
         self.p, self.run, self.state, self.reporter = p, run, state, reporter
         self.signal = None  # set by the signal handler (cnncli.run.loop.signals_to)
@@ -88,10 +88,10 @@ class RunCallback(keras.callbacks.Callback):
         self.cluster_unreadable = (0, 0)  # several machines: images failed, tried on all
         self.first_step = 0  # the step an epoch (re)starts at: > 0 when resuming mid-epoch
         t = p.cfg.train
-        self.monitor = best_monitor(list(t.metrics), len(p.feed.val) > 0)
+        self.monitor = ways.monitor
         self.backups = Backups(run, model, state, p.steps_per_epoch, t.backup_every)
-        self.best = BestModel(run, state, self.monitor, ways["best"], p.meta())
-        self.early = EarlyStopping(t.early_stopping, state, ways["early_stopping"]) \
+        self.best = BestModel(run, state, self.monitor, ways.best, p.meta())
+        self.early = EarlyStopping(t.early_stopping, state, ways.early_stopping) \
             if t.early_stopping else None
         self.plateau = Plateau(t.schedule, state) if t.schedule.name == "plateau" else None
         self.outputs = Outputs(run)
