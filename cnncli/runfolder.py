@@ -22,11 +22,17 @@ MODELS = (BEST_MODEL, LAST_MODEL)
 LATEST = "latest"
 
 
+def is_run(path: str | os.PathLike) -> bool:
+    """True if `path` is a run folder (it holds the run's config), not a file or the
+    folder of a run's name."""
+    return (Path(path) / CONFIG).is_file()
+
+
 def named(path: str | os.PathLike) -> Path:
     """The run `path` names: `path` itself, or, for the folder of a run's name
     (``runs/mnist``, no config of its own), its ``latest`` run."""
     p = Path(path)
-    if p.is_dir() and not (p / CONFIG).exists() and (p / LATEST).exists():
+    if p.is_dir() and not is_run(p) and (p / LATEST).exists():
         return p / LATEST
     return p
 

@@ -121,7 +121,7 @@ def model_instead(path: str | os.PathLike) -> Path | None:
 def _model_of_run_holding(path: Path) -> Path | None:
     """The model (resolved) of the run folder `path` is in; None outside a run."""
     folder = path.resolve().parent
-    if not (folder / rundir.CONFIG).is_file():
+    if not runfolder.is_run(folder):
         return None
     own = runfolder.model_file(folder)
     return own.resolve() if own is not None else None

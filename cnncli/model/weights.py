@@ -46,7 +46,7 @@ def load_file(model: keras.Model, path: str | Path, *, fits: str, expected: str)
         hint = (f"this is a trained run's whole model (not weights for {fits}): to go on from "
                 f"it, write `model: {{from: {run}}}` (the run folder) instead; or use "
                 f"Keras' {expected}") if path.name in runfolder.MODELS and \
-            (run / runfolder.CONFIG).is_file() else f"use Keras' {expected}"
+            runfolder.is_run(run) else f"use Keras' {expected}"
         raise ModelError(f"these weights do not fit {fits}: {keras_reason(exc)}",
                          file=str(path), hint=hint) from None
 

@@ -107,7 +107,7 @@ def _absolute_source(source: str) -> str:
     path = Path(os.path.expanduser(source))
     run = runfolder.named(path)
     with contextlib.suppress(OSError):  # a name too long to be a path: not one, then
-        if run.is_dir() and (run / runfolder.CONFIG).is_file():
+        if runfolder.is_run(run):
             return str(run.resolve())
         if source not in architectures.names() and source not in pretrained.REGISTRY \
                 and path.exists():

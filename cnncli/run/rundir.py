@@ -140,7 +140,7 @@ def find(path: str | Path) -> Path:
     if not p.exists():
         raise DataError("no such run", file=str(path), hint=_not_a_run(str(path)))
     p = p.resolve()
-    if not (p / CONFIG).exists():
+    if not runfolder.is_run(p):
         if not p.is_dir():
             raise DataError("this is a file, not a run folder", file=str(path),
                             hint="give a run folder such as runs/mnist/1")
@@ -263,7 +263,7 @@ def resumable(folder: str | os.PathLike) -> Path | None:
     True
     """
     latest = Path(folder) / runfolder.LATEST
-    if not latest.is_dir() or not (latest / CONFIG).is_file():
+    if not runfolder.is_run(latest):
         return None
     run = latest.resolve()
     return run if has_backup(run) else None

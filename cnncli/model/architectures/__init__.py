@@ -38,12 +38,12 @@ def resolve(path_or_name: str | Path) -> Path:
     text = str(path_or_name)
     path = Path(text)
     run = runfolder.named(path)  # runs/mnist: its latest run
-    if run.is_dir() and (run / runfolder.CONFIG).is_file():  # runs/mnist/latest
+    if runfolder.is_run(run):  # runs/mnist/latest
         return run / runfolder.CONFIG
     if "/" not in text and not text.endswith((".yaml", ".yml")) and _exists(HERE / f"{text}.yaml"):
         return HERE / f"{text}.yaml"
     if _exists(path) and path.suffix.lower() in MODEL_FILES:  # summary best.keras
-        run = path.parent if (path.parent / runfolder.CONFIG).is_file() else None
+        run = path.parent if runfolder.is_run(path.parent) else None
         raise ConfigError(
             "this is a model file, not a spec or a run config", file=text,
             hint=f"give its run folder ({run}), whose config.yaml describes the network"
