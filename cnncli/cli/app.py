@@ -193,46 +193,15 @@ def _run() -> None:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             _no_space(exc)
         _traceback_if_debugging()
+        from cnncli.devices import failed_on_a_gpu
         from cnncli.errors import InternalError
 
-        if on_gpu := _failed_on_a_gpu(exc):
+        if on_gpu := failed_on_a_gpu(exc):
             _fail(on_gpu)
         bug = InternalError(f"unexpected {type(exc).__name__}: {exc}",
                             hint="this is a bug in cnncli or a library it uses; run again "
                                  "with --debug for the traceback, and report it")
         _fail(bug, said=f"{bug.message}. Hint: {bug.hint}")  # a library's lines kept
-
-
-def _failed_on_a_gpu(exc: Exception):
-    """A `DeviceError` for a TensorFlow error raised while GPUs were in use, else None.
-    There it is most often the GPU's libraries (a cuDNN other than the one TensorFlow was
-    built with, found first on the library path) or XLA's compiler, whose own message
-    TensorFlow logs and cnncli hides without ``--debug``: not a bug to report."""
-    import re
-
-    if not type(exc).__module__.startswith("tensorflow") or not (
-            type(exc).__name__ in ("InternalError", "UnknownError")
-            or re.search(r"cudnn|cublas|cuda|ptxas|libdevice|\bxla\b|\bdnn\b", str(exc),
-                         re.IGNORECASE)):
-        return None  # e.g. out of memory, a tf.data shape error: not the GPU's libraries
-    from cnncli.devices import GPU_INSTALL, tf_layer
-    from cnncli.errors import DeviceError
-    from cnncli.text import first_line
-
-    try:
-        if not tf_layer.gpus_in_use():
-            return None
-        info = tf_layer.build_info()
-    except Exception:  # noqa: BLE001 (saying the first error matters more than this guess)
-        return None
-    built = (f"CUDA {info.get('cuda_version') or 'unknown'} and cuDNN "
-             f"{info.get('cudnn_version') or 'unknown'}")
-    return DeviceError(
-        f"TensorFlow failed on the GPU: {type(exc).__name__}: {first_line(exc)}",
-        hint=f"most often the GPU's libraries: this TensorFlow was built with {built} "
-             f"({GPU_INSTALL} installs them; another cuDNN on LD_LIBRARY_PATH is taken "
-             "first), or XLA's compiler (try --set train.jit_compile=false); --debug shows "
-             "TensorFlow's own messages, --device cpu runs on the CPU")
 
 
 def _fail(exc: CnnError, said: str | None = None) -> NoReturn:

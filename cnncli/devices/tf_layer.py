@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, fields
 
 from cnncli import config
 from cnncli.devices.cluster import TRAINING_TASKS, from_environment
-from cnncli.devices.hardware import cpu_bf16_units, nvidia_driver_present
+from cnncli.devices.hardware import GPU_INSTALL, cpu_bf16_units, nvidia_driver_present
 from cnncli.devices.placement import (
     GpuInfo,
     Placement,
@@ -461,3 +461,29 @@ def doctor_info() -> Doctor:
         nvidia_driver=driver, warning="; ".join(filter(None, (
             gpu_warning(driver, auto, info, hidden, _installed_gpus(driver, info)),
             bad_cluster))) or None)
+
+
+def failed_on_a_gpu(exc: Exception) -> DeviceError | None:
+    """A `DeviceError` for a TensorFlow error raised while GPUs were in use, else None.
+    There it is most often the GPU's libraries (a cuDNN other than the one TensorFlow was
+    built with, found first on the library path) or XLA's compiler, whose own message
+    TensorFlow logs and cnncli hides without ``--debug``: not a bug to report."""
+    if not type(exc).__module__.startswith("tensorflow") or not (
+            type(exc).__name__ in ("InternalError", "UnknownError")
+            or re.search(r"cudnn|cublas|cuda|ptxas|libdevice|\bxla\b|\bdnn\b", str(exc),
+                         re.IGNORECASE)):
+        return None  # e.g. out of memory, a tf.data shape error: not the GPU's libraries
+    try:
+        if not gpus_in_use():
+            return None
+        info = build_info()
+    except Exception:  # noqa: BLE001 (saying the first error matters more than this guess)
+        return None
+    built = (f"CUDA {info.get('cuda_version') or 'unknown'} and cuDNN "
+             f"{info.get('cudnn_version') or 'unknown'}")
+    return DeviceError(
+        f"TensorFlow failed on the GPU: {type(exc).__name__}: {first_line(exc)}",
+        hint=f"most often the GPU's libraries: this TensorFlow was built with {built} "
+             f"({GPU_INSTALL} installs them; another cuDNN on LD_LIBRARY_PATH is taken "
+             "first), or XLA's compiler (try --set train.jit_compile=false); --debug shows "
+             "TensorFlow's own messages, --device cpu runs on the CPU")
