@@ -178,65 +178,23 @@ def _joining(quiet: bool) -> None:
 
 
 def _dry_run(cfg, config_file: str, json: bool = False) -> None:
-    from cnncli import devices, yamlio
+    from cnncli import yamlio
     from cnncli.cli import render
-    from cnncli.model import summary as summaries
-    from cnncli.run import checking, plan
+    from cnncli.run.dryrun import dry_run
 
-    t = cfg.train
-    placement = devices.setup(t.device, t.precision)  # a GPU asked for and not there
-    t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
-    built = checking.dry_run(cfg, config_file)  # what training would refuse, first
-    data_said: list[str] = []  # the data's warnings (unreadable files skipped, ...)
-    with render.warnings_to(data_said.append):
-        planned = plan.shown(cfg, placement, config_file=config_file)  # then of the data
-    if planned:  # the data's classes, not a guess (nor its note)
-        built = checking.dry_run(cfg, config_file, classes=planned.spec.classes)
-    memory = plan.memory_warnings(built, placement, t.batch_size)  # or too large: refused
-    summary = summaries.summarize(built)
-    said = summary.warnings + memory + data_said
-    said += [w for w in (planned.warnings if planned else []) if w not in said]
-    if json:  # the resolved config and the model, as `cnncli summary --json` gives it
-        render.print_json({"config": cfg.resolved(), "model": summary.to_dict(),
-                           "data": _planned_data(planned, cfg.data), "warnings": said})
-        render.warn_all(said)
+    shown = dry_run(cfg, config_file)
+    if json:
+        render.print_json(shown.to_dict())
+        render.warn_all(shown.warnings)
         return
-    render.out.print(yamlio.dumps(cfg.resolved()), markup=False)
-    render.summary(summary)
-    not_here = None if planned else _not_here_yet(cfg.data)
-    lines = (render.data_line(planned), render.training_line(planned, "Would train")) \
-        if planned else [f"Data: {not_here}"] if not_here else []
+    render.out.print(yamlio.dumps(shown.config.resolved()), markup=False)
+    render.summary(shown.summary)
+    lines = (render.data_line(shown.plan), render.training_line(shown.plan, "Would train")) \
+        if shown.plan else [f"Data: {shown.not_here}"] if shown.not_here else []
     for line in lines:
         render.out.print(render.printable(line, one_line=True), markup=False)
-    render.warn_all(said[len(summary.warnings):])  # (the summary's were said with it)
-
-
-def _not_here_yet(d) -> str | None:
-    """What the dry run says of a known dataset training would download (a path not
-    made yet has its note among the warnings)."""
-    from cnncli.data import datasets
-
-    name = datasets.known_name(d.name)
-    if name is None:
-        return None
-    where = datasets.locate(name, data_dir=d.data_dir).description  # will download 170 MB
-    return f"{name} is not on this machine yet: training {where}"
-
-
-def _planned_data(planned, d) -> dict | None:
-    """`train --dry-run --json`'s `data`: what the run would train on; for a known
-    dataset training would download, its name and that note; None for a path not made
-    yet (its warning says so)."""
-    if planned is None:
-        note = _not_here_yet(d)
-        return note and {"name": d.name, "on_this_machine": False, "note": note}
-    d, feed = planned.data, planned.feed
-    return {"name": d.name, "on_this_machine": True, "source": d.source,
-            "classes": list(planned.meta().class_names),
-            "training": len(feed.train), "validation": len(feed.val),
-            "held_out": len(d.test) if d.held_out else 0, "reading": feed.describe(),
-            "epochs": planned.epochs, "steps_per_epoch": planned.steps_per_epoch,
-            "batch_size": planned.cfg.train.batch_size}
+    render.warn_all(shown.warnings[len(shown.summary.warnings):])  # (the summary's were
+    # said with it)
 
 
 def runs(
