@@ -728,3 +728,19 @@ def test_the_data_read_for_a_model_is_data_else_its_runs_else_what_its_file_says
         "photos", "/other", True)
     assert artefact.training_data(None, meta) == artefact.DataSource("mnist")
     assert artefact.training_data(None, ModelMeta()).name is None
+
+
+def test_an_evaluation_without_mistakes_removes_an_earlier_misclassified_picture(tmp_path):
+    """The same folder evaluated again (`--data d` after d was mended): a picture of the
+    earlier evaluation's mistakes beside a 100% confusion matrix would tell of mistakes
+    there are not."""
+    from types import SimpleNamespace
+
+    from cnncli.infer import metrics
+
+    (tmp_path / "misclassified.png").write_bytes(b"an earlier evaluation's")
+    result = metrics.compute([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["a", "b"])
+    clf = SimpleNamespace(class_names=["a", "b"], name="m.keras")
+    written = evaluation._write_files(tmp_path, result, None, clf, "d", [])
+    assert "misclassified" not in written and not (tmp_path / "misclassified.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png", "evaluation.json"]

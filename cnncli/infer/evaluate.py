@@ -321,6 +321,8 @@ def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
                   for w in worst]
         written["misclassified"] = str(plots.image_grid(images, titles,
                                                         folder / "misclassified.png"))
+    else:  # no mistake: an earlier evaluation's picture of its own would tell of some
+        (folder / "misclassified.png").unlink(missing_ok=True)
     path = folder / "evaluation.json"
     files.write_json(path, {"data": data, "model": clf.name, "precision": getattr(
         clf, "precision", "float32"), **result.to_dict(), "notes": notes})
