@@ -499,6 +499,21 @@ def test_an_unknown_class_name_lists_the_classes():
         explain.class_index(["cat", "dog"], "dgo")
 
 
+def test_imagenets_two_cranes_are_told_apart_by_wordnet_id_not_picked_silently():
+    """A bird and a machine are both `crane`: the name alone is refused with the IDs,
+    which name each (as predict's JSON gives them)."""
+    from cnncli.model import imagenet
+
+    names = imagenet.class_names()
+    with pytest.raises(ConfigError, match="two classes of the model are named 'crane'") as e:
+        explain.class_index(names, "crane")
+    assert e.value.hint == ("name the one meant by its WordNet ID: n02012849 or n03126707 (as "
+                            "predict's JSON gives them)")
+    assert names[explain.class_index(names, "n03126707")] == "crane"
+    assert explain.class_index(names, "n03126707") != explain.class_index(names, "n02012849")
+    assert names[explain.class_index(names, "tench")] == "tench"
+
+
 # --------------------------------------------------------------------------- filters
 
 
@@ -1133,6 +1148,10 @@ def test_explain_works_with_a_pretrained_model_and_a_local_weights_file(tmp_path
     (data,) = json.loads(result.stdout)
     assert data["layer"] == "out_relu" and data["picture"] == str(tmp_path / "gradcam_photo.png")
     assert png_pixels(tmp_path / "gradcam_photo.png").shape[0] > 224
+    from cnncli.model import imagenet  # which of ImageNet's classes, as predict says it
+
+    assert data["wordnet_id"] == imagenet.wordnet_ids(imagenet.class_names())[
+        imagenet.class_names().index(data["class"])]
 
 
 @pytest.mark.parametrize("command", [["explain"], ["visualize"], ["visualize", "filters"],

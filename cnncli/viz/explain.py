@@ -36,9 +36,11 @@ class Explained:
     probability: float
     layer: str
     evidence: bool = True  # False: nothing at the layer raised the class (all dark)
+    wordnet_id: str | None = None  # an ImageNet model's class (two share `crane`)
 
     def to_dict(self) -> dict:
         return {"picture": str(self.png), "image": self.image, "class": self.class_name,
+                **({"wordnet_id": self.wordnet_id} if self.wordnet_id else {}),
                 "probability": text.significant(self.probability), "layer": self.layer,
                 "evidence": self.evidence}
 
@@ -51,15 +53,27 @@ class Explanation:
 
 
 def class_index(class_names: list[str], name: str) -> int:
-    """The index of the class called `name`, or a `ConfigError` naming the valid ones.
+    """The index of the class called `name` (for ImageNet's classes, a WordNet ID too:
+    what tells apart the two ``crane``s), or a `ConfigError` naming the valid ones, or
+    the IDs of a name two classes share.
 
     >>> class_index(["cat", "dog"], "dog"), class_index(["cat", "re\u0301d"], "r\u00e9d")
     (1, 1)
     """
+    from cnncli.model import imagenet
+
     names = [str(n) for n in class_names]
+    wordnet = imagenet.wordnet_ids(names) or []
+    if name in wordnet:
+        return wordnet.index(name)
     composed = [text.composed(n) for n in names]  # 'é' typed, 'e' and an accent named
-    if text.composed(name) in composed:
-        return composed.index(text.composed(name))
+    found = [i for i, n in enumerate(composed) if n == text.composed(name)]
+    if len(found) > 1 and wordnet:  # (ImageNet's: a bird and a machine are both crane)
+        raise ConfigError(f"two classes of the model are named '{name}'", hint="name the "
+                          f"one meant by its WordNet ID: {' or '.join(wordnet[i] for i in found)}"
+                          " (as predict's JSON gives them)")
+    if found:
+        return found[0]
     close = suggest(name, names)
     hint = f"{close} " if close else ""
     hint += (f"the classes are: {', '.join(names)}" if len(names) <= LIST_CLASSES else
@@ -159,14 +173,20 @@ def for_predictions(result, clf, folder: str, resize: str | None = None
 
 def _write(image: model_input.ModelInput, heat: gradcam.Heatmap, class_names,
            png: Path) -> Explained:
+    from cnncli.model import imagenet
+
     name = str(class_names[heat.class_index])
+    wordnet = (imagenet.wordnet_ids(list(class_names)) or [None] * len(class_names))[
+        heat.class_index]
+    shown = f"{name} ({wordnet})" if name in imagenet.shared_names() and wordnet else name
     picture = mosaic.enlarged(gradcam.overlay(image.pixels, heat.heatmap))
     evidence = bool(heat.heatmap.max() > 0)
-    title = f"{name}: {text.probability(heat.probability)}   (Grad-CAM at {heat.layer}" + (
+    title = f"{shown}: {text.probability(heat.probability)}   (Grad-CAM at {heat.layer}" + (
         ")" if evidence else ": no evidence for it there)")
     key = ("dark: no evidence, bright: the most", gradcam.scale_bar(picture.shape[1]))
     plots.pixel_panels([(title, picture), key], png)
-    return Explained(png, image.source, name, heat.probability, heat.layer, evidence)
+    return Explained(png, image.source, name, heat.probability, heat.layer, evidence,
+                     wordnet)
 
 
 class _Names:
