@@ -458,11 +458,39 @@ def test_a_pooling_layers_maps_are_shown_when_named():
     x = keras.layers.Conv2D(2, 3, padding="same", name="conv1_1")(inputs)
     x = keras.layers.MaxPooling2D(name="pool1")(x)
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
-    assert [r.name for r in activations.choose(model, ["pool1", "conv1_1"])] == [
+    assert [s.ref.name for s in activations.choose(model, ["pool1", "conv1_1"])] == [
         "conv1_1", "pool1"]
     maps = activations.activation_maps(model, np.ones((1, 8, 8, 1), "float32"),
                                        activations.choose(model, ["pool1"]))
     assert maps[0].volume == "4x4x2"
+
+
+def test_default_maps_are_shown_after_the_batch_norm_and_relu_that_follow_the_convolution():
+    """Conv, batch norm, ReLU (MobileNet, ResNet): the maps as the network goes on with
+    them, where a filter that does not respond is 0 (dark), not the convolution's raw
+    output before them; the title says so. A convolution with its ReLU inside (VGG's, the
+    lecture's) is shown as it is, and one followed by a branch's merge stops there."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(6.0, name="relu1")(x)
+    y = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv2")(x)
+    z = keras.layers.Conv2D(2, 1, name="conv3")(y)
+    z = keras.layers.Add(name="join")([z, y])
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(z)))
+    bn = model.get_layer("bn1")
+    bn.set_weights([np.ones(2), np.full(2, -5.0), np.zeros(2), np.ones(2)])  # all below 0
+    shown = activations.choose(model, None)
+    assert [(s.ref.name, s.at.name, s.after) for s in shown] == [
+        ("conv1", "relu1", ("batch norm", "ReLU6")), ("conv2", "conv2", ()),
+        ("conv3", "conv3", ())]
+    maps = activations.activation_maps(model, np.ones((1, 8, 8, 1), "float32"), shown)
+    assert maps[0].title == "conv1: 8x8x2, after batch norm, ReLU6" and maps[1].title == \
+        "conv2: 8x8x2"
+    assert maps[0].maps.max() == 0  # after the ReLU: nothing responds (dark)
+    raw = activations.activation_maps(model, np.ones((1, 8, 8, 1), "float32"),
+                                      activations.choose(model, ["conv1"]))
+    assert raw[0].title == "conv1: 8x8x2" and raw[0].maps.std() > 0  # named: as it is
 
 
 def test_an_empty_layer_name_is_an_unknown_layer_not_the_default():
@@ -664,7 +692,7 @@ def test_activation_maps_of_the_lectures_mnist_net_have_its_volume_sizes():
     x = np.zeros((1, 28, 28, 1), "float32")
     assert [m.title for m in activations.activation_maps(model, x, refs)] == \
         ["conv1_1: 28x28x32", "conv2_1: 14x14x64"]
-    assert [r.name for r in activations.choose(model, ["conv2_1"])] == ["conv2_1"]
+    assert [s.ref.name for s in activations.choose(model, ["conv2_1"])] == ["conv2_1"]
 
 
 def test_a_layer_where_no_filter_responds_is_drawn_dark_not_grey():

@@ -96,6 +96,55 @@ def last_volume(model) -> LayerRef:
     return next((ref for ref in followed if not one_value(ref)), followed[0])
 
 
+#: Layers that act on each value of a map alone: the batch norm and the activation a
+#: network applies to a convolution's maps before it goes on with them.
+PER_VALUE = {"BatchNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU"}
+
+
+def as_used(refs: list[LayerRef], at: int) -> tuple[LayerRef, list[str]]:
+    """The layer whose output is the convolution `refs[at]`'s maps as the network goes on
+    with them, and what was applied: the batch norm and activation layers that take its
+    maps one after the other (MobileNetV2's ``Conv1``, then ``bn_Conv1`` and
+    ``Conv1_relu``: ``['batch norm', 'ReLU6']``); the convolution itself when its
+    activation is inside it (VGG's, the lecture's) or nothing follows so.
+
+    >>> as_used(walk(model), 0)                    # doctest: +SKIP
+    (LayerRef(layer=<ReLU name=Conv1_relu>, ...), ['batch norm', 'ReLU6'])
+    """
+    chosen, current, said = refs[at], refs[at], []
+    for ref in refs[at + 1:]:
+        kind = type(ref.layer).__name__
+        if not _takes(ref.layer, current.layer) or kind not in (
+                PER_VALUE | UNCHANGED_WHEN_PREDICTING):
+            break
+        current = ref
+        if kind in PER_VALUE:
+            chosen = ref
+            said.append(_said(ref.layer))
+    return chosen, said
+
+
+def _takes(layer, before) -> bool:
+    """Whether `layer`'s one input is `before`'s output (not a branch beside it)."""
+    try:
+        return layer.input is before.output
+    except (AttributeError, ValueError):  # called several times, or never
+        return False
+
+
+def _said(layer) -> str:
+    """A per-value layer as a caption names it: ``batch norm``, ``ReLU6``, ``swish``."""
+    kind = type(layer).__name__
+    if kind == "BatchNormalization":
+        return "batch norm"
+    if kind == "ReLU":
+        return "ReLU6" if getattr(layer, "max_value", None) == 6 else "ReLU"
+    if kind == "Activation":
+        name = getattr(layer.activation, "__name__", "activation")
+        return "ReLU" if name == "relu" else name
+    return kind
+
+
 def one_value(ref: LayerRef) -> bool:
     """Whether `ref`'s maps are 1x1: where Grad-CAM cannot say where."""
     return _spatial(ref.layer) == (1, 1)

@@ -39,7 +39,9 @@ class ActivationsPicture:
 
     def to_dict(self) -> dict:
         return {"picture": str(self.png), "image": self.image,
-                "layers": [{"layer": m.layer, "volume": m.volume} for m in self.layers]}
+                "layers": [{"layer": m.layer, "volume": m.volume,
+                            **({"shown_at": m.shown, "after": list(m.after)} if m.shown
+                               else {})} for m in self.layers]}
 
 
 #: Bytes of a name part `file_name` keeps: a file name has at most 255 on most file
