@@ -656,6 +656,24 @@ def edge_model():
     return model
 
 
+def test_a_default_picture_too_tall_to_view_is_said_with_how_to_pick_layers(tmp_path,
+                                                                           monkeypatch):
+    """EfficientNet's 81 convolutions made a PNG of 1,583x73,283 pixels without a word."""
+    Image.new("L", (SIZE, SIZE), 0).save(tmp_path / "x.png")
+    monkeypatch.setattr(pictures, "TALL", 100)
+    picture = pictures.write_activations(wrap(edge_model()), str(tmp_path / "x.png"),
+                                         output=tmp_path / "a.png")
+    height = png_pixels(picture.png).shape[0]
+    assert picture.warnings == [f"the maps of all 1 convolutions make a picture of "
+                                f"{png_pixels(picture.png).shape[1]:,}x{height:,} pixels, "
+                                "more than image viewers open; --layers picks some (e.g. "
+                                "--layers conv1_1,conv1_1)"]
+    assert picture.to_dict()["warnings"] == picture.warnings
+    named = pictures.write_activations(wrap(edge_model()), str(tmp_path / "x.png"),
+                                       ["conv1_1"], output=tmp_path / "b.png")
+    assert named.warnings == []  # asked for
+
+
 def test_an_edge_filters_map_peaks_on_the_edge_of_a_drawn_rectangle(tmp_path):
     image = Image.new("L", (SIZE, SIZE), 0)
     ImageDraw.Draw(image).rectangle((10, 8, 20, 24), fill=255)  # x 10..20, y 8..24

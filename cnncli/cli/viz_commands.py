@@ -88,6 +88,7 @@ def activations(
 ) -> None:
     """The image, then the activation maps of each convolution layer, with its volume."""
     from cnncli import plots
+    from cnncli.cli import render
     from cnncli.viz import pictures
 
     names = [n.strip() for item in layers or [] for n in item.split(",") if n.strip()]
@@ -98,6 +99,7 @@ def activations(
     loaded = _load(target, weights, offline, device)
     picture = pictures.write_activations(loaded, image, names if layers else None, output)
     _show([picture.to_dict()], json, one=True)
+    render.warn_all(picture.warnings)
 
 
 def explain(

@@ -36,9 +36,10 @@ class ActivationsPicture:
     png: Path
     image: str
     layers: list[activations.LayerMaps] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"picture": str(self.png), "image": self.image,
+        return {"picture": str(self.png), "image": self.image, "warnings": self.warnings,
                 "layers": [{"layer": m.layer, "volume": m.volume,
                             **({"shown_at": m.shown, "after": list(m.after)} if m.shown
                                else {})} for m in self.layers]}
@@ -81,6 +82,10 @@ def write_filters(clf, layer: str | None, output: str | Path | None = None) -> F
     return FiltersPicture(plots.pixel_panels([(grid.title, grid.grid.image)], png), grid)
 
 
+#: A picture of activation maps taller than this (pixels) is said to be too tall to view.
+TALL = 20_000
+
+
 def write_activations(clf, image: str, layers: list[str] | None = None,
                       output: str | Path | None = None) -> ActivationsPicture:
     """The image as the model sees it, then the activation maps of each chosen convolution
@@ -94,4 +99,9 @@ def write_activations(clf, image: str, layers: list[str] | None = None,
     panels += [(m.title, m.grid().image) for m in maps]
     png = Path(output) if output else Path(
         f"activations_{file_name(model_input.stem(image))}.png")
-    return ActivationsPicture(plots.pixel_panels(panels, png), image, maps)
+    _, height, width = plots.panel_origins([image.shape[:2] for _, image in panels])
+    tall = [f"the maps of all {len(maps)} convolutions make a picture of {width:,}x"
+            f"{height:,} pixels, more than image viewers open; --layers picks some (e.g. "
+            f"--layers {maps[0].layer},{maps[-1].layer})"] \
+        if layers is None and height > TALL else []
+    return ActivationsPicture(plots.pixel_panels(panels, png), image, maps, tall)
