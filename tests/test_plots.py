@@ -94,6 +94,17 @@ def test_the_curves_of_a_fine_tuning_run_mark_where_its_second_stage_starts(tmp_
     assert min(c for c in lines_4 if c > half) > max(lines_3)
 
 
+def test_the_curves_of_a_one_epoch_run_have_one_whole_tick(tmp_path, monkeypatch):
+    """One point: matplotlib's axis around it had ticks 0.96, 0.98, ..., 1.04."""
+    drawn = []
+    real = run_figures.save
+    monkeypatch.setattr(run_figures, "save", lambda fig, path: drawn.append(fig) or
+                        real(fig, path))
+    plots.training_curves(HISTORY[:1], tmp_path / "c.png")
+    for ax in drawn[0].axes:
+        assert list(ax.get_xticks()) == [1]
+
+
 def test_training_curves_create_missing_folders(tmp_path):
     assert_png(plots.training_curves(HISTORY, tmp_path / "a" / "b" / "curves.png"))
 

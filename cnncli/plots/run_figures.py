@@ -60,6 +60,9 @@ def training_curves(history: list[dict], path: str | Path) -> Path:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(set(epochs)) == 1:  # (no whole number near one point: ticks at 0.96, 0.98)
+            ax.set_xticks(epochs)
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
         ax.grid(True, alpha=0.3)
         if drawn:
             ax.legend()
