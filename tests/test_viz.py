@@ -565,6 +565,10 @@ def test_a_hand_set_vertical_edge_filter_shows_dark_left_and_bright_right(tmp_pa
     np.testing.assert_array_equal(
         png[top:top + grid.image.shape[0], left:left + grid.image.shape[1]], grid.image)
     assert picture.grid.title == "conv1_1: 4 filters of 3x3x1"
+    # Under it, its key: a grey scale from black to white as wide as the grid.
+    (top, left) = plots.panel_origins([grid.image.shape[:2], (14, grid.image.shape[1])])[0][1]
+    key = png[top + 7, left:left + grid.image.shape[1], 0]
+    assert key[0] == 0 and key[-1] == 255 and (np.diff(key.astype(int)) >= 0).all()
 
 
 def test_the_grid_has_one_tile_per_filter_and_tiles_differ_from_the_gaps(tmp_path):
@@ -664,10 +668,9 @@ def test_a_default_picture_too_tall_to_view_is_said_with_how_to_pick_layers(tmp_
     picture = pictures.write_activations(wrap(edge_model()), str(tmp_path / "x.png"),
                                          output=tmp_path / "a.png")
     height = png_pixels(picture.png).shape[0]
-    assert picture.warnings == [f"the maps of all 1 convolutions make a picture of "
-                                f"{png_pixels(picture.png).shape[1]:,}x{height:,} pixels, "
-                                "more than image viewers open; --layers picks some (e.g. "
-                                "--layers conv1_1,conv1_1)"]
+    assert picture.warnings == [f"the maps of all 1 convolutions make a picture {height:,} "
+                                "pixels tall, more than image viewers open; --layers picks "
+                                "some (e.g. --layers conv1_1,conv1_1)"]
     assert picture.to_dict()["warnings"] == picture.warnings
     named = pictures.write_activations(wrap(edge_model()), str(tmp_path / "x.png"),
                                        ["conv1_1"], output=tmp_path / "b.png")
@@ -929,8 +932,10 @@ def test_visualize_activations_prints_the_path_and_json_gives_volumes(quadrant_r
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["picture"] == str(out) and data["image"] == str(bracketed[0])
-    assert data["layers"] == [{"layer": "conv1_1", "volume": "32x32x16"},
-                              {"layer": "conv3_1", "volume": "8x8x32"}]
+    assert [(d["layer"], d["volume"]) for d in data["layers"]] == [
+        ("conv1_1", "32x32x16"), ("conv3_1", "8x8x32")]
+    assert all(d["min"] <= d["max"] for d in data["layers"])  # each layer's grey scale
+    assert data["layers"][0]["min"] == 0.0 and data["layers"][0]["max"] > 0  # (ReLU inside)
     assert (png_pixels(out) != 255).any(axis=-1).mean() > 0.2
 
 

@@ -169,3 +169,15 @@ def enlarged(image: np.ndarray, min_side: int = 256) -> np.ndarray:
     """
     factor = max(1, math.ceil(min_side / max(image.shape[:2])))
     return resized(image, factor)
+
+
+def grey_bar(width: int, height: int = 14) -> np.ndarray:
+    """A grey scale from black (left) to white (right), as a uint8 RGB strip: the key
+    printed under tiles drawn in grey.
+
+    >>> bar = grey_bar(100)
+    >>> bar.shape, bar[0, 0].tolist(), bar[0, -1].tolist()
+    ((14, 100, 3), [0, 0, 0], [255, 255, 255])
+    """
+    row = np.linspace(0, 255, max(width, 1)).round().astype(np.uint8)
+    return np.repeat(np.repeat(row[np.newaxis, :, np.newaxis], 3, axis=2), height, axis=0)

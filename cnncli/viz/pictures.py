@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli import plots
+from cnncli import plots, text
 from cnncli.data.images import convert_channels
 from cnncli.text import dims_text
 from cnncli.viz import activations, conv_layers, filters, model_input, mosaic
@@ -41,6 +41,8 @@ class ActivationsPicture:
     def to_dict(self) -> dict:
         return {"picture": str(self.png), "image": self.image, "warnings": self.warnings,
                 "layers": [{"layer": m.layer, "volume": m.volume,
+                            "min": text.significant(float(m.maps.min())),
+                            "max": text.significant(float(m.maps.max())),
                             **({"shown_at": m.shown, "after": list(m.after)} if m.shown
                                else {})} for m in self.layers]}
 
@@ -79,7 +81,10 @@ def write_filters(clf, layer: str | None, output: str | Path | None = None) -> F
     grid = filters.filter_grid(model, layer, preprocessing=clf.preprocessing,
                                model_name=clf.name)
     png = Path(output) if output else Path(f"filters_{file_name(grid.layer)}.png")
-    return FiltersPicture(plots.pixel_panels([(grid.title, grid.grid.image)], png), grid)
+    key = ("each tile on its own scale: its smallest weight black, its largest white",
+           mosaic.grey_bar(grid.grid.image.shape[1]))
+    return FiltersPicture(plots.pixel_panels([(grid.title, grid.grid.image), key], png),
+                          grid)
 
 
 #: A picture of activation maps taller than this (pixels) is said to be too tall to view.
@@ -97,11 +102,14 @@ def write_activations(clf, image: str, layers: list[str] | None = None,
     volume = dims_text(seen.pixels.shape)
     panels = [(f"input: {volume}", mosaic.enlarged(convert_channels(seen.pixels, 3)))]
     panels += [(m.title, m.grid().image) for m in maps]
+    panels.append(("each layer on its own scale: its smallest value black, its largest "
+                   "white (the values: --json)", mosaic.grey_bar(max(
+                       image.shape[1] for _, image in panels))))
     png = Path(output) if output else Path(
         f"activations_{file_name(model_input.stem(image))}.png")
-    _, height, width = plots.panel_origins([image.shape[:2] for _, image in panels])
-    tall = [f"the maps of all {len(maps)} convolutions make a picture of {width:,}x"
-            f"{height:,} pixels, more than image viewers open; --layers picks some (e.g. "
-            f"--layers {maps[0].layer},{maps[-1].layer})"] \
+    _, height, _ = plots.panel_origins([image.shape[:2] for _, image in panels])
+    tall = [f"the maps of all {len(maps)} convolutions make a picture {height:,} pixels "
+            f"tall, more than image viewers open; --layers picks some (e.g. --layers "
+            f"{maps[0].layer},{maps[-1].layer})"] \
         if layers is None and height > TALL else []
     return ActivationsPicture(plots.pixel_panels(panels, png), image, maps, tall)
