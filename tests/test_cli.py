@@ -299,6 +299,33 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
+def test_a_bug_that_is_a_failed_import_is_said_in_one_paragraph_not_a_traceback(
+        monkeypatch, capsys):
+    """The handler of unexpected errors looks into the devices (importing them) only for
+    TensorFlow's: the bug may be a package that cannot be imported (pydantic's parts out
+    of step), which importing again inside the handler would raise as a traceback."""
+    import pytest
+
+    from cnncli import devices
+    from cnncli.cli import app as cli
+    from cnncli.model import summary as summaries
+
+    def broken(*args, **kwargs):
+        raise SystemError("pydantic_core is not the version pydantic needs")
+
+    def fails_to_import(exc):
+        raise SystemError("pydantic_core is not the version pydantic needs")
+
+    monkeypatch.setattr(summaries, "summarize", broken)
+    monkeypatch.setattr(devices, "failed_on_a_gpu", fails_to_import)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "summary", "linear"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 3 and err.startswith("error: unexpected SystemError: pydantic_core")
+    assert "Traceback" not in err
+
+
 def test_a_tensorflow_error_on_a_gpu_names_its_libraries_not_a_bug(monkeypatch, capsys):
     # cuDNN or XLA failing on a GPU machine (TensorFlow's own explanation is in its log,
     # hidden without --debug); on the CPU the same error stays "a bug ... report it"

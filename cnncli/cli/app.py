@@ -193,11 +193,13 @@ def _run() -> None:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             _no_space(exc)
         _traceback_if_debugging()
-        from cnncli.devices import failed_on_a_gpu
         from cnncli.errors import InternalError
 
-        if on_gpu := failed_on_a_gpu(exc):
-            _fail(on_gpu)
+        if type(exc).__module__.startswith("tensorflow"):  # (importing nothing else here:
+            from cnncli.devices import failed_on_a_gpu  # the bug may be a failed import)
+
+            if on_gpu := failed_on_a_gpu(exc):
+                _fail(on_gpu)
         bug = InternalError(f"unexpected {type(exc).__name__}: {exc}",
                             hint="this is a bug in cnncli or a library it uses; run again "
                                  "with --debug for the traceback, and report it")
