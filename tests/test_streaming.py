@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from shutil import rmtree as shutil_rmtree
 
 import numpy as np
 import pytest
@@ -236,7 +237,8 @@ def _rewrite_records(shard, change) -> None:
             writer.write(example.SerializeToString())
 
 
-@pytest.mark.parametrize("feature,value", [("label", 7), ("index", 10_000)])
+@pytest.mark.parametrize("feature,value", [("label", "the other class"), ("label", 7),
+                                           ("index", 10_000)])
 def test_a_record_that_disagrees_with_its_packs_labels_stops_training_saying_so(
         tmp_path, feature, value):
     """Shards edited, or another pack's shards beside these labels: checksums pass, so the
@@ -247,7 +249,9 @@ def test_a_record_that_disagrees_with_its_packs_labels_stops_training_saying_so(
 
     def change(k, example):
         if k == 0:
-            example.features.feature[feature].int64_list.value[0] = value
+            values = example.features.feature[feature].int64_list.value
+            values[0] = 1 - values[0] if value == "the other class" else value  # (silently
+            # trained on, before: a label the model has)
 
     _rewrite_records(shard, change)
     index = json.loads((tmp_path / "packed" / "dataset.json").read_text())
@@ -257,7 +261,9 @@ def test_a_record_that_disagrees_with_its_packs_labels_stops_training_saying_so(
         "Flatten", {"Dense": {"units": "$classes", "activation": "softmax"}}]},
         "data": {"name": str(tmp_path / "packed"), "validation_split": 0},
         "train": {"epochs": 1, "batch_size": 2}, "output": {"dir": str(tmp_path / "runs")}})
-    said = "a record of packed \\(index .*\\) disagrees with its train-labels.npy"
+    said = (r"a record of packed \(index 0, label \d\) disagrees with its train-labels.npy"
+            if feature == "label" else r"a record of packed \(index 10000, label \d\) "
+            "disagrees with its train-labels.npy")
     with pytest.raises(DataError, match=said) as err:
         training.train(cfg)
     assert err.value.file == str(tmp_path / "packed") and "pack the data again" in \
@@ -303,6 +309,50 @@ def test_pack_into_an_empty_mount_point_is_written_inside_it(tmp_path, monkeypat
     assert len(datasets.load(out).train) == len(ds.train)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "volume"]
+
+
+def test_pack_force_onto_a_mount_point_replaces_the_earlier_pack_in_place(tmp_path,
+                                                                          monkeypatch):
+    """A volume holding an earlier pack can be neither renamed over nor removed: the new
+    pack is staged inside it and the earlier one's files make way for it."""
+    import errno
+
+    out = tmp_path / "volume"
+    out.mkdir()
+    records.pack(datasets.load(photo_folder(tmp_path / "few", per_class=3)), out)
+    real = records.os.replace
+
+    def mount_point(src, dst):
+        if Path(dst) == out:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return real(src, dst)
+
+    monkeypatch.setattr(records.os, "replace", mount_point)
+    monkeypatch.setattr(records.shutil, "rmtree", lambda path, **kw: (_ for _ in ()).throw(
+        OSError(errno.EBUSY, "busy")) if Path(path) == out else shutil_rmtree(path, **kw))
+    ds = datasets.load(photo_folder(tmp_path / "more", per_class=6))
+    records.pack(ds, out, force=True)
+    assert len(datasets.load(out).train) == len(ds.train)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_pack_whose_folder_is_made_meanwhile_by_someone_else_says_so(tmp_path,
+                                                                       monkeypatch):
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    out = tmp_path / "packed"
+    real = records._write_split
+
+    def another_pack_first(*args, **kwargs):
+        out.mkdir(exist_ok=True)
+        (out / "theirs.txt").write_text("keep me")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(records, "_write_split", another_pack_first)
+    with pytest.raises(WriteError, match="packed was made while packing, with something in "
+                                         "it; it was left as it is"):
+        records.pack(ds, out)
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]
 
 
 def test_a_killed_pack_into_an_empty_folder_leaves_it_packable_again(tmp_path):

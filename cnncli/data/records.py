@@ -261,7 +261,8 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     if out.is_dir() and not out.is_symlink():
         files.remove_dead_staging(out, STAGED)  # a killed pack into this empty folder's
     replacing = _check_out(out, force, source)
-    into = out.is_dir() and not replacing  # an empty folder: staged inside it
+    into = out.is_dir()  # an empty folder, or an earlier pack `force` replaces: staged
+    # inside it (a mount point cannot be renamed over, nor removed)
     made = files.missing_folders(out.parent)  # removed again should packing fail
     try:
         files.writable_folder(out if into else out.parent)  # a clear error for a file in
@@ -293,13 +294,18 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         if skipped:
             index["skipped"] = {"count": len(skipped), "examples": examples}
         (tmp / INDEX).write_text(json.dumps(index, indent=1))
-        (tmp / files.PID_FILE).unlink()
         if into:
-            _move_into(tmp, out)
+            _move_into(tmp, out, replacing)
         else:
-            if replacing:  # an earlier pack (--force)
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            (tmp / files.PID_FILE).unlink()
+            try:
+                os.replace(tmp, out)
+            except OSError as exc:  # made meanwhile, by another pack or someone
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise WriteError(f"{out} was made while packing, with something in it; it "
+                                 "was left as it is", file=str(out),
+                                 hint="pack again into an empty or new folder") from None
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         files.remove_empty(made)
@@ -317,18 +323,32 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
 STAGED = ".packing."
 
 
-def _move_into(tmp: Path, out: Path) -> None:
-    """Move the pack staged in `tmp` (inside the empty folder `out`) into `out`, its
-    index last: until then `out` is not a pack. A `WriteError` if something else was
-    written into `out` meanwhile (left as it is)."""
+def _move_into(tmp: Path, out: Path, replacing: bool = False) -> None:
+    """Move the pack staged in `tmp` (inside `out`) into `out`, its index last: until
+    then `out` is not a pack. `replacing`: `out` holds an earlier pack, whose files go
+    first (its index first). A `WriteError` if anything else was written into `out`
+    meanwhile (left as it is); a failure while moving takes back what was moved."""
+    if replacing:
+        (out / INDEX).unlink(missing_ok=True)
+        for path in out.iterdir():
+            if path != tmp and path.is_file() and _PACK_FILE.fullmatch(path.name):
+                path.unlink()
     others = [p.name for p in out.iterdir() if p != tmp]
     if others:
         raise WriteError(f"{out} is no longer empty: something was written into it while "
                          f"packing ({some(others)}); it was left as it is", file=str(out),
                          hint="pack again into an empty or new folder")
-    for item in sorted(tmp.iterdir(), key=lambda p: p.name == INDEX):
-        os.replace(item, out / item.name)
-    tmp.rmdir()
+    moved = []
+    try:
+        for item in sorted(tmp.iterdir(), key=lambda p: p.name == INDEX):
+            if item.name != files.PID_FILE:  # (kept to the end: a killed pack's is removed)
+                os.replace(item, out / item.name)
+                moved.append(out / item.name)
+    except BaseException:
+        for path in moved:
+            path.unlink(missing_ok=True)
+        raise
+    shutil.rmtree(tmp)
 
 
 class _Progress:
@@ -594,11 +614,8 @@ def _encoded(tf, split: Split, image_size, mode: str = "stretch"):
     with contextlib.closing(stream) as out:
         try:
             yield from out
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:  # which
-            said = read_error(exc, split)  # shard, which record
-            if said is None:
-                raise
-            raise said from None
+        except tf.errors.DataLossError as exc:  # a shard damaged in place: which one
+            raise damaged_shard(split.images.shards, exc) from None
 
 
 def _resized(encoded: bytes, image_size, mode: str, name: str | None = None) -> bytes:
