@@ -477,13 +477,19 @@ def test_default_maps_are_shown_after_the_batch_norm_and_relu_that_follow_the_co
     y = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv2")(x)
     z = keras.layers.Conv2D(2, 1, name="conv3")(y)
     z = keras.layers.Add(name="join")([z, y])
+    a = keras.layers.BatchNormalization(name="bn_a")(keras.layers.Conv2D(  # a residual
+        2, 1, name="conv_a")(z))  # block's two branches: Keras lists both convolutions
+    b = keras.layers.BatchNormalization(name="bn_b")(keras.layers.Conv2D(  # before
+        2, 1, name="conv_b")(z))  # either's batch norm
+    z = keras.layers.Add(name="join2")([a, b])
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(z)))
     bn = model.get_layer("bn1")
     bn.set_weights([np.ones(2), np.full(2, -5.0), np.zeros(2), np.ones(2)])  # all below 0
     shown = activations.choose(model, None)
     assert [(s.ref.name, s.at.name, s.after) for s in shown] == [
         ("conv1", "relu1", ("batch norm", "ReLU6")), ("conv2", "conv2", ()),
-        ("conv3", "conv3", ())]
+        ("conv3", "conv3", ()), ("conv_a", "bn_a", ("batch norm",)),
+        ("conv_b", "bn_b", ("batch norm",))]
     maps = activations.activation_maps(model, np.ones((1, 8, 8, 1), "float32"), shown)
     assert maps[0].title == "conv1: 8x8x2, after batch norm, ReLU6" and maps[1].title == \
         "conv2: 8x8x2"
@@ -668,9 +674,9 @@ def test_a_default_picture_too_tall_to_view_is_said_with_how_to_pick_layers(tmp_
     picture = pictures.write_activations(wrap(edge_model()), str(tmp_path / "x.png"),
                                          output=tmp_path / "a.png")
     height = png_pixels(picture.png).shape[0]
-    assert picture.warnings == [f"the maps of all 1 convolutions make a picture {height:,} "
+    assert picture.warnings == [f"the maps of 1 convolution make a picture {height:,} "
                                 "pixels tall, more than image viewers open; --layers picks "
-                                "some (e.g. --layers conv1_1,conv1_1)"]
+                                "some (e.g. --layers conv1_1)"]
     assert picture.to_dict()["warnings"] == picture.warnings
     named = pictures.write_activations(wrap(edge_model()), str(tmp_path / "x.png"),
                                        ["conv1_1"], output=tmp_path / "b.png")

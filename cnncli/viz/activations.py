@@ -7,7 +7,7 @@ title (``Conv1: 112x112x32, after batch norm, ReLU6``); a layer named is shown a
 The maps of a layer share one grey scale (black: the layer's smallest value, white: its
 largest), so after a ReLU a filter that does not respond to the image shows dark.
 
->>> maps = activation_maps(model, x, convolutions(model))   # doctest: +SKIP
+>>> maps = activation_maps(model, x, choose(model, None))    # doctest: +SKIP
 >>> maps[0].title                                            # doctest: +SKIP
 'conv1_1: 28x28x32'
 """

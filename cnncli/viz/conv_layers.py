@@ -111,17 +111,18 @@ def as_used(refs: list[LayerRef], at: int) -> tuple[LayerRef, list[str]]:
     >>> as_used(walk(model), 0)                    # doctest: +SKIP
     (LayerRef(layer=<ReLU name=Conv1_relu>, ...), ['batch norm', 'ReLU6'])
     """
-    chosen, current, said = refs[at], refs[at], []
-    for ref in refs[at + 1:]:
-        kind = type(ref.layer).__name__
-        if not _takes(ref.layer, current.layer) or kind not in (
-                PER_VALUE | UNCHANGED_WHEN_PREDICTING):
-            break
-        current = ref
+    chosen, said, i = refs[at], [], at
+    while True:  # (the layer taking them need not come next: Keras orders a functional
+        # model's layers by depth, so a residual block's two convolutions come before
+        # either's batch norm)
+        takers = [j for j in range(i + 1, len(refs)) if _takes(refs[j].layer, refs[i].layer)]
+        kind = type(refs[takers[0]].layer).__name__ if len(takers) == 1 else None
+        if kind not in PER_VALUE | UNCHANGED_WHEN_PREDICTING:  # (none, several: a branch)
+            return chosen, said
+        i = takers[0]
         if kind in PER_VALUE:
-            chosen = ref
-            said.append(_said(ref.layer))
-    return chosen, said
+            chosen = refs[i]
+            said.append(_said(refs[i].layer))
 
 
 def _takes(layer, before) -> bool:

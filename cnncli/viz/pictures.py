@@ -108,8 +108,8 @@ def write_activations(clf, image: str, layers: list[str] | None = None,
     png = Path(output) if output else Path(
         f"activations_{file_name(model_input.stem(image))}.png")
     _, height, _ = plots.panel_origins([image.shape[:2] for _, image in panels])
-    tall = [f"the maps of all {len(maps)} convolutions make a picture {height:,} pixels "
-            f"tall, more than image viewers open; --layers picks some (e.g. --layers "
-            f"{maps[0].layer},{maps[-1].layer})"] \
+    tall = [f"the maps of {text.count(len(maps), 'convolution')} make a picture {height:,} "
+            f"pixels tall, more than image viewers open; --layers picks some (e.g. --layers "
+            f"{','.join(dict.fromkeys([maps[0].layer, maps[-1].layer]))})"] \
         if layers is None and height > TALL else []
     return ActivationsPicture(plots.pixel_panels(panels, png), image, maps, tall)
