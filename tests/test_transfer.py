@@ -670,6 +670,30 @@ def test_an_unreadable_weights_file_is_said_at_the_config_line_naming_it_by_chec
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_weights_file_written_with_a_leading_dot_slash_is_said_at_its_line_too(
+        tmp_path, monkeypatch):
+    """`./w.h5` in the config, `w.h5` in the loader's error: the same file."""
+    (tmp_path / "corrupt.weights.h5").write_bytes(b"garbage")
+    path = write_config(tmp_path, model="{from: mobilenet_v2, weights: ./corrupt.weights.h5}")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError) as caught:
+        checking.check(str(path))
+    assert (caught.value.file, caught.value.line) == (str(path), 1)
+    assert caught.value.message.startswith("`model.weights` (./corrupt.weights.h5): cannot "
+                                           "read the weights file")
+
+
+def test_a_weights_files_error_names_it_for_a_config_made_in_python():
+    """No config file, so no line: the message still says which file."""
+    from cnncli.run import transfer
+
+    cfg = config.parse({"model": {"from": "mobilenet_v2", "weights": "w.h5"}})
+    error = transfer.given_at(ModelError("cannot read the weights file", file="w.h5"), cfg,
+                              None)
+    assert (error.file, error.message) == (None, "`model.weights` (w.h5): cannot read the "
+                                                 "weights file")
+
+
 def test_dry_run_says_a_weights_file_that_is_no_weights_file_with_the_freezings_problems(
         tmp_path):
     """As check does: every problem at once, the unreadable file's exit code (3)."""

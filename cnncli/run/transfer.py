@@ -263,11 +263,14 @@ def given_at(error: ModelError, cfg: config.RunConfig, file: str | None) -> Mode
     the config (`cfg` may hold it made absolute); when it is there from the config's
     folder but not from the current one, the hint says so (as for `data.name`)."""
     named = cfg.model.get("weights") if isinstance(cfg.model, dict) else None
-    if not named or error.file != named:  # (a layer's `pretrained:` weights: as they are)
-        return error
+    if not named or error.file is None or Path(error.file) != Path(named):  # (a layer's
+        return error  # `pretrained:` weights: as they are)
     error.file = None  # where it was given says it (`config.locate`: the line, the option)
-    if config.given_by("model.weights", cfg.set_by) or not file:  # --weights FILE names it
+    if config.given_by("model.weights", cfg.set_by):  # --weights FILE names it
         error.message = f"`model.weights`: {error.message}"
+        return error
+    if not file:  # (a config made in Python: no line to say)
+        error.message = f"`model.weights` ({named}): {error.message}"
         return error
     doc = yamlio.load(file)
     written = doc.get("model") if isinstance(doc, dict) else None
