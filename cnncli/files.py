@@ -15,10 +15,11 @@ import glob
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
+
+from cnncli.text import as_text
 
 #: Files a spec or run config is not: models trained or exported (`cnncli summary` of one,
 #: or `model: best.keras` in a config, is told so, not "not UTF-8 text").
@@ -104,9 +105,6 @@ def json_text(data, *, one_line: bool = False) -> str:
                       allow_nan=False)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _strict(data):
     if isinstance(data, float):
         return data if math.isfinite(data) else None
@@ -117,23 +115,6 @@ def _strict(data):
     if isinstance(data, list | tuple):
         return [_strict(v) for v in data]
     return data
-
-
-def as_text(name: str) -> str:
-    """`name` (a file name) with the bytes it held that were not UTF-8 as ``\\xNN``: text
-    that can be written anywhere (JSON, a model file, a plot), where Python holds such
-    bytes as lone surrogates that neither UTF-8 nor a font takes.
-
-    >>> as_text(b"caf\\xe9".decode("utf-8", "surrogateescape")), as_text("thé")
-    ('caf\\\\xe9', 'thé')
-    """
-    if not _SURROGATE.search(name):
-        return name
-    try:
-        raw = name.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that stands for no byte
-        return name.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 def parse_json(raw: str | bytes):

@@ -23,27 +23,36 @@ _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 #: A byte order mark (U+FEFF, no width) at the start of a name makes one that looks right
 #: and is not. (Zero-width spaces are left: Thai and Khmer separate words with them.)
 _INVISIBLE = "\ufeff"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]")
+_CONTROL_OR_NEWLINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]")
 #: A file name's bytes that are not UTF-8, which Python holds as lone surrogates: written
-#: out as they are, 0x9B is a terminal's CSI (ESC [) on an 8-bit terminal.
-_NOT_UTF8 = "\ud800-\udfff"
-_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}{_NOT_UTF8}]")
-_CONTROL_OR_NEWLINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}{_NOT_UTF8}]")
+#: out as they are, 0x9B is a terminal's CSI (ESC [) on an 8-bit terminal (`as_text`).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def printable(text: str, *, one_line: bool = False) -> str:
-    """`text` with control characters escaped (``\\x1b``); with `one_line`, newlines too
-    (an error paragraph cannot be made to show a forged line)."""
+    """`text` with control characters escaped (``\\x1b``), and a file name's bytes that
+    are not UTF-8 (`as_text`); with `one_line`, newlines too (an error paragraph cannot
+    be made to show a forged line)."""
     pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
-    return pattern.sub(_escaped, text)
+    return pattern.sub(lambda m: repr(m.group())[1:-1], as_text(text))
 
 
-def _escaped(match: re.Match) -> str:
-    """A character as Python writes it in a string; a byte of a file name that is not
-    UTF-8 as that byte (``\\x9b``), as `cnncli.files.as_text` writes it in JSON."""
-    char = match.group()
-    if "\udc80" <= char <= "\udcff":
-        return f"\\x{ord(char) - 0xDC00:02x}"
-    return repr(char)[1:-1]
+def as_text(name: str) -> str:
+    """`name` (a file name) with the bytes it held that were not UTF-8 as ``\\xNN``: text
+    that can be written anywhere (JSON, a model file, a plot), where Python holds such
+    bytes as lone surrogates that neither UTF-8 nor a font takes.
+
+    >>> as_text(b"caf\\xe9".decode("utf-8", "surrogateescape")), as_text("thé")
+    ('caf\\\\xe9', 'thé')
+    """
+    if not _SURROGATE.search(name):
+        return name
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def arg(path: object) -> str:

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files
 from cnncli.data import checks, images, splits
 from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name, unread_photos
 from cnncli.errors import ConfigError, DataError
-from cnncli.text import composed, some
+from cnncli.text import as_text, composed, some
 
 #: Threads checking files' first bytes (opening files waits on the disk: threads help
 #: even on 2 cores), each a chunk of files at a time: a task per file cost the pool more
@@ -87,9 +86,9 @@ def read_image_folder(root: str | os.PathLike, *, strict: bool = False,
                             "image", file=str(root),
                             hint="give each class at least 2 images (one is held out for "
                                  "testing), or give train/ and test/ folders")
-    checks.names_alike(names, str(root))
-    return Dataset(root.name or root.resolve().name, train, test,
-                   [files.as_text(name) for name in names],  # (written in models, plots)
+    shown = [as_text(name) for name in names]  # (written in models, plots, JSON)
+    checks.names_alike(shown, str(root))
+    return Dataset(root.name or root.resolve().name, train, test, shown,
                    f"{root} ({layout}, streamed)",
                    held_out=test_fraction if layout == "class folders" and test_fraction < 1
                    else 0.0)
@@ -193,7 +192,8 @@ def _split_layout(root: Path) -> bool:
 
 def _class_names(root: Path, least: int = 2) -> list[str]:
     folders = sorted(p.name for p in _sub_folders(root))
-    checks.names_alike(folders, str(root), warn=False)  # (warned of once, when read)
+    checks.names_alike([as_text(f) for f in folders], str(root), warn=False)  # (warned
+    # of once, when read)
     if not folders:
         raise DataError(f"{root.name} has no class sub-folders", file=str(root),
                         hint="put the images in one sub-folder per class, e.g. "

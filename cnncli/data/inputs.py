@@ -30,7 +30,7 @@ from cnncli.errors import DataError, raise_all
 from cnncli.text import count, some
 
 #: File name endings taken from folders and glob patterns (compared lower-case).
-#: Keras' own ``image_dataset_from_directory`` takes the first five.
+#: Keras' own ``image_dataset_from_directory`` takes .bmp, .gif, .jpeg, .jpg and .png.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".jpe", ".jfif", ".png", ".webp", ".tif",
                     ".tiff")  # (.jfif: JPEGs a browser on Windows saves)
 #: Photo formats people have that cnncli does not read, by file name ending: a folder's

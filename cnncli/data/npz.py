@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files
 from cnncli.data import loader
 from cnncli.data.checks import from_arrays, looks_like
 from cnncli.data.dataset import Dataset
 from cnncli.errors import DataError
+from cnncli.text import as_text
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -104,7 +104,7 @@ def read_npz(path: str | os.PathLike, *, class_names: list[str] | None = None,
                         hint="save it as an array of names: class_names=np.array(['cat', "
                              "'dog'])")
     if class_names is None and stored_names is not None:
-        class_names = [files.as_text(c.decode("utf-8", "surrogateescape"))  # (Latin-1:
+        class_names = [as_text(c.decode("utf-8", "surrogateescape"))  # (Latin-1:
                        if isinstance(c, bytes) else str(c)  # caf\xe9, as a folder's)
                        for c in stored_names.tolist()]
     return from_arrays(name or path.stem, arrays["x_train"], arrays["y_train"],

@@ -93,7 +93,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         records.refuse_resized(ds, clf.meta.resize, clf.input_shape[:2], source)
         labels, matched = labels_by_name(ds, clf, source)
         notes += matched
-        trained = run_data.name if run_data else clf.meta.dataset  # (a file: its record)
+        trained = artefact.training_data(art, clf.meta).name  # (a file: its record)
         trained_on = bool(trained and _same_place(source, trained))
         notes += _split_notes(ds, source, data=data, all_images=all_images,
                               trained_on=trained_on, run=bool(art and art.run))
@@ -321,8 +321,8 @@ def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
                   for w in worst]
         written["misclassified"] = str(plots.image_grid(images, titles,
                                                         folder / "misclassified.png"))
-    else:  # no mistake: an earlier evaluation's picture of its own would tell of some
-        (folder / "misclassified.png").unlink(missing_ok=True)
+    else:  # none to show (no mistake, or raw scores: no confidence to rank them by): an
+        (folder / "misclassified.png").unlink(missing_ok=True)  # earlier one would mislead
     path = folder / "evaluation.json"
     files.write_json(path, {"data": data, "model": clf.name, "precision": getattr(
         clf, "precision", "float32"), **result.to_dict(), "notes": notes})

@@ -400,8 +400,9 @@ def _fit_and_finish(p: Plan, model, state: TrainState, run: Path, callback,
         if isinstance(exc, KeyboardInterrupt) and signals.signal:  # a second one: at once
             error = Interrupted(signals.signal, run,
                                 resume_as=distributed.resume_name(p.placement, run))
-        elif p.feed.records is not None and records.read_error(exc, p.feed.records):
-            error = records.read_error(exc, p.feed.records)  # a damaged shard, record
+        elif p.feed.records is not None and (said := records.read_error(exc,
+                                                                          p.feed.records)):
+            error = said  # a damaged shard (found by reading each once), a record
         elif isinstance(exc, (OSError, WriteError)):  # history.csv, a plot, a model file
             error = _write_error(run, exc)
         status = INTERRUPTED if isinstance(error, Interrupted) else FAILED

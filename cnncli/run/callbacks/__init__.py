@@ -74,8 +74,9 @@ class RunCallback(keras.callbacks.Callback):
         model: the compiled model (its metrics hold a resumed epoch's running values).
         state: the run's state, updated in place.
         reporter: progress lines (`cnncli.run.train.Reporter`).
-        ways: the direction (``min``/``max``) of the best model's and of early
-            stopping's figures, worked out before the run folder was made.
+        ways: the figure the best model follows and the direction (``min``/``max``) of
+            it and of early stopping's (`Directions`), worked out before the run folder
+            was made.
     """
 
     def __init__(self, p, run: Path, model, state: TrainState, reporter, ways: Directions):
