@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from shutil import rmtree as shutil_rmtree
 
 import numpy as np
 import pytest
@@ -289,22 +288,29 @@ def test_pack_writes_into_an_empty_folder_made_for_it(tmp_path):
     assert len(datasets.load(tmp_path / "packed").train) == len(ds.train)
 
 
+def _mount_point(out: Path, monkeypatch) -> Path:
+    """`out` made a folder that, as a mount point (a Docker volume), can be neither
+    renamed over nor removed (EBUSY)."""
+    import errno
+
+    out.mkdir(exist_ok=True)
+    replace, rmtree = records.os.replace, records.shutil.rmtree
+
+    def busy(path) -> None:
+        if Path(path) == out:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(records.os, "replace", lambda src, dst: busy(dst) or replace(src, dst))
+    monkeypatch.setattr(records.shutil, "rmtree", lambda path, **kw: busy(path) or rmtree(
+        path, **kw))
+    return out
+
+
 def test_pack_into_an_empty_mount_point_is_written_inside_it(tmp_path, monkeypatch):
     """A Docker volume or a mounted disk cannot be renamed over (EBUSY), and is where the
     user wants the bytes: the pack is staged inside it and moved into place."""
-    import errno
-
     ds = datasets.load(photo_folder(tmp_path / "photos"))
-    out = tmp_path / "volume"
-    out.mkdir()
-    real = records.os.replace
-
-    def mount_point(src, dst):
-        if Path(dst) == out:
-            raise OSError(errno.EBUSY, "Device or resource busy")
-        return real(src, dst)
-
-    monkeypatch.setattr(records.os, "replace", mount_point)
+    out = _mount_point(tmp_path / "volume", monkeypatch)
     records.pack(ds, out)
     assert len(datasets.load(out).train) == len(ds.train)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
@@ -315,21 +321,10 @@ def test_pack_force_onto_a_mount_point_replaces_the_earlier_pack_in_place(tmp_pa
                                                                           monkeypatch):
     """A volume holding an earlier pack can be neither renamed over nor removed: the new
     pack is staged inside it and the earlier one's files make way for it."""
-    import errno
-
     out = tmp_path / "volume"
     out.mkdir()
     records.pack(datasets.load(photo_folder(tmp_path / "few", per_class=3)), out)
-    real = records.os.replace
-
-    def mount_point(src, dst):
-        if Path(dst) == out:
-            raise OSError(errno.EBUSY, "Device or resource busy")
-        return real(src, dst)
-
-    monkeypatch.setattr(records.os, "replace", mount_point)
-    monkeypatch.setattr(records.shutil, "rmtree", lambda path, **kw: (_ for _ in ()).throw(
-        OSError(errno.EBUSY, "busy")) if Path(path) == out else shutil_rmtree(path, **kw))
+    _mount_point(out, monkeypatch)
     ds = datasets.load(photo_folder(tmp_path / "more", per_class=6))
     records.pack(ds, out, force=True)
     assert len(datasets.load(out).train) == len(ds.train)
