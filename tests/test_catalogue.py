@@ -428,10 +428,10 @@ DATA_ROWS = [
     row("data-mixed_image_sizes_train", "train {file}", 0, "Data: photos from",
         cf.data_builder(cf.mixed_sizes_folder), writes=True),
     row("data-non_image_files_skipped", "train {file}", 0,
-        "warning: skipped 1 unreadable file(s) in {tmp}/photos, e.g. {tmp}/photos/a/notes.png: "
+        "warning: skipped 1 unreadable file in {tmp}/photos, e.g. {tmp}/photos/a/notes.png: "
         "the file is text", cf.data_builder(cf.folder_with_non_images), CLI, writes=True),
     row("data-undecodable_files_skipped_in_the_epoch", "train {file}", 0,
-        r"epoch 1/1 .* [1-6] unreadable image\(s\) skipped\nwarning: skipped [1-6] image\(s\) "
+        r"epoch 1/1 .* [1-6] unreadable image\(s\) skipped\nwarning: skipped [1-6] images? "
         r"that could not be decoded: \S+/photos/./[01]\.png: the image is truncated or "
         r"corrupt", cf.data_builder(
             cf.folder_with_undecodable_pngs), CLI, regex=True, writes=True),
@@ -451,7 +451,7 @@ DATA_ROWS = [
         writes=True),
     row("data-non_image_files_strict", "train {file}", 3,
         "the file is text, not an image (it reads JPEG, PNG, BMP, GIF, WebP and TIFF). Hint: "
-        "remove it (1 such file(s) in {tmp}/photos), or turn strict mode off (data.strict: "
+        "remove it (1 such file in {tmp}/photos), or turn strict mode off (data.strict: "
         "false)", cf.data_builder(cf.folder_with_non_images, strict=True)),
     row("data-truncated_npz", "train {file}", 3, "cut.npz is not a readable .npz file",
         cf.data_builder(cf.truncated_npz)),

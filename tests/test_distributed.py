@@ -529,7 +529,7 @@ def test_an_image_one_worker_cannot_decode_stops_every_worker_at_the_same_step(t
                for r in results]
     assert [r["kind"] for r in results] == ["DataError", "DataError"], results
     assert stopped[0] and stopped[0][1] == stopped[1][1]
-    assert sorted("1 image(s) could not be decoded on other machines of the cluster" in
+    assert sorted("1 image could not be decoded on other machines of the cluster" in
                   r["error"] for r in results) == [False, True]  # one saw it
 
 

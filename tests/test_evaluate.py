@@ -443,7 +443,7 @@ def test_an_image_that_fails_to_decode_while_evaluating_is_named(run, tmp_path):
     cut.write_bytes(cut.read_bytes()[:300])  # its header whole, its pixels cut short
     rep = evaluation.evaluate(run, data=str(photos), output=tmp_path / "e", all_images=True)
     assert rep.result.count == 6
-    assert f"1 test image(s) could not be read and are left out: {cut}" in rep.notes
+    assert f"1 test image could not be read and is left out: {cut}" in rep.notes
 
 
 def test_an_output_folder_beside_the_data_or_in_a_csv_s_folder_is_fine(run, tmp_path):

@@ -409,7 +409,7 @@ def test_int8_calibrated_on_fewer_images_than_it_takes_says_how_many(run, tmp_pa
     monkeypatch.setitem(convert.CONVERTERS, "onnx", stop)
     report = exporter.export(run, formats=["onnx"], quantize=["int8"],
                              data=str(tmp_path / "photos"), output=tmp_path / "out")
-    assert "int8 calibrated on 12 training image(s) only (300 when there are that many): " \
+    assert "int8 calibrated on 12 training images only (300 when there are that many): " \
            "its ranges may not fit other images" in report.notes
 
 
@@ -823,7 +823,7 @@ def test_a_check_on_a_few_images_says_they_are_few(run, tmp_path, monkeypatch):
     Image.new("L", (8, 8), 50).save(tmp_path / "img.png")
     report = exporter.export(run, formats=["onnx"], output=tmp_path / "out",
                              images=[str(tmp_path / "img.png")])
-    assert any("the check ran on 1 image(s) only" in note for note in report.notes)
+    assert any("the check ran on 1 image only" in note for note in report.notes)
     monkeypatch.setattr(exporter, "FEW_CHECK_IMAGES", 60)  # the toy run has 60 test images
     full = exporter.export(run, formats=["onnx"], output=tmp_path / "all")
     assert not any("only" in note for note in full.notes)

@@ -460,7 +460,7 @@ def _csv_of(tmp_path, folder: str):
 def test_a_csv_row_whose_image_cannot_be_read_is_skipped_and_said_once(tmp_path):
     with pytest.warns(DataWarning) as said:
         ds = datasets.load(_csv_of(tmp_path, "gone"))
-    assert [str(w.message).split(" in ")[0] for w in said] == ["skipped 2 unreadable file(s)"]
+    assert [str(w.message).split(" in ")[0] for w in said] == ["skipped 2 unreadable files"]
     assert (len(ds.train), len(ds.test)) == (9, 1)
 
 
@@ -657,7 +657,7 @@ def test_a_csv_image_listed_twice_alike_is_used_once_with_a_warning(tmp_path):
     photo_folder(tmp_path)
     rows = [f"{c}/{i}.jpg,{c},{'test' if i == 0 else 'TRAIN'}" for c in "ab" for i in (0, 1)]
     (tmp_path / "labels.csv").write_text("\n".join(["path,label,split", *rows, rows[1]]))
-    with pytest.warns(DataWarning, match="1 row\\(s\\) of .* list an image listed before"):
+    with pytest.warns(DataWarning, match="1 row of .* lists an image listed before"):
         ds = datasets.load(tmp_path / "labels.csv")
     assert (len(ds.train), len(ds.test)) == (2, 2)  # TRAIN is train
 
@@ -1175,8 +1175,8 @@ def test_images_lying_beside_the_class_folders_are_said_not_to_be_read(tmp_path,
         photo_folder(tmp_path / "photos" / "test", per_class=2)
     Image.new("RGB", (8, 8)).save(photos / "loose.png")
     (photos / "._loose.png").write_bytes(b"\0\5\26\7")  # macOS' own: not an image of yours
-    with pytest.warns(DataWarning, match=rf"1 image\(s\) directly in .*photos/?{where} "
-                                         r"\(loose.png\) are not read: an image's class is "
+    with pytest.warns(DataWarning, match=rf"1 image directly in .*photos/?{where} "
+                                         r"\(loose.png\) is not read: an image's class is "
                                          "the folder it is in"):
         ds = datasets.load(tmp_path / "photos")
     assert len(ds.train) + len(ds.test) == (16 if where else 12)
@@ -1332,8 +1332,8 @@ def test_pack_resizing_leaves_out_an_image_that_cannot_be_decoded_and_says_so(tm
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["skipped"] == 1 and summary["train_images"] + summary["test_images"] == 11
-    assert f"1 image(s) could not be read and are left out, e.g. {broken}" in result.stderr
-    assert summary["warnings"][0].startswith("1 image(s) could not be read and are left out")
+    assert f"1 image could not be read and is left out, e.g. {broken}" in result.stderr
+    assert summary["warnings"][0].startswith("1 image could not be read and is left out")
     packed = datasets.load(tmp_path / "packed")
     assert len(packed.train) + len(packed.test) == 11  # labels match the records kept
     assert len(np.concatenate([x for x, _, _ in split_batches(packed.train, SHAPE)])) == \

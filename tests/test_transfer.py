@@ -143,7 +143,7 @@ def test_a_file_with_the_classifier_is_refused_saying_a_notop_file_is_needed(tmp
     full = keras.applications.MobileNetV2(weights=None, input_shape=SHAPE, classes=10)
     path = save_legacy(full, tmp_path / "full.h5")
     sub = builder.build_checked(head_spec()).model.get_layer("mobilenet_v2")
-    with pytest.raises(ModelError, match=r"1 layer\(s\) with weights more than mobilenet_v2 "
+    with pytest.raises(ModelError, match=r"1 layer with weights more than mobilenet_v2 "
                                          r"without its classifier, from 'predictions' on.*"
                                          r"no-top file \(Keras' " + NOTOP):
         backbone_weights.load(sub, "mobilenet_v2", path)

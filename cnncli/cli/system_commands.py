@@ -59,6 +59,7 @@ def pack(
     from cnncli.cli import render
     from cnncli.data import datasets as data
     from cnncli.data import records
+    from cnncli.text import count
 
     given = ctx.obj or {}  # before `pack`: `cnncli datasets --json pack ...` means the same
     data_dir, offline, json = (data_dir or given.get("data_dir"),
@@ -71,7 +72,8 @@ def pack(
         packed = records.pack(ds, out, image_size=image_size, resize=resize,
                               shard_mb=shard_mb, force=force, source=source, progress=advance)
     if packed.skipped:
-        said.append(f"{packed.skipped} image(s) could not be read and are left out, "
+        said.append(f"{count(packed.skipped, 'image')} could not be read and "
+                    f"{'is' if packed.skipped == 1 else 'are'} left out, "
                     f"e.g. {'; '.join(packed.examples)}")
         render.warn(said[-1])
     if json:

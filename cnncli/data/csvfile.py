@@ -25,7 +25,7 @@ from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.folder import readable
 from cnncli.data.splits import split_off_test
 from cnncli.errors import DataError
-from cnncli.text import composed
+from cnncli.text import composed, count
 
 SPLITS = ("train", "test")
 #: The columns cnncli reads (others are left alone).
@@ -133,8 +133,10 @@ def _once(rows: list, path: Path) -> list:
                             f" split) and on line {line} as {label} ({split or 'no'} split)",
                             file=str(path), line=line, hint="list each image once")
     if len(kept) < len(rows):
-        warnings.warn(f"{len(rows) - len(kept)} row(s) of {path} list an image listed "
-                      "before (same label and split): each image is used once",
+        extra = len(rows) - len(kept)
+        warnings.warn(f"{count(extra, 'row')} of {path} {'lists' if extra == 1 else 'list'} "
+                      "an image listed before (same label and split): each image is used "
+                      "once",
                       DataWarning, stacklevel=3)
     return kept
 

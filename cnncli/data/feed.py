@@ -172,7 +172,7 @@ class Feed:
             return None
         if strict:
             first = failures[0] if failures else DataError(
-                f"{failed} image(s) could not be decoded on other machines of the cluster "
+                f"{count(failed, 'image')} could not be decoded on other machines of the cluster "
                 "(their logs name them)")
             return DataError(first.message, file=first.file,
                              hint="fix or replace that file, or skip such files with "

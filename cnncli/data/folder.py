@@ -28,7 +28,7 @@ from cnncli.data import checks, images, splits
 from cnncli.data.dataset import Dataset, DataWarning, Split
 from cnncli.data.inputs import IMAGE_EXTENSIONS, image_files, is_image_name, unread_photos
 from cnncli.errors import ConfigError, DataError
-from cnncli.text import as_text, composed, some
+from cnncli.text import as_text, composed, count, some
 
 #: Threads checking files' first bytes (opening files waits on the disk: threads help
 #: even on 2 cores), each a chunk of files at a time: a task per file cost the pool more
@@ -180,8 +180,9 @@ def _warn_of_loose_images(folder: Path) -> None:
     loose = sorted(p.name for p in folder.iterdir()  # not hidden: ._x.jpg is macOS' own
                    if is_image_name(p.name) and not p.name.startswith(".") and p.is_file())
     if loose:
-        warnings.warn(f"{len(loose)} image(s) directly in {folder} "
-                      f"({some(loose, shown=EXAMPLES)}) are not read: "
+        warnings.warn(f"{count(len(loose), 'image')} directly in {folder} "
+                      f"({some(loose, shown=EXAMPLES)}) {'is' if len(loose) == 1 else 'are'} "
+                      "not read: "
                       "an image's class is the folder it is in; move them into class "
                       "folders", DataWarning, stacklevel=4)
 
@@ -295,7 +296,7 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
             labels.append(label)
     if links:
         path, target = links[0]
-        warnings.warn(f"skipped {len(links)} link(s) from one class folder into another in "
+        warnings.warn(f"skipped {count(len(links), 'link')} from one class folder into another in "
                       f"{root} (e.g. {path} leads into {target}): a class's images are the "
                       "ones in its own folder", DataWarning, stacklevel=3)
     if unread and strict:
@@ -305,7 +306,8 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
         warnings.warn(f"skipped {unread_photos(unread)}", DataWarning, stacklevel=3)
     if twice:
         path, first = twice[0]
-        warnings.warn(f"{len(twice)} file(s) in {root} are the same file as one already "
+        warnings.warn(f"{count(len(twice), 'file')} in {root} {'is' if len(twice) == 1 else 'are'} "
+                      "the same file as one already "
                       f"used (e.g. {path} is also in {first}): each is used once, with its "
                       "first label", DataWarning, stacklevel=3)
     paths, labels = readable(paths, labels, root, strict)
@@ -331,8 +333,8 @@ def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
     if bad and strict:
         path, why = bad[0]
         raise DataError(f"{why}", file=path,
-                        hint=f"remove it ({len(bad)} such file(s) in {root}), or turn strict "
-                             "mode off (data.strict: false) to skip them")
+                        hint=f"remove it ({count(len(bad), 'such file')} in {root}), or turn "
+                             "strict mode off (data.strict: false) to skip them")
     if len(bad) * 2 > len(paths) and len(bad) >= MOSTLY_UNREADABLE:  # the wrong files
         examples = "; ".join(f"{p}: {why}" for p, why in bad[:EXAMPLES])
         raise DataError(f"{len(bad)} of the {len(paths)} image files in {root} cannot be "
@@ -343,7 +345,7 @@ def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
                                                       else ""))
     if bad:
         examples = "; ".join(f"{p}: {why}" for p, why in bad[:EXAMPLES])
-        warnings.warn(f"skipped {len(bad)} unreadable file(s) in {root}, e.g. {examples}",
+        warnings.warn(f"skipped {count(len(bad), 'unreadable file')} in {root}, e.g. {examples}",
                       DataWarning, stacklevel=4)
     keep = [i for i, why in enumerate(problems) if not why]
     if not keep:

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 from cnncli.errors import ConfigError
+from cnncli.text import count
 
 #: ``TF_CONFIG`` task types that train (MultiWorkerMirroredStrategy's); an
 #: ``evaluator`` may be listed in the cluster but does not train.
@@ -138,7 +139,7 @@ def parse_tf_config(text: str | None) -> Cluster | None:
         raise _tf_config_error(f"TF_CONFIG's task index {index!r} is not a whole number")
     if not 0 <= index < len(lists[kind]):
         raise _tf_config_error(f"TF_CONFIG's task {kind} {index!r} is not in its cluster, "
-                               f"which has {len(lists[kind])} {kind} task(s)")
+                               f"which has {count(len(lists[kind]), kind + ' task')}")
     if workers < 2:
         return None
     return Cluster(workers=workers, task_type=kind, task_index=index,

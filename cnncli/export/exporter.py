@@ -237,11 +237,13 @@ def _export_all(reference, variants, targets, folder: Path, notes: list[str], *,
     samples = _samples(reference, images, data, data_dir, offline, check_images, calibrate)
     notes += samples.notes
     if samples.calibration is not None and len(samples.calibration) < CALIBRATION_IMAGES:
-        notes.append(f"int8 calibrated on {len(samples.calibration)} training image(s) only "
+        calibrated = text.count(len(samples.calibration), "training image")
+        notes.append(f"int8 calibrated on {calibrated} only "
                      f"({CALIBRATION_IMAGES} when there are that many): its ranges may not "
                      "fit other images")
     if len(samples.images) < FEW_CHECK_IMAGES:
-        notes.append(f"the check ran on {len(samples.images)} image(s) only: its figures "
+        notes.append(f"the check ran on {text.count(len(samples.images), 'image')} only: its "
+                     "figures "
                      f"say little (at least {FEW_CHECK_IMAGES} are advised)")
     notes += _precision_here() + _labels_on_one_line(reference.class_names)
     wrapper = graph.serving_model(reference.model, samples.shape, reference.preprocessing)

@@ -167,7 +167,8 @@ def _measure(ds, labels: np.ndarray, clf, batch_size: int,
     if not readable.all():
         bad = np.flatnonzero(~readable)
         named = f": {text.some(ids[i] for i in bad)}" if ids else ""
-        notes.append(f"{len(bad)} test image(s) could not be read and are left out{named}")
+        notes.append(f"{text.count(len(bad), 'test image')} could not be read and "
+                     f"{'is' if len(bad) == 1 else 'are'} left out{named}")
     result = metrics.compute(labels[kept], probs[kept], clf.class_names,
                              ids=[ids[i] for i in kept] if ids else kept.tolist())
     result.misclassified = [  # positions in the test split, unreadables counted too

@@ -13,7 +13,7 @@ file with the classifier, or of another network, is refused with the layer that 
 >>> print(fit_problem([("conv1", [(3, 3, 3, 8)]), ("predictions", [(8, 1000), (1000,)])],
 ...                   [("conv1", [(3, 3, 3, 8)])], "resnet50", "x_notop.h5"))
 ... # doctest: +NORMALIZE_WHITESPACE
-the file holds 1 layer(s) with weights more than resnet50 without its classifier, from
+the file holds 1 layer with weights more than resnet50 without its classifier, from
 'predictions' on: it is the full network's file, with the classifier. Hint: use the
 no-top file (Keras' x_notop.h5)
 """
@@ -29,7 +29,7 @@ from cnncli.errors import ModelError
 from cnncli.model import pretrained
 from cnncli.model.backbone import NO_WEIGHTS
 from cnncli.runtime import downloads_on_stderr
-from cnncli.text import first_line
+from cnncli.text import count, first_line
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def fit_problem(saved: list, ours: list, name: str, notop: str) -> str | None:
                     f"is for another network or size. Hint: {hint} of {name}")
     if len(saved) > len(ours):
         extra = saved[len(ours)][0]
-        return (f"the file holds {len(saved) - len(ours)} layer(s) with weights more than "
+        return (f"the file holds {count(len(saved) - len(ours), 'layer')} with weights more than "
                 f"{name} without its classifier, from '{extra}' on: it is the full "
                 f"network's file, with the classifier. Hint: {hint}")
     if len(saved) < len(ours):

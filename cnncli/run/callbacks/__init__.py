@@ -204,7 +204,7 @@ class RunCallback(keras.callbacks.Callback):
         if not new:
             return
         examples = some((f"{exc.file}: {exc.message}" for exc in new), sep="; ")
-        self.reporter.note(f"skipped {len(new)} image(s) that could not be decoded: "
+        self.reporter.note(f"skipped {text.count(len(new), 'image')} that could not be decoded: "
                            f"{examples}")
 
     # -- stopping -------------------------------------------------------------------------
