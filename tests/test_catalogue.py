@@ -431,7 +431,7 @@ DATA_ROWS = [
         "warning: skipped 1 unreadable file in {tmp}/photos, e.g. {tmp}/photos/a/notes.png: "
         "the file is text", cf.data_builder(cf.folder_with_non_images), CLI, writes=True),
     row("data-undecodable_files_skipped_in_the_epoch", "train {file}", 0,
-        r"epoch 1/1 .* [1-6] unreadable image\(s\) skipped\nwarning: skipped [1-6] images? "
+        r"epoch 1/1 .* [1-6] unreadable images? skipped\nwarning: skipped [1-6] images? "
         r"that could not be decoded: \S+/photos/./[01]\.png: the image is truncated or "
         r"corrupt", cf.data_builder(
             cf.folder_with_undecodable_pngs), CLI, regex=True, writes=True),

@@ -462,7 +462,7 @@ def test_an_unreadable_check_image_is_left_out_and_said_and_none_readable_refuse
     report = exporter.export(run, formats=["onnx"], images=[str(good), str(broken)],
                              output=tmp_path / "out")
     assert report.results[0].kept
-    assert report.images.startswith("1 of the 2 image(s) given with --images (no labels; "
+    assert report.images.startswith("1 of the 2 images given with --images (no labels; "
                                     f"1 unreadable left out, e.g. {broken}: ")
     with pytest.raises(DataError, match="none of the 1 images of --images could be read"):
         exporter.export(run, formats=["onnx"], images=[str(broken)], output=tmp_path / "no")
@@ -709,14 +709,14 @@ def test_check_images_caps_the_images_given_with_a_seeded_sample(run, tmp_path):
         tf.keras.utils.save_img(photos / f"{i:02d}.png", image)
     report = exporter.export(run, formats=["onnx"], output=tmp_path / "out",
                              images=[str(photos)], check_images=5)
-    assert report.images == "5 of the 24 image(s) given with --images (no labels)"
+    assert report.images == "5 of the 24 images given with --images (no labels)"
     assert report.results[0].check.images == 5
     again = exporter.export(run, formats=["onnx"], output=tmp_path / "again",
                             images=[str(photos)], check_images=5)
     assert again.results[0].check == report.results[0].check  # the same five: seeded
     every = exporter.export(run, formats=["onnx"], output=tmp_path / "all",
                             images=[str(photos)], check_images=0)
-    assert every.images == "24 image(s) given with --images (no labels)"
+    assert every.images == "24 images given with --images (no labels)"
 
 
 def test_an_output_under_the_home_folder_is_written_there(run, tmp_path, monkeypatch):

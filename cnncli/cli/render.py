@@ -282,7 +282,7 @@ def epoch_line(row: EpochRow, epochs: int) -> str:
     parts.append(f"{row['images_per_s']:,.0f} img/s")
     parts.append(f"{row['seconds']:.1f}s")
     if row.get("unreadable_images"):
-        parts.append(f"{row['unreadable_images']} unreadable image(s) skipped")
+        parts.append(f"{count(int(row['unreadable_images']), 'unreadable image')} skipped")
     return "  ".join(parts)
 
 

@@ -444,8 +444,9 @@ def _samples(reference, images, data, data_dir, offline, limit: int,
         of = f" of the {given:,}" if given > len(checked) else ""
         left_out = (f"; {len(bad):,} unreadable left out, e.g. {bad[0].file}: "
                     f"{bad[0].message}" if bad else "")
+        noun = "image" if (given if of else len(checked)) == 1 else "images"
         return Samples(checked, None, calibration, shape,
-                       f"{len(checked):,}{of} image(s) given with --images (no labels"
+                       f"{len(checked):,}{of} {noun} given with --images (no labels"
                        f"{left_out})", said)
     from cnncli.infer import evaluate as evaluation
 
