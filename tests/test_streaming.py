@@ -416,6 +416,16 @@ def test_damaged_labels_of_a_packed_dataset_are_an_error_naming_the_file(tmp_pat
     assert err.value.file.endswith("train-labels.npy") and "pack the data again" in err.value.hint
 
 
+def test_a_pack_without_its_index_is_said_as_such_not_taken_for_a_photo_folder(tmp_path):
+    """Shards and labels copied without dataset.json: not "no class sub-folders"."""
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    (tmp_path / "packed" / "dataset.json").unlink()
+    with pytest.raises(DataError, match="packed holds packed shards and labels but not "
+                                        "their index, dataset.json") as err:
+        datasets.load(tmp_path / "packed")
+    assert "pack the data again" in err.value.hint
+
+
 def test_packed_labels_fewer_than_the_records_are_an_error_naming_the_counts(tmp_path):
     records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     file = tmp_path / "packed" / "train-labels.npy"

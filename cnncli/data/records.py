@@ -40,10 +40,15 @@ INDEX = "dataset.json"
 
 
 def detect(path: Path) -> bool:
-    """A packed folder: its index says so, or (damaged) it holds packed labels beside it
-    (a folder of photos with a ``dataset.json`` of the user's own is no pack)."""
-    return path.is_dir() and (path / INDEX).is_file() and (
-        _is_a_pack(path) or any(path.glob("*-labels.npy")))
+    """A packed folder: its index says so, or (damaged) it holds packed labels beside it,
+    or shards and labels without their index (a folder of photos with a ``dataset.json``
+    of the user's own is no pack)."""
+    if not path.is_dir():
+        return False
+    labels = any(path.glob("*-labels.npy"))
+    if (path / INDEX).is_file():
+        return _is_a_pack(path) or labels
+    return labels and any(path.glob("*.tfrecord"))
 
 
 def read_records(folder: str | os.PathLike, *, walk: bool = True) -> Dataset:
@@ -52,6 +57,10 @@ def read_records(folder: str | os.PathLike, *, walk: bool = True) -> Dataset:
     when it was written (truncated) or, walked, holding a record that runs past its end
     or another count than the index's, is an error naming it."""
     folder = Path(folder)
+    if not (folder / INDEX).exists():
+        raise DataError(f"{folder.name} holds packed shards and labels but not their index, "
+                        f"{INDEX}", file=str(folder), hint="copy the packed folder again, "
+                        "whole, or pack the data again (cnncli datasets pack SOURCE OUT)")
     try:
         index = files.parse_json((folder / INDEX).read_text())
     except (OSError, ValueError) as exc:
