@@ -11,7 +11,7 @@ import pytest
 from cnncli import config
 from cnncli.config import AugmentSection
 from cnncli.data import feed, pipeline
-from cnncli.errors import ConfigError, DataError
+from cnncli.errors import ConfigError
 from cnncli.runtime import import_keras
 
 keras = import_keras()
@@ -215,22 +215,22 @@ def test_validation_fraction_zero_gives_an_empty_validation_set():
                                                (7, 0.072, 0.071)])
 def test_a_validation_fraction_under_one_image_names_the_smallest_that_gives_one(n, smallest,
                                                                                less):
-    with pytest.raises(DataError, match=f"0.01 of {n} images is not one image") as e:
+    with pytest.raises(ConfigError, match=f"0.01 of {n} images is not one image") as e:
         feed.validation_indices(classes(n), 0.01, seed=0)
     assert e.value.hint.startswith(f"use at least {smallest} ")
     assert len(feed.validation_indices(classes(n), smallest, seed=0)[1]) == 1
-    with pytest.raises(DataError, match="is not one image"):  # the smallest: one less fails
+    with pytest.raises(ConfigError, match="is not one image"):  # the smallest: one less
         feed.validation_indices(classes(n), less, seed=0)
 
 
 def test_one_image_cannot_be_split_whatever_the_fraction():
-    with pytest.raises(DataError, match=r"0.3: 1 image cannot be split") as e:
+    with pytest.raises(ConfigError, match=r"0.3: 1 image cannot be split") as e:
         feed.validation_indices(classes(1), 0.3, seed=0)
     assert e.value.hint == "use more data, or 0 (no validation)"
 
 
 def test_a_validation_fraction_taking_every_image_says_none_is_left_to_train_on():
-    with pytest.raises(DataError, match="0.9 of 3 images leaves no image to train on"):
+    with pytest.raises(ConfigError, match="0.9 of 3 images leaves no image to train on"):
         feed.validation_indices(classes(3), 0.9, seed=0)
 
 

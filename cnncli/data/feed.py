@@ -281,15 +281,15 @@ def validation_indices(labels: np.ndarray, fraction: float, seed: int, *,
                           hint="use e.g. 0.1")
     n_val = int(round(n * fraction))
     if fraction > 0 and n < 2:
-        raise DataError(f"`data.validation_split` {fraction}: {count(n, 'image')} cannot be "
+        raise ConfigError(f"`data.validation_split` {fraction}: {count(n, 'image')} cannot be "
                         "split into training and validation images",
                         hint="use more data, or 0 (no validation)")
     if fraction > 0 and n_val == 0:
-        raise DataError(f"`data.validation_split` {fraction} of {count(n, 'image')} is not "
+        raise ConfigError(f"`data.validation_split` {fraction} of {count(n, 'image')} is not "
                         "one image to validate on", hint=f"use at least "
                         f"{_smallest_fraction(n)} (or 0: no validation), or more data")
     if fraction > 0 and n_val == n:
-        raise DataError(f"`data.validation_split` {fraction} of {count(n, 'image')} leaves "
+        raise ConfigError(f"`data.validation_split` {fraction} of {count(n, 'image')} leaves "
                         "no image to train on", hint="use a smaller fraction, or more data")
     if stratify:
         return splits.split_off_validation(labels, n_val, seed)
