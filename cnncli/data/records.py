@@ -249,10 +249,11 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     """Write `ds` into `out` as TFRecord shards of about `shard_mb` MB (see the module
     docstring); images are resized to `image_size` (H, W) if given, the `resize` way
     (recorded: training from them must resize the same way, as predict will). Written into a
-    temporary folder beside `out`, then renamed: never half a packed folder. An empty
-    `out` is written into (staged inside it, then moved into place, the index last: a
-    mount point, a Docker volume, cannot be renamed over, and its disk is the one meant
-    for the pack); `force` replaces only an earlier packed folder, and `out` may not be
+    temporary folder beside a new `out`, then renamed: never half a packed folder. An
+    existing `out` (empty, or an earlier pack `force` replaces) is staged inside and the
+    files moved into place, the index last (a mount point, a Docker volume, cannot be
+    renamed over nor removed, and its disk is the one meant for the pack); `force`
+    replaces only an earlier packed folder, and `out` may not be
     `source` (the path the data was read from), nor inside it, nor hold it."""
     from cnncli.config import MAX_IMAGE_SIDE
 
@@ -274,10 +275,9 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
     # inside it (a mount point cannot be renamed over, nor removed)
     made = files.missing_folders(out.parent)  # removed again should packing fail
     try:
-        files.writable_folder(out if into else out.parent)  # a clear error for a file in
+        files.writable_folder(out if into else out.parent)  # (a file in the way, no right)
         tmp = files.staging_folder(out, STAGED) if into else \
-            files.staging_folder(out.parent, f".{out.name}.")  # the way, or no right
-        # (a killed pack's: gone)
+            files.staging_folder(out.parent, f".{out.name}.")  # (a killed pack's: gone)
     except BaseException:
         files.remove_empty(made)
         raise
@@ -328,7 +328,7 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                   sum(len(v["shards"]) for v in splits.values()), len(skipped), examples)
 
 
-#: The folder a pack into an empty folder is staged in, inside it.
+#: The folder a pack into an existing folder is staged in, inside it.
 STAGED = ".packing."
 
 
