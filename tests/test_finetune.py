@@ -142,7 +142,16 @@ def test_a_run_started_from_a_runs_name_folder_records_the_run_it_meant(source):
 
     cfg = config.parse({"model": {"from": str(source.parent)}, "data": {"name": "mnist"}})
     planning.absolute_paths(cfg)
-    assert cfg.model["from"] == str(source.resolve())
+    assert cfg.start_from.from_ == str(source.resolve())
+
+
+def test_a_from_section_is_saved_as_written_and_read_back_alike():
+    """The run's config.yaml holds the keys the user gave (no nulls for the rest), and
+    reading it again (resume, evaluate) gives the same typed section."""
+    cfg = config.parse({"model": {"from": "mobilenet_v2", "classes": 3},
+                        "data": {"name": "mnist"}})
+    assert cfg.resolved()["model"] == {"from": "mobilenet_v2", "classes": 3}
+    assert config.parse(cfg.resolved()).start_from == cfg.start_from
 
 
 def test_a_weights_file_given_by_a_relative_path_is_recorded_absolute(tmp_path, monkeypatch):
@@ -153,7 +162,7 @@ def test_a_weights_file_given_by_a_relative_path_is_recorded_absolute(tmp_path, 
     cfg = config.parse({"model": {"from": "mobilenet_v2", "weights": "mine.weights.h5"},
                         "data": {"name": "mnist"}})
     planning.absolute_paths(cfg)
-    assert cfg.model["weights"] == str(tmp_path / "mine.weights.h5")
+    assert cfg.start_from.weights == str(tmp_path / "mine.weights.h5")
 
 
 def test_a_model_with_no_layer_to_cut_at_is_refused_before_the_run_folder(tmp_path):

@@ -71,7 +71,7 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
                 errors = [*getattr(part, "errors", [part]), *errors]
     raise_all(errors)
     cfg._set_by = dict(set_by or {})
-    if isinstance(cfg.model, dict) and "from" in cfg.model:
+    if isinstance(cfg.model, dict) and "from" in cfg.model:  # not a valid `ModelSection`:
         check_part(("model",), cfg.model, doc, file, set_by)  # `{from: vgg16, classes: 0}`
     _check_monitor(cfg, doc, file, set_by)
     if cfg.output.name is None and file:  # the documented default, for every caller

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -292,7 +293,12 @@ EMPTY_MODEL = "give a built-in name (mnist_net), a spec file, or an inline spec"
 
 
 class RunConfig(_Strict):
-    model: str | dict[str, Any] = Field(description="built-in name, spec file, or inline spec")
+    """A whole run config. `model` is one of three things: a built-in name or spec file
+    (str), a network to start from (`ModelSection`, a mapping with `from:`), or an inline
+    spec (a mapping with `layers:`, checked by `cnncli.model.spec`)."""
+
+    model: str | ModelSection | dict[str, Any] = Field(
+        description="built-in name, spec file, `from:` a network, or inline spec")
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     output: OutputSection = OutputSection()
@@ -314,6 +320,18 @@ class RunConfig(_Strict):
         """Keys given on the command line and how (`parse`'s `set_by`): their errors
         name that, not a line of the file."""
         return self._set_by
+
+    @property
+    def start_from(self) -> ModelSection | None:
+        """The `model:` section when it names a network to start from (``from:``)."""
+        return self.model if isinstance(self.model, ModelSection) else None
+
+    @field_serializer("model")
+    def _model_as_written(self, value):
+        """A `from:` section as the user writes it: the keys given, not every default."""
+        if isinstance(value, ModelSection):
+            return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return value
 
     def resolved(self) -> dict:
         """The config as plain data (what is written to the run directory)."""

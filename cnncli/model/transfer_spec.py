@@ -19,14 +19,10 @@ network: a pretrained one (``from: resnet50``) or one of your own (``from: runs/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cnncli import config
 from cnncli.errors import ConfigError, suggest
 from cnncli.model import architectures, backbone, pretrained
-
-if TYPE_CHECKING:
-    import keras
 
 
 def kind(source: str, weights: str | None) -> str:
@@ -39,18 +35,19 @@ def kind(source: str, weights: str | None) -> str:
     return "spec"
 
 
-def fresh_network_note(model: keras.Model) -> list[str]:
+def fresh_network_note(section: config.ModelSection | None) -> list[str]:
     """A note for `from:` a name that is both a built-in spec and a pretrained network,
-    without `weights`: the lecture's network with new weights, where the same line with
-    another pretrained name (resnet50) starts from ImageNet's.
+    without `weights` (`section`: the config's `model:` when it has `from:`, else None):
+    the lecture's network with new weights, where the same line with another pretrained
+    name (resnet50) starts from ImageNet's.
 
-    >>> fresh_network_note({"from": "vgg16"})[0][:40]
+    >>> fresh_network_note(config.ModelSection(**{"from": "vgg16"}))[0][:40]
     '`from: vgg16` without `weights` is the l'
-    >>> fresh_network_note({"from": "vgg16", "weights": "imagenet"}), fresh_network_note("vgg16")
-    ([], [])
+    >>> fresh_network_note(config.ModelSection(**{"from": "vgg16", "weights": "imagenet"}))
+    []
     """
-    source = model.get("from") if isinstance(model, dict) else None
-    if kind(str(source), model.get("weights") if source else None) != "spec" or \
+    source = section and section.from_
+    if not source or kind(source, section.weights) != "spec" or \
             source not in pretrained.REGISTRY:
         return []
     return [f"`from: {source}` without `weights` is the lecture's {source}, trained from "

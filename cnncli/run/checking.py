@@ -122,7 +122,7 @@ def _network(cfg: config.RunConfig, file: str | None, classes: int | None = None
         return network.with_overrides(classes=classes), notes
     if network.classes is None:
         network = network.with_overrides(classes=DEFAULT_CLASSES)
-    given = isinstance(cfg.model, dict) and cfg.model.get("classes") is not None
+    given = cfg.start_from is not None and cfg.start_from.classes is not None
     if shown and counted is None and not given:
         notes.append(f"the output layer has {network.classes} classes here: how many "
                      f"'{name}' has is known only when training reads it (set "
@@ -228,7 +228,7 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
     except CnnError as exc:
         return None, located(input_blamed(getattr(exc, "errors", [exc]), cfg.model, network,
                                           cfg.data.image_size))
-    built.warnings[:0] = notes + transfer_spec.fresh_network_note(cfg.model) + \
+    built.warnings[:0] = notes + transfer_spec.fresh_network_note(cfg.start_from) + \
         spec.resized_note(cfg)
     errors = located(transfer.problems(cfg.train, built.model, epochs, set_by=cfg.set_by))
     random = transfer.random_frozen_backbone(cfg.train, built)
@@ -238,7 +238,8 @@ def _assemble(cfg: config.RunConfig, file: str | None, *, classes: int | None,
     return built, errors
 
 
-def input_blamed(errors: list[CnnError], model: str | dict, network: spec.Spec | None,
+def input_blamed(errors: list[CnnError], model: str | config.ModelSection | dict,
+                 network: spec.Spec | None,
                  image_size: list[int] | None = None) -> list[CnnError]:
     """`errors`, with a window larger than what reaches it (`InputTooSmall`) said as the
     fault of the run config's setting that gave the input: `data.image_size` (`image_size`,
@@ -246,8 +247,8 @@ def input_blamed(errors: list[CnnError], model: str | dict, network: spec.Spec |
     it names (``{from: vgg16, input: [8, 8, 3]}``): the layer's file is not what to change,
     and may be cnncli's own. The hint gives the smallest square input that fits
     (`builder.smallest_input`)."""
-    source = model.get("from") if isinstance(model, dict) else None
-    given = model.get("input") if source else None  # (an inline spec's layers are the
+    source = model.from_ if isinstance(model, config.ModelSection) else None
+    given = model.input if source else None  # (an inline spec's layers are the
     if image_size:  # user's own: said at their lines, unless the size came from the data)
         key, given, example = "data.image_size", list(image_size), "image_size: [{0}, {0}]"
     else:

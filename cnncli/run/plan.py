@@ -90,11 +90,10 @@ def absolute_paths(cfg: config.RunConfig) -> None:
         d.data_dir = os.path.abspath(os.path.expanduser(d.data_dir))
     if isinstance(cfg.model, str):
         cfg.model = _absolute_source(cfg.model)
-    elif isinstance(cfg.model, dict) and isinstance(cfg.model.get("from"), str):
-        cfg.model["from"] = _absolute_source(cfg.model["from"])
-    weights = cfg.model.get("weights") if isinstance(cfg.model, dict) else None
-    if isinstance(weights, str) and weights not in config.WEIGHTS_WORDS:  # a file
-        cfg.model["weights"] = os.path.abspath(os.path.expanduser(weights))
+    elif (section := cfg.start_from) is not None:
+        section.from_ = _absolute_source(section.from_)
+        if section.weights is not None and section.weights not in config.WEIGHTS_WORDS:
+            section.weights = os.path.abspath(os.path.expanduser(section.weights))  # a file
 
 
 def _absolute_source(source: str) -> str:
@@ -237,7 +236,7 @@ def _checked(network: specs.Spec, cfg: config.RunConfig, data: Dataset,
     except CnnError as exc:
         errors += config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by)
     raise_all(errors)
-    built.warnings += transfer_spec.fresh_network_note(cfg.model) + specs.resized_note(cfg)
+    built.warnings += transfer_spec.fresh_network_note(cfg.start_from) + specs.resized_note(cfg)
     return built
 
 

@@ -315,8 +315,8 @@ def _check_same_network(recorded: str, spec, model, run: Path) -> None:
         what = f"its spec file, {model}, was changed since the run started"
         hint = ("put the spec file back as it was when the run started (the backup's "
                 "weights are for that network), or start a new run")
-    elif isinstance(model, dict) and model.get("from"):
-        what = f"what `model.from` names ({model['from']}) changed since the run started"
+    elif isinstance(model, config.ModelSection):
+        what = f"what `model.from` names ({model.from_}) changed since the run started"
     else:
         what = "its definition changed since the run started"
     raise ConfigError(f"the network is not the one this run's backup was made with: {what}",

@@ -262,7 +262,7 @@ def given_at(error: ModelError, cfg: config.RunConfig, file: str | None) -> Mode
     config `file`, or the ``--weights`` or ``--set`` that gave it), the file as written in
     the config (`cfg` may hold it made absolute); when it is there from the config's
     folder but not from the current one, the hint says so (as for `data.name`)."""
-    named = cfg.model.get("weights") if isinstance(cfg.model, dict) else None
+    named = cfg.start_from and cfg.start_from.weights
     if not named or error.file is None or Path(error.file) != Path(named):  # (a layer's
         return error  # `pretrained:` weights: as they are)
     error.file = None  # where it was given says it (`config.locate`: the line, the option)
