@@ -15,7 +15,9 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -133,8 +135,40 @@ def parse_json(raw: str | bytes):
         raise ValueError("it is nested too deeply to be read") from None
 
 
+#: The largest record file cnncli reads (state.json, a pack's dataset.json, history.csv):
+#: the ones it writes are kilobytes, a few megabytes for a pack of millions of images.
+MAX_RECORD_BYTES = 256_000_000
+
+
+def read_record(path: str | Path, limit: int = MAX_RECORD_BYTES) -> bytes:
+    """The bytes of a record file of cnncli's (a run's state.json, a pack's dataset.json):
+    a regular file of at most `limit` bytes. A run folder or pack from someone else may
+    put a pipe or ``/dev/zero`` in its place: a `ValueError` says so, where reading would
+    wait forever or fill the memory.
+
+    >>> read_record("/dev/zero")
+    Traceback (most recent call last):
+    ...
+    ValueError: zero is not a file (a device or a pipe in its place)
+
+    Raises:
+        OSError: it cannot be opened (not there, no permission).
+        ValueError: not a regular file, or larger than `limit`.
+    """
+    name = Path(path).name
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:  # (a pipe: no wait)
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{name} is not a file (a device or a pipe in its place)")
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ValueError(f"{name} is over {limit // 1_000_000} MB, larger than any cnncli "
+                         "writes")
+    return raw
+
+
 def read_json(path: str | Path):
-    return parse_json(Path(path).read_text())
+    """The JSON value in the record file `path` (`read_record`)."""
+    return parse_json(read_record(path))
 
 
 def read_json_object(path: str | Path) -> dict:
@@ -143,8 +177,9 @@ def read_json_object(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path.name} is missing")
+    raw = read_record(path)  # (a pipe or a device in its place: its ValueError)
     try:
-        data = parse_json(path.read_bytes())
+        data = parse_json(raw)
     except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path.name} is not JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -233,8 +268,12 @@ def disk_full(exc: BaseException, path: Path) -> bool:
         return False
 
 
-#: In a staging folder: the process filling it, so that a later one knows it is stale.
-PID_FILE = "pid"
+#: In a staging folder: the process filling it, so that a later one knows it is stale; a
+#: name of cnncli's own, so that no folder of the user's is taken for one.
+PID_FILE = ".cnncli-staging-pid"
+
+#: The names `tempfile.mkdtemp` gives after the prefix (8 of these letters).
+_MKDTEMP_TAIL = re.compile(r"[a-z0-9_]{8}")
 
 
 def staging_folder(parent: str | Path, prefix: str) -> Path:
@@ -253,8 +292,12 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
 
 
 def remove_dead_staging(parent: str | Path, prefix: str) -> None:
-    """Remove the `staging_folder`s of `prefix` in `parent` whose process died."""
+    """Remove the `staging_folder`s of `prefix` in `parent` whose process died: only
+    folders named as `staging_folder` names them, holding its `PID_FILE` (a folder of the
+    user's that happens to start with `prefix`, ``.packed.backup``, is left alone)."""
     for path in Path(parent).glob(glob.escape(prefix) + "*"):
+        if not _MKDTEMP_TAIL.fullmatch(path.name[len(prefix):]) or path.is_symlink():
+            continue
         try:
             pid = int((path / PID_FILE).read_text())
         except (OSError, ValueError):

@@ -1261,15 +1261,17 @@ def test_a_killed_exports_staging_folder_goes_with_the_next_export(tmp_path):
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    for name, pid in (("dead", dead.pid), ("alive", os.getpid()), ("no_pid", None)):
+    for name, pid in (("deadxxxx", dead.pid), ("alivexxx", os.getpid()), ("nopidxxx", None),
+                      ("dead-but-not-named-by-mkdtemp", dead.pid)):
         folder = tmp_path / f"{staging.PREFIX}{name}"
         folder.mkdir()
         if pid:
             (folder / staging.PID_FILE).write_text(str(pid))
     with staging.Staging(tmp_path):
         pass
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{staging.PREFIX}alive",
-                                                         f"{staging.PREFIX}no_pid"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{staging.PREFIX}alivexxx", f"{staging.PREFIX}dead-but-not-named-by-mkdtemp",
+        f"{staging.PREFIX}nopidxxx"]
 
 
 def test_a_missing_extra_is_named(monkeypatch, run, tmp_path):

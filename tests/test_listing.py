@@ -114,6 +114,25 @@ def test_a_run_folder_without_its_config_is_listed_as_damaged_not_left_out(tmp_p
     assert summary.status == "damaged" and "config.yaml" in summary.problem
 
 
+@pytest.mark.parametrize("record", ["state.json", ".lock", "history.csv"])
+def test_a_device_or_pipe_in_place_of_a_record_is_damaged_not_a_hang(tmp_path, record):
+    """A run folder from someone else: /dev/zero would fill the memory, a pipe would wait
+    for ever; `cnncli runs` lists the run and goes on."""
+    import os
+
+    run = make_run(tmp_path, "a", "1", {"status": "running"})
+    (run / record).unlink(missing_ok=True)
+    if record == "state.json":
+        (run / record).symlink_to("/dev/zero")
+    else:
+        os.mkfifo(run / record)
+    [summary] = listing.summaries(tmp_path)
+    if record == "state.json":
+        assert summary.status == "damaged" and "state.json is not a file" in summary.problem
+    else:
+        assert summary.status == "killed"  # (no process holds the run)
+
+
 def test_a_running_run_whose_process_died_is_killed(tmp_path):
     run = make_run(tmp_path, "a", "1", {"status": "running"})
     with rundir.writer(run):

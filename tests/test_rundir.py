@@ -41,6 +41,33 @@ def test_a_folder_in_place_of_the_lock_file_is_a_clear_error(tmp_path):
             pass
 
 
+def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_at_kept(tmp_path):
+    """A run folder from someone else whose .lock links to a file of the user's: taking
+    the lock must not write the process's number over that file."""
+    from cnncli.errors import WriteError
+
+    run = rundir.create(tmp_path, "m")
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious")
+    (run / rundir.LOCK).symlink_to(victim)
+    with pytest.raises(WriteError, match="cannot open the run's lock file"):
+        with rundir.writer(run):
+            pass
+    assert victim.read_text() == "precious"
+    assert not rundir.is_live(run)
+
+
+def test_a_pipe_in_place_of_the_lock_file_is_refused_not_waited_on(tmp_path):
+    from cnncli.errors import WriteError
+
+    run = rundir.create(tmp_path, "m")
+    os.mkfifo(run / rundir.LOCK)
+    assert not rundir.is_live(run)  # (opening a pipe to read would wait for a writer)
+    with pytest.raises(WriteError, match="not a file"):
+        with rundir.writer(run):
+            pass
+
+
 def test_of_two_runs_started_at_once_the_one_linking_last_leaves_latest_at_the_later(
         tmp_path):
     first = rundir.create(tmp_path, "m")  # A makes 1, B makes 2, B links, then A links

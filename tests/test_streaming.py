@@ -355,8 +355,8 @@ def test_a_killed_pack_into_an_empty_folder_leaves_it_packable_again(tmp_path):
     out = tmp_path / "packed"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    (out / f"{records.STAGED}x1").mkdir(parents=True)
-    (out / f"{records.STAGED}x1" / files.PID_FILE).write_text(dead)  # its process: gone
+    (out / f"{records.STAGED}x1y2z3w4").mkdir(parents=True)
+    (out / f"{records.STAGED}x1y2z3w4" / files.PID_FILE).write_text(dead)  # process: gone
     records.pack(ds, out)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
@@ -424,6 +424,26 @@ def test_a_pack_without_its_index_is_said_as_such_not_taken_for_a_photo_folder(t
                                         "their index, dataset.json") as err:
         datasets.load(tmp_path / "packed")
     assert "pack the data again" in err.value.hint
+
+
+def test_a_negative_packed_label_is_an_error_naming_the_index_not_a_crash(tmp_path):
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    file = tmp_path / "packed" / "train-labels.npy"
+    np.save(file, np.where(np.arange(len(np.load(file))) == 0, -1, np.load(file)))
+    with pytest.raises(DataError, match="the labels hold -1, and a label is a class's number "
+                                        "from 0") as err:
+        datasets.load(tmp_path / "packed")
+    assert err.value.file == str(tmp_path / "packed" / "dataset.json")
+
+
+def test_a_pack_whose_index_is_a_device_is_an_error_not_a_hang(tmp_path):
+    """A pack from someone else with dataset.json linked to /dev/zero: reading it whole
+    would fill the memory."""
+    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    (tmp_path / "packed" / "dataset.json").unlink()
+    (tmp_path / "packed" / "dataset.json").symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="dataset.json is not a file"):
+        datasets.load(tmp_path / "packed")
 
 
 def test_packed_labels_fewer_than_the_records_are_an_error_naming_the_counts(tmp_path):
@@ -1450,13 +1470,28 @@ def test_a_killed_packs_staging_folder_goes_with_the_next_pack_and_none_lands_in
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".{name}.x1y2"
+    stale = tmp_path / f".{name}.x1y2z3w4"  # (as tempfile.mkdtemp names it)
     stale.mkdir()
     (stale / files.PID_FILE).write_text(str(dead.pid))
     (stale / "train-00001.tfrecord").write_bytes(b"half")
     records.pack(ds, tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "photos"])
     assert files.PID_FILE not in [p.name for p in (tmp_path / name).iterdir()]
+
+
+def test_a_folder_of_the_users_named_like_a_staging_folder_is_left_alone(tmp_path):
+    """`.packed.backup` beside `packed`, even holding a number of a process that died,
+    is the user's: only folders cnncli made are cleared."""
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for theirs in (tmp_path / ".packed.backup", tmp_path / ".packed.abcd1234"):
+        theirs.mkdir()
+        (theirs / "pid").write_text(str(dead.pid))  # a file of theirs, not cnncli's
+    (tmp_path / ".packed.backup" / files.PID_FILE).write_text(str(dead.pid))
+    records.pack(ds, tmp_path / "packed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".packed.abcd1234", ".packed.backup", "packed", "photos"]
 
 
 def test_a_pack_that_cannot_make_its_staging_folder_leaves_no_folder_it_made(tmp_path,

@@ -62,7 +62,7 @@ def read_records(folder: str | os.PathLike, *, walk: bool = True) -> Dataset:
                         f"{INDEX}", file=str(folder), hint="copy the packed folder again, "
                         "whole, or pack the data again (cnncli datasets pack SOURCE OUT)")
     try:
-        index = files.parse_json((folder / INDEX).read_text())
+        index = files.read_json(folder / INDEX)
     except (OSError, ValueError) as exc:
         raise DataError(f"{INDEX} cannot be read ({exc})", file=str(folder / INDEX),
                         hint="pack the data again with cnncli datasets pack") from None
@@ -78,6 +78,11 @@ def read_records(folder: str | os.PathLike, *, walk: bool = True) -> Dataset:
     splits = [_split(folder, index["splits"][name], name, shape, named, walk)
               for name in ("train", "test")]
     top = max((int(s.labels.max()) for s in splits if len(s.labels)), default=-1)
+    low = min((int(s.labels.min()) for s in splits if len(s.labels)), default=0)
+    if low < 0:
+        raise DataError(f"the labels hold {low}, and a label is a class's number from 0",
+                        file=str(folder / INDEX), hint="copy the packed folder again, or "
+                        "pack the data again")
     if top >= len(index["class_names"]):
         raise DataError(f"{INDEX} names {len(index['class_names'])} classes, and the labels go "
                         f"up to {top}", file=str(folder / INDEX),
@@ -561,7 +566,7 @@ def _is_a_pack(folder: Path) -> bool:
     """True if `folder`'s ``dataset.json`` is a pack's index (a folder of the user's with a
     ``dataset.json`` of their own is not a pack)."""
     try:
-        index = files.parse_json((folder / INDEX).read_text())
+        index = files.read_json(folder / INDEX)
         return isinstance(index, dict) and index.get("format") == FORMAT
     except (OSError, ValueError):
         return False

@@ -10,11 +10,12 @@ that is training now.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from cnncli import runfolder
+from cnncli import files, runfolder
 from cnncli.run import rundir
 from cnncli.run.monitor import best_monitor
 from cnncli.run.record import RunMetrics
@@ -120,9 +121,9 @@ def _so_far(run: Path, status: str) -> RunSummary:
     (`cnncli.run.monitor.best_monitor`: validation accuracy, else validation
     loss, else loss)."""
     try:
-        with open(run / rundir.HISTORY, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, csv.Error, UnicodeDecodeError):
+        text = files.read_record(run / rundir.HISTORY).decode()
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except (OSError, ValueError, csv.Error):  # (UnicodeDecodeError: a ValueError)
         return RunSummary(str(run), status)
     # the figures the run measured (history.csv always heads val_ and accuracy columns)
     columns = [c for c in (rows[0] if rows else ()) if any(_float(r.get(c)) is not None

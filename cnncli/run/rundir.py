@@ -21,13 +21,15 @@ False
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
 import socket
+import stat
 from pathlib import Path
 
-from cnncli import runfolder, text
+from cnncli import files, runfolder, text
 from cnncli.errors import ConfigError, DataError, WriteError
 
 CONFIG = runfolder.CONFIG
@@ -205,7 +207,7 @@ def writer(run: Path):
             that cannot be written to).
     """
     try:
-        fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(run, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         raise WriteError(f"cannot open the run's lock file: {exc.strerror or exc}",
                          file=str(run / LOCK),
@@ -227,10 +229,22 @@ def writer(run: Path):
         os.close(fd)  # closing the file releases the lock
 
 
+def _open_lock(run: Path, flags: int) -> int:
+    """`run`'s lock file opened with `flags`, only if it is a file of the run's own: a
+    link (to a file elsewhere, which the writer would overwrite), a pipe (a wait with no
+    end) or a device in its place is an `OSError`."""
+    fd = os.open(run / LOCK, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "it is not a file (a pipe or a device in its place)")
+    return fd
+
+
 def _holder(run: Path) -> str:
     try:
-        pid, _, host = (run / LOCK).read_text().strip().partition(" ")
-    except OSError:
+        pid, _, host = files.read_record(run / LOCK, limit=1000).decode().strip() \
+            .partition(" ")
+    except (OSError, ValueError):
         return ""
     return f" (process {pid} on {host})" if pid.isdigit() and host else ""
 
@@ -238,8 +252,8 @@ def _holder(run: Path) -> str:
 def is_live(run: Path) -> bool:
     """True while a process holds `run`'s writer lock (it is training into it)."""
     try:
-        fd = os.open(run / LOCK, os.O_RDONLY)
-    except OSError:
+        fd = _open_lock(run, os.O_RDONLY)
+    except OSError:  # (a link or a pipe in its place: no process of cnncli's holds it)
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
