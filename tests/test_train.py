@@ -1503,6 +1503,24 @@ def test_a_run_without_output_name_is_named_after_its_config_file_from_python_to
         tmp_path / "runs" / "my_photos" / "1"
 
 
+def test_a_config_file_whose_name_is_no_folder_name_is_refused_before_any_run(tmp_path):
+    """``..yaml`` would name its runs '.': they would go in `output.dir`'s parent."""
+    path = write_config(tmp_path, epochs=1)
+    path.write_text(path.read_text().replace("  name: toy\n", ""))
+    path = path.rename(tmp_path / "..yaml")
+    with pytest.raises(ConfigError, match="the name the config's file gives its runs, '.', "
+                                          "is not a plain folder name") as e:
+        config.load(path)
+    assert e.value.file == str(path) and "set `output.name`" in e.value.hint
+
+
+def test_an_output_name_longer_than_a_folder_name_is_refused_by_check_too():
+    """A dry run or `cnncli check` passing a name the run then cannot make (a CI gate)."""
+    with pytest.raises(ConfigError, match="longer than a folder name may be"):
+        config.parse({"model": "mnist_net", "output": {"name": "n" * 256}})
+    assert config.parse({"model": "mnist_net", "output": {"name": "n" * 255}})
+
+
 def test_a_run_named_like_a_number_reads_back_its_own_config(tmp_path):
     from cnncli.run import record
 

@@ -16,7 +16,13 @@ from cnncli.config.located import (
     odd_key,
     with_lines,
 )
-from cnncli.config.sections import EMPTY_MODEL, PARTS, RunConfig, as_written
+from cnncli.config.sections import (
+    EMPTY_MODEL,
+    PARTS,
+    RunConfig,
+    as_written,
+    folder_name_problem,
+)
 from cnncli.errors import ConfigError, ManyErrors, raise_all, suggest
 
 
@@ -75,8 +81,19 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
         check_part(("model",), cfg.model, doc, file, set_by)  # `{from: vgg16, classes: 0}`
     _check_monitor(cfg, doc, file, set_by)
     if cfg.output.name is None and file:  # the documented default, for every caller
-        cfg.output.name = Path(file).stem
+        cfg.output.name = _name_from(file)
     return cfg
+
+
+def _name_from(file: str) -> str:
+    """`output.name` by default: the config file's name without its suffix, when that is
+    a folder name (``..yaml`` is not: its runs would go outside `output.dir`)."""
+    name = Path(file).stem
+    if problem := folder_name_problem(name):
+        raise ConfigError(f"`output.name` is not set, and the name the config's file gives "
+                          f"its runs, '{name}', {problem}", file=file,
+                          hint="set `output.name` in the config, or rename the file")
+    return name
 
 
 def _check_monitor(cfg: RunConfig, doc: Any, file: str | None,

@@ -282,11 +282,29 @@ class OutputSection(_Strict):
     @field_validator("name")
     @classmethod
     def _plain_folder_name(cls, value):
-        # runs go to dir/name/<n>: a name with a path in it would write elsewhere
-        if value is not None and (value in ("", ".", "..") or any(c in value for c in "/\\\0")):
-            raise ValueError("should be a plain folder name (no /, \\, . or ..); put the "
-                             "folder in `output.dir`")
+        problem = value is not None and folder_name_problem(value)
+        if problem:  # (the folder the runs go in: `output.dir`)
+            raise ValueError(f"{problem}; put a path in `output.dir`" if "/" in problem
+                             else problem)
         return value
+
+
+#: The longest folder name most file systems take (ext4, XFS, APFS: 255 bytes).
+LONGEST_NAME = 255
+
+
+def folder_name_problem(name: str) -> str | None:
+    """Why `name` cannot be `output.name`, a folder of `output.dir` (runs go to
+    ``dir/name/<n>``: a name with a path in it would write elsewhere), or None.
+
+    >>> folder_name_problem("mnist"), folder_name_problem("..")
+    (None, 'is not a plain folder name (no /, \\\\, . or ..)')
+    """
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        return "is not a plain folder name (no /, \\, . or ..)"
+    if len(name.encode("utf-8", "surrogateescape")) > LONGEST_NAME:
+        return f"is longer than a folder name may be ({LONGEST_NAME} bytes)"
+    return None
 
 
 EMPTY_MODEL = "give a built-in name (mnist_net), a spec file, or an inline spec"
