@@ -1022,6 +1022,30 @@ def test_an_idx_file_longer_than_declared_says_by_how_much(tmp_path):
         idx.read_idx(path)
 
 
+def test_a_gzipped_idx_file_with_megabytes_beyond_its_data_is_refused_unread(tmp_path):
+    """A gzip bomb: gigabytes of zeros after the declared data were all decompressed
+    to count them; the error comes after the first megabyte beyond."""
+    import gzip
+
+    from cnncli.data import idx
+
+    path = write_idx(tmp_path / "x-idx1-ubyte", np.arange(10))
+    packed = tmp_path / "x-idx1-ubyte.gz"
+    with gzip.open(packed, "wb") as f:
+        f.write(path.read_bytes() + bytes(3 << 20))
+    read = []
+    real_read = gzip.GzipFile.read
+    def counting(self, size=-1):
+        data = real_read(self, size)
+        read.append(len(data))
+        return data
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gzip.GzipFile, "read", counting)
+        with pytest.raises(DataError, match="has over 1 MB more than its header declares"):
+            idx.read_idx(packed)
+    assert sum(read) < 2 << 20
+
+
 def test_idx_file_with_a_bad_magic_number_is_an_error(tmp_path):
     folder = write_idx_set(tmp_path / "idx", gz=False)
     path = folder / "train-labels-idx1-ubyte"

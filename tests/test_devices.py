@@ -800,6 +800,8 @@ def test_tf_config_evaluator_in_cluster_is_not_a_worker():
 
 @pytest.mark.parametrize("text, words", [
     ("{not json", "not valid JSON"),
+    ("[" * 100_000, "cannot be read: it is nested too deeply to be read"),
+    ('{"task": {"index": ' + "9" * 5001 + "}}", "cannot be read: Exceeds the limit"),
     ("[1, 2]", "not a JSON object"),
     (tf_config(ps=["p:2222"]), "'ps' tasks"),
     (tf_config("evaluator", 0, evaluator=["e:2222"]), "does not train"),

@@ -252,6 +252,7 @@ def test_save_into_a_missing_folder_is_a_model_error(tmp_path):
     ("resize", "bogus", "stretch, center_crop or pad"),
     ("image_channels", 2, "1 or 3"),
     ("image_channels", True, "1 or 3"),
+    ("preprocessing", "evil", "scale, none, tf, caffe, torch"),
 ])
 def test_a_bad_value_in_the_models_metadata_is_a_model_error(key, value, expected):
     """Found when the file is read, naming the file, not later as an unknown resize mode

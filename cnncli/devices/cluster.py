@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from cnncli import files
 from cnncli.errors import ConfigError
 from cnncli.text import count
 
@@ -96,10 +97,12 @@ def parse_tf_config(text: str | None) -> Cluster | None:
     if not text or not text.strip():
         return None
     try:
-        data = json.loads(text)
+        data = files.parse_json(text)
     except json.JSONDecodeError as exc:
         raise _tf_config_error(f"TF_CONFIG is not valid JSON ({exc.msg} at character "
                                f"{exc.pos})") from None
+    except ValueError as exc:  # nested too deeply, a number of thousands of digits
+        raise _tf_config_error(f"TF_CONFIG cannot be read: {exc}") from None
     if not isinstance(data, dict):
         raise _tf_config_error("TF_CONFIG is not a JSON object")
     cluster, task = data.get("cluster") or {}, data.get("task") or {}

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from cnncli import __version__
-from cnncli.config import RESIZE_MODES
+from cnncli.config import PREPROCESSING_MODES, RESIZE_MODES
 from cnncli.errors import ModelError
 
 
@@ -105,7 +105,8 @@ def _is_str(value) -> bool:
 
 
 _CHECKS = {
-    "model": _is_str, "preprocessing": _is_str, "dataset": _is_str,
+    "model": _is_str, "dataset": _is_str,
+    "preprocessing": lambda v: isinstance(v, str) and v in PREPROCESSING_MODES,
     "backbone": _is_str, "cnncli": _is_str, "held_out": _is_str,
     "resize": lambda v: isinstance(v, str) and v in RESIZE_MODES,
     "image_channels": lambda v: v in (1, 3) and not isinstance(v, bool),
@@ -115,5 +116,6 @@ _CHECKS = {
 }
 _EXPECTED = {key: "text" for key in _CHECKS} | {
     "resize": "stretch, center_crop or pad", "image_channels": "1 or 3",
+    "preprocessing": ", ".join(PREPROCESSING_MODES),
     "input": "[height, width, channels] of positive whole numbers",
     "class_names": "a list of names"}
