@@ -41,3 +41,22 @@ def model_file(run: Path) -> Path | None:
     """The model of `run` that predict, evaluate and export use: its ``best.keras``,
     else its ``model.keras``; None if it has neither yet."""
     return next((run / n for n in MODELS if (run / n).exists()), None)
+
+
+def own_folder(folder: Path, option: str = "--output DIR") -> Path:
+    """`folder`, a folder inside a run that a command writes into (``export``,
+    ``eval-<data>``), when it is the run's own: not a link. A run folder from someone else
+    may hold ``export -> ~/models``: writing there would replace the user's files.
+
+    Raises:
+        WriteError: `folder` is a link; the hint names `option`, to write elsewhere.
+    """
+    from cnncli.errors import WriteError
+
+    if folder.is_symlink():
+        raise WriteError(f"{folder.name} is a link (to {os.readlink(folder)}); cnncli "
+                         "writes into folders of its own only, not through links (a run "
+                         "copied from someone else could point one at files of yours)",
+                         file=str(folder),
+                         hint=f"remove the link, or give {option} to write elsewhere")
+    return folder

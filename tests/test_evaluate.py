@@ -253,6 +253,27 @@ def test_a_folder_without_a_test_split_gives_its_seeded_fifth_and_says_how_to_us
            "training run holds out (3 of 15); --all-images evaluates every image" in rep.notes
 
 
+def test_an_evaluation_folder_that_is_a_link_out_of_the_run_is_not_written_through(
+        run, tmp_path):
+    """A run from someone else holding ``eval-new -> ~/work``: its confusion.png and
+    evaluation.json would replace the user's files there."""
+    from cnncli.errors import WriteError
+
+    theirs = tmp_path / "work"
+    theirs.mkdir()
+    (theirs / "evaluation.json").write_text("mine")
+    (run / "eval-new").symlink_to(theirs)
+    try:
+        with pytest.raises(WriteError, match="eval-new is a link .*not through links") as e:
+            evaluation.evaluate(run, data=str(cf.image_folder(tmp_path / "new", {
+                "0": 5, "1": 5, "2": 5})))
+    finally:
+        (run / "eval-new").unlink()
+    assert "--output DIR" in e.value.hint
+    assert [p.name for p in theirs.iterdir()] == ["evaluation.json"]
+    assert (theirs / "evaluation.json").read_text() == "mine"
+
+
 def test_all_images_evaluates_every_image_of_a_folder(run, tmp_path):
     rep = evaluation.evaluate(run, data=str(cf.image_folder(tmp_path / "new", {
         "0": 5, "1": 5, "2": 5})), output=tmp_path / "e", all_images=True)

@@ -1274,6 +1274,22 @@ def test_a_killed_exports_staging_folder_goes_with_the_next_export(tmp_path):
         f"{staging.PREFIX}nopidxxx"]
 
 
+def test_an_export_folder_that_is_a_link_out_of_the_run_is_not_written_through(run,
+                                                                             tmp_path):
+    from cnncli.errors import WriteError
+
+    theirs = tmp_path / "models"
+    theirs.mkdir()
+    (theirs / "labels.txt").write_text("mine")
+    (run / "export").symlink_to(theirs)
+    try:
+        with pytest.raises(WriteError, match="export is a link"):
+            exporter.export(run, formats=["onnx"])
+    finally:
+        (run / "export").unlink()
+    assert [p.name for p in theirs.iterdir()] == ["labels.txt"]
+
+
 def test_a_missing_extra_is_named(monkeypatch, run, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ModelError, match=r"pip install 'cnncli\[onnx\]'"):

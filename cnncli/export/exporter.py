@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import devices, files, text
+from cnncli import devices, files, runfolder, text
 from cnncli.data import datasets, feed, records
 from cnncli.errors import (
     EXIT_DATA_OR_MODEL,
@@ -301,7 +301,7 @@ def _plan(fmts, quantize, max_drop: float, check_images: int):
 def _destination(output, reference, variants) -> tuple[Path, Path | None]:
     """The output folder, and the file name when ``--output`` names one file."""
     if output is None:
-        return reference.artefact.model_path.parent / "export", None
+        return runfolder.own_folder(reference.artefact.model_path.parent / "export"), None
     path = Path(output).expanduser()
     fmt = exported.SUFFIXES.get(path.suffix.lower())
     if (path / "saved_model.pb").is_file():  # a SavedModel, not a folder to export into

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import files, plots, text
+from cnncli import files, plots, runfolder, text
 from cnncli.data import datasets, feed, records
 from cnncli.errors import ConfigError, DataError
 from cnncli.infer import artefact, classifier, metrics
@@ -298,7 +298,8 @@ def _own_folder(folder: Path, data: str) -> Path:
     of the same `data` (its evaluation.json says which), so another folder of the same name
     does not replace it."""
     for k in range(1, 1000):
-        candidate = folder if k == 1 else folder.with_name(f"{folder.name}-{k}")
+        candidate = runfolder.own_folder(folder if k == 1 else
+                                         folder.with_name(f"{folder.name}-{k}"))
         try:
             earlier = files.read_json(candidate / "evaluation.json").get("data", data)
         except (OSError, ValueError, AttributeError):
