@@ -469,6 +469,31 @@ def test_a_saved_model_that_writes_files_is_refused_before_it_runs(files, tmp_pa
     assert not written.exists()
 
 
+def test_a_saved_model_reading_a_file_by_an_operation_named_otherwise_is_refused(
+        tmp_path):
+    """GenerateVocabRemapping reads the two files it is given; its name says nothing of
+    files (security review: a prediction followed the lines of a file of the user's)."""
+    import tensorflow as tf
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a\nb\n")
+
+    class Reading(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.uint8, "image")])
+        def serve(self, image):
+            remapping, found = tf.raw_ops.GenerateVocabRemapping(
+                new_vocab_file=str(secret), old_vocab_file=str(secret), new_vocab_offset=0,
+                num_new_vocab=2)
+            score = tf.cast(found, tf.float32)
+            return {"probabilities": tf.ones([tf.shape(image)[0], 3]) * score / 3}
+
+    module = Reading()
+    tf.saved_model.save(module, str(tmp_path / "sm"),
+                        signatures={"serving_default": module.serve})
+    with pytest.raises(ModelError, match="the SavedModel runs GenerateVocabRemapping"):
+        exported.load(tmp_path / "sm")
+
+
 def test_a_saved_model_that_writes_files_as_it_is_loaded_is_refused(tmp_path):
     """A resource's initialiser runs when TensorFlow loads the model, before any
     prediction: outside the serving function, yet scanned."""

@@ -40,8 +40,7 @@ def check(folder: Path) -> None:
     """Refuse the SavedModel in `folder` if it has no ``serving_default`` signature, or
     if any of its operations (`reached_ops`) goes outside the computation; a
     `ModelError` naming them."""
-    found = sorted(op for op in reached_ops(folder)
-                   if (_OUTSIDE.search(op) and op not in _HARMLESS) or op == _PRINT_TO_FILE)
+    found = sorted(op for op in reached_ops(folder) if _reaches_outside(op))
     if found:
         raise ModelError(
             f"the SavedModel runs {', '.join(found[:5])}" + (" and more" if len(found) > 5
@@ -54,6 +53,19 @@ def check(folder: Path) -> None:
 
 #: How `reached_ops` lists a print into a file (PrintV2 to stderr is harmless).
 _PRINT_TO_FILE = "PrintV2 (into a file)"
+
+
+def _reaches_outside(op: str) -> bool:
+    """True for an operation named as one that reaches outside (`_OUTSIDE`), or one whose
+    arguments name a file (``GenerateVocabRemapping``'s ``new_vocab_file``,
+    ``RecordInput``'s ``file_pattern``: names that say nothing of it)."""
+    if op == _PRINT_TO_FILE or (_OUTSIDE.search(op) and op not in _HARMLESS):
+        return True
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get(op)  # (None: an operation TensorFlow cannot run anyway)
+    return op_def is not None and any(
+        "file" in arg.name.lower() for arg in [*op_def.input_arg, *op_def.attr])
 
 
 def reached_ops(folder: Path) -> set[str]:
