@@ -1,6 +1,7 @@
 """The command line: fast help, exit codes, JSON, one-paragraph errors without tracebacks."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -277,6 +278,21 @@ def test_models_lists_the_builtins():
     names = {m["name"] for m in json.loads(result.stdout)}
     assert {"linear", "lenet5", "mnist_net", "alexnet", "zfnet", "vgg16", "vgg19",
             "googlenet"} <= names
+
+
+def test_models_download_with_json_says_where_the_weights_are_as_json(monkeypatch, tmp_path):
+    from cnncli.model import pretrained
+
+    files = [tmp_path / "vgg16.h5", tmp_path / "vgg16_notop.h5"]
+    monkeypatch.setattr(pretrained, "download", lambda name, size: files)  # (offline)
+    result = run("models", "--download", "vgg16", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"model": "vgg16", "weights": [str(f) for f in files]}
+
+
+def test_models_input_size_without_download_is_a_usage_error_not_ignored():
+    result = run("models", "--input-size", "160")
+    assert result.exit_code == 2 and "goes with --download NAME" in result.output
 
 
 def test_an_unexpected_error_is_one_paragraph_with_exit_3(monkeypatch, capsys):
@@ -955,3 +971,24 @@ def test_check_lists_a_configs_problems_in_the_files_order(tmp_path):
     assert result.returncode == 2
     lines = [int(n) for n in re.findall(r"typo\.yaml:(\d+):", result.stderr)]
     assert lines == [4, 7, 9, 11]
+
+
+def test_stderr_on_a_terminal_takes_its_width_when_stdout_goes_to_a_file(tmp_path):
+    """``cnncli train cfg.yaml > log``: the progress on the terminal's stderr was drawn
+    200 columns wide (stdout's width for files), each redraw wrapping in 80 columns."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run(
+        [sys.executable, "-c", "from cnncli.cli import render; "
+         "print(render.err.width, render.out.width)"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower, env=env,
+        text=True, timeout=60)
+    os.close(follower)
+    os.close(leader)
+    assert done.stdout.split() == ["80", "200"]

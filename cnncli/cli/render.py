@@ -46,10 +46,17 @@ class _Console(Console):
             for segment in buffer)
 
 
-# Not a terminal (CI, pipes): no colour, no animation, and lines not wrapped at 80 columns.
-_WIDTH = None if sys.stdout.isatty() else 200
-out = _Console(highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
-err = _Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
+def _width(stream) -> int | None:
+    """Not a terminal (CI, pipes, a log file): lines not wrapped at 80 columns; a terminal:
+    its own width (each stream's: ``cnncli train cfg.yaml > log`` draws its progress on
+    the terminal's stderr, at the terminal's width)."""
+    return None if stream.isatty() else 200
+
+
+# Not a terminal: no colour, no animation either (rich's own test of each stream).
+out = _Console(highlight=False, soft_wrap=True, width=_width(sys.stdout), markup=False)
+err = _Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr),
+               markup=False)
 
 
 def print_json(data: Any, *, one_line: bool = False) -> None:

@@ -94,8 +94,14 @@ def models(
     from cnncli.cli import render
     from cnncli.model import catalogue, pretrained
 
+    if input_size is not None and not download:
+        raise typer.BadParameter("goes with --download NAME (the input size to fetch the "
+                                 "weights for)", param_hint="--input-size")
     if download:
-        for path in pretrained.download(download, input_size):  # with and without the top
+        paths = pretrained.download(download, input_size)  # with and without the top
+        if json:
+            render.print_json({"model": download, "weights": [str(p) for p in paths]})
+        for path in [] if json else paths:
             render.out.print(f"{download}: weights in {path}", markup=False)
         return
     found = catalogue.entries()
