@@ -726,14 +726,25 @@ def test_dry_run_json_has_the_data_and_refuses_what_the_data_makes_impossible(tm
     path = write_config(tmp_path, batch_size=64, spec=SPEC.replace("  classes: 3\n", ""))
     doc = json.loads(cli("train", str(path), "--dry-run", "--json").stdout)
     data = doc["data"]
-    assert (data["training"], data["validation"], data["steps_per_epoch"]) == (256, 64, 4)
-    assert data["classes"] == ["0", "1", "2"] and data["batch_size"] == 64
+    assert (data["train"], data["validation"], data["steps_per_epoch"]) == (256, 64, 4)
+    assert data["class_names"] == ["0", "1", "2"] and data["batch_size"] == 64
     assert data["on_this_machine"] is True
     assert doc["model"]["rows"][-1]["volume"] == "3"
     assert not any("known only when training reads it" in w for w in doc["warnings"])
     result = cli("train", str(path), "--dry-run", "--batch-size", "512")
     assert result.returncode == 2 and result.stdout == ""
     assert "the 256 training images are fewer than one batch of 512" in result.stderr
+
+
+def test_dry_run_says_the_data_with_the_keys_and_values_of_the_runs_own_record(tmp_path):
+    """A script reads `data` of ``--dry-run --json`` as `dataset` of ``train --json``: the
+    same keys, the same values (classes a count, held_out the digest, in both)."""
+    path = write_config(tmp_path, epochs=1, batch_size=64)
+    said = json.loads(cli("train", str(path), "--dry-run", "--json").stdout)["data"]
+    done = cli("train", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    recorded = json.loads(done.stdout)["dataset"]
+    assert {k: said[k] for k in recorded} == recorded
 
 
 def test_dry_run_downloads_no_pretrained_weights(tmp_path, monkeypatch):

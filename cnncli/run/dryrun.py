@@ -10,10 +10,11 @@ every problem training would refuse has been raised, the network's first.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from cnncli import config, devices
+from cnncli.run.record import DataRecord
 
 if TYPE_CHECKING:
     from cnncli.model.summary import Summary
@@ -39,20 +40,18 @@ class DryRun:
     warnings: list[str] = field(default_factory=list)
 
     def data(self) -> dict | None:
-        """What the run would train on; for a known dataset training would download, its
-        name and that note; None for a path not made yet (its warning says so)."""
+        """What the run would train on, with the keys of the run's own record of it
+        (`DataRecord`, ``train --json``'s `dataset`), how it is read and batched; for a
+        known dataset training would download, its name and that note; None for a path
+        not made yet (its warning says so)."""
         if self.plan is None:
             note = self.not_here
             return note and {"name": self.config.data.name, "on_this_machine": False,
                              "note": note}
         p = self.plan
-        d, feed = p.data, p.feed
-        return {"name": d.name, "on_this_machine": True, "source": d.source,
-                "classes": list(p.meta().class_names),
-                "training": len(feed.train), "validation": len(feed.val),
-                "held_out": len(d.test) if d.held_out else 0, "reading": feed.describe(),
-                "epochs": p.epochs, "steps_per_epoch": p.steps_per_epoch,
-                "batch_size": p.cfg.train.batch_size}
+        return {**asdict(DataRecord.of(p)), "on_this_machine": True,
+                "reading": p.feed.describe(), "epochs": p.epochs,
+                "steps_per_epoch": p.steps_per_epoch, "batch_size": p.cfg.train.batch_size}
 
     def to_dict(self) -> dict:
         """``train --dry-run --json``: the resolved config and the model (as `cnncli

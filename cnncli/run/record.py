@@ -52,6 +52,13 @@ class DataRecord:
     class_names: list[str] = field(default_factory=list)
     held_out: str | None = None  # `Dataset.held_out_names`: its test images, when held out
 
+    @classmethod
+    def of(cls, p) -> DataRecord:
+        """The record of a run's plan `p` (`cnncli.run.plan.Plan`): its data and feed."""
+        d = p.data
+        return cls(d.name, d.source, d.sample, len(p.feed.train), len(p.feed.val),
+                   len(d.test), d.num_classes, list(d.class_names), d.held_out_names())
+
 
 @dataclass(frozen=True)
 class RunMetrics:
@@ -146,7 +153,6 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
     history = state.history
     last = history[-1] if history else {}
     speeds = [r["images_per_s"] for r in history]
-    d = p.data
     return RunMetrics(
         run=str(Path(run).resolve()),  # found from any folder (a resumed run's is too)
         epochs=len(history),
@@ -165,9 +171,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
         jit_compile=bool(getattr(model, "jit_compile", False)),
         fused_batch_norm_layers=fused_norm.fused_layers(model),
         resumes=state.resumes,
-        dataset=DataRecord(d.name, d.source, d.sample, len(p.feed.train), len(p.feed.val),
-                           len(d.test), d.num_classes, list(d.class_names),
-                           d.held_out_names()),
+        dataset=DataRecord.of(p),
         preprocessing=p.preprocessing,
         input=list(p.spec.input),
         transfer=p.transfer.to_json(fine_tuned=state.stage > 0) if p.transfer else None,
