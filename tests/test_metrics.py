@@ -122,6 +122,14 @@ def test_misclassified_record_names_and_probability_of_true_class():
         "predicted_name": "bee", "confidence": 0.6, "true_probability": 0.2})
 
 
+def test_a_mistakes_probabilities_have_six_significant_digits_as_predicts():
+    """float32's 0.8700000047683716 in evaluation.json was noise, where predict says
+    0.87."""
+    probs = np.array(probs_for(Y_PRED, 3, [0.87] * len(Y_PRED)), np.float32)
+    [first, *_] = metrics.compute(Y_TRUE, probs, NAMES).misclassified
+    assert (first.confidence, first.true_probability) == (0.87, 0.065)
+
+
 def test_misclassified_use_given_ids():
     ids = [f"img_{i}.png" for i in range(10)]
     result = metrics.compute(Y_TRUE, probs_for(Y_PRED, 3), NAMES, ids=ids)

@@ -834,7 +834,8 @@ def test_disk_caches_are_listed_and_cleared_and_nothing_else_in_their_folder(
                            "--json"], capture_output=True, text=True, timeout=120,
                           env={**os.environ, loader.CACHE_DIR_ENV: str(root)})
     assert done.returncode == 0, done.stderr
-    assert [c["path"] for c in json.loads(done.stdout)["removed"]] == [str(cache.path)]
+    said = json.loads(done.stdout)
+    assert [c["path"] for c in said["caches"]] == [str(cache.path)] and said["removed"]
     assert sorted(p.name for p in root.iterdir()) == ["0123456789abcdef01234567", "notes"]
     assert caches.found() == []
 

@@ -102,8 +102,8 @@ def caches(
     json = json or (ctx.obj or {}).get("json", False)  # `datasets --json caches`, as pack
     rows = cached.clear() if clear else cached.found()
     if json:
-        render.print_json({"folder": str(cache_dir()), "removed" if clear else "caches":
-                           [c.to_dict() for c in rows]})
+        render.print_json({"folder": str(cache_dir()), "caches": [c.to_dict() for c in rows],
+                           "removed": clear})  # (one shape: --clear says them removed)
     else:
         render.caches(rows, cache_dir(), cleared=clear)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnncli.errors import ConfigError, DataError, ModelError, suggest
+from cnncli.text import significant
 
 # numpy is imported inside the functions that need it: `parse_thresholds` runs while the
 # command line is read, which must stay fast (pyproject.toml bans it at module level here).
@@ -273,7 +274,8 @@ def _misclassified(labels, predicted, probs, names, ids, limit: int) -> list[Mis
     for i in order:
         t, q = int(labels[i]), int(predicted[i])
         items.append(Mistake(int(i), _plain(ids[i]) if ids is not None else int(i), t, q,
-                             names[t], names[q], float(probs[i, q]), float(probs[i, t])))
+                             names[t], names[q], significant(float(probs[i, q])),
+                             significant(float(probs[i, t]))))  # (as predict's JSON)
     return items
 
 
