@@ -231,6 +231,17 @@ def some_failed(any_done: bool) -> int:
     return EXIT_BELOW_THRESHOLD if any_done else EXIT_DATA_OR_MODEL
 
 
+def none_done(errors: list[CnnError]) -> CnnError:
+    """The error of a command none of whose inputs could be done (no image could be read):
+    its one error, or all of them; reported as any error is (``--json``: the error's
+    document, not an empty list of results).
+
+    >>> none_done([DataError("a.png: cannot be read"), DataError("b.png: empty")]).exit_code
+    3
+    """
+    return errors[0] if len(errors) == 1 else ManyErrors(errors)
+
+
 def suggest(word: object, choices, listing: str | None = None) -> str:
     """The hint for a name that is not one of `choices`: the closest one, and the list.
 

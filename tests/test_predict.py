@@ -520,6 +520,21 @@ def test_some_bad_files_exit_1_unless_skip_bad_warns_and_none_read_exits_3(tmp_p
     assert nothing.returncode == 3 and "bad.png" in nothing.stderr
 
 
+def test_no_image_read_is_an_error_document_in_json_not_an_empty_list(tmp_path):
+    """Exit 3 has one shape on stdout: the error's JSON, as a missing file's is."""
+    run = _trained_run(tmp_path)
+    bad, empty = tmp_path / "bad.png", tmp_path / "empty.png"
+    bad.write_bytes(b"not a picture")
+    empty.write_bytes(b"")
+    for images, error in (([bad], "DataError"), ([bad, empty], "ManyErrors")):
+        result = cnncli("predict", *map(str, images), "--model", str(run), "--json")
+        doc = json.loads(result.stdout)
+        assert result.returncode == 3 and doc["error"] == error and doc["exit_code"] == 3
+        assert "bad.png" in json.dumps(doc) and result.stderr.count("error:") == len(images)
+    lines = cnncli("predict", str(bad), "--model", str(run), "--format", "jsonl").stdout
+    assert json.loads(lines)["error"] == "DataError"
+
+
 def _trained_run(tmp_path):
     from trainkit import write_config
 

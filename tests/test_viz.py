@@ -1151,6 +1151,15 @@ def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadran
     assert "Traceback" not in result.stderr
 
 
+def test_explain_with_no_image_read_gives_the_error_document_exit_3(quadrant_run, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = cnncli("explain", quadrant_run["run"], broken, "--output", tmp_path, "--json")
+    doc = json.loads(result.stdout)
+    assert result.returncode == 3 and doc["error"] == "DataError" and doc["exit_code"] == 3
+    assert "cut short" in doc["message"] and "broken.png" in json.dumps(doc)
+
+
 def test_an_unknown_layer_is_exit_2_listing_the_valid_layers(quadrant_run):
     result = cnncli("visualize", "filters", quadrant_run["run"], "--layer", "conv9_1")
     assert result.returncode == 2

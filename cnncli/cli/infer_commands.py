@@ -15,7 +15,7 @@ from cnncli.cli.options import (
     PrecisionOpt,
     WeightsOpt,
 )
-from cnncli.errors import EXIT_BELOW_THRESHOLD, some_failed
+from cnncli.errors import EXIT_BELOW_THRESHOLD, none_done, some_failed
 
 
 def predict(
@@ -87,6 +87,9 @@ def predict(
     for image in result.images if explain and not quiet else ():
         if image.gradcam:
             render.info(f"Grad-CAM: {image.gradcam}")
+    if result.errors and not result.images and stopped is None:
+        render.warn_all(result.warnings)
+        raise none_done(result.errors)  # said as any error is: no empty list of results
     render.predictions(result, fmt)  # (each with its heat map's file in JSON)
     render.warn_all(result.warnings)
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import PRETRAINED, DeviceOpt, JsonOpt, OfflineOpt, PrecisionOpt, WeightsOpt
-from cnncli.errors import some_failed
+from cnncli.errors import none_done, some_failed
 
 visualize = typer.Typer(
     help="Pictures of a model's filters and activation maps.",
@@ -136,6 +136,9 @@ def explain(
     result = explaining.explain(files, loaded, class_name=class_name, layer=layer,
                                 output=output)
     result.errors[:0] = empty
+    if result.errors and not result.pictures:
+        render.warn_all(result.warnings)
+        raise none_done(result.errors)  # said as any error is: no empty list of results
     _show([p.to_dict() for p in result.pictures], json)
     render.warn_all(result.warnings)  # (and each heat map with no evidence)
     for error in result.errors:
