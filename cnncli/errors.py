@@ -50,6 +50,9 @@ class CnnError(Exception):
     #: The `error` of its JSON, when not its class's name: a class that lets code tell one
     #: case from others (`ConfigChanged`) reports as the class it is a case of.
     reported_as: str | None = None
+    #: What the command warned of before it stopped, for its JSON (``train --json``
+    #: promises `warnings`: its error's document keeps them); None: not given.
+    warnings: list[str] | None = None
 
     def __init__(
         self,
@@ -92,7 +95,7 @@ class CnnError(Exception):
             "where": self.where,
             "hint": self.hint or None,  # one "no hint" in JSON, however it was set
             "exit_code": self.exit_code,
-        }
+        } | ({} if self.warnings is None else {"warnings": self.warnings})
 
 
 def stopped_by(terminated: bool) -> str:

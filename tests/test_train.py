@@ -747,6 +747,20 @@ def test_dry_run_says_the_data_with_the_keys_and_values_of_the_runs_own_record(t
     assert {k: said[k] for k in recorded} == recorded
 
 
+def test_a_training_error_in_json_keeps_the_warnings_said_before_it(tmp_path):
+    """``train --json`` promises `warnings`: a run that stops with an error keeps them
+    in its error's document (a file skipped, then a batch larger than the data)."""
+    import catalogue_files as cf
+
+    photos = cf.image_folder(tmp_path / "photos", {"a": 6, "b": 6})
+    (photos / "a" / "bad.png").write_bytes(b"not a picture")
+    path = write_config(tmp_path, epochs=1)
+    result = cli("train", str(path), "--data", str(photos), "--batch-size", "512", "--json")
+    doc = json.loads(result.stdout)
+    assert result.returncode == 2 and "fewer than one batch" in doc["message"]
+    assert any("skipped 1 unreadable file" in w for w in doc["warnings"]), doc
+
+
 def test_dry_run_downloads_no_pretrained_weights(tmp_path, monkeypatch):
     """ImageNet's weights not cached: training would download them; a dry run notes it."""
     from cnncli import devices

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
-from cnncli.errors import ConfigChanged
+from cnncli.errors import CnnError, ConfigChanged
 
 
 # Long only by its options: typer declares each one in the signature; the body is short.
@@ -95,6 +95,10 @@ def train(
             if auto and resume:  # (else every restart stops here again)
                 exc.hint = ", or ".join([w for w in exc.ways if w != exc.NEW_RUN]) + \
                     f"; or {exc.NEW_RUN}: the same command without --resume auto"
+            exc.warnings = reporter.warned
+            raise
+        except CnnError as exc:  # --json: the warnings said before it, in its document
+            exc.warnings = reporter.warned
             raise
     if json:  # its warnings and notes were on stderr as they came: here too, all of them
         render.print_json({**result.metrics.to_json(), "resumed": bool(resume),
