@@ -1151,6 +1151,18 @@ def test_explain_an_unreadable_image_is_an_error_and_the_others_are_done(quadran
     assert "Traceback" not in result.stderr
 
 
+def test_explain_skip_bad_warns_of_the_unreadable_images_and_exits_0(quadrant_run,
+                                                                      bracketed, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = cnncli("explain", quadrant_run["run"], broken, bracketed[1], "--output",
+                    tmp_path, "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: skipped {broken}: the file is the start of a PNG image, cut short" in \
+        result.stderr and "error:" not in result.stderr
+    assert result.stdout.splitlines() == [str(tmp_path / "gradcam_cross.png")]
+
+
 def test_explain_with_no_image_read_gives_the_error_document_exit_3(quadrant_run, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -13,6 +13,7 @@ from cnncli.cli.options import (
     JsonOpt,
     OfflineOpt,
     PrecisionOpt,
+    SkipBadOpt,
     WeightsOpt,
 )
 from cnncli.errors import EXIT_BELOW_THRESHOLD, none_done, some_failed
@@ -34,8 +35,7 @@ def predict(
     precision: PrecisionOpt = "auto",
     resize: Annotated[str | None, typer.Option(help="stretch, center_crop or pad (default: "
                                                "as the model was trained).")] = None,
-    skip_bad: Annotated[bool, typer.Option(help="Exit 0 even if some images could not be "
-                                           "read (3 if none could).")] = False,
+    skip_bad: SkipBadOpt = False,
     offline: OfflineOpt = False,
     device: DeviceOpt = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results.")] = False,

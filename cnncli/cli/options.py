@@ -19,6 +19,9 @@ WeightsOpt = Annotated[str | None, typer.Option(help="A local weights file for a
                                                 "model.")]
 #: No download of a pretrained network's weights (predict, explain, visualize).
 OfflineOpt = Annotated[bool, typer.Option(help="Never download weights.")]
+#: Images that cannot be read: said, and exit 1 unless skipped (predict, explain).
+SkipBadOpt = Annotated[bool, typer.Option(help="Exit 0 even if some images could not be "
+                                          "read (3 if none could).")]
 #: How a model computes when it runs (predict, evaluate, explain alike: the same numbers).
 PrecisionOpt = Annotated[str, typer.Option(
     help="auto (mixed_bfloat16 on a CPU with bfloat16 units, mixed precision on GPUs with "

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import PRETRAINED, DeviceOpt, JsonOpt, OfflineOpt, PrecisionOpt, WeightsOpt
+from cnncli.cli.options import (
+    PRETRAINED,
+    DeviceOpt,
+    JsonOpt,
+    OfflineOpt,
+    PrecisionOpt,
+    SkipBadOpt,
+    WeightsOpt,
+)
 from cnncli.errors import none_done, some_failed
 
 visualize = typer.Typer(
@@ -113,6 +121,7 @@ def explain(
         help="A layer with an HxWxD output (default: the last convolution's maps after its "
         "batch norm and ReLU, or where the branches it is one of join).")] = None,
     output: Annotated[str, typer.Option(help="The folder for gradcam_<image>.png.")] = ".",
+    skip_bad: SkipBadOpt = False,
     weights: WeightsOpt = None,
     offline: OfflineOpt = False,
     device: DeviceOpt = "auto",
@@ -141,7 +150,10 @@ def explain(
         raise none_done(result.errors)  # said as any error is: no empty list of results
     _show([p.to_dict() for p in result.pictures], json)
     render.warn_all(result.warnings)  # (and each heat map with no evidence)
-    for error in result.errors:
-        render.error(error)
-    if result.errors:
+    for error in result.errors:  # (some: with none, the error above)
+        if skip_bad:
+            render.warn(f"skipped {error}")
+        else:
+            render.error(error)
+    if result.errors and not skip_bad:
         raise typer.Exit(some_failed(bool(result.pictures)))
