@@ -475,6 +475,26 @@ def test_a_csv_of_paths_and_labels_is_a_dataset(tmp_path):
     assert ds.test.images == [str(root / "a" / "0.jpg"), str(root / "b" / "0.jpg")]
 
 
+def test_packing_images_from_outside_the_sources_folder_is_said(tmp_path):
+    """A CSV from someone else naming a photo of the user's (``../``, absolute), or a
+    link in a class folder: the pack would carry a copy to whoever it is given to."""
+    (tmp_path / "data").mkdir()
+    photo_folder(tmp_path / "data" / "photos")
+    private = photo_folder(tmp_path / "private")
+    rows = ["path,label"] + [f"photos/{c}/{i}.jpg,{c}" for c in "ab" for i in (0, 1, 3)]
+    rows += [f"{private / 'a' / '0.jpg'},a", "../private/b/0.jpg,b"]
+    (tmp_path / "data" / "labels.csv").write_text("\n".join(rows) + "\n")
+    source = tmp_path / "data" / "labels.csv"
+    [note] = records.outside_note(datasets.load(source), source)
+    assert note.startswith(f"2 images of {source} lie outside its folder {tmp_path / 'data'}")
+    assert str(private / "a" / "0.jpg") in note
+    folder = photo_folder(tmp_path / "mine")
+    assert records.outside_note(datasets.load(folder), folder) == []
+    (folder / "a" / "link.jpg").symlink_to(private / "b" / "1.jpg")
+    [note] = records.outside_note(datasets.load(folder), folder)
+    assert note.startswith(f"1 image of {folder} lies outside") and "link.jpg" in note
+
+
 def _csv_of(tmp_path, folder: str):
     """labels.csv listing 12 photos, a/1 (training) and b/0 (test) in `folder`, the
     others under photos/."""

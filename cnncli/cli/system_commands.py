@@ -67,6 +67,7 @@ def pack(
                                json or given.get("json", False))
     records.pack_resize_mode(image_size, resize)  # known before the data is read
     ds, said = data.load_noting(source, data_dir=data_dir, offline=offline)  # in --json too
+    said += records.outside_note(ds, source)  # (images of this machine's, copied into it)
     render.warn_all(said)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
         packed = records.pack(ds, out, image_size=image_size, resize=resize,

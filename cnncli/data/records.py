@@ -33,7 +33,7 @@ from cnncli.data import images
 from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Records, Split
 from cnncli.errors import CnnError, ConfigError, DataError, WriteError
-from cnncli.text import first_line, some
+from cnncli.text import count, first_line, some
 
 FORMAT = "cnncli-tfrecord"
 INDEX = "dataset.json"
@@ -226,6 +226,30 @@ def pack_resize_mode(image_size: tuple[int, int] | None, resize: str | None) -> 
                           "given: the images would be packed as they are",
                           hint="add --image-size H W, or leave --resize out")
     return images.resize_mode("stretch" if resize is None else resize)
+
+
+def outside_note(ds: Dataset, source: str | os.PathLike) -> list[str]:
+    """A note when images of `ds`, read from the folder or CSV `source`, lie outside the
+    folder it is in (a CSV row's absolute or ``../`` path, a link in a class folder):
+    the pack holds copies of them, which whoever it is given to gets too (a CSV from
+    someone else can name any image of this machine).
+
+    >>> outside_note(Dataset("d", Split(["/etc/x.png"], np.zeros(1)), Split([], np.zeros(0)),
+    ...              ["a"], "labels.csv"), "/data/labels.csv")[0][:40]
+    '1 image of /data/labels.csv lies outside'
+    """
+    root = Path(source)
+    root = os.path.realpath(root.parent if root.is_file() or root.suffix.lower() == ".csv"
+                            else root)
+    outside = [path for split in (ds.train, ds.test) if split.kind == "files"
+               for path in split.images
+               if os.path.commonpath([root, os.path.realpath(path)]) != root]
+    if not outside:
+        return []
+    verb = "lies" if len(outside) == 1 else "lie"
+    return [f"{count(len(outside), 'image')} of {source} {verb} outside its folder "
+            f"{root} (e.g. {some(outside, shown=2)}): the pack holds copies of "
+            f"{'it' if len(outside) == 1 else 'them'}, for whoever it is given to"]
 
 
 @dataclass(frozen=True)
