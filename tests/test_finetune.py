@@ -154,6 +154,28 @@ def test_a_from_section_is_saved_as_written_and_read_back_alike():
     assert config.parse(cfg.resolved()).start_from == cfg.start_from
 
 
+@pytest.mark.parametrize("model", [{"classes": 10}, {"input": [32, 32, 3]}])
+def test_a_model_mapping_without_from_is_an_inline_spec_said_to_lack_layers(model):
+    """Not a `from:` section with nothing to start from (that was a bug's traceback)."""
+    from cnncli.run import checking
+
+    with pytest.raises(ConfigError, match="layers"):
+        checking.dry_run(config.parse({"model": model, "data": {"name": "mnist"}}), None)
+
+
+def test_a_config_built_in_python_gets_its_from_mapping_checked_and_typed():
+    cfg = config.RunConfig(model={"from": "mobilenet_v2", "weights": "none"})
+    assert cfg.start_from.from_ == "mobilenet_v2" and cfg.resolved()["model"] == {
+        "from": "mobilenet_v2", "weights": "none"}
+
+
+def test_a_model_of_another_type_is_one_error_not_one_per_form():
+    with pytest.raises(ConfigError) as e:
+        config.parse({"model": 5})
+    assert str(e.value) == ("`model`: should be a built-in name or a spec file (text), or a "
+                            "mapping: `from:` a network, or an inline spec, got 5")
+
+
 def test_a_weights_file_given_by_a_relative_path_is_recorded_absolute(tmp_path, monkeypatch):
     """--weights mine.weights.h5: a resume from another folder must find it too."""
     from cnncli.run import plan as planning

@@ -45,8 +45,8 @@ class ModelSection(_Strict):
     """`model:` a built-in name or spec path, with overrides; or a network to start from:
     a pretrained one (resnet50...) or a run folder or .keras file, with a new head."""
 
-    from_: str | None = Field(None, alias="from", description="built-in name, spec file, "
-                              "pretrained network (resnet50...), run folder or .keras file")
+    from_: str = Field(alias="from", description="built-in name, spec file, pretrained "
+                       "network (resnet50...), run folder or .keras file")
     classes: int | None = Field(None, ge=1, description="number of classes (default: dataset's)")
     input: list[Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]] | None = Field(
         None, min_length=3, max_length=3, description="input volume [h, w, c]")
@@ -282,10 +282,8 @@ class OutputSection(_Strict):
     @field_validator("name")
     @classmethod
     def _plain_folder_name(cls, value):
-        problem = value is not None and folder_name_problem(value)
-        if problem:  # (the folder the runs go in: `output.dir`)
-            raise ValueError(f"{problem}; put a path in `output.dir`" if "/" in problem
-                             else problem)
+        if value is not None and (problem := folder_name_problem(value)):
+            raise ValueError(problem)
         return value
 
 
@@ -298,12 +296,12 @@ def folder_name_problem(name: str) -> str | None:
     ``dir/name/<n>``: a name with a path in it would write elsewhere), or None.
 
     >>> folder_name_problem("mnist"), folder_name_problem("..")
-    (None, 'is not a plain folder name (no /, \\\\, . or ..)')
+    (None, 'is not a plain folder name (no /, \\\\, . or ..): a path goes in `output.dir`')
     """
     if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
-        return "is not a plain folder name (no /, \\, . or ..)"
-    if len(name.encode("utf-8", "surrogateescape")) > LONGEST_NAME:
-        return f"is longer than a folder name may be ({LONGEST_NAME} bytes)"
+        return "is not a plain folder name (no /, \\, . or ..): a path goes in `output.dir`"
+    if (n := len(name.encode("utf-8", "surrogateescape"))) > LONGEST_NAME:
+        return f"is {n} bytes long, longer than a folder name may be ({LONGEST_NAME} bytes)"
     return None
 
 
@@ -320,6 +318,15 @@ class RunConfig(_Strict):
     data: DataSection = DataSection()
     train: TrainSection = TrainSection()
     output: OutputSection = OutputSection()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _name_or_mapping(cls, value):
+        """One error for a value of another type (not one per member of the union)."""
+        if not isinstance(value, str | dict | ModelSection):
+            raise ValueError("should be a built-in name or a spec file (text), or a mapping: "
+                             "`from:` a network, or an inline spec")
+        return value
 
     @field_validator("model")
     @classmethod
@@ -341,7 +348,15 @@ class RunConfig(_Strict):
 
     @property
     def start_from(self) -> ModelSection | None:
-        """The `model:` section when it names a network to start from (``from:``)."""
+        """The `model:` section when it names a network to start from (``from:``). A
+        config built in Python with such a mapping (not read by `parse`, which says its
+        errors at their lines) gets it checked and typed here.
+
+        >>> RunConfig(model={"from": "vgg16"}).start_from.from_
+        'vgg16'
+        """
+        if isinstance(self.model, dict) and "from" in self.model:
+            self.model = ModelSection.model_validate(self.model)  # (its errors: pydantic's)
         return self.model if isinstance(self.model, ModelSection) else None
 
     @field_serializer("model")

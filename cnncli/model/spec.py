@@ -287,10 +287,9 @@ def _named_network(cfg, file: str | None, classes: int | None):
                 exc.file, exc.line = file, config.line_of(yamlio.load(file), "model")
                 exc.hint = config.beside_config(model, file) or exc.hint
             raise
-    if isinstance(model, config.ModelSection):
+    if (section := cfg.start_from) is not None:
         from cnncli.model import transfer_spec
 
-        section = model
         doc = transfer_spec.document(section, classes=section.classes or classes,
                                      image_size=cfg.data.image_size, file=file)
         if doc is not None:  # a pretrained network or a trained model, with a new head
