@@ -224,15 +224,6 @@ class ManyErrors(ConfigError):
 LONG_LIST = 12  # `suggest` shows no longer list after a close match
 
 
-def some_failed(any_done: bool) -> int:
-    """The exit code of a command some of whose inputs failed (images that could not be
-    read): 1 when the others were done, 3 when none was.
-
-    >>> some_failed(True), some_failed(False)
-    (1, 3)
-    """
-    return EXIT_BELOW_THRESHOLD if any_done else EXIT_DATA_OR_MODEL
-
 
 def none_done(errors: list[CnnError]) -> CnnError:
     """The error of a command none of whose inputs could be done (no image could be read):

@@ -21,7 +21,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from cnncli.text import as_text
+from cnncli.text import as_text, size
 
 #: Files a spec or run config is not: models trained or exported (`cnncli summary` of one,
 #: or `model: best.keras` in a config, is told so, not "not UTF-8 text").
@@ -161,9 +161,17 @@ def read_record(path: str | Path, limit: int = MAX_RECORD_BYTES) -> bytes:
             raise ValueError(f"{name} is not a file (a device or a pipe in its place)")
         raw = f.read(limit + 1)
     if len(raw) > limit:
-        raise ValueError(f"{name} is over {limit // 1_000_000} MB, larger than any cnncli "
-                         "writes")
+        raise ValueError(f"{name} is over {size(limit)}, larger than any cnncli writes")
     return raw
+
+
+def open_no_wait(path: str | Path):
+    """`path` opened to read bytes, without waiting for a pipe's writer: a named pipe
+    nobody writes to (a run folder from someone else) reads as empty, where ``open``
+    would wait for ever; one being written (``<(envsubst < cfg.yaml)``) reads whole."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(fd, True)  # (reads wait for data again; with no writer they end at once)
+    return open(fd, "rb")
 
 
 def read_json(path: str | Path):
@@ -271,6 +279,8 @@ def disk_full(exc: BaseException, path: Path) -> bool:
 #: In a staging folder: the process filling it, so that a later one knows it is stale; a
 #: name of cnncli's own, so that no folder of the user's is taken for one.
 PID_FILE = ".cnncli-staging-pid"
+#: The name cnncli before 2026-12-07 gave it (a folder a version of then left is cleared).
+_OLD_PID_FILE = "pid"
 
 #: The names `tempfile.mkdtemp` gives after the prefix (8 of these letters).
 _MKDTEMP_TAIL = re.compile(r"[a-z0-9_]{8}")
@@ -298,12 +308,22 @@ def remove_dead_staging(parent: str | Path, prefix: str) -> None:
     for path in Path(parent).glob(glob.escape(prefix) + "*"):
         if not _MKDTEMP_TAIL.fullmatch(path.name[len(prefix):]) or path.is_symlink():
             continue
-        try:
-            pid = int((path / PID_FILE).read_text())
-        except (OSError, ValueError):
-            continue  # being made this instant, or not ours: left alone
-        if not _running(pid):
+        pid = _staging_pid(path)
+        if pid is not None and not _running(pid):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _staging_pid(folder: Path) -> int | None:
+    """The process number `folder`'s marker holds; None while it is being made, or for a
+    folder that is not a staging one (no marker, or not a file: a pipe is not waited on)."""
+    for name in (PID_FILE, _OLD_PID_FILE):
+        try:
+            return int(read_record(folder / name, limit=100))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 def _running(pid: int) -> bool:

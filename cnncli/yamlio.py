@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from cnncli import files
 from cnncli.errors import ConfigError, raise_all
 
 MAX_BYTES = 1_000_000  # a spec or run config is a few kB; 1 MB leaves room for generated ones
@@ -355,7 +356,7 @@ def load(path: str | Path) -> Any:
         raise ConfigError("this is a directory, not a YAML file", file=str(path))
     size = path.stat().st_size  # 0 for a pipe (`<(envsubst < cfg.yaml)`) or a device
     try:
-        with path.open("rb") as f:
+        with files.open_no_wait(path) as f:
             raw = f.read(MAX_BYTES + 1) if size <= MAX_BYTES else b""  # no more, whatever
         if size > MAX_BYTES or len(raw) > MAX_BYTES:  # its size said (/dev/zero: 0)
             said = f"{size / 1e6:.1f} MB" if size > MAX_BYTES else \

@@ -1267,11 +1267,14 @@ def test_a_killed_exports_staging_folder_goes_with_the_next_export(tmp_path):
         folder.mkdir()
         if pid:
             (folder / staging.PID_FILE).write_text(str(pid))
+    piped = tmp_path / f"{staging.PREFIX}fifoxxxx"
+    piped.mkdir()
+    os.mkfifo(piped / staging.PID_FILE)  # a pipe for a marker: not waited on, left alone
     with staging.Staging(tmp_path):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         f"{staging.PREFIX}alivexxx", f"{staging.PREFIX}dead-but-not-named-by-mkdtemp",
-        f"{staging.PREFIX}nopidxxx"]
+        f"{staging.PREFIX}fifoxxxx", f"{staging.PREFIX}nopidxxx"]
 
 
 def test_an_export_folder_that_is_a_link_out_of_the_run_is_not_written_through(run,

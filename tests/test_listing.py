@@ -114,7 +114,7 @@ def test_a_run_folder_without_its_config_is_listed_as_damaged_not_left_out(tmp_p
     assert summary.status == "damaged" and "config.yaml" in summary.problem
 
 
-@pytest.mark.parametrize("record", ["state.json", ".lock", "history.csv"])
+@pytest.mark.parametrize("record", ["state.json", ".lock", "history.csv", "config.yaml"])
 def test_a_device_or_pipe_in_place_of_a_record_is_damaged_not_a_hang(tmp_path, record):
     """A run folder from someone else: /dev/zero would fill the memory, a pipe would wait
     for ever; `cnncli runs` lists the run and goes on."""
@@ -129,6 +129,8 @@ def test_a_device_or_pipe_in_place_of_a_record_is_damaged_not_a_hang(tmp_path, r
     [summary] = listing.summaries(tmp_path)
     if record == "state.json":
         assert summary.status == "damaged" and "state.json is not a file" in summary.problem
+    elif record == "config.yaml":  # (a pipe nobody writes to reads as empty)
+        assert summary.status == "damaged" and "config.yaml" in summary.problem
     else:
         assert summary.status == "killed"  # (no process holds the run)
 

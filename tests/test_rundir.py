@@ -50,7 +50,8 @@ def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_at_kept(tmp_pa
     victim = tmp_path / "notes.txt"
     victim.write_text("precious")
     (run / rundir.LOCK).symlink_to(victim)
-    with pytest.raises(WriteError, match="cannot open the run's lock file"):
+    with pytest.raises(WriteError, match="cannot open the run's lock file: it is a link "
+                                         "\\(to .*notes.txt\\), not a file of the run's own"):
         with rundir.writer(run):
             pass
     assert victim.read_text() == "precious"

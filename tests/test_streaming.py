@@ -1506,13 +1506,16 @@ def test_a_folder_of_the_users_named_like_a_staging_folder_is_left_alone(tmp_pat
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    for theirs in (tmp_path / ".packed.backup", tmp_path / ".packed.abcd1234"):
-        theirs.mkdir()
-        (theirs / "pid").write_text(str(dead.pid))  # a file of theirs, not cnncli's
-    (tmp_path / ".packed.backup" / files.PID_FILE).write_text(str(dead.pid))
+    theirs = tmp_path / ".packed.backup"
+    theirs.mkdir()
+    (theirs / files.PID_FILE).write_text(str(dead.pid))
+    (theirs / "pid").write_text(str(dead.pid))
+    older = tmp_path / ".packed.abcd1234"  # left by a cnncli of before the marker's name
+    older.mkdir()
+    (older / "pid").write_text(str(dead.pid))
     records.pack(ds, tmp_path / "packed")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".packed.abcd1234", ".packed.backup", "packed", "photos"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".packed.backup", "packed",
+                                                         "photos"]
 
 
 def test_a_pack_that_cannot_make_its_staging_folder_leaves_no_folder_it_made(tmp_path,

@@ -759,6 +759,8 @@ def test_a_training_error_in_json_keeps_the_warnings_said_before_it(tmp_path):
     doc = json.loads(result.stdout)
     assert result.returncode == 2 and "fewer than one batch" in doc["message"]
     assert any("skipped 1 unreadable file" in w for w in doc["warnings"]), doc
+    early = cli("train", str(path), "--set", "output.name=a/b", "--json")  # the config's
+    assert early.returncode == 2 and json.loads(early.stdout)["warnings"] == []
 
 
 def test_dry_run_downloads_no_pretrained_weights(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from cnncli.cli.options import (
     SkipBadOpt,
     WeightsOpt,
 )
-from cnncli.errors import EXIT_BELOW_THRESHOLD, none_done, some_failed
+from cnncli.errors import EXIT_BELOW_THRESHOLD, none_done
 
 
 def predict(
@@ -93,16 +93,12 @@ def predict(
     render.predictions(result, fmt)  # (each with its heat map's file in JSON)
     render.warn_all(result.warnings)
     excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
-    for error in result.errors:
-        if excused:
-            render.warn(f"skipped {error}")
-        else:
-            render.error(error)
+    render.unread(result.errors, skipped=excused)
     if stopped is not None:
         render.error(stopped)
         raise typer.Exit(stopped.exit_code)
     if result.errors and not excused:
-        raise typer.Exit(some_failed(bool(result.images)))
+        raise typer.Exit(EXIT_BELOW_THRESHOLD)  # (none read: `none_done`'s error above)
 
 
 def evaluate(

@@ -92,6 +92,16 @@ def warn_all(messages) -> None:
         warn(message)
 
 
+def unread(errors, *, skipped: bool) -> None:
+    """The images a command could not read beside those it did (predict, explain):
+    warnings when `skipped` (``--skip-bad``), else errors (its exit is then 1)."""
+    for problem in errors:
+        if skipped:
+            warn(f"skipped {problem}")
+        else:
+            error(problem)
+
+
 def info(message: str) -> None:
     """One line on stderr (a newline in a name it quotes is shown escaped)."""
     err.print(printable(message, one_line=True), markup=False)

@@ -80,26 +80,26 @@ def train(
         ("model.weights", weights, "--weights"), ("data.data_dir", data_dir, "--data-dir"),
         ("train.device", device, "--device"), ("train.precision", precision, "--precision"),
         ("data.offline", offline or None, "--offline")))
-    cfg = checking.load_config(config_file, list(set_ or []), origins, values)
-    if dry_run:
-        return _dry_run(cfg, config_file, json)
-    if auto:
-        resume = _resume_auto(cfg, quiet)  # said with --json too, as notes are
     reporter = render.train_reporter(quiet or json)
-    _joining(quiet or json)
-    with render.warnings_to(reporter.note):  # the data's warnings too, in --json's list
-        try:
-            result = training.train(cfg, config_file=config_file, resume=resume,
-                                    force=force, auto_batch=auto_batch, reporter=reporter)
-        except ConfigChanged as exc:
-            if auto and resume:  # (else every restart stops here again)
-                exc.hint = ", or ".join([w for w in exc.ways if w != exc.NEW_RUN]) + \
-                    f"; or {exc.NEW_RUN}: the same command without --resume auto"
-            exc.warnings = reporter.warned
-            raise
-        except CnnError as exc:  # --json: the warnings said before it, in its document
-            exc.warnings = reporter.warned
-            raise
+    try:
+        cfg = checking.load_config(config_file, list(set_ or []), origins, values)
+        if dry_run:
+            return _dry_run(cfg, config_file, json)
+        if auto:
+            resume = _resume_auto(cfg, quiet)  # said with --json too, as notes are
+        _joining(quiet or json)
+        with render.warnings_to(reporter.note):  # the data's warnings too, in --json's list
+            try:
+                result = training.train(cfg, config_file=config_file, resume=resume,
+                                        force=force, auto_batch=auto_batch, reporter=reporter)
+            except ConfigChanged as exc:
+                if auto and resume:  # (else every restart stops here again)
+                    exc.hint = ", or ".join([w for w in exc.ways if w != exc.NEW_RUN]) + \
+                        f"; or {exc.NEW_RUN}: the same command without --resume auto"
+                raise
+    except CnnError as exc:  # --json promises `warnings`: an error's document has them too
+        exc.warnings = reporter.warned
+        raise
     if json:  # its warnings and notes were on stderr as they came: here too, all of them
         render.print_json({**result.metrics.to_json(), "resumed": bool(resume),
                            "warnings": reporter.warned})

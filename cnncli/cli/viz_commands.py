@@ -16,7 +16,7 @@ from cnncli.cli.options import (
     SkipBadOpt,
     WeightsOpt,
 )
-from cnncli.errors import none_done, some_failed
+from cnncli.errors import EXIT_BELOW_THRESHOLD, none_done
 
 visualize = typer.Typer(
     help="Pictures of a model's filters and activation maps.",
@@ -150,10 +150,6 @@ def explain(
         raise none_done(result.errors)  # said as any error is: no empty list of results
     _show([p.to_dict() for p in result.pictures], json)
     render.warn_all(result.warnings)  # (and each heat map with no evidence)
-    for error in result.errors:  # (some: with none, the error above)
-        if skip_bad:
-            render.warn(f"skipped {error}")
-        else:
-            render.error(error)
+    render.unread(result.errors, skipped=skip_bad)
     if result.errors and not skip_bad:
-        raise typer.Exit(some_failed(bool(result.pictures)))
+        raise typer.Exit(EXIT_BELOW_THRESHOLD)  # (none read: `none_done`'s error above)

@@ -233,7 +233,13 @@ def _open_lock(run: Path, flags: int) -> int:
     """`run`'s lock file opened with `flags`, only if it is a file of the run's own: a
     link (to a file elsewhere, which the writer would overwrite), a pipe (a wait with no
     end) or a device in its place is an `OSError`."""
-    fd = os.open(run / LOCK, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    try:
+        fd = os.open(run / LOCK, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise OSError(errno.ELOOP, f"it is a link (to {os.readlink(run / LOCK)}), not a "
+                      "file of the run's own") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(errno.EINVAL, "it is not a file (a pipe or a device in its place)")
