@@ -163,6 +163,21 @@ def test_a_model_mapping_without_from_is_an_inline_spec_said_to_lack_layers(mode
         checking.dry_run(config.parse({"model": model, "data": {"name": "mnist"}}), None)
 
 
+def test_a_runs_config_written_before_the_section_was_typed_reads_back_alike(tmp_path):
+    """Runs of before 2026-12-07 saved every key of `model:` (nulls too): a resume or an
+    evaluation of them reads the same section, and the file is still as the run wrote."""
+    from cnncli import yamlio
+    from cnncli.config import digest_of
+
+    doc = {"model": {"from": "mobilenet_v2", "classes": None, "input": None,
+                     "weights": "none", "cut": None, "dropout": None},
+           "data": {"name": "mnist"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yamlio.dumps({**doc, "digest": digest_of(doc)}))
+    section = config.load_run_config(path).start_from
+    assert (section.from_, section.weights, section.classes) == ("mobilenet_v2", "none", None)
+
+
 def test_a_config_built_in_python_gets_its_from_mapping_checked_and_typed():
     cfg = config.RunConfig(model={"from": "mobilenet_v2", "weights": "none"})
     assert cfg.start_from.from_ == "mobilenet_v2" and cfg.resolved()["model"] == {
