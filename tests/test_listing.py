@@ -207,6 +207,15 @@ def test_the_runs_command_lists_every_run_and_exits_0(tmp_path):
     assert all(line == line.rstrip() for line in lines)
 
 
+def test_runs_json_names_each_run_by_its_full_path_as_train_json_does(tmp_path,
+                                                                     monkeypatch):
+    """Listed from `runs` (relative), a run is the same string `train --json` gave."""
+    run = make_run(tmp_path, "a", "1", FINISHED, METRICS)
+    monkeypatch.chdir(tmp_path)
+    [row] = listing.summaries("a")
+    assert row.run == "a/1" and row.to_dict()["run"] == str(run.resolve())
+
+
 def test_the_error_that_ended_a_run_is_shown_on_its_line_escaped(tmp_path):
     """Its error may name any file: an ESC or a newline in it is shown, not obeyed."""
     make_run(tmp_path, "a", "1", {"status": "failed", "error": "x\x1b[31m.png: bad\nline"})

@@ -38,7 +38,10 @@ class RunSummary:
     problem: str | None = None  # what is damaged; or what ended a failed/interrupted run
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """``cnncli runs --json``'s row: `run` the folder's full path, as ``train --json``
+        and ``evaluate --json`` give it (a script joins them by it), wherever it was
+        listed from."""
+        return {**asdict(self), "run": str(Path(self.run).resolve())}
 
 
 def summaries(root: str | Path = "runs", *, must_exist: bool = False) -> list[RunSummary]:
