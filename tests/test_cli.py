@@ -290,6 +290,11 @@ def test_models_download_with_json_says_where_the_weights_are_as_json(monkeypatc
     assert json.loads(result.stdout) == {"model": "vgg16", "weights": [str(f) for f in files]}
 
 
+def test_datasets_caches_refuses_the_options_it_would_ignore(tmp_path):
+    result = run("datasets", "--data-dir", str(tmp_path), "caches")
+    assert result.exit_code == 2 and "is for finding datasets" in result.output
+
+
 def test_models_input_size_without_download_is_a_usage_error_not_ignored():
     result = run("models", "--input-size", "160")
     assert result.exit_code == 2 and "goes with --download NAME" in result.output

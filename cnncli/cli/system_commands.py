@@ -100,7 +100,12 @@ def caches(
     from cnncli.data import caches as cached
     from cnncli.data.loader import cache_dir
 
-    json = json or (ctx.obj or {}).get("json", False)  # `datasets --json caches`, as pack
+    given = ctx.obj or {}
+    json = json or given.get("json", False)  # `datasets --json caches`, as pack
+    for option, key in (("--data-dir", "data_dir"), ("--offline", "offline")):
+        if given.get(key):  # (the caches' folder: CNNCLI_CACHE_DIR, not the data's)
+            raise typer.BadParameter(f"is for finding datasets; the caches are in "
+                                     f"{cache_dir()} (CNNCLI_CACHE_DIR)", param_hint=option)
     rows = cached.clear() if clear else cached.found()
     if json:
         render.print_json({"folder": str(cache_dir()), "caches": [c.to_dict() for c in rows],
