@@ -900,7 +900,8 @@ def test_datasets_json_before_caches_means_caches_json_as_it_does_for_pack(tmp_p
     monkeypatch.setenv("CNNCLI_CACHE_DIR", str(tmp_path))
     result = run("datasets", "--json", "caches")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"folder": str(tmp_path), "caches": []}
+    assert json.loads(result.stdout) == {"folder": str(tmp_path), "caches": [],
+                                         "removed": False}
 
 
 def test_json_holds_a_file_names_bytes_that_are_not_utf8_as_text_strict_parsers_read(
