@@ -678,6 +678,22 @@ def test_dry_run_refuses_what_training_would_refuse(tmp_path):
     assert result.stdout == ""  # no config printed as if it were fine
 
 
+@pytest.mark.parametrize("where, said", [
+    ("afile/runs", "cannot create the run folder: Not a directory"),
+    ("made/toy", "'latest' here is not the link cnncli keeps"),
+])
+def test_dry_run_refuses_an_output_folder_the_run_could_not_make(tmp_path, where, said):
+    """A file in the way, a `latest` of the user's own: the run failed at once where
+    the dry run had passed it; it still makes nothing."""
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "made" / "toy" / "toy" / "latest").mkdir(parents=True)
+    path = write_config(tmp_path)
+    result = cli("train", str(path), "--dry-run", "--set", f"output.dir={tmp_path / where}")
+    assert result.returncode == 2 and said in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "made", "toy.npz",
+                                                          "toy.yaml"]
+
+
 def test_dry_run_refuses_a_fine_tuning_stage_that_would_never_start(tmp_path):
     path = tmp_path / "late.yaml"
     path.write_text("model: {from: mobilenet_v2, classes: 3}\n"

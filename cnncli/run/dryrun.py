@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from cnncli import config, devices
+from cnncli.run import rundir
 from cnncli.run.record import DataRecord
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def dry_run(cfg: config.RunConfig, config_file: str) -> DryRun:
     placement = devices.setup(t.device, t.precision)  # a GPU asked for and not there
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
     built = checking.dry_run(cfg, config_file)  # what training would refuse, first
+    rundir.check_place(cfg.output.dir, cfg.output.name or "run")  # (the folder it would make)
     with warnings.catch_warnings(record=True) as caught:  # the data's (files skipped...)
         planned = plan.shown(cfg, placement, config_file=config_file)  # then the data's
     data_said = [str(w.message) for w in caught]

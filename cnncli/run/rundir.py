@@ -56,12 +56,7 @@ def create(root: str | Path, name: str) -> Path:
     if not os.access(base, os.W_OK):
         raise ConfigError("the run folder is not writable", file=str(base),
                           hint="choose another output folder with --set output.dir=...")
-    latest = base / runfolder.LATEST
-    if latest.exists() and not latest.is_symlink():  # point_latest will replace it
-        raise ConfigError("'latest' here is not the link cnncli keeps to the newest run "
-                          "(it is a folder or a file of its own)", file=str(latest),
-                          hint="move or rename it; cnncli makes runs/<name>/latest a link "
-                               "to the newest run")
+    _refuse_own_latest(base)  # (point_latest would replace it)
     n = max(_numbers(base), default=0) + 1
     while True:
         run = base / str(n)
@@ -70,6 +65,32 @@ def create(root: str | Path, name: str) -> Path:
             return run
         except FileExistsError:
             n += 1
+
+
+def check_place(root: str | Path, name: str) -> None:
+    """Refuse, without making anything, what `create` would refuse for ``root/name``: a
+    file where a folder must be, a folder that cannot be written to, a path too long, a
+    `latest` of the user's own (``train --dry-run``: it writes nothing, and must not pass
+    a run that would fail at once)."""
+    base = Path(root) / name
+    _room_for_files(base)
+    here = next(p for p in (base, *base.parents) if p.exists() or p == Path(p.anchor))
+    why = ("Not a directory" if not here.is_dir() else
+           "Permission denied" if not os.access(here, os.W_OK | os.X_OK) else None)
+    if why is not None:
+        raise ConfigError(f"cannot create the run folder: {why} ({here})", file=str(base),
+                          hint="choose another output folder with --set output.dir=...")
+    _refuse_own_latest(base)
+
+
+def _refuse_own_latest(base: Path) -> None:
+    """A `latest` in `base` that is not cnncli's link (a folder or file of the user's)."""
+    latest = base / runfolder.LATEST
+    if latest.exists() and not latest.is_symlink():
+        raise ConfigError("'latest' here is not the link cnncli keeps to the newest run "
+                          "(it is a folder or a file of its own)", file=str(latest),
+                          hint="move or rename it; cnncli makes runs/<name>/latest a link "
+                               "to the newest run")
 
 
 #: Bytes a run's own paths take below ``root/name``: ``/<n>/`` and its longest file,
