@@ -495,6 +495,37 @@ def test_packing_images_from_outside_the_sources_folder_is_said(tmp_path):
     assert note.startswith(f"1 image of {folder} lies outside") and "link.jpg" in note
 
 
+def test_a_training_on_photos_lets_go_of_its_threads_and_cache_when_it_ends(tmp_path):
+    """Trainings in one process (a notebook): each kept its decoding threads and its
+    decoded images for as long as the process lived."""
+
+    root = photo_folder(tmp_path / "photos")
+    (tmp_path / "photos.yaml").write_text(textwrap.dedent(f"""
+        model:
+          input: [16, 16, 3]
+          layers:
+            - Conv2D: {{filters: 2, kernel_size: 3, activation: relu}}
+            - GlobalAveragePooling2D
+            - Dense: {{units: $classes, activation: softmax}}
+        data: {{name: {root}, validation_split: 0.5, cache: memory}}
+        train: {{epochs: 1, batch_size: 2, precision: float32, seed: 0}}
+        output: {{dir: {tmp_path / "runs"}, name: photos}}
+        """))
+    seen = []
+    real_init = ImageLoader.__init__
+
+    def recording(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        seen.append(self)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ImageLoader, "__init__", recording)
+        for _ in range(2):
+            training.train(config.load(tmp_path / "photos.yaml"))
+    assert len(seen) >= 4 and all(loader._store is None for loader in seen)
+    threads = [t for loader in seen for t in loader._pool._threads]  # (the pool's own)
+    assert threads and not any(t.is_alive() for t in threads)
+
+
 def _csv_of(tmp_path, folder: str):
     """labels.csv listing 12 photos, a/1 (training) and b/0 (test) in `folder`, the
     others under photos/."""

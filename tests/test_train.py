@@ -779,6 +779,37 @@ def test_a_training_error_in_json_keeps_the_warnings_said_before_it(tmp_path):
     assert early.returncode == 2 and json.loads(early.stdout)["warnings"] == []
 
 
+def test_a_training_leaves_the_processs_dtype_policy_and_random_draws_as_they_were(
+        tmp_path):
+    """A notebook's own Keras layers computed in bfloat16 after a training, and its
+    seeded draws repeated after each one."""
+    import random
+
+    import keras
+
+    path = write_config(tmp_path, epochs=1)
+    keras.config.set_dtype_policy("float32")
+    np.random.seed(999)
+    random.seed(999)
+    numpy, python = np.random.get_state()[1][:4].tolist(), random.getstate()
+    training.train(config.load(path, ["train.precision=mixed_bfloat16"]))
+    assert keras.config.dtype_policy().name == "float32"
+    assert np.random.get_state()[1][:4].tolist() == numpy and random.getstate() == python
+
+
+def test_a_training_in_another_thread_than_the_main_one_runs(tmp_path):
+    """Signals are the main thread's: a web app's worker thread failed at once."""
+    import threading
+
+    path = write_config(tmp_path, epochs=1)
+    done = []
+    thread = threading.Thread(target=lambda: done.append(
+        training.train(config.load(path))))
+    thread.start()
+    thread.join(timeout=300)
+    assert done and done[0].metrics.epochs == 1
+
+
 def test_dry_run_downloads_no_pretrained_weights(tmp_path, monkeypatch):
     """ImageNet's weights not cached: training would download them; a dry run notes it."""
     from cnncli import devices

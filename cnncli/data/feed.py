@@ -93,6 +93,12 @@ class Feed:
             raise
         return cls(train, val, shape, train_loader, val_loader)
 
+    def close(self) -> None:
+        """Let go of the loaders' threads and caches (`ImageLoader.close`): the run ended."""
+        for loader in dict.fromkeys([self.train_loader, self.val_loader]):  # (one if same)
+            if loader is not None:
+                loader.close()
+
     @property
     def image_channels(self) -> int:
         """The channels of the images that reach the model's graph: files are decoded at

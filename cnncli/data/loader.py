@@ -248,6 +248,16 @@ class ImageLoader:
         if isinstance(self._filled, np.memmap):
             self._filled.flush()
 
+    def close(self) -> None:
+        """Let go of the decoding threads and the cache (written out, if on disk): a run
+        that ended. TensorFlow's graph keeps `batch` (and so this loader) while the
+        process lives; without this, each training in one process (a notebook) kept its
+        threads and its decoded images."""
+        with contextlib.suppress(OSError):
+            self.flush()
+        self._pool.shutdown(wait=True, cancel_futures=True)  # (a decode at most: ms)
+        self._store = self._filled = None
+
 
 def _reserve(fd: int, size: int) -> None:
     """Give the file `fd` `size` bytes of zeros that the disk has room for (a full disk

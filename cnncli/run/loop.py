@@ -8,6 +8,7 @@ under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 from __future__ import annotations
 
 import signal
+import threading
 
 from cnncli import devices
 from cnncli.devices import distributed
@@ -68,13 +69,16 @@ def stretches(p, state: TrainState) -> list[tuple[int, int, int, int]]:
 
 class signals_to:
     """Route SIGINT and SIGTERM to `callback.signal` (training stops after the current
-    step, with a backup); a second Ctrl-C stops at once."""
+    step, with a backup); a second Ctrl-C stops at once. Only Python's main thread may
+    handle signals: a training in another thread (a web app's worker, a notebook's
+    background thread) leaves them as they are."""
 
     def __init__(self, callback):
         self.callback = callback
 
     def __enter__(self):
-        self.saved = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.saved = {} if threading.current_thread() is not threading.main_thread() else {
+            s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame):
         if self.callback.signal:

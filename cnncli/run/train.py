@@ -85,6 +85,35 @@ def train(cfg: config.RunConfig, *, config_file: str | None = None,
     if auto_batch and cluster:
         raise ConfigError("--auto-batch cannot be used when training on several machines",
                           hint="set train.batch_size to a size that fits every worker")
+    with _process_state_kept():
+        return _attempts(cfg, config_file, resume, force, auto_batch, reporter, cluster)
+
+
+@contextlib.contextmanager
+def _process_state_kept():
+    """Keras' dtype policy and Python's and NumPy's random generators as they were before
+    a training (it sets them: `devices.setup`, `keras.utils.set_random_seed`): a notebook's
+    own models and random draws are not changed by it. (TensorFlow's global seed stays
+    set: it cannot be read back.)"""
+    import random
+
+    import numpy as np
+
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    policy, python, numpy = keras.config.dtype_policy(), random.getstate(), \
+        np.random.get_state()
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(policy)
+        random.setstate(python)
+        np.random.set_state(numpy)
+
+
+def _attempts(cfg, config_file, resume, force, auto_batch, reporter, cluster) -> Result:
+    """`train`'s attempts: again at half the batch size when out of memory (`auto_batch`)."""
     tf = import_tf()
     made: list[Path] = []  # the run folder an attempt made
     for attempt in range(devices.MAX_BATCH_HALVINGS + 1):
@@ -136,6 +165,7 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
         ways = Directions.of(model, p.cfg.train, len(p.feed.val) > 0)  # errors here come
         # before any run folder exists
     with contextlib.ExitStack() as stack:
+        stack.callback(p.feed.close)  # (one process may train again: a notebook)
         if resume:
             run, state = _resume(p, model, saved, rundir.find(resume), force, reporter, stack)
             agreement.check_same_run(p, f"resuming at epoch {state.epoch + 1} (step "
