@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 
@@ -105,6 +106,19 @@ def composed(name: object) -> str:
     import unicodedata
 
     return unicodedata.normalize("NFC", str(name))
+
+
+def as_list(value) -> list:
+    """A list parameter's value as a list: one string or path given alone is one item
+    (Python's for-loop would take a string's characters: ``predict("7.png")`` read
+    ``7``, ``.``, ``p``... and ``.`` is every image below the current folder).
+
+    >>> as_list("7.png"), as_list(["a.png", "b.png"]), as_list(None)
+    (['7.png'], ['a.png', 'b.png'], [])
+    """
+    if value is None:
+        return []
+    return [value] if isinstance(value, str | bytes | os.PathLike) else list(value)
 
 
 def count(n: int, word: str, plural: str | None = None) -> str:

@@ -1293,6 +1293,13 @@ def test_an_export_folder_that_is_a_link_out_of_the_run_is_not_written_through(r
     assert [p.name for p in theirs.iterdir()] == ["labels.txt"]
 
 
+def test_one_format_given_as_a_string_is_that_format(monkeypatch, run, tmp_path):
+    """From Python, `formats="onnx"` was read letter by letter: "unknown value 'o'"."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # (stops before any work)
+    with pytest.raises(ModelError, match=r"pip install 'cnncli\[onnx\]'"):
+        exporter.export(run, formats="onnx", output=tmp_path)
+
+
 def test_a_missing_extra_is_named(monkeypatch, run, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ModelError, match=r"pip install 'cnncli\[onnx\]'"):

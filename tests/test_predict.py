@@ -520,6 +520,41 @@ def test_some_bad_files_exit_1_unless_skip_bad_warns_and_none_read_exits_3(tmp_p
     assert nothing.returncode == 3 and "bad.png" in nothing.stderr
 
 
+def test_one_image_given_as_a_string_is_that_image_not_its_characters(tmp_path,
+                                                                      monkeypatch):
+    """`predict("7.png", ...)` from Python read '7', '.', 'p'...: '.' is every image
+    below the current folder."""
+    from cnncli.data import inputs
+
+    image = tmp_path / "7.png"
+    Image.new("L", (8, 8), 200).save(image)
+    Image.new("L", (8, 8), 10).save(tmp_path / "other.png")
+    monkeypatch.chdir(tmp_path)
+    assert inputs.expand_inputs("7.png") == ["7.png"]
+    assert inputs.expand_inputs(image) == [str(image)]
+
+
+def test_a_batch_of_no_images_is_a_config_error_from_python_too():
+    from cnncli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--batch-size must be at least 1, not 0"):
+        prediction.predict(["7.png"], model="unused", batch_size=0)
+
+
+def test_a_precision_given_from_python_is_checked_and_auto_decided(tmp_path):
+    from cnncli.errors import ConfigError
+    from cnncli.infer import classifier
+
+    run = _trained_run(tmp_path)
+    with pytest.raises(ConfigError, match="'fp8' is not a precision cnncli knows"):
+        classifier.load(str(run), precision="fp8")
+    image = tmp_path / "7.png"
+    Image.new("L", (8, 8), 200).save(image)
+    [done] = prediction.predict([str(image)], model=classifier.load(str(run),
+                                                                    precision="auto")).images
+    assert done.top and 0 < done.top[0][1] <= 1  # (a probability: it ran)
+
+
 def test_no_image_read_is_an_error_document_in_json_not_an_empty_list(tmp_path):
     """Exit 3 has one shape on stdout: the error's JSON, as a missing file's is."""
     run = _trained_run(tmp_path)

@@ -27,7 +27,7 @@ from typing import TextIO
 from cnncli import __version__
 from cnncli.data.dataset import DataWarning
 from cnncli.errors import DataError, raise_all
-from cnncli.text import count, some
+from cnncli.text import as_list, count, some
 
 #: File name endings taken from folders and glob patterns (compared lower-case).
 #: Keras' own ``image_dataset_from_directory`` takes .bmp, .gif, .jpeg, .jpg and .png.
@@ -320,7 +320,8 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None,
     ['http://example.com/a.jpg']
     """
     expander = _Expander(empty)
-    for arg in args:
+    for arg in as_list(args):  # (one path given alone: that path, not its characters)
+        arg = os.fspath(arg)
         if arg == "-":
             stream = sys.stdin if stdin is None else stdin
             if stream is None or stream.closed:

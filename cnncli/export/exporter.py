@@ -177,6 +177,8 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
            max_drop: float = verify.DEFAULT_MAX_DROP,
            check_images: int = DEFAULT_CHECK_IMAGES) -> Report:
     """Export `target` (a run or a ``.keras`` file); see the module docstring."""
+    formats, quantize = text.as_list(formats), text.as_list(quantize)  # ("onnx" alone: one format)
+    images = None if images is None else text.as_list(images)
     variants, notes = _plan(formats, quantize, max_drop, check_images)
     if exported.kind(target):
         raise ConfigError("this is an exported file already; export takes a run folder "

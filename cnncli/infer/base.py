@@ -48,3 +48,13 @@ def in_parts(run, images: np.ndarray, size: int) -> np.ndarray:
     if len(images) <= size:
         return run(images)
     return np.concatenate([run(images[i:i + size]) for i in range(0, len(images), size)])
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch of no images (predict's and evaluate's `batch_size`, as given to
+    the library: the command line refuses it itself)."""
+    if batch_size < 1:
+        from cnncli.errors import ConfigError
+
+        raise ConfigError(f"--batch-size must be at least 1, not {batch_size}",
+                          hint="e.g. --batch-size 256")

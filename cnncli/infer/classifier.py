@@ -123,6 +123,17 @@ def _mistyped_name(model: str) -> None:
                           hint=close)
 
 
+def _precision(precision: str) -> str:
+    """`precision` checked, ``auto`` decided for this machine (as ``--precision auto``:
+    the command line decides it itself; from Python it reached Keras as a policy name)."""
+    from cnncli import devices
+    from cnncli.devices.placement import parse_precision
+
+    precision = parse_precision(precision)
+    return devices.setup("auto", "auto", one_device=True).precision if precision == "auto" \
+        else precision
+
+
 def load(model: str, *, weights: str | None = None, offline: bool = False,
          preprocessing: str | None = None, precision: str = "float32") -> Classifier:
     """A pretrained name (``vgg16``), a run folder, a ``.keras`` file, or an exported
@@ -132,6 +143,7 @@ def load(model: str, *, weights: str | None = None, offline: bool = False,
             raise ConfigError("--weights and another preprocessing do not apply to an "
                               "exported model: its preprocessing is inside it", file=model)
         return exported.load(model)
+    precision = _precision(precision)
     if model in pretrained.REGISTRY:
         entry = pretrained.get(model)
         net = pretrained.load(model, weights=weights, offline=offline, precision=precision)

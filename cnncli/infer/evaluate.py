@@ -23,6 +23,7 @@ from cnncli import files, plots, runfolder, text
 from cnncli.data import datasets, feed, records
 from cnncli.errors import ConfigError, DataError
 from cnncli.infer import artefact, classifier, metrics
+from cnncli.infer.base import check_batch_size
 from cnncli.infer.predict import not_numbers
 from cnncli.model import imagenet
 
@@ -55,14 +56,12 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     ``all_images``: every image of data that has no test split of its own (a folder of
     class folders, a CSV without a split column; one class is then enough), not the
     seeded fifth a training run holds out: for photos the model was not trained on."""
-    thresholds = metrics.parse_thresholds(list(fail_under))  # bad thresholds fail first
+    thresholds = metrics.parse_thresholds(text.as_list(fail_under))  # bad ones fail first
     for option, value in (("--data", data), ("--output", output)):
         if value is not None and not str(value).strip():
             raise ConfigError(f"{option} is empty", hint=f"give {option} a path, or leave "
                               "it out")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, not {batch_size}",
-                          hint="e.g. --batch-size 256")
+    check_batch_size(batch_size)
     clf = model or classifier.load(str(target), precision=precision)
     art = clf.artefact
     run_data = art.data if art else None

@@ -21,6 +21,7 @@ from cnncli import parallel
 from cnncli.data import images, inputs
 from cnncli.errors import CnnError, DataError, ModelError
 from cnncli.infer import artefact, classifier, metrics
+from cnncli.infer.base import check_batch_size
 from cnncli.model import imagenet
 
 
@@ -46,6 +47,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
             batch_size: int = 64, weights: str | None = None, offline: bool = False,
             resize: str | None = None, stdin=None) -> Result:
     """Top-`top` classes for every image in `sources` (files, folders, globs, @lists, URLs)."""
+    check_batch_size(batch_size)
     loaded = model if isinstance(model, classifier.Classifier) else classifier.load(
         model, weights=weights, offline=offline)
     resize = images.resize_mode(resize or loaded.meta.resize)  # as the model was trained

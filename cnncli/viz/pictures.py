@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cnncli import plots, text
 from cnncli.data.images import convert_channels
-from cnncli.text import dims_text
+from cnncli.text import as_list, dims_text
 from cnncli.viz import activations, conv_layers, filters, model_input, mosaic
 
 
@@ -95,6 +95,7 @@ def write_activations(clf, image: str, layers: list[str] | None = None,
                       output: str | Path | None = None) -> ActivationsPicture:
     """The image as the model sees it, then the activation maps of each chosen convolution
     layer (default: all), as one PNG (default: ``activations_<image>.png``)."""
+    layers = None if layers is None else as_list(layers)  # ("conv1_1" alone: one layer)
     model = conv_layers.keras_model(clf, "a picture of its activation maps")
     refs = activations.choose(model, layers, clf.name)
     seen = model_input.read(image, clf)
