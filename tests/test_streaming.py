@@ -495,11 +495,9 @@ def test_packing_images_from_outside_the_sources_folder_is_said(tmp_path):
     assert note.startswith(f"1 image of {folder} lies outside") and "link.jpg" in note
 
 
-def test_a_training_on_photos_lets_go_of_its_threads_and_cache_when_it_ends(tmp_path):
-    """Trainings in one process (a notebook): each kept its decoding threads and its
-    decoded images for as long as the process lived."""
-
-    root = photo_folder(tmp_path / "photos")
+def _photos_config(tmp_path, root, *, cache: str, batch_size: int):
+    """tmp_path/photos.yaml: a tiny network, one epoch on the photos in `root`, half
+    of them for validation."""
     (tmp_path / "photos.yaml").write_text(textwrap.dedent(f"""
         model:
           input: [16, 16, 3]
@@ -507,10 +505,18 @@ def test_a_training_on_photos_lets_go_of_its_threads_and_cache_when_it_ends(tmp_
             - Conv2D: {{filters: 2, kernel_size: 3, activation: relu}}
             - GlobalAveragePooling2D
             - Dense: {{units: $classes, activation: softmax}}
-        data: {{name: {root}, validation_split: 0.5, cache: memory}}
-        train: {{epochs: 1, batch_size: 2, precision: float32, seed: 0}}
+        data: {{name: {root}, validation_split: 0.5, cache: {cache}}}
+        train: {{epochs: 1, batch_size: {batch_size}, precision: float32, seed: 0}}
         output: {{dir: {tmp_path / "runs"}, name: photos}}
         """))
+
+
+def test_a_training_on_photos_lets_go_of_its_threads_and_cache_when_it_ends(tmp_path):
+    """Trainings in one process (a notebook): each kept its decoding threads and its
+    decoded images for as long as the process lived."""
+
+    root = photo_folder(tmp_path / "photos")
+    _photos_config(tmp_path, root, cache="memory", batch_size=2)
     seen = []
     real_init = ImageLoader.__init__
 
@@ -565,17 +571,7 @@ def test_images_that_fail_to_decode_while_training_count_in_no_figure(tmp_path):
     root = photo_folder(tmp_path / "photos", per_class=24)
     for broken in sorted((root / "b").glob("*.png"))[:8]:  # 8 of b's 24: cut short
         broken.write_bytes(broken.read_bytes()[:60])
-    (tmp_path / "photos.yaml").write_text(textwrap.dedent(f"""
-        model:
-          input: [16, 16, 3]
-          layers:
-            - Conv2D: {{filters: 2, kernel_size: 3, activation: relu}}
-            - GlobalAveragePooling2D
-            - Dense: {{units: $classes, activation: softmax}}
-        data: {{name: {root}, validation_split: 0.5, cache: none}}
-        train: {{epochs: 1, batch_size: 4, precision: float32, seed: 0}}
-        output: {{dir: {tmp_path / "runs"}, name: photos}}
-        """))
+    _photos_config(tmp_path, root, cache="none", batch_size=4)
     cfg = config.load(tmp_path / "photos.yaml")
     result = training.train(cfg)
     val = training.plan(cfg).feed.val
