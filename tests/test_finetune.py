@@ -178,6 +178,13 @@ def test_a_runs_config_written_before_the_section_was_typed_reads_back_alike(tmp
     assert (section.from_, section.weights, section.classes) == ("mobilenet_v2", "none", None)
 
 
+def test_parsing_a_runs_saved_config_leaves_the_callers_mapping_whole():
+    """`parse` took the `digest` out of the dict it was given (a notebook's own)."""
+    doc = {"model": "mnist_net", "data": {"name": "mnist"}, "digest": "0123"}
+    config.parse(doc)
+    assert doc["digest"] == "0123"
+
+
 def test_a_config_built_in_python_gets_its_from_mapping_checked_and_typed():
     cfg = config.RunConfig(model={"from": "mobilenet_v2", "weights": "none"})
     assert cfg.start_from.from_ == "mobilenet_v2" and cfg.resolved()["model"] == {

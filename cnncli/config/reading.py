@@ -3,6 +3,7 @@ validation as a whole (every problem at once)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ def parse(doc: Any, *, file: str | None = None, set_by: dict[str, str] | None = 
             hint=f"write a run config naming it, `model: {name}` with `data:` and `train:` "
                  "(configs/mnist.yaml is one); `cnncli check` and `summary` take the spec "
                  "itself")
-    doc.pop("digest", None)  # a run's own saved config.yaml has one
+    if "digest" in doc:  # a run's own saved config.yaml has one (the caller's kept whole)
+        doc = copy.copy(doc)  # (a YamlMap keeps its lines)
+        del doc["digest"]
     model = doc.get("model")
     odd = next((k for k in model if not isinstance(k, str)), "") if isinstance(
         model, dict) else ""  # an inline spec's `1: 2`: pydantic words it as a union's
