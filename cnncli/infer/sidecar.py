@@ -171,11 +171,11 @@ def parse(text: str, *, file: str | None = None, embedded: bool = False) -> Expo
 
 
 def _read_text(path: Path) -> str:
-    if path.stat().st_size > MAX_BYTES:
-        raise ModelError("the export's JSON is too large to be one cnncli wrote", file=str(path))
+    """The export's JSON, read as cnncli reads its record files (`files.read_record`: a
+    regular file, at most `MAX_BYTES`)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return files.read_record(path, limit=MAX_BYTES).decode("utf-8")
+    except (OSError, ValueError) as exc:  # (too large, not a file, not UTF-8)
         raise ModelError(f"cannot read the export's JSON: {exc}", file=str(path)) from None
 
 
