@@ -417,28 +417,28 @@ train: {{epochs: 1, batch_size: 2}}
 
 
 def test_an_empty_class_folder_packed_is_refused_in_training_as_the_folder_is(tmp_path):
-    from cnncli.data import records
+    from cnncli.data import packing
 
     root = image_folder(tmp_path / "f", per_class=3)
     (root / "empty").mkdir()
     with pytest.warns(DataWarning):
-        records.pack(datasets.load(root), tmp_path / "packed")
+        packing.pack(datasets.load(root), tmp_path / "packed")
     packed = datasets.load(tmp_path / "packed")
     with pytest.raises(DataError, match=r"1 of the 3 classes has no training image \(empty\)"):
         checks.check_every_class_trains(packed, str(tmp_path / "packed"))
-    records.pack(packed, tmp_path / "again")  # packed again: still the folder's classes
+    packing.pack(packed, tmp_path / "again")  # packed again: still the folder's classes
     with pytest.raises(DataError, match="no training image"):
         checks.check_every_class_trains(datasets.load(tmp_path / "again"), "again")
 
 
 def test_packed_arrays_with_a_gap_in_their_labels_still_train(tmp_path):
-    from cnncli.data import records
+    from cnncli.data import packing
     from cnncli.data.dataset import Dataset, Split
 
     x = np.zeros((3, 8, 8, 1), np.uint8)
     letters = Dataset("emnist-letters", Split(x, np.array([1, 2, 3])),  # labels from 1
                       Split(x, np.array([1, 2, 3])), ["0", "a", "b", "c"], "idx")
-    records.pack(letters, tmp_path / "packed")
+    packing.pack(letters, tmp_path / "packed")
     checks.check_every_class_trains(datasets.load(tmp_path / "packed"), "packed")
 
 
@@ -1090,14 +1090,14 @@ def test_all_70000_fashion_mnist_images_read_through_the_idx_source():
 
 def test_class_count_reads_only_folder_names_or_the_index(tmp_path):
     """`check` and `summary` size the classifier from it: no image is opened."""
-    from cnncli.data import records
+    from cnncli.data import packing
 
     photos = image_folder(tmp_path / "photos", classes=("a", "b", "c"))
     image_folder(tmp_path / "split" / "train", classes=("x", "y"))
     image_folder(tmp_path / "split" / "test", classes=("x", "y"))
     assert datasets.class_count(photos) == 3 and datasets.class_count(tmp_path / "split") == 2
     assert datasets.class_count("cifar100") == 100
-    records.pack(datasets.load(photos), tmp_path / "packed")
+    packing.pack(datasets.load(photos), tmp_path / "packed")
     assert datasets.class_count(tmp_path / "packed") == 3
     (tmp_path / "empty").mkdir()
     assert datasets.class_count(tmp_path / "empty") is None  # training says what is wrong

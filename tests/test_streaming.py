@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from cnncli import config, files, parallel
-from cnncli.data import datasets, images, inputs, loader, records
+from cnncli.data import datasets, images, inputs, loader, packing, records
 from cnncli.data.dataset import DataWarning
 from cnncli.data.feed import Feed, split_batches
 from cnncli.data.loader import ImageLoader
@@ -109,7 +109,7 @@ def test_auto_cache_is_memory_for_small_data_and_disk_for_large():
 
 def test_packed_shards_give_the_folders_images_and_labels(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
-    records.pack(ds, tmp_path / "packed", shard_mb=0.002)
+    packing.pack(ds, tmp_path / "packed", shard_mb=0.002)
     packed = datasets.load(tmp_path / "packed")
     assert packed.class_names == ds.class_names and packed.train.kind == "records"
     assert len(packed.train.images.shards) > 1
@@ -131,7 +131,7 @@ def test_pack_decodes_several_images_at_the_same_time(tmp_path, monkeypatch):
     """Decoding, resizing and compressing run in `parallel.DECODE_THREADS` threads: the first two
     images meet at a barrier, which only two images decoded at once can pass."""
     meet, calls, lock, resized = threading.Barrier(2, timeout=10), [], threading.Lock(), \
-        records._resized
+        packing._resized
 
     def two_at_once(*args, **kw):
         with lock:
@@ -142,9 +142,9 @@ def test_pack_decodes_several_images_at_the_same_time(tmp_path, monkeypatch):
         return resized(*args, **kw)
 
     monkeypatch.setattr(parallel, "DECODE_THREADS", 2)
-    monkeypatch.setattr(records, "_resized", two_at_once)
+    monkeypatch.setattr(packing, "_resized", two_at_once)
     ds = datasets.load(photo_folder(tmp_path / "photos"))
-    packed = records.pack(ds, tmp_path / "packed", image_size=(8, 8))
+    packed = packing.pack(ds, tmp_path / "packed", image_size=(8, 8))
     assert sum(packed.counts.values()) == len(calls) == 12
     assert len(set(calls[:2])) == 2
 
@@ -152,7 +152,7 @@ def test_pack_decodes_several_images_at_the_same_time(tmp_path, monkeypatch):
 def test_packed_records_are_shuffled_so_a_window_holds_every_class(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos", per_class=10))
     assert ds.train.labels.tolist() == sorted(ds.train.labels.tolist())  # class by class
-    records.pack(ds, tmp_path / "packed")
+    packing.pack(ds, tmp_path / "packed")
     labels = datasets.load(tmp_path / "packed").train.labels
     assert sorted(labels.tolist()) == sorted(ds.train.labels.tolist())
     for window in np.array_split(labels, 3):  # each third holds both classes
@@ -166,14 +166,14 @@ def test_pack_force_refuses_a_folder_of_the_users_that_has_a_dataset_json(tmp_pa
     (mine / "dataset.json").write_text('{"name": "my annotations"}')
     (mine / "sub" / "notes.txt").write_text("precious")
     with pytest.raises(ConfigError, match="is not a packed dataset"):
-        records.pack(ds, mine, force=True)
-    records.pack(ds, tmp_path / "packed")
+        packing.pack(ds, mine, force=True)
+    packing.pack(ds, tmp_path / "packed")
     (tmp_path / "packed" / "notes.txt").write_text("added to a pack: kept too")
     (tmp_path / "packed" / ".DS_Store").write_text("added by a file browser")
     (tmp_path / "packed" / "backup.tfrecord").mkdir()  # named like a shard, a folder
     with pytest.raises(ConfigError, match=r"holds files a pack did not write \(.DS_Store, "
                                           r"backup.tfrecord, notes.txt\)"):
-        records.pack(ds, tmp_path / "packed", force=True)
+        packing.pack(ds, tmp_path / "packed", force=True)
     assert (mine / "sub" / "notes.txt").read_text() == "precious"
     assert (tmp_path / "packed" / "notes.txt").exists()
     assert (tmp_path / "packed" / "backup.tfrecord").is_dir()
@@ -181,7 +181,7 @@ def test_pack_force_refuses_a_folder_of_the_users_that_has_a_dataset_json(tmp_pa
 
 def test_packed_training_batches_are_seeded_per_epoch_and_resume_exactly(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos", per_class=10))
-    records.pack(ds, tmp_path / "packed", shard_mb=0.003)
+    packing.pack(ds, tmp_path / "packed", shard_mb=0.003)
     feed = Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0.2, seed=1)
 
     def labels(**kw):
@@ -194,7 +194,7 @@ def test_packed_training_batches_are_seeded_per_epoch_and_resume_exactly(tmp_pat
 
 
 def test_a_truncated_shard_is_an_error_naming_it(tmp_path):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
                  shard_mb=0.002)
     shard = sorted((tmp_path / "packed").glob("train-*.tfrecord"))[1]
     shard.write_bytes(shard.read_bytes()[:-10])
@@ -204,7 +204,7 @@ def test_a_truncated_shard_is_an_error_naming_it(tmp_path):
 
 
 def test_a_shard_damaged_in_place_stops_training_with_an_error_naming_it(tmp_path):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
                  shard_mb=0.002)
     shard = sorted((tmp_path / "packed").glob("train-*.tfrecord"))[1]
     data = bytearray(shard.read_bytes())
@@ -220,7 +220,7 @@ def test_a_shard_damaged_in_place_stops_training_with_an_error_naming_it(tmp_pat
     with pytest.raises(DataError, match=f"the shard {shard.name} is damaged"):
         list(split_batches(datasets.load(tmp_path / "packed").train, SHAPE))  # evaluate's
     with pytest.raises(DataError, match=f"the shard {shard.name} is damaged") as err:
-        records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again")  # packed again
+        packing.pack(datasets.load(tmp_path / "packed"), tmp_path / "again")  # packed again
     assert err.value.file == str(shard) and not (tmp_path / "again").exists()
 
 
@@ -243,7 +243,7 @@ def test_a_record_that_disagrees_with_its_packs_labels_stops_training_saying_so(
     """Shards edited, or another pack's shards beside these labels: checksums pass, so the
     record's label (beyond the classes) or index (beyond the records) crashed mid-epoch
     in TensorFlow; the error names the pack, the record and what to do."""
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     [shard] = (tmp_path / "packed").glob("train-*.tfrecord")
 
     def change(k, example):
@@ -276,7 +276,7 @@ def test_pack_refuses_an_existing_folder_and_leaves_nothing_half_written(tmp_pat
     (tmp_path / "packed").mkdir()
     (tmp_path / "packed" / "notes.txt").write_text("mine")
     with pytest.raises(Exception, match="exists"):
-        records.pack(ds, tmp_path / "packed")
+        packing.pack(ds, tmp_path / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]
     assert [p.name for p in (tmp_path / "packed").iterdir()] == ["notes.txt"]
 
@@ -284,7 +284,7 @@ def test_pack_refuses_an_existing_folder_and_leaves_nothing_half_written(tmp_pat
 def test_pack_writes_into_an_empty_folder_made_for_it(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     (tmp_path / "packed").mkdir()
-    records.pack(ds, tmp_path / "packed")
+    packing.pack(ds, tmp_path / "packed")
     assert len(datasets.load(tmp_path / "packed").train) == len(ds.train)
 
 
@@ -294,14 +294,14 @@ def _mount_point(out: Path, monkeypatch) -> Path:
     import errno
 
     out.mkdir(exist_ok=True)
-    replace, rmtree = records.os.replace, records.shutil.rmtree
+    replace, rmtree = packing.os.replace, packing.shutil.rmtree
 
     def busy(path) -> None:
         if Path(path) == out:
             raise OSError(errno.EBUSY, "Device or resource busy")
 
-    monkeypatch.setattr(records.os, "replace", lambda src, dst: busy(dst) or replace(src, dst))
-    monkeypatch.setattr(records.shutil, "rmtree", lambda path, **kw: busy(path) or rmtree(
+    monkeypatch.setattr(packing.os, "replace", lambda src, dst: busy(dst) or replace(src, dst))
+    monkeypatch.setattr(packing.shutil, "rmtree", lambda path, **kw: busy(path) or rmtree(
         path, **kw))
     return out
 
@@ -311,7 +311,7 @@ def test_pack_into_an_empty_mount_point_is_written_inside_it(tmp_path, monkeypat
     user wants the bytes: the pack is staged inside it and moved into place."""
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     out = _mount_point(tmp_path / "volume", monkeypatch)
-    records.pack(ds, out)
+    packing.pack(ds, out)
     assert len(datasets.load(out).train) == len(ds.train)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "volume"]
@@ -323,10 +323,10 @@ def test_pack_force_onto_a_mount_point_replaces_the_earlier_pack_in_place(tmp_pa
     pack is staged inside it and the earlier one's files make way for it."""
     out = tmp_path / "volume"
     out.mkdir()
-    records.pack(datasets.load(photo_folder(tmp_path / "few", per_class=3)), out)
+    packing.pack(datasets.load(photo_folder(tmp_path / "few", per_class=3)), out)
     _mount_point(out, monkeypatch)
     ds = datasets.load(photo_folder(tmp_path / "more", per_class=6))
-    records.pack(ds, out, force=True)
+    packing.pack(ds, out, force=True)
     assert len(datasets.load(out).train) == len(ds.train)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
@@ -335,17 +335,17 @@ def test_a_pack_whose_folder_is_made_meanwhile_by_someone_else_says_so(tmp_path,
                                                                        monkeypatch):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     out = tmp_path / "packed"
-    real = records._write_split
+    real = packing._write_split
 
     def another_pack_first(*args, **kwargs):
         out.mkdir(exist_ok=True)
         (out / "theirs.txt").write_text("keep me")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(records, "_write_split", another_pack_first)
+    monkeypatch.setattr(packing, "_write_split", another_pack_first)
     with pytest.raises(WriteError, match="packed was made while packing, with something in "
                                          "it; it was left as it is"):
-        records.pack(ds, out)
+        packing.pack(ds, out)
     assert [p.name for p in out.iterdir()] == ["theirs.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]
 
@@ -355,9 +355,9 @@ def test_a_killed_pack_into_an_empty_folder_leaves_it_packable_again(tmp_path):
     out = tmp_path / "packed"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    (out / f"{records.STAGED}x1y2z3w4").mkdir(parents=True)
-    (out / f"{records.STAGED}x1y2z3w4" / files.PID_FILE).write_text(dead)  # process: gone
-    records.pack(ds, out)
+    (out / f"{packing.STAGED}x1y2z3w4").mkdir(parents=True)
+    (out / f"{packing.STAGED}x1y2z3w4" / files.PID_FILE).write_text(dead)  # process: gone
+    packing.pack(ds, out)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
@@ -367,7 +367,7 @@ def test_pack_never_writes_over_its_source(tmp_path):
     ds = datasets.load(root)
     for out in (root, root / "a" / "packed", tmp_path):
         with pytest.raises(ConfigError, match="the data folder|inside the data|holding the"):
-            records.pack(ds, out, force=True, source=root)
+            packing.pack(ds, out, force=True, source=root)
     assert sorted(p.name for p in root.rglob("*")) == before
 
 
@@ -376,22 +376,22 @@ def test_pack_force_replaces_an_earlier_pack_but_no_other_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="is not a packed dataset"):
-        records.pack(ds, tmp_path / "mine", force=True)
+        packing.pack(ds, tmp_path / "mine", force=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     with pytest.raises(ConfigError) as e:  # not told to pass --force, which refuses it
-        records.pack(ds, tmp_path / "mine")
+        packing.pack(ds, tmp_path / "mine")
     assert e.value.hint == "give another folder (--force replaces only an earlier pack)"
-    records.pack(ds, tmp_path / "packed")
+    packing.pack(ds, tmp_path / "packed")
     (tmp_path / "packed" / "stale.tfrecord").write_bytes(b"old")
-    records.pack(ds, tmp_path / "packed", force=True)
+    packing.pack(ds, tmp_path / "packed", force=True)
     assert not (tmp_path / "packed" / "stale.tfrecord").exists()
 
 
 def test_a_packed_dataset_packs_again_resized_with_the_same_labels(tmp_path):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
-    records.pack(ds, tmp_path / "packed", shard_mb=0.002)
+    packing.pack(ds, tmp_path / "packed", shard_mb=0.002)
     packed = datasets.load(tmp_path / "packed")
-    records.pack(packed, tmp_path / "again", image_size=(16, 16))
+    packing.pack(packed, tmp_path / "again", image_size=(16, 16))
     again = datasets.load(tmp_path / "again")
     assert again.image_shape == (16, 16, 3)
     np.testing.assert_array_equal(again.train.labels, packed.train.labels)  # in its order
@@ -404,12 +404,12 @@ def test_pack_keeps_file_names_that_are_not_utf8(tmp_path):
     root = photo_folder(tmp_path / "photos")
     odd = root / "a" / "bad\udcff.jpg"  # the name of a file whose bytes are not UTF-8
     (root / "a" / "0.jpg").rename(odd)
-    records.pack(datasets.load(root), tmp_path / "packed")
+    packing.pack(datasets.load(root), tmp_path / "packed")
     assert datasets.load(tmp_path / "packed").train.kind == "records"
 
 
 def test_damaged_labels_of_a_packed_dataset_are_an_error_naming_the_file(tmp_path):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     (tmp_path / "packed" / "train-labels.npy").write_text("garbage")
     with pytest.raises(DataError, match="train-labels.npy cannot be read") as err:
         datasets.load(tmp_path / "packed")
@@ -418,7 +418,7 @@ def test_damaged_labels_of_a_packed_dataset_are_an_error_naming_the_file(tmp_pat
 
 def test_a_pack_without_its_index_is_said_as_such_not_taken_for_a_photo_folder(tmp_path):
     """Shards and labels copied without dataset.json: not "no class sub-folders"."""
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     (tmp_path / "packed" / "dataset.json").unlink()
     with pytest.raises(DataError, match="packed holds packed shards and labels but not "
                                         "their index, dataset.json") as err:
@@ -427,7 +427,7 @@ def test_a_pack_without_its_index_is_said_as_such_not_taken_for_a_photo_folder(t
 
 
 def test_a_negative_packed_label_is_an_error_naming_the_index_not_a_crash(tmp_path):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     file = tmp_path / "packed" / "train-labels.npy"
     np.save(file, np.where(np.arange(len(np.load(file))) == 0, -1, np.load(file)))
     with pytest.raises(DataError, match="the labels hold -1, and a label is a class's number "
@@ -439,7 +439,7 @@ def test_a_negative_packed_label_is_an_error_naming_the_index_not_a_crash(tmp_pa
 def test_a_pack_whose_index_is_a_device_is_an_error_not_a_hang(tmp_path):
     """A pack from someone else with dataset.json linked to /dev/zero: reading it whole
     would fill the memory."""
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     (tmp_path / "packed" / "dataset.json").unlink()
     (tmp_path / "packed" / "dataset.json").symlink_to("/dev/zero")
     with pytest.raises(DataError, match="dataset.json is not a file"):
@@ -447,7 +447,7 @@ def test_a_pack_whose_index_is_a_device_is_an_error_not_a_hang(tmp_path):
 
 
 def test_packed_labels_fewer_than_the_records_are_an_error_naming_the_counts(tmp_path):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     file = tmp_path / "packed" / "train-labels.npy"
     labels = np.load(file)
     np.save(file, labels[:-1])
@@ -459,7 +459,7 @@ def test_packed_labels_fewer_than_the_records_are_an_error_naming_the_counts(tmp
 
 def test_pack_refuses_an_image_size_no_model_takes(tmp_path):
     with pytest.raises(ConfigError, match="larger than 16384 pixels a side"):
-        records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
+        packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed",
                      image_size=(100_000, 100_000))
     assert not (tmp_path / "packed").exists()
 
@@ -485,13 +485,13 @@ def test_packing_images_from_outside_the_sources_folder_is_said(tmp_path):
     rows += [f"{private / 'a' / '0.jpg'},a", "../private/b/0.jpg,b"]
     (tmp_path / "data" / "labels.csv").write_text("\n".join(rows) + "\n")
     source = tmp_path / "data" / "labels.csv"
-    [note] = records.outside_note(datasets.load(source), source)
+    [note] = packing.outside_note(datasets.load(source), source)
     assert note.startswith(f"2 images of {source} lie outside its folder {tmp_path / 'data'}")
     assert str(private / "a" / "0.jpg") in note
     folder = photo_folder(tmp_path / "mine")
-    assert records.outside_note(datasets.load(folder), folder) == []
+    assert packing.outside_note(datasets.load(folder), folder) == []
     (folder / "a" / "link.jpg").symlink_to(private / "b" / "1.jpg")
-    [note] = records.outside_note(datasets.load(folder), folder)
+    [note] = packing.outside_note(datasets.load(folder), folder)
     assert note.startswith(f"1 image of {folder} lies outside") and "link.jpg" in note
 
 
@@ -843,7 +843,7 @@ def test_each_worker_reads_only_its_part_of_every_batch(tmp_path, monkeypatch):
 def test_each_worker_decodes_only_its_part_of_every_packed_batch(tmp_path, monkeypatch):
     """TFRecord shards on several machines: every worker reads the records' bytes, but
     decodes only its replicas' images."""
-    records.pack(datasets.load(photo_folder(tmp_path / "photos", per_class=8)),
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos", per_class=8)),
                  tmp_path / "packed", shard_mb=0.003)
     assert_two_workers_split_the_decoding(
         Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0, seed=0,
@@ -1069,7 +1069,7 @@ def streamed(request, tmp_path):
     """`photo_folder` as a dataset, as it is or packed into shards."""
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     if request.param:
-        records.pack(ds, tmp_path / "packed", shard_mb=0.003)
+        packing.pack(ds, tmp_path / "packed", shard_mb=0.003)
         ds = datasets.load(tmp_path / "packed")
     return ds
 
@@ -1175,7 +1175,7 @@ def _dense_config(tmp_path, data, input, resize="stretch"):
 
 
 def test_a_pack_resized_one_way_trains_only_with_that_resize_mode(tmp_path):
-    records.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
+    packing.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
                  image_size=(8, 8), resize="center_crop")
     packed = datasets.load(tmp_path / "packed")
     assert packed.resized == "center_crop"
@@ -1194,7 +1194,7 @@ def test_a_pack_resized_one_way_trains_only_with_that_resize_mode(tmp_path):
 
 
 def test_a_pack_cropped_to_one_shape_does_not_train_a_network_of_another(tmp_path):
-    records.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
+    packing.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
                  image_size=(8, 8), resize="center_crop")
     cfg = _dense_config(tmp_path, tmp_path / "packed", [8, 16, 3], resize="center_crop")
     with pytest.raises(ConfigError, match="the packed images of .*packed are not the pictures "
@@ -1210,20 +1210,20 @@ def test_a_pack_cropped_to_one_shape_does_not_train_a_network_of_another(tmp_pat
 
 
 def test_a_pack_packed_again_keeps_how_its_images_were_resized(tmp_path):
-    records.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
+    packing.pack(datasets.load(_wide_photos(tmp_path / "wide")), tmp_path / "packed",
                  image_size=(8, 8), resize="pad")
-    records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again", shard_mb=0.001)
+    packing.pack(datasets.load(tmp_path / "packed"), tmp_path / "again", shard_mb=0.001)
     assert datasets.load(tmp_path / "again").resized == "pad"
-    records.pack(datasets.load(tmp_path / "packed"), tmp_path / "larger", image_size=(16, 16),
+    packing.pack(datasets.load(tmp_path / "packed"), tmp_path / "larger", image_size=(16, 16),
                  resize="pad")
     assert datasets.load(tmp_path / "larger").resized == "pad"
     with pytest.raises(ConfigError, match="cannot be packed again at --image-size 8 16 "
                                           "--resize pad: they were padded to 8x8 when packed"):
-        records.pack(datasets.load(tmp_path / "packed"), tmp_path / "wider",
+        packing.pack(datasets.load(tmp_path / "packed"), tmp_path / "wider",
                      image_size=(8, 16), resize="pad")
     with pytest.raises(ConfigError, match="they were resized with pad when packed, not "
                                           "stretch"):
-        records.pack(datasets.load(tmp_path / "packed"), tmp_path / "wider",
+        packing.pack(datasets.load(tmp_path / "packed"), tmp_path / "wider",
                      image_size=(8, 8))
     assert not (tmp_path / "wider").exists()
 
@@ -1234,7 +1234,7 @@ def test_evaluating_on_a_pack_resized_otherwise_than_the_model_is_refused(tmp_pa
 
     wide = _wide_photos(tmp_path / "wide")
     run = training.train(_dense_config(tmp_path, wide, [8, 8, 3])).run  # stretched
-    records.pack(datasets.load(wide), tmp_path / "padded", image_size=(8, 8), resize="pad")
+    packing.pack(datasets.load(wide), tmp_path / "padded", image_size=(8, 8), resize="pad")
     with pytest.raises(DataError, match="the packed images of .*padded are not the pictures "
                                         "this model gets from photos: they were resized with "
                                         "pad when packed, not stretch"):
@@ -1242,7 +1242,7 @@ def test_evaluating_on_a_pack_resized_otherwise_than_the_model_is_refused(tmp_pa
     with pytest.raises(DataError, match="resized with pad when packed, not stretch"):
         export(run, formats=["onnx"], data=str(tmp_path / "padded"), output=tmp_path / "exports")
     assert not (tmp_path / "exports").exists()
-    records.pack(datasets.load(wide), tmp_path / "stretched", image_size=(8, 8))
+    packing.pack(datasets.load(wide), tmp_path / "stretched", image_size=(8, 8))
     assert evaluate.evaluate(run, data=str(tmp_path / "stretched")).result.accuracy >= 0
 
 
@@ -1268,7 +1268,7 @@ def test_large_jpegs_packed_resized_are_the_pixels_training_from_the_files_sees(
             Image.fromarray(rng.integers(0, 255, (600, 800, 3), np.uint8)).save(
                 tmp_path / "big" / name / f"{i}.jpg", quality=90)
     ds = datasets.load(tmp_path / "big")
-    records.pack(ds, tmp_path / "packed", image_size=(32, 32))
+    packing.pack(ds, tmp_path / "packed", image_size=(32, 32))
     [(packed, _, _)] = split_batches(datasets.load(tmp_path / "packed").train, (32, 32, 3))
     from_files = [images.load_resized(path, (32, 32)) for path in ds.train.images]
     assert sorted(x.tobytes() for x in packed) == sorted(x.tobytes() for x in from_files)
@@ -1283,7 +1283,7 @@ def test_packed_arrays_keep_their_place_in_the_arrays_as_their_id(tmp_path):
 
     tf = import_tf()
     path = make_npz(tmp_path, n_train=20, n_test=12)
-    records.pack(datasets.load(path), tmp_path / "packed")
+    packing.pack(datasets.load(path), tmp_path / "packed")
     x_test = np.load(path)["x_test"]
     spec = {"image": tf.io.FixedLenFeature([], tf.string),
             "id": tf.io.FixedLenFeature([], tf.string)}
@@ -1318,7 +1318,7 @@ def test_evaluate_on_packed_photos_names_the_worst_mistakes_as_on_the_photos(tmp
     photos = shutil.copytree(tmp_path / "mine", tmp_path / "photos")
     for old, new in (("a", "x"), ("b", "a"), ("x", "b")):  # mislabelled: mistakes to name
         (photos / old).rename(photos / new)
-    records.pack(datasets.load(photos), tmp_path / "packed")
+    packing.pack(datasets.load(photos), tmp_path / "packed")
     on_photos = evaluate.evaluate(run, data=str(photos), output=tmp_path / "a")
     on_pack = evaluate.evaluate(run, data=str(tmp_path / "packed"), output=tmp_path / "b")
     assert on_pack.result.misclassified, "no mistakes to name"
@@ -1343,7 +1343,7 @@ def test_a_photo_folder_with_a_dataset_json_of_its_own_is_read_as_photos(tmp_pat
      "the shard '/etc/passwd' is not a shard file name in the pack's folder"),
 ])
 def test_a_hand_edited_index_is_an_error_naming_it_not_a_crash(tmp_path, edit, message):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     path = tmp_path / "packed" / "dataset.json"
     index = json.loads(path.read_text())
     edit(index)
@@ -1355,7 +1355,7 @@ def test_a_hand_edited_index_is_an_error_naming_it_not_a_crash(tmp_path, edit, m
 
 def test_a_shard_record_declaring_more_bytes_than_its_file_holds_is_refused_unread(tmp_path):
     """TensorFlow allocates what a record's length says: a terabyte ended the process."""
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     shard = next((tmp_path / "packed").glob("test-*.tfrecord"))
     shard.write_bytes((1 << 40).to_bytes(8, "little") + bytes(104))
     index = json.loads((tmp_path / "packed" / "dataset.json").read_text())
@@ -1367,7 +1367,7 @@ def test_a_shard_record_declaring_more_bytes_than_its_file_holds_is_refused_unre
 
 
 def test_a_shard_ending_inside_a_record_header_is_refused(tmp_path):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     shard = next((tmp_path / "packed").glob("train-*.tfrecord"))
     shard.write_bytes(shard.read_bytes() + bytes(5))
     path = tmp_path / "packed" / "dataset.json"
@@ -1381,7 +1381,7 @@ def test_a_shard_ending_inside_a_record_header_is_refused(tmp_path):
 
 
 def test_shards_holding_other_than_the_indexed_count_of_records_are_refused(tmp_path):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     path = tmp_path / "packed" / "dataset.json"
     index = json.loads(path.read_text())
     held = index["splits"]["train"]["count"]
@@ -1393,7 +1393,7 @@ def test_shards_holding_other_than_the_indexed_count_of_records_are_refused(tmp_
 
 
 def test_an_index_nested_too_deeply_is_a_damaged_index_not_a_crash(tmp_path):
-    records.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
+    packing.pack(datasets.load(photo_folder(tmp_path / "photos")), tmp_path / "packed")
     (tmp_path / "packed" / "dataset.json").write_text("[" * 100_000)
     with pytest.raises(DataError, match=r"dataset.json cannot be read \(it is nested too "
                                         r"deeply to be read\)"):  # not a RecursionError
@@ -1424,7 +1424,7 @@ def test_pack_without_resizing_leaves_out_an_image_that_cannot_be_decoded_too(tm
     root = photo_folder(tmp_path / "photos")
     broken = root / "a" / "1.jpg"
     broken.write_bytes(broken.read_bytes()[:200])  # the first bytes of a JPEG
-    done = records.pack(datasets.load(root), tmp_path / "packed")
+    done = packing.pack(datasets.load(root), tmp_path / "packed")
     assert done.skipped == 1 and str(broken) in done.examples[0]
     packed = datasets.load(tmp_path / "packed")
     assert len(packed.train) + len(packed.test) == 11
@@ -1435,7 +1435,7 @@ def test_pack_refuses_data_most_of_which_cannot_be_decoded_as_training_would(tmp
     for photo in datasets.load(root).train.images[:7]:  # 7 of 12 cut to their first bytes
         Path(photo).write_bytes(Path(photo).read_bytes()[:200])
     with pytest.raises(DataError, match="7 of the 12 images could not be decoded, e.g. "):
-        records.pack(datasets.load(root), tmp_path / "packed")
+        packing.pack(datasets.load(root), tmp_path / "packed")
     assert not (tmp_path / "packed").exists() and [p.name for p in tmp_path.iterdir()] == [
         "photos"]
 
@@ -1446,9 +1446,9 @@ def test_repacking_resized_leaves_out_a_record_that_cannot_be_decoded_naming_it(
     broken = root / "a" / "1.jpg"
     broken.write_bytes(broken.read_bytes()[:200])
     with monkeypatch.context() as m:  # packed as it is, unchecked (as cnncli before 12/2026)
-        m.setattr(records, "_resized", lambda encoded, *args, **kw: encoded)
-        records.pack(datasets.load(root), tmp_path / "packed")
-    done = records.pack(datasets.load(tmp_path / "packed"), tmp_path / "again",
+        m.setattr(packing, "_resized", lambda encoded, *args, **kw: encoded)
+        packing.pack(datasets.load(root), tmp_path / "packed")
+    done = packing.pack(datasets.load(tmp_path / "packed"), tmp_path / "again",
                         image_size=(8, 8))
     assert done.skipped == 1
     example = done.examples[0]
@@ -1462,7 +1462,7 @@ def test_a_split_none_of_whose_images_can_be_read_is_an_error_not_an_empty_pack(
     for path in root.rglob("*.*"):
         path.write_bytes(path.read_bytes()[:200])  # the first bytes of an image, no more
     with pytest.raises(DataError, match="none of the 2 train images could be read, e.g. "):
-        records.pack(datasets.load(root), tmp_path / "packed", image_size=(8, 8))
+        packing.pack(datasets.load(root), tmp_path / "packed", image_size=(8, 8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
@@ -1494,9 +1494,9 @@ def test_pack_resize_without_an_image_size_is_refused_not_ignored(tmp_path):
     assert not (tmp_path / "packed").exists()
     ds = datasets.load(root)
     with pytest.raises(ConfigError, match="--resize says how --image-size resizes"):
-        records.pack(ds, tmp_path / "packed", resize="stretch")
+        packing.pack(ds, tmp_path / "packed", resize="stretch")
     with pytest.raises(ConfigError, match="resize"):
-        records.pack(ds, tmp_path / "packed", image_size=(8, 8), resize="")
+        packing.pack(ds, tmp_path / "packed", image_size=(8, 8), resize="")
 
 
 def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
@@ -1505,9 +1505,9 @@ def test_a_failed_pack_leaves_no_folder_it_made(tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(records, "_name_shards", full_disk)
+    monkeypatch.setattr(packing, "_name_shards", full_disk)
     with pytest.raises(WriteError, match="No space left on device"):
-        records.pack(ds, tmp_path / "new" / "deeper" / "packed")
+        packing.pack(ds, tmp_path / "new" / "deeper" / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
@@ -1522,7 +1522,7 @@ def test_a_killed_packs_staging_folder_goes_with_the_next_pack_and_none_lands_in
     stale.mkdir()
     (stale / files.PID_FILE).write_text(str(dead.pid))
     (stale / "train-00001.tfrecord").write_bytes(b"half")
-    records.pack(ds, tmp_path / name)
+    packing.pack(ds, tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "photos"])
     assert files.PID_FILE not in [p.name for p in (tmp_path / name).iterdir()]
 
@@ -1540,7 +1540,7 @@ def test_a_folder_of_the_users_named_like_a_staging_folder_is_left_alone(tmp_pat
     older = tmp_path / ".packed.abcd1234"  # left by a cnncli of before the marker's name
     older.mkdir()
     (older / "pid").write_text(str(dead.pid))
-    records.pack(ds, tmp_path / "packed")
+    packing.pack(ds, tmp_path / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".packed.backup", "packed",
                                                          "photos"]
 
@@ -1557,7 +1557,7 @@ def test_a_pack_that_cannot_make_its_staging_folder_leaves_no_folder_it_made(tmp
 
     monkeypatch.setattr(files.tempfile, "mkdtemp", no_staging)
     with pytest.raises(OSError, match="No space left"):
-        records.pack(ds, tmp_path / "new" / "deeper" / "packed")
+        packing.pack(ds, tmp_path / "new" / "deeper" / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
@@ -1580,12 +1580,12 @@ def test_sigterm_while_packing_leaves_nothing_half_written_and_exits_143(tmp_pat
     # records are written slowly, so the signal comes while shards are being written
     script = textwrap.dedent(f"""
         import sys, time
-        from cnncli.data import records
-        real = records._record
+        from cnncli.data import packing
+        real = packing._record
         def slow(*args, **kwargs):
             time.sleep(0.2)
             return real(*args, **kwargs)
-        records._record = slow
+        packing._record = slow
         sys.argv = ["cnncli", "datasets", "pack", {str(root)!r}, {str(tmp_path / "packed")!r}]
         from cnncli.cli.app import main
         main()
@@ -1607,7 +1607,7 @@ def test_pack_onto_an_existing_file_does_not_offer_force_that_would_refuse(tmp_p
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     (tmp_path / "afile").write_text("mine")
     with pytest.raises(ConfigError, match="afile exists") as err:
-        records.pack(ds, tmp_path / "afile")
+        packing.pack(ds, tmp_path / "afile")
     assert err.value.hint == "give another folder (--force replaces only an earlier pack)"
     assert (tmp_path / "afile").read_text() == "mine"
 
@@ -1634,7 +1634,7 @@ def test_pack_on_a_full_disk_is_a_write_error_naming_the_output_leaving_nothing(
 
     monkeypatch.setattr(tf.io, "TFRecordWriter", FullDisk)
     with pytest.raises(WriteError) as err:
-        records.pack(ds, tmp_path / "out" / "packed")
+        packing.pack(ds, tmp_path / "out" / "packed")
     assert err.value.message == "cannot write the packed dataset: No space left on device"
     assert err.value.file == str(tmp_path / "out" / "packed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
@@ -1645,7 +1645,7 @@ def test_pack_into_a_path_under_a_file_is_a_clear_error_leaving_nothing(tmp_path
     (tmp_path / "file.txt").write_text("hi")
     for out in (tmp_path / "file.txt" / "out", tmp_path / "file.txt" / "deeper" / "out"):
         with pytest.raises(ConfigError, match="is a file") as err:
-            records.pack(ds, out)
+            packing.pack(ds, out)
         assert "file.txt" in err.value.file or "file.txt" in err.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "photos"]
 
@@ -1654,14 +1654,14 @@ def test_a_file_put_into_the_empty_folder_while_packing_is_not_deleted(tmp_path,
                                                                        monkeypatch):
     ds = datasets.load(photo_folder(tmp_path / "photos"))
     (tmp_path / "packed").mkdir()
-    real = records._write_split
+    real = packing._write_split
 
     def someone_writes_meanwhile(*args, **kwargs):
         (tmp_path / "packed" / "theirs.txt").write_text("keep me")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(records, "_write_split", someone_writes_meanwhile)
+    monkeypatch.setattr(packing, "_write_split", someone_writes_meanwhile)
     with pytest.raises(WriteError, match=r"packed is no longer empty: .*\(theirs.txt\)"):
-        records.pack(ds, tmp_path / "packed")
+        packing.pack(ds, tmp_path / "packed")
     assert [p.name for p in (tmp_path / "packed").iterdir()] == ["theirs.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "photos"]

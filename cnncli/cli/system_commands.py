@@ -58,19 +58,19 @@ def pack(
     """Write a dataset as sharded TFRecords that `data.name: OUT` trains from."""
     from cnncli.cli import render
     from cnncli.data import datasets as data
-    from cnncli.data import records
+    from cnncli.data import packing
     from cnncli.text import count
 
     given = ctx.obj or {}  # before `pack`: `cnncli datasets --json pack ...` means the same
     data_dir, offline, json = (data_dir or given.get("data_dir"),
                                offline or given.get("offline", False),
                                json or given.get("json", False))
-    records.pack_resize_mode(image_size, resize)  # known before the data is read
+    packing.pack_resize_mode(image_size, resize)  # known before the data is read
     ds, said = data.load_noting(source, data_dir=data_dir, offline=offline)  # in --json too
-    said += records.outside_note(ds, source)  # (images of this machine's, copied into it)
+    said += packing.outside_note(ds, source)  # (images of this machine's, copied into it)
     render.warn_all(said)
     with render.progress_bar("packing", len(ds.train) + len(ds.test), quiet=json) as advance:
-        packed = records.pack(ds, out, image_size=image_size, resize=resize,
+        packed = packing.pack(ds, out, image_size=image_size, resize=resize,
                               shard_mb=shard_mb, force=force, source=source, progress=advance)
     if packed.skipped:
         said.append(f"{count(packed.skipped, 'image')} could not be read and "
