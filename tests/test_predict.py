@@ -899,3 +899,26 @@ def test_predict_json_is_format_json_as_every_command_has_it(tmp_path):
     assert json.loads(both[0].stdout) == json.loads(both[1].stdout)
     clash = cnncli("predict", str(img), "--model", str(run), "--json", "--format", "csv")
     assert clash.returncode == 2 and "--json is --format json" in clash.stderr
+
+
+def test_a_notebook_predicting_with_many_models_gets_no_retracing_warning():
+    """Each loaded model traces its own inference function once: TensorFlow's warning about
+    functions "retraced" in a loop (after five) is about code that retraces one function,
+    and told a notebook that loads models one after another it was doing something wrong."""
+    import logging
+
+    import keras
+
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        for _ in range(7):
+            model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                                      keras.layers.Dense(3, activation="softmax")])
+            probabilities = tiny(model).probabilities(np.zeros((2, 8, 8, 3), np.uint8))
+            assert probabilities.shape == (2, 3)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [text for text in said if "retracing" in text]

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from cnncli import config, files, parallel
-from cnncli.data import datasets, images, inputs, loader, packing, records
+from cnncli.data import datasets, images, inputs, loader, packing
 from cnncli.data.dataset import DataWarning
 from cnncli.data.feed import Feed, split_batches
 from cnncli.data.loader import ImageLoader

@@ -85,7 +85,10 @@ class KerasClassifier(Classifier):
             x = pipeline.preprocess_batch(images, self.network_input, self.preprocessing)
             return tf.cast(self.model(x, training=False), tf.float32)
 
-        return infer
+        # traced now, once (its signature is fixed), and called as the traced function: a
+        # `tf.function` called counts its tracings across instances, and after five models
+        # loaded in one process (a notebook) TensorFlow warned of "retracing" in a loop
+        return infer.get_concrete_function()
 
 
 def keras_classifier(name: str, model, input_shape, preprocessing: str,
