@@ -39,10 +39,10 @@ class Pretrained:
     size: int  # input height and width
     weights_file: str  # Keras' cache file name
     origin: str  # where Keras downloads it from
-    megabytes: int
+    megabytes: float  # the weights file's size, about: the model's parameters x 4 bytes (MB)
     preprocessing: str  # a cnncli.data.pipeline mode equal to the model's preprocess_input
     notop: str = ""  # Keras' cache file name of the weights without the classifier
-    notop_megabytes: float = 0  # its size: the no-top model's parameters x 4 bytes
+    notop_megabytes: float = 0  # its size, as `megabytes`: the no-top model's parameters
     notop_sizes: tuple[int, ...] = ()  # input sizes with a file of their own ({size} in notop)
     min_size: int = 32  # the smallest input height and width keras.applications accepts
     keras_names: str = ""  # Keras' names for the model (a regular expression)
@@ -67,7 +67,7 @@ REGISTRY: dict[str, Pretrained] = {}
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
-def register(name: str, *, size: int, weights_file: str, origin: str, megabytes: int,
+def register(name: str, *, size: int, weights_file: str, origin: str, megabytes: float,
              preprocessing: str, notop: str, notop_megabytes: float,
              notop_sizes: tuple[int, ...] = (), keras_names: str | None = None,
              first_layer: str, from_file: Callable | None = None):
@@ -100,7 +100,7 @@ def _apps():
 @register("vgg16", size=224,
           first_layer="block1_conv1",
           weights_file="vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-          origin=_KERAS_APPS + "vgg16/", megabytes=528, preprocessing="caffe",
+          origin=_KERAS_APPS + "vgg16/", megabytes=553.4, preprocessing="caffe",
           notop="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=58.9)
 def vgg16(weights, **options):
     return _apps().VGG16(weights=weights, **options)
@@ -109,7 +109,7 @@ def vgg16(weights, **options):
 @register("vgg19", size=224,
           first_layer="block1_conv1",
           weights_file="vgg19_weights_tf_dim_ordering_tf_kernels.h5",
-          origin=_KERAS_APPS + "vgg19/", megabytes=549, preprocessing="caffe",
+          origin=_KERAS_APPS + "vgg19/", megabytes=574.7, preprocessing="caffe",
           notop="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=80.1)
 def vgg19(weights, **options):
     return _apps().VGG19(weights=weights, **options)
@@ -118,7 +118,7 @@ def vgg19(weights, **options):
 @register("resnet50", size=224,
           first_layer="conv1_conv",
           weights_file="resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-          origin=_KERAS_APPS + "resnet/", megabytes=98, preprocessing="caffe",
+          origin=_KERAS_APPS + "resnet/", megabytes=102.5, preprocessing="caffe",
           notop="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", notop_megabytes=94.4)
 def resnet50(weights, **options):
     return _apps().ResNet50(weights=weights, **options)
@@ -126,7 +126,7 @@ def resnet50(weights, **options):
 
 @register("mobilenet_v2", size=224, first_layer="Conv1",
           weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
-          origin=_KERAS_APPS + "mobilenet_v2/", megabytes=14, preprocessing="tf",
+          origin=_KERAS_APPS + "mobilenet_v2/", megabytes=14.2, preprocessing="tf",
           notop="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
           notop_megabytes=9.0, notop_sizes=(96, 128, 160, 192, 224),
           keras_names=r"mobilenetv2_1\.00_(\d+|None)")  # width 1.0 (the weights'), a size
@@ -161,7 +161,7 @@ def _efficientnet_scale(model: keras.Model) -> None:
 @register("efficientnet_b0", size=224,
           first_layer="stem_conv", from_file=_efficientnet_scale,
           weights_file="efficientnetb0.h5",
-          origin="https://storage.googleapis.com/keras-applications/", megabytes=21,
+          origin="https://storage.googleapis.com/keras-applications/", megabytes=21.3,
           preprocessing="none", notop="efficientnetb0_notop.h5", notop_megabytes=16.2)
 def efficientnet_b0(weights, **options):
     return _apps().EfficientNetB0(weights=weights, **options)
@@ -324,7 +324,7 @@ def _missing(entry: Pretrained, why: str) -> ModelError:
     return ModelError(
         f"the ImageNet weights of {entry.name} are not on this machine ({why})",
         file=str(cache_dir() / entry.weights_file),
-        hint=f"download {entry.origin}{entry.weights_file} ({entry.megabytes} MB) and put it "
+        hint=f"download {entry.origin}{entry.weights_file} (about {entry.megabytes:g} MB) and put it "
              f"in {cache_dir()}/, or pass --weights FILE, or run `cnncli models --download "
              f"{entry.name}` on a machine that is online")
 
