@@ -179,12 +179,28 @@ def percent(p: float, decimals: int = 2) -> str:
     >>> percent(0.9809), percent(0.999996), percent(0.0000004), percent(1.0), percent(0.97, 0)
     ('98.09%', '>99.99%', '<0.01%', '100.00%', '97%')
     """
-    text = f"{p:.{decimals}%}"
-    step = 10.0 ** -decimals
-    if p < 1 and text == f"{1:.{decimals}%}":
-        return f">{100 - step:.{decimals}f}%"
-    if p > 0 and text == f"{0:.{decimals}%}":
-        return f"<{step:.{decimals}f}%"
+    return _short_of_certain(p, f".{decimals}%", 10.0 ** -(decimals + 2))
+
+
+def fraction(p: float, decimals: int = 4) -> str:
+    """A share from 0 to 1 (an accuracy, a recall) with `decimals` digits, never rounded
+    to a certainty it is not, as `percent`: 20,000 images right and one wrong is not an
+    accuracy of 1.0000.
+
+    >>> fraction(0.99996), fraction(0.00004), fraction(1.0), fraction(0.805, 3)
+    ('>0.9999', '<0.0001', '1.0000', '0.805')
+    """
+    return _short_of_certain(p, f".{decimals}f", 10.0 ** -decimals)
+
+
+def _short_of_certain(p: float, spec: str, step: float) -> str:
+    """`p` formatted by `spec`, or ``>`` the largest value short of 1 (``<`` the smallest
+    above 0) that `spec` shows, when `p` would be shown as 1 (0) and is not."""
+    text = format(p, spec)
+    if p < 1 and text == format(1, spec):
+        return ">" + format(1 - step, spec)
+    if p > 0 and text == format(0, spec):
+        return "<" + format(step, spec)
     return text
 
 

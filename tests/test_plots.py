@@ -326,3 +326,15 @@ def test_characters_the_font_lacks_are_said_once_with_the_picture(tmp_path):
     assert [str(w.message) for w in caught] == [
         f"{tmp_path / 'confusion.png'}: the picture's font has no '猫数': those characters "
         "are drawn as boxes (the text and JSON output have them)"]
+
+
+def test_confusion_cells_never_round_a_share_to_a_certainty_it_is_not(tmp_path, monkeypatch):
+    """996 of 1,000 right is not 100%, and the 4 mistakes are not 0%; a share that is
+    exactly that (no mistake) still is."""
+    from cnncli.plots import run_figures
+
+    figures = []
+    monkeypatch.setattr(run_figures, "save", lambda fig, path: figures.append(fig) or path)
+    plots.confusion_matrix([[996, 4], [0, 10]], ["a", "b"], tmp_path / "cm.png")
+    cells = [t.get_text().split("\n")[0] for t in figures[0].axes[0].texts]
+    assert cells == [">99%", "<1%", "0%", "100%"]

@@ -313,3 +313,20 @@ def test_tables_in_a_narrow_terminal_fold_their_cells_and_lose_no_figure(monkeyp
     assert columns[1] == "/home/someone/.keras/datasets/cifar-100-python/data/cifar-10"
     assert (columns[2], columns[3]) == ("50,0004,000", "10,0001,000")
     assert columns[4] == "32x32x332x32x3"
+
+
+def test_evaluate_never_rounds_a_figure_to_a_certainty_it_is_not(capsys):
+    """20,000 images right and one wrong: accuracy short of 1, and the class the mistake
+    went to short of a precision of 1, whatever the digits shown."""
+    import numpy as np
+
+    labels = np.array([0] * 10_000 + [1] * 10_001)
+    probabilities = np.eye(2)[labels] * 0.9 + 0.05
+    probabilities[-1] = [0.9, 0.1]  # the last image, of class 1, taken for class 0
+    result = metrics.compute(labels, probabilities, ["a", "b"])
+    render.evaluation(evaluate.Report("m.keras", result, "photos", {}, [], []))
+    out = capsys.readouterr().out
+    assert "accuracy >0.9999  macro F1 >0.9999" in out
+    rows = [[cell.strip() for cell in line.split("│")[2:5]] for line in out.splitlines()
+            if line.startswith(("│ a ", "│ b "))]
+    assert rows == [[">0.999", "1.000", ">0.999"], ["1.000", ">0.999", ">0.999"]]

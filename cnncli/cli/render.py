@@ -350,10 +350,10 @@ def evaluation(rep) -> None:
     out.print(f"Model: {printable(rep.model, one_line=True)} (computing in {rep.precision})")
     out.print(f"Data: {printable(rep.dataset, one_line=True)}, {r.count:,} test images")
     line = (f"loss {r.loss:.4f}  " if r.loss is not None else "") + \
-        f"accuracy {r.accuracy:.4f}"
+        f"accuracy {text.fraction(r.accuracy)}"
     if r.top5_accuracy is not None:
-        line += f"  top-5 accuracy {r.top5_accuracy:.4f}"
-    line += f"  macro F1 {r.macro_f1:.4f}"
+        line += f"  top-5 accuracy {text.fraction(r.top5_accuracy)}"
+    line += f"  macro F1 {text.fraction(r.macro_f1)}"
     if r.macro_classes < len(r.per_class):  # a test set of some of the model's classes
         line += f" (over the {r.macro_classes} of {len(r.per_class)} classes seen)"
     out.print(line)
@@ -362,8 +362,9 @@ def evaluation(rep) -> None:
         table.add_column(col, justify="left" if col == "class" else "right", overflow="fold")
     seen = [r.per_class[c] for c in metrics.seen_classes(r.confusion)]  # as the averages
     for c in seen[:CLASS_ROWS]:
-        table.add_row(printable(str(c.name), one_line=True), f"{c.precision:.3f}",
-                      f"{c.recall:.3f}", f"{c.f1:.3f}", f"{c.support:,}")
+        table.add_row(printable(str(c.name), one_line=True),
+                      *(text.fraction(v, 3) for v in (c.precision, c.recall, c.f1)),
+                      f"{c.support:,}")
     out.print(table)
     left = [f"{len(seen) - CLASS_ROWS:,} more"] * (len(seen) > CLASS_ROWS) + [
         f"{len(r.per_class) - len(seen):,} neither in the data nor predicted"] * (

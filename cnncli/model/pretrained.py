@@ -324,8 +324,8 @@ def _missing(entry: Pretrained, why: str) -> ModelError:
     return ModelError(
         f"the ImageNet weights of {entry.name} are not on this machine ({why})",
         file=str(cache_dir() / entry.weights_file),
-        hint=f"download {entry.origin}{entry.weights_file} (about {entry.megabytes:g} MB) and put it "
-             f"in {cache_dir()}/, or pass --weights FILE, or run `cnncli models --download "
+        hint=f"download {entry.origin}{entry.weights_file} (about {entry.megabytes:g} MB) and "
+             f"put it in {cache_dir()}/, or pass --weights FILE, or run `cnncli models --download "
              f"{entry.name}` on a machine that is online")
 
 

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnncli.plots.saving import save
-from cnncli.text import printable, probability, shorten
+from cnncli.text import percent, printable, probability, shorten
 
 #: Write numbers into the confusion matrix's cells up to this many classes.
 CELL_TEXT_MAX_CLASSES = 20
@@ -80,8 +80,8 @@ def _short(name: str, width: int = 18) -> str:
 def _cell_text(count: int, share: float, normalize: bool, n_classes: int) -> str:
     if not normalize:
         return str(count)
-    percent = "<1%" if 0 < share < 0.005 else f"{share:.0%}"
-    return f"{percent}\n({count})" if n_classes <= 10 else percent
+    shown = percent(share, 0)  # (never 0% nor 100% for a share that is not)
+    return f"{shown}\n({count})" if n_classes <= 10 else shown
 
 
 def confusion_matrix(confusion, class_names: list[str], path: str | Path, *,
