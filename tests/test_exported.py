@@ -15,7 +15,7 @@ from PIL import Image
 
 from cnncli.errors import ModelError
 from cnncli.export import exporter
-from cnncli.infer import exported, onnxscan, sidecar
+from cnncli.infer import evaluate, exported, onnxscan, sidecar
 
 
 @pytest.fixture(scope="module")
@@ -560,3 +560,17 @@ def test_explain_with_an_exported_file_is_refused_before_predicting(files, tmp_p
     assert done.returncode == 2 and done.stdout == ""  # options that do not go together
     assert "--explain (Grad-CAM) needs the Keras model" in done.stderr  # as explain says it
     assert not (tmp_path / "cams").exists()
+
+
+def test_evaluate_names_a_quantized_exports_precision_not_float32(files, tmp_path):
+    """An int8 file computes in int8 whatever --precision says: evaluate's line and its
+    JSON say so, as its JSON records it (it said "computing in float32")."""
+    model = _copy_with_json(files, tmp_path, "model.onnx",
+                            lambda d: d.update(quantization="int8"))
+    done = subprocess.run([sys.executable, "-m", "cnncli", "evaluate", str(model)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"Model: {model} (computing in int8, quantized when exported)" in done.stdout
+    report = evaluate.evaluate(model, model=exported.load(model), output=tmp_path / "eval")
+    assert report.precision == "int8"
+    assert '"precision": "int8"' in (tmp_path / "eval" / "evaluation.json").read_text()

@@ -344,10 +344,18 @@ def train_reporter(quiet: bool):
 CLASS_ROWS = 100
 
 
+#: How evaluate names an exported file's precision (`ExportedClassifier.precision`).
+QUANTIZED = {"float16": "float16 weights, quantized when exported",
+             "dynamic": "int8 weights (dynamic quantization when exported)",
+             "int8": "computing in int8, quantized when exported",
+             "as exported": "computing in the precision it was exported in"}
+
+
 def evaluation(rep) -> None:
     """Figures, per-class table, most-confused pairs and the worst mistakes."""
     r = rep.result
-    out.print(f"Model: {printable(rep.model, one_line=True)} (computing in {rep.precision})")
+    how = QUANTIZED.get(rep.precision, f"computing in {rep.precision}")
+    out.print(f"Model: {printable(rep.model, one_line=True)} ({how})")
     out.print(f"Data: {printable(rep.dataset, one_line=True)}, {r.count:,} test images")
     line = (f"loss {r.loss:.4f}  " if r.loss is not None else "") + \
         f"accuracy {text.fraction(r.accuracy)}"

@@ -117,6 +117,16 @@ class ExportedClassifier(Classifier):
     info: sidecar.ExportInfo | None = None
     run_batch: object = None  # uint8 (N, H, W, C) -> (N, classes)
 
+    @property
+    def precision(self) -> str:
+        """What the file computes in, as it was exported (`--precision` does not change
+        it): ``float32``, or its quantization (``float16``, ``dynamic``, ``int8``, as
+        `cnncli export --quantize` names them); ``as exported`` for a file whose sidecar
+        does not say."""
+        if self.info is None:
+            return "as exported"
+        return {"none": "float32"}.get(self.info.quantization, self.info.quantization)
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         x = fit_images(images, self.input_shape, self.meta.resize)
         if not len(x):
