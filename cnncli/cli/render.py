@@ -137,7 +137,10 @@ def summary(s, *, explain: bool = False) -> None:
               + (f", frozen {s.frozen_params:,})" if frozen else ")"))
     out.print(f"Activation memory per image: {text.size(s.forward_bytes)} forward, "
               f"~{text.size(s.backward_bytes)} backward (estimated at 2x forward)")
-    out.print(f"Multiply-adds per image: {s.macs:,} ({text.short_count(s.macs)})")
+    names = text.some(printable(name, one_line=True) for name in s.uncounted)
+    left_out = f"; not counting {names}: convolution and dense layers are counted" \
+        if s.uncounted else ""
+    out.print(f"Multiply-adds per image: {s.macs:,} ({text.short_count(s.macs)}{left_out})")
     warn_all(s.warnings)
 
 

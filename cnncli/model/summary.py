@@ -61,6 +61,8 @@ class Summary:
     backward_bytes: int
     macs: int
     warnings: list[str] = field(default_factory=list)
+    #: layers with weights whose multiply-adds `macs` leaves out (`uncounted`)
+    uncounted: list[str] = field(default_factory=list)
 
     @property
     def frozen_params(self) -> int:
@@ -113,8 +115,36 @@ def summarize(built: Built, *, expand: bool = False) -> Summary:
     return Summary(
         name=expanded.name, rows=rows, params=params, trainable_params=trainable,
         forward_bytes=forward, backward_bytes=2 * forward, macs=sum(r.macs for r in rows),
-        warnings=list(built.warnings),
+        warnings=list(built.warnings), uncounted=uncounted(model),
     )
+
+
+#: Layers with weights whose work is not multiply-adds of matrices: a value each (a
+#: normalisation, PReLU's slopes) or a lookup (Embedding).
+_NO_PRODUCTS = {"BatchNormalization", "FusedBatchNormalization", "LayerNormalization",
+                "GroupNormalization", "RMSNormalization", "UnitNormalization",
+                "Normalization", "Embedding", "PReLU"}
+
+
+def uncounted(model: keras.Model) -> list[str]:
+    """The layers of `model` (backbones opened) with weights whose multiply-adds the
+    summary does not count: it counts convolutions and dense layers (an LSTM's are not).
+
+    >>> import keras
+    >>> uncounted(keras.Sequential([keras.Input((4, 3)), keras.layers.LSTM(2),
+    ...                             keras.layers.Dense(1)]))
+    ['lstm']
+    """
+    names = []
+    for layer in backbone.top_layers(model):
+        if backbone.is_network(layer):
+            names += [f"{layer.name}/{name}" for name in uncounted(layer)]
+            continue
+        kind = type(layer).__name__
+        if layer.count_params() and kind != "Dense" and kind not in _NO_PRODUCTS and \
+                layer_kinds.kind(kind) != "conv":
+            names.append(layer.name)
+    return names
 
 
 def _row(node, layer, *, is_output: bool) -> Row:
