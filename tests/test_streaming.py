@@ -3,8 +3,10 @@ streamed (never decoded whole up front), cached, packed into TFRecords, CSV labe
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -861,6 +863,67 @@ def test_a_disk_cache_is_reused_by_the_next_run(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.batch(np.arange(len(ds.train)))[0], seen)
 
 
+def test_a_folder_swapped_for_another_mid_run_never_fills_the_shared_cache(tmp_path,
+                                                                           monkeypatch):
+    """The disk cache is keyed by the files as a run found them: images decoded after
+    the data folder was swapped for another (a link pointed elsewhere, folders renamed)
+    are trained on as they are, and never stored under that key, where every later run
+    on the first files would be given them."""
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    photo_folder(tmp_path / "v1")
+    (tmp_path / "v2").mkdir()
+    for path in (tmp_path / "v1").rglob("*.*"):  # the same names, other (white) pictures
+        (tmp_path / "v2" / path.parent.name).mkdir(exist_ok=True)
+        Image.new("RGB", (20, 20), "white").save(tmp_path / "v2" / path.parent.name / path.name,
+                                                 format=Image.open(path).format)
+    (tmp_path / "data").symlink_to("v1")
+    ds = datasets.load(tmp_path / "data")
+    everything = np.arange(len(ds.train))
+    original = ImageLoader(ds.train, SHAPE, cache="none").batch(everything)[0]
+    running = ImageLoader(ds.train, SHAPE, cache="disk")  # its key: the files of v1
+    running.batch(everything[:3])
+    (tmp_path / "data").unlink()
+    (tmp_path / "data").symlink_to("v2")
+    swapped = running.batch(everything)[0]
+    assert (swapped[3:] == 255).all() and running.changed == set(everything[3:].tolist())
+    running.flush()
+    (tmp_path / "data").unlink()
+    (tmp_path / "data").symlink_to("v1")
+    later = ImageLoader(ds.train, SHAPE, cache="disk")  # the same key: v1's files again
+    np.testing.assert_array_equal(later.batch(everything)[0], original)
+    assert later.changed == set()
+    feed = Feed(ds.train, ds.train, SHAPE, running)
+    assert feed.changed_note.startswith(f"{len(everything) - 3} image files changed on disk "
+                                        "since the run began (e.g. ")
+
+
+def test_a_disk_cache_is_made_as_the_umask_says_so_a_team_can_share_it(tmp_path, monkeypatch):
+    """A cache folder shared by a group (umask 002): another member's training opens
+    the cache files for writing; made 0644 whatever the umask, they refused it."""
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    old = os.umask(0o002)
+    try:
+        made = ImageLoader(ds.train, SHAPE, cache="disk")
+    finally:
+        os.umask(old)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in made._path.iterdir()}
+    assert modes == {loader.IMAGES_FILE: 0o664, loader.FILLED_FILE: 0o664}
+
+
+def test_a_cache_that_cannot_be_written_for_want_of_rights_is_not_said_a_full_disk(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    monkeypatch.setattr(loader, "_open_store", lambda *a: (_ for _ in ()).throw(
+        PermissionError(errno.EACCES, "Permission denied")))
+    with pytest.raises(DataError) as caught:
+        ImageLoader(ds.train, SHAPE, cache="disk")
+    assert caught.value.message == "cannot make the image cache: Permission denied"
+    assert caught.value.hint == f"set {loader.CACHE_DIR_ENV} to a folder you can write to, " \
+        "with room, or use data.cache: memory or none"
+
+
 def test_disk_caches_are_listed_and_cleared_and_nothing_else_in_their_folder(
         tmp_path, monkeypatch):
     from cnncli.data import caches
@@ -885,6 +948,32 @@ def test_disk_caches_are_listed_and_cleared_and_nothing_else_in_their_folder(
     assert [c["path"] for c in said["caches"]] == [str(cache.path)] and said["removed"]
     assert sorted(p.name for p in root.iterdir()) == ["0123456789abcdef01234567", "notes"]
     assert caches.found() == []
+
+
+def test_caches_that_could_not_be_removed_are_named_not_said_removed(tmp_path, monkeypatch):
+    """Another user's caches in a folder a team shares: --clear said "removed 2 caches"
+    and left both."""
+    from cnncli.data import caches
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(root))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    for shape in ((8, 8, 3), (12, 12, 3)):
+        ImageLoader(ds.train, shape, cache="disk").flush()
+    theirs, mine = sorted(caches.found(), key=lambda c: c.path.name)
+    rmtree = shutil.rmtree
+
+    def refused(path, *args, **kwargs):
+        if Path(path) == theirs.path:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(caches.shutil, "rmtree", refused)
+    with pytest.raises(WriteError) as caught:
+        caches.clear()
+    assert caught.value.message == f"1 image cache could not be removed: {theirs.path.name} " \
+        "(Permission denied); 1 other removed"
+    assert [c.path for c in caches.found()] == [theirs.path] and not mine.path.exists()
 
 
 def test_a_file_rewritten_with_its_old_modification_time_is_not_read_from_the_cache(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli.data import loader
+from cnncli.errors import WriteError
+from cnncli.text import count, some
 
 #: A cache folder's name (`loader.ImageLoader._key`) and what it may hold (its files,
 #: and those files half made, under `loader._open_store`'s temporary names).
@@ -54,11 +56,23 @@ def found(root: Path | None = None) -> list[Cache]:
 
 def clear(root: Path | None = None) -> list[Cache]:
     """Remove every cache in `root`; the ones removed. A run using one meanwhile keeps
-    reading it (its files stay open until it ends)."""
-    caches = found(root)
-    for cache in caches:
-        shutil.rmtree(cache.path, ignore_errors=True)
-    return caches
+    reading it (its files stay open until it ends). A `WriteError` naming those that
+    could not be removed (another user's, in a folder a team shares), once the others
+    are."""
+    removed, failed = [], []
+    for cache in found(root):
+        try:
+            shutil.rmtree(cache.path)
+            removed.append(cache)
+        except OSError as exc:
+            failed.append(f"{cache.path.name} ({exc.strerror or exc})")
+    if failed:
+        done = f"; {count(len(removed), 'other')} removed" if removed else ""
+        raise WriteError(f"{count(len(failed), 'image cache')} could not be removed: "
+                         f"{some(failed)}{done}", file=str(root or loader.cache_dir()),
+                         hint=f"remove them as the user who made them, or set "
+                         f"{loader.CACHE_DIR_ENV} to a folder of your own")
+    return removed
 
 
 def _is_cache(folder: Path) -> bool:

@@ -28,7 +28,7 @@ from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Split
 from cnncli.data.loader import ImageLoader, needs_loader
 from cnncli.errors import ConfigError, DataError
-from cnncli.text import count
+from cnncli.text import count, some
 
 #: Training stops when more than `checks.UNREADABLE_SHARE` of the images tried so far
 #: could not be decoded, judged once this many images were tried (or at an epoch's end),
@@ -192,6 +192,19 @@ class Feed:
         """Why the image cache stopped mid-run (a disk error), or None."""
         return next((loader.cache_error for loader in (self.train_loader, self.val_loader)
                      if loader is not None and loader.cache_error), None)
+
+    @property
+    def changed_note(self) -> str | None:
+        """A note when image files changed on disk since the run began (a folder swapped
+        for another, files replaced): decoded as they are now, not kept in the shared
+        image cache, which holds the images of the files as they were; None if none did."""
+        loaders = [x for x in dict.fromkeys([self.train_loader, self.val_loader]) if x]
+        paths = [loader.split.images[i] for loader in loaders for i in sorted(loader.changed)]
+        if not paths:
+            return None
+        return (f"{count(len(paths), 'image file')} changed on disk since the run began (e.g. "
+                f"{some(paths, shown=2)}): trained on as they are now, not kept in the image "
+                "cache")
 
     def first_images(self, n: int) -> np.ndarray:
         """`n` training images as the model gets them (uint8), e.g. to build metrics."""

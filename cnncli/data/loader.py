@@ -19,6 +19,7 @@ are decoded every epoch from then on, and `cache_error` says why).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -31,6 +32,7 @@ from cnncli import parallel
 from cnncli.data import images
 from cnncli.data.dataset import Split
 from cnncli.errors import CnnError, DataError
+from cnncli.files import umask
 from cnncli.text import dims_text, size
 
 #: `auto` keeps the cache in memory up to this share of the memory available.
@@ -117,6 +119,10 @@ class ImageLoader:
         self.tried = 0  # how many different images a decode was tried on
         self._tried = np.zeros(len(split), bool)
         self.cache_error: str | None = None  # why the cache stopped mid-run, if it did
+        #: files found changed on disk since the cache's key was made from them (`_key`):
+        #: decoded as they are now, never stored under that key
+        self.changed: set[int] = set()
+        self._signatures: np.ndarray | None = None  # each file's, when the key was made
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(parallel.DECODE_THREADS)
         self._made: list[Path] = []  # the disk cache's files (and folder) made now
@@ -147,9 +153,11 @@ class ImageLoader:
         try:
             return _open_store(folder, shape, self._made)
         except OSError as exc:
+            first = "free some disk space, " if exc.errno not in (errno.EACCES, errno.EPERM, \
+                errno.EROFS) else ""  # (someone else's cache, a read-only disk: not room)
             raise DataError(f"cannot make the image cache: {exc.strerror or exc}",
-                            file=str(folder), hint=f"free some disk space, set {CACHE_DIR_ENV} "
-                            "to a writable folder with room, or use data.cache: memory or "
+                            file=str(folder), hint=f"{first}set {CACHE_DIR_ENV} to a folder "
+                            "you can write to, with room, or use data.cache: memory or "
                             "none") from None
 
     def _key(self) -> str:
@@ -162,10 +170,14 @@ class ImageLoader:
             digest.update(hashlib.sha256(np.ascontiguousarray(self.split.images)).digest())
             return digest.hexdigest()[:KEY_LENGTH]
         paths = self.split.images.shards if self.split.kind == "records" else self.split.images
-        for path in paths:
+        signatures = np.zeros(len(paths), np.int64)
+        for k, path in enumerate(paths):
             stat = os.stat(path)
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n"
                           .encode())
+            signatures[k] = _signature(stat)
+        if self.split.kind == "files":
+            self._signatures = signatures
         return digest.hexdigest()[:KEY_LENGTH]
 
     def batch(self, indices: np.ndarray, encoded=None) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +211,7 @@ class ImageLoader:
                     weights[k] = 0.0
                     continue
                 out[k] = image
-                if self._store is not None:
+                if self._store is not None and i not in self.changed:
                     try:
                         self._store[i] = image
                     except OSError as exc:  # e.g. a disk error writing the cache: train on,
@@ -223,12 +235,25 @@ class ImageLoader:
             if self.split.kind == "arrays":
                 image = images.convert_channels(self.split.images[i], channels)
                 return images.resize(image, size, self.resize)
-            return images.load_resized(self.split.images[i], size, self.resize,
-                                       channels=channels)
+            image = images.load_resized(self.split.images[i], size, self.resize,
+                                        channels=channels)
+            if self._signatures is not None and not self._unchanged(i):
+                with self._lock:  # (a folder swapped for another mid-run, a file replaced)
+                    self.changed.add(i)
+            return image
         except CnnError as exc:
             with self._lock:
                 self.failures[i] = exc
             return None
+
+    def _unchanged(self, i: int) -> bool:
+        """Whether file `i` is still the one the disk cache's key was made from: the
+        cache is shared by every run on these files, and an image of another file stored
+        under it would be given to each of them."""
+        try:
+            return _signature(os.stat(self.split.images[i])) == self._signatures[i]
+        except OSError:
+            return False
 
     def _record_name(self, i: int) -> str:
         return f"record {i} of {Path(self.split.images.shards[0]).parent}"
@@ -257,6 +282,12 @@ class ImageLoader:
             self.flush()
         self._pool.shutdown(wait=True, cancel_futures=True)  # (a decode at most: ms)
         self._store = self._filled = None
+
+
+def _signature(stat: os.stat_result) -> int:
+    """A file's identity and version as one number: which file (device, inode), its
+    size and its modification and status change times."""
+    return hash((stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
 
 
 def _reserve(fd: int, size: int) -> None:
@@ -293,7 +324,9 @@ def _open_store(folder: Path, shape: tuple[int, ...], made: list[Path]):
                 fresh = True  # new images: nothing is filled in
                 tmp = folder / f".{name}.{os.getpid()}.tmp"
                 made.append(tmp)
-                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                # as the user's umask says (a cache folder a team shares: group-writable)
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC,
+                             0o666 & ~umask())
                 try:
                     _reserve(fd, size)  # zeros
                 finally:

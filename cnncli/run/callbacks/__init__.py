@@ -97,6 +97,7 @@ class RunCallback(keras.callbacks.Callback):
         self.plateau = Plateau(t.schedule, state) if t.schedule.name == "plateau" else None
         self.outputs = Outputs(run)
         self.cache_noted = False  # the image cache's failure is said once
+        self.changed_noted = False  # image files changed mid-run: said once
         self.unreadable_new = []  # images found unreadable, not yet named
 
     # -- steps ----------------------------------------------------------------------------
@@ -166,6 +167,9 @@ class RunCallback(keras.callbacks.Callback):
         for note in filter(None, (lowered, stopping)):  # said after the epoch they follow
             self.reporter.note(note)
         self._name_unreadable()
+        if (changed := self.p.feed.changed_note) and not self.changed_noted:
+            self.changed_noted = True
+            self.reporter.note(changed)
         if self.p.feed.cache_error and not self.cache_noted:
             self.cache_noted = True
             self.reporter.note(f"{self.p.feed.cache_error}; images are decoded every epoch "
