@@ -41,6 +41,45 @@ def test_a_folder_in_place_of_the_lock_file_is_a_clear_error(tmp_path):
             pass
 
 
+def test_a_teammates_live_run_is_said_to_be_training_not_to_have_a_bad_lock_file(
+        tmp_path, monkeypatch):
+    """The lock file of a run another user trains into cannot be opened for writing: it
+    is taken read only, so the one writer is named, where the error said "remove what is
+    in its place" (and removing it let a second writer in)."""
+    import fcntl
+
+    run = rundir.create(tmp_path, "m")
+    theirs = os.open(run / rundir.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(theirs, fcntl.LOCK_EX)  # the teammate's training
+    opened = rundir._open_lock
+
+    def as_another_user(path, flags):
+        if flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied")
+        return opened(path, flags)
+
+    monkeypatch.setattr(rundir, "_open_lock", as_another_user)
+    try:
+        with pytest.raises(ConfigError, match="another process is training into this run now"):
+            with rundir.writer(run):
+                pass
+    finally:
+        os.close(theirs)
+    with rundir.writer(run):  # once it ended, the lock is this process's (read only)
+        assert rundir.is_live(run)
+
+
+def test_the_lock_file_is_made_as_the_umask_says(tmp_path):
+    run = rundir.create(tmp_path, "m")
+    old = os.umask(0o002)
+    try:
+        with rundir.writer(run):
+            pass
+    finally:
+        os.umask(old)
+    assert (run / rundir.LOCK).stat().st_mode & 0o777 == 0o664
+
+
 def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_at_kept(tmp_path):
     """A run folder from someone else whose .lock links to a file of the user's: taking
     the lock must not write the process's number over that file."""

@@ -228,12 +228,18 @@ def writer(run: Path):
             that cannot be written to).
     """
     try:
-        fd = _open_lock(run, os.O_RDWR | os.O_CREAT)
+        try:
+            fd = _open_lock(run, os.O_RDWR | os.O_CREAT)
+        except PermissionError:  # another user's run: a lock is taken on a file read only
+            fd = _open_lock(run, os.O_RDONLY)  # (whoever holds it is then said, not this)
     except OSError as exc:
+        theirs = isinstance(exc, PermissionError)
         raise WriteError(f"cannot open the run's lock file: {exc.strerror or exc}",
                          file=str(run / LOCK),
-                         hint="it is cnncli's own file: remove what is in its place, or make "
-                              "the run folder writable") from None
+                         hint="the run folder is another user's: train into a copy of your "
+                              "own (cp -r), or ask them" if theirs else "it is cnncli's own "
+                              "file: remove what is in its place, or make the run folder "
+                              "writable") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -243,8 +249,9 @@ def writer(run: Path):
                 f"another process is training into this run now{holder}", file=str(run),
                 hint="wait for it to finish (cnncli runs shows it as running), or stop it "
                      "first; one run folder has one writer at a time") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        with contextlib.suppress(OSError):  # (read only: the run's writing says why later)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         yield
     finally:
         os.close(fd)  # closing the file releases the lock
@@ -255,7 +262,8 @@ def _open_lock(run: Path, flags: int) -> int:
     link (to a file elsewhere, which the writer would overwrite), a pipe (a wait with no
     end) or a device in its place is an `OSError`."""
     try:
-        fd = os.open(run / LOCK, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        fd = os.open(run / LOCK, flags | os.O_NOFOLLOW | os.O_NONBLOCK,
+                     0o666 & ~files.umask())  # (as the run's other files: the umask says)
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
