@@ -1899,6 +1899,21 @@ def test_label_smoothing_trains_and_its_model_files_load_safely(tmp_path):
     assert evaluation.evaluate(result.run).result.count == 60
 
 
+def test_with_label_smoothing_the_plain_cross_entropy_is_recorded_beside_the_loss(tmp_path):
+    """`loss` is then the smoothed labels' cross-entropy, another figure than evaluate's
+    `loss`: the labels' own is recorded too, under its own name."""
+    from cnncli.run.compile import plain_loss
+
+    [metric] = plain_loss(config.TrainSection(label_smoothing=0.2))
+    metric.update_state([[0.0, 1.0]], [[0.2, 0.8]])
+    assert float(metric.result()) == pytest.approx(-np.log(0.8), rel=1e-6)  # not smoothed
+    assert plain_loss(config.TrainSection()) == []  # (no smoothing: the loss is that)
+    result = run_train(write_config(tmp_path, epochs=1, extra_train="label_smoothing: 0.2"))
+    row = result.history[-1]
+    assert {"crossentropy", "val_crossentropy"} <= set(row)
+    assert row["crossentropy"] < row["loss"]  # smoothed labels: a larger figure here
+
+
 def test_an_exception_inside_a_callback_keeps_the_last_backup_loadable(tmp_path, monkeypatch):
     from cnncli import plots
 

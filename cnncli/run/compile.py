@@ -63,7 +63,7 @@ def compile_stage(p, model, lr: float, steps: int) -> None:
         # weighted: an image that could not be decoded (weight 0) counts in no figure, as
         # in the loss (Keras gives sample weights to `weighted_metrics` only)
         model.compile(optimizer=make_optimizer(t, rate), loss=make_loss(t),
-                      weighted_metrics=list(t.metrics),
+                      weighted_metrics=[*t.metrics, *plain_loss(t)],
                       steps_per_execution=p.steps_per_execution, jit_compile=jit)
     model.optimizer.build(model.trainable_variables)
     distributed.build_metrics(model, pipeline.preprocess_batch(
@@ -162,6 +162,15 @@ def make_loss(t: config.TrainSection):
     from keras.src.losses.losses import LossFunctionWrapper  # private: keras<3.16 pinned
 
     return LossFunctionWrapper(found, reduction=LOSS_REDUCTION, name=t.loss)
+
+
+def plain_loss(t: config.TrainSection) -> list:
+    """With label smoothing, the cross-entropy of the labels as they are, as a metric
+    (``crossentropy``, ``val_crossentropy``): the run's ``loss`` is then of the smoothed
+    labels, another figure than evaluate's ``loss`` under the same name."""
+    if not t.label_smoothing:
+        return []
+    return [keras.metrics.CategoricalCrossentropy(name="crossentropy")]
 
 
 def check_training(t: config.TrainSection, classes: int, *, file: str | None = None) -> None:
