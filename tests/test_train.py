@@ -1224,6 +1224,7 @@ def test_a_lowered_rate_is_said_after_the_line_of_the_epoch_that_lowered_it(tmp_
 
     training.train(config.load(path), reporter=Lines())
     assert said[:3] == ["epoch 1", "epoch 2", "val loss has not improved for 1 epoch"]
+    assert said[3:] == ["epoch 3"]  # no rate announced after the last epoch: none trains at it
 
 
 def test_early_stopping_due_at_the_last_epoch_is_no_early_stop(tmp_path):

@@ -158,6 +158,8 @@ class RunCallback(keras.callbacks.Callback):
             stopping = self.early.note(epoch + 1, self.p.epochs, bool(
                 self.p.cfg.train.fine_tune and self.state.stage == 0))
         lowered = self.plateau.update(self.model, row) if self.plateau else None
+        if epoch + 1 >= self.p.epochs or self.state.stopped_early:
+            lowered = None  # (lowered all the same: a run taken further goes on from it)
         self.state.epoch, self.state.step = epoch + 1, 0
         self._backup(checked=True)  # (its weights were checked above)
         if self.stop == "nan":
