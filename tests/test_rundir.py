@@ -69,6 +69,22 @@ def test_a_teammates_live_run_is_said_to_be_training_not_to_have_a_bad_lock_file
         assert rundir.is_live(run)
 
 
+def test_resume_auto_goes_on_with_the_newest_stopped_run_not_only_the_latest(tmp_path):
+    """A colleague's run of the same config finished after this one stopped: the stopped
+    one is gone on with (it was given up, and trained anew from scratch); one that a
+    process trains into now is not a stopped run."""
+    runs = [rundir.create(tmp_path, "m") for _ in range(3)]
+    for run in runs:
+        (run / rundir.CONFIG).write_text("model: mnist_net\n")
+    rundir.point_latest(runs[2])  # run 3 finished: no backup
+    (runs[0] / rundir.BACKUP).write_bytes(b"")  # run 1 stopped with one
+    assert rundir.resumable(tmp_path / "m") == runs[0].resolve()
+    (runs[1] / rundir.BACKUP).write_bytes(b"")  # run 2 too, newer, but training now
+    with rundir.writer(runs[1]):
+        assert rundir.resumable(tmp_path / "m") == runs[0].resolve()
+    assert rundir.resumable(tmp_path / "m") == runs[1].resolve()
+
+
 def test_the_lock_file_is_made_as_the_umask_says(tmp_path):
     run = rundir.create(tmp_path, "m")
     old = os.umask(0o002)

@@ -187,8 +187,8 @@ def test_resume_auto_starts_anew_after_a_finished_run_and_goes_on_with_a_stopped
     finished = run_train(path).run
     new = cli("train", str(path), "--resume", "auto")
     assert new.returncode == 0, new.stderr
-    assert f"--resume auto: no run under {finished.parent} to go on with (none, or the " \
-           "latest finished): starting a new one" in new.stderr
+    assert f"--resume auto: no run under {finished.parent} to go on with (none, or all " \
+           "finished): starting a new one" in new.stderr
     second = finished.parent / "2"
     assert (second / "metrics.json").exists()
     checkpoint.save(second, training.compile_model(training.plan(config.load(path))),

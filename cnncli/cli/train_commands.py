@@ -156,15 +156,19 @@ def _shortcuts(set_: list[str], given) -> tuple[dict, dict]:
 
 def _resume_auto(cfg, quiet: bool) -> str | None:
     """The run ``--resume auto`` goes on with (None: a new one), said unless `quiet`."""
+    from cnncli import text
     from cnncli.cli import render
     from cnncli.run import rundir
 
     folder = Path(cfg.output.dir) / cfg.output.name
     run = rundir.resumable(folder)
+    live = [str(r) for r in rundir.numbered(folder) if rundir.is_live(r)]
+    busy = f"; {text.some(live)} {'is' if len(live) == 1 else 'are'} training now, in " \
+        "another process" if live else ""
     if not quiet:
         render.info(f"--resume auto: going on with {run}, which stopped with a backup" if run
                     else f"--resume auto: no run under {folder} to go on with (none, or "
-                         "the latest finished): starting a new one")
+                         f"all finished{busy}): starting a new one")
     return str(run) if run else None
 
 

@@ -304,18 +304,26 @@ def has_backup(run: Path) -> bool:
 
 
 def resumable(folder: str | os.PathLike) -> Path | None:
-    """The latest run under `folder` (``runs/NAME``) when it has a backup to go on from
-    (it stopped: a finished run keeps none), else None: ``train --resume auto``, the same
-    command again after a machine stopped, goes on or starts anew.
+    """The newest run under `folder` (``runs/NAME``) with a backup to go on from (it
+    stopped: a finished run keeps none) that no process trains into now, else None:
+    ``train --resume auto``, the same command again after a machine stopped, goes on or
+    starts anew. Not only the latest: a colleague's run of the same config may have
+    finished since this one stopped.
 
     >>> resumable("runs/no-such-name") is None
     True
     """
-    latest = Path(folder) / runfolder.LATEST
-    if not runfolder.is_run(latest):
-        return None
-    run = latest.resolve()
-    return run if has_backup(run) else None
+    return next((run for run in numbered(folder) if has_backup(run) and not is_live(run)),
+                None)
+
+
+def numbered(folder: str | os.PathLike) -> list[Path]:
+    """The runs of one name's `folder` (``runs/NAME/<n>``), newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    runs = [p.resolve() for p in folder.iterdir() if _number(p.name) and runfolder.is_run(p)]
+    return sorted(runs, key=lambda p: int(p.name), reverse=True)
 
 
 def after_write_failure(run: Path) -> str:
