@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import json
 import math
@@ -193,6 +194,26 @@ def read_json_object(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} is not a JSON object")
     return data
+
+
+@contextlib.contextmanager
+def only_writer(folder: str | Path, busy):
+    """Hold an exclusive lock on `folder` itself (no file is left in it) while the block
+    runs; `busy` (an exception) is raised at once if another process holds it. Two
+    commands writing one folder's files together would each check it alone, then mix
+    their files (two exports: one's model beside the other's labels.txt).
+
+    >>> with only_writer(tempfile.mkdtemp(), OSError("busy")): pass
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 def missing_folders(folder: str | Path) -> list[Path]:

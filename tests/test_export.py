@@ -702,6 +702,40 @@ def test_force_does_not_replace_labels_that_other_exports_beside_it_use(run, tmp
     assert (tmp_path / "labels.txt").read_text() != "cat\ndog\n"
 
 
+def test_a_second_export_into_a_folder_another_is_writing_into_is_refused(run, tmp_path,
+                                                                        monkeypatch):
+    """Two exports into one folder together each found it empty and both wrote: one
+    model ended beside the other's labels.txt. The second one is refused; what the first
+    wrote is found by the checks made under the folder's lock (here: another model's
+    labels, written while this export waited for nothing)."""
+    import fcntl
+
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    other = os.open(folder, os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX)  # another export, writing now
+    try:
+        with pytest.raises(ConfigError, match="another cnncli export is writing into this "
+                                              "folder now"):
+            exporter.export(run, formats=["onnx"], output=folder)
+    finally:
+        os.close(other)
+    assert list(folder.iterdir()) == []
+    refuse = exporter._refuse_existing
+
+    def the_other_finishes_first(targets, where, class_names, force):
+        if not (folder / "labels.txt").exists():  # (the check before the lock)
+            (folder / "model.tflite").write_bytes(b"the other run's model")
+            (folder / "labels.txt").write_text("cat\ndog\n")
+            return None
+        return refuse(targets, where, class_names, force)
+
+    monkeypatch.setattr(exporter, "_refuse_existing", the_other_finishes_first)
+    with pytest.raises(ConfigError, match="labels.txt there names other classes"):
+        exporter.export(run, formats=["onnx"], output=folder)
+    assert not (folder / "model.onnx").exists()
+
+
 def test_check_images_caps_the_images_given_with_a_seeded_sample(run, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -196,14 +196,19 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
         if source:  # the data read to check the exports, class folders: never written into
             datasets.check_output_outside(folder, source)
     targets = {v: _targets(v, folder, exact) for v in variants}
-    _refuse_existing(targets, folder, reference.class_names, force)
+    _refuse_existing(targets, folder, reference.class_names, force)  # (before a folder is made)
     made = files.missing_folders(folder)
     try:
         files.writable_folder(folder)
-        report = _export_all(reference, variants, targets, folder, notes, images=images,
-                             data=data, data_dir=data_dir, offline=offline, force=force,
-                             max_drop=max_drop, check_images=check_images,
-                             calibrate=calibrate, output=output)
+        busy = ConfigError("another cnncli export is writing into this folder now",
+                           file=str(folder), hint="wait for it to finish, or give another "
+                           "--output")
+        with files.only_writer(folder, busy):  # checked again under the lock: what the
+            _refuse_existing(targets, folder, reference.class_names, force)  # other wrote
+            report = _export_all(reference, variants, targets, folder, notes, images=images,
+                                 data=data, data_dir=data_dir, offline=offline, force=force,
+                                 max_drop=max_drop, check_images=check_images,
+                                 calibrate=calibrate, output=output)
     except OSError as exc:  # a full disk, a folder made read-only meanwhile
         raise ModelError(f"cannot write the export: {exc.strerror or exc}", file=str(folder),
                          hint="free some disk space, or give another --output") from None
