@@ -317,9 +317,22 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
     True
     """
     remove_dead_staging(parent, prefix)
+    for done in [p for p in _MARKERS if not p.exists()]:  # (renamed into place, removed)
+        os.close(_MARKERS.pop(done))
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    (path / PID_FILE).write_text(str(os.getpid()))
+    marker = path / f"{PID_FILE}.new"
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held while this process lives (or the folder does)
+    os.write(fd, str(os.getpid()).encode())
+    os.rename(marker, path / PID_FILE)  # seen by others only once locked
+    _MARKERS[path] = fd
     return path
+
+
+#: This process's staging folders and their markers, each held open with a lock while
+#: the folder is used: another process knows a live folder by the lock, which every
+#: process of the machine sees, where a process number is not (a container's own).
+_MARKERS: dict[Path, int] = {}
 
 
 def remove_dead_staging(parent: str | Path, prefix: str) -> None:
@@ -330,8 +343,24 @@ def remove_dead_staging(parent: str | Path, prefix: str) -> None:
         if not _MKDTEMP_TAIL.fullmatch(path.name[len(prefix):]) or path.is_symlink():
             continue
         pid = _staging_pid(path)
-        if pid is not None and not _running(pid):
-            shutil.rmtree(path, ignore_errors=True)
+        if pid is not None and not _locked(path / PID_FILE) and not _running(pid):
+            shutil.rmtree(path, ignore_errors=True)  # (a lock, or a process number that is
+            # running here: the older cnncli's markers had no lock)
+
+
+def _locked(marker: Path) -> bool:
+    """Whether a process holds `marker`'s lock (`staging_folder`): its folder is in use."""
+    try:
+        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _staging_pid(folder: Path) -> int | None:

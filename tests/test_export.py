@@ -1311,6 +1311,32 @@ def test_a_killed_exports_staging_folder_goes_with_the_next_export(tmp_path):
         f"{staging.PREFIX}fifoxxxx", f"{staging.PREFIX}nopidxxx"]
 
 
+def test_a_staging_folder_in_use_by_a_process_of_another_container_is_left_alone(tmp_path):
+    """A CI job in another container (its own process numbers) shares the folder: its
+    process number means nothing here, and its live staging folder was removed mid-export.
+    The folder's marker is held locked by the process using it: that is seen anywhere."""
+    from cnncli import files
+    from cnncli.export import staging
+
+    script = ("import sys, time; from cnncli import files; "
+              f"print(files.staging_folder({str(tmp_path)!r}, {staging.PREFIX!r}), "
+              "flush=True); time.sleep(120)")
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        folder = Path(other.stdout.readline().strip())
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        with open(folder / staging.PID_FILE, "w") as marker:  # as numbered in its container
+            marker.write(str(dead.pid))
+        files.remove_dead_staging(tmp_path, staging.PREFIX)
+        assert folder.is_dir()
+    finally:
+        other.kill()
+        other.wait()
+    files.remove_dead_staging(tmp_path, staging.PREFIX)  # its process ended: it goes
+    assert not folder.exists()
+
+
 def test_an_export_folder_that_is_a_link_out_of_the_run_is_not_written_through(run,
                                                                              tmp_path):
     from cnncli.errors import WriteError
