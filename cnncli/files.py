@@ -335,10 +335,12 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
 _MARKERS: dict[Path, int] = {}
 
 
-def remove_dead_staging(parent: str | Path, prefix: str) -> None:
+def remove_dead_staging(parent: str | Path, prefix: str) -> list[Path]:
     """Remove the `staging_folder`s of `prefix` in `parent` whose process died: only
     folders named as `staging_folder` names them, holding its `PID_FILE` (a folder of the
-    user's that happens to start with `prefix`, ``.packed.backup``, is left alone)."""
+    user's that happens to start with `prefix`, ``.packed.backup``, is left alone).
+    Returns the staging folders left: in use by a live process."""
+    live = []
     for path in Path(parent).glob(glob.escape(prefix) + "*"):
         if not _MKDTEMP_TAIL.fullmatch(path.name[len(prefix):]) or path.is_symlink():
             continue
@@ -346,6 +348,9 @@ def remove_dead_staging(parent: str | Path, prefix: str) -> None:
         if pid is not None and not _locked(path / PID_FILE) and not _running(pid):
             shutil.rmtree(path, ignore_errors=True)  # (a lock, or a process number that is
             # running here: the older cnncli's markers had no lock)
+        elif pid is not None:
+            live.append(path)
+    return live
 
 
 def _locked(marker: Path) -> bool:

@@ -1616,6 +1616,17 @@ def test_a_killed_packs_staging_folder_goes_with_the_next_pack_and_none_lands_in
     assert files.PID_FILE not in [p.name for p in (tmp_path / name).iterdir()]
 
 
+def test_a_pack_into_a_folder_another_pack_is_writing_into_says_so(tmp_path):
+    """Two packs into one existing folder: the second said "exists" (or that the other's
+    staging folder was a file of the user's, and to remove the folder)."""
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    (tmp_path / "packed").mkdir()
+    files.staging_folder(tmp_path / "packed", packing.STAGED)  # the other pack, live
+    with pytest.raises(ConfigError, match="another `cnncli datasets pack` is writing into "
+                                          ".*packed now"):
+        packing.pack(ds, tmp_path / "packed")
+
+
 def test_a_folder_of_the_users_named_like_a_staging_folder_is_left_alone(tmp_path):
     """`.packed.backup` beside `packed`, even holding a number of a process that died,
     is the user's: only folders cnncli made are cleared."""

@@ -112,8 +112,11 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
         raise ConfigError(f"--image-size {image_size[0]} {image_size[1]} is larger than "
                           f"{MAX_IMAGE_SIDE} pixels a side", hint="give the size the model "
                           "takes, e.g. --image-size 224 224")
-    if out.is_dir() and not out.is_symlink():
-        files.remove_dead_staging(out, STAGED)  # a killed pack into this empty folder's
+    if out.is_dir() and not out.is_symlink() and files.remove_dead_staging(out, STAGED):
+        # (a killed pack's went; one left is a live pack's: its files would mix with these)
+        raise ConfigError(f"another `cnncli datasets pack` is writing into {out} now",
+                          file=str(out), hint="wait for it to finish (then --force replaces "
+                          "what it wrote), or pack into another folder")
     replacing = _check_out(out, force, source)
     into = out.is_dir()  # an empty folder, or an earlier pack `force` replaces: staged
     # inside it (a mount point cannot be renamed over, nor removed)
