@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cnncli import config, files, parallel
-from cnncli.data import datasets, images, inputs, loader, packing
+from cnncli.data import datasets, images, inputs, loader, packing, records
 from cnncli.data.dataset import DataWarning
 from cnncli.data.feed import Feed, split_batches
 from cnncli.data.loader import ImageLoader
@@ -1625,6 +1625,40 @@ def test_a_pack_into_a_folder_another_pack_is_writing_into_says_so(tmp_path):
     with pytest.raises(ConfigError, match="another `cnncli datasets pack` is writing into "
                                           ".*packed now"):
         packing.pack(ds, tmp_path / "packed")
+
+
+def test_a_pack_a_training_reads_is_not_replaced_under_it(tmp_path):
+    """`pack --force` into the pack a training read from replaced it mid-run: the
+    training went on with the new images (another data set), finished, and said nothing."""
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    packing.pack(ds, tmp_path / "packed")
+    feed = Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0, seed=0,
+                   cache="none")  # a training's
+    with pytest.raises(ConfigError, match="packed is read by a training now: replaced, its "
+                                          "data would change mid-run"):
+        packing.pack(ds, tmp_path / "packed", force=True)
+    Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0, seed=0,
+            cache="none").close()  # another training reads it too: the lock is shared
+    feed.close()
+    packing.pack(ds, tmp_path / "packed", force=True)  # no training reads it now
+    with records.held(tmp_path / "packed", replacing=True):  # a pack replacing it now
+        with pytest.raises(DataError, match="packed is being replaced now"):
+            Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0, seed=0,
+                    cache="none")
+
+
+def test_a_training_refused_while_planned_lets_go_of_its_pack(tmp_path):
+    """A plan that goes no further (a batch larger than the data) held the pack's lock
+    for as long as the process lived (a notebook): --force was refused after it."""
+    from cnncli.run.plan import plan
+
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    packing.pack(ds, tmp_path / "packed")
+    with pytest.raises(ConfigError, match="fewer than one batch") as caught:
+        plan(config.parse({"model": "lenet5", "data": {"name": str(tmp_path / "packed")},
+                           "train": {"batch_size": 1000}}))
+    packing.pack(ds, tmp_path / "packed", force=True)  # (its traceback kept, as a notebook's
+    assert caught.value  # sys.last_traceback keeps it: the plan's frames, its feed too)
 
 
 def test_a_folder_of_the_users_named_like_a_staging_folder_is_left_alone(tmp_path):

@@ -15,15 +15,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from cnncli.config import AugmentSection
-from cnncli.data import splits
+from cnncli.data import records, splits
 from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Split
 from cnncli.data.loader import ImageLoader, needs_loader
@@ -56,6 +58,8 @@ class Feed:
     val_loader: ImageLoader | None = None
     keep: tuple[np.ndarray, np.ndarray] | None = None
     records: Split | None = None
+    #: what the feed holds until `close`: a pack's lock (`cnncli.data.records.held`)
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @classmethod
     def of(cls, ds: Dataset, shape, *, validation_split: float, seed: int,
@@ -78,7 +82,10 @@ class Feed:
             train = Split(split.images, split.labels[masks[0]])
             val = Split(split.images, split.labels[masks[1]])
             loader = ImageLoader(split, shape, resize, cache, store)
-            return cls(train, val, shape, loader, loader, masks, split)
+            feed = cls(train, val, shape, loader, loader, masks, split)
+            if store and split.images.shards:  # a training's: no pack --force under it
+                feed.held.enter_context(records.held(Path(split.images.shards[0]).parent))
+            return feed
         train, val = split.take(train_idx), split.take(val_idx)
         if not needs_loader(split, shape):
             return cls(train, val, shape)
@@ -98,6 +105,7 @@ class Feed:
         for loader in dict.fromkeys([self.train_loader, self.val_loader]):  # (one if same)
             if loader is not None:
                 loader.close()
+        self.held.close()
 
     @property
     def image_channels(self) -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli import files, parallel
-from cnncli.data import images
+from cnncli.data import images, records
 from cnncli.data.checks import mostly_unreadable
 from cnncli.data.dataset import Dataset, Split
 from cnncli.data.records import FORMAT, INDEX, damaged_shard, is_a_pack, resize_problem
@@ -118,6 +118,13 @@ def pack(ds: Dataset, out: str | os.PathLike, *, image_size: tuple[int, int] | N
                           file=str(out), hint="wait for it to finish (then --force replaces "
                           "what it wrote), or pack into another folder")
     replacing = _check_out(out, force, source)
+    with records.held(out, replacing=True) if replacing else contextlib.nullcontext():
+        return _write(ds, out, image_size, resize, shard_mb, source, progress, replacing)
+
+
+def _write(ds: Dataset, out: Path, image_size, resize: str, shard_mb: float, source,
+           progress, replacing: bool) -> Packed:
+    """`pack`'s writing, once `out` is known to be one it may write (`_check_out`)."""
     into = out.is_dir()  # an empty folder, or an earlier pack `force` replaces: staged
     # inside it (a mount point cannot be renamed over, nor removed)
     made = files.missing_folders(out.parent)  # removed again should packing fail

@@ -15,6 +15,8 @@ the labels are read up front; the records are read by the training pipeline
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 from pathlib import Path
@@ -23,7 +25,7 @@ import numpy as np
 
 from cnncli import files
 from cnncli.data.dataset import Dataset, Records, Split
-from cnncli.errors import CnnError, DataError
+from cnncli.errors import CnnError, ConfigError, DataError
 from cnncli.text import first_line
 
 FORMAT = "cnncli-tfrecord"
@@ -294,3 +296,27 @@ def is_a_pack(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
 
+
+
+@contextlib.contextmanager
+def held(folder: str | os.PathLike, *, replacing: bool = False):
+    """Hold a lock on the pack in `folder` (on its index) while the block runs: shared by
+    the trainings reading it, exclusive for a pack replacing it (``--force``), so that
+    neither happens under the other (a training went on from the new pack's images,
+    another data set, without a word). Neither waits: an error says who holds it."""
+    fd = os.open(Path(folder) / INDEX, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if replacing else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if replacing:
+                raise ConfigError(f"{folder} is read by a training now: replaced, its data "
+                                  "would change mid-run", file=str(folder), hint="wait for "
+                                  "the training to finish, or pack into another folder"
+                                  ) from None
+            raise DataError(f"the pack {folder} is being replaced now (cnncli datasets pack "
+                            "--force)", file=str(folder), hint="wait for the pack to finish, "
+                            "then start the training again") from None
+        yield
+    finally:
+        os.close(fd)

@@ -177,34 +177,38 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
     feed = Feed.of(data, network.input, validation_split=d.validation_split, seed=t.seed,
                    limit=d.limit, resize=d.resize, cache=d.cache, store=not shown_only,
                    stratify=d.stratify)
-    batch = placement.global_batch_size(t.batch_size)
-    steps_per_epoch = len(feed.train) // batch
-    if steps_per_epoch < 1:
-        replicas = (f" ({t.batch_size} a replica x {placement.replicas} replicas)"
-                    if placement.replicas > 1 else "")
-        raise ConfigError(
-            f"the {len(feed.train)} training images are fewer than one batch of "
-            f"{batch}{replicas}", hint="use a smaller --batch-size or more data")
-    total = t.steps or t.planned_epochs * steps_per_epoch
-    per_call = _steps_per_call(t, placement, steps_per_epoch, total)
-    preprocessing = d.preprocessing or network.preprocessing
-    warnings = (list(built.warnings) + memory_warnings(built, placement, t.batch_size)
-                + _left_over(len(feed.train), batch)
-                + _untrained_outputs(data.class_names, network.classes)
-                + _classes_without_training_images(data.class_names, feed))
-    data_notes = [f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, converted "
-                  f"to {'RGB' if network.input[-1] == 3 else 'grey'} for the model"] \
-        if data.image_shape and data.image_shape[-1] != network.input[-1] else []
-    if not data.image_shape and data.train.kind != "arrays" and network.input[-1] == 1:
-        data_notes = ["decoded in grey: the model takes 1 channel"]  # photos' colour too
-    epochs = math.ceil(total / steps_per_epoch)
-    try:
-        found = transfer.plan(cfg, built, epochs, steps_per_epoch=steps_per_epoch,
-                              file=config_file, download=not shown_only)  # checked
-    except CnnError as exc:
-        raise_all(config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by))
-    return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,
-                epochs, per_call, warnings, found, data_notes)
+    try:  # (its threads, caches and a pack's lock let go of if the plan goes no further)
+        batch = placement.global_batch_size(t.batch_size)
+        steps_per_epoch = len(feed.train) // batch
+        if steps_per_epoch < 1:
+            replicas = (f" ({t.batch_size} a replica x {placement.replicas} replicas)"
+                        if placement.replicas > 1 else "")
+            raise ConfigError(
+                f"the {len(feed.train)} training images are fewer than one batch of "
+                f"{batch}{replicas}", hint="use a smaller --batch-size or more data")
+        total = t.steps or t.planned_epochs * steps_per_epoch
+        per_call = _steps_per_call(t, placement, steps_per_epoch, total)
+        preprocessing = d.preprocessing or network.preprocessing
+        warnings = (list(built.warnings) + memory_warnings(built, placement, t.batch_size)
+                    + _left_over(len(feed.train), batch)
+                    + _untrained_outputs(data.class_names, network.classes)
+                    + _classes_without_training_images(data.class_names, feed))
+        data_notes = [f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, converted "
+                      f"to {'RGB' if network.input[-1] == 3 else 'grey'} for the model"] \
+            if data.image_shape and data.image_shape[-1] != network.input[-1] else []
+        if not data.image_shape and data.train.kind != "arrays" and network.input[-1] == 1:
+            data_notes = ["decoded in grey: the model takes 1 channel"]  # photos' colour too
+        epochs = math.ceil(total / steps_per_epoch)
+        try:
+            found = transfer.plan(cfg, built, epochs, steps_per_epoch=steps_per_epoch,
+                                  file=config_file, download=not shown_only)  # checked
+        except CnnError as exc:
+            raise_all(config.locate(getattr(exc, "errors", [exc]), config_file, cfg.set_by))
+        return Plan(cfg, data, network, placement, feed, preprocessing, steps_per_epoch, total,
+                    epochs, per_call, warnings, found, data_notes)
+    except BaseException:
+        feed.close()
+        raise
 
 
 def _checked(network: specs.Spec, cfg: config.RunConfig, data: Dataset,

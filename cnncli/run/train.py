@@ -159,11 +159,15 @@ def _train(cfg: config.RunConfig, *, config_file, resume, force, reporter,
         if saved is not None and cfg.train.device == saved.train.device:
             raise _device_gone(exc, saved.train.device, run) from None
         raise
-    with distributed.peers_watched(started=bool(resume)):  # (its first collectives)
-        agreement.check_same_run(p, "resuming" if resume else "as a new run")  # before
-        model = compile_model(p)  # building it, which machines do together
-        ways = Directions.of(model, p.cfg.train, len(p.feed.val) > 0)  # errors here come
-        # before any run folder exists
+    try:
+        with distributed.peers_watched(started=bool(resume)):  # (its first collectives)
+            agreement.check_same_run(p, "resuming" if resume else "as a new run")  # before
+            model = compile_model(p)  # building it, which machines do together
+            ways = Directions.of(model, p.cfg.train, len(p.feed.val) > 0)  # errors here
+            # come before any run folder exists
+    except BaseException:
+        p.feed.close()  # (its threads, caches and a pack's lock)
+        raise
     with contextlib.ExitStack() as stack:
         stack.callback(p.feed.close)  # (one process may train again: a notebook)
         if resume:
