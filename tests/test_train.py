@@ -1035,6 +1035,18 @@ def test_command_line_shortcuts_override_the_config(tmp_path):
     assert metrics["epochs"] == 1 and metrics["batch_size"] == 32
 
 
+@pytest.mark.parametrize("option,offline", [("--no-offline", False), ("--offline", True)])
+def test_offline_and_no_offline_set_the_configs_data_offline(tmp_path, option, offline):
+    """--no-offline was accepted and dropped: a config's `offline: true` stayed, and the
+    hint to run "without offline mode" could not be followed with it."""
+    path = write_config(tmp_path, epochs=1)
+    text = path.read_text()
+    path.write_text(text.replace("data:\n", f"data:\n  offline: {str(not offline).lower()}\n"))
+    result = cli("train", str(path), option, "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["config"]["data"]["offline"] is offline
+
+
 def test_epochs_and_set_steps_together_are_refused_before_training(tmp_path):
     path = write_config(tmp_path, epochs=3)
     result = cli("train", str(path), "--epochs", "1", "--set", "train.steps=25")

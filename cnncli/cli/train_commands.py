@@ -31,8 +31,9 @@ def train(
                                                 "pretrained backbone's weights file.")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Where to look for datasets first "
                                                  "(also CNNCLI_DATA_DIR).")] = None,
-    offline: Annotated[bool, typer.Option(help="Never download; use local data only.")]
-    = False,
+    offline: Annotated[bool | None, typer.Option(
+        "--offline/--no-offline", help="Shortcut for data.offline: never download, use local "
+        "data only (--no-offline: a config's `offline: true` undone).")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue this run (runs/NAME/N or "
                                                "runs/NAME/latest) from its last backup; "
                                                "`auto` (with CONFIG): the config's latest "
@@ -79,7 +80,7 @@ def train(
         ("train.optimizer.learning_rate", lr, "--lr"), ("data.name", data, "--data"),
         ("model.weights", weights, "--weights"), ("data.data_dir", data_dir, "--data-dir"),
         ("train.device", device, "--device"), ("train.precision", precision, "--precision"),
-        ("data.offline", offline or None, "--offline")))
+        ("data.offline", offline, "--offline" if offline else "--no-offline")))
     reporter = render.train_reporter(quiet or json)
     try:
         cfg = checking.load_config(config_file, list(set_ or []), origins, values)
@@ -144,7 +145,7 @@ def _shortcuts(set_: list[str], given) -> tuple[dict, dict]:
             raise typer.BadParameter(f"give {option} or --set {also_set(key)}, not both",
                                      param_hint=option)
         values[key] = value
-        origins[key] = option if value is True else f"{option} {value}"
+        origins[key] = option if isinstance(value, bool) else f"{option} {value}"
     if "train.epochs" in values:
         if also_set("train.steps"):
             raise typer.BadParameter(f"give --epochs or --set {also_set('train.steps')}, not "
