@@ -126,6 +126,25 @@ def test_pytorch_names_are_translated_in_the_hint(write):
     assert "did you mean 'Dense'" in e.value.hint
 
 
+@pytest.mark.parametrize("torch,keras", [
+    ("ConvTranspose2d", "Conv2DTranspose"), ("ConvTranspose1d", "Conv1DTranspose"),
+    ("ZeroPad2d", "ZeroPadding2D"), ("Upsample", "UpSampling2D"), ("GELU", "Activation: gelu")])
+def test_pytorch_names_whose_closest_keras_names_are_other_layers_get_theirs(torch, keras):
+    """By spelling alone ConvTranspose2d was "did you mean 'Conv3DTranspose'" (which then
+    failed: "expected min_ndim=5"), GELU "ELU"."""
+    from cnncli.model import keras_layers
+
+    assert keras_layers.unknown_layer_hint(torch).startswith(f"did you mean '{keras}'?")
+
+
+def test_each_pytorch_name_translates_to_a_keras_layer():
+    from cnncli.model import keras_layers
+
+    names = set(keras_layers.keras_layer_names())
+    for keras in keras_layers._TORCH_NAMES.values():
+        assert keras.split(":")[0] in names or keras.startswith("a block"), keras
+
+
 def test_unknown_argument_lists_the_valid_ones(write):
     with pytest.raises(ConfigError, match="unknown argument 'filter' for Conv2D") as e:
         expand(load(write, "input: [8, 8, 1]\nlayers:\n  - Conv2D: {filter: 2}\n"))

@@ -1949,6 +1949,18 @@ def test_an_exception_inside_a_callback_keeps_the_last_backup_loadable(tmp_path,
     assert state.epoch == 2 and len(state.history) == 2 and note is None
 
 
+@pytest.mark.parametrize("name", ["crossentropy", "CrossEntropyLoss", "nll_loss"])
+def test_other_libraries_cross_entropy_names_are_taken_for_the_sparse_one(name):
+    """By spelling, `crossentropy` was "did you mean 'binary_crossentropy'", which
+    cnncli's labels (class indices) do not fit: it was refused once written."""
+    from cnncli.run.compile import make_loss
+
+    with pytest.raises(ConfigError) as caught:
+        make_loss(config.TrainSection(loss=name))
+    assert caught.value.hint == "did you mean 'sparse_categorical_crossentropy' (class " \
+        "indices, as cnncli's labels are)?"
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_a_batch_loss_is_the_mean_over_the_images_that_count(smoothing):
     # An image that could not be decoded comes with weight 0: it must not lower the loss.

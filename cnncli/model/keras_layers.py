@@ -245,7 +245,15 @@ def unknown_names(args: dict) -> list[tuple[str, str, str]]:
 _TORCH_NAMES = {"linear": "Dense", "conv2d": "Conv2D", "maxpool2d": "MaxPooling2D",
                 "avgpool2d": "AveragePooling2D", "batchnorm2d": "BatchNormalization",
                 "sequential": "a block (see `blocks:`)", "adaptiveavgpool2d":
-                "GlobalAveragePooling2D", "softmax": "Softmax", "relu": "ReLU"}
+                "GlobalAveragePooling2D", "softmax": "Softmax", "relu": "ReLU",
+                # (the closest Keras names of these are the 3D layers: not what is meant)
+                "convtranspose2d": "Conv2DTranspose", "convtranspose1d": "Conv1DTranspose",
+                "conv1d": "Conv1D", "maxpool1d": "MaxPooling1D", "zeropad2d": "ZeroPadding2D",
+                "upsample": "UpSampling2D", "upsamplingnearest2d": "UpSampling2D",
+                "gelu": "Activation: gelu", "silu": "Activation: silu",
+                "batchnorm1d": "BatchNormalization", "dropout2d": "SpatialDropout2D",
+                "adaptivemaxpool2d": "GlobalMaxPooling2D", "layernorm": "LayerNormalization",
+                "leakyrelu": "LeakyReLU", "identity": "Identity"}
 
 
 def unknown_layer_hint(key: Any, blocks: Iterable = ()) -> str:

@@ -137,6 +137,14 @@ def _argument_problems(name: str, arguments: dict) -> list[ConfigError]:
 LOSS_REDUCTION = "mean_with_sample_weight"
 
 
+#: Names of the cross-entropy of other libraries (PyTorch's CrossEntropyLoss, NLLLoss):
+#: by spelling alone the closest Keras loss is binary_crossentropy, which cnncli's labels
+#: (class indices) do not fit.
+_CROSS_ENTROPY = dict.fromkeys(["crossentropy", "cross_entropy", "crossentropyloss",
+                                "cross_entropy_loss", "ce", "nll", "nllloss", "nll_loss"],
+                               "sparse_categorical_crossentropy")
+
+
 def make_loss(t: config.TrainSection):
     """The Keras loss `t.loss` names (label smoothing: Keras' loss on one-hot labels),
     averaged over the images with weight (`LOSS_REDUCTION`).
@@ -154,8 +162,11 @@ def make_loss(t: config.TrainSection):
     try:
         found = keras.losses.get(t.loss)
     except (ValueError, TypeError):
-        raise ConfigError(f"`train.loss`: unknown loss '{t.loss}'", hint=suggest(
-            t.loss, keras_layers.keras_names("losses"), listing="Keras' losses")) from None
+        meant = _CROSS_ENTROPY.get(str(t.loss).lower().replace("-", "_"))
+        raise ConfigError(f"`train.loss`: unknown loss '{t.loss}'", hint=f"did you mean "
+                          f"'{meant}' (class indices, as cnncli's labels are)?" if meant else
+                          suggest(t.loss, keras_layers.keras_names("losses"),
+                                  listing="Keras' losses")) from None
     if isinstance(found, keras.losses.Loss):
         found.reduction = LOSS_REDUCTION
         return found
