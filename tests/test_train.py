@@ -1949,6 +1949,22 @@ def test_an_exception_inside_a_callback_keeps_the_last_backup_loadable(tmp_path,
     assert state.epoch == 2 and len(state.history) == 2 and note is None
 
 
+def test_a_metric_that_runs_on_class_indices_but_reads_them_wrongly_is_refused():
+    """categorical_accuracy passed the check (it raises nothing on class indices) and
+    recorded 0.06 beside an accuracy of 0.71: each accuracy is tried on predictions that
+    are all right. With label smoothing the labels are one-hot, which it reads right."""
+    from cnncli.run.compile import check_training
+
+    with pytest.raises(ConfigError, match="'categorical_accuracy' gives wrong figures for "
+                                          "cnncli's labels, which are class indices: 0.5 "
+                                          "for predictions that are all right"):
+        check_training(config.TrainSection(metrics=["accuracy", "categorical_accuracy"]), 10)
+    check_training(config.TrainSection(metrics=["accuracy", "sparse_categorical_accuracy",
+                                                "sparse_top_k_categorical_accuracy"]), 10)
+    check_training(config.TrainSection(metrics=["categorical_accuracy"], label_smoothing=0.1),
+                   10)
+
+
 @pytest.mark.parametrize("name", ["crossentropy", "CrossEntropyLoss", "nll_loss"])
 def test_other_libraries_cross_entropy_names_are_taken_for_the_sparse_one(name):
     """By spelling, `crossentropy` was "did you mean 'binary_crossentropy'", which

@@ -260,6 +260,15 @@ def _metric_problem(name: str, labels, probs) -> str | None:
     except Exception as exc:  # shape errors surface as TypeError or TensorFlow errors too
         return (f"'{name}' cannot take cnncli's labels, which are class indices against "
                 f"{probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
+    if "accuracy" in str(name).lower():  # one that runs may still read labels otherwise
+        perfect = labels if np.ndim(labels) == 2 else np.eye(probs.shape[1])[labels]
+        model.compile(loss="mse", weighted_metrics=[name])  # (its state anew)
+        got = model.compute_metrics(perfect, labels, perfect.astype(np.float32),
+                                    sample_weight=np.ones(len(probs)))
+        worst = min(float(v) for k, v in got.items() if k != "loss")
+        if worst < 1:  # (categorical_accuracy takes class indices as one-hot rows)
+            return (f"'{name}' gives wrong figures for cnncli's labels, which are class "
+                    f"indices: {worst:g} for predictions that are all right")
     return None
 
 
