@@ -2081,3 +2081,17 @@ def test_an_epochs_images_per_second_leave_its_validation_time_out(tmp_path):
     record = RunMetrics.read(result.run)
     images = -(-record.dataset.train // 16) * 16  # every step's batch
     assert float(row["images_per_s"]) > 1.005 * images / float(row["seconds"])
+
+
+@pytest.mark.parametrize("given,hint", [
+    ("mnist_net", "'mnist_net' is a network, not a run config: a run config is a YAML file "
+                  "such as configs/mnist.yaml, whose `model:` names the network (`model: "
+                  "mnist_net`)"),
+    ("nosuch.yaml", "check the path; a run config is a YAML file such as configs/mnist.yaml, "
+                    "whose `model:` names the network")])
+def test_a_missing_run_config_gets_a_hint_that_does_not_loop(tmp_path, given, hint):
+    """`train nosuch.yaml` said to "use a built-in name", and `train mnist_net` then said
+    the same: a network's name is not a run config."""
+    result = cli("train", str(tmp_path / given) if given.endswith(".yaml") else given)
+    assert result.returncode == 2
+    assert f"Hint: {hint}" in " ".join(result.stderr.split())

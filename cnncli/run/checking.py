@@ -23,7 +23,7 @@ from pathlib import Path
 from cnncli import config, runfolder, yamlio
 from cnncli.data import datasets
 from cnncli.errors import CnnError, ConfigError, InputTooSmall, raise_all, suggest
-from cnncli.model import architectures, builder, spec, transfer_spec
+from cnncli.model import architectures, builder, pretrained, spec, transfer_spec
 from cnncli.run import transfer
 from cnncli.run.compile import check_training
 
@@ -81,11 +81,23 @@ def check(path_or_name: str) -> Checked:
     return Checked(built.model, built.warnings)
 
 
+def _no_config_hint(given: str) -> str:
+    """What to say of a run config that does not exist: a network's name is not one."""
+    example = "a run config is a YAML file such as configs/mnist.yaml, whose `model:` names " \
+        "the network"
+    if given in architectures.names() or given in pretrained.REGISTRY:
+        return f"'{given}' is a network, not a run config: {example} (`model: {given}`)"
+    return f"check the path; {example}"
+
+
 def load_config(path: str, overrides: list[str] = (), origins: dict | None = None,
                 values: dict | None = None) -> config.RunConfig:
     """`config.load` for ``train``: a config that fails validation has its optimizer,
     loss and metric names and its inline network checked too, so that every problem is
     reported at once, as `check` reports them."""
+    if not Path(path).exists():  # (yamlio's hint offers built-in names: networks, not runs)
+        raise ConfigError("the file does not exist", file=str(path), hint=_no_config_hint(
+            str(path)))
     doc, set_by = config.load_document(path, overrides, origins, values)
     try:
         return config.parse(doc, file=str(path), set_by=set_by)
