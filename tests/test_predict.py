@@ -82,6 +82,23 @@ def test_a_pretrained_model_evaluates_imagenet_folders_named_by_wordnet_id(vgg16
         "folder by WordNet ID (n02012849, n03126707) to choose" in report["notes"]
 
 
+def test_a_pretrained_model_evaluates_from_a_weights_file_as_its_hint_says(vgg16_files,
+                                                                          tmp_path):
+    """Offline without Keras' cached file, the hint says "pass --weights FILE": evaluate
+    had no such option."""
+    val = tmp_path / "val" / "n01440764"
+    val.mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(val / "0.png")
+    missing = cnncli("evaluate", "vgg16", "--data", str(val.parent), "--all-images",
+                     "--offline", env={"KERAS_HOME": str(tmp_path / "empty")})
+    assert missing.returncode == 3 and "--weights FILE" in missing.stderr
+    result = cnncli("evaluate", "vgg16", "--data", str(val.parent), "--all-images",
+                    "--offline", "--weights", str(vgg16_files["weights"]), "--json",
+                    env={"KERAS_HOME": str(tmp_path / "empty")})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["count"] == 1
+
+
 def test_prints_the_lectures_lines(vgg16_files, photos):
     result = cnncli("predict", str(photos[0]), "--model", "vgg16", "--weights",
                     str(vgg16_files["weights"]))

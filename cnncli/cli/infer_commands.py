@@ -111,6 +111,7 @@ def evaluate(
     data_dir: Annotated[str | None, typer.Option(help="Where to look for datasets first.")]
     = None,
     offline: Annotated[bool, typer.Option(help="Never download.")] = False,
+    weights: WeightsOpt = None,
     fail_under: Annotated[list[str] | None, typer.Option(
         help="Exit 1 when a figure is worse: accuracy=0.99 (loss=0.3 means at most). "
         "Repeatable.")] = None,
@@ -137,7 +138,7 @@ def evaluate(
         render.info(placement.describe())
     rep = evaluation.evaluate(target, data=data, data_dir=data_dir, offline=offline,
                               batch_size=batch_size, fail_under=fail_under or [],
-                              output=output, all_images=all_images,
+                              output=output, all_images=all_images, weights=weights,
                               precision=placement.precision if placement else "float32")
     if json:
         render.print_json(rep.to_dict())

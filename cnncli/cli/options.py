@@ -14,7 +14,7 @@ PRETRAINED = ", ".join(REGISTRY)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 #: Where a model runs (predict, evaluate, explain, visualize).
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, gpu or gpu:N.")]
-#: A pretrained network's weights from a file (predict, explain, visualize).
+#: A pretrained network's weights from a file (predict, evaluate, explain, visualize).
 WeightsOpt = Annotated[str | None, typer.Option(help="A local weights file for a pretrained "
                                                 "model.")]
 #: No download of a pretrained network's weights (predict, explain, visualize).

@@ -358,8 +358,9 @@ def _check_identity(known: KnownDataset, ds: Dataset, location: Location) -> Dat
         f"class are {list(counts)[:10]}{'...' if len(counts) > 10 else ''}, "
         f"{known.name}'s are {list(known.test_per_class)[:10]}"
         + (f"; they look like {other}" if other else ""), file=location.path,
-        hint=f"use --data {other.split()[0]} for these files, or give the folder that holds "
-             f"{known.name}'s own files" if other else
+        hint=f"name the data {other.split()[0]} for these files (--data, `data.name`, or "
+             f"datasets pack's SOURCE), or give the folder that holds {known.name}'s own "
+             "files" if other else
              f"give the folder that holds {known.name}'s own, complete files")
 
 

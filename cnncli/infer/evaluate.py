@@ -51,18 +51,21 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
              offline: bool = False, batch_size: int = 256, fail_under: list[str] = (),
              output: str | Path | None = None,
              model: classifier.Classifier | None = None,
-             precision: str = "float32", all_images: bool = False) -> Report:
+             precision: str = "float32", all_images: bool = False,
+             weights: str | None = None) -> Report:
     """Evaluate on the test split of the run's dataset (or `data`); see `Report`.
     ``all_images``: every image of data that has no test split of its own (a folder of
     class folders, a CSV without a split column; one class is then enough), not the
-    seeded fifth a training run holds out: for photos the model was not trained on."""
+    seeded fifth a training run holds out: for photos the model was not trained on.
+    ``weights``: a pretrained network's weights file (`target` its name), as predict's."""
     thresholds = metrics.parse_thresholds(text.as_list(fail_under))  # bad ones fail first
     for option, value in (("--data", data), ("--output", output)):
         if value is not None and not str(value).strip():
             raise ConfigError(f"{option} is empty", hint=f"give {option} a path, or leave "
                               "it out")
     check_batch_size(batch_size)
-    clf = model or classifier.load(str(target), precision=precision)
+    clf = model or classifier.load(str(target), weights=weights, offline=offline,
+                                   precision=precision)
     art = clf.artefact
     run_data = art.data if art else None
     reading = artefact.training_data(art, clf.meta, data, data_dir, offline)

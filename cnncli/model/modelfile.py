@@ -114,8 +114,8 @@ def check_model_path(path: str | os.PathLike) -> str:
         raise ModelError(
             "this file holds only weights, not a model", file=text,
             hint="give the model it belongs to instead: for a pretrained network, its name "
-                 "with --weights FILE (`cnncli models` lists them); for weights of your own "
-                 "model, its run folder or .keras file",
+                 "with --weights FILE (predict, evaluate, explain; `cnncli models` lists the "
+                 "names); for weights of your own model, its run folder or .keras file",
         )
     if lower.endswith((".h5", ".hdf5")):
         raise ModelError(
