@@ -395,8 +395,10 @@ def test_photos_cnncli_cannot_read_are_counted_and_said_not_skipped_silently(tmp
     assert said[0].endswith("convert them to JPEG or PNG")
     assert f"class folder {root / 'iphone'} holds no image files cnncli reads: 2 photos " \
            "in formats cnncli cannot read (2 HEIC; e.g." in said[1]
-    with pytest.raises(DataError, match="holds 3 photos in formats cnncli cannot read"):
+    with pytest.raises(DataError, match="holds 3 photos in formats cnncli cannot read") as e:
         datasets.load(root, strict=True)  # as an unreadable image file is
+    assert e.value.hint == "convert them, or turn strict mode off (data.strict: false) to " \
+        "skip them"  # (it began "or ...")
 
 
 def test_a_class_folder_with_no_image_is_a_warning_and_training_refuses_it(tmp_path):

@@ -301,7 +301,8 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
                       "ones in its own folder", DataWarning, stacklevel=3)
     if unread and strict:
         raise DataError(f"{root} holds {unread_photos(unread)}", file=str(unread[0]),
-                        hint="or turn strict mode off (data.strict: false) to skip them")
+                        hint="convert them, or turn strict mode off (data.strict: false) to "
+                             "skip them")
     if unread:
         warnings.warn(f"skipped {unread_photos(unread)}", DataWarning, stacklevel=3)
     if twice:
