@@ -42,6 +42,31 @@ def test_a_step_schedule_of_one_step_per_period_lowers_at_each_step():
     assert _rates_of_each_step(rate, 3) == [1.0, 0.5, 0.25]
 
 
+def test_a_step_schedule_never_goes_below_its_min_lr():
+    """`min_lr` was accepted with `step` and ignored: a run trained below it."""
+    rate = schedules.make("step", 1.0, steps_per_epoch=1, total_steps=4, step_epochs=1,
+                          factor=0.1, min_lr=0.05)
+    assert _rates_of_each_step(rate, 4) == [1.0, 0.1, 0.05, 0.05]
+
+
+@pytest.mark.parametrize("schedule,key,takes", [
+    ({"name": "constant", "factor": 0.5}, "factor", "step, plateau"),
+    ({"name": "cosine", "step_epochs": 2}, "step_epochs", "step"),
+    ({"name": "step", "patience": 4}, "patience", "plateau")])
+def test_a_schedule_setting_the_schedule_does_not_use_is_refused(schedule, key, takes):
+    """As a warmup of a schedule without one is: the run would not use it, silently."""
+    from cnncli.errors import ConfigError
+    from cnncli.run.compile import check_training
+
+    with pytest.raises(ConfigError) as caught:
+        check_training(config.TrainSection(schedule=schedule), 10)
+    assert caught.value.message == f"`train.schedule.{key}`: the {schedule['name']} " \
+        "schedule does not use it (it would be ignored)"
+    assert caught.value.hint == f"remove {key}, or use a schedule that takes it: {takes}"
+    check_training(config.TrainSection(schedule={"name": "plateau", "factor": 0.5,
+                                                 "patience": 3, "min_lr": 1e-6}), 10)
+
+
 def test_a_warmup_starts_at_a_25th_and_reaches_the_rate_when_it_ends():
     rate = schedules.make("cosine", 1.0, steps_per_epoch=4, total_steps=12, warmup_epochs=1)
     moved = _rates_of_each_step(rate, 12)

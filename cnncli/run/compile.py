@@ -222,9 +222,23 @@ def check_training(t: config.TrainSection, classes: int, *, file: str | None = N
     raise_all(errors)
 
 
+#: The settings each schedule uses (`schedules.make`, the plateau callback); `name` aside.
+USES = {"constant": set(), "step": {"step_epochs", "factor", "min_lr"},
+        "cosine": {"warmup_epochs", "min_lr"}, "one_cycle": {"warmup_epochs", "min_lr"},
+        "plateau": {"factor", "patience", "min_lr"}}
+
+
 def _schedule_problems(t: config.TrainSection) -> list[CnnError]:
     """Schedule settings that would be ignored or turn the rate upside down."""
     s, lr, errors = t.schedule, t.optimizer.learning_rate, []
+    defaults = type(s)()
+    for key in sorted(set(type(s).model_fields) - {"name", "warmup_epochs"} - USES[s.name]):
+        if getattr(s, key) != getattr(defaults, key):  # (set: a value the run would not use)
+            takes = [name for name, keys in USES.items() if key in keys]
+            errors.append(ConfigError(
+                f"`train.schedule.{key}`: the {s.name} schedule does not use it (it would be "
+                "ignored)", hint=f"remove {key}, or use a schedule that takes it: "
+                f"{', '.join(takes)}"))
     if s.warmup_epochs and s.name not in schedules.WITH_WARMUP:
         errors.append(ConfigError(
             f"`train.schedule.warmup_epochs`: the {s.name} schedule has no warmup (it "
@@ -237,7 +251,7 @@ def _schedule_problems(t: config.TrainSection) -> list[CnnError]:
             f"`train.schedule.warmup_epochs`: a warmup of {s.warmup_epochs:g} epochs is "
             f"as long as the training ({epochs}): the rate would never reach "
             f"{lr:g} or decay", hint=f"use fewer warmup epochs than {epochs}"))
-    if s.min_lr and s.min_lr >= lr and s.name in (*schedules.WITH_WARMUP, "plateau"):
+    if s.min_lr and s.min_lr >= lr and s.name in (*schedules.WITH_WARMUP, "plateau", "step"):
         errors.append(ConfigError(
             f"`train.schedule.min_lr` ({s.min_lr:g}) is not below the learning rate "
             f"({lr:g}): the rate would not come down", hint="give a min_lr below the "

@@ -39,7 +39,7 @@ def make(name: str, lr: float, *, steps_per_epoch: int, total_steps: int,
         # each multiple of `every` lowers the rate at that multiple
         boundaries = [b - 1 for b in range(every, max(total_steps, every + 1), every)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(
-            boundaries, [lr * factor**k for k in range(len(boundaries) + 1)])
+            boundaries, [max(lr * factor**k, min_lr) for k in range(len(boundaries) + 1)])
     if name == "cosine":
         decay = max(1, total_steps - warmup)
         return keras.optimizers.schedules.CosineDecay(
