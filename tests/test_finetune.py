@@ -281,6 +281,18 @@ def test_freeze_by_number_and_prefix_and_unfreeze_from_a_layer(source):
     assert transfer.unfrozen_paths(model, frozen, ft) == ["src/conv1_1"]  # BN stays frozen
 
 
+@pytest.mark.parametrize("freeze", [20, 7])
+def test_freezing_too_many_layers_says_how_many_may_be_frozen(freeze):
+    """`freeze: 20` on the lecture's ConvNet said "freeze at most 7", and 7 was refused
+    ("nothing would learn") with a hint of `freeze: backbone`, which it has not."""
+    from cnncli.model import architectures, builder
+
+    model = builder.build(spec.load(architectures.resolve("mnist_net")))
+    [error] = transfer.problems(config.TrainSection(freeze=freeze), model, 5)
+    assert error.hint == "freeze at most 6 (the layers before fc2, which must learn)"
+    assert transfer.problems(config.TrainSection(freeze=6), model, 5) == []
+
+
 def test_a_bad_freeze_does_not_hide_the_fine_tunings_own_problems(source):
     """Two freeze names that match nothing (one given twice: said once), an unfreeze name
     that matches nothing and a second stage that would never start: four problems, said

@@ -84,6 +84,17 @@ def freeze_setting(train: config.TrainSection, model) -> str | int | list:
     return "backbone" if backbone.backbones(model) else "none"
 
 
+def most_to_freeze(model) -> str:
+    """How many layers `train.freeze: N` may freeze and something still learns: those
+    before the last layer with weights (the classifier)."""
+    leaves = backbone.leaf_layers(model)
+    last = max((i for i, (_, layer) in enumerate(leaves) if layer.weights), default=0)
+    also = ", or `freeze: backbone` (the pretrained layers only)" \
+        if backbone.backbones(model) else ""
+    return f"freeze at most {last} (the layers before {leaves[last][0]}, which must learn)" \
+        f"{also}" if leaves else "use `freeze: none`"
+
+
 def frozen_paths(model, setting) -> list[str]:
     """The layer paths `setting` (``train.freeze``) freezes, in network order."""
     leaves = backbone.leaf_layers(model)
@@ -100,7 +111,7 @@ def frozen_paths(model, setting) -> list[str]:
     if isinstance(setting, int):
         if setting > len(paths):
             raise ConfigError(f"`train.freeze: {setting}`: the model has {len(paths)} "
-                              "layers", hint=f"freeze at most {len(paths)}")
+                              "layers", hint=most_to_freeze(model))
         return paths[:setting]
     unknown = [n for n in dict.fromkeys(setting) if not any(_matches(p, n) for p in paths)]
     if unknown:  # each said; a prefix gets a prefix as its "did you mean"
@@ -152,8 +163,7 @@ def problems(train: config.TrainSection, model, epochs: int | None, *,
     if frozen and not learning:
         errors.append(ConfigError(
             f"`train.freeze` freezes every layer with weights ({len(frozen)} layers), the "
-            "new classifier too: nothing would learn", hint="freeze fewer, e.g. "
-            "`freeze: backbone` (the pretrained layers only)"))
+            "new classifier too: nothing would learn", hint=most_to_freeze(model)))
     ft = train.fine_tune
     if ft is None:
         return errors
