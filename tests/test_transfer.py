@@ -644,6 +644,21 @@ def test_a_from_that_names_nothing_lists_each_built_in_and_pretrained_name_once(
     assert "vgg16" in names and len(names) == len(set(names)), err.value.hint
 
 
+@pytest.mark.parametrize("key,value,applies,takes", [
+    ("dropout", 0.3, "a pretrained network", "efficientnet_b0"),
+    ("cut", "fc1", "a trained model of your own", "a run folder or a .keras file")])
+def test_a_setting_a_spec_cannot_take_says_what_can_take_it(key, value, applies, takes):
+    """`dropout` of a spec said to use a run folder, which then refused it ("applies to a
+    pretrained network"); `cut` of a spec listed the pretrained networks, which refuse
+    it too."""
+    with pytest.raises(ConfigError) as err:
+        spec.from_run_config(config.parse({"model": {"from": "mnist_net", key: value}}),
+                             classes=3)
+    assert err.value.message == f"`model.{key}` applies to {applies}, and 'mnist_net' is a spec"
+    assert err.value.hint.startswith("use `from:` with ") and takes in err.value.hint
+    assert ("a run folder" in err.value.hint) == (key == "cut")
+
+
 def test_dry_run_refuses_a_weights_file_that_is_not_there_as_check_does(tmp_path):
     path = write_config(tmp_path)
     result = cnncli("train", str(path), "--weights", str(tmp_path / "gone.h5"), "--dry-run")

@@ -68,12 +68,14 @@ def document(section, *, classes: int | None, image_size: list | None,
     extra = [k for k in ("weights", "cut", "dropout") if getattr(section, k) is not None]
     if found == "spec":
         _check_spec_name(section.from_, file)
-        if extra:
+        if extra:  # (weights and dropout: a pretrained network's; cut: a model of one's own)
+            takes = "a run folder or a .keras file" if extra[0] == "cut" else ", ".join(
+                sorted(pretrained.REGISTRY))
             raise ConfigError(
-                f"`model.{extra[0]}` applies to a pretrained network or a trained model, and "
-                f"'{section.from_}' is a spec", file=file,
-                hint="use `from:` with " + ", ".join(sorted(pretrained.REGISTRY))
-                     + ", a run folder or a .keras file")
+                f"`model.{extra[0]}` applies to " + ("a trained model of your own" if extra[0]
+                                                     == "cut" else "a pretrained network")
+                + f", and '{section.from_}' is a spec", file=file,
+                hint=f"use `from:` with {takes}, or remove `{extra[0]}`")
         return None
     if found == "pretrained":
         return _pretrained(section, classes, image_size, file)
