@@ -1264,3 +1264,16 @@ def test_an_explained_probability_keeps_six_significant_digits_as_predicts_does(
 
     said = Explained(Path("cam.png"), "a.png", "cat", 3.14159265e-09, "conv").to_dict()
     assert said["probability"] == 3.14159e-09  # not 0.0
+
+
+def test_a_nested_model_that_cannot_be_probed_names_each_commands_own_option():
+    """The hint said "with --layer", which visualize activations has not (--layers), and
+    for a model whose only layer with a height and width is the nested one, following it
+    came back to the same error."""
+    from types import SimpleNamespace
+
+    from cnncli.viz import probe
+
+    error = probe._not_a_chain(SimpleNamespace(name="mobilenet_v2"), ValueError("x"))
+    assert "explain --layer, visualize activations --layers" in error.hint
+    assert error.hint.endswith("the layers inside it cannot be shown for this model")

@@ -129,9 +129,12 @@ def _through(net, x, wanted: set[int], found: dict, *, scores: bool = False,
 
 
 def _not_a_chain(net, exc: Exception) -> ModelError:
-    return ModelError(f"cannot reach a layer inside the nested model of '{net.name}': its "
-                      f"layers do not form a chain ({type(exc).__name__})",
-                      hint="pick a layer of the outer model with --layer")
+    return ModelError(f"cannot reach a layer inside the nested model '{net.name}': the "
+                      "layers around it do not form a chain (they branch), which pictures "
+                      f"of a layer inside a nested model need ({type(exc).__name__})",
+                      hint=f"pick a layer outside '{net.name}' that has a height and width "
+                           "(explain --layer, visualize activations --layers), if the model "
+                           "has one; the layers inside it cannot be shown for this model")
 
 
 def _check_same(model, rebuilt) -> None:
