@@ -302,6 +302,18 @@ def test_all_images_on_the_folder_a_run_trained_on_says_its_figures_are_flattere
         assert (own.read_bytes() if own.exists() else None) == before
 
 
+def test_all_images_on_data_with_a_test_split_of_its_own_is_not_said_to_be_every_image(run):
+    """The notes said "evaluated on every image of the run's data", then that the data's
+    own test images were evaluated (as they are: --all-images is for data without)."""
+    rep = evaluation.evaluate(run, all_images=True)
+    assert rep.result.count == 60  # the npz's test split, not its 240 + 60 images
+    assert not [n for n in rep.notes if "every image" in n], rep.notes
+    assert any(n.startswith("evaluated on the run's data with --all-images: the files are "
+                            "in ") for n in rep.notes), rep.notes
+    assert any("has a test split of its own: its 60 test images are evaluated" in n
+               for n in rep.notes), rep.notes
+
+
 def test_the_run_s_own_folder_says_its_test_images_are_the_fifth_it_held_out(
         run, tmp_path, monkeypatch):
     import dataclasses

@@ -290,7 +290,7 @@ def _output_folder(output, run: Path | None, data: str | None, given: str | None
     # cut to leave room for eval-, -all and -2 in a name's 255 bytes
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")[:MAX_SLUG] or "data"
     folder = _own_folder(run / f"eval-{slug}{'-all' if own_data else ''}", given)
-    which = "every image of the run's data" if own_data else "other data than the run's"
+    which = "the run's data with --all-images" if own_data else "other data than the run's"
     notes.append(f"evaluated on {which}: the files are in {folder}")
     return folder
 
