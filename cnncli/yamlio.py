@@ -338,6 +338,13 @@ def _yaml_syntax_error(exc: yaml.YAMLError, file: str, text: str) -> ConfigError
         return ConfigError(f"this is not valid YAML: {what} opened on this line is not "
                            f"closed before the file ends ({problem})", file=file,
                            line=opened.line + 1, hint="close it on the line it belongs to")
+    if opened is not None and line is not None and "expected ','" in problem and \
+            opened.line + 1 < line:  # (found lines later, where the next key was read)
+        what = next((said for words, said in _OPENED.items() if words in str(exc.context)),
+                    "something")
+        return ConfigError(f"this is not valid YAML: {what} opened on this line is not "
+                           f"closed on it ({problem}, on line {line})", file=file,
+                           line=opened.line + 1, hint="close it on the line it belongs to")
     if mark is not None:
         bad_line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
         if "\t" in bad_line or "'\\t'" in problem:

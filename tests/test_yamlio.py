@@ -111,6 +111,19 @@ def test_a_bracket_or_quote_never_closed_is_said_at_the_line_it_opened(text, ope
     assert e.value.line == (3 if "train" in text else 2)
 
 
+@pytest.mark.parametrize("text,opened,line", [
+    ("input: [28, 28, 1]\nlayers:\n  - Conv2D: {filters: 8, kernel_size: 3\n  - Flatten\n"
+     "  - Dense: 10\n", "a `{`", 3),
+    ("a: [1, 2\nb: 3\n", "a `[`", 1)])
+def test_a_bracket_not_closed_mid_file_is_said_at_the_line_it_opened(text, opened, line):
+    """PyYAML finds it where the next key is read: line 5 and "check the indentation and
+    the colons on that line", of a line that is right."""
+    with pytest.raises(ConfigError, match=re.escape(opened) + " opened on this line is not "
+                                          "closed on it") as e:
+        yamlio.loads(text, "t.yaml")
+    assert e.value.line == line and e.value.hint == "close it on the line it belongs to"
+
+
 def test_python_tags_are_refused_and_not_run(tmp_path):
     marker = tmp_path / "marker"
     text = f"!!python/object/apply:os.system ['touch {marker}']"
