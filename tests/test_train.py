@@ -885,7 +885,40 @@ def test_dry_run_of_a_known_dataset_not_here_says_training_downloads_it(tmp_path
     doc = json.loads(cli("train", str(path), "--dry-run", "--data", "cifar10", "--json",
                          "--set", "model.input=[32, 32, 3]", "--set", "model.classes=10").stdout)
     assert doc["data"] == {"name": "cifar10", "on_this_machine": False, "note": "cifar10 is "
-                           "not on this machine yet: training will download 170 MB (Keras)"}
+                           "not on this machine yet: training will download 170 MB (Keras); "
+                           "what depends on its size (batches, steps) is checked when "
+                           "training reads it"}
+
+
+def test_dry_run_of_mnist_not_here_says_the_sample_is_what_trains_without_internet(
+        tmp_path, monkeypatch):
+    """It said only that training downloads MNIST, and passed settings that training then
+    refused on the 5,000-digit sample it fell back to (a steps_per_execution that does not
+    divide its steps)."""
+    from cnncli.run.dryrun import _not_here_yet
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    note = _not_here_yet(config.DataSection(name="mnist"))
+    assert "(without internet: the 5,000 digits shipped with cnncli); what depends on its " \
+        "size (batches, steps) is checked when training reads it" in note
+
+
+def test_dry_run_refuses_an_image_cache_folder_it_could_not_make(tmp_path, monkeypatch):
+    """A dry run with `data.cache: disk` passed a CNNCLI_CACHE_DIR that is a file; the
+    training then failed at once, and its hint said to free some disk space."""
+    import catalogue_files as cf
+
+    from cnncli.data import loader
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "afile" / "cache"))
+    path = write_config(tmp_path)
+    result = cli("train", str(path), "--dry-run", "--set", "data.cache=disk",
+                 "--set", f"data.name={cf.image_folder(tmp_path / 'photos', {'a': 6, 'b': 6})}")
+    assert result.returncode == 3, result.stdout
+    said = " ".join(result.stderr.split())
+    assert f"cannot make the image cache: {tmp_path / 'afile'} is a file" in said
+    assert "free some disk space" not in said
 
 
 def test_a_large_share_of_images_left_for_the_next_epoch_is_said_before_training(tmp_path):

@@ -128,6 +128,8 @@ class ImageLoader:
         self._made: list[Path] = []  # the disk cache's files (and folder) made now
         self._path: Path | None = None  # the disk cache's folder, once made
         self._store, self._filled = self._make_store() if store else (None, None)
+        if not store and self.cache == "disk":  # a plan only shown: would the cache fail?
+            _check_cache_place()
 
     def describe(self) -> str:
         """For the Data line: ``decoded as they are used, at 32x32 (stretch), cached in
@@ -154,7 +156,8 @@ class ImageLoader:
             return _open_store(folder, shape, self._made)
         except OSError as exc:
             first = "free some disk space, " if exc.errno not in (errno.EACCES, errno.EPERM, \
-                errno.EROFS) else ""  # (someone else's cache, a read-only disk: not room)
+                errno.EROFS, errno.ENOTDIR, errno.EEXIST) else ""  # (someone else's cache, a
+            # read-only disk, a file in the way: not room)
             raise DataError(f"cannot make the image cache: {exc.strerror or exc}",
                             file=str(folder), hint=f"{first}set {CACHE_DIR_ENV} to a folder "
                             "you can write to, with room, or use data.cache: memory or "
@@ -282,6 +285,20 @@ class ImageLoader:
             self.flush()
         self._pool.shutdown(wait=True, cancel_futures=True)  # (a decode at most: ms)
         self._store = self._filled = None
+
+
+def _check_cache_place() -> None:
+    """The `DataError` making the disk cache would raise at once for its folder (a file
+    in its way, no right to write), for a plan only shown (``train --dry-run``), which
+    makes nothing."""
+    folder = cache_dir()
+    there = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if there is None or (there.is_dir() and os.access(there, os.W_OK | os.X_OK)):
+        return
+    why = f"{there} is a file" if not there.is_dir() else f"no right to write in {there}"
+    raise DataError(f"cannot make the image cache: {why}", file=str(folder),
+                    hint=f"set {CACHE_DIR_ENV} to a folder you can write to, with room, or use "
+                         "data.cache: memory or none")
 
 
 def _signature(stat: os.stat_result) -> int:

@@ -94,4 +94,7 @@ def _not_here_yet(d: config.DataSection) -> str | None:
     if name is None:
         return None
     where = datasets.locate(name, data_dir=d.data_dir).description  # will download 170 MB
-    return f"{name} is not on this machine yet: training {where}"
+    fallback = " (without internet: the 5,000 digits shipped with cnncli)" \
+        if name == "mnist" else ""
+    return (f"{name} is not on this machine yet: training {where}{fallback}; what depends on "
+            "its size (batches, steps) is checked when training reads it")
