@@ -588,6 +588,37 @@ def test_a_model_giving_nan_is_refused_not_scored(run, monkeypatch):
     assert "not finite" in err.value.hint
 
 
+def test_two_evaluations_at_once_of_data_of_one_name_get_a_folder_each(run, tmp_path,
+                                                                       monkeypatch):
+    """Both chose eval-site (neither had written its evaluation.json yet), and one's
+    files replaced the other's: a folder is claimed when it is chosen."""
+    a = cf.image_folder(tmp_path / "a" / "site", {"0": 2, "1": 2, "2": 2})
+    b = cf.image_folder(tmp_path / "b" / "site", {"0": 3, "1": 3, "2": 3})
+    real, meanwhile = evaluation._measure, []
+
+    def b_while_a_measures(*args, **kwargs):
+        if not meanwhile:
+            meanwhile.append(None)
+            meanwhile.append(evaluation.evaluate(run, data=str(b), all_images=True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "_measure", b_while_a_measures)
+    first = evaluation.evaluate(run, data=str(a), all_images=True)
+    assert Path(first.files["evaluation"]).parent == run / "eval-site"
+    assert Path(meanwhile[1].files["evaluation"]).parent == run / "eval-site-2"
+    for folder, data in (("eval-site", a), ("eval-site-2", b)):
+        assert json.loads((run / folder / "evaluation.json").read_text())["data"] == str(data)
+        assert not (run / folder / evaluation.CLAIM).exists()
+
+
+def test_a_failed_evaluation_leaves_no_claimed_folder(run, tmp_path, monkeypatch):
+    data = cf.image_folder(tmp_path / "x" / "gone", {"0": 2, "1": 2, "2": 2})
+    monkeypatch.setattr(evaluation, "_measure", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        evaluation.evaluate(run, data=str(data), all_images=True)
+    assert not (run / "eval-gone").exists()
+
+
 def test_two_data_folders_of_one_name_get_a_folder_each(run, tmp_path):
     first = cf.image_folder(tmp_path / "old" / "photos", {"0": 2, "1": 2, "2": 2})
     second = cf.image_folder(tmp_path / "new" / "photos", {"0": 3, "1": 3, "2": 3})

@@ -12,6 +12,7 @@ refused. An evaluation on other data than the run's is written beside the run's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -76,18 +77,20 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     given = _data_id(data) if data is not None else None
     folder = _output_folder(output, art.run if art else None, data, given, run_data,
                             notes := [], clf.name, all_images=all_images)
-    notes += artefact.unfinished(art, "evaluates")  # training now: figures of its model so far
-    if data is None and run_data and not datasets.exists(source):
-        raise DataError(f"the data this run trained on is no longer at {source}",
-                        file=str(art.run),
-                        hint="if it moved, give its new place: cnncli evaluate "
-                             f"{text.arg(art.run)} --data NEW_PLACE")
-    if folder is not None:
-        datasets.check_output_outside(folder, source)
-    made = files.missing_folders(folder) if folder else []
-    if folder is not None:
-        files.writable_folder(folder, "--output")  # found before the work
+    claimed = folder if folder is not None and (folder / CLAIM).is_file() else None
+    made = []
     try:
+        notes += artefact.unfinished(art, "evaluates")  # training now: its model so far
+        if data is None and run_data and not datasets.exists(source):
+            raise DataError(f"the data this run trained on is no longer at {source}",
+                            file=str(art.run),
+                            hint="if it moved, give its new place: cnncli evaluate "
+                                 f"{text.arg(art.run)} --data NEW_PLACE")
+        if folder is not None:
+            datasets.check_output_outside(folder, source)
+        made = files.missing_folders(folder) if folder else []
+        if folder is not None:
+            files.writable_folder(folder, "--output")  # found before the work
         ds, said = datasets.load_noting(source, data_dir=reading.data_dir,
                                         offline=reading.offline,
                                         test_fraction=1.0 if all_images else 0.2)
@@ -104,8 +107,11 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         result = _measure(ds, labels, clf, batch_size, notes)
         written = _write_files(folder, result, ds, clf, given or source, notes) \
             if folder else {}
+        if claimed is not None:  # its evaluation.json says whose it is now
+            (claimed / CLAIM).unlink(missing_ok=True)
     except BaseException:  # bad data, no readable image, Ctrl-C: no empty folder left
         files.remove_empty(made)
+        _unclaim(claimed)
         raise
     named = ds.source if ds.source.startswith(ds.name) else f"{ds.name} ({ds.source})"
     verdicts = metrics.judge_thresholds(result, thresholds)
@@ -304,11 +310,43 @@ def _own_folder(folder: Path, data: str) -> Path:
                                          folder.with_name(f"{folder.name}-{k}"))
         try:
             earlier = files.read_json(candidate / "evaluation.json").get("data", data)
-        except (OSError, ValueError, AttributeError):
-            return candidate  # new (or not an evaluation cnncli can read: written over)
+        except (OSError, ValueError, AttributeError):  # new (or not an evaluation cnncli
+            if _claimed(candidate, data):  # can read: written over), unless another
+                return candidate  # evaluation of other data chose it a moment ago
+            continue
         if earlier == data:
             return candidate
     return folder
+
+
+#: In an ``eval-<data>`` folder while an evaluation that chose it runs: the data it is
+#: of, so that another evaluation at the same time, of other data of the same name, takes
+#: the next folder (both chose the same one, and one's files replaced the other's).
+CLAIM = ".cnncli-evaluating"
+
+
+def _claimed(folder: Path, data: str) -> bool:
+    """Claim `folder` for an evaluation of `data`: True if it is this one's now (or an
+    evaluation of the same data has it: the same files), False if another's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(folder / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            return files.read_record(folder / CLAIM, limit=100_000).decode() == data
+        except (OSError, UnicodeDecodeError):
+            return False
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+    return True
+
+
+def _unclaim(folder: Path | None) -> None:
+    """Let go of `folder`'s claim (`_claimed`); the folder too if nothing is in it."""
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            (folder / CLAIM).unlink(missing_ok=True)
+            folder.rmdir()  # (only if empty: a failed evaluation's)
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
