@@ -182,6 +182,30 @@ def test_the_running_metrics_of_the_epoch_are_restored(tmp_path, model):
     assert [float(v.numpy()) for v in variables] == [3.0 + i for i in range(len(variables))]
 
 
+def test_a_backup_of_a_cnncli_that_compiled_fewer_metrics_is_resumed(tmp_path):
+    """With label smoothing, cnncli compiles the labels' own cross-entropy too (since
+    2026-12-07): a run stopped before could not be resumed ("the backup holds 4 metrics
+    variables, the model has 6"). Its weights come back; its running figures restart."""
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+
+    def made(metrics):
+        built = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        built.compile("adam", "mse", weighted_metrics=metrics)
+        built.optimizer.build(built.trainable_variables)
+        x = np.ones((2, 4), np.float32)
+        built.compute_metrics(x, np.ones((2, 3)), built(x), sample_weight=np.ones(2))
+        return built
+
+    before = made(["accuracy"])
+    checkpoint.save(tmp_path, before, TrainState(epoch=0, step=1))
+    now = made(["accuracy", keras.metrics.CategoricalCrossentropy(name="crossentropy")])
+    checkpoint.load(tmp_path, now)
+    for a, b in zip(before.weights, now.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_a_backup_of_the_same_layers_in_other_sizes_is_refused_naming_the_shapes(tmp_path):
     from cnncli.runtime import import_keras
 

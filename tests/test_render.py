@@ -315,6 +315,15 @@ def test_tables_in_a_narrow_terminal_fold_their_cells_and_lose_no_figure(monkeyp
     assert columns[4] == "32x32x332x32x3"
 
 
+def test_an_exported_files_own_word_for_its_precision_is_escaped(capsys):
+    """It comes from the file's JSON (`quantization`), which can hold a newline."""
+    result = metrics.compute([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["a", "b"])
+    render.evaluation(evaluate.Report("m.onnx", result, "photos", {}, [], [],
+                                      "int8\nPASS: all good"))
+    out = capsys.readouterr().out
+    assert "Model: m.onnx (computing in int8\\nPASS: all good)" in out
+
+
 def test_evaluate_never_rounds_a_figure_to_a_certainty_it_is_not(capsys):
     """20,000 images right and one wrong: accuracy short of 1, and the class the mistake
     went to short of a precision of 1, whatever the digits shown."""

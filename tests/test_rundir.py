@@ -85,6 +85,18 @@ def test_resume_auto_goes_on_with_the_newest_stopped_run_not_only_the_latest(tmp
     assert rundir.resumable(tmp_path / "m") == runs[1].resolve()
 
 
+def test_a_run_number_that_is_a_link_is_ordered_by_its_own_number(tmp_path):
+    """`runs/m/3 -> keep/best`: the newest-first order took the target's name for a
+    number and failed."""
+    keep = tmp_path / "keep" / "best"
+    keep.mkdir(parents=True)
+    (keep / rundir.CONFIG).write_text("model: mnist_net\n")
+    one = rundir.create(tmp_path, "m")
+    (one / rundir.CONFIG).write_text("model: mnist_net\n")
+    (tmp_path / "m" / "3").symlink_to(keep)
+    assert rundir.numbered(tmp_path / "m") == [keep.resolve(), one.resolve()]
+
+
 def test_the_lock_file_is_made_as_the_umask_says(tmp_path):
     run = rundir.create(tmp_path, "m")
     old = os.umask(0o002)

@@ -1996,6 +1996,7 @@ def test_a_metric_that_runs_on_class_indices_but_reads_them_wrongly_is_refused()
                                                 "sparse_top_k_categorical_accuracy"]), 10)
     check_training(config.TrainSection(metrics=["categorical_accuracy"], label_smoothing=0.1),
                    10)
+    check_training(config.TrainSection(), 1)  # one output: accuracy as before (a warning)
 
 
 @pytest.mark.parametrize("name", ["crossentropy", "CrossEntropyLoss", "nll_loss"])

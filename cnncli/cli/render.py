@@ -357,7 +357,7 @@ QUANTIZED = {"float16": "float16 weights, quantized when exported",
 def evaluation(rep) -> None:
     """Figures, per-class table, most-confused pairs and the worst mistakes."""
     r = rep.result
-    how = QUANTIZED.get(rep.precision, f"computing in {rep.precision}")
+    how = QUANTIZED.get(rep.precision, f"computing in {printable(rep.precision, one_line=True)}")
     out.print(f"Model: {printable(rep.model, one_line=True)} ({how})")
     out.print(f"Data: {printable(rep.dataset, one_line=True)}, {r.count:,} test images")
     line = (f"loss {r.loss:.4f}  " if r.loss is not None else "") + \

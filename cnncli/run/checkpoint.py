@@ -174,6 +174,9 @@ def _restore(model, arrays: dict, path: Path) -> None:
         saved = _saved(arrays, group)
         if group == "loss_scale" and not (saved and variables):
             continue  # loss scaling added (it starts afresh) or dropped by a new precision
+        if group == "metrics" and len(saved) != len(variables):
+            continue  # a backup of a cnncli that compiled other metrics (the crossentropy
+            # of label smoothing, 2026-12-07): running figures, reset at each epoch anyway
         if len(saved) != len(variables):
             raise TrainingError(
                 f"the backup holds {len(saved)} {group} variables, the model has "

@@ -274,7 +274,8 @@ def _metric_problem(name: str, labels, probs) -> str | None:
     except Exception as exc:  # shape errors surface as TypeError or TensorFlow errors too
         return (f"'{name}' cannot take cnncli's labels, which are class indices against "
                 f"{probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
-    if "accuracy" in str(name).lower():  # one that runs may still read labels otherwise
+    if "accuracy" in str(name).lower() and probs.shape[1] > 1:  # one that runs may still
+        # read the labels otherwise (one output: no class to tell apart, said elsewhere)
         perfect = labels if np.ndim(labels) == 2 else np.eye(probs.shape[1])[labels]
         model.compile(loss="mse", weighted_metrics=[name])  # (its state anew)
         got = model.compute_metrics(perfect, labels, perfect.astype(np.float32),

@@ -322,8 +322,9 @@ def numbered(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    runs = [p.resolve() for p in folder.iterdir() if _number(p.name) and runfolder.is_run(p)]
-    return sorted(runs, key=lambda p: int(p.name), reverse=True)
+    runs = sorted((p for p in folder.iterdir() if _number(p.name) and runfolder.is_run(p)),
+                  key=lambda p: int(p.name), reverse=True)  # (by its own number: a link's
+    return [p.resolve() for p in runs]  # target may be named otherwise)
 
 
 def after_write_failure(run: Path) -> str:

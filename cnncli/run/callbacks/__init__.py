@@ -169,7 +169,7 @@ class RunCallback(keras.callbacks.Callback):
         for note in filter(None, (lowered, stopping)):  # said after the epoch they follow
             self.reporter.note(note)
         self._name_unreadable()
-        if (changed := self.p.feed.changed_note) and not self.changed_noted:
+        if not self.changed_noted and (changed := self.p.feed.changed_note):
             self.changed_noted = True
             self.reporter.note(changed)
         if self.p.feed.cache_error and not self.cache_noted:
