@@ -345,16 +345,22 @@ def remove_dead_staging(parent: str | Path, prefix: str) -> list[Path]:
         if not _MKDTEMP_TAIL.fullmatch(path.name[len(prefix):]) or path.is_symlink():
             continue
         pid = _staging_pid(path)
-        if pid is not None and not _locked(path / PID_FILE) and not _running(pid):
-            shutil.rmtree(path, ignore_errors=True)  # (a lock, or a process number that is
-            # running here: the older cnncli's markers had no lock)
-        elif pid is not None:
+        if pid is None:
+            continue
+        # a marker of this name is held locked while its folder is used; the older
+        # `pid` marker had no lock: its process number says (a number reused, in a
+        # container whose processes start at 1, kept a dead folder "live" for good)
+        alive = is_locked(path / PID_FILE) if (path / PID_FILE).exists() else _running(pid)
+        if alive:
             live.append(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
     return live
 
 
-def _locked(marker: Path) -> bool:
-    """Whether a process holds `marker`'s lock (`staging_folder`): its folder is in use."""
+def is_locked(marker: Path) -> bool:
+    """Whether a process holds a lock on the file `marker` (a staging folder's, an
+    evaluation's claim; `cnncli.run.rundir.is_live` for a run's): what it marks is in use."""
     try:
         fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -363,6 +369,8 @@ def _locked(marker: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:  # (a pipe or a device in its place, a file system without locks)
+        return False
     finally:
         os.close(fd)
     return False

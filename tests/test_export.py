@@ -1291,24 +1291,30 @@ def test_sigterm_during_an_export_leaves_no_staging_folder(tmp_path):
 
 
 def test_a_killed_exports_staging_folder_goes_with_the_next_export(tmp_path):
+    from cnncli import files
     from cnncli.export import staging
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    for name, pid in (("deadxxxx", dead.pid), ("alivexxx", os.getpid()), ("nopidxxx", None),
+    for name, pid in (("deadxxxx", dead.pid), ("nopidxxx", None),
+                      ("reusedxx", os.getpid()),  # a running process's number, no lock
                       ("dead-but-not-named-by-mkdtemp", dead.pid)):
         folder = tmp_path / f"{staging.PREFIX}{name}"
         folder.mkdir()
         if pid:
             (folder / staging.PID_FILE).write_text(str(pid))
+    alive = files.staging_folder(tmp_path, staging.PREFIX)  # held by this process
+    older = tmp_path / f"{staging.PREFIX}olderxxx"  # an older cnncli's marker: no lock
+    older.mkdir()
+    (older / "pid").write_text(str(os.getpid()))
     piped = tmp_path / f"{staging.PREFIX}fifoxxxx"
     piped.mkdir()
     os.mkfifo(piped / staging.PID_FILE)  # a pipe for a marker: not waited on, left alone
     with staging.Staging(tmp_path):
         pass
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        f"{staging.PREFIX}alivexxx", f"{staging.PREFIX}dead-but-not-named-by-mkdtemp",
-        f"{staging.PREFIX}fifoxxxx", f"{staging.PREFIX}nopidxxx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        alive.name, f"{staging.PREFIX}dead-but-not-named-by-mkdtemp",
+        f"{staging.PREFIX}fifoxxxx", f"{staging.PREFIX}nopidxxx", older.name])
 
 
 def test_a_staging_folder_in_use_by_a_process_of_another_container_is_left_alone(tmp_path):

@@ -65,8 +65,13 @@ def test_a_teammates_live_run_is_said_to_be_training_not_to_have_a_bad_lock_file
                 pass
     finally:
         os.close(theirs)
-    with rundir.writer(run):  # once it ended, the lock is this process's (read only)
-        assert rundir.is_live(run)
+    from cnncli.errors import WriteError
+
+    with pytest.raises(WriteError, match="Permission denied") as caught:  # once it ended:
+        with rundir.writer(run):  # not a writer that fails later, at its first write
+            pass
+    assert caught.value.hint == "the run folder is another user's: train into a copy of " \
+        "your own (cp -r), or ask them"
 
 
 def test_resume_auto_goes_on_with_the_newest_stopped_run_not_only_the_latest(tmp_path):

@@ -227,11 +227,12 @@ def writer(run: Path):
         WriteError: the lock file cannot be opened (a folder in its place, a run folder
             that cannot be written to).
     """
+    theirs = False
     try:
         try:
             fd = _open_lock(run, os.O_RDWR | os.O_CREAT)
         except PermissionError:  # another user's run: a lock is taken on a file read only
-            fd = _open_lock(run, os.O_RDONLY)  # (whoever holds it is then said, not this)
+            fd, theirs = _open_lock(run, os.O_RDONLY), True  # (whoever holds it is said)
     except OSError as exc:
         theirs = isinstance(exc, PermissionError)
         raise WriteError(f"cannot open the run's lock file: {exc.strerror or exc}",
@@ -249,7 +250,11 @@ def writer(run: Path):
                 f"another process is training into this run now{holder}", file=str(run),
                 hint="wait for it to finish (cnncli runs shows it as running), or stop it "
                      "first; one run folder has one writer at a time") from None
-        with contextlib.suppress(OSError):  # (read only: the run's writing says why later)
+        if theirs:  # no one trains into it; this process cannot write it either
+            raise WriteError("cannot open the run's lock file: Permission denied",
+                             file=str(run / LOCK), hint="the run folder is another user's: "
+                             "train into a copy of your own (cp -r), or ask them")
+        with contextlib.suppress(OSError):  # (who holds it: said to a second writer)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         yield
@@ -286,17 +291,7 @@ def _holder(run: Path) -> str:
 
 def is_live(run: Path) -> bool:
     """True while a process holds `run`'s writer lock (it is training into it)."""
-    try:
-        fd = _open_lock(run, os.O_RDONLY)
-    except OSError:  # (a link or a pipe in its place: no process of cnncli's holds it)
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return files.is_locked(run / LOCK)
 
 
 def has_backup(run: Path) -> bool:
