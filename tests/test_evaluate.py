@@ -611,6 +611,17 @@ def test_two_evaluations_at_once_of_data_of_one_name_get_a_folder_each(run, tmp_
         assert not (run / folder / evaluation.CLAIM).exists()
 
 
+def test_a_claim_left_by_a_killed_evaluation_is_taken_over(run, tmp_path):
+    """An evaluation killed (SIGKILL, the OOM killer) left its claim, of other data: each
+    later evaluation went to the next folder, for good. A claim is live while locked."""
+    data = cf.image_folder(tmp_path / "y" / "left", {"0": 2, "1": 2, "2": 2})
+    (run / "eval-left").mkdir()
+    (run / "eval-left" / evaluation.CLAIM).write_text("/somewhere/else/left")
+    report = evaluation.evaluate(run, data=str(data), all_images=True)
+    assert Path(report.files["evaluation"]).parent == run / "eval-left"
+    assert not (run / "eval-left" / evaluation.CLAIM).exists()
+
+
 def test_a_failed_evaluation_leaves_no_claimed_folder(run, tmp_path, monkeypatch):
     data = cf.image_folder(tmp_path / "x" / "gone", {"0": 2, "1": 2, "2": 2})
     monkeypatch.setattr(evaluation, "_measure", lambda *a, **k: 1 / 0)

@@ -13,6 +13,7 @@ refused. An evaluation on other data than the run's is written beside the run's 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -77,7 +78,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
     given = _data_id(data) if data is not None else None
     folder = _output_folder(output, art.run if art else None, data, given, run_data,
                             notes := [], clf.name, all_images=all_images)
-    claimed = folder if folder is not None and (folder / CLAIM).is_file() else None
+    claimed = folder if folder in _CLAIMS else None
     made = []
     try:
         notes += artefact.unfinished(art, "evaluates")  # training now: its model so far
@@ -107,8 +108,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         result = _measure(ds, labels, clf, batch_size, notes)
         written = _write_files(folder, result, ds, clf, given or source, notes) \
             if folder else {}
-        if claimed is not None:  # its evaluation.json says whose it is now
-            (claimed / CLAIM).unlink(missing_ok=True)
+        _unclaim(claimed, failed=False)  # its evaluation.json says whose it is now
     except BaseException:  # bad data, no readable image, Ctrl-C: no empty folder left
         files.remove_empty(made)
         _unclaim(claimed)
@@ -325,28 +325,43 @@ def _own_folder(folder: Path, data: str) -> Path:
 CLAIM = ".cnncli-evaluating"
 
 
+#: This process's claims: each folder's claim file, held open and locked while the
+#: evaluation runs (one left by an evaluation that was killed is not locked: taken over).
+_CLAIMS: dict[Path, int] = {}
+
+
 def _claimed(folder: Path, data: str) -> bool:
     """Claim `folder` for an evaluation of `data`: True if it is this one's now (or an
     evaluation of the same data has it: the same files), False if another's."""
-    folder.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(folder / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        try:
-            return files.read_record(folder / CLAIM, limit=100_000).decode() == data
-        except (OSError, UnicodeDecodeError):
-            return False
-    with os.fdopen(fd, "w") as f:
-        f.write(data)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / CLAIM, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError:  # (a file in its way, no right to write: said by the checks that
+        return True  # follow, as for a folder not claimed)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # another evaluation's, running
+        theirs = os.pread(fd, 100_000, 0).decode(errors="replace")
+        os.close(fd)
+        return theirs == data
+    os.ftruncate(fd, 0)
+    os.write(fd, data.encode(errors="surrogateescape"))
+    _CLAIMS[folder] = fd
     return True
 
 
-def _unclaim(folder: Path | None) -> None:
-    """Let go of `folder`'s claim (`_claimed`); the folder too if nothing is in it."""
-    if folder is not None:
+def _unclaim(folder: Path | None, *, failed: bool = True) -> None:
+    """Let go of this process's claim on `folder` (`_claimed`); for a `failed` evaluation
+    the folder too, if nothing else is in it."""
+    fd = _CLAIMS.pop(folder, None) if folder is not None else None
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        (folder / CLAIM).unlink()
+    os.close(fd)
+    if failed:
         with contextlib.suppress(OSError):
-            (folder / CLAIM).unlink(missing_ok=True)
-            folder.rmdir()  # (only if empty: a failed evaluation's)
+            folder.rmdir()  # (only if empty)
 
 
 def _write_files(folder: Path, result: metrics.EvalResult, ds, clf,
