@@ -1647,6 +1647,18 @@ def test_a_pack_a_training_reads_is_not_replaced_under_it(tmp_path):
                     cache="none")
 
 
+def test_a_pack_replaced_between_reading_its_labels_and_locking_it_is_said(tmp_path):
+    """The lock is taken when the feed is made, after the labels were read: a pack
+    --force finishing in between gave the old labels to the new shards, silently."""
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    packing.pack(ds, tmp_path / "packed")
+    read = datasets.load(tmp_path / "packed")  # a training reads its index and labels...
+    packing.pack(ds, tmp_path / "packed", force=True)  # ...and another pack replaces it
+    with pytest.raises(DataError, match="packed was replaced while the training started"):
+        Feed.of(read, SHAPE, validation_split=0, seed=0, cache="none")
+    packing.pack(ds, tmp_path / "packed", force=True)  # (no lock was left held)
+
+
 def test_a_training_refused_while_planned_lets_go_of_its_pack(tmp_path):
     """A plan that goes no further (a batch larger than the data) held the pack's lock
     for as long as the process lived (a notebook): --force was refused after it."""

@@ -43,6 +43,9 @@ class Records:
     count: int
     image_shape: tuple[int, int, int] | None = None
     named_classes: bool = False
+    #: the index's version as read (`cnncli.data.records.index_version`): a training
+    #: checks that it still is, once it holds the pack's lock
+    index_version: int = 0
 
 
 @dataclass

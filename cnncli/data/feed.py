@@ -81,11 +81,24 @@ class Feed:
             masks = tuple(_mask(len(split), idx) for idx in (train_idx, val_idx))
             train = Split(split.images, split.labels[masks[0]])
             val = Split(split.images, split.labels[masks[1]])
-            loader = ImageLoader(split, shape, resize, cache, store)
-            feed = cls(train, val, shape, loader, loader, masks, split)
-            if store and split.images.shards:  # a training's: no pack --force under it
-                feed.held.enter_context(records.held(Path(split.images.shards[0]).parent))
-            return feed
+            held = contextlib.ExitStack()
+            try:
+                if store and split.images.shards:  # a training's: no pack --force under it
+                    folder = Path(split.images.shards[0]).parent
+                    try:
+                        held.enter_context(records.held(folder))
+                        same = records.index_version(folder) == split.images.index_version
+                    except FileNotFoundError:  # (its index moved away meanwhile)
+                        same = False
+                    if not same:
+                        raise DataError(f"the pack {folder} was replaced while the training "
+                                        "started (cnncli datasets pack --force)",
+                                        file=str(folder), hint="start the training again")
+                loader = ImageLoader(split, shape, resize, cache, store)
+            except BaseException:
+                held.close()
+                raise
+            return cls(train, val, shape, loader, loader, masks, split, held)
         train, val = split.take(train_idx), split.take(val_idx)
         if not needs_loader(split, shape):
             return cls(train, val, shape)

@@ -16,6 +16,7 @@ the labels are read up front; the records are read by the training pipeline
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import re
@@ -55,6 +56,7 @@ def read_records(folder: str | os.PathLike, *, walk: bool = True) -> Dataset:
                         f"{INDEX}", file=str(folder), hint="copy the packed folder again, "
                         "whole, or pack the data again (cnncli datasets pack SOURCE OUT)")
     try:
+        version = index_version(folder)
         index = files.read_json(folder / INDEX)
     except (OSError, ValueError) as exc:
         raise DataError(f"{INDEX} cannot be read ({exc})", file=str(folder / INDEX),
@@ -70,6 +72,8 @@ def read_records(folder: str | os.PathLike, *, walk: bool = True) -> Dataset:
     named = index.get("named_classes") is True
     splits = [_split(folder, index["splits"][name], name, shape, named, walk)
               for name in ("train", "test")]
+    for split in splits:
+        split.images = dataclasses.replace(split.images, index_version=version)
     top = max((int(s.labels.max()) for s in splits if len(s.labels)), default=-1)
     low = min((int(s.labels.min()) for s in splits if len(s.labels)), default=0)
     if low < 0:
@@ -296,6 +300,13 @@ def is_a_pack(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
 
+
+
+def index_version(folder: str | os.PathLike) -> int:
+    """The version of the pack in `folder`: its index file's identity and times (a pack
+    replaced with --force writes a new one)."""
+    stat = os.stat(Path(folder) / INDEX)
+    return hash((stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns))
 
 
 @contextlib.contextmanager
