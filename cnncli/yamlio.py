@@ -324,6 +324,33 @@ def _constructor_error(exc: yaml.constructor.ConstructorError, file: str) -> Con
 _OPENED = {"flow mapping": "a `{`", "flow sequence": "a `[`", "quoted scalar": "a quote"}
 
 
+def _closed_later(text: str, start: int) -> bool:
+    """Whether the `{` or `[` at `start` of `text` is closed further on (quoted text and
+    comments skipped): a flow written over several lines, valid YAML, not one left open.
+
+    >>> _closed_later("a: [1,\\n 2\\n 3]", 3), _closed_later("a: [1\\nb: 2", 3)
+    (True, False)
+    """
+    depth, quote, i = 0, None, start
+    while i < len(text):
+        c = text[i]
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c == "#" and text[i - 1] in " \n":  # a comment: to its line's end
+            i = text.find("\n", i) if "\n" in text[i:] else len(text)
+            continue
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                return True
+        i += 1
+    return False
+
+
 def _yaml_syntax_error(exc: yaml.YAMLError, file: str, text: str) -> ConfigError:
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark else None
@@ -339,7 +366,8 @@ def _yaml_syntax_error(exc: yaml.YAMLError, file: str, text: str) -> ConfigError
                            f"closed before the file ends ({problem})", file=file,
                            line=opened.line + 1, hint="close it on the line it belongs to")
     if opened is not None and line is not None and "expected ','" in problem and \
-            opened.line + 1 < line:  # (found lines later, where the next key was read)
+            opened.line + 1 < line and not _closed_later(text, opened.index):  # (found
+        # lines later, where the next key was read; closed later: a comma is missing)
         what = next((said for words, said in _OPENED.items() if words in str(exc.context)),
                     "something")
         return ConfigError(f"this is not valid YAML: {what} opened on this line is not "

@@ -124,6 +124,15 @@ def test_a_bracket_not_closed_mid_file_is_said_at_the_line_it_opened(text, opene
     assert e.value.line == line and e.value.hint == "close it on the line it belongs to"
 
 
+def test_a_flow_over_several_lines_missing_a_comma_is_not_said_unclosed():
+    """`[` closed on line 5, a comma missing at the end of line 3: "not closed on it" was
+    wrong, and its hint led nowhere."""
+    text = "layers: [\n  {Conv2D: 8},\n  {Dense: 10}\n  {Dense: 3}  # ] in a comment\n]\n"
+    with pytest.raises(ConfigError) as e:
+        yamlio.loads(text, "t.yaml")
+    assert "opened on this line" not in e.value.message
+
+
 def test_python_tags_are_refused_and_not_run(tmp_path):
     marker = tmp_path / "marker"
     text = f"!!python/object/apply:os.system ['touch {marker}']"
