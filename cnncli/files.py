@@ -211,6 +211,8 @@ def only_writer(folder: str | Path, busy):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise busy from None
+        except OSError:  # a file system without locks (some NFS mounts): none held
+            pass
         yield
     finally:
         os.close(fd)  # (releases the lock)

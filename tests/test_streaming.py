@@ -1659,6 +1659,23 @@ def test_a_pack_replaced_between_reading_its_labels_and_locking_it_is_said(tmp_p
     packing.pack(ds, tmp_path / "packed", force=True)  # (no lock was left held)
 
 
+def test_a_pack_on_a_file_system_without_locks_trains_and_is_replaced_as_before(
+        tmp_path, monkeypatch):
+    """Some NFS mounts have no locks (ENOLCK): a training from a pack there failed at
+    once where it worked before packs were locked."""
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    packing.pack(ds, tmp_path / "packed")
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(records.fcntl, "flock", no_locks)
+    feed = Feed.of(datasets.load(tmp_path / "packed"), SHAPE, validation_split=0, seed=0,
+                   cache="none")
+    packing.pack(ds, tmp_path / "packed", force=True)
+    feed.close()
+
+
 def test_a_training_refused_while_planned_lets_go_of_its_pack(tmp_path):
     """A plan that goes no further (a batch larger than the data) held the pack's lock
     for as long as the process lived (a notebook): --force was refused after it."""

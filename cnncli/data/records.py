@@ -315,8 +315,9 @@ def held(folder: str | os.PathLike, *, replacing: bool = False):
     the trainings reading it, exclusive for a pack replacing it (``--force``), so that
     neither happens under the other (a training went on from the new pack's images,
     another data set, without a word). Neither waits: an error says who holds it."""
-    fd = os.open(Path(folder) / INDEX, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
+    fd = os.open(Path(folder) / INDEX, (os.O_RDWR if replacing else os.O_RDONLY)  # (NFS
+                 | os.O_NOFOLLOW | os.O_NONBLOCK)  # locks a file exclusively only if opened
+    try:  # for writing)
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if replacing else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -328,6 +329,8 @@ def held(folder: str | os.PathLike, *, replacing: bool = False):
             raise DataError(f"the pack {folder} is being replaced now (cnncli datasets pack "
                             "--force)", file=str(folder), hint="wait for the pack to finish, "
                             "then start the training again") from None
+        except OSError:  # a file system without locks (some NFS mounts): none held
+            pass
         yield
     finally:
         os.close(fd)

@@ -244,7 +244,7 @@ def writer(run: Path):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = _holder(run)
             raise ConfigError(
                 f"another process is training into this run now{holder}", file=str(run),
