@@ -324,7 +324,8 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     marker = path / f"{PID_FILE}.new"
     fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # held while this process lives (or the folder does)
+    with contextlib.suppress(OSError):  # (a file system without locks: its number says)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while this process lives (or the folder does)
     os.write(fd, str(os.getpid()).encode())
     os.rename(marker, path / PID_FILE)  # seen by others only once locked
     _MARKERS[path] = fd
@@ -352,7 +353,8 @@ def remove_dead_staging(parent: str | Path, prefix: str) -> list[Path]:
         # a marker of this name is held locked while its folder is used; the older
         # `pid` marker had no lock: its process number says (a number reused, in a
         # container whose processes start at 1, kept a dead folder "live" for good)
-        alive = is_locked(path / PID_FILE) if (path / PID_FILE).exists() else _running(pid)
+        locked = is_locked(path / PID_FILE) if (path / PID_FILE).exists() else None
+        alive = locked if locked is not None else _running(pid)
         if alive:
             live.append(path)
         else:
@@ -360,19 +362,22 @@ def remove_dead_staging(parent: str | Path, prefix: str) -> list[Path]:
     return live
 
 
-def is_locked(marker: Path) -> bool:
+def is_locked(marker: Path) -> bool | None:
     """Whether a process holds a lock on the file `marker` (a staging folder's, an
-    evaluation's claim; `cnncli.run.rundir.is_live` for a run's): what it marks is in use."""
+    evaluation's claim; `cnncli.run.rundir.is_live` for a run's): what it marks is in use.
+    None when its file system cannot tell (no locks: some NFS mounts)."""
     try:
         fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a pipe or a device in its place
+            return False
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
-    except OSError:  # (a pipe or a device in its place, a file system without locks)
-        return False
+    except OSError:  # a file system without locks
+        return None
     finally:
         os.close(fd)
     return False

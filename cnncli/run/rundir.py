@@ -291,7 +291,7 @@ def _holder(run: Path) -> str:
 
 def is_live(run: Path) -> bool:
     """True while a process holds `run`'s writer lock (it is training into it)."""
-    return files.is_locked(run / LOCK)
+    return files.is_locked(run / LOCK) is not False  # (a file system without locks: as if)
 
 
 def has_backup(run: Path) -> bool:
