@@ -308,8 +308,9 @@ def resumable(folder: str | os.PathLike) -> Path | None:
     >>> resumable("runs/no-such-name") is None
     True
     """
-    return next((run for run in numbered(folder) if has_backup(run) and not is_live(run)),
-                None)
+    return next((run for run in numbered(folder) if has_backup(run) and not is_live(run)
+                 and os.access(run, os.W_OK)), None)  # (not another user's, in runs/NAME
+    # a team shares: it could not be written)
 
 
 def numbered(folder: str | os.PathLike) -> list[Path]:
