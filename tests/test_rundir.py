@@ -3,6 +3,7 @@
 import multiprocessing
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -88,6 +89,16 @@ def test_resume_auto_goes_on_with_the_newest_stopped_run_not_only_the_latest(tmp
     with rundir.writer(runs[1]):
         assert rundir.resumable(tmp_path / "m") == runs[0].resolve()
     assert rundir.resumable(tmp_path / "m") == runs[1].resolve()
+
+
+def test_resume_auto_passes_over_a_run_this_user_cannot_write(tmp_path, monkeypatch):
+    runs = [rundir.create(tmp_path, "m") for _ in range(2)]
+    for run in runs:
+        (run / rundir.CONFIG).write_text("model: mnist_net\n")
+        (run / rundir.BACKUP).write_bytes(b"")
+    theirs = runs[1].resolve()
+    monkeypatch.setattr(rundir.os, "access", lambda path, mode: Path(path) != theirs)
+    assert rundir.resumable(tmp_path / "m") == runs[0].resolve()
 
 
 def test_a_run_number_that_is_a_link_is_ordered_by_its_own_number(tmp_path):
