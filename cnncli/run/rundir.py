@@ -218,6 +218,11 @@ def list_runs(root: str | Path = "runs") -> list[Path]:
     return sorted(runs, key=lambda p: (str(p.parent), int(p.name) if _number(p.name) else 0))
 
 
+#: The hint for a run folder this user cannot write (a teammate's).
+ANOTHER_USERS = "the run folder is another user's: train into a copy of your own (cp -r), " \
+    "or ask them"
+
+
 @contextlib.contextmanager
 def writer(run: Path):
     """Hold `run`'s writer lock while the block runs.
@@ -237,9 +242,8 @@ def writer(run: Path):
         theirs = isinstance(exc, PermissionError)
         raise WriteError(f"cannot open the run's lock file: {exc.strerror or exc}",
                          file=str(run / LOCK),
-                         hint="the run folder is another user's: train into a copy of your "
-                              "own (cp -r), or ask them" if theirs else "it is cnncli's own "
-                              "file: remove what is in its place, or make the run folder "
+                         hint=ANOTHER_USERS if theirs else "it is cnncli's own file: "
+                              "remove what is in its place, or make the run folder "
                               "writable") from None
     try:
         try:
@@ -252,8 +256,7 @@ def writer(run: Path):
                      "first; one run folder has one writer at a time") from None
         if theirs:  # no one trains into it; this process cannot write it either
             raise WriteError("cannot open the run's lock file: Permission denied",
-                             file=str(run / LOCK), hint="the run folder is another user's: "
-                             "train into a copy of your own (cp -r), or ask them")
+                             file=str(run / LOCK), hint=ANOTHER_USERS)
         with contextlib.suppress(OSError):  # (who holds it: said to a second writer)
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
