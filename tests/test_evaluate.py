@@ -622,6 +622,24 @@ def test_a_claim_left_by_a_killed_evaluation_is_taken_over(run, tmp_path):
     assert not (run / "eval-left" / evaluation.CLAIM).exists()
 
 
+def test_an_evaluation_on_a_file_system_without_locks_keeps_its_folder(run, tmp_path,
+                                                                       monkeypatch):
+    """Without locks (ENOLCK) every claim was taken for another evaluation's: each
+    evaluation went to the next folder, the same data's too."""
+    import errno
+
+    data = cf.image_folder(tmp_path / "z" / "nolock", {"0": 2, "1": 2, "2": 2})
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(evaluation.fcntl, "flock", no_locks)
+    for _ in range(2):
+        report = evaluation.evaluate(run, data=str(data), all_images=True)
+        assert Path(report.files["evaluation"]).parent == run / "eval-nolock"
+    assert not (run / "eval-nolock-2").exists()  # (it made a folder for each of 999 tries)
+
+
 def test_a_failed_evaluation_leaves_no_claimed_folder(run, tmp_path, monkeypatch):
     data = cf.image_folder(tmp_path / "x" / "gone", {"0": 2, "1": 2, "2": 2})
     monkeypatch.setattr(evaluation, "_measure", lambda *a, **k: 1 / 0)

@@ -340,10 +340,12 @@ def _claimed(folder: Path, data: str) -> bool:
         return True  # follow, as for a folder not claimed)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # another evaluation's, running
+    except BlockingIOError:  # another evaluation's, running
         theirs = os.pread(fd, 100_000, 0).decode(errors="replace")
         os.close(fd)
         return theirs == data
+    except OSError:  # a file system without locks (some NFS mounts): claimed unlocked, as
+        pass  # the other locks of cnncli go on without one there
     os.ftruncate(fd, 0)
     os.write(fd, data.encode(errors="surrogateescape"))
     _CLAIMS[folder] = fd
