@@ -47,6 +47,13 @@ def test_a_run_folder_has_everything(tmp_path):
     assert len(history_rows(run)) == 2
 
 
+@pytest.mark.parametrize("name", ["猫モデル", "[v2] net", "-x"])
+def test_a_network_named_in_any_letters_trains(tmp_path, name):
+    spec = SPEC.replace("input:", f"name: {json.dumps(name)}\n  input:")
+    result = run_train(write_config(tmp_path, epochs=1, spec=spec))
+    assert len(history_rows(result.run)) == 1
+
+
 def test_metrics_json_says_what_was_used(tmp_path):
     result = run_train(write_config(tmp_path, epochs=1))
     metrics = result.metrics

@@ -14,6 +14,7 @@ cnncli.errors.InputTooSmall: layer 1 'conv1_1' (Conv2D): the 3x3 input is smalle
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from cnncli.errors import CnnError, ConfigError, InputTooSmall, ManyErrors, raise_all
@@ -380,5 +381,12 @@ def _gives_probabilities(node: expansion.Node, nodes: dict) -> bool:
 
 
 def _model_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "_-." else "_" for c in name)
+    """`name` as Keras and TensorFlow take a model's name: ASCII letters, digits, `_`, `-`
+    and `.`, beginning with a letter, digit or dot (TensorFlow's rule for a name scope;
+    ``猫モデル`` or ``[v2] net`` failed mid-training). The run keeps its own name.
+
+    >>> _model_name("[v2] net"), _model_name("猫モデル"), _model_name("mnist_net")
+    ('v2_net', 'model', 'mnist_net')
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip("_-").rstrip("_")
     return cleaned or "model"
