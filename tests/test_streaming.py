@@ -863,6 +863,17 @@ def test_a_disk_cache_is_reused_by_the_next_run(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.batch(np.arange(len(ds.train)))[0], seen)
 
 
+def test_a_disk_cache_takes_file_names_whose_bytes_are_not_utf8(tmp_path, monkeypatch):
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    photo_folder(tmp_path / "photos")
+    b = tmp_path / "photos" / "b"
+    b.rename(os.fsdecode(bytes(b) + b"\xe9"))  # a Latin-1 name: "bé"
+    ds = datasets.load(tmp_path / "photos")
+    cached = ImageLoader(ds.train, SHAPE, cache="disk").batch(np.arange(len(ds.train)))[0]
+    plain = ImageLoader(ds.train, SHAPE, cache="none").batch(np.arange(len(ds.train)))[0]
+    np.testing.assert_array_equal(cached, plain)
+
+
 def test_a_folder_swapped_for_another_mid_run_never_fills_the_shared_cache(tmp_path,
                                                                            monkeypatch):
     """The disk cache is keyed by the files as a run found them: images decoded after

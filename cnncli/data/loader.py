@@ -177,7 +177,7 @@ class ImageLoader:
         for k, path in enumerate(paths):
             stat = os.stat(path)
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n"
-                          .encode())
+                          .encode("utf-8", "surrogateescape"))  # a name's bytes as on disk
             signatures[k] = _signature(stat)
         if self.split.kind == "files":
             self._signatures = signatures
