@@ -79,6 +79,16 @@ def test_tables_show_bracketed_class_and_file_names(capsys):
         assert text in out
 
 
+def test_names_that_read_as_emoji_codes_are_shown_as_typed(capsys):
+    result = metrics.compute([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]],
+                             [":thumbs_up:", ":x:"])
+    result.loss = 0.5
+    render.evaluation(evaluate.Report("runs/:rocket:/best.keras", result, ":tada:", {}, [], []))
+    out = capsys.readouterr().out
+    for text in (":thumbs_up:", ":x:", "runs/:rocket:/best.keras", ":tada:"):
+        assert text in out
+
+
 def test_the_per_class_table_lists_the_classes_seen_and_says_how_many_are_not(capsys):
     import numpy as np
 

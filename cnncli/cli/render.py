@@ -54,9 +54,10 @@ def _width(stream) -> int | None:
 
 
 # Not a terminal: no colour, no animation either (rich's own test of each stream).
-out = _Console(highlight=False, soft_wrap=True, width=_width(sys.stdout), markup=False)
+out = _Console(highlight=False, soft_wrap=True, width=_width(sys.stdout), markup=False,
+               emoji=False)  # a name ":x:" is shown as typed, not as an emoji
 err = _Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr),
-               markup=False)
+               markup=False, emoji=False)
 
 
 def print_json(data: Any, *, one_line: bool = False) -> None:
