@@ -213,6 +213,19 @@ def test_image_folder_lists_files_and_labels_and_splits_seeded_per_class(tmp_pat
     assert datasets.load(root, test_fraction=0.2, seed=3).test.images == ds.test.images
 
 
+def test_images_without_an_extension_are_read_and_other_files_are_not(tmp_path):
+    root = image_folder(tmp_path / "pets", per_class=3)
+    for k, path in enumerate(sorted((root / "dog").iterdir())):
+        path.rename(root / "dog" / f"IMG_{k}")  # the same PNGs, with no extension
+    (root / "dog" / "README").write_text("photos of dogs")
+    (root / "dog" / "notes.dat").write_bytes((root / "dog" / "IMG_0").read_bytes())
+    ds = datasets.load(root, test_fraction=1 / 3)
+    dogs = [p for split in (ds.train, ds.test) for p, label in
+            zip(split.images, split.labels, strict=True) if label == 1]
+    assert sorted(os.path.basename(p) for p in dogs) == ["IMG_0", "IMG_1", "IMG_2"]
+    assert pixels(ds.train).shape == (4, 8, 8, 3)
+
+
 def test_a_macos_archives_folder_and_hidden_ones_are_no_classes(tmp_path):
     root = image_folder(tmp_path / "pets", per_class=4)
     image_folder(root / "__MACOSX", classes=("cat",), per_class=2)  # unzipped on a Mac

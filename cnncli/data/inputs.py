@@ -69,6 +69,15 @@ def is_image_name(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def is_unnamed_image(path: Path) -> bool:
+    """True for a file with no extension whose first bytes are an image's (`IMG_0001`,
+    as some cameras and apps export them): a CSV of labels reads it, and so does a
+    folder (Keras' folders skip it). Files with another extension are not opened."""
+    from cnncli.data import images
+
+    return not os.path.splitext(path.name)[1] and images.sniff(path) is None
+
+
 def unread_photos(paths: list[Path]) -> str:
     """How many of `paths` (photos cnncli cannot read: `UNREAD_PHOTOS`) there are of each
     format, and what to do, for a message; "" for none.
@@ -96,7 +105,8 @@ def image_files(folder: Path, classes: dict[Path, str] | None = None,
                 passed_over: list[Path] | None = None) -> tuple[list[Path], list]:
     """Image files below `folder` (sub-folders included, like Keras), sorted; hidden ones
     and other extensions skipped (photos cnncli cannot read, `UNREAD_PHOTOS`, are added
-    to `passed_over`). Links are followed, each folder once, except a link into another
+    to `passed_over`; a file with no extension is read if it is an image). Links are
+    followed, each folder once, except a link into another
     of the `classes` folders (it would give that class's images this label): those come
     back as ``(link, class folder)``. A link to `folder` or a folder above it (a loop)
     adds nothing."""
@@ -113,7 +123,8 @@ def image_files(folder: Path, classes: dict[Path, str] | None = None,
 
     for dirpath, filenames in walk_once(folder, skip=of_another_class):
         for name in sorted(filenames):
-            if name.startswith(".") or not is_image_name(name):
+            if name.startswith(".") or not (is_image_name(name) or
+                                            is_unnamed_image(Path(dirpath) / name)):
                 if passed_over is not None and not name.startswith(".") and \
                         os.path.splitext(name)[1].lower() in UNREAD_PHOTOS:
                     passed_over.append(Path(dirpath) / name)
