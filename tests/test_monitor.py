@@ -77,6 +77,26 @@ def test_best_keras_of_epochs_tied_on_accuracy_is_the_one_with_the_lowest_loss(
     assert saved == [1, 2, 5] and (state.best, state.best_epoch) == (0.75, 5)
 
 
+def test_an_older_backups_best_of_another_figure_is_measured_again_by_the_one_followed(
+        tmp_path, monkeypatch):
+    """A run of `metrics: [acc]` made before `acc` was read as `accuracy` followed
+    val_loss for its best model; resumed now it follows val_accuracy, from the figure
+    of the best model it has (recorded then as `val_acc`), not from its loss."""
+    from cnncli.run.callbacks import best
+
+    saved = []
+    monkeypatch.setattr(best, "save_model_atomic", lambda *a: saved.append(1))
+    history = [{"epoch": 1, "val_loss": 0.9, "val_acc": 0.6},
+               {"epoch": 2, "val_loss": 0.8, "val_acc": 0.7}]
+    state = TrainState(epoch=2, history=history, best=0.8, best_epoch=2)  # (no best_of)
+    keeper = best.BestModel(tmp_path, state, "val_accuracy", "max", meta=None)
+    assert (state.best, state.best_of) == (0.7, "val_accuracy")
+    keeper.update(model=None, row={"epoch": 3, "val_loss": 0.85, "val_accuracy": 0.65})
+    assert saved == [] and state.best_epoch == 2
+    keeper.update(model=None, row={"epoch": 4, "val_loss": 0.7, "val_accuracy": 0.75})
+    assert saved == [1] and (state.best, state.best_epoch) == (0.75, 4)
+
+
 def test_a_tie_on_the_loss_itself_keeps_the_first_best(tmp_path, monkeypatch):
     from cnncli.run.callbacks import best
 

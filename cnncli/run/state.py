@@ -43,6 +43,8 @@ class TrainState:
         step: steps done in `epoch` (0 at an epoch's start).
         history: one `EpochRow` per finished epoch.
         best, best_epoch: the best value of the monitored figure and its epoch (1-based).
+        best_of: the figure `best` is of (``val_accuracy``; "" in backups made before it
+            was recorded).
         es_best, wait: early stopping's best value and epochs without improvement.
         plateau_best, plateau_wait: the same for the plateau schedule.
         stopped_early: early stopping ended the run.
@@ -67,6 +69,7 @@ class TrainState:
     history: list[EpochRow] = field(default_factory=list)
     best: float | None = None
     best_epoch: int | None = None
+    best_of: str = ""
     es_best: float | None = None
     wait: int = 0
     plateau_best: float | None = None
