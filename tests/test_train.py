@@ -1157,6 +1157,15 @@ def test_acc_is_accuracy_one_column_and_the_figure_best_keras_follows():
     assert twice.metrics == t.metrics  # one column each (not accuracy, weighted_accuracy)
 
 
+def test_early_stopping_on_val_acc_follows_val_accuracy(tmp_path):
+    """A config an older cnncli trained (and a run folder it left) stays readable."""
+    path = write_config(tmp_path, extra_train="""
+        metrics: [acc]
+        early_stopping: {monitor: val_acc}
+    """)
+    assert config.load(path).train.early_stopping.monitor == "val_accuracy"
+
+
 def test_plain_output_when_not_a_terminal(tmp_path):
     result = cli("train", str(write_config(tmp_path, epochs=2)))
     assert result.returncode == 0, result.stderr

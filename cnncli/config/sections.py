@@ -108,6 +108,12 @@ class EarlyStoppingSection(_Strict):
         "auto", description="auto: the direction Keras knows for the metric (loss: min, "
         "accuracy and AUC: max)")
 
+    @field_validator("monitor")
+    @classmethod
+    def _accuracy_by_its_name(cls, value: str) -> str:
+        """``val_acc`` is ``val_accuracy``, as the metric ``acc`` is ``accuracy``."""
+        return {"acc": "accuracy", "val_acc": "val_accuracy"}.get(value, value)
+
 
 class AugmentSection(_Strict):
     """`data.augment:` random changes of the training images (the ranges Keras' layers
