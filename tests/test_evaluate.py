@@ -1,6 +1,7 @@
 """`cnncli evaluate`: figures people can read, JSON scripts can check, and --fail-under."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -609,6 +610,22 @@ def test_two_evaluations_at_once_of_data_of_one_name_get_a_folder_each(run, tmp_
     for folder, data in (("eval-site", a), ("eval-site-2", b)):
         assert json.loads((run / folder / "evaluation.json").read_text())["data"] == str(data)
         assert not (run / folder / evaluation.CLAIM).exists()
+
+
+def test_data_whose_path_is_not_utf8_is_evaluated_into_one_folder_each_time(run, tmp_path):
+    data = cf.image_folder(Path(os.fsdecode(bytes(tmp_path / "lat") + b"\xe9")),
+                           {"0": 2, "1": 2, "2": 2})
+    for _ in range(2):
+        report = evaluation.evaluate(run, data=str(data), all_images=True)
+        assert Path(report.files["evaluation"]).parent == run / "eval-lat"
+
+
+def test_an_evaluation_from_before_the_data_was_recorded_is_not_replaced(run, tmp_path):
+    data = cf.image_folder(tmp_path / "new" / "old", {"0": 2, "1": 2, "2": 2})
+    (run / "eval-old").mkdir()
+    (run / "eval-old" / "evaluation.json").write_text('{"accuracy": 0.5}')  # no "data"
+    report = evaluation.evaluate(run, data=str(data), all_images=True)
+    assert Path(report.files["evaluation"]).parent == run / "eval-old-2"
 
 
 def test_a_claim_left_by_a_killed_evaluation_is_taken_over(run, tmp_path):

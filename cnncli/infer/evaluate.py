@@ -303,18 +303,19 @@ def _output_folder(output, run: Path | None, data: str | None, given: str | None
 
 def _own_folder(folder: Path, data: str) -> Path:
     """`folder`, or ``folder-2``, ``-3``...: the first that is new or holds an evaluation
-    of the same `data` (its evaluation.json says which), so another folder of the same name
-    does not replace it."""
+    of the same `data` (its evaluation.json says which, as `text.as_text` writes it; one
+    written before it said is of other data), so another folder of the same name does not
+    replace it."""
     for k in range(1, 1000):
         candidate = runfolder.own_folder(folder if k == 1 else
                                          folder.with_name(f"{folder.name}-{k}"))
         try:
-            earlier = files.read_json(candidate / "evaluation.json").get("data", data)
+            earlier = files.read_json(candidate / "evaluation.json").get("data")
         except (OSError, ValueError, AttributeError):  # new (or not an evaluation cnncli
             if _claimed(candidate, data):  # can read: written over), unless another
                 return candidate  # evaluation of other data chose it a moment ago
             continue
-        if earlier == data:
+        if earlier == text.as_text(data):
             return candidate
     return folder
 
