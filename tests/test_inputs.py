@@ -155,6 +155,13 @@ def test_a_list_file_saved_with_a_byte_order_mark_keeps_its_first_path(tmp_path)
     assert expand_inputs([f"@{tmp_path / 'list.txt'}"]) == [str(tmp_path / "a.png")]
 
 
+def test_a_list_file_of_names_whose_bytes_are_not_utf8_names_those_files(tmp_path):
+    name = os.fsdecode(b"caf\xe9.png")
+    (tmp_path / name).write_bytes(b"")
+    (tmp_path / "list.txt").write_bytes(b"caf\xe9.png\n")  # as `find > list.txt` writes it
+    assert expand_inputs([f"@{tmp_path / 'list.txt'}"]) == [str(tmp_path / name)]
+
+
 def test_missing_list_file_is_an_error(tmp_path):
     with pytest.raises(DataError, match="list file .* does not exist"):
         expand_inputs([f"@{tmp_path / 'nope.txt'}"])

@@ -279,7 +279,9 @@ class _Expander:
 
 def _lines_of_list_file(list_path: str) -> list[str]:
     try:
-        with open(list_path, encoding="utf-8-sig") as f:  # Notepad starts with a BOM
+        # Notepad starts with a BOM; a name's bytes that are not UTF-8 are as on disk (a
+        # list made by `find`, as stdin reads them)
+        with open(list_path, encoding="utf-8-sig", errors="surrogateescape") as f:
             return f.read().splitlines()
     except FileNotFoundError:
         raise DataError(
