@@ -58,12 +58,14 @@ def as_text(name: str) -> str:
 
 def arg(path: object) -> str:
     """`path` as a shell takes it in a command a hint gives to copy: quoted when it holds
-    a space, a glob's or the shell's characters.
+    a space, a glob's or the shell's characters; ``./`` before one that begins with ``-``
+    (read as an option).
 
-    >>> arg("runs/mnist/1"), arg("runs/my photos/1"), arg("runs/[bold]n/1")
-    ('runs/mnist/1', "'runs/my photos/1'", "'runs/[bold]n/1'")
+    >>> arg("runs/mnist/1"), arg("runs/my photos/1"), arg("runs/[bold]n/1"), arg("-o/1")
+    ('runs/mnist/1', "'runs/my photos/1'", "'runs/[bold]n/1'", './-o/1')
     """
-    return shlex.quote(str(path))
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
 def cell(text: str) -> str:
