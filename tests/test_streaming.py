@@ -1500,6 +1500,18 @@ def test_an_index_nested_too_deeply_is_a_damaged_index_not_a_crash(tmp_path):
         datasets.load(tmp_path / "packed")
 
 
+def test_a_record_is_the_same_bytes_from_every_process():
+    """A pack made twice is the same files (a checksum of the data stays the same):
+    protobuf draws the order of a record's named features anew in each process."""
+    script = ("import hashlib; from cnncli.runtime import import_tf; "
+              "from cnncli.data.packing import _record; "
+              "print(hashlib.sha256(b''.join(_record(import_tf(), bytes([k]) * 9, k, k, "
+              "f'a/{k}.png') for k in range(20))).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              check=True, timeout=300).stdout for _ in range(3)}
+    assert len(digests) == 1
+
+
 def test_pack_resizing_leaves_out_an_image_that_cannot_be_decoded_and_says_so(tmp_path):
     root = photo_folder(tmp_path / "photos")
     broken = root / "a" / "1.jpg"

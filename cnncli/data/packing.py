@@ -420,7 +420,10 @@ def _record(tf, encoded: bytes, label: int, index: int, ident: str) -> bytes:
         "id": tf.train.Feature(bytes_list=tf.train.BytesList(
             value=[ident.encode(errors="surrogateescape")])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: the same bytes from every process (the order of a map's entries
+    # is otherwise drawn anew), so a pack made twice is the same files
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+        deterministic=True)
 
 
 def _png(image: np.ndarray) -> bytes:
