@@ -685,6 +685,19 @@ def test_dry_run_refuses_what_training_would_refuse(tmp_path):
     assert result.stdout == ""  # no config printed as if it were fine
 
 
+def test_a_dry_run_refused_for_its_data_says_the_datas_warnings_too(tmp_path):
+    """The files skipped explain a refusal for too few images (training said them)."""
+    import catalogue_files as cf
+
+    data = cf.image_folder(tmp_path / "few", {"a": 2, "b": 2})
+    (data / "a" / "broken.png").write_text("not an image")
+    result = cli("train", str(write_config(tmp_path)), "--dry-run", "--json", "--data",
+                 str(data), "--batch-size", "64")
+    assert result.returncode != 0
+    said = json.loads(result.stdout)["warnings"]
+    assert any("broken.png" in w for w in said), said
+
+
 @pytest.mark.parametrize("where, said", [
     ("afile/runs", "cannot create the run folder: Not a directory"),
     ("made/toy", "'latest' here is not the link cnncli keeps"),

@@ -84,8 +84,9 @@ def train(
     reporter = render.train_reporter(quiet or json)
     try:
         cfg = checking.load_config(config_file, list(set_ or []), origins, values)
-        if dry_run:
-            return _dry_run(cfg, config_file, json)
+        if dry_run:  # (warnings that explain a refusal: in its --json too)
+            with render.warnings_to(reporter.note):
+                return _dry_run(cfg, config_file, json)
         if auto:
             resume = _resume_auto(cfg, quiet)  # said with --json too, as notes are
         _joining(quiet or json)

@@ -73,8 +73,13 @@ def dry_run(cfg: config.RunConfig, config_file: str) -> DryRun:
     t.precision, t.device = placement.precision, placement.device_setting()  # as recorded
     built = checking.dry_run(cfg, config_file)  # what training would refuse, first
     rundir.check_place(cfg.output.dir, cfg.output.name or "run")  # (the folder it would make)
-    with warnings.catch_warnings(record=True) as caught:  # the data's (files skipped...)
-        planned = plan.shown(cfg, placement, config_file=config_file)  # then the data's
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # the data's (files skipped)
+            planned = plan.shown(cfg, placement, config_file=config_file)  # then the data's
+    except Exception:  # said with its refusal, as training says them (they may explain it)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        raise
     data_said = [str(w.message) for w in caught]
     if planned:  # the data's classes, not a guess (nor its note)
         built = checking.dry_run(cfg, config_file, classes=planned.spec.classes)
