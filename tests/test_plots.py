@@ -328,6 +328,20 @@ def test_characters_the_font_lacks_are_said_once_with_the_picture(tmp_path):
         "are drawn as boxes (the text and JSON output have them)"]
 
 
+def test_pixel_panels_titled_in_characters_the_font_lacks_say_it_once(tmp_path):
+    """Measuring a title's width gave matplotlib's own warning beside cnncli's."""
+    import warnings
+
+    from cnncli.plots import pixels
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels.pixel_panels([("猫", np.zeros((8, 8, 3), np.uint8))], tmp_path / "p.png")
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'p.png'}: the picture's font has no '猫': those characters are drawn "
+        "as boxes (the text and JSON output have them)"]
+
+
 def test_confusion_cells_never_round_a_share_to_a_certainty_it_is_not(tmp_path, monkeypatch):
     """996 of 1,000 right is not 100%, and the 4 mistakes are not 0%; a share that is
     exactly that (no mistake) still is."""

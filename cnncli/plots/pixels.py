@@ -4,6 +4,7 @@ placed pixel for pixel, colormaps, box diagrams of a network."""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,12 +73,15 @@ def pixel_panels(panels: list[tuple[str, np.ndarray]], path: str | Path) -> Path
 
 
 def _text_width(text: str, size: float) -> int:
-    """How many pixels wide `text` is drawn at `size` points."""
+    """How many pixels wide `text` is drawn at `size` points (characters the font lacks:
+    said once when the picture is saved, `saving.save`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     fig = Figure(dpi=DPI)
     drawn = fig.text(0, 0, text, fontsize=size)
-    return math.ceil(drawn.get_window_extent(FigureCanvasAgg(fig).get_renderer()).width)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+        return math.ceil(drawn.get_window_extent(FigureCanvasAgg(fig).get_renderer()).width)
 
 
 @dataclass(frozen=True)
