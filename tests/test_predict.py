@@ -873,6 +873,21 @@ def test_16_bit_inference_with_batch_normalisation_counts_its_float32_activation
     assert fast.max_batch == 10
 
 
+def test_an_image_alone_gets_the_very_probabilities_it_gets_among_others():
+    """oneDNN computes a batch of one with other kernels: its last bits differed (predict
+    one.png against the folder; a last part of one image in evaluate)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 3)),
+                              keras.layers.Conv2D(32, 3, activation="relu"),
+                              keras.layers.Conv2D(32, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    clf = classifier.keras_classifier("conv", model, (16, 16, 3), "scale", ["a", "b", "c"])
+    images = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), np.uint8)
+    together = clf.probabilities(images)
+    for k in range(len(images)):
+        np.testing.assert_array_equal(clf.probabilities(images[k:k + 1]), together[k:k + 1])
+
+
 def test_a_large_batch_runs_in_parts_that_keep_a_layers_activations_in_budget(monkeypatch):
     """VGG16 at 224x224 took batch 256 in one go and TensorFlow died (std::bad_alloc):
     a batch larger than the memory budget allows runs in parts, with the same result."""
