@@ -405,6 +405,24 @@ def test_resume_with_force_applies_and_records_a_new_precision(tmp_path):
     assert config.load(run / "config.yaml").train.precision == "mixed_bfloat16"
 
 
+def test_a_resume_on_another_number_of_cpu_threads_says_it_is_not_exact(tmp_path):
+    """oneDNN's convolutions split their sums by the threads: a run stopped on 7 CPUs
+    and resumed on 2 goes on with other last bits than one never stopped."""
+    notes = []
+
+    class Notes(training.Reporter):
+        def note(self, text):
+            notes.append(text)
+
+    here = training.plan(config.load(write_config(tmp_path, epochs=2))).placement.cpu_threads
+    for threads, said in ((here, []), (here + 5, [f"this run trained on {here + 5} CPU "
+                                                  f"threads, here {here}: "])):
+        notes.clear()
+        run = _interrupted_run(write_config(tmp_path, epochs=2), cpu_threads=threads)
+        training.train(config.load(run / "config.yaml"), resume=run, reporter=Notes())
+        assert [n[:len(said[0])] for n in notes if "CPU threads" in n] == said
+
+
 def test_resume_with_force_applies_a_new_learning_rate(tmp_path):
     run = _interrupted_run(write_config(tmp_path, epochs=2, lr=0.01))
     result = training.train(config.load(run / "config.yaml",

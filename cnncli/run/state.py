@@ -54,6 +54,8 @@ class TrainState:
         epoch_seconds: time spent in `epoch` up to its backup mid-way (0 at its start):
             resumed there, the epoch's row counts it with the rest.
         precision, replicas: how the run trains (a resume must match, or say so).
+        cpu_threads: the CPU threads it computes on (0 on GPUs, and in backups made
+            before it was recorded): a resume on another number says it is not exact.
         resumes: one entry per ``--resume --force`` that changed the config.
         data: what the run trains on (`cnncli.data.feed.Feed.fingerprint`); ``--resume``
             refuses other data ({} in backups made before it was recorded).
@@ -81,6 +83,7 @@ class TrainState:
     epoch_seconds: float = 0.0
     precision: str = "float32"
     replicas: int = 1
+    cpu_threads: int = 0
     resumes: list[dict] = field(default_factory=list)
     data: dict = field(default_factory=dict)
     network: str = ""

@@ -236,11 +236,17 @@ def _data_still_there(cfg: config.RunConfig, saved: config.RunConfig, run: Path)
                              "the same); if it is gone, the run cannot go on")
 
 
+def _cpu_threads(p: Plan) -> int:
+    """The CPU threads a run computes on (0 on GPUs: not the CPU's sums)."""
+    return p.placement.cpu_threads if p.placement.kind == "cpu" else 0
+
+
 def _start(p: Plan, stack: contextlib.ExitStack) -> tuple[Path, TrainState]:
     """A new run folder (on the chief; a temporary one on other workers), locked."""
     state = TrainState(backup_every=p.cfg.train.backup_every,
                        precision=p.placement.precision, replicas=p.placement.replicas,
-                       data=p.feed.fingerprint(), network=p.spec.digest())
+                       data=p.feed.fingerprint(), network=p.spec.digest(),
+                       cpu_threads=_cpu_threads(p))
     if not p.placement.is_chief:
         return distributed.worker_run_dir(p.placement), state
     run = rundir.create(p.cfg.output.dir, p.cfg.output.name or "run")
@@ -290,6 +296,14 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
                       "best so far), is not in the run folder: it is written again only when "
                       "a later epoch beats that epoch; until then evaluate, predict and "
                       f"export use {runfolder.LAST_MODEL}, the last epoch's")
+    threads = _cpu_threads(p)
+    if state.cpu_threads and threads and state.cpu_threads != threads:
+        reporter.note(f"this run trained on {text.count(state.cpu_threads, 'CPU thread')}, here "
+                      f"{threads}: the CPU's kernels split their sums otherwise, so it goes "
+                      "on with figures as good but not to the bit those of a run never "
+                      "stopped; resume on as many CPUs (taskset, the container's limit) for "
+                      "an exact resume")
+    state.cpu_threads = threads
     if state.replicas != p.placement.replicas:
         raise ConfigError(
             f"this run trained {state.replicas} model replicas in step; here there would be "
