@@ -350,7 +350,7 @@ def _check_same_network(recorded: str, spec, model, run: Path) -> None:
     cnncli defines otherwise. The backup's weights are for the run's network; loaded into
     another of the same shapes (an activation changed), they would go on silently as
     something else."""
-    if not recorded or recorded == spec.digest():  # (not recorded before 2026-12)
+    if not recorded or recorded == spec.digest():  # (not recorded before 2026-12-07)
         return
     from cnncli.model import architectures
 
@@ -379,8 +379,8 @@ def _check_same_data(recorded: dict, now: dict, run: Path, sample: bool = False,
     sample (the full set not found); `by_full_paths()`: the fingerprint of the data as
     older backups recorded it (files by their full paths); `moved_from`: where the run
     read its data, when it is read from elsewhere now."""
-    if not recorded and moved_from:  # (not recorded by backups made before 2026-12)
-        raise DataError("this run's backup does not record its data (cnncli before 2026-12 "
+    if not recorded and moved_from:  # (not recorded by backups made before 2026-12-05)
+        raise DataError("this run's backup does not record its data (cnncli before 2026-12-05 "
                         "made it): it can be resumed only on the data where it was read, "
                         f"{moved_from}", file=str(run),
                         hint=f"put the data back at {moved_from}, and resume without "
