@@ -13,6 +13,16 @@ from cnncli.run import rundir
 from cnncli.run.status import FAILED, FINISHED, RunStatus
 
 
+def write_run_config(run: Path, text: str = "model: mnist_net\n") -> None:
+    """A run's config.yaml as the run writes it (with its digest)."""
+    import yaml
+
+    from cnncli import config
+
+    doc = yaml.safe_load(text)
+    (run / rundir.CONFIG).write_text(yaml.safe_dump({**doc, "digest": config.digest_of(doc)}))
+
+
 def _create(root):
     return str(rundir.create(root, "race"))
 
@@ -81,7 +91,7 @@ def test_resume_auto_goes_on_with_the_newest_stopped_run_not_only_the_latest(tmp
     process trains into now is not a stopped run."""
     runs = [rundir.create(tmp_path, "m") for _ in range(3)]
     for run in runs:
-        (run / rundir.CONFIG).write_text("model: mnist_net\n")
+        write_run_config(run)
     rundir.point_latest(runs[2])  # run 3 finished: no backup
     (runs[0] / rundir.BACKUP).write_bytes(b"")  # run 1 stopped with one
     assert rundir.resumable(tmp_path / "m") == runs[0].resolve()
@@ -94,11 +104,36 @@ def test_resume_auto_goes_on_with_the_newest_stopped_run_not_only_the_latest(tmp
 def test_resume_auto_passes_over_a_run_this_user_cannot_write(tmp_path, monkeypatch):
     runs = [rundir.create(tmp_path, "m") for _ in range(2)]
     for run in runs:
-        (run / rundir.CONFIG).write_text("model: mnist_net\n")
+        write_run_config(run)
         (run / rundir.BACKUP).write_bytes(b"")
     theirs = runs[1].resolve()
     monkeypatch.setattr(rundir.os, "access", lambda path, mode: Path(path) != theirs)
     assert rundir.resumable(tmp_path / "m") == runs[0].resolve()
+
+
+def test_resume_auto_passes_over_a_run_whose_config_was_edited(tmp_path):
+    """Its resume is refused every time: a job restarted on failure looped on it."""
+    runs = [rundir.create(tmp_path, "m") for _ in range(2)]
+    for run in runs:
+        write_run_config(run)
+        (run / rundir.BACKUP).write_bytes(b"")
+    (runs[1] / rundir.CONFIG).write_text((runs[1] / rundir.CONFIG).read_text() + "x: 1\n")
+    assert rundir.resumable(tmp_path / "m") == runs[0].resolve()
+    assert rundir.damaged_configs(tmp_path / "m") == [runs[1].resolve()]
+
+
+def test_resume_auto_names_the_edited_run_it_passes_over(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from cnncli.cli import train_commands
+
+    run = rundir.create(tmp_path, "m")
+    (run / rundir.CONFIG).write_text("model: mnist_net\n")  # edited: no digest
+    (run / rundir.BACKUP).write_bytes(b"")
+    cfg = SimpleNamespace(output=SimpleNamespace(dir=str(tmp_path), name="m"))
+    assert train_commands._resume_auto(cfg, quiet=False) is None
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"{run.resolve()}: config.yaml edited since the run wrote it" in said
 
 
 def test_a_run_number_that_is_a_link_is_ordered_by_its_own_number(tmp_path):
@@ -106,9 +141,9 @@ def test_a_run_number_that_is_a_link_is_ordered_by_its_own_number(tmp_path):
     number and failed."""
     keep = tmp_path / "keep" / "best"
     keep.mkdir(parents=True)
-    (keep / rundir.CONFIG).write_text("model: mnist_net\n")
+    write_run_config(keep)
     one = rundir.create(tmp_path, "m")
-    (one / rundir.CONFIG).write_text("model: mnist_net\n")
+    write_run_config(one)
     (tmp_path / "m" / "3").symlink_to(keep)
     assert rundir.numbered(tmp_path / "m") == [keep.resolve(), one.resolve()]
 

@@ -312,8 +312,27 @@ def resumable(folder: str | os.PathLike) -> Path | None:
     True
     """
     return next((run for run in numbered(folder) if has_backup(run) and not is_live(run)
-                 and os.access(run, os.W_OK)), None)  # (not another user's, in runs/NAME
-    # a team shares: it could not be written)
+                 and os.access(run, os.W_OK)  # (not another user's, in runs/NAME a team
+                 and config_as_written(run)), None)  # shares: it could not be written)
+
+
+def damaged_configs(folder: str | os.PathLike) -> list[Path]:
+    """The runs under `folder` with a backup whose ``config.yaml`` is not the one the run
+    wrote (edited by hand): their resume is refused, so `resumable` passes over them (a
+    job restarted on failure with ``--resume auto`` was refused again at every start)."""
+    return [run for run in numbered(folder) if has_backup(run) and not config_as_written(run)]
+
+
+def config_as_written(run: Path) -> bool:
+    """Whether `run`'s ``config.yaml`` is the one it wrote (`cnncli.config.as_written`)."""
+    from cnncli import config, yamlio
+    from cnncli.errors import CnnError
+
+    try:
+        doc = yamlio.load(run / CONFIG)
+    except (CnnError, OSError):
+        return False
+    return isinstance(doc, dict) and config.as_written(doc)
 
 
 def numbered(folder: str | os.PathLike) -> list[Path]:
