@@ -813,6 +813,37 @@ def test_a_model_file_from_before_it_recorded_its_held_out_images_uses_its_runs_
     assert any(n.startswith(CHANGED) for n in rep.notes), rep.notes
 
 
+def test_a_run_from_before_it_recorded_its_held_out_images_warns_by_their_number(
+        folder_run, tmp_path):
+    """A run of an older cnncli records how many images it held out, not which: a folder
+    that has more images now (files of a kind cnncli reads since) takes another fifth."""
+    import dataclasses
+    import shutil
+
+    from cnncli.model import modelfile, saved_meta
+
+    run, photos = folder_run
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    model_file = old / "best.keras"
+    meta = dataclasses.replace(saved_meta.read(model_file), held_out=None)
+    modelfile.save_model_atomic(modelfile.load_model(model_file), model_file, meta)
+    record = json.loads((old / "metrics.json").read_text())
+    del record["dataset"]["held_out"]
+    (old / "metrics.json").write_text(json.dumps(record))
+    assert not any("changed since" in n for n in evaluation.evaluate(
+        old, output=tmp_path / "same").notes)
+    added = [photos / "0" / f"new{k}.png" for k in range(5)]
+    for k, path in enumerate(added):
+        cf.save_image(cf.band_image(0, seed=90 + k), path)
+    try:
+        rep = evaluation.evaluate(old, output=tmp_path / "e")
+    finally:
+        for path in added:
+            path.unlink()
+    assert any(n.startswith(CHANGED) for n in rep.notes), rep.notes
+
+
 def test_all_images_of_the_data_an_exported_model_trained_on_says_so(exported_folder_model,
                                                                      tmp_path):
     rep = evaluation.evaluate(exported_folder_model["onnx"], output=tmp_path / "e",

@@ -102,6 +102,22 @@ def held_out(meta: ModelMeta, art: Artefact | None) -> str | None:
     return recorded.dataset.held_out if recorded else None
 
 
+def held_out_count(art: Artefact | None) -> int | None:
+    """How many test images the model's run held out, as its metrics.json says, for a run
+    whose records have no digest of them (`held_out`: a cnncli before 2026-12-07): what is
+    left to tell that the fifth held out is other images now."""
+    if art is None or art.run is None:
+        return None
+    from cnncli.run.record import RunMetrics
+
+    try:
+        recorded = RunMetrics.read(art.run)
+    except ValueError:
+        return None
+    return recorded.dataset.test or None if recorded and not recorded.dataset.held_out \
+        else None
+
+
 def _run_whose_model(path: Path) -> Path | None:
     """The run folder holding `path` as the model it evaluates and exports (its
     ``best.keras``, else ``model.keras``: `runfolder.model_file`), else None (another file,

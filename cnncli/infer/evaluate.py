@@ -104,7 +104,8 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
         notes += _split_notes(ds, source, data=data, all_images=all_images,
                               trained_on=trained_on, run=bool(art and art.run))
         if trained_on:
-            notes += _changed_since_training(ds, artefact.held_out(clf.meta, art))
+            notes += _changed_since_training(ds, artefact.held_out(clf.meta, art),
+                                             artefact.held_out_count(art))
         result = _measure(ds, labels, clf, batch_size, notes)
         written = _write_files(folder, result, ds, clf, given or source, notes) \
             if folder else {}
@@ -143,11 +144,13 @@ def _split_notes(ds, source: str, *, data, all_images: bool, trained_on: bool,
     return []
 
 
-def _changed_since_training(ds, then: str | None) -> list[str]:
+def _changed_since_training(ds, then: str | None, count: int | None = None) -> list[str]:
     """A note when `ds`, data the model trained on holding a fifth out, changed since:
     images added, removed or renamed move the seeded fifth onto images it trained on
-    (`then`: the digest of the held-out images' names its training recorded)."""
-    if then is None or not ds.held_out or then == ds.held_out_names():
+    (`then`: the digest of the held-out images' names its training recorded; without
+    one, `count`: how many there were, as an older run recorded)."""
+    if not ds.held_out or (then == ds.held_out_names() if then is not None else
+                           count is None or count == len(ds.test)):
         return []
     return [f"{ds.name} changed since the model trained (images added, removed or renamed, "
             "or a CSV's rows put in another order): "
