@@ -2046,6 +2046,20 @@ def test_a_metric_that_runs_on_class_indices_but_reads_them_wrongly_is_refused()
     check_training(config.TrainSection(), 1)  # one output: accuracy as before (a warning)
 
 
+def test_a_metric_for_class_indices_with_label_smoothing_gets_the_one_hot_metrics_named():
+    """Label smoothing makes the labels one-hot: the hint named the sparse metrics, the
+    very one refused among them."""
+    from cnncli.run.compile import check_training
+
+    with pytest.raises(ConfigError) as e:
+        check_training(config.TrainSection(metrics=["sparse_top_k_categorical_accuracy"],
+                                           label_smoothing=0.1), 10)
+    assert "sparse_top_k" not in e.value.hint and "top_k_categorical_accuracy" in e.value.hint
+    assert "cnncli's labels, which are one-hot rows (label smoothing)" in e.value.message
+    check_training(config.TrainSection(metrics=["accuracy", "top_k_categorical_accuracy"],
+                                       label_smoothing=0.1), 10)
+
+
 @pytest.mark.parametrize("name", ["crossentropy", "CrossEntropyLoss", "nll_loss"])
 def test_other_libraries_cross_entropy_names_are_taken_for_the_sparse_one(name):
     """By spelling, `crossentropy` was "did you mean 'binary_crossentropy'", which

@@ -217,6 +217,8 @@ def check_training(t: config.TrainSection, classes: int, *, file: str | None = N
             unknown = problem.startswith("unknown")
             message, _, hint = problem.partition(". Hint: ") if unknown else (problem, "", "")
             errors.append(ConfigError(f"`train.metrics`: {message}", file=file, hint=hint or (
+                "use metrics made for one-hot labels, which label smoothing gives: accuracy, "
+                "top_k_categorical_accuracy, categorical_crossentropy" if one_hot else
                 "use metrics made for class indices: accuracy, "
                 "sparse_top_k_categorical_accuracy, sparse_categorical_crossentropy")))
     raise_all(errors)
@@ -269,11 +271,11 @@ def _metric_problem(name: str, labels, probs) -> str | None:
         if "Unknown metric" in str(exc) or "Could not interpret" in str(exc):
             return f"unknown metric '{name}'. Hint: " + suggest(
                 name, keras_layers.keras_names("metrics"), listing="Keras' metrics")
-        return (f"'{name}' cannot take cnncli's labels, which are class indices against "
-                f"{probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
+        return (f"'{name}' cannot take cnncli's labels, which are {_labels_are(labels)} "
+                f"against {probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
     except Exception as exc:  # shape errors surface as TypeError or TensorFlow errors too
-        return (f"'{name}' cannot take cnncli's labels, which are class indices against "
-                f"{probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
+        return (f"'{name}' cannot take cnncli's labels, which are {_labels_are(labels)} "
+                f"against {probs.shape[1]} probabilities per image ({first_line(exc, 200)})")
     if "accuracy" in str(name).lower() and probs.shape[1] > 1:  # one that runs may still
         # read the labels otherwise (one output: no class to tell apart, said elsewhere)
         perfect = labels if np.ndim(labels) == 2 else np.eye(probs.shape[1])[labels]
@@ -282,8 +284,13 @@ def _metric_problem(name: str, labels, probs) -> str | None:
                                     sample_weight=np.ones(len(probs)))
         worst = min(float(v) for k, v in got.items() if k != "loss")
         if worst < 1:  # (categorical_accuracy takes class indices as one-hot rows)
-            return (f"'{name}' gives wrong figures for cnncli's labels, which are class "
-                    f"indices: {worst:g} for predictions that are all right")
+            return (f"'{name}' gives wrong figures for cnncli's labels, which are "
+                    f"{_labels_are(labels)}: {worst:g} for predictions that are all right")
     return None
+
+
+def _labels_are(labels) -> str:
+    """What cnncli's `labels` are, as a message says it."""
+    return "one-hot rows (label smoothing)" if np.ndim(labels) == 2 else "class indices"
 
 
