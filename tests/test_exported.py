@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,7 +14,7 @@ from exportkit import sample_images, train_run
 from onnx import TensorProto, helper
 from PIL import Image
 
-from cnncli.errors import ModelError
+from cnncli.errors import ConfigError, ModelError
 from cnncli.export import exporter
 from cnncli.infer import evaluate, exported, onnxscan, sidecar
 
@@ -89,6 +90,25 @@ def test_an_export_without_its_json_still_runs(files, tmp_path):
     images = sample_images(files["run"])
     np.testing.assert_allclose(bare.probabilities(images),
                                from_metadata.probabilities(images), atol=1e-5)
+
+
+def test_a_file_whose_path_is_not_utf8_is_said_so_where_its_runtime_cannot_open_it(
+        files, tmp_path):
+    """ONNX Runtime, LiteRT and TensorFlow take UTF-8 paths only: "incompatible constructor
+    arguments... export it again" sent the user to export into the same folder."""
+    import shutil
+
+    latin = Path(os.fsdecode(bytes(tmp_path / "caf") + b"\xe9"))
+    shutil.copytree(files["export"], latin)
+    for name in ("model.onnx", "model.tflite"):
+        with pytest.raises(ModelError, match="cannot open a file whose path holds bytes that "
+                                             "are not UTF-8") as e:
+            exported.load(latin / name)
+        assert e.value.hint.startswith("rename it")
+    assert exported.load(latin / "model.xml").class_names == ["0", "1", "2"]  # OpenVINO can
+    with pytest.raises(ConfigError, match="so its export could not be checked"):
+        exporter.export(files["run"], formats=["onnx"], output=latin / "again")
+    assert not (latin / "again").exists()
 
 
 def test_a_damaged_json_beside_the_model_is_a_model_error(files, tmp_path):

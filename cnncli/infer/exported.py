@@ -39,7 +39,7 @@ from cnncli.infer import onnxscan, savedmodelscan, sidecar
 from cnncli.infer.base import Classifier, in_parts
 from cnncli.parallel import available_cpus
 from cnncli.runtime import quiet_unless_debugging
-from cnncli.text import dims_text
+from cnncli.text import as_text, dims_text
 
 #: The exported files by their suffix (a SavedModel is a folder): `cnncli.export.formats`
 #: suffixes, as a test holds them.
@@ -162,6 +162,10 @@ def load(path: str | os.PathLike) -> ExportedClassifier:
                          hint="export one with: cnncli export RUN --format " + which)
     if which != "saved_model" and not path.is_file():
         raise ModelError("this is a folder, not a model file", file=str(path))
+    if runtime := needs_utf8_path(path, which):
+        raise ModelError(f"{runtime} cannot open a file whose path holds bytes that are not "
+                         "UTF-8", file=str(path), hint="rename it, or the folder above it "
+                         "that holds them, in UTF-8 (or copy the file to such a path)")
     beside = sidecar.read(path)
     run, runtime, shape, classes, embedded = _OPENERS[which](path)
     info = beside or embedded
@@ -230,6 +234,23 @@ def _describes(info: sidecar.ExportInfo, shape, classes: int | None, where: Path
 #: Where in its C++ sources a runtime's message was raised (OpenVINO's "Exception from
 #: src/inference/src/cpp/core.cpp:84: Check '...' failed at src/...:900: "): noise to a user.
 _SOURCE_PLACES = re.compile(r"(Exception from|Check '.*?' failed at) [\w./\\-]+:\d+:\s*")
+
+
+#: The runtimes that open a file by a UTF-8 path only (OpenVINO takes any), by format.
+_UTF8_PATHS = {"onnx": "ONNX Runtime", "litert": "LiteRT", "saved_model": "TensorFlow"}
+
+
+def needs_utf8_path(path: str | os.PathLike, which: str) -> str | None:
+    """The runtime that cannot open the exported file of format `which` at `path`, when
+    the path holds bytes that are not UTF-8 (a Latin-1 folder name), else None.
+
+    >>> needs_utf8_path(os.fsdecode(b"caf\\xe9/model.onnx"), "onnx")
+    'ONNX Runtime'
+    >>> needs_utf8_path("café/model.onnx", "onnx"), needs_utf8_path("a\\udce9.xml", "openvino")
+    (None, None)
+    """
+    return _UTF8_PATHS.get(which) if as_text(os.fspath(path)) != os.fspath(path) \
+        else None
 
 
 def _failed(path: Path, runtime: str, exc: BaseException) -> ModelError:
