@@ -264,7 +264,7 @@ def test_confusion_matrix_rejects_a_shape_that_does_not_match_the_names(tmp_path
 
 def test_image_grid_with_one_channel_images(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (11, 28, 28, 1), dtype=np.uint8)
-    titles = ["true: Shirt / pred: T-shirt/top 97%"] * 11
+    titles = ["true: Shirt\npred: T-shirt/top 97%"] * 11
     assert_png(plots.image_grid(images, titles, tmp_path / "grid.png"))
 
 
@@ -290,7 +290,20 @@ def test_image_grid_rejects_images_that_are_not_uint8(tmp_path):
 
 def test_misclassified_title_names_both_classes_and_confidence():
     assert plots.misclassified_title("Shirt", "T-shirt/top", 0.968) == \
-        "true: Shirt / pred: T-shirt/top 97%"
+        "true: Shirt\npred: T-shirt/top 97%"
+
+
+def test_a_misclassified_title_breaks_between_its_classes_never_inside_a_name():
+    assert plots.misclassified_title("shirt / top", "new\nline", 0.5).split("\n") == [
+        "true: shirt / top", "pred: new\\nline 50%"]
+
+
+def test_confusion_axes_tell_apart_long_names_alike_at_the_start():
+    from cnncli.plots import run_figures
+
+    labels = run_figures._axis_labels(["Sony Alpha 7 IV mirrorless camera body - front view",
+                                       "Sony Alpha 7 IV mirrorless camera body - back view"])
+    assert len(set(labels)) == 2 and all(len(label) <= 18 for label in labels)
 
 
 def test_control_characters_in_names_are_drawn_escaped_not_as_missing_glyphs(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from cnncli.plots.saving import save
-from cnncli.text import percent, printable, probability, shorten
+from cnncli.text import percent, printable, probability
 
 #: Write numbers into the confusion matrix's cells up to this many classes.
 CELL_TEXT_MAX_CLASSES = 20
@@ -73,8 +74,29 @@ def training_curves(history: list[dict], path: str | Path) -> Path:
 
 
 def _short(name: str, width: int = 18) -> str:
-    name = printable(name, one_line=True)  # a font has no glyph for ESC
-    return shorten(name, width, "…")
+    """`name` as an axis shows it: escaped (a font has no glyph for ESC), and cut in the
+    middle when longer than `width` (names alike at the start, "Sony Alpha 7 IV ... front
+    view" and "... back view", stay told apart by their ends).
+
+    >>> _short("Sony Alpha 7 IV camera - front view"), _short("cat")
+    ('Sony Alph…ont view', 'cat')
+    """
+    name = printable(name, one_line=True)
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2 + (width - 1) % 2
+    return f"{name[:head]}…{name[len(name) - (width - 1 - head):]}"
+
+
+def _axis_labels(class_names) -> list[str]:
+    """Each class's `_short` name; two that come out the same get their class numbers.
+
+    >>> _axis_labels(["a" * 10 + "1" + "b" * 10, "a" * 10 + "2" + "b" * 10, "c"])
+    ['aaaaaaaaa…bbbbbbbb (0)', 'aaaaaaaaa…bbbbbbbb (1)', 'c']
+    """
+    labels = [_short(str(name)) for name in class_names]
+    seen = Counter(labels)
+    return [f"{label} ({i})" if seen[label] > 1 else label for i, label in enumerate(labels)]
 
 
 def _cell_text(count: int, share: float, normalize: bool, n_classes: int) -> str:
@@ -112,7 +134,7 @@ def confusion_matrix(confusion, class_names: list[str], path: str | Path, *,
     if n <= TICK_LABELS_MAX_CLASSES:
         row_points = side * 72 / n  # height of one row, in points
         font = min(10.0, max(4.0, row_points / 2))
-        labels = [_short(str(name)) for name in class_names]
+        labels = _axis_labels(class_names)
         rotation = 45 if n <= 20 else 90
         ax.set_xticks(range(n), labels, fontsize=font, rotation=rotation,
                       ha="right" if rotation == 45 else "center", rotation_mode="anchor")
@@ -136,23 +158,25 @@ def confusion_matrix(confusion, class_names: list[str], path: str | Path, *,
 
 
 def misclassified_title(true_name: str, predicted_name: str, confidence: float) -> str:
-    """A grid title for a wrong prediction (`cnncli.infer.metrics.Mistake`).
+    """A grid title for a wrong prediction (`cnncli.infer.metrics.Mistake`): a line for
+    each class, its name escaped (a name's own newline or " / " never breaks it).
 
     >>> misclassified_title("Shirt", "T-shirt/top", 0.97)
-    'true: Shirt / pred: T-shirt/top 97%'
+    'true: Shirt\\npred: T-shirt/top 97%'
     """
-    return f"true: {true_name} / pred: {predicted_name} {probability(confidence, 0)}"
+    return (f"true: {printable(true_name, one_line=True)}\n"
+            f"pred: {printable(predicted_name, one_line=True)} {probability(confidence, 0)}")
 
 
 def _wrap(title: str) -> str:
-    """Break a title at " / " and wrap each part, so it fits above a small image."""
-    return "\n".join(textwrap.fill(part, 24) for part in title.split(" / "))
+    """Wrap each line of a title, so it fits above a small image."""
+    return "\n".join(textwrap.fill(line, 24) for line in title.split("\n"))
 
 
 def image_grid(images, titles: list[str], path: str | Path, *, columns: int = 8) -> Path:
     """A grid of uint8 images (N, H, W, C) with C = 1 or 3, each with its title.
 
-    Titles are split at " / " onto separate lines, e.g. "true: Shirt / pred: T-shirt/top 97%".
+    A title's lines (``\\n``) stay lines, each wrapped: "true: Shirt\\npred: T-shirt/top 97%".
     With no images, the PNG says so.
     """
     array = np.asarray(images)
@@ -177,7 +201,8 @@ def image_grid(images, titles: list[str], path: str | Path, *, columns: int = 8)
             ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         else:
             ax.imshow(image, interpolation="nearest")
-        ax.set_title(_wrap(printable(str(title))), fontsize=7)
+        ax.set_title(_wrap("\n".join(printable(line, one_line=True)
+                                      for line in str(title).split("\n"))), fontsize=7)
         ax.axis("off")
     return save(fig, path)
 
