@@ -661,7 +661,7 @@ def test_a_csv_that_is_not_utf8_names_its_first_line_that_is_not(tmp_path):
 
 @pytest.mark.parametrize("text,message", [
     ("file,label\nx.png,a\n", "has no column path"),
-    ("path,label,split\nx.png,a,validation\n", "split 'validation' is neither train nor test"),
+    ("path,label,split\nx.png,a,Validation\n", "split 'Validation' is neither train nor test"),
     ("path,label\nx.png,\n", "a row without a path or a label"),
     ("path,label,Label \nx.png,a,b\n", "names the column label 2 times"),  # which one?
     ("path,label\nx\0.png,a\n", "the path holds a NUL character"),

@@ -193,8 +193,8 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                                     line=number, hint="was the file saved as text? write "
                                     "the image's path as it is")
                 split = (row.get("split") or "").lower() or None
-                if split is not None and split not in SPLITS:
-                    raise DataError(f"split '{split}' is neither train nor test",
+                if split is not None and split not in SPLITS:  # (said as written)
+                    raise DataError(f"split '{row['split']}' is neither train nor test",
                                     file=str(path), line=number, hint="use train or test")
                 rows.append((_forward_slashes(row["path"], path.parent),
                              composed(row["label"]), split, number))  # ('é' typed two ways:
