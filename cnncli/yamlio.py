@@ -17,6 +17,7 @@ What this loader does differently from ``yaml.safe_load``:
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 from typing import Any
@@ -401,8 +402,14 @@ def load(path: str | Path) -> Any:
                 f"{MAX_BYTES // 1_000_000} MB", file=str(path),
                 hint="is this the right file? A spec is a few kilobytes of YAML")
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("the file is not UTF-8 text", file=str(path),
+    except UnicodeDecodeError as exc:
+        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise ConfigError("the file is UTF-16 text (as PowerShell's > and some editors "
+                              "save it), not UTF-8", file=str(path),
+                              hint="save it as UTF-8 (PowerShell: Out-File -Encoding utf8)"
+                              ) from None
+        raise ConfigError(f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                          file=str(path), line=raw[:exc.start].count(b"\n") + 1,
                           hint="is this a YAML file? Save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror}", file=str(path)) from None

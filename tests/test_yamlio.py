@@ -203,6 +203,21 @@ def test_missing_file_and_directory_have_their_own_messages(tmp_path):
 
 def test_binary_file_is_not_utf8(tmp_path):
     path = tmp_path / "x.yaml"
-    path.write_bytes(b"\xff\xfe\x00garbage")
+    path.write_bytes(b"\x00\xffgarbage")
     with pytest.raises(ConfigError, match="not UTF-8"):
+        yamlio.load(path)
+
+
+def test_a_latin1_byte_is_said_at_its_line(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_bytes(b"model: mnist_net\ndata:\n  name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text \\(byte 0xe9\\)") as e:
+        yamlio.load(path)
+    assert e.value.line == 3
+
+
+def test_a_utf16_file_is_named_so(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_bytes("\ufeffmodel: mnist_net\n".encode("utf-16"))  # PowerShell's `>`
+    with pytest.raises(ConfigError, match="the file is UTF-16 text"):
         yamlio.load(path)
