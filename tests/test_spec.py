@@ -56,6 +56,16 @@ def test_explicit_names_win(write):
     assert names(s) == ["hidden"]
 
 
+def test_a_name_among_a_layers_arguments_is_answered_with_yaml_that_reads_back(write):
+    import yaml
+
+    with pytest.raises((ConfigError, ManyErrors)) as e:
+        names(load(write, "input: [2, 2, 1]\nlayers:\n  - Dense: {units: 3, name: '[v2] fc'}\n"))
+    problem = getattr(e.value, "errors", [e.value])[0]
+    written = problem.hint.split("on the next line `")[1].rstrip("`").strip()
+    assert yaml.safe_load(written) == {"name": "[v2] fc"}
+
+
 def test_two_layers_given_the_same_name_are_refused_at_the_second(write):
     with pytest.raises(ConfigError, match="two layers are named 'out'") as e:
         names(load(write, "input: [2, 2, 1]\nlayers:\n  - Flatten: {}\n    name: out\n"

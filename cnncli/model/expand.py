@@ -248,8 +248,8 @@ class _Expander:
             elif arg == "name":
                 self.error(f"`name` goes next to the layer, not among the arguments of {key}",
                            key_line(value, arg, line), where,
-                           f"write `- {key}: {{...}}` and on the next line `  name: "
-                           f"{value[arg]}`")
+                           f"write `- {key}: {{...}}` and on the next line "
+                           f"`  {yamlio.dumps({'name': value[arg]}).strip()}`")
                 ok = False
             elif arg not in valid:
                 self.error(f"unknown argument '{arg}' for {key}", key_line(value, arg, line),
