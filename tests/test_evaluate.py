@@ -537,6 +537,13 @@ def test_data_of_a_name_as_long_as_a_file_name_gets_an_eval_folder_of_its_start(
     assert folder.parent == run and folder.name == "eval-" + "d" * evaluation.MAX_SLUG
 
 
+def test_data_named_in_another_script_keeps_its_name_in_its_eval_folder(run, tmp_path):
+    photos = cf.image_folder(tmp_path / ("写真" * 40), {"0": 2, "1": 2, "2": 2})  # 240 bytes
+    rep = evaluation.evaluate(run, data=str(photos), all_images=True)
+    folder = Path(rep.files["evaluation"]).parent.name
+    assert folder.startswith("eval-写真写真") and len(folder.encode()) <= 255
+
+
 def test_evaluating_a_run_that_has_not_finished_says_so(run, tmp_path):
     """As export says it: the figures are of the model it had then (it said nothing)."""
     import shutil

@@ -271,7 +271,7 @@ def _data_id(data: str) -> str:
     return data if datasets.known_name(data) else os.path.abspath(os.path.expanduser(data))
 
 
-#: Characters of the data's name in an ``eval-<data>`` folder's name.
+#: Bytes of the data's name in an ``eval-<data>`` folder's name (of 255).
 MAX_SLUG = 200
 
 
@@ -297,7 +297,8 @@ def _output_folder(output, run: Path | None, data: str | None, given: str | None
     given = given or run_data.name
     name = Path(given).name  # of "." too: its folder's name
     # cut to leave room for eval-, -all and -2 in a name's 255 bytes
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")[:MAX_SLUG] or "data"
+    slug = re.sub(r"[^\w.-]+", "_", name).strip("_.")  # letters of any script: 写真 stays
+    slug = slug.encode()[:MAX_SLUG].decode("utf-8", "ignore") or "data"  # (bytes: a name's)
     folder = _own_folder(run / f"eval-{slug}{'-all' if own_data else ''}", given)
     which = "the run's data with --all-images" if own_data else "other data than the run's"
     notes.append(f"evaluated on {which}: the files are in {folder}")
