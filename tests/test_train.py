@@ -61,6 +61,11 @@ def test_metrics_json_says_what_was_used(tmp_path):
     assert metrics.dataset.sample is False
     assert metrics.device.startswith("CPU (") and ":" not in metrics.device  # no note
     assert {"tensorflow", "keras", "cnncli"} <= set(metrics.versions)
+    import PIL
+
+    from cnncli.devices import hardware
+    assert metrics.versions["pillow"] == PIL.__version__  # what decoded every image
+    assert metrics.versions["cpu"] == hardware.cpu_name()  # its kernels: the last bits
     assert metrics.images_per_s > 0 and metrics.best.metric == "val_accuracy"
     written = files.read_json(result.run / "metrics.json")
     assert written["dataset"]["train"] == 256 and written["best"]["epoch"] == 1

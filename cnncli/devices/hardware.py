@@ -37,6 +37,27 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
+def cpu_name(path: str = "/proc/cpuinfo") -> str:
+    """The CPU's model as Linux names it, with its bfloat16 units (a run's figures to the
+    last bit depend on them); the machine's kind where Linux does not say.
+
+    >>> cpu_name() != ""
+    True
+    """
+    import platform
+
+    name = ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            name = next((line.partition(":")[2].strip() for line in f
+                         if line.startswith("model name")), "")
+    except OSError:
+        pass
+    units = sorted(cpu_flags(path) & CPU_BF16_FLAGS)
+    return (name or platform.machine() or "unknown") + (f" ({', '.join(units)})" if units
+                                                         else "")
+
+
 def cpu_bf16_units(flags: frozenset[str] | None = None,
                    environ: dict | None = None) -> bool:
     """True when TensorFlow can multiply bfloat16 on this CPU's units: the CPU has them

@@ -145,7 +145,9 @@ def _is_number(value) -> bool:
 def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMetrics:
     """The record of the plan `p` trained into `run`."""
     import numpy as np
+    import PIL
 
+    from cnncli.devices import hardware
     from cnncli.model import fused_norm
     from cnncli.runtime import import_keras, import_tf
 
@@ -177,4 +179,6 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
         transfer=p.transfer.to_json(fine_tuned=state.stage > 0) if p.transfer else None,
         versions={"cnncli": __version__, "tensorflow": tf.__version__,
                   "keras": keras.__version__, "numpy": np.__version__,
-                  "python": platform.python_version()})
+                  "pillow": PIL.__version__,  # (decodes and resizes every image file)
+                  "python": platform.python_version(),
+                  "cpu": hardware.cpu_name()})  # (its kernels change the last bits)
