@@ -191,6 +191,10 @@ def resize_problem(ds: Dataset, mode: str, size: tuple[int, int]) -> str | None:
     >>> resize_problem(ds, "pad", (64, 64)) is None, resize_problem(ds, "pad", (24, 32))
     (True, 'they were padded to 32x32 when packed, and 24x32 is another shape: they would \
 be padded twice, photos once')
+    >>> wide = dataclasses.replace(ds, train=dataclasses.replace(
+    ...     ds.train, images=np.zeros((2, 16, 32), np.uint8)))  # packed 16 high, 32 wide
+    >>> resize_problem(wide, "pad", (32, 64)) is None, resize_problem(wide, "pad", (64, 32))[:26]
+    (True, 'they were padded to 16x32 ')
     """
     if not ds.resized:
         return None
