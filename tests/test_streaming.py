@@ -874,6 +874,20 @@ def test_a_disk_cache_takes_file_names_whose_bytes_are_not_utf8(tmp_path, monkey
     np.testing.assert_array_equal(cached, plain)
 
 
+def test_a_disk_cache_of_one_resize_mode_is_never_given_to_another(tmp_path, monkeypatch):
+    """A pad run after a stretch run on the same files and size read the stretched
+    pictures from the cache."""
+    monkeypatch.setenv(loader.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ds = datasets.load(photo_folder(tmp_path / "photos"))
+    everything = np.arange(len(ds.train))
+    stretched = ImageLoader(ds.train, SHAPE, "stretch", cache="disk")
+    stretched.batch(everything)
+    stretched.flush()
+    padded = ImageLoader(ds.train, SHAPE, "pad", cache="disk").batch(everything)[0]
+    expected = ImageLoader(ds.train, SHAPE, "pad", cache="none").batch(everything)[0]
+    np.testing.assert_array_equal(padded, expected)
+
+
 def test_a_folder_swapped_for_another_mid_run_never_fills_the_shared_cache(tmp_path,
                                                                            monkeypatch):
     """The disk cache is keyed by the files as a run found them: images decoded after
