@@ -12,6 +12,7 @@ import pytest
 from trainkit import write_config
 
 from cnncli import config
+from cnncli.data import datasets
 from cnncli.data.dataset import DataWarning
 from cnncli.errors import ConfigError, DataError, ModelError
 from cnncli.infer import artefact
@@ -478,6 +479,25 @@ def test_an_image_that_fails_to_decode_while_evaluating_is_named(run, tmp_path):
     rep = evaluation.evaluate(run, data=str(photos), output=tmp_path / "e", all_images=True)
     assert rep.result.count == 6
     assert f"1 test image could not be read and is left out: {cut}" in rep.notes
+
+
+def test_each_mistake_after_an_unreadable_image_is_the_image_it_names(run, tmp_path):
+    """Its place in the test split counts the unreadable image too: misclassified.png
+    showed the photo before each mistake under its title."""
+    from PIL import Image
+
+    photos = cf.image_folder(tmp_path / "photos", {"0": 3, "1": 2, "2": 2})
+    cut = photos / "0" / "0.jpg"  # first of the split; its header whole, its pixels not
+    (photos / "0" / "0.png").unlink()
+    Image.new("L", (64, 64), 200).save(cut)
+    cut.write_bytes(cut.read_bytes()[:300])
+    for k in (1, 2):  # class 1's pictures filed as class 0: mistakes after it
+        cf.save_image(cf.band_image(1, seed=k), photos / "0" / f"{k}.png")
+    rep = evaluation.evaluate(run, data=str(photos), output=tmp_path / "e", all_images=True)
+    ds = datasets.load(photos, test_fraction=1.0)
+    assert len(rep.result.misclassified) >= 2
+    for mistake in rep.result.misclassified:
+        assert ds.test.images[mistake.index] == mistake.id
 
 
 def test_an_output_folder_beside_the_data_or_in_a_csv_s_folder_is_fine(run, tmp_path):

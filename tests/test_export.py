@@ -886,6 +886,9 @@ def test_check_images_are_resized_as_the_model_was_trained(run, tmp_path, monkey
     exporter.export(run, formats=["onnx"], output=tmp_path / "out",
                     images=[str(tmp_path / "wide.png")])
     assert modes == ["pad"]
+    # and the export says so: predict and evaluate on the file pad photos as training did
+    assert json.loads((tmp_path / "out" / "model.onnx.json").read_text())["resize"] == "pad"
+    assert exported.load(tmp_path / "out" / "model.onnx").meta.resize == "pad"
 
 
 def test_output_can_name_the_one_file(run, tmp_path):
