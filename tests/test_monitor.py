@@ -125,6 +125,20 @@ def test_a_tie_after_a_best_epoch_whose_loss_was_nan_takes_the_finite_loss(tmp_p
     assert state.best_epoch == 2
 
 
+def test_the_plateau_schedule_lowers_the_rate_once_every_patience_epochs():
+    """Lowered, its count of epochs without improvement starts again: not every epoch
+    from then on."""
+    from cnncli.run.callbacks.stopping import Plateau
+
+    rate = keras.Variable(1.0)
+    net = type("Net", (), {"optimizer": type("Opt", (), {"learning_rate": rate})()})()
+    plateau = Plateau(config.ScheduleSection(name="plateau", patience=2, factor=0.5),
+                      TrainState())
+    said = [plateau.update(net, {"epoch": e, "val_loss": 1.0}) for e in range(1, 7)]
+    assert [s is not None for s in said] == [False, False, True, False, True, False]
+    assert float(rate.numpy()) == 0.25
+
+
 def test_a_runs_directions_are_the_best_models_and_early_stoppings(model):
     from cnncli.run.monitor import Directions
 

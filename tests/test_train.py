@@ -243,6 +243,9 @@ def test_resume_refuses_a_changed_config(tmp_path):
     ("train.seed=2", "train.seed 1 -> 2"),
     ("train.optimizer.name=sgd", "train.optimizer.name adam -> sgd"),
     ("train.label_smoothing=0.1", "train.label_smoothing 0.0 -> 0.1"),
+    # (the one other loss class indices take: the check refuses the rest first)
+    ("train.loss=SparseCategoricalCrossentropy",
+     "train.loss sparse_categorical_crossentropy -> SparseCategoricalCrossentropy"),
     ("train.scale_lr=true", "train.scale_lr False -> True"),
     ("train.freeze=1", "train.freeze unset -> 1"),
     # a rate the optimizer keeps as a number to one computed from the step (a variable less)
