@@ -100,7 +100,8 @@ def rewrite_state(path, change):
     np.savez(path, **arrays)
 
 
-@pytest.mark.parametrize("damage", ["no epoch", "no state", "state not JSON", "list"])
+@pytest.mark.parametrize("damage", ["no epoch", "negative epoch", "no state", "state not JSON",
+                                    "list"])
 def test_a_backup_whose_state_is_damaged_falls_back_to_the_previous(tmp_path, model, damage):
     """Its weights are read, but not where training stood: it is not resumed from (with
     epoch 0 and the history of 5 epochs it would train them all again, 35 rows)."""
@@ -108,8 +109,11 @@ def test_a_backup_whose_state_is_damaged_falls_back_to_the_previous(tmp_path, mo
     checkpoint.save(tmp_path, model, TrainState(epoch=5, step=0, backup_every=50))
 
     def change(arrays, state, json):
-        if damage == "no epoch":
-            del state["epoch"]
+        if damage in ("no epoch", "negative epoch"):
+            if damage == "no epoch":
+                del state["epoch"]
+            else:
+                state["epoch"] = -1
             arrays["state"] = np.frombuffer(json.dumps(state).encode(), np.uint8)
         elif damage == "no state":
             del arrays["state"]
