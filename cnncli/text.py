@@ -34,7 +34,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def printable(text: str, *, one_line: bool = False) -> str:
     """`text` with control characters escaped (``\\x1b``), and a file name's bytes that
     are not UTF-8 (`as_text`); with `one_line`, newlines too (an error paragraph cannot
-    be made to show a forged line)."""
+    be made to show a forged line).
+
+    >>> printable("a\\x1bb\\u009b2J\\u0085"), printable("a\\nb", one_line=True)
+    ('a\\\\x1bb\\\\x9b2J\\\\x85', 'a\\\\nb')
+    """
     pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
     return pattern.sub(lambda m: repr(m.group())[1:-1], as_text(text))
 
@@ -75,6 +79,8 @@ def cell(text: str) -> str:
 
     >>> cell("=1+2"), cell("@SUM(A1)"), cell("-1"), cell("cat")
     ("'=1+2", "'@SUM(A1)", '-1', 'cat')
+    >>> cell("+cmd|x!A0"), cell("-2+3+cmd|x!A0"), cell("\\t=1")
+    ("'+cmd|x!A0", "'-2+3+cmd|x!A0", "'\\t=1")
     """
     text = printable(text)
     if text[:1] in ("=", "+", "-", "@", "\t") and not reads_as_number(text):
