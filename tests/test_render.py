@@ -257,6 +257,20 @@ def test_an_export_path_is_folded_in_a_narrow_terminal_not_cut(monkeypatch):
     assert path in cells
 
 
+def test_a_quantized_export_that_loses_accuracy_is_shown_losing_it(monkeypatch):
+    from types import SimpleNamespace
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=buffer, width=200, markup=False))
+    check = SimpleNamespace(accuracy=0.888, keras_accuracy=0.9, quantized=True, drop=1.2,
+                            max_difference=0.05, agreement=0.98, images=500)
+    render.exports(SimpleNamespace(model="m.keras", images="500 images", notes=[],
+                                   results=[SimpleNamespace(check=check, format="onnx",
+                                                            quantization="int8", path="m.onnx",
+                                                            size=2000, kept=True)]))
+    assert "90.00% -> 88.80% (-1.20 points)" in buffer.getvalue()
+
+
 @pytest.mark.parametrize("ci,moving", [(None, True), ("true", False), ("1", False),
                                        ("false", True)])
 def test_progress_moves_on_a_terminal_unless_in_ci(monkeypatch, ci, moving):
