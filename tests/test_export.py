@@ -1750,3 +1750,21 @@ def test_the_json_beside_and_inside_a_file_is_strict_for_names_that_are_not_utf8
     written = path.read_bytes().decode("utf-8")  # strict UTF-8 throughout
     assert "\\udc" not in written and json.loads(written)["class_names"][0] == "caf\\xe9"
     assert "\\udc" not in metadata.embedded(info)
+
+
+def test_an_export_with_a_failed_check_and_an_error_exits_with_the_errors_code(
+        tmp_path, monkeypatch):
+    """A check below the threshold is exit 1, a format that could not be made exit 3: with
+    both, 3 (CI must read "broken", not "quality gate missed")."""
+    from typer.testing import CliRunner
+
+    from cnncli.cli.app import app
+
+    failed = verify.Check(images=10, agreement=0.5, max_difference=0.9, quantized=True,
+                          max_drop=1.0, passed=False, problem="top-1 agreement 50%")
+    report = exporter.Report("m.keras", "10 images", results=[exporter.Exported(
+        "onnx", "int8", tmp_path / "m.onnx", check=failed)], errors=[ModelError("no litert")])
+    monkeypatch.setattr(exporter, "export", lambda *a, **k: report)
+    done = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "onnx,litert"])
+    assert done.exit_code == 3, done.output
+    assert "FAIL: " in done.stderr and "no litert" in done.stderr
