@@ -500,6 +500,29 @@ def test_each_mistake_after_an_unreadable_image_is_the_image_it_names(run, tmp_p
         assert ds.test.images[mistake.index] == mistake.id
 
 
+def test_an_evaluation_that_cannot_finish_writing_leaves_the_one_before_whole(
+        run, tmp_path, monkeypatch):
+    """evaluation.json is written through a temporary file and a rename: a full disk or a
+    kill mid-write leaves the earlier one, not a file cut short."""
+    from cnncli import files
+
+    evaluation.evaluate(run, output=tmp_path / "e")
+    before = (tmp_path / "e" / "evaluation.json").read_text()
+    real = files.os.replace
+
+    def full_at_the_record(src, dst):
+        if str(dst).endswith("evaluation.json"):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", full_at_the_record)
+    with pytest.raises(OSError) as e:
+        evaluation.evaluate(run, output=tmp_path / "e", all_images=True, data=str(
+            cf.image_folder(tmp_path / "photos", {"0": 2, "1": 2, "2": 2})))
+    assert (tmp_path / "e" / "evaluation.json").read_text() == before
+    assert e.value.errno == 28  # (the command line says a full disk, exit 3)
+
+
 def test_an_output_folder_beside_the_data_or_in_a_csv_s_folder_is_fine(run, tmp_path):
     photos = cf.image_folder(tmp_path / "photos", {"0": 2, "1": 2, "2": 2})
     rep = evaluation.evaluate(run, data=str(photos), output=tmp_path / "photos-eval",
