@@ -113,6 +113,13 @@ def test_misclassified_are_sorted_by_wrong_confidence_worst_first():
     assert [m.confidence for m in result.misclassified] == pytest.approx([0.99, 0.95, 0.7, 0.6])
 
 
+def test_mistakes_equally_confident_come_in_the_order_of_the_images():
+    """Which of them the picture's 32 keep depends on it: the first ones, as documented."""
+    confidences = [0.9, 0.9, 0.9, 0.8, 0.9, 0.9, 0.8, 0.8, 0.8, 0.9]
+    result = metrics.compute(Y_TRUE, probs_for(Y_PRED, 3, confidences), NAMES)
+    assert [m.index for m in result.misclassified] == [3, 6, 7, 8]
+
+
 def test_misclassified_record_names_and_probability_of_true_class():
     confidences = [0.9, 0.9, 0.9, 0.6, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
     result = metrics.compute(Y_TRUE, probs_for(Y_PRED, 3, confidences), NAMES)
