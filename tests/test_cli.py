@@ -107,6 +107,7 @@ def test_check_reports_all_errors_with_exit_2_and_no_traceback(write):
     assert (data["error"], data["message"], data["exit_code"]) == (
         "ManyErrors", "2 problems found", 2)  # what every error's JSON has, for scripts
     assert [e["line"] for e in data["errors"]] == [3, 4]
+    assert [e["where"] for e in data["errors"]] == ["layer 1", "layer 2"]
 
 
 def test_check_reports_a_shape_problem_before_the_first_layer_it_cannot_build(write):
