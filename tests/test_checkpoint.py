@@ -123,7 +123,7 @@ def test_a_backup_whose_state_is_damaged_falls_back_to_the_previous(tmp_path, mo
     rewrite_state(tmp_path / checkpoint.BACKUP, change)
     state, note = checkpoint.load(tmp_path, model)
     assert state.epoch == 4 and note.startswith("the newest backup was unreadable (backup.npz")
-    assert "the steps since (at most 50) are trained again" in note
+    assert "the steps since (about 50, train.backup_every) are trained again" in note
 
 
 def test_no_readable_backup_is_an_error_not_a_silent_restart(tmp_path, model):

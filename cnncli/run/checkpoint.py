@@ -128,7 +128,8 @@ def load(run: Path, model, prepare=None, *, mend: bool = True
             why = "; ".join(problems) or f"{BACKUP} is missing: its write did not finish"
             note = (f"the newest backup was unreadable ({why}); resumed from "
                     f"the previous one, at epoch {state.epoch + 1} step {state.step}: "
-                    f"the steps since (at most {state.backup_every}) are trained again")
+                    f"the steps since (about {state.backup_every}, train.backup_every) are "
+                    "trained again")
         return state, note
     raise TrainingError(
         "no readable backup to resume from" + (f" ({'; '.join(problems)})" if problems else ""),
