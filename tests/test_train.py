@@ -66,6 +66,9 @@ def test_metrics_json_says_what_was_used(tmp_path):
     from cnncli.devices import hardware
     assert metrics.versions["pillow"] == PIL.__version__  # what decoded every image
     assert metrics.versions["cpu"] == hardware.cpu_name()  # its kernels: the last bits
+    p = planning.plan(config.load(write_config(tmp_path, epochs=1)))
+    assert (metrics.network, metrics.dataset.digest) == (p.spec.digest(),
+                                                         p.feed.fingerprint()["digest"])
     assert metrics.images_per_s > 0 and metrics.best.metric == "val_accuracy"
     written = files.read_json(result.run / "metrics.json")
     assert written["dataset"]["train"] == 256 and written["best"]["epoch"] == 1

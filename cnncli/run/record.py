@@ -51,13 +51,15 @@ class DataRecord:
     classes: int = 0
     class_names: list[str] = field(default_factory=list)
     held_out: str | None = None  # `Dataset.held_out_names`: its test images, when held out
+    digest: str | None = None  # `Feed.fingerprint`'s: the training and validation images
 
     @classmethod
     def of(cls, p) -> DataRecord:
         """The record of a run's plan `p` (`cnncli.run.plan.Plan`): its data and feed."""
         d = p.data
         return cls(d.name, d.source, d.sample, len(p.feed.train), len(p.feed.val),
-                   len(d.test), d.num_classes, list(d.class_names), d.held_out_names())
+                   len(d.test), d.num_classes, list(d.class_names), d.held_out_names(),
+                   p.feed.fingerprint()["digest"])
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class RunMetrics:
         resumes: `TrainState.resumes` (each ``--resume --force`` that changed the config).
         transfer: `cnncli.run.transfer.Transfer.to_json`, for a run that started from
             pretrained weights or another model.
+        network: the network's `cnncli.model.spec.Spec.digest` (its spec file edited
+            since, a built-in defined otherwise: another digest).
     """
 
     run: str | None = ""  # None: a worker's (the chief writes the run)
@@ -93,6 +97,7 @@ class RunMetrics:
     preprocessing: str | None = None
     input: list[int] = field(default_factory=list)
     transfer: dict | None = None
+    network: str = ""
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -177,6 +182,7 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
         preprocessing=p.preprocessing,
         input=list(p.spec.input),
         transfer=p.transfer.to_json(fine_tuned=state.stage > 0) if p.transfer else None,
+        network=p.spec.digest(),
         versions={"cnncli": __version__, "tensorflow": tf.__version__,
                   "keras": keras.__version__, "numpy": np.__version__,
                   "pillow": PIL.__version__,  # (decodes and resizes every image file)
