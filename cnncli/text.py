@@ -60,6 +60,21 @@ def as_text(name: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def from_text(text: str) -> str:
+    """`as_text` undone: each ``\\xNN`` of a byte from 0x80 back to the byte a file name
+    held (a path a JSON record wrote, to open the file it names).
+
+    >>> name = b"caf\\xe9".decode("utf-8", "surrogateescape")
+    >>> as_text(name), from_text(as_text(name)) == name
+    ('caf\\\\xe9', True)
+    """
+    return _ESCAPED_BYTE.sub(lambda m: bytes([int(m[1], 16)]).decode("utf-8", "surrogateescape"),
+                             text)
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
+
+
 def arg(path: object) -> str:
     """`path` as a shell takes it in a command a hint gives to copy: quoted when it holds
     a space, a glob's or the shell's characters; ``./`` before one that begins with ``-``

@@ -904,6 +904,19 @@ def test_all_images_of_the_data_an_exported_model_trained_on_says_so(exported_fo
                for n in rep.notes), rep.notes
 
 
+def test_an_exports_record_of_data_whose_path_is_not_utf8_names_that_data(tmp_path):
+    """The export's JSON holds the path as text (``ph\\xe9``): evaluating the file
+    without --data looked for a folder of that name."""
+    from cnncli import text
+    from cnncli.infer import artefact
+    from cnncli.model.meta import ModelMeta
+
+    latin = Path(os.fsdecode(bytes(tmp_path / "ph") + b"\xe9"))
+    latin.mkdir()
+    meta = ModelMeta(dataset=text.as_text(str(latin)))
+    assert artefact.training_data(None, meta).name == str(latin)
+
+
 def test_the_data_read_for_a_model_is_data_else_its_runs_else_what_its_file_says(tmp_path):
     """Evaluate and export read the same data for a model: ``--data``, else its run's
     (with the run's data_dir and offline unless given), else its file's record."""

@@ -82,9 +82,18 @@ def training_data(art: Artefact | None, meta: ModelMeta, data: str | None = None
     `data` (``--data``), else its run's data, with the run's ``data_dir`` and ``offline``
     unless given, else the data its file says it was trained on."""
     run_data = art.data if art else None
-    return DataSource(data or (run_data.name if run_data else None) or meta.dataset,
+    return DataSource(data or (run_data.name if run_data else None) or _on_disk(meta.dataset),
                       data_dir or (run_data.data_dir if run_data else None),
                       offline or bool(run_data and run_data.offline))
+
+
+def _on_disk(path: str | None) -> str | None:
+    """`path` as a model's record holds it, or, where that is not there, the path an
+    exported file's JSON meant by it (written with `text.as_text`: ``ph\\xe9`` for a
+    Latin-1 folder's name)."""
+    if path and not os.path.exists(path) and os.path.exists(raw := text.from_text(path)):
+        return raw
+    return path
 
 
 def held_out(meta: ModelMeta, art: Artefact | None) -> str | None:
