@@ -110,6 +110,15 @@ def test_check_reports_all_errors_with_exit_2_and_no_traceback(write):
     assert [e["where"] for e in data["errors"]] == ["layer 1", "layer 2"]
 
 
+def test_check_names_the_network_as_its_spec_does(write):
+    """Not as Keras' model name, which keeps ASCII letters only (`summary` and a dry run
+    said the spec's name)."""
+    path = write("net.yaml", "name: '[v2] 猫'\ninput: [4, 4, 1]\nlayers:\n  - Flatten\n"
+                             "  - Dense: {units: 2, activation: softmax}\n")
+    assert "is valid ([v2] 猫: 2 layers" in run("check", str(path)).stdout
+    assert json.loads(run("check", str(path), "--json").stdout)["model"] == "[v2] 猫"
+
+
 def test_check_reports_a_shape_problem_before_the_first_layer_it_cannot_build(write):
     path = write("net.yaml", README_SPEC)  # the README's example, its output below
     result = cnncli("check", str(path))

@@ -66,7 +66,8 @@ def check(
         render.warn_all(checked.warnings)
         return
     frozen = f", {checked.frozen_params:,} frozen" if checked.frozen_params else ""
-    render.out.print(f"OK: {printable(path, one_line=True)} is valid ({checked.model.name}: "
+    name = printable(checked.name or checked.model.name, one_line=True)
+    render.out.print(f"OK: {printable(path, one_line=True)} is valid ({name}: "
                      f"{checked.layers} layers, {checked.params:,} parameters{frozen})")
     render.warn_all(checked.warnings)
 

@@ -34,10 +34,12 @@ DEFAULT_CLASSES = 10
 
 @dataclass
 class Checked:
-    """A valid spec or run config: the model it builds, and warnings worth showing."""
+    """A valid spec or run config: the model it builds, its name as the spec gives it (the
+    Keras model's keeps ASCII letters only), and warnings worth showing."""
 
     model: object
     warnings: list[str] = field(default_factory=list)
+    name: str = ""
 
     @property
     def params(self) -> int:
@@ -58,7 +60,8 @@ class Checked:
 
     def to_dict(self, file: str) -> dict:
         """``cnncli check --json``'s document for the checked `file`."""
-        return {"valid": True, "file": file, "model": self.model.name, "layers": self.layers,
+        return {"valid": True, "file": file, "model": self.name or self.model.name,
+                "layers": self.layers,
                 "params": self.params, "trainable_params": self.trainable_params,
                 "frozen_params": self.frozen_params, "warnings": self.warnings}
 
@@ -70,7 +73,7 @@ def check(path_or_name: str) -> Checked:
     doc = yamlio.load(path)
     if not _is_run_config(doc):
         built = _bare_spec(doc, path)
-        return Checked(built.model, built.warnings)
+        return Checked(built.model, built.warnings, built.expanded.name)
     try:
         cfg = config.parse(doc, file=str(path))
     except CnnError as exc:  # go on with the rest, so every problem is reported at once
@@ -78,7 +81,7 @@ def check(path_or_name: str) -> Checked:
     built, errors = _refused(cfg, str(path), classes=_trained_classes(path), shown=False,
                              doc=doc)
     raise_all(errors)
-    return Checked(built.model, built.warnings)
+    return Checked(built.model, built.warnings, built.expanded.name)
 
 
 def _no_config_hint(given: str) -> str:
