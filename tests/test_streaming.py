@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cnncli import config, files, parallel
-from cnncli.data import datasets, images, inputs, loader, packing, records
+from cnncli.data import checks, datasets, images, inputs, loader, packing, records
 from cnncli.data.dataset import DataWarning
 from cnncli.data.feed import Feed, split_batches
 from cnncli.data.loader import ImageLoader
@@ -193,6 +193,36 @@ def test_packed_training_batches_are_seeded_per_epoch_and_resume_exactly(tmp_pat
     whole = labels()
     assert len(whole) == 2 * (len(feed.train) // 4) and whole == labels()
     assert labels(start_epoch=1, start_step=1) == whole[len(whole) // 2 + 1:]
+
+
+@pytest.mark.parametrize("source", ["arrays", "folder", "packed"])
+def test_augmented_batches_of_a_resumed_run_are_those_of_a_run_never_stopped(tmp_path, source):
+    """Each batch's random changes come from its number in the run: a resume drew them
+    from the run's first draws again (its weights ended elsewhere)."""
+    from cnncli.config import AugmentSection
+
+    ds = datasets.load(photo_folder(tmp_path / "photos", per_class=10))
+    if source == "packed":
+        packing.pack(ds, tmp_path / "packed", shard_mb=0.003)
+        ds = datasets.load(tmp_path / "packed")
+    elif source == "arrays":
+        pixels = ImageLoader(ds.train, SHAPE, cache="none").batch(np.arange(len(ds.train)))[0]
+        ds = checks.from_arrays("a", pixels, ds.train.labels, pixels,
+                                ds.train.labels, None, "a", file="a")
+    feed = Feed.of(ds, SHAPE, validation_split=0.2, seed=1)
+    augment = AugmentSection(flip="horizontal", translate=0.2, rotate=0.1, zoom=0.2,
+                             contrast=0.3)
+
+    def images(**kw):
+        batches = feed.training(batch_size=4, seed=1, epochs=2, preprocessing="none",
+                                augment=augment, **kw)
+        return [x for x, *_ in batches.as_numpy_iterator()]
+
+    whole = images()
+    resumed = images(start_epoch=1, start_step=1)
+    assert len(resumed) == len(whole) // 2 - 1
+    for a, b in zip(resumed, whole[len(whole) // 2 + 1:], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_truncated_shard_is_an_error_naming_it(tmp_path):

@@ -434,6 +434,40 @@ def test_a_resume_on_another_number_of_cpu_threads_says_it_is_not_exact(tmp_path
         assert [n[:len(said[0])] for n in notes if "CPU threads" in n] == said
 
 
+def test_an_augmented_run_stopped_mid_epoch_resumes_to_the_weights_of_one_never_stopped(
+        tmp_path):
+    """Its random changes came from the run's first draws again: the weights ended
+    elsewhere (README said a resume with augmentation "draws new augmentations")."""
+    class StopMidEpoch(training.Reporter):
+        sent = False
+
+        def step(self, step, logs):
+            if self.epoch == 1 and step >= 6 and not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def epoch_begin(self, epoch, epochs, steps, first_step):
+            self.epoch = epoch
+
+    def augmented(folder):
+        folder.mkdir()
+        path = write_config(folder, epochs=2, backup_every=4)
+        path.write_text(path.read_text().replace("validation_split: 0.2", (
+            "validation_split: 0.2\n  augment: {flip: horizontal, translate: 0.2, zoom: "
+            "0.2, contrast: 0.3}")))
+        return path
+
+    never = run_train(augmented(tmp_path / "never")).run
+    path = augmented(tmp_path / "stopped")
+    with pytest.raises(Interrupted):
+        run_train(path, reporter=StopMidEpoch())
+    stopped = tmp_path / "stopped" / "runs" / "toy" / "1"
+    run_train(path, resume=stopped)
+    assert history_rows(stopped) == history_rows(never)
+    for a, b in zip(weights(stopped), weights(never), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_resume_with_force_applies_a_new_learning_rate(tmp_path):
     run = _interrupted_run(write_config(tmp_path, epochs=2, lr=0.01))
     result = training.train(config.load(run / "config.yaml",

@@ -154,11 +154,16 @@ def make_dataset(
 
 
 def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
-                   one_hot: int | None = None):
+                   one_hot: int | None = None, first_batch: int = 0):
     """uint8 (images, labels[, weights]) batches -> model inputs, augmented if
     `aug_layers`; labels one-hot over `one_hot` classes if given (what label smoothing in
     Keras needs). Weights (streamed data: 0 for an image that could not be decoded) pass
-    through. `untuned`, as every dataset of this module."""
+    through. `untuned`, as every dataset of this module.
+
+    Each batch's random changes are drawn from its layers' seeds and its number in the
+    run (`first_batch`: the number of the first batch given, a resume's), not from the
+    draws before it: a resumed run, or a fine-tuning's second stage, draws what a run
+    never stopped draws."""
     if one_hot:
         ds = ds.map(lambda xb, yb, *w: (xb, tf.one_hot(yb, one_hot), *w),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -169,15 +174,25 @@ def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         # Augmentation runs on pixels still in 0..255 (RandomContrast clips to its
         # value_range) and in ONE sequential call: Keras' random layers draw from a
-        # stateful seed generator, and parallel calls made the draws (and so the
-        # augmented images) differ from run to run.
-        ds = ds.map(lambda xb, yb, *w: (normalise(augmenter(xb, training=True),
-                                                   preprocessing), yb, *w))
+        # stateful seed generator, set for each batch (`_augmented`), which parallel
+        # calls would share.
+        ds = ds.enumerate(start=first_batch).map(
+            lambda number, batch: _augmented(augmenter, number, batch, preprocessing))
     else:
         ds = ds.map(lambda xb, yb, *w: (preprocess_batch(xb, input_shape, preprocessing),
                                         yb, *w),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return untuned(ds.prefetch(PREFETCH_BATCHES))
+
+
+def _augmented(augmenter, number, batch, preprocessing: str):
+    """`batch` (images in 0..255, labels[, weights]) through `augmenter`'s random layers,
+    each drawing from (its seed, `number`), then normalised."""
+    xb, yb, *w = batch
+    for layer in augmenter.layers:
+        state = layer.generator.state
+        state.assign(tf.cast(tf.stack([tf.cast(layer.seed, tf.int64), number]), state.dtype))
+    return (normalise(augmenter(xb, training=True), preprocessing), yb, *w)
 
 
 def _loaded(index_batches, loader, labels: np.ndarray):
@@ -285,7 +300,8 @@ def training_batches(
         ds = index_batches.map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)),
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     aug_layers = augmentation_layers(augment, _part_seed(seed, part)) if augment else []
-    return _model_batches(ds, input_shape, preprocessing, aug_layers, one_hot)
+    return _model_batches(ds, input_shape, preprocessing, aug_layers, one_hot,
+                          first_batch=start_epoch * steps + start_step)
 
 
 def _part_seed(seed: int, part: tuple[int, int, int] | None) -> int:
@@ -396,4 +412,5 @@ def record_batches(split, keep: np.ndarray, loader, *, batch_size: int, seed: in
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     aug_layers = augmentation_layers(augment, _part_seed(seed, part)) \
         if (training and augment) else []
-    return _model_batches(ds, loader.shape, preprocessing, aug_layers, one_hot)
+    return _model_batches(ds, loader.shape, preprocessing, aug_layers, one_hot,
+                          first_batch=start_epoch * steps + start_step if training else 0)
