@@ -672,6 +672,24 @@ def test_a_csv_saved_on_windows_with_backslashed_paths_is_read(tmp_path):
     assert all("\\" not in p for p in ds.train.images)
 
 
+@pytest.mark.parametrize("written, on_disk", [("NFC", "NFD"), ("NFD", "NFC")])
+def test_a_csv_names_its_files_whichever_unicode_form_each_side_writes_accents_in(
+        tmp_path, written, on_disk):
+    """A CSV written on Linux (é one character), the photos copied from a Mac (é two):
+    "No such file" for every row."""
+    import unicodedata
+
+    folder = tmp_path / unicodedata.normalize(on_disk, "café")
+    folder.mkdir()
+    for k in range(4):
+        Image.new("RGB", (8, 8), (60 * k, 0, 0)).save(folder / f"{k}.png")
+    rows = [f"{unicodedata.normalize(written, 'café')}/{k}.png,{'ab'[k % 2]}" for k in range(4)]
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    ds = datasets.load(tmp_path / "labels.csv", test_fraction=0.5)
+    assert sorted(ds.train.images + ds.test.images) == [str(folder / f"{k}.png")
+                                                        for k in range(4)]
+
+
 @pytest.mark.parametrize("separator", [";", "\t"])
 def test_a_csv_separated_otherwise_than_by_commas_is_told_so(tmp_path, separator):
     (tmp_path / "labels.csv").write_text(f"path{separator}label\nx.png{separator}a\n")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -95,13 +96,20 @@ def read_csv(path: str | os.PathLike, *, strict: bool = False, test_fraction: fl
                    test_fraction < 1 else 0.0)
 
 
-def _forward_slashes(file: str, folder: Path) -> str:
-    """`file` with Windows' backslashes as slashes (``img\\cat\\1.jpg``, as a CSV saved
-    on Windows lists it) when only that names a file; else as it is."""
-    if "\\" not in file or (folder / file).exists():
+def _as_on_disk(file: str, folder: Path) -> str:
+    """`file` as it names a file when only another spelling of it does: with Windows'
+    backslashes as slashes (``img\\cat\\1.jpg``, as a CSV saved on Windows lists it), or
+    its accents in the other Unicode form (``é`` one character or two: a CSV written on
+    one system, the files copied from a Mac); else as it is. A path of plain ASCII with
+    no backslash is not looked up (a CSV of a million rows)."""
+    if (file.isascii() and "\\" not in file) or (folder / file).exists():
         return file
     slashed = file.replace("\\", "/")
-    return slashed if (folder / slashed).exists() else file
+    for other in dict.fromkeys(unicodedata.normalize(form, text) for text in (slashed, file)
+                               for form in ("NFC", "NFD")):
+        if other != file and (folder / other).exists():
+            return other
+    return file
 
 
 def _first_line_not_utf8(path: Path) -> int | None:
@@ -196,7 +204,7 @@ def _rows(path: Path) -> list[tuple[str, str, str | None, int]]:
                 if split is not None and split not in SPLITS:  # (said as written)
                     raise DataError(f"split '{row['split']}' is neither train nor test",
                                     file=str(path), line=number, hint="use train or test")
-                rows.append((_forward_slashes(row["path"], path.parent),
+                rows.append((_as_on_disk(row["path"], path.parent),
                              composed(row["label"]), split, number))  # ('é' typed two ways:
                 # one label, as it prints)
     except UnicodeDecodeError as err:
