@@ -838,23 +838,29 @@ def test_an_exported_model_and_the_files_written_are_named_by_absolute_paths_as_
     assert rep.files and all(f.startswith(f"{folder / 'eval'}/") for f in rep.files.values())
 
 
+def older_copy(run: Path, copy: Path) -> Path:
+    """A copy of `run` whose best.keras does not record its held-out images, as a cnncli
+    before it did left it."""
+    import dataclasses
+    import shutil
+
+    from cnncli.model import modelfile, saved_meta
+
+    shutil.copytree(run, copy)
+    model_file = copy / "best.keras"
+    meta = dataclasses.replace(saved_meta.read(model_file), held_out=None)
+    modelfile.save_model_atomic(modelfile.load_model(model_file), model_file, meta)
+    return copy
+
+
 def test_a_model_file_from_before_it_recorded_its_held_out_images_uses_its_runs_record(
         folder_run, tmp_path):
     """A best.keras saved without `held_out` (an older cnncli): evaluate warns from the
     run's metrics.json, and an export of it carries the run's digest."""
-    import dataclasses
-    import json
-    import shutil
-
     from cnncli.export import exporter
-    from cnncli.model import modelfile, saved_meta
 
     run, photos = folder_run
-    old = tmp_path / "old"
-    shutil.copytree(run, old)
-    model_file = old / "best.keras"
-    meta = dataclasses.replace(saved_meta.read(model_file), held_out=None)
-    modelfile.save_model_atomic(modelfile.load_model(model_file), model_file, meta)
+    old = older_copy(run, tmp_path / "old")
     recorded = json.loads((old / "metrics.json").read_text())["dataset"]["held_out"]
     exporter.export(old, formats=["onnx"], output=tmp_path / "export")
     sidecar = json.loads((tmp_path / "export" / "model.onnx.json").read_text())
@@ -867,17 +873,8 @@ def test_a_run_from_before_it_recorded_its_held_out_images_warns_by_their_number
         folder_run, tmp_path):
     """A run of an older cnncli records how many images it held out, not which: a folder
     that has more images now (files of a kind cnncli reads since) takes another fifth."""
-    import dataclasses
-    import shutil
-
-    from cnncli.model import modelfile, saved_meta
-
     run, photos = folder_run
-    old = tmp_path / "old"
-    shutil.copytree(run, old)
-    model_file = old / "best.keras"
-    meta = dataclasses.replace(saved_meta.read(model_file), held_out=None)
-    modelfile.save_model_atomic(modelfile.load_model(model_file), model_file, meta)
+    old = older_copy(run, tmp_path / "old")
     record = json.loads((old / "metrics.json").read_text())
     del record["dataset"]["held_out"]
     (old / "metrics.json").write_text(json.dumps(record))
