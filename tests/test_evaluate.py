@@ -168,6 +168,18 @@ def test_more_classes_than_the_model_names_the_ones_it_does_not_know(run, tmp_pa
     assert "name the class folders (or a CSV's labels) the same" in err.value.hint
 
 
+def test_an_unknown_class_is_named_as_its_folder_is_and_escaped_once(run, tmp_path):
+    """A Latin-1 folder's name read 'lat\\\\xe9' (escaped twice), a Mac's 'é' composed."""
+    import unicodedata
+
+    latin, mac = os.fsdecode(b"lat\xe9"), unicodedata.normalize("NFD", "café")
+    cf.image_folder(tmp_path / "odd", {"0": 2, latin: 2, mac: 2})
+    with pytest.raises(DataError) as err:
+        evaluation.evaluate(run, data=str(tmp_path / "odd"), all_images=True)
+    assert err.value.message.endswith(f"'{mac}', 'lat\\xe9' are not among the model's "
+                                      "classes")
+
+
 def test_an_npz_of_other_class_names_gets_a_hint_about_its_class_names(run, tmp_path):
     import numpy as np
 

@@ -213,16 +213,18 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
     known = {name: i for i, name in reversed(list(enumerate(model_names)))}  # the first
     wordnet = imagenet.wordnet_ids(model_names) or []  # an ImageNet model's classes
     known.update((wordnet_id, i) for i, wordnet_id in enumerate(wordnet))
-    unknown = [n for n in data_names if n not in known]  # more classes: some unknown
-    if unknown:
+    unknown = [given for given, n in zip(ds.class_names, data_names, strict=True)
+               if n not in known]  # (named as the data names them: more classes, some
+    if unknown:  # unknown)
         what = (f"the data has {ds.num_classes} classes but the model predicts "
                 f"{len(model_names)}" if ds.num_classes > len(model_names)
                 else "the data has classes the model does not know")
-        shown = text.some(map(repr, unknown), shown=5)
+        shown = text.some((_quoted(n) for n in unknown), shown=5)
         raise DataError(
             f"{what}: {shown} {'is' if len(unknown) == 1 else 'are'} not among the "
             "model's classes", file=source,
-            hint="the model's classes are " + ", ".join(repr(n) for n in model_names[:10])
+            hint="the model's classes are " + ", ".join(_quoted(n) for n in
+                                                        clf.class_names[:10])
             + ("..." if len(model_names) > 10 else "") + "; " + _naming_hint(ds, source))
     index = np.array([known[n] for n in data_names])
     some = (f"{len(data_names)} of the model's {len(model_names)} classes"
@@ -239,6 +241,15 @@ def labels_by_name(ds, clf, source: str) -> tuple[np.ndarray, list[str]]:
                             + ", ".join(wordnet[i] for i in shared) + ") to choose"
                             if wordnet else ""))
     return index[ds.test.labels], notes
+
+
+def _quoted(name: str) -> str:
+    """A class's name in quotes, as it is (escaped once, where the message is printed).
+
+    >>> _quoted("cat"), _quoted("lat\\udce9")
+    ("'cat'", "'lat\\\\xe9'")
+    """
+    return f"'{text.as_text(name)}'"
 
 
 def _naming_hint(ds, source: str) -> str:
