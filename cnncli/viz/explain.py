@@ -59,6 +59,8 @@ def class_index(class_names: list[str], name: str) -> int:
 
     >>> class_index(["cat", "dog"], "dog"), class_index(["cat", "re\u0301d"], "r\u00e9d")
     (1, 1)
+    >>> class_index(["cat", "lat\\\\xe9"], "lat\\udce9")  # the name's byte, typed as it is
+    1
     """
     from cnncli.model import imagenet
 
@@ -66,8 +68,9 @@ def class_index(class_names: list[str], name: str) -> int:
     wordnet = imagenet.wordnet_ids(names) or []
     if name in wordnet:
         return wordnet.index(name)
-    composed = [text.composed(n) for n in names]  # 'é' typed, 'e' and an accent named
-    found = [i for i, n in enumerate(composed) if n == text.composed(name)]
+    # 'é' typed, 'e' and an accent named; a Latin-1 byte typed, its \\xNN the model holds
+    composed = [text.composed(text.as_text(n)) for n in names]
+    found = [i for i, n in enumerate(composed) if n == text.composed(text.as_text(name))]
     if len(found) > 1 and wordnet:  # (ImageNet's: a bird and a machine are both crane)
         raise ConfigError(f"two classes of the model are named '{name}'", hint="name the "
                           f"one meant by its WordNet ID: {' or '.join(wordnet[i] for i in found)}"
