@@ -317,6 +317,34 @@ def test_augmentation_changes_training_images():
     assert not np.allclose(a, np.concatenate([b[0].numpy() for b in plain]))
 
 
+def test_two_batches_of_a_run_never_share_a_random_draw():
+    """Each layer's seed state is set per batch; RandomTranslation draws twice a batch
+    (height, then width), so with batches one count apart batch n's horizontal shifts
+    were batch n+1's vertical ones."""
+    import tensorflow as tf
+
+    layers = pipeline.augmentation_layers(AUGMENT, seed=3)
+    augmenter = keras.Sequential(layers)
+    x = tf.constant(grey_images(4), tf.float32)
+    for number in (0, 1):
+        pipeline._augmented(augmenter, tf.constant(number, tf.int64), (x, tf.zeros(4)),
+                            "none")
+        for layer in layers:
+            drawn = int(layer.generator.state.numpy()[1]) - number * pipeline.DRAWS_PER_BATCH
+            assert 0 < drawn < pipeline.DRAWS_PER_BATCH, type(layer).__name__
+    assert pipeline.DRAWS_PER_BATCH > 1
+
+
+def test_augmentation_changes_each_epoch_of_a_dataset_iterated_anew():
+    """make_dataset without repeat starts a new iteration each epoch: its random changes
+    go on from the draws before (numbered from each iteration's start, every epoch drew
+    the same)."""
+    x = np.repeat(grey_images(1), 8, axis=0)  # one picture: only the draws differ
+    ds = make(x, np.zeros(8, np.int64), augment=AUGMENT, preprocessing="none")
+    first, second = (np.concatenate([b[0].numpy() for b in ds]) for _ in range(2))
+    assert not np.allclose(first, second)
+
+
 def test_augmentation_is_not_applied_to_evaluation_data():
     x = grey_images(8)
     ds = make(x, np.arange(8), training=False, preprocessing="none", augment=AUGMENT)

@@ -154,7 +154,7 @@ def make_dataset(
 
 
 def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
-                   one_hot: int | None = None, first_batch: int = 0):
+                   one_hot: int | None = None, first_batch: int | None = None):
     """uint8 (images, labels[, weights]) batches -> model inputs, augmented if
     `aug_layers`; labels one-hot over `one_hot` classes if given (what label smoothing in
     Keras needs). Weights (streamed data: 0 for an image that could not be decoded) pass
@@ -163,7 +163,8 @@ def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
     Each batch's random changes are drawn from its layers' seeds and its number in the
     run (`first_batch`: the number of the first batch given, a resume's), not from the
     draws before it: a resumed run, or a fine-tuning's second stage, draws what a run
-    never stopped draws."""
+    never stopped draws. Without `first_batch` (`make_dataset`, iterated anew each
+    epoch) they go on from the draws before."""
     if one_hot:
         ds = ds.map(lambda xb, yb, *w: (xb, tf.one_hot(yb, one_hot), *w),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -176,8 +177,12 @@ def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
         # value_range) and in ONE sequential call: Keras' random layers draw from a
         # stateful seed generator, set for each batch (`_augmented`), which parallel
         # calls would share.
-        ds = ds.enumerate(start=first_batch).map(
-            lambda number, batch: _augmented(augmenter, number, batch, preprocessing))
+        if first_batch is None:
+            ds = ds.map(lambda xb, yb, *w: (normalise(augmenter(xb, training=True),
+                                                       preprocessing), yb, *w))
+        else:
+            ds = ds.enumerate(start=first_batch).map(
+                lambda number, batch: _augmented(augmenter, number, batch, preprocessing))
     else:
         ds = ds.map(lambda xb, yb, *w: (preprocess_batch(xb, input_shape, preprocessing),
                                         yb, *w),
@@ -185,13 +190,23 @@ def _model_batches(ds, input_shape, preprocessing: str, aug_layers: list,
     return untuned(ds.prefetch(PREFETCH_BATCHES))
 
 
+#: Draws each layer's seed state is set apart by from one batch to the next: a layer
+#: draws several times a batch (RandomZoom: height, then width), each draw counting its
+#: state's second number up by one. Set one apart, batch n's second draw was batch n+1's
+#: first (one image's vertical shift the next batch's horizontal one).
+DRAWS_PER_BATCH = 1_000
+
+
 def _augmented(augmenter, number, batch, preprocessing: str):
     """`batch` (images in 0..255, labels[, weights]) through `augmenter`'s random layers,
-    each drawing from (its seed, `number`), then normalised."""
+    each drawing from its seed and the batch's `number` (the seed state of Keras' random
+    layers, (seed, counter), set to (seed, number x `DRAWS_PER_BATCH`)), then
+    normalised."""
     xb, yb, *w = batch
     for layer in augmenter.layers:
         state = layer.generator.state
-        state.assign(tf.cast(tf.stack([tf.cast(layer.seed, tf.int64), number]), state.dtype))
+        state.assign(tf.cast(tf.stack([tf.cast(layer.seed, tf.int64),
+                                       number * DRAWS_PER_BATCH]), state.dtype))
     return (normalise(augmenter(xb, training=True), preprocessing), yb, *w)
 
 
