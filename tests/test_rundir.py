@@ -119,7 +119,7 @@ def test_resume_auto_passes_over_a_run_whose_config_was_edited(tmp_path):
         (run / rundir.BACKUP).write_bytes(b"")
     (runs[1] / rundir.CONFIG).write_text((runs[1] / rundir.CONFIG).read_text() + "x: 1\n")
     assert rundir.resumable(tmp_path / "m") == runs[0].resolve()
-    assert rundir.damaged_configs(tmp_path / "m") == [runs[1].resolve()]
+    assert rundir.edited_configs(tmp_path / "m") == [runs[1].resolve()]
 
 
 def test_resume_auto_names_the_edited_run_it_passes_over(tmp_path, capsys):
@@ -133,7 +133,15 @@ def test_resume_auto_names_the_edited_run_it_passes_over(tmp_path, capsys):
     cfg = SimpleNamespace(output=SimpleNamespace(dir=str(tmp_path), name="m"))
     assert train_commands._resume_auto(cfg, quiet=False) is None
     said = " ".join(capsys.readouterr().err.split())
-    assert f"{run.resolve()}: config.yaml edited since the run wrote it" in said
+    assert f"passed over {run.resolve()}: config.yaml edited or unreadable since" in said
+    older = rundir.create(tmp_path, "m")  # (numbered 2: newer; made the one to go on with)
+    write_run_config(older)
+    (older / rundir.BACKUP).write_bytes(b"")
+    run.rename(tmp_path / "m" / "3")  # the edited one newest
+    assert train_commands._resume_auto(cfg, quiet=False) == str(older.resolve())
+    said = " ".join(capsys.readouterr().err.split())
+    assert said.startswith(f"--resume auto: going on with {older.resolve()}, which stopped "
+                           f"with a backup; passed over {tmp_path / 'm' / '3'}: config.yaml")
 
 
 def test_a_run_number_that_is_a_link_is_ordered_by_its_own_number(tmp_path):

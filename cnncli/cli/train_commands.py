@@ -167,14 +167,14 @@ def _resume_auto(cfg, quiet: bool) -> str | None:
     live = [str(r) for r in rundir.numbered(folder) if rundir.is_live(r)]
     busy = f"; {text.some(live)} {'is' if len(live) == 1 else 'are'} training now, in " \
         "another process" if live else ""
-    edited = [str(r) for r in rundir.damaged_configs(folder)]
-    busy += f"; {text.some(edited)}: config.yaml edited since the run wrote it (its resume " \
-        "is refused: cnncli train --resume RUN --set KEY=VALUE --force changes a setting)" \
-        if edited else ""
+    edited = [str(r) for r in rundir.edited_configs(folder, newer_than=run)]
+    passed = f"; passed over {text.some(edited)}: config.yaml edited or unreadable since " \
+        "the run wrote it (its resume is refused; cnncli train --resume RUN --set " \
+        "KEY=VALUE --force changes a setting)" if edited else ""
     if not quiet:
-        render.info(f"--resume auto: going on with {run}, which stopped with a backup" if run
-                    else f"--resume auto: no run under {folder} to go on with (none, or "
-                         f"all finished{busy}): starting a new one")
+        render.info(f"--resume auto: going on with {run}, which stopped with a backup"
+                    f"{passed}" if run else f"--resume auto: no run under {folder} to go on "
+                    f"with (none, or all finished{busy}{passed}): starting a new one")
     return str(run) if run else None
 
 

@@ -303,7 +303,8 @@ def has_backup(run: Path) -> bool:
 
 def resumable(folder: str | os.PathLike) -> Path | None:
     """The newest run under `folder` (``runs/NAME``) with a backup to go on from (it
-    stopped: a finished run keeps none) that no process trains into now, else None:
+    stopped: a finished run keeps none) that no process trains into now, this user can
+    write and whose config.yaml is the one it wrote (`edited_configs`), else None:
     ``train --resume auto``, the same command again after a machine stopped, goes on or
     starts anew. Not only the latest: a colleague's run of the same config may have
     finished since this one stopped.
@@ -316,11 +317,15 @@ def resumable(folder: str | os.PathLike) -> Path | None:
                  and config_as_written(run)), None)  # shares: it could not be written)
 
 
-def damaged_configs(folder: str | os.PathLike) -> list[Path]:
-    """The runs under `folder` with a backup whose ``config.yaml`` is not the one the run
-    wrote (edited by hand): their resume is refused, so `resumable` passes over them (a
-    job restarted on failure with ``--resume auto`` was refused again at every start)."""
-    return [run for run in numbered(folder) if has_backup(run) and not config_as_written(run)]
+def edited_configs(folder: str | os.PathLike, newer_than: Path | None = None) -> list[Path]:
+    """The runs under `folder` (newer than `newer_than`, if given) with a backup whose
+    ``config.yaml`` is not the one the run wrote (edited by hand, or unreadable): their
+    resume is refused, so `resumable` passes over them (a job restarted on failure with
+    ``--resume auto`` was refused again at every start)."""
+    runs = numbered(folder)
+    if newer_than is not None and newer_than in runs:
+        runs = runs[:runs.index(newer_than)]
+    return [run for run in runs if has_backup(run) and not config_as_written(run)]
 
 
 def config_as_written(run: Path) -> bool:
