@@ -63,6 +63,18 @@ def test_each_format_gives_the_keras_probabilities(exports, keras_model, run, fm
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("fmt", list(FILES))
+def test_an_image_alone_gets_from_each_format_what_it_gets_among_others(exports, run, fmt):
+    """A SavedModel gave one image alone other last bits than among others (TensorFlow's
+    kernels for a batch of one)."""
+    folder, _ = exports
+    images = sample_images(run)
+    clf = exported.load(folder / FILES[fmt])
+    together = clf.probabilities(images)
+    for k in range(len(images)):
+        np.testing.assert_array_equal(clf.probabilities(images[k:k + 1]), together[k:k + 1])
+
+
 def test_the_files_answer_under_the_documented_names(exports, keras_model, run):
     """What a client without cnncli does: input 'image' (uint8 NHWC), output 'probabilities'."""
     import onnxruntime as ort

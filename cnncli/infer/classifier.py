@@ -57,14 +57,7 @@ class KerasClassifier(Classifier):
         if images.shape[-1] not in compiled:
             compiled[images.shape[-1]] = self._compile(images.shape[-1])
         infer = compiled[images.shape[-1]]
-
-        def run(x: np.ndarray) -> np.ndarray:
-            if len(x) == 1:  # oneDNN computes a batch of one with other kernels (other
-                # last bits): an image alone gets what it gets among others
-                return infer(np.concatenate([x, x])).numpy()[:1]
-            return infer(x).numpy()
-
-        return in_parts(run, images, self.max_batch)
+        return in_parts(lambda x: infer(x).numpy(), images, self.max_batch)
 
     @property
     def max_batch(self) -> int:
