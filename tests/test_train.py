@@ -468,6 +468,17 @@ def test_an_augmented_run_stopped_mid_epoch_resumes_to_the_weights_of_one_never_
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_cpu_threads_of_a_cluster_of_cpus_are_recorded_and_a_gpus_are_not():
+    from types import SimpleNamespace
+
+    from cnncli.devices.placement import GpuInfo, Placement
+
+    cluster = Placement("multiworker", ["/cpu:0"], cpu_threads=8, workers=2)
+    gpu = Placement("gpu", ["/gpu:0"], gpus=[GpuInfo("T4")], cpu_threads=8)
+    assert [training._cpu_threads(SimpleNamespace(placement=p)) for p in (cluster, gpu)] == [
+        8, 0]
+
+
 def test_resume_with_force_applies_a_new_learning_rate(tmp_path):
     run = _interrupted_run(write_config(tmp_path, epochs=2, lr=0.01))
     result = training.train(config.load(run / "config.yaml",

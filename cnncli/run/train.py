@@ -237,8 +237,9 @@ def _data_still_there(cfg: config.RunConfig, saved: config.RunConfig, run: Path)
 
 
 def _cpu_threads(p: Plan) -> int:
-    """The CPU threads a run computes on (0 on GPUs: not the CPU's sums)."""
-    return p.placement.cpu_threads if p.placement.kind == "cpu" else 0
+    """The CPU threads a run computes on, each machine of a cluster of CPUs too (0 on
+    GPUs: not the CPU's sums)."""
+    return 0 if p.placement.gpus else p.placement.cpu_threads
 
 
 def _start(p: Plan, stack: contextlib.ExitStack) -> tuple[Path, TrainState]:
@@ -296,6 +297,11 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
                       "best so far), is not in the run folder: it is written again only when "
                       "a later epoch beats that epoch; until then evaluate, predict and "
                       f"export use {runfolder.LAST_MODEL}, the last epoch's")
+    if state.replicas != p.placement.replicas:
+        raise ConfigError(
+            f"this run trained {state.replicas} model replicas in step; here there would be "
+            f"{p.placement.replicas}, which changes the batch of every step", file=str(run),
+            hint="resume with the same devices (and number of workers) as the run had")
     threads = _cpu_threads(p)
     if state.cpu_threads and threads and state.cpu_threads != threads:
         reporter.note(f"this run trained on {text.count(state.cpu_threads, 'CPU thread')}, here "
@@ -304,11 +310,6 @@ def _resume(p: Plan, model, saved: config.RunConfig, run: Path, force: bool, rep
                       "stopped; resume on as many CPUs (taskset, the container's limit) for "
                       "an exact resume")
     state.cpu_threads = threads
-    if state.replicas != p.placement.replicas:
-        raise ConfigError(
-            f"this run trained {state.replicas} model replicas in step; here there would be "
-            f"{p.placement.replicas}, which changes the batch of every step", file=str(run),
-            hint="resume with the same devices (and number of workers) as the run had")
     # a last epoch `train.steps` cut short counts its steps, not a whole epoch's: the run
     # trained up to its own config's steps, no more
     ran = saved.train.steps or saved.train.planned_epochs * p.steps_per_epoch
