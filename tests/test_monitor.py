@@ -88,7 +88,9 @@ def test_an_older_backups_best_of_another_figure_is_measured_again_by_the_one_fo
     monkeypatch.setattr(best, "save_model_atomic", lambda *a: saved.append(1))
     history = [{"epoch": 1, "val_loss": 0.9, "val_acc": 0.6},
                {"epoch": 2, "val_loss": 0.8, "val_acc": 0.7}]
-    state = TrainState(epoch=2, history=history, best=0.8, best_epoch=2)  # (no best_of)
+    state = TrainState.from_json({"epoch": 2, "step": 0, "history": history, "best": 0.8,
+                                  "best_epoch": 2})  # as its backup holds it (no best_of)
+    assert state.history[1] == {"epoch": 2, "val_loss": 0.8, "val_accuracy": 0.7}
     keeper = best.BestModel(tmp_path, state, "val_accuracy", "max", meta=None)
     assert (state.best, state.best_of) == (0.7, "val_accuracy")
     keeper.update(model=None, row={"epoch": 3, "val_loss": 0.85, "val_accuracy": 0.65})

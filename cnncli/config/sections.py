@@ -100,6 +100,11 @@ class ScheduleSection(_Strict):
     min_lr: float = Field(0.0, ge=0)
 
 
+#: Keras' short names of the figures cnncli records by their long ones (`acc` is
+#: `accuracy`: one column, one figure to follow), in configs and in older runs' history.
+SHORT_NAMES = {"acc": "accuracy", "val_acc": "val_accuracy"}
+
+
 class EarlyStoppingSection(_Strict):
     patience: int = Field(5, ge=1)
     monitor: str = "val_loss"
@@ -112,7 +117,7 @@ class EarlyStoppingSection(_Strict):
     @classmethod
     def _accuracy_by_its_name(cls, value: str) -> str:
         """``val_acc`` is ``val_accuracy``, as the metric ``acc`` is ``accuracy``."""
-        return {"acc": "accuracy", "val_acc": "val_accuracy"}.get(value, value)
+        return SHORT_NAMES.get(value, value)
 
 
 class AugmentSection(_Strict):
@@ -225,7 +230,7 @@ class TrainSection(_Strict):
         """``acc`` (Keras' short name) is ``accuracy``: one column, one figure to follow; a
         metric given twice is one (Keras would add a second, ``weighted_accuracy``)."""
         if isinstance(value, list):
-            named = ["accuracy" if m == "acc" else m for m in value]
+            named = [SHORT_NAMES.get(m, m) if isinstance(m, str) else m for m in value]
             return [m for i, m in enumerate(named) if not isinstance(m, str)
                     or m not in named[:i]]
         return value

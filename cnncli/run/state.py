@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Required, TypedDict
 
+from cnncli.config.sections import SHORT_NAMES
+
 
 class EpochRow(TypedDict, total=False):
     """One finished epoch of a run: a row of ``history.csv``, an entry of the backup's
@@ -120,4 +122,8 @@ class TrainState:
                     kind is int and value < 0):
                 raise ValueError(f"its training state has no valid '{key}'")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        state = cls(**{k: v for k, v in data.items() if k in known})
+        # an older cnncli's rows of `metrics: [acc]` (acc, val_acc): the figures' names now
+        state.history = [{SHORT_NAMES.get(k, k): v for k, v in row.items()}
+                         if isinstance(row, dict) else row for row in state.history]
+        return state

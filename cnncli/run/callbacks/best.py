@@ -27,7 +27,8 @@ class BestModel:
             # which figure its best is of (a run of `metrics: [acc]` followed val_loss):
             # the best model on file stays the best, measured by the figure followed now
             row = next((r for r in state.history if r["epoch"] == state.best_epoch), {})
-            state.best = _figure(row, monitor)
+            value = row.get(monitor)
+            state.best = None if value is None or math.isnan(value) else value
         state.best_of = monitor
 
     def update(self, model, row: EpochRow) -> None:
@@ -48,14 +49,3 @@ class BestModel:
         if row.get(loss) is None or math.isnan(row[loss]):
             return False
         return best.get(loss) is None or math.isnan(best[loss]) or row[loss] < best[loss]
-
-
-def _figure(row: EpochRow, name: str) -> float | None:
-    """`row`'s figure `name`, also when an older cnncli recorded it under Keras' short
-    name (``val_acc`` for ``val_accuracy``).
-
-    >>> _figure({"val_acc": 0.75}, "val_accuracy"), _figure({}, "loss")
-    (0.75, None)
-    """
-    value = row.get(name, row.get(name.replace("accuracy", "acc")))
-    return None if value is None or math.isnan(value) else value
