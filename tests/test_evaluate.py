@@ -682,6 +682,19 @@ def test_data_whose_path_is_not_utf8_is_evaluated_into_one_folder_each_time(run,
         assert Path(report.files["evaluation"]).parent == run / "eval-lat"
 
 
+def test_a_claim_on_data_whose_path_is_not_utf8_is_known_as_that_datas(tmp_path):
+    """Two evaluations at once of the same Latin-1 folder went to two folders (the
+    claim's bytes read back with replacement characters)."""
+    data = os.fsdecode(b"/photos/lat\xe9")
+    folder = tmp_path / "eval-lat"
+    try:
+        assert evaluation._claimed(folder, data)
+        assert evaluation._claimed(folder, data)  # (another open file: its own lock)
+        assert not evaluation._claimed(folder, "/photos/other")
+    finally:
+        evaluation._unclaim(folder, failed=False)
+
+
 def test_an_evaluation_from_before_the_data_was_recorded_is_not_replaced(run, tmp_path):
     data = cf.image_folder(tmp_path / "new" / "old", {"0": 2, "1": 2, "2": 2})
     (run / "eval-old").mkdir()

@@ -357,7 +357,7 @@ def _claimed(folder: Path, data: str) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:  # another evaluation's, running
-        theirs = os.pread(fd, 100_000, 0).decode(errors="replace")
+        theirs = os.pread(fd, 100_000, 0).decode(errors="surrogateescape")  # (as written)
         os.close(fd)
         return theirs == data
     except OSError:  # a file system without locks (some NFS mounts): claimed unlocked, as
