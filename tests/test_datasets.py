@@ -226,6 +226,15 @@ def test_images_without_an_extension_are_read_and_other_files_are_not(tmp_path):
     assert pixels(ds.train).shape == (4, 8, 8, 3)
 
 
+def test_a_pattern_gives_images_without_an_extension_as_a_folder_does(tmp_path):
+    from cnncli.data.inputs import expand_inputs
+
+    root = image_folder(tmp_path / "pets", per_class=1)
+    (root / "cat" / "0.png").rename(root / "cat" / "IMG_0")
+    (root / "cat" / "notes").write_text("not an image")
+    assert expand_inputs([str(root / "cat" / "*")]) == [str(root / "cat" / "IMG_0")]
+
+
 def test_a_macos_archives_folder_and_hidden_ones_are_no_classes(tmp_path):
     root = image_folder(tmp_path / "pets", per_class=4)
     image_folder(root / "__MACOSX", classes=("cat",), per_class=2)  # unzipped on a Mac

@@ -351,5 +351,6 @@ def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
     keep = [i for i, why in enumerate(problems) if not why]
     if not keep:
         raise DataError(f"{root.name} holds no readable images", file=str(root),
-                        hint=f"cnncli reads files ending in {', '.join(IMAGE_EXTENSIONS)}")
+                        hint=f"cnncli reads files ending in {', '.join(IMAGE_EXTENSIONS)} "
+                             "(or with no extension, when an image's)")
     return [paths[i] for i in keep], [labels[i] for i in keep]

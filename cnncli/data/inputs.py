@@ -251,7 +251,8 @@ class _Expander:
                     f"folder '{arg}' holds no images" + (
                         f" cnncli reads: {unread_photos(unread)}" if unread else ""),
                     file=source, line=line,
-                    hint=f"cnncli looks for files ending in {', '.join(IMAGE_EXTENSIONS)}",
+                    hint=f"cnncli looks for files ending in {', '.join(IMAGE_EXTENSIONS)} "
+                         "(or with no extension, when an image's)",
                 ))
             if unread:
                 warnings.warn(f"skipped {unread_photos(unread)}", DataWarning, stacklevel=2)
@@ -261,7 +262,8 @@ class _Expander:
             self.add(arg)
         elif any(ch in arg for ch in _GLOB_CHARS):
             matches = expand_pattern(arg)
-            files = [m for m in matches if os.path.isfile(m) and is_image_name(m)]
+            files = [m for m in matches if os.path.isfile(m) and (
+                is_image_name(m) or is_unnamed_image(Path(m)))]
             for folder in (m for m in matches if os.path.isdir(m)):
                 files.extend(_images_in_folder(folder))
             if not files:
