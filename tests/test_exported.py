@@ -106,7 +106,7 @@ def test_a_file_whose_path_is_not_utf8_is_said_so_where_its_runtime_cannot_open_
             exported.load(latin / name)
         assert e.value.hint.startswith("rename it")
     assert exported.load(latin / "model.xml").class_names == ["0", "1", "2"]  # OpenVINO can
-    with pytest.raises(ConfigError, match="so its export could not be checked"):
+    with pytest.raises(ConfigError, match="so the export could not be checked"):
         exporter.export(files["run"], formats=["onnx"], output=latin / "again")
     assert not (latin / "again").exists()
 

@@ -189,9 +189,12 @@ def export(target: str | Path, *, formats: list[str], quantize: list[str] = ("no
     reference = classifier.load(str(target))
     notes += artefact.unfinished(reference.artefact, "exports")
     folder, exact = _destination(output, reference, variants)
-    for runtime in {exported.needs_utf8_path(folder, v.format.name) for v in variants} - {None}:
-        raise ConfigError(f"{runtime} cannot open a file whose path holds bytes that are not "
-                          "UTF-8, so its export could not be checked", file=str(folder),
+    needing = sorted({exported.needs_utf8_path(folder, v.format.name) for v in variants}
+                     - {None})
+    if needing:
+        raise ConfigError(f"{' and '.join(needing)} cannot open a file whose path holds bytes "
+                          "that are not UTF-8, so the export could not be checked",
+                          file=str(folder),
                           hint="give an --output whose name is UTF-8 (or --format openvino)")
     calibrate = any(v.quantization == "int8" for v in variants)
     read = [artefact.training_data(reference.artefact, reference.meta, data).name] \
