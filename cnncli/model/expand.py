@@ -13,6 +13,7 @@ it came from. Problems are collected, then raised together.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -249,7 +250,7 @@ class _Expander:
                 self.error(f"`name` goes next to the layer, not among the arguments of {key}",
                            key_line(value, arg, line), where,
                            f"write `- {key}: {{...}}` and on the next line "
-                           f"`  {yamlio.dumps({'name': value[arg]}).strip()}`")
+                           f"`  name: {json.dumps(value[arg], ensure_ascii=False)}`")
                 ok = False
             elif arg not in valid:
                 self.error(f"unknown argument '{arg}' for {key}", key_line(value, arg, line),
