@@ -100,21 +100,23 @@ def held_out(meta: ModelMeta, art: Artefact | None) -> str | None:
     """The digest of the images the model's training held out (`ModelMeta.held_out`); for
     a model saved before its file held it, the one its run recorded
     (`RunMetrics.dataset.held_out`)."""
-    if meta.held_out or art is None or art.run is None:
+    if meta.held_out:
         return meta.held_out
-    from cnncli.run.record import RunMetrics
-
-    try:
-        recorded = RunMetrics.read(art.run)
-    except ValueError:  # a damaged record: `cnncli runs` says so
-        return None
-    return recorded.dataset.held_out if recorded else None
+    recorded = _run_record(art)
+    return recorded.held_out if recorded else None
 
 
-def held_out_count(art: Artefact | None) -> int | None:
+def held_out_count(meta: ModelMeta, art: Artefact | None) -> int | None:
     """How many test images the model's run held out, as its metrics.json says, for a run
-    whose records have no digest of them (`held_out`: a cnncli before 2026-12-07): what is
+    that recorded no digest of which (`held_out`: a cnncli before 2026-12-07): what is
     left to tell that the fifth held out is other images now."""
+    recorded = None if held_out(meta, art) else _run_record(art)
+    return recorded.test or None if recorded else None
+
+
+def _run_record(art: Artefact | None):
+    """What the model's run recorded of its data (`RunMetrics.dataset`), None without a
+    run or a record (not finished; a damaged one: `cnncli runs` says so)."""
     if art is None or art.run is None:
         return None
     from cnncli.run.record import RunMetrics
@@ -123,8 +125,7 @@ def held_out_count(art: Artefact | None) -> int | None:
         recorded = RunMetrics.read(art.run)
     except ValueError:
         return None
-    return recorded.dataset.test or None if recorded and not recorded.dataset.held_out \
-        else None
+    return recorded.dataset if recorded else None
 
 
 def _run_whose_model(path: Path) -> Path | None:

@@ -105,7 +105,7 @@ def evaluate(target: str | Path, *, data: str | None = None, data_dir: str | Non
                               trained_on=trained_on, run=bool(art and art.run))
         if trained_on:
             notes += _changed_since_training(ds, artefact.held_out(clf.meta, art),
-                                             artefact.held_out_count(art))
+                                             artefact.held_out_count(clf.meta, art))
         result = _measure(ds, labels, clf, batch_size, notes)
         written = _write_files(folder, result, ds, clf, given or source, notes) \
             if folder else {}
@@ -149,8 +149,11 @@ def _changed_since_training(ds, then: str | None, count: int | None = None) -> l
     images added, removed or renamed move the seeded fifth onto images it trained on
     (`then`: the digest of the held-out images' names its training recorded; without
     one, `count`: how many there were, as an older run recorded)."""
-    if not ds.held_out or (then == ds.held_out_names() if then is not None else
-                           count is None or count == len(ds.test)):
+    if not ds.held_out:
+        return []
+    if then is not None and then == ds.held_out_names():
+        return []
+    if then is None and (count is None or count == len(ds.test)):
         return []
     return [f"{ds.name} changed since the model trained (images added, removed or renamed, "
             "or a CSV's rows put in another order): "

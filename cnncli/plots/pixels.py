@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnncli.plots.saving import DPI, save
+from cnncli.plots.saving import DPI, NO_GLYPH, save
 from cnncli.text import printable
 
 #: Pixels above each panel for its title, and around panels.
@@ -80,7 +80,7 @@ def _text_width(text: str, size: float) -> int:
     fig = Figure(dpi=DPI)
     drawn = fig.text(0, 0, text, fontsize=size)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+        warnings.filterwarnings("ignore", message=NO_GLYPH.pattern)
         return math.ceil(drawn.get_window_extent(FigureCanvasAgg(fig).get_renderer()).width)
 
 

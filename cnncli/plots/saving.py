@@ -71,7 +71,7 @@ def check_picture_folder(path: str | Path, option: str) -> None:
 
 
 #: Matplotlib's warning for a character its font lacks (one per character and drawing).
-_NO_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+NO_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
 
 
 def save(fig: Figure, path: str | Path) -> Path:
@@ -87,7 +87,7 @@ def save(fig: Figure, path: str | Path) -> Path:
         fig.savefig(buffer, format=kind, dpi=DPI)
     lacking = []
     for w in caught:
-        found = _NO_GLYPH.search(str(w.message))
+        found = NO_GLYPH.search(str(w.message))
         if found is None:  # another warning: as it came
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         elif chr(int(found[1])) not in lacking:

@@ -59,7 +59,7 @@ class DataRecord:
         d = p.data
         return cls(d.name, d.source, d.sample, len(p.feed.train), len(p.feed.val),
                    len(d.test), d.num_classes, list(d.class_names), d.held_out_names(),
-                   p.feed.fingerprint()["digest"])
+                   p.feed.fingerprint()["digest"])  # (what its backups record)
 
 
 @dataclass(frozen=True)
