@@ -168,6 +168,17 @@ def test_cpu_flags_reads_the_flags_line(tmp_path):
     assert devices.cpu_flags(str(tmp_path / "missing")) == frozenset()
 
 
+def test_cpu_name_is_the_model_linux_names_with_its_bfloat16_units(tmp_path):
+    from cnncli.devices import hardware
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\n"
+                    "flags\t\t: fpu avx512f avx512_bf16\n")
+    assert hardware.cpu_name(str(info)) == "AMD EPYC 9R14 (avx512_bf16)"
+    info.write_text("processor\t: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu\n")
+    assert hardware.cpu_name(str(info)) == "Intel Xeon"
+
+
 @pytest.mark.parametrize("flags,env,expected", [
     ({"avx512f", "avx512_bf16"}, {}, True),          # measured 2x faster (Zen 4 EPYC)
     ({"avx512f", "avx2"}, {}, False),
