@@ -259,8 +259,8 @@ def dims_text(shape) -> str:
 
 
 def shorten(text: str, width: int, mark: str = "...") -> str:
-    """`text` cut to at most `width` characters, `mark` (``...``; a picture's ``…``)
-    ending what was cut.
+    """`text` cut to at most `width` characters, `mark` (``...``, or ``…``) ending what
+    was cut.
 
     >>> shorten("convolution", 8), shorten("conv", 8), shorten("convolution", 8, "…")
     ('convo...', 'conv', 'convolu…')

@@ -175,6 +175,17 @@ def test_missing_list_entry_names_the_list_file_and_line(tmp_path):
     assert err.value.file == str(listing) and err.value.line == 2
 
 
+def test_dash_reads_names_whose_bytes_are_not_utf8_whatever_the_locale(tmp_path,
+                                                                       monkeypatch):
+    """A UTF-8 locale's stdin is strict: `find | cnncli predict -` of a Latin-1 name
+    failed (UnicodeDecodeError), where the C locale's stdin took it."""
+    name = os.fsdecode(b"caf\xe9.png")
+    (tmp_path / name).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    strict = io.TextIOWrapper(io.BytesIO(b"caf\xe9.png\n"), encoding="utf-8")
+    assert expand_inputs(["-"], stdin=strict) == [name]
+
+
 def test_dash_reads_paths_from_stdin(photos, monkeypatch):
     monkeypatch.chdir(photos)
     out = expand_inputs(["-"], stdin=io.StringIO("b.jpg\n# skip\n\nsub/c.webp\n"))

@@ -279,6 +279,15 @@ class _Expander:
             self.add(arg)  # in its place, for `expand_inputs(missing_ok=True)`
 
 
+def _text_of(stream: TextIO) -> str:
+    """What `stream` holds, a name's bytes that are not UTF-8 as they are (`find` lists a
+    Latin-1 file's name so; a UTF-8 locale's stdin would refuse them)."""
+    raw = getattr(stream, "buffer", None)
+    if raw is None:  # (text already: a StringIO)
+        return stream.read()
+    return raw.read().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+
+
 def _lines_of_list_file(list_path: str) -> list[str]:
     try:
         # Notepad starts with a BOM; a name's bytes that are not UTF-8 are as on disk (a
@@ -295,7 +304,7 @@ def _lines_of_list_file(list_path: str) -> list[str]:
             f"list file '{list_path}' is a folder", file=list_path,
             hint=f"pass the folder itself, without '@': {list_path}",
         ) from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise DataError(f"cannot read list file '{list_path}': {err}", file=list_path) from None
 
 
@@ -343,7 +352,7 @@ def expand_inputs(args: list[str], *, stdin: TextIO | None = None,
                 raise DataError("'-' reads image paths from standard input, which is closed",
                                 hint="pipe the paths in (ls *.jpg | cnncli predict - ...), "
                                      "or give the images as arguments")
-            for number, entry in _read_list(stream.read().splitlines(), ""):
+            for number, entry in _read_list(_text_of(stream).splitlines(), ""):
                 expander.expand(entry, source="<stdin>", line=number)
         elif arg.startswith("@") and len(arg) > 1:
             list_path = arg[1:]
