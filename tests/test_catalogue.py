@@ -307,9 +307,9 @@ CONFIG_ROWS = [
         "`data.augment.zoom`: input should be less than or equal to 1, got 5",
         cf.run_config(data_extra=", augment: {zoom: 5}")),
     row("config-early_stopping_monitor_typo", "train {file}", 2,
-        "{file}:3: `train.early_stopping.monitor`: 'val_acc' is not a figure this run records. "
-        "Hint: did you mean 'val_accuracy'?",
-        cf.run_config(train="{epochs: 1, early_stopping: {monitor: val_acc}}")),
+        "{file}:3: `train.early_stopping.monitor`: 'val_accuracyy' is not a figure this run "
+        "records. Hint: did you mean 'val_accuracy'?",
+        cf.run_config(train="{epochs: 1, early_stopping: {monitor: val_accuracyy}}")),
     row("config-optimizer_typo", "train {file}", 2,
         "`train.optimizer.name`: unknown optimizer 'adamm'. Hint: did you mean 'adam'?",
         cf.run_config(train="{epochs: 1, optimizer: {name: adamm}}")),

@@ -423,7 +423,7 @@ def test_found_specs_are_config_errors(doc):
 @pytest.mark.parametrize("text, message", [
     ("model: {from: linear, classes: 0}\n", "`model.classes`"),  # was a ValidationError
     ("model: linear\ndata: {augment: {flp: horizontal}}\n", "'data.augment.flp'"),
-    ("model: linear\ntrain: {early_stopping: {monitor: val_acc}}\n", "'val_acc'"),
+    ("model: linear\ntrain: {early_stopping: {monitor: val_accuracyy}}\n", "'val_accuracyy'"),
 ])
 def test_found_run_config_errors_are_config_errors(text, message):
     """These passed `config.parse` (or raised pydantic's own error) and failed later."""
