@@ -54,12 +54,13 @@ class DataRecord:
     digest: str | None = None  # `Feed.fingerprint`'s: the training and validation images
 
     @classmethod
-    def of(cls, p) -> DataRecord:
-        """The record of a run's plan `p` (`cnncli.run.plan.Plan`): its data and feed."""
+    def of(cls, p, digest: str | None = None) -> DataRecord:
+        """The record of a run's plan `p` (`cnncli.run.plan.Plan`): its data and feed;
+        `digest`: the feed's (`Feed.fingerprint`), worked out when not given."""
         d = p.data
         return cls(d.name, d.source, d.sample, len(p.feed.train), len(p.feed.val),
                    len(d.test), d.num_classes, list(d.class_names), d.held_out_names(),
-                   p.feed.fingerprint()["digest"])  # (what its backups record)
+                   digest or p.feed.fingerprint()["digest"])
 
 
 @dataclass(frozen=True)
@@ -178,11 +179,11 @@ def final_metrics(p, run: Path, state: TrainState, monitor: str, model) -> RunMe
         jit_compile=bool(getattr(model, "jit_compile", False)),
         fused_batch_norm_layers=fused_norm.fused_layers(model),
         resumes=state.resumes,
-        dataset=DataRecord.of(p),
+        dataset=DataRecord.of(p, digest=state.data.get("digest")),  # (its backups')
         preprocessing=p.preprocessing,
         input=list(p.spec.input),
         transfer=p.transfer.to_json(fine_tuned=state.stage > 0) if p.transfer else None,
-        network=p.spec.digest(),
+        network=state.network,
         versions={"cnncli": __version__, "tensorflow": tf.__version__,
                   "keras": keras.__version__, "numpy": np.__version__,
                   "pillow": PIL.__version__,  # (decodes and resizes every image file)
