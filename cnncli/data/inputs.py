@@ -280,20 +280,22 @@ class _Expander:
 
 
 def _text_of(stream: TextIO) -> str:
-    """What `stream` holds, a name's bytes that are not UTF-8 as they are (`find` lists a
-    Latin-1 file's name so; a UTF-8 locale's stdin would refuse them)."""
+    """What `stream` holds, as `_names` reads it (a UTF-8 locale's stdin would refuse a
+    name's bytes that are not UTF-8)."""
     raw = getattr(stream, "buffer", None)
-    if raw is None:  # (text already: a StringIO)
-        return stream.read()
-    return raw.read().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    return stream.read() if raw is None else _names(raw.read())  # (a StringIO: text)
+
+
+def _names(raw: bytes) -> str:
+    """A list of paths' bytes as text: UTF-8, a name's bytes that are not UTF-8 as they
+    are (`find` lists a Latin-1 file's name so), without the BOM Notepad starts with."""
+    return raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
 
 
 def _lines_of_list_file(list_path: str) -> list[str]:
     try:
-        # Notepad starts with a BOM; a name's bytes that are not UTF-8 are as on disk (a
-        # list made by `find`, as stdin reads them)
-        with open(list_path, encoding="utf-8-sig", errors="surrogateescape") as f:
-            return f.read().splitlines()
+        with open(list_path, "rb") as f:
+            return _names(f.read()).splitlines()
     except FileNotFoundError:
         raise DataError(
             f"list file '{list_path}' does not exist", file=list_path,
