@@ -963,6 +963,23 @@ def test_explain_writes_one_heat_map_per_image_named_after_it(quadrant_run, brac
     assert data[0]["probability"] > 0.5 > data[1]["probability"]  # the ring is a ring
 
 
+def test_explain_numbers_heat_maps_whose_names_a_case_insensitive_disk_sees_as_one(
+        quadrant_run, bracketed, tmp_path):
+    """macOS' and Windows' disks: gradcam_Cat.png and gradcam_cat.png are one file, and
+    the second image's heat map would replace the first's."""
+    for folder, name, source in (("day1", "Cat.png", bracketed[0]),
+                                 ("day2", "cat.png", bracketed[1]),
+                                 ("day3", "CAT.png", bracketed[1])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes(Path(source).read_bytes())
+    images = [str(tmp_path / f) for f in ("day1/Cat.png", "day2/cat.png", "day3/CAT.png")]
+    result = cli("explain", quadrant_run["run"], *images, "--output", tmp_path / "maps")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        str(tmp_path / "maps" / name)
+        for name in ("gradcam_Cat.png", "gradcam_cat_2.png", "gradcam_CAT_3.png")]
+
+
 def test_explain_titles_the_probability_predict_gives_in_each_precision(quadrant_run,
                                                                        bracketed, tmp_path):
     run, cross = quadrant_run["run"], bracketed[1]

@@ -193,7 +193,9 @@ def _write(image: model_input.ModelInput, heat: gradcam.Heatmap, class_names,
 
 
 class _Names:
-    """``gradcam_<image>.png`` in a folder, with ``_2``, ``_3``... for images of one name."""
+    """``gradcam_<image>.png`` in a folder, with ``_2``, ``_3``... for images of one name:
+    one name as a Mac's or Windows' disk sees it (``Cat.jpg`` and ``cat.jpg``, an accent
+    in either Unicode form), where the second picture would overwrite the first."""
 
     def __init__(self, folder: Path):
         self.folder, self.used = folder, set()
@@ -201,8 +203,9 @@ class _Names:
     def next(self, image: model_input.ModelInput) -> Path:
         base = f"gradcam_{file_name(model_input.stem(image.source))}"
         name, n = base, 1
-        while name in self.used:
+        while text.composed(name).casefold() in self.used:
             n += 1
             name = f"{base}_{n}"
-        self.used.add(name)
+        self.used.add(text.composed(name).casefold())
         return self.folder / f"{name}.png"
+
