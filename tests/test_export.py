@@ -714,6 +714,20 @@ def test_force_does_not_replace_labels_that_other_exports_beside_it_use(run, tmp
     assert (tmp_path / "labels.txt").read_text() != "cat\ndog\n"
 
 
+def test_labels_with_accents_are_ours_in_a_locale_that_is_not_utf8(tmp_path):
+    """labels.txt is written in UTF-8: read in an ASCII locale's encoding, `café` was
+    another run's class, and the export beside another model was refused."""
+    (tmp_path / "other.tflite").write_bytes(b"another export of the same run")
+    (tmp_path / "labels.txt").write_bytes("café\nthé\n".encode())
+    code = ("import sys; from pathlib import Path; from cnncli.export import exporter; "
+            "exporter._refuse_existing({}, Path(sys.argv[1]), "
+            "['caf\\u00e9', 'th\\u00e9'], True)")  # (escaped: argv is ASCII there)
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
+                          capture_output=True, text=True, encoding="utf-8")
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_second_export_into_a_folder_another_is_writing_into_is_refused(run, tmp_path,
                                                                         monkeypatch):
     """Two exports into one folder together each found it empty and both wrote: one

@@ -384,8 +384,8 @@ def _refuse_existing(targets: dict, folder: Path, class_names, force: bool) -> N
                 raise ConfigError(f"the output is {what}: it is not replaced, even with "
                                   "--force", file=str(path),
                                   hint="choose another --output, or move that folder away")
-    other_labels = labels.is_file() and labels.read_text(
-        errors="replace") != sidecar.labels_text(class_names)
+    other_labels = labels.is_file() and sidecar.labels_on_disk(
+        labels) != sidecar.labels_text(class_names)
     if other_labels:
         ours = {p for paths in targets.values() for p in paths}
         others = [p.name for p in sorted(folder.iterdir()) if p not in ours and exported.kind(p)]
@@ -561,7 +561,7 @@ def _size(paths: list[Path]) -> int:
 def _publish_labels(stage: Staging, folder: Path, class_names) -> None:
     labels = sidecar.labels_text(class_names)
     dest = folder / sidecar.LABELS_FILE
-    if dest.is_file() and dest.read_text(errors="replace") == labels:
+    if sidecar.labels_on_disk(dest) == labels:
         return
     staged = stage.path / sidecar.LABELS_FILE
     files.write_atomic(staged, labels)

@@ -195,12 +195,9 @@ def _without_metadata(path: Path, classes: int | None) -> list[str]:
     used) and, without the labels, the names."""
     if not classes:
         return []
-    labels, lines = path.parent / sidecar.LABELS_FILE, None
-    try:
-        if labels.is_file() and labels.stat().st_size <= sidecar.MAX_BYTES:
-            lines = labels.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        pass
+    labels = path.parent / sidecar.LABELS_FILE
+    text = sidecar.labels_on_disk(labels)
+    lines = None if text is None else text.splitlines()
     names = lines if lines is not None and len(lines) == classes else None
     said = (f"class names from {labels.name}" if names else "classes numbered"
             + (f" ({labels.name} beside it names {len(lines)}, the model gives {classes})"

@@ -179,6 +179,18 @@ def _read_text(path: Path) -> str:
         raise ModelError(f"cannot read the export's JSON: {exc}", file=str(path)) from None
 
 
+def labels_on_disk(path: Path) -> str | None:
+    """The text of the ``labels.txt`` at `path`, read as UTF-8 (as `labels_text` is
+    written, whatever the locale's encoding), or None if it is not a regular file or is
+    larger than `MAX_BYTES`."""
+    try:
+        if path.is_file() and path.stat().st_size <= MAX_BYTES:
+            return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        pass
+    return None
+
+
 def labels_text(class_names) -> str:
     """``labels.txt``: one class name a line, in output order (newlines made spaces).
 
