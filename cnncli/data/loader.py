@@ -50,16 +50,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "cnncli")
 
 
+#: Where Linux says how much memory is available.
+MEMINFO = "/proc/meminfo"
+
+
 def available_memory() -> int:
-    """Bytes of memory available (``MemAvailable``), or a pessimistic 2 GiB if unknown."""
+    """Bytes of memory available: Linux's ``MemAvailable``; elsewhere (macOS) half the
+    machine's memory, which its file caches give back as needed; a pessimistic 2 GiB if
+    neither is known."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(MEMINFO) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 2 * 2**30
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):  # (no such name here; Windows)
+        return 2 * 2**30
 
 
 #: Arrays read whole (an .npz, IDX files) may take at most this share of the memory
