@@ -1,8 +1,18 @@
 """cnncli: convolutional networks from YAML, trained and run with Keras on TensorFlow."""
 
 import os as _os
+import sys as _sys
 
 __version__ = "0.1.0"
+
+#: Said, and exit 3, where cnncli cannot run (README: "Platforms").
+WINDOWS = (
+    "cnncli runs on Linux and macOS, not on Windows itself: it locks, writes and replaces "
+    "its files the POSIX way (fcntl, O_NOFOLLOW, pread, symbolic links). Hint: run it in "
+    "WSL2, Windows' Linux (wsl --install), where TensorFlow also reaches NVIDIA GPUs\n")
+if _sys.platform == "win32":  # a clear word, not a traceback from `import fcntl`
+    _sys.stderr.write(f"error: {WINDOWS}")
+    raise SystemExit(3)
 
 # Set before anything can import TensorFlow: without it, importing TensorFlow on a
 # machine without CUDA prints a page of cuInit errors; Keras must use TensorFlow.

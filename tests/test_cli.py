@@ -40,6 +40,19 @@ def test_help_does_not_import_tensorflow_or_keras():
         assert "HEAVY []" in result.stdout, result.stdout + result.stderr
 
 
+def test_on_windows_itself_cnncli_says_to_run_it_in_wsl2_and_exits_3():
+    """Windows has no fcntl: every command but --help ended in two tracebacks."""
+    code = ("import sys; sys.platform = 'win32'; sys.argv = ['cnncli', 'summary', 'mnist_net']\n"
+            "from cnncli.cli.app import main\nmain()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr == ("error: cnncli runs on Linux and macOS, not on Windows itself: "
+                             "it locks, writes and replaces its files the POSIX way (fcntl, "
+                             "O_NOFOLLOW, pread, symbolic links). Hint: run it in WSL2, "
+                             "Windows' Linux (wsl --install), where TensorFlow also reaches "
+                             "NVIDIA GPUs\n")
+
+
 def test_every_argument_is_named_in_capitals_in_usage_lines():
     """`Usage: cnncli check [OPTIONS] {SPEC}`, as the README writes it: not the Python
     parameter's name (`{path}`), nor `{IMAGES...}...` (Typer adds the dots)."""
