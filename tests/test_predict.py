@@ -313,6 +313,44 @@ def test_a_model_giving_scores_not_probabilities_is_said_once(tmp_path):
     assert prediction.predict(files, model=tiny(CountingModel())).warnings == []
 
 
+def test_results_given_to_each_come_a_batch_at_a_time_and_are_not_kept(tmp_path):
+    """A folder of a million images held every result until the last (2-9 KB each)."""
+    for i in range(5):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    model, seen = CountingModel(), []
+    result = prediction.predict([str(tmp_path)], model=tiny(model), batch_size=2,
+                                each=lambda r, found: seen.append((len(found), len(model.calls),
+                                                                   r.predicted)))
+    assert seen == [(2, 1, 2), (2, 2, 4), (1, 3, 5)]  # each batch before the next is read
+    assert result.images == [] and (result.predicted, result.inputs) == (5, 5)
+
+
+def test_predict_prints_each_batchs_results_before_classifying_the_next(tmp_path,
+                                                                         monkeypatch):
+    """`cnncli predict ... --format jsonl | head` waited for every image; an interrupted
+    one lost all it had classified."""
+    from typer.testing import CliRunner
+
+    from cnncli.cli.app import app
+
+    for i in range(5):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+
+    class Watching(CountingModel):  # how many lines stdout holds as each batch starts
+        def predict_on_batch(self, x):
+            self.calls.append(sys.stdout.buffer.getvalue().count(b"\n"))
+            return super().predict_on_batch(x)
+
+    for fmt, lines in (("jsonl", [0, 6, 12]), ("csv", [0, 7, 13]), ("text", [0, 8, 16])):
+        model = Watching()
+        monkeypatch.setattr(classifier, "load", lambda *a, m=model, **k: tiny(m))
+        result = CliRunner().invoke(app, ["predict", str(tmp_path), "--model", "x.keras",
+                                          "--top", "3", "--batch-size", "2", "--format", fmt])
+        assert result.exit_code == 0, result.output
+        assert model.calls[::2] == lines  # (after each batch's count: its size)
+        assert len(result.stdout.splitlines()) == lines[-1] + lines[1] // 2
+
+
 class NanModel(CountingModel):
     def predict_on_batch(self, x):  # weights gone to NaN: NaN for every image but the first
         out = np.full((len(x), self.classes), np.nan, "float32")

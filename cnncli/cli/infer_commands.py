@@ -80,19 +80,23 @@ def predict(
     if not quiet:
         render.info(runtime or f"Runtime: {loaded.runtime}")
         render.info(f"[INFO] classifying image with '{loaded.name}'...")  # a run's file
+    # written batch by batch as they come, but with heat maps (made after all are known)
+    out = render.Predictions(fmt)
     result = prediction.predict(sources, model=loaded, top=top,
                                 batch_size=batch_size or devices.inference_batch_size(placement),
-                                resize=resize, stdin=sys.stdin)
+                                resize=resize, stdin=sys.stdin,
+                                each=None if explain else out.add)
     stopped = explaining.for_predictions(result, loaded, explain, resize) if explain else None
     for image in result.images if explain and not quiet else ():
         if image.gradcam:
             render.info(f"Grad-CAM: {image.gradcam}")
-    if result.errors and not result.images and stopped is None:
+    if result.errors and not result.predicted and stopped is None:
         render.warn_all(result.warnings)
         raise none_done(result.errors)  # said as any error is: no empty list of results
-    render.predictions(result, fmt)  # (each with its heat map's file in JSON)
+    out.add(result, result.images)  # (each with its heat map's file in JSON)
+    out.end(result)
     render.warn_all(result.warnings)
-    excused = skip_bad and bool(result.images)  # --skip-bad excuses some, not all
+    excused = skip_bad and bool(result.predicted)  # --skip-bad excuses some, not all
     render.unread(result.errors, skipped=excused)
     if stopped is not None:
         render.error(stopped)

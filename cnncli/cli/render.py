@@ -403,55 +403,95 @@ def evaluation(rep) -> None:
 
 
 def predictions(result, fmt: str = "text") -> None:
-    """Results on stdout: the lecture's lines, or json, jsonl, csv (file, rank, class, p).
+    """A whole `cnncli.infer.predict.Result` on stdout (see `Predictions`)."""
+    out = Predictions(fmt)
+    out.add(result, result.images)
+    out.end(result)
+
+
+class Predictions:
+    """Results on stdout: the lecture's lines, or json, jsonl, csv (file, rank, class, p),
+    as they come: `add` a batch's (text, jsonl and csv are written at once, so memory
+    stays flat and a pipe reads them while the rest are classified), then `end` (json is
+    one document, written whole then).
+
     A model giving raw scores (no softmax) gets them as scores: ``score``, not a
     ``probability`` nor a percentage. An ImageNet model's classes also carry their
     WordNet ID (``wordnet_id``, as Keras' ``decode_predictions`` gives it); a line of
     text shows it for a name two classes share (``crane (n03126707)``)."""
-    from cnncli.model import imagenet
 
-    key = "score" if result.scores else "probability"
+    def __init__(self, fmt: str = "text"):
+        self.fmt, self.kept, self.csv = fmt, [], None
 
-    def heat_map(r) -> dict:  # predict --explain: each image's Grad-CAM file
-        return {"gradcam": r.gradcam} if r.gradcam else {}
+    def add(self, result, images) -> None:
+        """Write (or, for json, keep) `images`, results of `result`."""
+        key = "score" if result.scores else "probability"
+        if self.fmt == "json":
+            self.kept += [{"file": r.file, "top": [_entry(*t, key) for t in _top(r)],
+                           **_heat_map(r)} for r in images]
+            return
+        if self.fmt == "csv":
+            self._csv_header(result)
+        rows = ({"file": r.file, "rank": k + 1, **_entry(*t, key), **_heat_map(r)}
+                for r in images for k, t in enumerate(_top(r)))
+        if self.fmt == "jsonl":
+            sys.stdout.writelines(files.json_text(row, one_line=True) + "\n" for row in rows)
+        elif self.fmt == "csv":
+            self.csv.writerows({**row, "file": text.cell(row["file"]),
+                                "class": text.cell(row["class"])} for row in rows)
+        else:
+            self._lines(result, images)
+        sys.stdout.flush()
 
-    def top(r) -> list[tuple[str, str | None, float]]:  # (class, WordNet ID, p), best first
-        ids = r.wordnet_ids or [None] * len(r.top)
-        return [(name, w, p) for (name, p), w in zip(r.top, ids, strict=True)]
+    def end(self, result) -> None:
+        """What is left to write: json's document, csv's header when no image was read."""
+        if self.fmt == "json":
+            print_json(self.kept)
+        elif self.fmt == "csv":
+            self._csv_header(result)
+        sys.stdout.flush()
 
-    def entry(name: str, wordnet_id: str | None, p: float) -> dict:
-        return {"class": name, **({"wordnet_id": wordnet_id} if wordnet_id else {}),
-                key: significant(p)}
+    def _csv_header(self, result) -> None:
+        if self.csv is None:
+            import csv
 
-    rows = [{"file": r.file, "rank": k + 1, **entry(*t), **heat_map(r)}
-            for r in result.images for k, t in enumerate(top(r))]
-    if fmt == "json":
-        print_json([{"file": r.file, "top": [entry(*t) for t in top(r)], **heat_map(r)}
-                    for r in result.images])
-    elif fmt == "jsonl":
-        for row in rows:
-            sys.stdout.write(files.json_text(row, one_line=True) + "\n")
-    elif fmt == "csv":
-        import csv
+            key = "score" if result.scores else "probability"
+            self.csv = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", *(
+                ["wordnet_id"] if result.wordnet else []), key], extrasaction="ignore")
+            self.csv.writeheader()  # (no heat map column)
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", *(
-            ["wordnet_id"] if result.wordnet else []), key], extrasaction="ignore")  # (no heat map)
-        writer.writeheader()
-        writer.writerows({**row, "file": text.cell(row["file"]), "class": text.cell(
-            row["class"])} for row in rows)
-    else:
-        many = len(result.images) + len(result.errors) > 1  # name files when several came
+    @staticmethod
+    def _lines(result, images) -> None:
+        from cnncli.model import imagenet
+
+        # name files when several were given (errors too)
+        many = max(result.inputs, len(result.images) + len(result.errors)) > 1
         shared = imagenet.shared_names()
-        for r in result.images:
+        for r in images:
             if many:
                 sys.stdout.write(f"{printable(r.file, one_line=True)}\n")
-            for i, (name, wordnet_id, p) in enumerate(top(r)):
+            for i, (name, wordnet_id, p) in enumerate(_top(r)):
                 shown = f"{p:.4g}" if result.scores else text.probability(p)
                 if name in shared and wordnet_id:  # which crane
                     name = f"{name} ({wordnet_id})"
                 sys.stdout.write(f"{'  ' if many else ''}{i + 1}. "
                                  f"{printable(name, one_line=True)}: {shown}\n")
-    sys.stdout.flush()
+
+
+def _heat_map(r) -> dict:
+    """predict --explain: each image's Grad-CAM file."""
+    return {"gradcam": r.gradcam} if r.gradcam else {}
+
+
+def _top(r) -> list[tuple[str, str | None, float]]:
+    """An image's (class, WordNet ID, p), best first."""
+    ids = r.wordnet_ids or [None] * len(r.top)
+    return [(name, w, p) for (name, p), w in zip(r.top, ids, strict=True)]
+
+
+def _entry(name: str, wordnet_id: str | None, p: float, key: str) -> dict:
+    return {"class": name, **({"wordnet_id": wordnet_id} if wordnet_id else {}),
+            key: significant(p)}
 
 
 def datasets(rows) -> None:

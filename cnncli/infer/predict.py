@@ -13,6 +13,7 @@ cannot be read gets its own error; the others are still predicted.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,12 +42,21 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     scores: bool = False  # the model's outputs are raw scores, not probabilities
     wordnet: bool = False  # the model's classes are ImageNet's: each has a WordNet ID
+    inputs: int = 0  # images to classify, and folders or patterns that gave none
+    predicted: int = 0  # images classified (in `images`, unless given to `each`)
 
 
 def predict(sources: list[str], *, model: str | classifier.Classifier, top: int = 5,
             batch_size: int = 64, weights: str | None = None, offline: bool = False,
-            resize: str | None = None, stdin=None) -> Result:
-    """Top-`top` classes for every image in `sources` (files, folders, globs, @lists, URLs)."""
+            resize: str | None = None, stdin=None,
+            each: Callable[[Result, list[ImageResult]], None] | None = None) -> Result:
+    """Top-`top` classes for every image in `sources` (files, folders, globs, @lists, URLs).
+
+    `each`, if given, is called with every batch's results as soon as they are known,
+    and they are not kept in the result's `images`: memory stays flat however many
+    images are classified (``cnncli predict --format jsonl`` prints them so). When it is
+    first called, the result already says whether the figures are `scores`.
+    """
     check_batch_size(batch_size)
     loaded = model if isinstance(model, classifier.Classifier) else classifier.load(
         model, weights=weights, offline=offline)
@@ -59,7 +69,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                              "standard input), one image at least")
     result = Result(model=loaded.name, errors=empty,
                     warnings=artefact.unfinished(loaded.artefact, "predicts with", "predict")
-                    + _other_resize(loaded, resize))
+                    + _other_resize(loaded, resize), inputs=len(files) + len(empty))
     top = max(1, min(top, len(loaded.class_names)))
     wordnet = imagenet.wordnet_ids(loaded.class_names)
     result.wordnet = wordnet is not None
@@ -79,7 +89,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
             probs = loaded.probabilities(np.stack([img for _, img in good]))
             finite = np.isfinite(probs).all(axis=1)
             precision = getattr(loaded, "precision", "float32")
-            if not finite.any() and not result.images:  # the model, not these images
+            if not finite.any() and not result.predicted:  # the model, not these images
                 raise not_numbers(loaded.name, count=len(good), every=True,
                                   precision=precision)
             result.errors += [not_numbers(loaded.name, f, precision=precision)
@@ -90,11 +100,17 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 result.warnings.append(metrics.scores_note(
                     loaded.name, "the figures shown are its raw scores (`score`), not "
                     "percentages of confidence"))
+            found = []
             for (file, _), p in zip(good, probs, strict=True):
                 best = metrics.top_k(p, top)
-                result.images.append(ImageResult(
+                found.append(ImageResult(
                     file, [(loaded.class_names[i], float(p[i])) for i in best],
                     wordnet_ids=[wordnet[i] for i in best] if wordnet else None))
+            result.predicted += len(found)
+            if each is None:
+                result.images += found
+            elif found:
+                each(result, found)
     return result
 
 
