@@ -536,6 +536,24 @@ def test_a_test_class_folder_without_images_is_a_warning(tmp_path):
     assert ds.test.labels.tolist() == [0, 0]
 
 
+def test_many_class_folders_without_images_are_one_warning_a_way(tmp_path):
+    """A test/ folder with 3 of train/'s 200 classes gave 197 lines, in every command."""
+    classes = [f"c{i:02d}" for i in range(12)]
+    image_folder(tmp_path / "set" / "train", classes=classes, per_class=1)
+    image_folder(tmp_path / "set" / "test", classes=classes[:3], per_class=1)
+    for name in classes[3:6]:
+        (tmp_path / "set" / "test" / name).mkdir()
+        (tmp_path / "set" / "test" / name / "IMG.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    with pytest.warns(DataWarning) as caught:
+        datasets.load(tmp_path / "set")
+    said = [str(w.message) for w in caught if "class folders" in str(w.message)]
+    test = tmp_path / "set" / "test"
+    assert said == [f"3 class folders of {test} hold no image files cnncli reads: c03, c04, "
+                    "c05 (3 photos in formats cnncli cannot read (3 HEIC; e.g. "
+                    f"{test / 'c03' / 'IMG.HEIC'}): convert them to JPEG or PNG)",
+                    f"6 class folders of {test} are missing: c06, c07, c08 and 3 more"]
+
+
 def test_a_link_back_up_inside_a_class_folder_does_not_relabel_the_other_classes(tmp_path):
     root = image_folder(tmp_path / "f", per_class=3)
     (root / "cat" / "loop").symlink_to("..", target_is_directory=True)  # a loop

@@ -313,15 +313,42 @@ def _class_tree(root: Path, names: list[str], strict: bool, seen: dict[tuple, st
                       "first label", DataWarning, stacklevel=3)
     paths, labels = readable(paths, labels, root, strict)
     kept = np.bincount(np.array(labels, np.int64), minlength=len(names))
-    for label in np.flatnonzero(kept == 0):
-        folder = root / names[label]
-        none = [p for p in unread if p.is_relative_to(folder)]
-        why = ("is missing" if not folder.is_dir() else "holds no image files" + (
-               f" cnncli reads: {unread_photos(none)}" if none else "")
-               if listed[label] == 0 else f"is left with no image: its {listed[label]} image "
-               "file(s) could not be read or are the same files as images already used")
-        warnings.warn(f"class folder {folder} {why}", DataWarning, stacklevel=3)
+    _warn_of_imageless([(root / names[i], listed[i]) for i in np.flatnonzero(kept == 0)],
+                       root, unread)
     return Split(paths, np.array(labels, np.int64), ids=list(paths))
+
+
+def _warn_of_imageless(folders: list[tuple[Path, int]], root: Path, unread: list[Path]):
+    """A warning for each way class folders (with the number of image files listed in
+    each) came to give no image: missing, none to read, none left; one for all the
+    folders of a way, however many (a test/ folder with 3 of train/'s 200 classes)."""
+    unread_in: dict[Path, list[Path]] = {}  # each folder's photos cnncli cannot read
+    for photo in unread:
+        for parent in photo.parents:
+            unread_in.setdefault(parent, []).append(photo)
+    ways: dict[str, list[tuple[Path, int]]] = {}
+    for folder, listed in folders:
+        way = ("missing" if not folder.is_dir() else "no files" if listed == 0 else "none left")
+        ways.setdefault(way, []).append((folder, listed))
+    for way, found in ways.items():
+        none = [p for folder, _ in found for p in unread_in.get(folder, [])]
+        if len(found) == 1:
+            [(folder, listed)] = found
+            said = f"class folder {folder} " + {
+                "missing": "is missing",
+                "no files": "holds no image files" + (
+                    f" cnncli reads: {unread_photos(none)}" if none else ""),
+                "none left": f"is left with no image: its {listed} image file(s) could not be "
+                             "read or are the same files as images already used"}[way]
+        else:
+            which = some(folder.name for folder, _ in found)
+            said = f"{len(found):,} class folders of {root} " + {
+                "missing": f"are missing: {which}",
+                "no files": f"hold no image files cnncli reads: {which}" + (
+                    f" ({unread_photos(none)})" if none else ""),
+                "none left": f"are left with no image: {which}: their image files could not "
+                             "be read or are the same files as images already used"}[way]
+        warnings.warn(said, DataWarning, stacklevel=4)
 
 
 def readable(paths: list[str], labels: list[int], root: Path, strict: bool):
