@@ -385,6 +385,19 @@ def test_decompression_bomb_png_is_refused(tmp_path):
     assert err.value.file == str(path)
 
 
+def test_decoding_in_threads_leaves_the_processs_warning_filters_as_they_were(tmp_path):
+    """Threads each setting and putting back the bomb filter at once left it set: after a
+    prediction, a user's own DecompressionBombWarning was an exception."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = saved(tmp_path, Image.new("RGB", (4, 4)), "small.png")
+    before = list(warnings.filters)
+    for _ in range(20):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: load_image(str(path)), range(400)))
+        assert warnings.filters == before
+
+
 def test_image_just_over_the_pixel_limit_is_refused(tmp_path):
     """Pillow only warns between MAX_PIXELS and twice that; cnncli refuses."""
     side = int(MAX_PIXELS**0.5) + 1

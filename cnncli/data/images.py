@@ -13,10 +13,12 @@ an image over `MAX_PIXELS` is a `DataError` naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
 import struct
+import threading
 import warnings
 
 import numpy as np
@@ -116,17 +118,16 @@ def _decode(source, name: str | None, channels: int, draft=None) -> Image.Image:
         opened = _check_path(os.fspath(source), label)
     target = "L" if channels == 1 else "RGB"
     try:
-        with warnings.catch_warnings():
-            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(opened, formats=FORMATS) as img:
-                _check_size(img, label)
-                if draft and img.format == "JPEG" and img.mode in ("L", "RGB"):
-                    img.draft(img.mode, _draft_size(img, draft))
-                img.load()
-                img = _to_8bit(_upright(img, label))
-                # no copy when nothing changes: a copy cost a sixth of a photo's decode
-                return img if img.mode == target else img.convert(target)
+        with _bombs_raised():  # Pillow warns above MAX_IMAGE_PIXELS, raises above twice that
+            img = Image.open(opened, formats=FORMATS)
+        with img:
+            _check_size(img, label)
+            if draft and img.format == "JPEG" and img.mode in ("L", "RGB"):
+                img.draft(img.mode, _draft_size(img, draft))
+            img.load()
+            img = _to_8bit(_upright(img, label))
+            # no copy when nothing changes: a copy cost a sixth of a photo's decode
+            return img if img.mode == target else img.convert(target)
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -151,6 +152,20 @@ def _decode(source, name: str | None, channels: int, draft=None) -> Image.Image:
     finally:
         if not isinstance(opened, str):
             opened.close()
+
+
+_OPENING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _bombs_raised():
+    """Pillow's warning of a decompression bomb raised as an error, while a file is opened
+    (where Pillow checks its size). Warning filters are the process's, and decoding
+    threads change them one at a time: at once, one put back what another had set, and
+    the filter stayed (a user's own warning became an error after a prediction)."""
+    with _OPENING, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def _draft_size(img: Image.Image, target: tuple[int, int]) -> tuple[int, int]:
