@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import sys
+import threading
 from pathlib import Path
 
 from cnncli.errors import CnnError
@@ -49,18 +50,34 @@ def check_keras_version(version: str) -> None:
         )
 
 
+#: Threads inside `stderr_silenced`, and the real standard error they put back.
+_SILENCING = threading.Lock()
+_silenced: dict = {"threads": 0, "saved": None}
+
+
 @contextlib.contextmanager
 def stderr_silenced():
-    """Silence file descriptor 2 (C++ code writes there, not to `sys.stderr`)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    """Silence file descriptor 2 (C++ code writes there, not to `sys.stderr`).
+
+    The descriptor is the process's: threads inside at once share one silence, begun by
+    the first and ended by the last (each saving and putting back its own, a thread saved
+    the silence another had begun, put it back last, and standard error stayed silent).
+    """
+    with _SILENCING:
+        if _silenced["threads"] == 0:
+            sys.stderr.flush()
+            _silenced["saved"] = os.dup(2)
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+        _silenced["threads"] += 1
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        with _SILENCING:
+            _silenced["threads"] -= 1
+            if _silenced["threads"] == 0:
+                os.dup2(_silenced["saved"], 2)
+                os.close(_silenced["saved"])
 
 
 def quiet_unless_debugging():

@@ -28,3 +28,36 @@ def test_matplotlib_imported_before_keras_is_left_as_it_was():
                      "from keras.src.visualization import plot_image_gallery\n"
                      "print(plot_image_gallery.plt is matplotlib.pyplot)\n")
     assert out.strip() == "True"
+
+
+def test_threads_silencing_stderr_at_once_leave_it_as_it_was():
+    """Two exported models loaded at once in a service's threads: the one ending last put
+    back the silence the other had begun, and standard error stayed /dev/null."""
+    import os
+    import threading
+
+    from cnncli.runtime import stderr_silenced
+
+    before = os.fstat(2)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with stderr_silenced():
+            first_in.set()
+            second_in.wait()
+        first_out.set()
+
+    def second():
+        first_in.wait()
+        with stderr_silenced():
+            second_in.set()
+            first_out.wait()
+            assert os.fstat(2).st_ino != before.st_ino  # still silent while one is inside
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
