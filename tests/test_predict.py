@@ -625,6 +625,19 @@ def test_no_image_read_is_an_error_document_in_json_not_an_empty_list(tmp_path):
     assert json.loads(lines)["error"] == "DataError"
 
 
+def test_a_model_loaded_in_auto_precision_leaves_the_processs_dtype_policy(tmp_path,
+                                                                           monkeypatch):
+    """A notebook's own layers computed in bfloat16 after a prediction or evaluation."""
+    from cnncli.devices import tf_layer
+
+    run = _trained_run(tmp_path)
+    monkeypatch.setattr(tf_layer, "cpu_bf16_units", lambda: True)  # auto: bfloat16
+    keras.config.set_dtype_policy("float32")
+    loaded = classifier.load(str(run), precision="auto")
+    assert loaded.precision == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+
+
 def _trained_run(tmp_path):
     from trainkit import write_config
 

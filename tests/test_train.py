@@ -891,6 +891,18 @@ def test_a_training_leaves_the_processs_dtype_policy_and_random_draws_as_they_we
     assert np.random.get_state()[1][:4].tolist() == numpy and random.getstate() == python
 
 
+def test_a_dry_run_leaves_the_processs_dtype_policy_as_it_was(tmp_path):
+    import keras
+
+    from cnncli.run import dryrun
+
+    path = write_config(tmp_path, epochs=1)
+    keras.config.set_dtype_policy("float32")
+    planned = dryrun.dry_run(config.load(path, ["train.precision=mixed_bfloat16"]), str(path))
+    assert planned.config.train.precision == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+
+
 def test_a_training_in_another_thread_than_the_main_one_runs(tmp_path):
     """Signals are the main thread's: a web app's worker thread failed at once."""
     import threading

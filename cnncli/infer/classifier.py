@@ -133,8 +133,10 @@ def _precision(precision: str) -> str:
     from cnncli.devices.placement import parse_precision
 
     precision = parse_precision(precision)
-    return devices.setup("auto", "auto", one_device=True).precision if precision == "auto" \
-        else precision
+    if precision != "auto":
+        return precision
+    with devices.dtype_policy_kept():  # the model's layers hold it, not Keras' global
+        return devices.setup("auto", "auto", one_device=True).precision
 
 
 def load(model: str, *, weights: str | None = None, offline: bool = False,

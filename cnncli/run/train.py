@@ -99,15 +99,11 @@ def _process_state_kept():
 
     import numpy as np
 
-    from cnncli.runtime import import_keras
-
-    keras = import_keras()
-    policy, python, numpy = keras.config.dtype_policy(), random.getstate(), \
-        np.random.get_state()
+    python, numpy = random.getstate(), np.random.get_state()
     try:
-        yield
+        with devices.dtype_policy_kept():
+            yield
     finally:
-        keras.config.set_dtype_policy(policy)
         random.setstate(python)
         np.random.set_state(numpy)
 
