@@ -638,6 +638,18 @@ def test_a_model_loaded_in_auto_precision_leaves_the_processs_dtype_policy(tmp_p
     assert keras.config.dtype_policy().name == "float32"
 
 
+def test_a_command_leaves_no_file_of_tensorflow_in_the_temporary_folder(tmp_path):
+    """It ends at once (os._exit), and TensorFlow's files of the functions it converted
+    (AutoGraph), removed as Python exits, were left: 9 a prediction."""
+    run, temporary = _trained_run(tmp_path), tmp_path / "tmp"
+    temporary.mkdir()
+    Image.new("L", (8, 8), 200).save(tmp_path / "7.png")
+    result = cnncli("predict", str(tmp_path / "7.png"), "--model", str(run),
+                    env={"TMPDIR": str(temporary)})
+    assert result.returncode == 0, result.stderr
+    assert list(temporary.iterdir()) == []
+
+
 def _trained_run(tmp_path):
     from trainkit import write_config
 

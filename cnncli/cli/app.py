@@ -395,8 +395,21 @@ def _leave(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         _flush_or_drop(stream)
     if code in (EXIT_SIGINT, EXIT_SIGTERM) or (EXIT_AT_ONCE and "tensorflow" in sys.modules):
+        _remove_autograph_files()
         os._exit(code)
     sys.exit(code)
+
+
+def _remove_autograph_files() -> None:
+    """TensorFlow writes each Python function it converts into a graph (AutoGraph) to a
+    file of the temporary folder, removed as Python exits, which `os._exit` skips: every
+    command left 9 to 12 (``__autograph_generated_file*.py``). Each is a module in
+    `sys.modules`, named so."""
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.startswith("__autograph_generated_file") and path:
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
 
 def _flush_or_drop(stream) -> None:
