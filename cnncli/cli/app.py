@@ -231,6 +231,7 @@ def _leave_output_closed() -> NoReturn:
     stopped reading (``cnncli models | head -1``), which is no failure of the command's;
     a script with ``set -o pipefail`` sees the same code as for any such program."""
     _to_null(sys.stdout)  # nothing more is written to the closed pipe
+    _remove_autograph_files()
     os._exit(EXIT_SIGPIPE)
 
 
@@ -351,6 +352,7 @@ def _watch_sigterm():
             if signal.SIGTERM in data and signal.getsignal(signal.SIGTERM) is _terminate:
                 time.sleep(SIGTERM_GRACE)
                 sys.stderr.write("Terminated (the command did not stop by itself).\n")
+                _remove_autograph_files()
                 os._exit(EXIT_SIGTERM)
         os.close(read)
 
