@@ -197,6 +197,19 @@ def test_top_k_breaks_ties_towards_the_lower_class_with_many_classes():
     assert metrics.top_k([[0.1] * 20 + [0.5] + [0.1] * 20], 3).tolist() == [[20, 0, 1]]
 
 
+@pytest.mark.parametrize("k", [1, 3, 5, 20, 40, 41, 50])
+def test_top_k_is_the_stable_sorts_first_k_with_ties_and_blocks_of_rows(k, monkeypatch):
+    """Only the k best of each row are sorted now, a block of rows at a time: the same
+    order as the whole stable sort, ties at the k-th value included."""
+    monkeypatch.setattr(metrics, "TOP_K_ROWS", 7)  # blocks of 7 rows, the last shorter
+    rng = np.random.default_rng(0)
+    probs = rng.integers(0, 6, (30, 41)) / 5  # ties everywhere, also at the k-th value
+    expected = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    assert metrics.top_k(probs, k).tolist() == expected.tolist()
+    assert metrics.top_k(probs[0], k).tolist() == expected[0].tolist()  # one row
+    assert metrics.top_k(probs[:0], k).shape == (0, min(k, 41))
+
+
 def test_to_dict_is_json_ready(hand):
     hand.loss = 0.5
     data = json.loads(json.dumps(hand.to_dict()))

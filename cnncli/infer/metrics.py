@@ -173,10 +173,42 @@ def top_k(probs, k: int):
 
     >>> top_k([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2]], 2).tolist()
     [[1, 2], [0, 1]]
+
+    Rows are taken `TOP_K_ROWS` at a time, and of each only the `k` best are sorted (a
+    partition finds them): the whole sort of 50,000 images' 1,000 probabilities took 5-8 s
+    and a gigabyte for the 5 kept.
     """
     import numpy as np
 
-    return np.argsort(-np.asarray(probs, dtype=np.float64), axis=-1, kind="stable")[..., :k]
+    p = np.asarray(probs)
+    if p.dtype.kind != "f":  # (float32 stays so: the same order, no copy)
+        p = p.astype(np.float64)
+    k = min(k, p.shape[-1])
+    if k == 0 or p.shape[-1] <= 2 * k or not np.isfinite(p).all():  # (NaN: sorted last)
+        return np.argsort(-p, axis=-1, kind="stable")[..., :k]
+    rows = p.reshape(-1, p.shape[-1])
+    best = np.concatenate([_best_rows(rows[i:i + TOP_K_ROWS], k)
+                           for i in range(0, len(rows), TOP_K_ROWS)]) if len(rows) else \
+        np.zeros((0, k), np.int64)
+    return best.reshape(*p.shape[:-1], k)
+
+
+#: Rows `top_k` works on at once (their temporary arrays: a few times 4,096 x classes).
+TOP_K_ROWS = 4096
+
+
+def _best_rows(p, k: int):
+    """`top_k` of a 2-D block of finite rows: those above each row's k-th largest value,
+    then of those equal to it the lowest indices, in the order of a stable sort."""
+    import numpy as np
+
+    kth = -np.partition(-p, k - 1, axis=1)[:, k - 1:k]
+    above, equal = p > kth, p == kth
+    wanted = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (equal & (np.cumsum(equal, axis=1) <= wanted))
+    columns = np.nonzero(chosen)[1].reshape(len(p), k)  # (increasing index in each row)
+    order = np.argsort(-np.take_along_axis(p, columns, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(columns, order, axis=1)
 
 
 def top_k_accuracy(y_true, probs, k: int) -> float:
@@ -192,10 +224,9 @@ def top_k_accuracy(y_true, probs, k: int) -> float:
     import numpy as np
 
     labels = np.asarray(y_true).reshape(-1)
-    p = np.asarray(probs, dtype=np.float64)
     if len(labels) == 0:
         return 0.0
-    return float(np.mean(np.any(top_k(p, k) == labels[:, None], axis=1)))
+    return float(np.mean(np.any(top_k(probs, k) == labels[:, None], axis=1)))
 
 
 def compute(y_true, probs, class_names: list[str], *, ids: list | None = None,
