@@ -903,6 +903,26 @@ def test_a_dry_run_leaves_the_processs_dtype_policy_as_it_was(tmp_path):
     assert keras.config.dtype_policy().name == "float32"
 
 
+def test_many_trainings_in_one_process_retrace_no_function_of_cnnclis(tmp_path):
+    """A notebook's sixth training: TensorFlow warned that build_metrics' function was
+    traced again and again (each traced function counts against one shared count)."""
+    import io
+    import logging
+
+    import tensorflow as tf
+
+    said = io.StringIO()
+    handler = logging.StreamHandler(said)
+    tf.get_logger().addHandler(handler)
+    try:
+        path = write_config(tmp_path, epochs=1)
+        for i in range(6):
+            training.train(config.load(path, [f"output.name=r{i}"]))
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert "build_metrics" not in said.getvalue()
+
+
 def test_a_training_in_another_thread_than_the_main_one_runs(tmp_path):
     """Signals are the main thread's: a web app's worker thread failed at once."""
     import threading

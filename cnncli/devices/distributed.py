@@ -153,10 +153,12 @@ def build_metrics(model, images, labels) -> None:
         ValueError: Keras does not know a metric name (as `model.test_on_batch`).
     """
     strategy = model.distribute_strategy
-    # autograph=False: a bad metric name stays Keras' plain ValueError.
+    # autograph=False: a bad metric name stays Keras' plain ValueError. Traced and called
+    # as its concrete function: each `tf.function` traced counts against one shared
+    # count, and the fifth training in one process (a notebook) warned of "retracing".
     step = tf.function(lambda: strategy.run(model.test_step, args=((images, labels),)),
                        autograph=False)
-    step()
+    step.get_concrete_function()()
     model.reset_metrics()
 
 
