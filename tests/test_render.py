@@ -92,14 +92,18 @@ def test_names_that_read_as_emoji_codes_are_shown_as_typed(capsys):
 def test_the_per_class_table_lists_the_classes_seen_and_says_how_many_are_not(capsys):
     import numpy as np
 
-    labels = np.arange(105)  # 105 of 120 classes in the data, each predicted right
-    result = metrics.compute(labels, np.eye(120)[labels] * 0.9 + 0.1 / 120,
-                             [f"c{i}" for i in range(120)])
+    labels = np.arange(105)  # 105 of 120 classes in the data, each predicted right...
+    probs = np.eye(120)[labels] * 0.9 + 0.1 / 120
+    probs[[50, 104]] = np.eye(120)[[51, 0]]  # ...but c50 and c104
+    result = metrics.compute(labels, probs, [f"c{i}" for i in range(120)])
     render.evaluation(evaluate.Report("m.keras", result, "photos", {}, [], []))
     out = capsys.readouterr().out
-    assert "c99 " in out and "c100 " not in out and "c110" not in out
-    assert "(classes not listed: 5 more; 15 neither in the data nor predicted; --json has " \
-           "every class)" in out.replace("\n", " ")  # no evaluation.json was written
+    rows = [line.split()[1] for line in out.splitlines() if line.startswith("│ c")]
+    assert rows[:5] == ["c50", "c104", "c0", "c51", "c1"] and len(rows) == 100  # worst first
+    assert "c99 " not in out and "c110" not in out
+    assert "Per class: the 100 of lowest F1, lowest first" in out
+    assert "(classes not listed: 5 of higher F1; 15 neither in the data nor predicted; " \
+           "--json has every class)" in out.replace("\n", " ")  # no evaluation.json
 
 
 def test_progress_bar_stats_are_not_markup(monkeypatch):

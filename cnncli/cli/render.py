@@ -344,7 +344,8 @@ def train_reporter(quiet: bool):
     return PlainTrainReporter(quiet=quiet)
 
 
-#: Classes listed in evaluate's per-class table (all are in evaluation.json and --json).
+#: Classes listed in evaluate's per-class table (all are in evaluation.json and --json):
+#: of more, those with the lowest F1, the ones to look at.
 CLASS_ROWS = 100
 
 
@@ -369,16 +370,19 @@ def evaluation(rep) -> None:
     if r.macro_classes < len(r.per_class):  # a test set of some of the model's classes
         line += f" (over the {r.macro_classes} of {len(r.per_class)} classes seen)"
     out.print(line)
-    table = Table(title="Per class", title_justify="left")
+    seen = [r.per_class[c] for c in metrics.seen_classes(r.confusion)]  # as the averages
+    listed = seen if len(seen) <= CLASS_ROWS else sorted(  # the worst first (ties: in order)
+        seen, key=lambda c: c.f1)[:CLASS_ROWS]
+    table = Table(title="Per class" if listed is seen else
+                  f"Per class: the {CLASS_ROWS} of lowest F1, lowest first", title_justify="left")
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right", overflow="fold")
-    seen = [r.per_class[c] for c in metrics.seen_classes(r.confusion)]  # as the averages
-    for c in seen[:CLASS_ROWS]:
+    for c in listed:
         table.add_row(printable(str(c.name), one_line=True),
                       *(text.fraction(v, 3) for v in (c.precision, c.recall, c.f1)),
                       f"{c.support:,}")
     out.print(table)
-    left = [f"{len(seen) - CLASS_ROWS:,} more"] * (len(seen) > CLASS_ROWS) + [
+    left = [f"{len(seen) - CLASS_ROWS:,} of higher F1"] * (len(seen) > CLASS_ROWS) + [
         f"{len(r.per_class) - len(seen):,} neither in the data nor predicted"] * (
         len(seen) < len(r.per_class))
     if left:

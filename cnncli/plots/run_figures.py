@@ -159,18 +159,39 @@ def confusion_matrix(confusion, class_names: list[str], path: str | Path, *,
 
 def misclassified_title(true_name: str, predicted_name: str, confidence: float) -> str:
     """A grid title for a wrong prediction (`cnncli.infer.metrics.Mistake`): a line for
-    each class, its name escaped (a name's own newline or " / " never breaks it).
+    each class, its name escaped (a name's own newline or " / " never breaks it) and a
+    long one cut in the middle (`TITLE_NAME`: two lines above the image at most).
 
     >>> misclassified_title("Shirt", "T-shirt/top", 0.97)
     'true: Shirt\\npred: T-shirt/top 97%'
+    >>> misclassified_title("a" * 200, "b" * 200, 0.5).split("\\n")[1]
+    'pred: bbbbbbbbbbbbbbbbb…bbbbbbbbbbbbbbbb 50%'
     """
-    return (f"true: {printable(true_name, one_line=True)}\n"
-            f"pred: {printable(predicted_name, one_line=True)} {probability(confidence, 0)}")
+    return (f"true: {_short(true_name, TITLE_NAME)}\n"
+            f"pred: {_short(predicted_name, TITLE_NAME)} {probability(confidence, 0)}")
+
+
+#: The characters of a class name a misclassified image's title keeps; a title line wraps
+#: at `TITLE_WIDTH` and keeps at most `TITLE_LINES` lines (names of 200 characters made
+#: the titles cover the images, and the grid's layout collapse).
+TITLE_NAME, TITLE_WIDTH, TITLE_LINES = 34, 24, 2
 
 
 def _wrap(title: str) -> str:
-    """Wrap each line of a title, so it fits above a small image."""
-    return "\n".join(textwrap.fill(line, 24) for line in title.split("\n"))
+    """Wrap each line of a title, so it fits above a small image.
+
+    >>> print(_wrap("true: " + "x" * 80))
+    true: xxxxxxxxxxxxxxxxxx
+    xxxxxxxxxxxxxxxxxxxxxxx…
+    """
+    lines = []
+    for line in title.split("\n"):
+        wrapped = textwrap.wrap(line, TITLE_WIDTH) or [""]
+        if len(wrapped) > TITLE_LINES:
+            wrapped = wrapped[:TITLE_LINES]
+            wrapped[-1] = wrapped[-1][:TITLE_WIDTH - 1] + "…"
+        lines += wrapped
+    return "\n".join(lines)
 
 
 def image_grid(images, titles: list[str], path: str | Path, *, columns: int = 8) -> Path:
