@@ -278,6 +278,24 @@ def test_image_grid_with_three_channel_images(tmp_path):
         assert pixels_near(path, colour, tolerance=10) >= 32 * 32
 
 
+def test_misclassified_images_with_long_class_names_keep_their_size(tmp_path):
+    """Names of 200 characters wrapped into titles of ten lines: the images shrank to
+    10 pixels, then matplotlib's layout collapsed."""
+    import warnings
+
+    from cnncli.plots.run_figures import misclassified_title
+
+    images = np.zeros((16, 28, 28, 3), dtype=np.uint8)
+    images[..., 0] = 255  # red
+    short = plots.image_grid(images, [misclassified_title("a", "b", 0.5)] * 16,
+                             tmp_path / "short.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (the layout's collapse is a warning)
+        long = plots.image_grid(images, [misclassified_title("a" * 200, "b" * 200, 0.5)] * 16,
+                                tmp_path / "long.png")
+    assert pixels_near(long, (255, 0, 0), 10) >= 0.7 * pixels_near(short, (255, 0, 0), 10)
+
+
 def test_image_grid_with_no_images_still_writes_a_png(tmp_path):
     images = np.zeros((0, 28, 28, 1), dtype=np.uint8)
     assert_png(plots.image_grid(images, [], tmp_path / "grid.png"))
