@@ -153,12 +153,16 @@ def build_metrics(model, images, labels) -> None:
         ValueError: Keras does not know a metric name (as `model.test_on_batch`).
     """
     strategy = model.distribute_strategy
-    # autograph=False: a bad metric name stays Keras' plain ValueError. Traced and called
-    # as its concrete function: each `tf.function` traced counts against one shared
-    # count, and the fifth training in one process (a notebook) warned of "retracing".
-    step = tf.function(lambda: strategy.run(model.test_step, args=((images, labels),)),
-                       autograph=False)
-    step.get_concrete_function()()
+    if strategy.num_replicas_in_sync == 1:
+        # eagerly: a `tf.function` made for each training counts against one count of
+        # tracings, and the sixth training in one process (a notebook) warned of
+        # "retracing"
+        strategy.run(model.test_step, args=((images, labels),))
+    else:
+        # autograph=False: a bad metric name stays Keras' plain ValueError.
+        step = tf.function(lambda: strategy.run(model.test_step, args=((images, labels),)),
+                           autograph=False)
+        step()
     model.reset_metrics()
 
 
