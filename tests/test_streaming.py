@@ -1311,34 +1311,6 @@ def test_a_limit_on_a_folder_takes_a_seeded_sample_of_every_class_not_the_first_
     assert again.train.images == feed.train.images  # seeded
 
 
-def test_classes_a_limit_leaves_without_a_training_image_are_named_in_a_warning():
-    """A limit of 500 of 1,000 classes' images trained on 404 of them without a word,
-    and evaluate scored the model on all 1,000."""
-    from cnncli.data.dataset import Dataset, DataWarning, Split
-
-    images = np.zeros((60, 8, 8, 1), np.uint8)
-    sorted_by_class = Split(images, np.repeat(np.arange(6), 10))  # arrays: the first N
-    ds = Dataset("six", sorted_by_class, sorted_by_class, list("abcdef"), "six.npz")
-    with pytest.warns(DataWarning) as said:
-        Feed.of(ds, SHAPE, validation_split=0.2, seed=0, limit=25)
-    assert [str(w.message) for w in said] == [
-        "3 of the 6 classes have no image left to train on after data.limit (25 training "
-        "images) and the validation split (d, e, f): the model never learns them, and is "
-        "evaluated on them; raise data.limit or lower data.validation_split"]
-
-
-def test_an_unstratified_split_taking_every_image_of_a_class_says_so():
-    """(A stratified split never takes a class's last image; data.stratify: false may.)"""
-    from cnncli.data.dataset import Dataset, DataWarning, Split
-
-    one = Split(np.zeros((7, 8, 8, 1), np.uint8), np.array([0, 0, 0, 1, 1, 1, 2]))
-    ds = Dataset("three", one, one, list("abc"), "three.npz")
-    with pytest.warns(DataWarning, match=r"1 of the 3 classes have no image left to train on "
-                                         r"after the validation split \(c\)"):
-        feed = Feed.of(ds, SHAPE, validation_split=0.3, seed=2, stratify=False)
-    assert 2 not in feed.train.labels
-
-
 def letters_dataset(train):
     from cnncli.data.dataset import Dataset
 

@@ -1094,6 +1094,24 @@ def test_a_class_whose_images_all_went_to_validation_is_warned_of(tmp_path):
         config.load(path, ["data.stratify=false"])).warnings)
 
 
+def test_classes_a_limit_leaves_without_a_training_image_are_named_once(tmp_path):
+    """A limit of 500 of 1,000 classes' images trained on 404 of them without a word,
+    and evaluate scored the model on all 1,000."""
+    path = write_config(tmp_path)
+    cfg = config.load(path)
+    d = dict(np.load(cfg.data.name))
+    order = np.argsort(d["y_train"], kind="stable")  # arrays sorted by class
+    np.savez(cfg.data.name, **{**d, "x_train": d["x_train"][order],
+                               "y_train": d["y_train"][order]})
+    n = int((d["y_train"] == 0).sum())  # the first n: class 0's alone
+    said = [w for w in planning.plan(config.load(path, [f"data.limit={n}"])).warnings
+            if "no training image is left" in w]
+    assert said == [f"no training image is left of '1', '2' (data.limit keeps {n} training "
+                    f"images of {len(order)}, and the validation split takes its part): the "
+                    "model never learns them; raise data.limit, or lower "
+                    "data.validation_split"]
+
+
 def test_a_class_without_any_image_is_not_said_to_be_taken_by_the_validation_split():
     """Arrays' labels may leave a gap (EMNIST's letters start at 1): no image of class 0
     is anywhere, so the split took none; only 'rare', whose images it took, is named."""
@@ -1102,9 +1120,10 @@ def test_a_class_without_any_image_is_not_said_to_be_taken_by_the_validation_spl
     from cnncli.data.dataset import Split
 
     x = np.zeros((5, 4, 4, 1), np.uint8)
-    feed = SimpleNamespace(train=Split(x[:3], np.array([1, 1, 2])),
-                           val=Split(x[:2], np.array([1, 3])))
-    [warning] = planning._classes_without_training_images(["gap", "a", "b", "rare"], feed)
+    data = SimpleNamespace(class_names=["gap", "a", "b", "rare"],
+                           train=Split(x, np.array([1, 1, 2, 1, 3])))
+    feed = SimpleNamespace(train=Split(x[:3], np.array([1, 1, 2])))
+    [warning] = planning._classes_without_training_images(data, feed, None)
     assert warning.startswith("no training image is left of 'rare' (the validation split")
 
 

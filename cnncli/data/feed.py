@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 from cnncli.config import AugmentSection
 from cnncli.data import records, splits
 from cnncli.data.checks import mostly_unreadable
-from cnncli.data.dataset import Dataset, DataWarning, Split
+from cnncli.data.dataset import Dataset, Split
 from cnncli.data.loader import ImageLoader, needs_loader
 from cnncli.errors import ConfigError, DataError
 from cnncli.text import count, some
@@ -78,7 +77,6 @@ class Feed:
         train_idx, val_idx = validation_indices(split.labels[pool], validation_split, seed,
                                                 stratify=stratify)
         train_idx, val_idx = pool[train_idx], pool[val_idx]
-        _warn_of_untrained(ds, split.labels[train_idx], n if n < len(split) else None)
         if split.kind == "records":
             masks = tuple(_mask(len(split), idx) for idx in (train_idx, val_idx))
             train = Split(split.images, split.labels[masks[0]])
@@ -270,26 +268,6 @@ class Feed:
         return _pipeline().make_dataset(self.val.images, self.val.labels, batch_size=batch_size,
                                      input_shape=self.shape, training=False, seed=seed,
                                      preprocessing=preprocessing, one_hot=one_hot)
-
-
-def _warn_of_untrained(ds: Dataset, trained: np.ndarray, limit: int | None) -> None:
-    """A warning naming the classes that have training images but none in `trained` (the
-    labels trained on): ``data.limit`` (the first N of arrays sorted by class, a random N
-    of many classes) or the validation split took them all; the model never learns them,
-    yet is evaluated on them. (Classes with no training image at all are refused before:
-    `cnncli.data.checks.check_every_class_trains`.)"""
-    had = np.bincount(ds.train.labels, minlength=ds.num_classes) > 0
-    left = np.bincount(trained, minlength=ds.num_classes) > 0
-    lost = [ds.class_names[i] for i in np.flatnonzero(had & ~left)]
-    if lost:
-        cause, fix = ((f"data.limit ({count(limit, 'training image')}) and the validation "
-                       "split", "raise data.limit or lower data.validation_split")
-                      if limit else ("the validation split", "lower data.validation_split, "
-                                     "or give those classes more images"))
-        warnings.warn(f"{len(lost):,} of the {ds.num_classes:,} classes have no image left "
-                      f"to train on after {cause} ({some(lost, shown=5)}): the model never "
-                      f"learns them, and is evaluated on them; {fix}", DataWarning,
-                      stacklevel=3)
 
 
 def _pipeline():

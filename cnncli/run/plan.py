@@ -192,7 +192,7 @@ def _worked_out(cfg: config.RunConfig, placement: devices.Placement,
         warnings = (list(built.warnings) + memory_warnings(built, placement, t.batch_size)
                     + _left_over(len(feed.train), batch)
                     + _untrained_outputs(data.class_names, network.classes)
-                    + _classes_without_training_images(data.class_names, feed))
+                    + _classes_without_training_images(data, feed, d.limit))
         data_notes = [f"{'grey' if data.image_shape[-1] == 1 else 'colour'} images, converted "
                       f"to {'RGB' if network.input[-1] == 3 else 'grey'} for the model"] \
             if data.image_shape and data.image_shape[-1] != network.input[-1] else []
@@ -329,23 +329,29 @@ def _untrained_outputs(class_names, outputs: int | None) -> list[str]:
             "take the data's; an output layer of `units: $classes` follows)"]
 
 
-def _classes_without_training_images(class_names, feed) -> list[str]:
-    """A warning naming the classes the validation split left no training image (a
-    class of one or two photos): their outputs are never trained. (A class with no
-    image at all, a gap in arrays' labels, is not the split's doing.)"""
-    if not len(feed.val):
-        return []
-    trained = np.bincount(np.asarray(feed.train.labels, np.int64),
-                          minlength=len(class_names))
-    taken = np.bincount(np.asarray(feed.val.labels, np.int64), minlength=len(class_names))
-    missing = [name for name, n, v in zip(class_names, trained, taken, strict=False)
-               if n == 0 and v > 0]
+def _classes_without_training_images(data: Dataset, feed, limit: int | None) -> list[str]:
+    """A warning naming the classes with training images of which none is left to train
+    on: the validation split took them all (a class of one or two photos), or
+    ``data.limit`` kept none (the first N of arrays sorted by class; a random N of 1,000
+    classes' images). Their outputs are never trained, yet evaluate scores them. (A class
+    with no image at all, a gap in arrays' labels, is not the split's doing.)"""
+    n = len(data.class_names)
+    had = np.bincount(np.asarray(data.train.labels, np.int64), minlength=n) > 0
+    left = np.bincount(np.asarray(feed.train.labels, np.int64), minlength=n) > 0
+    missing = [repr(data.class_names[i]) for i in np.flatnonzero(had & ~left)]
     if not missing:
         return []
     it, its = ("it", "its") if len(missing) == 1 else ("them", "their")
-    return [f"no training image is left of {text.some(map(repr, missing))} (the validation "
-            f"split took all of {its} images): the model never learns {it}; add images of "
-            f"{it}, or lower data.validation_split"]
+    named = text.some(missing) + (f" ({len(missing):,} of the {n:,} classes)"
+                                  if len(missing) > 3 else "")
+    if limit and limit < len(data.train):
+        return [f"no training image is left of {named} (data.limit keeps "
+                f"{text.count(limit, 'training image')} of {len(data.train):,}, and the "
+                f"validation split takes its part): the model never learns {it}; raise "
+                "data.limit, or lower data.validation_split"]
+    return [f"no training image is left of {named} (the validation split took all of {its} "
+            f"images): the model never learns {it}; add images of {it}, or lower "
+            "data.validation_split"]
 
 
 def _left_over(images: int, batch: int) -> list[str]:
