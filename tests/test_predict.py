@@ -351,6 +351,53 @@ def test_predict_prints_each_batchs_results_before_classifying_the_next(tmp_path
         assert len(result.stdout.splitlines()) == lines[-1] + lines[1] // 2
 
 
+class LateScoringModel(CountingModel):
+    def predict_on_batch(self, x):  # probabilities-like for the first batch, scores after
+        out = [0.6, 0.3, 0.1] if not self.calls else [2.5, -1.0, 0.3]
+        self.calls.append(len(x))
+        return np.tile(np.array([out], "float32"), (len(x), 1))
+
+
+def _predict_cli(model, monkeypatch, *args):
+    from typer.testing import CliRunner
+
+    from cnncli.cli.app import app
+
+    monkeypatch.setattr(classifier, "load", lambda *a, **k: tiny(model))
+    return CliRunner().invoke(app, ["predict", *args, "--model", "x.keras", "--top", "1",
+                                    "--batch-size", "2"])
+
+
+def test_scores_shown_only_by_a_later_batch_keep_the_columns_and_are_said(tmp_path,
+                                                                          monkeypatch):
+    """The CSV's `probability` column was left empty for the rows of later batches, and
+    JSON said `probability` for some images and `score` for others."""
+    for i in range(4):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    result = _predict_cli(LateScoringModel(), monkeypatch, str(tmp_path), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()
+    assert rows[0] == "file,rank,class,probability" and [r.split(",")[-1] for r in rows[1:]] \
+        == ["0.6", "0.6", "2.5", "2.5"]
+    assert "outputs showed they are not probabilities only after the first results were " \
+           "written" in result.stderr
+    doc = json.loads(_predict_cli(LateScoringModel(), monkeypatch, str(tmp_path), "--format",
+                                  "json").stdout)
+    assert [list(image["top"][0]) for image in doc] == [["class", "score"]] * 4
+
+
+def test_warnings_known_before_the_results_are_said_before_them(tmp_path, monkeypatch):
+    """`| head` ended the command before the warnings said after every result."""
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    result = _predict_cli(ScoringModel(), monkeypatch, str(tmp_path))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    said = next(i for i, line in enumerate(lines) if "does not give probabilities" in line)
+    assert said < next(i for i, line in enumerate(lines) if line.startswith("  1. "))
+    assert result.output.count("does not give probabilities") == 1
+
+
 class NanModel(CountingModel):
     def predict_on_batch(self, x):  # weights gone to NaN: NaN for every image but the first
         out = np.full((len(x), self.classes), np.nan, "float32")

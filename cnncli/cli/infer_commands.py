@@ -80,12 +80,19 @@ def predict(
     if not quiet:
         render.info(runtime or f"Runtime: {loaded.runtime}")
         render.info(f"[INFO] classifying image with '{loaded.name}'...")  # a run's file
-    # written batch by batch as they come, but with heat maps (made after all are known)
-    out = render.Predictions(fmt)
+    # written batch by batch as they come, but with heat maps (made after all are known);
+    # the warnings known so far before each batch's (`| head` would never see them after)
+    out, said = render.Predictions(fmt), []
+
+    def each(result, images):
+        render.warn_all(result.warnings[len(said):])
+        said[:] = result.warnings
+        out.add(result, images)
+
     result = prediction.predict(sources, model=loaded, top=top,
                                 batch_size=batch_size or devices.inference_batch_size(placement),
                                 resize=resize, stdin=sys.stdin,
-                                each=None if explain else out.add)
+                                each=None if explain else each)
     stopped = explaining.for_predictions(result, loaded, explain, resize) if explain else None
     for image in result.images if explain and not quiet else ():
         if image.gradcam:
@@ -95,7 +102,7 @@ def predict(
         raise none_done(result.errors)  # said as any error is: no empty list of results
     out.add(result, result.images)  # (each with its heat map's file in JSON)
     out.end(result)
-    render.warn_all(result.warnings)
+    render.warn_all(result.warnings[len(said):])
     excused = skip_bad and bool(result.predicted)  # --skip-bad excuses some, not all
     render.unread(result.errors, skipped=excused)
     if stopped is not None:

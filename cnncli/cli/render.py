@@ -426,14 +426,17 @@ class Predictions:
 
     def __init__(self, fmt: str = "text"):
         self.fmt, self.kept, self.csv = fmt, [], None
+        #: whether the figures written are scores, as the first results written said
+        self.scores: bool | None = None
 
     def add(self, result, images) -> None:
         """Write (or, for json, keep) `images`, results of `result`."""
-        key = "score" if result.scores else "probability"
         if self.fmt == "json":
-            self.kept += [{"file": r.file, "top": [_entry(*t, key) for t in _top(r)],
-                           **_heat_map(r)} for r in images]
+            self.kept += images
             return
+        if self.scores is None and images:
+            self.scores = result.scores
+        key = "score" if self.scores else "probability"
         if self.fmt == "csv":
             self._csv_header(result)
         rows = ({"file": r.file, "rank": k + 1, **_entry(*t, key), **_heat_map(r)}
@@ -448,24 +451,33 @@ class Predictions:
         sys.stdout.flush()
 
     def end(self, result) -> None:
-        """What is left to write: json's document, csv's header when no image was read."""
+        """What is left to write: json's document, csv's header when no image was read.
+        A model whose outputs showed they are not probabilities only after the first
+        results were written (as probabilities) is warned of."""
         if self.fmt == "json":
-            print_json(self.kept)
+            key = "score" if result.scores else "probability"
+            print_json([{"file": r.file, "top": [_entry(*t, key) for t in _top(r)],
+                         **_heat_map(r)} for r in self.kept])
         elif self.fmt == "csv":
             self._csv_header(result)
         sys.stdout.flush()
+        if result.scores and self.scores is False:
+            warn(f"{result.model}'s outputs showed they are not probabilities only after the "
+                 "first results were written: those written as `probability` or "
+                 "percentages are raw scores too (`--format json` is written at the end, "
+                 "and says `score` then)")
 
     def _csv_header(self, result) -> None:
         if self.csv is None:
             import csv
 
-            key = "score" if result.scores else "probability"
+            key = "score" if (result.scores if self.scores is None else self.scores) \
+                else "probability"
             self.csv = csv.DictWriter(sys.stdout, fieldnames=["file", "rank", "class", *(
                 ["wordnet_id"] if result.wordnet else []), key], extrasaction="ignore")
             self.csv.writeheader()  # (no heat map column)
 
-    @staticmethod
-    def _lines(result, images) -> None:
+    def _lines(self, result, images) -> None:
         from cnncli.model import imagenet
 
         # name files when several were given (errors too)
@@ -475,7 +487,7 @@ class Predictions:
             if many:
                 sys.stdout.write(f"{printable(r.file, one_line=True)}\n")
             for i, (name, wordnet_id, p) in enumerate(_top(r)):
-                shown = f"{p:.4g}" if result.scores else text.probability(p)
+                shown = f"{p:.4g}" if self.scores else text.probability(p)
                 if name in shared and wordnet_id:  # which crane
                     name = f"{name} ({wordnet_id})"
                 sys.stdout.write(f"{'  ' if many else ''}{i + 1}. "
