@@ -160,7 +160,8 @@ def confusion_matrix(confusion, class_names: list[str], path: str | Path, *,
 def misclassified_title(true_name: str, predicted_name: str, confidence: float) -> str:
     """A grid title for a wrong prediction (`cnncli.infer.metrics.Mistake`): a line for
     each class, its name escaped (a name's own newline or " / " never breaks it) and a
-    long one cut in the middle (`TITLE_NAME`: two lines above the image at most).
+    long one cut in the middle to `TITLE_NAME` characters (a line then wraps into
+    `TITLE_LINES` at most, the confidence kept).
 
     >>> misclassified_title("Shirt", "T-shirt/top", 0.97)
     'true: Shirt\\npred: T-shirt/top 97%'
@@ -174,14 +175,20 @@ def misclassified_title(true_name: str, predicted_name: str, confidence: float) 
 #: The characters of a class name a misclassified image's title keeps; a title line wraps
 #: at `TITLE_WIDTH` and keeps at most `TITLE_LINES` lines (names of 200 characters made
 #: the titles cover the images, and the grid's layout collapse).
-TITLE_NAME, TITLE_WIDTH, TITLE_LINES = 34, 24, 2
+TITLE_NAME, TITLE_WIDTH, TITLE_LINES = 34, 24, 3
 
 
 def _wrap(title: str) -> str:
     """Wrap each line of a title, so it fits above a small image.
 
+    >>> print(_wrap(misclassified_title("frog", "European_fire_salamander", 0.97)))
+    true: frog
+    pred:
+    European_fire_salamander
+    97%
     >>> print(_wrap("true: " + "x" * 80))
     true: xxxxxxxxxxxxxxxxxx
+    xxxxxxxxxxxxxxxxxxxxxxxx
     xxxxxxxxxxxxxxxxxxxxxxx…
     """
     lines = []
