@@ -11,8 +11,12 @@ WINDOWS = (
     "its files the POSIX way (fcntl, O_NOFOLLOW, pread, symbolic links). Hint: run it in "
     "WSL2, Windows' Linux (wsl --install), where TensorFlow also reaches NVIDIA GPUs\n")
 if _sys.platform == "win32":  # a clear word, not a traceback from `import fcntl`
-    _sys.stderr.write(f"error: {WINDOWS}")
-    raise SystemExit(3)
+    _command = _sys.argv[:1] == ["-m"] or _os.path.basename(
+        _sys.argv[0] if _sys.argv else "").lower().startswith("cnncli")
+    if _command:  # `cnncli ...`, `python -m cnncli ...`: said as errors are, no traceback
+        _sys.stderr.write(f"error: {WINDOWS}")
+        raise SystemExit(3)
+    raise ImportError(WINDOWS.strip())  # a program importing cnncli: its own to handle
 
 # Set before anything can import TensorFlow: without it, importing TensorFlow on a
 # machine without CUDA prints a page of cuInit errors; Keras must use TensorFlow.

@@ -51,6 +51,11 @@ def test_on_windows_itself_cnncli_says_to_run_it_in_wsl2_and_exits_3():
                              "O_NOFOLLOW, pread, symbolic links). Hint: run it in WSL2, "
                              "Windows' Linux (wsl --install), where TensorFlow also reaches "
                              "NVIDIA GPUs\n")
+    library = ("import sys; sys.platform = 'win32'\ntry:\n    import cnncli\n"
+               "except ImportError as exc:\n    print('ImportError:', exc)")
+    result = subprocess.run([sys.executable, "-c", library], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith(
+        "ImportError: cnncli runs on Linux and macOS, not on Windows itself"), result.stderr
 
 
 def test_every_argument_is_named_in_capitals_in_usage_lines():
