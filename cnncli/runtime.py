@@ -66,9 +66,14 @@ def stderr_silenced():
     with _SILENCING:
         if _silenced["threads"] == 0:
             sys.stderr.flush()
-            _silenced["saved"] = os.dup(2)
-            with open(os.devnull, "w") as devnull:
-                os.dup2(devnull.fileno(), 2)
+            saved = os.dup(2)
+            try:
+                with open(os.devnull, "w") as devnull:
+                    os.dup2(devnull.fileno(), 2)
+            except BaseException:
+                os.close(saved)
+                raise
+            _silenced["saved"] = saved
         _silenced["threads"] += 1
     try:
         yield

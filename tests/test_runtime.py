@@ -61,3 +61,25 @@ def test_threads_silencing_stderr_at_once_leave_it_as_it_was():
         thread.join()
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def test_silencing_stderr_that_fails_keeps_no_descriptor_open(monkeypatch):
+    import builtins
+    import os
+
+    import pytest
+
+    from cnncli import runtime
+
+    def failing(*args, **kwargs):
+        raise OSError("no /dev/null here")
+
+    before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(builtins, "open", failing)
+    for _ in range(3):
+        with pytest.raises(OSError), runtime.stderr_silenced():
+            pass
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == before
+    with runtime.stderr_silenced():  # and it still works
+        pass
