@@ -101,8 +101,7 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                     loaded.name, "the figures shown are its raw scores (`score`), not "
                     "percentages of confidence"))
             found = []
-            for (file, _), p in zip(good, probs, strict=True):
-                best = metrics.top_k(p, top)
+            for (file, _), p, best in zip(good, probs, metrics.top_k(probs, top), strict=True):
                 found.append(ImageResult(
                     file, [(loaded.class_names[i], float(p[i])) for i in best],
                     wordnet_ids=[wordnet[i] for i in best] if wordnet else None))

@@ -184,11 +184,9 @@ def labels_on_disk(path: Path) -> str | None:
     written, whatever the locale's encoding), or None if it is not a regular file or is
     larger than `MAX_BYTES`."""
     try:
-        if path.is_file() and path.stat().st_size <= MAX_BYTES:
-            return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        pass
-    return None
+        return files.read_record(path, limit=MAX_BYTES).decode("utf-8", errors="replace")
+    except (OSError, ValueError):  # (not there, not a regular file, too large)
+        return None
 
 
 def labels_text(class_names) -> str:
