@@ -62,7 +62,6 @@ from cnncli.devices.placement import (
 from cnncli.devices.tf_layer import (
     build_info,
     doctor_info,
-    dtype_policy_kept,
     failed_on_a_gpu,
     said_by_each_machine,
     setup,
@@ -83,7 +82,7 @@ __all__ = [
     "MAX_BATCH_HALVINGS", "NO_GPU_NOTE", "PRECISIONS", "TF_CONFIG_HINT", "TRAINING_TASKS",
     "USABLE_MEMORY_FRACTION", "Cluster", "GpuInfo", "Placement", "auto_jit_compile",
     "auto_precision", "available_cpus", "build_info", "check_fits", "cpu_bf16_units",
-    "cpu_flags", "decide", "doctor_info", "dtype_policy_kept", "estimate_batch_memory",
+    "cpu_flags", "decide", "doctor_info", "estimate_batch_memory",
     "failed_on_a_gpu",
     "from_environment", "gpu_warning", "inference_batch_size", "next_batch_size",
     "nvidia_driver_present", "out_of_memory_message", "parse_device", "parse_precision",

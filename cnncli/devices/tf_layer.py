@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
@@ -33,23 +32,6 @@ from cnncli.errors import ConfigError, DeviceError
 from cnncli.parallel import available_cpus, cpu_quota
 from cnncli.runtime import import_keras, import_tf, quiet_unless_debugging
 from cnncli.text import first_line
-
-
-@contextlib.contextmanager
-def dtype_policy_kept():
-    """Keras' global dtype policy put back as it was before the block, where `setup` sets
-    it: a call from Python (a notebook's prediction with ``precision="auto"``) leaves the
-    user's own new layers computing as before, not in bfloat16.
-
-    >>> with dtype_policy_kept():                     # doctest: +SKIP
-    ...     precision = setup("auto", "auto").precision
-    """
-    keras = import_keras()
-    policy = keras.config.dtype_policy()
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(policy)
 
 
 def tf_cpu_threads() -> int:

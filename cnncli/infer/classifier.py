@@ -135,7 +135,9 @@ def _precision(precision: str) -> str:
     precision = parse_precision(precision)
     if precision != "auto":
         return precision
-    with devices.dtype_policy_kept():  # the model's layers hold it, not Keras' global
+    from cnncli.model.precision import policy_kept
+
+    with policy_kept():  # the model's layers hold it, not Keras' global
         return devices.setup("auto", "auto", one_device=True).precision
 
 

@@ -17,9 +17,29 @@ weights in 16 bits (`compact_weights`): the same outputs, faster, half the memor
 
 from __future__ import annotations
 
+import contextlib
+
 from cnncli.runtime import import_keras
 
 keras = import_keras()
+
+
+@contextlib.contextmanager
+def policy_kept():
+    """Keras' global dtype policy put back as it was before the block, whatever it sets:
+    a call from Python (a notebook's prediction with ``precision="auto"``, a training,
+    a copy in another precision) leaves the user's own new layers computing as before.
+
+    >>> with policy_kept():
+    ...     keras.config.set_dtype_policy("mixed_bfloat16")
+    >>> keras.config.dtype_policy().name
+    'float32'
+    """
+    policy = keras.config.dtype_policy()
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(policy)
 
 
 def with_policy(model: keras.Model, policy: str):
@@ -30,9 +50,9 @@ def with_policy(model: keras.Model, policy: str):
               all_layers(model)}
     if all(_policy(layer) == wanted[id(layer)] for layer in all_layers(model)):
         return model
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
+    with policy_kept():
+        keras.config.set_dtype_policy(policy)
+
         def clone(layer):
             config = layer.get_config()
             config["dtype"] = wanted.get(id(layer), policy)
@@ -40,8 +60,6 @@ def with_policy(model: keras.Model, policy: str):
 
         copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
         copy.set_weights(model.get_weights())
-    finally:
-        keras.config.set_dtype_policy(previous)
     _normalise_again(copy)
     return copy
 

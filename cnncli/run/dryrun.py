@@ -65,7 +65,9 @@ def dry_run(cfg: config.RunConfig, config_file: str) -> DryRun:
     """Work out the run of `cfg` (read from `config_file`) as training would, without
     downloading, caching or writing anything: a device asked for and not there, the
     network's and the settings' problems are raised first, then the data's."""
-    with devices.dtype_policy_kept():  # `devices.setup` sets it
+    from cnncli.model.precision import policy_kept
+
+    with policy_kept():  # `devices.setup` sets it
         return _dry_run(cfg, config_file)
 
 

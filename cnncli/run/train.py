@@ -99,9 +99,11 @@ def _process_state_kept():
 
     import numpy as np
 
+    from cnncli.model.precision import policy_kept
+
     python, numpy = random.getstate(), np.random.get_state()
     try:
-        with devices.dtype_policy_kept():
+        with policy_kept():
             yield
     finally:
         random.setstate(python)
