@@ -182,6 +182,16 @@ def test_an_interrupted_run_shows_what_its_finished_epochs_reached(tmp_path):
     assert listing.summarize(run).best is None
 
 
+def test_an_older_run_of_acc_shows_its_best_validation_accuracy(tmp_path):
+    """`metrics: [acc]` wrote acc and val_acc (Keras' accuracy): its best was shown as
+    the validation loss; resumed since, its rows have both pairs, each half empty."""
+    run = interrupted_with_history(
+        tmp_path, "epoch,acc,accuracy,loss,val_acc,val_accuracy,val_loss,images_per_s\n"
+        "1,0.80,,0.6,0.8812,,0.41,900.5\n2,,0.88,0.4,,0.9069,0.33,950.0\n")
+    row = listing.summarize(run)
+    assert (row.best_metric, row.best) == ("val_accuracy", 0.9069)
+
+
 def test_an_interrupted_run_without_validation_shows_its_best_loss(tmp_path):
     """history.csv heads accuracy and validation columns even when they stay empty."""
     run = interrupted_with_history(

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cnncli import files, runfolder
+from cnncli.config.sections import SHORT_NAMES
 from cnncli.run import rundir
 from cnncli.run.monitor import best_monitor
 from cnncli.run.record import RunMetrics
@@ -128,6 +129,7 @@ def _so_far(run: Path, status: str) -> RunSummary:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except (OSError, ValueError, csv.Error):  # (UnicodeDecodeError: a ValueError)
         return RunSummary(str(run), status)
+    rows = [_long_names(row) for row in rows]
     # the figures the run measured (history.csv always heads val_ and accuracy columns)
     columns = [c for c in (rows[0] if rows else ()) if any(_float(r.get(c)) is not None
                                                            for r in rows)]
@@ -139,6 +141,21 @@ def _so_far(run: Path, status: str) -> RunSummary:
     speed = _float(rows[-1].get("images_per_s")) if rows else None
     return RunSummary(str(run), status, len(rows) or None, monitor if best is not None
                       else None, best, speed)
+
+
+def _long_names(row: dict) -> dict:
+    """A history row with Keras' long names: an older run of ``metrics: [acc]`` wrote
+    ``acc`` and ``val_acc``, and one resumed since has both pairs, each half empty.
+
+    >>> _long_names({"acc": "0.9", "accuracy": "", "val_acc": "", "val_accuracy": "0.8"})
+    {'accuracy': '0.9', 'val_accuracy': '0.8'}
+    """
+    named: dict = {}
+    for key, value in row.items():
+        key = SHORT_NAMES.get(key, key)
+        if value not in ("", None) or key not in named:
+            named[key] = value
+    return named
 
 
 def _float(text) -> float | None:
