@@ -186,10 +186,14 @@ def test_an_older_run_of_acc_shows_its_best_validation_accuracy(tmp_path):
     """`metrics: [acc]` wrote acc and val_acc (Keras' accuracy): its best was shown as
     the validation loss; resumed since, its rows have both pairs, each half empty."""
     run = interrupted_with_history(
-        tmp_path, "epoch,acc,accuracy,loss,val_acc,val_accuracy,val_loss,images_per_s\n"
-        "1,0.80,,0.6,0.8812,,0.41,900.5\n2,,0.88,0.4,,0.9069,0.33,950.0\n")
+        tmp_path, "epoch,acc,loss,val_acc,val_loss,images_per_s\n"
+        "1,0.80,0.6,0.8812,0.41,900.5\n2,0.88,0.4,0.9069,0.33,950.0\n")
     row = listing.summarize(run)
     assert (row.best_metric, row.best) == ("val_accuracy", 0.9069)
+    (run / "history.csv").write_text(
+        "epoch,acc,accuracy,loss,val_acc,val_accuracy,val_loss,images_per_s\n"
+        "1,0.80,,0.6,0.9500,,0.41,900.5\n2,,0.88,0.4,,0.9069,0.33,950.0\n")
+    assert listing.summarize(run).best == 0.95
 
 
 def test_an_interrupted_run_without_validation_shows_its_best_loss(tmp_path):
