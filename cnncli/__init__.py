@@ -18,6 +18,11 @@ if _sys.platform == "win32":  # a clear word, not a traceback from `import fcntl
         raise SystemExit(3)
     raise ImportError(WINDOWS.strip())  # a program importing cnncli: its own to handle
 
+# A container's user with neither HOME nor an entry in /etc/passwd has no home folder:
+# Keras would keep its files in a folder named "~" in the working folder; /tmp/.keras,
+# where Keras goes when the home folder cannot be written to.
+if _os.path.expanduser("~") == "~" and not _os.environ.get("KERAS_HOME"):
+    _os.environ["KERAS_HOME"] = "/tmp/.keras"
 # Set before anything can import TensorFlow: without it, importing TensorFlow on a
 # machine without CUDA prints a page of cuInit errors; Keras must use TensorFlow.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -147,7 +147,10 @@ def keras_home() -> Path:
     home = os.environ.get("KERAS_HOME")
     if home:
         return Path(home).expanduser()
-    user_home = Path.home()
+    try:
+        user_home = Path.home()
+    except RuntimeError:  # no home folder (`cnncli` sets KERAS_HOME then: /tmp/.keras)
+        return Path("/tmp/.keras")
     return (user_home if os.access(user_home, os.W_OK) else Path("/tmp")) / ".keras"
 
 

@@ -83,3 +83,30 @@ def test_silencing_stderr_that_fails_keeps_no_descriptor_open(monkeypatch):
     assert len(os.listdir("/proc/self/fd")) == before
     with runtime.stderr_silenced():  # and it still works
         pass
+
+
+def test_without_a_home_folder_keras_and_the_caches_go_to_tmp(monkeypatch):
+    """A container's user with neither HOME nor a passwd entry: every command that
+    reached Keras' or the disk cache's folder failed as a bug (Path.home() raised), and
+    TensorFlow made a folder named "~" in the working folder."""
+    import os
+    from pathlib import Path
+
+    from cnncli import runtime
+    from cnncli.data import loader
+
+    def homeless():
+        raise RuntimeError("Could not determine home directory.")
+
+    for name in ("KERAS_HOME", "CNNCLI_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(Path, "home", homeless)
+    assert (runtime.keras_home(), loader.cache_dir()) == (Path("/tmp/.keras"),
+                                                        Path("/tmp/.cache/cnncli"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "/vol/cache")
+    assert loader.cache_dir() == Path("/vol/cache/cnncli")
+    code = "import os; os.path.expanduser = lambda p: p; import cnncli; " \
+           "print(os.environ['KERAS_HOME'])"
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_HOME"}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env).stdout == "/tmp/.keras\n"

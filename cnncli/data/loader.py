@@ -46,8 +46,17 @@ IMAGES_FILE, FILLED_FILE = "images.u8", "filled.bool"
 
 
 def cache_dir() -> Path:
-    """``$CNNCLI_CACHE_DIR``, else ``~/.cache/cnncli``."""
-    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "cnncli")
+    """``$CNNCLI_CACHE_DIR``, else ``$XDG_CACHE_HOME/cnncli``, else ``~/.cache/cnncli``;
+    without a home folder (a container's user with neither ``HOME`` nor an entry in
+    /etc/passwd) ``/tmp/.cache/cnncli``, as Keras falls back to ``/tmp/.keras``."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "cnncli"
+    try:
+        return Path.home() / ".cache" / "cnncli"
+    except RuntimeError:  # ("Could not determine home directory")
+        return Path("/tmp/.cache/cnncli")
 
 
 #: Where Linux says how much memory is available.
