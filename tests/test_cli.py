@@ -434,6 +434,32 @@ def test_a_tensorflow_error_unrelated_to_gpu_libraries_is_not_blamed_on_them(mon
     assert "GPU" not in err and "this is a bug in cnncli" in err
 
 
+@pytest.mark.parametrize("raised, said", [
+    (FileNotFoundError(2, "No usable temporary directory found in ['/nonexistent', '/tmp']"),
+     "error: no folder for temporary files can be written to (TMPDIR, /tmp, /var/tmp, the "
+     "working folder): TensorFlow needs one. Hint: set TMPDIR to a folder that can be "
+     "written to\n"),
+    (OSError("Matplotlib requires access to a writable cache directory, but there was an "
+             "issue with the default path (/.config/matplotlib)"),
+     "error: matplotlib finds no folder it can write its cache to. Hint: set MPLCONFIGDIR "
+     "(or TMPDIR) to a folder that can be written to\n")])
+def test_no_folder_for_temporary_files_is_said_as_such_not_as_a_bug(raised, said,
+                                                                    monkeypatch, capsys):
+    """A container's read-only root: TensorFlow's start, then matplotlib's, failed "as a
+    bug in cnncli"."""
+    from cnncli.cli import app as cli
+    from cnncli.model import summary as summaries
+
+    def unwritable(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(summaries, "summarize", unwritable)
+    monkeypatch.setattr(sys, "argv", ["cnncli", "summary", "linear"])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert (e.value.code, capsys.readouterr().err) == (3, said)
+
+
 def test_an_unexpected_error_is_json_too_when_json_is_asked_for(monkeypatch, capsys):
     import json
 

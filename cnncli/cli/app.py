@@ -200,10 +200,29 @@ def _run() -> None:
 
             if on_gpu := failed_on_a_gpu(exc):
                 _fail(on_gpu)
+        if unwritable := _no_place_for_temporary_files(exc):
+            _fail(unwritable)
         bug = InternalError(f"unexpected {type(exc).__name__}: {exc}",
                             hint="this is a bug in cnncli or a library it uses; run again "
                                  "with --debug for the traceback, and report it")
         _fail(bug, said=f"{bug.message}. Hint: {bug.hint}")  # a library's lines kept
+
+
+def _no_place_for_temporary_files(exc: BaseException):
+    """The error to say for a library that found no folder it can write its temporary
+    files to (a container's read-only root, TMPDIR a folder that is not there), or None.
+    TensorFlow's absl and matplotlib need one as they start: said as a bug, it was."""
+    from cnncli.errors import WriteError
+
+    if isinstance(exc, FileNotFoundError) and "No usable temporary directory" in str(exc):
+        return WriteError("no folder for temporary files can be written to (TMPDIR, /tmp, "
+                          "/var/tmp, the working folder): TensorFlow needs one",
+                          hint="set TMPDIR to a folder that can be written to")
+    if isinstance(exc, OSError) and "Matplotlib requires access to a writable" in str(exc):
+        return WriteError("matplotlib finds no folder it can write its cache to",
+                          hint="set MPLCONFIGDIR (or TMPDIR) to a folder that can be "
+                               "written to")
+    return None
 
 
 def _fail(exc: CnnError, said: str | None = None) -> NoReturn:
