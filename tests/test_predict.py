@@ -695,6 +695,11 @@ def test_a_command_leaves_no_file_of_tensorflow_in_the_temporary_folder(tmp_path
                     env={"TMPDIR": str(temporary)})
     assert result.returncode == 0, result.stderr
     assert list(temporary.iterdir()) == []
+    # a home folder matplotlib cannot write to: its configuration folder in TMPDIR
+    result = cnncli("evaluate", str(run), env={"TMPDIR": str(temporary), "MPLCONFIGDIR": "",
+                                               "HOME": "/proc/no-home"})  # (not for root)
+    assert result.returncode == 0, result.stderr
+    assert list(temporary.iterdir()) == []
 
 
 def _trained_run(tmp_path):

@@ -250,7 +250,7 @@ def _leave_output_closed() -> NoReturn:
     stopped reading (``cnncli models | head -1``), which is no failure of the command's;
     a script with ``set -o pipefail`` sees the same code as for any such program."""
     _to_null(sys.stdout)  # nothing more is written to the closed pipe
-    _remove_autograph_files()
+    _remove_temporary_files()
     os._exit(EXIT_SIGPIPE)
 
 
@@ -371,7 +371,7 @@ def _watch_sigterm():
             if signal.SIGTERM in data and signal.getsignal(signal.SIGTERM) is _terminate:
                 time.sleep(SIGTERM_GRACE)
                 sys.stderr.write("Terminated (the command did not stop by itself).\n")
-                _remove_autograph_files()
+                _remove_temporary_files()
                 os._exit(EXIT_SIGTERM)
         os.close(read)
 
@@ -416,21 +416,35 @@ def _leave(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         _flush_or_drop(stream)
     if code in (EXIT_SIGINT, EXIT_SIGTERM) or (EXIT_AT_ONCE and "tensorflow" in sys.modules):
-        _remove_autograph_files()
+        _remove_temporary_files()
         os._exit(code)
     sys.exit(code)
 
 
-def _remove_autograph_files() -> None:
-    """TensorFlow writes each Python function it converts into a graph (AutoGraph) to a
-    file of the temporary folder, removed as Python exits, which `os._exit` skips: every
-    command left 9 to 12 (``__autograph_generated_file*.py``). Each is a module in
-    `sys.modules`, named so."""
+def _remove_temporary_files() -> None:
+    """What libraries remove from the temporary folder as Python exits, which `os._exit`
+    skips: TensorFlow's file of each Python function it converts into a graph (AutoGraph;
+    each a module in `sys.modules` named so, and its compiled ``.pyc``: every command left
+    9 to 12), and the configuration folder matplotlib makes there when the home folder
+    cannot be written to (``matplotlib-*``, one a command in a container)."""
     for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if name.startswith("__autograph_generated_file") and path:
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        if name.startswith("__autograph_generated_file"):
+            for path in (getattr(module, "__file__", None), getattr(module, "__cached__", None)):
+                if path:
+                    with contextlib.suppress(OSError):
+                        os.remove(path)
+            with contextlib.suppress(OSError, TypeError):  # (if nothing else is in it)
+                os.rmdir(os.path.dirname(module.__cached__))
+    if "matplotlib" in sys.modules:
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        with contextlib.suppress(Exception):  # (its folders are known once it started)
+            folder = Path(sys.modules["matplotlib"].get_configdir())
+            if folder.name.startswith("matplotlib-") and \
+                    folder.parent == Path(tempfile.gettempdir()):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _flush_or_drop(stream) -> None:
