@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -98,10 +99,15 @@ def downloads_on_stderr():
     first line waits for the next (the progress bar): a download that fails before any
     (no network) says nothing, and the caller says what it does instead.
 
+    Keras' downloads have no timeout of their own: a network that drops what it is sent
+    (a CI job's firewall) kept a command silent for 140 s, the system's connection
+    timeout; each connection and read waits `DOWNLOAD_TIMEOUT` seconds at most here.
+
     >>> with downloads_on_stderr():
     ...     print("Downloading data from https://example.com/x.npz")   # goes to stderr
     """
-    held = _FirstLineHeld(sys.stderr)
+    held, timeout = _FirstLineHeld(sys.stderr), socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # (urllib's sockets take it when made)
     with contextlib.redirect_stdout(held):
         try:
             yield
@@ -110,6 +116,11 @@ def downloads_on_stderr():
             raise
         finally:
             held.release()
+            socket.setdefaulttimeout(timeout)
+
+
+#: Seconds a Keras download waits to connect, or for its next bytes (`downloads_on_stderr`).
+DOWNLOAD_TIMEOUT = 30
 
 
 class _FirstLineHeld(io.TextIOBase):

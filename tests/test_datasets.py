@@ -749,6 +749,26 @@ def test_keras_download_messages_go_to_stderr_not_to_stdout(monkeypatch, capsys)
     assert out == "" and "Downloading data from" in err  # stdout holds results (--json)
 
 
+def test_a_keras_download_waits_for_the_network_thirty_seconds_at_most(monkeypatch):
+    """A network that drops packets kept every command silent for 140 s (the system's
+    connection timeout): Keras' downloads set none."""
+    import socket
+
+    import keras
+
+    x_train, y_train, x_test, y_test = tiny_arrays(size=(32, 32, 3))
+    seen = []
+
+    def load_data():
+        seen.append(socket.getdefaulttimeout())  # what urllib's sockets are made with
+        return (x_train, y_train[:, None]), (x_test, y_test[:, None])
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", load_data)
+    monkeypatch.setattr(known, "_keras_download", KERAS_DOWNLOAD)
+    datasets.load("cifar10")
+    assert seen == [30] and socket.getdefaulttimeout() is None  # (put back)
+
+
 def test_a_download_that_fails_at_once_prints_nothing_before_the_fallback(monkeypatch,
                                                                           capsys):
     """Offline, Keras says "Downloading data from URL" and fails (no network): the line
