@@ -161,8 +161,9 @@ def keras_home() -> Path:
     try:
         user_home = Path.home()
     except RuntimeError:  # no home folder (`cnncli` sets KERAS_HOME then: /tmp/.keras)
-        return Path("/tmp/.keras")
-    return (user_home if os.access(user_home, os.W_OK) else Path("/tmp")) / ".keras"
+        user_home = None
+    writable = user_home is not None and os.access(user_home, os.W_OK)
+    return (user_home if writable else Path("/tmp")) / ".keras"
 
 
 def keras_cache_dirs(kind: str) -> list[Path]:

@@ -428,13 +428,15 @@ def _remove_temporary_files() -> None:
     9 to 12), and the configuration folder matplotlib makes there when the home folder
     cannot be written to (``matplotlib-*``, one a command in a container)."""
     for name, module in list(sys.modules.items()):
-        if name.startswith("__autograph_generated_file"):
-            for path in (getattr(module, "__file__", None), getattr(module, "__cached__", None)):
-                if path:
-                    with contextlib.suppress(OSError):
-                        os.remove(path)
-            with contextlib.suppress(OSError, TypeError):  # (if nothing else is in it)
-                os.rmdir(os.path.dirname(module.__cached__))
+        if not name.startswith("__autograph_generated_file"):
+            continue
+        source, compiled = getattr(module, "__file__", None), getattr(module, "__cached__", None)
+        for path in filter(None, (source, compiled)):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        if compiled:
+            with contextlib.suppress(OSError):  # (only if nothing else is in it)
+                os.rmdir(os.path.dirname(compiled))
     if "matplotlib" in sys.modules:
         import shutil
         import tempfile

@@ -100,11 +100,10 @@ def predict(sources: list[str], *, model: str | classifier.Classifier, top: int 
                 result.warnings.append(metrics.scores_note(
                     loaded.name, "the figures shown are its raw scores (`score`), not "
                     "percentages of confidence"))
-            found = []
-            for (file, _), p, best in zip(good, probs, metrics.top_k(probs, top), strict=True):
-                found.append(ImageResult(
-                    file, [(loaded.class_names[i], float(p[i])) for i in best],
-                    wordnet_ids=[wordnet[i] for i in best] if wordnet else None))
+            found = [ImageResult(file, [(loaded.class_names[i], float(p[i])) for i in best],
+                                 wordnet_ids=[wordnet[i] for i in best] if wordnet else None)
+                     for (file, _), p, best in zip(good, probs, metrics.top_k(probs, top),
+                                                   strict=True)]
             result.predicted += len(found)
             if each is None:
                 result.images += found
